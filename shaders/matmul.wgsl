@@ -1,0 +1,224 @@
+// matmul: C[M, N] = op(A)[M, K] · op(B)[K, N], then an epilogue.
+//
+// Storage is row-major. op(A) = A stored [M, K], or A stored [K, M] when TRANS_A.
+// op(B) = B stored [K, N], or B stored [N, K] when TRANS_B. The transposes the MLP needs:
+//   forward   Y  = X · Wᵀ          (TRANS_B)          epilogue bias (+ ReLU)
+//   backward  dX = dY · W           (none)             epilogue ReLU mask of the forward output
+//   weights   dW = dYᵀ · X          (TRANS_A)
+// Epilogues (EPILOGUE): 0 none, 1 + bias[n], 2 max(0, · + bias[n]), 3 · ⊙ [mask[m, n] > 0].
+// When `batch_dim` is 1 (2), M (K) is the minibatch size of the current step record, so
+// the last partial minibatch reuses the same dispatch and buffers.
+//
+// Two variants with the same bindings:
+// - `matmul_register`: each invocation owns a 4x4 block of C in registers; no workgroup
+//   memory and no barriers, which is what CPU adapters (lavapipe) run fastest.
+// - `matmul_tiled`: 64x64 tiles of C per workgroup staged through workgroup memory with
+//   barriers, which is what discrete GPUs run fastest.
+
+struct MatmulParams {
+    m: u32,
+    n: u32,
+    k: u32,
+    batch_dim: u32,
+}
+
+struct Step {
+    offset: u32,
+    batch: u32,
+    lr: f32,
+    first: u32,
+    index: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+override TRANS_A: bool = false;
+override TRANS_B: bool = false;
+override EPILOGUE: u32 = 0u;
+
+@group(0) @binding(0) var<uniform> params: MatmulParams;
+@group(0) @binding(1) var<storage, read> a: array<f32>;
+@group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read> mask: array<f32>;
+@group(0) @binding(5) var<storage, read_write> c: array<f32>;
+@group(1) @binding(0) var<uniform> step: Step;
+
+fn dims() -> vec3<u32> {
+    var m = params.m;
+    var k = params.k;
+    if (params.batch_dim == 1u) {
+        m = step.batch;
+    } else if (params.batch_dim == 2u) {
+        k = step.batch;
+    }
+    return vec3<u32>(m, params.n, k);
+}
+
+// Index of op(A)[row, kk] in `a`.
+fn a_index(row: u32, kk: u32, m: u32, k: u32) -> u32 {
+    if (TRANS_A) {
+        return kk * m + row;
+    }
+    return row * k + kk;
+}
+
+// Index of op(B)[kk, col] in `b`.
+fn b_index(kk: u32, col: u32, n: u32, k: u32) -> u32 {
+    if (TRANS_B) {
+        return col * k + kk;
+    }
+    return kk * n + col;
+}
+
+fn epilogue(v: f32, row: u32, col: u32, n: u32) -> f32 {
+    switch EPILOGUE {
+        case 1u: {
+            return v + bias[col];
+        }
+        case 2u: {
+            return max(v + bias[col], 0.0);
+        }
+        case 3u: {
+            return select(0.0, v, mask[row * n + col] > 0.0);
+        }
+        default: {
+            return v;
+        }
+    }
+}
+
+const RT: u32 = 4u; // register tile: RT x RT outputs per invocation
+
+@compute @workgroup_size(16, 16)
+fn matmul_register(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+) {
+    let d = dims();
+    let m = d.x;
+    let n = d.y;
+    let k = d.z;
+    // Row blocks fold into z past the 65,535-workgroup limit of y.
+    let row0 = ((wid.z * nwg.y + wid.y) * 16u + lid.y) * RT;
+    let col0 = (wid.x * 16u + lid.x) * RT;
+    if (row0 >= m || col0 >= n) {
+        return;
+    }
+    // Rows and columns past the edge are clamped onto the last valid one: the loads stay in
+    // bounds without a branch per load, and the duplicated results are never stored.
+    var ra: array<u32, 4>;
+    var cb: array<u32, 4>;
+    for (var i = 0u; i < RT; i++) {
+        ra[i] = min(row0 + i, m - 1u);
+        cb[i] = min(col0 + i, n - 1u);
+    }
+    var acc: array<f32, 16>;
+    for (var kk = 0u; kk < k; kk++) {
+        let a0 = a[a_index(ra[0], kk, m, k)];
+        let a1 = a[a_index(ra[1], kk, m, k)];
+        let a2 = a[a_index(ra[2], kk, m, k)];
+        let a3 = a[a_index(ra[3], kk, m, k)];
+        let b0 = b[b_index(kk, cb[0], n, k)];
+        let b1 = b[b_index(kk, cb[1], n, k)];
+        let b2 = b[b_index(kk, cb[2], n, k)];
+        let b3 = b[b_index(kk, cb[3], n, k)];
+        acc[0] = fma(a0, b0, acc[0]);
+        acc[1] = fma(a0, b1, acc[1]);
+        acc[2] = fma(a0, b2, acc[2]);
+        acc[3] = fma(a0, b3, acc[3]);
+        acc[4] = fma(a1, b0, acc[4]);
+        acc[5] = fma(a1, b1, acc[5]);
+        acc[6] = fma(a1, b2, acc[6]);
+        acc[7] = fma(a1, b3, acc[7]);
+        acc[8] = fma(a2, b0, acc[8]);
+        acc[9] = fma(a2, b1, acc[9]);
+        acc[10] = fma(a2, b2, acc[10]);
+        acc[11] = fma(a2, b3, acc[11]);
+        acc[12] = fma(a3, b0, acc[12]);
+        acc[13] = fma(a3, b1, acc[13]);
+        acc[14] = fma(a3, b2, acc[14]);
+        acc[15] = fma(a3, b3, acc[15]);
+    }
+    for (var i = 0u; i < RT; i++) {
+        let row = row0 + i;
+        if (row < m) {
+            for (var j = 0u; j < RT; j++) {
+                let col = col0 + j;
+                if (col < n) {
+                    c[row * n + col] = epilogue(acc[i * RT + j], row, col, n);
+                }
+            }
+        }
+    }
+}
+
+const TILE: u32 = 64u; // outputs per workgroup side
+const TK: u32 = 16u;   // K slice staged per iteration
+
+var<workgroup> tile_a: array<f32, 1024>; // [TK][TILE]: op(A)ᵀ slice
+var<workgroup> tile_b: array<f32, 1024>; // [TK][TILE]: op(B) slice
+
+@compute @workgroup_size(16, 16)
+fn matmul_tiled(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+) {
+    let d = dims();
+    let m = d.x;
+    let n = d.y;
+    let k = d.z;
+    let tile_row = (wid.z * nwg.y + wid.y) * TILE;
+    let tile_col = wid.x * TILE;
+    // Whole workgroups past the edge leave together, so the barriers below stay uniform.
+    if (tile_row >= m || tile_col >= n) {
+        return;
+    }
+    let t = lid.y * 16u + lid.x;
+    var acc: array<f32, 16>;
+    for (var k0 = 0u; k0 < k; k0 += TK) {
+        // 256 invocations load 1024 elements of each tile, zero-filling past the edges.
+        for (var e = 0u; e < 4u; e++) {
+            let idx = t + e * 256u;
+            let kk = idx / TILE;
+            let mn = idx % TILE;
+            let gk = k0 + kk;
+            let gr = tile_row + mn;
+            let gc = tile_col + mn;
+            var va = 0.0;
+            if (gk < k && gr < m) {
+                va = a[a_index(gr, gk, m, k)];
+            }
+            var vb = 0.0;
+            if (gk < k && gc < n) {
+                vb = b[b_index(gk, gc, n, k)];
+            }
+            tile_a[kk * TILE + mn] = va;
+            tile_b[kk * TILE + mn] = vb;
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < TK; kk++) {
+            for (var i = 0u; i < 4u; i++) {
+                let av = tile_a[kk * TILE + lid.y * 4u + i];
+                for (var j = 0u; j < 4u; j++) {
+                    acc[i * 4u + j] = fma(av, tile_b[kk * TILE + lid.x * 4u + j], acc[i * 4u + j]);
+                }
+            }
+        }
+        workgroupBarrier();
+    }
+    for (var i = 0u; i < 4u; i++) {
+        let row = tile_row + lid.y * 4u + i;
+        if (row < m) {
+            for (var j = 0u; j < 4u; j++) {
+                let col = tile_col + lid.x * 4u + j;
+                if (col < n) {
+                    c[row * n + col] = epilogue(acc[i * 4u + j], row, col, n);
+                }
+            }
+        }
+    }
+}

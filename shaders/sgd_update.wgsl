@@ -1,0 +1,82 @@
+// sgd_update: one dispatch over the flat parameter buffer, torch.optim.SGD semantics.
+//
+//   g <- grad + wd * p                          (coupled weight decay, PyTorch default)
+//   v <- g on the first step, else momentum * v + (1 - dampening) * g
+//   g <- g + momentum * v if nesterov, else v   (only when momentum != 0)
+//   p <- p - lr * g
+// With `decoupled` (SGDW, Loshchilov & Hutter) the decay is p <- p - lr * wd * p instead of
+// being added to the gradient. Elements inside a `no_decay` range (biases, with
+// --no-decay-bias) get wd = 0. lr and the first-step flag come from the step record.
+// Nothing changes once status[0] is set (a non-finite loss was seen).
+
+struct SgdParams {
+    len: u32,
+    ranges: u32,        // number of no_decay ranges
+    nesterov: u32,
+    decoupled: u32,
+    weight_decay: f32,
+    momentum: f32,
+    dampening: f32,
+    _pad: u32,
+}
+
+struct Step {
+    offset: u32,
+    batch: u32,
+    lr: f32,
+    first: u32,
+    index: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: SgdParams;
+@group(0) @binding(1) var<storage, read_write> param: array<f32>;
+@group(0) @binding(2) var<storage, read> grad: array<f32>;
+@group(0) @binding(3) var<storage, read_write> velocity: array<f32>;
+@group(0) @binding(4) var<storage, read> no_decay: array<vec2<u32>>; // [start, end)
+@group(0) @binding(5) var<storage, read> status: array<u32>;
+@group(1) @binding(0) var<uniform> step: Step;
+
+const WG: u32 = 256u;
+
+@compute @workgroup_size(256)
+fn sgd_update(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let i = ((wid.z * nwg.y + wid.y) * nwg.x + wid.x) * WG + lid;
+    if (i >= params.len || status[0] != 0u) {
+        return;
+    }
+    var wd = params.weight_decay;
+    for (var r = 0u; r < params.ranges; r++) {
+        let range = no_decay[r];
+        if (i >= range.x && i < range.y) {
+            wd = 0.0;
+        }
+    }
+    let lr = step.lr;
+    var p = param[i];
+    var g = grad[i];
+    if (params.decoupled != 0u) {
+        p = p - lr * wd * p;
+    } else {
+        g = g + wd * p;
+    }
+    if (params.momentum != 0.0) {
+        var v = g;
+        if (step.first == 0u) {
+            v = params.momentum * velocity[i] + (1.0 - params.dampening) * g;
+        }
+        velocity[i] = v;
+        if (params.nesterov != 0u) {
+            g = g + params.momentum * v;
+        } else {
+            g = v;
+        }
+    }
+    param[i] = p - lr * g;
+}

@@ -1,0 +1,170 @@
+//! Checkpoints in safetensors, under PyTorch `nn.Sequential` names (`0.weight`, `0.bias`,
+//! `2.weight`, `2.bias`, ...; the odd indices are the ReLUs), f32, weight `[O, I]`, bias
+//! `[O]`: `model.load_state_dict(safetensors.torch.load_file(path))` loads them into
+//! `nn.Sequential(nn.Linear(I, H), nn.ReLU(), nn.Linear(H, C))` unchanged.
+//!
+//! Writes are atomic: a temporary file in the same directory, fsynced, then renamed over
+//! the target, so an interrupted run never leaves a half-written file; non-finite weights
+//! are refused, so a diverged run never overwrites a good checkpoint.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::Path;
+
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+
+use crate::error::{Error, Result};
+use crate::model::MlpSpec;
+
+fn err(path: &Path, reason: impl Into<String>) -> Error {
+    Error::Checkpoint { path: path.to_path_buf(), reason: reason.into() }
+}
+
+/// Saves the flat parameters of `spec` to `path`.
+///
+/// # Errors
+/// [`Error::Checkpoint`] when a weight is not finite (nothing is written) or the file
+/// cannot be written (the previous file, if any, is left intact).
+pub fn save(path: &Path, spec: &MlpSpec, params: &[f32]) -> Result<()> {
+    let layout = spec.layout();
+    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    for (l, s) in layout.layers.iter().enumerate() {
+        let w = &params[s.weight..s.weight + s.outputs * s.inputs];
+        let b = &params[s.bias..s.bias + s.outputs];
+        for (name, t) in [("weight", w), ("bias", b)] {
+            if let Some(i) = t.iter().position(|v| !v.is_finite()) {
+                return Err(err(path, format!("refusing to save: {}.{name}[{i}] is {} (the run diverged)", 2 * l, t[i])));
+            }
+        }
+        tensors.push((format!("{}.weight", 2 * l), vec![s.outputs, s.inputs], bytemuck::cast_slice(w).to_vec()));
+        tensors.push((format!("{}.bias", 2 * l), vec![s.outputs], bytemuck::cast_slice(b).to_vec()));
+    }
+    let views = tensors
+        .iter()
+        .map(|(n, shape, data)| TensorView::new(Dtype::F32, shape.clone(), data).map(|v| (n.clone(), v)))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| err(path, e.to_string()))?;
+    let meta = HashMap::from([("format".to_string(), "pt".to_string()), ("wgtrain.sizes".to_string(), spec.to_string())]);
+    let bytes = safetensors::serialize(views, Some(meta)).map_err(|e| err(path, e.to_string()))?;
+    write_atomically(path, &bytes)
+}
+
+/// Writes `bytes` to a temporary file next to `path`, syncs it, then renames it over `path`.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().ok_or_else(|| err(path, "not a file name"))?;
+    let tmp = dir.join(format!(".{}.tmp{}", name.to_string_lossy(), std::process::id()));
+    let io = |e: std::io::Error| Error::Io { path: tmp.clone(), source: e };
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp).map_err(io)?;
+        f.write_all(bytes).map_err(io)?;
+        f.sync_all().map_err(io)?;
+        std::fs::rename(&tmp, path).map_err(|e| Error::Io { path: path.to_path_buf(), source: e })
+    })();
+    if result.is_err() {
+        // Best effort: a leftover temporary file is harmless but untidy.
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Loads a checkpoint: the model it describes and its flat parameters.
+///
+/// # Errors
+/// [`Error::Checkpoint`] when the file is not safetensors, a tensor is missing, not f32,
+/// or shapes do not chain (`weight [O, I]` of one layer must feed the next).
+pub fn load(path: &Path) -> Result<(MlpSpec, Vec<f32>)> {
+    let bytes = std::fs::read(path).map_err(|e| Error::Io { path: path.to_path_buf(), source: e })?;
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| err(path, format!("not a safetensors file: {e}")))?;
+    let mut sizes = Vec::new();
+    let mut tensors = Vec::new();
+    for l in 0.. {
+        let wname = format!("{}.weight", 2 * l);
+        let Ok(w) = st.tensor(&wname) else { break };
+        let bname = format!("{}.bias", 2 * l);
+        let b = st.tensor(&bname).map_err(|_| err(path, format!("has {wname} but no {bname}")))?;
+        for (n, t) in [(&wname, &w), (&bname, &b)] {
+            if t.dtype() != Dtype::F32 {
+                return Err(err(path, format!("{n} is {:?}; only F32 is supported", t.dtype())));
+            }
+        }
+        let (out, inp) = match w.shape() {
+            [o, i] => (*o, *i),
+            s => return Err(err(path, format!("{wname} has shape {s:?}, expected [out, in]"))),
+        };
+        if b.shape() != [out] {
+            return Err(err(path, format!("{bname} has shape {:?}, expected [{out}]", b.shape())));
+        }
+        match sizes.last() {
+            None => sizes.push(inp),
+            Some(&prev) if prev != inp => return Err(err(path, format!("{wname} takes {inp} inputs but the previous layer gives {prev}"))),
+            _ => {}
+        }
+        sizes.push(out);
+        tensors.push((w, b));
+    }
+    if tensors.is_empty() {
+        return Err(err(path, "no tensor named 0.weight: not an nn.Sequential MLP checkpoint"));
+    }
+    let spec = MlpSpec { sizes };
+    let layout = spec.layout();
+    let mut params = vec![0.0f32; layout.len];
+    for (s, (w, b)) in layout.layers.iter().zip(&tensors) {
+        let wv: Vec<f32> = bytemuck::pod_collect_to_vec(w.data());
+        let bv: Vec<f32> = bytemuck::pod_collect_to_vec(b.data());
+        params[s.weight..s.weight + wv.len()].copy_from_slice(&wv);
+        params[s.bias..s.bias + bv.len()].copy_from_slice(&bv);
+    }
+    Ok((spec, params))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_keeps_shapes_names_and_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.safetensors");
+        let spec = MlpSpec::new(5, &[3, 4], 2).unwrap();
+        let params = spec.init(3);
+        save(&path, &spec, &params).unwrap();
+        let (spec2, params2) = load(&path).unwrap();
+        assert_eq!(spec2, spec);
+        assert_eq!(params2, params);
+        let bytes = std::fs::read(&path).unwrap();
+        let st = SafeTensors::deserialize(&bytes).unwrap();
+        let mut names = st.names();
+        names.sort();
+        assert_eq!(names, ["0.bias", "0.weight", "2.bias", "2.weight", "4.bias", "4.weight"]);
+        assert_eq!(st.tensor("2.weight").unwrap().shape(), [4, 3]);
+    }
+
+    #[test]
+    fn non_finite_weights_never_replace_a_good_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.safetensors");
+        let spec = MlpSpec::new(5, &[3], 2).unwrap();
+        let good = spec.init(1);
+        save(&path, &spec, &good).unwrap();
+        let mut bad = good.clone();
+        bad[spec.layout().layers[1].bias] = f32::NAN;
+        let e = save(&path, &spec, &bad).unwrap_err().to_string();
+        assert!(e.contains("2.bias[0] is NaN"), "{e}");
+        assert_eq!(load(&path).unwrap().1, good);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary file left behind");
+    }
+
+    #[test]
+    fn truncated_or_foreign_files_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.safetensors");
+        let spec = MlpSpec::new(5, &[3], 2).unwrap();
+        save(&path, &spec, &spec.init(1)).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() - 7]).unwrap();
+        assert!(load(&path).unwrap_err().to_string().contains("not a safetensors file"));
+        std::fs::write(&path, b"hello").unwrap();
+        assert!(matches!(load(&path), Err(Error::Checkpoint { .. })));
+    }
+}

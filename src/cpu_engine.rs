@@ -1,0 +1,259 @@
+//! `CpuEngine`: the `--device cpu` training path. The same step as the GPU engine, with the
+//! matrix products on the `matrixmultiply` SGEMM (multithreaded) and the rest in plain
+//! loops. It is what a user without a GPU runs and the yardstick for the GPU path; the
+//! plain-loop reference in [`crate::cpu`] stays the test oracle.
+
+use crate::data::Dataset;
+use crate::engine::{Engine, EvalSet, Evaluation, StepSums};
+use crate::error::Result;
+use crate::gpu::StepRecord;
+use crate::gpu::engine::Normalization;
+use crate::model::{MlpSpec, ParamLayout};
+use crate::optim::SgdConfig;
+
+/// `c [m, n] = a · b` with explicit row/column strides (SGEMM, beta = 0).
+#[allow(clippy::too_many_arguments)]
+fn sgemm(m: usize, k: usize, n: usize, a: &[f32], rsa: usize, csa: usize, b: &[f32], rsb: usize, csb: usize, c: &mut [f32]) {
+    assert!(c.len() >= m * n);
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(a.len() > (m - 1) * rsa + (k.max(1) - 1) * csa && b.len() > (k.max(1) - 1) * rsb + (n - 1) * csb);
+    // SAFETY: the asserts above keep every index the kernel reads or writes in bounds.
+    unsafe {
+        matrixmultiply::sgemm(m, k, n, 1.0, a.as_ptr(), rsa as isize, csa as isize, b.as_ptr(), rsb as isize, csb as isize, 0.0, c.as_mut_ptr(), n as isize, 1);
+    }
+}
+
+/// The CPU training engine.
+pub struct CpuEngine<'a> {
+    layout: ParamLayout,
+    classes: usize,
+    params: Vec<f32>,
+    grads: Vec<f32>,
+    velocity: Vec<f32>,
+    /// Weight decay per parameter (0 for biases with `--no-decay-bias`).
+    decay: Vec<f32>,
+    sgd: SgdConfig,
+    norm: Normalization,
+    train: &'a Dataset,
+    validation: Vec<u32>,
+    test: &'a Dataset,
+    /// Activations for the largest minibatch: `acts[0]` = X, `acts[l + 1]` = output of layer l.
+    acts: Vec<Vec<f32>>,
+    deltas: Vec<Vec<f32>>,
+    labels: Vec<u32>,
+    batch_size: usize,
+}
+
+impl<'a> CpuEngine<'a> {
+    /// Allocates every buffer for minibatches of up to `batch_size` samples.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(spec: &MlpSpec, params: &[f32], train: &'a Dataset, validation: &[u32], test: &'a Dataset, batch_size: usize, sgd: &SgdConfig, norm: Normalization) -> CpuEngine<'a> {
+        let layout = spec.layout();
+        let mut decay = vec![sgd.weight_decay as f32; layout.len];
+        if !sgd.decay_bias {
+            for (s, e) in layout.bias_ranges() {
+                decay[s..e].fill(0.0);
+            }
+        }
+        let cap = batch_size.max(1000);
+        CpuEngine {
+            classes: spec.classes(),
+            params: params.to_vec(),
+            grads: vec![0.0; layout.len],
+            velocity: vec![0.0; layout.len],
+            decay,
+            sgd: sgd.clone(),
+            norm,
+            train,
+            validation: validation.to_vec(),
+            test,
+            acts: spec.sizes.iter().map(|&s| vec![0.0; cap * s]).collect(),
+            deltas: spec.sizes.iter().map(|&s| vec![0.0; cap * s]).collect(),
+            labels: vec![0; cap],
+            batch_size,
+            layout,
+        }
+    }
+
+    fn gather(&mut self, data: &Dataset, order: &[u32]) {
+        let f = data.features();
+        let (mean, std) = (self.norm.mean, self.norm.std);
+        for (b, &s) in order.iter().enumerate() {
+            let s = s as usize;
+            let px = &data.images[s * f..(s + 1) * f];
+            for (x, &p) in self.acts[0][b * f..(b + 1) * f].iter_mut().zip(px) {
+                *x = (f32::from(p) / 255.0 - mean) / std;
+            }
+            self.labels[b] = data.labels[s];
+        }
+    }
+
+    fn forward(&mut self, batch: usize) {
+        let last = self.layout.layers.len() - 1;
+        for (l, s) in self.layout.layers.iter().enumerate() {
+            let (lo, hi) = self.acts.split_at_mut(l + 1);
+            let x = &lo[l][..batch * s.inputs];
+            let y = &mut hi[0][..batch * s.outputs];
+            let w = &self.params[s.weight..s.weight + s.outputs * s.inputs];
+            sgemm(batch, s.inputs, s.outputs, x, s.inputs, 1, w, 1, s.inputs, y);
+            let bias = &self.params[s.bias..s.bias + s.outputs];
+            for row in y.chunks_mut(s.outputs) {
+                for (v, b) in row.iter_mut().zip(bias) {
+                    *v += b;
+                    if l < last {
+                        *v = v.max(0.0);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Softmax cross-entropy over the logits; writes dlogits when `grad`. Returns the sums.
+    fn loss(&mut self, batch: usize, grad: bool) -> StepSums {
+        let c = self.classes;
+        let n_layers = self.layout.layers.len();
+        let logits = &self.acts[n_layers][..batch * c];
+        let dl = &mut self.deltas[n_layers][..batch * c];
+        let (mut loss_sum, mut correct) = (0.0f32, 0.0f32);
+        let inv_b = 1.0 / batch as f32;
+        for b in 0..batch {
+            let row = &logits[b * c..(b + 1) * c];
+            let (mut arg, mut mx) = (0, row[0]);
+            for (j, &v) in row.iter().enumerate().skip(1) {
+                if v > mx {
+                    mx = v;
+                    arg = j;
+                }
+            }
+            let sum: f32 = row.iter().map(|&v| (v - mx).exp()).sum();
+            let label = self.labels[b] as usize;
+            loss_sum += if label < c { mx + sum.ln() - row[label] } else { f32::NAN };
+            correct += f32::from(u8::from(arg == label));
+            if grad {
+                for (j, &v) in row.iter().enumerate() {
+                    let onehot = if j == label { 1.0 } else { 0.0 };
+                    dl[b * c + j] = ((v - mx).exp() / sum - onehot) * inv_b;
+                }
+            }
+        }
+        [loss_sum, correct]
+    }
+
+    fn backward(&mut self, batch: usize) {
+        for (l, s) in self.layout.layers.iter().enumerate().rev() {
+            let dz = &self.deltas[l + 1][..batch * s.outputs];
+            let x = &self.acts[l][..batch * s.inputs];
+            sgemm(s.outputs, batch, s.inputs, dz, 1, s.outputs, x, s.inputs, 1, &mut self.grads[s.weight..s.weight + s.outputs * s.inputs]);
+            let db = &mut self.grads[s.bias..s.bias + s.outputs];
+            db.fill(0.0);
+            for row in dz.chunks(s.outputs) {
+                for (d, v) in db.iter_mut().zip(row) {
+                    *d += v;
+                }
+            }
+            if l > 0 {
+                let (lo, hi) = self.deltas.split_at_mut(l + 1);
+                let dz = &hi[0][..batch * s.outputs];
+                let dh = &mut lo[l][..batch * s.inputs];
+                let w = &self.params[s.weight..s.weight + s.outputs * s.inputs];
+                sgemm(batch, s.outputs, s.inputs, dz, s.outputs, 1, w, s.inputs, 1, dh);
+                for (d, &h) in dh.iter_mut().zip(&self.acts[l][..batch * s.inputs]) {
+                    if h <= 0.0 {
+                        *d = 0.0;
+                    }
+                }
+            }
+        }
+    }
+
+    fn update(&mut self, lr: f32, first: bool) {
+        let cfg = &self.sgd;
+        let (mu, damp) = (cfg.momentum as f32, cfg.dampening as f32);
+        for i in 0..self.params.len() {
+            let wd = self.decay[i];
+            let mut p = self.params[i];
+            let mut g = self.grads[i];
+            if cfg.decoupled_weight_decay {
+                p -= lr * wd * p;
+            } else {
+                g += wd * p;
+            }
+            if mu != 0.0 {
+                let v = if first { g } else { mu * self.velocity[i] + (1.0 - damp) * g };
+                self.velocity[i] = v;
+                g = if cfg.nesterov { g + mu * v } else { v };
+            }
+            self.params[i] = p - lr * g;
+        }
+    }
+}
+
+impl Engine for CpuEngine<'_> {
+    fn describe(&self) -> String {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        format!("cpu: matrixmultiply SGEMM, {threads} threads")
+    }
+
+    fn train_epoch(&mut self, order: &[u32], steps: &[StepRecord], progress: &mut dyn FnMut(usize)) -> Result<Vec<StepSums>> {
+        let mut sums = Vec::with_capacity(steps.len());
+        for (i, st) in steps.iter().enumerate() {
+            let (off, b) = (st.offset as usize, st.batch as usize);
+            assert!(b <= self.batch_size && b > 0, "minibatch of {b} outside 1..={}", self.batch_size);
+            let train = self.train;
+            self.gather(train, &order[off..off + b]);
+            self.forward(b);
+            let s = self.loss(b, true);
+            sums.push(s);
+            if !s[0].is_finite() {
+                // Same contract as the GPU engine: parameters stay as after the last finite step.
+                sums.extend(std::iter::repeat_n([f32::NAN, 0.0], steps.len() - i - 1));
+                break;
+            }
+            self.backward(b);
+            self.update(st.lr, st.first != 0);
+            if i % 16 == 15 {
+                progress(i + 1);
+            }
+        }
+        progress(steps.len());
+        Ok(sums)
+    }
+
+    fn evaluate(&mut self, set: EvalSet) -> Result<Evaluation> {
+        let (data, order): (&Dataset, Vec<u32>) = match set {
+            EvalSet::Test => (self.test, (0..self.test.len() as u32).collect()),
+            EvalSet::Validation => (self.train, self.validation.clone()),
+        };
+        let (mut loss, mut correct) = (0.0f64, 0.0f64);
+        let chunk = self.labels.len();
+        for idx in order.chunks(chunk) {
+            self.gather(data, idx);
+            self.forward(idx.len());
+            let s = self.loss(idx.len(), false);
+            loss += f64::from(s[0]);
+            correct += f64::from(s[1]);
+        }
+        let n = order.len();
+        if n == 0 {
+            return Ok(Evaluation::default());
+        }
+        Ok(Evaluation { loss: loss / n as f64, accuracy: correct / n as f64, samples: n })
+    }
+
+    fn dispatches_per_step(&self) -> usize {
+        let l = self.layout.layers.len();
+        1 + l + 1 + 2 * l + (l - 1) + 1
+    }
+
+    fn params(&mut self) -> Result<Vec<f32>> {
+        Ok(self.params.clone())
+    }
+
+    fn set_params(&mut self, params: &[f32]) -> Result<()> {
+        self.params.copy_from_slice(params);
+        self.velocity.fill(0.0);
+        Ok(())
+    }
+}

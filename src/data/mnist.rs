@@ -1,0 +1,1076 @@
+//! MNIST-style datasets: locating, downloading, verifying and loading the four IDX files.
+//!
+//! Input size and class count come from the files, not from constants, so any dataset in
+//! the same layout (e.g. Fashion-MNIST, once its files are in a directory) loads too.
+//! Checksum verification and download, however, are for the standard MNIST release.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use sha2::{Digest, Sha256};
+
+use crate::data::DataError;
+use crate::data::idx::{IdxData, gunzip_if_gzip, gzip, is_gzip, read_idx};
+
+/// The four standard file names (each may also exist with a `.gz` suffix), in the order
+/// train images, train labels, test images, test labels.
+pub const FILE_NAMES: [&str; 4] = [
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+];
+
+/// SHA-256 of each decompressed file of the standard release, aligned with [`FILE_NAMES`].
+const SHA256: [&str; 4] = [
+    "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+    "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+    "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+    "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+];
+
+/// Download mirrors, tried in order; each serves `<file name>.gz`.
+pub const MIRRORS: [&str; 2] = [
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+];
+
+/// The real files are about 10 MB; the cap only stops a misbehaving server filling memory.
+const MAX_DOWNLOAD_BYTES: u64 = 256 << 20;
+
+/// One split of an MNIST-style dataset.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dataset {
+    /// Pixels, shape `[n, rows*cols]`, row-major, one byte per pixel (0..=255).
+    pub images: Vec<u8>,
+    /// Class labels, shape `[n]`, each `< classes` of the owning [`Mnist`].
+    pub labels: Vec<u32>,
+    /// Image height in pixels.
+    pub rows: usize,
+    /// Image width in pixels.
+    pub cols: usize,
+}
+
+impl Dataset {
+    /// Number of samples `n`.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// True when the split has no samples.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// Input size of one sample: `rows * cols`.
+    pub fn features(&self) -> usize {
+        self.rows * self.cols
+    }
+
+    /// Pixels of sample `i`, `rows*cols` bytes, row-major.
+    ///
+    /// # Panics
+    /// If `i >= self.len()`.
+    pub fn image(&self, i: usize) -> &[u8] {
+        let f = self.features();
+        &self.images[i * f..(i + 1) * f]
+    }
+}
+
+/// A loaded dataset: both splits, the class count and the directory they came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mnist {
+    pub train: Dataset,
+    pub test: Dataset,
+    /// Largest training label + 1; every train and test label is below it.
+    pub classes: usize,
+    pub dir: PathBuf,
+}
+
+/// Loads the four files from `dir` (each raw or `.gz`; raw is used when both exist).
+///
+/// # Errors
+/// - [`DataError::MissingFiles`] listing every name looked for and those missing;
+/// - [`DataError::Io`] / [`DataError::Idx`] for unreadable or malformed files, images that
+///   are not 3-D unsigned bytes, labels that are not 1-D integers (u8/i8/i16/i32), or an
+///   empty training set;
+/// - [`DataError::CountMismatch`] when a split's image and label counts differ;
+/// - [`DataError::ShapeMismatch`] when train and test images differ in size;
+/// - [`DataError::LabelOutOfRange`] for a negative label or a test label `>= classes`.
+pub fn load_dir(dir: &Path) -> Result<Mnist, DataError> {
+    let [train_images, train_labels, test_images, test_labels] = find_all(dir)?;
+    let (train, train_raw) = load_split(&train_images, &train_labels)?;
+    let (test, test_raw) = load_split(&test_images, &test_labels)?;
+    if [train.rows, train.cols] != [test.rows, test.cols] {
+        return Err(DataError::ShapeMismatch {
+            train: train_images,
+            train_shape: [train.rows, train.cols],
+            test: test_images,
+            test_shape: [test.rows, test.cols],
+        });
+    }
+    if train.n == 0 {
+        return Err(DataError::Idx {
+            path: train_images,
+            reason: "the training set has no samples".into(),
+        });
+    }
+    // A negative maximum gives 0 classes, so check_labels reports the first label.
+    let classes = train_raw
+        .iter()
+        .max()
+        .map_or(0, |&m| (m + 1).max(0) as usize);
+    let train_labels = check_labels(&train_labels, &train_raw, classes)?;
+    let test_labels = check_labels(&test_labels, &test_raw, classes)?;
+    Ok(Mnist {
+        train: train.into_dataset(train_labels),
+        test: test.into_dataset(test_labels),
+        classes,
+        dir: dir.to_path_buf(),
+    })
+}
+
+/// Directories searched for the files, in order.
+///
+/// With `explicit`, only that directory. Otherwise `$MNIST_DIR` (if set and non-empty),
+/// then `./data/mnist`, then [`cache_dir`].
+pub fn default_search_dirs(explicit: Option<&Path>) -> Vec<PathBuf> {
+    if let Some(dir) = explicit {
+        return vec![dir.to_path_buf()];
+    }
+    let mut dirs = Vec::new();
+    if let Some(env) = std::env::var_os("MNIST_DIR").filter(|v| !v.is_empty()) {
+        dirs.push(PathBuf::from(env));
+    }
+    dirs.push(PathBuf::from("data").join("mnist"));
+    dirs.push(cache_dir());
+    dirs
+}
+
+/// Where downloads go: `<user cache dir>/wgtrain/mnist` (e.g. `~/.cache/wgtrain/mnist`),
+/// or under the system temp dir when the platform has no cache dir.
+pub fn cache_dir() -> PathBuf {
+    dirs::cache_dir()
+        .unwrap_or_else(std::env::temp_dir)
+        .join("wgtrain")
+        .join("mnist")
+}
+
+/// The first of [`default_search_dirs`] that holds all four files (raw or `.gz`).
+///
+/// # Errors
+/// With `explicit`, [`DataError::MissingFiles`] for it when it lacks files; otherwise
+/// [`DataError::NotFound`] listing the directories searched and how to fix it.
+pub fn locate(explicit: Option<&Path>) -> Result<PathBuf, DataError> {
+    if let Some(dir) = explicit {
+        return find_all(dir).map(|_| dir.to_path_buf());
+    }
+    let searched = default_search_dirs(None);
+    match searched.iter().find(|dir| find_all(dir).is_ok()) {
+        Some(dir) => Ok(dir.clone()),
+        None => Err(DataError::NotFound { searched }),
+    }
+}
+
+/// Downloads the four files into `dir` (created if needed) as `<name>.gz`.
+///
+/// Each file is fetched from [`MIRRORS`] in order, gunzipped in memory and its SHA-256
+/// checked before it is written (atomically: a temp file in `dir`, then a rename). Files
+/// already present whose checksum matches are skipped; a bad `.gz` is replaced. With
+/// `show_progress`, a byte progress bar per file is drawn on stderr.
+///
+/// # Errors
+/// - [`DataError::Download`] when every mirror fails for a file;
+/// - [`DataError::Checksum`] when a mirror serves wrong data, or when a raw file already
+///   in `dir` has the wrong checksum (it shadows the `.gz`, so it is not silently kept);
+/// - [`DataError::Io`] when `dir` or a file cannot be written.
+pub fn download(dir: &Path, show_progress: bool) -> Result<(), DataError> {
+    download_from(dir, &MIRRORS, show_progress)
+}
+
+/// Checks the SHA-256 of the four decompressed files in `dir` against the standard release.
+///
+/// # Errors
+/// [`DataError::MissingFiles`], [`DataError::Io`], [`DataError::Idx`] (corrupt gzip) or
+/// [`DataError::Checksum`] naming the first bad file.
+pub fn verify_dir(dir: &Path) -> Result<(), DataError> {
+    for (path, expected) in find_all(dir)?.iter().zip(SHA256) {
+        let actual = file_sha256(path)?;
+        if actual != expected {
+            return Err(DataError::Checksum {
+                file: path.display().to_string(),
+                expected: expected.into(),
+                actual,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// [`locate`]s and loads the dataset, downloading it into [`cache_dir`] first when it is
+/// found nowhere, `allow_download` is set and no `explicit` directory was given.
+///
+/// # Errors
+/// As [`locate`] (including [`DataError::NotFound`] when downloading is not allowed),
+/// [`download`] and [`load_dir`].
+pub fn load_or_download(
+    explicit: Option<&Path>,
+    allow_download: bool,
+    show_progress: bool,
+) -> Result<Mnist, DataError> {
+    match locate(explicit) {
+        Ok(dir) => load_dir(&dir),
+        Err(DataError::NotFound { .. }) if allow_download && explicit.is_none() => {
+            let dir = cache_dir();
+            download(&dir, show_progress)?;
+            eprintln!("MNIST downloaded to {}", dir.display());
+            load_dir(&dir)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The file for `name` in `dir`: raw if it exists, else `.gz`.
+fn find_file(dir: &Path, name: &str) -> Option<PathBuf> {
+    [dir.join(name), dir.join(format!("{name}.gz"))]
+        .into_iter()
+        .find(|p| p.is_file())
+}
+
+/// Paths of the four files in [`FILE_NAMES`] order, or the error listing what is missing.
+fn find_all(dir: &Path) -> Result<[PathBuf; 4], DataError> {
+    let found = FILE_NAMES.map(|name| find_file(dir, name));
+    let missing: Vec<String> = FILE_NAMES
+        .iter()
+        .zip(&found)
+        .filter(|(_, path)| path.is_none())
+        .map(|(name, _)| name.to_string())
+        .collect();
+    if !missing.is_empty() {
+        return Err(DataError::MissingFiles {
+            dir: dir.to_path_buf(),
+            missing,
+            looked_for: FILE_NAMES
+                .iter()
+                .flat_map(|name| [name.to_string(), format!("{name}.gz")])
+                .collect(),
+        });
+    }
+    Ok(found.map(|path| path.expect("no file is missing")))
+}
+
+/// Images of one split before the labels are validated against the class count.
+struct Split {
+    images: Vec<u8>,
+    n: usize,
+    rows: usize,
+    cols: usize,
+}
+
+impl Split {
+    fn into_dataset(self, labels: Vec<u32>) -> Dataset {
+        Dataset {
+            images: self.images,
+            labels,
+            rows: self.rows,
+            cols: self.cols,
+        }
+    }
+}
+
+/// Reads one split's images and labels (as `i64`, unvalidated) and checks their counts agree.
+fn load_split(images_path: &Path, labels_path: &Path) -> Result<(Split, Vec<i64>), DataError> {
+    let split = load_images(images_path)?;
+    let labels = load_labels(labels_path)?;
+    if split.n != labels.len() {
+        return Err(DataError::CountMismatch {
+            images: images_path.to_path_buf(),
+            image_count: split.n,
+            labels: labels_path.to_path_buf(),
+            label_count: labels.len(),
+        });
+    }
+    Ok((split, labels))
+}
+
+fn load_images(path: &Path) -> Result<Split, DataError> {
+    let arr = read_idx(path)?;
+    let fail = |reason: String| DataError::Idx {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let IdxData::U8(images) = arr.data else {
+        return Err(fail(format!(
+            "images must be unsigned bytes (0x08), file has {} (0x{:02X})",
+            arr.data.type_name(),
+            arr.data.type_code()
+        )));
+    };
+    let &[n, rows, cols] = arr.dims.as_slice() else {
+        return Err(fail(format!(
+            "images must be 3-D [n, rows, cols], file has {} dimensions {:?}",
+            arr.dims.len(),
+            arr.dims
+        )));
+    };
+    Ok(Split {
+        images,
+        n,
+        rows,
+        cols,
+    })
+}
+
+fn load_labels(path: &Path) -> Result<Vec<i64>, DataError> {
+    let arr = read_idx(path)?;
+    let fail = |reason: String| DataError::Idx {
+        path: path.to_path_buf(),
+        reason,
+    };
+    if arr.dims.len() != 1 {
+        return Err(fail(format!(
+            "labels must be 1-D [n], file has {} dimensions {:?}",
+            arr.dims.len(),
+            arr.dims
+        )));
+    }
+    Ok(match arr.data {
+        IdxData::U8(v) => v.into_iter().map(i64::from).collect(),
+        IdxData::I8(v) => v.into_iter().map(i64::from).collect(),
+        IdxData::I16(v) => v.into_iter().map(i64::from).collect(),
+        IdxData::I32(v) => v.into_iter().map(i64::from).collect(),
+        other => {
+            return Err(fail(format!(
+                "labels must be integers (u8 0x08, i8 0x09, i16 0x0B or i32 0x0C), \
+                 file has {} (0x{:02X})",
+                other.type_name(),
+                other.type_code()
+            )));
+        }
+    })
+}
+
+/// Converts labels to `u32`, failing on the first one outside `0..classes`.
+fn check_labels(path: &Path, labels: &[i64], classes: usize) -> Result<Vec<u32>, DataError> {
+    labels
+        .iter()
+        .enumerate()
+        .map(|(index, &label)| match u32::try_from(label) {
+            Ok(l) if (l as usize) < classes => Ok(l),
+            _ => Err(DataError::LabelOutOfRange {
+                path: path.to_path_buf(),
+                index,
+                label,
+                classes,
+            }),
+        })
+        .collect()
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// SHA-256 of a file's content after gunzipping it if it is gzip.
+fn file_sha256(path: &Path) -> Result<String, DataError> {
+    let bytes = fs::read(path).map_err(|source| DataError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(sha256_hex(&gunzip_if_gzip(&bytes, path)?))
+}
+
+fn download_from(dir: &Path, mirrors: &[&str], show_progress: bool) -> Result<(), DataError> {
+    fs::create_dir_all(dir).map_err(|source| DataError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_connect(Some(Duration::from_secs(30)))
+        .timeout_per_read(Some(Duration::from_secs(60)))
+        .build()
+        .into();
+
+    for (name, expected) in FILE_NAMES.into_iter().zip(SHA256) {
+        if let Some(existing) = find_file(dir, name) {
+            // An unreadable or corrupt .gz is simply fetched again.
+            let actual = file_sha256(&existing);
+            if actual.as_deref().is_ok_and(|a| a == expected) {
+                if show_progress {
+                    eprintln!("{name}: already present, checksum ok");
+                }
+                continue;
+            }
+            if existing == dir.join(name) {
+                return Err(DataError::Checksum {
+                    file: existing.display().to_string(),
+                    expected: expected.into(),
+                    actual: actual?,
+                });
+            }
+        }
+        let gz = fetch_verified(&agent, mirrors, name, expected, show_progress)?;
+        write_atomically(&dir.join(format!("{name}.gz")), &gz)?;
+    }
+    Ok(())
+}
+
+/// Fetches `<mirror><name>.gz` from the first mirror that serves data with the expected
+/// checksum, returning it gzipped.
+fn fetch_verified(
+    agent: &ureq::Agent,
+    mirrors: &[&str],
+    name: &str,
+    expected: &str,
+    show_progress: bool,
+) -> Result<Vec<u8>, DataError> {
+    let mut failures = Vec::new();
+    let mut bad_checksum = None;
+    for mirror in mirrors {
+        let url = format!("{mirror}{name}.gz");
+        let body = match fetch(agent, &url, name, show_progress) {
+            Ok(body) => body,
+            Err(reason) => {
+                failures.push((url, reason));
+                continue;
+            }
+        };
+        let raw = match gunzip_if_gzip(&body, Path::new(&url)) {
+            Ok(raw) => raw,
+            Err(e) => {
+                failures.push((url, e.to_string()));
+                continue;
+            }
+        };
+        let actual = sha256_hex(&raw);
+        if actual != expected {
+            bad_checksum = Some(DataError::Checksum {
+                file: url,
+                expected: expected.into(),
+                actual,
+            });
+            continue;
+        }
+        // A server that sets Content-Encoding: gzip has the body decompressed by ureq.
+        return Ok(if is_gzip(&body) { body } else { gzip(&raw) });
+    }
+    if let Some(err) = bad_checksum {
+        return Err(err);
+    }
+    let (url, reason) = failures
+        .pop()
+        .unwrap_or_else(|| (name.into(), "no mirrors".into()));
+    let earlier: Vec<String> = failures.iter().map(|(u, r)| format!("{u}: {r}")).collect();
+    let reason = if earlier.is_empty() {
+        reason
+    } else {
+        format!("{reason} (also failed: {})", earlier.join("; "))
+    };
+    Err(DataError::Download { url, reason })
+}
+
+/// Reads a whole response body, drawing a byte progress bar when asked.
+fn fetch(
+    agent: &ureq::Agent,
+    url: &str,
+    name: &str,
+    show_progress: bool,
+) -> Result<Vec<u8>, String> {
+    let mut response = agent.get(url).call().map_err(|e| e.to_string())?;
+    let bar = match (show_progress, response.body().content_length()) {
+        (false, _) => ProgressBar::hidden(),
+        (true, Some(len)) => ProgressBar::new(len).with_style(
+            ProgressStyle::with_template(
+                "{prefix:>24} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            )
+            .map(|s| s.progress_chars("=> "))
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ),
+        (true, None) => ProgressBar::new_spinner().with_style(
+            ProgressStyle::with_template("{prefix:>24} {spinner} {bytes} {bytes_per_sec}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        ),
+    };
+    bar.set_prefix(name.to_string());
+    let mut body = Vec::new();
+    let read = bar
+        .wrap_read(response.body_mut().as_reader().take(MAX_DOWNLOAD_BYTES))
+        .read_to_end(&mut body);
+    match read {
+        Ok(_) => {
+            bar.finish();
+            Ok(body)
+        }
+        Err(e) => {
+            bar.abandon();
+            Err(e.to_string())
+        }
+    }
+}
+
+/// Writes via a temp file in the same directory and a rename, so an interrupted download
+/// never leaves a partial file under the real name.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), DataError> {
+    let file_name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = path.with_file_name(format!(".{file_name}.part-{}", std::process::id()));
+    let result = fs::File::create(&tmp)
+        .and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()))
+        .and_then(|()| fs::rename(&tmp, path));
+    result.map_err(|source| {
+        let _ = fs::remove_file(&tmp);
+        DataError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::idx::{IdxArray, encode_idx};
+    use std::collections::HashMap;
+    use std::io::{BufRead, BufReader};
+    use std::net::TcpListener;
+
+    const TRAIN_COUNTS: [usize; 10] = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949];
+    const TEST_COUNTS: [usize; 10] = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009];
+
+    /// The real MNIST directory; these tests need it and must not pass silently without it.
+    fn real_dir() -> PathBuf {
+        match std::env::var_os("MNIST_DIR") {
+            Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+            _ => panic!(
+                "set MNIST_DIR to a directory holding the four real MNIST files (raw or .gz) \
+                 to run this test, e.g. MNIST_DIR=/work/shared/data/mnist cargo test"
+            ),
+        }
+    }
+
+    fn images(n: usize, rows: usize, cols: usize) -> IdxArray {
+        IdxArray {
+            dims: vec![n, rows, cols],
+            data: IdxData::U8((0..n * rows * cols).map(|i| (i * 7 % 256) as u8).collect()),
+        }
+    }
+
+    fn labels(values: &[u8]) -> IdxArray {
+        IdxArray {
+            dims: vec![values.len()],
+            data: IdxData::U8(values.to_vec()),
+        }
+    }
+
+    fn i32_labels(values: &[i32]) -> IdxArray {
+        IdxArray {
+            dims: vec![values.len()],
+            data: IdxData::I32(values.to_vec()),
+        }
+    }
+
+    fn write(dir: &Path, name: &str, arr: &IdxArray, gz: bool) -> PathBuf {
+        let raw = encode_idx(arr);
+        let (path, bytes) = if gz {
+            (dir.join(format!("{name}.gz")), gzip(&raw))
+        } else {
+            (dir.join(name), raw)
+        };
+        fs::write(&path, bytes).unwrap();
+        path
+    }
+
+    /// Writes the four files in [`FILE_NAMES`] order, alternating raw and gzip.
+    fn write_all(dir: &Path, files: [&IdxArray; 4]) -> [PathBuf; 4] {
+        std::array::from_fn(|i| write(dir, FILE_NAMES[i], files[i], i % 2 == 1))
+    }
+
+    /// A valid 6-train / 3-test dataset of 3x2 images with 4 classes.
+    fn write_valid(dir: &Path) -> [PathBuf; 4] {
+        write_all(
+            dir,
+            [
+                &images(6, 3, 2),
+                &labels(&[0, 1, 2, 3, 0, 1]),
+                &images(3, 3, 2),
+                &labels(&[3, 2, 0]),
+            ],
+        )
+    }
+
+    fn assert_msg(err: &DataError, phrases: &[&str]) {
+        let msg = err.to_string();
+        for phrase in phrases {
+            assert!(msg.contains(phrase), "message lacks {phrase:?}: {msg}");
+        }
+    }
+
+    fn s(path: &Path) -> String {
+        path.display().to_string()
+    }
+
+    #[test]
+    fn loads_synthetic_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        write_valid(dir.path());
+        let m = load_dir(dir.path()).unwrap();
+        assert_eq!((m.classes, m.dir.as_path()), (4, dir.path()));
+        assert_eq!(
+            (
+                m.train.len(),
+                m.train.rows,
+                m.train.cols,
+                m.train.features()
+            ),
+            (6, 3, 2, 6)
+        );
+        assert_eq!((m.test.len(), m.test.features()), (3, 6));
+        assert_eq!(m.train.labels, [0, 1, 2, 3, 0, 1]);
+        assert_eq!(m.test.labels, [3, 2, 0]);
+        let IdxData::U8(pixels) = images(6, 3, 2).data else {
+            unreachable!()
+        };
+        assert_eq!(m.train.images, pixels);
+        assert_eq!(m.train.image(1), &pixels[6..12]);
+    }
+
+    #[test]
+    fn every_integer_label_type_loads() {
+        let types = [
+            IdxData::U8(vec![0, 1, 1]),
+            IdxData::I8(vec![0, 1, 1]),
+            IdxData::I16(vec![0, 1, 1]),
+            IdxData::I32(vec![0, 1, 1]),
+        ];
+        for data in types {
+            let dir = tempfile::tempdir().unwrap();
+            let lab = IdxArray {
+                dims: vec![3],
+                data,
+            };
+            write_all(dir.path(), [&images(3, 2, 2), &lab, &images(3, 2, 2), &lab]);
+            let m = load_dir(dir.path()).unwrap();
+            assert_eq!((m.classes, m.train.labels.as_slice()), (2, &[0, 1, 1][..]));
+        }
+    }
+
+    #[test]
+    fn raw_file_preferred_over_gz() {
+        let dir = tempfile::tempdir().unwrap();
+        write_valid(dir.path());
+        fs::write(dir.path().join("train-images-idx3-ubyte.gz"), b"garbage").unwrap();
+        assert_eq!(load_dir(dir.path()).unwrap().train.len(), 6);
+    }
+
+    #[test]
+    fn count_mismatch() {
+        let dir = tempfile::tempdir().unwrap();
+        let [img, lab, ..] = write_all(
+            dir.path(),
+            [
+                &images(6, 3, 2),
+                &labels(&[0, 1, 2, 3, 0]),
+                &images(3, 3, 2),
+                &labels(&[0, 1, 2]),
+            ],
+        );
+        let err = load_dir(dir.path()).unwrap_err();
+        assert!(matches!(
+            err,
+            DataError::CountMismatch {
+                image_count: 6,
+                label_count: 5,
+                ..
+            }
+        ));
+        assert_msg(&err, &[&s(&img), &s(&lab), "6 images", "5 labels"]);
+    }
+
+    #[test]
+    fn negative_label() {
+        let dir = tempfile::tempdir().unwrap();
+        let [_, lab, ..] = write_all(
+            dir.path(),
+            [
+                &images(4, 2, 2),
+                &i32_labels(&[0, 2, -1, 1]),
+                &images(1, 2, 2),
+                &i32_labels(&[0]),
+            ],
+        );
+        let err = load_dir(dir.path()).unwrap_err();
+        assert!(
+            matches!(&err, DataError::LabelOutOfRange { path, index: 2, label: -1, classes: 3 } if *path == lab),
+            "{err:?}"
+        );
+        assert_msg(&err, &[&s(&lab), "sample 2 has label -1", "0..3"]);
+    }
+
+    #[test]
+    fn test_label_beyond_train_classes() {
+        let dir = tempfile::tempdir().unwrap();
+        let [.., test_lab] = write_all(
+            dir.path(),
+            [
+                &images(3, 2, 2),
+                &labels(&[0, 1, 2]),
+                &images(3, 2, 2),
+                &labels(&[2, 3, 0]),
+            ],
+        );
+        let err = load_dir(dir.path()).unwrap_err();
+        assert!(
+            matches!(&err, DataError::LabelOutOfRange { path, index: 1, label: 3, classes: 3 } if *path == test_lab),
+            "{err:?}"
+        );
+        assert_msg(&err, &[&s(&test_lab), "sample 1 has label 3"]);
+    }
+
+    #[test]
+    fn missing_file_lists_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let [.., test_lab] = write_valid(dir.path());
+        fs::remove_file(test_lab).unwrap();
+        let err = load_dir(dir.path()).unwrap_err();
+        let DataError::MissingFiles {
+            missing,
+            looked_for,
+            ..
+        } = &err
+        else {
+            panic!("{err:?}")
+        };
+        assert_eq!(missing, &["t10k-labels-idx1-ubyte"]);
+        assert_eq!(looked_for.len(), 8);
+        let mut phrases = vec![s(dir.path()), "missing t10k-labels-idx1-ubyte".into()];
+        phrases.extend(
+            FILE_NAMES
+                .iter()
+                .flat_map(|n| [n.to_string(), format!("{n}.gz")]),
+        );
+        assert_msg(
+            &err,
+            &phrases.iter().map(String::as_str).collect::<Vec<_>>(),
+        );
+    }
+
+    #[test]
+    fn non_u8_images_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let float_images = IdxArray {
+            dims: vec![2, 1, 1],
+            data: IdxData::F32(vec![0.0, 1.0]),
+        };
+        let [img, ..] = write_all(
+            dir.path(),
+            [
+                &float_images,
+                &labels(&[0, 1]),
+                &images(2, 1, 1),
+                &labels(&[0, 1]),
+            ],
+        );
+        let err = load_dir(dir.path()).unwrap_err();
+        assert!(matches!(err, DataError::Idx { .. }), "{err:?}");
+        assert_msg(
+            &err,
+            &[
+                &s(&img),
+                "images must be unsigned bytes (0x08), file has f32 (0x0D)",
+            ],
+        );
+    }
+
+    #[test]
+    fn float_labels_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let float_labels = IdxArray {
+            dims: vec![2],
+            data: IdxData::F64(vec![0.0, 1.0]),
+        };
+        let [_, lab, ..] = write_all(
+            dir.path(),
+            [
+                &images(2, 1, 1),
+                &float_labels,
+                &images(2, 1, 1),
+                &labels(&[0, 1]),
+            ],
+        );
+        let err = load_dir(dir.path()).unwrap_err();
+        assert_msg(
+            &err,
+            &[&s(&lab), "labels must be integers", "file has f64 (0x0E)"],
+        );
+    }
+
+    #[test]
+    fn wrong_rank_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let flat = IdxArray {
+            dims: vec![2, 4],
+            data: IdxData::U8(vec![0; 8]),
+        };
+        let [img, ..] = write_all(
+            dir.path(),
+            [&flat, &labels(&[0, 1]), &images(2, 2, 2), &labels(&[0, 1])],
+        );
+        assert_msg(
+            &load_dir(dir.path()).unwrap_err(),
+            &[&s(&img), "images must be 3-D"],
+        );
+
+        let [_, lab, ..] = write_all(
+            dir.path(),
+            [&images(2, 2, 2), &flat, &images(2, 2, 2), &labels(&[0, 1])],
+        );
+        assert_msg(
+            &load_dir(dir.path()).unwrap_err(),
+            &[&s(&lab), "labels must be 1-D"],
+        );
+    }
+
+    #[test]
+    fn train_test_shape_mismatch() {
+        let dir = tempfile::tempdir().unwrap();
+        let [train, _, test, _] = write_all(
+            dir.path(),
+            [
+                &images(2, 3, 2),
+                &labels(&[0, 1]),
+                &images(2, 2, 3),
+                &labels(&[0, 1]),
+            ],
+        );
+        let err = load_dir(dir.path()).unwrap_err();
+        assert!(matches!(err, DataError::ShapeMismatch { .. }), "{err:?}");
+        assert_msg(&err, &[&s(&train), &s(&test), "3x2", "2x3"]);
+    }
+
+    #[test]
+    fn empty_training_set_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let [img, ..] = write_all(
+            dir.path(),
+            [
+                &images(0, 2, 2),
+                &labels(&[]),
+                &images(1, 2, 2),
+                &labels(&[0]),
+            ],
+        );
+        assert_msg(
+            &load_dir(dir.path()).unwrap_err(),
+            &[&s(&img), "no samples"],
+        );
+    }
+
+    #[test]
+    fn locate_explicit_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = locate(Some(dir.path())).unwrap_err();
+        assert!(matches!(&err, DataError::MissingFiles { missing, .. } if missing.len() == 4));
+        write_valid(dir.path());
+        assert_eq!(locate(Some(dir.path())).unwrap(), dir.path());
+    }
+
+    #[test]
+    fn search_dirs_order() {
+        let explicit = Path::new("/some/dir");
+        assert_eq!(default_search_dirs(Some(explicit)), [explicit]);
+        let dirs = default_search_dirs(None);
+        let tail = [PathBuf::from("data/mnist"), cache_dir()];
+        assert!(dirs.ends_with(&tail), "{dirs:?}");
+        assert!(cache_dir().ends_with("wgtrain/mnist"));
+        if let Some(env) = std::env::var_os("MNIST_DIR").filter(|v| !v.is_empty()) {
+            assert_eq!(dirs[0], PathBuf::from(env));
+        }
+    }
+
+    #[test]
+    fn not_found_message_explains_fix() {
+        let err = DataError::NotFound {
+            searched: vec![PathBuf::from("/a/mnist"), PathBuf::from("data/mnist")],
+        };
+        let phrases = [
+            "/a/mnist",
+            "data/mnist",
+            "--data DIR",
+            "MNIST_DIR=",
+            "wgtrain download mnist",
+        ];
+        assert_msg(&err, &phrases);
+        assert_msg(&err, &FILE_NAMES);
+    }
+
+    /// Serves `files` (URL path -> body) over HTTP on localhost; other paths get 404.
+    fn serve(files: HashMap<String, Vec<u8>>) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for mut stream in listener.incoming().map_while(Result::ok) {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut request = String::new();
+                reader.read_line(&mut request).unwrap();
+                let mut line = String::new();
+                while reader.read_line(&mut line).unwrap() > 2 {
+                    line.clear();
+                }
+                let path = request.split_whitespace().nth(1).unwrap_or_default();
+                let (status, body) = match files.get(path) {
+                    Some(body) => ("200 OK", body.as_slice()),
+                    None => ("404 Not Found", &[][..]),
+                };
+                let head = format!(
+                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream
+                    .write_all(head.as_bytes())
+                    .and_then(|()| stream.write_all(body));
+            }
+        });
+        format!("http://{addr}")
+    }
+
+    /// A mirror URL on which nothing listens.
+    fn dead_mirror() -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        format!("http://{addr}/")
+    }
+
+    #[test]
+    fn download_unreachable_mirrors() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dead_mirror(), dead_mirror());
+        let err = download_from(dir.path(), &[&a, &b], false).unwrap_err();
+        assert!(matches!(err, DataError::Download { .. }), "{err:?}");
+        let first = format!("{a}train-images-idx3-ubyte.gz");
+        let last = format!("{b}train-images-idx3-ubyte.gz");
+        assert_msg(
+            &err,
+            &[&first, &last, "No network?", "--data DIR", "MNIST_DIR"],
+        );
+        assert!(
+            fs::read_dir(dir.path()).unwrap().next().is_none(),
+            "nothing may be written"
+        );
+    }
+
+    #[test]
+    fn download_rejects_wrong_checksum() {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = gzip(&encode_idx(&images(2, 2, 2)));
+        let base = serve(HashMap::from([(
+            "/m/train-images-idx3-ubyte.gz".into(),
+            fake,
+        )]));
+        let mirror = format!("{base}/m/");
+        let err = download_from(dir.path(), &[&mirror], false).unwrap_err();
+        assert!(matches!(err, DataError::Checksum { .. }), "{err:?}");
+        assert_msg(
+            &err,
+            &["train-images-idx3-ubyte.gz", SHA256[0], "checksum mismatch"],
+        );
+        assert!(
+            fs::read_dir(dir.path()).unwrap().next().is_none(),
+            "nothing may be written"
+        );
+    }
+
+    #[test]
+    fn download_refuses_bad_raw_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let [img, ..] = write_valid(dir.path());
+        let err = download_from(dir.path(), &[&dead_mirror()], false).unwrap_err();
+        assert!(matches!(err, DataError::Checksum { .. }), "{err:?}");
+        assert_msg(&err, &[&s(&img), "Delete it"]);
+    }
+
+    #[test]
+    fn verify_dir_rejects_other_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let [img, ..] = write_valid(dir.path());
+        let err = verify_dir(dir.path()).unwrap_err();
+        assert!(matches!(err, DataError::Checksum { .. }), "{err:?}");
+        assert_msg(&err, &[&s(&img), SHA256[0]]);
+    }
+
+    #[test]
+    fn real_mnist_loads() {
+        let m = load_dir(&real_dir()).unwrap();
+        assert_eq!((m.train.len(), m.test.len()), (60000, 10000));
+        assert_eq!(
+            (m.train.rows, m.train.cols, m.train.features()),
+            (28, 28, 784)
+        );
+        assert_eq!((m.test.rows, m.test.cols), (28, 28));
+        assert_eq!(m.train.images.len(), 60000 * 784);
+        assert_eq!(m.classes, 10);
+        let counts = |d: &Dataset| {
+            let mut c = [0usize; 10];
+            d.labels.iter().for_each(|&l| c[l as usize] += 1);
+            c
+        };
+        assert_eq!(counts(&m.train), TRAIN_COUNTS);
+        assert_eq!(counts(&m.test), TEST_COUNTS);
+    }
+
+    #[test]
+    fn real_mnist_checksums() {
+        verify_dir(&real_dir()).unwrap();
+    }
+
+    #[test]
+    fn real_mnist_located_explicitly() {
+        let dir = real_dir();
+        assert_eq!(locate(Some(&dir)).unwrap(), dir);
+        let m = load_or_download(Some(&dir), false, false).unwrap();
+        assert_eq!(m.dir, dir);
+    }
+
+    /// Serves the real gzipped files from a second mirror after a dead first one.
+    #[test]
+    fn real_mnist_download_from_local_mirror() {
+        let src = real_dir();
+        let files = FILE_NAMES
+            .iter()
+            .map(|name| {
+                let path = find_file(&src, name).expect("real file present");
+                let bytes = fs::read(path).unwrap();
+                let gz = if is_gzip(&bytes) { bytes } else { gzip(&bytes) };
+                (format!("/mnist/{name}.gz"), gz)
+            })
+            .collect();
+        let good = format!("{}/mnist/", serve(files));
+        let dir = tempfile::tempdir().unwrap();
+        download_from(dir.path(), &[&dead_mirror(), &good], false).unwrap();
+        verify_dir(dir.path()).unwrap();
+        let mut names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        let mut want: Vec<_> = FILE_NAMES.iter().map(|n| format!("{n}.gz")).collect();
+        want.sort();
+        assert_eq!(names, want, "only the four .gz files, no temp files left");
+
+        // Verified files are skipped: with only dead mirrors this still succeeds.
+        download_from(dir.path(), &[&dead_mirror()], false).unwrap();
+        // A corrupt .gz is replaced.
+        fs::write(
+            dir.path().join("t10k-labels-idx1-ubyte.gz"),
+            b"\x1f\x8bjunk",
+        )
+        .unwrap();
+        download_from(dir.path(), &[&good], false).unwrap();
+        verify_dir(dir.path()).unwrap();
+    }
+}

@@ -1,0 +1,128 @@
+//! Dataset loading: the IDX file format and MNIST-style datasets.
+//!
+//! [`idx`] reads LeCun's IDX files (raw or gzip, sniffed by content); [`mnist`] finds,
+//! downloads, verifies and loads the four MNIST files into [`Dataset`]s whose images are
+//! `[n, rows*cols]` row-major bytes. Every failure is a [`DataError`] whose message names
+//! the file and the problem and, where there is one, the fix.
+
+pub mod idx;
+pub mod mnist;
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+pub use idx::{IdxArray, IdxData, encode_idx, parse_idx, read_idx};
+pub use mnist::{
+    Dataset, FILE_NAMES, MIRRORS, Mnist, cache_dir, default_search_dirs, download, load_dir,
+    load_or_download, locate, verify_dir,
+};
+
+/// Everything that can go wrong while finding, downloading, verifying or parsing data files.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    /// A file or directory could not be read, written or created.
+    #[error("cannot access {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+
+    /// A file is not a valid IDX file, or holds the wrong kind of array for its role.
+    #[error("invalid IDX file {}: {reason}", path.display())]
+    Idx { path: PathBuf, reason: String },
+
+    /// A dataset directory lacks some of the files it must hold.
+    #[error(
+        "dataset directory {} is missing {}; looked for: {}. Download the files with \
+         `wgtrain download mnist --dir {}` or point --data / MNIST_DIR at a directory that holds them",
+        dir.display(), missing.join(", "), looked_for.join(", "), dir.display()
+    )]
+    MissingFiles {
+        dir: PathBuf,
+        /// Base names for which neither the raw nor the `.gz` file exists.
+        missing: Vec<String>,
+        /// Every file name that was tried, raw and `.gz`.
+        looked_for: Vec<String>,
+    },
+
+    /// No searched directory holds a complete dataset.
+    #[error("{}", not_found_message(searched))]
+    NotFound { searched: Vec<PathBuf> },
+
+    /// A label is negative, or a test label names a class the training set never uses.
+    #[error(
+        "label out of range in {}: sample {index} has label {label}, but labels must lie in \
+         0..{classes} (the class count is the largest training label + 1)",
+        path.display()
+    )]
+    LabelOutOfRange {
+        path: PathBuf,
+        /// Index of the offending sample within its file.
+        index: usize,
+        label: i64,
+        classes: usize,
+    },
+
+    /// An image file and its label file disagree on the number of samples.
+    #[error(
+        "sample count mismatch: {} has {image_count} images but {} has {label_count} labels; \
+         the two files must come from the same split",
+        images.display(), labels.display()
+    )]
+    CountMismatch {
+        images: PathBuf,
+        image_count: usize,
+        labels: PathBuf,
+        label_count: usize,
+    },
+
+    /// Training and test images have different sizes.
+    #[error(
+        "image size mismatch: {} holds {}x{} images but {} holds {}x{}; train and test \
+         images must have the same size",
+        train.display(), train_shape[0], train_shape[1], test.display(), test_shape[0], test_shape[1]
+    )]
+    ShapeMismatch {
+        train: PathBuf,
+        /// `[rows, cols]` of the training images.
+        train_shape: [usize; 2],
+        test: PathBuf,
+        /// `[rows, cols]` of the test images.
+        test_shape: [usize; 2],
+    },
+
+    /// Every mirror failed for a file.
+    #[error(
+        "could not download {url}: {reason}. No network? Copy the four MNIST files (raw or .gz) \
+         into a directory and pass --data DIR or set MNIST_DIR=DIR"
+    )]
+    Download { url: String, reason: String },
+
+    /// A file's decompressed SHA-256 differs from the published one.
+    #[error(
+        "checksum mismatch for {file}: SHA-256 of the decompressed data is {actual}, expected \
+         {expected}; the file is corrupt, truncated or not the standard release. Delete it and \
+         run `wgtrain download mnist` again"
+    )]
+    Checksum {
+        /// Local path or URL of the data that failed.
+        file: String,
+        expected: String,
+        actual: String,
+    },
+}
+
+fn not_found_message(searched: &[PathBuf]) -> String {
+    let mut msg = String::from("MNIST files not found. Searched:");
+    for dir in searched {
+        let _ = write!(msg, "\n  {}", dir.display());
+    }
+    let _ = write!(
+        msg,
+        "\nEach directory must hold {} (raw or .gz).\n\
+         Point at local files with `--data DIR` or `MNIST_DIR=DIR`, \
+         or download them with `wgtrain download mnist --dir DIR`.",
+        mnist::FILE_NAMES.join(", ")
+    );
+    msg
+}

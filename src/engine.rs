@@ -1,0 +1,56 @@
+//! The [`Engine`] trait: what the trainer needs from a device (GPU or CPU) to run epochs,
+//! evaluate and move parameters in and out. Both engines run the same math; the trainer in
+//! [`crate::train`] drives either one.
+
+use crate::error::Result;
+use crate::gpu::StepRecord;
+
+/// Which held-out set to evaluate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EvalSet {
+    /// The test files.
+    Test,
+    /// The validation part held out of the training files.
+    Validation,
+}
+
+/// Loss and accuracy over a set of samples.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Evaluation {
+    /// Mean cross-entropy per sample.
+    pub loss: f64,
+    /// Fraction of samples whose argmax logit is the label, in [0, 1].
+    pub accuracy: f64,
+    /// Samples evaluated.
+    pub samples: usize,
+}
+
+/// Sums of one minibatch: `[Σ loss, Σ correct]`, as the metrics buffer holds them.
+pub type StepSums = [f32; 2];
+
+/// A device that trains and evaluates one MLP on one dataset.
+pub trait Engine {
+    /// One line naming the device, e.g. `gpu: llvmpipe (Cpu, Vulkan)` or `cpu: 2 threads`.
+    fn describe(&self) -> String;
+
+    /// Runs one epoch: the minibatches given by `steps` over the training-sample `order`.
+    /// `progress` is called with the number of finished steps now and then. Returns the
+    /// per-step sums, read back once at the end of the epoch.
+    ///
+    /// # Errors
+    /// Device errors. A non-finite loss is not an error here: it shows in the sums and the
+    /// trainer reports it (the GPU engine then leaves the parameters untouched).
+    fn train_epoch(&mut self, order: &[u32], steps: &[StepRecord], progress: &mut dyn FnMut(usize)) -> Result<Vec<StepSums>>;
+
+    /// Evaluates the current parameters on a held-out set.
+    fn evaluate(&mut self, set: EvalSet) -> Result<Evaluation>;
+
+    /// Dispatches (GPU) or kernel calls (CPU) per training step.
+    fn dispatches_per_step(&self) -> usize;
+
+    /// The flat parameter buffer (layout of [`crate::model::ParamLayout`]).
+    fn params(&mut self) -> Result<Vec<f32>>;
+
+    /// Replaces the parameters and clears the momentum buffer.
+    fn set_params(&mut self, params: &[f32]) -> Result<()>;
+}

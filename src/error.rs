@@ -1,0 +1,74 @@
+//! The library's one error type: every variant carries the numbers and names a user needs
+//! to see what went wrong and how to fix it.
+
+use std::path::PathBuf;
+
+use crate::data::DataError;
+
+/// Errors returned by the wgtrain library.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No adapter matched (or none exists at all).
+    #[error(
+        "no GPU adapter found for backends {backends}{filter}.\n  {hint}\n  Or train on the CPU with --device cpu."
+    )]
+    NoAdapter {
+        backends: String,
+        /// ` matching name "…"` when a name filter was given, else empty.
+        filter: String,
+        /// What to install or which adapters exist.
+        hint: String,
+    },
+    /// The device could not be created.
+    #[error("could not open the device on adapter {adapter}: {reason}")]
+    RequestDevice { adapter: String, reason: String },
+    /// A buffer, binding or dispatch does not fit the adapter's limits.
+    #[error(
+        "{what} needs {requested}, over this adapter's limit of {max}. {hint}"
+    )]
+    LimitExceeded {
+        what: String,
+        requested: u64,
+        max: u64,
+        hint: String,
+    },
+    /// wgpu reported a validation or out-of-memory error.
+    #[error("GPU error in {context}: {message}")]
+    Gpu { context: String, message: String },
+    /// A readback buffer could not be mapped.
+    #[error("could not read back {what} from the GPU: {reason}")]
+    Readback { what: String, reason: String },
+    /// A dataset file is missing, malformed or inconsistent.
+    #[error(transparent)]
+    Data(#[from] DataError),
+    /// A configuration value is out of its valid range.
+    #[error("invalid {name} = {value}: {reason}")]
+    InvalidConfig {
+        name: &'static str,
+        value: String,
+        reason: String,
+    },
+    /// Training produced a loss that is not finite.
+    #[error(
+        "the training loss became non-finite at epoch {epoch}, step {step} (last finite minibatch loss: {last_finite}); \
+         the run was stopped and the parameters kept as they were before that step. \
+         Lower the learning rate (--lr) or check the input data."
+    )]
+    NonFiniteLoss {
+        epoch: usize,
+        step: usize,
+        last_finite: String,
+    },
+    /// A checkpoint could not be written or read.
+    #[error("checkpoint {path}: {reason}")]
+    Checkpoint { path: PathBuf, reason: String },
+    /// An I/O error on a named file.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Result alias used throughout the library.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,401 @@
+//! `Gpu`: the wgpu instance, the chosen adapter, the device and queue, the adapter's real
+//! limits, and the bookkeeping every other GPU module relies on (error capture, resource
+//! counters, limit checks, dispatch-grid folding).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::error::{Error, Result};
+
+/// How to choose an adapter. Empty fields fall back to `WGPU_BACKEND` / `WGPU_ADAPTER_NAME`,
+/// then to the most capable adapter (discrete, integrated, virtual, CPU, in that order).
+#[derive(Clone, Debug, Default)]
+pub struct GpuOptions {
+    /// Backends to search, e.g. `wgpu::Backends::VULKAN`.
+    pub backends: Option<wgpu::Backends>,
+    /// Case-insensitive substring of the adapter name.
+    pub adapter_name: Option<String>,
+}
+
+/// What `wgtrain devices` prints for one adapter.
+#[derive(Clone, Debug)]
+pub struct AdapterSummary {
+    pub info: wgpu::AdapterInfo,
+    pub limits: wgpu::Limits,
+    pub features: wgpu::Features,
+}
+
+impl std::fmt::Display for AdapterSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let i = &self.info;
+        let l = &self.limits;
+        writeln!(f, "{} ({:?}, {:?})", i.name, i.device_type, i.backend)?;
+        writeln!(f, "  driver: {} {}", i.driver, i.driver_info)?;
+        writeln!(
+            f,
+            "  max_buffer_size: {} MiB, max_storage_buffer_binding_size: {} MiB",
+            l.max_buffer_size >> 20,
+            l.max_storage_buffer_binding_size >> 20
+        )?;
+        writeln!(
+            f,
+            "  max_compute_workgroups_per_dimension: {}, max_compute_invocations_per_workgroup: {}, max_compute_workgroup_storage_size: {} B",
+            l.max_compute_workgroups_per_dimension,
+            l.max_compute_invocations_per_workgroup,
+            l.max_compute_workgroup_storage_size
+        )?;
+        write!(
+            f,
+            "  max_storage_buffers_per_shader_stage: {}, timestamp queries: {}",
+            l.max_storage_buffers_per_shader_stage,
+            timestamp_mode_name(self.features)
+        )
+    }
+}
+
+fn timestamp_mode_name(features: wgpu::Features) -> &'static str {
+    if features.contains(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES) {
+        "per dispatch"
+    } else if features.contains(wgpu::Features::TIMESTAMP_QUERY) {
+        "per pass"
+    } else {
+        "none"
+    }
+}
+
+/// Counts of GPU objects created through [`Gpu`], to prove that training allocates once
+/// per run and not per step.
+#[derive(Debug, Default)]
+pub struct ResourceCounters {
+    pub buffers: AtomicU64,
+    pub bind_groups: AtomicU64,
+    pub pipelines: AtomicU64,
+}
+
+/// Device, queue and adapter facts. Cheap to share by reference; every GPU module takes `&Gpu`.
+pub struct Gpu {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub info: wgpu::AdapterInfo,
+    /// The limits the device was created with: the adapter's own, not the WebGPU defaults.
+    pub limits: wgpu::Limits,
+    pub features: wgpu::Features,
+    pub counters: ResourceCounters,
+    errors: Arc<Mutex<Vec<String>>>,
+}
+
+fn backends_from(opts: &GpuOptions) -> wgpu::Backends {
+    opts.backends
+        .or_else(wgpu::Backends::from_env)
+        .unwrap_or(wgpu::Backends::all())
+}
+
+fn name_filter(opts: &GpuOptions) -> Option<String> {
+    opts.adapter_name
+        .clone()
+        .or_else(|| std::env::var("WGPU_ADAPTER_NAME").ok())
+        .filter(|s| !s.is_empty())
+}
+
+fn instance(backends: wgpu::Backends) -> wgpu::Instance {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle().with_env();
+    desc.backends = backends;
+    wgpu::Instance::new(desc)
+}
+
+fn device_type_rank(t: wgpu::DeviceType) -> u8 {
+    match t {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Cpu => 3,
+        wgpu::DeviceType::Other => 4,
+    }
+}
+
+fn backend_rank(b: wgpu::Backend) -> u8 {
+    match b {
+        wgpu::Backend::Vulkan | wgpu::Backend::Metal | wgpu::Backend::Dx12 => 0,
+        _ => 1,
+    }
+}
+
+/// Every adapter on the given backends (all backends by default), most capable first.
+pub fn list_adapters(backends: Option<wgpu::Backends>) -> Vec<AdapterSummary> {
+    let opts = GpuOptions {
+        backends,
+        adapter_name: None,
+    };
+    let inst = instance(backends_from(&opts));
+    let mut adapters: Vec<AdapterSummary> =
+        pollster::block_on(inst.enumerate_adapters(backends_from(&opts)))
+            .into_iter()
+            .map(|a| AdapterSummary {
+                info: a.get_info(),
+                limits: a.limits(),
+                features: a.features(),
+            })
+            .collect();
+    adapters.sort_by_key(|a| (device_type_rank(a.info.device_type), backend_rank(a.info.backend)));
+    adapters
+}
+
+const INSTALL_HINT: &str = "Install a Vulkan driver: on headless Linux `apt-get install -y mesa-vulkan-drivers libvulkan1` \
+gives the lavapipe software adapter; on a desktop, your GPU vendor's driver.";
+
+impl Gpu {
+    /// Opens the best matching adapter and creates a device with the adapter's real limits.
+    ///
+    /// # Errors
+    /// [`Error::NoAdapter`] when nothing matches (the message lists the adapters there are,
+    /// or what to install); [`Error::RequestDevice`] when the device cannot be created.
+    pub fn new(opts: &GpuOptions) -> Result<Gpu> {
+        let backends = backends_from(opts);
+        let inst = instance(backends);
+        let mut adapters = pollster::block_on(inst.enumerate_adapters(backends));
+        adapters.sort_by_key(|a| {
+            let i = a.get_info();
+            (device_type_rank(i.device_type), backend_rank(i.backend))
+        });
+        let all_names: Vec<String> = adapters
+            .iter()
+            .map(|a| {
+                let i = a.get_info();
+                format!("\"{}\" ({:?}, {:?})", i.name, i.device_type, i.backend)
+            })
+            .collect();
+        let filter = name_filter(opts);
+        let chosen = match &filter {
+            Some(f) => {
+                let needle = f.to_lowercase();
+                adapters
+                    .into_iter()
+                    .find(|a| a.get_info().name.to_lowercase().contains(&needle))
+            }
+            None => adapters.into_iter().next(),
+        };
+        let Some(adapter) = chosen else {
+            let hint = if all_names.is_empty() {
+                INSTALL_HINT.to_string()
+            } else {
+                format!("Adapters available: {}.", all_names.join(", "))
+            };
+            return Err(Error::NoAdapter {
+                backends: format!("{backends:?}"),
+                filter: filter
+                    .map(|f| format!(" matching name \"{f}\""))
+                    .unwrap_or_default(),
+                hint,
+            });
+        };
+        let info = adapter.get_info();
+        let wanted = wgpu::Features::TIMESTAMP_QUERY
+            | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES
+            | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS;
+        let features = adapter.features() & wanted;
+        let limits = adapter.limits();
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("wgtrain"),
+            required_features: features,
+            required_limits: limits.clone(),
+            ..Default::default()
+        }))
+        .map_err(|e| Error::RequestDevice {
+            adapter: info.name.clone(),
+            reason: e.to_string(),
+        })?;
+        let errors: Arc<Mutex<Vec<String>>> = Arc::default();
+        let sink = errors.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            // A poisoned lock only means another thread panicked while pushing; keep going.
+            if let Ok(mut v) = sink.lock() {
+                v.push(e.to_string());
+            }
+        }));
+        Ok(Gpu {
+            device,
+            queue,
+            info,
+            limits,
+            features,
+            counters: ResourceCounters::default(),
+            errors,
+        })
+    }
+
+    /// One line for the start of a run: adapter name, type, backend and driver.
+    pub fn describe(&self) -> String {
+        let i = &self.info;
+        format!(
+            "adapter: {} ({:?}, {:?}, driver {} {})",
+            i.name, i.device_type, i.backend, i.driver, i.driver_info
+        )
+    }
+
+    /// True for software adapters such as lavapipe, WARP or SwiftShader.
+    pub fn is_cpu_adapter(&self) -> bool {
+        self.info.device_type == wgpu::DeviceType::Cpu
+    }
+
+    /// Returns the first wgpu error reported since the last call, as [`Error::Gpu`].
+    pub fn take_error(&self, context: &str) -> Result<()> {
+        let mut errs = self.errors.lock().unwrap_or_else(|p| p.into_inner());
+        if errs.is_empty() {
+            return Ok(());
+        }
+        let message = errs.join("\n");
+        errs.clear();
+        Err(Error::Gpu {
+            context: context.to_string(),
+            message,
+        })
+    }
+
+    /// Blocks until all submitted work is done.
+    pub fn wait(&self) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Gpu {
+                context: "waiting for the device".into(),
+                message: e.to_string(),
+            })?;
+        Ok(())
+    }
+
+    /// Checks a buffer size against `max_buffer_size`.
+    ///
+    /// # Errors
+    /// [`Error::LimitExceeded`] naming `what`, with `hint` on how to shrink it.
+    pub fn check_buffer(&self, what: &str, bytes: u64, hint: &str) -> Result<()> {
+        check_limit(what, bytes, self.limits.max_buffer_size, hint)
+    }
+
+    /// Checks a storage binding size against `max_storage_buffer_binding_size`.
+    pub fn check_binding(&self, what: &str, bytes: u64, hint: &str) -> Result<()> {
+        check_limit(
+            what,
+            bytes,
+            self.limits.max_storage_buffer_binding_size,
+            hint,
+        )
+    }
+
+    /// A storage buffer of `bytes` (rounded up to 4), checked against the buffer and
+    /// binding limits, counted, and labelled.
+    pub fn storage_buffer(&self, label: &str, bytes: u64, extra: wgpu::BufferUsages) -> Result<wgpu::Buffer> {
+        let bytes = bytes.max(4).next_multiple_of(4);
+        let hint = "use a smaller --batch-size or smaller --hidden sizes";
+        self.check_buffer(label, bytes, hint)?;
+        self.check_binding(label, bytes, hint)?;
+        Ok(self.buffer(label, bytes, wgpu::BufferUsages::STORAGE | extra))
+    }
+
+    /// A counted, labelled buffer of any usage (size already checked by the caller).
+    pub fn buffer(&self, label: &str, bytes: u64, usage: wgpu::BufferUsages) -> wgpu::Buffer {
+        self.counters.buffers.fetch_add(1, Ordering::Relaxed);
+        self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: bytes,
+            usage,
+            mapped_at_creation: false,
+        })
+    }
+
+    /// A counted bind group.
+    pub fn bind_group(
+        &self,
+        label: &str,
+        layout: &wgpu::BindGroupLayout,
+        entries: &[wgpu::BindGroupEntry<'_>],
+    ) -> wgpu::BindGroup {
+        self.counters.bind_groups.fetch_add(1, Ordering::Relaxed);
+        self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(label),
+            layout,
+            entries,
+        })
+    }
+
+    /// The dispatch grid for `workgroups` workgroups along one logical axis, folded into
+    /// y and z so that no dimension exceeds `max_compute_workgroups_per_dimension`.
+    /// Kernels recover the flat id as `(wg.z * nwg.y + wg.y) * nwg.x + wg.x`; the few
+    /// trailing workgroups past `workgroups` must return early (every kernel guards its tail).
+    pub fn grid_1d(&self, what: &str, workgroups: u64) -> Result<[u32; 3]> {
+        fold_grid(what, workgroups, self.limits.max_compute_workgroups_per_dimension)
+    }
+
+    /// The grid for a 2-D kernel: `x_blocks` along x (checked), `y_blocks` folded into y and z.
+    /// Kernels recover the row block as `wg.z * nwg.y + wg.y`.
+    pub fn grid_2d(&self, what: &str, x_blocks: u64, y_blocks: u64) -> Result<[u32; 3]> {
+        let max = self.limits.max_compute_workgroups_per_dimension;
+        check_limit(
+            &format!("the x dimension of the dispatch grid of {what}"),
+            x_blocks,
+            u64::from(max),
+            "use smaller --hidden sizes",
+        )?;
+        let [y, z, w] = fold_grid(what, y_blocks, max)?;
+        if w > 1 {
+            return Err(Error::LimitExceeded {
+                what: format!("the dispatch grid of {what}"),
+                requested: y_blocks,
+                max: u64::from(max) * u64::from(max),
+                hint: "use a smaller --batch-size".into(),
+            });
+        }
+        Ok([x_blocks.max(1) as u32, y, z])
+    }
+
+    /// Bytes of GPU memory behind `[len]` f32 elements; a helper for limit messages.
+    pub fn f32_bytes(len: usize) -> u64 {
+        (len as u64) * 4
+    }
+}
+
+fn check_limit(what: &str, requested: u64, max: u64, hint: &str) -> Result<()> {
+    if requested > max {
+        return Err(Error::LimitExceeded {
+            what: what.to_string(),
+            requested,
+            max,
+            hint: hint.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// Folds `workgroups` into `[x, y, z]` with every dimension at most `max_dim`.
+pub fn fold_grid(what: &str, workgroups: u64, max_dim: u32) -> Result<[u32; 3]> {
+    let max = u64::from(max_dim.max(1));
+    let x = workgroups.clamp(1, max);
+    let rest = workgroups.div_ceil(x);
+    let y = rest.clamp(1, max);
+    let z = rest.div_ceil(y);
+    if z > max {
+        return Err(Error::LimitExceeded {
+            what: format!("the dispatch grid of {what}"),
+            requested: workgroups,
+            max: max * max * max,
+            hint: "use a smaller --batch-size or smaller --hidden sizes".into(),
+        });
+    }
+    Ok([x as u32, y as u32, z as u32])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fold_grid_stays_under_the_limit_and_covers_every_workgroup() {
+        for (n, max) in [(1u64, 65535u32), (65535, 65535), (65536, 65535), (183_750, 65535), (10, 3), (28, 3)] {
+            let [x, y, z] = fold_grid("t", n, max).unwrap();
+            assert!(x <= max && y <= max && z <= max, "{n} {max}: {x} {y} {z}");
+            let covered = u64::from(x) * u64::from(y) * u64::from(z);
+            assert!(covered >= n, "{n}: {covered}");
+            // No whole row of x workgroups is wasted.
+            assert!(covered - n < u64::from(x) * u64::from(y), "{n}: {covered}");
+        }
+        assert!(matches!(fold_grid("t", 28, 3), Err(Error::LimitExceeded { .. })));
+    }
+}

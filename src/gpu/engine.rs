@@ -1,0 +1,532 @@
+//! `GpuEngine`: trains an MLP with every step on the GPU.
+//!
+//! Everything is created once per run: the dataset (u8, resident), the flat parameter,
+//! gradient and momentum buffers, the activations for the largest minibatch, the step
+//! records, the metrics buffers and every bind group. An epoch writes the sample order and
+//! the step records once, records all its steps into a few command buffers, and reads the
+//! per-step loss and correct counts back once at the end.
+//!
+//! One training step of an MLP with L layers is `1 + L + 1 + 2L + (L - 1) + 1` dispatches
+//! (10 for one hidden layer):
+//! ```text
+//! gather_normalize                      X [B, I], y [B]
+//! matmul (bias + ReLU fused), per layer H_l [B, O_l]; the last gives logits [B, C]
+//! softmax_cross_entropy                 dlogits, per-step Σ loss and Σ correct
+//! per layer, last to first:  matmul     dW_l = dZ_lᵀ · H_{l-1}
+//!                            column_sum db_l = colsum(dZ_l)
+//!                            matmul     dZ_{l-1} = (dZ_l · W_l) ⊙ [H_{l-1} > 0]   (l > 0)
+//! sgd_update                            all parameters at once
+//! ```
+
+use std::sync::atomic::Ordering;
+
+use crate::data::Dataset;
+use crate::engine::{Engine, EvalSet, Evaluation, StepSums};
+use crate::error::{Error, Result};
+use crate::gpu::kernels::matmul::BatchDim;
+use crate::gpu::kernels::{
+    Dispatch, Epilogue, Kernels, MatmulSpec, MatmulVariant, STEP_STRIDE, StepRecord, column_sum, gather_normalize, matmul, sgd_update,
+    softmax_cross_entropy,
+};
+use crate::gpu::tensor::Readback;
+use crate::gpu::{Gpu, View};
+use crate::model::{MlpSpec, ParamLayout};
+use crate::optim::SgdConfig;
+
+/// Steps recorded per command buffer: few submits per epoch, and the progress bar still
+/// moves (it advances when a command buffer completes).
+const STEPS_PER_SUBMIT: usize = 64;
+
+/// Samples per evaluation minibatch (at least the training minibatch).
+const EVAL_BATCH: usize = 1000;
+
+/// Input normalisation applied by the gather kernel: `(pixel / 255 - mean) / std`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Normalization {
+    pub mean: f32,
+    pub std: f32,
+}
+
+impl Normalization {
+    /// Pixels in [0, 1].
+    pub const UNIT: Normalization = Normalization { mean: 0.0, std: 1.0 };
+    /// MNIST's mean and std (0.1307, 0.3081), as in the PyTorch example.
+    pub const MNIST: Normalization = Normalization { mean: 0.1307, std: 0.3081 };
+}
+
+/// What a [`GpuEngine`] is built from.
+pub struct GpuEngineConfig<'a> {
+    pub spec: &'a MlpSpec,
+    /// Initial flat parameters (layout of `spec.layout()`).
+    pub params: &'a [f32],
+    pub train: &'a Dataset,
+    /// Training-sample indices held out for validation (evaluated with [`EvalSet::Validation`]).
+    pub validation: &'a [u32],
+    pub test: &'a Dataset,
+    /// Largest minibatch B.
+    pub batch_size: usize,
+    pub sgd: &'a SgdConfig,
+    pub normalization: Normalization,
+    pub variant: MatmulVariant,
+}
+
+/// A dataset resident on the GPU.
+struct DeviceDataset {
+    pixels: wgpu::Buffer,
+    labels: wgpu::Buffer,
+}
+
+fn upload_dataset(gpu: &Gpu, name: &str, ds: &Dataset) -> Result<DeviceDataset> {
+    let bytes = ds.images.len() as u64;
+    if bytes > u64::from(u32::MAX) {
+        return Err(Error::LimitExceeded {
+            what: format!("the {name} set's pixels (32-bit indexing)"),
+            requested: bytes,
+            max: u64::from(u32::MAX),
+            hint: "use a smaller dataset".into(),
+        });
+    }
+    let hint = "this dataset does not fit this adapter's storage-buffer limits; use a GPU with larger limits or --device cpu";
+    let pixels = gpu.storage_buffer(&format!("{name}.pixels"), bytes, wgpu::BufferUsages::COPY_DST)?;
+    gpu.check_binding(&format!("the {name} set's pixels"), bytes, hint)?;
+    let mut padded = ds.images.clone();
+    padded.resize(ds.images.len().next_multiple_of(4), 0);
+    gpu.queue.write_buffer(&pixels, 0, &padded);
+    let labels = gpu.storage_buffer(&format!("{name}.labels"), ds.labels.len() as u64 * 4, wgpu::BufferUsages::COPY_DST)?;
+    gpu.queue.write_buffer(&labels, 0, bytemuck::cast_slice(&ds.labels));
+    Ok(DeviceDataset { pixels, labels })
+}
+
+/// Evaluation of one held-out set: its own gather and softmax launches (its data and
+/// metrics), the shared forward launches, and its step records after the training ones.
+struct EvalPlan {
+    set: EvalSet,
+    samples: usize,
+    gather: Dispatch,
+    softmax: Dispatch,
+    metrics: wgpu::Buffer,
+    /// Index of its first step record in the step buffer.
+    first_record: usize,
+    steps: usize,
+}
+
+/// Activation buffers sized for `capacity` rows.
+struct Activations {
+    x: wgpu::Buffer,
+    y: wgpu::Buffer,
+    /// `hidden[l]`: output of layer l for l < L - 1; `[capacity, O_l]`.
+    hidden: Vec<wgpu::Buffer>,
+    logits: wgpu::Buffer,
+    dlogits: wgpu::Buffer,
+    /// `dhidden[l]`: gradient with respect to `hidden[l]`.
+    dhidden: Vec<wgpu::Buffer>,
+    rows: wgpu::Buffer,
+}
+
+/// The GPU training engine. See the module docs for the step it runs.
+pub struct GpuEngine<'g> {
+    gpu: &'g Gpu,
+    kernels: &'g Kernels,
+    layout: ParamLayout,
+    params: wgpu::Buffer,
+    velocity: wgpu::Buffer,
+    order: wgpu::Buffer,
+    steps: wgpu::Buffer,
+    steps_bind_group: wgpu::BindGroup,
+    train_metrics: wgpu::Buffer,
+    status: wgpu::Buffer,
+    readback: Readback,
+    train_step: Vec<Dispatch>,
+    eval_forward: Vec<Dispatch>,
+    evals: Vec<EvalPlan>,
+    max_train_steps: usize,
+    batch_size: usize,
+    variant: MatmulVariant,
+    /// Keeps every buffer bound by the launches alive.
+    _keep: Vec<wgpu::Buffer>,
+}
+
+fn view(buffer: &wgpu::Buffer, offset_floats: usize, len: usize) -> View<'_> {
+    View { buffer, offset: offset_floats as u64 * 4, len }
+}
+
+impl<'g> GpuEngine<'g> {
+    /// Uploads the data and parameters and prepares every launch.
+    ///
+    /// # Errors
+    /// [`Error::LimitExceeded`] when a buffer, binding or grid does not fit the adapter
+    /// (with a hint: a smaller batch, a smaller model); [`Error::Gpu`] on a wgpu error.
+    pub fn new(gpu: &'g Gpu, kernels: &'g Kernels, cfg: GpuEngineConfig<'_>) -> Result<GpuEngine<'g>> {
+        let spec = cfg.spec;
+        let layout = spec.layout();
+        assert_eq!(cfg.params.len(), layout.len, "parameters do not match the model layout");
+        let b = cfg.batch_size;
+        let n_train = cfg.train.len();
+        let capacity = b.max(EVAL_BATCH.min(cfg.test.len().max(cfg.validation.len())));
+        let usage = wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC;
+
+        let train = upload_dataset(gpu, "train", cfg.train)?;
+        let test = upload_dataset(gpu, "test", cfg.test)?;
+        let pbytes = layout.len as u64 * 4;
+        let params = gpu.storage_buffer("params", pbytes, usage)?;
+        gpu.queue.write_buffer(&params, 0, bytemuck::cast_slice(cfg.params));
+        let grads = gpu.storage_buffer("grads", pbytes, usage)?;
+        let velocity = gpu.storage_buffer("velocity", pbytes, usage)?;
+        let order = gpu.storage_buffer("order", n_train as u64 * 4, wgpu::BufferUsages::COPY_DST)?;
+        let val_order = gpu.storage_buffer("validation.order", cfg.validation.len() as u64 * 4, wgpu::BufferUsages::COPY_DST)?;
+        gpu.queue.write_buffer(&val_order, 0, bytemuck::cast_slice(cfg.validation));
+        let identity: Vec<u32> = (0..cfg.test.len() as u32).collect();
+        let test_order = gpu.storage_buffer("test.order", identity.len() as u64 * 4, wgpu::BufferUsages::COPY_DST)?;
+        gpu.queue.write_buffer(&test_order, 0, bytemuck::cast_slice(&identity));
+
+        let f32s = |label: &str, len: usize| gpu.storage_buffer(label, len as u64 * 4, usage);
+        let layers = &layout.layers;
+        let n_layers = layers.len();
+        let classes = spec.classes();
+        let act = Activations {
+            x: f32s("x", capacity * spec.inputs())?,
+            y: f32s("y", capacity)?,
+            hidden: layers[..n_layers - 1].iter().enumerate().map(|(l, s)| f32s(&format!("hidden{l}"), capacity * s.outputs)).collect::<Result<_>>()?,
+            logits: f32s("logits", capacity * classes)?,
+            dlogits: f32s("dlogits", capacity * classes)?,
+            dhidden: layers[..n_layers - 1].iter().enumerate().map(|(l, s)| f32s(&format!("dhidden{l}"), capacity * s.outputs)).collect::<Result<_>>()?,
+            rows: f32s("rows", capacity * 2)?,
+        };
+        let dummy = f32s("unused", 4)?;
+        let status = f32s("status", 2)?;
+        let no_decay_ranges: Vec<u32> = if cfg.sgd.decay_bias {
+            vec![0, 0]
+        } else {
+            layout.bias_ranges().iter().flat_map(|&(s, e)| [s as u32, e as u32]).collect()
+        };
+        let no_decay = f32s("no_decay", no_decay_ranges.len())?;
+        gpu.queue.write_buffer(&no_decay, 0, bytemuck::cast_slice(&no_decay_ranges));
+
+        let max_train_steps = n_train.div_ceil(b);
+        let train_metrics = f32s("train.metrics", max_train_steps * 2)?;
+        let eval_steps = |n: usize| n.div_ceil(capacity);
+        let total_records = max_train_steps + eval_steps(cfg.test.len()) + eval_steps(cfg.validation.len());
+        let steps_bytes = total_records as u64 * STEP_STRIDE;
+        gpu.check_buffer("the step records", steps_bytes, "use a larger --batch-size")?;
+        let steps = gpu.buffer("steps", steps_bytes, wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST);
+        let steps_bind_group = kernels.steps_bind_group(gpu, &steps);
+
+        let variant = cfg.variant;
+        let forward = |rows: usize, tag: &str| -> Result<Vec<Dispatch>> {
+            layers
+                .iter()
+                .enumerate()
+                .map(|(l, s)| {
+                    let input = if l == 0 { view(&act.x, 0, rows * s.inputs) } else { view(&act.hidden[l - 1], 0, rows * s.inputs) };
+                    let out = if l + 1 < n_layers { &act.hidden[l] } else { &act.logits };
+                    let spec = MatmulSpec {
+                        m: rows,
+                        n: s.outputs,
+                        k: s.inputs,
+                        trans_a: false,
+                        trans_b: true,
+                        epilogue: if l + 1 < n_layers { Epilogue::BiasRelu } else { Epilogue::Bias },
+                        batch_dim: BatchDim::M,
+                    };
+                    matmul::dispatch(
+                        gpu,
+                        kernels,
+                        variant,
+                        &format!("{tag}.layer{l}.forward"),
+                        spec,
+                        input,
+                        view(&params, s.weight, s.outputs * s.inputs),
+                        Some(view(&params, s.bias, s.outputs)),
+                        None,
+                        view(out, 0, rows * s.outputs),
+                        View::whole(&dummy),
+                    )
+                })
+                .collect()
+        };
+
+        // The training step.
+        let mut train_step = vec![gather_normalize::dispatch(
+            gpu,
+            kernels,
+            "train.gather_normalize",
+            gather_normalize::GatherBuffers { pixels: &train.pixels, labels: &train.labels, order: &order, x: &act.x, y: &act.y },
+            spec.inputs(),
+            b,
+            cfg.normalization.mean,
+            cfg.normalization.std,
+        )?];
+        train_step.extend(forward(b, "train")?);
+        train_step.push(softmax_cross_entropy::dispatch(
+            gpu,
+            kernels,
+            "train.softmax_cross_entropy",
+            softmax_cross_entropy::SoftmaxBuffers {
+                logits: view(&act.logits, 0, b * classes),
+                labels: view(&act.y, 0, b),
+                dlogits: view(&act.dlogits, 0, b * classes),
+                rows: view(&act.rows, 0, b * 2),
+                metrics: View::whole(&train_metrics),
+                status: View::whole(&status),
+            },
+            b,
+            classes,
+            true,
+        )?);
+        for (l, s) in layers.iter().enumerate().rev() {
+            let dz = if l + 1 == n_layers { view(&act.dlogits, 0, b * s.outputs) } else { view(&act.dhidden[l], 0, b * s.outputs) };
+            let input = if l == 0 { view(&act.x, 0, b * s.inputs) } else { view(&act.hidden[l - 1], 0, b * s.inputs) };
+            train_step.push(matmul::dispatch(
+                gpu,
+                kernels,
+                variant,
+                &format!("train.layer{l}.weight_grad"),
+                MatmulSpec { m: s.outputs, n: s.inputs, k: b, trans_a: true, trans_b: false, epilogue: Epilogue::None, batch_dim: BatchDim::K },
+                dz,
+                input,
+                None,
+                None,
+                view(&grads, s.weight, s.outputs * s.inputs),
+                View::whole(&dummy),
+            )?);
+            train_step.push(column_sum::dispatch(gpu, kernels, &format!("train.layer{l}.bias_grad"), b, s.outputs, BatchDim::M, dz, view(&grads, s.bias, s.outputs))?);
+            if l > 0 {
+                train_step.push(matmul::dispatch(
+                    gpu,
+                    kernels,
+                    variant,
+                    &format!("train.layer{l}.input_grad"),
+                    MatmulSpec { m: b, n: s.inputs, k: s.outputs, trans_a: false, trans_b: false, epilogue: Epilogue::ReluMask, batch_dim: BatchDim::M },
+                    dz,
+                    view(&params, s.weight, s.outputs * s.inputs),
+                    None,
+                    Some(view(&act.hidden[l - 1], 0, b * s.inputs)),
+                    view(&act.dhidden[l - 1], 0, b * s.inputs),
+                    View::whole(&dummy),
+                )?);
+            }
+        }
+        train_step.push(sgd_update::dispatch(
+            gpu,
+            kernels,
+            "sgd_update",
+            sgd_update::SgdBuffers {
+                params: View::whole(&params),
+                grads: View::whole(&grads),
+                velocity: View::whole(&velocity),
+                no_decay: View::whole(&no_decay),
+                status: View::whole(&status),
+            },
+            layout.len,
+            if cfg.sgd.decay_bias { 0 } else { n_layers },
+            cfg.sgd,
+        )?);
+
+        // Evaluation: shared forward launches at `capacity` rows, one gather and softmax per set.
+        let eval_forward = forward(capacity, "eval")?;
+        let mut evals = Vec::new();
+        let mut first_record = max_train_steps;
+        let sets: [(EvalSet, &DeviceDataset, &wgpu::Buffer, usize); 2] =
+            [(EvalSet::Test, &test, &test_order, cfg.test.len()), (EvalSet::Validation, &train, &val_order, cfg.validation.len())];
+        for (set, data, set_order, samples) in sets {
+            if samples == 0 {
+                continue;
+            }
+            let name = match set {
+                EvalSet::Test => "test",
+                EvalSet::Validation => "validation",
+            };
+            let n_steps = eval_steps(samples);
+            let metrics = f32s(&format!("{name}.metrics"), n_steps * 2)?;
+            let gather = gather_normalize::dispatch(
+                gpu,
+                kernels,
+                &format!("{name}.gather_normalize"),
+                gather_normalize::GatherBuffers { pixels: &data.pixels, labels: &data.labels, order: set_order, x: &act.x, y: &act.y },
+                spec.inputs(),
+                capacity,
+                cfg.normalization.mean,
+                cfg.normalization.std,
+            )?;
+            let softmax = softmax_cross_entropy::dispatch(
+                gpu,
+                kernels,
+                &format!("{name}.softmax_cross_entropy"),
+                softmax_cross_entropy::SoftmaxBuffers {
+                    logits: View::whole(&act.logits),
+                    labels: View::whole(&act.y),
+                    dlogits: View::whole(&act.dlogits),
+                    rows: View::whole(&act.rows),
+                    metrics: View::whole(&metrics),
+                    status: View::whole(&dummy),
+                },
+                capacity,
+                classes,
+                false,
+            )?;
+            let records: Vec<StepRecord> = (0..n_steps)
+                .map(|i| StepRecord { offset: (i * capacity) as u32, batch: (capacity.min(samples - i * capacity)) as u32, index: i as u32, ..Default::default() })
+                .collect();
+            write_records(gpu, &steps, first_record, &records);
+            evals.push(EvalPlan { set, samples, gather, softmax, metrics, first_record, steps: n_steps });
+            first_record += n_steps;
+        }
+        let readback = Readback::new(gpu, "metrics.staging", (max_train_steps.max(total_records) * 2 * 4 + 8) as u64);
+        gpu.take_error("preparing the training launches")?;
+        let mut keep = vec![train.pixels, train.labels, test.pixels, test.labels, grads, val_order, test_order, dummy, no_decay];
+        keep.extend([act.x, act.y, act.logits, act.dlogits, act.rows]);
+        keep.extend(act.hidden);
+        keep.extend(act.dhidden);
+        Ok(GpuEngine {
+            gpu,
+            kernels,
+            layout,
+            params,
+            velocity,
+            order,
+            steps,
+            steps_bind_group,
+            train_metrics,
+            status,
+            readback,
+            train_step,
+            eval_forward,
+            evals,
+            max_train_steps,
+            batch_size: b,
+            variant,
+            _keep: keep,
+        })
+    }
+
+    /// The launches of one training step, in order (for profiling and dispatch counts).
+    pub fn train_step_dispatches(&self) -> &[Dispatch] {
+        &self.train_step
+    }
+
+    /// The step-record bind group (bind group 1 of every launch).
+    pub fn steps_bind_group(&self) -> &wgpu::BindGroup {
+        &self.steps_bind_group
+    }
+
+    /// The matmul variant in use.
+    pub fn variant(&self) -> MatmulVariant {
+        self.variant
+    }
+
+    /// Writes the epoch's order and step records (before recording any step).
+    pub fn upload_epoch(&self, order: &[u32], steps: &[StepRecord]) -> Result<()> {
+        if steps.len() > self.max_train_steps {
+            return Err(Error::InvalidConfig {
+                name: "steps per epoch",
+                value: steps.len().to_string(),
+                reason: format!("this engine was built for at most {}", self.max_train_steps),
+            });
+        }
+        if let Some(s) = steps.iter().find(|s| s.batch as usize > self.batch_size || s.batch == 0) {
+            return Err(Error::InvalidConfig { name: "minibatch size", value: s.batch.to_string(), reason: format!("must be in 1..={}", self.batch_size) });
+        }
+        self.gpu.queue.write_buffer(&self.order, 0, bytemuck::cast_slice(order));
+        write_records(self.gpu, &self.steps, 0, steps);
+        Ok(())
+    }
+
+    fn encode_steps(&self, launches: &[&[Dispatch]], first_record: usize, count: usize) -> wgpu::CommandBuffer {
+        let mut enc = self.gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("steps") });
+        {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("steps"), timestamp_writes: None });
+            for i in first_record..first_record + count {
+                let offset = (i as u64 * STEP_STRIDE) as u32;
+                for group in launches {
+                    for d in group.iter() {
+                        d.record(&mut pass, &self.steps_bind_group, offset);
+                    }
+                }
+            }
+        }
+        enc.finish()
+    }
+
+    fn read_sums(&self, what: &str, buffer: &wgpu::Buffer, steps: usize) -> Result<Vec<StepSums>> {
+        let bytes = self.readback.read(self.gpu, what, buffer, 0, steps as u64 * 8)?;
+        let floats: Vec<f32> = bytemuck::pod_collect_to_vec(&bytes);
+        Ok(floats.chunks_exact(2).map(|c| [c[0], c[1]]).collect())
+    }
+
+    /// Buffers, bind groups and pipelines created on this device so far.
+    pub fn resource_counts(&self) -> (u64, u64, u64) {
+        let c = &self.gpu.counters;
+        (c.buffers.load(Ordering::Relaxed), c.bind_groups.load(Ordering::Relaxed), c.pipelines.load(Ordering::Relaxed))
+    }
+
+    /// The kernels this engine launches.
+    pub fn kernels(&self) -> &Kernels {
+        self.kernels
+    }
+}
+
+fn write_records(gpu: &Gpu, steps: &wgpu::Buffer, first: usize, records: &[StepRecord]) {
+    if records.is_empty() {
+        return;
+    }
+    let stride = STEP_STRIDE as usize;
+    let mut bytes = vec![0u8; records.len() * stride];
+    for (i, r) in records.iter().enumerate() {
+        bytes[i * stride..i * stride + std::mem::size_of::<StepRecord>()].copy_from_slice(bytemuck::bytes_of(r));
+    }
+    gpu.queue.write_buffer(steps, (first * stride) as u64, &bytes);
+}
+
+impl Engine for GpuEngine<'_> {
+    fn describe(&self) -> String {
+        format!("gpu {}, matmul kernel: {}", self.gpu.describe(), self.variant)
+    }
+
+    fn train_epoch(&mut self, order: &[u32], steps: &[StepRecord], progress: &mut dyn FnMut(usize)) -> Result<Vec<StepSums>> {
+        self.upload_epoch(order, steps)?;
+        let mut submitted = Vec::new();
+        for start in (0..steps.len()).step_by(STEPS_PER_SUBMIT) {
+            let count = STEPS_PER_SUBMIT.min(steps.len() - start);
+            let cb = self.encode_steps(&[&self.train_step], start, count);
+            submitted.push((self.gpu.queue.submit([cb]), start + count));
+        }
+        for (index, done) in submitted {
+            self.gpu
+                .device
+                .poll(wgpu::PollType::Wait { submission_index: Some(index), timeout: None })
+                .map_err(|e| Error::Gpu { context: "training".into(), message: e.to_string() })?;
+            progress(done);
+        }
+        self.gpu.take_error("training")?;
+        self.read_sums("the training metrics", &self.train_metrics, steps.len())
+    }
+
+    fn evaluate(&mut self, set: EvalSet) -> Result<Evaluation> {
+        let Some(plan) = self.evals.iter().find(|p| p.set == set) else {
+            return Ok(Evaluation::default());
+        };
+        let cb = self.encode_steps(&[std::slice::from_ref(&plan.gather), &self.eval_forward, std::slice::from_ref(&plan.softmax)], plan.first_record, plan.steps);
+        self.gpu.queue.submit([cb]);
+        let sums = self.read_sums("the evaluation metrics", &plan.metrics, plan.steps)?;
+        let loss: f64 = sums.iter().map(|s| f64::from(s[0])).sum();
+        let correct: f64 = sums.iter().map(|s| f64::from(s[1])).sum();
+        Ok(Evaluation { loss: loss / plan.samples as f64, accuracy: correct / plan.samples as f64, samples: plan.samples })
+    }
+
+    fn dispatches_per_step(&self) -> usize {
+        self.train_step.len()
+    }
+
+    fn params(&mut self) -> Result<Vec<f32>> {
+        let bytes = crate::gpu::tensor::read_buffer(self.gpu, "the parameters", &self.params, 0, self.layout.len as u64 * 4)?;
+        Ok(bytemuck::pod_collect_to_vec(&bytes))
+    }
+
+    fn set_params(&mut self, params: &[f32]) -> Result<()> {
+        assert_eq!(params.len(), self.layout.len, "parameters do not match the model layout");
+        self.gpu.queue.write_buffer(&self.params, 0, bytemuck::cast_slice(params));
+        self.gpu.queue.write_buffer(&self.velocity, 0, &vec![0u8; params.len() * 4]);
+        self.gpu.queue.write_buffer(&self.status, 0, &[0u8; 8]);
+        Ok(())
+    }
+}

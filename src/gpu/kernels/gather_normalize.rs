@@ -1,0 +1,74 @@
+//! Wrapper of `shaders/gather_normalize.wgsl`: gathers a minibatch from the u8 dataset
+//! resident on the GPU and normalises it.
+//!
+//! `x[b, i] = (pixels[order[offset + b], i] / 255 - mean) / std`, `y[b] = labels[order[offset + b]]`,
+//! shapes `x [B, I]`, `y [B]`. Bindings: 0 params, 1 pixels (packed u8, 4 per u32),
+//! 2 labels `[N]` u32, 3 order `[N]` u32, 4 x, 5 y. Grid: `ceil(B·I / 256)` workgroups, folded.
+
+use super::{Dispatch, Kernels, params_buffer, storage_entry, uniform_entry, whole};
+use crate::error::Result;
+use crate::gpu::Gpu;
+
+/// The WGSL source.
+pub const SOURCE: &str = include_str!("../../../shaders/gather_normalize.wgsl");
+
+/// Mirrors `struct GatherParams` in the shader.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct GatherParams {
+    /// I: values per sample.
+    pub features: u32,
+    pub mean: f32,
+    pub std: f32,
+    pub _pad: u32,
+}
+
+pub(crate) fn layout_entries() -> Vec<wgpu::BindGroupLayoutEntry> {
+    vec![
+        uniform_entry(0),
+        storage_entry(1, true),
+        storage_entry(2, true),
+        storage_entry(3, true),
+        storage_entry(4, false),
+        storage_entry(5, false),
+    ]
+}
+
+/// Buffers of one gather launch.
+pub struct GatherBuffers<'a> {
+    /// The dataset's pixels, `[N, I]` u8 packed four per u32 word.
+    pub pixels: &'a wgpu::Buffer,
+    /// `[N]` u32 labels.
+    pub labels: &'a wgpu::Buffer,
+    /// `[N]` u32 sample order of the epoch.
+    pub order: &'a wgpu::Buffer,
+    /// `[B_max, I]` f32 output.
+    pub x: &'a wgpu::Buffer,
+    /// `[B_max]` u32 output.
+    pub y: &'a wgpu::Buffer,
+}
+
+/// Prepares one gather launch for minibatches of up to `max_batch` samples of `features` values.
+///
+/// # Errors
+/// [`crate::Error::LimitExceeded`] when the grid does not fit the adapter.
+pub fn dispatch(gpu: &Gpu, kernels: &Kernels, label: &str, bufs: GatherBuffers<'_>, features: usize, max_batch: usize, mean: f32, std: f32) -> Result<Dispatch> {
+    let params = GatherParams { features: features as u32, mean, std, _pad: 0 };
+    let ub = params_buffer(gpu, label, &params);
+    let bind_group = gpu.bind_group(
+        label,
+        &kernels.gather.layout,
+        &[whole(0, &ub), whole(1, bufs.pixels), whole(2, bufs.labels), whole(3, bufs.order), whole(4, bufs.x), whole(5, bufs.y)],
+    );
+    let elems = (max_batch * features) as u64;
+    Ok(Dispatch {
+        kernel: "gather_normalize",
+        label: label.to_string(),
+        pipeline: kernels.gather_pipeline.clone(),
+        bind_group,
+        grid: gpu.grid_1d(label, elems.div_ceil(256))?,
+        flops: 0,
+        bytes: elems * 5 + max_batch as u64 * 8,
+        shape: format!("B={max_batch} I={features}"),
+    })
+}

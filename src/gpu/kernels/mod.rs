@@ -1,0 +1,268 @@
+//! One module per WGSL kernel family (`shaders/<name>.wgsl`, entry point `<name>`):
+//! pipelines are built once in [`Kernels`], and each wrapper turns buffers and shapes into
+//! a [`Dispatch`] — a pipeline, a bind group created once, and a grid — that training
+//! records step after step without creating anything.
+//!
+//! Every kernel takes its per-step values from a [`StepRecord`] in bind group 1, bound
+//! with a dynamic offset: the minibatch's position in the epoch order, its size (the last
+//! minibatch may be partial), the scheduled learning rate, the first-step flag for
+//! momentum, and the step's index into the metrics buffer.
+
+pub mod bias_relu;
+pub mod column_sum;
+pub mod gather_normalize;
+pub mod matmul;
+pub mod sgd_update;
+pub mod softmax_cross_entropy;
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::Ordering;
+
+pub use matmul::{Epilogue, MatmulSpec, MatmulVariant};
+
+use crate::error::Result;
+use crate::gpu::Gpu;
+
+/// Per-step values shared by every kernel of a training step, mirrored by `struct Step`
+/// in every shader. Stored `STEP_STRIDE` bytes apart in one buffer written once per epoch.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct StepRecord {
+    /// First position of this minibatch in the epoch's sample order.
+    pub offset: u32,
+    /// Samples in this minibatch (B; the last one of an epoch may be smaller).
+    pub batch: u32,
+    /// Learning rate for this step.
+    pub lr: f32,
+    /// 1 on the very first optimizer step of a run (momentum buffer starts as the gradient).
+    pub first: u32,
+    /// Index of this step's slot in the metrics buffer.
+    pub index: u32,
+    pub _pad: [u32; 3],
+}
+
+/// Bytes between consecutive step records: the largest `min_uniform_buffer_offset_alignment`
+/// WebGPU allows, so one layout works on every adapter.
+pub const STEP_STRIDE: u64 = 256;
+
+/// A kernel launch prepared once: pipeline, bind group and grid. Recording it costs three
+/// calls and creates nothing.
+#[derive(Clone, Debug)]
+pub struct Dispatch {
+    /// Kernel family and entry point, e.g. `matmul_register`.
+    pub kernel: &'static str,
+    /// What this launch computes, e.g. `layer0.forward`.
+    pub label: String,
+    pub pipeline: wgpu::ComputePipeline,
+    pub bind_group: wgpu::BindGroup,
+    /// Workgroups in x, y, z (never above `max_compute_workgroups_per_dimension`).
+    pub grid: [u32; 3],
+    /// Floating-point operations at the largest minibatch (matmuls: 2·M·N·K), for GFLOP/s.
+    pub flops: u64,
+    /// Bytes read plus written at the largest minibatch, for GB/s.
+    pub bytes: u64,
+    /// Shapes for traces and tables, e.g. `M=64 N=256 K=784`.
+    pub shape: String,
+}
+
+impl Dispatch {
+    /// Records this launch into `pass` with the step record at `step_offset` (bytes).
+    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>, steps: &wgpu::BindGroup, step_offset: u32) {
+        pass.set_pipeline(&self.pipeline);
+        pass.set_bind_group(0, &self.bind_group, &[]);
+        pass.set_bind_group(1, steps, &[step_offset]);
+        pass.dispatch_workgroups(self.grid[0], self.grid[1], self.grid[2]);
+    }
+}
+
+/// Bind-group layout entry for a uniform parameter block.
+pub(crate) fn uniform_entry(binding: u32) -> wgpu::BindGroupLayoutEntry {
+    wgpu::BindGroupLayoutEntry {
+        binding,
+        visibility: wgpu::ShaderStages::COMPUTE,
+        ty: wgpu::BindingType::Buffer {
+            ty: wgpu::BufferBindingType::Uniform,
+            has_dynamic_offset: false,
+            min_binding_size: None,
+        },
+        count: None,
+    }
+}
+
+/// Bind-group layout entry for a storage buffer.
+pub(crate) fn storage_entry(binding: u32, read_only: bool) -> wgpu::BindGroupLayoutEntry {
+    wgpu::BindGroupLayoutEntry {
+        binding,
+        visibility: wgpu::ShaderStages::COMPUTE,
+        ty: wgpu::BindingType::Buffer {
+            ty: wgpu::BufferBindingType::Storage { read_only },
+            has_dynamic_offset: false,
+            min_binding_size: None,
+        },
+        count: None,
+    }
+}
+
+/// A family's shader module, bind-group layout and pipeline layout, built once.
+pub(crate) struct Family {
+    pub module: wgpu::ShaderModule,
+    pub layout: wgpu::BindGroupLayout,
+    pub pipeline_layout: wgpu::PipelineLayout,
+}
+
+impl Family {
+    fn new(gpu: &Gpu, name: &str, source: &str, entries: &[wgpu::BindGroupLayoutEntry], steps: &wgpu::BindGroupLayout) -> Family {
+        let module = gpu.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(name),
+            source: wgpu::ShaderSource::Wgsl(source.into()),
+        });
+        let layout = gpu.device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some(name),
+            entries,
+        });
+        let pipeline_layout = gpu.device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some(name),
+            bind_group_layouts: &[Some(&layout), Some(steps)],
+            immediate_size: 0,
+        });
+        Family {
+            module,
+            layout,
+            pipeline_layout,
+        }
+    }
+
+    fn pipeline(&self, gpu: &Gpu, entry: &str, constants: &[(&str, f64)]) -> wgpu::ComputePipeline {
+        gpu.counters.pipelines.fetch_add(1, Ordering::Relaxed);
+        gpu.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(entry),
+            layout: Some(&self.pipeline_layout),
+            module: &self.module,
+            entry_point: Some(entry),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants,
+                ..Default::default()
+            },
+            cache: None,
+        })
+    }
+}
+
+/// Every kernel's pipelines, built once per device. Matmul pipelines are specialised by
+/// override constants (transposes, epilogue) and cached on first use.
+pub struct Kernels {
+    pub(crate) steps_layout: wgpu::BindGroupLayout,
+    pub(crate) gather: Family,
+    pub(crate) gather_pipeline: wgpu::ComputePipeline,
+    pub(crate) matmul: Family,
+    matmul_cache: Mutex<HashMap<(MatmulVariant, bool, bool, u32), wgpu::ComputePipeline>>,
+    pub(crate) softmax: Family,
+    pub(crate) softmax_pipeline: wgpu::ComputePipeline,
+    pub(crate) column_sum: Family,
+    pub(crate) column_sum_pipeline: wgpu::ComputePipeline,
+    pub(crate) sgd: Family,
+    pub(crate) sgd_pipeline: wgpu::ComputePipeline,
+    pub(crate) elementwise: Family,
+    pub(crate) bias_relu_pipeline: wgpu::ComputePipeline,
+    pub(crate) relu_backward_pipeline: wgpu::ComputePipeline,
+}
+
+impl Kernels {
+    /// Compiles every shader and builds the fixed pipelines.
+    ///
+    /// # Errors
+    /// [`crate::Error::Gpu`] when a shader or pipeline fails validation on this adapter.
+    pub fn new(gpu: &Gpu) -> Result<Kernels> {
+        let steps_layout = gpu.device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some("steps"),
+            entries: &[wgpu::BindGroupLayoutEntry {
+                binding: 0,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: wgpu::BindingType::Buffer {
+                    ty: wgpu::BufferBindingType::Uniform,
+                    has_dynamic_offset: true,
+                    min_binding_size: wgpu::BufferSize::new(std::mem::size_of::<StepRecord>() as u64),
+                },
+                count: None,
+            }],
+        });
+        let gather = Family::new(gpu, "gather_normalize", gather_normalize::SOURCE, &gather_normalize::layout_entries(), &steps_layout);
+        let gather_pipeline = gather.pipeline(gpu, "gather_normalize", &[]);
+        let matmul = Family::new(gpu, "matmul", matmul::SOURCE, &matmul::layout_entries(), &steps_layout);
+        let softmax = Family::new(gpu, "softmax_cross_entropy", softmax_cross_entropy::SOURCE, &softmax_cross_entropy::layout_entries(), &steps_layout);
+        let softmax_pipeline = softmax.pipeline(gpu, "softmax_cross_entropy", &[]);
+        let column_sum = Family::new(gpu, "column_sum", column_sum::SOURCE, &column_sum::layout_entries(), &steps_layout);
+        let column_sum_pipeline = column_sum.pipeline(gpu, "column_sum", &[]);
+        let sgd = Family::new(gpu, "sgd_update", sgd_update::SOURCE, &sgd_update::layout_entries(), &steps_layout);
+        let sgd_pipeline = sgd.pipeline(gpu, "sgd_update", &[]);
+        let elementwise = Family::new(gpu, "bias_relu", bias_relu::SOURCE, &bias_relu::layout_entries(), &steps_layout);
+        let bias_relu_pipeline = elementwise.pipeline(gpu, "bias_relu_forward", &[]);
+        let relu_backward_pipeline = elementwise.pipeline(gpu, "relu_backward", &[]);
+        gpu.take_error("building the compute pipelines")?;
+        Ok(Kernels {
+            steps_layout,
+            gather,
+            gather_pipeline,
+            matmul,
+            matmul_cache: Mutex::default(),
+            softmax,
+            softmax_pipeline,
+            column_sum,
+            column_sum_pipeline,
+            sgd,
+            sgd_pipeline,
+            elementwise,
+            bias_relu_pipeline,
+            relu_backward_pipeline,
+        })
+    }
+
+    /// The matmul pipeline for one variant, transpose pair and epilogue (built on first use).
+    pub(crate) fn matmul_pipeline(&self, gpu: &Gpu, variant: MatmulVariant, trans_a: bool, trans_b: bool, epilogue: Epilogue) -> wgpu::ComputePipeline {
+        let key = (variant, trans_a, trans_b, epilogue as u32);
+        let mut cache = self.matmul_cache.lock().unwrap_or_else(|p| p.into_inner());
+        cache
+            .entry(key)
+            .or_insert_with(|| {
+                let constants = [
+                    ("TRANS_A", f64::from(u8::from(trans_a))),
+                    ("TRANS_B", f64::from(u8::from(trans_b))),
+                    ("EPILOGUE", f64::from(epilogue as u32)),
+                ];
+                self.matmul.pipeline(gpu, variant.entry_point(), &constants)
+            })
+            .clone()
+    }
+
+    /// The bind group over a step-record buffer (binding size: one record).
+    pub fn steps_bind_group(&self, gpu: &Gpu, steps: &wgpu::Buffer) -> wgpu::BindGroup {
+        gpu.bind_group(
+            "steps",
+            &self.steps_layout,
+            &[wgpu::BindGroupEntry {
+                binding: 0,
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: steps,
+                    offset: 0,
+                    size: wgpu::BufferSize::new(std::mem::size_of::<StepRecord>() as u64),
+                }),
+            }],
+        )
+    }
+}
+
+/// A uniform buffer holding one parameter block (created once per dispatch).
+pub(crate) fn params_buffer<T: bytemuck::Pod>(gpu: &Gpu, label: &str, params: &T) -> wgpu::Buffer {
+    let buf = gpu.buffer(label, std::mem::size_of::<T>() as u64, wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST);
+    gpu.queue.write_buffer(&buf, 0, bytemuck::bytes_of(params));
+    buf
+}
+
+/// Bind-group entry for a whole buffer.
+pub(crate) fn whole(binding: u32, buffer: &wgpu::Buffer) -> wgpu::BindGroupEntry<'_> {
+    wgpu::BindGroupEntry {
+        binding,
+        resource: buffer.as_entire_binding(),
+    }
+}

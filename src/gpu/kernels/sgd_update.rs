@@ -1,0 +1,90 @@
+//! Wrapper of `shaders/sgd_update.wgsl`: one launch updates the whole flat parameter
+//! buffer with `torch.optim.SGD` semantics (coupled weight decay, momentum with dampening,
+//! nesterov), or SGDW's decoupled decay.
+//!
+//! Bindings: 0 params, 1 parameters `[P]` (read-write), 2 gradients `[P]`, 3 momentum
+//! buffer `[P]`, 4 no-decay ranges `[R]` of `[start, end)`, 5 status `[2]`. Grid:
+//! `ceil(P / 256)` workgroups, folded.
+
+use super::{Dispatch, Kernels, params_buffer, storage_entry, uniform_entry};
+use crate::error::Result;
+use crate::gpu::{Gpu, View};
+use crate::optim::SgdConfig;
+
+/// The WGSL source.
+pub const SOURCE: &str = include_str!("../../../shaders/sgd_update.wgsl");
+
+/// Mirrors `struct SgdParams` in the shader.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct SgdParams {
+    pub len: u32,
+    pub ranges: u32,
+    pub nesterov: u32,
+    pub decoupled: u32,
+    pub weight_decay: f32,
+    pub momentum: f32,
+    pub dampening: f32,
+    pub _pad: u32,
+}
+
+pub(crate) fn layout_entries() -> Vec<wgpu::BindGroupLayoutEntry> {
+    vec![
+        uniform_entry(0),
+        storage_entry(1, false),
+        storage_entry(2, true),
+        storage_entry(3, false),
+        storage_entry(4, true),
+        storage_entry(5, true),
+    ]
+}
+
+/// Buffers of one SGD launch. `no_decay` holds `ranges` pairs of u32 `[start, end)`
+/// (at least one pair, unused when `ranges` is 0).
+pub struct SgdBuffers<'a> {
+    pub params: View<'a>,
+    pub grads: View<'a>,
+    pub velocity: View<'a>,
+    pub no_decay: View<'a>,
+    pub status: View<'a>,
+}
+
+/// Prepares the update of `len` parameters.
+///
+/// # Errors
+/// [`crate::Error::LimitExceeded`] when the grid does not fit the adapter.
+pub fn dispatch(gpu: &Gpu, kernels: &Kernels, label: &str, bufs: SgdBuffers<'_>, len: usize, ranges: usize, cfg: &SgdConfig) -> Result<Dispatch> {
+    let params = SgdParams {
+        len: len as u32,
+        ranges: ranges as u32,
+        nesterov: u32::from(cfg.nesterov),
+        decoupled: u32::from(cfg.decoupled_weight_decay),
+        weight_decay: cfg.weight_decay as f32,
+        momentum: cfg.momentum as f32,
+        dampening: cfg.dampening as f32,
+        _pad: 0,
+    };
+    let ub = params_buffer(gpu, label, &params);
+    let bind_group = gpu.bind_group(
+        label,
+        &kernels.sgd.layout,
+        &[
+            wgpu::BindGroupEntry { binding: 0, resource: ub.as_entire_binding() },
+            wgpu::BindGroupEntry { binding: 1, resource: bufs.params.binding() },
+            wgpu::BindGroupEntry { binding: 2, resource: bufs.grads.binding() },
+            wgpu::BindGroupEntry { binding: 3, resource: bufs.velocity.binding() },
+            wgpu::BindGroupEntry { binding: 4, resource: bufs.no_decay.binding() },
+            wgpu::BindGroupEntry { binding: 5, resource: bufs.status.binding() },
+        ],
+    );
+    Ok(Dispatch {
+        kernel: "sgd_update",
+        label: label.to_string(),
+        pipeline: kernels.sgd_pipeline.clone(),
+        bind_group,
+        grid: gpu.grid_1d(label, (len as u64).div_ceil(256))?,
+        flops: 6 * len as u64,
+        bytes: 4 * 5 * len as u64,
+        shape: format!("P={len}"),
+    })
+}

@@ -1,0 +1,80 @@
+//! Wrapper of `shaders/softmax_cross_entropy.wgsl`: per-row loss and correct flag,
+//! `dlogits = (softmax - onehot) / B`, and the minibatch's loss sum and correct count, in
+//! one single-workgroup launch (a fixed-order tree, no float atomics).
+//!
+//! Shapes: logits `[B, C]`, labels `[B]` u32, dlogits `[B, C]`, rows `[B, 2]`
+//! (loss, correct), metrics `[steps, 2]` (Σ loss, Σ correct per step), status `[2]` u32.
+//! Bindings: 0 params, 1 logits, 2 labels, 3 dlogits, 4 rows, 5 metrics, 6 status. Grid: 1.
+
+use super::{Dispatch, Kernels, params_buffer, storage_entry, uniform_entry};
+use crate::error::Result;
+use crate::gpu::{Gpu, View};
+
+/// The WGSL source.
+pub const SOURCE: &str = include_str!("../../../shaders/softmax_cross_entropy.wgsl");
+
+/// Mirrors `struct SoftmaxParams` in the shader.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct SoftmaxParams {
+    /// C: classes.
+    pub classes: u32,
+    /// 0: do not write dlogits (evaluation).
+    pub write_grad: u32,
+    pub _pad: [u32; 2],
+}
+
+pub(crate) fn layout_entries() -> Vec<wgpu::BindGroupLayoutEntry> {
+    vec![
+        uniform_entry(0),
+        storage_entry(1, true),
+        storage_entry(2, true),
+        storage_entry(3, false),
+        storage_entry(4, false),
+        storage_entry(5, false),
+        storage_entry(6, false),
+    ]
+}
+
+/// Buffers of one softmax-cross-entropy launch.
+pub struct SoftmaxBuffers<'a> {
+    pub logits: View<'a>,
+    pub labels: View<'a>,
+    pub dlogits: View<'a>,
+    pub rows: View<'a>,
+    pub metrics: View<'a>,
+    pub status: View<'a>,
+}
+
+/// Prepares one launch for minibatches of up to `max_batch` rows of `classes` logits.
+///
+/// # Errors
+/// None in practice (the grid is one workgroup); kept fallible like every wrapper.
+pub fn dispatch(gpu: &Gpu, kernels: &Kernels, label: &str, bufs: SoftmaxBuffers<'_>, max_batch: usize, classes: usize, write_grad: bool) -> Result<Dispatch> {
+    let params = SoftmaxParams { classes: classes as u32, write_grad: u32::from(write_grad), _pad: [0; 2] };
+    let ub = params_buffer(gpu, label, &params);
+    let bind_group = gpu.bind_group(
+        label,
+        &kernels.softmax.layout,
+        &[
+            wgpu::BindGroupEntry { binding: 0, resource: ub.as_entire_binding() },
+            wgpu::BindGroupEntry { binding: 1, resource: bufs.logits.binding() },
+            wgpu::BindGroupEntry { binding: 2, resource: bufs.labels.binding() },
+            wgpu::BindGroupEntry { binding: 3, resource: bufs.dlogits.binding() },
+            wgpu::BindGroupEntry { binding: 4, resource: bufs.rows.binding() },
+            wgpu::BindGroupEntry { binding: 5, resource: bufs.metrics.binding() },
+            wgpu::BindGroupEntry { binding: 6, resource: bufs.status.binding() },
+        ],
+    );
+    let bc = (max_batch * classes) as u64;
+    Ok(Dispatch {
+        kernel: "softmax_cross_entropy",
+        label: label.to_string(),
+        pipeline: kernels.softmax_pipeline.clone(),
+        bind_group,
+        grid: [1, 1, 1],
+        flops: 6 * bc,
+        bytes: 4 * (bc * if write_grad { 2 } else { 1 } + 3 * max_batch as u64),
+        shape: format!("B={max_batch} C={classes}"),
+    })
+}

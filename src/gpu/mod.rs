@@ -1,0 +1,12 @@
+//! Everything that touches wgpu: the device ([`context`]), buffers and readback
+//! ([`tensor`]), one wrapper module per WGSL kernel family ([`kernels`]), the GPU training
+//! engine ([`engine`]) and the profiler ([`profiler`]).
+
+pub mod context;
+pub mod engine;
+pub mod kernels;
+pub mod tensor;
+
+pub use context::{AdapterSummary, Gpu, GpuOptions, list_adapters};
+pub use kernels::{Dispatch, Kernels, MatmulVariant, StepRecord};
+pub use tensor::{GpuTensor, View};

@@ -1,0 +1,51 @@
+//! # wgtrain
+//!
+//! A neural-network training engine whose kernels are WGSL compute shaders run through
+//! wgpu: it trains MLPs on any Vulkan, Metal or DX12 GPU, and headless on a software
+//! adapter (Mesa lavapipe). Every kernel has a plain-Rust reference in [`cpu`], which the
+//! tests hold the GPU to.
+//!
+//! Dimension letters, used the same way in WGSL, Rust and docs: `B` minibatch size,
+//! `I` in features, `O` out features, `H` hidden units, `C` classes, `N` dataset samples,
+//! `P` parameters; a matmul is `C[M, N] = A[M, K] · B[K, N]`. Matrices are row-major;
+//! weights use PyTorch's `nn.Linear` layout (`weight [O, I]`, `bias [O]`).
+//!
+//! ```no_run
+//! use wgtrain::{data, gpu, model::MlpSpec, train, optim::SgdConfig, schedule};
+//! # fn main() -> Result<(), wgtrain::Error> {
+//! let mnist = data::load_or_download(None, true, true)?;
+//! let gpu = gpu::Gpu::new(&gpu::GpuOptions::default())?;
+//! let kernels = gpu::Kernels::new(&gpu)?;
+//! let spec = MlpSpec::new(mnist.train.features(), &[256], mnist.classes)?;
+//! let params = spec.init(1);
+//! let sgd = SgdConfig::default();
+//! let mut engine = gpu::engine::GpuEngine::new(&gpu, &kernels, gpu::engine::GpuEngineConfig {
+//!     spec: &spec, params: &params, train: &mnist.train, validation: &[], test: &mnist.test,
+//!     batch_size: 64, sgd: &sgd, normalization: gpu::engine::Normalization::UNIT,
+//!     variant: gpu::MatmulVariant::default_for(&gpu),
+//! })?;
+//! let cfg = train::TrainConfig {
+//!     epochs: 1, batch_size: 64, sgd,
+//!     schedule: schedule::LrSchedule::new(0.1, schedule::Schedule::Constant),
+//!     seed: 1, validation: vec![], early_stop_patience: None,
+//! };
+//! let mut trainer = train::Trainer::new(&mut engine, cfg, mnist.train.len())?;
+//! for report in trainer.fit(&mut |_, r| { println!("{r}"); Ok(()) })? {
+//!     assert!(report.test_accuracy > 0.9);
+//! }
+//! # Ok(()) }
+//! ```
+
+pub mod checkpoint;
+pub mod cpu;
+pub mod cpu_engine;
+pub mod data;
+pub mod engine;
+pub mod error;
+pub mod gpu;
+pub mod model;
+pub mod optim;
+pub mod schedule;
+pub mod train;
+
+pub use error::{Error, Result};

@@ -1,0 +1,186 @@
+//! The MLP: layer sizes, where each layer's parameters sit in one flat buffer, and
+//! PyTorch `nn.Linear` initialisation.
+//!
+//! Parameters live in one flat f32 buffer so that one SGD dispatch updates them all. Each
+//! layer contributes `weight [O, I]` then `bias [O]` (PyTorch `nn.Linear` layout), each
+//! starting on a multiple of [`PARAM_ALIGN`] floats (256 bytes) so it can be bound on its own
+//! as a storage buffer range on any adapter. Padding is zero and stays zero.
+
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::error::{Error, Result};
+
+/// Alignment of each parameter tensor in the flat buffer, in f32 elements (256 bytes, the
+/// largest `min_storage_buffer_offset_alignment` WebGPU allows).
+pub const PARAM_ALIGN: usize = 64;
+
+/// An MLP `I -> H1 -> ... -> C` with ReLU between layers (`nn.Sequential(Linear, ReLU, ...,
+/// Linear)`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MlpSpec {
+    /// `[I, H1, ..., C]`.
+    pub sizes: Vec<usize>,
+}
+
+/// Where one `nn.Linear` lives in the flat buffer (offsets in f32 elements).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LayerSlot {
+    pub inputs: usize,
+    pub outputs: usize,
+    /// Offset of `weight [outputs, inputs]`.
+    pub weight: usize,
+    /// Offset of `bias [outputs]`.
+    pub bias: usize,
+}
+
+/// The flat parameter buffer's layout.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParamLayout {
+    pub layers: Vec<LayerSlot>,
+    /// Total length in f32 elements, padding included.
+    pub len: usize,
+}
+
+impl ParamLayout {
+    /// `[start, end)` ranges of every bias (for `--no-decay-bias`).
+    pub fn bias_ranges(&self) -> Vec<(usize, usize)> {
+        self.layers.iter().map(|s| (s.bias, s.bias + s.outputs)).collect()
+    }
+
+    /// Number of trainable parameters (padding excluded).
+    pub fn trainable(&self) -> usize {
+        self.layers.iter().map(|s| s.outputs * (s.inputs + 1)).sum()
+    }
+}
+
+impl MlpSpec {
+    /// `inputs -> hidden... -> classes`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] when any size is 0.
+    pub fn new(inputs: usize, hidden: &[usize], classes: usize) -> Result<MlpSpec> {
+        let mut sizes = vec![inputs];
+        sizes.extend_from_slice(hidden);
+        sizes.push(classes);
+        if let Some(pos) = sizes.iter().position(|&s| s == 0) {
+            return Err(Error::InvalidConfig {
+                name: if pos == 0 { "input size" } else if pos == sizes.len() - 1 { "class count" } else { "hidden size" },
+                value: "0".into(),
+                reason: "every layer needs at least one unit".into(),
+            });
+        }
+        Ok(MlpSpec { sizes })
+    }
+
+    /// `I`.
+    pub fn inputs(&self) -> usize {
+        self.sizes[0]
+    }
+
+    /// `C`.
+    pub fn classes(&self) -> usize {
+        self.sizes[self.sizes.len() - 1]
+    }
+
+    /// The hidden sizes.
+    pub fn hidden(&self) -> &[usize] {
+        &self.sizes[1..self.sizes.len() - 1]
+    }
+
+    /// Layout of the flat parameter buffer.
+    pub fn layout(&self) -> ParamLayout {
+        let mut off = 0;
+        let layers = self
+            .sizes
+            .windows(2)
+            .map(|w| {
+                let (inputs, outputs) = (w[0], w[1]);
+                let weight = off;
+                let bias = (weight + inputs * outputs).next_multiple_of(PARAM_ALIGN);
+                off = (bias + outputs).next_multiple_of(PARAM_ALIGN);
+                LayerSlot { inputs, outputs, weight, bias }
+            })
+            .collect();
+        ParamLayout { layers, len: off }
+    }
+
+    /// Floating-point operations of one training step per sample: forward `2·I·O` per
+    /// layer, backward `2·I·O` for the weight gradient and `2·I·O` for the input gradient
+    /// (not needed for the first layer).
+    pub fn train_flops_per_sample(&self) -> u64 {
+        self.sizes
+            .windows(2)
+            .enumerate()
+            .map(|(l, w)| {
+                let io = (w[0] * w[1]) as u64;
+                if l == 0 { 4 * io } else { 6 * io }
+            })
+            .sum()
+    }
+
+    /// Fresh parameters, PyTorch `nn.Linear.reset_parameters`: weight and bias
+    /// ~ U(-1/sqrt(in), 1/sqrt(in)) (kaiming_uniform with a = sqrt(5) reduces to this),
+    /// drawn from ChaCha8 seeded with `seed`. Padding is zero.
+    pub fn init(&self, seed: u64) -> Vec<f32> {
+        let layout = self.layout();
+        let mut params = vec![0.0f32; layout.len];
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        for s in &layout.layers {
+            let bound = 1.0 / (s.inputs as f32).sqrt();
+            for v in &mut params[s.weight..s.weight + s.inputs * s.outputs] {
+                *v = rng.random_range(-bound..bound);
+            }
+            for v in &mut params[s.bias..s.bias + s.outputs] {
+                *v = rng.random_range(-bound..bound);
+            }
+        }
+        params
+    }
+}
+
+impl std::fmt::Display for MlpSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s: Vec<String> = self.sizes.iter().map(|v| v.to_string()).collect();
+        f.write_str(&s.join("-"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_aligns_every_tensor_and_keeps_pytorch_shapes() {
+        let spec = MlpSpec::new(784, &[256], 10).unwrap();
+        let l = spec.layout();
+        assert_eq!(l.layers[0], LayerSlot { inputs: 784, outputs: 256, weight: 0, bias: 200_704 });
+        assert_eq!(l.layers[1].weight, 200_704 + 256);
+        assert_eq!(l.layers[1].bias, (200_960 + 2560usize).next_multiple_of(64));
+        assert!(l.layers.iter().all(|s| s.weight % PARAM_ALIGN == 0 && s.bias % PARAM_ALIGN == 0));
+        assert_eq!(l.trainable(), 784 * 256 + 256 + 256 * 10 + 10);
+    }
+
+    #[test]
+    fn init_follows_nn_linear_bounds_and_is_seeded() {
+        let spec = MlpSpec::new(100, &[7], 3).unwrap();
+        let a = spec.init(1);
+        assert_eq!(a, spec.init(1));
+        assert_ne!(a, spec.init(2));
+        let l = spec.layout();
+        let w0 = &a[l.layers[0].weight..l.layers[0].weight + 700];
+        assert!(w0.iter().all(|v| v.abs() < 0.1));
+        // Uniform on (-0.1, 0.1): the max magnitude of 700 draws is close to the bound.
+        assert!(w0.iter().fold(0.0f32, |m, v| m.max(v.abs())) > 0.09);
+        let w1 = &a[l.layers[1].weight..l.layers[1].weight + 21];
+        assert!(w1.iter().all(|v| v.abs() < 1.0 / 7f32.sqrt()));
+        // Padding stays zero.
+        assert!(a[l.layers[0].weight + 700..l.layers[0].bias].iter().all(|&v| v == 0.0));
+    }
+
+    #[test]
+    fn zero_sizes_are_refused() {
+        assert!(MlpSpec::new(784, &[0], 10).is_err());
+        assert!(MlpSpec::new(784, &[], 0).is_err());
+    }
+}

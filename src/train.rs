@@ -1,0 +1,326 @@
+//! The epoch loop: seeded shuffling, minibatch step records (the last partial minibatch
+//! included, as PyTorch's `drop_last=False`), the learning-rate schedule, evaluation after
+//! every epoch, early stopping and the per-epoch report. Works with any [`Engine`].
+
+use std::time::Instant;
+
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+use crate::engine::{Engine, EvalSet, Evaluation, StepSums};
+use crate::error::{Error, Result};
+use crate::gpu::StepRecord;
+use crate::optim::SgdConfig;
+use crate::schedule::{LrSchedule, PlateauState};
+
+/// Hyperparameters of a run. Defaults follow the classic PyTorch MNIST example: batch 64,
+/// lr 0.01, weight decay 1e-4, no momentum, 10 epochs.
+#[derive(Clone, Debug)]
+pub struct TrainConfig {
+    pub epochs: usize,
+    /// Largest minibatch B.
+    pub batch_size: usize,
+    /// Learning rate and its schedule.
+    pub schedule: LrSchedule,
+    pub sgd: SgdConfig,
+    /// Seeds the epoch shuffles and the validation split (initialisation takes its own seed).
+    pub seed: u64,
+    /// Indices of training samples held out for validation (see [`validation_split`]).
+    pub validation: Vec<u32>,
+    /// Stop when the validation loss has not improved for this many epochs.
+    pub early_stop_patience: Option<usize>,
+}
+
+/// One epoch's results, as printed and as written to `--metrics` (one JSON object per line).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct EpochReport {
+    /// 1-based.
+    pub epoch: usize,
+    /// Learning rate of the epoch's first step.
+    pub lr: f64,
+    /// Mean loss per sample over the epoch's minibatches (weights changing as it goes).
+    pub train_loss: f64,
+    /// Fraction of training samples predicted correctly during the epoch.
+    pub train_accuracy: f64,
+    pub test_loss: f64,
+    pub test_accuracy: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub val_loss: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub val_accuracy: Option<f64>,
+    /// Wall time of the training part of the epoch (evaluation excluded), s.
+    pub epoch_seconds: f64,
+    /// Training samples per second.
+    pub samples_per_second: f64,
+}
+
+impl std::fmt::Display for EpochReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "epoch {:>3}  lr {:.3e}  train loss {:.4} acc {:.2}%  test loss {:.4} acc {:.2}%",
+            self.epoch,
+            self.lr,
+            self.train_loss,
+            100.0 * self.train_accuracy,
+            self.test_loss,
+            100.0 * self.test_accuracy
+        )?;
+        if let (Some(l), Some(a)) = (self.val_loss, self.val_accuracy) {
+            write!(f, "  val loss {l:.4} acc {:.2}%", 100.0 * a)?;
+        }
+        write!(f, "  {:.2} s  {:.0} samples/s", self.epoch_seconds, self.samples_per_second)
+    }
+}
+
+/// A seeded split of `0..n` into (training, validation) indices: `fraction` of the samples
+/// (rounded down) go to validation. Disjoint, covering, and the same for one seed.
+///
+/// # Errors
+/// [`Error::InvalidConfig`] when `fraction` is not in [0, 1) or leaves no training sample.
+pub fn validation_split(n: usize, fraction: f64, seed: u64) -> Result<(Vec<u32>, Vec<u32>)> {
+    if !(0.0..1.0).contains(&fraction) {
+        return Err(Error::InvalidConfig { name: "validation split", value: fraction.to_string(), reason: "must be in [0, 1)".into() });
+    }
+    let mut all: Vec<u32> = (0..n as u32).collect();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(u64::MAX);
+    all.shuffle(&mut rng);
+    let n_val = (n as f64 * fraction) as usize;
+    let mut val = all.split_off(n - n_val);
+    all.sort_unstable();
+    val.sort_unstable();
+    Ok((all, val))
+}
+
+/// The order in which epoch `epoch` (0-based) visits `samples`: a Fisher-Yates shuffle by
+/// ChaCha8 seeded with `seed`, stream `epoch`, so any epoch can be reproduced on its own.
+pub fn epoch_order(samples: &[u32], seed: u64, epoch: usize) -> Vec<u32> {
+    let mut order = samples.to_vec();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(epoch as u64);
+    order.shuffle(&mut rng);
+    order
+}
+
+/// Step records for one epoch of `n` samples in minibatches of `batch` (the last one
+/// partial), with the learning rate of each step and the momentum first-step flag.
+pub fn step_records(n: usize, batch: usize, first_global_step: u64, lr: impl Fn(usize) -> f64) -> Vec<StepRecord> {
+    (0..n.div_ceil(batch))
+        .map(|i| StepRecord {
+            offset: (i * batch) as u32,
+            batch: batch.min(n - i * batch) as u32,
+            lr: lr(i) as f32,
+            first: u32::from(first_global_step + i as u64 == 0),
+            index: i as u32,
+            _pad: [0; 3],
+        })
+        .collect()
+}
+
+/// Finds the first minibatch whose loss is not finite.
+fn first_non_finite(sums: &[StepSums]) -> Option<(usize, Option<f32>)> {
+    let bad = sums.iter().position(|s| !s[0].is_finite())?;
+    let last = sums[..bad].last().map(|s| s[0]);
+    Some((bad, last))
+}
+
+/// Drives an [`Engine`] through epochs.
+pub struct Trainer<'e> {
+    engine: &'e mut dyn Engine,
+    cfg: TrainConfig,
+    train_indices: Vec<u32>,
+    global_step: u64,
+    plateau: Option<PlateauState>,
+    best_val_loss: f64,
+    epochs_since_best: usize,
+}
+
+impl<'e> Trainer<'e> {
+    /// A trainer over the `n_train` training samples minus `cfg.validation`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for a batch size of 0 or larger than the training set, 0
+    /// epochs, or an invalid learning rate, schedule or SGD setting.
+    pub fn new(engine: &'e mut dyn Engine, cfg: TrainConfig, n_train: usize) -> Result<Trainer<'e>> {
+        let mut held_out = vec![false; n_train];
+        for &v in &cfg.validation {
+            held_out[v as usize] = true;
+        }
+        let train_indices: Vec<u32> = (0..n_train as u32).filter(|&i| !held_out[i as usize]).collect();
+        validate(&cfg, train_indices.len())?;
+        let plateau = cfg.schedule.plateau_state();
+        Ok(Trainer { engine, cfg, train_indices, global_step: 0, plateau, best_val_loss: f64::INFINITY, epochs_since_best: 0 })
+    }
+
+    /// Number of minibatches per epoch.
+    pub fn steps_per_epoch(&self) -> usize {
+        self.train_indices.len().div_ceil(self.cfg.batch_size)
+    }
+
+    /// Learning rate of step `step` of epoch `epoch` (0-based).
+    fn lr_at(&self, epoch: usize, step: usize) -> f64 {
+        match &self.plateau {
+            Some(p) => p.lr(),
+            None => self.cfg.schedule.lr_at(epoch, step, self.steps_per_epoch()),
+        }
+    }
+
+    /// Runs epoch `epoch` (0-based) and evaluates. `progress` gets finished steps.
+    ///
+    /// # Errors
+    /// [`Error::NonFiniteLoss`] naming the epoch, step and last finite loss; engine errors.
+    pub fn run_epoch(&mut self, epoch: usize, progress: &mut dyn FnMut(usize)) -> Result<EpochReport> {
+        let order = epoch_order(&self.train_indices, self.cfg.seed, epoch);
+        let steps = step_records(order.len(), self.cfg.batch_size, self.global_step, |i| self.lr_at(epoch, i));
+        let start = Instant::now();
+        let sums = self.engine.train_epoch(&order, &steps, progress)?;
+        let seconds = start.elapsed().as_secs_f64();
+        if let Some((step, last)) = first_non_finite(&sums) {
+            let last_finite = match last {
+                Some(l) => format!("{:.4}", l / steps[step - 1].batch as f32),
+                None => "none in this epoch".into(),
+            };
+            return Err(Error::NonFiniteLoss { epoch: epoch + 1, step: step + 1, last_finite });
+        }
+        self.global_step += steps.len() as u64;
+        let n = order.len() as f64;
+        let train_loss = sums.iter().map(|s| f64::from(s[0])).sum::<f64>() / n;
+        let train_accuracy = sums.iter().map(|s| f64::from(s[1])).sum::<f64>() / n;
+        let test = self.engine.evaluate(EvalSet::Test)?;
+        let val: Option<Evaluation> = if self.cfg.validation.is_empty() { None } else { Some(self.engine.evaluate(EvalSet::Validation)?) };
+        let lr = f64::from(steps[0].lr);
+        if let Some(p) = &mut self.plateau {
+            // ReduceLROnPlateau watches the validation loss, or the training loss without
+            // a validation split; never the test set.
+            p.step(val.map_or(train_loss, |v| v.loss));
+        }
+        if let Some(v) = val {
+            if v.loss < self.best_val_loss {
+                self.best_val_loss = v.loss;
+                self.epochs_since_best = 0;
+            } else {
+                self.epochs_since_best += 1;
+            }
+        }
+        Ok(EpochReport {
+            epoch: epoch + 1,
+            lr,
+            train_loss,
+            train_accuracy,
+            test_loss: test.loss,
+            test_accuracy: test.accuracy,
+            val_loss: val.map(|v| v.loss),
+            val_accuracy: val.map(|v| v.accuracy),
+            epoch_seconds: seconds,
+            samples_per_second: n / seconds.max(1e-9),
+        })
+    }
+
+    /// True when early stopping's patience has run out.
+    pub fn should_stop(&self) -> bool {
+        self.cfg.early_stop_patience.is_some_and(|p| self.epochs_since_best >= p)
+    }
+
+    /// True when the last epoch gave the best validation loss so far.
+    pub fn last_was_best(&self) -> bool {
+        self.epochs_since_best == 0 && self.best_val_loss.is_finite()
+    }
+
+    /// The engine (for reading parameters between epochs).
+    pub fn engine(&mut self) -> &mut dyn Engine {
+        self.engine
+    }
+
+    /// Runs every epoch, calling `on_epoch` after each; stops early when patience runs out.
+    ///
+    /// # Errors
+    /// As [`Trainer::run_epoch`], and whatever `on_epoch` returns.
+    pub fn fit(&mut self, on_epoch: &mut dyn FnMut(&mut Trainer<'_>, &EpochReport) -> Result<()>) -> Result<Vec<EpochReport>> {
+        let mut history = Vec::new();
+        for epoch in 0..self.cfg.epochs {
+            let report = self.run_epoch(epoch, &mut |_| {})?;
+            on_epoch(self, &report)?;
+            history.push(report);
+            if self.should_stop() {
+                break;
+            }
+        }
+        Ok(history)
+    }
+}
+
+/// Checks a configuration before any work.
+///
+/// # Errors
+/// [`Error::InvalidConfig`] naming the value and its valid range.
+pub fn validate(cfg: &TrainConfig, n_train: usize) -> Result<()> {
+    if cfg.epochs == 0 {
+        return Err(Error::InvalidConfig { name: "epochs", value: "0".into(), reason: "must be at least 1".into() });
+    }
+    if cfg.batch_size == 0 || cfg.batch_size > n_train {
+        return Err(Error::InvalidConfig {
+            name: "batch size",
+            value: cfg.batch_size.to_string(),
+            reason: format!("must be between 1 and the number of training samples ({n_train})"),
+        });
+    }
+    crate::optim::validate_lr(cfg.schedule.base_lr)?;
+    cfg.schedule
+        .validate()
+        .map_err(|e| Error::InvalidConfig { name: "learning-rate schedule", value: cfg.schedule.to_string(), reason: e.to_string() })?;
+    cfg.sgd.validate()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn step_records_cover_every_sample_once_with_a_partial_last_batch() {
+        let r = step_records(10, 4, 0, |_| 0.1);
+        assert_eq!(r.iter().map(|s| s.batch).collect::<Vec<_>>(), [4, 4, 2]);
+        assert_eq!(r.iter().map(|s| s.offset).collect::<Vec<_>>(), [0, 4, 8]);
+        assert_eq!(r.iter().map(|s| s.first).collect::<Vec<_>>(), [1, 0, 0]);
+        assert!(step_records(10, 4, 3, |_| 0.1).iter().all(|s| s.first == 0));
+        // 60000 / 64: 937 full minibatches and one of 32, as PyTorch's drop_last=False.
+        let r = step_records(60_000, 64, 0, |_| 0.1);
+        assert_eq!(r.len(), 938);
+        assert_eq!(r[937].batch, 32);
+    }
+
+    #[test]
+    fn epoch_order_is_a_seeded_permutation() {
+        let s: Vec<u32> = (0..1000).collect();
+        let a = epoch_order(&s, 1, 0);
+        assert_eq!(a, epoch_order(&s, 1, 0));
+        assert_ne!(a, epoch_order(&s, 1, 1));
+        assert_ne!(a, epoch_order(&s, 2, 0));
+        let mut sorted = a.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, s);
+    }
+
+    #[test]
+    fn validation_split_is_disjoint_covering_and_stable() {
+        let (t, v) = validation_split(1000, 0.1, 7).unwrap();
+        assert_eq!(v.len(), 100);
+        assert_eq!(t.len(), 900);
+        let mut all: Vec<u32> = t.iter().chain(&v).copied().collect();
+        all.sort_unstable();
+        assert_eq!(all, (0..1000).collect::<Vec<u32>>());
+        assert_eq!(validation_split(1000, 0.1, 7).unwrap(), (t, v.clone()));
+        assert_ne!(validation_split(1000, 0.1, 8).unwrap().1, v);
+        assert!(validation_split(1000, 1.0, 7).is_err());
+    }
+
+    #[test]
+    fn first_non_finite_names_the_step_and_the_last_finite_loss() {
+        let sums = [[1.0, 0.0], [2.0, 0.0], [f32::INFINITY, 0.0], [f32::NAN, 0.0]];
+        assert_eq!(first_non_finite(&sums), Some((2, Some(2.0))));
+        assert_eq!(first_non_finite(&sums[..2]), None);
+        assert_eq!(first_non_finite(&[[f32::NAN, 0.0]]), Some((0, None)));
+    }
+}
