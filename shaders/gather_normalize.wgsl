@@ -7,7 +7,7 @@
 struct GatherParams {
     features: u32,   // I: pixels per sample
     mean: f32,
-    std: f32,
+    std_dev: f32,
     _pad: u32,
 }
 
@@ -48,7 +48,7 @@ fn gather_normalize(
     let sample = order[step.offset + b];
     let byte = sample * params.features + f;
     let v = (pixels[byte >> 2u] >> ((byte & 3u) * 8u)) & 0xffu;
-    x[i] = (f32(v) / 255.0 - params.mean) / params.std;
+    x[i] = (f32(v) / 255.0 - params.mean) / params.std_dev;
     if (f == 0u) {
         y[b] = labels[sample];
     }

@@ -14,10 +14,13 @@ use std::path::Path;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
 use crate::error::{Error, Result};
-use crate::model::MlpSpec;
+use crate::model::{MlpSpec, Normalization};
 
 fn err(path: &Path, reason: impl Into<String>) -> Error {
-    Error::Checkpoint { path: path.to_path_buf(), reason: reason.into() }
+    Error::Checkpoint {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
 }
 
 /// Saves the flat parameters of `spec` to `path`.
@@ -25,7 +28,7 @@ fn err(path: &Path, reason: impl Into<String>) -> Error {
 /// # Errors
 /// [`Error::Checkpoint`] when a weight is not finite (nothing is written) or the file
 /// cannot be written (the previous file, if any, is left intact).
-pub fn save(path: &Path, spec: &MlpSpec, params: &[f32]) -> Result<()> {
+pub fn save(path: &Path, spec: &MlpSpec, params: &[f32], norm: Normalization) -> Result<()> {
     let layout = spec.layout();
     let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
     for (l, s) in layout.layers.iter().enumerate() {
@@ -33,33 +36,72 @@ pub fn save(path: &Path, spec: &MlpSpec, params: &[f32]) -> Result<()> {
         let b = &params[s.bias..s.bias + s.outputs];
         for (name, t) in [("weight", w), ("bias", b)] {
             if let Some(i) = t.iter().position(|v| !v.is_finite()) {
-                return Err(err(path, format!("refusing to save: {}.{name}[{i}] is {} (the run diverged)", 2 * l, t[i])));
+                return Err(err(
+                    path,
+                    format!(
+                        "refusing to save: {}.{name}[{i}] is {} (the run diverged)",
+                        2 * l,
+                        t[i]
+                    ),
+                ));
             }
         }
-        tensors.push((format!("{}.weight", 2 * l), vec![s.outputs, s.inputs], bytemuck::cast_slice(w).to_vec()));
-        tensors.push((format!("{}.bias", 2 * l), vec![s.outputs], bytemuck::cast_slice(b).to_vec()));
+        tensors.push((
+            format!("{}.weight", 2 * l),
+            vec![s.outputs, s.inputs],
+            bytemuck::cast_slice(w).to_vec(),
+        ));
+        tensors.push((
+            format!("{}.bias", 2 * l),
+            vec![s.outputs],
+            bytemuck::cast_slice(b).to_vec(),
+        ));
     }
     let views = tensors
         .iter()
-        .map(|(n, shape, data)| TensorView::new(Dtype::F32, shape.clone(), data).map(|v| (n.clone(), v)))
+        .map(|(n, shape, data)| {
+            TensorView::new(Dtype::F32, shape.clone(), data).map(|v| (n.clone(), v))
+        })
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|e| err(path, e.to_string()))?;
-    let meta = HashMap::from([("format".to_string(), "pt".to_string()), ("wgtrain.sizes".to_string(), spec.to_string())]);
+    let meta = HashMap::from([
+        ("format".to_string(), "pt".to_string()),
+        ("wgtrain.sizes".to_string(), spec.to_string()),
+        (
+            "wgtrain.normalize".to_string(),
+            format!("{},{}", norm.mean, norm.std),
+        ),
+    ]);
     let bytes = safetensors::serialize(views, Some(meta)).map_err(|e| err(path, e.to_string()))?;
     write_atomically(path, &bytes)
 }
 
 /// Writes `bytes` to a temporary file next to `path`, syncs it, then renames it over `path`.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().ok_or_else(|| err(path, "not a file name"))?;
-    let tmp = dir.join(format!(".{}.tmp{}", name.to_string_lossy(), std::process::id()));
-    let io = |e: std::io::Error| Error::Io { path: tmp.clone(), source: e };
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .ok_or_else(|| err(path, "not a file name"))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let io = |e: std::io::Error| Error::Io {
+        path: tmp.clone(),
+        source: e,
+    };
     let result = (|| {
         let mut f = std::fs::File::create(&tmp).map_err(io)?;
         f.write_all(bytes).map_err(io)?;
         f.sync_all().map_err(io)?;
-        std::fs::rename(&tmp, path).map_err(|e| Error::Io { path: path.to_path_buf(), source: e })
+        std::fs::rename(&tmp, path).map_err(|e| Error::Io {
+            path: path.to_path_buf(),
+            source: e,
+        })
     })();
     if result.is_err() {
         // Best effort: a leftover temporary file is harmless but untidy.
@@ -68,43 +110,78 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     result
 }
 
-/// Loads a checkpoint: the model it describes and its flat parameters.
+/// A loaded checkpoint.
+pub struct Checkpoint {
+    pub spec: MlpSpec,
+    /// Flat parameters in the layout of `spec.layout()`.
+    pub params: Vec<f32>,
+    /// The input normalisation it was trained with, when the file records it.
+    pub normalization: Option<Normalization>,
+}
+
+/// Loads a checkpoint: the model it describes, its flat parameters and, when recorded,
+/// its input normalisation.
 ///
 /// # Errors
 /// [`Error::Checkpoint`] when the file is not safetensors, a tensor is missing, not f32,
 /// or shapes do not chain (`weight [O, I]` of one layer must feed the next).
-pub fn load(path: &Path) -> Result<(MlpSpec, Vec<f32>)> {
-    let bytes = std::fs::read(path).map_err(|e| Error::Io { path: path.to_path_buf(), source: e })?;
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| err(path, format!("not a safetensors file: {e}")))?;
+pub fn load(path: &Path) -> Result<Checkpoint> {
+    let bytes = std::fs::read(path).map_err(|e| Error::Io {
+        path: path.to_path_buf(),
+        source: e,
+    })?;
+    let st = SafeTensors::deserialize(&bytes)
+        .map_err(|e| err(path, format!("not a safetensors file: {e}")))?;
     let mut sizes = Vec::new();
     let mut tensors = Vec::new();
     for l in 0.. {
         let wname = format!("{}.weight", 2 * l);
         let Ok(w) = st.tensor(&wname) else { break };
         let bname = format!("{}.bias", 2 * l);
-        let b = st.tensor(&bname).map_err(|_| err(path, format!("has {wname} but no {bname}")))?;
+        let b = st
+            .tensor(&bname)
+            .map_err(|_| err(path, format!("has {wname} but no {bname}")))?;
         for (n, t) in [(&wname, &w), (&bname, &b)] {
             if t.dtype() != Dtype::F32 {
-                return Err(err(path, format!("{n} is {:?}; only F32 is supported", t.dtype())));
+                return Err(err(
+                    path,
+                    format!("{n} is {:?}; only F32 is supported", t.dtype()),
+                ));
             }
         }
         let (out, inp) = match w.shape() {
             [o, i] => (*o, *i),
-            s => return Err(err(path, format!("{wname} has shape {s:?}, expected [out, in]"))),
+            s => {
+                return Err(err(
+                    path,
+                    format!("{wname} has shape {s:?}, expected [out, in]"),
+                ));
+            }
         };
         if b.shape() != [out] {
-            return Err(err(path, format!("{bname} has shape {:?}, expected [{out}]", b.shape())));
+            return Err(err(
+                path,
+                format!("{bname} has shape {:?}, expected [{out}]", b.shape()),
+            ));
         }
         match sizes.last() {
             None => sizes.push(inp),
-            Some(&prev) if prev != inp => return Err(err(path, format!("{wname} takes {inp} inputs but the previous layer gives {prev}"))),
+            Some(&prev) if prev != inp => {
+                return Err(err(
+                    path,
+                    format!("{wname} takes {inp} inputs but the previous layer gives {prev}"),
+                ));
+            }
             _ => {}
         }
         sizes.push(out);
         tensors.push((w, b));
     }
     if tensors.is_empty() {
-        return Err(err(path, "no tensor named 0.weight: not an nn.Sequential MLP checkpoint"));
+        return Err(err(
+            path,
+            "no tensor named 0.weight: not an nn.Sequential MLP checkpoint",
+        ));
     }
     let spec = MlpSpec { sizes };
     let layout = spec.layout();
@@ -115,7 +192,22 @@ pub fn load(path: &Path) -> Result<(MlpSpec, Vec<f32>)> {
         params[s.weight..s.weight + wv.len()].copy_from_slice(&wv);
         params[s.bias..s.bias + bv.len()].copy_from_slice(&bv);
     }
-    Ok((spec, params))
+    let normalization = st_normalization(&bytes);
+    Ok(Checkpoint {
+        spec,
+        params,
+        normalization,
+    })
+}
+
+fn st_normalization(bytes: &[u8]) -> Option<Normalization> {
+    let (_, meta) = SafeTensors::read_metadata(bytes).ok()?;
+    let s = meta.metadata().as_ref()?.get("wgtrain.normalize")?.clone();
+    let (m, sd) = s.split_once(',')?;
+    Some(Normalization {
+        mean: m.parse().ok()?,
+        std: sd.parse().ok()?,
+    })
 }
 
 #[cfg(test)]
@@ -128,15 +220,21 @@ mod tests {
         let path = dir.path().join("m.safetensors");
         let spec = MlpSpec::new(5, &[3, 4], 2).unwrap();
         let params = spec.init(3);
-        save(&path, &spec, &params).unwrap();
-        let (spec2, params2) = load(&path).unwrap();
-        assert_eq!(spec2, spec);
-        assert_eq!(params2, params);
+        save(&path, &spec, &params, Normalization::MNIST).unwrap();
+        let ck = load(&path).unwrap();
+        assert_eq!(ck.spec, spec);
+        assert_eq!(ck.params, params);
+        assert_eq!(ck.normalization, Some(Normalization::MNIST));
         let bytes = std::fs::read(&path).unwrap();
         let st = SafeTensors::deserialize(&bytes).unwrap();
         let mut names = st.names();
         names.sort();
-        assert_eq!(names, ["0.bias", "0.weight", "2.bias", "2.weight", "4.bias", "4.weight"]);
+        assert_eq!(
+            names,
+            [
+                "0.bias", "0.weight", "2.bias", "2.weight", "4.bias", "4.weight"
+            ]
+        );
         assert_eq!(st.tensor("2.weight").unwrap().shape(), [4, 3]);
     }
 
@@ -146,13 +244,19 @@ mod tests {
         let path = dir.path().join("m.safetensors");
         let spec = MlpSpec::new(5, &[3], 2).unwrap();
         let good = spec.init(1);
-        save(&path, &spec, &good).unwrap();
+        save(&path, &spec, &good, Normalization::UNIT).unwrap();
         let mut bad = good.clone();
         bad[spec.layout().layers[1].bias] = f32::NAN;
-        let e = save(&path, &spec, &bad).unwrap_err().to_string();
+        let e = save(&path, &spec, &bad, Normalization::UNIT)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("2.bias[0] is NaN"), "{e}");
-        assert_eq!(load(&path).unwrap().1, good);
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary file left behind");
+        assert_eq!(load(&path).unwrap().params, good);
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temporary file left behind"
+        );
     }
 
     #[test]
@@ -160,10 +264,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("m.safetensors");
         let spec = MlpSpec::new(5, &[3], 2).unwrap();
-        save(&path, &spec, &spec.init(1)).unwrap();
+        save(&path, &spec, &spec.init(1), Normalization::UNIT).unwrap();
         let bytes = std::fs::read(&path).unwrap();
         std::fs::write(&path, &bytes[..bytes.len() - 7]).unwrap();
-        assert!(load(&path).unwrap_err().to_string().contains("not a safetensors file"));
+        assert!(
+            load(&path)
+                .unwrap_err()
+                .to_string()
+                .contains("not a safetensors file")
+        );
         std::fs::write(&path, b"hello").unwrap();
         assert!(matches!(load(&path), Err(Error::Checkpoint { .. })));
     }

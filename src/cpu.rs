@@ -11,8 +11,19 @@ use crate::optim::SgdConfig;
 
 /// `C [M, N] = op(A) · op(B)`, op(A) = A `[M, K]` or, with `trans_a`, A stored `[K, M]`;
 /// op(B) = B `[K, N]` or, with `trans_b`, B stored `[N, K]`. f64 accumulation.
-pub fn matmul(a: &[f32], b: &[f32], m: usize, n: usize, k: usize, trans_a: bool, trans_b: bool) -> Vec<f32> {
-    assert!(a.len() >= m * k && b.len() >= k * n, "matmul operands shorter than {m}x{n}x{k}");
+pub fn matmul(
+    a: &[f32],
+    b: &[f32],
+    m: usize,
+    n: usize,
+    k: usize,
+    trans_a: bool,
+    trans_b: bool,
+) -> Vec<f32> {
+    assert!(
+        a.len() >= m * k && b.len() >= k * n,
+        "matmul operands shorter than {m}x{n}x{k}"
+    );
     let mut c = vec![0.0f32; m * n];
     for i in 0..m {
         for j in 0..n {
@@ -42,7 +53,10 @@ pub fn bias_relu_forward(y: &mut [f32], bias: &[f32], n: usize, relu: bool) {
 
 /// `dx = dy ⊙ [h > 0]`, all `[M, N]`.
 pub fn relu_backward(dy: &[f32], h: &[f32]) -> Vec<f32> {
-    dy.iter().zip(h).map(|(&d, &hv)| if hv > 0.0 { d } else { 0.0 }).collect()
+    dy.iter()
+        .zip(h)
+        .map(|(&d, &hv)| if hv > 0.0 { d } else { 0.0 })
+        .collect()
 }
 
 /// `out [N] = Σ_m x [M, N]` (f64 accumulation).
@@ -65,7 +79,11 @@ pub struct SoftmaxCrossEntropy {
 
 /// Softmax cross-entropy with PyTorch's `F.cross_entropy(reduction="mean")` gradient.
 /// Numerically stable: the row max is subtracted before `exp`.
-pub fn softmax_cross_entropy(logits: &[f32], labels: &[u32], classes: usize) -> SoftmaxCrossEntropy {
+pub fn softmax_cross_entropy(
+    logits: &[f32],
+    labels: &[u32],
+    classes: usize,
+) -> SoftmaxCrossEntropy {
     let batch = labels.len();
     let mut out = SoftmaxCrossEntropy {
         loss: Vec::with_capacity(batch),
@@ -81,9 +99,16 @@ pub fn softmax_cross_entropy(logits: &[f32], labels: &[u32], classes: usize) -> 
                 arg = c;
             }
         }
-        let sum: f64 = row.iter().map(|&v| (f64::from(v) - f64::from(mx)).exp()).sum();
+        let sum: f64 = row
+            .iter()
+            .map(|&v| (f64::from(v) - f64::from(mx)).exp())
+            .sum();
         let label = label as usize;
-        let loss = if label < classes { f64::from(mx) + sum.ln() - f64::from(row[label]) } else { f64::NAN };
+        let loss = if label < classes {
+            f64::from(mx) + sum.ln() - f64::from(row[label])
+        } else {
+            f64::NAN
+        };
         out.loss.push(loss as f32);
         out.correct.push(arg == label);
         for (c, &v) in row.iter().enumerate() {
@@ -97,12 +122,25 @@ pub fn softmax_cross_entropy(logits: &[f32], labels: &[u32], classes: usize) -> 
 
 /// Gathers `batch` samples at `order[offset..]` from a u8 dataset `[N, I]`:
 /// returns `x [B, I] = (pixel / 255 - mean) / std` and `y [B]`.
-pub fn gather_normalize(pixels: &[u8], labels: &[u32], features: usize, order: &[u32], offset: usize, batch: usize, mean: f32, std: f32) -> (Vec<f32>, Vec<u32>) {
+pub fn gather_normalize(
+    pixels: &[u8],
+    labels: &[u32],
+    features: usize,
+    order: &[u32],
+    offset: usize,
+    batch: usize,
+    mean: f32,
+    std: f32,
+) -> (Vec<f32>, Vec<u32>) {
     let mut x = Vec::with_capacity(batch * features);
     let mut y = Vec::with_capacity(batch);
     for &s in &order[offset..offset + batch] {
         let s = s as usize;
-        x.extend(pixels[s * features..(s + 1) * features].iter().map(|&p| (f32::from(p) / 255.0 - mean) / std));
+        x.extend(
+            pixels[s * features..(s + 1) * features]
+                .iter()
+                .map(|&p| (f32::from(p) / 255.0 - mean) / std),
+        );
         y.push(labels[s]);
     }
     (x, y)
@@ -111,10 +149,22 @@ pub fn gather_normalize(pixels: &[u8], labels: &[u32], features: usize, order: &
 /// One `torch.optim.SGD` step over a flat parameter vector (see `shaders/sgd_update.wgsl`).
 /// `first` marks the first step, when the momentum buffer is set to the gradient.
 /// Elements inside a `no_decay` range `[start, end)` get no weight decay.
-pub fn sgd_update(params: &mut [f32], grads: &[f32], velocity: &mut [f32], cfg: &SgdConfig, lr: f32, first: bool, no_decay: &[(usize, usize)]) {
+pub fn sgd_update(
+    params: &mut [f32],
+    grads: &[f32],
+    velocity: &mut [f32],
+    cfg: &SgdConfig,
+    lr: f32,
+    first: bool,
+    no_decay: &[(usize, usize)],
+) {
     let (momentum, dampening) = (cfg.momentum as f32, cfg.dampening as f32);
     for i in 0..params.len() {
-        let wd = if no_decay.iter().any(|&(s, e)| i >= s && i < e) { 0.0 } else { cfg.weight_decay as f32 };
+        let wd = if no_decay.iter().any(|&(s, e)| i >= s && i < e) {
+            0.0
+        } else {
+            cfg.weight_decay as f32
+        };
         let mut p = params[i];
         let mut g = grads[i];
         if cfg.decoupled_weight_decay {
@@ -123,7 +173,11 @@ pub fn sgd_update(params: &mut [f32], grads: &[f32], velocity: &mut [f32], cfg: 
             g += wd * p;
         }
         if momentum != 0.0 {
-            let v = if first { g } else { momentum * velocity[i] + (1.0 - dampening) * g };
+            let v = if first {
+                g
+            } else {
+                momentum * velocity[i] + (1.0 - dampening) * g
+            };
             velocity[i] = v;
             g = if cfg.nesterov { g + momentum * v } else { v };
         }
@@ -145,7 +199,12 @@ pub fn forward(layout: &ParamLayout, params: &[f32], x: &[f32], batch: usize) ->
     for (l, s) in layout.layers.iter().enumerate() {
         let w = &params[s.weight..s.weight + s.outputs * s.inputs];
         let mut y = matmul(&inputs[l], w, batch, s.outputs, s.inputs, false, true);
-        bias_relu_forward(&mut y, &params[s.bias..s.bias + s.outputs], s.outputs, l < last);
+        bias_relu_forward(
+            &mut y,
+            &params[s.bias..s.bias + s.outputs],
+            s.outputs,
+            l < last,
+        );
         inputs.push(y);
     }
     let logits = inputs.pop().unwrap_or_default();
@@ -154,7 +213,12 @@ pub fn forward(layout: &ParamLayout, params: &[f32], x: &[f32], batch: usize) ->
 
 /// Mean loss, correct count and the gradient of the mean loss with respect to every
 /// parameter (flat, same layout as `params`; padding stays zero).
-pub fn loss_and_gradients(layout: &ParamLayout, params: &[f32], x: &[f32], y: &[u32]) -> (f64, usize, Vec<f32>) {
+pub fn loss_and_gradients(
+    layout: &ParamLayout,
+    params: &[f32],
+    x: &[f32],
+    y: &[u32],
+) -> (f64, usize, Vec<f32>) {
     let batch = y.len();
     let fwd = forward(layout, params, x, batch);
     let classes = layout.layers.last().map_or(0, |s| s.outputs);

@@ -7,21 +7,49 @@ use crate::data::Dataset;
 use crate::engine::{Engine, EvalSet, Evaluation, StepSums};
 use crate::error::Result;
 use crate::gpu::StepRecord;
-use crate::gpu::engine::Normalization;
-use crate::model::{MlpSpec, ParamLayout};
+use crate::model::{MlpSpec, Normalization, ParamLayout};
 use crate::optim::SgdConfig;
 
 /// `c [m, n] = a · b` with explicit row/column strides (SGEMM, beta = 0).
 #[allow(clippy::too_many_arguments)]
-fn sgemm(m: usize, k: usize, n: usize, a: &[f32], rsa: usize, csa: usize, b: &[f32], rsb: usize, csb: usize, c: &mut [f32]) {
+fn sgemm(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    rsa: usize,
+    csa: usize,
+    b: &[f32],
+    rsb: usize,
+    csb: usize,
+    c: &mut [f32],
+) {
     assert!(c.len() >= m * n);
     if m == 0 || n == 0 {
         return;
     }
-    assert!(a.len() > (m - 1) * rsa + (k.max(1) - 1) * csa && b.len() > (k.max(1) - 1) * rsb + (n - 1) * csb);
+    assert!(
+        a.len() > (m - 1) * rsa + (k.max(1) - 1) * csa
+            && b.len() > (k.max(1) - 1) * rsb + (n - 1) * csb
+    );
     // SAFETY: the asserts above keep every index the kernel reads or writes in bounds.
     unsafe {
-        matrixmultiply::sgemm(m, k, n, 1.0, a.as_ptr(), rsa as isize, csa as isize, b.as_ptr(), rsb as isize, csb as isize, 0.0, c.as_mut_ptr(), n as isize, 1);
+        matrixmultiply::sgemm(
+            m,
+            k,
+            n,
+            1.0,
+            a.as_ptr(),
+            rsa as isize,
+            csa as isize,
+            b.as_ptr(),
+            rsb as isize,
+            csb as isize,
+            0.0,
+            c.as_mut_ptr(),
+            n as isize,
+            1,
+        );
     }
 }
 
@@ -49,7 +77,16 @@ pub struct CpuEngine<'a> {
 impl<'a> CpuEngine<'a> {
     /// Allocates every buffer for minibatches of up to `batch_size` samples.
     #[allow(clippy::too_many_arguments)]
-    pub fn new(spec: &MlpSpec, params: &[f32], train: &'a Dataset, validation: &[u32], test: &'a Dataset, batch_size: usize, sgd: &SgdConfig, norm: Normalization) -> CpuEngine<'a> {
+    pub fn new(
+        spec: &MlpSpec,
+        params: &[f32],
+        train: &'a Dataset,
+        validation: &[u32],
+        test: &'a Dataset,
+        batch_size: usize,
+        sgd: &SgdConfig,
+        norm: Normalization,
+    ) -> CpuEngine<'a> {
         let layout = spec.layout();
         let mut decay = vec![sgd.weight_decay as f32; layout.len];
         if !sgd.decay_bias {
@@ -97,7 +134,9 @@ impl<'a> CpuEngine<'a> {
             let x = &lo[l][..batch * s.inputs];
             let y = &mut hi[0][..batch * s.outputs];
             let w = &self.params[s.weight..s.weight + s.outputs * s.inputs];
-            sgemm(batch, s.inputs, s.outputs, x, s.inputs, 1, w, 1, s.inputs, y);
+            sgemm(
+                batch, s.inputs, s.outputs, x, s.inputs, 1, w, 1, s.inputs, y,
+            );
             let bias = &self.params[s.bias..s.bias + s.outputs];
             for row in y.chunks_mut(s.outputs) {
                 for (v, b) in row.iter_mut().zip(bias) {
@@ -129,7 +168,11 @@ impl<'a> CpuEngine<'a> {
             }
             let sum: f32 = row.iter().map(|&v| (v - mx).exp()).sum();
             let label = self.labels[b] as usize;
-            loss_sum += if label < c { mx + sum.ln() - row[label] } else { f32::NAN };
+            loss_sum += if label < c {
+                mx + sum.ln() - row[label]
+            } else {
+                f32::NAN
+            };
             correct += f32::from(u8::from(arg == label));
             if grad {
                 for (j, &v) in row.iter().enumerate() {
@@ -145,7 +188,18 @@ impl<'a> CpuEngine<'a> {
         for (l, s) in self.layout.layers.iter().enumerate().rev() {
             let dz = &self.deltas[l + 1][..batch * s.outputs];
             let x = &self.acts[l][..batch * s.inputs];
-            sgemm(s.outputs, batch, s.inputs, dz, 1, s.outputs, x, s.inputs, 1, &mut self.grads[s.weight..s.weight + s.outputs * s.inputs]);
+            sgemm(
+                s.outputs,
+                batch,
+                s.inputs,
+                dz,
+                1,
+                s.outputs,
+                x,
+                s.inputs,
+                1,
+                &mut self.grads[s.weight..s.weight + s.outputs * s.inputs],
+            );
             let db = &mut self.grads[s.bias..s.bias + s.outputs];
             db.fill(0.0);
             for row in dz.chunks(s.outputs) {
@@ -158,7 +212,9 @@ impl<'a> CpuEngine<'a> {
                 let dz = &hi[0][..batch * s.outputs];
                 let dh = &mut lo[l][..batch * s.inputs];
                 let w = &self.params[s.weight..s.weight + s.outputs * s.inputs];
-                sgemm(batch, s.outputs, s.inputs, dz, s.outputs, 1, w, s.inputs, 1, dh);
+                sgemm(
+                    batch, s.outputs, s.inputs, dz, s.outputs, 1, w, s.inputs, 1, dh,
+                );
                 for (d, &h) in dh.iter_mut().zip(&self.acts[l][..batch * s.inputs]) {
                     if h <= 0.0 {
                         *d = 0.0;
@@ -181,7 +237,11 @@ impl<'a> CpuEngine<'a> {
                 g += wd * p;
             }
             if mu != 0.0 {
-                let v = if first { g } else { mu * self.velocity[i] + (1.0 - damp) * g };
+                let v = if first {
+                    g
+                } else {
+                    mu * self.velocity[i] + (1.0 - damp) * g
+                };
                 self.velocity[i] = v;
                 g = if cfg.nesterov { g + mu * v } else { v };
             }
@@ -196,11 +256,20 @@ impl Engine for CpuEngine<'_> {
         format!("cpu: matrixmultiply SGEMM, {threads} threads")
     }
 
-    fn train_epoch(&mut self, order: &[u32], steps: &[StepRecord], progress: &mut dyn FnMut(usize)) -> Result<Vec<StepSums>> {
+    fn train_epoch(
+        &mut self,
+        order: &[u32],
+        steps: &[StepRecord],
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<Vec<StepSums>> {
         let mut sums = Vec::with_capacity(steps.len());
         for (i, st) in steps.iter().enumerate() {
             let (off, b) = (st.offset as usize, st.batch as usize);
-            assert!(b <= self.batch_size && b > 0, "minibatch of {b} outside 1..={}", self.batch_size);
+            assert!(
+                b <= self.batch_size && b > 0,
+                "minibatch of {b} outside 1..={}",
+                self.batch_size
+            );
             let train = self.train;
             self.gather(train, &order[off..off + b]);
             self.forward(b);
@@ -239,7 +308,11 @@ impl Engine for CpuEngine<'_> {
         if n == 0 {
             return Ok(Evaluation::default());
         }
-        Ok(Evaluation { loss: loss / n as f64, accuracy: correct / n as f64, samples: n })
+        Ok(Evaluation {
+            loss: loss / n as f64,
+            accuracy: correct / n as f64,
+            samples: n,
+        })
     }
 
     fn dispatches_per_step(&self) -> usize {

@@ -40,7 +40,12 @@ pub trait Engine {
     /// # Errors
     /// Device errors. A non-finite loss is not an error here: it shows in the sums and the
     /// trainer reports it (the GPU engine then leaves the parameters untouched).
-    fn train_epoch(&mut self, order: &[u32], steps: &[StepRecord], progress: &mut dyn FnMut(usize)) -> Result<Vec<StepSums>>;
+    fn train_epoch(
+        &mut self,
+        order: &[u32],
+        steps: &[StepRecord],
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<Vec<StepSums>>;
 
     /// Evaluates the current parameters on a held-out set.
     fn evaluate(&mut self, set: EvalSet) -> Result<Evaluation>;

@@ -23,9 +23,7 @@ pub enum Error {
     #[error("could not open the device on adapter {adapter}: {reason}")]
     RequestDevice { adapter: String, reason: String },
     /// A buffer, binding or dispatch does not fit the adapter's limits.
-    #[error(
-        "{what} needs {requested}, over this adapter's limit of {max}. {hint}"
-    )]
+    #[error("{what} needs {requested}, over this adapter's limit of {max}. {hint}")]
     LimitExceeded {
         what: String,
         requested: u64,

@@ -21,7 +21,7 @@
 //! let sgd = SgdConfig::default();
 //! let mut engine = gpu::engine::GpuEngine::new(&gpu, &kernels, gpu::engine::GpuEngineConfig {
 //!     spec: &spec, params: &params, train: &mnist.train, validation: &[], test: &mnist.test,
-//!     batch_size: 64, sgd: &sgd, normalization: gpu::engine::Normalization::UNIT,
+//!     batch_size: 64, sgd: &sgd, normalization: wgtrain::model::Normalization::UNIT,
 //!     variant: gpu::MatmulVariant::default_for(&gpu),
 //! })?;
 //! let cfg = train::TrainConfig {

@@ -15,6 +15,26 @@ use crate::error::{Error, Result};
 /// largest `min_storage_buffer_offset_alignment` WebGPU allows).
 pub const PARAM_ALIGN: usize = 64;
 
+/// Input normalisation applied by the gather kernel: `(pixel / 255 - mean) / std`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Normalization {
+    pub mean: f32,
+    pub std: f32,
+}
+
+impl Normalization {
+    /// Pixels in [0, 1].
+    pub const UNIT: Normalization = Normalization {
+        mean: 0.0,
+        std: 1.0,
+    };
+    /// MNIST's mean and std (0.1307, 0.3081), as in the PyTorch example.
+    pub const MNIST: Normalization = Normalization {
+        mean: 0.1307,
+        std: 0.3081,
+    };
+}
+
 /// An MLP `I -> H1 -> ... -> C` with ReLU between layers (`nn.Sequential(Linear, ReLU, ...,
 /// Linear)`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -45,7 +65,10 @@ pub struct ParamLayout {
 impl ParamLayout {
     /// `[start, end)` ranges of every bias (for `--no-decay-bias`).
     pub fn bias_ranges(&self) -> Vec<(usize, usize)> {
-        self.layers.iter().map(|s| (s.bias, s.bias + s.outputs)).collect()
+        self.layers
+            .iter()
+            .map(|s| (s.bias, s.bias + s.outputs))
+            .collect()
     }
 
     /// Number of trainable parameters (padding excluded).
@@ -65,7 +88,13 @@ impl MlpSpec {
         sizes.push(classes);
         if let Some(pos) = sizes.iter().position(|&s| s == 0) {
             return Err(Error::InvalidConfig {
-                name: if pos == 0 { "input size" } else if pos == sizes.len() - 1 { "class count" } else { "hidden size" },
+                name: if pos == 0 {
+                    "input size"
+                } else if pos == sizes.len() - 1 {
+                    "class count"
+                } else {
+                    "hidden size"
+                },
                 value: "0".into(),
                 reason: "every layer needs at least one unit".into(),
             });
@@ -99,7 +128,12 @@ impl MlpSpec {
                 let weight = off;
                 let bias = (weight + inputs * outputs).next_multiple_of(PARAM_ALIGN);
                 off = (bias + outputs).next_multiple_of(PARAM_ALIGN);
-                LayerSlot { inputs, outputs, weight, bias }
+                LayerSlot {
+                    inputs,
+                    outputs,
+                    weight,
+                    bias,
+                }
             })
             .collect();
         ParamLayout { layers, len: off }
@@ -154,10 +188,22 @@ mod tests {
     fn layout_aligns_every_tensor_and_keeps_pytorch_shapes() {
         let spec = MlpSpec::new(784, &[256], 10).unwrap();
         let l = spec.layout();
-        assert_eq!(l.layers[0], LayerSlot { inputs: 784, outputs: 256, weight: 0, bias: 200_704 });
+        assert_eq!(
+            l.layers[0],
+            LayerSlot {
+                inputs: 784,
+                outputs: 256,
+                weight: 0,
+                bias: 200_704
+            }
+        );
         assert_eq!(l.layers[1].weight, 200_704 + 256);
         assert_eq!(l.layers[1].bias, (200_960 + 2560usize).next_multiple_of(64));
-        assert!(l.layers.iter().all(|s| s.weight % PARAM_ALIGN == 0 && s.bias % PARAM_ALIGN == 0));
+        assert!(
+            l.layers
+                .iter()
+                .all(|s| s.weight % PARAM_ALIGN == 0 && s.bias % PARAM_ALIGN == 0)
+        );
         assert_eq!(l.trainable(), 784 * 256 + 256 + 256 * 10 + 10);
     }
 
@@ -175,7 +221,11 @@ mod tests {
         let w1 = &a[l.layers[1].weight..l.layers[1].weight + 21];
         assert!(w1.iter().all(|v| v.abs() < 1.0 / 7f32.sqrt()));
         // Padding stays zero.
-        assert!(a[l.layers[0].weight + 700..l.layers[0].bias].iter().all(|&v| v == 0.0));
+        assert!(
+            a[l.layers[0].weight + 700..l.layers[0].bias]
+                .iter()
+                .all(|&v| v == 0.0)
+        );
     }
 
     #[test]

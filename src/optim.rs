@@ -44,9 +44,17 @@ impl SgdConfig {
     /// [`Error::InvalidConfig`] for negative or non-finite values, and nesterov without
     /// momentum or with dampening (as `torch.optim.SGD` refuses).
     pub fn validate(&self) -> Result<()> {
-        let bad = |name: &'static str, v: f64, reason: &str| Error::InvalidConfig { name, value: v.to_string(), reason: reason.into() };
+        let bad = |name: &'static str, v: f64, reason: &str| Error::InvalidConfig {
+            name,
+            value: v.to_string(),
+            reason: reason.into(),
+        };
         if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
-            return Err(bad("weight decay", self.weight_decay, "must be finite and >= 0"));
+            return Err(bad(
+                "weight decay",
+                self.weight_decay,
+                "must be finite and >= 0",
+            ));
         }
         if !(self.momentum.is_finite() && self.momentum >= 0.0) {
             return Err(bad("momentum", self.momentum, "must be finite and >= 0"));
@@ -55,7 +63,11 @@ impl SgdConfig {
             return Err(bad("dampening", self.dampening, "must be in [0, 1]"));
         }
         if self.nesterov && (self.momentum <= 0.0 || self.dampening != 0.0) {
-            return Err(bad("momentum", self.momentum, "nesterov needs momentum > 0 and dampening 0 (as torch.optim.SGD)"));
+            return Err(bad(
+                "momentum",
+                self.momentum,
+                "nesterov needs momentum > 0 and dampening 0 (as torch.optim.SGD)",
+            ));
         }
         Ok(())
     }
@@ -69,7 +81,11 @@ pub fn validate_lr(lr: f64) -> Result<()> {
     if lr.is_finite() && lr > 0.0 {
         Ok(())
     } else {
-        Err(Error::InvalidConfig { name: "learning rate", value: lr.to_string(), reason: "must be finite and > 0".into() })
+        Err(Error::InvalidConfig {
+            name: "learning rate",
+            value: lr.to_string(),
+            reason: "must be finite and > 0".into(),
+        })
     }
 }
 
@@ -98,7 +114,10 @@ mod tests {
     // Hand-computed with torch.optim.SGD's update rule, p0 = 1, grads 1, 2, 3, lr 0.1.
     #[test]
     fn plain_sgd_with_coupled_weight_decay() {
-        let cfg = SgdConfig { weight_decay: 0.5, ..SgdConfig::default() };
+        let cfg = SgdConfig {
+            weight_decay: 0.5,
+            ..SgdConfig::default()
+        };
         // g1 = 1 + 0.5·1 = 1.5 -> p = 0.85; g2 = 2 + 0.425 = 2.425 -> p = 0.6075;
         // g3 = 3 + 0.30375 = 3.30375 -> p = 0.276875.
         close(&run(&cfg, 0.1, &[1.0, 2.0, 3.0]), &[0.85, 0.6075, 0.276875]);
@@ -106,14 +125,23 @@ mod tests {
 
     #[test]
     fn momentum_first_step_sets_buffer_to_gradient() {
-        let cfg = SgdConfig { weight_decay: 0.0, momentum: 0.9, ..SgdConfig::default() };
+        let cfg = SgdConfig {
+            weight_decay: 0.0,
+            momentum: 0.9,
+            ..SgdConfig::default()
+        };
         // v1 = 1 -> p = 0.9; v2 = 0.9 + 2 = 2.9 -> p = 0.61; v3 = 2.61 + 3 = 5.61 -> p = 0.049.
         close(&run(&cfg, 0.1, &[1.0, 2.0, 3.0]), &[0.9, 0.61, 0.049]);
     }
 
     #[test]
     fn dampening_scales_later_gradients_only() {
-        let cfg = SgdConfig { weight_decay: 0.0, momentum: 0.9, dampening: 0.5, ..SgdConfig::default() };
+        let cfg = SgdConfig {
+            weight_decay: 0.0,
+            momentum: 0.9,
+            dampening: 0.5,
+            ..SgdConfig::default()
+        };
         // v1 = 1 (no dampening on the first step) -> 0.9; v2 = 0.9 + 0.5·2 = 1.9 -> 0.71;
         // v3 = 1.71 + 1.5 = 3.21 -> 0.389.
         close(&run(&cfg, 0.1, &[1.0, 2.0, 3.0]), &[0.9, 0.71, 0.389]);
@@ -121,7 +149,12 @@ mod tests {
 
     #[test]
     fn nesterov_adds_momentum_times_buffer() {
-        let cfg = SgdConfig { weight_decay: 0.0, momentum: 0.9, nesterov: true, ..SgdConfig::default() };
+        let cfg = SgdConfig {
+            weight_decay: 0.0,
+            momentum: 0.9,
+            nesterov: true,
+            ..SgdConfig::default()
+        };
         // v1 = 1, g = 1 + 0.9 = 1.9 -> 0.81; v2 = 2.9, g = 2 + 2.61 = 4.61 -> 0.349;
         // v3 = 5.61, g = 3 + 5.049 = 8.049 -> -0.4559.
         close(&run(&cfg, 0.1, &[1.0, 2.0, 3.0]), &[0.81, 0.349, -0.4559]);
@@ -129,7 +162,11 @@ mod tests {
 
     #[test]
     fn decoupled_weight_decay_scales_with_lr() {
-        let cfg = SgdConfig { weight_decay: 0.5, decoupled_weight_decay: true, ..SgdConfig::default() };
+        let cfg = SgdConfig {
+            weight_decay: 0.5,
+            decoupled_weight_decay: true,
+            ..SgdConfig::default()
+        };
         // p = 1 - 0.1·0.5·1 = 0.95, then - 0.1·1 = 0.85; p = 0.85·0.95 - 0.2 = 0.6075;
         // p = 0.6075·0.95 - 0.3 = 0.277125.
         close(&run(&cfg, 0.1, &[1.0, 2.0, 3.0]), &[0.85, 0.6075, 0.277125]);
@@ -137,7 +174,11 @@ mod tests {
 
     #[test]
     fn coupled_decay_with_momentum() {
-        let cfg = SgdConfig { weight_decay: 0.1, momentum: 0.5, ..SgdConfig::default() };
+        let cfg = SgdConfig {
+            weight_decay: 0.1,
+            momentum: 0.5,
+            ..SgdConfig::default()
+        };
         // g1 = 1 + 0.1 = 1.1, v = 1.1 -> p = 0.89; g2 = 2 + 0.089 = 2.089, v = 0.55 + 2.089 = 2.639
         // -> p = 0.6261.
         close(&run(&cfg, 0.1, &[1.0, 2.0]), &[0.89, 0.6261]);
@@ -145,8 +186,22 @@ mod tests {
 
     #[test]
     fn invalid_values_are_refused() {
-        assert!(SgdConfig { weight_decay: -1.0, ..SgdConfig::default() }.validate().is_err());
-        assert!(SgdConfig { nesterov: true, ..SgdConfig::default() }.validate().is_err());
+        assert!(
+            SgdConfig {
+                weight_decay: -1.0,
+                ..SgdConfig::default()
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            SgdConfig {
+                nesterov: true,
+                ..SgdConfig::default()
+            }
+            .validate()
+            .is_err()
+        );
         assert!(validate_lr(f64::NAN).is_err());
         assert!(validate_lr(0.0).is_err());
         assert!(validate_lr(0.01).is_ok());

@@ -71,7 +71,11 @@ impl std::fmt::Display for EpochReport {
         if let (Some(l), Some(a)) = (self.val_loss, self.val_accuracy) {
             write!(f, "  val loss {l:.4} acc {:.2}%", 100.0 * a)?;
         }
-        write!(f, "  {:.2} s  {:.0} samples/s", self.epoch_seconds, self.samples_per_second)
+        write!(
+            f,
+            "  {:.2} s  {:.0} samples/s",
+            self.epoch_seconds, self.samples_per_second
+        )
     }
 }
 
@@ -82,7 +86,11 @@ impl std::fmt::Display for EpochReport {
 /// [`Error::InvalidConfig`] when `fraction` is not in [0, 1) or leaves no training sample.
 pub fn validation_split(n: usize, fraction: f64, seed: u64) -> Result<(Vec<u32>, Vec<u32>)> {
     if !(0.0..1.0).contains(&fraction) {
-        return Err(Error::InvalidConfig { name: "validation split", value: fraction.to_string(), reason: "must be in [0, 1)".into() });
+        return Err(Error::InvalidConfig {
+            name: "validation split",
+            value: fraction.to_string(),
+            reason: "must be in [0, 1)".into(),
+        });
     }
     let mut all: Vec<u32> = (0..n as u32).collect();
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -107,7 +115,12 @@ pub fn epoch_order(samples: &[u32], seed: u64, epoch: usize) -> Vec<u32> {
 
 /// Step records for one epoch of `n` samples in minibatches of `batch` (the last one
 /// partial), with the learning rate of each step and the momentum first-step flag.
-pub fn step_records(n: usize, batch: usize, first_global_step: u64, lr: impl Fn(usize) -> f64) -> Vec<StepRecord> {
+pub fn step_records(
+    n: usize,
+    batch: usize,
+    first_global_step: u64,
+    lr: impl Fn(usize) -> f64,
+) -> Vec<StepRecord> {
     (0..n.div_ceil(batch))
         .map(|i| StepRecord {
             offset: (i * batch) as u32,
@@ -144,15 +157,29 @@ impl<'e> Trainer<'e> {
     /// # Errors
     /// [`Error::InvalidConfig`] for a batch size of 0 or larger than the training set, 0
     /// epochs, or an invalid learning rate, schedule or SGD setting.
-    pub fn new(engine: &'e mut dyn Engine, cfg: TrainConfig, n_train: usize) -> Result<Trainer<'e>> {
+    pub fn new(
+        engine: &'e mut dyn Engine,
+        cfg: TrainConfig,
+        n_train: usize,
+    ) -> Result<Trainer<'e>> {
         let mut held_out = vec![false; n_train];
         for &v in &cfg.validation {
             held_out[v as usize] = true;
         }
-        let train_indices: Vec<u32> = (0..n_train as u32).filter(|&i| !held_out[i as usize]).collect();
+        let train_indices: Vec<u32> = (0..n_train as u32)
+            .filter(|&i| !held_out[i as usize])
+            .collect();
         validate(&cfg, train_indices.len())?;
         let plateau = cfg.schedule.plateau_state();
-        Ok(Trainer { engine, cfg, train_indices, global_step: 0, plateau, best_val_loss: f64::INFINITY, epochs_since_best: 0 })
+        Ok(Trainer {
+            engine,
+            cfg,
+            train_indices,
+            global_step: 0,
+            plateau,
+            best_val_loss: f64::INFINITY,
+            epochs_since_best: 0,
+        })
     }
 
     /// Number of minibatches per epoch.
@@ -172,9 +199,15 @@ impl<'e> Trainer<'e> {
     ///
     /// # Errors
     /// [`Error::NonFiniteLoss`] naming the epoch, step and last finite loss; engine errors.
-    pub fn run_epoch(&mut self, epoch: usize, progress: &mut dyn FnMut(usize)) -> Result<EpochReport> {
+    pub fn run_epoch(
+        &mut self,
+        epoch: usize,
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<EpochReport> {
         let order = epoch_order(&self.train_indices, self.cfg.seed, epoch);
-        let steps = step_records(order.len(), self.cfg.batch_size, self.global_step, |i| self.lr_at(epoch, i));
+        let steps = step_records(order.len(), self.cfg.batch_size, self.global_step, |i| {
+            self.lr_at(epoch, i)
+        });
         let start = Instant::now();
         let sums = self.engine.train_epoch(&order, &steps, progress)?;
         let seconds = start.elapsed().as_secs_f64();
@@ -183,14 +216,22 @@ impl<'e> Trainer<'e> {
                 Some(l) => format!("{:.4}", l / steps[step - 1].batch as f32),
                 None => "none in this epoch".into(),
             };
-            return Err(Error::NonFiniteLoss { epoch: epoch + 1, step: step + 1, last_finite });
+            return Err(Error::NonFiniteLoss {
+                epoch: epoch + 1,
+                step: step + 1,
+                last_finite,
+            });
         }
         self.global_step += steps.len() as u64;
         let n = order.len() as f64;
         let train_loss = sums.iter().map(|s| f64::from(s[0])).sum::<f64>() / n;
         let train_accuracy = sums.iter().map(|s| f64::from(s[1])).sum::<f64>() / n;
         let test = self.engine.evaluate(EvalSet::Test)?;
-        let val: Option<Evaluation> = if self.cfg.validation.is_empty() { None } else { Some(self.engine.evaluate(EvalSet::Validation)?) };
+        let val: Option<Evaluation> = if self.cfg.validation.is_empty() {
+            None
+        } else {
+            Some(self.engine.evaluate(EvalSet::Validation)?)
+        };
         let lr = f64::from(steps[0].lr);
         if let Some(p) = &mut self.plateau {
             // ReduceLROnPlateau watches the validation loss, or the training loss without
@@ -221,7 +262,9 @@ impl<'e> Trainer<'e> {
 
     /// True when early stopping's patience has run out.
     pub fn should_stop(&self) -> bool {
-        self.cfg.early_stop_patience.is_some_and(|p| self.epochs_since_best >= p)
+        self.cfg
+            .early_stop_patience
+            .is_some_and(|p| self.epochs_since_best >= p)
     }
 
     /// True when the last epoch gave the best validation loss so far.
@@ -238,7 +281,10 @@ impl<'e> Trainer<'e> {
     ///
     /// # Errors
     /// As [`Trainer::run_epoch`], and whatever `on_epoch` returns.
-    pub fn fit(&mut self, on_epoch: &mut dyn FnMut(&mut Trainer<'_>, &EpochReport) -> Result<()>) -> Result<Vec<EpochReport>> {
+    pub fn fit(
+        &mut self,
+        on_epoch: &mut dyn FnMut(&mut Trainer<'_>, &EpochReport) -> Result<()>,
+    ) -> Result<Vec<EpochReport>> {
         let mut history = Vec::new();
         for epoch in 0..self.cfg.epochs {
             let report = self.run_epoch(epoch, &mut |_| {})?;
@@ -258,7 +304,11 @@ impl<'e> Trainer<'e> {
 /// [`Error::InvalidConfig`] naming the value and its valid range.
 pub fn validate(cfg: &TrainConfig, n_train: usize) -> Result<()> {
     if cfg.epochs == 0 {
-        return Err(Error::InvalidConfig { name: "epochs", value: "0".into(), reason: "must be at least 1".into() });
+        return Err(Error::InvalidConfig {
+            name: "epochs",
+            value: "0".into(),
+            reason: "must be at least 1".into(),
+        });
     }
     if cfg.batch_size == 0 || cfg.batch_size > n_train {
         return Err(Error::InvalidConfig {
@@ -268,9 +318,11 @@ pub fn validate(cfg: &TrainConfig, n_train: usize) -> Result<()> {
         });
     }
     crate::optim::validate_lr(cfg.schedule.base_lr)?;
-    cfg.schedule
-        .validate()
-        .map_err(|e| Error::InvalidConfig { name: "learning-rate schedule", value: cfg.schedule.to_string(), reason: e.to_string() })?;
+    cfg.schedule.validate().map_err(|e| Error::InvalidConfig {
+        name: "learning-rate schedule",
+        value: cfg.schedule.to_string(),
+        reason: e.to_string(),
+    })?;
     cfg.sgd.validate()
 }
 
@@ -318,7 +370,12 @@ mod tests {
 
     #[test]
     fn first_non_finite_names_the_step_and_the_last_finite_loss() {
-        let sums = [[1.0, 0.0], [2.0, 0.0], [f32::INFINITY, 0.0], [f32::NAN, 0.0]];
+        let sums = [
+            [1.0, 0.0],
+            [2.0, 0.0],
+            [f32::INFINITY, 0.0],
+            [f32::NAN, 0.0],
+        ];
         assert_eq!(first_non_finite(&sums), Some((2, Some(2.0))));
         assert_eq!(first_non_finite(&sums[..2]), None);
         assert_eq!(first_non_finite(&[[f32::NAN, 0.0]]), Some((0, None)));

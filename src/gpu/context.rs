@@ -84,10 +84,26 @@ pub struct Gpu {
     errors: Arc<Mutex<Vec<String>>>,
 }
 
+/// The backends to search: the option, then `WGPU_BACKEND`, then the primary ones (Vulkan,
+/// Metal, DX12). GL is searched by default only when no primary backend has an adapter:
+/// its compute support is the weakest, and probing it prints EGL noise on headless Linux.
 fn backends_from(opts: &GpuOptions) -> wgpu::Backends {
     opts.backends
         .or_else(wgpu::Backends::from_env)
-        .unwrap_or(wgpu::Backends::all())
+        .unwrap_or(wgpu::Backends::PRIMARY)
+}
+
+fn enumerate(opts: &GpuOptions) -> (wgpu::Backends, Vec<wgpu::Adapter>) {
+    let backends = backends_from(opts);
+    let adapters = pollster::block_on(instance(backends).enumerate_adapters(backends));
+    if adapters.is_empty() && opts.backends.is_none() && wgpu::Backends::from_env().is_none() {
+        let all = wgpu::Backends::all();
+        return (
+            all,
+            pollster::block_on(instance(all).enumerate_adapters(all)),
+        );
+    }
+    (backends, adapters)
 }
 
 fn name_filter(opts: &GpuOptions) -> Option<String> {
@@ -126,17 +142,21 @@ pub fn list_adapters(backends: Option<wgpu::Backends>) -> Vec<AdapterSummary> {
         backends,
         adapter_name: None,
     };
-    let inst = instance(backends_from(&opts));
-    let mut adapters: Vec<AdapterSummary> =
-        pollster::block_on(inst.enumerate_adapters(backends_from(&opts)))
-            .into_iter()
-            .map(|a| AdapterSummary {
-                info: a.get_info(),
-                limits: a.limits(),
-                features: a.features(),
-            })
-            .collect();
-    adapters.sort_by_key(|a| (device_type_rank(a.info.device_type), backend_rank(a.info.backend)));
+    let mut adapters: Vec<AdapterSummary> = enumerate(&opts)
+        .1
+        .into_iter()
+        .map(|a| AdapterSummary {
+            info: a.get_info(),
+            limits: a.limits(),
+            features: a.features(),
+        })
+        .collect();
+    adapters.sort_by_key(|a| {
+        (
+            device_type_rank(a.info.device_type),
+            backend_rank(a.info.backend),
+        )
+    });
     adapters
 }
 
@@ -150,9 +170,7 @@ impl Gpu {
     /// [`Error::NoAdapter`] when nothing matches (the message lists the adapters there are,
     /// or what to install); [`Error::RequestDevice`] when the device cannot be created.
     pub fn new(opts: &GpuOptions) -> Result<Gpu> {
-        let backends = backends_from(opts);
-        let inst = instance(backends);
-        let mut adapters = pollster::block_on(inst.enumerate_adapters(backends));
+        let (backends, mut adapters) = enumerate(opts);
         adapters.sort_by_key(|a| {
             let i = a.get_info();
             (device_type_rank(i.device_type), backend_rank(i.backend))
@@ -282,7 +300,12 @@ impl Gpu {
 
     /// A storage buffer of `bytes` (rounded up to 4), checked against the buffer and
     /// binding limits, counted, and labelled.
-    pub fn storage_buffer(&self, label: &str, bytes: u64, extra: wgpu::BufferUsages) -> Result<wgpu::Buffer> {
+    pub fn storage_buffer(
+        &self,
+        label: &str,
+        bytes: u64,
+        extra: wgpu::BufferUsages,
+    ) -> Result<wgpu::Buffer> {
         let bytes = bytes.max(4).next_multiple_of(4);
         let hint = "use a smaller --batch-size or smaller --hidden sizes";
         self.check_buffer(label, bytes, hint)?;
@@ -321,7 +344,11 @@ impl Gpu {
     /// Kernels recover the flat id as `(wg.z * nwg.y + wg.y) * nwg.x + wg.x`; the few
     /// trailing workgroups past `workgroups` must return early (every kernel guards its tail).
     pub fn grid_1d(&self, what: &str, workgroups: u64) -> Result<[u32; 3]> {
-        fold_grid(what, workgroups, self.limits.max_compute_workgroups_per_dimension)
+        fold_grid(
+            what,
+            workgroups,
+            self.limits.max_compute_workgroups_per_dimension,
+        )
     }
 
     /// The grid for a 2-D kernel: `x_blocks` along x (checked), `y_blocks` folded into y and z.
@@ -388,7 +415,14 @@ mod tests {
 
     #[test]
     fn fold_grid_stays_under_the_limit_and_covers_every_workgroup() {
-        for (n, max) in [(1u64, 65535u32), (65535, 65535), (65536, 65535), (183_750, 65535), (10, 3), (28, 3)] {
+        for (n, max) in [
+            (1u64, 65535u32),
+            (65535, 65535),
+            (65536, 65535),
+            (183_750, 65535),
+            (10, 3),
+            (28, 3),
+        ] {
             let [x, y, z] = fold_grid("t", n, max).unwrap();
             assert!(x <= max && y <= max && z <= max, "{n} {max}: {x} {y} {z}");
             let covered = u64::from(x) * u64::from(y) * u64::from(z);
@@ -396,6 +430,9 @@ mod tests {
             // No whole row of x workgroups is wasted.
             assert!(covered - n < u64::from(x) * u64::from(y), "{n}: {covered}");
         }
-        assert!(matches!(fold_grid("t", 28, 3), Err(Error::LimitExceeded { .. })));
+        assert!(matches!(
+            fold_grid("t", 28, 3),
+            Err(Error::LimitExceeded { .. })
+        ));
     }
 }

@@ -25,12 +25,12 @@ use crate::engine::{Engine, EvalSet, Evaluation, StepSums};
 use crate::error::{Error, Result};
 use crate::gpu::kernels::matmul::BatchDim;
 use crate::gpu::kernels::{
-    Dispatch, Epilogue, Kernels, MatmulSpec, MatmulVariant, STEP_STRIDE, StepRecord, column_sum, gather_normalize, matmul, sgd_update,
-    softmax_cross_entropy,
+    Dispatch, Epilogue, Kernels, MatmulSpec, MatmulVariant, STEP_STRIDE, StepRecord, column_sum,
+    gather_normalize, matmul, sgd_update, softmax_cross_entropy,
 };
 use crate::gpu::tensor::Readback;
 use crate::gpu::{Gpu, View};
-use crate::model::{MlpSpec, ParamLayout};
+use crate::model::{MlpSpec, Normalization, ParamLayout};
 use crate::optim::SgdConfig;
 
 /// Steps recorded per command buffer: few submits per epoch, and the progress bar still
@@ -39,20 +39,6 @@ const STEPS_PER_SUBMIT: usize = 64;
 
 /// Samples per evaluation minibatch (at least the training minibatch).
 const EVAL_BATCH: usize = 1000;
-
-/// Input normalisation applied by the gather kernel: `(pixel / 255 - mean) / std`.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Normalization {
-    pub mean: f32,
-    pub std: f32,
-}
-
-impl Normalization {
-    /// Pixels in [0, 1].
-    pub const UNIT: Normalization = Normalization { mean: 0.0, std: 1.0 };
-    /// MNIST's mean and std (0.1307, 0.3081), as in the PyTorch example.
-    pub const MNIST: Normalization = Normalization { mean: 0.1307, std: 0.3081 };
-}
 
 /// What a [`GpuEngine`] is built from.
 pub struct GpuEngineConfig<'a> {
@@ -87,13 +73,22 @@ fn upload_dataset(gpu: &Gpu, name: &str, ds: &Dataset) -> Result<DeviceDataset> 
         });
     }
     let hint = "this dataset does not fit this adapter's storage-buffer limits; use a GPU with larger limits or --device cpu";
-    let pixels = gpu.storage_buffer(&format!("{name}.pixels"), bytes, wgpu::BufferUsages::COPY_DST)?;
+    let pixels = gpu.storage_buffer(
+        &format!("{name}.pixels"),
+        bytes,
+        wgpu::BufferUsages::COPY_DST,
+    )?;
     gpu.check_binding(&format!("the {name} set's pixels"), bytes, hint)?;
     let mut padded = ds.images.clone();
     padded.resize(ds.images.len().next_multiple_of(4), 0);
     gpu.queue.write_buffer(&pixels, 0, &padded);
-    let labels = gpu.storage_buffer(&format!("{name}.labels"), ds.labels.len() as u64 * 4, wgpu::BufferUsages::COPY_DST)?;
-    gpu.queue.write_buffer(&labels, 0, bytemuck::cast_slice(&ds.labels));
+    let labels = gpu.storage_buffer(
+        &format!("{name}.labels"),
+        ds.labels.len() as u64 * 4,
+        wgpu::BufferUsages::COPY_DST,
+    )?;
+    gpu.queue
+        .write_buffer(&labels, 0, bytemuck::cast_slice(&ds.labels));
     Ok(DeviceDataset { pixels, labels })
 }
 
@@ -147,7 +142,11 @@ pub struct GpuEngine<'g> {
 }
 
 fn view(buffer: &wgpu::Buffer, offset_floats: usize, len: usize) -> View<'_> {
-    View { buffer, offset: offset_floats as u64 * 4, len }
+    View {
+        buffer,
+        offset: offset_floats as u64 * 4,
+        len,
+    }
 }
 
 impl<'g> GpuEngine<'g> {
@@ -156,10 +155,18 @@ impl<'g> GpuEngine<'g> {
     /// # Errors
     /// [`Error::LimitExceeded`] when a buffer, binding or grid does not fit the adapter
     /// (with a hint: a smaller batch, a smaller model); [`Error::Gpu`] on a wgpu error.
-    pub fn new(gpu: &'g Gpu, kernels: &'g Kernels, cfg: GpuEngineConfig<'_>) -> Result<GpuEngine<'g>> {
+    pub fn new(
+        gpu: &'g Gpu,
+        kernels: &'g Kernels,
+        cfg: GpuEngineConfig<'_>,
+    ) -> Result<GpuEngine<'g>> {
         let spec = cfg.spec;
         let layout = spec.layout();
-        assert_eq!(cfg.params.len(), layout.len, "parameters do not match the model layout");
+        assert_eq!(
+            cfg.params.len(),
+            layout.len,
+            "parameters do not match the model layout"
+        );
         let b = cfg.batch_size;
         let n_train = cfg.train.len();
         let capacity = b.max(EVAL_BATCH.min(cfg.test.len().max(cfg.validation.len())));
@@ -169,15 +176,27 @@ impl<'g> GpuEngine<'g> {
         let test = upload_dataset(gpu, "test", cfg.test)?;
         let pbytes = layout.len as u64 * 4;
         let params = gpu.storage_buffer("params", pbytes, usage)?;
-        gpu.queue.write_buffer(&params, 0, bytemuck::cast_slice(cfg.params));
+        gpu.queue
+            .write_buffer(&params, 0, bytemuck::cast_slice(cfg.params));
         let grads = gpu.storage_buffer("grads", pbytes, usage)?;
         let velocity = gpu.storage_buffer("velocity", pbytes, usage)?;
-        let order = gpu.storage_buffer("order", n_train as u64 * 4, wgpu::BufferUsages::COPY_DST)?;
-        let val_order = gpu.storage_buffer("validation.order", cfg.validation.len() as u64 * 4, wgpu::BufferUsages::COPY_DST)?;
-        gpu.queue.write_buffer(&val_order, 0, bytemuck::cast_slice(cfg.validation));
+        let order =
+            gpu.storage_buffer("order", n_train as u64 * 4, wgpu::BufferUsages::COPY_DST)?;
+        let val_order = gpu.storage_buffer(
+            "validation.order",
+            cfg.validation.len() as u64 * 4,
+            wgpu::BufferUsages::COPY_DST,
+        )?;
+        gpu.queue
+            .write_buffer(&val_order, 0, bytemuck::cast_slice(cfg.validation));
         let identity: Vec<u32> = (0..cfg.test.len() as u32).collect();
-        let test_order = gpu.storage_buffer("test.order", identity.len() as u64 * 4, wgpu::BufferUsages::COPY_DST)?;
-        gpu.queue.write_buffer(&test_order, 0, bytemuck::cast_slice(&identity));
+        let test_order = gpu.storage_buffer(
+            "test.order",
+            identity.len() as u64 * 4,
+            wgpu::BufferUsages::COPY_DST,
+        )?;
+        gpu.queue
+            .write_buffer(&test_order, 0, bytemuck::cast_slice(&identity));
 
         let f32s = |label: &str, len: usize| gpu.storage_buffer(label, len as u64 * 4, usage);
         let layers = &layout.layers;
@@ -186,10 +205,18 @@ impl<'g> GpuEngine<'g> {
         let act = Activations {
             x: f32s("x", capacity * spec.inputs())?,
             y: f32s("y", capacity)?,
-            hidden: layers[..n_layers - 1].iter().enumerate().map(|(l, s)| f32s(&format!("hidden{l}"), capacity * s.outputs)).collect::<Result<_>>()?,
+            hidden: layers[..n_layers - 1]
+                .iter()
+                .enumerate()
+                .map(|(l, s)| f32s(&format!("hidden{l}"), capacity * s.outputs))
+                .collect::<Result<_>>()?,
             logits: f32s("logits", capacity * classes)?,
             dlogits: f32s("dlogits", capacity * classes)?,
-            dhidden: layers[..n_layers - 1].iter().enumerate().map(|(l, s)| f32s(&format!("dhidden{l}"), capacity * s.outputs)).collect::<Result<_>>()?,
+            dhidden: layers[..n_layers - 1]
+                .iter()
+                .enumerate()
+                .map(|(l, s)| f32s(&format!("dhidden{l}"), capacity * s.outputs))
+                .collect::<Result<_>>()?,
             rows: f32s("rows", capacity * 2)?,
         };
         let dummy = f32s("unused", 4)?;
@@ -197,18 +224,28 @@ impl<'g> GpuEngine<'g> {
         let no_decay_ranges: Vec<u32> = if cfg.sgd.decay_bias {
             vec![0, 0]
         } else {
-            layout.bias_ranges().iter().flat_map(|&(s, e)| [s as u32, e as u32]).collect()
+            layout
+                .bias_ranges()
+                .iter()
+                .flat_map(|&(s, e)| [s as u32, e as u32])
+                .collect()
         };
         let no_decay = f32s("no_decay", no_decay_ranges.len())?;
-        gpu.queue.write_buffer(&no_decay, 0, bytemuck::cast_slice(&no_decay_ranges));
+        gpu.queue
+            .write_buffer(&no_decay, 0, bytemuck::cast_slice(&no_decay_ranges));
 
         let max_train_steps = n_train.div_ceil(b);
         let train_metrics = f32s("train.metrics", max_train_steps * 2)?;
         let eval_steps = |n: usize| n.div_ceil(capacity);
-        let total_records = max_train_steps + eval_steps(cfg.test.len()) + eval_steps(cfg.validation.len());
+        let total_records =
+            max_train_steps + eval_steps(cfg.test.len()) + eval_steps(cfg.validation.len());
         let steps_bytes = total_records as u64 * STEP_STRIDE;
         gpu.check_buffer("the step records", steps_bytes, "use a larger --batch-size")?;
-        let steps = gpu.buffer("steps", steps_bytes, wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST);
+        let steps = gpu.buffer(
+            "steps",
+            steps_bytes,
+            wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+        );
         let steps_bind_group = kernels.steps_bind_group(gpu, &steps);
 
         let variant = cfg.variant;
@@ -217,15 +254,27 @@ impl<'g> GpuEngine<'g> {
                 .iter()
                 .enumerate()
                 .map(|(l, s)| {
-                    let input = if l == 0 { view(&act.x, 0, rows * s.inputs) } else { view(&act.hidden[l - 1], 0, rows * s.inputs) };
-                    let out = if l + 1 < n_layers { &act.hidden[l] } else { &act.logits };
+                    let input = if l == 0 {
+                        view(&act.x, 0, rows * s.inputs)
+                    } else {
+                        view(&act.hidden[l - 1], 0, rows * s.inputs)
+                    };
+                    let out = if l + 1 < n_layers {
+                        &act.hidden[l]
+                    } else {
+                        &act.logits
+                    };
                     let spec = MatmulSpec {
                         m: rows,
                         n: s.outputs,
                         k: s.inputs,
                         trans_a: false,
                         trans_b: true,
-                        epilogue: if l + 1 < n_layers { Epilogue::BiasRelu } else { Epilogue::Bias },
+                        epilogue: if l + 1 < n_layers {
+                            Epilogue::BiasRelu
+                        } else {
+                            Epilogue::Bias
+                        },
                         batch_dim: BatchDim::M,
                     };
                     matmul::dispatch(
@@ -250,7 +299,13 @@ impl<'g> GpuEngine<'g> {
             gpu,
             kernels,
             "train.gather_normalize",
-            gather_normalize::GatherBuffers { pixels: &train.pixels, labels: &train.labels, order: &order, x: &act.x, y: &act.y },
+            gather_normalize::GatherBuffers {
+                pixels: &train.pixels,
+                labels: &train.labels,
+                order: &order,
+                x: &act.x,
+                y: &act.y,
+            },
             spec.inputs(),
             b,
             cfg.normalization.mean,
@@ -274,14 +329,30 @@ impl<'g> GpuEngine<'g> {
             true,
         )?);
         for (l, s) in layers.iter().enumerate().rev() {
-            let dz = if l + 1 == n_layers { view(&act.dlogits, 0, b * s.outputs) } else { view(&act.dhidden[l], 0, b * s.outputs) };
-            let input = if l == 0 { view(&act.x, 0, b * s.inputs) } else { view(&act.hidden[l - 1], 0, b * s.inputs) };
+            let dz = if l + 1 == n_layers {
+                view(&act.dlogits, 0, b * s.outputs)
+            } else {
+                view(&act.dhidden[l], 0, b * s.outputs)
+            };
+            let input = if l == 0 {
+                view(&act.x, 0, b * s.inputs)
+            } else {
+                view(&act.hidden[l - 1], 0, b * s.inputs)
+            };
             train_step.push(matmul::dispatch(
                 gpu,
                 kernels,
                 variant,
                 &format!("train.layer{l}.weight_grad"),
-                MatmulSpec { m: s.outputs, n: s.inputs, k: b, trans_a: true, trans_b: false, epilogue: Epilogue::None, batch_dim: BatchDim::K },
+                MatmulSpec {
+                    m: s.outputs,
+                    n: s.inputs,
+                    k: b,
+                    trans_a: true,
+                    trans_b: false,
+                    epilogue: Epilogue::None,
+                    batch_dim: BatchDim::K,
+                },
                 dz,
                 input,
                 None,
@@ -289,14 +360,31 @@ impl<'g> GpuEngine<'g> {
                 view(&grads, s.weight, s.outputs * s.inputs),
                 View::whole(&dummy),
             )?);
-            train_step.push(column_sum::dispatch(gpu, kernels, &format!("train.layer{l}.bias_grad"), b, s.outputs, BatchDim::M, dz, view(&grads, s.bias, s.outputs))?);
+            train_step.push(column_sum::dispatch(
+                gpu,
+                kernels,
+                &format!("train.layer{l}.bias_grad"),
+                b,
+                s.outputs,
+                BatchDim::M,
+                dz,
+                view(&grads, s.bias, s.outputs),
+            )?);
             if l > 0 {
                 train_step.push(matmul::dispatch(
                     gpu,
                     kernels,
                     variant,
                     &format!("train.layer{l}.input_grad"),
-                    MatmulSpec { m: b, n: s.inputs, k: s.outputs, trans_a: false, trans_b: false, epilogue: Epilogue::ReluMask, batch_dim: BatchDim::M },
+                    MatmulSpec {
+                        m: b,
+                        n: s.inputs,
+                        k: s.outputs,
+                        trans_a: false,
+                        trans_b: false,
+                        epilogue: Epilogue::ReluMask,
+                        batch_dim: BatchDim::M,
+                    },
                     dz,
                     view(&params, s.weight, s.outputs * s.inputs),
                     None,
@@ -326,8 +414,15 @@ impl<'g> GpuEngine<'g> {
         let eval_forward = forward(capacity, "eval")?;
         let mut evals = Vec::new();
         let mut first_record = max_train_steps;
-        let sets: [(EvalSet, &DeviceDataset, &wgpu::Buffer, usize); 2] =
-            [(EvalSet::Test, &test, &test_order, cfg.test.len()), (EvalSet::Validation, &train, &val_order, cfg.validation.len())];
+        let sets: [(EvalSet, &DeviceDataset, &wgpu::Buffer, usize); 2] = [
+            (EvalSet::Test, &test, &test_order, cfg.test.len()),
+            (
+                EvalSet::Validation,
+                &train,
+                &val_order,
+                cfg.validation.len(),
+            ),
+        ];
         for (set, data, set_order, samples) in sets {
             if samples == 0 {
                 continue;
@@ -342,7 +437,13 @@ impl<'g> GpuEngine<'g> {
                 gpu,
                 kernels,
                 &format!("{name}.gather_normalize"),
-                gather_normalize::GatherBuffers { pixels: &data.pixels, labels: &data.labels, order: set_order, x: &act.x, y: &act.y },
+                gather_normalize::GatherBuffers {
+                    pixels: &data.pixels,
+                    labels: &data.labels,
+                    order: set_order,
+                    x: &act.x,
+                    y: &act.y,
+                },
                 spec.inputs(),
                 capacity,
                 cfg.normalization.mean,
@@ -365,15 +466,42 @@ impl<'g> GpuEngine<'g> {
                 false,
             )?;
             let records: Vec<StepRecord> = (0..n_steps)
-                .map(|i| StepRecord { offset: (i * capacity) as u32, batch: (capacity.min(samples - i * capacity)) as u32, index: i as u32, ..Default::default() })
+                .map(|i| StepRecord {
+                    offset: (i * capacity) as u32,
+                    batch: (capacity.min(samples - i * capacity)) as u32,
+                    index: i as u32,
+                    ..Default::default()
+                })
                 .collect();
             write_records(gpu, &steps, first_record, &records);
-            evals.push(EvalPlan { set, samples, gather, softmax, metrics, first_record, steps: n_steps });
+            evals.push(EvalPlan {
+                set,
+                samples,
+                gather,
+                softmax,
+                metrics,
+                first_record,
+                steps: n_steps,
+            });
             first_record += n_steps;
         }
-        let readback = Readback::new(gpu, "metrics.staging", (max_train_steps.max(total_records) * 2 * 4 + 8) as u64);
+        let readback = Readback::new(
+            gpu,
+            "metrics.staging",
+            (max_train_steps.max(total_records) * 2 * 4 + 8) as u64,
+        );
         gpu.take_error("preparing the training launches")?;
-        let mut keep = vec![train.pixels, train.labels, test.pixels, test.labels, grads, val_order, test_order, dummy, no_decay];
+        let mut keep = vec![
+            train.pixels,
+            train.labels,
+            test.pixels,
+            test.labels,
+            grads,
+            val_order,
+            test_order,
+            dummy,
+            no_decay,
+        ];
         keep.extend([act.x, act.y, act.logits, act.dlogits, act.rows]);
         keep.extend(act.hidden);
         keep.extend(act.dhidden);
@@ -423,18 +551,40 @@ impl<'g> GpuEngine<'g> {
                 reason: format!("this engine was built for at most {}", self.max_train_steps),
             });
         }
-        if let Some(s) = steps.iter().find(|s| s.batch as usize > self.batch_size || s.batch == 0) {
-            return Err(Error::InvalidConfig { name: "minibatch size", value: s.batch.to_string(), reason: format!("must be in 1..={}", self.batch_size) });
+        if let Some(s) = steps
+            .iter()
+            .find(|s| s.batch as usize > self.batch_size || s.batch == 0)
+        {
+            return Err(Error::InvalidConfig {
+                name: "minibatch size",
+                value: s.batch.to_string(),
+                reason: format!("must be in 1..={}", self.batch_size),
+            });
         }
-        self.gpu.queue.write_buffer(&self.order, 0, bytemuck::cast_slice(order));
+        self.gpu
+            .queue
+            .write_buffer(&self.order, 0, bytemuck::cast_slice(order));
         write_records(self.gpu, &self.steps, 0, steps);
         Ok(())
     }
 
-    fn encode_steps(&self, launches: &[&[Dispatch]], first_record: usize, count: usize) -> wgpu::CommandBuffer {
-        let mut enc = self.gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("steps") });
+    fn encode_steps(
+        &self,
+        launches: &[&[Dispatch]],
+        first_record: usize,
+        count: usize,
+    ) -> wgpu::CommandBuffer {
+        let mut enc = self
+            .gpu
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("steps"),
+            });
         {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("steps"), timestamp_writes: None });
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("steps"),
+                timestamp_writes: None,
+            });
             for i in first_record..first_record + count {
                 let offset = (i as u64 * STEP_STRIDE) as u32;
                 for group in launches {
@@ -448,7 +598,9 @@ impl<'g> GpuEngine<'g> {
     }
 
     fn read_sums(&self, what: &str, buffer: &wgpu::Buffer, steps: usize) -> Result<Vec<StepSums>> {
-        let bytes = self.readback.read(self.gpu, what, buffer, 0, steps as u64 * 8)?;
+        let bytes = self
+            .readback
+            .read(self.gpu, what, buffer, 0, steps as u64 * 8)?;
         let floats: Vec<f32> = bytemuck::pod_collect_to_vec(&bytes);
         Ok(floats.chunks_exact(2).map(|c| [c[0], c[1]]).collect())
     }
@@ -456,7 +608,11 @@ impl<'g> GpuEngine<'g> {
     /// Buffers, bind groups and pipelines created on this device so far.
     pub fn resource_counts(&self) -> (u64, u64, u64) {
         let c = &self.gpu.counters;
-        (c.buffers.load(Ordering::Relaxed), c.bind_groups.load(Ordering::Relaxed), c.pipelines.load(Ordering::Relaxed))
+        (
+            c.buffers.load(Ordering::Relaxed),
+            c.bind_groups.load(Ordering::Relaxed),
+            c.pipelines.load(Ordering::Relaxed),
+        )
     }
 
     /// The kernels this engine launches.
@@ -472,17 +628,28 @@ fn write_records(gpu: &Gpu, steps: &wgpu::Buffer, first: usize, records: &[StepR
     let stride = STEP_STRIDE as usize;
     let mut bytes = vec![0u8; records.len() * stride];
     for (i, r) in records.iter().enumerate() {
-        bytes[i * stride..i * stride + std::mem::size_of::<StepRecord>()].copy_from_slice(bytemuck::bytes_of(r));
+        bytes[i * stride..i * stride + std::mem::size_of::<StepRecord>()]
+            .copy_from_slice(bytemuck::bytes_of(r));
     }
-    gpu.queue.write_buffer(steps, (first * stride) as u64, &bytes);
+    gpu.queue
+        .write_buffer(steps, (first * stride) as u64, &bytes);
 }
 
 impl Engine for GpuEngine<'_> {
     fn describe(&self) -> String {
-        format!("gpu {}, matmul kernel: {}", self.gpu.describe(), self.variant)
+        format!(
+            "gpu {}, matmul kernel: {}",
+            self.gpu.describe(),
+            self.variant
+        )
     }
 
-    fn train_epoch(&mut self, order: &[u32], steps: &[StepRecord], progress: &mut dyn FnMut(usize)) -> Result<Vec<StepSums>> {
+    fn train_epoch(
+        &mut self,
+        order: &[u32],
+        steps: &[StepRecord],
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<Vec<StepSums>> {
         self.upload_epoch(order, steps)?;
         let mut submitted = Vec::new();
         for start in (0..steps.len()).step_by(STEPS_PER_SUBMIT) {
@@ -493,8 +660,14 @@ impl Engine for GpuEngine<'_> {
         for (index, done) in submitted {
             self.gpu
                 .device
-                .poll(wgpu::PollType::Wait { submission_index: Some(index), timeout: None })
-                .map_err(|e| Error::Gpu { context: "training".into(), message: e.to_string() })?;
+                .poll(wgpu::PollType::Wait {
+                    submission_index: Some(index),
+                    timeout: None,
+                })
+                .map_err(|e| Error::Gpu {
+                    context: "training".into(),
+                    message: e.to_string(),
+                })?;
             progress(done);
         }
         self.gpu.take_error("training")?;
@@ -505,12 +678,24 @@ impl Engine for GpuEngine<'_> {
         let Some(plan) = self.evals.iter().find(|p| p.set == set) else {
             return Ok(Evaluation::default());
         };
-        let cb = self.encode_steps(&[std::slice::from_ref(&plan.gather), &self.eval_forward, std::slice::from_ref(&plan.softmax)], plan.first_record, plan.steps);
+        let cb = self.encode_steps(
+            &[
+                std::slice::from_ref(&plan.gather),
+                &self.eval_forward,
+                std::slice::from_ref(&plan.softmax),
+            ],
+            plan.first_record,
+            plan.steps,
+        );
         self.gpu.queue.submit([cb]);
         let sums = self.read_sums("the evaluation metrics", &plan.metrics, plan.steps)?;
         let loss: f64 = sums.iter().map(|s| f64::from(s[0])).sum();
         let correct: f64 = sums.iter().map(|s| f64::from(s[1])).sum();
-        Ok(Evaluation { loss: loss / plan.samples as f64, accuracy: correct / plan.samples as f64, samples: plan.samples })
+        Ok(Evaluation {
+            loss: loss / plan.samples as f64,
+            accuracy: correct / plan.samples as f64,
+            samples: plan.samples,
+        })
     }
 
     fn dispatches_per_step(&self) -> usize {
@@ -518,14 +703,28 @@ impl Engine for GpuEngine<'_> {
     }
 
     fn params(&mut self) -> Result<Vec<f32>> {
-        let bytes = crate::gpu::tensor::read_buffer(self.gpu, "the parameters", &self.params, 0, self.layout.len as u64 * 4)?;
+        let bytes = crate::gpu::tensor::read_buffer(
+            self.gpu,
+            "the parameters",
+            &self.params,
+            0,
+            self.layout.len as u64 * 4,
+        )?;
         Ok(bytemuck::pod_collect_to_vec(&bytes))
     }
 
     fn set_params(&mut self, params: &[f32]) -> Result<()> {
-        assert_eq!(params.len(), self.layout.len, "parameters do not match the model layout");
-        self.gpu.queue.write_buffer(&self.params, 0, bytemuck::cast_slice(params));
-        self.gpu.queue.write_buffer(&self.velocity, 0, &vec![0u8; params.len() * 4]);
+        assert_eq!(
+            params.len(),
+            self.layout.len,
+            "parameters do not match the model layout"
+        );
+        self.gpu
+            .queue
+            .write_buffer(&self.params, 0, bytemuck::cast_slice(params));
+        self.gpu
+            .queue
+            .write_buffer(&self.velocity, 0, &vec![0u8; params.len() * 4]);
         self.gpu.queue.write_buffer(&self.status, 0, &[0u8; 8]);
         Ok(())
     }

@@ -2,6 +2,7 @@
 //! ([`tensor`]), one wrapper module per WGSL kernel family ([`kernels`]), the GPU training
 //! engine ([`engine`]) and the profiler ([`profiler`]).
 
+pub mod autotune;
 pub mod context;
 pub mod engine;
 pub mod kernels;

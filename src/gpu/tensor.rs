@@ -46,13 +46,18 @@ pub struct GpuTensor {
 impl GpuTensor {
     /// Uploads `data` (row-major, `shape.iter().product()` elements).
     pub fn upload(gpu: &Gpu, label: &str, data: &[f32], shape: &[usize]) -> Result<GpuTensor> {
-        assert_eq!(data.len(), shape.iter().product::<usize>(), "{label}: data does not match shape {shape:?}");
+        assert_eq!(
+            data.len(),
+            shape.iter().product::<usize>(),
+            "{label}: data does not match shape {shape:?}"
+        );
         let buffer = gpu.storage_buffer(
             label,
             (data.len() * 4) as u64,
             wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
         )?;
-        gpu.queue.write_buffer(&buffer, 0, bytemuck::cast_slice(data));
+        gpu.queue
+            .write_buffer(&buffer, 0, bytemuck::cast_slice(data));
         Ok(GpuTensor {
             buffer,
             shape: shape.to_vec(),
@@ -109,12 +114,24 @@ impl Readback {
     }
 
     /// Copies `bytes` from `src` at `offset` and returns them (blocking: submits, waits, maps).
-    pub fn read(&self, gpu: &Gpu, what: &str, src: &wgpu::Buffer, offset: u64, bytes: u64) -> Result<Vec<u8>> {
+    pub fn read(
+        &self,
+        gpu: &Gpu,
+        what: &str,
+        src: &wgpu::Buffer,
+        offset: u64,
+        bytes: u64,
+    ) -> Result<Vec<u8>> {
         let bytes = bytes.next_multiple_of(4);
-        assert!(bytes <= self.staging.size(), "readback of {bytes} B exceeds its staging buffer");
+        assert!(
+            bytes <= self.staging.size(),
+            "readback of {bytes} B exceeds its staging buffer"
+        );
         let mut enc = gpu
             .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("readback") });
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("readback"),
+            });
         enc.copy_buffer_to_buffer(src, offset, &self.staging, 0, bytes);
         gpu.queue.submit([enc.finish()]);
         let (tx, rx) = std::sync::mpsc::channel();
@@ -127,14 +144,23 @@ impl Readback {
         gpu.wait()?;
         let what = what.to_string();
         rx.recv()
-            .map_err(|e| Error::Readback { what: what.clone(), reason: e.to_string() })?
-            .map_err(|e| Error::Readback { what: what.clone(), reason: e.to_string() })?;
+            .map_err(|e| Error::Readback {
+                what: what.clone(),
+                reason: e.to_string(),
+            })?
+            .map_err(|e| Error::Readback {
+                what: what.clone(),
+                reason: e.to_string(),
+            })?;
         let out = {
             let view = self
                 .staging
                 .slice(0..bytes)
                 .get_mapped_range()
-                .map_err(|e| Error::Readback { what: what.clone(), reason: e.to_string() })?;
+                .map_err(|e| Error::Readback {
+                    what: what.clone(),
+                    reason: e.to_string(),
+                })?;
             view.to_vec()
         };
         self.staging.unmap();
@@ -144,6 +170,12 @@ impl Readback {
 }
 
 /// One-shot readback through a temporary staging buffer (tests, checkpoints, eval).
-pub fn read_buffer(gpu: &Gpu, what: &str, src: &wgpu::Buffer, offset: u64, bytes: u64) -> Result<Vec<u8>> {
+pub fn read_buffer(
+    gpu: &Gpu,
+    what: &str,
+    src: &wgpu::Buffer,
+    offset: u64,
+    bytes: u64,
+) -> Result<Vec<u8>> {
     Readback::new(gpu, "staging", bytes).read(gpu, what, src, offset, bytes)
 }

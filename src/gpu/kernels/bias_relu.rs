@@ -23,21 +23,53 @@ pub struct ElementwiseParams {
 }
 
 pub(crate) fn layout_entries() -> Vec<wgpu::BindGroupLayoutEntry> {
-    vec![uniform_entry(0), storage_entry(1, true), storage_entry(2, true), storage_entry(3, false)]
+    vec![
+        uniform_entry(0),
+        storage_entry(1, true),
+        storage_entry(2, true),
+        storage_entry(3, false),
+    ]
 }
 
-fn build(gpu: &Gpu, kernels: &Kernels, kernel: &'static str, pipeline: &wgpu::ComputePipeline, label: &str, m: usize, n: usize, relu: bool, views: [View<'_>; 3]) -> Result<Dispatch> {
-    let params = ElementwiseParams { m: m as u32, n: n as u32, relu: u32::from(relu), _pad: 0 };
+fn build(
+    gpu: &Gpu,
+    kernels: &Kernels,
+    kernel: &'static str,
+    pipeline: &wgpu::ComputePipeline,
+    label: &str,
+    m: usize,
+    n: usize,
+    relu: bool,
+    views: [View<'_>; 3],
+) -> Result<Dispatch> {
+    let params = ElementwiseParams {
+        m: m as u32,
+        n: n as u32,
+        relu: u32::from(relu),
+        _pad: 0,
+    };
     let ub = params_buffer(gpu, label, &params);
     let [operand, upstream, result] = views;
     let bind_group = gpu.bind_group(
         label,
         &kernels.elementwise.layout,
         &[
-            wgpu::BindGroupEntry { binding: 0, resource: ub.as_entire_binding() },
-            wgpu::BindGroupEntry { binding: 1, resource: operand.binding() },
-            wgpu::BindGroupEntry { binding: 2, resource: upstream.binding() },
-            wgpu::BindGroupEntry { binding: 3, resource: result.binding() },
+            wgpu::BindGroupEntry {
+                binding: 0,
+                resource: ub.as_entire_binding(),
+            },
+            wgpu::BindGroupEntry {
+                binding: 1,
+                resource: operand.binding(),
+            },
+            wgpu::BindGroupEntry {
+                binding: 2,
+                resource: upstream.binding(),
+            },
+            wgpu::BindGroupEntry {
+                binding: 3,
+                resource: result.binding(),
+            },
         ],
     );
     let mn = (m * n) as u64;
@@ -58,8 +90,28 @@ fn build(gpu: &Gpu, kernels: &Kernels, kernel: &'static str, pipeline: &wgpu::Co
 /// # Errors
 /// [`crate::Error::LimitExceeded`] when the grid does not fit the adapter.
 #[allow(clippy::too_many_arguments)]
-pub fn forward(gpu: &Gpu, kernels: &Kernels, label: &str, m: usize, n: usize, relu: bool, bias: View<'_>, y: View<'_>, dummy: View<'_>) -> Result<Dispatch> {
-    build(gpu, kernels, "bias_relu_forward", &kernels.bias_relu_pipeline, label, m, n, relu, [bias, dummy, y])
+pub fn forward(
+    gpu: &Gpu,
+    kernels: &Kernels,
+    label: &str,
+    m: usize,
+    n: usize,
+    relu: bool,
+    bias: View<'_>,
+    y: View<'_>,
+    dummy: View<'_>,
+) -> Result<Dispatch> {
+    build(
+        gpu,
+        kernels,
+        "bias_relu_forward",
+        &kernels.bias_relu_pipeline,
+        label,
+        m,
+        n,
+        relu,
+        [bias, dummy, y],
+    )
 }
 
 /// `dx [m, n] = dy ⊙ [h > 0]`.
@@ -67,6 +119,25 @@ pub fn forward(gpu: &Gpu, kernels: &Kernels, label: &str, m: usize, n: usize, re
 /// # Errors
 /// [`crate::Error::LimitExceeded`] when the grid does not fit the adapter.
 #[allow(clippy::too_many_arguments)]
-pub fn relu_backward(gpu: &Gpu, kernels: &Kernels, label: &str, m: usize, n: usize, h: View<'_>, dy: View<'_>, dx: View<'_>) -> Result<Dispatch> {
-    build(gpu, kernels, "relu_backward", &kernels.relu_backward_pipeline, label, m, n, false, [h, dy, dx])
+pub fn relu_backward(
+    gpu: &Gpu,
+    kernels: &Kernels,
+    label: &str,
+    m: usize,
+    n: usize,
+    h: View<'_>,
+    dy: View<'_>,
+    dx: View<'_>,
+) -> Result<Dispatch> {
+    build(
+        gpu,
+        kernels,
+        "relu_backward",
+        &kernels.relu_backward_pipeline,
+        label,
+        m,
+        n,
+        false,
+        [h, dy, dx],
+    )
 }

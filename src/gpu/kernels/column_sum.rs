@@ -21,7 +21,11 @@ pub struct ColumnSumParams {
 }
 
 pub(crate) fn layout_entries() -> Vec<wgpu::BindGroupLayoutEntry> {
-    vec![uniform_entry(0), storage_entry(1, true), storage_entry(2, false)]
+    vec![
+        uniform_entry(0),
+        storage_entry(1, true),
+        storage_entry(2, false),
+    ]
 }
 
 /// Prepares one column-sum launch over `x [m, n]`; with `BatchDim::M`, M is the step's
@@ -30,16 +34,39 @@ pub(crate) fn layout_entries() -> Vec<wgpu::BindGroupLayoutEntry> {
 /// # Errors
 /// [`crate::Error::LimitExceeded`] when the grid does not fit the adapter.
 #[allow(clippy::too_many_arguments)]
-pub fn dispatch(gpu: &Gpu, kernels: &Kernels, label: &str, m: usize, n: usize, batch_dim: BatchDim, x: View<'_>, out: View<'_>) -> Result<Dispatch> {
-    let params = ColumnSumParams { m: m as u32, n: n as u32, batch_dim: batch_dim as u32, _pad: 0 };
+pub fn dispatch(
+    gpu: &Gpu,
+    kernels: &Kernels,
+    label: &str,
+    m: usize,
+    n: usize,
+    batch_dim: BatchDim,
+    x: View<'_>,
+    out: View<'_>,
+) -> Result<Dispatch> {
+    let params = ColumnSumParams {
+        m: m as u32,
+        n: n as u32,
+        batch_dim: batch_dim as u32,
+        _pad: 0,
+    };
     let ub = params_buffer(gpu, label, &params);
     let bind_group = gpu.bind_group(
         label,
         &kernels.column_sum.layout,
         &[
-            wgpu::BindGroupEntry { binding: 0, resource: ub.as_entire_binding() },
-            wgpu::BindGroupEntry { binding: 1, resource: x.binding() },
-            wgpu::BindGroupEntry { binding: 2, resource: out.binding() },
+            wgpu::BindGroupEntry {
+                binding: 0,
+                resource: ub.as_entire_binding(),
+            },
+            wgpu::BindGroupEntry {
+                binding: 1,
+                resource: x.binding(),
+            },
+            wgpu::BindGroupEntry {
+                binding: 2,
+                resource: out.binding(),
+            },
         ],
     );
     Ok(Dispatch {

@@ -19,7 +19,7 @@ pub struct GatherParams {
     /// I: values per sample.
     pub features: u32,
     pub mean: f32,
-    pub std: f32,
+    pub std_dev: f32,
     pub _pad: u32,
 }
 
@@ -52,13 +52,34 @@ pub struct GatherBuffers<'a> {
 ///
 /// # Errors
 /// [`crate::Error::LimitExceeded`] when the grid does not fit the adapter.
-pub fn dispatch(gpu: &Gpu, kernels: &Kernels, label: &str, bufs: GatherBuffers<'_>, features: usize, max_batch: usize, mean: f32, std: f32) -> Result<Dispatch> {
-    let params = GatherParams { features: features as u32, mean, std, _pad: 0 };
+pub fn dispatch(
+    gpu: &Gpu,
+    kernels: &Kernels,
+    label: &str,
+    bufs: GatherBuffers<'_>,
+    features: usize,
+    max_batch: usize,
+    mean: f32,
+    std: f32,
+) -> Result<Dispatch> {
+    let params = GatherParams {
+        features: features as u32,
+        mean,
+        std_dev: std,
+        _pad: 0,
+    };
     let ub = params_buffer(gpu, label, &params);
     let bind_group = gpu.bind_group(
         label,
         &kernels.gather.layout,
-        &[whole(0, &ub), whole(1, bufs.pixels), whole(2, bufs.labels), whole(3, bufs.order), whole(4, bufs.x), whole(5, bufs.y)],
+        &[
+            whole(0, &ub),
+            whole(1, bufs.pixels),
+            whole(2, bufs.labels),
+            whole(3, bufs.order),
+            whole(4, bufs.x),
+            whole(5, bufs.y),
+        ],
     );
     let elems = (max_batch * features) as u64;
     Ok(Dispatch {

@@ -154,7 +154,11 @@ pub fn dispatch(
     check_len("B", &b, k * n)?;
     check_len("C", &c, m * n)?;
     for (what, v) in [("A", &a), ("B", &b), ("C", &c)] {
-        gpu.check_binding(&format!("{label} operand {what}"), v.len as u64 * 4, "use a smaller --batch-size or smaller --hidden sizes")?;
+        gpu.check_binding(
+            &format!("{label} operand {what}"),
+            v.len as u64 * 4,
+            "use a smaller --batch-size or smaller --hidden sizes",
+        )?;
     }
     let bias = match spec.epilogue {
         Epilogue::Bias | Epilogue::BiasRelu => {
@@ -183,12 +187,30 @@ pub fn dispatch(
         label,
         &kernels.matmul.layout,
         &[
-            wgpu::BindGroupEntry { binding: 0, resource: ub.as_entire_binding() },
-            wgpu::BindGroupEntry { binding: 1, resource: a.binding() },
-            wgpu::BindGroupEntry { binding: 2, resource: b.binding() },
-            wgpu::BindGroupEntry { binding: 3, resource: bias.binding() },
-            wgpu::BindGroupEntry { binding: 4, resource: mask.binding() },
-            wgpu::BindGroupEntry { binding: 5, resource: c.binding() },
+            wgpu::BindGroupEntry {
+                binding: 0,
+                resource: ub.as_entire_binding(),
+            },
+            wgpu::BindGroupEntry {
+                binding: 1,
+                resource: a.binding(),
+            },
+            wgpu::BindGroupEntry {
+                binding: 2,
+                resource: b.binding(),
+            },
+            wgpu::BindGroupEntry {
+                binding: 3,
+                resource: bias.binding(),
+            },
+            wgpu::BindGroupEntry {
+                binding: 4,
+                resource: mask.binding(),
+            },
+            wgpu::BindGroupEntry {
+                binding: 5,
+                resource: c.binding(),
+            },
         ],
     );
     let grid = gpu.grid_2d(label, (n as u64).div_ceil(TILE), (m as u64).div_ceil(TILE))?;

@@ -68,7 +68,12 @@ pub struct Dispatch {
 
 impl Dispatch {
     /// Records this launch into `pass` with the step record at `step_offset` (bytes).
-    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>, steps: &wgpu::BindGroup, step_offset: u32) {
+    pub fn record(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        steps: &wgpu::BindGroup,
+        step_offset: u32,
+    ) {
         pass.set_pipeline(&self.pipeline);
         pass.set_bind_group(0, &self.bind_group, &[]);
         pass.set_bind_group(1, steps, &[step_offset]);
@@ -112,20 +117,32 @@ pub(crate) struct Family {
 }
 
 impl Family {
-    fn new(gpu: &Gpu, name: &str, source: &str, entries: &[wgpu::BindGroupLayoutEntry], steps: &wgpu::BindGroupLayout) -> Family {
-        let module = gpu.device.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some(name),
-            source: wgpu::ShaderSource::Wgsl(source.into()),
-        });
-        let layout = gpu.device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-            label: Some(name),
-            entries,
-        });
-        let pipeline_layout = gpu.device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-            label: Some(name),
-            bind_group_layouts: &[Some(&layout), Some(steps)],
-            immediate_size: 0,
-        });
+    fn new(
+        gpu: &Gpu,
+        name: &str,
+        source: &str,
+        entries: &[wgpu::BindGroupLayoutEntry],
+        steps: &wgpu::BindGroupLayout,
+    ) -> Family {
+        let module = gpu
+            .device
+            .create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(name),
+                source: wgpu::ShaderSource::Wgsl(source.into()),
+            });
+        let layout = gpu
+            .device
+            .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                label: Some(name),
+                entries,
+            });
+        let pipeline_layout = gpu
+            .device
+            .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some(name),
+                bind_group_layouts: &[Some(&layout), Some(steps)],
+                immediate_size: 0,
+            });
         Family {
             module,
             layout,
@@ -135,17 +152,18 @@ impl Family {
 
     fn pipeline(&self, gpu: &Gpu, entry: &str, constants: &[(&str, f64)]) -> wgpu::ComputePipeline {
         gpu.counters.pipelines.fetch_add(1, Ordering::Relaxed);
-        gpu.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some(entry),
-            layout: Some(&self.pipeline_layout),
-            module: &self.module,
-            entry_point: Some(entry),
-            compilation_options: wgpu::PipelineCompilationOptions {
-                constants,
-                ..Default::default()
-            },
-            cache: None,
-        })
+        gpu.device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(entry),
+                layout: Some(&self.pipeline_layout),
+                module: &self.module,
+                entry_point: Some(entry),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants,
+                    ..Default::default()
+                },
+                cache: None,
+            })
     }
 }
 
@@ -174,29 +192,69 @@ impl Kernels {
     /// # Errors
     /// [`crate::Error::Gpu`] when a shader or pipeline fails validation on this adapter.
     pub fn new(gpu: &Gpu) -> Result<Kernels> {
-        let steps_layout = gpu.device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-            label: Some("steps"),
-            entries: &[wgpu::BindGroupLayoutEntry {
-                binding: 0,
-                visibility: wgpu::ShaderStages::COMPUTE,
-                ty: wgpu::BindingType::Buffer {
-                    ty: wgpu::BufferBindingType::Uniform,
-                    has_dynamic_offset: true,
-                    min_binding_size: wgpu::BufferSize::new(std::mem::size_of::<StepRecord>() as u64),
-                },
-                count: None,
-            }],
-        });
-        let gather = Family::new(gpu, "gather_normalize", gather_normalize::SOURCE, &gather_normalize::layout_entries(), &steps_layout);
+        let steps_layout = gpu
+            .device
+            .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                label: Some("steps"),
+                entries: &[wgpu::BindGroupLayoutEntry {
+                    binding: 0,
+                    visibility: wgpu::ShaderStages::COMPUTE,
+                    ty: wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Uniform,
+                        has_dynamic_offset: true,
+                        min_binding_size: wgpu::BufferSize::new(
+                            std::mem::size_of::<StepRecord>() as u64
+                        ),
+                    },
+                    count: None,
+                }],
+            });
+        let gather = Family::new(
+            gpu,
+            "gather_normalize",
+            gather_normalize::SOURCE,
+            &gather_normalize::layout_entries(),
+            &steps_layout,
+        );
         let gather_pipeline = gather.pipeline(gpu, "gather_normalize", &[]);
-        let matmul = Family::new(gpu, "matmul", matmul::SOURCE, &matmul::layout_entries(), &steps_layout);
-        let softmax = Family::new(gpu, "softmax_cross_entropy", softmax_cross_entropy::SOURCE, &softmax_cross_entropy::layout_entries(), &steps_layout);
+        let matmul = Family::new(
+            gpu,
+            "matmul",
+            matmul::SOURCE,
+            &matmul::layout_entries(),
+            &steps_layout,
+        );
+        let softmax = Family::new(
+            gpu,
+            "softmax_cross_entropy",
+            softmax_cross_entropy::SOURCE,
+            &softmax_cross_entropy::layout_entries(),
+            &steps_layout,
+        );
         let softmax_pipeline = softmax.pipeline(gpu, "softmax_cross_entropy", &[]);
-        let column_sum = Family::new(gpu, "column_sum", column_sum::SOURCE, &column_sum::layout_entries(), &steps_layout);
+        let column_sum = Family::new(
+            gpu,
+            "column_sum",
+            column_sum::SOURCE,
+            &column_sum::layout_entries(),
+            &steps_layout,
+        );
         let column_sum_pipeline = column_sum.pipeline(gpu, "column_sum", &[]);
-        let sgd = Family::new(gpu, "sgd_update", sgd_update::SOURCE, &sgd_update::layout_entries(), &steps_layout);
+        let sgd = Family::new(
+            gpu,
+            "sgd_update",
+            sgd_update::SOURCE,
+            &sgd_update::layout_entries(),
+            &steps_layout,
+        );
         let sgd_pipeline = sgd.pipeline(gpu, "sgd_update", &[]);
-        let elementwise = Family::new(gpu, "bias_relu", bias_relu::SOURCE, &bias_relu::layout_entries(), &steps_layout);
+        let elementwise = Family::new(
+            gpu,
+            "bias_relu",
+            bias_relu::SOURCE,
+            &bias_relu::layout_entries(),
+            &steps_layout,
+        );
         let bias_relu_pipeline = elementwise.pipeline(gpu, "bias_relu_forward", &[]);
         let relu_backward_pipeline = elementwise.pipeline(gpu, "relu_backward", &[]);
         gpu.take_error("building the compute pipelines")?;
@@ -219,7 +277,14 @@ impl Kernels {
     }
 
     /// The matmul pipeline for one variant, transpose pair and epilogue (built on first use).
-    pub(crate) fn matmul_pipeline(&self, gpu: &Gpu, variant: MatmulVariant, trans_a: bool, trans_b: bool, epilogue: Epilogue) -> wgpu::ComputePipeline {
+    pub(crate) fn matmul_pipeline(
+        &self,
+        gpu: &Gpu,
+        variant: MatmulVariant,
+        trans_a: bool,
+        trans_b: bool,
+        epilogue: Epilogue,
+    ) -> wgpu::ComputePipeline {
         let key = (variant, trans_a, trans_b, epilogue as u32);
         let mut cache = self.matmul_cache.lock().unwrap_or_else(|p| p.into_inner());
         cache
@@ -254,7 +319,11 @@ impl Kernels {
 
 /// A uniform buffer holding one parameter block (created once per dispatch).
 pub(crate) fn params_buffer<T: bytemuck::Pod>(gpu: &Gpu, label: &str, params: &T) -> wgpu::Buffer {
-    let buf = gpu.buffer(label, std::mem::size_of::<T>() as u64, wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST);
+    let buf = gpu.buffer(
+        label,
+        std::mem::size_of::<T>() as u64,
+        wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+    );
     gpu.queue.write_buffer(&buf, 0, bytemuck::bytes_of(params));
     buf
 }
@@ -265,4 +334,47 @@ pub(crate) fn whole(binding: u32, buffer: &wgpu::Buffer) -> wgpu::BindGroupEntry
         binding,
         resource: buffer.as_entire_binding(),
     }
+}
+
+/// Runs `dispatches` in order, `repeats` times, with one step record, and waits; returns the
+/// host wall time of the whole submission. For tests, benchmarks and start-up autotuning:
+/// it creates a step buffer per call, which the training loop never does.
+///
+/// # Errors
+/// [`crate::Error::Gpu`] when wgpu reports an error.
+pub fn run(
+    gpu: &Gpu,
+    kernels: &Kernels,
+    dispatches: &[Dispatch],
+    record: StepRecord,
+    repeats: usize,
+) -> Result<std::time::Duration> {
+    let steps = gpu.buffer(
+        "steps.once",
+        STEP_STRIDE,
+        wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+    );
+    gpu.queue
+        .write_buffer(&steps, 0, bytemuck::bytes_of(&record));
+    let bg = kernels.steps_bind_group(gpu, &steps);
+    let mut enc = gpu
+        .device
+        .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("run") });
+    {
+        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("run"),
+            timestamp_writes: None,
+        });
+        for _ in 0..repeats {
+            for d in dispatches {
+                d.record(&mut pass, &bg, 0);
+            }
+        }
+    }
+    let start = std::time::Instant::now();
+    gpu.queue.submit([enc.finish()]);
+    gpu.wait()?;
+    let elapsed = start.elapsed();
+    gpu.take_error("running kernels")?;
+    Ok(elapsed)
 }

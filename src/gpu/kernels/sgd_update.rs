@@ -53,7 +53,15 @@ pub struct SgdBuffers<'a> {
 ///
 /// # Errors
 /// [`crate::Error::LimitExceeded`] when the grid does not fit the adapter.
-pub fn dispatch(gpu: &Gpu, kernels: &Kernels, label: &str, bufs: SgdBuffers<'_>, len: usize, ranges: usize, cfg: &SgdConfig) -> Result<Dispatch> {
+pub fn dispatch(
+    gpu: &Gpu,
+    kernels: &Kernels,
+    label: &str,
+    bufs: SgdBuffers<'_>,
+    len: usize,
+    ranges: usize,
+    cfg: &SgdConfig,
+) -> Result<Dispatch> {
     let params = SgdParams {
         len: len as u32,
         ranges: ranges as u32,
@@ -69,12 +77,30 @@ pub fn dispatch(gpu: &Gpu, kernels: &Kernels, label: &str, bufs: SgdBuffers<'_>,
         label,
         &kernels.sgd.layout,
         &[
-            wgpu::BindGroupEntry { binding: 0, resource: ub.as_entire_binding() },
-            wgpu::BindGroupEntry { binding: 1, resource: bufs.params.binding() },
-            wgpu::BindGroupEntry { binding: 2, resource: bufs.grads.binding() },
-            wgpu::BindGroupEntry { binding: 3, resource: bufs.velocity.binding() },
-            wgpu::BindGroupEntry { binding: 4, resource: bufs.no_decay.binding() },
-            wgpu::BindGroupEntry { binding: 5, resource: bufs.status.binding() },
+            wgpu::BindGroupEntry {
+                binding: 0,
+                resource: ub.as_entire_binding(),
+            },
+            wgpu::BindGroupEntry {
+                binding: 1,
+                resource: bufs.params.binding(),
+            },
+            wgpu::BindGroupEntry {
+                binding: 2,
+                resource: bufs.grads.binding(),
+            },
+            wgpu::BindGroupEntry {
+                binding: 3,
+                resource: bufs.velocity.binding(),
+            },
+            wgpu::BindGroupEntry {
+                binding: 4,
+                resource: bufs.no_decay.binding(),
+            },
+            wgpu::BindGroupEntry {
+                binding: 5,
+                resource: bufs.status.binding(),
+            },
         ],
     );
     Ok(Dispatch {

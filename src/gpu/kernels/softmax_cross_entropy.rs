@@ -50,20 +50,53 @@ pub struct SoftmaxBuffers<'a> {
 ///
 /// # Errors
 /// None in practice (the grid is one workgroup); kept fallible like every wrapper.
-pub fn dispatch(gpu: &Gpu, kernels: &Kernels, label: &str, bufs: SoftmaxBuffers<'_>, max_batch: usize, classes: usize, write_grad: bool) -> Result<Dispatch> {
-    let params = SoftmaxParams { classes: classes as u32, write_grad: u32::from(write_grad), _pad: [0; 2] };
+pub fn dispatch(
+    gpu: &Gpu,
+    kernels: &Kernels,
+    label: &str,
+    bufs: SoftmaxBuffers<'_>,
+    max_batch: usize,
+    classes: usize,
+    write_grad: bool,
+) -> Result<Dispatch> {
+    let params = SoftmaxParams {
+        classes: classes as u32,
+        write_grad: u32::from(write_grad),
+        _pad: [0; 2],
+    };
     let ub = params_buffer(gpu, label, &params);
     let bind_group = gpu.bind_group(
         label,
         &kernels.softmax.layout,
         &[
-            wgpu::BindGroupEntry { binding: 0, resource: ub.as_entire_binding() },
-            wgpu::BindGroupEntry { binding: 1, resource: bufs.logits.binding() },
-            wgpu::BindGroupEntry { binding: 2, resource: bufs.labels.binding() },
-            wgpu::BindGroupEntry { binding: 3, resource: bufs.dlogits.binding() },
-            wgpu::BindGroupEntry { binding: 4, resource: bufs.rows.binding() },
-            wgpu::BindGroupEntry { binding: 5, resource: bufs.metrics.binding() },
-            wgpu::BindGroupEntry { binding: 6, resource: bufs.status.binding() },
+            wgpu::BindGroupEntry {
+                binding: 0,
+                resource: ub.as_entire_binding(),
+            },
+            wgpu::BindGroupEntry {
+                binding: 1,
+                resource: bufs.logits.binding(),
+            },
+            wgpu::BindGroupEntry {
+                binding: 2,
+                resource: bufs.labels.binding(),
+            },
+            wgpu::BindGroupEntry {
+                binding: 3,
+                resource: bufs.dlogits.binding(),
+            },
+            wgpu::BindGroupEntry {
+                binding: 4,
+                resource: bufs.rows.binding(),
+            },
+            wgpu::BindGroupEntry {
+                binding: 5,
+                resource: bufs.metrics.binding(),
+            },
+            wgpu::BindGroupEntry {
+                binding: 6,
+                resource: bufs.status.binding(),
+            },
         ],
     );
     let bc = (max_batch * classes) as u64;

@@ -1,0 +1,386 @@
+//! The subcommands.
+
+use std::io::Write;
+
+use anyhow::{Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use wgtrain::checkpoint;
+use wgtrain::cpu_engine::CpuEngine;
+use wgtrain::data::{self, Mnist};
+use wgtrain::engine::{Engine, EvalSet};
+use wgtrain::gpu::engine::{GpuEngine, GpuEngineConfig};
+use wgtrain::gpu::{self, Gpu, GpuOptions, Kernels, MatmulVariant};
+use wgtrain::model::{MlpSpec, Normalization};
+use wgtrain::optim::SgdConfig;
+use wgtrain::schedule::{LrSchedule, PlateauConfig, Schedule, ScheduleKind};
+use wgtrain::train::{self, TrainConfig, Trainer};
+
+use super::args::{
+    Cli, Command, DataArgs, DeviceArgs, DeviceKind, EvalArgs, HyperArgs, KernelChoice, TrainArgs,
+};
+
+pub fn dispatch(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Train(a) => train_command(a),
+        Command::Eval(a) => eval_command(a),
+        Command::Devices(a) => devices_command(a),
+        Command::Download(a) => {
+            let dir = a.dir.unwrap_or_else(data::cache_dir);
+            data::download(&dir, true)?;
+            eprintln!("MNIST is in {} (checksums verified)", dir.display());
+            Ok(())
+        }
+    }
+}
+
+fn usage(name: &'static str, value: impl ToString, reason: impl ToString) -> anyhow::Error {
+    wgtrain::Error::InvalidConfig {
+        name,
+        value: value.to_string(),
+        reason: reason.to_string(),
+    }
+    .into()
+}
+
+/// The learning-rate schedule the flags describe.
+pub fn schedule_from(h: &HyperArgs, steps_per_epoch: usize) -> Result<LrSchedule> {
+    let s = &h.schedule;
+    let kind: ScheduleKind = s
+        .lr_schedule
+        .parse()
+        .map_err(|e: wgtrain::schedule::ScheduleError| usage("lr schedule", &s.lr_schedule, e))?;
+    let after_warmup = h.epochs.saturating_sub(s.warmup_epochs).max(1);
+    let schedule = match kind {
+        ScheduleKind::Constant => Schedule::Constant,
+        ScheduleKind::Step => Schedule::Step {
+            step_size: s.step_size,
+            gamma: s.gamma,
+        },
+        ScheduleKind::MultiStep => Schedule::MultiStep {
+            milestones: wgtrain::schedule::parse_milestones(&s.milestones)
+                .map_err(|e| usage("milestones", &s.milestones, e))?,
+            gamma: s.gamma,
+        },
+        ScheduleKind::Exponential => Schedule::Exponential { gamma: s.gamma },
+        ScheduleKind::Cosine => Schedule::Cosine {
+            t_max: s.t_max.unwrap_or(after_warmup),
+            eta_min: s.eta_min,
+        },
+        ScheduleKind::OneCycle => {
+            let mut sch = Schedule::one_cycle(s.max_lr.unwrap_or(h.lr), h.epochs * steps_per_epoch);
+            if let Schedule::OneCycle { pct_start, .. } = &mut sch {
+                *pct_start = s.pct_start;
+            }
+            sch
+        }
+        ScheduleKind::Plateau => Schedule::Plateau(PlateauConfig {
+            factor: s.plateau_factor,
+            patience: s.plateau_patience,
+            cooldown: s.plateau_cooldown,
+            min_lr: s.min_lr,
+            ..PlateauConfig::default()
+        }),
+    };
+    let lr = LrSchedule::new(h.lr, schedule).with_warmup(s.warmup_epochs, s.warmup_start_factor);
+    lr.validate().map_err(|e| usage("lr schedule", &lr, e))?;
+    Ok(lr)
+}
+
+pub fn sgd_from(h: &HyperArgs) -> SgdConfig {
+    SgdConfig {
+        weight_decay: h.weight_decay,
+        momentum: h.momentum,
+        dampening: h.dampening,
+        nesterov: h.nesterov,
+        decoupled_weight_decay: h.decoupled_weight_decay,
+        decay_bias: !h.no_decay_bias,
+    }
+}
+
+pub fn load_data(d: &DataArgs, quiet: bool) -> Result<Mnist> {
+    let mnist = data::load_or_download(d.data.as_deref(), !d.no_download, !quiet)?;
+    if !quiet {
+        eprintln!(
+            "data: {} ({} train, {} test, {}x{} inputs, {} classes)",
+            mnist.dir.display(),
+            mnist.train.len(),
+            mnist.test.len(),
+            mnist.train.rows,
+            mnist.train.cols,
+            mnist.classes
+        );
+    }
+    Ok(mnist)
+}
+
+pub fn normalization(d: &DataArgs) -> Normalization {
+    if d.normalize {
+        Normalization::MNIST
+    } else {
+        Normalization::UNIT
+    }
+}
+
+pub fn open_gpu(d: &DeviceArgs) -> Result<Gpu> {
+    let gpu = Gpu::new(&GpuOptions {
+        backends: d.backend.map(|b| b.to_wgpu()),
+        adapter_name: d.adapter.clone(),
+    })?;
+    eprintln!("{}", gpu.describe());
+    Ok(gpu)
+}
+
+/// Picks the matmul variant: fixed by the flag, or timed on the run's shapes.
+pub fn choose_variant(
+    gpu: &Gpu,
+    kernels: &Kernels,
+    d: &DeviceArgs,
+    spec: &MlpSpec,
+    batch: usize,
+) -> Result<MatmulVariant> {
+    Ok(match d.kernels {
+        KernelChoice::Tiled => MatmulVariant::Tiled,
+        KernelChoice::Register => MatmulVariant::Register,
+        KernelChoice::Auto => {
+            let ranked = gpu::autotune::rank_matmul_variants(gpu, kernels, spec, batch)?;
+            let desc: Vec<String> = ranked
+                .iter()
+                .map(|t| format!("{} {:.3} ms", t.variant, t.ms))
+                .collect();
+            eprintln!(
+                "kernels: auto chose {} ({})",
+                ranked[0].variant,
+                desc.join(", ")
+            );
+            ranked[0].variant
+        }
+    })
+}
+
+fn train_command(a: TrainArgs) -> Result<()> {
+    let h = &a.hyper;
+    if a.early_stop_patience.is_some() && a.val_split == 0.0 {
+        return Err(usage(
+            "early-stop-patience",
+            a.early_stop_patience.unwrap_or(0),
+            "needs a validation split (--val-split 0.1)",
+        ));
+    }
+    if a.save_best.is_some() && a.val_split == 0.0 {
+        return Err(usage(
+            "save-best",
+            "",
+            "needs a validation split (--val-split 0.1)",
+        ));
+    }
+    // Flags that need no data are checked before loading anything.
+    schedule_from(h, 1)?;
+    let sgd = sgd_from(h);
+    sgd.validate()?;
+    let mnist = load_data(&a.data, a.quiet)?;
+    let (_, validation) = train::validation_split(mnist.train.len(), a.val_split, h.seed)?;
+    let n_train = mnist.train.len() - validation.len();
+    if h.batch_size > n_train {
+        return Err(usage(
+            "batch size",
+            h.batch_size,
+            format!("must be between 1 and the number of training samples ({n_train})"),
+        ));
+    }
+    let steps_per_epoch = n_train.div_ceil(h.batch_size);
+    let cfg = TrainConfig {
+        epochs: h.epochs,
+        batch_size: h.batch_size,
+        schedule: schedule_from(h, steps_per_epoch)?,
+        sgd: sgd.clone(),
+        seed: h.seed,
+        validation: validation.clone(),
+        early_stop_patience: a.early_stop_patience,
+    };
+    train::validate(&cfg, n_train)?;
+    let spec = MlpSpec::new(mnist.train.features(), &h.hidden.0, mnist.classes)?;
+    let params = spec.init(h.seed);
+    let norm = normalization(&a.data);
+    match a.device.device {
+        DeviceKind::Cpu => {
+            let mut engine = CpuEngine::new(
+                &spec,
+                &params,
+                &mnist.train,
+                &validation,
+                &mnist.test,
+                h.batch_size,
+                &sgd,
+                norm,
+            );
+            run_training(&a, &spec, cfg, &mut engine, mnist.train.len(), norm)
+        }
+        DeviceKind::Gpu => {
+            let gpu = open_gpu(&a.device)?;
+            let kernels = Kernels::new(&gpu)?;
+            let variant = choose_variant(&gpu, &kernels, &a.device, &spec, h.batch_size)?;
+            let mut engine = GpuEngine::new(
+                &gpu,
+                &kernels,
+                GpuEngineConfig {
+                    spec: &spec,
+                    params: &params,
+                    train: &mnist.train,
+                    validation: &validation,
+                    test: &mnist.test,
+                    batch_size: h.batch_size,
+                    sgd: &sgd,
+                    normalization: norm,
+                    variant,
+                },
+            )?;
+            run_training(&a, &spec, cfg, &mut engine, mnist.train.len(), norm)
+        }
+    }
+}
+
+fn run_training(
+    a: &TrainArgs,
+    spec: &MlpSpec,
+    cfg: TrainConfig,
+    engine: &mut dyn Engine,
+    n_train: usize,
+    norm: Normalization,
+) -> Result<()> {
+    eprintln!(
+        "model: MLP {spec} ({} parameters), {} dispatches per step; {}",
+        spec.layout().trainable(),
+        engine.dispatches_per_step(),
+        engine.describe()
+    );
+    eprintln!(
+        "training: {} epochs, batch {}, lr {}, weight decay {}, momentum {}, seed {}",
+        cfg.epochs, cfg.batch_size, cfg.schedule, cfg.sgd.weight_decay, cfg.sgd.momentum, cfg.seed
+    );
+    let mut metrics = match &a.metrics {
+        Some(p) => Some(
+            std::fs::File::create(p)
+                .with_context(|| format!("creating the metrics file {}", p.display()))?,
+        ),
+        None => None,
+    };
+    let epochs = cfg.epochs;
+    let mut trainer = Trainer::new(engine, cfg, n_train)?;
+    let steps = trainer.steps_per_epoch() as u64;
+    for epoch in 0..epochs {
+        let bar = if a.quiet {
+            ProgressBar::hidden()
+        } else {
+            ProgressBar::new(steps)
+        };
+        bar.set_style(
+            ProgressStyle::with_template(
+                "epoch {msg} [{bar:30}] {pos}/{len} steps {elapsed_precise} eta {eta}",
+            )
+            .map_err(|e| anyhow::anyhow!("progress bar template: {e}"))?
+            .progress_chars("=> "),
+        );
+        bar.set_message(format!("{}/{}", epoch + 1, epochs));
+        let result = trainer.run_epoch(epoch, &mut |done| bar.set_position(done as u64));
+        bar.finish_and_clear();
+        let report = result?;
+        println!("{report}");
+        if let Some(f) = &mut metrics {
+            serde_json::to_writer(&mut *f, &report)?;
+            writeln!(f)?;
+            f.flush()?;
+        }
+        if let (Some(path), true) = (&a.save_best, trainer.last_was_best()) {
+            checkpoint::save(path, spec, &trainer.engine().params()?, norm)?;
+        }
+        if trainer.should_stop() {
+            eprintln!(
+                "early stopping: the validation loss has not improved for {} epochs",
+                a.early_stop_patience.unwrap_or(0)
+            );
+            break;
+        }
+    }
+    if let Some(path) = &a.save {
+        checkpoint::save(path, spec, &trainer.engine().params()?, norm)?;
+        eprintln!("saved {}", path.display());
+    }
+    Ok(())
+}
+
+fn eval_command(a: EvalArgs) -> Result<()> {
+    let ck = checkpoint::load(&a.model)?;
+    let mnist = load_data(&a.data, false)?;
+    if ck.spec.inputs() != mnist.test.features() {
+        anyhow::bail!(
+            "{} expects {} inputs but the test images have {}",
+            a.model.display(),
+            ck.spec.inputs(),
+            mnist.test.features()
+        );
+    }
+    let norm = if a.data.normalize {
+        Normalization::MNIST
+    } else {
+        ck.normalization.unwrap_or(Normalization::UNIT)
+    };
+    let sgd = SgdConfig::default();
+    let batch = a.batch_size.min(mnist.train.len());
+    let eval = match a.device.device {
+        DeviceKind::Cpu => CpuEngine::new(
+            &ck.spec,
+            &ck.params,
+            &mnist.train,
+            &[],
+            &mnist.test,
+            batch,
+            &sgd,
+            norm,
+        )
+        .evaluate(EvalSet::Test)?,
+        DeviceKind::Gpu => {
+            let gpu = open_gpu(&a.device)?;
+            let kernels = Kernels::new(&gpu)?;
+            let variant = match a.device.kernels {
+                KernelChoice::Tiled => MatmulVariant::Tiled,
+                KernelChoice::Register => MatmulVariant::Register,
+                KernelChoice::Auto => MatmulVariant::default_for(&gpu),
+            };
+            let cfg = GpuEngineConfig {
+                spec: &ck.spec,
+                params: &ck.params,
+                train: &mnist.train,
+                validation: &[],
+                test: &mnist.test,
+                batch_size: batch,
+                sgd: &sgd,
+                normalization: norm,
+                variant,
+            };
+            GpuEngine::new(&gpu, &kernels, cfg)?.evaluate(EvalSet::Test)?
+        }
+    };
+    println!(
+        "{}: MLP {} on {} test samples: loss {:.4}, accuracy {:.2}%",
+        a.model.display(),
+        ck.spec,
+        eval.samples,
+        eval.loss,
+        100.0 * eval.accuracy
+    );
+    Ok(())
+}
+
+fn devices_command(d: DeviceArgs) -> Result<()> {
+    let adapters = gpu::list_adapters(d.backend.map(|b| b.to_wgpu()));
+    if adapters.is_empty() {
+        anyhow::bail!(
+            "no GPU adapter found. On headless Linux: apt-get install -y mesa-vulkan-drivers libvulkan1 (the lavapipe software adapter); or use --device cpu"
+        );
+    }
+    for (i, a) in adapters.iter().enumerate() {
+        println!("[{i}] {a}");
+    }
+    Ok(())
+}

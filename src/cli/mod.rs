@@ -1,0 +1,33 @@
+//! Argument parsing (clap) and the subcommands. Bad arguments exit with code 2 and a
+//! one-line error before any work; failures during a run exit with code 1.
+
+mod args;
+mod commands;
+
+use clap::Parser;
+
+pub use args::Cli;
+
+/// Parses the arguments, runs the command and returns the process exit code.
+pub fn run() -> i32 {
+    let cli = Cli::parse();
+    match commands::dispatch(cli) {
+        Ok(()) => 0,
+        Err(e) => {
+            let usage = e
+                .downcast_ref::<wgtrain::Error>()
+                .is_some_and(is_usage_error);
+            eprintln!("error: {e:#}");
+            if usage { 2 } else { 1 }
+        }
+    }
+}
+
+/// Errors that mean "the arguments were wrong", which exit with code 2 like clap's own.
+fn is_usage_error(e: &wgtrain::Error) -> bool {
+    match e {
+        wgtrain::Error::InvalidConfig { .. } => true,
+        wgtrain::Error::NoAdapter { filter, .. } => !filter.is_empty(),
+        _ => false,
+    }
+}
