@@ -1,0 +1,86 @@
+//! Shared test fixtures: one GPU device per test binary, the real MNIST files, seeded random
+//! inputs, and the tolerance rule.
+#![allow(dead_code)]
+
+use std::sync::OnceLock;
+
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use wgtrain::data::Mnist;
+use wgtrain::gpu::{Gpu, GpuOptions, Kernels};
+
+/// The device and kernels, created once per test binary. A missing adapter fails the
+/// test: CI installs lavapipe, and a GPU test must never pass by skipping.
+pub fn gpu() -> &'static (Gpu, Kernels) {
+    static GPU: OnceLock<(Gpu, Kernels)> = OnceLock::new();
+    GPU.get_or_init(|| {
+        let gpu = Gpu::new(&GpuOptions::default()).unwrap_or_else(|e| {
+            panic!("GPU tests need an adapter ({e}). On headless Linux: apt-get install -y mesa-vulkan-drivers libvulkan1")
+        });
+        let kernels = Kernels::new(&gpu).expect("kernels build");
+        (gpu, kernels)
+    })
+}
+
+/// The real MNIST files from `$MNIST_DIR` (loaded once).
+pub fn mnist() -> &'static Mnist {
+    static DATA: OnceLock<Mnist> = OnceLock::new();
+    DATA.get_or_init(|| {
+        let dir = std::env::var("MNIST_DIR").unwrap_or_else(|_| {
+            panic!("set MNIST_DIR to the directory with the four MNIST files, e.g. MNIST_DIR=../shared/data/mnist cargo test --release")
+        });
+        wgtrain::data::load_dir(std::path::Path::new(&dir)).expect("MNIST loads")
+    })
+}
+
+/// Seeded uniform values in [lo, hi).
+pub fn uniform(seed: u64, n: usize, lo: f32, hi: f32) -> Vec<f32> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    (0..n).map(|_| rng.random_range(lo..hi)).collect()
+}
+
+/// Seeded values in [-1, 1) with a few large outliers (±100), the inputs that expose
+/// accumulation and overflow bugs.
+pub fn with_outliers(seed: u64, n: usize) -> Vec<f32> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    (0..n)
+        .map(|_| if rng.random_range(0..50) == 0 { rng.random_range(-100.0f32..100.0) } else { rng.random_range(-1.0f32..1.0) })
+        .collect()
+}
+
+/// Seeded integers in [0, hi).
+pub fn integers(seed: u64, n: usize, hi: u32) -> Vec<u32> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    (0..n).map(|_| rng.random_range(0..hi)).collect()
+}
+
+/// The one tolerance rule: `|got - want| <= atol + rtol * |want|`, element by element.
+/// On failure, reports the first bad index, both values, and the max error over all.
+#[track_caller]
+pub fn assert_close(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32) {
+    assert_eq!(got.len(), want.len(), "{what}: lengths differ");
+    let mut first_bad = None;
+    let mut max_err = 0.0f32;
+    let mut max_at = 0;
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let err = (g - w).abs();
+        let ok = if w.is_nan() { g.is_nan() } else { err <= atol + rtol * w.abs() };
+        if !ok && first_bad.is_none() {
+            first_bad = Some(i);
+        }
+        if err > max_err || err.is_nan() {
+            max_err = err;
+            max_at = i;
+        }
+    }
+    if let Some(i) = first_bad {
+        panic!(
+            "{what}: element {i}: gpu {} vs reference {} (|diff| {}); max error {max_err} at {max_at} (gpu {}, ref {}); atol {atol} rtol {rtol}",
+            got[i],
+            want[i],
+            (got[i] - want[i]).abs(),
+            got[max_at],
+            want[max_at]
+        );
+    }
+}
