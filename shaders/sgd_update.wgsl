@@ -7,7 +7,8 @@
 // With `decoupled` (SGDW, Loshchilov & Hutter) the decay is p <- p - lr * wd * p instead of
 // being added to the gradient. Elements inside a `no_decay` range (biases, with
 // --no-decay-bias) get wd = 0. lr and the first-step flag come from the step record.
-// Nothing changes once status[0] is set (a non-finite loss was seen).
+// Nothing changes once status[0] is set (a non-finite loss was seen; softmax_cross_entropy
+// writes it into its metrics header, bound here as `status`).
 
 struct SgdParams {
     len: u32,
@@ -36,7 +37,7 @@ struct Step {
 @group(0) @binding(2) var<storage, read> grad: array<f32>;
 @group(0) @binding(3) var<storage, read_write> velocity: array<f32>;
 @group(0) @binding(4) var<storage, read> no_decay: array<vec2<u32>>; // [start, end)
-@group(0) @binding(5) var<storage, read> status: array<u32>;
+@group(0) @binding(5) var<storage, read> status: array<f32>; // the metrics header
 @group(1) @binding(0) var<uniform> step: Step;
 
 const WG: u32 = 256u;
@@ -48,7 +49,7 @@ fn sgd_update(
     @builtin(local_invocation_index) lid: u32,
 ) {
     let i = ((wid.z * nwg.y + wid.y) * nwg.x + wid.x) * WG + lid;
-    if (i >= params.len || status[0] != 0u) {
+    if (i >= params.len || status[0] != 0.0) {
         return;
     }
     var wd = params.weight_decay;

@@ -4,16 +4,18 @@
 //   loss[b]      = logsumexp(logits[b, :]) - logits[b, y[b]]      (row max subtracted first)
 //   correct[b]   = argmax(logits[b, :]) == y[b]                   (first maximum, as torch.argmax)
 //   dlogits[b,c] = (softmax(logits[b, :])[c] - [c == y[b]]) / B   (mean reduction, as PyTorch)
-//   metrics[2 * step.index] = Σ_b loss[b], metrics[2 * step.index + 1] = Σ_b correct[b]
+//   metrics[4 + 2 * step.index] = Σ_b loss[b], metrics[5 + 2 * step.index] = Σ_b correct[b]
 //
 // One workgroup handles the whole minibatch: each invocation walks rows lid, lid + 256, ...
 // and the partial sums meet in a tree. A label >= C gives a NaN loss, never a finite one.
-// The first minibatch whose loss sum is not finite sets status[0] = 1 and status[1] = its
-// step index; sgd_update then leaves the parameters alone, so they stay as they were
-// after the last finite step.
+// The metrics buffer starts with a 4-word status header: the first minibatch whose loss
+// sum is not finite sets word 0 to 1 and word 1 to its step index; sgd_update (which binds
+// the header as its status) then leaves the parameters alone, so they stay as they were
+// after the last finite step. Status and metrics share a binding because lavapipe leaks
+// memory on every dispatch whose bind group has 7 entries (measured: docs/performance.md).
 
 struct SoftmaxParams {
-    classes: u32,     // C
+    classes: u32,     // C (the pipeline constant CLASSES is what the loops use)
     write_grad: u32,  // 0 for evaluation: no dlogits
     _pad0: u32,
     _pad1: u32,
@@ -35,11 +37,14 @@ struct Step {
 @group(0) @binding(2) var<storage, read> labels: array<u32>;
 @group(0) @binding(3) var<storage, read_write> dlogits: array<f32>;
 @group(0) @binding(4) var<storage, read_write> rows: array<f32>;    // [B, 2]: loss, correct
-@group(0) @binding(5) var<storage, read_write> metrics: array<f32>; // [steps, 2]
-@group(0) @binding(6) var<storage, read_write> status: array<u32>;  // [2]
+@group(0) @binding(5) var<storage, read_write> metrics: array<f32>; // [4 + steps * 2]
 @group(1) @binding(0) var<uniform> step: Step;
 
 const WG: u32 = 256u;
+
+// C, fixed per pipeline: class loops with a constant bound (lavapipe leaks memory on every
+// dispatch of this kernel when the bound is a uniform; docs/performance.md).
+override CLASSES: u32 = 10u;
 var<workgroup> part_loss: array<f32, 256>;
 var<workgroup> part_correct: array<f32, 256>;
 
@@ -48,9 +53,17 @@ fn is_finite(v: f32) -> bool {
     return (bitcast<u32>(v) & 0x7f800000u) != 0x7f800000u;
 }
 
+// One level of the fixed-order tree: invocation i adds in i + stride.
+fn reduce_step(lid: u32, stride: u32) {
+    if (lid < stride) {
+        part_loss[lid] += part_loss[lid + stride];
+        part_correct[lid] += part_correct[lid + stride];
+    }
+}
+
 @compute @workgroup_size(256)
 fn softmax_cross_entropy(@builtin(local_invocation_index) lid: u32) {
-    let c_n = params.classes;
+    let c_n = CLASSES;
     let batch = step.batch;
     let inv_batch = 1.0 / f32(batch);
     var loss_sum = 0.0;
@@ -90,21 +103,33 @@ fn softmax_cross_entropy(@builtin(local_invocation_index) lid: u32) {
     }
     part_loss[lid] = loss_sum;
     part_correct[lid] = correct_sum;
+    // The tree is unrolled: lavapipe leaks memory on every dispatch of a shader whose
+    // barrier sits inside a loop (about 0.8 MB per dispatch, measured; see
+    // docs/performance.md), and unrolled barriers cost nothing elsewhere.
     workgroupBarrier();
-    for (var stride = WG / 2u; stride > 0u; stride >>= 1u) {
-        if (lid < stride) {
-            part_loss[lid] += part_loss[lid + stride];
-            part_correct[lid] += part_correct[lid + stride];
-        }
-        workgroupBarrier();
-    }
+    reduce_step(lid, 128u);
+    workgroupBarrier();
+    reduce_step(lid, 64u);
+    workgroupBarrier();
+    reduce_step(lid, 32u);
+    workgroupBarrier();
+    reduce_step(lid, 16u);
+    workgroupBarrier();
+    reduce_step(lid, 8u);
+    workgroupBarrier();
+    reduce_step(lid, 4u);
+    workgroupBarrier();
+    reduce_step(lid, 2u);
+    workgroupBarrier();
+    reduce_step(lid, 1u);
+    workgroupBarrier();
     if (lid == 0u) {
         let total = part_loss[0];
-        metrics[2u * step.index] = total;
-        metrics[2u * step.index + 1u] = part_correct[0];
-        if (!is_finite(total) && status[0] == 0u) {
-            status[0] = 1u;
-            status[1] = step.index;
+        metrics[4u + 2u * step.index] = total;
+        metrics[5u + 2u * step.index] = part_correct[0];
+        if (!is_finite(total) && metrics[0] == 0.0) {
+            metrics[0] = 1.0;
+            metrics[1] = bitcast<f32>(step.index);
         }
     }
 }

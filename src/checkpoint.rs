@@ -111,6 +111,7 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// A loaded checkpoint.
+#[derive(Debug)]
 pub struct Checkpoint {
     pub spec: MlpSpec,
     /// Flat parameters in the layout of `spec.layout()`.

@@ -47,5 +47,6 @@ pub mod model;
 pub mod optim;
 pub mod schedule;
 pub mod train;
+pub mod tune;
 
 pub use error::{Error, Result};

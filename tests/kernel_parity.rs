@@ -178,17 +178,13 @@ fn run_softmax(logits: &[f32], labels: &[u32], classes: usize) -> SoftmaxRun {
     let ty = GpuTensor::upload(g, "labels", bytemuck::cast_slice(labels), &[b]).unwrap();
     let td = GpuTensor::poisoned(g, "dlogits", &[b, classes]).unwrap();
     let tr = GpuTensor::poisoned(g, "rows", &[b, 2]).unwrap();
-    let tm = GpuTensor::poisoned(g, "metrics", &[2]).unwrap();
-    let ts = GpuTensor::upload(g, "status", &[0.0, 0.0], &[2]).unwrap();
-    let bufs = softmax_cross_entropy::SoftmaxBuffers { logits: tl.view(), labels: ty.view(), dlogits: td.view(), rows: tr.view(), metrics: tm.view(), status: ts.view() };
+    let tm = GpuTensor::upload(g, "metrics", &[0.0, 0.0, 0.0, 0.0, f32::NAN, f32::NAN], &[6]).unwrap();
+    let bufs = softmax_cross_entropy::SoftmaxBuffers { logits: tl.view(), labels: ty.view(), dlogits: td.view(), rows: tr.view(), metrics: tm.view() };
     let d = softmax_cross_entropy::dispatch(g, kn, "t", bufs, b, classes, true).unwrap();
     kernels::run(g, kn, &[d], record(b), 1).unwrap();
-    let status = tsread(&ts);
-    SoftmaxRun { rows: tr.read(g).unwrap(), dlogits: td.read(g).unwrap(), metrics: tm.read(g).unwrap(), status }
-}
-
-fn tsread(t: &GpuTensor) -> Vec<u32> {
-    bytemuck::cast_slice(&t.read(&gpu().0).unwrap()).to_vec()
+    let all = tm.read(g).unwrap();
+    let status = vec![all[0] as u32, all[1].to_bits()];
+    SoftmaxRun { rows: tr.read(g).unwrap(), dlogits: td.read(g).unwrap(), metrics: all[4..].to_vec(), status }
 }
 
 fn check_softmax(logits: &[f32], labels: &[u32], classes: usize, what: &str) {
@@ -344,7 +340,7 @@ fn check_sgd(len: usize, cfg: &SgdConfig, first: bool, ranges: &[(usize, usize)]
     let tv = GpuTensor::upload(g, "v", &v, &[len]).unwrap();
     let flat: Vec<u32> = if ranges.is_empty() { vec![0, 0] } else { ranges.iter().flat_map(|&(s, e)| [s as u32, e as u32]).collect() };
     let nd = u32_buffer(&flat);
-    let st = u32_buffer(&[u32::from(halted), 0]);
+    let st = u32_buffer(&[f32::from(u8::from(halted)).to_bits(), 0]);
     let bufs = sgd_update::SgdBuffers { params: tp.view(), grads: tg.view(), velocity: tv.view(), no_decay: View::whole(&nd), status: View::whole(&st) };
     let d = sgd_update::dispatch(g, kn, "t", bufs, len, ranges.len(), cfg).unwrap();
     let lr = 0.05;

@@ -22,6 +22,14 @@ pub enum Command {
     Devices(DeviceArgs),
     /// Download a dataset and verify its checksums.
     Download(DownloadArgs),
+    /// Learning-rate range test: ramp the lr exponentially, plot the loss, suggest an lr.
+    LrFind(super::tune::LrFindArgs),
+    /// Hyperparameter sweep (grid or random) on a validation split, with median pruning.
+    Sweep(super::tune::SweepArgs),
+    /// Learning curves from a --metrics file, or a sweep's pictures from its directory.
+    Plot(super::tune::PlotArgs),
+    /// Time every kernel of N training steps: per-kernel table, optional Chrome trace.
+    Profile(super::profile::ProfileArgs),
 }
 
 /// Where to run.
@@ -88,7 +96,7 @@ pub struct DataArgs {
     pub normalize: bool,
 }
 
-fn positive_usize(s: &str) -> Result<usize, String> {
+pub(crate) fn positive_usize(s: &str) -> Result<usize, String> {
     match s.parse::<usize>() {
         Ok(0) => Err("must be at least 1".into()),
         Ok(v) => Ok(v),
@@ -100,7 +108,7 @@ fn positive_usize(s: &str) -> Result<usize, String> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HiddenSizes(pub Vec<usize>);
 
-fn hidden_sizes(s: &str) -> Result<HiddenSizes, String> {
+pub(crate) fn hidden_sizes(s: &str) -> Result<HiddenSizes, String> {
     if s.trim().is_empty() || s.trim() == "none" {
         return Ok(HiddenSizes(vec![]));
     }
@@ -110,7 +118,7 @@ fn hidden_sizes(s: &str) -> Result<HiddenSizes, String> {
         .map(HiddenSizes)
 }
 
-fn positive_f64(s: &str) -> Result<f64, String> {
+pub(crate) fn positive_f64(s: &str) -> Result<f64, String> {
     let v: f64 = s.parse().map_err(|e| format!("{e}"))?;
     if v.is_finite() && v > 0.0 {
         Ok(v)
@@ -119,7 +127,7 @@ fn positive_f64(s: &str) -> Result<f64, String> {
     }
 }
 
-fn non_negative_f64(s: &str) -> Result<f64, String> {
+pub(crate) fn non_negative_f64(s: &str) -> Result<f64, String> {
     let v: f64 = s.parse().map_err(|e| format!("{e}"))?;
     if v.is_finite() && v >= 0.0 {
         Ok(v)
@@ -128,7 +136,7 @@ fn non_negative_f64(s: &str) -> Result<f64, String> {
     }
 }
 
-fn unit_interval(s: &str) -> Result<f64, String> {
+pub(crate) fn unit_interval(s: &str) -> Result<f64, String> {
     let v: f64 = s.parse().map_err(|e| format!("{e}"))?;
     if (0.0..1.0).contains(&v) {
         Ok(v)
@@ -238,9 +246,22 @@ pub struct TrainArgs {
     /// Save the weights of the epoch with the best validation loss (needs --val-split).
     #[arg(long, value_name = "FILE.safetensors")]
     pub save_best: Option<PathBuf>,
+    /// Write learning curves (learning_curves.png and .svg) to this directory after training.
+    #[arg(long, value_name = "DIR")]
+    pub plot: Option<PathBuf>,
+    /// Train on a seeded subset of this many training samples (before --val-split).
+    #[arg(long, value_parser = positive_usize)]
+    pub train_subset: Option<usize>,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// Before training, time every kernel of --profile-steps steps and print the table
+    /// (GPU only; the parameters are restored, so training is unchanged).
+    #[arg(long)]
+    pub profile: bool,
+    /// Steps timed by --profile.
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..), default_value_t = 20, requires = "profile")]
+    pub profile_steps: usize,
 }
 
 #[derive(Args, Debug, Clone)]

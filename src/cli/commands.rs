@@ -25,6 +25,10 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Command::Train(a) => train_command(a),
         Command::Eval(a) => eval_command(a),
         Command::Devices(a) => devices_command(a),
+        Command::Profile(a) => super::profile::profile_command(a),
+        Command::LrFind(a) => super::tune::lr_find_command(a),
+        Command::Sweep(a) => super::tune::sweep_command(a),
+        Command::Plot(a) => super::tune::plot_command(a),
         Command::Download(a) => {
             let dir = a.dir.unwrap_or_else(data::cache_dir);
             data::download(&dir, true)?;
@@ -175,10 +179,11 @@ fn train_command(a: TrainArgs) -> Result<()> {
         ));
     }
     // Flags that need no data are checked before loading anything.
+    super::profile::check_train_flags(a.device.device, a.profile)?;
     schedule_from(h, 1)?;
     let sgd = sgd_from(h);
     sgd.validate()?;
-    let mnist = load_data(&a.data, a.quiet)?;
+    let mnist = super::tune::with_subset(load_data(&a.data, a.quiet)?, a.train_subset, h.seed)?;
     let (_, validation) = train::validation_split(mnist.train.len(), a.val_split, h.seed)?;
     let n_train = mnist.train.len() - validation.len();
     if h.batch_size > n_train {
@@ -235,6 +240,15 @@ fn train_command(a: TrainArgs) -> Result<()> {
                     variant,
                 },
             )?;
+            if a.profile {
+                super::profile::profile_before_training(
+                    &gpu,
+                    &mut engine,
+                    &cfg,
+                    mnist.train.len(),
+                    a.profile_steps,
+                )?;
+            }
             run_training(&a, &spec, cfg, &mut engine, mnist.train.len(), norm)
         }
     }
@@ -266,6 +280,11 @@ fn run_training(
         None => None,
     };
     let epochs = cfg.epochs;
+    let title = format!(
+        "MLP {spec}, lr {}, batch {}, weight decay {}",
+        cfg.schedule, cfg.batch_size, cfg.sgd.weight_decay
+    );
+    let mut history = Vec::new();
     let mut trainer = Trainer::new(engine, cfg, n_train)?;
     let steps = trainer.steps_per_epoch() as u64;
     for epoch in 0..epochs {
@@ -286,6 +305,7 @@ fn run_training(
         bar.finish_and_clear();
         let report = result?;
         println!("{report}");
+        history.push(wgtrain::tune::EpochMetrics::from_report(&report, true));
         if let Some(f) = &mut metrics {
             serde_json::to_writer(&mut *f, &report)?;
             writeln!(f)?;
@@ -305,6 +325,9 @@ fn run_training(
     if let Some(path) = &a.save {
         checkpoint::save(path, spec, &trainer.engine().params()?, norm)?;
         eprintln!("saved {}", path.display());
+    }
+    if let Some(dir) = &a.plot {
+        super::tune::plot_run(&history, dir, &title)?;
     }
     Ok(())
 }

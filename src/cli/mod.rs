@@ -3,6 +3,8 @@
 
 mod args;
 mod commands;
+mod profile;
+mod tune;
 
 use clap::Parser;
 

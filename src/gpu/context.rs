@@ -421,7 +421,7 @@ mod tests {
             (65536, 65535),
             (183_750, 65535),
             (10, 3),
-            (28, 3),
+            (27, 3),
         ] {
             let [x, y, z] = fold_grid("t", n, max).unwrap();
             assert!(x <= max && y <= max && z <= max, "{n} {max}: {x} {y} {z}");

@@ -24,6 +24,7 @@ use crate::data::Dataset;
 use crate::engine::{Engine, EvalSet, Evaluation, StepSums};
 use crate::error::{Error, Result};
 use crate::gpu::kernels::matmul::BatchDim;
+use crate::gpu::kernels::softmax_cross_entropy::METRICS_HEADER;
 use crate::gpu::kernels::{
     Dispatch, Epilogue, Kernels, MatmulSpec, MatmulVariant, STEP_STRIDE, StepRecord, column_sum,
     gather_normalize, matmul, sgd_update, softmax_cross_entropy,
@@ -128,8 +129,8 @@ pub struct GpuEngine<'g> {
     order: wgpu::Buffer,
     steps: wgpu::Buffer,
     steps_bind_group: wgpu::BindGroup,
+    /// `[METRICS_HEADER + steps·2]`: status header, then per-step sums.
     train_metrics: wgpu::Buffer,
-    status: wgpu::Buffer,
     readback: Readback,
     train_step: Vec<Dispatch>,
     eval_forward: Vec<Dispatch>,
@@ -220,7 +221,6 @@ impl<'g> GpuEngine<'g> {
             rows: f32s("rows", capacity * 2)?,
         };
         let dummy = f32s("unused", 4)?;
-        let status = f32s("status", 2)?;
         let no_decay_ranges: Vec<u32> = if cfg.sgd.decay_bias {
             vec![0, 0]
         } else {
@@ -235,7 +235,7 @@ impl<'g> GpuEngine<'g> {
             .write_buffer(&no_decay, 0, bytemuck::cast_slice(&no_decay_ranges));
 
         let max_train_steps = n_train.div_ceil(b);
-        let train_metrics = f32s("train.metrics", max_train_steps * 2)?;
+        let train_metrics = f32s("train.metrics", METRICS_HEADER + max_train_steps * 2)?;
         let eval_steps = |n: usize| n.div_ceil(capacity);
         let total_records =
             max_train_steps + eval_steps(cfg.test.len()) + eval_steps(cfg.validation.len());
@@ -322,7 +322,6 @@ impl<'g> GpuEngine<'g> {
                 dlogits: view(&act.dlogits, 0, b * classes),
                 rows: view(&act.rows, 0, b * 2),
                 metrics: View::whole(&train_metrics),
-                status: View::whole(&status),
             },
             b,
             classes,
@@ -403,7 +402,7 @@ impl<'g> GpuEngine<'g> {
                 grads: View::whole(&grads),
                 velocity: View::whole(&velocity),
                 no_decay: View::whole(&no_decay),
-                status: View::whole(&status),
+                status: view(&train_metrics, 0, METRICS_HEADER),
             },
             layout.len,
             if cfg.sgd.decay_bias { 0 } else { n_layers },
@@ -432,7 +431,7 @@ impl<'g> GpuEngine<'g> {
                 EvalSet::Validation => "validation",
             };
             let n_steps = eval_steps(samples);
-            let metrics = f32s(&format!("{name}.metrics"), n_steps * 2)?;
+            let metrics = f32s(&format!("{name}.metrics"), METRICS_HEADER + n_steps * 2)?;
             let gather = gather_normalize::dispatch(
                 gpu,
                 kernels,
@@ -459,7 +458,6 @@ impl<'g> GpuEngine<'g> {
                     dlogits: View::whole(&act.dlogits),
                     rows: View::whole(&act.rows),
                     metrics: View::whole(&metrics),
-                    status: View::whole(&dummy),
                 },
                 capacity,
                 classes,
@@ -515,7 +513,6 @@ impl<'g> GpuEngine<'g> {
             steps,
             steps_bind_group,
             train_metrics,
-            status,
             readback,
             train_step,
             eval_forward,
@@ -600,7 +597,7 @@ impl<'g> GpuEngine<'g> {
     fn read_sums(&self, what: &str, buffer: &wgpu::Buffer, steps: usize) -> Result<Vec<StepSums>> {
         let bytes = self
             .readback
-            .read(self.gpu, what, buffer, 0, steps as u64 * 8)?;
+            .read(self.gpu, what, buffer, METRICS_HEADER as u64 * 4, steps as u64 * 8)?;
         let floats: Vec<f32> = bytemuck::pod_collect_to_vec(&bytes);
         Ok(floats.chunks_exact(2).map(|c| [c[0], c[1]]).collect())
     }
@@ -725,7 +722,7 @@ impl Engine for GpuEngine<'_> {
         self.gpu
             .queue
             .write_buffer(&self.velocity, 0, &vec![0u8; params.len() * 4]);
-        self.gpu.queue.write_buffer(&self.status, 0, &[0u8; 8]);
+        self.gpu.queue.write_buffer(&self.train_metrics, 0, &[0u8; METRICS_HEADER * 4]);
         Ok(())
     }
 }

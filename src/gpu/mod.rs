@@ -6,6 +6,7 @@ pub mod autotune;
 pub mod context;
 pub mod engine;
 pub mod kernels;
+pub mod profiler;
 pub mod tensor;
 
 pub use context::{AdapterSummary, Gpu, GpuOptions, list_adapters};

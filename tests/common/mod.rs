@@ -44,7 +44,13 @@ pub fn uniform(seed: u64, n: usize, lo: f32, hi: f32) -> Vec<f32> {
 pub fn with_outliers(seed: u64, n: usize) -> Vec<f32> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     (0..n)
-        .map(|_| if rng.random_range(0..50) == 0 { rng.random_range(-100.0f32..100.0) } else { rng.random_range(-1.0f32..1.0) })
+        .map(|_| {
+            if rng.random_range(0..50) == 0 {
+                rng.random_range(-100.0f32..100.0)
+            } else {
+                rng.random_range(-1.0f32..1.0)
+            }
+        })
         .collect()
 }
 
@@ -64,7 +70,11 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32)
     let mut max_at = 0;
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
         let err = (g - w).abs();
-        let ok = if w.is_nan() { g.is_nan() } else { err <= atol + rtol * w.abs() };
+        let ok = if w.is_nan() {
+            g.is_nan()
+        } else {
+            err <= atol + rtol * w.abs()
+        };
         if !ok && first_bad.is_none() {
             first_bad = Some(i);
         }

@@ -176,7 +176,7 @@ pub struct Kernels {
     pub(crate) matmul: Family,
     matmul_cache: Mutex<HashMap<(MatmulVariant, bool, bool, u32), wgpu::ComputePipeline>>,
     pub(crate) softmax: Family,
-    pub(crate) softmax_pipeline: wgpu::ComputePipeline,
+    softmax_cache: Mutex<HashMap<usize, wgpu::ComputePipeline>>,
     pub(crate) column_sum: Family,
     pub(crate) column_sum_pipeline: wgpu::ComputePipeline,
     pub(crate) sgd: Family,
@@ -231,7 +231,6 @@ impl Kernels {
             &softmax_cross_entropy::layout_entries(),
             &steps_layout,
         );
-        let softmax_pipeline = softmax.pipeline(gpu, "softmax_cross_entropy", &[]);
         let column_sum = Family::new(
             gpu,
             "column_sum",
@@ -265,7 +264,7 @@ impl Kernels {
             matmul,
             matmul_cache: Mutex::default(),
             softmax,
-            softmax_pipeline,
+            softmax_cache: Mutex::default(),
             column_sum,
             column_sum_pipeline,
             sgd,
@@ -297,6 +296,17 @@ impl Kernels {
                 ];
                 self.matmul.pipeline(gpu, variant.entry_point(), &constants)
             })
+            .clone()
+    }
+
+    /// The softmax-cross-entropy pipeline for `classes` classes (built on first use). The
+    /// class count is a pipeline constant: with a uniform loop bound, lavapipe leaks about
+    /// 0.8 MB per dispatch (docs/performance.md).
+    pub(crate) fn softmax_pipeline(&self, gpu: &Gpu, classes: usize) -> wgpu::ComputePipeline {
+        let mut cache = self.softmax_cache.lock().unwrap_or_else(|p| p.into_inner());
+        cache
+            .entry(classes)
+            .or_insert_with(|| self.softmax.pipeline(gpu, "softmax_cross_entropy", &[("CLASSES", classes as f64)]))
             .clone()
     }
 

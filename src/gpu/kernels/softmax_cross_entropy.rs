@@ -3,8 +3,9 @@
 //! one single-workgroup launch (a fixed-order tree, no float atomics).
 //!
 //! Shapes: logits `[B, C]`, labels `[B]` u32, dlogits `[B, C]`, rows `[B, 2]`
-//! (loss, correct), metrics `[steps, 2]` (Σ loss, Σ correct per step), status `[2]` u32.
-//! Bindings: 0 params, 1 logits, 2 labels, 3 dlogits, 4 rows, 5 metrics, 6 status. Grid: 1.
+//! (loss, correct), metrics `[4 + steps·2]`: a status header (word 0 is 1.0 once a step's
+//! loss was not finite, word 1 that step's index as u32 bits), then Σ loss and Σ correct per
+//! step. Bindings: 0 params, 1 logits, 2 labels, 3 dlogits, 4 rows, 5 metrics. Grid: 1.
 
 use super::{Dispatch, Kernels, params_buffer, storage_entry, uniform_entry};
 use crate::error::Result;
@@ -32,7 +33,6 @@ pub(crate) fn layout_entries() -> Vec<wgpu::BindGroupLayoutEntry> {
         storage_entry(3, false),
         storage_entry(4, false),
         storage_entry(5, false),
-        storage_entry(6, false),
     ]
 }
 
@@ -42,9 +42,12 @@ pub struct SoftmaxBuffers<'a> {
     pub labels: View<'a>,
     pub dlogits: View<'a>,
     pub rows: View<'a>,
+    /// `[4 + steps·2]`: status header, then per-step sums.
     pub metrics: View<'a>,
-    pub status: View<'a>,
 }
+
+/// f32 words before the per-step sums in a metrics buffer (the status header).
+pub const METRICS_HEADER: usize = 4;
 
 /// Prepares one launch for minibatches of up to `max_batch` rows of `classes` logits.
 ///
@@ -93,17 +96,13 @@ pub fn dispatch(
                 binding: 5,
                 resource: bufs.metrics.binding(),
             },
-            wgpu::BindGroupEntry {
-                binding: 6,
-                resource: bufs.status.binding(),
-            },
         ],
     );
     let bc = (max_batch * classes) as u64;
     Ok(Dispatch {
         kernel: "softmax_cross_entropy",
         label: label.to_string(),
-        pipeline: kernels.softmax_pipeline.clone(),
+        pipeline: kernels.softmax_pipeline(gpu, classes),
         bind_group,
         grid: [1, 1, 1],
         flops: 6 * bc,

@@ -1,0 +1,241 @@
+//! `wgtrain profile` and `wgtrain train --profile`: per-kernel timings of real training
+//! steps (see [`wgtrain::gpu::profiler`]), printed as a table and optionally written as a
+//! Chrome trace.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Args, ValueEnum};
+
+use wgtrain::engine::Engine;
+use wgtrain::gpu::engine::{GpuEngine, GpuEngineConfig};
+use wgtrain::gpu::profiler::{Profile, ProfileOptions, Profiler, TimingMode};
+use wgtrain::gpu::{Gpu, Kernels};
+use wgtrain::model::MlpSpec;
+use wgtrain::train::{self, TrainConfig};
+
+use super::args::{DataArgs, DeviceArgs, DeviceKind, HyperArgs};
+use super::commands::{choose_variant, load_data, normalization, open_gpu, sgd_from};
+
+/// How to time the kernels.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimingChoice {
+    /// GPU timestamps per dispatch if the adapter has them, else per pass, else host timing.
+    Auto,
+    /// GPU timestamps around each dispatch inside one pass (TIMESTAMP_QUERY_INSIDE_PASSES).
+    PerDispatch,
+    /// GPU timestamps at the ends of one compute pass per dispatch (TIMESTAMP_QUERY).
+    PerPass,
+    /// Host clock around a submit-and-wait of each dispatch.
+    Host,
+}
+
+impl TimingChoice {
+    fn mode(self) -> Option<TimingMode> {
+        match self {
+            TimingChoice::Auto => None,
+            TimingChoice::PerDispatch => Some(TimingMode::PerDispatch),
+            TimingChoice::PerPass => Some(TimingMode::PerPass),
+            TimingChoice::Host => Some(TimingMode::HostTimed),
+        }
+    }
+}
+
+/// `wgtrain profile`: the train options, plus how many steps to time and where to write
+/// the trace.
+#[derive(Args, Debug, Clone)]
+pub struct ProfileArgs {
+    #[command(flatten)]
+    pub device: DeviceArgs,
+    #[command(flatten)]
+    pub data: DataArgs,
+    #[command(flatten)]
+    pub hyper: HyperArgs,
+    /// Training steps to time (after the warm-up).
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..), default_value_t = 50)]
+    pub steps: usize,
+    /// Untimed steps before the timed ones.
+    #[arg(long, default_value_t = wgtrain::gpu::profiler::DEFAULT_WARMUP_STEPS)]
+    pub warmup_steps: usize,
+    /// Time each dispatch with the host clock around a submit-and-wait, even where the
+    /// adapter has timestamp queries (same as --timing host).
+    #[arg(long, conflicts_with = "timing")]
+    pub host_timing: bool,
+    /// How to time the kernels.
+    #[arg(long, value_enum, default_value_t = TimingChoice::Auto)]
+    pub timing: TimingChoice,
+    /// Write a Chrome trace (opens in Perfetto and chrome://tracing).
+    #[arg(long, value_name = "FILE.json")]
+    pub trace: Option<PathBuf>,
+}
+
+/// What to profile and where the results go.
+pub(crate) struct ProfileRequest {
+    pub steps: usize,
+    pub warmup_steps: usize,
+    pub mode: Option<TimingMode>,
+    pub trace: Option<PathBuf>,
+}
+
+fn needs_gpu(flag: &str) -> anyhow::Error {
+    wgtrain::Error::InvalidConfig {
+        name: "device",
+        value: "cpu".into(),
+        reason: format!("{flag} times GPU kernels; use --device gpu"),
+    }
+    .into()
+}
+
+/// Errors a `train --profile` would hit, checked before any data is loaded.
+pub(crate) fn check_train_flags(device: DeviceKind, profile: bool) -> Result<()> {
+    if profile && device == DeviceKind::Cpu {
+        return Err(needs_gpu("--profile"));
+    }
+    Ok(())
+}
+
+/// Profiles `engine` on minibatches drawn from `samples` (training-set indices, shuffled as
+/// epoch 0 is, with epoch 0's learning rates `lr(step)`), prints the table on stdout,
+/// writes the trace if asked, and restores the engine's parameters so that a following
+/// training run starts exactly where it would have.
+pub(crate) fn profile_engine(
+    gpu: &Gpu,
+    engine: &mut GpuEngine<'_>,
+    samples: &[u32],
+    batch: usize,
+    seed: u64,
+    lr: impl Fn(usize) -> f64,
+    req: &ProfileRequest,
+) -> Result<Profile> {
+    let profiler = Profiler::new(gpu, req.mode)?;
+    eprintln!(
+        "profiling {} steps (after {} warm-up) with {} timing",
+        req.steps,
+        req.warmup_steps,
+        profiler.mode()
+    );
+    let order = train::epoch_order(samples, seed, 0);
+    let records = train::step_records(samples.len(), batch, 0, lr);
+    let profile = profiler.profile_engine(
+        engine,
+        &order,
+        &records,
+        &ProfileOptions {
+            steps: req.steps,
+            warmup_steps: req.warmup_steps,
+        },
+    )?;
+    print!("{profile}");
+    if let Some(path) = &req.trace {
+        profile
+            .write_trace(path)
+            .with_context(|| format!("writing the trace {}", path.display()))?;
+        eprintln!(
+            "trace: {} (open in https://ui.perfetto.dev or chrome://tracing)",
+            path.display()
+        );
+    }
+    Ok(profile)
+}
+
+/// `wgtrain profile`.
+pub fn profile_command(a: ProfileArgs) -> Result<()> {
+    if a.device.device == DeviceKind::Cpu {
+        return Err(needs_gpu("profile"));
+    }
+    let h = &a.hyper;
+    let sgd = sgd_from(h);
+    sgd.validate()?;
+    let mode = if a.host_timing {
+        Some(TimingMode::HostTimed)
+    } else {
+        a.timing.mode()
+    };
+    let mnist = load_data(&a.data, false)?;
+    let n_train = mnist.train.len();
+    if h.batch_size > n_train {
+        return Err(wgtrain::Error::InvalidConfig {
+            name: "batch size",
+            value: h.batch_size.to_string(),
+            reason: format!("must be between 1 and the number of training samples ({n_train})"),
+        }
+        .into());
+    }
+    let spec = MlpSpec::new(mnist.train.features(), &h.hidden.0, mnist.classes)?;
+    let params = spec.init(h.seed);
+    let gpu = open_gpu(&a.device)?;
+    let kernels = Kernels::new(&gpu)?;
+    let variant = choose_variant(&gpu, &kernels, &a.device, &spec, h.batch_size)?;
+    let mut engine = GpuEngine::new(
+        &gpu,
+        &kernels,
+        GpuEngineConfig {
+            spec: &spec,
+            params: &params,
+            train: &mnist.train,
+            validation: &[],
+            test: &mnist.test,
+            batch_size: h.batch_size,
+            sgd: &sgd,
+            normalization: normalization(&a.data),
+            variant,
+        },
+    )?;
+    eprintln!(
+        "model: MLP {spec}, batch {}, {} dispatches per step; {}",
+        h.batch_size,
+        engine.dispatches_per_step(),
+        engine.describe()
+    );
+    let samples: Vec<u32> = (0..n_train as u32).collect();
+    profile_engine(
+        &gpu,
+        &mut engine,
+        &samples,
+        h.batch_size,
+        h.seed,
+        |_| h.lr,
+        &ProfileRequest {
+            steps: a.steps,
+            warmup_steps: a.warmup_steps,
+            mode,
+            trace: a.trace.clone(),
+        },
+    )?;
+    Ok(())
+}
+
+/// `wgtrain train --profile`: times `steps` steps of the engine the run will train with,
+/// on the run's own training samples (those not held out for validation) and epoch-0
+/// learning rates, prints the table, and leaves the parameters as they were.
+pub(crate) fn profile_before_training(
+    gpu: &Gpu,
+    engine: &mut GpuEngine<'_>,
+    cfg: &TrainConfig,
+    n_total: usize,
+    steps: usize,
+) -> Result<()> {
+    let mut held_out = vec![false; n_total];
+    for &v in &cfg.validation {
+        held_out[v as usize] = true;
+    }
+    let samples: Vec<u32> = (0..n_total as u32)
+        .filter(|&i| !held_out[i as usize])
+        .collect();
+    let per_epoch = samples.len().div_ceil(cfg.batch_size);
+    profile_engine(
+        gpu,
+        engine,
+        &samples,
+        cfg.batch_size,
+        cfg.seed,
+        |i| cfg.schedule.lr_at(0, i, per_epoch),
+        &ProfileRequest {
+            steps,
+            warmup_steps: wgtrain::gpu::profiler::DEFAULT_WARMUP_STEPS,
+            mode: None,
+            trace: None,
+        },
+    )?;
+    Ok(())
+}

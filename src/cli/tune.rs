@@ -1,0 +1,659 @@
+//! `wgtrain lr-find`, `wgtrain sweep` and `wgtrain plot`, and the `--train-subset` and
+//! `--plot` helpers of `wgtrain train`. The work is done by [`wgtrain::tune`]; this layer
+//! parses flags, loads data, builds engines and prints.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use wgtrain::checkpoint;
+use wgtrain::cpu_engine::CpuEngine;
+use wgtrain::data::{Dataset, Mnist};
+use wgtrain::engine::{Engine, EvalSet};
+use wgtrain::gpu::engine::{GpuEngine, GpuEngineConfig};
+use wgtrain::gpu::{Gpu, Kernels, MatmulVariant};
+use wgtrain::model::{MlpSpec, Normalization};
+use wgtrain::optim::SgdConfig;
+use wgtrain::train::{self, TrainConfig};
+use wgtrain::tune::lr_find::{LrFindConfig, LrFindResult, Stop, lr_find};
+use wgtrain::tune::prune::MedianPruner;
+use wgtrain::tune::space::{HiddenChoices, SearchMethod, SearchSpace, TrialConfig, Values};
+use wgtrain::tune::sweep::{
+    BestTrial, Sweep, TrialStatus, format_leaderboard, leaderboard, read_trials, write_outputs,
+};
+use wgtrain::tune::{self, EpochMetrics, plot};
+
+use super::args::{
+    DataArgs, DeviceArgs, DeviceKind, HiddenSizes, HyperArgs, ScheduleArgs, hidden_sizes,
+    non_negative_f64, positive_f64, positive_usize, unit_interval,
+};
+use super::commands::{
+    choose_variant, load_data, normalization, open_gpu, schedule_from, sgd_from,
+};
+
+fn usage(name: &'static str, value: impl ToString, reason: impl ToString) -> anyhow::Error {
+    wgtrain::Error::InvalidConfig {
+        name,
+        value: value.to_string(),
+        reason: reason.to_string(),
+    }
+    .into()
+}
+
+/// Replaces the training set by a seeded subset of `n` samples (`--train-subset`), the
+/// same for one seed in `train`, `lr-find` and `sweep`.
+pub(crate) fn with_subset(mut mnist: Mnist, n: Option<usize>, seed: u64) -> Result<Mnist> {
+    if let Some(n) = n {
+        mnist.train = tune::subset(&mnist.train, n, seed)?;
+    }
+    Ok(mnist)
+}
+
+/// Writes the learning curves of a finished `wgtrain train` run (`--plot DIR`).
+pub(crate) fn plot_run(history: &[EpochMetrics], dir: &Path, title: &str) -> Result<()> {
+    for p in plot::learning_curves(history, title, dir, "learning_curves")? {
+        eprintln!("wrote {}", p.display());
+    }
+    Ok(())
+}
+
+/// What one engine is built from.
+pub(crate) struct EngineSpec<'a> {
+    pub spec: &'a MlpSpec,
+    pub params: &'a [f32],
+    pub train: &'a Dataset,
+    pub validation: &'a [u32],
+    pub test: &'a Dataset,
+    pub batch_size: usize,
+    pub sgd: &'a SgdConfig,
+    pub norm: Normalization,
+}
+
+/// Builds engines on one device, opened once: the CPU, or a GPU whose matmul variant is
+/// chosen once per (model, batch size).
+pub(crate) struct Engines {
+    device: DeviceArgs,
+    gpu: Option<(Gpu, Kernels)>,
+    variants: HashMap<(Vec<usize>, usize), MatmulVariant>,
+}
+
+impl Engines {
+    /// Opens the device the flags name.
+    pub(crate) fn open(d: &DeviceArgs) -> Result<Engines> {
+        let gpu = match d.device {
+            DeviceKind::Cpu => None,
+            DeviceKind::Gpu => {
+                let gpu = open_gpu(d)?;
+                let kernels = Kernels::new(&gpu)?;
+                Some((gpu, kernels))
+            }
+        };
+        Ok(Engines {
+            device: d.clone(),
+            gpu,
+            variants: HashMap::new(),
+        })
+    }
+
+    /// Builds an engine and hands it to `f`.
+    pub(crate) fn with<R>(
+        &mut self,
+        s: EngineSpec<'_>,
+        f: impl FnOnce(&mut dyn Engine) -> Result<R>,
+    ) -> Result<R> {
+        match &self.gpu {
+            None => {
+                let mut engine = CpuEngine::new(
+                    s.spec,
+                    s.params,
+                    s.train,
+                    s.validation,
+                    s.test,
+                    s.batch_size,
+                    s.sgd,
+                    s.norm,
+                );
+                f(&mut engine)
+            }
+            Some((gpu, kernels)) => {
+                let key = (s.spec.sizes.clone(), s.batch_size);
+                let variant = match self.variants.get(&key) {
+                    Some(v) => *v,
+                    None => {
+                        let v = choose_variant(gpu, kernels, &self.device, s.spec, s.batch_size)?;
+                        self.variants.insert(key, v);
+                        v
+                    }
+                };
+                let mut engine = GpuEngine::new(
+                    gpu,
+                    kernels,
+                    GpuEngineConfig {
+                        spec: s.spec,
+                        params: s.params,
+                        train: s.train,
+                        validation: s.validation,
+                        test: s.test,
+                        batch_size: s.batch_size,
+                        sgd: s.sgd,
+                        normalization: s.norm,
+                        variant,
+                    },
+                )?;
+                f(&mut engine)
+            }
+        }
+    }
+}
+
+fn bar(len: u64, quiet: bool, what: &str) -> Result<ProgressBar> {
+    let bar = if quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(len)
+    };
+    bar.set_style(
+        ProgressStyle::with_template(&format!(
+            "{what} [{{bar:30}}] {{pos}}/{{len}} {{elapsed_precise}} eta {{eta}}"
+        ))
+        .map_err(|e| anyhow::anyhow!("progress bar template: {e}"))?
+        .progress_chars("=> "),
+    );
+    Ok(bar)
+}
+
+/// `wgtrain lr-find`: the learning-rate range test.
+#[derive(Args, Debug, Clone)]
+pub struct LrFindArgs {
+    #[command(flatten)]
+    pub device: DeviceArgs,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Hidden layer sizes, comma-separated (as `train --hidden`).
+    #[arg(long, value_parser = hidden_sizes, default_value = "256")]
+    pub hidden: HiddenSizes,
+    #[arg(long, value_parser = positive_usize, default_value_t = 64)]
+    pub batch_size: usize,
+    #[arg(long, value_parser = non_negative_f64, default_value_t = 1e-4)]
+    pub weight_decay: f64,
+    #[arg(long, value_parser = non_negative_f64, default_value_t = 0.0)]
+    pub momentum: f64,
+    #[arg(long)]
+    pub nesterov: bool,
+    /// Seed of the initialisation, the sample order and --train-subset.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Learning rate of the first step.
+    #[arg(long, value_parser = positive_f64, default_value_t = 1e-5)]
+    pub start_lr: f64,
+    /// Learning rate of the last step.
+    #[arg(long, value_parser = positive_f64, default_value_t = 10.0)]
+    pub end_lr: f64,
+    /// Steps (one minibatch each) from --start-lr to --end-lr, exponentially spaced.
+    #[arg(long, value_parser = positive_usize, default_value_t = 100)]
+    pub steps: usize,
+    /// Beta of the loss's moving average (0: none).
+    #[arg(long, value_parser = unit_interval, default_value_t = 0.98)]
+    pub smoothing: f64,
+    /// Stop once the smoothed loss exceeds this many times its minimum.
+    #[arg(long, value_parser = positive_f64, default_value_t = 4.0)]
+    pub diverge_factor: f64,
+    /// Use a seeded subset of this many training samples.
+    #[arg(long, value_parser = positive_usize)]
+    pub train_subset: Option<usize>,
+    /// Directory for lr_find.png, lr_find.svg, lr_find.csv and lr_find.json.
+    #[arg(long, value_name = "DIR", default_value = "lr-find")]
+    pub out: PathBuf,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+fn describe_stop(r: &LrFindResult) -> String {
+    match r.stop {
+        Stop::Completed => format!("completed all {} steps", r.points.len()),
+        Stop::Diverged { step, lr } => format!(
+            "stopped at step {} (lr {lr:.2e}): the smoothed loss diverged",
+            step + 1
+        ),
+        Stop::NonFinite { step, lr } => format!(
+            "stopped at step {} (lr {lr:.2e}): the loss was not finite",
+            step + 1
+        ),
+    }
+}
+
+/// Runs `wgtrain lr-find`.
+pub fn lr_find_command(a: LrFindArgs) -> Result<()> {
+    let cfg = LrFindConfig {
+        start_lr: a.start_lr,
+        end_lr: a.end_lr,
+        steps: a.steps,
+        batch_size: a.batch_size,
+        seed: a.seed,
+        smoothing: a.smoothing,
+        diverge_factor: a.diverge_factor,
+        chunk: 10,
+    };
+    cfg.validate(usize::MAX)?;
+    let sgd = SgdConfig {
+        weight_decay: a.weight_decay,
+        momentum: a.momentum,
+        nesterov: a.nesterov,
+        ..SgdConfig::default()
+    };
+    sgd.validate()?;
+    let mnist = with_subset(load_data(&a.data, a.quiet)?, a.train_subset, a.seed)?;
+    cfg.validate(mnist.train.len())?;
+    let spec = MlpSpec::new(mnist.train.features(), &a.hidden.0, mnist.classes)?;
+    let params = spec.init(a.seed);
+    let indices: Vec<u32> = (0..mnist.train.len() as u32).collect();
+    let mut engines = Engines::open(&a.device)?;
+    let progress = bar(a.steps as u64, a.quiet, "lr-find")?;
+    let result = engines.with(
+        EngineSpec {
+            spec: &spec,
+            params: &params,
+            train: &mnist.train,
+            validation: &[],
+            test: &mnist.test,
+            batch_size: a.batch_size,
+            sgd: &sgd,
+            norm: normalization(&a.data),
+        },
+        |engine| {
+            eprintln!(
+                "lr-find: MLP {spec}, batch {}, lr {:.1e} to {:.1e} over {} steps; {}",
+                a.batch_size,
+                a.start_lr,
+                a.end_lr,
+                a.steps,
+                engine.describe()
+            );
+            Ok(lr_find(engine, &params, &indices, &cfg, &mut |s| {
+                progress.set_position(s as u64)
+            })?)
+        },
+    )?;
+    progress.finish_and_clear();
+    println!("{}", describe_stop(&result));
+    if let (Some(lr), Some(l)) = (result.min_loss_lr, result.min_loss) {
+        println!(
+            "minimum smoothed loss {l:.4} at lr {lr:.3e}; minimum / 10 = {:.3e}",
+            lr / 10.0
+        );
+    }
+    match result.steepest {
+        Some(s) => println!("steepest descent of the smoothed loss at lr {s:.3e}"),
+        None => println!("the smoothed loss never descends: no steepest point"),
+    }
+    match result.suggestion() {
+        Some(s) => println!("suggested learning rate: {s:.3e}"),
+        None => println!("no suggestion: the loss was not finite from the first step"),
+    }
+    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+    let json = a.out.join("lr_find.json");
+    let body = serde_json::json!({
+        "suggestion": result.suggestion(),
+        "suggestion_method": "steepest descent of the smoothed loss against log(lr); minimum-loss lr / 10 when the curve never descends",
+        "result": &result,
+    });
+    std::fs::write(&json, serde_json::to_string_pretty(&body)? + "\n")
+        .with_context(|| format!("writing {}", json.display()))?;
+    let csv_path = a.out.join("lr_find.csv");
+    let mut w = csv::Writer::from_path(&csv_path)
+        .with_context(|| format!("writing {}", csv_path.display()))?;
+    for p in &result.points {
+        w.serialize(p)?;
+    }
+    w.flush()?;
+    let mut written = vec![json, csv_path];
+    if !result.points.is_empty() {
+        written.extend(plot::lr_find_curve(&result, &a.out, "lr_find")?);
+    }
+    for p in written {
+        eprintln!("wrote {}", p.display());
+    }
+    Ok(())
+}
+
+/// Search methods of `wgtrain sweep`.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SearchChoice {
+    /// Independent seeded draws (--trials, default 12).
+    Random,
+    /// The cartesian product (ranges contribute --grid-points values).
+    Grid,
+}
+
+/// Pruning rules of `wgtrain sweep`.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PruningChoice {
+    /// Stop a trial whose validation accuracy is below the median of the completed trials
+    /// at the same epoch.
+    Median,
+    /// Run every trial to the end.
+    None,
+}
+
+/// `wgtrain sweep`: hyperparameter search on a validation split.
+#[derive(Args, Debug, Clone)]
+pub struct SweepArgs {
+    #[command(flatten)]
+    pub device: DeviceArgs,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Learning rates: a log-uniform range (1e-3:1) or a list (0.01,0.1).
+    #[arg(long, default_value = "1e-3:1")]
+    pub lr: Values,
+    /// Weight decays: a log-uniform range or a list (0,1e-4 includes 0).
+    #[arg(long, default_value = "1e-4")]
+    pub weight_decay: Values,
+    /// Batch sizes: a list (32,64,128) or a log-uniform range (rounded).
+    #[arg(long, default_value = "64")]
+    pub batch_size: Values,
+    /// Momentums: a list (0,0.9) or a log-uniform range.
+    #[arg(long, default_value = "0")]
+    pub momentum: Values,
+    /// Hidden layer architectures: comma-separated, layers joined by '-' (128,512-256,none).
+    #[arg(long, default_value = "256")]
+    pub hidden: HiddenChoices,
+    /// Epochs per trial: a list or a log-uniform range (rounded).
+    #[arg(long, default_value = "3")]
+    pub epochs: Values,
+    #[arg(long, value_enum, default_value_t = SearchChoice::Random)]
+    pub search: SearchChoice,
+    /// Trials to run: random search draws this many (default 12); grid search runs a seeded
+    /// selection of this many grid points when the grid is larger (default: all).
+    #[arg(long, value_parser = positive_usize)]
+    pub trials: Option<usize>,
+    /// Values a log-uniform range contributes to a grid.
+    #[arg(long, value_parser = positive_usize, default_value_t = 4)]
+    pub grid_points: usize,
+    /// Fraction of the training set held out for validation: trials are ranked on it.
+    #[arg(long, value_parser = unit_interval, default_value_t = 0.1)]
+    pub val_split: f64,
+    /// Use a seeded subset of this many training samples (before the validation split).
+    #[arg(long, value_parser = positive_usize)]
+    pub train_subset: Option<usize>,
+    #[arg(long, value_enum, default_value_t = PruningChoice::Median)]
+    pub pruning: PruningChoice,
+    /// Epochs during which no trial is pruned.
+    #[arg(long, default_value_t = 1)]
+    pub prune_warmup: usize,
+    /// Completed trials needed at an epoch before pruning there.
+    #[arg(long, value_parser = positive_usize, default_value_t = 3)]
+    pub prune_min_trials: usize,
+    #[arg(long, value_parser = unit_interval, default_value_t = 0.0)]
+    pub dampening: f64,
+    #[arg(long)]
+    pub nesterov: bool,
+    /// SGDW: decay the weights by lr * weight_decay directly.
+    #[arg(long)]
+    pub decoupled_weight_decay: bool,
+    /// Exclude biases from weight decay.
+    #[arg(long)]
+    pub no_decay_bias: bool,
+    /// Seeds the search, every trial's initialisation and shuffles, the validation split
+    /// and --train-subset (one seed for all trials: they differ only in hyperparameters).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    #[command(flatten)]
+    pub schedule: ScheduleArgs,
+    /// Directory for trials.json, trials.csv, leaderboard.csv, best.json and the plots.
+    #[arg(long, value_name = "DIR", default_value = "sweep")]
+    pub out: PathBuf,
+    /// Trials whose curves are drawn in sweep_top_trials.png.
+    #[arg(long, value_parser = positive_usize, default_value_t = 5)]
+    pub top: usize,
+    /// Save the best trial's final weights (safetensors).
+    #[arg(long, value_name = "FILE.safetensors")]
+    pub save_best: Option<PathBuf>,
+    /// Print one line per trial only.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+impl SweepArgs {
+    /// The flags of `wgtrain train` that run trial `t`.
+    fn hyper(&self, t: &TrialConfig) -> HyperArgs {
+        HyperArgs {
+            hidden: HiddenSizes(t.hidden.clone()),
+            epochs: t.epochs,
+            batch_size: t.batch_size,
+            lr: t.lr,
+            weight_decay: t.weight_decay,
+            momentum: t.momentum,
+            dampening: self.dampening,
+            nesterov: self.nesterov,
+            decoupled_weight_decay: self.decoupled_weight_decay,
+            no_decay_bias: self.no_decay_bias,
+            seed: self.seed,
+            schedule: self.schedule.clone(),
+        }
+    }
+}
+
+/// Runs `wgtrain sweep`.
+pub fn sweep_command(a: SweepArgs) -> Result<()> {
+    if a.val_split == 0.0 {
+        return Err(usage(
+            "val-split",
+            0,
+            "a sweep ranks trials on a validation split: use e.g. --val-split 0.1",
+        ));
+    }
+    let space = SearchSpace {
+        lr: a.lr.clone(),
+        weight_decay: a.weight_decay.clone(),
+        batch_size: a.batch_size.clone(),
+        momentum: a.momentum.clone(),
+        hidden: a.hidden.clone(),
+        epochs: a.epochs.clone(),
+    };
+    space.validate()?;
+    let method = match a.search {
+        SearchChoice::Random => SearchMethod::Random,
+        SearchChoice::Grid => SearchMethod::Grid,
+    };
+    let configs = space.trials(method, a.trials, a.grid_points, a.seed);
+    // Every trial's schedule and optimiser settings are checked before any data loads.
+    for t in &configs {
+        let h = a.hyper(t);
+        schedule_from(&h, 1)?;
+        sgd_from(&h).validate()?;
+    }
+    let mnist = with_subset(load_data(&a.data, a.quiet)?, a.train_subset, a.seed)?;
+    let n_total = mnist.train.len();
+    let (_, validation) = train::validation_split(n_total, a.val_split, a.seed)?;
+    let n_train = n_total - validation.len();
+    if let Some(t) = configs.iter().find(|t| t.batch_size > n_train) {
+        return Err(usage(
+            "batch size",
+            t.batch_size,
+            format!("must be at most the number of training samples ({n_train})"),
+        ));
+    }
+    let norm = normalization(&a.data);
+    let pruner = match a.pruning {
+        PruningChoice::Median => Some(MedianPruner {
+            warmup_epochs: a.prune_warmup,
+            min_trials: a.prune_min_trials,
+        }),
+        PruningChoice::None => None,
+    };
+    eprintln!(
+        "sweep: {} trials ({} search), {} training + {} validation samples, pruning: {}",
+        configs.len(),
+        match method {
+            SearchMethod::Random => "random",
+            SearchMethod::Grid => "grid",
+        },
+        n_train,
+        validation.len(),
+        match pruner {
+            Some(p) => format!(
+                "median (warm-up {} epochs, {} completed trials)",
+                p.warmup_epochs, p.min_trials
+            ),
+            None => "none".into(),
+        }
+    );
+    let mut engines = Engines::open(&a.device)?;
+    let mut sweep = Sweep::new(pruner);
+    let total = configs.len();
+    for (i, t) in configs.into_iter().enumerate() {
+        let h = a.hyper(&t);
+        let steps_per_epoch = n_train.div_ceil(t.batch_size);
+        let sgd = sgd_from(&h);
+        let cfg = TrainConfig {
+            epochs: t.epochs,
+            batch_size: t.batch_size,
+            schedule: schedule_from(&h, steps_per_epoch)?,
+            sgd: sgd.clone(),
+            seed: a.seed,
+            validation: validation.clone(),
+            early_stop_patience: None,
+        };
+        let spec = MlpSpec::new(mnist.train.features(), &t.hidden, mnist.classes)?;
+        let params = spec.init(a.seed);
+        println!("trial {i} ({}/{total}): {t}", i + 1);
+        let quiet = a.quiet;
+        let trial = engines.with(
+            EngineSpec {
+                spec: &spec,
+                params: &params,
+                train: &mnist.train,
+                validation: &validation,
+                test: &mnist.test,
+                batch_size: t.batch_size,
+                sgd: &sgd,
+                norm,
+            },
+            |engine| {
+                Ok(sweep
+                    .run_trial(t.clone(), cfg, engine, n_total, &mut |m| {
+                        if !quiet {
+                            println!(
+                                "  epoch {}: train loss {:.4}  val loss {:.4}  val acc {:.2}%  {:.1} s",
+                                m.epoch,
+                                m.train_loss,
+                                m.val_loss.unwrap_or(f64::NAN),
+                                100.0 * m.val_accuracy.unwrap_or(f64::NAN),
+                                m.epoch_seconds
+                            );
+                        }
+                    })?
+                    .clone())
+            },
+        )?;
+        let acc = trial
+            .val_accuracy
+            .map_or("-".into(), |v| format!("{:.2}%", 100.0 * v));
+        match trial.status {
+            TrialStatus::Complete => {
+                println!("  complete: val acc {acc}  ({:.1} s)", trial.seconds)
+            }
+            TrialStatus::Pruned => println!(
+                "  pruned after epoch {}: {}",
+                trial.history.len(),
+                trial.note.as_deref().unwrap_or("")
+            ),
+            TrialStatus::Diverged => println!(
+                "  diverged: {}",
+                trial.note.as_deref().unwrap_or("non-finite loss")
+            ),
+        }
+    }
+    let rows = leaderboard(sweep.trials());
+    println!("\nleaderboard (validation accuracy after each trial's last epoch):");
+    print!("{}", format_leaderboard(&rows));
+    let best = match (sweep.best_trial(), sweep.best_params()) {
+        (Some(t), Some(p)) => {
+            let spec = MlpSpec::new(mnist.train.features(), &t.config.hidden, mnist.classes)?;
+            let sgd = sgd_from(&a.hyper(&t.config));
+            let test = engines.with(
+                EngineSpec {
+                    spec: &spec,
+                    params: p,
+                    train: &mnist.train,
+                    validation: &[],
+                    test: &mnist.test,
+                    batch_size: t.config.batch_size,
+                    sgd: &sgd,
+                    norm,
+                },
+                |engine| Ok(engine.evaluate(EvalSet::Test)?),
+            )?;
+            if let Some(path) = &a.save_best {
+                checkpoint::save(path, &spec, p, norm)?;
+                eprintln!("saved {}", path.display());
+            }
+            Some(BestTrial {
+                trial: t.id,
+                config: t.config.clone(),
+                val_accuracy: t.val_accuracy.unwrap_or(f64::NAN),
+                val_loss: t.val_loss.unwrap_or(f64::NAN),
+                test_accuracy: test.accuracy,
+                test_loss: test.loss,
+                test_samples: test.samples,
+                test_method: "the best trial's final parameters (trained on the training part, \
+                    without the validation split), evaluated once on the test set after the sweep"
+                    .into(),
+            })
+        }
+        _ => None,
+    };
+    match &best {
+        Some(b) => println!(
+            "\nbest: trial {} ({}): val acc {:.2}%, test acc {:.2}% (test loss {:.4}, {} samples; its final parameters, evaluated once)",
+            b.trial,
+            b.config,
+            100.0 * b.val_accuracy,
+            100.0 * b.test_accuracy,
+            b.test_loss,
+            b.test_samples
+        ),
+        None => println!("\nno trial completed: nothing to evaluate on the test set"),
+    }
+    let mut written = write_outputs(&a.out, sweep.trials(), best.as_ref())?;
+    written.extend(plot::sweep_plots(sweep.trials(), a.top, &a.out)?);
+    for p in written {
+        eprintln!("wrote {}", p.display());
+    }
+    Ok(())
+}
+
+/// `wgtrain plot`: pictures from a metrics file or a sweep directory.
+#[derive(Args, Debug, Clone)]
+pub struct PlotArgs {
+    /// A `wgtrain train --metrics` file (JSON Lines), or a `wgtrain sweep --out` directory.
+    pub input: PathBuf,
+    /// Directory for the PNG and SVG files.
+    #[arg(long, value_name = "DIR", default_value = "plots")]
+    pub out: PathBuf,
+    /// For a sweep: trials whose curves are drawn.
+    #[arg(long, value_parser = positive_usize, default_value_t = 5)]
+    pub top: usize,
+}
+
+/// Runs `wgtrain plot`.
+pub fn plot_command(a: PlotArgs) -> Result<()> {
+    let written = if a.input.is_dir() {
+        let trials = read_trials(&a.input.join("trials.json"))?;
+        plot::sweep_plots(&trials, a.top, &a.out)?
+    } else {
+        let metrics = tune::read_metrics(&a.input)?;
+        let title = a.input.file_name().map_or("learning curves".into(), |n| {
+            n.to_string_lossy().into_owned()
+        });
+        plot::learning_curves(&metrics, &title, &a.out, "learning_curves")?
+    };
+    for p in written {
+        eprintln!("wrote {}", p.display());
+    }
+    Ok(())
+}

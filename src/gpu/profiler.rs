@@ -1,0 +1,1486 @@
+//! The profiler: where the time of a training step goes, kernel by kernel.
+//!
+//! [`Profiler`] runs real training steps (the engine's own [`Dispatch`]es, bind groups and
+//! step records) after a few untimed warm-up steps, and times every dispatch of every
+//! profiled step in the best way the adapter allows ([`TimingMode`]):
+//!
+//! - **per dispatch**: with `TIMESTAMP_QUERY_INSIDE_PASSES`, one compute pass per command
+//!   buffer and a timestamp pair around each dispatch (`ComputePass::write_timestamp`);
+//! - **per pass**: with `TIMESTAMP_QUERY` only, one compute pass per dispatch whose
+//!   `timestamp_writes` mark its beginning and end;
+//! - **host-timed**: without timestamp queries (or when asked), the host clock around a
+//!   submit-and-wait of each dispatch alone. This includes submission and synchronisation,
+//!   so it overstates short kernels; every output says `host-timed`.
+//!
+//! Timestamps are resolved into a `QUERY_RESOLVE` buffer in the command buffer that wrote
+//! them, then copied to a `MAP_READ` staging buffer by a *separate* command buffer
+//! submitted afterwards (sharing one encoder reads back zeros on some drivers). Ticks are
+//! subtracted as integers and only then converted with the queue's timestamp period (ns
+//! per tick, not always 1), so neither wrap-around nor f32 rounding of absolute tick
+//! values can creep in. Every delta is checked ([`ticks_to_ns`]): a timestamp that reads
+//! back as zero, an end before its start, a zero delta or one over
+//! [`MAX_VALID_DELTA_NS`] is reported as invalid, counted in the table, and never summed.
+//!
+//! The profiler is off unless asked for: [`crate::gpu::engine::GpuEngine`]'s training path
+//! writes no timestamps and adds no passes or submits. Everything after the measurement
+//! (tick conversion, the table, FLOP accounting, the Chrome trace) is pure and testable
+//! without a GPU: build a [`Profile`] by hand, or with [`timings_from_ticks`].
+//!
+//! ```no_run
+//! use wgtrain::gpu::profiler::{ProfileOptions, Profiler};
+//! use wgtrain::gpu::{Gpu, StepRecord, engine::GpuEngine};
+//!
+//! fn profile(
+//!     gpu: &Gpu,
+//!     engine: &mut GpuEngine<'_>,
+//!     order: &[u32],
+//!     records: &[StepRecord],
+//! ) -> wgtrain::Result<()> {
+//!     let profiler = Profiler::new(gpu, None)?; // the best mode this adapter has
+//!     let opts = ProfileOptions { steps: 50, ..ProfileOptions::default() };
+//!     let profile = profiler.profile_engine(engine, order, records, &opts)?;
+//!     println!("{profile}"); // the per-kernel table
+//!     profile.write_trace(std::path::Path::new("trace.json"))
+//! }
+//! ```
+
+use std::fmt::{self, Write as _};
+use std::path::Path;
+use std::time::Instant;
+
+use serde_json::{Value, json};
+
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::gpu::engine::GpuEngine;
+use crate::gpu::kernels::{Dispatch, STEP_STRIDE, StepRecord};
+use crate::gpu::tensor::Readback;
+
+/// Deltas above this (10 s, in ns) are reported as invalid: no kernel of a training step
+/// takes that long, but a garbage or wrapped timestamp easily looks like it.
+pub const MAX_VALID_DELTA_NS: f64 = 10e9;
+
+/// Untimed steps run before the profiled ones by default (pipelines compiled, caches warm).
+pub const DEFAULT_WARMUP_STEPS: usize = 3;
+
+/// Track (Chrome trace `tid`) of the kernel events.
+const KERNEL_TID: u32 = 1;
+/// Track of the host-side spans (encode, submit, wait, readback).
+const HOST_TID: u32 = 2;
+
+/// How dispatches are timed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TimingMode {
+    /// GPU timestamps around each dispatch inside one compute pass
+    /// (`TIMESTAMP_QUERY_INSIDE_PASSES`).
+    PerDispatch,
+    /// GPU timestamps at the beginning and end of one compute pass per dispatch
+    /// (`TIMESTAMP_QUERY`).
+    PerPass,
+    /// Host clock around a submit-and-wait of each dispatch alone (includes submission and
+    /// synchronisation overhead).
+    HostTimed,
+}
+
+impl TimingMode {
+    /// The most precise mode the device's features allow.
+    pub fn best_for(features: wgpu::Features) -> TimingMode {
+        if features.contains(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES) {
+            TimingMode::PerDispatch
+        } else if features.contains(wgpu::Features::TIMESTAMP_QUERY) {
+            TimingMode::PerPass
+        } else {
+            TimingMode::HostTimed
+        }
+    }
+
+    /// The device features this mode needs.
+    pub fn required_features(self) -> wgpu::Features {
+        match self {
+            TimingMode::PerDispatch => {
+                wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES
+            }
+            TimingMode::PerPass => wgpu::Features::TIMESTAMP_QUERY,
+            TimingMode::HostTimed => wgpu::Features::empty(),
+        }
+    }
+
+    /// True for the host-clock fallback.
+    pub fn is_host_timed(self) -> bool {
+        self == TimingMode::HostTimed
+    }
+
+    /// Short name used in tables and traces: `per-dispatch`, `per-pass` or `host-timed`.
+    pub fn name(self) -> &'static str {
+        match self {
+            TimingMode::PerDispatch => "per-dispatch",
+            TimingMode::PerPass => "per-pass",
+            TimingMode::HostTimed => "host-timed",
+        }
+    }
+
+    /// One line on what this mode measures.
+    pub fn describe(self) -> &'static str {
+        match self {
+            TimingMode::PerDispatch => {
+                "GPU timestamps, one pair per dispatch inside one compute pass (TIMESTAMP_QUERY_INSIDE_PASSES)"
+            }
+            TimingMode::PerPass => {
+                "GPU timestamps, one compute pass per dispatch with timestamp_writes (TIMESTAMP_QUERY)"
+            }
+            TimingMode::HostTimed => {
+                "host-timed: host clock around a submit-and-wait of each dispatch; includes submission and sync overhead, no GPU timestamps"
+            }
+        }
+    }
+}
+
+impl fmt::Display for TimingMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Why a timestamp pair was not used.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum InvalidDelta {
+    /// A timestamp read back as 0: never written, or lost between resolve and readback.
+    NotWritten { start: u64, end: u64 },
+    /// The end tick is before the start tick (a naive `end - start` would wrap to ~1.8e19).
+    EndBeforeStart { start: u64, end: u64 },
+    /// Start and end are the same tick: the kernel is below the timer's resolution.
+    Zero { tick: u64 },
+    /// Longer than [`MAX_VALID_DELTA_NS`] (value in ns).
+    TooLarge { ns: f64 },
+    /// The timestamp period (ns per tick) is not a positive finite number.
+    BadPeriod { period_ns: f64 },
+}
+
+impl InvalidDelta {
+    /// A short category name for counts: `not written`, `end before start`, …
+    pub fn kind(&self) -> &'static str {
+        match self {
+            InvalidDelta::NotWritten { .. } => "read back as zero",
+            InvalidDelta::EndBeforeStart { .. } => "end before start",
+            InvalidDelta::Zero { .. } => "zero delta",
+            InvalidDelta::TooLarge { .. } => "over 10 s",
+            InvalidDelta::BadPeriod { .. } => "bad timestamp period",
+        }
+    }
+}
+
+impl fmt::Display for InvalidDelta {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InvalidDelta::NotWritten { start, end } => write!(
+                f,
+                "timestamp read back as zero (start {start}, end {end} ticks)"
+            ),
+            InvalidDelta::EndBeforeStart { start, end } => {
+                write!(f, "end tick {end} is before start tick {start}")
+            }
+            InvalidDelta::Zero { tick } => {
+                write!(
+                    f,
+                    "start and end are the same tick ({tick}): below timer resolution"
+                )
+            }
+            InvalidDelta::TooLarge { ns } => write!(
+                f,
+                "{:.3} s is over the {:.0} s plausibility limit",
+                ns / 1e9,
+                MAX_VALID_DELTA_NS / 1e9
+            ),
+            InvalidDelta::BadPeriod { period_ns } => {
+                write!(f, "timestamp period {period_ns} ns/tick is not usable")
+            }
+        }
+    }
+}
+
+/// Converts one timestamp pair to nanoseconds: `(end - start) * period_ns`, subtracted as
+/// integers first, then checked. `period_ns` is `Queue::get_timestamp_period()` (ns per tick).
+///
+/// # Errors
+/// The [`InvalidDelta`] that makes the pair unusable.
+pub fn ticks_to_ns(start: u64, end: u64, period_ns: f64) -> Result<f64, InvalidDelta> {
+    if !(period_ns.is_finite() && period_ns > 0.0) {
+        return Err(InvalidDelta::BadPeriod { period_ns });
+    }
+    if start == 0 || end == 0 {
+        return Err(InvalidDelta::NotWritten { start, end });
+    }
+    if end < start {
+        return Err(InvalidDelta::EndBeforeStart { start, end });
+    }
+    if end == start {
+        return Err(InvalidDelta::Zero { tick: start });
+    }
+    let ns = (end - start) as f64 * period_ns;
+    if ns > MAX_VALID_DELTA_NS {
+        return Err(InvalidDelta::TooLarge { ns });
+    }
+    Ok(ns)
+}
+
+/// What the profile keeps of a [`Dispatch`]: its names, shape and work.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct DispatchInfo {
+    /// Kernel entry point, e.g. `matmul_register`.
+    pub kernel: String,
+    /// What the launch computes, e.g. `train.layer0.forward`.
+    pub label: String,
+    /// Shape string, e.g. `M=64 N=256 K=784`.
+    pub shape: String,
+    /// Floating-point operations per call at the largest minibatch (matmuls: 2·M·N·K).
+    pub flops: u64,
+    /// Bytes read plus written per call at the largest minibatch.
+    pub bytes: u64,
+}
+
+impl DispatchInfo {
+    /// Matmuls are rated in GFLOP/s, every other kernel in GB/s.
+    pub fn is_matmul(&self) -> bool {
+        self.kernel.starts_with("matmul")
+    }
+}
+
+impl From<&Dispatch> for DispatchInfo {
+    fn from(d: &Dispatch) -> Self {
+        DispatchInfo {
+            kernel: d.kernel.to_string(),
+            label: d.label.clone(),
+            shape: d.shape.clone(),
+            flops: d.flops,
+            bytes: d.bytes,
+        }
+    }
+}
+
+/// The measurement of one dispatch in one profiled step.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct KernelTiming {
+    /// Profiled step, from 0 (warm-up steps are not counted).
+    pub step: usize,
+    /// Index of the dispatch within the step (into [`Profile::dispatches`]).
+    pub dispatch: usize,
+    /// Start on the profile's timeline, ns after the profiled run began (host clock; GPU
+    /// timestamps are aligned so that the first one falls at the first submit).
+    pub start_ns: f64,
+    /// Duration in ns, or why there is none.
+    pub duration_ns: Result<f64, InvalidDelta>,
+}
+
+/// A host-side span of the profiled run (encode, submit, wait, readback).
+#[derive(Clone, Debug, PartialEq)]
+pub struct HostSpan {
+    pub name: String,
+    /// ns after the profiled run began.
+    pub start_ns: f64,
+    /// Duration in ns.
+    pub duration_ns: f64,
+}
+
+/// Turns raw timestamps (`ticks[2i]` start and `ticks[2i + 1]` end of measurement `i`,
+/// step-major: step `i / dispatches_per_step`, dispatch `i % dispatches_per_step`) into
+/// timings. The earliest valid start is placed at `origin_ns` on the profile timeline;
+/// invalid measurements are placed where the previous valid one ended.
+pub fn timings_from_ticks(
+    ticks: &[u64],
+    dispatches_per_step: usize,
+    period_ns: f64,
+    origin_ns: f64,
+) -> Vec<KernelTiming> {
+    assert!(dispatches_per_step > 0, "a step has at least one dispatch");
+    let pairs: Vec<(u64, Result<f64, InvalidDelta>)> = ticks
+        .chunks_exact(2)
+        .map(|p| (p[0], ticks_to_ns(p[0], p[1], period_ns)))
+        .collect();
+    let base = pairs
+        .iter()
+        .filter(|(_, d)| d.is_ok())
+        .map(|(s, _)| *s)
+        .min();
+    let mut cursor = origin_ns;
+    pairs
+        .into_iter()
+        .enumerate()
+        .map(|(i, (start, duration_ns))| {
+            let start_ns = match (duration_ns, base) {
+                // `start >= base`: base is the minimum over the valid starts.
+                (Ok(ns), Some(base)) => {
+                    let s = origin_ns + (start - base) as f64 * period_ns;
+                    cursor = s + ns;
+                    s
+                }
+                _ => cursor,
+            };
+            KernelTiming {
+                step: i / dispatches_per_step,
+                dispatch: i % dispatches_per_step,
+                start_ns,
+                duration_ns,
+            }
+        })
+        .collect()
+}
+
+/// Achieved rate of one kernel.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Throughput {
+    /// Matmuls: GFLOP/s at the largest minibatch.
+    GflopPerS(f64),
+    /// Other kernels: GB/s of bytes read plus written.
+    GbPerS(f64),
+    /// Nothing valid was measured, or the kernel reports no work.
+    Unknown,
+}
+
+impl fmt::Display for Throughput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Throughput::GflopPerS(v) => write!(f, "{} GFLOP/s", three_digits(*v)),
+            Throughput::GbPerS(v) => write!(f, "{} GB/s", three_digits(*v)),
+            Throughput::Unknown => f.write_str("-"),
+        }
+    }
+}
+
+/// One row of the table: every call of one dispatch (kernel and label) across the steps.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KernelRow {
+    pub kernel: String,
+    /// Layer / role label, e.g. `train.layer0.forward`.
+    pub label: String,
+    pub shape: String,
+    /// Calls with a valid measurement.
+    pub calls: usize,
+    /// Calls whose measurement was invalid (not in any total).
+    pub invalid: usize,
+    /// Sum of the valid durations, ms.
+    pub total_ms: f64,
+    /// Mean valid duration, us.
+    pub mean_us: f64,
+    /// Fraction of the GPU busy time (sum over all rows' totals) in this row, 0..=1.
+    pub share: f64,
+    /// FLOP per call at the largest minibatch.
+    pub flops_per_call: u64,
+    /// Bytes read plus written per call at the largest minibatch.
+    pub bytes_per_call: u64,
+    pub throughput: Throughput,
+}
+
+/// Per-step totals and the gap between GPU busy time and wall time.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepSummary {
+    pub steps: usize,
+    /// Mean over steps of the summed valid kernel time, ms.
+    pub busy_mean_ms: f64,
+    pub busy_min_ms: f64,
+    pub busy_median_ms: f64,
+    pub busy_max_ms: f64,
+    /// Host wall time of the profiled run divided by the steps, ms.
+    pub wall_per_step_ms: f64,
+    /// `wall_per_step_ms - busy_mean_ms`: host encoding, submission, sync and GPU idle, ms.
+    pub gap_per_step_ms: f64,
+    /// Sum of every valid kernel time, ms.
+    pub busy_total_ms: f64,
+    /// Host wall time of the whole profiled run, ms.
+    pub wall_total_ms: f64,
+    /// Measurements that were invalid.
+    pub invalid: usize,
+    /// All measurements (steps × dispatches per step).
+    pub measurements: usize,
+}
+
+/// The result of a profiling run: what was measured, how, and everything derived from it.
+#[derive(Clone, Debug)]
+pub struct Profile {
+    pub mode: TimingMode,
+    /// Adapter description, e.g. `llvmpipe (LLVM 15.0.6, 256 bits) (Cpu, Vulkan)`.
+    pub adapter: String,
+    /// ns per timestamp tick (`Queue::get_timestamp_period`); `None` when host-timed.
+    pub timestamp_period_ns: Option<f64>,
+    /// The launches of one step, in order.
+    pub dispatches: Vec<DispatchInfo>,
+    /// Profiled steps.
+    pub steps: usize,
+    /// Untimed steps run before them.
+    pub warmup_steps: usize,
+    /// `steps × dispatches.len()` measurements, step-major.
+    pub timings: Vec<KernelTiming>,
+    /// Host-side spans of the profiled run.
+    pub host_spans: Vec<HostSpan>,
+    /// Host wall time of the profiled run (first encode to the end of the wait), ns.
+    pub wall_ns: f64,
+    /// Things the reader must know (fallbacks, invalid measurements, inconsistencies).
+    pub notes: Vec<String>,
+}
+
+fn median(sorted: &[f64]) -> f64 {
+    match sorted.len() {
+        0 => 0.0,
+        n if !n.is_multiple_of(2) => sorted[n / 2],
+        n => 0.5 * (sorted[n / 2 - 1] + sorted[n / 2]),
+    }
+}
+
+impl Profile {
+    /// Sum of every valid kernel duration, ns.
+    pub fn busy_ns(&self) -> f64 {
+        self.timings.iter().filter_map(|t| t.duration_ns.ok()).sum()
+    }
+
+    /// Measurements that were invalid.
+    pub fn invalid(&self) -> impl Iterator<Item = &KernelTiming> {
+        self.timings.iter().filter(|t| t.duration_ns.is_err())
+    }
+
+    /// One row per dispatch of the step (kernel and label), sorted by total time, largest
+    /// first (ties keep step order).
+    pub fn rows(&self) -> Vec<KernelRow> {
+        let n = self.dispatches.len();
+        let mut total = vec![0.0f64; n];
+        let mut calls = vec![0usize; n];
+        let mut invalid = vec![0usize; n];
+        for t in &self.timings {
+            match t.duration_ns {
+                Ok(ns) => {
+                    total[t.dispatch] += ns;
+                    calls[t.dispatch] += 1;
+                }
+                Err(_) => invalid[t.dispatch] += 1,
+            }
+        }
+        let busy: f64 = total.iter().sum();
+        let mut rows: Vec<KernelRow> = self
+            .dispatches
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                let mean_ns = if calls[i] > 0 {
+                    total[i] / calls[i] as f64
+                } else {
+                    0.0
+                };
+                let throughput = if mean_ns <= 0.0 {
+                    Throughput::Unknown
+                } else if d.is_matmul() {
+                    // FLOP per ns = GFLOP per s.
+                    Throughput::GflopPerS(d.flops as f64 / mean_ns)
+                } else if d.bytes > 0 {
+                    // Bytes per ns = GB per s.
+                    Throughput::GbPerS(d.bytes as f64 / mean_ns)
+                } else {
+                    Throughput::Unknown
+                };
+                KernelRow {
+                    kernel: d.kernel.clone(),
+                    label: d.label.clone(),
+                    shape: d.shape.clone(),
+                    calls: calls[i],
+                    invalid: invalid[i],
+                    total_ms: total[i] / 1e6,
+                    mean_us: mean_ns / 1e3,
+                    share: if busy > 0.0 { total[i] / busy } else { 0.0 },
+                    flops_per_call: d.flops,
+                    bytes_per_call: d.bytes,
+                    throughput,
+                }
+            })
+            .collect();
+        rows.sort_by(|a, b| b.total_ms.total_cmp(&a.total_ms));
+        rows
+    }
+
+    /// Per-step totals and the busy/wall gap.
+    pub fn summary(&self) -> StepSummary {
+        let mut per_step = vec![0.0f64; self.steps];
+        for t in &self.timings {
+            if let (Ok(ns), Some(s)) = (t.duration_ns, per_step.get_mut(t.step)) {
+                *s += ns / 1e6;
+            }
+        }
+        let busy_total_ms = per_step.iter().sum::<f64>();
+        let steps = self.steps.max(1) as f64;
+        let mut sorted = per_step.clone();
+        sorted.sort_by(f64::total_cmp);
+        let busy_mean_ms = busy_total_ms / steps;
+        let wall_per_step_ms = self.wall_ns / 1e6 / steps;
+        StepSummary {
+            steps: self.steps,
+            busy_mean_ms,
+            busy_min_ms: sorted.first().copied().unwrap_or(0.0),
+            busy_median_ms: median(&sorted),
+            busy_max_ms: sorted.last().copied().unwrap_or(0.0),
+            wall_per_step_ms,
+            gap_per_step_ms: wall_per_step_ms - busy_mean_ms,
+            busy_total_ms,
+            wall_total_ms: self.wall_ns / 1e6,
+            invalid: self.invalid().count(),
+            measurements: self.timings.len(),
+        }
+    }
+
+    /// The per-kernel table, per-step totals and notes, as printed by `wgtrain profile`.
+    pub fn table(&self) -> String {
+        self.to_string()
+    }
+
+    /// The Chrome Trace Event document (Perfetto, chrome://tracing): one complete event
+    /// (`"ph": "X"`, `ts`/`dur` in us) per valid measurement on the kernel track, one
+    /// instant event per invalid one, and the host spans on their own track.
+    pub fn trace_json(&self) -> Value {
+        let host = self.mode.is_host_timed();
+        let kernel_track = if host {
+            "kernels (host-timed)".to_string()
+        } else {
+            format!("GPU kernels ({} timestamps)", self.mode)
+        };
+        let mut events = vec![
+            json!({"name": "process_name", "ph": "M", "pid": 1, "tid": 0,
+                   "args": {"name": format!("wgtrain profile: {}", self.adapter)}}),
+            json!({"name": "thread_name", "ph": "M", "pid": 1, "tid": KERNEL_TID,
+                   "args": {"name": kernel_track}}),
+            json!({"name": "thread_sort_index", "ph": "M", "pid": 1, "tid": KERNEL_TID,
+                   "args": {"sort_index": 0}}),
+            json!({"name": "thread_name", "ph": "M", "pid": 1, "tid": HOST_TID,
+                   "args": {"name": "host (encode, submit, wait, readback)"}}),
+            json!({"name": "thread_sort_index", "ph": "M", "pid": 1, "tid": HOST_TID,
+                   "args": {"sort_index": 1}}),
+        ];
+        for t in &self.timings {
+            let d = &self.dispatches[t.dispatch];
+            let mut name = format!("{} {}", d.kernel, d.label);
+            if host {
+                name.push_str(" (host-timed)");
+            }
+            let mut args = json!({
+                "kernel": d.kernel,
+                "label": d.label,
+                "shape": d.shape,
+                "step": t.step,
+                "flops": d.flops,
+                "bytes": d.bytes,
+                "timing": self.mode.name(),
+            });
+            match t.duration_ns {
+                Ok(ns) => events.push(json!({
+                    "name": name, "cat": "kernel", "ph": "X",
+                    "ts": t.start_ns / 1e3, "dur": ns / 1e3,
+                    "pid": 1, "tid": KERNEL_TID, "args": args,
+                })),
+                Err(e) => {
+                    args["invalid"] = json!(e.to_string());
+                    events.push(json!({
+                        "name": format!("{name} (invalid: {})", e.kind()), "cat": "invalid",
+                        "ph": "i", "s": "t", "ts": t.start_ns / 1e3,
+                        "pid": 1, "tid": KERNEL_TID, "args": args,
+                    }));
+                }
+            }
+        }
+        for s in &self.host_spans {
+            events.push(json!({
+                "name": s.name, "cat": "host", "ph": "X",
+                "ts": s.start_ns / 1e3, "dur": s.duration_ns / 1e3,
+                "pid": 1, "tid": HOST_TID,
+            }));
+        }
+        let summary = self.summary();
+        json!({
+            "traceEvents": events,
+            "displayTimeUnit": "ms",
+            "otherData": {
+                "tool": "wgtrain profile",
+                "adapter": self.adapter,
+                "timing": self.mode.name(),
+                "timing_description": self.mode.describe(),
+                "timestamp_period_ns": self.timestamp_period_ns,
+                "steps": self.steps,
+                "warmup_steps": self.warmup_steps,
+                "wall_ms": summary.wall_total_ms,
+                "gpu_busy_ms": summary.busy_total_ms,
+                "invalid_measurements": summary.invalid,
+                "notes": self.notes,
+            },
+        })
+    }
+
+    /// Writes [`Profile::trace_json`] to `path`.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the file cannot be written.
+    pub fn write_trace(&self, path: &Path) -> Result<()> {
+        let text = serde_json::to_string(&self.trace_json()).map_err(|e| Error::Io {
+            path: path.to_path_buf(),
+            source: std::io::Error::other(e),
+        })?;
+        std::fs::write(path, text).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+}
+
+/// At least three significant digits for rates from 0.001 to thousands.
+fn three_digits(v: f64) -> String {
+    match v.abs() {
+        a if a >= 100.0 => format!("{v:.0}"),
+        a if a >= 10.0 => format!("{v:.1}"),
+        a if a >= 1.0 => format!("{v:.2}"),
+        a if a >= 0.01 => format!("{v:.3}"),
+        _ => format!("{v:.1e}"),
+    }
+}
+
+fn fmt_count(v: u64) -> String {
+    let s = v.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+impl fmt::Display for Profile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let host = self.mode.is_host_timed();
+        let tag = if host { " [host-timed]" } else { "" };
+        writeln!(
+            f,
+            "profile{tag}: {} steps after {} warm-up, {} dispatches per step, {}",
+            self.steps,
+            self.warmup_steps,
+            self.dispatches.len(),
+            self.adapter
+        )?;
+        write!(f, "timing: {}", self.mode.describe())?;
+        if let Some(p) = self.timestamp_period_ns {
+            write!(f, ", {p} ns/tick")?;
+        }
+        writeln!(f)?;
+        let rows = self.rows();
+        let w_kernel = rows
+            .iter()
+            .map(|r| r.kernel.len())
+            .max()
+            .unwrap_or(0)
+            .max(6);
+        let w_label = rows.iter().map(|r| r.label.len()).max().unwrap_or(0).max(5);
+        let w_shape = rows.iter().map(|r| r.shape.len()).max().unwrap_or(0).max(5);
+        let time_head = if host { "host ms" } else { "total ms" };
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "{:<w_kernel$}  {:<w_label$}  {:<w_shape$}  {:>6}  {:>10}  {:>10}  {:>6}  {:>12}  {:>16}",
+            "kernel",
+            "layer",
+            "shape",
+            "calls",
+            time_head,
+            "mean us",
+            "share",
+            "FLOP/call",
+            "achieved"
+        );
+        for r in &rows {
+            let calls = if r.invalid > 0 {
+                format!("{}+{}!", r.calls, r.invalid)
+            } else {
+                r.calls.to_string()
+            };
+            let flops = if r.flops_per_call > 0 {
+                fmt_count(r.flops_per_call)
+            } else {
+                "-".into()
+            };
+            let _ = writeln!(
+                out,
+                "{:<w_kernel$}  {:<w_label$}  {:<w_shape$}  {:>6}  {:>10.3}  {:>10.2}  {:>5.1}%  {:>12}  {:>16}",
+                r.kernel,
+                r.label,
+                r.shape,
+                calls,
+                r.total_ms,
+                r.mean_us,
+                100.0 * r.share,
+                flops,
+                r.throughput.to_string()
+            );
+        }
+        let s = self.summary();
+        let _ = writeln!(
+            out,
+            "{:<w_kernel$}  {:<w_label$}  {:<w_shape$}  {:>6}  {:>10.3}  {:>10}  {:>5.1}%",
+            "total",
+            "",
+            "",
+            s.measurements - s.invalid,
+            s.busy_total_ms,
+            "",
+            if s.busy_total_ms > 0.0 { 100.0 } else { 0.0 },
+        );
+        f.write_str(&out)?;
+        writeln!(
+            f,
+            "share: of the summed kernel time; FLOP/call and achieved rates at the largest minibatch (matmuls in GFLOP/s, other kernels in GB/s read + written)"
+        )?;
+        let busy_what = if host {
+            "host-timed kernel time (submit + wait)"
+        } else {
+            "GPU busy"
+        };
+        writeln!(
+            f,
+            "per step{tag}: {busy_what} {:.3} ms (min {:.3}, median {:.3}, max {:.3}); wall {:.3} ms; gap {:.3} ms ({:.1}% of wall: host encode, submission, sync, GPU idle)",
+            s.busy_mean_ms,
+            s.busy_min_ms,
+            s.busy_median_ms,
+            s.busy_max_ms,
+            s.wall_per_step_ms,
+            s.gap_per_step_ms,
+            if s.wall_per_step_ms > 0.0 {
+                100.0 * s.gap_per_step_ms / s.wall_per_step_ms
+            } else {
+                0.0
+            }
+        )?;
+        writeln!(
+            f,
+            "total{tag}: {busy_what} {:.3} ms over {} steps, wall {:.3} ms",
+            s.busy_total_ms, s.steps, s.wall_total_ms
+        )?;
+        if s.invalid > 0 {
+            let mut kinds: Vec<(&str, usize)> = Vec::new();
+            for t in self.invalid() {
+                if let Err(e) = t.duration_ns {
+                    match kinds.iter_mut().find(|(k, _)| *k == e.kind()) {
+                        Some((_, n)) => *n += 1,
+                        None => kinds.push((e.kind(), 1)),
+                    }
+                }
+            }
+            let kinds: Vec<String> = kinds.iter().map(|(k, n)| format!("{n} {k}")).collect();
+            writeln!(
+                f,
+                "INVALID: {} of {} measurements could not be used ({}); they are excluded from every total above (calls shown as valid+invalid!)",
+                s.invalid,
+                s.measurements,
+                kinds.join(", ")
+            )?;
+            if let Some(t) = self.invalid().next() {
+                let d = &self.dispatches[t.dispatch];
+                if let Err(e) = t.duration_ns {
+                    writeln!(f, "  first: step {} {} {}: {e}", t.step, d.kernel, d.label)?;
+                }
+            }
+        }
+        for n in &self.notes {
+            writeln!(f, "note: {n}")?;
+        }
+        Ok(())
+    }
+}
+
+/// How many steps to profile and warm up.
+#[derive(Clone, Debug)]
+pub struct ProfileOptions {
+    /// Profiled steps.
+    pub steps: usize,
+    /// Untimed steps before them.
+    pub warmup_steps: usize,
+}
+
+impl Default for ProfileOptions {
+    fn default() -> Self {
+        ProfileOptions {
+            steps: 20,
+            warmup_steps: DEFAULT_WARMUP_STEPS,
+        }
+    }
+}
+
+/// Times the dispatches of training steps on one device. See the module docs.
+pub struct Profiler<'g> {
+    gpu: &'g Gpu,
+    mode: TimingMode,
+    period_ns: Option<f64>,
+    notes: Vec<String>,
+}
+
+impl<'g> Profiler<'g> {
+    /// A profiler in `mode`, or in the best mode the device has when `None`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] when `mode` needs timestamp features the device lacks, or
+    /// when the adapter reports an unusable timestamp period for a requested timestamp mode.
+    pub fn new(gpu: &'g Gpu, mode: Option<TimingMode>) -> Result<Profiler<'g>> {
+        let mut notes = Vec::new();
+        let mut chosen = mode.unwrap_or_else(|| TimingMode::best_for(gpu.features));
+        if !gpu.features.contains(chosen.required_features()) {
+            return Err(Error::InvalidConfig {
+                name: "timing mode",
+                value: chosen.name().into(),
+                reason: format!(
+                    "adapter {} lacks {:?} (it has timestamp queries: {}); use --host-timing or --timing auto",
+                    gpu.info.name,
+                    chosen.required_features() - gpu.features,
+                    TimingMode::best_for(gpu.features)
+                ),
+            });
+        }
+        let mut period_ns = None;
+        if !chosen.is_host_timed() {
+            let p = f64::from(gpu.queue.get_timestamp_period());
+            if p.is_finite() && p > 0.0 {
+                period_ns = Some(p);
+            } else if mode.is_some() {
+                return Err(Error::InvalidConfig {
+                    name: "timing mode",
+                    value: chosen.name().into(),
+                    reason: format!("the adapter reports a timestamp period of {p} ns/tick"),
+                });
+            } else {
+                notes.push(format!(
+                    "the adapter has timestamp queries but reports a timestamp period of {p} ns/tick: fell back to host timing"
+                ));
+                chosen = TimingMode::HostTimed;
+            }
+        }
+        if chosen.is_host_timed() && mode.is_none() {
+            notes.push(
+                "this adapter has no timestamp queries: kernel times are host-timed (submit and wait per dispatch) and include submission and sync overhead".into(),
+            );
+        }
+        Ok(Profiler {
+            gpu,
+            mode: chosen,
+            period_ns,
+            notes,
+        })
+    }
+
+    /// The mode this profiler times with.
+    pub fn mode(&self) -> TimingMode {
+        self.mode
+    }
+
+    /// ns per timestamp tick, `None` when host-timed.
+    pub fn timestamp_period_ns(&self) -> Option<f64> {
+        self.period_ns
+    }
+
+    /// Profiles an engine: writes `order` and the full-size minibatches of `records` with
+    /// [`GpuEngine::upload_epoch`] (a partial last minibatch is left out so that the FLOP
+    /// and byte counts, taken at the largest minibatch, are exact), runs
+    /// `opts.warmup_steps` untimed steps then `opts.steps` timed ones (cycling through the
+    /// records when there are fewer), and restores the parameters (momentum is cleared,
+    /// as [`Engine::set_params`] does).
+    ///
+    /// # Errors
+    /// As [`Profiler::run`]; [`Error::InvalidConfig`] when no record holds a full minibatch.
+    pub fn profile_engine(
+        &self,
+        engine: &mut GpuEngine<'_>,
+        order: &[u32],
+        records: &[StepRecord],
+        opts: &ProfileOptions,
+    ) -> Result<Profile> {
+        let full = records.iter().map(|r| r.batch).max().unwrap_or(0);
+        let records: Vec<StepRecord> = records
+            .iter()
+            .filter(|r| r.batch == full)
+            .copied()
+            .collect();
+        if full == 0 || records.is_empty() {
+            return Err(Error::InvalidConfig {
+                name: "profile steps",
+                value: "0".into(),
+                reason: "no step record holds a minibatch".into(),
+            });
+        }
+        let saved = engine.params()?;
+        engine.upload_epoch(order, &records)?;
+        let profile = self.run(
+            engine.train_step_dispatches(),
+            engine.steps_bind_group(),
+            records.len(),
+            opts,
+        );
+        engine.set_params(&saved)?;
+        profile
+    }
+
+    /// Runs `opts.warmup_steps` untimed then `opts.steps` timed steps of `dispatches`. Step
+    /// `j` (warm-up included) uses step record `j % records` of the buffer behind
+    /// `steps_bind_group`, which the caller has written (e.g. with
+    /// [`GpuEngine::upload_epoch`]).
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for zero steps, dispatches or records;
+    /// [`Error::LimitExceeded`] when one step needs more timestamp queries than a query set
+    /// holds; [`Error::Gpu`] / [`Error::Readback`] on device errors.
+    pub fn run(
+        &self,
+        dispatches: &[Dispatch],
+        steps_bind_group: &wgpu::BindGroup,
+        records: usize,
+        opts: &ProfileOptions,
+    ) -> Result<Profile> {
+        for (name, v) in [
+            ("profile steps", opts.steps),
+            ("dispatches per step", dispatches.len()),
+            ("step records", records),
+        ] {
+            if v == 0 {
+                return Err(Error::InvalidConfig {
+                    name,
+                    value: "0".into(),
+                    reason: "must be at least 1".into(),
+                });
+            }
+        }
+        let offset = |step: usize| ((step % records) as u64 * STEP_STRIDE) as u32;
+        let gpu = self.gpu;
+        gpu.take_error("before profiling")?;
+        if opts.warmup_steps > 0 {
+            let mut enc = gpu
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("profile.warmup"),
+                });
+            {
+                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("profile.warmup"),
+                    timestamp_writes: None,
+                });
+                for step in 0..opts.warmup_steps {
+                    for d in dispatches {
+                        d.record(&mut pass, steps_bind_group, offset(step));
+                    }
+                }
+            }
+            gpu.queue.submit([enc.finish()]);
+            gpu.wait()?;
+            gpu.take_error("the profiler's warm-up steps")?;
+        }
+        let first = opts.warmup_steps;
+        let mut profile = Profile {
+            mode: self.mode,
+            adapter: format!(
+                "{} ({:?}, {:?})",
+                gpu.info.name, gpu.info.device_type, gpu.info.backend
+            ),
+            timestamp_period_ns: self.period_ns,
+            dispatches: dispatches.iter().map(DispatchInfo::from).collect(),
+            steps: opts.steps,
+            warmup_steps: opts.warmup_steps,
+            timings: Vec::new(),
+            host_spans: Vec::new(),
+            wall_ns: 0.0,
+            notes: self.notes.clone(),
+        };
+        match (self.mode, self.period_ns) {
+            (TimingMode::HostTimed, _) | (_, None) => {
+                self.run_host_timed(dispatches, steps_bind_group, first, offset, &mut profile)?;
+            }
+            (mode, Some(period)) => {
+                self.run_timestamped(
+                    mode,
+                    period,
+                    dispatches,
+                    steps_bind_group,
+                    first,
+                    offset,
+                    &mut profile,
+                )?;
+            }
+        }
+        let busy = profile.busy_ns();
+        if busy > profile.wall_ns {
+            profile.notes.push(format!(
+                "the kernel times add up to {:.3} ms, more than the {:.3} ms of wall time: the timestamps of this adapter are not trustworthy",
+                busy / 1e6,
+                profile.wall_ns / 1e6
+            ));
+        }
+        Ok(profile)
+    }
+
+    fn run_host_timed(
+        &self,
+        dispatches: &[Dispatch],
+        steps_bind_group: &wgpu::BindGroup,
+        first: usize,
+        offset: impl Fn(usize) -> u32,
+        profile: &mut Profile,
+    ) -> Result<()> {
+        let gpu = self.gpu;
+        let origin = Instant::now();
+        let since = |t: Instant| t.duration_since(origin).as_secs_f64() * 1e9;
+        for step in 0..profile.steps {
+            for (i, d) in dispatches.iter().enumerate() {
+                let t0 = Instant::now();
+                let mut enc = gpu
+                    .device
+                    .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                        label: Some("profile.host"),
+                    });
+                {
+                    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                        label: Some(&d.label),
+                        timestamp_writes: None,
+                    });
+                    d.record(&mut pass, steps_bind_group, offset(first + step));
+                }
+                let cb = enc.finish();
+                let t1 = Instant::now();
+                gpu.queue.submit([cb]);
+                gpu.wait()?;
+                let t2 = Instant::now();
+                profile.host_spans.push(HostSpan {
+                    name: "encode".into(),
+                    start_ns: since(t0),
+                    duration_ns: since(t1) - since(t0),
+                });
+                let ns = since(t2) - since(t1);
+                profile.timings.push(KernelTiming {
+                    step,
+                    dispatch: i,
+                    start_ns: since(t1),
+                    // The host clock is monotonic; a zero reading is still reported.
+                    duration_ns: if ns > 0.0 {
+                        Ok(ns)
+                    } else {
+                        Err(InvalidDelta::Zero { tick: 0 })
+                    },
+                });
+            }
+        }
+        profile.wall_ns = since(Instant::now());
+        gpu.take_error("profiling (host-timed)")
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn run_timestamped(
+        &self,
+        mode: TimingMode,
+        period_ns: f64,
+        dispatches: &[Dispatch],
+        steps_bind_group: &wgpu::BindGroup,
+        first: usize,
+        offset: impl Fn(usize) -> u32,
+        profile: &mut Profile,
+    ) -> Result<()> {
+        let gpu = self.gpu;
+        let per_step = 2 * dispatches.len() as u64;
+        let max_queries = u64::from(wgpu::QUERY_SET_MAX_QUERIES);
+        if per_step > max_queries {
+            return Err(Error::LimitExceeded {
+                what: "the timestamp queries of one step".into(),
+                requested: per_step,
+                max: max_queries,
+                hint: "profile a model with fewer layers, or use --host-timing".into(),
+            });
+        }
+        let chunk_steps = (max_queries / per_step) as usize;
+        let steps = profile.steps;
+        let chunks: Vec<(usize, usize)> = (0..steps)
+            .step_by(chunk_steps)
+            .map(|s| (s, chunk_steps.min(steps - s)))
+            .collect();
+        // Each command buffer resolves its own query set into its own 256-byte-aligned slice.
+        let slice_bytes = |count: usize| count as u64 * per_step * wgpu::QUERY_SIZE as u64;
+        let stride =
+            slice_bytes(chunk_steps).next_multiple_of(wgpu::QUERY_RESOLVE_BUFFER_ALIGNMENT);
+        let resolve_bytes = stride * chunks.len() as u64;
+        gpu.check_buffer(
+            "the profiler's timestamp buffer",
+            resolve_bytes,
+            "profile fewer --steps",
+        )?;
+        let resolve = gpu.buffer(
+            "profile.timestamps.resolve",
+            resolve_bytes,
+            wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+        );
+        let query_sets: Vec<wgpu::QuerySet> = chunks
+            .iter()
+            .map(|&(_, count)| {
+                gpu.device.create_query_set(&wgpu::QuerySetDescriptor {
+                    label: Some("profile.timestamps"),
+                    ty: wgpu::QueryType::Timestamp,
+                    count: (count as u64 * per_step) as u32,
+                })
+            })
+            .collect();
+        let staging = Readback::new(gpu, "profile.timestamps.staging", resolve_bytes);
+        gpu.take_error("creating the profiler's query sets")?;
+
+        let origin = Instant::now();
+        let since = |t: Instant| t.duration_since(origin).as_secs_f64() * 1e9;
+        let span = |name: &str, t0: Instant, t1: Instant| HostSpan {
+            name: name.to_string(),
+            start_ns: since(t0),
+            duration_ns: since(t1) - since(t0),
+        };
+        let mut spans = Vec::new();
+        let mut gpu_origin_ns = None;
+        for (c, &(start, count)) in chunks.iter().enumerate() {
+            let t0 = Instant::now();
+            let qs = &query_sets[c];
+            let mut enc = gpu
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("profile.steps"),
+                });
+            let mut q = 0u32;
+            match mode {
+                TimingMode::PerDispatch => {
+                    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                        label: Some("profile.steps"),
+                        timestamp_writes: None,
+                    });
+                    for step in start..start + count {
+                        for d in dispatches {
+                            pass.write_timestamp(qs, q);
+                            d.record(&mut pass, steps_bind_group, offset(first + step));
+                            pass.write_timestamp(qs, q + 1);
+                            q += 2;
+                        }
+                    }
+                }
+                TimingMode::PerPass => {
+                    for step in start..start + count {
+                        for d in dispatches {
+                            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                                label: Some(&d.label),
+                                timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+                                    query_set: qs,
+                                    beginning_of_pass_write_index: Some(q),
+                                    end_of_pass_write_index: Some(q + 1),
+                                }),
+                            });
+                            d.record(&mut pass, steps_bind_group, offset(first + step));
+                            q += 2;
+                        }
+                    }
+                }
+                TimingMode::HostTimed => unreachable!("host timing has its own path"),
+            }
+            enc.resolve_query_set(qs, 0..q, &resolve, c as u64 * stride);
+            let cb = enc.finish();
+            let t1 = Instant::now();
+            gpu.queue.submit([cb]);
+            let t2 = Instant::now();
+            gpu_origin_ns.get_or_insert(since(t1));
+            spans.push(span("encode", t0, t1));
+            spans.push(span("submit", t1, t2));
+        }
+        let t0 = Instant::now();
+        gpu.wait()?;
+        let t1 = Instant::now();
+        spans.push(span("wait", t0, t1));
+        profile.wall_ns = since(t1);
+        gpu.take_error("profiling")?;
+
+        // A separate command buffer copies the resolved timestamps to the staging buffer.
+        let t0 = Instant::now();
+        let bytes = staging.read(gpu, "the timestamps", &resolve, 0, resolve_bytes)?;
+        spans.push(span("readback", t0, Instant::now()));
+        let all: Vec<u64> = bytemuck::pod_collect_to_vec(&bytes);
+        let mut ticks = Vec::with_capacity(steps * per_step as usize);
+        for (c, &(_, count)) in chunks.iter().enumerate() {
+            let at = c * (stride / 8) as usize;
+            ticks.extend_from_slice(&all[at..at + count * per_step as usize]);
+        }
+        profile.timings = timings_from_ticks(
+            &ticks,
+            dispatches.len(),
+            period_ns,
+            gpu_origin_ns.unwrap_or(0.0),
+        );
+        profile.host_spans = spans;
+        if ticks.iter().all(|&t| t == 0) {
+            profile.notes.push(
+                "every timestamp read back as zero: this adapter or driver did not write them; use --host-timing".into(),
+            );
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(kernel: &str, label: &str, flops: u64, bytes: u64) -> DispatchInfo {
+        DispatchInfo {
+            kernel: kernel.into(),
+            label: label.into(),
+            shape: "M=1".into(),
+            flops,
+            bytes,
+        }
+    }
+
+    fn profile(timings: Vec<KernelTiming>, dispatches: Vec<DispatchInfo>, steps: usize) -> Profile {
+        Profile {
+            mode: TimingMode::PerDispatch,
+            adapter: "test".into(),
+            timestamp_period_ns: Some(1.0),
+            dispatches,
+            steps,
+            warmup_steps: 0,
+            timings,
+            host_spans: vec![HostSpan {
+                name: "encode".into(),
+                start_ns: 0.0,
+                duration_ns: 500.0,
+            }],
+            wall_ns: 10_000.0,
+            notes: vec![],
+        }
+    }
+
+    #[test]
+    fn ticks_convert_with_the_timestamp_period() {
+        assert_eq!(ticks_to_ns(1000, 1250, 1.0), Ok(250.0));
+        // An adapter at 83.333 ns per tick (some integrated GPUs): 12 ticks are 1 us, not 12 ns.
+        let ns = ticks_to_ns(10, 22, 83.333).unwrap();
+        assert!((ns - 999.996).abs() < 1e-9, "{ns}");
+        // Huge absolute tick values lose nothing: subtraction happens on integers.
+        let big = 1u64 << 62;
+        assert_eq!(ticks_to_ns(big, big + 1, 1.0), Ok(1.0));
+        assert_eq!(ticks_to_ns(big + 7, big + 10, 0.5), Ok(1.5));
+    }
+
+    #[test]
+    fn invalid_deltas_are_reported_not_used() {
+        // end before start: a naive u64 subtraction would wrap to ~1.8e19 ticks.
+        assert_eq!(
+            ticks_to_ns(500, 400, 1.0),
+            Err(InvalidDelta::EndBeforeStart {
+                start: 500,
+                end: 400
+            })
+        );
+        assert_eq!(
+            ticks_to_ns(500, 500, 1.0),
+            Err(InvalidDelta::Zero { tick: 500 })
+        );
+        assert_eq!(
+            ticks_to_ns(0, 400, 1.0),
+            Err(InvalidDelta::NotWritten { start: 0, end: 400 })
+        );
+        assert_eq!(
+            ticks_to_ns(400, 0, 1.0),
+            Err(InvalidDelta::NotWritten { start: 400, end: 0 })
+        );
+        assert!(matches!(
+            ticks_to_ns(1, 11_000_000_001, 1.0),
+            Err(InvalidDelta::TooLarge { .. })
+        ));
+        // 10 s in ticks of 100 ns is fine; one tick more is not.
+        assert_eq!(ticks_to_ns(1, 100_000_001, 100.0), Ok(1e10));
+        assert!(matches!(
+            ticks_to_ns(1, 100_000_002, 100.0),
+            Err(InvalidDelta::TooLarge { .. })
+        ));
+        for p in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+            assert!(matches!(
+                ticks_to_ns(1, 2, p),
+                Err(InvalidDelta::BadPeriod { .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn invalid_measurements_are_counted_excluded_and_shown() {
+        let d = vec![
+            info("matmul_tiled", "a", 100, 10),
+            info("column_sum", "b", 0, 64),
+        ];
+        // step 0: a ok (100 ns), b end-before-start; step 1: a zero, b ok (50 ns).
+        let ticks = [1000, 1100, 1200, 1150, 1300, 1300, 1400, 1450];
+        let t = timings_from_ticks(&ticks, 2, 1.0, 0.0);
+        assert_eq!(t.len(), 4);
+        assert_eq!((t[3].step, t[3].dispatch), (1, 1));
+        assert!(matches!(
+            t[1].duration_ns,
+            Err(InvalidDelta::EndBeforeStart { .. })
+        ));
+        assert!(matches!(t[2].duration_ns, Err(InvalidDelta::Zero { .. })));
+        let p = profile(t, d, 2);
+        assert_eq!(p.busy_ns(), 150.0);
+        let s = p.summary();
+        assert_eq!((s.invalid, s.measurements), (2, 4));
+        let rows = p.rows();
+        assert_eq!(
+            (rows[0].label.as_str(), rows[0].calls, rows[0].invalid),
+            ("a", 1, 1)
+        );
+        assert_eq!((rows[1].calls, rows[1].invalid), (1, 1));
+        let table = p.table();
+        assert!(table.contains("INVALID: 2 of 4"), "{table}");
+        assert!(table.contains("1 end before start"), "{table}");
+        assert!(table.contains("1 zero delta"), "{table}");
+        assert!(table.contains("1+1!"), "{table}");
+        let trace = p.trace_json();
+        let events = trace["traceEvents"].as_array().unwrap();
+        let x = events.iter().filter(|e| e["cat"] == "kernel").count();
+        let invalid = events.iter().filter(|e| e["cat"] == "invalid").count();
+        assert_eq!((x, invalid), (2, 2));
+    }
+
+    #[test]
+    fn gpu_timestamps_are_placed_from_the_first_start() {
+        let ticks = [5000, 5010, 5020, 5050];
+        let t = timings_from_ticks(&ticks, 1, 2.0, 1000.0);
+        assert_eq!(t[0].start_ns, 1000.0);
+        assert_eq!(t[0].duration_ns, Ok(20.0));
+        assert_eq!(t[1].start_ns, 1040.0);
+        assert_eq!(t[1].duration_ns, Ok(60.0));
+        assert_eq!((t[1].step, t[1].dispatch), (1, 0));
+    }
+
+    #[test]
+    fn rows_are_sorted_by_total_with_shares_and_rates() {
+        let d = vec![
+            info("gather_normalize", "g", 0, 2000),
+            info("matmul_register", "m", 25_690_112, 1000),
+            info("sgd_update", "s", 0, 0),
+        ];
+        let mut timings = Vec::new();
+        for step in 0..2 {
+            for (i, ns) in [1000.0, 4000.0, 0.5].into_iter().enumerate() {
+                timings.push(KernelTiming {
+                    step,
+                    dispatch: i,
+                    start_ns: 0.0,
+                    duration_ns: Ok(ns),
+                });
+            }
+        }
+        let p = profile(timings, d, 2);
+        let rows = p.rows();
+        let labels: Vec<&str> = rows.iter().map(|r| r.label.as_str()).collect();
+        assert_eq!(labels, ["m", "g", "s"]);
+        assert_eq!(rows[0].calls, 2);
+        assert!((rows[0].total_ms - 0.008).abs() < 1e-12);
+        assert!((rows[0].mean_us - 4.0).abs() < 1e-12);
+        assert!((rows[0].share - 8000.0 / 10001.0).abs() < 1e-12);
+        // 25,690,112 FLOP in 4 us = 6422.528 GFLOP/s.
+        assert_eq!(
+            rows[0].throughput,
+            Throughput::GflopPerS(25_690_112.0 / 4000.0)
+        );
+        // 2000 B in 1 us = 2 GB/s.
+        assert_eq!(rows[1].throughput, Throughput::GbPerS(2.0));
+        assert_eq!(rows[2].throughput, Throughput::Unknown);
+        let shares: f64 = rows.iter().map(|r| r.share).sum();
+        assert!((shares - 1.0).abs() < 1e-12);
+        let s = p.summary();
+        assert!((s.busy_mean_ms - 0.0050005).abs() < 1e-12);
+        assert!((s.wall_per_step_ms - 0.005).abs() < 1e-12);
+        let table = p.table();
+        assert!(table.contains("25,690,112"), "{table}");
+        assert!(table.contains("GFLOP/s"), "{table}");
+        assert!(table.contains("GB/s"), "{table}");
+        let first_row = table.lines().nth(3).unwrap();
+        assert!(first_row.starts_with("matmul_register"), "{table}");
+    }
+
+    #[test]
+    fn trace_is_chrome_json_with_one_event_per_measurement_and_host_spans() {
+        let d = vec![info("matmul_tiled", "train.layer0.forward", 10, 10)];
+        let ticks = [100, 200, 300, 450, 500, 510];
+        let p = profile(timings_from_ticks(&ticks, 1, 1.0, 0.0), d, 3);
+        let text = serde_json::to_string(&p.trace_json()).unwrap();
+        let v: Value = serde_json::from_str(&text).unwrap();
+        let events = v["traceEvents"].as_array().unwrap();
+        let kernels: Vec<&Value> = events.iter().filter(|e| e["cat"] == "kernel").collect();
+        assert_eq!(kernels.len(), 3);
+        for e in &kernels {
+            assert_eq!(e["ph"], "X");
+            assert_eq!(e["name"], "matmul_tiled train.layer0.forward");
+            assert_eq!(e["args"]["shape"], "M=1");
+            assert!(e["dur"].as_f64().unwrap() > 0.0);
+            assert_eq!(e["tid"], KERNEL_TID);
+        }
+        assert_eq!(kernels[1]["ts"].as_f64(), Some(0.2));
+        assert_eq!(kernels[1]["dur"].as_f64(), Some(0.15));
+        let host: Vec<&Value> = events.iter().filter(|e| e["cat"] == "host").collect();
+        assert_eq!(host.len(), 1);
+        assert_eq!(host[0]["tid"], HOST_TID);
+    }
+
+    #[test]
+    fn host_timed_profiles_say_so_everywhere() {
+        let mut p = profile(
+            vec![KernelTiming {
+                step: 0,
+                dispatch: 0,
+                start_ns: 0.0,
+                duration_ns: Ok(100.0),
+            }],
+            vec![info("sgd_update", "sgd_update", 6, 20)],
+            1,
+        );
+        p.mode = TimingMode::HostTimed;
+        p.timestamp_period_ns = None;
+        let table = p.table();
+        for line in table.lines().filter(|l| !l.starts_with(' ')) {
+            if line.starts_with("profile")
+                || line.starts_with("timing")
+                || line.starts_with("per step")
+            {
+                assert!(line.contains("host-timed"), "{line}");
+            }
+        }
+        let trace = serde_json::to_string(&p.trace_json()).unwrap();
+        let v: Value = serde_json::from_str(&trace).unwrap();
+        assert_eq!(v["otherData"]["timing"], "host-timed");
+        let e = v["traceEvents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["cat"] == "kernel")
+            .unwrap();
+        assert!(e["name"].as_str().unwrap().contains("host-timed"));
+        assert_eq!(e["args"]["timing"], "host-timed");
+    }
+
+    #[test]
+    fn best_mode_follows_the_features() {
+        use wgpu::Features as F;
+        assert_eq!(TimingMode::best_for(F::empty()), TimingMode::HostTimed);
+        assert_eq!(
+            TimingMode::best_for(F::TIMESTAMP_QUERY),
+            TimingMode::PerPass
+        );
+        assert_eq!(
+            TimingMode::best_for(F::TIMESTAMP_QUERY | F::TIMESTAMP_QUERY_INSIDE_PASSES),
+            TimingMode::PerDispatch
+        );
+    }
+
+    #[test]
+    fn counts_get_thousands_separators() {
+        assert_eq!(fmt_count(0), "0");
+        assert_eq!(fmt_count(999), "999");
+        assert_eq!(fmt_count(1000), "1,000");
+        assert_eq!(fmt_count(25_690_112), "25,690,112");
+        assert_eq!(three_digits(1234.4), "1234");
+        assert_eq!(three_digits(12.345), "12.3");
+        assert_eq!(three_digits(7.1), "7.10");
+        assert_eq!(three_digits(0.0312), "0.031");
+        assert_eq!(three_digits(0.00123), "1.2e-3");
+    }
+}

@@ -1,0 +1,186 @@
+//! Hyperparameter tuning: the learning-rate range test ([`lr_find`]), search spaces and
+//! trial generation ([`space`]), median pruning ([`prune`]), sweeps with a leaderboard and
+//! CSV/JSON output ([`sweep`]), and pictures of all of it ([`plot`]).
+//!
+//! Tuning looks at a validation split held out of the training files, never at the test
+//! set: a sweep's engines see the test set only through [`sweep::Blindfold`], which hides
+//! it, and the best trial's final parameters are evaluated on the test set once, at the
+//! end. Everything here works with any [`crate::engine::Engine`] (GPU or CPU).
+
+pub mod lr_find;
+pub mod plot;
+pub mod prune;
+pub mod space;
+pub mod sweep;
+
+use std::io::BufRead;
+use std::path::Path;
+
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::data::Dataset;
+use crate::error::{Error, Result};
+use crate::train::EpochReport;
+
+/// A seeded subset of `n` samples of `ds`, kept in their original order (`--train-subset`).
+/// The same seed gives the same subset; its stream differs from the validation split's and
+/// the epoch shuffles', so the three do not correlate.
+///
+/// # Errors
+/// [`Error::InvalidConfig`] when `n` is 0 or larger than the dataset.
+pub fn subset(ds: &Dataset, n: usize, seed: u64) -> Result<Dataset> {
+    if n == 0 || n > ds.len() {
+        return Err(Error::InvalidConfig {
+            name: "train subset",
+            value: n.to_string(),
+            reason: format!(
+                "must be between 1 and the training set's {} samples",
+                ds.len()
+            ),
+        });
+    }
+    let mut idx: Vec<usize> = (0..ds.len()).collect();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(u64::MAX - 1);
+    idx.shuffle(&mut rng);
+    idx.truncate(n);
+    idx.sort_unstable();
+    let f = ds.features();
+    let mut images = Vec::with_capacity(n * f);
+    for &i in &idx {
+        images.extend_from_slice(ds.image(i));
+    }
+    Ok(Dataset {
+        images,
+        labels: idx.iter().map(|&i| ds.labels[i]).collect(),
+        rows: ds.rows,
+        cols: ds.cols,
+    })
+}
+
+/// One epoch's metrics as tuning and plotting use them: the `--metrics` JSON Lines record
+/// of `wgtrain train` (read back with [`read_metrics`]) and one epoch of a sweep trial.
+/// Test metrics are absent in sweeps, which never look at the test set.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EpochMetrics {
+    /// 1-based.
+    pub epoch: usize,
+    /// Learning rate of the epoch's first step.
+    pub lr: f64,
+    /// Mean training loss over the epoch's minibatches.
+    pub train_loss: f64,
+    /// Fraction of training samples predicted correctly during the epoch.
+    pub train_accuracy: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_loss: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_accuracy: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_loss: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_accuracy: Option<f64>,
+    /// Wall time of the epoch's training part, s.
+    #[serde(default)]
+    pub epoch_seconds: f64,
+}
+
+impl EpochMetrics {
+    /// The metrics of a trainer's report; its test metrics only when `with_test`.
+    pub fn from_report(r: &EpochReport, with_test: bool) -> EpochMetrics {
+        EpochMetrics {
+            epoch: r.epoch,
+            lr: r.lr,
+            train_loss: r.train_loss,
+            train_accuracy: r.train_accuracy,
+            val_loss: r.val_loss,
+            val_accuracy: r.val_accuracy,
+            test_loss: with_test.then_some(r.test_loss),
+            test_accuracy: with_test.then_some(r.test_accuracy),
+            epoch_seconds: r.epoch_seconds,
+        }
+    }
+}
+
+/// Reads a `--metrics` file (one JSON object per line; blank lines skipped).
+///
+/// # Errors
+/// [`Error::Io`] for an unreadable file, or a line that is not an epoch record (named by
+/// its line number).
+pub fn read_metrics(path: &Path) -> Result<Vec<EpochMetrics>> {
+    let io = |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    let mut out = Vec::new();
+    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let line = line.map_err(io)?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let m = serde_json::from_str(&line).map_err(|e| {
+            io(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("line {}: not an epoch record: {e}", i + 1),
+            ))
+        })?;
+        out.push(m);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dataset(n: usize) -> Dataset {
+        Dataset {
+            images: (0..n * 4).map(|v| (v % 251) as u8).collect(),
+            labels: (0..n as u32).collect(),
+            rows: 2,
+            cols: 2,
+        }
+    }
+
+    #[test]
+    fn subset_is_seeded_sorted_and_keeps_images_with_their_labels() {
+        let ds = dataset(100);
+        let a = subset(&ds, 10, 3).unwrap();
+        assert_eq!(a, subset(&ds, 10, 3).unwrap());
+        assert_ne!(a.labels, subset(&ds, 10, 4).unwrap().labels);
+        assert!(a.labels.windows(2).all(|w| w[0] < w[1]));
+        for (k, &l) in a.labels.iter().enumerate() {
+            assert_eq!(a.image(k), ds.image(l as usize));
+        }
+        assert!(subset(&ds, 0, 1).is_err());
+        assert!(subset(&ds, 101, 1).is_err());
+        assert_eq!(subset(&ds, 100, 1).unwrap(), ds);
+    }
+
+    #[test]
+    fn metrics_lines_parse_with_and_without_validation() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m.jsonl");
+        std::fs::write(
+            &p,
+            concat!(
+                r#"{"epoch":1,"lr":0.1,"train_loss":0.5,"train_accuracy":0.8,"test_loss":0.4,"test_accuracy":0.85,"epoch_seconds":1.0,"samples_per_second":10.0}"#,
+                "\n\n",
+                r#"{"epoch":2,"lr":0.1,"train_loss":0.3,"train_accuracy":0.9,"test_loss":0.3,"test_accuracy":0.9,"val_loss":0.35,"val_accuracy":0.88,"epoch_seconds":1.0,"samples_per_second":10.0}"#,
+                "\n"
+            ),
+        )
+        .unwrap();
+        let m = read_metrics(&p).unwrap();
+        assert_eq!(m.len(), 2);
+        assert_eq!(m[0].val_accuracy, None);
+        assert_eq!(m[1].val_accuracy, Some(0.88));
+        assert_eq!(m[1].test_accuracy, Some(0.9));
+        std::fs::write(&p, "{\"epoch\": 1}\n").unwrap();
+        let e = read_metrics(&p).unwrap_err().to_string();
+        assert!(e.contains("line 1"), "{e}");
+    }
+}

@@ -1,0 +1,581 @@
+//! Sweeps: running trials with median pruning, the leaderboard, and the files a sweep
+//! writes (`trials.json`, `trials.csv`, `leaderboard.csv`, `best.json`).
+//!
+//! A trial is judged by its validation accuracy after its last epoch. The leaderboard
+//! lists completed trials first (best validation accuracy first), then pruned ones (by the
+//! validation accuracy where they stopped), then diverged ones; ties go to the earlier
+//! trial. The best trial is the top completed one; its final parameters are kept and, at
+//! the end of the sweep, evaluated once on the test set (no retraining: those parameters
+//! are the ones the validation accuracy was measured on).
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::{Engine, EvalSet, Evaluation, StepSums};
+use crate::error::{Error, Result};
+use crate::gpu::StepRecord;
+use crate::train::{TrainConfig, Trainer};
+use crate::tune::EpochMetrics;
+use crate::tune::prune::MedianPruner;
+use crate::tune::space::{TrialConfig, hidden_label};
+
+/// An engine seen through a blindfold: the test set evaluates to nothing (0 samples), so
+/// nothing tuned on it can look at the test set by mistake.
+pub struct Blindfold<'e>(pub &'e mut dyn Engine);
+
+impl Engine for Blindfold<'_> {
+    fn describe(&self) -> String {
+        self.0.describe()
+    }
+
+    fn train_epoch(
+        &mut self,
+        order: &[u32],
+        steps: &[StepRecord],
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<Vec<StepSums>> {
+        self.0.train_epoch(order, steps, progress)
+    }
+
+    fn evaluate(&mut self, set: EvalSet) -> Result<Evaluation> {
+        match set {
+            EvalSet::Test => Ok(Evaluation::default()),
+            EvalSet::Validation => self.0.evaluate(set),
+        }
+    }
+
+    fn dispatches_per_step(&self) -> usize {
+        self.0.dispatches_per_step()
+    }
+
+    fn params(&mut self) -> Result<Vec<f32>> {
+        self.0.params()
+    }
+
+    fn set_params(&mut self, params: &[f32]) -> Result<()> {
+        self.0.set_params(params)
+    }
+}
+
+/// How a trial ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TrialStatus {
+    /// Ran every epoch (or stopped early on its validation loss).
+    Complete,
+    /// Stopped by the pruner.
+    Pruned,
+    /// Its training loss became non-finite.
+    Diverged,
+}
+
+impl TrialStatus {
+    fn rank(self) -> u8 {
+        match self {
+            TrialStatus::Complete => 0,
+            TrialStatus::Pruned => 1,
+            TrialStatus::Diverged => 2,
+        }
+    }
+
+    /// `complete`, `pruned` or `diverged`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrialStatus::Complete => "complete",
+            TrialStatus::Pruned => "pruned",
+            TrialStatus::Diverged => "diverged",
+        }
+    }
+}
+
+/// One trial: its hyperparameters, how it ended and every epoch's metrics.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Trial {
+    /// 0-based, in the order trials ran.
+    pub id: usize,
+    pub status: TrialStatus,
+    pub config: TrialConfig,
+    /// Validation loss after the last epoch run.
+    pub val_loss: Option<f64>,
+    /// Validation accuracy after the last epoch run: the trial's score.
+    pub val_accuracy: Option<f64>,
+    /// Per-epoch metrics (no test metrics: sweeps never look at the test set).
+    pub history: Vec<EpochMetrics>,
+    /// Wall time of the trial, s.
+    pub seconds: f64,
+    /// Why a trial diverged or was pruned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// Runs trials one after the other and keeps what the pruner and the leaderboard need.
+pub struct Sweep {
+    pruner: Option<MedianPruner>,
+    trials: Vec<Trial>,
+    best: Option<(usize, Vec<f32>)>,
+}
+
+impl Sweep {
+    /// An empty sweep; `pruner` `None` runs every trial to the end.
+    pub fn new(pruner: Option<MedianPruner>) -> Sweep {
+        Sweep {
+            pruner,
+            trials: Vec::new(),
+            best: None,
+        }
+    }
+
+    /// Trains `config` on `engine` (fresh parameters, built for this trial) with the
+    /// trainer settings `train`, over `n_train` training samples of which `train.validation`
+    /// are held out. Stops when the pruner says so; a non-finite loss ends the trial as
+    /// diverged. `on_epoch` sees each epoch's metrics.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] without a validation split or for an invalid `train`;
+    /// engine errors.
+    pub fn run_trial(
+        &mut self,
+        config: TrialConfig,
+        train: TrainConfig,
+        engine: &mut dyn Engine,
+        n_train: usize,
+        on_epoch: &mut dyn FnMut(&EpochMetrics),
+    ) -> Result<&Trial> {
+        if train.validation.is_empty() {
+            return Err(Error::InvalidConfig {
+                name: "validation split",
+                value: "0".into(),
+                reason: "a sweep tunes on a validation split (e.g. --val-split 0.1)".into(),
+            });
+        }
+        let start = Instant::now();
+        let epochs = train.epochs;
+        let completed: Vec<Vec<f64>> = self
+            .trials
+            .iter()
+            .filter(|t| t.status == TrialStatus::Complete)
+            .map(|t| {
+                t.history
+                    .iter()
+                    .map(|m| m.val_accuracy.unwrap_or(f64::NAN))
+                    .collect()
+            })
+            .collect();
+        let mut blind = Blindfold(engine);
+        let mut trainer = Trainer::new(&mut blind, train, n_train)?;
+        let mut history = Vec::new();
+        let mut status = TrialStatus::Complete;
+        let mut note = None;
+        for epoch in 0..epochs {
+            let report = match trainer.run_epoch(epoch, &mut |_| {}) {
+                Ok(r) => r,
+                Err(e @ Error::NonFiniteLoss { .. }) => {
+                    status = TrialStatus::Diverged;
+                    note = Some(e.to_string());
+                    break;
+                }
+                Err(e) => return Err(e),
+            };
+            let m = EpochMetrics::from_report(&report, false);
+            on_epoch(&m);
+            let value = m.val_accuracy.unwrap_or(f64::NAN);
+            history.push(m);
+            if let Some(p) = &self.pruner
+                && p.should_prune(epoch + 1, epochs, value, &completed)
+            {
+                status = TrialStatus::Pruned;
+                note = Some(format!(
+                    "validation accuracy {:.2}% below the median of the completed trials at epoch {}",
+                    100.0 * value,
+                    epoch + 1
+                ));
+                break;
+            }
+            if trainer.should_stop() {
+                break;
+            }
+        }
+        let last = history.last();
+        let trial = Trial {
+            id: self.trials.len(),
+            status,
+            config,
+            val_loss: last.and_then(|m| m.val_loss),
+            val_accuracy: last.and_then(|m| m.val_accuracy),
+            history,
+            seconds: start.elapsed().as_secs_f64(),
+            note,
+        };
+        if trial.status == TrialStatus::Complete {
+            let best_acc = self
+                .best_trial()
+                .and_then(|b| b.val_accuracy)
+                .unwrap_or(f64::NEG_INFINITY);
+            if trial.val_accuracy.is_some_and(|a| a > best_acc) {
+                self.best = Some((trial.id, trainer.engine().params()?));
+            }
+        }
+        self.trials.push(trial);
+        Ok(&self.trials[self.trials.len() - 1])
+    }
+
+    /// Every trial so far, in the order they ran.
+    pub fn trials(&self) -> &[Trial] {
+        &self.trials
+    }
+
+    /// The completed trial with the best validation accuracy (the earliest on a tie).
+    pub fn best_trial(&self) -> Option<&Trial> {
+        self.best.as_ref().map(|(id, _)| &self.trials[*id])
+    }
+
+    /// The best trial's final parameters.
+    pub fn best_params(&self) -> Option<&[f32]> {
+        self.best.as_ref().map(|(_, p)| p.as_slice())
+    }
+}
+
+/// One row of the leaderboard (and of `leaderboard.csv`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LeaderboardRow {
+    /// 1-based.
+    pub rank: usize,
+    pub trial: usize,
+    pub status: TrialStatus,
+    pub val_accuracy: Option<f64>,
+    pub val_loss: Option<f64>,
+    pub lr: f64,
+    pub weight_decay: f64,
+    pub batch_size: usize,
+    pub momentum: f64,
+    /// As [`hidden_label`] writes it.
+    pub hidden: String,
+    /// Epochs planned.
+    pub epochs: usize,
+    /// Epochs that ran.
+    pub epochs_run: usize,
+    pub seconds: f64,
+}
+
+/// The trials ranked: completed first by validation accuracy (best first), then pruned,
+/// then diverged; ties by trial id.
+pub fn leaderboard(trials: &[Trial]) -> Vec<LeaderboardRow> {
+    let mut sorted: Vec<&Trial> = trials.iter().collect();
+    sorted.sort_by(|a, b| {
+        a.status
+            .rank()
+            .cmp(&b.status.rank())
+            .then_with(|| {
+                let (x, y) = (
+                    a.val_accuracy.unwrap_or(f64::NEG_INFINITY),
+                    b.val_accuracy.unwrap_or(f64::NEG_INFINITY),
+                );
+                y.total_cmp(&x)
+            })
+            .then(a.id.cmp(&b.id))
+    });
+    sorted
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| LeaderboardRow {
+            rank: i + 1,
+            trial: t.id,
+            status: t.status,
+            val_accuracy: t.val_accuracy,
+            val_loss: t.val_loss,
+            lr: t.config.lr,
+            weight_decay: t.config.weight_decay,
+            batch_size: t.config.batch_size,
+            momentum: t.config.momentum,
+            hidden: hidden_label(&t.config.hidden),
+            epochs: t.config.epochs,
+            epochs_run: t.history.len(),
+            seconds: t.seconds,
+        })
+        .collect()
+}
+
+/// The leaderboard as an aligned text table.
+pub fn format_leaderboard(rows: &[LeaderboardRow]) -> String {
+    let header = [
+        "rank", "trial", "status", "val acc", "val loss", "lr", "wd", "batch", "momentum",
+        "hidden", "epochs", "time",
+    ];
+    let opt = |v: Option<f64>, f: &dyn Fn(f64) -> String| v.map_or("-".into(), f);
+    let cells: Vec<[String; 12]> = rows
+        .iter()
+        .map(|r| {
+            [
+                r.rank.to_string(),
+                r.trial.to_string(),
+                r.status.as_str().into(),
+                opt(r.val_accuracy, &|a| format!("{:.2}%", 100.0 * a)),
+                opt(r.val_loss, &|l| format!("{l:.4}")),
+                format!("{:.3e}", r.lr),
+                if r.weight_decay == 0.0 {
+                    "0".into()
+                } else {
+                    format!("{:.1e}", r.weight_decay)
+                },
+                r.batch_size.to_string(),
+                format!("{}", r.momentum),
+                r.hidden.clone(),
+                format!("{}/{}", r.epochs_run, r.epochs),
+                format!("{:.1} s", r.seconds),
+            ]
+        })
+        .collect();
+    let mut width: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in &cells {
+        for (w, c) in width.iter_mut().zip(row) {
+            *w = (*w).max(c.len());
+        }
+    }
+    let mut out = String::new();
+    let line = |out: &mut String, row: &[&str]| {
+        let parts: Vec<String> = row
+            .iter()
+            .zip(&width)
+            .enumerate()
+            .map(|(i, (c, w))| {
+                // Text columns (status, hidden) left-aligned, numbers right-aligned.
+                if i == 2 || i == 9 {
+                    format!("{c:<w$}")
+                } else {
+                    format!("{c:>w$}")
+                }
+            })
+            .collect();
+        // Writing to a String cannot fail.
+        let _ = writeln!(out, "{}", parts.join("  ").trim_end());
+    };
+    line(&mut out, &header);
+    for row in &cells {
+        let r: Vec<&str> = row.iter().map(String::as_str).collect();
+        line(&mut out, &r);
+    }
+    out
+}
+
+/// One row of `trials.csv`: a trial's hyperparameters and one epoch's metrics. A trial that
+/// diverged in its first epoch has one row with the metric columns empty.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrialEpochRow {
+    pub trial: usize,
+    pub status: TrialStatus,
+    pub lr: f64,
+    pub weight_decay: f64,
+    pub batch_size: usize,
+    pub momentum: f64,
+    pub hidden: String,
+    pub epochs: usize,
+    pub epoch: Option<usize>,
+    /// The learning rate of the epoch's first step (the schedule's).
+    pub epoch_lr: Option<f64>,
+    pub train_loss: Option<f64>,
+    pub train_accuracy: Option<f64>,
+    pub val_loss: Option<f64>,
+    pub val_accuracy: Option<f64>,
+    pub epoch_seconds: Option<f64>,
+}
+
+/// The rows of `trials.csv`, trial by trial, epoch by epoch.
+pub fn trial_rows(trials: &[Trial]) -> Vec<TrialEpochRow> {
+    let mut rows = Vec::new();
+    for t in trials {
+        let row = |m: Option<&EpochMetrics>| TrialEpochRow {
+            trial: t.id,
+            status: t.status,
+            lr: t.config.lr,
+            weight_decay: t.config.weight_decay,
+            batch_size: t.config.batch_size,
+            momentum: t.config.momentum,
+            hidden: hidden_label(&t.config.hidden),
+            epochs: t.config.epochs,
+            epoch: m.map(|m| m.epoch),
+            epoch_lr: m.map(|m| m.lr),
+            train_loss: m.map(|m| m.train_loss),
+            train_accuracy: m.map(|m| m.train_accuracy),
+            val_loss: m.and_then(|m| m.val_loss),
+            val_accuracy: m.and_then(|m| m.val_accuracy),
+            epoch_seconds: m.map(|m| m.epoch_seconds),
+        };
+        if t.history.is_empty() {
+            rows.push(row(None));
+        }
+        rows.extend(t.history.iter().map(|m| row(Some(m))));
+    }
+    rows
+}
+
+/// The best trial and its one look at the test set (`best.json`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BestTrial {
+    pub trial: usize,
+    pub config: TrialConfig,
+    pub val_accuracy: f64,
+    pub val_loss: f64,
+    pub test_accuracy: f64,
+    pub test_loss: f64,
+    pub test_samples: usize,
+    /// How the test numbers were obtained.
+    pub test_method: String,
+}
+
+fn io_error(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn write_json<T: Serialize + ?Sized>(path: &Path, value: &T) -> Result<()> {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| io_error(path)(std::io::Error::other(e)))?;
+    std::fs::write(path, text + "\n").map_err(io_error(path))
+}
+
+fn write_csv<T: Serialize>(path: &Path, rows: &[T]) -> Result<()> {
+    let csv_error = |e: csv::Error| io_error(path)(std::io::Error::other(e.to_string()));
+    let mut w = csv::Writer::from_path(path).map_err(csv_error)?;
+    for r in rows {
+        w.serialize(r).map_err(csv_error)?;
+    }
+    w.flush().map_err(io_error(path))
+}
+
+/// Writes `trials.json` (every trial with its per-epoch metrics), `trials.csv` (one row per
+/// trial and epoch), `leaderboard.csv` and, when given, `best.json` into `dir` (created if
+/// missing). Returns the paths written.
+///
+/// # Errors
+/// [`Error::Io`] naming the file.
+pub fn write_outputs(
+    dir: &Path,
+    trials: &[Trial],
+    best: Option<&BestTrial>,
+) -> Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir).map_err(io_error(dir))?;
+    let mut written = Vec::new();
+    let p = dir.join("trials.json");
+    write_json(&p, trials)?;
+    written.push(p);
+    let p = dir.join("trials.csv");
+    write_csv(&p, &trial_rows(trials))?;
+    written.push(p);
+    let p = dir.join("leaderboard.csv");
+    write_csv(&p, &leaderboard(trials))?;
+    written.push(p);
+    if let Some(b) = best {
+        let p = dir.join("best.json");
+        write_json(&p, b)?;
+        written.push(p);
+    }
+    Ok(written)
+}
+
+/// Reads the trials back from a sweep's `trials.json`.
+///
+/// # Errors
+/// [`Error::Io`] for an unreadable or malformed file.
+pub fn read_trials(path: &Path) -> Result<Vec<Trial>> {
+    let text = std::fs::read_to_string(path).map_err(io_error(path))?;
+    serde_json::from_str(&text).map_err(|e| {
+        io_error(path)(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            e.to_string(),
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trial(id: usize, status: TrialStatus, accs: &[f64]) -> Trial {
+        let history: Vec<EpochMetrics> = accs
+            .iter()
+            .enumerate()
+            .map(|(e, &a)| EpochMetrics {
+                epoch: e + 1,
+                lr: 0.1,
+                train_loss: 1.0 - a,
+                train_accuracy: a,
+                val_loss: Some(1.0 - a),
+                val_accuracy: Some(a),
+                test_loss: None,
+                test_accuracy: None,
+                epoch_seconds: 1.0,
+            })
+            .collect();
+        Trial {
+            id,
+            status,
+            config: TrialConfig {
+                lr: 0.01 * (id + 1) as f64,
+                weight_decay: 0.0,
+                batch_size: 64,
+                momentum: 0.0,
+                hidden: vec![32],
+                epochs: 3,
+            },
+            val_loss: history.last().and_then(|m| m.val_loss),
+            val_accuracy: history.last().and_then(|m| m.val_accuracy),
+            history,
+            seconds: 1.0,
+            note: None,
+        }
+    }
+
+    #[test]
+    fn leaderboard_ranks_completed_then_pruned_then_diverged() {
+        let trials = vec![
+            trial(0, TrialStatus::Complete, &[0.8, 0.85, 0.90]),
+            trial(1, TrialStatus::Pruned, &[0.9, 0.95]),
+            trial(2, TrialStatus::Diverged, &[]),
+            trial(3, TrialStatus::Complete, &[0.8, 0.9, 0.93]),
+            trial(4, TrialStatus::Complete, &[0.8, 0.9, 0.90]),
+        ];
+        let lb = leaderboard(&trials);
+        let order: Vec<usize> = lb.iter().map(|r| r.trial).collect();
+        assert_eq!(order, [3, 0, 4, 1, 2]);
+        assert_eq!(lb[0].rank, 1);
+        assert_eq!(lb[3].epochs_run, 2);
+        assert_eq!(lb[4].val_accuracy, None);
+        let table = format_leaderboard(&lb);
+        assert_eq!(table.lines().count(), 6);
+        assert!(table.lines().nth(1).unwrap().contains("93.00%"), "{table}");
+    }
+
+    #[test]
+    fn outputs_round_trip_through_json_and_csv() {
+        let trials = vec![
+            trial(0, TrialStatus::Complete, &[0.8, 0.85, 0.90]),
+            trial(1, TrialStatus::Diverged, &[]),
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        let written = write_outputs(dir.path(), &trials, None).unwrap();
+        assert_eq!(written.len(), 3);
+        assert_eq!(
+            read_trials(&dir.path().join("trials.json")).unwrap(),
+            trials
+        );
+        let rows: Vec<TrialEpochRow> = csv::Reader::from_path(dir.path().join("trials.csv"))
+            .unwrap()
+            .deserialize()
+            .collect::<std::result::Result<_, _>>()
+            .unwrap();
+        assert_eq!(rows, trial_rows(&trials));
+        assert_eq!(rows.len(), 4);
+        assert_eq!(rows[3].epoch, None);
+        let lb: Vec<LeaderboardRow> = csv::Reader::from_path(dir.path().join("leaderboard.csv"))
+            .unwrap()
+            .deserialize()
+            .collect::<std::result::Result<_, _>>()
+            .unwrap();
+        assert_eq!(lb, leaderboard(&trials));
+    }
+}

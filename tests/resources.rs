@@ -1,0 +1,67 @@
+//! Stable resources: 20 epochs create no GPU buffer or bind group after the first, and the
+//! process's resident memory stays flat. Its own test binary, so that no other test shares
+//! the process while it measures.
+
+mod common;
+
+use common::{gpu, mnist};
+use wgtrain::data::Dataset;
+use wgtrain::engine::{Engine, EvalSet};
+use wgtrain::gpu::MatmulVariant;
+use wgtrain::gpu::engine::{GpuEngine, GpuEngineConfig};
+use wgtrain::model::{MlpSpec, Normalization};
+use wgtrain::optim::SgdConfig;
+use wgtrain::schedule::{LrSchedule, Schedule};
+use wgtrain::train::{TrainConfig, Trainer};
+
+fn subset(d: &Dataset, n: usize) -> Dataset {
+    Dataset { images: d.images[..n * d.features()].to_vec(), labels: d.labels[..n].to_vec(), rows: d.rows, cols: d.cols }
+}
+
+fn rss_kib() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    statm.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()).unwrap_or(0) * 4
+}
+
+/// 20 epochs with flat resources: no GPU buffer or bind group is created after the first
+/// epoch, and the process's resident memory does not grow.
+#[test]
+fn twenty_epochs_create_no_gpu_objects_after_the_first() {
+    let train_set = subset(&mnist().train, 1000);
+    let test = subset(&mnist().test, 300);
+    let spec = MlpSpec::new(784, &[32], 10).unwrap();
+    let params = spec.init(1);
+    let cfg = TrainConfig {
+        epochs: 20,
+        batch_size: 100,
+        schedule: LrSchedule::new(0.05, Schedule::Constant),
+        sgd: SgdConfig::default(),
+        seed: 1,
+        validation: vec![],
+        early_stop_patience: None,
+    };
+    let (g, k) = gpu();
+    let variant = MatmulVariant::default_for(g);
+    let mut engine = GpuEngine::new(
+        g,
+        k,
+        GpuEngineConfig { spec: &spec, params: &params, train: &train_set, validation: &[], test: &test, batch_size: 100, sgd: &cfg.sgd, normalization: Normalization::UNIT, variant },
+    )
+    .unwrap();
+    let mut counts = vec![];
+    let mut rss = vec![];
+    {
+        let mut trainer = Trainer::new(&mut engine, cfg, train_set.len()).unwrap();
+        for e in 0..20 {
+            trainer.run_epoch(e, &mut |_| {}).unwrap();
+            let c = &gpu().0.counters;
+            counts.push((c.buffers.load(std::sync::atomic::Ordering::Relaxed), c.bind_groups.load(std::sync::atomic::Ordering::Relaxed)));
+            rss.push(rss_kib());
+        }
+    }
+    // This binary holds this one test, so nothing else creates objects or memory meanwhile.
+    assert_eq!(counts[0], counts[19], "buffers and bind groups created after the first epoch: {counts:?}");
+    assert!(rss[19] <= rss[1] + 16 * 1024, "RSS grew from {} KiB to {} KiB over 18 epochs: {rss:?}", rss[1], rss[19]);
+    let eval = engine.evaluate(EvalSet::Test).unwrap();
+    assert!(eval.accuracy > 0.8, "accuracy {}", eval.accuracy);
+}
