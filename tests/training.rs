@@ -233,3 +233,51 @@ fn regression_non_finite_loss_stops_the_run_and_keeps_finite_parameters() {
     }
 }
 
+
+/// Full-batch training (B = 60,000, grids far past 65,535 workgroups in the gather) matches
+/// the CPU, on a synthetic set small enough per sample to fit the storage-binding limit.
+#[test]
+fn full_batch_of_60000_matches_the_cpu() {
+    let n = 60_000;
+    let features = 100;
+    let images: Vec<u8> = common::integers(3, n * features, 256).into_iter().map(|v| v as u8).collect();
+    let labels = common::integers(4, n, 10);
+    let data = Dataset { images, labels, rows: 10, cols: 10 };
+    let spec = MlpSpec::new(features, &[16], 10).unwrap();
+    let params = spec.init(1);
+    let sgd = SgdConfig::default();
+    let order: Vec<u32> = (0..n as u32).collect();
+    let steps = train::step_records(n, n, 0, |_| 0.5);
+    let (want, want_params) = reference_steps(&spec, &params, &data, &order, &steps, &sgd);
+    let mut engine = gpu_engine(&spec, &params, &data, &data, n, &sgd, MatmulVariant::default_for(&gpu().0));
+    let sums = engine.train_epoch(&order, &steps, &mut |_| {}).unwrap();
+    let got = f64::from(sums[0][0]) / n as f64;
+    assert!((got - want[0]).abs() <= 1e-4 * want[0].abs(), "gpu {got} vs cpu {}", want[0]);
+    common::assert_close("params after a full-batch step", &engine.params().unwrap(), &want_params, 1e-5, 1e-3);
+}
+
+/// Full-batch MNIST needs a 188 MB activation binding: on an adapter whose storage-binding
+/// limit is smaller, the engine refuses with LimitExceeded and a hint, never zeros.
+#[test]
+fn regression_activation_over_the_binding_limit_is_refused_with_a_hint() {
+    let m = mnist();
+    let (g, _) = gpu();
+    let needed = 60_000u64 * 784 * 4;
+    if needed <= g.limits.max_storage_buffer_binding_size {
+        // A GPU with large limits trains it instead: nothing to refuse.
+        return;
+    }
+    let spec = MlpSpec::new(784, &[256], 10).unwrap();
+    let params = spec.init(1);
+    let (g, k) = gpu();
+    let cfg = GpuEngineConfig { spec: &spec, params: &params, train: &m.train, validation: &[], test: &m.test, batch_size: 60_000, sgd: &SgdConfig::default(), normalization: Normalization::UNIT, variant: MatmulVariant::Register };
+    let err = GpuEngine::new(g, k, cfg).err().expect("refused");
+    match &err {
+        wgtrain::Error::LimitExceeded { requested, max, hint, .. } => {
+            assert_eq!(*requested, needed);
+            assert_eq!(*max, g.limits.max_storage_buffer_binding_size);
+            assert!(hint.contains("--batch-size"), "{hint}");
+        }
+        e => panic!("expected LimitExceeded, got {e}"),
+    }
+}

@@ -174,8 +174,13 @@ fn span(values: impl Iterator<Item = f64>, pad: f64, fallback: Range<f64>) -> Ra
     if !lo.is_finite() {
         return fallback;
     }
-    let w = if hi > lo { hi - lo } else { lo.abs().max(1e-3) };
-    (lo - pad * w)..(hi + pad * w)
+    if hi > lo {
+        let w = hi - lo;
+        return (lo - pad * w)..(hi + pad * w);
+    }
+    // One value: a window of +-10% around it.
+    let w = 0.1 * lo.abs().max(1e-2);
+    (lo - w)..(hi + w)
 }
 
 /// One legend line: a sample of the series' style and its label.
@@ -937,7 +942,8 @@ fn trial_labels(all: &[Trial], shown: &[&Trial]) -> Vec<String> {
         let first = all.first().map(f);
         all.iter().any(|t| Some(f(t)) != first)
     };
-    let fields: [(&str, &dyn Fn(&Trial) -> String); 6] = [
+    type Field<'f> = (&'static str, &'f dyn Fn(&Trial) -> String);
+    let fields: [Field<'_>; 6] = [
         ("lr", &|t| sci(t.config.lr, 2)),
         ("wd", &|t| sci(t.config.weight_decay, 1)),
         ("b", &|t| t.config.batch_size.to_string()),

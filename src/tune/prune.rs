@@ -66,7 +66,7 @@ impl MedianPruner {
             return false;
         }
         // A NaN accuracy (nothing to compare) is behind every finite one.
-        !(value >= median(&at))
+        value.is_nan() || value < median(&at)
     }
 }
 
