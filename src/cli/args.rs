@@ -30,6 +30,8 @@ pub enum Command {
     Plot(super::tune::PlotArgs),
     /// Time every kernel of N training steps: per-kernel table, optional Chrome trace.
     Profile(super::profile::ProfileArgs),
+    /// Time one epoch per batch size on the GPU and CPU paths side by side.
+    Bench(super::bench::BenchArgs),
 }
 
 /// Where to run.

@@ -26,6 +26,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Command::Eval(a) => eval_command(a),
         Command::Devices(a) => devices_command(a),
         Command::Profile(a) => super::profile::profile_command(a),
+        Command::Bench(a) => super::bench::bench_command(a),
         Command::LrFind(a) => super::tune::lr_find_command(a),
         Command::Sweep(a) => super::tune::sweep_command(a),
         Command::Plot(a) => super::tune::plot_command(a),

@@ -2,6 +2,7 @@
 //! one-line error before any work; failures during a run exit with code 1.
 
 mod args;
+mod bench;
 mod commands;
 mod profile;
 mod tune;

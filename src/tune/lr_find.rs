@@ -180,6 +180,7 @@ impl LossTracker {
 pub struct LrPoint {
     /// 0-based.
     pub step: usize,
+    /// The step's learning rate.
     pub lr: f64,
     /// The minibatch's mean loss.
     pub loss: f64,
@@ -194,15 +195,27 @@ pub enum Stop {
     /// Every step ran.
     Completed,
     /// The smoothed loss diverged at `step` (recorded as the last point).
-    Diverged { step: usize, lr: f64 },
+    Diverged {
+        /// 0-based step.
+        step: usize,
+        /// Its learning rate.
+        lr: f64,
+    },
     /// The loss was not finite at `step` (not recorded).
-    NonFinite { step: usize, lr: f64 },
+    NonFinite {
+        /// 0-based step.
+        step: usize,
+        /// Its learning rate.
+        lr: f64,
+    },
 }
 
 /// The curve and what it suggests.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct LrFindResult {
+    /// Every recorded step, in order (the diverging one last).
     pub points: Vec<LrPoint>,
+    /// Why the test stopped.
     pub stop: Stop,
     /// Learning rate of the steepest descent of the smoothed loss, if the curve descends.
     pub steepest: Option<f64>,

@@ -74,12 +74,16 @@ pub struct EpochMetrics {
     pub train_loss: f64,
     /// Fraction of training samples predicted correctly during the epoch.
     pub train_accuracy: f64,
+    /// Mean loss on the validation split (absent without one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub val_loss: Option<f64>,
+    /// Accuracy on the validation split, in [0, 1].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub val_accuracy: Option<f64>,
+    /// Mean loss on the test set (absent in sweeps).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub test_loss: Option<f64>,
+    /// Accuracy on the test set, in [0, 1] (absent in sweeps).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub test_accuracy: Option<f64>,
     /// Wall time of the epoch's training part, s.

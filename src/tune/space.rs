@@ -28,7 +28,12 @@ pub enum Values {
     /// These values (one value fixes the hyperparameter).
     List(Vec<f64>),
     /// Log-uniform on `[lo, hi]`, `0 < lo < hi`.
-    LogUniform { lo: f64, hi: f64 },
+    LogUniform {
+        /// Lower bound, > 0.
+        lo: f64,
+        /// Upper bound, > `lo`.
+        hi: f64,
+    },
 }
 
 impl FromStr for Values {
@@ -183,11 +188,17 @@ pub enum SearchMethod {
 /// The hyperparameters a sweep varies.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SearchSpace {
+    /// Base learning rates.
     pub lr: Values,
+    /// SGD weight decays.
     pub weight_decay: Values,
+    /// Minibatch sizes (rounded to integers).
     pub batch_size: Values,
+    /// SGD momentums.
     pub momentum: Values,
+    /// Hidden layer architectures.
     pub hidden: HiddenChoices,
+    /// Epochs per trial (rounded to integers).
     pub epochs: Values,
 }
 
@@ -196,11 +207,15 @@ pub struct SearchSpace {
 pub struct TrialConfig {
     /// Base learning rate (of the schedule).
     pub lr: f64,
+    /// SGD weight decay.
     pub weight_decay: f64,
+    /// Minibatch size B.
     pub batch_size: usize,
+    /// SGD momentum.
     pub momentum: f64,
     /// Hidden layer sizes (empty: logistic regression).
     pub hidden: Vec<usize>,
+    /// Epochs to train (fewer when pruned).
     pub epochs: usize,
 }
 

@@ -96,7 +96,9 @@ impl TrialStatus {
 pub struct Trial {
     /// 0-based, in the order trials ran.
     pub id: usize,
+    /// How it ended.
     pub status: TrialStatus,
+    /// Its hyperparameters.
     pub config: TrialConfig,
     /// Validation loss after the last epoch run.
     pub val_loss: Option<f64>,
@@ -243,13 +245,21 @@ impl Sweep {
 pub struct LeaderboardRow {
     /// 1-based.
     pub rank: usize,
+    /// The trial's id.
     pub trial: usize,
+    /// How it ended.
     pub status: TrialStatus,
+    /// Validation accuracy after its last epoch (the score).
     pub val_accuracy: Option<f64>,
+    /// Validation loss after its last epoch.
     pub val_loss: Option<f64>,
+    /// Base learning rate.
     pub lr: f64,
+    /// Weight decay.
     pub weight_decay: f64,
+    /// Minibatch size.
     pub batch_size: usize,
+    /// Momentum.
     pub momentum: f64,
     /// As [`hidden_label`] writes it.
     pub hidden: String,
@@ -257,6 +267,7 @@ pub struct LeaderboardRow {
     pub epochs: usize,
     /// Epochs that ran.
     pub epochs_run: usize,
+    /// Wall time of the trial, s.
     pub seconds: f64,
 }
 
@@ -364,21 +375,35 @@ pub fn format_leaderboard(rows: &[LeaderboardRow]) -> String {
 /// diverged in its first epoch has one row with the metric columns empty.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrialEpochRow {
+    /// The trial's id.
     pub trial: usize,
+    /// How the trial ended.
     pub status: TrialStatus,
+    /// Base learning rate.
     pub lr: f64,
+    /// Weight decay.
     pub weight_decay: f64,
+    /// Minibatch size.
     pub batch_size: usize,
+    /// Momentum.
     pub momentum: f64,
+    /// As [`hidden_label`] writes it.
     pub hidden: String,
+    /// Epochs planned.
     pub epochs: usize,
+    /// 1-based epoch of this row (empty: no epoch finished).
     pub epoch: Option<usize>,
     /// The learning rate of the epoch's first step (the schedule's).
     pub epoch_lr: Option<f64>,
+    /// Mean training loss of the epoch.
     pub train_loss: Option<f64>,
+    /// Training accuracy of the epoch.
     pub train_accuracy: Option<f64>,
+    /// Validation loss after the epoch.
     pub val_loss: Option<f64>,
+    /// Validation accuracy after the epoch.
     pub val_accuracy: Option<f64>,
+    /// Wall time of the epoch's training, s.
     pub epoch_seconds: Option<f64>,
 }
 
@@ -414,12 +439,19 @@ pub fn trial_rows(trials: &[Trial]) -> Vec<TrialEpochRow> {
 /// The best trial and its one look at the test set (`best.json`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct BestTrial {
+    /// The trial's id.
     pub trial: usize,
+    /// Its hyperparameters.
     pub config: TrialConfig,
+    /// Its score: validation accuracy after its last epoch.
     pub val_accuracy: f64,
+    /// Validation loss after its last epoch.
     pub val_loss: f64,
+    /// Accuracy of its final parameters on the test set.
     pub test_accuracy: f64,
+    /// Mean loss of its final parameters on the test set.
     pub test_loss: f64,
+    /// Test samples evaluated.
     pub test_samples: usize,
     /// How the test numbers were obtained.
     pub test_method: String,

@@ -1,0 +1,83 @@
+//! Criterion benchmarks: the matmul kernels at the MNIST shapes (GPU variants and the CPU
+//! SGEMM) and one training epoch at batch 64, 128 and 512 on both paths. Sizes shrink when
+//! the `CI` variable is set. The GPU is synchronised inside every timed iteration.
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use wgtrain::cpu_engine::CpuEngine;
+use wgtrain::data::Dataset;
+use wgtrain::engine::Engine;
+use wgtrain::gpu::engine::{GpuEngine, GpuEngineConfig};
+use wgtrain::gpu::kernels::matmul::{self, BatchDim, Epilogue, MatmulSpec, MatmulVariant};
+use wgtrain::gpu::kernels::{self, StepRecord};
+use wgtrain::gpu::{Gpu, GpuOptions, GpuTensor, Kernels};
+use wgtrain::model::{MlpSpec, Normalization};
+use wgtrain::optim::SgdConfig;
+use wgtrain::train;
+
+fn ci() -> bool {
+    std::env::var_os("CI").is_some()
+}
+
+/// Synthetic MNIST-shaped data (784 inputs, 10 classes), so the bench needs no files.
+fn synthetic(n: usize) -> Dataset {
+    let images = (0..n * 784).map(|i| (i * 2654435761usize >> 13) as u8).collect();
+    let labels = (0..n).map(|i| (i % 10) as u32).collect();
+    Dataset { images, labels, rows: 28, cols: 28 }
+}
+
+fn matmuls(c: &mut Criterion, gpu: &Gpu, k: &Kernels) {
+    let (b, i, o) = (64, 784, 256);
+    let mut group = c.benchmark_group("matmul_64x784x256");
+    group.throughput(Throughput::Elements((2 * b * i * o) as u64));
+    let x = GpuTensor::upload(gpu, "x", &vec![0.5; b * i], &[b, i]).unwrap();
+    let w = GpuTensor::upload(gpu, "w", &vec![0.25; o * i], &[o, i]).unwrap();
+    let y = GpuTensor::upload(gpu, "y", &vec![0.0; b * o], &[b, o]).unwrap();
+    let dummy = GpuTensor::upload(gpu, "dummy", &[0.0; 4], &[4]).unwrap();
+    for variant in MatmulVariant::ALL {
+        let spec = MatmulSpec { m: b, n: o, k: i, trans_a: false, trans_b: true, epilogue: Epilogue::None, batch_dim: BatchDim::None };
+        let d = matmul::dispatch(gpu, k, variant, "bench", spec, x.view(), w.view(), None, None, y.view(), dummy.view()).unwrap();
+        group.bench_function(BenchmarkId::new("gpu", variant), |bench| {
+            bench.iter(|| kernels::run(gpu, k, std::slice::from_ref(&d), StepRecord { batch: b as u32, ..Default::default() }, 1).unwrap())
+        });
+    }
+    let a = vec![0.5f32; b * i];
+    let wv = vec![0.25f32; o * i];
+    let mut cv = vec![0.0f32; b * o];
+    group.bench_function("cpu_sgemm", |bench| {
+        bench.iter(|| unsafe {
+            // SAFETY: the vectors hold exactly [b, i], [o, i] and [b, o].
+            matrixmultiply::sgemm(b, i, o, 1.0, a.as_ptr(), i as isize, 1, wv.as_ptr(), 1, i as isize, 0.0, cv.as_mut_ptr(), o as isize, 1)
+        })
+    });
+    group.finish();
+}
+
+fn epochs(c: &mut Criterion, gpu: &Gpu, k: &Kernels) {
+    let n = if ci() { 1024 } else { 60_000 };
+    let data = synthetic(n);
+    let spec = MlpSpec::new(784, &[256], 10).unwrap();
+    let params = spec.init(1);
+    let sgd = SgdConfig::default();
+    let mut group = c.benchmark_group("epoch_784_256_10");
+    group.sample_size(10).throughput(Throughput::Elements(n as u64));
+    let order: Vec<u32> = (0..n as u32).collect();
+    for batch in [64, 128, 512] {
+        let steps = train::step_records(n, batch, 1, |_| 0.01);
+        let cfg = GpuEngineConfig { spec: &spec, params: &params, train: &data, validation: &[], test: &data, batch_size: batch, sgd: &sgd, normalization: Normalization::UNIT, variant: MatmulVariant::default_for(gpu) };
+        let mut g = GpuEngine::new(gpu, k, cfg).unwrap();
+        group.bench_function(BenchmarkId::new("gpu", batch), |bench| bench.iter(|| g.train_epoch(&order, &steps, &mut |_| {}).unwrap()));
+        let mut cpu = CpuEngine::new(&spec, &params, &data, &[], &data, batch, &sgd, Normalization::UNIT);
+        group.bench_function(BenchmarkId::new("cpu", batch), |bench| bench.iter(|| cpu.train_epoch(&order, &steps, &mut |_| {}).unwrap()));
+    }
+    group.finish();
+}
+
+fn benches(c: &mut Criterion) {
+    let gpu = Gpu::new(&GpuOptions::default()).expect("an adapter (apt-get install mesa-vulkan-drivers)");
+    let k = Kernels::new(&gpu).unwrap();
+    matmuls(c, &gpu, &k);
+    epochs(c, &gpu, &k);
+}
+
+criterion_group!(training, benches);
+criterion_main!(training);

@@ -1,0 +1,132 @@
+//! `wgtrain bench`: one training epoch per batch size on the GPU path and the CPU path,
+//! side by side in one run (the machine is shared and noisy, so ratios matter more than
+//! absolute times), plus the best matmul throughput of each path.
+
+use std::time::Instant;
+
+use anyhow::Result;
+use clap::Args;
+use serde::Serialize;
+
+use wgtrain::cpu_engine::CpuEngine;
+use wgtrain::data::Dataset;
+use wgtrain::engine::Engine;
+use wgtrain::gpu::engine::{GpuEngine, GpuEngineConfig};
+use wgtrain::gpu::{Kernels, autotune};
+use wgtrain::model::{MlpSpec, Normalization};
+use wgtrain::optim::SgdConfig;
+use wgtrain::train;
+
+use super::args::{DataArgs, DeviceArgs};
+use super::commands::{load_data, open_gpu};
+
+#[derive(Args, Debug, Clone)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub device: DeviceArgs,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Batch sizes to time, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "64,128,512")]
+    pub batch_sizes: Vec<usize>,
+    /// Training samples per timed epoch (default: all; 6000 when the CI variable is set).
+    #[arg(long)]
+    pub samples: Option<usize>,
+    /// Hidden sizes, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "256")]
+    pub hidden: Vec<usize>,
+    /// Skip the GPU path.
+    #[arg(long)]
+    pub cpu_only: bool,
+    /// Print JSON (one object per row) instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One row of the comparison.
+#[derive(Debug, Serialize)]
+struct Row {
+    path: &'static str,
+    batch_size: usize,
+    samples: usize,
+    /// Wall time of one warm epoch, s.
+    epoch_seconds: f64,
+    samples_per_second: f64,
+    dispatches_per_step: usize,
+    /// Best matmul throughput on the first layer's shapes, GFLOP/s.
+    matmul_gflops: f64,
+}
+
+fn subset(d: &Dataset, n: usize) -> Dataset {
+    Dataset { images: d.images[..n * d.features()].to_vec(), labels: d.labels[..n].to_vec(), rows: d.rows, cols: d.cols }
+}
+
+/// Times one warm epoch (after one untimed epoch that compiles and warms everything).
+fn time_epoch(engine: &mut dyn Engine, n: usize, batch: usize) -> Result<f64> {
+    let order = train::epoch_order(&(0..n as u32).collect::<Vec<_>>(), 1, 0);
+    let steps = train::step_records(n, batch, 1, |_| 0.01);
+    engine.train_epoch(&order, &steps, &mut |_| {})?;
+    let start = Instant::now();
+    engine.train_epoch(&order, &steps, &mut |_| {})?;
+    Ok(start.elapsed().as_secs_f64())
+}
+
+/// GFLOP/s of the CPU SGEMM on the first layer's forward shape `[B, I] · [I, O]`.
+fn cpu_matmul_gflops(batch: usize, i: usize, o: usize) -> f64 {
+    let a = vec![0.5f32; batch * i];
+    let b = vec![0.25f32; i * o];
+    let mut c = vec![0.0f32; batch * o];
+    let reps = 20;
+    let start = Instant::now();
+    for _ in 0..reps {
+        // SAFETY: the slices hold exactly the [batch, i], [i, o] and [batch, o] matrices.
+        unsafe {
+            matrixmultiply::sgemm(batch, i, o, 1.0, a.as_ptr(), i as isize, 1, b.as_ptr(), 1, i as isize, 0.0, c.as_mut_ptr(), o as isize, 1);
+        }
+    }
+    2.0 * (batch * i * o * reps) as f64 / start.elapsed().as_secs_f64() / 1e9
+}
+
+pub fn bench_command(a: BenchArgs) -> Result<()> {
+    let mnist = load_data(&a.data, true)?;
+    let n = a.samples.unwrap_or(if std::env::var_os("CI").is_some() { 6000 } else { mnist.train.len() }).min(mnist.train.len());
+    let train_set = subset(&mnist.train, n);
+    let test = subset(&mnist.test, 1000.min(mnist.test.len()));
+    let spec = MlpSpec::new(train_set.features(), &a.hidden, mnist.classes)?;
+    let params = spec.init(1);
+    let sgd = SgdConfig::default();
+    let gpu = if a.cpu_only { None } else { Some(open_gpu(&a.device)?) };
+    let kernels = gpu.as_ref().map(Kernels::new).transpose()?;
+    let mut rows = Vec::new();
+    for &b in &a.batch_sizes {
+        let b = b.clamp(1, n);
+        if let (Some(g), Some(k)) = (&gpu, &kernels) {
+            let ranked = autotune::rank_matmul_variants(g, k, &spec, b)?;
+            // The probe runs the forward and the weight-gradient products: 2 · 2·B·I·O FLOPs.
+            let flops = 4.0 * (b * spec.sizes[0] * spec.sizes[1]) as f64;
+            let cfg = GpuEngineConfig { spec: &spec, params: &params, train: &train_set, validation: &[], test: &test, batch_size: b, sgd: &sgd, normalization: Normalization::UNIT, variant: ranked[0].variant };
+            let mut engine = GpuEngine::new(g, k, cfg)?;
+            let secs = time_epoch(&mut engine, n, b)?;
+            rows.push(Row { path: "gpu", batch_size: b, samples: n, epoch_seconds: secs, samples_per_second: n as f64 / secs, dispatches_per_step: engine.dispatches_per_step(), matmul_gflops: flops / (ranked[0].ms * 1e-3) / 1e9 });
+        }
+        let mut engine = CpuEngine::new(&spec, &params, &train_set, &[], &test, b, &sgd, Normalization::UNIT);
+        let secs = time_epoch(&mut engine, n, b)?;
+        rows.push(Row { path: "cpu", batch_size: b, samples: n, epoch_seconds: secs, samples_per_second: n as f64 / secs, dispatches_per_step: engine.dispatches_per_step(), matmul_gflops: cpu_matmul_gflops(b, spec.sizes[0], spec.sizes[1]) });
+    }
+    if a.json {
+        for r in &rows {
+            println!("{}", serde_json::to_string(r)?);
+        }
+        return Ok(());
+    }
+    println!("MLP {spec}, {n} samples per epoch, one warm epoch each");
+    println!("{:<5} {:>6} {:>10} {:>12} {:>14} {:>16} {:>10}", "path", "batch", "epoch s", "samples/s", "dispatches/step", "matmul GFLOP/s", "gpu/cpu");
+    for r in &rows {
+        let cpu = rows.iter().find(|c| c.path == "cpu" && c.batch_size == r.batch_size).map_or(1.0, |c| c.epoch_seconds);
+        println!(
+            "{:<5} {:>6} {:>10.3} {:>12.0} {:>14} {:>16.2} {:>9.2}x",
+            r.path, r.batch_size, r.epoch_seconds, r.samples_per_second, r.dispatches_per_step, r.matmul_gflops, r.epoch_seconds / cpu
+        );
+    }
+    Ok(())
+}
