@@ -20,9 +20,16 @@ fn ci() -> bool {
 
 /// Synthetic MNIST-shaped data (784 inputs, 10 classes), so the bench needs no files.
 fn synthetic(n: usize) -> Dataset {
-    let images = (0..n * 784).map(|i| (i * 2654435761usize >> 13) as u8).collect();
+    let images = (0..n * 784)
+        .map(|i| (i * 2654435761usize >> 13) as u8)
+        .collect();
     let labels = (0..n).map(|i| (i % 10) as u32).collect();
-    Dataset { images, labels, rows: 28, cols: 28 }
+    Dataset {
+        images,
+        labels,
+        rows: 28,
+        cols: 28,
+    }
 }
 
 fn matmuls(c: &mut Criterion, gpu: &Gpu, k: &Kernels) {
@@ -34,10 +41,43 @@ fn matmuls(c: &mut Criterion, gpu: &Gpu, k: &Kernels) {
     let y = GpuTensor::upload(gpu, "y", &vec![0.0; b * o], &[b, o]).unwrap();
     let dummy = GpuTensor::upload(gpu, "dummy", &[0.0; 4], &[4]).unwrap();
     for variant in MatmulVariant::ALL {
-        let spec = MatmulSpec { m: b, n: o, k: i, trans_a: false, trans_b: true, epilogue: Epilogue::None, batch_dim: BatchDim::None };
-        let d = matmul::dispatch(gpu, k, variant, "bench", spec, x.view(), w.view(), None, None, y.view(), dummy.view()).unwrap();
+        let spec = MatmulSpec {
+            m: b,
+            n: o,
+            k: i,
+            trans_a: false,
+            trans_b: true,
+            epilogue: Epilogue::None,
+            batch_dim: BatchDim::None,
+        };
+        let d = matmul::dispatch(
+            gpu,
+            k,
+            variant,
+            "bench",
+            spec,
+            x.view(),
+            w.view(),
+            None,
+            None,
+            y.view(),
+            dummy.view(),
+        )
+        .unwrap();
         group.bench_function(BenchmarkId::new("gpu", variant), |bench| {
-            bench.iter(|| kernels::run(gpu, k, std::slice::from_ref(&d), StepRecord { batch: b as u32, ..Default::default() }, 1).unwrap())
+            bench.iter(|| {
+                kernels::run(
+                    gpu,
+                    k,
+                    std::slice::from_ref(&d),
+                    StepRecord {
+                        batch: b as u32,
+                        ..Default::default()
+                    },
+                    1,
+                )
+                .unwrap()
+            })
         });
     }
     let a = vec![0.5f32; b * i];
@@ -46,7 +86,22 @@ fn matmuls(c: &mut Criterion, gpu: &Gpu, k: &Kernels) {
     group.bench_function("cpu_sgemm", |bench| {
         bench.iter(|| unsafe {
             // SAFETY: the vectors hold exactly [b, i], [o, i] and [b, o].
-            matrixmultiply::sgemm(b, i, o, 1.0, a.as_ptr(), i as isize, 1, wv.as_ptr(), 1, i as isize, 0.0, cv.as_mut_ptr(), o as isize, 1)
+            matrixmultiply::sgemm(
+                b,
+                i,
+                o,
+                1.0,
+                a.as_ptr(),
+                i as isize,
+                1,
+                wv.as_ptr(),
+                1,
+                i as isize,
+                0.0,
+                cv.as_mut_ptr(),
+                o as isize,
+                1,
+            )
         })
     });
     group.finish();
@@ -59,21 +114,47 @@ fn epochs(c: &mut Criterion, gpu: &Gpu, k: &Kernels) {
     let params = spec.init(1);
     let sgd = SgdConfig::default();
     let mut group = c.benchmark_group("epoch_784_256_10");
-    group.sample_size(10).throughput(Throughput::Elements(n as u64));
+    group
+        .sample_size(10)
+        .throughput(Throughput::Elements(n as u64));
     let order: Vec<u32> = (0..n as u32).collect();
     for batch in [64, 128, 512] {
         let steps = train::step_records(n, batch, 1, |_| 0.01);
-        let cfg = GpuEngineConfig { spec: &spec, params: &params, train: &data, validation: &[], test: &data, batch_size: batch, sgd: &sgd, normalization: Normalization::UNIT, variant: MatmulVariant::default_for(gpu) };
+        let cfg = GpuEngineConfig {
+            spec: &spec,
+            params: &params,
+            train: &data,
+            validation: &[],
+            test: &data,
+            batch_size: batch,
+            sgd: &sgd,
+            normalization: Normalization::UNIT,
+            variant: MatmulVariant::default_for(gpu),
+        };
         let mut g = GpuEngine::new(gpu, k, cfg).unwrap();
-        group.bench_function(BenchmarkId::new("gpu", batch), |bench| bench.iter(|| g.train_epoch(&order, &steps, &mut |_| {}).unwrap()));
-        let mut cpu = CpuEngine::new(&spec, &params, &data, &[], &data, batch, &sgd, Normalization::UNIT);
-        group.bench_function(BenchmarkId::new("cpu", batch), |bench| bench.iter(|| cpu.train_epoch(&order, &steps, &mut |_| {}).unwrap()));
+        group.bench_function(BenchmarkId::new("gpu", batch), |bench| {
+            bench.iter(|| g.train_epoch(&order, &steps, &mut |_| {}).unwrap())
+        });
+        let mut cpu = CpuEngine::new(
+            &spec,
+            &params,
+            &data,
+            &[],
+            &data,
+            batch,
+            &sgd,
+            Normalization::UNIT,
+        );
+        group.bench_function(BenchmarkId::new("cpu", batch), |bench| {
+            bench.iter(|| cpu.train_epoch(&order, &steps, &mut |_| {}).unwrap())
+        });
     }
     group.finish();
 }
 
 fn benches(c: &mut Criterion) {
-    let gpu = Gpu::new(&GpuOptions::default()).expect("an adapter (apt-get install mesa-vulkan-drivers)");
+    let gpu =
+        Gpu::new(&GpuOptions::default()).expect("an adapter (apt-get install mesa-vulkan-drivers)");
     let k = Kernels::new(&gpu).unwrap();
     matmuls(c, &gpu, &k);
     epochs(c, &gpu, &k);

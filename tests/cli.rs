@@ -6,7 +6,10 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 fn wgtrain(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_wgtrain")).args(args).output().expect("the binary runs")
+    Command::new(env!("CARGO_BIN_EXE_wgtrain"))
+        .args(args)
+        .output()
+        .expect("the binary runs")
 }
 
 fn mnist_dir() -> String {
@@ -21,10 +24,20 @@ fn stderr(o: &Output) -> String {
 fn assert_usage_error(args: &[&str], needle: &str) {
     let o = wgtrain(args);
     let err = stderr(&o);
-    assert_eq!(o.status.code(), Some(2), "{args:?} should exit 2; stderr: {err}");
-    assert!(err.contains(needle), "{args:?}: stderr lacks {needle:?}: {err}");
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{args:?} should exit 2; stderr: {err}"
+    );
+    assert!(
+        err.contains(needle),
+        "{args:?}: stderr lacks {needle:?}: {err}"
+    );
     // Mesa's Wayland client prints an XDG_RUNTIME_DIR line on headless machines; not ours.
-    let error_lines = err.lines().filter(|l| l.starts_with("error") && !l.contains("XDG_RUNTIME_DIR")).count();
+    let error_lines = err
+        .lines()
+        .filter(|l| l.starts_with("error") && !l.contains("XDG_RUNTIME_DIR"))
+        .count();
     assert_eq!(error_lines, 1, "{args:?}: expected one error line: {err}");
 }
 
@@ -45,39 +58,77 @@ fn bad_arguments_exit_2_before_any_work() {
 #[test]
 fn batch_larger_than_the_dataset_exits_2() {
     let dir = mnist_dir();
-    assert_usage_error(&["train", "--data", &dir, "--batch-size", "60001"], "number of training samples (60000)");
+    assert_usage_error(
+        &["train", "--data", &dir, "--batch-size", "60001"],
+        "number of training samples (60000)",
+    );
 }
 
 #[test]
 fn unknown_adapter_exits_2_and_lists_the_adapters() {
     let dir = mnist_dir();
-    assert_usage_error(&["train", "--data", &dir, "--adapter", "no-such-gpu-xyz", "--epochs", "1"], "Adapters available");
+    assert_usage_error(
+        &[
+            "train",
+            "--data",
+            &dir,
+            "--adapter",
+            "no-such-gpu-xyz",
+            "--epochs",
+            "1",
+        ],
+        "Adapters available",
+    );
 }
 
 #[test]
 fn missing_data_lists_what_was_looked_for() {
     let tmp = tempfile::tempdir().unwrap();
-    let o = wgtrain(&["train", "--data", tmp.path().to_str().unwrap(), "--no-download"]);
+    let o = wgtrain(&[
+        "train",
+        "--data",
+        tmp.path().to_str().unwrap(),
+        "--no-download",
+    ]);
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "{err}");
-    assert!(err.contains("train-images-idx3-ubyte") && err.contains("t10k-labels-idx1-ubyte"), "{err}");
+    assert!(
+        err.contains("train-images-idx3-ubyte") && err.contains("t10k-labels-idx1-ubyte"),
+        "{err}"
+    );
 }
 
 #[test]
 fn truncated_idx_file_names_the_file_and_the_problem() {
     let tmp = tempfile::tempdir().unwrap();
     let src = mnist_dir();
-    for f in ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"] {
+    for f in [
+        "train-images-idx3-ubyte.gz",
+        "train-labels-idx1-ubyte.gz",
+        "t10k-images-idx3-ubyte.gz",
+        "t10k-labels-idx1-ubyte.gz",
+    ] {
         std::fs::copy(Path::new(&src).join(f), tmp.path().join(f)).unwrap();
     }
     // A raw labels file cut short replaces the gzipped one (raw is preferred when both exist).
     let mut raw = vec![0, 0, 8, 1, 0, 0, 0x27, 0x10];
     raw.extend(vec![1u8; 500]);
     std::fs::write(tmp.path().join("t10k-labels-idx1-ubyte"), raw).unwrap();
-    let o = wgtrain(&["train", "--data", tmp.path().to_str().unwrap(), "--device", "cpu", "--epochs", "1"]);
+    let o = wgtrain(&[
+        "train",
+        "--data",
+        tmp.path().to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--epochs",
+        "1",
+    ]);
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "{err}");
-    assert!(err.contains("t10k-labels-idx1-ubyte") && err.contains("truncated"), "{err}");
+    assert!(
+        err.contains("t10k-labels-idx1-ubyte") && err.contains("truncated"),
+        "{err}"
+    );
 }
 
 /// Train one CPU epoch, save, and evaluate the file on the GPU and the CPU: both report the
@@ -89,21 +140,59 @@ fn saved_model_evaluates_to_the_reported_accuracy_on_both_devices() {
     let model = tmp.path().join("m.safetensors");
     let metrics = tmp.path().join("m.jsonl");
     let o = wgtrain(&[
-        "train", "--device", "cpu", "--data", &dir, "--epochs", "1", "--lr", "0.1", "--hidden", "64", "--quiet",
-        "--save", model.to_str().unwrap(), "--metrics", metrics.to_str().unwrap(),
+        "train",
+        "--device",
+        "cpu",
+        "--data",
+        &dir,
+        "--epochs",
+        "1",
+        "--lr",
+        "0.1",
+        "--hidden",
+        "64",
+        "--quiet",
+        "--save",
+        model.to_str().unwrap(),
+        "--metrics",
+        metrics.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let line = std::fs::read_to_string(&metrics).unwrap();
     let v: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
-    for key in ["epoch", "lr", "train_loss", "train_accuracy", "test_loss", "test_accuracy", "epoch_seconds", "samples_per_second"] {
+    for key in [
+        "epoch",
+        "lr",
+        "train_loss",
+        "train_accuracy",
+        "test_loss",
+        "test_accuracy",
+        "epoch_seconds",
+        "samples_per_second",
+    ] {
         assert!(v.get(key).is_some(), "metrics lack {key}: {line}");
     }
     let acc = v["test_accuracy"].as_f64().unwrap();
     for device in ["gpu", "cpu"] {
-        let o = wgtrain(&["eval", "--model", model.to_str().unwrap(), "--data", &dir, "--device", device]);
+        let o = wgtrain(&[
+            "eval",
+            "--model",
+            model.to_str().unwrap(),
+            "--data",
+            &dir,
+            "--device",
+            device,
+        ]);
         assert!(o.status.success(), "{}", stderr(&o));
         let out = String::from_utf8_lossy(&o.stdout);
-        let printed: f64 = out.split("accuracy ").nth(1).and_then(|s| s.trim().trim_end_matches('%').parse().ok()).expect("accuracy printed");
-        assert!((printed / 100.0 - acc).abs() < 1.5e-4, "{device}: eval {printed}% vs training {acc}");
+        let printed: f64 = out
+            .split("accuracy ")
+            .nth(1)
+            .and_then(|s| s.trim().trim_end_matches('%').parse().ok())
+            .expect("accuracy printed");
+        assert!(
+            (printed / 100.0 - acc).abs() < 1.5e-4,
+            "{device}: eval {printed}% vs training {acc}"
+        );
     }
 }

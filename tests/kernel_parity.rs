@@ -8,7 +8,9 @@ mod common;
 use common::{assert_close, gpu, integers, uniform, with_outliers};
 use wgtrain::cpu;
 use wgtrain::gpu::kernels::matmul::{self, BatchDim, Epilogue, MatmulSpec, MatmulVariant};
-use wgtrain::gpu::kernels::{self, StepRecord, bias_relu, column_sum, gather_normalize, sgd_update, softmax_cross_entropy};
+use wgtrain::gpu::kernels::{
+    self, StepRecord, bias_relu, column_sum, gather_normalize, sgd_update, softmax_cross_entropy,
+};
 use wgtrain::gpu::{GpuTensor, View};
 use wgtrain::optim::SgdConfig;
 
@@ -16,7 +18,10 @@ const ATOL: f32 = 1e-5;
 const RTOL: f32 = 1e-4;
 
 fn record(batch: usize) -> StepRecord {
-    StepRecord { batch: batch as u32, ..Default::default() }
+    StepRecord {
+        batch: batch as u32,
+        ..Default::default()
+    }
 }
 
 fn reference_matmul(a: &[f32], b: &[f32], bias: &[f32], mask: &[f32], s: &MatmulSpec) -> Vec<f32> {
@@ -30,9 +35,26 @@ fn reference_matmul(a: &[f32], b: &[f32], bias: &[f32], mask: &[f32], s: &Matmul
     c
 }
 
-fn check_matmul(variant: MatmulVariant, m: usize, n: usize, k: usize, trans_a: bool, trans_b: bool, epilogue: Epilogue, seed: u64) {
+fn check_matmul(
+    variant: MatmulVariant,
+    m: usize,
+    n: usize,
+    k: usize,
+    trans_a: bool,
+    trans_b: bool,
+    epilogue: Epilogue,
+    seed: u64,
+) {
     let (g, kn) = gpu();
-    let spec = MatmulSpec { m, n, k, trans_a, trans_b, epilogue, batch_dim: BatchDim::None };
+    let spec = MatmulSpec {
+        m,
+        n,
+        k,
+        trans_a,
+        trans_b,
+        epilogue,
+        batch_dim: BatchDim::None,
+    };
     let a = with_outliers(seed, m * k);
     let b = uniform(seed + 1, k * n, -1.0, 1.0);
     let bias = uniform(seed + 2, n, -1.0, 1.0);
@@ -43,12 +65,31 @@ fn check_matmul(variant: MatmulVariant, m: usize, n: usize, k: usize, trans_a: b
     let tmask = GpuTensor::upload(g, "mask", &mask, &[m * n]).unwrap();
     let tc = GpuTensor::poisoned(g, "c", &[m, n]).unwrap();
     let dummy = GpuTensor::upload(g, "dummy", &[0.0; 4], &[4]).unwrap();
-    let d = matmul::dispatch(g, kn, variant, "test", spec, ta.view(), tb.view(), Some(tbias.view()), Some(tmask.view()), tc.view(), dummy.view()).unwrap();
+    let d = matmul::dispatch(
+        g,
+        kn,
+        variant,
+        "test",
+        spec,
+        ta.view(),
+        tb.view(),
+        Some(tbias.view()),
+        Some(tmask.view()),
+        tc.view(),
+        dummy.view(),
+    )
+    .unwrap();
     kernels::run(g, kn, &[d], record(m), 1).unwrap();
     let want = reference_matmul(&a, &b, &bias, &mask, &spec);
     // K terms of size up to 100 each: scale the absolute tolerance with the sum of |terms|.
     let atol = 1e-5 * (k as f32).sqrt() * 10.0;
-    assert_close(&format!("{variant} matmul {m}x{n}x{k} ta={trans_a} tb={trans_b} {epilogue:?}"), &tc.read(g).unwrap(), &want, atol, RTOL);
+    assert_close(
+        &format!("{variant} matmul {m}x{n}x{k} ta={trans_a} tb={trans_b} {epilogue:?}"),
+        &tc.read(g).unwrap(),
+        &want,
+        atol,
+        RTOL,
+    );
 }
 
 /// Shapes: 1x1, tile (64) exactly, tile ± 1, primes, ragged, batch 1, MNIST.
@@ -101,30 +142,130 @@ fn fused_epilogues_equal_the_composed_kernels() {
     let b = uniform(2, n * k, -1.0, 1.0);
     let bias = uniform(3, n, -1.0, 1.0);
     let h = uniform(4, m * n, -1.0, 1.0);
-    let [ta, tb, tbias, th] = [&a, &b, &bias, &h].map(|v| GpuTensor::upload(g, "in", v, &[v.len()]).unwrap());
+    let [ta, tb, tbias, th] =
+        [&a, &b, &bias, &h].map(|v| GpuTensor::upload(g, "in", v, &[v.len()]).unwrap());
     let dummy = GpuTensor::upload(g, "dummy", &[0.0; 4], &[4]).unwrap();
     let fused = GpuTensor::poisoned(g, "fused", &[m, n]).unwrap();
     let plain = GpuTensor::poisoned(g, "plain", &[m, n]).unwrap();
     let composed = GpuTensor::poisoned(g, "composed", &[m, n]).unwrap();
     let v = MatmulVariant::Register;
-    let spec = |epilogue| MatmulSpec { m, n, k, trans_a: false, trans_b: true, epilogue, batch_dim: BatchDim::None };
+    let spec = |epilogue| MatmulSpec {
+        m,
+        n,
+        k,
+        trans_a: false,
+        trans_b: true,
+        epilogue,
+        batch_dim: BatchDim::None,
+    };
     let d = vec![
-        matmul::dispatch(g, kn, v, "fused", spec(Epilogue::BiasRelu), ta.view(), tb.view(), Some(tbias.view()), None, fused.view(), dummy.view()).unwrap(),
-        matmul::dispatch(g, kn, v, "plain", spec(Epilogue::None), ta.view(), tb.view(), None, None, plain.view(), dummy.view()).unwrap(),
-        bias_relu::forward(g, kn, "bias_relu", m, n, true, tbias.view(), plain.view(), dummy.view()).unwrap(),
+        matmul::dispatch(
+            g,
+            kn,
+            v,
+            "fused",
+            spec(Epilogue::BiasRelu),
+            ta.view(),
+            tb.view(),
+            Some(tbias.view()),
+            None,
+            fused.view(),
+            dummy.view(),
+        )
+        .unwrap(),
+        matmul::dispatch(
+            g,
+            kn,
+            v,
+            "plain",
+            spec(Epilogue::None),
+            ta.view(),
+            tb.view(),
+            None,
+            None,
+            plain.view(),
+            dummy.view(),
+        )
+        .unwrap(),
+        bias_relu::forward(
+            g,
+            kn,
+            "bias_relu",
+            m,
+            n,
+            true,
+            tbias.view(),
+            plain.view(),
+            dummy.view(),
+        )
+        .unwrap(),
     ];
     kernels::run(g, kn, &d, record(m), 1).unwrap();
-    assert_close("bias+relu fused vs composed", &fused.read(g).unwrap(), &plain.read(g).unwrap(), 0.0, 0.0);
+    assert_close(
+        "bias+relu fused vs composed",
+        &fused.read(g).unwrap(),
+        &plain.read(g).unwrap(),
+        0.0,
+        0.0,
+    );
 
     let d = vec![
-        matmul::dispatch(g, kn, v, "fused", spec(Epilogue::ReluMask), ta.view(), tb.view(), None, Some(th.view()), fused.view(), dummy.view()).unwrap(),
-        matmul::dispatch(g, kn, v, "plain", spec(Epilogue::None), ta.view(), tb.view(), None, None, plain.view(), dummy.view()).unwrap(),
-        bias_relu::relu_backward(g, kn, "relu_backward", m, n, th.view(), plain.view(), composed.view()).unwrap(),
+        matmul::dispatch(
+            g,
+            kn,
+            v,
+            "fused",
+            spec(Epilogue::ReluMask),
+            ta.view(),
+            tb.view(),
+            None,
+            Some(th.view()),
+            fused.view(),
+            dummy.view(),
+        )
+        .unwrap(),
+        matmul::dispatch(
+            g,
+            kn,
+            v,
+            "plain",
+            spec(Epilogue::None),
+            ta.view(),
+            tb.view(),
+            None,
+            None,
+            plain.view(),
+            dummy.view(),
+        )
+        .unwrap(),
+        bias_relu::relu_backward(
+            g,
+            kn,
+            "relu_backward",
+            m,
+            n,
+            th.view(),
+            plain.view(),
+            composed.view(),
+        )
+        .unwrap(),
     ];
     kernels::run(g, kn, &d, record(m), 1).unwrap();
-    assert_close("relu mask fused vs composed", &fused.read(g).unwrap(), &composed.read(g).unwrap(), 0.0, 0.0);
+    assert_close(
+        "relu mask fused vs composed",
+        &fused.read(g).unwrap(),
+        &composed.read(g).unwrap(),
+        0.0,
+        0.0,
+    );
     let want = cpu::relu_backward(&cpu::matmul(&a, &b, m, n, k, false, true), &h);
-    assert_close("relu_backward vs reference", &composed.read(g).unwrap(), &want, ATOL, RTOL);
+    assert_close(
+        "relu_backward vs reference",
+        &composed.read(g).unwrap(),
+        &want,
+        ATOL,
+        RTOL,
+    );
 }
 
 /// The step record's minibatch size replaces M (or K): the last partial minibatch reuses
@@ -141,13 +282,43 @@ fn matmul_batch_dim_follows_the_step_record() {
             let tb = GpuTensor::upload(g, "b", &b, &[n, k]).unwrap();
             let tc = GpuTensor::poisoned(g, "c", &[m_max, n]).unwrap();
             let dummy = GpuTensor::upload(g, "dummy", &[0.0; 4], &[4]).unwrap();
-            let spec = MatmulSpec { m: m_max, n, k, trans_a: false, trans_b: true, epilogue: Epilogue::None, batch_dim: BatchDim::M };
-            let d = matmul::dispatch(g, kn, variant, "t", spec, ta.view(), tb.view(), None, None, tc.view(), dummy.view()).unwrap();
+            let spec = MatmulSpec {
+                m: m_max,
+                n,
+                k,
+                trans_a: false,
+                trans_b: true,
+                epilogue: Epilogue::None,
+                batch_dim: BatchDim::M,
+            };
+            let d = matmul::dispatch(
+                g,
+                kn,
+                variant,
+                "t",
+                spec,
+                ta.view(),
+                tb.view(),
+                None,
+                None,
+                tc.view(),
+                dummy.view(),
+            )
+            .unwrap();
             kernels::run(g, kn, &[d], record(batch), 1).unwrap();
             let got = tc.read(g).unwrap();
             let want = cpu::matmul(&a, &b, batch, n, k, false, true);
-            assert_close(&format!("{variant} batch {batch}"), &got[..batch * n], &want, ATOL, RTOL);
-            assert!(got[batch * n..].iter().all(|v| v.is_nan()), "rows past the minibatch were written");
+            assert_close(
+                &format!("{variant} batch {batch}"),
+                &got[..batch * n],
+                &want,
+                ATOL,
+                RTOL,
+            );
+            assert!(
+                got[batch * n..].iter().all(|v| v.is_nan()),
+                "rows past the minibatch were written"
+            );
 
             // Weight gradient: K is the minibatch.
             let x = uniform(7, m_max * k, -1.0, 1.0);
@@ -155,11 +326,38 @@ fn matmul_batch_dim_follows_the_step_record() {
             let tx = GpuTensor::upload(g, "x", &x, &[m_max, k]).unwrap();
             let tdy = GpuTensor::upload(g, "dy", &dy, &[m_max, n]).unwrap();
             let tdw = GpuTensor::poisoned(g, "dw", &[n, k]).unwrap();
-            let spec = MatmulSpec { m: n, n: k, k: m_max, trans_a: true, trans_b: false, epilogue: Epilogue::None, batch_dim: BatchDim::K };
-            let d = matmul::dispatch(g, kn, variant, "t", spec, tdy.view(), tx.view(), None, None, tdw.view(), dummy.view()).unwrap();
+            let spec = MatmulSpec {
+                m: n,
+                n: k,
+                k: m_max,
+                trans_a: true,
+                trans_b: false,
+                epilogue: Epilogue::None,
+                batch_dim: BatchDim::K,
+            };
+            let d = matmul::dispatch(
+                g,
+                kn,
+                variant,
+                "t",
+                spec,
+                tdy.view(),
+                tx.view(),
+                None,
+                None,
+                tdw.view(),
+                dummy.view(),
+            )
+            .unwrap();
             kernels::run(g, kn, &[d], record(batch), 1).unwrap();
             let want = cpu::matmul(&dy[..batch * n], &x[..batch * k], n, k, batch, true, false);
-            assert_close(&format!("{variant} weight grad batch {batch}"), &tdw.read(g).unwrap(), &want, ATOL, RTOL);
+            assert_close(
+                &format!("{variant} weight grad batch {batch}"),
+                &tdw.read(g).unwrap(),
+                &want,
+                ATOL,
+                RTOL,
+            );
         }
     }
 }
@@ -178,13 +376,30 @@ fn run_softmax(logits: &[f32], labels: &[u32], classes: usize) -> SoftmaxRun {
     let ty = GpuTensor::upload(g, "labels", bytemuck::cast_slice(labels), &[b]).unwrap();
     let td = GpuTensor::poisoned(g, "dlogits", &[b, classes]).unwrap();
     let tr = GpuTensor::poisoned(g, "rows", &[b, 2]).unwrap();
-    let tm = GpuTensor::upload(g, "metrics", &[0.0, 0.0, 0.0, 0.0, f32::NAN, f32::NAN], &[6]).unwrap();
-    let bufs = softmax_cross_entropy::SoftmaxBuffers { logits: tl.view(), labels: ty.view(), dlogits: td.view(), rows: tr.view(), metrics: tm.view() };
+    let tm = GpuTensor::upload(
+        g,
+        "metrics",
+        &[0.0, 0.0, 0.0, 0.0, f32::NAN, f32::NAN],
+        &[6],
+    )
+    .unwrap();
+    let bufs = softmax_cross_entropy::SoftmaxBuffers {
+        logits: tl.view(),
+        labels: ty.view(),
+        dlogits: td.view(),
+        rows: tr.view(),
+        metrics: tm.view(),
+    };
     let d = softmax_cross_entropy::dispatch(g, kn, "t", bufs, b, classes, true).unwrap();
     kernels::run(g, kn, &[d], record(b), 1).unwrap();
     let all = tm.read(g).unwrap();
     let status = vec![all[0] as u32, all[1].to_bits()];
-    SoftmaxRun { rows: tr.read(g).unwrap(), dlogits: td.read(g).unwrap(), metrics: all[4..].to_vec(), status }
+    SoftmaxRun {
+        rows: tr.read(g).unwrap(),
+        dlogits: td.read(g).unwrap(),
+        metrics: all[4..].to_vec(),
+        status,
+    }
 }
 
 fn check_softmax(logits: &[f32], labels: &[u32], classes: usize, what: &str) {
@@ -193,17 +408,52 @@ fn check_softmax(logits: &[f32], labels: &[u32], classes: usize, what: &str) {
     let loss: Vec<f32> = got.rows.iter().step_by(2).copied().collect();
     let correct: Vec<f32> = got.rows.iter().skip(1).step_by(2).copied().collect();
     assert_close(&format!("{what}: loss"), &loss, &want.loss, 1e-5, 1e-5);
-    assert_eq!(correct, want.correct.iter().map(|&c| f32::from(u8::from(c))).collect::<Vec<_>>(), "{what}: correct flags");
-    assert_close(&format!("{what}: dlogits"), &got.dlogits, &want.dlogits, 1e-7, 1e-4);
+    assert_eq!(
+        correct,
+        want.correct
+            .iter()
+            .map(|&c| f32::from(u8::from(c)))
+            .collect::<Vec<_>>(),
+        "{what}: correct flags"
+    );
+    assert_close(
+        &format!("{what}: dlogits"),
+        &got.dlogits,
+        &want.dlogits,
+        1e-7,
+        1e-4,
+    );
     let loss_sum: f64 = want.loss.iter().map(|&v| f64::from(v)).sum();
-    assert_close(&format!("{what}: loss sum"), &got.metrics[..1], &[loss_sum as f32], 1e-4, 1e-5);
-    assert_eq!(got.metrics[1] as usize, want.correct.iter().filter(|&&c| c).count(), "{what}: correct count");
-    assert_eq!(got.status[0], u32::from(!loss_sum.is_finite()), "{what}: status");
+    assert_close(
+        &format!("{what}: loss sum"),
+        &got.metrics[..1],
+        &[loss_sum as f32],
+        1e-4,
+        1e-5,
+    );
+    assert_eq!(
+        got.metrics[1] as usize,
+        want.correct.iter().filter(|&&c| c).count(),
+        "{what}: correct count"
+    );
+    assert_eq!(
+        got.status[0],
+        u32::from(!loss_sum.is_finite()),
+        "{what}: status"
+    );
 }
 
 #[test]
 fn softmax_cross_entropy_matches_reference_on_random_shapes() {
-    for (b, c, seed) in [(1, 10, 1), (7, 10, 2), (64, 10, 3), (257, 10, 4), (1000, 61, 5), (3, 1, 6), (600, 2, 7)] {
+    for (b, c, seed) in [
+        (1, 10, 1),
+        (7, 10, 2),
+        (64, 10, 3),
+        (257, 10, 4),
+        (1000, 61, 5),
+        (3, 1, 6),
+        (600, 2, 7),
+    ] {
         let logits = with_outliers(seed, b * c);
         let labels = integers(seed, b, c as u32);
         check_softmax(&logits, &labels, c, &format!("B={b} C={c}"));
@@ -228,8 +478,16 @@ fn softmax_cross_entropy_is_stable_on_huge_equal_and_one_hot_logits() {
     let labels = [3, 3, 7, 0, 3, 0, 2];
     check_softmax(&logits, &labels, c, "outliers");
     let got = run_softmax(&logits, &labels, c);
-    assert!(got.rows.iter().step_by(2).all(|l| l.is_finite()), "non-finite loss on large logits: {:?}", got.rows);
-    assert!((got.rows[10] - 10f32.ln()).abs() < 1e-6, "all-equal logits: loss {}", got.rows[10]);
+    assert!(
+        got.rows.iter().step_by(2).all(|l| l.is_finite()),
+        "non-finite loss on large logits: {:?}",
+        got.rows
+    );
+    assert!(
+        (got.rows[10] - 10f32.ln()).abs() < 1e-6,
+        "all-equal logits: loss {}",
+        got.rows[10]
+    );
 }
 
 /// A label outside the class range must never produce a finite loss.
@@ -245,26 +503,45 @@ fn regression_label_out_of_range_gives_nan_loss_and_sets_status() {
 #[test]
 fn column_sum_matches_reference() {
     let (g, kn) = gpu();
-    for (m, n, seed) in [(1, 1, 1), (64, 10, 2), (61, 257, 3), (1000, 7, 4), (3, 65, 5)] {
+    for (m, n, seed) in [
+        (1, 1, 1),
+        (64, 10, 2),
+        (61, 257, 3),
+        (1000, 7, 4),
+        (3, 65, 5),
+    ] {
         let x = with_outliers(seed, m * n);
         let tx = GpuTensor::upload(g, "x", &x, &[m, n]).unwrap();
         let out = GpuTensor::poisoned(g, "out", &[n]).unwrap();
-        let d = column_sum::dispatch(g, kn, "t", m, n, BatchDim::None, tx.view(), out.view()).unwrap();
+        let d =
+            column_sum::dispatch(g, kn, "t", m, n, BatchDim::None, tx.view(), out.view()).unwrap();
         kernels::run(g, kn, &[d], record(m), 1).unwrap();
-        assert_close(&format!("column_sum {m}x{n}"), &out.read(g).unwrap(), &cpu::column_sum(&x, m, n), 1e-3, 1e-4);
+        assert_close(
+            &format!("column_sum {m}x{n}"),
+            &out.read(g).unwrap(),
+            &cpu::column_sum(&x, m, n),
+            1e-3,
+            1e-4,
+        );
     }
 }
 
 #[test]
 fn bias_relu_forward_and_relu_backward_match_reference() {
     let (g, kn) = gpu();
-    for (m, n, relu) in [(1, 1, true), (7, 61, true), (64, 256, false), (3, 1757, true)] {
+    for (m, n, relu) in [
+        (1, 1, true),
+        (7, 61, true),
+        (64, 256, false),
+        (3, 1757, true),
+    ] {
         let y = uniform(m as u64, m * n, -1.0, 1.0);
         let bias = uniform(n as u64, n, -1.0, 1.0);
         let ty = GpuTensor::upload(g, "y", &y, &[m, n]).unwrap();
         let tb = GpuTensor::upload(g, "bias", &bias, &[n]).unwrap();
         let dummy = GpuTensor::upload(g, "dummy", &[0.0; 4], &[4]).unwrap();
-        let d = bias_relu::forward(g, kn, "t", m, n, relu, tb.view(), ty.view(), dummy.view()).unwrap();
+        let d =
+            bias_relu::forward(g, kn, "t", m, n, relu, tb.view(), ty.view(), dummy.view()).unwrap();
         kernels::run(g, kn, &[d], record(m), 1).unwrap();
         let mut want = y.clone();
         cpu::bias_relu_forward(&mut want, &bias, n, relu);
@@ -274,22 +551,46 @@ fn bias_relu_forward_and_relu_backward_match_reference() {
         let tdy = GpuTensor::upload(g, "dy", &dy, &[m, n]).unwrap();
         let th = GpuTensor::upload(g, "h", &y, &[m, n]).unwrap();
         let tdx = GpuTensor::poisoned(g, "dx", &[m, n]).unwrap();
-        let d = bias_relu::relu_backward(g, kn, "t", m, n, th.view(), tdy.view(), tdx.view()).unwrap();
+        let d =
+            bias_relu::relu_backward(g, kn, "t", m, n, th.view(), tdy.view(), tdx.view()).unwrap();
         kernels::run(g, kn, &[d], record(m), 1).unwrap();
-        assert_close("relu_backward", &tdx.read(g).unwrap(), &cpu::relu_backward(&dy, &y), 0.0, 0.0);
+        assert_close(
+            "relu_backward",
+            &tdx.read(g).unwrap(),
+            &cpu::relu_backward(&dy, &y),
+            0.0,
+            0.0,
+        );
     }
 }
 
 fn u32_buffer(values: &[u32]) -> wgpu::Buffer {
     let g = &gpu().0;
-    let buf = g.storage_buffer("u32", (values.len() * 4) as u64, wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC).unwrap();
+    let buf = g
+        .storage_buffer(
+            "u32",
+            (values.len() * 4) as u64,
+            wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
+        )
+        .unwrap();
     g.queue.write_buffer(&buf, 0, bytemuck::cast_slice(values));
     buf
 }
 
-fn check_gather(n: usize, features: usize, offset: usize, batch: usize, seed: u64, mean: f32, std: f32) {
+fn check_gather(
+    n: usize,
+    features: usize,
+    offset: usize,
+    batch: usize,
+    seed: u64,
+    mean: f32,
+    std: f32,
+) {
     let (g, kn) = gpu();
-    let pixels: Vec<u8> = integers(seed, n * features, 256).into_iter().map(|v| v as u8).collect();
+    let pixels: Vec<u8> = integers(seed, n * features, 256)
+        .into_iter()
+        .map(|v| v as u8)
+        .collect();
     let labels = integers(seed + 1, n, 10);
     let mut order: Vec<u32> = (0..n as u32).collect();
     order.reverse();
@@ -301,13 +602,44 @@ fn check_gather(n: usize, features: usize, offset: usize, batch: usize, seed: u6
     let ord = u32_buffer(&order);
     let x = GpuTensor::poisoned(g, "x", &[batch, features]).unwrap();
     let y = u32_buffer(&vec![u32::MAX; batch]);
-    let bufs = gather_normalize::GatherBuffers { pixels: &pix, labels: &lab, order: &ord, x: &x.buffer, y: &y };
+    let bufs = gather_normalize::GatherBuffers {
+        pixels: &pix,
+        labels: &lab,
+        order: &ord,
+        x: &x.buffer,
+        y: &y,
+    };
     let d = gather_normalize::dispatch(g, kn, "t", bufs, features, batch, mean, std).unwrap();
-    assert!(d.grid.iter().all(|&v| v <= g.limits.max_compute_workgroups_per_dimension));
-    kernels::run(g, kn, &[d], StepRecord { offset: offset as u32, batch: batch as u32, ..Default::default() }, 1).unwrap();
-    let (want_x, want_y) = cpu::gather_normalize(&pixels, &labels, features, &order, offset, batch, mean, std);
-    assert_close(&format!("gather x n={n} I={features}"), &x.read(g).unwrap(), &want_x, 1e-6, 1e-6);
-    let got_y: Vec<u32> = bytemuck::cast_slice(&wgtrain::gpu::tensor::read_buffer(g, "y", &y, 0, (batch * 4) as u64).unwrap()).to_vec();
+    assert!(
+        d.grid
+            .iter()
+            .all(|&v| v <= g.limits.max_compute_workgroups_per_dimension)
+    );
+    kernels::run(
+        g,
+        kn,
+        &[d],
+        StepRecord {
+            offset: offset as u32,
+            batch: batch as u32,
+            ..Default::default()
+        },
+        1,
+    )
+    .unwrap();
+    let (want_x, want_y) =
+        cpu::gather_normalize(&pixels, &labels, features, &order, offset, batch, mean, std);
+    assert_close(
+        &format!("gather x n={n} I={features}"),
+        &x.read(g).unwrap(),
+        &want_x,
+        1e-6,
+        1e-6,
+    );
+    let got_y: Vec<u32> = bytemuck::cast_slice(
+        &wgtrain::gpu::tensor::read_buffer(g, "y", &y, 0, (batch * 4) as u64).unwrap(),
+    )
+    .to_vec();
     assert_eq!(got_y, want_y);
 }
 
@@ -330,7 +662,14 @@ fn regression_gather_past_65535_workgroups_folds_the_grid() {
     check_gather(60_000, 300, 0, 60_000, 5, 0.0, 1.0);
 }
 
-fn check_sgd(len: usize, cfg: &SgdConfig, first: bool, ranges: &[(usize, usize)], halted: bool, seed: u64) {
+fn check_sgd(
+    len: usize,
+    cfg: &SgdConfig,
+    first: bool,
+    ranges: &[(usize, usize)],
+    halted: bool,
+    seed: u64,
+) {
     let (g, kn) = gpu();
     let p = uniform(seed, len, -1.0, 1.0);
     let grad = uniform(seed + 1, len, -1.0, 1.0);
@@ -338,30 +677,84 @@ fn check_sgd(len: usize, cfg: &SgdConfig, first: bool, ranges: &[(usize, usize)]
     let tp = GpuTensor::upload(g, "p", &p, &[len]).unwrap();
     let tg = GpuTensor::upload(g, "g", &grad, &[len]).unwrap();
     let tv = GpuTensor::upload(g, "v", &v, &[len]).unwrap();
-    let flat: Vec<u32> = if ranges.is_empty() { vec![0, 0] } else { ranges.iter().flat_map(|&(s, e)| [s as u32, e as u32]).collect() };
+    let flat: Vec<u32> = if ranges.is_empty() {
+        vec![0, 0]
+    } else {
+        ranges
+            .iter()
+            .flat_map(|&(s, e)| [s as u32, e as u32])
+            .collect()
+    };
     let nd = u32_buffer(&flat);
     let st = u32_buffer(&[f32::from(u8::from(halted)).to_bits(), 0]);
-    let bufs = sgd_update::SgdBuffers { params: tp.view(), grads: tg.view(), velocity: tv.view(), no_decay: View::whole(&nd), status: View::whole(&st) };
+    let bufs = sgd_update::SgdBuffers {
+        params: tp.view(),
+        grads: tg.view(),
+        velocity: tv.view(),
+        no_decay: View::whole(&nd),
+        status: View::whole(&st),
+    };
     let d = sgd_update::dispatch(g, kn, "t", bufs, len, ranges.len(), cfg).unwrap();
     let lr = 0.05;
-    kernels::run(g, kn, &[d], StepRecord { lr, first: u32::from(first), ..Default::default() }, 1).unwrap();
+    kernels::run(
+        g,
+        kn,
+        &[d],
+        StepRecord {
+            lr,
+            first: u32::from(first),
+            ..Default::default()
+        },
+        1,
+    )
+    .unwrap();
     let (mut wp, mut wv) = (p.clone(), v.clone());
     if !halted {
         cpu::sgd_update(&mut wp, &grad, &mut wv, cfg, lr, first, ranges);
     }
-    assert_close(&format!("sgd params {cfg:?} first={first}"), &tp.read(g).unwrap(), &wp, 1e-7, 1e-6);
-    assert_close(&format!("sgd velocity {cfg:?} first={first}"), &tv.read(g).unwrap(), &wv, 1e-7, 1e-6);
+    assert_close(
+        &format!("sgd params {cfg:?} first={first}"),
+        &tp.read(g).unwrap(),
+        &wp,
+        1e-7,
+        1e-6,
+    );
+    assert_close(
+        &format!("sgd velocity {cfg:?} first={first}"),
+        &tv.read(g).unwrap(),
+        &wv,
+        1e-7,
+        1e-6,
+    );
 }
 
 #[test]
 fn sgd_update_matches_reference_for_every_option() {
-    let base = SgdConfig { weight_decay: 0.01, ..SgdConfig::default() };
+    let base = SgdConfig {
+        weight_decay: 0.01,
+        ..SgdConfig::default()
+    };
     let configs = [
         base.clone(),
-        SgdConfig { momentum: 0.9, ..base.clone() },
-        SgdConfig { momentum: 0.9, dampening: 0.3, ..base.clone() },
-        SgdConfig { momentum: 0.9, nesterov: true, ..base.clone() },
-        SgdConfig { momentum: 0.5, decoupled_weight_decay: true, ..base.clone() },
+        SgdConfig {
+            momentum: 0.9,
+            ..base.clone()
+        },
+        SgdConfig {
+            momentum: 0.9,
+            dampening: 0.3,
+            ..base.clone()
+        },
+        SgdConfig {
+            momentum: 0.9,
+            nesterov: true,
+            ..base.clone()
+        },
+        SgdConfig {
+            momentum: 0.5,
+            decoupled_weight_decay: true,
+            ..base.clone()
+        },
     ];
     for (i, cfg) in configs.iter().enumerate() {
         for first in [true, false] {
@@ -373,11 +766,31 @@ fn sgd_update_matches_reference_for_every_option() {
 
 #[test]
 fn sgd_update_leaves_parameters_alone_after_a_non_finite_loss() {
-    check_sgd(300, &SgdConfig { momentum: 0.9, ..SgdConfig::default() }, false, &[], true, 3);
+    check_sgd(
+        300,
+        &SgdConfig {
+            momentum: 0.9,
+            ..SgdConfig::default()
+        },
+        false,
+        &[],
+        true,
+        3,
+    );
 }
 
 /// 16.8 M parameters need more than 65,535 workgroups of 256: the grid folds into y.
 #[test]
 fn regression_sgd_past_65535_workgroups_folds_the_grid() {
-    check_sgd(65_536 * 256 + 77, &SgdConfig { momentum: 0.9, ..SgdConfig::default() }, false, &[], false, 4);
+    check_sgd(
+        65_536 * 256 + 77,
+        &SgdConfig {
+            momentum: 0.9,
+            ..SgdConfig::default()
+        },
+        false,
+        &[],
+        false,
+        4,
+    );
 }

@@ -15,12 +15,22 @@ use wgtrain::schedule::{LrSchedule, Schedule};
 use wgtrain::train::{TrainConfig, Trainer};
 
 fn subset(d: &Dataset, n: usize) -> Dataset {
-    Dataset { images: d.images[..n * d.features()].to_vec(), labels: d.labels[..n].to_vec(), rows: d.rows, cols: d.cols }
+    Dataset {
+        images: d.images[..n * d.features()].to_vec(),
+        labels: d.labels[..n].to_vec(),
+        rows: d.rows,
+        cols: d.cols,
+    }
 }
 
 fn rss_kib() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    statm.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()).unwrap_or(0) * 4
+    statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse::<u64>().ok())
+        .unwrap_or(0)
+        * 4
 }
 
 /// 20 epochs with flat resources: no GPU buffer or bind group is created after the first
@@ -45,7 +55,17 @@ fn twenty_epochs_create_no_gpu_objects_after_the_first() {
     let mut engine = GpuEngine::new(
         g,
         k,
-        GpuEngineConfig { spec: &spec, params: &params, train: &train_set, validation: &[], test: &test, batch_size: 100, sgd: &cfg.sgd, normalization: Normalization::UNIT, variant },
+        GpuEngineConfig {
+            spec: &spec,
+            params: &params,
+            train: &train_set,
+            validation: &[],
+            test: &test,
+            batch_size: 100,
+            sgd: &cfg.sgd,
+            normalization: Normalization::UNIT,
+            variant,
+        },
     )
     .unwrap();
     let mut counts = vec![];
@@ -55,13 +75,24 @@ fn twenty_epochs_create_no_gpu_objects_after_the_first() {
         for e in 0..20 {
             trainer.run_epoch(e, &mut |_| {}).unwrap();
             let c = &gpu().0.counters;
-            counts.push((c.buffers.load(std::sync::atomic::Ordering::Relaxed), c.bind_groups.load(std::sync::atomic::Ordering::Relaxed)));
+            counts.push((
+                c.buffers.load(std::sync::atomic::Ordering::Relaxed),
+                c.bind_groups.load(std::sync::atomic::Ordering::Relaxed),
+            ));
             rss.push(rss_kib());
         }
     }
     // This binary holds this one test, so nothing else creates objects or memory meanwhile.
-    assert_eq!(counts[0], counts[19], "buffers and bind groups created after the first epoch: {counts:?}");
-    assert!(rss[19] <= rss[1] + 16 * 1024, "RSS grew from {} KiB to {} KiB over 18 epochs: {rss:?}", rss[1], rss[19]);
+    assert_eq!(
+        counts[0], counts[19],
+        "buffers and bind groups created after the first epoch: {counts:?}"
+    );
+    assert!(
+        rss[19] <= rss[1] + 16 * 1024,
+        "RSS grew from {} KiB to {} KiB over 18 epochs: {rss:?}",
+        rss[1],
+        rss[19]
+    );
     let eval = engine.evaluate(EvalSet::Test).unwrap();
     assert!(eval.accuracy > 0.8, "accuracy {}", eval.accuracy);
 }

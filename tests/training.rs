@@ -18,12 +18,40 @@ use wgtrain::train::{self, TrainConfig, Trainer};
 
 /// The first `n` samples of a dataset.
 fn subset(d: &Dataset, n: usize) -> Dataset {
-    Dataset { images: d.images[..n * d.features()].to_vec(), labels: d.labels[..n].to_vec(), rows: d.rows, cols: d.cols }
+    Dataset {
+        images: d.images[..n * d.features()].to_vec(),
+        labels: d.labels[..n].to_vec(),
+        rows: d.rows,
+        cols: d.cols,
+    }
 }
 
-fn gpu_engine<'a>(spec: &MlpSpec, params: &[f32], train: &'a Dataset, test: &'a Dataset, batch: usize, sgd: &SgdConfig, variant: MatmulVariant) -> GpuEngine<'static> {
+fn gpu_engine<'a>(
+    spec: &MlpSpec,
+    params: &[f32],
+    train: &'a Dataset,
+    test: &'a Dataset,
+    batch: usize,
+    sgd: &SgdConfig,
+    variant: MatmulVariant,
+) -> GpuEngine<'static> {
     let (g, k) = gpu();
-    GpuEngine::new(g, k, GpuEngineConfig { spec, params, train, validation: &[], test, batch_size: batch, sgd, normalization: Normalization::UNIT, variant }).expect("engine builds")
+    GpuEngine::new(
+        g,
+        k,
+        GpuEngineConfig {
+            spec,
+            params,
+            train,
+            validation: &[],
+            test,
+            batch_size: batch,
+            sgd,
+            normalization: Normalization::UNIT,
+            variant,
+        },
+    )
+    .expect("engine builds")
 }
 
 #[test]
@@ -42,9 +70,14 @@ fn cpu_gradients_match_finite_differences() {
             plus[i] += eps;
             let mut minus = params.clone();
             minus[i] -= eps;
-            let fd = (cpu::loss_and_gradients(&layout, &plus, &x, &y).0 - cpu::loss_and_gradients(&layout, &minus, &x, &y).0) / (2.0 * f64::from(eps));
+            let fd = (cpu::loss_and_gradients(&layout, &plus, &x, &y).0
+                - cpu::loss_and_gradients(&layout, &minus, &x, &y).0)
+                / (2.0 * f64::from(eps));
             let g = f64::from(grads[i]);
-            assert!((g - fd).abs() <= 5e-4 + 1e-2 * fd.abs(), "parameter {i}: analytic {g} vs finite difference {fd}");
+            assert!(
+                (g - fd).abs() <= 5e-4 + 1e-2 * fd.abs(),
+                "parameter {i}: analytic {g} vs finite difference {fd}"
+            );
             checked += 1;
         }
     }
@@ -63,17 +96,40 @@ fn zero_weights_give_ln_c_loss_and_uniform_gradients() {
     let b = layout.layers[0].bias;
     assert_eq!(&grads[b..b + 4], &[0.25, -0.75, 0.25, 0.25]);
     let w = layout.layers[0].weight;
-    assert_eq!(&grads[w..w + 8], &[0.25, 0.5, -0.75, -1.5, 0.25, 0.5, 0.25, 0.5]);
+    assert_eq!(
+        &grads[w..w + 8],
+        &[0.25, 0.5, -0.75, -1.5, 0.25, 0.5, 0.25, 0.5]
+    );
 }
 
-fn reference_steps(spec: &MlpSpec, params: &[f32], data: &Dataset, order: &[u32], steps: &[wgtrain::gpu::StepRecord], sgd: &SgdConfig) -> (Vec<f64>, Vec<f32>) {
+fn reference_steps(
+    spec: &MlpSpec,
+    params: &[f32],
+    data: &Dataset,
+    order: &[u32],
+    steps: &[wgtrain::gpu::StepRecord],
+    sgd: &SgdConfig,
+) -> (Vec<f64>, Vec<f32>) {
     let layout = spec.layout();
     let mut p = params.to_vec();
     let mut v = vec![0.0; p.len()];
-    let no_decay = if sgd.decay_bias { vec![] } else { layout.bias_ranges() };
+    let no_decay = if sgd.decay_bias {
+        vec![]
+    } else {
+        layout.bias_ranges()
+    };
     let mut losses = vec![];
     for st in steps {
-        let (x, y) = cpu::gather_normalize(&data.images, &data.labels, data.features(), order, st.offset as usize, st.batch as usize, 0.0, 1.0);
+        let (x, y) = cpu::gather_normalize(
+            &data.images,
+            &data.labels,
+            data.features(),
+            order,
+            st.offset as usize,
+            st.batch as usize,
+            0.0,
+            1.0,
+        );
         let (loss, _, g) = cpu::loss_and_gradients(&layout, &p, &x, &y);
         losses.push(loss);
         cpu::sgd_update(&mut p, &g, &mut v, sgd, st.lr, st.first != 0, &no_decay);
@@ -86,17 +142,40 @@ fn cpu_engine_steps_match_the_reference() {
     let data = subset(&mnist().train, 1000);
     let spec = MlpSpec::new(784, &[32, 16], 10).unwrap();
     let params = spec.init(5);
-    let sgd = SgdConfig { momentum: 0.9, nesterov: true, decay_bias: false, ..SgdConfig::default() };
+    let sgd = SgdConfig {
+        momentum: 0.9,
+        nesterov: true,
+        decay_bias: false,
+        ..SgdConfig::default()
+    };
     let order = train::epoch_order(&(0..1000).collect::<Vec<u32>>(), 5, 0);
     let steps = train::step_records(1000, 100, 0, |i| 0.05 / (1.0 + i as f64));
     let (want_losses, want_params) = reference_steps(&spec, &params, &data, &order, &steps, &sgd);
-    let mut engine = CpuEngine::new(&spec, &params, &data, &[], &data, 100, &sgd, Normalization::UNIT);
+    let mut engine = CpuEngine::new(
+        &spec,
+        &params,
+        &data,
+        &[],
+        &data,
+        100,
+        &sgd,
+        Normalization::UNIT,
+    );
     let sums = engine.train_epoch(&order, &steps, &mut |_| {}).unwrap();
     for (i, (s, w)) in sums.iter().zip(&want_losses).enumerate() {
         let got = f64::from(s[0]) / f64::from(steps[i].batch);
-        assert!((got - w).abs() <= 1e-5 * w.abs(), "step {i}: cpu engine {got} vs reference {w}");
+        assert!(
+            (got - w).abs() <= 1e-5 * w.abs(),
+            "step {i}: cpu engine {got} vs reference {w}"
+        );
     }
-    common::assert_close("params after 10 steps", &engine.params().unwrap(), &want_params, 1e-5, 1e-3);
+    common::assert_close(
+        "params after 10 steps",
+        &engine.params().unwrap(),
+        &want_params,
+        1e-5,
+        1e-3,
+    );
 }
 
 /// 20 steps on the GPU and on the CPU reference from the same weights and minibatches
@@ -108,7 +187,10 @@ fn twenty_gpu_steps_match_the_cpu_reference() {
     let test = subset(&mnist().test, 100);
     let spec = MlpSpec::new(784, &[256], 10).unwrap();
     let params = spec.init(1);
-    let sgd = SgdConfig { momentum: 0.5, ..SgdConfig::default() };
+    let sgd = SgdConfig {
+        momentum: 0.5,
+        ..SgdConfig::default()
+    };
     let order = train::epoch_order(&(0..n as u32).collect::<Vec<u32>>(), 1, 0);
     let steps = train::step_records(n, 64, 0, |_| 0.1);
     assert_eq!(steps.len(), 20);
@@ -118,9 +200,18 @@ fn twenty_gpu_steps_match_the_cpu_reference() {
         let sums = engine.train_epoch(&order, &steps, &mut |_| {}).unwrap();
         for (i, (s, w)) in sums.iter().zip(&want).enumerate() {
             let got = f64::from(s[0]) / f64::from(steps[i].batch);
-            assert!((got - w).abs() <= 1e-4 * w.abs(), "{variant} step {i}: gpu {got} vs cpu {w}");
+            assert!(
+                (got - w).abs() <= 1e-4 * w.abs(),
+                "{variant} step {i}: gpu {got} vs cpu {w}"
+            );
         }
-        common::assert_close(&format!("{variant} params after 20 steps"), &engine.params().unwrap(), &want_params, 1e-5, 1e-3);
+        common::assert_close(
+            &format!("{variant} params after 20 steps"),
+            &engine.params().unwrap(),
+            &want_params,
+            1e-5,
+            1e-3,
+        );
     }
 }
 
@@ -135,13 +226,30 @@ fn wide_hidden_layer_matches_the_cpu() {
     let order: Vec<u32> = (0..n as u32).collect();
     let steps = train::step_records(n, 100, 0, |_| 0.05);
     let (want, want_params) = reference_steps(&spec, &params, &data, &order, &steps, &sgd);
-    let mut engine = gpu_engine(&spec, &params, &data, &data, 100, &sgd, MatmulVariant::default_for(&gpu().0));
+    let mut engine = gpu_engine(
+        &spec,
+        &params,
+        &data,
+        &data,
+        100,
+        &sgd,
+        MatmulVariant::default_for(&gpu().0),
+    );
     let sums = engine.train_epoch(&order, &steps, &mut |_| {}).unwrap();
     for (i, (s, w)) in sums.iter().zip(&want).enumerate() {
         let got = f64::from(s[0]) / 100.0;
-        assert!((got - w).abs() <= 1e-4 * w.abs(), "step {i}: gpu {got} vs cpu {w}");
+        assert!(
+            (got - w).abs() <= 1e-4 * w.abs(),
+            "step {i}: gpu {got} vs cpu {w}"
+        );
     }
-    common::assert_close("params", &engine.params().unwrap(), &want_params, 1e-5, 1e-3);
+    common::assert_close(
+        "params",
+        &engine.params().unwrap(),
+        &want_params,
+        1e-5,
+        1e-3,
+    );
 }
 
 fn config(epochs: usize, batch: usize, lr: f64, seed: u64) -> TrainConfig {
@@ -164,11 +272,27 @@ fn one_gpu_epoch_on_mnist_reaches_92_percent() {
     let spec = MlpSpec::new(784, &[256], m.classes).unwrap();
     let params = spec.init(1);
     let cfg = config(1, 64, 0.1, 1);
-    let mut engine = gpu_engine(&spec, &params, &m.train, &m.test, 64, &cfg.sgd, MatmulVariant::default_for(&gpu().0));
+    let mut engine = gpu_engine(
+        &spec,
+        &params,
+        &m.train,
+        &m.test,
+        64,
+        &cfg.sgd,
+        MatmulVariant::default_for(&gpu().0),
+    );
     let mut trainer = Trainer::new(&mut engine, cfg, m.train.len()).unwrap();
     let report = trainer.run_epoch(0, &mut |_| {}).unwrap();
-    assert!(report.test_accuracy >= 0.92, "test accuracy {}", report.test_accuracy);
-    assert!(report.train_loss < 0.6 && report.train_loss > 0.1, "train loss {}", report.train_loss);
+    assert!(
+        report.test_accuracy >= 0.92,
+        "test accuracy {}",
+        report.test_accuracy
+    );
+    assert!(
+        report.train_loss < 0.6 && report.train_loss > 0.1,
+        "train loss {}",
+        report.train_loss
+    );
 }
 
 /// Same seed, same adapter: bit-identical parameters and metrics after several epochs, on
@@ -180,27 +304,62 @@ fn same_seed_gives_bit_identical_runs_on_gpu_and_cpu() {
     let spec = MlpSpec::new(784, &[64], 10).unwrap();
     let run = |gpu_path: bool| {
         let params = spec.init(7);
-        let cfg = TrainConfig { sgd: SgdConfig { momentum: 0.9, ..SgdConfig::default() }, ..config(3, 50, 0.05, 7) };
+        let cfg = TrainConfig {
+            sgd: SgdConfig {
+                momentum: 0.9,
+                ..SgdConfig::default()
+            },
+            ..config(3, 50, 0.05, 7)
+        };
         let sgd = cfg.sgd.clone();
         let mut cpu_engine;
         let mut gpu_engine_;
         let engine: &mut dyn Engine = if gpu_path {
-            gpu_engine_ = gpu_engine(&spec, &params, &train_set, &test, 50, &sgd, MatmulVariant::default_for(&gpu().0));
+            gpu_engine_ = gpu_engine(
+                &spec,
+                &params,
+                &train_set,
+                &test,
+                50,
+                &sgd,
+                MatmulVariant::default_for(&gpu().0),
+            );
             &mut gpu_engine_
         } else {
-            cpu_engine = CpuEngine::new(&spec, &params, &train_set, &[], &test, 50, &sgd, Normalization::UNIT);
+            cpu_engine = CpuEngine::new(
+                &spec,
+                &params,
+                &train_set,
+                &[],
+                &test,
+                50,
+                &sgd,
+                Normalization::UNIT,
+            );
             &mut cpu_engine
         };
         let mut trainer = Trainer::new(engine, cfg, train_set.len()).unwrap();
-        let reports: Vec<(f64, f64, f64)> = (0..3).map(|e| trainer.run_epoch(e, &mut |_| {}).unwrap()).map(|r| (r.train_loss, r.test_loss, r.test_accuracy)).collect();
-        let bits: Vec<u32> = trainer.engine().params().unwrap().iter().map(|v| v.to_bits()).collect();
+        let reports: Vec<(f64, f64, f64)> = (0..3)
+            .map(|e| trainer.run_epoch(e, &mut |_| {}).unwrap())
+            .map(|r| (r.train_loss, r.test_loss, r.test_accuracy))
+            .collect();
+        let bits: Vec<u32> = trainer
+            .engine()
+            .params()
+            .unwrap()
+            .iter()
+            .map(|v| v.to_bits())
+            .collect();
         (reports, bits)
     };
     for gpu_path in [true, false] {
         let (a, pa) = run(gpu_path);
         let (b, pb) = run(gpu_path);
         assert_eq!(a, b, "metrics differ between two runs (gpu: {gpu_path})");
-        assert!(pa == pb, "parameters differ between two runs (gpu: {gpu_path})");
+        assert!(
+            pa == pb,
+            "parameters differ between two runs (gpu: {gpu_path})"
+        );
     }
 }
 
@@ -217,22 +376,47 @@ fn regression_non_finite_loss_stops_the_run_and_keeps_finite_parameters() {
         let mut cpu_engine;
         let mut gpu_engine_;
         let engine: &mut dyn Engine = if gpu_path {
-            gpu_engine_ = gpu_engine(&spec, &params, &train_set, &test, 100, &cfg.sgd, MatmulVariant::default_for(&gpu().0));
+            gpu_engine_ = gpu_engine(
+                &spec,
+                &params,
+                &train_set,
+                &test,
+                100,
+                &cfg.sgd,
+                MatmulVariant::default_for(&gpu().0),
+            );
             &mut gpu_engine_
         } else {
-            cpu_engine = CpuEngine::new(&spec, &params, &train_set, &[], &test, 100, &cfg.sgd, Normalization::UNIT);
+            cpu_engine = CpuEngine::new(
+                &spec,
+                &params,
+                &train_set,
+                &[],
+                &test,
+                100,
+                &cfg.sgd,
+                Normalization::UNIT,
+            );
             &mut cpu_engine
         };
         let mut trainer = Trainer::new(engine, cfg.clone(), train_set.len()).unwrap();
         let err = trainer.run_epoch(0, &mut |_| {}).unwrap_err();
         let msg = err.to_string();
-        assert!(matches!(err, wgtrain::Error::NonFiniteLoss { epoch: 1, .. }), "{msg}");
-        assert!(msg.contains("epoch 1, step") && msg.contains("last finite"), "{msg}");
+        assert!(
+            matches!(err, wgtrain::Error::NonFiniteLoss { epoch: 1, .. }),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("epoch 1, step") && msg.contains("last finite"),
+            "{msg}"
+        );
         let p = trainer.engine().params().unwrap();
-        assert!(p.iter().all(|v| v.is_finite()), "parameters went non-finite (gpu: {gpu_path})");
+        assert!(
+            p.iter().all(|v| v.is_finite()),
+            "parameters went non-finite (gpu: {gpu_path})"
+        );
     }
 }
-
 
 /// Full-batch training (B = 60,000, grids far past 65,535 workgroups in the gather) matches
 /// the CPU, on a synthetic set small enough per sample to fit the storage-binding limit.
@@ -240,20 +424,46 @@ fn regression_non_finite_loss_stops_the_run_and_keeps_finite_parameters() {
 fn full_batch_of_60000_matches_the_cpu() {
     let n = 60_000;
     let features = 100;
-    let images: Vec<u8> = common::integers(3, n * features, 256).into_iter().map(|v| v as u8).collect();
+    let images: Vec<u8> = common::integers(3, n * features, 256)
+        .into_iter()
+        .map(|v| v as u8)
+        .collect();
     let labels = common::integers(4, n, 10);
-    let data = Dataset { images, labels, rows: 10, cols: 10 };
+    let data = Dataset {
+        images,
+        labels,
+        rows: 10,
+        cols: 10,
+    };
     let spec = MlpSpec::new(features, &[16], 10).unwrap();
     let params = spec.init(1);
     let sgd = SgdConfig::default();
     let order: Vec<u32> = (0..n as u32).collect();
     let steps = train::step_records(n, n, 0, |_| 0.5);
     let (want, want_params) = reference_steps(&spec, &params, &data, &order, &steps, &sgd);
-    let mut engine = gpu_engine(&spec, &params, &data, &data, n, &sgd, MatmulVariant::default_for(&gpu().0));
+    let mut engine = gpu_engine(
+        &spec,
+        &params,
+        &data,
+        &data,
+        n,
+        &sgd,
+        MatmulVariant::default_for(&gpu().0),
+    );
     let sums = engine.train_epoch(&order, &steps, &mut |_| {}).unwrap();
     let got = f64::from(sums[0][0]) / n as f64;
-    assert!((got - want[0]).abs() <= 1e-4 * want[0].abs(), "gpu {got} vs cpu {}", want[0]);
-    common::assert_close("params after a full-batch step", &engine.params().unwrap(), &want_params, 1e-5, 1e-3);
+    assert!(
+        (got - want[0]).abs() <= 1e-4 * want[0].abs(),
+        "gpu {got} vs cpu {}",
+        want[0]
+    );
+    common::assert_close(
+        "params after a full-batch step",
+        &engine.params().unwrap(),
+        &want_params,
+        1e-5,
+        1e-3,
+    );
 }
 
 /// Full-batch MNIST needs a 188 MB activation binding: on an adapter whose storage-binding
@@ -270,10 +480,25 @@ fn regression_activation_over_the_binding_limit_is_refused_with_a_hint() {
     let spec = MlpSpec::new(784, &[256], 10).unwrap();
     let params = spec.init(1);
     let (g, k) = gpu();
-    let cfg = GpuEngineConfig { spec: &spec, params: &params, train: &m.train, validation: &[], test: &m.test, batch_size: 60_000, sgd: &SgdConfig::default(), normalization: Normalization::UNIT, variant: MatmulVariant::Register };
+    let cfg = GpuEngineConfig {
+        spec: &spec,
+        params: &params,
+        train: &m.train,
+        validation: &[],
+        test: &m.test,
+        batch_size: 60_000,
+        sgd: &SgdConfig::default(),
+        normalization: Normalization::UNIT,
+        variant: MatmulVariant::Register,
+    };
     let err = GpuEngine::new(g, k, cfg).err().expect("refused");
     match &err {
-        wgtrain::Error::LimitExceeded { requested, max, hint, .. } => {
+        wgtrain::Error::LimitExceeded {
+            requested,
+            max,
+            hint,
+            ..
+        } => {
             assert_eq!(*requested, needed);
             assert_eq!(*max, g.limits.max_storage_buffer_binding_size);
             assert!(hint.contains("--batch-size"), "{hint}");

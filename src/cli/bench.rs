@@ -58,7 +58,12 @@ struct Row {
 }
 
 fn subset(d: &Dataset, n: usize) -> Dataset {
-    Dataset { images: d.images[..n * d.features()].to_vec(), labels: d.labels[..n].to_vec(), rows: d.rows, cols: d.cols }
+    Dataset {
+        images: d.images[..n * d.features()].to_vec(),
+        labels: d.labels[..n].to_vec(),
+        rows: d.rows,
+        cols: d.cols,
+    }
 }
 
 /// Times one warm epoch (after one untimed epoch that compiles and warms everything).
@@ -81,7 +86,22 @@ fn cpu_matmul_gflops(batch: usize, i: usize, o: usize) -> f64 {
     for _ in 0..reps {
         // SAFETY: the slices hold exactly the [batch, i], [i, o] and [batch, o] matrices.
         unsafe {
-            matrixmultiply::sgemm(batch, i, o, 1.0, a.as_ptr(), i as isize, 1, b.as_ptr(), 1, i as isize, 0.0, c.as_mut_ptr(), o as isize, 1);
+            matrixmultiply::sgemm(
+                batch,
+                i,
+                o,
+                1.0,
+                a.as_ptr(),
+                i as isize,
+                1,
+                b.as_ptr(),
+                1,
+                i as isize,
+                0.0,
+                c.as_mut_ptr(),
+                o as isize,
+                1,
+            );
         }
     }
     2.0 * (batch * i * o * reps) as f64 / start.elapsed().as_secs_f64() / 1e9
@@ -89,13 +109,24 @@ fn cpu_matmul_gflops(batch: usize, i: usize, o: usize) -> f64 {
 
 pub fn bench_command(a: BenchArgs) -> Result<()> {
     let mnist = load_data(&a.data, true)?;
-    let n = a.samples.unwrap_or(if std::env::var_os("CI").is_some() { 6000 } else { mnist.train.len() }).min(mnist.train.len());
+    let n = a
+        .samples
+        .unwrap_or(if std::env::var_os("CI").is_some() {
+            6000
+        } else {
+            mnist.train.len()
+        })
+        .min(mnist.train.len());
     let train_set = subset(&mnist.train, n);
     let test = subset(&mnist.test, 1000.min(mnist.test.len()));
     let spec = MlpSpec::new(train_set.features(), &a.hidden, mnist.classes)?;
     let params = spec.init(1);
     let sgd = SgdConfig::default();
-    let gpu = if a.cpu_only { None } else { Some(open_gpu(&a.device)?) };
+    let gpu = if a.cpu_only {
+        None
+    } else {
+        Some(open_gpu(&a.device)?)
+    };
     let kernels = gpu.as_ref().map(Kernels::new).transpose()?;
     let mut rows = Vec::new();
     for &b in &a.batch_sizes {
@@ -104,14 +135,49 @@ pub fn bench_command(a: BenchArgs) -> Result<()> {
             let ranked = autotune::rank_matmul_variants(g, k, &spec, b)?;
             // The probe runs the forward and the weight-gradient products: 2 · 2·B·I·O FLOPs.
             let flops = 4.0 * (b * spec.sizes[0] * spec.sizes[1]) as f64;
-            let cfg = GpuEngineConfig { spec: &spec, params: &params, train: &train_set, validation: &[], test: &test, batch_size: b, sgd: &sgd, normalization: Normalization::UNIT, variant: ranked[0].variant };
+            let cfg = GpuEngineConfig {
+                spec: &spec,
+                params: &params,
+                train: &train_set,
+                validation: &[],
+                test: &test,
+                batch_size: b,
+                sgd: &sgd,
+                normalization: Normalization::UNIT,
+                variant: ranked[0].variant,
+            };
             let mut engine = GpuEngine::new(g, k, cfg)?;
             let secs = time_epoch(&mut engine, n, b)?;
-            rows.push(Row { path: "gpu", batch_size: b, samples: n, epoch_seconds: secs, samples_per_second: n as f64 / secs, dispatches_per_step: engine.dispatches_per_step(), matmul_gflops: flops / (ranked[0].ms * 1e-3) / 1e9 });
+            rows.push(Row {
+                path: "gpu",
+                batch_size: b,
+                samples: n,
+                epoch_seconds: secs,
+                samples_per_second: n as f64 / secs,
+                dispatches_per_step: engine.dispatches_per_step(),
+                matmul_gflops: flops / (ranked[0].ms * 1e-3) / 1e9,
+            });
         }
-        let mut engine = CpuEngine::new(&spec, &params, &train_set, &[], &test, b, &sgd, Normalization::UNIT);
+        let mut engine = CpuEngine::new(
+            &spec,
+            &params,
+            &train_set,
+            &[],
+            &test,
+            b,
+            &sgd,
+            Normalization::UNIT,
+        );
         let secs = time_epoch(&mut engine, n, b)?;
-        rows.push(Row { path: "cpu", batch_size: b, samples: n, epoch_seconds: secs, samples_per_second: n as f64 / secs, dispatches_per_step: engine.dispatches_per_step(), matmul_gflops: cpu_matmul_gflops(b, spec.sizes[0], spec.sizes[1]) });
+        rows.push(Row {
+            path: "cpu",
+            batch_size: b,
+            samples: n,
+            epoch_seconds: secs,
+            samples_per_second: n as f64 / secs,
+            dispatches_per_step: engine.dispatches_per_step(),
+            matmul_gflops: cpu_matmul_gflops(b, spec.sizes[0], spec.sizes[1]),
+        });
     }
     if a.json {
         for r in &rows {
@@ -120,12 +186,24 @@ pub fn bench_command(a: BenchArgs) -> Result<()> {
         return Ok(());
     }
     println!("MLP {spec}, {n} samples per epoch, one warm epoch each");
-    println!("{:<5} {:>6} {:>10} {:>12} {:>14} {:>16} {:>10}", "path", "batch", "epoch s", "samples/s", "dispatches/step", "matmul GFLOP/s", "gpu/cpu");
+    println!(
+        "{:<5} {:>6} {:>10} {:>12} {:>14} {:>16} {:>10}",
+        "path", "batch", "epoch s", "samples/s", "dispatches/step", "matmul GFLOP/s", "gpu/cpu"
+    );
     for r in &rows {
-        let cpu = rows.iter().find(|c| c.path == "cpu" && c.batch_size == r.batch_size).map_or(1.0, |c| c.epoch_seconds);
+        let cpu = rows
+            .iter()
+            .find(|c| c.path == "cpu" && c.batch_size == r.batch_size)
+            .map_or(1.0, |c| c.epoch_seconds);
         println!(
             "{:<5} {:>6} {:>10.3} {:>12.0} {:>14} {:>16.2} {:>9.2}x",
-            r.path, r.batch_size, r.epoch_seconds, r.samples_per_second, r.dispatches_per_step, r.matmul_gflops, r.epoch_seconds / cpu
+            r.path,
+            r.batch_size,
+            r.epoch_seconds,
+            r.samples_per_second,
+            r.dispatches_per_step,
+            r.matmul_gflops,
+            r.epoch_seconds / cpu
         );
     }
     Ok(())

@@ -588,10 +588,6 @@ pub fn sweep_command(a: SweepArgs) -> Result<()> {
                 },
                 |engine| Ok(engine.evaluate(EvalSet::Test)?),
             )?;
-            if let Some(path) = &a.save_best {
-                checkpoint::save(path, &spec, p, norm)?;
-                eprintln!("saved {}", path.display());
-            }
             Some(BestTrial {
                 trial: t.id,
                 config: t.config.clone(),
@@ -621,6 +617,12 @@ pub fn sweep_command(a: SweepArgs) -> Result<()> {
     }
     let mut written = write_outputs(&a.out, sweep.trials(), best.as_ref())?;
     written.extend(plot::sweep_plots(sweep.trials(), a.top, &a.out)?);
+    if let (Some(path), Some(t), Some(p)) = (&a.save_best, sweep.best_trial(), sweep.best_params())
+    {
+        let spec = MlpSpec::new(mnist.train.features(), &t.config.hidden, mnist.classes)?;
+        checkpoint::save(path, &spec, p, norm)?;
+        written.push(path.clone());
+    }
     for p in written {
         eprintln!("wrote {}", p.display());
     }

@@ -595,9 +595,13 @@ impl<'g> GpuEngine<'g> {
     }
 
     fn read_sums(&self, what: &str, buffer: &wgpu::Buffer, steps: usize) -> Result<Vec<StepSums>> {
-        let bytes = self
-            .readback
-            .read(self.gpu, what, buffer, METRICS_HEADER as u64 * 4, steps as u64 * 8)?;
+        let bytes = self.readback.read(
+            self.gpu,
+            what,
+            buffer,
+            METRICS_HEADER as u64 * 4,
+            steps as u64 * 8,
+        )?;
         let floats: Vec<f32> = bytemuck::pod_collect_to_vec(&bytes);
         Ok(floats.chunks_exact(2).map(|c| [c[0], c[1]]).collect())
     }
@@ -722,7 +726,9 @@ impl Engine for GpuEngine<'_> {
         self.gpu
             .queue
             .write_buffer(&self.velocity, 0, &vec![0u8; params.len() * 4]);
-        self.gpu.queue.write_buffer(&self.train_metrics, 0, &[0u8; METRICS_HEADER * 4]);
+        self.gpu
+            .queue
+            .write_buffer(&self.train_metrics, 0, &[0u8; METRICS_HEADER * 4]);
         Ok(())
     }
 }

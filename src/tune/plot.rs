@@ -71,6 +71,8 @@ struct Series {
     /// Line opacity.
     alpha: f64,
     marker: Marker,
+    /// Markers outside the y range sit on the nearest edge instead of being left out.
+    pin: bool,
 }
 
 impl Series {
@@ -82,6 +84,7 @@ impl Series {
             line: 2,
             alpha: 1.0,
             marker: Marker::Filled,
+            pin: false,
         }
     }
 }
@@ -207,6 +210,7 @@ fn legend_entries(chart: &Chart) -> Vec<LegendEntry> {
         color: *c,
         line: 2,
         marker: Marker::None,
+        pin: false,
     });
     series.chain(vlines).collect()
 }
@@ -345,7 +349,11 @@ where
                     .map_err(err)?;
             }
         }
-        let pts = finite.into_iter().filter(|p| (y_lo..=y_hi).contains(&p.1));
+        let pin = s.pin;
+        let pts = finite
+            .into_iter()
+            .filter(|p| pin || (y_lo..=y_hi).contains(&p.1))
+            .map(|(px, py)| (px, py.clamp(y_lo, y_hi)));
         match s.marker {
             Marker::None => {}
             Marker::Filled => {
@@ -621,6 +629,7 @@ impl Figure for LrFindCurve<'_> {
                 line: 1,
                 alpha: 0.6,
                 marker: Marker::None,
+                pin: false,
             },
             Series {
                 label: Some("smoothed loss".into()),
@@ -629,6 +638,7 @@ impl Figure for LrFindCurve<'_> {
                 line: 3,
                 alpha: 1.0,
                 marker: Marker::None,
+                pin: false,
             },
         ];
         if let (Some(lr), Some(l)) = (r.min_loss_lr, r.min_loss) {
@@ -639,6 +649,7 @@ impl Figure for LrFindCurve<'_> {
                 line: 0,
                 alpha: 1.0,
                 marker: Marker::Filled,
+                pin: false,
             });
         }
         let mut vlines = Vec::new();
@@ -693,7 +704,11 @@ fn decay_groups(trials: &[Trial]) -> Vec<(String, bool, Vec<&Trial>)> {
         return values
             .iter()
             .map(|&v| {
-                let label = format!("wd {}", sci(v, 1));
+                let label = if v == 0.0 {
+                    "wd 0".to_string()
+                } else {
+                    format!("wd {v:e}")
+                };
                 let ts = trials
                     .iter()
                     .filter(|t| t.config.weight_decay == v)
@@ -742,8 +757,15 @@ impl Figure for SweepLrAccuracy<'_> {
         root: &DrawingArea<DB, Shift>,
     ) -> std::result::Result<(), String> {
         let t = self.trials;
-        let accs = t.iter().filter_map(|t| t.val_accuracy).map(|a| 100.0 * a);
-        let y = span(accs, 0.08, 0.0..100.0);
+        // The axis spans the completed trials (all trials when none completed); pruned and
+        // diverged trials below it sit on its bottom edge.
+        let complete = t.iter().any(|t| t.status == TrialStatus::Complete);
+        let accs = t
+            .iter()
+            .filter(|t| !complete || t.status == TrialStatus::Complete)
+            .filter_map(|t| t.val_accuracy)
+            .map(|a| 100.0 * a);
+        let y = span(accs, 0.15, 0.0..100.0);
         let y = y.start.max(0.0)..y.end.min(100.5);
         let lrs = || t.iter().map(|t| t.config.lr);
         let x_lo = lrs().fold(f64::INFINITY, f64::min);
@@ -769,6 +791,7 @@ impl Figure for SweepLrAccuracy<'_> {
                 line: if exact { 2 } else { 0 },
                 alpha: 0.8,
                 marker: Marker::Filled,
+                pin: false,
             });
             let pruned: Vec<(f64, f64)> = group
                 .iter()
@@ -782,6 +805,7 @@ impl Figure for SweepLrAccuracy<'_> {
                 line: 0,
                 alpha: 1.0,
                 marker: Marker::Hollow,
+                pin: true,
             });
             let diverged: Vec<(f64, f64)> = group
                 .iter()
@@ -795,18 +819,20 @@ impl Figure for SweepLrAccuracy<'_> {
                 line: 0,
                 alpha: 1.0,
                 marker: Marker::Cross,
+                pin: true,
             });
         }
         let any = |s: TrialStatus| t.iter().any(|t| t.status == s);
         let gray = RGBColor(90, 90, 90);
         if any(TrialStatus::Pruned) {
             series.push(Series {
-                label: Some("pruned (where it stopped)".into()),
+                label: Some("pruned (accuracy when stopped)".into()),
                 points: vec![],
                 color: gray,
                 line: 0,
                 alpha: 1.0,
                 marker: Marker::Hollow,
+                pin: false,
             });
         }
         if any(TrialStatus::Diverged) {
@@ -817,6 +843,21 @@ impl Figure for SweepLrAccuracy<'_> {
                 line: 0,
                 alpha: 1.0,
                 marker: Marker::Cross,
+                pin: false,
+            });
+        }
+        let off_axis = t.iter().any(|t| {
+            t.status == TrialStatus::Diverged || t.val_accuracy.is_some_and(|a| 100.0 * a < y.start)
+        });
+        if off_axis {
+            series.push(Series {
+                label: Some("(lower ones sit on the bottom edge)".into()),
+                points: vec![],
+                color: gray,
+                line: 0,
+                alpha: 1.0,
+                marker: Marker::None,
+                pin: false,
             });
         }
         let chart = Chart {
@@ -863,6 +904,7 @@ impl Figure for TopCurves<'_> {
                 color: PALETTE[i % PALETTE.len()],
                 line: 2,
                 marker: Marker::Filled,
+                pin: false,
             })
             .collect();
         let (w, _) = root.dim_in_pixel();

@@ -306,7 +306,10 @@ impl Kernels {
         let mut cache = self.softmax_cache.lock().unwrap_or_else(|p| p.into_inner());
         cache
             .entry(classes)
-            .or_insert_with(|| self.softmax.pipeline(gpu, "softmax_cross_entropy", &[("CLASSES", classes as f64)]))
+            .or_insert_with(|| {
+                self.softmax
+                    .pipeline(gpu, "softmax_cross_entropy", &[("CLASSES", classes as f64)])
+            })
             .clone()
     }
 
