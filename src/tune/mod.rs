@@ -6,6 +6,35 @@
 //! set: a sweep's engines see the test set only through [`sweep::Blindfold`], which hides
 //! it, and the best trial's final parameters are evaluated on the test set once, at the
 //! end. Everything here works with any [`crate::engine::Engine`] (GPU or CPU).
+//!
+//! From the command line (`--device cpu` is the fast path on a machine without a GPU;
+//! `--train-subset N` tunes on a seeded subset):
+//!
+//! ```text
+//! wgtrain lr-find --device cpu --out lr-find            # lr_find.{png,svg,csv,json}
+//! wgtrain sweep --device cpu --search grid --lr 1e-2:2 --grid-points 6 \
+//!     --weight-decay 0,1e-5,1e-4,1e-3 --epochs 10 --out sweep
+//! wgtrain train --device cpu --lr 0.69 --val-split 0.1 --metrics run.jsonl --plot run
+//! wgtrain plot run.jsonl --out run                      # learning_curves.{png,svg}
+//! wgtrain plot sweep --out sweep                        # a sweep's pictures again
+//! ```
+//!
+//! - **lr-find** ([`lr_find`]): fresh parameters, an exponential ramp from `--start-lr`
+//!   to `--end-lr` over `--steps` minibatches, fastai's smoothed loss, stop at 4x the best
+//!   smoothed loss; the suggestion is the steepest descent of the smoothed loss (the
+//!   minimum-loss lr / 10 is printed too, and used when the curve never descends).
+//! - **sweep** ([`sweep`], [`space`], [`prune`]): grid or seeded random search over lr,
+//!   weight decay, batch size, momentum, hidden sizes and epochs; median pruning after a
+//!   1-epoch warm-up; one seed for every trial (subset, split, init, shuffles), so trials
+//!   differ only in their hyperparameters and `wgtrain train` with a trial's flags and the
+//!   same seed reproduces it exactly. `--out` gets `trials.json`, `trials.csv`,
+//!   `leaderboard.csv`, `best.json` and the pictures.
+//!
+//! A trial is also just a process: `wgtrain train --val-split 0.1 --metrics FILE` writes
+//! one JSON object per epoch, which is all a hyperparameter service needs.
+//! `examples/optuna_sweep.py` drives Optuna that way (`optuna ask`, a `wgtrain train`
+//! subprocess, `optuna tell` of the final `val_accuracy`, with an RDB storage such as
+//! `sqlite:///optuna.db`, so several workers can share one study).
 
 pub mod lr_find;
 pub mod plot;

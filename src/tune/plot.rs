@@ -210,7 +210,6 @@ fn legend_entries(chart: &Chart) -> Vec<LegendEntry> {
         color: *c,
         line: 2,
         marker: Marker::None,
-        pin: false,
     });
     series.chain(vlines).collect()
 }
@@ -904,7 +903,6 @@ impl Figure for TopCurves<'_> {
                 color: PALETTE[i % PALETTE.len()],
                 line: 2,
                 marker: Marker::Filled,
-                pin: false,
             })
             .collect();
         let (w, _) = root.dim_in_pixel();
