@@ -8,7 +8,7 @@ use common::{gpu, mnist, uniform};
 use wgtrain::cpu;
 use wgtrain::cpu_engine::CpuEngine;
 use wgtrain::data::Dataset;
-use wgtrain::engine::{Engine, EvalSet};
+use wgtrain::engine::Engine;
 use wgtrain::gpu::MatmulVariant;
 use wgtrain::gpu::engine::{GpuEngine, GpuEngineConfig};
 use wgtrain::model::{MlpSpec, Normalization};
