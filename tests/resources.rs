@@ -5,7 +5,6 @@
 mod common;
 
 use common::{gpu, mnist};
-use wgtrain::data::Dataset;
 use wgtrain::engine::{Engine, EvalSet};
 use wgtrain::gpu::MatmulVariant;
 use wgtrain::gpu::engine::{GpuEngine, GpuEngineConfig};
@@ -13,15 +12,6 @@ use wgtrain::model::{MlpSpec, Normalization};
 use wgtrain::optim::SgdConfig;
 use wgtrain::schedule::{LrSchedule, Schedule};
 use wgtrain::train::{TrainConfig, Trainer};
-
-fn subset(d: &Dataset, n: usize) -> Dataset {
-    Dataset {
-        images: d.images[..n * d.features()].to_vec(),
-        labels: d.labels[..n].to_vec(),
-        rows: d.rows,
-        cols: d.cols,
-    }
-}
 
 fn rss_kib() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
@@ -37,8 +27,8 @@ fn rss_kib() -> u64 {
 /// epoch, and the process's resident memory does not grow.
 #[test]
 fn twenty_epochs_create_no_gpu_objects_after_the_first() {
-    let train_set = subset(&mnist().train, 1000);
-    let test = subset(&mnist().test, 300);
+    let train_set = mnist().train.head(1000);
+    let test = mnist().test.head(300);
     let spec = MlpSpec::new(784, &[32], 10).unwrap();
     let params = spec.init(1);
     let cfg = TrainConfig {

@@ -16,16 +16,6 @@ use wgtrain::optim::SgdConfig;
 use wgtrain::schedule::{LrSchedule, Schedule};
 use wgtrain::train::{self, TrainConfig, Trainer};
 
-/// The first `n` samples of a dataset.
-fn subset(d: &Dataset, n: usize) -> Dataset {
-    Dataset {
-        images: d.images[..n * d.features()].to_vec(),
-        labels: d.labels[..n].to_vec(),
-        rows: d.rows,
-        cols: d.cols,
-    }
-}
-
 fn gpu_engine<'a>(
     spec: &MlpSpec,
     params: &[f32],
@@ -139,7 +129,7 @@ fn reference_steps(
 
 #[test]
 fn cpu_engine_steps_match_the_reference() {
-    let data = subset(&mnist().train, 1000);
+    let data = mnist().train.head(1000);
     let spec = MlpSpec::new(784, &[32, 16], 10).unwrap();
     let params = spec.init(5);
     let sgd = SgdConfig {
@@ -183,8 +173,8 @@ fn cpu_engine_steps_match_the_reference() {
 #[test]
 fn twenty_gpu_steps_match_the_cpu_reference() {
     let n = 64 * 19 + 17;
-    let data = subset(&mnist().train, n);
-    let test = subset(&mnist().test, 100);
+    let data = mnist().train.head(n);
+    let test = mnist().test.head(100);
     let spec = MlpSpec::new(784, &[256], 10).unwrap();
     let params = spec.init(1);
     let sgd = SgdConfig {
@@ -219,7 +209,7 @@ fn twenty_gpu_steps_match_the_cpu_reference() {
 #[test]
 fn wide_hidden_layer_matches_the_cpu() {
     let n = 200;
-    let data = subset(&mnist().train, n);
+    let data = mnist().train.head(n);
     let spec = MlpSpec::new(784, &[4096], 10).unwrap();
     let params = spec.init(2);
     let sgd = SgdConfig::default();
@@ -299,8 +289,8 @@ fn one_gpu_epoch_on_mnist_reaches_92_percent() {
 /// the GPU and on the CPU path. No float atomics; every reduction runs in a fixed order.
 #[test]
 fn same_seed_gives_bit_identical_runs_on_gpu_and_cpu() {
-    let train_set = subset(&mnist().train, 3000);
-    let test = subset(&mnist().test, 500);
+    let train_set = mnist().train.head(3000);
+    let test = mnist().test.head(500);
     let spec = MlpSpec::new(784, &[64], 10).unwrap();
     let run = |gpu_path: bool| {
         let params = spec.init(7);
@@ -367,8 +357,8 @@ fn same_seed_gives_bit_identical_runs_on_gpu_and_cpu() {
 /// the last finite loss, and the GPU keeps the parameters of the last finite step.
 #[test]
 fn regression_non_finite_loss_stops_the_run_and_keeps_finite_parameters() {
-    let train_set = subset(&mnist().train, 2000);
-    let test = subset(&mnist().test, 200);
+    let train_set = mnist().train.head(2000);
+    let test = mnist().test.head(200);
     let spec = MlpSpec::new(784, &[64], 10).unwrap();
     let params = spec.init(1);
     let cfg = config(2, 100, 1e6, 1);

@@ -9,7 +9,6 @@ use clap::Args;
 use serde::Serialize;
 
 use wgtrain::cpu_engine::CpuEngine;
-use wgtrain::data::Dataset;
 use wgtrain::engine::Engine;
 use wgtrain::gpu::engine::{GpuEngine, GpuEngineConfig};
 use wgtrain::gpu::{Kernels, autotune};
@@ -55,15 +54,6 @@ struct Row {
     dispatches_per_step: usize,
     /// Best matmul throughput on the first layer's shapes, GFLOP/s.
     matmul_gflops: f64,
-}
-
-fn subset(d: &Dataset, n: usize) -> Dataset {
-    Dataset {
-        images: d.images[..n * d.features()].to_vec(),
-        labels: d.labels[..n].to_vec(),
-        rows: d.rows,
-        cols: d.cols,
-    }
 }
 
 /// Times one warm epoch (after one untimed epoch that compiles and warms everything).
@@ -117,8 +107,8 @@ pub fn bench_command(a: BenchArgs) -> Result<()> {
             mnist.train.len()
         })
         .min(mnist.train.len());
-    let train_set = subset(&mnist.train, n);
-    let test = subset(&mnist.test, 1000.min(mnist.test.len()));
+    let train_set = mnist.train.head(n);
+    let test = mnist.test.head(1000);
     let spec = MlpSpec::new(train_set.features(), &a.hidden, mnist.classes)?;
     let params = spec.init(1);
     let sgd = SgdConfig::default();

@@ -78,6 +78,17 @@ impl Dataset {
         let f = self.features();
         &self.images[i * f..(i + 1) * f]
     }
+
+    /// A copy of the first `n` samples (all of them when `n >= self.len()`).
+    pub fn head(&self, n: usize) -> Dataset {
+        let n = n.min(self.len());
+        Dataset {
+            images: self.images[..n * self.features()].to_vec(),
+            labels: self.labels[..n].to_vec(),
+            rows: self.rows,
+            cols: self.cols,
+        }
+    }
 }
 
 /// A loaded dataset: both splits, the class count and the directory they came from.
