@@ -6,10 +6,8 @@ use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use wgtrain::checkpoint;
-use wgtrain::cpu_engine::CpuEngine;
 use wgtrain::data::{self, Mnist};
 use wgtrain::engine::{Engine, EvalSet};
-use wgtrain::gpu::engine::{GpuEngine, GpuEngineConfig};
 use wgtrain::gpu::{self, Gpu, GpuOptions, Kernels, MatmulVariant};
 use wgtrain::model::{MlpSpec, Normalization};
 use wgtrain::optim::SgdConfig;
@@ -17,8 +15,9 @@ use wgtrain::schedule::{LrSchedule, PlateauConfig, Schedule, ScheduleKind};
 use wgtrain::train::{self, TrainConfig, Trainer};
 
 use super::args::{
-    Cli, Command, DataArgs, DeviceArgs, DeviceKind, EvalArgs, HyperArgs, KernelChoice, TrainArgs,
+    Cli, Command, DataArgs, DeviceArgs, EvalArgs, HyperArgs, KernelChoice, TrainArgs,
 };
+use super::engines::{EngineSpec, Engines};
 
 pub fn dispatch(cli: Cli) -> Result<()> {
     match cli.command {
@@ -208,50 +207,28 @@ fn train_command(a: TrainArgs) -> Result<()> {
     let spec = MlpSpec::new(mnist.train.features(), &h.hidden.0, mnist.classes)?;
     let params = spec.init(h.seed);
     let norm = normalization(&a.data);
-    match a.device.device {
-        DeviceKind::Cpu => {
-            let mut engine = CpuEngine::new(
-                &spec,
-                &params,
-                &mnist.train,
-                &validation,
-                &mnist.test,
-                h.batch_size,
-                &sgd,
-                norm,
-            );
-            run_training(&a, &spec, cfg, &mut engine, mnist.train.len(), norm)
-        }
-        DeviceKind::Gpu => {
-            let gpu = open_gpu(&a.device)?;
-            let kernels = Kernels::new(&gpu)?;
-            let variant = choose_variant(&gpu, &kernels, &a.device, &spec, h.batch_size)?;
-            let mut engine = GpuEngine::new(
-                &gpu,
-                &kernels,
-                GpuEngineConfig {
-                    spec: &spec,
-                    params: &params,
-                    train: &mnist.train,
-                    validation: &validation,
-                    test: &mnist.test,
-                    batch_size: h.batch_size,
-                    sgd: &sgd,
-                    normalization: norm,
-                    variant,
-                },
-            )?;
-            if a.profile {
-                super::profile::profile_before_training(
-                    &gpu,
-                    &mut engine,
-                    &cfg,
-                    mnist.train.len(),
-                    a.profile_steps,
-                )?;
-            }
-            run_training(&a, &spec, cfg, &mut engine, mnist.train.len(), norm)
-        }
+    let mut engines = Engines::open(&a.device)?;
+    let s = EngineSpec {
+        spec: &spec,
+        params: &params,
+        train: &mnist.train,
+        validation: &validation,
+        test: &mnist.test,
+        batch_size: h.batch_size,
+        sgd: &sgd,
+        norm,
+    };
+    let n_total = mnist.train.len();
+    if a.profile {
+        engines.with_gpu(s, |gpu, engine| {
+            super::profile::profile_before_training(gpu, engine, &cfg, n_total, a.profile_steps)?;
+            run_training(&a, &spec, cfg.clone(), engine, n_total, norm)
+        })?;
+        Ok(())
+    } else {
+        engines.with(s, |engine| {
+            run_training(&a, &spec, cfg.clone(), engine, n_total, norm)
+        })
     }
 }
 
@@ -351,40 +328,17 @@ fn eval_command(a: EvalArgs) -> Result<()> {
     };
     let sgd = SgdConfig::default();
     let batch = a.batch_size.min(mnist.train.len());
-    let eval = match a.device.device {
-        DeviceKind::Cpu => CpuEngine::new(
-            &ck.spec,
-            &ck.params,
-            &mnist.train,
-            &[],
-            &mnist.test,
-            batch,
-            &sgd,
-            norm,
-        )
-        .evaluate(EvalSet::Test)?,
-        DeviceKind::Gpu => {
-            let gpu = open_gpu(&a.device)?;
-            let kernels = Kernels::new(&gpu)?;
-            let variant = match a.device.kernels {
-                KernelChoice::Tiled => MatmulVariant::Tiled,
-                KernelChoice::Register => MatmulVariant::Register,
-                KernelChoice::Auto => MatmulVariant::default_for(&gpu),
-            };
-            let cfg = GpuEngineConfig {
-                spec: &ck.spec,
-                params: &ck.params,
-                train: &mnist.train,
-                validation: &[],
-                test: &mnist.test,
-                batch_size: batch,
-                sgd: &sgd,
-                normalization: norm,
-                variant,
-            };
-            GpuEngine::new(&gpu, &kernels, cfg)?.evaluate(EvalSet::Test)?
-        }
+    let s = EngineSpec {
+        spec: &ck.spec,
+        params: &ck.params,
+        train: &mnist.train,
+        validation: &[],
+        test: &mnist.test,
+        batch_size: batch,
+        sgd: &sgd,
+        norm,
     };
+    let eval = Engines::open(&a.device)?.with(s, |engine| Ok(engine.evaluate(EvalSet::Test)?))?;
     println!(
         "{}: MLP {} on {} test samples: loss {:.4}, accuracy {:.2}%",
         a.model.display(),

@@ -4,6 +4,7 @@
 mod args;
 mod bench;
 mod commands;
+mod engines;
 mod profile;
 mod tune;
 

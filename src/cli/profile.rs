@@ -8,14 +8,15 @@ use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 
 use wgtrain::engine::Engine;
-use wgtrain::gpu::engine::{GpuEngine, GpuEngineConfig};
+use wgtrain::gpu::Gpu;
+use wgtrain::gpu::engine::GpuEngine;
 use wgtrain::gpu::profiler::{Profile, ProfileOptions, Profiler, TimingMode};
-use wgtrain::gpu::{Gpu, Kernels};
 use wgtrain::model::MlpSpec;
 use wgtrain::train::{self, TrainConfig};
 
 use super::args::{DataArgs, DeviceArgs, DeviceKind, HyperArgs};
-use super::commands::{choose_variant, load_data, normalization, open_gpu, sgd_from};
+use super::commands::{load_data, normalization, sgd_from};
+use super::engines::{EngineSpec, Engines};
 
 /// How to time the kernels.
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,45 +164,40 @@ pub fn profile_command(a: ProfileArgs) -> Result<()> {
     }
     let spec = MlpSpec::new(mnist.train.features(), &h.hidden.0, mnist.classes)?;
     let params = spec.init(h.seed);
-    let gpu = open_gpu(&a.device)?;
-    let kernels = Kernels::new(&gpu)?;
-    let variant = choose_variant(&gpu, &kernels, &a.device, &spec, h.batch_size)?;
-    let mut engine = GpuEngine::new(
-        &gpu,
-        &kernels,
-        GpuEngineConfig {
-            spec: &spec,
-            params: &params,
-            train: &mnist.train,
-            validation: &[],
-            test: &mnist.test,
-            batch_size: h.batch_size,
-            sgd: &sgd,
-            normalization: normalization(&a.data),
-            variant,
-        },
-    )?;
-    eprintln!(
-        "model: MLP {spec}, batch {}, {} dispatches per step; {}",
-        h.batch_size,
-        engine.dispatches_per_step(),
-        engine.describe()
-    );
-    let samples: Vec<u32> = (0..n_train as u32).collect();
-    profile_engine(
-        &gpu,
-        &mut engine,
-        &samples,
-        h.batch_size,
-        h.seed,
-        |_| h.lr,
-        &ProfileRequest {
-            steps: a.steps,
-            warmup_steps: a.warmup_steps,
-            mode,
-            trace: a.trace.clone(),
-        },
-    )?;
+    let mut engines = Engines::open(&a.device)?;
+    let s = EngineSpec {
+        spec: &spec,
+        params: &params,
+        train: &mnist.train,
+        validation: &[],
+        test: &mnist.test,
+        batch_size: h.batch_size,
+        sgd: &sgd,
+        norm: normalization(&a.data),
+    };
+    engines.with_gpu(s, |gpu, engine| {
+        eprintln!(
+            "model: MLP {spec}, batch {}, {} dispatches per step; {}",
+            h.batch_size,
+            engine.dispatches_per_step(),
+            engine.describe()
+        );
+        let samples: Vec<u32> = (0..n_train as u32).collect();
+        profile_engine(
+            gpu,
+            engine,
+            &samples,
+            h.batch_size,
+            h.seed,
+            |_| h.lr,
+            &ProfileRequest {
+                steps: a.steps,
+                warmup_steps: a.warmup_steps,
+                mode,
+                trace: a.trace.clone(),
+            },
+        )
+    })?;
     Ok(())
 }
 

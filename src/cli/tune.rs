@@ -2,7 +2,6 @@
 //! `--plot` helpers of `wgtrain train`. The work is done by [`wgtrain::tune`]; this layer
 //! parses flags, loads data, builds engines and prints.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -10,12 +9,9 @@ use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use wgtrain::checkpoint;
-use wgtrain::cpu_engine::CpuEngine;
-use wgtrain::data::{Dataset, Mnist};
-use wgtrain::engine::{Engine, EvalSet};
-use wgtrain::gpu::engine::{GpuEngine, GpuEngineConfig};
-use wgtrain::gpu::{Gpu, Kernels, MatmulVariant};
-use wgtrain::model::{MlpSpec, Normalization};
+use wgtrain::data::Mnist;
+use wgtrain::engine::EvalSet;
+use wgtrain::model::MlpSpec;
 use wgtrain::optim::SgdConfig;
 use wgtrain::train::{self, TrainConfig};
 use wgtrain::tune::lr_find::{LrFindConfig, LrFindResult, Stop, lr_find};
@@ -27,12 +23,11 @@ use wgtrain::tune::sweep::{
 use wgtrain::tune::{self, EpochMetrics, plot};
 
 use super::args::{
-    DataArgs, DeviceArgs, DeviceKind, HiddenSizes, HyperArgs, ScheduleArgs, hidden_sizes,
-    non_negative_f64, positive_f64, positive_usize, unit_interval,
+    DataArgs, DeviceArgs, HiddenSizes, HyperArgs, ScheduleArgs, hidden_sizes, non_negative_f64,
+    positive_f64, positive_usize, unit_interval,
 };
-use super::commands::{
-    choose_variant, load_data, normalization, open_gpu, schedule_from, sgd_from,
-};
+use super::commands::{load_data, normalization, schedule_from, sgd_from};
+use super::engines::{EngineSpec, Engines};
 
 fn usage(name: &'static str, value: impl ToString, reason: impl ToString) -> anyhow::Error {
     wgtrain::Error::InvalidConfig {
@@ -58,95 +53,6 @@ pub(crate) fn plot_run(history: &[EpochMetrics], dir: &Path, title: &str) -> Res
         eprintln!("wrote {}", p.display());
     }
     Ok(())
-}
-
-/// What one engine is built from.
-pub(crate) struct EngineSpec<'a> {
-    pub spec: &'a MlpSpec,
-    pub params: &'a [f32],
-    pub train: &'a Dataset,
-    pub validation: &'a [u32],
-    pub test: &'a Dataset,
-    pub batch_size: usize,
-    pub sgd: &'a SgdConfig,
-    pub norm: Normalization,
-}
-
-/// Builds engines on one device, opened once: the CPU, or a GPU whose matmul variant is
-/// chosen once per (model, batch size).
-pub(crate) struct Engines {
-    device: DeviceArgs,
-    gpu: Option<(Gpu, Kernels)>,
-    variants: HashMap<(Vec<usize>, usize), MatmulVariant>,
-}
-
-impl Engines {
-    /// Opens the device the flags name.
-    pub(crate) fn open(d: &DeviceArgs) -> Result<Engines> {
-        let gpu = match d.device {
-            DeviceKind::Cpu => None,
-            DeviceKind::Gpu => {
-                let gpu = open_gpu(d)?;
-                let kernels = Kernels::new(&gpu)?;
-                Some((gpu, kernels))
-            }
-        };
-        Ok(Engines {
-            device: d.clone(),
-            gpu,
-            variants: HashMap::new(),
-        })
-    }
-
-    /// Builds an engine and hands it to `f`.
-    pub(crate) fn with<R>(
-        &mut self,
-        s: EngineSpec<'_>,
-        f: impl FnOnce(&mut dyn Engine) -> Result<R>,
-    ) -> Result<R> {
-        match &self.gpu {
-            None => {
-                let mut engine = CpuEngine::new(
-                    s.spec,
-                    s.params,
-                    s.train,
-                    s.validation,
-                    s.test,
-                    s.batch_size,
-                    s.sgd,
-                    s.norm,
-                );
-                f(&mut engine)
-            }
-            Some((gpu, kernels)) => {
-                let key = (s.spec.sizes.clone(), s.batch_size);
-                let variant = match self.variants.get(&key) {
-                    Some(v) => *v,
-                    None => {
-                        let v = choose_variant(gpu, kernels, &self.device, s.spec, s.batch_size)?;
-                        self.variants.insert(key, v);
-                        v
-                    }
-                };
-                let mut engine = GpuEngine::new(
-                    gpu,
-                    kernels,
-                    GpuEngineConfig {
-                        spec: s.spec,
-                        params: s.params,
-                        train: s.train,
-                        validation: s.validation,
-                        test: s.test,
-                        batch_size: s.batch_size,
-                        sgd: s.sgd,
-                        normalization: s.norm,
-                        variant,
-                    },
-                )?;
-                f(&mut engine)
-            }
-        }
-    }
 }
 
 fn bar(len: u64, quiet: bool, what: &str) -> Result<ProgressBar> {
