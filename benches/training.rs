@@ -129,7 +129,7 @@ fn epochs(c: &mut Criterion, gpu: &Gpu, k: &Kernels) {
             batch_size: batch,
             sgd: &sgd,
             normalization: Normalization::UNIT,
-            variant: MatmulVariant::default_for(gpu),
+            variant: MatmulVariant::default_for(gpu).into(),
         };
         let mut g = GpuEngine::new(gpu, k, cfg).unwrap();
         group.bench_function(BenchmarkId::new("gpu", batch), |bench| {

@@ -222,3 +222,122 @@ fn matmul_tiled(
         }
     }
 }
+
+// `matmul_rows`: for CPU adapters. A workgroup owns ROWS consecutive rows of C, so every
+// load of A has the same address in all invocations (uniform: one scalar load and a
+// broadcast on lavapipe, which runs invocations as SIMD lanes), and each of its 64
+// invocations owns COLS columns 64 apart, so the loads of B across the lanes are
+// neighbours. ROWS x COLS = 32 accumulators per invocation, no workgroup memory, no
+// barriers. Rows past the edge are clamped (computed, never stored), as in matmul_register.
+const ROWS: u32 = 16u;
+const COLS: u32 = 4u;
+const LANES: u32 = 64u;
+
+// Row i's accumulator holds its COLS = 4 columns; named variables rather than an array, so
+// that no compiler can spill the accumulators to indexed scratch memory.
+@compute @workgroup_size(64)
+fn matmul_rows(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let d = dims();
+    let m = d.x;
+    let n = d.y;
+    let k = d.z;
+    let row0 = (wid.z * nwg.y + wid.y) * ROWS;
+    let col_base = wid.x * LANES * COLS + lid;
+    if (row0 >= m || wid.x * LANES * COLS >= n) {
+        return;
+    }
+    let last_row = m - 1u;
+    let r0 = min(row0, last_row);
+    let r1 = min(row0 + 1u, last_row);
+    let r2 = min(row0 + 2u, last_row);
+    let r3 = min(row0 + 3u, last_row);
+    let r4 = min(row0 + 4u, last_row);
+    let r5 = min(row0 + 5u, last_row);
+    let r6 = min(row0 + 6u, last_row);
+    let r7 = min(row0 + 7u, last_row);
+    let r8 = min(row0 + 8u, last_row);
+    let r9 = min(row0 + 9u, last_row);
+    let r10 = min(row0 + 10u, last_row);
+    let r11 = min(row0 + 11u, last_row);
+    let r12 = min(row0 + 12u, last_row);
+    let r13 = min(row0 + 13u, last_row);
+    let r14 = min(row0 + 14u, last_row);
+    let r15 = min(row0 + 15u, last_row);
+    let c0 = min(col_base, n - 1u);
+    let c1 = min(col_base + LANES, n - 1u);
+    let c2 = min(col_base + 2u * LANES, n - 1u);
+    let c3 = min(col_base + 3u * LANES, n - 1u);
+    var acc0 = vec4<f32>();
+    var acc1 = vec4<f32>();
+    var acc2 = vec4<f32>();
+    var acc3 = vec4<f32>();
+    var acc4 = vec4<f32>();
+    var acc5 = vec4<f32>();
+    var acc6 = vec4<f32>();
+    var acc7 = vec4<f32>();
+    var acc8 = vec4<f32>();
+    var acc9 = vec4<f32>();
+    var acc10 = vec4<f32>();
+    var acc11 = vec4<f32>();
+    var acc12 = vec4<f32>();
+    var acc13 = vec4<f32>();
+    var acc14 = vec4<f32>();
+    var acc15 = vec4<f32>();
+    for (var kk = 0u; kk < k; kk++) {
+        let bv = vec4<f32>(
+            b[b_index(kk, c0, n, k)],
+            b[b_index(kk, c1, n, k)],
+            b[b_index(kk, c2, n, k)],
+            b[b_index(kk, c3, n, k)],
+        );
+        acc0 = fma(vec4<f32>(a[a_index(r0, kk, m, k)]), bv, acc0);
+        acc1 = fma(vec4<f32>(a[a_index(r1, kk, m, k)]), bv, acc1);
+        acc2 = fma(vec4<f32>(a[a_index(r2, kk, m, k)]), bv, acc2);
+        acc3 = fma(vec4<f32>(a[a_index(r3, kk, m, k)]), bv, acc3);
+        acc4 = fma(vec4<f32>(a[a_index(r4, kk, m, k)]), bv, acc4);
+        acc5 = fma(vec4<f32>(a[a_index(r5, kk, m, k)]), bv, acc5);
+        acc6 = fma(vec4<f32>(a[a_index(r6, kk, m, k)]), bv, acc6);
+        acc7 = fma(vec4<f32>(a[a_index(r7, kk, m, k)]), bv, acc7);
+        acc8 = fma(vec4<f32>(a[a_index(r8, kk, m, k)]), bv, acc8);
+        acc9 = fma(vec4<f32>(a[a_index(r9, kk, m, k)]), bv, acc9);
+        acc10 = fma(vec4<f32>(a[a_index(r10, kk, m, k)]), bv, acc10);
+        acc11 = fma(vec4<f32>(a[a_index(r11, kk, m, k)]), bv, acc11);
+        acc12 = fma(vec4<f32>(a[a_index(r12, kk, m, k)]), bv, acc12);
+        acc13 = fma(vec4<f32>(a[a_index(r13, kk, m, k)]), bv, acc13);
+        acc14 = fma(vec4<f32>(a[a_index(r14, kk, m, k)]), bv, acc14);
+        acc15 = fma(vec4<f32>(a[a_index(r15, kk, m, k)]), bv, acc15);
+    }
+    store_row(row0, acc0, col_base, m, n);
+    store_row(row0 + 1u, acc1, col_base, m, n);
+    store_row(row0 + 2u, acc2, col_base, m, n);
+    store_row(row0 + 3u, acc3, col_base, m, n);
+    store_row(row0 + 4u, acc4, col_base, m, n);
+    store_row(row0 + 5u, acc5, col_base, m, n);
+    store_row(row0 + 6u, acc6, col_base, m, n);
+    store_row(row0 + 7u, acc7, col_base, m, n);
+    store_row(row0 + 8u, acc8, col_base, m, n);
+    store_row(row0 + 9u, acc9, col_base, m, n);
+    store_row(row0 + 10u, acc10, col_base, m, n);
+    store_row(row0 + 11u, acc11, col_base, m, n);
+    store_row(row0 + 12u, acc12, col_base, m, n);
+    store_row(row0 + 13u, acc13, col_base, m, n);
+    store_row(row0 + 14u, acc14, col_base, m, n);
+    store_row(row0 + 15u, acc15, col_base, m, n);
+}
+
+// Stores one row's four columns (64 apart), skipping what lies past the edges.
+fn store_row(row: u32, v: vec4<f32>, col_base: u32, m: u32, n: u32) {
+    if (row >= m) {
+        return;
+    }
+    for (var j = 0u; j < COLS; j++) {
+        let col = col_base + j * LANES;
+        if (col < n) {
+            c[row * n + col] = epilogue(v[j], row, col, n);
+        }
+    }
+}

@@ -42,16 +42,30 @@ struct Step {
 
 const WG: u32 = 256u;
 
+// Elements per invocation: a workgroup updates WG * ITEMS consecutive elements, lane lid
+// the ones at lid, lid + WG, ... (neighbouring lanes, neighbouring addresses). Fewer,
+// fuller workgroups: on lavapipe each workgroup costs microseconds to schedule.
+const ITEMS: u32 = 16u;
+
 @compute @workgroup_size(256)
 fn sgd_update(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let i = ((wid.z * nwg.y + wid.y) * nwg.x + wid.x) * WG + lid;
-    if (i >= params.len || status[0] != 0.0) {
+    if (status[0] != 0.0) {
         return;
     }
+    let base = ((wid.z * nwg.y + wid.y) * nwg.x + wid.x) * WG * ITEMS + lid;
+    for (var t = 0u; t < ITEMS; t++) {
+        let i = base + t * WG;
+        if (i < params.len) {
+            update(i);
+        }
+    }
+}
+
+fn update(i: u32) {
     var wd = params.weight_decay;
     for (var r = 0u; r < params.ranges; r++) {
         let range = no_decay[r];

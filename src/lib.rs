@@ -22,7 +22,7 @@
 //! let mut engine = gpu::engine::GpuEngine::new(&gpu, &kernels, gpu::engine::GpuEngineConfig {
 //!     spec: &spec, params: &params, train: &mnist.train, validation: &[], test: &mnist.test,
 //!     batch_size: 64, sgd: &sgd, normalization: wgtrain::model::Normalization::UNIT,
-//!     variant: gpu::MatmulVariant::default_for(&gpu),
+//!     variant: gpu::autotune::MatmulChoice::Auto,
 //! })?;
 //! let cfg = train::TrainConfig {
 //!     epochs: 1, batch_size: 64, sgd,

@@ -779,9 +779,10 @@ fn sgd_update_leaves_parameters_alone_after_a_non_finite_loss() {
     );
 }
 
-/// 16.8 M parameters need more than 65,535 workgroups of 256: the grid folds into y.
+/// 16.8 M parameters (a 4096-wide, 4096-deep layer): every element updated, the tail
+/// past the last full workgroup included.
 #[test]
-fn regression_sgd_past_65535_workgroups_folds_the_grid() {
+fn sgd_update_covers_sixteen_million_parameters() {
     check_sgd(
         65_536 * 256 + 77,
         &SgdConfig {

@@ -62,7 +62,7 @@ fn profile_mnist_shapes(
             batch_size: BATCH,
             sgd: &sgd,
             normalization: Normalization::UNIT,
-            variant: MatmulVariant::default_for(gpu),
+            variant: MatmulVariant::default_for(gpu).into(),
         },
     )
     .expect("engine");

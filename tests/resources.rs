@@ -35,7 +35,12 @@ fn twenty_epochs_create_no_gpu_objects_after_the_first() {
         epochs: 20,
         batch_size: 100,
         schedule: LrSchedule::new(0.05, Schedule::Constant),
-        sgd: SgdConfig::default(),
+        // Momentum and bias exclusion exercise every branch and loop of sgd_update.
+        sgd: SgdConfig {
+            momentum: 0.9,
+            decay_bias: false,
+            ..SgdConfig::default()
+        },
         seed: 1,
         validation: vec![],
         early_stop_patience: None,
@@ -54,7 +59,7 @@ fn twenty_epochs_create_no_gpu_objects_after_the_first() {
             batch_size: 100,
             sgd: &cfg.sgd,
             normalization: Normalization::UNIT,
-            variant,
+            variant: variant.into(),
         },
     )
     .unwrap();

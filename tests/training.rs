@@ -38,7 +38,7 @@ fn gpu_engine<'a>(
             batch_size: batch,
             sgd,
             normalization: Normalization::UNIT,
-            variant,
+            variant: variant.into(),
         },
     )
     .expect("engine builds")
@@ -479,7 +479,7 @@ fn regression_activation_over_the_binding_limit_is_refused_with_a_hint() {
         batch_size: 60_000,
         sgd: &SgdConfig::default(),
         normalization: Normalization::UNIT,
-        variant: MatmulVariant::Register,
+        variant: MatmulVariant::Register.into(),
     };
     let err = GpuEngine::new(g, k, cfg).err().expect("refused");
     match &err {

@@ -81,6 +81,7 @@ pub enum KernelChoice {
     Auto,
     Tiled,
     Register,
+    Rows,
 }
 
 /// Where the data is.

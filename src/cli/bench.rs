@@ -11,13 +11,14 @@ use serde::Serialize;
 use wgtrain::cpu_engine::CpuEngine;
 use wgtrain::engine::Engine;
 use wgtrain::gpu::engine::{GpuEngine, GpuEngineConfig};
+use wgtrain::gpu::kernels::matmul::{BatchDim, Epilogue, MatmulSpec};
 use wgtrain::gpu::{Kernels, autotune};
 use wgtrain::model::{MlpSpec, Normalization};
 use wgtrain::optim::SgdConfig;
 use wgtrain::train;
 
 use super::args::{DataArgs, DeviceArgs};
-use super::commands::{load_data, open_gpu};
+use super::commands::{load_data, matmul_choice, open_gpu};
 
 #[derive(Args, Debug, Clone)]
 pub struct BenchArgs {
@@ -52,7 +53,7 @@ struct Row {
     epoch_seconds: f64,
     samples_per_second: f64,
     dispatches_per_step: usize,
-    /// Best matmul throughput on the first layer's shapes, GFLOP/s.
+    /// Best matmul throughput on the first layer's forward shape, GFLOP/s.
     matmul_gflops: f64,
 }
 
@@ -122,9 +123,18 @@ pub fn bench_command(a: BenchArgs) -> Result<()> {
     for &b in &a.batch_sizes {
         let b = b.clamp(1, n);
         if let (Some(g), Some(k)) = (&gpu, &kernels) {
-            let ranked = autotune::rank_matmul_variants(g, k, &spec, b)?;
-            // The probe runs the forward and the weight-gradient products: 2 · 2·B·I·O FLOPs.
-            let flops = 4.0 * (b * spec.sizes[0] * spec.sizes[1]) as f64;
+            // The first layer's forward product, the largest of a step: 2·B·I·O FLOPs.
+            let forward = MatmulSpec {
+                m: b,
+                n: spec.sizes[1],
+                k: spec.sizes[0],
+                trans_a: false,
+                trans_b: true,
+                epilogue: Epilogue::BiasRelu,
+                batch_dim: BatchDim::M,
+            };
+            let ranked = autotune::rank_variants(g, k, &forward)?;
+            let flops = 2.0 * (b * spec.sizes[0] * spec.sizes[1]) as f64;
             let cfg = GpuEngineConfig {
                 spec: &spec,
                 params: &params,
@@ -134,7 +144,7 @@ pub fn bench_command(a: BenchArgs) -> Result<()> {
                 batch_size: b,
                 sgd: &sgd,
                 normalization: Normalization::UNIT,
-                variant: ranked[0].variant,
+                variant: matmul_choice(&a.device),
             };
             let mut engine = GpuEngine::new(g, k, cfg)?;
             let secs = time_epoch(&mut engine, n, b)?;

@@ -8,7 +8,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use wgtrain::checkpoint;
 use wgtrain::data::{self, Mnist};
 use wgtrain::engine::{Engine, EvalSet};
-use wgtrain::gpu::{self, Gpu, GpuOptions, Kernels, MatmulVariant};
+use wgtrain::gpu::autotune::MatmulChoice;
+use wgtrain::gpu::{self, Gpu, GpuOptions, MatmulVariant};
 use wgtrain::model::{MlpSpec, Normalization};
 use wgtrain::optim::SgdConfig;
 use wgtrain::schedule::{LrSchedule, PlateauConfig, Schedule, ScheduleKind};
@@ -135,31 +136,14 @@ pub fn open_gpu(d: &DeviceArgs) -> Result<Gpu> {
     Ok(gpu)
 }
 
-/// Picks the matmul variant: fixed by the flag, or timed on the run's shapes.
-pub fn choose_variant(
-    gpu: &Gpu,
-    kernels: &Kernels,
-    d: &DeviceArgs,
-    spec: &MlpSpec,
-    batch: usize,
-) -> Result<MatmulVariant> {
-    Ok(match d.kernels {
-        KernelChoice::Tiled => MatmulVariant::Tiled,
-        KernelChoice::Register => MatmulVariant::Register,
-        KernelChoice::Auto => {
-            let ranked = gpu::autotune::rank_matmul_variants(gpu, kernels, spec, batch)?;
-            let desc: Vec<String> = ranked
-                .iter()
-                .map(|t| format!("{} {:.3} ms", t.variant, t.ms))
-                .collect();
-            eprintln!(
-                "kernels: auto chose {} ({})",
-                ranked[0].variant,
-                desc.join(", ")
-            );
-            ranked[0].variant
-        }
-    })
+/// The matmul variant policy the flag names: fixed, or timed per shape (`auto`).
+pub fn matmul_choice(d: &DeviceArgs) -> MatmulChoice {
+    match d.kernels {
+        KernelChoice::Tiled => MatmulVariant::Tiled.into(),
+        KernelChoice::Register => MatmulVariant::Register.into(),
+        KernelChoice::Rows => MatmulVariant::Rows.into(),
+        KernelChoice::Auto => MatmulChoice::Auto,
+    }
 }
 
 fn train_command(a: TrainArgs) -> Result<()> {

@@ -1,8 +1,5 @@
 //! One place that turns the device flags into a training engine: the CPU engine, or a GPU
-//! engine on a device opened once, with the matmul variant chosen once per (model, batch
-//! size). `train`, `profile`, `lr-find` and `sweep` all build their engines here.
-
-use std::collections::HashMap;
+//! engine on a device opened once (matmul timings per shape are cached with its kernels). `train`, `profile`, `lr-find` and `sweep` all build their engines here.
 
 use anyhow::Result;
 
@@ -10,12 +7,12 @@ use wgtrain::cpu_engine::CpuEngine;
 use wgtrain::data::Dataset;
 use wgtrain::engine::Engine;
 use wgtrain::gpu::engine::{GpuEngine, GpuEngineConfig};
-use wgtrain::gpu::{Gpu, Kernels, MatmulVariant};
+use wgtrain::gpu::{Gpu, Kernels};
 use wgtrain::model::{MlpSpec, Normalization};
 use wgtrain::optim::SgdConfig;
 
 use super::args::{DeviceArgs, DeviceKind};
-use super::commands::{choose_variant, open_gpu};
+use super::commands::{matmul_choice, open_gpu};
 
 /// What one engine is built from.
 pub(crate) struct EngineSpec<'a> {
@@ -33,7 +30,6 @@ pub(crate) struct EngineSpec<'a> {
 pub(crate) struct Engines {
     device: DeviceArgs,
     gpu: Option<(Gpu, Kernels)>,
-    variants: HashMap<(Vec<usize>, usize), MatmulVariant>,
 }
 
 impl Engines {
@@ -50,7 +46,6 @@ impl Engines {
         Ok(Engines {
             device: d.clone(),
             gpu,
-            variants: HashMap::new(),
         })
     }
 
@@ -87,15 +82,6 @@ impl Engines {
         let Some((gpu, kernels)) = &self.gpu else {
             return Ok(None);
         };
-        let key = (s.spec.sizes.clone(), s.batch_size);
-        let variant = match self.variants.get(&key) {
-            Some(v) => *v,
-            None => {
-                let v = choose_variant(gpu, kernels, &self.device, s.spec, s.batch_size)?;
-                self.variants.insert(key, v);
-                v
-            }
-        };
         let mut engine = GpuEngine::new(
             gpu,
             kernels,
@@ -108,7 +94,7 @@ impl Engines {
                 batch_size: s.batch_size,
                 sgd: s.sgd,
                 normalization: s.norm,
-                variant,
+                variant: matmul_choice(&self.device),
             },
         )?;
         f(gpu, &mut engine).map(Some)

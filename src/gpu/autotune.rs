@@ -1,99 +1,140 @@
-//! Start-up kernel selection: times every matmul variant on the run's real shapes (the
-//! first layer's forward product and its weight gradient, which dominate an MLP step) and
-//! keeps the fastest.
+//! Kernel selection per shape: times every matmul variant on each matmul shape a run
+//! launches and keeps the fastest for that shape. A CPU adapter (lavapipe) and a GPU want
+//! different kernels, and so do a 64x256x784 product and a 64x10x256 one. Results are
+//! cached in [`Kernels`] for the life of the device, so engines built later in the same run
+//! (sweeps, evaluation) do not time again.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
 
 use crate::error::Result;
 use crate::gpu::kernels::matmul::{self, BatchDim, Epilogue, MatmulSpec, MatmulVariant};
 use crate::gpu::kernels::{self as k, Kernels, StepRecord};
 use crate::gpu::{Gpu, GpuTensor};
-use crate::model::MlpSpec;
 
-/// Time of one variant on the probe shapes, ms per step of the two products.
+/// Time of one variant on one shape.
 #[derive(Clone, Copy, Debug)]
 pub struct VariantTiming {
     pub variant: MatmulVariant,
+    /// Best wall time of one launch, ms (host-timed around submit and wait).
     pub ms: f64,
 }
 
-/// Times each variant (one warm-up, then the best of three runs) and returns the fastest
-/// first.
+/// What identifies a matmul for tuning: sizes and transposes.
+pub type ShapeKey = (usize, usize, usize, bool, bool);
+
+/// Tuning results of one device: shape -> variants, fastest first.
+#[derive(Default)]
+pub struct TuningCache {
+    results: Mutex<HashMap<ShapeKey, Vec<VariantTiming>>>,
+}
+
+impl TuningCache {
+    /// Every shape timed so far with its ranking, sorted by shape.
+    pub fn results(&self) -> Vec<(ShapeKey, Vec<VariantTiming>)> {
+        let r = self.results.lock().unwrap_or_else(|p| p.into_inner());
+        let mut v: Vec<_> = r.iter().map(|(k, t)| (*k, t.clone())).collect();
+        v.sort_by_key(|(k, _)| *k);
+        v
+    }
+}
+
+/// Which matmul variant a launch uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MatmulChoice {
+    /// Time every variant on each shape at start-up and keep the fastest (`--kernels auto`).
+    Auto,
+    /// The same variant everywhere.
+    Fixed(MatmulVariant),
+}
+
+impl From<MatmulVariant> for MatmulChoice {
+    fn from(v: MatmulVariant) -> Self {
+        MatmulChoice::Fixed(v)
+    }
+}
+
+impl MatmulChoice {
+    /// The variant for `spec`: fixed, or the fastest measured on that shape.
+    ///
+    /// # Errors
+    /// Device errors while timing, or a shape over the adapter's limits.
+    pub fn resolve(self, gpu: &Gpu, kernels: &Kernels, spec: &MatmulSpec) -> Result<MatmulVariant> {
+        match self {
+            MatmulChoice::Fixed(v) => Ok(v),
+            MatmulChoice::Auto => Ok(rank_variants(gpu, kernels, spec)?[0].variant),
+        }
+    }
+}
+
+/// Times each variant on `spec`'s shape (one warm-up, then the best of three runs; a
+/// variant already 3x slower than the best after one run is not run again) and returns
+/// them fastest first. Cached per device.
 ///
 /// # Errors
 /// Device errors, or a shape over the adapter's limits.
-pub fn rank_matmul_variants(
+pub fn rank_variants(
     gpu: &Gpu,
     kernels: &Kernels,
-    spec: &MlpSpec,
-    batch: usize,
+    spec: &MatmulSpec,
 ) -> Result<Vec<VariantTiming>> {
-    let (i, o) = (spec.sizes[0], spec.sizes[1]);
-    let x = GpuTensor::upload(gpu, "probe.x", &vec![0.5; batch * i], &[batch, i])?;
-    let w = GpuTensor::upload(gpu, "probe.w", &vec![0.25; o * i], &[o, i])?;
-    let bias = GpuTensor::upload(gpu, "probe.bias", &vec![0.0; o], &[o])?;
-    let h = GpuTensor::upload(gpu, "probe.h", &vec![0.0; batch * o], &[batch, o])?;
-    let dw = GpuTensor::upload(gpu, "probe.dw", &vec![0.0; o * i], &[o, i])?;
-    let dummy = GpuTensor::upload(gpu, "probe.dummy", &[0.0; 4], &[4])?;
+    let key = (spec.m, spec.n, spec.k, spec.trans_a, spec.trans_b);
+    if let Some(r) = kernels
+        .tuning
+        .results
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&key)
+    {
+        return Ok(r.clone());
+    }
+    let (m, n, kk) = (spec.m, spec.n, spec.k);
+    let a = GpuTensor::upload(gpu, "tune.a", &vec![0.5; m * kk], &[m * kk])?;
+    let b = GpuTensor::upload(gpu, "tune.b", &vec![0.25; kk * n], &[kk * n])?;
+    let c = GpuTensor::upload(gpu, "tune.c", &vec![0.0; m * n], &[m * n])?;
+    let dummy = GpuTensor::upload(gpu, "tune.dummy", &[0.0; 4], &[4])?;
     let record = StepRecord {
-        batch: batch as u32,
+        batch: m.max(kk) as u32,
         ..Default::default()
     };
-    let mut out = Vec::new();
+    let plain = MatmulSpec {
+        epilogue: Epilogue::None,
+        batch_dim: BatchDim::None,
+        ..*spec
+    };
+    let mut out: Vec<VariantTiming> = Vec::new();
     for variant in MatmulVariant::ALL {
-        let fwd = matmul::dispatch(
+        let d = matmul::dispatch(
             gpu,
             kernels,
             variant,
-            "probe.forward",
-            MatmulSpec {
-                m: batch,
-                n: o,
-                k: i,
-                trans_a: false,
-                trans_b: true,
-                epilogue: Epilogue::BiasRelu,
-                batch_dim: BatchDim::M,
-            },
-            x.view(),
-            w.view(),
-            Some(bias.view()),
+            "tune",
+            plain,
+            a.view(),
+            b.view(),
             None,
-            h.view(),
+            None,
+            c.view(),
             dummy.view(),
         )?;
-        let grad = matmul::dispatch(
-            gpu,
-            kernels,
-            variant,
-            "probe.weight_grad",
-            MatmulSpec {
-                m: o,
-                n: i,
-                k: batch,
-                trans_a: true,
-                trans_b: false,
-                epilogue: Epilogue::None,
-                batch_dim: BatchDim::K,
-            },
-            h.view(),
-            x.view(),
-            None,
-            None,
-            dw.view(),
-            dummy.view(),
-        )?;
-        let launches = [fwd, grad];
-        k::run(gpu, kernels, &launches, record, 1)?;
-        let reps = 4;
-        let best = (0..3)
-            .map(|_| {
-                k::run(gpu, kernels, &launches, record, reps)
-                    .map(|d| d.as_secs_f64() * 1e3 / reps as f64)
-            })
-            .collect::<Result<Vec<f64>>>()?
-            .into_iter()
-            .fold(f64::INFINITY, f64::min);
+        let launch = std::slice::from_ref(&d);
+        k::run(gpu, kernels, launch, record, 1)?;
+        let best_so_far = out.iter().map(|t| t.ms).fold(f64::INFINITY, f64::min);
+        let mut best = f64::INFINITY;
+        for _ in 0..3 {
+            best = best.min(k::run(gpu, kernels, launch, record, 1)?.as_secs_f64() * 1e3);
+            if best > 3.0 * best_so_far {
+                break;
+            }
+        }
         out.push(VariantTiming { variant, ms: best });
     }
-    out.sort_by(|a, b| a.ms.total_cmp(&b.ms));
+    out.sort_by(|x, y| x.ms.total_cmp(&y.ms));
+    kernels
+        .tuning
+        .results
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(key, out.clone());
     Ok(out)
 }

@@ -23,11 +23,12 @@ use std::sync::atomic::Ordering;
 use crate::data::Dataset;
 use crate::engine::{Engine, EvalSet, Evaluation, StepSums};
 use crate::error::{Error, Result};
+use crate::gpu::autotune::MatmulChoice;
 use crate::gpu::kernels::matmul::BatchDim;
 use crate::gpu::kernels::softmax_cross_entropy::METRICS_HEADER;
 use crate::gpu::kernels::{
-    Dispatch, Epilogue, Kernels, MatmulSpec, MatmulVariant, STEP_STRIDE, StepRecord, column_sum,
-    gather_normalize, matmul, sgd_update, softmax_cross_entropy,
+    Dispatch, Epilogue, Kernels, MatmulSpec, STEP_STRIDE, StepRecord, column_sum, gather_normalize,
+    matmul, sgd_update, softmax_cross_entropy,
 };
 use crate::gpu::tensor::Readback;
 use crate::gpu::{Gpu, View};
@@ -54,7 +55,8 @@ pub struct GpuEngineConfig<'a> {
     pub batch_size: usize,
     pub sgd: &'a SgdConfig,
     pub normalization: Normalization,
-    pub variant: MatmulVariant,
+    /// Matmul variant per launch: fixed, or timed per shape (`MatmulChoice::Auto`).
+    pub variant: MatmulChoice,
 }
 
 /// A dataset resident on the GPU.
@@ -137,7 +139,7 @@ pub struct GpuEngine<'g> {
     evals: Vec<EvalPlan>,
     max_train_steps: usize,
     batch_size: usize,
-    variant: MatmulVariant,
+    variant: MatmulChoice,
     /// Keeps every buffer bound by the launches alive.
     _keep: Vec<wgpu::Buffer>,
 }
@@ -277,7 +279,7 @@ impl<'g> GpuEngine<'g> {
                         },
                         batch_dim: BatchDim::M,
                     };
-                    matmul::dispatch(
+                    matmul::dispatch_with(
                         gpu,
                         kernels,
                         variant,
@@ -338,7 +340,7 @@ impl<'g> GpuEngine<'g> {
             } else {
                 view(&act.hidden[l - 1], 0, b * s.inputs)
             };
-            train_step.push(matmul::dispatch(
+            train_step.push(matmul::dispatch_with(
                 gpu,
                 kernels,
                 variant,
@@ -370,7 +372,7 @@ impl<'g> GpuEngine<'g> {
                 view(&grads, s.bias, s.outputs),
             )?);
             if l > 0 {
-                train_step.push(matmul::dispatch(
+                train_step.push(matmul::dispatch_with(
                     gpu,
                     kernels,
                     variant,
@@ -534,9 +536,18 @@ impl<'g> GpuEngine<'g> {
         &self.steps_bind_group
     }
 
-    /// The matmul variant in use.
-    pub fn variant(&self) -> MatmulVariant {
+    /// How the matmul variants were chosen.
+    pub fn matmul_choice(&self) -> MatmulChoice {
         self.variant
+    }
+
+    /// The kernel entry point of every matmul launch of a training step, by label.
+    pub fn matmul_kernels(&self) -> Vec<(&str, &'static str)> {
+        self.train_step
+            .iter()
+            .filter(|d| d.kernel.starts_with("matmul"))
+            .map(|d| (d.label.as_str(), d.kernel))
+            .collect()
     }
 
     /// Writes the epoch's order and step records (before recording any step).
@@ -638,10 +649,21 @@ fn write_records(gpu: &Gpu, steps: &wgpu::Buffer, first: usize, records: &[StepR
 
 impl Engine for GpuEngine<'_> {
     fn describe(&self) -> String {
+        let kernels: Vec<String> = self
+            .matmul_kernels()
+            .iter()
+            .map(|(label, kernel)| {
+                format!(
+                    "{} {}",
+                    label.trim_start_matches("train."),
+                    kernel.trim_start_matches("matmul_")
+                )
+            })
+            .collect();
         format!(
-            "gpu {}, matmul kernel: {}",
+            "gpu {}; matmul kernels: {}",
             self.gpu.describe(),
-            self.variant
+            kernels.join(", ")
         )
     }
 

@@ -6,6 +6,7 @@
 
 use super::{Dispatch, Kernels, params_buffer, storage_entry, uniform_entry};
 use crate::error::{Error, Result};
+use crate::gpu::autotune::MatmulChoice;
 use crate::gpu::{Gpu, View};
 
 /// The WGSL source.
@@ -22,17 +23,35 @@ pub enum MatmulVariant {
     Register,
     /// 64×64 tiles staged through workgroup memory with barriers: for GPUs.
     Tiled,
+    /// 8 rows per workgroup shared by all its invocations (uniform loads of A), 4
+    /// columns 64 apart per invocation, no barriers: for CPU adapters.
+    Rows,
 }
 
 impl MatmulVariant {
     /// Both variants, for auto-selection and tests.
-    pub const ALL: [MatmulVariant; 2] = [MatmulVariant::Register, MatmulVariant::Tiled];
+    pub const ALL: [MatmulVariant; 3] = [
+        MatmulVariant::Register,
+        MatmulVariant::Tiled,
+        MatmulVariant::Rows,
+    ];
 
     /// The WGSL entry point.
     pub fn entry_point(self) -> &'static str {
         match self {
             MatmulVariant::Register => "matmul_register",
             MatmulVariant::Tiled => "matmul_tiled",
+            MatmulVariant::Rows => "matmul_rows",
+        }
+    }
+
+    /// Workgroups along x (column blocks) and along the folded rows for a `[m, n]` output.
+    pub fn blocks(self, m: usize, n: usize) -> (u64, u64) {
+        match self {
+            MatmulVariant::Register | MatmulVariant::Tiled => {
+                ((n as u64).div_ceil(TILE), (m as u64).div_ceil(TILE))
+            }
+            MatmulVariant::Rows => ((n as u64).div_ceil(256), (m as u64).div_ceil(16)),
         }
     }
 
@@ -51,6 +70,7 @@ impl std::fmt::Display for MatmulVariant {
         f.write_str(match self {
             MatmulVariant::Register => "register",
             MatmulVariant::Tiled => "tiled",
+            MatmulVariant::Rows => "rows",
         })
     }
 }
@@ -213,7 +233,8 @@ pub fn dispatch(
             },
         ],
     );
-    let grid = gpu.grid_2d(label, (n as u64).div_ceil(TILE), (m as u64).div_ceil(TILE))?;
+    let (x_blocks, y_blocks) = variant.blocks(m, n);
+    let grid = gpu.grid_2d(label, x_blocks, y_blocks)?;
     Ok(Dispatch {
         kernel: variant.entry_point(),
         label: label.to_string(),
@@ -224,4 +245,28 @@ pub fn dispatch(
         bytes: 4 * (m * k + k * n + m * n) as u64,
         shape: format!("M={m} N={n} K={k}"),
     })
+}
+
+/// [`dispatch`] with the variant given by `choice`: fixed, or the fastest measured on this
+/// shape (see [`crate::gpu::autotune`]).
+///
+/// # Errors
+/// As [`dispatch`], plus device errors while timing.
+pub fn dispatch_with(
+    gpu: &Gpu,
+    kernels: &Kernels,
+    choice: MatmulChoice,
+    label: &str,
+    spec: MatmulSpec,
+    a: View<'_>,
+    b: View<'_>,
+    bias: Option<View<'_>>,
+    mask: Option<View<'_>>,
+    c: View<'_>,
+    dummy: View<'_>,
+) -> Result<Dispatch> {
+    let variant = choice.resolve(gpu, kernels, &spec)?;
+    dispatch(
+        gpu, kernels, variant, label, spec, a, b, bias, mask, c, dummy,
+    )
 }

@@ -124,12 +124,18 @@ impl Family {
         entries: &[wgpu::BindGroupLayoutEntry],
         steps: &wgpu::BindGroupLayout,
     ) -> Family {
-        let module = gpu
-            .device
-            .create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some(name),
-                source: wgpu::ShaderSource::Wgsl(source.into()),
-            });
+        let desc = wgpu::ShaderModuleDescriptor {
+            label: Some(name),
+            source: wgpu::ShaderSource::Wgsl(source.into()),
+        };
+        let module = if std::env::var("WGT_UNCHECKED").is_ok() {
+            unsafe {
+                gpu.device
+                    .create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked())
+            }
+        } else {
+            gpu.device.create_shader_module(desc)
+        };
         let layout = gpu
             .device
             .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
@@ -175,6 +181,8 @@ pub struct Kernels {
     pub(crate) gather_pipeline: wgpu::ComputePipeline,
     pub(crate) matmul: Family,
     matmul_cache: Mutex<HashMap<(MatmulVariant, bool, bool, u32), wgpu::ComputePipeline>>,
+    /// Matmul variant timings per shape (see [`crate::gpu::autotune`]).
+    pub tuning: crate::gpu::autotune::TuningCache,
     pub(crate) softmax: Family,
     softmax_cache: Mutex<HashMap<usize, wgpu::ComputePipeline>>,
     pub(crate) column_sum: Family,
@@ -263,6 +271,7 @@ impl Kernels {
             gather_pipeline,
             matmul,
             matmul_cache: Mutex::default(),
+            tuning: Default::default(),
             softmax,
             softmax_cache: Mutex::default(),
             column_sum,

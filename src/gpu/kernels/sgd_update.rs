@@ -4,12 +4,15 @@
 //!
 //! Bindings: 0 params, 1 parameters `[P]` (read-write), 2 gradients `[P]`, 3 momentum
 //! buffer `[P]`, 4 no-decay ranges `[R]` of `[start, end)`, 5 status `[2]`. Grid:
-//! `ceil(P / 256)` workgroups, folded.
+//! `ceil(P / (256 · ITEMS))` workgroups, folded.
 
 use super::{Dispatch, Kernels, params_buffer, storage_entry, uniform_entry};
 use crate::error::Result;
 use crate::gpu::{Gpu, View};
 use crate::optim::SgdConfig;
+
+/// Elements per invocation (`ITEMS` in the shader).
+pub const ITEMS: u64 = 16;
 
 /// The WGSL source.
 pub const SOURCE: &str = include_str!("../../../shaders/sgd_update.wgsl");
@@ -108,7 +111,7 @@ pub fn dispatch(
         label: label.to_string(),
         pipeline: kernels.sgd_pipeline.clone(),
         bind_group,
-        grid: gpu.grid_1d(label, (len as u64).div_ceil(256))?,
+        grid: gpu.grid_1d(label, (len as u64).div_ceil(256 * ITEMS))?,
         flops: 6 * len as u64,
         bytes: 4 * 5 * len as u64,
         shape: format!("P={len}"),

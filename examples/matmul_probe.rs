@@ -1,0 +1,71 @@
+//! Times every matmul variant on the MNIST training shapes (forward, weight gradient,
+//! input gradient) and prints GFLOP/s: `cargo run --release --example matmul_probe`.
+
+use wgtrain::gpu::kernels::matmul::{self, BatchDim, Epilogue, MatmulSpec, MatmulVariant};
+use wgtrain::gpu::kernels::{self, StepRecord};
+use wgtrain::gpu::{Gpu, GpuOptions, GpuTensor, Kernels};
+
+fn main() -> anyhow::Result<()> {
+    let gpu = Gpu::new(&GpuOptions::default())?;
+    let k = Kernels::new(&gpu)?;
+    println!("{}", gpu.describe());
+    let batch: usize = std::env::args().nth(1).map_or(Ok(64), |s| s.parse())?;
+    // (name, m, n, k, trans_a, trans_b)
+    let shapes = [
+        ("forward X·Wᵀ", batch, 256, 784, false, true),
+        ("weight grad dZᵀ·X", 256, 784, batch, true, false),
+        ("input grad dZ·W", batch, 256, 10, false, false),
+        ("square 1024", 1024, 1024, 1024, false, false),
+    ];
+    for (name, m, n, kk, ta, tb) in shapes {
+        let a = GpuTensor::upload(&gpu, "a", &vec![0.5; m * kk], &[m * kk])?;
+        let b = GpuTensor::upload(&gpu, "b", &vec![0.25; kk * n], &[kk * n])?;
+        let c = GpuTensor::upload(&gpu, "c", &vec![0.0; m * n], &[m * n])?;
+        let dummy = GpuTensor::upload(&gpu, "dummy", &[0.0; 4], &[4])?;
+        let mut line = format!("{name:<20} {m:>5}x{n:>5}x{kk:>5}");
+        for v in MatmulVariant::ALL {
+            let spec = MatmulSpec {
+                m,
+                n,
+                k: kk,
+                trans_a: ta,
+                trans_b: tb,
+                epilogue: Epilogue::None,
+                batch_dim: BatchDim::None,
+            };
+            let d = matmul::dispatch(
+                &gpu,
+                &k,
+                v,
+                "probe",
+                spec,
+                a.view(),
+                b.view(),
+                None,
+                None,
+                c.view(),
+                dummy.view(),
+            )?;
+            let rec = StepRecord {
+                batch: m as u32,
+                ..Default::default()
+            };
+            kernels::run(&gpu, &k, std::slice::from_ref(&d), rec, 1)?;
+            let reps = if m * n * kk > 100_000_000 { 2 } else { 10 };
+            let best = (0..3)
+                .map(|_| {
+                    kernels::run(&gpu, &k, std::slice::from_ref(&d), rec, reps)
+                        .map(|t| t.as_secs_f64() / reps as f64)
+                })
+                .collect::<Result<Vec<_>, _>>()?
+                .into_iter()
+                .fold(f64::INFINITY, f64::min);
+            line += &format!(
+                "  {v} {:6.2} GFLOP/s",
+                2.0 * (m * n * kk) as f64 / best / 1e9
+            );
+        }
+        println!("{line}");
+    }
+    Ok(())
+}
