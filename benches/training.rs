@@ -47,6 +47,7 @@ fn matmuls(c: &mut Criterion, gpu: &Gpu, k: &Kernels) {
             k: i,
             trans_a: false,
             trans_b: true,
+            trans_c: false,
             epilogue: Epilogue::None,
             batch_dim: BatchDim::None,
         };

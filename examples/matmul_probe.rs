@@ -30,6 +30,7 @@ fn main() -> anyhow::Result<()> {
                 k: kk,
                 trans_a: ta,
                 trans_b: tb,
+                trans_c: false,
                 epilogue: Epilogue::None,
                 batch_dim: BatchDim::None,
             };

@@ -5,6 +5,7 @@
 //   forward   Y  = X · Wᵀ          (TRANS_B)          epilogue bias (+ ReLU)
 //   backward  dX = dY · W           (none)             epilogue ReLU mask of the forward output
 //   weights   dW = dYᵀ · X          (TRANS_A)
+// With TRANS_C, C is stored [N, M] (epilogue must be none).
 // Epilogues (EPILOGUE): 0 none, 1 + bias[n], 2 max(0, · + bias[n]), 3 · ⊙ [mask[m, n] > 0].
 // When `batch_dim` is 1 (2), M (K) is the minibatch size of the current step record, so
 // the last partial minibatch reuses the same dispatch and buffers.
@@ -36,6 +37,9 @@ struct Step {
 override TRANS_A: bool = false;
 override TRANS_B: bool = false;
 override EPILOGUE: u32 = 0u;
+// C is stored transposed, `[N, M]`: lets a weight gradient dW [O, I] be computed as
+// (Xᵀ · dZ)ᵀ, putting the long I dimension on the rows a workgroup shares.
+override TRANS_C: bool = false;
 
 @group(0) @binding(0) var<uniform> params: MatmulParams;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
@@ -70,6 +74,14 @@ fn b_index(kk: u32, col: u32, n: u32, k: u32) -> u32 {
         return col * k + kk;
     }
     return kk * n + col;
+}
+
+// Index of C[row, col] in `c`.
+fn c_index(row: u32, col: u32, m: u32, n: u32) -> u32 {
+    if (TRANS_C) {
+        return col * m + row;
+    }
+    return row * n + col;
 }
 
 fn epilogue(v: f32, row: u32, col: u32, n: u32) -> f32 {
@@ -148,7 +160,7 @@ fn matmul_register(
             for (var j = 0u; j < RT; j++) {
                 let col = col0 + j;
                 if (col < n) {
-                    c[row * n + col] = epilogue(acc[i * RT + j], row, col, n);
+                    c[c_index(row, col, m, n)] = epilogue(acc[i * RT + j], row, col, n);
                 }
             }
         }
@@ -216,7 +228,7 @@ fn matmul_tiled(
             for (var j = 0u; j < 4u; j++) {
                 let col = tile_col + lid.x * 4u + j;
                 if (col < n) {
-                    c[row * n + col] = epilogue(acc[i * 4u + j], row, col, n);
+                    c[c_index(row, col, m, n)] = epilogue(acc[i * 4u + j], row, col, n);
                 }
             }
         }
@@ -337,7 +349,7 @@ fn store_row(row: u32, v: vec4<f32>, col_base: u32, m: u32, n: u32) {
     for (var j = 0u; j < COLS; j++) {
         let col = col_base + j * LANES;
         if (col < n) {
-            c[row * n + col] = epilogue(v[j], row, col, n);
+            c[c_index(row, col, m, n)] = epilogue(v[j], row, col, n);
         }
     }
 }

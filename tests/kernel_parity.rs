@@ -32,6 +32,12 @@ fn reference_matmul(a: &[f32], b: &[f32], bias: &[f32], mask: &[f32], s: &Matmul
         Epilogue::BiasRelu => cpu::bias_relu_forward(&mut c, bias, s.n, true),
         Epilogue::ReluMask => c = cpu::relu_backward(&c, mask),
     }
+    if s.trans_c {
+        // Stored [N, M].
+        return (0..s.n * s.m)
+            .map(|i| c[(i % s.m) * s.n + i / s.m])
+            .collect();
+    }
     c
 }
 
@@ -42,6 +48,7 @@ fn check_matmul(
     k: usize,
     trans_a: bool,
     trans_b: bool,
+    trans_c: bool,
     epilogue: Epilogue,
     seed: u64,
 ) {
@@ -52,6 +59,7 @@ fn check_matmul(
         k,
         trans_a,
         trans_b,
+        trans_c,
         epilogue,
         batch_dim: BatchDim::None,
     };
@@ -84,7 +92,9 @@ fn check_matmul(
     // K terms of size up to 100 each: scale the absolute tolerance with the sum of |terms|.
     let atol = 1e-5 * (k as f32).sqrt() * 10.0;
     assert_close(
-        &format!("{variant} matmul {m}x{n}x{k} ta={trans_a} tb={trans_b} {epilogue:?}"),
+        &format!(
+            "{variant} matmul {m}x{n}x{k} ta={trans_a} tb={trans_b} tc={trans_c} {epilogue:?}"
+        ),
         &tc.read(g).unwrap(),
         &want,
         atol,
@@ -114,7 +124,8 @@ fn matmul_matches_reference_for_every_variant_transpose_and_shape() {
         for &(m, n, k) in SHAPES {
             for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
                 seed += 1;
-                check_matmul(variant, m, n, k, ta, tb, Epilogue::None, seed);
+                check_matmul(variant, m, n, k, ta, tb, false, Epilogue::None, seed);
+                check_matmul(variant, m, n, k, ta, tb, true, Epilogue::None, seed + 1000);
             }
         }
     }
@@ -125,8 +136,8 @@ fn matmul_epilogues_match_reference() {
     for variant in MatmulVariant::ALL {
         for &(m, n, k) in &[(64, 256, 784), (7, 61, 13), (1, 10, 256), (65, 3, 5)] {
             for ep in [Epilogue::Bias, Epilogue::BiasRelu, Epilogue::ReluMask] {
-                check_matmul(variant, m, n, k, false, true, ep, 99);
-                check_matmul(variant, m, n, k, false, false, ep, 98);
+                check_matmul(variant, m, n, k, false, true, false, ep, 99);
+                check_matmul(variant, m, n, k, false, false, false, ep, 98);
             }
         }
     }
@@ -155,6 +166,7 @@ fn fused_epilogues_equal_the_composed_kernels() {
         k,
         trans_a: false,
         trans_b: true,
+        trans_c: false,
         epilogue,
         batch_dim: BatchDim::None,
     };
@@ -288,6 +300,7 @@ fn matmul_batch_dim_follows_the_step_record() {
                 k,
                 trans_a: false,
                 trans_b: true,
+                trans_c: false,
                 epilogue: Epilogue::None,
                 batch_dim: BatchDim::M,
             };
@@ -332,6 +345,7 @@ fn matmul_batch_dim_follows_the_step_record() {
                 k: m_max,
                 trans_a: true,
                 trans_b: false,
+                trans_c: false,
                 epilogue: Epilogue::None,
                 batch_dim: BatchDim::K,
             };

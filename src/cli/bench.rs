@@ -130,6 +130,7 @@ pub fn bench_command(a: BenchArgs) -> Result<()> {
                 k: spec.sizes[0],
                 trans_a: false,
                 trans_b: true,
+                trans_c: false,
                 epilogue: Epilogue::BiasRelu,
                 batch_dim: BatchDim::M,
             };

@@ -20,8 +20,8 @@ pub struct VariantTiming {
     pub ms: f64,
 }
 
-/// What identifies a matmul for tuning: sizes and transposes.
-pub type ShapeKey = (usize, usize, usize, bool, bool);
+/// What identifies a matmul for tuning: M, N, K and the transposes of A, B and C.
+pub type ShapeKey = (usize, usize, usize, bool, bool, bool);
 
 /// Tuning results of one device: shape -> variants, fastest first.
 #[derive(Default)]
@@ -78,7 +78,14 @@ pub fn rank_variants(
     kernels: &Kernels,
     spec: &MatmulSpec,
 ) -> Result<Vec<VariantTiming>> {
-    let key = (spec.m, spec.n, spec.k, spec.trans_a, spec.trans_b);
+    let key = (
+        spec.m,
+        spec.n,
+        spec.k,
+        spec.trans_a,
+        spec.trans_b,
+        spec.trans_c,
+    );
     if let Some(r) = kernels
         .tuning
         .results

@@ -272,6 +272,7 @@ impl<'g> GpuEngine<'g> {
                         k: s.inputs,
                         trans_a: false,
                         trans_b: true,
+                        trans_c: false,
                         epilogue: if l + 1 < n_layers {
                             Epilogue::BiasRelu
                         } else {
@@ -340,22 +341,38 @@ impl<'g> GpuEngine<'g> {
             } else {
                 view(&act.hidden[l - 1], 0, b * s.inputs)
             };
+            // dW [O, I] = dZᵀ · X, or computed as (Xᵀ · dZ)ᵀ when that orientation is faster
+            // (the long I dimension then lies along the rows a workgroup shares).
+            let plain = MatmulSpec {
+                m: s.outputs,
+                n: s.inputs,
+                k: b,
+                trans_a: true,
+                trans_b: false,
+                trans_c: false,
+                epilogue: Epilogue::None,
+                batch_dim: BatchDim::K,
+            };
+            let flipped = MatmulSpec {
+                m: s.inputs,
+                n: s.outputs,
+                trans_c: true,
+                ..plain
+            };
+            let flip = faster_orientation(gpu, kernels, variant, &plain, &flipped)?;
+            let (spec, lhs, rhs) = if flip {
+                (flipped, input, dz)
+            } else {
+                (plain, dz, input)
+            };
             train_step.push(matmul::dispatch_with(
                 gpu,
                 kernels,
                 variant,
                 &format!("train.layer{l}.weight_grad"),
-                MatmulSpec {
-                    m: s.outputs,
-                    n: s.inputs,
-                    k: b,
-                    trans_a: true,
-                    trans_b: false,
-                    epilogue: Epilogue::None,
-                    batch_dim: BatchDim::K,
-                },
-                dz,
-                input,
+                spec,
+                lhs,
+                rhs,
                 None,
                 None,
                 view(&grads, s.weight, s.outputs * s.inputs),
@@ -383,6 +400,7 @@ impl<'g> GpuEngine<'g> {
                         k: s.outputs,
                         trans_a: false,
                         trans_b: false,
+                        trans_c: false,
                         epilogue: Epilogue::ReluMask,
                         batch_dim: BatchDim::M,
                     },
@@ -631,6 +649,23 @@ impl<'g> GpuEngine<'g> {
     pub fn kernels(&self) -> &Kernels {
         self.kernels
     }
+}
+
+/// True when `flipped` (the same product with C transposed) is measured faster than
+/// `plain`; always false for a fixed variant.
+fn faster_orientation(
+    gpu: &Gpu,
+    kernels: &Kernels,
+    choice: MatmulChoice,
+    plain: &MatmulSpec,
+    flipped: &MatmulSpec,
+) -> Result<bool> {
+    if choice != MatmulChoice::Auto {
+        return Ok(false);
+    }
+    let best =
+        |s: &MatmulSpec| crate::gpu::autotune::rank_variants(gpu, kernels, s).map(|r| r[0].ms);
+    Ok(best(flipped)? < best(plain)?)
 }
 
 fn write_records(gpu: &Gpu, steps: &wgpu::Buffer, first: usize, records: &[StepRecord]) {

@@ -112,6 +112,8 @@ pub struct MatmulSpec {
     pub trans_a: bool,
     /// B is stored `[N, K]` instead of `[K, N]`.
     pub trans_b: bool,
+    /// C is stored `[N, M]` instead of `[M, N]` (only with [`Epilogue::None`]).
+    pub trans_c: bool,
     pub epilogue: Epilogue,
     pub batch_dim: BatchDim,
 }
@@ -170,6 +172,10 @@ pub fn dispatch(
     dummy: View<'_>,
 ) -> Result<Dispatch> {
     let (m, n, k) = (spec.m, spec.n, spec.k);
+    assert!(
+        !spec.trans_c || spec.epilogue == Epilogue::None,
+        "a transposed C takes no epilogue"
+    );
     check_len("A", &a, m * k)?;
     check_len("B", &b, k * n)?;
     check_len("C", &c, m * n)?;
@@ -238,7 +244,14 @@ pub fn dispatch(
     Ok(Dispatch {
         kernel: variant.entry_point(),
         label: label.to_string(),
-        pipeline: kernels.matmul_pipeline(gpu, variant, spec.trans_a, spec.trans_b, spec.epilogue),
+        pipeline: kernels.matmul_pipeline(
+            gpu,
+            variant,
+            spec.trans_a,
+            spec.trans_b,
+            spec.trans_c,
+            spec.epilogue,
+        ),
         bind_group,
         grid,
         flops: 2 * (m * n * k) as u64,

@@ -180,7 +180,7 @@ pub struct Kernels {
     pub(crate) gather: Family,
     pub(crate) gather_pipeline: wgpu::ComputePipeline,
     pub(crate) matmul: Family,
-    matmul_cache: Mutex<HashMap<(MatmulVariant, bool, bool, u32), wgpu::ComputePipeline>>,
+    matmul_cache: Mutex<HashMap<(MatmulVariant, [bool; 3], u32), wgpu::ComputePipeline>>,
     /// Matmul variant timings per shape (see [`crate::gpu::autotune`]).
     pub tuning: crate::gpu::autotune::TuningCache,
     pub(crate) softmax: Family,
@@ -284,16 +284,17 @@ impl Kernels {
         })
     }
 
-    /// The matmul pipeline for one variant, transpose pair and epilogue (built on first use).
+    /// The matmul pipeline for one variant, transposes and epilogue (built on first use).
     pub(crate) fn matmul_pipeline(
         &self,
         gpu: &Gpu,
         variant: MatmulVariant,
         trans_a: bool,
         trans_b: bool,
+        trans_c: bool,
         epilogue: Epilogue,
     ) -> wgpu::ComputePipeline {
-        let key = (variant, trans_a, trans_b, epilogue as u32);
+        let key = (variant, [trans_a, trans_b, trans_c], epilogue as u32);
         let mut cache = self.matmul_cache.lock().unwrap_or_else(|p| p.into_inner());
         cache
             .entry(key)
@@ -301,6 +302,7 @@ impl Kernels {
                 let constants = [
                     ("TRANS_A", f64::from(u8::from(trans_a))),
                     ("TRANS_B", f64::from(u8::from(trans_b))),
+                    ("TRANS_C", f64::from(u8::from(trans_c))),
                     ("EPILOGUE", f64::from(epilogue as u32)),
                 ];
                 self.matmul.pipeline(gpu, variant.entry_point(), &constants)
