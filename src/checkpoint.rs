@@ -8,7 +8,6 @@
 //! are refused, so a diverged run never overwrites a good checkpoint.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::Path;
 
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
@@ -73,41 +72,7 @@ pub fn save(path: &Path, spec: &MlpSpec, params: &[f32], norm: Normalization) ->
         ),
     ]);
     let bytes = safetensors::serialize(views, Some(meta)).map_err(|e| err(path, e.to_string()))?;
-    write_atomically(path, &bytes)
-}
-
-/// Writes `bytes` to a temporary file next to `path`, syncs it, then renames it over `path`.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .ok_or_else(|| err(path, "not a file name"))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let io = |e: std::io::Error| Error::Io {
-        path: tmp.clone(),
-        source: e,
-    };
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp).map_err(io)?;
-        f.write_all(bytes).map_err(io)?;
-        f.sync_all().map_err(io)?;
-        std::fs::rename(&tmp, path).map_err(|e| Error::Io {
-            path: path.to_path_buf(),
-            source: e,
-        })
-    })();
-    if result.is_err() {
-        // Best effort: a leftover temporary file is harmless but untidy.
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    crate::output::write_atomically(path, &bytes)
 }
 
 /// A loaded checkpoint.
@@ -187,9 +152,19 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
     let spec = MlpSpec { sizes };
     let layout = spec.layout();
     let mut params = vec![0.0f32; layout.len];
-    for (s, (w, b)) in layout.layers.iter().zip(&tensors) {
+    for (l, (s, (w, b))) in layout.layers.iter().zip(&tensors).enumerate() {
         let wv: Vec<f32> = bytemuck::pod_collect_to_vec(w.data());
         let bv: Vec<f32> = bytemuck::pod_collect_to_vec(b.data());
+        if let Some(i) = wv.iter().chain(&bv).position(|v| !v.is_finite()) {
+            return Err(err(
+                path,
+                format!(
+                    "holds a non-finite value (element {i} of {}.weight/{}.bias): the model diverged",
+                    2 * l,
+                    2 * l
+                ),
+            ));
+        }
         params[s.weight..s.weight + wv.len()].copy_from_slice(&wv);
         params[s.bias..s.bias + bv.len()].copy_from_slice(&bv);
     }

@@ -10,12 +10,15 @@ use crate::data::DataError;
 pub enum Error {
     /// No adapter matched (or none exists at all).
     #[error(
-        "no GPU adapter found for backends {backends}{filter}.\n  {hint}\n  Or train on the CPU with --device cpu."
+        "no GPU adapter found for {backends}{filter}. {hint} Or train on the CPU with --device cpu."
     )]
     NoAdapter {
+        /// The backends searched, e.g. `vulkan, metal, dx12`.
         backends: String,
         /// ` matching name "…"` when a name filter was given, else empty.
         filter: String,
+        /// The backends were chosen by the user (`--backend` or `WGPU_BACKEND`).
+        explicit_backend: bool,
         /// What to install or which adapters exist.
         hint: String,
     },
@@ -60,8 +63,11 @@ pub enum Error {
     /// A checkpoint could not be written or read.
     #[error("checkpoint {path}: {reason}")]
     Checkpoint { path: PathBuf, reason: String },
-    /// An I/O error on a named file.
-    #[error("{path}: {source}")]
+    /// An output file or directory cannot be written (checked before a run starts).
+    #[error("cannot write {}: {reason}", path.display())]
+    Output { path: PathBuf, reason: String },
+    /// An I/O error on a named file (the OS error is the `source()`).
+    #[error("{}", path.display())]
     Io {
         path: PathBuf,
         source: std::io::Error,

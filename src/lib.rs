@@ -45,6 +45,7 @@ pub mod error;
 pub mod gpu;
 pub mod model;
 pub mod optim;
+pub mod output;
 pub mod schedule;
 pub mod train;
 pub mod tune;

@@ -62,11 +62,18 @@ impl SgdConfig {
         if !(self.dampening.is_finite() && (0.0..=1.0).contains(&self.dampening)) {
             return Err(bad("dampening", self.dampening, "must be in [0, 1]"));
         }
-        if self.nesterov && (self.momentum <= 0.0 || self.dampening != 0.0) {
+        if self.nesterov && self.momentum <= 0.0 {
             return Err(bad(
                 "momentum",
                 self.momentum,
-                "nesterov needs momentum > 0 and dampening 0 (as torch.optim.SGD)",
+                "nesterov needs momentum > 0 (as torch.optim.SGD)",
+            ));
+        }
+        if self.nesterov && self.dampening != 0.0 {
+            return Err(bad(
+                "dampening",
+                self.dampening,
+                "nesterov needs dampening 0 (as torch.optim.SGD)",
             ));
         }
         Ok(())

@@ -213,7 +213,14 @@ impl<'e> Trainer<'e> {
         let seconds = start.elapsed().as_secs_f64();
         if let Some((step, last)) = first_non_finite(&sums) {
             let last_finite = match last {
-                Some(l) => format!("{:.4}", l / steps[step - 1].batch as f32),
+                Some(l) => {
+                    let mean = l / steps[step - 1].batch as f32;
+                    if mean.abs() < 1e6 {
+                        format!("{mean:.4}")
+                    } else {
+                        format!("{mean:.4e}")
+                    }
+                }
                 None => "none in this epoch".into(),
             };
             return Err(Error::NonFiniteLoss {

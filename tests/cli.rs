@@ -196,3 +196,88 @@ fn saved_model_evaluates_to_the_reported_accuracy_on_both_devices() {
         );
     }
 }
+
+/// Regression: a bad --save path used to fail only after the whole training run.
+#[test]
+fn unwritable_output_paths_fail_before_any_work() {
+    let empty = tempfile::tempdir().unwrap();
+    let data = empty.path().to_str().unwrap();
+    // The data directory is empty: reaching the data would give a different error.
+    assert_usage_error(
+        &[
+            "train",
+            "--data",
+            data,
+            "--save",
+            "/nonexistent/dir/m.safetensors",
+        ],
+        "does not exist",
+    );
+    assert_usage_error(
+        &["train", "--data", data, "--save", "/dev/null"],
+        "not a regular file",
+    );
+    assert_usage_error(
+        &["profile", "--data", data, "--trace", "/nonexistent/t.json"],
+        "does not exist",
+    );
+}
+
+/// Regression: `bench --samples 0` panicked.
+#[test]
+fn bench_rejects_empty_epochs_and_zero_batches() {
+    assert_usage_error(&["bench", "--samples", "0"], "samples");
+    assert_usage_error(
+        &["bench", "--batch-sizes", "64,0", "--device", "cpu"],
+        "batch size",
+    );
+}
+
+/// Regression: `--val-split 0.0001` on 2,000 samples held out nothing, and silently
+/// disabled --save-best and early stopping.
+#[test]
+fn a_validation_split_that_holds_out_nothing_is_refused() {
+    let dir = mnist_dir();
+    assert_usage_error(
+        &[
+            "train",
+            "--data",
+            &dir,
+            "--device",
+            "cpu",
+            "--train-subset",
+            "2000",
+            "--val-split",
+            "0.0001",
+        ],
+        "holds out no sample",
+    );
+}
+
+/// `eval` refuses a model with fewer outputs than the test labels need.
+#[test]
+fn eval_refuses_a_model_with_too_few_outputs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("m.safetensors");
+    let spec = wgtrain::model::MlpSpec::new(784, &[8], 5).unwrap();
+    wgtrain::checkpoint::save(
+        &model,
+        &spec,
+        &spec.init(1),
+        wgtrain::model::Normalization::UNIT,
+    )
+    .unwrap();
+    let dir = mnist_dir();
+    assert_usage_error(
+        &[
+            "eval",
+            "--model",
+            model.to_str().unwrap(),
+            "--data",
+            &dir,
+            "--device",
+            "cpu",
+        ],
+        "has 5 outputs",
+    );
+}

@@ -19,7 +19,7 @@ pub enum Command {
     /// Evaluate a saved model on the test set.
     Eval(EvalArgs),
     /// List every adapter with its type and the limits that matter here.
-    Devices(DeviceArgs),
+    Devices(DevicesArgs),
     /// Download a dataset and verify its checksums.
     Download(DownloadArgs),
     /// Learning-rate range test: ramp the lr exponentially, plot the loss, suggest an lr.
@@ -32,6 +32,14 @@ pub enum Command {
     Profile(super::profile::ProfileArgs),
     /// Time one epoch per batch size on the GPU and CPU paths side by side.
     Bench(super::bench::BenchArgs),
+}
+
+/// Which adapters to list.
+#[derive(Args, Debug, Clone)]
+pub struct DevicesArgs {
+    /// Only this backend (default: every backend, GL included).
+    #[arg(long, value_enum)]
+    pub backend: Option<Backend>,
 }
 
 /// Where to run.
@@ -112,8 +120,11 @@ pub(crate) fn positive_usize(s: &str) -> Result<usize, String> {
 pub struct HiddenSizes(pub Vec<usize>);
 
 pub(crate) fn hidden_sizes(s: &str) -> Result<HiddenSizes, String> {
-    if s.trim().is_empty() || s.trim() == "none" {
+    if s.trim() == "none" {
         return Ok(HiddenSizes(vec![]));
+    }
+    if s.trim().is_empty() {
+        return Err("empty: give sizes such as 256 or 512,256, or none for no hidden layer".into());
     }
     s.split(',')
         .map(|p| positive_usize(p.trim()).map_err(|e| format!("hidden size '{p}': {e}")))

@@ -17,8 +17,9 @@ use wgtrain::model::{MlpSpec, Normalization};
 use wgtrain::optim::SgdConfig;
 use wgtrain::train;
 
+use super::args::DeviceKind;
 use super::args::{DataArgs, DeviceArgs};
-use super::commands::{load_data, matmul_choice, open_gpu};
+use super::commands::{load_data, matmul_choice, open_gpu, usage};
 
 #[derive(Args, Debug, Clone)]
 pub struct BenchArgs {
@@ -99,6 +100,19 @@ fn cpu_matmul_gflops(batch: usize, i: usize, o: usize) -> f64 {
 }
 
 pub fn bench_command(a: BenchArgs) -> Result<()> {
+    if a.samples == Some(0) {
+        return Err(usage("samples", 0, "must be at least 1"));
+    }
+    if let Some(&b) = a.batch_sizes.iter().find(|&&b| b == 0) {
+        return Err(usage("batch size", b, "must be at least 1"));
+    }
+    // `--device cpu` means the CPU path alone, like --cpu-only.
+    let cpu_only = a.cpu_only || a.device.device == DeviceKind::Cpu;
+    let gpu = if cpu_only {
+        None
+    } else {
+        Some(open_gpu(&a.device)?)
+    };
     let mnist = load_data(&a.data, true)?;
     let n = a
         .samples
@@ -108,20 +122,21 @@ pub fn bench_command(a: BenchArgs) -> Result<()> {
             mnist.train.len()
         })
         .min(mnist.train.len());
+    if let Some(&b) = a.batch_sizes.iter().find(|&&b| b > n) {
+        return Err(usage(
+            "batch size",
+            b,
+            format!("must be at most the samples per epoch ({n})"),
+        ));
+    }
     let train_set = mnist.train.head(n);
     let test = mnist.test.head(1000);
     let spec = MlpSpec::new(train_set.features(), &a.hidden, mnist.classes)?;
     let params = spec.init(1);
     let sgd = SgdConfig::default();
-    let gpu = if a.cpu_only {
-        None
-    } else {
-        Some(open_gpu(&a.device)?)
-    };
     let kernels = gpu.as_ref().map(Kernels::new).transpose()?;
     let mut rows = Vec::new();
     for &b in &a.batch_sizes {
-        let b = b.clamp(1, n);
         if let (Some(g), Some(k)) = (&gpu, &kernels) {
             // The first layer's forward product, the largest of a step: 2·B·I·O FLOPs.
             let forward = MatmulSpec {

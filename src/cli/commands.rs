@@ -16,7 +16,7 @@ use wgtrain::schedule::{LrSchedule, PlateauConfig, Schedule, ScheduleKind};
 use wgtrain::train::{self, TrainConfig, Trainer};
 
 use super::args::{
-    Cli, Command, DataArgs, DeviceArgs, EvalArgs, HyperArgs, KernelChoice, TrainArgs,
+    Cli, Command, DataArgs, DeviceArgs, DevicesArgs, EvalArgs, HyperArgs, KernelChoice, TrainArgs,
 };
 use super::engines::{EngineSpec, Engines};
 
@@ -39,7 +39,11 @@ pub fn dispatch(cli: Cli) -> Result<()> {
     }
 }
 
-fn usage(name: &'static str, value: impl ToString, reason: impl ToString) -> anyhow::Error {
+pub(crate) fn usage(
+    name: &'static str,
+    value: impl ToString,
+    reason: impl ToString,
+) -> anyhow::Error {
     wgtrain::Error::InvalidConfig {
         name,
         value: value.to_string(),
@@ -158,23 +162,48 @@ fn train_command(a: TrainArgs) -> Result<()> {
     if a.save_best.is_some() && a.val_split == 0.0 {
         return Err(usage(
             "save-best",
-            "",
+            a.save_best
+                .as_ref()
+                .map_or(String::new(), |p| p.display().to_string()),
             "needs a validation split (--val-split 0.1)",
         ));
     }
-    // Flags that need no data are checked before loading anything.
+    // Flags that need no data, and output paths, are checked before loading anything.
+    for p in [&a.save, &a.save_best].into_iter().flatten() {
+        wgtrain::output::ensure_writable_file(p)?;
+    }
+    if let Some(dir) = &a.plot {
+        wgtrain::output::ensure_writable_dir(dir)?;
+    }
     super::profile::check_train_flags(a.device.device, a.profile)?;
     schedule_from(h, 1)?;
     let sgd = sgd_from(h);
     sgd.validate()?;
+    // The device is chosen before the data loads: a wrong --adapter fails at once.
+    let mut engines = Engines::open(&a.device)?;
     let mnist = super::tune::with_subset(load_data(&a.data, a.quiet)?, a.train_subset, h.seed)?;
     let (_, validation) = train::validation_split(mnist.train.len(), a.val_split, h.seed)?;
+    if a.val_split > 0.0 && validation.is_empty() {
+        return Err(usage(
+            "val-split",
+            a.val_split,
+            format!(
+                "holds out no sample of {} (use a larger fraction)",
+                mnist.train.len()
+            ),
+        ));
+    }
     let n_train = mnist.train.len() - validation.len();
     if h.batch_size > n_train {
+        let held = if validation.is_empty() {
+            String::new()
+        } else {
+            format!(", after holding out {} for validation", validation.len())
+        };
         return Err(usage(
             "batch size",
             h.batch_size,
-            format!("must be between 1 and the number of training samples ({n_train})"),
+            format!("must be between 1 and the number of training samples ({n_train}{held})"),
         ));
     }
     let steps_per_epoch = n_train.div_ceil(h.batch_size);
@@ -191,7 +220,6 @@ fn train_command(a: TrainArgs) -> Result<()> {
     let spec = MlpSpec::new(mnist.train.features(), &h.hidden.0, mnist.classes)?;
     let params = spec.init(h.seed);
     let norm = normalization(&a.data);
-    let mut engines = Engines::open(&a.device)?;
     let s = EngineSpec {
         spec: &spec,
         params: &params,
@@ -225,14 +253,20 @@ fn run_training(
     norm: Normalization,
 ) -> Result<()> {
     eprintln!(
-        "model: MLP {spec} ({} parameters), {} dispatches per step; {}",
+        "model: MLP {spec} ({} parameters), {} kernels per step; {}",
         spec.layout().trainable(),
         engine.dispatches_per_step(),
         engine.describe()
     );
     eprintln!(
-        "training: {} epochs, batch {}, lr {}, weight decay {}, momentum {}, seed {}",
-        cfg.epochs, cfg.batch_size, cfg.schedule, cfg.sgd.weight_decay, cfg.sgd.momentum, cfg.seed
+        "training: {} epoch{}, batch {}, lr {}, weight decay {}, momentum {}, seed {}",
+        cfg.epochs,
+        if cfg.epochs == 1 { "" } else { "s" },
+        cfg.batch_size,
+        cfg.schedule,
+        cfg.sgd.weight_decay,
+        cfg.sgd.momentum,
+        cfg.seed
     );
     let mut metrics = match &a.metrics {
         Some(p) => Some(
@@ -269,12 +303,26 @@ fn run_training(
         println!("{report}");
         history.push(wgtrain::tune::EpochMetrics::from_report(&report, true));
         if let Some(f) = &mut metrics {
-            serde_json::to_writer(&mut *f, &report)?;
-            writeln!(f)?;
-            f.flush()?;
+            let path = a
+                .metrics
+                .as_deref()
+                .unwrap_or(std::path::Path::new("metrics"));
+            (|| -> std::io::Result<()> {
+                serde_json::to_writer(&mut *f, &report)?;
+                writeln!(f)?;
+                f.flush()
+            })()
+            .with_context(|| format!("writing the metrics file {}", path.display()))?;
         }
         if let (Some(path), true) = (&a.save_best, trainer.last_was_best()) {
             checkpoint::save(path, spec, &trainer.engine().params()?, norm)?;
+            if let Some(v) = report.val_loss {
+                eprintln!(
+                    "saved the best model so far (epoch {}, validation loss {v:.4}) to {}",
+                    report.epoch,
+                    path.display()
+                );
+            }
         }
         if trainer.should_stop() {
             eprintln!(
@@ -305,10 +353,30 @@ fn eval_command(a: EvalArgs) -> Result<()> {
             mnist.test.features()
         );
     }
-    let norm = if a.data.normalize {
-        Normalization::MNIST
-    } else {
-        ck.normalization.unwrap_or(Normalization::UNIT)
+    let max_label = mnist.test.labels.iter().max().map_or(0, |&l| l as usize);
+    if max_label >= ck.spec.classes() {
+        return Err(usage(
+            "model",
+            a.model.display(),
+            format!(
+                "has {} outputs but the test labels go up to {max_label}",
+                ck.spec.classes()
+            ),
+        ));
+    }
+    let norm = match (a.data.normalize, ck.normalization) {
+        (true, Some(n)) if n != Normalization::MNIST => {
+            return Err(usage(
+                "normalize",
+                "true",
+                format!(
+                    "the model was trained on inputs normalised with mean {} and std {}; drop --normalize",
+                    n.mean, n.std
+                ),
+            ));
+        }
+        (true, _) => Normalization::MNIST,
+        (false, n) => n.unwrap_or(Normalization::UNIT),
     };
     let sgd = SgdConfig::default();
     let batch = a.batch_size.min(mnist.train.len());
@@ -334,8 +402,10 @@ fn eval_command(a: EvalArgs) -> Result<()> {
     Ok(())
 }
 
-fn devices_command(d: DeviceArgs) -> Result<()> {
-    let adapters = gpu::list_adapters(d.backend.map(|b| b.to_wgpu()));
+fn devices_command(d: DevicesArgs) -> Result<()> {
+    let adapters = gpu::list_adapters(Some(
+        d.backend.map_or(wgpu::Backends::all(), |b| b.to_wgpu()),
+    ));
     if adapters.is_empty() {
         anyhow::bail!(
             "no GPU adapter found. On headless Linux: apt-get install -y mesa-vulkan-drivers libvulkan1 (the lavapipe software adapter); or use --device cpu"

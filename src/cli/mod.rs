@@ -30,8 +30,13 @@ pub fn run() -> i32 {
 /// Errors that mean "the arguments were wrong", which exit with code 2 like clap's own.
 fn is_usage_error(e: &wgtrain::Error) -> bool {
     match e {
-        wgtrain::Error::InvalidConfig { .. } => true,
-        wgtrain::Error::NoAdapter { filter, .. } => !filter.is_empty(),
+        wgtrain::Error::InvalidConfig { .. } | wgtrain::Error::Output { .. } => true,
+        // A name or backend the user chose that matches nothing.
+        wgtrain::Error::NoAdapter {
+            filter,
+            explicit_backend,
+            ..
+        } => !filter.is_empty() || *explicit_backend,
         _ => false,
     }
 }

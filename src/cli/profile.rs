@@ -144,6 +144,9 @@ pub fn profile_command(a: ProfileArgs) -> Result<()> {
     if a.device.device == DeviceKind::Cpu {
         return Err(needs_gpu("profile"));
     }
+    if let Some(t) = &a.trace {
+        wgtrain::output::ensure_writable_file(t)?;
+    }
     let h = &a.hyper;
     let sgd = sgd_from(h);
     sgd.validate()?;

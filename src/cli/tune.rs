@@ -26,17 +26,8 @@ use super::args::{
     DataArgs, DeviceArgs, HiddenSizes, HyperArgs, ScheduleArgs, hidden_sizes, non_negative_f64,
     positive_f64, positive_usize, unit_interval,
 };
-use super::commands::{load_data, normalization, schedule_from, sgd_from};
+use super::commands::{load_data, normalization, schedule_from, sgd_from, usage};
 use super::engines::{EngineSpec, Engines};
-
-fn usage(name: &'static str, value: impl ToString, reason: impl ToString) -> anyhow::Error {
-    wgtrain::Error::InvalidConfig {
-        name,
-        value: value.to_string(),
-        reason: reason.to_string(),
-    }
-    .into()
-}
 
 /// Replaces the training set by a seeded subset of `n` samples (`--train-subset`), the
 /// same for one seed in `train`, `lr-find` and `sweep`.
@@ -134,6 +125,7 @@ fn describe_stop(r: &LrFindResult) -> String {
 
 /// Runs `wgtrain lr-find`.
 pub fn lr_find_command(a: LrFindArgs) -> Result<()> {
+    wgtrain::output::ensure_writable_dir(&a.out)?;
     let cfg = LrFindConfig {
         start_lr: a.start_lr,
         end_lr: a.end_lr,
@@ -345,6 +337,10 @@ impl SweepArgs {
 
 /// Runs `wgtrain sweep`.
 pub fn sweep_command(a: SweepArgs) -> Result<()> {
+    wgtrain::output::ensure_writable_dir(&a.out)?;
+    if let Some(p) = &a.save_best {
+        wgtrain::output::ensure_writable_file(p)?;
+    }
     if a.val_split == 0.0 {
         return Err(usage(
             "val-split",
@@ -531,6 +527,11 @@ pub fn sweep_command(a: SweepArgs) -> Result<()> {
     }
     for p in written {
         eprintln!("wrote {}", p.display());
+    }
+    if a.save_best.is_some() && sweep.best_trial().is_none() {
+        anyhow::bail!(
+            "no trial completed, so no best model was saved (every trial diverged or was pruned); try smaller learning rates"
+        );
     }
     Ok(())
 }

@@ -134,8 +134,10 @@ pub fn load_dir(dir: &Path) -> Result<Mnist, DataError> {
         .iter()
         .max()
         .map_or(0, |&m| (m + 1).max(0) as usize);
-    let train_labels = check_labels(&train_labels, &train_raw, classes)?;
+    let train_labels_u32 = check_labels(&train_labels, &train_raw, classes)?;
     let test_labels = check_labels(&test_labels, &test_raw, classes)?;
+    check_every_class_present(&train_labels, &train_labels_u32, classes)?;
+    let train_labels = train_labels_u32;
     Ok(Mnist {
         train: train.into_dataset(train_labels),
         test: test.into_dataset(test_labels),
@@ -361,6 +363,28 @@ fn load_labels(path: &Path) -> Result<Vec<i64>, DataError> {
                 other.type_code()
             )));
         }
+    })
+}
+
+/// The class count is the largest training label + 1, so one corrupt label (say 200 in
+/// MNIST) would silently grow the model to 201 outputs. Every class below the count must
+/// have a training sample; otherwise the largest label is reported as the likely culprit.
+fn check_every_class_present(path: &Path, labels: &[u32], classes: usize) -> Result<(), DataError> {
+    let mut seen = vec![false; classes];
+    for &l in labels {
+        seen[l as usize] = true;
+    }
+    let missing: Vec<usize> = (0..classes).filter(|&c| !seen[c]).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let max = classes - 1;
+    let index = labels.iter().position(|&l| l as usize == max).unwrap_or(0);
+    Err(DataError::EmptyClasses {
+        path: path.to_path_buf(),
+        missing,
+        index,
+        label: max as u32,
     })
 }
 
@@ -720,6 +744,35 @@ mod tests {
             "{err:?}"
         );
         assert_msg(&err, &[&s(&lab), "sample 2 has label -1", "0..3"]);
+    }
+
+    /// Regression: one training label of 200 in a 10-class set silently made a 201-class
+    /// model. Classes without a training sample below the largest label are refused.
+    #[test]
+    fn regression_one_corrupt_train_label_is_refused_not_a_bigger_model() {
+        let dir = tempfile::tempdir().unwrap();
+        let [_, train_lab, ..] = write_all(
+            dir.path(),
+            [
+                &images(4, 2, 2),
+                &labels(&[0, 1, 200, 1]),
+                &images(2, 2, 2),
+                &labels(&[1, 0]),
+            ],
+        );
+        let err = load_dir(dir.path()).unwrap_err();
+        assert!(
+            matches!(&err, DataError::EmptyClasses { path, index: 2, label: 200, missing } if *path == train_lab && missing.len() == 198),
+            "{err:?}"
+        );
+        assert_msg(
+            &err,
+            &[
+                &s(&train_lab),
+                "sample 2 has label 200",
+                "2, 3, 4, 5, 6, ... 199 (198 classes)",
+            ],
+        );
     }
 
     #[test]

@@ -20,8 +20,9 @@ pub use mnist::{
 /// Everything that can go wrong while finding, downloading, verifying or parsing data files.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
-    /// A file or directory could not be read, written or created.
-    #[error("cannot access {}: {source}", path.display())]
+    /// A file or directory could not be read, written or created (the OS error is the
+    /// `source()`, printed after the path by `{:#}` in anyhow).
+    #[error("cannot access {}", path.display())]
     Io {
         path: PathBuf,
         source: std::io::Error,
@@ -48,6 +49,22 @@ pub enum DataError {
     /// No searched directory holds a complete dataset.
     #[error("{}", not_found_message(searched))]
     NotFound { searched: Vec<PathBuf> },
+
+    /// Some classes below the largest training label have no training sample: most likely
+    /// one label is corrupt.
+    #[error(
+        "suspicious labels in {}: sample {index} has label {label}, so the class count would be {}, \
+         but classes {} have no training sample. A label is probably corrupt; fix or remove that sample",
+        path.display(), label + 1, format_classes(missing)
+    )]
+    EmptyClasses {
+        path: PathBuf,
+        /// Classes below the largest label without a single training sample.
+        missing: Vec<usize>,
+        /// Index of the first sample carrying the largest label.
+        index: usize,
+        label: u32,
+    },
 
     /// A label is negative, or a test label names a class the training set never uses.
     #[error(
@@ -125,4 +142,19 @@ fn not_found_message(searched: &[PathBuf]) -> String {
         mnist::FILE_NAMES.join(", ")
     );
     msg
+}
+
+/// `3, 4, 5` or, for long lists, `3, 4, 5, ... 199 (197 classes)`.
+fn format_classes(c: &[usize]) -> String {
+    let head: Vec<String> = c.iter().take(5).map(|v| v.to_string()).collect();
+    if c.len() <= 5 {
+        head.join(", ")
+    } else {
+        format!(
+            "{}, ... {} ({} classes)",
+            head.join(", "),
+            c[c.len() - 1],
+            c.len()
+        )
+    }
 }

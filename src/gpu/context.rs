@@ -113,6 +113,26 @@ fn name_filter(opts: &GpuOptions) -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
+/// `vulkan, metal, dx12` rather than the bitflags' debug form.
+pub fn backend_names(b: wgpu::Backends) -> String {
+    let names = [
+        (wgpu::Backends::VULKAN, "vulkan"),
+        (wgpu::Backends::METAL, "metal"),
+        (wgpu::Backends::DX12, "dx12"),
+        (wgpu::Backends::GL, "gl"),
+    ];
+    let v: Vec<&str> = names
+        .iter()
+        .filter(|(f, _)| b.contains(*f))
+        .map(|(_, n)| *n)
+        .collect();
+    if v.is_empty() {
+        "no backend".into()
+    } else {
+        v.join(", ")
+    }
+}
+
 fn instance(backends: wgpu::Backends) -> wgpu::Instance {
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle().with_env();
     desc.backends = backends;
@@ -199,7 +219,8 @@ impl Gpu {
                 format!("Adapters available: {}.", all_names.join(", "))
             };
             return Err(Error::NoAdapter {
-                backends: format!("{backends:?}"),
+                backends: backend_names(backends),
+                explicit_backend: opts.backends.is_some() || wgpu::Backends::from_env().is_some(),
                 filter: filter
                     .map(|f| format!(" matching name \"{f}\""))
                     .unwrap_or_default(),
