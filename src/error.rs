@@ -63,6 +63,9 @@ pub enum Error {
     /// A checkpoint could not be written or read.
     #[error("checkpoint {path}: {reason}")]
     Checkpoint { path: PathBuf, reason: String },
+    /// An input file (a metrics file, say) is not in the expected format.
+    #[error("{}: {reason}", path.display())]
+    Format { path: PathBuf, reason: String },
     /// An output file or directory cannot be written (checked before a run starts).
     #[error("cannot write {}: {reason}", path.display())]
     Output { path: PathBuf, reason: String },

@@ -154,11 +154,9 @@ pub fn read_metrics(path: &Path) -> Result<Vec<EpochMetrics>> {
         if line.trim().is_empty() {
             continue;
         }
-        let m = serde_json::from_str(&line).map_err(|e| {
-            io(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("line {}: not an epoch record: {e}", i + 1),
-            ))
+        let m = serde_json::from_str(&line).map_err(|e| Error::Format {
+            path: path.to_path_buf(),
+            reason: format!("line {}: not an epoch record: {e}", i + 1),
         })?;
         out.push(m);
     }
