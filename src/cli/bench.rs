@@ -204,7 +204,7 @@ pub fn bench_command(a: BenchArgs) -> Result<()> {
     println!("MLP {spec}, {n} samples per epoch, one warm epoch each");
     println!(
         "{:<5} {:>6} {:>10} {:>12} {:>14} {:>16} {:>10}",
-        "path", "batch", "epoch s", "samples/s", "dispatches/step", "matmul GFLOP/s", "gpu/cpu"
+        "path", "batch", "epoch s", "samples/s", "dispatches/step", "matmul GFLOP/s", "time/cpu"
     );
     for r in &rows {
         let cpu = rows
