@@ -12,8 +12,10 @@ use crate::gpu::kernels::matmul::{self, BatchDim, Epilogue, MatmulSpec, MatmulVa
 use crate::gpu::kernels::{self as k, Kernels, StepRecord};
 use crate::gpu::{Gpu, GpuTensor};
 
-/// Largest M, N or K timed by [`rank_variants`].
-const PROBE: usize = 1024;
+/// Largest M timed by [`rank_variants`].
+const PROBE_ROWS: usize = 256;
+/// Largest K timed by [`rank_variants`].
+const PROBE_K: usize = 1024;
 
 /// Time of one variant on one shape.
 #[derive(Clone, Copy, Debug)]
@@ -70,7 +72,7 @@ impl MatmulChoice {
     }
 }
 
-/// Times each variant on `spec`'s shape, each size capped at 1024 (one warm-up, then the best of three runs; a
+/// Times each variant on `spec`'s shape, M capped at 256 and K at 1024 (one warm-up, then the best of three runs; a
 /// variant already 3x slower than the best after one run is not run again) and returns
 /// them fastest first. Cached per device.
 ///
@@ -98,9 +100,10 @@ pub fn rank_variants(
     {
         return Ok(r.clone());
     }
-    // Time at most PROBE rows and PROBE-long sums: the ranking at 1024 holds for larger
-    // sizes, and a full-batch 60000-row probe would cost minutes on a CPU adapter.
-    let (m, n, kk) = (spec.m.min(PROBE), spec.n.min(PROBE), spec.k.min(PROBE));
+    // Time at most PROBE_ROWS rows and PROBE_K-long sums: the ranking holds for larger
+    // sizes, and a full-batch 60000-row probe would cost minutes on a CPU adapter. N stays:
+    // how it divides into a variant's column blocks decides which variant wins.
+    let (m, n, kk) = (spec.m.min(PROBE_ROWS), spec.n, spec.k.min(PROBE_K));
     let a = GpuTensor::upload(gpu, "tune.a", &vec![0.5; m * kk], &[m * kk])?;
     let b = GpuTensor::upload(gpu, "tune.b", &vec![0.25; kk * n], &[kk * n])?;
     let c = GpuTensor::upload(gpu, "tune.c", &vec![0.0; m * n], &[m * n])?;
@@ -110,6 +113,9 @@ pub fn rank_variants(
         ..Default::default()
     };
     let plain = MatmulSpec {
+        m,
+        n,
+        k: kk,
         epilogue: Epilogue::None,
         batch_dim: BatchDim::None,
         ..*spec

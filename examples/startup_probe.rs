@@ -1,0 +1,43 @@
+//! Where start-up time goes before the first training step: data load, device, kernels,
+//! engine (autotune included). `cargo run --release --example startup_probe -- DIR`.
+
+use std::time::Instant;
+
+use wgtrain::gpu::autotune::MatmulChoice;
+use wgtrain::gpu::engine::{GpuEngine, GpuEngineConfig};
+use wgtrain::gpu::{Gpu, GpuOptions, Kernels};
+use wgtrain::model::{MlpSpec, Normalization};
+use wgtrain::optim::SgdConfig;
+
+fn main() -> anyhow::Result<()> {
+    let dir = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "../shared/data/mnist".into());
+    let t = Instant::now();
+    let m = wgtrain::data::load_dir(std::path::Path::new(&dir))?;
+    println!("data load      {:7.3} s", t.elapsed().as_secs_f64());
+    let t = Instant::now();
+    let gpu = Gpu::new(&GpuOptions::default())?;
+    println!("device         {:7.3} s", t.elapsed().as_secs_f64());
+    let t = Instant::now();
+    let k = Kernels::new(&gpu)?;
+    println!("kernels        {:7.3} s", t.elapsed().as_secs_f64());
+    let spec = MlpSpec::new(784, &[256], 10)?;
+    let params = spec.init(1);
+    let sgd = SgdConfig::default();
+    let t = Instant::now();
+    let cfg = GpuEngineConfig {
+        spec: &spec,
+        params: &params,
+        train: &m.train,
+        validation: &[],
+        test: &m.test,
+        batch_size: 64,
+        sgd: &sgd,
+        normalization: Normalization::UNIT,
+        variant: MatmulChoice::Auto,
+    };
+    let _engine = GpuEngine::new(&gpu, &k, cfg)?;
+    println!("engine+tuning  {:7.3} s", t.elapsed().as_secs_f64());
+    Ok(())
+}
