@@ -1,6 +1,7 @@
 //! Criterion benchmarks: the matmul kernels at the MNIST shapes (GPU variants and the CPU
-//! SGEMM) and one training epoch at batch 64, 128 and 512 on both paths. Sizes shrink when
-//! the `CI` variable is set. The GPU is synchronised inside every timed iteration.
+//! SGEMM, GFLOP/s), the SGD update and the minibatch gather (GB/s), and one training epoch at batch 64, 128 and 512 on both paths. Sizes shrink when
+//! the `CI` variable is set. The GPU is synchronised inside every timed iteration. Matmul
+//! throughput is in FLOPs, so criterion's "Gelem/s" reads as GFLOP/s.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use wgtrain::cpu_engine::CpuEngine;
@@ -8,7 +9,7 @@ use wgtrain::data::Dataset;
 use wgtrain::engine::Engine;
 use wgtrain::gpu::engine::{GpuEngine, GpuEngineConfig};
 use wgtrain::gpu::kernels::matmul::{self, BatchDim, Epilogue, MatmulSpec, MatmulVariant};
-use wgtrain::gpu::kernels::{self, StepRecord};
+use wgtrain::gpu::kernels::{self, StepRecord, gather_normalize, sgd_update};
 use wgtrain::gpu::{Gpu, GpuOptions, GpuTensor, Kernels};
 use wgtrain::model::{MlpSpec, Normalization};
 use wgtrain::optim::SgdConfig;
@@ -108,6 +109,78 @@ fn matmuls(c: &mut Criterion, gpu: &Gpu, k: &Kernels) {
     group.finish();
 }
 
+/// The memory-bound kernels of a step at the MNIST shapes, in GB/s (bytes read + written).
+fn elementwise(c: &mut Criterion, gpu: &Gpu, k: &Kernels) {
+    let mut group = c.benchmark_group("kernels_mnist_b64");
+    let spec = MlpSpec::new(784, &[256], 10).unwrap();
+    let p = spec.layout().len;
+    let params = GpuTensor::upload(gpu, "p", &spec.init(1), &[p]).unwrap();
+    let grads = GpuTensor::upload(gpu, "g", &vec![1e-3; p], &[p]).unwrap();
+    let vel = GpuTensor::upload(gpu, "v", &vec![0.0; p], &[p]).unwrap();
+    let small = GpuTensor::upload(gpu, "small", &[0.0; 4], &[4]).unwrap();
+    let sgd = sgd_update::dispatch(
+        gpu,
+        k,
+        "sgd",
+        sgd_update::SgdBuffers {
+            params: params.view(),
+            grads: grads.view(),
+            velocity: vel.view(),
+            no_decay: small.view(),
+            status: small.view(),
+        },
+        p,
+        0,
+        &SgdConfig::default(),
+    )
+    .unwrap();
+    let data = synthetic(1024);
+    let mut packed = data.images.clone();
+    packed.resize(packed.len().next_multiple_of(4), 0);
+    let pixels = GpuTensor::upload(
+        gpu,
+        "pixels",
+        bytemuck::cast_slice(&packed),
+        &[packed.len() / 4],
+    )
+    .unwrap();
+    let labels =
+        GpuTensor::upload(gpu, "labels", bytemuck::cast_slice(&data.labels), &[1024]).unwrap();
+    let order: Vec<u32> = (0..1024).collect();
+    let order = GpuTensor::upload(gpu, "order", bytemuck::cast_slice(&order), &[1024]).unwrap();
+    let x = GpuTensor::upload(gpu, "x", &vec![0.0; 64 * 784], &[64, 784]).unwrap();
+    let y = GpuTensor::upload(gpu, "y", &[0.0; 64], &[64]).unwrap();
+    let gather = gather_normalize::dispatch(
+        gpu,
+        k,
+        "gather",
+        gather_normalize::GatherBuffers {
+            pixels: &pixels.buffer,
+            labels: &labels.buffer,
+            order: &order.buffer,
+            x: &x.buffer,
+            y: &y.buffer,
+        },
+        784,
+        64,
+        0.0,
+        1.0,
+    )
+    .unwrap();
+    let record = StepRecord {
+        lr: 0.01,
+        batch: 64,
+        ..Default::default()
+    };
+    for d in [sgd, gather] {
+        group.throughput(Throughput::Bytes(d.bytes));
+        group.bench_function(d.kernel, |bench| {
+            bench.iter(|| kernels::run(gpu, k, std::slice::from_ref(&d), record, 1).unwrap())
+        });
+    }
+    group.finish();
+}
+
 fn epochs(c: &mut Criterion, gpu: &Gpu, k: &Kernels) {
     let n = if ci() { 1024 } else { 60_000 };
     let data = synthetic(n);
@@ -158,8 +231,14 @@ fn benches(c: &mut Criterion) {
         Gpu::new(&GpuOptions::default()).expect("an adapter (apt-get install mesa-vulkan-drivers)");
     let k = Kernels::new(&gpu).unwrap();
     matmuls(c, &gpu, &k);
+    elementwise(c, &gpu, &k);
     epochs(c, &gpu, &k);
 }
 
-criterion_group!(training, benches);
+criterion_group! {
+    name = training;
+    // No HTML plots: they need system fonts, which headless CI machines lack.
+    config = Criterion::default().without_plots();
+    targets = benches
+}
 criterion_main!(training);
