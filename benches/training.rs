@@ -22,7 +22,7 @@ fn ci() -> bool {
 /// Synthetic MNIST-shaped data (784 inputs, 10 classes), so the bench needs no files.
 fn synthetic(n: usize) -> Dataset {
     let images = (0..n * 784)
-        .map(|i| (i * 2654435761usize >> 13) as u8)
+        .map(|i| ((i * 2654435761usize) >> 13) as u8)
         .collect();
     let labels = (0..n).map(|i| (i % 10) as u32).collect();
     Dataset {

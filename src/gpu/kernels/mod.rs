@@ -173,6 +173,9 @@ impl Family {
     }
 }
 
+/// A matmul pipeline: variant, transposes of A, B and C, and epilogue.
+type MatmulPipelineKey = (MatmulVariant, [bool; 3], u32);
+
 /// Every kernel's pipelines, built once per device. Matmul pipelines are specialised by
 /// override constants (transposes, epilogue) and cached on first use.
 pub struct Kernels {
@@ -180,7 +183,7 @@ pub struct Kernels {
     pub(crate) gather: Family,
     pub(crate) gather_pipeline: wgpu::ComputePipeline,
     pub(crate) matmul: Family,
-    matmul_cache: Mutex<HashMap<(MatmulVariant, [bool; 3], u32), wgpu::ComputePipeline>>,
+    matmul_cache: Mutex<HashMap<MatmulPipelineKey, wgpu::ComputePipeline>>,
     /// Matmul variant timings per shape (see [`crate::gpu::autotune`]).
     pub tuning: crate::gpu::autotune::TuningCache,
     pub(crate) softmax: Family,
