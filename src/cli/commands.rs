@@ -59,6 +59,16 @@ pub fn schedule_from(h: &HyperArgs, steps_per_epoch: usize) -> Result<LrSchedule
         .lr_schedule
         .parse()
         .map_err(|e: wgtrain::schedule::ScheduleError| usage("lr schedule", &s.lr_schedule, e))?;
+    if s.warmup_epochs >= h.epochs && s.warmup_epochs > 0 {
+        return Err(usage(
+            "warmup-epochs",
+            s.warmup_epochs,
+            format!(
+                "must be fewer than the epochs ({}), or the schedule never starts",
+                h.epochs
+            ),
+        ));
+    }
     let after_warmup = h.epochs.saturating_sub(s.warmup_epochs).max(1);
     let schedule = match kind {
         ScheduleKind::Constant => Schedule::Constant,

@@ -34,6 +34,7 @@ use super::engines::{EngineSpec, Engines};
 pub(crate) fn with_subset(mut mnist: Mnist, n: Option<usize>, seed: u64) -> Result<Mnist> {
     if let Some(n) = n {
         mnist.train = tune::subset(&mnist.train, n, seed)?;
+        eprintln!("training on a seeded subset of {n} training samples (--train-subset)");
     }
     Ok(mnist)
 }
