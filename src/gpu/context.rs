@@ -393,11 +393,6 @@ impl Gpu {
         }
         Ok([x_blocks.max(1) as u32, y, z])
     }
-
-    /// Bytes of GPU memory behind `[len]` f32 elements; a helper for limit messages.
-    pub fn f32_bytes(len: usize) -> u64 {
-        (len as u64) * 4
-    }
 }
 
 fn check_limit(what: &str, requested: u64, max: u64, hint: &str) -> Result<()> {

@@ -18,8 +18,6 @@
 //! sgd_update                            all parameters at once
 //! ```
 
-use std::sync::atomic::Ordering;
-
 use crate::data::Dataset;
 use crate::engine::{Engine, EvalSet, Evaluation, StepSums};
 use crate::error::{Error, Result};
@@ -124,7 +122,6 @@ struct Activations {
 /// The GPU training engine. See the module docs for the step it runs.
 pub struct GpuEngine<'g> {
     gpu: &'g Gpu,
-    kernels: &'g Kernels,
     layout: ParamLayout,
     params: wgpu::Buffer,
     velocity: wgpu::Buffer,
@@ -525,7 +522,6 @@ impl<'g> GpuEngine<'g> {
         keep.extend(act.dhidden);
         Ok(GpuEngine {
             gpu,
-            kernels,
             layout,
             params,
             velocity,
@@ -633,21 +629,6 @@ impl<'g> GpuEngine<'g> {
         )?;
         let floats: Vec<f32> = bytemuck::pod_collect_to_vec(&bytes);
         Ok(floats.chunks_exact(2).map(|c| [c[0], c[1]]).collect())
-    }
-
-    /// Buffers, bind groups and pipelines created on this device so far.
-    pub fn resource_counts(&self) -> (u64, u64, u64) {
-        let c = &self.gpu.counters;
-        (
-            c.buffers.load(Ordering::Relaxed),
-            c.bind_groups.load(Ordering::Relaxed),
-            c.pipelines.load(Ordering::Relaxed),
-        )
-    }
-
-    /// The kernels this engine launches.
-    pub fn kernels(&self) -> &Kernels {
-        self.kernels
     }
 }
 
