@@ -54,3 +54,27 @@ fn kernel_parameter_structs_match_their_wgsl_sizes() {
     assert_eq!(std::mem::size_of::<sgd_update::SgdParams>(), 32);
     assert_eq!(std::mem::size_of::<bias_relu::ElementwiseParams>(), 16);
 }
+
+/// The kernels fit WebGPU's default limits; an adapter without storage buffers in compute
+/// (WebGL2-class) is refused by name before any pipeline is built.
+#[test]
+fn kernel_limits_are_checked_before_pipelines_are_built() {
+    use wgtrain::gpu::kernels::check_kernel_limits;
+    check_kernel_limits(&wgpu::Limits::default()).expect("WebGPU defaults suffice");
+    let small = wgpu::Limits::downlevel_webgl2_defaults();
+    match check_kernel_limits(&small) {
+        Err(wgtrain::Error::LimitExceeded {
+            what,
+            requested,
+            max,
+            ..
+        }) => {
+            assert!(
+                what.contains("max_storage_buffers_per_shader_stage"),
+                "{what}"
+            );
+            assert_eq!((requested, max), (5, 0));
+        }
+        other => panic!("expected LimitExceeded, got {other:?}"),
+    }
+}

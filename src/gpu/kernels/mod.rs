@@ -203,6 +203,7 @@ impl Kernels {
     /// # Errors
     /// [`crate::Error::Gpu`] when a shader or pipeline fails validation on this adapter.
     pub fn new(gpu: &Gpu) -> Result<Kernels> {
+        check_kernel_limits(&gpu.limits)?;
         let steps_layout = gpu
             .device
             .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
@@ -342,6 +343,41 @@ impl Kernels {
             }],
         )
     }
+}
+
+/// What the kernels need of an adapter, checked before any pipeline is built so that a
+/// small adapter gets a clear error rather than a wgpu validation panic: the most storage
+/// buffers one kernel binds (softmax_cross_entropy, matmul: 5), the largest workgroup
+/// (256 invocations), and the workgroup memory of `matmul_tiled` (two 64x16 f32 tiles).
+pub const REQUIRED: [(&str, u64); 4] = [
+    ("max_storage_buffers_per_shader_stage", 5),
+    ("max_compute_invocations_per_workgroup", 256),
+    ("max_compute_workgroup_size_x", 256),
+    ("max_compute_workgroup_storage_size", 8192),
+];
+
+/// Checks [`REQUIRED`] against `limits`.
+///
+/// # Errors
+/// [`crate::Error::LimitExceeded`] naming the first limit that is too small.
+pub fn check_kernel_limits(limits: &wgpu::Limits) -> Result<()> {
+    let have = [
+        u64::from(limits.max_storage_buffers_per_shader_stage),
+        u64::from(limits.max_compute_invocations_per_workgroup),
+        u64::from(limits.max_compute_workgroup_size_x),
+        u64::from(limits.max_compute_workgroup_storage_size),
+    ];
+    for ((what, need), max) in REQUIRED.iter().zip(have) {
+        if max < *need {
+            return Err(crate::Error::LimitExceeded {
+                what: format!("the kernels' {what}"),
+                requested: *need,
+                max,
+                hint: "this adapter is too small for wgtrain's kernels; pick another with --adapter or use --device cpu".into(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// A uniform buffer holding one parameter block (created once per dispatch).
