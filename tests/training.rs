@@ -44,6 +44,40 @@ fn gpu_engine<'a>(
     .expect("engine builds")
 }
 
+/// The GPU engine (default matmul variant of the adapter) or the CPU engine, unnormalised.
+fn either_engine<'a>(
+    gpu_path: bool,
+    spec: &MlpSpec,
+    params: &[f32],
+    train: &'a Dataset,
+    test: &'a Dataset,
+    batch: usize,
+    sgd: &SgdConfig,
+) -> Box<dyn Engine + 'a> {
+    if gpu_path {
+        Box::new(gpu_engine(
+            spec,
+            params,
+            train,
+            test,
+            batch,
+            sgd,
+            MatmulVariant::default_for(&gpu().0),
+        ))
+    } else {
+        Box::new(CpuEngine::new(
+            spec,
+            params,
+            train,
+            &[],
+            test,
+            batch,
+            sgd,
+            Normalization::UNIT,
+        ))
+    }
+}
+
 #[test]
 fn cpu_gradients_match_finite_differences() {
     let spec = MlpSpec::new(6, &[5, 4], 3).unwrap();
@@ -302,32 +336,8 @@ fn same_seed_gives_bit_identical_runs_on_gpu_and_cpu() {
             ..config(3, 50, 0.05, 7)
         };
         let sgd = cfg.sgd.clone();
-        let mut cpu_engine;
-        let mut gpu_engine_;
-        let engine: &mut dyn Engine = if gpu_path {
-            gpu_engine_ = gpu_engine(
-                &spec,
-                &params,
-                &train_set,
-                &test,
-                50,
-                &sgd,
-                MatmulVariant::default_for(&gpu().0),
-            );
-            &mut gpu_engine_
-        } else {
-            cpu_engine = CpuEngine::new(
-                &spec,
-                &params,
-                &train_set,
-                &[],
-                &test,
-                50,
-                &sgd,
-                Normalization::UNIT,
-            );
-            &mut cpu_engine
-        };
+        let mut engine = either_engine(gpu_path, &spec, &params, &train_set, &test, 50, &sgd);
+        let engine: &mut dyn Engine = engine.as_mut();
         let mut trainer = Trainer::new(engine, cfg, train_set.len()).unwrap();
         let reports: Vec<(f64, f64, f64)> = (0..3)
             .map(|e| trainer.run_epoch(e, &mut |_| {}).unwrap())
@@ -363,32 +373,8 @@ fn regression_non_finite_loss_stops_the_run_and_keeps_finite_parameters() {
     let params = spec.init(1);
     let cfg = config(2, 100, 1e6, 1);
     for gpu_path in [true, false] {
-        let mut cpu_engine;
-        let mut gpu_engine_;
-        let engine: &mut dyn Engine = if gpu_path {
-            gpu_engine_ = gpu_engine(
-                &spec,
-                &params,
-                &train_set,
-                &test,
-                100,
-                &cfg.sgd,
-                MatmulVariant::default_for(&gpu().0),
-            );
-            &mut gpu_engine_
-        } else {
-            cpu_engine = CpuEngine::new(
-                &spec,
-                &params,
-                &train_set,
-                &[],
-                &test,
-                100,
-                &cfg.sgd,
-                Normalization::UNIT,
-            );
-            &mut cpu_engine
-        };
+        let mut engine = either_engine(gpu_path, &spec, &params, &train_set, &test, 100, &cfg.sgd);
+        let engine: &mut dyn Engine = engine.as_mut();
         let mut trainer = Trainer::new(engine, cfg.clone(), train_set.len()).unwrap();
         let err = trainer.run_epoch(0, &mut |_| {}).unwrap_err();
         let msg = err.to_string();
