@@ -7,6 +7,7 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use wgtrain::cpu_engine::CpuEngine;
 use wgtrain::data::Dataset;
 use wgtrain::engine::Engine;
+use wgtrain::gpu::autotune::MatmulChoice;
 use wgtrain::gpu::engine::{GpuEngine, GpuEngineConfig};
 use wgtrain::gpu::kernels::matmul::{self, BatchDim, Epilogue, MatmulSpec, MatmulVariant};
 use wgtrain::gpu::kernels::{self, StepRecord, gather_normalize, sgd_update};
@@ -52,6 +53,9 @@ fn matmuls(c: &mut Criterion, gpu: &Gpu, k: &Kernels) {
             epilogue: Epilogue::None,
             batch_dim: BatchDim::None,
         };
+        if variant.supports(gpu, &spec).is_err() {
+            continue; // subgroup kernel on an adapter without subgroups of 8
+        }
         let d = matmul::dispatch(
             gpu,
             k,
@@ -203,7 +207,7 @@ fn epochs(c: &mut Criterion, gpu: &Gpu, k: &Kernels) {
             batch_size: batch,
             sgd: &sgd,
             normalization: Normalization::UNIT,
-            variant: MatmulVariant::default_for(gpu).into(),
+            variant: MatmulChoice::Auto,
         };
         let mut g = GpuEngine::new(gpu, k, cfg).unwrap();
         group.bench_function(BenchmarkId::new("gpu", batch), |bench| {

@@ -34,6 +34,10 @@ fn main() -> anyhow::Result<()> {
                 epilogue: Epilogue::None,
                 batch_dim: BatchDim::None,
             };
+            if v.supports(&gpu, &spec).is_err() {
+                line += &format!("  {v} n/a");
+                continue;
+            }
             let d = matmul::dispatch(
                 &gpu,
                 &k,

@@ -37,7 +37,23 @@ fn main() -> anyhow::Result<()> {
         normalization: Normalization::UNIT,
         variant: MatmulChoice::Auto,
     };
-    let _engine = GpuEngine::new(&gpu, &k, cfg)?;
+    let mut engine = GpuEngine::new(&gpu, &k, cfg)?;
     println!("engine+tuning  {:7.3} s", t.elapsed().as_secs_f64());
+    if std::env::args().any(|a| a == "--epochs") {
+        use wgtrain::engine::{Engine, EvalSet};
+        let order: Vec<u32> = (0..m.train.len() as u32).collect();
+        for e in 0..3 {
+            let t = Instant::now();
+            let steps = wgtrain::train::step_records(order.len(), 64, 0, |_| 0.1);
+            engine.train_epoch(&order, &steps, &mut |_| {})?;
+            let train_s = t.elapsed().as_secs_f64();
+            let t = Instant::now();
+            engine.evaluate(EvalSet::Test)?;
+            println!(
+                "epoch {e}: train {train_s:.3} s, eval {:.3} s",
+                t.elapsed().as_secs_f64()
+            );
+        }
+    }
     Ok(())
 }

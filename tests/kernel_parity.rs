@@ -41,6 +41,9 @@ fn reference_matmul(a: &[f32], b: &[f32], bias: &[f32], mask: &[f32], s: &Matmul
     c
 }
 
+/// Checks one matmul against the reference; false (nothing run) when `variant` cannot take
+/// this shape on this device (`MatmulVariant::supports`).
+#[allow(clippy::too_many_arguments)]
 fn check_matmul(
     variant: MatmulVariant,
     m: usize,
@@ -51,7 +54,7 @@ fn check_matmul(
     trans_c: bool,
     epilogue: Epilogue,
     seed: u64,
-) {
+) -> bool {
     let (g, kn) = gpu();
     let spec = MatmulSpec {
         m,
@@ -63,6 +66,9 @@ fn check_matmul(
         epilogue,
         batch_dim: BatchDim::None,
     };
+    if variant.supports(g, &spec).is_err() {
+        return false;
+    }
     let a = with_outliers(seed, m * k);
     let b = uniform(seed + 1, k * n, -1.0, 1.0);
     let bias = uniform(seed + 2, n, -1.0, 1.0);
@@ -100,6 +106,25 @@ fn check_matmul(
         atol,
         RTOL,
     );
+    true
+}
+
+/// The subgroup kernel must be tested wherever it can run; lavapipe (CI) has subgroups of 8.
+fn subgroup_kernel_available() -> bool {
+    let (g, _) = gpu();
+    let yes = g.has_subgroups_of(matmul::SUBGROUP_SIZE);
+    if !yes {
+        eprintln!(
+            "note: {} has no subgroups of {}; the subgroup kernel is not tested here",
+            g.info.name,
+            matmul::SUBGROUP_SIZE
+        );
+    }
+    assert!(
+        yes || !g.info.name.contains("llvmpipe"),
+        "lavapipe should offer subgroups of 8"
+    );
+    yes
 }
 
 /// Shapes: 1x1, tile (64) exactly, tile ± 1, primes, ragged, batch 1, MNIST.
@@ -117,24 +142,139 @@ const SHAPES: &[(usize, usize, usize)] = &[
     (61, 7, 61),
 ];
 
+/// Shapes the subgroup kernel takes (its vec4 axes hold multiples of 4) around its 16x32
+/// block: exactly one block, block ± 4, one row or column of vec4s, long and short K, K
+/// not a multiple of 4 (allowed when A is stored [K, M] and B [K, N]), and the MNIST ones.
+const SUBGROUP_SHAPES: &[(usize, usize, usize)] = &[
+    (4, 4, 4),
+    (16, 32, 4),
+    (20, 36, 8),
+    (12, 28, 1756),
+    (64, 256, 784),
+    (256, 784, 64),
+    (784, 256, 61),
+    (60, 44, 3),
+    (4, 8, 1),
+    (68, 100, 40),
+];
+
 #[test]
 fn matmul_matches_reference_for_every_variant_transpose_and_shape() {
     let mut seed = 10;
     for variant in MatmulVariant::ALL {
-        for &(m, n, k) in SHAPES {
+        let mut ran = 0;
+        let shapes = if variant == MatmulVariant::Subgroup {
+            SUBGROUP_SHAPES
+        } else {
+            SHAPES
+        };
+        for &(m, n, k) in shapes {
             for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
                 seed += 1;
-                check_matmul(variant, m, n, k, ta, tb, false, Epilogue::None, seed);
-                check_matmul(variant, m, n, k, ta, tb, true, Epilogue::None, seed + 1000);
+                ran += usize::from(check_matmul(
+                    variant,
+                    m,
+                    n,
+                    k,
+                    ta,
+                    tb,
+                    false,
+                    Epilogue::None,
+                    seed,
+                ));
+                ran += usize::from(check_matmul(
+                    variant,
+                    m,
+                    n,
+                    k,
+                    ta,
+                    tb,
+                    true,
+                    Epilogue::None,
+                    seed + 1000,
+                ));
             }
         }
+        if variant != MatmulVariant::Subgroup {
+            assert_eq!(ran, SHAPES.len() * 8, "{variant} skipped shapes");
+        } else if subgroup_kernel_available() {
+            // Every transpose pair occurs with each K; only the K % 4 != 0 ones are refused
+            // for layouts that read K as vec4.
+            assert!(ran >= 60, "subgroup kernel ran only {ran} cases");
+        }
     }
+}
+
+/// The subgroup kernel refuses, by name, what it cannot read as vec4.
+#[test]
+fn subgroup_kernel_refuses_shapes_it_cannot_take() {
+    if !subgroup_kernel_available() {
+        return;
+    }
+    let (g, _) = gpu();
+    let spec = |m, n, k, trans_a, trans_b, batch_dim| MatmulSpec {
+        m,
+        n,
+        k,
+        trans_a,
+        trans_b,
+        trans_c: false,
+        epilogue: Epilogue::None,
+        batch_dim,
+    };
+    let v = MatmulVariant::Subgroup;
+    // A [64, 10]: K = 10 is A's contiguous axis.
+    let e = v
+        .supports(g, &spec(64, 256, 10, false, false, BatchDim::None))
+        .unwrap_err();
+    assert!(e.contains("A as vec4 along K = 10"), "{e}");
+    // B [K, 10]: N = 10.
+    let e = v
+        .supports(g, &spec(64, 10, 256, false, false, BatchDim::None))
+        .unwrap_err();
+    assert!(e.contains("B as vec4 along N = 10"), "{e}");
+    // Weight gradient dZᵀ·X with K the minibatch: fine; X·Wᵀ with K the minibatch: not.
+    assert!(
+        v.supports(g, &spec(256, 784, 64, true, false, BatchDim::K))
+            .is_ok()
+    );
+    let e = v
+        .supports(g, &spec(64, 256, 784, false, true, BatchDim::K))
+        .unwrap_err();
+    assert!(e.contains("minibatch"), "{e}");
+    // And the same refusal through dispatch, as an InvalidConfig error.
+    let (g, kn) = gpu();
+    let t = GpuTensor::upload(g, "t", &[0.0; 640], &[640]).unwrap();
+    let err = matmul::dispatch(
+        g,
+        kn,
+        v,
+        "refused",
+        spec(64, 10, 10, false, false, BatchDim::None),
+        t.view(),
+        t.view(),
+        None,
+        None,
+        t.view(),
+        t.view(),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, wgtrain::Error::InvalidConfig { .. }),
+        "{err:?}"
+    );
 }
 
 #[test]
 fn matmul_epilogues_match_reference() {
     for variant in MatmulVariant::ALL {
-        for &(m, n, k) in &[(64, 256, 784), (7, 61, 13), (1, 10, 256), (65, 3, 5)] {
+        for &(m, n, k) in &[
+            (64, 256, 784),
+            (7, 61, 13),
+            (1, 10, 256),
+            (65, 3, 5),
+            (21, 36, 8),
+        ] {
             for ep in [Epilogue::Bias, Epilogue::BiasRelu, Epilogue::ReluMask] {
                 check_matmul(variant, m, n, k, false, true, false, ep, 99);
                 check_matmul(variant, m, n, k, false, false, false, ep, 98);
@@ -285,8 +425,12 @@ fn fused_epilogues_equal_the_composed_kernels() {
 #[test]
 fn matmul_batch_dim_follows_the_step_record() {
     let (g, kn) = gpu();
-    let (m_max, n, k) = (64, 33, 20);
-    for variant in MatmulVariant::ALL {
+    let (m_max, k) = (64, 20);
+    // n = 33 is ragged; n = 36 lets the subgroup kernel take the weight gradient.
+    for (variant, n) in MatmulVariant::ALL
+        .into_iter()
+        .flat_map(|v| [(v, 33), (v, 36)])
+    {
         for batch in [1, 31, 64] {
             let a = uniform(5, m_max * k, -1.0, 1.0);
             let b = uniform(6, n * k, -1.0, 1.0);
@@ -304,6 +448,10 @@ fn matmul_batch_dim_follows_the_step_record() {
                 epilogue: Epilogue::None,
                 batch_dim: BatchDim::M,
             };
+            if variant.supports(g, &spec).is_err() {
+                assert!(!subgroup_kernel_available(), "{variant} refused X·Wᵀ");
+                continue;
+            }
             let d = matmul::dispatch(
                 g,
                 kn,
@@ -349,6 +497,10 @@ fn matmul_batch_dim_follows_the_step_record() {
                 epilogue: Epilogue::None,
                 batch_dim: BatchDim::K,
             };
+            if variant.supports(g, &spec).is_err() {
+                assert_eq!((variant, n), (MatmulVariant::Subgroup, 33));
+                continue;
+            }
             let d = matmul::dispatch(
                 g,
                 kn,
@@ -373,6 +525,62 @@ fn matmul_batch_dim_follows_the_step_record() {
                 RTOL,
             );
         }
+    }
+}
+
+/// Row blocks past the 65,535-workgroup limit of one grid dimension fold into z: every
+/// variant, with the last rows checked (a grid that stopped at 65,535 blocks leaves them NaN).
+#[test]
+fn regression_matmul_past_65535_row_blocks_folds_the_grid() {
+    let (g, kn) = gpu();
+    let (n, k) = (4, 4);
+    let b = uniform(31, k * n, -1.0, 1.0);
+    let tb = GpuTensor::upload(g, "b", &b, &[k * n]).unwrap();
+    let dummy = GpuTensor::upload(g, "dummy", &[0.0; 4], &[4]).unwrap();
+    for variant in MatmulVariant::ALL {
+        let rows_per_block = (1 << 20) / variant.blocks(1 << 20, n).1 as usize;
+        let m = 65_536 * rows_per_block + 3;
+        let spec = MatmulSpec {
+            m,
+            n,
+            k,
+            trans_a: false,
+            trans_b: false,
+            trans_c: false,
+            epilogue: Epilogue::None,
+            batch_dim: BatchDim::None,
+        };
+        if variant.supports(g, &spec).is_err() {
+            assert!(!subgroup_kernel_available());
+            continue;
+        }
+        assert!(variant.blocks(m, n).1 > 65_535);
+        let a = uniform(30, m * k, -1.0, 1.0);
+        let ta = GpuTensor::upload(g, "a", &a, &[m * k]).unwrap();
+        let tc = GpuTensor::poisoned(g, "c", &[m, n]).unwrap();
+        let d = matmul::dispatch(
+            g,
+            kn,
+            variant,
+            "fold",
+            spec,
+            ta.view(),
+            tb.view(),
+            None,
+            None,
+            tc.view(),
+            dummy.view(),
+        )
+        .unwrap();
+        kernels::run(g, kn, &[d], record(m), 1).unwrap();
+        let want = cpu::matmul(&a, &b, m, n, k, false, false);
+        assert_close(
+            &format!("{variant} {m} rows"),
+            &tc.read(g).unwrap(),
+            &want,
+            ATOL,
+            RTOL,
+        );
     }
 }
 
@@ -671,7 +879,7 @@ fn gather_normalize_matches_reference() {
 #[test]
 fn regression_gather_past_65535_workgroups_folds_the_grid() {
     let g = &gpu().0;
-    let groups = (60_000u64 * 300).div_ceil(256);
+    let groups = (60_000u64 * 300).div_ceil(gather_normalize::ELEMENTS_PER_WORKGROUP);
     assert!(groups > u64::from(g.limits.max_compute_workgroups_per_dimension));
     check_gather(60_000, 300, 0, 60_000, 5, 0.0, 1.0);
 }

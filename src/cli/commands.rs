@@ -9,6 +9,7 @@ use wgtrain::checkpoint;
 use wgtrain::data::{self, Mnist};
 use wgtrain::engine::{Engine, EvalSet};
 use wgtrain::gpu::autotune::MatmulChoice;
+use wgtrain::gpu::kernels::matmul;
 use wgtrain::gpu::{self, Gpu, GpuOptions, MatmulVariant};
 use wgtrain::model::{MlpSpec, Normalization};
 use wgtrain::optim::SgdConfig;
@@ -147,6 +148,16 @@ pub fn open_gpu(d: &DeviceArgs) -> Result<Gpu> {
         adapter_name: d.adapter.clone(),
     })?;
     eprintln!("{}", gpu.describe());
+    if d.kernels == KernelChoice::Subgroup && !gpu.has_subgroups_of(matmul::SUBGROUP_SIZE) {
+        return Err(usage(
+            "kernels",
+            "subgroup",
+            format!(
+                "needs an adapter whose subgroups hold exactly {} invocations (lavapipe); use --kernels auto",
+                matmul::SUBGROUP_SIZE
+            ),
+        ));
+    }
     Ok(gpu)
 }
 
@@ -156,6 +167,7 @@ pub fn matmul_choice(d: &DeviceArgs) -> MatmulChoice {
         KernelChoice::Tiled => MatmulVariant::Tiled.into(),
         KernelChoice::Register => MatmulVariant::Register.into(),
         KernelChoice::Rows => MatmulVariant::Rows.into(),
+        KernelChoice::Subgroup => MatmulVariant::Subgroup.into(),
         KernelChoice::Auto => MatmulChoice::Auto,
     }
 }

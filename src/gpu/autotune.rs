@@ -49,7 +49,8 @@ impl TuningCache {
 pub enum MatmulChoice {
     /// Time every variant on each shape at start-up and keep the fastest (`--kernels auto`).
     Auto,
-    /// The same variant everywhere.
+    /// The same variant everywhere it can run; [`MatmulVariant::Rows`] for the shapes
+    /// [`MatmulVariant::Subgroup`] cannot take ([`MatmulVariant::supports`]).
     Fixed(MatmulVariant),
 }
 
@@ -66,15 +67,17 @@ impl MatmulChoice {
     /// Device errors while timing, or a shape over the adapter's limits.
     pub fn resolve(self, gpu: &Gpu, kernels: &Kernels, spec: &MatmulSpec) -> Result<MatmulVariant> {
         match self {
-            MatmulChoice::Fixed(v) => Ok(v),
+            MatmulChoice::Fixed(v) if v.supports(gpu, spec).is_ok() => Ok(v),
+            MatmulChoice::Fixed(_) => Ok(MatmulVariant::Rows),
             MatmulChoice::Auto => Ok(rank_variants(gpu, kernels, spec)?[0].variant),
         }
     }
 }
 
-/// Times each variant on `spec`'s shape, M capped at 256 and K at 1024 (one warm-up, then the best of three runs; a
-/// variant already 3x slower than the best after one run is not run again) and returns
-/// them fastest first. Cached per device.
+/// Times each variant that can run `spec` ([`MatmulVariant::supports`]) on its shape, M
+/// capped at 256 and K at 1024 (one warm-up, then the best of three runs; a variant already
+/// 3x slower than the best after one run is not run again) and returns them fastest first.
+/// Cached per device.
 ///
 /// # Errors
 /// Device errors, or a shape over the adapter's limits.
@@ -122,6 +125,9 @@ pub fn rank_variants(
     };
     let mut out: Vec<VariantTiming> = Vec::new();
     for variant in MatmulVariant::ALL {
+        if variant.supports(gpu, &plain).is_err() {
+            continue;
+        }
         let d = matmul::dispatch(
             gpu,
             kernels,

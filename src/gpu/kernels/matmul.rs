@@ -1,18 +1,32 @@
-//! Wrapper of `shaders/matmul.wgsl`: `C[M, N] = op(A)[M, K] · op(B)[K, N]` plus an epilogue.
+//! Wrapper of `shaders/matmul*.wgsl`: `C[M, N] = op(A)[M, K] · op(B)[K, N]` plus an epilogue.
 //!
 //! Bindings: 0 params (uniform), 1 A, 2 B, 3 bias `[N]`, 4 mask `[M, N]`, 5 C (read-write);
-//! group 1 the step record. Grid: `ceil(N / 64)` × `ceil(M / 64)` workgroups of 16×16, the
-//! row blocks folded into y and z past the per-dimension limit.
+//! group 1 the step record. Grid: column blocks × row blocks (see [`MatmulVariant::blocks`]),
+//! the row blocks folded into y and z past the per-dimension limit.
 
 use super::{Dispatch, Kernels, params_buffer, storage_entry, uniform_entry};
 use crate::error::{Error, Result};
 use crate::gpu::autotune::MatmulChoice;
 use crate::gpu::{Gpu, View};
 
-/// The WGSL source.
-pub const SOURCE: &str = include_str!("../../../shaders/matmul.wgsl");
+/// The WGSL source of the scalar-load kernels (register, tiled, rows).
+pub const SOURCE: &str = concat!(
+    include_str!("../../../shaders/matmul_common.wgsl"),
+    include_str!("../../../shaders/matmul.wgsl")
+);
 
-/// Output elements per workgroup side (16 invocations × 4 outputs), both variants.
+/// The WGSL source of `matmul_subgroup`, built only on devices with subgroups of
+/// [`SUBGROUP_SIZE`].
+pub const SUBGROUP_SOURCE: &str = concat!(
+    include_str!("../../../shaders/matmul_common.wgsl"),
+    include_str!("../../../shaders/matmul_subgroup.wgsl")
+);
+
+/// Subgroup size `matmul_subgroup` is written for: its workgroup is one subgroup.
+pub const SUBGROUP_SIZE: u32 = 8;
+
+/// Output elements per workgroup side of the register and tiled kernels (16 invocations ×
+/// 4 outputs).
 pub const TILE: u64 = 64;
 
 /// Which matmul implementation to run. Both compute the same thing with the same bindings.
@@ -23,17 +37,23 @@ pub enum MatmulVariant {
     Register,
     /// 64×64 tiles staged through workgroup memory with barriers: for GPUs.
     Tiled,
-    /// 8 rows per workgroup shared by all its invocations (uniform loads of A), 4
+    /// 16 rows per workgroup shared by all its invocations (uniform loads of A), 4
     /// columns 64 apart per invocation, no barriers: for CPU adapters.
     Rows,
+    /// One subgroup of 8 per workgroup computing 16×32 outputs from vec4 loads, the rows of
+    /// A shared by `subgroupBroadcast`: for CPU adapters with subgroups of 8 (lavapipe),
+    /// where every load costs a loop over the lanes. Only for the shapes and devices
+    /// [`MatmulVariant::supports`] accepts.
+    Subgroup,
 }
 
 impl MatmulVariant {
-    /// Both variants, for auto-selection and tests.
-    pub const ALL: [MatmulVariant; 3] = [
+    /// Every variant, for auto-selection and tests.
+    pub const ALL: [MatmulVariant; 4] = [
         MatmulVariant::Register,
         MatmulVariant::Tiled,
         MatmulVariant::Rows,
+        MatmulVariant::Subgroup,
     ];
 
     /// The WGSL entry point.
@@ -42,6 +62,7 @@ impl MatmulVariant {
             MatmulVariant::Register => "matmul_register",
             MatmulVariant::Tiled => "matmul_tiled",
             MatmulVariant::Rows => "matmul_rows",
+            MatmulVariant::Subgroup => "matmul_subgroup",
         }
     }
 
@@ -52,13 +73,72 @@ impl MatmulVariant {
                 ((n as u64).div_ceil(TILE), (m as u64).div_ceil(TILE))
             }
             MatmulVariant::Rows => ((n as u64).div_ceil(256), (m as u64).div_ceil(16)),
+            MatmulVariant::Subgroup => ((n as u64).div_ceil(32), (m as u64).div_ceil(16)),
         }
     }
 
-    /// The variant an adapter of this type most likely runs fastest.
+    /// Whether this variant can run `spec` on `gpu`; the reason when it cannot. Only
+    /// [`MatmulVariant::Subgroup`] has conditions: the device runs subgroups of exactly
+    /// [`SUBGROUP_SIZE`], and every operand is read as vec4 along its contiguous axis, so
+    /// that axis must hold a multiple of 4 elements and must not be the minibatch (which
+    /// changes on the last step): K for A stored `[M, K]` and for B stored `[N, K]`, M for
+    /// A stored `[K, M]`, N for B stored `[K, N]`.
+    pub fn supports(self, gpu: &Gpu, spec: &MatmulSpec) -> std::result::Result<(), String> {
+        if self != MatmulVariant::Subgroup {
+            return Ok(());
+        }
+        if !gpu.has_subgroups_of(SUBGROUP_SIZE) {
+            return Err(format!(
+                "the subgroup kernel needs an adapter whose subgroups hold exactly {SUBGROUP_SIZE} invocations; {} has {}..{}{}",
+                gpu.info.name,
+                gpu.info.subgroup_min_size,
+                gpu.info.subgroup_max_size,
+                if gpu.features.contains(wgpu::Features::SUBGROUP) {
+                    ""
+                } else {
+                    " and no subgroup operations"
+                }
+            ));
+        }
+        // (operand, contiguous axis, its length, whether it is the minibatch)
+        let batch_m = spec.batch_dim == BatchDim::M;
+        let batch_k = spec.batch_dim == BatchDim::K;
+        let (a_axis, a_len, a_batch) = if spec.trans_a {
+            ("M", spec.m, batch_m)
+        } else {
+            ("K", spec.k, batch_k)
+        };
+        let (b_axis, b_len, b_batch) = if spec.trans_b {
+            ("K", spec.k, batch_k)
+        } else {
+            ("N", spec.n, false)
+        };
+        for (operand, axis, len, batch) in
+            [("A", a_axis, a_len, a_batch), ("B", b_axis, b_len, b_batch)]
+        {
+            if len % 4 != 0 {
+                return Err(format!(
+                    "the subgroup kernel reads {operand} as vec4 along {axis} = {len}, which is not a multiple of 4"
+                ));
+            }
+            if batch {
+                return Err(format!(
+                    "the subgroup kernel reads {operand} as vec4 along {axis}, the minibatch dimension, whose size changes on the last step"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The variant an adapter of this type most likely runs fastest: the subgroup kernel on
+    /// adapters with subgroups of 8 (lavapipe), rows on other CPU adapters, tiled on GPUs.
+    /// As a [`crate::gpu::autotune::MatmulChoice::Fixed`] choice, shapes the subgroup
+    /// kernel cannot take run the rows kernel.
     pub fn default_for(gpu: &Gpu) -> MatmulVariant {
-        if gpu.is_cpu_adapter() {
-            MatmulVariant::Register
+        if gpu.has_subgroups_of(SUBGROUP_SIZE) {
+            MatmulVariant::Subgroup
+        } else if gpu.is_cpu_adapter() {
+            MatmulVariant::Rows
         } else {
             MatmulVariant::Tiled
         }
@@ -71,6 +151,7 @@ impl std::fmt::Display for MatmulVariant {
             MatmulVariant::Register => "register",
             MatmulVariant::Tiled => "tiled",
             MatmulVariant::Rows => "rows",
+            MatmulVariant::Subgroup => "subgroup",
         })
     }
 }
@@ -156,7 +237,8 @@ fn check_len(what: &str, view: &View<'_>, needed: usize) -> Result<()> {
 ///
 /// # Errors
 /// [`Error::LimitExceeded`] when the grid or a binding is over the adapter's limits;
-/// [`Error::InvalidConfig`] when an operand is shorter than the shape needs.
+/// [`Error::InvalidConfig`] when an operand is shorter than the shape needs, or `variant`
+/// cannot run this shape on this device ([`MatmulVariant::supports`]).
 #[allow(clippy::too_many_arguments)]
 pub fn dispatch(
     gpu: &Gpu,
@@ -176,6 +258,22 @@ pub fn dispatch(
         !spec.trans_c || spec.epilogue == Epilogue::None,
         "a transposed C takes no epilogue"
     );
+    if let Err(reason) = variant.supports(gpu, &spec) {
+        return Err(Error::InvalidConfig {
+            name: "matmul kernel",
+            value: format!("{variant} for M={m} N={n} K={k}"),
+            reason,
+        });
+    }
+    if variant == MatmulVariant::Subgroup
+        && (!a.offset.is_multiple_of(16) || !b.offset.is_multiple_of(16))
+    {
+        return Err(Error::InvalidConfig {
+            name: "matmul operand",
+            value: format!("offsets {} and {} bytes", a.offset, b.offset),
+            reason: "the subgroup kernel reads A and B as vec4 and needs 16-byte offsets".into(),
+        });
+    }
     check_len("A", &a, m * k)?;
     check_len("B", &b, k * n)?;
     check_len("C", &c, m * n)?;

@@ -24,6 +24,18 @@ pub use matmul::{Epilogue, MatmulSpec, MatmulVariant};
 use crate::error::Result;
 use crate::gpu::Gpu;
 
+/// Every shader module the kernels build, as `(name, WGSL source)`: what `Kernels::new`
+/// compiles, for validation without a device.
+pub const SOURCES: [(&str, &str); 7] = [
+    ("gather_normalize", gather_normalize::SOURCE),
+    ("matmul", matmul::SOURCE),
+    ("matmul_subgroup", matmul::SUBGROUP_SOURCE),
+    ("softmax_cross_entropy", softmax_cross_entropy::SOURCE),
+    ("column_sum", column_sum::SOURCE),
+    ("sgd_update", sgd_update::SOURCE),
+    ("bias_relu", bias_relu::SOURCE),
+];
+
 /// Per-step values shared by every kernel of a training step, mirrored by `struct Step`
 /// in every shader. Stored `STEP_STRIDE` bytes apart in one buffer written once per epoch.
 #[repr(C)]
@@ -124,6 +136,24 @@ impl Family {
         entries: &[wgpu::BindGroupLayoutEntry],
         steps: &wgpu::BindGroupLayout,
     ) -> Family {
+        let layout = gpu
+            .device
+            .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                label: Some(name),
+                entries,
+            });
+        Family::with_layout(gpu, name, source, layout, steps)
+    }
+
+    /// A family over an existing bind-group layout, so that its pipelines take the bind
+    /// groups made for another family.
+    fn with_layout(
+        gpu: &Gpu,
+        name: &str,
+        source: &str,
+        layout: wgpu::BindGroupLayout,
+        steps: &wgpu::BindGroupLayout,
+    ) -> Family {
         let desc = wgpu::ShaderModuleDescriptor {
             label: Some(name),
             source: wgpu::ShaderSource::Wgsl(source.into()),
@@ -136,12 +166,6 @@ impl Family {
         } else {
             gpu.device.create_shader_module(desc)
         };
-        let layout = gpu
-            .device
-            .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-                label: Some(name),
-                entries,
-            });
         let pipeline_layout = gpu
             .device
             .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
@@ -183,6 +207,8 @@ pub struct Kernels {
     pub(crate) gather: Family,
     pub(crate) gather_pipeline: wgpu::ComputePipeline,
     pub(crate) matmul: Family,
+    /// `matmul_subgroup`, on devices with subgroups of [`matmul::SUBGROUP_SIZE`] only.
+    matmul_subgroup: Option<Family>,
     matmul_cache: Mutex<HashMap<MatmulPipelineKey, wgpu::ComputePipeline>>,
     /// Matmul variant timings per shape (see [`crate::gpu::autotune`]).
     pub tuning: crate::gpu::autotune::TuningCache,
@@ -236,6 +262,15 @@ impl Kernels {
             &matmul::layout_entries(),
             &steps_layout,
         );
+        let matmul_subgroup = gpu.has_subgroups_of(matmul::SUBGROUP_SIZE).then(|| {
+            Family::with_layout(
+                gpu,
+                "matmul_subgroup",
+                matmul::SUBGROUP_SOURCE,
+                matmul.layout.clone(),
+                &steps_layout,
+            )
+        });
         let softmax = Family::new(
             gpu,
             "softmax_cross_entropy",
@@ -274,6 +309,7 @@ impl Kernels {
             gather,
             gather_pipeline,
             matmul,
+            matmul_subgroup,
             matmul_cache: Mutex::default(),
             tuning: Default::default(),
             softmax,
@@ -309,7 +345,14 @@ impl Kernels {
                     ("TRANS_C", f64::from(u8::from(trans_c))),
                     ("EPILOGUE", f64::from(epilogue as u32)),
                 ];
-                self.matmul.pipeline(gpu, variant.entry_point(), &constants)
+                let family = match variant {
+                    MatmulVariant::Subgroup => self
+                        .matmul_subgroup
+                        .as_ref()
+                        .expect("dispatch checks MatmulVariant::supports first"),
+                    _ => &self.matmul,
+                };
+                family.pipeline(gpu, variant.entry_point(), &constants)
             })
             .clone()
     }

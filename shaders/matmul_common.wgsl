@@ -1,0 +1,85 @@
+// matmul: C[M, N] = op(A)[M, K] · op(B)[K, N], then an epilogue.
+//
+// Storage is row-major. op(A) = A stored [M, K], or A stored [K, M] when TRANS_A.
+// op(B) = B stored [K, N], or B stored [N, K] when TRANS_B. The transposes the MLP needs:
+//   forward   Y  = X · Wᵀ          (TRANS_B)          epilogue bias (+ ReLU)
+//   backward  dX = dY · W           (none)             epilogue ReLU mask of the forward output
+//   weights   dW = dYᵀ · X          (TRANS_A)
+// With TRANS_C, C is stored [N, M] (epilogue must be none).
+// Epilogues (EPILOGUE): 0 none, 1 + bias[n], 2 max(0, · + bias[n]), 3 · ⊙ [mask[m, n] > 0].
+// When `batch_dim` is 1 (2), M (K) is the minibatch size of the current step record, so
+// the last partial minibatch reuses the same dispatch and buffers.
+//
+// This file holds what every matmul kernel shares (parameters, step record, bindings 0 and
+// 3-5, the epilogue); the Rust side prepends it to `matmul.wgsl` (scalar loads: the
+// register, tiled and rows kernels) and to `matmul_subgroup.wgsl` (vec4 loads and subgroup
+// broadcasts), which declare A and B themselves. All kernels take the same bind group.
+
+struct MatmulParams {
+    m: u32,
+    n: u32,
+    k: u32,
+    batch_dim: u32,
+}
+
+struct Step {
+    offset: u32,
+    batch: u32,
+    lr: f32,
+    first: u32,
+    index: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+override TRANS_A: bool = false;
+override TRANS_B: bool = false;
+override EPILOGUE: u32 = 0u;
+// C is stored transposed, `[N, M]`: lets a weight gradient dW [O, I] be computed as
+// (Xᵀ · dZ)ᵀ, putting the long I dimension on the rows a workgroup shares.
+override TRANS_C: bool = false;
+
+@group(0) @binding(0) var<uniform> params: MatmulParams;
+// Bindings 1 (A) and 2 (B) are declared by each kernel file: f32 or vec4<f32> elements.
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read> mask: array<f32>;
+@group(0) @binding(5) var<storage, read_write> c: array<f32>;
+@group(1) @binding(0) var<uniform> step: Step;
+
+fn dims() -> vec3<u32> {
+    var m = params.m;
+    var k = params.k;
+    if (params.batch_dim == 1u) {
+        m = step.batch;
+    } else if (params.batch_dim == 2u) {
+        k = step.batch;
+    }
+    return vec3<u32>(m, params.n, k);
+}
+
+// Index of C[row, col] in `c`.
+fn c_index(row: u32, col: u32, m: u32, n: u32) -> u32 {
+    if (TRANS_C) {
+        return col * m + row;
+    }
+    return row * n + col;
+}
+
+fn epilogue(v: f32, row: u32, col: u32, n: u32) -> f32 {
+    switch EPILOGUE {
+        case 1u: {
+            return v + bias[col];
+        }
+        case 2u: {
+            return max(v + bias[col], 0.0);
+        }
+        case 3u: {
+            return select(0.0, v, mask[row * n + col] > 0.0);
+        }
+        default: {
+            return v;
+        }
+    }
+}
+

@@ -1,0 +1,168 @@
+// `matmul_subgroup`: for CPU adapters with subgroups of 8 (lavapipe at 256 bits).
+// `matmul_common.wgsl` is prepended (see src/gpu/kernels/matmul.rs).
+//
+// On lavapipe every load from a storage buffer costs a scalar loop over the SIMD lanes,
+// uniform address or not, while arithmetic runs on all 8 lanes at once. So this kernel
+// spends as few load instructions as it can per FMA: a workgroup is one subgroup of 8
+// lanes computing a 16-row x 32-column block of C; per step of four k, each lane makes
+// two vec4 loads of op(A) (between them, the 8 lanes hold the block's 16 rows x 4 k) and
+// four of op(B) (its own 4 columns x 4 k), and `subgroupBroadcast` hands every lane every
+// row of A from registers. That is 6 loads per 256 FMAs, against 20 per 64 in
+// `matmul_rows`.
+//
+// A and B are read as vec4 along their contiguous axis, which must hold a multiple of 4
+// elements: K for A stored [M, K] and for B stored [N, K], M for A stored [K, M], N for B
+// stored [K, N] (the host checks this, see `MatmulVariant::supports`). K need not be a
+// multiple of 4 when it is contiguous in neither: the last step's missing k are zeros.
+
+@group(0) @binding(1) var<storage, read> a: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> b: array<vec4<f32>>;
+
+// Lane `lane`'s load of op(A) for k = 4q .. 4q+3 and rows row0 + 8·half .. + 7. Either way,
+// lanes 4h .. 4h+3 of the subgroup together hold rows 8·half + 4h .. + 3 at all four k.
+fn load_a(q: u32, half: u32, lane: u32, row0: u32, m: u32, k: u32) -> vec4<f32> {
+    if (TRANS_A) {
+        // Stored [K, M]: rows +4·(lane / 4) .. +3 at k = 4q + lane % 4.
+        let m4 = m / 4u;
+        let kk = 4u * q + (lane & 3u);
+        let r4 = min(row0 / 4u + 2u * half + (lane >> 2u), m4 - 1u);
+        let v = a[min(kk, k - 1u) * m4 + r4];
+        return select(vec4<f32>(), v, kk < k);
+    }
+    // Stored [M, K]: row + lane at k = 4q .. 4q+3.
+    let row = min(row0 + 8u * half + lane, m - 1u);
+    return a[row * (k / 4u) + q];
+}
+
+// Rows of op(A) as gathered from four lanes: column r of the result is row r's values at
+// k = 4q .. 4q+3.
+fn a_rows(x0: vec4<f32>, x1: vec4<f32>, x2: vec4<f32>, x3: vec4<f32>) -> mat4x4<f32> {
+    let g = mat4x4<f32>(x0, x1, x2, x3);
+    if (TRANS_A) {
+        return transpose(g); // lanes held one k each
+    }
+    return g; // lanes held one row each
+}
+
+// op(B) at k = 4q .. 4q+3 for columns col .. col+3 (col a multiple of 4): column t of the
+// result holds the four columns at k = 4q + t. Columns past the edge are clamped (computed,
+// never stored); k past the edge are zeros.
+fn load_b(q: u32, col: u32, n: u32, k: u32) -> mat4x4<f32> {
+    if (TRANS_B) {
+        // Stored [N, K]: one vec4 along k per column.
+        let k4 = k / 4u;
+        let g = mat4x4<f32>(
+            b[min(col, n - 1u) * k4 + q],
+            b[min(col + 1u, n - 1u) * k4 + q],
+            b[min(col + 2u, n - 1u) * k4 + q],
+            b[min(col + 3u, n - 1u) * k4 + q],
+        );
+        return transpose(g);
+    }
+    // Stored [K, N]: one vec4 along n per k.
+    let n4 = n / 4u;
+    let c4 = min(col / 4u, n4 - 1u);
+    let k0 = 4u * q;
+    return mat4x4<f32>(
+        select(vec4<f32>(), b[min(k0, k - 1u) * n4 + c4], k0 < k),
+        select(vec4<f32>(), b[min(k0 + 1u, k - 1u) * n4 + c4], k0 + 1u < k),
+        select(vec4<f32>(), b[min(k0 + 2u, k - 1u) * n4 + c4], k0 + 2u < k),
+        select(vec4<f32>(), b[min(k0 + 3u, k - 1u) * n4 + c4], k0 + 3u < k),
+    );
+}
+
+// acc + Σ_t a[t] · bk[t]: one row's four columns over four k.
+fn fma_row(acc: vec4<f32>, a_row: vec4<f32>, bk: mat4x4<f32>) -> vec4<f32> {
+    let s = fma(vec4<f32>(a_row.x), bk[0], acc);
+    let t = fma(vec4<f32>(a_row.y), bk[1], s);
+    let u = fma(vec4<f32>(a_row.z), bk[2], t);
+    return fma(vec4<f32>(a_row.w), bk[3], u);
+}
+
+// Stores one row's four columns, skipping what lies past the edges.
+fn store_row4(row: u32, col: u32, v: vec4<f32>, m: u32, n: u32) {
+    if (row >= m) {
+        return;
+    }
+    for (var j = 0u; j < 4u; j++) {
+        if (col + j < n) {
+            c[c_index(row, col + j, m, n)] = epilogue(v[j], row, col + j, n);
+        }
+    }
+}
+
+@compute @workgroup_size(8)
+fn matmul_subgroup(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(subgroup_invocation_id) lane: u32,
+) {
+    let d = dims();
+    let m = d.x;
+    let n = d.y;
+    let k = d.z;
+    // Row blocks fold into z past the 65,535-workgroup limit of y.
+    let row0 = (wid.z * nwg.y + wid.y) * 16u;
+    let col = wid.x * 32u + lane * 4u;
+    if (row0 >= m) {
+        return; // the whole workgroup: row0 is uniform
+    }
+    var acc0 = vec4<f32>();
+    var acc1 = vec4<f32>();
+    var acc2 = vec4<f32>();
+    var acc3 = vec4<f32>();
+    var acc4 = vec4<f32>();
+    var acc5 = vec4<f32>();
+    var acc6 = vec4<f32>();
+    var acc7 = vec4<f32>();
+    var acc8 = vec4<f32>();
+    var acc9 = vec4<f32>();
+    var acc10 = vec4<f32>();
+    var acc11 = vec4<f32>();
+    var acc12 = vec4<f32>();
+    var acc13 = vec4<f32>();
+    var acc14 = vec4<f32>();
+    var acc15 = vec4<f32>();
+    let steps = (k + 3u) / 4u;
+    for (var q = 0u; q < steps; q++) {
+        let lo = load_a(q, 0u, lane, row0, m, k);
+        let hi = load_a(q, 1u, lane, row0, m, k);
+        let bk = load_b(q, col, n, k);
+        var g = a_rows(subgroupBroadcast(lo, 0u), subgroupBroadcast(lo, 1u), subgroupBroadcast(lo, 2u), subgroupBroadcast(lo, 3u));
+        acc0 = fma_row(acc0, g[0], bk);
+        acc1 = fma_row(acc1, g[1], bk);
+        acc2 = fma_row(acc2, g[2], bk);
+        acc3 = fma_row(acc3, g[3], bk);
+        g = a_rows(subgroupBroadcast(lo, 4u), subgroupBroadcast(lo, 5u), subgroupBroadcast(lo, 6u), subgroupBroadcast(lo, 7u));
+        acc4 = fma_row(acc4, g[0], bk);
+        acc5 = fma_row(acc5, g[1], bk);
+        acc6 = fma_row(acc6, g[2], bk);
+        acc7 = fma_row(acc7, g[3], bk);
+        g = a_rows(subgroupBroadcast(hi, 0u), subgroupBroadcast(hi, 1u), subgroupBroadcast(hi, 2u), subgroupBroadcast(hi, 3u));
+        acc8 = fma_row(acc8, g[0], bk);
+        acc9 = fma_row(acc9, g[1], bk);
+        acc10 = fma_row(acc10, g[2], bk);
+        acc11 = fma_row(acc11, g[3], bk);
+        g = a_rows(subgroupBroadcast(hi, 4u), subgroupBroadcast(hi, 5u), subgroupBroadcast(hi, 6u), subgroupBroadcast(hi, 7u));
+        acc12 = fma_row(acc12, g[0], bk);
+        acc13 = fma_row(acc13, g[1], bk);
+        acc14 = fma_row(acc14, g[2], bk);
+        acc15 = fma_row(acc15, g[3], bk);
+    }
+    store_row4(row0, col, acc0, m, n);
+    store_row4(row0 + 1u, col, acc1, m, n);
+    store_row4(row0 + 2u, col, acc2, m, n);
+    store_row4(row0 + 3u, col, acc3, m, n);
+    store_row4(row0 + 4u, col, acc4, m, n);
+    store_row4(row0 + 5u, col, acc5, m, n);
+    store_row4(row0 + 6u, col, acc6, m, n);
+    store_row4(row0 + 7u, col, acc7, m, n);
+    store_row4(row0 + 8u, col, acc8, m, n);
+    store_row4(row0 + 9u, col, acc9, m, n);
+    store_row4(row0 + 10u, col, acc10, m, n);
+    store_row4(row0 + 11u, col, acc11, m, n);
+    store_row4(row0 + 12u, col, acc12, m, n);
+    store_row4(row0 + 13u, col, acc13, m, n);
+    store_row4(row0 + 14u, col, acc14, m, n);
+    store_row4(row0 + 15u, col, acc15, m, n);
+}
