@@ -228,9 +228,11 @@ impl Gpu {
             });
         };
         let info = adapter.get_info();
+        // Timestamps for the profiler; subgroups for `matmul_subgroup` (CPU adapters).
         let wanted = wgpu::Features::TIMESTAMP_QUERY
             | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES
-            | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS;
+            | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS
+            | wgpu::Features::SUBGROUP;
         let features = adapter.features() & wanted;
         let limits = adapter.limits();
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
@@ -269,6 +271,14 @@ impl Gpu {
             "adapter: {} ({:?}, {:?}, driver {} {})",
             i.name, i.device_type, i.backend, i.driver, i.driver_info
         )
+    }
+
+    /// True when the device runs subgroup operations in subgroups of exactly `size`
+    /// invocations, so that a workgroup of `size` is one full subgroup.
+    pub fn has_subgroups_of(&self, size: u32) -> bool {
+        self.features.contains(wgpu::Features::SUBGROUP)
+            && self.info.subgroup_min_size == size
+            && self.info.subgroup_max_size == size
     }
 
     /// True for software adapters such as lavapipe, WARP or SwiftShader.
@@ -319,7 +329,7 @@ impl Gpu {
         )
     }
 
-    /// A storage buffer of `bytes` (rounded up to 4), checked against the buffer and
+    /// A storage buffer of `bytes` (rounded up to 16: whole vec4s), checked against the buffer and
     /// binding limits, counted, and labelled.
     pub fn storage_buffer(
         &self,
@@ -327,7 +337,8 @@ impl Gpu {
         bytes: u64,
         extra: wgpu::BufferUsages,
     ) -> Result<wgpu::Buffer> {
-        let bytes = bytes.max(4).next_multiple_of(4);
+        // Whole vec4s, so that kernels reading four elements per load can cover a tail.
+        let bytes = bytes.max(16).next_multiple_of(16);
         let hint = "use a smaller --batch-size or smaller --hidden sizes";
         self.check_buffer(label, bytes, hint)?;
         self.check_binding(label, bytes, hint)?;

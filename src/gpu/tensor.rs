@@ -26,6 +26,33 @@ impl<'a> View<'a> {
         }
     }
 
+    /// A bind-group resource for the first `len` elements read as `ceil(len / 4)` whole
+    /// vec4s, for kernels that load four elements per instruction.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] when the offset is not 16-byte aligned or the buffer ends
+    /// inside the last vec4 (buffers from [`Gpu::storage_buffer`] are padded to 16 bytes).
+    pub fn vec4_binding(&self, what: &str, len: usize) -> Result<wgpu::BindingResource<'a>> {
+        let bytes = (len.max(1) as u64).next_multiple_of(4) * 4;
+        if !self.offset.is_multiple_of(16) || self.offset + bytes > self.buffer.size() {
+            return Err(Error::InvalidConfig {
+                name: "kernel operand",
+                value: format!(
+                    "{what}: {len} elements at byte {} of a {}-byte buffer",
+                    self.offset,
+                    self.buffer.size()
+                ),
+                reason: "vec4 loads need a 16-byte aligned offset and whole vec4s in the buffer"
+                    .into(),
+            });
+        }
+        Ok(wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+            buffer: self.buffer,
+            offset: self.offset,
+            size: std::num::NonZeroU64::new(bytes),
+        }))
+    }
+
     /// A bind-group resource for this range.
     pub fn binding(&self) -> wgpu::BindingResource<'a> {
         wgpu::BindingResource::Buffer(wgpu::BufferBinding {

@@ -3,13 +3,17 @@
 //!
 //! `x[b, i] = (pixels[order[offset + b], i] / 255 - mean) / std`, `y[b] = labels[order[offset + b]]`,
 //! shapes `x [B, I]`, `y [B]`. Bindings: 0 params, 1 pixels (packed u8, 4 per u32),
-//! 2 labels `[N]` u32, 3 order `[N]` u32, 4 x, 5 y. Grid: `ceil(B·I / 256)` workgroups, folded.
+//! 2 labels `[N]` u32, 3 order `[N]` u32, 4 x (whole vec4s), 5 y. Grid: `ceil(B·I / 256)`
+//! workgroups of 64 (four elements per invocation), folded.
 
 use super::{Dispatch, Kernels, params_buffer, storage_entry, uniform_entry, whole};
 use crate::error::Result;
 use crate::gpu::Gpu;
 
 /// The WGSL source.
+/// Output elements per workgroup: 64 invocations of four elements each.
+pub const ELEMENTS_PER_WORKGROUP: u64 = 256;
+
 pub const SOURCE: &str = include_str!("../../../shaders/gather_normalize.wgsl");
 
 /// Mirrors `struct GatherParams` in the shader.
@@ -87,7 +91,7 @@ pub fn dispatch(
         label: label.to_string(),
         pipeline: kernels.gather_pipeline.clone(),
         bind_group,
-        grid: gpu.grid_1d(label, elems.div_ceil(256))?,
+        grid: gpu.grid_1d(label, elems.div_ceil(ELEMENTS_PER_WORKGROUP))?,
         flops: 0,
         bytes: elems * 5 + max_batch as u64 * 8,
         shape: format!("B={max_batch} I={features}"),

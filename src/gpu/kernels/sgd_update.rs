@@ -4,15 +4,16 @@
 //!
 //! Bindings: 0 params, 1 parameters `[P]` (read-write), 2 gradients `[P]`, 3 momentum
 //! buffer `[P]`, 4 no-decay ranges `[R]` of `[start, end)`, 5 status `[2]`. Grid:
-//! `ceil(P / (256 · ITEMS))` workgroups, folded.
+//! `ceil(P / (256 · 4 · ITEMS))` workgroups, folded; the parameter, gradient and momentum
+//! buffers are read as vec4 and must hold whole vec4s past `P` (see [`View::vec4_binding`]).
 
 use super::{Dispatch, Kernels, params_buffer, storage_entry, uniform_entry};
 use crate::error::Result;
 use crate::gpu::{Gpu, View};
 use crate::optim::SgdConfig;
 
-/// Elements per invocation (`ITEMS` in the shader).
-pub const ITEMS: u64 = 16;
+/// vec4s per invocation (`ITEMS` in the shader): 16 elements.
+pub const ITEMS: u64 = 4;
 
 /// The WGSL source.
 pub const SOURCE: &str = include_str!("../../../shaders/sgd_update.wgsl");
@@ -86,15 +87,15 @@ pub fn dispatch(
             },
             wgpu::BindGroupEntry {
                 binding: 1,
-                resource: bufs.params.binding(),
+                resource: bufs.params.vec4_binding("sgd parameters", len)?,
             },
             wgpu::BindGroupEntry {
                 binding: 2,
-                resource: bufs.grads.binding(),
+                resource: bufs.grads.vec4_binding("sgd gradients", len)?,
             },
             wgpu::BindGroupEntry {
                 binding: 3,
-                resource: bufs.velocity.binding(),
+                resource: bufs.velocity.vec4_binding("sgd velocity", len)?,
             },
             wgpu::BindGroupEntry {
                 binding: 4,
@@ -111,7 +112,7 @@ pub fn dispatch(
         label: label.to_string(),
         pipeline: kernels.sgd_pipeline.clone(),
         bind_group,
-        grid: gpu.grid_1d(label, (len as u64).div_ceil(256 * ITEMS))?,
+        grid: gpu.grid_1d(label, (len as u64).div_ceil(256 * 4 * ITEMS))?,
         flops: 6 * len as u64,
         bytes: 4 * 5 * len as u64,
         shape: format!("P={len}"),
