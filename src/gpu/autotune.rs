@@ -1,5 +1,5 @@
-//! Kernel selection per shape: times every matmul variant on each matmul shape a run
-//! launches and keeps the fastest for that shape. A CPU adapter (lavapipe) and a GPU want
+//! Kernel selection per shape: times the adapter's candidate matmul variants on each
+//! matmul shape a run launches and keeps the fastest for that shape. A CPU adapter (lavapipe) and a GPU want
 //! different kernels, and so do a 64x256x784 product and a 64x10x256 one. Results are
 //! cached in [`Kernels`] for the life of the device, so engines built later in the same run
 //! (sweeps, evaluation) do not time again.
@@ -23,6 +23,8 @@ pub struct VariantTiming {
     pub variant: MatmulVariant,
     /// Best wall time of one launch, ms (host-timed around submit and wait).
     pub ms: f64,
+    /// The rate that time gives on the probed shape (M and K capped), GFLOP/s.
+    pub gflops: f64,
 }
 
 /// What identifies a matmul for tuning: M, N, K and the transposes of A, B and C.
@@ -74,7 +76,8 @@ impl MatmulChoice {
     }
 }
 
-/// Times each variant that can run `spec` ([`MatmulVariant::supports`]) on its shape, M
+/// Times each of this adapter's [`MatmulVariant::candidates`] that can run `spec`
+/// ([`MatmulVariant::supports`]) on its shape, M
 /// capped at 256 and K at 1024 (one warm-up, then the best of three runs; a variant already
 /// 3x slower than the best after one run is not run again) and returns them fastest first.
 /// Cached per device.
@@ -124,7 +127,7 @@ pub fn rank_variants(
         ..*spec
     };
     let mut out: Vec<VariantTiming> = Vec::new();
-    for variant in MatmulVariant::ALL {
+    for &variant in MatmulVariant::candidates(gpu) {
         if variant.supports(gpu, &plain).is_err() {
             continue;
         }
@@ -151,7 +154,11 @@ pub fn rank_variants(
                 break;
             }
         }
-        out.push(VariantTiming { variant, ms: best });
+        out.push(VariantTiming {
+            variant,
+            ms: best,
+            gflops: 2.0 * (m * n * kk) as f64 / (best * 1e-3) / 1e9,
+        });
     }
     out.sort_by(|x, y| x.ms.total_cmp(&y.ms));
     kernels

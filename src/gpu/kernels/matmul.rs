@@ -130,6 +130,21 @@ impl MatmulVariant {
         Ok(())
     }
 
+    /// The variants autotuning times on this adapter, most promising first so that slow
+    /// ones are cut after one run. CPU adapters leave out the tiled kernel: its barriers
+    /// make it 5-30x slower there (`docs/performance.md`), and timing it was a third of
+    /// start-up; `--kernels tiled` still runs it.
+    pub fn candidates(gpu: &Gpu) -> &'static [MatmulVariant] {
+        use MatmulVariant::*;
+        if gpu.has_subgroups_of(SUBGROUP_SIZE) {
+            &[Subgroup, Rows, Register]
+        } else if gpu.is_cpu_adapter() {
+            &[Rows, Register]
+        } else {
+            &[Tiled, Register, Rows, Subgroup]
+        }
+    }
+
     /// The variant an adapter of this type most likely runs fastest: the subgroup kernel on
     /// adapters with subgroups of 8 (lavapipe), rows on other CPU adapters, tiled on GPUs.
     /// As a [`crate::gpu::autotune::MatmulChoice::Fixed`] choice, shapes the subgroup
