@@ -10,19 +10,20 @@ fn main() -> anyhow::Result<()> {
     let k = Kernels::new(&gpu)?;
     println!("{}", gpu.describe());
     let batch: usize = std::env::args().nth(1).map_or(Ok(64), |s| s.parse())?;
-    // (name, m, n, k, trans_a, trans_b)
+    // (name, m, n, k, trans_a, trans_b, trans_c)
     let shapes = [
-        ("forward X·Wᵀ", batch, 256, 784, false, true),
-        ("weight grad dZᵀ·X", 256, 784, batch, true, false),
-        ("input grad dZ·W", batch, 256, 10, false, false),
-        ("square 1024", 1024, 1024, 1024, false, false),
+        ("forward X·Wᵀ", batch, 256, 784, false, true, false),
+        ("weight grad dZᵀ·X", 256, 784, batch, true, false, false),
+        ("weight grad (Xᵀ·dZ)ᵀ", 784, 256, batch, true, false, true),
+        ("input grad dZ·W", batch, 256, 10, false, false, false),
+        ("square 1024", 1024, 1024, 1024, false, false, false),
     ];
-    for (name, m, n, kk, ta, tb) in shapes {
+    for (name, m, n, kk, ta, tb, tc) in shapes {
         let a = GpuTensor::upload(&gpu, "a", &vec![0.5; m * kk], &[m * kk])?;
         let b = GpuTensor::upload(&gpu, "b", &vec![0.25; kk * n], &[kk * n])?;
         let c = GpuTensor::upload(&gpu, "c", &vec![0.0; m * n], &[m * n])?;
         let dummy = GpuTensor::upload(&gpu, "dummy", &[0.0; 4], &[4])?;
-        let mut line = format!("{name:<20} {m:>5}x{n:>5}x{kk:>5}");
+        let mut line = format!("{name:<22} {m:>5}x{n:>5}x{kk:>5}");
         for v in MatmulVariant::ALL {
             let spec = MatmulSpec {
                 m,
@@ -30,7 +31,7 @@ fn main() -> anyhow::Result<()> {
                 k: kk,
                 trans_a: ta,
                 trans_b: tb,
-                trans_c: false,
+                trans_c: tc,
                 epilogue: Epilogue::None,
                 batch_dim: BatchDim::None,
             };

@@ -2,6 +2,7 @@
 
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(5) var<storage, read_write> c: array<f32>;
 
 // Index of op(A)[row, kk] in `a`.
 fn a_index(row: u32, kk: u32, m: u32, k: u32) -> u32 {

@@ -10,10 +10,11 @@
 // When `batch_dim` is 1 (2), M (K) is the minibatch size of the current step record, so
 // the last partial minibatch reuses the same dispatch and buffers.
 //
-// This file holds what every matmul kernel shares (parameters, step record, bindings 0 and
-// 3-5, the epilogue); the Rust side prepends it to `matmul.wgsl` (scalar loads: the
-// register, tiled and rows kernels) and to `matmul_subgroup.wgsl` (vec4 loads and subgroup
-// broadcasts), which declare A and B themselves. All kernels take the same bind group.
+// This file holds what every matmul kernel shares (parameters, step record, bindings 0, 3
+// and 4, the epilogue); the Rust side prepends it to `matmul.wgsl` (scalar loads and
+// stores: the register, tiled and rows kernels) and to `matmul_subgroup.wgsl` (vec4 loads
+// and stores, subgroup broadcasts), which declare A, B and C themselves. All kernels take
+// the same bind group.
 
 struct MatmulParams {
     m: u32,
@@ -41,10 +42,10 @@ override EPILOGUE: u32 = 0u;
 override TRANS_C: bool = false;
 
 @group(0) @binding(0) var<uniform> params: MatmulParams;
-// Bindings 1 (A) and 2 (B) are declared by each kernel file: f32 or vec4<f32> elements.
+// Bindings 1 (A), 2 (B) and 5 (C) are declared by each kernel file: f32 or vec4<f32>
+// elements.
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read> mask: array<f32>;
-@group(0) @binding(5) var<storage, read_write> c: array<f32>;
 @group(1) @binding(0) var<uniform> step: Step;
 
 fn dims() -> vec3<u32> {

@@ -17,6 +17,7 @@
 
 @group(0) @binding(1) var<storage, read> a: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> b: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read_write> c: array<vec4<f32>>; // whole vec4s past M·N
 
 // Lane `lane`'s load of op(A) for k = 4q .. 4q+3 and rows row0 + 8·half .. + 7. Either way,
 // lanes 4h .. 4h+3 of the subgroup together hold rows 8·half + 4h .. + 3 at all four k.
@@ -79,14 +80,62 @@ fn fma_row(acc: vec4<f32>, a_row: vec4<f32>, bk: mat4x4<f32>) -> vec4<f32> {
     return fma(vec4<f32>(a_row.w), bk[3], u);
 }
 
-// Stores one row's four columns, skipping what lies past the edges.
-fn store_row4(row: u32, col: u32, v: vec4<f32>, m: u32, n: u32) {
+// The epilogue on one row's four columns; `bias4` holds the bias of those columns.
+fn epilogue4(v: vec4<f32>, bias4: vec4<f32>, row: u32, col: u32, n: u32) -> vec4<f32> {
+    switch EPILOGUE {
+        case 1u: {
+            return v + bias4;
+        }
+        case 2u: {
+            return max(v + bias4, vec4<f32>());
+        }
+        case 3u: {
+            return vec4<f32>(
+                epilogue(v.x, row, col, n),
+                epilogue(v.y, row, min(col + 1u, n - 1u), n),
+                epilogue(v.z, row, min(col + 2u, n - 1u), n),
+                epilogue(v.w, row, min(col + 3u, n - 1u), n),
+            );
+        }
+        default: {
+            return v;
+        }
+    }
+}
+
+// Element `i` of C, when it cannot be stored as part of a whole vec4.
+fn store1(i: u32, v: f32) {
+    c[i / 4u][i % 4u] = v;
+}
+
+// Stores one row's four columns, skipping what lies past the edges: one vec4 store when C
+// is row-major and the four columns are a whole vec4 of it.
+fn store_row4(row: u32, col: u32, v: vec4<f32>, bias4: vec4<f32>, m: u32, n: u32) {
     if (row >= m) {
+        return;
+    }
+    let out = epilogue4(v, bias4, row, col, n);
+    if (!TRANS_C && n % 4u == 0u && col < n) {
+        c[(row * n + col) / 4u] = out;
         return;
     }
     for (var j = 0u; j < 4u; j++) {
         if (col + j < n) {
-            c[c_index(row, col + j, m, n)] = epilogue(v[j], row, col + j, n);
+            store1(c_index(row, col + j, m, n), out[j]);
+        }
+    }
+}
+
+// C stored [N, M] (TRANS_C, no epilogue): rows r .. r+3 of each of the lane's columns are
+// neighbours, so with M a multiple of 4 they go out as one vec4 per column.
+fn store_rows4_transposed(r: u32, col: u32, x0: vec4<f32>, x1: vec4<f32>, x2: vec4<f32>, x3: vec4<f32>, m: u32, n: u32) {
+    if (r >= m) {
+        return;
+    }
+    let t = transpose(mat4x4<f32>(x0, x1, x2, x3)); // t[j]: rows r .. r+3 of column col + j
+    for (var j = 0u; j < 4u; j++) {
+        if (col + j < n) {
+            c[((col + j) * m + r) / 4u] = t[j];
         }
     }
 }
@@ -149,20 +198,32 @@ fn matmul_subgroup(
         acc14 = fma_row(acc14, g[2], bk);
         acc15 = fma_row(acc15, g[3], bk);
     }
-    store_row4(row0, col, acc0, m, n);
-    store_row4(row0 + 1u, col, acc1, m, n);
-    store_row4(row0 + 2u, col, acc2, m, n);
-    store_row4(row0 + 3u, col, acc3, m, n);
-    store_row4(row0 + 4u, col, acc4, m, n);
-    store_row4(row0 + 5u, col, acc5, m, n);
-    store_row4(row0 + 6u, col, acc6, m, n);
-    store_row4(row0 + 7u, col, acc7, m, n);
-    store_row4(row0 + 8u, col, acc8, m, n);
-    store_row4(row0 + 9u, col, acc9, m, n);
-    store_row4(row0 + 10u, col, acc10, m, n);
-    store_row4(row0 + 11u, col, acc11, m, n);
-    store_row4(row0 + 12u, col, acc12, m, n);
-    store_row4(row0 + 13u, col, acc13, m, n);
-    store_row4(row0 + 14u, col, acc14, m, n);
-    store_row4(row0 + 15u, col, acc15, m, n);
+    if (TRANS_C && m % 4u == 0u) {
+        store_rows4_transposed(row0, col, acc0, acc1, acc2, acc3, m, n);
+        store_rows4_transposed(row0 + 4u, col, acc4, acc5, acc6, acc7, m, n);
+        store_rows4_transposed(row0 + 8u, col, acc8, acc9, acc10, acc11, m, n);
+        store_rows4_transposed(row0 + 12u, col, acc12, acc13, acc14, acc15, m, n);
+        return;
+    }
+    // The bias of the lane's four columns, loaded once for all 16 rows.
+    var bias4 = vec4<f32>();
+    if (EPILOGUE == 1u || EPILOGUE == 2u) {
+        bias4 = vec4<f32>(bias[min(col, n - 1u)], bias[min(col + 1u, n - 1u)], bias[min(col + 2u, n - 1u)], bias[min(col + 3u, n - 1u)]);
+    }
+    store_row4(row0, col, acc0, bias4, m, n);
+    store_row4(row0 + 1u, col, acc1, bias4, m, n);
+    store_row4(row0 + 2u, col, acc2, bias4, m, n);
+    store_row4(row0 + 3u, col, acc3, bias4, m, n);
+    store_row4(row0 + 4u, col, acc4, bias4, m, n);
+    store_row4(row0 + 5u, col, acc5, bias4, m, n);
+    store_row4(row0 + 6u, col, acc6, bias4, m, n);
+    store_row4(row0 + 7u, col, acc7, bias4, m, n);
+    store_row4(row0 + 8u, col, acc8, bias4, m, n);
+    store_row4(row0 + 9u, col, acc9, bias4, m, n);
+    store_row4(row0 + 10u, col, acc10, bias4, m, n);
+    store_row4(row0 + 11u, col, acc11, bias4, m, n);
+    store_row4(row0 + 12u, col, acc12, bias4, m, n);
+    store_row4(row0 + 13u, col, acc13, bias4, m, n);
+    store_row4(row0 + 14u, col, acc14, bias4, m, n);
+    store_row4(row0 + 15u, col, acc15, bias4, m, n);
 }

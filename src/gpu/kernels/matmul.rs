@@ -348,7 +348,11 @@ pub fn dispatch(
             },
             wgpu::BindGroupEntry {
                 binding: 5,
-                resource: c.binding(),
+                resource: if variant == MatmulVariant::Subgroup {
+                    c.vec4_binding(&format!("{label} operand C"), m * n)?
+                } else {
+                    c.binding()
+                },
             },
         ],
     );
