@@ -10,21 +10,9 @@ struct ColumnSumParams {
     _pad: u32,
 }
 
-struct Step {
-    offset: u32,
-    batch: u32,
-    lr: f32,
-    first: u32,
-    index: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
-
 @group(0) @binding(0) var<uniform> params: ColumnSumParams;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
-@group(1) @binding(0) var<uniform> step: Step;
 
 @compute @workgroup_size(64)
 fn column_sum(

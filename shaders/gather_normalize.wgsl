@@ -14,25 +14,12 @@ struct GatherParams {
     _pad: u32,
 }
 
-// Per-step record, one per minibatch, addressed with a dynamic offset.
-struct Step {
-    offset: u32,     // first position of this minibatch in `order`
-    batch: u32,      // B of this minibatch (the last one may be partial)
-    lr: f32,
-    first: u32,
-    index: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
-
 @group(0) @binding(0) var<uniform> params: GatherParams;
 @group(0) @binding(1) var<storage, read> pixels: array<u32>;
 @group(0) @binding(2) var<storage, read> labels: array<u32>;
 @group(0) @binding(3) var<storage, read> order: array<u32>;
 @group(0) @binding(4) var<storage, read_write> x: array<vec4<f32>>; // [B, I], whole vec4s
 @group(0) @binding(5) var<storage, read_write> y: array<u32>;
-@group(1) @binding(0) var<uniform> step: Step;
 
 const WG: u32 = 64u;
 

@@ -23,17 +23,6 @@ struct MatmulParams {
     batch_dim: u32,
 }
 
-struct Step {
-    offset: u32,
-    batch: u32,
-    lr: f32,
-    first: u32,
-    index: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
-
 override TRANS_A: bool = false;
 override TRANS_B: bool = false;
 override EPILOGUE: u32 = 0u;
@@ -46,7 +35,6 @@ override TRANS_C: bool = false;
 // elements.
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read> mask: array<f32>;
-@group(1) @binding(0) var<uniform> step: Step;
 
 fn dims() -> vec3<u32> {
     var m = params.m;

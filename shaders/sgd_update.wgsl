@@ -21,17 +21,6 @@ struct SgdParams {
     _pad: u32,
 }
 
-struct Step {
-    offset: u32,
-    batch: u32,
-    lr: f32,
-    first: u32,
-    index: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
-
 @group(0) @binding(0) var<uniform> params: SgdParams;
 // Read and written as vec4: on lavapipe every load or store instruction costs a loop over
 // the SIMD lanes, so four elements per instruction cost about a quarter as much. The host
@@ -42,7 +31,6 @@ struct Step {
 @group(0) @binding(3) var<storage, read_write> velocity: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read> no_decay: array<vec2<u32>>; // [start, end)
 @group(0) @binding(5) var<storage, read> status: array<f32>; // the metrics header
-@group(1) @binding(0) var<uniform> step: Step;
 
 const WG: u32 = 256u;
 

@@ -21,24 +21,12 @@ struct SoftmaxParams {
     _pad1: u32,
 }
 
-struct Step {
-    offset: u32,
-    batch: u32,
-    lr: f32,
-    first: u32,
-    index: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
-
 @group(0) @binding(0) var<uniform> params: SoftmaxParams;
 @group(0) @binding(1) var<storage, read> logits: array<f32>;
 @group(0) @binding(2) var<storage, read> labels: array<u32>;
 @group(0) @binding(3) var<storage, read_write> dlogits: array<f32>;
 @group(0) @binding(4) var<storage, read_write> rows: array<f32>;    // [B, 2]: loss, correct
 @group(0) @binding(5) var<storage, read_write> metrics: array<f32>; // [4 + steps * 2]
-@group(1) @binding(0) var<uniform> step: Step;
 
 const WG: u32 = 256u;
 

@@ -46,7 +46,7 @@ fn every_shader_file_is_built() {
         );
         files += 1;
     }
-    assert_eq!(files, 8, "expected eight files in shaders/");
+    assert_eq!(files, 9, "expected nine files in shaders/");
 }
 
 #[test]

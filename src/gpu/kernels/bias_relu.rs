@@ -10,7 +10,10 @@ use crate::error::Result;
 use crate::gpu::{Gpu, View};
 
 /// The WGSL source.
-pub const SOURCE: &str = include_str!("../../../shaders/bias_relu.wgsl");
+pub const SOURCE: &str = concat!(
+    include_str!("../../../shaders/step.wgsl"),
+    include_str!("../../../shaders/bias_relu.wgsl")
+);
 
 /// Mirrors `struct ElementwiseParams` in the shader.
 #[repr(C)]

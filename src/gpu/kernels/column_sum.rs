@@ -8,7 +8,10 @@ use crate::error::Result;
 use crate::gpu::{Gpu, View};
 
 /// The WGSL source.
-pub const SOURCE: &str = include_str!("../../../shaders/column_sum.wgsl");
+pub const SOURCE: &str = concat!(
+    include_str!("../../../shaders/step.wgsl"),
+    include_str!("../../../shaders/column_sum.wgsl")
+);
 
 /// Mirrors `struct ColumnSumParams` in the shader.
 #[repr(C)]

@@ -14,7 +14,10 @@ use crate::gpu::Gpu;
 /// Output elements per workgroup: 64 invocations of four elements each.
 pub const ELEMENTS_PER_WORKGROUP: u64 = 256;
 
-pub const SOURCE: &str = include_str!("../../../shaders/gather_normalize.wgsl");
+pub const SOURCE: &str = concat!(
+    include_str!("../../../shaders/step.wgsl"),
+    include_str!("../../../shaders/gather_normalize.wgsl")
+);
 
 /// Mirrors `struct GatherParams` in the shader.
 #[repr(C)]

@@ -11,6 +11,7 @@ use crate::gpu::{Gpu, View};
 
 /// The WGSL source of the scalar-load kernels (register, tiled, rows).
 pub const SOURCE: &str = concat!(
+    include_str!("../../../shaders/step.wgsl"),
     include_str!("../../../shaders/matmul_common.wgsl"),
     include_str!("../../../shaders/matmul.wgsl")
 );
@@ -18,6 +19,7 @@ pub const SOURCE: &str = concat!(
 /// The WGSL source of `matmul_subgroup`, built only on devices with subgroups of
 /// [`SUBGROUP_SIZE`].
 pub const SUBGROUP_SOURCE: &str = concat!(
+    include_str!("../../../shaders/step.wgsl"),
     include_str!("../../../shaders/matmul_common.wgsl"),
     include_str!("../../../shaders/matmul_subgroup.wgsl")
 );

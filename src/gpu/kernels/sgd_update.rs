@@ -16,7 +16,10 @@ use crate::optim::SgdConfig;
 pub const ITEMS: u64 = 4;
 
 /// The WGSL source.
-pub const SOURCE: &str = include_str!("../../../shaders/sgd_update.wgsl");
+pub const SOURCE: &str = concat!(
+    include_str!("../../../shaders/step.wgsl"),
+    include_str!("../../../shaders/sgd_update.wgsl")
+);
 
 /// Mirrors `struct SgdParams` in the shader.
 #[repr(C)]

@@ -12,7 +12,10 @@ use crate::error::Result;
 use crate::gpu::{Gpu, View};
 
 /// The WGSL source.
-pub const SOURCE: &str = include_str!("../../../shaders/softmax_cross_entropy.wgsl");
+pub const SOURCE: &str = concat!(
+    include_str!("../../../shaders/step.wgsl"),
+    include_str!("../../../shaders/softmax_cross_entropy.wgsl")
+);
 
 /// Mirrors `struct SoftmaxParams` in the shader.
 #[repr(C)]
