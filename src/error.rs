@@ -26,11 +26,16 @@ pub enum Error {
     #[error("could not open the device on adapter {adapter}: {reason}")]
     RequestDevice { adapter: String, reason: String },
     /// A buffer, binding or dispatch does not fit the adapter's limits.
-    #[error("{what} needs {requested}, over this adapter's limit of {max}. {hint}")]
+    #[error("{what} needs {requested} {unit}, over this adapter's limit of {max} {unit}; {hint}")]
     LimitExceeded {
+        /// What does not fit, naming the limit, e.g. "the buffer `x` (minibatch inputs)
+        /// as one storage binding (max_storage_buffer_binding_size)".
         what: String,
         requested: u64,
         max: u64,
+        /// Unit of `requested` and `max`, e.g. "bytes" or "workgroups".
+        unit: &'static str,
+        /// How to make it fit, e.g. "use a smaller --batch-size".
         hint: String,
     },
     /// wgpu reported a validation or out-of-memory error.

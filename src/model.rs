@@ -77,11 +77,16 @@ impl ParamLayout {
     }
 }
 
+/// The most parameters a model may have: 2^30, 4 GiB as f32 (the kernels index the flat
+/// parameter buffer with 32-bit element indices, and three such buffers live on the device).
+pub const MAX_PARAMETERS: usize = 1 << 30;
+
 impl MlpSpec {
     /// `inputs -> hidden... -> classes`.
     ///
     /// # Errors
-    /// [`Error::InvalidConfig`] when any size is 0.
+    /// [`Error::InvalidConfig`] when any size is 0, or the model has more than
+    /// [`MAX_PARAMETERS`] parameters.
     pub fn new(inputs: usize, hidden: &[usize], classes: usize) -> Result<MlpSpec> {
         let mut sizes = vec![inputs];
         sizes.extend_from_slice(hidden);
@@ -97,6 +102,20 @@ impl MlpSpec {
                 },
                 value: "0".into(),
                 reason: "every layer needs at least one unit".into(),
+            });
+        }
+        // Checked before anything is allocated: a mistyped size must be an error, not an
+        // out-of-memory abort. Saturating, so that absurd sizes cannot overflow the count.
+        let count = sizes.windows(2).fold(0usize, |n, w| {
+            n.saturating_add(w[0].saturating_mul(w[1]).saturating_add(w[1]))
+        });
+        if count > MAX_PARAMETERS {
+            return Err(Error::InvalidConfig {
+                name: "layer sizes",
+                value: format!("{sizes:?}"),
+                reason: format!(
+                    "the model would have {count} parameters; at most {MAX_PARAMETERS} (4 GiB of f32) are supported"
+                ),
             });
         }
         Ok(MlpSpec { sizes })
@@ -232,5 +251,22 @@ mod tests {
     fn zero_sizes_are_refused() {
         assert!(MlpSpec::new(784, &[0], 10).is_err());
         assert!(MlpSpec::new(784, &[], 0).is_err());
+    }
+
+    /// A mistyped hidden size is refused by its parameter count before anything is
+    /// allocated (it once aborted on a 3 TB allocation); the largest allowed model passes.
+    #[test]
+    fn oversized_models_are_refused_before_allocation() {
+        match MlpSpec::new(784, &[1_000_000_000], 10) {
+            Err(Error::InvalidConfig { reason, .. }) => {
+                assert!(reason.contains("795000000010 parameters"), "{reason}")
+            }
+            other => panic!("expected InvalidConfig, got {other:?}"),
+        }
+        assert!(MlpSpec::new(usize::MAX, &[usize::MAX], 10).is_err());
+        // 1 -> h -> 1 has 3h + 1 parameters: exactly 2^30 at h = (2^30 - 1) / 3.
+        let h = ((1 << 30) - 1) / 3;
+        assert!(MlpSpec::new(1, &[h], 1).is_ok());
+        assert!(MlpSpec::new(1, &[h + 1], 1).is_err());
     }
 }

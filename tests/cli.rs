@@ -55,6 +55,46 @@ fn bad_arguments_exit_2_before_any_work() {
     assert_usage_error(&["train", "--early-stop-patience", "3"], "--val-split");
 }
 
+/// Flags that only mean something on the GPU are refused with --device cpu rather than
+/// ignored; a mistyped hidden size is refused by its parameter count, not an allocation
+/// abort; a minibatch over the adapter's binding limit names the buffer, the bytes and the
+/// limit, and exits 2 like any argument that does not fit.
+#[test]
+fn arguments_that_cannot_apply_or_cannot_fit_exit_2() {
+    let dir = mnist_dir();
+    assert_usage_error(
+        &[
+            "train",
+            "--data",
+            &dir,
+            "--device",
+            "cpu",
+            "--kernels",
+            "tiled",
+        ],
+        "applies to --device gpu only",
+    );
+    assert_usage_error(
+        &["bench", "--data", &dir, "--device", "cpu", "--adapter", "x"],
+        "applies to --device gpu only",
+    );
+    assert_usage_error(
+        &["train", "--data", &dir, "--hidden", "1000000000"],
+        "795000000010 parameters",
+    );
+    // Full-batch MNIST's input is 188,160,000 bytes: over lavapipe's 128 MiB binding limit.
+    let gpu = wgtrain::gpu::Gpu::new(&Default::default()).expect("an adapter (lavapipe)");
+    let limit = gpu.limits.max_storage_buffer_binding_size;
+    if limit < 188_160_000 {
+        assert_usage_error(
+            &["train", "--data", &dir, "--batch-size", "60000"],
+            &format!("needs 188160000 bytes, over this adapter's limit of {limit} bytes"),
+        );
+    } else {
+        eprintln!("note: this adapter binds {limit} bytes; the full-batch refusal is not tested");
+    }
+}
+
 #[test]
 fn batch_larger_than_the_dataset_exits_2() {
     let dir = mnist_dir();

@@ -54,11 +54,11 @@ pub struct DeviceArgs {
     /// Use the first adapter whose name contains this (case-insensitive; `WGPU_ADAPTER_NAME` is honoured).
     #[arg(long)]
     pub adapter: Option<String>,
-    /// Matmul kernel: auto times this adapter's candidates (all but tiled on CPU adapters)
-    /// on each of the run's shapes and keeps the fastest; subgroup falls back to rows on
-    /// the shapes it cannot take.
-    #[arg(long, value_enum, default_value_t = KernelChoice::Auto)]
-    pub kernels: KernelChoice,
+    /// Matmul kernel (GPU only; default auto): auto times this adapter's candidates (all
+    /// but tiled on CPU adapters) on each of the run's shapes and keeps the fastest;
+    /// subgroup falls back to rows on the shapes it cannot take.
+    #[arg(long, value_enum)]
+    pub kernels: Option<KernelChoice>,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use wgtrain::cpu_engine::CpuEngine;
 use wgtrain::engine::Engine;
+use wgtrain::gpu::autotune::MatmulChoice;
 use wgtrain::gpu::engine::{GpuEngine, GpuEngineConfig};
 use wgtrain::gpu::kernels::matmul::{BatchDim, Epilogue, MatmulSpec};
 use wgtrain::gpu::{Kernels, autotune};
@@ -19,7 +20,7 @@ use wgtrain::train;
 
 use super::args::DeviceKind;
 use super::args::{DataArgs, DeviceArgs};
-use super::commands::{load_data, matmul_choice, open_gpu, usage};
+use super::commands::{check_device_args, load_data, matmul_choice, open_gpu, usage};
 
 #[derive(Args, Debug, Clone)]
 pub struct BenchArgs {
@@ -106,6 +107,7 @@ pub fn bench_command(a: BenchArgs) -> Result<()> {
     if let Some(&b) = a.batch_sizes.iter().find(|&&b| b == 0) {
         return Err(usage("batch size", b, "must be at least 1"));
     }
+    check_device_args(&a.device)?;
     // `--device cpu` means the CPU path alone, like --cpu-only.
     let cpu_only = a.cpu_only || a.device.device == DeviceKind::Cpu;
     let gpu = if cpu_only {
@@ -149,7 +151,12 @@ pub fn bench_command(a: BenchArgs) -> Result<()> {
                 epilogue: Epilogue::BiasRelu,
                 batch_dim: BatchDim::M,
             };
-            let ranked = autotune::rank_variants(g, k, &forward)?;
+            // The kernel this run uses on that shape, timed alone.
+            let choice = matmul_choice(&a.device);
+            let forward_timing = match choice {
+                MatmulChoice::Auto => autotune::rank_variants(g, k, &forward)?[0],
+                fixed => autotune::time_variant(g, k, &forward, fixed.resolve(g, k, &forward)?)?,
+            };
             let cfg = GpuEngineConfig {
                 spec: &spec,
                 params: &params,
@@ -159,7 +166,7 @@ pub fn bench_command(a: BenchArgs) -> Result<()> {
                 batch_size: b,
                 sgd: &sgd,
                 normalization: Normalization::UNIT,
-                variant: matmul_choice(&a.device),
+                variant: choice,
             };
             let mut engine = GpuEngine::new(g, k, cfg)?;
             let secs = time_epoch(&mut engine, n, b)?;
@@ -170,7 +177,7 @@ pub fn bench_command(a: BenchArgs) -> Result<()> {
                 epoch_seconds: secs,
                 samples_per_second: n as f64 / secs,
                 dispatches_per_step: engine.dispatches_per_step(),
-                matmul_gflops: ranked[0].gflops,
+                matmul_gflops: forward_timing.gflops,
             });
         }
         let mut engine = CpuEngine::new(

@@ -17,7 +17,8 @@ use wgtrain::schedule::{LrSchedule, PlateauConfig, Schedule, ScheduleKind};
 use wgtrain::train::{self, TrainConfig, Trainer};
 
 use super::args::{
-    Cli, Command, DataArgs, DeviceArgs, DevicesArgs, EvalArgs, HyperArgs, KernelChoice, TrainArgs,
+    Cli, Command, DataArgs, DeviceArgs, DeviceKind, DevicesArgs, EvalArgs, HyperArgs, KernelChoice,
+    TrainArgs,
 };
 use super::engines::{EngineSpec, Engines};
 
@@ -142,28 +143,51 @@ pub fn normalization(d: &DataArgs) -> Normalization {
     }
 }
 
+/// Refuses GPU-only flags with `--device cpu`, where they would be silently ignored.
+pub fn check_device_args(d: &DeviceArgs) -> Result<()> {
+    if d.device != DeviceKind::Cpu {
+        return Ok(());
+    }
+    let given = [
+        (
+            "kernels",
+            d.kernels.map(|k| format!("{k:?}").to_lowercase()),
+        ),
+        (
+            "backend",
+            d.backend.map(|b| format!("{b:?}").to_lowercase()),
+        ),
+        ("adapter", d.adapter.clone()),
+    ];
+    for (flag, value) in given {
+        if let Some(v) = value {
+            return Err(usage(flag, v, "applies to --device gpu only"));
+        }
+    }
+    Ok(())
+}
+
 pub fn open_gpu(d: &DeviceArgs) -> Result<Gpu> {
     let gpu = Gpu::new(&GpuOptions {
         backends: d.backend.map(|b| b.to_wgpu()),
         adapter_name: d.adapter.clone(),
     })?;
     eprintln!("{}", gpu.describe());
-    if d.kernels == KernelChoice::Subgroup && !gpu.has_subgroups_of(matmul::SUBGROUP_SIZE) {
-        return Err(usage(
-            "kernels",
-            "subgroup",
-            format!(
-                "needs an adapter whose subgroups hold exactly {} invocations (lavapipe); use --kernels auto",
-                matmul::SUBGROUP_SIZE
-            ),
-        ));
+    if d.kernels == Some(KernelChoice::Subgroup) {
+        if let Err(reason) = matmul::subgroup_device_support(&gpu) {
+            return Err(usage(
+                "kernels",
+                "subgroup",
+                format!("{reason}; use --kernels auto"),
+            ));
+        }
     }
     Ok(gpu)
 }
 
 /// The matmul variant policy the flag names: fixed, or timed per shape (`auto`).
 pub fn matmul_choice(d: &DeviceArgs) -> MatmulChoice {
-    match d.kernels {
+    match d.kernels.unwrap_or(KernelChoice::Auto) {
         KernelChoice::Tiled => MatmulVariant::Tiled.into(),
         KernelChoice::Register => MatmulVariant::Register.into(),
         KernelChoice::Rows => MatmulVariant::Rows.into(),

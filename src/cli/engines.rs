@@ -12,7 +12,7 @@ use wgtrain::model::{MlpSpec, Normalization};
 use wgtrain::optim::SgdConfig;
 
 use super::args::{DeviceArgs, DeviceKind};
-use super::commands::{matmul_choice, open_gpu};
+use super::commands::{check_device_args, matmul_choice, open_gpu};
 
 /// What one engine is built from.
 pub(crate) struct EngineSpec<'a> {
@@ -35,6 +35,7 @@ pub(crate) struct Engines {
 impl Engines {
     /// Opens the device the flags name.
     pub(crate) fn open(d: &DeviceArgs) -> Result<Engines> {
+        check_device_args(d)?;
         let gpu = match d.device {
             DeviceKind::Cpu => None,
             DeviceKind::Gpu => {

@@ -30,7 +30,10 @@ pub fn run() -> i32 {
 /// Errors that mean "the arguments were wrong", which exit with code 2 like clap's own.
 fn is_usage_error(e: &wgtrain::Error) -> bool {
     match e {
-        wgtrain::Error::InvalidConfig { .. } | wgtrain::Error::Output { .. } => true,
+        // A size the arguments chose (batch, hidden sizes) that this adapter cannot hold.
+        wgtrain::Error::InvalidConfig { .. }
+        | wgtrain::Error::Output { .. }
+        | wgtrain::Error::LimitExceeded { .. } => true,
         // A name or backend the user chose that matches nothing.
         wgtrain::Error::NoAdapter {
             filter,

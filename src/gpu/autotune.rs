@@ -49,10 +49,12 @@ impl TuningCache {
 /// Which matmul variant a launch uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MatmulChoice {
-    /// Time every variant on each shape at start-up and keep the fastest (`--kernels auto`).
+    /// Time the adapter's candidates ([`MatmulVariant::candidates`]) on each shape at
+    /// start-up and keep the fastest (`--kernels auto`).
     Auto,
-    /// The same variant everywhere it can run; [`MatmulVariant::Rows`] for the shapes
-    /// [`MatmulVariant::Subgroup`] cannot take ([`MatmulVariant::supports`]).
+    /// The same variant everywhere it can run ([`MatmulVariant::supports`]); elsewhere
+    /// (only [`MatmulVariant::Subgroup`] has conditions) the adapter's first candidate that
+    /// can ([`MatmulVariant::candidates`]: rows on lavapipe, tiled on GPUs).
     Fixed(MatmulVariant),
 }
 
@@ -70,7 +72,11 @@ impl MatmulChoice {
     pub fn resolve(self, gpu: &Gpu, kernels: &Kernels, spec: &MatmulSpec) -> Result<MatmulVariant> {
         match self {
             MatmulChoice::Fixed(v) if v.supports(gpu, spec).is_ok() => Ok(v),
-            MatmulChoice::Fixed(_) => Ok(MatmulVariant::Rows),
+            MatmulChoice::Fixed(_) => Ok(MatmulVariant::candidates(gpu)
+                .iter()
+                .copied()
+                .find(|c| c.supports(gpu, spec).is_ok())
+                .unwrap_or(MatmulVariant::Register)),
             MatmulChoice::Auto => Ok(rank_variants(gpu, kernels, spec)?[0].variant),
         }
     }
@@ -106,59 +112,14 @@ pub fn rank_variants(
     {
         return Ok(r.clone());
     }
-    // Time at most PROBE_ROWS rows and PROBE_K-long sums: the ranking holds for larger
-    // sizes, and a full-batch 60000-row probe would cost minutes on a CPU adapter. N stays:
-    // how it divides into a variant's column blocks decides which variant wins.
-    let (m, n, kk) = (spec.m.min(PROBE_ROWS), spec.n, spec.k.min(PROBE_K));
-    let a = GpuTensor::upload(gpu, "tune.a", &vec![0.5; m * kk], &[m * kk])?;
-    let b = GpuTensor::upload(gpu, "tune.b", &vec![0.25; kk * n], &[kk * n])?;
-    let c = GpuTensor::upload(gpu, "tune.c", &vec![0.0; m * n], &[m * n])?;
-    let dummy = GpuTensor::upload(gpu, "tune.dummy", &[0.0; 4], &[4])?;
-    let record = StepRecord {
-        batch: m.max(kk) as u32,
-        ..Default::default()
-    };
-    let plain = MatmulSpec {
-        m,
-        n,
-        k: kk,
-        epilogue: Epilogue::None,
-        batch_dim: BatchDim::None,
-        ..*spec
-    };
+    let probe = Probe::new(gpu, spec)?;
     let mut out: Vec<VariantTiming> = Vec::new();
     for &variant in MatmulVariant::candidates(gpu) {
-        if variant.supports(gpu, &plain).is_err() {
+        if variant.supports(gpu, &probe.spec).is_err() {
             continue;
         }
-        let d = matmul::dispatch(
-            gpu,
-            kernels,
-            variant,
-            "tune",
-            plain,
-            a.view(),
-            b.view(),
-            None,
-            None,
-            c.view(),
-            dummy.view(),
-        )?;
-        let launch = std::slice::from_ref(&d);
-        k::run(gpu, kernels, launch, record, 1)?;
         let best_so_far = out.iter().map(|t| t.ms).fold(f64::INFINITY, f64::min);
-        let mut best = f64::INFINITY;
-        for _ in 0..3 {
-            best = best.min(k::run(gpu, kernels, launch, record, 1)?.as_secs_f64() * 1e3);
-            if best > 3.0 * best_so_far {
-                break;
-            }
-        }
-        out.push(VariantTiming {
-            variant,
-            ms: best,
-            gflops: 2.0 * (m * n * kk) as f64 / (best * 1e-3) / 1e9,
-        });
+        out.push(probe.time(gpu, kernels, variant, best_so_far)?);
     }
     out.sort_by(|x, y| x.ms.total_cmp(&y.ms));
     kernels
@@ -168,4 +129,92 @@ pub fn rank_variants(
         .unwrap_or_else(|p| p.into_inner())
         .insert(key, out.clone());
     Ok(out)
+}
+
+/// Times one `variant` on `spec`'s shape as [`rank_variants`] does (M capped at 256, K at
+/// 1024), whether or not it is one of the adapter's candidates; not cached.
+///
+/// # Errors
+/// Device errors; [`crate::Error::InvalidConfig`] when the variant cannot take the shape.
+pub fn time_variant(
+    gpu: &Gpu,
+    kernels: &Kernels,
+    spec: &MatmulSpec,
+    variant: MatmulVariant,
+) -> Result<VariantTiming> {
+    Probe::new(gpu, spec)?.time(gpu, kernels, variant, f64::INFINITY)
+}
+
+/// Operands of the probe shape: at most PROBE_ROWS rows and PROBE_K-long sums. The ranking
+/// holds for larger sizes, and a full-batch 60000-row probe would cost minutes on a CPU
+/// adapter. N stays: how it divides into a variant's column blocks decides which wins.
+struct Probe {
+    spec: MatmulSpec,
+    a: GpuTensor,
+    b: GpuTensor,
+    c: GpuTensor,
+    dummy: GpuTensor,
+}
+
+impl Probe {
+    fn new(gpu: &Gpu, spec: &MatmulSpec) -> Result<Probe> {
+        let (m, n, kk) = (spec.m.min(PROBE_ROWS), spec.n, spec.k.min(PROBE_K));
+        Ok(Probe {
+            spec: MatmulSpec {
+                m,
+                n,
+                k: kk,
+                epilogue: Epilogue::None,
+                batch_dim: BatchDim::None,
+                ..*spec
+            },
+            a: GpuTensor::upload(gpu, "tune.a", &vec![0.5; m * kk], &[m * kk])?,
+            b: GpuTensor::upload(gpu, "tune.b", &vec![0.25; kk * n], &[kk * n])?,
+            c: GpuTensor::upload(gpu, "tune.c", &vec![0.0; m * n], &[m * n])?,
+            dummy: GpuTensor::upload(gpu, "tune.dummy", &[0.0; 4], &[4])?,
+        })
+    }
+
+    /// One warm-up launch, then the best of three, stopping early once the best is over
+    /// 3x `best_so_far`.
+    fn time(
+        &self,
+        gpu: &Gpu,
+        kernels: &Kernels,
+        variant: MatmulVariant,
+        best_so_far: f64,
+    ) -> Result<VariantTiming> {
+        let s = &self.spec;
+        let d = matmul::dispatch(
+            gpu,
+            kernels,
+            variant,
+            "tune",
+            *s,
+            self.a.view(),
+            self.b.view(),
+            None,
+            None,
+            self.c.view(),
+            self.dummy.view(),
+        )?;
+        let record = StepRecord {
+            batch: s.m.max(s.k) as u32,
+            ..Default::default()
+        };
+        let launch = std::slice::from_ref(&d);
+        k::run(gpu, kernels, launch, record, 1)?;
+        let mut best = f64::INFINITY;
+        for _ in 0..3 {
+            best = best.min(k::run(gpu, kernels, launch, record, 1)?.as_secs_f64() * 1e3);
+            if best > 3.0 * best_so_far {
+                break;
+            }
+        }
+        Ok(VariantTiming {
+            variant,
+            ms: best,
+            gflops: 2.0 * (s.m * s.n * s.k) as f64 / (best * 1e-3) / 1e9,
+        })
+    }
 }

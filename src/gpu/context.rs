@@ -30,7 +30,11 @@ impl std::fmt::Display for AdapterSummary {
         let i = &self.info;
         let l = &self.limits;
         writeln!(f, "{} ({:?}, {:?})", i.name, i.device_type, i.backend)?;
-        writeln!(f, "  driver: {} {}", i.driver, i.driver_info)?;
+        let driver: Vec<&str> = [i.driver.as_str(), i.driver_info.as_str()]
+            .into_iter()
+            .filter(|s| !s.is_empty())
+            .collect();
+        writeln!(f, "  driver: {}", driver.join(" "))?;
         writeln!(
             f,
             "  max_buffer_size: {} MiB, max_storage_buffer_binding_size: {} MiB",
@@ -46,9 +50,14 @@ impl std::fmt::Display for AdapterSummary {
         )?;
         write!(
             f,
-            "  max_storage_buffers_per_shader_stage: {}, timestamp queries: {}",
+            "  max_storage_buffers_per_shader_stage: {}, timestamp queries: {}, subgroups: {}",
             l.max_storage_buffers_per_shader_stage,
-            timestamp_mode_name(self.features)
+            timestamp_mode_name(self.features),
+            if self.features.contains(wgpu::Features::SUBGROUP) {
+                format!("{}..{}", i.subgroup_min_size, i.subgroup_max_size)
+            } else {
+                "none".to_string()
+            }
         )
     }
 }
@@ -316,15 +325,22 @@ impl Gpu {
     /// # Errors
     /// [`Error::LimitExceeded`] naming `what`, with `hint` on how to shrink it.
     pub fn check_buffer(&self, what: &str, bytes: u64, hint: &str) -> Result<()> {
-        check_limit(what, bytes, self.limits.max_buffer_size, hint)
+        check_limit(
+            &format!("{what} (max_buffer_size)"),
+            bytes,
+            self.limits.max_buffer_size,
+            "bytes",
+            hint,
+        )
     }
 
     /// Checks a storage binding size against `max_storage_buffer_binding_size`.
     pub fn check_binding(&self, what: &str, bytes: u64, hint: &str) -> Result<()> {
         check_limit(
-            what,
+            &format!("{what} as one storage binding (max_storage_buffer_binding_size)"),
             bytes,
             self.limits.max_storage_buffer_binding_size,
+            "bytes",
             hint,
         )
     }
@@ -388,17 +404,21 @@ impl Gpu {
     pub fn grid_2d(&self, what: &str, x_blocks: u64, y_blocks: u64) -> Result<[u32; 3]> {
         let max = self.limits.max_compute_workgroups_per_dimension;
         check_limit(
-            &format!("the x dimension of the dispatch grid of {what}"),
+            &format!(
+                "the x dimension of the dispatch grid of {what} (max_compute_workgroups_per_dimension)"
+            ),
             x_blocks,
             u64::from(max),
+            "workgroups",
             "use smaller --hidden sizes",
         )?;
         let [y, z, w] = fold_grid(what, y_blocks, max)?;
         if w > 1 {
             return Err(Error::LimitExceeded {
-                what: format!("the dispatch grid of {what}"),
+                what: format!("the dispatch grid of {what}, folded into y and z"),
                 requested: y_blocks,
                 max: u64::from(max) * u64::from(max),
+                unit: "workgroups",
                 hint: "use a smaller --batch-size".into(),
             });
         }
@@ -406,12 +426,13 @@ impl Gpu {
     }
 }
 
-fn check_limit(what: &str, requested: u64, max: u64, hint: &str) -> Result<()> {
+fn check_limit(what: &str, requested: u64, max: u64, unit: &'static str, hint: &str) -> Result<()> {
     if requested > max {
         return Err(Error::LimitExceeded {
             what: what.to_string(),
             requested,
             max,
+            unit,
             hint: hint.to_string(),
         });
     }
@@ -427,9 +448,10 @@ pub fn fold_grid(what: &str, workgroups: u64, max_dim: u32) -> Result<[u32; 3]> 
     let z = rest.div_ceil(y);
     if z > max {
         return Err(Error::LimitExceeded {
-            what: format!("the dispatch grid of {what}"),
+            what: format!("the dispatch grid of {what}, folded into x, y and z"),
             requested: workgroups,
             max: max * max * max,
+            unit: "workgroups",
             hint: "use a smaller --batch-size or smaller --hidden sizes".into(),
         });
     }

@@ -70,6 +70,7 @@ fn upload_dataset(gpu: &Gpu, name: &str, ds: &Dataset) -> Result<DeviceDataset> 
             what: format!("the {name} set's pixels (32-bit indexing)"),
             requested: bytes,
             max: u64::from(u32::MAX),
+            unit: "bytes",
             hint: "use a smaller dataset".into(),
         });
     }
@@ -175,11 +176,11 @@ impl<'g> GpuEngine<'g> {
         let train = upload_dataset(gpu, "train", cfg.train)?;
         let test = upload_dataset(gpu, "test", cfg.test)?;
         let pbytes = layout.len as u64 * 4;
-        let params = gpu.storage_buffer("params", pbytes, usage)?;
+        let params = gpu.storage_buffer("the buffer `params` (parameters)", pbytes, usage)?;
         gpu.queue
             .write_buffer(&params, 0, bytemuck::cast_slice(cfg.params));
-        let grads = gpu.storage_buffer("grads", pbytes, usage)?;
-        let velocity = gpu.storage_buffer("velocity", pbytes, usage)?;
+        let grads = gpu.storage_buffer("the buffer `grads` (gradients)", pbytes, usage)?;
+        let velocity = gpu.storage_buffer("the buffer `velocity` (momentum)", pbytes, usage)?;
         let order =
             gpu.storage_buffer("order", n_train as u64 * 4, wgpu::BufferUsages::COPY_DST)?;
         let val_order = gpu.storage_buffer(
@@ -203,19 +204,32 @@ impl<'g> GpuEngine<'g> {
         let n_layers = layers.len();
         let classes = spec.classes();
         let act = Activations {
-            x: f32s("x", capacity * spec.inputs())?,
-            y: f32s("y", capacity)?,
+            x: f32s(
+                "the buffer `x` (minibatch inputs)",
+                capacity * spec.inputs(),
+            )?,
+            y: f32s("the buffer `y` (minibatch labels)", capacity)?,
             hidden: layers[..n_layers - 1]
                 .iter()
                 .enumerate()
-                .map(|(l, s)| f32s(&format!("hidden{l}"), capacity * s.outputs))
+                .map(|(l, s)| {
+                    f32s(
+                        &format!("the buffer `hidden{l}` (layer {l} activations)"),
+                        capacity * s.outputs,
+                    )
+                })
                 .collect::<Result<_>>()?,
-            logits: f32s("logits", capacity * classes)?,
-            dlogits: f32s("dlogits", capacity * classes)?,
+            logits: f32s("the buffer `logits`", capacity * classes)?,
+            dlogits: f32s("the buffer `dlogits`", capacity * classes)?,
             dhidden: layers[..n_layers - 1]
                 .iter()
                 .enumerate()
-                .map(|(l, s)| f32s(&format!("dhidden{l}"), capacity * s.outputs))
+                .map(|(l, s)| {
+                    f32s(
+                        &format!("the buffer `dhidden{l}` (layer {l} activation gradients)"),
+                        capacity * s.outputs,
+                    )
+                })
                 .collect::<Result<_>>()?,
             rows: f32s("rows", capacity * 2)?,
         };

@@ -1086,6 +1086,7 @@ impl<'g> Profiler<'g> {
                 what: "the timestamp queries of one step".into(),
                 requested: per_step,
                 max: max_queries,
+                unit: "queries",
                 hint: "profile a model with fewer layers, or use --host-timing".into(),
             });
         }

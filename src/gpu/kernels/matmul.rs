@@ -31,7 +31,7 @@ pub const SUBGROUP_SIZE: u32 = 8;
 /// 4 outputs).
 pub const TILE: u64 = 64;
 
-/// Which matmul implementation to run. Both compute the same thing with the same bindings.
+/// Which matmul implementation to run. All compute the same thing from the same bind group.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum MatmulVariant {
     /// 4×4 outputs per invocation in registers, no workgroup memory, no barriers: for CPU
@@ -84,24 +84,14 @@ impl MatmulVariant {
     /// [`SUBGROUP_SIZE`], and every operand is read as vec4 along its contiguous axis, so
     /// that axis must hold a multiple of 4 elements and must not be the minibatch (which
     /// changes on the last step): K for A stored `[M, K]` and for B stored `[N, K]`, M for
-    /// A stored `[K, M]`, N for B stored `[K, N]`.
+    /// A stored `[K, M]`, N for B stored `[K, N]`. K itself may be any size when it is
+    /// contiguous in neither operand (A stored `[K, M]`, B stored `[K, N]`: the weight
+    /// gradient): the kernel zero-fills the missing k of its last step.
     pub fn supports(self, gpu: &Gpu, spec: &MatmulSpec) -> std::result::Result<(), String> {
         if self != MatmulVariant::Subgroup {
             return Ok(());
         }
-        if !gpu.has_subgroups_of(SUBGROUP_SIZE) {
-            return Err(format!(
-                "the subgroup kernel needs an adapter whose subgroups hold exactly {SUBGROUP_SIZE} invocations; {} has {}..{}{}",
-                gpu.info.name,
-                gpu.info.subgroup_min_size,
-                gpu.info.subgroup_max_size,
-                if gpu.features.contains(wgpu::Features::SUBGROUP) {
-                    ""
-                } else {
-                    " and no subgroup operations"
-                }
-            ));
-        }
+        subgroup_device_support(gpu)?;
         // (operand, contiguous axis, its length, whether it is the minibatch)
         let batch_m = spec.batch_dim == BatchDim::M;
         let batch_k = spec.batch_dim == BatchDim::K;
@@ -162,6 +152,26 @@ impl MatmulVariant {
     }
 }
 
+/// Whether `gpu` can build `matmul_subgroup` at all; the reason when it cannot, naming the
+/// adapter's subgroup sizes.
+pub fn subgroup_device_support(gpu: &Gpu) -> std::result::Result<(), String> {
+    if gpu.has_subgroups_of(SUBGROUP_SIZE) {
+        return Ok(());
+    }
+    let has = if gpu.features.contains(wgpu::Features::SUBGROUP) {
+        format!(
+            "subgroups of {}..{}",
+            gpu.info.subgroup_min_size, gpu.info.subgroup_max_size
+        )
+    } else {
+        "no subgroup operations".to_string()
+    };
+    Err(format!(
+        "the subgroup kernel needs an adapter whose subgroups hold exactly {SUBGROUP_SIZE} invocations; {} has {has}",
+        gpu.info.name
+    ))
+}
+
 impl std::fmt::Display for MatmulVariant {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
@@ -199,12 +209,16 @@ pub enum BatchDim {
     K = 2,
 }
 
-/// Shape and options of one matmul. `m`, `n`, `k` are the largest sizes (buffers and grid
-/// are sized for them); with a `batch_dim`, the step record's minibatch size replaces it.
+/// Shape and options of one matmul, `C[M, N] = op(A)[M, K] · op(B)[K, N]`. `m`, `n`, `k`
+/// are the largest sizes (buffers and grid are sized for them); with a `batch_dim`, the
+/// step record's minibatch size replaces M or K at run time.
 #[derive(Clone, Copy, Debug)]
 pub struct MatmulSpec {
+    /// Rows of C and of op(A).
     pub m: usize,
+    /// Columns of C and of op(B).
     pub n: usize,
+    /// The summed dimension: columns of op(A), rows of op(B).
     pub k: usize,
     /// A is stored `[K, M]` instead of `[M, K]`.
     pub trans_a: bool,
@@ -212,11 +226,14 @@ pub struct MatmulSpec {
     pub trans_b: bool,
     /// C is stored `[N, M]` instead of `[M, N]` (only with [`Epilogue::None`]).
     pub trans_c: bool,
+    /// What happens to each output before it is stored.
     pub epilogue: Epilogue,
+    /// Which dimension, if any, follows the step record's minibatch size.
     pub batch_dim: BatchDim,
 }
 
-/// Mirrors `struct MatmulParams` in the shader.
+/// Mirrors `struct MatmulParams` in `shaders/matmul_common.wgsl`: the largest M, N, K and
+/// the [`BatchDim`] as a number.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct MatmulParams {
@@ -379,8 +396,9 @@ pub fn dispatch(
     })
 }
 
-/// [`dispatch`] with the variant given by `choice`: fixed, or the fastest measured on this
-/// shape (see [`crate::gpu::autotune`]).
+/// [`dispatch`] with the variant given by `choice`: fixed (with a fallback where the fixed
+/// variant cannot take the shape, see [`MatmulChoice::Fixed`]), or the fastest measured on
+/// this shape (see [`crate::gpu::autotune`]).
 ///
 /// # Errors
 /// As [`dispatch`], plus device errors while timing.

@@ -392,11 +392,11 @@ impl Kernels {
 /// small adapter gets a clear error rather than a wgpu validation panic: the most storage
 /// buffers one kernel binds (softmax_cross_entropy, matmul: 5), the largest workgroup
 /// (256 invocations), and the workgroup memory of `matmul_tiled` (two 64x16 f32 tiles).
-pub const REQUIRED: [(&str, u64); 4] = [
-    ("max_storage_buffers_per_shader_stage", 5),
-    ("max_compute_invocations_per_workgroup", 256),
-    ("max_compute_workgroup_size_x", 256),
-    ("max_compute_workgroup_storage_size", 8192),
+pub const REQUIRED: [(&str, u64, &str); 4] = [
+    ("max_storage_buffers_per_shader_stage", 5, "storage buffers"),
+    ("max_compute_invocations_per_workgroup", 256, "invocations"),
+    ("max_compute_workgroup_size_x", 256, "invocations"),
+    ("max_compute_workgroup_storage_size", 8192, "bytes"),
 ];
 
 /// Checks [`REQUIRED`] against `limits`.
@@ -410,12 +410,13 @@ pub fn check_kernel_limits(limits: &wgpu::Limits) -> Result<()> {
         u64::from(limits.max_compute_workgroup_size_x),
         u64::from(limits.max_compute_workgroup_storage_size),
     ];
-    for ((what, need), max) in REQUIRED.iter().zip(have) {
+    for ((what, need, unit), max) in REQUIRED.iter().zip(have) {
         if max < *need {
             return Err(crate::Error::LimitExceeded {
                 what: format!("the kernels' {what}"),
                 requested: *need,
                 max,
+                unit,
                 hint: "this adapter is too small for wgtrain's kernels; pick another with --adapter or use --device cpu".into(),
             });
         }
