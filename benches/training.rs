@@ -1,6 +1,7 @@
-//! Criterion benchmarks: the matmul kernels at the MNIST shapes (GPU variants and the CPU
-//! SGEMM, GFLOP/s), the SGD update and the minibatch gather (GB/s), and one training epoch at batch 64, 128 and 512 on both paths. Sizes shrink when
-//! the `CI` variable is set. The GPU is synchronised inside every timed iteration. Matmul
+//! Criterion benchmarks: the first layer's forward matmul with every GPU variant and the
+//! CPU SGEMM (GFLOP/s); every dispatch of a training step at batch 64 as the engine records
+//! it (matmuls in GFLOP/s, the rest in GB/s); one training epoch at batch 64, 128 and 512
+//! on both paths. Sizes shrink when the `CI` variable is set. The GPU is synchronised inside every timed iteration. Matmul
 //! throughput is in FLOPs, so criterion's "Gelem/s" reads as GFLOP/s.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
@@ -10,7 +11,7 @@ use wgtrain::engine::Engine;
 use wgtrain::gpu::autotune::MatmulChoice;
 use wgtrain::gpu::engine::{GpuEngine, GpuEngineConfig};
 use wgtrain::gpu::kernels::matmul::{self, BatchDim, Epilogue, MatmulSpec, MatmulVariant};
-use wgtrain::gpu::kernels::{self, StepRecord, gather_normalize, sgd_update};
+use wgtrain::gpu::kernels::{self, StepRecord};
 use wgtrain::gpu::{Gpu, GpuOptions, GpuTensor, Kernels};
 use wgtrain::model::{MlpSpec, Normalization};
 use wgtrain::optim::SgdConfig;
@@ -113,73 +114,45 @@ fn matmuls(c: &mut Criterion, gpu: &Gpu, k: &Kernels) {
     group.finish();
 }
 
-/// The memory-bound kernels of a step at the MNIST shapes, in GB/s (bytes read + written).
-fn elementwise(c: &mut Criterion, gpu: &Gpu, k: &Kernels) {
-    let mut group = c.benchmark_group("kernels_mnist_b64");
+/// Every dispatch of one training step of the 784-256-10 MLP at batch 64, as the engine
+/// records it (kernels chosen by autotuning): matmuls in GFLOP/s (criterion's "Gelem/s"),
+/// the rest in GB/s (bytes read + written).
+fn step_kernels(c: &mut Criterion, gpu: &Gpu, k: &Kernels) {
+    let batch = 64;
+    let data = synthetic(if ci() { 1024 } else { 60_000 });
     let spec = MlpSpec::new(784, &[256], 10).unwrap();
-    let p = spec.layout().len;
-    let params = GpuTensor::upload(gpu, "p", &spec.init(1), &[p]).unwrap();
-    let grads = GpuTensor::upload(gpu, "g", &vec![1e-3; p], &[p]).unwrap();
-    let vel = GpuTensor::upload(gpu, "v", &vec![0.0; p], &[p]).unwrap();
-    let small = GpuTensor::upload(gpu, "small", &[0.0; 4], &[4]).unwrap();
-    let sgd = sgd_update::dispatch(
+    let params = spec.init(1);
+    let sgd = SgdConfig::default();
+    let engine = GpuEngine::new(
         gpu,
         k,
-        "sgd",
-        sgd_update::SgdBuffers {
-            params: params.view(),
-            grads: grads.view(),
-            velocity: vel.view(),
-            no_decay: small.view(),
-            status: small.view(),
+        GpuEngineConfig {
+            spec: &spec,
+            params: &params,
+            train: &data,
+            validation: &[],
+            test: &data,
+            batch_size: batch,
+            sgd: &sgd,
+            normalization: Normalization::UNIT,
+            variant: MatmulChoice::Auto,
         },
-        p,
-        0,
-        &SgdConfig::default(),
     )
     .unwrap();
-    let data = synthetic(1024);
-    let mut packed = data.images.clone();
-    packed.resize(packed.len().next_multiple_of(4), 0);
-    let pixels = GpuTensor::upload(
-        gpu,
-        "pixels",
-        bytemuck::cast_slice(&packed),
-        &[packed.len() / 4],
-    )
-    .unwrap();
-    let labels =
-        GpuTensor::upload(gpu, "labels", bytemuck::cast_slice(&data.labels), &[1024]).unwrap();
-    let order: Vec<u32> = (0..1024).collect();
-    let order = GpuTensor::upload(gpu, "order", bytemuck::cast_slice(&order), &[1024]).unwrap();
-    let x = GpuTensor::upload(gpu, "x", &vec![0.0; 64 * 784], &[64, 784]).unwrap();
-    let y = GpuTensor::upload(gpu, "y", &[0.0; 64], &[64]).unwrap();
-    let gather = gather_normalize::dispatch(
-        gpu,
-        k,
-        "gather",
-        gather_normalize::GatherBuffers {
-            pixels: &pixels.buffer,
-            labels: &labels.buffer,
-            order: &order.buffer,
-            x: &x.buffer,
-            y: &y.buffer,
-        },
-        784,
-        64,
-        0.0,
-        1.0,
-    )
-    .unwrap();
-    let record = StepRecord {
-        lr: 0.01,
-        batch: 64,
-        ..Default::default()
-    };
-    for d in [sgd, gather] {
-        group.throughput(Throughput::Bytes(d.bytes));
-        group.bench_function(d.kernel, |bench| {
-            bench.iter(|| kernels::run(gpu, k, std::slice::from_ref(&d), record, 1).unwrap())
+    let order: Vec<u32> = (0..data.labels.len() as u32).collect();
+    let steps = train::step_records(order.len(), batch, 1, |_| 0.01);
+    engine.upload_epoch(&order, &steps).unwrap();
+    let record = steps[0];
+    let mut group = c.benchmark_group("step_kernels_784_256_10_b64");
+    for d in engine.train_step_dispatches() {
+        group.throughput(if d.kernel.starts_with("matmul") {
+            Throughput::Elements(d.flops)
+        } else {
+            Throughput::Bytes(d.bytes)
+        });
+        let name = format!("{} {}", d.label.trim_start_matches("train."), d.kernel);
+        group.bench_function(name, |bench| {
+            bench.iter(|| kernels::run(gpu, k, std::slice::from_ref(d), record, 1).unwrap())
         });
     }
     group.finish();
@@ -235,7 +208,7 @@ fn benches(c: &mut Criterion) {
         Gpu::new(&GpuOptions::default()).expect("an adapter (apt-get install mesa-vulkan-drivers)");
     let k = Kernels::new(&gpu).unwrap();
     matmuls(c, &gpu, &k);
-    elementwise(c, &gpu, &k);
+    step_kernels(c, &gpu, &k);
     epochs(c, &gpu, &k);
 }
 
