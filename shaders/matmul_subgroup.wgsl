@@ -10,29 +10,69 @@
 // row of A from registers. That is 6 loads per 256 FMAs, against 20 per 64 in
 // `matmul_rows`.
 //
-// A and B are read as vec4 along their contiguous axis, which must hold a multiple of 4
-// elements: K for A stored [M, K] and for B stored [N, K], M for A stored [K, M], N for B
-// stored [K, N] (the host checks this, see `MatmulVariant::supports`). K need not be a
-// multiple of 4 when it is contiguous in neither: the last step's missing k are zeros.
+// A and B are read as vec4 along their contiguous axis when it holds a multiple of 4
+// elements and is not the minibatch (A_VEC4, B_VEC4, set by the host: see
+// `MatmulVariant::supports` and `vec4_operands` in src/gpu/kernels/matmul.rs): K for A
+// stored [M, K] and for B stored [N, K], M for A stored [K, M], N for B stored [K, N].
+// Otherwise (a 10-class layer, a hidden size of 30) the same values are gathered element by
+// element, which costs more loads but keeps the broadcasts. K past the edge reads as zeros.
 
-@group(0) @binding(1) var<storage, read> a: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> b: array<vec4<f32>>;
+override A_VEC4: bool = true;
+override B_VEC4: bool = true;
+
+@group(0) @binding(1) var<storage, read> a: array<vec4<f32>>; // whole vec4s past the end
+@group(0) @binding(2) var<storage, read> b: array<vec4<f32>>; // whole vec4s past the end
 @group(0) @binding(5) var<storage, read_write> c: array<vec4<f32>>; // whole vec4s past M·N
+
+// Element i of A or B, for operands whose rows are not whole vec4s.
+fn a_at(i: u32) -> f32 {
+    return a[i / 4u][i % 4u];
+}
+
+fn b_at(i: u32) -> f32 {
+    return b[i / 4u][i % 4u];
+}
+
+// Zero where k = k0 + t is past the edge.
+fn mask_k(v: vec4<f32>, k0: u32, k: u32) -> vec4<f32> {
+    return select(vec4<f32>(), v, vec4<u32>(k0) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(k));
+}
 
 // Lane `lane`'s load of op(A) for k = 4q .. 4q+3 and rows row0 + 8·half .. + 7. Either way,
 // lanes 4h .. 4h+3 of the subgroup together hold rows 8·half + 4h .. + 3 at all four k.
 fn load_a(q: u32, half: u32, lane: u32, row0: u32, m: u32, k: u32) -> vec4<f32> {
     if (TRANS_A) {
-        // Stored [K, M]: rows +4·(lane / 4) .. +3 at k = 4q + lane % 4.
-        let m4 = m / 4u;
+        // Stored [K, M]: rows r .. r+3 at k = 4q + lane % 4. Rows past the edge are clamped
+        // (computed, never stored).
         let kk = 4u * q + (lane & 3u);
-        let r4 = min(row0 / 4u + 2u * half + (lane >> 2u), m4 - 1u);
-        let v = a[min(kk, k - 1u) * m4 + r4];
+        let r = row0 + 8u * half + 4u * (lane >> 2u);
+        let base = min(kk, k - 1u) * m;
+        var v: vec4<f32>;
+        if (A_VEC4) {
+            v = a[base / 4u + min(r / 4u, m / 4u - 1u)];
+        } else {
+            v = vec4<f32>(
+                a_at(base + min(r, m - 1u)),
+                a_at(base + min(r + 1u, m - 1u)),
+                a_at(base + min(r + 2u, m - 1u)),
+                a_at(base + min(r + 3u, m - 1u)),
+            );
+        }
         return select(vec4<f32>(), v, kk < k);
     }
     // Stored [M, K]: row + lane at k = 4q .. 4q+3.
     let row = min(row0 + 8u * half + lane, m - 1u);
-    return a[row * (k / 4u) + q];
+    if (A_VEC4) {
+        return a[row * (k / 4u) + q];
+    }
+    let k0 = 4u * q;
+    let base = row * k;
+    return mask_k(vec4<f32>(
+        a_at(base + min(k0, k - 1u)),
+        a_at(base + min(k0 + 1u, k - 1u)),
+        a_at(base + min(k0 + 2u, k - 1u)),
+        a_at(base + min(k0 + 3u, k - 1u)),
+    ), k0, k);
 }
 
 // Rows of op(A) as gathered from four lanes: column r of the result is row r's values at
@@ -45,30 +85,66 @@ fn a_rows(x0: vec4<f32>, x1: vec4<f32>, x2: vec4<f32>, x3: vec4<f32>) -> mat4x4<
     return g; // lanes held one row each
 }
 
+// Column `col` of op(B) stored [N, K] at k = k0 .. k0+3, element by element.
+fn b_column(col: u32, k0: u32, k: u32) -> vec4<f32> {
+    let base = col * k;
+    return mask_k(vec4<f32>(
+        b_at(base + min(k0, k - 1u)),
+        b_at(base + min(k0 + 1u, k - 1u)),
+        b_at(base + min(k0 + 2u, k - 1u)),
+        b_at(base + min(k0 + 3u, k - 1u)),
+    ), k0, k);
+}
+
+// Row kk of op(B) stored [K, N] at columns col .. col+3 (clamped), zero past the edge of k.
+fn b_row(kk: u32, col: u32, n: u32, k: u32) -> vec4<f32> {
+    var v: vec4<f32>;
+    if (B_VEC4) {
+        v = b[min(kk, k - 1u) * (n / 4u) + min(col / 4u, n / 4u - 1u)];
+    } else {
+        let base = min(kk, k - 1u) * n;
+        v = vec4<f32>(
+            b_at(base + min(col, n - 1u)),
+            b_at(base + min(col + 1u, n - 1u)),
+            b_at(base + min(col + 2u, n - 1u)),
+            b_at(base + min(col + 3u, n - 1u)),
+        );
+    }
+    return select(vec4<f32>(), v, kk < k);
+}
+
 // op(B) at k = 4q .. 4q+3 for columns col .. col+3 (col a multiple of 4): column t of the
 // result holds the four columns at k = 4q + t. Columns past the edge are clamped (computed,
 // never stored); k past the edge are zeros.
 fn load_b(q: u32, col: u32, n: u32, k: u32) -> mat4x4<f32> {
+    let k0 = 4u * q;
     if (TRANS_B) {
         // Stored [N, K]: one vec4 along k per column.
-        let k4 = k / 4u;
-        let g = mat4x4<f32>(
-            b[min(col, n - 1u) * k4 + q],
-            b[min(col + 1u, n - 1u) * k4 + q],
-            b[min(col + 2u, n - 1u) * k4 + q],
-            b[min(col + 3u, n - 1u) * k4 + q],
-        );
+        var g: mat4x4<f32>;
+        if (B_VEC4) {
+            let k4 = k / 4u;
+            g = mat4x4<f32>(
+                b[min(col, n - 1u) * k4 + q],
+                b[min(col + 1u, n - 1u) * k4 + q],
+                b[min(col + 2u, n - 1u) * k4 + q],
+                b[min(col + 3u, n - 1u) * k4 + q],
+            );
+        } else {
+            g = mat4x4<f32>(
+                b_column(min(col, n - 1u), k0, k),
+                b_column(min(col + 1u, n - 1u), k0, k),
+                b_column(min(col + 2u, n - 1u), k0, k),
+                b_column(min(col + 3u, n - 1u), k0, k),
+            );
+        }
         return transpose(g);
     }
     // Stored [K, N]: one vec4 along n per k.
-    let n4 = n / 4u;
-    let c4 = min(col / 4u, n4 - 1u);
-    let k0 = 4u * q;
     return mat4x4<f32>(
-        select(vec4<f32>(), b[min(k0, k - 1u) * n4 + c4], k0 < k),
-        select(vec4<f32>(), b[min(k0 + 1u, k - 1u) * n4 + c4], k0 + 1u < k),
-        select(vec4<f32>(), b[min(k0 + 2u, k - 1u) * n4 + c4], k0 + 2u < k),
-        select(vec4<f32>(), b[min(k0 + 3u, k - 1u) * n4 + c4], k0 + 3u < k),
+        b_row(k0, col, n, k),
+        b_row(k0 + 1u, col, n, k),
+        b_row(k0 + 2u, col, n, k),
+        b_row(k0 + 3u, col, n, k),
     );
 }
 

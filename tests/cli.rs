@@ -95,6 +95,27 @@ fn arguments_that_cannot_apply_or_cannot_fit_exit_2() {
     }
 }
 
+/// `--kernels subgroup` where the adapter's subgroups are not 8 wide is refused, naming what
+/// the adapter has: lavapipe at 512 bits (`LP_NATIVE_VECTOR_WIDTH=512`) has subgroups of 16.
+#[test]
+fn subgroup_kernel_on_an_adapter_without_subgroups_of_8_exits_2() {
+    let gpu = wgtrain::gpu::Gpu::new(&Default::default()).expect("an adapter (lavapipe)");
+    if !gpu.info.name.contains("llvmpipe") {
+        eprintln!("note: not lavapipe; LP_NATIVE_VECTOR_WIDTH cannot change its subgroups");
+        return;
+    }
+    let dir = mnist_dir();
+    let o = Command::new(env!("CARGO_BIN_EXE_wgtrain"))
+        .args(["train", "--data", &dir, "--kernels", "subgroup"])
+        .env("LP_NATIVE_VECTOR_WIDTH", "512")
+        .output()
+        .expect("the binary runs");
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("has subgroups of 16..16"), "{err}");
+    assert!(err.contains("--kernels auto"), "{err}");
+}
+
 #[test]
 fn batch_larger_than_the_dataset_exits_2() {
     let dir = mnist_dir();

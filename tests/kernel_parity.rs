@@ -142,10 +142,11 @@ const SHAPES: &[(usize, usize, usize)] = &[
     (61, 7, 61),
 ];
 
-/// Shapes the subgroup kernel takes (its vec4 axes hold multiples of 4) around its 16x32
-/// block: exactly one block, block ± 4, one row or column of vec4s, long and short K, K
-/// not a multiple of 4 (allowed when A is stored [K, M] and B [K, N]), M not a multiple of
-/// 4 (element-wise stores of a transposed C), and the MNIST ones.
+/// Extra shapes for the subgroup kernel around its 16x32 block, on top of SHAPES: exactly
+/// one block, block ± 4, one row or column of vec4s, long and short K, K not a multiple of
+/// 4, M not a multiple of 4 (element-wise stores of a transposed C), and the MNIST ones.
+/// Operands whose contiguous axis holds a multiple of 4 are read as vec4, the others
+/// element by element: between them the shapes take every combination.
 const SUBGROUP_SHAPES: &[(usize, usize, usize)] = &[
     (4, 4, 4),
     (16, 32, 4),
@@ -165,13 +166,15 @@ const SUBGROUP_SHAPES: &[(usize, usize, usize)] = &[
 fn matmul_matches_reference_for_every_variant_transpose_and_shape() {
     let mut seed = 10;
     for variant in MatmulVariant::ALL {
+        if variant == MatmulVariant::Subgroup && !subgroup_kernel_available() {
+            continue;
+        }
+        let mut shapes = SHAPES.to_vec();
+        if variant == MatmulVariant::Subgroup {
+            shapes.extend_from_slice(SUBGROUP_SHAPES);
+        }
         let mut ran = 0;
-        let shapes = if variant == MatmulVariant::Subgroup {
-            SUBGROUP_SHAPES
-        } else {
-            SHAPES
-        };
-        for &(m, n, k) in shapes {
+        for &(m, n, k) in &shapes {
             for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
                 seed += 1;
                 ran += usize::from(check_matmul(
@@ -198,23 +201,15 @@ fn matmul_matches_reference_for_every_variant_transpose_and_shape() {
                 ));
             }
         }
-        if variant != MatmulVariant::Subgroup {
-            assert_eq!(ran, SHAPES.len() * 8, "{variant} skipped shapes");
-        } else if subgroup_kernel_available() {
-            // Every transpose pair occurs with each K; only the K % 4 != 0 ones are refused
-            // for layouts that read K as vec4.
-            assert!(ran >= 70, "subgroup kernel ran only {ran} cases");
-        }
+        assert_eq!(ran, shapes.len() * 8, "{variant} skipped shapes");
     }
 }
 
-/// The subgroup kernel refuses, by name, what it cannot read as vec4.
+/// Which operands the subgroup kernel reads as vec4: those whose contiguous axis holds a
+/// multiple of 4 and is not the minibatch.
 #[test]
-fn subgroup_kernel_refuses_shapes_it_cannot_take() {
-    if !subgroup_kernel_available() {
-        return;
-    }
-    let (g, _) = gpu();
+fn subgroup_kernel_reads_vec4_only_along_whole_fixed_axes() {
+    use matmul::vec4_operands;
     let spec = |m, n, k, trans_a, trans_b, batch_dim| MatmulSpec {
         m,
         n,
@@ -225,46 +220,30 @@ fn subgroup_kernel_refuses_shapes_it_cannot_take() {
         epilogue: Epilogue::None,
         batch_dim,
     };
-    let v = MatmulVariant::Subgroup;
-    // A [64, 10]: K = 10 is A's contiguous axis.
-    let e = v
-        .supports(g, &spec(64, 256, 10, false, false, BatchDim::None))
-        .unwrap_err();
-    assert!(e.contains("A as vec4 along K = 10"), "{e}");
-    // B [K, 10]: N = 10.
-    let e = v
-        .supports(g, &spec(64, 10, 256, false, false, BatchDim::None))
-        .unwrap_err();
-    assert!(e.contains("B as vec4 along N = 10"), "{e}");
-    // Weight gradient dZᵀ·X with K the minibatch: fine; X·Wᵀ with K the minibatch: not.
-    assert!(
-        v.supports(g, &spec(256, 784, 64, true, false, BatchDim::K))
-            .is_ok()
+    // Forward X·Wᵀ: both along K = 784.
+    assert_eq!(
+        vec4_operands(&spec(64, 256, 784, false, true, BatchDim::M)),
+        (true, true)
     );
-    let e = v
-        .supports(g, &spec(64, 256, 784, false, true, BatchDim::K))
-        .unwrap_err();
-    assert!(e.contains("minibatch"), "{e}");
-    // And the same refusal through dispatch, as an InvalidConfig error.
-    let (g, kn) = gpu();
-    let t = GpuTensor::upload(g, "t", &[0.0; 640], &[640]).unwrap();
-    let err = matmul::dispatch(
-        g,
-        kn,
-        v,
-        "refused",
-        spec(64, 10, 10, false, false, BatchDim::None),
-        t.view(),
-        t.view(),
-        None,
-        None,
-        t.view(),
-        t.view(),
-    )
-    .unwrap_err();
-    assert!(
-        matches!(err, wgtrain::Error::InvalidConfig { .. }),
-        "{err:?}"
+    // Input gradient dZ·W with 10 classes: A along K = 10, B along N = 256.
+    assert_eq!(
+        vec4_operands(&spec(64, 256, 10, false, false, BatchDim::M)),
+        (false, true)
+    );
+    // Weight gradient dZᵀ·X: A along M = 10 or 256, B along N = 784; K is the minibatch
+    // but contiguous in neither.
+    assert_eq!(
+        vec4_operands(&spec(10, 784, 64, true, false, BatchDim::K)),
+        (false, true)
+    );
+    assert_eq!(
+        vec4_operands(&spec(256, 784, 64, true, false, BatchDim::K)),
+        (true, true)
+    );
+    // K the minibatch and contiguous: element by element, whatever its size.
+    assert_eq!(
+        vec4_operands(&spec(64, 256, 64, false, true, BatchDim::K)),
+        (false, false)
     );
 }
 
@@ -429,7 +408,7 @@ fn fused_epilogues_equal_the_composed_kernels() {
 fn matmul_batch_dim_follows_the_step_record() {
     let (g, kn) = gpu();
     let (m_max, k) = (64, 20);
-    // n = 33 is ragged; n = 36 lets the subgroup kernel take the weight gradient.
+    // n = 33 is ragged; with n = 36 the subgroup kernel reads the weight gradient's A as vec4.
     for (variant, n) in MatmulVariant::ALL
         .into_iter()
         .flat_map(|v| [(v, 33), (v, 36)])
@@ -501,7 +480,7 @@ fn matmul_batch_dim_follows_the_step_record() {
                 batch_dim: BatchDim::K,
             };
             if variant.supports(g, &spec).is_err() {
-                assert_eq!((variant, n), (MatmulVariant::Subgroup, 33));
+                assert!(!subgroup_kernel_available());
                 continue;
             }
             let d = matmul::dispatch(

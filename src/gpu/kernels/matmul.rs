@@ -1,6 +1,7 @@
 //! Wrapper of `shaders/matmul*.wgsl`: `C[M, N] = op(A)[M, K] · op(B)[K, N]` plus an epilogue.
 //!
-//! Bindings: 0 params (uniform), 1 A, 2 B, 3 bias `[N]`, 4 mask `[M, N]`, 5 C (read-write);
+//! Bindings: 0 params (uniform), 1 A, 2 B, 3 bias `[N]`, 4 mask `[M, N]`, 5 C (read-write;
+//! A, B and C as whole vec4s for the subgroup kernel);
 //! group 1 the step record. Grid: column blocks × row blocks (see [`MatmulVariant::blocks`]),
 //! the row blocks folded into y and z past the per-dimension limit.
 
@@ -79,47 +80,15 @@ impl MatmulVariant {
         }
     }
 
-    /// Whether this variant can run `spec` on `gpu`; the reason when it cannot. Only
-    /// [`MatmulVariant::Subgroup`] has conditions: the device runs subgroups of exactly
-    /// [`SUBGROUP_SIZE`], and every operand is read as vec4 along its contiguous axis, so
-    /// that axis must hold a multiple of 4 elements and must not be the minibatch (which
-    /// changes on the last step): K for A stored `[M, K]` and for B stored `[N, K]`, M for
-    /// A stored `[K, M]`, N for B stored `[K, N]`. K itself may be any size when it is
-    /// contiguous in neither operand (A stored `[K, M]`, B stored `[K, N]`: the weight
-    /// gradient): the kernel zero-fills the missing k of its last step.
-    pub fn supports(self, gpu: &Gpu, spec: &MatmulSpec) -> std::result::Result<(), String> {
+    /// Whether this variant can run on `gpu`; the reason when it cannot. Only
+    /// [`MatmulVariant::Subgroup`] has a condition: the device runs subgroups of exactly
+    /// [`SUBGROUP_SIZE`] ([`subgroup_device_support`]). It takes every shape; how fast
+    /// depends on [`vec4_operands`]. `spec` is taken so that shape conditions can come back.
+    pub fn supports(self, gpu: &Gpu, _spec: &MatmulSpec) -> std::result::Result<(), String> {
         if self != MatmulVariant::Subgroup {
             return Ok(());
         }
-        subgroup_device_support(gpu)?;
-        // (operand, contiguous axis, its length, whether it is the minibatch)
-        let batch_m = spec.batch_dim == BatchDim::M;
-        let batch_k = spec.batch_dim == BatchDim::K;
-        let (a_axis, a_len, a_batch) = if spec.trans_a {
-            ("M", spec.m, batch_m)
-        } else {
-            ("K", spec.k, batch_k)
-        };
-        let (b_axis, b_len, b_batch) = if spec.trans_b {
-            ("K", spec.k, batch_k)
-        } else {
-            ("N", spec.n, false)
-        };
-        for (operand, axis, len, batch) in
-            [("A", a_axis, a_len, a_batch), ("B", b_axis, b_len, b_batch)]
-        {
-            if len % 4 != 0 {
-                return Err(format!(
-                    "the subgroup kernel reads {operand} as vec4 along {axis} = {len}, which is not a multiple of 4"
-                ));
-            }
-            if batch {
-                return Err(format!(
-                    "the subgroup kernel reads {operand} as vec4 along {axis}, the minibatch dimension, whose size changes on the last step"
-                ));
-            }
-        }
-        Ok(())
+        subgroup_device_support(gpu)
     }
 
     /// The variants autotuning times on this adapter, most promising first so that slow
@@ -150,6 +119,30 @@ impl MatmulVariant {
             MatmulVariant::Tiled
         }
     }
+}
+
+/// Which operands `matmul_subgroup` reads as vec4 (four elements per load) rather than
+/// element by element: those whose contiguous axis holds a multiple of 4 elements and is
+/// not the minibatch (whose size changes on the last step). The contiguous axis is K for A
+/// stored `[M, K]` and for B stored `[N, K]`, M for A stored `[K, M]`, N for B stored
+/// `[K, N]`. Returns `(a, b)`.
+pub fn vec4_operands(spec: &MatmulSpec) -> (bool, bool) {
+    let batch_m = spec.batch_dim == BatchDim::M;
+    let batch_k = spec.batch_dim == BatchDim::K;
+    let (a_len, a_batch) = if spec.trans_a {
+        (spec.m, batch_m)
+    } else {
+        (spec.k, batch_k)
+    };
+    let (b_len, b_batch) = if spec.trans_b {
+        (spec.k, batch_k)
+    } else {
+        (spec.n, false)
+    };
+    (
+        a_len.is_multiple_of(4) && !a_batch,
+        b_len.is_multiple_of(4) && !b_batch,
+    )
 }
 
 /// Whether `gpu` can build `matmul_subgroup` at all; the reason when it cannot, naming the
@@ -299,15 +292,6 @@ pub fn dispatch(
             reason,
         });
     }
-    if variant == MatmulVariant::Subgroup
-        && (!a.offset.is_multiple_of(16) || !b.offset.is_multiple_of(16))
-    {
-        return Err(Error::InvalidConfig {
-            name: "matmul operand",
-            value: format!("offsets {} and {} bytes", a.offset, b.offset),
-            reason: "the subgroup kernel reads A and B as vec4 and needs 16-byte offsets".into(),
-        });
-    }
     check_len("A", &a, m * k)?;
     check_len("B", &b, k * n)?;
     check_len("C", &c, m * n)?;
@@ -334,6 +318,19 @@ pub fn dispatch(
         }
         _ => dummy,
     };
+    // matmul_subgroup declares A, B and C as vec4 arrays: bound as whole vec4s.
+    fn operand<'a>(
+        v: &View<'a>,
+        variant: MatmulVariant,
+        what: &str,
+        len: usize,
+    ) -> Result<wgpu::BindingResource<'a>> {
+        if variant == MatmulVariant::Subgroup {
+            v.vec4_binding(what, len)
+        } else {
+            Ok(v.binding())
+        }
+    }
     let params = MatmulParams {
         m: m as u32,
         n: n as u32,
@@ -351,11 +348,11 @@ pub fn dispatch(
             },
             wgpu::BindGroupEntry {
                 binding: 1,
-                resource: a.binding(),
+                resource: operand(&a, variant, &format!("{label} operand A"), m * k)?,
             },
             wgpu::BindGroupEntry {
                 binding: 2,
-                resource: b.binding(),
+                resource: operand(&b, variant, &format!("{label} operand B"), k * n)?,
             },
             wgpu::BindGroupEntry {
                 binding: 3,
@@ -367,11 +364,7 @@ pub fn dispatch(
             },
             wgpu::BindGroupEntry {
                 binding: 5,
-                resource: if variant == MatmulVariant::Subgroup {
-                    c.vec4_binding(&format!("{label} operand C"), m * n)?
-                } else {
-                    c.binding()
-                },
+                resource: operand(&c, variant, &format!("{label} operand C"), m * n)?,
             },
         ],
     );
@@ -380,14 +373,7 @@ pub fn dispatch(
     Ok(Dispatch {
         kernel: variant.entry_point(),
         label: label.to_string(),
-        pipeline: kernels.matmul_pipeline(
-            gpu,
-            variant,
-            spec.trans_a,
-            spec.trans_b,
-            spec.trans_c,
-            spec.epilogue,
-        ),
+        pipeline: kernels.matmul_pipeline(gpu, variant, &spec),
         bind_group,
         grid,
         flops: 2 * (m * n * k) as u64,

@@ -197,8 +197,9 @@ impl Family {
     }
 }
 
-/// A matmul pipeline: variant, transposes of A, B and C, and epilogue.
-type MatmulPipelineKey = (MatmulVariant, [bool; 3], u32);
+/// A matmul pipeline: variant, transposes of A, B and C, vec4 reads of A and B (subgroup
+/// kernel only), and epilogue.
+type MatmulPipelineKey = (MatmulVariant, [bool; 5], u32);
 
 /// Every kernel's pipelines, built once per device. Matmul pipelines are specialised by
 /// override constants (transposes, epilogue) and cached on first use.
@@ -324,32 +325,40 @@ impl Kernels {
         })
     }
 
-    /// The matmul pipeline for one variant, transposes and epilogue (built on first use).
+    /// The matmul pipeline for one variant and `spec`'s transposes and epilogue (and, for
+    /// the subgroup kernel, which operands it reads as vec4: [`matmul::vec4_operands`]),
+    /// built on first use.
     pub(crate) fn matmul_pipeline(
         &self,
         gpu: &Gpu,
         variant: MatmulVariant,
-        trans_a: bool,
-        trans_b: bool,
-        trans_c: bool,
-        epilogue: Epilogue,
+        spec: &MatmulSpec,
     ) -> wgpu::ComputePipeline {
-        let key = (variant, [trans_a, trans_b, trans_c], epilogue as u32);
+        let (a_vec4, b_vec4) = match variant {
+            MatmulVariant::Subgroup => matmul::vec4_operands(spec),
+            _ => (false, false),
+        };
+        let flags = [spec.trans_a, spec.trans_b, spec.trans_c, a_vec4, b_vec4];
+        let key = (variant, flags, spec.epilogue as u32);
         let mut cache = self.matmul_cache.lock().unwrap_or_else(|p| p.into_inner());
         cache
             .entry(key)
             .or_insert_with(|| {
-                let constants = [
-                    ("TRANS_A", f64::from(u8::from(trans_a))),
-                    ("TRANS_B", f64::from(u8::from(trans_b))),
-                    ("TRANS_C", f64::from(u8::from(trans_c))),
-                    ("EPILOGUE", f64::from(epilogue as u32)),
+                let flag = |b: bool| f64::from(u8::from(b));
+                let mut constants = vec![
+                    ("TRANS_A", flag(spec.trans_a)),
+                    ("TRANS_B", flag(spec.trans_b)),
+                    ("TRANS_C", flag(spec.trans_c)),
+                    ("EPILOGUE", f64::from(spec.epilogue as u32)),
                 ];
                 let family = match variant {
-                    MatmulVariant::Subgroup => self
-                        .matmul_subgroup
-                        .as_ref()
-                        .expect("dispatch checks MatmulVariant::supports first"),
+                    MatmulVariant::Subgroup => {
+                        constants.push(("A_VEC4", flag(a_vec4)));
+                        constants.push(("B_VEC4", flag(b_vec4)));
+                        self.matmul_subgroup
+                            .as_ref()
+                            .expect("dispatch checks MatmulVariant::supports first")
+                    }
                     _ => &self.matmul,
                 };
                 family.pipeline(gpu, variant.entry_point(), &constants)
