@@ -56,7 +56,7 @@ pub struct DeviceArgs {
     pub adapter: Option<String>,
     /// Matmul kernel (GPU only; default auto): auto times this adapter's candidates (all
     /// but tiled on CPU adapters) on each of the run's shapes and keeps the fastest;
-    /// subgroup falls back to rows on the shapes it cannot take.
+    /// subgroup needs an adapter with subgroups of exactly 8 (lavapipe).
     #[arg(long, value_enum)]
     pub kernels: Option<KernelChoice>,
 }

@@ -52,9 +52,9 @@ pub enum MatmulChoice {
     /// Time the adapter's candidates ([`MatmulVariant::candidates`]) on each shape at
     /// start-up and keep the fastest (`--kernels auto`).
     Auto,
-    /// The same variant everywhere it can run ([`MatmulVariant::supports`]); elsewhere
-    /// (only [`MatmulVariant::Subgroup`] has conditions) the adapter's first candidate that
-    /// can ([`MatmulVariant::candidates`]: rows on lavapipe, tiled on GPUs).
+    /// The same variant everywhere it can run ([`MatmulVariant::supports`]); where it
+    /// cannot (only [`MatmulVariant::Subgroup`], on adapters without subgroups of 8), the
+    /// adapter's first candidate that can ([`MatmulVariant::candidates`]).
     Fixed(MatmulVariant),
 }
 
