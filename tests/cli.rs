@@ -116,6 +116,29 @@ fn subgroup_kernel_on_an_adapter_without_subgroups_of_8_exits_2() {
     assert!(err.contains("--kernels auto"), "{err}");
 }
 
+/// A backend that has no adapter here names the adapters the other backends have; a
+/// WGPU_BACKEND naming no backend is refused rather than searching nothing.
+#[test]
+fn backends_that_match_nothing_exit_2_with_what_exists() {
+    if cfg!(target_os = "linux") {
+        assert_usage_error(
+            &["train", "--backend", "metal", "--epochs", "1"],
+            "Adapters on other backends: \"llvmpipe",
+        );
+    }
+    let o = Command::new(env!("CARGO_BIN_EXE_wgtrain"))
+        .args(["train", "--epochs", "1"])
+        .env("WGPU_BACKEND", "foo")
+        .output()
+        .expect("the binary runs");
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("invalid WGPU_BACKEND = foo: names no backend"),
+        "{err}"
+    );
+}
+
 #[test]
 fn batch_larger_than_the_dataset_exits_2() {
     let dir = mnist_dir();

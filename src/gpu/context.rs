@@ -199,6 +199,14 @@ impl Gpu {
     /// [`Error::NoAdapter`] when nothing matches (the message lists the adapters there are,
     /// or what to install); [`Error::RequestDevice`] when the device cannot be created.
     pub fn new(opts: &GpuOptions) -> Result<Gpu> {
+        // wgpu ignores names it does not know, which would search no backend at all.
+        if opts.backends.is_none() && wgpu::Backends::from_env().is_some_and(|b| b.is_empty()) {
+            return Err(Error::InvalidConfig {
+                name: "WGPU_BACKEND",
+                value: std::env::var("WGPU_BACKEND").unwrap_or_default(),
+                reason: "names no backend; valid: vulkan, metal, dx12, gl (comma-separated)".into(),
+            });
+        }
         let (backends, mut adapters) = enumerate(opts);
         adapters.sort_by_key(|a| {
             let i = a.get_info();
@@ -222,10 +230,29 @@ impl Gpu {
             None => adapters.into_iter().next(),
         };
         let Some(adapter) = chosen else {
-            let hint = if all_names.is_empty() {
-                INSTALL_HINT.to_string()
+            let elsewhere = if all_names.is_empty() {
+                // Nothing on the backends searched: say what the other backends have.
+                list_adapters(Some(wgpu::Backends::all()))
+                    .iter()
+                    .map(|a| {
+                        format!(
+                            "\"{}\" ({:?}, {:?})",
+                            a.info.name, a.info.device_type, a.info.backend
+                        )
+                    })
+                    .collect()
             } else {
+                Vec::new()
+            };
+            let hint = if !all_names.is_empty() {
                 format!("Adapters available: {}.", all_names.join(", "))
+            } else if !elsewhere.is_empty() {
+                format!(
+                    "Adapters on other backends: {}; choose one with --backend.",
+                    elsewhere.join(", ")
+                )
+            } else {
+                INSTALL_HINT.to_string()
             };
             return Err(Error::NoAdapter {
                 backends: backend_names(backends),
