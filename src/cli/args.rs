@@ -54,9 +54,9 @@ pub struct DeviceArgs {
     /// Use the first adapter whose name contains this (case-insensitive; `WGPU_ADAPTER_NAME` is honoured).
     #[arg(long)]
     pub adapter: Option<String>,
-    /// Matmul kernel (GPU only; default auto): auto times this adapter's candidates (all
-    /// but tiled on CPU adapters) on each of the run's shapes and keeps the fastest;
-    /// subgroup needs an adapter with subgroups of exactly 8 (lavapipe).
+    /// Matmul kernel (GPU only; default auto): auto times this adapter's candidates
+    /// (subgroup and rows on lavapipe, all four on GPUs) on each of the run's shapes and
+    /// keeps the fastest; subgroup needs an adapter with subgroups of exactly 8 (lavapipe).
     #[arg(long, value_enum)]
     pub kernels: Option<KernelChoice>,
 }

@@ -94,11 +94,13 @@ impl MatmulVariant {
     /// The variants autotuning times on this adapter, most promising first so that slow
     /// ones are cut after one run. CPU adapters leave out the tiled kernel: its barriers
     /// make it 5-30x slower there (`docs/performance.md`), and timing it was a third of
-    /// start-up; `--kernels tiled` still runs it.
+    /// start-up. Adapters with subgroups of 8 also leave out the register kernel, which
+    /// lost every MNIST shape to the subgroup kernel by 1.3-5x. `--kernels` still runs
+    /// either.
     pub fn candidates(gpu: &Gpu) -> &'static [MatmulVariant] {
         use MatmulVariant::*;
         if gpu.has_subgroups_of(SUBGROUP_SIZE) {
-            &[Subgroup, Rows, Register]
+            &[Subgroup, Rows]
         } else if gpu.is_cpu_adapter() {
             &[Rows, Register]
         } else {
