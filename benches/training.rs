@@ -35,6 +35,34 @@ fn synthetic(n: usize) -> Dataset {
     }
 }
 
+/// The GPU engine as training builds it (kernels chosen by autotuning), `data` as both sets.
+fn gpu_engine<'a>(
+    gpu: &'a Gpu,
+    k: &'a Kernels,
+    spec: &MlpSpec,
+    params: &[f32],
+    data: &Dataset,
+    batch: usize,
+    sgd: &SgdConfig,
+) -> GpuEngine<'a> {
+    GpuEngine::new(
+        gpu,
+        k,
+        GpuEngineConfig {
+            spec,
+            params,
+            train: data,
+            validation: &[],
+            test: data,
+            batch_size: batch,
+            sgd,
+            normalization: Normalization::UNIT,
+            variant: MatmulChoice::Auto,
+        },
+    )
+    .unwrap()
+}
+
 fn matmuls(c: &mut Criterion, gpu: &Gpu, k: &Kernels) {
     let (b, i, o) = (64, 784, 256);
     let mut group = c.benchmark_group("matmul_64x784x256");
@@ -123,22 +151,7 @@ fn step_kernels(c: &mut Criterion, gpu: &Gpu, k: &Kernels) {
     let spec = MlpSpec::new(784, &[256], 10).unwrap();
     let params = spec.init(1);
     let sgd = SgdConfig::default();
-    let engine = GpuEngine::new(
-        gpu,
-        k,
-        GpuEngineConfig {
-            spec: &spec,
-            params: &params,
-            train: &data,
-            validation: &[],
-            test: &data,
-            batch_size: batch,
-            sgd: &sgd,
-            normalization: Normalization::UNIT,
-            variant: MatmulChoice::Auto,
-        },
-    )
-    .unwrap();
+    let engine = gpu_engine(gpu, k, &spec, &params, &data, batch, &sgd);
     let order: Vec<u32> = (0..data.labels.len() as u32).collect();
     let steps = train::step_records(order.len(), batch, 1, |_| 0.01);
     engine.upload_epoch(&order, &steps).unwrap();
@@ -171,18 +184,7 @@ fn epochs(c: &mut Criterion, gpu: &Gpu, k: &Kernels) {
     let order: Vec<u32> = (0..n as u32).collect();
     for batch in [64, 128, 512] {
         let steps = train::step_records(n, batch, 1, |_| 0.01);
-        let cfg = GpuEngineConfig {
-            spec: &spec,
-            params: &params,
-            train: &data,
-            validation: &[],
-            test: &data,
-            batch_size: batch,
-            sgd: &sgd,
-            normalization: Normalization::UNIT,
-            variant: MatmulChoice::Auto,
-        };
-        let mut g = GpuEngine::new(gpu, k, cfg).unwrap();
+        let mut g = gpu_engine(gpu, k, &spec, &params, &data, batch, &sgd);
         group.bench_function(BenchmarkId::new("gpu", batch), |bench| {
             bench.iter(|| g.train_epoch(&order, &steps, &mut |_| {}).unwrap())
         });

@@ -220,31 +220,23 @@ fn subgroup_kernel_reads_vec4_only_along_whole_fixed_axes() {
         epilogue: Epilogue::None,
         batch_dim,
     };
-    // Forward X·Wᵀ: both along K = 784.
-    assert_eq!(
-        vec4_operands(&spec(64, 256, 784, false, true, BatchDim::M)),
-        (true, true)
-    );
-    // Input gradient dZ·W with 10 classes: A along K = 10, B along N = 256.
-    assert_eq!(
-        vec4_operands(&spec(64, 256, 10, false, false, BatchDim::M)),
-        (false, true)
-    );
-    // Weight gradient dZᵀ·X: A along M = 10 or 256, B along N = 784; K is the minibatch
-    // but contiguous in neither.
-    assert_eq!(
-        vec4_operands(&spec(10, 784, 64, true, false, BatchDim::K)),
-        (false, true)
-    );
-    assert_eq!(
-        vec4_operands(&spec(256, 784, 64, true, false, BatchDim::K)),
-        (true, true)
-    );
-    // K the minibatch and contiguous: element by element, whatever its size.
-    assert_eq!(
-        vec4_operands(&spec(64, 256, 64, false, true, BatchDim::K)),
-        (false, false)
-    );
+    // (m, n, k, trans_a, trans_b, minibatch dimension, expected (a, b))
+    let cases = [
+        // Forward X·Wᵀ: both along K = 784.
+        (64, 256, 784, false, true, BatchDim::M, (true, true)),
+        // Input gradient dZ·W with 10 classes: A along K = 10, B along N = 256.
+        (64, 256, 10, false, false, BatchDim::M, (false, true)),
+        // Weight gradient dZᵀ·X: A along M = 10 or 256, B along N = 784; K is the
+        // minibatch but contiguous in neither.
+        (10, 784, 64, true, false, BatchDim::K, (false, true)),
+        (256, 784, 64, true, false, BatchDim::K, (true, true)),
+        // K the minibatch and contiguous: element by element, whatever its size.
+        (64, 256, 64, false, true, BatchDim::K, (false, false)),
+    ];
+    for (m, n, k, ta, tb, batch_dim, want) in cases {
+        let got = vec4_operands(&spec(m, n, k, ta, tb, batch_dim));
+        assert_eq!(got, want, "{m}x{n}x{k} ta={ta} tb={tb} {batch_dim:?}");
+    }
 }
 
 #[test]
