@@ -82,6 +82,10 @@ fn arguments_that_cannot_apply_or_cannot_fit_exit_2() {
         &["train", "--data", &dir, "--hidden", "1000000000"],
         "795000000010 parameters",
     );
+    assert_usage_error(
+        &["train", "--data", "/nonexistent/mnist", "--no-download"],
+        "invalid data = /nonexistent/mnist: no such directory",
+    );
     // Full-batch MNIST's input is 188,160,000 bytes: over lavapipe's 128 MiB binding limit.
     let gpu = wgtrain::gpu::Gpu::new(&Default::default()).expect("an adapter (lavapipe)");
     let limit = gpu.limits.max_storage_buffer_binding_size;

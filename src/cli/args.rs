@@ -54,9 +54,10 @@ pub struct DeviceArgs {
     /// Use the first adapter whose name contains this (case-insensitive; `WGPU_ADAPTER_NAME` is honoured).
     #[arg(long)]
     pub adapter: Option<String>,
-    /// Matmul kernel (GPU only; default auto): auto times this adapter's candidates
-    /// (subgroup and rows on lavapipe, all four on GPUs) on each of the run's shapes and
-    /// keeps the fastest; subgroup needs an adapter with subgroups of exactly 8 (lavapipe).
+    /// Matmul kernel (GPU only; default auto): auto times this adapter's candidates on
+    /// each of the run's shapes and keeps the fastest (subgroup and rows with subgroups of
+    /// 8, as on lavapipe; rows and register on other CPU adapters; all four on GPUs);
+    /// subgroup needs an adapter with subgroups of exactly 8.
     #[arg(long, value_enum)]
     pub kernels: Option<KernelChoice>,
 }
@@ -269,7 +270,7 @@ pub struct TrainArgs {
     /// Train on a seeded subset of this many training samples (before --val-split).
     #[arg(long, value_parser = positive_usize)]
     pub train_subset: Option<usize>,
-    /// No progress bar.
+    /// No progress bar and no data summary line.
     #[arg(long)]
     pub quiet: bool,
     /// Before training, time every kernel of --profile-steps steps and print the table

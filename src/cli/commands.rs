@@ -120,6 +120,13 @@ pub fn sgd_from(h: &HyperArgs) -> SgdConfig {
 }
 
 pub fn load_data(d: &DataArgs, quiet: bool) -> Result<Mnist> {
+    if let Some(dir) = d.data.as_deref().filter(|dir| !dir.is_dir()) {
+        return Err(usage(
+            "data",
+            dir.display(),
+            "no such directory; give the directory holding the four MNIST files",
+        ));
+    }
     let mnist = data::load_or_download(d.data.as_deref(), !d.no_download, !quiet)?;
     if !quiet {
         eprintln!(

@@ -374,15 +374,33 @@ impl Gpu {
 
     /// A storage buffer of `bytes` (rounded up to 16: whole vec4s), checked against the buffer and
     /// binding limits, counted, and labelled.
+    ///
+    /// # Errors
+    /// [`Error::LimitExceeded`] when it does not fit, hinting at the batch and hidden sizes.
     pub fn storage_buffer(
         &self,
         label: &str,
         bytes: u64,
         extra: wgpu::BufferUsages,
     ) -> Result<wgpu::Buffer> {
+        self.storage_buffer_hinted(
+            label,
+            bytes,
+            extra,
+            "use a smaller --batch-size or smaller --hidden sizes",
+        )
+    }
+
+    /// [`Gpu::storage_buffer`] with the `hint` an over-limit error gives.
+    pub fn storage_buffer_hinted(
+        &self,
+        label: &str,
+        bytes: u64,
+        extra: wgpu::BufferUsages,
+        hint: &str,
+    ) -> Result<wgpu::Buffer> {
         // Whole vec4s, so that kernels reading four elements per load can cover a tail.
         let bytes = bytes.max(16).next_multiple_of(16);
-        let hint = "use a smaller --batch-size or smaller --hidden sizes";
         self.check_buffer(label, bytes, hint)?;
         self.check_binding(label, bytes, hint)?;
         Ok(self.buffer(label, bytes, wgpu::BufferUsages::STORAGE | extra))

@@ -176,11 +176,28 @@ impl<'g> GpuEngine<'g> {
         let train = upload_dataset(gpu, "train", cfg.train)?;
         let test = upload_dataset(gpu, "test", cfg.test)?;
         let pbytes = layout.len as u64 * 4;
-        let params = gpu.storage_buffer("the buffer `params` (parameters)", pbytes, usage)?;
+        // The parameter buffers depend on the layer sizes alone.
+        let params_hint = "use smaller --hidden sizes";
+        let params = gpu.storage_buffer_hinted(
+            "the buffer `params` (parameters)",
+            pbytes,
+            usage,
+            params_hint,
+        )?;
         gpu.queue
             .write_buffer(&params, 0, bytemuck::cast_slice(cfg.params));
-        let grads = gpu.storage_buffer("the buffer `grads` (gradients)", pbytes, usage)?;
-        let velocity = gpu.storage_buffer("the buffer `velocity` (momentum)", pbytes, usage)?;
+        let grads = gpu.storage_buffer_hinted(
+            "the buffer `grads` (gradients)",
+            pbytes,
+            usage,
+            params_hint,
+        )?;
+        let velocity = gpu.storage_buffer_hinted(
+            "the buffer `velocity` (momentum)",
+            pbytes,
+            usage,
+            params_hint,
+        )?;
         let order =
             gpu.storage_buffer("order", n_train as u64 * 4, wgpu::BufferUsages::COPY_DST)?;
         let val_order = gpu.storage_buffer(
