@@ -49,6 +49,12 @@ fn bad_arguments_exit_2_before_any_work() {
     assert_usage_error(&["train", "--lr=-0.1"], "--lr");
     assert_usage_error(&["train", "--lr", "inf"], "--lr");
     assert_usage_error(&["train", "--weight-decay=-1e-4"], "--weight-decay");
+    // A negative value as a separate word is the flag's value, not an unknown argument.
+    assert_usage_error(&["train", "--lr", "-1"], "must be a finite number > 0");
+    assert_usage_error(
+        &["train", "--weight-decay", "-1e-4"],
+        "must be a finite number >= 0",
+    );
     assert_usage_error(&["train", "--hidden", "0"], "--hidden");
     assert_usage_error(&["train", "--hidden", "256,0"], "--hidden");
     assert_usage_error(&["train", "--lr-schedule", "warp"], "valid: constant");

@@ -174,14 +174,14 @@ pub struct HyperArgs {
     #[arg(long, value_parser = positive_usize, default_value_t = 64)]
     pub batch_size: usize,
     /// Learning rate (the base of the schedule).
-    #[arg(long, value_parser = positive_f64, default_value_t = 0.01)]
+    #[arg(long, value_parser = positive_f64, default_value_t = 0.01, allow_hyphen_values = true)]
     pub lr: f64,
     /// L2 penalty added to the gradient, as torch.optim.SGD's weight_decay.
-    #[arg(long, value_parser = non_negative_f64, default_value_t = 1e-4)]
+    #[arg(long, value_parser = non_negative_f64, default_value_t = 1e-4, allow_hyphen_values = true)]
     pub weight_decay: f64,
-    #[arg(long, value_parser = non_negative_f64, default_value_t = 0.0)]
+    #[arg(long, value_parser = non_negative_f64, default_value_t = 0.0, allow_hyphen_values = true)]
     pub momentum: f64,
-    #[arg(long, value_parser = unit_interval, default_value_t = 0.0)]
+    #[arg(long, value_parser = unit_interval, default_value_t = 0.0, allow_hyphen_values = true)]
     pub dampening: f64,
     #[arg(long)]
     pub nesterov: bool,

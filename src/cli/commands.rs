@@ -305,8 +305,13 @@ fn run_training(
     n_train: usize,
     norm: Normalization,
 ) -> Result<()> {
+    // The GPU path launches kernels; the CPU path runs the same stages as function calls.
+    let unit = match a.device.device {
+        DeviceKind::Gpu => "dispatches",
+        DeviceKind::Cpu => "stages",
+    };
     eprintln!(
-        "model: MLP {spec} ({} parameters), {} kernels per step; {}",
+        "model: MLP {spec} ({} parameters), {} {unit} per step; {}",
         spec.layout().trainable(),
         engine.dispatches_per_step(),
         engine.describe()

@@ -422,10 +422,29 @@ fn file_sha256(path: &Path) -> Result<String, DataError> {
 }
 
 fn download_from(dir: &Path, mirrors: &[&str], show_progress: bool) -> Result<(), DataError> {
+    // The directories this call creates, innermost first: removed again (while empty) when
+    // the download fails, so a failed attempt leaves nothing behind.
+    let created: Vec<PathBuf> = dir
+        .ancestors()
+        .take_while(|p| !p.as_os_str().is_empty() && !p.exists())
+        .map(Path::to_path_buf)
+        .collect();
     fs::create_dir_all(dir).map_err(|source| DataError::Io {
         path: dir.to_path_buf(),
         source,
     })?;
+    let result = fetch_all(dir, mirrors, show_progress);
+    if result.is_err() {
+        for d in &created {
+            // Fails, harmlessly, on a directory that is not empty.
+            let _ = fs::remove_dir(d);
+        }
+    }
+    result
+}
+
+/// Fetches the four files into the existing `dir` (see [`download_from`]).
+fn fetch_all(dir: &Path, mirrors: &[&str], show_progress: bool) -> Result<(), DataError> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_connect(Some(Duration::from_secs(30)))
         .timeout_per_read(Some(Duration::from_secs(60)))
@@ -1047,6 +1066,18 @@ mod tests {
             fs::read_dir(dir.path()).unwrap().next().is_none(),
             "nothing may be written"
         );
+    }
+
+    /// A failed download removes the directories it created (the user's cache stays clean);
+    /// a directory that existed before is kept.
+    #[test]
+    fn failed_download_leaves_no_directories_behind() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("cache").join("mnist");
+        assert!(download_from(&dir, &[&dead_mirror()], false).is_err());
+        assert!(!root.path().join("cache").exists());
+        assert!(download_from(root.path(), &[&dead_mirror()], false).is_err());
+        assert!(root.path().is_dir());
     }
 
     #[test]
