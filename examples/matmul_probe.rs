@@ -35,7 +35,7 @@ fn main() -> anyhow::Result<()> {
                 epilogue: Epilogue::None,
                 batch_dim: BatchDim::None,
             };
-            if v.supports(&gpu, &spec).is_err() {
+            if v.supports(&gpu).is_err() {
                 line += &format!("  {v} n/a");
                 continue;
             }

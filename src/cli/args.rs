@@ -163,6 +163,22 @@ pub(crate) fn unit_interval(s: &str) -> Result<f64, String> {
     }
 }
 
+/// The torch.optim.SGD options that `train` and `sweep` share (sweeps search lr, weight
+/// decay and momentum, not these).
+#[derive(Args, Debug, Clone)]
+pub struct SgdVariantArgs {
+    #[arg(long, value_parser = unit_interval, default_value_t = 0.0, allow_hyphen_values = true)]
+    pub dampening: f64,
+    #[arg(long)]
+    pub nesterov: bool,
+    /// SGDW: decay the weights by lr * weight_decay directly instead of adding it to the gradient.
+    #[arg(long)]
+    pub decoupled_weight_decay: bool,
+    /// Exclude biases from weight decay (PyTorch's default decays every parameter).
+    #[arg(long)]
+    pub no_decay_bias: bool,
+}
+
 /// Model and optimiser hyperparameters.
 #[derive(Args, Debug, Clone)]
 pub struct HyperArgs {
@@ -181,16 +197,8 @@ pub struct HyperArgs {
     pub weight_decay: f64,
     #[arg(long, value_parser = non_negative_f64, default_value_t = 0.0, allow_hyphen_values = true)]
     pub momentum: f64,
-    #[arg(long, value_parser = unit_interval, default_value_t = 0.0, allow_hyphen_values = true)]
-    pub dampening: f64,
-    #[arg(long)]
-    pub nesterov: bool,
-    /// SGDW: decay the weights by lr * weight_decay directly instead of adding it to the gradient.
-    #[arg(long)]
-    pub decoupled_weight_decay: bool,
-    /// Exclude biases from weight decay (PyTorch's default decays every parameter).
-    #[arg(long)]
-    pub no_decay_bias: bool,
+    #[command(flatten)]
+    pub sgd: SgdVariantArgs,
     /// Seed of the initialisation, the shuffles and the validation split.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,

@@ -112,10 +112,10 @@ pub fn sgd_from(h: &HyperArgs) -> SgdConfig {
     SgdConfig {
         weight_decay: h.weight_decay,
         momentum: h.momentum,
-        dampening: h.dampening,
-        nesterov: h.nesterov,
-        decoupled_weight_decay: h.decoupled_weight_decay,
-        decay_bias: !h.no_decay_bias,
+        dampening: h.sgd.dampening,
+        nesterov: h.sgd.nesterov,
+        decoupled_weight_decay: h.sgd.decoupled_weight_decay,
+        decay_bias: !h.sgd.no_decay_bias,
     }
 }
 

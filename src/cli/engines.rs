@@ -1,5 +1,6 @@
 //! One place that turns the device flags into a training engine: the CPU engine, or a GPU
-//! engine on a device opened once (matmul timings per shape are cached with its kernels). `train`, `profile`, `lr-find` and `sweep` all build their engines here.
+//! engine on a device opened once (matmul timings per shape are cached with its kernels).
+//! `train`, `profile`, `lr-find` and `sweep` all build their engines here.
 
 use anyhow::Result;
 

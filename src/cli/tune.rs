@@ -23,8 +23,8 @@ use wgtrain::tune::sweep::{
 use wgtrain::tune::{self, EpochMetrics, plot};
 
 use super::args::{
-    DataArgs, DeviceArgs, HiddenSizes, HyperArgs, ScheduleArgs, hidden_sizes, non_negative_f64,
-    positive_f64, positive_usize, unit_interval,
+    DataArgs, DeviceArgs, HiddenSizes, HyperArgs, ScheduleArgs, SgdVariantArgs, hidden_sizes,
+    non_negative_f64, positive_f64, positive_usize, unit_interval,
 };
 use super::commands::{load_data, normalization, schedule_from, sgd_from, usage};
 use super::engines::{EngineSpec, Engines};
@@ -286,16 +286,8 @@ pub struct SweepArgs {
     /// Completed trials needed at an epoch before pruning there.
     #[arg(long, value_parser = positive_usize, default_value_t = 3)]
     pub prune_min_trials: usize,
-    #[arg(long, value_parser = unit_interval, default_value_t = 0.0)]
-    pub dampening: f64,
-    #[arg(long)]
-    pub nesterov: bool,
-    /// SGDW: decay the weights by lr * weight_decay directly.
-    #[arg(long)]
-    pub decoupled_weight_decay: bool,
-    /// Exclude biases from weight decay.
-    #[arg(long)]
-    pub no_decay_bias: bool,
+    #[command(flatten)]
+    pub sgd: SgdVariantArgs,
     /// Seeds the search, every trial's initialisation and shuffles, the validation split
     /// and --train-subset (one seed for all trials: they differ only in hyperparameters).
     #[arg(long, default_value_t = 1)]
@@ -326,10 +318,7 @@ impl SweepArgs {
             lr: t.lr,
             weight_decay: t.weight_decay,
             momentum: t.momentum,
-            dampening: self.dampening,
-            nesterov: self.nesterov,
-            decoupled_weight_decay: self.decoupled_weight_decay,
-            no_decay_bias: self.no_decay_bias,
+            sgd: self.sgd.clone(),
             seed: self.seed,
             schedule: self.schedule.clone(),
         }

@@ -1,7 +1,7 @@
 //! Kernel selection per shape: times the adapter's candidate matmul variants on each
-//! matmul shape a run launches and keeps the fastest for that shape. A CPU adapter (lavapipe) and a GPU want
-//! different kernels, and so do a 64x256x784 product and a 64x10x256 one. Results are
-//! cached in [`Kernels`] for the life of the device, so engines built later in the same run
+//! matmul shape a run launches and keeps the fastest for that shape. A CPU adapter
+//! (lavapipe) and a GPU want different kernels, and so do a 64x256x784 product and a
+//! 64x10x256 one. Results are cached in [`Kernels`] for the life of the device, so engines built later in the same run
 //! (sweeps, evaluation) do not time again.
 
 use std::collections::HashMap;
@@ -52,9 +52,9 @@ pub enum MatmulChoice {
     /// Time the adapter's candidates ([`MatmulVariant::candidates`]) on each shape at
     /// start-up and keep the fastest (`--kernels auto`).
     Auto,
-    /// The same variant everywhere it can run ([`MatmulVariant::supports`]); where it
-    /// cannot (only [`MatmulVariant::Subgroup`], on adapters without subgroups of 8), the
-    /// adapter's first candidate that can ([`MatmulVariant::candidates`]).
+    /// The same variant for every shape. On a device it does not run on (only
+    /// [`MatmulVariant::Subgroup`], without subgroups of 8: [`MatmulVariant::supports`]),
+    /// the adapter's first candidate that does ([`MatmulVariant::candidates`]).
     Fixed(MatmulVariant),
 }
 
@@ -71,20 +71,19 @@ impl MatmulChoice {
     /// Device errors while timing, or a shape over the adapter's limits.
     pub fn resolve(self, gpu: &Gpu, kernels: &Kernels, spec: &MatmulSpec) -> Result<MatmulVariant> {
         match self {
-            MatmulChoice::Fixed(v) if v.supports(gpu, spec).is_ok() => Ok(v),
+            MatmulChoice::Fixed(v) if v.supports(gpu).is_ok() => Ok(v),
             MatmulChoice::Fixed(_) => Ok(MatmulVariant::candidates(gpu)
                 .iter()
                 .copied()
-                .find(|c| c.supports(gpu, spec).is_ok())
+                .find(|c| c.supports(gpu).is_ok())
                 .unwrap_or(MatmulVariant::Register)),
             MatmulChoice::Auto => Ok(rank_variants(gpu, kernels, spec)?[0].variant),
         }
     }
 }
 
-/// Times each of this adapter's [`MatmulVariant::candidates`] that can run `spec`
-/// ([`MatmulVariant::supports`]) on its shape, M
-/// capped at 256 and K at 1024 (one warm-up, then the best of three runs; a variant already
+/// Times each of this adapter's [`MatmulVariant::candidates`] that runs on it
+/// ([`MatmulVariant::supports`]) on `spec`'s shape, M capped at 256 and K at 1024 (one warm-up, then the best of three runs; a variant already
 /// 3x slower than the best after one run is not run again) and returns them fastest first.
 /// Cached per device.
 ///
@@ -115,7 +114,7 @@ pub fn rank_variants(
     let probe = Probe::new(gpu, spec)?;
     let mut out: Vec<VariantTiming> = Vec::new();
     for &variant in MatmulVariant::candidates(gpu) {
-        if variant.supports(gpu, &probe.spec).is_err() {
+        if variant.supports(gpu).is_err() {
             continue;
         }
         let best_so_far = out.iter().map(|t| t.ms).fold(f64::INFINITY, f64::min);
@@ -135,7 +134,7 @@ pub fn rank_variants(
 /// 1024), whether or not it is one of the adapter's candidates; not cached.
 ///
 /// # Errors
-/// Device errors; [`crate::Error::InvalidConfig`] when the variant cannot take the shape.
+/// Device errors; [`crate::Error::InvalidConfig`] when the variant does not run on `gpu`.
 pub fn time_variant(
     gpu: &Gpu,
     kernels: &Kernels,

@@ -122,6 +122,11 @@ fn name_filter(opts: &GpuOptions) -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
+/// `"llvmpipe (LLVM 15.0.6, 256 bits)" (Cpu, Vulkan)`: an adapter as error hints name it.
+fn adapter_label(i: &wgpu::AdapterInfo) -> String {
+    format!("\"{}\" ({:?}, {:?})", i.name, i.device_type, i.backend)
+}
+
 /// `vulkan, metal, dx12` rather than the bitflags' debug form.
 pub fn backend_names(b: wgpu::Backends) -> String {
     let names = [
@@ -214,10 +219,7 @@ impl Gpu {
         });
         let all_names: Vec<String> = adapters
             .iter()
-            .map(|a| {
-                let i = a.get_info();
-                format!("\"{}\" ({:?}, {:?})", i.name, i.device_type, i.backend)
-            })
+            .map(|a| adapter_label(&a.get_info()))
             .collect();
         let filter = name_filter(opts);
         let chosen = match &filter {
@@ -234,12 +236,7 @@ impl Gpu {
                 // Nothing on the backends searched: say what the other backends have.
                 list_adapters(Some(wgpu::Backends::all()))
                     .iter()
-                    .map(|a| {
-                        format!(
-                            "\"{}\" ({:?}, {:?})",
-                            a.info.name, a.info.device_type, a.info.backend
-                        )
-                    })
+                    .map(|a| adapter_label(&a.info))
                     .collect()
             } else {
                 Vec::new()

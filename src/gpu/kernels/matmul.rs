@@ -45,7 +45,7 @@ pub enum MatmulVariant {
     Rows,
     /// One subgroup of 8 per workgroup computing 16×32 outputs from vec4 loads, the rows of
     /// A shared by `subgroupBroadcast`: for CPU adapters with subgroups of 8 (lavapipe),
-    /// where every load costs a loop over the lanes. Only for the shapes and devices
+    /// where every load costs a loop over the lanes. Only on the devices
     /// [`MatmulVariant::supports`] accepts.
     Subgroup,
 }
@@ -82,9 +82,9 @@ impl MatmulVariant {
 
     /// Whether this variant can run on `gpu`; the reason when it cannot. Only
     /// [`MatmulVariant::Subgroup`] has a condition: the device runs subgroups of exactly
-    /// [`SUBGROUP_SIZE`] ([`subgroup_device_support`]). It takes every shape; how fast
-    /// depends on [`vec4_operands`]. `spec` is taken so that shape conditions can come back.
-    pub fn supports(self, gpu: &Gpu, _spec: &MatmulSpec) -> std::result::Result<(), String> {
+    /// [`SUBGROUP_SIZE`] ([`subgroup_device_support`]). Every variant takes every shape;
+    /// how fast the subgroup kernel runs one depends on [`vec4_operands`].
+    pub fn supports(self, gpu: &Gpu) -> std::result::Result<(), String> {
         if self != MatmulVariant::Subgroup {
             return Ok(());
         }
@@ -108,18 +108,11 @@ impl MatmulVariant {
         }
     }
 
-    /// The variant an adapter of this type most likely runs fastest: the subgroup kernel on
-    /// adapters with subgroups of 8 (lavapipe), rows on other CPU adapters, tiled on GPUs.
-    /// As a [`crate::gpu::autotune::MatmulChoice::Fixed`] choice, shapes the subgroup
-    /// kernel cannot take run the rows kernel.
+    /// The variant an adapter of this type most likely runs fastest, the first of its
+    /// [`MatmulVariant::candidates`]: the subgroup kernel on adapters with subgroups of 8
+    /// (lavapipe), rows on other CPU adapters, tiled on GPUs.
     pub fn default_for(gpu: &Gpu) -> MatmulVariant {
-        if gpu.has_subgroups_of(SUBGROUP_SIZE) {
-            MatmulVariant::Subgroup
-        } else if gpu.is_cpu_adapter() {
-            MatmulVariant::Rows
-        } else {
-            MatmulVariant::Tiled
-        }
+        MatmulVariant::candidates(gpu)[0]
     }
 }
 
@@ -249,6 +242,21 @@ pub(crate) fn layout_entries() -> Vec<wgpu::BindGroupLayoutEntry> {
     ]
 }
 
+/// The binding of operand `v` (`len` elements): whole vec4s for `matmul_subgroup`, which
+/// declares A, B and C as vec4 arrays.
+fn operand<'a>(
+    v: &View<'a>,
+    variant: MatmulVariant,
+    what: &str,
+    len: usize,
+) -> Result<wgpu::BindingResource<'a>> {
+    if variant == MatmulVariant::Subgroup {
+        v.vec4_binding(what, len)
+    } else {
+        Ok(v.binding())
+    }
+}
+
 fn check_len(what: &str, view: &View<'_>, needed: usize) -> Result<()> {
     if view.len < needed {
         return Err(Error::InvalidConfig {
@@ -267,7 +275,7 @@ fn check_len(what: &str, view: &View<'_>, needed: usize) -> Result<()> {
 /// # Errors
 /// [`Error::LimitExceeded`] when the grid or a binding is over the adapter's limits;
 /// [`Error::InvalidConfig`] when an operand is shorter than the shape needs, or `variant`
-/// cannot run this shape on this device ([`MatmulVariant::supports`]).
+/// does not run on this device ([`MatmulVariant::supports`]).
 #[allow(clippy::too_many_arguments)]
 pub fn dispatch(
     gpu: &Gpu,
@@ -287,7 +295,7 @@ pub fn dispatch(
         !spec.trans_c || spec.epilogue == Epilogue::None,
         "a transposed C takes no epilogue"
     );
-    if let Err(reason) = variant.supports(gpu, &spec) {
+    if let Err(reason) = variant.supports(gpu) {
         return Err(Error::InvalidConfig {
             name: "matmul kernel",
             value: format!("{variant} for M={m} N={n} K={k}"),
@@ -320,19 +328,6 @@ pub fn dispatch(
         }
         _ => dummy,
     };
-    // matmul_subgroup declares A, B and C as vec4 arrays: bound as whole vec4s.
-    fn operand<'a>(
-        v: &View<'a>,
-        variant: MatmulVariant,
-        what: &str,
-        len: usize,
-    ) -> Result<wgpu::BindingResource<'a>> {
-        if variant == MatmulVariant::Subgroup {
-            v.vec4_binding(what, len)
-        } else {
-            Ok(v.binding())
-        }
-    }
     let params = MatmulParams {
         m: m as u32,
         n: n as u32,
@@ -384,8 +379,8 @@ pub fn dispatch(
     })
 }
 
-/// [`dispatch`] with the variant given by `choice`: fixed (with a fallback where the fixed
-/// variant cannot take the shape, see [`MatmulChoice::Fixed`]), or the fastest measured on
+/// [`dispatch`] with the variant given by `choice`: fixed (with a fallback on devices the
+/// fixed variant does not run on, see [`MatmulChoice::Fixed`]), or the fastest measured on
 /// this shape (see [`crate::gpu::autotune`]).
 ///
 /// # Errors

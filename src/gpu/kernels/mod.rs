@@ -37,7 +37,8 @@ pub const SOURCES: [(&str, &str); 7] = [
 ];
 
 /// Per-step values shared by every kernel of a training step, mirrored by `struct Step`
-/// in `shaders/step.wgsl` (prepended to every kernel module). Stored `STEP_STRIDE` bytes apart in one buffer written once per epoch.
+/// in `shaders/step.wgsl` (prepended to every kernel module). Stored `STEP_STRIDE` bytes
+/// apart in one buffer written once per epoch.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct StepRecord {
