@@ -1,5 +1,7 @@
 //! Times every matmul variant on the MNIST training shapes (forward, weight gradient,
-//! input gradient) and prints GFLOP/s: `cargo run --release --example matmul_probe`.
+//! input gradient) and at 1024³ and prints GFLOP/s:
+//! `cargo run --release --example matmul_probe [BATCH] [--large]`; `--large` adds 4096³, the
+//! size GPU SGEMM results are usually quoted at (seconds per variant on a software adapter).
 
 use wgtrain::gpu::kernels::matmul::{self, BatchDim, Epilogue, MatmulSpec, MatmulVariant};
 use wgtrain::gpu::kernels::{self, StepRecord};
@@ -9,7 +11,12 @@ fn main() -> anyhow::Result<()> {
     let gpu = Gpu::new(&GpuOptions::default())?;
     let k = Kernels::new(&gpu)?;
     println!("{}", gpu.describe());
-    let batch: usize = std::env::args().nth(1).map_or(Ok(64), |s| s.parse())?;
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let large = args.iter().any(|a| a == "--large");
+    let batch: usize = args
+        .iter()
+        .find(|a| !a.starts_with("--"))
+        .map_or(Ok(64), |s| s.parse())?;
     // (name, m, n, k, trans_a, trans_b, trans_c)
     let shapes = [
         ("forward X·Wᵀ", batch, 256, 784, false, true, false),
@@ -17,8 +24,12 @@ fn main() -> anyhow::Result<()> {
         ("weight grad (Xᵀ·dZ)ᵀ", 784, 256, batch, true, false, true),
         ("input grad dZ·W", batch, 256, 10, false, false, false),
         ("square 1024", 1024, 1024, 1024, false, false, false),
+        ("square 4096", 4096, 4096, 4096, false, false, false),
     ];
     for (name, m, n, kk, ta, tb, tc) in shapes {
+        if m == 4096 && !large {
+            continue;
+        }
         let a = GpuTensor::upload(&gpu, "a", &vec![0.5; m * kk], &[m * kk])?;
         let b = GpuTensor::upload(&gpu, "b", &vec![0.25; kk * n], &[kk * n])?;
         let c = GpuTensor::upload(&gpu, "c", &vec![0.0; m * n], &[m * n])?;
