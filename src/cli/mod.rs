@@ -1,5 +1,7 @@
-//! Argument parsing (clap) and the subcommands. Bad arguments exit with code 2 and a
-//! one-line error before any work; failures during a run exit with code 1.
+//! Argument parsing (clap) and the subcommands. One exit-code rule: bad arguments and bad
+//! input files (a dataset, a checkpoint, a metrics file, `MNIST_DIR`), all found before the
+//! work starts, exit with code 2 and a one-line error; failures during the work (a GPU
+//! error, a diverged run, a failed write or download) exit with code 1.
 
 mod args;
 mod bench;
@@ -18,9 +20,9 @@ pub fn run() -> i32 {
     match commands::dispatch(cli) {
         Ok(()) => 0,
         Err(e) => {
-            let usage = e
-                .downcast_ref::<wgtrain::Error>()
-                .is_some_and(is_usage_error);
+            let usage = e.downcast_ref::<BadInput>().is_some()
+                || e.downcast_ref::<wgtrain::Error>()
+                    .is_some_and(is_usage_error);
             eprintln!("error: {e:#}");
             if usage { 2 } else { 1 }
         }
@@ -42,4 +44,16 @@ fn is_usage_error(e: &wgtrain::Error) -> bool {
         } => !filter.is_empty() || *explicit_backend,
         _ => false,
     }
+}
+
+/// A bad input file (or input directory) found before the work starts: a dataset that is
+/// missing, incomplete or malformed, an unreadable or malformed checkpoint or metrics file.
+/// Exits with code 2, like a bad argument; the message is the inner error's.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub(crate) struct BadInput(#[from] pub wgtrain::Error);
+
+/// Marks an error from reading an input the user named as [`BadInput`] (exit code 2).
+pub(crate) fn bad_input(e: impl Into<wgtrain::Error>) -> anyhow::Error {
+    BadInput(e.into()).into()
 }
