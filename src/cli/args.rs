@@ -382,3 +382,68 @@ pub struct DownloadArgs {
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// Every flag and positional of `cmd` and of its subcommands, as (command path, argument).
+    fn arguments(cmd: &clap::Command, path: &str, out: &mut Vec<(String, clap::Arg)>) {
+        for a in cmd.get_arguments() {
+            out.push((path.to_owned(), a.clone()));
+        }
+        for sub in cmd.get_subcommands() {
+            arguments(sub, &format!("{path} {}", sub.get_name()), out);
+        }
+    }
+
+    /// Regression (issue 10, item 14): `--epochs`, `--batch-size`, `--momentum`,
+    /// `--dampening`, `--nesterov`, `--eta-min`, `--warmup-start-factor`, `--pct-start`,
+    /// `--plateau-cooldown` and `--min-lr` had no help text. Every argument of every
+    /// subcommand now says what it does.
+    #[test]
+    fn every_flag_of_every_subcommand_has_a_help_text() {
+        let mut cmd = Cli::command();
+        cmd.build();
+        let mut args = Vec::new();
+        arguments(&cmd, "wgtrain", &mut args);
+        assert!(args.len() > 100, "only {} arguments found", args.len());
+        let missing: Vec<String> = args
+            .iter()
+            .filter(|(_, a)| a.get_help().is_none_or(|h| h.to_string().trim().is_empty()))
+            .map(|(path, a)| format!("{path} {}", a.get_id()))
+            .collect();
+        assert!(missing.is_empty(), "arguments without help: {missing:?}");
+    }
+
+    /// The flags with a PyTorch counterpart name it, and those with a unit state it.
+    #[test]
+    fn flag_help_names_the_pytorch_counterpart_and_the_unit() {
+        let cmd = Cli::command();
+        let train = cmd.find_subcommand("train").expect("train");
+        let cases = [
+            ("epochs", "full passes over the training set"),
+            ("batch_size", "DataLoader batch_size"),
+            ("momentum", "torch.optim.SGD momentum"),
+            ("dampening", "torch.optim.SGD dampening"),
+            ("nesterov", "torch.optim.SGD nesterov=True"),
+            ("eta_min", "CosineAnnealingLR eta_min"),
+            ("warmup_start_factor", "LinearLR start_factor"),
+            ("pct_start", "OneCycleLR pct_start"),
+            ("plateau_cooldown", "ReduceLROnPlateau cooldown: epochs"),
+            ("min_lr", "ReduceLROnPlateau min_lr"),
+            ("step_size", "StepLR step_size: epochs"),
+            ("t_max", "T_max in epochs"),
+        ];
+        for (id, want) in cases {
+            let arg = train
+                .get_arguments()
+                .find(|a| a.get_id() == id)
+                .unwrap_or_else(|| panic!("train has no {id}"));
+            let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+            assert!(help.contains(want), "--{id}: {help:?} lacks {want:?}");
+        }
+    }
+}

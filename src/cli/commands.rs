@@ -132,8 +132,11 @@ pub fn schedule_from(h: &HyperArgs, steps_per_epoch: usize) -> Result<LrSchedule
         ScheduleKind::MultiStep => {
             let m = s.milestones.as_deref().unwrap_or("");
             Schedule::MultiStep {
-                milestones: wgtrain::schedule::parse_milestones(m)
-                    .map_err(|e| usage("milestones", m, e))?,
+                milestones: wgtrain::schedule::parse_milestones(m).map_err(|e| {
+                    // The parser's message repeats the value; say it once.
+                    let prefix = format!("invalid milestones '{m}': ");
+                    usage("milestones", m, e.strip_prefix(&prefix).unwrap_or(&e))
+                })?,
                 gamma,
             }
         }
@@ -470,7 +473,8 @@ fn run_training(
 }
 
 fn eval_command(a: EvalArgs) -> Result<()> {
-    let ck = checkpoint::load(&a.model).map_err(bad_input)?;
+    let ck = checkpoint::load(&a.model)
+        .map_err(|e| bad_input(e).context("reading the model (--model)"))?;
     let mnist = load_data(&a.data, false)?;
     if ck.spec.inputs() != mnist.test.features() {
         return Err(usage(

@@ -563,10 +563,12 @@ pub fn plot_command(a: PlotArgs) -> Result<()> {
     check_outputs([(Some(a.out.as_path()), OutputKind::Dir)])?;
     // The input is read before anything is drawn: a missing or malformed file exits 2.
     let written = if a.input.is_dir() {
-        let trials = read_trials(&a.input.join("trials.json")).map_err(bad_input)?;
+        let trials = read_trials(&a.input.join("trials.json"))
+            .map_err(|e| bad_input(e).context("reading the sweep's trials"))?;
         plot::sweep_plots(&trials, a.top, &a.out)?
     } else {
-        let metrics = tune::read_metrics(&a.input).map_err(bad_input)?;
+        let metrics = tune::read_metrics(&a.input)
+            .map_err(|e| bad_input(e).context("reading the metrics file"))?;
         let title = a.input.file_name().map_or("learning curves".into(), |n| {
             n.to_string_lossy().into_owned()
         });
