@@ -604,7 +604,8 @@ fn schedule_options_with_their_schedule_take_effect() {
     let want = [0.01, 0.005, 0.0025];
     assert_eq!(lrs.len(), 3, "{lrs:?}");
     for (got, want) in lrs.iter().zip(want) {
-        assert!((got - want).abs() <= 1e-12, "{lrs:?}");
+        // The metrics record the learning rate the f32 kernels used.
+        assert!((got - want).abs() <= 1e-6 * want, "{lrs:?}");
     }
 }
 
@@ -627,8 +628,11 @@ fn sweep_quiet_prints_one_line_per_trial() {
         assert!(l.starts_with(&format!("trial {i} ({}/2): ", i + 1)), "{l}");
         assert!(l.contains(": complete: val acc "), "{l}");
     }
+    let indented = ["  epoch", "  complete", "  pruned", "  diverged"];
     assert!(
-        !stdout.lines().any(|l| l.starts_with("  ")),
+        !stdout
+            .lines()
+            .any(|l| indented.iter().any(|p| l.starts_with(p))),
         "no per-epoch or outcome lines under --quiet: {stdout}"
     );
 }
