@@ -232,11 +232,23 @@ mod tests {
         let cases: [(PathBuf, OutputKind, &str); 9] = [
             (d.join("no/m.jsonl"), OutputKind::File, "does not exist"),
             (d.to_path_buf(), OutputKind::File, "is a directory"),
-            (PathBuf::from("/wgtrain-out.jsonl"), OutputKind::File, "filesystem root"),
-            (d.join("file/m.jsonl"), OutputKind::File, "is not a directory"),
+            (
+                PathBuf::from("/wgtrain-out.jsonl"),
+                OutputKind::File,
+                "filesystem root",
+            ),
+            (
+                d.join("file/m.jsonl"),
+                OutputKind::File,
+                "is not a directory",
+            ),
             (d.join("no/plots"), OutputKind::Dir, "does not exist"),
             (d.join("a/b/c"), OutputKind::Dir, "does not exist"),
-            (PathBuf::from("/wgtrain-plots"), OutputKind::Dir, "filesystem root"),
+            (
+                PathBuf::from("/wgtrain-plots"),
+                OutputKind::Dir,
+                "filesystem root",
+            ),
             (PathBuf::from("/"), OutputKind::Dir, "filesystem root"),
             (d.join("file"), OutputKind::Dir, "is not a directory"),
         ];
@@ -256,6 +268,10 @@ mod tests {
         check_output(&d.join("plots"), OutputKind::Dir).unwrap();
         check_output(d, OutputKind::Dir).unwrap();
         assert!(!d.join("plots").exists());
-        assert_eq!(std::fs::read_dir(d).unwrap().count(), 1, "probe files removed");
+        assert_eq!(
+            std::fs::read_dir(d).unwrap().count(),
+            1,
+            "probe files removed"
+        );
     }
 }

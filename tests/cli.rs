@@ -488,8 +488,15 @@ fn one_exit_code_rule_for_bad_arguments_bad_inputs_and_failures() {
         let o = wgtrain_env(&args, &env);
         let err = stderr(&o);
         assert_eq!(o.status.code(), Some(*code), "{env:?} {args:?}: {err}");
-        assert!(err.contains(needle), "{args:?}: stderr lacks {needle:?}: {err}");
-        assert_eq!(error_lines(&err), 1, "{args:?}: expected one error line: {err}");
+        assert!(
+            err.contains(needle),
+            "{args:?}: stderr lacks {needle:?}: {err}"
+        );
+        assert_eq!(
+            error_lines(&err),
+            1,
+            "{args:?}: expected one error line: {err}"
+        );
     }
     assert!(!t.join("plots").exists(), "a refused plot wrote nothing");
 }
@@ -525,8 +532,14 @@ fn every_output_flag_follows_one_path_rule_before_any_work() {
     ];
     for (cmd, flag, is_file) in flags {
         let mut cases = vec![
-            (missing("out"), "does not exist (parent directories are never created)"),
-            (root.to_owned(), "refusing to write into the filesystem root"),
+            (
+                missing("out"),
+                "does not exist (parent directories are never created)",
+            ),
+            (
+                root.to_owned(),
+                "refusing to write into the filesystem root",
+            ),
         ];
         if is_file {
             cases.push((dir.clone(), "is a directory, not a regular file"));
@@ -540,12 +553,18 @@ fn every_output_flag_follows_one_path_rule_before_any_work() {
             let o = wgtrain(&args);
             let err = stderr(&o);
             assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
-            assert!(err.contains(needle), "{args:?}: stderr lacks {needle:?}: {err}");
+            assert!(
+                err.contains(needle),
+                "{args:?}: stderr lacks {needle:?}: {err}"
+            );
             assert!(
                 err.contains(&format!("cannot write {path}")),
                 "{args:?}: the error names the path: {err}"
             );
-            assert!(!err.contains("adapter:"), "{args:?}: the adapter was opened: {err}");
+            assert!(
+                !err.contains("adapter:"),
+                "{args:?}: the adapter was opened: {err}"
+            );
             assert_eq!(error_lines(&err), 1, "{args:?}: {err}");
         }
     }
@@ -561,15 +580,42 @@ fn options_that_would_do_nothing_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().to_str().unwrap();
     let cases: [(&[&str], &str); 9] = [
-        (&["train", "--gamma", "0.5"], "invalid gamma = 0.5: applies to --lr-schedule step or multistep or exponential only, and this run's schedule is constant"),
-        (&["train", "--step-size", "1"], "invalid step-size = 1: applies to --lr-schedule step only"),
-        (&["train", "--milestones", "5,3"], "invalid milestones = 5,3: applies to --lr-schedule multistep only"),
-        (&["train", "--lr-schedule", "multistep", "--milestones", "5,3"], "3 does not follow 5"),
-        (&["train", "--lr-schedule", "step", "--eta-min", "0.001"], "invalid eta-min = 0.001: applies to --lr-schedule cosine only, and this run's schedule is step"),
-        (&["train", "--warmup-start-factor", "0.5"], "give --warmup-epochs N too"),
-        (&["profile", "--epochs", "3"], "invalid epochs = 3: applies to train only"),
-        (&["profile", "--lr-schedule", "cosine"], "invalid lr-schedule = cosine: applies to train only"),
-        (&["profile", "--warmup-epochs", "2"], "invalid warmup-epochs = 2: applies to train only"),
+        (
+            &["train", "--gamma", "0.5"],
+            "invalid gamma = 0.5: applies to --lr-schedule step or multistep or exponential only, and this run's schedule is constant",
+        ),
+        (
+            &["train", "--step-size", "1"],
+            "invalid step-size = 1: applies to --lr-schedule step only",
+        ),
+        (
+            &["train", "--milestones", "5,3"],
+            "invalid milestones = 5,3: applies to --lr-schedule multistep only",
+        ),
+        (
+            &["train", "--lr-schedule", "multistep", "--milestones", "5,3"],
+            "3 does not follow 5",
+        ),
+        (
+            &["train", "--lr-schedule", "step", "--eta-min", "0.001"],
+            "invalid eta-min = 0.001: applies to --lr-schedule cosine only, and this run's schedule is step",
+        ),
+        (
+            &["train", "--warmup-start-factor", "0.5"],
+            "give --warmup-epochs N too",
+        ),
+        (
+            &["profile", "--epochs", "3"],
+            "invalid epochs = 3: applies to train only",
+        ),
+        (
+            &["profile", "--lr-schedule", "cosine"],
+            "invalid lr-schedule = cosine: applies to train only",
+        ),
+        (
+            &["profile", "--warmup-epochs", "2"],
+            "invalid warmup-epochs = 2: applies to train only",
+        ),
     ];
     for (args, needle) in cases {
         let mut args = args.to_vec();
@@ -586,9 +632,30 @@ fn schedule_options_with_their_schedule_take_effect() {
     let tmp = tempfile::tempdir().unwrap();
     let metrics = tmp.path().join("m.jsonl");
     let o = wgtrain(&[
-        "train", "--device", "cpu", "--data", &mnist_dir(), "--quiet", "--train-subset", "500",
-        "--hidden", "8", "--epochs", "3", "--lr", "0.01", "--lr-schedule", "step", "--gamma",
-        "0.5", "--step-size", "1", "--momentum", "1", "--metrics", metrics.to_str().unwrap(),
+        "train",
+        "--device",
+        "cpu",
+        "--data",
+        &mnist_dir(),
+        "--quiet",
+        "--train-subset",
+        "500",
+        "--hidden",
+        "8",
+        "--epochs",
+        "3",
+        "--lr",
+        "0.01",
+        "--lr-schedule",
+        "step",
+        "--gamma",
+        "0.5",
+        "--step-size",
+        "1",
+        "--momentum",
+        "1",
+        "--metrics",
+        metrics.to_str().unwrap(),
     ]);
     let err = stderr(&o);
     assert!(o.status.success(), "{err}");
@@ -599,7 +666,11 @@ fn schedule_options_with_their_schedule_take_effect() {
     let lrs: Vec<f64> = std::fs::read_to_string(&metrics)
         .unwrap()
         .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["lr"].as_f64().unwrap())
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["lr"]
+                .as_f64()
+                .unwrap()
+        })
         .collect();
     let want = [0.01, 0.005, 0.0025];
     assert_eq!(lrs.len(), 3, "{lrs:?}");
@@ -616,8 +687,23 @@ fn sweep_quiet_prints_one_line_per_trial() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("sweep");
     let o = wgtrain(&[
-        "sweep", "--device", "cpu", "--data", &mnist_dir(), "--quiet", "--train-subset", "600",
-        "--search", "grid", "--lr", "0.01,0.1", "--hidden", "8", "--epochs", "1", "--out",
+        "sweep",
+        "--device",
+        "cpu",
+        "--data",
+        &mnist_dir(),
+        "--quiet",
+        "--train-subset",
+        "600",
+        "--search",
+        "grid",
+        "--lr",
+        "0.01,0.1",
+        "--hidden",
+        "8",
+        "--epochs",
+        "1",
+        "--out",
         out.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", stderr(&o));

@@ -21,8 +21,8 @@ use super::args::{
     Cli, Command, DataArgs, DeviceArgs, DeviceKind, DevicesArgs, EvalArgs, HyperArgs, KernelChoice,
     TrainArgs,
 };
-use super::engines::{EngineSpec, Engines};
 use super::bad_input;
+use super::engines::{EngineSpec, Engines};
 
 pub fn dispatch(cli: Cli) -> Result<()> {
     match cli.command {
@@ -51,13 +51,14 @@ pub fn dispatch(cli: Cli) -> Result<()> {
 /// never created) and is not `/`, and a file output is not a directory.
 ///
 /// # Errors
-/// [`wgtrain::Error::Output`] for the first bad path (exit 2).
+/// [`wgtrain::Error::Output`] for the first bad path, marked as [`super::BadInput`]
+/// (exit 2).
 pub(crate) fn check_outputs<'a>(
     outputs: impl IntoIterator<Item = (Option<&'a std::path::Path>, OutputKind)>,
 ) -> Result<()> {
     for (path, kind) in outputs {
         if let Some(p) = path {
-            wgtrain::output::check_output(p, kind)?;
+            wgtrain::output::check_output(p, kind).map_err(bad_input)?;
         }
     }
     Ok(())

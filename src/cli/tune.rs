@@ -28,9 +28,7 @@ use super::args::{
     non_negative_f64, positive_f64, positive_usize, unit_interval,
 };
 use super::bad_input;
-use super::commands::{
-    check_outputs, load_data, normalization, schedule_from, sgd_from, usage,
-};
+use super::commands::{check_outputs, load_data, normalization, schedule_from, sgd_from, usage};
 use super::engines::{EngineSpec, Engines};
 
 /// Replaces the training set by a seeded subset of `n` samples (`--train-subset`), the

@@ -1128,7 +1128,10 @@ mod tests {
         assert_eq!(lines.join(" "), title, "no character is lost");
         // A short title stays on one line; one word wider than the limit keeps its own line.
         assert_eq!(wrap_title("MLP 784-10", 1160, &measure), ["MLP 784-10"]);
-        assert_eq!(wrap_title("abc, def", 1, &|s: &str| s.len() as u32), ["abc,", "def"]);
+        assert_eq!(
+            wrap_title("abc, def", 1, &|s: &str| s.len() as u32),
+            ["abc,", "def"]
+        );
         // The figure draws with the wrapped title.
         let dir = tempfile::tempdir().unwrap();
         let metrics = [EpochMetrics {
