@@ -459,8 +459,10 @@ fn one_exit_code_rule_for_bad_arguments_bad_inputs_and_failures() {
             .map(|s| s.to_string())
             .collect::<Vec<_>>()
     };
+    /// argv, extra environment, expected exit code, a fragment of the error line.
+    type Case<'a> = (Vec<String>, Vec<(&'a str, String)>, i32, &'a str);
     #[rustfmt::skip]
-    let cases: Vec<(Vec<String>, Vec<(&str, String)>, i32, &str)> = vec![
+    let cases: Vec<Case> = vec![
         // Bad arguments.
         (with(&["train", "--batch-size", "0"], &[]), vec![], 2, "--batch-size"),
         (with(&["train", "--gamma", "0.5", "--step-size", "1"], &[]), vec![], 2, "applies to --lr-schedule"),
