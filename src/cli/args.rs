@@ -341,7 +341,8 @@ pub struct TrainArgs {
     /// Save the weights of the epoch with the best validation loss (needs --val-split).
     #[arg(long, value_name = "FILE.safetensors")]
     pub save_best: Option<PathBuf>,
-    /// Write learning curves (learning_curves.png and .svg) to this directory after training.
+    /// Write learning curves (learning_curves.png and .svg) to this directory after training
+    /// (created if missing; its parent must exist).
     #[arg(long, value_name = "DIR")]
     pub plot: Option<PathBuf>,
     /// Train on a seeded subset of this many training samples (before --val-split).
@@ -378,7 +379,8 @@ pub struct DownloadArgs {
     /// Dataset name (only mnist).
     #[arg(value_parser = ["mnist"])]
     pub dataset: String,
-    /// Destination directory (default: the user cache directory).
+    /// Destination directory (default: the user cache directory; a given one is created if
+    /// missing, and its parent must exist).
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
 }

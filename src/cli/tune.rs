@@ -108,7 +108,8 @@ pub struct LrFindArgs {
     /// Use a seeded subset of this many training samples.
     #[arg(long, value_parser = positive_usize)]
     pub train_subset: Option<usize>,
-    /// Directory for lr_find.png, lr_find.svg, lr_find.csv and lr_find.json.
+    /// Directory for lr_find.png, lr_find.svg, lr_find.csv and lr_find.json (created if
+    /// missing; its parent must exist).
     #[arg(long, value_name = "DIR", default_value = "lr-find")]
     pub out: PathBuf,
     /// No progress bar.
@@ -302,7 +303,8 @@ pub struct SweepArgs {
     pub seed: u64,
     #[command(flatten)]
     pub schedule: ScheduleArgs,
-    /// Directory for trials.json, trials.csv, leaderboard.csv, best.json and the plots.
+    /// Directory for trials.json, trials.csv, leaderboard.csv, best.json and the plots
+    /// (created if missing; its parent must exist).
     #[arg(long, value_name = "DIR", default_value = "sweep")]
     pub out: PathBuf,
     /// Trials whose curves are drawn in sweep_top_trials.png.
@@ -548,7 +550,7 @@ pub fn sweep_command(a: SweepArgs) -> Result<()> {
 pub struct PlotArgs {
     /// A `wgtrain train --metrics` file (JSON Lines), or a `wgtrain sweep --out` directory.
     pub input: PathBuf,
-    /// Directory for the PNG and SVG files.
+    /// Directory for the PNG and SVG files (created if missing; its parent must exist).
     #[arg(long, value_name = "DIR", default_value = "plots")]
     pub out: PathBuf,
     /// For a sweep: trials whose curves are drawn.
