@@ -32,46 +32,125 @@ fn probe(dir: &Path, what: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Checks that `path` can be written as a file: its directory exists and is writable, and
-/// whatever is already at `path` is a regular file (never a device, directory or symlink,
-/// which an atomic rename would replace).
+/// What an output path names: one file, or a directory that receives several files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputKind {
+    /// One file (`--metrics`, `--save`, `--save-best`, `--trace`).
+    File,
+    /// A directory that receives several files (`--plot`, `--out`, `download --dir`); only
+    /// its last component may be missing, and it is created when the files are written.
+    Dir,
+}
+
+/// True when `dir` is the filesystem root (`/`), after resolving `.`, `..` and symlinks.
+fn is_root(dir: &Path) -> bool {
+    std::fs::canonicalize(dir).is_ok_and(|c| c.parent().is_none())
+}
+
+/// Checks the directory that will receive a new entry (a file, a temporary file or a new
+/// directory): it exists, is a directory, is not the filesystem root, and is writable.
+fn check_receiving_dir(dir: &Path, what: &Path) -> Result<()> {
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => {
+            return Err(refuse(
+                what,
+                format!("{} is not a directory", dir.display()),
+            ));
+        }
+        Err(_) => {
+            return Err(refuse(
+                what,
+                format!(
+                    "the directory {} does not exist (parent directories are never created); \
+                     create it first or choose another path",
+                    dir.display()
+                ),
+            ));
+        }
+    }
+    if is_root(dir) {
+        return Err(refuse(
+            what,
+            "refusing to write into the filesystem root /; choose a path inside a directory",
+        ));
+    }
+    probe(dir, what)
+}
+
+/// The one rule for every output path, checked before a command does any work (before the
+/// adapter, the data and autotuning), so a bad path fails in the first second:
+/// - the directory that receives the new file or directory must already exist (parents are
+///   never created) and must not be the filesystem root `/`, and a probe file must be
+///   creatable in it;
+/// - a [`OutputKind::File`] path must not be a directory, and whatever is already there must
+///   be a regular file (never a device or symlink, which an atomic rename would replace);
+/// - a [`OutputKind::Dir`] path, if it exists, must be a directory (its files are written
+///   into it, so it must not be `/` either).
+///
+/// Nothing is created or changed.
+///
+/// # Errors
+/// [`Error::Output`] naming the path and the reason (the CLI exits with code 2).
+pub fn check_output(path: &Path, kind: OutputKind) -> Result<()> {
+    let existing = std::fs::symlink_metadata(path).ok();
+    match kind {
+        OutputKind::File => {
+            if path.file_name().is_none() {
+                return Err(refuse(path, "not a file name"));
+            }
+            match existing {
+                Some(m) if m.is_dir() => {
+                    return Err(refuse(
+                        path,
+                        "is a directory, not a regular file; give a file path inside it",
+                    ));
+                }
+                Some(m) if !m.file_type().is_file() => {
+                    return Err(refuse(
+                        path,
+                        "exists and is not a regular file; refusing to replace it",
+                    ));
+                }
+                _ => {}
+            }
+            check_receiving_dir(parent_of(path), path)
+        }
+        OutputKind::Dir => match std::fs::metadata(path) {
+            Ok(m) if m.is_dir() => check_receiving_dir(path, path),
+            Ok(_) => Err(refuse(
+                path,
+                "exists and is not a directory; give a directory for the output files",
+            )),
+            Err(_) if existing.is_some() => Err(refuse(
+                path,
+                "is a broken symlink; give a directory for the output files",
+            )),
+            Err(_) if path.file_name().is_none() => Err(refuse(path, "not a directory name")),
+            Err(_) => check_receiving_dir(parent_of(path), path),
+        },
+    }
+}
+
+/// Checks that `path` can be written as a file: [`check_output`] with [`OutputKind::File`].
 ///
 /// # Errors
 /// [`Error::Output`] naming the path and the reason.
 pub fn ensure_writable_file(path: &Path) -> Result<()> {
-    if path.file_name().is_none() {
-        return Err(refuse(path, "not a file name"));
-    }
-    if let Ok(meta) = std::fs::symlink_metadata(path) {
-        if !meta.file_type().is_file() {
-            return Err(refuse(
-                path,
-                "exists and is not a regular file; refusing to replace it",
-            ));
-        }
-    }
-    let dir = parent_of(path);
-    match std::fs::metadata(dir) {
-        Ok(m) if m.is_dir() => probe(dir, path),
-        Ok(_) => Err(refuse(
-            path,
-            format!("{} is not a directory", dir.display()),
-        )),
-        Err(_) => Err(refuse(
-            path,
-            format!("the directory {} does not exist", dir.display()),
-        )),
-    }
+    check_output(path, OutputKind::File)
 }
 
-/// Creates `dir` (and its parents) if needed and checks that files can be written in it.
+/// Checks `dir` with [`check_output`] ([`OutputKind::Dir`]), then creates it if it is
+/// missing (its last component only: parents are never created).
 ///
 /// # Errors
 /// [`Error::Output`] naming the directory and the reason.
 pub fn ensure_writable_dir(dir: &Path) -> Result<PathBuf> {
-    std::fs::create_dir_all(dir)
-        .map_err(|e| refuse(dir, format!("cannot create the directory: {e}")))?;
-    probe(dir, dir)?;
+    check_output(dir, OutputKind::Dir)?;
+    if !dir.is_dir() {
+        std::fs::create_dir(dir)
+            .map_err(|e| refuse(dir, format!("cannot create the directory: {e}")))?;
+    }
     Ok(dir.to_path_buf())
 }
 
@@ -114,7 +193,7 @@ mod tests {
             .to_string();
         assert!(e.contains("does not exist"), "{e}");
         let e = ensure_writable_file(dir.path()).unwrap_err().to_string();
-        assert!(e.contains("not a regular file"), "{e}");
+        assert!(e.contains("is a directory, not a regular file"), "{e}");
         let target = dir.path().join("real");
         std::fs::write(&target, b"keep").unwrap();
         let link = dir.path().join("link");
@@ -138,7 +217,61 @@ mod tests {
         write_atomically(&p, b"two").unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), b"two");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
-        let out = ensure_writable_dir(&dir.path().join("a/b")).unwrap();
+        let out = ensure_writable_dir(&dir.path().join("a")).unwrap();
         assert!(out.is_dir());
+    }
+
+    /// Regression (issue 10, item 8): `--plot` into a missing directory created it, parents
+    /// and all, even at the filesystem root, while `--save` refused; `--metrics` onto a
+    /// directory failed only after the run. One rule now, for files and directories alike.
+    #[test]
+    fn one_output_path_rule_refuses_missing_parents_directories_and_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join("file"), b"x").unwrap();
+        let cases: [(PathBuf, OutputKind, &str); 9] = [
+            (d.join("no/m.jsonl"), OutputKind::File, "does not exist"),
+            (d.to_path_buf(), OutputKind::File, "is a directory"),
+            (
+                PathBuf::from("/wgtrain-out.jsonl"),
+                OutputKind::File,
+                "filesystem root",
+            ),
+            (
+                d.join("file/m.jsonl"),
+                OutputKind::File,
+                "is not a directory",
+            ),
+            (d.join("no/plots"), OutputKind::Dir, "does not exist"),
+            (d.join("a/b/c"), OutputKind::Dir, "does not exist"),
+            (
+                PathBuf::from("/wgtrain-plots"),
+                OutputKind::Dir,
+                "filesystem root",
+            ),
+            (PathBuf::from("/"), OutputKind::Dir, "filesystem root"),
+            (d.join("file"), OutputKind::Dir, "is not a directory"),
+        ];
+        for (path, kind, needle) in cases {
+            let e = check_output(&path, kind).unwrap_err();
+            assert!(matches!(e, Error::Output { .. }), "{path:?}: {e:?}");
+            let e = e.to_string();
+            assert!(e.contains(needle), "{path:?} {kind:?}: {e}");
+        }
+        // Nothing was created by the checks, not even at the root.
+        assert!(!Path::new("/wgtrain-plots").exists());
+        assert!(!d.join("no").exists() && !d.join("a").exists());
+        // What the rule accepts: a new file or directory in an existing directory, an
+        // existing directory, an existing regular file (replaced when written).
+        check_output(&d.join("m.jsonl"), OutputKind::File).unwrap();
+        check_output(&d.join("file"), OutputKind::File).unwrap();
+        check_output(&d.join("plots"), OutputKind::Dir).unwrap();
+        check_output(d, OutputKind::Dir).unwrap();
+        assert!(!d.join("plots").exists());
+        assert_eq!(
+            std::fs::read_dir(d).unwrap().count(),
+            1,
+            "probe files removed"
+        );
     }
 }

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use wgtrain::schedule::ScheduleKind;
 
 /// Train neural networks with WGSL compute shaders on any GPU (wgpu), or on the CPU.
 #[derive(Parser, Debug)]
@@ -167,8 +168,12 @@ pub(crate) fn unit_interval(s: &str) -> Result<f64, String> {
 /// decay and momentum, not these).
 #[derive(Args, Debug, Clone)]
 pub struct SgdVariantArgs {
+    /// Momentum dampening, in [0, 1) (torch.optim.SGD dampening: v = momentum * v +
+    /// (1 - dampening) * g).
     #[arg(long, value_parser = unit_interval, default_value_t = 0.0, allow_hyphen_values = true)]
     pub dampening: f64,
+    /// Nesterov momentum (torch.optim.SGD nesterov=True; needs --momentum > 0 and
+    /// --dampening 0).
     #[arg(long)]
     pub nesterov: bool,
     /// SGDW: decay the weights by lr * weight_decay directly instead of adding it to the gradient.
@@ -179,22 +184,31 @@ pub struct SgdVariantArgs {
     pub no_decay_bias: bool,
 }
 
+/// Default of `--epochs`.
+pub const DEFAULT_EPOCHS: usize = 10;
+
 /// Model and optimiser hyperparameters.
 #[derive(Args, Debug, Clone)]
 pub struct HyperArgs {
     /// Hidden layer sizes, comma-separated (e.g. 512,256; "none" for logistic regression).
     #[arg(long, value_parser = hidden_sizes, default_value = "256")]
     pub hidden: HiddenSizes,
-    #[arg(long, value_parser = positive_usize, default_value_t = 10)]
-    pub epochs: usize,
+    /// Epochs: full passes over the training set (default 10; the PyTorch MNIST example's
+    /// --epochs).
+    #[arg(long, value_parser = positive_usize)]
+    pub epochs: Option<usize>,
+    /// Samples per minibatch (DataLoader batch_size; the last minibatch of an epoch may be
+    /// smaller, as drop_last=False).
     #[arg(long, value_parser = positive_usize, default_value_t = 64)]
     pub batch_size: usize,
-    /// Learning rate (the base of the schedule).
+    /// Learning rate (torch.optim.SGD lr; the base of the schedule).
     #[arg(long, value_parser = positive_f64, default_value_t = 0.01, allow_hyphen_values = true)]
     pub lr: f64,
     /// L2 penalty added to the gradient, as torch.optim.SGD's weight_decay.
     #[arg(long, value_parser = non_negative_f64, default_value_t = 1e-4, allow_hyphen_values = true)]
     pub weight_decay: f64,
+    /// Momentum factor (torch.optim.SGD momentum: v = momentum * v + g; 0: plain SGD).
+    /// Values >= 1 are allowed, as in PyTorch, but make the velocity grow without bound.
     #[arg(long, value_parser = non_negative_f64, default_value_t = 0.0, allow_hyphen_values = true)]
     pub momentum: f64,
     #[command(flatten)]
@@ -206,46 +220,101 @@ pub struct HyperArgs {
     pub schedule: ScheduleArgs,
 }
 
-/// Learning-rate schedule flags (PyTorch lr_scheduler semantics).
-#[derive(Args, Debug, Clone)]
+impl HyperArgs {
+    /// `--epochs`, or its default.
+    pub fn epochs(&self) -> usize {
+        self.epochs.unwrap_or(DEFAULT_EPOCHS)
+    }
+}
+
+/// Learning-rate schedule flags (PyTorch lr_scheduler semantics). Each option is `None`
+/// when not given, so that an option of another schedule is refused instead of ignored.
+#[derive(Args, Debug, Clone, Default)]
 pub struct ScheduleArgs {
-    /// constant, step, multistep, exponential, cosine, onecycle or plateau.
-    #[arg(long, default_value = "constant")]
-    pub lr_schedule: String,
-    /// StepLR: epochs between decays.
-    #[arg(long, default_value_t = 30)]
-    pub step_size: usize,
-    /// Decay factor of step, multistep and exponential.
-    #[arg(long, default_value_t = 0.1)]
-    pub gamma: f64,
-    /// MultiStepLR milestones, comma-separated epochs.
-    #[arg(long, default_value = "")]
-    pub milestones: String,
-    /// CosineAnnealingLR T_max in epochs (default: the epochs after warmup).
+    /// Learning-rate schedule: constant, step, multistep, exponential, cosine, onecycle or
+    /// plateau (default constant).
     #[arg(long)]
+    pub lr_schedule: Option<String>,
+    /// StepLR step_size: epochs between two decays by --gamma (default 30).
+    #[arg(long, value_parser = positive_usize)]
+    pub step_size: Option<usize>,
+    /// Decay factor gamma of step (StepLR), multistep (MultiStepLR) and exponential
+    /// (ExponentialLR, applied every epoch) (default 0.1).
+    #[arg(long)]
+    pub gamma: Option<f64>,
+    /// MultiStepLR milestones: comma-separated, strictly increasing epoch indices at which
+    /// the learning rate is multiplied by --gamma (e.g. 30,60,90).
+    #[arg(long)]
+    pub milestones: Option<String>,
+    /// CosineAnnealingLR T_max in epochs (default: the epochs after warmup).
+    #[arg(long, value_parser = positive_usize)]
     pub t_max: Option<usize>,
-    #[arg(long, default_value_t = 0.0)]
-    pub eta_min: f64,
-    /// Linear warmup epochs before the schedule (LinearLR chained by SequentialLR).
+    /// CosineAnnealingLR eta_min: the lowest learning rate, reached after T_max epochs
+    /// (default 0).
+    #[arg(long)]
+    pub eta_min: Option<f64>,
+    /// Epochs of linear warmup before the schedule (LinearLR chained by SequentialLR;
+    /// default 0: none).
     #[arg(long, default_value_t = 0)]
     pub warmup_epochs: usize,
-    #[arg(long, default_value_t = 1.0 / 3.0)]
-    pub warmup_start_factor: f64,
-    /// OneCycleLR max_lr (default: --lr).
+    /// LinearLR start_factor: the first warmup epoch trains at --lr times this, rising
+    /// linearly to --lr (default 1/3; needs --warmup-epochs).
+    #[arg(long)]
+    pub warmup_start_factor: Option<f64>,
+    /// OneCycleLR max_lr: the peak learning rate (default: --lr).
     #[arg(long)]
     pub max_lr: Option<f64>,
-    #[arg(long, default_value_t = 0.3)]
-    pub pct_start: f64,
-    /// ReduceLROnPlateau factor.
-    #[arg(long, default_value_t = 0.1)]
-    pub plateau_factor: f64,
-    /// ReduceLROnPlateau patience in epochs.
-    #[arg(long, default_value_t = 10)]
-    pub plateau_patience: usize,
-    #[arg(long, default_value_t = 0)]
-    pub plateau_cooldown: usize,
-    #[arg(long, default_value_t = 0.0)]
-    pub min_lr: f64,
+    /// OneCycleLR pct_start: the fraction of all steps spent raising the learning rate to
+    /// --max-lr (default 0.3).
+    #[arg(long)]
+    pub pct_start: Option<f64>,
+    /// ReduceLROnPlateau factor: the learning rate is multiplied by this on a plateau
+    /// (default 0.1).
+    #[arg(long)]
+    pub plateau_factor: Option<f64>,
+    /// ReduceLROnPlateau patience: epochs without improvement of the validation loss (the
+    /// training loss without --val-split) before a reduction (default 10).
+    #[arg(long)]
+    pub plateau_patience: Option<usize>,
+    /// ReduceLROnPlateau cooldown: epochs after a reduction before bad epochs count again
+    /// (default 0).
+    #[arg(long)]
+    pub plateau_cooldown: Option<usize>,
+    /// ReduceLROnPlateau min_lr: the learning rate is never reduced below this (default 0).
+    #[arg(long)]
+    pub min_lr: Option<f64>,
+}
+
+impl ScheduleArgs {
+    /// The schedule options given on the command line, each with its flag name, its value
+    /// and the schedules it applies to (empty: it needs --warmup-epochs instead).
+    pub fn given(&self) -> Vec<(&'static str, String, &'static [ScheduleKind])> {
+        use ScheduleKind::*;
+        fn opt<T: ToString>(
+            flag: &'static str,
+            v: &Option<T>,
+            kinds: &'static [ScheduleKind],
+        ) -> Option<(&'static str, String, &'static [ScheduleKind])> {
+            v.as_ref().map(|v| (flag, v.to_string(), kinds))
+        }
+        [
+            opt("step-size", &self.step_size, &[Step]),
+            opt("gamma", &self.gamma, &[Step, MultiStep, Exponential]),
+            opt("milestones", &self.milestones, &[MultiStep]),
+            opt("t-max", &self.t_max, &[Cosine]),
+            opt("eta-min", &self.eta_min, &[Cosine]),
+            opt("warmup-start-factor", &self.warmup_start_factor, &[]),
+            opt("max-lr", &self.max_lr, &[OneCycle]),
+            opt("pct-start", &self.pct_start, &[OneCycle]),
+            opt("plateau-factor", &self.plateau_factor, &[Plateau]),
+            opt("plateau-patience", &self.plateau_patience, &[Plateau]),
+            opt("plateau-cooldown", &self.plateau_cooldown, &[Plateau]),
+            opt("min-lr", &self.min_lr, &[Plateau]),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
 }
 
 #[derive(Args, Debug, Clone)]
@@ -272,7 +341,8 @@ pub struct TrainArgs {
     /// Save the weights of the epoch with the best validation loss (needs --val-split).
     #[arg(long, value_name = "FILE.safetensors")]
     pub save_best: Option<PathBuf>,
-    /// Write learning curves (learning_curves.png and .svg) to this directory after training.
+    /// Write learning curves (learning_curves.png and .svg) to this directory after training
+    /// (created if missing; its parent must exist).
     #[arg(long, value_name = "DIR")]
     pub plot: Option<PathBuf>,
     /// Train on a seeded subset of this many training samples (before --val-split).
@@ -299,6 +369,7 @@ pub struct EvalArgs {
     pub device: DeviceArgs,
     #[command(flatten)]
     pub data: DataArgs,
+    /// Test samples per evaluation minibatch (only speed and memory depend on it).
     #[arg(long, value_parser = positive_usize, default_value_t = 1000)]
     pub batch_size: usize,
 }
@@ -308,7 +379,73 @@ pub struct DownloadArgs {
     /// Dataset name (only mnist).
     #[arg(value_parser = ["mnist"])]
     pub dataset: String,
-    /// Destination directory (default: the user cache directory).
+    /// Destination directory (default: the user cache directory; a given one is created if
+    /// missing, and its parent must exist).
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// Every flag and positional of `cmd` and of its subcommands, as (command path, argument).
+    fn arguments(cmd: &clap::Command, path: &str, out: &mut Vec<(String, clap::Arg)>) {
+        for a in cmd.get_arguments() {
+            out.push((path.to_owned(), a.clone()));
+        }
+        for sub in cmd.get_subcommands() {
+            arguments(sub, &format!("{path} {}", sub.get_name()), out);
+        }
+    }
+
+    /// Regression (issue 10, item 14): `--epochs`, `--batch-size`, `--momentum`,
+    /// `--dampening`, `--nesterov`, `--eta-min`, `--warmup-start-factor`, `--pct-start`,
+    /// `--plateau-cooldown` and `--min-lr` had no help text. Every argument of every
+    /// subcommand now says what it does.
+    #[test]
+    fn every_flag_of_every_subcommand_has_a_help_text() {
+        let mut cmd = Cli::command();
+        cmd.build();
+        let mut args = Vec::new();
+        arguments(&cmd, "wgtrain", &mut args);
+        assert!(args.len() > 100, "only {} arguments found", args.len());
+        let missing: Vec<String> = args
+            .iter()
+            .filter(|(_, a)| a.get_help().is_none_or(|h| h.to_string().trim().is_empty()))
+            .map(|(path, a)| format!("{path} {}", a.get_id()))
+            .collect();
+        assert!(missing.is_empty(), "arguments without help: {missing:?}");
+    }
+
+    /// The flags with a PyTorch counterpart name it, and those with a unit state it.
+    #[test]
+    fn flag_help_names_the_pytorch_counterpart_and_the_unit() {
+        let cmd = Cli::command();
+        let train = cmd.find_subcommand("train").expect("train");
+        let cases = [
+            ("epochs", "full passes over the training set"),
+            ("batch_size", "DataLoader batch_size"),
+            ("momentum", "torch.optim.SGD momentum"),
+            ("dampening", "torch.optim.SGD dampening"),
+            ("nesterov", "torch.optim.SGD nesterov=True"),
+            ("eta_min", "CosineAnnealingLR eta_min"),
+            ("warmup_start_factor", "LinearLR start_factor"),
+            ("pct_start", "OneCycleLR pct_start"),
+            ("plateau_cooldown", "ReduceLROnPlateau cooldown: epochs"),
+            ("min_lr", "ReduceLROnPlateau min_lr"),
+            ("step_size", "StepLR step_size: epochs"),
+            ("t_max", "T_max in epochs"),
+        ];
+        for (id, want) in cases {
+            let arg = train
+                .get_arguments()
+                .find(|a| a.get_id() == id)
+                .unwrap_or_else(|| panic!("train has no {id}"));
+            let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+            assert!(help.contains(want), "--{id}: {help:?} lacks {want:?}");
+        }
+    }
 }

@@ -13,6 +13,7 @@ use wgtrain::gpu::kernels::matmul;
 use wgtrain::gpu::{self, Gpu, GpuOptions, MatmulVariant};
 use wgtrain::model::{MlpSpec, Normalization};
 use wgtrain::optim::SgdConfig;
+use wgtrain::output::OutputKind;
 use wgtrain::schedule::{LrSchedule, PlateauConfig, Schedule, ScheduleKind};
 use wgtrain::train::{self, TrainConfig, Trainer};
 
@@ -20,6 +21,7 @@ use super::args::{
     Cli, Command, DataArgs, DeviceArgs, DeviceKind, DevicesArgs, EvalArgs, HyperArgs, KernelChoice,
     TrainArgs,
 };
+use super::bad_input;
 use super::engines::{EngineSpec, Engines};
 
 pub fn dispatch(cli: Cli) -> Result<()> {
@@ -33,12 +35,33 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Command::Sweep(a) => super::tune::sweep_command(a),
         Command::Plot(a) => super::tune::plot_command(a),
         Command::Download(a) => {
+            if let Some(dir) = &a.dir {
+                check_outputs([(Some(dir.as_path()), OutputKind::Dir)])?;
+            }
             let dir = a.dir.unwrap_or_else(data::cache_dir);
             data::download(&dir, true)?;
             eprintln!("MNIST is in {} (checksums verified)", dir.display());
             Ok(())
         }
     }
+}
+
+/// Checks every output path of a command with the one rule
+/// ([`wgtrain::output::check_output`]) before any work: its directory exists (parents are
+/// never created) and is not `/`, and a file output is not a directory.
+///
+/// # Errors
+/// [`wgtrain::Error::Output`] for the first bad path, marked as [`super::BadInput`]
+/// (exit 2).
+pub(crate) fn check_outputs<'a>(
+    outputs: impl IntoIterator<Item = (Option<&'a std::path::Path>, OutputKind)>,
+) -> Result<()> {
+    for (path, kind) in outputs {
+        if let Some(p) = path {
+            wgtrain::output::check_output(p, kind).map_err(bad_input)?;
+        }
+    }
+    Ok(())
 }
 
 pub(crate) fn usage(
@@ -55,55 +78,91 @@ pub(crate) fn usage(
 }
 
 /// The learning-rate schedule the flags describe.
+///
+/// # Errors
+/// A usage error (exit 2) for an unknown schedule, a schedule option that the chosen
+/// schedule does not read (`--gamma` with the constant schedule: it would do nothing),
+/// `--warmup-start-factor` without `--warmup-epochs`, or values the schedule refuses.
 pub fn schedule_from(h: &HyperArgs, steps_per_epoch: usize) -> Result<LrSchedule> {
     let s = &h.schedule;
-    let kind: ScheduleKind = s
-        .lr_schedule
+    let epochs = h.epochs();
+    let name = s.lr_schedule.as_deref().unwrap_or("constant");
+    let kind: ScheduleKind = name
         .parse()
-        .map_err(|e: wgtrain::schedule::ScheduleError| usage("lr schedule", &s.lr_schedule, e))?;
-    if s.warmup_epochs >= h.epochs && s.warmup_epochs > 0 {
+        .map_err(|e: wgtrain::schedule::ScheduleError| usage("lr schedule", name, e))?;
+    // Regression (issue 10, item 11): `--gamma 0.5 --step-size 1` with the constant
+    // schedule was accepted and did nothing.
+    for (flag, value, kinds) in s.given() {
+        if kinds.is_empty() && s.warmup_epochs == 0 {
+            return Err(usage(
+                flag,
+                value,
+                "applies to the warmup only: give --warmup-epochs N too, or drop it",
+            ));
+        }
+        if !kinds.is_empty() && !kinds.contains(&kind) {
+            let names: Vec<&str> = kinds.iter().map(|k| k.name()).collect();
+            return Err(usage(
+                flag,
+                value,
+                format!(
+                    "applies to --lr-schedule {} only, and this run's schedule is {}, where it \
+                     would do nothing; drop it or choose that schedule",
+                    names.join(" or "),
+                    kind.name()
+                ),
+            ));
+        }
+    }
+    if s.warmup_epochs >= epochs && s.warmup_epochs > 0 {
         return Err(usage(
             "warmup-epochs",
             s.warmup_epochs,
-            format!(
-                "must be fewer than the epochs ({}), or the schedule never starts",
-                h.epochs
-            ),
+            format!("must be fewer than the epochs ({epochs}), or the schedule never starts"),
         ));
     }
-    let after_warmup = h.epochs.saturating_sub(s.warmup_epochs).max(1);
+    let after_warmup = epochs.saturating_sub(s.warmup_epochs).max(1);
+    let gamma = s.gamma.unwrap_or(0.1);
+    let plateau = PlateauConfig::default();
     let schedule = match kind {
         ScheduleKind::Constant => Schedule::Constant,
         ScheduleKind::Step => Schedule::Step {
-            step_size: s.step_size,
-            gamma: s.gamma,
+            step_size: s.step_size.unwrap_or(30),
+            gamma,
         },
-        ScheduleKind::MultiStep => Schedule::MultiStep {
-            milestones: wgtrain::schedule::parse_milestones(&s.milestones)
-                .map_err(|e| usage("milestones", &s.milestones, e))?,
-            gamma: s.gamma,
-        },
-        ScheduleKind::Exponential => Schedule::Exponential { gamma: s.gamma },
+        ScheduleKind::MultiStep => {
+            let m = s.milestones.as_deref().unwrap_or("");
+            Schedule::MultiStep {
+                milestones: wgtrain::schedule::parse_milestones(m).map_err(|e| {
+                    // The parser's message repeats the value; say it once.
+                    let prefix = format!("invalid milestones '{m}': ");
+                    usage("milestones", m, e.strip_prefix(&prefix).unwrap_or(&e))
+                })?,
+                gamma,
+            }
+        }
+        ScheduleKind::Exponential => Schedule::Exponential { gamma },
         ScheduleKind::Cosine => Schedule::Cosine {
             t_max: s.t_max.unwrap_or(after_warmup),
-            eta_min: s.eta_min,
+            eta_min: s.eta_min.unwrap_or(0.0),
         },
         ScheduleKind::OneCycle => {
-            let mut sch = Schedule::one_cycle(s.max_lr.unwrap_or(h.lr), h.epochs * steps_per_epoch);
-            if let Schedule::OneCycle { pct_start, .. } = &mut sch {
-                *pct_start = s.pct_start;
+            let mut sch = Schedule::one_cycle(s.max_lr.unwrap_or(h.lr), epochs * steps_per_epoch);
+            if let (Schedule::OneCycle { pct_start, .. }, Some(p)) = (&mut sch, s.pct_start) {
+                *pct_start = p;
             }
             sch
         }
         ScheduleKind::Plateau => Schedule::Plateau(PlateauConfig {
-            factor: s.plateau_factor,
-            patience: s.plateau_patience,
-            cooldown: s.plateau_cooldown,
-            min_lr: s.min_lr,
-            ..PlateauConfig::default()
+            factor: s.plateau_factor.unwrap_or(plateau.factor),
+            patience: s.plateau_patience.unwrap_or(plateau.patience),
+            cooldown: s.plateau_cooldown.unwrap_or(plateau.cooldown),
+            min_lr: s.min_lr.unwrap_or(plateau.min_lr),
+            ..plateau
         }),
     };
-    let lr = LrSchedule::new(h.lr, schedule).with_warmup(s.warmup_epochs, s.warmup_start_factor);
+    let lr = LrSchedule::new(h.lr, schedule)
+        .with_warmup(s.warmup_epochs, s.warmup_start_factor.unwrap_or(1.0 / 3.0));
     lr.validate().map_err(|e| usage("lr schedule", &lr, e))?;
     Ok(lr)
 }
@@ -127,7 +186,19 @@ pub fn load_data(d: &DataArgs, quiet: bool) -> Result<Mnist> {
             "no such directory; give the directory holding the four MNIST files",
         ));
     }
-    let mnist = data::load_or_download(d.data.as_deref(), !d.no_download, !quiet)?;
+    // Finding and reading the files checks the user's input (exit 2 when it is bad); a
+    // download is work (exit 1 when it fails).
+    let dir = match data::locate(d.data.as_deref()) {
+        Ok(dir) => dir,
+        Err(data::DataError::NotFound { .. }) if !d.no_download && d.data.is_none() => {
+            let dir = data::cache_dir();
+            data::download(&dir, !quiet)?;
+            eprintln!("MNIST downloaded to {}", dir.display());
+            dir
+        }
+        Err(e) => return Err(bad_input(e)),
+    };
+    let mnist = data::load_dir(&dir).map_err(bad_input)?;
     if !quiet {
         eprintln!(
             "data: {} ({} train, {} test, {}x{} inputs, {} classes)",
@@ -222,12 +293,13 @@ fn train_command(a: TrainArgs) -> Result<()> {
         ));
     }
     // Flags that need no data, and output paths, are checked before loading anything.
-    for p in [&a.save, &a.save_best].into_iter().flatten() {
-        wgtrain::output::ensure_writable_file(p)?;
-    }
-    if let Some(dir) = &a.plot {
-        wgtrain::output::ensure_writable_dir(dir)?;
-    }
+    check_outputs([
+        (a.metrics.as_deref(), OutputKind::File),
+        (a.save.as_deref(), OutputKind::File),
+        (a.save_best.as_deref(), OutputKind::File),
+        (a.plot.as_deref(), OutputKind::Dir),
+    ])?;
+    warn_momentum(h.momentum);
     super::profile::check_train_flags(a.device.device, a.profile)?;
     schedule_from(h, 1)?;
     let sgd = sgd_from(h);
@@ -261,7 +333,7 @@ fn train_command(a: TrainArgs) -> Result<()> {
     }
     let steps_per_epoch = n_train.div_ceil(h.batch_size);
     let cfg = TrainConfig {
-        epochs: h.epochs,
+        epochs: h.epochs(),
         batch_size: h.batch_size,
         schedule: schedule_from(h, steps_per_epoch)?,
         sgd: sgd.clone(),
@@ -334,6 +406,7 @@ fn run_training(
         None => None,
     };
     let epochs = cfg.epochs;
+    let cfg_momentum = cfg.sgd.momentum;
     let title = format!(
         "MLP {spec}, lr {}, batch {}, weight decay {}",
         cfg.schedule, cfg.batch_size, cfg.sgd.weight_decay
@@ -357,7 +430,7 @@ fn run_training(
         bar.set_message(format!("{}/{}", epoch + 1, epochs));
         let result = trainer.run_epoch(epoch, &mut |done| bar.set_position(done as u64));
         bar.finish_and_clear();
-        let report = result?;
+        let report = result.map_err(|e| explain_divergence(e, cfg_momentum))?;
         println!("{report}");
         history.push(wgtrain::tune::EpochMetrics::from_report(&report, true));
         if let Some(f) = &mut metrics {
@@ -401,15 +474,21 @@ fn run_training(
 }
 
 fn eval_command(a: EvalArgs) -> Result<()> {
-    let ck = checkpoint::load(&a.model)?;
+    let ck = checkpoint::load(&a.model)
+        .map_err(|e| bad_input(e).context("reading the model (--model)"))?;
     let mnist = load_data(&a.data, false)?;
     if ck.spec.inputs() != mnist.test.features() {
-        anyhow::bail!(
-            "{} expects {} inputs but the test images have {}",
+        return Err(usage(
+            "model",
             a.model.display(),
-            ck.spec.inputs(),
-            mnist.test.features()
-        );
+            format!(
+                "expects {} inputs but the test images have {} ({}x{}); give the data it was trained on",
+                ck.spec.inputs(),
+                mnist.test.features(),
+                mnist.test.rows,
+                mnist.test.cols
+            ),
+        ));
     }
     let max_label = mnist.test.labels.iter().max().map_or(0, |&l| l as usize);
     if max_label >= ck.spec.classes() {
@@ -458,6 +537,36 @@ fn eval_command(a: EvalArgs) -> Result<()> {
         100.0 * eval.accuracy
     );
     Ok(())
+}
+
+/// Warns when `--momentum` is 1 or more: PyTorch allows it, but the velocity then never
+/// decays (v = momentum * v + g grows without bound), so training usually diverges.
+pub(crate) fn warn_momentum(momentum: f64) {
+    if momentum >= 1.0 {
+        eprintln!(
+            "warning: --momentum {momentum} is >= 1: the velocity never decays and training \
+             usually diverges; use a momentum below 1 (e.g. 0.9)"
+        );
+    }
+}
+
+/// Names momentum >= 1 as the likely cause when the loss became non-finite, instead of
+/// only advising a lower learning rate; other errors pass unchanged.
+pub(crate) fn explain_divergence(e: wgtrain::Error, momentum: f64) -> anyhow::Error {
+    match e {
+        wgtrain::Error::NonFiniteLoss {
+            epoch,
+            step,
+            last_finite,
+        } if momentum >= 1.0 => anyhow::anyhow!(
+            "the training loss became non-finite at epoch {epoch}, step {step} (last finite \
+             minibatch loss: {last_finite}); the run was stopped. The likely cause is \
+             --momentum {momentum}: at 1 or more the velocity never decays \
+             (v = momentum * v + g). Use a momentum below 1 (e.g. 0.9), then lower the \
+             learning rate (--lr) if it still diverges."
+        ),
+        e => e.into(),
+    }
 }
 
 fn devices_command(d: DevicesArgs) -> Result<()> {

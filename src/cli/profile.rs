@@ -12,10 +12,11 @@ use wgtrain::gpu::Gpu;
 use wgtrain::gpu::engine::GpuEngine;
 use wgtrain::gpu::profiler::{Profile, ProfileOptions, Profiler, TimingMode};
 use wgtrain::model::MlpSpec;
+use wgtrain::output::OutputKind;
 use wgtrain::train::{self, TrainConfig};
 
 use super::args::{DataArgs, DeviceArgs, DeviceKind, HyperArgs};
-use super::commands::{load_data, normalization, sgd_from};
+use super::commands::{check_outputs, load_data, normalization, sgd_from, usage};
 use super::engines::{EngineSpec, Engines};
 
 /// How to time the kernels.
@@ -139,15 +140,40 @@ pub(crate) fn profile_engine(
     Ok(profile)
 }
 
+/// Refuses the training flags that `profile` would ignore: it times single steps at the
+/// constant `--lr`, so `--epochs`, `--lr-schedule`, `--warmup-epochs` and every schedule
+/// option would do nothing.
+fn check_profile_flags(h: &HyperArgs) -> Result<()> {
+    let s = &h.schedule;
+    let mut given: Vec<(&'static str, String)> = Vec::new();
+    if let Some(e) = h.epochs {
+        given.push(("epochs", e.to_string()));
+    }
+    if let Some(k) = &s.lr_schedule {
+        given.push(("lr-schedule", k.clone()));
+    }
+    if s.warmup_epochs > 0 {
+        given.push(("warmup-epochs", s.warmup_epochs.to_string()));
+    }
+    given.extend(s.given().into_iter().map(|(flag, v, _)| (flag, v)));
+    match given.into_iter().next() {
+        Some((flag, value)) => Err(usage(
+            flag,
+            value,
+            "applies to train only: profile times single training steps at the constant --lr; drop it",
+        )),
+        None => Ok(()),
+    }
+}
+
 /// `wgtrain profile`.
 pub fn profile_command(a: ProfileArgs) -> Result<()> {
     if a.device.device == DeviceKind::Cpu {
         return Err(needs_gpu("profile"));
     }
-    if let Some(t) = &a.trace {
-        wgtrain::output::ensure_writable_file(t)?;
-    }
+    check_outputs([(a.trace.as_deref(), OutputKind::File)])?;
     let h = &a.hyper;
+    check_profile_flags(h)?;
     let sgd = sgd_from(h);
     sgd.validate()?;
     let mode = if a.host_timing {

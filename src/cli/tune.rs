@@ -13,6 +13,7 @@ use wgtrain::data::Mnist;
 use wgtrain::engine::EvalSet;
 use wgtrain::model::MlpSpec;
 use wgtrain::optim::SgdConfig;
+use wgtrain::output::OutputKind;
 use wgtrain::train::{self, TrainConfig};
 use wgtrain::tune::lr_find::{LrFindConfig, LrFindResult, Stop, lr_find};
 use wgtrain::tune::prune::MedianPruner;
@@ -26,7 +27,8 @@ use super::args::{
     DataArgs, DeviceArgs, HiddenSizes, HyperArgs, ScheduleArgs, SgdVariantArgs, hidden_sizes,
     non_negative_f64, positive_f64, positive_usize, unit_interval,
 };
-use super::commands::{load_data, normalization, schedule_from, sgd_from, usage};
+use super::bad_input;
+use super::commands::{check_outputs, load_data, normalization, schedule_from, sgd_from, usage};
 use super::engines::{EngineSpec, Engines};
 
 /// Replaces the training set by a seeded subset of `n` samples (`--train-subset`), the
@@ -73,12 +75,16 @@ pub struct LrFindArgs {
     /// Hidden layer sizes, comma-separated (as `train --hidden`).
     #[arg(long, value_parser = hidden_sizes, default_value = "256")]
     pub hidden: HiddenSizes,
+    /// Samples per minibatch (DataLoader batch_size).
     #[arg(long, value_parser = positive_usize, default_value_t = 64)]
     pub batch_size: usize,
+    /// L2 penalty added to the gradient (torch.optim.SGD weight_decay).
     #[arg(long, value_parser = non_negative_f64, default_value_t = 1e-4)]
     pub weight_decay: f64,
+    /// Momentum factor (torch.optim.SGD momentum: v = momentum * v + g; 0: plain SGD).
     #[arg(long, value_parser = non_negative_f64, default_value_t = 0.0)]
     pub momentum: f64,
+    /// Nesterov momentum (torch.optim.SGD nesterov=True; needs --momentum > 0).
     #[arg(long)]
     pub nesterov: bool,
     /// Seed of the initialisation, the sample order and --train-subset.
@@ -102,7 +108,8 @@ pub struct LrFindArgs {
     /// Use a seeded subset of this many training samples.
     #[arg(long, value_parser = positive_usize)]
     pub train_subset: Option<usize>,
-    /// Directory for lr_find.png, lr_find.svg, lr_find.csv and lr_find.json.
+    /// Directory for lr_find.png, lr_find.svg, lr_find.csv and lr_find.json (created if
+    /// missing; its parent must exist).
     #[arg(long, value_name = "DIR", default_value = "lr-find")]
     pub out: PathBuf,
     /// No progress bar.
@@ -126,7 +133,7 @@ fn describe_stop(r: &LrFindResult) -> String {
 
 /// Runs `wgtrain lr-find`.
 pub fn lr_find_command(a: LrFindArgs) -> Result<()> {
-    wgtrain::output::ensure_writable_dir(&a.out)?;
+    check_outputs([(Some(a.out.as_path()), OutputKind::Dir)])?;
     let cfg = LrFindConfig {
         start_lr: a.start_lr,
         end_lr: a.end_lr,
@@ -263,6 +270,7 @@ pub struct SweepArgs {
     /// Epochs per trial: a list or a log-uniform range (rounded).
     #[arg(long, default_value = "3")]
     pub epochs: Values,
+    /// How trials are chosen: random draws from the ranges and lists, or the full grid.
     #[arg(long, value_enum, default_value_t = SearchChoice::Random)]
     pub search: SearchChoice,
     /// Trials to run: random search draws this many (default 12); grid search runs a seeded
@@ -278,6 +286,7 @@ pub struct SweepArgs {
     /// Use a seeded subset of this many training samples (before the validation split).
     #[arg(long, value_parser = positive_usize)]
     pub train_subset: Option<usize>,
+    /// Stop unpromising trials early (median rule, as Optuna's MedianPruner) or never.
     #[arg(long, value_enum, default_value_t = PruningChoice::Median)]
     pub pruning: PruningChoice,
     /// Epochs during which no trial is pruned.
@@ -294,7 +303,8 @@ pub struct SweepArgs {
     pub seed: u64,
     #[command(flatten)]
     pub schedule: ScheduleArgs,
-    /// Directory for trials.json, trials.csv, leaderboard.csv, best.json and the plots.
+    /// Directory for trials.json, trials.csv, leaderboard.csv, best.json and the plots
+    /// (created if missing; its parent must exist).
     #[arg(long, value_name = "DIR", default_value = "sweep")]
     pub out: PathBuf,
     /// Trials whose curves are drawn in sweep_top_trials.png.
@@ -303,7 +313,8 @@ pub struct SweepArgs {
     /// Save the best trial's final weights (safetensors).
     #[arg(long, value_name = "FILE.safetensors")]
     pub save_best: Option<PathBuf>,
-    /// Print one line per trial only.
+    /// One line per trial (its settings and outcome) instead of one per epoch, no progress
+    /// bar and no data summary; the leaderboard and the best trial are still printed.
     #[arg(long)]
     pub quiet: bool,
 }
@@ -313,7 +324,7 @@ impl SweepArgs {
     fn hyper(&self, t: &TrialConfig) -> HyperArgs {
         HyperArgs {
             hidden: HiddenSizes(t.hidden.clone()),
-            epochs: t.epochs,
+            epochs: Some(t.epochs),
             batch_size: t.batch_size,
             lr: t.lr,
             weight_decay: t.weight_decay,
@@ -327,10 +338,10 @@ impl SweepArgs {
 
 /// Runs `wgtrain sweep`.
 pub fn sweep_command(a: SweepArgs) -> Result<()> {
-    wgtrain::output::ensure_writable_dir(&a.out)?;
-    if let Some(p) = &a.save_best {
-        wgtrain::output::ensure_writable_file(p)?;
-    }
+    check_outputs([
+        (Some(a.out.as_path()), OutputKind::Dir),
+        (a.save_best.as_deref(), OutputKind::File),
+    ])?;
     if a.val_split == 0.0 {
         return Err(usage(
             "val-split",
@@ -412,7 +423,10 @@ pub fn sweep_command(a: SweepArgs) -> Result<()> {
         };
         let spec = MlpSpec::new(mnist.train.features(), &t.hidden, mnist.classes)?;
         let params = spec.init(a.seed);
-        println!("trial {i} ({}/{total}): {t}", i + 1);
+        let header = format!("trial {i} ({}/{total}): {t}", i + 1);
+        if !a.quiet {
+            println!("{header}");
+        }
         let quiet = a.quiet;
         let trial = engines.with(
             EngineSpec {
@@ -445,19 +459,24 @@ pub fn sweep_command(a: SweepArgs) -> Result<()> {
         let acc = trial
             .val_accuracy
             .map_or("-".into(), |v| format!("{:.2}%", 100.0 * v));
-        match trial.status {
-            TrialStatus::Complete => {
-                println!("  complete: val acc {acc}  ({:.1} s)", trial.seconds)
-            }
-            TrialStatus::Pruned => println!(
-                "  pruned after epoch {}: {}",
+        let outcome = match trial.status {
+            TrialStatus::Complete => format!("complete: val acc {acc}  ({:.1} s)", trial.seconds),
+            TrialStatus::Pruned => format!(
+                "pruned after epoch {}: {}",
                 trial.history.len(),
                 trial.note.as_deref().unwrap_or("")
             ),
-            TrialStatus::Diverged => println!(
-                "  diverged: {}",
+            TrialStatus::Diverged => format!(
+                "diverged: {}",
                 trial.note.as_deref().unwrap_or("non-finite loss")
             ),
+        };
+        // Regression (issue 10, item 14): --quiet printed the header and the outcome as two
+        // lines per trial while its help promised one.
+        if a.quiet {
+            println!("{header}: {outcome}");
+        } else {
+            println!("  {outcome}");
         }
     }
     let rows = leaderboard(sweep.trials());
@@ -531,7 +550,7 @@ pub fn sweep_command(a: SweepArgs) -> Result<()> {
 pub struct PlotArgs {
     /// A `wgtrain train --metrics` file (JSON Lines), or a `wgtrain sweep --out` directory.
     pub input: PathBuf,
-    /// Directory for the PNG and SVG files.
+    /// Directory for the PNG and SVG files (created if missing; its parent must exist).
     #[arg(long, value_name = "DIR", default_value = "plots")]
     pub out: PathBuf,
     /// For a sweep: trials whose curves are drawn.
@@ -541,11 +560,15 @@ pub struct PlotArgs {
 
 /// Runs `wgtrain plot`.
 pub fn plot_command(a: PlotArgs) -> Result<()> {
+    check_outputs([(Some(a.out.as_path()), OutputKind::Dir)])?;
+    // The input is read before anything is drawn: a missing or malformed file exits 2.
     let written = if a.input.is_dir() {
-        let trials = read_trials(&a.input.join("trials.json"))?;
+        let trials = read_trials(&a.input.join("trials.json"))
+            .map_err(|e| bad_input(e).context("reading the sweep's trials"))?;
         plot::sweep_plots(&trials, a.top, &a.out)?
     } else {
-        let metrics = tune::read_metrics(&a.input)?;
+        let metrics = tune::read_metrics(&a.input)
+            .map_err(|e| bad_input(e).context("reading the metrics file"))?;
         let title = a.input.file_name().map_or("learning curves".into(), |n| {
             n.to_string_lossy().into_owned()
         });

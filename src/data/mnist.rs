@@ -148,19 +148,26 @@ pub fn load_dir(dir: &Path) -> Result<Mnist, DataError> {
 
 /// Directories searched for the files, in order.
 ///
-/// With `explicit`, only that directory. Otherwise `$MNIST_DIR` (if set and non-empty),
-/// then `./data/mnist`, then [`cache_dir`].
+/// With `explicit`, only that directory. Otherwise, when `$MNIST_DIR` is set and non-empty,
+/// only that directory (a set `MNIST_DIR` is never skipped). Otherwise `./data/mnist`, then
+/// [`cache_dir`].
 pub fn default_search_dirs(explicit: Option<&Path>) -> Vec<PathBuf> {
-    if let Some(dir) = explicit {
-        return vec![dir.to_path_buf()];
+    search_dirs(explicit, mnist_dir_env())
+}
+
+/// `$MNIST_DIR` when it is set and non-empty.
+fn mnist_dir_env() -> Option<PathBuf> {
+    std::env::var_os("MNIST_DIR")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
+/// [`default_search_dirs`] with the value of `$MNIST_DIR` passed in.
+fn search_dirs(explicit: Option<&Path>, env: Option<PathBuf>) -> Vec<PathBuf> {
+    match explicit.map(Path::to_path_buf).or(env) {
+        Some(dir) => vec![dir],
+        None => vec![PathBuf::from("data").join("mnist"), cache_dir()],
     }
-    let mut dirs = Vec::new();
-    if let Some(env) = std::env::var_os("MNIST_DIR").filter(|v| !v.is_empty()) {
-        dirs.push(PathBuf::from(env));
-    }
-    dirs.push(PathBuf::from("data").join("mnist"));
-    dirs.push(cache_dir());
-    dirs
 }
 
 /// Where downloads go: `<user cache dir>/wgtrain/mnist` (e.g. `~/.cache/wgtrain/mnist`),
@@ -175,13 +182,36 @@ pub fn cache_dir() -> PathBuf {
 /// The first of [`default_search_dirs`] that holds all four files (raw or `.gz`).
 ///
 /// # Errors
-/// With `explicit`, [`DataError::MissingFiles`] for it when it lacks files; otherwise
+/// With `explicit`, [`DataError::MissingFiles`] for it when it lacks files. With
+/// `$MNIST_DIR` set (and no `explicit`): [`DataError::Io`] naming it when it is not a
+/// directory, [`DataError::MissingFiles`] when it lacks files. Otherwise
 /// [`DataError::NotFound`] listing the directories searched and how to fix it.
 pub fn locate(explicit: Option<&Path>) -> Result<PathBuf, DataError> {
+    locate_in(explicit, mnist_dir_env())
+}
+
+/// [`locate`] with the value of `$MNIST_DIR` passed in.
+fn locate_in(explicit: Option<&Path>, env: Option<PathBuf>) -> Result<PathBuf, DataError> {
     if let Some(dir) = explicit {
         return find_all(dir).map(|_| dir.to_path_buf());
     }
-    let searched = default_search_dirs(None);
+    if let Some(dir) = env {
+        // Regression (issue 10): a set but missing MNIST_DIR was skipped silently, and the
+        // run fell through to a download that then advised setting MNIST_DIR.
+        if !dir.is_dir() {
+            let reason = format!(
+                "MNIST_DIR={} is not a directory; set MNIST_DIR to the directory holding the \
+                 four MNIST files (raw or .gz), or unset it",
+                dir.display()
+            );
+            return Err(DataError::Io {
+                path: dir,
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, reason),
+            });
+        }
+        return find_all(&dir).map(|_| dir);
+    }
+    let searched = search_dirs(None, None);
     match searched.iter().find(|dir| find_all(dir).is_ok()) {
         Some(dir) => Ok(dir.clone()),
         None => Err(DataError::NotFound { searched }),
@@ -966,13 +996,41 @@ mod tests {
     fn search_dirs_order() {
         let explicit = Path::new("/some/dir");
         assert_eq!(default_search_dirs(Some(explicit)), [explicit]);
-        let dirs = default_search_dirs(None);
+        let env = PathBuf::from("/env/dir");
+        assert_eq!(search_dirs(Some(explicit), Some(env.clone())), [explicit]);
+        assert_eq!(search_dirs(None, Some(env.clone())), [env]);
         let tail = [PathBuf::from("data/mnist"), cache_dir()];
-        assert!(dirs.ends_with(&tail), "{dirs:?}");
+        assert_eq!(search_dirs(None, None), tail);
         assert!(cache_dir().ends_with("wgtrain/mnist"));
-        if let Some(env) = std::env::var_os("MNIST_DIR").filter(|v| !v.is_empty()) {
-            assert_eq!(dirs[0], PathBuf::from(env));
-        }
+    }
+
+    /// Regression (issue 10, item 12): `MNIST_DIR=/nonexistent` was skipped silently and
+    /// the run fell through to a download. A set MNIST_DIR is the only directory searched.
+    #[test]
+    fn a_set_mnist_dir_that_is_missing_or_incomplete_is_an_error_naming_it() {
+        let missing = PathBuf::from("/nonexistent/mnist");
+        let err = locate_in(None, Some(missing.clone())).unwrap_err();
+        assert!(
+            matches!(&err, DataError::Io { path, .. } if *path == missing),
+            "{err:?}"
+        );
+        let shown = format!("{err}: {}", std::error::Error::source(&err).unwrap());
+        assert!(
+            shown.contains("MNIST_DIR=/nonexistent/mnist is not a directory"),
+            "{shown}"
+        );
+        let empty = tempfile::tempdir().unwrap();
+        let err = locate_in(None, Some(empty.path().to_path_buf())).unwrap_err();
+        assert!(
+            matches!(&err, DataError::MissingFiles { dir, missing, .. }
+                if dir == empty.path() && missing.len() == 4),
+            "{err:?}"
+        );
+        write_valid(empty.path());
+        assert_eq!(
+            locate_in(None, Some(empty.path().to_path_buf())).unwrap(),
+            empty.path()
+        );
     }
 
     #[test]

@@ -52,6 +52,70 @@ fn err(e: impl std::fmt::Display) -> String {
     e.to_string()
 }
 
+/// Splits `title` into lines no wider than `max_width` pixels as `measure` reports them:
+/// greedily at `, ` (the comma stays at the end of its line), then at spaces for a piece
+/// that is still too wide. No character is dropped: the lines joined with the separators
+/// they were split at give `title` back. A single word wider than `max_width` keeps a
+/// line of its own.
+fn wrap_title(title: &str, max_width: u32, measure: &dyn Fn(&str) -> u32) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    let mut current = String::new();
+    let push = |piece: &str, sep: &str, lines: &mut Vec<String>, current: &mut String| {
+        let candidate = format!("{current}{piece}");
+        if current.is_empty() || measure(candidate.trim_end()) <= max_width {
+            *current = candidate;
+        } else {
+            lines.push(current.trim_end().to_owned());
+            *current = piece.to_owned();
+        }
+        current.push_str(sep);
+    };
+    let clauses: Vec<&str> = title.split(", ").collect();
+    for (i, clause) in clauses.iter().enumerate() {
+        let comma = if i + 1 < clauses.len() { "," } else { "" };
+        let piece = format!("{clause}{comma}");
+        if measure(&piece) <= max_width {
+            push(&piece, " ", &mut lines, &mut current);
+        } else {
+            let words: Vec<&str> = piece.split(' ').collect();
+            for w in words {
+                push(w, " ", &mut lines, &mut current);
+            }
+        }
+    }
+    if !current.trim().is_empty() {
+        lines.push(current.trim_end().to_owned());
+    }
+    lines
+}
+
+/// Draws `title` centred at the top of `root`, wrapped by [`wrap_title`] to the canvas
+/// width less a 20 px margin on each side, and returns the area below it. (plotters'
+/// `titled` draws one line, which a long title overflows at both ends.)
+fn titled_wrapped<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    title: &str,
+    size: u32,
+) -> std::result::Result<DrawingArea<DB, Shift>, String> {
+    let font = (FONT, size).into_font();
+    let (w, _) = root.dim_in_pixel();
+    let measure = |s: &str| font.box_size(s).map_or(u32::MAX, |(bw, _)| bw);
+    let lines = wrap_title(title, w.saturating_sub(40), &measure);
+    let line_h = font.box_size("Mg").map_err(err)?.1 + 4;
+    let style = TextStyle::from(font.clone()).pos(plotters::style::text_anchor::Pos::new(
+        plotters::style::text_anchor::HPos::Center,
+        plotters::style::text_anchor::VPos::Top,
+    ));
+    let pad = 5;
+    for (i, line) in lines.iter().enumerate() {
+        let y = pad + i as i32 * line_h as i32;
+        root.draw_text(line, &style, (w as i32 / 2, y))
+            .map_err(err)?;
+    }
+    let used = pad as u32 * 2 + line_h * lines.len() as u32;
+    Ok(root.split_vertically(used).1)
+}
+
 /// How one series is drawn.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Marker {
@@ -476,7 +540,7 @@ impl Figure for LearningCurves<'_> {
         &self,
         root: &DrawingArea<DB, Shift>,
     ) -> std::result::Result<(), String> {
-        let root = root.titled(self.title, (FONT, 22)).map_err(err)?;
+        let root = titled_wrapped(root, self.title, 22)?;
         let (left, right) = root.split_horizontally(600);
         let m = self.metrics;
         let epoch = |e: &EpochMetrics| e.epoch as f64;
@@ -1043,6 +1107,50 @@ pub fn sweep_plots(trials: &[Trial], top: usize, dir: &Path) -> Result<Vec<PathB
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression (issue 10, item 14): a long learning-curve title was drawn on one line
+    /// and clipped at both ends, losing the model name. It now wraps to the canvas width.
+    #[test]
+    fn a_long_learning_curve_title_wraps_within_the_canvas_and_keeps_the_model_name() {
+        register_font();
+        let title = "MLP 784-512-256-128-10, lr onecycle (max_lr=0.5, total_steps=93800, \
+                     pct_start=0.3, div_factor=25, final_div_factor=10000, anneal cos) after \
+                     2 warmup epochs from factor 0.3333, batch 64, weight decay 0.0001";
+        let font = (FONT, 22).into_font();
+        let measure = |s: &str| font.box_size(s).unwrap().0;
+        assert!(measure(title) > 1160, "the title must overflow one line");
+        let lines = wrap_title(title, 1160, &measure);
+        assert!(lines.len() >= 2, "{lines:?}");
+        assert!(lines[0].starts_with("MLP 784-512-256-128-10,"), "{lines:?}");
+        for l in &lines {
+            assert!(measure(l) <= 1160, "{l:?} is {} px wide", measure(l));
+        }
+        assert_eq!(lines.join(" "), title, "no character is lost");
+        // A short title stays on one line; one word wider than the limit keeps its own line.
+        assert_eq!(wrap_title("MLP 784-10", 1160, &measure), ["MLP 784-10"]);
+        assert_eq!(
+            wrap_title("abc, def", 1, &|s: &str| s.len() as u32),
+            ["abc,", "def"]
+        );
+        // The figure draws with the wrapped title.
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = [EpochMetrics {
+            epoch: 1,
+            train_loss: 0.5,
+            lr: 0.5,
+            train_accuracy: 0.9,
+            val_loss: None,
+            val_accuracy: None,
+            test_loss: Some(0.4),
+            test_accuracy: Some(0.91),
+            epoch_seconds: 1.0,
+        }];
+        let written = learning_curves(&metrics, title, dir.path(), "lc").unwrap();
+        assert_eq!(written.len(), 2);
+        if let Some(keep) = std::env::var_os("WGTRAIN_KEEP_PLOT") {
+            std::fs::copy(&written[0], keep).unwrap();
+        }
+    }
 
     #[test]
     fn span_pads_and_falls_back() {
