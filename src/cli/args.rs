@@ -109,6 +109,18 @@ pub struct DataArgs {
     /// Normalise pixels with MNIST's mean 0.1307 and std 0.3081 (default: scale to [0, 1]).
     #[arg(long)]
     pub normalize: bool,
+    /// Number of classes C (model outputs); every label must lie in 0..C. Default: the
+    /// largest training label + 1, refusing a class that looks like a stray label.
+    #[arg(long, value_name = "N", value_parser = class_count)]
+    pub classes: Option<usize>,
+}
+
+pub(crate) fn class_count(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0 | 1) => Err("must be at least 2 (a classifier needs two classes)".into()),
+        Ok(v) => Ok(v),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 pub(crate) fn positive_usize(s: &str) -> Result<usize, String> {

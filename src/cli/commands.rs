@@ -127,7 +127,10 @@ pub fn load_data(d: &DataArgs, quiet: bool) -> Result<Mnist> {
             "no such directory; give the directory holding the four MNIST files",
         ));
     }
-    let mnist = data::load_or_download(d.data.as_deref(), !d.no_download, !quiet)?;
+    let opts = data::LoadOptions { classes: d.classes };
+    // As a wgtrain::Error, so the exit code can tell bad labels (2) from other failures.
+    let mnist = data::load_or_download_with(d.data.as_deref(), &opts, !d.no_download, !quiet)
+        .map_err(wgtrain::Error::from)?;
     if !quiet {
         eprintln!(
             "data: {} ({} train, {} test, {}x{} inputs, {} classes)",
@@ -411,17 +414,7 @@ fn eval_command(a: EvalArgs) -> Result<()> {
             mnist.test.features()
         );
     }
-    let max_label = mnist.test.labels.iter().max().map_or(0, |&l| l as usize);
-    if max_label >= ck.spec.classes() {
-        return Err(usage(
-            "model",
-            a.model.display(),
-            format!(
-                "has {} outputs but the test labels go up to {max_label}",
-                ck.spec.classes()
-            ),
-        ));
-    }
+    check_model_classes(&a.model, ck.spec.classes(), &mnist, a.data.classes)?;
     let norm = match (a.data.normalize, ck.normalization) {
         (true, Some(n)) if n != Normalization::MNIST => {
             return Err(usage(
@@ -458,6 +451,34 @@ fn eval_command(a: EvalArgs) -> Result<()> {
         100.0 * eval.accuracy
     );
     Ok(())
+}
+
+/// Refuses a checkpoint whose output count differs from the data's class count: its
+/// accuracy would be silently meaningless (a 20-output model on 10-class MNIST).
+fn check_model_classes(
+    model: &std::path::Path,
+    outputs: usize,
+    mnist: &Mnist,
+    given: Option<usize>,
+) -> Result<()> {
+    if outputs == mnist.classes {
+        return Ok(());
+    }
+    let source = match given {
+        Some(_) => "given with --classes",
+        None => "the largest training label + 1",
+    };
+    Err(usage(
+        "model",
+        model.display(),
+        format!(
+            "has {outputs} outputs but the data in {} has {} classes ({source}); evaluate it \
+             on the data it was trained on, or pass --classes {outputs} if the data has \
+             {outputs} classes",
+            mnist.dir.display(),
+            mnist.classes
+        ),
+    ))
 }
 
 fn devices_command(d: DevicesArgs) -> Result<()> {

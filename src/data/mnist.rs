@@ -101,7 +101,34 @@ pub struct Mnist {
     pub dir: PathBuf,
 }
 
+/// Share of the training samples under which an inferred class that the test set never
+/// uses is refused as a probable stray label (0.1%: one stray label in MNIST is 0.0017%).
+pub const RARE_CLASS_SHARE: f64 = 0.001;
+
+/// How [`load_dir_with`] decides the class count `C`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// The class count `C` (the CLI's `--classes`): every label must lie in `0..C`, and
+    /// classes without samples are allowed. `None` infers it as the largest training label
+    /// + 1 and refuses classes that look like stray labels (see [`load_dir_with`]).
+    pub classes: Option<usize>,
+}
+
+/// Loads the four files from `dir` (each raw or `.gz`; raw is used when both exist), with
+/// the class count inferred from the labels ([`LoadOptions::default`]).
+///
+/// # Errors
+/// As [`load_dir_with`].
+pub fn load_dir(dir: &Path) -> Result<Mnist, DataError> {
+    load_dir_with(dir, &LoadOptions::default())
+}
+
 /// Loads the four files from `dir` (each raw or `.gz`; raw is used when both exist).
+///
+/// The class count `C` is `opts.classes` when given; otherwise the largest training label
+/// + 1, refused when a class below it has no training sample, or when a class is absent
+/// from the test set and holds under [`RARE_CLASS_SHARE`] of the training samples (one
+/// stray label would otherwise silently add an output).
 ///
 /// # Errors
 /// - [`DataError::MissingFiles`] listing every name looked for and those missing;
@@ -110,8 +137,10 @@ pub struct Mnist {
 ///   empty training set;
 /// - [`DataError::CountMismatch`] when a split's image and label counts differ;
 /// - [`DataError::ShapeMismatch`] when train and test images differ in size;
-/// - [`DataError::LabelOutOfRange`] for a negative label or a test label `>= classes`.
-pub fn load_dir(dir: &Path) -> Result<Mnist, DataError> {
+/// - [`DataError::LabelOutOfRange`] for a negative label or a label `>= C`;
+/// - [`DataError::EmptyClasses`] / [`DataError::RareClass`] (inferred `C` only) for a
+///   class count that one corrupt label would decide.
+pub fn load_dir_with(dir: &Path, opts: &LoadOptions) -> Result<Mnist, DataError> {
     let [train_images, train_labels, test_images, test_labels] = find_all(dir)?;
     let (train, train_raw) = load_split(&train_images, &train_labels)?;
     let (test, test_raw) = load_split(&test_images, &test_labels)?;
@@ -129,21 +158,53 @@ pub fn load_dir(dir: &Path) -> Result<Mnist, DataError> {
             reason: "the training set has no samples".into(),
         });
     }
-    // A negative maximum gives 0 classes, so check_labels reports the first label.
-    let classes = train_raw
-        .iter()
-        .max()
-        .map_or(0, |&m| (m + 1).max(0) as usize);
-    let train_labels_u32 = check_labels(&train_labels, &train_raw, classes)?;
-    let test_labels = check_labels(&test_labels, &test_raw, classes)?;
-    check_every_class_present(&train_labels, &train_labels_u32, classes)?;
-    let train_labels = train_labels_u32;
+    let (classes, origin) = match opts.classes {
+        Some(c) => (c, ClassOrigin::Given),
+        // A negative maximum gives 0 classes, so check_labels reports the first label.
+        None => (
+            train_raw
+                .iter()
+                .max()
+                .map_or(0, |&m| (m + 1).max(0) as usize),
+            ClassOrigin::Inferred,
+        ),
+    };
+    let train_labels_u32 = check_labels(&train_labels, &train_raw, classes, origin)?;
+    let test_labels_u32 = check_labels(&test_labels, &test_raw, classes, origin)?;
+    if origin == ClassOrigin::Inferred {
+        check_every_class_present(&train_labels, &train_labels_u32, classes)?;
+        check_rare_classes(
+            (&train_labels, &train_labels_u32),
+            (&test_labels, &test_labels_u32),
+            classes,
+        )?;
+    }
     Ok(Mnist {
-        train: train.into_dataset(train_labels),
-        test: test.into_dataset(test_labels),
+        train: train.into_dataset(train_labels_u32),
+        test: test.into_dataset(test_labels_u32),
         classes,
         dir: dir.to_path_buf(),
     })
+}
+
+/// Where the class count came from, for the messages of [`DataError::LabelOutOfRange`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClassOrigin {
+    /// The largest training label + 1.
+    Inferred,
+    /// Given by the caller (`--classes`, [`LoadOptions::classes`]).
+    Given,
+}
+
+impl std::fmt::Display for ClassOrigin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ClassOrigin::Inferred => "the class count is the largest training label + 1",
+            ClassOrigin::Given => {
+                "the class count was given with --classes; fix that sample or raise --classes"
+            }
+        })
+    }
 }
 
 /// Directories searched for the files, in order.
@@ -227,20 +288,38 @@ pub fn verify_dir(dir: &Path) -> Result<(), DataError> {
 /// found nowhere, `allow_download` is set and no `explicit` directory was given.
 ///
 /// # Errors
-/// As [`locate`] (including [`DataError::NotFound`] when downloading is not allowed),
-/// [`download`] and [`load_dir`].
+/// As [`load_or_download_with`].
 pub fn load_or_download(
     explicit: Option<&Path>,
     allow_download: bool,
     show_progress: bool,
 ) -> Result<Mnist, DataError> {
+    load_or_download_with(
+        explicit,
+        &LoadOptions::default(),
+        allow_download,
+        show_progress,
+    )
+}
+
+/// As [`load_or_download`], loading with `opts` ([`load_dir_with`]).
+///
+/// # Errors
+/// As [`locate`] (including [`DataError::NotFound`] when downloading is not allowed),
+/// [`download`] and [`load_dir_with`].
+pub fn load_or_download_with(
+    explicit: Option<&Path>,
+    opts: &LoadOptions,
+    allow_download: bool,
+    show_progress: bool,
+) -> Result<Mnist, DataError> {
     match locate(explicit) {
-        Ok(dir) => load_dir(&dir),
+        Ok(dir) => load_dir_with(&dir, opts),
         Err(DataError::NotFound { .. }) if allow_download && explicit.is_none() => {
             let dir = cache_dir();
             download(&dir, show_progress)?;
             eprintln!("MNIST downloaded to {}", dir.display());
-            load_dir(&dir)
+            load_dir_with(&dir, opts)
         }
         Err(e) => Err(e),
     }
@@ -389,7 +468,12 @@ fn check_every_class_present(path: &Path, labels: &[u32], classes: usize) -> Res
 }
 
 /// Converts labels to `u32`, failing on the first one outside `0..classes`.
-fn check_labels(path: &Path, labels: &[i64], classes: usize) -> Result<Vec<u32>, DataError> {
+fn check_labels(
+    path: &Path,
+    labels: &[i64],
+    classes: usize,
+    origin: ClassOrigin,
+) -> Result<Vec<u32>, DataError> {
     labels
         .iter()
         .enumerate()
@@ -400,9 +484,45 @@ fn check_labels(path: &Path, labels: &[i64], classes: usize) -> Result<Vec<u32>,
                 index,
                 label,
                 classes,
+                origin,
             }),
         })
         .collect()
+}
+
+/// Refuses an inferred class that the test set never uses and that holds under
+/// [`RARE_CLASS_SHARE`] of the training samples: most likely stray labels.
+fn check_rare_classes(
+    (train_path, train): (&Path, &[u32]),
+    (test_path, test): (&Path, &[u32]),
+    classes: usize,
+) -> Result<(), DataError> {
+    let count = |labels: &[u32]| {
+        let mut c = vec![0usize; classes];
+        labels.iter().for_each(|&l| c[l as usize] += 1);
+        c
+    };
+    let (train_counts, test_counts) = (count(train), count(test));
+    let rare = (0..classes).find(|&c| {
+        test_counts[c] == 0 && (train_counts[c] as f64) < RARE_CLASS_SHARE * train.len() as f64
+    });
+    let Some(label) = rare else {
+        return Ok(());
+    };
+    let indices = train
+        .iter()
+        .enumerate()
+        .filter(|&(_, &l)| l as usize == label)
+        .map(|(i, _)| i)
+        .collect();
+    Err(DataError::RareClass {
+        train: train_path.to_path_buf(),
+        test: test_path.to_path_buf(),
+        label: label as u32,
+        indices,
+        total: train.len(),
+        classes,
+    })
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -759,7 +879,7 @@ mod tests {
         );
         let err = load_dir(dir.path()).unwrap_err();
         assert!(
-            matches!(&err, DataError::LabelOutOfRange { path, index: 2, label: -1, classes: 3 } if *path == lab),
+            matches!(&err, DataError::LabelOutOfRange { path, index: 2, label: -1, classes: 3, .. } if *path == lab),
             "{err:?}"
         );
         assert_msg(&err, &[&s(&lab), "sample 2 has label -1", "0..3"]);
@@ -808,7 +928,7 @@ mod tests {
         );
         let err = load_dir(dir.path()).unwrap_err();
         assert!(
-            matches!(&err, DataError::LabelOutOfRange { path, index: 1, label: 3, classes: 3 } if *path == test_lab),
+            matches!(&err, DataError::LabelOutOfRange { path, index: 1, label: 3, classes: 3, .. } if *path == test_lab),
             "{err:?}"
         );
         assert_msg(&err, &[&s(&test_lab), "sample 1 has label 3"]);

@@ -13,8 +13,9 @@ use std::path::PathBuf;
 
 pub use idx::{IdxArray, IdxData, encode_idx, parse_idx, read_idx};
 pub use mnist::{
-    Dataset, FILE_NAMES, MIRRORS, Mnist, cache_dir, default_search_dirs, download, load_dir,
-    load_or_download, locate, verify_dir,
+    ClassOrigin, Dataset, FILE_NAMES, LoadOptions, MIRRORS, Mnist, RARE_CLASS_SHARE, cache_dir,
+    default_search_dirs, download, load_dir, load_dir_with, load_or_download,
+    load_or_download_with, locate, verify_dir,
 };
 
 /// Everything that can go wrong while finding, downloading, verifying or parsing data files.
@@ -66,10 +67,11 @@ pub enum DataError {
         label: u32,
     },
 
-    /// A label is negative, or a test label names a class the training set never uses.
+    /// A label is negative or not below the class count `C` (inferred from the training
+    /// labels, or given with `--classes`).
     #[error(
         "label out of range in {}: sample {index} has label {label}, but labels must lie in \
-         0..{classes} (the class count is the largest training label + 1)",
+         0..{classes} ({origin})",
         path.display()
     )]
     LabelOutOfRange {
@@ -77,6 +79,32 @@ pub enum DataError {
         /// Index of the offending sample within its file.
         index: usize,
         label: i64,
+        classes: usize,
+        /// Where `classes` came from.
+        origin: mnist::ClassOrigin,
+    },
+
+    /// An inferred class is absent from the test set and holds a tiny share of the
+    /// training set (under [`mnist::RARE_CLASS_SHARE`]): most likely stray labels, which
+    /// would silently add an output to the model.
+    #[error(
+        "suspicious class in {}: label {label} is on only {} of {total} training samples \
+         (sample{} {}) and on no sample of {}, so the class count would be {classes}; \
+         if the class is real pass --classes {classes}, otherwise fix or remove those samples",
+        train.display(), indices.len(), if indices.len() == 1 { "" } else { "s" },
+        format_list(indices, "samples"), test.display()
+    )]
+    RareClass {
+        /// The training label file.
+        train: PathBuf,
+        /// The test label file.
+        test: PathBuf,
+        label: u32,
+        /// Indices of the training samples carrying `label`.
+        indices: Vec<usize>,
+        /// Number of training samples.
+        total: usize,
+        /// The inferred class count.
         classes: usize,
     },
 
@@ -144,14 +172,32 @@ fn not_found_message(searched: &[PathBuf]) -> String {
     msg
 }
 
+impl DataError {
+    /// True for data that is wrong before any work starts (labels that do not fit the class
+    /// count): the CLI exits with code 2 for these, as for bad arguments.
+    pub fn is_bad_input(&self) -> bool {
+        matches!(
+            self,
+            DataError::LabelOutOfRange { .. }
+                | DataError::RareClass { .. }
+                | DataError::EmptyClasses { .. }
+        )
+    }
+}
+
 /// `3, 4, 5` or, for long lists, `3, 4, 5, ... 199 (197 classes)`.
 fn format_classes(c: &[usize]) -> String {
+    format_list(c, "classes")
+}
+
+/// `3, 4, 5` or, for long lists, `3, 4, 5, ... 199 (197 <unit>)`.
+fn format_list(c: &[usize], unit: &str) -> String {
     let head: Vec<String> = c.iter().take(5).map(|v| v.to_string()).collect();
     if c.len() <= 5 {
         head.join(", ")
     } else {
         format!(
-            "{}, ... {} ({} classes)",
+            "{}, ... {} ({} {unit})",
             head.join(", "),
             c[c.len() - 1],
             c.len()
