@@ -32,12 +32,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Command::LrFind(a) => super::tune::lr_find_command(a),
         Command::Sweep(a) => super::tune::sweep_command(a),
         Command::Plot(a) => super::tune::plot_command(a),
-        Command::Download(a) => {
-            let dir = a.dir.unwrap_or_else(data::cache_dir);
-            data::download(&dir, true)?;
-            eprintln!("MNIST is in {} (checksums verified)", dir.display());
-            Ok(())
-        }
+        Command::Download(a) => download_command(a),
     }
 }
 
@@ -127,13 +122,17 @@ pub fn load_data(d: &DataArgs, quiet: bool) -> Result<Mnist> {
             "no such directory; give the directory holding the four MNIST files",
         ));
     }
-    let opts = data::LoadOptions { classes: d.classes };
+    let opts = data::LoadOptions {
+        dataset: d.dataset,
+        classes: d.classes,
+    };
     // As a wgtrain::Error, so the exit code can tell bad labels (2) from other failures.
     let mnist = data::load_or_download_with(d.data.as_deref(), &opts, !d.no_download, !quiet)
         .map_err(wgtrain::Error::from)?;
     if !quiet {
+        let name = d.dataset.map_or(String::new(), |n| format!("{n} "));
         eprintln!(
-            "data: {} ({} train, {} test, {}x{} inputs, {} classes)",
+            "data: {name}{} ({} train, {} test, {}x{} inputs, {} classes)",
             mnist.dir.display(),
             mnist.train.len(),
             mnist.test.len(),
@@ -147,10 +146,37 @@ pub fn load_data(d: &DataArgs, quiet: bool) -> Result<Mnist> {
 
 pub fn normalization(d: &DataArgs) -> Normalization {
     if d.normalize {
-        Normalization::MNIST
+        dataset_normalization(d)
     } else {
         Normalization::UNIT
     }
+}
+
+/// The mean and std `--normalize` uses: the named dataset's, else MNIST's.
+pub fn dataset_normalization(d: &DataArgs) -> Normalization {
+    d.dataset
+        .map_or(Normalization::MNIST, |n| n.info().normalization)
+}
+
+/// `wgtrain download NAME [--dir DIR]`.
+fn download_command(a: super::args::DownloadArgs) -> Result<()> {
+    let dir = a.dir.unwrap_or_else(|| data::cache_dir_of(a.dataset));
+    data::download_dataset(a.dataset, &dir, true).map_err(wgtrain::Error::from)?;
+    let checked = match a.dataset.info().packaging {
+        data::datasets::Packaging::GzFiles { .. } if a.dataset == data::DatasetName::Mnist => {
+            "SHA-256 verified"
+        }
+        data::datasets::Packaging::GzFiles { .. } => "MD5 verified",
+        data::datasets::Packaging::Zip { .. } => "archive MD5 verified",
+    };
+    eprintln!(
+        "{} is in {} ({checked}); train with --dataset {} --data {}",
+        a.dataset.info().title,
+        dir.display(),
+        a.dataset,
+        dir.display()
+    );
+    Ok(())
 }
 
 /// Refuses GPU-only flags with `--device cpu`, where they would be silently ignored.
@@ -416,7 +442,7 @@ fn eval_command(a: EvalArgs) -> Result<()> {
     }
     check_model_classes(&a.model, ck.spec.classes(), &mnist, a.data.classes)?;
     let norm = match (a.data.normalize, ck.normalization) {
-        (true, Some(n)) if n != Normalization::MNIST => {
+        (true, Some(n)) if n != dataset_normalization(&a.data) => {
             return Err(usage(
                 "normalize",
                 "true",
@@ -426,7 +452,7 @@ fn eval_command(a: EvalArgs) -> Result<()> {
                 ),
             ));
         }
-        (true, _) => Normalization::MNIST,
+        (true, _) => dataset_normalization(&a.data),
         (false, n) => n.unwrap_or(Normalization::UNIT),
     };
     let sgd = SgdConfig::default();
