@@ -797,9 +797,10 @@ fn manual_hint(info: &DatasetInfo, mirrors: &[&str]) -> String {
             ..
         } => format!(
             "No network? Fetch {}{archive} by other means, unzip it and pass --dataset {} \
-             --data DIR/{member_dir} (it holds {}.gz and the other files)",
+             --data DIR/{} (it holds {}.gz and the other files)",
             mirrors.first().copied().unwrap_or_default(),
             info.name,
+            member_dir.trim_end_matches('/'),
             info.files[0]
         ),
     }
