@@ -122,9 +122,9 @@ pub struct LoadOptions {
     /// `None`: MNIST's file names with the class count inferred (any IDX directory).
     pub dataset: Option<DatasetName>,
     /// The class count `C` (the CLI's `--classes`): every label must lie in `0..C`, and
-    /// classes without samples are allowed. `None` infers it as the largest training label
-    /// + 1 and refuses classes that look like stray labels (see [`load_dir_with`]), unless
-    /// `dataset` fixes it.
+    /// classes without samples are allowed. `None`: the named dataset's, else the largest
+    /// training label plus one, refusing classes that look like stray labels (see
+    /// [`load_dir_with`]).
     pub classes: Option<usize>,
 }
 
@@ -145,10 +145,11 @@ pub fn load_dir(dir: &Path) -> Result<Mnist, DataError> {
 /// `[N, 8]` i32 file.
 ///
 /// The class count `C` is `opts.classes` when given, else the named dataset's (its
-/// class names; EMNIST letters has 27, `N/A` at 0, as in torchvision); otherwise the largest training label
-/// + 1, refused when a class below it has no training sample, or when a class is absent
-/// from the test set and holds under [`RARE_CLASS_SHARE`] of the training samples (one
-/// stray label would otherwise silently add an output).
+/// class names; EMNIST letters has 27, `N/A` at 0, as in torchvision); otherwise the
+/// largest training label plus one, refused when a class below it has no training
+/// sample, or when a class is absent from the test set and holds under
+/// [`RARE_CLASS_SHARE`] of the training samples (one stray label would otherwise
+/// silently add an output).
 ///
 /// # Errors
 /// - [`DataError::MissingFiles`] listing every name looked for and those missing;
