@@ -35,6 +35,28 @@
 //! }
 //! # Ok(()) }
 //! ```
+//!
+//! ## Data
+//!
+//! [`data::load_dir`] reads any directory of MNIST-named IDX files; [`data::LoadOptions`]
+//! picks a named dataset ([`data::DatasetName`]: MNIST, Fashion-MNIST, KMNIST, EMNIST
+//! balanced / letters / digits, QMNIST, as torchvision defines them) and the class count
+//! `C`; [`data::download_dataset`] fetches and checks one. Data of your own needs no file:
+//! a [`data::Dataset`] is the pixels `[N, rows*cols]` (u8), the labels `[N]` and the image
+//! size (see `examples/custom_dataset.rs`).
+//!
+//! ## Examples
+//!
+//! In the repository's `examples/` folder; each Rust one runs with
+//! `cargo run --release --example NAME`:
+//! - `examples/custom_dataset.rs`: trains on in-memory data built in code (three classes of 8x8 strokes), on the CPU
+//!   or with `--gpu`; no IDX files.
+//! - `examples/startup_probe.rs`: where start-up time goes (data load, device, kernels,
+//!   engine with autotune) before the first step; takes the MNIST directory.
+//! - `examples/matmul_probe.rs`: GFLOP/s of every matmul variant on the MNIST training
+//!   shapes on the first adapter.
+//! - `examples/optuna_sweep.py`: hyperparameter search with Optuna, one `wgtrain train`
+//!   process per trial (`pip install optuna`; run with `python3`).
 
 pub mod checkpoint;
 pub mod cpu;

@@ -100,16 +100,39 @@ pub enum KernelChoice {
 /// Where the data is.
 #[derive(Args, Debug, Clone)]
 pub struct DataArgs {
-    /// Directory with the four MNIST IDX files (raw or .gz). Default: $MNIST_DIR, then
-    /// ./data/mnist, then the user cache directory (downloaded there if missing).
+    /// Directory with the four IDX files (raw or .gz): MNIST's names, or those of
+    /// --dataset. Default: ./data/NAME, then the user cache directory (downloaded there
+    /// if missing); for mnist $MNIST_DIR first.
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
+    /// A named dataset (torchvision's files, class names and mean/std): mnist,
+    /// fashion-mnist, kmnist, emnist-balanced, emnist-letters, emnist-digits or qmnist.
+    /// Without it, --data takes any directory of MNIST-named IDX files.
+    #[arg(long, value_name = "NAME", value_parser = dataset_name)]
+    pub dataset: Option<wgtrain::data::DatasetName>,
     /// Never download; fail with the list of directories searched instead.
     #[arg(long)]
     pub no_download: bool,
-    /// Normalise pixels with MNIST's mean 0.1307 and std 0.3081 (default: scale to [0, 1]).
+    /// Normalise pixels with the dataset's mean and std (MNIST's 0.1307 and 0.3081 without
+    /// --dataset), as transforms.Normalize (default: scale to [0, 1]).
     #[arg(long)]
     pub normalize: bool,
+    /// Number of classes C (model outputs); every label must lie in 0..C. Default: the
+    /// largest training label + 1, refusing a class that looks like a stray label.
+    #[arg(long, value_name = "N", value_parser = class_count)]
+    pub classes: Option<usize>,
+}
+
+pub(crate) fn dataset_name(s: &str) -> Result<wgtrain::data::DatasetName, String> {
+    s.parse()
+}
+
+pub(crate) fn class_count(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0 | 1) => Err("must be at least 2 (a classifier needs two classes)".into()),
+        Ok(v) => Ok(v),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 pub(crate) fn positive_usize(s: &str) -> Result<usize, String> {
@@ -376,11 +399,13 @@ pub struct EvalArgs {
 
 #[derive(Args, Debug, Clone)]
 pub struct DownloadArgs {
-    /// Dataset name (only mnist).
-    #[arg(value_parser = ["mnist"])]
-    pub dataset: String,
-    /// Destination directory (default: the user cache directory; a given one is created if
-    /// missing, and its parent must exist).
+    /// Dataset name: mnist, fashion-mnist, kmnist, emnist-balanced, emnist-letters,
+    /// emnist-digits or qmnist. $WGTRAIN_MIRROR (a base URL ending in /) replaces the mirrors.
+    #[arg(value_parser = dataset_name)]
+    pub dataset: wgtrain::data::DatasetName,
+    /// Destination directory (default: the user cache directory, e.g.
+    /// ~/.cache/wgtrain/fashion-mnist; the EMNIST splits share ~/.cache/wgtrain/emnist); a given
+    /// one is created if missing, and its parent must exist.
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
 }

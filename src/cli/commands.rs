@@ -34,15 +34,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Command::LrFind(a) => super::tune::lr_find_command(a),
         Command::Sweep(a) => super::tune::sweep_command(a),
         Command::Plot(a) => super::tune::plot_command(a),
-        Command::Download(a) => {
-            if let Some(dir) = &a.dir {
-                check_outputs([(Some(dir.as_path()), OutputKind::Dir)])?;
-            }
-            let dir = a.dir.unwrap_or_else(data::cache_dir);
-            data::download(&dir, true)?;
-            eprintln!("MNIST is in {} (checksums verified)", dir.display());
-            Ok(())
-        }
+        Command::Download(a) => download_command(a),
     }
 }
 
@@ -186,22 +178,23 @@ pub fn load_data(d: &DataArgs, quiet: bool) -> Result<Mnist> {
             "no such directory; give the directory holding the four MNIST files",
         ));
     }
-    // Finding and reading the files checks the user's input (exit 2 when it is bad); a
-    // download is work (exit 1 when it fails).
-    let dir = match data::locate(d.data.as_deref()) {
-        Ok(dir) => dir,
-        Err(data::DataError::NotFound { .. }) if !d.no_download && d.data.is_none() => {
-            let dir = data::cache_dir();
-            data::download(&dir, !quiet)?;
-            eprintln!("MNIST downloaded to {}", dir.display());
-            dir
-        }
-        Err(e) => return Err(bad_input(e)),
+    let opts = data::LoadOptions {
+        dataset: d.dataset,
+        classes: d.classes,
     };
-    let mnist = data::load_dir(&dir).map_err(bad_input)?;
+    // Finding and reading the files checks the user's input (exit 2 when it is bad); a
+    // download, and the checksums it verifies, is work (exit 1 when it fails).
+    let mnist = data::load_or_download_with(d.data.as_deref(), &opts, !d.no_download, !quiet)
+        .map_err(|e| match e {
+            data::DataError::Download { .. } | data::DataError::Checksum { .. } => {
+                anyhow::Error::from(wgtrain::Error::from(e))
+            }
+            e => bad_input(e),
+        })?;
     if !quiet {
+        let name = d.dataset.map_or(String::new(), |n| format!("{n} "));
         eprintln!(
-            "data: {} ({} train, {} test, {}x{} inputs, {} classes)",
+            "data: {name}{} ({} train, {} test, {}x{} inputs, {} classes)",
             mnist.dir.display(),
             mnist.train.len(),
             mnist.test.len(),
@@ -215,10 +208,40 @@ pub fn load_data(d: &DataArgs, quiet: bool) -> Result<Mnist> {
 
 pub fn normalization(d: &DataArgs) -> Normalization {
     if d.normalize {
-        Normalization::MNIST
+        dataset_normalization(d)
     } else {
         Normalization::UNIT
     }
+}
+
+/// The mean and std `--normalize` uses: the named dataset's, else MNIST's.
+pub fn dataset_normalization(d: &DataArgs) -> Normalization {
+    d.dataset
+        .map_or(Normalization::MNIST, |n| n.info().normalization)
+}
+
+/// `wgtrain download NAME [--dir DIR]`.
+fn download_command(a: super::args::DownloadArgs) -> Result<()> {
+    if let Some(dir) = &a.dir {
+        check_outputs([(Some(dir.as_path()), OutputKind::Dir)])?;
+    }
+    let dir = a.dir.unwrap_or_else(|| data::cache_dir_of(a.dataset));
+    data::download_dataset(a.dataset, &dir, true).map_err(wgtrain::Error::from)?;
+    let checked = match a.dataset.info().packaging {
+        data::datasets::Packaging::GzFiles { .. } if a.dataset == data::DatasetName::Mnist => {
+            "SHA-256 verified"
+        }
+        data::datasets::Packaging::GzFiles { .. } => "MD5 verified",
+        data::datasets::Packaging::Zip { .. } => "archive MD5 verified",
+    };
+    eprintln!(
+        "{} is in {} ({checked}); train with --dataset {} --data {}",
+        a.dataset.info().title,
+        dir.display(),
+        a.dataset,
+        dir.display()
+    );
+    Ok(())
 }
 
 /// Refuses GPU-only flags with `--device cpu`, where they would be silently ignored.
@@ -490,19 +513,9 @@ fn eval_command(a: EvalArgs) -> Result<()> {
             ),
         ));
     }
-    let max_label = mnist.test.labels.iter().max().map_or(0, |&l| l as usize);
-    if max_label >= ck.spec.classes() {
-        return Err(usage(
-            "model",
-            a.model.display(),
-            format!(
-                "has {} outputs but the test labels go up to {max_label}",
-                ck.spec.classes()
-            ),
-        ));
-    }
+    check_model_classes(&a.model, ck.spec.classes(), &mnist, a.data.classes)?;
     let norm = match (a.data.normalize, ck.normalization) {
-        (true, Some(n)) if n != Normalization::MNIST => {
+        (true, Some(n)) if n != dataset_normalization(&a.data) => {
             return Err(usage(
                 "normalize",
                 "true",
@@ -512,7 +525,7 @@ fn eval_command(a: EvalArgs) -> Result<()> {
                 ),
             ));
         }
-        (true, _) => Normalization::MNIST,
+        (true, _) => dataset_normalization(&a.data),
         (false, n) => n.unwrap_or(Normalization::UNIT),
     };
     let sgd = SgdConfig::default();
@@ -567,6 +580,34 @@ pub(crate) fn explain_divergence(e: wgtrain::Error, momentum: f64) -> anyhow::Er
         ),
         e => e.into(),
     }
+}
+
+/// Refuses a checkpoint whose output count differs from the data's class count: its
+/// accuracy would be silently meaningless (a 20-output model on 10-class MNIST).
+fn check_model_classes(
+    model: &std::path::Path,
+    outputs: usize,
+    mnist: &Mnist,
+    given: Option<usize>,
+) -> Result<()> {
+    if outputs == mnist.classes {
+        return Ok(());
+    }
+    let source = match given {
+        Some(_) => "given with --classes",
+        None => "the largest training label + 1",
+    };
+    Err(usage(
+        "model",
+        model.display(),
+        format!(
+            "has {outputs} outputs but the data in {} has {} classes ({source}); evaluate it \
+             on the data it was trained on, or pass --classes {outputs} if the data has \
+             {outputs} classes",
+            mnist.dir.display(),
+            mnist.classes
+        ),
+    ))
 }
 
 fn devices_command(d: DevicesArgs) -> Result<()> {

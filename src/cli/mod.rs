@@ -50,6 +50,8 @@ fn is_usage_error(e: &wgtrain::Error) -> bool {
             explicit_backend,
             ..
         } => !filter.is_empty() || *explicit_backend,
+        // Labels that do not fit the class count, found before any work.
+        wgtrain::Error::Data(d) => d.is_bad_input(),
         _ => false,
     }
 }

@@ -1,8 +1,9 @@
 //! MNIST-style datasets: locating, downloading, verifying and loading the four IDX files.
 //!
-//! Input size and class count come from the files, not from constants, so any dataset in
-//! the same layout (e.g. Fashion-MNIST, once its files are in a directory) loads too.
-//! Checksum verification and download, however, are for the standard MNIST release.
+//! Input size and class count come from the files, not from constants, so any directory
+//! in MNIST's layout loads. The named datasets of [`super::datasets`] (Fashion-MNIST,
+//! KMNIST, EMNIST, QMNIST) add their own file names, packaging, checksums, class names and
+//! storage quirks (EMNIST's transposed images, QMNIST's 2-D labels).
 
 use std::fs;
 use std::io::{Read, Write};
@@ -10,10 +11,16 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
+use md5::Md5;
 use sha2::{Digest, Sha256};
 
 use crate::data::DataError;
+use crate::data::datasets::{Check, DatasetInfo, DatasetName, LabelLayout, Packaging};
 use crate::data::idx::{IdxData, gunzip_if_gzip, gzip, is_gzip, read_idx};
+
+/// Environment variable that replaces every dataset's download mirrors with one base URL
+/// (ending in `/`), e.g. a local mirror, or an unreachable address to test offline errors.
+pub const MIRROR_ENV: &str = "WGTRAIN_MIRROR";
 
 /// The four standard file names (each may also exist with a `.gz` suffix), in the order
 /// train images, train labels, test images, test labels.
@@ -25,12 +32,7 @@ pub const FILE_NAMES: [&str; 4] = [
 ];
 
 /// SHA-256 of each decompressed file of the standard release, aligned with [`FILE_NAMES`].
-const SHA256: [&str; 4] = [
-    "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
-    "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
-    "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
-    "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
-];
+const SHA256: [&str; 4] = super::datasets::MNIST_SHA256;
 
 /// Download mirrors, tried in order; each serves `<file name>.gz`.
 pub const MIRRORS: [&str; 2] = [
@@ -40,6 +42,8 @@ pub const MIRRORS: [&str; 2] = [
 
 /// The real files are about 10 MB; the cap only stops a misbehaving server filling memory.
 const MAX_DOWNLOAD_BYTES: u64 = 256 << 20;
+/// EMNIST's archive is 562 MB; it is streamed to disk, never held in memory.
+const MAX_ARCHIVE_BYTES: u64 = 1 << 30;
 
 /// One split of an MNIST-style dataset.
 #[derive(Debug, Clone, PartialEq)]
@@ -96,12 +100,56 @@ impl Dataset {
 pub struct Mnist {
     pub train: Dataset,
     pub test: Dataset,
-    /// Largest training label + 1; every train and test label is below it.
+    /// The class count `C`: given, the named dataset's, or the largest training label + 1.
+    /// Every train and test label is below it.
     pub classes: usize,
+    /// One name per class, `C` of them: the named dataset's (torchvision's `classes`,
+    /// numbered past its end when `--classes` adds more), else `"0"`, `"1"`, ...
+    pub class_names: Vec<String>,
+    /// The named dataset, or `None` for a plain directory of MNIST-named IDX files.
+    pub dataset: Option<DatasetName>,
     pub dir: PathBuf,
 }
 
+/// Share of the training samples under which an inferred class that the test set never
+/// uses is refused as a probable stray label (0.1%: one stray label in MNIST is 0.0017%).
+pub const RARE_CLASS_SHARE: f64 = 0.001;
+
+/// Which dataset [`load_dir_with`] reads and how it decides the class count `C`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// A named dataset: its file names, label layout, image orientation and class count.
+    /// `None`: MNIST's file names with the class count inferred (any IDX directory).
+    pub dataset: Option<DatasetName>,
+    /// The class count `C` (the CLI's `--classes`): every label must lie in `0..C`, and
+    /// classes without samples are allowed. `None`: the named dataset's, else the largest
+    /// training label plus one, refusing classes that look like stray labels (see
+    /// [`load_dir_with`]).
+    pub classes: Option<usize>,
+}
+
+/// Loads the four files from `dir` (each raw or `.gz`; raw is used when both exist), with
+/// the class count inferred from the labels ([`LoadOptions::default`]).
+///
+/// # Errors
+/// As [`load_dir_with`].
+pub fn load_dir(dir: &Path) -> Result<Mnist, DataError> {
+    load_dir_with(dir, &LoadOptions::default())
+}
+
 /// Loads the four files from `dir` (each raw or `.gz`; raw is used when both exist).
+///
+/// The files are `opts.dataset`'s ([`DatasetInfo::files`]), or MNIST's [`FILE_NAMES`].
+/// EMNIST images are transposed back to upright (torchvision returns them as stored, so
+/// its EMNIST tensors are the transpose of ours); QMNIST's labels are column 0 of their
+/// `[N, 8]` i32 file.
+///
+/// The class count `C` is `opts.classes` when given, else the named dataset's (its
+/// class names; EMNIST letters has 27, `N/A` at 0, as in torchvision); otherwise the
+/// largest training label plus one, refused when a class below it has no training
+/// sample, or when a class is absent from the test set and holds under
+/// [`RARE_CLASS_SHARE`] of the training samples (one stray label would otherwise
+/// silently add an output).
 ///
 /// # Errors
 /// - [`DataError::MissingFiles`] listing every name looked for and those missing;
@@ -110,11 +158,19 @@ pub struct Mnist {
 ///   empty training set;
 /// - [`DataError::CountMismatch`] when a split's image and label counts differ;
 /// - [`DataError::ShapeMismatch`] when train and test images differ in size;
-/// - [`DataError::LabelOutOfRange`] for a negative label or a test label `>= classes`.
-pub fn load_dir(dir: &Path) -> Result<Mnist, DataError> {
-    let [train_images, train_labels, test_images, test_labels] = find_all(dir)?;
-    let (train, train_raw) = load_split(&train_images, &train_labels)?;
-    let (test, test_raw) = load_split(&test_images, &test_labels)?;
+/// - [`DataError::LabelOutOfRange`] for a negative label or a label `>= C`;
+/// - [`DataError::EmptyClasses`] / [`DataError::RareClass`] (inferred `C` only) for a
+///   class count that one corrupt label would decide.
+pub fn load_dir_with(dir: &Path, opts: &LoadOptions) -> Result<Mnist, DataError> {
+    let info = opts.dataset.map(DatasetName::info);
+    let layout = info.map_or(LabelLayout::Flat, |i| i.labels);
+    let [train_images, train_labels, test_images, test_labels] = find_all_of(dir, info)?;
+    let (mut train, train_raw) = load_split(&train_images, &train_labels, layout)?;
+    let (mut test, test_raw) = load_split(&test_images, &test_labels, layout)?;
+    if info.is_some_and(|i| i.transposed) {
+        train.transpose();
+        test.transpose();
+    }
     if [train.rows, train.cols] != [test.rows, test.cols] {
         return Err(DataError::ShapeMismatch {
             train: train_images,
@@ -129,21 +185,73 @@ pub fn load_dir(dir: &Path) -> Result<Mnist, DataError> {
             reason: "the training set has no samples".into(),
         });
     }
-    // A negative maximum gives 0 classes, so check_labels reports the first label.
-    let classes = train_raw
-        .iter()
-        .max()
-        .map_or(0, |&m| (m + 1).max(0) as usize);
-    let train_labels_u32 = check_labels(&train_labels, &train_raw, classes)?;
-    let test_labels = check_labels(&test_labels, &test_raw, classes)?;
-    check_every_class_present(&train_labels, &train_labels_u32, classes)?;
-    let train_labels = train_labels_u32;
+    let (classes, origin) = match (opts.classes, info) {
+        (Some(c), _) => (c, ClassOrigin::Given),
+        (None, Some(i)) => (i.class_names.len(), ClassOrigin::Dataset(i.name)),
+        // A negative maximum gives 0 classes, so check_labels reports the first label.
+        (None, None) => (
+            train_raw
+                .iter()
+                .max()
+                .map_or(0, |&m| (m + 1).max(0) as usize),
+            ClassOrigin::Inferred,
+        ),
+    };
+    let train_labels_u32 = check_labels(&train_labels, &train_raw, classes, origin)?;
+    let test_labels_u32 = check_labels(&test_labels, &test_raw, classes, origin)?;
+    if origin == ClassOrigin::Inferred {
+        check_every_class_present(&train_labels, &train_labels_u32, classes)?;
+        check_rare_classes(
+            (&train_labels, &train_labels_u32),
+            (&test_labels, &test_labels_u32),
+            classes,
+        )?;
+    }
+    let named = info.map_or(&[][..], |i| i.class_names);
+    let class_names = (0..classes)
+        .map(|c| {
+            named
+                .get(c)
+                .map_or_else(|| c.to_string(), |n| n.to_string())
+        })
+        .collect();
     Ok(Mnist {
-        train: train.into_dataset(train_labels),
-        test: test.into_dataset(test_labels),
+        train: train.into_dataset(train_labels_u32),
+        test: test.into_dataset(test_labels_u32),
         classes,
+        class_names,
+        dataset: opts.dataset,
         dir: dir.to_path_buf(),
     })
+}
+
+/// Where the class count came from, for the messages of [`DataError::LabelOutOfRange`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClassOrigin {
+    /// The largest training label + 1.
+    Inferred,
+    /// Given by the caller (`--classes`, [`LoadOptions::classes`]).
+    Given,
+    /// The named dataset's class count (`--dataset`).
+    Dataset(&'static str),
+}
+
+impl std::fmt::Display for ClassOrigin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ClassOrigin::Inferred => "the class count is the largest training label + 1",
+            ClassOrigin::Given => {
+                "the class count was given with --classes; fix that sample or raise --classes"
+            }
+            ClassOrigin::Dataset(name) => {
+                return write!(
+                    f,
+                    "the class count of --dataset {name}; the file is not {name}'s, or pass \
+                     --classes to override"
+                );
+            }
+        })
+    }
 }
 
 /// Directories searched for the files, in order.
@@ -179,6 +287,32 @@ pub fn cache_dir() -> PathBuf {
         .join("mnist")
 }
 
+/// Directories searched for a named dataset, in order: with `explicit`, only that
+/// directory; otherwise (MNIST only) `$MNIST_DIR` if set and non-empty, then
+/// `./data/<name>`, then [`cache_dir_of`].
+pub fn search_dirs_of(name: DatasetName, explicit: Option<&Path>) -> Vec<PathBuf> {
+    if name == DatasetName::Mnist {
+        return default_search_dirs(explicit);
+    }
+    match explicit {
+        Some(dir) => vec![dir.to_path_buf()],
+        None => vec![
+            PathBuf::from("data").join(name.as_str()),
+            cache_dir_of(name),
+        ],
+    }
+}
+
+/// Where a named dataset is downloaded: `<user cache dir>/wgtrain/<cache folder>` (e.g.
+/// `~/.cache/wgtrain/fashion-mnist`; the three EMNIST splits share `emnist`, their
+/// archive's folder).
+pub fn cache_dir_of(name: DatasetName) -> PathBuf {
+    dirs::cache_dir()
+        .unwrap_or_else(std::env::temp_dir)
+        .join("wgtrain")
+        .join(name.info().cache_folder)
+}
+
 /// The first of [`default_search_dirs`] that holds all four files (raw or `.gz`).
 ///
 /// # Errors
@@ -187,13 +321,32 @@ pub fn cache_dir() -> PathBuf {
 /// directory, [`DataError::MissingFiles`] when it lacks files. Otherwise
 /// [`DataError::NotFound`] listing the directories searched and how to fix it.
 pub fn locate(explicit: Option<&Path>) -> Result<PathBuf, DataError> {
-    locate_in(explicit, mnist_dir_env())
+    locate_in(explicit, None, mnist_dir_env())
 }
 
-/// [`locate`] with the value of `$MNIST_DIR` passed in.
-fn locate_in(explicit: Option<&Path>, env: Option<PathBuf>) -> Result<PathBuf, DataError> {
+/// The first of [`search_dirs_of`] that holds all four files of `name` (raw or `.gz`).
+///
+/// # Errors
+/// As [`locate`] (`$MNIST_DIR` is read for MNIST only).
+pub fn locate_dataset(name: DatasetName, explicit: Option<&Path>) -> Result<PathBuf, DataError> {
+    let env = if name == DatasetName::Mnist {
+        mnist_dir_env()
+    } else {
+        None
+    };
+    locate_in(explicit, Some(name), env)
+}
+
+/// [`locate`] for a plain directory (`None`: MNIST's names) or a named dataset, with the
+/// value of `$MNIST_DIR` passed in.
+fn locate_in(
+    explicit: Option<&Path>,
+    name: Option<DatasetName>,
+    env: Option<PathBuf>,
+) -> Result<PathBuf, DataError> {
+    let info = name.map(DatasetName::info);
     if let Some(dir) = explicit {
-        return find_all(dir).map(|_| dir.to_path_buf());
+        return find_all_of(dir, info).map(|_| dir.to_path_buf());
     }
     if let Some(dir) = env {
         // Regression (issue 10): a set but missing MNIST_DIR was skipped silently, and the
@@ -209,12 +362,18 @@ fn locate_in(explicit: Option<&Path>, env: Option<PathBuf>) -> Result<PathBuf, D
                 source: std::io::Error::new(std::io::ErrorKind::NotFound, reason),
             });
         }
-        return find_all(&dir).map(|_| dir);
+        return find_all_of(&dir, info).map(|_| dir);
     }
-    let searched = search_dirs(None, None);
-    match searched.iter().find(|dir| find_all(dir).is_ok()) {
+    let searched = match name {
+        Some(n) if n != DatasetName::Mnist => search_dirs_of(n, None),
+        _ => search_dirs(None, None),
+    };
+    match searched.iter().find(|dir| find_all_of(dir, info).is_ok()) {
         Some(dir) => Ok(dir.clone()),
-        None => Err(DataError::NotFound { searched }),
+        None => Err(DataError::NotFound {
+            dataset: name.unwrap_or(DatasetName::Mnist).info(),
+            searched,
+        }),
     }
 }
 
@@ -234,6 +393,40 @@ pub fn download(dir: &Path, show_progress: bool) -> Result<(), DataError> {
     download_from(dir, &MIRRORS, show_progress)
 }
 
+/// Downloads the four files of `name` into `dir` (created if needed), as torchvision
+/// publishes them, from its mirrors in order, or only from `$WGTRAIN_MIRROR`
+/// ([`MIRROR_ENV`]) when that is set.
+///
+/// Files packaged one `.gz` each are checked before they are written (atomically): MNIST
+/// by the SHA-256 of the decompressed data, the others by torchvision's MD5 of the `.gz`.
+/// EMNIST's zip archive is streamed to `dir/gzip.zip`, its MD5 checked, and the split's
+/// four `.gz` members extracted; the archive is kept so the other EMNIST splits need no
+/// second download. Files already present are skipped when their checksum matches (for
+/// EMNIST, whose members have no published checksum, when all four exist). A failed
+/// download removes the directories it created.
+///
+/// # Errors
+/// - [`DataError::Download`] when every mirror fails, naming the URL and how to get the
+///   files by hand;
+/// - [`DataError::Checksum`] when a mirror serves wrong data, or a raw MNIST file in `dir`
+///   has the wrong checksum;
+/// - [`DataError::Idx`] for an archive without the expected member;
+/// - [`DataError::Io`] when `dir` or a file cannot be written.
+pub fn download_dataset(
+    name: DatasetName,
+    dir: &Path,
+    show_progress: bool,
+) -> Result<(), DataError> {
+    let env = std::env::var(MIRROR_ENV).ok().filter(|v| !v.is_empty());
+    let mirrors: Vec<&str> = match (&env, name.info().packaging) {
+        (Some(base), _) => vec![base.as_str()],
+        (None, Packaging::GzFiles { mirrors, .. } | Packaging::Zip { mirrors, .. }) => {
+            mirrors.to_vec()
+        }
+    };
+    download_dataset_from(name, dir, &mirrors, show_progress)
+}
+
 /// Checks the SHA-256 of the four decompressed files in `dir` against the standard release.
 ///
 /// # Errors
@@ -245,8 +438,10 @@ pub fn verify_dir(dir: &Path) -> Result<(), DataError> {
         if actual != expected {
             return Err(DataError::Checksum {
                 file: path.display().to_string(),
+                what: "SHA-256 of the decompressed data",
                 expected: expected.into(),
                 actual,
+                dataset: "mnist",
             });
         }
     }
@@ -257,20 +452,45 @@ pub fn verify_dir(dir: &Path) -> Result<(), DataError> {
 /// found nowhere, `allow_download` is set and no `explicit` directory was given.
 ///
 /// # Errors
-/// As [`locate`] (including [`DataError::NotFound`] when downloading is not allowed),
-/// [`download`] and [`load_dir`].
+/// As [`load_or_download_with`].
 pub fn load_or_download(
     explicit: Option<&Path>,
     allow_download: bool,
     show_progress: bool,
 ) -> Result<Mnist, DataError> {
-    match locate(explicit) {
-        Ok(dir) => load_dir(&dir),
+    load_or_download_with(
+        explicit,
+        &LoadOptions::default(),
+        allow_download,
+        show_progress,
+    )
+}
+
+/// As [`load_or_download`], loading with `opts` ([`load_dir_with`]): without `explicit`,
+/// `opts.dataset` (default MNIST) is searched for ([`search_dirs_of`]) and downloaded
+/// into [`cache_dir_of`] ([`download_dataset`]).
+///
+/// # Errors
+/// As [`locate`] (including [`DataError::NotFound`] when downloading is not allowed),
+/// [`download`] and [`load_dir_with`].
+pub fn load_or_download_with(
+    explicit: Option<&Path>,
+    opts: &LoadOptions,
+    allow_download: bool,
+    show_progress: bool,
+) -> Result<Mnist, DataError> {
+    let located = match opts.dataset {
+        Some(name) => locate_dataset(name, explicit),
+        None => locate(explicit),
+    };
+    match located {
+        Ok(dir) => load_dir_with(&dir, opts),
         Err(DataError::NotFound { .. }) if allow_download && explicit.is_none() => {
-            let dir = cache_dir();
-            download(&dir, show_progress)?;
-            eprintln!("MNIST downloaded to {}", dir.display());
-            load_dir(&dir)
+            let name = opts.dataset.unwrap_or(DatasetName::Mnist);
+            let dir = cache_dir_of(name);
+            download_dataset(name, &dir, show_progress)?;
+            eprintln!("{} downloaded to {}", name.info().title, dir.display());
+            load_dir_with(&dir, opts)
         }
         Err(e) => Err(e),
     }
@@ -285,8 +505,15 @@ fn find_file(dir: &Path, name: &str) -> Option<PathBuf> {
 
 /// Paths of the four files in [`FILE_NAMES`] order, or the error listing what is missing.
 fn find_all(dir: &Path) -> Result<[PathBuf; 4], DataError> {
-    let found = FILE_NAMES.map(|name| find_file(dir, name));
-    let missing: Vec<String> = FILE_NAMES
+    find_all_of(dir, None)
+}
+
+/// Paths of the four files of `info` (MNIST's names for `None`), or the error listing
+/// what is missing.
+fn find_all_of(dir: &Path, info: Option<&'static DatasetInfo>) -> Result<[PathBuf; 4], DataError> {
+    let names = info.map_or(FILE_NAMES, |i| i.files);
+    let found = names.map(|name| find_file(dir, name));
+    let missing: Vec<String> = names
         .iter()
         .zip(&found)
         .filter(|(_, path)| path.is_none())
@@ -295,8 +522,9 @@ fn find_all(dir: &Path) -> Result<[PathBuf; 4], DataError> {
     if !missing.is_empty() {
         return Err(DataError::MissingFiles {
             dir: dir.to_path_buf(),
+            dataset: info.map_or("mnist", |i| i.name),
             missing,
-            looked_for: FILE_NAMES
+            looked_for: names
                 .iter()
                 .flat_map(|name| [name.to_string(), format!("{name}.gz")])
                 .collect(),
@@ -314,6 +542,23 @@ struct Split {
 }
 
 impl Split {
+    /// Transposes every image (EMNIST stores them transposed): stored `[rows, cols]`
+    /// becomes upright `[cols, rows]` with `upright[r][c] = stored[c][r]`.
+    fn transpose(&mut self) {
+        let (rows, cols) = (self.rows, self.cols);
+        let f = rows * cols;
+        let mut out = vec![0u8; self.images.len()];
+        for (src, dst) in self.images.chunks_exact(f).zip(out.chunks_exact_mut(f)) {
+            for r in 0..cols {
+                for c in 0..rows {
+                    dst[r * rows + c] = src[c * cols + r];
+                }
+            }
+        }
+        self.images = out;
+        (self.rows, self.cols) = (cols, rows);
+    }
+
     fn into_dataset(self, labels: Vec<u32>) -> Dataset {
         Dataset {
             images: self.images,
@@ -325,9 +570,13 @@ impl Split {
 }
 
 /// Reads one split's images and labels (as `i64`, unvalidated) and checks their counts agree.
-fn load_split(images_path: &Path, labels_path: &Path) -> Result<(Split, Vec<i64>), DataError> {
+fn load_split(
+    images_path: &Path,
+    labels_path: &Path,
+    layout: LabelLayout,
+) -> Result<(Split, Vec<i64>), DataError> {
     let split = load_images(images_path)?;
-    let labels = load_labels(labels_path)?;
+    let labels = load_labels(labels_path, layout)?;
     if split.n != labels.len() {
         return Err(DataError::CountMismatch {
             images: images_path.to_path_buf(),
@@ -367,20 +616,32 @@ fn load_images(path: &Path) -> Result<Split, DataError> {
     })
 }
 
-fn load_labels(path: &Path) -> Result<Vec<i64>, DataError> {
+fn load_labels(path: &Path, layout: LabelLayout) -> Result<Vec<i64>, DataError> {
     let arr = read_idx(path)?;
     let fail = |reason: String| DataError::Idx {
         path: path.to_path_buf(),
         reason,
     };
-    if arr.dims.len() != 1 {
-        return Err(fail(format!(
-            "labels must be 1-D [n], file has {} dimensions {:?}",
-            arr.dims.len(),
-            arr.dims
-        )));
-    }
-    Ok(match arr.data {
+    // Row stride: 1 for [n]; K for QMNIST's [n, K], whose class is column 0.
+    let stride = match (layout, arr.dims.as_slice()) {
+        (LabelLayout::Flat, [_]) => 1,
+        (LabelLayout::Column0, &[_, k]) if k >= 1 => k,
+        (LabelLayout::Flat, dims) => {
+            return Err(fail(format!(
+                "labels must be 1-D [n], file has {} dimensions {dims:?}",
+                dims.len()
+            )));
+        }
+        (LabelLayout::Column0, dims) => {
+            return Err(fail(format!(
+                "QMNIST labels must be 2-D [n, 8] with the class in column 0, file has {} \
+                 dimensions {dims:?}",
+                dims.len()
+            )));
+        }
+    };
+    let column0 = |v: Vec<i64>| v.into_iter().step_by(stride).collect::<Vec<i64>>();
+    Ok(column0(match arr.data {
         IdxData::U8(v) => v.into_iter().map(i64::from).collect(),
         IdxData::I8(v) => v.into_iter().map(i64::from).collect(),
         IdxData::I16(v) => v.into_iter().map(i64::from).collect(),
@@ -393,7 +654,7 @@ fn load_labels(path: &Path) -> Result<Vec<i64>, DataError> {
                 other.type_code()
             )));
         }
-    })
+    }))
 }
 
 /// The class count is the largest training label + 1, so one corrupt label (say 200 in
@@ -419,7 +680,12 @@ fn check_every_class_present(path: &Path, labels: &[u32], classes: usize) -> Res
 }
 
 /// Converts labels to `u32`, failing on the first one outside `0..classes`.
-fn check_labels(path: &Path, labels: &[i64], classes: usize) -> Result<Vec<u32>, DataError> {
+fn check_labels(
+    path: &Path,
+    labels: &[i64],
+    classes: usize,
+    origin: ClassOrigin,
+) -> Result<Vec<u32>, DataError> {
     labels
         .iter()
         .enumerate()
@@ -430,16 +696,66 @@ fn check_labels(path: &Path, labels: &[i64], classes: usize) -> Result<Vec<u32>,
                 index,
                 label,
                 classes,
+                origin,
             }),
         })
         .collect()
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
+/// Refuses an inferred class that the test set never uses and that holds under
+/// [`RARE_CLASS_SHARE`] of the training samples: most likely stray labels.
+fn check_rare_classes(
+    (train_path, train): (&Path, &[u32]),
+    (test_path, test): (&Path, &[u32]),
+    classes: usize,
+) -> Result<(), DataError> {
+    let count = |labels: &[u32]| {
+        let mut c = vec![0usize; classes];
+        labels.iter().for_each(|&l| c[l as usize] += 1);
+        c
+    };
+    let (train_counts, test_counts) = (count(train), count(test));
+    let rare = (0..classes).find(|&c| {
+        test_counts[c] == 0 && (train_counts[c] as f64) < RARE_CLASS_SHARE * train.len() as f64
+    });
+    let Some(label) = rare else {
+        return Ok(());
+    };
+    let indices = train
         .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+        .enumerate()
+        .filter(|&(_, &l)| l as usize == label)
+        .map(|(i, _)| i)
+        .collect();
+    Err(DataError::RareClass {
+        train: train_path.to_path_buf(),
+        test: test_path.to_path_buf(),
+        label: label as u32,
+        indices,
+        total: train.len(),
+        classes,
+    })
+}
+
+fn hex(digest: &[u8]) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+fn md5_hex(bytes: &[u8]) -> String {
+    hex(&Md5::digest(bytes))
+}
+
+/// MD5 of a file's bytes as stored (torchvision's check of a downloaded `.gz`).
+fn file_md5(path: &Path) -> Result<String, DataError> {
+    let bytes = fs::read(path).map_err(|source| DataError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(md5_hex(&bytes))
 }
 
 /// SHA-256 of a file's content after gunzipping it if it is gzip.
@@ -452,6 +768,15 @@ fn file_sha256(path: &Path) -> Result<String, DataError> {
 }
 
 fn download_from(dir: &Path, mirrors: &[&str], show_progress: bool) -> Result<(), DataError> {
+    download_dataset_from(DatasetName::Mnist, dir, mirrors, show_progress)
+}
+
+fn download_dataset_from(
+    name: DatasetName,
+    dir: &Path,
+    mirrors: &[&str],
+    show_progress: bool,
+) -> Result<(), DataError> {
     // The directories this call creates, innermost first: removed again (while empty) when
     // the download fails, so a failed attempt leaves nothing behind.
     let created: Vec<PathBuf> = dir
@@ -463,7 +788,30 @@ fn download_from(dir: &Path, mirrors: &[&str], show_progress: bool) -> Result<()
         path: dir.to_path_buf(),
         source,
     })?;
-    let result = fetch_all(dir, mirrors, show_progress);
+    let info = name.info();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_connect(Some(Duration::from_secs(30)))
+        .timeout_per_read(Some(Duration::from_secs(60)))
+        .build()
+        .into();
+    let result = match info.packaging {
+        Packaging::GzFiles { checks, .. } => {
+            fetch_all(&agent, dir, info, &checks, mirrors, show_progress)
+        }
+        Packaging::Zip {
+            archive,
+            md5,
+            member_dir,
+            ..
+        } => fetch_archive(
+            &agent,
+            dir,
+            info,
+            (archive, md5, member_dir),
+            mirrors,
+            show_progress,
+        ),
+    };
     if result.is_err() {
         for d in &created {
             // Fails, harmlessly, on a directory that is not empty.
@@ -473,49 +821,110 @@ fn download_from(dir: &Path, mirrors: &[&str], show_progress: bool) -> Result<()
     result
 }
 
-/// Fetches the four files into the existing `dir` (see [`download_from`]).
-fn fetch_all(dir: &Path, mirrors: &[&str], show_progress: bool) -> Result<(), DataError> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_connect(Some(Duration::from_secs(30)))
-        .timeout_per_read(Some(Duration::from_secs(60)))
-        .build()
-        .into();
+/// How to get the files of `info` without wgtrain's download, for [`DataError::Download`].
+fn manual_hint(info: &DatasetInfo, mirrors: &[&str]) -> String {
+    match info.packaging {
+        _ if info.name == "mnist" => "No network? Copy the four MNIST files (raw or .gz) into a \
+             directory and pass --data DIR or set MNIST_DIR=DIR"
+            .into(),
+        Packaging::GzFiles { .. } => format!(
+            "No network? Copy the four {} files ({}, raw or .gz) into a directory and pass \
+             --dataset {} --data DIR",
+            info.title,
+            info.files.join(", "),
+            info.name
+        ),
+        Packaging::Zip {
+            archive,
+            member_dir,
+            ..
+        } => format!(
+            "No network? Fetch {}{archive} by other means, unzip it and pass --dataset {} \
+             --data DIR/{} (it holds {}.gz and the other files)",
+            mirrors.first().copied().unwrap_or_default(),
+            info.name,
+            member_dir.trim_end_matches('/'),
+            info.files[0]
+        ),
+    }
+}
 
-    for (name, expected) in FILE_NAMES.into_iter().zip(SHA256) {
+/// Fetches the four `.gz` files of `info` into the existing `dir` (see
+/// [`download_dataset_from`]).
+fn fetch_all(
+    agent: &ureq::Agent,
+    dir: &Path,
+    info: &DatasetInfo,
+    checks: &[Check; 4],
+    mirrors: &[&str],
+    show_progress: bool,
+) -> Result<(), DataError> {
+    for (name, &check) in info.files.into_iter().zip(checks) {
         if let Some(existing) = find_file(dir, name) {
+            let raw = existing == dir.join(name);
             // An unreadable or corrupt .gz is simply fetched again.
-            let actual = file_sha256(&existing);
+            let actual = match check {
+                Check::Sha256Raw(_) => file_sha256(&existing),
+                // MD5 is published for the .gz only: a raw file cannot be checked.
+                Check::Md5Gz(_) if raw => {
+                    if show_progress {
+                        eprintln!(
+                            "{name}: already present (raw; its MD5 is unpublished, not checked)"
+                        );
+                    }
+                    continue;
+                }
+                Check::Md5Gz(_) => file_md5(&existing),
+            };
+            let expected = check_hex(check);
             if actual.as_deref().is_ok_and(|a| a == expected) {
                 if show_progress {
                     eprintln!("{name}: already present, checksum ok");
                 }
                 continue;
             }
-            if existing == dir.join(name) {
+            if raw {
                 return Err(DataError::Checksum {
                     file: existing.display().to_string(),
+                    what: check_what(check),
                     expected: expected.into(),
                     actual: actual?,
+                    dataset: info.name,
                 });
             }
         }
-        let gz = fetch_verified(&agent, mirrors, name, expected, show_progress)?;
+        let gz = fetch_verified(agent, info, mirrors, name, check, show_progress)?;
         write_atomically(&dir.join(format!("{name}.gz")), &gz)?;
     }
     Ok(())
 }
 
-/// Fetches `<mirror><name>.gz` from the first mirror that serves data with the expected
-/// checksum, returning it gzipped.
+fn check_hex(check: Check) -> &'static str {
+    match check {
+        Check::Sha256Raw(h) | Check::Md5Gz(h) => h,
+    }
+}
+
+fn check_what(check: Check) -> &'static str {
+    match check {
+        Check::Sha256Raw(_) => "SHA-256 of the decompressed data",
+        Check::Md5Gz(_) => "MD5 of the .gz file",
+    }
+}
+
+/// Fetches `<mirror><name>.gz` from the first mirror that serves data passing `check`,
+/// returning the bytes to store as `<name>.gz`.
 fn fetch_verified(
     agent: &ureq::Agent,
+    info: &DatasetInfo,
     mirrors: &[&str],
     name: &str,
-    expected: &str,
+    check: Check,
     show_progress: bool,
 ) -> Result<Vec<u8>, DataError> {
     let mut failures = Vec::new();
     let mut bad_checksum = None;
+    let expected = check_hex(check);
     for mirror in mirrors {
         let url = format!("{mirror}{name}.gz");
         let body = match fetch(agent, &url, name, show_progress) {
@@ -525,6 +934,20 @@ fn fetch_verified(
                 continue;
             }
         };
+        if let Check::Md5Gz(_) = check {
+            let actual = md5_hex(&body);
+            if actual == expected {
+                return Ok(body);
+            }
+            bad_checksum = Some(DataError::Checksum {
+                file: url,
+                what: check_what(check),
+                expected: expected.into(),
+                actual,
+                dataset: info.name,
+            });
+            continue;
+        }
         let raw = match gunzip_if_gzip(&body, Path::new(&url)) {
             Ok(raw) => raw,
             Err(e) => {
@@ -536,8 +959,10 @@ fn fetch_verified(
         if actual != expected {
             bad_checksum = Some(DataError::Checksum {
                 file: url,
+                what: check_what(check),
                 expected: expected.into(),
                 actual,
+                dataset: info.name,
             });
             continue;
         }
@@ -547,6 +972,17 @@ fn fetch_verified(
     if let Some(err) = bad_checksum {
         return Err(err);
     }
+    Err(download_error(failures, name, info, mirrors))
+}
+
+/// The [`DataError::Download`] for a file every mirror failed: the last URL and reason,
+/// the earlier ones, and the way to get the files by hand.
+fn download_error(
+    mut failures: Vec<(String, String)>,
+    name: &str,
+    info: &DatasetInfo,
+    mirrors: &[&str],
+) -> DataError {
     let (url, reason) = failures
         .pop()
         .unwrap_or_else(|| (name.into(), "no mirrors".into()));
@@ -556,18 +992,149 @@ fn fetch_verified(
     } else {
         format!("{reason} (also failed: {})", earlier.join("; "))
     };
-    Err(DataError::Download { url, reason })
+    DataError::Download {
+        url,
+        reason,
+        hint: manual_hint(info, mirrors),
+    }
 }
 
-/// Reads a whole response body, drawing a byte progress bar when asked.
-fn fetch(
+/// EMNIST: makes sure the archive is in `dir` (fetched and MD5-checked, or already there
+/// with the right MD5), then extracts the split's four `.gz` members next to it.
+fn fetch_archive(
+    agent: &ureq::Agent,
+    dir: &Path,
+    info: &DatasetInfo,
+    (archive, md5, member_dir): (&str, &str, &str),
+    mirrors: &[&str],
+    show_progress: bool,
+) -> Result<(), DataError> {
+    if info.files.iter().all(|f| find_file(dir, f).is_some()) {
+        if show_progress {
+            eprintln!(
+                "{}: the four files are present (only the archive's MD5 is published; not re-checked)",
+                info.name
+            );
+        }
+        return Ok(());
+    }
+    let zip_path = dir.join(archive);
+    let have_archive = zip_path.is_file() && file_md5(&zip_path).is_ok_and(|a| a == md5);
+    if !have_archive {
+        let tmp = dir.join(format!(".{archive}.part-{}", std::process::id()));
+        let mut failures = Vec::new();
+        let mut fetched = false;
+        for mirror in mirrors {
+            let url = format!("{mirror}{archive}");
+            match fetch_to_file(agent, &url, &tmp, archive, show_progress) {
+                Ok(actual) if actual == md5 => {
+                    fs::rename(&tmp, &zip_path).map_err(|source| DataError::Io {
+                        path: zip_path.clone(),
+                        source,
+                    })?;
+                    fetched = true;
+                    break;
+                }
+                Ok(actual) => {
+                    let _ = fs::remove_file(&tmp);
+                    return Err(DataError::Checksum {
+                        file: url,
+                        what: "MD5 of the archive",
+                        expected: md5.into(),
+                        actual,
+                        dataset: info.name,
+                    });
+                }
+                Err(reason) => {
+                    let _ = fs::remove_file(&tmp);
+                    failures.push((url, reason));
+                }
+            }
+        }
+        if !fetched {
+            return Err(download_error(failures, archive, info, mirrors));
+        }
+    }
+    extract_members(&zip_path, member_dir, &info.files, dir)
+}
+
+/// Copies `<member_dir><file>.gz` of the zip archive at `zip_path` to `dir/<file>.gz` for
+/// each of `files` (atomically).
+///
+/// # Errors
+/// [`DataError::Io`] for an unreadable archive or unwritable file, [`DataError::Idx`]
+/// (naming the archive) for a corrupt archive or a missing member.
+pub(crate) fn extract_members(
+    zip_path: &Path,
+    member_dir: &str,
+    files: &[&str],
+    dir: &Path,
+) -> Result<(), DataError> {
+    let bad = |reason: String| DataError::Idx {
+        path: zip_path.to_path_buf(),
+        reason,
+    };
+    let file = fs::File::open(zip_path).map_err(|source| DataError::Io {
+        path: zip_path.to_path_buf(),
+        source,
+    })?;
+    let mut zip =
+        zip::ZipArchive::new(file).map_err(|e| bad(format!("not a readable zip archive: {e}")))?;
+    for f in files {
+        let member = format!("{member_dir}{f}.gz");
+        let mut entry = zip
+            .by_name(&member)
+            .map_err(|e| bad(format!("archive has no member {member}: {e}")))?;
+        let mut bytes = Vec::new();
+        entry
+            .read_to_end(&mut bytes)
+            .map_err(|e| bad(format!("cannot read member {member}: {e}")))?;
+        write_atomically(&dir.join(format!("{f}.gz")), &bytes)?;
+    }
+    Ok(())
+}
+
+/// Streams `url` to `path`, returning the MD5 (hex) of what was written.
+fn fetch_to_file(
     agent: &ureq::Agent,
     url: &str,
+    path: &Path,
     name: &str,
     show_progress: bool,
-) -> Result<Vec<u8>, String> {
+) -> Result<String, String> {
     let mut response = agent.get(url).call().map_err(|e| e.to_string())?;
-    let bar = match (show_progress, response.body().content_length()) {
+    let bar = progress_bar(show_progress, response.body().content_length(), name);
+    let mut reader = bar.wrap_read(response.body_mut().as_reader().take(MAX_ARCHIVE_BYTES));
+    let result = (|| -> std::io::Result<String> {
+        let mut file = fs::File::create(path)?;
+        let mut hasher = Md5::new();
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let n = reader.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            file.write_all(&buf[..n])?;
+        }
+        file.sync_all()?;
+        Ok(hex(&hasher.finalize()))
+    })();
+    match result {
+        Ok(md5) => {
+            bar.finish();
+            Ok(md5)
+        }
+        Err(e) => {
+            bar.abandon();
+            Err(e.to_string())
+        }
+    }
+}
+
+/// A byte progress bar on stderr (hidden unless `show`), prefixed with `name`.
+fn progress_bar(show: bool, len: Option<u64>, name: &str) -> ProgressBar {
+    let bar = match (show, len) {
         (false, _) => ProgressBar::hidden(),
         (true, Some(len)) => ProgressBar::new(len).with_style(
             ProgressStyle::with_template(
@@ -582,6 +1149,18 @@ fn fetch(
         ),
     };
     bar.set_prefix(name.to_string());
+    bar
+}
+
+/// Reads a whole response body, drawing a byte progress bar when asked.
+fn fetch(
+    agent: &ureq::Agent,
+    url: &str,
+    name: &str,
+    show_progress: bool,
+) -> Result<Vec<u8>, String> {
+    let mut response = agent.get(url).call().map_err(|e| e.to_string())?;
+    let bar = progress_bar(show_progress, response.body().content_length(), name);
     let mut body = Vec::new();
     let read = bar
         .wrap_read(response.body_mut().as_reader().take(MAX_DOWNLOAD_BYTES))
@@ -789,7 +1368,7 @@ mod tests {
         );
         let err = load_dir(dir.path()).unwrap_err();
         assert!(
-            matches!(&err, DataError::LabelOutOfRange { path, index: 2, label: -1, classes: 3 } if *path == lab),
+            matches!(&err, DataError::LabelOutOfRange { path, index: 2, label: -1, classes: 3, .. } if *path == lab),
             "{err:?}"
         );
         assert_msg(&err, &[&s(&lab), "sample 2 has label -1", "0..3"]);
@@ -838,7 +1417,7 @@ mod tests {
         );
         let err = load_dir(dir.path()).unwrap_err();
         assert!(
-            matches!(&err, DataError::LabelOutOfRange { path, index: 1, label: 3, classes: 3 } if *path == test_lab),
+            matches!(&err, DataError::LabelOutOfRange { path, index: 1, label: 3, classes: 3, .. } if *path == test_lab),
             "{err:?}"
         );
         assert_msg(&err, &[&s(&test_lab), "sample 1 has label 3"]);
@@ -1009,7 +1588,7 @@ mod tests {
     #[test]
     fn a_set_mnist_dir_that_is_missing_or_incomplete_is_an_error_naming_it() {
         let missing = PathBuf::from("/nonexistent/mnist");
-        let err = locate_in(None, Some(missing.clone())).unwrap_err();
+        let err = locate_in(None, None, Some(missing.clone())).unwrap_err();
         assert!(
             matches!(&err, DataError::Io { path, .. } if *path == missing),
             "{err:?}"
@@ -1020,7 +1599,7 @@ mod tests {
             "{shown}"
         );
         let empty = tempfile::tempdir().unwrap();
-        let err = locate_in(None, Some(empty.path().to_path_buf())).unwrap_err();
+        let err = locate_in(None, None, Some(empty.path().to_path_buf())).unwrap_err();
         assert!(
             matches!(&err, DataError::MissingFiles { dir, missing, .. }
                 if dir == empty.path() && missing.len() == 4),
@@ -1028,7 +1607,7 @@ mod tests {
         );
         write_valid(empty.path());
         assert_eq!(
-            locate_in(None, Some(empty.path().to_path_buf())).unwrap(),
+            locate_in(None, None, Some(empty.path().to_path_buf())).unwrap(),
             empty.path()
         );
     }
@@ -1036,6 +1615,7 @@ mod tests {
     #[test]
     fn not_found_message_explains_fix() {
         let err = DataError::NotFound {
+            dataset: DatasetName::Mnist.info(),
             searched: vec![PathBuf::from("/a/mnist"), PathBuf::from("data/mnist")],
         };
         let phrases = [
@@ -1225,5 +1805,278 @@ mod tests {
         .unwrap();
         download_from(dir.path(), &[&good], false).unwrap();
         verify_dir(dir.path()).unwrap();
+    }
+
+    /// Writes `files` of a named dataset into `dir` as `<name>.gz`, in its real packaging.
+    fn write_named_gz(dir: &Path, name: DatasetName, arrays: [&IdxArray; 4]) {
+        for (f, arr) in name.info().files.iter().zip(arrays) {
+            fs::write(dir.join(format!("{f}.gz")), gzip(&encode_idx(arr))).unwrap();
+        }
+    }
+
+    /// `[n, rows, cols]` images whose pixel (i, r, c) is `i*100 + r*10 + c`.
+    fn coded_images(n: usize, rows: usize, cols: usize) -> Vec<u8> {
+        (0..n)
+            .flat_map(|i| {
+                (0..rows).flat_map(move |r| (0..cols).map(move |c| (i * 100 + r * 10 + c) as u8))
+            })
+            .collect()
+    }
+
+    /// Regression-style pin of EMNIST's packaging and orientation: a zip holding
+    /// `gzip/<file>.gz` as NIST ships it, images stored transposed (stored[c][r]), letters
+    /// labels 1..=26 with 27 classes and N/A at 0, as torchvision keeps them.
+    #[test]
+    fn emnist_letters_from_its_zip_of_gz_files_is_upright_with_27_classes() {
+        use zip::write::SimpleFileOptions;
+        let name = DatasetName::EmnistLetters;
+        let (n, rows, cols) = (3, 2, 3); // upright images are 2 rows x 3 cols
+        let upright = coded_images(n, rows, cols);
+        // Stored transposed: [n, cols, rows] with stored[i][c][r] = upright[i][r][c].
+        let mut stored = vec![0u8; upright.len()];
+        for i in 0..n {
+            for r in 0..rows {
+                for c in 0..cols {
+                    stored[i * 6 + c * rows + r] = upright[i * 6 + r * cols + c];
+                }
+            }
+        }
+        let imgs = IdxArray {
+            dims: vec![n, cols, rows],
+            data: IdxData::U8(stored),
+        };
+        let train_labels = labels(&[1, 26, 5]);
+        let test_labels = labels(&[26, 1, 2]);
+        let tmp = tempfile::tempdir().unwrap();
+        let zip_path = tmp.path().join("gzip.zip");
+        let mut zip = zip::ZipWriter::new(fs::File::create(&zip_path).unwrap());
+        let arrays = [&imgs, &train_labels, &imgs, &test_labels];
+        for (f, arr) in name.info().files.iter().zip(arrays) {
+            zip.start_file(format!("gzip/{f}.gz"), SimpleFileOptions::default())
+                .unwrap();
+            zip.write_all(&gzip(&encode_idx(arr))).unwrap();
+        }
+        zip.finish().unwrap();
+
+        let dir = tmp.path().join("emnist");
+        fs::create_dir(&dir).unwrap();
+        extract_members(&zip_path, "gzip/", &name.info().files, &dir).unwrap();
+        let opts = LoadOptions {
+            dataset: Some(name),
+            classes: None,
+        };
+        let m = load_dir_with(&dir, &opts).unwrap();
+        assert_eq!((m.train.rows, m.train.cols), (rows, cols));
+        assert_eq!(m.train.images, upright);
+        assert_eq!(m.train.image(1), &[100, 101, 102, 110, 111, 112]);
+        assert_eq!(m.classes, 27);
+        assert_eq!(
+            (m.class_names[0].as_str(), m.class_names[26].as_str()),
+            ("N/A", "z")
+        );
+        assert_eq!(m.train.labels, [1, 26, 5]);
+        assert_eq!(m.dataset, Some(name));
+
+        // A label of 27 does not fit torchvision's 27 classes: refused by file and index.
+        fs::write(
+            dir.join(format!("{}.gz", name.info().files[3])),
+            gzip(&encode_idx(&labels(&[1, 27, 2]))),
+        )
+        .unwrap();
+        let err = load_dir_with(&dir, &opts).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                DataError::LabelOutOfRange {
+                    index: 1,
+                    label: 27,
+                    classes: 27,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert_msg(&err, &["sample 1 has label 27", "--dataset emnist-letters"]);
+
+        // An archive without the split's members names the archive and the member.
+        let err = extract_members(
+            &zip_path,
+            "gzip/",
+            &DatasetName::EmnistDigits.info().files,
+            &dir,
+        )
+        .unwrap_err();
+        assert_msg(
+            &err,
+            &[
+                &s(&zip_path),
+                "no member gzip/emnist-digits-train-images-idx3-ubyte.gz",
+            ],
+        );
+    }
+
+    /// QMNIST's labels are `[n, 8]` i32 (`idx2-int`) with the class in column 0.
+    #[test]
+    fn qmnist_labels_are_column_0_of_2d_i32() {
+        let name = DatasetName::Qmnist;
+        let rows = |classes: &[i32]| IdxArray {
+            dims: vec![classes.len(), 8],
+            data: IdxData::I32(
+                classes
+                    .iter()
+                    .enumerate()
+                    .flat_map(|(i, &c)| [c, 4, 2000 + i as i32, 7, c + 100, 60000 + i as i32, 0, 0])
+                    .collect(),
+            ),
+        };
+        let dir = tempfile::tempdir().unwrap();
+        write_named_gz(
+            dir.path(),
+            name,
+            [
+                &images(4, 2, 2),
+                &rows(&[3, 9, 0, 9]),
+                &images(2, 2, 2),
+                &rows(&[1, 2]),
+            ],
+        );
+        let opts = LoadOptions {
+            dataset: Some(name),
+            classes: None,
+        };
+        let m = load_dir_with(dir.path(), &opts).unwrap();
+        assert_eq!(m.train.labels, [3, 9, 0, 9]);
+        assert_eq!(m.test.labels, [1, 2]);
+        assert_eq!((m.classes, m.class_names[9].as_str()), (10, "9 - nine"));
+        // 1-D labels are not QMNIST's layout.
+        write_named_gz(
+            dir.path(),
+            name,
+            [
+                &images(4, 2, 2),
+                &labels(&[3, 9, 0, 9]),
+                &images(2, 2, 2),
+                &rows(&[1, 2]),
+            ],
+        );
+        let err = load_dir_with(dir.path(), &opts).unwrap_err();
+        assert_msg(
+            &err,
+            &[
+                "qmnist-train-labels-idx2-int",
+                "2-D [n, 8] with the class in column 0",
+            ],
+        );
+    }
+
+    /// Fashion-MNIST and KMNIST use MNIST's file names and packaging; their class names
+    /// and statistics come from the catalogue.
+    #[test]
+    fn fashion_and_kmnist_load_with_their_class_names() {
+        for (name, first) in [
+            (DatasetName::FashionMnist, "T-shirt/top"),
+            (DatasetName::Kmnist, "o"),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            write_named_gz(
+                dir.path(),
+                name,
+                [
+                    &images(3, 2, 2),
+                    &labels(&[0, 9, 4]),
+                    &images(1, 2, 2),
+                    &labels(&[9]),
+                ],
+            );
+            let opts = LoadOptions {
+                dataset: Some(name),
+                classes: None,
+            };
+            let m = load_dir_with(dir.path(), &opts).unwrap();
+            assert_eq!((m.classes, m.class_names[0].as_str()), (10, first));
+            assert_eq!(locate_dataset(name, Some(dir.path())).unwrap(), dir.path());
+        }
+    }
+
+    /// Offline, every named dataset fails with the URL it tried and how to get the files
+    /// by hand, and leaves nothing behind.
+    #[test]
+    fn every_dataset_download_fails_clearly_offline() {
+        for name in crate::data::datasets::ALL {
+            let root = tempfile::tempdir().unwrap();
+            let dir = root.path().join("cache").join(name.info().cache_folder);
+            let dead = dead_mirror();
+            let err = download_dataset_from(name, &dir, &[&dead], false).unwrap_err();
+            assert!(matches!(err, DataError::Download { .. }), "{name}: {err:?}");
+            let first = match name.info().packaging {
+                Packaging::GzFiles { .. } => format!("{dead}{}.gz", name.info().files[0]),
+                Packaging::Zip { archive, .. } => format!("{dead}{archive}"),
+            };
+            let flag = if name == DatasetName::Mnist {
+                "MNIST_DIR".to_string()
+            } else {
+                format!("--dataset {name} --data DIR")
+            };
+            assert_msg(&err, &[&first, "No network?", &flag]);
+            assert!(
+                !root.path().join("cache").exists(),
+                "{name}: nothing may be left"
+            );
+        }
+    }
+
+    /// A mirror serving other data is refused by torchvision's MD5 of the .gz.
+    #[test]
+    fn md5_checked_download_rejects_other_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = gzip(&encode_idx(&images(2, 2, 2)));
+        let fake_md5 = md5_hex(&fake);
+        let base = serve(HashMap::from([(
+            "/f/train-images-idx3-ubyte.gz".into(),
+            fake,
+        )]));
+        let mirror = format!("{base}/f/");
+        let err = download_dataset_from(DatasetName::FashionMnist, dir.path(), &[&mirror], false)
+            .unwrap_err();
+        assert_msg(
+            &err,
+            &[
+                "MD5 of the .gz file",
+                &fake_md5,
+                "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+                "wgtrain download fashion-mnist",
+            ],
+        );
+        assert!(
+            fs::read_dir(dir.path()).unwrap().next().is_none(),
+            "nothing may be written"
+        );
+    }
+
+    /// Hand-checked: md5("") = d41d8cd98f00b204e9800998ecf8427e (RFC 1321 test suite).
+    #[test]
+    fn md5_of_empty_input() {
+        assert_eq!(md5_hex(b""), "d41d8cd98f00b204e9800998ecf8427e");
+        assert_eq!(md5_hex(b"abc"), "900150983cd24fb0d6963f7d28e17f72");
+    }
+
+    /// The normalisation statistics are those of the training pixels: recomputed on the
+    /// real MNIST training set they give the published 0.1307 and 0.3081.
+    #[test]
+    fn real_mnist_pixel_stats_match_the_published_values() {
+        let m = load_dir(&real_dir()).unwrap();
+        let s = crate::data::pixel_stats(&m.train);
+        assert!((s.mean - 0.1307).abs() < 5e-5, "{s:?}");
+        assert!((s.std - 0.3081).abs() < 5e-5, "{s:?}");
+        // Named MNIST: torchvision's class names and a fixed class count.
+        let opts = LoadOptions {
+            dataset: Some(DatasetName::Mnist),
+            classes: None,
+        };
+        let named = load_dir_with(&real_dir(), &opts).unwrap();
+        assert_eq!(
+            (named.classes, named.class_names[3].as_str()),
+            (10, "3 - three")
+        );
     }
 }

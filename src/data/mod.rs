@@ -1,20 +1,26 @@
 //! Dataset loading: the IDX file format and MNIST-style datasets.
 //!
-//! [`idx`] reads LeCun's IDX files (raw or gzip, sniffed by content); [`mnist`] finds,
-//! downloads, verifies and loads the four MNIST files into [`Dataset`]s whose images are
-//! `[n, rows*cols]` row-major bytes. Every failure is a [`DataError`] whose message names
-//! the file and the problem and, where there is one, the fix.
+//! [`idx`] reads LeCun's IDX files (raw or gzip, sniffed by content); [`datasets`] is the
+//! catalogue of named sets (MNIST, Fashion-MNIST, KMNIST, EMNIST balanced / letters /
+//! digits, QMNIST) as torchvision defines them; [`mnist`] finds, downloads, verifies and
+//! loads the four files of one into [`Dataset`]s whose images are `[N, rows*cols]`
+//! row-major bytes. Every failure is a [`DataError`] whose message names the file and the
+//! problem and, where there is one, the fix.
 
+pub mod datasets;
 pub mod idx;
 pub mod mnist;
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
+pub use datasets::{DatasetInfo, DatasetName, pixel_stats};
 pub use idx::{IdxArray, IdxData, encode_idx, parse_idx, read_idx};
 pub use mnist::{
-    Dataset, FILE_NAMES, MIRRORS, Mnist, cache_dir, default_search_dirs, download, load_dir,
-    load_or_download, locate, verify_dir,
+    ClassOrigin, Dataset, FILE_NAMES, LoadOptions, MIRROR_ENV, MIRRORS, Mnist, RARE_CLASS_SHARE,
+    cache_dir, cache_dir_of, default_search_dirs, download, download_dataset, load_dir,
+    load_dir_with, load_or_download, load_or_download_with, locate, locate_dataset, search_dirs_of,
+    verify_dir,
 };
 
 /// Everything that can go wrong while finding, downloading, verifying or parsing data files.
@@ -35,11 +41,14 @@ pub enum DataError {
     /// A dataset directory lacks some of the files it must hold.
     #[error(
         "dataset directory {} is missing {}; looked for: {}. Download the files with \
-         `wgtrain download mnist --dir {}` or point --data / MNIST_DIR at a directory that holds them",
-        dir.display(), missing.join(", "), looked_for.join(", "), dir.display()
+         `wgtrain download {dataset} --dir {}` or point --data{} at a directory that holds them",
+        dir.display(), missing.join(", "), looked_for.join(", "), dir.display(),
+        if *dataset == "mnist" { " / MNIST_DIR" } else { "" }
     )]
     MissingFiles {
         dir: PathBuf,
+        /// The dataset's command-line name (`mnist` for a plain directory).
+        dataset: &'static str,
         /// Base names for which neither the raw nor the `.gz` file exists.
         missing: Vec<String>,
         /// Every file name that was tried, raw and `.gz`.
@@ -47,8 +56,12 @@ pub enum DataError {
     },
 
     /// No searched directory holds a complete dataset.
-    #[error("{}", not_found_message(searched))]
-    NotFound { searched: Vec<PathBuf> },
+    #[error("{}", not_found_message(dataset, searched))]
+    NotFound {
+        /// The dataset looked for.
+        dataset: &'static DatasetInfo,
+        searched: Vec<PathBuf>,
+    },
 
     /// Some classes below the largest training label have no training sample: most likely
     /// one label is corrupt.
@@ -66,10 +79,11 @@ pub enum DataError {
         label: u32,
     },
 
-    /// A label is negative, or a test label names a class the training set never uses.
+    /// A label is negative or not below the class count `C` (inferred from the training
+    /// labels, or given with `--classes`).
     #[error(
         "label out of range in {}: sample {index} has label {label}, but labels must lie in \
-         0..{classes} (the class count is the largest training label + 1)",
+         0..{classes} ({origin})",
         path.display()
     )]
     LabelOutOfRange {
@@ -77,6 +91,32 @@ pub enum DataError {
         /// Index of the offending sample within its file.
         index: usize,
         label: i64,
+        classes: usize,
+        /// Where `classes` came from.
+        origin: mnist::ClassOrigin,
+    },
+
+    /// An inferred class is absent from the test set and holds a tiny share of the
+    /// training set (under [`mnist::RARE_CLASS_SHARE`]): most likely stray labels, which
+    /// would silently add an output to the model.
+    #[error(
+        "suspicious class in {}: label {label} is on only {} of {total} training samples \
+         (sample{} {}) and on no sample of {}, so the class count would be {classes}; \
+         if the class is real pass --classes {classes}, otherwise fix or remove those samples",
+        train.display(), indices.len(), if indices.len() == 1 { "" } else { "s" },
+        format_list(indices, "samples"), test.display()
+    )]
+    RareClass {
+        /// The training label file.
+        train: PathBuf,
+        /// The test label file.
+        test: PathBuf,
+        label: u32,
+        /// Indices of the training samples carrying `label`.
+        indices: Vec<usize>,
+        /// Number of training samples.
+        total: usize,
+        /// The inferred class count.
         classes: usize,
     },
 
@@ -109,49 +149,79 @@ pub enum DataError {
     },
 
     /// Every mirror failed for a file.
-    #[error(
-        "could not download {url}: {reason}. No network? Copy the four MNIST files (raw or .gz) \
-         into a directory and pass --data DIR or set MNIST_DIR=DIR"
-    )]
-    Download { url: String, reason: String },
+    #[error("could not download {url}: {reason}. {hint}")]
+    Download {
+        url: String,
+        reason: String,
+        /// How to get the files by hand, e.g. "No network? Copy the four ... --data DIR".
+        hint: String,
+    },
 
-    /// A file's decompressed SHA-256 differs from the published one.
+    /// A file's checksum differs from the published one.
     #[error(
-        "checksum mismatch for {file}: SHA-256 of the decompressed data is {actual}, expected \
-         {expected}; the file is corrupt, truncated or not the standard release. Delete it and \
-         run `wgtrain download mnist` again"
+        "checksum mismatch for {file}: {what} is {actual}, expected {expected}; the file is \
+         corrupt, truncated or not the standard release. Delete it and run \
+         `wgtrain download {dataset}` again"
     )]
     Checksum {
         /// Local path or URL of the data that failed.
         file: String,
+        /// What was hashed, e.g. "SHA-256 of the decompressed data", "MD5 of the .gz file".
+        what: &'static str,
         expected: String,
         actual: String,
+        /// The dataset's command-line name.
+        dataset: &'static str,
     },
 }
 
-fn not_found_message(searched: &[PathBuf]) -> String {
-    let mut msg = String::from("MNIST files not found. Searched:");
+fn not_found_message(dataset: &DatasetInfo, searched: &[PathBuf]) -> String {
+    let mut msg = format!("{} files not found. Searched:", dataset.title);
     for dir in searched {
         let _ = write!(msg, "\n  {}", dir.display());
     }
+    let (flag, env) = if dataset.name == "mnist" {
+        (String::new(), " or `MNIST_DIR=DIR`")
+    } else {
+        (format!("--dataset {} ", dataset.name), "")
+    };
     let _ = write!(
         msg,
         "\nEach directory must hold {} (raw or .gz).\n\
-         Point at local files with `--data DIR` or `MNIST_DIR=DIR`, \
-         or download them with `wgtrain download mnist --dir DIR`.",
-        mnist::FILE_NAMES.join(", ")
+         Point at local files with `{flag}--data DIR`{env}, \
+         or download them with `wgtrain download {} --dir DIR`.",
+        dataset.files.join(", "),
+        dataset.name
     );
     msg
 }
 
+impl DataError {
+    /// True for data that is wrong before any work starts (labels that do not fit the class
+    /// count): the CLI exits with code 2 for these, as for bad arguments.
+    pub fn is_bad_input(&self) -> bool {
+        matches!(
+            self,
+            DataError::LabelOutOfRange { .. }
+                | DataError::RareClass { .. }
+                | DataError::EmptyClasses { .. }
+        )
+    }
+}
+
 /// `3, 4, 5` or, for long lists, `3, 4, 5, ... 199 (197 classes)`.
 fn format_classes(c: &[usize]) -> String {
+    format_list(c, "classes")
+}
+
+/// `3, 4, 5` or, for long lists, `3, 4, 5, ... 199 (197 <unit>)`.
+fn format_list(c: &[usize], unit: &str) -> String {
     let head: Vec<String> = c.iter().take(5).map(|v| v.to_string()).collect();
     if c.len() <= 5 {
         head.join(", ")
     } else {
         format!(
-            "{}, ... {} ({} classes)",
+            "{}, ... {} ({} {unit})",
             head.join(", "),
             c[c.len() - 1],
             c.len()
