@@ -686,6 +686,30 @@ fn softmax_cross_entropy_is_stable_on_huge_equal_and_one_hot_logits() {
     );
 }
 
+/// Issue 10 item 1: with every logit near 1e8 (f32 spacing 8), `max + log(sum) - logit`
+/// rounded `log(sum)` away: `[[1e8, 1e8]]`, target 1 gave loss 0 instead of ln 2, and
+/// `[[-1e7; 3]]` gave 1 instead of ln 3. The loss is now `(max - logit) + log(sum)`, on the
+/// GPU and in the reference; the expected values are ln C by hand (a uniform softmax).
+#[test]
+fn regression_loss_at_large_common_logits_keeps_log_sum() {
+    for (row, label, want) in [
+        (vec![1e8f32, 1e8], 1u32, 2f64.ln()),
+        (vec![-1e7f32; 3], 0, 3f64.ln()),
+        (vec![3e37f32; 10], 9, 10f64.ln()),
+    ] {
+        let c = row.len();
+        let gpu_loss = run_softmax(&row, &[label], c).rows[0];
+        let cpu_loss = cpu::softmax_cross_entropy(&row, &[label], c).loss[0];
+        for (path, got) in [("gpu", gpu_loss), ("cpu reference", cpu_loss)] {
+            assert!(
+                (f64::from(got) - want).abs() < 1e-6,
+                "{path}: logits {:e} x {c}, target {label}: loss {got}, want {want}",
+                row[0]
+            );
+        }
+    }
+}
+
 /// A label outside the class range must never produce a finite loss.
 #[test]
 fn regression_label_out_of_range_gives_nan_loss_and_sets_status() {

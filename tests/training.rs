@@ -126,6 +126,47 @@ fn zero_weights_give_ln_c_loss_and_uniform_gradients() {
     );
 }
 
+/// Issue 10 item 1 at the evaluation level: a model whose logits are all 1e8 (zero
+/// weights, every bias 1e8) evaluated to loss 0.0000 on both paths. A uniform softmax over
+/// C = 10 classes has loss ln 10 = 2.302585 for every sample, whatever the label.
+#[test]
+fn regression_eval_with_all_logits_near_1e8_reports_ln_c() {
+    let n = 7;
+    let data = Dataset {
+        images: common::integers(5, n * 4, 256)
+            .into_iter()
+            .map(|v| v as u8)
+            .collect(),
+        labels: common::integers(6, n, 10),
+        rows: 2,
+        cols: 2,
+    };
+    let spec = MlpSpec::new(4, &[], 10).unwrap();
+    let layout = spec.layout();
+    let mut params = vec![0.0; layout.len];
+    let b = layout.layers[0].bias;
+    params[b..b + 10].fill(1e8);
+    for gpu_path in [true, false] {
+        let mut engine = either_engine(
+            gpu_path,
+            &spec,
+            &params,
+            &data,
+            &data,
+            4,
+            &SgdConfig::default(),
+        );
+        let eval = engine.evaluate(wgtrain::engine::EvalSet::Test).unwrap();
+        assert_eq!(eval.samples, n);
+        assert!(
+            (eval.loss - 10f64.ln()).abs() < 1e-6,
+            "{}: loss {} with every logit 1e8, want ln 10",
+            if gpu_path { "gpu" } else { "cpu" },
+            eval.loss
+        );
+    }
+}
+
 fn reference_steps(
     spec: &MlpSpec,
     params: &[f32],
