@@ -17,6 +17,15 @@ pub struct GpuOptions {
     pub adapter_name: Option<String>,
 }
 
+/// The device features wgtrain asks for, where the adapter has them: timestamps for the
+/// profiler, subgroups for `matmul_subgroup` (CPU adapters). Every kernel module needs a
+/// subset of these ([`crate::gpu::kernels::KernelSource::features`]); no other feature is
+/// ever enabled, so a shader needing one (e.g. `SHADER_F16`) would fail on every device.
+pub const REQUESTED_FEATURES: wgpu::Features = wgpu::Features::TIMESTAMP_QUERY
+    .union(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES)
+    .union(wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS)
+    .union(wgpu::Features::SUBGROUP);
+
 /// What `wgtrain devices` prints for one adapter.
 #[derive(Clone, Debug)]
 pub struct AdapterSummary {
@@ -261,12 +270,7 @@ impl Gpu {
             });
         };
         let info = adapter.get_info();
-        // Timestamps for the profiler; subgroups for `matmul_subgroup` (CPU adapters).
-        let wanted = wgpu::Features::TIMESTAMP_QUERY
-            | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES
-            | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS
-            | wgpu::Features::SUBGROUP;
-        let features = adapter.features() & wanted;
+        let features = adapter.features() & REQUESTED_FEATURES;
         let limits = adapter.limits();
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("wgtrain"),
