@@ -10,10 +10,8 @@ use wgtrain::gpu::kernels::{KernelSource, SOURCES};
 /// `features` (and no downlevel extras): the naga capabilities come from
 /// `wgpu_naga_bridge::features_to_naga_capabilities`, wgpu's own mapping.
 fn validate_as_built(source: &str, features: wgpu::Features) -> Result<(), String> {
-    let caps = wgpu_naga_bridge::features_to_naga_capabilities(
-        features,
-        wgpu::DownlevelFlags::empty(),
-    );
+    let caps =
+        wgpu_naga_bridge::features_to_naga_capabilities(features, wgpu::DownlevelFlags::empty());
     let mut options = naga::front::wgsl::Options::new();
     options.capabilities = caps;
     let module = naga::front::wgsl::Frontend::new_with_options(options)
@@ -101,13 +99,13 @@ fn kernel_parameter_structs_match_their_wgsl_sizes() {
     use wgtrain::gpu::kernels::*;
     // Sizes of the WGSL structs (all u32/f32 fields, 16-byte aligned uniforms).
     assert_eq!(std::mem::size_of::<StepRecord>(), 32);
-    assert_eq!(std::mem::size_of::<matmul::MatmulParams>(), 16);
+    assert_eq!(std::mem::size_of::<matmul::MatmulParams>(), 32);
     assert_eq!(std::mem::size_of::<gather_normalize::GatherParams>(), 16);
     assert_eq!(
         std::mem::size_of::<softmax_cross_entropy::SoftmaxParams>(),
         16
     );
-    assert_eq!(std::mem::size_of::<column_sum::ColumnSumParams>(), 16);
+    assert_eq!(std::mem::size_of::<column_sum::ColumnSumParams>(), 32);
     assert_eq!(std::mem::size_of::<sgd_update::SgdParams>(), 32);
     assert_eq!(std::mem::size_of::<bias_relu::ElementwiseParams>(), 16);
 }

@@ -96,6 +96,10 @@ pub struct Dispatch {
     pub bind_group: wgpu::BindGroup,
     /// Workgroups in x, y, z (never above `max_compute_workgroups_per_dimension`).
     pub grid: [u32; 3],
+    /// Bind groups of further launches of the same pipeline and grid, recorded in this
+    /// order right after the first: the later chunks of a reduction split to stay under
+    /// the adapter's loop cap ([`Gpu::loop_cap`]). Empty when one launch does it all.
+    pub splits: Vec<wgpu::BindGroup>,
     /// Floating-point operations at the largest minibatch (matmuls: 2·M·N·K), for GFLOP/s.
     pub flops: u64,
     /// Bytes read plus written at the largest minibatch, for GB/s.
@@ -105,7 +109,8 @@ pub struct Dispatch {
 }
 
 impl Dispatch {
-    /// Records this launch into `pass` with the step record at `step_offset` (bytes).
+    /// Records this launch (and its [`Dispatch::splits`], in order) into `pass` with the
+    /// step record at `step_offset` (bytes).
     pub fn record(
         &self,
         pass: &mut wgpu::ComputePass<'_>,
@@ -116,6 +121,10 @@ impl Dispatch {
         pass.set_bind_group(0, &self.bind_group, &[]);
         pass.set_bind_group(1, steps, &[step_offset]);
         pass.dispatch_workgroups(self.grid[0], self.grid[1], self.grid[2]);
+        for bind_group in &self.splits {
+            pass.set_bind_group(0, bind_group, &[]);
+            pass.dispatch_workgroups(self.grid[0], self.grid[1], self.grid[2]);
+        }
     }
 }
 
