@@ -798,8 +798,7 @@ fn regression_loop_cap_chunks_match_the_reference_under_a_small_cap() {
         c.view(),
         a.view(),
     )
-    .err()
-    .expect("refused");
+    .expect_err("refused");
     match &err {
         wgtrain::Error::LimitExceeded {
             what,
