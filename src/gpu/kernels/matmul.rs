@@ -3,7 +3,10 @@
 //! Bindings: 0 params (uniform), 1 A, 2 B, 3 bias `[N]`, 4 mask `[M, N]`, 5 C (read-write;
 //! A, B and C as whole vec4s for the subgroup kernel);
 //! group 1 the step record. Grid: column blocks × row blocks (see [`MatmulVariant::blocks`]),
-//! the row blocks folded into y and z past the per-dimension limit.
+//! the row blocks folded into y and z past the per-dimension limit. Under an adapter loop
+//! cap ([`Gpu::loop_cap`]) that one invocation's K loop would pass, K is split into chunks
+//! ([`k_chunks`]), one launch each over the same grid ([`super::Dispatch::splits`]): the
+//! first stores, the later ones add, and the last applies the epilogue.
 
 use super::{Dispatch, Kernels, params_buffer, storage_entry, uniform_entry};
 use crate::error::{Error, Result};
@@ -348,7 +351,8 @@ fn check_len(what: &str, view: &View<'_>, needed: usize) -> Result<()> {
 /// by this launch).
 ///
 /// # Errors
-/// [`Error::LimitExceeded`] when the grid or a binding is over the adapter's limits;
+/// [`Error::LimitExceeded`] when the grid or a binding is over the adapter's limits, or
+/// not even one chunk of K fits under its loop cap ([`k_chunks`]);
 /// [`Error::InvalidConfig`] when an operand is shorter than the shape needs, or `variant`
 /// does not run on this device ([`MatmulVariant::supports`]).
 #[allow(clippy::too_many_arguments)]
