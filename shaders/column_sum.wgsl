@@ -2,12 +2,21 @@
 //
 // One invocation per column walks the rows in order, so the sum is the same bits on every
 // run (no atomics). When `batch_dim` is 1, M is the current minibatch size.
+//
+// Split rows: on adapters whose shaders stop every loop after a fixed number of iterations
+// (llvmpipe: 65,535 per invocation), the host splits M into chunks run as consecutive
+// dispatches, in order. A dispatch sums rows [r_begin, min(r_end, M)); the first chunk
+// stores its sum, each later one adds its own to `out`. One chunk is the plain kernel.
 
 struct ColumnSumParams {
     m: u32,
     n: u32,
     batch_dim: u32,
-    _pad: u32,
+    r_begin: u32, // this dispatch's chunk of rows: [r_begin, min(r_end, M))
+    r_end: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: ColumnSumParams;
@@ -26,9 +35,16 @@ fn column_sum(
         return;
     }
     let m = select(params.m, step.batch, params.batch_dim == 1u);
+    let end = min(params.r_end, m);
+    if (params.r_begin >= end) {
+        return; // an earlier chunk reached M
+    }
     var acc = 0.0;
-    for (var r = 0u; r < m; r++) {
+    for (var r = params.r_begin; r < end; r++) {
         acc += x[r * n + col];
+    }
+    if (params.r_begin > 0u) {
+        acc = out[col] + acc;
     }
     out[col] = acc;
 }

@@ -20,6 +20,19 @@ fn b_index(kk: u32, col: u32, n: u32, k: u32) -> u32 {
     return kk * n + col;
 }
 
+// Stores the partial sum `v` of C[row, col] (index `i` of `c`): added to the earlier
+// chunks' sum, then the epilogue once the chunk completes K (see matmul_common.wgsl).
+fn store_c(i: u32, v: f32, row: u32, col: u32, n: u32, k: u32) {
+    var s = v;
+    if (accumulates()) {
+        s = c[i] + v;
+    }
+    if (finishes(k)) {
+        s = epilogue(s, row, col, n);
+    }
+    c[i] = s;
+}
+
 const RT: u32 = 4u; // register tile: RT x RT outputs per invocation
 
 @compute @workgroup_size(16, 16)
@@ -35,7 +48,8 @@ fn matmul_register(
     // Row blocks fold into z past the 65,535-workgroup limit of y.
     let row0 = ((wid.z * nwg.y + wid.y) * 16u + lid.y) * RT;
     let col0 = (wid.x * 16u + lid.x) * RT;
-    if (row0 >= m || col0 >= n) {
+    let kc = k_chunk(k);
+    if (row0 >= m || col0 >= n || kc.x >= kc.y) {
         return;
     }
     // Rows and columns past the edge are clamped onto the last valid one: the loads stay in
@@ -47,7 +61,7 @@ fn matmul_register(
         cb[i] = min(col0 + i, n - 1u);
     }
     var acc: array<f32, 16>;
-    for (var kk = 0u; kk < k; kk++) {
+    for (var kk = kc.x; kk < kc.y; kk++) {
         let a0 = a[a_index(ra[0], kk, m, k)];
         let a1 = a[a_index(ra[1], kk, m, k)];
         let a2 = a[a_index(ra[2], kk, m, k)];
@@ -79,7 +93,7 @@ fn matmul_register(
             for (var j = 0u; j < RT; j++) {
                 let col = col0 + j;
                 if (col < n) {
-                    c[c_index(row, col, m, n)] = epilogue(acc[i * RT + j], row, col, n);
+                    store_c(c_index(row, col, m, n), acc[i * RT + j], row, col, n, k);
                 }
             }
         }
@@ -104,13 +118,14 @@ fn matmul_tiled(
     let k = d.z;
     let tile_row = (wid.z * nwg.y + wid.y) * TILE;
     let tile_col = wid.x * TILE;
+    let kc = k_chunk(k);
     // Whole workgroups past the edge leave together, so the barriers below stay uniform.
-    if (tile_row >= m || tile_col >= n) {
+    if (tile_row >= m || tile_col >= n || kc.x >= kc.y) {
         return;
     }
     let t = lid.y * 16u + lid.x;
     var acc: array<f32, 16>;
-    for (var k0 = 0u; k0 < k; k0 += TK) {
+    for (var k0 = kc.x; k0 < kc.y; k0 += TK) {
         // 256 invocations load 1024 elements of each tile, zero-filling past the edges.
         for (var e = 0u; e < 4u; e++) {
             let idx = t + e * 256u;
@@ -120,11 +135,11 @@ fn matmul_tiled(
             let gr = tile_row + mn;
             let gc = tile_col + mn;
             var va = 0.0;
-            if (gk < k && gr < m) {
+            if (gk < kc.y && gr < m) {
                 va = a[a_index(gr, gk, m, k)];
             }
             var vb = 0.0;
-            if (gk < k && gc < n) {
+            if (gk < kc.y && gc < n) {
                 vb = b[b_index(gk, gc, n, k)];
             }
             tile_a[kk * TILE + mn] = va;
@@ -147,7 +162,7 @@ fn matmul_tiled(
             for (var j = 0u; j < 4u; j++) {
                 let col = tile_col + lid.x * 4u + j;
                 if (col < n) {
-                    c[c_index(row, col, m, n)] = epilogue(acc[i * 4u + j], row, col, n);
+                    store_c(c_index(row, col, m, n), acc[i * 4u + j], row, col, n, k);
                 }
             }
         }
@@ -178,7 +193,8 @@ fn matmul_rows(
     let k = d.z;
     let row0 = (wid.z * nwg.y + wid.y) * ROWS;
     let col_base = wid.x * LANES * COLS + lid;
-    if (row0 >= m || wid.x * LANES * COLS >= n) {
+    let kc = k_chunk(k);
+    if (row0 >= m || wid.x * LANES * COLS >= n || kc.x >= kc.y) {
         return;
     }
     let last_row = m - 1u;
@@ -218,7 +234,7 @@ fn matmul_rows(
     var acc13 = vec4<f32>();
     var acc14 = vec4<f32>();
     var acc15 = vec4<f32>();
-    for (var kk = 0u; kk < k; kk++) {
+    for (var kk = kc.x; kk < kc.y; kk++) {
         let bv = vec4<f32>(
             b[b_index(kk, c0, n, k)],
             b[b_index(kk, c1, n, k)],
@@ -242,33 +258,33 @@ fn matmul_rows(
         acc14 = fma(vec4<f32>(a[a_index(r14, kk, m, k)]), bv, acc14);
         acc15 = fma(vec4<f32>(a[a_index(r15, kk, m, k)]), bv, acc15);
     }
-    store_row(row0, acc0, col_base, m, n);
-    store_row(row0 + 1u, acc1, col_base, m, n);
-    store_row(row0 + 2u, acc2, col_base, m, n);
-    store_row(row0 + 3u, acc3, col_base, m, n);
-    store_row(row0 + 4u, acc4, col_base, m, n);
-    store_row(row0 + 5u, acc5, col_base, m, n);
-    store_row(row0 + 6u, acc6, col_base, m, n);
-    store_row(row0 + 7u, acc7, col_base, m, n);
-    store_row(row0 + 8u, acc8, col_base, m, n);
-    store_row(row0 + 9u, acc9, col_base, m, n);
-    store_row(row0 + 10u, acc10, col_base, m, n);
-    store_row(row0 + 11u, acc11, col_base, m, n);
-    store_row(row0 + 12u, acc12, col_base, m, n);
-    store_row(row0 + 13u, acc13, col_base, m, n);
-    store_row(row0 + 14u, acc14, col_base, m, n);
-    store_row(row0 + 15u, acc15, col_base, m, n);
+    store_row(row0, acc0, col_base, m, n, k);
+    store_row(row0 + 1u, acc1, col_base, m, n, k);
+    store_row(row0 + 2u, acc2, col_base, m, n, k);
+    store_row(row0 + 3u, acc3, col_base, m, n, k);
+    store_row(row0 + 4u, acc4, col_base, m, n, k);
+    store_row(row0 + 5u, acc5, col_base, m, n, k);
+    store_row(row0 + 6u, acc6, col_base, m, n, k);
+    store_row(row0 + 7u, acc7, col_base, m, n, k);
+    store_row(row0 + 8u, acc8, col_base, m, n, k);
+    store_row(row0 + 9u, acc9, col_base, m, n, k);
+    store_row(row0 + 10u, acc10, col_base, m, n, k);
+    store_row(row0 + 11u, acc11, col_base, m, n, k);
+    store_row(row0 + 12u, acc12, col_base, m, n, k);
+    store_row(row0 + 13u, acc13, col_base, m, n, k);
+    store_row(row0 + 14u, acc14, col_base, m, n, k);
+    store_row(row0 + 15u, acc15, col_base, m, n, k);
 }
 
 // Stores one row's four columns (64 apart), skipping what lies past the edges.
-fn store_row(row: u32, v: vec4<f32>, col_base: u32, m: u32, n: u32) {
+fn store_row(row: u32, v: vec4<f32>, col_base: u32, m: u32, n: u32, k: u32) {
     if (row >= m) {
         return;
     }
     for (var j = 0u; j < COLS; j++) {
         let col = col_base + j * LANES;
         if (col < n) {
-            c[c_index(row, col, m, n)] = epilogue(v[j], row, col, n);
+            store_c(c_index(row, col, m, n), v[j], row, col, n, k);
         }
     }
 }

@@ -10,6 +10,13 @@
 // When `batch_dim` is 1 (2), M (K) is the minibatch size of the current step record, so
 // the last partial minibatch reuses the same dispatch and buffers.
 //
+// Split K: on adapters whose shaders stop every loop after a fixed number of iterations
+// (llvmpipe: 65,535 per invocation, all loops together), the host splits a long K into
+// chunks run as consecutive dispatches, in order. A dispatch sums k in
+// [k_begin, min(k_end, K)); the first chunk (k_begin = 0) stores its sum, each later one
+// adds its own to what C holds, and the chunk that reaches K applies the epilogue. With
+// one chunk (k_begin = 0, k_end = K) this is the plain kernel, bit for bit.
+//
 // This file holds what every matmul kernel shares (parameters, step record, bindings 0, 3
 // and 4, the epilogue); the Rust side prepends it to `matmul.wgsl` (scalar loads and
 // stores: the register, tiled and rows kernels) and to `matmul_subgroup.wgsl` (vec4 loads
@@ -21,6 +28,10 @@ struct MatmulParams {
     n: u32,
     k: u32,
     batch_dim: u32,
+    k_begin: u32, // this dispatch's chunk of K: [k_begin, min(k_end, K))
+    k_end: u32,
+    _pad0: u32,
+    _pad1: u32,
 }
 
 override TRANS_A: bool = false;
@@ -45,6 +56,21 @@ fn dims() -> vec3<u32> {
         k = step.batch;
     }
     return vec3<u32>(m, params.n, k);
+}
+
+// This dispatch's chunk of K, `[x, y)`: empty when an earlier chunk already reached K.
+fn k_chunk(k: u32) -> vec2<u32> {
+    return vec2<u32>(params.k_begin, min(params.k_end, k));
+}
+
+// True when earlier chunks stored partial sums that this one adds to.
+fn accumulates() -> bool {
+    return params.k_begin > 0u;
+}
+
+// True when this chunk completes the sum: the epilogue runs here.
+fn finishes(k: u32) -> bool {
+    return params.k_end >= k;
 }
 
 // Index of C[row, col] in `c`.

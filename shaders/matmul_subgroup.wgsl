@@ -185,25 +185,44 @@ fn store1(i: u32, v: f32) {
 }
 
 // Stores one row's four columns, skipping what lies past the edges: one vec4 store when C
-// is row-major and the four columns are a whole vec4 of it.
-fn store_row4(row: u32, col: u32, v: vec4<f32>, bias4: vec4<f32>, m: u32, n: u32) {
+// is row-major and the four columns are a whole vec4 of it. The partial sum `v` is added to
+// the earlier chunks' sum, and the epilogue runs once the chunk completes K (see
+// matmul_common.wgsl).
+fn store_row4(row: u32, col: u32, v: vec4<f32>, bias4: vec4<f32>, m: u32, n: u32, k: u32) {
     if (row >= m) {
         return;
     }
-    let out = epilogue4(v, bias4, row, col, n);
-    if (!TRANS_C && n % 4u == 0u && col < n) {
-        c[(row * n + col) / 4u] = out;
+    let whole = !TRANS_C && n % 4u == 0u && col < n;
+    var s = v;
+    if (accumulates()) {
+        if (whole) {
+            s += c[(row * n + col) / 4u];
+        } else {
+            for (var j = 0u; j < 4u; j++) {
+                if (col + j < n) {
+                    let i = c_index(row, col + j, m, n);
+                    s[j] += c[i / 4u][i % 4u];
+                }
+            }
+        }
+    }
+    if (finishes(k)) {
+        s = epilogue4(s, bias4, row, col, n);
+    }
+    if (whole) {
+        c[(row * n + col) / 4u] = s;
         return;
     }
     for (var j = 0u; j < 4u; j++) {
         if (col + j < n) {
-            store1(c_index(row, col + j, m, n), out[j]);
+            store1(c_index(row, col + j, m, n), s[j]);
         }
     }
 }
 
 // C stored [N, M] (TRANS_C, no epilogue): rows r .. r+3 of each of the lane's columns are
-// neighbours, so with M a multiple of 4 they go out as one vec4 per column.
+// neighbours, so with M a multiple of 4 they go out as one vec4 per column (added to the
+// earlier chunks' sum after the first chunk).
 fn store_rows4_transposed(r: u32, col: u32, x0: vec4<f32>, x1: vec4<f32>, x2: vec4<f32>, x3: vec4<f32>, m: u32, n: u32) {
     if (r >= m) {
         return;
@@ -211,7 +230,12 @@ fn store_rows4_transposed(r: u32, col: u32, x0: vec4<f32>, x1: vec4<f32>, x2: ve
     let t = transpose(mat4x4<f32>(x0, x1, x2, x3)); // t[j]: rows r .. r+3 of column col + j
     for (var j = 0u; j < 4u; j++) {
         if (col + j < n) {
-            c[((col + j) * m + r) / 4u] = t[j];
+            let i = ((col + j) * m + r) / 4u;
+            if (accumulates()) {
+                c[i] = c[i] + t[j];
+            } else {
+                c[i] = t[j];
+            }
         }
     }
 }
@@ -229,8 +253,9 @@ fn matmul_subgroup(
     // Row blocks fold into z past the 65,535-workgroup limit of y.
     let row0 = (wid.z * nwg.y + wid.y) * 16u;
     let col = wid.x * 32u + lane * 4u;
-    if (row0 >= m) {
-        return; // the whole workgroup: row0 is uniform
+    let kc = k_chunk(k);
+    if (row0 >= m || kc.x >= kc.y) {
+        return; // the whole workgroup: row0 and the chunk are uniform
     }
     var acc0 = vec4<f32>();
     var acc1 = vec4<f32>();
@@ -248,8 +273,10 @@ fn matmul_subgroup(
     var acc13 = vec4<f32>();
     var acc14 = vec4<f32>();
     var acc15 = vec4<f32>();
-    let steps = (k + 3u) / 4u;
-    for (var q = 0u; q < steps; q++) {
+    // Chunks start at a multiple of 4 (the host splits K at multiples of 16), so k_begin / 4
+    // is the chunk's first vec4 step.
+    let steps = (kc.y + 3u) / 4u;
+    for (var q = kc.x / 4u; q < steps; q++) {
         let lo = load_a(q, 0u, lane, row0, m, k);
         let hi = load_a(q, 1u, lane, row0, m, k);
         let bk = load_b(q, col, n, k);
@@ -286,20 +313,20 @@ fn matmul_subgroup(
     if (EPILOGUE == 1u || EPILOGUE == 2u) {
         bias4 = vec4<f32>(bias[min(col, n - 1u)], bias[min(col + 1u, n - 1u)], bias[min(col + 2u, n - 1u)], bias[min(col + 3u, n - 1u)]);
     }
-    store_row4(row0, col, acc0, bias4, m, n);
-    store_row4(row0 + 1u, col, acc1, bias4, m, n);
-    store_row4(row0 + 2u, col, acc2, bias4, m, n);
-    store_row4(row0 + 3u, col, acc3, bias4, m, n);
-    store_row4(row0 + 4u, col, acc4, bias4, m, n);
-    store_row4(row0 + 5u, col, acc5, bias4, m, n);
-    store_row4(row0 + 6u, col, acc6, bias4, m, n);
-    store_row4(row0 + 7u, col, acc7, bias4, m, n);
-    store_row4(row0 + 8u, col, acc8, bias4, m, n);
-    store_row4(row0 + 9u, col, acc9, bias4, m, n);
-    store_row4(row0 + 10u, col, acc10, bias4, m, n);
-    store_row4(row0 + 11u, col, acc11, bias4, m, n);
-    store_row4(row0 + 12u, col, acc12, bias4, m, n);
-    store_row4(row0 + 13u, col, acc13, bias4, m, n);
-    store_row4(row0 + 14u, col, acc14, bias4, m, n);
-    store_row4(row0 + 15u, col, acc15, bias4, m, n);
+    store_row4(row0, col, acc0, bias4, m, n, k);
+    store_row4(row0 + 1u, col, acc1, bias4, m, n, k);
+    store_row4(row0 + 2u, col, acc2, bias4, m, n, k);
+    store_row4(row0 + 3u, col, acc3, bias4, m, n, k);
+    store_row4(row0 + 4u, col, acc4, bias4, m, n, k);
+    store_row4(row0 + 5u, col, acc5, bias4, m, n, k);
+    store_row4(row0 + 6u, col, acc6, bias4, m, n, k);
+    store_row4(row0 + 7u, col, acc7, bias4, m, n, k);
+    store_row4(row0 + 8u, col, acc8, bias4, m, n, k);
+    store_row4(row0 + 9u, col, acc9, bias4, m, n, k);
+    store_row4(row0 + 10u, col, acc10, bias4, m, n, k);
+    store_row4(row0 + 11u, col, acc11, bias4, m, n, k);
+    store_row4(row0 + 12u, col, acc12, bias4, m, n, k);
+    store_row4(row0 + 13u, col, acc13, bias4, m, n, k);
+    store_row4(row0 + 14u, col, acc14, bias4, m, n, k);
+    store_row4(row0 + 15u, col, acc15, bias4, m, n, k);
 }

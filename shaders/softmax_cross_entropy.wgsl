@@ -1,7 +1,9 @@
 // softmax_cross_entropy: per-row loss, correct flag and dlogits in one pass, plus the
 // minibatch's loss sum and correct count reduced in a fixed order (no float atomics).
 //
-//   loss[b]      = logsumexp(logits[b, :]) - logits[b, y[b]]      (row max subtracted first)
+//   loss[b]      = (max - logits[b, y[b]]) + log(Σ_c exp(logits[b, c] - max))
+//                  (logsumexp - logit of the label, summed in this order: with every logit
+//                  near 1e8, `max + log(sum)` would round log(sum) away in f32)
 //   correct[b]   = argmax(logits[b, :]) == y[b]                   (first maximum, as torch.argmax)
 //   dlogits[b,c] = (softmax(logits[b, :])[c] - [c == y[b]]) / B   (mean reduction, as PyTorch)
 //   metrics[4 + 2 * step.index] = Σ_b loss[b], metrics[5 + 2 * step.index] = Σ_b correct[b]
@@ -74,7 +76,7 @@ fn softmax_cross_entropy(@builtin(local_invocation_index) lid: u32) {
         let label = labels[r];
         var loss = bitcast<f32>(0x7fc00000u);
         if (label < c_n) {
-            loss = mx + log(sum) - logits[base + label];
+            loss = (mx - logits[base + label]) + log(sum);
         }
         let hit = select(0.0, 1.0, arg == label);
         rows[2u * r] = loss;

@@ -78,7 +78,9 @@ pub struct SoftmaxCrossEntropy {
 }
 
 /// Softmax cross-entropy with PyTorch's `F.cross_entropy(reduction="mean")` gradient.
-/// Numerically stable: the row max is subtracted before `exp`.
+/// Numerically stable: the row max is subtracted before `exp`, and the loss is summed as
+/// `(max - logit[label]) + ln Σ exp(logit - max)`, the order that keeps `ln Σ` when every
+/// logit shares a large offset (as in the GPU kernel and the CPU engine).
 pub fn softmax_cross_entropy(
     logits: &[f32],
     labels: &[u32],
@@ -105,7 +107,7 @@ pub fn softmax_cross_entropy(
             .sum();
         let label = label as usize;
         let loss = if label < classes {
-            f64::from(mx) + sum.ln() - f64::from(row[label])
+            (f64::from(mx) - f64::from(row[label])) + sum.ln()
         } else {
             f64::NAN
         };

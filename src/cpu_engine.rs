@@ -169,7 +169,7 @@ impl<'a> CpuEngine<'a> {
             let sum: f32 = row.iter().map(|&v| (v - mx).exp()).sum();
             let label = self.labels[b] as usize;
             loss_sum += if label < c {
-                mx + sum.ln() - row[label]
+                (mx - row[label]) + sum.ln()
             } else {
                 f32::NAN
             };

@@ -56,6 +56,26 @@ fn check_matmul(
     seed: u64,
 ) -> bool {
     let (g, kn) = gpu();
+    check_matmul_on(
+        g, kn, variant, m, n, k, trans_a, trans_b, trans_c, epilogue, seed,
+    )
+}
+
+/// [`check_matmul`] on a given device (e.g. one with another loop cap).
+#[allow(clippy::too_many_arguments)]
+fn check_matmul_on(
+    g: &wgtrain::gpu::Gpu,
+    kn: &wgtrain::gpu::Kernels,
+    variant: MatmulVariant,
+    m: usize,
+    n: usize,
+    k: usize,
+    trans_a: bool,
+    trans_b: bool,
+    trans_c: bool,
+    epilogue: Epilogue,
+    seed: u64,
+) -> bool {
     let spec = MatmulSpec {
         m,
         n,
@@ -558,6 +578,267 @@ fn regression_matmul_past_65535_row_blocks_folds_the_grid() {
     }
 }
 
+/// ones(1, K) · ones(K, 1) with `variant` on `g`: exactly K in f32 (K < 2^24).
+fn ones_dot(
+    g: &wgtrain::gpu::Gpu,
+    kn: &wgtrain::gpu::Kernels,
+    variant: MatmulVariant,
+    k: usize,
+) -> f32 {
+    let spec = MatmulSpec {
+        m: 1,
+        n: 1,
+        k,
+        trans_a: false,
+        trans_b: false,
+        trans_c: false,
+        epilogue: Epilogue::None,
+        batch_dim: BatchDim::None,
+    };
+    let ones = GpuTensor::upload(g, "ones", &vec![1.0; k], &[k]).unwrap();
+    let c = GpuTensor::poisoned(g, "c", &[1, 1]).unwrap();
+    let dummy = GpuTensor::upload(g, "dummy", &[0.0; 4], &[4]).unwrap();
+    let d = matmul::dispatch(
+        g,
+        kn,
+        variant,
+        "ones_dot",
+        spec,
+        ones.view(),
+        ones.view(),
+        None,
+        None,
+        c.view(),
+        dummy.view(),
+    )
+    .unwrap();
+    kernels::run(g, kn, &[d], record(1), 1).unwrap();
+    c.read(g).unwrap()[0]
+}
+
+/// Issue 10 item 2: llvmpipe stops every shader loop after 65,535 iterations (all loops of
+/// an invocation together), silently: ones(1, K) · ones(K, 1) at K = 65,537 gave 65,535
+/// (register, rows) and 58,255 (tiled); the subgroup kernel's vec4 loop broke past
+/// 4 x 65,535. Long K is now summed in chunks, one dispatch each. The f64 reference is K
+/// itself; random operands with every transpose check the chunked sum too.
+#[test]
+fn regression_loop_cap_matmul_past_65535_k_for_every_variant() {
+    let (g, kn) = gpu();
+    for variant in MatmulVariant::ALL {
+        if variant.supports(g).is_err() {
+            continue;
+        }
+        let mut ks = vec![65_537];
+        if variant == MatmulVariant::Subgroup {
+            ks.push(4 * 65_535 + 7); // past its vec4 loop's cliff
+        }
+        for k in ks {
+            assert_eq!(ones_dot(g, kn, variant, k), k as f32, "{variant} K={k}");
+        }
+        // Random operands in the weight-gradient layout (Aᵀ, C stored transposed) and the
+        // forward one with its fused epilogue. The tiled kernel (27 chunks of 2,464 here,
+        // about 6 s each on lavapipe) is checked on random operands under a small cap below.
+        if variant != MatmulVariant::Tiled {
+            check_matmul(variant, 3, 5, 65_537, true, false, true, Epilogue::None, 11);
+            check_matmul(
+                variant,
+                3,
+                5,
+                65_537,
+                false,
+                true,
+                false,
+                Epilogue::BiasRelu,
+                12,
+            );
+        }
+    }
+    if g.info.name.contains("llvmpipe") {
+        assert_eq!(g.loop_cap, Some(65_535), "lavapipe's loop cap is known");
+    }
+}
+
+/// The chunking itself, on a device whose loop cap is overridden far below lavapipe's (as
+/// `WGT_LOOP_CAP` does), so every variant splits K = 1757 into several chunks: all
+/// transposes and epilogues, a minibatch K shorter than the largest (later chunks skip), and
+/// a cap too small for one chunk of the tiled kernel, refused with the limit named.
+#[test]
+fn regression_loop_cap_chunks_match_the_reference_under_a_small_cap() {
+    let mut g = wgtrain::gpu::Gpu::new(&wgtrain::gpu::GpuOptions::default()).unwrap();
+    g.loop_cap = Some(300);
+    let kn = wgtrain::gpu::Kernels::new(&g).unwrap();
+    // Chunk lengths by hand from MatmulVariant::loop_passes: register L + 31 <= 300 -> 256,
+    // rows L + 81 -> 208, subgroup L/4 + 161 -> 544; tiled needs 449 for one slice of 16.
+    assert_eq!(matmul::k_chunk_len(MatmulVariant::Register, 300), Some(256));
+    assert_eq!(matmul::k_chunk_len(MatmulVariant::Rows, 300), Some(208));
+    assert_eq!(matmul::k_chunk_len(MatmulVariant::Subgroup, 300), Some(544));
+    assert_eq!(matmul::k_chunk_len(MatmulVariant::Tiled, 300), None);
+    assert_eq!(
+        matmul::k_chunk_len(MatmulVariant::Register, 65_535),
+        Some(65_504)
+    );
+    assert_eq!(
+        matmul::k_chunk_len(MatmulVariant::Tiled, 65_535),
+        Some(2_464)
+    );
+    for variant in [
+        MatmulVariant::Register,
+        MatmulVariant::Rows,
+        MatmulVariant::Subgroup,
+    ] {
+        if variant.supports(&g).is_err() {
+            continue;
+        }
+        assert_eq!(ones_dot(&g, &kn, variant, 1757), 1757.0, "{variant}");
+        for (ta, tb, tc, ep) in [
+            (false, false, false, Epilogue::None),
+            (true, false, true, Epilogue::None),
+            (true, false, false, Epilogue::None),
+            (false, true, false, Epilogue::Bias),
+            (false, true, false, Epilogue::BiasRelu),
+            (false, false, false, Epilogue::ReluMask),
+        ] {
+            check_matmul_on(&g, &kn, variant, 21, 36, 1757, ta, tb, tc, ep, 13);
+            check_matmul_on(&g, &kn, variant, 5, 7, 1757, ta, tb, tc, ep, 14);
+        }
+        // Weight gradient with K the minibatch: 1000 of at most 1757 rows.
+        let (m, n, k_max, batch) = (9, 12, 1757, 1000);
+        let x = uniform(15, k_max * n, -1.0, 1.0);
+        let dy = uniform(16, k_max * m, -1.0, 1.0);
+        let tx = GpuTensor::upload(&g, "x", &x, &[k_max, n]).unwrap();
+        let tdy = GpuTensor::upload(&g, "dy", &dy, &[k_max, m]).unwrap();
+        let tdw = GpuTensor::poisoned(&g, "dw", &[m, n]).unwrap();
+        let dummy = GpuTensor::upload(&g, "dummy", &[0.0; 4], &[4]).unwrap();
+        let spec = MatmulSpec {
+            m,
+            n,
+            k: k_max,
+            trans_a: true,
+            trans_b: false,
+            trans_c: false,
+            epilogue: Epilogue::None,
+            batch_dim: BatchDim::K,
+        };
+        let d = matmul::dispatch(
+            &g,
+            &kn,
+            variant,
+            "dw",
+            spec,
+            tdy.view(),
+            tx.view(),
+            None,
+            None,
+            tdw.view(),
+            dummy.view(),
+        )
+        .unwrap();
+        assert!(!d.splits.is_empty(), "{variant}: K = {k_max} is split");
+        kernels::run(&g, &kn, &[d], record(batch), 1).unwrap();
+        assert_close(
+            &format!("{variant} weight gradient over a minibatch of {batch}"),
+            &tdw.read(&g).unwrap(),
+            &cpu::matmul(&dy[..batch * m], &x[..batch * n], m, n, batch, true, false),
+            1e-4,
+            RTOL,
+        );
+    }
+    // The tiled kernel under a cap of 1000: 16 · floor((1000 - 26) / 423) = 32 per chunk,
+    // so K = 1757 takes 55 chunks.
+    g.loop_cap = Some(1000);
+    assert_eq!(matmul::k_chunk_len(MatmulVariant::Tiled, 1000), Some(32));
+    assert_eq!(
+        ones_dot(&g, &kn, MatmulVariant::Tiled, 1757),
+        1757.0,
+        "tiled"
+    );
+    for (ta, tb, tc, ep) in [
+        (true, false, true, Epilogue::None),
+        (false, true, false, Epilogue::BiasRelu),
+        (false, false, false, Epilogue::ReluMask),
+    ] {
+        check_matmul_on(
+            &g,
+            &kn,
+            MatmulVariant::Tiled,
+            65,
+            7,
+            1757,
+            ta,
+            tb,
+            tc,
+            ep,
+            17,
+        );
+    }
+    g.loop_cap = Some(300);
+    // The tiled kernel cannot fit one slice of K under this cap: refused, naming the cap.
+    let a = GpuTensor::upload(&g, "a", &[1.0; 64], &[64]).unwrap();
+    let c = GpuTensor::poisoned(&g, "c", &[1, 1]).unwrap();
+    let spec = MatmulSpec {
+        m: 1,
+        n: 1,
+        k: 64,
+        trans_a: false,
+        trans_b: false,
+        trans_c: false,
+        epilogue: Epilogue::None,
+        batch_dim: BatchDim::None,
+    };
+    let err = matmul::dispatch(
+        &g,
+        &kn,
+        MatmulVariant::Tiled,
+        "t",
+        spec,
+        a.view(),
+        a.view(),
+        None,
+        None,
+        c.view(),
+        a.view(),
+    )
+    .expect_err("refused");
+    match &err {
+        wgtrain::Error::LimitExceeded {
+            what,
+            requested,
+            max,
+            unit,
+            ..
+        } => {
+            assert_eq!((*requested, *max, *unit), (449, 300, "loop iterations"));
+            assert!(
+                what.contains("loop cap") && what.contains("WGT_LOOP_CAP"),
+                "{what}"
+            );
+        }
+        e => panic!("expected LimitExceeded, got {e}"),
+    }
+    // So is a softmax whose rows would run one invocation past the cap:
+    // ceil(1000 / 256) = 4 rows x (3 * 100 + 3) + 1 = 1213 passes.
+    let logits = GpuTensor::upload(&g, "l", &vec![0.0; 100_000], &[1000, 100]).unwrap();
+    let bufs = softmax_cross_entropy::SoftmaxBuffers {
+        logits: logits.view(),
+        labels: logits.view(),
+        dlogits: logits.view(),
+        rows: logits.view(),
+        metrics: logits.view(),
+    };
+    match softmax_cross_entropy::dispatch(&g, &kn, "t", bufs, 1000, 100, true) {
+        Err(wgtrain::Error::LimitExceeded {
+            requested,
+            max,
+            hint,
+            ..
+        }) => {
+            assert_eq!((requested, max), (1213, 300));
+            assert!(hint.contains("--batch-size"), "{hint}");
+        }
+        other => panic!("expected LimitExceeded, got {:?}", other.map(|_| ())),
+    }
+}
+
 struct SoftmaxRun {
     rows: Vec<f32>,
     dlogits: Vec<f32>,
@@ -686,6 +967,30 @@ fn softmax_cross_entropy_is_stable_on_huge_equal_and_one_hot_logits() {
     );
 }
 
+/// Issue 10 item 1: with every logit near 1e8 (f32 spacing 8), `max + log(sum) - logit`
+/// rounded `log(sum)` away: `[[1e8, 1e8]]`, target 1 gave loss 0 instead of ln 2, and
+/// `[[-1e7; 3]]` gave 1 instead of ln 3. The loss is now `(max - logit) + log(sum)`, on the
+/// GPU and in the reference; the expected values are ln C by hand (a uniform softmax).
+#[test]
+fn regression_loss_at_large_common_logits_keeps_log_sum() {
+    for (row, label, want) in [
+        (vec![1e8f32, 1e8], 1u32, 2f64.ln()),
+        (vec![-1e7f32; 3], 0, 3f64.ln()),
+        (vec![3e37f32; 10], 9, 10f64.ln()),
+    ] {
+        let c = row.len();
+        let gpu_loss = run_softmax(&row, &[label], c).rows[0];
+        let cpu_loss = cpu::softmax_cross_entropy(&row, &[label], c).loss[0];
+        for (path, got) in [("gpu", gpu_loss), ("cpu reference", cpu_loss)] {
+            assert!(
+                (f64::from(got) - want).abs() < 1e-6,
+                "{path}: logits {:e} x {c}, target {label}: loss {got}, want {want}",
+                row[0]
+            );
+        }
+    }
+}
+
 /// A label outside the class range must never produce a finite loss.
 #[test]
 fn regression_label_out_of_range_gives_nan_loss_and_sets_status() {
@@ -694,6 +999,39 @@ fn regression_label_out_of_range_gives_nan_loss_and_sets_status() {
     assert!(got.rows[4].is_nan(), "loss of the bad row: {}", got.rows[4]);
     assert!(got.metrics[0].is_nan());
     assert_eq!(got.status, [1, 0]);
+}
+
+/// Issue 10 item 2: `column_sum` over more than 65,535 rows was cut short by llvmpipe's
+/// loop cap. 70,000 rows (and a minibatch of 70,001 of at most 140,000, whose last chunk
+/// is skipped) against the f64 reference; ones give exactly M.
+#[test]
+fn regression_loop_cap_column_sum_past_65535_rows() {
+    let (g, kn) = gpu();
+    for (m_max, batch, seed) in [(70_000, 70_000, 21), (140_000, 70_001, 22)] {
+        let n = 3;
+        let mut x = with_outliers(seed, m_max * n);
+        x[..n].fill(1.0);
+        let ones = vec![1.0; m_max * n];
+        for (what, data) in [("random", &x), ("ones", &ones)] {
+            let tx = GpuTensor::upload(g, "x", data, &[m_max, n]).unwrap();
+            let out = GpuTensor::poisoned(g, "out", &[n]).unwrap();
+            let d = column_sum::dispatch(g, kn, "t", m_max, n, BatchDim::M, tx.view(), out.view())
+                .unwrap();
+            kernels::run(g, kn, &[d], record(batch), 1).unwrap();
+            let got = out.read(g).unwrap();
+            let want = cpu::column_sum(&data[..batch * n], batch, n);
+            if what == "ones" {
+                assert_eq!(got, vec![batch as f32; n], "ones over {batch} rows");
+            }
+            assert_close(
+                &format!("column_sum {what} {batch} of {m_max} rows"),
+                &got,
+                &want,
+                1e-2,
+                1e-4,
+            );
+        }
+    }
 }
 
 #[test]

@@ -17,6 +17,54 @@ pub struct GpuOptions {
     pub adapter_name: Option<String>,
 }
 
+/// The device features wgtrain asks for, where the adapter has them: timestamps for the
+/// profiler, subgroups for `matmul_subgroup` (CPU adapters). Every kernel module needs a
+/// subset of these ([`crate::gpu::kernels::KernelSource::features`]); no other feature is
+/// ever enabled, so a shader needing one (e.g. `SHADER_F16`) would fail on every device.
+pub const REQUESTED_FEATURES: wgpu::Features = wgpu::Features::TIMESTAMP_QUERY
+    .union(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES)
+    .union(wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS)
+    .union(wgpu::Features::SUBGROUP);
+
+/// Loop iterations Mesa's llvmpipe (lavapipe, and llvmpipe under GL) runs per shader
+/// invocation before it silently leaves the loop: `LP_MAX_TGSI_LOOP_ITERATIONS` in
+/// `gallivm/lp_bld_limits.h`. One counter serves every loop of an invocation, nested or one
+/// after another, and each pass through a loop's end counts (the last, exiting pass
+/// included). Measured on Mesa 22.3.6: ones(1, K) · ones(K, 1) gave 65,535 at K = 65,537.
+pub const LLVMPIPE_LOOP_CAP: u64 = 65_535;
+
+/// Environment variable that overrides [`Gpu::loop_cap`]: a positive number of loop
+/// iterations, or `none` for no cap.
+pub const LOOP_CAP_ENV: &str = "WGT_LOOP_CAP";
+
+/// The loop cap of the adapter called `name` with driver `driver` (from
+/// [`wgpu::AdapterInfo`]), as its driver is known to have it ([`LLVMPIPE_LOOP_CAP`] for
+/// llvmpipe, `None` elsewhere), unless `override_value` (the value of [`LOOP_CAP_ENV`])
+/// says otherwise.
+///
+/// # Errors
+/// [`Error::InvalidConfig`] when `override_value` is neither a positive integer nor `none`.
+pub fn loop_cap_for(name: &str, driver: &str, override_value: Option<&str>) -> Result<Option<u64>> {
+    if let Some(v) = override_value {
+        let v = v.trim();
+        if v.eq_ignore_ascii_case("none") {
+            return Ok(None);
+        }
+        return match v.parse::<u64>() {
+            Ok(n) if n > 0 => Ok(Some(n)),
+            _ => Err(Error::InvalidConfig {
+                name: LOOP_CAP_ENV,
+                value: v.to_string(),
+                reason: "must be a positive number of loop iterations per shader invocation, or `none`; unset it to use the adapter's known cap".into(),
+            }),
+        };
+    }
+    let llvmpipe = [name, driver]
+        .iter()
+        .any(|s| s.to_lowercase().contains("llvmpipe"));
+    Ok(llvmpipe.then_some(LLVMPIPE_LOOP_CAP))
+}
+
 /// What `wgtrain devices` prints for one adapter.
 #[derive(Clone, Debug)]
 pub struct AdapterSummary {
@@ -89,6 +137,12 @@ pub struct Gpu {
     /// The limits the device was created with: the adapter's own, not the WebGPU defaults.
     pub limits: wgpu::Limits,
     pub features: wgpu::Features,
+    /// Most loop iterations one shader invocation may run, summed over all its loops (see
+    /// [`LLVMPIPE_LOOP_CAP`]); `None` when the driver has no such cap (real GPUs). Kernels
+    /// whose reductions would run longer split them into several dispatches, summed in a
+    /// fixed order, or refuse with [`Error::LimitExceeded`]. Known per driver, overridden by
+    /// [`LOOP_CAP_ENV`]; set it before building engines to try another value.
+    pub loop_cap: Option<u64>,
     pub counters: ResourceCounters,
     errors: Arc<Mutex<Vec<String>>>,
 }
@@ -261,12 +315,12 @@ impl Gpu {
             });
         };
         let info = adapter.get_info();
-        // Timestamps for the profiler; subgroups for `matmul_subgroup` (CPU adapters).
-        let wanted = wgpu::Features::TIMESTAMP_QUERY
-            | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES
-            | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS
-            | wgpu::Features::SUBGROUP;
-        let features = adapter.features() & wanted;
+        let loop_cap = loop_cap_for(
+            &info.name,
+            &info.driver,
+            std::env::var(LOOP_CAP_ENV).ok().as_deref(),
+        )?;
+        let features = adapter.features() & REQUESTED_FEATURES;
         let limits = adapter.limits();
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("wgtrain"),
@@ -292,6 +346,7 @@ impl Gpu {
             info,
             limits,
             features,
+            loop_cap,
             counters: ResourceCounters::default(),
             errors,
         })
@@ -342,6 +397,33 @@ impl Gpu {
                 message: e.to_string(),
             })?;
         Ok(())
+    }
+
+    /// Checks that one shader invocation of `what` runs at most [`Gpu::loop_cap`] loop
+    /// iterations in all (`passes`, counted as [`LLVMPIPE_LOOP_CAP`] describes).
+    ///
+    /// # Errors
+    /// [`Error::LimitExceeded`] naming the kernel and the cap, with `hint`.
+    pub fn check_loop_passes(&self, what: &str, passes: u64, hint: &str) -> Result<()> {
+        match self.loop_cap {
+            Some(cap) if passes > cap => Err(self.loop_cap_exceeded(what, passes, hint)),
+            _ => Ok(()),
+        }
+    }
+
+    /// The [`Error::LimitExceeded`] of [`Gpu::check_loop_passes`] (for a cap that is set).
+    pub fn loop_cap_exceeded(&self, what: &str, passes: u64, hint: &str) -> Error {
+        let cap = self.loop_cap.unwrap_or(0);
+        Error::LimitExceeded {
+            what: format!(
+                "{what}: one shader invocation (the adapter's loop cap: {} stops every shader loop after {cap} iterations in all; {LOOP_CAP_ENV} overrides it)",
+                self.info.name
+            ),
+            requested: passes,
+            max: cap,
+            unit: "loop iterations",
+            hint: hint.to_string(),
+        }
     }
 
     /// Checks a buffer size against `max_buffer_size`.
@@ -503,6 +585,33 @@ pub fn fold_grid(what: &str, workgroups: u64, max_dim: u32) -> Result<[u32; 3]> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 10 item 2: llvmpipe's loop cap is a known adapter property, absent on other
+    /// drivers, and WGT_LOOP_CAP overrides it either way.
+    #[test]
+    fn regression_loop_cap_is_known_for_llvmpipe_and_overridable() {
+        let lavapipe = ("llvmpipe (LLVM 15.0.6, 256 bits)", "llvmpipe");
+        assert_eq!(
+            loop_cap_for(lavapipe.0, lavapipe.1, None).unwrap(),
+            Some(65_535)
+        );
+        assert_eq!(
+            loop_cap_for("NVIDIA GeForce RTX 4090", "NVIDIA", None).unwrap(),
+            None
+        );
+        assert_eq!(
+            loop_cap_for(lavapipe.0, lavapipe.1, Some("none")).unwrap(),
+            None
+        );
+        assert_eq!(
+            loop_cap_for("AMD Radeon", "radv", Some(" 1000 ")).unwrap(),
+            Some(1000)
+        );
+        for bad in ["0", "-3", "lots", ""] {
+            let err = loop_cap_for(lavapipe.0, lavapipe.1, Some(bad)).unwrap_err();
+            assert!(err.to_string().contains("WGT_LOOP_CAP"), "{bad}: {err}");
+        }
+    }
 
     #[test]
     fn fold_grid_stays_under_the_limit_and_covers_every_workgroup() {

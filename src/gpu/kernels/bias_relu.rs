@@ -81,6 +81,7 @@ fn build(
         label: label.to_string(),
         pipeline: pipeline.clone(),
         bind_group,
+        splits: Vec::new(),
         grid: gpu.grid_1d(label, mn.div_ceil(256))?,
         flops: mn,
         bytes: 12 * mn,

@@ -1,7 +1,9 @@
 //! Wrapper of `shaders/column_sum.wgsl`: `out[n] = Σ_m x[m, n]`, the bias gradient
 //! `db [O] = colsum(dY [B, O])`, summed in row order (deterministic).
 //!
-//! Bindings: 0 params, 1 x `[M, N]`, 2 out `[N]`. Grid: `ceil(N / 64)` workgroups.
+//! Bindings: 0 params, 1 x `[M, N]`, 2 out `[N]`. Grid: `ceil(N / 64)` workgroups. Under an
+//! adapter loop cap ([`Gpu::loop_cap`]) shorter than M, the rows are split into chunks of
+//! `cap - 1`, one dispatch each, summed in order ([`Dispatch::splits`]).
 
 use super::{Dispatch, Kernels, matmul::BatchDim, params_buffer, storage_entry, uniform_entry};
 use crate::error::Result;
@@ -20,7 +22,38 @@ pub struct ColumnSumParams {
     pub m: u32,
     pub n: u32,
     pub batch_dim: u32,
-    pub _pad: u32,
+    /// This dispatch's chunk of rows, `[r_begin, min(r_end, M))`.
+    pub r_begin: u32,
+    pub r_end: u32,
+    pub _pad: [u32; 3],
+}
+
+/// Loop iterations one invocation runs over a chunk of `rows` rows (the row loop and its
+/// exit pass), as [`crate::gpu::context::LLVMPIPE_LOOP_CAP`] counts them.
+pub fn loop_passes(rows: u64) -> u64 {
+    rows + 1
+}
+
+/// The chunks of rows `[begin, end)` summed in order on `gpu`: one chunk `[0, m)` unless
+/// the adapter's loop cap is shorter.
+///
+/// # Errors
+/// [`crate::Error::LimitExceeded`] when the cap leaves no row at all (a cap of 1).
+pub fn row_chunks(gpu: &Gpu, label: &str, m: usize) -> Result<Vec<(usize, usize)>> {
+    match gpu.loop_cap {
+        Some(cap) if loop_passes(m as u64) > cap => {
+            let len = cap.saturating_sub(1) as usize;
+            if len == 0 {
+                return Err(gpu.loop_cap_exceeded(
+                    &format!("{label} (column_sum, one row)"),
+                    loop_passes(1),
+                    "raise the loop cap",
+                ));
+            }
+            Ok((0..m).step_by(len).map(|b| (b, (b + len).min(m))).collect())
+        }
+        _ => Ok(vec![(0, m)]),
+    }
 }
 
 pub(crate) fn layout_entries() -> Vec<wgpu::BindGroupLayoutEntry> {
@@ -47,36 +80,43 @@ pub fn dispatch(
     x: View<'_>,
     out: View<'_>,
 ) -> Result<Dispatch> {
-    let params = ColumnSumParams {
-        m: m as u32,
-        n: n as u32,
-        batch_dim: batch_dim as u32,
-        _pad: 0,
-    };
-    let ub = params_buffer(gpu, label, &params);
-    let bind_group = gpu.bind_group(
-        label,
-        &kernels.column_sum.layout,
-        &[
-            wgpu::BindGroupEntry {
-                binding: 0,
-                resource: ub.as_entire_binding(),
-            },
-            wgpu::BindGroupEntry {
-                binding: 1,
-                resource: x.binding(),
-            },
-            wgpu::BindGroupEntry {
-                binding: 2,
-                resource: out.binding(),
-            },
-        ],
-    );
+    let mut bind_groups = Vec::new();
+    for (r_begin, r_end) in row_chunks(gpu, label, m)? {
+        let params = ColumnSumParams {
+            m: m as u32,
+            n: n as u32,
+            batch_dim: batch_dim as u32,
+            r_begin: r_begin as u32,
+            r_end: r_end as u32,
+            _pad: [0; 3],
+        };
+        let ub = params_buffer(gpu, label, &params);
+        bind_groups.push(gpu.bind_group(
+            label,
+            &kernels.column_sum.layout,
+            &[
+                wgpu::BindGroupEntry {
+                    binding: 0,
+                    resource: ub.as_entire_binding(),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 1,
+                    resource: x.binding(),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 2,
+                    resource: out.binding(),
+                },
+            ],
+        ));
+    }
+    let bind_group = bind_groups.remove(0);
     Ok(Dispatch {
         kernel: "column_sum",
         label: label.to_string(),
         pipeline: kernels.column_sum_pipeline.clone(),
         bind_group,
+        splits: bind_groups,
         grid: gpu.grid_1d(label, (n as u64).div_ceil(64))?,
         flops: (m * n) as u64,
         bytes: 4 * (m * n + n) as u64,

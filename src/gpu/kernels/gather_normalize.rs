@@ -94,6 +94,7 @@ pub fn dispatch(
         label: label.to_string(),
         pipeline: kernels.gather_pipeline.clone(),
         bind_group,
+        splits: Vec::new(),
         grid: gpu.grid_1d(label, elems.div_ceil(ELEMENTS_PER_WORKGROUP))?,
         flops: 0,
         bytes: elems * 5 + max_batch as u64 * 8,

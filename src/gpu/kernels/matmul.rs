@@ -3,7 +3,10 @@
 //! Bindings: 0 params (uniform), 1 A, 2 B, 3 bias `[N]`, 4 mask `[M, N]`, 5 C (read-write;
 //! A, B and C as whole vec4s for the subgroup kernel);
 //! group 1 the step record. Grid: column blocks × row blocks (see [`MatmulVariant::blocks`]),
-//! the row blocks folded into y and z past the per-dimension limit.
+//! the row blocks folded into y and z past the per-dimension limit. Under an adapter loop
+//! cap ([`Gpu::loop_cap`]) that one invocation's K loop would pass, K is split into chunks
+//! ([`k_chunks`]), one launch each over the same grid ([`super::Dispatch::splits`]): the
+//! first stores, the later ones add, and the last applies the epilogue.
 
 use super::{Dispatch, Kernels, params_buffer, storage_entry, uniform_entry};
 use crate::error::{Error, Result};
@@ -220,8 +223,9 @@ pub struct MatmulSpec {
     pub batch_dim: BatchDim,
 }
 
-/// Mirrors `struct MatmulParams` in `shaders/matmul_common.wgsl`: the largest M, N, K and
-/// the [`BatchDim`] as a number.
+/// Mirrors `struct MatmulParams` in `shaders/matmul_common.wgsl`: the largest M, N, K, the
+/// [`BatchDim`] as a number, and the chunk of K one dispatch sums, `[k_begin, min(k_end,
+/// K))` (the whole of K unless the adapter's loop cap splits it: [`k_chunk_len`]).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct MatmulParams {
@@ -229,6 +233,80 @@ pub struct MatmulParams {
     pub n: u32,
     pub k: u32,
     pub batch_dim: u32,
+    pub k_begin: u32,
+    pub k_end: u32,
+    pub _pad: [u32; 2],
+}
+
+/// Chunks of K start at multiples of this: whole vec4 steps of the subgroup kernel and
+/// whole 16-deep slices of the tiled one.
+pub const K_CHUNK_ALIGN: usize = 16;
+
+impl MatmulVariant {
+    /// Loop iterations one invocation of this variant runs over a chunk of `len` values of
+    /// K (a multiple of [`K_CHUNK_ALIGN`] or the whole of K), counted as llvmpipe counts
+    /// them ([`crate::gpu::context::LLVMPIPE_LOOP_CAP`]): every loop of the shader,
+    /// nested loops multiplied out, each loop one pass more than its trips (the exit), and
+    /// none assumed unrolled by the driver. An upper bound, read off the WGSL:
+    /// - register: K loop `len + 1`, clamp loop 5, store loops `5 + 4·5`;
+    /// - tiled: per 16-deep slice `1 + 5 + 17 + 16·5 + 64·5 = 423`, exit 1, store 25;
+    /// - rows: K loop `len + 1`, 16 row stores of `5`;
+    /// - subgroup: vec4 loop `len/4 + 1`, 16 row stores of `5 + 5` (the second when adding
+    ///   to an earlier chunk's sum).
+    pub fn loop_passes(self, len: u64) -> u64 {
+        match self {
+            MatmulVariant::Register => len + 1 + 5 + 25,
+            MatmulVariant::Tiled => 423 * len.div_ceil(16) + 1 + 25,
+            MatmulVariant::Rows => len + 1 + 16 * 5,
+            MatmulVariant::Subgroup => len.div_ceil(4) + 1 + 16 * 10,
+        }
+    }
+}
+
+/// The longest chunk of K (a multiple of [`K_CHUNK_ALIGN`]) one dispatch of `variant`
+/// may sum under a loop cap of `cap` iterations per invocation ([`MatmulVariant::loop_passes`]);
+/// `None` when not even one aligned chunk fits. On lavapipe (cap 65,535): register 65,504,
+/// rows 65,440, subgroup 261,488, tiled 2,464.
+pub fn k_chunk_len(variant: MatmulVariant, cap: u64) -> Option<usize> {
+    // loop_passes is increasing in len: binary search the largest aligned len that fits.
+    let fits = |chunks: u64| variant.loop_passes(chunks * K_CHUNK_ALIGN as u64) <= cap;
+    if !fits(1) {
+        return None;
+    }
+    let (mut lo, mut hi) = (1u64, cap.max(1));
+    while lo < hi {
+        let mid = lo + (hi - lo).div_ceil(2);
+        if fits(mid) { lo = mid } else { hi = mid - 1 }
+    }
+    Some(lo as usize * K_CHUNK_ALIGN)
+}
+
+/// The chunks `[begin, end)` K is summed in, in order, on `gpu`: one chunk `[0, k)` when
+/// the adapter has no loop cap or K fits under it.
+///
+/// # Errors
+/// [`Error::LimitExceeded`] when the cap is too small for even one chunk of
+/// [`K_CHUNK_ALIGN`] (only with a small override of [`Gpu::loop_cap`]).
+pub fn k_chunks(
+    gpu: &Gpu,
+    variant: MatmulVariant,
+    label: &str,
+    k: usize,
+) -> Result<Vec<(usize, usize)>> {
+    let Some(cap) = gpu.loop_cap else {
+        return Ok(vec![(0, k)]);
+    };
+    if variant.loop_passes(k as u64) <= cap {
+        return Ok(vec![(0, k)]);
+    }
+    let Some(len) = k_chunk_len(variant, cap) else {
+        return Err(gpu.loop_cap_exceeded(
+            &format!("{label} ({variant} matmul, a chunk of {K_CHUNK_ALIGN} of K)"),
+            variant.loop_passes(K_CHUNK_ALIGN as u64),
+            "raise the loop cap or pick another --kernels variant",
+        ));
+    };
+    Ok((0..k).step_by(len).map(|b| (b, (b + len).min(k))).collect())
 }
 
 pub(crate) fn layout_entries() -> Vec<wgpu::BindGroupLayoutEntry> {
@@ -273,7 +351,8 @@ fn check_len(what: &str, view: &View<'_>, needed: usize) -> Result<()> {
 /// by this launch).
 ///
 /// # Errors
-/// [`Error::LimitExceeded`] when the grid or a binding is over the adapter's limits;
+/// [`Error::LimitExceeded`] when the grid or a binding is over the adapter's limits, or
+/// not even one chunk of K fits under its loop cap ([`k_chunks`]);
 /// [`Error::InvalidConfig`] when an operand is shorter than the shape needs, or `variant`
 /// does not run on this device ([`MatmulVariant::supports`]).
 #[allow(clippy::too_many_arguments)]
@@ -328,43 +407,52 @@ pub fn dispatch(
         }
         _ => dummy,
     };
-    let params = MatmulParams {
-        m: m as u32,
-        n: n as u32,
-        k: k as u32,
-        batch_dim: spec.batch_dim as u32,
-    };
-    let ub = params_buffer(gpu, label, &params);
-    let bind_group = gpu.bind_group(
-        label,
-        &kernels.matmul.layout,
-        &[
-            wgpu::BindGroupEntry {
-                binding: 0,
-                resource: ub.as_entire_binding(),
-            },
-            wgpu::BindGroupEntry {
-                binding: 1,
-                resource: operand(&a, variant, &format!("{label} operand A"), m * k)?,
-            },
-            wgpu::BindGroupEntry {
-                binding: 2,
-                resource: operand(&b, variant, &format!("{label} operand B"), k * n)?,
-            },
-            wgpu::BindGroupEntry {
-                binding: 3,
-                resource: bias.binding(),
-            },
-            wgpu::BindGroupEntry {
-                binding: 4,
-                resource: mask.binding(),
-            },
-            wgpu::BindGroupEntry {
-                binding: 5,
-                resource: operand(&c, variant, &format!("{label} operand C"), m * n)?,
-            },
-        ],
-    );
+    // One bind group per chunk of K (one in all unless the adapter's loop cap splits K),
+    // recorded in order: the first stores, the later ones add (shaders/matmul_common.wgsl).
+    let mut bind_groups = Vec::new();
+    for (k_begin, k_end) in k_chunks(gpu, variant, label, k)? {
+        let params = MatmulParams {
+            m: m as u32,
+            n: n as u32,
+            k: k as u32,
+            batch_dim: spec.batch_dim as u32,
+            k_begin: k_begin as u32,
+            k_end: k_end as u32,
+            _pad: [0; 2],
+        };
+        let ub = params_buffer(gpu, label, &params);
+        bind_groups.push(gpu.bind_group(
+            label,
+            &kernels.matmul.layout,
+            &[
+                wgpu::BindGroupEntry {
+                    binding: 0,
+                    resource: ub.as_entire_binding(),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 1,
+                    resource: operand(&a, variant, &format!("{label} operand A"), m * k)?,
+                },
+                wgpu::BindGroupEntry {
+                    binding: 2,
+                    resource: operand(&b, variant, &format!("{label} operand B"), k * n)?,
+                },
+                wgpu::BindGroupEntry {
+                    binding: 3,
+                    resource: bias.binding(),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 4,
+                    resource: mask.binding(),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 5,
+                    resource: operand(&c, variant, &format!("{label} operand C"), m * n)?,
+                },
+            ],
+        ));
+    }
+    let bind_group = bind_groups.remove(0);
     let (x_blocks, y_blocks) = variant.blocks(m, n);
     let grid = gpu.grid_2d(label, x_blocks, y_blocks)?;
     Ok(Dispatch {
@@ -372,6 +460,7 @@ pub fn dispatch(
         label: label.to_string(),
         pipeline: kernels.matmul_pipeline(gpu, variant, &spec),
         bind_group,
+        splits: bind_groups,
         grid,
         flops: 2 * (m * n * k) as u64,
         bytes: 4 * (m * k + k * n + m * n) as u64,

@@ -24,16 +24,41 @@ pub use matmul::{Epilogue, MatmulSpec, MatmulVariant};
 use crate::error::Result;
 use crate::gpu::Gpu;
 
-/// Every shader module the kernels build, as `(name, WGSL source)`: what `Kernels::new`
-/// compiles, for validation without a device.
-pub const SOURCES: [(&str, &str); 7] = [
-    ("gather_normalize", gather_normalize::SOURCE),
-    ("matmul", matmul::SOURCE),
-    ("matmul_subgroup", matmul::SUBGROUP_SOURCE),
-    ("softmax_cross_entropy", softmax_cross_entropy::SOURCE),
-    ("column_sum", column_sum::SOURCE),
-    ("sgd_update", sgd_update::SOURCE),
-    ("bias_relu", bias_relu::SOURCE),
+/// One shader module the kernels build: its name (the kernel family), its WGSL source, and
+/// the device features it needs. [`Kernels::new`] builds a module only on devices that
+/// have all of them, and [`crate::gpu::REQUESTED_FEATURES`] holds every one, so that the
+/// naga capabilities a module is validated with are exactly those it is built with.
+#[derive(Clone, Copy, Debug)]
+pub struct KernelSource {
+    /// The kernel family, e.g. `matmul_subgroup`.
+    pub name: &'static str,
+    /// The WGSL source as compiled (shared files prepended).
+    pub source: &'static str,
+    /// Device features the module needs (`SUBGROUP` for `matmul_subgroup`, none elsewhere).
+    pub features: wgpu::Features,
+}
+
+const fn plain(name: &'static str, source: &'static str) -> KernelSource {
+    KernelSource {
+        name,
+        source,
+        features: wgpu::Features::empty(),
+    }
+}
+
+/// Every shader module the kernels build, for validation without a device.
+pub const SOURCES: [KernelSource; 7] = [
+    plain("gather_normalize", gather_normalize::SOURCE),
+    plain("matmul", matmul::SOURCE),
+    KernelSource {
+        name: "matmul_subgroup",
+        source: matmul::SUBGROUP_SOURCE,
+        features: wgpu::Features::SUBGROUP,
+    },
+    plain("softmax_cross_entropy", softmax_cross_entropy::SOURCE),
+    plain("column_sum", column_sum::SOURCE),
+    plain("sgd_update", sgd_update::SOURCE),
+    plain("bias_relu", bias_relu::SOURCE),
 ];
 
 /// Per-step values shared by every kernel of a training step, mirrored by `struct Step`
@@ -71,6 +96,10 @@ pub struct Dispatch {
     pub bind_group: wgpu::BindGroup,
     /// Workgroups in x, y, z (never above `max_compute_workgroups_per_dimension`).
     pub grid: [u32; 3],
+    /// Bind groups of further launches of the same pipeline and grid, recorded in this
+    /// order right after the first: the later chunks of a reduction split to stay under
+    /// the adapter's loop cap ([`Gpu::loop_cap`]). Empty when one launch does it all.
+    pub splits: Vec<wgpu::BindGroup>,
     /// Floating-point operations at the largest minibatch (matmuls: 2·M·N·K), for GFLOP/s.
     pub flops: u64,
     /// Bytes read plus written at the largest minibatch, for GB/s.
@@ -80,7 +109,8 @@ pub struct Dispatch {
 }
 
 impl Dispatch {
-    /// Records this launch into `pass` with the step record at `step_offset` (bytes).
+    /// Records this launch (and its [`Dispatch::splits`], in order) into `pass` with the
+    /// step record at `step_offset` (bytes).
     pub fn record(
         &self,
         pass: &mut wgpu::ComputePass<'_>,
@@ -91,6 +121,10 @@ impl Dispatch {
         pass.set_bind_group(0, &self.bind_group, &[]);
         pass.set_bind_group(1, steps, &[step_offset]);
         pass.dispatch_workgroups(self.grid[0], self.grid[1], self.grid[2]);
+        for bind_group in &self.splits {
+            pass.set_bind_group(0, bind_group, &[]);
+            pass.dispatch_workgroups(self.grid[0], self.grid[1], self.grid[2]);
+        }
     }
 }
 

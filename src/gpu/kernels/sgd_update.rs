@@ -59,7 +59,8 @@ pub struct SgdBuffers<'a> {
 /// Prepares the update of `len` parameters.
 ///
 /// # Errors
-/// [`crate::Error::LimitExceeded`] when the grid does not fit the adapter.
+/// [`crate::Error::LimitExceeded`] when the grid does not fit the adapter, or the no-decay
+/// ranges would run one invocation past the adapter's loop cap ([`Gpu::loop_cap`]).
 pub fn dispatch(
     gpu: &Gpu,
     kernels: &Kernels,
@@ -69,6 +70,12 @@ pub fn dispatch(
     ranges: usize,
     cfg: &SgdConfig,
 ) -> Result<Dispatch> {
+    // Loop passes per invocation: ITEMS + 1, and per item the no-decay ranges + 1.
+    gpu.check_loop_passes(
+        &format!("{label} (sgd_update over {ranges} no-decay ranges)"),
+        ITEMS + 1 + ITEMS * (ranges as u64 + 1),
+        "use fewer layers or drop --no-decay-bias",
+    )?;
     let params = SgdParams {
         len: len as u32,
         ranges: ranges as u32,
@@ -115,6 +122,7 @@ pub fn dispatch(
         label: label.to_string(),
         pipeline: kernels.sgd_pipeline.clone(),
         bind_group,
+        splits: Vec::new(),
         grid: gpu.grid_1d(label, (len as u64).div_ceil(256 * 4 * ITEMS))?,
         flops: 6 * len as u64,
         bytes: 4 * 5 * len as u64,

@@ -52,10 +52,19 @@ pub struct SoftmaxBuffers<'a> {
 /// f32 words before the per-step sums in a metrics buffer (the status header).
 pub const METRICS_HEADER: usize = 4;
 
+/// Loop iterations one invocation runs for minibatches of up to `max_batch` rows of
+/// `classes` logits, as [`crate::gpu::context::LLVMPIPE_LOOP_CAP`] counts them: each of the
+/// 256 invocations walks `T = ceil(B / 256)` rows, each through three class loops (argmax
+/// `C`, sum `C + 1`, gradient `C + 1` passes) and its own loop pass: `T·(3C + 3) + 1`.
+pub fn loop_passes(max_batch: usize, classes: usize) -> u64 {
+    (max_batch as u64).div_ceil(256) * (3 * classes as u64 + 3) + 1
+}
+
 /// Prepares one launch for minibatches of up to `max_batch` rows of `classes` logits.
 ///
 /// # Errors
-/// None in practice (the grid is one workgroup); kept fallible like every wrapper.
+/// [`crate::Error::LimitExceeded`] when one invocation's loops ([`loop_passes`]) would run
+/// past the adapter's loop cap ([`Gpu::loop_cap`]; on lavapipe, B·C past about 5 million).
 pub fn dispatch(
     gpu: &Gpu,
     kernels: &Kernels,
@@ -65,6 +74,11 @@ pub fn dispatch(
     classes: usize,
     write_grad: bool,
 ) -> Result<Dispatch> {
+    gpu.check_loop_passes(
+        &format!("{label} (softmax_cross_entropy over B={max_batch} rows of C={classes})"),
+        loop_passes(max_batch, classes),
+        "use a smaller --batch-size",
+    )?;
     let params = SoftmaxParams {
         classes: classes as u32,
         write_grad: u32::from(write_grad),
@@ -107,6 +121,7 @@ pub fn dispatch(
         label: label.to_string(),
         pipeline: kernels.softmax_pipeline(gpu, classes),
         bind_group,
+        splits: Vec::new(),
         grid: [1, 1, 1],
         flops: 6 * bc,
         bytes: 4 * (bc * if write_grad { 2 } else { 1 } + 3 * max_batch as u64),
