@@ -301,6 +301,17 @@ pub struct EvalArgs {
     pub data: DataArgs,
     #[arg(long, value_parser = positive_usize, default_value_t = 1000)]
     pub batch_size: usize,
+    /// Print the confusion matrix (rows: true class, columns: predicted class) with each
+    /// class's sample count and accuracy.
+    #[arg(long)]
+    pub confusion: bool,
+    /// Draw the confusion matrix as a heat map (confusion.png and .svg) and the most
+    /// confidently misclassified test images (mistakes.png and .svg) in this directory.
+    #[arg(long, value_name = "DIR")]
+    pub plot: Option<PathBuf>,
+    /// Images in mistakes.png (the most confident errors first, 8 per row).
+    #[arg(long, value_parser = positive_usize, default_value_t = 32, requires = "plot")]
+    pub mistakes: usize,
 }
 
 #[derive(Args, Debug, Clone)]

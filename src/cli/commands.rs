@@ -401,6 +401,9 @@ fn run_training(
 }
 
 fn eval_command(a: EvalArgs) -> Result<()> {
+    if let Some(dir) = &a.plot {
+        wgtrain::output::ensure_writable_dir(dir)?;
+    }
     let ck = checkpoint::load(&a.model)?;
     let mnist = load_data(&a.data, false)?;
     if ck.spec.inputs() != mnist.test.features() {
@@ -448,7 +451,16 @@ fn eval_command(a: EvalArgs) -> Result<()> {
         sgd: &sgd,
         norm,
     };
-    let eval = Engines::open(&a.device)?.with(s, |engine| Ok(engine.evaluate(EvalSet::Test)?))?;
+    let per_class = a.confusion || a.plot.is_some();
+    let (eval, logits) = Engines::open(&a.device)?.with(s, |engine| {
+        let eval = engine.evaluate(EvalSet::Test)?;
+        let logits = if per_class {
+            engine.logits(EvalSet::Test)?
+        } else {
+            Vec::new()
+        };
+        Ok((eval, logits))
+    })?;
     println!(
         "{}: MLP {} on {} test samples: loss {:.4}, accuracy {:.2}%",
         a.model.display(),
@@ -457,6 +469,55 @@ fn eval_command(a: EvalArgs) -> Result<()> {
         eval.loss,
         100.0 * eval.accuracy
     );
+    if per_class {
+        per_class_results(&a, &ck.spec, &mnist, &logits)?;
+    }
+    Ok(())
+}
+
+/// The class names to show: the dataset's when it has them, else the class indices.
+fn dataset_class_names(_data: &Mnist, classes: usize) -> Vec<String> {
+    // MNIST's classes are its digits; datasets that carry names pass them here.
+    wgtrain::metrics::class_names(None, classes)
+}
+
+/// `eval --confusion` and `eval --plot`: the confusion matrix of the test set from the
+/// engine's logits, printed and drawn, and the most confidently misclassified images.
+fn per_class_results(a: &EvalArgs, spec: &MlpSpec, data: &Mnist, logits: &[f32]) -> Result<()> {
+    use wgtrain::metrics::{self, Confusion};
+    let classes = spec.classes();
+    let predictions = metrics::predict(logits, classes);
+    let predicted: Vec<usize> = predictions.iter().map(|p| p.class).collect();
+    let confusion = Confusion::new(classes, &data.test.labels, &predicted);
+    let names = dataset_class_names(data, classes);
+    if a.confusion {
+        println!(
+            "confusion matrix of the {} test samples (rows: true class, columns: predicted class; accuracy per true class):",
+            confusion.samples()
+        );
+        print!("{}", confusion.table(&names));
+    }
+    if let Some(dir) = &a.plot {
+        let model = a
+            .model
+            .file_name()
+            .map_or_else(|| a.model.display().to_string(), |n| n.to_string_lossy().into_owned());
+        let title = format!("Confusion matrix: MLP {spec} ({model}), test set");
+        let mut written =
+            metrics::plot::confusion_heatmap(&confusion, &names, &title, dir, "confusion")?;
+        let mistakes = metrics::most_confident_mistakes(&data.test.labels, &predictions, a.mistakes);
+        let errors = confusion.samples() - confusion.correct();
+        let title = format!(
+            "The {} most confident of {errors} misclassified test images: MLP {spec} ({model})",
+            mistakes.len()
+        );
+        written.extend(metrics::plot::mistakes_grid(
+            &mistakes, &data.test, &names, &title, dir, "mistakes",
+        )?);
+        for p in written {
+            eprintln!("wrote {}", p.display());
+        }
+    }
     Ok(())
 }
 
