@@ -204,7 +204,11 @@ pub struct Mistake {
 ///
 /// # Panics
 /// When the slices differ in length.
-pub fn most_confident_mistakes(labels: &[u32], predictions: &[Prediction], k: usize) -> Vec<Mistake> {
+pub fn most_confident_mistakes(
+    labels: &[u32],
+    predictions: &[Prediction],
+    k: usize,
+) -> Vec<Mistake> {
     assert_eq!(labels.len(), predictions.len(), "one prediction per label");
     let mut wrong: Vec<Mistake> = labels
         .iter()
@@ -260,24 +264,22 @@ mod tests {
         let names = class_names(None, 4);
         let table = m.table(&names);
         let rows: Vec<&str> = table.lines().collect();
-        assert_eq!(rows[0].split_whitespace().collect::<Vec<_>>(), [
-            "true\\pred",
-            "0",
-            "1",
-            "2",
-            "3",
-            "samples",
-            "accuracy"
-        ]);
-        assert_eq!(rows[3].split_whitespace().collect::<Vec<_>>(), [
-            "2", "1", "0", "2", "0", "3", "66.67%"
-        ]);
-        assert_eq!(rows[4].split_whitespace().collect::<Vec<_>>(), [
-            "3", "0", "0", "0", "0", "0", "-"
-        ]);
-        assert_eq!(rows[5].split_whitespace().collect::<Vec<_>>(), [
-            "total", "2", "2", "2", "0", "6", "66.67%"
-        ]);
+        assert_eq!(
+            rows[0].split_whitespace().collect::<Vec<_>>(),
+            ["true\\pred", "0", "1", "2", "3", "samples", "accuracy"]
+        );
+        assert_eq!(
+            rows[3].split_whitespace().collect::<Vec<_>>(),
+            ["2", "1", "0", "2", "0", "3", "66.67%"]
+        );
+        assert_eq!(
+            rows[4].split_whitespace().collect::<Vec<_>>(),
+            ["3", "0", "0", "0", "0", "0", "-"]
+        );
+        assert_eq!(
+            rows[5].split_whitespace().collect::<Vec<_>>(),
+            ["total", "2", "2", "2", "0", "6", "66.67%"]
+        );
     }
 
     #[test]
@@ -287,7 +289,10 @@ mod tests {
         assert_eq!(class_names(Some(&names), 3), ["0", "1", "2"]);
         let m = Confusion::new(2, &[0, 1], &[0, 0]);
         let table = m.table(&names);
-        assert!(table.lines().nth(1).unwrap().starts_with("0 T-shirt/top"), "{table}");
+        assert!(
+            table.lines().nth(1).unwrap().starts_with("0 T-shirt/top"),
+            "{table}"
+        );
     }
 
     #[test]

@@ -498,14 +498,15 @@ fn per_class_results(a: &EvalArgs, spec: &MlpSpec, data: &Mnist, logits: &[f32])
         print!("{}", confusion.table(&names));
     }
     if let Some(dir) = &a.plot {
-        let model = a
-            .model
-            .file_name()
-            .map_or_else(|| a.model.display().to_string(), |n| n.to_string_lossy().into_owned());
+        let model = a.model.file_name().map_or_else(
+            || a.model.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
         let title = format!("Confusion matrix: MLP {spec} ({model}), test set");
         let mut written =
             metrics::plot::confusion_heatmap(&confusion, &names, &title, dir, "confusion")?;
-        let mistakes = metrics::most_confident_mistakes(&data.test.labels, &predictions, a.mistakes);
+        let mistakes =
+            metrics::most_confident_mistakes(&data.test.labels, &predictions, a.mistakes);
         let errors = confusion.samples() - confusion.correct();
         let title = format!(
             "The {} most confident of {errors} misclassified test images: MLP {spec} ({model})",

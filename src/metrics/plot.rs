@@ -70,7 +70,9 @@ fn text<DB: DrawingBackend>(
     // fractional sizes that truncation lifts '.' and ',' a pixel above the baseline.
     // Even sizes keep every glyph on it.
     let size = (size / 2.0).round().max(1.0) * 2.0;
-    let style = TextStyle::from((FONT, size).into_font()).color(&color).pos(pos);
+    let style = TextStyle::from((FONT, size).into_font())
+        .color(&color)
+        .pos(pos);
     area.draw(&Text::new(s.to_string(), at, style)).map_err(err)
 }
 
@@ -162,13 +164,9 @@ impl Figure for Heatmap<'_> {
             BLACK,
             CENTER,
         )?;
-        let style = TextStyle::from(
-            (FONT, 16.0)
-                .into_font()
-                .transform(FontTransform::Rotate270),
-        )
-        .color(&BLACK)
-        .pos(CENTER);
+        let style = TextStyle::from((FONT, 16.0).into_font().transform(FontTransform::Rotate270))
+            .color(&BLACK)
+            .pos(CENTER);
         root.draw(&Text::new("true class", (16, y0 + grid / 2), style))
             .map_err(err)?;
         let max_off = (0..c)
@@ -449,7 +447,10 @@ pub fn mistakes_grid(
     }) {
         return Err(Error::InvalidConfig {
             name: "mistake",
-            value: format!("sample {} (true {}, predicted {})", m.index, m.label, m.predicted.class),
+            value: format!(
+                "sample {} (true {}, predicted {})",
+                m.index, m.label, m.predicted.class
+            ),
             reason: format!(
                 "outside the {} samples or {} classes",
                 data.len(),
