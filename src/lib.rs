@@ -48,6 +48,7 @@ pub mod model;
 pub mod optim;
 pub mod output;
 pub mod schedule;
+pub mod tensorboard;
 pub mod train;
 pub mod tune;
 

@@ -278,6 +278,10 @@ pub struct TrainArgs {
     /// Train on a seeded subset of this many training samples (before --val-split).
     #[arg(long, value_parser = positive_usize)]
     pub train_subset: Option<usize>,
+    /// Write TensorBoard event files to this run folder: per-epoch losses, accuracies,
+    /// learning rate and epoch seconds, and the hyperparameters (HParams dashboard).
+    #[arg(long, value_name = "DIR")]
+    pub tensorboard: Option<PathBuf>,
     /// No progress bar and no data summary line.
     #[arg(long)]
     pub quiet: bool,

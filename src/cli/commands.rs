@@ -21,6 +21,7 @@ use super::args::{
     TrainArgs,
 };
 use super::engines::{EngineSpec, Engines};
+use wgtrain::tensorboard::{EventWriter, HParam, SessionStatus};
 
 pub fn dispatch(cli: Cli) -> Result<()> {
     match cli.command {
@@ -203,6 +204,47 @@ pub fn matmul_choice(d: &DeviceArgs) -> MatmulChoice {
     }
 }
 
+/// The hyperparameters a run records for TensorBoard's HParams dashboard: the model, the
+/// optimiser (torch.optim.SGD's names), the schedule, the seed and the data options.
+pub(crate) fn tensorboard_hparams(
+    h: &HyperArgs,
+    device: DeviceKind,
+    normalize: bool,
+    val_split: f64,
+) -> Vec<(String, HParam)> {
+    let hidden = if h.hidden.0.is_empty() {
+        "none".to_string()
+    } else {
+        let sizes: Vec<String> = h.hidden.0.iter().map(usize::to_string).collect();
+        sizes.join(",")
+    };
+    let n = |v: f64| HParam::Number(v);
+    [
+        ("hidden", HParam::Text(hidden)),
+        ("epochs", n(h.epochs as f64)),
+        ("batch_size", n(h.batch_size as f64)),
+        ("lr", n(h.lr)),
+        ("lr_schedule", HParam::Text(h.schedule.lr_schedule.clone())),
+        ("warmup_epochs", n(h.schedule.warmup_epochs as f64)),
+        ("weight_decay", n(h.weight_decay)),
+        ("momentum", n(h.momentum)),
+        ("dampening", n(h.sgd.dampening)),
+        ("nesterov", HParam::Bool(h.sgd.nesterov)),
+        (
+            "decoupled_weight_decay",
+            HParam::Bool(h.sgd.decoupled_weight_decay),
+        ),
+        ("decay_bias", HParam::Bool(!h.sgd.no_decay_bias)),
+        ("seed", n(h.seed as f64)),
+        ("normalize", HParam::Bool(normalize)),
+        ("val_split", n(val_split)),
+        ("device", HParam::Text(format!("{device:?}").to_lowercase())),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
 fn train_command(a: TrainArgs) -> Result<()> {
     let h = &a.hyper;
     if a.early_stop_patience.is_some() && a.val_split == 0.0 {
@@ -226,6 +268,9 @@ fn train_command(a: TrainArgs) -> Result<()> {
         wgtrain::output::ensure_writable_file(p)?;
     }
     if let Some(dir) = &a.plot {
+        wgtrain::output::ensure_writable_dir(dir)?;
+    }
+    if let Some(dir) = &a.tensorboard {
         wgtrain::output::ensure_writable_dir(dir)?;
     }
     super::profile::check_train_flags(a.device.device, a.profile)?;
@@ -338,6 +383,19 @@ fn run_training(
         "MLP {spec}, lr {}, batch {}, weight decay {}",
         cfg.schedule, cfg.batch_size, cfg.sgd.weight_decay
     );
+    let mut tb = match &a.tensorboard {
+        Some(dir) => {
+            let mut w = EventWriter::create(dir)?;
+            w.session_start(&tensorboard_hparams(
+                &a.hyper,
+                a.device.device,
+                a.data.normalize,
+                a.val_split,
+            ))?;
+            Some(w)
+        }
+        None => None,
+    };
     let mut history = Vec::new();
     let mut trainer = Trainer::new(engine, cfg, n_train)?;
     let steps = trainer.steps_per_epoch() as u64;
@@ -357,9 +415,21 @@ fn run_training(
         bar.set_message(format!("{}/{}", epoch + 1, epochs));
         let result = trainer.run_epoch(epoch, &mut |done| bar.set_position(done as u64));
         bar.finish_and_clear();
-        let report = result?;
+        let report = match result {
+            Ok(r) => r,
+            Err(e) => {
+                if let Some(w) = &mut tb {
+                    // The run's own error is the one to report.
+                    let _ = w.session_end(SessionStatus::Failure);
+                }
+                return Err(e.into());
+            }
+        };
         println!("{report}");
         history.push(wgtrain::tune::EpochMetrics::from_report(&report, true));
+        if let (Some(w), Some(m)) = (&mut tb, history.last()) {
+            w.epoch(m)?;
+        }
         if let Some(f) = &mut metrics {
             let path = a
                 .metrics
@@ -389,6 +459,10 @@ fn run_training(
             );
             break;
         }
+    }
+    if let Some(w) = &mut tb {
+        w.session_end(SessionStatus::Success)?;
+        eprintln!("wrote {}", w.path().display());
     }
     if let Some(path) = &a.save {
         checkpoint::save(path, spec, &trainer.engine().params()?, norm)?;
