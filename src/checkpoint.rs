@@ -7,10 +7,9 @@
 //! the target, so an interrupted run never leaves a half-written file; non-finite weights
 //! are refused, so a diverged run never overwrites a good checkpoint.
 
-use std::collections::HashMap;
 use std::path::Path;
 
-use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use safetensors::tensor::{Dtype, SafeTensors};
 
 use crate::error::{Error, Result};
 use crate::model::{MlpSpec, Normalization};
@@ -56,23 +55,60 @@ pub fn save(path: &Path, spec: &MlpSpec, params: &[f32], norm: Normalization) ->
             bytemuck::cast_slice(b).to_vec(),
         ));
     }
-    let views = tensors
-        .iter()
-        .map(|(n, shape, data)| {
-            TensorView::new(Dtype::F32, shape.clone(), data).map(|v| (n.clone(), v))
-        })
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| err(path, e.to_string()))?;
-    let meta = HashMap::from([
-        ("format".to_string(), "pt".to_string()),
-        ("wgtrain.sizes".to_string(), spec.to_string()),
-        (
-            "wgtrain.normalize".to_string(),
-            format!("{},{}", norm.mean, norm.std),
-        ),
-    ]);
-    let bytes = safetensors::serialize(views, Some(meta)).map_err(|e| err(path, e.to_string()))?;
+    let meta = [
+        ("format", "pt".to_string()),
+        ("wgtrain.sizes", spec.to_string()),
+        ("wgtrain.normalize", format!("{},{}", norm.mean, norm.std)),
+    ];
+    let bytes = serialize(&tensors, &meta);
+    // The file must read back as safetensors (a header bug would otherwise only show in
+    // PyTorch); this is cheap next to the write.
+    SafeTensors::deserialize(&bytes).map_err(|e| err(path, e.to_string()))?;
     crate::output::write_atomically(path, &bytes)
+}
+
+/// Serialises f32 tensors `(name, shape, little-endian bytes)` and string metadata into the
+/// safetensors format, in the order given: an 8-byte little-endian header length, the JSON
+/// header (`__metadata__` first, then one entry per tensor; padded with spaces to a multiple
+/// of 8 bytes), then the tensors' bytes back to back.
+///
+/// The `safetensors` crate takes the metadata as a `HashMap`, whose iteration order is
+/// random per process, so two identical runs wrote different bytes (issue 10, item 4);
+/// writing the header here in a fixed order makes the file a function of its contents.
+/// Format: <https://github.com/huggingface/safetensors#format>.
+fn serialize(tensors: &[(String, Vec<usize>, Vec<u8>)], metadata: &[(&str, String)]) -> Vec<u8> {
+    // serde_json::to_string of a &str cannot fail: it only escapes.
+    let quote = |s: &str| serde_json::to_string(s).expect("a string serialises to JSON");
+    let mut header = String::from("{\"__metadata__\":{");
+    for (i, (k, v)) in metadata.iter().enumerate() {
+        if i > 0 {
+            header.push(',');
+        }
+        header.push_str(&format!("{}:{}", quote(k), quote(v)));
+    }
+    header.push('}');
+    let mut offset = 0;
+    for (name, shape, data) in tensors {
+        let dims: Vec<String> = shape.iter().map(usize::to_string).collect();
+        header.push_str(&format!(
+            ",{}:{{\"dtype\":\"F32\",\"shape\":[{}],\"data_offsets\":[{offset},{}]}}",
+            quote(name),
+            dims.join(","),
+            offset + data.len()
+        ));
+        offset += data.len();
+    }
+    header.push('}');
+    while header.len() % 8 != 0 {
+        header.push(' ');
+    }
+    let mut bytes = Vec::with_capacity(8 + header.len() + offset);
+    bytes.extend_from_slice(&(header.len() as u64).to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    for (_, _, data) in tensors {
+        bytes.extend_from_slice(data);
+    }
+    bytes
 }
 
 /// A loaded checkpoint.
@@ -212,6 +248,46 @@ mod tests {
             ]
         );
         assert_eq!(st.tensor("2.weight").unwrap().shape(), [4, 3]);
+    }
+
+    /// Regression (issue 10, item 4): the metadata went through a `HashMap`, so saving the
+    /// same weights twice could write its three entries in different orders. The header is
+    /// now fixed: checked against the bytes written out by hand from the format's definition.
+    #[test]
+    fn checkpoint_bytes_are_a_function_of_the_weights() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = MlpSpec::new(2, &[], 1).unwrap();
+        // weight [1, 2] = [1, -2], bias [1] = [0.5], at the layout's (aligned) offsets.
+        let slot = &spec.layout().layers[0];
+        let mut params = vec![0.0f32; spec.layout().len];
+        params[slot.weight..slot.weight + 2].copy_from_slice(&[1.0, -2.0]);
+        params[slot.bias] = 0.5;
+        let path = dir.path().join("m.safetensors");
+        save(&path, &spec, &params, Normalization::MNIST).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let header = r#"{"__metadata__":{"format":"pt","wgtrain.sizes":"2-1","wgtrain.normalize":"0.1307,0.3081"},"0.weight":{"dtype":"F32","shape":[1,2],"data_offsets":[0,8]},"0.bias":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}}"#;
+        let padded = format!("{header:<width$}", width = header.len().next_multiple_of(8));
+        let mut want = (padded.len() as u64).to_le_bytes().to_vec();
+        want.extend_from_slice(padded.as_bytes());
+        for v in [1.0f32, -2.0, 0.5] {
+            want.extend_from_slice(&v.to_le_bytes());
+        }
+        assert_eq!(
+            String::from_utf8_lossy(&bytes[8..8 + padded.len()]),
+            padded,
+            "header"
+        );
+        assert_eq!(bytes, want);
+        // Each HashMap gets new random keys, so 20 saves of the old code would have hit
+        // several of the 6 orders; every save must now give the same bytes.
+        let spec = MlpSpec::new(5, &[3], 2).unwrap();
+        let params = spec.init(7);
+        save(&path, &spec, &params, Normalization::UNIT).unwrap();
+        let first = std::fs::read(&path).unwrap();
+        for _ in 0..20 {
+            save(&path, &spec, &params, Normalization::UNIT).unwrap();
+            assert_eq!(std::fs::read(&path).unwrap(), first);
+        }
     }
 
     #[test]

@@ -315,6 +315,22 @@ impl Engine for CpuEngine<'_> {
         })
     }
 
+    fn logits(&mut self, set: EvalSet) -> Result<Vec<f32>> {
+        let (data, order): (&Dataset, Vec<u32>) = match set {
+            EvalSet::Test => (self.test, (0..self.test.len() as u32).collect()),
+            EvalSet::Validation => (self.train, self.validation.clone()),
+        };
+        let c = self.classes;
+        let n_layers = self.layout.layers.len();
+        let mut out = Vec::with_capacity(order.len() * c);
+        for idx in order.chunks(self.labels.len()) {
+            self.gather(data, idx);
+            self.forward(idx.len());
+            out.extend_from_slice(&self.acts[n_layers][..idx.len() * c]);
+        }
+        Ok(out)
+    }
+
     fn dispatches_per_step(&self) -> usize {
         let l = self.layout.layers.len();
         1 + l + 1 + 2 * l + (l - 1) + 1

@@ -2,7 +2,7 @@
 //! evaluate and move parameters in and out. Both engines run the same math; the trainer in
 //! [`crate::train`] drives either one.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::gpu::StepRecord;
 
 /// Which held-out set to evaluate.
@@ -49,6 +49,23 @@ pub trait Engine {
 
     /// Evaluates the current parameters on a held-out set.
     fn evaluate(&mut self, set: EvalSet) -> Result<Evaluation>;
+
+    /// The logits of every sample of a held-out set under the current parameters:
+    /// `[N, C]` row-major f32, samples in the set's order (the test files' order; the
+    /// validation indices' order). Per-class results ([`crate::metrics`]) are computed
+    /// from them on the host, so the GPU and CPU paths are summarised by the same code.
+    ///
+    /// # Errors
+    /// Device errors; [`Error::InvalidConfig`] from engines that cannot expose per-sample
+    /// outputs (the default; both of wgtrain's engines can).
+    fn logits(&mut self, set: EvalSet) -> Result<Vec<f32>> {
+        let _ = set;
+        Err(Error::InvalidConfig {
+            name: "engine",
+            value: self.describe(),
+            reason: "does not expose per-sample logits (use the GPU or CPU engine)".into(),
+        })
+    }
 
     /// Dispatches (GPU) or kernel calls (CPU) per training step.
     fn dispatches_per_step(&self) -> usize;

@@ -65,10 +65,12 @@ pub mod data;
 pub mod engine;
 pub mod error;
 pub mod gpu;
+pub mod metrics;
 pub mod model;
 pub mod optim;
 pub mod output;
 pub mod schedule;
+pub mod tensorboard;
 pub mod train;
 pub mod tune;
 

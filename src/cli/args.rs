@@ -371,6 +371,10 @@ pub struct TrainArgs {
     /// Train on a seeded subset of this many training samples (before --val-split).
     #[arg(long, value_parser = positive_usize)]
     pub train_subset: Option<usize>,
+    /// Write TensorBoard event files to this run folder: per-epoch losses, accuracies,
+    /// learning rate and epoch seconds, and the hyperparameters (HParams dashboard).
+    #[arg(long, value_name = "DIR")]
+    pub tensorboard: Option<PathBuf>,
     /// No progress bar and no data summary line.
     #[arg(long)]
     pub quiet: bool,
@@ -395,6 +399,17 @@ pub struct EvalArgs {
     /// Test samples per evaluation minibatch (only speed and memory depend on it).
     #[arg(long, value_parser = positive_usize, default_value_t = 1000)]
     pub batch_size: usize,
+    /// Print the confusion matrix (rows: true class, columns: predicted class) with each
+    /// class's sample count and accuracy.
+    #[arg(long)]
+    pub confusion: bool,
+    /// Draw the confusion matrix as a heat map (confusion.png and .svg) and the most
+    /// confidently misclassified test images (mistakes.png and .svg) in this directory.
+    #[arg(long, value_name = "DIR")]
+    pub plot: Option<PathBuf>,
+    /// Images in mistakes.png (the most confident errors first, 8 per row).
+    #[arg(long, value_parser = positive_usize, default_value_t = 32, requires = "plot")]
+    pub mistakes: usize,
 }
 
 #[derive(Args, Debug, Clone)]

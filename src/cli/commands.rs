@@ -23,6 +23,7 @@ use super::args::{
 };
 use super::bad_input;
 use super::engines::{EngineSpec, Engines};
+use wgtrain::tensorboard::{EventWriter, HParam, SessionStatus};
 
 pub fn dispatch(cli: Cli) -> Result<()> {
     match cli.command {
@@ -297,6 +298,47 @@ pub fn matmul_choice(d: &DeviceArgs) -> MatmulChoice {
     }
 }
 
+/// The hyperparameters a run records for TensorBoard's HParams dashboard: the model, the
+/// optimiser (torch.optim.SGD's names), the schedule, the seed and the data options.
+pub(crate) fn tensorboard_hparams(
+    h: &HyperArgs,
+    device: DeviceKind,
+    normalize: bool,
+    val_split: f64,
+) -> Vec<(String, HParam)> {
+    let hidden = if h.hidden.0.is_empty() {
+        "none".to_string()
+    } else {
+        let sizes: Vec<String> = h.hidden.0.iter().map(usize::to_string).collect();
+        sizes.join(",")
+    };
+    let n = |v: f64| HParam::Number(v);
+    [
+        ("hidden", HParam::Text(hidden)),
+        ("epochs", n(h.epochs() as f64)),
+        ("batch_size", n(h.batch_size as f64)),
+        ("lr", n(h.lr)),
+        ("lr_schedule", HParam::Text(h.schedule.lr_schedule.clone().unwrap_or_else(|| "constant".into()))),
+        ("warmup_epochs", n(h.schedule.warmup_epochs as f64)),
+        ("weight_decay", n(h.weight_decay)),
+        ("momentum", n(h.momentum)),
+        ("dampening", n(h.sgd.dampening)),
+        ("nesterov", HParam::Bool(h.sgd.nesterov)),
+        (
+            "decoupled_weight_decay",
+            HParam::Bool(h.sgd.decoupled_weight_decay),
+        ),
+        ("decay_bias", HParam::Bool(!h.sgd.no_decay_bias)),
+        ("seed", n(h.seed as f64)),
+        ("normalize", HParam::Bool(normalize)),
+        ("val_split", n(val_split)),
+        ("device", HParam::Text(format!("{device:?}").to_lowercase())),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
 fn train_command(a: TrainArgs) -> Result<()> {
     let h = &a.hyper;
     if a.early_stop_patience.is_some() && a.val_split == 0.0 {
@@ -321,6 +363,7 @@ fn train_command(a: TrainArgs) -> Result<()> {
         (a.save.as_deref(), OutputKind::File),
         (a.save_best.as_deref(), OutputKind::File),
         (a.plot.as_deref(), OutputKind::Dir),
+        (a.tensorboard.as_deref(), OutputKind::Dir),
     ])?;
     warn_momentum(h.momentum);
     super::profile::check_train_flags(a.device.device, a.profile)?;
@@ -434,6 +477,19 @@ fn run_training(
         "MLP {spec}, lr {}, batch {}, weight decay {}",
         cfg.schedule, cfg.batch_size, cfg.sgd.weight_decay
     );
+    let mut tb = match &a.tensorboard {
+        Some(dir) => {
+            let mut w = EventWriter::create(dir)?;
+            w.session_start(&tensorboard_hparams(
+                &a.hyper,
+                a.device.device,
+                a.data.normalize,
+                a.val_split,
+            ))?;
+            Some(w)
+        }
+        None => None,
+    };
     let mut history = Vec::new();
     let mut trainer = Trainer::new(engine, cfg, n_train)?;
     let steps = trainer.steps_per_epoch() as u64;
@@ -453,9 +509,21 @@ fn run_training(
         bar.set_message(format!("{}/{}", epoch + 1, epochs));
         let result = trainer.run_epoch(epoch, &mut |done| bar.set_position(done as u64));
         bar.finish_and_clear();
-        let report = result.map_err(|e| explain_divergence(e, cfg_momentum))?;
+        let report = match result {
+            Ok(r) => r,
+            Err(e) => {
+                if let Some(w) = &mut tb {
+                    // The run's own error is the one to report.
+                    let _ = w.session_end(SessionStatus::Failure);
+                }
+                return Err(explain_divergence(e, cfg_momentum));
+            }
+        };
         println!("{report}");
         history.push(wgtrain::tune::EpochMetrics::from_report(&report, true));
+        if let (Some(w), Some(m)) = (&mut tb, history.last()) {
+            w.epoch(m)?;
+        }
         if let Some(f) = &mut metrics {
             let path = a
                 .metrics
@@ -486,6 +554,10 @@ fn run_training(
             break;
         }
     }
+    if let Some(w) = &mut tb {
+        w.session_end(SessionStatus::Success)?;
+        eprintln!("wrote {}", w.path().display());
+    }
     if let Some(path) = &a.save {
         checkpoint::save(path, spec, &trainer.engine().params()?, norm)?;
         eprintln!("saved {}", path.display());
@@ -497,6 +569,7 @@ fn run_training(
 }
 
 fn eval_command(a: EvalArgs) -> Result<()> {
+    check_outputs([(a.plot.as_deref(), OutputKind::Dir)])?;
     let ck = checkpoint::load(&a.model)
         .map_err(|e| bad_input(e).context("reading the model (--model)"))?;
     let mnist = load_data(&a.data, false)?;
@@ -540,7 +613,16 @@ fn eval_command(a: EvalArgs) -> Result<()> {
         sgd: &sgd,
         norm,
     };
-    let eval = Engines::open(&a.device)?.with(s, |engine| Ok(engine.evaluate(EvalSet::Test)?))?;
+    let per_class = a.confusion || a.plot.is_some();
+    let (eval, logits) = Engines::open(&a.device)?.with(s, |engine| {
+        let eval = engine.evaluate(EvalSet::Test)?;
+        let logits = if per_class {
+            engine.logits(EvalSet::Test)?
+        } else {
+            Vec::new()
+        };
+        Ok((eval, logits))
+    })?;
     println!(
         "{}: MLP {} on {} test samples: loss {:.4}, accuracy {:.2}%",
         a.model.display(),
@@ -549,6 +631,56 @@ fn eval_command(a: EvalArgs) -> Result<()> {
         eval.loss,
         100.0 * eval.accuracy
     );
+    if per_class {
+        per_class_results(&a, &ck.spec, &mnist, &logits)?;
+    }
+    Ok(())
+}
+
+/// The class names to show: the dataset's when it has them, else the class indices.
+fn dataset_class_names(data: &Mnist, classes: usize) -> Vec<String> {
+    // The dataset's names (`--dataset`), else the class indices.
+    wgtrain::metrics::class_names(Some(&data.class_names), classes)
+}
+
+/// `eval --confusion` and `eval --plot`: the confusion matrix of the test set from the
+/// engine's logits, printed and drawn, and the most confidently misclassified images.
+fn per_class_results(a: &EvalArgs, spec: &MlpSpec, data: &Mnist, logits: &[f32]) -> Result<()> {
+    use wgtrain::metrics::{self, Confusion};
+    let classes = spec.classes();
+    let predictions = metrics::predict(logits, classes);
+    let predicted: Vec<usize> = predictions.iter().map(|p| p.class).collect();
+    let confusion = Confusion::new(classes, &data.test.labels, &predicted);
+    let names = dataset_class_names(data, classes);
+    if a.confusion {
+        println!(
+            "confusion matrix of the {} test samples (rows: true class, columns: predicted class; accuracy per true class):",
+            confusion.samples()
+        );
+        print!("{}", confusion.table(&names));
+    }
+    if let Some(dir) = &a.plot {
+        let model = a.model.file_name().map_or_else(
+            || a.model.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        let title = format!("Confusion matrix: MLP {spec} ({model}), test set");
+        let mut written =
+            metrics::plot::confusion_heatmap(&confusion, &names, &title, dir, "confusion")?;
+        let mistakes =
+            metrics::most_confident_mistakes(&data.test.labels, &predictions, a.mistakes);
+        let errors = confusion.samples() - confusion.correct();
+        let title = format!(
+            "The {} most confident of {errors} misclassified test images: MLP {spec} ({model})",
+            mistakes.len()
+        );
+        written.extend(metrics::plot::mistakes_grid(
+            &mistakes, &data.test, &names, &title, dir, "mistakes",
+        )?);
+        for p in written {
+            eprintln!("wrote {}", p.display());
+        }
+    }
     Ok(())
 }
 

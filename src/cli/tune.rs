@@ -28,8 +28,9 @@ use super::args::{
     non_negative_f64, positive_f64, positive_usize, unit_interval,
 };
 use super::bad_input;
-use super::commands::{check_outputs, load_data, normalization, schedule_from, sgd_from, usage};
+use super::commands::{check_outputs, tensorboard_hparams, load_data, normalization, schedule_from, sgd_from, usage};
 use super::engines::{EngineSpec, Engines};
+use wgtrain::tensorboard::{EventWriter, HParam, SessionStatus};
 
 /// Replaces the training set by a seeded subset of `n` samples (`--train-subset`), the
 /// same for one seed in `train`, `lr-find` and `sweep`.
@@ -317,6 +318,10 @@ pub struct SweepArgs {
     /// bar and no data summary; the leaderboard and the best trial are still printed.
     #[arg(long)]
     pub quiet: bool,
+    /// Write TensorBoard event files, one run folder per trial (DIR/trial-000, ...): the
+    /// trial's per-epoch scalars and its hyperparameters (HParams dashboard).
+    #[arg(long, value_name = "DIR")]
+    pub tensorboard: Option<PathBuf>,
 }
 
 impl SweepArgs {
@@ -341,6 +346,7 @@ pub fn sweep_command(a: SweepArgs) -> Result<()> {
     check_outputs([
         (Some(a.out.as_path()), OutputKind::Dir),
         (a.save_best.as_deref(), OutputKind::File),
+        (a.tensorboard.as_deref(), OutputKind::Dir),
     ])?;
     if a.val_split == 0.0 {
         return Err(usage(
@@ -428,6 +434,18 @@ pub fn sweep_command(a: SweepArgs) -> Result<()> {
             println!("{header}");
         }
         let quiet = a.quiet;
+        let mut tb = match &a.tensorboard {
+            Some(dir) => {
+                let mut w = EventWriter::create(&dir.join(format!("trial-{i:03}")))?;
+                let mut hp =
+                    tensorboard_hparams(&h, a.device.device, a.data.normalize, a.val_split);
+                hp.push(("trial".into(), HParam::Number(i as f64)));
+                w.session_start(&hp)?;
+                Some(w)
+            }
+            None => None,
+        };
+        let mut tb_error = None;
         let trial = engines.with(
             EngineSpec {
                 spec: &spec,
@@ -442,6 +460,11 @@ pub fn sweep_command(a: SweepArgs) -> Result<()> {
             |engine| {
                 Ok(sweep
                     .run_trial(t.clone(), cfg, engine, n_total, &mut |m| {
+                        if let Some(w) = &mut tb
+                            && tb_error.is_none()
+                        {
+                            tb_error = w.epoch(m).err();
+                        }
                         if !quiet {
                             println!(
                                 "  epoch {}: train loss {:.4}  val loss {:.4}  val acc {:.2}%  {:.1} s",
@@ -456,6 +479,15 @@ pub fn sweep_command(a: SweepArgs) -> Result<()> {
                     .clone())
             },
         )?;
+        if let Some(e) = tb_error {
+            return Err(e.into());
+        }
+        if let Some(w) = &mut tb {
+            w.session_end(match trial.status {
+                TrialStatus::Diverged => SessionStatus::Failure,
+                TrialStatus::Complete | TrialStatus::Pruned => SessionStatus::Success,
+            })?;
+        }
         let acc = trial
             .val_accuracy
             .map_or("-".into(), |v| format!("{:.2}%", 100.0 * v));

@@ -138,6 +138,9 @@ pub struct GpuEngine<'g> {
     max_train_steps: usize,
     batch_size: usize,
     variant: MatmulChoice,
+    /// The logits buffer the evaluation forward writes (`[eval_rows, C]`), and its rows.
+    logits: wgpu::Buffer,
+    eval_rows: usize,
     /// Keeps every buffer bound by the launches alive.
     _keep: Vec<wgpu::Buffer>,
 }
@@ -548,6 +551,7 @@ impl<'g> GpuEngine<'g> {
             dummy,
             no_decay,
         ];
+        let logits = act.logits.clone();
         keep.extend([act.x, act.y, act.logits, act.dlogits, act.rows]);
         keep.extend(act.hidden);
         keep.extend(act.dhidden);
@@ -567,6 +571,8 @@ impl<'g> GpuEngine<'g> {
             max_train_steps,
             batch_size: b,
             variant,
+            logits,
+            eval_rows: capacity,
             _keep: keep,
         })
     }
@@ -680,6 +686,13 @@ fn faster_orientation(
     Ok(best(flipped)? < best(plain)?)
 }
 
+fn set_name(set: EvalSet) -> &'static str {
+    match set {
+        EvalSet::Test => "test",
+        EvalSet::Validation => "validation",
+    }
+}
+
 fn write_records(gpu: &Gpu, steps: &wgpu::Buffer, first: usize, records: &[StepRecord]) {
     if records.is_empty() {
         return;
@@ -766,6 +779,61 @@ impl Engine for GpuEngine<'_> {
             accuracy: correct / plan.samples as f64,
             samples: plan.samples,
         })
+    }
+
+    /// Runs the evaluation forward minibatch by minibatch in one command buffer, copying
+    /// each minibatch's logits into one buffer of `[N, C]` (allocated here: this is a
+    /// one-off for `eval`, not part of training), then reads it back once.
+    fn logits(&mut self, set: EvalSet) -> Result<Vec<f32>> {
+        let Some(plan) = self.evals.iter().find(|p| p.set == set) else {
+            return Ok(Vec::new());
+        };
+        let classes = self.layout.layers.last().map_or(0, |l| l.outputs);
+        let row_bytes = classes as u64 * 4;
+        let all = self.gpu.buffer(
+            &format!("{}.logits", set_name(set)),
+            plan.samples as u64 * row_bytes,
+            wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
+        );
+        let mut enc = self
+            .gpu
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("eval.logits"),
+            });
+        for i in 0..plan.steps {
+            let first = i * self.eval_rows;
+            let rows = self.eval_rows.min(plan.samples - first);
+            {
+                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("eval.logits"),
+                    timestamp_writes: None,
+                });
+                let offset = ((plan.first_record + i) as u64 * STEP_STRIDE) as u32;
+                plan.gather
+                    .record(&mut pass, &self.steps_bind_group, offset);
+                for d in &self.eval_forward {
+                    d.record(&mut pass, &self.steps_bind_group, offset);
+                }
+            }
+            enc.copy_buffer_to_buffer(
+                &self.logits,
+                0,
+                &all,
+                first as u64 * row_bytes,
+                rows as u64 * row_bytes,
+            );
+        }
+        self.gpu.queue.submit([enc.finish()]);
+        self.gpu.take_error("computing the logits")?;
+        let bytes = crate::gpu::tensor::read_buffer(
+            self.gpu,
+            "the logits",
+            &all,
+            0,
+            plan.samples as u64 * row_bytes,
+        )?;
+        Ok(bytemuck::pod_collect_to_vec(&bytes))
     }
 
     fn dispatches_per_step(&self) -> usize {
