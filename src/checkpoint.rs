@@ -28,6 +28,21 @@ fn err(path: &Path, reason: impl Into<String>) -> Error {
 /// [`Error::Checkpoint`] when a weight is not finite (nothing is written) or the file
 /// cannot be written (the previous file, if any, is left intact).
 pub fn save(path: &Path, spec: &MlpSpec, params: &[f32], norm: Normalization) -> Result<()> {
+    save_with_metadata(path, spec, params, norm, &[])
+}
+
+/// As [`save`], with `extra` `(key, value)` pairs added to the safetensors metadata (e.g.
+/// `wgtrain.interrupted = true` and where an interrupted run stopped).
+///
+/// # Errors
+/// As [`save`].
+pub fn save_with_metadata(
+    path: &Path,
+    spec: &MlpSpec,
+    params: &[f32],
+    norm: Normalization,
+    extra: &[(&str, String)],
+) -> Result<()> {
     let layout = spec.layout();
     let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
     for (l, s) in layout.layers.iter().enumerate() {
@@ -63,7 +78,7 @@ pub fn save(path: &Path, spec: &MlpSpec, params: &[f32], norm: Normalization) ->
         })
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|e| err(path, e.to_string()))?;
-    let meta = HashMap::from([
+    let mut meta = HashMap::from([
         ("format".to_string(), "pt".to_string()),
         ("wgtrain.sizes".to_string(), spec.to_string()),
         (
@@ -71,6 +86,7 @@ pub fn save(path: &Path, spec: &MlpSpec, params: &[f32], norm: Normalization) ->
             format!("{},{}", norm.mean, norm.std),
         ),
     ]);
+    meta.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
     let bytes = safetensors::serialize(views, Some(meta)).map_err(|e| err(path, e.to_string()))?;
     crate::output::write_atomically(path, &bytes)
 }

@@ -43,6 +43,7 @@ pub mod data;
 pub mod engine;
 pub mod error;
 pub mod gpu;
+pub mod lock;
 pub mod model;
 pub mod optim;
 pub mod output;

@@ -228,6 +228,7 @@ fn train_command(a: TrainArgs) -> Result<()> {
     if let Some(dir) = &a.plot {
         wgtrain::output::ensure_writable_dir(dir)?;
     }
+    let _locks = super::interrupt::lock_train_outputs(&a)?;
     super::profile::check_train_flags(a.device.device, a.profile)?;
     schedule_from(h, 1)?;
     let sgd = sgd_from(h);
@@ -340,6 +341,8 @@ fn run_training(
     );
     let mut history = Vec::new();
     let mut trainer = Trainer::new(engine, cfg, n_train)?;
+    trainer.set_stop_flag(super::interrupt::stop_flag());
+    let mut interrupted = None;
     let steps = trainer.steps_per_epoch() as u64;
     for epoch in 0..epochs {
         let bar = if a.quiet {
@@ -357,7 +360,13 @@ fn run_training(
         bar.set_message(format!("{}/{}", epoch + 1, epochs));
         let result = trainer.run_epoch(epoch, &mut |done| bar.set_position(done as u64));
         bar.finish_and_clear();
-        let report = result?;
+        let report = match result {
+            Err(e @ wgtrain::Error::Interrupted { .. }) => {
+                interrupted = Some(e);
+                break;
+            }
+            r => r?,
+        };
         println!("{report}");
         history.push(wgtrain::tune::EpochMetrics::from_report(&report, true));
         if let Some(f) = &mut metrics {
@@ -391,13 +400,28 @@ fn run_training(
         }
     }
     if let Some(path) = &a.save {
-        checkpoint::save(path, spec, &trainer.engine().params()?, norm)?;
-        eprintln!("saved {}", path.display());
+        match &interrupted {
+            Some(e) => super::interrupt::save_interrupted(path, spec, &mut trainer, norm, e)?,
+            None => {
+                checkpoint::save(path, spec, &trainer.engine().params()?, norm)?;
+                eprintln!("saved {}", path.display());
+            }
+        }
     }
     if let Some(dir) = &a.plot {
-        super::tune::plot_run(&history, dir, &title)?;
+        if interrupted.is_none() || !history.is_empty() {
+            super::tune::plot_run(&history, dir, &title)?;
+        }
     }
-    Ok(())
+    match interrupted {
+        Some(e) => {
+            if let Some(p) = &a.metrics {
+                eprintln!("{}: {} finished epochs", p.display(), history.len());
+            }
+            Err(e.into())
+        }
+        None => Ok(()),
+    }
 }
 
 fn eval_command(a: EvalArgs) -> Result<()> {

@@ -5,6 +5,7 @@ mod args;
 mod bench;
 mod commands;
 mod engines;
+mod interrupt;
 mod profile;
 mod tune;
 
@@ -18,11 +19,17 @@ pub fn run() -> i32 {
     match commands::dispatch(cli) {
         Ok(()) => 0,
         Err(e) => {
-            let usage = e
-                .downcast_ref::<wgtrain::Error>()
-                .is_some_and(is_usage_error);
+            let lib = e.downcast_ref::<wgtrain::Error>();
+            let usage = lib.is_some_and(is_usage_error);
+            let interrupted = lib.is_some_and(|e| matches!(e, wgtrain::Error::Interrupted { .. }));
             eprintln!("error: {e:#}");
-            if usage { 2 } else { 1 }
+            if interrupted {
+                interrupt::EXIT_INTERRUPTED
+            } else if usage {
+                2
+            } else {
+                1
+            }
         }
     }
 }
@@ -33,6 +40,8 @@ fn is_usage_error(e: &wgtrain::Error) -> bool {
         // A size the arguments chose (batch, hidden sizes) that this adapter cannot hold.
         wgtrain::Error::InvalidConfig { .. }
         | wgtrain::Error::Output { .. }
+        // Another run writes the same output: found before any work.
+        | wgtrain::Error::Locked { .. }
         | wgtrain::Error::LimitExceeded { .. } => true,
         // A name or backend the user chose that matches nothing.
         wgtrain::Error::NoAdapter {

@@ -10,6 +10,7 @@
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
@@ -38,6 +39,16 @@ impl Engine for Blindfold<'_> {
         progress: &mut dyn FnMut(usize),
     ) -> Result<Vec<StepSums>> {
         self.0.train_epoch(order, steps, progress)
+    }
+
+    fn train_epoch_until(
+        &mut self,
+        order: &[u32],
+        steps: &[StepRecord],
+        progress: &mut dyn FnMut(usize),
+        stop: &AtomicBool,
+    ) -> Result<Vec<StepSums>> {
+        self.0.train_epoch_until(order, steps, progress, stop)
     }
 
     fn evaluate(&mut self, set: EvalSet) -> Result<Evaluation> {
