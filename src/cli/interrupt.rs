@@ -97,3 +97,33 @@ pub fn save_interrupted(
     );
     Ok(())
 }
+
+/// True when `e` is the trainer's [`wgtrain::Error::Interrupted`].
+pub fn is_interrupted(e: &anyhow::Error) -> bool {
+    matches!(
+        e.downcast_ref::<wgtrain::Error>(),
+        Some(wgtrain::Error::Interrupted { .. })
+    )
+}
+
+/// This process's command line with `--resume` added (once), for the hint an interrupted
+/// sweep prints. Arguments with spaces or quotes are single-quoted for a POSIX shell.
+pub fn resume_command() -> String {
+    let mut args: Vec<String> = std::env::args().collect();
+    if let Some(first) = args.first_mut() {
+        *first = "wgtrain".into();
+    }
+    if !args.iter().any(|a| a == "--resume") {
+        args.push("--resume".into());
+    }
+    args.iter()
+        .map(|a| {
+            if a.is_empty() || a.contains(|c: char| c.is_whitespace() || "'\"$\\".contains(c)) {
+                format!("'{}'", a.replace('\'', r"'\''"))
+            } else {
+                a.clone()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
