@@ -230,7 +230,11 @@ impl<'e> Trainer<'e> {
             step,
             steps: steps.len(),
         };
-        if self.stop.as_ref().is_some_and(|f| f.load(Ordering::Relaxed)) {
+        if self
+            .stop
+            .as_ref()
+            .is_some_and(|f| f.load(Ordering::Relaxed))
+        {
             return Err(interrupted(0));
         }
         let start = Instant::now();

@@ -336,9 +336,8 @@ pub fn sweep_command(a: SweepArgs) -> Result<()> {
         wgtrain::output::ensure_writable_file(p)?;
     }
     // One sweep per --out directory at a time: a second would interleave its trials.
-    let _locks = wgtrain::lock::lock_all(
-        std::iter::once(a.out.as_path()).chain(a.save_best.as_deref()),
-    )?;
+    let _locks =
+        wgtrain::lock::lock_all(std::iter::once(a.out.as_path()).chain(a.save_best.as_deref()))?;
     if a.val_split == 0.0 {
         return Err(usage(
             "val-split",
