@@ -138,7 +138,16 @@ impl Drop for OutputLock {
 /// # Errors
 /// As [`OutputLock::acquire`].
 pub fn lock_all<'a>(outputs: impl IntoIterator<Item = &'a Path>) -> Result<Vec<OutputLock>> {
-    outputs.into_iter().map(OutputLock::acquire).collect()
+    let mut locks: Vec<OutputLock> = Vec::new();
+    for p in outputs {
+        // One path named twice (`--save m --save-best m`) is one lock, not a conflict
+        // with this very run.
+        if locks.iter().any(|l| l.lock_path == lock_path(p)) {
+            continue;
+        }
+        locks.push(OutputLock::acquire(p)?);
+    }
+    Ok(locks)
 }
 
 #[cfg(test)]
@@ -187,6 +196,14 @@ mod tests {
             std::fs::read_to_string(lock.path()).unwrap().trim(),
             std::process::id().to_string()
         );
+    }
+
+    #[test]
+    fn one_path_named_twice_is_locked_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("m.safetensors");
+        let locks = lock_all([out.as_path(), out.as_path()]).unwrap();
+        assert_eq!(locks.len(), 1);
     }
 
     #[test]

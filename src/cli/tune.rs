@@ -488,7 +488,7 @@ pub fn sweep_command(a: SweepArgs) -> Result<()> {
                     a.out.display()
                 );
                 eprintln!("resume with: {}", super::interrupt::resume_command());
-                return Err(e);
+                return Err(e.context(format!("trial {i}")));
             }
             r => r?,
         };

@@ -666,6 +666,24 @@ mod tests {
     }
 
     #[test]
+    fn best_completed_is_the_earliest_top_completed_trial_and_resume_keeps_it() {
+        let trials = vec![
+            trial(0, TrialStatus::Complete, &[0.8, 0.85, 0.90]),
+            trial(1, TrialStatus::Pruned, &[0.95]),
+            trial(2, TrialStatus::Complete, &[0.8, 0.9, 0.93]),
+            trial(3, TrialStatus::Complete, &[0.8, 0.9, 0.93]),
+        ];
+        assert_eq!(best_completed(&trials).map(|t| t.id), Some(2));
+        let s = Sweep::resume(None, trials.clone(), Some(vec![1.0])).unwrap();
+        assert_eq!(s.best_trial().map(|t| t.id), Some(2));
+        assert_eq!(s.best_params(), Some(&[1.0][..]));
+        assert!(Sweep::resume(None, trials.clone(), None).is_err());
+        let mut shuffled = trials;
+        shuffled.swap(0, 1);
+        assert!(Sweep::resume(None, shuffled, Some(vec![1.0])).is_err());
+    }
+
+    #[test]
     fn outputs_round_trip_through_json_and_csv() {
         let trials = vec![
             trial(0, TrialStatus::Complete, &[0.8, 0.85, 0.90]),
