@@ -27,6 +27,21 @@ fn err(path: &Path, reason: impl Into<String>) -> Error {
 /// [`Error::Checkpoint`] when a weight is not finite (nothing is written) or the file
 /// cannot be written (the previous file, if any, is left intact).
 pub fn save(path: &Path, spec: &MlpSpec, params: &[f32], norm: Normalization) -> Result<()> {
+    save_with_metadata(path, spec, params, norm, &[])
+}
+
+/// As [`save`], with `extra` `(key, value)` pairs added to the safetensors metadata (e.g.
+/// `wgtrain.interrupted = true` and where an interrupted run stopped).
+///
+/// # Errors
+/// As [`save`].
+pub fn save_with_metadata(
+    path: &Path,
+    spec: &MlpSpec,
+    params: &[f32],
+    norm: Normalization,
+    extra: &[(&str, String)],
+) -> Result<()> {
     let layout = spec.layout();
     let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
     for (l, s) in layout.layers.iter().enumerate() {
@@ -55,11 +70,13 @@ pub fn save(path: &Path, spec: &MlpSpec, params: &[f32], norm: Normalization) ->
             bytemuck::cast_slice(b).to_vec(),
         ));
     }
-    let meta = [
+    // A fixed order (ours, then `extra` as given) so the same weights give the same bytes.
+    let mut meta = vec![
         ("format", "pt".to_string()),
         ("wgtrain.sizes", spec.to_string()),
         ("wgtrain.normalize", format!("{},{}", norm.mean, norm.std)),
     ];
+    meta.extend(extra.iter().cloned());
     let bytes = serialize(&tensors, &meta);
     // The file must read back as safetensors (a header bug would otherwise only show in
     // PyTorch); this is cheap next to the write.

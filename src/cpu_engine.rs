@@ -3,6 +3,8 @@
 //! loops. It is what a user without a GPU runs and the yardstick for the GPU path; the
 //! plain-loop reference in [`crate::cpu`] stays the test oracle.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use crate::data::Dataset;
 use crate::engine::{Engine, EvalSet, Evaluation, StepSums};
 use crate::error::Result;
@@ -262,8 +264,23 @@ impl Engine for CpuEngine<'_> {
         steps: &[StepRecord],
         progress: &mut dyn FnMut(usize),
     ) -> Result<Vec<StepSums>> {
+        self.train_epoch_until(order, steps, progress, &AtomicBool::new(false))
+    }
+
+    /// Checks `stop` before every step: an interrupted epoch ends after the step it was in.
+    fn train_epoch_until(
+        &mut self,
+        order: &[u32],
+        steps: &[StepRecord],
+        progress: &mut dyn FnMut(usize),
+        stop: &AtomicBool,
+    ) -> Result<Vec<StepSums>> {
         let mut sums = Vec::with_capacity(steps.len());
         for (i, st) in steps.iter().enumerate() {
+            if stop.load(Ordering::Relaxed) {
+                progress(i);
+                return Ok(sums);
+            }
             let (off, b) = (st.offset as usize, st.batch as usize);
             assert!(
                 b <= self.batch_size && b > 0,

@@ -2,6 +2,8 @@
 //! evaluate and move parameters in and out. Both engines run the same math; the trainer in
 //! [`crate::train`] drives either one.
 
+use std::sync::atomic::AtomicBool;
+
 use crate::error::{Error, Result};
 use crate::gpu::StepRecord;
 
@@ -46,6 +48,26 @@ pub trait Engine {
         steps: &[StepRecord],
         progress: &mut dyn FnMut(usize),
     ) -> Result<Vec<StepSums>>;
+
+    /// As [`Engine::train_epoch`], but stops at a step boundary once `stop` is set (by a
+    /// Ctrl-C handler, say): the returned sums cover the steps that ran, `steps.len()` of
+    /// them or fewer, and the parameters are those after the last of them. The GPU engine
+    /// stops after the command buffers already submitted (at most a few times 64 steps),
+    /// the CPU engine after the step it is in. The default ignores `stop` and runs the
+    /// whole epoch.
+    ///
+    /// # Errors
+    /// As [`Engine::train_epoch`].
+    fn train_epoch_until(
+        &mut self,
+        order: &[u32],
+        steps: &[StepRecord],
+        progress: &mut dyn FnMut(usize),
+        stop: &AtomicBool,
+    ) -> Result<Vec<StepSums>> {
+        let _ = stop;
+        self.train_epoch(order, steps, progress)
+    }
 
     /// Evaluates the current parameters on a held-out set.
     fn evaluate(&mut self, set: EvalSet) -> Result<Evaluation>;

@@ -65,6 +65,19 @@ pub enum Error {
         step: usize,
         last_finite: String,
     },
+    /// A run was stopped by its stop flag (Ctrl-C) at a step boundary. The CLI exits with
+    /// code 130 on it, after writing what the run was asked to write.
+    #[error(
+        "interrupted at epoch {epoch}, step {step} of {steps} (Ctrl-C); the parameters are those after that step"
+    )]
+    Interrupted {
+        /// 1-based epoch that was running.
+        epoch: usize,
+        /// Steps of that epoch that finished (0: stopped before it started).
+        step: usize,
+        /// Steps per epoch.
+        steps: usize,
+    },
     /// A checkpoint could not be written or read.
     #[error("checkpoint {path}: {reason}")]
     Checkpoint { path: PathBuf, reason: String },
@@ -74,6 +87,18 @@ pub enum Error {
     /// An output file or directory cannot be written (checked before a run starts).
     #[error("cannot write {}: {reason}", path.display())]
     Output { path: PathBuf, reason: String },
+    /// Another run holds the advisory lock of an output path (see [`crate::lock`]).
+    #[error(
+        "{} is being written by another wgtrain run{}; wait for it or choose another path",
+        path.display(),
+        pid.map_or(String::new(), |p| format!(" (PID {p})"))
+    )]
+    Locked {
+        /// The output file or directory.
+        path: PathBuf,
+        /// The PID the lock file names, when it could be read.
+        pid: Option<u32>,
+    },
     /// An I/O error on a named file (the OS error is the `source()`).
     #[error("{}", path.display())]
     Io {

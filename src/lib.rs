@@ -65,6 +65,7 @@ pub mod data;
 pub mod engine;
 pub mod error;
 pub mod gpu;
+pub mod lock;
 pub mod metrics;
 pub mod model;
 pub mod optim;

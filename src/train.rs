@@ -2,6 +2,8 @@
 //! included, as PyTorch's `drop_last=False`), the learning-rate schedule, evaluation after
 //! every epoch, early stopping and the per-epoch report. Works with any [`Engine`].
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use rand::SeedableRng;
@@ -149,6 +151,7 @@ pub struct Trainer<'e> {
     plateau: Option<PlateauState>,
     best_val_loss: f64,
     epochs_since_best: usize,
+    stop: Option<Arc<AtomicBool>>,
 }
 
 impl<'e> Trainer<'e> {
@@ -179,7 +182,21 @@ impl<'e> Trainer<'e> {
             plateau,
             best_val_loss: f64::INFINITY,
             epochs_since_best: 0,
+            stop: None,
         })
+    }
+
+    /// Makes the run stoppable: once `flag` is set (by a Ctrl-C handler, say), the epoch in
+    /// progress stops at the next step boundary the engine allows (see
+    /// [`Engine::train_epoch_until`]) and [`Trainer::run_epoch`] returns
+    /// [`Error::Interrupted`], with the parameters those after the last finished step.
+    pub fn set_stop_flag(&mut self, flag: Arc<AtomicBool>) {
+        self.stop = Some(flag);
+    }
+
+    /// Training steps finished since the start of the run, interrupted epochs included.
+    pub fn global_step(&self) -> u64 {
+        self.global_step
     }
 
     /// Number of minibatches per epoch.
@@ -208,8 +225,25 @@ impl<'e> Trainer<'e> {
         let steps = step_records(order.len(), self.cfg.batch_size, self.global_step, |i| {
             self.lr_at(epoch, i)
         });
+        let interrupted = |step| Error::Interrupted {
+            epoch: epoch + 1,
+            step,
+            steps: steps.len(),
+        };
+        if self
+            .stop
+            .as_ref()
+            .is_some_and(|f| f.load(Ordering::Relaxed))
+        {
+            return Err(interrupted(0));
+        }
         let start = Instant::now();
-        let sums = self.engine.train_epoch(&order, &steps, progress)?;
+        let sums = match &self.stop {
+            Some(flag) => self
+                .engine
+                .train_epoch_until(&order, &steps, progress, flag)?,
+            None => self.engine.train_epoch(&order, &steps, progress)?,
+        };
         let seconds = start.elapsed().as_secs_f64();
         if let Some((step, last)) = first_non_finite(&sums) {
             let last_finite = match last {
@@ -229,7 +263,10 @@ impl<'e> Trainer<'e> {
                 last_finite,
             });
         }
-        self.global_step += steps.len() as u64;
+        self.global_step += sums.len() as u64;
+        if sums.len() < steps.len() {
+            return Err(interrupted(sums.len()));
+        }
         let n = order.len() as f64;
         let train_loss = sums.iter().map(|s| f64::from(s[0])).sum::<f64>() / n;
         let train_accuracy = sums.iter().map(|s| f64::from(s[1])).sum::<f64>() / n;

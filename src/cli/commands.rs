@@ -366,6 +366,7 @@ fn train_command(a: TrainArgs) -> Result<()> {
         (a.tensorboard.as_deref(), OutputKind::Dir),
     ])?;
     warn_momentum(h.momentum);
+    let _locks = super::interrupt::lock_train_outputs(&a)?;
     super::profile::check_train_flags(a.device.device, a.profile)?;
     schedule_from(h, 1)?;
     let sgd = sgd_from(h);
@@ -492,6 +493,8 @@ fn run_training(
     };
     let mut history = Vec::new();
     let mut trainer = Trainer::new(engine, cfg, n_train)?;
+    trainer.set_stop_flag(super::interrupt::stop_flag());
+    let mut interrupted = None;
     let steps = trainer.steps_per_epoch() as u64;
     for epoch in 0..epochs {
         let bar = if a.quiet {
@@ -511,6 +514,10 @@ fn run_training(
         bar.finish_and_clear();
         let report = match result {
             Ok(r) => r,
+            Err(e @ wgtrain::Error::Interrupted { .. }) => {
+                interrupted = Some(e);
+                break;
+            }
             Err(e) => {
                 if let Some(w) = &mut tb {
                     // The run's own error is the one to report.
@@ -555,17 +562,36 @@ fn run_training(
         }
     }
     if let Some(w) = &mut tb {
-        w.session_end(SessionStatus::Success)?;
+        // HParams has no "interrupted" status; an interrupted run did not finish.
+        w.session_end(match interrupted {
+            Some(_) => SessionStatus::Failure,
+            None => SessionStatus::Success,
+        })?;
         eprintln!("wrote {}", w.path().display());
     }
     if let Some(path) = &a.save {
-        checkpoint::save(path, spec, &trainer.engine().params()?, norm)?;
-        eprintln!("saved {}", path.display());
+        match &interrupted {
+            Some(e) => super::interrupt::save_interrupted(path, spec, &mut trainer, norm, e)?,
+            None => {
+                checkpoint::save(path, spec, &trainer.engine().params()?, norm)?;
+                eprintln!("saved {}", path.display());
+            }
+        }
     }
     if let Some(dir) = &a.plot {
-        super::tune::plot_run(&history, dir, &title)?;
+        if interrupted.is_none() || !history.is_empty() {
+            super::tune::plot_run(&history, dir, &title)?;
+        }
     }
-    Ok(())
+    match interrupted {
+        Some(e) => {
+            if let Some(p) = &a.metrics {
+                eprintln!("{}: {} finished epochs", p.display(), history.len());
+            }
+            Err(e.into())
+        }
+        None => Ok(()),
+    }
 }
 
 fn eval_command(a: EvalArgs) -> Result<()> {

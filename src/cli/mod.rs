@@ -7,6 +7,7 @@ mod args;
 mod bench;
 mod commands;
 mod engines;
+mod interrupt;
 mod profile;
 mod tune;
 
@@ -28,8 +29,13 @@ pub fn run() -> i32 {
 
 /// The one exit-code rule for an error: 2 for bad arguments and bad inputs found before
 /// the work starts ([`BadInput`], and the library errors [`is_usage_error`] lists), 1 for
-/// failures during the work.
+/// failures during the work, 130 when Ctrl-C stopped it ([`wgtrain::Error::Interrupted`]).
 fn exit_code(e: &anyhow::Error) -> i32 {
+    if e.downcast_ref::<wgtrain::Error>()
+        .is_some_and(|e| matches!(e, wgtrain::Error::Interrupted { .. }))
+    {
+        return interrupt::EXIT_INTERRUPTED;
+    }
     let usage = e.downcast_ref::<BadInput>().is_some()
         || e.downcast_ref::<wgtrain::Error>()
             .is_some_and(is_usage_error);
@@ -43,7 +49,10 @@ fn is_usage_error(e: &wgtrain::Error) -> bool {
         // (An output path is checked before the work by `commands::check_outputs`, which
         // marks its refusal as `BadInput`; an `Output` error from a write during the work,
         // a full disk say, is a failure: exit 1.)
-        wgtrain::Error::InvalidConfig { .. } | wgtrain::Error::LimitExceeded { .. } => true,
+        wgtrain::Error::InvalidConfig { .. }
+        // Another run writes the same output: found before any work.
+        | wgtrain::Error::Locked { .. }
+        | wgtrain::Error::LimitExceeded { .. } => true,
         // A name or backend the user chose that matches nothing.
         wgtrain::Error::NoAdapter {
             filter,

@@ -322,6 +322,10 @@ pub struct SweepArgs {
     /// trial's per-epoch scalars and its hyperparameters (HParams dashboard).
     #[arg(long, value_name = "DIR")]
     pub tensorboard: Option<PathBuf>,
+    /// Go on from the trials an interrupted run of the same sweep (same flags) finished and
+    /// wrote to --out (trials.json, best_trial.safetensors); they are not rerun.
+    #[arg(long)]
+    pub resume: bool,
 }
 
 impl SweepArgs {
@@ -348,6 +352,9 @@ pub fn sweep_command(a: SweepArgs) -> Result<()> {
         (a.save_best.as_deref(), OutputKind::File),
         (a.tensorboard.as_deref(), OutputKind::Dir),
     ])?;
+    // One sweep per --out directory at a time: a second would interleave its trials.
+    let _locks =
+        wgtrain::lock::lock_all(std::iter::once(a.out.as_path()).chain(a.save_best.as_deref()))?;
     if a.val_split == 0.0 {
         return Err(usage(
             "val-split",
@@ -375,6 +382,11 @@ pub fn sweep_command(a: SweepArgs) -> Result<()> {
         schedule_from(&h, 1)?;
         sgd_from(&h).validate()?;
     }
+    let (prior, prior_best) = if a.resume {
+        resumable_trials(&a.out, &configs)?
+    } else {
+        (Vec::new(), None)
+    };
     let mnist = with_subset(load_data(&a.data, a.quiet)?, a.train_subset, a.seed)?;
     let n_total = mnist.train.len();
     let (_, validation) = train::validation_split(n_total, a.val_split, a.seed)?;
@@ -412,9 +424,35 @@ pub fn sweep_command(a: SweepArgs) -> Result<()> {
         }
     );
     let mut engines = Engines::open(&a.device)?;
-    let mut sweep = Sweep::new(pruner);
+    let done = prior.len();
+    if a.resume {
+        eprintln!(
+            "resuming: {done} of {} trials already finished in {}",
+            configs.len(),
+            a.out.display()
+        );
+    }
+    let prior_params = match (&prior_best, wgtrain::tune::sweep::best_completed(&prior)) {
+        (Some(ck), Some(t)) => {
+            let spec = MlpSpec::new(mnist.train.features(), &t.config.hidden, mnist.classes)?;
+            if ck.spec.to_string() != spec.to_string() {
+                return Err(usage(
+                    "resume",
+                    a.out.join(BEST_TRIAL_FILE).display(),
+                    format!(
+                        "holds an MLP {} but trial {} on this data is an MLP {spec}; resume with the same data and flags",
+                        ck.spec, t.id
+                    ),
+                ));
+            }
+            Some(ck.params.clone())
+        }
+        _ => None,
+    };
+    let mut sweep = Sweep::resume(pruner, prior, prior_params)?;
+    sweep.set_stop_flag(super::interrupt::stop_flag());
     let total = configs.len();
-    for (i, t) in configs.into_iter().enumerate() {
+    for (i, t) in configs.into_iter().enumerate().skip(done) {
         let h = a.hyper(&t);
         let steps_per_epoch = n_train.div_ceil(t.batch_size);
         let sgd = sgd_from(&h);
@@ -446,7 +484,8 @@ pub fn sweep_command(a: SweepArgs) -> Result<()> {
             None => None,
         };
         let mut tb_error = None;
-        let trial = engines.with(
+        let best_before = sweep.best_trial().map(|b| b.id);
+        let result = engines.with(
             EngineSpec {
                 spec: &spec,
                 params: &params,
@@ -478,7 +517,18 @@ pub fn sweep_command(a: SweepArgs) -> Result<()> {
                     })?
                     .clone())
             },
-        )?;
+        );
+        let trial = match result {
+            Err(e) if super::interrupt::is_interrupted(&e) => {
+                eprintln!(
+                    "sweep interrupted: {i} of {total} trials finished and kept in {} (trials.json, trials.csv, leaderboard.csv); trial {i} was dropped",
+                    a.out.display()
+                );
+                eprintln!("resume with: {}", super::interrupt::resume_command());
+                return Err(e.context(format!("trial {i}")));
+            }
+            r => r?,
+        };
         if let Some(e) = tb_error {
             return Err(e.into());
         }
@@ -487,6 +537,20 @@ pub fn sweep_command(a: SweepArgs) -> Result<()> {
                 TrialStatus::Diverged => SessionStatus::Failure,
                 TrialStatus::Complete | TrialStatus::Pruned => SessionStatus::Success,
             })?;
+        }
+        // Written after every trial, atomically: an interrupted sweep keeps what finished.
+        write_outputs(&a.out, sweep.trials(), None)?;
+        if let (Some(b), Some(p)) = (sweep.best_trial(), sweep.best_params())
+            && Some(b.id) != best_before
+        {
+            let spec = MlpSpec::new(mnist.train.features(), &b.config.hidden, mnist.classes)?;
+            checkpoint::save_with_metadata(
+                &a.out.join(BEST_TRIAL_FILE),
+                &spec,
+                p,
+                norm,
+                &[("wgtrain.trial", b.id.to_string())],
+            )?;
         }
         let acc = trial
             .val_accuracy
@@ -575,6 +639,96 @@ pub fn sweep_command(a: SweepArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The best finished trial's final weights, kept in `--out` while a sweep runs so that
+/// `--resume` can evaluate it and `--save-best` it at the end.
+const BEST_TRIAL_FILE: &str = "best_trial.safetensors";
+
+/// What `--resume` goes on from: the trials in `out/trials.json` (none when the file does
+/// not exist yet) and, when one of them completed, `out/best_trial.safetensors`.
+///
+/// # Errors
+/// Exit-2 errors when the finished trials are not the first trials of `configs` (other
+/// flags or another seed), or when the best trial's weights are missing or belong to
+/// another trial.
+fn resumable_trials(
+    out: &Path,
+    configs: &[TrialConfig],
+) -> Result<(
+    Vec<wgtrain::tune::sweep::Trial>,
+    Option<checkpoint::Checkpoint>,
+)> {
+    let path = out.join("trials.json");
+    if !path.exists() {
+        return Ok((Vec::new(), None));
+    }
+    let trials = read_trials(&path).map_err(|e| usage("resume", path.display(), e))?;
+    // serde_json may round the last bit of a float: compare to 1e-12 relative.
+    let close = |x: f64, y: f64| (x - y).abs() <= 1e-12 * x.abs().max(y.abs());
+    let same = |t: &TrialConfig, c: &TrialConfig| {
+        close(t.lr, c.lr)
+            && close(t.weight_decay, c.weight_decay)
+            && close(t.momentum, c.momentum)
+            && t.batch_size == c.batch_size
+            && t.hidden == c.hidden
+            && t.epochs == c.epochs
+    };
+    if trials.len() > configs.len() {
+        return Err(usage(
+            "resume",
+            path.display(),
+            format!(
+                "lists {} trials but this sweep has {}; resume with the flags of the interrupted run",
+                trials.len(),
+                configs.len()
+            ),
+        ));
+    }
+    if let Some((t, c)) = trials
+        .iter()
+        .zip(configs)
+        .find(|(t, c)| !same(&t.config, c))
+    {
+        return Err(usage(
+            "resume",
+            path.display(),
+            format!(
+                "trial {} was {} but this sweep's trial {} is {c}; resume with the flags of the interrupted run, or choose another --out",
+                t.id, t.config, t.id
+            ),
+        ));
+    }
+    let best = match wgtrain::tune::sweep::best_completed(&trials) {
+        None => None,
+        Some(b) => {
+            let p = out.join(BEST_TRIAL_FILE);
+            let ck = checkpoint::load(&p).map_err(|e| {
+                usage(
+                    "resume",
+                    p.display(),
+                    format!("the best finished trial's weights cannot be read: {e}"),
+                )
+            })?;
+            let bytes = std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?;
+            let id = safetensors::SafeTensors::read_metadata(&bytes)
+                .ok()
+                .and_then(|(_, m)| m.metadata().as_ref()?.get("wgtrain.trial").cloned());
+            if id.as_deref() != Some(b.id.to_string().as_str()) {
+                return Err(usage(
+                    "resume",
+                    p.display(),
+                    format!(
+                        "holds trial {} but the best finished trial is {}",
+                        id.unwrap_or_else(|| "?".into()),
+                        b.id
+                    ),
+                ));
+            }
+            Some(ck)
+        }
+    };
+    Ok((trials, best))
 }
 
 /// `wgtrain plot`: pictures from a metrics file or a sweep directory.

@@ -18,6 +18,8 @@
 //! sgd_update                            all parameters at once
 //! ```
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use crate::data::Dataset;
 use crate::engine::{Engine, EvalSet, Evaluation, StepSums};
 use crate::error::{Error, Result};
@@ -36,6 +38,10 @@ use crate::optim::SgdConfig;
 /// Steps recorded per command buffer: few submits per epoch, and the progress bar still
 /// moves (it advances when a command buffer completes).
 const STEPS_PER_SUBMIT: usize = 64;
+
+/// Command buffers of training steps queued at once: enough that the GPU never waits for
+/// the host to encode the next one, few enough that the progress bar follows the GPU.
+const SUBMITS_IN_FLIGHT: usize = 3;
 
 /// Samples per evaluation minibatch (at least the training minibatch).
 const EVAL_BATCH: usize = 1000;
@@ -733,14 +739,39 @@ impl Engine for GpuEngine<'_> {
         steps: &[StepRecord],
         progress: &mut dyn FnMut(usize),
     ) -> Result<Vec<StepSums>> {
+        self.train_epoch_until(order, steps, progress, &AtomicBool::new(false))
+    }
+
+    /// Keeps at most [`SUBMITS_IN_FLIGHT`] command buffers of [`STEPS_PER_SUBMIT`] steps
+    /// queued: each time the oldest completes, `progress` gets the steps finished so far
+    /// and the next command buffer is encoded and submitted while the GPU runs the queued
+    /// ones. (Submitting the whole epoch up front left the bar at 0 on adapters whose
+    /// `submit` runs the work, lavapipe among them, then jumped to the end.) Once `stop`
+    /// is set nothing more is submitted; what is queued finishes, so the epoch ends at a
+    /// command-buffer (step) boundary.
+    fn train_epoch_until(
+        &mut self,
+        order: &[u32],
+        steps: &[StepRecord],
+        progress: &mut dyn FnMut(usize),
+        stop: &AtomicBool,
+    ) -> Result<Vec<StepSums>> {
         self.upload_epoch(order, steps)?;
-        let mut submitted = Vec::new();
-        for start in (0..steps.len()).step_by(STEPS_PER_SUBMIT) {
-            let count = STEPS_PER_SUBMIT.min(steps.len() - start);
-            let cb = self.encode_steps(&[&self.train_step], start, count);
-            submitted.push((self.gpu.queue.submit([cb]), start + count));
-        }
-        for (index, done) in submitted {
+        let mut in_flight = std::collections::VecDeque::with_capacity(SUBMITS_IN_FLIGHT);
+        let mut submitted = 0;
+        loop {
+            while in_flight.len() < SUBMITS_IN_FLIGHT
+                && submitted < steps.len()
+                && !stop.load(Ordering::Relaxed)
+            {
+                let count = STEPS_PER_SUBMIT.min(steps.len() - submitted);
+                let cb = self.encode_steps(&[&self.train_step], submitted, count);
+                submitted += count;
+                in_flight.push_back((self.gpu.queue.submit([cb]), submitted));
+            }
+            let Some((index, done)) = in_flight.pop_front() else {
+                break;
+            };
             self.gpu
                 .device
                 .poll(wgpu::PollType::Wait {
@@ -754,7 +785,7 @@ impl Engine for GpuEngine<'_> {
             progress(done);
         }
         self.gpu.take_error("training")?;
-        self.read_sums("the training metrics", &self.train_metrics, steps.len())
+        self.read_sums("the training metrics", &self.train_metrics, submitted)
     }
 
     fn evaluate(&mut self, set: EvalSet) -> Result<Evaluation> {

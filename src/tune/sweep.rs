@@ -10,6 +10,8 @@
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
@@ -38,6 +40,16 @@ impl Engine for Blindfold<'_> {
         progress: &mut dyn FnMut(usize),
     ) -> Result<Vec<StepSums>> {
         self.0.train_epoch(order, steps, progress)
+    }
+
+    fn train_epoch_until(
+        &mut self,
+        order: &[u32],
+        steps: &[StepRecord],
+        progress: &mut dyn FnMut(usize),
+        stop: &AtomicBool,
+    ) -> Result<Vec<StepSums>> {
+        self.0.train_epoch_until(order, steps, progress, stop)
     }
 
     fn evaluate(&mut self, set: EvalSet) -> Result<Evaluation> {
@@ -118,6 +130,22 @@ pub struct Sweep {
     pruner: Option<MedianPruner>,
     trials: Vec<Trial>,
     best: Option<(usize, Vec<f32>)>,
+    stop: Option<Arc<AtomicBool>>,
+}
+
+/// The completed trial a sweep ranks best: the highest validation accuracy, the earliest
+/// on a tie (as [`Sweep::best_trial`] keeps it while trials run).
+pub fn best_completed(trials: &[Trial]) -> Option<&Trial> {
+    let mut best: Option<&Trial> = None;
+    for t in trials.iter().filter(|t| t.status == TrialStatus::Complete) {
+        let (Some(acc), b) = (t.val_accuracy.filter(|a| !a.is_nan()), best) else {
+            continue;
+        };
+        if b.and_then(|b| b.val_accuracy).is_none_or(|ba| acc > ba) {
+            best = Some(t);
+        }
+    }
+    best
 }
 
 impl Sweep {
@@ -127,7 +155,54 @@ impl Sweep {
             pruner,
             trials: Vec::new(),
             best: None,
+            stop: None,
         }
+    }
+
+    /// A sweep that goes on from `trials`, the trials an earlier, interrupted run of the
+    /// same sweep finished (read back with [`read_trials`]); `best_params` are the final
+    /// parameters of their best completed trial ([`best_completed`]), which the test
+    /// evaluation and `--save-best` need at the end.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] when the trial ids are not `0, 1, ...` in order, or when
+    /// a completed trial exists but `best_params` is `None`.
+    pub fn resume(
+        pruner: Option<MedianPruner>,
+        trials: Vec<Trial>,
+        best_params: Option<Vec<f32>>,
+    ) -> Result<Sweep> {
+        if let Some((i, t)) = trials.iter().enumerate().find(|(i, t)| t.id != *i) {
+            return Err(Error::InvalidConfig {
+                name: "resume",
+                value: format!("trial {}", t.id),
+                reason: format!("is at position {i}: the trials file is not one sweep's, in order"),
+            });
+        }
+        let best = match (best_completed(&trials).map(|t| t.id), best_params) {
+            (Some(id), Some(p)) => Some((id, p)),
+            (None, _) => None,
+            (Some(id), None) => {
+                return Err(Error::InvalidConfig {
+                    name: "resume",
+                    value: format!("trial {id}"),
+                    reason: "is the best finished trial but its parameters are missing".into(),
+                });
+            }
+        };
+        Ok(Sweep {
+            pruner,
+            trials,
+            best,
+            stop: None,
+        })
+    }
+
+    /// Makes trials stoppable (see [`Trainer::set_stop_flag`]): once `flag` is set, the
+    /// trial running stops at a step boundary, [`Sweep::run_trial`] returns
+    /// [`Error::Interrupted`] and that trial is not recorded.
+    pub fn set_stop_flag(&mut self, flag: Arc<AtomicBool>) {
+        self.stop = Some(flag);
     }
 
     /// Trains `config` on `engine` (fresh parameters, built for this trial) with the
@@ -168,6 +243,9 @@ impl Sweep {
             .collect();
         let mut blind = Blindfold(engine);
         let mut trainer = Trainer::new(&mut blind, train, n_train)?;
+        if let Some(flag) = &self.stop {
+            trainer.set_stop_flag(Arc::clone(flag));
+        }
         let mut history = Vec::new();
         let mut status = TrialStatus::Complete;
         let mut note = None;
@@ -467,24 +545,29 @@ fn io_error(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
 fn write_json<T: Serialize + ?Sized>(path: &Path, value: &T) -> Result<()> {
     let text = serde_json::to_string_pretty(value)
         .map_err(|e| io_error(path)(std::io::Error::other(e)))?;
-    std::fs::write(path, text + "\n").map_err(io_error(path))
+    crate::output::write_atomically(path, (text + "\n").as_bytes())
 }
 
 fn write_csv<T: Serialize>(path: &Path, rows: &[T]) -> Result<()> {
     let csv_error = |e: csv::Error| io_error(path)(std::io::Error::other(e.to_string()));
-    let mut w = csv::Writer::from_path(path).map_err(csv_error)?;
+    let mut w = csv::Writer::from_writer(Vec::new());
     for r in rows {
         w.serialize(r).map_err(csv_error)?;
     }
-    w.flush().map_err(io_error(path))
+    let bytes = w
+        .into_inner()
+        .map_err(|e| io_error(path)(std::io::Error::other(e.to_string())))?;
+    crate::output::write_atomically(path, &bytes)
 }
 
 /// Writes `trials.json` (every trial with its per-epoch metrics), `trials.csv` (one row per
 /// trial and epoch), `leaderboard.csv` and, when given, `best.json` into `dir` (created if
-/// missing). Returns the paths written.
+/// missing). Returns the paths written. Each file is written atomically (a temporary file
+/// renamed over it), so a sweep can call this after every trial and an interrupted sweep
+/// leaves whole files listing the trials that finished.
 ///
 /// # Errors
-/// [`Error::Io`] naming the file.
+/// [`Error::Io`] or [`Error::Output`] naming the file.
 pub fn write_outputs(
     dir: &Path,
     trials: &[Trial],
@@ -580,6 +663,24 @@ mod tests {
         let table = format_leaderboard(&lb);
         assert_eq!(table.lines().count(), 6);
         assert!(table.lines().nth(1).unwrap().contains("93.00%"), "{table}");
+    }
+
+    #[test]
+    fn best_completed_is_the_earliest_top_completed_trial_and_resume_keeps_it() {
+        let trials = vec![
+            trial(0, TrialStatus::Complete, &[0.8, 0.85, 0.90]),
+            trial(1, TrialStatus::Pruned, &[0.95]),
+            trial(2, TrialStatus::Complete, &[0.8, 0.9, 0.93]),
+            trial(3, TrialStatus::Complete, &[0.8, 0.9, 0.93]),
+        ];
+        assert_eq!(best_completed(&trials).map(|t| t.id), Some(2));
+        let s = Sweep::resume(None, trials.clone(), Some(vec![1.0])).unwrap();
+        assert_eq!(s.best_trial().map(|t| t.id), Some(2));
+        assert_eq!(s.best_params(), Some(&[1.0][..]));
+        assert!(Sweep::resume(None, trials.clone(), None).is_err());
+        let mut shuffled = trials;
+        shuffled.swap(0, 1);
+        assert!(Sweep::resume(None, shuffled, Some(vec![1.0])).is_err());
     }
 
     #[test]

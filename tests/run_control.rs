@@ -1,0 +1,615 @@
+//! Run control: the GPU progress callback following the GPU through an epoch, the stop
+//! flag ending an epoch at a step boundary with the parameters of that step, and, with a
+//! real `wgtrain` child process, Ctrl-C (SIGINT) in `train` and `sweep`, `sweep --resume`
+//! and the advisory locks on output paths.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{gpu, uniform};
+use wgtrain::cpu_engine::CpuEngine;
+use wgtrain::data::Dataset;
+use wgtrain::engine::Engine;
+use wgtrain::gpu::engine::{GpuEngine, GpuEngineConfig};
+use wgtrain::model::{MlpSpec, Normalization};
+use wgtrain::optim::SgdConfig;
+use wgtrain::train;
+
+/// `n` random 10x10 images with labels 0..10.
+fn small_set(n: usize, seed: u64) -> Dataset {
+    let images = uniform(seed, n * 100, 0.0, 255.0)
+        .into_iter()
+        .map(|v| v as u8)
+        .collect();
+    let labels = uniform(seed + 1, n, 0.0, 10.0)
+        .into_iter()
+        .map(|v| v as u32)
+        .collect();
+    Dataset {
+        images,
+        labels,
+        rows: 10,
+        cols: 10,
+    }
+}
+
+fn gpu_engine<'a>(
+    spec: &MlpSpec,
+    params: &[f32],
+    data: &'a Dataset,
+    batch: usize,
+    sgd: &SgdConfig,
+) -> GpuEngine<'a> {
+    let (g, k) = gpu();
+    GpuEngine::new(
+        g,
+        k,
+        GpuEngineConfig {
+            spec,
+            params,
+            train: data,
+            validation: &[],
+            test: data,
+            batch_size: batch,
+            sgd,
+            normalization: Normalization::UNIT,
+            variant: wgtrain::gpu::autotune::MatmulChoice::Auto,
+        },
+    )
+    .expect("engine builds")
+}
+
+/// Issue 10 item 7: the GPU engine submitted every command buffer of the epoch before
+/// waiting on the first, and lavapipe's `submit` runs the work, so the progress bar sat at
+/// 0 for the whole epoch and jumped to the end. Now the callback must see increasing
+/// counts spread over the epoch, not in one burst at its end.
+#[test]
+fn gpu_progress_advances_while_the_epoch_runs() {
+    let n = 4096;
+    let data = small_set(n, 3);
+    let spec = MlpSpec::new(100, &[16], 10).unwrap();
+    let params = spec.init(1);
+    let sgd = SgdConfig::default();
+    let batch = 4;
+    // 1024 steps: 16 command buffers of 64 steps.
+    let order: Vec<u32> = (0..n as u32).collect();
+    let steps = train::step_records(n, batch, 0, |_| 0.01);
+    let mut engine = gpu_engine(&spec, &params, &data, batch, &sgd);
+    // Warm-up: pipelines and first-use costs out of the timed epoch.
+    engine
+        .train_epoch(&order, &steps[..64], &mut |_| {})
+        .unwrap();
+    let start = Instant::now();
+    let mut calls: Vec<(Duration, usize)> = Vec::new();
+    let sums = engine
+        .train_epoch(&order, &steps, &mut |done| {
+            calls.push((start.elapsed(), done))
+        })
+        .unwrap();
+    let total = start.elapsed();
+    assert_eq!(sums.len(), steps.len());
+    let counts: Vec<usize> = calls.iter().map(|c| c.1).collect();
+    assert!(
+        counts.windows(2).all(|w| w[0] < w[1]),
+        "counts must increase: {counts:?}"
+    );
+    assert_eq!(counts.last(), Some(&steps.len()), "{counts:?}");
+    assert!(counts.len() >= 8, "too few updates: {counts:?}");
+    // Before the fix every call came within a few ms of the end (the waits returned at
+    // once); now they are spaced by the command buffers' run time. A share of a quarter
+    // leaves room for a stall of the shared machine before the first completion.
+    let span = calls.last().unwrap().0 - calls[0].0;
+    assert!(
+        span.as_secs_f64() >= 0.25 * total.as_secs_f64(),
+        "progress arrives in a burst: the updates span {span:?} of the {total:?} epoch ({calls:?})"
+    );
+}
+
+/// Issue 10 item 9: a set stop flag ends the GPU epoch at a command-buffer boundary (a
+/// multiple of 64 steps) and the CPU epoch after the step it is in; either way the
+/// parameters are exactly those of a run of only the steps that finished.
+#[test]
+fn stop_flag_ends_an_epoch_at_a_step_boundary_with_that_steps_parameters() {
+    let n = 2048;
+    let data = small_set(n, 5);
+    let spec = MlpSpec::new(100, &[16], 10).unwrap();
+    let params = spec.init(2);
+    let sgd = SgdConfig {
+        momentum: 0.9,
+        ..SgdConfig::default()
+    };
+    let batch = 4;
+    let order = train::epoch_order(&(0..n as u32).collect::<Vec<_>>(), 1, 0);
+    let steps = train::step_records(n, batch, 0, |_| 0.01);
+    for device in ["gpu", "cpu"] {
+        let mut engine: Box<dyn Engine> = match device {
+            "gpu" => Box::new(gpu_engine(&spec, &params, &data, batch, &sgd)),
+            _ => Box::new(CpuEngine::new(
+                &spec,
+                &params,
+                &data,
+                &[],
+                &data,
+                batch,
+                &sgd,
+                Normalization::UNIT,
+            )),
+        };
+        let stop = AtomicBool::new(false);
+        let sums = engine
+            .train_epoch_until(
+                &order,
+                &steps,
+                &mut |_| stop.store(true, Ordering::Relaxed),
+                &stop,
+            )
+            .unwrap();
+        let k = sums.len();
+        assert!(
+            0 < k && k < steps.len(),
+            "{device}: stopped after {k} steps"
+        );
+        if device == "gpu" {
+            assert_eq!(k % 64, 0, "gpu: {k} steps is not a command-buffer boundary");
+        }
+        let stopped = engine.params().unwrap();
+        engine.set_params(&params).unwrap();
+        let want_sums = engine
+            .train_epoch(&order, &steps[..k], &mut |_| {})
+            .unwrap();
+        assert_eq!(sums, want_sums, "{device}: per-step sums");
+        assert_eq!(
+            stopped,
+            engine.params().unwrap(),
+            "{device}: parameters after {k} steps"
+        );
+    }
+}
+
+// ---- the binary, as a user runs it ----
+
+fn mnist_dir() -> String {
+    std::env::var("MNIST_DIR").expect("set MNIST_DIR to the directory with the four MNIST files")
+}
+
+/// A child `wgtrain` that is killed if the test ends before it does.
+struct Run(Option<Child>);
+
+impl Run {
+    fn start(dir: &Path, args: &[&str]) -> Run {
+        let child = Command::new(env!("CARGO_BIN_EXE_wgtrain"))
+            .args(args)
+            .current_dir(dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the binary runs");
+        Run(Some(child))
+    }
+
+    fn pid(&self) -> u32 {
+        self.0.as_ref().unwrap().id()
+    }
+
+    fn sigint(&self) {
+        let ok = Command::new("kill")
+            .args(["-INT", &self.pid().to_string()])
+            .status()
+            .expect("kill runs")
+            .success();
+        assert!(ok, "kill -INT {} failed", self.pid());
+    }
+
+    /// Waits for the child to exit, at most `limit`.
+    fn finish(mut self, limit: Duration) -> Output {
+        let start = Instant::now();
+        let child = self.0.as_mut().unwrap();
+        while child.try_wait().unwrap().is_none() {
+            assert!(
+                start.elapsed() < limit,
+                "wgtrain did not exit within {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.0.take().unwrap().wait_with_output().unwrap()
+    }
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn wgtrain_in(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_wgtrain"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("the binary runs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Polls `ready` every 20 ms until it holds, at most `limit`.
+fn wait_for(what: &str, limit: Duration, mut ready: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !ready() {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn lines(p: &Path) -> Vec<String> {
+    std::fs::read_to_string(p)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn metadata(p: &Path) -> std::collections::HashMap<String, String> {
+    let bytes = std::fs::read(p).unwrap();
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    meta.metadata().clone().unwrap_or_default()
+}
+
+const LIMIT: Duration = Duration::from_secs(300);
+
+/// Issue 10 item 9(b): Ctrl-C in `train` used to kill the run and lose `--save`. Now it
+/// stops at the next step boundary, leaves a metrics file of whole JSON lines (one per
+/// finished epoch), saves the weights reached with metadata naming where it stopped, removes
+/// its lock files and exits 130.
+#[test]
+fn ctrl_c_in_train_saves_the_weights_reached_and_exits_130() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = mnist_dir();
+    let run = Run::start(
+        dir.path(),
+        &[
+            "train",
+            "--device",
+            "cpu",
+            "--data",
+            &data,
+            "--epochs",
+            "200",
+            "--metrics",
+            "m.jsonl",
+            "--save",
+            "m.safetensors",
+            "--quiet",
+        ],
+    );
+    let metrics = dir.path().join("m.jsonl");
+    wait_for("the first epoch", LIMIT, || !lines(&metrics).is_empty());
+    // Into the second epoch's steps (one takes 0.4 s or more on this machine).
+    std::thread::sleep(Duration::from_millis(150));
+    run.sigint();
+    let out = run.finish(LIMIT);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(130), "stderr: {err}");
+    assert!(err.contains("error: interrupted at epoch"), "{err}");
+    let rows = lines(&metrics);
+    for (i, l) in rows.iter().enumerate() {
+        let v: serde_json::Value = serde_json::from_str(l).expect("whole JSON lines");
+        assert_eq!(v["epoch"], i + 1, "{l}");
+    }
+    let ck = wgtrain::checkpoint::load(&dir.path().join("m.safetensors")).unwrap();
+    assert_eq!(ck.spec.to_string(), "784-256-10");
+    assert!(ck.params.iter().all(|v| v.is_finite()));
+    let meta = metadata(&dir.path().join("m.safetensors"));
+    let num = |k: &str| -> usize { meta[k].parse().unwrap() };
+    assert_eq!(meta["wgtrain.interrupted"], "true");
+    // 60,000 samples in minibatches of 64: 938 steps per epoch.
+    assert_eq!(num("wgtrain.steps_per_epoch"), 938);
+    assert_eq!(num("wgtrain.epoch"), rows.len() + 1, "{meta:?}");
+    assert!(num("wgtrain.step") < 938, "{meta:?}");
+    assert_eq!(
+        num("wgtrain.global_step"),
+        rows.len() * 938 + num("wgtrain.step"),
+        "{meta:?}"
+    );
+    assert!(
+        err.contains(&format!(
+            "after step {} of 938 of epoch {}",
+            num("wgtrain.step"),
+            num("wgtrain.epoch")
+        )),
+        "{err}"
+    );
+    assert!(!dir.path().join("m.jsonl.lock").exists());
+    assert!(!dir.path().join("m.safetensors.lock").exists());
+}
+
+/// Issue 10 item 9(b): a second Ctrl-C does not wait for the step boundary. On the GPU
+/// path the first one lets the queued command buffers (up to 3 x 64 steps) finish, which
+/// takes long enough on lavapipe for the second to land while it drains: the run then ends
+/// at once, exit 130, without writing `--save`.
+#[test]
+fn a_second_ctrl_c_exits_at_once_with_130() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = mnist_dir();
+    let run = Run::start(
+        dir.path(),
+        &[
+            "train",
+            "--device",
+            "gpu",
+            "--kernels",
+            "rows",
+            "--data",
+            &data,
+            "--epochs",
+            "200",
+            "--train-subset",
+            "4000",
+            "--hidden",
+            "16",
+            "--batch-size",
+            "16",
+            "--metrics",
+            "m.jsonl",
+            "--save",
+            "m.safetensors",
+            "--quiet",
+        ],
+    );
+    wait_for("the first epoch", LIMIT, || {
+        !lines(&dir.path().join("m.jsonl")).is_empty()
+    });
+    run.sigint();
+    std::thread::sleep(Duration::from_millis(20));
+    run.sigint();
+    let out = run.finish(Duration::from_secs(20));
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(130), "stderr: {err}");
+    assert!(err.contains("second Ctrl-C: exiting now"), "{err}");
+    assert!(
+        !dir.path().join("m.safetensors").exists(),
+        "the run went on to save after the second Ctrl-C: {err}"
+    );
+}
+
+/// Issue 10 item 10: two runs writing one `--metrics` file both exited 0 and the second
+/// truncated the first's metrics. The second is now refused before any work, exit 2,
+/// naming the first's PID, and the first's file is untouched; once the first has exited
+/// its lock files are gone and the path is free again.
+#[test]
+fn a_second_writer_of_the_same_outputs_is_refused_naming_the_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = mnist_dir();
+    let first = Run::start(
+        dir.path(),
+        &[
+            "train",
+            "--device",
+            "cpu",
+            "--data",
+            &data,
+            "--epochs",
+            "200",
+            "--metrics",
+            "m.jsonl",
+            "--save",
+            "m.safetensors",
+            "--quiet",
+        ],
+    );
+    let metrics = dir.path().join("m.jsonl");
+    wait_for("the first run's first epoch", LIMIT, || {
+        !lines(&metrics).is_empty()
+    });
+    let before = lines(&metrics);
+    for (flag, path) in [("--metrics", "m.jsonl"), ("--save", "m.safetensors")] {
+        let second = wgtrain_in(
+            dir.path(),
+            &[
+                "train", "--device", "cpu", "--data", &data, "--epochs", "1", flag, path,
+            ],
+        );
+        let err = stderr(&second);
+        assert_eq!(second.status.code(), Some(2), "{flag}: {err}");
+        assert_eq!(
+            err.trim_end(),
+            format!(
+                "error: {path} is being written by another wgtrain run (PID {}); wait for it or choose another path",
+                first.pid()
+            )
+        );
+    }
+    let after = lines(&metrics);
+    assert!(
+        after.len() >= before.len() && after[..before.len()] == before[..],
+        "the first run's metrics were changed"
+    );
+    first.sigint();
+    assert_eq!(first.finish(LIMIT).status.code(), Some(130));
+    assert!(!dir.path().join("m.jsonl.lock").exists());
+    let third = wgtrain_in(
+        dir.path(),
+        &[
+            "train",
+            "--device",
+            "cpu",
+            "--data",
+            &data,
+            "--epochs",
+            "1",
+            "--train-subset",
+            "1000",
+            "--metrics",
+            "m.jsonl",
+            "--quiet",
+        ],
+    );
+    assert_eq!(third.status.code(), Some(0), "{}", stderr(&third));
+    assert_eq!(lines(&metrics).len(), 1);
+}
+
+fn trials(dir: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join("trials.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<Vec<serde_json::Value>>(&t).ok())
+        .unwrap_or_default()
+}
+
+/// The comparable part of a trial: what it ran and what it measured (not its wall time).
+fn outcome(t: &serde_json::Value) -> String {
+    let history: Vec<_> = t["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["train_loss"].clone(),
+                m["val_loss"].clone(),
+                m["val_accuracy"].clone(),
+            )
+        })
+        .collect();
+    format!("{} {} {} {:?}", t["id"], t["status"], t["config"], history)
+}
+
+/// Issue 10 item 9(a): a sweep interrupted after two finished trials left `--out` empty.
+/// Now its files list the finished trials as soon as each finishes, Ctrl-C exits 130 with
+/// the command that resumes it, a second writer of `--out` is refused, and `--resume`
+/// runs only the rest: the resumed sweep's trials and best trial equal those of the same
+/// sweep run without interruption (the CPU path is deterministic for one seed).
+#[test]
+fn an_interrupted_sweep_keeps_its_finished_trials_and_resumes_to_the_same_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = mnist_dir();
+    let sweep = |out: &str, extra: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = [
+            "sweep",
+            "--device",
+            "cpu",
+            "--data",
+            &data,
+            "--train-subset",
+            "10000",
+            "--search",
+            "grid",
+            "--lr",
+            "0.02,0.05,0.1,0.2,0.4",
+            "--epochs",
+            "3",
+            "--pruning",
+            "none",
+            "--quiet",
+            "--out",
+            out,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    let args = sweep("out", &[]);
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let run = Run::start(dir.path(), &argv);
+    let out = dir.path().join("out");
+    wait_for("two finished trials", LIMIT, || trials(&out).len() >= 2);
+    let busy = wgtrain_in(dir.path(), &argv);
+    assert_eq!(busy.status.code(), Some(2), "{}", stderr(&busy));
+    assert!(
+        stderr(&busy).contains(&format!(
+            "is being written by another wgtrain run (PID {})",
+            run.pid()
+        )),
+        "{}",
+        stderr(&busy)
+    );
+    run.sigint();
+    let o = run.finish(LIMIT);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(130), "{err}");
+    let kept = trials(&out);
+    assert!((2..5).contains(&kept.len()), "{} trials kept", kept.len());
+    assert!(
+        err.contains(&format!(
+            "sweep interrupted: {} of 5 trials finished",
+            kept.len()
+        )),
+        "{err}"
+    );
+    let hint = err
+        .lines()
+        .find_map(|l| l.strip_prefix("resume with: "))
+        .unwrap_or_else(|| panic!("no resume hint: {err}"));
+    assert!(
+        hint.starts_with("wgtrain sweep ") && hint.ends_with(" --resume"),
+        "{hint}"
+    );
+    for f in ["trials.csv", "leaderboard.csv"] {
+        let text = std::fs::read_to_string(out.join(f)).unwrap();
+        assert!(text.lines().count() > kept.len(), "{f}: {text}");
+    }
+
+    let resumed = wgtrain_in(
+        dir.path(),
+        &argv.iter().copied().chain(["--resume"]).collect::<Vec<_>>(),
+    );
+    let err = stderr(&resumed);
+    assert_eq!(resumed.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains(&format!(
+            "resuming: {} of 5 trials already finished",
+            kept.len()
+        )),
+        "{err}"
+    );
+    let stdout = String::from_utf8_lossy(&resumed.stdout);
+    assert!(
+        !stdout.contains("trial 0 (1/5)"),
+        "a finished trial ran again: {stdout}"
+    );
+
+    let args = sweep("whole", &[]);
+    let whole = wgtrain_in(
+        dir.path(),
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    assert_eq!(whole.status.code(), Some(0), "{}", stderr(&whole));
+    let got: Vec<String> = trials(&out).iter().map(outcome).collect();
+    let want: Vec<String> = trials(&dir.path().join("whole"))
+        .iter()
+        .map(outcome)
+        .collect();
+    assert_eq!(got.len(), 5);
+    assert_eq!(got, want);
+    let best = |d: PathBuf| -> serde_json::Value {
+        let mut b: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(d.join("best.json")).unwrap()).unwrap();
+        b.as_object_mut().unwrap().remove("test_method");
+        b
+    };
+    assert_eq!(best(out.clone()), best(dir.path().join("whole")));
+
+    // Resuming with other flags is refused before any work.
+    let other = sweep("out", &["--resume"]);
+    let mut other: Vec<&str> = other.iter().map(String::as_str).collect();
+    let lr = other
+        .iter()
+        .position(|a| *a == "0.02,0.05,0.1,0.2,0.4")
+        .unwrap();
+    other[lr] = "0.03,0.05,0.1,0.2,0.4";
+    let refused = wgtrain_in(dir.path(), &other);
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("trial 0 was lr 2.000e-2"),
+        "{}",
+        stderr(&refused)
+    );
+}
