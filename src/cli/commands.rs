@@ -686,6 +686,8 @@ fn per_class_results(a: &EvalArgs, spec: &MlpSpec, data: &Mnist, logits: &[f32])
         print!("{}", confusion.table(&names));
     }
     if let Some(dir) = &a.plot {
+        // Checked before the work; created here (its last component only).
+        wgtrain::output::ensure_writable_dir(dir)?;
         let model = a.model.file_name().map_or_else(
             || a.model.display().to_string(),
             |n| n.to_string_lossy().into_owned(),
