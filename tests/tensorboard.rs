@@ -95,6 +95,8 @@ fn check_run(run: &Value, epochs: &[Value], tags: &[(&str, &str)], hparams: &[(&
 fn train_tensorboard_scalars_and_hparams_read_back_as_the_metrics_file() {
     let dir = mnist_dir();
     let tmp = tempfile::tempdir().unwrap();
+    // The output rule: the run folder is created, its parent must exist.
+    std::fs::create_dir(tmp.path().join("runs")).unwrap();
     let tb = tmp.path().join("runs/a");
     let metrics = tmp.path().join("m.jsonl");
     let o = wgtrain(&[

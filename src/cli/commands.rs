@@ -318,7 +318,15 @@ pub(crate) fn tensorboard_hparams(
         ("epochs", n(h.epochs() as f64)),
         ("batch_size", n(h.batch_size as f64)),
         ("lr", n(h.lr)),
-        ("lr_schedule", HParam::Text(h.schedule.lr_schedule.clone().unwrap_or_else(|| "constant".into()))),
+        (
+            "lr_schedule",
+            HParam::Text(
+                h.schedule
+                    .lr_schedule
+                    .clone()
+                    .unwrap_or_else(|| "constant".into()),
+            ),
+        ),
         ("warmup_epochs", n(h.schedule.warmup_epochs as f64)),
         ("weight_decay", n(h.weight_decay)),
         ("momentum", n(h.momentum)),

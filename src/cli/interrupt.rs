@@ -53,6 +53,11 @@ pub fn lock_train_outputs(a: &super::args::TrainArgs) -> anyhow::Result<Vec<Outp
     if let Some(p) = &a.metrics {
         wgtrain::output::ensure_writable_file(p)?;
     }
+    // A directory output is locked inside it (`DIR/.wgtrain.lock`), so it must exist before
+    // locking; otherwise a first run would lock `DIR.lock` and a second `DIR/.wgtrain.lock`.
+    if let Some(dir) = &a.plot {
+        wgtrain::output::ensure_writable_dir(dir)?;
+    }
     let paths = [&a.save, &a.save_best, &a.metrics, &a.plot];
     Ok(wgtrain::lock::lock_all(
         paths.into_iter().flatten().map(|p| p.as_path()),

@@ -28,7 +28,9 @@ use super::args::{
     non_negative_f64, positive_f64, positive_usize, unit_interval,
 };
 use super::bad_input;
-use super::commands::{check_outputs, tensorboard_hparams, load_data, normalization, schedule_from, sgd_from, usage};
+use super::commands::{
+    check_outputs, load_data, normalization, schedule_from, sgd_from, tensorboard_hparams, usage,
+};
 use super::engines::{EngineSpec, Engines};
 use wgtrain::tensorboard::{EventWriter, HParam, SessionStatus};
 
@@ -352,7 +354,9 @@ pub fn sweep_command(a: SweepArgs) -> Result<()> {
         (a.save_best.as_deref(), OutputKind::File),
         (a.tensorboard.as_deref(), OutputKind::Dir),
     ])?;
-    // One sweep per --out directory at a time: a second would interleave its trials.
+    // One sweep per --out directory at a time: a second would interleave its trials. The
+    // lock lives inside the directory, so it is created (its last component) first.
+    wgtrain::output::ensure_writable_dir(&a.out)?;
     let _locks =
         wgtrain::lock::lock_all(std::iter::once(a.out.as_path()).chain(a.save_best.as_deref()))?;
     if a.val_split == 0.0 {
