@@ -742,7 +742,7 @@ impl Engine for GpuEngine<'_> {
         self.train_epoch_until(order, steps, progress, &AtomicBool::new(false))
     }
 
-    /// Keeps at most [`SUBMITS_IN_FLIGHT`] command buffers of [`STEPS_PER_SUBMIT`] steps
+    /// Keeps at most `SUBMITS_IN_FLIGHT` (3) command buffers of `STEPS_PER_SUBMIT` (64) steps
     /// queued: each time the oldest completes, `progress` gets the steps finished so far
     /// and the next command buffer is encoded and submitted while the GPU runs the queued
     /// ones. (Submitting the whole epoch up front left the bar at 0 on adapters whose
