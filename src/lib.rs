@@ -64,6 +64,7 @@ pub mod cpu_engine;
 pub mod data;
 pub mod engine;
 pub mod error;
+mod figure;
 pub mod gpu;
 pub mod lock;
 pub mod metrics;

@@ -9,7 +9,6 @@
 //! exactly and keeps the SVG small.
 
 use std::path::{Path, PathBuf};
-use std::sync::Once;
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -17,9 +16,9 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::data::Dataset;
 use crate::error::{Error, Result};
+use crate::figure::{FONT, Figure, err, save};
 use crate::metrics::{Confusion, Mistake};
 
-const FONT: &str = "sans-serif";
 /// Correct predictions (the diagonal): Tableau blue.
 const BLUE: RGBColor = RGBColor(31, 119, 180);
 /// Errors (off the diagonal): Tableau red.
@@ -27,23 +26,7 @@ const RED: RGBColor = RGBColor(214, 39, 40);
 const GRID: RGBColor = RGBColor(225, 225, 225);
 const GREY: RGBColor = RGBColor(110, 110, 110);
 
-static REGISTER_FONT: Once = Once::new();
-
-/// Registers DejaVu Sans as plotters' `sans-serif` (once per process; the same font the
-/// learning curves register).
-fn register_font() {
-    REGISTER_FONT.call_once(|| {
-        // The dejavu crate ships a valid TrueType file; if plotters refused it, drawing
-        // text would report the error.
-        let _ = plotters::style::register_font(FONT, FontStyle::Normal, dejavu::sans::regular());
-    });
-}
-
 type DrawResult = std::result::Result<(), String>;
-
-fn err(e: impl std::fmt::Display) -> String {
-    e.to_string()
-}
 
 /// `white + t · (color - white)`, t in [0, 1].
 fn shade(color: RGBColor, t: f64) -> RGBColor {
@@ -86,37 +69,6 @@ const CENTER: Pos = Pos {
     h_pos: HPos::Center,
     v_pos: VPos::Center,
 };
-
-/// Something drawn on one canvas.
-trait Figure {
-    fn size(&self) -> (u32, u32);
-    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult;
-}
-
-/// Renders `fig` to `dir/stem.png` and `dir/stem.svg` (the directory must exist: output
-/// paths are checked before any work).
-fn save(fig: &impl Figure, dir: &Path, stem: &str) -> Result<Vec<PathBuf>> {
-    register_font();
-    let fail = |path: &Path, e: String| Error::Io {
-        path: path.to_path_buf(),
-        source: std::io::Error::other(format!("drawing the plot: {e}")),
-    };
-    let png = dir.join(format!("{stem}.png"));
-    {
-        let root = BitMapBackend::new(&png, fig.size()).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| fail(&png, err(e)))?;
-        fig.draw(&root).map_err(|e| fail(&png, e))?;
-        root.present().map_err(|e| fail(&png, err(e)))?;
-    }
-    let svg = dir.join(format!("{stem}.svg"));
-    {
-        let root = SVGBackend::new(&svg, fig.size()).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| fail(&svg, err(e)))?;
-        fig.draw(&root).map_err(|e| fail(&svg, e))?;
-        root.present().map_err(|e| fail(&svg, err(e)))?;
-    }
-    Ok(vec![png, svg])
-}
 
 struct Heatmap<'a> {
     confusion: &'a Confusion,

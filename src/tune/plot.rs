@@ -9,13 +9,13 @@
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::Once;
 
 use plotters::coord::Shift;
 use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
 use plotters::prelude::*;
 
 use crate::error::{Error, Result};
+use crate::figure::{FONT, Figure, err, save};
 use crate::tune::EpochMetrics;
 use crate::tune::lr_find::LrFindResult;
 use crate::tune::space::hidden_label;
@@ -34,23 +34,6 @@ const PALETTE: [RGBColor; 10] = [
     RGBColor(188, 189, 34),
     RGBColor(23, 190, 207),
 ];
-
-const FONT: &str = "sans-serif";
-
-static REGISTER_FONT: Once = Once::new();
-
-/// Registers DejaVu Sans as plotters' `sans-serif` (once per process).
-fn register_font() {
-    REGISTER_FONT.call_once(|| {
-        // The font is a valid TrueType file shipped by the dejavu crate; if plotters ever
-        // refused it, drawing text would report the error.
-        let _ = plotters::style::register_font(FONT, FontStyle::Normal, dejavu::sans::regular());
-    });
-}
-
-fn err(e: impl std::fmt::Display) -> String {
-    e.to_string()
-}
 
 /// Splits `title` into lines no wider than `max_width` pixels as `measure` reports them:
 /// greedily at `, ` (the comma stays at the end of its line), then at spaces for a piece
@@ -451,43 +434,6 @@ where
         }
         _ => Ok(()),
     }
-}
-
-/// Something drawn on one canvas.
-trait Figure {
-    fn size(&self) -> (u32, u32);
-    fn draw<DB: DrawingBackend>(
-        &self,
-        root: &DrawingArea<DB, Shift>,
-    ) -> std::result::Result<(), String>;
-}
-
-/// Renders `fig` to `dir/stem.png` and `dir/stem.svg`.
-fn save(fig: &impl Figure, dir: &Path, stem: &str) -> Result<Vec<PathBuf>> {
-    register_font();
-    std::fs::create_dir_all(dir).map_err(|source| Error::Io {
-        path: dir.to_path_buf(),
-        source,
-    })?;
-    let fail = |path: &Path, e: String| Error::Io {
-        path: path.to_path_buf(),
-        source: std::io::Error::other(format!("drawing the plot: {e}")),
-    };
-    let png = dir.join(format!("{stem}.png"));
-    {
-        let root = BitMapBackend::new(&png, fig.size()).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| fail(&png, err(e)))?;
-        fig.draw(&root).map_err(|e| fail(&png, e))?;
-        root.present().map_err(|e| fail(&png, err(e)))?;
-    }
-    let svg = dir.join(format!("{stem}.svg"));
-    {
-        let root = SVGBackend::new(&svg, fig.size()).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| fail(&svg, err(e)))?;
-        fig.draw(&root).map_err(|e| fail(&svg, e))?;
-        root.present().map_err(|e| fail(&svg, err(e)))?;
-    }
-    Ok(vec![png, svg])
 }
 
 /// Tick labels of a log axis from `lo` to `hi`: every power of ten, and 2x and 5x when
@@ -1112,7 +1058,7 @@ mod tests {
     /// and clipped at both ends, losing the model name. It now wraps to the canvas width.
     #[test]
     fn a_long_learning_curve_title_wraps_within_the_canvas_and_keeps_the_model_name() {
-        register_font();
+        crate::figure::register_font();
         let title = "MLP 784-512-256-128-10, lr onecycle (max_lr=0.5, total_steps=93800, \
                      pct_start=0.3, div_factor=25, final_div_factor=10000, anneal cos) after \
                      2 warmup epochs from factor 0.3333, batch 64, weight decay 0.0001";
