@@ -5,12 +5,12 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::config::RunConfig;
 use crate::data::Dataset;
-use crate::engine::{Engine, EvalSet, Evaluation, StepSums};
-use crate::error::Result;
-use crate::gpu::StepRecord;
-use crate::model::{MlpSpec, Normalization, ParamLayout};
-use crate::optim::SgdConfig;
+use crate::engine::{EVAL_BATCH, Engine, EvalSet, Evaluation, RunData, RunSetup};
+use crate::error::{Error, Result};
+use crate::model::ParamLayout;
+use crate::step::{StepRecord, StepSums};
 
 /// `c [m, n] = a · b` with explicit row/column strides (SGEMM, beta = 0).
 #[allow(clippy::too_many_arguments)]
@@ -55,8 +55,12 @@ fn sgemm(
     }
 }
 
-/// The CPU training engine.
+/// The CPU training engine. One step runs the same stages as the GPU engine's step plan
+/// (`crate::gpu::engine`), as method calls: [`CpuEngine::gather`], `forward`, `loss`
+/// (softmax-cross-entropy), `backward` (weight, bias and input gradients per layer, last to
+/// first) and `update` (SGD).
 pub struct CpuEngine<'a> {
+    setup: RunSetup,
     layout: ParamLayout,
     classes: usize,
     params: Vec<f32>,
@@ -64,31 +68,24 @@ pub struct CpuEngine<'a> {
     velocity: Vec<f32>,
     /// Weight decay per parameter (0 for biases with `--no-decay-bias`).
     decay: Vec<f32>,
-    sgd: SgdConfig,
-    norm: Normalization,
     train: &'a Dataset,
-    validation: Vec<u32>,
     test: &'a Dataset,
     /// Activations for the largest minibatch: `acts[0]` = X, `acts[l + 1]` = output of layer l.
     acts: Vec<Vec<f32>>,
     deltas: Vec<Vec<f32>>,
     labels: Vec<u32>,
-    batch_size: usize,
 }
 
 impl<'a> CpuEngine<'a> {
-    /// Allocates every buffer for minibatches of up to `batch_size` samples.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        spec: &MlpSpec,
-        params: &[f32],
-        train: &'a Dataset,
-        validation: &[u32],
-        test: &'a Dataset,
-        batch_size: usize,
-        sgd: &SgdConfig,
-        norm: Normalization,
-    ) -> CpuEngine<'a> {
+    /// Opens the CPU engine for `cfg` on `data` (see [`crate::engine::open`]), allocating
+    /// every buffer once for minibatches of up to `cfg.batch_size` samples.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] as [`RunSetup::new`].
+    pub fn new(cfg: &RunConfig, data: RunData<'a>) -> Result<CpuEngine<'a>> {
+        let setup = RunSetup::new(cfg, data)?;
+        let sgd = &cfg.sgd;
+        let spec = &setup.spec;
         let layout = spec.layout();
         let mut decay = vec![sgd.weight_decay as f32; layout.len];
         if !sgd.decay_bias {
@@ -96,29 +93,36 @@ impl<'a> CpuEngine<'a> {
                 decay[s..e].fill(0.0);
             }
         }
-        let cap = batch_size.max(1000);
-        CpuEngine {
+        let cap = cfg.batch_size.max(EVAL_BATCH);
+        Ok(CpuEngine {
             classes: spec.classes(),
-            params: params.to_vec(),
+            params: setup.init.clone(),
             grads: vec![0.0; layout.len],
             velocity: vec![0.0; layout.len],
             decay,
-            sgd: sgd.clone(),
-            norm,
-            train,
-            validation: validation.to_vec(),
-            test,
+            train: data.train,
+            test: data.test,
             acts: spec.sizes.iter().map(|&s| vec![0.0; cap * s]).collect(),
             deltas: spec.sizes.iter().map(|&s| vec![0.0; cap * s]).collect(),
             labels: vec![0; cap],
-            batch_size,
             layout,
+            setup,
+        })
+    }
+
+    /// A held-out set's data and the indices of its samples, in evaluation order.
+    fn eval_order(&self, set: EvalSet) -> (&'a Dataset, Vec<u32>) {
+        match set {
+            EvalSet::Test => (self.test, (0..self.test.len() as u32).collect()),
+            EvalSet::Validation => (self.train, self.setup.validation.clone()),
         }
     }
 
+    /// Stage `gather`: X `[B, I]` = normalised pixels of the samples `order` names, y `[B]`.
     fn gather(&mut self, data: &Dataset, order: &[u32]) {
         let f = data.features();
-        let (mean, std) = (self.norm.mean, self.norm.std);
+        let n = self.setup.config.normalization;
+        let (mean, std) = (n.mean, n.std);
         for (b, &s) in order.iter().enumerate() {
             let s = s as usize;
             let px = &data.images[s * f..(s + 1) * f];
@@ -129,6 +133,7 @@ impl<'a> CpuEngine<'a> {
         }
     }
 
+    /// Stage `forward`, every layer: `H_l = ReLU(H_{l-1} · W_lᵀ + b_l)`, logits without ReLU.
     fn forward(&mut self, batch: usize) {
         let last = self.layout.layers.len() - 1;
         for (l, s) in self.layout.layers.iter().enumerate() {
@@ -151,7 +156,8 @@ impl<'a> CpuEngine<'a> {
         }
     }
 
-    /// Softmax cross-entropy over the logits; writes dlogits when `grad`. Returns the sums.
+    /// Stage `loss`: softmax cross-entropy over the logits; writes dlogits when `grad`.
+    /// Returns the sums.
     fn loss(&mut self, batch: usize, grad: bool) -> StepSums {
         let c = self.classes;
         let n_layers = self.layout.layers.len();
@@ -186,6 +192,8 @@ impl<'a> CpuEngine<'a> {
         [loss_sum, correct]
     }
 
+    /// Stage `backward`, last layer to first: weight gradient `dZᵀ · X`, bias gradient
+    /// `colsum(dZ)`, and the input gradient `(dZ · W) ⊙ [H > 0]` below the first layer.
     fn backward(&mut self, batch: usize) {
         for (l, s) in self.layout.layers.iter().enumerate().rev() {
             let dz = &self.deltas[l + 1][..batch * s.outputs];
@@ -226,8 +234,9 @@ impl<'a> CpuEngine<'a> {
         }
     }
 
+    /// Stage `update`: SGD over the flat parameter buffer.
     fn update(&mut self, lr: f32, first: bool) {
-        let cfg = &self.sgd;
+        let cfg = &self.setup.config.sgd;
         let (mu, damp) = (cfg.momentum as f32, cfg.dampening as f32);
         for i in 0..self.params.len() {
             let wd = self.decay[i];
@@ -253,6 +262,10 @@ impl<'a> CpuEngine<'a> {
 }
 
 impl Engine for CpuEngine<'_> {
+    fn setup(&self) -> &RunSetup {
+        &self.setup
+    }
+
     fn describe(&self) -> String {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         format!("cpu: matrixmultiply SGEMM, {threads} threads")
@@ -282,11 +295,18 @@ impl Engine for CpuEngine<'_> {
                 return Ok(sums);
             }
             let (off, b) = (st.offset as usize, st.batch as usize);
-            assert!(
-                b <= self.batch_size && b > 0,
-                "minibatch of {b} outside 1..={}",
-                self.batch_size
-            );
+            let batch_size = self.setup.config.batch_size;
+            if b == 0 || b > batch_size || off + b > order.len() {
+                return Err(Error::InvalidConfig {
+                    name: "minibatch",
+                    value: format!("{b} samples at position {off}"),
+                    reason: format!(
+                        "this engine was opened for minibatches of 1..={batch_size} samples \
+                         within the epoch's order of {}",
+                        order.len()
+                    ),
+                });
+            }
             let train = self.train;
             self.gather(train, &order[off..off + b]);
             self.forward(b);
@@ -308,10 +328,7 @@ impl Engine for CpuEngine<'_> {
     }
 
     fn evaluate(&mut self, set: EvalSet) -> Result<Evaluation> {
-        let (data, order): (&Dataset, Vec<u32>) = match set {
-            EvalSet::Test => (self.test, (0..self.test.len() as u32).collect()),
-            EvalSet::Validation => (self.train, self.validation.clone()),
-        };
+        let (data, order) = self.eval_order(set);
         let (mut loss, mut correct) = (0.0f64, 0.0f64);
         let chunk = self.labels.len();
         for idx in order.chunks(chunk) {
@@ -333,10 +350,7 @@ impl Engine for CpuEngine<'_> {
     }
 
     fn logits(&mut self, set: EvalSet) -> Result<Vec<f32>> {
-        let (data, order): (&Dataset, Vec<u32>) = match set {
-            EvalSet::Test => (self.test, (0..self.test.len() as u32).collect()),
-            EvalSet::Validation => (self.train, self.validation.clone()),
-        };
+        let (data, order) = self.eval_order(set);
         let c = self.classes;
         let n_layers = self.layout.layers.len();
         let mut out = Vec::with_capacity(order.len() * c);
@@ -358,6 +372,7 @@ impl Engine for CpuEngine<'_> {
     }
 
     fn set_params(&mut self, params: &[f32]) -> Result<()> {
+        self.setup.check_params(params)?;
         self.params.copy_from_slice(params);
         self.velocity.fill(0.0);
         Ok(())

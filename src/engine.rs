@@ -1,11 +1,135 @@
-//! The [`Engine`] trait: what the trainer needs from a device (GPU or CPU) to run epochs,
-//! evaluate and move parameters in and out. Both engines run the same math; the trainer in
-//! [`crate::train`] drives either one.
+//! The [`Engine`] trait — what the trainer needs from a device (GPU or CPU) to run epochs,
+//! evaluate and move parameters in and out — and [`open`], the one function that opens
+//! either engine from a [`RunConfig`]. Both engines run the same math; the trainer in
+//! [`crate::train`] drives either one. This is the one module outside `gpu/` that names
+//! the GPU.
 
 use std::sync::atomic::AtomicBool;
 
+use crate::config::RunConfig;
+use crate::cpu_engine::CpuEngine;
+use crate::data::{Dataset, Mnist};
 use crate::error::{Error, Result};
-use crate::gpu::StepRecord;
+use crate::gpu::autotune::MatmulChoice;
+use crate::gpu::engine::GpuEngine;
+use crate::gpu::{Gpu, Kernels};
+use crate::model::MlpSpec;
+pub use crate::step::StepSums;
+use crate::step::{StepRecord, validation_split};
+
+/// Samples per evaluation minibatch of both engines (or the training minibatch, if larger).
+pub const EVAL_BATCH: usize = 1000;
+
+/// Where an engine runs.
+#[derive(Clone, Copy)]
+pub enum Device<'g> {
+    /// The CPU engine ([`CpuEngine`]: SGEMM from `matrixmultiply`, all cores).
+    Cpu,
+    /// The GPU engine ([`GpuEngine`]) on an opened adapter, its kernels, and how its matmul
+    /// variants are chosen.
+    Gpu {
+        gpu: &'g Gpu,
+        kernels: &'g Kernels,
+        matmul: MatmulChoice,
+    },
+}
+
+/// The data a run reads: the training set (validation samples are held out of it), the
+/// test set, and the class count `C` (the model's outputs).
+#[derive(Clone, Copy)]
+pub struct RunData<'a> {
+    pub train: &'a Dataset,
+    pub test: &'a Dataset,
+    pub classes: usize,
+}
+
+impl<'a> From<&'a Mnist> for RunData<'a> {
+    fn from(m: &'a Mnist) -> Self {
+        RunData {
+            train: &m.train,
+            test: &m.test,
+            classes: m.classes,
+        }
+    }
+}
+
+/// Opens the engine for `device`, built for `cfg` on `data`, with the parameters
+/// initialised from `cfg.seed` ([`MlpSpec::init`]; [`Engine::set_params`] replaces them).
+///
+/// # Errors
+/// [`Error::InvalidConfig`] for an invalid configuration ([`RunConfig::validate`]) or one
+/// that does not fit the data (a minibatch larger than the training samples left after the
+/// validation split); for the GPU, [`Error::LimitExceeded`] and [`Error::Gpu`] as
+/// [`GpuEngine::new`].
+pub fn open<'a>(
+    device: Device<'a>,
+    cfg: &RunConfig,
+    data: RunData<'a>,
+) -> Result<Box<dyn Engine + 'a>> {
+    Ok(match device {
+        Device::Cpu => Box::new(CpuEngine::new(cfg, data)?),
+        Device::Gpu {
+            gpu,
+            kernels,
+            matmul,
+        } => Box::new(GpuEngine::new(gpu, kernels, matmul, cfg, data)?),
+    })
+}
+
+/// What every engine derives from its configuration and data, once: the model, the
+/// training/validation split and the initial parameters.
+#[derive(Clone, Debug)]
+pub struct RunSetup {
+    /// The configuration the engine was opened with.
+    pub config: RunConfig,
+    /// The model: `[I, hidden..., C]`.
+    pub spec: MlpSpec,
+    /// Training-sample indices the epochs shuffle (all but the validation ones), ascending.
+    pub train_indices: Vec<u32>,
+    /// Training-sample indices held out for validation, ascending.
+    pub validation: Vec<u32>,
+    /// Initial flat parameters (layout of `spec.layout()`), from `config.seed`.
+    pub init: Vec<f32>,
+}
+
+impl RunSetup {
+    /// Checks `cfg` against `data` and derives the run's model, split and parameters.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] as [`open`].
+    pub fn new(cfg: &RunConfig, data: RunData<'_>) -> Result<RunSetup> {
+        cfg.validate()?;
+        let spec = cfg.spec(data.train.features(), data.classes)?;
+        let (train_indices, validation) =
+            validation_split(data.train.len(), cfg.validation_split, cfg.seed)?;
+        crate::train::check_batch_size(cfg.batch_size, train_indices.len())?;
+        let init = spec.init(cfg.seed);
+        Ok(RunSetup {
+            config: cfg.clone(),
+            spec,
+            train_indices,
+            validation,
+            init,
+        })
+    }
+
+    /// Checks that `params` fit this run's model.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] naming both lengths.
+    pub fn check_params(&self, params: &[f32]) -> Result<()> {
+        let want = self.spec.layout().len;
+        if params.len() == want {
+            Ok(())
+        } else {
+            Err(Error::InvalidConfig {
+                name: "parameters",
+                value: format!("{} floats", params.len()),
+                reason: format!("the MLP {} has a flat buffer of {want}", self.spec),
+            })
+        }
+    }
+}
 
 /// Which held-out set to evaluate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,11 +151,11 @@ pub struct Evaluation {
     pub samples: usize,
 }
 
-/// Sums of one minibatch: `[Σ loss, Σ correct]`, as the metrics buffer holds them.
-pub type StepSums = [f32; 2];
-
 /// A device that trains and evaluates one MLP on one dataset.
 pub trait Engine {
+    /// The run this engine was opened for: its configuration, model and split.
+    fn setup(&self) -> &RunSetup;
+
     /// One line naming the device, e.g. `gpu: llvmpipe (Cpu, Vulkan)` or `cpu: 2 threads`.
     fn describe(&self) -> String;
 
@@ -96,5 +220,9 @@ pub trait Engine {
     fn params(&mut self) -> Result<Vec<f32>>;
 
     /// Replaces the parameters and clears the momentum buffer.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] when `params` do not fit the model
+    /// ([`RunSetup::check_params`]); device errors.
     fn set_params(&mut self, params: &[f32]) -> Result<()>;
 }

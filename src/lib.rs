@@ -59,6 +59,7 @@
 //!   process per trial (`pip install optuna`; run with `python3`).
 
 pub mod checkpoint;
+pub mod config;
 pub mod cpu;
 pub mod cpu_engine;
 pub mod data;
@@ -72,8 +73,10 @@ pub mod model;
 pub mod optim;
 pub mod output;
 pub mod schedule;
+pub mod step;
 pub mod tensorboard;
 pub mod train;
 pub mod tune;
 
+pub use config::RunConfig;
 pub use error::{Error, Result};

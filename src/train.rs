@@ -6,34 +6,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use rand::SeedableRng;
-use rand::seq::SliceRandom;
-use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-use crate::engine::{Engine, EvalSet, Evaluation, StepSums};
+use crate::config::RunConfig;
+use crate::engine::{Engine, EvalSet, Evaluation};
 use crate::error::{Error, Result};
-use crate::gpu::StepRecord;
-use crate::optim::SgdConfig;
-use crate::schedule::{LrSchedule, PlateauState};
-
-/// Hyperparameters of a run. Defaults follow the classic PyTorch MNIST example: batch 64,
-/// lr 0.01, weight decay 1e-4, no momentum, 10 epochs.
-#[derive(Clone, Debug)]
-pub struct TrainConfig {
-    pub epochs: usize,
-    /// Largest minibatch B.
-    pub batch_size: usize,
-    /// Learning rate and its schedule.
-    pub schedule: LrSchedule,
-    pub sgd: SgdConfig,
-    /// Seeds the epoch shuffles and the validation split (initialisation takes its own seed).
-    pub seed: u64,
-    /// Indices of training samples held out for validation (see [`validation_split`]).
-    pub validation: Vec<u32>,
-    /// Stop when the validation loss has not improved for this many epochs.
-    pub early_stop_patience: Option<usize>,
-}
+use crate::schedule::PlateauState;
+use crate::step::StepSums;
+pub use crate::step::{epoch_order, step_records, validation_split};
 
 /// One epoch's results, as printed and as written to `--metrics` (one JSON object per line).
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -81,60 +61,6 @@ impl std::fmt::Display for EpochReport {
     }
 }
 
-/// A seeded split of `0..n` into (training, validation) indices: `fraction` of the samples
-/// (rounded down) go to validation. Disjoint, covering, and the same for one seed.
-///
-/// # Errors
-/// [`Error::InvalidConfig`] when `fraction` is not in [0, 1) or leaves no training sample.
-pub fn validation_split(n: usize, fraction: f64, seed: u64) -> Result<(Vec<u32>, Vec<u32>)> {
-    if !(0.0..1.0).contains(&fraction) {
-        return Err(Error::InvalidConfig {
-            name: "validation split",
-            value: fraction.to_string(),
-            reason: "must be in [0, 1)".into(),
-        });
-    }
-    let mut all: Vec<u32> = (0..n as u32).collect();
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    rng.set_stream(u64::MAX);
-    all.shuffle(&mut rng);
-    let n_val = (n as f64 * fraction) as usize;
-    let mut val = all.split_off(n - n_val);
-    all.sort_unstable();
-    val.sort_unstable();
-    Ok((all, val))
-}
-
-/// The order in which epoch `epoch` (0-based) visits `samples`: a Fisher-Yates shuffle by
-/// ChaCha8 seeded with `seed`, stream `epoch`, so any epoch can be reproduced on its own.
-pub fn epoch_order(samples: &[u32], seed: u64, epoch: usize) -> Vec<u32> {
-    let mut order = samples.to_vec();
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    rng.set_stream(epoch as u64);
-    order.shuffle(&mut rng);
-    order
-}
-
-/// Step records for one epoch of `n` samples in minibatches of `batch` (the last one
-/// partial), with the learning rate of each step and the momentum first-step flag.
-pub fn step_records(
-    n: usize,
-    batch: usize,
-    first_global_step: u64,
-    lr: impl Fn(usize) -> f64,
-) -> Vec<StepRecord> {
-    (0..n.div_ceil(batch))
-        .map(|i| StepRecord {
-            offset: (i * batch) as u32,
-            batch: batch.min(n - i * batch) as u32,
-            lr: lr(i) as f32,
-            first: u32::from(first_global_step + i as u64 == 0),
-            index: i as u32,
-            _pad: [0; 3],
-        })
-        .collect()
-}
-
 /// Finds the first minibatch whose loss is not finite.
 fn first_non_finite(sums: &[StepSums]) -> Option<(usize, Option<f32>)> {
     let bad = sums.iter().position(|s| !s[0].is_finite())?;
@@ -142,11 +68,12 @@ fn first_non_finite(sums: &[StepSums]) -> Option<(usize, Option<f32>)> {
     Some((bad, last))
 }
 
-/// Drives an [`Engine`] through epochs.
+/// Drives an [`Engine`] through epochs, with the settings the engine was opened with.
 pub struct Trainer<'e> {
     engine: &'e mut dyn Engine,
-    cfg: TrainConfig,
+    cfg: RunConfig,
     train_indices: Vec<u32>,
+    has_validation: bool,
     global_step: u64,
     plateau: Option<PlateauState>,
     best_val_loss: f64,
@@ -155,29 +82,24 @@ pub struct Trainer<'e> {
 }
 
 impl<'e> Trainer<'e> {
-    /// A trainer over the `n_train` training samples minus `cfg.validation`.
+    /// A trainer for the run `engine` was opened for ([`Engine::setup`]): its epochs,
+    /// minibatch size, schedule, seed, validation split and early stopping.
     ///
     /// # Errors
-    /// [`Error::InvalidConfig`] for a batch size of 0 or larger than the training set, 0
-    /// epochs, or an invalid learning rate, schedule or SGD setting.
-    pub fn new(
-        engine: &'e mut dyn Engine,
-        cfg: TrainConfig,
-        n_train: usize,
-    ) -> Result<Trainer<'e>> {
-        let mut held_out = vec![false; n_train];
-        for &v in &cfg.validation {
-            held_out[v as usize] = true;
-        }
-        let train_indices: Vec<u32> = (0..n_train as u32)
-            .filter(|&i| !held_out[i as usize])
-            .collect();
+    /// [`Error::InvalidConfig`] as [`validate`] (the engine checked the same at opening, so
+    /// this fails only for engines that did not).
+    pub fn new(engine: &'e mut dyn Engine) -> Result<Trainer<'e>> {
+        let setup = engine.setup();
+        let cfg = setup.config.clone();
+        let train_indices = setup.train_indices.clone();
+        let has_validation = !setup.validation.is_empty();
         validate(&cfg, train_indices.len())?;
         let plateau = cfg.schedule.plateau_state();
         Ok(Trainer {
             engine,
             cfg,
             train_indices,
+            has_validation,
             global_step: 0,
             plateau,
             best_val_loss: f64::INFINITY,
@@ -271,7 +193,7 @@ impl<'e> Trainer<'e> {
         let train_loss = sums.iter().map(|s| f64::from(s[0])).sum::<f64>() / n;
         let train_accuracy = sums.iter().map(|s| f64::from(s[1])).sum::<f64>() / n;
         let test = self.engine.evaluate(EvalSet::Test)?;
-        let val: Option<Evaluation> = if self.cfg.validation.is_empty() {
+        let val: Option<Evaluation> = if !self.has_validation {
             None
         } else {
             Some(self.engine.evaluate(EvalSet::Validation)?)
@@ -342,75 +264,33 @@ impl<'e> Trainer<'e> {
     }
 }
 
-/// Checks a configuration before any work.
+/// Checks a configuration against the `n_train` samples it trains on, before any work.
 ///
 /// # Errors
 /// [`Error::InvalidConfig`] naming the value and its valid range.
-pub fn validate(cfg: &TrainConfig, n_train: usize) -> Result<()> {
-    if cfg.epochs == 0 {
-        return Err(Error::InvalidConfig {
-            name: "epochs",
-            value: "0".into(),
-            reason: "must be at least 1".into(),
-        });
-    }
-    if cfg.batch_size == 0 || cfg.batch_size > n_train {
+pub fn validate(cfg: &RunConfig, n_train: usize) -> Result<()> {
+    check_batch_size(cfg.batch_size, n_train)?;
+    cfg.validate()
+}
+
+/// Checks that a minibatch of `batch_size` fits `n_train` training samples.
+///
+/// # Errors
+/// [`Error::InvalidConfig`] for 0 or more than `n_train`.
+pub fn check_batch_size(batch_size: usize, n_train: usize) -> Result<()> {
+    if batch_size == 0 || batch_size > n_train {
         return Err(Error::InvalidConfig {
             name: "batch size",
-            value: cfg.batch_size.to_string(),
+            value: batch_size.to_string(),
             reason: format!("must be between 1 and the number of training samples ({n_train})"),
         });
     }
-    crate::optim::validate_lr(cfg.schedule.base_lr)?;
-    cfg.schedule.validate().map_err(|e| Error::InvalidConfig {
-        name: "learning-rate schedule",
-        value: cfg.schedule.to_string(),
-        reason: e.to_string(),
-    })?;
-    cfg.sgd.validate()
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn step_records_cover_every_sample_once_with_a_partial_last_batch() {
-        let r = step_records(10, 4, 0, |_| 0.1);
-        assert_eq!(r.iter().map(|s| s.batch).collect::<Vec<_>>(), [4, 4, 2]);
-        assert_eq!(r.iter().map(|s| s.offset).collect::<Vec<_>>(), [0, 4, 8]);
-        assert_eq!(r.iter().map(|s| s.first).collect::<Vec<_>>(), [1, 0, 0]);
-        assert!(step_records(10, 4, 3, |_| 0.1).iter().all(|s| s.first == 0));
-        // 60000 / 64: 937 full minibatches and one of 32, as PyTorch's drop_last=False.
-        let r = step_records(60_000, 64, 0, |_| 0.1);
-        assert_eq!(r.len(), 938);
-        assert_eq!(r[937].batch, 32);
-    }
-
-    #[test]
-    fn epoch_order_is_a_seeded_permutation() {
-        let s: Vec<u32> = (0..1000).collect();
-        let a = epoch_order(&s, 1, 0);
-        assert_eq!(a, epoch_order(&s, 1, 0));
-        assert_ne!(a, epoch_order(&s, 1, 1));
-        assert_ne!(a, epoch_order(&s, 2, 0));
-        let mut sorted = a.clone();
-        sorted.sort_unstable();
-        assert_eq!(sorted, s);
-    }
-
-    #[test]
-    fn validation_split_is_disjoint_covering_and_stable() {
-        let (t, v) = validation_split(1000, 0.1, 7).unwrap();
-        assert_eq!(v.len(), 100);
-        assert_eq!(t.len(), 900);
-        let mut all: Vec<u32> = t.iter().chain(&v).copied().collect();
-        all.sort_unstable();
-        assert_eq!(all, (0..1000).collect::<Vec<u32>>());
-        assert_eq!(validation_split(1000, 0.1, 7).unwrap(), (t, v.clone()));
-        assert_ne!(validation_split(1000, 0.1, 8).unwrap().1, v);
-        assert!(validation_split(1000, 1.0, 7).is_err());
-    }
 
     #[test]
     fn first_non_finite_names_the_step_and_the_last_finite_loss() {

@@ -16,10 +16,10 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{Engine, EvalSet, Evaluation, StepSums};
+use crate::engine::{Engine, EvalSet, Evaluation, RunSetup};
 use crate::error::{Error, Result};
-use crate::gpu::StepRecord;
-use crate::train::{TrainConfig, Trainer};
+use crate::step::{StepRecord, StepSums};
+use crate::train::Trainer;
 use crate::tune::EpochMetrics;
 use crate::tune::prune::MedianPruner;
 use crate::tune::space::{TrialConfig, hidden_label};
@@ -29,6 +29,10 @@ use crate::tune::space::{TrialConfig, hidden_label};
 pub struct Blindfold<'e>(pub &'e mut dyn Engine);
 
 impl Engine for Blindfold<'_> {
+    fn setup(&self) -> &RunSetup {
+        self.0.setup()
+    }
+
     fn describe(&self) -> String {
         self.0.describe()
     }
@@ -205,23 +209,20 @@ impl Sweep {
         self.stop = Some(flag);
     }
 
-    /// Trains `config` on `engine` (fresh parameters, built for this trial) with the
-    /// trainer settings `train`, over `n_train` training samples of which `train.validation`
-    /// are held out. Stops when the pruner says so; a non-finite loss ends the trial as
-    /// diverged. `on_epoch` sees each epoch's metrics.
+    /// Trains `config` on `engine`, opened for this trial (fresh parameters, the trial's
+    /// [`crate::RunConfig`] with a validation split). Stops when the pruner says so; a
+    /// non-finite loss ends the trial as diverged. `on_epoch` sees each epoch's metrics.
     ///
     /// # Errors
-    /// [`Error::InvalidConfig`] without a validation split or for an invalid `train`;
-    /// engine errors.
+    /// [`Error::InvalidConfig`] when the engine holds out no validation sample; engine
+    /// errors.
     pub fn run_trial(
         &mut self,
         config: TrialConfig,
-        train: TrainConfig,
         engine: &mut dyn Engine,
-        n_train: usize,
         on_epoch: &mut dyn FnMut(&EpochMetrics),
     ) -> Result<&Trial> {
-        if train.validation.is_empty() {
+        if engine.setup().validation.is_empty() {
             return Err(Error::InvalidConfig {
                 name: "validation split",
                 value: "0".into(),
@@ -229,7 +230,7 @@ impl Sweep {
             });
         }
         let start = Instant::now();
-        let epochs = train.epochs;
+        let epochs = engine.setup().config.epochs;
         let completed: Vec<Vec<f64>> = self
             .trials
             .iter()
@@ -242,7 +243,7 @@ impl Sweep {
             })
             .collect();
         let mut blind = Blindfold(engine);
-        let mut trainer = Trainer::new(&mut blind, train, n_train)?;
+        let mut trainer = Trainer::new(&mut blind)?;
         if let Some(flag) = &self.stop {
             trainer.set_stop_flag(Arc::clone(flag));
         }

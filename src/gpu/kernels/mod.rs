@@ -61,24 +61,7 @@ pub const SOURCES: [KernelSource; 7] = [
     plain("bias_relu", bias_relu::SOURCE),
 ];
 
-/// Per-step values shared by every kernel of a training step, mirrored by `struct Step`
-/// in `shaders/step.wgsl` (prepended to every kernel module). Stored `STEP_STRIDE` bytes
-/// apart in one buffer written once per epoch.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct StepRecord {
-    /// First position of this minibatch in the epoch's sample order.
-    pub offset: u32,
-    /// Samples in this minibatch (B; the last one of an epoch may be smaller).
-    pub batch: u32,
-    /// Learning rate for this step.
-    pub lr: f32,
-    /// 1 on the very first optimizer step of a run (momentum buffer starts as the gradient).
-    pub first: u32,
-    /// Index of this step's slot in the metrics buffer.
-    pub index: u32,
-    pub _pad: [u32; 3],
-}
+pub use crate::step::StepRecord;
 
 /// Bytes between consecutive step records: the largest `min_uniform_buffer_offset_alignment`
 /// WebGPU allows, so one layout works on every adapter.

@@ -6,34 +6,27 @@
 //! the step records once, records all its steps into a few command buffers, and reads the
 //! per-step loss and correct counts back once at the end.
 //!
-//! One training step of an MLP with L layers is `1 + L + 1 + 2L + (L - 1) + 1` dispatches
-//! (10 for one hidden layer):
-//! ```text
-//! gather_normalize                      X [B, I], y [B]
-//! matmul (bias + ReLU fused), per layer H_l [B, O_l]; the last gives logits [B, C]
-//! softmax_cross_entropy                 dlogits, per-step Σ loss and Σ correct
-//! per layer, last to first:  matmul     dW_l = dZ_lᵀ · H_{l-1}
-//!                            column_sum db_l = colsum(dZ_l)
-//!                            matmul     dZ_{l-1} = (dZ_l · W_l) ⊙ [H_{l-1} > 0]   (l > 0)
-//! sgd_update                            all parameters at once
-//! ```
+//! Opening an engine is three steps: allocate the buffers, choose the matmul kernels
+//! ([`tuning`]), then build the step plan's launches ([`plan`], which documents the step).
+
+mod plan;
+mod tuning;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::config::RunConfig;
 use crate::data::Dataset;
-use crate::engine::{Engine, EvalSet, Evaluation, StepSums};
+use crate::engine::{EVAL_BATCH, Engine, EvalSet, Evaluation, RunData, RunSetup};
 use crate::error::{Error, Result};
+use crate::gpu::Gpu;
 use crate::gpu::autotune::MatmulChoice;
-use crate::gpu::kernels::matmul::BatchDim;
 use crate::gpu::kernels::softmax_cross_entropy::METRICS_HEADER;
-use crate::gpu::kernels::{
-    Dispatch, Epilogue, Kernels, MatmulSpec, STEP_STRIDE, StepRecord, column_sum, gather_normalize,
-    matmul, sgd_update, softmax_cross_entropy,
-};
+use crate::gpu::kernels::{Dispatch, Kernels, STEP_STRIDE};
 use crate::gpu::tensor::Readback;
-use crate::gpu::{Gpu, View};
-use crate::model::{MlpSpec, Normalization, ParamLayout};
-use crate::optim::SgdConfig;
+use crate::model::ParamLayout;
+use crate::step::{StepRecord, StepSums};
+
+use plan::{Activations, DeviceDataset, Stages, view};
 
 /// Steps recorded per command buffer: few submits per epoch, and the progress bar still
 /// moves (it advances when a command buffer completes).
@@ -42,32 +35,6 @@ const STEPS_PER_SUBMIT: usize = 64;
 /// Command buffers of training steps queued at once: enough that the GPU never waits for
 /// the host to encode the next one, few enough that the progress bar follows the GPU.
 const SUBMITS_IN_FLIGHT: usize = 3;
-
-/// Samples per evaluation minibatch (at least the training minibatch).
-const EVAL_BATCH: usize = 1000;
-
-/// What a [`GpuEngine`] is built from.
-pub struct GpuEngineConfig<'a> {
-    pub spec: &'a MlpSpec,
-    /// Initial flat parameters (layout of `spec.layout()`).
-    pub params: &'a [f32],
-    pub train: &'a Dataset,
-    /// Training-sample indices held out for validation (evaluated with [`EvalSet::Validation`]).
-    pub validation: &'a [u32],
-    pub test: &'a Dataset,
-    /// Largest minibatch B.
-    pub batch_size: usize,
-    pub sgd: &'a SgdConfig,
-    pub normalization: Normalization,
-    /// Matmul variant per launch: fixed, or timed per shape (`MatmulChoice::Auto`).
-    pub variant: MatmulChoice,
-}
-
-/// A dataset resident on the GPU.
-struct DeviceDataset {
-    pixels: wgpu::Buffer,
-    labels: wgpu::Buffer,
-}
 
 fn upload_dataset(gpu: &Gpu, name: &str, ds: &Dataset) -> Result<DeviceDataset> {
     let bytes = ds.images.len() as u64;
@@ -100,6 +67,65 @@ fn upload_dataset(gpu: &Gpu, name: &str, ds: &Dataset) -> Result<DeviceDataset> 
     Ok(DeviceDataset { pixels, labels })
 }
 
+/// A `[len]` f32 storage buffer that can be written and read back.
+fn f32_buffer(gpu: &Gpu, label: &str, len: usize) -> Result<wgpu::Buffer> {
+    let usage = wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC;
+    gpu.storage_buffer(label, len as u64 * 4, usage)
+}
+
+/// A `[P]` parameter-sized buffer; its size depends on the layer sizes alone.
+fn param_buffer(gpu: &Gpu, what: &str, layout: &ParamLayout) -> Result<wgpu::Buffer> {
+    let usage = wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC;
+    gpu.storage_buffer_hinted(
+        what,
+        layout.len as u64 * 4,
+        usage,
+        "use smaller --hidden sizes",
+    )
+}
+
+/// A `[len]` u32 index buffer holding `indices`.
+fn index_buffer(gpu: &Gpu, label: &str, indices: &[u32]) -> Result<wgpu::Buffer> {
+    let buffer = gpu.storage_buffer(
+        label,
+        indices.len() as u64 * 4,
+        wgpu::BufferUsages::COPY_DST,
+    )?;
+    gpu.queue
+        .write_buffer(&buffer, 0, bytemuck::cast_slice(indices));
+    Ok(buffer)
+}
+
+impl Activations {
+    /// Activation buffers of `rows` rows for the model of `layout`.
+    fn new(gpu: &Gpu, layout: &ParamLayout, rows: usize) -> Result<Activations> {
+        let layers = &layout.layers;
+        let hidden = &layers[..layers.len() - 1];
+        let classes = layers[layers.len() - 1].outputs;
+        let per_layer = |what: &str, name: &str| -> Result<Vec<wgpu::Buffer>> {
+            let label = |l| format!("the buffer `{name}{l}` (layer {l} {what})");
+            hidden
+                .iter()
+                .enumerate()
+                .map(|(l, s)| f32_buffer(gpu, &label(l), rows * s.outputs))
+                .collect()
+        };
+        Ok(Activations {
+            x: f32_buffer(
+                gpu,
+                "the buffer `x` (minibatch inputs)",
+                rows * layers[0].inputs,
+            )?,
+            y: f32_buffer(gpu, "the buffer `y` (minibatch labels)", rows)?,
+            hidden: per_layer("activations", "hidden")?,
+            logits: f32_buffer(gpu, "the buffer `logits`", rows * classes)?,
+            dlogits: f32_buffer(gpu, "the buffer `dlogits`", rows * classes)?,
+            dhidden: per_layer("activation gradients", "dhidden")?,
+            rows: f32_buffer(gpu, "rows", rows * 2)?,
+        })
+    }
+}
+
 /// Evaluation of one held-out set: its own gather and softmax launches (its data and
 /// metrics), the shared forward launches, and its step records after the training ones.
 struct EvalPlan {
@@ -113,22 +139,10 @@ struct EvalPlan {
     steps: usize,
 }
 
-/// Activation buffers sized for `capacity` rows.
-struct Activations {
-    x: wgpu::Buffer,
-    y: wgpu::Buffer,
-    /// `hidden[l]`: output of layer l for l < L - 1; `[capacity, O_l]`.
-    hidden: Vec<wgpu::Buffer>,
-    logits: wgpu::Buffer,
-    dlogits: wgpu::Buffer,
-    /// `dhidden[l]`: gradient with respect to `hidden[l]`.
-    dhidden: Vec<wgpu::Buffer>,
-    rows: wgpu::Buffer,
-}
-
 /// The GPU training engine. See the module docs for the step it runs.
 pub struct GpuEngine<'g> {
     gpu: &'g Gpu,
+    setup: RunSetup,
     layout: ParamLayout,
     params: wgpu::Buffer,
     velocity: wgpu::Buffer,
@@ -142,7 +156,6 @@ pub struct GpuEngine<'g> {
     eval_forward: Vec<Dispatch>,
     evals: Vec<EvalPlan>,
     max_train_steps: usize,
-    batch_size: usize,
     variant: MatmulChoice,
     /// The logits buffer the evaluation forward writes (`[eval_rows, C]`), and its rows.
     logits: wgpu::Buffer,
@@ -151,133 +164,61 @@ pub struct GpuEngine<'g> {
     _keep: Vec<wgpu::Buffer>,
 }
 
-fn view(buffer: &wgpu::Buffer, offset_floats: usize, len: usize) -> View<'_> {
-    View {
-        buffer,
-        offset: offset_floats as u64 * 4,
-        len,
-    }
-}
-
 impl<'g> GpuEngine<'g> {
-    /// Uploads the data and parameters and prepares every launch.
+    /// Opens the GPU engine for `cfg` on `data` (see [`crate::engine::open`]): uploads the
+    /// data and the initial parameters, chooses the matmul kernels (`matmul`) and prepares
+    /// every launch.
     ///
     /// # Errors
-    /// [`Error::LimitExceeded`] when a buffer, binding or grid does not fit the adapter
-    /// (with a hint: a smaller batch, a smaller model); [`Error::Gpu`] on a wgpu error.
+    /// [`Error::InvalidConfig`] as [`RunSetup::new`]; [`Error::LimitExceeded`] when a buffer,
+    /// binding or grid does not fit the adapter (with a hint: a smaller batch, a smaller
+    /// model); [`Error::Gpu`] on a wgpu error.
     pub fn new(
         gpu: &'g Gpu,
         kernels: &'g Kernels,
-        cfg: GpuEngineConfig<'_>,
+        matmul: MatmulChoice,
+        cfg: &RunConfig,
+        data: RunData<'_>,
     ) -> Result<GpuEngine<'g>> {
-        let spec = cfg.spec;
-        let layout = spec.layout();
-        assert_eq!(
-            cfg.params.len(),
-            layout.len,
-            "parameters do not match the model layout"
-        );
+        let setup = RunSetup::new(cfg, data)?;
+        let layout = setup.spec.layout();
         let b = cfg.batch_size;
-        let n_train = cfg.train.len();
-        let capacity = b.max(EVAL_BATCH.min(cfg.test.len().max(cfg.validation.len())));
-        let usage = wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC;
+        let validation = &setup.validation;
+        let eval_rows = b.max(EVAL_BATCH.min(data.test.len().max(validation.len())));
 
-        let train = upload_dataset(gpu, "train", cfg.train)?;
-        let test = upload_dataset(gpu, "test", cfg.test)?;
-        let pbytes = layout.len as u64 * 4;
-        // The parameter buffers depend on the layer sizes alone.
-        let params_hint = "use smaller --hidden sizes";
-        let params = gpu.storage_buffer_hinted(
-            "the buffer `params` (parameters)",
-            pbytes,
-            usage,
-            params_hint,
-        )?;
+        // Buffers, once.
+        let train = upload_dataset(gpu, "train", data.train)?;
+        let test = upload_dataset(gpu, "test", data.test)?;
+        let params = param_buffer(gpu, "the buffer `params` (parameters)", &layout)?;
         gpu.queue
-            .write_buffer(&params, 0, bytemuck::cast_slice(cfg.params));
-        let grads = gpu.storage_buffer_hinted(
-            "the buffer `grads` (gradients)",
-            pbytes,
-            usage,
-            params_hint,
-        )?;
-        let velocity = gpu.storage_buffer_hinted(
-            "the buffer `velocity` (momentum)",
-            pbytes,
-            usage,
-            params_hint,
-        )?;
-        let order =
-            gpu.storage_buffer("order", n_train as u64 * 4, wgpu::BufferUsages::COPY_DST)?;
-        let val_order = gpu.storage_buffer(
-            "validation.order",
-            cfg.validation.len() as u64 * 4,
+            .write_buffer(&params, 0, bytemuck::cast_slice(&setup.init));
+        let grads = param_buffer(gpu, "the buffer `grads` (gradients)", &layout)?;
+        let velocity = param_buffer(gpu, "the buffer `velocity` (momentum)", &layout)?;
+        let order = gpu.storage_buffer(
+            "order",
+            data.train.len() as u64 * 4,
             wgpu::BufferUsages::COPY_DST,
         )?;
-        gpu.queue
-            .write_buffer(&val_order, 0, bytemuck::cast_slice(cfg.validation));
-        let identity: Vec<u32> = (0..cfg.test.len() as u32).collect();
-        let test_order = gpu.storage_buffer(
-            "test.order",
-            identity.len() as u64 * 4,
-            wgpu::BufferUsages::COPY_DST,
-        )?;
-        gpu.queue
-            .write_buffer(&test_order, 0, bytemuck::cast_slice(&identity));
-
-        let f32s = |label: &str, len: usize| gpu.storage_buffer(label, len as u64 * 4, usage);
-        let layers = &layout.layers;
-        let n_layers = layers.len();
-        let classes = spec.classes();
-        let act = Activations {
-            x: f32s(
-                "the buffer `x` (minibatch inputs)",
-                capacity * spec.inputs(),
-            )?,
-            y: f32s("the buffer `y` (minibatch labels)", capacity)?,
-            hidden: layers[..n_layers - 1]
-                .iter()
-                .enumerate()
-                .map(|(l, s)| {
-                    f32s(
-                        &format!("the buffer `hidden{l}` (layer {l} activations)"),
-                        capacity * s.outputs,
-                    )
-                })
-                .collect::<Result<_>>()?,
-            logits: f32s("the buffer `logits`", capacity * classes)?,
-            dlogits: f32s("the buffer `dlogits`", capacity * classes)?,
-            dhidden: layers[..n_layers - 1]
-                .iter()
-                .enumerate()
-                .map(|(l, s)| {
-                    f32s(
-                        &format!("the buffer `dhidden{l}` (layer {l} activation gradients)"),
-                        capacity * s.outputs,
-                    )
-                })
-                .collect::<Result<_>>()?,
-            rows: f32s("rows", capacity * 2)?,
-        };
-        let dummy = f32s("unused", 4)?;
+        let val_order = index_buffer(gpu, "validation.order", validation)?;
+        let identity: Vec<u32> = (0..data.test.len() as u32).collect();
+        let test_order = index_buffer(gpu, "test.order", &identity)?;
+        let act = Activations::new(gpu, &layout, eval_rows)?;
+        let dummy = f32_buffer(gpu, "unused", 4)?;
         let no_decay_ranges: Vec<u32> = if cfg.sgd.decay_bias {
             vec![0, 0]
         } else {
-            layout
-                .bias_ranges()
+            let ranges = layout.bias_ranges();
+            ranges
                 .iter()
                 .flat_map(|&(s, e)| [s as u32, e as u32])
                 .collect()
         };
-        let no_decay = f32s("no_decay", no_decay_ranges.len())?;
-        gpu.queue
-            .write_buffer(&no_decay, 0, bytemuck::cast_slice(&no_decay_ranges));
-
-        let max_train_steps = n_train.div_ceil(b);
-        let train_metrics = f32s("train.metrics", METRICS_HEADER + max_train_steps * 2)?;
-        let eval_steps = |n: usize| n.div_ceil(capacity);
+        let no_decay = index_buffer(gpu, "no_decay", &no_decay_ranges)?;
+        let max_train_steps = setup.train_indices.len().div_ceil(b);
+        let train_metrics = f32_buffer(gpu, "train.metrics", METRICS_HEADER + max_train_steps * 2)?;
+        let eval_steps = |n: usize| n.div_ceil(eval_rows);
         let total_records =
-            max_train_steps + eval_steps(cfg.test.len()) + eval_steps(cfg.validation.len());
+            max_train_steps + eval_steps(data.test.len()) + eval_steps(validation.len());
         let steps_bytes = total_records as u64 * STEP_STRIDE;
         gpu.check_buffer("the step records", steps_bytes, "use a larger --batch-size")?;
         let steps = gpu.buffer(
@@ -287,243 +228,54 @@ impl<'g> GpuEngine<'g> {
         );
         let steps_bind_group = kernels.steps_bind_group(gpu, &steps);
 
-        let variant = cfg.variant;
-        let forward = |rows: usize, tag: &str| -> Result<Vec<Dispatch>> {
-            layers
-                .iter()
-                .enumerate()
-                .map(|(l, s)| {
-                    let input = if l == 0 {
-                        view(&act.x, 0, rows * s.inputs)
-                    } else {
-                        view(&act.hidden[l - 1], 0, rows * s.inputs)
-                    };
-                    let out = if l + 1 < n_layers {
-                        &act.hidden[l]
-                    } else {
-                        &act.logits
-                    };
-                    let spec = MatmulSpec {
-                        m: rows,
-                        n: s.outputs,
-                        k: s.inputs,
-                        trans_a: false,
-                        trans_b: true,
-                        trans_c: false,
-                        epilogue: if l + 1 < n_layers {
-                            Epilogue::BiasRelu
-                        } else {
-                            Epilogue::Bias
-                        },
-                        batch_dim: BatchDim::M,
-                    };
-                    matmul::dispatch_with(
-                        gpu,
-                        kernels,
-                        variant,
-                        &format!("{tag}.layer{l}.forward"),
-                        spec,
-                        input,
-                        view(&params, s.weight, s.outputs * s.inputs),
-                        Some(view(&params, s.bias, s.outputs)),
-                        None,
-                        view(out, 0, rows * s.outputs),
-                        View::whole(&dummy),
-                    )
-                })
-                .collect()
+        // The tuning step: every matmul kernel, chosen before any launch is built.
+        let matmuls = tuning::tune(gpu, kernels, matmul, &layout.layers, b, eval_rows)?;
+
+        // The training step, stage by stage.
+        let stages = Stages {
+            gpu,
+            kernels,
+            layout: &layout,
+            matmuls: &matmuls,
+            params: &params,
+            grads: &grads,
+            velocity: &velocity,
+            act: &act,
+            dummy: &dummy,
         };
-
-        // The training step.
-        let mut train_step = vec![gather_normalize::dispatch(
-            gpu,
-            kernels,
-            "train.gather_normalize",
-            gather_normalize::GatherBuffers {
-                pixels: &train.pixels,
-                labels: &train.labels,
-                order: &order,
-                x: &act.x,
-                y: &act.y,
-            },
-            spec.inputs(),
-            b,
-            cfg.normalization.mean,
-            cfg.normalization.std,
-        )?];
-        train_step.extend(forward(b, "train")?);
-        train_step.push(softmax_cross_entropy::dispatch(
-            gpu,
-            kernels,
-            "train.softmax_cross_entropy",
-            softmax_cross_entropy::SoftmaxBuffers {
-                logits: view(&act.logits, 0, b * classes),
-                labels: view(&act.y, 0, b),
-                dlogits: view(&act.dlogits, 0, b * classes),
-                rows: view(&act.rows, 0, b * 2),
-                metrics: View::whole(&train_metrics),
-            },
-            b,
-            classes,
-            true,
-        )?);
-        for (l, s) in layers.iter().enumerate().rev() {
-            let dz = if l + 1 == n_layers {
-                view(&act.dlogits, 0, b * s.outputs)
-            } else {
-                view(&act.dhidden[l], 0, b * s.outputs)
-            };
-            let input = if l == 0 {
-                view(&act.x, 0, b * s.inputs)
-            } else {
-                view(&act.hidden[l - 1], 0, b * s.inputs)
-            };
-            // dW [O, I] = dZᵀ · X, or computed as (Xᵀ · dZ)ᵀ when that orientation is faster
-            // (the long I dimension then lies along the rows a workgroup shares).
-            let plain = MatmulSpec {
-                m: s.outputs,
-                n: s.inputs,
-                k: b,
-                trans_a: true,
-                trans_b: false,
-                trans_c: false,
-                epilogue: Epilogue::None,
-                batch_dim: BatchDim::K,
-            };
-            let flipped = MatmulSpec {
-                m: s.inputs,
-                n: s.outputs,
-                trans_c: true,
-                ..plain
-            };
-            let flip = faster_orientation(gpu, kernels, variant, &plain, &flipped)?;
-            let (spec, lhs, rhs) = if flip {
-                (flipped, input, dz)
-            } else {
-                (plain, dz, input)
-            };
-            train_step.push(matmul::dispatch_with(
-                gpu,
-                kernels,
-                variant,
-                &format!("train.layer{l}.weight_grad"),
-                spec,
-                lhs,
-                rhs,
-                None,
-                None,
-                view(&grads, s.weight, s.outputs * s.inputs),
-                View::whole(&dummy),
-            )?);
-            train_step.push(column_sum::dispatch(
-                gpu,
-                kernels,
-                &format!("train.layer{l}.bias_grad"),
-                b,
-                s.outputs,
-                BatchDim::M,
-                dz,
-                view(&grads, s.bias, s.outputs),
-            )?);
-            if l > 0 {
-                train_step.push(matmul::dispatch_with(
-                    gpu,
-                    kernels,
-                    variant,
-                    &format!("train.layer{l}.input_grad"),
-                    MatmulSpec {
-                        m: b,
-                        n: s.inputs,
-                        k: s.outputs,
-                        trans_a: false,
-                        trans_b: false,
-                        trans_c: false,
-                        epilogue: Epilogue::ReluMask,
-                        batch_dim: BatchDim::M,
-                    },
-                    dz,
-                    view(&params, s.weight, s.outputs * s.inputs),
-                    None,
-                    Some(view(&act.hidden[l - 1], 0, b * s.inputs)),
-                    view(&act.dhidden[l - 1], 0, b * s.inputs),
-                    View::whole(&dummy),
-                )?);
-            }
+        let norm = cfg.normalization;
+        let mut train_step = vec![stages.gather("train", &train, &order, b, norm)?];
+        train_step.extend(stages.forward("train", b, &matmuls.forward)?);
+        train_step.push(stages.loss("train", b, &train_metrics, true)?);
+        for l in (0..layout.layers.len()).rev() {
+            train_step.extend(stages.backward(l, b)?);
         }
-        train_step.push(sgd_update::dispatch(
-            gpu,
-            kernels,
-            "sgd_update",
-            sgd_update::SgdBuffers {
-                params: View::whole(&params),
-                grads: View::whole(&grads),
-                velocity: View::whole(&velocity),
-                no_decay: View::whole(&no_decay),
-                status: view(&train_metrics, 0, METRICS_HEADER),
-            },
-            layout.len,
-            if cfg.sgd.decay_bias { 0 } else { n_layers },
-            cfg.sgd,
-        )?);
+        let status = view(&train_metrics, 0, METRICS_HEADER);
+        train_step.push(stages.update(&cfg.sgd, &no_decay, status)?);
 
-        // Evaluation: shared forward launches at `capacity` rows, one gather and softmax per set.
-        let eval_forward = forward(capacity, "eval")?;
+        // Evaluation: shared forward launches at `eval_rows` rows, one gather and loss per set.
+        let eval_forward = stages.forward("eval", eval_rows, &matmuls.eval_forward)?;
         let mut evals = Vec::new();
         let mut first_record = max_train_steps;
-        let sets: [(EvalSet, &DeviceDataset, &wgpu::Buffer, usize); 2] = [
-            (EvalSet::Test, &test, &test_order, cfg.test.len()),
-            (
-                EvalSet::Validation,
-                &train,
-                &val_order,
-                cfg.validation.len(),
-            ),
+        let sets = [
+            (EvalSet::Test, &test, &test_order, data.test.len()),
+            (EvalSet::Validation, &train, &val_order, validation.len()),
         ];
-        for (set, data, set_order, samples) in sets {
+        for (set, dataset, set_order, samples) in sets {
             if samples == 0 {
                 continue;
             }
-            let name = match set {
-                EvalSet::Test => "test",
-                EvalSet::Validation => "validation",
-            };
+            let name = set_name(set);
             let n_steps = eval_steps(samples);
-            let metrics = f32s(&format!("{name}.metrics"), METRICS_HEADER + n_steps * 2)?;
-            let gather = gather_normalize::dispatch(
+            let metrics = f32_buffer(
                 gpu,
-                kernels,
-                &format!("{name}.gather_normalize"),
-                gather_normalize::GatherBuffers {
-                    pixels: &data.pixels,
-                    labels: &data.labels,
-                    order: set_order,
-                    x: &act.x,
-                    y: &act.y,
-                },
-                spec.inputs(),
-                capacity,
-                cfg.normalization.mean,
-                cfg.normalization.std,
-            )?;
-            let softmax = softmax_cross_entropy::dispatch(
-                gpu,
-                kernels,
-                &format!("{name}.softmax_cross_entropy"),
-                softmax_cross_entropy::SoftmaxBuffers {
-                    logits: View::whole(&act.logits),
-                    labels: View::whole(&act.y),
-                    dlogits: View::whole(&act.dlogits),
-                    rows: View::whole(&act.rows),
-                    metrics: View::whole(&metrics),
-                },
-                capacity,
-                classes,
-                false,
+                &format!("{name}.metrics"),
+                METRICS_HEADER + n_steps * 2,
             )?;
             let records: Vec<StepRecord> = (0..n_steps)
                 .map(|i| StepRecord {
-                    offset: (i * capacity) as u32,
-                    batch: (capacity.min(samples - i * capacity)) as u32,
+                    offset: (i * eval_rows) as u32,
+                    batch: (eval_rows.min(samples - i * eval_rows)) as u32,
                     index: i as u32,
                     ..Default::default()
                 })
@@ -532,8 +284,8 @@ impl<'g> GpuEngine<'g> {
             evals.push(EvalPlan {
                 set,
                 samples,
-                gather,
-                softmax,
+                gather: stages.gather(name, dataset, set_order, eval_rows, norm)?,
+                softmax: stages.loss(name, eval_rows, &metrics, false)?,
                 metrics,
                 first_record,
                 steps: n_steps,
@@ -546,6 +298,7 @@ impl<'g> GpuEngine<'g> {
             (max_train_steps.max(total_records) * 2 * 4 + 8) as u64,
         );
         gpu.take_error("preparing the training launches")?;
+        let logits = act.logits.clone();
         let mut keep = vec![
             train.pixels,
             train.labels,
@@ -557,12 +310,12 @@ impl<'g> GpuEngine<'g> {
             dummy,
             no_decay,
         ];
-        let logits = act.logits.clone();
         keep.extend([act.x, act.y, act.logits, act.dlogits, act.rows]);
         keep.extend(act.hidden);
         keep.extend(act.dhidden);
         Ok(GpuEngine {
             gpu,
+            setup,
             layout,
             params,
             velocity,
@@ -575,10 +328,9 @@ impl<'g> GpuEngine<'g> {
             eval_forward,
             evals,
             max_train_steps,
-            batch_size: b,
-            variant,
+            variant: matmul,
             logits,
-            eval_rows: capacity,
+            eval_rows,
             _keep: keep,
         })
     }
@@ -618,12 +370,12 @@ impl<'g> GpuEngine<'g> {
         }
         if let Some(s) = steps
             .iter()
-            .find(|s| s.batch as usize > self.batch_size || s.batch == 0)
+            .find(|s| s.batch as usize > self.setup.config.batch_size || s.batch == 0)
         {
             return Err(Error::InvalidConfig {
                 name: "minibatch size",
                 value: s.batch.to_string(),
-                reason: format!("must be in 1..={}", self.batch_size),
+                reason: format!("must be in 1..={}", self.setup.config.batch_size),
             });
         }
         self.gpu
@@ -675,23 +427,6 @@ impl<'g> GpuEngine<'g> {
     }
 }
 
-/// True when `flipped` (the same product with C transposed) is measured faster than
-/// `plain`; always false for a fixed variant.
-fn faster_orientation(
-    gpu: &Gpu,
-    kernels: &Kernels,
-    choice: MatmulChoice,
-    plain: &MatmulSpec,
-    flipped: &MatmulSpec,
-) -> Result<bool> {
-    if choice != MatmulChoice::Auto {
-        return Ok(false);
-    }
-    let best =
-        |s: &MatmulSpec| crate::gpu::autotune::rank_variants(gpu, kernels, s).map(|r| r[0].ms);
-    Ok(best(flipped)? < best(plain)?)
-}
-
 fn set_name(set: EvalSet) -> &'static str {
     match set {
         EvalSet::Test => "test",
@@ -714,6 +449,10 @@ fn write_records(gpu: &Gpu, steps: &wgpu::Buffer, first: usize, records: &[StepR
 }
 
 impl Engine for GpuEngine<'_> {
+    fn setup(&self) -> &RunSetup {
+        &self.setup
+    }
+
     fn describe(&self) -> String {
         let kernels: Vec<String> = self
             .matmul_kernels()
@@ -883,11 +622,7 @@ impl Engine for GpuEngine<'_> {
     }
 
     fn set_params(&mut self, params: &[f32]) -> Result<()> {
-        assert_eq!(
-            params.len(),
-            self.layout.len,
-            "parameters do not match the model layout"
-        );
+        self.setup.check_params(params)?;
         self.gpu
             .queue
             .write_buffer(&self.params, 0, bytemuck::cast_slice(params));

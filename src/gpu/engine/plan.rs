@@ -1,0 +1,331 @@
+//! The step plan: a training step and an evaluation pass as named stages, each a short
+//! function that returns its dispatches, in the order they run (llm.c's
+//! `matmul_forward` / `crossentropy_softmax_backward` / `update` reading). For an MLP of L
+//! layers a training step is `1 + L + 1 + 2L + (L - 1) + 1` dispatches (10 for one hidden
+//! layer):
+//! ```text
+//! gather      gather_normalize        X [B, I], y [B]
+//! forward     matmul per layer        H_l = ReLU(H_{l-1} · W_lᵀ + b_l); the last gives logits [B, C]
+//! loss        softmax_cross_entropy   dlogits, per-step Σ loss and Σ correct
+//! backward    per layer, last to first:
+//!               matmul     dW_l = dZ_lᵀ · H_{l-1}
+//!               column_sum db_l = colsum(dZ_l)
+//!               matmul     dZ_{l-1} = (dZ_l · W_l) ⊙ [H_{l-1} > 0]   (l > 0)
+//! update      sgd_update              all parameters at once
+//! ```
+//! Evaluation is `gather`, `forward` and `loss` (without gradient) over a held-out set. The
+//! matmul kernels were chosen before building, by the tuning step ([`super::tuning`]).
+
+use crate::error::Result;
+use crate::gpu::kernels::matmul::BatchDim;
+use crate::gpu::kernels::{
+    Dispatch, Epilogue, Kernels, MatmulSpec, MatmulVariant, column_sum, gather_normalize, matmul,
+    sgd_update, softmax_cross_entropy,
+};
+use crate::gpu::{Gpu, View};
+use crate::model::{LayerSlot, Normalization, ParamLayout};
+use crate::optim::SgdConfig;
+
+use super::tuning::MatmulPlan;
+
+/// A dataset resident on the GPU: pixels `[N, I]` as packed u8, labels `[N]` u32.
+pub(super) struct DeviceDataset {
+    pub pixels: wgpu::Buffer,
+    pub labels: wgpu::Buffer,
+}
+
+/// Activation buffers sized for the largest minibatch (training or evaluation).
+pub(super) struct Activations {
+    /// `[rows, I]` minibatch inputs.
+    pub x: wgpu::Buffer,
+    /// `[rows]` minibatch labels.
+    pub y: wgpu::Buffer,
+    /// `hidden[l]`: output of layer l for l < L - 1; `[rows, O_l]`.
+    pub hidden: Vec<wgpu::Buffer>,
+    /// `[rows, C]`.
+    pub logits: wgpu::Buffer,
+    /// `[rows, C]`: gradient of the mean loss with respect to the logits.
+    pub dlogits: wgpu::Buffer,
+    /// `dhidden[l]`: gradient with respect to `hidden[l]`.
+    pub dhidden: Vec<wgpu::Buffer>,
+    /// `[rows, 2]`: per-row loss and correct flag of the softmax stage.
+    pub rows: wgpu::Buffer,
+}
+
+/// What the stages bind: the device, the parameter buffers and the activations.
+pub(super) struct Stages<'a> {
+    pub gpu: &'a Gpu,
+    pub kernels: &'a Kernels,
+    pub layout: &'a ParamLayout,
+    pub matmuls: &'a MatmulPlan,
+    /// `[P]` flat parameters, gradients and momentum (layout of `layout`).
+    pub params: &'a wgpu::Buffer,
+    pub grads: &'a wgpu::Buffer,
+    pub velocity: &'a wgpu::Buffer,
+    pub act: &'a Activations,
+    /// Bound where a kernel's optional operand is absent.
+    pub dummy: &'a wgpu::Buffer,
+}
+
+/// `len` floats of `buffer` from float `offset`.
+pub(super) fn view(buffer: &wgpu::Buffer, offset: usize, len: usize) -> View<'_> {
+    View {
+        buffer,
+        offset: offset as u64 * 4,
+        len,
+    }
+}
+
+/// Forward product of layer `s` over `rows` rows: `H [rows, O] = X [rows, I] · Wᵀ`, bias
+/// (and ReLU, except on the `last` layer) fused.
+pub(super) fn forward_spec(s: &LayerSlot, rows: usize, last: bool) -> MatmulSpec {
+    MatmulSpec {
+        m: rows,
+        n: s.outputs,
+        k: s.inputs,
+        trans_a: false,
+        trans_b: true,
+        trans_c: false,
+        epilogue: if last {
+            Epilogue::Bias
+        } else {
+            Epilogue::BiasRelu
+        },
+        batch_dim: BatchDim::M,
+    }
+}
+
+/// Weight gradient of layer `s`: `dW [O, I] = dZᵀ · X`, or with `flipped` `(Xᵀ · dZ)ᵀ` (the
+/// long I dimension then lies along the rows a workgroup shares); K is the minibatch.
+pub(super) fn weight_grad_spec(s: &LayerSlot, batch: usize, flipped: bool) -> MatmulSpec {
+    let plain = MatmulSpec {
+        m: s.outputs,
+        n: s.inputs,
+        k: batch,
+        trans_a: true,
+        trans_b: false,
+        trans_c: false,
+        epilogue: Epilogue::None,
+        batch_dim: BatchDim::K,
+    };
+    if flipped {
+        MatmulSpec {
+            m: s.inputs,
+            n: s.outputs,
+            trans_c: true,
+            ..plain
+        }
+    } else {
+        plain
+    }
+}
+
+/// Input gradient below layer `s`: `dH [B, I] = (dZ [B, O] · W [O, I]) ⊙ [H > 0]`.
+pub(super) fn input_grad_spec(s: &LayerSlot, batch: usize) -> MatmulSpec {
+    MatmulSpec {
+        m: batch,
+        n: s.inputs,
+        k: s.outputs,
+        trans_a: false,
+        trans_b: false,
+        trans_c: false,
+        epilogue: Epilogue::ReluMask,
+        batch_dim: BatchDim::M,
+    }
+}
+
+impl Stages<'_> {
+    fn layers(&self) -> &[LayerSlot] {
+        &self.layout.layers
+    }
+
+    /// Input of layer `l` (`X` or the previous layer's activations), `rows` rows.
+    fn input(&self, l: usize, rows: usize) -> View<'_> {
+        let s = &self.layers()[l];
+        match l {
+            0 => view(&self.act.x, 0, rows * s.inputs),
+            _ => view(&self.act.hidden[l - 1], 0, rows * s.inputs),
+        }
+    }
+
+    /// Output of layer `l` (its activations or the logits), `rows` rows.
+    fn output(&self, l: usize, rows: usize) -> View<'_> {
+        let s = &self.layers()[l];
+        match self.act.hidden.get(l) {
+            Some(h) => view(h, 0, rows * s.outputs),
+            None => view(&self.act.logits, 0, rows * s.outputs),
+        }
+    }
+
+    /// Gradient with respect to layer `l`'s output, `rows` rows.
+    fn output_grad(&self, l: usize, rows: usize) -> View<'_> {
+        let s = &self.layers()[l];
+        match self.act.dhidden.get(l) {
+            Some(d) => view(d, 0, rows * s.outputs),
+            None => view(&self.act.dlogits, 0, rows * s.outputs),
+        }
+    }
+
+    /// Stage `gather`: X `[rows, I]` = normalised pixels of the samples `order` lists from
+    /// position `offset` of the step record on, and their labels y.
+    pub fn gather(
+        &self,
+        tag: &str,
+        data: &DeviceDataset,
+        order: &wgpu::Buffer,
+        rows: usize,
+        norm: Normalization,
+    ) -> Result<Dispatch> {
+        gather_normalize::dispatch(
+            self.gpu,
+            self.kernels,
+            &format!("{tag}.gather_normalize"),
+            gather_normalize::GatherBuffers {
+                pixels: &data.pixels,
+                labels: &data.labels,
+                order,
+                x: &self.act.x,
+                y: &self.act.y,
+            },
+            self.layers()[0].inputs,
+            rows,
+            norm.mean,
+            norm.std,
+        )
+    }
+
+    /// Stage `forward`: one matmul per layer with bias (and ReLU) fused, `rows` rows, with
+    /// the kernels `variants` (one per layer).
+    pub fn forward(
+        &self,
+        tag: &str,
+        rows: usize,
+        variants: &[MatmulVariant],
+    ) -> Result<Vec<Dispatch>> {
+        let last = self.layers().len() - 1;
+        let layers = self.layers().iter().enumerate();
+        layers
+            .map(|(l, s)| {
+                matmul::dispatch(
+                    self.gpu,
+                    self.kernels,
+                    variants[l],
+                    &format!("{tag}.layer{l}.forward"),
+                    forward_spec(s, rows, l == last),
+                    self.input(l, rows),
+                    view(self.params, s.weight, s.outputs * s.inputs),
+                    Some(view(self.params, s.bias, s.outputs)),
+                    None,
+                    self.output(l, rows),
+                    View::whole(self.dummy),
+                )
+            })
+            .collect()
+    }
+
+    /// Stage `loss`: softmax cross-entropy of the logits of `rows` rows, the step's sums into
+    /// `metrics`; with `grad`, also dlogits `(softmax - onehot) / B`.
+    pub fn loss(
+        &self,
+        tag: &str,
+        rows: usize,
+        metrics: &wgpu::Buffer,
+        grad: bool,
+    ) -> Result<Dispatch> {
+        let classes = self.layers()[self.layers().len() - 1].outputs;
+        softmax_cross_entropy::dispatch(
+            self.gpu,
+            self.kernels,
+            &format!("{tag}.softmax_cross_entropy"),
+            softmax_cross_entropy::SoftmaxBuffers {
+                logits: view(&self.act.logits, 0, rows * classes),
+                labels: view(&self.act.y, 0, rows),
+                dlogits: view(&self.act.dlogits, 0, rows * classes),
+                rows: view(&self.act.rows, 0, rows * 2),
+                metrics: View::whole(metrics),
+            },
+            rows,
+            classes,
+            grad,
+        )
+    }
+
+    /// Stage `backward` of layer `l` for minibatches of up to `batch` rows: weight gradient,
+    /// bias gradient and (below the first layer) input gradient through the ReLU.
+    pub fn backward(&self, l: usize, batch: usize) -> Result<Vec<Dispatch>> {
+        let s = &self.layers()[l];
+        let dz = self.output_grad(l, batch);
+        let input = self.input(l, batch);
+        let wg = self.matmuls.weight_grad[l];
+        let (lhs, rhs) = if wg.flipped { (input, dz) } else { (dz, input) };
+        let mut out = vec![matmul::dispatch(
+            self.gpu,
+            self.kernels,
+            wg.variant,
+            &format!("train.layer{l}.weight_grad"),
+            weight_grad_spec(s, batch, wg.flipped),
+            lhs,
+            rhs,
+            None,
+            None,
+            view(self.grads, s.weight, s.outputs * s.inputs),
+            View::whole(self.dummy),
+        )?];
+        out.push(column_sum::dispatch(
+            self.gpu,
+            self.kernels,
+            &format!("train.layer{l}.bias_grad"),
+            batch,
+            s.outputs,
+            BatchDim::M,
+            dz,
+            view(self.grads, s.bias, s.outputs),
+        )?);
+        if let Some(variant) = self.matmuls.input_grad[l] {
+            out.push(matmul::dispatch(
+                self.gpu,
+                self.kernels,
+                variant,
+                &format!("train.layer{l}.input_grad"),
+                input_grad_spec(s, batch),
+                dz,
+                view(self.params, s.weight, s.outputs * s.inputs),
+                None,
+                Some(self.input(l, batch)),
+                self.output_grad(l - 1, batch),
+                View::whole(self.dummy),
+            )?);
+        }
+        Ok(out)
+    }
+
+    /// Stage `update`: SGD over the whole flat parameter buffer (`torch.optim.SGD`
+    /// semantics), skipping decay on the `no_decay` ranges; stops after a non-finite loss
+    /// flagged in `status`.
+    pub fn update(
+        &self,
+        sgd: &SgdConfig,
+        no_decay: &wgpu::Buffer,
+        status: View<'_>,
+    ) -> Result<Dispatch> {
+        sgd_update::dispatch(
+            self.gpu,
+            self.kernels,
+            "sgd_update",
+            sgd_update::SgdBuffers {
+                params: View::whole(self.params),
+                grads: View::whole(self.grads),
+                velocity: View::whole(self.velocity),
+                no_decay: View::whole(no_decay),
+                status,
+            },
+            self.layout.len,
+            if sgd.decay_bias {
+                0
+            } else {
+                self.layers().len()
+            },
+            sgd,
+        )
+    }
+}
