@@ -1,6 +1,6 @@
 //! [`RunConfig`]: the one description of a training run — model, minibatch size, optimiser,
 //! learning-rate schedule, input normalisation, seed, validation split, epochs. An engine
-//! is opened from it ([`crate::engine::open`]) and keeps it; the trainer reads it back from
+//! is opened from it ([`crate::device::open`]) and keeps it; the trainer reads it back from
 //! the engine, so no setting can be given twice or disagree.
 
 use crate::error::{Error, Result};

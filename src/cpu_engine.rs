@@ -77,7 +77,7 @@ pub struct CpuEngine<'a> {
 }
 
 impl<'a> CpuEngine<'a> {
-    /// Opens the CPU engine for `cfg` on `data` (see [`crate::engine::open`]), allocating
+    /// Opens the CPU engine for `cfg` on `data` (see [`crate::device::open`]), allocating
     /// every buffer once for minibatches of up to `cfg.batch_size` samples.
     ///
     /// # Errors

@@ -1,38 +1,19 @@
-//! The [`Engine`] trait — what the trainer needs from a device (GPU or CPU) to run epochs,
-//! evaluate and move parameters in and out — and [`open`], the one function that opens
-//! either engine from a [`RunConfig`]. Both engines run the same math; the trainer in
-//! [`crate::train`] drives either one. This is the one module outside `gpu/` that names
-//! the GPU.
+//! The [`Engine`] trait: what the trainer needs from a device (GPU or CPU) to run epochs,
+//! evaluate and move parameters in and out; and [`RunSetup`], what every engine derives
+//! from its [`RunConfig`] and data. Both engines run the same math; the trainer in
+//! [`crate::train`] drives either one; [`crate::device::open`] opens either.
 
 use std::sync::atomic::AtomicBool;
 
 use crate::config::RunConfig;
-use crate::cpu_engine::CpuEngine;
 use crate::data::{Dataset, Mnist};
 use crate::error::{Error, Result};
-use crate::gpu::autotune::MatmulChoice;
-use crate::gpu::engine::GpuEngine;
-use crate::gpu::{Gpu, Kernels};
 use crate::model::MlpSpec;
 pub use crate::step::StepSums;
 use crate::step::{StepRecord, validation_split};
 
 /// Samples per evaluation minibatch of both engines (or the training minibatch, if larger).
 pub const EVAL_BATCH: usize = 1000;
-
-/// Where an engine runs.
-#[derive(Clone, Copy)]
-pub enum Device<'g> {
-    /// The CPU engine ([`CpuEngine`]: SGEMM from `matrixmultiply`, all cores).
-    Cpu,
-    /// The GPU engine ([`GpuEngine`]) on an opened adapter, its kernels, and how its matmul
-    /// variants are chosen.
-    Gpu {
-        gpu: &'g Gpu,
-        kernels: &'g Kernels,
-        matmul: MatmulChoice,
-    },
-}
 
 /// The data a run reads: the training set (validation samples are held out of it), the
 /// test set, and the class count `C` (the model's outputs).
@@ -51,29 +32,6 @@ impl<'a> From<&'a Mnist> for RunData<'a> {
             classes: m.classes,
         }
     }
-}
-
-/// Opens the engine for `device`, built for `cfg` on `data`, with the parameters
-/// initialised from `cfg.seed` ([`MlpSpec::init`]; [`Engine::set_params`] replaces them).
-///
-/// # Errors
-/// [`Error::InvalidConfig`] for an invalid configuration ([`RunConfig::validate`]) or one
-/// that does not fit the data (a minibatch larger than the training samples left after the
-/// validation split); for the GPU, [`Error::LimitExceeded`] and [`Error::Gpu`] as
-/// [`GpuEngine::new`].
-pub fn open<'a>(
-    device: Device<'a>,
-    cfg: &RunConfig,
-    data: RunData<'a>,
-) -> Result<Box<dyn Engine + 'a>> {
-    Ok(match device {
-        Device::Cpu => Box::new(CpuEngine::new(cfg, data)?),
-        Device::Gpu {
-            gpu,
-            kernels,
-            matmul,
-        } => Box::new(GpuEngine::new(gpu, kernels, matmul, cfg, data)?),
-    })
 }
 
 /// What every engine derives from its configuration and data, once: the model, the
@@ -96,7 +54,9 @@ impl RunSetup {
     /// Checks `cfg` against `data` and derives the run's model, split and parameters.
     ///
     /// # Errors
-    /// [`Error::InvalidConfig`] as [`open`].
+    /// [`Error::InvalidConfig`] for an invalid configuration ([`RunConfig::validate`]) or one
+    /// that does not fit the data (a minibatch larger than the training samples left after
+    /// the validation split).
     pub fn new(cfg: &RunConfig, data: RunData<'_>) -> Result<RunSetup> {
         cfg.validate()?;
         let spec = cfg.spec(data.train.features(), data.classes)?;

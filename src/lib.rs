@@ -63,6 +63,7 @@ pub mod config;
 pub mod cpu;
 pub mod cpu_engine;
 pub mod data;
+pub mod device;
 pub mod engine;
 pub mod error;
 mod figure;
@@ -79,4 +80,5 @@ pub mod train;
 pub mod tune;
 
 pub use config::RunConfig;
+pub use device::{Device, open};
 pub use error::{Error, Result};

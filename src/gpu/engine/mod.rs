@@ -165,7 +165,7 @@ pub struct GpuEngine<'g> {
 }
 
 impl<'g> GpuEngine<'g> {
-    /// Opens the GPU engine for `cfg` on `data` (see [`crate::engine::open`]): uploads the
+    /// Opens the GPU engine for `cfg` on `data` (see [`crate::device::open`]): uploads the
     /// data and the initial parameters, chooses the matmul kernels (`matmul`) and prepares
     /// every launch.
     ///

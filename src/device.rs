@@ -1,0 +1,47 @@
+//! Where a run trains: [`Device`] and [`open`], the one function that opens the CPU or the
+//! GPU engine from a [`RunConfig`]. The only module outside `gpu/` that names the GPU.
+
+use crate::config::RunConfig;
+use crate::cpu_engine::CpuEngine;
+use crate::engine::{Engine, RunData};
+use crate::error::Result;
+use crate::gpu::autotune::MatmulChoice;
+use crate::gpu::engine::GpuEngine;
+use crate::gpu::{Gpu, Kernels};
+
+/// Where an engine runs.
+#[derive(Clone, Copy)]
+pub enum Device<'g> {
+    /// The CPU engine ([`CpuEngine`]: SGEMM from `matrixmultiply`, all cores).
+    Cpu,
+    /// The GPU engine ([`GpuEngine`]) on an opened adapter, its kernels, and how its matmul
+    /// variants are chosen.
+    Gpu {
+        gpu: &'g Gpu,
+        kernels: &'g Kernels,
+        matmul: MatmulChoice,
+    },
+}
+
+/// Opens the engine for `device`, built for `cfg` on `data`, with the parameters
+/// initialised from `cfg.seed` ([`crate::model::MlpSpec::init`]; [`Engine::set_params`] replaces them).
+///
+/// # Errors
+/// [`crate::Error::InvalidConfig`] for an invalid configuration ([`RunConfig::validate`]) or one
+/// that does not fit the data (a minibatch larger than the training samples left after the
+/// validation split); for the GPU, [`crate::Error::LimitExceeded`] and [`crate::Error::Gpu`] as
+/// [`GpuEngine::new`].
+pub fn open<'a>(
+    device: Device<'a>,
+    cfg: &RunConfig,
+    data: RunData<'a>,
+) -> Result<Box<dyn Engine + 'a>> {
+    Ok(match device {
+        Device::Cpu => Box::new(CpuEngine::new(cfg, data)?),
+        Device::Gpu {
+            gpu,
+            kernels,
+            matmul,
+        } => Box::new(GpuEngine::new(gpu, kernels, matmul, cfg, data)?),
+    })
+}
