@@ -9,24 +9,24 @@
 //! Opening an engine is three steps: allocate the buffers, choose the matmul kernels
 //! ([`tuning`]), then build the step plan's launches ([`plan`], which documents the step).
 
+mod buffers;
 mod plan;
 mod tuning;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::config::RunConfig;
-use crate::data::Dataset;
-use crate::engine::{EVAL_BATCH, Engine, EvalSet, Evaluation, RunData, RunSetup};
+use crate::engine::{Engine, EvalSet, Evaluation, RunData, RunSetup};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::gpu::autotune::MatmulChoice;
 use crate::gpu::kernels::softmax_cross_entropy::METRICS_HEADER;
 use crate::gpu::kernels::{Dispatch, Kernels, STEP_STRIDE};
 use crate::gpu::tensor::Readback;
-use crate::model::ParamLayout;
 use crate::step::{StepRecord, StepSums};
 
-use plan::{Activations, DeviceDataset, Stages, view};
+use buffers::{RunBuffers, f32_buffer};
+use plan::Stages;
 
 /// Steps recorded per command buffer: few submits per epoch, and the progress bar still
 /// moves (it advances when a command buffer completes).
@@ -35,96 +35,6 @@ const STEPS_PER_SUBMIT: usize = 64;
 /// Command buffers of training steps queued at once: enough that the GPU never waits for
 /// the host to encode the next one, few enough that the progress bar follows the GPU.
 const SUBMITS_IN_FLIGHT: usize = 3;
-
-fn upload_dataset(gpu: &Gpu, name: &str, ds: &Dataset) -> Result<DeviceDataset> {
-    let bytes = ds.images.len() as u64;
-    if bytes > u64::from(u32::MAX) {
-        return Err(Error::LimitExceeded {
-            what: format!("the {name} set's pixels (32-bit indexing)"),
-            requested: bytes,
-            max: u64::from(u32::MAX),
-            unit: "bytes",
-            hint: "use a smaller dataset".into(),
-        });
-    }
-    let hint = "this dataset does not fit this adapter's storage-buffer limits; use a GPU with larger limits or --device cpu";
-    let pixels = gpu.storage_buffer(
-        &format!("{name}.pixels"),
-        bytes,
-        wgpu::BufferUsages::COPY_DST,
-    )?;
-    gpu.check_binding(&format!("the {name} set's pixels"), bytes, hint)?;
-    let mut padded = ds.images.clone();
-    padded.resize(ds.images.len().next_multiple_of(4), 0);
-    gpu.queue.write_buffer(&pixels, 0, &padded);
-    let labels = gpu.storage_buffer(
-        &format!("{name}.labels"),
-        ds.labels.len() as u64 * 4,
-        wgpu::BufferUsages::COPY_DST,
-    )?;
-    gpu.queue
-        .write_buffer(&labels, 0, bytemuck::cast_slice(&ds.labels));
-    Ok(DeviceDataset { pixels, labels })
-}
-
-/// A `[len]` f32 storage buffer that can be written and read back.
-fn f32_buffer(gpu: &Gpu, label: &str, len: usize) -> Result<wgpu::Buffer> {
-    let usage = wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC;
-    gpu.storage_buffer(label, len as u64 * 4, usage)
-}
-
-/// A `[P]` parameter-sized buffer; its size depends on the layer sizes alone.
-fn param_buffer(gpu: &Gpu, what: &str, layout: &ParamLayout) -> Result<wgpu::Buffer> {
-    let usage = wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC;
-    gpu.storage_buffer_hinted(
-        what,
-        layout.len as u64 * 4,
-        usage,
-        "use smaller --hidden sizes",
-    )
-}
-
-/// A `[len]` u32 index buffer holding `indices`.
-fn index_buffer(gpu: &Gpu, label: &str, indices: &[u32]) -> Result<wgpu::Buffer> {
-    let buffer = gpu.storage_buffer(
-        label,
-        indices.len() as u64 * 4,
-        wgpu::BufferUsages::COPY_DST,
-    )?;
-    gpu.queue
-        .write_buffer(&buffer, 0, bytemuck::cast_slice(indices));
-    Ok(buffer)
-}
-
-impl Activations {
-    /// Activation buffers of `rows` rows for the model of `layout`.
-    fn new(gpu: &Gpu, layout: &ParamLayout, rows: usize) -> Result<Activations> {
-        let layers = &layout.layers;
-        let hidden = &layers[..layers.len() - 1];
-        let classes = layers[layers.len() - 1].outputs;
-        let per_layer = |what: &str, name: &str| -> Result<Vec<wgpu::Buffer>> {
-            let label = |l| format!("the buffer `{name}{l}` (layer {l} {what})");
-            hidden
-                .iter()
-                .enumerate()
-                .map(|(l, s)| f32_buffer(gpu, &label(l), rows * s.outputs))
-                .collect()
-        };
-        Ok(Activations {
-            x: f32_buffer(
-                gpu,
-                "the buffer `x` (minibatch inputs)",
-                rows * layers[0].inputs,
-            )?,
-            y: f32_buffer(gpu, "the buffer `y` (minibatch labels)", rows)?,
-            hidden: per_layer("activations", "hidden")?,
-            logits: f32_buffer(gpu, "the buffer `logits`", rows * classes)?,
-            dlogits: f32_buffer(gpu, "the buffer `dlogits`", rows * classes)?,
-            dhidden: per_layer("activation gradients", "dhidden")?,
-            rows: f32_buffer(gpu, "rows", rows * 2)?,
-        })
-    }
-}
 
 /// Evaluation of one held-out set: its own gather and softmax launches (its data and
 /// metrics), the shared forward launches, and its step records after the training ones.
@@ -143,25 +53,68 @@ struct EvalPlan {
 pub struct GpuEngine<'g> {
     gpu: &'g Gpu,
     setup: RunSetup,
-    layout: ParamLayout,
-    params: wgpu::Buffer,
-    velocity: wgpu::Buffer,
-    order: wgpu::Buffer,
-    steps: wgpu::Buffer,
+    bufs: RunBuffers,
     steps_bind_group: wgpu::BindGroup,
-    /// `[METRICS_HEADER + steps·2]`: status header, then per-step sums.
-    train_metrics: wgpu::Buffer,
     readback: Readback,
     train_step: Vec<Dispatch>,
     eval_forward: Vec<Dispatch>,
     evals: Vec<EvalPlan>,
-    max_train_steps: usize,
     variant: MatmulChoice,
-    /// The logits buffer the evaluation forward writes (`[eval_rows, C]`), and its rows.
-    logits: wgpu::Buffer,
-    eval_rows: usize,
-    /// Keeps every buffer bound by the launches alive.
-    _keep: Vec<wgpu::Buffer>,
+}
+
+/// The evaluation plans of the run's held-out sets (test, then validation, those that
+/// have samples), their step records written after the training ones.
+fn eval_plans(
+    stages: &Stages<'_>,
+    setup: &RunSetup,
+    data: RunData<'_>,
+    norm: crate::model::Normalization,
+) -> Result<Vec<EvalPlan>> {
+    let bufs = stages.bufs;
+    let eval_rows = bufs.eval_rows;
+    let sets = [
+        (EvalSet::Test, &bufs.test, &bufs.test_order, data.test.len()),
+        (
+            EvalSet::Validation,
+            &bufs.train,
+            &bufs.validation_order,
+            setup.validation.len(),
+        ),
+    ];
+    let mut evals = Vec::new();
+    let mut first_record = bufs.max_train_steps;
+    for (set, dataset, set_order, samples) in sets {
+        if samples == 0 {
+            continue;
+        }
+        let name = set_name(set);
+        let n_steps = samples.div_ceil(eval_rows);
+        let metrics = f32_buffer(
+            stages.gpu,
+            &format!("{name}.metrics"),
+            METRICS_HEADER + n_steps * 2,
+        )?;
+        let records: Vec<StepRecord> = (0..n_steps)
+            .map(|i| StepRecord {
+                offset: (i * eval_rows) as u32,
+                batch: (eval_rows.min(samples - i * eval_rows)) as u32,
+                index: i as u32,
+                ..Default::default()
+            })
+            .collect();
+        write_records(stages.gpu, &bufs.steps, first_record, &records);
+        evals.push(EvalPlan {
+            set,
+            samples,
+            gather: stages.gather(name, dataset, set_order, eval_rows, norm)?,
+            softmax: stages.loss(name, eval_rows, &metrics, false)?,
+            metrics,
+            first_record,
+            steps: n_steps,
+        });
+        first_record += n_steps;
+    }
+    Ok(evals)
 }
 
 impl<'g> GpuEngine<'g> {
@@ -181,157 +134,46 @@ impl<'g> GpuEngine<'g> {
         data: RunData<'_>,
     ) -> Result<GpuEngine<'g>> {
         let setup = RunSetup::new(cfg, data)?;
-        let layout = setup.spec.layout();
-        let b = cfg.batch_size;
-        let validation = &setup.validation;
-        let eval_rows = b.max(EVAL_BATCH.min(data.test.len().max(validation.len())));
-
-        // Buffers, once.
-        let train = upload_dataset(gpu, "train", data.train)?;
-        let test = upload_dataset(gpu, "test", data.test)?;
-        let params = param_buffer(gpu, "the buffer `params` (parameters)", &layout)?;
-        gpu.queue
-            .write_buffer(&params, 0, bytemuck::cast_slice(&setup.init));
-        let grads = param_buffer(gpu, "the buffer `grads` (gradients)", &layout)?;
-        let velocity = param_buffer(gpu, "the buffer `velocity` (momentum)", &layout)?;
-        let order = gpu.storage_buffer(
-            "order",
-            data.train.len() as u64 * 4,
-            wgpu::BufferUsages::COPY_DST,
-        )?;
-        let val_order = index_buffer(gpu, "validation.order", validation)?;
-        let identity: Vec<u32> = (0..data.test.len() as u32).collect();
-        let test_order = index_buffer(gpu, "test.order", &identity)?;
-        let act = Activations::new(gpu, &layout, eval_rows)?;
-        let dummy = f32_buffer(gpu, "unused", 4)?;
-        let no_decay_ranges: Vec<u32> = if cfg.sgd.decay_bias {
-            vec![0, 0]
-        } else {
-            let ranges = layout.bias_ranges();
-            ranges
-                .iter()
-                .flat_map(|&(s, e)| [s as u32, e as u32])
-                .collect()
-        };
-        let no_decay = index_buffer(gpu, "no_decay", &no_decay_ranges)?;
-        let max_train_steps = setup.train_indices.len().div_ceil(b);
-        let train_metrics = f32_buffer(gpu, "train.metrics", METRICS_HEADER + max_train_steps * 2)?;
-        let eval_steps = |n: usize| n.div_ceil(eval_rows);
-        let total_records =
-            max_train_steps + eval_steps(data.test.len()) + eval_steps(validation.len());
-        let steps_bytes = total_records as u64 * STEP_STRIDE;
-        gpu.check_buffer("the step records", steps_bytes, "use a larger --batch-size")?;
-        let steps = gpu.buffer(
-            "steps",
-            steps_bytes,
-            wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-        );
-        let steps_bind_group = kernels.steps_bind_group(gpu, &steps);
+        let bufs = RunBuffers::allocate(gpu, &setup, data)?;
+        let steps_bind_group = kernels.steps_bind_group(gpu, &bufs.steps);
+        let (b, eval_rows, layers) = (cfg.batch_size, bufs.eval_rows, &bufs.layout.layers);
 
         // The tuning step: every matmul kernel, chosen before any launch is built.
-        let matmuls = tuning::tune(gpu, kernels, matmul, &layout.layers, b, eval_rows)?;
+        let matmuls = tuning::tune(gpu, kernels, matmul, layers, b, eval_rows)?;
 
         // The training step, stage by stage.
         let stages = Stages {
             gpu,
             kernels,
-            layout: &layout,
+            bufs: &bufs,
             matmuls: &matmuls,
-            params: &params,
-            grads: &grads,
-            velocity: &velocity,
-            act: &act,
-            dummy: &dummy,
         };
         let norm = cfg.normalization;
-        let mut train_step = vec![stages.gather("train", &train, &order, b, norm)?];
+        let (train, order, metrics) = (&bufs.train, &bufs.order, &bufs.train_metrics);
+        let mut train_step = vec![stages.gather("train", train, order, b, norm)?];
         train_step.extend(stages.forward("train", b, &matmuls.forward)?);
-        train_step.push(stages.loss("train", b, &train_metrics, true)?);
-        for l in (0..layout.layers.len()).rev() {
+        train_step.push(stages.loss("train", b, metrics, true)?);
+        for l in (0..layers.len()).rev() {
             train_step.extend(stages.backward(l, b)?);
         }
-        let status = view(&train_metrics, 0, METRICS_HEADER);
-        train_step.push(stages.update(&cfg.sgd, &no_decay, status)?);
+        train_step.push(stages.update(&cfg.sgd)?);
 
         // Evaluation: shared forward launches at `eval_rows` rows, one gather and loss per set.
         let eval_forward = stages.forward("eval", eval_rows, &matmuls.eval_forward)?;
-        let mut evals = Vec::new();
-        let mut first_record = max_train_steps;
-        let sets = [
-            (EvalSet::Test, &test, &test_order, data.test.len()),
-            (EvalSet::Validation, &train, &val_order, validation.len()),
-        ];
-        for (set, dataset, set_order, samples) in sets {
-            if samples == 0 {
-                continue;
-            }
-            let name = set_name(set);
-            let n_steps = eval_steps(samples);
-            let metrics = f32_buffer(
-                gpu,
-                &format!("{name}.metrics"),
-                METRICS_HEADER + n_steps * 2,
-            )?;
-            let records: Vec<StepRecord> = (0..n_steps)
-                .map(|i| StepRecord {
-                    offset: (i * eval_rows) as u32,
-                    batch: (eval_rows.min(samples - i * eval_rows)) as u32,
-                    index: i as u32,
-                    ..Default::default()
-                })
-                .collect();
-            write_records(gpu, &steps, first_record, &records);
-            evals.push(EvalPlan {
-                set,
-                samples,
-                gather: stages.gather(name, dataset, set_order, eval_rows, norm)?,
-                softmax: stages.loss(name, eval_rows, &metrics, false)?,
-                metrics,
-                first_record,
-                steps: n_steps,
-            });
-            first_record += n_steps;
-        }
-        let readback = Readback::new(
-            gpu,
-            "metrics.staging",
-            (max_train_steps.max(total_records) * 2 * 4 + 8) as u64,
-        );
+        let evals = eval_plans(&stages, &setup, data, norm)?;
+        let records = bufs.max_train_steps + evals.iter().map(|e| e.steps).sum::<usize>();
+        let readback = Readback::new(gpu, "metrics.staging", (records * 2 * 4 + 8) as u64);
         gpu.take_error("preparing the training launches")?;
-        let logits = act.logits.clone();
-        let mut keep = vec![
-            train.pixels,
-            train.labels,
-            test.pixels,
-            test.labels,
-            grads,
-            val_order,
-            test_order,
-            dummy,
-            no_decay,
-        ];
-        keep.extend([act.x, act.y, act.logits, act.dlogits, act.rows]);
-        keep.extend(act.hidden);
-        keep.extend(act.dhidden);
         Ok(GpuEngine {
             gpu,
             setup,
-            layout,
-            params,
-            velocity,
-            order,
-            steps,
+            bufs,
             steps_bind_group,
-            train_metrics,
             readback,
             train_step,
             eval_forward,
             evals,
-            max_train_steps,
             variant: matmul,
-            logits,
-            eval_rows,
-            _keep: keep,
         })
     }
 
@@ -361,11 +203,14 @@ impl<'g> GpuEngine<'g> {
 
     /// Writes the epoch's order and step records (before recording any step).
     pub fn upload_epoch(&self, order: &[u32], steps: &[StepRecord]) -> Result<()> {
-        if steps.len() > self.max_train_steps {
+        if steps.len() > self.bufs.max_train_steps {
             return Err(Error::InvalidConfig {
                 name: "steps per epoch",
                 value: steps.len().to_string(),
-                reason: format!("this engine was built for at most {}", self.max_train_steps),
+                reason: format!(
+                    "this engine was built for at most {}",
+                    self.bufs.max_train_steps
+                ),
             });
         }
         if let Some(s) = steps
@@ -380,8 +225,8 @@ impl<'g> GpuEngine<'g> {
         }
         self.gpu
             .queue
-            .write_buffer(&self.order, 0, bytemuck::cast_slice(order));
-        write_records(self.gpu, &self.steps, 0, steps);
+            .write_buffer(&self.bufs.order, 0, bytemuck::cast_slice(order));
+        write_records(self.gpu, &self.bufs.steps, 0, steps);
         Ok(())
     }
 
@@ -524,7 +369,7 @@ impl Engine for GpuEngine<'_> {
             progress(done);
         }
         self.gpu.take_error("training")?;
-        self.read_sums("the training metrics", &self.train_metrics, submitted)
+        self.read_sums("the training metrics", &self.bufs.train_metrics, submitted)
     }
 
     fn evaluate(&mut self, set: EvalSet) -> Result<Evaluation> {
@@ -558,7 +403,7 @@ impl Engine for GpuEngine<'_> {
         let Some(plan) = self.evals.iter().find(|p| p.set == set) else {
             return Ok(Vec::new());
         };
-        let classes = self.layout.layers.last().map_or(0, |l| l.outputs);
+        let classes = self.bufs.layout.layers.last().map_or(0, |l| l.outputs);
         let row_bytes = classes as u64 * 4;
         let all = self.gpu.buffer(
             &format!("{}.logits", set_name(set)),
@@ -572,8 +417,8 @@ impl Engine for GpuEngine<'_> {
                 label: Some("eval.logits"),
             });
         for i in 0..plan.steps {
-            let first = i * self.eval_rows;
-            let rows = self.eval_rows.min(plan.samples - first);
+            let first = i * self.bufs.eval_rows;
+            let rows = self.bufs.eval_rows.min(plan.samples - first);
             {
                 let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
                     label: Some("eval.logits"),
@@ -587,7 +432,7 @@ impl Engine for GpuEngine<'_> {
                 }
             }
             enc.copy_buffer_to_buffer(
-                &self.logits,
+                &self.bufs.act.logits,
                 0,
                 &all,
                 first as u64 * row_bytes,
@@ -614,9 +459,9 @@ impl Engine for GpuEngine<'_> {
         let bytes = crate::gpu::tensor::read_buffer(
             self.gpu,
             "the parameters",
-            &self.params,
+            &self.bufs.params,
             0,
-            self.layout.len as u64 * 4,
+            self.bufs.layout.len as u64 * 4,
         )?;
         Ok(bytemuck::pod_collect_to_vec(&bytes))
     }
@@ -625,13 +470,13 @@ impl Engine for GpuEngine<'_> {
         self.setup.check_params(params)?;
         self.gpu
             .queue
-            .write_buffer(&self.params, 0, bytemuck::cast_slice(params));
+            .write_buffer(&self.bufs.params, 0, bytemuck::cast_slice(params));
         self.gpu
             .queue
-            .write_buffer(&self.velocity, 0, &vec![0u8; params.len() * 4]);
+            .write_buffer(&self.bufs.velocity, 0, &vec![0u8; params.len() * 4]);
         self.gpu
             .queue
-            .write_buffer(&self.train_metrics, 0, &[0u8; METRICS_HEADER * 4]);
+            .write_buffer(&self.bufs.train_metrics, 0, &[0u8; METRICS_HEADER * 4]);
         Ok(())
     }
 }

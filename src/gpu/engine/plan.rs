@@ -18,53 +18,24 @@
 
 use crate::error::Result;
 use crate::gpu::kernels::matmul::BatchDim;
+use crate::gpu::kernels::softmax_cross_entropy::METRICS_HEADER;
 use crate::gpu::kernels::{
     Dispatch, Epilogue, Kernels, MatmulSpec, MatmulVariant, column_sum, gather_normalize, matmul,
     sgd_update, softmax_cross_entropy,
 };
 use crate::gpu::{Gpu, View};
-use crate::model::{LayerSlot, Normalization, ParamLayout};
+use crate::model::{LayerSlot, Normalization};
 use crate::optim::SgdConfig;
 
+use super::buffers::{DeviceDataset, RunBuffers};
 use super::tuning::MatmulPlan;
 
-/// A dataset resident on the GPU: pixels `[N, I]` as packed u8, labels `[N]` u32.
-pub(super) struct DeviceDataset {
-    pub pixels: wgpu::Buffer,
-    pub labels: wgpu::Buffer,
-}
-
-/// Activation buffers sized for the largest minibatch (training or evaluation).
-pub(super) struct Activations {
-    /// `[rows, I]` minibatch inputs.
-    pub x: wgpu::Buffer,
-    /// `[rows]` minibatch labels.
-    pub y: wgpu::Buffer,
-    /// `hidden[l]`: output of layer l for l < L - 1; `[rows, O_l]`.
-    pub hidden: Vec<wgpu::Buffer>,
-    /// `[rows, C]`.
-    pub logits: wgpu::Buffer,
-    /// `[rows, C]`: gradient of the mean loss with respect to the logits.
-    pub dlogits: wgpu::Buffer,
-    /// `dhidden[l]`: gradient with respect to `hidden[l]`.
-    pub dhidden: Vec<wgpu::Buffer>,
-    /// `[rows, 2]`: per-row loss and correct flag of the softmax stage.
-    pub rows: wgpu::Buffer,
-}
-
-/// What the stages bind: the device, the parameter buffers and the activations.
+/// What the stages bind: the device, the run's buffers and the chosen matmul kernels.
 pub(super) struct Stages<'a> {
     pub gpu: &'a Gpu,
     pub kernels: &'a Kernels,
-    pub layout: &'a ParamLayout,
+    pub bufs: &'a RunBuffers,
     pub matmuls: &'a MatmulPlan,
-    /// `[P]` flat parameters, gradients and momentum (layout of `layout`).
-    pub params: &'a wgpu::Buffer,
-    pub grads: &'a wgpu::Buffer,
-    pub velocity: &'a wgpu::Buffer,
-    pub act: &'a Activations,
-    /// Bound where a kernel's optional operand is absent.
-    pub dummy: &'a wgpu::Buffer,
 }
 
 /// `len` floats of `buffer` from float `offset`.
@@ -136,33 +107,33 @@ pub(super) fn input_grad_spec(s: &LayerSlot, batch: usize) -> MatmulSpec {
 
 impl Stages<'_> {
     fn layers(&self) -> &[LayerSlot] {
-        &self.layout.layers
+        &self.bufs.layout.layers
     }
 
     /// Input of layer `l` (`X` or the previous layer's activations), `rows` rows.
     fn input(&self, l: usize, rows: usize) -> View<'_> {
         let s = &self.layers()[l];
         match l {
-            0 => view(&self.act.x, 0, rows * s.inputs),
-            _ => view(&self.act.hidden[l - 1], 0, rows * s.inputs),
+            0 => view(&self.bufs.act.x, 0, rows * s.inputs),
+            _ => view(&self.bufs.act.hidden[l - 1], 0, rows * s.inputs),
         }
     }
 
     /// Output of layer `l` (its activations or the logits), `rows` rows.
     fn output(&self, l: usize, rows: usize) -> View<'_> {
         let s = &self.layers()[l];
-        match self.act.hidden.get(l) {
+        match self.bufs.act.hidden.get(l) {
             Some(h) => view(h, 0, rows * s.outputs),
-            None => view(&self.act.logits, 0, rows * s.outputs),
+            None => view(&self.bufs.act.logits, 0, rows * s.outputs),
         }
     }
 
     /// Gradient with respect to layer `l`'s output, `rows` rows.
     fn output_grad(&self, l: usize, rows: usize) -> View<'_> {
         let s = &self.layers()[l];
-        match self.act.dhidden.get(l) {
+        match self.bufs.act.dhidden.get(l) {
             Some(d) => view(d, 0, rows * s.outputs),
-            None => view(&self.act.dlogits, 0, rows * s.outputs),
+            None => view(&self.bufs.act.dlogits, 0, rows * s.outputs),
         }
     }
 
@@ -184,8 +155,8 @@ impl Stages<'_> {
                 pixels: &data.pixels,
                 labels: &data.labels,
                 order,
-                x: &self.act.x,
-                y: &self.act.y,
+                x: &self.bufs.act.x,
+                y: &self.bufs.act.y,
             },
             self.layers()[0].inputs,
             rows,
@@ -213,11 +184,11 @@ impl Stages<'_> {
                     &format!("{tag}.layer{l}.forward"),
                     forward_spec(s, rows, l == last),
                     self.input(l, rows),
-                    view(self.params, s.weight, s.outputs * s.inputs),
-                    Some(view(self.params, s.bias, s.outputs)),
+                    view(&self.bufs.params, s.weight, s.outputs * s.inputs),
+                    Some(view(&self.bufs.params, s.bias, s.outputs)),
                     None,
                     self.output(l, rows),
-                    View::whole(self.dummy),
+                    View::whole(&self.bufs.dummy),
                 )
             })
             .collect()
@@ -238,10 +209,10 @@ impl Stages<'_> {
             self.kernels,
             &format!("{tag}.softmax_cross_entropy"),
             softmax_cross_entropy::SoftmaxBuffers {
-                logits: view(&self.act.logits, 0, rows * classes),
-                labels: view(&self.act.y, 0, rows),
-                dlogits: view(&self.act.dlogits, 0, rows * classes),
-                rows: view(&self.act.rows, 0, rows * 2),
+                logits: view(&self.bufs.act.logits, 0, rows * classes),
+                labels: view(&self.bufs.act.y, 0, rows),
+                dlogits: view(&self.bufs.act.dlogits, 0, rows * classes),
+                rows: view(&self.bufs.act.rows, 0, rows * 2),
                 metrics: View::whole(metrics),
             },
             rows,
@@ -268,8 +239,8 @@ impl Stages<'_> {
             rhs,
             None,
             None,
-            view(self.grads, s.weight, s.outputs * s.inputs),
-            View::whole(self.dummy),
+            view(&self.bufs.grads, s.weight, s.outputs * s.inputs),
+            View::whole(&self.bufs.dummy),
         )?];
         out.push(column_sum::dispatch(
             self.gpu,
@@ -279,7 +250,7 @@ impl Stages<'_> {
             s.outputs,
             BatchDim::M,
             dz,
-            view(self.grads, s.bias, s.outputs),
+            view(&self.bufs.grads, s.bias, s.outputs),
         )?);
         if let Some(variant) = self.matmuls.input_grad[l] {
             out.push(matmul::dispatch(
@@ -289,37 +260,33 @@ impl Stages<'_> {
                 &format!("train.layer{l}.input_grad"),
                 input_grad_spec(s, batch),
                 dz,
-                view(self.params, s.weight, s.outputs * s.inputs),
+                view(&self.bufs.params, s.weight, s.outputs * s.inputs),
                 None,
                 Some(self.input(l, batch)),
                 self.output_grad(l - 1, batch),
-                View::whole(self.dummy),
+                View::whole(&self.bufs.dummy),
             )?);
         }
         Ok(out)
     }
 
     /// Stage `update`: SGD over the whole flat parameter buffer (`torch.optim.SGD`
-    /// semantics), skipping decay on the `no_decay` ranges; stops after a non-finite loss
-    /// flagged in `status`.
-    pub fn update(
-        &self,
-        sgd: &SgdConfig,
-        no_decay: &wgpu::Buffer,
-        status: View<'_>,
-    ) -> Result<Dispatch> {
+    /// semantics), skipping decay on the no-decay ranges; does nothing after a non-finite
+    /// loss flagged in the training metrics' status header.
+    pub fn update(&self, sgd: &SgdConfig) -> Result<Dispatch> {
+        let b = self.bufs;
         sgd_update::dispatch(
             self.gpu,
             self.kernels,
             "sgd_update",
             sgd_update::SgdBuffers {
-                params: View::whole(self.params),
-                grads: View::whole(self.grads),
-                velocity: View::whole(self.velocity),
-                no_decay: View::whole(no_decay),
-                status,
+                params: View::whole(&b.params),
+                grads: View::whole(&b.grads),
+                velocity: View::whole(&b.velocity),
+                no_decay: View::whole(&b.no_decay),
+                status: view(&b.train_metrics, 0, METRICS_HEADER),
             },
-            self.layout.len,
+            b.layout.len,
             if sgd.decay_bias {
                 0
             } else {
