@@ -18,9 +18,9 @@ use wgtrain::model::{MlpSpec, Normalization};
 use wgtrain::optim::SgdConfig;
 use wgtrain::train;
 
-use super::args::DeviceKind;
-use super::args::{DataArgs, DeviceArgs};
-use super::commands::{check_device_args, load_data, matmul_choice, open_gpu, usage};
+use super::common::{
+    DataArgs, DeviceArgs, DeviceKind, check_device_args, load_data, matmul_choice, open_gpu, usage,
+};
 
 #[derive(Args, Debug, Clone)]
 pub struct BenchArgs {
