@@ -40,6 +40,13 @@ pub struct DataArgs {
     pub classes: Option<usize>,
 }
 
+/// Loads the dataset the flags name (downloading it unless `--no-download`) and, unless
+/// `quiet`, prints a one-line summary on stderr.
+///
+/// # Errors
+/// Exit 2 ([`super::errors::BadInput`] or a usage error) for a `--data` that is not a
+/// directory and for missing, incomplete or malformed files; exit 1 for a failed download
+/// or checksum.
 pub fn load_data(d: &DataArgs, quiet: bool) -> Result<Mnist> {
     if let Some(dir) = d.data.as_deref().filter(|dir| !dir.is_dir()) {
         return Err(usage(
@@ -76,6 +83,8 @@ pub fn load_data(d: &DataArgs, quiet: bool) -> Result<Mnist> {
     Ok(mnist)
 }
 
+/// The input normalisation of a run: the dataset's mean and std with `--normalize`, else
+/// pixels scaled to [0, 1].
 pub fn normalization(d: &DataArgs) -> Normalization {
     if d.normalize {
         dataset_normalization(d)

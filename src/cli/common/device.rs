@@ -46,6 +46,7 @@ pub enum Backend {
 }
 
 impl Backend {
+    /// The wgpu backend set of this one backend.
     pub fn to_wgpu(self) -> wgpu::Backends {
         match self {
             Backend::Vulkan => wgpu::Backends::VULKAN,
@@ -89,6 +90,12 @@ pub fn check_device_args(d: &DeviceArgs) -> Result<()> {
     Ok(())
 }
 
+/// Opens the adapter the flags choose, prints its description on stderr, and checks that
+/// `--kernels subgroup` can run on it.
+///
+/// # Errors
+/// [`wgtrain::Error::NoAdapter`] when no adapter matches; a usage error (exit 2) when
+/// `--kernels subgroup` needs subgroups the adapter lacks.
 pub fn open_gpu(d: &DeviceArgs) -> Result<Gpu> {
     let gpu = Gpu::new(&GpuOptions {
         backends: d.backend.map(|b| b.to_wgpu()),

@@ -1,5 +1,5 @@
-//! The model, optimiser and schedule flags that `train`, `profile` and `sweep` share
-//! ([`HyperArgs`], [`ScheduleArgs`], [`SgdVariantArgs`]), and what they become: the
+//! The model, optimiser and schedule flags that `train` and `profile` take and `sweep`
+//! builds per trial ([`HyperArgs`], [`ScheduleArgs`], [`SgdVariantArgs`]), and what they become: the
 //! learning-rate schedule, the SGD settings and the TensorBoard hyperparameters; plus the
 //! momentum >= 1 warning and its explanation of a diverged run.
 
@@ -259,6 +259,7 @@ pub fn schedule_from(h: &HyperArgs, steps_per_epoch: usize) -> Result<LrSchedule
     Ok(lr)
 }
 
+/// The torch.optim.SGD settings the flags describe (not yet validated).
 pub fn sgd_from(h: &HyperArgs) -> SgdConfig {
     SgdConfig {
         weight_decay: h.weight_decay,
