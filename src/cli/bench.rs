@@ -18,9 +18,9 @@ use wgtrain::model::{MlpSpec, Normalization};
 use wgtrain::optim::SgdConfig;
 use wgtrain::train;
 
-use super::args::DeviceKind;
-use super::args::{DataArgs, DeviceArgs};
-use super::commands::{check_device_args, load_data, matmul_choice, open_gpu, usage};
+use super::common::{
+    DataArgs, DeviceArgs, DeviceKind, check_device_args, load_data, matmul_choice, open_gpu, usage,
+};
 
 #[derive(Args, Debug, Clone)]
 pub struct BenchArgs {
@@ -100,6 +100,7 @@ fn cpu_matmul_gflops(batch: usize, i: usize, o: usize) -> f64 {
     2.0 * (batch * i * o * reps) as f64 / start.elapsed().as_secs_f64() / 1e9
 }
 
+/// Runs `wgtrain bench`.
 pub fn bench_command(a: BenchArgs) -> Result<()> {
     if a.samples == Some(0) {
         return Err(usage("samples", 0, "must be at least 1"));

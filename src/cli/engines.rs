@@ -12,8 +12,7 @@ use wgtrain::gpu::{Gpu, Kernels};
 use wgtrain::model::{MlpSpec, Normalization};
 use wgtrain::optim::SgdConfig;
 
-use super::args::{DeviceArgs, DeviceKind};
-use super::commands::{check_device_args, matmul_choice, open_gpu};
+use super::common::{DeviceArgs, DeviceKind, check_device_args, matmul_choice, open_gpu};
 
 /// What one engine is built from.
 pub(crate) struct EngineSpec<'a> {

@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use wgtrain::checkpoint;
-use wgtrain::lock::OutputLock;
 use wgtrain::model::{MlpSpec, Normalization};
 use wgtrain::train::Trainer;
 
@@ -40,28 +39,6 @@ pub fn stop_flag() -> Arc<AtomicBool> {
         flag
     })
     .clone()
-}
-
-/// Locks `train`'s output paths (`--save`, `--save-best`, `--metrics`, `--plot`) before any
-/// work, so a second run writing one of them is refused (exit 2) instead of truncating the
-/// first run's metrics. The locks are held until the returned guards drop.
-///
-/// # Errors
-/// [`wgtrain::Error::Locked`] naming the path and the other run's PID; the up-front
-/// checks of [`wgtrain::output::ensure_writable_file`].
-pub fn lock_train_outputs(a: &super::args::TrainArgs) -> anyhow::Result<Vec<OutputLock>> {
-    if let Some(p) = &a.metrics {
-        wgtrain::output::ensure_writable_file(p)?;
-    }
-    // A directory output is locked inside it (`DIR/.wgtrain.lock`), so it must exist before
-    // locking; otherwise a first run would lock `DIR.lock` and a second `DIR/.wgtrain.lock`.
-    if let Some(dir) = &a.plot {
-        wgtrain::output::ensure_writable_dir(dir)?;
-    }
-    let paths = [&a.save, &a.save_best, &a.metrics, &a.plot];
-    Ok(wgtrain::lock::lock_all(
-        paths.into_iter().flatten().map(|p| p.as_path()),
-    )?)
 }
 
 /// Saves the weights an interrupted run reached, with metadata saying where it stopped:

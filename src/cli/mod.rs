@@ -1,29 +1,88 @@
-//! Argument parsing (clap) and the subcommands. One exit-code rule: bad arguments and bad
-//! input files (a dataset, a checkpoint, a metrics file, `MNIST_DIR`), all found before the
-//! work starts, exit with code 2 and a one-line error; failures during the work (a GPU
-//! error, a diverged run, a failed write or download) exit with code 1.
+//! The `wgtrain` command line: the clap parser ([`Cli`], one [`Command`] per subcommand),
+//! the dispatch to the subcommands and the one exit-code rule: bad arguments and bad input
+//! files (a dataset, a checkpoint, a metrics file, `MNIST_DIR`), all found before the work
+//! starts, exit with code 2 and a one-line error; failures during the work (a GPU error, a
+//! diverged run, a failed write or download) exit with code 1.
+//!
+//! Imports point one way: this file imports the subcommands; each subcommand (`train`,
+//! `eval`, `devices`, `download`, `lr_find`, `sweep`, `plot`, `profile`, `bench`) owns its
+//! `Args` and its command function and imports only the shared modules `common` (argument
+//! groups and helpers), `engines` (device flags to an engine) and `interrupt` (Ctrl-C);
+//! `train` also uses `profile`'s `--profile` helpers. The shared modules import no
+//! subcommand.
 
-mod args;
 mod bench;
-mod commands;
+mod common;
+mod devices;
+mod download;
 mod engines;
+mod eval;
 mod interrupt;
+mod lr_find;
+mod plot;
 mod profile;
-mod tune;
+mod sweep;
+mod train;
 
-use clap::Parser;
+use anyhow::Result;
+use clap::{Parser, Subcommand};
 
-pub use args::Cli;
+use common::BadInput;
+
+/// Train neural networks with WGSL compute shaders on any GPU (wgpu), or on the CPU.
+#[derive(Parser, Debug)]
+#[command(name = "wgtrain", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Train an MLP on MNIST (or any directory of IDX files).
+    Train(train::TrainArgs),
+    /// Evaluate a saved model on the test set.
+    Eval(eval::EvalArgs),
+    /// List every adapter with its type and the limits that matter here.
+    Devices(devices::DevicesArgs),
+    /// Download a dataset and verify its checksums.
+    Download(download::DownloadArgs),
+    /// Learning-rate range test: ramp the lr exponentially, plot the loss, suggest an lr.
+    LrFind(lr_find::LrFindArgs),
+    /// Hyperparameter sweep (grid or random) on a validation split, with median pruning.
+    Sweep(sweep::SweepArgs),
+    /// Learning curves from a --metrics file, or a sweep's pictures from its directory.
+    Plot(plot::PlotArgs),
+    /// Time every kernel of N training steps: per-kernel table, optional Chrome trace.
+    Profile(profile::ProfileArgs),
+    /// Time one epoch per batch size on the GPU and CPU paths side by side.
+    Bench(bench::BenchArgs),
+}
 
 /// Parses the arguments, runs the command and returns the process exit code.
 pub fn run() -> i32 {
     let cli = Cli::parse();
-    match commands::dispatch(cli) {
+    match dispatch(cli) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("error: {e:#}");
             exit_code(&e)
         }
+    }
+}
+
+/// Runs the subcommand the arguments chose.
+fn dispatch(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Train(a) => train::train_command(a),
+        Command::Eval(a) => eval::eval_command(a),
+        Command::Devices(a) => devices::devices_command(a),
+        Command::Profile(a) => profile::profile_command(a),
+        Command::Bench(a) => bench::bench_command(a),
+        Command::LrFind(a) => lr_find::lr_find_command(a),
+        Command::Sweep(a) => sweep::sweep_command(a),
+        Command::Plot(a) => plot::plot_command(a),
+        Command::Download(a) => download::download_command(a),
     }
 }
 
@@ -46,7 +105,7 @@ fn exit_code(e: &anyhow::Error) -> i32 {
 fn is_usage_error(e: &wgtrain::Error) -> bool {
     match e {
         // A size the arguments chose (batch, hidden sizes) that this adapter cannot hold.
-        // (An output path is checked before the work by `commands::check_outputs`, which
+        // (An output path is checked before the work by `common::check_outputs`, which
         // marks its refusal as `BadInput`; an `Output` error from a write during the work,
         // a full disk say, is a failure: exit 1.)
         wgtrain::Error::InvalidConfig { .. }
@@ -65,33 +124,22 @@ fn is_usage_error(e: &wgtrain::Error) -> bool {
     }
 }
 
-/// A bad input found before the work starts: a dataset that is missing, incomplete or
-/// malformed, an unreadable or malformed checkpoint or metrics file, an output path that
-/// breaks the output rule. Exits with code 2, like a bad argument; the message is the inner
-/// error's.
-#[derive(Debug, thiserror::Error)]
-#[error(transparent)]
-pub(crate) struct BadInput(#[from] pub wgtrain::Error);
-
-/// Marks an error from reading an input the user named as [`BadInput`] (exit code 2).
-pub(crate) fn bad_input(e: impl Into<wgtrain::Error>) -> anyhow::Error {
-    BadInput(e.into()).into()
-}
-
 #[cfg(test)]
 mod tests {
     use std::path::{Path, PathBuf};
 
+    use clap::CommandFactory;
     use wgtrain::output::OutputKind;
 
-    use super::{bad_input, commands, exit_code};
+    use super::common::{bad_input, check_outputs};
+    use super::{Cli, exit_code};
 
     /// The same error kind exits 2 when found before the work and 1 during it: an output
     /// path refused by the up-front check, against a write that fails after training.
     #[test]
     fn an_output_error_exits_2_before_the_work_and_1_during_it() {
         let missing = Path::new("/nonexistent/dir/m.jsonl");
-        let before = commands::check_outputs([(Some(missing), OutputKind::File)]).unwrap_err();
+        let before = check_outputs([(Some(missing), OutputKind::File)]).unwrap_err();
         assert_eq!(exit_code(&before), 2, "{before:#}");
         let during: anyhow::Error = wgtrain::Error::Output {
             path: PathBuf::from("m.safetensors"),
@@ -119,5 +167,63 @@ mod tests {
         }
         .into();
         assert_eq!(exit_code(&usage), 2);
+    }
+
+    /// Every flag and positional of `cmd` and of its subcommands, as (command path, argument).
+    fn arguments(cmd: &clap::Command, path: &str, out: &mut Vec<(String, clap::Arg)>) {
+        for a in cmd.get_arguments() {
+            out.push((path.to_owned(), a.clone()));
+        }
+        for sub in cmd.get_subcommands() {
+            arguments(sub, &format!("{path} {}", sub.get_name()), out);
+        }
+    }
+
+    /// Regression (issue 10, item 14): `--epochs`, `--batch-size`, `--momentum`,
+    /// `--dampening`, `--nesterov`, `--eta-min`, `--warmup-start-factor`, `--pct-start`,
+    /// `--plateau-cooldown` and `--min-lr` had no help text. Every argument of every
+    /// subcommand now says what it does.
+    #[test]
+    fn every_flag_of_every_subcommand_has_a_help_text() {
+        let mut cmd = Cli::command();
+        cmd.build();
+        let mut args = Vec::new();
+        arguments(&cmd, "wgtrain", &mut args);
+        assert!(args.len() > 100, "only {} arguments found", args.len());
+        let missing: Vec<String> = args
+            .iter()
+            .filter(|(_, a)| a.get_help().is_none_or(|h| h.to_string().trim().is_empty()))
+            .map(|(path, a)| format!("{path} {}", a.get_id()))
+            .collect();
+        assert!(missing.is_empty(), "arguments without help: {missing:?}");
+    }
+
+    /// The flags with a PyTorch counterpart name it, and those with a unit state it.
+    #[test]
+    fn flag_help_names_the_pytorch_counterpart_and_the_unit() {
+        let cmd = Cli::command();
+        let train = cmd.find_subcommand("train").expect("train");
+        let cases = [
+            ("epochs", "full passes over the training set"),
+            ("batch_size", "DataLoader batch_size"),
+            ("momentum", "torch.optim.SGD momentum"),
+            ("dampening", "torch.optim.SGD dampening"),
+            ("nesterov", "torch.optim.SGD nesterov=True"),
+            ("eta_min", "CosineAnnealingLR eta_min"),
+            ("warmup_start_factor", "LinearLR start_factor"),
+            ("pct_start", "OneCycleLR pct_start"),
+            ("plateau_cooldown", "ReduceLROnPlateau cooldown: epochs"),
+            ("min_lr", "ReduceLROnPlateau min_lr"),
+            ("step_size", "StepLR step_size: epochs"),
+            ("t_max", "T_max in epochs"),
+        ];
+        for (id, want) in cases {
+            let arg = train
+                .get_arguments()
+                .find(|a| a.get_id() == id)
+                .unwrap_or_else(|| panic!("train has no {id}"));
+            let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+            assert!(help.contains(want), "--{id}: {help:?} lacks {want:?}");
+        }
     }
 }

@@ -15,8 +15,10 @@ use wgtrain::model::MlpSpec;
 use wgtrain::output::OutputKind;
 use wgtrain::train::{self, TrainConfig};
 
-use super::args::{DataArgs, DeviceArgs, DeviceKind, HyperArgs};
-use super::commands::{check_outputs, load_data, normalization, sgd_from, usage};
+use super::common::{
+    DataArgs, DeviceArgs, DeviceKind, HyperArgs, check_outputs, load_data, normalization, sgd_from,
+    usage,
+};
 use super::engines::{EngineSpec, Engines};
 
 /// How to time the kernels.

@@ -1,233 +1,32 @@
-//! `wgtrain lr-find`, `wgtrain sweep` and `wgtrain plot`, and the `--train-subset` and
-//! `--plot` helpers of `wgtrain train`. The work is done by [`wgtrain::tune`]; this layer
-//! parses flags, loads data, builds engines and prints.
+//! `wgtrain sweep`: a hyperparameter search (grid or random) on a validation split, with
+//! median pruning, TensorBoard runs per trial and `--resume`. The work is done by
+//! [`wgtrain::tune::sweep`]; this layer parses flags, loads data, builds engines and prints.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
-use indicatif::{ProgressBar, ProgressStyle};
 
 use wgtrain::checkpoint;
-use wgtrain::data::Mnist;
 use wgtrain::engine::EvalSet;
 use wgtrain::model::MlpSpec;
-use wgtrain::optim::SgdConfig;
 use wgtrain::output::OutputKind;
+use wgtrain::tensorboard::{EventWriter, HParam, SessionStatus};
 use wgtrain::train::{self, TrainConfig};
-use wgtrain::tune::lr_find::{LrFindConfig, LrFindResult, Stop, lr_find};
+use wgtrain::tune::plot;
 use wgtrain::tune::prune::MedianPruner;
 use wgtrain::tune::space::{HiddenChoices, SearchMethod, SearchSpace, TrialConfig, Values};
 use wgtrain::tune::sweep::{
     BestTrial, Sweep, TrialStatus, format_leaderboard, leaderboard, read_trials, write_outputs,
 };
-use wgtrain::tune::{self, EpochMetrics, plot};
 
-use super::args::{
-    DataArgs, DeviceArgs, HiddenSizes, HyperArgs, ScheduleArgs, SgdVariantArgs, hidden_sizes,
-    non_negative_f64, positive_f64, positive_usize, unit_interval,
-};
-use super::bad_input;
-use super::commands::{
-    check_outputs, load_data, normalization, schedule_from, sgd_from, tensorboard_hparams, usage,
+use super::common::{
+    DataArgs, DeviceArgs, HiddenSizes, HyperArgs, ScheduleArgs, SgdVariantArgs, check_outputs,
+    load_data, normalization, positive_usize, schedule_from, sgd_from, tensorboard_hparams,
+    unit_interval, usage, with_subset,
 };
 use super::engines::{EngineSpec, Engines};
-use wgtrain::tensorboard::{EventWriter, HParam, SessionStatus};
-
-/// Replaces the training set by a seeded subset of `n` samples (`--train-subset`), the
-/// same for one seed in `train`, `lr-find` and `sweep`.
-pub(crate) fn with_subset(mut mnist: Mnist, n: Option<usize>, seed: u64) -> Result<Mnist> {
-    if let Some(n) = n {
-        mnist.train = tune::subset(&mnist.train, n, seed)?;
-        eprintln!("training on a seeded subset of {n} training samples (--train-subset)");
-    }
-    Ok(mnist)
-}
-
-/// Writes the learning curves of a finished `wgtrain train` run (`--plot DIR`).
-pub(crate) fn plot_run(history: &[EpochMetrics], dir: &Path, title: &str) -> Result<()> {
-    for p in plot::learning_curves(history, title, dir, "learning_curves")? {
-        eprintln!("wrote {}", p.display());
-    }
-    Ok(())
-}
-
-fn bar(len: u64, quiet: bool, what: &str) -> Result<ProgressBar> {
-    let bar = if quiet {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new(len)
-    };
-    bar.set_style(
-        ProgressStyle::with_template(&format!(
-            "{what} [{{bar:30}}] {{pos}}/{{len}} {{elapsed_precise}} eta {{eta}}"
-        ))
-        .map_err(|e| anyhow::anyhow!("progress bar template: {e}"))?
-        .progress_chars("=> "),
-    );
-    Ok(bar)
-}
-
-/// `wgtrain lr-find`: the learning-rate range test.
-#[derive(Args, Debug, Clone)]
-pub struct LrFindArgs {
-    #[command(flatten)]
-    pub device: DeviceArgs,
-    #[command(flatten)]
-    pub data: DataArgs,
-    /// Hidden layer sizes, comma-separated (as `train --hidden`).
-    #[arg(long, value_parser = hidden_sizes, default_value = "256")]
-    pub hidden: HiddenSizes,
-    /// Samples per minibatch (DataLoader batch_size).
-    #[arg(long, value_parser = positive_usize, default_value_t = 64)]
-    pub batch_size: usize,
-    /// L2 penalty added to the gradient (torch.optim.SGD weight_decay).
-    #[arg(long, value_parser = non_negative_f64, default_value_t = 1e-4)]
-    pub weight_decay: f64,
-    /// Momentum factor (torch.optim.SGD momentum: v = momentum * v + g; 0: plain SGD).
-    #[arg(long, value_parser = non_negative_f64, default_value_t = 0.0)]
-    pub momentum: f64,
-    /// Nesterov momentum (torch.optim.SGD nesterov=True; needs --momentum > 0).
-    #[arg(long)]
-    pub nesterov: bool,
-    /// Seed of the initialisation, the sample order and --train-subset.
-    #[arg(long, default_value_t = 1)]
-    pub seed: u64,
-    /// Learning rate of the first step.
-    #[arg(long, value_parser = positive_f64, default_value_t = 1e-5)]
-    pub start_lr: f64,
-    /// Learning rate of the last step.
-    #[arg(long, value_parser = positive_f64, default_value_t = 10.0)]
-    pub end_lr: f64,
-    /// Steps (one minibatch each) from --start-lr to --end-lr, exponentially spaced.
-    #[arg(long, value_parser = positive_usize, default_value_t = 100)]
-    pub steps: usize,
-    /// Beta of the loss's moving average (0: none).
-    #[arg(long, value_parser = unit_interval, default_value_t = 0.98)]
-    pub smoothing: f64,
-    /// Stop once the smoothed loss exceeds this many times its minimum.
-    #[arg(long, value_parser = positive_f64, default_value_t = 4.0)]
-    pub diverge_factor: f64,
-    /// Use a seeded subset of this many training samples.
-    #[arg(long, value_parser = positive_usize)]
-    pub train_subset: Option<usize>,
-    /// Directory for lr_find.png, lr_find.svg, lr_find.csv and lr_find.json (created if
-    /// missing; its parent must exist).
-    #[arg(long, value_name = "DIR", default_value = "lr-find")]
-    pub out: PathBuf,
-    /// No progress bar.
-    #[arg(long)]
-    pub quiet: bool,
-}
-
-fn describe_stop(r: &LrFindResult) -> String {
-    match r.stop {
-        Stop::Completed => format!("completed all {} steps", r.points.len()),
-        Stop::Diverged { step, lr } => format!(
-            "stopped at step {} (lr {lr:.2e}): the smoothed loss diverged",
-            step + 1
-        ),
-        Stop::NonFinite { step, lr } => format!(
-            "stopped at step {} (lr {lr:.2e}): the loss was not finite",
-            step + 1
-        ),
-    }
-}
-
-/// Runs `wgtrain lr-find`.
-pub fn lr_find_command(a: LrFindArgs) -> Result<()> {
-    check_outputs([(Some(a.out.as_path()), OutputKind::Dir)])?;
-    let cfg = LrFindConfig {
-        start_lr: a.start_lr,
-        end_lr: a.end_lr,
-        steps: a.steps,
-        batch_size: a.batch_size,
-        seed: a.seed,
-        smoothing: a.smoothing,
-        diverge_factor: a.diverge_factor,
-        chunk: 10,
-    };
-    cfg.validate(usize::MAX)?;
-    let sgd = SgdConfig {
-        weight_decay: a.weight_decay,
-        momentum: a.momentum,
-        nesterov: a.nesterov,
-        ..SgdConfig::default()
-    };
-    sgd.validate()?;
-    let mnist = with_subset(load_data(&a.data, a.quiet)?, a.train_subset, a.seed)?;
-    cfg.validate(mnist.train.len())?;
-    let spec = MlpSpec::new(mnist.train.features(), &a.hidden.0, mnist.classes)?;
-    let params = spec.init(a.seed);
-    let indices: Vec<u32> = (0..mnist.train.len() as u32).collect();
-    let mut engines = Engines::open(&a.device)?;
-    let progress = bar(a.steps as u64, a.quiet, "lr-find")?;
-    let result = engines.with(
-        EngineSpec {
-            spec: &spec,
-            params: &params,
-            train: &mnist.train,
-            validation: &[],
-            test: &mnist.test,
-            batch_size: a.batch_size,
-            sgd: &sgd,
-            norm: normalization(&a.data),
-        },
-        |engine| {
-            eprintln!(
-                "lr-find: MLP {spec}, batch {}, lr {:.1e} to {:.1e} over {} steps; {}",
-                a.batch_size,
-                a.start_lr,
-                a.end_lr,
-                a.steps,
-                engine.describe()
-            );
-            Ok(lr_find(engine, &params, &indices, &cfg, &mut |s| {
-                progress.set_position(s as u64)
-            })?)
-        },
-    )?;
-    progress.finish_and_clear();
-    println!("{}", describe_stop(&result));
-    if let (Some(lr), Some(l)) = (result.min_loss_lr, result.min_loss) {
-        println!(
-            "minimum smoothed loss {l:.4} at lr {lr:.3e}; minimum / 10 = {:.3e}",
-            lr / 10.0
-        );
-    }
-    match result.steepest {
-        Some(s) => println!("steepest descent of the smoothed loss at lr {s:.3e}"),
-        None => println!("the smoothed loss never descends: no steepest point"),
-    }
-    match result.suggestion() {
-        Some(s) => println!("suggested learning rate: {s:.3e}"),
-        None => println!("no suggestion: the loss was not finite from the first step"),
-    }
-    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
-    let json = a.out.join("lr_find.json");
-    let body = serde_json::json!({
-        "suggestion": result.suggestion(),
-        "suggestion_method": "steepest descent of the smoothed loss against log(lr); minimum-loss lr / 10 when the curve never descends",
-        "result": &result,
-    });
-    std::fs::write(&json, serde_json::to_string_pretty(&body)? + "\n")
-        .with_context(|| format!("writing {}", json.display()))?;
-    let csv_path = a.out.join("lr_find.csv");
-    let mut w = csv::Writer::from_path(&csv_path)
-        .with_context(|| format!("writing {}", csv_path.display()))?;
-    for p in &result.points {
-        w.serialize(p)?;
-    }
-    w.flush()?;
-    let mut written = vec![json, csv_path];
-    if !result.points.is_empty() {
-        written.extend(plot::lr_find_curve(&result, &a.out, "lr_find")?);
-    }
-    for p in written {
-        eprintln!("wrote {}", p.display());
-    }
-    Ok(())
-}
+use super::interrupt;
 
 /// Search methods of `wgtrain sweep`.
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -454,7 +253,7 @@ pub fn sweep_command(a: SweepArgs) -> Result<()> {
         _ => None,
     };
     let mut sweep = Sweep::resume(pruner, prior, prior_params)?;
-    sweep.set_stop_flag(super::interrupt::stop_flag());
+    sweep.set_stop_flag(interrupt::stop_flag());
     let total = configs.len();
     for (i, t) in configs.into_iter().enumerate().skip(done) {
         let h = a.hyper(&t);
@@ -523,12 +322,12 @@ pub fn sweep_command(a: SweepArgs) -> Result<()> {
             },
         );
         let trial = match result {
-            Err(e) if super::interrupt::is_interrupted(&e) => {
+            Err(e) if interrupt::is_interrupted(&e) => {
                 eprintln!(
                     "sweep interrupted: {i} of {total} trials finished and kept in {} (trials.json, trials.csv, leaderboard.csv); trial {i} was dropped",
                     a.out.display()
                 );
-                eprintln!("resume with: {}", super::interrupt::resume_command());
+                eprintln!("resume with: {}", interrupt::resume_command());
                 return Err(e.context(format!("trial {i}")));
             }
             r => r?,
@@ -733,39 +532,4 @@ fn resumable_trials(
         }
     };
     Ok((trials, best))
-}
-
-/// `wgtrain plot`: pictures from a metrics file or a sweep directory.
-#[derive(Args, Debug, Clone)]
-pub struct PlotArgs {
-    /// A `wgtrain train --metrics` file (JSON Lines), or a `wgtrain sweep --out` directory.
-    pub input: PathBuf,
-    /// Directory for the PNG and SVG files (created if missing; its parent must exist).
-    #[arg(long, value_name = "DIR", default_value = "plots")]
-    pub out: PathBuf,
-    /// For a sweep: trials whose curves are drawn.
-    #[arg(long, value_parser = positive_usize, default_value_t = 5)]
-    pub top: usize,
-}
-
-/// Runs `wgtrain plot`.
-pub fn plot_command(a: PlotArgs) -> Result<()> {
-    check_outputs([(Some(a.out.as_path()), OutputKind::Dir)])?;
-    // The input is read before anything is drawn: a missing or malformed file exits 2.
-    let written = if a.input.is_dir() {
-        let trials = read_trials(&a.input.join("trials.json"))
-            .map_err(|e| bad_input(e).context("reading the sweep's trials"))?;
-        plot::sweep_plots(&trials, a.top, &a.out)?
-    } else {
-        let metrics = tune::read_metrics(&a.input)
-            .map_err(|e| bad_input(e).context("reading the metrics file"))?;
-        let title = a.input.file_name().map_or("learning curves".into(), |n| {
-            n.to_string_lossy().into_owned()
-        });
-        plot::learning_curves(&metrics, &title, &a.out, "learning_curves")?
-    };
-    for p in written {
-        eprintln!("wrote {}", p.display());
-    }
-    Ok(())
 }

@@ -1,0 +1,351 @@
+//! The model, optimiser and schedule flags that `train` and `profile` take and `sweep`
+//! builds per trial ([`HyperArgs`], [`ScheduleArgs`], [`SgdVariantArgs`]), and what they become: the
+//! learning-rate schedule, the SGD settings and the TensorBoard hyperparameters; plus the
+//! momentum >= 1 warning and its explanation of a diverged run.
+
+use anyhow::Result;
+use clap::Args;
+
+use wgtrain::optim::SgdConfig;
+use wgtrain::schedule::{LrSchedule, PlateauConfig, Schedule, ScheduleKind};
+use wgtrain::tensorboard::HParam;
+
+use super::device::DeviceKind;
+use super::errors::usage;
+use super::parse::{
+    HiddenSizes, hidden_sizes, non_negative_f64, positive_f64, positive_usize, unit_interval,
+};
+
+/// The torch.optim.SGD options that `train` and `sweep` share (sweeps search lr, weight
+/// decay and momentum, not these).
+#[derive(Args, Debug, Clone)]
+pub struct SgdVariantArgs {
+    /// Momentum dampening, in [0, 1) (torch.optim.SGD dampening: v = momentum * v +
+    /// (1 - dampening) * g).
+    #[arg(long, value_parser = unit_interval, default_value_t = 0.0, allow_hyphen_values = true)]
+    pub dampening: f64,
+    /// Nesterov momentum (torch.optim.SGD nesterov=True; needs --momentum > 0 and
+    /// --dampening 0).
+    #[arg(long)]
+    pub nesterov: bool,
+    /// SGDW: decay the weights by lr * weight_decay directly instead of adding it to the gradient.
+    #[arg(long)]
+    pub decoupled_weight_decay: bool,
+    /// Exclude biases from weight decay (PyTorch's default decays every parameter).
+    #[arg(long)]
+    pub no_decay_bias: bool,
+}
+
+/// Default of `--epochs`.
+pub const DEFAULT_EPOCHS: usize = 10;
+
+/// Model and optimiser hyperparameters.
+#[derive(Args, Debug, Clone)]
+pub struct HyperArgs {
+    /// Hidden layer sizes, comma-separated (e.g. 512,256; "none" for logistic regression).
+    #[arg(long, value_parser = hidden_sizes, default_value = "256")]
+    pub hidden: HiddenSizes,
+    /// Epochs: full passes over the training set (default 10; the PyTorch MNIST example's
+    /// --epochs).
+    #[arg(long, value_parser = positive_usize)]
+    pub epochs: Option<usize>,
+    /// Samples per minibatch (DataLoader batch_size; the last minibatch of an epoch may be
+    /// smaller, as drop_last=False).
+    #[arg(long, value_parser = positive_usize, default_value_t = 64)]
+    pub batch_size: usize,
+    /// Learning rate (torch.optim.SGD lr; the base of the schedule).
+    #[arg(long, value_parser = positive_f64, default_value_t = 0.01, allow_hyphen_values = true)]
+    pub lr: f64,
+    /// L2 penalty added to the gradient, as torch.optim.SGD's weight_decay.
+    #[arg(long, value_parser = non_negative_f64, default_value_t = 1e-4, allow_hyphen_values = true)]
+    pub weight_decay: f64,
+    /// Momentum factor (torch.optim.SGD momentum: v = momentum * v + g; 0: plain SGD).
+    /// Values >= 1 are allowed, as in PyTorch, but make the velocity grow without bound.
+    #[arg(long, value_parser = non_negative_f64, default_value_t = 0.0, allow_hyphen_values = true)]
+    pub momentum: f64,
+    #[command(flatten)]
+    pub sgd: SgdVariantArgs,
+    /// Seed of the initialisation, the shuffles and the validation split.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    #[command(flatten)]
+    pub schedule: ScheduleArgs,
+}
+
+impl HyperArgs {
+    /// `--epochs`, or its default.
+    pub fn epochs(&self) -> usize {
+        self.epochs.unwrap_or(DEFAULT_EPOCHS)
+    }
+}
+
+/// Learning-rate schedule flags (PyTorch lr_scheduler semantics). Each option is `None`
+/// when not given, so that an option of another schedule is refused instead of ignored.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ScheduleArgs {
+    /// Learning-rate schedule: constant, step, multistep, exponential, cosine, onecycle or
+    /// plateau (default constant).
+    #[arg(long)]
+    pub lr_schedule: Option<String>,
+    /// StepLR step_size: epochs between two decays by --gamma (default 30).
+    #[arg(long, value_parser = positive_usize)]
+    pub step_size: Option<usize>,
+    /// Decay factor gamma of step (StepLR), multistep (MultiStepLR) and exponential
+    /// (ExponentialLR, applied every epoch) (default 0.1).
+    #[arg(long)]
+    pub gamma: Option<f64>,
+    /// MultiStepLR milestones: comma-separated, strictly increasing epoch indices at which
+    /// the learning rate is multiplied by --gamma (e.g. 30,60,90).
+    #[arg(long)]
+    pub milestones: Option<String>,
+    /// CosineAnnealingLR T_max in epochs (default: the epochs after warmup).
+    #[arg(long, value_parser = positive_usize)]
+    pub t_max: Option<usize>,
+    /// CosineAnnealingLR eta_min: the lowest learning rate, reached after T_max epochs
+    /// (default 0).
+    #[arg(long)]
+    pub eta_min: Option<f64>,
+    /// Epochs of linear warmup before the schedule (LinearLR chained by SequentialLR;
+    /// default 0: none).
+    #[arg(long, default_value_t = 0)]
+    pub warmup_epochs: usize,
+    /// LinearLR start_factor: the first warmup epoch trains at --lr times this, rising
+    /// linearly to --lr (default 1/3; needs --warmup-epochs).
+    #[arg(long)]
+    pub warmup_start_factor: Option<f64>,
+    /// OneCycleLR max_lr: the peak learning rate (default: --lr).
+    #[arg(long)]
+    pub max_lr: Option<f64>,
+    /// OneCycleLR pct_start: the fraction of all steps spent raising the learning rate to
+    /// --max-lr (default 0.3).
+    #[arg(long)]
+    pub pct_start: Option<f64>,
+    /// ReduceLROnPlateau factor: the learning rate is multiplied by this on a plateau
+    /// (default 0.1).
+    #[arg(long)]
+    pub plateau_factor: Option<f64>,
+    /// ReduceLROnPlateau patience: epochs without improvement of the validation loss (the
+    /// training loss without --val-split) before a reduction (default 10).
+    #[arg(long)]
+    pub plateau_patience: Option<usize>,
+    /// ReduceLROnPlateau cooldown: epochs after a reduction before bad epochs count again
+    /// (default 0).
+    #[arg(long)]
+    pub plateau_cooldown: Option<usize>,
+    /// ReduceLROnPlateau min_lr: the learning rate is never reduced below this (default 0).
+    #[arg(long)]
+    pub min_lr: Option<f64>,
+}
+
+impl ScheduleArgs {
+    /// The schedule options given on the command line, each with its flag name, its value
+    /// and the schedules it applies to (empty: it needs --warmup-epochs instead).
+    pub fn given(&self) -> Vec<(&'static str, String, &'static [ScheduleKind])> {
+        use ScheduleKind::*;
+        fn opt<T: ToString>(
+            flag: &'static str,
+            v: &Option<T>,
+            kinds: &'static [ScheduleKind],
+        ) -> Option<(&'static str, String, &'static [ScheduleKind])> {
+            v.as_ref().map(|v| (flag, v.to_string(), kinds))
+        }
+        [
+            opt("step-size", &self.step_size, &[Step]),
+            opt("gamma", &self.gamma, &[Step, MultiStep, Exponential]),
+            opt("milestones", &self.milestones, &[MultiStep]),
+            opt("t-max", &self.t_max, &[Cosine]),
+            opt("eta-min", &self.eta_min, &[Cosine]),
+            opt("warmup-start-factor", &self.warmup_start_factor, &[]),
+            opt("max-lr", &self.max_lr, &[OneCycle]),
+            opt("pct-start", &self.pct_start, &[OneCycle]),
+            opt("plateau-factor", &self.plateau_factor, &[Plateau]),
+            opt("plateau-patience", &self.plateau_patience, &[Plateau]),
+            opt("plateau-cooldown", &self.plateau_cooldown, &[Plateau]),
+            opt("min-lr", &self.min_lr, &[Plateau]),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+}
+
+/// The learning-rate schedule the flags describe.
+///
+/// # Errors
+/// A usage error (exit 2) for an unknown schedule, a schedule option that the chosen
+/// schedule does not read (`--gamma` with the constant schedule: it would do nothing),
+/// `--warmup-start-factor` without `--warmup-epochs`, or values the schedule refuses.
+pub fn schedule_from(h: &HyperArgs, steps_per_epoch: usize) -> Result<LrSchedule> {
+    let s = &h.schedule;
+    let epochs = h.epochs();
+    let name = s.lr_schedule.as_deref().unwrap_or("constant");
+    let kind: ScheduleKind = name
+        .parse()
+        .map_err(|e: wgtrain::schedule::ScheduleError| usage("lr schedule", name, e))?;
+    // Regression (issue 10, item 11): `--gamma 0.5 --step-size 1` with the constant
+    // schedule was accepted and did nothing.
+    for (flag, value, kinds) in s.given() {
+        if kinds.is_empty() && s.warmup_epochs == 0 {
+            return Err(usage(
+                flag,
+                value,
+                "applies to the warmup only: give --warmup-epochs N too, or drop it",
+            ));
+        }
+        if !kinds.is_empty() && !kinds.contains(&kind) {
+            let names: Vec<&str> = kinds.iter().map(|k| k.name()).collect();
+            return Err(usage(
+                flag,
+                value,
+                format!(
+                    "applies to --lr-schedule {} only, and this run's schedule is {}, where it \
+                     would do nothing; drop it or choose that schedule",
+                    names.join(" or "),
+                    kind.name()
+                ),
+            ));
+        }
+    }
+    if s.warmup_epochs >= epochs && s.warmup_epochs > 0 {
+        return Err(usage(
+            "warmup-epochs",
+            s.warmup_epochs,
+            format!("must be fewer than the epochs ({epochs}), or the schedule never starts"),
+        ));
+    }
+    let after_warmup = epochs.saturating_sub(s.warmup_epochs).max(1);
+    let gamma = s.gamma.unwrap_or(0.1);
+    let plateau = PlateauConfig::default();
+    let schedule = match kind {
+        ScheduleKind::Constant => Schedule::Constant,
+        ScheduleKind::Step => Schedule::Step {
+            step_size: s.step_size.unwrap_or(30),
+            gamma,
+        },
+        ScheduleKind::MultiStep => {
+            let m = s.milestones.as_deref().unwrap_or("");
+            Schedule::MultiStep {
+                milestones: wgtrain::schedule::parse_milestones(m).map_err(|e| {
+                    // The parser's message repeats the value; say it once.
+                    let prefix = format!("invalid milestones '{m}': ");
+                    usage("milestones", m, e.strip_prefix(&prefix).unwrap_or(&e))
+                })?,
+                gamma,
+            }
+        }
+        ScheduleKind::Exponential => Schedule::Exponential { gamma },
+        ScheduleKind::Cosine => Schedule::Cosine {
+            t_max: s.t_max.unwrap_or(after_warmup),
+            eta_min: s.eta_min.unwrap_or(0.0),
+        },
+        ScheduleKind::OneCycle => {
+            let mut sch = Schedule::one_cycle(s.max_lr.unwrap_or(h.lr), epochs * steps_per_epoch);
+            if let (Schedule::OneCycle { pct_start, .. }, Some(p)) = (&mut sch, s.pct_start) {
+                *pct_start = p;
+            }
+            sch
+        }
+        ScheduleKind::Plateau => Schedule::Plateau(PlateauConfig {
+            factor: s.plateau_factor.unwrap_or(plateau.factor),
+            patience: s.plateau_patience.unwrap_or(plateau.patience),
+            cooldown: s.plateau_cooldown.unwrap_or(plateau.cooldown),
+            min_lr: s.min_lr.unwrap_or(plateau.min_lr),
+            ..plateau
+        }),
+    };
+    let lr = LrSchedule::new(h.lr, schedule)
+        .with_warmup(s.warmup_epochs, s.warmup_start_factor.unwrap_or(1.0 / 3.0));
+    lr.validate().map_err(|e| usage("lr schedule", &lr, e))?;
+    Ok(lr)
+}
+
+/// The torch.optim.SGD settings the flags describe (not yet validated).
+pub fn sgd_from(h: &HyperArgs) -> SgdConfig {
+    SgdConfig {
+        weight_decay: h.weight_decay,
+        momentum: h.momentum,
+        dampening: h.sgd.dampening,
+        nesterov: h.sgd.nesterov,
+        decoupled_weight_decay: h.sgd.decoupled_weight_decay,
+        decay_bias: !h.sgd.no_decay_bias,
+    }
+}
+
+/// The hyperparameters a run records for TensorBoard's HParams dashboard: the model, the
+/// optimiser (torch.optim.SGD's names), the schedule, the seed and the data options.
+pub(crate) fn tensorboard_hparams(
+    h: &HyperArgs,
+    device: DeviceKind,
+    normalize: bool,
+    val_split: f64,
+) -> Vec<(String, HParam)> {
+    let hidden = if h.hidden.0.is_empty() {
+        "none".to_string()
+    } else {
+        let sizes: Vec<String> = h.hidden.0.iter().map(usize::to_string).collect();
+        sizes.join(",")
+    };
+    let n = |v: f64| HParam::Number(v);
+    [
+        ("hidden", HParam::Text(hidden)),
+        ("epochs", n(h.epochs() as f64)),
+        ("batch_size", n(h.batch_size as f64)),
+        ("lr", n(h.lr)),
+        (
+            "lr_schedule",
+            HParam::Text(
+                h.schedule
+                    .lr_schedule
+                    .clone()
+                    .unwrap_or_else(|| "constant".into()),
+            ),
+        ),
+        ("warmup_epochs", n(h.schedule.warmup_epochs as f64)),
+        ("weight_decay", n(h.weight_decay)),
+        ("momentum", n(h.momentum)),
+        ("dampening", n(h.sgd.dampening)),
+        ("nesterov", HParam::Bool(h.sgd.nesterov)),
+        (
+            "decoupled_weight_decay",
+            HParam::Bool(h.sgd.decoupled_weight_decay),
+        ),
+        ("decay_bias", HParam::Bool(!h.sgd.no_decay_bias)),
+        ("seed", n(h.seed as f64)),
+        ("normalize", HParam::Bool(normalize)),
+        ("val_split", n(val_split)),
+        ("device", HParam::Text(format!("{device:?}").to_lowercase())),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+/// Warns when `--momentum` is 1 or more: PyTorch allows it, but the velocity then never
+/// decays (v = momentum * v + g grows without bound), so training usually diverges.
+pub(crate) fn warn_momentum(momentum: f64) {
+    if momentum >= 1.0 {
+        eprintln!(
+            "warning: --momentum {momentum} is >= 1: the velocity never decays and training \
+             usually diverges; use a momentum below 1 (e.g. 0.9)"
+        );
+    }
+}
+
+/// Names momentum >= 1 as the likely cause when the loss became non-finite, instead of
+/// only advising a lower learning rate; other errors pass unchanged.
+pub(crate) fn explain_divergence(e: wgtrain::Error, momentum: f64) -> anyhow::Error {
+    match e {
+        wgtrain::Error::NonFiniteLoss {
+            epoch,
+            step,
+            last_finite,
+        } if momentum >= 1.0 => anyhow::anyhow!(
+            "the training loss became non-finite at epoch {epoch}, step {step} (last finite \
+             minibatch loss: {last_finite}); the run was stopped. The likely cause is \
+             --momentum {momentum}: at 1 or more the velocity never decays \
+             (v = momentum * v + g). Use a momentum below 1 (e.g. 0.9), then lower the \
+             learning rate (--lr) if it still diverges."
+        ),
+        e => e.into(),
+    }
+}

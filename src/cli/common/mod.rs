@@ -1,0 +1,31 @@
+//! What several subcommands share: the argument groups (`DeviceArgs`, `DataArgs`,
+//! `HyperArgs` with its `ScheduleArgs` and `SgdVariantArgs`), the value parsers, and the
+//! helpers that turn those flags into library values (a device, the data, a schedule, an
+//! optimiser) or refuse them with exit code 2. It imports no subcommand module; every
+//! subcommand imports it. This file only gathers the parts:
+//!
+//! - `errors`: [`BadInput`], [`usage`] and the up-front output check [`check_outputs`];
+//! - `parse`: the clap value parsers;
+//! - `device`: `--device`, `--backend`, `--adapter`, `--kernels`, and opening the GPU;
+//! - `data`: `--data`, `--dataset`, `--normalize`, `--classes`, and loading the data;
+//! - `hyper`: the model, optimiser and schedule flags, and what they become.
+
+mod data;
+mod device;
+mod errors;
+mod hyper;
+mod parse;
+
+pub(crate) use data::{DataArgs, dataset_normalization, load_data, normalization, with_subset};
+pub(crate) use device::{
+    Backend, DeviceArgs, DeviceKind, check_device_args, matmul_choice, open_gpu,
+};
+pub(crate) use errors::{BadInput, bad_input, check_outputs, usage};
+pub(crate) use hyper::{
+    HyperArgs, ScheduleArgs, SgdVariantArgs, explain_divergence, schedule_from, sgd_from,
+    tensorboard_hparams, warn_momentum,
+};
+pub(crate) use parse::{
+    HiddenSizes, dataset_name, hidden_sizes, non_negative_f64, positive_f64, positive_usize,
+    unit_interval,
+};

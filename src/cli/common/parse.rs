@@ -1,0 +1,73 @@
+//! The clap value parsers of the flags: counts, rates and fractions with their ranges, the
+//! `--hidden` sizes and the dataset names. Their messages are clap's "invalid value" reasons.
+
+/// A dataset name of `--dataset` and `download` (mnist, fashion-mnist, ...).
+pub(crate) fn dataset_name(s: &str) -> Result<wgtrain::data::DatasetName, String> {
+    s.parse()
+}
+
+/// A class count of at least 2 (`--classes`).
+pub(crate) fn class_count(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0 | 1) => Err("must be at least 2 (a classifier needs two classes)".into()),
+        Ok(v) => Ok(v),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A count of at least 1.
+pub(crate) fn positive_usize(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(v) => Ok(v),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Hidden layer sizes, parsed from `512,256`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HiddenSizes(pub Vec<usize>);
+
+/// Hidden layer sizes: `512,256`, or `none` for no hidden layer; each size at least 1.
+pub(crate) fn hidden_sizes(s: &str) -> Result<HiddenSizes, String> {
+    if s.trim() == "none" {
+        return Ok(HiddenSizes(vec![]));
+    }
+    if s.trim().is_empty() {
+        return Err("empty: give sizes such as 256 or 512,256, or none for no hidden layer".into());
+    }
+    s.split(',')
+        .map(|p| positive_usize(p.trim()).map_err(|e| format!("hidden size '{p}': {e}")))
+        .collect::<Result<_, _>>()
+        .map(HiddenSizes)
+}
+
+/// A finite number > 0 (a learning rate, a factor).
+pub(crate) fn positive_f64(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|e| format!("{e}"))?;
+    if v.is_finite() && v > 0.0 {
+        Ok(v)
+    } else {
+        Err("must be a finite number > 0".into())
+    }
+}
+
+/// A finite number >= 0 (weight decay, momentum).
+pub(crate) fn non_negative_f64(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|e| format!("{e}"))?;
+    if v.is_finite() && v >= 0.0 {
+        Ok(v)
+    } else {
+        Err("must be a finite number >= 0".into())
+    }
+}
+
+/// A fraction in [0, 1) (`--val-split`, `--dampening`, `--smoothing`).
+pub(crate) fn unit_interval(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|e| format!("{e}"))?;
+    if (0.0..1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err("must be in [0, 1)".into())
+    }
+}

@@ -1,0 +1,361 @@
+//! `wgtrain train`: its flags ([`TrainArgs`]), the checks made before any work, the
+//! training loop with its progress bar, metrics file, TensorBoard events, checkpoints and
+//! learning curves, and the locks on its outputs.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use wgtrain::checkpoint;
+use wgtrain::engine::Engine;
+use wgtrain::lock::OutputLock;
+use wgtrain::model::{MlpSpec, Normalization};
+use wgtrain::output::OutputKind;
+use wgtrain::tensorboard::{EventWriter, SessionStatus};
+use wgtrain::train::{self, TrainConfig, Trainer};
+use wgtrain::tune::{EpochMetrics, plot};
+
+use super::common::{
+    DataArgs, DeviceArgs, DeviceKind, HyperArgs, check_outputs, explain_divergence, load_data,
+    normalization, positive_usize, schedule_from, sgd_from, tensorboard_hparams, unit_interval,
+    usage, warn_momentum, with_subset,
+};
+use super::engines::{EngineSpec, Engines};
+use super::{interrupt, profile};
+
+/// `wgtrain train`: the flags.
+#[derive(Args, Debug, Clone)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    pub device: DeviceArgs,
+    #[command(flatten)]
+    pub data: DataArgs,
+    #[command(flatten)]
+    pub hyper: HyperArgs,
+    /// Hold out this fraction of the training set for validation (tuning and early stopping
+    /// look at it; the test set is only reported).
+    #[arg(long, value_parser = unit_interval, default_value_t = 0.0)]
+    pub val_split: f64,
+    /// Stop when the validation loss has not improved for this many epochs (needs --val-split).
+    #[arg(long, value_parser = positive_usize)]
+    pub early_stop_patience: Option<usize>,
+    /// Write one JSON object per epoch to this file (JSON Lines).
+    #[arg(long, value_name = "FILE")]
+    pub metrics: Option<PathBuf>,
+    /// Save the final weights (safetensors, PyTorch nn.Sequential names).
+    #[arg(long, value_name = "FILE.safetensors")]
+    pub save: Option<PathBuf>,
+    /// Save the weights of the epoch with the best validation loss (needs --val-split).
+    #[arg(long, value_name = "FILE.safetensors")]
+    pub save_best: Option<PathBuf>,
+    /// Write learning curves (learning_curves.png and .svg) to this directory after training
+    /// (created if missing; its parent must exist).
+    #[arg(long, value_name = "DIR")]
+    pub plot: Option<PathBuf>,
+    /// Train on a seeded subset of this many training samples (before --val-split).
+    #[arg(long, value_parser = positive_usize)]
+    pub train_subset: Option<usize>,
+    /// Write TensorBoard event files to this run folder: per-epoch losses, accuracies,
+    /// learning rate and epoch seconds, and the hyperparameters (HParams dashboard).
+    #[arg(long, value_name = "DIR")]
+    pub tensorboard: Option<PathBuf>,
+    /// No progress bar and no data summary line.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Before training, time every kernel of --profile-steps steps and print the table
+    /// (GPU only; the parameters are restored, so training is unchanged).
+    #[arg(long)]
+    pub profile: bool,
+    /// Steps timed by --profile.
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..), default_value_t = 20, requires = "profile")]
+    pub profile_steps: usize,
+}
+
+/// Runs `wgtrain train`.
+pub fn train_command(a: TrainArgs) -> Result<()> {
+    let h = &a.hyper;
+    if a.early_stop_patience.is_some() && a.val_split == 0.0 {
+        return Err(usage(
+            "early-stop-patience",
+            a.early_stop_patience.unwrap_or(0),
+            "needs a validation split (--val-split 0.1)",
+        ));
+    }
+    if a.save_best.is_some() && a.val_split == 0.0 {
+        return Err(usage(
+            "save-best",
+            a.save_best
+                .as_ref()
+                .map_or(String::new(), |p| p.display().to_string()),
+            "needs a validation split (--val-split 0.1)",
+        ));
+    }
+    // Flags that need no data, and output paths, are checked before loading anything.
+    check_outputs([
+        (a.metrics.as_deref(), OutputKind::File),
+        (a.save.as_deref(), OutputKind::File),
+        (a.save_best.as_deref(), OutputKind::File),
+        (a.plot.as_deref(), OutputKind::Dir),
+        (a.tensorboard.as_deref(), OutputKind::Dir),
+    ])?;
+    warn_momentum(h.momentum);
+    let _locks = lock_train_outputs(&a)?;
+    profile::check_train_flags(a.device.device, a.profile)?;
+    schedule_from(h, 1)?;
+    let sgd = sgd_from(h);
+    sgd.validate()?;
+    // The device is chosen before the data loads: a wrong --adapter fails at once.
+    let mut engines = Engines::open(&a.device)?;
+    let mnist = with_subset(load_data(&a.data, a.quiet)?, a.train_subset, h.seed)?;
+    let (_, validation) = train::validation_split(mnist.train.len(), a.val_split, h.seed)?;
+    if a.val_split > 0.0 && validation.is_empty() {
+        return Err(usage(
+            "val-split",
+            a.val_split,
+            format!(
+                "holds out no sample of {} (use a larger fraction)",
+                mnist.train.len()
+            ),
+        ));
+    }
+    let n_train = mnist.train.len() - validation.len();
+    if h.batch_size > n_train {
+        let held = if validation.is_empty() {
+            String::new()
+        } else {
+            format!(", after holding out {} for validation", validation.len())
+        };
+        return Err(usage(
+            "batch size",
+            h.batch_size,
+            format!("must be between 1 and the number of training samples ({n_train}{held})"),
+        ));
+    }
+    let steps_per_epoch = n_train.div_ceil(h.batch_size);
+    let cfg = TrainConfig {
+        epochs: h.epochs(),
+        batch_size: h.batch_size,
+        schedule: schedule_from(h, steps_per_epoch)?,
+        sgd: sgd.clone(),
+        seed: h.seed,
+        validation: validation.clone(),
+        early_stop_patience: a.early_stop_patience,
+    };
+    train::validate(&cfg, n_train)?;
+    let spec = MlpSpec::new(mnist.train.features(), &h.hidden.0, mnist.classes)?;
+    let params = spec.init(h.seed);
+    let norm = normalization(&a.data);
+    let s = EngineSpec {
+        spec: &spec,
+        params: &params,
+        train: &mnist.train,
+        validation: &validation,
+        test: &mnist.test,
+        batch_size: h.batch_size,
+        sgd: &sgd,
+        norm,
+    };
+    let n_total = mnist.train.len();
+    if a.profile {
+        engines.with_gpu(s, |gpu, engine| {
+            profile::profile_before_training(gpu, engine, &cfg, n_total, a.profile_steps)?;
+            run_training(&a, &spec, cfg.clone(), engine, n_total, norm)
+        })?;
+        Ok(())
+    } else {
+        engines.with(s, |engine| {
+            run_training(&a, &spec, cfg.clone(), engine, n_total, norm)
+        })
+    }
+}
+
+fn run_training(
+    a: &TrainArgs,
+    spec: &MlpSpec,
+    cfg: TrainConfig,
+    engine: &mut dyn Engine,
+    n_train: usize,
+    norm: Normalization,
+) -> Result<()> {
+    // The GPU path launches kernels; the CPU path runs the same stages as function calls.
+    let unit = match a.device.device {
+        DeviceKind::Gpu => "dispatches",
+        DeviceKind::Cpu => "stages",
+    };
+    eprintln!(
+        "model: MLP {spec} ({} parameters), {} {unit} per step; {}",
+        spec.layout().trainable(),
+        engine.dispatches_per_step(),
+        engine.describe()
+    );
+    eprintln!(
+        "training: {} epoch{}, batch {}, lr {}, weight decay {}, momentum {}, seed {}",
+        cfg.epochs,
+        if cfg.epochs == 1 { "" } else { "s" },
+        cfg.batch_size,
+        cfg.schedule,
+        cfg.sgd.weight_decay,
+        cfg.sgd.momentum,
+        cfg.seed
+    );
+    let mut metrics = match &a.metrics {
+        Some(p) => Some(
+            std::fs::File::create(p)
+                .with_context(|| format!("creating the metrics file {}", p.display()))?,
+        ),
+        None => None,
+    };
+    let epochs = cfg.epochs;
+    let cfg_momentum = cfg.sgd.momentum;
+    let title = format!(
+        "MLP {spec}, lr {}, batch {}, weight decay {}",
+        cfg.schedule, cfg.batch_size, cfg.sgd.weight_decay
+    );
+    let mut tb = match &a.tensorboard {
+        Some(dir) => {
+            let mut w = EventWriter::create(dir)?;
+            w.session_start(&tensorboard_hparams(
+                &a.hyper,
+                a.device.device,
+                a.data.normalize,
+                a.val_split,
+            ))?;
+            Some(w)
+        }
+        None => None,
+    };
+    let mut history = Vec::new();
+    let mut trainer = Trainer::new(engine, cfg, n_train)?;
+    trainer.set_stop_flag(interrupt::stop_flag());
+    let mut interrupted = None;
+    let steps = trainer.steps_per_epoch() as u64;
+    for epoch in 0..epochs {
+        let bar = if a.quiet {
+            ProgressBar::hidden()
+        } else {
+            ProgressBar::new(steps)
+        };
+        bar.set_style(
+            ProgressStyle::with_template(
+                "epoch {msg} [{bar:30}] {pos}/{len} steps {elapsed_precise} eta {eta}",
+            )
+            .map_err(|e| anyhow::anyhow!("progress bar template: {e}"))?
+            .progress_chars("=> "),
+        );
+        bar.set_message(format!("{}/{}", epoch + 1, epochs));
+        let result = trainer.run_epoch(epoch, &mut |done| bar.set_position(done as u64));
+        bar.finish_and_clear();
+        let report = match result {
+            Ok(r) => r,
+            Err(e @ wgtrain::Error::Interrupted { .. }) => {
+                interrupted = Some(e);
+                break;
+            }
+            Err(e) => {
+                if let Some(w) = &mut tb {
+                    // The run's own error is the one to report.
+                    let _ = w.session_end(SessionStatus::Failure);
+                }
+                return Err(explain_divergence(e, cfg_momentum));
+            }
+        };
+        println!("{report}");
+        history.push(wgtrain::tune::EpochMetrics::from_report(&report, true));
+        if let (Some(w), Some(m)) = (&mut tb, history.last()) {
+            w.epoch(m)?;
+        }
+        if let Some(f) = &mut metrics {
+            let path = a
+                .metrics
+                .as_deref()
+                .unwrap_or(std::path::Path::new("metrics"));
+            (|| -> std::io::Result<()> {
+                serde_json::to_writer(&mut *f, &report)?;
+                writeln!(f)?;
+                f.flush()
+            })()
+            .with_context(|| format!("writing the metrics file {}", path.display()))?;
+        }
+        if let (Some(path), true) = (&a.save_best, trainer.last_was_best()) {
+            checkpoint::save(path, spec, &trainer.engine().params()?, norm)?;
+            if let Some(v) = report.val_loss {
+                eprintln!(
+                    "saved the best model so far (epoch {}, validation loss {v:.4}) to {}",
+                    report.epoch,
+                    path.display()
+                );
+            }
+        }
+        if trainer.should_stop() {
+            eprintln!(
+                "early stopping: the validation loss has not improved for {} epochs",
+                a.early_stop_patience.unwrap_or(0)
+            );
+            break;
+        }
+    }
+    if let Some(w) = &mut tb {
+        // HParams has no "interrupted" status; an interrupted run did not finish.
+        w.session_end(match interrupted {
+            Some(_) => SessionStatus::Failure,
+            None => SessionStatus::Success,
+        })?;
+        eprintln!("wrote {}", w.path().display());
+    }
+    if let Some(path) = &a.save {
+        match &interrupted {
+            Some(e) => interrupt::save_interrupted(path, spec, &mut trainer, norm, e)?,
+            None => {
+                checkpoint::save(path, spec, &trainer.engine().params()?, norm)?;
+                eprintln!("saved {}", path.display());
+            }
+        }
+    }
+    if let Some(dir) = &a.plot {
+        if interrupted.is_none() || !history.is_empty() {
+            plot_run(&history, dir, &title)?;
+        }
+    }
+    match interrupted {
+        Some(e) => {
+            if let Some(p) = &a.metrics {
+                eprintln!("{}: {} finished epochs", p.display(), history.len());
+            }
+            Err(e.into())
+        }
+        None => Ok(()),
+    }
+}
+
+/// Locks `train`'s output paths (`--save`, `--save-best`, `--metrics`, `--plot`) before any
+/// work, so a second run writing one of them is refused (exit 2) instead of truncating the
+/// first run's metrics. The locks are held until the returned guards drop.
+///
+/// # Errors
+/// [`wgtrain::Error::Locked`] naming the path and the other run's PID; the up-front
+/// checks of [`wgtrain::output::ensure_writable_file`].
+fn lock_train_outputs(a: &TrainArgs) -> Result<Vec<OutputLock>> {
+    if let Some(p) = &a.metrics {
+        wgtrain::output::ensure_writable_file(p)?;
+    }
+    // A directory output is locked inside it (`DIR/.wgtrain.lock`), so it must exist before
+    // locking; otherwise a first run would lock `DIR.lock` and a second `DIR/.wgtrain.lock`.
+    if let Some(dir) = &a.plot {
+        wgtrain::output::ensure_writable_dir(dir)?;
+    }
+    let paths = [&a.save, &a.save_best, &a.metrics, &a.plot];
+    Ok(wgtrain::lock::lock_all(
+        paths.into_iter().flatten().map(|p| p.as_path()),
+    )?)
+}
+
+/// Writes the learning curves of a finished `wgtrain train` run (`--plot DIR`).
+pub(crate) fn plot_run(history: &[EpochMetrics], dir: &Path, title: &str) -> Result<()> {
+    for p in plot::learning_curves(history, title, dir, "learning_curves")? {
+        eprintln!("wrote {}", p.display());
+    }
+    Ok(())
+}
