@@ -8,14 +8,13 @@ use anyhow::Result;
 use clap::Args;
 use serde::Serialize;
 
+use wgtrain::RunConfig;
 use wgtrain::cpu_engine::CpuEngine;
-use wgtrain::engine::Engine;
+use wgtrain::engine::{Engine, RunData};
 use wgtrain::gpu::autotune::MatmulChoice;
-use wgtrain::gpu::engine::{GpuEngine, GpuEngineConfig};
+use wgtrain::gpu::engine::GpuEngine;
 use wgtrain::gpu::kernels::matmul::{BatchDim, Epilogue, MatmulSpec};
 use wgtrain::gpu::{Kernels, autotune};
-use wgtrain::model::{MlpSpec, Normalization};
-use wgtrain::optim::SgdConfig;
 use wgtrain::train;
 
 use super::common::{
@@ -134,9 +133,18 @@ pub fn bench_command(a: BenchArgs) -> Result<()> {
     }
     let train_set = mnist.train.head(n);
     let test = mnist.test.head(1000);
-    let spec = MlpSpec::new(train_set.features(), &a.hidden, mnist.classes)?;
-    let params = spec.init(1);
-    let sgd = SgdConfig::default();
+    let data = RunData {
+        train: &train_set,
+        test: &test,
+        classes: mnist.classes,
+    };
+    // Seed 1's initialisation, SGD lr 0.01 with weight decay 1e-4, pixels in [0, 1].
+    let run = |batch_size| RunConfig {
+        hidden: a.hidden.clone(),
+        batch_size,
+        ..RunConfig::default()
+    };
+    let spec = run(1).spec(train_set.features(), mnist.classes)?;
     let kernels = gpu.as_ref().map(Kernels::new).transpose()?;
     let mut rows = Vec::new();
     for &b in &a.batch_sizes {
@@ -158,18 +166,7 @@ pub fn bench_command(a: BenchArgs) -> Result<()> {
                 MatmulChoice::Auto => autotune::rank_variants(g, k, &forward)?[0],
                 fixed => autotune::time_variant(g, k, &forward, fixed.resolve(g, k, &forward)?)?,
             };
-            let cfg = GpuEngineConfig {
-                spec: &spec,
-                params: &params,
-                train: &train_set,
-                validation: &[],
-                test: &test,
-                batch_size: b,
-                sgd: &sgd,
-                normalization: Normalization::UNIT,
-                variant: choice,
-            };
-            let mut engine = GpuEngine::new(g, k, cfg)?;
+            let mut engine = GpuEngine::new(g, k, choice, &run(b), data)?;
             let secs = time_epoch(&mut engine, n, b)?;
             rows.push(Row {
                 path: "gpu",
@@ -181,16 +178,7 @@ pub fn bench_command(a: BenchArgs) -> Result<()> {
                 matmul_gflops: forward_timing.gflops,
             });
         }
-        let mut engine = CpuEngine::new(
-            &spec,
-            &params,
-            &train_set,
-            &[],
-            &test,
-            b,
-            &sgd,
-            Normalization::UNIT,
-        );
+        let mut engine = CpuEngine::new(&run(b), data)?;
         let secs = time_epoch(&mut engine, n, b)?;
         rows.push(Row {
             path: "cpu",

@@ -1,32 +1,19 @@
 //! One place that turns the device flags into a training engine: the CPU engine, or a GPU
 //! engine on a device opened once (matmul timings per shape are cached with its kernels).
-//! `train`, `profile`, `lr-find` and `sweep` all build their engines here.
+//! `train`, `eval`, `profile`, `lr-find` and `sweep` all open their engines here, from a
+//! [`RunConfig`] through [`wgtrain::device::open`].
 
 use anyhow::Result;
 
-use wgtrain::cpu_engine::CpuEngine;
-use wgtrain::data::Dataset;
-use wgtrain::engine::Engine;
-use wgtrain::gpu::engine::{GpuEngine, GpuEngineConfig};
+use wgtrain::RunConfig;
+use wgtrain::device::{self, Device};
+use wgtrain::engine::{Engine, RunData};
+use wgtrain::gpu::engine::GpuEngine;
 use wgtrain::gpu::{Gpu, Kernels};
-use wgtrain::model::{MlpSpec, Normalization};
-use wgtrain::optim::SgdConfig;
 
 use super::common::{DeviceArgs, DeviceKind, check_device_args, matmul_choice, open_gpu};
 
-/// What one engine is built from.
-pub(crate) struct EngineSpec<'a> {
-    pub spec: &'a MlpSpec,
-    pub params: &'a [f32],
-    pub train: &'a Dataset,
-    pub validation: &'a [u32],
-    pub test: &'a Dataset,
-    pub batch_size: usize,
-    pub sgd: &'a SgdConfig,
-    pub norm: Normalization,
-}
-
-/// Builds engines on one device, opened once.
+/// Opens engines on one device, opened once.
 pub(crate) struct Engines {
     device: DeviceArgs,
     gpu: Option<(Gpu, Kernels)>,
@@ -50,54 +37,46 @@ impl Engines {
         })
     }
 
-    /// Builds an engine and hands it to `f`.
-    pub(crate) fn with<R>(
-        &mut self,
-        s: EngineSpec<'_>,
-        f: impl FnOnce(&mut dyn Engine) -> Result<R>,
-    ) -> Result<R> {
-        if self.gpu.is_none() {
-            let mut engine = CpuEngine::new(
-                s.spec,
-                s.params,
-                s.train,
-                s.validation,
-                s.test,
-                s.batch_size,
-                s.sgd,
-                s.norm,
-            );
-            return f(&mut engine);
+    fn device(&self) -> Device<'_> {
+        match &self.gpu {
+            None => Device::Cpu,
+            Some((gpu, kernels)) => Device::Gpu {
+                gpu,
+                kernels,
+                matmul: matmul_choice(&self.device),
+            },
         }
-        self.with_gpu(s, |_, engine| f(engine))
-            .map(|r| r.expect("a GPU was opened"))
     }
 
-    /// Builds the GPU engine and hands it to `f` with its device (profiling needs the
+    /// Opens an engine for `cfg` on `data`, starting from `params` when given (else from
+    /// `cfg.seed`'s initialisation), and hands it to `f`.
+    pub(crate) fn with<R>(
+        &mut self,
+        cfg: &RunConfig,
+        data: RunData<'_>,
+        params: Option<&[f32]>,
+        f: impl FnOnce(&mut dyn Engine) -> Result<R>,
+    ) -> Result<R> {
+        let mut engine = device::open(self.device(), cfg, data)?;
+        if let Some(p) = params {
+            engine.set_params(p)?;
+        }
+        f(engine.as_mut())
+    }
+
+    /// Opens the GPU engine and hands it to `f` with its device (profiling needs the
     /// concrete engine). `Ok(None)` when the flags chose the CPU.
     pub(crate) fn with_gpu<R>(
         &mut self,
-        s: EngineSpec<'_>,
+        cfg: &RunConfig,
+        data: RunData<'_>,
         f: impl FnOnce(&Gpu, &mut GpuEngine<'_>) -> Result<R>,
     ) -> Result<Option<R>> {
         let Some((gpu, kernels)) = &self.gpu else {
             return Ok(None);
         };
-        let mut engine = GpuEngine::new(
-            gpu,
-            kernels,
-            GpuEngineConfig {
-                spec: s.spec,
-                params: s.params,
-                train: s.train,
-                validation: s.validation,
-                test: s.test,
-                batch_size: s.batch_size,
-                sgd: s.sgd,
-                normalization: s.norm,
-                variant: matmul_choice(&self.device),
-            },
-        )?;
+        let choice = matmul_choice(&self.device);
+        let mut engine = GpuEngine::new(gpu, kernels, choice, cfg, data)?;
         f(gpu, &mut engine).map(Some)
     }
 }

@@ -6,18 +6,18 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 
+use wgtrain::RunConfig;
 use wgtrain::checkpoint;
 use wgtrain::data::Mnist;
-use wgtrain::engine::EvalSet;
+use wgtrain::engine::{EvalSet, RunData};
 use wgtrain::model::{MlpSpec, Normalization};
-use wgtrain::optim::SgdConfig;
 use wgtrain::output::OutputKind;
 
 use super::common::{
     DataArgs, DeviceArgs, bad_input, check_outputs, dataset_normalization, load_data,
     positive_usize, usage,
 };
-use super::engines::{EngineSpec, Engines};
+use super::engines::Engines;
 
 /// `wgtrain eval`: the flags.
 #[derive(Args, Debug, Clone)]
@@ -79,20 +79,19 @@ pub fn eval_command(a: EvalArgs) -> Result<()> {
         (true, _) => dataset_normalization(&a.data),
         (false, n) => n.unwrap_or(Normalization::UNIT),
     };
-    let sgd = SgdConfig::default();
-    let batch = a.batch_size.min(mnist.train.len());
-    let s = EngineSpec {
-        spec: &ck.spec,
-        params: &ck.params,
-        train: &mnist.train,
-        validation: &[],
-        test: &mnist.test,
-        batch_size: batch,
-        sgd: &sgd,
-        norm,
+    let cfg = RunConfig {
+        hidden: ck.spec.hidden().to_vec(),
+        batch_size: a.batch_size.min(mnist.train.len()),
+        normalization: norm,
+        ..RunConfig::default()
+    };
+    let data = RunData {
+        classes: ck.spec.classes(),
+        ..RunData::from(&mnist)
     };
     let per_class = a.confusion || a.plot.is_some();
-    let (eval, logits) = Engines::open(&a.device)?.with(s, |engine| {
+    let mut engines = Engines::open(&a.device)?;
+    let (eval, logits) = engines.with(&cfg, data, Some(&ck.params), |engine| {
         let eval = engine.evaluate(EvalSet::Test)?;
         let logits = if per_class {
             engine.logits(EvalSet::Test)?

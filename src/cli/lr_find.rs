@@ -8,7 +8,8 @@ use anyhow::{Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use wgtrain::model::MlpSpec;
+use wgtrain::RunConfig;
+use wgtrain::engine::RunData;
 use wgtrain::optim::SgdConfig;
 use wgtrain::output::OutputKind;
 use wgtrain::tune::lr_find::{LrFindConfig, LrFindResult, Stop, lr_find};
@@ -18,7 +19,7 @@ use super::common::{
     DataArgs, DeviceArgs, HiddenSizes, check_outputs, hidden_sizes, load_data, non_negative_f64,
     normalization, positive_f64, positive_usize, unit_interval, with_subset,
 };
-use super::engines::{EngineSpec, Engines};
+use super::engines::Engines;
 
 fn bar(len: u64, quiet: bool, what: &str) -> Result<ProgressBar> {
     let bar = if quiet {
@@ -109,52 +110,42 @@ pub fn lr_find_command(a: LrFindArgs) -> Result<()> {
         start_lr: a.start_lr,
         end_lr: a.end_lr,
         steps: a.steps,
-        batch_size: a.batch_size,
-        seed: a.seed,
         smoothing: a.smoothing,
         diverge_factor: a.diverge_factor,
         chunk: 10,
     };
-    cfg.validate(usize::MAX)?;
-    let sgd = SgdConfig {
-        weight_decay: a.weight_decay,
-        momentum: a.momentum,
-        nesterov: a.nesterov,
-        ..SgdConfig::default()
+    cfg.validate()?;
+    let run = RunConfig {
+        hidden: a.hidden.0.clone(),
+        batch_size: a.batch_size,
+        sgd: SgdConfig {
+            weight_decay: a.weight_decay,
+            momentum: a.momentum,
+            nesterov: a.nesterov,
+            ..SgdConfig::default()
+        },
+        normalization: normalization(&a.data),
+        seed: a.seed,
+        ..RunConfig::default()
     };
-    sgd.validate()?;
+    run.sgd.validate()?;
     let mnist = with_subset(load_data(&a.data, a.quiet)?, a.train_subset, a.seed)?;
-    cfg.validate(mnist.train.len())?;
-    let spec = MlpSpec::new(mnist.train.features(), &a.hidden.0, mnist.classes)?;
-    let params = spec.init(a.seed);
-    let indices: Vec<u32> = (0..mnist.train.len() as u32).collect();
     let mut engines = Engines::open(&a.device)?;
     let progress = bar(a.steps as u64, a.quiet, "lr-find")?;
-    let result = engines.with(
-        EngineSpec {
-            spec: &spec,
-            params: &params,
-            train: &mnist.train,
-            validation: &[],
-            test: &mnist.test,
-            batch_size: a.batch_size,
-            sgd: &sgd,
-            norm: normalization(&a.data),
-        },
-        |engine| {
-            eprintln!(
-                "lr-find: MLP {spec}, batch {}, lr {:.1e} to {:.1e} over {} steps; {}",
-                a.batch_size,
-                a.start_lr,
-                a.end_lr,
-                a.steps,
-                engine.describe()
-            );
-            Ok(lr_find(engine, &params, &indices, &cfg, &mut |s| {
-                progress.set_position(s as u64)
-            })?)
-        },
-    )?;
+    let result = engines.with(&run, RunData::from(&mnist), None, |engine| {
+        eprintln!(
+            "lr-find: MLP {}, batch {}, lr {:.1e} to {:.1e} over {} steps; {}",
+            engine.setup().spec,
+            a.batch_size,
+            a.start_lr,
+            a.end_lr,
+            a.steps,
+            engine.describe()
+        );
+        Ok(lr_find(engine, &cfg, &mut |s| {
+            progress.set_position(s as u64)
+        })?)
+    })?;
     progress.finish_and_clear();
     println!("{}", describe_stop(&result));
     if let (Some(lr), Some(l)) = (result.min_loss_lr, result.min_loss) {

@@ -7,19 +7,18 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 
-use wgtrain::engine::Engine;
+use wgtrain::engine::{Engine, RunData};
 use wgtrain::gpu::Gpu;
 use wgtrain::gpu::engine::GpuEngine;
 use wgtrain::gpu::profiler::{Profile, ProfileOptions, Profiler, TimingMode};
-use wgtrain::model::MlpSpec;
 use wgtrain::output::OutputKind;
-use wgtrain::train::{self, TrainConfig};
+use wgtrain::train;
 
 use super::common::{
-    DataArgs, DeviceArgs, DeviceKind, HyperArgs, check_outputs, load_data, normalization, sgd_from,
-    usage,
+    DataArgs, DeviceArgs, DeviceKind, HyperArgs, check_outputs, load_data, normalization,
+    run_config, sgd_from, usage,
 };
-use super::engines::{EngineSpec, Engines};
+use super::engines::Engines;
 
 /// How to time the kernels.
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,19 +97,22 @@ pub(crate) fn check_train_flags(device: DeviceKind, profile: bool) -> Result<()>
     Ok(())
 }
 
-/// Profiles `engine` on minibatches drawn from `samples` (training-set indices, shuffled as
-/// epoch 0 is, with epoch 0's learning rates `lr(step)`), prints the table on stdout,
-/// writes the trace if asked, and restores the engine's parameters so that a following
-/// training run starts exactly where it would have.
+/// Profiles `engine` on its run's first epoch (its training samples shuffled as epoch 0
+/// is, with epoch 0's learning rates), prints the table on stdout, writes the trace if
+/// asked, and restores the engine's parameters so that a following training run starts
+/// exactly where it would have.
 pub(crate) fn profile_engine(
     gpu: &Gpu,
     engine: &mut GpuEngine<'_>,
-    samples: &[u32],
-    batch: usize,
-    seed: u64,
-    lr: impl Fn(usize) -> f64,
     req: &ProfileRequest,
 ) -> Result<Profile> {
+    let setup = engine.setup();
+    let (cfg, samples) = (&setup.config, &setup.train_indices);
+    let per_epoch = samples.len().div_ceil(cfg.batch_size);
+    let order = train::epoch_order(samples, cfg.seed, 0);
+    let records = train::step_records(samples.len(), cfg.batch_size, 0, |i| {
+        cfg.schedule.lr_at(0, i, per_epoch)
+    });
     let profiler = Profiler::new(gpu, req.mode)?;
     eprintln!(
         "profiling {} steps (after {} warm-up) with {} timing",
@@ -118,8 +120,6 @@ pub(crate) fn profile_engine(
         req.warmup_steps,
         profiler.mode()
     );
-    let order = train::epoch_order(samples, seed, 0);
-    let records = train::step_records(samples.len(), batch, 0, lr);
     let profile = profiler.profile_engine(
         engine,
         &order,
@@ -176,8 +176,7 @@ pub fn profile_command(a: ProfileArgs) -> Result<()> {
     check_outputs([(a.trace.as_deref(), OutputKind::File)])?;
     let h = &a.hyper;
     check_profile_flags(h)?;
-    let sgd = sgd_from(h);
-    sgd.validate()?;
+    sgd_from(h).validate()?;
     let mode = if a.host_timing {
         Some(TimingMode::HostTimed)
     } else {
@@ -193,34 +192,24 @@ pub fn profile_command(a: ProfileArgs) -> Result<()> {
         }
         .into());
     }
-    let spec = MlpSpec::new(mnist.train.features(), &h.hidden.0, mnist.classes)?;
-    let params = spec.init(h.seed);
+    let cfg = run_config(
+        h,
+        n_train.div_ceil(h.batch_size),
+        normalization(&a.data),
+        0.0,
+    )?;
     let mut engines = Engines::open(&a.device)?;
-    let s = EngineSpec {
-        spec: &spec,
-        params: &params,
-        train: &mnist.train,
-        validation: &[],
-        test: &mnist.test,
-        batch_size: h.batch_size,
-        sgd: &sgd,
-        norm: normalization(&a.data),
-    };
-    engines.with_gpu(s, |gpu, engine| {
+    engines.with_gpu(&cfg, RunData::from(&mnist), |gpu, engine| {
         eprintln!(
-            "model: MLP {spec}, batch {}, {} dispatches per step; {}",
+            "model: MLP {}, batch {}, {} dispatches per step; {}",
+            engine.setup().spec,
             h.batch_size,
             engine.dispatches_per_step(),
             engine.describe()
         );
-        let samples: Vec<u32> = (0..n_train as u32).collect();
         profile_engine(
             gpu,
             engine,
-            &samples,
-            h.batch_size,
-            h.seed,
-            |_| h.lr,
             &ProfileRequest {
                 steps: a.steps,
                 warmup_steps: a.warmup_steps,
@@ -238,25 +227,11 @@ pub fn profile_command(a: ProfileArgs) -> Result<()> {
 pub(crate) fn profile_before_training(
     gpu: &Gpu,
     engine: &mut GpuEngine<'_>,
-    cfg: &TrainConfig,
-    n_total: usize,
     steps: usize,
 ) -> Result<()> {
-    let mut held_out = vec![false; n_total];
-    for &v in &cfg.validation {
-        held_out[v as usize] = true;
-    }
-    let samples: Vec<u32> = (0..n_total as u32)
-        .filter(|&i| !held_out[i as usize])
-        .collect();
-    let per_epoch = samples.len().div_ceil(cfg.batch_size);
     profile_engine(
         gpu,
         engine,
-        &samples,
-        cfg.batch_size,
-        cfg.seed,
-        |i| cfg.schedule.lr_at(0, i, per_epoch),
         &ProfileRequest {
             steps,
             warmup_steps: wgtrain::gpu::profiler::DEFAULT_WARMUP_STEPS,

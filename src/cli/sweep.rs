@@ -8,11 +8,11 @@ use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 
 use wgtrain::checkpoint;
-use wgtrain::engine::EvalSet;
+use wgtrain::engine::{EvalSet, RunData};
 use wgtrain::model::MlpSpec;
 use wgtrain::output::OutputKind;
 use wgtrain::tensorboard::{EventWriter, HParam, SessionStatus};
-use wgtrain::train::{self, TrainConfig};
+use wgtrain::train;
 use wgtrain::tune::plot;
 use wgtrain::tune::prune::MedianPruner;
 use wgtrain::tune::space::{HiddenChoices, SearchMethod, SearchSpace, TrialConfig, Values};
@@ -22,10 +22,10 @@ use wgtrain::tune::sweep::{
 
 use super::common::{
     DataArgs, DeviceArgs, HiddenSizes, HyperArgs, ScheduleArgs, SgdVariantArgs, check_outputs,
-    load_data, normalization, positive_usize, schedule_from, sgd_from, tensorboard_hparams,
-    unit_interval, usage, with_subset,
+    load_data, normalization, positive_usize, run_config, schedule_from, sgd_from,
+    tensorboard_hparams, unit_interval, usage, with_subset,
 };
-use super::engines::{EngineSpec, Engines};
+use super::engines::Engines;
 use super::interrupt;
 
 /// Search methods of `wgtrain sweep`.
@@ -257,19 +257,7 @@ pub fn sweep_command(a: SweepArgs) -> Result<()> {
     let total = configs.len();
     for (i, t) in configs.into_iter().enumerate().skip(done) {
         let h = a.hyper(&t);
-        let steps_per_epoch = n_train.div_ceil(t.batch_size);
-        let sgd = sgd_from(&h);
-        let cfg = TrainConfig {
-            epochs: t.epochs,
-            batch_size: t.batch_size,
-            schedule: schedule_from(&h, steps_per_epoch)?,
-            sgd: sgd.clone(),
-            seed: a.seed,
-            validation: validation.clone(),
-            early_stop_patience: None,
-        };
-        let spec = MlpSpec::new(mnist.train.features(), &t.hidden, mnist.classes)?;
-        let params = spec.init(a.seed);
+        let cfg = run_config(&h, n_train.div_ceil(t.batch_size), norm, a.val_split)?;
         let header = format!("trial {i} ({}/{total}): {t}", i + 1);
         if !a.quiet {
             println!("{header}");
@@ -288,39 +276,27 @@ pub fn sweep_command(a: SweepArgs) -> Result<()> {
         };
         let mut tb_error = None;
         let best_before = sweep.best_trial().map(|b| b.id);
-        let result = engines.with(
-            EngineSpec {
-                spec: &spec,
-                params: &params,
-                train: &mnist.train,
-                validation: &validation,
-                test: &mnist.test,
-                batch_size: t.batch_size,
-                sgd: &sgd,
-                norm,
-            },
-            |engine| {
-                Ok(sweep
-                    .run_trial(t.clone(), cfg, engine, n_total, &mut |m| {
-                        if let Some(w) = &mut tb
-                            && tb_error.is_none()
-                        {
-                            tb_error = w.epoch(m).err();
-                        }
-                        if !quiet {
-                            println!(
-                                "  epoch {}: train loss {:.4}  val loss {:.4}  val acc {:.2}%  {:.1} s",
-                                m.epoch,
-                                m.train_loss,
-                                m.val_loss.unwrap_or(f64::NAN),
-                                100.0 * m.val_accuracy.unwrap_or(f64::NAN),
-                                m.epoch_seconds
-                            );
-                        }
-                    })?
-                    .clone())
-            },
-        );
+        let result = engines.with(&cfg, RunData::from(&mnist), None, |engine| {
+            Ok(sweep
+                .run_trial(t.clone(), engine, &mut |m| {
+                    if let Some(w) = &mut tb
+                        && tb_error.is_none()
+                    {
+                        tb_error = w.epoch(m).err();
+                    }
+                    if !quiet {
+                        println!(
+                            "  epoch {}: train loss {:.4}  val loss {:.4}  val acc {:.2}%  {:.1} s",
+                            m.epoch,
+                            m.train_loss,
+                            m.val_loss.unwrap_or(f64::NAN),
+                            100.0 * m.val_accuracy.unwrap_or(f64::NAN),
+                            m.epoch_seconds
+                        );
+                    }
+                })?
+                .clone())
+        });
         let trial = match result {
             Err(e) if interrupt::is_interrupted(&e) => {
                 eprintln!(
@@ -383,21 +359,11 @@ pub fn sweep_command(a: SweepArgs) -> Result<()> {
     print!("{}", format_leaderboard(&rows));
     let best = match (sweep.best_trial(), sweep.best_params()) {
         (Some(t), Some(p)) => {
-            let spec = MlpSpec::new(mnist.train.features(), &t.config.hidden, mnist.classes)?;
-            let sgd = sgd_from(&a.hyper(&t.config));
-            let test = engines.with(
-                EngineSpec {
-                    spec: &spec,
-                    params: p,
-                    train: &mnist.train,
-                    validation: &[],
-                    test: &mnist.test,
-                    batch_size: t.config.batch_size,
-                    sgd: &sgd,
-                    norm,
-                },
-                |engine| Ok(engine.evaluate(EvalSet::Test)?),
-            )?;
+            let h = a.hyper(&t.config);
+            let cfg = run_config(&h, n_train.div_ceil(t.config.batch_size), norm, 0.0)?;
+            let test = engines.with(&cfg, RunData::from(&mnist), Some(p), |engine| {
+                Ok(engine.evaluate(EvalSet::Test)?)
+            })?;
             Some(BestTrial {
                 trial: t.id,
                 config: t.config.clone(),

@@ -9,21 +9,21 @@ use anyhow::{Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
+use wgtrain::RunConfig;
 use wgtrain::checkpoint;
-use wgtrain::engine::Engine;
+use wgtrain::engine::{Engine, RunData};
 use wgtrain::lock::OutputLock;
-use wgtrain::model::{MlpSpec, Normalization};
 use wgtrain::output::OutputKind;
 use wgtrain::tensorboard::{EventWriter, SessionStatus};
-use wgtrain::train::{self, TrainConfig, Trainer};
+use wgtrain::train::{self, Trainer};
 use wgtrain::tune::{EpochMetrics, plot};
 
 use super::common::{
     DataArgs, DeviceArgs, DeviceKind, HyperArgs, check_outputs, explain_divergence, load_data,
-    normalization, positive_usize, schedule_from, sgd_from, tensorboard_hparams, unit_interval,
-    usage, warn_momentum, with_subset,
+    normalization, positive_usize, run_config, schedule_from, sgd_from, tensorboard_hparams,
+    unit_interval, usage, warn_momentum, with_subset,
 };
-use super::engines::{EngineSpec, Engines};
+use super::engines::Engines;
 use super::{interrupt, profile};
 
 /// `wgtrain train`: the flags.
@@ -105,8 +105,7 @@ pub fn train_command(a: TrainArgs) -> Result<()> {
     let _locks = lock_train_outputs(&a)?;
     profile::check_train_flags(a.device.device, a.profile)?;
     schedule_from(h, 1)?;
-    let sgd = sgd_from(h);
-    sgd.validate()?;
+    sgd_from(h).validate()?;
     // The device is chosen before the data loads: a wrong --adapter fails at once.
     let mut engines = Engines::open(&a.device)?;
     let mnist = with_subset(load_data(&a.data, a.quiet)?, a.train_subset, h.seed)?;
@@ -135,51 +134,27 @@ pub fn train_command(a: TrainArgs) -> Result<()> {
         ));
     }
     let steps_per_epoch = n_train.div_ceil(h.batch_size);
-    let cfg = TrainConfig {
-        epochs: h.epochs(),
-        batch_size: h.batch_size,
-        schedule: schedule_from(h, steps_per_epoch)?,
-        sgd: sgd.clone(),
-        seed: h.seed,
-        validation: validation.clone(),
+    let cfg = RunConfig {
         early_stop_patience: a.early_stop_patience,
+        ..run_config(h, steps_per_epoch, normalization(&a.data), a.val_split)?
     };
     train::validate(&cfg, n_train)?;
-    let spec = MlpSpec::new(mnist.train.features(), &h.hidden.0, mnist.classes)?;
-    let params = spec.init(h.seed);
-    let norm = normalization(&a.data);
-    let s = EngineSpec {
-        spec: &spec,
-        params: &params,
-        train: &mnist.train,
-        validation: &validation,
-        test: &mnist.test,
-        batch_size: h.batch_size,
-        sgd: &sgd,
-        norm,
-    };
-    let n_total = mnist.train.len();
+    let data = RunData::from(&mnist);
     if a.profile {
-        engines.with_gpu(s, |gpu, engine| {
-            profile::profile_before_training(gpu, engine, &cfg, n_total, a.profile_steps)?;
-            run_training(&a, &spec, cfg.clone(), engine, n_total, norm)
+        engines.with_gpu(&cfg, data, |gpu, engine| {
+            profile::profile_before_training(gpu, engine, a.profile_steps)?;
+            run_training(&a, engine)
         })?;
         Ok(())
     } else {
-        engines.with(s, |engine| {
-            run_training(&a, &spec, cfg.clone(), engine, n_total, norm)
-        })
+        engines.with(&cfg, data, None, |engine| run_training(&a, engine))
     }
 }
 
-fn run_training(
-    a: &TrainArgs,
-    spec: &MlpSpec,
-    cfg: TrainConfig,
-    engine: &mut dyn Engine,
-    n_train: usize,
-    norm: Normalization,
-) -> Result<()> {
+fn run_training(a: &TrainArgs, engine: &mut dyn Engine) -> Result<()> {
+    let (cfg, spec) = (&engine.setup().config, &engine.setup().spec);
+    let (cfg, spec, norm) = (cfg.clone(), spec.clone(), cfg.normalization);
+    let spec = &spec;
     // The GPU path launches kernels; the CPU path runs the same stages as function calls.
     let unit = match a.device.device {
         DeviceKind::Gpu => "dispatches",
@@ -228,7 +203,7 @@ fn run_training(
         None => None,
     };
     let mut history = Vec::new();
-    let mut trainer = Trainer::new(engine, cfg, n_train)?;
+    let mut trainer = Trainer::new(engine)?;
     trainer.set_stop_flag(interrupt::stop_flag());
     let mut interrupted = None;
     let steps = trainer.steps_per_epoch() as u64;

@@ -30,10 +30,6 @@ pub struct LrFindConfig {
     pub end_lr: f64,
     /// Steps from `start_lr` to `end_lr`.
     pub steps: usize,
-    /// Minibatch size B (every step uses a full minibatch).
-    pub batch_size: usize,
-    /// Seeds the order in which training samples are visited.
-    pub seed: u64,
     /// β of the loss's moving average, in [0, 1) (0 = no smoothing).
     pub smoothing: f64,
     /// Stop when the smoothed loss exceeds this many times the best one.
@@ -49,8 +45,6 @@ impl Default for LrFindConfig {
             start_lr: 1e-5,
             end_lr: 10.0,
             steps: 100,
-            batch_size: 64,
-            seed: 1,
             smoothing: 0.98,
             diverge_factor: 4.0,
             chunk: 10,
@@ -65,11 +59,11 @@ impl LrFindConfig {
         self.start_lr * (self.end_lr / self.start_lr).powf(t)
     }
 
-    /// Checks the settings against a training set of `n_train` samples.
+    /// Checks the settings.
     ///
     /// # Errors
     /// [`Error::InvalidConfig`] naming the first bad value.
-    pub fn validate(&self, n_train: usize) -> Result<()> {
+    pub fn validate(&self) -> Result<()> {
         let bad = |name, value: String, reason: &str| {
             Err(Error::InvalidConfig {
                 name,
@@ -89,13 +83,6 @@ impl LrFindConfig {
         }
         if self.steps < 2 {
             return bad("steps", self.steps.to_string(), "must be at least 2");
-        }
-        if self.batch_size == 0 || self.batch_size > n_train {
-            return bad(
-                "batch size",
-                self.batch_size.to_string(),
-                &format!("must be between 1 and the number of training samples ({n_train})"),
-            );
         }
         if !(0.0..1.0).contains(&self.smoothing) {
             return bad("smoothing", self.smoothing.to_string(), "must be in [0, 1)");
@@ -284,23 +271,29 @@ pub fn steepest_descent(points: &[LrPoint]) -> Option<usize> {
         .map(|(i, _)| i)
 }
 
-/// Runs the range test on `engine` from the parameters `init` (momentum cleared), over the
-/// training samples `train` (indices into the engine's training set). `progress` gets the
-/// number of finished steps after each chunk. The engine's parameters are left as the test
-/// left them: reset them before training.
+/// Runs the range test on `engine` from its run's initial parameters (momentum cleared),
+/// over its run's training samples in minibatches of its run's size, shuffled with its
+/// run's seed ([`Engine::setup`]). `progress` gets the number of finished steps after each
+/// chunk. The engine's parameters are left as the test left them: reset them before
+/// training.
 ///
 /// # Errors
 /// [`Error::InvalidConfig`] for bad settings; engine errors.
 pub fn lr_find(
     engine: &mut dyn Engine,
-    init: &[f32],
-    train: &[u32],
     cfg: &LrFindConfig,
     progress: &mut dyn FnMut(usize),
 ) -> Result<LrFindResult> {
-    cfg.validate(train.len())?;
-    engine.set_params(init)?;
-    let b = cfg.batch_size;
+    cfg.validate()?;
+    let setup = engine.setup();
+    let (train, seed, b) = (
+        setup.train_indices.clone(),
+        setup.config.seed,
+        setup.config.batch_size,
+    );
+    let init = setup.init.clone();
+    engine.set_params(&init)?;
+    let train = &train;
     // Full minibatches only: every point of the curve averages the same number of samples.
     let per_epoch = train.len() / b;
     let mut tracker = LossTracker::new(cfg.smoothing, cfg.diverge_factor);
@@ -311,7 +304,7 @@ pub fn lr_find(
     while step < cfg.steps {
         let (e, pos) = (step / per_epoch, step % per_epoch);
         if e != epoch {
-            order = epoch_order(train, cfg.seed, e);
+            order = epoch_order(train, seed, e);
             epoch = e;
         }
         let n = cfg.chunk.min(cfg.steps - step).min(per_epoch - pos);
@@ -452,8 +445,7 @@ mod tests {
     #[test]
     fn bad_settings_are_refused() {
         let ok = LrFindConfig::default();
-        assert!(ok.validate(1000).is_ok());
-        assert!(ok.validate(10).is_err(), "batch over the training set");
+        assert!(ok.validate().is_ok());
         for bad in [
             LrFindConfig {
                 start_lr: 0.0,
@@ -480,7 +472,7 @@ mod tests {
                 ..ok.clone()
             },
         ] {
-            assert!(bad.validate(1000).is_err(), "{bad:?}");
+            assert!(bad.validate().is_err(), "{bad:?}");
         }
     }
 }

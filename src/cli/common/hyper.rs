@@ -6,6 +6,8 @@
 use anyhow::Result;
 use clap::Args;
 
+use wgtrain::RunConfig;
+use wgtrain::model::Normalization;
 use wgtrain::optim::SgdConfig;
 use wgtrain::schedule::{LrSchedule, PlateauConfig, Schedule, ScheduleKind};
 use wgtrain::tensorboard::HParam;
@@ -269,6 +271,31 @@ pub fn sgd_from(h: &HyperArgs) -> SgdConfig {
         decoupled_weight_decay: h.sgd.decoupled_weight_decay,
         decay_bias: !h.sgd.no_decay_bias,
     }
+}
+
+/// The run the flags describe, for data whose epochs have `steps_per_epoch` minibatches:
+/// model, minibatch, epochs, schedule, SGD, seed, `normalization` and `validation_split`
+/// (early stopping off; a caller that offers it sets it).
+///
+/// # Errors
+/// An invalid schedule (as [`schedule_from`]).
+pub fn run_config(
+    h: &HyperArgs,
+    steps_per_epoch: usize,
+    normalization: Normalization,
+    validation_split: f64,
+) -> Result<RunConfig> {
+    Ok(RunConfig {
+        hidden: h.hidden.0.clone(),
+        batch_size: h.batch_size,
+        epochs: h.epochs(),
+        schedule: schedule_from(h, steps_per_epoch)?,
+        sgd: sgd_from(h),
+        normalization,
+        seed: h.seed,
+        validation_split,
+        early_stop_patience: None,
+    })
 }
 
 /// The hyperparameters a run records for TensorBoard's HParams dashboard: the model, the
