@@ -80,7 +80,10 @@ impl SgdConfig {
     }
 }
 
-/// Checks a learning rate: finite and positive.
+/// Checks a learning rate: finite and positive (`torch.optim.SGD` refuses `lr < 0`, and an
+/// lr of 0 trains nothing). The one rule for every learning rate: the trainer's, and a
+/// schedule's `base_lr` ([`LrSchedule::validate`](crate::schedule::LrSchedule::validate) and
+/// [`PlateauState::try_new`](crate::schedule::PlateauState::try_new) call it).
 ///
 /// # Errors
 /// [`Error::InvalidConfig`] otherwise.
@@ -211,6 +214,8 @@ mod tests {
         );
         assert!(validate_lr(f64::NAN).is_err());
         assert!(validate_lr(0.0).is_err());
+        assert!(validate_lr(-0.01).is_err());
+        assert!(validate_lr(f64::INFINITY).is_err());
         assert!(validate_lr(0.01).is_ok());
     }
 }
