@@ -706,6 +706,75 @@ mod tests {
         );
     }
 
+    /// EMNIST's archive streams through the atomic write: served with an MD5 other than
+    /// the expected one it is refused and nothing is left in the directory (no archive, no
+    /// temporary file); served after a dead mirror with the right MD5 it is kept under its
+    /// name and the split's members are extracted next to it.
+    #[test]
+    fn streamed_archive_is_kept_only_when_its_md5_matches() {
+        use zip::write::SimpleFileOptions;
+        let name = DatasetName::EmnistDigits;
+        let info = name.info();
+        let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        let arrays = [
+            &images(2, 2, 2),
+            &labels(&[0, 1]),
+            &images(1, 2, 2),
+            &labels(&[1]),
+        ];
+        for (f, arr) in info.files.iter().zip(arrays) {
+            zip.start_file(format!("gzip/{f}.gz"), SimpleFileOptions::default())
+                .unwrap();
+            zip.write_all(&gzip(&encode_idx(arr))).unwrap();
+        }
+        let archive = zip.finish().unwrap().into_inner();
+        let md5 = md5_hex(&archive);
+        let base = serve(HashMap::from([("/e/gzip.zip".into(), archive.clone())]));
+        let mirror = format!("{base}/e/");
+        let agent = ureq::Agent::new_with_defaults();
+        let dir = tempfile::tempdir().unwrap();
+
+        let wrong = "0".repeat(32);
+        let err = fetch_archive(
+            &agent,
+            dir.path(),
+            info,
+            ("gzip.zip", &wrong, "gzip/"),
+            &[&mirror],
+            false,
+        )
+        .unwrap_err();
+        assert!(matches!(err, DataError::Checksum { .. }), "{err:?}");
+        assert_msg(&err, &["MD5 of the archive", &md5, &wrong]);
+        assert!(
+            fs::read_dir(dir.path()).unwrap().next().is_none(),
+            "nothing may be written"
+        );
+
+        fetch_archive(
+            &agent,
+            dir.path(),
+            info,
+            ("gzip.zip", &md5, "gzip/"),
+            &[&dead_mirror(), &mirror],
+            false,
+        )
+        .unwrap();
+        assert_eq!(fs::read(dir.path().join("gzip.zip")).unwrap(), archive);
+        let mut names: Vec<String> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        let mut want: Vec<String> = info.files.iter().map(|f| format!("{f}.gz")).collect();
+        want.push("gzip.zip".into());
+        want.sort();
+        assert_eq!(
+            names, want,
+            "the archive and the four members, no temporary files"
+        );
+    }
+
     /// Offline, every named dataset fails with the URL it tried and how to get the files
     /// by hand, and leaves nothing behind.
     #[test]

@@ -39,10 +39,10 @@ pub fn load_dir(dir: &Path) -> Result<Mnist, DataError> {
 
 /// Loads the four files from `dir` (each raw or `.gz`; raw is used when both exist).
 ///
-/// The files are `opts.dataset`'s ([`DatasetInfo::files`]), or MNIST's [`FILE_NAMES`].
-/// EMNIST images are transposed back to upright (torchvision returns them as stored, so
-/// its EMNIST tensors are the transpose of ours); QMNIST's labels are column 0 of their
-/// `[N, 8]` i32 file.
+/// The files are `opts.dataset`'s ([`DatasetInfo::files`](super::DatasetInfo::files)),
+/// or MNIST's [`FILE_NAMES`](super::FILE_NAMES). EMNIST images are transposed back to
+/// upright (torchvision returns them as stored, so its EMNIST tensors are the transpose of
+/// ours); QMNIST's labels are column 0 of their `[N, 8]` i32 file.
 ///
 /// The class count `C` is `opts.classes` when given, else the named dataset's (its
 /// class names; EMNIST letters has 27, `N/A` at 0, as in torchvision); otherwise the
@@ -154,8 +154,9 @@ impl std::fmt::Display for ClassOrigin {
     }
 }
 
-/// [`locate`]s and loads the dataset, downloading it into [`cache_dir`] first when it is
-/// found nowhere, `allow_download` is set and no `explicit` directory was given.
+/// [`locate`]s and loads the dataset, downloading it into
+/// [`cache_dir`](super::cache_dir) first when it is found nowhere, `allow_download` is set
+/// and no `explicit` directory was given.
 ///
 /// # Errors
 /// As [`load_or_download_with`].
@@ -173,12 +174,13 @@ pub fn load_or_download(
 }
 
 /// As [`load_or_download`], loading with `opts` ([`load_dir_with`]): without `explicit`,
-/// `opts.dataset` (default MNIST) is searched for ([`search_dirs_of`]) and downloaded
-/// into [`cache_dir_of`] ([`download_dataset`]).
+/// `opts.dataset` (default MNIST) is searched for
+/// ([`search_dirs_of`](super::search_dirs_of)) and downloaded into [`cache_dir_of`]
+/// ([`download_dataset`]).
 ///
 /// # Errors
 /// As [`locate`] (including [`DataError::NotFound`] when downloading is not allowed),
-/// [`download`] and [`load_dir_with`].
+/// [`download`](fn@super::download) and [`load_dir_with`].
 pub fn load_or_download_with(
     explicit: Option<&Path>,
     opts: &LoadOptions,
