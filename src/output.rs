@@ -1,7 +1,8 @@
 //! Output files: checked before a run does any work, so that a bad `--save` path fails in
 //! the first second rather than after an hour of training; written atomically, so that an
 //! interrupted write never leaves a broken file and never replaces anything but a regular
-//! file.
+//! file. [`write_atomically_with`] is the crate's one "temporary file, then rename"
+//! implementation; the data downloads stream through it too.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -155,30 +156,55 @@ pub fn ensure_writable_dir(dir: &Path) -> Result<PathBuf> {
 }
 
 /// Writes `bytes` to a temporary file next to `path`, syncs it, then renames it over
-/// `path`. Errors name `path`, not the temporary file.
+/// `path` ([`write_atomically_with`] after the [`check_output`] rule). Errors name `path`,
+/// not the temporary file.
 ///
 /// # Errors
 /// [`Error::Output`] when `path` is not writable (see [`ensure_writable_file`]) or the
 /// write fails; the previous file, if any, is left intact.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     ensure_writable_file(path)?;
+    write_atomically_with(path, |file| file.write_all(bytes))
+        .map_err(|e: std::io::Error| refuse(path, format!("write failed: {e}")))
+}
+
+/// The crate's one atomic write: creates a temporary file next to `path` (in the same
+/// directory, so the rename never crosses filesystems), hands it to `write`, syncs it to
+/// disk and renames it over `path`. A reader therefore sees the old file or the whole new
+/// one, never a partial write.
+///
+/// `write` may stream (a download straight from the network) and may refuse what it wrote
+/// by returning an error (say, a checksum mismatch): whenever `write`, the sync or the
+/// rename fails, the temporary file is removed and `path` is left as it was (or absent).
+///
+/// Unlike [`write_atomically`] this does not apply the [`check_output`] rule; it is the
+/// building block for files the program names itself (the data files a download puts in
+/// its directory), whose callers report errors in their own terms.
+///
+/// # Errors
+/// What `write` returns, or the [`std::io::Error`] of creating, syncing or renaming the
+/// temporary file, converted with `E::from`.
+pub fn write_atomically_with<T, E: From<std::io::Error>>(
+    path: &Path,
+    write: impl FnOnce(&mut std::fs::File) -> std::result::Result<T, E>,
+) -> std::result::Result<T, E> {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let tmp = parent_of(path).join(format!(".{name}.tmp{}", std::process::id()));
     let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
+        let mut file = std::fs::File::create(&tmp)?;
+        let value = write(&mut file)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        Ok(value)
     })();
-    if let Err(e) = result {
+    if result.is_err() {
         // Best effort: a leftover temporary file is harmless but untidy.
         let _ = std::fs::remove_file(&tmp);
-        return Err(refuse(path, format!("write failed: {e}")));
     }
-    Ok(())
+    result
 }
 
 #[cfg(test)]
@@ -219,6 +245,30 @@ mod tests {
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
         let out = ensure_writable_dir(&dir.path().join("a")).unwrap();
         assert!(out.is_dir());
+    }
+
+    /// A streaming write that refuses what it wrote (a download whose checksum is wrong)
+    /// leaves the previous file and no temporary behind; one that succeeds returns the
+    /// closure's value.
+    #[test]
+    fn streaming_atomic_write_commits_only_when_the_writer_succeeds() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("archive.zip");
+        std::fs::write(&p, b"old").unwrap();
+        let refused = write_atomically_with(&p, |file| {
+            file.write_all(b"partial")?;
+            Err::<(), _>(std::io::Error::other("checksum mismatch"))
+        });
+        assert_eq!(refused.unwrap_err().to_string(), "checksum mismatch");
+        assert_eq!(std::fs::read(&p).unwrap(), b"old");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        let n = write_atomically_with(&p, |file| {
+            file.write_all(b"new")?;
+            Ok::<_, std::io::Error>(3)
+        })
+        .unwrap();
+        assert_eq!((n, std::fs::read(&p).unwrap()), (3, b"new".to_vec()));
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
     /// Regression (issue 10, item 8): `--plot` into a missing directory created it, parents

@@ -15,6 +15,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use super::mnist;
 use crate::model::Normalization;
 
 /// A dataset wgtrain can download and load by name (`--dataset NAME`).
@@ -185,13 +186,6 @@ const MNIST_CLASSES: [&str; 10] = [
     "9 - nine",
 ];
 
-const MNIST_FILES: [&str; 4] = [
-    "train-images-idx3-ubyte",
-    "train-labels-idx1-ubyte",
-    "t10k-images-idx3-ubyte",
-    "t10k-labels-idx1-ubyte",
-];
-
 const DIGITS: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
 
 /// torchvision's `classes_split_dict["balanced"]`: digits, upper case, then the lower-case
@@ -219,26 +213,18 @@ const EMNIST_ZIP: Packaging = Packaging::Zip {
     member_dir: "gzip/",
 };
 
-/// SHA-256 of each decompressed file of the standard MNIST release.
-pub(crate) const MNIST_SHA256: [&str; 4] = [
-    "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
-    "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
-    "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
-    "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
-];
-
 static MNIST: DatasetInfo = DatasetInfo {
     name: "mnist",
     title: "MNIST",
     cache_folder: "mnist",
-    files: MNIST_FILES,
+    files: mnist::FILE_NAMES,
     packaging: Packaging::GzFiles {
-        mirrors: &super::mnist::MIRRORS,
+        mirrors: &mnist::MIRRORS,
         checks: [
-            Check::Sha256Raw(MNIST_SHA256[0]),
-            Check::Sha256Raw(MNIST_SHA256[1]),
-            Check::Sha256Raw(MNIST_SHA256[2]),
-            Check::Sha256Raw(MNIST_SHA256[3]),
+            Check::Sha256Raw(mnist::SHA256[0]),
+            Check::Sha256Raw(mnist::SHA256[1]),
+            Check::Sha256Raw(mnist::SHA256[2]),
+            Check::Sha256Raw(mnist::SHA256[3]),
         ],
     },
     class_names: &MNIST_CLASSES,
@@ -251,7 +237,7 @@ static FASHION_MNIST: DatasetInfo = DatasetInfo {
     name: "fashion-mnist",
     title: "Fashion-MNIST",
     cache_folder: "fashion-mnist",
-    files: MNIST_FILES,
+    files: mnist::FILE_NAMES,
     packaging: Packaging::GzFiles {
         mirrors: &["http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"],
         checks: [
@@ -285,7 +271,7 @@ static KMNIST: DatasetInfo = DatasetInfo {
     name: "kmnist",
     title: "Kuzushiji-MNIST",
     cache_folder: "kmnist",
-    files: MNIST_FILES,
+    files: mnist::FILE_NAMES,
     packaging: Packaging::GzFiles {
         mirrors: &["http://codh.rois.ac.jp/kmnist/dataset/kmnist/"],
         checks: [

@@ -2,26 +2,41 @@
 //!
 //! [`idx`] reads LeCun's IDX files (raw or gzip, sniffed by content); [`datasets`] is the
 //! catalogue of named sets (MNIST, Fashion-MNIST, KMNIST, EMNIST balanced / letters /
-//! digits, QMNIST) as torchvision defines them; [`mnist`] finds, downloads, verifies and
-//! loads the four files of one into [`Dataset`]s whose images are `[N, rows*cols]`
-//! row-major bytes. Every failure is a [`DataError`] whose message names the file and the
-//! problem and, where there is one, the fix.
+//! digits, QMNIST) as torchvision defines them, and [`mnist`] MNIST's standard release
+//! (file names, mirrors, checksums). The rest is split by concept, every public item
+//! re-exported here: `locate.rs` finds the four files of a dataset, `download.rs` fetches
+//! them, `checksum.rs` verifies them, `load.rs` reads them into the types of `dataset.rs`
+//! ([`Dataset`], one split with images `[N, rows*cols]` of row-major bytes, and [`Mnist`],
+//! both splits and the classes). Every failure is a [`DataError`] whose message names the
+//! file and the problem and, where there is one, the fix.
 
+mod checksum;
+mod dataset;
 pub mod datasets;
+mod download;
 pub mod idx;
+mod load;
+mod locate;
 pub mod mnist;
+#[cfg(test)]
+mod test_util;
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
+pub use checksum::verify_dir;
+pub use dataset::{Dataset, Mnist};
 pub use datasets::{DatasetInfo, DatasetName, pixel_stats};
+pub use download::{MIRROR_ENV, download, download_dataset};
 pub use idx::{IdxArray, IdxData, encode_idx, parse_idx, read_idx};
-pub use mnist::{
-    ClassOrigin, Dataset, FILE_NAMES, LoadOptions, MIRROR_ENV, MIRRORS, Mnist, RARE_CLASS_SHARE,
-    cache_dir, cache_dir_of, default_search_dirs, download, download_dataset, load_dir,
-    load_dir_with, load_or_download, load_or_download_with, locate, locate_dataset, search_dirs_of,
-    verify_dir,
+pub use load::{
+    ClassOrigin, LoadOptions, RARE_CLASS_SHARE, load_dir, load_dir_with, load_or_download,
+    load_or_download_with,
 };
+pub use locate::{
+    cache_dir, cache_dir_of, default_search_dirs, locate, locate_dataset, search_dirs_of,
+};
+pub use mnist::{FILE_NAMES, MIRRORS};
 
 /// Everything that can go wrong while finding, downloading, verifying or parsing data files.
 #[derive(Debug, thiserror::Error)]
@@ -93,11 +108,11 @@ pub enum DataError {
         label: i64,
         classes: usize,
         /// Where `classes` came from.
-        origin: mnist::ClassOrigin,
+        origin: ClassOrigin,
     },
 
     /// An inferred class is absent from the test set and holds a tiny share of the
-    /// training set (under [`mnist::RARE_CLASS_SHARE`]): most likely stray labels, which
+    /// training set (under [`RARE_CLASS_SHARE`]): most likely stray labels, which
     /// would silently add an output to the model.
     #[error(
         "suspicious class in {}: label {label} is on only {} of {total} training samples \
