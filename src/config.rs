@@ -113,6 +113,21 @@ impl RunConfig {
     }
 }
 
+/// Checks that a minibatch of `batch_size` fits `n_train` training samples.
+///
+/// # Errors
+/// [`Error::InvalidConfig`] for 0 or more than `n_train`.
+pub fn check_batch_size(batch_size: usize, n_train: usize) -> Result<()> {
+    if batch_size == 0 || batch_size > n_train {
+        return Err(Error::InvalidConfig {
+            name: "batch size",
+            value: batch_size.to_string(),
+            reason: format!("must be between 1 and the number of training samples ({n_train})"),
+        });
+    }
+    Ok(())
+}
+
 /// Builds a checked [`RunConfig`]: `RunConfig::builder().lr(0.1).epochs(1).build()?`.
 #[derive(Clone, Debug)]
 pub struct RunConfigBuilder(RunConfig);

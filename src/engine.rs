@@ -62,7 +62,7 @@ impl RunSetup {
         let spec = cfg.spec(data.train.features(), data.classes)?;
         let (train_indices, validation) =
             validation_split(data.train.len(), cfg.validation_split, cfg.seed)?;
-        crate::train::check_batch_size(cfg.batch_size, train_indices.len())?;
+        crate::config::check_batch_size(cfg.batch_size, train_indices.len())?;
         let init = spec.init(cfg.seed);
         Ok(RunSetup {
             config: cfg.clone(),

@@ -58,6 +58,7 @@
 //! - `examples/optuna_sweep.py`: hyperparameter search with Optuna, one `wgtrain train`
 //!   process per trial (`pip install optuna`; run with `python3`).
 
+pub mod atomic;
 pub mod checkpoint;
 pub mod config;
 pub mod cpu;

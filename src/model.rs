@@ -9,31 +9,12 @@
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+pub use crate::data::Normalization;
 use crate::error::{Error, Result};
 
 /// Alignment of each parameter tensor in the flat buffer, in f32 elements (256 bytes, the
 /// largest `min_storage_buffer_offset_alignment` WebGPU allows).
 pub const PARAM_ALIGN: usize = 64;
-
-/// Input normalisation applied by the gather kernel: `(pixel / 255 - mean) / std`.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Normalization {
-    pub mean: f32,
-    pub std: f32,
-}
-
-impl Normalization {
-    /// Pixels in [0, 1].
-    pub const UNIT: Normalization = Normalization {
-        mean: 0.0,
-        std: 1.0,
-    };
-    /// MNIST's mean and std (0.1307, 0.3081), as in the PyTorch example.
-    pub const MNIST: Normalization = Normalization {
-        mean: 0.1307,
-        std: 0.3081,
-    };
-}
 
 /// An MLP `I -> H1 -> ... -> C` with ReLU between layers (`nn.Sequential(Linear, ReLU, ...,
 /// Linear)`).

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::config::RunConfig;
+use crate::config::{RunConfig, check_batch_size};
 use crate::engine::{Engine, EvalSet, Evaluation};
 use crate::error::{Error, Result};
 use crate::schedule::PlateauState;
@@ -271,21 +271,6 @@ impl<'e> Trainer<'e> {
 pub fn validate(cfg: &RunConfig, n_train: usize) -> Result<()> {
     check_batch_size(cfg.batch_size, n_train)?;
     cfg.validate()
-}
-
-/// Checks that a minibatch of `batch_size` fits `n_train` training samples.
-///
-/// # Errors
-/// [`Error::InvalidConfig`] for 0 or more than `n_train`.
-pub fn check_batch_size(batch_size: usize, n_train: usize) -> Result<()> {
-    if batch_size == 0 || batch_size > n_train {
-        return Err(Error::InvalidConfig {
-            name: "batch size",
-            value: batch_size.to_string(),
-            reason: format!("must be between 1 and the number of training samples ({n_train})"),
-        });
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -16,7 +16,6 @@ use std::fmt;
 use std::str::FromStr;
 
 use super::mnist;
-use crate::model::Normalization;
 
 /// A dataset wgtrain can download and load by name (`--dataset NAME`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -447,4 +446,24 @@ mod tests {
             "{s:?}"
         );
     }
+}
+
+/// Input normalisation applied by the gather kernel: `(pixel / 255 - mean) / std`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Normalization {
+    pub mean: f32,
+    pub std: f32,
+}
+
+impl Normalization {
+    /// Pixels in [0, 1].
+    pub const UNIT: Normalization = Normalization {
+        mean: 0.0,
+        std: 1.0,
+    };
+    /// MNIST's mean and std (0.1307, 0.3081), as in the PyTorch example.
+    pub const MNIST: Normalization = Normalization {
+        mean: 0.1307,
+        std: 0.3081,
+    };
 }

@@ -1,6 +1,6 @@
 //! Fetching a dataset: torchvision's mirrors in order (or only `$WGTRAIN_MIRROR`), a byte
 //! progress bar per file, every file checked before it reaches the directory and written
-//! atomically ([`crate::output::write_atomically_with`]), EMNIST's zip archive streamed to
+//! atomically ([`crate::atomic::write_atomically_with`]), EMNIST's zip archive streamed to
 //! disk with its MD5 checked on the way and the split's members extracted, and no
 //! directory left behind by a failed attempt.
 
@@ -19,7 +19,7 @@ use super::datasets::{Check, DatasetInfo, DatasetName, Packaging};
 use super::idx::{gunzip_if_gzip, gzip, is_gzip};
 use super::locate::find_file;
 use super::mnist::MIRRORS;
-use crate::output::write_atomically_with;
+use crate::atomic::write_atomically_with;
 
 /// Environment variable that replaces every dataset's download mirrors with one base URL
 /// (ending in `/`), e.g. a local mirror, or an unreachable address to test offline errors.

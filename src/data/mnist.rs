@@ -1,21 +1,5 @@
 //! MNIST's standard release: its four file names, its download mirrors and the SHA-256 of
 //! each decompressed file, which the catalogue's MNIST entry ([`super::datasets`]) uses.
-//!
-//! This module once held all of the data loading; the items it exported are re-exported
-//! here so that `wgtrain::data::mnist::X` paths keep working. Their homes are the data
-//! module's files by concept (`dataset`, `locate`, `load`, `download`, `checksum`), and
-//! the usual path is `wgtrain::data::X`.
-
-pub use super::checksum::verify_dir;
-pub use super::dataset::{Dataset, Mnist};
-pub use super::download::{MIRROR_ENV, download, download_dataset};
-pub use super::load::{
-    ClassOrigin, LoadOptions, RARE_CLASS_SHARE, load_dir, load_dir_with, load_or_download,
-    load_or_download_with,
-};
-pub use super::locate::{
-    cache_dir, cache_dir_of, default_search_dirs, locate, locate_dataset, search_dirs_of,
-};
 
 /// The four standard file names (each may also exist with a `.gz` suffix), in the order
 /// train images, train labels, test images, test labels.

@@ -26,7 +26,7 @@ use std::path::PathBuf;
 
 pub use checksum::verify_dir;
 pub use dataset::{Dataset, Mnist};
-pub use datasets::{DatasetInfo, DatasetName, pixel_stats};
+pub use datasets::{DatasetInfo, DatasetName, Normalization, pixel_stats};
 pub use download::{MIRROR_ENV, download, download_dataset};
 pub use idx::{IdxArray, IdxData, encode_idx, parse_idx, read_idx};
 pub use load::{
