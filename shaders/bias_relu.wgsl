@@ -1,16 +1,19 @@
 // bias_relu: the unfused elementwise ops, kept as separate kernels so the fused matmul
 // epilogues can be tested against a composed slow version.
-//   bias_relu_forward: y[m, n] = max(0, y[m, n] + bias[n])   (in place; RELU = false: no max)
+//   bias_relu_forward: y[m, n] = max(0, y[m, n] + bias[n])   (in place; relu = 0: no max)
 //   relu_backward:     dx[m, n] = dy[m, n] * [h[m, n] > 0]
+//
+// step.wgsl is prepended (the step record at group 1; unused here); this file declares
+// everything of group 0 itself.
 
-struct ElementwiseParams {
+struct BiasReluParams {
     m: u32,
     n: u32,
     relu: u32,
     _pad: u32,
 }
 
-@group(0) @binding(0) var<uniform> params: ElementwiseParams;
+@group(0) @binding(0) var<uniform> params: BiasReluParams;
 @group(0) @binding(1) var<storage, read> operand: array<f32>;  // bias [N] or h [M, N]
 @group(0) @binding(2) var<storage, read> upstream: array<f32>;   // dy [M, N] (relu_backward)
 @group(0) @binding(3) var<storage, read_write> result: array<f32>;

@@ -7,6 +7,9 @@
 // (llvmpipe: 65,535 per invocation), the host splits M into chunks run as consecutive
 // dispatches, in order. A dispatch sums rows [r_begin, min(r_end, M)); the first chunk
 // stores its sum, each later one adds its own to `out`. One chunk is the plain kernel.
+//
+// step.wgsl is prepended (the step record at group 1); this file uses `step.batch`, and
+// declares everything of group 0 itself.
 
 struct ColumnSumParams {
     m: u32,

@@ -6,15 +6,18 @@
 // are one sample's four pixels from one word, written as one vec4, so three memory
 // instructions serve four elements (on lavapipe each costs a loop over the lanes). The grid
 // folds into y past the 65,535-workgroup limit (flat id = (wg.z * nwg.y + wg.y) * nwg.x + wg.x).
+//
+// step.wgsl is prepended (the step record at group 1); this file uses `step.offset` and `step.batch`, and
+// declares everything of group 0 itself.
 
-struct GatherParams {
+struct GatherNormalizeParams {
     features: u32,   // I: pixels per sample
     mean: f32,
     std_dev: f32,
     _pad: u32,
 }
 
-@group(0) @binding(0) var<uniform> params: GatherParams;
+@group(0) @binding(0) var<uniform> params: GatherNormalizeParams;
 @group(0) @binding(1) var<storage, read> pixels: array<u32>;
 @group(0) @binding(2) var<storage, read> labels: array<u32>;
 @group(0) @binding(3) var<storage, read> order: array<u32>;

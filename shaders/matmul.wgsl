@@ -1,4 +1,9 @@
-// Scalar-load matmul kernels; `matmul_common.wgsl` is prepended (see src/gpu/kernels/matmul.rs).
+// Scalar-load matmul kernels: matmul_register, matmul_tiled, matmul_rows.
+//
+// Fragment: step.wgsl and matmul_common.wgsl are prepended (src/gpu/kernels/matmul.rs).
+// Expects from them `params`, `bias`, `mask`, the overrides and the helper functions listed
+// at the top of matmul_common.wgsl. Provides A, B and C (bindings 1, 2, 5) as f32 arrays,
+// and the entry points.
 
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> b: array<f32>;

@@ -1,5 +1,12 @@
 // matmul: C[M, N] = op(A)[M, K] · op(B)[K, N], then an epilogue.
 //
+// Fragment: prepended, after step.wgsl, to matmul.wgsl and to matmul_subgroup.wgsl.
+// Expects from step.wgsl: `step` (its `batch`). Provides: `struct MatmulParams` and
+// `params` (binding 0), `bias` (binding 3), `mask` (binding 4), the overrides TRANS_A,
+// TRANS_B, TRANS_C and EPILOGUE, and the functions `dims`, `k_chunk`, `accumulates`,
+// `finishes`, `c_index` and `epilogue`. Expects from the kernel file after it: A, B and C at
+// bindings 1, 2 and 5 (f32 or vec4<f32> elements, the kernel's choice).
+//
 // Storage is row-major. op(A) = A stored [M, K], or A stored [K, M] when TRANS_A.
 // op(B) = B stored [K, N], or B stored [N, K] when TRANS_B. The transposes the MLP needs:
 //   forward   Y  = X · Wᵀ          (TRANS_B)          epilogue bias (+ ReLU)
@@ -17,11 +24,9 @@
 // adds its own to what C holds, and the chunk that reaches K applies the epilogue. With
 // one chunk (k_begin = 0, k_end = K) this is the plain kernel, bit for bit.
 //
-// This file holds what every matmul kernel shares (parameters, step record, bindings 0, 3
-// and 4, the epilogue); the Rust side prepends it to `matmul.wgsl` (scalar loads and
-// stores: the register, tiled and rows kernels) and to `matmul_subgroup.wgsl` (vec4 loads
-// and stores, subgroup broadcasts), which declare A, B and C themselves. All kernels take
-// the same bind group.
+// `matmul.wgsl` holds the scalar-load kernels (register, tiled, rows) and
+// `matmul_subgroup.wgsl` the vec4 one with subgroup broadcasts. All kernels take the same
+// bind group.
 
 struct MatmulParams {
     m: u32,

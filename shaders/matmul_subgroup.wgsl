@@ -1,5 +1,9 @@
 // `matmul_subgroup`: for CPU adapters with subgroups of 8 (lavapipe at 256 bits).
-// `matmul_common.wgsl` is prepended (see src/gpu/kernels/matmul.rs).
+//
+// Fragment: step.wgsl and matmul_common.wgsl are prepended (src/gpu/kernels/matmul.rs).
+// Expects from them `params`, `bias`, `mask`, the overrides and the helper functions listed
+// at the top of matmul_common.wgsl. Provides A, B and C (bindings 1, 2, 5) as vec4<f32>
+// arrays, the overrides A_VEC4 and B_VEC4, and the entry point.
 //
 // On lavapipe every load from a storage buffer costs a scalar loop over the SIMD lanes,
 // uniform address or not, while arithmetic runs on all 8 lanes at once. So this kernel

@@ -9,8 +9,11 @@
 // --no-decay-bias) get wd = 0. lr and the first-step flag come from the step record.
 // Nothing changes once status[0] is set (a non-finite loss was seen; softmax_cross_entropy
 // writes it into its metrics header, bound here as `status`).
+//
+// step.wgsl is prepended (the step record at group 1); this file uses `step.lr` and `step.first`, and
+// declares everything of group 0 itself.
 
-struct SgdParams {
+struct SgdUpdateParams {
     len: u32,
     ranges: u32,        // number of no_decay ranges
     nesterov: u32,
@@ -21,7 +24,7 @@ struct SgdParams {
     _pad: u32,
 }
 
-@group(0) @binding(0) var<uniform> params: SgdParams;
+@group(0) @binding(0) var<uniform> params: SgdUpdateParams;
 // Read and written as vec4: on lavapipe every load or store instruction costs a loop over
 // the SIMD lanes, so four elements per instruction cost about a quarter as much. The host
 // binds whole vec4s (the buffers are padded); elements at or past `len` are written back

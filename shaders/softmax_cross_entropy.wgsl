@@ -15,15 +15,18 @@
 // the header as its status) then leaves the parameters alone, so they stay as they were
 // after the last finite step. Status and metrics share a binding because lavapipe leaks
 // memory on every dispatch whose bind group has 7 entries (measured: docs/performance.md).
+//
+// step.wgsl is prepended (the step record at group 1); this file uses `step.batch` and `step.index`, and
+// declares everything of group 0 itself.
 
-struct SoftmaxParams {
+struct SoftmaxCrossEntropyParams {
     classes: u32,     // C (the pipeline constant CLASSES is what the loops use)
     write_grad: u32,  // 0 for evaluation: no dlogits
     _pad0: u32,
     _pad1: u32,
 }
 
-@group(0) @binding(0) var<uniform> params: SoftmaxParams;
+@group(0) @binding(0) var<uniform> params: SoftmaxCrossEntropyParams;
 @group(0) @binding(1) var<storage, read> logits: array<f32>;
 @group(0) @binding(2) var<storage, read> labels: array<u32>;
 @group(0) @binding(3) var<storage, read_write> dlogits: array<f32>;

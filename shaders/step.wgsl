@@ -1,6 +1,10 @@
 // The per-step record, mirrored by `StepRecord` (src/gpu/kernels/mod.rs): one per minibatch
-// in a buffer written once per epoch, bound in group 1 with a dynamic offset. The Rust side
-// prepends this file to every kernel module.
+// in a buffer written once per epoch, bound in group 1 with a dynamic offset.
+//
+// Fragment: the Rust side prepends this file to every kernel module (first, before
+// matmul_common.wgsl where there is one). Expects nothing. Provides `struct Step` and the
+// uniform `step` at @group(1) @binding(0); group 1 is this file's alone, and no other file
+// may declare the names `Step` or `step`.
 
 struct Step {
     offset: u32, // first position of this minibatch in the epoch's sample order

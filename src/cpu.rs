@@ -77,10 +77,108 @@ pub struct SoftmaxCrossEntropy {
     pub dlogits: Vec<f32>,
 }
 
-/// Softmax cross-entropy with PyTorch's `F.cross_entropy(reduction="mean")` gradient.
-/// Numerically stable: the row max is subtracted before `exp`, and the loss is summed as
+/// The float type the softmax-cross-entropy row math runs in ([`softmax_cross_entropy_row`]):
+/// f64 in this reference, f32 in [`crate::cpu_engine`] (which matches the GPU kernel's
+/// precision). Only what the row math needs.
+pub trait RowFloat:
+    Copy
+    + From<f32>
+    + std::ops::Add<Output = Self>
+    + std::ops::Sub<Output = Self>
+    + std::ops::Div<Output = Self>
+    + std::iter::Sum
+{
+    /// Not a number: the loss of a row whose label is `>= C`.
+    const NAN: Self;
+    /// `e^self`.
+    fn exp(self) -> Self;
+    /// Natural logarithm.
+    fn ln(self) -> Self;
+}
+
+impl RowFloat for f32 {
+    const NAN: Self = f32::NAN;
+    fn exp(self) -> Self {
+        f32::exp(self)
+    }
+    fn ln(self) -> Self {
+        f32::ln(self)
+    }
+}
+
+impl RowFloat for f64 {
+    const NAN: Self = f64::NAN;
+    fn exp(self) -> Self {
+        f64::exp(self)
+    }
+    fn ln(self) -> Self {
+        f64::ln(self)
+    }
+}
+
+/// Softmax cross-entropy of one row of `C` logits, computed in `F` ([`RowFloat`]): what
+/// [`softmax_cross_entropy_row`] returns and [`SoftmaxCrossEntropyRow::gradient`] reuses.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SoftmaxCrossEntropyRow<F> {
+    /// The row's largest logit (the first, on ties).
+    pub max: f32,
+    /// `Σ_c exp(logit[c] - max)`, summed in class order.
+    pub sum_exp: F,
+    /// `(max - logit[label]) + ln sum_exp`; NaN for a label `>= C`.
+    pub loss: F,
+    /// `argmax(logits) == label`, the first maximum winning ties (as `torch.argmax`).
+    pub correct: bool,
+    /// The row's label as an index (may be `>= C`).
+    pub label: usize,
+}
+
+/// Loss and correct flag of one row of `C` logits with label `label`, in `F`: f64 in the
+/// reference ([`softmax_cross_entropy`]), f32 in the CPU engine. Numerically stable: the
+/// row max is subtracted before `exp`, and the loss is summed as
 /// `(max - logit[label]) + ln Σ exp(logit - max)`, the order that keeps `ln Σ` when every
-/// logit shares a large offset (as in the GPU kernel and the CPU engine).
+/// logit shares a large offset (as in the GPU kernel).
+pub fn softmax_cross_entropy_row<F: RowFloat>(
+    row: &[f32],
+    label: u32,
+) -> SoftmaxCrossEntropyRow<F> {
+    let (mut arg, mut max) = (0usize, row[0]);
+    for (c, &v) in row.iter().enumerate().skip(1) {
+        if v > max {
+            max = v;
+            arg = c;
+        }
+    }
+    let sum_exp: F = row.iter().map(|&v| (F::from(v) - F::from(max)).exp()).sum();
+    let label = label as usize;
+    let loss = if label < row.len() {
+        (F::from(max) - F::from(row[label])) + sum_exp.ln()
+    } else {
+        F::NAN
+    };
+    SoftmaxCrossEntropyRow {
+        max,
+        sum_exp,
+        loss,
+        correct: arg == label,
+        label,
+    }
+}
+
+impl<F: RowFloat> SoftmaxCrossEntropyRow<F> {
+    /// Writes `dlogits[c] = scale(softmax(row)[c] - onehot(label)[c])` for every class `c`
+    /// of `row` (the logits this was computed from). `scale` applies the mean reduction's
+    /// `1 / B` and rounds to f32; each caller keeps its own rounding (the reference divides
+    /// in f64, the CPU engine multiplies by an f32 `1 / B`).
+    pub fn gradient(&self, row: &[f32], dlogits: &mut [f32], scale: impl Fn(F) -> f32) {
+        for (c, (d, &v)) in dlogits.iter_mut().zip(row).enumerate() {
+            let onehot = F::from(if c == self.label { 1.0 } else { 0.0 });
+            *d = scale((F::from(v) - F::from(self.max)).exp() / self.sum_exp - onehot);
+        }
+    }
+}
+
+/// Softmax cross-entropy with PyTorch's `F.cross_entropy(reduction="mean")` gradient, row
+/// by row ([`softmax_cross_entropy_row`]) in f64.
 pub fn softmax_cross_entropy(
     logits: &[f32],
     labels: &[u32],
@@ -94,30 +192,12 @@ pub fn softmax_cross_entropy(
     };
     for (b, &label) in labels.iter().enumerate() {
         let row = &logits[b * classes..(b + 1) * classes];
-        let (mut arg, mut mx) = (0usize, row[0]);
-        for (c, &v) in row.iter().enumerate().skip(1) {
-            if v > mx {
-                mx = v;
-                arg = c;
-            }
-        }
-        let sum: f64 = row
-            .iter()
-            .map(|&v| (f64::from(v) - f64::from(mx)).exp())
-            .sum();
-        let label = label as usize;
-        let loss = if label < classes {
-            (f64::from(mx) - f64::from(row[label])) + sum.ln()
-        } else {
-            f64::NAN
-        };
-        out.loss.push(loss as f32);
-        out.correct.push(arg == label);
-        for (c, &v) in row.iter().enumerate() {
-            let p = (f64::from(v) - f64::from(mx)).exp() / sum;
-            let onehot = if c == label { 1.0 } else { 0.0 };
-            out.dlogits[b * classes + c] = ((p - onehot) / batch as f64) as f32;
-        }
+        let r = softmax_cross_entropy_row::<f64>(row, label);
+        out.loss.push(r.loss as f32);
+        out.correct.push(r.correct);
+        r.gradient(row, &mut out.dlogits[b * classes..(b + 1) * classes], |d| {
+            (d / batch as f64) as f32
+        });
     }
     out
 }
@@ -148,9 +228,74 @@ pub fn gather_normalize(
     (x, y)
 }
 
-/// One `torch.optim.SGD` step over a flat parameter vector (see `shaders/sgd_update.wgsl`).
-/// `first` marks the first step, when the momentum buffer is set to the gradient.
-/// Elements inside a `no_decay` range `[start, end)` get no weight decay.
+/// The constants of one `torch.optim.SGD` step, in f32 as every kernel computes them
+/// (see `shaders/sgd_update.wgsl`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SgdStep {
+    /// Learning rate of this step.
+    pub lr: f32,
+    /// Momentum factor μ (0: plain SGD, no momentum buffer).
+    pub momentum: f32,
+    /// Dampening of the gradient in the momentum buffer.
+    pub dampening: f32,
+    /// Nesterov momentum: step along `g + μ·v` instead of `v`.
+    pub nesterov: bool,
+    /// SGDW: decay the parameter (`p *= 1 - lr·wd`) rather than the gradient.
+    pub decoupled: bool,
+    /// The run's first optimizer step: the momentum buffer starts as the gradient.
+    pub first: bool,
+}
+
+impl SgdStep {
+    /// The step of `cfg` with learning rate `lr`; `first` marks the run's first step.
+    pub fn new(cfg: &SgdConfig, lr: f32, first: bool) -> SgdStep {
+        SgdStep {
+            lr,
+            momentum: cfg.momentum as f32,
+            dampening: cfg.dampening as f32,
+            nesterov: cfg.nesterov,
+            decoupled: cfg.decoupled_weight_decay,
+            first,
+        }
+    }
+}
+
+/// One `torch.optim.SGD` step of one parameter `param` with gradient `grad`, momentum
+/// buffer `velocity` (untouched without momentum) and weight decay `weight_decay`:
+/// `g = grad + wd·p` (coupled) or `p = p - lr·wd·p` (decoupled, SGDW);
+/// `v = g` on the first step, else `μ·v + (1 - dampening)·g`; the update is `g + μ·v`
+/// with nesterov, else `v` (just `g` without momentum); `p = p - lr·update`.
+#[inline]
+pub fn sgd_update_element(
+    step: &SgdStep,
+    param: &mut f32,
+    grad: f32,
+    velocity: &mut f32,
+    weight_decay: f32,
+) {
+    let (lr, mu) = (step.lr, step.momentum);
+    let mut p = *param;
+    let mut g = grad;
+    if step.decoupled {
+        p -= lr * weight_decay * p;
+    } else {
+        g += weight_decay * p;
+    }
+    if mu != 0.0 {
+        let v = if step.first {
+            g
+        } else {
+            mu * *velocity + (1.0 - step.dampening) * g
+        };
+        *velocity = v;
+        g = if step.nesterov { g + mu * v } else { v };
+    }
+    *param = p - lr * g;
+}
+
+/// One `torch.optim.SGD` step over a flat parameter vector ([`sgd_update_element`] per
+/// element). `first` marks the first step, when the momentum buffer is set to the
+/// gradient. Elements inside a `no_decay` range `[start, end)` get no weight decay.
 pub fn sgd_update(
     params: &mut [f32],
     grads: &[f32],
@@ -160,30 +305,14 @@ pub fn sgd_update(
     first: bool,
     no_decay: &[(usize, usize)],
 ) {
-    let (momentum, dampening) = (cfg.momentum as f32, cfg.dampening as f32);
+    let step = SgdStep::new(cfg, lr, first);
     for i in 0..params.len() {
         let wd = if no_decay.iter().any(|&(s, e)| i >= s && i < e) {
             0.0
         } else {
             cfg.weight_decay as f32
         };
-        let mut p = params[i];
-        let mut g = grads[i];
-        if cfg.decoupled_weight_decay {
-            p -= lr * wd * p;
-        } else {
-            g += wd * p;
-        }
-        if momentum != 0.0 {
-            let v = if first {
-                g
-            } else {
-                momentum * velocity[i] + (1.0 - dampening) * g
-            };
-            velocity[i] = v;
-            g = if cfg.nesterov { g + momentum * v } else { v };
-        }
-        params[i] = p - lr * g;
+        sgd_update_element(&step, &mut params[i], grads[i], &mut velocity[i], wd);
     }
 }
 

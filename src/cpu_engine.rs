@@ -6,6 +6,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::config::RunConfig;
+use crate::cpu;
 use crate::data::Dataset;
 use crate::engine::{EVAL_BATCH, Engine, EvalSet, Evaluation, RunData, RunSetup};
 use crate::error::{Error, Result};
@@ -167,26 +168,11 @@ impl<'a> CpuEngine<'a> {
         let inv_b = 1.0 / batch as f32;
         for b in 0..batch {
             let row = &logits[b * c..(b + 1) * c];
-            let (mut arg, mut mx) = (0, row[0]);
-            for (j, &v) in row.iter().enumerate().skip(1) {
-                if v > mx {
-                    mx = v;
-                    arg = j;
-                }
-            }
-            let sum: f32 = row.iter().map(|&v| (v - mx).exp()).sum();
-            let label = self.labels[b] as usize;
-            loss_sum += if label < c {
-                (mx - row[label]) + sum.ln()
-            } else {
-                f32::NAN
-            };
-            correct += f32::from(u8::from(arg == label));
+            let r = cpu::softmax_cross_entropy_row::<f32>(row, self.labels[b]);
+            loss_sum += r.loss;
+            correct += f32::from(u8::from(r.correct));
             if grad {
-                for (j, &v) in row.iter().enumerate() {
-                    let onehot = if j == label { 1.0 } else { 0.0 };
-                    dl[b * c + j] = ((v - mx).exp() / sum - onehot) * inv_b;
-                }
+                r.gradient(row, &mut dl[b * c..(b + 1) * c], |d| d * inv_b);
             }
         }
         [loss_sum, correct]
@@ -236,27 +222,10 @@ impl<'a> CpuEngine<'a> {
 
     /// Stage `update`: SGD over the flat parameter buffer.
     fn update(&mut self, lr: f32, first: bool) {
-        let cfg = &self.setup.config.sgd;
-        let (mu, damp) = (cfg.momentum as f32, cfg.dampening as f32);
-        for i in 0..self.params.len() {
-            let wd = self.decay[i];
-            let mut p = self.params[i];
-            let mut g = self.grads[i];
-            if cfg.decoupled_weight_decay {
-                p -= lr * wd * p;
-            } else {
-                g += wd * p;
-            }
-            if mu != 0.0 {
-                let v = if first {
-                    g
-                } else {
-                    mu * self.velocity[i] + (1.0 - damp) * g
-                };
-                self.velocity[i] = v;
-                g = if cfg.nesterov { g + mu * v } else { v };
-            }
-            self.params[i] = p - lr * g;
+        let step = cpu::SgdStep::new(&self.setup.config.sgd, lr, first);
+        for (i, p) in self.params.iter_mut().enumerate() {
+            let v = &mut self.velocity[i];
+            cpu::sgd_update_element(&step, p, self.grads[i], v, self.decay[i]);
         }
     }
 }

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use wgtrain::gpu::REQUESTED_FEATURES;
-use wgtrain::gpu::kernels::{KernelSource, SOURCES};
+use wgtrain::gpu::kernels::{FAMILIES, KernelFamily};
 
 /// Parses and validates `source` the way wgpu-core does on a device with exactly
 /// `features` (and no downlevel extras): the naga capabilities come from
@@ -33,11 +33,12 @@ fn validate_as_built(source: &str, features: wgpu::Features) -> Result<(), Strin
 /// it is built with, and those must be features wgtrain requests.
 #[test]
 fn every_shader_validates_with_the_capabilities_it_is_built_with() {
-    for KernelSource {
+    for KernelFamily {
         name,
         source,
         features,
-    } in SOURCES
+        ..
+    } in FAMILIES
     {
         assert!(
             REQUESTED_FEATURES.contains(features),
@@ -50,7 +51,7 @@ fn every_shader_validates_with_the_capabilities_it_is_built_with() {
             module
                 .entry_points
                 .iter()
-                .any(|ep| ep.name.starts_with(name) || name == "bias_relu" || name == "matmul"),
+                .any(|ep| ep.name.starts_with(name)),
             "{name} has no entry point named after it"
         );
     }
@@ -65,7 +66,7 @@ fn shader_needing_an_unrequested_capability_fails_validation() {
     assert!(validate_as_built(f16, wgpu::Features::empty()).is_err());
     assert!(validate_as_built(f16, wgpu::Features::SHADER_F16).is_ok());
     assert!(!REQUESTED_FEATURES.contains(wgpu::Features::SHADER_F16));
-    let subgroup = SOURCES
+    let subgroup = FAMILIES
         .iter()
         .find(|m| m.name == "matmul_subgroup")
         .expect("the subgroup module is listed");
@@ -85,7 +86,7 @@ fn every_shader_file_is_built() {
         }
         let text = std::fs::read_to_string(&path).expect("readable shader");
         assert!(
-            SOURCES.iter().any(|m| m.source.contains(text.as_str())),
+            FAMILIES.iter().any(|m| m.source.contains(text.as_str())),
             "{} is not built into any kernel",
             path.display()
         );
@@ -94,20 +95,88 @@ fn every_shader_file_is_built() {
     assert_eq!(files, 9, "expected nine files in shaders/");
 }
 
+/// Each family is named after its shader file (`shaders/<name>.wgsl`), so one grep finds
+/// the shader, the wrapper module and the entry points.
+#[test]
+fn every_family_is_named_after_its_shader_file() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
+    for family in FAMILIES {
+        let file = dir.join(format!("{}.wgsl", family.name));
+        let text =
+            std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        assert!(family.source.ends_with(text.as_str()), "{}", family.name);
+    }
+}
+
+/// The size naga computes for the WGSL struct `name` in `source` (its span: the size a
+/// uniform binding of it has).
+fn wgsl_struct_size(source: &str, name: &str) -> usize {
+    let module = naga::front::wgsl::parse_str(source).expect("the shaders parse");
+    let (_, ty) = module
+        .types
+        .iter()
+        .find(|(_, ty)| ty.name.as_deref() == Some(name))
+        .unwrap_or_else(|| panic!("no struct {name} in the module"));
+    match ty.inner {
+        naga::TypeInner::Struct { span, .. } => span as usize,
+        ref other => panic!("{name} is {other:?}, not a struct"),
+    }
+}
+
+/// Each `#[repr(C)]` parameter block has the size of the WGSL struct it mirrors, as naga
+/// lays that struct out: a field added on one side only fails here.
 #[test]
 fn kernel_parameter_structs_match_their_wgsl_sizes() {
+    use std::mem::size_of;
     use wgtrain::gpu::kernels::*;
-    // Sizes of the WGSL structs (all u32/f32 fields, 16-byte aligned uniforms).
-    assert_eq!(std::mem::size_of::<StepRecord>(), 32);
-    assert_eq!(std::mem::size_of::<matmul::MatmulParams>(), 32);
-    assert_eq!(std::mem::size_of::<gather_normalize::GatherParams>(), 16);
-    assert_eq!(
-        std::mem::size_of::<softmax_cross_entropy::SoftmaxParams>(),
-        16
-    );
-    assert_eq!(std::mem::size_of::<column_sum::ColumnSumParams>(), 32);
-    assert_eq!(std::mem::size_of::<sgd_update::SgdParams>(), 32);
-    assert_eq!(std::mem::size_of::<bias_relu::ElementwiseParams>(), 16);
+    for family in FAMILIES {
+        assert_eq!(
+            size_of::<StepRecord>(),
+            wgsl_struct_size(family.source, "Step"),
+            "StepRecord vs Step in {}",
+            family.name
+        );
+    }
+    let params = [
+        (
+            matmul::FAMILY,
+            "MatmulParams",
+            size_of::<matmul::MatmulParams>(),
+        ),
+        (
+            matmul::SUBGROUP_FAMILY,
+            "MatmulParams",
+            size_of::<matmul::MatmulParams>(),
+        ),
+        (
+            gather_normalize::FAMILY,
+            "GatherNormalizeParams",
+            size_of::<gather_normalize::GatherNormalizeParams>(),
+        ),
+        (
+            softmax_cross_entropy::FAMILY,
+            "SoftmaxCrossEntropyParams",
+            size_of::<softmax_cross_entropy::SoftmaxCrossEntropyParams>(),
+        ),
+        (
+            column_sum::FAMILY,
+            "ColumnSumParams",
+            size_of::<column_sum::ColumnSumParams>(),
+        ),
+        (
+            sgd_update::FAMILY,
+            "SgdUpdateParams",
+            size_of::<sgd_update::SgdUpdateParams>(),
+        ),
+        (
+            bias_relu::FAMILY,
+            "BiasReluParams",
+            size_of::<bias_relu::BiasReluParams>(),
+        ),
+    ];
+    for (family, wgsl, rust) in params {
+        assert_eq!(rust, wgsl_struct_size(family.source, wgsl), "{wgsl}");
+    }
 }
 
 /// The kernels fit WebGPU's default limits; an adapter without storage buffers in compute

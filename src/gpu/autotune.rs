@@ -1,14 +1,18 @@
 //! Kernel selection per shape: times the adapter's candidate matmul variants on each
 //! matmul shape a run launches and keeps the fastest for that shape. A CPU adapter
 //! (lavapipe) and a GPU want different kernels, and so do a 64x256x784 product and a
-//! 64x10x256 one. Results are cached in [`Kernels`] for the life of the device, so engines built later in the same run
-//! (sweeps, evaluation) do not time again.
+//! 64x10x256 one. This module owns the timings: a cache per device ([`Gpu::id`]) for the
+//! life of the process, so engines built later in the same run (sweeps, evaluation) on the
+//! same device do not time again. The kernel wrappers know nothing of it: they ask a
+//! [`ChooseVariant`], which [`MatmulChoice`] implements.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{LazyLock, Mutex};
 
 use crate::error::Result;
-use crate::gpu::kernels::matmul::{self, BatchDim, Epilogue, MatmulSpec, MatmulVariant};
+use crate::gpu::kernels::matmul::{
+    self, BatchDim, ChooseVariant, Epilogue, MatmulSpec, MatmulVariant,
+};
 use crate::gpu::kernels::{self as k, Kernels, StepRecord};
 use crate::gpu::{Gpu, GpuTensor};
 
@@ -30,20 +34,26 @@ pub struct VariantTiming {
 /// What identifies a matmul for tuning: M, N, K and the transposes of A, B and C.
 pub type ShapeKey = (usize, usize, usize, bool, bool, bool);
 
-/// Tuning results of one device: shape -> variants, fastest first.
-#[derive(Default)]
-pub struct TuningCache {
-    results: Mutex<HashMap<ShapeKey, Vec<VariantTiming>>>,
+/// Tuning results of every device of the process: ([`Gpu::id`], shape) -> variants,
+/// fastest first. Device ids are never reused, so a result never reaches another device.
+type TuningCache = HashMap<(u64, ShapeKey), Vec<VariantTiming>>;
+
+static TUNING: LazyLock<Mutex<TuningCache>> = LazyLock::new(Mutex::default);
+
+fn with_cache<T>(f: impl FnOnce(&mut TuningCache) -> T) -> T {
+    f(&mut TUNING.lock().unwrap_or_else(|p| p.into_inner()))
 }
 
-impl TuningCache {
-    /// Every shape timed so far with its ranking, sorted by shape.
-    pub fn results(&self) -> Vec<(ShapeKey, Vec<VariantTiming>)> {
-        let r = self.results.lock().unwrap_or_else(|p| p.into_inner());
-        let mut v: Vec<_> = r.iter().map(|(k, t)| (*k, t.clone())).collect();
-        v.sort_by_key(|(k, _)| *k);
-        v
-    }
+/// Every shape timed so far on `gpu` with its ranking, sorted by shape.
+pub fn results(gpu: &Gpu) -> Vec<(ShapeKey, Vec<VariantTiming>)> {
+    let mut v: Vec<_> = with_cache(|c| {
+        c.iter()
+            .filter(|((id, _), _)| *id == gpu.id())
+            .map(|((_, shape), t)| (*shape, t.clone()))
+            .collect()
+    });
+    v.sort_by_key(|(shape, _)| *shape);
+    v
 }
 
 /// Which matmul variant a launch uses.
@@ -61,6 +71,13 @@ pub enum MatmulChoice {
 impl From<MatmulVariant> for MatmulChoice {
     fn from(v: MatmulVariant) -> Self {
         MatmulChoice::Fixed(v)
+    }
+}
+
+impl ChooseVariant for MatmulChoice {
+    /// [`MatmulChoice::resolve`].
+    fn choose(&self, gpu: &Gpu, kernels: &Kernels, spec: &MatmulSpec) -> Result<MatmulVariant> {
+        self.resolve(gpu, kernels, spec)
     }
 }
 
@@ -85,7 +102,7 @@ impl MatmulChoice {
 /// Times each of this adapter's [`MatmulVariant::candidates`] that runs on it
 /// ([`MatmulVariant::supports`]) on `spec`'s shape, M capped at 256 and K at 1024 (one warm-up, then the best of three runs; a variant already
 /// 3x slower than the best after one run is not run again) and returns them fastest first.
-/// Cached per device.
+/// Cached per device ([`results`]).
 ///
 /// # Errors
 /// Device errors, or a shape over the adapter's limits.
@@ -94,7 +111,7 @@ pub fn rank_variants(
     kernels: &Kernels,
     spec: &MatmulSpec,
 ) -> Result<Vec<VariantTiming>> {
-    let key = (
+    let shape = (
         spec.m,
         spec.n,
         spec.k,
@@ -102,14 +119,9 @@ pub fn rank_variants(
         spec.trans_b,
         spec.trans_c,
     );
-    if let Some(r) = kernels
-        .tuning
-        .results
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(&key)
-    {
-        return Ok(r.clone());
+    let key = (gpu.id(), shape);
+    if let Some(r) = with_cache(|c| c.get(&key).cloned()) {
+        return Ok(r);
     }
     let probe = Probe::new(gpu, spec)?;
     let mut out: Vec<VariantTiming> = Vec::new();
@@ -121,12 +133,7 @@ pub fn rank_variants(
         out.push(probe.time(gpu, kernels, variant, best_so_far)?);
     }
     out.sort_by(|x, y| x.ms.total_cmp(&y.ms));
-    kernels
-        .tuning
-        .results
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(key, out.clone());
+    with_cache(|c| c.insert(key, out.clone()));
     Ok(out)
 }
 

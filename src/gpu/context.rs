@@ -19,7 +19,7 @@ pub struct GpuOptions {
 
 /// The device features wgtrain asks for, where the adapter has them: timestamps for the
 /// profiler, subgroups for `matmul_subgroup` (CPU adapters). Every kernel module needs a
-/// subset of these ([`crate::gpu::kernels::KernelSource::features`]); no other feature is
+/// subset of these ([`crate::gpu::kernels::KernelFamily::features`]); no other feature is
 /// ever enabled, so a shader needing one (e.g. `SHADER_F16`) would fail on every device.
 pub const REQUESTED_FEATURES: wgpu::Features = wgpu::Features::TIMESTAMP_QUERY
     .union(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES)
@@ -145,6 +145,8 @@ pub struct Gpu {
     pub loop_cap: Option<u64>,
     pub counters: ResourceCounters,
     errors: Arc<Mutex<Vec<String>>>,
+    /// Process-unique, never reused: see [`Gpu::id`].
+    id: u64,
 }
 
 /// The backends to search: the option, then `WGPU_BACKEND`, then the primary ones (Vulkan,
@@ -251,6 +253,9 @@ pub fn list_adapters(backends: Option<wgpu::Backends>) -> Vec<AdapterSummary> {
 const INSTALL_HINT: &str = "Install a Vulkan driver: on headless Linux `apt-get install -y mesa-vulkan-drivers libvulkan1` \
 gives the lavapipe software adapter; on a desktop, your GPU vendor's driver.";
 
+/// The next [`Gpu::id`].
+static NEXT_GPU_ID: AtomicU64 = AtomicU64::new(0);
+
 impl Gpu {
     /// Opens the best matching adapter and creates a device with the adapter's real limits.
     ///
@@ -349,7 +354,15 @@ impl Gpu {
             loop_cap,
             counters: ResourceCounters::default(),
             errors,
+            id: NEXT_GPU_ID.fetch_add(1, Ordering::Relaxed),
         })
+    }
+
+    /// This device's number, unique in the process and never reused, so that what is
+    /// measured on one device (matmul timings: [`crate::gpu::autotune`]) can be kept
+    /// outside it and never applied to another.
+    pub fn id(&self) -> u64 {
+        self.id
     }
 
     /// One line for the start of a run: adapter name, type, backend and driver.

@@ -5,7 +5,7 @@
 //! `relu_backward`: `dx [M, N] = dy ⊙ [h > 0]`. Bindings: 0 params, 1 operand (bias or h),
 //! 2 upstream (dy), 3 result. Grid: `ceil(M·N / 256)`, folded.
 
-use super::{Dispatch, Kernels, params_buffer, storage_entry, uniform_entry};
+use super::{Dispatch, KernelFamily, Kernels, params_buffer, storage_entry, uniform_entry};
 use crate::error::Result;
 use crate::gpu::{Gpu, View};
 
@@ -15,37 +15,41 @@ pub const SOURCE: &str = concat!(
     include_str!("../../../shaders/bias_relu.wgsl")
 );
 
-/// Mirrors `struct ElementwiseParams` in the shader.
+/// Mirrors `struct BiasReluParams` in the shader.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct ElementwiseParams {
+pub struct BiasReluParams {
     pub m: u32,
     pub n: u32,
     pub relu: u32,
     pub _pad: u32,
 }
 
-pub(crate) fn layout_entries() -> Vec<wgpu::BindGroupLayoutEntry> {
-    vec![
+/// The family: entry points `bias_relu_forward` and `relu_backward`. Test-only (the
+/// engine fuses both into the matmul epilogues), so built only when a test launches it.
+pub const FAMILY: KernelFamily = KernelFamily {
+    name: "bias_relu",
+    source: SOURCE,
+    features: wgpu::Features::empty(),
+    bindings: &[
         uniform_entry(0),
         storage_entry(1, true),
         storage_entry(2, true),
         storage_entry(3, false),
-    ]
-}
+    ],
+};
 
 fn build(
     gpu: &Gpu,
     kernels: &Kernels,
     kernel: &'static str,
-    pipeline: &wgpu::ComputePipeline,
     label: &str,
     m: usize,
     n: usize,
     relu: bool,
     views: [View<'_>; 3],
 ) -> Result<Dispatch> {
-    let params = ElementwiseParams {
+    let params = BiasReluParams {
         m: m as u32,
         n: n as u32,
         relu: u32::from(relu),
@@ -55,7 +59,7 @@ fn build(
     let [operand, upstream, result] = views;
     let bind_group = gpu.bind_group(
         label,
-        &kernels.elementwise.layout,
+        &kernels.bind_group_layout(gpu, &FAMILY),
         &[
             wgpu::BindGroupEntry {
                 binding: 0,
@@ -79,7 +83,7 @@ fn build(
     Ok(Dispatch {
         kernel,
         label: label.to_string(),
-        pipeline: pipeline.clone(),
+        pipeline: kernels.pipeline(gpu, &FAMILY, kernel, &[]),
         bind_group,
         splits: Vec::new(),
         grid: gpu.grid_1d(label, mn.div_ceil(256))?,
@@ -109,7 +113,6 @@ pub fn forward(
         gpu,
         kernels,
         "bias_relu_forward",
-        &kernels.bias_relu_pipeline,
         label,
         m,
         n,
@@ -137,7 +140,6 @@ pub fn relu_backward(
         gpu,
         kernels,
         "relu_backward",
-        &kernels.relu_backward_pipeline,
         label,
         m,
         n,

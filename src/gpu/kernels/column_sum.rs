@@ -5,7 +5,9 @@
 //! adapter loop cap ([`Gpu::loop_cap`]) shorter than M, the rows are split into chunks of
 //! `cap - 1`, one dispatch each, summed in order ([`Dispatch::splits`]).
 
-use super::{Dispatch, Kernels, matmul::BatchDim, params_buffer, storage_entry, uniform_entry};
+use super::{
+    Dispatch, KernelFamily, Kernels, matmul::BatchDim, params_buffer, storage_entry, uniform_entry,
+};
 use crate::error::Result;
 use crate::gpu::{Gpu, View};
 
@@ -56,13 +58,17 @@ pub fn row_chunks(gpu: &Gpu, label: &str, m: usize) -> Result<Vec<(usize, usize)
     }
 }
 
-pub(crate) fn layout_entries() -> Vec<wgpu::BindGroupLayoutEntry> {
-    vec![
+/// The family: entry point `column_sum`.
+pub const FAMILY: KernelFamily = KernelFamily {
+    name: "column_sum",
+    source: SOURCE,
+    features: wgpu::Features::empty(),
+    bindings: &[
         uniform_entry(0),
         storage_entry(1, true),
         storage_entry(2, false),
-    ]
-}
+    ],
+};
 
 /// Prepares one column-sum launch over `x [m, n]`; with `BatchDim::M`, M is the step's
 /// minibatch size.
@@ -80,6 +86,7 @@ pub fn dispatch(
     x: View<'_>,
     out: View<'_>,
 ) -> Result<Dispatch> {
+    let layout = kernels.bind_group_layout(gpu, &FAMILY);
     let mut bind_groups = Vec::new();
     for (r_begin, r_end) in row_chunks(gpu, label, m)? {
         let params = ColumnSumParams {
@@ -93,7 +100,7 @@ pub fn dispatch(
         let ub = params_buffer(gpu, label, &params);
         bind_groups.push(gpu.bind_group(
             label,
-            &kernels.column_sum.layout,
+            &layout,
             &[
                 wgpu::BindGroupEntry {
                     binding: 0,
@@ -114,7 +121,7 @@ pub fn dispatch(
     Ok(Dispatch {
         kernel: "column_sum",
         label: label.to_string(),
-        pipeline: kernels.column_sum_pipeline.clone(),
+        pipeline: kernels.pipeline(gpu, &FAMILY, "column_sum", &[]),
         bind_group,
         splits: bind_groups,
         grid: gpu.grid_1d(label, (n as u64).div_ceil(64))?,

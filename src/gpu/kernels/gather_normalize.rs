@@ -6,23 +6,23 @@
 //! 2 labels `[N]` u32, 3 order `[N]` u32, 4 x (whole vec4s), 5 y. Grid: `ceil(B·I / 256)`
 //! workgroups of 64 (four elements per invocation), folded.
 
-use super::{Dispatch, Kernels, params_buffer, storage_entry, uniform_entry, whole};
+use super::{Dispatch, KernelFamily, Kernels, params_buffer, storage_entry, uniform_entry, whole};
 use crate::error::Result;
 use crate::gpu::Gpu;
 
-/// The WGSL source.
 /// Output elements per workgroup: 64 invocations of four elements each.
 pub const ELEMENTS_PER_WORKGROUP: u64 = 256;
 
+/// The WGSL source.
 pub const SOURCE: &str = concat!(
     include_str!("../../../shaders/step.wgsl"),
     include_str!("../../../shaders/gather_normalize.wgsl")
 );
 
-/// Mirrors `struct GatherParams` in the shader.
+/// Mirrors `struct GatherNormalizeParams` in the shader.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct GatherParams {
+pub struct GatherNormalizeParams {
     /// I: values per sample.
     pub features: u32,
     pub mean: f32,
@@ -30,19 +30,23 @@ pub struct GatherParams {
     pub _pad: u32,
 }
 
-pub(crate) fn layout_entries() -> Vec<wgpu::BindGroupLayoutEntry> {
-    vec![
+/// The family: entry point `gather_normalize`.
+pub const FAMILY: KernelFamily = KernelFamily {
+    name: "gather_normalize",
+    source: SOURCE,
+    features: wgpu::Features::empty(),
+    bindings: &[
         uniform_entry(0),
         storage_entry(1, true),
         storage_entry(2, true),
         storage_entry(3, true),
         storage_entry(4, false),
         storage_entry(5, false),
-    ]
-}
+    ],
+};
 
 /// Buffers of one gather launch.
-pub struct GatherBuffers<'a> {
+pub struct GatherNormalizeBuffers<'a> {
     /// The dataset's pixels, `[N, I]` u8 packed four per u32 word.
     pub pixels: &'a wgpu::Buffer,
     /// `[N]` u32 labels.
@@ -55,6 +59,9 @@ pub struct GatherBuffers<'a> {
     pub y: &'a wgpu::Buffer,
 }
 
+/// The former name of [`GatherNormalizeBuffers`], kept until its callers move.
+pub type GatherBuffers<'a> = GatherNormalizeBuffers<'a>;
+
 /// Prepares one gather launch for minibatches of up to `max_batch` samples of `features` values.
 ///
 /// # Errors
@@ -63,13 +70,13 @@ pub fn dispatch(
     gpu: &Gpu,
     kernels: &Kernels,
     label: &str,
-    bufs: GatherBuffers<'_>,
+    bufs: GatherNormalizeBuffers<'_>,
     features: usize,
     max_batch: usize,
     mean: f32,
     std: f32,
 ) -> Result<Dispatch> {
-    let params = GatherParams {
+    let params = GatherNormalizeParams {
         features: features as u32,
         mean,
         std_dev: std,
@@ -78,7 +85,7 @@ pub fn dispatch(
     let ub = params_buffer(gpu, label, &params);
     let bind_group = gpu.bind_group(
         label,
-        &kernels.gather.layout,
+        &kernels.bind_group_layout(gpu, &FAMILY),
         &[
             whole(0, &ub),
             whole(1, bufs.pixels),
@@ -92,7 +99,7 @@ pub fn dispatch(
     Ok(Dispatch {
         kernel: "gather_normalize",
         label: label.to_string(),
-        pipeline: kernels.gather_pipeline.clone(),
+        pipeline: kernels.pipeline(gpu, &FAMILY, "gather_normalize", &[]),
         bind_group,
         splits: Vec::new(),
         grid: gpu.grid_1d(label, elems.div_ceil(ELEMENTS_PER_WORKGROUP))?,

@@ -8,9 +8,8 @@
 //! ([`k_chunks`]), one launch each over the same grid ([`super::Dispatch::splits`]): the
 //! first stores, the later ones add, and the last applies the epilogue.
 
-use super::{Dispatch, Kernels, params_buffer, storage_entry, uniform_entry};
+use super::{Dispatch, KernelFamily, Kernels, params_buffer, storage_entry, uniform_entry};
 use crate::error::{Error, Result};
-use crate::gpu::autotune::MatmulChoice;
 use crate::gpu::{Gpu, View};
 
 /// The WGSL source of the scalar-load kernels (register, tiled, rows).
@@ -27,6 +26,34 @@ pub const SUBGROUP_SOURCE: &str = concat!(
     include_str!("../../../shaders/matmul_common.wgsl"),
     include_str!("../../../shaders/matmul_subgroup.wgsl")
 );
+
+/// Bindings of both matmul families: 0 params, 1 A, 2 B, 3 bias, 4 mask, 5 C. The same
+/// list, so one bind group serves every variant ([`KernelFamily::bindings`]).
+pub const BINDINGS: [wgpu::BindGroupLayoutEntry; 6] = [
+    uniform_entry(0),
+    storage_entry(1, true),
+    storage_entry(2, true),
+    storage_entry(3, true),
+    storage_entry(4, true),
+    storage_entry(5, false),
+];
+
+/// The scalar-load family: `matmul_register`, `matmul_tiled`, `matmul_rows`.
+pub const FAMILY: KernelFamily = KernelFamily {
+    name: "matmul",
+    source: SOURCE,
+    features: wgpu::Features::empty(),
+    bindings: &BINDINGS,
+};
+
+/// The subgroup family, `matmul_subgroup`: built only on devices with subgroups of
+/// [`SUBGROUP_SIZE`] ([`MatmulVariant::supports`]).
+pub const SUBGROUP_FAMILY: KernelFamily = KernelFamily {
+    name: "matmul_subgroup",
+    source: SUBGROUP_SOURCE,
+    features: wgpu::Features::SUBGROUP,
+    bindings: &BINDINGS,
+};
 
 /// Subgroup size `matmul_subgroup` is written for: its workgroup is one subgroup.
 pub const SUBGROUP_SIZE: u32 = 8;
@@ -309,15 +336,31 @@ pub fn k_chunks(
     Ok((0..k).step_by(len).map(|b| (b, (b + len).min(k))).collect())
 }
 
-pub(crate) fn layout_entries() -> Vec<wgpu::BindGroupLayoutEntry> {
-    vec![
-        uniform_entry(0),
-        storage_entry(1, true),
-        storage_entry(2, true),
-        storage_entry(3, true),
-        storage_entry(4, true),
-        storage_entry(5, false),
-    ]
+/// The pipeline of `variant` for `spec`'s transposes and epilogue (and, for the subgroup
+/// kernel, which operands it reads as vec4: [`vec4_operands`]), as override constants.
+fn pipeline(
+    gpu: &Gpu,
+    kernels: &Kernels,
+    variant: MatmulVariant,
+    spec: &MatmulSpec,
+) -> wgpu::ComputePipeline {
+    let flag = |b: bool| f64::from(u8::from(b));
+    let mut constants = vec![
+        ("TRANS_A", flag(spec.trans_a)),
+        ("TRANS_B", flag(spec.trans_b)),
+        ("TRANS_C", flag(spec.trans_c)),
+        ("EPILOGUE", f64::from(spec.epilogue as u32)),
+    ];
+    let family = match variant {
+        MatmulVariant::Subgroup => {
+            let (a_vec4, b_vec4) = vec4_operands(spec);
+            constants.push(("A_VEC4", flag(a_vec4)));
+            constants.push(("B_VEC4", flag(b_vec4)));
+            &SUBGROUP_FAMILY
+        }
+        _ => &FAMILY,
+    };
+    kernels.pipeline(gpu, family, variant.entry_point(), &constants)
 }
 
 /// The binding of operand `v` (`len` elements): whole vec4s for `matmul_subgroup`, which
@@ -409,6 +452,7 @@ pub fn dispatch(
     };
     // One bind group per chunk of K (one in all unless the adapter's loop cap splits K),
     // recorded in order: the first stores, the later ones add (shaders/matmul_common.wgsl).
+    let layout = kernels.bind_group_layout(gpu, &FAMILY);
     let mut bind_groups = Vec::new();
     for (k_begin, k_end) in k_chunks(gpu, variant, label, k)? {
         let params = MatmulParams {
@@ -423,7 +467,7 @@ pub fn dispatch(
         let ub = params_buffer(gpu, label, &params);
         bind_groups.push(gpu.bind_group(
             label,
-            &kernels.matmul.layout,
+            &layout,
             &[
                 wgpu::BindGroupEntry {
                     binding: 0,
@@ -458,7 +502,7 @@ pub fn dispatch(
     Ok(Dispatch {
         kernel: variant.entry_point(),
         label: label.to_string(),
-        pipeline: kernels.matmul_pipeline(gpu, variant, &spec),
+        pipeline: pipeline(gpu, kernels, variant, &spec),
         bind_group,
         splits: bind_groups,
         grid,
@@ -468,16 +512,26 @@ pub fn dispatch(
     })
 }
 
-/// [`dispatch`] with the variant given by `choice`: fixed (with a fallback on devices the
-/// fixed variant does not run on, see [`MatmulChoice::Fixed`]), or the fastest measured on
-/// this shape (see [`crate::gpu::autotune`]).
+/// How a launch picks its matmul variant for a shape. The wrappers only ask; how a choice
+/// decides (a fixed variant, or timing the candidates: `MatmulChoice` in
+/// `crate::gpu::autotune`, which implements this) is not theirs to know.
+pub trait ChooseVariant {
+    /// The variant to run `spec` with on `gpu`.
+    ///
+    /// # Errors
+    /// Device errors while measuring, or a shape over the adapter's limits.
+    fn choose(&self, gpu: &Gpu, kernels: &Kernels, spec: &MatmulSpec) -> Result<MatmulVariant>;
+}
+
+/// [`dispatch`] with the variant `choice` picks for `spec` ([`ChooseVariant`]; the engine
+/// passes autotuning's `MatmulChoice`).
 ///
 /// # Errors
 /// As [`dispatch`], plus device errors while timing.
 pub fn dispatch_with(
     gpu: &Gpu,
     kernels: &Kernels,
-    choice: MatmulChoice,
+    choice: impl ChooseVariant,
     label: &str,
     spec: MatmulSpec,
     a: View<'_>,
@@ -487,7 +541,7 @@ pub fn dispatch_with(
     c: View<'_>,
     dummy: View<'_>,
 ) -> Result<Dispatch> {
-    let variant = choice.resolve(gpu, kernels, &spec)?;
+    let variant = choice.choose(gpu, kernels, &spec)?;
     dispatch(
         gpu, kernels, variant, label, spec, a, b, bias, mask, c, dummy,
     )

@@ -1,5 +1,6 @@
-//! One module per WGSL kernel family (`shaders/<name>.wgsl`, entry point `<name>`):
-//! pipelines are built once in [`Kernels`], and each wrapper turns buffers and shapes into
+//! One module per WGSL kernel family (`shaders/<name>.wgsl`, entry points named after it),
+//! the families listed in [`FAMILIES`]: pipelines are built on first use and cached in
+//! [`Kernels`], and each wrapper turns buffers and shapes into
 //! a [`Dispatch`] — a pipeline, a bind group created once, and a grid — that training
 //! records step after step without creating anything.
 //!
@@ -24,41 +25,38 @@ pub use matmul::{Epilogue, MatmulSpec, MatmulVariant};
 use crate::error::Result;
 use crate::gpu::Gpu;
 
-/// One shader module the kernels build: its name (the kernel family), its WGSL source, and
-/// the device features it needs. [`Kernels::new`] builds a module only on devices that
-/// have all of them, and [`crate::gpu::REQUESTED_FEATURES`] holds every one, so that the
-/// naga capabilities a module is validated with are exactly those it is built with.
+/// One kernel family: one shader module, declared by its wrapper module next to the
+/// shader (`FAMILY` there), and listed in [`FAMILIES`].
 #[derive(Clone, Copy, Debug)]
-pub struct KernelSource {
-    /// The kernel family, e.g. `matmul_subgroup`.
+pub struct KernelFamily {
+    /// The family's name: its shader file, its wrapper module and the prefix of its entry
+    /// points, e.g. `softmax_cross_entropy`.
     pub name: &'static str,
-    /// The WGSL source as compiled (shared files prepended).
+    /// The WGSL source as compiled (the shared fragments prepended).
     pub source: &'static str,
-    /// Device features the module needs (`SUBGROUP` for `matmul_subgroup`, none elsewhere).
+    /// Device features the module needs (`SUBGROUP` for `matmul_subgroup`, none
+    /// elsewhere). [`crate::gpu::REQUESTED_FEATURES`] holds every one, so the naga
+    /// capabilities a module is validated with are exactly those it is built with.
     pub features: wgpu::Features,
+    /// Bind group 0 (group 1 is the step record, the same for all). Families with the same
+    /// bindings share one bind-group layout in [`Kernels`], so a bind group made for one
+    /// serves the pipelines of the other (the two matmul families).
+    pub bindings: &'static [wgpu::BindGroupLayoutEntry],
 }
 
-const fn plain(name: &'static str, source: &'static str) -> KernelSource {
-    KernelSource {
-        name,
-        source,
-        features: wgpu::Features::empty(),
-    }
-}
-
-/// Every shader module the kernels build, for validation without a device.
-pub const SOURCES: [KernelSource; 7] = [
-    plain("gather_normalize", gather_normalize::SOURCE),
-    plain("matmul", matmul::SOURCE),
-    KernelSource {
-        name: "matmul_subgroup",
-        source: matmul::SUBGROUP_SOURCE,
-        features: wgpu::Features::SUBGROUP,
-    },
-    plain("softmax_cross_entropy", softmax_cross_entropy::SOURCE),
-    plain("column_sum", column_sum::SOURCE),
-    plain("sgd_update", sgd_update::SOURCE),
-    plain("bias_relu", bias_relu::SOURCE),
+/// Every kernel family, for validation without a device ([`Kernels`] builds each on first
+/// use). `bias_relu` is test-only: the engine fuses bias and ReLU into the matmul
+/// epilogues, and the unfused kernels are the composed version those are tested against;
+/// it is compiled only when a test asks for it. `matmul_subgroup` is built only on devices
+/// with subgroups of [`matmul::SUBGROUP_SIZE`].
+pub const FAMILIES: [KernelFamily; 7] = [
+    gather_normalize::FAMILY,
+    matmul::FAMILY,
+    matmul::SUBGROUP_FAMILY,
+    softmax_cross_entropy::FAMILY,
+    column_sum::FAMILY,
+    sgd_update::FAMILY,
+    bias_relu::FAMILY,
 ];
 
 pub use crate::step::StepRecord;
@@ -112,7 +110,7 @@ impl Dispatch {
 }
 
 /// Bind-group layout entry for a uniform parameter block.
-pub(crate) fn uniform_entry(binding: u32) -> wgpu::BindGroupLayoutEntry {
+pub(crate) const fn uniform_entry(binding: u32) -> wgpu::BindGroupLayoutEntry {
     wgpu::BindGroupLayoutEntry {
         binding,
         visibility: wgpu::ShaderStages::COMPUTE,
@@ -126,7 +124,7 @@ pub(crate) fn uniform_entry(binding: u32) -> wgpu::BindGroupLayoutEntry {
 }
 
 /// Bind-group layout entry for a storage buffer.
-pub(crate) fn storage_entry(binding: u32, read_only: bool) -> wgpu::BindGroupLayoutEntry {
+pub(crate) const fn storage_entry(binding: u32, read_only: bool) -> wgpu::BindGroupLayoutEntry {
     wgpu::BindGroupLayoutEntry {
         binding,
         visibility: wgpu::ShaderStages::COMPUTE,
@@ -139,114 +137,42 @@ pub(crate) fn storage_entry(binding: u32, read_only: bool) -> wgpu::BindGroupLay
     }
 }
 
-/// A family's shader module, bind-group layout and pipeline layout, built once.
-pub(crate) struct Family {
-    pub module: wgpu::ShaderModule,
-    pub layout: wgpu::BindGroupLayout,
-    pub pipeline_layout: wgpu::PipelineLayout,
+/// A family's shader module, bind-group layout and pipeline layout, built on first use.
+struct BuiltFamily {
+    bindings: &'static [wgpu::BindGroupLayoutEntry],
+    module: wgpu::ShaderModule,
+    layout: wgpu::BindGroupLayout,
+    pipeline_layout: wgpu::PipelineLayout,
 }
 
-impl Family {
-    fn new(
-        gpu: &Gpu,
-        name: &str,
-        source: &str,
-        entries: &[wgpu::BindGroupLayoutEntry],
-        steps: &wgpu::BindGroupLayout,
-    ) -> Family {
-        let layout = gpu
-            .device
-            .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-                label: Some(name),
-                entries,
-            });
-        Family::with_layout(gpu, name, source, layout, steps)
-    }
+/// What identifies a pipeline: family name, entry point, and its override constants (name
+/// and the bits of the f64 value) in the order given.
+type PipelineKey = (&'static str, &'static str, Vec<(&'static str, u64)>);
 
-    /// A family over an existing bind-group layout, so that its pipelines take the bind
-    /// groups made for another family.
-    fn with_layout(
-        gpu: &Gpu,
-        name: &str,
-        source: &str,
-        layout: wgpu::BindGroupLayout,
-        steps: &wgpu::BindGroupLayout,
-    ) -> Family {
-        let desc = wgpu::ShaderModuleDescriptor {
-            label: Some(name),
-            source: wgpu::ShaderSource::Wgsl(source.into()),
-        };
-        let module = if std::env::var("WGT_UNCHECKED").is_ok() {
-            unsafe {
-                gpu.device
-                    .create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked())
-            }
-        } else {
-            gpu.device.create_shader_module(desc)
-        };
-        let pipeline_layout = gpu
-            .device
-            .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-                label: Some(name),
-                bind_group_layouts: &[Some(&layout), Some(steps)],
-                immediate_size: 0,
-            });
-        Family {
-            module,
-            layout,
-            pipeline_layout,
-        }
-    }
-
-    fn pipeline(&self, gpu: &Gpu, entry: &str, constants: &[(&str, f64)]) -> wgpu::ComputePipeline {
-        gpu.counters.pipelines.fetch_add(1, Ordering::Relaxed);
-        gpu.device
-            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: Some(entry),
-                layout: Some(&self.pipeline_layout),
-                module: &self.module,
-                entry_point: Some(entry),
-                compilation_options: wgpu::PipelineCompilationOptions {
-                    constants,
-                    ..Default::default()
-                },
-                cache: None,
-            })
-    }
+/// What [`Kernels`] has built so far.
+#[derive(Default)]
+struct Built {
+    families: HashMap<&'static str, BuiltFamily>,
+    pipelines: HashMap<PipelineKey, wgpu::ComputePipeline>,
 }
 
-/// A matmul pipeline: variant, transposes of A, B and C, vec4 reads of A and B (subgroup
-/// kernel only), and epilogue.
-type MatmulPipelineKey = (MatmulVariant, [bool; 5], u32);
-
-/// Every kernel's pipelines, built once per device. Matmul pipelines are specialised by
-/// override constants (transposes, epilogue) and cached on first use.
+/// Every kernel's pipelines on one device: a cache keyed by (family, entry point, override
+/// constants) that builds each family's module and each pipeline on first use, so a
+/// family no launch asks for (`bias_relu` outside tests, `matmul_subgroup` on devices
+/// without subgroups of 8) is never compiled. Validation errors while building surface at
+/// the caller's next [`Gpu::take_error`].
 pub struct Kernels {
-    pub(crate) steps_layout: wgpu::BindGroupLayout,
-    pub(crate) gather: Family,
-    pub(crate) gather_pipeline: wgpu::ComputePipeline,
-    pub(crate) matmul: Family,
-    /// `matmul_subgroup`, on devices with subgroups of [`matmul::SUBGROUP_SIZE`] only.
-    matmul_subgroup: Option<Family>,
-    matmul_cache: Mutex<HashMap<MatmulPipelineKey, wgpu::ComputePipeline>>,
-    /// Matmul variant timings per shape (see [`crate::gpu::autotune`]).
-    pub tuning: crate::gpu::autotune::TuningCache,
-    pub(crate) softmax: Family,
-    softmax_cache: Mutex<HashMap<usize, wgpu::ComputePipeline>>,
-    pub(crate) column_sum: Family,
-    pub(crate) column_sum_pipeline: wgpu::ComputePipeline,
-    pub(crate) sgd: Family,
-    pub(crate) sgd_pipeline: wgpu::ComputePipeline,
-    pub(crate) elementwise: Family,
-    pub(crate) bias_relu_pipeline: wgpu::ComputePipeline,
-    pub(crate) relu_backward_pipeline: wgpu::ComputePipeline,
+    steps_layout: wgpu::BindGroupLayout,
+    built: Mutex<Built>,
 }
 
 impl Kernels {
-    /// Compiles every shader and builds the fixed pipelines.
+    /// Checks the adapter's limits and makes the step-record layout; shader modules and
+    /// pipelines are built on first use.
     ///
     /// # Errors
-    /// [`crate::Error::Gpu`] when a shader or pipeline fails validation on this adapter.
+    /// [`crate::Error::LimitExceeded`] when the adapter is too small for the kernels
+    /// ([`check_kernel_limits`]); [`crate::Error::Gpu`] when wgpu reports an error.
     pub fn new(gpu: &Gpu) -> Result<Kernels> {
         check_kernel_limits(&gpu.limits)?;
         let steps_layout = gpu
@@ -266,136 +192,114 @@ impl Kernels {
                     count: None,
                 }],
             });
-        let gather = Family::new(
-            gpu,
-            "gather_normalize",
-            gather_normalize::SOURCE,
-            &gather_normalize::layout_entries(),
-            &steps_layout,
-        );
-        let gather_pipeline = gather.pipeline(gpu, "gather_normalize", &[]);
-        let matmul = Family::new(
-            gpu,
-            "matmul",
-            matmul::SOURCE,
-            &matmul::layout_entries(),
-            &steps_layout,
-        );
-        let matmul_subgroup = gpu.has_subgroups_of(matmul::SUBGROUP_SIZE).then(|| {
-            Family::with_layout(
-                gpu,
-                "matmul_subgroup",
-                matmul::SUBGROUP_SOURCE,
-                matmul.layout.clone(),
-                &steps_layout,
-            )
-        });
-        let softmax = Family::new(
-            gpu,
-            "softmax_cross_entropy",
-            softmax_cross_entropy::SOURCE,
-            &softmax_cross_entropy::layout_entries(),
-            &steps_layout,
-        );
-        let column_sum = Family::new(
-            gpu,
-            "column_sum",
-            column_sum::SOURCE,
-            &column_sum::layout_entries(),
-            &steps_layout,
-        );
-        let column_sum_pipeline = column_sum.pipeline(gpu, "column_sum", &[]);
-        let sgd = Family::new(
-            gpu,
-            "sgd_update",
-            sgd_update::SOURCE,
-            &sgd_update::layout_entries(),
-            &steps_layout,
-        );
-        let sgd_pipeline = sgd.pipeline(gpu, "sgd_update", &[]);
-        let elementwise = Family::new(
-            gpu,
-            "bias_relu",
-            bias_relu::SOURCE,
-            &bias_relu::layout_entries(),
-            &steps_layout,
-        );
-        let bias_relu_pipeline = elementwise.pipeline(gpu, "bias_relu_forward", &[]);
-        let relu_backward_pipeline = elementwise.pipeline(gpu, "relu_backward", &[]);
-        gpu.take_error("building the compute pipelines")?;
+        gpu.take_error("building the step-record layout")?;
         Ok(Kernels {
             steps_layout,
-            gather,
-            gather_pipeline,
-            matmul,
-            matmul_subgroup,
-            matmul_cache: Mutex::default(),
-            tuning: Default::default(),
-            softmax,
-            softmax_cache: Mutex::default(),
-            column_sum,
-            column_sum_pipeline,
-            sgd,
-            sgd_pipeline,
-            elementwise,
-            bias_relu_pipeline,
-            relu_backward_pipeline,
+            built: Mutex::default(),
         })
     }
 
-    /// The matmul pipeline for one variant and `spec`'s transposes and epilogue (and, for
-    /// the subgroup kernel, which operands it reads as vec4: [`matmul::vec4_operands`]),
-    /// built on first use.
-    pub(crate) fn matmul_pipeline(
-        &self,
-        gpu: &Gpu,
-        variant: MatmulVariant,
-        spec: &MatmulSpec,
-    ) -> wgpu::ComputePipeline {
-        let (a_vec4, b_vec4) = match variant {
-            MatmulVariant::Subgroup => matmul::vec4_operands(spec),
-            _ => (false, false),
-        };
-        let flags = [spec.trans_a, spec.trans_b, spec.trans_c, a_vec4, b_vec4];
-        let key = (variant, flags, spec.epilogue as u32);
-        let mut cache = self.matmul_cache.lock().unwrap_or_else(|p| p.into_inner());
-        cache
-            .entry(key)
-            .or_insert_with(|| {
-                let flag = |b: bool| f64::from(u8::from(b));
-                let mut constants = vec![
-                    ("TRANS_A", flag(spec.trans_a)),
-                    ("TRANS_B", flag(spec.trans_b)),
-                    ("TRANS_C", flag(spec.trans_c)),
-                    ("EPILOGUE", f64::from(spec.epilogue as u32)),
-                ];
-                let family = match variant {
-                    MatmulVariant::Subgroup => {
-                        constants.push(("A_VEC4", flag(a_vec4)));
-                        constants.push(("B_VEC4", flag(b_vec4)));
-                        self.matmul_subgroup
-                            .as_ref()
-                            .expect("dispatch checks MatmulVariant::supports first")
-                    }
-                    _ => &self.matmul,
-                };
-                family.pipeline(gpu, variant.entry_point(), &constants)
-            })
-            .clone()
+    fn built(&self) -> std::sync::MutexGuard<'_, Built> {
+        self.built.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The softmax-cross-entropy pipeline for `classes` classes (built on first use). The
-    /// class count is a pipeline constant: with a uniform loop bound, lavapipe leaks about
-    /// 0.8 MB per dispatch (docs/performance.md).
-    pub(crate) fn softmax_pipeline(&self, gpu: &Gpu, classes: usize) -> wgpu::ComputePipeline {
-        let mut cache = self.softmax_cache.lock().unwrap_or_else(|p| p.into_inner());
-        cache
-            .entry(classes)
-            .or_insert_with(|| {
-                self.softmax
-                    .pipeline(gpu, "softmax_cross_entropy", &[("CLASSES", classes as f64)])
-            })
-            .clone()
+    /// `family`'s module and layouts, built now if this is the first use.
+    fn family<'b>(
+        &self,
+        gpu: &Gpu,
+        built: &'b mut Built,
+        family: &KernelFamily,
+    ) -> &'b BuiltFamily {
+        if !built.families.contains_key(family.name) {
+            assert!(
+                gpu.features.contains(family.features),
+                "{} needs {:?}; its wrapper checks the device first",
+                family.name,
+                family.features
+            );
+            let shared = built
+                .families
+                .values()
+                .find(|f| f.bindings == family.bindings)
+                .map(|f| f.layout.clone());
+            let layout = shared.unwrap_or_else(|| {
+                gpu.device
+                    .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                        label: Some(family.name),
+                        entries: family.bindings,
+                    })
+            });
+            let module = gpu
+                .device
+                .create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some(family.name),
+                    source: wgpu::ShaderSource::Wgsl(family.source.into()),
+                });
+            let pipeline_layout =
+                gpu.device
+                    .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                        label: Some(family.name),
+                        bind_group_layouts: &[Some(&layout), Some(&self.steps_layout)],
+                        immediate_size: 0,
+                    });
+            built.families.insert(
+                family.name,
+                BuiltFamily {
+                    bindings: family.bindings,
+                    module,
+                    layout,
+                    pipeline_layout,
+                },
+            );
+        }
+        &built.families[family.name]
+    }
+
+    /// The layout of bind group 0 of `family` (shared by families with the same bindings).
+    pub(crate) fn bind_group_layout(
+        &self,
+        gpu: &Gpu,
+        family: &KernelFamily,
+    ) -> wgpu::BindGroupLayout {
+        let mut built = self.built();
+        self.family(gpu, &mut built, family).layout.clone()
+    }
+
+    /// The pipeline of `family`'s entry point `entry` specialised by the override
+    /// `constants`, built on first use (the family's module too).
+    pub(crate) fn pipeline(
+        &self,
+        gpu: &Gpu,
+        family: &KernelFamily,
+        entry: &'static str,
+        constants: &[(&'static str, f64)],
+    ) -> wgpu::ComputePipeline {
+        let key = (
+            family.name,
+            entry,
+            constants.iter().map(|&(n, v)| (n, v.to_bits())).collect(),
+        );
+        let mut built = self.built();
+        if let Some(p) = built.pipelines.get(&key) {
+            return p.clone();
+        }
+        let f = self.family(gpu, &mut built, family);
+        gpu.counters.pipelines.fetch_add(1, Ordering::Relaxed);
+        let pipeline = gpu
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(entry),
+                layout: Some(&f.pipeline_layout),
+                module: &f.module,
+                entry_point: Some(entry),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants,
+                    ..Default::default()
+                },
+                cache: None,
+            });
+        built.pipelines.insert(key, pipeline.clone());
+        pipeline
     }
 
     /// The bind group over a step-record buffer (binding size: one record).

@@ -7,7 +7,7 @@
 //! `ceil(P / (256 · 4 · ITEMS))` workgroups, folded; the parameter, gradient and momentum
 //! buffers are read as vec4 and must hold whole vec4s past `P` (see [`View::vec4_binding`]).
 
-use super::{Dispatch, Kernels, params_buffer, storage_entry, uniform_entry};
+use super::{Dispatch, KernelFamily, Kernels, params_buffer, storage_entry, uniform_entry};
 use crate::error::Result;
 use crate::gpu::{Gpu, View};
 use crate::optim::SgdConfig;
@@ -21,10 +21,10 @@ pub const SOURCE: &str = concat!(
     include_str!("../../../shaders/sgd_update.wgsl")
 );
 
-/// Mirrors `struct SgdParams` in the shader.
+/// Mirrors `struct SgdUpdateParams` in the shader.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct SgdParams {
+pub struct SgdUpdateParams {
     pub len: u32,
     pub ranges: u32,
     pub nesterov: u32,
@@ -35,26 +35,33 @@ pub struct SgdParams {
     pub _pad: u32,
 }
 
-pub(crate) fn layout_entries() -> Vec<wgpu::BindGroupLayoutEntry> {
-    vec![
+/// The family: entry point `sgd_update`.
+pub const FAMILY: KernelFamily = KernelFamily {
+    name: "sgd_update",
+    source: SOURCE,
+    features: wgpu::Features::empty(),
+    bindings: &[
         uniform_entry(0),
         storage_entry(1, false),
         storage_entry(2, true),
         storage_entry(3, false),
         storage_entry(4, true),
         storage_entry(5, true),
-    ]
-}
+    ],
+};
 
 /// Buffers of one SGD launch. `no_decay` holds `ranges` pairs of u32 `[start, end)`
 /// (at least one pair, unused when `ranges` is 0).
-pub struct SgdBuffers<'a> {
+pub struct SgdUpdateBuffers<'a> {
     pub params: View<'a>,
     pub grads: View<'a>,
     pub velocity: View<'a>,
     pub no_decay: View<'a>,
     pub status: View<'a>,
 }
+
+/// The former name of [`SgdUpdateBuffers`], kept until its callers move.
+pub type SgdBuffers<'a> = SgdUpdateBuffers<'a>;
 
 /// Prepares the update of `len` parameters.
 ///
@@ -65,7 +72,7 @@ pub fn dispatch(
     gpu: &Gpu,
     kernels: &Kernels,
     label: &str,
-    bufs: SgdBuffers<'_>,
+    bufs: SgdUpdateBuffers<'_>,
     len: usize,
     ranges: usize,
     cfg: &SgdConfig,
@@ -76,7 +83,7 @@ pub fn dispatch(
         ITEMS + 1 + ITEMS * (ranges as u64 + 1),
         "use fewer layers or drop --no-decay-bias",
     )?;
-    let params = SgdParams {
+    let params = SgdUpdateParams {
         len: len as u32,
         ranges: ranges as u32,
         nesterov: u32::from(cfg.nesterov),
@@ -89,7 +96,7 @@ pub fn dispatch(
     let ub = params_buffer(gpu, label, &params);
     let bind_group = gpu.bind_group(
         label,
-        &kernels.sgd.layout,
+        &kernels.bind_group_layout(gpu, &FAMILY),
         &[
             wgpu::BindGroupEntry {
                 binding: 0,
@@ -120,7 +127,7 @@ pub fn dispatch(
     Ok(Dispatch {
         kernel: "sgd_update",
         label: label.to_string(),
-        pipeline: kernels.sgd_pipeline.clone(),
+        pipeline: kernels.pipeline(gpu, &FAMILY, "sgd_update", &[]),
         bind_group,
         splits: Vec::new(),
         grid: gpu.grid_1d(label, (len as u64).div_ceil(256 * 4 * ITEMS))?,

@@ -7,7 +7,7 @@
 //! loss was not finite, word 1 that step's index as u32 bits), then Σ loss and Σ correct per
 //! step. Bindings: 0 params, 1 logits, 2 labels, 3 dlogits, 4 rows, 5 metrics. Grid: 1.
 
-use super::{Dispatch, Kernels, params_buffer, storage_entry, uniform_entry};
+use super::{Dispatch, KernelFamily, Kernels, params_buffer, storage_entry, uniform_entry};
 use crate::error::Result;
 use crate::gpu::{Gpu, View};
 
@@ -17,10 +17,10 @@ pub const SOURCE: &str = concat!(
     include_str!("../../../shaders/softmax_cross_entropy.wgsl")
 );
 
-/// Mirrors `struct SoftmaxParams` in the shader.
+/// Mirrors `struct SoftmaxCrossEntropyParams` in the shader.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct SoftmaxParams {
+pub struct SoftmaxCrossEntropyParams {
     /// C: classes.
     pub classes: u32,
     /// 0: do not write dlogits (evaluation).
@@ -28,19 +28,25 @@ pub struct SoftmaxParams {
     pub _pad: [u32; 2],
 }
 
-pub(crate) fn layout_entries() -> Vec<wgpu::BindGroupLayoutEntry> {
-    vec![
+/// The family: entry point `softmax_cross_entropy`, one pipeline per class count (the
+/// override constant `CLASSES`: with a uniform loop bound, lavapipe leaks about 0.8 MB per
+/// dispatch, docs/performance.md).
+pub const FAMILY: KernelFamily = KernelFamily {
+    name: "softmax_cross_entropy",
+    source: SOURCE,
+    features: wgpu::Features::empty(),
+    bindings: &[
         uniform_entry(0),
         storage_entry(1, true),
         storage_entry(2, true),
         storage_entry(3, false),
         storage_entry(4, false),
         storage_entry(5, false),
-    ]
-}
+    ],
+};
 
 /// Buffers of one softmax-cross-entropy launch.
-pub struct SoftmaxBuffers<'a> {
+pub struct SoftmaxCrossEntropyBuffers<'a> {
     pub logits: View<'a>,
     pub labels: View<'a>,
     pub dlogits: View<'a>,
@@ -48,6 +54,9 @@ pub struct SoftmaxBuffers<'a> {
     /// `[4 + steps·2]`: status header, then per-step sums.
     pub metrics: View<'a>,
 }
+
+/// The former name of [`SoftmaxCrossEntropyBuffers`], kept until its callers move.
+pub type SoftmaxBuffers<'a> = SoftmaxCrossEntropyBuffers<'a>;
 
 /// f32 words before the per-step sums in a metrics buffer (the status header).
 pub const METRICS_HEADER: usize = 4;
@@ -69,7 +78,7 @@ pub fn dispatch(
     gpu: &Gpu,
     kernels: &Kernels,
     label: &str,
-    bufs: SoftmaxBuffers<'_>,
+    bufs: SoftmaxCrossEntropyBuffers<'_>,
     max_batch: usize,
     classes: usize,
     write_grad: bool,
@@ -79,7 +88,7 @@ pub fn dispatch(
         loop_passes(max_batch, classes),
         "use a smaller --batch-size",
     )?;
-    let params = SoftmaxParams {
+    let params = SoftmaxCrossEntropyParams {
         classes: classes as u32,
         write_grad: u32::from(write_grad),
         _pad: [0; 2],
@@ -87,7 +96,7 @@ pub fn dispatch(
     let ub = params_buffer(gpu, label, &params);
     let bind_group = gpu.bind_group(
         label,
-        &kernels.softmax.layout,
+        &kernels.bind_group_layout(gpu, &FAMILY),
         &[
             wgpu::BindGroupEntry {
                 binding: 0,
@@ -119,7 +128,12 @@ pub fn dispatch(
     Ok(Dispatch {
         kernel: "softmax_cross_entropy",
         label: label.to_string(),
-        pipeline: kernels.softmax_pipeline(gpu, classes),
+        pipeline: kernels.pipeline(
+            gpu,
+            &FAMILY,
+            "softmax_cross_entropy",
+            &[("CLASSES", classes as f64)],
+        ),
         bind_group,
         splits: Vec::new(),
         grid: [1, 1, 1],
