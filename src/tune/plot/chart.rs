@@ -168,9 +168,9 @@ where
 }
 
 /// Draws `chart`'s legend in `column`, an area beside its axes (at least
-/// [`legend_width`] + 4 px wide), `top` px below the column's top. plotters keeps series
-/// labels inside the plotting area they belong to, so the legend gets a chart of its own
-/// there: no axes, only the labelled entries.
+/// [`legend_width`] + 4 px wide), `top` px below the column's top. plotters clamps what a
+/// chart draws to its plotting area, so a legend outside the axes needs a chart of its
+/// own there: no axes, only the labelled entries.
 pub(super) fn draw_legend_beside<DB: DrawingBackend>(
     column: &DrawingArea<DB, Shift>,
     chart: &Chart,
