@@ -1,5 +1,5 @@
-//! Shared test fixtures: one GPU device per test binary, the real MNIST files, seeded random
-//! inputs, and the tolerance rule.
+//! Shared test fixtures: one GPU device per test binary, the real MNIST files, the step
+//! record of a kernel launch, seeded random inputs, and the tolerance rule.
 #![allow(dead_code)]
 
 use std::sync::OnceLock;
@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use wgtrain::data::Mnist;
-use wgtrain::gpu::{Gpu, GpuOptions, Kernels};
+use wgtrain::gpu::{Gpu, GpuOptions, Kernels, StepRecord};
 
 /// The device and kernels, created once per test binary. A missing adapter fails the
 /// test: CI installs lavapipe, and a GPU test must never pass by skipping.
@@ -31,6 +31,15 @@ pub fn mnist() -> &'static Mnist {
         });
         wgtrain::data::load_dir(std::path::Path::new(&dir)).expect("MNIST loads")
     })
+}
+
+/// The step record of one kernel run on a minibatch of `batch` rows (the kernel parity
+/// tests' launches); every other field at its default.
+pub fn record(batch: usize) -> StepRecord {
+    StepRecord {
+        batch: batch as u32,
+        ..Default::default()
+    }
 }
 
 /// Seeded uniform values in [lo, hi).
