@@ -5,8 +5,8 @@
 #   scripts/gpu-check.sh [RESULTS_DIR]            # on a machine with cargo and a GPU
 #   BIN_DIR=.device scripts/gpu-check.sh RESULTS  # prebuilt binaries (a GPU machine without Rust)
 #
-# BIN_DIR holds `wgtrain`, `matmul_probe` and the test executables `kernel_parity-*` and
-# `training-*` copied from target/release/ (see docs/performance.md, "Running on a real GPU").
+# BIN_DIR holds `wgtrain`, `matmul_probe` and the test executables `parity_matmul-*`,
+# `parity_softmax_cross_entropy-*`, `parity_elementwise-*` and `training-*` copied from target/release/ (see docs/performance.md, "Running on a real GPU").
 # MNIST_DIR must name the MNIST IDX files. Each step has its own time limit and the whole check
 # stays under 8 minutes; a failed step is recorded in summary.txt and the check goes on.
 set -uo pipefail
@@ -19,11 +19,12 @@ export MNIST_DIR XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"
 
 if [ -z "${BIN_DIR:-}" ]; then
     cargo build --release --bin wgtrain --example matmul_probe
-    cargo test --release --no-run --test kernel_parity --test training
+    cargo test --release --no-run --test parity_matmul --test parity_softmax_cross_entropy \
+        --test parity_elementwise --test training
     BIN_DIR="$results/bin"
     mkdir -p "$BIN_DIR"
     cp target/release/wgtrain target/release/examples/matmul_probe "$BIN_DIR/"
-    for t in kernel_parity training; do
+    for t in parity_matmul parity_softmax_cross_entropy parity_elementwise training; do
         cp "$(ls -t target/release/deps/$t-* | grep -v '\.d$' | head -1)" "$BIN_DIR/"
     done
 fi
@@ -44,7 +45,9 @@ step() {
 date -u +"date: %Y-%m-%dT%H:%M:%SZ" | tee -a "$summary"
 step devices 30 "$wgtrain" devices
 # The GPU halves of the parity and exactness suites (CPU-only tests skipped: they prove nothing new here).
-step kernel_parity 150 "$(ls "$BIN_DIR"/kernel_parity-* | head -1)" --test-threads 1
+step parity_matmul 110 "$(ls "$BIN_DIR"/parity_matmul-* | head -1)" --test-threads 1
+step parity_softmax 20 "$(ls "$BIN_DIR"/parity_softmax_cross_entropy-* | head -1)" --test-threads 1
+step parity_elementwise 30 "$(ls "$BIN_DIR"/parity_elementwise-* | head -1)" --test-threads 1
 step training 120 "$(ls "$BIN_DIR"/training-* | head -1)" --test-threads 1 gpu
 step bench 60 "$wgtrain" bench --batch-sizes 64,128,512 --json
 step profile 45 "$wgtrain" profile --steps 200 --trace "$results/trace.json"

@@ -150,7 +150,7 @@ fn check_gather(
     let ord = u32_buffer(&order);
     let x = GpuTensor::poisoned(g, "x", &[batch, features]).unwrap();
     let y = u32_buffer(&vec![u32::MAX; batch]);
-    let bufs = gather_normalize::GatherBuffers {
+    let bufs = gather_normalize::GatherNormalizeBuffers {
         pixels: &pix,
         labels: &lab,
         order: &ord,
@@ -235,7 +235,7 @@ fn check_sgd(
     };
     let nd = u32_buffer(&flat);
     let st = u32_buffer(&[f32::from(u8::from(halted)).to_bits(), 0]);
-    let bufs = sgd_update::SgdBuffers {
+    let bufs = sgd_update::SgdUpdateBuffers {
         params: tp.view(),
         grads: tg.view(),
         velocity: tv.view(),

@@ -811,7 +811,7 @@ fn regression_loop_cap_chunks_match_the_reference_under_a_small_cap() {
     // So is a softmax whose rows would run one invocation past the cap:
     // ceil(1000 / 256) = 4 rows x (3 * 100 + 3) + 1 = 1213 passes.
     let logits = GpuTensor::upload(&g, "l", &vec![0.0; 100_000], &[1000, 100]).unwrap();
-    let bufs = softmax_cross_entropy::SoftmaxBuffers {
+    let bufs = softmax_cross_entropy::SoftmaxCrossEntropyBuffers {
         logits: logits.view(),
         labels: logits.view(),
         dlogits: logits.view(),

@@ -31,7 +31,7 @@ fn run_softmax(logits: &[f32], labels: &[u32], classes: usize) -> SoftmaxRun {
         &[6],
     )
     .unwrap();
-    let bufs = softmax_cross_entropy::SoftmaxBuffers {
+    let bufs = softmax_cross_entropy::SoftmaxCrossEntropyBuffers {
         logits: tl.view(),
         labels: ty.view(),
         dlogits: td.view(),

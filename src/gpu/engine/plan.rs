@@ -151,7 +151,7 @@ impl Stages<'_> {
             self.gpu,
             self.kernels,
             &format!("{tag}.gather_normalize"),
-            gather_normalize::GatherBuffers {
+            gather_normalize::GatherNormalizeBuffers {
                 pixels: &data.pixels,
                 labels: &data.labels,
                 order,
@@ -208,7 +208,7 @@ impl Stages<'_> {
             self.gpu,
             self.kernels,
             &format!("{tag}.softmax_cross_entropy"),
-            softmax_cross_entropy::SoftmaxBuffers {
+            softmax_cross_entropy::SoftmaxCrossEntropyBuffers {
                 logits: view(&self.bufs.act.logits, 0, rows * classes),
                 labels: view(&self.bufs.act.y, 0, rows),
                 dlogits: view(&self.bufs.act.dlogits, 0, rows * classes),
@@ -279,7 +279,7 @@ impl Stages<'_> {
             self.gpu,
             self.kernels,
             "sgd_update",
-            sgd_update::SgdBuffers {
+            sgd_update::SgdUpdateBuffers {
                 params: View::whole(&b.params),
                 grads: View::whole(&b.grads),
                 velocity: View::whole(&b.velocity),

@@ -59,9 +59,6 @@ pub struct GatherNormalizeBuffers<'a> {
     pub y: &'a wgpu::Buffer,
 }
 
-/// The former name of [`GatherNormalizeBuffers`], kept until its callers move.
-pub type GatherBuffers<'a> = GatherNormalizeBuffers<'a>;
-
 /// Prepares one gather launch for minibatches of up to `max_batch` samples of `features` values.
 ///
 /// # Errors

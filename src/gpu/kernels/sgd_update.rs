@@ -60,9 +60,6 @@ pub struct SgdUpdateBuffers<'a> {
     pub status: View<'a>,
 }
 
-/// The former name of [`SgdUpdateBuffers`], kept until its callers move.
-pub type SgdBuffers<'a> = SgdUpdateBuffers<'a>;
-
 /// Prepares the update of `len` parameters.
 ///
 /// # Errors

@@ -55,9 +55,6 @@ pub struct SoftmaxCrossEntropyBuffers<'a> {
     pub metrics: View<'a>,
 }
 
-/// The former name of [`SoftmaxCrossEntropyBuffers`], kept until its callers move.
-pub type SoftmaxBuffers<'a> = SoftmaxCrossEntropyBuffers<'a>;
-
 /// f32 words before the per-step sums in a metrics buffer (the status header).
 pub const METRICS_HEADER: usize = 4;
 
