@@ -6,13 +6,13 @@
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use wgtrain::data::Dataset;
-use wgtrain::engine::{self, Device, RunData};
+use wgtrain::engine::RunData;
 use wgtrain::gpu::autotune::MatmulChoice;
 use wgtrain::gpu::engine::GpuEngine;
 use wgtrain::gpu::kernels::matmul::{self, BatchDim, Epilogue, MatmulSpec, MatmulVariant};
 use wgtrain::gpu::kernels::{self, StepRecord};
 use wgtrain::gpu::{Gpu, GpuOptions, GpuTensor, Kernels};
-use wgtrain::{RunConfig, train};
+use wgtrain::{Device, RunConfig, train};
 
 fn ci() -> bool {
     std::env::var_os("CI").is_some()
@@ -172,7 +172,7 @@ fn epochs(c: &mut Criterion, gpu: &Gpu, k: &Kernels) {
             matmul: MatmulChoice::Auto,
         };
         for (name, device) in [("gpu", gpu_device), ("cpu", Device::Cpu)] {
-            let mut e = engine::open(device, &config(batch), both(&data)).unwrap();
+            let mut e = wgtrain::open(device, &config(batch), both(&data)).unwrap();
             group.bench_function(BenchmarkId::new(name, batch), |bench| {
                 bench.iter(|| e.train_epoch(&order, &steps, &mut |_| {}).unwrap())
             });

@@ -16,11 +16,11 @@
 
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use wgtrain::RunConfig;
 use wgtrain::data::Dataset;
-use wgtrain::engine::{self, Device, RunData};
+use wgtrain::engine::RunData;
 use wgtrain::gpu::{self, autotune::MatmulChoice};
 use wgtrain::train::{EpochReport, Trainer};
+use wgtrain::{Device, RunConfig};
 
 /// Image side in pixels.
 const SIDE: usize = 8;
@@ -87,7 +87,7 @@ fn run(epochs: usize, use_gpu: bool) -> anyhow::Result<Vec<EpochReport>> {
     } else {
         Device::Cpu
     };
-    let mut engine = engine::open(device, &cfg, data)?;
+    let mut engine = wgtrain::open(device, &cfg, data)?;
     println!("{}", engine.describe());
     let mut trainer = Trainer::new(&mut *engine)?;
     Ok(trainer.fit(&mut |_, report| {

@@ -3,10 +3,9 @@
 
 use std::time::Instant;
 
-use wgtrain::RunConfig;
-use wgtrain::engine::{self, Device};
 use wgtrain::gpu::autotune::MatmulChoice;
 use wgtrain::gpu::{Gpu, GpuOptions, Kernels};
+use wgtrain::{Device, RunConfig};
 
 fn main() -> anyhow::Result<()> {
     let dir = std::env::args()
@@ -27,7 +26,7 @@ fn main() -> anyhow::Result<()> {
         kernels: &k,
         matmul: MatmulChoice::Auto,
     };
-    let mut engine = engine::open(device, &RunConfig::default(), (&m).into())?;
+    let mut engine = wgtrain::open(device, &RunConfig::default(), (&m).into())?;
     println!("engine+tuning  {:7.3} s", t.elapsed().as_secs_f64());
     if std::env::args().any(|a| a == "--epochs") {
         use wgtrain::engine::EvalSet;

@@ -7,10 +7,9 @@
 //! cargo run --release --example train_mnist -- /path/to/mnist --cpu    # CPU
 //! ```
 
-use wgtrain::RunConfig;
-use wgtrain::engine::{self, Device};
 use wgtrain::gpu::{Gpu, GpuOptions, Kernels, autotune::MatmulChoice};
 use wgtrain::train::Trainer;
+use wgtrain::{Device, RunConfig};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -35,7 +34,7 @@ fn main() -> anyhow::Result<()> {
         },
         None => Device::Cpu,
     };
-    let mut engine = engine::open(device, &cfg, (&mnist).into())?;
+    let mut engine = wgtrain::open(device, &cfg, (&mnist).into())?;
     println!("{}", engine.describe());
     let history = Trainer::new(&mut *engine)?.fit(&mut |_, report| {
         println!("{report}");

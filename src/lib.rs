@@ -11,7 +11,7 @@
 //! weights use PyTorch's `nn.Linear` layout (`weight [O, I]`, `bias [O]`).
 //!
 //! ```no_run
-//! use wgtrain::{RunConfig, data, engine::{self, Device}, gpu, train::Trainer};
+//! use wgtrain::{Device, RunConfig, data, gpu, train::Trainer};
 //! # fn main() -> Result<(), wgtrain::Error> {
 //! let mnist = data::load_or_download(None, true, true)?;
 //! let cfg = RunConfig::builder().epochs(1).lr(0.1).build()?;
@@ -19,7 +19,7 @@
 //! let kernels = gpu::Kernels::new(&gpu)?;
 //! let matmul = gpu::autotune::MatmulChoice::Auto;
 //! let device = Device::Gpu { gpu: &gpu, kernels: &kernels, matmul }; // or Device::Cpu
-//! let mut engine = engine::open(device, &cfg, (&mnist).into())?;
+//! let mut engine = wgtrain::open(device, &cfg, (&mnist).into())?;
 //! for report in Trainer::new(&mut *engine)?.fit(&mut |_, r| { println!("{r}"); Ok(()) })? {
 //!     assert!(report.test_accuracy > 0.9);
 //! }
@@ -40,7 +40,7 @@
 //! In the repository's `examples/` folder; each Rust one runs with
 //! `cargo run --release --example NAME`:
 //! - `examples/train_mnist.rs`: one epoch of MNIST through the public API in about 30
-//!   lines (`RunConfig`, `engine::open`, `Trainer`); takes the MNIST directory, runs on the
+//!   lines (`RunConfig`, `wgtrain::open`, `Trainer`); takes the MNIST directory, runs on the
 //!   GPU if one opens, else (or with `--cpu`) on the CPU.
 //! - `examples/custom_dataset.rs`: trains on in-memory data built in code (three classes of 8x8 strokes), on the CPU
 //!   or with `--gpu`; no IDX files.
