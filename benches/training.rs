@@ -5,17 +5,14 @@
 //! throughput is in FLOPs, so criterion's "Gelem/s" reads as GFLOP/s.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use wgtrain::cpu_engine::CpuEngine;
 use wgtrain::data::Dataset;
-use wgtrain::engine::Engine;
+use wgtrain::engine::RunData;
 use wgtrain::gpu::autotune::MatmulChoice;
-use wgtrain::gpu::engine::{GpuEngine, GpuEngineConfig};
+use wgtrain::gpu::engine::GpuEngine;
 use wgtrain::gpu::kernels::matmul::{self, BatchDim, Epilogue, MatmulSpec, MatmulVariant};
 use wgtrain::gpu::kernels::{self, StepRecord};
 use wgtrain::gpu::{Gpu, GpuOptions, GpuTensor, Kernels};
-use wgtrain::model::{MlpSpec, Normalization};
-use wgtrain::optim::SgdConfig;
-use wgtrain::train;
+use wgtrain::{Device, RunConfig, train};
 
 fn ci() -> bool {
     std::env::var_os("CI").is_some()
@@ -35,32 +32,21 @@ fn synthetic(n: usize) -> Dataset {
     }
 }
 
-/// The GPU engine as training builds it (kernels chosen by autotuning), `data` as both sets.
-fn gpu_engine<'a>(
-    gpu: &'a Gpu,
-    k: &'a Kernels,
-    spec: &MlpSpec,
-    params: &[f32],
-    data: &Dataset,
-    batch: usize,
-    sgd: &SgdConfig,
-) -> GpuEngine<'a> {
-    GpuEngine::new(
-        gpu,
-        k,
-        GpuEngineConfig {
-            spec,
-            params,
-            train: data,
-            validation: &[],
-            test: data,
-            batch_size: batch,
-            sgd,
-            normalization: Normalization::UNIT,
-            variant: MatmulChoice::Auto,
-        },
-    )
-    .unwrap()
+/// The 784-256-10 MLP at minibatch `batch`, otherwise the default run (seed 1).
+fn config(batch: usize) -> RunConfig {
+    RunConfig {
+        batch_size: batch,
+        ..RunConfig::default()
+    }
+}
+
+/// `data` as both the training and the test set, 10 classes.
+fn both(data: &Dataset) -> RunData<'_> {
+    RunData {
+        train: data,
+        test: data,
+        classes: 10,
+    }
 }
 
 fn matmuls(c: &mut Criterion, gpu: &Gpu, k: &Kernels) {
@@ -148,10 +134,8 @@ fn matmuls(c: &mut Criterion, gpu: &Gpu, k: &Kernels) {
 fn step_kernels(c: &mut Criterion, gpu: &Gpu, k: &Kernels) {
     let batch = 64;
     let data = synthetic(if ci() { 1024 } else { 60_000 });
-    let spec = MlpSpec::new(784, &[256], 10).unwrap();
-    let params = spec.init(1);
-    let sgd = SgdConfig::default();
-    let engine = gpu_engine(gpu, k, &spec, &params, &data, batch, &sgd);
+    // The concrete engine: its launches are what is timed.
+    let engine = GpuEngine::new(gpu, k, MatmulChoice::Auto, &config(batch), both(&data)).unwrap();
     let order: Vec<u32> = (0..data.labels.len() as u32).collect();
     let steps = train::step_records(order.len(), batch, 1, |_| 0.01);
     engine.upload_epoch(&order, &steps).unwrap();
@@ -174,9 +158,6 @@ fn step_kernels(c: &mut Criterion, gpu: &Gpu, k: &Kernels) {
 fn epochs(c: &mut Criterion, gpu: &Gpu, k: &Kernels) {
     let n = if ci() { 1024 } else { 60_000 };
     let data = synthetic(n);
-    let spec = MlpSpec::new(784, &[256], 10).unwrap();
-    let params = spec.init(1);
-    let sgd = SgdConfig::default();
     let mut group = c.benchmark_group("epoch_784_256_10");
     group
         .sample_size(10)
@@ -184,23 +165,18 @@ fn epochs(c: &mut Criterion, gpu: &Gpu, k: &Kernels) {
     let order: Vec<u32> = (0..n as u32).collect();
     for batch in [64, 128, 512] {
         let steps = train::step_records(n, batch, 1, |_| 0.01);
-        let mut g = gpu_engine(gpu, k, &spec, &params, &data, batch, &sgd);
-        group.bench_function(BenchmarkId::new("gpu", batch), |bench| {
-            bench.iter(|| g.train_epoch(&order, &steps, &mut |_| {}).unwrap())
-        });
-        let mut cpu = CpuEngine::new(
-            &spec,
-            &params,
-            &data,
-            &[],
-            &data,
-            batch,
-            &sgd,
-            Normalization::UNIT,
-        );
-        group.bench_function(BenchmarkId::new("cpu", batch), |bench| {
-            bench.iter(|| cpu.train_epoch(&order, &steps, &mut |_| {}).unwrap())
-        });
+        // The GPU as training opens it (kernels chosen by autotuning), and the CPU.
+        let gpu_device = Device::Gpu {
+            gpu,
+            kernels: k,
+            matmul: MatmulChoice::Auto,
+        };
+        for (name, device) in [("gpu", gpu_device), ("cpu", Device::Cpu)] {
+            let mut e = wgtrain::open(device, &config(batch), both(&data)).unwrap();
+            group.bench_function(BenchmarkId::new(name, batch), |bench| {
+                bench.iter(|| e.train_epoch(&order, &steps, &mut |_| {}).unwrap())
+            });
+        }
     }
     group.finish();
 }

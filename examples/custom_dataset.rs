@@ -3,9 +3,10 @@
 //! The data is three classes of 8x8 grey images, seeded and noisy: a horizontal bar
 //! (class 0), a vertical bar (class 1) and a diagonal (class 2), at random positions. A
 //! [`Dataset`] is just the pixels (`[N, rows*cols]` bytes, row-major, 0..=255), the labels
-//! (`[N]`, each below the class count `C`) and the image size; the model is an
-//! `MlpSpec::new(I, hidden, C)`. The CPU engine runs anywhere; `--gpu` uses the WGSL
-//! kernels on the first adapter instead.
+//! (`[N]`, each below the class count `C`) and the image size; the model is
+//! `RunConfig::hidden` between the `I = rows*cols` inputs and the `C` outputs, and
+//! [`RunData`] says how many classes there are. The CPU engine runs anywhere; `--gpu` uses
+//! the WGSL kernels on the first adapter instead.
 //!
 //! ```sh
 //! cargo run --release --example custom_dataset            # CPU
@@ -15,14 +16,11 @@
 
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use wgtrain::cpu_engine::CpuEngine;
 use wgtrain::data::Dataset;
-use wgtrain::engine::Engine;
+use wgtrain::engine::RunData;
 use wgtrain::gpu::{self, autotune::MatmulChoice};
-use wgtrain::model::{MlpSpec, Normalization};
-use wgtrain::optim::SgdConfig;
-use wgtrain::schedule::{LrSchedule, Schedule};
-use wgtrain::train::{EpochReport, TrainConfig, Trainer};
+use wgtrain::train::{EpochReport, Trainer};
+use wgtrain::{Device, RunConfig};
 
 /// Image side in pixels.
 const SIDE: usize = 8;
@@ -62,50 +60,40 @@ fn make_split(n: usize, seed: u64) -> Dataset {
 fn run(epochs: usize, use_gpu: bool) -> anyhow::Result<Vec<EpochReport>> {
     let train = make_split(600, 1);
     let test = make_split(150, 2);
-    let spec = MlpSpec::new(train.features(), &[32], CLASSES)?;
-    let params = spec.init(1);
-    let sgd = SgdConfig {
-        momentum: 0.9,
-        ..SgdConfig::default()
+    let cfg = RunConfig::builder()
+        .hidden(&[32])
+        .epochs(epochs)
+        .batch_size(32)
+        .lr(0.05)
+        .momentum(0.9)
+        .seed(1)
+        .build()?;
+    let data = RunData {
+        train: &train,
+        test: &test,
+        classes: CLASSES,
     };
-    let batch_size = 32;
-    let cfg = TrainConfig {
-        epochs,
-        batch_size,
-        schedule: LrSchedule::new(0.05, Schedule::Constant),
-        sgd: sgd.clone(),
-        seed: 1,
-        validation: vec![],
-        early_stop_patience: None,
-    };
-    let norm = Normalization::UNIT;
-    let fit = |engine: &mut dyn Engine| -> anyhow::Result<Vec<EpochReport>> {
-        println!("{}", engine.describe());
-        let mut trainer = Trainer::new(engine, cfg.clone(), train.len())?;
-        Ok(trainer.fit(&mut |_, report| {
-            println!("{report}");
-            Ok(())
-        })?)
-    };
-    if use_gpu {
-        let device = gpu::Gpu::new(&gpu::GpuOptions::default())?;
-        let kernels = gpu::Kernels::new(&device)?;
-        let config = gpu::engine::GpuEngineConfig {
-            spec: &spec,
-            params: &params,
-            train: &train,
-            validation: &[],
-            test: &test,
-            batch_size,
-            sgd: &sgd,
-            normalization: norm,
-            variant: MatmulChoice::Auto,
-        };
-        fit(&mut gpu::engine::GpuEngine::new(&device, &kernels, config)?)
+    // The adapter and its kernels outlive the engine that borrows them.
+    let gpu_parts;
+    let device = if use_gpu {
+        let adapter = gpu::Gpu::new(&gpu::GpuOptions::default())?;
+        let kernels = gpu::Kernels::new(&adapter)?;
+        gpu_parts = (adapter, kernels);
+        Device::Gpu {
+            gpu: &gpu_parts.0,
+            kernels: &gpu_parts.1,
+            matmul: MatmulChoice::Auto,
+        }
     } else {
-        let mut engine = CpuEngine::new(&spec, &params, &train, &[], &test, batch_size, &sgd, norm);
-        fit(&mut engine)
-    }
+        Device::Cpu
+    };
+    let mut engine = wgtrain::open(device, &cfg, data)?;
+    println!("{}", engine.describe());
+    let mut trainer = Trainer::new(&mut *engine)?;
+    Ok(trainer.fit(&mut |_, report| {
+        println!("{report}");
+        Ok(())
+    })?)
 }
 
 fn main() -> anyhow::Result<()> {

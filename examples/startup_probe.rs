@@ -4,10 +4,8 @@
 use std::time::Instant;
 
 use wgtrain::gpu::autotune::MatmulChoice;
-use wgtrain::gpu::engine::{GpuEngine, GpuEngineConfig};
 use wgtrain::gpu::{Gpu, GpuOptions, Kernels};
-use wgtrain::model::{MlpSpec, Normalization};
-use wgtrain::optim::SgdConfig;
+use wgtrain::{Device, RunConfig};
 
 fn main() -> anyhow::Result<()> {
     let dir = std::env::args()
@@ -22,25 +20,16 @@ fn main() -> anyhow::Result<()> {
     let t = Instant::now();
     let k = Kernels::new(&gpu)?;
     println!("kernels        {:7.3} s", t.elapsed().as_secs_f64());
-    let spec = MlpSpec::new(784, &[256], 10)?;
-    let params = spec.init(1);
-    let sgd = SgdConfig::default();
     let t = Instant::now();
-    let cfg = GpuEngineConfig {
-        spec: &spec,
-        params: &params,
-        train: &m.train,
-        validation: &[],
-        test: &m.test,
-        batch_size: 64,
-        sgd: &sgd,
-        normalization: Normalization::UNIT,
-        variant: MatmulChoice::Auto,
+    let device = Device::Gpu {
+        gpu: &gpu,
+        kernels: &k,
+        matmul: MatmulChoice::Auto,
     };
-    let mut engine = GpuEngine::new(&gpu, &k, cfg)?;
+    let mut engine = wgtrain::open(device, &RunConfig::default(), (&m).into())?;
     println!("engine+tuning  {:7.3} s", t.elapsed().as_secs_f64());
     if std::env::args().any(|a| a == "--epochs") {
-        use wgtrain::engine::{Engine, EvalSet};
+        use wgtrain::engine::EvalSet;
         let order: Vec<u32> = (0..m.train.len() as u32).collect();
         for e in 0..3 {
             let t = Instant::now();

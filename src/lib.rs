@@ -11,26 +11,16 @@
 //! weights use PyTorch's `nn.Linear` layout (`weight [O, I]`, `bias [O]`).
 //!
 //! ```no_run
-//! use wgtrain::{data, gpu, model::MlpSpec, train, optim::SgdConfig, schedule};
+//! use wgtrain::{Device, RunConfig, data, gpu, train::Trainer};
 //! # fn main() -> Result<(), wgtrain::Error> {
 //! let mnist = data::load_or_download(None, true, true)?;
+//! let cfg = RunConfig::builder().epochs(1).lr(0.1).build()?;
 //! let gpu = gpu::Gpu::new(&gpu::GpuOptions::default())?;
 //! let kernels = gpu::Kernels::new(&gpu)?;
-//! let spec = MlpSpec::new(mnist.train.features(), &[256], mnist.classes)?;
-//! let params = spec.init(1);
-//! let sgd = SgdConfig::default();
-//! let mut engine = gpu::engine::GpuEngine::new(&gpu, &kernels, gpu::engine::GpuEngineConfig {
-//!     spec: &spec, params: &params, train: &mnist.train, validation: &[], test: &mnist.test,
-//!     batch_size: 64, sgd: &sgd, normalization: wgtrain::model::Normalization::UNIT,
-//!     variant: gpu::autotune::MatmulChoice::Auto,
-//! })?;
-//! let cfg = train::TrainConfig {
-//!     epochs: 1, batch_size: 64, sgd,
-//!     schedule: schedule::LrSchedule::new(0.1, schedule::Schedule::Constant),
-//!     seed: 1, validation: vec![], early_stop_patience: None,
-//! };
-//! let mut trainer = train::Trainer::new(&mut engine, cfg, mnist.train.len())?;
-//! for report in trainer.fit(&mut |_, r| { println!("{r}"); Ok(()) })? {
+//! let matmul = gpu::autotune::MatmulChoice::Auto;
+//! let device = Device::Gpu { gpu: &gpu, kernels: &kernels, matmul }; // or Device::Cpu
+//! let mut engine = wgtrain::open(device, &cfg, (&mnist).into())?;
+//! for report in Trainer::new(&mut *engine)?.fit(&mut |_, r| { println!("{r}"); Ok(()) })? {
 //!     assert!(report.test_accuracy > 0.9);
 //! }
 //! # Ok(()) }
@@ -49,6 +39,9 @@
 //!
 //! In the repository's `examples/` folder; each Rust one runs with
 //! `cargo run --release --example NAME`:
+//! - `examples/train_mnist.rs`: one epoch of MNIST through the public API in about 30
+//!   lines (`RunConfig`, `wgtrain::open`, `Trainer`); takes the MNIST directory, runs on the
+//!   GPU if one opens, else (or with `--cpu`) on the CPU.
 //! - `examples/custom_dataset.rs`: trains on in-memory data built in code (three classes of 8x8 strokes), on the CPU
 //!   or with `--gpu`; no IDX files.
 //! - `examples/startup_probe.rs`: where start-up time goes (data load, device, kernels,

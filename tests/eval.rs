@@ -7,16 +7,15 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use wgtrain::cpu_engine::CpuEngine;
+use common::On;
+use wgtrain::RunConfig;
 use wgtrain::data::Dataset;
-use wgtrain::engine::{Engine, EvalSet};
+use wgtrain::engine::{EvalSet, RunData};
 use wgtrain::gpu::MatmulVariant;
-use wgtrain::gpu::engine::{GpuEngine, GpuEngineConfig};
 use wgtrain::metrics::{self, Confusion};
 use wgtrain::model::{MlpSpec, Normalization};
-use wgtrain::optim::SgdConfig;
 use wgtrain::schedule::{LrSchedule, Schedule};
-use wgtrain::train::{TrainConfig, Trainer};
+use wgtrain::train::Trainer;
 
 /// The logits of `samples` of `data` in f64: `x = (p / 255 - mean) / std`, then
 /// `h = relu(x · Wᵀ + b)` per hidden layer and `x · Wᵀ + b` for the last (nn.Linear).
@@ -98,32 +97,34 @@ fn assert_confusion_is(what: &str, got: &Confusion, want: &[Vec<u64>]) {
 }
 
 /// The GPU and CPU engines' logits of the test set (2,500 samples: three evaluation
-/// minibatches, the last one ragged) and of a validation set in a scrambled order match
-/// the f64 forward pass, and the confusion matrix from them is the reference's, count for
+/// minibatches, the last one ragged) and of a seeded validation split match the f64
+/// forward pass, and the confusion matrix from them is the reference's, count for
 /// count; its diagonal is the correct count the softmax kernel reports.
 #[test]
 fn confusion_from_gpu_and_cpu_logits_matches_an_f64_reference() {
     let mnist = common::mnist();
     let train = mnist.train.head(3000);
     let test = mnist.test.head(2500);
-    let validation: Vec<u32> = vec![17, 3, 2999, 0, 1234, 5];
     let spec = MlpSpec::new(train.features(), &[32], mnist.classes).unwrap();
     let norm = Normalization::MNIST;
-    let sgd = SgdConfig::default();
+    let cfg = RunConfig {
+        hidden: vec![32],
+        epochs: 1,
+        batch_size: 64,
+        schedule: LrSchedule::new(0.1, Schedule::Constant),
+        normalization: norm,
+        seed: 3,
+        ..RunConfig::default()
+    };
+    let data = RunData {
+        train: &train,
+        test: &test,
+        classes: mnist.classes,
+    };
     // A briefly trained model, so that the matrix has a diagonal and real confusions.
     let params = {
-        let init = spec.init(3);
-        let mut cpu = CpuEngine::new(&spec, &init, &train, &[], &test, 64, &sgd, norm);
-        let cfg = TrainConfig {
-            epochs: 1,
-            batch_size: 64,
-            sgd: sgd.clone(),
-            schedule: LrSchedule::new(0.1, Schedule::Constant),
-            seed: 3,
-            validation: vec![],
-            early_stop_patience: None,
-        };
-        Trainer::new(&mut cpu, cfg, train.len())
+        let mut cpu = common::engine(On::Cpu, &cfg, data).unwrap();
+        Trainer::new(&mut *cpu)
             .unwrap()
             .fit(&mut |_, _| Ok(()))
             .unwrap();
@@ -140,30 +141,24 @@ fn confusion_from_gpu_and_cpu_logits_matches_an_f64_reference() {
         (1500..2450).contains(&correct),
         "trained but not perfect: {correct} of 2500"
     );
-    let val_rows: Vec<usize> = validation.iter().map(|&v| v as usize).collect();
-    let want_val = reference_logits(&spec, &params, &train, &val_rows, norm);
 
-    let (gpu, kernels) = common::gpu();
-    let mut gpu_engine = GpuEngine::new(
-        gpu,
-        kernels,
-        GpuEngineConfig {
-            spec: &spec,
-            params: &params,
-            train: &train,
-            validation: &validation,
-            test: &test,
-            batch_size: 64,
-            sgd: &sgd,
-            normalization: norm,
-            variant: MatmulVariant::Rows.into(),
-        },
-    )
-    .unwrap();
-    let mut cpu_engine = CpuEngine::new(&spec, &params, &train, &validation, &test, 64, &sgd, norm);
-    let engines: [(&str, &mut dyn Engine); 2] =
-        [("gpu", &mut gpu_engine), ("cpu", &mut cpu_engine)];
-    for (name, engine) in engines {
+    // The trained parameters in engines that hold out 6 of the 3,000 training samples.
+    let cfg = RunConfig {
+        validation_split: 0.002,
+        ..cfg
+    };
+    for on in [On::gpu_variant(MatmulVariant::Rows), On::Cpu] {
+        let name = on.name();
+        let mut engine = common::engine(on, &cfg, data).unwrap();
+        engine.set_params(&params).unwrap();
+        let val_rows: Vec<usize> = engine
+            .setup()
+            .validation
+            .iter()
+            .map(|&v| v as usize)
+            .collect();
+        assert_eq!(val_rows.len(), 6, "{name}: validation samples");
+        let want_val = reference_logits(&spec, &params, &train, &val_rows, norm);
         let logits = engine.logits(EvalSet::Test).unwrap();
         let flat: Vec<f32> = want_logits.iter().flatten().map(|&v| v as f32).collect();
         common::assert_close(&format!("{name} test logits"), &logits, &flat, 1e-4, 1e-4);

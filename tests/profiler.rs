@@ -14,12 +14,10 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::Value;
 use wgtrain::data::{Dataset, IdxArray, IdxData, encode_idx};
 use wgtrain::engine::Engine;
-use wgtrain::gpu::engine::{GpuEngine, GpuEngineConfig};
+use wgtrain::gpu::MatmulVariant;
 use wgtrain::gpu::profiler::{InvalidDelta, Profile, ProfileOptions, Profiler, TimingMode};
-use wgtrain::gpu::{Gpu, Kernels, MatmulVariant};
-use wgtrain::model::{MlpSpec, Normalization};
-use wgtrain::optim::SgdConfig;
-use wgtrain::train;
+use wgtrain::model::MlpSpec;
+use wgtrain::{RunConfig, train};
 
 const BATCH: usize = 64;
 const HIDDEN: usize = 256;
@@ -39,33 +37,21 @@ fn synthetic(n: usize, seed: u64) -> Dataset {
 /// Profiles `steps` steps of a 784-256-10 MLP at batch 64 on a synthetic MNIST-shaped set
 /// of 10 full minibatches plus a partial one (so the profiler must skip the partial one and
 /// cycle through the others). Returns the profile and whether the parameters came back.
-fn profile_mnist_shapes(
-    gpu: &Gpu,
-    kernels: &Kernels,
-    mode: Option<TimingMode>,
-    steps: usize,
-) -> (Profile, bool) {
+fn profile_mnist_shapes(mode: Option<TimingMode>, steps: usize) -> (Profile, bool) {
+    let gpu = &common::gpu().0;
     let train_set = synthetic(10 * BATCH + 20, 1);
     let test_set = synthetic(100, 2);
     let spec = MlpSpec::new(784, &[HIDDEN], CLASSES).expect("spec");
     let params = spec.init(7);
-    let sgd = SgdConfig::default();
-    let mut engine = GpuEngine::new(
-        gpu,
-        kernels,
-        GpuEngineConfig {
-            spec: &spec,
-            params: &params,
-            train: &train_set,
-            validation: &[],
-            test: &test_set,
-            batch_size: BATCH,
-            sgd: &sgd,
-            normalization: Normalization::UNIT,
-            variant: MatmulVariant::default_for(gpu).into(),
-        },
-    )
-    .expect("engine");
+    let cfg = RunConfig {
+        hidden: vec![HIDDEN],
+        batch_size: BATCH,
+        seed: 7,
+        ..RunConfig::default()
+    };
+    let matmul = MatmulVariant::default_for(gpu).into();
+    let data = common::data(&train_set, &test_set);
+    let mut engine = common::gpu_engine(matmul, &cfg, data).expect("engine");
     let samples: Vec<u32> = (0..train_set.len() as u32).collect();
     let order = train::epoch_order(&samples, 3, 0);
     let records = train::step_records(samples.len(), BATCH, 0, |_| 0.05);
@@ -176,9 +162,9 @@ fn check_profile(profile: &Profile, steps: usize) {
 
 #[test]
 fn every_available_timing_mode_measures_every_dispatch_of_every_step() {
-    let (gpu, kernels) = common::gpu();
+    let (gpu, _) = common::gpu();
     let best = TimingMode::best_for(gpu.features);
-    let (auto, restored) = profile_mnist_shapes(gpu, kernels, None, 13);
+    let (auto, restored) = profile_mnist_shapes(None, 13);
     assert_eq!(auto.mode, best, "auto picks the best mode this adapter has");
     assert!(restored, "profiling leaves the parameters as they were");
     check_profile(&auto, 13);
@@ -200,7 +186,7 @@ fn every_available_timing_mode_measures_every_dispatch_of_every_step() {
             );
             continue;
         }
-        let (p, _) = profile_mnist_shapes(gpu, kernels, Some(mode), 3);
+        let (p, _) = profile_mnist_shapes(Some(mode), 3);
         assert_eq!(p.mode, mode);
         check_profile(&p, 3);
         if mode.is_host_timed() {
@@ -220,8 +206,7 @@ fn lavapipe_has_per_dispatch_timestamps() {
 
 #[test]
 fn flop_counts_in_the_table_are_the_hand_computed_mnist_ones() {
-    let (gpu, kernels) = common::gpu();
-    let (profile, _) = profile_mnist_shapes(gpu, kernels, None, 2);
+    let (profile, _) = profile_mnist_shapes(None, 2);
     let rows = profile.rows();
     let flops = |label: &str| {
         rows.iter()

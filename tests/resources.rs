@@ -4,14 +4,12 @@
 
 mod common;
 
-use common::{gpu, mnist};
-use wgtrain::engine::{Engine, EvalSet};
-use wgtrain::gpu::MatmulVariant;
-use wgtrain::gpu::engine::{GpuEngine, GpuEngineConfig};
-use wgtrain::model::{MlpSpec, Normalization};
+use common::{On, gpu, mnist};
+use wgtrain::RunConfig;
+use wgtrain::engine::EvalSet;
 use wgtrain::optim::SgdConfig;
 use wgtrain::schedule::{LrSchedule, Schedule};
-use wgtrain::train::{TrainConfig, Trainer};
+use wgtrain::train::Trainer;
 
 fn rss_kib() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
@@ -29,9 +27,8 @@ fn rss_kib() -> u64 {
 fn twenty_epochs_create_no_gpu_objects_after_the_first() {
     let train_set = mnist().train.head(1000);
     let test = mnist().test.head(300);
-    let spec = MlpSpec::new(784, &[32], 10).unwrap();
-    let params = spec.init(1);
-    let cfg = TrainConfig {
+    let cfg = RunConfig {
+        hidden: vec![32],
         epochs: 20,
         batch_size: 100,
         schedule: LrSchedule::new(0.05, Schedule::Constant),
@@ -42,31 +39,14 @@ fn twenty_epochs_create_no_gpu_objects_after_the_first() {
             ..SgdConfig::default()
         },
         seed: 1,
-        validation: vec![],
-        early_stop_patience: None,
+        ..RunConfig::default()
     };
-    let (g, k) = gpu();
-    let variant = MatmulVariant::default_for(g);
-    let mut engine = GpuEngine::new(
-        g,
-        k,
-        GpuEngineConfig {
-            spec: &spec,
-            params: &params,
-            train: &train_set,
-            validation: &[],
-            test: &test,
-            batch_size: 100,
-            sgd: &cfg.sgd,
-            normalization: Normalization::UNIT,
-            variant: variant.into(),
-        },
-    )
-    .unwrap();
+    let data = common::data(&train_set, &test);
+    let mut engine = common::engine(On::default_gpu(), &cfg, data).unwrap();
     let mut counts = vec![];
     let mut rss = vec![];
     {
-        let mut trainer = Trainer::new(&mut engine, cfg, train_set.len()).unwrap();
+        let mut trainer = Trainer::new(&mut *engine).unwrap();
         for e in 0..20 {
             trainer.run_epoch(e, &mut |_| {}).unwrap();
             let c = &gpu().0.counters;

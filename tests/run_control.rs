@@ -10,14 +10,12 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{gpu, uniform};
-use wgtrain::cpu_engine::CpuEngine;
+use common::{On, uniform};
 use wgtrain::data::Dataset;
-use wgtrain::engine::Engine;
-use wgtrain::gpu::engine::{GpuEngine, GpuEngineConfig};
-use wgtrain::model::{MlpSpec, Normalization};
+use wgtrain::gpu::autotune::MatmulChoice;
+use wgtrain::model::MlpSpec;
 use wgtrain::optim::SgdConfig;
-use wgtrain::train;
+use wgtrain::{RunConfig, train};
 
 /// `n` random 10x10 images with labels 0..10.
 fn small_set(n: usize, seed: u64) -> Dataset {
@@ -37,31 +35,8 @@ fn small_set(n: usize, seed: u64) -> Dataset {
     }
 }
 
-fn gpu_engine<'a>(
-    spec: &MlpSpec,
-    params: &[f32],
-    data: &'a Dataset,
-    batch: usize,
-    sgd: &SgdConfig,
-) -> GpuEngine<'a> {
-    let (g, k) = gpu();
-    GpuEngine::new(
-        g,
-        k,
-        GpuEngineConfig {
-            spec,
-            params,
-            train: data,
-            validation: &[],
-            test: data,
-            batch_size: batch,
-            sgd,
-            normalization: Normalization::UNIT,
-            variant: wgtrain::gpu::autotune::MatmulChoice::Auto,
-        },
-    )
-    .expect("engine builds")
-}
+/// The GPU engine as the CLI opens it by default (matmul kernels timed per shape).
+const GPU: On = On::Gpu(MatmulChoice::Auto);
 
 /// Issue 10 item 7: the GPU engine submitted every command buffer of the epoch before
 /// waiting on the first, and lavapipe's `submit` runs the work, so the progress bar sat at
@@ -71,14 +46,16 @@ fn gpu_engine<'a>(
 fn gpu_progress_advances_while_the_epoch_runs() {
     let n = 4096;
     let data = small_set(n, 3);
-    let spec = MlpSpec::new(100, &[16], 10).unwrap();
-    let params = spec.init(1);
-    let sgd = SgdConfig::default();
     let batch = 4;
+    let cfg = RunConfig {
+        hidden: vec![16],
+        batch_size: batch,
+        ..RunConfig::default()
+    };
     // 1024 steps: 16 command buffers of 64 steps.
     let order: Vec<u32> = (0..n as u32).collect();
     let steps = train::step_records(n, batch, 0, |_| 0.01);
-    let mut engine = gpu_engine(&spec, &params, &data, batch, &sgd);
+    let mut engine = common::engine(GPU, &cfg, common::data(&data, &data)).expect("engine builds");
     // Warm-up: pipelines and first-use costs out of the timed epoch.
     engine
         .train_epoch(&order, &steps[..64], &mut |_| {})
@@ -118,27 +95,23 @@ fn stop_flag_ends_an_epoch_at_a_step_boundary_with_that_steps_parameters() {
     let data = small_set(n, 5);
     let spec = MlpSpec::new(100, &[16], 10).unwrap();
     let params = spec.init(2);
-    let sgd = SgdConfig {
-        momentum: 0.9,
-        ..SgdConfig::default()
-    };
     let batch = 4;
+    let cfg = RunConfig {
+        hidden: vec![16],
+        batch_size: batch,
+        sgd: SgdConfig {
+            momentum: 0.9,
+            ..SgdConfig::default()
+        },
+        seed: 2,
+        ..RunConfig::default()
+    };
     let order = train::epoch_order(&(0..n as u32).collect::<Vec<_>>(), 1, 0);
     let steps = train::step_records(n, batch, 0, |_| 0.01);
-    for device in ["gpu", "cpu"] {
-        let mut engine: Box<dyn Engine> = match device {
-            "gpu" => Box::new(gpu_engine(&spec, &params, &data, batch, &sgd)),
-            _ => Box::new(CpuEngine::new(
-                &spec,
-                &params,
-                &data,
-                &[],
-                &data,
-                batch,
-                &sgd,
-                Normalization::UNIT,
-            )),
-        };
+    for on in [GPU, On::Cpu] {
+        let device = on.name();
+        let mut engine =
+            common::engine(on, &cfg, common::data(&data, &data)).expect("engine builds");
         let stop = AtomicBool::new(false);
         let sums = engine
             .train_epoch_until(

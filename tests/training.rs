@@ -4,79 +4,15 @@
 
 mod common;
 
-use common::{gpu, mnist, uniform};
+use common::{On, gpu, mnist, uniform};
+use wgtrain::RunConfig;
 use wgtrain::cpu;
-use wgtrain::cpu_engine::CpuEngine;
 use wgtrain::data::Dataset;
-use wgtrain::engine::Engine;
 use wgtrain::gpu::MatmulVariant;
-use wgtrain::gpu::engine::{GpuEngine, GpuEngineConfig};
-use wgtrain::model::{MlpSpec, Normalization};
+use wgtrain::model::MlpSpec;
 use wgtrain::optim::SgdConfig;
 use wgtrain::schedule::{LrSchedule, Schedule};
-use wgtrain::train::{self, TrainConfig, Trainer};
-
-fn gpu_engine<'a>(
-    spec: &MlpSpec,
-    params: &[f32],
-    train: &'a Dataset,
-    test: &'a Dataset,
-    batch: usize,
-    sgd: &SgdConfig,
-    variant: MatmulVariant,
-) -> GpuEngine<'static> {
-    let (g, k) = gpu();
-    GpuEngine::new(
-        g,
-        k,
-        GpuEngineConfig {
-            spec,
-            params,
-            train,
-            validation: &[],
-            test,
-            batch_size: batch,
-            sgd,
-            normalization: Normalization::UNIT,
-            variant: variant.into(),
-        },
-    )
-    .expect("engine builds")
-}
-
-/// The GPU engine (default matmul variant of the adapter) or the CPU engine, unnormalised.
-fn either_engine<'a>(
-    gpu_path: bool,
-    spec: &MlpSpec,
-    params: &[f32],
-    train: &'a Dataset,
-    test: &'a Dataset,
-    batch: usize,
-    sgd: &SgdConfig,
-) -> Box<dyn Engine + 'a> {
-    if gpu_path {
-        Box::new(gpu_engine(
-            spec,
-            params,
-            train,
-            test,
-            batch,
-            sgd,
-            MatmulVariant::default_for(&gpu().0),
-        ))
-    } else {
-        Box::new(CpuEngine::new(
-            spec,
-            params,
-            train,
-            &[],
-            test,
-            batch,
-            sgd,
-            Normalization::UNIT,
-        ))
-    }
-}
+use wgtrain::train::{self, Trainer};
 
 #[test]
 fn cpu_gradients_match_finite_differences() {
@@ -146,22 +82,20 @@ fn regression_eval_with_all_logits_near_1e8_reports_ln_c() {
     let mut params = vec![0.0; layout.len];
     let b = layout.layers[0].bias;
     params[b..b + 10].fill(1e8);
-    for gpu_path in [true, false] {
-        let mut engine = either_engine(
-            gpu_path,
-            &spec,
-            &params,
-            &data,
-            &data,
-            4,
-            &SgdConfig::default(),
-        );
+    let cfg = RunConfig {
+        hidden: vec![],
+        batch_size: 4,
+        ..RunConfig::default()
+    };
+    for on in [On::default_gpu(), On::Cpu] {
+        let mut engine = common::engine(on, &cfg, common::data(&data, &data)).unwrap();
+        engine.set_params(&params).unwrap();
         let eval = engine.evaluate(wgtrain::engine::EvalSet::Test).unwrap();
         assert_eq!(eval.samples, n);
         assert!(
             (eval.loss - 10f64.ln()).abs() < 1e-6,
             "{}: loss {} with every logit 1e8, want ln 10",
-            if gpu_path { "gpu" } else { "cpu" },
+            on.name(),
             eval.loss
         );
     }
@@ -216,16 +150,14 @@ fn cpu_engine_steps_match_the_reference() {
     let order = train::epoch_order(&(0..1000).collect::<Vec<u32>>(), 5, 0);
     let steps = train::step_records(1000, 100, 0, |i| 0.05 / (1.0 + i as f64));
     let (want_losses, want_params) = reference_steps(&spec, &params, &data, &order, &steps, &sgd);
-    let mut engine = CpuEngine::new(
-        &spec,
-        &params,
-        &data,
-        &[],
-        &data,
-        100,
-        &sgd,
-        Normalization::UNIT,
-    );
+    let cfg = RunConfig {
+        hidden: vec![32, 16],
+        batch_size: 100,
+        sgd,
+        seed: 5,
+        ..RunConfig::default()
+    };
+    let mut engine = common::engine(On::Cpu, &cfg, common::data(&data, &data)).unwrap();
     let sums = engine.train_epoch(&order, &steps, &mut |_| {}).unwrap();
     for (i, (s, w)) in sums.iter().zip(&want_losses).enumerate() {
         let got = f64::from(s[0]) / f64::from(steps[i].batch);
@@ -260,8 +192,13 @@ fn twenty_gpu_steps_match_the_cpu_reference() {
     let steps = train::step_records(n, 64, 0, |_| 0.1);
     assert_eq!(steps.len(), 20);
     let (want, want_params) = reference_steps(&spec, &params, &data, &order, &steps, &sgd);
+    let cfg = RunConfig {
+        sgd,
+        ..RunConfig::default()
+    };
     for variant in MatmulVariant::ALL {
-        let mut engine = gpu_engine(&spec, &params, &data, &test, 64, &sgd, variant);
+        let on = On::gpu_variant(variant);
+        let mut engine = common::engine(on, &cfg, common::data(&data, &test)).unwrap();
         let sums = engine.train_epoch(&order, &steps, &mut |_| {}).unwrap();
         for (i, (s, w)) in sums.iter().zip(&want).enumerate() {
             let got = f64::from(s[0]) / f64::from(steps[i].batch);
@@ -291,15 +228,14 @@ fn wide_hidden_layer_matches_the_cpu() {
     let order: Vec<u32> = (0..n as u32).collect();
     let steps = train::step_records(n, 100, 0, |_| 0.05);
     let (want, want_params) = reference_steps(&spec, &params, &data, &order, &steps, &sgd);
-    let mut engine = gpu_engine(
-        &spec,
-        &params,
-        &data,
-        &data,
-        100,
-        &sgd,
-        MatmulVariant::default_for(&gpu().0),
-    );
+    let cfg = RunConfig {
+        hidden: vec![4096],
+        batch_size: 100,
+        sgd,
+        seed: 2,
+        ..RunConfig::default()
+    };
+    let mut engine = common::engine(On::default_gpu(), &cfg, common::data(&data, &data)).unwrap();
     let sums = engine.train_epoch(&order, &steps, &mut |_| {}).unwrap();
     for (i, (s, w)) in sums.iter().zip(&want).enumerate() {
         let got = f64::from(s[0]) / 100.0;
@@ -317,15 +253,15 @@ fn wide_hidden_layer_matches_the_cpu() {
     );
 }
 
-fn config(epochs: usize, batch: usize, lr: f64, seed: u64) -> TrainConfig {
-    TrainConfig {
+fn config(hidden: &[usize], epochs: usize, batch: usize, lr: f64, seed: u64) -> RunConfig {
+    RunConfig {
+        hidden: hidden.to_vec(),
         epochs,
         batch_size: batch,
         schedule: LrSchedule::new(lr, Schedule::Constant),
         sgd: SgdConfig::default(),
         seed,
-        validation: vec![],
-        early_stop_patience: None,
+        ..RunConfig::default()
     }
 }
 
@@ -334,19 +270,9 @@ fn config(epochs: usize, batch: usize, lr: f64, seed: u64) -> TrainConfig {
 #[test]
 fn one_gpu_epoch_on_mnist_reaches_92_percent() {
     let m = mnist();
-    let spec = MlpSpec::new(784, &[256], m.classes).unwrap();
-    let params = spec.init(1);
-    let cfg = config(1, 64, 0.1, 1);
-    let mut engine = gpu_engine(
-        &spec,
-        &params,
-        &m.train,
-        &m.test,
-        64,
-        &cfg.sgd,
-        MatmulVariant::default_for(&gpu().0),
-    );
-    let mut trainer = Trainer::new(&mut engine, cfg, m.train.len()).unwrap();
+    let cfg = config(&[256], 1, 64, 0.1, 1);
+    let mut engine = common::engine(On::default_gpu(), &cfg, m.into()).unwrap();
+    let mut trainer = Trainer::new(&mut *engine).unwrap();
     let report = trainer.run_epoch(0, &mut |_| {}).unwrap();
     assert!(
         report.test_accuracy >= 0.92,
@@ -366,20 +292,16 @@ fn one_gpu_epoch_on_mnist_reaches_92_percent() {
 fn same_seed_gives_bit_identical_runs_on_gpu_and_cpu() {
     let train_set = mnist().train.head(3000);
     let test = mnist().test.head(500);
-    let spec = MlpSpec::new(784, &[64], 10).unwrap();
-    let run = |gpu_path: bool| {
-        let params = spec.init(7);
-        let cfg = TrainConfig {
+    let run = |on: On| {
+        let cfg = RunConfig {
             sgd: SgdConfig {
                 momentum: 0.9,
                 ..SgdConfig::default()
             },
-            ..config(3, 50, 0.05, 7)
+            ..config(&[64], 3, 50, 0.05, 7)
         };
-        let sgd = cfg.sgd.clone();
-        let mut engine = either_engine(gpu_path, &spec, &params, &train_set, &test, 50, &sgd);
-        let engine: &mut dyn Engine = engine.as_mut();
-        let mut trainer = Trainer::new(engine, cfg, train_set.len()).unwrap();
+        let mut engine = common::engine(on, &cfg, common::data(&train_set, &test)).unwrap();
+        let mut trainer = Trainer::new(&mut *engine).unwrap();
         let reports: Vec<(f64, f64, f64)> = (0..3)
             .map(|e| trainer.run_epoch(e, &mut |_| {}).unwrap())
             .map(|r| (r.train_loss, r.test_loss, r.test_accuracy))
@@ -393,14 +315,12 @@ fn same_seed_gives_bit_identical_runs_on_gpu_and_cpu() {
             .collect();
         (reports, bits)
     };
-    for gpu_path in [true, false] {
-        let (a, pa) = run(gpu_path);
-        let (b, pb) = run(gpu_path);
-        assert_eq!(a, b, "metrics differ between two runs (gpu: {gpu_path})");
-        assert!(
-            pa == pb,
-            "parameters differ between two runs (gpu: {gpu_path})"
-        );
+    for on in [On::default_gpu(), On::Cpu] {
+        let (a, pa) = run(on);
+        let (b, pb) = run(on);
+        let device = on.name();
+        assert_eq!(a, b, "metrics differ between two runs ({device})");
+        assert!(pa == pb, "parameters differ between two runs ({device})");
     }
 }
 
@@ -410,13 +330,10 @@ fn same_seed_gives_bit_identical_runs_on_gpu_and_cpu() {
 fn regression_non_finite_loss_stops_the_run_and_keeps_finite_parameters() {
     let train_set = mnist().train.head(2000);
     let test = mnist().test.head(200);
-    let spec = MlpSpec::new(784, &[64], 10).unwrap();
-    let params = spec.init(1);
-    let cfg = config(2, 100, 1e6, 1);
-    for gpu_path in [true, false] {
-        let mut engine = either_engine(gpu_path, &spec, &params, &train_set, &test, 100, &cfg.sgd);
-        let engine: &mut dyn Engine = engine.as_mut();
-        let mut trainer = Trainer::new(engine, cfg.clone(), train_set.len()).unwrap();
+    let cfg = config(&[64], 2, 100, 1e6, 1);
+    for on in [On::default_gpu(), On::Cpu] {
+        let mut engine = common::engine(on, &cfg, common::data(&train_set, &test)).unwrap();
+        let mut trainer = Trainer::new(&mut *engine).unwrap();
         let err = trainer.run_epoch(0, &mut |_| {}).unwrap_err();
         let msg = err.to_string();
         assert!(
@@ -430,7 +347,8 @@ fn regression_non_finite_loss_stops_the_run_and_keeps_finite_parameters() {
         let p = trainer.engine().params().unwrap();
         assert!(
             p.iter().all(|v| v.is_finite()),
-            "parameters went non-finite (gpu: {gpu_path})"
+            "parameters went non-finite ({})",
+            on.name()
         );
     }
 }
@@ -458,15 +376,13 @@ fn full_batch_of_60000_matches_the_cpu() {
     let order: Vec<u32> = (0..n as u32).collect();
     let steps = train::step_records(n, n, 0, |_| 0.5);
     let (want, want_params) = reference_steps(&spec, &params, &data, &order, &steps, &sgd);
-    let mut engine = gpu_engine(
-        &spec,
-        &params,
-        &data,
-        &data,
-        n,
-        &sgd,
-        MatmulVariant::default_for(&gpu().0),
-    );
+    let cfg = RunConfig {
+        hidden: vec![16],
+        batch_size: n,
+        sgd,
+        ..RunConfig::default()
+    };
+    let mut engine = common::engine(On::default_gpu(), &cfg, common::data(&data, &data)).unwrap();
     let sums = engine.train_epoch(&order, &steps, &mut |_| {}).unwrap();
     let got = f64::from(sums[0][0]) / n as f64;
     assert!(
@@ -513,8 +429,16 @@ fn regression_loop_cap_full_batch_step_of_70000_matches_the_cpu() {
     // kernel (its weight gradients split too); every variant's split K is pinned in
     // tests/kernel_parity.rs, where the tiled and rows kernels cost far less than here.
     let default = MatmulVariant::default_for(&gpu().0);
+    let cfg = RunConfig {
+        hidden: vec![16],
+        batch_size: n,
+        sgd,
+        seed: 2,
+        ..RunConfig::default()
+    };
     for variant in [default, MatmulVariant::Register] {
-        let mut engine = gpu_engine(&spec, &params, &data, &test, n, &sgd, variant);
+        let on = On::gpu_variant(variant);
+        let mut engine = common::engine(on, &cfg, common::data(&data, &test)).unwrap();
         let sums = engine.train_epoch(&order, &steps, &mut |_| {}).unwrap();
         let got = f64::from(sums[0][0]) / n as f64;
         assert!(
@@ -543,21 +467,12 @@ fn regression_activation_over_the_binding_limit_is_refused_with_a_hint() {
         // A GPU with large limits trains it instead: nothing to refuse.
         return;
     }
-    let spec = MlpSpec::new(784, &[256], 10).unwrap();
-    let params = spec.init(1);
-    let (g, k) = gpu();
-    let cfg = GpuEngineConfig {
-        spec: &spec,
-        params: &params,
-        train: &m.train,
-        validation: &[],
-        test: &m.test,
+    let cfg = RunConfig {
         batch_size: 60_000,
-        sgd: &SgdConfig::default(),
-        normalization: Normalization::UNIT,
-        variant: MatmulVariant::Register.into(),
+        ..RunConfig::default()
     };
-    let err = GpuEngine::new(g, k, cfg).err().expect("refused");
+    let on = On::gpu_variant(MatmulVariant::Register);
+    let err = common::engine(on, &cfg, m.into()).err().expect("refused");
     match &err {
         wgtrain::Error::LimitExceeded {
             requested,

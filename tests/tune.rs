@@ -5,14 +5,14 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use wgtrain::RunConfig;
 use wgtrain::cpu_engine::CpuEngine;
 use wgtrain::data::Dataset;
-use wgtrain::engine::{Engine, EvalSet, Evaluation, StepSums};
+use wgtrain::engine::{Engine, EvalSet, Evaluation, RunData, RunSetup, StepSums};
 use wgtrain::gpu::StepRecord;
-use wgtrain::model::{MlpSpec, Normalization};
 use wgtrain::optim::SgdConfig;
 use wgtrain::schedule::{LrSchedule, Schedule};
-use wgtrain::train::{TrainConfig, Trainer};
+use wgtrain::train::Trainer;
 use wgtrain::tune::lr_find::{LrFindConfig, Stop, lr_find};
 use wgtrain::tune::prune::MedianPruner;
 use wgtrain::tune::space::TrialConfig;
@@ -339,32 +339,38 @@ fn quadrants(n: usize, seed: u64, label_noise: f64) -> Dataset {
 fn lr_find_on_a_synthetic_problem_suggests_a_learning_rate_that_trains() {
     let train = quadrants(4000, 1, 0.2);
     let test = quadrants(400, 2, 0.0);
-    let spec = MlpSpec::new(64, &[32], 4).unwrap();
-    let init = spec.init(1);
-    let sgd = SgdConfig {
-        weight_decay: 0.0,
-        ..SgdConfig::default()
+    let data = RunData {
+        train: &train,
+        test: &test,
+        classes: 4,
     };
-    let mut engine = CpuEngine::new(
-        &spec,
-        &init,
-        &train,
-        &[],
-        &test,
-        32,
-        &sgd,
-        Normalization::UNIT,
-    );
+    // The range test runs over the engine's run (minibatch 32, seed 1); the engine's
+    // learning rate is the one it trains at, so it is opened again at the suggestion.
+    let open = |lr: f64| {
+        let cfg = RunConfig {
+            hidden: vec![32],
+            epochs: 1,
+            batch_size: 32,
+            schedule: LrSchedule::new(lr, Schedule::Constant),
+            sgd: SgdConfig {
+                weight_decay: 0.0,
+                ..SgdConfig::default()
+            },
+            seed: 1,
+            ..RunConfig::default()
+        };
+        CpuEngine::new(&cfg, data).unwrap()
+    };
+    let mut engine = open(0.01);
+    let init = engine.setup().init.clone();
     let cfg = LrFindConfig {
         start_lr: 1e-4,
         end_lr: 1e3,
         steps: 100,
-        batch_size: 32,
         ..LrFindConfig::default()
     };
-    let all: Vec<u32> = (0..train.len() as u32).collect();
     let mut progress = Vec::new();
-    let r = lr_find(&mut engine, &init, &all, &cfg, &mut |s| progress.push(s)).unwrap();
+    let r = lr_find(&mut engine, &cfg, &mut |s| progress.push(s)).unwrap();
     // 1e3 is far past any usable rate: the test stops by itself.
     assert!(
         matches!(r.stop, Stop::Diverged { .. } | Stop::NonFinite { .. }),
@@ -378,17 +384,9 @@ fn lr_find_on_a_synthetic_problem_suggests_a_learning_rate_that_trains() {
     assert!((1e-3..=30.0).contains(&s), "suggested lr {s}");
     assert!(r.steepest.is_some(), "the curve descends somewhere");
     // It must train: one epoch from fresh parameters at the suggestion.
-    engine.set_params(&init).unwrap();
-    let train_cfg = TrainConfig {
-        epochs: 1,
-        batch_size: 32,
-        schedule: LrSchedule::new(s, Schedule::Constant),
-        sgd,
-        seed: 1,
-        validation: vec![],
-        early_stop_patience: None,
-    };
-    let mut trainer = Trainer::new(&mut engine, train_cfg, train.len()).unwrap();
+    let mut engine = open(s);
+    assert_eq!(engine.setup().init, init, "fresh parameters");
+    let mut trainer = Trainer::new(&mut engine).unwrap();
     let report = trainer.run_epoch(0, &mut |_| {}).unwrap();
     assert!(
         report.test_accuracy > 0.9,
@@ -438,11 +436,16 @@ fn lr_find_cli_writes_its_curve_and_suggestion() {
 /// An engine whose validation accuracy after epoch e is `curve[e]`: the sweep's pruning
 /// and ranking without any training.
 struct ScriptedEngine {
+    setup: RunSetup,
     curve: Vec<f64>,
     epoch: usize,
 }
 
 impl Engine for ScriptedEngine {
+    fn setup(&self) -> &RunSetup {
+        &self.setup
+    }
+
     fn describe(&self) -> String {
         "scripted".into()
     }
@@ -496,19 +499,31 @@ fn a_sweep_prunes_trials_behind_the_median_and_keeps_the_best_parameters() {
         // Far behind at epoch 1 (warm-up: kept), above the median at epoch 2 (kept).
         vec![0.10, 0.83, 0.92],
     ];
+    // 100 one-pixel samples, 10 of them held out for validation: 9 steps an epoch.
+    let samples = Dataset {
+        images: vec![0; 100],
+        labels: vec![0; 100],
+        rows: 1,
+        cols: 1,
+    };
+    let data = RunData {
+        train: &samples,
+        test: &samples,
+        classes: 4,
+    };
+    let cfg = RunConfig {
+        hidden: vec![8],
+        epochs: 3,
+        batch_size: 10,
+        schedule: LrSchedule::new(0.1, Schedule::Constant),
+        validation_split: 0.1,
+        ..RunConfig::default()
+    };
     for (i, curve) in curves.iter().enumerate() {
         let mut engine = ScriptedEngine {
+            setup: RunSetup::new(&cfg, data).unwrap(),
             curve: curve.clone(),
             epoch: 0,
-        };
-        let cfg = TrainConfig {
-            epochs: 3,
-            batch_size: 10,
-            schedule: LrSchedule::new(0.1, Schedule::Constant),
-            sgd: SgdConfig::default(),
-            seed: 1,
-            validation: (90..100).collect(),
-            early_stop_patience: None,
         };
         let trial = TrialConfig {
             lr: 0.1 * (i + 1) as f64,
@@ -520,7 +535,7 @@ fn a_sweep_prunes_trials_behind_the_median_and_keeps_the_best_parameters() {
         };
         let mut seen = Vec::new();
         let t = sweep
-            .run_trial(trial, cfg, &mut engine, 100, &mut |m: &EpochMetrics| {
+            .run_trial(trial, &mut engine, &mut |m: &EpochMetrics| {
                 seen.push(m.epoch)
             })
             .unwrap();

@@ -1,13 +1,18 @@
-//! Shared test fixtures: one GPU device per test binary, the real MNIST files, the step
-//! record of a kernel launch, seeded random inputs, and the tolerance rule.
+//! Shared test fixtures: one GPU device per test binary, the one way tests open an engine,
+//! the real MNIST files, the step record of a kernel launch, seeded random inputs, and the
+//! tolerance rule.
 #![allow(dead_code)]
 
 use std::sync::OnceLock;
 
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use wgtrain::data::Mnist;
-use wgtrain::gpu::{Gpu, GpuOptions, Kernels, StepRecord};
+use wgtrain::data::{Dataset, Mnist};
+use wgtrain::engine::{Engine, RunData};
+use wgtrain::gpu::autotune::MatmulChoice;
+use wgtrain::gpu::engine::GpuEngine;
+use wgtrain::gpu::{Gpu, GpuOptions, Kernels, MatmulVariant, StepRecord};
+use wgtrain::{Device, RunConfig};
 
 /// The device and kernels, created once per test binary. A missing adapter fails the
 /// test: CI installs lavapipe, and a GPU test must never pass by skipping.
@@ -20,6 +25,80 @@ pub fn gpu() -> &'static (Gpu, Kernels) {
         let kernels = Kernels::new(&gpu).expect("kernels build");
         (gpu, kernels)
     })
+}
+
+/// Where a test opens its engine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum On {
+    /// The CPU engine.
+    Cpu,
+    /// The GPU engine on [`gpu`], its matmul kernels chosen as given.
+    Gpu(MatmulChoice),
+}
+
+impl On {
+    /// The GPU engine with the adapter's default matmul variant.
+    pub fn default_gpu() -> On {
+        On::Gpu(MatmulVariant::default_for(&gpu().0).into())
+    }
+
+    /// The GPU engine with every matmul launch on `variant`.
+    pub fn gpu_variant(variant: MatmulVariant) -> On {
+        On::Gpu(variant.into())
+    }
+
+    /// `"gpu"` or `"cpu"`, for messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            On::Cpu => "cpu",
+            On::Gpu(_) => "gpu",
+        }
+    }
+
+    /// The device to open an engine on.
+    pub fn device(self) -> Device<'static> {
+        match self {
+            On::Cpu => Device::Cpu,
+            On::Gpu(matmul) => {
+                let (gpu, kernels) = gpu();
+                Device::Gpu {
+                    gpu,
+                    kernels,
+                    matmul,
+                }
+            }
+        }
+    }
+}
+
+/// A run's data: `train`, `test` and 10 classes (MNIST's, and every synthetic set's here
+/// unless a test says otherwise).
+pub fn data<'a>(train: &'a Dataset, test: &'a Dataset) -> RunData<'a> {
+    RunData {
+        train,
+        test,
+        classes: 10,
+    }
+}
+
+/// Opens the engine `on` for `cfg` on `data` ([`wgtrain::open`]), its parameters
+/// initialised from `cfg.seed`.
+pub fn engine<'a>(
+    on: On,
+    cfg: &RunConfig,
+    data: RunData<'a>,
+) -> wgtrain::Result<Box<dyn Engine + 'a>> {
+    wgtrain::open(on.device(), cfg, data)
+}
+
+/// The GPU engine as its concrete type, for what only it offers (profiling).
+pub fn gpu_engine(
+    matmul: MatmulChoice,
+    cfg: &RunConfig,
+    data: RunData<'_>,
+) -> wgtrain::Result<GpuEngine<'static>> {
+    let (gpu, kernels) = gpu();
+    GpuEngine::new(gpu, kernels, matmul, cfg, data)
 }
 
 /// The real MNIST files from `$MNIST_DIR` (loaded once).
