@@ -57,7 +57,7 @@ fn sgemm(
 }
 
 /// The CPU training engine. One step runs the same stages as the GPU engine's step plan
-/// (`crate::gpu::engine`), as method calls: [`CpuEngine::gather`], `forward`, `loss`
+/// (`crate::gpu::engine`), as method calls: `gather`, `forward`, `loss`
 /// (softmax-cross-entropy), `backward` (weight, bias and input gradients per layer, last to
 /// first) and `update` (SGD).
 pub struct CpuEngine<'a> {

@@ -1,20 +1,7 @@
 //! The step plan: a training step and an evaluation pass as named stages, each a short
-//! function that returns its dispatches, in the order they run (llm.c's
-//! `matmul_forward` / `crossentropy_softmax_backward` / `update` reading). For an MLP of L
-//! layers a training step is `1 + L + 1 + 2L + (L - 1) + 1` dispatches (10 for one hidden
-//! layer):
-//! ```text
-//! gather      gather_normalize        X [B, I], y [B]
-//! forward     matmul per layer        H_l = ReLU(H_{l-1} · W_lᵀ + b_l); the last gives logits [B, C]
-//! loss        softmax_cross_entropy   dlogits, per-step Σ loss and Σ correct
-//! backward    per layer, last to first:
-//!               matmul     dW_l = dZ_lᵀ · H_{l-1}
-//!               column_sum db_l = colsum(dZ_l)
-//!               matmul     dZ_{l-1} = (dZ_l · W_l) ⊙ [H_{l-1} > 0]   (l > 0)
-//! update      sgd_update              all parameters at once
-//! ```
-//! Evaluation is `gather`, `forward` and `loss` (without gradient) over a held-out set. The
-//! matmul kernels were chosen before building, by the tuning step ([`super::tuning`]).
+//! function that returns its dispatches, in the order they run. The step itself is drawn
+//! in the engine's module docs (`super`). The matmul kernels were chosen before building,
+//! by the tuning step (`super::tuning`).
 
 use crate::error::Result;
 use crate::gpu::kernels::matmul::BatchDim;
