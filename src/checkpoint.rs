@@ -1,18 +1,139 @@
 //! Checkpoints in safetensors, under PyTorch `nn.Sequential` names (`0.weight`, `0.bias`,
-//! `2.weight`, `2.bias`, ...; the odd indices are the ReLUs), f32, weight `[O, I]`, bias
-//! `[O]`: `model.load_state_dict(safetensors.torch.load_file(path))` loads them into
+//! `2.weight`, `2.bias`, ...; the odd indices are the ReLUs), weight `[O, I]`, bias `[O]`:
+//! `model.load_state_dict(safetensors.torch.load_file(path))` loads them into
 //! `nn.Sequential(nn.Linear(I, H), nn.ReLU(), nn.Linear(H, C))` unchanged.
+//!
+//! Tensors are written as f32 by default, or as f16 or bf16 ([`WeightDtype`]; safetensors
+//! `F16`/`BF16` load as `torch.float16`/`torch.bfloat16`), rounded to nearest even as
+//! PyTorch's `.half()`/`.bfloat16()` round; [`load`] reads all three back to f32.
 //!
 //! Writes are atomic: a temporary file in the same directory, fsynced, then renamed over
 //! the target, so an interrupted run never leaves a half-written file; non-finite weights
-//! are refused, so a diverged run never overwrites a good checkpoint.
+//! are refused, so a diverged run never overwrites a good checkpoint, and so are weights
+//! that the narrower dtypes would turn into infinities.
 
+use std::fmt;
 use std::path::Path;
 
+use half::{bf16, f16};
 use safetensors::tensor::{Dtype, SafeTensors};
 
 use crate::error::{Error, Result};
 use crate::model::{MlpSpec, Normalization};
+
+/// The element type a checkpoint's tensors are stored in. Training always runs in f32;
+/// `F16` and `Bf16` halve the file and round each weight to the nearest representable
+/// value, ties to even (IEEE 754 default rounding, as `torch.Tensor.half()` and
+/// `.bfloat16()` do).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WeightDtype {
+    /// IEEE 754 binary32, `torch.float32` (safetensors `F32`): the weights as trained.
+    #[default]
+    F32,
+    /// IEEE 754 binary16, `torch.float16` (safetensors `F16`): 11 significant bits,
+    /// largest finite value 65504.
+    F16,
+    /// bfloat16, `torch.bfloat16` (safetensors `BF16`): 8 significant bits, f32's exponent
+    /// range (largest finite value about 3.39e38).
+    Bf16,
+}
+
+impl WeightDtype {
+    /// The dtype's name in a safetensors header: `F32`, `F16` or `BF16`.
+    pub fn safetensors_name(self) -> &'static str {
+        match self {
+            WeightDtype::F32 => "F32",
+            WeightDtype::F16 => "F16",
+            WeightDtype::Bf16 => "BF16",
+        }
+    }
+
+    /// The PyTorch dtype a tensor of this type loads as, e.g. `torch.float16`.
+    pub fn torch_name(self) -> &'static str {
+        match self {
+            WeightDtype::F32 => "torch.float32",
+            WeightDtype::F16 => "torch.float16",
+            WeightDtype::Bf16 => "torch.bfloat16",
+        }
+    }
+
+    /// The dtype of a safetensors tensor, when it is one of the three [`load`] reads.
+    pub fn from_safetensors(dtype: Dtype) -> Option<Self> {
+        match dtype {
+            Dtype::F32 => Some(WeightDtype::F32),
+            Dtype::F16 => Some(WeightDtype::F16),
+            Dtype::BF16 => Some(WeightDtype::Bf16),
+            _ => None,
+        }
+    }
+
+    /// The largest finite value and the wider dtypes, as a refusal to narrow says them.
+    fn range(self) -> (&'static str, &'static str) {
+        match self {
+            WeightDtype::F32 => ("3.4028235e38", "none"),
+            WeightDtype::F16 => ("65504", "bf16 and f32"),
+            WeightDtype::Bf16 => ("3.3895314e38", "f32"),
+        }
+    }
+
+    /// `values` as little-endian bytes of this dtype (the f32 bytes unchanged), or the
+    /// index of the first value that rounds to an infinity in it.
+    fn encode(self, values: &[f32]) -> std::result::Result<Vec<u8>, usize> {
+        // Rounding to nearest even maps a finite f32 to an infinity exactly when it is
+        // beyond the narrower type's range.
+        fn narrow(
+            values: &[f32],
+            to_bits: impl Fn(f32) -> (bool, u16),
+        ) -> std::result::Result<Vec<u8>, usize> {
+            let mut out = Vec::with_capacity(2 * values.len());
+            for (i, &v) in values.iter().enumerate() {
+                let (overflows, bits) = to_bits(v);
+                if overflows {
+                    return Err(i);
+                }
+                out.extend_from_slice(&bits.to_le_bytes());
+            }
+            Ok(out)
+        }
+        match self {
+            WeightDtype::F32 => Ok(bytemuck::cast_slice(values).to_vec()),
+            WeightDtype::F16 => narrow(values, |v| {
+                let h = f16::from_f32(v);
+                (h.is_infinite(), h.to_bits())
+            }),
+            WeightDtype::Bf16 => narrow(values, |v| {
+                let h = bf16::from_f32(v);
+                (h.is_infinite(), h.to_bits())
+            }),
+        }
+    }
+
+    /// Little-endian `bytes` of this dtype as f32 (exact: f32 holds every f16 and bf16).
+    fn decode(self, bytes: &[u8]) -> Vec<f32> {
+        match self {
+            WeightDtype::F32 => bytemuck::pod_collect_to_vec(bytes),
+            WeightDtype::F16 => bytes
+                .chunks_exact(2)
+                .map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+            WeightDtype::Bf16 => bytes
+                .chunks_exact(2)
+                .map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+        }
+    }
+}
+
+/// Lower case, as the CLI spells it: `f32`, `f16`, `bf16`.
+impl fmt::Display for WeightDtype {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            WeightDtype::F32 => "f32",
+            WeightDtype::F16 => "f16",
+            WeightDtype::Bf16 => "bf16",
+        })
+    }
+}
 
 fn err(path: &Path, reason: impl Into<String>) -> Error {
     Error::Checkpoint {
@@ -21,13 +142,28 @@ fn err(path: &Path, reason: impl Into<String>) -> Error {
     }
 }
 
-/// Saves the flat parameters of `spec` to `path`.
+/// Saves the flat parameters of `spec` to `path`, as f32.
 ///
 /// # Errors
 /// [`Error::Checkpoint`] when a weight is not finite (nothing is written) or the file
 /// cannot be written (the previous file, if any, is left intact).
 pub fn save(path: &Path, spec: &MlpSpec, params: &[f32], norm: Normalization) -> Result<()> {
-    save_with_metadata(path, spec, params, norm, &[])
+    save_as_with_metadata(path, spec, params, norm, WeightDtype::F32, &[])
+}
+
+/// As [`save`], with the tensors stored as `dtype`.
+///
+/// # Errors
+/// As [`save`]; also when a weight is beyond `dtype`'s range (a value over 65504 in
+/// magnitude for f16), naming the tensor, the element and the value.
+pub fn save_as(
+    path: &Path,
+    spec: &MlpSpec,
+    params: &[f32],
+    norm: Normalization,
+    dtype: WeightDtype,
+) -> Result<()> {
+    save_as_with_metadata(path, spec, params, norm, dtype, &[])
 }
 
 /// As [`save`], with `extra` `(key, value)` pairs added to the safetensors metadata (e.g.
@@ -40,6 +176,21 @@ pub fn save_with_metadata(
     spec: &MlpSpec,
     params: &[f32],
     norm: Normalization,
+    extra: &[(&str, String)],
+) -> Result<()> {
+    save_as_with_metadata(path, spec, params, norm, WeightDtype::F32, extra)
+}
+
+/// As [`save_with_metadata`], with the tensors stored as `dtype`.
+///
+/// # Errors
+/// As [`save_as`].
+pub fn save_as_with_metadata(
+    path: &Path,
+    spec: &MlpSpec,
+    params: &[f32],
+    norm: Normalization,
+    dtype: WeightDtype,
     extra: &[(&str, String)],
 ) -> Result<()> {
     let layout = spec.layout();
@@ -59,16 +210,23 @@ pub fn save_with_metadata(
                 ));
             }
         }
-        tensors.push((
-            format!("{}.weight", 2 * l),
-            vec![s.outputs, s.inputs],
-            bytemuck::cast_slice(w).to_vec(),
-        ));
-        tensors.push((
-            format!("{}.bias", 2 * l),
-            vec![s.outputs],
-            bytemuck::cast_slice(b).to_vec(),
-        ));
+        for (name, shape, t) in [
+            ("weight", vec![s.outputs, s.inputs], w),
+            ("bias", vec![s.outputs], b),
+        ] {
+            let bytes = dtype.encode(t).map_err(|i| {
+                let (largest, wider) = dtype.range();
+                err(
+                    path,
+                    format!(
+                        "refusing to save as {dtype}: {}.{name}[{i}] is {:e}, beyond {dtype}'s largest finite value {largest} ({wider} can hold it)",
+                        2 * l,
+                        t[i],
+                    ),
+                )
+            })?;
+            tensors.push((format!("{}.{name}", 2 * l), shape, bytes));
+        }
     }
     // A fixed order (ours, then `extra` as given) so the same weights give the same bytes.
     let mut meta = vec![
@@ -77,15 +235,15 @@ pub fn save_with_metadata(
         ("wgtrain.normalize", format!("{},{}", norm.mean, norm.std)),
     ];
     meta.extend(extra.iter().cloned());
-    let bytes = serialize(&tensors, &meta);
+    let bytes = serialize(&tensors, dtype, &meta);
     // The file must read back as safetensors (a header bug would otherwise only show in
     // PyTorch); this is cheap next to the write.
     SafeTensors::deserialize(&bytes).map_err(|e| err(path, e.to_string()))?;
     crate::output::write_atomically(path, &bytes)
 }
 
-/// Serialises f32 tensors `(name, shape, little-endian bytes)` and string metadata into the
-/// safetensors format, in the order given: an 8-byte little-endian header length, the JSON
+/// Serialises tensors `(name, shape, little-endian bytes)`, all of `dtype`, and string
+/// metadata into the safetensors format, in the order given: an 8-byte little-endian header length, the JSON
 /// header (`__metadata__` first, then one entry per tensor; padded with spaces to a multiple
 /// of 8 bytes), then the tensors' bytes back to back.
 ///
@@ -93,7 +251,11 @@ pub fn save_with_metadata(
 /// random per process, so two identical runs wrote different bytes (issue 10, item 4);
 /// writing the header here in a fixed order makes the file a function of its contents.
 /// Format: <https://github.com/huggingface/safetensors#format>.
-fn serialize(tensors: &[(String, Vec<usize>, Vec<u8>)], metadata: &[(&str, String)]) -> Vec<u8> {
+fn serialize(
+    tensors: &[(String, Vec<usize>, Vec<u8>)],
+    dtype: WeightDtype,
+    metadata: &[(&str, String)],
+) -> Vec<u8> {
     // serde_json::to_string of a &str cannot fail: it only escapes.
     let quote = |s: &str| serde_json::to_string(s).expect("a string serialises to JSON");
     let mut header = String::from("{\"__metadata__\":{");
@@ -108,8 +270,9 @@ fn serialize(tensors: &[(String, Vec<usize>, Vec<u8>)], metadata: &[(&str, Strin
     for (name, shape, data) in tensors {
         let dims: Vec<String> = shape.iter().map(usize::to_string).collect();
         header.push_str(&format!(
-            ",{}:{{\"dtype\":\"F32\",\"shape\":[{}],\"data_offsets\":[{offset},{}]}}",
+            ",{}:{{\"dtype\":\"{}\",\"shape\":[{}],\"data_offsets\":[{offset},{}]}}",
             quote(name),
+            dtype.safetensors_name(),
             dims.join(","),
             offset + data.len()
         ));
@@ -142,8 +305,8 @@ pub struct Checkpoint {
 /// its input normalisation.
 ///
 /// # Errors
-/// [`Error::Checkpoint`] when the file is not safetensors, a tensor is missing, not f32,
-/// or shapes do not chain (`weight [O, I]` of one layer must feed the next).
+/// [`Error::Checkpoint`] when the file is not safetensors, a tensor is missing, is not
+/// F32, F16 or BF16 (each tensor is read back to f32 on its own), or shapes do not chain (`weight [O, I]` of one layer must feed the next).
 pub fn load(path: &Path) -> Result<Checkpoint> {
     let bytes = std::fs::read(path).map_err(|e| Error::Io {
         path: path.to_path_buf(),
@@ -161,10 +324,13 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
             .tensor(&bname)
             .map_err(|_| err(path, format!("has {wname} but no {bname}")))?;
         for (n, t) in [(&wname, &w), (&bname, &b)] {
-            if t.dtype() != Dtype::F32 {
+            if WeightDtype::from_safetensors(t.dtype()).is_none() {
                 return Err(err(
                     path,
-                    format!("{n} is {:?}; only F32 is supported", t.dtype()),
+                    format!(
+                        "{n} is {:?}; only F32, F16 and BF16 are supported",
+                        t.dtype()
+                    ),
                 ));
             }
         }
@@ -206,8 +372,11 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
     let layout = spec.layout();
     let mut params = vec![0.0f32; layout.len];
     for (l, (s, (w, b))) in layout.layers.iter().zip(&tensors).enumerate() {
-        let wv: Vec<f32> = bytemuck::pod_collect_to_vec(w.data());
-        let bv: Vec<f32> = bytemuck::pod_collect_to_vec(b.data());
+        // Both dtypes were checked above.
+        let read = |t: &safetensors::tensor::TensorView<'_>| {
+            WeightDtype::from_safetensors(t.dtype()).map_or_else(Vec::new, |d| d.decode(t.data()))
+        };
+        let (wv, bv) = (read(w), read(b));
         if let Some(i) = wv.iter().chain(&bv).position(|v| !v.is_finite()) {
             return Err(err(
                 path,
@@ -344,5 +513,234 @@ mod tests {
         );
         std::fs::write(&path, b"hello").unwrap();
         assert!(matches!(load(&path), Err(Error::Checkpoint { .. })));
+    }
+
+    /// The JSON header of a safetensors file: its first 8 bytes are the header's
+    /// little-endian length.
+    fn header(bytes: &[u8]) -> serde_json::Value {
+        let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+        serde_json::from_slice(&bytes[8..8 + n]).unwrap()
+    }
+
+    /// A 4-2 model (weight [2, 4], bias [2]) holding `weight` and `bias`.
+    fn model(weight: [f32; 8], bias: [f32; 2]) -> (MlpSpec, Vec<f32>) {
+        let spec = MlpSpec::new(4, &[], 2).unwrap();
+        let slot = &spec.layout().layers[0];
+        let mut params = vec![0.0f32; spec.layout().len];
+        params[slot.weight..slot.weight + 8].copy_from_slice(&weight);
+        params[slot.bias..slot.bias + 2].copy_from_slice(&bias);
+        (spec, params)
+    }
+
+    /// f16 and bf16 round to nearest, ties to even, as `torch.Tensor.half()` and
+    /// `.bfloat16()`; values either type holds come back exactly, the others as the
+    /// rounded value. The expected bit patterns are written out from the formats'
+    /// definitions (1 sign, 5 exponent, 10 fraction bits for f16; 1, 8, 7 for bf16).
+    #[test]
+    fn f16_and_bf16_round_to_nearest_even_and_load_back_as_f32() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.safetensors");
+        let exact = [0.5f32, -2.0, 1.0 / 1024.0, 0.0, -0.75, 3.0];
+        let (f16_tie_down, f16_tie_up) = (1.0 + 2f32.powi(-11), 1.0 + 3.0 * 2f32.powi(-11));
+        let (bf16_tie_down, bf16_tie_up) = (1.0 + 2f32.powi(-8), 1.0 + 3.0 * 2f32.powi(-8));
+        let weight = [
+            exact[0], exact[1], exact[2], exact[3], exact[4], exact[5], 0.1, -0.1,
+        ];
+        for (dtype, ties, tenth) in [
+            // 0.1 is 0x2E66 in f16 (0.0999755859375) and 0x3DCD in bf16 (0.10009765625).
+            (
+                WeightDtype::F16,
+                [f16_tie_down, f16_tie_up],
+                f32::from_bits(0x3DCC_C000),
+            ),
+            (
+                WeightDtype::Bf16,
+                [bf16_tie_down, bf16_tie_up],
+                f32::from_bits(0x3DCD_0000),
+            ),
+        ] {
+            let (spec, params) = model(weight, ties);
+            save_as(&path, &spec, &params, Normalization::MNIST, dtype).unwrap();
+            let ck = load(&path).unwrap();
+            assert_eq!(ck.spec, spec);
+            assert_eq!(ck.normalization, Some(Normalization::MNIST));
+            let slot = &spec.layout().layers[0];
+            let w = &ck.params[slot.weight..slot.weight + 8];
+            let b = &ck.params[slot.bias..slot.bias + 2];
+            assert_eq!(w[..6], exact, "{dtype}: exactly representable values");
+            assert_eq!([w[6], w[7]], [tenth, -tenth], "{dtype}: 0.1 rounded");
+            // Halfway cases go to the even neighbour: down to 1, up to 1 + 2 ulp.
+            let ulp = if dtype == WeightDtype::F16 {
+                2f32.powi(-10)
+            } else {
+                2f32.powi(-7)
+            };
+            assert_eq!(b, [1.0, 1.0 + 2.0 * ulp], "{dtype}: ties to even");
+            // And the same as the half crate's own conversion.
+            let via_half: Vec<f32> = weight
+                .iter()
+                .map(|&v| match dtype {
+                    WeightDtype::F16 => f16::from_f32(v).to_f32(),
+                    _ => bf16::from_f32(v).to_f32(),
+                })
+                .collect();
+            assert_eq!(w, via_half, "{dtype}");
+        }
+        assert_eq!(f16::from_f32(0.1).to_bits(), 0x2E66);
+        assert_eq!(bf16::from_f32(0.1).to_bits(), 0x3DCD);
+    }
+
+    /// An f16 file, byte for byte from the format's definition: the header names `F16`,
+    /// each value takes 2 little-endian bytes, the metadata and its order are unchanged; and
+    /// the `safetensors` crate's reader (the format's reference implementation, which
+    /// `safetensors.torch.load_file` wraps) reads it as F16 with those bytes.
+    #[test]
+    fn f16_checkpoint_bytes_follow_the_format() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = MlpSpec::new(2, &[], 1).unwrap();
+        let slot = &spec.layout().layers[0];
+        let mut params = vec![0.0f32; spec.layout().len];
+        params[slot.weight..slot.weight + 2].copy_from_slice(&[1.0, -2.0]);
+        params[slot.bias] = 0.5;
+        let path = dir.path().join("m.safetensors");
+        save_as(
+            &path,
+            &spec,
+            &params,
+            Normalization::MNIST,
+            WeightDtype::F16,
+        )
+        .unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let header = r#"{"__metadata__":{"format":"pt","wgtrain.sizes":"2-1","wgtrain.normalize":"0.1307,0.3081"},"0.weight":{"dtype":"F16","shape":[1,2],"data_offsets":[0,4]},"0.bias":{"dtype":"F16","shape":[1],"data_offsets":[4,6]}}"#;
+        let padded = format!("{header:<width$}", width = header.len().next_multiple_of(8));
+        let mut want = (padded.len() as u64).to_le_bytes().to_vec();
+        want.extend_from_slice(padded.as_bytes());
+        // 1.0 = 0x3C00, -2.0 = 0xC000, 0.5 = 0x3800 in binary16.
+        want.extend_from_slice(&[0x00, 0x3C, 0x00, 0xC0, 0x00, 0x38]);
+        assert_eq!(bytes, want);
+        let st = SafeTensors::deserialize(&bytes).unwrap();
+        let w = st.tensor("0.weight").unwrap();
+        assert_eq!((w.dtype(), w.shape()), (Dtype::F16, &[1, 2][..]));
+        assert_eq!(w.data(), [0x00, 0x3C, 0x00, 0xC0]);
+        assert_eq!(st.tensor("0.bias").unwrap().dtype(), Dtype::F16);
+    }
+
+    #[test]
+    fn the_header_names_the_saved_dtype_and_two_bytes_per_narrow_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.safetensors");
+        let spec = MlpSpec::new(5, &[3], 2).unwrap();
+        let params = spec.init(4);
+        for (dtype, name, size) in [
+            (WeightDtype::F32, "F32", 4),
+            (WeightDtype::F16, "F16", 2),
+            (WeightDtype::Bf16, "BF16", 2),
+        ] {
+            save_as(&path, &spec, &params, Normalization::UNIT, dtype).unwrap();
+            let h = header(&std::fs::read(&path).unwrap());
+            for (t, n) in [
+                ("0.weight", 15),
+                ("0.bias", 3),
+                ("2.weight", 6),
+                ("2.bias", 2),
+            ] {
+                assert_eq!(h[t]["dtype"], name, "{t} {h}");
+                let o = &h[t]["data_offsets"];
+                assert_eq!(o[1].as_u64().unwrap() - o[0].as_u64().unwrap(), n * size);
+            }
+            assert_eq!(dtype.safetensors_name(), name);
+        }
+        // f32 stays what `save` writes, byte for byte.
+        save_as(&path, &spec, &params, Normalization::UNIT, WeightDtype::F32).unwrap();
+        let as_f32 = std::fs::read(&path).unwrap();
+        save(&path, &spec, &params, Normalization::UNIT).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), as_f32);
+    }
+
+    /// f16 tops out at 65504: a weight beyond it would be written as an infinity, so the
+    /// save is refused, naming the tensor, the element and the value, and the previous
+    /// file stays. bf16 has f32's exponent range and keeps 1e30 (to 8 significant bits).
+    #[test]
+    fn a_weight_beyond_f16_range_is_refused_and_bf16_keeps_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.safetensors");
+        // 65519 rounds down to 65504; 65520 is halfway to 65536 (an infinity) and rounds up.
+        let (spec, fits) = model([65504.0, -65519.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], [0.0; 2]);
+        save_as(&path, &spec, &fits, Normalization::UNIT, WeightDtype::F16).unwrap();
+        let good = load(&path).unwrap().params;
+        assert_eq!(good[spec.layout().layers[0].weight + 1], -65504.0);
+        for (big, shown) in [(65520.0f32, "6.552e4"), (1e30, "1e30")] {
+            let (_, params) = model([0.0; 8], [0.0, -big]);
+            let e = save_as(&path, &spec, &params, Normalization::UNIT, WeightDtype::F16)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains(&format!("refusing to save as f16: 0.bias[1] is -{shown}, beyond f16's largest finite value 65504")),
+                "{e}"
+            );
+            assert_eq!(load(&path).unwrap().params, good, "the previous file stays");
+        }
+        let (_, params) = model([1e30, -1e30, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], [0.0; 2]);
+        save_as(
+            &path,
+            &spec,
+            &params,
+            Normalization::UNIT,
+            WeightDtype::Bf16,
+        )
+        .unwrap();
+        let back = &load(&path).unwrap().params[spec.layout().layers[0].weight..][..2];
+        assert_eq!(
+            back,
+            [
+                bf16::from_f32(1e30).to_f32(),
+                -bf16::from_f32(1e30).to_f32()
+            ]
+        );
+        assert!((back[0] / 1e30 - 1.0).abs() <= 2f32.powi(-9));
+        // Only the top of f32's range is beyond bf16's.
+        let (_, params) = model([f32::MAX, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], [0.0; 2]);
+        let e = save_as(
+            &path,
+            &spec,
+            &params,
+            Normalization::UNIT,
+            WeightDtype::Bf16,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("0.weight[0] is 3.4028235e38, beyond bf16's"),
+            "{e}"
+        );
+    }
+
+    /// A tensor of another dtype (here F64, as `model.double()` would save) is refused,
+    /// naming the tensor, its dtype and the ones supported.
+    #[test]
+    fn other_dtypes_are_refused_naming_the_tensor() {
+        use safetensors::tensor::TensorView;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.safetensors");
+        let w = vec![0u8; 8 * 6];
+        let b = vec![0u8; 2 * 2];
+        let bytes = safetensors::tensor::serialize(
+            [
+                (
+                    "0.weight",
+                    TensorView::new(Dtype::F64, vec![2, 3], &w).unwrap(),
+                ),
+                ("0.bias", TensorView::new(Dtype::F16, vec![2], &b).unwrap()),
+            ],
+            None,
+        )
+        .unwrap();
+        std::fs::write(&path, bytes).unwrap();
+        let e = load(&path).unwrap_err().to_string();
+        assert!(
+            e.contains("0.weight is F64; only F32, F16 and BF16 are supported"),
+            "{e}"
+        );
     }
 }

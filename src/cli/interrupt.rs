@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use wgtrain::checkpoint;
+use wgtrain::checkpoint::{self, WeightDtype};
 use wgtrain::model::{MlpSpec, Normalization};
 use wgtrain::train::Trainer;
 
@@ -44,15 +44,17 @@ pub fn stop_flag() -> Arc<AtomicBool> {
 /// Saves the weights an interrupted run reached, with metadata saying where it stopped:
 /// `wgtrain.interrupted = true`, `wgtrain.epoch` (1-based, the epoch that was running),
 /// `wgtrain.step` (its steps that finished), `wgtrain.steps_per_epoch` and
-/// `wgtrain.global_step` (steps since the start of the run).
+/// `wgtrain.global_step` (steps since the start of the run), with the tensors stored as
+/// `dtype` (the run's `--save-dtype`).
 ///
 /// # Errors
-/// As [`checkpoint::save`]; `interrupted` must be [`wgtrain::Error::Interrupted`].
+/// As [`checkpoint::save_as`]; `interrupted` must be [`wgtrain::Error::Interrupted`].
 pub fn save_interrupted(
     path: &Path,
     spec: &MlpSpec,
     trainer: &mut Trainer<'_>,
     norm: Normalization,
+    dtype: WeightDtype,
     interrupted: &wgtrain::Error,
 ) -> anyhow::Result<()> {
     let wgtrain::Error::Interrupted { epoch, step, steps } = *interrupted else {
@@ -60,11 +62,12 @@ pub fn save_interrupted(
     };
     let global = trainer.global_step();
     let params = trainer.engine().params()?;
-    checkpoint::save_with_metadata(
+    checkpoint::save_as_with_metadata(
         path,
         spec,
         &params,
         norm,
+        dtype,
         &[
             ("wgtrain.interrupted", "true".into()),
             ("wgtrain.epoch", epoch.to_string()),

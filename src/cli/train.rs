@@ -6,11 +6,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use clap::Args;
+use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use wgtrain::RunConfig;
-use wgtrain::checkpoint;
+use wgtrain::checkpoint::{self, WeightDtype};
 use wgtrain::engine::{Engine, RunData};
 use wgtrain::lock::OutputLock;
 use wgtrain::output::OutputKind;
@@ -51,6 +51,12 @@ pub struct TrainArgs {
     /// Save the weights of the epoch with the best validation loss (needs --val-split).
     #[arg(long, value_name = "FILE.safetensors")]
     pub save_best: Option<PathBuf>,
+    /// Element type of the tensors --save and --save-best write (an interrupted run's
+    /// --save too): f32 (torch.float32, 4 bytes per weight; default), f16 (torch.float16,
+    /// 2 bytes; a weight beyond ±65504 is refused) or bf16 (torch.bfloat16, 2 bytes, f32's
+    /// range); rounded to nearest even, as PyTorch's .half() and .bfloat16() round.
+    #[arg(long, value_enum, value_name = "DTYPE")]
+    pub save_dtype: Option<SaveDtype>,
     /// Write learning curves (learning_curves.png and .svg) to this directory after training
     /// (created if missing; its parent must exist).
     #[arg(long, value_name = "DIR")]
@@ -74,6 +80,24 @@ pub struct TrainArgs {
     pub profile_steps: usize,
 }
 
+/// `--save-dtype`: the element type of saved checkpoints.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SaveDtype {
+    F32,
+    F16,
+    Bf16,
+}
+
+impl From<SaveDtype> for WeightDtype {
+    fn from(d: SaveDtype) -> Self {
+        match d {
+            SaveDtype::F32 => WeightDtype::F32,
+            SaveDtype::F16 => WeightDtype::F16,
+            SaveDtype::Bf16 => WeightDtype::Bf16,
+        }
+    }
+}
+
 /// Runs `wgtrain train`.
 pub fn train_command(a: TrainArgs) -> Result<()> {
     let h = &a.hyper;
@@ -91,6 +115,13 @@ pub fn train_command(a: TrainArgs) -> Result<()> {
                 .as_ref()
                 .map_or(String::new(), |p| p.display().to_string()),
             "needs a validation split (--val-split 0.1)",
+        ));
+    }
+    if let (Some(d), None, None) = (a.save_dtype, &a.save, &a.save_best) {
+        return Err(usage(
+            "save-dtype",
+            WeightDtype::from(d),
+            "applies to --save and --save-best only, and this run saves no weights",
         ));
     }
     // Flags that need no data, and output paths, are checked before loading anything.
@@ -154,6 +185,7 @@ pub fn train_command(a: TrainArgs) -> Result<()> {
 fn run_training(a: &TrainArgs, engine: &mut dyn Engine) -> Result<()> {
     let (cfg, spec) = (&engine.setup().config, &engine.setup().spec);
     let (cfg, spec, norm) = (cfg.clone(), spec.clone(), cfg.normalization);
+    let dtype = a.save_dtype.map_or(WeightDtype::F32, WeightDtype::from);
     let spec = &spec;
     // The GPU path launches kernels; the CPU path runs the same stages as function calls.
     let unit = match a.device.device {
@@ -255,7 +287,7 @@ fn run_training(a: &TrainArgs, engine: &mut dyn Engine) -> Result<()> {
             .with_context(|| format!("writing the metrics file {}", path.display()))?;
         }
         if let (Some(path), true) = (&a.save_best, trainer.last_was_best()) {
-            checkpoint::save(path, spec, &trainer.engine().params()?, norm)?;
+            checkpoint::save_as(path, spec, &trainer.engine().params()?, norm, dtype)?;
             if let Some(v) = report.val_loss {
                 eprintln!(
                     "saved the best model so far (epoch {}, validation loss {v:.4}) to {}",
@@ -282,9 +314,9 @@ fn run_training(a: &TrainArgs, engine: &mut dyn Engine) -> Result<()> {
     }
     if let Some(path) = &a.save {
         match &interrupted {
-            Some(e) => interrupt::save_interrupted(path, spec, &mut trainer, norm, e)?,
+            Some(e) => interrupt::save_interrupted(path, spec, &mut trainer, norm, dtype, e)?,
             None => {
-                checkpoint::save(path, spec, &trainer.engine().params()?, norm)?;
+                checkpoint::save_as(path, spec, &trainer.engine().params()?, norm, dtype)?;
                 eprintln!("saved {}", path.display());
             }
         }
@@ -333,4 +365,41 @@ pub(crate) fn plot_run(history: &[EpochMetrics], dir: &Path, title: &str) -> Res
         eprintln!("wrote {}", p.display());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    /// `--save-dtype` names each choice's PyTorch dtype and size, and maps to the
+    /// checkpoint dtype of the same name.
+    #[test]
+    fn save_dtype_help_names_the_pytorch_dtypes() {
+        let cmd = super::super::Cli::command();
+        let train = cmd.find_subcommand("train").expect("train");
+        let arg = train
+            .get_arguments()
+            .find(|a| a.get_id() == "save_dtype")
+            .expect("train has --save-dtype");
+        let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+        for want in [
+            "torch.float32",
+            "torch.float16",
+            "torch.bfloat16",
+            "bytes per weight",
+            "65504",
+        ] {
+            assert!(help.contains(want), "{help:?} lacks {want:?}");
+        }
+        for (d, name) in [
+            (SaveDtype::F32, "f32"),
+            (SaveDtype::F16, "f16"),
+            (SaveDtype::Bf16, "bf16"),
+        ] {
+            assert_eq!(d.to_possible_value().unwrap().get_name(), name);
+            assert_eq!(WeightDtype::from(d).to_string(), name);
+        }
+    }
 }
