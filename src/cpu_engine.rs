@@ -240,15 +240,6 @@ impl Engine for CpuEngine<'_> {
         format!("cpu: matrixmultiply SGEMM, {threads} threads")
     }
 
-    fn train_epoch(
-        &mut self,
-        order: &[u32],
-        steps: &[StepRecord],
-        progress: &mut dyn FnMut(usize),
-    ) -> Result<Vec<StepSums>> {
-        self.train_epoch_until(order, steps, progress, &AtomicBool::new(false))
-    }
-
     /// Checks `stop` before every step: an interrupted epoch ends after the step it was in.
     fn train_epoch_until(
         &mut self,

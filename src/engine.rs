@@ -119,38 +119,36 @@ pub trait Engine {
     /// One line naming the device, e.g. `gpu: llvmpipe (Cpu, Vulkan)` or `cpu: 2 threads`.
     fn describe(&self) -> String;
 
-    /// Runs one epoch: the minibatches given by `steps` over the training-sample `order`.
+    /// Runs one epoch: the minibatches given by `steps` over the training-sample `order`,
+    /// stopping at a step boundary once `stop` is set (by a Ctrl-C handler, say).
     /// `progress` is called with the number of finished steps now and then. Returns the
-    /// per-step sums, read back once at the end of the epoch.
+    /// per-step sums of the steps that ran (`steps.len()` of them unless stopped), read back
+    /// once at the end; the parameters are those after the last of them. The GPU engine
+    /// stops after the command buffers already submitted (at most a few times 64 steps),
+    /// the CPU engine after the step it is in.
     ///
     /// # Errors
     /// Device errors. A non-finite loss is not an error here: it shows in the sums and the
     /// trainer reports it (the GPU engine then leaves the parameters untouched).
-    fn train_epoch(
-        &mut self,
-        order: &[u32],
-        steps: &[StepRecord],
-        progress: &mut dyn FnMut(usize),
-    ) -> Result<Vec<StepSums>>;
-
-    /// As [`Engine::train_epoch`], but stops at a step boundary once `stop` is set (by a
-    /// Ctrl-C handler, say): the returned sums cover the steps that ran, `steps.len()` of
-    /// them or fewer, and the parameters are those after the last of them. The GPU engine
-    /// stops after the command buffers already submitted (at most a few times 64 steps),
-    /// the CPU engine after the step it is in. The default ignores `stop` and runs the
-    /// whole epoch.
-    ///
-    /// # Errors
-    /// As [`Engine::train_epoch`].
     fn train_epoch_until(
         &mut self,
         order: &[u32],
         steps: &[StepRecord],
         progress: &mut dyn FnMut(usize),
         stop: &AtomicBool,
+    ) -> Result<Vec<StepSums>>;
+
+    /// [`Engine::train_epoch_until`] without a stop flag: the whole epoch.
+    ///
+    /// # Errors
+    /// As [`Engine::train_epoch_until`].
+    fn train_epoch(
+        &mut self,
+        order: &[u32],
+        steps: &[StepRecord],
+        progress: &mut dyn FnMut(usize),
     ) -> Result<Vec<StepSums>> {
-        let _ = stop;
-        self.train_epoch(order, steps, progress)
+        self.train_epoch_until(order, steps, progress, &AtomicBool::new(false))
     }
 
     /// Evaluates the current parameters on a held-out set.

@@ -450,11 +450,12 @@ impl Engine for ScriptedEngine {
         "scripted".into()
     }
 
-    fn train_epoch(
+    fn train_epoch_until(
         &mut self,
         _order: &[u32],
         steps: &[StepRecord],
         _progress: &mut dyn FnMut(usize),
+        _stop: &std::sync::atomic::AtomicBool,
     ) -> wgtrain::Result<Vec<StepSums>> {
         self.epoch += 1;
         Ok(steps.iter().map(|s| [0.5 * s.batch as f32, 0.0]).collect())

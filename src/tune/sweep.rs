@@ -37,15 +37,6 @@ impl Engine for Blindfold<'_> {
         self.0.describe()
     }
 
-    fn train_epoch(
-        &mut self,
-        order: &[u32],
-        steps: &[StepRecord],
-        progress: &mut dyn FnMut(usize),
-    ) -> Result<Vec<StepSums>> {
-        self.0.train_epoch(order, steps, progress)
-    }
-
     fn train_epoch_until(
         &mut self,
         order: &[u32],

@@ -333,15 +333,6 @@ impl Engine for GpuEngine<'_> {
         )
     }
 
-    fn train_epoch(
-        &mut self,
-        order: &[u32],
-        steps: &[StepRecord],
-        progress: &mut dyn FnMut(usize),
-    ) -> Result<Vec<StepSums>> {
-        self.train_epoch_until(order, steps, progress, &AtomicBool::new(false))
-    }
-
     /// Keeps at most `SUBMITS_IN_FLIGHT` (3) command buffers of `STEPS_PER_SUBMIT` (64) steps
     /// queued: each time the oldest completes, `progress` gets the steps finished so far
     /// and the next command buffer is encoded and submitted while the GPU runs the queued
