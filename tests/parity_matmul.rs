@@ -882,3 +882,64 @@ fn tiled2d_matches_reference_where_blocks_do_not_divide_the_shape() {
         }
     }
 }
+
+/// Every variant sums each output element in one invocation over k ascending with `fma`
+/// from zero, so without a split of K they give the same bits: the 2-D tiled kernel (whose
+/// slices pad K past its end with +0 · -0, the identity of addition) against the register
+/// kernel, on shapes its blocks and slices do not divide, every transpose.
+#[test]
+fn tiled2d_gives_the_register_kernels_bits() {
+    let (g, kn) = gpu();
+    for &(m, n, k) in &[(65, 67, 63), (7, 130, 20), (3, 5, 1)] {
+        for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
+            let spec = MatmulSpec {
+                m,
+                n,
+                k,
+                trans_a: ta,
+                trans_b: tb,
+                trans_c: false,
+                epilogue: Epilogue::None,
+                batch_dim: BatchDim::None,
+            };
+            let a = with_outliers(70, m * k);
+            let b = uniform(71, k * n, -1.0, 1.0);
+            let ta_ = GpuTensor::upload(g, "a", &a, &[a.len()]).unwrap();
+            let tb_ = GpuTensor::upload(g, "b", &b, &[b.len()]).unwrap();
+            let dummy = GpuTensor::upload(g, "dummy", &[0.0; 4], &[4]).unwrap();
+            let out = |variant| {
+                let c = GpuTensor::poisoned(g, "c", &[m, n]).unwrap();
+                let d = matmul::dispatch(
+                    g,
+                    kn,
+                    variant,
+                    "bits",
+                    spec,
+                    ta_.view(),
+                    tb_.view(),
+                    None,
+                    None,
+                    c.view(),
+                    dummy.view(),
+                )
+                .unwrap();
+                kernels::run(g, kn, &[d], record(m), 1).unwrap();
+                c.read(g).unwrap()
+            };
+            let want: Vec<u32> = out(MatmulVariant::Register)
+                .iter()
+                .map(|v| v.to_bits())
+                .collect();
+            for tile in matmul::Tile2d::ALL {
+                let got: Vec<u32> = out(MatmulVariant::Tiled2d(tile))
+                    .iter()
+                    .map(|v| v.to_bits())
+                    .collect();
+                assert!(
+                    got == want,
+                    "{tile:?} {m}x{n}x{k} ta={ta} tb={tb}: bits differ"
+                );
+            }
+        }
+    }
+}
