@@ -844,8 +844,10 @@ fn regression_loop_cap_chunks_match_the_reference_under_a_small_cap() {
 
 /// The 2-D tiled kernels on shapes their 64- and 128-wide blocks and 8-deep slices do not
 /// divide (1x1x1, one past a block, K not a multiple of 8 or of 4, a single row or column)
-/// and on shapes whose operands are all whole vec4s (`vec4_operands`), every transpose,
-/// C transposed, and every epilogue.
+/// and on one whose operands are all whole vec4s (`vec4_operands`), every transpose, C
+/// transposed, and every epilogue. The smallest and largest blocks (128x64 shares their
+/// code, and runs in every test that iterates `MatmulVariant::ALL`); each combination is a
+/// pipeline lavapipe compiles, so the list stays short.
 #[test]
 fn tiled2d_matches_reference_where_blocks_do_not_divide_the_shape() {
     let shapes = [
@@ -854,11 +856,10 @@ fn tiled2d_matches_reference_where_blocks_do_not_divide_the_shape() {
         (129, 1, 257),
         (1, 129, 17),
         (130, 131, 9),
-        (128, 128, 64),
         (68, 132, 36),
     ];
     let mut seed = 500;
-    for tile in matmul::Tile2d::ALL {
+    for tile in [matmul::Tile2d::T64x64, matmul::Tile2d::T128x128] {
         let variant = MatmulVariant::Tiled2d(tile);
         for &(m, n, k) in &shapes {
             for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
