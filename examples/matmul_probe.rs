@@ -5,7 +5,10 @@
 //! `--large` adds 4096³, the size GPU SGEMM results are usually quoted at (minutes per
 //! variant on a software adapter); `--only tiled2d,subgroup` times only the variants whose
 //! names start with one of those. A launch whose first (warm-up) run takes over a second is
-//! reported from that run alone; faster ones take the best of three timed batches.
+//! reported from that run alone; faster ones take the best of three timed batches. Every
+//! output is checked too (A = 0.5 and B = 0.25 everywhere, so each element of C is exactly
+//! K / 8): a cell reads `WRONG` where a kernel computed anything else, e.g. one that
+//! miscompiles on a new GPU.
 
 use std::time::Duration;
 
@@ -91,6 +94,11 @@ fn main() -> anyhow::Result<()> {
                 dummy.view(),
             )?;
             let seconds = time_launch(&gpu, &k, &d, m)?;
+            let want = kk as f32 / 8.0;
+            if c.read(&gpu)?.iter().any(|&v| v != want) {
+                line += " WRONG |";
+                continue;
+            }
             line += &format!(" {:.2} |", 2.0 * (m * n * kk) as f64 / seconds / 1e9);
         }
         println!("{line}");
