@@ -1,4 +1,5 @@
-//! The matmul kernels (every variant: rows, tiled, subgroup) against the CPU reference
+//! The matmul kernels (every variant: register, rows, tiled, subgroup, the 2-D tiled block
+//! shapes) against the CPU reference
 //! (`wgtrain::cpu`, f64 accumulation) over seeded random inputs and the shapes that break
 //! kernels: 1x1, exactly the tile, tile ± 1, primes, ragged matmuls, batch 1, the MNIST
 //! shapes, outliers, and grids past 65,535 workgroups; fused epilogues, the minibatch
@@ -520,13 +521,15 @@ fn matmul_batch_dim_follows_the_step_record() {
 #[test]
 fn regression_matmul_past_65535_row_blocks_folds_the_grid() {
     let (g, kn) = gpu();
-    let (n, k) = (4, 4);
-    let b = uniform(31, k * n, -1.0, 1.0);
-    let tb = GpuTensor::upload(g, "b", &b, &[k * n]).unwrap();
     let dummy = GpuTensor::upload(g, "dummy", &[0.0; 4], &[4]).unwrap();
     for variant in MatmulVariant::ALL {
-        let rows_per_block = (1 << 20) / variant.blocks(1 << 20, n).1 as usize;
+        let rows_per_block = (1 << 20) / variant.blocks(1 << 20, 1).1 as usize;
         let m = 65_536 * rows_per_block + 3;
+        // N = K = 2 past 64-row blocks keeps A and C (M·K and M·N floats) under lavapipe's
+        // 128 MiB binding.
+        let (n, k) = if rows_per_block > 64 { (2, 2) } else { (4, 4) };
+        let b = uniform(31, k * n, -1.0, 1.0);
+        let tb = GpuTensor::upload(g, "b", &b, &[k * n]).unwrap();
         let spec = MatmulSpec {
             m,
             n,
@@ -652,7 +655,8 @@ fn regression_loop_cap_matmul_past_65535_k_for_every_variant() {
 }
 
 /// The chunking itself, on a device whose loop cap is overridden far below lavapipe's (as
-/// `WGT_LOOP_CAP` does), so every variant splits K = 1757 into several chunks: all
+/// `WGT_LOOP_CAP` does), so every variant (the 2-D tiled kernel with its smallest and
+/// largest blocks) splits K = 1757 into several chunks: all
 /// transposes and epilogues, a minibatch K shorter than the largest (later chunks skip), and
 /// a cap too small for one chunk of the tiled kernel, refused with the limit named.
 #[test]
@@ -661,7 +665,11 @@ fn regression_loop_cap_chunks_match_the_reference_under_a_small_cap() {
     g.loop_cap = Some(300);
     let kn = wgtrain::gpu::Kernels::new(&g).unwrap();
     // Chunk lengths by hand from MatmulVariant::loop_passes: register L + 31 <= 300 -> 256,
-    // rows L + 81 -> 208, subgroup L/4 + 161 -> 544; tiled needs 449 for one slice of 16.
+    // rows L + 81 -> 208, subgroup L/4 + 161 -> 544, tiled2d 10·L/8 + 81 -> 160; tiled
+    // needs 449 for one slice of 16.
+    let tiled2d = MatmulVariant::Tiled2d(matmul::Tile2d::T64x64);
+    assert_eq!(matmul::k_chunk_len(tiled2d, 300), Some(160));
+    assert_eq!(matmul::k_chunk_len(tiled2d, 65_535), Some(52_352));
     assert_eq!(matmul::k_chunk_len(MatmulVariant::Register, 300), Some(256));
     assert_eq!(matmul::k_chunk_len(MatmulVariant::Rows, 300), Some(208));
     assert_eq!(matmul::k_chunk_len(MatmulVariant::Subgroup, 300), Some(544));
@@ -678,6 +686,8 @@ fn regression_loop_cap_chunks_match_the_reference_under_a_small_cap() {
         MatmulVariant::Register,
         MatmulVariant::Rows,
         MatmulVariant::Subgroup,
+        tiled2d,
+        MatmulVariant::Tiled2d(matmul::Tile2d::T128x128),
     ] {
         if variant.supports(&g).is_err() {
             continue;
@@ -829,5 +839,108 @@ fn regression_loop_cap_chunks_match_the_reference_under_a_small_cap() {
             assert!(hint.contains("--batch-size"), "{hint}");
         }
         other => panic!("expected LimitExceeded, got {:?}", other.map(|_| ())),
+    }
+}
+
+/// The 2-D tiled kernels on shapes their 64- and 128-wide blocks and 8-deep slices do not
+/// divide (1x1x1, one past a block, K not a multiple of 8 or of 4, a single row or column)
+/// and on one whose operands are all whole vec4s (`vec4_operands`), every transpose, C
+/// transposed, and every epilogue. The smallest and largest blocks (128x64 shares their
+/// code, and runs in every test that iterates `MatmulVariant::ALL`); each combination is a
+/// pipeline lavapipe compiles, so the list stays short.
+#[test]
+fn tiled2d_matches_reference_where_blocks_do_not_divide_the_shape() {
+    let shapes = [
+        (1, 1, 1),
+        (65, 67, 63),
+        (129, 1, 257),
+        (1, 129, 17),
+        (130, 131, 9),
+        (68, 132, 36),
+    ];
+    let mut seed = 500;
+    for tile in [matmul::Tile2d::T64x64, matmul::Tile2d::T128x128] {
+        let variant = MatmulVariant::Tiled2d(tile);
+        for &(m, n, k) in &shapes {
+            for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
+                seed += 1;
+                assert!(check_matmul(
+                    variant,
+                    m,
+                    n,
+                    k,
+                    ta,
+                    tb,
+                    false,
+                    Epilogue::None,
+                    seed
+                ));
+                check_matmul(variant, m, n, k, ta, tb, true, Epilogue::None, seed + 1);
+            }
+            for ep in [Epilogue::Bias, Epilogue::BiasRelu, Epilogue::ReluMask] {
+                check_matmul(variant, m, n, k, false, true, false, ep, seed + 2);
+            }
+        }
+    }
+}
+
+/// Every variant sums each output element in one invocation over k ascending with `fma`
+/// from zero, so without a split of K they give the same bits: the 2-D tiled kernel (whose
+/// slices pad K past its end with +0 · -0, the identity of addition) against the register
+/// kernel, on shapes its blocks and slices do not divide, every transpose.
+#[test]
+fn tiled2d_gives_the_register_kernels_bits() {
+    let (g, kn) = gpu();
+    for &(m, n, k) in &[(65, 67, 63), (7, 130, 20), (3, 5, 1)] {
+        for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
+            let spec = MatmulSpec {
+                m,
+                n,
+                k,
+                trans_a: ta,
+                trans_b: tb,
+                trans_c: false,
+                epilogue: Epilogue::None,
+                batch_dim: BatchDim::None,
+            };
+            let a = with_outliers(70, m * k);
+            let b = uniform(71, k * n, -1.0, 1.0);
+            let ta_ = GpuTensor::upload(g, "a", &a, &[a.len()]).unwrap();
+            let tb_ = GpuTensor::upload(g, "b", &b, &[b.len()]).unwrap();
+            let dummy = GpuTensor::upload(g, "dummy", &[0.0; 4], &[4]).unwrap();
+            let out = |variant| {
+                let c = GpuTensor::poisoned(g, "c", &[m, n]).unwrap();
+                let d = matmul::dispatch(
+                    g,
+                    kn,
+                    variant,
+                    "bits",
+                    spec,
+                    ta_.view(),
+                    tb_.view(),
+                    None,
+                    None,
+                    c.view(),
+                    dummy.view(),
+                )
+                .unwrap();
+                kernels::run(g, kn, &[d], record(m), 1).unwrap();
+                c.read(g).unwrap()
+            };
+            let want: Vec<u32> = out(MatmulVariant::Register)
+                .iter()
+                .map(|v| v.to_bits())
+                .collect();
+            for tile in matmul::Tile2d::ALL {
+                let got: Vec<u32> = out(MatmulVariant::Tiled2d(tile))
+                    .iter()
+                    .map(|v| v.to_bits())
+                    .collect();
+                assert!(
+                    got == want,
+                    "{tile:?} {m}x{n}x{k} ta={ta} tb={tb}: bits differ"
+                );
+            }
+        }
     }
 }

@@ -92,7 +92,7 @@ fn every_shader_file_is_built() {
         );
         files += 1;
     }
-    assert_eq!(files, 9, "expected nine files in shaders/");
+    assert_eq!(files, 10, "expected ten files in shaders/");
 }
 
 /// Each family is named after its shader file (`shaders/<name>.wgsl`), so one grep finds
@@ -145,6 +145,11 @@ fn kernel_parameter_structs_match_their_wgsl_sizes() {
         ),
         (
             matmul::SUBGROUP_FAMILY,
+            "MatmulParams",
+            size_of::<matmul::MatmulParams>(),
+        ),
+        (
+            matmul::TILED2D_FAMILY,
             "MatmulParams",
             size_of::<matmul::MatmulParams>(),
         ),

@@ -62,9 +62,10 @@ pub enum MatmulChoice {
     /// Time the adapter's candidates ([`MatmulVariant::candidates`]) on each shape at
     /// start-up and keep the fastest (`--kernels auto`).
     Auto,
-    /// The same variant for every shape. On a device it does not run on (only
-    /// [`MatmulVariant::Subgroup`], without subgroups of 8: [`MatmulVariant::supports`]),
-    /// the adapter's first candidate that does ([`MatmulVariant::candidates`]).
+    /// The same variant for every shape. On a device it does not run on
+    /// ([`MatmulVariant::Subgroup`] without subgroups of 8, [`MatmulVariant::Tiled2d`]
+    /// with less workgroup memory than its block needs: [`MatmulVariant::supports`]), the
+    /// adapter's first candidate that does ([`MatmulVariant::candidates`]).
     Fixed(MatmulVariant),
 }
 

@@ -1,7 +1,7 @@
 //! Wrapper of `shaders/matmul*.wgsl`: `C[M, N] = op(A)[M, K] · op(B)[K, N]` plus an epilogue.
 //!
 //! Bindings: 0 params (uniform), 1 A, 2 B, 3 bias `[N]`, 4 mask `[M, N]`, 5 C (read-write;
-//! A, B and C as whole vec4s for the subgroup kernel);
+//! A, B and C as whole vec4s for the subgroup kernel, A and B for the 2-D tiled one);
 //! group 1 the step record. Grid: column blocks × row blocks (see [`MatmulVariant::blocks`]),
 //! the row blocks folded into y and z past the per-dimension limit. Under an adapter loop
 //! cap ([`Gpu::loop_cap`]) that one invocation's K loop would pass, K is split into chunks
@@ -27,7 +27,14 @@ pub const SUBGROUP_SOURCE: &str = concat!(
     include_str!("../../../shaders/matmul_subgroup.wgsl")
 );
 
-/// Bindings of both matmul families: 0 params, 1 A, 2 B, 3 bias, 4 mask, 5 C. The same
+/// The WGSL source of `matmul_tiled2d`, the register-tiled kernel for GPUs ([`Tile2d`]).
+pub const TILED2D_SOURCE: &str = concat!(
+    include_str!("../../../shaders/step.wgsl"),
+    include_str!("../../../shaders/matmul_common.wgsl"),
+    include_str!("../../../shaders/matmul_tiled2d.wgsl")
+);
+
+/// Bindings of every matmul family: 0 params, 1 A, 2 B, 3 bias, 4 mask, 5 C. The same
 /// list, so one bind group serves every variant ([`KernelFamily::bindings`]).
 pub const BINDINGS: [wgpu::BindGroupLayoutEntry; 6] = [
     uniform_entry(0),
@@ -55,12 +62,67 @@ pub const SUBGROUP_FAMILY: KernelFamily = KernelFamily {
     bindings: &BINDINGS,
 };
 
+/// The 2-D register-tiled family, `matmul_tiled2d`: for GPUs; one entry point, its block
+/// shape ([`Tile2d`]) set by override constants.
+pub const TILED2D_FAMILY: KernelFamily = KernelFamily {
+    name: "matmul_tiled2d",
+    source: TILED2D_SOURCE,
+    features: wgpu::Features::empty(),
+    bindings: &BINDINGS,
+};
+
 /// Subgroup size `matmul_subgroup` is written for: its workgroup is one subgroup.
 pub const SUBGROUP_SIZE: u32 = 8;
 
 /// Output elements per workgroup side of the register and tiled kernels (16 invocations ×
 /// 4 outputs).
 pub const TILE: u64 = 64;
+
+/// Block shape of [`MatmulVariant::Tiled2d`]: rows × columns of C per workgroup. Each
+/// invocation owns 8 × 8 outputs, so a workgroup has `rows/8 × cols/8` invocations; K is
+/// staged 8 deep, double-buffered, in `2 · 8 · (rows + cols) · 4` bytes of workgroup memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Tile2d {
+    /// 64 × 64 outputs, 64 invocations, 8 KiB of workgroup memory: the most workgroups on
+    /// the small MNIST products.
+    T64x64,
+    /// 128 × 64 outputs, 128 invocations, 12 KiB.
+    T128x64,
+    /// 128 × 128 outputs, 256 invocations, 16 KiB: the fewest loads per FMA, for large
+    /// products (siboehm's kernel 9 shape).
+    T128x128,
+}
+
+impl Tile2d {
+    /// Every shape, smallest first.
+    pub const ALL: [Tile2d; 3] = [Tile2d::T64x64, Tile2d::T128x64, Tile2d::T128x128];
+
+    /// Rows of C per workgroup (`BM` in the shader).
+    pub fn rows(self) -> u32 {
+        match self {
+            Tile2d::T64x64 => 64,
+            Tile2d::T128x64 | Tile2d::T128x128 => 128,
+        }
+    }
+
+    /// Columns of C per workgroup (`BN` in the shader).
+    pub fn cols(self) -> u32 {
+        match self {
+            Tile2d::T64x64 | Tile2d::T128x64 => 64,
+            Tile2d::T128x128 => 128,
+        }
+    }
+
+    /// Invocations per workgroup: one per 8 × 8 outputs.
+    pub fn invocations(self) -> u32 {
+        self.rows() * self.cols() / 64
+    }
+
+    /// Workgroup memory, bytes: two 8-deep slices of op(A) and of op(B).
+    pub fn workgroup_bytes(self) -> u32 {
+        2 * 8 * (self.rows() + self.cols()) * 4
+    }
+}
 
 /// Which matmul implementation to run. All compute the same thing from the same bind group.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -78,15 +140,23 @@ pub enum MatmulVariant {
     /// where every load costs a loop over the lanes. Only on the devices
     /// [`MatmulVariant::supports`] accepts.
     Subgroup,
+    /// Blocks of C per workgroup staged through double-buffered workgroup memory in 8-deep
+    /// slices, 8 × 8 outputs per invocation in registers, vec4 loads where the operands
+    /// allow ([`vec4_operands`]): for GPUs (siboehm's SGEMM kernel 9). Only on devices with
+    /// the workgroup memory and size [`MatmulVariant::supports`] asks for.
+    Tiled2d(Tile2d),
 }
 
 impl MatmulVariant {
     /// Every variant, for auto-selection and tests.
-    pub const ALL: [MatmulVariant; 4] = [
+    pub const ALL: [MatmulVariant; 7] = [
         MatmulVariant::Register,
         MatmulVariant::Tiled,
         MatmulVariant::Rows,
         MatmulVariant::Subgroup,
+        MatmulVariant::Tiled2d(Tile2d::T64x64),
+        MatmulVariant::Tiled2d(Tile2d::T128x64),
+        MatmulVariant::Tiled2d(Tile2d::T128x128),
     ];
 
     /// The WGSL entry point.
@@ -96,6 +166,7 @@ impl MatmulVariant {
             MatmulVariant::Tiled => "matmul_tiled",
             MatmulVariant::Rows => "matmul_rows",
             MatmulVariant::Subgroup => "matmul_subgroup",
+            MatmulVariant::Tiled2d(_) => "matmul_tiled2d",
         }
     }
 
@@ -107,18 +178,25 @@ impl MatmulVariant {
             }
             MatmulVariant::Rows => ((n as u64).div_ceil(256), (m as u64).div_ceil(16)),
             MatmulVariant::Subgroup => ((n as u64).div_ceil(32), (m as u64).div_ceil(16)),
+            MatmulVariant::Tiled2d(t) => (
+                (n as u64).div_ceil(u64::from(t.cols())),
+                (m as u64).div_ceil(u64::from(t.rows())),
+            ),
         }
     }
 
-    /// Whether this variant can run on `gpu`; the reason when it cannot. Only
-    /// [`MatmulVariant::Subgroup`] has a condition: the device runs subgroups of exactly
-    /// [`SUBGROUP_SIZE`] ([`subgroup_device_support`]). Every variant takes every shape;
-    /// how fast the subgroup kernel runs one depends on [`vec4_operands`].
+    /// Whether this variant can run on `gpu`; the reason when it cannot.
+    /// [`MatmulVariant::Subgroup`] needs subgroups of exactly [`SUBGROUP_SIZE`]
+    /// ([`subgroup_device_support`]); [`MatmulVariant::Tiled2d`] needs its workgroup memory
+    /// and workgroup size within the device's limits (the 128 × 128 block needs 16 KiB and
+    /// 256 invocations, WebGPU's defaults). Every variant takes every shape; how fast the
+    /// subgroup and 2-D tiled kernels run one depends on [`vec4_operands`].
     pub fn supports(self, gpu: &Gpu) -> std::result::Result<(), String> {
-        if self != MatmulVariant::Subgroup {
-            return Ok(());
+        match self {
+            MatmulVariant::Subgroup => subgroup_device_support(gpu),
+            MatmulVariant::Tiled2d(t) => tiled2d_device_support(gpu, t),
+            _ => Ok(()),
         }
-        subgroup_device_support(gpu)
     }
 
     /// The variants autotuning times on this adapter, most promising first so that slow
@@ -126,7 +204,9 @@ impl MatmulVariant {
     /// make it 5-30x slower there (`docs/performance.md`), and timing it was a third of
     /// start-up. Adapters with subgroups of 8 also leave out the register kernel, which
     /// lost every MNIST shape to the subgroup kernel by 1.3-5x. `--kernels` still runs
-    /// either.
+    /// either. CPU adapters never time the 2-D tiled kernels either (barriers, and 64-256
+    /// invocations per workgroup). GPUs time those first, smallest block first (the most
+    /// workgroups on the small MNIST products), then the older kernels.
     pub fn candidates(gpu: &Gpu) -> &'static [MatmulVariant] {
         use MatmulVariant::*;
         if gpu.has_subgroups_of(SUBGROUP_SIZE) {
@@ -134,19 +214,27 @@ impl MatmulVariant {
         } else if gpu.is_cpu_adapter() {
             &[Rows, Register]
         } else {
-            &[Tiled, Register, Rows, Subgroup]
+            &[
+                Tiled2d(Tile2d::T64x64),
+                Tiled2d(Tile2d::T128x64),
+                Tiled2d(Tile2d::T128x128),
+                Tiled,
+                Register,
+                Rows,
+                Subgroup,
+            ]
         }
     }
 
     /// The variant an adapter of this type most likely runs fastest, the first of its
     /// [`MatmulVariant::candidates`]: the subgroup kernel on adapters with subgroups of 8
-    /// (lavapipe), rows on other CPU adapters, tiled on GPUs.
+    /// (lavapipe), rows on other CPU adapters, the 64 × 64 2-D tiled kernel on GPUs.
     pub fn default_for(gpu: &Gpu) -> MatmulVariant {
         MatmulVariant::candidates(gpu)[0]
     }
 }
 
-/// Which operands `matmul_subgroup` reads as vec4 (four elements per load) rather than
+/// Which operands `matmul_subgroup` and `matmul_tiled2d` read as vec4 (four elements per load) rather than
 /// element by element: those whose contiguous axis holds a multiple of 4 elements and is
 /// not the minibatch (whose size changes on the last step). The contiguous axis is K for A
 /// stored `[M, K]` and for B stored `[N, K]`, M for A stored `[K, M]`, N for B stored
@@ -190,14 +278,54 @@ pub fn subgroup_device_support(gpu: &Gpu) -> std::result::Result<(), String> {
     ))
 }
 
+/// Whether `gpu` can run `matmul_tiled2d` with block `tile`; the reason when it cannot,
+/// naming the limit.
+pub fn tiled2d_device_support(gpu: &Gpu, tile: Tile2d) -> std::result::Result<(), String> {
+    let l = &gpu.limits;
+    let needs = [
+        (
+            "max_compute_workgroup_storage_size",
+            tile.workgroup_bytes(),
+            l.max_compute_workgroup_storage_size,
+        ),
+        (
+            "max_compute_invocations_per_workgroup",
+            tile.invocations(),
+            l.max_compute_invocations_per_workgroup,
+        ),
+        (
+            "max_compute_workgroup_size_x",
+            tile.cols() / 8,
+            l.max_compute_workgroup_size_x,
+        ),
+        (
+            "max_compute_workgroup_size_y",
+            tile.rows() / 8,
+            l.max_compute_workgroup_size_y,
+        ),
+    ];
+    for (what, need, max) in needs {
+        if max < need {
+            return Err(format!(
+                "the {}x{} 2-D tiled kernel needs {what} >= {need}; {} has {max}",
+                tile.rows(),
+                tile.cols(),
+                gpu.info.name
+            ));
+        }
+    }
+    Ok(())
+}
+
 impl std::fmt::Display for MatmulVariant {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            MatmulVariant::Register => "register",
-            MatmulVariant::Tiled => "tiled",
-            MatmulVariant::Rows => "rows",
-            MatmulVariant::Subgroup => "subgroup",
-        })
+        match self {
+            MatmulVariant::Register => f.write_str("register"),
+            MatmulVariant::Tiled => f.write_str("tiled"),
+            MatmulVariant::Rows => f.write_str("rows"),
+            MatmulVariant::Subgroup => f.write_str("subgroup"),
+            MatmulVariant::Tiled2d(t) => write!(f, "tiled2d-{}x{}", t.rows(), t.cols()),
+        }
     }
 }
 
@@ -265,8 +393,8 @@ pub struct MatmulParams {
     pub _pad: [u32; 2],
 }
 
-/// Chunks of K start at multiples of this: whole vec4 steps of the subgroup kernel and
-/// whole 16-deep slices of the tiled one.
+/// Chunks of K start at multiples of this: whole vec4 steps of the subgroup kernel, whole
+/// 16-deep slices of the tiled one and 8-deep ones of the 2-D tiled one.
 pub const K_CHUNK_ALIGN: usize = 16;
 
 impl MatmulVariant {
@@ -279,13 +407,16 @@ impl MatmulVariant {
     /// - tiled: per 16-deep slice `1 + 5 + 17 + 16·5 + 64·5 = 423`, exit 1, store 25;
     /// - rows: K loop `len + 1`, 16 row stores of `5`;
     /// - subgroup: vec4 loop `len/4 + 1`, 16 row stores of `5 + 5` (the second when adding
-    ///   to an earlier chunk's sum).
+    ///   to an earlier chunk's sum);
+    /// - tiled2d (every block shape): per 8-deep slice `1 + 9` (the slice loop and its
+    ///   k loop), exit 1, 16 stores of four columns `16·5`.
     pub fn loop_passes(self, len: u64) -> u64 {
         match self {
             MatmulVariant::Register => len + 1 + 5 + 25,
             MatmulVariant::Tiled => 423 * len.div_ceil(16) + 1 + 25,
             MatmulVariant::Rows => len + 1 + 16 * 5,
             MatmulVariant::Subgroup => len.div_ceil(4) + 1 + 16 * 10,
+            MatmulVariant::Tiled2d(_) => 10 * len.div_ceil(8) + 1 + 16 * 5,
         }
     }
 }
@@ -293,7 +424,7 @@ impl MatmulVariant {
 /// The longest chunk of K (a multiple of [`K_CHUNK_ALIGN`]) one dispatch of `variant`
 /// may sum under a loop cap of `cap` iterations per invocation ([`MatmulVariant::loop_passes`]);
 /// `None` when not even one aligned chunk fits. On lavapipe (cap 65,535): register 65,504,
-/// rows 65,440, subgroup 261,488, tiled 2,464.
+/// rows 65,440, subgroup 261,488, tiled 2,464, tiled2d 52,352.
 pub fn k_chunk_len(variant: MatmulVariant, cap: u64) -> Option<usize> {
     // loop_passes is increasing in len: binary search the largest aligned len that fits.
     let fits = |chunks: u64| variant.loop_passes(chunks * K_CHUNK_ALIGN as u64) <= cap;
@@ -337,7 +468,8 @@ pub fn k_chunks(
 }
 
 /// The pipeline of `variant` for `spec`'s transposes and epilogue (and, for the subgroup
-/// kernel, which operands it reads as vec4: [`vec4_operands`]), as override constants.
+/// and 2-D tiled kernels, which operands they read as vec4: [`vec4_operands`]; for the
+/// latter its block shape), as override constants.
 fn pipeline(
     gpu: &Gpu,
     kernels: &Kernels,
@@ -358,20 +490,35 @@ fn pipeline(
             constants.push(("B_VEC4", flag(b_vec4)));
             &SUBGROUP_FAMILY
         }
+        MatmulVariant::Tiled2d(t) => {
+            let (a_vec4, b_vec4) = vec4_operands(spec);
+            constants.push(("A_VEC4", flag(a_vec4)));
+            constants.push(("B_VEC4", flag(b_vec4)));
+            constants.push(("BM", f64::from(t.rows())));
+            constants.push(("BN", f64::from(t.cols())));
+            &TILED2D_FAMILY
+        }
         _ => &FAMILY,
     };
     kernels.pipeline(gpu, family, variant.entry_point(), &constants)
 }
 
 /// The binding of operand `v` (`len` elements): whole vec4s for `matmul_subgroup`, which
-/// declares A, B and C as vec4 arrays.
+/// declares A, B and C as vec4 arrays, and for A and B (not C, `is_c`) of
+/// `matmul_tiled2d`, which declares those two so.
 fn operand<'a>(
     v: &View<'a>,
     variant: MatmulVariant,
     what: &str,
     len: usize,
+    is_c: bool,
 ) -> Result<wgpu::BindingResource<'a>> {
-    if variant == MatmulVariant::Subgroup {
+    let vec4 = match variant {
+        MatmulVariant::Subgroup => true,
+        MatmulVariant::Tiled2d(_) => !is_c,
+        _ => false,
+    };
+    if vec4 {
         v.vec4_binding(what, len)
     } else {
         Ok(v.binding())
@@ -475,11 +622,11 @@ pub fn dispatch(
                 },
                 wgpu::BindGroupEntry {
                     binding: 1,
-                    resource: operand(&a, variant, &format!("{label} operand A"), m * k)?,
+                    resource: operand(&a, variant, &format!("{label} operand A"), m * k, false)?,
                 },
                 wgpu::BindGroupEntry {
                     binding: 2,
-                    resource: operand(&b, variant, &format!("{label} operand B"), k * n)?,
+                    resource: operand(&b, variant, &format!("{label} operand B"), k * n, false)?,
                 },
                 wgpu::BindGroupEntry {
                     binding: 3,
@@ -491,7 +638,7 @@ pub fn dispatch(
                 },
                 wgpu::BindGroupEntry {
                     binding: 5,
-                    resource: operand(&c, variant, &format!("{label} operand C"), m * n)?,
+                    resource: operand(&c, variant, &format!("{label} operand C"), m * n, true)?,
                 },
             ],
         ));

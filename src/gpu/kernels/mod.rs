@@ -48,11 +48,13 @@ pub struct KernelFamily {
 /// use). `bias_relu` is test-only: the engine fuses bias and ReLU into the matmul
 /// epilogues, and the unfused kernels are the composed version those are tested against;
 /// it is compiled only when a test asks for it. `matmul_subgroup` is built only on devices
-/// with subgroups of [`matmul::SUBGROUP_SIZE`].
-pub const FAMILIES: [KernelFamily; 7] = [
+/// with subgroups of [`matmul::SUBGROUP_SIZE`], `matmul_tiled2d` only where autotuning
+/// (GPUs) or `--kernels` asks for it.
+pub const FAMILIES: [KernelFamily; 8] = [
     gather_normalize::FAMILY,
     matmul::FAMILY,
     matmul::SUBGROUP_FAMILY,
+    matmul::TILED2D_FAMILY,
     softmax_cross_entropy::FAMILY,
     column_sum::FAMILY,
     sgd_update::FAMILY,
@@ -323,6 +325,9 @@ impl Kernels {
 /// small adapter gets a clear error rather than a wgpu validation panic: the most storage
 /// buffers one kernel binds (softmax_cross_entropy, matmul: 5), the largest workgroup
 /// (256 invocations), and the workgroup memory of `matmul_tiled` (two 64x16 f32 tiles).
+/// `matmul_tiled2d`'s larger blocks (up to 16 KiB, WebGPU's default) are checked per block
+/// shape by [`matmul::MatmulVariant::supports`] instead, so a smaller adapter keeps the
+/// other kernels.
 pub const REQUIRED: [(&str, u64, &str); 4] = [
     ("max_storage_buffers_per_shader_stage", 5, "storage buffers"),
     ("max_compute_invocations_per_workgroup", 256, "invocations"),
