@@ -6,7 +6,7 @@ use anyhow::Result;
 use clap::{Args, ValueEnum};
 
 use wgtrain::gpu::autotune::MatmulChoice;
-use wgtrain::gpu::kernels::matmul;
+use wgtrain::gpu::kernels::matmul::{self, Tile2d};
 use wgtrain::gpu::{Gpu, GpuOptions, MatmulVariant};
 
 use super::errors::usage;
@@ -25,8 +25,9 @@ pub struct DeviceArgs {
     pub adapter: Option<String>,
     /// Matmul kernel (GPU only; default auto): auto times this adapter's candidates on
     /// each of the run's shapes and keeps the fastest (subgroup and rows with subgroups of
-    /// 8, as on lavapipe; rows and register on other CPU adapters; all four on GPUs);
-    /// subgroup needs an adapter with subgroups of exactly 8.
+    /// 8, as on lavapipe; rows and register on other CPU adapters; on GPUs the three
+    /// tiled2d block shapes first, then the others); subgroup needs an adapter with
+    /// subgroups of exactly 8.
     #[arg(long, value_enum)]
     pub kernels: Option<KernelChoice>,
 }
@@ -64,6 +65,15 @@ pub enum KernelChoice {
     Register,
     Rows,
     Subgroup,
+    /// 2-D register-tiled kernel for discrete GPUs, 64x64 outputs per workgroup.
+    #[value(name = "tiled2d-64x64")]
+    Tiled2d64x64,
+    /// 2-D register-tiled kernel, 128x64 outputs per workgroup.
+    #[value(name = "tiled2d-128x64")]
+    Tiled2d128x64,
+    /// 2-D register-tiled kernel, 128x128 outputs per workgroup.
+    #[value(name = "tiled2d-128x128")]
+    Tiled2d128x128,
 }
 
 /// Refuses GPU-only flags with `--device cpu`, where they would be silently ignored.
@@ -74,7 +84,9 @@ pub fn check_device_args(d: &DeviceArgs) -> Result<()> {
     let given = [
         (
             "kernels",
-            d.kernels.map(|k| format!("{k:?}").to_lowercase()),
+            d.kernels
+                .and_then(|k| k.to_possible_value())
+                .map(|v| v.get_name().to_string()),
         ),
         (
             "backend",
@@ -121,6 +133,9 @@ pub fn matmul_choice(d: &DeviceArgs) -> MatmulChoice {
         KernelChoice::Register => MatmulVariant::Register.into(),
         KernelChoice::Rows => MatmulVariant::Rows.into(),
         KernelChoice::Subgroup => MatmulVariant::Subgroup.into(),
+        KernelChoice::Tiled2d64x64 => MatmulVariant::Tiled2d(Tile2d::T64x64).into(),
+        KernelChoice::Tiled2d128x64 => MatmulVariant::Tiled2d(Tile2d::T128x64).into(),
+        KernelChoice::Tiled2d128x128 => MatmulVariant::Tiled2d(Tile2d::T128x128).into(),
         KernelChoice::Auto => MatmulChoice::Auto,
     }
 }
