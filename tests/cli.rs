@@ -363,6 +363,25 @@ fn a_validation_split_that_holds_out_nothing_is_refused() {
     );
 }
 
+/// Regression: `--classes 4294967296` aborted with a 100 GB allocation (the class names
+/// were built before any size check), and 1e9 ran for minutes.
+#[test]
+fn regression_a_huge_class_count_is_refused_up_front() {
+    let dir = mnist_dir();
+    assert_usage_error(
+        &[
+            "train",
+            "--data",
+            &dir,
+            "--device",
+            "cpu",
+            "--classes",
+            "4294967296",
+        ],
+        "must be at most 1000000",
+    );
+}
+
 /// `eval` refuses a model with fewer outputs than the test labels need.
 #[test]
 fn eval_refuses_a_model_with_too_few_outputs() {

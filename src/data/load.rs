@@ -85,6 +85,13 @@ pub fn load_dir_with(dir: &Path, opts: &LoadOptions) -> Result<Mnist, DataError>
             reason: "the training set has no samples".into(),
         });
     }
+    // An empty test set would report a loss and accuracy of 0 for every epoch.
+    if test.n == 0 {
+        return Err(DataError::Idx {
+            path: test_images,
+            reason: "the test set has no samples; every reported test loss and accuracy would be made up".into(),
+        });
+    }
     let (classes, origin) = match (opts.classes, info) {
         (Some(c), _) => (c, ClassOrigin::Given),
         (None, Some(i)) => (i.class_names.len(), ClassOrigin::Dataset(i.name)),
@@ -703,6 +710,25 @@ mod tests {
         assert_msg(
             &load_dir(dir.path()).unwrap_err(),
             &[&s(&img), "no samples"],
+        );
+    }
+
+    /// Regression: an empty test set trained and reported "test loss 0.0000 acc 0.00%".
+    #[test]
+    fn regression_empty_test_set_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let [_, _, test_img, _] = write_all(
+            dir.path(),
+            [
+                &images(2, 2, 2),
+                &labels(&[0, 1]),
+                &images(0, 2, 2),
+                &labels(&[]),
+            ],
+        );
+        assert_msg(
+            &load_dir(dir.path()).unwrap_err(),
+            &[&s(&test_img), "test set has no samples"],
         );
     }
 

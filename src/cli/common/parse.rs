@@ -6,10 +6,15 @@ pub(crate) fn dataset_name(s: &str) -> Result<wgtrain::data::DatasetName, String
     s.parse()
 }
 
-/// A class count of at least 2 (`--classes`).
+/// The most classes `--classes` accepts.
+pub(crate) const MAX_CLASSES: usize = 1_000_000;
+
+/// A class count of `--classes`: 2 to [`MAX_CLASSES`].
 pub(crate) fn class_count(s: &str) -> Result<usize, String> {
     match s.parse::<usize>() {
         Ok(0 | 1) => Err("must be at least 2 (a classifier needs two classes)".into()),
+        // Past this the class names alone take gigabytes before any size check can run.
+        Ok(v) if v > MAX_CLASSES => Err(format!("must be at most {MAX_CLASSES}")),
         Ok(v) => Ok(v),
         Err(e) => Err(e.to_string()),
     }
