@@ -88,13 +88,14 @@ impl SgdConfig {
 /// # Errors
 /// [`Error::InvalidConfig`] otherwise.
 pub fn validate_lr(lr: f64) -> Result<()> {
-    if lr.is_finite() && lr > 0.0 {
+    // The kernels compute in f32: an lr that f32 rounds to 0 or infinity would train wrong.
+    if lr.is_finite() && lr > 0.0 && (lr as f32).is_finite() && lr as f32 > 0.0 {
         Ok(())
     } else {
         Err(Error::InvalidConfig {
             name: "learning rate",
             value: lr.to_string(),
-            reason: "must be finite and > 0".into(),
+            reason: "must be finite and > 0 within f32's range (1e-38 to 3e38)".into(),
         })
     }
 }
@@ -217,5 +218,7 @@ mod tests {
         assert!(validate_lr(-0.01).is_err());
         assert!(validate_lr(f64::INFINITY).is_err());
         assert!(validate_lr(0.01).is_ok());
+        assert!(validate_lr(1e-50).is_err(), "rounds to 0 in f32");
+        assert!(validate_lr(1e39).is_err(), "infinite in f32");
     }
 }

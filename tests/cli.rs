@@ -64,6 +64,9 @@ fn bad_arguments_exit_2_before_any_work() {
     assert_usage_error(&["train", "--weight-decay=-1e-4"], "--weight-decay");
     // A negative value as a separate word is the flag's value, not an unknown argument.
     assert_usage_error(&["train", "--lr", "-1"], "must be a finite number > 0");
+    // Regression: 1e-50 trained at lr 0 and 1e39 became infinity in f32.
+    assert_usage_error(&["train", "--lr", "1e-50"], "within f32's range");
+    assert_usage_error(&["train", "--weight-decay", "1e39"], "within f32's range");
     assert_usage_error(
         &["train", "--weight-decay", "-1e-4"],
         "must be a finite number >= 0",

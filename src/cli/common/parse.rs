@@ -50,20 +50,21 @@ pub(crate) fn hidden_sizes(s: &str) -> Result<HiddenSizes, String> {
 /// A finite number > 0 (a learning rate, a factor).
 pub(crate) fn positive_f64(s: &str) -> Result<f64, String> {
     let v: f64 = s.parse().map_err(|e| format!("{e}"))?;
-    if v.is_finite() && v > 0.0 {
+    // The kernels compute in f32: a value f32 rounds to 0 or infinity would train wrong.
+    if v.is_finite() && v > 0.0 && (v as f32).is_finite() && v as f32 > 0.0 {
         Ok(v)
     } else {
-        Err("must be a finite number > 0".into())
+        Err("must be a finite number > 0 within f32's range (1e-38 to 3e38)".into())
     }
 }
 
 /// A finite number >= 0 (weight decay, momentum).
 pub(crate) fn non_negative_f64(s: &str) -> Result<f64, String> {
     let v: f64 = s.parse().map_err(|e| format!("{e}"))?;
-    if v.is_finite() && v >= 0.0 {
+    if v.is_finite() && v >= 0.0 && (v as f32).is_finite() && (v == 0.0 || v as f32 > 0.0) {
         Ok(v)
     } else {
-        Err("must be a finite number >= 0".into())
+        Err("must be a finite number >= 0 within f32's range (0, or 1e-38 to 3e38)".into())
     }
 }
 
