@@ -30,9 +30,13 @@ pub struct RunConfig {
     pub sgd: SgdConfig,
     /// Input normalisation `(pixel / 255 - mean) / std`.
     pub normalization: Normalization,
-    /// Seeds the initialisation ([`MlpSpec::init`]), the epoch shuffles
-    /// ([`crate::step::epoch_order`]) and the validation split.
+    /// Seeds the epoch shuffles ([`crate::step::epoch_order`]), the validation split and,
+    /// unless `init_seed` is set, the initialisation ([`MlpSpec::init`]).
     pub seed: u64,
+    /// Seeds the initialisation instead of `seed`: members of a population
+    /// ([`crate::population`]) share `seed` (one data order) but may start from different
+    /// weights.
+    pub init_seed: Option<u64>,
     /// Fraction of the training samples held out for validation, in [0, 1)
     /// ([`crate::step::validation_split`]).
     pub validation_split: f64,
@@ -50,6 +54,7 @@ impl Default for RunConfig {
             sgd: SgdConfig::default(),
             normalization: Normalization::UNIT,
             seed: 1,
+            init_seed: None,
             validation_split: 0.0,
             early_stop_patience: None,
         }
@@ -68,6 +73,11 @@ impl RunConfig {
     /// [`Error::InvalidConfig`] for a zero width.
     pub fn spec(&self, inputs: usize, classes: usize) -> Result<MlpSpec> {
         MlpSpec::new(inputs, &self.hidden, classes)
+    }
+
+    /// The seed of the initial parameters: `init_seed`, else `seed`.
+    pub fn init_seed(&self) -> u64 {
+        self.init_seed.unwrap_or(self.seed)
     }
 
     /// Checks every setting that does not depend on the data: epochs and minibatch size at
@@ -181,6 +191,11 @@ impl RunConfigBuilder {
     /// Seed of initialisation, shuffles and validation split (default 1).
     pub fn seed(mut self, seed: u64) -> Self {
         self.0.seed = seed;
+        self
+    }
+    /// Seed of the initialisation alone (default: `seed`).
+    pub fn init_seed(mut self, seed: u64) -> Self {
+        self.0.init_seed = Some(seed);
         self
     }
     /// Fraction held out for validation (default 0).

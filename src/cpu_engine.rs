@@ -56,6 +56,17 @@ fn sgemm(
     }
 }
 
+/// Weight decay per parameter: `sgd.weight_decay`, 0 on the biases without `decay_bias`.
+fn decay_per_param(layout: &ParamLayout, sgd: &crate::optim::SgdConfig) -> Vec<f32> {
+    let mut decay = vec![sgd.weight_decay as f32; layout.len];
+    if !sgd.decay_bias {
+        for (s, e) in layout.bias_ranges() {
+            decay[s..e].fill(0.0);
+        }
+    }
+    decay
+}
+
 /// The CPU training engine. One step runs the same stages as the GPU engine's step plan
 /// (`crate::gpu::engine`), as method calls: `gather`, `forward`, `loss`
 /// (softmax-cross-entropy), `backward` (weight, bias and input gradients per layer, last to
@@ -88,12 +99,7 @@ impl<'a> CpuEngine<'a> {
         let sgd = &cfg.sgd;
         let spec = &setup.spec;
         let layout = spec.layout();
-        let mut decay = vec![sgd.weight_decay as f32; layout.len];
-        if !sgd.decay_bias {
-            for (s, e) in layout.bias_ranges() {
-                decay[s..e].fill(0.0);
-            }
-        }
+        let decay = decay_per_param(&layout, sgd);
         let cap = cfg.batch_size.max(EVAL_BATCH);
         Ok(CpuEngine {
             classes: spec.classes(),
@@ -220,6 +226,70 @@ impl<'a> CpuEngine<'a> {
         }
     }
 
+    /// One training step on the `b` samples of `order` from position `off`: gather,
+    /// forward, loss, and (when the loss is finite) backward and update at `lr`; `first`
+    /// starts the momentum buffer as the gradient. Returns the step's sums.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for a minibatch that is empty, larger than the engine was
+    /// opened for or past the end of `order`.
+    pub(crate) fn step(
+        &mut self,
+        order: &[u32],
+        off: usize,
+        b: usize,
+        lr: f32,
+        first: bool,
+    ) -> Result<StepSums> {
+        let batch_size = self.setup.config.batch_size;
+        if b == 0 || b > batch_size || off + b > order.len() {
+            return Err(Error::InvalidConfig {
+                name: "minibatch",
+                value: format!("{b} samples at position {off}"),
+                reason: format!(
+                    "this engine was opened for minibatches of 1..={batch_size} samples \
+                     within the epoch's order of {}",
+                    order.len()
+                ),
+            });
+        }
+        let train = self.train;
+        self.gather(train, &order[off..off + b]);
+        self.forward(b);
+        let s = self.loss(b, true);
+        if s[0].is_finite() {
+            self.backward(b);
+            self.update(lr, first);
+        }
+        Ok(s)
+    }
+
+    /// Gives the run new SGD settings from the next step on (the momentum buffer is kept).
+    pub(crate) fn set_sgd(&mut self, sgd: &crate::optim::SgdConfig) {
+        self.decay = decay_per_param(&self.layout, sgd);
+        self.setup.config.sgd = sgd.clone();
+    }
+
+    /// Starts the run `setup` in this engine (same model and minibatch size): its
+    /// configuration, parameters and SGD settings, the momentum buffer cleared.
+    pub(crate) fn restart(&mut self, setup: RunSetup) {
+        self.decay = decay_per_param(&self.layout, &setup.config.sgd);
+        self.params.copy_from_slice(&setup.init);
+        self.velocity.fill(0.0);
+        self.setup = setup;
+    }
+
+    /// The momentum buffer (for copying a member of a population onto another).
+    pub(crate) fn velocity(&self) -> &[f32] {
+        &self.velocity
+    }
+
+    /// Replaces parameters and momentum buffer together.
+    pub(crate) fn set_state(&mut self, params: &[f32], velocity: &[f32]) {
+        self.params.copy_from_slice(params);
+        self.velocity.copy_from_slice(velocity);
+    }
+
     /// Stage `update`: SGD over the flat parameter buffer.
     fn update(&mut self, lr: f32, first: bool) {
         let step = cpu::SgdStep::new(&self.setup.config.sgd, lr, first);
@@ -254,31 +324,19 @@ impl Engine for CpuEngine<'_> {
                 progress(i);
                 return Ok(sums);
             }
-            let (off, b) = (st.offset as usize, st.batch as usize);
-            let batch_size = self.setup.config.batch_size;
-            if b == 0 || b > batch_size || off + b > order.len() {
-                return Err(Error::InvalidConfig {
-                    name: "minibatch",
-                    value: format!("{b} samples at position {off}"),
-                    reason: format!(
-                        "this engine was opened for minibatches of 1..={batch_size} samples \
-                         within the epoch's order of {}",
-                        order.len()
-                    ),
-                });
-            }
-            let train = self.train;
-            self.gather(train, &order[off..off + b]);
-            self.forward(b);
-            let s = self.loss(b, true);
+            let s = self.step(
+                order,
+                st.offset as usize,
+                st.batch as usize,
+                st.lr,
+                st.first != 0,
+            )?;
             sums.push(s);
             if !s[0].is_finite() {
                 // Same contract as the GPU engine: parameters stay as after the last finite step.
                 sums.extend(std::iter::repeat_n([f32::NAN, 0.0], steps.len() - i - 1));
                 break;
             }
-            self.backward(b);
-            self.update(st.lr, st.first != 0);
             if i % 16 == 15 {
                 progress(i + 1);
             }

@@ -8,6 +8,8 @@ use crate::error::Result;
 use crate::gpu::autotune::MatmulChoice;
 use crate::gpu::engine::GpuEngine;
 use crate::gpu::{Gpu, Kernels};
+use crate::population::PopulationEngine;
+use crate::population::cpu::CpuPopulation;
 
 /// Where an engine runs.
 #[derive(Clone, Copy)]
@@ -43,5 +45,30 @@ pub fn open<'a>(
             kernels,
             matmul,
         } => Box::new(GpuEngine::new(gpu, kernels, matmul, cfg, data)?),
+    })
+}
+
+/// Opens the population engine for `device`: one member per configuration in `configs`
+/// (see [`crate::population`]), each initialised from its `init_seed()`.
+///
+/// # Errors
+/// [`crate::Error::InvalidConfig`] as [`crate::population::PopulationSetup::new`]; for the
+/// GPU, [`crate::Error::LimitExceeded`] and [`crate::Error::Gpu`] when the population does
+/// not fit the adapter.
+pub fn open_population<'a>(
+    device: Device<'a>,
+    configs: &[RunConfig],
+    data: RunData<'a>,
+) -> Result<Box<dyn PopulationEngine + 'a>> {
+    Ok(match device {
+        Device::Cpu => Box::new(CpuPopulation::new(configs, data)?),
+        Device::Gpu { .. } => {
+            return Err(crate::Error::InvalidConfig {
+                name: "device",
+                value: "gpu".into(),
+                reason: "population training on the GPU lands with the GPU population engine"
+                    .into(),
+            });
+        }
     })
 }

@@ -46,7 +46,7 @@ pub struct RunSetup {
     pub train_indices: Vec<u32>,
     /// Training-sample indices held out for validation, ascending.
     pub validation: Vec<u32>,
-    /// Initial flat parameters (layout of `spec.layout()`), from `config.seed`.
+    /// Initial flat parameters (layout of `spec.layout()`), from `config.init_seed()`.
     pub init: Vec<f32>,
 }
 
@@ -63,7 +63,7 @@ impl RunSetup {
         let (train_indices, validation) =
             validation_split(data.train.len(), cfg.validation_split, cfg.seed)?;
         crate::config::check_batch_size(cfg.batch_size, train_indices.len())?;
-        let init = spec.init(cfg.seed);
+        let init = spec.init(cfg.init_seed());
         Ok(RunSetup {
             config: cfg.clone(),
             spec,

@@ -67,6 +67,7 @@ pub mod metrics;
 pub mod model;
 pub mod optim;
 pub mod output;
+pub mod population;
 pub mod schedule;
 pub mod step;
 pub mod tensorboard;

@@ -293,6 +293,7 @@ pub fn run_config(
         sgd: sgd_from(h),
         normalization,
         seed: h.seed,
+        init_seed: None,
         validation_split,
         early_stop_patience: None,
     })

@@ -1,0 +1,147 @@
+//! Population training: member k of a population trains exactly as a single run of its
+//! configuration (same seed, same data order), on the CPU and GPU paths; divergence of one
+//! member leaves the others going.
+
+mod common;
+
+use wgtrain::data::Dataset;
+use wgtrain::engine::{EvalSet, RunData};
+use wgtrain::optim::SgdConfig;
+use wgtrain::population::{MemberOutcome, MemberStatus, PopulationTrainer, open_population};
+use wgtrain::schedule::{LrSchedule, Schedule};
+use wgtrain::train::Trainer;
+use wgtrain::{Device, RunConfig};
+
+use common::On;
+
+/// A seeded synthetic set of `n` 7 x 5 images (35 features: not a multiple of 4 or of a
+/// workgroup) over 10 classes.
+fn synthetic(seed: u64, n: usize) -> Dataset {
+    Dataset {
+        images: common::integers(seed, n * 35, 256)
+            .into_iter()
+            .map(|v| v as u8)
+            .collect(),
+        labels: common::integers(seed + 1, n, 10),
+        rows: 7,
+        cols: 5,
+    }
+}
+
+/// K configurations that differ in everything a member may have of its own: learning rate
+/// and schedule, weight decay (coupled or decoupled), momentum, dampening, nesterov, bias
+/// decay, initialisation seed and epochs.
+fn member_configs(k: usize, batch: usize) -> Vec<RunConfig> {
+    (0..k)
+        .map(|m| {
+            let lr = 0.02 * (1.0 + m as f64);
+            RunConfig {
+                hidden: vec![13],
+                batch_size: batch,
+                epochs: 2 + m % 2,
+                schedule: if m % 3 == 2 {
+                    LrSchedule::new(
+                        lr,
+                        Schedule::Step {
+                            step_size: 1,
+                            gamma: 0.5,
+                        },
+                    )
+                } else {
+                    LrSchedule::new(lr, Schedule::Constant)
+                },
+                sgd: SgdConfig {
+                    weight_decay: [0.0, 1e-3, 5e-4][m % 3],
+                    momentum: [0.0, 0.9, 0.5, 0.9][m % 4],
+                    dampening: if m % 4 == 2 { 0.1 } else { 0.0 },
+                    nesterov: m % 4 == 3,
+                    decoupled_weight_decay: m % 2 == 1,
+                    decay_bias: m % 5 != 4,
+                },
+                seed: 7,
+                init_seed: Some(100 + m as u64),
+                validation_split: 0.2,
+                ..RunConfig::default()
+            }
+        })
+        .collect()
+}
+
+/// Trains every member alone and as one population; the reports (validation and test
+/// metrics) and the final weights must agree exactly.
+fn assert_population_matches_single_runs(on: On, k: usize, n: usize, batch: usize) {
+    let (train, test) = (synthetic(1, n), synthetic(3, 37));
+    let data = RunData {
+        train: &train,
+        test: &test,
+        classes: 10,
+    };
+    let configs = member_configs(k, batch);
+    let mut pop = open_population(on.device(), &configs, data).unwrap();
+    let histories = PopulationTrainer::new(pop.as_mut())
+        .unwrap()
+        .fit(&mut |_, _| Ok(()))
+        .unwrap();
+    for (m, cfg) in configs.iter().enumerate() {
+        let mut single = common::engine(on, cfg, data).unwrap();
+        let want = Trainer::new(single.as_mut())
+            .unwrap()
+            .fit(&mut |_, _| Ok(()))
+            .unwrap();
+        assert_eq!(histories[m].len(), want.len(), "member {m}: epochs");
+        for (got, want) in histories[m].iter().zip(&want) {
+            assert_eq!(
+                got.val_loss, want.val_loss,
+                "member {m} epoch {}",
+                want.epoch
+            );
+            assert_eq!(got.val_accuracy, want.val_accuracy, "member {m}");
+            assert_eq!(got.test_loss, want.test_loss, "member {m}");
+            assert_eq!(got.train_loss, want.train_loss, "member {m}");
+            assert_eq!(got.lr, want.lr, "member {m}");
+        }
+        assert_eq!(
+            pop.params(m).unwrap(),
+            single.params().unwrap(),
+            "member {m}: final weights"
+        );
+    }
+}
+
+#[test]
+fn cpu_population_members_train_exactly_as_single_runs() {
+    for k in [1, 3, 8] {
+        // 97 samples, 20% held out: 78 training samples in minibatches of 16 (the last 14).
+        assert_population_matches_single_runs(On::Cpu, k, 97, 16);
+    }
+}
+
+#[test]
+fn a_diverging_member_is_frozen_and_the_others_train_on() {
+    let (train, test) = (synthetic(1, 97), synthetic(3, 37));
+    let data = RunData {
+        train: &train,
+        test: &test,
+        classes: 10,
+    };
+    let mut configs = member_configs(3, 16);
+    configs[1].schedule = LrSchedule::new(1e30, Schedule::Constant);
+    let mut pop = open_population(Device::Cpu, &configs, data).unwrap();
+    let before = pop.params(1).unwrap();
+    let mut trainer = PopulationTrainer::new(pop.as_mut()).unwrap();
+    let outcomes = trainer.run_epoch(&mut |_| {}).unwrap();
+    assert!(matches!(outcomes[0], MemberOutcome::Trained(_)));
+    assert!(
+        matches!(&outcomes[1], MemberOutcome::Diverged(msg) if msg.contains("epoch 1")),
+        "{:?}",
+        outcomes[1]
+    );
+    assert!(matches!(trainer.status(1), MemberStatus::Diverged(_)));
+    let outcomes = trainer.run_epoch(&mut |_| {}).unwrap();
+    assert_eq!(outcomes[1], MemberOutcome::Idle);
+    assert!(matches!(outcomes[2], MemberOutcome::Trained(_)));
+    let after = trainer.engine().params(1).unwrap();
+    assert!(after.iter().all(|p| p.is_finite()));
+    assert_ne!(before, after, "the first step's update was finite");
+    let _ = trainer.engine().evaluate(EvalSet::Validation).unwrap();
+}
