@@ -17,6 +17,7 @@ use wgtrain::gpu::kernels::matmul::{BatchDim, Epilogue, MatmulSpec};
 use wgtrain::gpu::{Kernels, autotune};
 use wgtrain::train;
 
+use super::bench_population;
 use super::common::{
     DataArgs, DeviceArgs, DeviceKind, check_device_args, load_data, matmul_choice, open_gpu, usage,
 };
@@ -42,6 +43,10 @@ pub struct BenchArgs {
     /// Print JSON (one object per row) instead of the table.
     #[arg(long)]
     pub json: bool,
+    /// Also time a population of K members (one epoch) against K single-model epochs,
+    /// on each path and batch size.
+    #[arg(long, value_name = "K")]
+    pub population: Option<usize>,
 }
 
 /// One row of the comparison.
@@ -101,6 +106,9 @@ fn cpu_matmul_gflops(batch: usize, i: usize, o: usize) -> f64 {
 
 /// Runs `wgtrain bench`.
 pub fn bench_command(a: BenchArgs) -> Result<()> {
+    if a.population == Some(0) {
+        return Err(usage("population", 0, "must be at least 1 member"));
+    }
     if a.samples == Some(0) {
         return Err(usage("samples", 0, "must be at least 1"));
     }
@@ -190,8 +198,36 @@ pub fn bench_command(a: BenchArgs) -> Result<()> {
             matmul_gflops: cpu_matmul_gflops(b, spec.sizes[0], spec.sizes[1]),
         });
     }
+    let mut pop_rows = Vec::new();
+    if let Some(k) = a.population {
+        for &b in &a.batch_sizes {
+            let configs = bench_population::population_configs(&run(b), k);
+            let single = |e: &mut dyn Engine| time_epoch(e, n, b);
+            if let (Some(g), Some(kern)) = (&gpu, &kernels) {
+                let device = wgtrain::Device::Gpu {
+                    gpu: g,
+                    kernels: kern,
+                    matmul: matmul_choice(&a.device),
+                };
+                pop_rows.push(bench_population::compare(
+                    "gpu", device, &configs, data, n, &single,
+                )?);
+            }
+            pop_rows.push(bench_population::compare(
+                "cpu",
+                wgtrain::Device::Cpu,
+                &configs,
+                data,
+                n,
+                &single,
+            )?);
+        }
+    }
     if a.json {
         for r in &rows {
+            println!("{}", serde_json::to_string(r)?);
+        }
+        for r in &pop_rows {
             println!("{}", serde_json::to_string(r)?);
         }
         return Ok(());
@@ -216,6 +252,10 @@ pub fn bench_command(a: BenchArgs) -> Result<()> {
             r.matmul_gflops,
             r.epoch_seconds / cpu
         );
+    }
+    if !pop_rows.is_empty() {
+        println!();
+        bench_population::print_rows(&pop_rows);
     }
     Ok(())
 }

@@ -12,6 +12,7 @@
 //! subcommand.
 
 mod bench;
+mod bench_population;
 mod common;
 mod devices;
 mod download;

@@ -111,6 +111,19 @@ impl PopulationSetup {
         &self.members[0]
     }
 
+    /// Device memory one member adds, bytes: its parameters, gradients and momentum
+    /// (`3 · P` floats) and its activations and their gradients for the largest minibatch
+    /// (`2 · rows · (H_1 + ... + C)` floats, `rows` = max(B, the evaluation minibatch)),
+    /// plus its per-row loss and correct flags. The data, the sample orders and the gathered
+    /// minibatch `X [rows, I]` are shared and not counted.
+    pub fn member_bytes(&self) -> u64 {
+        let shared = self.shared();
+        let rows = shared.config.batch_size.max(crate::engine::EVAL_BATCH) as u64;
+        let p = shared.spec.layout().len as u64;
+        let outputs: u64 = shared.spec.sizes[1..].iter().map(|&s| s as u64).sum();
+        4 * (3 * p + 2 * rows * outputs + 2 * rows)
+    }
+
     /// The setup of a new run in slot `member` (see [`PopulationEngine::replace_member`]):
     /// `cfg` checked against member 0, the shared model and split, initial parameters from
     /// `cfg.init_seed()`.
