@@ -390,7 +390,7 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
         params[s.weight..s.weight + wv.len()].copy_from_slice(&wv);
         params[s.bias..s.bias + bv.len()].copy_from_slice(&bv);
     }
-    let normalization = st_normalization(&bytes);
+    let normalization = st_normalization(&bytes).map_err(|why| err(path, why))?;
     Ok(Checkpoint {
         spec,
         params,
@@ -398,19 +398,68 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
     })
 }
 
-fn st_normalization(bytes: &[u8]) -> Option<Normalization> {
-    let (_, meta) = SafeTensors::read_metadata(bytes).ok()?;
-    let s = meta.metadata().as_ref()?.get("wgtrain.normalize")?.clone();
-    let (m, sd) = s.split_once(',')?;
-    Some(Normalization {
-        mean: m.parse().ok()?,
-        std: sd.parse().ok()?,
-    })
+/// The `wgtrain.normalize` metadata (`"mean,std"`), if the checkpoint has it.
+///
+/// # Errors
+/// Why a present value is malformed: not two numbers, or not a finite mean with a finite
+/// std > 0. (A wrong normalisation would silently skew every prediction.)
+fn st_normalization(bytes: &[u8]) -> std::result::Result<Option<Normalization>, String> {
+    let Ok((_, meta)) = SafeTensors::read_metadata(bytes) else {
+        return Ok(None);
+    };
+    let Some(s) = meta
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get("wgtrain.normalize"))
+    else {
+        return Ok(None);
+    };
+    let malformed = || {
+        format!(
+            "has a malformed wgtrain.normalize metadata value {s:?}: expected \"mean,std\" with \
+             a finite mean and a finite std > 0 (re-save the checkpoint with wgtrain, or remove \
+             the entry to load it without normalisation)"
+        )
+    };
+    let (m, sd) = s.split_once(',').ok_or_else(malformed)?;
+    let (Ok(mean), Ok(std)) = (m.trim().parse::<f32>(), sd.trim().parse::<f32>()) else {
+        return Err(malformed());
+    };
+    if !(mean.is_finite() && std.is_finite() && std > 0.0) {
+        return Err(malformed());
+    }
+    Ok(Some(Normalization { mean, std }))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_malformed_normalize_entry_is_an_error_not_a_silent_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.safetensors");
+        let spec = MlpSpec::new(5, &[3], 2).unwrap();
+        let norm = Normalization {
+            mean: 0.5,
+            std: 0.25,
+        };
+        save(&path, &spec, &spec.init(1), norm).unwrap();
+        assert_eq!(load(&path).unwrap().normalization, Some(norm));
+        let good = std::fs::read(&path).unwrap();
+        for bad in ["0.5,x.25", "0.5;0.25", "0.5,-0.2", "NaN,0.25"] {
+            // Same length as "0.5,0.25", so the header length stays right.
+            let mut bytes = good.clone();
+            let at = bytes.windows(8).position(|w| w == b"0.5,0.25").unwrap();
+            bytes[at..at + 8].copy_from_slice(bad.as_bytes());
+            std::fs::write(&path, &bytes).unwrap();
+            let e = load(&path).unwrap_err().to_string();
+            assert!(
+                e.contains("malformed wgtrain.normalize") && e.contains(bad),
+                "{bad}: {e}"
+            );
+        }
+    }
 
     #[test]
     fn round_trip_keeps_shapes_names_and_values() {
