@@ -274,6 +274,13 @@ fn an_interrupted_run_saves_in_the_chosen_dtype() {
         .unwrap_or_default()
         .is_empty()
     {
+        if let Some(status) = child.try_wait().unwrap() {
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "wgtrain exited ({status}) before its first epoch: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
         if start.elapsed() > Duration::from_secs(300) {
             let _ = child.kill();
             panic!("no epoch finished within 300 s");

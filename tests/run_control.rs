@@ -213,10 +213,19 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-/// Polls `ready` every 20 ms until it holds, at most `limit`.
-fn wait_for(what: &str, limit: Duration, mut ready: impl FnMut() -> bool) {
+/// Polls `ready` every 20 ms until it holds, at most `limit`; fails at once, with the
+/// child's output, if `run` exits first (a crashed run would otherwise cost the whole limit).
+fn wait_for(run: &mut Run, what: &str, limit: Duration, mut ready: impl FnMut() -> bool) {
     let start = Instant::now();
     while !ready() {
+        let child = run.0.as_mut().unwrap();
+        if let Some(status) = child.try_wait().unwrap() {
+            let out = run.0.take().unwrap().wait_with_output().unwrap();
+            panic!(
+                "wgtrain exited ({status}) before {what}; stderr: {}",
+                stderr(&out)
+            );
+        }
         assert!(start.elapsed() < limit, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -246,7 +255,7 @@ const LIMIT: Duration = Duration::from_secs(300);
 fn ctrl_c_in_train_saves_the_weights_reached_and_exits_130() {
     let dir = tempfile::tempdir().unwrap();
     let data = mnist_dir();
-    let run = Run::start(
+    let mut run = Run::start(
         dir.path(),
         &[
             "train",
@@ -264,7 +273,9 @@ fn ctrl_c_in_train_saves_the_weights_reached_and_exits_130() {
         ],
     );
     let metrics = dir.path().join("m.jsonl");
-    wait_for("the first epoch", LIMIT, || !lines(&metrics).is_empty());
+    wait_for(&mut run, "the first epoch", LIMIT, || {
+        !lines(&metrics).is_empty()
+    });
     // Into the second epoch's steps (one takes 0.4 s or more on this machine).
     std::thread::sleep(Duration::from_millis(150));
     run.sigint();
@@ -312,7 +323,7 @@ fn ctrl_c_in_train_saves_the_weights_reached_and_exits_130() {
 fn a_second_ctrl_c_exits_at_once_with_130() {
     let dir = tempfile::tempdir().unwrap();
     let data = mnist_dir();
-    let run = Run::start(
+    let mut run = Run::start(
         dir.path(),
         &[
             "train",
@@ -337,7 +348,7 @@ fn a_second_ctrl_c_exits_at_once_with_130() {
             "--quiet",
         ],
     );
-    wait_for("the first epoch", LIMIT, || {
+    wait_for(&mut run, "the first epoch", LIMIT, || {
         !lines(&dir.path().join("m.jsonl")).is_empty()
     });
     run.sigint();
@@ -361,7 +372,7 @@ fn a_second_ctrl_c_exits_at_once_with_130() {
 fn a_second_writer_of_the_same_outputs_is_refused_naming_the_first() {
     let dir = tempfile::tempdir().unwrap();
     let data = mnist_dir();
-    let first = Run::start(
+    let mut first = Run::start(
         dir.path(),
         &[
             "train",
@@ -379,7 +390,7 @@ fn a_second_writer_of_the_same_outputs_is_refused_naming_the_first() {
         ],
     );
     let metrics = dir.path().join("m.jsonl");
-    wait_for("the first run's first epoch", LIMIT, || {
+    wait_for(&mut first, "the first run's first epoch", LIMIT, || {
         !lines(&metrics).is_empty()
     });
     let before = lines(&metrics);
@@ -491,9 +502,11 @@ fn an_interrupted_sweep_keeps_its_finished_trials_and_resumes_to_the_same_result
     };
     let args = sweep("out", &[]);
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-    let run = Run::start(dir.path(), &argv);
+    let mut run = Run::start(dir.path(), &argv);
     let out = dir.path().join("out");
-    wait_for("two finished trials", LIMIT, || trials(&out).len() >= 2);
+    wait_for(&mut run, "two finished trials", LIMIT, || {
+        trials(&out).len() >= 2
+    });
     let busy = wgtrain_in(dir.path(), &argv);
     assert_eq!(busy.status.code(), Some(2), "{}", stderr(&busy));
     assert!(
