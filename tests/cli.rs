@@ -81,6 +81,28 @@ fn bad_arguments_exit_2_before_any_work() {
 /// ignored; a mistyped hidden size is refused by its parameter count, not an allocation
 /// abort; a minibatch over the adapter's binding limit names the buffer, the bytes and the
 /// limit, and exits 2 like any argument that does not fit.
+/// Two outputs on one file: the later write silently replaced the earlier (metrics lines
+/// overwritten by the checkpoint's bytes). Refused before any work, whatever the spelling.
+#[test]
+fn two_outputs_on_one_file_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("out.bin");
+    let b = dir.path().join(".").join("out.bin");
+    let o = wgtrain(&[
+        "train",
+        "--device",
+        "cpu",
+        "--save",
+        a.to_str().unwrap(),
+        "--metrics",
+        b.to_str().unwrap(),
+    ]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("is also given as another output"), "{err}");
+    assert!(!a.exists(), "nothing was written");
+}
+
 #[test]
 fn arguments_that_cannot_apply_or_cannot_fit_exit_2() {
     let dir = mnist_dir();

@@ -29,12 +29,42 @@ pub(crate) fn bad_input(e: impl Into<wgtrain::Error>) -> anyhow::Error {
 pub(crate) fn check_outputs<'a>(
     outputs: impl IntoIterator<Item = (Option<&'a std::path::Path>, OutputKind)>,
 ) -> Result<()> {
+    let mut seen: Vec<(std::path::PathBuf, &std::path::Path, OutputKind)> = Vec::new();
     for (path, kind) in outputs {
         if let Some(p) = path {
             wgtrain::output::check_output(p, kind).map_err(bad_input)?;
+            let at = resolved(p);
+            // Two outputs on one file: the later write would silently replace the earlier.
+            // (Two directory outputs may share a directory: their file names differ.)
+            if let Some((_, q, _)) = seen
+                .iter()
+                .find(|(a, _, k)| *a == at && !(*k == OutputKind::Dir && kind == OutputKind::Dir))
+            {
+                return Err(bad_input(wgtrain::Error::Output {
+                    path: p.to_path_buf(),
+                    reason: format!(
+                        "is also given as another output ({}); give each output its own path",
+                        q.display()
+                    ),
+                }));
+            }
+            seen.push((at, p, kind));
         }
     }
     Ok(())
+}
+
+/// `path` made absolute with its directory resolved (symlinks, `..`), so two spellings of
+/// one file compare equal; the path as given when its directory cannot be resolved.
+fn resolved(path: &std::path::Path) -> std::path::PathBuf {
+    let parent = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    match (parent.canonicalize(), path.file_name()) {
+        (Ok(dir), Some(name)) => dir.join(name),
+        _ => path.to_path_buf(),
+    }
 }
 
 /// A usage error (exit 2): the value of `--name` (or of the setting `name`) is refused for
