@@ -210,3 +210,16 @@ fn regression_eval_refuses_a_checkpoint_whose_outputs_differ_from_the_classes() 
     let o = wgtrain(&given);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
+
+/// Regression: a set whose labels are all 0 inferred one class, and one output trains to a
+/// "100%" accuracy at loss 0. Refused, naming the file and the fix.
+#[test]
+fn labels_that_are_all_zero_are_refused_not_trained_to_100_percent() {
+    let dir = tempfile::tempdir().unwrap();
+    write_set(dir.path(), &[0; 50], &[0; 10]);
+    let msg = data::load_dir(dir.path()).unwrap_err().to_string();
+    assert!(
+        msg.contains("every training label is 0") && msg.contains("--classes"),
+        "{msg}"
+    );
+}

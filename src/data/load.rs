@@ -107,6 +107,16 @@ pub fn load_dir_with(dir: &Path, opts: &LoadOptions) -> Result<Mnist, DataError>
     let train_labels_u32 = check_labels(&train_labels, &train_raw, classes, origin)?;
     let test_labels_u32 = check_labels(&test_labels, &test_raw, classes, origin)?;
     if origin == ClassOrigin::Inferred {
+        if classes == 1 {
+            // One output: softmax is always 1, every prediction "correct", the loss 0.
+            return Err(DataError::Idx {
+                path: train_labels,
+                reason: "every training label is 0, so the class count inferred from them is 1; \
+                         a classifier needs at least 2 classes (check the label file, or give \
+                         the class count with --classes)"
+                    .into(),
+            });
+        }
         check_every_class_present(&train_labels, &train_labels_u32, classes)?;
         check_rare_classes(
             (&train_labels, &train_labels_u32),
