@@ -22,6 +22,7 @@ mod lr_find;
 mod plot;
 mod profile;
 mod sweep;
+mod sweep_configs;
 mod train;
 
 use anyhow::Result;
