@@ -116,8 +116,12 @@ def open_storage(url):
     for attempt in range(8):
         try:
             return optuna.storages.RDBStorage(url)
+        except ImportError:  # no database driver (psycopg2 for PostgreSQL): no retry helps
+            raise
         except Exception as e:  # sqlalchemy errors of the table-creation race
             last = e
+            print(f"opening the storage: {e.__class__.__name__}; retrying", file=sys.stderr,
+                  flush=True)
             time.sleep(0.2 + random.random() * (attempt + 1) * 0.3)
     raise last
 
