@@ -154,7 +154,8 @@ class Asked:
 
 
 def failure(run):
-    """Why a wgtrain process failed: its signal, or its last line on stderr."""
+    """Why a wgtrain process failed: its signal, else its first `error` line on stderr
+    (clap puts usage after it), else its last line."""
     if run.returncode < 0:
         return f"killed by signal {-run.returncode}"
     lines = run.stderr.strip().splitlines()
