@@ -23,6 +23,7 @@ mod lr_find;
 mod plot;
 mod profile;
 mod sweep;
+mod sweep_configs;
 mod train;
 
 use anyhow::Result;

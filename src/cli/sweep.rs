@@ -27,6 +27,7 @@ use super::common::{
 };
 use super::engines::Engines;
 use super::interrupt;
+use super::sweep_configs;
 
 /// Search methods of `wgtrain sweep`.
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +80,12 @@ pub struct SweepArgs {
     /// selection of this many grid points when the grid is larger (default: all).
     #[arg(long, value_parser = positive_usize)]
     pub trials: Option<usize>,
+    /// Run exactly the trials listed in this JSON file, in its order (trial i is entry i),
+    /// instead of drawing them: `[{"lr": 0.05, "weight_decay": 1e-4, "batch_size": 64,
+    /// "momentum": 0.9, "hidden": [256], "epochs": 3}, ...]`. A field an entry leaves out
+    /// takes its flag's value (--lr, --epochs, ...), which must then be one value.
+    #[arg(long, value_name = "FILE.json", conflicts_with_all = ["search", "trials", "grid_points"])]
+    pub configs: Option<PathBuf>,
     /// Values a log-uniform range contributes to a grid.
     #[arg(long, value_parser = positive_usize, default_value_t = 4)]
     pub grid_points: usize,
@@ -178,7 +185,10 @@ pub fn sweep_command(a: SweepArgs) -> Result<()> {
         SearchChoice::Random => SearchMethod::Random,
         SearchChoice::Grid => SearchMethod::Grid,
     };
-    let configs = space.trials(method, a.trials, a.grid_points, a.seed);
+    let configs = match &a.configs {
+        Some(file) => sweep_configs::read_configs(file, &space)?,
+        None => space.trials(method, a.trials, a.grid_points, a.seed),
+    };
     // Every trial's schedule and optimiser settings are checked before any data loads.
     for t in &configs {
         let h = a.hyper(t);
@@ -210,11 +220,12 @@ pub fn sweep_command(a: SweepArgs) -> Result<()> {
         PruningChoice::None => None,
     };
     eprintln!(
-        "sweep: {} trials ({} search), {} training + {} validation samples, pruning: {}",
+        "sweep: {} trials ({}), {} training + {} validation samples, pruning: {}",
         configs.len(),
-        match method {
-            SearchMethod::Random => "random",
-            SearchMethod::Grid => "grid",
+        match (&a.configs, method) {
+            (Some(file), _) => format!("from {}", file.display()),
+            (None, SearchMethod::Random) => "random search".into(),
+            (None, SearchMethod::Grid) => "grid search".into(),
         },
         n_train,
         validation.len(),
