@@ -153,7 +153,9 @@ pub struct SweepArgs {
 /// `--halving-eta`: at least 2.
 fn halving_eta(s: &str) -> std::result::Result<usize, String> {
     match s.parse::<usize>() {
-        Ok(0 | 1) => Err("must be at least 2 (rungs eta times apart, 1/eta of a rung go on)".into()),
+        Ok(0 | 1) => {
+            Err("must be at least 2 (rungs eta times apart, 1/eta of a rung go on)".into())
+        }
         Ok(v) => Ok(v),
         Err(e) => Err(e.to_string()),
     }

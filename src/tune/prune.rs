@@ -132,7 +132,13 @@ impl HalvingPruner {
     /// `value`, stops. `others[t][e]` is another trial's validation accuracy after epoch
     /// `e + 1` (every trial of the sweep that reached any epoch, finished or running, the
     /// judged one excluded).
-    pub fn should_prune(&self, epoch: usize, epochs: usize, value: f64, others: &[Vec<f64>]) -> bool {
+    pub fn should_prune(
+        &self,
+        epoch: usize,
+        epochs: usize,
+        value: f64,
+        others: &[Vec<f64>],
+    ) -> bool {
         if epoch >= epochs || !self.is_rung(epoch) {
             return false;
         }
@@ -312,7 +318,10 @@ mod tests {
             .map(|&v| vec![v, v])
             .collect();
         assert!(!p.should_prune(1, 9, 0.75, &others), "third best of nine");
-        assert!(!p.should_prune(1, 9, 0.7, &others), "a tie with the third survives");
+        assert!(
+            !p.should_prune(1, 9, 0.7, &others),
+            "a tie with the third survives"
+        );
         assert!(p.should_prune(1, 9, 0.69, &others), "fourth of nine");
         assert!(p.should_prune(1, 9, f64::NAN, &others));
         // Epoch 2 is not a rung; epoch 3 is, but only trials that reached it count: none
@@ -346,7 +355,14 @@ mod tests {
         assert_eq!(median.judge(2, 3, 0.95, &done, &[]), None);
         let halving = Pruner::from(HalvingPruner::default());
         let note = halving.judge(1, 3, 0.5, &[], &done).unwrap();
-        assert!(note.contains("top 1/3 of the 4 trials at rung epoch 1"), "{note}");
-        assert_eq!(halving.judge(1, 3, 0.5, &done, &[]), None, "halving reads `others`");
+        assert!(
+            note.contains("top 1/3 of the 4 trials at rung epoch 1"),
+            "{note}"
+        );
+        assert_eq!(
+            halving.judge(1, 3, 0.5, &done, &[]),
+            None,
+            "halving reads `others`"
+        );
     }
 }

@@ -13,8 +13,8 @@ use wgtrain::model::{MlpSpec, Normalization};
 use wgtrain::population::open_population;
 use wgtrain::tensorboard::EventWriter;
 use wgtrain::tune::population_sweep::{
-    CPU_POPULATION_CAP, GPU_POPULATION_BUDGET, GPU_POPULATION_CAP, PendingTrial,
-    PopulationBudget, PopulationEvent, default_population, group_trials, run_group,
+    CPU_POPULATION_CAP, GPU_POPULATION_BUDGET, GPU_POPULATION_CAP, PendingTrial, PopulationBudget,
+    PopulationEvent, default_population, group_trials, run_group,
 };
 use wgtrain::tune::space::TrialConfig;
 use wgtrain::tune::sweep::{Sweep, write_outputs};
@@ -69,7 +69,8 @@ impl Context<'_> {
                 (Some(k), _) => k,
                 (None, None) => CPU_POPULATION_CAP,
                 (None, Some(limits)) => {
-                    let spec = MlpSpec::new(self.mnist.train.features(), &t.hidden, self.mnist.classes)?;
+                    let spec =
+                        MlpSpec::new(self.mnist.train.features(), &t.hidden, self.mnist.classes)?;
                     let budget = PopulationBudget {
                         bytes: GPU_POPULATION_BUDGET,
                         binding_bytes: u64::from(limits.max_storage_buffer_binding_size),
@@ -90,7 +91,12 @@ impl Context<'_> {
     /// # Errors
     /// Engine, output and TensorBoard errors; [`wgtrain::Error::Interrupted`] after Ctrl-C
     /// (the trials that finished are written to `--out`).
-    pub(super) fn run(&self, engines: &Engines, configs: &[TrialConfig], sweep: &mut Sweep) -> Result<()> {
+    pub(super) fn run(
+        &self,
+        engines: &Engines,
+        configs: &[TrialConfig],
+        sweep: &mut Sweep,
+    ) -> Result<()> {
         let Some(plan) = self.plan(engines, configs, sweep)? else {
             return Ok(());
         };
