@@ -118,11 +118,11 @@ impl HalvingPruner {
     /// Whether `epoch` (1-based) is a rung: `r·η^k` for some `k ≥ 0`.
     pub fn is_rung(&self, epoch: usize) -> bool {
         let (r, eta) = (self.min_epochs.max(1), self.eta.max(2));
-        if epoch < r || epoch % r != 0 {
+        if epoch < r || !epoch.is_multiple_of(r) {
             return false;
         }
         let mut q = epoch / r;
-        while q % eta == 0 {
+        while q.is_multiple_of(eta) {
             q /= eta;
         }
         q == 1

@@ -8,9 +8,9 @@ use std::collections::{BTreeSet, HashMap};
 use anyhow::{Context as _, Result};
 
 use wgtrain::data::Mnist;
+use wgtrain::device::open_population;
 use wgtrain::engine::RunData;
 use wgtrain::model::{MlpSpec, Normalization};
-use wgtrain::population::open_population;
 use wgtrain::tensorboard::EventWriter;
 use wgtrain::tune::population_sweep::{
     CPU_POPULATION_CAP, GPU_POPULATION_BUDGET, GPU_POPULATION_CAP, PendingTrial, PopulationBudget,
@@ -23,6 +23,9 @@ use super::super::common::run_config;
 use super::super::engines::Engines;
 use super::super::interrupt;
 use super::{SweepArgs, outcome_text, save_best_trial, session_status, trial_writer};
+
+/// A group of trials that can share a population, and its population size.
+type Group = (Vec<PendingTrial>, usize);
 
 /// What every population of a sweep shares: the flags, the data and the split.
 pub(super) struct Context<'s> {
@@ -44,7 +47,7 @@ impl Context<'_> {
         engines: &Engines,
         configs: &[TrialConfig],
         sweep: &Sweep,
-    ) -> Result<Option<Vec<(Vec<PendingTrial>, usize)>>> {
+    ) -> Result<Option<Vec<Group>>> {
         let mut pending = Vec::new();
         for (id, t) in configs.iter().enumerate() {
             if sweep.has_trial(id) {
@@ -73,7 +76,7 @@ impl Context<'_> {
                         MlpSpec::new(self.mnist.train.features(), &t.hidden, self.mnist.classes)?;
                     let budget = PopulationBudget {
                         bytes: GPU_POPULATION_BUDGET,
-                        binding_bytes: u64::from(limits.max_storage_buffer_binding_size),
+                        binding_bytes: limits.max_storage_buffer_binding_size,
                         cap: GPU_POPULATION_CAP,
                     };
                     default_population(&spec, t.batch_size, &budget)
