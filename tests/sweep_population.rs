@@ -129,11 +129,32 @@ fn assert_same_trials(a: &[Trial], b: &[Trial]) {
 fn a_population_sweep_without_pruning_gives_the_sequential_trials_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let (seq, pop) = (dir.path().join("seq"), dir.path().join("pop"));
+    let seq_best = dir.path().join("seq.safetensors");
+    let pop_best = dir.path().join("pop.safetensors");
+    let tb = dir.path().join("tb");
     assert_success(
-        &small_sweep(&seq, &["--population", "1"]),
+        &small_sweep(
+            &seq,
+            &[
+                "--population",
+                "1",
+                "--save-best",
+                seq_best.to_str().unwrap(),
+            ],
+        ),
         "sweep --population 1",
     );
-    let run = small_sweep(&pop, &["--population", "2"]);
+    let run = small_sweep(
+        &pop,
+        &[
+            "--population",
+            "2",
+            "--save-best",
+            pop_best.to_str().unwrap(),
+            "--tensorboard",
+            tb.to_str().unwrap(),
+        ],
+    );
     assert_success(&run, "sweep --population 2");
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(stderr.contains("populations: "), "{stderr}");
@@ -153,6 +174,18 @@ fn a_population_sweep_without_pruning_gives_the_sequential_trials_exactly() {
     assert_same_trials(&a, &b);
     let best = |d: &Path| std::fs::read_to_string(d.join("best.json")).unwrap();
     assert_eq!(best(&seq), best(&pop));
+    // The best trial's weights, read back from its member of a population, are those of
+    // its sequential run; every trial has its TensorBoard run, named by its id.
+    assert_eq!(
+        std::fs::read(&seq_best).unwrap(),
+        std::fs::read(&pop_best).unwrap()
+    );
+    for id in 0..7 {
+        assert!(
+            tb.join(format!("trial-{id:03}")).is_dir(),
+            "trial {id}'s run"
+        );
+    }
     // --quiet: one line per trial, in the order they finished, each naming its id.
     let stdout = String::from_utf8_lossy(&run.stdout);
     let mut ids: Vec<usize> = stdout

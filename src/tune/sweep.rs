@@ -800,6 +800,33 @@ mod tests {
     }
 
     #[test]
+    fn trials_recorded_out_of_order_are_listed_by_id_and_a_tie_goes_to_the_smaller_id() {
+        let mut s = Sweep::new(None);
+        s.record(trial(3, TrialStatus::Complete, &[0.9]), || Ok(vec![3.0]))
+            .unwrap();
+        s.record(trial(1, TrialStatus::Pruned, &[0.95]), || unreachable!())
+            .unwrap();
+        // Equal score, smaller id: trial 2 becomes the best, as best_completed ranks.
+        s.record(trial(2, TrialStatus::Complete, &[0.9]), || Ok(vec![2.0]))
+            .unwrap();
+        s.record(trial(5, TrialStatus::Complete, &[0.9]), || unreachable!())
+            .unwrap();
+        let ids: Vec<usize> = s.trials().iter().map(|t| t.id).collect();
+        assert_eq!(ids, [1, 2, 3, 5]);
+        assert_eq!(s.best_trial().map(|t| t.id), Some(2));
+        assert_eq!(best_completed(s.trials()).map(|t| t.id), Some(2));
+        assert_eq!(s.best_params(), Some(&[2.0][..]));
+        assert!(s.has_trial(5) && !s.has_trial(4));
+        assert!(
+            s.record(trial(3, TrialStatus::Pruned, &[]), || unreachable!())
+                .is_err()
+        );
+        // A resumed population sweep's file has gaps (the trials that were running).
+        let r = Sweep::resume(None, s.trials().to_vec(), Some(vec![2.0])).unwrap();
+        assert_eq!(r.best_trial().map(|t| t.id), Some(2));
+    }
+
+    #[test]
     fn outputs_round_trip_through_json_and_csv() {
         let trials = vec![
             trial(0, TrialStatus::Complete, &[0.8, 0.85, 0.90]),
