@@ -768,3 +768,15 @@ fn sweep_quiet_prints_one_line_per_trial() {
         "no per-epoch or outcome lines under --quiet: {stdout}"
     );
 }
+
+#[test]
+fn sweep_refuses_a_population_of_0_and_a_halving_eta_below_2() {
+    assert_usage_error(&["sweep", "--population", "0"], "--population");
+    let err = stderr(&wgtrain(&["sweep", "--population", "0"]));
+    assert!(
+        err.contains("must be at least 1") && err.contains("1 runs them one at a time"),
+        "{err}"
+    );
+    assert_usage_error(&["sweep", "--halving-eta", "1"], "--halving-eta");
+    assert_usage_error(&["sweep", "--pruning", "hyperband"], "--pruning");
+}

@@ -488,10 +488,13 @@ impl Engine for ScriptedEngine {
 
 #[test]
 fn a_sweep_prunes_trials_behind_the_median_and_keeps_the_best_parameters() {
-    let mut sweep = Sweep::new(Some(MedianPruner {
-        warmup_epochs: 1,
-        min_trials: 2,
-    }));
+    let mut sweep = Sweep::new(Some(
+        MedianPruner {
+            warmup_epochs: 1,
+            min_trials: 2,
+        }
+        .into(),
+    ));
     let curves = [
         vec![0.50, 0.80, 0.90],
         vec![0.60, 0.85, 0.95],

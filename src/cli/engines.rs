@@ -37,7 +37,9 @@ impl Engines {
         })
     }
 
-    fn device(&self) -> Device<'_> {
+    /// The device the flags chose, for [`wgtrain::device::open`] and
+    /// [`wgtrain::population::open_population`].
+    pub(crate) fn device(&self) -> Device<'_> {
         match &self.gpu {
             None => Device::Cpu,
             Some((gpu, kernels)) => Device::Gpu {
@@ -46,6 +48,11 @@ impl Engines {
                 matmul: matmul_choice(&self.device),
             },
         }
+    }
+
+    /// The GPU's limits (the adapter's own); `None` on the CPU.
+    pub(crate) fn gpu_limits(&self) -> Option<&wgpu::Limits> {
+        self.gpu.as_ref().map(|(gpu, _)| &gpu.limits)
     }
 
     /// Opens an engine for `cfg` on `data`, starting from `params` when given (else from

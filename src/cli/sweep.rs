@@ -1,6 +1,10 @@
 //! `wgtrain sweep`: a hyperparameter search (grid or random) on a validation split, with
-//! median pruning, TensorBoard runs per trial and `--resume`. The work is done by
-//! [`wgtrain::tune::sweep`]; this layer parses flags, loads data, builds engines and prints.
+//! median or successive-halving pruning, trials one at a time or as populations
+//! (`--population K`, [`population`]), TensorBoard runs per trial and `--resume`. The work
+//! is done by [`wgtrain::tune::sweep`] and [`wgtrain::tune::population_sweep`]; this layer
+//! parses flags, loads data, builds engines and prints.
+
+mod population;
 
 use std::path::{Path, PathBuf};
 
@@ -9,12 +13,12 @@ use clap::{Args, ValueEnum};
 
 use wgtrain::checkpoint;
 use wgtrain::engine::{EvalSet, RunData};
-use wgtrain::model::MlpSpec;
+use wgtrain::model::{MlpSpec, Normalization};
 use wgtrain::output::OutputKind;
 use wgtrain::tensorboard::{EventWriter, HParam, SessionStatus};
 use wgtrain::train;
 use wgtrain::tune::plot;
-use wgtrain::tune::prune::MedianPruner;
+use wgtrain::tune::prune::{HalvingPruner, MedianPruner, Pruner};
 use wgtrain::tune::space::{HiddenChoices, SearchMethod, SearchSpace, TrialConfig, Values};
 use wgtrain::tune::sweep::{
     BestTrial, Sweep, TrialStatus, format_leaderboard, leaderboard, read_trials, write_outputs,
@@ -44,6 +48,9 @@ pub enum PruningChoice {
     /// Stop a trial whose validation accuracy is below the median of the completed trials
     /// at the same epoch.
     Median,
+    /// Successive halving (ASHA): at rung epochs r, r·eta, r·eta², ... keep the top 1/eta
+    /// of the trials that reached the rung.
+    Halving,
     /// Run every trial to the end.
     None,
 }
@@ -95,15 +102,29 @@ pub struct SweepArgs {
     /// Use a seeded subset of this many training samples (before the validation split).
     #[arg(long, value_parser = positive_usize)]
     pub train_subset: Option<usize>,
-    /// Stop unpromising trials early (median rule, as Optuna's MedianPruner) or never.
+    /// Stop unpromising trials early: the median rule (as Optuna's MedianPruner),
+    /// successive halving (as Optuna's SuccessiveHalvingPruner), or never.
     #[arg(long, value_enum, default_value_t = PruningChoice::Median)]
     pub pruning: PruningChoice,
-    /// Epochs during which no trial is pruned.
+    /// Epochs during which no trial is pruned (median pruning).
     #[arg(long, default_value_t = 1)]
     pub prune_warmup: usize,
-    /// Completed trials needed at an epoch before pruning there.
+    /// Median pruning: completed trials needed at an epoch before pruning there. Halving:
+    /// trials that reached a rung (the judged one included) before pruning there.
     #[arg(long, value_parser = positive_usize, default_value_t = 3)]
     pub prune_min_trials: usize,
+    /// Successive halving: the reduction factor eta (rungs eta times apart, the top 1/eta
+    /// of a rung go on).
+    #[arg(long, value_parser = halving_eta, default_value_t = 3)]
+    pub halving_eta: usize,
+    /// Successive halving: the first rung, epochs (r).
+    #[arg(long, value_parser = positive_usize, default_value_t = 1)]
+    pub halving_min_epochs: usize,
+    /// Train up to K trials at once as one population (trials sharing batch size, hidden
+    /// sizes and epochs): 1 runs them one at a time. Default: as many as fit the device's
+    /// memory, at most 16 on a GPU; 1 on the CPU, where a population saves no time.
+    #[arg(long, value_name = "K", value_parser = population_size)]
+    pub population: Option<usize>,
     #[command(flatten)]
     pub sgd: SgdVariantArgs,
     /// Seeds the search, every trial's initialisation and shuffles, the validation split
@@ -134,6 +155,30 @@ pub struct SweepArgs {
     /// wrote to --out (trials.json, best_trial.safetensors); they are not rerun.
     #[arg(long)]
     pub resume: bool,
+}
+
+/// `--halving-eta`: at least 2.
+fn halving_eta(s: &str) -> std::result::Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0 | 1) => {
+            Err("must be at least 2 (rungs eta times apart, 1/eta of a rung go on)".into())
+        }
+        Ok(v) => Ok(v),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// `--population`: at least 1.
+fn population_size(s: &str) -> std::result::Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err(
+            "must be at least 1: a population trains K >= 1 trials at once (1 runs them one at \
+             a time; leave the flag out for as many as fit the device)"
+                .into(),
+        ),
+        Ok(v) => Ok(v),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 impl SweepArgs {
@@ -213,10 +258,15 @@ pub fn sweep_command(a: SweepArgs) -> Result<()> {
     }
     let norm = normalization(&a.data);
     let pruner = match a.pruning {
-        PruningChoice::Median => Some(MedianPruner {
+        PruningChoice::Median => Some(Pruner::Median(MedianPruner {
             warmup_epochs: a.prune_warmup,
             min_trials: a.prune_min_trials,
-        }),
+        })),
+        PruningChoice::Halving => Some(Pruner::Halving(HalvingPruner {
+            min_epochs: a.halving_min_epochs,
+            eta: a.halving_eta,
+            min_trials: a.prune_min_trials,
+        })),
         PruningChoice::None => None,
     };
     eprintln!(
@@ -230,10 +280,7 @@ pub fn sweep_command(a: SweepArgs) -> Result<()> {
         n_train,
         validation.len(),
         match pruner {
-            Some(p) => format!(
-                "median (warm-up {} epochs, {} completed trials)",
-                p.warmup_epochs, p.min_trials
-            ),
+            Some(p) => p.describe(),
             None => "none".into(),
         }
     );
@@ -266,7 +313,19 @@ pub fn sweep_command(a: SweepArgs) -> Result<()> {
     let mut sweep = Sweep::resume(pruner, prior, prior_params)?;
     sweep.set_stop_flag(interrupt::stop_flag());
     let total = configs.len();
-    for (i, t) in configs.into_iter().enumerate().skip(done) {
+    // Populations (--population K > 1) run first; the loop below then finds every trial
+    // recorded. With trials one at a time, the loop runs them all.
+    let pop = population::Context {
+        a: &a,
+        mnist: &mnist,
+        n_train,
+        norm,
+    };
+    pop.run(&engines, &configs, &mut sweep)?;
+    for (i, t) in configs.into_iter().enumerate() {
+        if sweep.has_trial(i) {
+            continue;
+        }
         let h = a.hyper(&t);
         let cfg = run_config(&h, n_train.div_ceil(t.batch_size), norm, a.val_split)?;
         let header = format!("trial {i} ({}/{total}): {t}", i + 1);
@@ -274,22 +333,12 @@ pub fn sweep_command(a: SweepArgs) -> Result<()> {
             println!("{header}");
         }
         let quiet = a.quiet;
-        let mut tb = match &a.tensorboard {
-            Some(dir) => {
-                let mut w = EventWriter::create(&dir.join(format!("trial-{i:03}")))?;
-                let mut hp =
-                    tensorboard_hparams(&h, a.device.device, a.data.normalize, a.val_split);
-                hp.push(("trial".into(), HParam::Number(i as f64)));
-                w.session_start(&hp)?;
-                Some(w)
-            }
-            None => None,
-        };
+        let mut tb = trial_writer(&a, &h, i)?;
         let mut tb_error = None;
         let best_before = sweep.best_trial().map(|b| b.id);
         let result = engines.with(&cfg, RunData::from(&mnist), None, |engine| {
             Ok(sweep
-                .run_trial(t.clone(), engine, &mut |m| {
+                .run_trial_as(i, t.clone(), engine, &mut |m| {
                     if let Some(w) = &mut tb
                         && tb_error.is_none()
                     {
@@ -311,7 +360,8 @@ pub fn sweep_command(a: SweepArgs) -> Result<()> {
         let trial = match result {
             Err(e) if interrupt::is_interrupted(&e) => {
                 eprintln!(
-                    "sweep interrupted: {i} of {total} trials finished and kept in {} (trials.json, trials.csv, leaderboard.csv); trial {i} was dropped",
+                    "sweep interrupted: {} of {total} trials finished and kept in {} (trials.json, trials.csv, leaderboard.csv); trial {i} was dropped",
+                    sweep.trials().len(),
                     a.out.display()
                 );
                 eprintln!("resume with: {}", interrupt::resume_command());
@@ -323,40 +373,14 @@ pub fn sweep_command(a: SweepArgs) -> Result<()> {
             return Err(e.into());
         }
         if let Some(w) = &mut tb {
-            w.session_end(match trial.status {
-                TrialStatus::Diverged => SessionStatus::Failure,
-                TrialStatus::Complete | TrialStatus::Pruned => SessionStatus::Success,
-            })?;
+            w.session_end(session_status(trial.status))?;
         }
         // Written after every trial, atomically: an interrupted sweep keeps what finished.
         write_outputs(&a.out, sweep.trials(), None)?;
-        if let (Some(b), Some(p)) = (sweep.best_trial(), sweep.best_params())
-            && Some(b.id) != best_before
-        {
-            let spec = MlpSpec::new(mnist.train.features(), &b.config.hidden, mnist.classes)?;
-            checkpoint::save_with_metadata(
-                &a.out.join(BEST_TRIAL_FILE),
-                &spec,
-                p,
-                norm,
-                &[("wgtrain.trial", b.id.to_string())],
-            )?;
+        if sweep.best_trial().map(|b| b.id) != best_before {
+            save_best_trial(&a.out, &sweep, &mnist, norm)?;
         }
-        let acc = trial
-            .val_accuracy
-            .map_or("-".into(), |v| format!("{:.2}%", 100.0 * v));
-        let outcome = match trial.status {
-            TrialStatus::Complete => format!("complete: val acc {acc}  ({:.1} s)", trial.seconds),
-            TrialStatus::Pruned => format!(
-                "pruned after epoch {}: {}",
-                trial.history.len(),
-                trial.note.as_deref().unwrap_or("")
-            ),
-            TrialStatus::Diverged => format!(
-                "diverged: {}",
-                trial.note.as_deref().unwrap_or("non-finite loss")
-            ),
-        };
+        let outcome = outcome_text(&trial);
         // Regression (issue 10, item 14): --quiet printed the header and the outcome as two
         // lines per trial while its help promised one.
         if a.quiet {
@@ -425,13 +449,75 @@ pub fn sweep_command(a: SweepArgs) -> Result<()> {
 /// `--resume` can evaluate it and `--save-best` it at the end.
 const BEST_TRIAL_FILE: &str = "best_trial.safetensors";
 
+/// The TensorBoard run of trial `i` (`--tensorboard DIR`: `DIR/trial-00i`), its
+/// hyperparameters written; `None` without the flag.
+fn trial_writer(a: &SweepArgs, h: &HyperArgs, i: usize) -> wgtrain::Result<Option<EventWriter>> {
+    let Some(dir) = &a.tensorboard else {
+        return Ok(None);
+    };
+    let mut w = EventWriter::create(&dir.join(format!("trial-{i:03}")))?;
+    let mut hp = tensorboard_hparams(h, a.device.device, a.data.normalize, a.val_split);
+    hp.push(("trial".into(), HParam::Number(i as f64)));
+    w.session_start(&hp)?;
+    Ok(Some(w))
+}
+
+/// How a trial's TensorBoard session ends.
+fn session_status(s: TrialStatus) -> SessionStatus {
+    match s {
+        TrialStatus::Diverged => SessionStatus::Failure,
+        TrialStatus::Complete | TrialStatus::Pruned => SessionStatus::Success,
+    }
+}
+
+/// Saves the sweep's best trial's weights to `out/best_trial.safetensors` (for `--resume`).
+fn save_best_trial(
+    out: &Path,
+    sweep: &Sweep,
+    mnist: &wgtrain::data::Mnist,
+    norm: Normalization,
+) -> wgtrain::Result<()> {
+    if let (Some(b), Some(p)) = (sweep.best_trial(), sweep.best_params()) {
+        let spec = MlpSpec::new(mnist.train.features(), &b.config.hidden, mnist.classes)?;
+        checkpoint::save_with_metadata(
+            &out.join(BEST_TRIAL_FILE),
+            &spec,
+            p,
+            norm,
+            &[("wgtrain.trial", b.id.to_string())],
+        )?;
+    }
+    Ok(())
+}
+
+/// A finished trial's outcome, as printed after it: `complete: val acc 91.20%  (3.1 s)`,
+/// `pruned after epoch 2: ...`, `diverged: ...`.
+fn outcome_text(trial: &wgtrain::tune::sweep::Trial) -> String {
+    let acc = trial
+        .val_accuracy
+        .map_or("-".into(), |v| format!("{:.2}%", 100.0 * v));
+    match trial.status {
+        TrialStatus::Complete => format!("complete: val acc {acc}  ({:.1} s)", trial.seconds),
+        TrialStatus::Pruned => format!(
+            "pruned after epoch {}: {}",
+            trial.history.len(),
+            trial.note.as_deref().unwrap_or("")
+        ),
+        TrialStatus::Diverged => format!(
+            "diverged: {}",
+            trial.note.as_deref().unwrap_or("non-finite loss")
+        ),
+    }
+}
+
 /// What `--resume` goes on from: the trials in `out/trials.json` (none when the file does
 /// not exist yet) and, when one of them completed, `out/best_trial.safetensors`.
 ///
 /// # Errors
-/// Exit-2 errors when the finished trials are not the first trials of `configs` (other
+/// Exit-2 errors when a finished trial is not the trial of `configs` with its id (other
 /// flags or another seed), or when the best trial's weights are missing or belong to
-/// another trial.
+/// another trial. (Trials one at a time finish in id order; a population sweep may leave
+/// gaps, the trials that were running.)
 fn resumable_trials(
     out: &Path,
     configs: &[TrialConfig],
@@ -454,20 +540,20 @@ fn resumable_trials(
             && t.hidden == c.hidden
             && t.epochs == c.epochs
     };
-    if trials.len() > configs.len() {
+    if let Some(t) = trials.iter().find(|t| t.id >= configs.len()) {
         return Err(usage(
             "resume",
             path.display(),
             format!(
-                "lists {} trials but this sweep has {}; resume with the flags of the interrupted run",
-                trials.len(),
+                "lists trial {} but this sweep has {} trials; resume with the flags of the interrupted run",
+                t.id,
                 configs.len()
             ),
         ));
     }
     if let Some((t, c)) = trials
         .iter()
-        .zip(configs)
+        .map(|t| (t, &configs[t.id]))
         .find(|(t, c)| !same(&t.config, c))
     {
         return Err(usage(

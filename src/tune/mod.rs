@@ -1,6 +1,7 @@
 //! Hyperparameter tuning: the learning-rate range test ([`lr_find`]), search spaces and
-//! trial generation ([`space`]), median pruning ([`prune`]), sweeps with a leaderboard and
-//! CSV/JSON output ([`sweep`]), and pictures of all of it ([`plot`]).
+//! trial generation ([`space`]), median and successive-halving pruning ([`prune`]), sweeps
+//! with a leaderboard and CSV/JSON output ([`sweep`]), sweeps run as populations
+//! ([`population_sweep`]), and pictures of all of it ([`plot`]).
 //!
 //! Tuning looks at a validation split held out of the training files, never at the test
 //! set: a sweep's engines see the test set only through [`sweep::Blindfold`], which hides
@@ -25,7 +26,8 @@
 //!   minimum-loss lr / 10 is printed too, and used when the curve never descends).
 //! - **sweep** ([`sweep`], [`space`], [`prune`]): grid or seeded random search over lr,
 //!   weight decay, batch size, momentum, hidden sizes and epochs; median pruning after a
-//!   1-epoch warm-up; one seed for every trial (subset, split, init, shuffles), so trials
+//!   1-epoch warm-up, or successive halving (`--pruning halving`); trials run one at a
+//!   time or K at a time as populations (`--population K`, [`population_sweep`]); one seed for every trial (subset, split, init, shuffles), so trials
 //!   differ only in their hyperparameters and `wgtrain train` with a trial's flags and the
 //!   same seed reproduces it exactly. `--out` gets `trials.json`, `trials.csv`,
 //!   `leaderboard.csv`, `best.json` and the pictures.
@@ -38,6 +40,7 @@
 
 pub mod lr_find;
 pub mod plot;
+pub mod population_sweep;
 pub mod prune;
 pub mod space;
 pub mod sweep;

@@ -1,5 +1,10 @@
-//! Sweeps: running trials with median pruning, the leaderboard, and the files a sweep
-//! writes (`trials.json`, `trials.csv`, `leaderboard.csv`, `best.json`).
+//! Sweeps: running trials with pruning ([`Pruner`]), the leaderboard, and the files a
+//! sweep writes (`trials.json`, `trials.csv`, `leaderboard.csv`, `best.json`).
+//!
+//! A trial's id is its index in the sweep's list of trials (the order they were defined),
+//! whatever order they ran or finished in (trials of a population sweep,
+//! [`crate::tune::population_sweep`], finish out of order); [`Sweep::trials`] lists them by
+//! id.
 //!
 //! A trial is judged by its validation accuracy after its last epoch. The leaderboard
 //! lists completed trials first (best validation accuracy first), then pruned ones (by the
@@ -21,7 +26,7 @@ use crate::error::{Error, Result};
 use crate::step::{StepRecord, StepSums};
 use crate::train::Trainer;
 use crate::tune::EpochMetrics;
-use crate::tune::prune::MedianPruner;
+use crate::tune::prune::Pruner;
 use crate::tune::space::{TrialConfig, hidden_label};
 
 /// An engine seen through a blindfold: the test set evaluates to nothing (0 samples), so
@@ -101,7 +106,7 @@ impl TrialStatus {
 /// One trial: its hyperparameters, how it ended and every epoch's metrics.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Trial {
-    /// 0-based, in the order trials ran.
+    /// 0-based index in the sweep's list of trials (the order they were defined).
     pub id: usize,
     /// How it ended.
     pub status: TrialStatus,
@@ -113,7 +118,9 @@ pub struct Trial {
     pub val_accuracy: Option<f64>,
     /// Per-epoch metrics (no test metrics: sweeps never look at the test set).
     pub history: Vec<EpochMetrics>,
-    /// Wall time of the trial, s.
+    /// Wall time of the trial, s; for a member of a population, its share of the
+    /// population's time (each population epoch's wall time divided by the members that
+    /// trained in it, summed over the trial's epochs).
     pub seconds: f64,
     /// Why a trial diverged or was pruned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -122,7 +129,7 @@ pub struct Trial {
 
 /// Runs trials one after the other and keeps what the pruner and the leaderboard need.
 pub struct Sweep {
-    pruner: Option<MedianPruner>,
+    pruner: Option<Pruner>,
     trials: Vec<Trial>,
     best: Option<(usize, Vec<f32>)>,
     stop: Option<Arc<AtomicBool>>,
@@ -145,7 +152,7 @@ pub fn best_completed(trials: &[Trial]) -> Option<&Trial> {
 
 impl Sweep {
     /// An empty sweep; `pruner` `None` runs every trial to the end.
-    pub fn new(pruner: Option<MedianPruner>) -> Sweep {
+    pub fn new(pruner: Option<Pruner>) -> Sweep {
         Sweep {
             pruner,
             trials: Vec::new(),
@@ -160,18 +167,27 @@ impl Sweep {
     /// evaluation and `--save-best` need at the end.
     ///
     /// # Errors
-    /// [`Error::InvalidConfig`] when the trial ids are not `0, 1, ...` in order, or when
-    /// a completed trial exists but `best_params` is `None`.
+    /// [`Error::InvalidConfig`] when the trial ids are not increasing (a population sweep
+    /// may leave gaps: trials that had not finished), or when a completed trial exists but
+    /// `best_params` is `None`.
     pub fn resume(
-        pruner: Option<MedianPruner>,
+        pruner: Option<Pruner>,
         trials: Vec<Trial>,
         best_params: Option<Vec<f32>>,
     ) -> Result<Sweep> {
-        if let Some((i, t)) = trials.iter().enumerate().find(|(i, t)| t.id != *i) {
+        if let Some((i, w)) = trials
+            .windows(2)
+            .enumerate()
+            .find(|(_, w)| w[1].id <= w[0].id)
+        {
             return Err(Error::InvalidConfig {
                 name: "resume",
-                value: format!("trial {}", t.id),
-                reason: format!("is at position {i}: the trials file is not one sweep's, in order"),
+                value: format!("trial {}", w[1].id),
+                reason: format!(
+                    "is at position {} after trial {}: the trials file is not one sweep's, in order",
+                    i + 1,
+                    w[0].id
+                ),
             });
         }
         let best = match (best_completed(&trials).map(|t| t.id), best_params) {
@@ -200,39 +216,118 @@ impl Sweep {
         self.stop = Some(flag);
     }
 
-    /// Trains `config` on `engine`, opened for this trial (fresh parameters, the trial's
-    /// [`crate::RunConfig`] with a validation split). Stops when the pruner says so; a
-    /// non-finite loss ends the trial as diverged. `on_epoch` sees each epoch's metrics.
+    /// The stop flag of [`Sweep::set_stop_flag`].
+    pub fn stop_flag(&self) -> Option<Arc<AtomicBool>> {
+        self.stop.clone()
+    }
+
+    /// The pruning rule (`None`: trials run to the end).
+    pub fn pruner(&self) -> Option<Pruner> {
+        self.pruner
+    }
+
+    /// Why the sweep's pruner stops a trial after its `epoch` (1-based) of `epochs` with
+    /// validation accuracy `value`, or `None` when it goes on. The finished trials are the
+    /// ones recorded; `running` are the validation-accuracy curves of other trials still
+    /// training (a population's other members), which the halving rule counts too.
+    pub fn prune_note(
+        &self,
+        epoch: usize,
+        epochs: usize,
+        value: f64,
+        running: &[Vec<f64>],
+    ) -> Option<String> {
+        let pruner = self.pruner?;
+        let completed: Vec<Vec<f64>> = self
+            .trials
+            .iter()
+            .filter(|t| t.status == TrialStatus::Complete)
+            .map(accuracy_curve)
+            .collect();
+        let mut others: Vec<Vec<f64>> = self.trials.iter().map(accuracy_curve).collect();
+        others.extend_from_slice(running);
+        pruner.judge(epoch, epochs, value, &completed, &others)
+    }
+
+    /// True when trial `id` has been recorded.
+    pub fn has_trial(&self, id: usize) -> bool {
+        self.position(id).is_ok()
+    }
+
+    fn position(&self, id: usize) -> std::result::Result<usize, usize> {
+        self.trials.binary_search_by_key(&id, |t| t.id)
+    }
+
+    /// Records a finished trial (kept in id order). When it completed with a better
+    /// validation accuracy than the best so far (or an equal one and a smaller id, as
+    /// [`best_completed`] ranks), `params()` are kept as the best trial's.
     ///
     /// # Errors
-    /// [`Error::InvalidConfig`] when the engine holds out no validation sample; engine
-    /// errors.
+    /// [`Error::InvalidConfig`] when a trial with this id is already recorded; whatever
+    /// `params` returns.
+    pub fn record(
+        &mut self,
+        trial: Trial,
+        params: impl FnOnce() -> Result<Vec<f32>>,
+    ) -> Result<&Trial> {
+        let Err(at) = self.position(trial.id) else {
+            return Err(Error::InvalidConfig {
+                name: "trial",
+                value: trial.id.to_string(),
+                reason: "is recorded twice in one sweep".into(),
+            });
+        };
+        if trial.status == TrialStatus::Complete
+            && let Some(acc) = trial.val_accuracy.filter(|a| !a.is_nan())
+        {
+            let better = match self.best_trial() {
+                None => true,
+                Some(b) => {
+                    let ba = b.val_accuracy.unwrap_or(f64::NEG_INFINITY);
+                    acc > ba || (acc == ba && trial.id < b.id)
+                }
+            };
+            if better {
+                self.best = Some((trial.id, params()?));
+            }
+        }
+        self.trials.insert(at, trial);
+        Ok(&self.trials[at])
+    }
+
+    /// Trains `config` as the trial after the last one recorded (id 0 for the first); see
+    /// [`Sweep::run_trial_as`].
+    ///
+    /// # Errors
+    /// As [`Sweep::run_trial_as`].
     pub fn run_trial(
         &mut self,
         config: TrialConfig,
         engine: &mut dyn Engine,
         on_epoch: &mut dyn FnMut(&EpochMetrics),
     ) -> Result<&Trial> {
-        if engine.setup().validation.is_empty() {
-            return Err(Error::InvalidConfig {
-                name: "validation split",
-                value: "0".into(),
-                reason: "a sweep tunes on a validation split (e.g. --val-split 0.1)".into(),
-            });
-        }
+        let id = self.trials.last().map_or(0, |t| t.id + 1);
+        self.run_trial_as(id, config, engine, on_epoch)
+    }
+
+    /// Trains `config` as trial `id` on `engine`, opened for this trial (fresh parameters,
+    /// the trial's [`crate::RunConfig`] with a validation split). Stops when the pruner says
+    /// so; a non-finite loss ends the trial as diverged. `on_epoch` sees each epoch's
+    /// metrics.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] when the engine holds out no validation sample or trial
+    /// `id` is already recorded; engine errors.
+    pub fn run_trial_as(
+        &mut self,
+        id: usize,
+        config: TrialConfig,
+        engine: &mut dyn Engine,
+        on_epoch: &mut dyn FnMut(&EpochMetrics),
+    ) -> Result<&Trial> {
+        check_validation(engine.setup().validation.len())?;
         let start = Instant::now();
         let epochs = engine.setup().config.epochs;
-        let completed: Vec<Vec<f64>> = self
-            .trials
-            .iter()
-            .filter(|t| t.status == TrialStatus::Complete)
-            .map(|t| {
-                t.history
-                    .iter()
-                    .map(|m| m.val_accuracy.unwrap_or(f64::NAN))
-                    .collect()
-            })
-            .collect();
         let mut blind = Blindfold(engine);
         let mut trainer = Trainer::new(&mut blind)?;
         if let Some(flag) = &self.stop {
@@ -255,59 +350,88 @@ impl Sweep {
             on_epoch(&m);
             let value = m.val_accuracy.unwrap_or(f64::NAN);
             history.push(m);
-            if let Some(p) = &self.pruner
-                && p.should_prune(epoch + 1, epochs, value, &completed)
-            {
+            if let Some(why) = self.prune_note(epoch + 1, epochs, value, &[]) {
                 status = TrialStatus::Pruned;
-                note = Some(format!(
-                    "validation accuracy {:.2}% below the median of the completed trials at epoch {}",
-                    100.0 * value,
-                    epoch + 1
-                ));
+                note = Some(why);
                 break;
             }
             if trainer.should_stop() {
                 break;
             }
         }
-        let last = history.last();
-        let trial = Trial {
-            id: self.trials.len(),
-            status,
+        let trial = Trial::finished(
+            id,
             config,
-            val_loss: last.and_then(|m| m.val_loss),
-            val_accuracy: last.and_then(|m| m.val_accuracy),
+            status,
             history,
-            seconds: start.elapsed().as_secs_f64(),
+            start.elapsed().as_secs_f64(),
             note,
-        };
-        if trial.status == TrialStatus::Complete {
-            let best_acc = self
-                .best_trial()
-                .and_then(|b| b.val_accuracy)
-                .unwrap_or(f64::NEG_INFINITY);
-            if trial.val_accuracy.is_some_and(|a| a > best_acc) {
-                self.best = Some((trial.id, trainer.engine().params()?));
-            }
-        }
-        self.trials.push(trial);
-        Ok(&self.trials[self.trials.len() - 1])
+        );
+        self.record(trial, || trainer.engine().params())
     }
 
-    /// Every trial so far, in the order they ran.
+    /// Every trial recorded so far, by id.
     pub fn trials(&self) -> &[Trial] {
         &self.trials
     }
 
     /// The completed trial with the best validation accuracy (the earliest on a tie).
     pub fn best_trial(&self) -> Option<&Trial> {
-        self.best.as_ref().map(|(id, _)| &self.trials[*id])
+        let (id, _) = self.best.as_ref()?;
+        self.position(*id).ok().map(|i| &self.trials[i])
     }
 
     /// The best trial's final parameters.
     pub fn best_params(&self) -> Option<&[f32]> {
         self.best.as_ref().map(|(_, p)| p.as_slice())
     }
+}
+
+impl Trial {
+    /// A finished trial: its score (validation loss and accuracy) is its last epoch's.
+    pub fn finished(
+        id: usize,
+        config: TrialConfig,
+        status: TrialStatus,
+        history: Vec<EpochMetrics>,
+        seconds: f64,
+        note: Option<String>,
+    ) -> Trial {
+        let last = history.last();
+        Trial {
+            id,
+            status,
+            config,
+            val_loss: last.and_then(|m| m.val_loss),
+            val_accuracy: last.and_then(|m| m.val_accuracy),
+            history,
+            seconds,
+            note,
+        }
+    }
+}
+
+/// A trial's validation accuracy after each epoch (NaN where none was measured).
+fn accuracy_curve(t: &Trial) -> Vec<f64> {
+    t.history
+        .iter()
+        .map(|m| m.val_accuracy.unwrap_or(f64::NAN))
+        .collect()
+}
+
+/// Refuses a sweep without validation samples.
+///
+/// # Errors
+/// [`Error::InvalidConfig`] when `validation_samples` is 0.
+pub fn check_validation(validation_samples: usize) -> Result<()> {
+    if validation_samples == 0 {
+        return Err(Error::InvalidConfig {
+            name: "validation split",
+            value: "0".into(),
+            reason: "a sweep tunes on a validation split (e.g. --val-split 0.1)".into(),
+        });
+    }
+    Ok(())
 }
 
 /// One row of the leaderboard (and of `leaderboard.csv`).
@@ -673,6 +797,33 @@ mod tests {
         let mut shuffled = trials;
         shuffled.swap(0, 1);
         assert!(Sweep::resume(None, shuffled, Some(vec![1.0])).is_err());
+    }
+
+    #[test]
+    fn trials_recorded_out_of_order_are_listed_by_id_and_a_tie_goes_to_the_smaller_id() {
+        let mut s = Sweep::new(None);
+        s.record(trial(3, TrialStatus::Complete, &[0.9]), || Ok(vec![3.0]))
+            .unwrap();
+        s.record(trial(1, TrialStatus::Pruned, &[0.95]), || unreachable!())
+            .unwrap();
+        // Equal score, smaller id: trial 2 becomes the best, as best_completed ranks.
+        s.record(trial(2, TrialStatus::Complete, &[0.9]), || Ok(vec![2.0]))
+            .unwrap();
+        s.record(trial(5, TrialStatus::Complete, &[0.9]), || unreachable!())
+            .unwrap();
+        let ids: Vec<usize> = s.trials().iter().map(|t| t.id).collect();
+        assert_eq!(ids, [1, 2, 3, 5]);
+        assert_eq!(s.best_trial().map(|t| t.id), Some(2));
+        assert_eq!(best_completed(s.trials()).map(|t| t.id), Some(2));
+        assert_eq!(s.best_params(), Some(&[2.0][..]));
+        assert!(s.has_trial(5) && !s.has_trial(4));
+        assert!(
+            s.record(trial(3, TrialStatus::Pruned, &[]), || unreachable!())
+                .is_err()
+        );
+        // A resumed population sweep's file has gaps (the trials that were running).
+        let r = Sweep::resume(None, s.trials().to_vec(), Some(vec![2.0])).unwrap();
+        assert_eq!(r.best_trial().map(|t| t.id), Some(2));
     }
 
     #[test]

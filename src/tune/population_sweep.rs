@@ -1,0 +1,437 @@
+//! Population sweeps: a sweep's trials trained K at a time as the members of a population
+//! ([`crate::population`]), with pruned and finished members' slots refilled by the trials
+//! still waiting.
+//!
+//! - **Groups.** Members of a population share one minibatch stream, so the trials are
+//!   grouped by what they cannot share: minibatch size and hidden sizes, and also epochs
+//!   (so that a wave of members starts and ends together, see below). Groups run one after
+//!   the other, in the order of their first trial; inside a group, trials start in id order.
+//! - **Waves.** A group runs as populations of at most K members. A wave opens a fresh
+//!   population for the next `min(K, waiting)` trials; every member starts at the
+//!   population's epoch 0, so it trains bit for bit as the trial would alone (same data
+//!   order, same initial weights): without pruning and divergence a population sweep's
+//!   trials are the sequential sweep's, only faster.
+//! - **Refill.** After each epoch, members that completed, diverged or were pruned leave
+//!   their slot; while other members still train and trials of the group wait, the next
+//!   trial starts in the freed slot ([`PopulationTrainer::restart`]): the asynchronous
+//!   schedule of ASHA. A refilled trial sees the shuffles of the population's later epochs,
+//!   so it is a valid run of its hyperparameters but not bit-identical to its sequential
+//!   run. When every member has left, the next wave opens a fresh population instead.
+//! - **Pruning** is the sweep's [`crate::tune::prune::Pruner`], judged after each epoch
+//!   for every member that trained: first the members that completed or diverged in that
+//!   epoch are recorded (so the median rule counts a trial completed in the same epoch),
+//!   then each training member is judged against the recorded trials and the other running
+//!   members' curves (which the halving rule counts), all judged before any is stopped.
+//! - **Time.** A member's `seconds` and each epoch's `epoch_seconds` are its share of the
+//!   population's time: the wall time of a population epoch (training and validation,
+//!   refill included; the epoch's training part for `epoch_seconds`) divided by the
+//!   members that trained in it.
+//! - **Best parameters.** A member that completes with the best validation accuracy so far
+//!   has its parameters read from the population ([`PopulationEngine::params`]) before its
+//!   slot is reused.
+//!
+//! The default population size ([`default_population`]) is what fits a memory budget,
+//! estimated per member by [`member_bytes`].
+
+use std::time::Instant;
+
+use crate::config::RunConfig;
+use crate::error::{Error, Result};
+use crate::model::MlpSpec;
+use crate::population::{MemberOutcome, MemberStatus, PopulationEngine, PopulationTrainer};
+use crate::tune::EpochMetrics;
+use crate::tune::space::TrialConfig;
+use crate::tune::sweep::{Sweep, Trial, TrialStatus, check_validation};
+
+/// The most members a default population has on a GPU: past this the per-step dispatch
+/// saving is spent and each epoch waits on the slowest of many trials.
+pub const GPU_POPULATION_CAP: usize = 16;
+
+/// The default population on the CPU: 1, trials one at a time. The CPU population runs its
+/// members' steps one after the other (the arithmetic of K single runs, no batching
+/// across members), so it saves no time, while K members hold K models in memory and the
+/// median rule prunes nothing until a trial completes.
+pub const CPU_POPULATION_CAP: usize = 1;
+
+/// Memory a default GPU population may use, bytes (2 GiB). wgpu does not report how much
+/// memory an adapter has; every adapter wgtrain runs on has this much for buffers.
+pub const GPU_POPULATION_BUDGET: u64 = 2 << 30;
+
+/// Bytes one member of a population of an MLP `spec` at minibatch size `batch` needs on
+/// its device, as f32: parameters ×3 (weights and biases, their gradients, the momentum
+/// buffer; padded layout, `spec.layout().len` each) plus activations, `[B, O]` twice per
+/// layer of O outputs (the layer's output and its gradient). Shared buffers (the data,
+/// the minibatch gather, validation) are not counted: they do not grow with K.
+pub fn member_bytes(spec: &MlpSpec, batch: usize) -> u64 {
+    let params = spec.layout().len as u64;
+    let activations: u64 = spec.sizes[1..]
+        .iter()
+        .map(|&o| 2 * (batch as u64) * (o as u64))
+        .sum();
+    4 * (3 * params + activations)
+}
+
+/// Bytes of one member's largest tensor: its whole parameter buffer, or the widest
+/// activation `[B, O]`. A population keeps each tensor as one buffer of K members, which
+/// must fit one storage binding.
+pub fn member_largest_tensor_bytes(spec: &MlpSpec, batch: usize) -> u64 {
+    let widest = spec.sizes[1..].iter().copied().max().unwrap_or(0) as u64;
+    4 * (spec.layout().len as u64).max(batch as u64 * widest)
+}
+
+/// What bounds a default population.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PopulationBudget {
+    /// Bytes all members together may use ([`member_bytes`] each).
+    pub bytes: u64,
+    /// The largest buffer one binding may hold (`max_storage_buffer_binding_size`): K times
+    /// [`member_largest_tensor_bytes`] must fit.
+    pub binding_bytes: u64,
+    /// Most members, whatever fits.
+    pub cap: usize,
+}
+
+/// The default population size for `spec` at minibatch size `batch`: as many members as
+/// fit `budget` (both its total and its binding size), at most `budget.cap`, at least 1.
+pub fn default_population(spec: &MlpSpec, batch: usize, budget: &PopulationBudget) -> usize {
+    let by_memory = budget.bytes / member_bytes(spec, batch).max(1);
+    let by_binding = budget.binding_bytes / member_largest_tensor_bytes(spec, batch).max(1);
+    let fit = usize::try_from(by_memory.min(by_binding)).unwrap_or(usize::MAX);
+    fit.min(budget.cap).max(1)
+}
+
+/// A trial waiting to run.
+#[derive(Clone, Debug)]
+pub struct PendingTrial {
+    /// Its id (index in the sweep's trial list).
+    pub id: usize,
+    /// Its hyperparameters.
+    pub config: TrialConfig,
+    /// The run configuration that trains it (with the sweep's validation split).
+    pub run: RunConfig,
+}
+
+/// The trials grouped by what members of one population must share: minibatch size,
+/// hidden sizes and epochs. Groups are in the order of their first trial, trials in a group
+/// in the order given.
+pub fn group_trials(pending: Vec<PendingTrial>) -> Vec<Vec<PendingTrial>> {
+    let mut groups: Vec<Vec<PendingTrial>> = Vec::new();
+    for p in pending {
+        let same = |g: &&mut Vec<PendingTrial>| {
+            let c = &g[0].config;
+            c.batch_size == p.config.batch_size
+                && c.hidden == p.config.hidden
+                && c.epochs == p.config.epochs
+        };
+        match groups.iter_mut().find(same) {
+            Some(g) => g.push(p),
+            None => groups.push(vec![p]),
+        }
+    }
+    groups
+}
+
+/// What a population sweep reports as it goes.
+#[derive(Debug)]
+pub enum PopulationEvent<'t> {
+    /// Trial `id` starts in slot `slot` of a population of `members`.
+    Started {
+        /// The trial.
+        id: usize,
+        /// Its hyperparameters.
+        config: &'t TrialConfig,
+        /// Its slot, `0..members`.
+        slot: usize,
+        /// Members of its population.
+        members: usize,
+    },
+    /// Trial `id` finished an epoch.
+    Epoch {
+        /// The trial.
+        id: usize,
+        /// The epoch's metrics (its own epoch count; seconds are its share).
+        metrics: &'t EpochMetrics,
+    },
+    /// Trial `id` finished and is recorded in the sweep.
+    Finished {
+        /// The trial.
+        id: usize,
+        /// It is now the sweep's best trial (its parameters are [`Sweep::best_params`]).
+        new_best: bool,
+    },
+}
+
+/// The engine that trains a population of these configurations.
+pub type OpenPopulation<'o, 'd> =
+    dyn FnMut(&[RunConfig]) -> Result<Box<dyn PopulationEngine + 'd>> + 'o;
+
+/// The callback that sees a population sweep's events, with the sweep as it stands.
+pub type OnPopulationEvent<'o> = dyn FnMut(&Sweep, PopulationEvent<'_>) -> Result<()> + 'o;
+
+/// A running member: its trial, its epochs so far and its share of the time.
+struct Slot<'g> {
+    trial: &'g PendingTrial,
+    history: Vec<EpochMetrics>,
+    seconds: f64,
+}
+
+/// Runs `group` (trials sharing minibatch size, hidden sizes and epochs, [`group_trials`])
+/// as populations of at most `k` members opened by `open`, recording every trial in
+/// `sweep` as it finishes. See the module docs for the schedule.
+///
+/// # Errors
+/// [`Error::InvalidConfig`] for `k` = 0, trials that cannot share a population, or no
+/// validation samples; [`Error::Interrupted`] when the sweep's stop flag ended an epoch
+/// (trials that had not finished are not recorded); engine errors and the callback's.
+pub fn run_group(
+    sweep: &mut Sweep,
+    group: &[PendingTrial],
+    k: usize,
+    open: &mut OpenPopulation<'_, '_>,
+    on_event: &mut OnPopulationEvent<'_>,
+) -> Result<()> {
+    if k == 0 {
+        return Err(Error::InvalidConfig {
+            name: "population",
+            value: "0".into(),
+            reason: "a population has at least 1 member".into(),
+        });
+    }
+    let mut next = 0;
+    while next < group.len() {
+        let wave = &group[next..(next + k).min(group.len())];
+        next += wave.len();
+        let configs: Vec<RunConfig> = wave.iter().map(|p| p.run.clone()).collect();
+        let mut engine = open(&configs)?;
+        check_validation(engine.setup().shared().validation.len())?;
+        let mut trainer = PopulationTrainer::new(engine.as_mut())?;
+        trainer.set_evaluate_test(false);
+        if let Some(flag) = sweep.stop_flag() {
+            trainer.set_stop_flag(flag);
+        }
+        let members = wave.len();
+        let mut slots: Vec<Option<Slot>> = Vec::with_capacity(members);
+        for (slot, p) in wave.iter().enumerate() {
+            slots.push(Some(Slot {
+                trial: p,
+                history: Vec::new(),
+                seconds: 0.0,
+            }));
+            on_event(sweep, started(p, slot, members))?;
+        }
+        let mut tick = Instant::now();
+        while trainer.any_training() {
+            let outcomes = trainer.run_epoch(&mut |_| {})?;
+            let trained = outcomes
+                .iter()
+                .filter(|o| !matches!(o, MemberOutcome::Idle))
+                .count()
+                .max(1) as f64;
+            let share = tick.elapsed().as_secs_f64() / trained;
+            let mut ended: Vec<(usize, TrialStatus, Option<String>)> = Vec::new();
+            let mut judged: Vec<usize> = Vec::new();
+            for (s, outcome) in outcomes.iter().enumerate() {
+                let Some(slot) = slots[s].as_mut() else {
+                    continue;
+                };
+                match outcome {
+                    MemberOutcome::Idle => {}
+                    MemberOutcome::Trained(r) => {
+                        slot.seconds += share;
+                        let mut m = EpochMetrics::from_report(r, false);
+                        m.epoch_seconds = r.epoch_seconds / trained;
+                        on_event(
+                            sweep,
+                            PopulationEvent::Epoch {
+                                id: slot.trial.id,
+                                metrics: &m,
+                            },
+                        )?;
+                        slot.history.push(m);
+                        match trainer.status(s) {
+                            MemberStatus::Done => ended.push((s, TrialStatus::Complete, None)),
+                            _ => judged.push(s),
+                        }
+                    }
+                    MemberOutcome::Diverged(msg) => {
+                        slot.seconds += share;
+                        ended.push((s, TrialStatus::Diverged, Some(msg.clone())));
+                    }
+                }
+            }
+            for (s, status, note) in ended {
+                finish(sweep, &mut trainer, &mut slots, s, status, note, on_event)?;
+            }
+            let mut pruned = Vec::new();
+            for &s in &judged {
+                let Some(slot) = &slots[s] else { continue };
+                let running: Vec<Vec<f64>> = judged
+                    .iter()
+                    .filter(|&&j| j != s)
+                    .filter_map(|&j| slots[j].as_ref())
+                    .map(|o| curve(&o.history))
+                    .collect();
+                let value = slot
+                    .history
+                    .last()
+                    .and_then(|m| m.val_accuracy)
+                    .unwrap_or(f64::NAN);
+                let epochs = slot.trial.run.epochs;
+                if let Some(note) = sweep.prune_note(slot.history.len(), epochs, value, &running) {
+                    pruned.push((s, note));
+                }
+            }
+            for (s, note) in pruned {
+                trainer.freeze(s)?;
+                finish(
+                    sweep,
+                    &mut trainer,
+                    &mut slots,
+                    s,
+                    TrialStatus::Pruned,
+                    Some(note),
+                    on_event,
+                )?;
+            }
+            // Refill freed slots while others train; once all have left, the next wave
+            // opens a fresh population (its members then match their single runs).
+            if trainer.any_training() {
+                for (s, slot) in slots.iter_mut().enumerate() {
+                    if slot.is_some() || next >= group.len() {
+                        continue;
+                    }
+                    let p = &group[next];
+                    next += 1;
+                    trainer.restart(s, &p.run)?;
+                    *slot = Some(Slot {
+                        trial: p,
+                        history: Vec::new(),
+                        seconds: 0.0,
+                    });
+                    on_event(sweep, started(p, s, members))?;
+                }
+            }
+            tick = Instant::now();
+        }
+    }
+    Ok(())
+}
+
+fn started(p: &PendingTrial, slot: usize, members: usize) -> PopulationEvent<'_> {
+    PopulationEvent::Started {
+        id: p.id,
+        config: &p.config,
+        slot,
+        members,
+    }
+}
+
+/// Validation accuracy after each epoch (NaN where none was measured).
+fn curve(history: &[EpochMetrics]) -> Vec<f64> {
+    history
+        .iter()
+        .map(|m| m.val_accuracy.unwrap_or(f64::NAN))
+        .collect()
+}
+
+/// Records the trial in slot `s` as finished with `status` and frees the slot.
+fn finish(
+    sweep: &mut Sweep,
+    trainer: &mut PopulationTrainer<'_>,
+    slots: &mut [Option<Slot>],
+    s: usize,
+    status: TrialStatus,
+    note: Option<String>,
+    on_event: &mut OnPopulationEvent<'_>,
+) -> Result<()> {
+    let Some(slot) = slots[s].take() else {
+        return Ok(());
+    };
+    let id = slot.trial.id;
+    let trial = Trial::finished(
+        id,
+        slot.trial.config.clone(),
+        status,
+        slot.history,
+        slot.seconds,
+        note,
+    );
+    let before = sweep.best_trial().map(|b| b.id);
+    sweep.record(trial, || trainer.engine().params(s))?;
+    let best = sweep.best_trial().map(|b| b.id);
+    on_event(
+        sweep,
+        PopulationEvent::Finished {
+            id,
+            new_best: best == Some(id) && before != best,
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending(id: usize, batch: usize, hidden: &[usize], epochs: usize) -> PendingTrial {
+        PendingTrial {
+            id,
+            config: TrialConfig {
+                lr: 0.1,
+                weight_decay: 0.0,
+                batch_size: batch,
+                momentum: 0.0,
+                hidden: hidden.to_vec(),
+                epochs,
+            },
+            run: RunConfig::default(),
+        }
+    }
+
+    #[test]
+    fn trials_group_by_batch_hidden_and_epochs_in_order_of_their_first_trial() {
+        let groups = group_trials(vec![
+            pending(0, 64, &[32], 3),
+            pending(1, 32, &[32], 3),
+            pending(2, 64, &[32], 3),
+            pending(3, 64, &[16], 3),
+            pending(4, 64, &[32], 2),
+            pending(5, 32, &[32], 3),
+        ]);
+        let ids: Vec<Vec<usize>> = groups
+            .iter()
+            .map(|g| g.iter().map(|p| p.id).collect())
+            .collect();
+        assert_eq!(ids, [vec![0, 2], vec![1, 5], vec![3], vec![4]]);
+    }
+
+    #[test]
+    fn member_bytes_counts_parameters_three_times_and_two_activations_per_layer() {
+        // 784 -> 256 -> 10: padded parameter layout, 2 x [B, O] activations per layer.
+        let spec = MlpSpec::new(784, &[256], 10).unwrap();
+        let params = spec.layout().len as u64;
+        assert!(params >= 784 * 256 + 256 + 256 * 10 + 10);
+        let want = 4 * (3 * params + 2 * 64 * 256 + 2 * 64 * 10);
+        assert_eq!(member_bytes(&spec, 64), want);
+        assert_eq!(member_largest_tensor_bytes(&spec, 64), 4 * params);
+        assert_eq!(member_largest_tensor_bytes(&spec, 4096), 4 * 4096 * 256);
+        let budget = |bytes, binding_bytes, cap| PopulationBudget {
+            bytes,
+            binding_bytes,
+            cap,
+        };
+        // Memory for exactly 5 members; binding room for 7; cap 16.
+        assert_eq!(
+            default_population(&spec, 64, &budget(5 * want + 1, 7 * 4 * params, 16)),
+            5
+        );
+        assert_eq!(
+            default_population(&spec, 64, &budget(u64::MAX, 7 * 4 * params, 16)),
+            7
+        );
+        assert_eq!(
+            default_population(&spec, 64, &budget(u64::MAX, u64::MAX, 16)),
+            16
+        );
+        assert_eq!(default_population(&spec, 64, &budget(1, 1, 16)), 1);
+    }
+}
