@@ -37,6 +37,7 @@
 //! `sqlite:///optuna.db`, so several workers can share one study).
 
 pub mod lr_find;
+pub mod pbt;
 pub mod plot;
 pub mod prune;
 pub mod space;
