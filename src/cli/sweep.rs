@@ -35,6 +35,10 @@ pub enum SearchChoice {
     Random,
     /// The cartesian product (ranges contribute --grid-points values).
     Grid,
+    /// Population-based training (Jaderberg et al. 2017): --population members from random
+    /// draws; every --pbt-interval epochs the worst copy the best and perturb lr and
+    /// weight decay (see `wgtrain::tune::pbt`).
+    Pbt,
 }
 
 /// Pruning rules of `wgtrain sweep`.
@@ -127,6 +131,20 @@ pub struct SweepArgs {
     /// wrote to --out (trials.json, best_trial.safetensors); they are not rerun.
     #[arg(long)]
     pub resume: bool,
+    /// Members trained at once (--search pbt: the population, default 8).
+    #[arg(long, value_parser = positive_usize)]
+    pub population: Option<usize>,
+    /// --search pbt: epochs between exploit steps (default 2).
+    #[arg(long, value_parser = positive_usize)]
+    pub pbt_interval: Option<usize>,
+    /// --search pbt: fraction of the population replaced at each exploit step, and of the
+    /// top it copies from, in (0, 0.5] (default 0.25).
+    #[arg(long)]
+    pub pbt_quantile: Option<f64>,
+    /// --search pbt: probability that explore resamples lr (and, apart, weight decay)
+    /// from the space instead of multiplying it by 0.8 or 1.25 (default 0.25).
+    #[arg(long)]
+    pub pbt_resample: Option<f64>,
 }
 
 impl SweepArgs {
@@ -177,7 +195,17 @@ pub fn sweep_command(a: SweepArgs) -> Result<()> {
     let method = match a.search {
         SearchChoice::Random => SearchMethod::Random,
         SearchChoice::Grid => SearchMethod::Grid,
+        SearchChoice::Pbt => unreachable!("cli::dispatch sends --search pbt to sweep_pbt"),
     };
+    for (flag, given) in [
+        ("pbt-interval", a.pbt_interval.is_some()),
+        ("pbt-quantile", a.pbt_quantile.is_some()),
+        ("pbt-resample", a.pbt_resample.is_some()),
+    ] {
+        if given {
+            return Err(usage(flag, "", "applies to --search pbt only"));
+        }
+    }
     let configs = space.trials(method, a.trials, a.grid_points, a.seed);
     // Every trial's schedule and optimiser settings are checked before any data loads.
     for t in &configs {

@@ -590,9 +590,10 @@ impl Pbt {
         Ok(events)
     }
 
-    /// Runs every epoch: train, record, `on_epoch` (with the trainer, the epoch's rows and
-    /// the exploit events that followed it), exploit and explore when due. Then picks the
-    /// best member and its schedule ([`PbtRecord::best`]) and returns the record.
+    /// Runs every epoch: train, record, exploit and explore when due, then `on_epoch` with
+    /// the trainer and the record so far (the epoch's rows and the exploit steps that
+    /// followed it are its last). Then picks the best member and its schedule
+    /// ([`PbtRecord::best`]) and returns the record.
     ///
     /// # Errors
     /// As [`PopulationTrainer::run_epoch`] and [`Pbt::exploit_explore`], and whatever
@@ -600,21 +601,15 @@ impl Pbt {
     pub fn run(
         mut self,
         trainer: &mut PopulationTrainer<'_>,
-        on_epoch: &mut dyn FnMut(
-            &mut PopulationTrainer<'_>,
-            &[MemberEpoch],
-            &[ExploitEvent],
-        ) -> Result<()>,
+        on_epoch: &mut dyn FnMut(&mut PopulationTrainer<'_>, &PbtRecord) -> Result<()>,
     ) -> Result<PbtRecord> {
         while trainer.any_training() && self.record.epochs_done() < self.record.epochs {
             let outcomes = trainer.run_epoch(&mut |_| {})?;
-            let rows = self.record_epoch(trainer, &outcomes);
-            let events = if self.exploit_due() {
-                self.exploit_explore(trainer)?
-            } else {
-                Vec::new()
-            };
-            on_epoch(trainer, &rows, &events)?;
+            self.record_epoch(trainer, &outcomes);
+            if self.exploit_due() {
+                self.exploit_explore(trainer)?;
+            }
+            on_epoch(trainer, &self.record)?;
         }
         self.finish(trainer)
     }
