@@ -12,8 +12,9 @@ use std::process::Command;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use wgtrain::data::Dataset;
+use wgtrain::device::open_population;
 use wgtrain::engine::RunData;
-use wgtrain::population::{PopulationTrainer, open_population};
+use wgtrain::population::PopulationTrainer;
 use wgtrain::schedule::{EpochHparams, HparamSchedule};
 use wgtrain::train::Trainer;
 use wgtrain::tune::pbt::output::{LineageRow, lineage_rows, read_record, write_pbt_outputs};
@@ -120,7 +121,9 @@ fn exploit_copies_the_top_members_weights_and_explore_perturbs_its_hyperparamete
         if !pbt.exploit_due() {
             continue;
         }
-        let before: Vec<Vec<f32>> = (0..5).map(|m| trainer.engine().params(m).unwrap()).collect();
+        let before: Vec<Vec<f32>> = (0..5)
+            .map(|m| trainer.engine().params(m).unwrap())
+            .collect();
         let hp_before: Vec<Hparams> = (0..5).map(|m| Hparams::of(trainer.config(m))).collect();
         // Independently: ceil(5 * 0.4) = 2 members in each group; best first, ties to the
         // lower index.
@@ -135,7 +138,10 @@ fn exploit_copies_the_top_members_weights_and_explore_perturbs_its_hyperparamete
         replaced.sort_unstable();
         let mut bottom = by_score[3..].to_vec();
         bottom.sort_unstable();
-        assert_eq!(replaced, bottom, "epoch {epoch}: the bottom two are replaced");
+        assert_eq!(
+            replaced, bottom,
+            "epoch {epoch}: the bottom two are replaced"
+        );
         for e in &events {
             assert_eq!(e.epoch, epoch);
             assert!(by_score[..2].contains(&e.from), "epoch {epoch}: {e:?}");
@@ -162,7 +168,11 @@ fn exploit_copies_the_top_members_weights_and_explore_perturbs_its_hyperparamete
             changes.push(e.weight_decay_change);
         }
         for m in by_score[..3].iter().copied() {
-            assert_eq!(trainer.engine().params(m).unwrap(), before[m], "member {m} kept");
+            assert_eq!(
+                trainer.engine().params(m).unwrap(),
+                before[m],
+                "member {m} kept"
+            );
             assert_eq!(Hparams::of(trainer.config(m)), hp_before[m]);
         }
         events_seen += events.len();
@@ -186,7 +196,9 @@ fn run(seed: u64, k: usize, epochs: usize) -> (PbtRecord, Vec<Vec<f32>>) {
     trainer.set_evaluate_test(false);
     let pbt = Pbt::new(space, settings(seed), &cfgs).unwrap();
     let record = pbt.run(&mut trainer, &mut |_, _| Ok(())).unwrap();
-    let params = (0..k).map(|m| trainer.engine().params(m).unwrap()).collect();
+    let params = (0..k)
+        .map(|m| trainer.engine().params(m).unwrap())
+        .collect();
     (record, params)
 }
 
@@ -219,12 +231,19 @@ fn one_seed_gives_one_lineage_and_the_files_hold_it() {
         .unwrap();
     assert_eq!(rows, lineage_rows(&a));
     for (row, e) in rows.iter().zip(&a.lineage) {
-        assert_eq!((row.epoch, row.member, row.from), (e.epoch, e.member, e.from));
+        assert_eq!(
+            (row.epoch, row.member, row.from),
+            (e.epoch, e.member, e.from)
+        );
         assert_eq!((row.old_lr, row.new_lr), (e.old.lr, e.new.lr));
         assert_eq!(row.lr_change, e.lr_change.to_string());
     }
     let text = std::fs::read_to_string(dir.path().join("pbt_members.csv")).unwrap();
-    assert_eq!(text.lines().count(), 1 + 5 * 4, "a header and a row per member and epoch");
+    assert_eq!(
+        text.lines().count(),
+        1 + 5 * 4,
+        "a header and a row per member and epoch"
+    );
     let best = a.best.as_ref().unwrap();
     assert_eq!(
         HparamSchedule::read(&dir.path().join("pbt_best_schedule.json")).unwrap(),
@@ -281,7 +300,12 @@ fn the_best_members_schedule_follows_its_lineage_and_replays_bit_for_bit() {
     let history = trainer.fit(&mut |_, _| Ok(())).unwrap();
     assert_eq!(history.len(), 4);
     for (h, s) in history.iter().zip(&best.schedule.epochs) {
-        assert_eq!(h.lr, f64::from(s.lr as f32), "epoch {}: the schedule's lr", h.epoch);
+        assert_eq!(
+            h.lr,
+            f64::from(s.lr as f32),
+            "epoch {}: the schedule's lr",
+            h.epoch
+        );
     }
     assert_eq!(history[3].val_accuracy, Some(best.val_accuracy));
     assert_eq!(
@@ -292,12 +316,19 @@ fn the_best_members_schedule_follows_its_lineage_and_replays_bit_for_bit() {
     // The lineage changed the weight decay or the lr somewhere, so the replay needed the
     // schedule: a run at the first epoch's values alone ends elsewhere.
     assert!(
-        best.schedule.epochs.iter().any(|e| *e != EpochHparams { epoch: e.epoch, ..first }),
+        best.schedule.epochs.iter().any(|e| *e
+            != EpochHparams {
+                epoch: e.epoch,
+                ..first
+            }),
         "{:?}",
         best.schedule
     );
     let mut plain = common::engine(On::Cpu, &RunConfig { epochs: 4, ..cfg }, data).unwrap();
-    Trainer::new(plain.as_mut()).unwrap().fit(&mut |_, _| Ok(())).unwrap();
+    Trainer::new(plain.as_mut())
+        .unwrap()
+        .fit(&mut |_, _| Ok(()))
+        .unwrap();
     assert_ne!(plain.params().unwrap(), params[best.member]);
 }
 
@@ -313,21 +344,61 @@ fn pbt_refuses_spaces_and_settings_it_cannot_run() {
     assert!(e.contains("hidden") && e.contains("one"), "{e}");
     let mut s = space(3);
     s.epochs = "2:8".parse().unwrap();
-    assert!(fixed_settings(&s).unwrap_err().to_string().contains("epochs"));
+    assert!(
+        fixed_settings(&s)
+            .unwrap_err()
+            .to_string()
+            .contains("epochs")
+    );
     let cfgs = configs(&space(3), 4, 1);
     for (bad, flag) in [
-        (PbtSettings { interval: 0, ..settings(1) }, "pbt-interval"),
-        (PbtSettings { quantile: 0.6, ..settings(1) }, "pbt-quantile"),
-        (PbtSettings { resample: 1.5, ..settings(1) }, "pbt-resample"),
+        (
+            PbtSettings {
+                interval: 0,
+                ..settings(1)
+            },
+            "pbt-interval",
+        ),
+        (
+            PbtSettings {
+                quantile: 0.6,
+                ..settings(1)
+            },
+            "pbt-quantile",
+        ),
+        (
+            PbtSettings {
+                resample: 1.5,
+                ..settings(1)
+            },
+            "pbt-resample",
+        ),
     ] {
         let e = Pbt::new(space(3), bad, &cfgs).err().unwrap().to_string();
         assert!(e.contains(flag), "{e}");
     }
-    let e = Pbt::new(space(3), settings(1), &cfgs[..1]).err().unwrap().to_string();
+    let e = Pbt::new(space(3), settings(1), &cfgs[..1])
+        .err()
+        .unwrap()
+        .to_string();
     assert!(e.contains("at least 2"), "{e}");
     assert_eq!(settings(1).group_size(5), 2);
-    assert_eq!(PbtSettings { quantile: 0.25, ..settings(1) }.group_size(4), 1);
-    assert_eq!(PbtSettings { quantile: 0.5, ..settings(1) }.group_size(3), 1);
+    assert_eq!(
+        PbtSettings {
+            quantile: 0.25,
+            ..settings(1)
+        }
+        .group_size(4),
+        1
+    );
+    assert_eq!(
+        PbtSettings {
+            quantile: 0.5,
+            ..settings(1)
+        }
+        .group_size(3),
+        1
+    );
 }
 
 /// The GPU engine changes its weight decay between epochs as the CPU engine does: the
@@ -352,8 +423,16 @@ fn gpu_engine_honours_a_per_epoch_weight_decay() {
     let schedule = HparamSchedule {
         source: None,
         epochs: vec![
-            EpochHparams { epoch: 1, lr: 0.05, weight_decay: 0.0 },
-            EpochHparams { epoch: 2, lr: 0.02, weight_decay: 0.5 },
+            EpochHparams {
+                epoch: 1,
+                lr: 0.05,
+                weight_decay: 0.0,
+            },
+            EpochHparams {
+                epoch: 2,
+                lr: 0.02,
+                weight_decay: 0.5,
+            },
         ],
     };
     let replay = |on: On, schedule: Option<&HparamSchedule>| {
@@ -369,14 +448,20 @@ fn gpu_engine_honours_a_per_epoch_weight_decay() {
     let gpu = replay(On::default_gpu(), Some(&schedule));
     common::assert_close("gpu vs cpu replay", &gpu, &cpu, 1e-5, 1e-4);
     let kept = replay(On::Cpu, None);
-    let moved = cpu.iter().zip(&kept).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
-    assert!(moved > 1e-2, "the schedule's decay moved the weights by only {moved}");
+    let moved = cpu
+        .iter()
+        .zip(&kept)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(
+        moved > 1e-2,
+        "the schedule's decay moved the weights by only {moved}"
+    );
 }
 
 fn mnist_dir() -> String {
-    std::env::var("MNIST_DIR").unwrap_or_else(|_| {
-        panic!("set MNIST_DIR to the directory with the four MNIST files")
-    })
+    std::env::var("MNIST_DIR")
+        .unwrap_or_else(|_| panic!("set MNIST_DIR to the directory with the four MNIST files"))
 }
 
 fn wgtrain(args: &[&str]) -> std::process::Output {
@@ -395,11 +480,39 @@ fn pbt_sweep_cli_prints_a_replay_command_that_reproduces_the_best_member() {
     let out = dir.path().join("pbt");
     let mnist = mnist_dir();
     let o = wgtrain(&[
-        "sweep", "--device", "cpu", "--data", &mnist, "--no-download", "--search", "pbt",
-        "--population", "4", "--pbt-interval", "1", "--epochs", "3", "--hidden", "16",
-        "--batch-size", "32", "--lr", "0.01:0.5", "--weight-decay", "0,1e-4,1e-3",
-        "--momentum", "0.9", "--train-subset", "600", "--val-split", "0.2", "--seed", "5",
-        "--quiet", "--out", out.to_str().unwrap(),
+        "sweep",
+        "--device",
+        "cpu",
+        "--data",
+        &mnist,
+        "--no-download",
+        "--search",
+        "pbt",
+        "--population",
+        "4",
+        "--pbt-interval",
+        "1",
+        "--epochs",
+        "3",
+        "--hidden",
+        "16",
+        "--batch-size",
+        "32",
+        "--lr",
+        "0.01:0.5",
+        "--weight-decay",
+        "0,1e-4,1e-3",
+        "--momentum",
+        "0.9",
+        "--train-subset",
+        "600",
+        "--val-split",
+        "0.2",
+        "--seed",
+        "5",
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
     ]);
     let stdout = String::from_utf8_lossy(&o.stdout);
     let stderr = String::from_utf8_lossy(&o.stderr);
@@ -425,7 +538,11 @@ fn pbt_sweep_cli_prints_a_replay_command_that_reproduces_the_best_member() {
         .unwrap_or_else(|| panic!("no replay command in:\n{stdout}"));
     let mut args: Vec<String> = shell_words(line.trim())[1..].to_vec();
     let metrics = dir.path().join("replay.jsonl");
-    args.extend(["--quiet".into(), "--metrics".into(), metrics.display().to_string()]);
+    args.extend([
+        "--quiet".into(),
+        "--metrics".into(),
+        metrics.display().to_string(),
+    ]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let o = wgtrain(&args);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -434,12 +551,25 @@ fn pbt_sweep_cli_prints_a_replay_command_that_reproduces_the_best_member() {
     assert_eq!(m[2].val_accuracy, Some(best.val_accuracy), "{line}");
 
     let o = wgtrain(&[
-        "sweep", "--device", "cpu", "--data", &mnist, "--no-download", "--search", "pbt",
-        "--batch-size", "32,64", "--out", dir.path().join("bad").to_str().unwrap(),
+        "sweep",
+        "--device",
+        "cpu",
+        "--data",
+        &mnist,
+        "--no-download",
+        "--search",
+        "pbt",
+        "--batch-size",
+        "32,64",
+        "--out",
+        dir.path().join("bad").to_str().unwrap(),
     ]);
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("batch-size") && err.contains("one value"), "{err}");
+    assert!(
+        err.contains("batch-size") && err.contains("one value"),
+        "{err}"
+    );
 }
 
 /// Splits a printed command line on spaces, honouring single quotes.

@@ -166,7 +166,9 @@ pub fn pbt_command(a: SweepArgs) -> Result<()> {
         };
         Ok((record, params))
     })?;
-    println!("\nleaderboard (validation accuracy after the last epoch; lr and wd are each member's last):");
+    println!(
+        "\nleaderboard (validation accuracy after the last epoch; lr and wd are each member's last):"
+    );
     print!("{}", format_leaderboard(&leaderboard(&record)));
     let (Some(b), Some(params)) = (&record.best, &best_params) else {
         let written = write_pbt_outputs(&a.out, &record, None)?;
@@ -208,10 +210,11 @@ pub fn pbt_command(a: SweepArgs) -> Result<()> {
             .into(),
     };
     println!(
-        "\nbest: member {} ({} exploit steps in its lineage): val acc {:.2}%, test acc {:.2}% \
-         (test loss {:.4}, {} samples; its final parameters, evaluated once)",
+        "\nbest: member {} (its weights passed through {} member slot{}): val acc {:.2}%, test \
+         acc {:.2}% (test loss {:.4}, {} samples; its final parameters, evaluated once)",
         b.member,
-        b.ancestry.len() - 1,
+        b.ancestry.len(),
+        if b.ancestry.len() == 1 { "" } else { "s" },
         100.0 * b.val_accuracy,
         100.0 * test.accuracy,
         test.loss,
@@ -220,12 +223,17 @@ pub fn pbt_command(a: SweepArgs) -> Result<()> {
     let lineage: Vec<String> = b
         .ancestry
         .iter()
-        .map(|s| format!("member {} (epochs {}-{})", s.member, s.first_epoch, s.last_epoch))
+        .map(|s| {
+            format!(
+                "member {} (epochs {}-{})",
+                s.member, s.first_epoch, s.last_epoch
+            )
+        })
         .collect();
     println!("lineage: {}", lineage.join(" -> "));
     println!("schedule (epoch: lr, weight decay):");
     for e in &b.schedule.epochs {
-        println!("  {:>3}: {:.4e}, {:.2e}", e.epoch, e.lr, e.weight_decay);
+        println!("  {:>3}: {:.4e}, {}", e.epoch, e.lr, wd(e.weight_decay));
     }
     let mut written = write_pbt_outputs(&a.out, &record, Some(&best))?;
     written.extend(plot::pbt_plot(&record, &a.out)?);
@@ -239,7 +247,11 @@ pub fn pbt_command(a: SweepArgs) -> Result<()> {
     }
     println!(
         "replay the best member's schedule from scratch (on the CPU it ends on the same weights):\n  {}",
-        replay_command(&a, b.final_hparams.momentum, &a.out.join(BEST_SCHEDULE_FILE))
+        replay_command(
+            &a,
+            b.final_hparams.momentum,
+            &a.out.join(BEST_SCHEDULE_FILE)
+        )
     );
     Ok(())
 }
@@ -251,9 +263,11 @@ fn print_epoch(record: &PbtRecord, quiet: bool) {
     let rows: Vec<_> = record.history.iter().filter(|r| r.epoch == epoch).collect();
     let acc = |v: Option<f64>| v.map_or("-".into(), |v| format!("{:.2}%", 100.0 * v));
     if quiet {
-        let best = rows
-            .iter()
-            .max_by(|x, y| x.score().total_cmp(&y.score()).then(y.member.cmp(&x.member)));
+        let best = rows.iter().max_by(|x, y| {
+            x.score()
+                .total_cmp(&y.score())
+                .then(y.member.cmp(&x.member))
+        });
         if let Some(r) = best {
             println!(
                 "epoch {epoch}/{}: best member {} val acc {}",
@@ -266,10 +280,10 @@ fn print_epoch(record: &PbtRecord, quiet: bool) {
         println!("epoch {epoch}/{}:", record.epochs);
         for r in &rows {
             println!(
-                "  member {:>2}: lr {:.3e}  wd {:.1e}  train loss {}  val acc {}  ({:?})",
+                "  member {:>2}: lr {:.3e}  wd {}  train loss {}  val acc {}  ({:?})",
                 r.member,
                 r.lr,
-                r.weight_decay,
+                wd(r.weight_decay),
                 r.train_loss.map_or("-".into(), |l| format!("{l:.4}")),
                 acc(r.val_accuracy),
                 r.status
@@ -278,7 +292,7 @@ fn print_epoch(record: &PbtRecord, quiet: bool) {
     }
     for e in record.lineage.iter().filter(|e| e.epoch == epoch) {
         println!(
-            "  exploit: member {} ({}) copies member {} ({}): lr {:.3e} -> {:.3e} ({}), wd {:.1e} -> {:.1e} ({})",
+            "  exploit: member {} ({}) copies member {} ({}): lr {:.3e} -> {:.3e} ({}), wd {} -> {} ({})",
             e.member,
             acc(e.member_val_accuracy),
             e.from,
@@ -286,10 +300,19 @@ fn print_epoch(record: &PbtRecord, quiet: bool) {
             e.copied.lr,
             e.new.lr,
             e.lr_change,
-            e.copied.weight_decay,
-            e.new.weight_decay,
+            wd(e.copied.weight_decay),
+            wd(e.new.weight_decay),
             e.weight_decay_change
         );
+    }
+}
+
+/// A weight decay as the leaderboard writes it: `0`, or `1.0e-4`.
+fn wd(v: f64) -> String {
+    if v == 0.0 {
+        "0".into()
+    } else {
+        format!("{v:.2e}")
     }
 }
 

@@ -13,8 +13,8 @@ use wgtrain::RunConfig;
 use wgtrain::checkpoint::{self, WeightDtype};
 use wgtrain::engine::{Engine, RunData};
 use wgtrain::lock::OutputLock;
-use wgtrain::schedule::HparamSchedule;
 use wgtrain::output::OutputKind;
+use wgtrain::schedule::HparamSchedule;
 use wgtrain::tensorboard::{EventWriter, SessionStatus};
 use wgtrain::train::{self, Trainer};
 use wgtrain::tune::{EpochMetrics, plot};
@@ -109,7 +109,8 @@ impl From<SaveDtype> for WeightDtype {
 pub fn train_command(mut a: TrainArgs) -> Result<()> {
     let hparams = match &a.hparam_schedule {
         Some(p) => {
-            let s = HparamSchedule::read(p).map_err(|e| usage("hparam-schedule", p.display(), e))?;
+            let s =
+                HparamSchedule::read(p).map_err(|e| usage("hparam-schedule", p.display(), e))?;
             // The engine opens with epoch 1's values; the trainer sets each epoch's.
             a.hyper.lr = s.epochs[0].lr;
             a.hyper.weight_decay = s.epochs[0].weight_decay;
@@ -269,7 +270,10 @@ fn run_training(
             s.len(),
             s.epochs.iter().map(|e| e.lr).fold(f64::INFINITY, f64::min),
             s.epochs.iter().map(|e| e.lr).fold(0.0, f64::max),
-            s.epochs.iter().map(|e| e.weight_decay).fold(f64::INFINITY, f64::min),
+            s.epochs
+                .iter()
+                .map(|e| e.weight_decay)
+                .fold(f64::INFINITY, f64::min),
             s.epochs.iter().map(|e| e.weight_decay).fold(0.0, f64::max),
         );
         trainer.set_hparam_schedule(s)?;

@@ -75,12 +75,15 @@ impl HparamSchedule {
             if e.epoch != i + 1 {
                 return Err(bad(
                     format!("epoch {}", e.epoch),
-                    format!("entry {} must be epoch {} (epochs 1, 2, ... in order)", i + 1, i + 1),
+                    format!(
+                        "entry {} must be epoch {} (epochs 1, 2, ... in order)",
+                        i + 1,
+                        i + 1
+                    ),
                 ));
             }
-            crate::optim::validate_lr(e.lr).map_err(|err| {
-                bad(format!("epoch {}: lr {}", e.epoch, e.lr), err.to_string())
-            })?;
+            crate::optim::validate_lr(e.lr)
+                .map_err(|err| bad(format!("epoch {}: lr {}", e.epoch, e.lr), err.to_string()))?;
             if !(e.weight_decay.is_finite() && e.weight_decay >= 0.0) {
                 return Err(bad(
                     format!("epoch {}: weight decay {}", e.epoch, e.weight_decay),
@@ -167,10 +170,18 @@ mod tests {
 
     #[test]
     fn validation_names_the_bad_epoch() {
-        assert!(schedule(&[(1, 0.1, 0.0), (2, 0.05, 1e-4)]).validate().is_ok());
-        let e = schedule(&[(1, 0.1, 0.0), (3, 0.1, 0.0)]).validate().unwrap_err();
+        assert!(
+            schedule(&[(1, 0.1, 0.0), (2, 0.05, 1e-4)])
+                .validate()
+                .is_ok()
+        );
+        let e = schedule(&[(1, 0.1, 0.0), (3, 0.1, 0.0)])
+            .validate()
+            .unwrap_err();
         assert!(e.to_string().contains("epoch 3"), "{e}");
-        let e = schedule(&[(1, 0.1, 0.0), (2, -1.0, 0.0)]).validate().unwrap_err();
+        let e = schedule(&[(1, 0.1, 0.0), (2, -1.0, 0.0)])
+            .validate()
+            .unwrap_err();
         assert!(e.to_string().contains("epoch 2: lr -1"), "{e}");
         let e = schedule(&[(1, 0.1, f64::NAN)]).validate().unwrap_err();
         assert!(e.to_string().contains("weight decay"), "{e}");

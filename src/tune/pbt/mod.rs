@@ -17,7 +17,8 @@
 //!   and takes over its hyperparameters and schedule position.
 //! - **Explore** ([`explore::perturb`]): the copied learning rate and weight decay are each,
 //!   independently, resampled from the space with probability `resample`, else multiplied
-//!   by 0.8 or 1.25 (a fair coin). Momentum is copied unchanged. Every draw comes from one
+//!   by 0.8 or 1.25 (a fair coin); a weight decay of 0 stays 0 unless resampled. Momentum
+//!   is copied unchanged. Every draw comes from one
 //!   ChaCha8 stream seeded with the sweep's seed: the same seed gives the same lineage.
 //!
 //! The run's [`PbtRecord`] holds every member's hyperparameters and metrics per epoch and
@@ -337,7 +338,10 @@ impl PbtRecord {
     pub fn best_member(&self) -> Option<usize> {
         let last = self.epochs_done();
         let scores: Vec<f64> = (0..self.population)
-            .map(|m| self.row(m, last).map_or(f64::NEG_INFINITY, MemberEpoch::score))
+            .map(|m| {
+                self.row(m, last)
+                    .map_or(f64::NEG_INFINITY, MemberEpoch::score)
+            })
             .collect();
         let order = explore::rank(&scores);
         order.first().copied().filter(|&m| scores[m].is_finite())
@@ -409,7 +413,7 @@ pub struct Pbt {
 }
 
 /// The ChaCha8 stream of exploit/explore draws (apart from the initial draws' stream 0).
-const EXPLORE_STREAM: u64 = 0x7062_74;
+const EXPLORE_STREAM: u64 = 0x0070_6274;
 
 impl Pbt {
     /// A run over `configs` (the members' starting configurations, e.g. [`Hparams::apply`]
@@ -427,8 +431,7 @@ impl Pbt {
             return Err(Error::InvalidConfig {
                 name: "population",
                 value: configs.len().to_string(),
-                reason: "PBT needs at least 2 members to copy between (e.g. --population 8)"
-                    .into(),
+                reason: "PBT needs at least 2 members to copy between (e.g. --population 8)".into(),
             });
         }
         for (m, c) in configs.iter().enumerate() {
@@ -529,7 +532,7 @@ impl Pbt {
     /// epochs, never after the last.
     pub fn exploit_due(&self) -> bool {
         let done = self.record.epochs_done();
-        done > 0 && done % self.settings.interval == 0 && done < self.record.epochs
+        done > 0 && done.is_multiple_of(self.settings.interval) && done < self.record.epochs
     }
 
     /// The exploit-and-explore step after the last recorded epoch (see the module docs):

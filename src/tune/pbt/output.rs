@@ -2,7 +2,7 @@
 //!
 //! - `pbt.json`: the whole [`PbtRecord`] (settings, every member's epochs, the lineage,
 //!   the best member with its ancestry and schedule);
-//! - `pbt_members.csv`: one row per member and epoch ([`MemberEpoch`]): the lr, weight
+//! - `pbt_members.csv`: one row per member and epoch ([`super::MemberEpoch`]): the lr, weight
 //!   decay and momentum in use and the epoch's metrics;
 //! - `pbt_lineage.csv`: one row per exploit step ([`LineageRow`]);
 //! - `pbt_best_schedule.json`: the best member's [`crate::schedule::HparamSchedule`], for

@@ -103,9 +103,12 @@ impl Figure for PbtAccuracy<'_> {
         );
         let chart = Chart {
             title: format!(
-                "PBT: {} members, exploit every {} epochs (bottom {:.0}%)",
+                "PBT: {} members, exploit every {} (bottom {:.0}%)",
                 r.population,
-                r.settings.interval,
+                match r.settings.interval {
+                    1 => "epoch".to_string(),
+                    n => format!("{n} epochs"),
+                },
                 100.0 * r.settings.quantile
             ),
             x_desc: "epoch".into(),
