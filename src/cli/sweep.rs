@@ -197,13 +197,13 @@ pub fn sweep_command(a: SweepArgs) -> Result<()> {
         SearchChoice::Grid => SearchMethod::Grid,
         SearchChoice::Pbt => unreachable!("cli::dispatch sends --search pbt to sweep_pbt"),
     };
-    for (flag, given) in [
-        ("pbt-interval", a.pbt_interval.is_some()),
-        ("pbt-quantile", a.pbt_quantile.is_some()),
-        ("pbt-resample", a.pbt_resample.is_some()),
+    for (flag, value) in [
+        ("pbt-interval", a.pbt_interval.map(|v| v.to_string())),
+        ("pbt-quantile", a.pbt_quantile.map(|v| v.to_string())),
+        ("pbt-resample", a.pbt_resample.map(|v| v.to_string())),
     ] {
-        if given {
-            return Err(usage(flag, "", "applies to --search pbt only"));
+        if let Some(v) = value {
+            return Err(usage(flag, v, "applies to --search pbt only"));
         }
     }
     let configs = space.trials(method, a.trials, a.grid_points, a.seed);

@@ -45,26 +45,25 @@ pub fn pbt_command(a: SweepArgs) -> Result<()> {
         (Some(a.out.as_path()), OutputKind::Dir),
         (a.save_best.as_deref(), OutputKind::File),
     ])?;
-    for (flag, given, why) in [
+    let refused = [
         (
             "trials",
-            a.trials.is_some(),
+            a.trials.map(|t| t.to_string()),
             "PBT trains --population members; use --population",
         ),
         (
             "tensorboard",
-            a.tensorboard.is_some(),
+            a.tensorboard.as_ref().map(|p| p.display().to_string()),
             "is not written by --search pbt (pbt.json and pbt_members.csv hold every member's epochs)",
         ),
         (
             "resume",
-            a.resume,
+            a.resume.then(|| "true".to_string()),
             "--search pbt cannot resume: its members exchange weights",
         ),
-    ] {
-        if given {
-            return Err(usage(flag, "", why));
-        }
+    ];
+    if let Some((flag, Some(value), why)) = refused.into_iter().find(|r| r.1.is_some()) {
+        return Err(usage(flag, value, why));
     }
     if a.val_split == 0.0 {
         return Err(usage(
