@@ -37,7 +37,8 @@ pub enum SearchChoice {
     Grid,
     /// Population-based training (Jaderberg et al. 2017): --population members from random
     /// draws; every --pbt-interval epochs the worst copy the best and perturb lr and
-    /// weight decay (see `wgtrain::tune::pbt`).
+    /// weight decay. Writes pbt.json, pbt_members.csv, pbt_lineage.csv and the best
+    /// member's schedule for `wgtrain train --hparam-schedule`.
     Pbt,
 }
 
@@ -76,7 +77,8 @@ pub struct SweepArgs {
     /// Epochs per trial: a list or a log-uniform range (rounded).
     #[arg(long, default_value = "3")]
     pub epochs: Values,
-    /// How trials are chosen: random draws from the ranges and lists, or the full grid.
+    /// How trials are chosen: random draws from the ranges and lists, the full grid, or
+    /// population-based training.
     #[arg(long, value_enum, default_value_t = SearchChoice::Random)]
     pub search: SearchChoice,
     /// Trials to run: random search draws this many (default 12); grid search runs a seeded
