@@ -8,8 +8,8 @@
 //! `eval`, `devices`, `download`, `lr_find`, `sweep`, `plot`, `profile`, `bench`) owns its
 //! `Args` and its command function and imports only the shared modules `common` (argument
 //! groups and helpers), `engines` (device flags to an engine) and `interrupt` (Ctrl-C);
-//! `train` also uses `profile`'s `--profile` helpers, and `sweep_pbt` (`sweep --search pbt`) uses
-//! `sweep`'s flags. The shared modules import no subcommand.
+//! `train` also uses `profile`'s `--profile` helpers, and `sweep_pbt` (`sweep --search
+//! pbt`) uses `sweep`'s flags. The shared modules import no subcommand.
 
 mod bench;
 mod common;
