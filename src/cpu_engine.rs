@@ -395,4 +395,13 @@ impl Engine for CpuEngine<'_> {
         self.velocity.fill(0.0);
         Ok(())
     }
+
+    /// The same change as a population member's ([`crate::population::cpu`]): the
+    /// per-parameter decay rebuilt, the momentum buffer kept.
+    fn set_sgd(&mut self, sgd: &crate::optim::SgdConfig) -> Result<()> {
+        crate::engine::check_sgd_change(&self.setup.config.sgd, sgd)?;
+        // The inherent method (population members share it).
+        CpuEngine::set_sgd(self, sgd);
+        Ok(())
+    }
 }

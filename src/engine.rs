@@ -9,6 +9,7 @@ use crate::config::RunConfig;
 use crate::data::{Dataset, Mnist};
 use crate::error::{Error, Result};
 use crate::model::MlpSpec;
+use crate::optim::SgdConfig;
 pub use crate::step::StepSums;
 use crate::step::{StepRecord, validation_split};
 
@@ -183,4 +184,41 @@ pub trait Engine {
     /// [`Error::InvalidConfig`] when `params` do not fit the model
     /// ([`RunSetup::check_params`]); device errors.
     fn set_params(&mut self, params: &[f32]) -> Result<()>;
+
+    /// Gives the run new SGD settings from its next step on, keeping the parameters and
+    /// the momentum buffer (a per-epoch weight-decay schedule, [`crate::train::Trainer`]'s
+    /// [`crate::schedule::HparamSchedule`]). `decay_bias` cannot change: the GPU engine
+    /// lays out its no-decay ranges once.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for invalid settings ([`SgdConfig::validate`]), a changed
+    /// `decay_bias`, or an engine that cannot change them (the default).
+    fn set_sgd(&mut self, sgd: &SgdConfig) -> Result<()> {
+        let _ = sgd;
+        Err(Error::InvalidConfig {
+            name: "engine",
+            value: self.describe(),
+            reason: "cannot change its SGD settings during a run (use the GPU or CPU engine)"
+                .into(),
+        })
+    }
+}
+
+/// Checks new SGD settings for a running engine opened with `old` ([`Engine::set_sgd`]).
+///
+/// # Errors
+/// As [`SgdConfig::validate`]; [`Error::InvalidConfig`] when `decay_bias` differs.
+pub fn check_sgd_change(old: &SgdConfig, new: &SgdConfig) -> Result<()> {
+    new.validate()?;
+    if old.decay_bias != new.decay_bias {
+        return Err(Error::InvalidConfig {
+            name: "decay bias",
+            value: new.decay_bias.to_string(),
+            reason: format!(
+                "the run was opened with decay_bias {}; it cannot change during a run",
+                old.decay_bias
+            ),
+        });
+    }
+    Ok(())
 }

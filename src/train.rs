@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::config::{RunConfig, check_batch_size};
 use crate::engine::{Engine, EvalSet, Evaluation};
 use crate::error::{Error, Result};
-use crate::schedule::PlateauState;
+use crate::schedule::{HparamSchedule, PlateauState};
 use crate::step::StepSums;
 pub use crate::step::{epoch_order, step_records, validation_split};
 
@@ -79,6 +79,7 @@ pub struct Trainer<'e> {
     best_val_loss: f64,
     epochs_since_best: usize,
     stop: Option<Arc<AtomicBool>>,
+    hparams: Option<HparamSchedule>,
 }
 
 impl<'e> Trainer<'e> {
@@ -105,6 +106,7 @@ impl<'e> Trainer<'e> {
             best_val_loss: f64::INFINITY,
             epochs_since_best: 0,
             stop: None,
+            hparams: None,
         })
     }
 
@@ -114,6 +116,54 @@ impl<'e> Trainer<'e> {
     /// [`Error::Interrupted`], with the parameters those after the last finished step.
     pub fn set_stop_flag(&mut self, flag: Arc<AtomicBool>) {
         self.stop = Some(flag);
+    }
+
+    /// Trains epoch `e` with the base learning rate and weight decay of `schedule`'s epoch
+    /// `e` (replaying a population-based-training schedule, [`crate::tune::pbt`]): before
+    /// each epoch the schedule's lr replaces the base lr of the run's learning-rate schedule
+    /// and its weight decay the SGD weight decay ([`Engine::set_sgd`]; the momentum buffer
+    /// is kept). The run trains the schedule's epochs (as many as it lists).
+    ///
+    /// # Errors
+    /// As [`HparamSchedule::validate`] and [`HparamSchedule::check_schedule`].
+    pub fn set_hparam_schedule(&mut self, schedule: HparamSchedule) -> Result<()> {
+        schedule.validate()?;
+        HparamSchedule::check_schedule(&self.cfg.schedule)?;
+        self.cfg.epochs = schedule.len();
+        self.hparams = Some(schedule);
+        Ok(())
+    }
+
+    /// Applies epoch `epoch`'s entry of the hparam schedule, if any.
+    fn apply_hparams(&mut self, epoch: usize) -> Result<()> {
+        let Some(h) = self.hparams.as_ref().map(|s| s.at(epoch)) else {
+            return Ok(());
+        };
+        let Some(h) = h else {
+            return Err(Error::InvalidConfig {
+                name: "epoch",
+                value: (epoch + 1).to_string(),
+                reason: format!(
+                    "the hparam schedule lists {} epochs",
+                    self.hparams.as_ref().map_or(0, HparamSchedule::len)
+                ),
+            });
+        };
+        self.cfg.schedule.base_lr = h.lr;
+        if self.cfg.sgd.weight_decay != h.weight_decay {
+            let sgd = crate::optim::SgdConfig {
+                weight_decay: h.weight_decay,
+                ..self.cfg.sgd.clone()
+            };
+            self.engine.set_sgd(&sgd)?;
+            self.cfg.sgd = sgd;
+        }
+        Ok(())
+    }
+
+    /// Epochs [`Trainer::fit`] runs: the configuration's, or the hparam schedule's.
+    pub fn epochs(&self) -> usize {
+        self.cfg.epochs
     }
 
     /// Training steps finished since the start of the run, interrupted epochs included.
@@ -143,6 +193,7 @@ impl<'e> Trainer<'e> {
         epoch: usize,
         progress: &mut dyn FnMut(usize),
     ) -> Result<EpochReport> {
+        self.apply_hparams(epoch)?;
         let order = epoch_order(&self.train_indices, self.cfg.seed, epoch);
         let steps = step_records(order.len(), self.cfg.batch_size, self.global_step, |i| {
             self.lr_at(epoch, i)

@@ -10,6 +10,7 @@ use wgtrain::device::{self, Device};
 use wgtrain::engine::{Engine, RunData};
 use wgtrain::gpu::engine::GpuEngine;
 use wgtrain::gpu::{Gpu, Kernels};
+use wgtrain::population::PopulationEngine;
 
 use super::common::{DeviceArgs, DeviceKind, check_device_args, matmul_choice, open_gpu};
 
@@ -38,7 +39,7 @@ impl Engines {
     }
 
     /// The device the flags chose, for [`wgtrain::device::open`] and
-    /// [`wgtrain::population::open_population`].
+    /// [`wgtrain::open_population`].
     pub(crate) fn device(&self) -> Device<'_> {
         match &self.gpu {
             None => Device::Cpu,
@@ -68,6 +69,18 @@ impl Engines {
         if let Some(p) = params {
             engine.set_params(p)?;
         }
+        f(engine.as_mut())
+    }
+
+    /// Opens the population engine for `configs` on `data` (see
+    /// [`wgtrain::population`]) and hands it to `f`.
+    pub(crate) fn with_population<R>(
+        &mut self,
+        configs: &[RunConfig],
+        data: RunData<'_>,
+        f: impl FnOnce(&mut dyn PopulationEngine) -> Result<R>,
+    ) -> Result<R> {
+        let mut engine = device::open_population(self.device(), configs, data)?;
         f(engine.as_mut())
     }
 

@@ -8,8 +8,8 @@
 //! `eval`, `devices`, `download`, `lr_find`, `sweep`, `plot`, `profile`, `bench`) owns its
 //! `Args` and its command function and imports only the shared modules `common` (argument
 //! groups and helpers), `engines` (device flags to an engine) and `interrupt` (Ctrl-C);
-//! `train` also uses `profile`'s `--profile` helpers. The shared modules import no
-//! subcommand.
+//! `train` also uses `profile`'s `--profile` helpers, and `sweep_pbt` (`sweep --search
+//! pbt`) uses `sweep`'s flags. The shared modules import no subcommand.
 
 mod bench;
 mod bench_population;
@@ -24,6 +24,7 @@ mod plot;
 mod profile;
 mod sweep;
 mod sweep_configs;
+mod sweep_pbt;
 mod train;
 
 use anyhow::Result;
@@ -82,6 +83,7 @@ fn dispatch(cli: Cli) -> Result<()> {
         Command::Profile(a) => profile::profile_command(a),
         Command::Bench(a) => bench::bench_command(a),
         Command::LrFind(a) => lr_find::lr_find_command(a),
+        Command::Sweep(a) if a.search == sweep::SearchChoice::Pbt => sweep_pbt::pbt_command(a),
         Command::Sweep(a) => sweep::sweep_command(a),
         Command::Plot(a) => plot::plot_command(a),
         Command::Download(a) => download::download_command(a),

@@ -40,6 +40,11 @@ pub enum SearchChoice {
     Random,
     /// The cartesian product (ranges contribute --grid-points values).
     Grid,
+    /// Population-based training (Jaderberg et al. 2017): --population members from random
+    /// draws; every --pbt-interval epochs the worst copy the best and perturb lr and
+    /// weight decay. Writes pbt.json, pbt_members.csv, pbt_lineage.csv and the best
+    /// member's schedule for `wgtrain train --hparam-schedule`.
+    Pbt,
 }
 
 /// Pruning rules of `wgtrain sweep`.
@@ -80,7 +85,8 @@ pub struct SweepArgs {
     /// Epochs per trial: a list or a log-uniform range (rounded).
     #[arg(long, default_value = "3")]
     pub epochs: Values,
-    /// How trials are chosen: random draws from the ranges and lists, or the full grid.
+    /// How trials are chosen: random draws from the ranges and lists, the full grid, or
+    /// population-based training.
     #[arg(long, value_enum, default_value_t = SearchChoice::Random)]
     pub search: SearchChoice,
     /// Trials to run: random search draws this many (default 12); grid search runs a seeded
@@ -122,7 +128,8 @@ pub struct SweepArgs {
     pub halving_min_epochs: usize,
     /// Train up to K trials at once as one population (trials sharing batch size, hidden
     /// sizes and epochs): 1 runs them one at a time. Default: as many as fit the device's
-    /// memory, at most 16 on a GPU; 1 on the CPU, where a population saves no time.
+    /// memory, at most 16 on a GPU; 1 on the CPU, where a population saves no time. With
+    /// --search pbt: the population (default 8).
     #[arg(long, value_name = "K", value_parser = population_size)]
     pub population: Option<usize>,
     #[command(flatten)]
@@ -155,6 +162,17 @@ pub struct SweepArgs {
     /// wrote to --out (trials.json, best_trial.safetensors); they are not rerun.
     #[arg(long)]
     pub resume: bool,
+    /// --search pbt: epochs between exploit steps (default 2).
+    #[arg(long, value_parser = positive_usize)]
+    pub pbt_interval: Option<usize>,
+    /// --search pbt: fraction of the population replaced at each exploit step, and of the
+    /// top it copies from, in (0, 0.5] (default 0.25).
+    #[arg(long)]
+    pub pbt_quantile: Option<f64>,
+    /// --search pbt: probability that explore resamples lr (and, apart, weight decay)
+    /// from the space instead of multiplying it by 0.8 or 1.25 (default 0.25).
+    #[arg(long)]
+    pub pbt_resample: Option<f64>,
 }
 
 /// `--halving-eta`: at least 2.
@@ -229,7 +247,17 @@ pub fn sweep_command(a: SweepArgs) -> Result<()> {
     let method = match a.search {
         SearchChoice::Random => SearchMethod::Random,
         SearchChoice::Grid => SearchMethod::Grid,
+        SearchChoice::Pbt => unreachable!("cli::dispatch sends --search pbt to sweep_pbt"),
     };
+    for (flag, value) in [
+        ("pbt-interval", a.pbt_interval.map(|v| v.to_string())),
+        ("pbt-quantile", a.pbt_quantile.map(|v| v.to_string())),
+        ("pbt-resample", a.pbt_resample.map(|v| v.to_string())),
+    ] {
+        if let Some(v) = value {
+            return Err(usage(flag, v, "applies to --search pbt only"));
+        }
+    }
     let configs = match &a.configs {
         Some(file) => sweep_configs::read_configs(file, &space)?,
         None => space.trials(method, a.trials, a.grid_points, a.seed),

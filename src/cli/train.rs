@@ -14,6 +14,7 @@ use wgtrain::checkpoint::{self, WeightDtype};
 use wgtrain::engine::{Engine, RunData};
 use wgtrain::lock::OutputLock;
 use wgtrain::output::OutputKind;
+use wgtrain::schedule::HparamSchedule;
 use wgtrain::tensorboard::{EventWriter, SessionStatus};
 use wgtrain::train::{self, Trainer};
 use wgtrain::tune::{EpochMetrics, plot};
@@ -75,6 +76,12 @@ pub struct TrainArgs {
     /// (GPU only; the parameters are restored, so training is unchanged).
     #[arg(long)]
     pub profile: bool,
+    /// Train epoch e with the base lr and weight decay of this file's epoch e (JSON:
+    /// {"epochs": [{"epoch": 1, "lr": 0.05, "weight_decay": 1e-4}, ...]}), e.g. a PBT
+    /// sweep's pbt_best_schedule.json; the run trains the file's epochs. The momentum
+    /// buffer is kept when the weight decay changes.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["lr", "weight_decay", "epochs"])]
+    pub hparam_schedule: Option<PathBuf>,
     /// Steps timed by --profile.
     #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..), default_value_t = 20, requires = "profile")]
     pub profile_steps: usize,
@@ -99,7 +106,19 @@ impl From<SaveDtype> for WeightDtype {
 }
 
 /// Runs `wgtrain train`.
-pub fn train_command(a: TrainArgs) -> Result<()> {
+pub fn train_command(mut a: TrainArgs) -> Result<()> {
+    let hparams = match &a.hparam_schedule {
+        Some(p) => {
+            let s =
+                HparamSchedule::read(p).map_err(|e| usage("hparam-schedule", p.display(), e))?;
+            // The engine opens with epoch 1's values; the trainer sets each epoch's.
+            a.hyper.lr = s.epochs[0].lr;
+            a.hyper.weight_decay = s.epochs[0].weight_decay;
+            a.hyper.epochs = Some(s.len());
+            Some(s)
+        }
+        None => None,
+    };
     let h = &a.hyper;
     if a.early_stop_patience.is_some() && a.val_split == 0.0 {
         return Err(usage(
@@ -135,7 +154,10 @@ pub fn train_command(a: TrainArgs) -> Result<()> {
     warn_momentum(h.momentum);
     let _locks = lock_train_outputs(&a)?;
     profile::check_train_flags(a.device.device, a.profile)?;
-    schedule_from(h, 1)?;
+    let lr_schedule = schedule_from(h, 1)?;
+    if hparams.is_some() {
+        HparamSchedule::check_schedule(&lr_schedule)?;
+    }
     sgd_from(h).validate()?;
     // The device is chosen before the data loads: a wrong --adapter fails at once.
     let mut engines = Engines::open(&a.device)?;
@@ -174,15 +196,19 @@ pub fn train_command(a: TrainArgs) -> Result<()> {
     if a.profile {
         engines.with_gpu(&cfg, data, |gpu, engine| {
             profile::profile_before_training(gpu, engine, a.profile_steps)?;
-            run_training(&a, engine)
+            run_training(&a, engine, hparams)
         })?;
         Ok(())
     } else {
-        engines.with(&cfg, data, None, |engine| run_training(&a, engine))
+        engines.with(&cfg, data, None, |engine| run_training(&a, engine, hparams))
     }
 }
 
-fn run_training(a: &TrainArgs, engine: &mut dyn Engine) -> Result<()> {
+fn run_training(
+    a: &TrainArgs,
+    engine: &mut dyn Engine,
+    hparams: Option<HparamSchedule>,
+) -> Result<()> {
     let (cfg, spec) = (&engine.setup().config, &engine.setup().spec);
     let (cfg, spec, norm) = (cfg.clone(), spec.clone(), cfg.normalization);
     let dtype = a.save_dtype.map_or(WeightDtype::F32, WeightDtype::from);
@@ -237,6 +263,21 @@ fn run_training(a: &TrainArgs, engine: &mut dyn Engine) -> Result<()> {
     let mut history = Vec::new();
     let mut trainer = Trainer::new(engine)?;
     trainer.set_stop_flag(interrupt::stop_flag());
+    if let (Some(s), Some(p)) = (hparams, &a.hparam_schedule) {
+        eprintln!(
+            "hparam schedule: {} ({} epochs; lr {:.3e} to {:.3e}, weight decay {:.1e} to {:.1e})",
+            p.display(),
+            s.len(),
+            s.epochs.iter().map(|e| e.lr).fold(f64::INFINITY, f64::min),
+            s.epochs.iter().map(|e| e.lr).fold(0.0, f64::max),
+            s.epochs
+                .iter()
+                .map(|e| e.weight_decay)
+                .fold(f64::INFINITY, f64::min),
+            s.epochs.iter().map(|e| e.weight_decay).fold(0.0, f64::max),
+        );
+        trainer.set_hparam_schedule(s)?;
+    }
     let mut interrupted = None;
     let steps = trainer.steps_per_epoch() as u64;
     for epoch in 0..epochs {

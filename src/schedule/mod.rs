@@ -35,9 +35,12 @@
 //! * [`ScheduleKind`], [`Anneal`], [`PlateauMode`], [`ThresholdMode`],
 //!   [`parse_milestones`] (`names.rs`): the command-line spellings.
 //! * [`ScheduleError`] (`error.rs`): every error above.
+//! * [`HparamSchedule`] (`hparam_schedule.rs`): a base lr and a weight decay per epoch
+//!   (population-based training's schedule, replayed by `wgtrain train --hparam-schedule`).
 
 mod closed_form;
 mod error;
+mod hparam_schedule;
 mod lr_schedule;
 mod names;
 mod plateau;
@@ -46,6 +49,7 @@ mod tests;
 
 pub use closed_form::Schedule;
 pub use error::ScheduleError;
+pub use hparam_schedule::{EpochHparams, HparamSchedule};
 pub use lr_schedule::{DEFAULT_WARMUP_START_FACTOR, LrSchedule};
 pub use names::{Anneal, PlateauMode, ScheduleKind, ThresholdMode, parse_milestones};
 pub use plateau::{PlateauConfig, PlateauSnapshot, PlateauState};

@@ -32,6 +32,11 @@
 //!   same seed reproduces it exactly. `--out` gets `trials.json`, `trials.csv`,
 //!   `leaderboard.csv`, `best.json` and the pictures.
 //!
+//! - **pbt** ([`pbt`]): `wgtrain sweep --search pbt --population K --pbt-interval E`,
+//!   population-based training: K members train at once; every E epochs the worst copy a
+//!   better member's weights and perturb lr and weight decay. The best member's schedule
+//!   replays with `wgtrain train --hparam-schedule`.
+//!
 //! A trial is also just a process: `wgtrain train --val-split 0.1 --metrics FILE` writes
 //! one JSON object per epoch, which is all a hyperparameter service needs.
 //! `examples/optuna_sweep.py` drives Optuna that way (`optuna ask`, a `wgtrain train`
@@ -39,6 +44,7 @@
 //! `sqlite:///optuna.db`, so several workers can share one study).
 
 pub mod lr_find;
+pub mod pbt;
 pub mod plot;
 pub mod population_sweep;
 pub mod prune;

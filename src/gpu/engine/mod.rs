@@ -68,6 +68,7 @@ struct EvalPlan {
 /// The GPU training engine. See the module docs for the step it runs.
 pub struct GpuEngine<'g> {
     gpu: &'g Gpu,
+    kernels: &'g Kernels,
     setup: RunSetup,
     bufs: RunBuffers,
     steps_bind_group: wgpu::BindGroup,
@@ -182,6 +183,7 @@ impl<'g> GpuEngine<'g> {
         gpu.take_error("preparing the training launches")?;
         Ok(GpuEngine {
             gpu,
+            kernels,
             setup,
             bufs,
             steps_bind_group,
@@ -484,6 +486,21 @@ impl Engine for GpuEngine<'_> {
         self.gpu
             .queue
             .write_buffer(&self.bufs.train_metrics, 0, &[0u8; METRICS_HEADER * 4]);
+        Ok(())
+    }
+
+    /// Rebuilds the `update` launch (the last of a step) with the new settings in its
+    /// uniform: once per change, never per step.
+    fn set_sgd(&mut self, sgd: &crate::optim::SgdConfig) -> Result<()> {
+        crate::engine::check_sgd_change(&self.setup.config.sgd, sgd)?;
+        let update = plan::update_dispatch(self.gpu, self.kernels, &self.bufs, sgd)?;
+        self.gpu.take_error("changing the SGD settings")?;
+        match self.train_step.last_mut() {
+            Some(d) if d.kernel == "sgd_update" => *d = update,
+            // `new` pushes the update launch last.
+            _ => unreachable!("a training step ends with its sgd_update launch"),
+        }
+        self.setup.config.sgd = sgd.clone();
         Ok(())
     }
 }

@@ -261,25 +261,35 @@ impl Stages<'_> {
     /// semantics), skipping decay on the no-decay ranges; does nothing after a non-finite
     /// loss flagged in the training metrics' status header.
     pub fn update(&self, sgd: &SgdConfig) -> Result<Dispatch> {
-        let b = self.bufs;
-        sgd_update::dispatch(
-            self.gpu,
-            self.kernels,
-            "sgd_update",
-            sgd_update::SgdUpdateBuffers {
-                params: View::whole(&b.params),
-                grads: View::whole(&b.grads),
-                velocity: View::whole(&b.velocity),
-                no_decay: View::whole(&b.no_decay),
-                status: view(&b.train_metrics, 0, METRICS_HEADER),
-            },
-            b.layout.len,
-            if sgd.decay_bias {
-                0
-            } else {
-                self.layers().len()
-            },
-            sgd,
-        )
+        update_dispatch(self.gpu, self.kernels, self.bufs, sgd)
     }
+}
+
+/// The `update` stage's launch for the SGD settings `sgd` ([`Stages::update`]); rebuilt
+/// alone when a run's SGD settings change between epochs (`GpuEngine::set_sgd`).
+pub(super) fn update_dispatch(
+    gpu: &Gpu,
+    kernels: &Kernels,
+    b: &RunBuffers,
+    sgd: &SgdConfig,
+) -> Result<Dispatch> {
+    sgd_update::dispatch(
+        gpu,
+        kernels,
+        "sgd_update",
+        sgd_update::SgdUpdateBuffers {
+            params: View::whole(&b.params),
+            grads: View::whole(&b.grads),
+            velocity: View::whole(&b.velocity),
+            no_decay: View::whole(&b.no_decay),
+            status: view(&b.train_metrics, 0, METRICS_HEADER),
+        },
+        b.layout.len,
+        if sgd.decay_bias {
+            0
+        } else {
+            b.layout.layers.len()
+        },
+        sgd,
+    )
 }

@@ -1,6 +1,6 @@
 //! Pictures, each written as PNG and SVG: learning curves of a run, the learning-rate
 //! range test's loss curve, and a sweep's validation accuracy against the learning rate
-//! and the curves of its top trials.
+//! and the curves of its top trials, and a PBT run's members with their exploit steps.
 //!
 //! Drawn with `plotters`: the bitmap backend for PNG, the SVG backend for SVG; legends
 //! are plotters' series labels. Text is laid out (and, in PNG, rasterised) with
@@ -14,6 +14,7 @@
 mod chart;
 mod learning_curves;
 mod lr_find;
+mod pbt;
 mod sweep;
 
 use std::ops::Range;
@@ -22,6 +23,7 @@ use plotters::style::RGBColor;
 
 pub use learning_curves::learning_curves;
 pub use lr_find::lr_find_curve;
+pub use pbt::pbt_plot;
 pub use sweep::sweep_plots;
 
 /// Tableau 10: distinguishable, and readable by most colour-blind readers.

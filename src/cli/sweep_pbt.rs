@@ -1,0 +1,419 @@
+//! `wgtrain sweep --search pbt`: population-based training over the sweep's search space
+//! ([`wgtrain::tune::pbt`]). It parses nothing of its own (the flags are `sweep`'s); it
+//! checks the flags PBT reads, trains the population, prints each epoch and exploit step,
+//! writes `pbt.json`, `pbt_members.csv`, `pbt_lineage.csv`, `pbt_best_schedule.json`,
+//! `leaderboard.csv`, `best.json` and `pbt_val_accuracy.{png,svg}` into `--out`, and prints
+//! the `wgtrain train --hparam-schedule` command that replays the best member.
+
+use std::path::Path;
+
+use anyhow::Result;
+use clap::ValueEnum;
+
+use wgtrain::checkpoint;
+use wgtrain::engine::{EvalSet, RunData};
+use wgtrain::model::MlpSpec;
+use wgtrain::output::OutputKind;
+use wgtrain::population::PopulationTrainer;
+use wgtrain::schedule::HparamSchedule;
+use wgtrain::train;
+use wgtrain::tune::pbt::output::{BEST_SCHEDULE_FILE, leaderboard, write_pbt_outputs};
+use wgtrain::tune::pbt::{
+    DEFAULT_QUANTILE, DEFAULT_RESAMPLE, Hparams, Pbt, PbtRecord, PbtSettings, fixed_settings,
+    initial_hparams,
+};
+use wgtrain::tune::plot;
+use wgtrain::tune::space::{SearchSpace, TrialConfig};
+use wgtrain::tune::sweep::{BestTrial, format_leaderboard};
+
+use super::common::{
+    HiddenSizes, HyperArgs, check_outputs, load_data, normalization, run_config, schedule_from,
+    sgd_from, usage, with_subset,
+};
+use super::engines::Engines;
+use super::interrupt;
+use super::sweep::SweepArgs;
+
+/// Members of a PBT population without `--population`.
+const DEFAULT_POPULATION: usize = 8;
+/// Epochs between exploit steps without `--pbt-interval`.
+const DEFAULT_INTERVAL: usize = 2;
+
+/// Runs `wgtrain sweep --search pbt`.
+pub fn pbt_command(a: SweepArgs) -> Result<()> {
+    check_outputs([
+        (Some(a.out.as_path()), OutputKind::Dir),
+        (a.save_best.as_deref(), OutputKind::File),
+    ])?;
+    let refused = [
+        (
+            "trials",
+            a.trials.map(|t| t.to_string()),
+            "PBT trains --population members; use --population",
+        ),
+        (
+            "tensorboard",
+            a.tensorboard.as_ref().map(|p| p.display().to_string()),
+            "is not written by --search pbt (pbt.json and pbt_members.csv hold every member's epochs)",
+        ),
+        (
+            "resume",
+            a.resume.then(|| "true".to_string()),
+            "--search pbt cannot resume: its members exchange weights",
+        ),
+    ];
+    if let Some((flag, Some(value), why)) = refused.into_iter().find(|r| r.1.is_some()) {
+        return Err(usage(flag, value, why));
+    }
+    if a.val_split == 0.0 {
+        return Err(usage(
+            "val-split",
+            0,
+            "PBT ranks members on a validation split: use e.g. --val-split 0.1",
+        ));
+    }
+    let space = SearchSpace {
+        lr: a.lr.clone(),
+        weight_decay: a.weight_decay.clone(),
+        batch_size: a.batch_size.clone(),
+        momentum: a.momentum.clone(),
+        hidden: a.hidden.clone(),
+        epochs: a.epochs.clone(),
+    };
+    space.validate()?;
+    let (batch_size, hidden, epochs) = fixed_settings(&space)?;
+    let settings = PbtSettings {
+        interval: a.pbt_interval.unwrap_or(DEFAULT_INTERVAL),
+        quantile: a.pbt_quantile.unwrap_or(DEFAULT_QUANTILE),
+        resample: a.pbt_resample.unwrap_or(DEFAULT_RESAMPLE),
+        seed: a.seed,
+    };
+    settings.validate()?;
+    let k = a.population.unwrap_or(DEFAULT_POPULATION);
+    let initial = initial_hparams(&space, k, a.seed)?;
+    let hyper = |h: &Hparams| HyperArgs {
+        hidden: HiddenSizes(hidden.clone()),
+        epochs: Some(epochs),
+        batch_size,
+        lr: h.lr,
+        weight_decay: h.weight_decay,
+        momentum: h.momentum,
+        sgd: a.sgd.clone(),
+        seed: a.seed,
+        schedule: a.schedule.clone(),
+    };
+    // Every member's schedule and SGD settings are checked before any data loads.
+    for h in &initial {
+        let hy = hyper(h);
+        HparamSchedule::check_schedule(&schedule_from(&hy, 1)?)?;
+        sgd_from(&hy).validate()?;
+    }
+    wgtrain::output::ensure_writable_dir(&a.out)?;
+    let _locks =
+        wgtrain::lock::lock_all(std::iter::once(a.out.as_path()).chain(a.save_best.as_deref()))?;
+    let mnist = with_subset(load_data(&a.data, a.quiet)?, a.train_subset, a.seed)?;
+    let (_, validation) = train::validation_split(mnist.train.len(), a.val_split, a.seed)?;
+    let n_train = mnist.train.len() - validation.len();
+    if batch_size > n_train {
+        return Err(usage(
+            "batch size",
+            batch_size,
+            format!("must be at most the number of training samples ({n_train})"),
+        ));
+    }
+    let norm = normalization(&a.data);
+    let steps = n_train.div_ceil(batch_size);
+    let base = run_config(&hyper(&initial[0]), steps, norm, a.val_split)?;
+    let configs: Vec<_> = initial.iter().map(|h| h.apply(&base)).collect();
+    eprintln!(
+        "pbt: {k} members, {epochs} epochs, exploit every {} epochs (bottom {} copy the top {}, \
+         resample probability {}), {n_train} training + {} validation samples",
+        settings.interval,
+        settings.group_size(k),
+        settings.group_size(k),
+        settings.resample,
+        validation.len()
+    );
+    let mut engines = Engines::open(&a.device)?;
+    let data = RunData::from(&mnist);
+    let pbt = Pbt::new(space, settings, &configs)?;
+    let quiet = a.quiet;
+    let out = a.out.clone();
+    let (record, best_params) = engines.with_population(&configs, data, |engine| {
+        let mut trainer = PopulationTrainer::new(engine)?;
+        trainer.set_evaluate_test(false);
+        trainer.set_stop_flag(interrupt::stop_flag());
+        let result = pbt.run(&mut trainer, &mut |_, record| {
+            print_epoch(record, quiet);
+            // Written after every epoch, atomically: an interrupted run keeps its epochs.
+            write_pbt_outputs(&out, record, None)?;
+            Ok(())
+        });
+        let record = match result {
+            Err(e @ wgtrain::Error::Interrupted { .. }) => {
+                eprintln!(
+                    "pbt interrupted: the finished epochs are in {} (pbt.json, pbt_members.csv, pbt_lineage.csv)",
+                    out.display()
+                );
+                return Err(e.into());
+            }
+            r => r?,
+        };
+        let params = match &record.best {
+            Some(b) => Some(trainer.engine().params(b.member)?),
+            None => None,
+        };
+        Ok((record, params))
+    })?;
+    println!(
+        "\nleaderboard (validation accuracy after the last epoch; lr and wd are each member's last):"
+    );
+    print!("{}", format_leaderboard(&leaderboard(&record)));
+    let (Some(b), Some(params)) = (&record.best, &best_params) else {
+        let written = write_pbt_outputs(&a.out, &record, None)?;
+        for p in written {
+            eprintln!("wrote {}", p.display());
+        }
+        anyhow::bail!(
+            "no member trained the last epoch (every member diverged); try smaller learning rates"
+        );
+    };
+    let final_cfg = b.final_hparams.apply(&base);
+    let test = engines.with(
+        &wgtrain::RunConfig {
+            validation_split: 0.0,
+            ..final_cfg
+        },
+        data,
+        Some(params),
+        |engine| Ok(engine.evaluate(EvalSet::Test)?),
+    )?;
+    let best = BestTrial {
+        trial: b.member,
+        config: TrialConfig {
+            lr: b.final_hparams.lr,
+            weight_decay: b.final_hparams.weight_decay,
+            batch_size,
+            momentum: b.final_hparams.momentum,
+            hidden: hidden.clone(),
+            epochs,
+        },
+        val_accuracy: b.val_accuracy,
+        val_loss: b.val_loss.unwrap_or(f64::NAN),
+        test_accuracy: test.accuracy,
+        test_loss: test.loss,
+        test_samples: test.samples,
+        test_method: "the best member's final parameters (trained on the training part, \
+            without the validation split), evaluated once on the test set after the run; \
+            config holds its last hyperparameters (its schedule is in pbt_best_schedule.json)"
+            .into(),
+    };
+    println!(
+        "\nbest: member {} (its weights passed through {} member slot{}): val acc {:.2}%, test \
+         acc {:.2}% (test loss {:.4}, {} samples; its final parameters, evaluated once)",
+        b.member,
+        b.ancestry.len(),
+        if b.ancestry.len() == 1 { "" } else { "s" },
+        100.0 * b.val_accuracy,
+        100.0 * test.accuracy,
+        test.loss,
+        test.samples
+    );
+    let lineage: Vec<String> = b
+        .ancestry
+        .iter()
+        .map(|s| {
+            format!(
+                "member {} (epochs {}-{})",
+                s.member, s.first_epoch, s.last_epoch
+            )
+        })
+        .collect();
+    println!("lineage: {}", lineage.join(" -> "));
+    println!("schedule (epoch: lr, weight decay):");
+    for e in &b.schedule.epochs {
+        println!("  {:>3}: {:.4e}, {}", e.epoch, e.lr, wd(e.weight_decay));
+    }
+    let mut written = write_pbt_outputs(&a.out, &record, Some(&best))?;
+    written.extend(plot::pbt_plot(&record, &a.out)?);
+    if let Some(path) = &a.save_best {
+        let spec = MlpSpec::new(mnist.train.features(), &hidden, mnist.classes)?;
+        checkpoint::save(path, &spec, params, norm)?;
+        written.push(path.clone());
+    }
+    for p in written {
+        eprintln!("wrote {}", p.display());
+    }
+    println!(
+        "replay the best member's schedule from scratch (on the CPU it ends on the same weights):\n  {}",
+        replay_command(
+            &a,
+            b.final_hparams.momentum,
+            &a.out.join(BEST_SCHEDULE_FILE)
+        )
+    );
+    Ok(())
+}
+
+/// Prints the epoch just recorded: one line per member (or, with `quiet`, the best
+/// member's line) and one per exploit step that followed it.
+fn print_epoch(record: &PbtRecord, quiet: bool) {
+    let epoch = record.epochs_done();
+    let rows: Vec<_> = record.history.iter().filter(|r| r.epoch == epoch).collect();
+    let acc = |v: Option<f64>| v.map_or("-".into(), |v| format!("{:.2}%", 100.0 * v));
+    if quiet {
+        let best = rows.iter().max_by(|x, y| {
+            x.score()
+                .total_cmp(&y.score())
+                .then(y.member.cmp(&x.member))
+        });
+        if let Some(r) = best {
+            println!(
+                "epoch {epoch}/{}: best member {} val acc {}",
+                record.epochs,
+                r.member,
+                acc(r.val_accuracy)
+            );
+        }
+    } else {
+        println!("epoch {epoch}/{}:", record.epochs);
+        for r in &rows {
+            println!(
+                "  member {:>2}: lr {:.3e}  wd {}  train loss {}  val acc {}  ({:?})",
+                r.member,
+                r.lr,
+                wd(r.weight_decay),
+                r.train_loss.map_or("-".into(), |l| format!("{l:.4}")),
+                acc(r.val_accuracy),
+                r.status
+            );
+        }
+    }
+    for e in record.lineage.iter().filter(|e| e.epoch == epoch) {
+        println!(
+            "  exploit: member {} ({}) copies member {} ({}): lr {:.3e} -> {:.3e} ({}), wd {} -> {} ({})",
+            e.member,
+            acc(e.member_val_accuracy),
+            e.from,
+            acc(e.from_val_accuracy),
+            e.copied.lr,
+            e.new.lr,
+            e.lr_change,
+            wd(e.copied.weight_decay),
+            wd(e.new.weight_decay),
+            e.weight_decay_change
+        );
+    }
+}
+
+/// A weight decay as the leaderboard writes it: `0`, or `1.0e-4`.
+fn wd(v: f64) -> String {
+    if v == 0.0 {
+        "0".into()
+    } else {
+        format!("{v:.2e}")
+    }
+}
+
+/// A command-line word, single-quoted when it holds a space or a shell metacharacter.
+fn word(s: &str) -> String {
+    if s.chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_./:,=+".contains(c))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+fn enum_name<T: ValueEnum>(v: &T) -> String {
+    v.to_possible_value()
+        .map_or(String::new(), |p| p.get_name().to_string())
+}
+
+/// The `wgtrain train` command that replays `schedule` with this sweep's data, model,
+/// seed, split, momentum, SGD variant and lr-schedule flags.
+fn replay_command(a: &SweepArgs, momentum: f64, schedule: &Path) -> String {
+    let mut w: Vec<String> = vec!["wgtrain".into(), "train".into()];
+    let mut flag = |name: &str, value: Option<String>| {
+        w.push(format!("--{name}"));
+        if let Some(v) = value {
+            w.push(word(&v));
+        }
+    };
+    let d = &a.device;
+    flag("device", Some(enum_name(&d.device)));
+    if let Some(b) = &d.backend {
+        flag("backend", Some(enum_name(b)));
+    }
+    if let Some(ad) = &d.adapter {
+        flag("adapter", Some(ad.clone()));
+    }
+    if let Some(k) = &d.kernels {
+        flag("kernels", Some(enum_name(k)));
+    }
+    if let Some(dir) = &a.data.data {
+        flag("data", Some(dir.display().to_string()));
+    }
+    if let Some(name) = &a.data.dataset {
+        flag("dataset", Some(name.to_string()));
+    }
+    if a.data.no_download {
+        flag("no-download", None);
+    }
+    if a.data.normalize {
+        flag("normalize", None);
+    }
+    if let Some(c) = a.data.classes {
+        flag("classes", Some(c.to_string()));
+    }
+    let hidden = &a.hidden.0[0];
+    let hidden = if hidden.is_empty() {
+        "none".to_string()
+    } else {
+        let s: Vec<String> = hidden.iter().map(usize::to_string).collect();
+        s.join(",")
+    };
+    flag("hidden", Some(hidden));
+    if let Ok((batch, _, _)) = fixed_settings(&SearchSpace {
+        lr: a.lr.clone(),
+        weight_decay: a.weight_decay.clone(),
+        batch_size: a.batch_size.clone(),
+        momentum: a.momentum.clone(),
+        hidden: a.hidden.clone(),
+        epochs: a.epochs.clone(),
+    }) {
+        flag("batch-size", Some(batch.to_string()));
+    }
+    flag("momentum", Some(momentum.to_string()));
+    let s = &a.sgd;
+    if s.dampening != 0.0 {
+        flag("dampening", Some(s.dampening.to_string()));
+    }
+    if s.nesterov {
+        flag("nesterov", None);
+    }
+    if s.decoupled_weight_decay {
+        flag("decoupled-weight-decay", None);
+    }
+    if s.no_decay_bias {
+        flag("no-decay-bias", None);
+    }
+    let sch = &a.schedule;
+    if let Some(name) = &sch.lr_schedule {
+        flag("lr-schedule", Some(name.clone()));
+    }
+    if sch.warmup_epochs > 0 {
+        flag("warmup-epochs", Some(sch.warmup_epochs.to_string()));
+    }
+    for (name, value, _) in sch.given() {
+        flag(name, Some(value));
+    }
+    flag("seed", Some(a.seed.to_string()));
+    flag("val-split", Some(a.val_split.to_string()));
+    if let Some(n) = a.train_subset {
+        flag("train-subset", Some(n.to_string()));
+    }
+    flag("hparam-schedule", Some(schedule.display().to_string()));
+    w.join(" ")
+}
