@@ -9,7 +9,6 @@ use clap::Args;
 use serde::Serialize;
 
 use wgtrain::cpu_engine::CpuEngine;
-use wgtrain::{Precision, RunConfig};
 use wgtrain::engine::{Engine, RunData};
 use wgtrain::gpu::autotune::MatmulChoice;
 use wgtrain::gpu::engine::GpuEngine;
@@ -17,6 +16,7 @@ use wgtrain::gpu::kernels::matmul::{BatchDim, Epilogue, MatmulSpec};
 use wgtrain::gpu::kernels::matmul_f16;
 use wgtrain::gpu::{Kernels, autotune};
 use wgtrain::train;
+use wgtrain::{Precision, RunConfig};
 
 use super::common::{
     DataArgs, DeviceArgs, DeviceKind, PrecisionArgs, check_device_args, check_precision_args,

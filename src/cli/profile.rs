@@ -7,17 +7,17 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 
+use wgtrain::RunConfig;
 use wgtrain::engine::{Engine, RunData};
 use wgtrain::gpu::Gpu;
 use wgtrain::gpu::engine::GpuEngine;
 use wgtrain::gpu::profiler::{Profile, ProfileOptions, Profiler, TimingMode};
 use wgtrain::output::OutputKind;
-use wgtrain::RunConfig;
 use wgtrain::train;
 
 use super::common::{
-    DataArgs, DeviceArgs, DeviceKind, HyperArgs, PrecisionArgs, check_outputs, load_data, normalization,
-    run_config, sgd_from, usage,
+    DataArgs, DeviceArgs, DeviceKind, HyperArgs, PrecisionArgs, check_outputs, load_data,
+    normalization, run_config, sgd_from, usage,
 };
 use super::engines::Engines;
 

@@ -19,9 +19,9 @@ use wgtrain::train::{self, Trainer};
 use wgtrain::tune::{EpochMetrics, plot};
 
 use super::common::{
-    DataArgs, DeviceArgs, DeviceKind, HyperArgs, PrecisionArgs, check_outputs, explain_divergence, load_data,
-    normalization, positive_usize, run_config, schedule_from, sgd_from, tensorboard_hparams,
-    unit_interval, usage, warn_momentum, with_subset,
+    DataArgs, DeviceArgs, DeviceKind, HyperArgs, PrecisionArgs, check_outputs, explain_divergence,
+    load_data, normalization, positive_usize, run_config, schedule_from, sgd_from,
+    tensorboard_hparams, unit_interval, usage, warn_momentum, with_subset,
 };
 use super::engines::Engines;
 use super::{interrupt, profile};

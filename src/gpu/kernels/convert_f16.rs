@@ -34,7 +34,11 @@ pub const FAMILY: KernelFamily = KernelFamily {
     name: "convert_f16",
     source: SOURCE,
     features: wgpu::Features::SHADER_F16,
-    bindings: &[uniform_entry(0), storage_entry(1, true), storage_entry(2, false)],
+    bindings: &[
+        uniform_entry(0),
+        storage_entry(1, true),
+        storage_entry(2, false),
+    ],
 };
 
 /// Prepares the conversion of the first `len` elements of `src` (f32) into the f16 buffer

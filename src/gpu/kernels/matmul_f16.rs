@@ -449,11 +449,19 @@ mod tests {
             assert!(lacks.contains(want), "{lacks}");
         }
         let withheld = f16_support("llvmpipe", f16, none, 8).unwrap_err();
-        for want in ["llvmpipe", "opened without", "shader_f16: true", "--precision f32"] {
+        for want in [
+            "llvmpipe",
+            "opened without",
+            "shader_f16: true",
+            "--precision f32",
+        ] {
             assert!(withheld.contains(want), "{withheld}");
         }
         let small = f16_support("tiny", f16, f16, 6).unwrap_err();
-        assert!(small.contains("7 storage buffers") && small.contains("6"), "{small}");
+        assert!(
+            small.contains("7 storage buffers") && small.contains("6"),
+            "{small}"
+        );
     }
 
     /// Under llvmpipe's cap K splits into aligned chunks that cover it in order.
