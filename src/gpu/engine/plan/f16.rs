@@ -97,7 +97,7 @@ impl Stages<'_> {
         let layers = self.layers().iter().enumerate();
         layers
             .map(|(l, s)| {
-                let c16 = self.f16_bufs().hidden16.get(l).map(|h| F16View::whole(h));
+                let c16 = self.f16_bufs().hidden16.get(l).map(F16View::whole);
                 matmul_f16::dispatch(
                     self.gpu,
                     self.kernels,
