@@ -109,13 +109,18 @@ impl std::fmt::Display for AdapterSummary {
         )?;
         write!(
             f,
-            "  max_storage_buffers_per_shader_stage: {}, timestamp queries: {}, subgroups: {}",
+            "  max_storage_buffers_per_shader_stage: {}, timestamp queries: {}, subgroups: {}, f16 (--precision f16): {}",
             l.max_storage_buffers_per_shader_stage,
             timestamp_mode_name(self.features),
             if self.features.contains(wgpu::Features::SUBGROUP) {
                 format!("{}..{}", i.subgroup_min_size, i.subgroup_max_size)
             } else {
                 "none".to_string()
+            },
+            if self.features.contains(wgpu::Features::SHADER_F16) {
+                "yes"
+            } else {
+                "no"
             }
         )
     }

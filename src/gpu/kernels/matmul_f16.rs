@@ -138,7 +138,7 @@ pub fn f16_support(
     let f16 = wgpu::Features::SHADER_F16;
     if !adapter_features.contains(f16) {
         return Err(format!(
-            "--precision f16 needs the adapter feature wgpu::Features::SHADER_F16 (Vulkan shaderFloat16 with 16-bit storage buffers); the adapter \"{adapter}\" does not have it: use --precision f32, or an adapter that has it (--adapter)"
+            "--precision f16 needs the adapter feature wgpu::Features::SHADER_F16 (Vulkan shaderFloat16 with 16-bit storage buffers); the adapter \"{adapter}\" does not have it: use --precision f32, or an adapter that has it (`wgtrain devices` lists them; choose one with --adapter)"
         ));
     }
     if !device_features.contains(f16) {
