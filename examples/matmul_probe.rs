@@ -8,19 +8,25 @@
 //! reported from that run alone; faster ones take the best of three timed batches. Every
 //! output is checked too (A = 0.5 and B = 0.25 everywhere, so each element of C is exactly
 //! K / 8): a cell reads `WRONG` where a kernel computed anything else, e.g. one that
-//! miscompiles on a new GPU.
+//! miscompiles on a new GPU. Where the adapter has `SHADER_F16`, an `f16` column times
+//! `matmul_f16` (`--precision f16`) as the engine runs it: f16 A on the forward and square
+//! shapes, f32 A (the gradient) on the backward ones, B always f16.
 
 use std::time::Duration;
 
 use wgtrain::gpu::kernels::matmul::{self, BatchDim, Epilogue, MatmulSpec, MatmulVariant};
+use wgtrain::gpu::kernels::matmul_f16::{self, F16View, MatmulF16Buffers, OperandA};
 use wgtrain::gpu::kernels::{self, Dispatch, StepRecord};
-use wgtrain::gpu::{Gpu, GpuOptions, GpuTensor, Kernels};
+use wgtrain::gpu::{Gpu, GpuOptions, GpuTensor, Kernels, View};
 
 /// A warm-up run longer than this is the measurement (a software adapter at 4096³).
 const SLOW_RUN: Duration = Duration::from_secs(1);
 
 fn main() -> anyhow::Result<()> {
-    let gpu = Gpu::new(&GpuOptions::default())?;
+    let gpu = Gpu::new(&GpuOptions {
+        shader_f16: true,
+        ..GpuOptions::default()
+    })?;
     let k = Kernels::new(&gpu)?;
     println!("{}", gpu.describe());
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -49,10 +55,16 @@ fn main() -> anyhow::Result<()> {
         ("square 1024", 1024, 1024, 1024, false, false, false),
         ("square 4096", 4096, 4096, 4096, false, false, false),
     ];
+    let f16 = matmul_f16::f16_device_support(&gpu).is_ok()
+        && (only.is_empty() || only.iter().any(|o| "f16".starts_with(o.as_str())));
     let mut header = "| shape | M×N×K |".to_string();
     let mut rule = "| --- | --- |".to_string();
     for v in &variants {
         header += &format!(" {v} |");
+        rule += " ---: |";
+    }
+    if f16 {
+        header += " f16 |";
         rule += " ---: |";
     }
     println!("GFLOP/s\n{header}\n{rule}");
@@ -101,9 +113,75 @@ fn main() -> anyhow::Result<()> {
             }
             line += &format!(" {:.2} |", 2.0 * (m * n * kk) as f64 / seconds / 1e9);
         }
+        if f16 {
+            // The engine's backward products (A stored transposed or N of 256 from K = 10)
+            // read the f32 gradient as A.
+            let a_f32 = name.starts_with("weight") || name.starts_with("input");
+            let spec = MatmulSpec {
+                m,
+                n,
+                k: kk,
+                trans_a: ta,
+                trans_b: tb,
+                trans_c: tc,
+                epilogue: Epilogue::None,
+                batch_dim: BatchDim::None,
+            };
+            line += &probe_f16(&gpu, &k, spec, &a, a_f32)?;
+        }
         println!("{line}");
     }
     Ok(())
+}
+
+/// The `f16` cell of a shape: `matmul_f16` with A = 0.5 (f16, or the f32 tensor `a32`),
+/// B = 0.25 in f16, checked like the others.
+fn probe_f16(
+    gpu: &Gpu,
+    k: &Kernels,
+    spec: MatmulSpec,
+    a32: &GpuTensor,
+    a_f32: bool,
+) -> anyhow::Result<String> {
+    let (m, n, kk) = (spec.m, spec.n, spec.k);
+    let f16_tensor = |label: &str, len: usize, value: f32| -> anyhow::Result<wgpu::Buffer> {
+        let buf = gpu.storage_buffer(label, len as u64 * 2, wgpu::BufferUsages::COPY_DST)?;
+        let bits = half::f16::from_f32(value).to_le_bytes();
+        let bytes: Vec<u8> = (0..len.next_multiple_of(2)).flat_map(|_| bits).collect();
+        gpu.queue.write_buffer(&buf, 0, &bytes);
+        Ok(buf)
+    };
+    let a16 = f16_tensor("a16", m * kk, 0.5)?;
+    let b16 = f16_tensor("b16", kk * n, 0.25)?;
+    let c = GpuTensor::upload(gpu, "c", &vec![0.0; m * n], &[m * n])?;
+    let dummy = GpuTensor::upload(gpu, "dummy", &[0.0; 4], &[4])?;
+    let d = matmul_f16::dispatch(
+        gpu,
+        k,
+        "probe.f16",
+        spec,
+        MatmulF16Buffers {
+            a: if a_f32 {
+                OperandA::F32(a32.view())
+            } else {
+                OperandA::F16(F16View::whole(&a16))
+            },
+            b: F16View::whole(&b16),
+            bias: None,
+            mask: None,
+            c: c.view(),
+            c16: None,
+            dummy: View::whole(&dummy.buffer),
+        },
+    )?;
+    let seconds = time_launch(gpu, k, &d, m)?;
+    if c.read(gpu)?.iter().any(|&v| v != kk as f32 / 8.0) {
+        return Ok(" WRONG |".into());
+    }
+    Ok(format!(
+        " {:.2} |",
+        2.0 * (m * n * kk) as f64 / seconds / 1e9
+    ))
 }
 
 /// Seconds per launch of `d`: the warm-up run when it is slow ([`SLOW_RUN`]), else the best

@@ -42,6 +42,38 @@ pub struct RunConfig {
     pub validation_split: f64,
     /// Stop when the validation loss has not improved for this many epochs.
     pub early_stop_patience: Option<usize>,
+    /// Storage precision of the GPU engine's matmul operands ([`Precision`]; default f32).
+    pub precision: Precision,
+}
+
+/// Storage precision of the matmul operands. Master weights, gradients, momentum and
+/// every sum stay f32 either way.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Precision {
+    /// Everything f32 (the reference).
+    #[default]
+    F32,
+    /// The GPU engine stores the matmul operands that are activations (`X`, `H_l`) and an
+    /// f16 copy of the weights (refreshed after every SGD update) as IEEE binary16, and
+    /// multiplies them with f32 accumulation (`matmul_f16`). Needs an adapter with
+    /// `wgpu::Features::SHADER_F16`; the CPU engine refuses it.
+    F16,
+}
+
+impl Precision {
+    /// `"f32"` or `"f16"`, as the `--precision` flag spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::F16 => "f16",
+        }
+    }
+}
+
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 impl Default for RunConfig {
@@ -57,6 +89,7 @@ impl Default for RunConfig {
             init_seed: None,
             validation_split: 0.0,
             early_stop_patience: None,
+            precision: Precision::F32,
         }
     }
 }
@@ -201,6 +234,11 @@ impl RunConfigBuilder {
     /// Fraction held out for validation (default 0).
     pub fn validation_split(mut self, fraction: f64) -> Self {
         self.0.validation_split = fraction;
+        self
+    }
+    /// Storage precision of the matmul operands (default [`Precision::F32`]).
+    pub fn precision(mut self, precision: Precision) -> Self {
+        self.0.precision = precision;
         self
     }
     /// Early-stopping patience in epochs (default none).

@@ -5,7 +5,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::config::RunConfig;
+use crate::config::{Precision, RunConfig};
 use crate::cpu;
 use crate::data::Dataset;
 use crate::engine::{EVAL_BATCH, Engine, EvalSet, Evaluation, RunData, RunSetup};
@@ -93,8 +93,10 @@ impl<'a> CpuEngine<'a> {
     /// every buffer once for minibatches of up to `cfg.batch_size` samples.
     ///
     /// # Errors
-    /// [`Error::InvalidConfig`] as [`RunSetup::new`].
+    /// [`Error::InvalidConfig`] as [`RunSetup::new`], and for [`Precision::F16`]
+    /// ([`check_precision`]).
     pub fn new(cfg: &RunConfig, data: RunData<'a>) -> Result<CpuEngine<'a>> {
+        check_precision(cfg)?;
         let setup = RunSetup::new(cfg, data)?;
         let sgd = &cfg.sgd;
         let spec = &setup.spec;
@@ -403,5 +405,24 @@ impl Engine for CpuEngine<'_> {
         // The inherent method (population members share it).
         CpuEngine::set_sgd(self, sgd);
         Ok(())
+    }
+}
+
+/// Refuses [`Precision::F16`]: the CPU engine computes in f32 only. Emulating f16 operands
+/// (rounding them through `half::f16` before each SGEMM) would cost a copy per product and
+/// buy neither speed nor memory on a CPU; it would only be a second definition of the f16
+/// path to keep in step with the GPU's. The GPU path is checked against this f32 engine
+/// with derived bounds instead (`tests/precision_f16.rs`).
+///
+/// # Errors
+/// [`Error::InvalidConfig`] naming the precision and the fix.
+pub fn check_precision(cfg: &RunConfig) -> Result<()> {
+    match cfg.precision {
+        Precision::F32 => Ok(()),
+        Precision::F16 => Err(Error::InvalidConfig {
+            name: "precision",
+            value: cfg.precision.to_string(),
+            reason: "the CPU engine computes in f32 only; f16 matmul operands are a GPU option (--device gpu on an adapter with SHADER_F16), or use --precision f32".into(),
+        }),
     }
 }

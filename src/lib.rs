@@ -74,6 +74,6 @@ pub mod tensorboard;
 pub mod train;
 pub mod tune;
 
-pub use config::RunConfig;
+pub use config::{Precision, RunConfig};
 pub use device::{Device, open, open_population};
 pub use error::{Error, Result};

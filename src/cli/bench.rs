@@ -8,18 +8,20 @@ use anyhow::Result;
 use clap::Args;
 use serde::Serialize;
 
-use wgtrain::RunConfig;
 use wgtrain::cpu_engine::CpuEngine;
 use wgtrain::engine::{Engine, RunData};
 use wgtrain::gpu::autotune::MatmulChoice;
 use wgtrain::gpu::engine::GpuEngine;
 use wgtrain::gpu::kernels::matmul::{BatchDim, Epilogue, MatmulSpec};
+use wgtrain::gpu::kernels::matmul_f16;
 use wgtrain::gpu::{Kernels, autotune};
 use wgtrain::train;
+use wgtrain::{Precision, RunConfig};
 
 use super::bench_population;
 use super::common::{
-    DataArgs, DeviceArgs, DeviceKind, check_device_args, load_data, matmul_choice, open_gpu, usage,
+    DataArgs, DeviceArgs, DeviceKind, PrecisionArgs, check_device_args, check_precision_args,
+    load_data, matmul_choice, open_gpu_for, usage,
 };
 
 #[derive(Args, Debug, Clone)]
@@ -28,6 +30,9 @@ pub struct BenchArgs {
     pub device: DeviceArgs,
     #[command(flatten)]
     pub data: DataArgs,
+    /// The GPU rows' precision; the CPU rows are always f32.
+    #[command(flatten)]
+    pub precision: PrecisionArgs,
     /// Batch sizes to time, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "64,128,512")]
     pub batch_sizes: Vec<usize>,
@@ -55,6 +60,8 @@ struct Row {
     path: &'static str,
     batch_size: usize,
     samples: usize,
+    /// Storage precision of the matmul operands: `f32` or `f16` (`--precision`).
+    precision: &'static str,
     /// Wall time of one warm epoch, s.
     epoch_seconds: f64,
     samples_per_second: f64,
@@ -116,12 +123,14 @@ pub fn bench_command(a: BenchArgs) -> Result<()> {
         return Err(usage("batch size", b, "must be at least 1"));
     }
     check_device_args(&a.device)?;
+    let precision = a.precision.precision.to_lib();
+    check_precision_args(&a.device, precision)?;
     // `--device cpu` means the CPU path alone, like --cpu-only.
     let cpu_only = a.cpu_only || a.device.device == DeviceKind::Cpu;
     let gpu = if cpu_only {
         None
     } else {
-        Some(open_gpu(&a.device)?)
+        Some(open_gpu_for(&a.device, precision)?)
     };
     let mnist = load_data(&a.data, true)?;
     let n = a
@@ -152,6 +161,10 @@ pub fn bench_command(a: BenchArgs) -> Result<()> {
         batch_size,
         ..RunConfig::default()
     };
+    let gpu_run = |batch_size| RunConfig {
+        precision,
+        ..run(batch_size)
+    };
     let spec = run(1).spec(train_set.features(), mnist.classes)?;
     let kernels = gpu.as_ref().map(Kernels::new).transpose()?;
     let mut rows = Vec::new();
@@ -170,20 +183,24 @@ pub fn bench_command(a: BenchArgs) -> Result<()> {
             };
             // The kernel this run uses on that shape, timed alone.
             let choice = matmul_choice(&a.device);
-            let forward_timing = match choice {
-                MatmulChoice::Auto => autotune::rank_variants(g, k, &forward)?[0],
-                fixed => autotune::time_variant(g, k, &forward, fixed.resolve(g, k, &forward)?)?,
+            let gflops = match (precision, choice) {
+                (Precision::F16, _) => matmul_f16::time_probe(g, k, &forward)?.1,
+                (_, MatmulChoice::Auto) => autotune::rank_variants(g, k, &forward)?[0].gflops,
+                (_, fixed) => {
+                    autotune::time_variant(g, k, &forward, fixed.resolve(g, k, &forward)?)?.gflops
+                }
             };
-            let mut engine = GpuEngine::new(g, k, choice, &run(b), data)?;
+            let mut engine = GpuEngine::new(g, k, choice, &gpu_run(b), data)?;
             let secs = time_epoch(&mut engine, n, b)?;
             rows.push(Row {
                 path: "gpu",
                 batch_size: b,
                 samples: n,
+                precision: precision.name(),
                 epoch_seconds: secs,
                 samples_per_second: n as f64 / secs,
                 dispatches_per_step: engine.dispatches_per_step(),
-                matmul_gflops: forward_timing.gflops,
+                matmul_gflops: gflops,
             });
         }
         let mut engine = CpuEngine::new(&run(b), data)?;
@@ -192,6 +209,7 @@ pub fn bench_command(a: BenchArgs) -> Result<()> {
             path: "cpu",
             batch_size: b,
             samples: n,
+            precision: Precision::F32.name(),
             epoch_seconds: secs,
             samples_per_second: n as f64 / secs,
             dispatches_per_step: engine.dispatches_per_step(),
@@ -232,7 +250,11 @@ pub fn bench_command(a: BenchArgs) -> Result<()> {
         }
         return Ok(());
     }
-    println!("MLP {spec}, {n} samples per epoch, one warm epoch each");
+    let gpu_precision = match precision {
+        Precision::F32 => String::new(),
+        p => format!(", GPU matmul operands {p}"),
+    };
+    println!("MLP {spec}, {n} samples per epoch, one warm epoch each{gpu_precision}");
     println!(
         "{:<5} {:>6} {:>10} {:>12} {:>14} {:>16} {:>10}",
         "path", "batch", "epoch s", "samples/s", "dispatches/step", "matmul GFLOP/s", "time/cpu"

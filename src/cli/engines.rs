@@ -12,7 +12,11 @@ use wgtrain::gpu::engine::GpuEngine;
 use wgtrain::gpu::{Gpu, Kernels};
 use wgtrain::population::PopulationEngine;
 
-use super::common::{DeviceArgs, DeviceKind, check_device_args, matmul_choice, open_gpu};
+use wgtrain::Precision;
+
+use super::common::{
+    DeviceArgs, DeviceKind, check_device_args, check_precision_args, matmul_choice, open_gpu_for,
+};
 
 /// Opens engines on one device, opened once.
 pub(crate) struct Engines {
@@ -21,13 +25,20 @@ pub(crate) struct Engines {
 }
 
 impl Engines {
-    /// Opens the device the flags name.
+    /// Opens the device the flags name, for f32 runs.
     pub(crate) fn open(d: &DeviceArgs) -> Result<Engines> {
+        Engines::open_for(d, Precision::F32)
+    }
+
+    /// Opens the device the flags name, for runs of `precision` (f16: checked against the
+    /// flags and the adapter, the device opened with `SHADER_F16`).
+    pub(crate) fn open_for(d: &DeviceArgs, precision: Precision) -> Result<Engines> {
         check_device_args(d)?;
+        check_precision_args(d, precision)?;
         let gpu = match d.device {
             DeviceKind::Cpu => None,
             DeviceKind::Gpu => {
-                let gpu = open_gpu(d)?;
+                let gpu = open_gpu_for(d, precision)?;
                 let kernels = Kernels::new(&gpu)?;
                 Some((gpu, kernels))
             }

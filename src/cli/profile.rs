@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 
+use wgtrain::RunConfig;
 use wgtrain::engine::{Engine, RunData};
 use wgtrain::gpu::Gpu;
 use wgtrain::gpu::engine::GpuEngine;
@@ -15,8 +16,8 @@ use wgtrain::output::OutputKind;
 use wgtrain::train;
 
 use super::common::{
-    DataArgs, DeviceArgs, DeviceKind, HyperArgs, check_outputs, load_data, normalization,
-    run_config, sgd_from, usage,
+    DataArgs, DeviceArgs, DeviceKind, HyperArgs, PrecisionArgs, check_outputs, load_data,
+    normalization, run_config, sgd_from, usage,
 };
 use super::engines::Engines;
 
@@ -54,6 +55,8 @@ pub struct ProfileArgs {
     pub data: DataArgs,
     #[command(flatten)]
     pub hyper: HyperArgs,
+    #[command(flatten)]
+    pub precision: PrecisionArgs,
     /// Training steps to time (after the warm-up).
     #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..), default_value_t = 50)]
     pub steps: usize,
@@ -192,13 +195,16 @@ pub fn profile_command(a: ProfileArgs) -> Result<()> {
         }
         .into());
     }
-    let cfg = run_config(
-        h,
-        n_train.div_ceil(h.batch_size),
-        normalization(&a.data),
-        0.0,
-    )?;
-    let mut engines = Engines::open(&a.device)?;
+    let cfg = RunConfig {
+        precision: a.precision.precision.to_lib(),
+        ..run_config(
+            h,
+            n_train.div_ceil(h.batch_size),
+            normalization(&a.data),
+            0.0,
+        )?
+    };
+    let mut engines = Engines::open_for(&a.device, a.precision.precision.to_lib())?;
     engines.with_gpu(&cfg, RunData::from(&mnist), |gpu, engine| {
         eprintln!(
             "model: MLP {}, batch {}, {} dispatches per step; {}",

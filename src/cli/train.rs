@@ -20,9 +20,9 @@ use wgtrain::train::{self, Trainer};
 use wgtrain::tune::{EpochMetrics, plot};
 
 use super::common::{
-    DataArgs, DeviceArgs, DeviceKind, HyperArgs, check_outputs, explain_divergence, load_data,
-    normalization, positive_usize, run_config, schedule_from, sgd_from, tensorboard_hparams,
-    unit_interval, usage, warn_momentum, with_subset,
+    DataArgs, DeviceArgs, DeviceKind, HyperArgs, PrecisionArgs, check_outputs, explain_divergence,
+    load_data, normalization, positive_usize, run_config, schedule_from, sgd_from,
+    tensorboard_hparams, unit_interval, usage, warn_momentum, with_subset,
 };
 use super::engines::Engines;
 use super::{interrupt, profile};
@@ -36,6 +36,8 @@ pub struct TrainArgs {
     pub data: DataArgs,
     #[command(flatten)]
     pub hyper: HyperArgs,
+    #[command(flatten)]
+    pub precision: PrecisionArgs,
     /// Hold out this fraction of the training set for validation (tuning and early stopping
     /// look at it; the test set is only reported).
     #[arg(long, value_parser = unit_interval, default_value_t = 0.0)]
@@ -160,7 +162,7 @@ pub fn train_command(mut a: TrainArgs) -> Result<()> {
     }
     sgd_from(h).validate()?;
     // The device is chosen before the data loads: a wrong --adapter fails at once.
-    let mut engines = Engines::open(&a.device)?;
+    let mut engines = Engines::open_for(&a.device, a.precision.precision.to_lib())?;
     let mnist = with_subset(load_data(&a.data, a.quiet)?, a.train_subset, h.seed)?;
     let (_, validation) = train::validation_split(mnist.train.len(), a.val_split, h.seed)?;
     if a.val_split > 0.0 && validation.is_empty() {
@@ -189,6 +191,7 @@ pub fn train_command(mut a: TrainArgs) -> Result<()> {
     let steps_per_epoch = n_train.div_ceil(h.batch_size);
     let cfg = RunConfig {
         early_stop_patience: a.early_stop_patience,
+        precision: a.precision.precision.to_lib(),
         ..run_config(h, steps_per_epoch, normalization(&a.data), a.val_split)?
     };
     train::validate(&cfg, n_train)?;

@@ -15,16 +15,27 @@ pub struct GpuOptions {
     pub backends: Option<wgpu::Backends>,
     /// Case-insensitive substring of the adapter name.
     pub adapter_name: Option<String>,
+    /// Also request [`wgpu::Features::SHADER_F16`] where the adapter has it (for
+    /// [`crate::config::Precision::F16`]). Off by default: an f32 run's device is created
+    /// exactly as before, with no feature it does not use.
+    pub shader_f16: bool,
 }
 
-/// The device features wgtrain asks for, where the adapter has them: timestamps for the
-/// profiler, subgroups for `matmul_subgroup` (CPU adapters). Every kernel module needs a
-/// subset of these ([`crate::gpu::kernels::KernelFamily::features`]); no other feature is
-/// ever enabled, so a shader needing one (e.g. `SHADER_F16`) would fail on every device.
+/// The device features wgtrain may ask for, where the adapter has them: timestamps for the
+/// profiler, subgroups for `matmul_subgroup` (CPU adapters), and, only when
+/// [`GpuOptions::shader_f16`] asks ([`ON_DEMAND_FEATURES`]), `SHADER_F16` for the f16
+/// kernels (`matmul_f16`, `convert_f16`). Every kernel module needs a subset of these
+/// ([`crate::gpu::kernels::KernelFamily::features`]); no other feature is ever enabled, so
+/// a shader needing one (e.g. `SHADER_F64`) would fail on every device.
 pub const REQUESTED_FEATURES: wgpu::Features = wgpu::Features::TIMESTAMP_QUERY
     .union(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES)
     .union(wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS)
-    .union(wgpu::Features::SUBGROUP);
+    .union(wgpu::Features::SUBGROUP)
+    .union(wgpu::Features::SHADER_F16);
+
+/// The part of [`REQUESTED_FEATURES`] requested only when a run needs it: `SHADER_F16`
+/// (with [`GpuOptions::shader_f16`]).
+pub const ON_DEMAND_FEATURES: wgpu::Features = wgpu::Features::SHADER_F16;
 
 /// Loop iterations Mesa's llvmpipe (lavapipe, and llvmpipe under GL) runs per shader
 /// invocation before it silently leaves the loop: `LP_MAX_TGSI_LOOP_ITERATIONS` in
@@ -98,13 +109,18 @@ impl std::fmt::Display for AdapterSummary {
         )?;
         write!(
             f,
-            "  max_storage_buffers_per_shader_stage: {}, timestamp queries: {}, subgroups: {}",
+            "  max_storage_buffers_per_shader_stage: {}, timestamp queries: {}, subgroups: {}, f16 (--precision f16): {}",
             l.max_storage_buffers_per_shader_stage,
             timestamp_mode_name(self.features),
             if self.features.contains(wgpu::Features::SUBGROUP) {
                 format!("{}..{}", i.subgroup_min_size, i.subgroup_max_size)
             } else {
                 "none".to_string()
+            },
+            if self.features.contains(wgpu::Features::SHADER_F16) {
+                "yes"
+            } else {
+                "no"
             }
         )
     }
@@ -136,7 +152,11 @@ pub struct Gpu {
     pub info: wgpu::AdapterInfo,
     /// The limits the device was created with: the adapter's own, not the WebGPU defaults.
     pub limits: wgpu::Limits,
+    /// The features the device was created with (see [`REQUESTED_FEATURES`]).
     pub features: wgpu::Features,
+    /// Every feature the adapter offers, requested or not: lets an error tell "this
+    /// adapter lacks it" from "this device was opened without it".
+    pub adapter_features: wgpu::Features,
     /// Most loop iterations one shader invocation may run, summed over all its loops (see
     /// [`LLVMPIPE_LOOP_CAP`]); `None` when the driver has no such cap (real GPUs). Kernels
     /// whose reductions would run longer split them into several dispatches, summed in a
@@ -230,7 +250,7 @@ fn backend_rank(b: wgpu::Backend) -> u8 {
 pub fn list_adapters(backends: Option<wgpu::Backends>) -> Vec<AdapterSummary> {
     let opts = GpuOptions {
         backends,
-        adapter_name: None,
+        ..GpuOptions::default()
     };
     let mut adapters: Vec<AdapterSummary> = enumerate(&opts)
         .1
@@ -325,7 +345,13 @@ impl Gpu {
             &info.driver,
             std::env::var(LOOP_CAP_ENV).ok().as_deref(),
         )?;
-        let features = adapter.features() & REQUESTED_FEATURES;
+        let adapter_features = adapter.features();
+        let wanted = if opts.shader_f16 {
+            REQUESTED_FEATURES
+        } else {
+            REQUESTED_FEATURES.difference(ON_DEMAND_FEATURES)
+        };
+        let features = adapter_features & wanted;
         let limits = adapter.limits();
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("wgtrain"),
@@ -351,6 +377,7 @@ impl Gpu {
             info,
             limits,
             features,
+            adapter_features,
             loop_cap,
             counters: ResourceCounters::default(),
             errors,

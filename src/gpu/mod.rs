@@ -9,6 +9,8 @@ pub mod kernels;
 pub mod profiler;
 pub mod tensor;
 
-pub use context::{AdapterSummary, Gpu, GpuOptions, REQUESTED_FEATURES, list_adapters};
+pub use context::{
+    AdapterSummary, Gpu, GpuOptions, ON_DEMAND_FEATURES, REQUESTED_FEATURES, list_adapters,
+};
 pub use kernels::{Dispatch, Kernels, MatmulVariant, StepRecord};
 pub use tensor::{GpuTensor, View};

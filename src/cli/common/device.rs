@@ -1,12 +1,15 @@
 //! Where to run: the device flags every training command shares ([`DeviceArgs`]), the
 //! refusal of GPU-only flags with `--device cpu`, opening the GPU the flags name and the
-//! matmul variant policy of `--kernels`.
+//! matmul variant policy of `--kernels`; `--precision` ([`PrecisionArgs`], for `train`,
+//! `bench` and `profile`) and its checks against the other device flags and the adapter.
 
 use anyhow::Result;
 use clap::{Args, ValueEnum};
 
+use wgtrain::Precision;
 use wgtrain::gpu::autotune::MatmulChoice;
 use wgtrain::gpu::kernels::matmul::{self, Tile2d};
+use wgtrain::gpu::kernels::matmul_f16;
 use wgtrain::gpu::{Gpu, GpuOptions, MatmulVariant};
 
 use super::errors::usage;
@@ -30,6 +33,61 @@ pub struct DeviceArgs {
     /// subgroups of exactly 8.
     #[arg(long, value_enum)]
     pub kernels: Option<KernelChoice>,
+}
+
+/// Storage precision of the matmul operands (`train`, `bench`, `profile`).
+#[derive(Args, Debug, Clone)]
+pub struct PrecisionArgs {
+    /// Matmul operand precision (GPU only; default f32). f16: activations and a copy of the
+    /// weights (refreshed after every update) stored as f16 and multiplied with f32 sums;
+    /// weights, gradients and momentum stay f32. Needs an adapter with SHADER_F16
+    /// (shaderFloat16); every product then runs the one f16 kernel (no --kernels).
+    #[arg(long, value_enum, default_value_t = PrecisionChoice::F32)]
+    pub precision: PrecisionChoice,
+}
+
+/// The values of `--precision`.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrecisionChoice {
+    F32,
+    F16,
+}
+
+impl PrecisionChoice {
+    /// The library's [`Precision`].
+    pub fn to_lib(self) -> Precision {
+        match self {
+            PrecisionChoice::F32 => Precision::F32,
+            PrecisionChoice::F16 => Precision::F16,
+        }
+    }
+}
+
+/// Refuses `--precision f16` with `--device cpu` (the CPU engine computes in f32) and with
+/// a fixed `--kernels` (those are the f32 kernels; f16 runs `matmul_f16`).
+pub fn check_precision_args(d: &DeviceArgs, precision: Precision) -> Result<()> {
+    if precision == Precision::F32 {
+        return Ok(());
+    }
+    if d.device == DeviceKind::Cpu {
+        return Err(usage(
+            "precision",
+            precision,
+            "applies to --device gpu only (the CPU engine computes in f32); use --precision f32",
+        ));
+    }
+    if let Some(k) = d.kernels.filter(|&k| k != KernelChoice::Auto) {
+        let name = k
+            .to_possible_value()
+            .map(|v| v.get_name().to_string())
+            .unwrap_or_default();
+        return Err(usage(
+            "kernels",
+            name,
+            "picks among the f32 matmul kernels; --precision f16 runs matmul_f16 for every product (drop --kernels or use --precision f32)",
+        ));
+    }
+    Ok(())
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,18 +160,26 @@ pub fn check_device_args(d: &DeviceArgs) -> Result<()> {
     Ok(())
 }
 
-/// Opens the adapter the flags choose, prints its description on stderr, and checks that
-/// `--kernels subgroup` can run on it.
+/// Opens the adapter the flags choose for a run of `precision`, prints its description on
+/// stderr, and checks that `--kernels subgroup` can run on it. With f16 the device also
+/// gets `SHADER_F16`, and an adapter without it is refused here (exit 2), naming the
+/// adapter and the fix.
 ///
 /// # Errors
 /// [`wgtrain::Error::NoAdapter`] when no adapter matches; a usage error (exit 2) when
-/// `--kernels subgroup` needs subgroups the adapter lacks.
-pub fn open_gpu(d: &DeviceArgs) -> Result<Gpu> {
+/// `--kernels subgroup` needs subgroups the adapter lacks or f16 needs `SHADER_F16`.
+pub fn open_gpu_for(d: &DeviceArgs, precision: Precision) -> Result<Gpu> {
     let gpu = Gpu::new(&GpuOptions {
         backends: d.backend.map(|b| b.to_wgpu()),
         adapter_name: d.adapter.clone(),
+        shader_f16: precision == Precision::F16,
     })?;
     eprintln!("{}", gpu.describe());
+    if precision == Precision::F16 {
+        if let Err(reason) = matmul_f16::f16_device_support(&gpu) {
+            return Err(usage("precision", precision, reason));
+        }
+    }
     if d.kernels == Some(KernelChoice::Subgroup) {
         if let Err(reason) = matmul::subgroup_device_support(&gpu) {
             return Err(usage(

@@ -296,6 +296,7 @@ pub fn run_config(
         init_seed: None,
         validation_split,
         early_stop_patience: None,
+        precision: Default::default(),
     })
 }
 

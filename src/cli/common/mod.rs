@@ -6,7 +6,8 @@
 //!
 //! - `errors`: [`BadInput`], [`usage`] and the up-front output check [`check_outputs`];
 //! - `parse`: the clap value parsers;
-//! - `device`: `--device`, `--backend`, `--adapter`, `--kernels`, and opening the GPU;
+//! - `device`: `--device`, `--backend`, `--adapter`, `--kernels`, `--precision`, and
+//!   opening the GPU;
 //! - `data`: `--data`, `--dataset`, `--normalize`, `--classes`, and loading the data;
 //! - `hyper`: the model, optimiser and schedule flags, and what they become.
 
@@ -18,7 +19,8 @@ mod parse;
 
 pub(crate) use data::{DataArgs, dataset_normalization, load_data, normalization, with_subset};
 pub(crate) use device::{
-    Backend, DeviceArgs, DeviceKind, check_device_args, matmul_choice, open_gpu,
+    Backend, DeviceArgs, DeviceKind, PrecisionArgs, check_device_args, check_precision_args,
+    matmul_choice, open_gpu_for,
 };
 pub(crate) use errors::{BadInput, bad_input, check_outputs, usage};
 pub(crate) use hyper::{

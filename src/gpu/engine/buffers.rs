@@ -2,6 +2,7 @@
 //! resident), the flat parameter, gradient and momentum buffers `[P]`, the activations for
 //! the largest minibatch, the sample orders, the metrics buffers and the step records.
 
+use crate::config::Precision;
 use crate::data::Dataset;
 use crate::engine::{RunData, RunSetup};
 use crate::error::{Error, Result};
@@ -36,6 +37,17 @@ pub(super) struct Activations {
     pub rows: wgpu::Buffer,
 }
 
+/// The f16 copies of `--precision f16` ([`crate::config::Precision::F16`]), the operands
+/// of `matmul_f16`: f16 elements, sized as their f32 originals.
+pub(super) struct F16Buffers {
+    /// `[rows, I]` f16 copy of `x`.
+    pub x16: wgpu::Buffer,
+    /// `hidden16[l]`: f16 copy of `hidden[l]`, `[rows, O_l]`.
+    pub hidden16: Vec<wgpu::Buffer>,
+    /// `[P]` f16 copy of `params` (same element offsets), refreshed after every update.
+    pub params16: wgpu::Buffer,
+}
+
 /// The buffers of one run.
 pub(super) struct RunBuffers {
     pub layout: ParamLayout,
@@ -64,6 +76,8 @@ pub(super) struct RunBuffers {
     pub max_train_steps: usize,
     /// Rows of an evaluation minibatch (and of the activation buffers).
     pub eval_rows: usize,
+    /// The f16 operands, for `--precision f16` runs only.
+    pub f16: Option<F16Buffers>,
 }
 
 impl RunBuffers {
@@ -120,6 +134,10 @@ impl RunBuffers {
             ),
             max_train_steps,
             eval_rows,
+            f16: match cfg.precision {
+                Precision::F32 => None,
+                Precision::F16 => Some(F16Buffers::new(gpu, &layout, eval_rows, &setup.init)?),
+            },
             layout,
         })
     }
@@ -211,6 +229,48 @@ impl Activations {
             dlogits: f32_buffer(gpu, "the buffer `dlogits`", rows * classes)?,
             dhidden: per_layer("activation gradients", "dhidden")?,
             rows: f32_buffer(gpu, "rows", rows * 2)?,
+        })
+    }
+}
+
+/// `v` as f16 bytes, saturated at ±65504 and rounded to nearest even (`half`), padded to
+/// whole 4-byte words (what `write_buffer` copies): the host's version of
+/// `shaders/convert_f16.wgsl`.
+pub(super) fn f16_bytes(v: &[f32]) -> Vec<u8> {
+    let max = half::f16::MAX.to_f32();
+    let mut bytes: Vec<u8> = v
+        .iter()
+        .flat_map(|&x| half::f16::from_f32(x.clamp(-max, max)).to_le_bytes())
+        .collect();
+    bytes.resize(v.len().next_multiple_of(2) * 2, 0);
+    bytes
+}
+
+impl F16Buffers {
+    /// The f16 buffers of `rows` rows for the model of `layout`, the weights' copy
+    /// initialised from `init` (the f32 parameters `[P]`).
+    fn new(gpu: &Gpu, layout: &ParamLayout, rows: usize, init: &[f32]) -> Result<F16Buffers> {
+        let layers = &layout.layers;
+        let f16_buffer = |label: &str, len: usize| {
+            gpu.storage_buffer(label, len as u64 * 2, wgpu::BufferUsages::COPY_DST)
+        };
+        let hidden16 = layers[..layers.len() - 1]
+            .iter()
+            .enumerate()
+            .map(|(l, s)| {
+                let label = format!("the buffer `hidden16_{l}` (layer {l} activations, f16)");
+                f16_buffer(&label, rows * s.outputs)
+            })
+            .collect::<Result<_>>()?;
+        let params16 = f16_buffer("the buffer `params16` (f16 weights)", layout.len)?;
+        gpu.queue.write_buffer(&params16, 0, &f16_bytes(init));
+        Ok(F16Buffers {
+            x16: f16_buffer(
+                "the buffer `x16` (minibatch inputs, f16)",
+                rows * layers[0].inputs,
+            )?,
+            hidden16,
+            params16,
         })
     }
 }

@@ -24,6 +24,10 @@
 //! update      sgd_update              all parameters at once
 //! ```
 //! Evaluation is `gather`, `forward` and `loss` (without gradient) over a held-out set.
+//!
+//! With `--precision f16` ([`Precision::F16`]) every matmul runs `matmul_f16` on f16
+//! activations and an f16 copy of the weights, and the step gains two conversions (the
+//! inputs after `gather`, the weights after `update`): 2 dispatches more (`plan::f16`).
 
 mod buffers;
 mod plan;
@@ -31,13 +35,13 @@ mod tuning;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::config::RunConfig;
+use crate::config::{Precision, RunConfig};
 use crate::engine::{Engine, EvalSet, Evaluation, RunData, RunSetup};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::gpu::autotune::MatmulChoice;
 use crate::gpu::kernels::softmax_cross_entropy::METRICS_HEADER;
-use crate::gpu::kernels::{Dispatch, Kernels, STEP_STRIDE};
+use crate::gpu::kernels::{Dispatch, Kernels, STEP_STRIDE, matmul_f16};
 use crate::gpu::tensor::Readback;
 use crate::step::{StepRecord, StepSums};
 
@@ -151,14 +155,28 @@ impl<'g> GpuEngine<'g> {
         data: RunData<'_>,
     ) -> Result<GpuEngine<'g>> {
         let setup = RunSetup::new(cfg, data)?;
+        let f16 = cfg.precision == Precision::F16;
+        if f16 {
+            // Before anything is allocated or built: a clear error, never a wgpu panic.
+            matmul_f16::f16_device_support(gpu).map_err(|reason| Error::InvalidConfig {
+                name: "precision",
+                value: cfg.precision.to_string(),
+                reason,
+            })?;
+        }
         let bufs = RunBuffers::allocate(gpu, &setup, data)?;
         let steps_bind_group = kernels.steps_bind_group(gpu, &bufs.steps);
         let (b, eval_rows, layers) = (cfg.batch_size, bufs.eval_rows, &bufs.layout.layers);
 
-        // The tuning step: every matmul kernel, chosen before any launch is built.
-        let matmuls = tuning::tune(gpu, kernels, matmul, layers, b, eval_rows)?;
+        // The tuning step: every matmul kernel, chosen before any launch is built (f16 runs
+        // have one matmul kernel, nothing to choose).
+        let matmuls = if f16 {
+            tuning::MatmulPlan::default()
+        } else {
+            tuning::tune(gpu, kernels, matmul, layers, b, eval_rows)?
+        };
 
-        // The training step, stage by stage.
+        // The training step, stage by stage (`plan::f16` draws the f16 one).
         let stages = Stages {
             gpu,
             kernels,
@@ -168,15 +186,33 @@ impl<'g> GpuEngine<'g> {
         let norm = cfg.normalization;
         let (train, order, metrics) = (&bufs.train, &bufs.order, &bufs.train_metrics);
         let mut train_step = vec![stages.gather("train", train, order, b, norm)?];
-        train_step.extend(stages.forward("train", b, &matmuls.forward)?);
+        if f16 {
+            train_step.push(stages.convert_inputs("train", b)?);
+            train_step.extend(stages.forward_f16("train", b)?);
+        } else {
+            train_step.extend(stages.forward("train", b, &matmuls.forward)?);
+        }
         train_step.push(stages.loss("train", b, metrics, true)?);
         for l in (0..layers.len()).rev() {
-            train_step.extend(stages.backward(l, b)?);
+            if f16 {
+                train_step.extend(stages.backward_f16(l, b)?);
+            } else {
+                train_step.extend(stages.backward(l, b)?);
+            }
         }
         train_step.push(stages.update(&cfg.sgd)?);
+        if f16 {
+            train_step.push(stages.convert_params()?);
+        }
 
         // Evaluation: shared forward launches at `eval_rows` rows, one gather and loss per set.
-        let eval_forward = stages.forward("eval", eval_rows, &matmuls.eval_forward)?;
+        let eval_forward = if f16 {
+            let mut v = vec![stages.convert_inputs("eval", eval_rows)?];
+            v.extend(stages.forward_f16("eval", eval_rows)?);
+            v
+        } else {
+            stages.forward("eval", eval_rows, &matmuls.eval_forward)?
+        };
         let evals = eval_plans(&stages, &setup, data, norm)?;
         let records = bufs.max_train_steps + evals.iter().map(|e| e.steps).sum::<usize>();
         let readback = Readback::new(gpu, "metrics.staging", (records * 2 * 4 + 8) as u64);
@@ -328,8 +364,13 @@ impl Engine for GpuEngine<'_> {
                 )
             })
             .collect();
+        // f32 runs describe themselves as before; f16 runs say so.
+        let precision = match self.setup.config.precision {
+            Precision::F32 => String::new(),
+            p => format!("; precision {p}"),
+        };
         format!(
-            "gpu {}; matmul kernels: {}",
+            "gpu {}{precision}; matmul kernels: {}",
             self.gpu.describe(),
             kernels.join(", ")
         )
@@ -480,6 +521,11 @@ impl Engine for GpuEngine<'_> {
         self.gpu
             .queue
             .write_buffer(&self.bufs.params, 0, bytemuck::cast_slice(params));
+        if let Some(f) = &self.bufs.f16 {
+            self.gpu
+                .queue
+                .write_buffer(&f.params16, 0, &buffers::f16_bytes(params));
+        }
         self.gpu
             .queue
             .write_buffer(&self.bufs.velocity, 0, &vec![0u8; params.len() * 4]);

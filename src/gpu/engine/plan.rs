@@ -14,6 +14,8 @@ use crate::gpu::{Gpu, View};
 use crate::model::{LayerSlot, Normalization};
 use crate::optim::SgdConfig;
 
+mod f16;
+
 use super::buffers::{DeviceDataset, RunBuffers};
 use super::tuning::MatmulPlan;
 

@@ -19,8 +19,9 @@ pub(super) struct WeightGradKernel {
     pub flipped: bool,
 }
 
-/// The matmul kernels of one run, per layer: what [`tune`] decided.
-#[derive(Clone, Debug)]
+/// The matmul kernels of one run, per layer: what [`tune`] decided. Empty (`Default`) for
+/// `--precision f16` runs, whose products all run `matmul_f16`.
+#[derive(Clone, Debug, Default)]
 pub(super) struct MatmulPlan {
     /// Forward product of the training step, per layer.
     pub forward: Vec<MatmulVariant>,

@@ -11,8 +11,10 @@
 
 pub mod bias_relu;
 pub mod column_sum;
+pub mod convert_f16;
 pub mod gather_normalize;
 pub mod matmul;
+pub mod matmul_f16;
 pub mod sgd_update;
 pub mod softmax_cross_entropy;
 
@@ -49,8 +51,9 @@ pub struct KernelFamily {
 /// epilogues, and the unfused kernels are the composed version those are tested against;
 /// it is compiled only when a test asks for it. `matmul_subgroup` is built only on devices
 /// with subgroups of [`matmul::SUBGROUP_SIZE`], `matmul_tiled2d` only where autotuning
-/// (GPUs) or `--kernels` asks for it.
-pub const FAMILIES: [KernelFamily; 8] = [
+/// (GPUs) or `--kernels` asks for it. `matmul_f16` and `convert_f16` (`--precision f16`)
+/// need `SHADER_F16` and are built only on devices created with it.
+pub const FAMILIES: [KernelFamily; 10] = [
     gather_normalize::FAMILY,
     matmul::FAMILY,
     matmul::SUBGROUP_FAMILY,
@@ -59,6 +62,8 @@ pub const FAMILIES: [KernelFamily; 8] = [
     column_sum::FAMILY,
     sgd_update::FAMILY,
     bias_relu::FAMILY,
+    matmul_f16::FAMILY,
+    convert_f16::FAMILY,
 ];
 
 pub use crate::step::StepRecord;
