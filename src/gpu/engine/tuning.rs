@@ -13,7 +13,7 @@ use super::plan;
 
 /// A weight gradient's kernel and orientation.
 #[derive(Clone, Copy, Debug)]
-pub(super) struct WeightGradKernel {
+pub(crate) struct WeightGradKernel {
     pub variant: MatmulVariant,
     /// Computed as `(Xᵀ · dZ)ᵀ` (`TRANS_C`) rather than `dZᵀ · X`.
     pub flipped: bool,
@@ -21,7 +21,7 @@ pub(super) struct WeightGradKernel {
 
 /// The matmul kernels of one run, per layer: what [`tune`] decided.
 #[derive(Clone, Debug)]
-pub(super) struct MatmulPlan {
+pub(crate) struct MatmulPlan {
     /// Forward product of the training step, per layer.
     pub forward: Vec<MatmulVariant>,
     /// Forward product of evaluation (more rows), per layer.
@@ -37,7 +37,7 @@ pub(super) struct MatmulPlan {
 ///
 /// # Errors
 /// Device errors while timing; a shape over the adapter's limits.
-pub(super) fn tune(
+pub(crate) fn tune(
     gpu: &Gpu,
     kernels: &Kernels,
     choice: MatmulChoice,
