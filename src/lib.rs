@@ -75,5 +75,5 @@ pub mod train;
 pub mod tune;
 
 pub use config::RunConfig;
-pub use device::{Device, open};
+pub use device::{Device, open, open_population};
 pub use error::{Error, Result};

@@ -7,10 +7,10 @@ mod common;
 use wgtrain::data::Dataset;
 use wgtrain::engine::{EvalSet, RunData};
 use wgtrain::optim::SgdConfig;
-use wgtrain::population::{MemberOutcome, MemberStatus, PopulationTrainer, open_population};
+use wgtrain::population::{MemberOutcome, MemberStatus, PopulationTrainer};
 use wgtrain::schedule::{LrSchedule, Schedule};
 use wgtrain::train::Trainer;
-use wgtrain::{Device, RunConfig};
+use wgtrain::{Device, RunConfig, open_population};
 
 use common::On;
 

@@ -13,8 +13,8 @@
 //!
 //! ```no_run
 //! # fn main() -> wgtrain::Result<()> {
-//! use wgtrain::population::{PopulationTrainer, open_population};
-//! use wgtrain::{Device, RunConfig};
+//! use wgtrain::population::PopulationTrainer;
+//! use wgtrain::{Device, RunConfig, open_population};
 //! let mnist = wgtrain::data::load_dir(std::path::Path::new("data/mnist"))?;
 //! let configs = [0.01, 0.03, 0.1, 0.3]
 //!     .map(|lr| RunConfig::builder().lr(lr).epochs(3).validation_split(0.1).build());
@@ -40,7 +40,6 @@ use crate::error::{Error, Result};
 use crate::optim::SgdConfig;
 use crate::step::{StepRecord, StepSums};
 
-pub use crate::device::open_population;
 pub use trainer::{MemberOutcome, MemberStatus, PopulationTrainer};
 
 /// [`MemberStep::flags`] bit: this is the member's first optimizer step since its
