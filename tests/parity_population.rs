@@ -47,7 +47,10 @@ fn assert_members(what: &str, all: &[f32], stride: usize, len: usize, want: &[Ve
         assert_eq!(bits(got), bits(w), "{what}: member {j}");
         if j + 1 < want.len() {
             let gap = &all[j * stride + len..(j + 1) * stride];
-            assert!(gap.iter().all(|v| v.is_nan()), "{what}: member {j} wrote past its block");
+            assert!(
+                gap.iter().all(|v| v.is_nan()),
+                "{what}: member {j} wrote past its block"
+            );
         }
     }
 }
@@ -307,7 +310,8 @@ fn matmul_members_past_65535_row_blocks_fold_into_z() {
             );
         }
         assert!(
-            got.chunks(sc).all(|c| c[..m * n].iter().all(|v| v.is_finite())),
+            got.chunks(sc)
+                .all(|c| c[..m * n].iter().all(|v| v.is_finite())),
             "{variant}: every member written"
         );
     }
@@ -394,7 +398,11 @@ fn softmax_cross_entropy_members_match_single_launches() {
             bits(&want_m),
             "metrics of member {j}"
         );
-        assert_eq!(got_m[j * sm] != 0.0, j == 1, "only member 1's status is set");
+        assert_eq!(
+            got_m[j * sm] != 0.0,
+            j == 1,
+            "only member 1's status is set"
+        );
     }
 }
 
@@ -429,8 +437,17 @@ fn column_sum_members_match_single_launches_and_split_rows() {
             .map(|xj| {
                 let tx = GpuTensor::upload(g, "x1", xj, &[xj.len()]).unwrap();
                 let tout = GpuTensor::poisoned(g, "out1", &[n]).unwrap();
-                let d = column_sum::dispatch(g, kn, "single", m, n, BatchDim::M, tx.view(), tout.view())
-                    .unwrap();
+                let d = column_sum::dispatch(
+                    g,
+                    kn,
+                    "single",
+                    m,
+                    n,
+                    BatchDim::M,
+                    tx.view(),
+                    tout.view(),
+                )
+                .unwrap();
                 run(g, kn, &d, rec);
                 tout.read(g).unwrap()
             })
@@ -487,8 +504,13 @@ fn sgd_update_members_match_single_launches() {
         v.resize(count * stride, 0.0);
         v
     };
-    let (tp, tg, tv) = (up("p", &pad(p_all)), up("g", &pad(g_all)), up("v", &pad(v_all)));
-    let ttable = GpuTensor::upload(g, "table", bytemuck::cast_slice(&table), &[table.len()]).unwrap();
+    let (tp, tg, tv) = (
+        up("p", &pad(p_all)),
+        up("g", &pad(g_all)),
+        up("v", &pad(v_all)),
+    );
+    let ttable =
+        GpuTensor::upload(g, "table", bytemuck::cast_slice(&table), &[table.len()]).unwrap();
     let tstatus = up("status", &status);
     let d = sgd_update::dispatch_members(
         g,
@@ -551,8 +573,16 @@ fn sgd_update_members_match_single_launches() {
             want_v = tv1.read(g).unwrap();
         }
         let what = format!("member {j} ({:?}, flags {})", cfgs[j], ms.flags);
-        assert_eq!(bits(&got_p[j * stride..j * stride + len]), bits(&want_p), "params of {what}");
-        assert_eq!(bits(&got_v[j * stride..j * stride + len]), bits(&want_v), "velocity of {what}");
+        assert_eq!(
+            bits(&got_p[j * stride..j * stride + len]),
+            bits(&want_p),
+            "params of {what}"
+        );
+        assert_eq!(
+            bits(&got_v[j * stride..j * stride + len]),
+            bits(&want_v),
+            "velocity of {what}"
+        );
     }
 }
 

@@ -199,7 +199,10 @@ fn gpu_a_diverging_member_is_frozen_and_the_others_train_on() {
         outcomes[1]
     );
     let frozen = trainer.engine().params(1).unwrap();
-    assert!(frozen.iter().all(|p| p.is_finite()), "the last finite step's weights");
+    assert!(
+        frozen.iter().all(|p| p.is_finite()),
+        "the last finite step's weights"
+    );
     let outcomes = trainer.run_epoch(&mut |_| {}).unwrap();
     assert_eq!(outcomes[1], MemberOutcome::Idle);
     assert_eq!(trainer.engine().params(1).unwrap(), frozen);

@@ -660,7 +660,11 @@ pub fn dispatch_members(
             reason,
         });
     }
-    let (a_len, b_len, c_len) = (mm.needed(mm.a, m * k), mm.needed(mm.b, k * n), mm.needed(mm.c, m * n));
+    let (a_len, b_len, c_len) = (
+        mm.needed(mm.a, m * k),
+        mm.needed(mm.b, k * n),
+        mm.needed(mm.c, m * n),
+    );
     check_len("A", &a, a_len)?;
     check_len("B", &b, b_len)?;
     check_len("C", &c, c_len)?;

@@ -176,7 +176,16 @@ pub fn dispatch_members(
         _pad1: [0; 3],
     };
     let total = members.count * members.stride;
-    build(gpu, kernels, label, bufs, total, params, "sgd_update_members", len)
+    build(
+        gpu,
+        kernels,
+        label,
+        bufs,
+        total,
+        params,
+        "sgd_update_members",
+        len,
+    )
 }
 
 /// The launch of `entry` over `total` floats of the parameter buffers (`len` per member).

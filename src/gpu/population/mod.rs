@@ -12,7 +12,7 @@
 //!
 //! Member j trains bit for bit as a single run of its configuration: the population runs
 //! the matmul kernels the single engine's tuning step chooses for the same shapes (the
-//! same [`crate::gpu::engine::tuning::tune`], so `--kernels auto` reads the same cached
+//! same tuning step, `gpu/engine/tuning.rs`, so `--kernels auto` reads the same cached
 //! timings), and every kernel computes each member's outputs with the single kernel's
 //! arithmetic (the member only moves the operands' base). Each member has its own status
 //! header (the head of its metrics block): after a non-finite loss its SGD stops and the

@@ -8,8 +8,8 @@ use crate::gpu::engine::buffers::DeviceDataset;
 use crate::gpu::engine::plan::{forward_spec, input_grad_spec, view, weight_grad_spec};
 use crate::gpu::engine::tuning::MatmulPlan;
 use crate::gpu::kernels::matmul::{BatchDim, MatmulMembers};
-use crate::gpu::kernels::softmax_cross_entropy::LossMembers;
 use crate::gpu::kernels::sgd_update::SgdMembers;
+use crate::gpu::kernels::softmax_cross_entropy::LossMembers;
 use crate::gpu::kernels::{
     Dispatch, Kernels, MatmulVariant, column_sum, gather_normalize, matmul, sgd_update,
     softmax_cross_entropy,
