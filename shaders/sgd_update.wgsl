@@ -95,6 +95,10 @@ fn sgd_update(
     }
 }
 
+// A workgroup updates WG * ITEMS consecutive vec4s of one member (each member's vector
+// starts a new workgroup), so the member, its status, step and settings are the same for
+// the whole workgroup: read once per invocation, and a frozen or diverged member's
+// workgroups leave at once.
 @compute @workgroup_size(256)
 fn sgd_update_members(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -102,29 +106,31 @@ fn sgd_update_members(
     @builtin(local_invocation_index) lid: u32,
 ) {
     let per_member = params.stride / 4u; // vec4s per member
-    let base = ((wid.z * nwg.y + wid.y) * nwg.x + wid.x) * WG * ITEMS + lid;
+    let blocks = (per_member + WG * ITEMS - 1u) / (WG * ITEMS); // workgroups per member
+    let wg = (wid.z * nwg.y + wid.y) * nwg.x + wid.x;
+    let member = wg / blocks;
+    if (member >= params.members || status[member * params.stride_status] != 0.0) {
+        return;
+    }
+    let ms = params.steps_offset + 2u * (step.index * params.members + member);
+    let flags = table[ms + 1u];
+    if ((flags & MEMBER_FROZEN) != 0u) {
+        return;
+    }
+    let hs = params.hyper_offset + 8u * member;
+    var ranges = params.ranges;
+    if (table[hs + 5u] != 0u) {
+        ranges = 0u;
+    }
+    let h = Hyper(bitcast<f32>(table[hs]), bitcast<f32>(table[hs + 1u]), bitcast<f32>(table[hs + 2u]), table[hs + 3u], table[hs + 4u], ranges);
+    let lr = bitcast<f32>(table[ms]);
+    let first = (flags & MEMBER_FIRST) != 0u;
+    let base = (wg - member * blocks) * WG * ITEMS + lid; // the member's own vec4 index
     for (var t = 0u; t < ITEMS; t++) {
         let i = base + t * WG;
-        let member = i / per_member;
-        let el = 4u * (i - member * per_member);
-        if (member >= params.members || el >= params.len) {
-            continue;
+        if (4u * i < params.len) {
+            update(member * per_member + i, 4u * i, h, lr, first);
         }
-        if (status[member * params.stride_status] != 0.0) {
-            continue;
-        }
-        let ms = params.steps_offset + 2u * (step.index * params.members + member);
-        let flags = table[ms + 1u];
-        if ((flags & MEMBER_FROZEN) != 0u) {
-            continue;
-        }
-        let hs = params.hyper_offset + 8u * member;
-        var ranges = params.ranges;
-        if (table[hs + 5u] != 0u) {
-            ranges = 0u;
-        }
-        let h = Hyper(bitcast<f32>(table[hs]), bitcast<f32>(table[hs + 1u]), bitcast<f32>(table[hs + 2u]), table[hs + 3u], table[hs + 4u], ranges);
-        update(i, el, h, bitcast<f32>(table[ms]), (flags & MEMBER_FIRST) != 0u);
     }
 }
 

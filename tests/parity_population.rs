@@ -461,8 +461,15 @@ fn column_sum_members_match_single_launches_and_split_rows() {
 /// and one whose status word is set are left as they were.
 #[test]
 fn sgd_update_members_match_single_launches() {
+    // P not a multiple of 4; one workgroup per member, then two (4,096 floats each).
+    for (len, stride) in [(203, 208), (4_103, 4_160)] {
+        check_sgd_members(len, stride);
+    }
+}
+
+fn check_sgd_members(len: usize, stride: usize) {
     let (g, kn) = gpu();
-    let (count, len, stride) = (5, 203, 208); // P not a multiple of 4
+    let count = 5;
     let cfgs: Vec<SgdConfig> = (0..count)
         .map(|j| SgdConfig {
             weight_decay: [0.0, 1e-2, 5e-3][j % 3],

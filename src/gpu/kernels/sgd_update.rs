@@ -134,7 +134,17 @@ pub fn dispatch(
         stride_status: 0,
         _pad1: [0; 3],
     };
-    build(gpu, kernels, label, bufs, len, params, "sgd_update", len)
+    let workgroups = (len as u64).div_ceil(256 * 4 * ITEMS);
+    build(
+        gpu,
+        kernels,
+        label,
+        bufs,
+        (len, workgroups),
+        params,
+        "sgd_update",
+        len,
+    )
 }
 
 /// The update of every member of a population ([`SgdMembers`]) in one launch over
@@ -176,26 +186,31 @@ pub fn dispatch_members(
         _pad1: [0; 3],
     };
     let total = members.count * members.stride;
+    // Each member's vector starts a new workgroup (the shader reads its settings once).
+    let per_member = (members.stride as u64 / 4).div_ceil(256 * ITEMS);
+    let workgroups = members.count as u64 * per_member;
+    let sizes = (total, workgroups);
     build(
         gpu,
         kernels,
         label,
         bufs,
-        total,
+        sizes,
         params,
         "sgd_update_members",
         len,
     )
 }
 
-/// The launch of `entry` over `total` floats of the parameter buffers (`len` per member).
+/// The launch of `entry` over `total` floats of the parameter buffers (`len` per member)
+/// in `workgroups` workgroups.
 #[allow(clippy::too_many_arguments)]
 fn build(
     gpu: &Gpu,
     kernels: &Kernels,
     label: &str,
     bufs: SgdUpdateBuffers<'_>,
-    total: usize,
+    (total, workgroups): (usize, u64),
     params: SgdUpdateParams,
     entry: &'static str,
     len: usize,
@@ -237,7 +252,7 @@ fn build(
         pipeline: kernels.pipeline(gpu, &FAMILY, entry, &[]),
         bind_group,
         splits: Vec::new(),
-        grid: gpu.grid_1d(label, (total as u64).div_ceil(256 * 4 * ITEMS))?,
+        grid: gpu.grid_1d(label, workgroups)?,
         flops: 6 * total as u64,
         bytes: 4 * 5 * total as u64,
         shape: if total == len {
