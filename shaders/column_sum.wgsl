@@ -8,6 +8,10 @@
 // dispatches, in order. A dispatch sums rows [r_begin, min(r_end, M)); the first chunk
 // stores its sum, each later one adds its own to `out`. One chunk is the plain kernel.
 //
+// Members (population training): the grid holds `members` x ceil(N / 64) workgroups
+// (folded), member j's column blocks after member j - 1's; member j reads x and writes out
+// `stride_x` and `stride_out` floats after member j - 1. One member is the plain kernel.
+//
 // step.wgsl is prepended (the step record at group 1); this file uses `step.batch`, and
 // declares everything of group 0 itself.
 
@@ -17,9 +21,9 @@ struct ColumnSumParams {
     batch_dim: u32,
     r_begin: u32, // this dispatch's chunk of rows: [r_begin, min(r_end, M))
     r_end: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
+    members: u32,
+    stride_x: u32,   // floats between members' x
+    stride_out: u32, // floats between members' out
 }
 
 @group(0) @binding(0) var<uniform> params: ColumnSumParams;
@@ -32,11 +36,16 @@ fn column_sum(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let col = ((wid.z * nwg.y + wid.y) * nwg.x + wid.x) * 64u + lid;
     let n = params.n;
-    if (col >= n) {
+    let blocks = (n + 63u) / 64u;
+    let flat = (wid.z * nwg.y + wid.y) * nwg.x + wid.x;
+    let member = flat / blocks;
+    let col = (flat - member * blocks) * 64u + lid;
+    if (member >= params.members || col >= n) {
         return;
     }
+    let mem_x = member * params.stride_x;
+    let out_i = member * params.stride_out + col;
     let m = select(params.m, step.batch, params.batch_dim == 1u);
     let end = min(params.r_end, m);
     if (params.r_begin >= end) {
@@ -44,10 +53,10 @@ fn column_sum(
     }
     var acc = 0.0;
     for (var r = params.r_begin; r < end; r++) {
-        acc += x[r * n + col];
+        acc += x[mem_x + r * n + col];
     }
     if (params.r_begin > 0u) {
-        acc = out[col] + acc;
+        acc = out[out_i] + acc;
     }
-    out[col] = acc;
+    out[out_i] = acc;
 }

@@ -9,20 +9,20 @@
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(5) var<storage, read_write> c: array<f32>;
 
-// Index of op(A)[row, kk] in `a`.
+// Index of op(A)[row, kk] in `a` (the member's offset included).
 fn a_index(row: u32, kk: u32, m: u32, k: u32) -> u32 {
     if (TRANS_A) {
-        return kk * m + row;
+        return mem_a + kk * m + row;
     }
-    return row * k + kk;
+    return mem_a + row * k + kk;
 }
 
-// Index of op(B)[kk, col] in `b`.
+// Index of op(B)[kk, col] in `b` (the member's offset included).
 fn b_index(kk: u32, col: u32, n: u32, k: u32) -> u32 {
     if (TRANS_B) {
-        return col * k + kk;
+        return mem_b + col * k + kk;
     }
-    return kk * n + col;
+    return mem_b + kk * n + col;
 }
 
 // Stores the partial sum `v` of C[row, col] (index `i` of `c`): added to the earlier
@@ -50,8 +50,13 @@ fn matmul_register(
     let m = d.x;
     let n = d.y;
     let k = d.z;
-    // Row blocks fold into z past the 65,535-workgroup limit of y.
-    let row0 = ((wid.z * nwg.y + wid.y) * 16u + lid.y) * RT;
+    // Row blocks (members' blocks one after another) fold into z past the 65,535-workgroup
+    // limit of y.
+    let blk = member_block(wid.z * nwg.y + wid.y, 16u * RT);
+    if (blk == NO_BLOCK) {
+        return;
+    }
+    let row0 = (blk * 16u + lid.y) * RT;
     let col0 = (wid.x * 16u + lid.x) * RT;
     let kc = k_chunk(k);
     if (row0 >= m || col0 >= n || kc.x >= kc.y) {
@@ -121,7 +126,11 @@ fn matmul_tiled(
     let m = d.x;
     let n = d.y;
     let k = d.z;
-    let tile_row = (wid.z * nwg.y + wid.y) * TILE;
+    let blk = member_block(wid.z * nwg.y + wid.y, TILE);
+    if (blk == NO_BLOCK) {
+        return;
+    }
+    let tile_row = blk * TILE;
     let tile_col = wid.x * TILE;
     let kc = k_chunk(k);
     // Whole workgroups past the edge leave together, so the barriers below stay uniform.
@@ -196,7 +205,11 @@ fn matmul_rows(
     let m = d.x;
     let n = d.y;
     let k = d.z;
-    let row0 = (wid.z * nwg.y + wid.y) * ROWS;
+    let blk = member_block(wid.z * nwg.y + wid.y, ROWS);
+    if (blk == NO_BLOCK) {
+        return;
+    }
+    let row0 = blk * ROWS;
     let col_base = wid.x * LANES * COLS + lid;
     let kc = k_chunk(k);
     if (row0 >= m || wid.x * LANES * COLS >= n || kc.x >= kc.y) {

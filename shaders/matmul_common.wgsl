@@ -24,6 +24,15 @@
 // adds its own to what C holds, and the chunk that reaches K applies the epilogue. With
 // one chunk (k_begin = 0, k_end = K) this is the plain kernel, bit for bit.
 //
+// Members (population training): one dispatch computes `members` independent products,
+// member j's operands starting `stride_*` floats after member j - 1's (a stride of 0 shares
+// the operand, e.g. the minibatch X of layer 0). The member is folded into the row-block
+// index: a kernel of R rows per workgroup has ceil(params.m / R) row blocks per member (the
+// capacity M, not the step's minibatch), and `member_block` splits the folded index into
+// the member and its row block and sets the member's offsets (`mem_*`, floats, multiples
+// of 4 for the vec4 kernels). With one member the offsets are 0 and every kernel is the
+// plain one, bit for bit.
+//
 // `matmul.wgsl` holds the scalar-load kernels (register, tiled, rows) and
 // `matmul_subgroup.wgsl` the vec4 one with subgroup broadcasts. All kernels take the same
 // bind group.
@@ -35,8 +44,16 @@ struct MatmulParams {
     batch_dim: u32,
     k_begin: u32, // this dispatch's chunk of K: [k_begin, min(k_end, K))
     k_end: u32,
+    members: u32,     // products in this dispatch (1 outside population training)
     _pad0: u32,
+    stride_a: u32,    // floats between consecutive members' operands (0: shared)
+    stride_b: u32,
+    stride_bias: u32,
+    stride_mask: u32,
+    stride_c: u32,
     _pad1: u32,
+    _pad2: u32,
+    _pad3: u32,
 }
 
 override TRANS_A: bool = false;
@@ -51,6 +68,34 @@ override TRANS_C: bool = false;
 // elements.
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read> mask: array<f32>;
+
+// This invocation's member's offsets into A, B, bias, mask and C, in floats (set by
+// `member_block`).
+var<private> mem_a: u32;
+var<private> mem_b: u32;
+var<private> mem_bias: u32;
+var<private> mem_mask: u32;
+var<private> mem_c: u32;
+
+// Returned by `member_block` for a workgroup past the last member (folding pads the grid).
+const NO_BLOCK: u32 = 0xffffffffu;
+
+// Splits the folded row-block index `rb` of a kernel with `rows_per_block` rows of C per
+// workgroup into the member and its row block (returned), setting the member's offsets;
+// NO_BLOCK past the last member.
+fn member_block(rb: u32, rows_per_block: u32) -> u32 {
+    let per_member = (params.m + rows_per_block - 1u) / rows_per_block;
+    let member = rb / per_member;
+    if (member >= params.members) {
+        return NO_BLOCK;
+    }
+    mem_a = member * params.stride_a;
+    mem_b = member * params.stride_b;
+    mem_bias = member * params.stride_bias;
+    mem_mask = member * params.stride_mask;
+    mem_c = member * params.stride_c;
+    return rb - member * per_member;
+}
 
 fn dims() -> vec3<u32> {
     var m = params.m;
@@ -78,24 +123,24 @@ fn finishes(k: u32) -> bool {
     return params.k_end >= k;
 }
 
-// Index of C[row, col] in `c`.
+// Index of C[row, col] in `c` (the member's offset included).
 fn c_index(row: u32, col: u32, m: u32, n: u32) -> u32 {
     if (TRANS_C) {
-        return col * m + row;
+        return mem_c + col * m + row;
     }
-    return row * n + col;
+    return mem_c + row * n + col;
 }
 
 fn epilogue(v: f32, row: u32, col: u32, n: u32) -> f32 {
     switch EPILOGUE {
         case 1u: {
-            return v + bias[col];
+            return v + bias[mem_bias + col];
         }
         case 2u: {
-            return max(v + bias[col], 0.0);
+            return max(v + bias[mem_bias + col], 0.0);
         }
         case 3u: {
-            return select(0.0, v, mask[row * n + col] > 0.0);
+            return select(0.0, v, mask[mem_mask + row * n + col] > 0.0);
         }
         default: {
             return v;

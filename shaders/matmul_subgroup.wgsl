@@ -30,11 +30,11 @@ override B_VEC4: bool = true;
 
 // Element i of A or B, for operands whose rows are not whole vec4s.
 fn a_at(i: u32) -> f32 {
-    return a[i / 4u][i % 4u];
+    return a[mem_a / 4u + i / 4u][i % 4u];
 }
 
 fn b_at(i: u32) -> f32 {
-    return b[i / 4u][i % 4u];
+    return b[mem_b / 4u + i / 4u][i % 4u];
 }
 
 // Zero where k = k0 + t is past the edge.
@@ -53,7 +53,7 @@ fn load_a(q: u32, half: u32, lane: u32, row0: u32, m: u32, k: u32) -> vec4<f32> 
         let base = min(kk, k - 1u) * m;
         var v: vec4<f32>;
         if (A_VEC4) {
-            v = a[base / 4u + min(r / 4u, m / 4u - 1u)];
+            v = a[mem_a / 4u + base / 4u + min(r / 4u, m / 4u - 1u)];
         } else {
             v = vec4<f32>(
                 a_at(base + min(r, m - 1u)),
@@ -67,7 +67,7 @@ fn load_a(q: u32, half: u32, lane: u32, row0: u32, m: u32, k: u32) -> vec4<f32> 
     // Stored [M, K]: row + lane at k = 4q .. 4q+3.
     let row = min(row0 + 8u * half + lane, m - 1u);
     if (A_VEC4) {
-        return a[row * (k / 4u) + q];
+        return a[mem_a / 4u + row * (k / 4u) + q];
     }
     let k0 = 4u * q;
     let base = row * k;
@@ -104,7 +104,7 @@ fn b_column(col: u32, k0: u32, k: u32) -> vec4<f32> {
 fn b_row(kk: u32, col: u32, n: u32, k: u32) -> vec4<f32> {
     var v: vec4<f32>;
     if (B_VEC4) {
-        v = b[min(kk, k - 1u) * (n / 4u) + min(col / 4u, n / 4u - 1u)];
+        v = b[mem_b / 4u + min(kk, k - 1u) * (n / 4u) + min(col / 4u, n / 4u - 1u)];
     } else {
         let base = min(kk, k - 1u) * n;
         v = vec4<f32>(
@@ -128,10 +128,10 @@ fn load_b(q: u32, col: u32, n: u32, k: u32) -> mat4x4<f32> {
         if (B_VEC4) {
             let k4 = k / 4u;
             g = mat4x4<f32>(
-                b[min(col, n - 1u) * k4 + q],
-                b[min(col + 1u, n - 1u) * k4 + q],
-                b[min(col + 2u, n - 1u) * k4 + q],
-                b[min(col + 3u, n - 1u) * k4 + q],
+                b[mem_b / 4u + min(col, n - 1u) * k4 + q],
+                b[mem_b / 4u + min(col + 1u, n - 1u) * k4 + q],
+                b[mem_b / 4u + min(col + 2u, n - 1u) * k4 + q],
+                b[mem_b / 4u + min(col + 3u, n - 1u) * k4 + q],
             );
         } else {
             g = mat4x4<f32>(
@@ -200,7 +200,7 @@ fn store_row4(row: u32, col: u32, v: vec4<f32>, bias4: vec4<f32>, m: u32, n: u32
     var s = v;
     if (accumulates()) {
         if (whole) {
-            s += c[(row * n + col) / 4u];
+            s += c[(mem_c + row * n + col) / 4u];
         } else {
             for (var j = 0u; j < 4u; j++) {
                 if (col + j < n) {
@@ -214,7 +214,7 @@ fn store_row4(row: u32, col: u32, v: vec4<f32>, bias4: vec4<f32>, m: u32, n: u32
         s = epilogue4(s, bias4, row, col, n);
     }
     if (whole) {
-        c[(row * n + col) / 4u] = s;
+        c[(mem_c + row * n + col) / 4u] = s;
         return;
     }
     for (var j = 0u; j < 4u; j++) {
@@ -234,7 +234,7 @@ fn store_rows4_transposed(r: u32, col: u32, x0: vec4<f32>, x1: vec4<f32>, x2: ve
     let t = transpose(mat4x4<f32>(x0, x1, x2, x3)); // t[j]: rows r .. r+3 of column col + j
     for (var j = 0u; j < 4u; j++) {
         if (col + j < n) {
-            let i = ((col + j) * m + r) / 4u;
+            let i = (mem_c + (col + j) * m + r) / 4u;
             if (accumulates()) {
                 c[i] = c[i] + t[j];
             } else {
@@ -254,8 +254,13 @@ fn matmul_subgroup(
     let m = d.x;
     let n = d.y;
     let k = d.z;
-    // Row blocks fold into z past the 65,535-workgroup limit of y.
-    let row0 = (wid.z * nwg.y + wid.y) * 16u;
+    // Row blocks (members' blocks one after another) fold into z past the 65,535-workgroup
+    // limit of y.
+    let blk = member_block(wid.z * nwg.y + wid.y, 16u);
+    if (blk == NO_BLOCK) {
+        return; // the whole workgroup
+    }
+    let row0 = blk * 16u;
     let col = wid.x * 32u + lane * 4u;
     let kc = k_chunk(k);
     if (row0 >= m || kc.x >= kc.y) {
@@ -315,7 +320,7 @@ fn matmul_subgroup(
     // The bias of the lane's four columns, loaded once for all 16 rows.
     var bias4 = vec4<f32>();
     if (EPILOGUE == 1u || EPILOGUE == 2u) {
-        bias4 = vec4<f32>(bias[min(col, n - 1u)], bias[min(col + 1u, n - 1u)], bias[min(col + 2u, n - 1u)], bias[min(col + 3u, n - 1u)]);
+        bias4 = vec4<f32>(bias[mem_bias + min(col, n - 1u)], bias[mem_bias + min(col + 1u, n - 1u)], bias[mem_bias + min(col + 2u, n - 1u)], bias[mem_bias + min(col + 3u, n - 1u)]);
     }
     store_row4(row0, col, acc0, bias4, m, n, k);
     store_row4(row0 + 1u, col, acc1, bias4, m, n, k);

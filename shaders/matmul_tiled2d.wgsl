@@ -50,11 +50,11 @@ var<workgroup> tile_a: array<vec4<f32>, TILE_A_VEC4S>; // [2][BK][BM/4]: op(A)áµ
 var<workgroup> tile_b: array<vec4<f32>, TILE_B_VEC4S>; // [2][BK][BN/4]: op(B) slices
 
 fn a_at(i: u32) -> f32 {
-    return a[i / 4u][i % 4u];
+    return a[mem_a / 4u + i / 4u][i % 4u];
 }
 
 fn b_at(i: u32) -> f32 {
-    return b[i / 4u][i % 4u];
+    return b[mem_b / 4u + i / 4u][i % 4u];
 }
 
 // Slot `s` (0 .. 2Â·BM) of the op(A) slice at k0 .. k0+7: four values along A's contiguous
@@ -69,7 +69,7 @@ fn load_a(s: u32, row0: u32, k0: u32, kend: u32, m: u32, k: u32) -> vec4<f32> {
         }
         let base = kk * m + r;
         if (A_VEC4) {
-            return a[base / 4u]; // M is a multiple of 4: rows r .. r+3 all exist
+            return a[mem_a / 4u + base / 4u]; // M is a multiple of 4: rows r .. r+3 all exist
         }
         let last = kk * m + m - 1u;
         return select(vec4<f32>(), vec4<f32>(
@@ -86,7 +86,7 @@ fn load_a(s: u32, row0: u32, k0: u32, kend: u32, m: u32, k: u32) -> vec4<f32> {
     }
     let base = r * k + kk;
     if (A_VEC4) {
-        return a[base / 4u]; // K and the chunk's end are multiples of 4
+        return a[mem_a / 4u + base / 4u]; // K and the chunk's end are multiples of 4
     }
     let last = r * k + kend - 1u;
     return select(vec4<f32>(), vec4<f32>(
@@ -113,7 +113,7 @@ fn load_b(s: u32, col0: u32, k0: u32, kend: u32, n: u32, k: u32) -> vec4<f32> {
         }
         let base = kk * n + col;
         if (B_VEC4) {
-            return b[base / 4u]; // N is a multiple of 4
+            return b[mem_b / 4u + base / 4u]; // N is a multiple of 4
         }
         let last = kk * n + n - 1u;
         return select(vec4<f32>(), vec4<f32>(
@@ -133,7 +133,7 @@ fn load_b(s: u32, col0: u32, k0: u32, kend: u32, n: u32, k: u32) -> vec4<f32> {
     }
     let base = col * k + kk;
     if (B_VEC4) {
-        return b[base / 4u]; // K and the chunk's end are multiples of 4
+        return b[mem_b / 4u + base / 4u]; // K and the chunk's end are multiples of 4
     }
     let last = col * k + kend - 1u;
     return select(past_k, vec4<f32>(
@@ -213,8 +213,13 @@ fn matmul_tiled2d(
     let m = d.x;
     let n = d.y;
     let k = d.z;
-    // Row blocks fold into z past the 65,535-workgroup limit of y.
-    let row0 = (wid.z * nwg.y + wid.y) * BM;
+    // Row blocks (members' blocks one after another) fold into z past the 65,535-workgroup
+    // limit of y.
+    let blk = member_block(wid.z * nwg.y + wid.y, BM);
+    if (blk == NO_BLOCK) {
+        return; // the whole workgroup, before any barrier
+    }
+    let row0 = blk * BM;
     let col0 = wid.x * BN;
     let kc = k_chunk(k);
     // Whole workgroups past the edge leave together, so the barriers below stay uniform.

@@ -10,18 +10,36 @@
 // Nothing changes once status[0] is set (a non-finite loss was seen; softmax_cross_entropy
 // writes it into its metrics header, bound here as `status`).
 //
+// Members (population training, entry point `sgd_update_members`): the buffers hold
+// `members` parameter vectors of `stride` floats each (`[K, P_pad]`, P_pad a multiple of 4),
+// and each member has its own settings and step: `table` holds, after the no-decay ranges,
+// 8 words per member at `hyper_offset` (weight_decay, momentum, dampening as f32 bits,
+// nesterov, decoupled, decay_bias, 2 unused) and from `steps_offset` the epoch's
+// `[steps, members]` MemberStep table (lr as f32 bits, flags: 1 first step, 2 frozen). A
+// member is skipped when frozen or when its own status word (`status[member ·
+// stride_status]`, the head of its metrics) is set. Both entry points run `update`, so one
+// member's arithmetic is the single kernel's, bit for bit.
+//
 // step.wgsl is prepended (the step record at group 1); this file uses `step.lr` and `step.first`, and
 // declares everything of group 0 itself.
 
 struct SgdUpdateParams {
-    len: u32,
-    ranges: u32,        // number of no_decay ranges
+    len: u32,           // P: parameters per member
+    ranges: u32,        // number of no_decay ranges (pairs at the start of `table`)
     nesterov: u32,
     decoupled: u32,
     weight_decay: f32,
     momentum: f32,
     dampening: f32,
-    _pad: u32,
+    _pad0: u32,
+    members: u32,       // sgd_update_members: K
+    stride: u32,        // floats between members' parameters (P_pad)
+    hyper_offset: u32,  // words of `table` before the per-member settings
+    steps_offset: u32,  // words of `table` before the MemberStep table
+    stride_status: u32, // floats between members' status words
+    _pad1: u32,
+    _pad2: u32,
+    _pad3: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: SgdUpdateParams;
@@ -32,8 +50,10 @@ struct SgdUpdateParams {
 @group(0) @binding(1) var<storage, read_write> param: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> grad: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> velocity: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read> no_decay: array<vec2<u32>>; // [start, end)
-@group(0) @binding(5) var<storage, read> status: array<f32>; // the metrics header
+// The no-decay ranges as [start, end) pairs of u32; for sgd_update_members then the
+// per-member settings and the MemberStep table (see the top of this file).
+@group(0) @binding(4) var<storage, read> table: array<u32>;
+@group(0) @binding(5) var<storage, read> status: array<f32>; // the metrics header(s)
 
 const WG: u32 = 256u;
 
@@ -41,6 +61,20 @@ const WG: u32 = 256u;
 // ones at lid, lid + WG, ... (neighbouring lanes, neighbouring addresses). Fewer, fuller
 // workgroups: on lavapipe each workgroup costs microseconds to schedule.
 const ITEMS: u32 = 4u;
+
+// MemberStep flags.
+const MEMBER_FIRST: u32 = 1u;
+const MEMBER_FROZEN: u32 = 2u;
+
+// One member's SGD settings.
+struct Hyper {
+    weight_decay: f32,
+    momentum: f32,
+    dampening: f32,
+    nesterov: u32,
+    decoupled: u32,
+    ranges: u32, // no-decay ranges applied (0 with decay_bias)
+}
 
 @compute @workgroup_size(256)
 fn sgd_update(
@@ -51,42 +85,81 @@ fn sgd_update(
     if (status[0] != 0.0) {
         return;
     }
+    let h = Hyper(params.weight_decay, params.momentum, params.dampening, params.nesterov, params.decoupled, params.ranges);
     let base = ((wid.z * nwg.y + wid.y) * nwg.x + wid.x) * WG * ITEMS + lid;
     for (var t = 0u; t < ITEMS; t++) {
         let i = base + t * WG;
         if (4u * i < params.len) {
-            update(i);
+            update(i, 4u * i, h, step.lr, step.first != 0u);
         }
     }
 }
 
-// Updates elements 4i .. 4i+3.
-fn update(i: u32) {
-    let e = vec4<u32>(4u * i) + vec4<u32>(0u, 1u, 2u, 3u);
-    var wd = vec4<f32>(params.weight_decay);
-    for (var r = 0u; r < params.ranges; r++) {
-        let range = no_decay[r];
+// A workgroup updates WG * ITEMS consecutive vec4s of one member (each member's vector
+// starts a new workgroup), so the member, its status, step and settings are the same for
+// the whole workgroup: read once per invocation, and a frozen or diverged member's
+// workgroups leave at once.
+@compute @workgroup_size(256)
+fn sgd_update_members(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let per_member = params.stride / 4u; // vec4s per member
+    let blocks = (per_member + WG * ITEMS - 1u) / (WG * ITEMS); // workgroups per member
+    let wg = (wid.z * nwg.y + wid.y) * nwg.x + wid.x;
+    let member = wg / blocks;
+    if (member >= params.members || status[member * params.stride_status] != 0.0) {
+        return;
+    }
+    let ms = params.steps_offset + 2u * (step.index * params.members + member);
+    let flags = table[ms + 1u];
+    if ((flags & MEMBER_FROZEN) != 0u) {
+        return;
+    }
+    let hs = params.hyper_offset + 8u * member;
+    var ranges = params.ranges;
+    if (table[hs + 5u] != 0u) {
+        ranges = 0u;
+    }
+    let h = Hyper(bitcast<f32>(table[hs]), bitcast<f32>(table[hs + 1u]), bitcast<f32>(table[hs + 2u]), table[hs + 3u], table[hs + 4u], ranges);
+    let lr = bitcast<f32>(table[ms]);
+    let first = (flags & MEMBER_FIRST) != 0u;
+    let base = (wg - member * blocks) * WG * ITEMS + lid; // the member's own vec4 index
+    for (var t = 0u; t < ITEMS; t++) {
+        let i = base + t * WG;
+        if (4u * i < params.len) {
+            update(member * per_member + i, 4u * i, h, lr, first);
+        }
+    }
+}
+
+// Updates vec4 `i` of the buffers: elements `e0` .. `e0 + 3` of one parameter vector.
+fn update(i: u32, e0: u32, h: Hyper, lr: f32, first: bool) {
+    let e = vec4<u32>(e0) + vec4<u32>(0u, 1u, 2u, 3u);
+    var wd = vec4<f32>(h.weight_decay);
+    for (var r = 0u; r < h.ranges; r++) {
+        let range = vec2<u32>(table[2u * r], table[2u * r + 1u]);
         wd = select(wd, vec4<f32>(), e >= vec4<u32>(range.x) & e < vec4<u32>(range.y));
     }
-    let lr = step.lr;
     let p0 = param[i];
     var p = p0;
     var g = grad[i];
-    if (params.decoupled != 0u) {
+    if (h.decoupled != 0u) {
         p = p - lr * wd * p;
     } else {
         g = g + wd * p;
     }
     let inside = e < vec4<u32>(params.len);
-    if (params.momentum != 0.0) {
+    if (h.momentum != 0.0) {
         var v = g;
         let v0 = velocity[i];
-        if (step.first == 0u) {
-            v = params.momentum * v0 + (1.0 - params.dampening) * g;
+        if (!first) {
+            v = h.momentum * v0 + (1.0 - h.dampening) * g;
         }
         velocity[i] = select(v0, v, inside);
-        if (params.nesterov != 0u) {
-            g = g + params.momentum * v;
+        if (h.nesterov != 0u) {
+            g = g + h.momentum * v;
         } else {
             g = v;
         }

@@ -16,12 +16,22 @@
 // after the last finite step. Status and metrics share a binding because lavapipe leaks
 // memory on every dispatch whose bind group has 7 entries (measured: docs/performance.md).
 //
+// Members (population training): workgroup j (the grid folded as usual) does all of the
+// above for member j, whose logits, dlogits, rows and metrics start `stride_*` floats
+// after member j - 1's; the labels are shared. Each member has its own status header (the
+// first 4 words of its metrics), so one member's non-finite loss stops only its own SGD.
+// With one member the strides are unused and this is the plain kernel, bit for bit.
+//
 // step.wgsl is prepended (the step record at group 1); this file uses `step.batch` and `step.index`, and
 // declares everything of group 0 itself.
 
 struct SoftmaxCrossEntropyParams {
     classes: u32,     // C (the pipeline constant CLASSES is what the loops use)
     write_grad: u32,  // 0 for evaluation: no dlogits
+    members: u32,     // workgroups that compute (1 outside population training)
+    stride_logits: u32, // floats between members' logits (and dlogits)
+    stride_rows: u32,   // floats between members' rows
+    stride_metrics: u32, // floats between members' metrics (each with its status header)
     _pad0: u32,
     _pad1: u32,
 }
@@ -55,14 +65,25 @@ fn reduce_step(lid: u32, stride: u32) {
 }
 
 @compute @workgroup_size(256)
-fn softmax_cross_entropy(@builtin(local_invocation_index) lid: u32) {
+fn softmax_cross_entropy(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let member = (wid.z * nwg.y + wid.y) * nwg.x + wid.x;
+    if (member >= params.members) {
+        return; // the whole workgroup, before any barrier
+    }
+    let mem_logits = member * params.stride_logits;
+    let mem_rows = member * params.stride_rows;
+    let mem_metrics = member * params.stride_metrics;
     let c_n = CLASSES;
     let batch = step.batch;
     let inv_batch = 1.0 / f32(batch);
     var loss_sum = 0.0;
     var correct_sum = 0.0;
     for (var r = lid; r < batch; r += WG) {
-        let base = r * c_n;
+        let base = mem_logits + r * c_n;
         var mx = logits[base];
         var arg = 0u;
         for (var c = 1u; c < c_n; c++) {
@@ -82,8 +103,8 @@ fn softmax_cross_entropy(@builtin(local_invocation_index) lid: u32) {
             loss = (mx - logits[base + label]) + log(sum);
         }
         let hit = select(0.0, 1.0, arg == label);
-        rows[2u * r] = loss;
-        rows[2u * r + 1u] = hit;
+        rows[mem_rows + 2u * r] = loss;
+        rows[mem_rows + 2u * r + 1u] = hit;
         loss_sum += loss;
         correct_sum += hit;
         if (params.write_grad != 0u) {
@@ -118,11 +139,11 @@ fn softmax_cross_entropy(@builtin(local_invocation_index) lid: u32) {
     workgroupBarrier();
     if (lid == 0u) {
         let total = part_loss[0];
-        metrics[4u + 2u * step.index] = total;
-        metrics[5u + 2u * step.index] = part_correct[0];
-        if (!is_finite(total) && metrics[0] == 0.0) {
-            metrics[0] = 1.0;
-            metrics[1] = bitcast<f32>(step.index);
+        metrics[mem_metrics + 4u + 2u * step.index] = total;
+        metrics[mem_metrics + 5u + 2u * step.index] = part_correct[0];
+        if (!is_finite(total) && metrics[mem_metrics] == 0.0) {
+            metrics[mem_metrics] = 1.0;
+            metrics[mem_metrics + 1u] = bitcast<f32>(step.index);
         }
     }
 }

@@ -7,6 +7,7 @@ use crate::engine::{Engine, RunData};
 use crate::error::Result;
 use crate::gpu::autotune::MatmulChoice;
 use crate::gpu::engine::GpuEngine;
+use crate::gpu::population::GpuPopulation;
 use crate::gpu::{Gpu, Kernels};
 use crate::population::PopulationEngine;
 use crate::population::cpu::CpuPopulation;
@@ -49,7 +50,9 @@ pub fn open<'a>(
 }
 
 /// Opens the population engine for `device`: one member per configuration in `configs`
-/// (see [`crate::population`]), each initialised from its `init_seed()`.
+/// (see [`crate::population`]), each initialised from its `init_seed()`: the
+/// [`CpuPopulation`] or the [`GpuPopulation`] (its matmul kernels chosen by `matmul` as a
+/// single engine's would be for the same shapes).
 ///
 /// # Errors
 /// [`crate::Error::InvalidConfig`] as [`crate::population::PopulationSetup::new`]; for the
@@ -62,13 +65,10 @@ pub fn open_population<'a>(
 ) -> Result<Box<dyn PopulationEngine + 'a>> {
     Ok(match device {
         Device::Cpu => Box::new(CpuPopulation::new(configs, data)?),
-        Device::Gpu { .. } => {
-            return Err(crate::Error::InvalidConfig {
-                name: "device",
-                value: "gpu".into(),
-                reason: "population training on the GPU lands with the GPU population engine"
-                    .into(),
-            });
-        }
+        Device::Gpu {
+            gpu,
+            kernels,
+            matmul,
+        } => Box::new(GpuPopulation::new(gpu, kernels, matmul, configs, data)?),
     })
 }

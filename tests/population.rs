@@ -145,3 +145,121 @@ fn a_diverging_member_is_frozen_and_the_others_train_on() {
     assert_ne!(before, after, "the first step's update was finite");
     let _ = trainer.engine().evaluate(EvalSet::Validation).unwrap();
 }
+
+#[test]
+fn gpu_population_members_train_exactly_as_single_runs() {
+    for k in [1, 3, 8] {
+        assert_population_matches_single_runs(On::default_gpu(), k, 97, 16);
+    }
+}
+
+/// Another variant than the adapter's default (the register kernel runs everywhere): the
+/// member axis is in every matmul kernel, not only the default one.
+#[test]
+fn gpu_population_matches_single_runs_on_the_register_kernel() {
+    let on = On::gpu_variant(wgtrain::gpu::MatmulVariant::Register);
+    assert_population_matches_single_runs(on, 3, 97, 16);
+}
+
+/// Issue 12: a step is as many dispatches for K members as for one (10 for one hidden
+/// layer, 14 for two: `1 + L + 1 + 2L + (L - 1) + 1` for L layers).
+#[test]
+fn gpu_population_step_is_as_many_dispatches_as_a_single_run() {
+    let (train, test) = (synthetic(1, 97), synthetic(3, 37));
+    let data = common::data(&train, &test);
+    for hidden in [vec![13], vec![13, 6]] {
+        let mut configs = member_configs(5, 16);
+        configs.iter_mut().for_each(|c| c.hidden = hidden.clone());
+        let pop = open_population(On::default_gpu().device(), &configs, data).unwrap();
+        let single = common::engine(On::default_gpu(), &configs[0], data).unwrap();
+        assert_eq!(pop.dispatches_per_step(), single.dispatches_per_step());
+        assert_eq!(
+            pop.dispatches_per_step(),
+            4 * hidden.len() + 6,
+            "{hidden:?}"
+        );
+    }
+}
+
+/// One member's loss turns non-finite on the GPU: its SGD stops there (status header of its
+/// own), its later sums read NaN, and the other members train exactly as alone.
+#[test]
+fn gpu_a_diverging_member_is_frozen_and_the_others_train_on() {
+    let (train, test) = (synthetic(1, 97), synthetic(3, 37));
+    let data = common::data(&train, &test);
+    let on = On::default_gpu();
+    let mut configs = member_configs(3, 16);
+    configs[1].schedule = LrSchedule::new(1e30, Schedule::Constant);
+    let mut pop = open_population(on.device(), &configs, data).unwrap();
+    let mut trainer = PopulationTrainer::new(pop.as_mut()).unwrap();
+    let outcomes = trainer.run_epoch(&mut |_| {}).unwrap();
+    assert!(
+        matches!(&outcomes[1], MemberOutcome::Diverged(msg) if msg.contains("epoch 1")),
+        "{:?}",
+        outcomes[1]
+    );
+    let frozen = trainer.engine().params(1).unwrap();
+    assert!(
+        frozen.iter().all(|p| p.is_finite()),
+        "the last finite step's weights"
+    );
+    let outcomes = trainer.run_epoch(&mut |_| {}).unwrap();
+    assert_eq!(outcomes[1], MemberOutcome::Idle);
+    assert_eq!(trainer.engine().params(1).unwrap(), frozen);
+    // Members 0 and 2 trained two epochs as single runs do.
+    for m in [0, 2] {
+        let mut cfg = configs[m].clone();
+        cfg.epochs = 2;
+        let mut single = common::engine(on, &cfg, data).unwrap();
+        Trainer::new(single.as_mut())
+            .unwrap()
+            .fit(&mut |_, _| Ok(()))
+            .unwrap();
+        assert_eq!(
+            trainer.engine().params(m).unwrap(),
+            single.params().unwrap(),
+            "member {m}"
+        );
+    }
+}
+
+/// set_params, copy_member (parameters and momentum, on the device) and replace_member on
+/// the GPU: a copied member then trains as its source does, and a replaced one as a fresh
+/// run of its configuration.
+#[test]
+fn gpu_copy_and_replace_members() {
+    let (train, test) = (synthetic(1, 97), synthetic(3, 37));
+    let data = common::data(&train, &test);
+    let mut configs = member_configs(3, 16);
+    for c in &mut configs {
+        c.sgd = configs_sgd();
+        c.schedule = LrSchedule::new(0.05, Schedule::Constant);
+    }
+    let mut pop = open_population(On::default_gpu().device(), &configs, data).unwrap();
+    let mut trainer = PopulationTrainer::new(pop.as_mut()).unwrap();
+    trainer.run_epoch(&mut |_| {}).unwrap();
+    trainer.exploit(0, 2, configs[0].clone()).unwrap();
+    let engine = trainer.engine();
+    assert_eq!(engine.params(2).unwrap(), engine.params(0).unwrap());
+    trainer.run_epoch(&mut |_| {}).unwrap();
+    let engine = trainer.engine();
+    assert_eq!(
+        engine.params(2).unwrap(),
+        engine.params(0).unwrap(),
+        "same weights, momentum and settings train alike"
+    );
+    let init = configs[1].clone();
+    engine.replace_member(1, &init).unwrap();
+    let fresh = wgtrain::engine::RunSetup::new(&init, data).unwrap().init;
+    assert_eq!(engine.params(1).unwrap(), fresh);
+    engine.set_params(0, &fresh).unwrap();
+    assert_eq!(engine.params(0).unwrap(), fresh);
+}
+
+fn configs_sgd() -> SgdConfig {
+    SgdConfig {
+        momentum: 0.9,
+        weight_decay: 1e-3,
+        ..SgdConfig::default()
+    }
+}

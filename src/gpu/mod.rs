@@ -1,11 +1,13 @@
 //! Everything that touches wgpu: the device ([`context`]), buffers and readback
 //! ([`tensor`]), one wrapper module per WGSL kernel family ([`kernels`]), the GPU training
-//! engine ([`engine`]) and the profiler ([`profiler`]).
+//! engine ([`engine`]), the population engine ([`population`]) and the profiler
+//! ([`profiler`]).
 
 pub mod autotune;
 pub mod context;
 pub mod engine;
 pub mod kernels;
+pub mod population;
 pub mod profiler;
 pub mod tensor;
 

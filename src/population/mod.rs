@@ -77,7 +77,8 @@ impl PopulationSetup {
     /// # Errors
     /// [`Error::InvalidConfig`] for an empty population, for a member whose hidden sizes,
     /// minibatch size, normalisation, seed or validation fraction differ from member 0's
-    /// (naming both values), and as [`RunSetup::new`] for each member.
+    /// (naming both values), for a member with f16 precision (populations are f32), and as
+    /// [`RunSetup::new`] for each member.
     pub fn new(configs: &[RunConfig], data: RunData<'_>) -> Result<PopulationSetup> {
         let Some(first) = configs.first() else {
             return Err(Error::InvalidConfig {
@@ -88,6 +89,18 @@ impl PopulationSetup {
         };
         for (k, c) in configs.iter().enumerate().skip(1) {
             check_shared(first, c, k)?;
+        }
+        if let Some(k) = configs
+            .iter()
+            .position(|c| c.precision != crate::config::Precision::F32)
+        {
+            return Err(Error::InvalidConfig {
+                name: "precision",
+                value: format!("{} (member {k})", configs[k].precision),
+                reason: "population training keeps every operand in f32; --precision f16 \
+                         trains single runs (use --precision f32, or --population 1)"
+                    .into(),
+            });
         }
         let members = configs
             .iter()

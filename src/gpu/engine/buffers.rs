@@ -14,7 +14,7 @@ use crate::model::ParamLayout;
 use crate::engine::EVAL_BATCH;
 
 /// A dataset resident on the GPU: pixels `[N, I]` as packed u8, labels `[N]` u32.
-pub(super) struct DeviceDataset {
+pub(crate) struct DeviceDataset {
     pub pixels: wgpu::Buffer,
     pub labels: wgpu::Buffer,
 }
@@ -143,7 +143,7 @@ impl RunBuffers {
     }
 }
 
-fn upload_dataset(gpu: &Gpu, name: &str, ds: &Dataset) -> Result<DeviceDataset> {
+pub(crate) fn upload_dataset(gpu: &Gpu, name: &str, ds: &Dataset) -> Result<DeviceDataset> {
     let bytes = ds.images.len() as u64;
     if bytes > u64::from(u32::MAX) {
         return Err(Error::LimitExceeded {
@@ -175,7 +175,7 @@ fn upload_dataset(gpu: &Gpu, name: &str, ds: &Dataset) -> Result<DeviceDataset> 
 }
 
 /// A `[len]` f32 storage buffer that can be written and read back.
-pub(super) fn f32_buffer(gpu: &Gpu, label: &str, len: usize) -> Result<wgpu::Buffer> {
+pub(crate) fn f32_buffer(gpu: &Gpu, label: &str, len: usize) -> Result<wgpu::Buffer> {
     let usage = wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC;
     gpu.storage_buffer(label, len as u64 * 4, usage)
 }
@@ -192,7 +192,7 @@ fn param_buffer(gpu: &Gpu, what: &str, layout: &ParamLayout) -> Result<wgpu::Buf
 }
 
 /// A `[len]` u32 index buffer holding `indices`.
-fn index_buffer(gpu: &Gpu, label: &str, indices: &[u32]) -> Result<wgpu::Buffer> {
+pub(crate) fn index_buffer(gpu: &Gpu, label: &str, indices: &[u32]) -> Result<wgpu::Buffer> {
     let buffer = gpu.storage_buffer(
         label,
         indices.len() as u64 * 4,

@@ -29,9 +29,9 @@
 //! activations and an f16 copy of the weights, and the step gains two conversions (the
 //! inputs after `gather`, the weights after `update`): 2 dispatches more (`plan::f16`).
 
-mod buffers;
-mod plan;
-mod tuning;
+pub(crate) mod buffers;
+pub(crate) mod plan;
+pub(crate) mod tuning;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -50,11 +50,11 @@ use plan::Stages;
 
 /// Steps recorded per command buffer: few submits per epoch, and the progress bar still
 /// moves (it advances when a command buffer completes).
-const STEPS_PER_SUBMIT: usize = 64;
+pub(crate) const STEPS_PER_SUBMIT: usize = 64;
 
 /// Command buffers of training steps queued at once: enough that the GPU never waits for
 /// the host to encode the next one, few enough that the progress bar follows the GPU.
-const SUBMITS_IN_FLIGHT: usize = 3;
+pub(crate) const SUBMITS_IN_FLIGHT: usize = 3;
 
 /// Evaluation of one held-out set: its own gather and softmax launches (its data and
 /// metrics), the shared forward launches, and its step records after the training ones.
@@ -326,14 +326,14 @@ impl<'g> GpuEngine<'g> {
     }
 }
 
-fn set_name(set: EvalSet) -> &'static str {
+pub(crate) fn set_name(set: EvalSet) -> &'static str {
     match set {
         EvalSet::Test => "test",
         EvalSet::Validation => "validation",
     }
 }
 
-fn write_records(gpu: &Gpu, steps: &wgpu::Buffer, first: usize, records: &[StepRecord]) {
+pub(crate) fn write_records(gpu: &Gpu, steps: &wgpu::Buffer, first: usize, records: &[StepRecord]) {
     if records.is_empty() {
         return;
     }

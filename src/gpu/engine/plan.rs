@@ -28,7 +28,7 @@ pub(super) struct Stages<'a> {
 }
 
 /// `len` floats of `buffer` from float `offset`.
-pub(super) fn view(buffer: &wgpu::Buffer, offset: usize, len: usize) -> View<'_> {
+pub(crate) fn view(buffer: &wgpu::Buffer, offset: usize, len: usize) -> View<'_> {
     View {
         buffer,
         offset: offset as u64 * 4,
@@ -38,7 +38,7 @@ pub(super) fn view(buffer: &wgpu::Buffer, offset: usize, len: usize) -> View<'_>
 
 /// Forward product of layer `s` over `rows` rows: `H [rows, O] = X [rows, I] · Wᵀ`, bias
 /// (and ReLU, except on the `last` layer) fused.
-pub(super) fn forward_spec(s: &LayerSlot, rows: usize, last: bool) -> MatmulSpec {
+pub(crate) fn forward_spec(s: &LayerSlot, rows: usize, last: bool) -> MatmulSpec {
     MatmulSpec {
         m: rows,
         n: s.outputs,
@@ -57,7 +57,7 @@ pub(super) fn forward_spec(s: &LayerSlot, rows: usize, last: bool) -> MatmulSpec
 
 /// Weight gradient of layer `s`: `dW [O, I] = dZᵀ · X`, or with `flipped` `(Xᵀ · dZ)ᵀ` (the
 /// long I dimension then lies along the rows a workgroup shares); K is the minibatch.
-pub(super) fn weight_grad_spec(s: &LayerSlot, batch: usize, flipped: bool) -> MatmulSpec {
+pub(crate) fn weight_grad_spec(s: &LayerSlot, batch: usize, flipped: bool) -> MatmulSpec {
     let plain = MatmulSpec {
         m: s.outputs,
         n: s.inputs,
@@ -81,7 +81,7 @@ pub(super) fn weight_grad_spec(s: &LayerSlot, batch: usize, flipped: bool) -> Ma
 }
 
 /// Input gradient below layer `s`: `dH [B, I] = (dZ [B, O] · W [O, I]) ⊙ [H > 0]`.
-pub(super) fn input_grad_spec(s: &LayerSlot, batch: usize) -> MatmulSpec {
+pub(crate) fn input_grad_spec(s: &LayerSlot, batch: usize) -> MatmulSpec {
     MatmulSpec {
         m: batch,
         n: s.inputs,

@@ -13,7 +13,7 @@ use super::plan;
 
 /// A weight gradient's kernel and orientation.
 #[derive(Clone, Copy, Debug)]
-pub(super) struct WeightGradKernel {
+pub(crate) struct WeightGradKernel {
     pub variant: MatmulVariant,
     /// Computed as `(Xᵀ · dZ)ᵀ` (`TRANS_C`) rather than `dZᵀ · X`.
     pub flipped: bool,
@@ -22,7 +22,7 @@ pub(super) struct WeightGradKernel {
 /// The matmul kernels of one run, per layer: what [`tune`] decided. Empty (`Default`) for
 /// `--precision f16` runs, whose products all run `matmul_f16`.
 #[derive(Clone, Debug, Default)]
-pub(super) struct MatmulPlan {
+pub(crate) struct MatmulPlan {
     /// Forward product of the training step, per layer.
     pub forward: Vec<MatmulVariant>,
     /// Forward product of evaluation (more rows), per layer.
@@ -38,7 +38,7 @@ pub(super) struct MatmulPlan {
 ///
 /// # Errors
 /// Device errors while timing; a shape over the adapter's limits.
-pub(super) fn tune(
+pub(crate) fn tune(
     gpu: &Gpu,
     kernels: &Kernels,
     choice: MatmulChoice,

@@ -27,7 +27,11 @@ pub struct ColumnSumParams {
     /// This dispatch's chunk of rows, `[r_begin, min(r_end, M))`.
     pub r_begin: u32,
     pub r_end: u32,
-    pub _pad: [u32; 3],
+    /// Members (population training): sums in this launch, and floats between members'
+    /// `x` and `out`.
+    pub members: u32,
+    pub stride_x: u32,
+    pub stride_out: u32,
 }
 
 /// Loop iterations one invocation runs over a chunk of `rows` rows (the row loop and its
@@ -86,6 +90,28 @@ pub fn dispatch(
     x: View<'_>,
     out: View<'_>,
 ) -> Result<Dispatch> {
+    dispatch_members(gpu, kernels, label, m, n, batch_dim, (1, 0, 0), x, out)
+}
+
+/// [`dispatch`] for the members of a population: `members = (count, stride_x,
+/// stride_out)`, member j summing `x` from float `j · stride_x` into `out` from float
+/// `j · stride_out`, all in one launch of `count · ceil(N / 64)` workgroups.
+///
+/// # Errors
+/// As [`dispatch`].
+#[allow(clippy::too_many_arguments)]
+pub fn dispatch_members(
+    gpu: &Gpu,
+    kernels: &Kernels,
+    label: &str,
+    m: usize,
+    n: usize,
+    batch_dim: BatchDim,
+    members: (usize, usize, usize),
+    x: View<'_>,
+    out: View<'_>,
+) -> Result<Dispatch> {
+    let (count, stride_x, stride_out) = members;
     let layout = kernels.bind_group_layout(gpu, &FAMILY);
     let mut bind_groups = Vec::new();
     for (r_begin, r_end) in row_chunks(gpu, label, m)? {
@@ -95,7 +121,9 @@ pub fn dispatch(
             batch_dim: batch_dim as u32,
             r_begin: r_begin as u32,
             r_end: r_end as u32,
-            _pad: [0; 3],
+            members: count as u32,
+            stride_x: stride_x as u32,
+            stride_out: stride_out as u32,
         };
         let ub = params_buffer(gpu, label, &params);
         bind_groups.push(gpu.bind_group(
@@ -124,9 +152,9 @@ pub fn dispatch(
         pipeline: kernels.pipeline(gpu, &FAMILY, "column_sum", &[]),
         bind_group,
         splits: bind_groups,
-        grid: gpu.grid_1d(label, (n as u64).div_ceil(64))?,
-        flops: (m * n) as u64,
-        bytes: 4 * (m * n + n) as u64,
+        grid: gpu.grid_1d(label, (n as u64).div_ceil(64) * count as u64)?,
+        flops: (m * n * count) as u64,
+        bytes: 4 * ((m * n + n) * count) as u64,
         shape: format!("M={m} N={n}"),
     })
 }

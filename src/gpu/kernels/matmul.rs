@@ -379,8 +379,9 @@ pub struct MatmulSpec {
 }
 
 /// Mirrors `struct MatmulParams` in `shaders/matmul_common.wgsl`: the largest M, N, K, the
-/// [`BatchDim`] as a number, and the chunk of K one dispatch sums, `[k_begin, min(k_end,
-/// K))` (the whole of K unless the adapter's loop cap splits it: [`k_chunk_len`]).
+/// [`BatchDim`] as a number, the chunk of K one dispatch sums, `[k_begin, min(k_end,
+/// K))` (the whole of K unless the adapter's loop cap splits it: [`k_chunk_len`]), and the
+/// members of a population product ([`MatmulMembers`]: their count and strides in floats).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct MatmulParams {
@@ -390,7 +391,53 @@ pub struct MatmulParams {
     pub batch_dim: u32,
     pub k_begin: u32,
     pub k_end: u32,
-    pub _pad: [u32; 2],
+    pub members: u32,
+    pub _pad0: u32,
+    pub stride_a: u32,
+    pub stride_b: u32,
+    pub stride_bias: u32,
+    pub stride_mask: u32,
+    pub stride_c: u32,
+    pub _pad1: [u32; 3],
+}
+
+/// The members of one matmul launch (population training): `count` independent products
+/// `C_j = op(A_j) · op(B_j)` (plus the epilogue with `bias_j`, `mask_j`) in one dispatch,
+/// operand j starting `stride` floats after operand j - 1 in its binding. A stride of 0
+/// shares the operand (the minibatch X of layer 0). Strides are multiples of 4 (the vec4
+/// kernels index whole vec4s). The members' row blocks follow one another along the
+/// folded row axis of the grid, so a launch has `count` times the row blocks of one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MatmulMembers {
+    /// Number of members (1: the plain product).
+    pub count: usize,
+    /// Floats between consecutive members' A.
+    pub a: usize,
+    /// Floats between consecutive members' B.
+    pub b: usize,
+    /// Floats between consecutive members' bias.
+    pub bias: usize,
+    /// Floats between consecutive members' mask.
+    pub mask: usize,
+    /// Floats between consecutive members' C.
+    pub c: usize,
+}
+
+impl MatmulMembers {
+    /// One product: the plain kernel.
+    pub const ONE: MatmulMembers = MatmulMembers {
+        count: 1,
+        a: 0,
+        b: 0,
+        bias: 0,
+        mask: 0,
+        c: 0,
+    };
+
+    /// Floats operand `what` needs: the last member's `len` floats after its `stride`.
+    fn needed(&self, stride: usize, len: usize) -> usize {
+        (self.count - 1) * stride + len
+    }
 }
 
 /// Chunks of K start at multiples of this: whole vec4 steps of the subgroup kernel, whole
@@ -559,7 +606,49 @@ pub fn dispatch(
     c: View<'_>,
     dummy: View<'_>,
 ) -> Result<Dispatch> {
+    dispatch_members(
+        gpu,
+        kernels,
+        variant,
+        label,
+        spec,
+        MatmulMembers::ONE,
+        [a, b, c, dummy],
+        bias,
+        mask,
+    )
+}
+
+/// [`dispatch`] for the `members` of a population ([`MatmulMembers`]): one launch computes
+/// every member's product. `operands` are A, B, C and the dummy, each view holding every
+/// member's operand. Every variant takes the member axis.
+///
+/// # Errors
+/// As [`dispatch`]; [`Error::InvalidConfig`] for a stride that is not a multiple of 4.
+#[allow(clippy::too_many_arguments)]
+pub fn dispatch_members(
+    gpu: &Gpu,
+    kernels: &Kernels,
+    variant: MatmulVariant,
+    label: &str,
+    spec: MatmulSpec,
+    members: MatmulMembers,
+    operands: [View<'_>; 4],
+    bias: Option<View<'_>>,
+    mask: Option<View<'_>>,
+) -> Result<Dispatch> {
+    let [a, b, c, dummy] = operands;
     let (m, n, k) = (spec.m, spec.n, spec.k);
+    let mm = members;
+    assert!(mm.count >= 1, "a matmul launch has at least one member");
+    let strides = [mm.a, mm.b, mm.bias, mm.mask, mm.c];
+    if mm.count > 1 && strides.iter().any(|s| !s.is_multiple_of(4)) {
+        return Err(Error::InvalidConfig {
+            name: "matmul member strides",
+            value: format!("{strides:?}"),
+            reason: "member strides must be multiples of 4 floats (vec4 loads)".into(),
+        });
+    }
     assert!(
         !spec.trans_c || spec.epilogue == Epilogue::None,
         "a transposed C takes no epilogue"
@@ -571,9 +660,14 @@ pub fn dispatch(
             reason,
         });
     }
-    check_len("A", &a, m * k)?;
-    check_len("B", &b, k * n)?;
-    check_len("C", &c, m * n)?;
+    let (a_len, b_len, c_len) = (
+        mm.needed(mm.a, m * k),
+        mm.needed(mm.b, k * n),
+        mm.needed(mm.c, m * n),
+    );
+    check_len("A", &a, a_len)?;
+    check_len("B", &b, b_len)?;
+    check_len("C", &c, c_len)?;
     for (what, v) in [("A", &a), ("B", &b), ("C", &c)] {
         gpu.check_binding(
             &format!("{label} operand {what}"),
@@ -584,7 +678,7 @@ pub fn dispatch(
     let bias = match spec.epilogue {
         Epilogue::Bias | Epilogue::BiasRelu => {
             let v = bias.expect("bias epilogue needs a bias view");
-            check_len("bias", &v, n)?;
+            check_len("bias", &v, mm.needed(mm.bias, n))?;
             v
         }
         _ => dummy,
@@ -592,7 +686,7 @@ pub fn dispatch(
     let mask = match spec.epilogue {
         Epilogue::ReluMask => {
             let v = mask.expect("mask epilogue needs a mask view");
-            check_len("mask", &v, m * n)?;
+            check_len("mask", &v, mm.needed(mm.mask, m * n))?;
             v
         }
         _ => dummy,
@@ -609,7 +703,14 @@ pub fn dispatch(
             batch_dim: spec.batch_dim as u32,
             k_begin: k_begin as u32,
             k_end: k_end as u32,
-            _pad: [0; 2],
+            members: mm.count as u32,
+            _pad0: 0,
+            stride_a: mm.a as u32,
+            stride_b: mm.b as u32,
+            stride_bias: mm.bias as u32,
+            stride_mask: mm.mask as u32,
+            stride_c: mm.c as u32,
+            _pad1: [0; 3],
         };
         let ub = params_buffer(gpu, label, &params);
         bind_groups.push(gpu.bind_group(
@@ -622,11 +723,11 @@ pub fn dispatch(
                 },
                 wgpu::BindGroupEntry {
                     binding: 1,
-                    resource: operand(&a, variant, &format!("{label} operand A"), m * k, false)?,
+                    resource: operand(&a, variant, &format!("{label} operand A"), a_len, false)?,
                 },
                 wgpu::BindGroupEntry {
                     binding: 2,
-                    resource: operand(&b, variant, &format!("{label} operand B"), k * n, false)?,
+                    resource: operand(&b, variant, &format!("{label} operand B"), b_len, false)?,
                 },
                 wgpu::BindGroupEntry {
                     binding: 3,
@@ -638,14 +739,14 @@ pub fn dispatch(
                 },
                 wgpu::BindGroupEntry {
                     binding: 5,
-                    resource: operand(&c, variant, &format!("{label} operand C"), m * n, true)?,
+                    resource: operand(&c, variant, &format!("{label} operand C"), c_len, true)?,
                 },
             ],
         ));
     }
     let bind_group = bind_groups.remove(0);
     let (x_blocks, y_blocks) = variant.blocks(m, n);
-    let grid = gpu.grid_2d(label, x_blocks, y_blocks)?;
+    let grid = gpu.grid_2d(label, x_blocks, y_blocks * mm.count as u64)?;
     Ok(Dispatch {
         kernel: variant.entry_point(),
         label: label.to_string(),
@@ -653,9 +754,13 @@ pub fn dispatch(
         bind_group,
         splits: bind_groups,
         grid,
-        flops: 2 * (m * n * k) as u64,
-        bytes: 4 * (m * k + k * n + m * n) as u64,
-        shape: format!("M={m} N={n} K={k}"),
+        flops: 2 * (m * n * k * mm.count) as u64,
+        bytes: 4 * (a_len + b_len + c_len) as u64,
+        shape: if mm.count == 1 {
+            format!("M={m} N={n} K={k}")
+        } else {
+            format!("{}x M={m} N={n} K={k}", mm.count)
+        },
     })
 }
 

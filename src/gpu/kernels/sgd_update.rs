@@ -3,7 +3,8 @@
 //! nesterov), or SGDW's decoupled decay.
 //!
 //! Bindings: 0 params, 1 parameters `[P]` (read-write), 2 gradients `[P]`, 3 momentum
-//! buffer `[P]`, 4 no-decay ranges `[R]` of `[start, end)`, 5 status `[2]`. Grid:
+//! buffer `[P]`, 4 no-decay ranges `[R]` of `[start, end)` (for `sgd_update_members`
+//! followed by the members' settings and steps, [`SgdMembers`]), 5 status `[2]`. Grid:
 //! `ceil(P / (256 · 4 · ITEMS))` workgroups, folded; the parameter, gradient and momentum
 //! buffers are read as vec4 and must hold whole vec4s past `P` (see [`View::vec4_binding`]).
 
@@ -32,7 +33,44 @@ pub struct SgdUpdateParams {
     pub weight_decay: f32,
     pub momentum: f32,
     pub dampening: f32,
-    pub _pad: u32,
+    pub _pad0: u32,
+    /// `sgd_update_members` only ([`SgdMembers`]).
+    pub members: u32,
+    pub stride: u32,
+    pub hyper_offset: u32,
+    pub steps_offset: u32,
+    pub stride_status: u32,
+    pub _pad1: [u32; 3],
+}
+
+/// Where `sgd_update_members` finds each member (population training): `count` parameter
+/// vectors `stride` floats apart (a multiple of 4, at least P) in the parameter, gradient
+/// and momentum buffers; in the table bound as `no_decay`, after the no-decay ranges, the
+/// per-member settings ([`member_settings`], 8 words each) at word `hyper_offset` and the
+/// epoch's `[steps, count]` [`crate::population::MemberStep`] table at word `steps_offset`;
+/// member j's status word at float `j · stride_status` of `status`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SgdMembers {
+    pub count: usize,
+    pub stride: usize,
+    pub hyper_offset: usize,
+    pub steps_offset: usize,
+    pub stride_status: usize,
+}
+
+/// One member's settings as `sgd_update_members` reads them from its table: weight decay,
+/// momentum and dampening as f32 bits, nesterov, decoupled decay, decay_bias, 2 unused.
+pub fn member_settings(cfg: &SgdConfig) -> [u32; 8] {
+    [
+        (cfg.weight_decay as f32).to_bits(),
+        (cfg.momentum as f32).to_bits(),
+        (cfg.dampening as f32).to_bits(),
+        u32::from(cfg.nesterov),
+        u32::from(cfg.decoupled_weight_decay),
+        u32::from(cfg.decay_bias),
+        0,
+        0,
+    ]
 }
 
 /// The family: entry point `sgd_update`.
@@ -88,8 +126,95 @@ pub fn dispatch(
         weight_decay: cfg.weight_decay as f32,
         momentum: cfg.momentum as f32,
         dampening: cfg.dampening as f32,
-        _pad: 0,
+        _pad0: 0,
+        members: 1,
+        stride: len.next_multiple_of(4) as u32,
+        hyper_offset: 0,
+        steps_offset: 0,
+        stride_status: 0,
+        _pad1: [0; 3],
     };
+    let workgroups = (len as u64).div_ceil(256 * 4 * ITEMS);
+    build(
+        gpu,
+        kernels,
+        label,
+        bufs,
+        (len, workgroups),
+        params,
+        "sgd_update",
+        len,
+    )
+}
+
+/// The update of every member of a population ([`SgdMembers`]) in one launch over
+/// `count · stride` floats, entry point `sgd_update_members`: member j with its own
+/// settings, learning rate and flags, skipped when frozen or flagged non-finite. `ranges`
+/// no-decay ranges (member-relative) open the table; members with `decay_bias` ignore them.
+///
+/// # Errors
+/// As [`dispatch`].
+pub fn dispatch_members(
+    gpu: &Gpu,
+    kernels: &Kernels,
+    label: &str,
+    bufs: SgdUpdateBuffers<'_>,
+    len: usize,
+    ranges: usize,
+    members: SgdMembers,
+) -> Result<Dispatch> {
+    gpu.check_loop_passes(
+        &format!("{label} (sgd_update over {ranges} no-decay ranges)"),
+        ITEMS + 1 + ITEMS * (ranges as u64 + 1),
+        "use fewer layers",
+    )?;
+    assert!(members.stride >= len && members.stride.is_multiple_of(4));
+    let params = SgdUpdateParams {
+        len: len as u32,
+        ranges: ranges as u32,
+        nesterov: 0,
+        decoupled: 0,
+        weight_decay: 0.0,
+        momentum: 0.0,
+        dampening: 0.0,
+        _pad0: 0,
+        members: members.count as u32,
+        stride: members.stride as u32,
+        hyper_offset: members.hyper_offset as u32,
+        steps_offset: members.steps_offset as u32,
+        stride_status: members.stride_status as u32,
+        _pad1: [0; 3],
+    };
+    let total = members.count * members.stride;
+    // Each member's vector starts a new workgroup (the shader reads its settings once).
+    let per_member = (members.stride as u64 / 4).div_ceil(256 * ITEMS);
+    let workgroups = members.count as u64 * per_member;
+    let sizes = (total, workgroups);
+    build(
+        gpu,
+        kernels,
+        label,
+        bufs,
+        sizes,
+        params,
+        "sgd_update_members",
+        len,
+    )
+}
+
+/// The launch of `entry` over `total` floats of the parameter buffers (`len` per member)
+/// in `workgroups` workgroups.
+#[allow(clippy::too_many_arguments)]
+fn build(
+    gpu: &Gpu,
+    kernels: &Kernels,
+    label: &str,
+    bufs: SgdUpdateBuffers<'_>,
+    (total, workgroups): (usize, u64),
+    params: SgdUpdateParams,
+    entry: &'static str,
+    len: usize,
+) -> Result<Dispatch> {
     let ub = params_buffer(gpu, label, &params);
     let bind_group = gpu.bind_group(
         label,
@@ -101,15 +226,15 @@ pub fn dispatch(
             },
             wgpu::BindGroupEntry {
                 binding: 1,
-                resource: bufs.params.vec4_binding("sgd parameters", len)?,
+                resource: bufs.params.vec4_binding("sgd parameters", total)?,
             },
             wgpu::BindGroupEntry {
                 binding: 2,
-                resource: bufs.grads.vec4_binding("sgd gradients", len)?,
+                resource: bufs.grads.vec4_binding("sgd gradients", total)?,
             },
             wgpu::BindGroupEntry {
                 binding: 3,
-                resource: bufs.velocity.vec4_binding("sgd velocity", len)?,
+                resource: bufs.velocity.vec4_binding("sgd velocity", total)?,
             },
             wgpu::BindGroupEntry {
                 binding: 4,
@@ -122,14 +247,18 @@ pub fn dispatch(
         ],
     );
     Ok(Dispatch {
-        kernel: "sgd_update",
+        kernel: entry,
         label: label.to_string(),
-        pipeline: kernels.pipeline(gpu, &FAMILY, "sgd_update", &[]),
+        pipeline: kernels.pipeline(gpu, &FAMILY, entry, &[]),
         bind_group,
         splits: Vec::new(),
-        grid: gpu.grid_1d(label, (len as u64).div_ceil(256 * 4 * ITEMS))?,
-        flops: 6 * len as u64,
-        bytes: 4 * 5 * len as u64,
-        shape: format!("P={len}"),
+        grid: gpu.grid_1d(label, workgroups)?,
+        flops: 6 * total as u64,
+        bytes: 4 * 5 * total as u64,
+        shape: if total == len {
+            format!("P={len}")
+        } else {
+            format!("{}x P={len}", total / params.stride as usize)
+        },
     })
 }

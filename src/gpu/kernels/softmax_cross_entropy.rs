@@ -5,7 +5,8 @@
 //! Shapes: logits `[B, C]`, labels `[B]` u32, dlogits `[B, C]`, rows `[B, 2]`
 //! (loss, correct), metrics `[4 + steps·2]`: a status header (word 0 is 1.0 once a step's
 //! loss was not finite, word 1 that step's index as u32 bits), then Σ loss and Σ correct per
-//! step. Bindings: 0 params, 1 logits, 2 labels, 3 dlogits, 4 rows, 5 metrics. Grid: 1.
+//! step. Bindings: 0 params, 1 logits, 2 labels, 3 dlogits, 4 rows, 5 metrics. Grid: 1
+//! workgroup, or one per member of a population ([`dispatch_members`]).
 
 use super::{Dispatch, KernelFamily, Kernels, params_buffer, storage_entry, uniform_entry};
 use crate::error::Result;
@@ -25,7 +26,35 @@ pub struct SoftmaxCrossEntropyParams {
     pub classes: u32,
     /// 0: do not write dlogits (evaluation).
     pub write_grad: u32,
+    /// Members (population training): workgroups, one per member, and floats between
+    /// members' logits (and dlogits), rows and metrics.
+    pub members: u32,
+    pub stride_logits: u32,
+    pub stride_rows: u32,
+    pub stride_metrics: u32,
     pub _pad: [u32; 2],
+}
+
+/// The members of one softmax-cross-entropy launch (population training): `count`
+/// workgroups, member j's logits and dlogits `logits` floats after member j - 1's, its rows
+/// `rows` floats after, its metrics (status header and per-step sums) `metrics` floats
+/// after; the labels are shared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LossMembers {
+    pub count: usize,
+    pub logits: usize,
+    pub rows: usize,
+    pub metrics: usize,
+}
+
+impl LossMembers {
+    /// One member: the plain kernel.
+    pub const ONE: LossMembers = LossMembers {
+        count: 1,
+        logits: 0,
+        rows: 0,
+        metrics: 0,
+    };
 }
 
 /// The family: entry point `softmax_cross_entropy`, one pipeline per class count (the
@@ -80,6 +109,33 @@ pub fn dispatch(
     classes: usize,
     write_grad: bool,
 ) -> Result<Dispatch> {
+    dispatch_members(
+        gpu,
+        kernels,
+        label,
+        bufs,
+        max_batch,
+        classes,
+        write_grad,
+        LossMembers::ONE,
+    )
+}
+
+/// [`dispatch`] for the members of a population ([`LossMembers`]), one workgroup each.
+///
+/// # Errors
+/// As [`dispatch`].
+#[allow(clippy::too_many_arguments)]
+pub fn dispatch_members(
+    gpu: &Gpu,
+    kernels: &Kernels,
+    label: &str,
+    bufs: SoftmaxCrossEntropyBuffers<'_>,
+    max_batch: usize,
+    classes: usize,
+    write_grad: bool,
+    members: LossMembers,
+) -> Result<Dispatch> {
     gpu.check_loop_passes(
         &format!("{label} (softmax_cross_entropy over B={max_batch} rows of C={classes})"),
         loop_passes(max_batch, classes),
@@ -88,6 +144,10 @@ pub fn dispatch(
     let params = SoftmaxCrossEntropyParams {
         classes: classes as u32,
         write_grad: u32::from(write_grad),
+        members: members.count as u32,
+        stride_logits: members.logits as u32,
+        stride_rows: members.rows as u32,
+        stride_metrics: members.metrics as u32,
         _pad: [0; 2],
     };
     let ub = params_buffer(gpu, label, &params);
@@ -121,7 +181,7 @@ pub fn dispatch(
             },
         ],
     );
-    let bc = (max_batch * classes) as u64;
+    let bc = (max_batch * classes * members.count) as u64;
     Ok(Dispatch {
         kernel: "softmax_cross_entropy",
         label: label.to_string(),
@@ -133,9 +193,9 @@ pub fn dispatch(
         ),
         bind_group,
         splits: Vec::new(),
-        grid: [1, 1, 1],
+        grid: gpu.grid_1d(label, members.count as u64)?,
         flops: 6 * bc,
-        bytes: 4 * (bc * if write_grad { 2 } else { 1 } + 3 * max_batch as u64),
+        bytes: 4 * (bc * if write_grad { 2 } else { 1 } + 3 * (max_batch * members.count) as u64),
         shape: format!("B={max_batch} C={classes}"),
     })
 }
