@@ -70,7 +70,7 @@ fn optuna_population_tells_what_its_sweep_wrote_and_agrees_with_one_trial_per_pr
     let python = optuna::python(&["optuna"], "pip install optuna");
     let dir = tempfile::tempdir().unwrap();
     let storage = format!("sqlite:///{}", dir.path().join("optuna.db").display());
-    let k = if optuna::sweep_has_population() { 2 } else { 1 };
+    let k = 2;
     let work = dir.path().join("pop");
     let own = |study: &str, work: &std::path::Path, extra: &[&str]| {
         let mut v = vec![

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use optuna::{Worker, check_study, mnist_dir, python, study_trials, sweep_has_population};
+use optuna::{Worker, check_study, mnist_dir, python, study_trials};
 
 /// The directory with initdb, pg_ctl and createdb: the newest
 /// /usr/lib/postgresql/VERSION/bin (Debian keeps them off PATH), else PATH's.
@@ -210,10 +210,9 @@ fn two_optuna_workers_share_one_postgresql_study_and_tell_every_trial_once() {
     server.create_database("optuna");
     let storage = server.url("optuna");
     let data = mnist_dir();
-    // Populations of 2 once `wgtrain sweep --population` exists, of 1 (one trial per
-    // `wgtrain sweep --configs`) until then. 3 trials each: a whole population and a
-    // smaller last one.
-    let k = if sweep_has_population() { 2 } else { 1 };
+    // Populations of 2 (one `wgtrain sweep --configs F --population 2` per population);
+    // 3 trials each: a whole population and a smaller last one.
+    let k = 2;
     let per_worker = 3;
     let workers: Vec<(PathBuf, Worker)> = [1u64, 1001]
         .iter()

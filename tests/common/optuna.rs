@@ -32,18 +32,6 @@ pub fn mnist_dir() -> String {
     std::env::var("MNIST_DIR").expect("set MNIST_DIR to the directory with the four MNIST files")
 }
 
-/// Whether this build's `wgtrain sweep` has `--population` (trains `--configs` as one
-/// population). Until it has, the tests run populations of one: the example passes
-/// `--population K` to wgtrain only when K > 1.
-pub fn sweep_has_population() -> bool {
-    let o = Command::new(env!("CARGO_BIN_EXE_wgtrain"))
-        .args(["sweep", "--help"])
-        .output()
-        .unwrap();
-    assert!(o.status.success());
-    String::from_utf8_lossy(&o.stdout).contains("--population")
-}
-
 /// The example script.
 pub fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/optuna_sweep.py")
