@@ -490,6 +490,9 @@ fn an_interrupted_sweep_keeps_its_finished_trials_and_resumes_to_the_same_result
             "3",
             "--pruning",
             "none",
+            // One trial at a time, so the sweep is interrupted between trials.
+            "--population",
+            "1",
             "--quiet",
             "--out",
             out,

@@ -128,7 +128,7 @@ pub struct SweepArgs {
     pub halving_min_epochs: usize,
     /// Train up to K trials at once as one population (trials sharing batch size, hidden
     /// sizes and epochs): 1 runs them one at a time. Default: as many as fit the device's
-    /// memory, at most 16 on a GPU; 1 on the CPU, where a population saves no time. With
+    /// memory, at most 16 on a GPU; 8 on the CPU (members in parallel on all cores). With
     /// --search pbt: the population (default 8).
     #[arg(long, value_name = "K", value_parser = population_size)]
     pub population: Option<usize>,

@@ -47,11 +47,13 @@ use crate::tune::sweep::{Sweep, Trial, TrialStatus, check_validation};
 /// saving is spent and each epoch waits on the slowest of many trials.
 pub const GPU_POPULATION_CAP: usize = 16;
 
-/// The default population on the CPU: 1, trials one at a time. The CPU population runs its
-/// members' steps one after the other (the arithmetic of K single runs, no batching
-/// across members), so it saves no time, while K members hold K models in memory and the
-/// median rule prunes nothing until a trial completes.
-pub const CPU_POPULATION_CAP: usize = 1;
+/// The default population on the CPU: 8. The CPU population runs its members' steps in
+/// parallel (rayon; the arithmetic of K single runs), which fills cores a single MNIST-sized
+/// model leaves idle: an 8-trial sweep (batch 64, 2 epochs of 10,800 samples) took 3.6-4.1 s
+/// as one population against 6.8-8.7 s one trial at a time on 2 cores, with identical
+/// trials.json. The cost: the median rule prunes nothing until a trial completes, so the
+/// first wave runs unpruned (`--pruning halving` judges members at its rungs).
+pub const CPU_POPULATION_CAP: usize = 8;
 
 /// Memory a default GPU population may use, bytes (2 GiB). wgpu does not report how much
 /// memory an adapter has; every adapter wgtrain runs on has this much for buffers.
