@@ -22,6 +22,12 @@
 // first 4 words of its metrics), so one member's non-finite loss stops only its own SGD.
 // With one member the strides are unused and this is the plain kernel, bit for bit.
 //
+// Fused bias gradient (training, `write_bias` = 1): after dlogits is written (a storage
+// barrier makes every invocation's rows visible to the workgroup), invocation c sums
+// dlogits[:, c] over the rows 0, 1, ..., B - 1 in order into dbias[c] (member j's at
+// `stride_bias` floats after member j - 1's): the last layer's db = colsum(dlogits), the
+// same additions in the same order as column_sum.wgsl, so the same bits, one dispatch fewer.
+//
 // step.wgsl is prepended (the step record at group 1); this file uses `step.batch` and `step.index`, and
 // declares everything of group 0 itself.
 
@@ -32,8 +38,8 @@ struct SoftmaxCrossEntropyParams {
     stride_logits: u32, // floats between members' logits (and dlogits)
     stride_rows: u32,   // floats between members' rows
     stride_metrics: u32, // floats between members' metrics (each with its status header)
-    _pad0: u32,
-    _pad1: u32,
+    write_bias: u32,  // 1: also db = colsum(dlogits) into dbias (needs write_grad)
+    stride_bias: u32, // floats between members' dbias
 }
 
 @group(0) @binding(0) var<uniform> params: SoftmaxCrossEntropyParams;
@@ -42,6 +48,7 @@ struct SoftmaxCrossEntropyParams {
 @group(0) @binding(3) var<storage, read_write> dlogits: array<f32>;
 @group(0) @binding(4) var<storage, read_write> rows: array<f32>;    // [B, 2]: loss, correct
 @group(0) @binding(5) var<storage, read_write> metrics: array<f32>; // [4 + steps * 2]
+@group(0) @binding(6) var<storage, read_write> dbias: array<f32>;   // [C] per member
 
 const WG: u32 = 256u;
 
@@ -115,6 +122,8 @@ fn softmax_cross_entropy(
             }
         }
     }
+    // dlogits of every row visible to the whole workgroup (for the fused bias gradient).
+    storageBarrier();
     part_loss[lid] = loss_sum;
     part_correct[lid] = correct_sum;
     // The tree is unrolled: lavapipe leaks memory on every dispatch of a shader whose
@@ -144,6 +153,16 @@ fn softmax_cross_entropy(
         if (!is_finite(total) && metrics[mem_metrics] == 0.0) {
             metrics[mem_metrics] = 1.0;
             metrics[mem_metrics + 1u] = bitcast<f32>(step.index);
+        }
+    }
+    if (params.write_grad != 0u && params.write_bias != 0u) {
+        let mem_bias = member * params.stride_bias;
+        for (var c = lid; c < c_n; c += WG) {
+            var acc = 0.0;
+            for (var r = 0u; r < batch; r++) {
+                acc += dlogits[mem_logits + r * c_n + c];
+            }
+            dbias[mem_bias + c] = acc;
         }
     }
 }

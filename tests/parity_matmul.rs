@@ -827,6 +827,7 @@ fn regression_loop_cap_chunks_match_the_reference_under_a_small_cap() {
         dlogits: logits.view(),
         rows: logits.view(),
         metrics: logits.view(),
+        dbias: None,
     };
     match softmax_cross_entropy::dispatch(&g, &kn, "t", bufs, 1000, 100, true) {
         Err(wgtrain::Error::LimitExceeded {

@@ -336,6 +336,8 @@ fn softmax_cross_entropy_members_match_single_launches() {
     let td = GpuTensor::poisoned(g, "dlogits", &[(count - 1) * sl + b * c]).unwrap();
     let trows = GpuTensor::poisoned(g, "rows", &[(count - 1) * sr + 2 * b]).unwrap();
     let tm = up("metrics", &vec![0.0; count * sm]);
+    let sb = c + 5; // the fused bias gradient of each member
+    let tdb = GpuTensor::poisoned(g, "dbias", &[(count - 1) * sb + c]).unwrap();
     let d = softmax_cross_entropy::dispatch_members(
         g,
         kn,
@@ -346,6 +348,7 @@ fn softmax_cross_entropy_members_match_single_launches() {
             dlogits: td.view(),
             rows: trows.view(),
             metrics: tm.view(),
+            dbias: Some(tdb.view()),
         },
         b,
         c,
@@ -355,6 +358,7 @@ fn softmax_cross_entropy_members_match_single_launches() {
             logits: sl,
             rows: sr,
             metrics: sm,
+            bias: sb,
         },
     )
     .unwrap();
@@ -364,11 +368,13 @@ fn softmax_cross_entropy_members_match_single_launches() {
     };
     run(g, kn, &d, rec);
     let (got_d, got_m) = (td.read(g).unwrap(), tm.read(g).unwrap());
+    let got_db = tdb.read(g).unwrap();
     for j in 0..count {
         let tl1 = up("l1", &logits[j]);
         let td1 = GpuTensor::poisoned(g, "d1", &[b * c]).unwrap();
         let tr1 = GpuTensor::poisoned(g, "r1", &[2 * b]).unwrap();
         let tm1 = up("m1", &vec![0.0; METRICS_HEADER + 2 * steps]);
+        let tdb1 = GpuTensor::poisoned(g, "db1", &[c]).unwrap();
         let d = softmax_cross_entropy::dispatch(
             g,
             kn,
@@ -379,6 +385,7 @@ fn softmax_cross_entropy_members_match_single_launches() {
                 dlogits: td1.view(),
                 rows: tr1.view(),
                 metrics: tm1.view(),
+                dbias: Some(tdb1.view()),
             },
             b,
             c,
@@ -387,6 +394,20 @@ fn softmax_cross_entropy_members_match_single_launches() {
         .unwrap();
         run(g, kn, &d, rec);
         let rows = (b - 2) * c;
+        // The fused bias gradient: the single launch's, and column_sum's over the same
+        // dlogits (the unfused path), bit for bit; NaN for member 1 (infinite logit).
+        let db1 = tdb1.read(g).unwrap();
+        let tcs = GpuTensor::poisoned(g, "colsum", &[c]).unwrap();
+        let cs = column_sum::dispatch(g, kn, "colsum", b, c, BatchDim::M, td1.view(), tcs.view())
+            .unwrap();
+        run(g, kn, &cs, rec);
+        let unfused = tcs.read(g).unwrap();
+        if j == 1 {
+            assert!(got_db[j * sb..j * sb + c].iter().any(|v| v.is_nan()));
+        } else {
+            assert_eq!(bits(&got_db[j * sb..j * sb + c]), bits(&db1), "dbias {j}");
+            assert_eq!(bits(&db1), bits(&unfused), "dbias {j} vs column_sum");
+        }
         assert_eq!(
             bits(&got_d[j * sl..j * sl + rows]),
             bits(&td1.read(g).unwrap()[..rows]),

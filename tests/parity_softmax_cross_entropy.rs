@@ -37,6 +37,7 @@ fn run_softmax(logits: &[f32], labels: &[u32], classes: usize) -> SoftmaxRun {
         dlogits: td.view(),
         rows: tr.view(),
         metrics: tm.view(),
+        dbias: None,
     };
     let d = softmax_cross_entropy::dispatch(g, kn, "t", bufs, b, classes, true).unwrap();
     kernels::run(g, kn, &[d], record(b), 1).unwrap();
@@ -170,4 +171,72 @@ fn regression_label_out_of_range_gives_nan_loss_and_sets_status() {
     assert!(got.rows[4].is_nan(), "loss of the bad row: {}", got.rows[4]);
     assert!(got.metrics[0].is_nan());
     assert_eq!(got.status, [1, 0]);
+}
+
+/// The fused bias gradient (`dbias`): `Σ_b dlogits[b, c]` over the step's rows, against
+/// `column_sum` over the same launch's dlogits (the unfused path, which adds the rows in the
+/// same order 0..B: bit for bit) and against the CPU reference's column sums (f64). Ragged
+/// shapes: rows not a multiple of the 256-wide workgroup, more classes than invocations
+/// (C = 300: a second column pass), and a partial last minibatch (`rows` < `max_batch`).
+#[test]
+fn fused_bias_gradient_matches_column_sum_and_reference() {
+    use wgtrain::gpu::kernels::column_sum;
+    use wgtrain::gpu::kernels::matmul::BatchDim;
+    let (g, kn) = gpu();
+    for (max_batch, rows, c, seed) in [
+        (300, 300, 10, 11),
+        (1000, 1000, 61, 12),
+        (7, 7, 300, 13),
+        (64, 50, 10, 14),
+        (257, 1, 3, 15),
+    ] {
+        let what = format!("B={rows} of {max_batch}, C={c}");
+        let logits = with_outliers(seed, max_batch * c);
+        let labels = integers(seed, max_batch, c as u32);
+        let tl = GpuTensor::upload(g, "logits", &logits, &[max_batch, c]).unwrap();
+        let ty =
+            GpuTensor::upload(g, "labels", bytemuck::cast_slice(&labels), &[max_batch]).unwrap();
+        let td = GpuTensor::poisoned(g, "dlogits", &[max_batch, c]).unwrap();
+        let tr = GpuTensor::poisoned(g, "rows", &[max_batch, 2]).unwrap();
+        let tm = GpuTensor::upload(g, "metrics", &[0.0; 6], &[6]).unwrap();
+        let tdb = GpuTensor::poisoned(g, "dbias", &[c]).unwrap();
+        let tcs = GpuTensor::poisoned(g, "colsum", &[c]).unwrap();
+        let bufs = softmax_cross_entropy::SoftmaxCrossEntropyBuffers {
+            logits: tl.view(),
+            labels: ty.view(),
+            dlogits: td.view(),
+            rows: tr.view(),
+            metrics: tm.view(),
+            dbias: Some(tdb.view()),
+        };
+        let fused = softmax_cross_entropy::dispatch(g, kn, "t", bufs, max_batch, c, true).unwrap();
+        let colsum = column_sum::dispatch(
+            g,
+            kn,
+            "colsum",
+            max_batch,
+            c,
+            BatchDim::M,
+            td.view(),
+            tcs.view(),
+        )
+        .unwrap();
+        kernels::run(g, kn, &[fused, colsum], record(rows), 1).unwrap();
+        let got = tdb.read(g).unwrap();
+        let unfused = tcs.read(g).unwrap();
+        assert_eq!(
+            got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            unfused.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            "{what}: fused vs column_sum"
+        );
+        let want = cpu::softmax_cross_entropy(&logits[..rows * c], &labels[..rows], c);
+        let want_db: Vec<f32> = (0..c)
+            .map(|k| {
+                (0..rows)
+                    .map(|r| f64::from(want.dlogits[r * c + k]))
+                    .sum::<f64>() as f32
+            })
+            .collect();
+        assert_close(&format!("{what}: dbias"), &got, &want_db, 1e-6, 1e-4);
+    }
 }

@@ -11,18 +11,22 @@
 //! function returning its dispatches (llm.c's `matmul_forward` /
 //! `crossentropy_softmax_backward` / `update` reading).
 //!
-//! For an MLP of L layers a training step is `1 + L + 1 + 2L + (L - 1) + 1` dispatches (10 for one hidden
-//! layer):
+//! For an MLP of L layers a training step is `1 + L + 1 + (2L - 1) + (L - 1) + 1` dispatches
+//! (9 for one hidden layer):
 //! ```text
 //! gather      gather_normalize        X [B, I], y [B]
 //! forward     matmul per layer        H_l = ReLU(H_{l-1} · W_lᵀ + b_l); the last gives logits [B, C]
-//! loss        softmax_cross_entropy   dlogits, per-step Σ loss and Σ correct
+//! loss        softmax_cross_entropy   dlogits, per-step Σ loss and Σ correct, and the last
+//!                                     layer's db = colsum(dlogits) (fused: same order, same bits)
 //! backward    per layer, last to first:
 //!               matmul     dW_l = dZ_lᵀ · H_{l-1}
-//!               column_sum db_l = colsum(dZ_l)
+//!               column_sum db_l = colsum(dZ_l)                   (l < L - 1)
 //!               matmul     dZ_{l-1} = (dZ_l · W_l) ⊙ [H_{l-1} > 0]   (l > 0)
 //! update      sgd_update              all parameters at once
 //! ```
+//! The loss launch takes the last bias gradient over only while its loops fit the adapter's
+//! loop cap (`softmax_cross_entropy::fuses_bias`; on lavapipe, minibatches up to about 58,000 rows
+//! at C = 10); past it, that gradient is a `column_sum` launch again (one dispatch more).
 //! Evaluation is `gather`, `forward` and `loss` (without gradient) over a held-out set.
 //!
 //! With `--precision f16` ([`Precision::F16`]) every matmul runs `matmul_f16` on f16

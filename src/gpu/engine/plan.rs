@@ -183,8 +183,29 @@ impl Stages<'_> {
             .collect()
     }
 
+    /// Whether the training `loss` stage over up to `batch` rows also writes the last
+    /// layer's bias gradient (then `backward` has no `column_sum` for it).
+    fn fused_bias(&self, batch: usize) -> bool {
+        let classes = self.layers()[self.layers().len() - 1].outputs;
+        softmax_cross_entropy::fuses_bias(self.gpu, batch, classes)
+    }
+
+    /// The last layer's bias gradient in `grads` when the training `loss` stage over `rows`
+    /// rows writes it ([`Self::fused_bias`]).
+    pub(crate) fn fused_dbias(&self, rows: usize, grad: bool) -> Option<View<'_>> {
+        let last = &self.layers()[self.layers().len() - 1];
+        (grad && self.fused_bias(rows)).then(|| view(&self.bufs.grads, last.bias, last.outputs))
+    }
+
+    /// Whether `backward` of layer `l` over `batch` rows launches `column_sum` for its bias
+    /// gradient (all but a last layer whose gradient the loss stage wrote).
+    pub(crate) fn bias_grad_launch(&self, l: usize, batch: usize) -> bool {
+        l + 1 < self.layers().len() || !self.fused_bias(batch)
+    }
+
     /// Stage `loss`: softmax cross-entropy of the logits of `rows` rows, the step's sums into
-    /// `metrics`; with `grad`, also dlogits `(softmax - onehot) / B`.
+    /// `metrics`; with `grad`, also dlogits `(softmax - onehot) / B` and (when it fits the
+    /// loop cap) the last layer's bias gradient `colsum(dlogits)`.
     pub fn loss(
         &self,
         tag: &str,
@@ -203,6 +224,7 @@ impl Stages<'_> {
                 dlogits: view(&self.bufs.act.dlogits, 0, rows * classes),
                 rows: view(&self.bufs.act.rows, 0, rows * 2),
                 metrics: View::whole(metrics),
+                dbias: self.fused_dbias(rows, grad),
             },
             rows,
             classes,
@@ -231,16 +253,18 @@ impl Stages<'_> {
             view(&self.bufs.grads, s.weight, s.outputs * s.inputs),
             View::whole(&self.bufs.dummy),
         )?];
-        out.push(column_sum::dispatch(
-            self.gpu,
-            self.kernels,
-            &format!("train.layer{l}.bias_grad"),
-            batch,
-            s.outputs,
-            BatchDim::M,
-            dz,
-            view(&self.bufs.grads, s.bias, s.outputs),
-        )?);
+        if self.bias_grad_launch(l, batch) {
+            out.push(column_sum::dispatch(
+                self.gpu,
+                self.kernels,
+                &format!("train.layer{l}.bias_grad"),
+                batch,
+                s.outputs,
+                BatchDim::M,
+                dz,
+                view(&self.bufs.grads, s.bias, s.outputs),
+            )?);
+        }
         if let Some(variant) = self.matmuls.input_grad[l] {
             out.push(matmul::dispatch(
                 self.gpu,

@@ -5,8 +5,10 @@
 //! ```text
 //! gather      gather_normalize        X [B, I], y [B]: once, shared by the members
 //! forward     matmul per layer        H_l [K, B, O_l]: member row blocks along the grid's rows
-//! loss        softmax_cross_entropy   one workgroup per member; its own metrics block
-//! backward    matmul, column_sum, matmul per layer, every member in each launch
+//! loss        softmax_cross_entropy   one workgroup per member; its own metrics block and
+//!                                     its last layer's bias gradient (fused, as single runs)
+//! backward    matmul, column_sum, matmul per layer, every member in each launch (no
+//!             column_sum for the last layer)
 //! update      sgd_update_members      [K, P]: member j's settings, lr and flags from the table
 //! ```
 //!

@@ -164,10 +164,20 @@ impl Stages<'_> {
             .collect()
     }
 
-    /// Stage `loss`: every member's softmax cross-entropy (one workgroup each) into its
-    /// block of `metrics`; with `grad`, also its dlogits.
-    pub fn loss(&self, tag: &str, rows: usize, metrics: &Stacked, grad: bool) -> Result<Dispatch> {
+    /// Whether the training `loss` stage over up to `batch` rows also writes every member's
+    /// last-layer bias gradient (then `backward` has no `column_sum` for it), as in the
+    /// single engine.
+    fn fused_bias(&self, batch: usize) -> bool {
         let classes = self.layers()[self.layers().len() - 1].outputs;
+        softmax_cross_entropy::fuses_bias(self.gpu, batch, classes)
+    }
+
+    /// Stage `loss`: every member's softmax cross-entropy (one workgroup each) into its
+    /// block of `metrics`; with `grad`, also its dlogits and (when it fits the loop cap) its
+    /// last layer's bias gradient `colsum(dlogits)`.
+    pub fn loss(&self, tag: &str, rows: usize, metrics: &Stacked, grad: bool) -> Result<Dispatch> {
+        let last = &self.layers()[self.layers().len() - 1];
+        let classes = last.outputs;
         let act = &self.bufs.act;
         softmax_cross_entropy::dispatch_members(
             self.gpu,
@@ -179,6 +189,8 @@ impl Stages<'_> {
                 dlogits: View::whole(&act.dlogits.buffer),
                 rows: View::whole(&act.rows.buffer),
                 metrics: View::whole(&metrics.buffer),
+                dbias: (grad && self.fused_bias(rows))
+                    .then(|| stacked(&self.bufs.grads, last.bias).view),
             },
             rows,
             classes,
@@ -188,6 +200,7 @@ impl Stages<'_> {
                 logits: act.logits.stride,
                 rows: act.rows.stride,
                 metrics: metrics.stride,
+                bias: self.bufs.grads.stride,
             },
         )
     }
@@ -210,17 +223,19 @@ impl Stages<'_> {
             None,
         )?];
         let db = stacked(grads, s.bias);
-        out.push(column_sum::dispatch_members(
-            self.gpu,
-            self.kernels,
-            &format!("train.layer{l}.bias_grad"),
-            batch,
-            s.outputs,
-            BatchDim::M,
-            (self.members(), dz.stride, db.stride),
-            dz.view,
-            db.view,
-        )?);
+        if l + 1 < self.layers().len() || !self.fused_bias(batch) {
+            out.push(column_sum::dispatch_members(
+                self.gpu,
+                self.kernels,
+                &format!("train.layer{l}.bias_grad"),
+                batch,
+                s.outputs,
+                BatchDim::M,
+                (self.members(), dz.stride, db.stride),
+                dz.view,
+                db.view,
+            )?);
+        }
         if let Some(variant) = self.matmuls.input_grad[l] {
             out.push(self.matmul(
                 variant,

@@ -9,7 +9,7 @@
 //!                                     H16_l = f16(H_l) in the same epilogue (not the logits)
 //! loss        softmax_cross_entropy   as f32
 //! backward    matmul_f16   dW_l = dZ_lᵀ · H16_{l-1}                    (dZ f32, H16 f16)
-//!             column_sum   db_l = colsum(dZ_l)
+//!             column_sum   db_l = colsum(dZ_l)   (not for the last layer: the loss stage's)
 //!             matmul_f16   dZ_{l-1} = (dZ_l · W16_l) ⊙ [H_{l-1} > 0]   (dZ f32, W16 f16)
 //! update      sgd_update              f32 master weights
 //!             convert_f16             W16 = f16(params), all of `[P]`           (+1 dispatch)
@@ -140,16 +140,18 @@ impl Stages<'_> {
                 dummy,
             },
         )?];
-        out.push(column_sum::dispatch(
-            self.gpu,
-            self.kernels,
-            &format!("train.layer{l}.bias_grad"),
-            batch,
-            s.outputs,
-            BatchDim::M,
-            dz,
-            view(&self.bufs.grads, s.bias, s.outputs),
-        )?);
+        if self.bias_grad_launch(l, batch) {
+            out.push(column_sum::dispatch(
+                self.gpu,
+                self.kernels,
+                &format!("train.layer{l}.bias_grad"),
+                batch,
+                s.outputs,
+                BatchDim::M,
+                dz,
+                view(&self.bufs.grads, s.bias, s.outputs),
+            )?);
+        }
         if l > 0 {
             out.push(matmul_f16::dispatch(
                 self.gpu,
