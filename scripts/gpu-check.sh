@@ -20,11 +20,13 @@ export MNIST_DIR XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"
 if [ -z "${BIN_DIR:-}" ]; then
     cargo build --release --bin wgtrain --example matmul_probe
     cargo test --release --no-run --test parity_matmul --test parity_softmax_cross_entropy \
-        --test parity_elementwise --test training
+        --test parity_elementwise --test training --test parity_population --test population \
+        --test precision_f16
     BIN_DIR="$results/bin"
     mkdir -p "$BIN_DIR"
     cp target/release/wgtrain target/release/examples/matmul_probe "$BIN_DIR/"
-    for t in parity_matmul parity_softmax_cross_entropy parity_elementwise training; do
+    for t in parity_matmul parity_softmax_cross_entropy parity_elementwise training \
+        parity_population population precision_f16; do
         cp "$(ls -t target/release/deps/$t-* | grep -v '\.d$' | head -1)" "$BIN_DIR/"
     done
 fi
@@ -49,7 +51,12 @@ step parity_matmul 110 "$(ls "$BIN_DIR"/parity_matmul-* | head -1)" --test-threa
 step parity_softmax 20 "$(ls "$BIN_DIR"/parity_softmax_cross_entropy-* | head -1)" --test-threads 1
 step parity_elementwise 30 "$(ls "$BIN_DIR"/parity_elementwise-* | head -1)" --test-threads 1
 step training 120 "$(ls "$BIN_DIR"/training-* | head -1)" --test-threads 1 gpu
+step parity_population 40 "$(ls "$BIN_DIR"/parity_population-* | head -1)" --test-threads 1
+step population 40 "$(ls "$BIN_DIR"/population-* | head -1)" --test-threads 1 gpu
+step precision_f16 40 "$(ls "$BIN_DIR"/precision_f16-* | head -1)" --test-threads 1
 step bench 60 "$wgtrain" bench --batch-sizes 64,128,512 --json
+step bench_f16 40 "$wgtrain" bench --batch-sizes 64,512 --precision f16 --json
+step bench_population 60 "$wgtrain" bench --batch-sizes 64,512 --population 16 --json
 step profile 45 "$wgtrain" profile --steps 200 --trace "$results/trace.json"
 step matmul_probe 90 "$BIN_DIR/matmul_probe" 64 --large
 echo "results in $results" | tee -a "$summary"
