@@ -73,6 +73,37 @@ struct EvalPlan {
     steps: usize,
 }
 
+/// One command buffer recording steps `first_record .. first_record + count`: every
+/// dispatch of `launches`, in order, per step, with that step's record bound at its
+/// dynamic offset (`STEP_STRIDE` bytes apart). Shared by the single and population engines.
+pub(crate) fn encode_steps(
+    gpu: &Gpu,
+    label: &str,
+    steps_bind_group: &wgpu::BindGroup,
+    launches: &[&[Dispatch]],
+    first_record: usize,
+    count: usize,
+) -> wgpu::CommandBuffer {
+    let mut enc = gpu
+        .device
+        .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) });
+    {
+        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some(label),
+            timestamp_writes: None,
+        });
+        for i in first_record..first_record + count {
+            let offset = (i as u64 * STEP_STRIDE) as u32;
+            for group in launches {
+                for d in group.iter() {
+                    d.record(&mut pass, steps_bind_group, offset);
+                }
+            }
+        }
+    }
+    enc.finish()
+}
+
 /// The GPU training engine. See the module docs for the step it runs.
 pub struct GpuEngine<'g> {
     gpu: &'g Gpu,
@@ -294,27 +325,14 @@ impl<'g> GpuEngine<'g> {
         first_record: usize,
         count: usize,
     ) -> wgpu::CommandBuffer {
-        let mut enc = self
-            .gpu
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("steps"),
-            });
-        {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("steps"),
-                timestamp_writes: None,
-            });
-            for i in first_record..first_record + count {
-                let offset = (i as u64 * STEP_STRIDE) as u32;
-                for group in launches {
-                    for d in group.iter() {
-                        d.record(&mut pass, &self.steps_bind_group, offset);
-                    }
-                }
-            }
-        }
-        enc.finish()
+        encode_steps(
+            self.gpu,
+            "steps",
+            &self.steps_bind_group,
+            launches,
+            first_record,
+            count,
+        )
     }
 
     fn read_sums(&self, what: &str, buffer: &wgpu::Buffer, steps: usize) -> Result<Vec<StepSums>> {

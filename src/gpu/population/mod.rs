@@ -34,7 +34,7 @@ use crate::gpu::engine::tuning::{self, MatmulPlan};
 use crate::gpu::engine::{STEPS_PER_SUBMIT, SUBMITS_IN_FLIGHT, set_name, write_records};
 use crate::gpu::kernels::sgd_update::member_settings;
 use crate::gpu::kernels::softmax_cross_entropy::METRICS_HEADER;
-use crate::gpu::kernels::{Dispatch, Kernels, STEP_STRIDE};
+use crate::gpu::kernels::{Dispatch, Kernels};
 use crate::gpu::tensor::read_buffer;
 use crate::gpu::{Gpu, MatmulVariant};
 use crate::optim::SgdConfig;
@@ -182,27 +182,14 @@ impl<'g> GpuPopulation<'g> {
         first_record: usize,
         count: usize,
     ) -> wgpu::CommandBuffer {
-        let mut enc = self
-            .gpu
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("population.steps"),
-            });
-        {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("population.steps"),
-                timestamp_writes: None,
-            });
-            for i in first_record..first_record + count {
-                let offset = (i as u64 * STEP_STRIDE) as u32;
-                for group in launches {
-                    for d in group.iter() {
-                        d.record(&mut pass, &self.steps_bind_group, offset);
-                    }
-                }
-            }
-        }
-        enc.finish()
+        crate::gpu::engine::encode_steps(
+            self.gpu,
+            "population.steps",
+            &self.steps_bind_group,
+            launches,
+            first_record,
+            count,
+        )
     }
 
     /// Every member's per-step sums of `metrics` and status word, `[K]`, from one read.
