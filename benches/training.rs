@@ -11,7 +11,7 @@ use wgtrain::gpu::autotune::MatmulChoice;
 use wgtrain::gpu::engine::GpuEngine;
 use wgtrain::gpu::kernels::matmul::{self, BatchDim, Epilogue, MatmulSpec, MatmulVariant};
 use wgtrain::gpu::kernels::{self, StepRecord};
-use wgtrain::gpu::{Gpu, GpuOptions, GpuTensor, Kernels};
+use wgtrain::gpu::{Fusions, Gpu, GpuOptions, GpuTensor, Kernels};
 use wgtrain::{Device, RunConfig, train};
 
 fn ci() -> bool {
@@ -135,7 +135,15 @@ fn step_kernels(c: &mut Criterion, gpu: &Gpu, k: &Kernels) {
     let batch = 64;
     let data = synthetic(if ci() { 1024 } else { 60_000 });
     // The concrete engine: its launches are what is timed.
-    let engine = GpuEngine::new(gpu, k, MatmulChoice::Auto, &config(batch), both(&data)).unwrap();
+    let engine = GpuEngine::new(
+        gpu,
+        k,
+        MatmulChoice::Auto,
+        Fusions::ALL,
+        &config(batch),
+        both(&data),
+    )
+    .unwrap();
     let order: Vec<u32> = (0..data.labels.len() as u32).collect();
     let steps = train::step_records(order.len(), batch, 1, |_| 0.01);
     engine.upload_epoch(&order, &steps).unwrap();
@@ -170,6 +178,7 @@ fn epochs(c: &mut Criterion, gpu: &Gpu, k: &Kernels) {
             gpu,
             kernels: k,
             matmul: MatmulChoice::Auto,
+            fusions: Fusions::ALL,
         };
         for (name, device) in [("gpu", gpu_device), ("cpu", Device::Cpu)] {
             let mut e = wgtrain::open(device, &config(batch), both(&data)).unwrap();

@@ -83,6 +83,7 @@ fn run(epochs: usize, use_gpu: bool) -> anyhow::Result<Vec<EpochReport>> {
             gpu: &gpu_parts.0,
             kernels: &gpu_parts.1,
             matmul: MatmulChoice::Auto,
+            fusions: wgtrain::gpu::Fusions::ALL,
         }
     } else {
         Device::Cpu

@@ -25,6 +25,7 @@ fn main() -> anyhow::Result<()> {
         gpu: &gpu,
         kernels: &k,
         matmul: MatmulChoice::Auto,
+        fusions: wgtrain::gpu::Fusions::ALL,
     };
     let mut engine = wgtrain::open(device, &RunConfig::default(), (&m).into())?;
     println!("engine+tuning  {:7.3} s", t.elapsed().as_secs_f64());

@@ -31,6 +31,7 @@ fn main() -> anyhow::Result<()> {
             gpu,
             kernels,
             matmul: MatmulChoice::Auto,
+            fusions: wgtrain::gpu::Fusions::ALL,
         },
         None => Device::Cpu,
     };

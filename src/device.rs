@@ -8,7 +8,7 @@ use crate::error::Result;
 use crate::gpu::autotune::MatmulChoice;
 use crate::gpu::engine::GpuEngine;
 use crate::gpu::population::GpuPopulation;
-use crate::gpu::{Gpu, Kernels};
+use crate::gpu::{Fusions, Gpu, Kernels};
 use crate::population::PopulationEngine;
 use crate::population::cpu::CpuPopulation;
 
@@ -17,12 +17,14 @@ use crate::population::cpu::CpuPopulation;
 pub enum Device<'g> {
     /// The CPU engine ([`CpuEngine`]: SGEMM from `matrixmultiply`, all cores).
     Cpu,
-    /// The GPU engine ([`GpuEngine`]) on an opened adapter, its kernels, and how its matmul
-    /// variants are chosen.
+    /// The GPU engine ([`GpuEngine`]) on an opened adapter, its kernels, how its matmul
+    /// variants are chosen, and which step fusions it may use ([`Fusions::ALL`] unless
+    /// comparing).
     Gpu {
         gpu: &'g Gpu,
         kernels: &'g Kernels,
         matmul: MatmulChoice,
+        fusions: Fusions,
     },
 }
 
@@ -45,7 +47,8 @@ pub fn open<'a>(
             gpu,
             kernels,
             matmul,
-        } => Box::new(GpuEngine::new(gpu, kernels, matmul, cfg, data)?),
+            fusions,
+        } => Box::new(GpuEngine::new(gpu, kernels, matmul, fusions, cfg, data)?),
     })
 }
 
@@ -69,6 +72,7 @@ pub fn open_population<'a>(
             gpu,
             kernels,
             matmul,
+            fusions: _,
         } => Box::new(GpuPopulation::new(gpu, kernels, matmul, configs, data)?),
     })
 }

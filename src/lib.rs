@@ -18,7 +18,8 @@
 //! let gpu = gpu::Gpu::new(&gpu::GpuOptions::default())?;
 //! let kernels = gpu::Kernels::new(&gpu)?;
 //! let matmul = gpu::autotune::MatmulChoice::Auto;
-//! let device = Device::Gpu { gpu: &gpu, kernels: &kernels, matmul }; // or Device::Cpu
+//! let fusions = wgtrain::gpu::Fusions::ALL;
+//! let device = Device::Gpu { gpu: &gpu, kernels: &kernels, matmul, fusions }; // or Device::Cpu
 //! let mut engine = wgtrain::open(device, &cfg, (&mnist).into())?;
 //! for report in Trainer::new(&mut *engine)?.fit(&mut |_, r| { println!("{r}"); Ok(()) })? {
 //!     assert!(report.test_accuracy > 0.9);

@@ -28,7 +28,7 @@ use wgtrain::gpu::engine::GpuEngine;
 use wgtrain::gpu::kernels::matmul::{BatchDim, Epilogue, MatmulSpec};
 use wgtrain::gpu::kernels::matmul_f16::{self, F16View, MatmulF16Buffers, OperandA};
 use wgtrain::gpu::tensor::read_buffer;
-use wgtrain::gpu::{Gpu, GpuOptions, Kernels, MatmulVariant, View};
+use wgtrain::gpu::{Fusions, Gpu, GpuOptions, Kernels, MatmulVariant, View};
 use wgtrain::{Precision, RunConfig, train};
 
 use common::{record, uniform};
@@ -390,7 +390,7 @@ fn mnist_data(n: usize) -> (wgtrain::data::Dataset, &'static wgtrain::data::Data
 fn gpu_engine<'a>(cfg: &RunConfig, data: RunData<'a>) -> wgtrain::Result<GpuEngine<'a>> {
     let (gpu, kernels) = gpu16();
     let variant = MatmulVariant::default_for(gpu);
-    GpuEngine::new(gpu, kernels, variant.into(), cfg, data)
+    GpuEngine::new(gpu, kernels, variant.into(), Fusions::ALL, cfg, data)
 }
 
 /// Trains one epoch of `n` samples with `engine`; returns the mean training loss.
@@ -577,7 +577,7 @@ fn f16_without_shader_f16_is_a_clear_error() {
     let (gpu, kernels) = common::gpu();
     assert!(!gpu.features.contains(wgpu::Features::SHADER_F16));
     let choice = MatmulVariant::default_for(gpu).into();
-    let err = GpuEngine::new(gpu, kernels, choice, &cfg, data)
+    let err = GpuEngine::new(gpu, kernels, choice, Fusions::ALL, &cfg, data)
         .err()
         .expect("f16 on a device without SHADER_F16 must fail")
         .to_string();

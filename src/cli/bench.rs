@@ -21,7 +21,7 @@ use wgtrain::{Precision, RunConfig};
 use super::bench_population;
 use super::common::{
     DataArgs, DeviceArgs, DeviceKind, PrecisionArgs, check_device_args, check_precision_args,
-    load_data, matmul_choice, open_gpu_for, usage,
+    fusions, load_data, matmul_choice, open_gpu_for, usage,
 };
 
 #[derive(Args, Debug, Clone)]
@@ -190,7 +190,7 @@ pub fn bench_command(a: BenchArgs) -> Result<()> {
                     autotune::time_variant(g, k, &forward, fixed.resolve(g, k, &forward)?)?.gflops
                 }
             };
-            let mut engine = GpuEngine::new(g, k, choice, &gpu_run(b), data)?;
+            let mut engine = GpuEngine::new(g, k, choice, fusions(&a.device), &gpu_run(b), data)?;
             let secs = time_epoch(&mut engine, n, b)?;
             rows.push(Row {
                 path: "gpu",
@@ -226,6 +226,7 @@ pub fn bench_command(a: BenchArgs) -> Result<()> {
                     gpu: g,
                     kernels: kern,
                     matmul: matmul_choice(&a.device),
+                    fusions: fusions(&a.device),
                 };
                 pop_rows.push(bench_population::compare(
                     "gpu", device, &configs, data, n, &single,

@@ -15,7 +15,8 @@ use wgtrain::population::PopulationEngine;
 use wgtrain::Precision;
 
 use super::common::{
-    DeviceArgs, DeviceKind, check_device_args, check_precision_args, matmul_choice, open_gpu_for,
+    DeviceArgs, DeviceKind, check_device_args, check_precision_args, fusions, matmul_choice,
+    open_gpu_for,
 };
 
 /// Opens engines on one device, opened once.
@@ -58,6 +59,7 @@ impl Engines {
                 gpu,
                 kernels,
                 matmul: matmul_choice(&self.device),
+                fusions: fusions(&self.device),
             },
         }
     }
@@ -107,7 +109,7 @@ impl Engines {
             return Ok(None);
         };
         let choice = matmul_choice(&self.device);
-        let mut engine = GpuEngine::new(gpu, kernels, choice, cfg, data)?;
+        let mut engine = GpuEngine::new(gpu, kernels, choice, fusions(&self.device), cfg, data)?;
         f(gpu, &mut engine).map(Some)
     }
 }

@@ -6,6 +6,7 @@
 pub mod autotune;
 pub mod context;
 pub mod engine;
+pub mod fusion;
 pub mod kernels;
 pub mod population;
 pub mod profiler;
@@ -14,5 +15,6 @@ pub mod tensor;
 pub use context::{
     AdapterSummary, Gpu, GpuOptions, ON_DEMAND_FEATURES, REQUESTED_FEATURES, list_adapters,
 };
+pub use fusion::Fusions;
 pub use kernels::{Dispatch, Kernels, MatmulVariant, StepRecord};
 pub use tensor::{GpuTensor, View};

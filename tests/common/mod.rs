@@ -11,7 +11,7 @@ use wgtrain::data::{Dataset, Mnist};
 use wgtrain::engine::{Engine, RunData};
 use wgtrain::gpu::autotune::MatmulChoice;
 use wgtrain::gpu::engine::GpuEngine;
-use wgtrain::gpu::{Gpu, GpuOptions, Kernels, MatmulVariant, StepRecord};
+use wgtrain::gpu::{Fusions, Gpu, GpuOptions, Kernels, MatmulVariant, StepRecord};
 use wgtrain::{Device, RunConfig};
 
 /// The device and kernels, created once per test binary. A missing adapter fails the
@@ -65,6 +65,7 @@ impl On {
                     gpu,
                     kernels,
                     matmul,
+                    fusions: Fusions::ALL,
                 }
             }
         }
@@ -98,7 +99,7 @@ pub fn gpu_engine(
     data: RunData<'_>,
 ) -> wgtrain::Result<GpuEngine<'static>> {
     let (gpu, kernels) = gpu();
-    GpuEngine::new(gpu, kernels, matmul, cfg, data)
+    GpuEngine::new(gpu, kernels, matmul, Fusions::ALL, cfg, data)
 }
 
 /// The real MNIST files from `$MNIST_DIR` (loaded once).

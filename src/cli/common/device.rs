@@ -10,7 +10,7 @@ use wgtrain::Precision;
 use wgtrain::gpu::autotune::MatmulChoice;
 use wgtrain::gpu::kernels::matmul::{self, Tile2d};
 use wgtrain::gpu::kernels::matmul_f16;
-use wgtrain::gpu::{Gpu, GpuOptions, MatmulVariant};
+use wgtrain::gpu::{Fusions, Gpu, GpuOptions, MatmulVariant};
 
 use super::errors::usage;
 
@@ -33,6 +33,35 @@ pub struct DeviceArgs {
     /// subgroups of exactly 8.
     #[arg(long, value_enum)]
     pub kernels: Option<KernelChoice>,
+    /// Step fusions the GPU engine may use (default all): `all`, `none`, or a
+    /// comma-separated list of `gather` (layer 0 reads the u8 pixels itself), `output` (the
+    /// output layer inside the softmax kernel), `update` (SGD in the weight-gradient
+    /// epilogue). Each applies only where the adapter and shapes allow; fused and unfused
+    /// steps compute the same values. `none` is for side-by-side measurement.
+    #[arg(long, value_enum, value_delimiter = ',', num_args = 1)]
+    pub fuse: Vec<FuseChoice>,
+}
+
+/// The values of `--fuse`.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FuseChoice {
+    All,
+    None,
+    Gather,
+    Output,
+    Update,
+}
+
+/// The fusions `--fuse` names ([`Fusions::ALL`] when absent).
+pub fn fusions(d: &DeviceArgs) -> Fusions {
+    if d.fuse.is_empty() || d.fuse.contains(&FuseChoice::All) {
+        return Fusions::ALL;
+    }
+    Fusions {
+        gather: d.fuse.contains(&FuseChoice::Gather),
+        output_layer: d.fuse.contains(&FuseChoice::Output),
+        update: d.fuse.contains(&FuseChoice::Update),
+    }
 }
 
 /// Storage precision of the matmul operands (`train`, `bench`, `profile`).
@@ -151,6 +180,16 @@ pub fn check_device_args(d: &DeviceArgs) -> Result<()> {
             d.backend.map(|b| format!("{b:?}").to_lowercase()),
         ),
         ("adapter", d.adapter.clone()),
+        (
+            "fuse",
+            (!d.fuse.is_empty()).then(|| {
+                let names = d.fuse.iter().filter_map(|f| f.to_possible_value());
+                names
+                    .map(|v| v.get_name().to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            }),
+        ),
     ];
     for (flag, value) in given {
         if let Some(v) = value {

@@ -20,7 +20,7 @@ mod parse;
 pub(crate) use data::{DataArgs, dataset_normalization, load_data, normalization, with_subset};
 pub(crate) use device::{
     Backend, DeviceArgs, DeviceKind, PrecisionArgs, check_device_args, check_precision_args,
-    matmul_choice, open_gpu_for,
+    fusions, matmul_choice, open_gpu_for,
 };
 pub(crate) use errors::{BadInput, bad_input, check_outputs, usage};
 pub(crate) use hyper::{

@@ -42,11 +42,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crate::config::{Precision, RunConfig};
 use crate::engine::{Engine, EvalSet, Evaluation, RunData, RunSetup};
 use crate::error::{Error, Result};
-use crate::gpu::Gpu;
 use crate::gpu::autotune::MatmulChoice;
 use crate::gpu::kernels::softmax_cross_entropy::METRICS_HEADER;
 use crate::gpu::kernels::{Dispatch, Kernels, STEP_STRIDE, matmul_f16};
 use crate::gpu::tensor::Readback;
+use crate::gpu::{Fusions, Gpu};
 use crate::step::{StepRecord, StepSums};
 
 use buffers::{RunBuffers, f32_buffer};
@@ -186,6 +186,7 @@ impl<'g> GpuEngine<'g> {
         gpu: &'g Gpu,
         kernels: &'g Kernels,
         matmul: MatmulChoice,
+        fusions: Fusions,
         cfg: &RunConfig,
         data: RunData<'_>,
     ) -> Result<GpuEngine<'g>> {
@@ -217,6 +218,7 @@ impl<'g> GpuEngine<'g> {
             kernels,
             bufs: &bufs,
             matmuls: &matmuls,
+            fusions,
         };
         let norm = cfg.normalization;
         let (train, order, metrics) = (&bufs.train, &bufs.order, &bufs.train_metrics);

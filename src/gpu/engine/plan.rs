@@ -10,7 +10,7 @@ use crate::gpu::kernels::{
     Dispatch, Epilogue, Kernels, MatmulSpec, MatmulVariant, column_sum, gather_normalize, matmul,
     sgd_update, softmax_cross_entropy,
 };
-use crate::gpu::{Gpu, View};
+use crate::gpu::{Fusions, Gpu, View};
 use crate::model::{LayerSlot, Normalization};
 use crate::optim::SgdConfig;
 
@@ -25,6 +25,9 @@ pub(super) struct Stages<'a> {
     pub kernels: &'a Kernels,
     pub bufs: &'a RunBuffers,
     pub matmuls: &'a MatmulPlan,
+    /// The fusions the step may use where the adapter and shapes allow.
+    #[allow(dead_code)] // read by the fused stages being built
+    pub fusions: Fusions,
 }
 
 /// `len` floats of `buffer` from float `offset`.
