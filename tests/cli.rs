@@ -780,3 +780,59 @@ fn sweep_refuses_a_population_of_0_and_a_halving_eta_below_2() {
     assert_usage_error(&["sweep", "--halving-eta", "1"], "--halving-eta");
     assert_usage_error(&["sweep", "--pruning", "hyperband"], "--pruning");
 }
+
+/// Regression: `train --save DIR/train-images-idx3-ubyte` (the `--data` directory's own
+/// file) trained and then replaced the training images with the checkpoint; `sweep
+/// --save-best` could do the same. Such an output is refused before training, and the
+/// data stays intact.
+#[test]
+fn an_output_onto_a_dataset_file_is_refused_and_the_data_kept() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    copy_mnist(&data);
+    let d = data.to_str().unwrap();
+    let before = std::fs::read(data.join("train-labels-idx1-ubyte.gz")).unwrap();
+    let target = format!("{d}/../data/train-labels-idx1-ubyte.gz");
+    let raw = format!("{d}/t10k-images-idx3-ubyte");
+    for (args, path) in [
+        (
+            vec!["train", "--device", "cpu", "--data", d, "--save", &target],
+            &target,
+        ),
+        (
+            vec!["train", "--device", "cpu", "--data", d, "--metrics", &raw],
+            &raw,
+        ),
+        (
+            vec![
+                "sweep",
+                "--device",
+                "cpu",
+                "--data",
+                d,
+                "--trials",
+                "1",
+                "--save-best",
+                &target,
+            ],
+            &target,
+        ),
+    ] {
+        let mut args = args;
+        args.extend(["--epochs", "1", "--train-subset", "500"]);
+        let o = wgtrain(&args);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains(path.as_str()) && err.contains("dataset's own files"),
+            "{args:?}: {err}"
+        );
+        assert_eq!(error_lines(&err), 1, "{args:?}: {err}");
+    }
+    assert_eq!(
+        std::fs::read(data.join("train-labels-idx1-ubyte.gz")).unwrap(),
+        before
+    );
+    assert!(!data.join("t10k-images-idx3-ubyte").exists());
+}

@@ -26,8 +26,8 @@ use wgtrain::tune::sweep::{
 
 use super::common::{
     DataArgs, DeviceArgs, HiddenSizes, HyperArgs, ScheduleArgs, SgdVariantArgs, check_outputs,
-    load_data, normalization, positive_usize, run_config, schedule_from, sgd_from,
-    tensorboard_hparams, unit_interval, usage, with_subset,
+    check_outputs_spare_data, load_data, normalization, positive_usize, run_config, schedule_from,
+    sgd_from, tensorboard_hparams, unit_interval, usage, with_subset,
 };
 use super::engines::Engines;
 use super::interrupt;
@@ -274,6 +274,7 @@ pub fn sweep_command(a: SweepArgs) -> Result<()> {
         (Vec::new(), None)
     };
     let mnist = with_subset(load_data(&a.data, a.quiet)?, a.train_subset, a.seed)?;
+    check_outputs_spare_data([a.save_best.as_deref()], &mnist)?;
     let n_total = mnist.train.len();
     let (_, validation) = train::validation_split(n_total, a.val_split, a.seed)?;
     let n_train = n_total - validation.len();

@@ -20,9 +20,10 @@ use wgtrain::train::{self, Trainer};
 use wgtrain::tune::{EpochMetrics, plot};
 
 use super::common::{
-    DataArgs, DeviceArgs, DeviceKind, HyperArgs, PrecisionArgs, check_outputs, explain_divergence,
-    load_data, normalization, positive_usize, run_config, schedule_from, sgd_from,
-    tensorboard_hparams, unit_interval, usage, warn_momentum, with_subset,
+    DataArgs, DeviceArgs, DeviceKind, HyperArgs, PrecisionArgs, check_outputs,
+    check_outputs_spare_data, explain_divergence, load_data, normalization, positive_usize,
+    run_config, schedule_from, sgd_from, tensorboard_hparams, unit_interval, usage, warn_momentum,
+    with_subset,
 };
 use super::engines::Engines;
 use super::{interrupt, profile};
@@ -164,6 +165,14 @@ pub fn train_command(mut a: TrainArgs) -> Result<()> {
     // The device is chosen before the data loads: a wrong --adapter fails at once.
     let mut engines = Engines::open_for(&a.device, a.precision.precision.to_lib())?;
     let mnist = with_subset(load_data(&a.data, a.quiet)?, a.train_subset, h.seed)?;
+    check_outputs_spare_data(
+        [
+            a.metrics.as_deref(),
+            a.save.as_deref(),
+            a.save_best.as_deref(),
+        ],
+        &mnist,
+    )?;
     let (_, validation) = train::validation_split(mnist.train.len(), a.val_split, h.seed)?;
     if a.val_split > 0.0 && validation.is_empty() {
         return Err(usage(

@@ -54,6 +54,43 @@ pub(crate) fn check_outputs<'a>(
     Ok(())
 }
 
+/// Refuses a file output that is one of the dataset's own files (raw or `.gz`) in the
+/// directory it was loaded from: the write at the end of the run would replace the data
+/// (`--save DIR/train-images-idx3-ubyte` did). Called once the data is located, before any
+/// work.
+///
+/// # Errors
+/// [`wgtrain::Error::Output`] naming the path, marked as [`BadInput`] (exit 2).
+pub(crate) fn check_outputs_spare_data<'a>(
+    outputs: impl IntoIterator<Item = Option<&'a std::path::Path>>,
+    mnist: &wgtrain::data::Mnist,
+) -> Result<()> {
+    let Ok(dir) = mnist.dir.canonicalize() else {
+        return Ok(());
+    };
+    let info = mnist
+        .dataset
+        .unwrap_or(wgtrain::data::DatasetName::Mnist)
+        .info();
+    for p in outputs.into_iter().flatten() {
+        let at = resolved(p);
+        let hit = info
+            .files
+            .iter()
+            .any(|f| at == dir.join(f) || at == dir.join(format!("{f}.gz")));
+        if hit {
+            return Err(bad_input(wgtrain::Error::Output {
+                path: p.to_path_buf(),
+                reason: format!(
+                    "is one of the dataset's own files (in {}); writing it would replace the data, choose another path",
+                    mnist.dir.display()
+                ),
+            }));
+        }
+    }
+    Ok(())
+}
+
 /// `path` made absolute with its directory resolved (symlinks, `..`), so two spellings of
 /// one file compare equal; the path as given when its directory cannot be resolved.
 fn resolved(path: &std::path::Path) -> std::path::PathBuf {
