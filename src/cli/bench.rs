@@ -111,6 +111,37 @@ fn cpu_matmul_gflops(batch: usize, i: usize, o: usize) -> f64 {
     2.0 * (batch * i * o * reps) as f64 / start.elapsed().as_secs_f64() / 1e9
 }
 
+/// Refuses what `bench` would silently ignore: GPU flags (`--precision f16`, `--kernels`,
+/// `--fuse`, `--backend`, `--adapter`) with `--cpu-only`, which skips the GPU path, and
+/// `--precision f16` with `--population` (populations keep their operands in f32).
+fn check_bench_only_flags(a: &BenchArgs, precision: Precision) -> Result<()> {
+    if a.cpu_only {
+        let d = &a.device;
+        let gpu_flags = [
+            ("--precision f16", precision == Precision::F16),
+            ("--kernels", d.kernels.is_some()),
+            ("--fuse", !d.fuse.is_empty()),
+            ("--backend", d.backend.is_some()),
+            ("--adapter", d.adapter.is_some()),
+        ];
+        if let Some((flag, _)) = gpu_flags.iter().find(|f| f.1) {
+            return Err(usage(
+                "cpu-only",
+                true,
+                format!("skips the GPU path, which {flag} configures; drop {flag} or --cpu-only"),
+            ));
+        }
+    }
+    if let (Some(k), Precision::F16) = (a.population, precision) {
+        return Err(usage(
+            "population",
+            k,
+            "populations keep every operand in f32, so --precision f16 would time only the single runs; drop --population or use --precision f32",
+        ));
+    }
+    Ok(())
+}
+
 /// Runs `wgtrain bench`.
 pub fn bench_command(a: BenchArgs) -> Result<()> {
     if a.population == Some(0) {
@@ -125,6 +156,7 @@ pub fn bench_command(a: BenchArgs) -> Result<()> {
     check_device_args(&a.device)?;
     let precision = a.precision.precision.to_lib();
     check_precision_args(&a.device, precision)?;
+    check_bench_only_flags(&a, precision)?;
     // `--device cpu` means the CPU path alone, like --cpu-only.
     let cpu_only = a.cpu_only || a.device.device == DeviceKind::Cpu;
     let gpu = if cpu_only {

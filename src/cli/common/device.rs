@@ -163,8 +163,35 @@ pub enum KernelChoice {
     Tiled2d128x128,
 }
 
-/// Refuses GPU-only flags with `--device cpu`, where they would be silently ignored.
+/// Refuses a `--fuse` list that names `all` or `none` next to another value (`all,none`,
+/// `none,gather`): [`fusions`] would silently keep one of them.
+pub fn check_fuse(fuse: &[FuseChoice]) -> Result<()> {
+    let name = |f: &FuseChoice| {
+        f.to_possible_value()
+            .map(|v| v.get_name().to_string())
+            .unwrap_or_default()
+    };
+    let alone = fuse
+        .iter()
+        .find(|f| matches!(f, FuseChoice::All | FuseChoice::None));
+    if let (true, Some(f)) = (fuse.len() > 1, alone) {
+        let list = fuse.iter().map(name).collect::<Vec<_>>().join(",");
+        return Err(usage(
+            "fuse",
+            list,
+            format!(
+                "`{}` stands alone; give `all`, `none`, or a list of gather, output and update",
+                name(f)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses GPU-only flags with `--device cpu`, where they would be silently ignored, and a
+/// contradictory `--fuse` list ([`check_fuse`]).
 pub fn check_device_args(d: &DeviceArgs) -> Result<()> {
+    check_fuse(&d.fuse)?;
     if d.device != DeviceKind::Cpu {
         return Ok(());
     }
@@ -242,5 +269,28 @@ pub fn matmul_choice(d: &DeviceArgs) -> MatmulChoice {
         KernelChoice::Tiled2d128x64 => MatmulVariant::Tiled2d(Tile2d::T128x64).into(),
         KernelChoice::Tiled2d128x128 => MatmulVariant::Tiled2d(Tile2d::T128x128).into(),
         KernelChoice::Auto => MatmulChoice::Auto,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use FuseChoice::{All, Gather, None as NoFusion, Output, Update};
+
+    /// Regression: `--fuse all,none` trained with every fusion and `--fuse none,gather`
+    /// with gather alone, each silently dropping one of the values it was given.
+    #[test]
+    fn fuse_lists_naming_all_or_none_with_another_value_are_refused() {
+        for ok in [&[][..], &[All], &[NoFusion], &[Gather, Output], &[Update]] {
+            assert!(check_fuse(ok).is_ok(), "{ok:?}");
+        }
+        for (bad, alone) in [
+            (&[All, NoFusion][..], "`all`"),
+            (&[NoFusion, Gather], "`none`"),
+            (&[Gather, All], "`all`"),
+        ] {
+            let e = check_fuse(bad).unwrap_err().to_string();
+            assert!(e.contains("fuse") && e.contains(alone), "{bad:?}: {e}");
+        }
     }
 }
