@@ -223,13 +223,59 @@ pub(crate) fn gunzip_if_gzip<'a>(bytes: &'a [u8], path: &Path) -> Result<Cow<'a,
     if !is_gzip(bytes) {
         return Ok(Cow::Borrowed(bytes));
     }
+    let corrupt = |e: std::io::Error| DataError::Idx {
+        path: path.to_path_buf(),
+        reason: format!("corrupt gzip stream: {e}"),
+    };
+    let mut dec = MultiGzDecoder::new(bytes);
     let mut out = Vec::new();
-    MultiGzDecoder::new(bytes)
+    // The header first: it says how many bytes the whole file has, so a stream that
+    // inflates past that (a gzip bomb, or a file with a huge tail) is stopped there instead
+    // of being decompressed into memory in full.
+    (&mut dec).take(4).read_to_end(&mut out).map_err(corrupt)?;
+    if out.len() < 4 || out[0] != 0 || out[1] != 0 {
+        // Not an IDX header (or too short): parse_idx reports what is wrong with it.
+        return Ok(Cow::Owned(out));
+    }
+    let (type_code, ndims) = (out[2], out[3]);
+    let header_len = 4 + 4 * usize::from(ndims);
+    (&mut dec)
+        .take(header_len as u64 - 4)
         .read_to_end(&mut out)
-        .map_err(|e| DataError::Idx {
+        .map_err(corrupt)?;
+    let elem_size = match type_code {
+        0x08 | 0x09 => 1u64,
+        0x0B => 2,
+        0x0C | 0x0D => 4,
+        0x0E => 8,
+        _ => return Ok(Cow::Owned(out)),
+    };
+    if out.len() < header_len {
+        return Ok(Cow::Owned(out));
+    }
+    let expected = out[4..header_len]
+        .chunks_exact(4)
+        .try_fold(elem_size, |acc, c| {
+            acc.checked_mul(u64::from(u32::from_be_bytes([c[0], c[1], c[2], c[3]])))
+        });
+    let Some(expected) = expected else {
+        return Ok(Cow::Owned(out));
+    };
+    // One byte past the expected length is enough to tell "trailing bytes".
+    let limit = expected.saturating_add(1);
+    (&mut dec)
+        .take(limit)
+        .read_to_end(&mut out)
+        .map_err(corrupt)?;
+    if (out.len() - header_len) as u64 > expected {
+        return Err(DataError::Idx {
             path: path.to_path_buf(),
-            reason: format!("corrupt gzip stream: {e}"),
-        })?;
+            reason: format!(
+                "data length mismatch (trailing bytes): the header's dimensions need {expected} \
+                 data bytes, the decompressed file holds more (decompression stopped there)"
+            ),
+        });
+    }
     Ok(Cow::Owned(out))
 }
 
@@ -360,6 +406,27 @@ mod tests {
         let err = read_idx(path).unwrap_err();
         assert!(matches!(err, DataError::Io { .. }), "{err:?}");
         assert!(err.to_string().contains(&path.display().to_string()));
+    }
+
+    /// Regression: a gzipped IDX file was inflated in full before its length was checked,
+    /// so a small `.gz` of zeros (a gzip bomb, or a huge tail) took all the memory it
+    /// expanded to. Decompression now stops one byte past what the header says.
+    #[test]
+    fn gzip_past_the_headers_length_stops_and_is_refused() {
+        let mut bytes = header(0x08, &[2, 3]);
+        bytes.extend([1, 2, 3, 4, 5, 6]);
+        let ok = gzip(&bytes);
+        assert_eq!(parse_idx(&ok, Path::new("x")).unwrap().dims, [2, 3]);
+        bytes.resize(bytes.len() + (64 << 20), 0);
+        let bomb = gzip(&bytes);
+        assert!(bomb.len() < 1 << 20, "{} bytes compressed", bomb.len());
+        assert_idx_error(&bomb, "decompression stopped there");
+        // Concatenated gzip members are still one file (MultiGzDecoder).
+        let mut two = gzip(&header(0x08, &[2, 3]));
+        two.extend(gzip(&[1, 2, 3, 4, 5, 6]));
+        assert_eq!(parse_idx(&two, Path::new("x")).unwrap().dims, [2, 3]);
+        // Truncated payloads behind a gzip header are reported as before.
+        assert_idx_error(&gzip(&header(0x08, &[2, 3])), "truncated");
     }
 
     #[test]
