@@ -857,3 +857,36 @@ fn contradictory_fuse_lists_and_bench_flags_it_would_ignore_exit_2() {
         "drop --population or use --precision f32",
     );
 }
+
+/// Regression: `sweep --resume` on a truncated `trials.json` said only
+/// "invalid resume = DIR/trials.json: DIR/trials.json", not what was wrong with it.
+#[test]
+fn sweep_resume_names_what_is_wrong_with_a_corrupt_trials_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("sweep");
+    std::fs::create_dir(&out).unwrap();
+    std::fs::write(out.join("trials.json"), "[{\"id\": 0, \"conf").unwrap();
+    let data = mnist_dir();
+    let out = out.to_str().unwrap();
+    assert_usage_error(
+        &[
+            "sweep",
+            "--device",
+            "cpu",
+            "--data",
+            &data,
+            "--lr",
+            "0.1",
+            "--trials",
+            "1",
+            "--epochs",
+            "1",
+            "--train-subset",
+            "500",
+            "--out",
+            out,
+            "--resume",
+        ],
+        "cannot be read as this sweep's finished trials (EOF while parsing",
+    );
+}

@@ -558,7 +558,17 @@ fn resumable_trials(
     if !path.exists() {
         return Ok((Vec::new(), None));
     }
-    let trials = read_trials(&path).map_err(|e| usage("resume", path.display(), e))?;
+    let trials = read_trials(&path).map_err(|e| {
+        // The error displays as the path alone; what is wrong is its source.
+        let why = std::error::Error::source(&e).map_or_else(|| e.to_string(), |s| s.to_string());
+        usage(
+            "resume",
+            path.display(),
+            format!(
+                "cannot be read as this sweep's finished trials ({why}); fix or remove it, or choose another --out"
+            ),
+        )
+    })?;
     // serde_json may round the last bit of a float: compare to 1e-12 relative.
     let close = |x: f64, y: f64| (x - y).abs() <= 1e-12 * x.abs().max(y.abs());
     let same = |t: &TrialConfig, c: &TrialConfig| {
