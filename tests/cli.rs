@@ -859,9 +859,15 @@ fn contradictory_fuse_lists_and_bench_flags_it_would_ignore_exit_2() {
 }
 
 /// Regression: `sweep --resume` on a truncated `trials.json` said only
-/// "invalid resume = DIR/trials.json: DIR/trials.json", not what was wrong with it.
+/// "invalid resume = DIR/trials.json: DIR/trials.json", not what was wrong with it, and
+/// `train --hparam-schedule` on a missing file or a directory the same.
 #[test]
-fn sweep_resume_names_what_is_wrong_with_a_corrupt_trials_file() {
+fn unreadable_trials_and_schedule_files_name_what_is_wrong() {
+    assert_usage_error(
+        &["train", "--hparam-schedule", "/nonexistent/s.json"],
+        "/nonexistent/s.json: No such file or directory",
+    );
+    assert_usage_error(&["train", "--hparam-schedule", "/"], "Is a directory");
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("sweep");
     std::fs::create_dir(&out).unwrap();

@@ -25,9 +25,9 @@ use wgtrain::tune::sweep::{
 };
 
 use super::common::{
-    DataArgs, DeviceArgs, HiddenSizes, HyperArgs, ScheduleArgs, SgdVariantArgs, check_outputs,
-    check_outputs_spare_data, load_data, normalization, positive_usize, run_config, schedule_from,
-    sgd_from, tensorboard_hparams, unit_interval, usage, with_subset,
+    DataArgs, DeviceArgs, HiddenSizes, HyperArgs, ScheduleArgs, SgdVariantArgs, cause,
+    check_outputs, check_outputs_spare_data, load_data, normalization, positive_usize, run_config,
+    schedule_from, sgd_from, tensorboard_hparams, unit_interval, usage, with_subset,
 };
 use super::engines::Engines;
 use super::interrupt;
@@ -559,8 +559,7 @@ fn resumable_trials(
         return Ok((Vec::new(), None));
     }
     let trials = read_trials(&path).map_err(|e| {
-        // The error displays as the path alone; what is wrong is its source.
-        let why = std::error::Error::source(&e).map_or_else(|| e.to_string(), |s| s.to_string());
+        let why = cause(&e);
         usage(
             "resume",
             path.display(),

@@ -20,7 +20,7 @@ use wgtrain::train::{self, Trainer};
 use wgtrain::tune::{EpochMetrics, plot};
 
 use super::common::{
-    DataArgs, DeviceArgs, DeviceKind, HyperArgs, PrecisionArgs, check_outputs,
+    DataArgs, DeviceArgs, DeviceKind, HyperArgs, PrecisionArgs, cause, check_outputs,
     check_outputs_spare_data, explain_divergence, load_data, normalization, positive_usize,
     run_config, schedule_from, sgd_from, tensorboard_hparams, unit_interval, usage, warn_momentum,
     with_subset,
@@ -112,8 +112,8 @@ impl From<SaveDtype> for WeightDtype {
 pub fn train_command(mut a: TrainArgs) -> Result<()> {
     let hparams = match &a.hparam_schedule {
         Some(p) => {
-            let s =
-                HparamSchedule::read(p).map_err(|e| usage("hparam-schedule", p.display(), e))?;
+            let s = HparamSchedule::read(p)
+                .map_err(|e| usage("hparam-schedule", p.display(), cause(&e)))?;
             // The engine opens with epoch 1's values; the trainer sets each epoch's.
             a.hyper.lr = s.epochs[0].lr;
             a.hyper.weight_decay = s.epochs[0].weight_decay;

@@ -104,6 +104,13 @@ fn resolved(path: &std::path::Path) -> std::path::PathBuf {
     }
 }
 
+/// What is wrong, for a reason after `--flag = PATH: `: an error's source when it has one
+/// ([`wgtrain::Error::Io`] displays as its path alone, its OS or parse error being the
+/// source), else the error itself.
+pub(crate) fn cause(e: &(dyn std::error::Error + 'static)) -> String {
+    e.source().map_or_else(|| e.to_string(), |s| s.to_string())
+}
+
 /// A usage error (exit 2): the value of `--name` (or of the setting `name`) is refused for
 /// `reason`, as [`wgtrain::Error::InvalidConfig`].
 pub(crate) fn usage(

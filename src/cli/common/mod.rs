@@ -22,7 +22,9 @@ pub(crate) use device::{
     Backend, DeviceArgs, DeviceKind, PrecisionArgs, check_device_args, check_precision_args,
     fusions, matmul_choice, open_gpu_for,
 };
-pub(crate) use errors::{BadInput, bad_input, check_outputs, check_outputs_spare_data, usage};
+pub(crate) use errors::{
+    BadInput, bad_input, cause, check_outputs, check_outputs_spare_data, usage,
+};
 pub(crate) use hyper::{
     HyperArgs, ScheduleArgs, SgdVariantArgs, explain_divergence, run_config, schedule_from,
     sgd_from, tensorboard_hparams, warn_momentum,
