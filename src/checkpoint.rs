@@ -368,6 +368,25 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
             "no tensor named 0.weight: not an nn.Sequential MLP checkpoint",
         ));
     }
+    // A tensor the layers above did not take (`1.weight`, a layer after a gap such as
+    // `6.weight` after `2.weight`) would otherwise be dropped, loading a different model.
+    let taken = |n: &str| {
+        (0..tensors.len())
+            .any(|l| n == format!("{}.weight", 2 * l) || n == format!("{}.bias", 2 * l))
+    };
+    let mut left: Vec<&str> = st.names().into_iter().filter(|n| !taken(n)).collect();
+    if !left.is_empty() {
+        left.sort_unstable();
+        return Err(err(
+            path,
+            format!(
+                "holds tensors that are not part of its MLP ({}): wgtrain reads nn.Sequential Linear layers at 0, 2, 4, ... with ReLUs between, and the {} layer(s) it found end at {}.bias",
+                left.join(", "),
+                tensors.len(),
+                2 * (tensors.len() - 1)
+            ),
+        ));
+    }
     let spec = MlpSpec { sizes };
     let layout = spec.layout();
     let mut params = vec![0.0f32; layout.len];
@@ -377,15 +396,17 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
             WeightDtype::from_safetensors(t.dtype()).map_or_else(Vec::new, |d| d.decode(t.data()))
         };
         let (wv, bv) = (read(w), read(b));
-        if let Some(i) = wv.iter().chain(&bv).position(|v| !v.is_finite()) {
-            return Err(err(
-                path,
-                format!(
-                    "holds a non-finite value (element {i} of {}.weight/{}.bias): the model diverged",
-                    2 * l,
-                    2 * l
-                ),
-            ));
+        for (name, v) in [("weight", &wv), ("bias", &bv)] {
+            if let Some(i) = v.iter().position(|v| !v.is_finite()) {
+                return Err(err(
+                    path,
+                    format!(
+                        "holds a non-finite value ({}.{name}[{i}] is {}): the model diverged",
+                        2 * l,
+                        v[i]
+                    ),
+                ));
+            }
         }
         params[s.weight..s.weight + wv.len()].copy_from_slice(&wv);
         params[s.bias..s.bias + bv.len()].copy_from_slice(&bv);
@@ -483,6 +504,68 @@ mod tests {
             ]
         );
         assert_eq!(st.tensor("2.weight").unwrap().shape(), [4, 3]);
+    }
+
+    /// Writes a safetensors file of F32 tensors `(name, shape, values)` by hand.
+    fn write_tensors(path: &Path, tensors: &[(&str, Vec<usize>, Vec<f32>)]) {
+        let mut header = serde_json::Map::new();
+        let mut data = Vec::new();
+        for (name, shape, values) in tensors {
+            let start = data.len();
+            data.extend(values.iter().flat_map(|v| v.to_le_bytes()));
+            header.insert(
+                (*name).into(),
+                serde_json::json!({"dtype": "F32", "shape": shape, "data_offsets": [start, data.len()]}),
+            );
+        }
+        let header = serde_json::to_string(&header).unwrap();
+        let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+        bytes.extend(header.as_bytes());
+        bytes.extend(data);
+        std::fs::write(path, bytes).unwrap();
+    }
+
+    /// Regression: tensors past the chain of `0.`, `2.`, ... layers were dropped without a
+    /// word (`0.*`, `1.*` loaded as a one-layer model; `0.*`, `2.*`, `6.*` as two layers),
+    /// and a non-finite value was reported as "element i of 0.weight/0.bias".
+    #[test]
+    fn tensors_outside_the_layer_chain_and_non_finite_values_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.safetensors");
+        let layer = |n: usize, o: usize, i: usize| {
+            [
+                (format!("{n}.weight"), vec![o, i], vec![0.5; o * i]),
+                (format!("{n}.bias"), vec![o], vec![0.0; o]),
+            ]
+        };
+        let write = |layers: Vec<(String, Vec<usize>, Vec<f32>)>| {
+            let t: Vec<_> = layers
+                .iter()
+                .map(|(n, s, v)| (n.as_str(), s.clone(), v.clone()))
+                .collect();
+            write_tensors(&path, &t);
+        };
+        write([layer(0, 3, 2), layer(2, 2, 3)].concat());
+        assert_eq!(load(&path).unwrap().spec.sizes, [2, 3, 2]);
+        for (layers, extra) in [
+            (
+                [layer(0, 3, 2), layer(1, 2, 3)].concat(),
+                "1.bias, 1.weight",
+            ),
+            (
+                [layer(0, 3, 2), layer(2, 3, 3), layer(6, 2, 3)].concat(),
+                "6.bias, 6.weight",
+            ),
+        ] {
+            write(layers);
+            let e = load(&path).unwrap_err().to_string();
+            assert!(e.contains(&format!("not part of its MLP ({extra})")), "{e}");
+        }
+        let mut bad = [layer(0, 3, 2), layer(2, 2, 3)].concat();
+        bad[3].2[1] = f32::NAN;
+        write(bad);
+        let e = load(&path).unwrap_err().to_string();
+        assert!(e.contains("(2.bias[1] is NaN)"), "{e}");
     }
 
     /// Regression (issue 10, item 4): the metadata went through a `HashMap`, so saving the
