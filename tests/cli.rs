@@ -120,7 +120,7 @@ fn arguments_that_cannot_apply_or_cannot_fit_exit_2() {
     );
     assert_usage_error(
         &["bench", "--data", &dir, "--device", "cpu", "--adapter", "x"],
-        "applies to --device gpu only",
+        "applies to --device gpu only; drop --adapter or use --device gpu",
     );
     assert_usage_error(
         &["train", "--data", &dir, "--hidden", "1000000000"],

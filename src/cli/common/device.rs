@@ -220,7 +220,11 @@ pub fn check_device_args(d: &DeviceArgs) -> Result<()> {
     ];
     for (flag, value) in given {
         if let Some(v) = value {
-            return Err(usage(flag, v, "applies to --device gpu only"));
+            return Err(usage(
+                flag,
+                v,
+                format!("applies to --device gpu only; drop --{flag} or use --device gpu"),
+            ));
         }
     }
     Ok(())
