@@ -896,3 +896,32 @@ fn unreadable_trials_and_schedule_files_name_what_is_wrong() {
         "cannot be read as this sweep's finished trials (EOF while parsing",
     );
 }
+
+/// Regression: `sweep --search pbt` with `--pbt-interval` (2 by default) not below
+/// `--epochs` never exploited, so its members trained as independent trials under a PBT
+/// report; and `--pruning halving|none` was ignored by PBT.
+#[test]
+fn pbt_refuses_an_interval_with_no_exploit_step_and_pruning() {
+    let pbt = [
+        "sweep",
+        "--device",
+        "cpu",
+        "--search",
+        "pbt",
+        "--population",
+        "2",
+    ];
+    let with = |extra: &[&'static str]| [&pbt[..], extra].concat();
+    assert_usage_error(
+        &with(&["--epochs", "4", "--pbt-interval", "4"]),
+        "no exploit step would happen",
+    );
+    assert_usage_error(
+        &with(&["--epochs", "2"]),
+        "(the default) is not below --epochs 2",
+    );
+    assert_usage_error(
+        &with(&["--epochs", "4", "--pruning", "halving"]),
+        "does not apply to --search pbt",
+    );
+}

@@ -32,7 +32,7 @@ use super::common::{
 };
 use super::engines::Engines;
 use super::interrupt;
-use super::sweep::SweepArgs;
+use super::sweep::{PruningChoice, SweepArgs};
 
 /// Members of a PBT population without `--population`.
 const DEFAULT_POPULATION: usize = 8;
@@ -65,6 +65,19 @@ pub fn pbt_command(a: SweepArgs) -> Result<()> {
     if let Some((flag, Some(value), why)) = refused.into_iter().find(|r| r.1.is_some()) {
         return Err(usage(flag, value, why));
     }
+    // --pruning median is the default, so only another choice shows it was given.
+    if a.pruning != PruningChoice::Median {
+        let value = a
+            .pruning
+            .to_possible_value()
+            .map(|v| v.get_name().to_string())
+            .unwrap_or_default();
+        return Err(usage(
+            "pruning",
+            value,
+            "does not apply to --search pbt: members are never pruned, the worst copy the best every --pbt-interval epochs; drop --pruning",
+        ));
+    }
     if a.val_split == 0.0 {
         return Err(usage(
             "val-split",
@@ -89,6 +102,19 @@ pub fn pbt_command(a: SweepArgs) -> Result<()> {
         seed: a.seed,
     };
     settings.validate()?;
+    if settings.interval >= epochs {
+        let given = match a.pbt_interval {
+            Some(_) => "",
+            None => "(the default) ",
+        };
+        return Err(usage(
+            "pbt-interval",
+            settings.interval,
+            format!(
+                "{given}is not below --epochs {epochs}: no exploit step would happen and the members would train as independent trials; give --pbt-interval below --epochs (or more --epochs)"
+            ),
+        ));
+    }
     let k = a.population.unwrap_or(DEFAULT_POPULATION);
     let initial = initial_hparams(&space, k, a.seed)?;
     let hyper = |h: &Hparams| HyperArgs {
