@@ -54,14 +54,25 @@ fn spec(m: usize, n: usize, k: usize, t: (bool, bool, bool), epilogue: Epilogue)
 
 /// Runs `variant` on `g` for `s` over seeded operands (A with outliers) and returns C and
 /// the reference.
-fn run(g: &Gpu, kn: &Kernels, variant: MatmulVariant, s: MatmulSpec, seed: u64) -> (Vec<f32>, Vec<f32>) {
+fn run(
+    g: &Gpu,
+    kn: &Kernels,
+    variant: MatmulVariant,
+    s: MatmulSpec,
+    seed: u64,
+) -> (Vec<f32>, Vec<f32>) {
     let (m, n, k) = (s.m, s.n, s.k);
     let a = with_outliers(seed, m * k);
     let b = uniform(seed + 1, k * n, -1.0, 1.0);
     let bias = uniform(seed + 2, n, -1.0, 1.0);
     let mask = uniform(seed + 3, m * n, -1.0, 1.0);
     let up = |label, v: &[f32]| GpuTensor::upload(g, label, v, &[v.len()]).unwrap();
-    let (ta, tb, tbias, tmask) = (up("a", &a), up("b", &b), up("bias", &bias), up("mask", &mask));
+    let (ta, tb, tbias, tmask) = (
+        up("a", &a),
+        up("b", &b),
+        up("bias", &bias),
+        up("mask", &mask),
+    );
     let tc = GpuTensor::poisoned(g, "c", &[m, n]).unwrap();
     let dummy = up("dummy", &[0.0; 4]);
     let d = matmul::dispatch(
@@ -178,14 +189,22 @@ fn tiled2d_subgroup_is_correct_for_team_widths_the_driver_did_not_pick() {
             seed += 1;
             check(&g, &kn, spec(67, 260, 19, t, Epilogue::None), seed);
         }
-        check(&g, &kn, spec(64, 256, 32, (false, true, false), Epilogue::BiasRelu), 7);
+        check(
+            &g,
+            &kn,
+            spec(64, 256, 32, (false, true, false), Epilogue::BiasRelu),
+            7,
+        );
         // Same bits as the register kernel (one fma chain per output, k ascending).
         for t in [(true, true, false)] {
             let s = spec(66, 70, 21, t, Epilogue::None);
             let (got, _) = run(&g, &kn, V, s, 77);
             let (want, _) = run(&g, &kn, MatmulVariant::Register, s, 77);
             let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-            assert!(bits(&got) == bits(&want), "width {width} {t:?}: bits differ");
+            assert!(
+                bits(&got) == bits(&want),
+                "width {width} {t:?}: bits differ"
+            );
         }
     }
 }
@@ -212,7 +231,7 @@ fn tiled2d_subgroup_gives_the_register_kernels_bits() {
 }
 
 /// K summed in chunks under a loop cap far below lavapipe's (as `WGT_LOOP_CAP` sets it):
-/// 160 of K per chunk (`10·⌈160/8⌉ + 81 = 281 <= 300`), so K = 1757 takes 11 launches:
+/// 144 of K per chunk (`11·⌈144/8⌉ + 81 = 279 <= 300`), so K = 1757 takes 13 launches:
 /// transposes, epilogues (applied by the last chunk only), and a weight gradient whose K is
 /// the minibatch (1000 of at most 1757: later chunks find nothing to add).
 #[test]
@@ -224,8 +243,8 @@ fn tiled2d_subgroup_split_k_matches_reference_under_a_small_loop_cap() {
     }
     g.loop_cap = Some(300);
     let kn = Kernels::new(&g).unwrap();
-    assert_eq!(matmul::k_chunk_len(V, 300), Some(160));
-    assert_eq!(matmul::k_chunks(&g, V, "t", 1757).unwrap().len(), 11);
+    assert_eq!(matmul::k_chunk_len(V, 300), Some(144));
+    assert_eq!(matmul::k_chunks(&g, V, "t", 1757).unwrap().len(), 13);
     for (t, ep) in [
         ((false, false, false), Epilogue::None),
         ((true, false, true), Epilogue::None),
@@ -260,7 +279,7 @@ fn tiled2d_subgroup_split_k_matches_reference_under_a_small_loop_cap() {
         dummy.view(),
     )
     .unwrap();
-    assert_eq!(d.splits.len(), 10, "K = {k_max} is split into 11 chunks");
+    assert_eq!(d.splits.len(), 12, "K = {k_max} is split into 13 chunks");
     kernels::run(&g, &kn, &[d], record(batch), 1).unwrap();
     assert_close(
         "weight gradient over a minibatch of 1000",
@@ -292,7 +311,10 @@ fn tiled2d_subgroup_support_and_candidates() {
     g.info.subgroup_min_size = 64;
     g.info.subgroup_max_size = 64;
     let err = V.supports(&g).unwrap_err();
-    assert!(err.contains("64") && err.contains("power of two from 4 to 32"), "{err}");
+    assert!(
+        err.contains("64") && err.contains("power of two from 4 to 32"),
+        "{err}"
+    );
     g.features.remove(wgpu::Features::SUBGROUP);
     let err = V.supports(&g).unwrap_err();
     assert!(err.contains("subgroup operations"), "{err}");
@@ -300,5 +322,54 @@ fn tiled2d_subgroup_support_and_candidates() {
     g.info.subgroup_min_size = 32;
     g.limits.max_compute_workgroup_storage_size = 8192;
     let err = V.supports(&g).unwrap_err();
-    assert!(err.contains("max_compute_workgroup_storage_size >= 16384"), "{err}");
+    assert!(
+        err.contains("max_compute_workgroup_storage_size >= 16384"),
+        "{err}"
+    );
+}
+
+/// ones(1, K) · ones(K, 1): exactly K in f32.
+fn ones_dot(g: &Gpu, kn: &Kernels, k: usize) -> (f32, usize) {
+    let s = spec(1, 1, k, (false, false, false), Epilogue::None);
+    let ones = GpuTensor::upload(g, "ones", &vec![1.0; k], &[k]).unwrap();
+    let c = GpuTensor::poisoned(g, "c", &[1, 1]).unwrap();
+    let d = matmul::dispatch(
+        g,
+        kn,
+        V,
+        "ones_dot",
+        s,
+        ones.view(),
+        ones.view(),
+        None,
+        None,
+        c.view(),
+        ones.view(),
+    )
+    .unwrap();
+    let launches = d.splits.len() + 1;
+    kernels::run(g, kn, &[d], record(1), 1).unwrap();
+    (c.read(g).unwrap()[0], launches)
+}
+
+/// lavapipe's real loop cap (65,535 passes per invocation, silently): the longest chunk
+/// `loop_passes` allows, 47,600 of K, runs whole in one launch (its first model, 10 passes
+/// per slice, allowed 52,352 and the sum stopped at 47,664: the k loop of the path not
+/// taken costs a pass too), and one more slice of 16 takes two.
+#[test]
+fn regression_tiled2d_subgroup_longest_chunk_fits_lavapipes_loop_cap() {
+    let (g, kn) = gpu();
+    if V.supports(g).is_err() {
+        assert_runs_here(g);
+        return;
+    }
+    let Some(cap) = g.loop_cap else {
+        return; // no loop cap on this adapter: nothing to check
+    };
+    let len = matmul::k_chunk_len(V, cap).unwrap();
+    if cap == 65_535 {
+        assert_eq!(len, 47_600);
+    }
+    assert_eq!(ones_dot(g, kn, len), (len as f32, 1));
+    assert_eq!(ones_dot(g, kn, len + 16), ((len + 16) as f32, 2));
 }

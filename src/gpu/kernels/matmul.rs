@@ -474,18 +474,19 @@ impl MatmulVariant {
     /// - rows: K loop `len + 1`, 16 row stores of `5`;
     /// - subgroup: vec4 loop `len/4 + 1`, 16 row stores of `5 + 5` (the second when adding
     ///   to an earlier chunk's sum);
-    /// - tiled2d (every block shape) and tiled2d-subgroup (either path for A): per 8-deep
-    ///   slice `1 + 9` (the slice loop and its k loop), exit 1, 16 stores of four columns
-    ///   `16·5`.
+    /// - tiled2d (every block shape): per 8-deep slice `1 + 9` (the slice loop and its k
+    ///   loop), exit 1, 16 stores of four columns `16·5`;
+    /// - tiled2d-subgroup: as tiled2d plus 1 per slice: llvmpipe also enters the k loop of
+    ///   the path for A not taken (shuffles or direct loads) with no lane active, which
+    ///   costs its exit test (measured: `ones_dot` stopped at 11 passes per slice).
     pub fn loop_passes(self, len: u64) -> u64 {
         match self {
             MatmulVariant::Register => len + 1 + 5 + 25,
             MatmulVariant::Tiled => 423 * len.div_ceil(16) + 1 + 25,
             MatmulVariant::Rows => len + 1 + 16 * 5,
             MatmulVariant::Subgroup => len.div_ceil(4) + 1 + 16 * 10,
-            MatmulVariant::Tiled2d(_) | MatmulVariant::Tiled2dSubgroup => {
-                10 * len.div_ceil(8) + 1 + 16 * 5
-            }
+            MatmulVariant::Tiled2d(_) => 10 * len.div_ceil(8) + 1 + 16 * 5,
+            MatmulVariant::Tiled2dSubgroup => 11 * len.div_ceil(8) + 1 + 16 * 5,
         }
     }
 }
@@ -493,7 +494,7 @@ impl MatmulVariant {
 /// The longest chunk of K (a multiple of [`K_CHUNK_ALIGN`]) one dispatch of `variant`
 /// may sum under a loop cap of `cap` iterations per invocation ([`MatmulVariant::loop_passes`]);
 /// `None` when not even one aligned chunk fits. On lavapipe (cap 65,535): register 65,504,
-/// rows 65,440, subgroup 261,488, tiled 2,464, tiled2d 52,352.
+/// rows 65,440, subgroup 261,488, tiled 2,464, tiled2d 52,352, tiled2d-subgroup 47,600.
 pub fn k_chunk_len(variant: MatmulVariant, cap: u64) -> Option<usize> {
     // loop_passes is increasing in len: binary search the largest aligned len that fits.
     let fits = |chunks: u64| variant.loop_passes(chunks * K_CHUNK_ALIGN as u64) <= cap;
