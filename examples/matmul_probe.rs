@@ -1,6 +1,8 @@
-//! Times every matmul variant (the 2-D tiled block shapes included) on the MNIST training
-//! shapes (forward, weight gradient, input gradient) and at 1024³ and prints GFLOP/s as a
-//! Markdown table, one row per shape, one column per variant:
+//! Times every matmul variant (the 2-D tiled block shapes and its subgroup variant
+//! included) on the MNIST training shapes (forward, weight gradient, input gradient) and at
+//! 1024³ and prints GFLOP/s as a Markdown table, one row per shape, one column per variant
+//! (`n/a` where the adapter does not run one; the subgroup variant's team width is printed
+//! above the table):
 //! `cargo run --release --example matmul_probe [BATCH] [--large] [--only NAME,...]`.
 //! `--large` adds 4096³, the size GPU SGEMM results are usually quoted at (minutes per
 //! variant on a software adapter); `--only tiled2d,subgroup` times only the variants whose
@@ -16,6 +18,7 @@ use std::time::Duration;
 
 use wgtrain::gpu::kernels::matmul::{self, BatchDim, Epilogue, MatmulSpec, MatmulVariant};
 use wgtrain::gpu::kernels::matmul_f16::{self, F16View, MatmulF16Buffers, OperandA};
+use wgtrain::gpu::kernels::matmul_tiled2d_subgroup;
 use wgtrain::gpu::kernels::{self, Dispatch, StepRecord};
 use wgtrain::gpu::{Gpu, GpuOptions, GpuTensor, Kernels, View};
 
@@ -29,6 +32,13 @@ fn main() -> anyhow::Result<()> {
     })?;
     let k = Kernels::new(&gpu)?;
     println!("{}", gpu.describe());
+    match matmul_tiled2d_subgroup::team_width(&gpu) {
+        Ok(w) => println!(
+            "tiled2d-subgroup: teams of {w} lanes (subgroups of {}..{})",
+            gpu.info.subgroup_min_size, gpu.info.subgroup_max_size
+        ),
+        Err(reason) => println!("tiled2d-subgroup: n/a ({reason})"),
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     let large = args.iter().any(|a| a == "--large");
     let only: Vec<String> = args

@@ -6,7 +6,7 @@
 #   BIN_DIR=.device scripts/gpu-check.sh RESULTS  # prebuilt binaries (a GPU machine without Rust)
 #
 # BIN_DIR holds `wgtrain`, `matmul_probe` and the test executables `parity_matmul-*`,
-# `parity_softmax_cross_entropy-*`, `parity_elementwise-*` and `training-*` copied from target/release/ (see docs/performance.md, "Running on a real GPU").
+# `parity_subgroup_tiled-*`, `parity_softmax_cross_entropy-*`, `parity_elementwise-*` and `training-*` copied from target/release/ (see docs/performance.md, "Running on a real GPU").
 # MNIST_DIR must name the MNIST IDX files. Each step has its own time limit and the whole check
 # stays under 8 minutes; a failed step is recorded in summary.txt and the check goes on.
 set -uo pipefail
@@ -19,13 +19,14 @@ export MNIST_DIR XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"
 
 if [ -z "${BIN_DIR:-}" ]; then
     cargo build --release --bin wgtrain --example matmul_probe
-    cargo test --release --no-run --test parity_matmul --test parity_softmax_cross_entropy \
+    cargo test --release --no-run --test parity_matmul --test parity_subgroup_tiled \
+        --test parity_softmax_cross_entropy \
         --test parity_elementwise --test training --test parity_population --test population \
         --test precision_f16
     BIN_DIR="$results/bin"
     mkdir -p "$BIN_DIR"
     cp target/release/wgtrain target/release/examples/matmul_probe "$BIN_DIR/"
-    for t in parity_matmul parity_softmax_cross_entropy parity_elementwise training \
+    for t in parity_matmul parity_subgroup_tiled parity_softmax_cross_entropy parity_elementwise training \
         parity_population population precision_f16; do
         cp "$(ls -t target/release/deps/$t-* | grep -v '\.d$' | head -1)" "$BIN_DIR/"
     done
@@ -48,6 +49,8 @@ date -u +"date: %Y-%m-%dT%H:%M:%SZ" | tee -a "$summary"
 step devices 30 "$wgtrain" devices
 # The GPU halves of the parity and exactness suites (CPU-only tests skipped: they prove nothing new here).
 step parity_matmul 110 "$(ls "$BIN_DIR"/parity_matmul-* | head -1)" --test-threads 1
+# The subgroup 2-D tiled matmul at the adapter's own subgroup width and at 4, 16 and 32.
+step parity_sg_tiled 30 "$(ls "$BIN_DIR"/parity_subgroup_tiled-* | head -1)" --test-threads 1
 step parity_softmax 20 "$(ls "$BIN_DIR"/parity_softmax_cross_entropy-* | head -1)" --test-threads 1
 step parity_elementwise 30 "$(ls "$BIN_DIR"/parity_elementwise-* | head -1)" --test-threads 1
 step training 120 "$(ls "$BIN_DIR"/training-* | head -1)" --test-threads 1 gpu

@@ -64,7 +64,8 @@ pub enum MatmulChoice {
     Auto,
     /// The same variant for every shape. On a device it does not run on
     /// ([`MatmulVariant::Subgroup`] without subgroups of 8, [`MatmulVariant::Tiled2d`]
-    /// with less workgroup memory than its block needs: [`MatmulVariant::supports`]), the
+    /// with less workgroup memory than its block needs, [`MatmulVariant::Tiled2dSubgroup`]
+    /// without subgroups of 4 to 32: [`MatmulVariant::supports`]), the
     /// adapter's first candidate that does ([`MatmulVariant::candidates`]).
     Fixed(MatmulVariant),
 }

@@ -29,8 +29,10 @@ pub struct DeviceArgs {
     /// Matmul kernel (GPU only; default auto): auto times this adapter's candidates on
     /// each of the run's shapes and keeps the fastest (subgroup and rows with subgroups of
     /// 8, as on lavapipe; rows and register on other CPU adapters; on GPUs the three
-    /// tiled2d block shapes first, then the others); subgroup needs an adapter with
-    /// subgroups of exactly 8.
+    /// tiled2d block shapes first, then tiled2d-subgroup where the adapter has subgroups,
+    /// then the others); subgroup needs an adapter with subgroups of exactly 8;
+    /// tiled2d-subgroup (64x256 blocks, A shared by subgroup shuffles, written for 32-lane
+    /// subgroups) needs subgroups whose smallest size is 4 to 32.
     #[arg(long, value_enum)]
     pub kernels: Option<KernelChoice>,
     /// Step fusions the GPU engine may use (default all): `all`, `none`, or a
@@ -161,6 +163,10 @@ pub enum KernelChoice {
     /// 2-D register-tiled kernel, 128x128 outputs per workgroup.
     #[value(name = "tiled2d-128x128")]
     Tiled2d128x128,
+    /// 2-D tiled kernel for GPUs with subgroups, 64x256 outputs per workgroup, rows of A
+    /// shared by subgroup shuffles (teams of the adapter's smallest subgroup size).
+    #[value(name = "tiled2d-subgroup")]
+    Tiled2dSubgroup,
 }
 
 /// Refuses a `--fuse` list that names `all` or `none` next to another value (`all,none`,
@@ -231,13 +237,14 @@ pub fn check_device_args(d: &DeviceArgs) -> Result<()> {
 }
 
 /// Opens the adapter the flags choose for a run of `precision`, prints its description on
-/// stderr, and checks that `--kernels subgroup` can run on it. With f16 the device also
+/// stderr, and checks that `--kernels subgroup` or `tiled2d-subgroup` can run on it. With f16 the device also
 /// gets `SHADER_F16`, and an adapter without it is refused here (exit 2), naming the
 /// adapter and the fix.
 ///
 /// # Errors
 /// [`wgtrain::Error::NoAdapter`] when no adapter matches; a usage error (exit 2) when
-/// `--kernels subgroup` needs subgroups the adapter lacks or f16 needs `SHADER_F16`.
+/// `--kernels subgroup` or `tiled2d-subgroup` needs subgroups the adapter lacks or f16
+/// needs `SHADER_F16`.
 pub fn open_gpu_for(d: &DeviceArgs, precision: Precision) -> Result<Gpu> {
     let gpu = Gpu::new(&GpuOptions {
         backends: d.backend.map(|b| b.to_wgpu()),
@@ -259,6 +266,15 @@ pub fn open_gpu_for(d: &DeviceArgs, precision: Precision) -> Result<Gpu> {
             ));
         }
     }
+    if d.kernels == Some(KernelChoice::Tiled2dSubgroup) {
+        if let Err(reason) = MatmulVariant::Tiled2dSubgroup.supports(&gpu) {
+            return Err(usage(
+                "kernels",
+                "tiled2d-subgroup",
+                format!("{reason}; use --kernels auto"),
+            ));
+        }
+    }
     Ok(gpu)
 }
 
@@ -272,6 +288,7 @@ pub fn matmul_choice(d: &DeviceArgs) -> MatmulChoice {
         KernelChoice::Tiled2d64x64 => MatmulVariant::Tiled2d(Tile2d::T64x64).into(),
         KernelChoice::Tiled2d128x64 => MatmulVariant::Tiled2d(Tile2d::T128x64).into(),
         KernelChoice::Tiled2d128x128 => MatmulVariant::Tiled2d(Tile2d::T128x128).into(),
+        KernelChoice::Tiled2dSubgroup => MatmulVariant::Tiled2dSubgroup.into(),
         KernelChoice::Auto => MatmulChoice::Auto,
     }
 }

@@ -8,6 +8,7 @@
 //! ([`k_chunks`]), one launch each over the same grid ([`super::Dispatch::splits`]): the
 //! first stores, the later ones add, and the last applies the epilogue.
 
+use super::matmul_tiled2d_subgroup as sg_tiled;
 use super::{Dispatch, KernelFamily, Kernels, params_buffer, storage_entry, uniform_entry};
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, View};
@@ -145,11 +146,18 @@ pub enum MatmulVariant {
     /// allow ([`vec4_operands`]): for GPUs (siboehm's SGEMM kernel 9). Only on devices with
     /// the workgroup memory and size [`MatmulVariant::supports`] asks for.
     Tiled2d(Tile2d),
+    /// The 2-D tiled kernel for GPUs with subgroups (`matmul_tiled2d_subgroup`): 64 × 256
+    /// blocks of C, 8 × 8 outputs per invocation, op(B) in double-buffered workgroup
+    /// memory, op(A) loaded by each team of subgroup lanes into registers and shared with
+    /// `subgroupShuffle` (no workgroup memory or barrier for A). Its team width is the
+    /// adapter's smallest subgroup size ([`sg_tiled::team_width`]), designed for 32; only
+    /// on the devices [`sg_tiled::device_support`] accepts.
+    Tiled2dSubgroup,
 }
 
 impl MatmulVariant {
     /// Every variant, for auto-selection and tests.
-    pub const ALL: [MatmulVariant; 7] = [
+    pub const ALL: [MatmulVariant; 8] = [
         MatmulVariant::Register,
         MatmulVariant::Tiled,
         MatmulVariant::Rows,
@@ -157,6 +165,7 @@ impl MatmulVariant {
         MatmulVariant::Tiled2d(Tile2d::T64x64),
         MatmulVariant::Tiled2d(Tile2d::T128x64),
         MatmulVariant::Tiled2d(Tile2d::T128x128),
+        MatmulVariant::Tiled2dSubgroup,
     ];
 
     /// The WGSL entry point.
@@ -167,6 +176,7 @@ impl MatmulVariant {
             MatmulVariant::Rows => "matmul_rows",
             MatmulVariant::Subgroup => "matmul_subgroup",
             MatmulVariant::Tiled2d(_) => "matmul_tiled2d",
+            MatmulVariant::Tiled2dSubgroup => "matmul_tiled2d_subgroup",
         }
     }
 
@@ -182,6 +192,10 @@ impl MatmulVariant {
                 (n as u64).div_ceil(u64::from(t.cols())),
                 (m as u64).div_ceil(u64::from(t.rows())),
             ),
+            MatmulVariant::Tiled2dSubgroup => (
+                (n as u64).div_ceil(u64::from(sg_tiled::BLOCK_COLS)),
+                (m as u64).div_ceil(u64::from(sg_tiled::BLOCK_ROWS)),
+            ),
         }
     }
 
@@ -195,6 +209,7 @@ impl MatmulVariant {
         match self {
             MatmulVariant::Subgroup => subgroup_device_support(gpu),
             MatmulVariant::Tiled2d(t) => tiled2d_device_support(gpu, t),
+            MatmulVariant::Tiled2dSubgroup => sg_tiled::device_support(gpu),
             _ => Ok(()),
         }
     }
@@ -206,7 +221,9 @@ impl MatmulVariant {
     /// lost every MNIST shape to the subgroup kernel by 1.3-5x. `--kernels` still runs
     /// either. CPU adapters never time the 2-D tiled kernels either (barriers, and 64-256
     /// invocations per workgroup). GPUs time those first, smallest block first (the most
-    /// workgroups on the small MNIST products), then the older kernels.
+    /// workgroups on the small MNIST products), then the subgroup 2-D tiled kernel (skipped
+    /// by autotune where [`MatmulVariant::supports`] refuses it: no `SUBGROUP`), then the
+    /// older kernels.
     pub fn candidates(gpu: &Gpu) -> &'static [MatmulVariant] {
         use MatmulVariant::*;
         if gpu.has_subgroups_of(SUBGROUP_SIZE) {
@@ -218,6 +235,7 @@ impl MatmulVariant {
                 Tiled2d(Tile2d::T64x64),
                 Tiled2d(Tile2d::T128x64),
                 Tiled2d(Tile2d::T128x128),
+                Tiled2dSubgroup,
                 Tiled,
                 Register,
                 Rows,
@@ -325,6 +343,7 @@ impl std::fmt::Display for MatmulVariant {
             MatmulVariant::Rows => f.write_str("rows"),
             MatmulVariant::Subgroup => f.write_str("subgroup"),
             MatmulVariant::Tiled2d(t) => write!(f, "tiled2d-{}x{}", t.rows(), t.cols()),
+            MatmulVariant::Tiled2dSubgroup => f.write_str("tiled2d-subgroup"),
         }
     }
 }
@@ -455,8 +474,11 @@ impl MatmulVariant {
     /// - rows: K loop `len + 1`, 16 row stores of `5`;
     /// - subgroup: vec4 loop `len/4 + 1`, 16 row stores of `5 + 5` (the second when adding
     ///   to an earlier chunk's sum);
-    /// - tiled2d (every block shape): per 8-deep slice `1 + 9` (the slice loop and its
-    ///   k loop), exit 1, 16 stores of four columns `16·5`.
+    /// - tiled2d (every block shape): per 8-deep slice `1 + 9` (the slice loop and its k
+    ///   loop), exit 1, 16 stores of four columns `16·5`;
+    /// - tiled2d-subgroup: as tiled2d plus 1 per slice: llvmpipe also enters the k loop of
+    ///   the path for A not taken (shuffles or direct loads) with no lane active, which
+    ///   costs its exit test (measured: `ones_dot` stopped at 11 passes per slice).
     pub fn loop_passes(self, len: u64) -> u64 {
         match self {
             MatmulVariant::Register => len + 1 + 5 + 25,
@@ -464,6 +486,7 @@ impl MatmulVariant {
             MatmulVariant::Rows => len + 1 + 16 * 5,
             MatmulVariant::Subgroup => len.div_ceil(4) + 1 + 16 * 10,
             MatmulVariant::Tiled2d(_) => 10 * len.div_ceil(8) + 1 + 16 * 5,
+            MatmulVariant::Tiled2dSubgroup => 11 * len.div_ceil(8) + 1 + 16 * 5,
         }
     }
 }
@@ -471,7 +494,7 @@ impl MatmulVariant {
 /// The longest chunk of K (a multiple of [`K_CHUNK_ALIGN`]) one dispatch of `variant`
 /// may sum under a loop cap of `cap` iterations per invocation ([`MatmulVariant::loop_passes`]);
 /// `None` when not even one aligned chunk fits. On lavapipe (cap 65,535): register 65,504,
-/// rows 65,440, subgroup 261,488, tiled 2,464, tiled2d 52,352.
+/// rows 65,440, subgroup 261,488, tiled 2,464, tiled2d 52,352, tiled2d-subgroup 47,600.
 pub fn k_chunk_len(variant: MatmulVariant, cap: u64) -> Option<usize> {
     // loop_passes is increasing in len: binary search the largest aligned len that fits.
     let fits = |chunks: u64| variant.loop_passes(chunks * K_CHUNK_ALIGN as u64) <= cap;
@@ -545,6 +568,14 @@ fn pipeline(
             constants.push(("BN", f64::from(t.cols())));
             &TILED2D_FAMILY
         }
+        MatmulVariant::Tiled2dSubgroup => {
+            let (a_vec4, b_vec4) = vec4_operands(spec);
+            constants.push(("A_VEC4", flag(a_vec4)));
+            constants.push(("B_VEC4", flag(b_vec4)));
+            let width = sg_tiled::team_width(gpu).expect("dispatch checked supports");
+            constants.push(("SG_W", f64::from(width)));
+            &sg_tiled::FAMILY
+        }
         _ => &FAMILY,
     };
     kernels.pipeline(gpu, family, variant.entry_point(), &constants)
@@ -562,7 +593,7 @@ fn operand<'a>(
 ) -> Result<wgpu::BindingResource<'a>> {
     let vec4 = match variant {
         MatmulVariant::Subgroup => true,
-        MatmulVariant::Tiled2d(_) => !is_c,
+        MatmulVariant::Tiled2d(_) | MatmulVariant::Tiled2dSubgroup => !is_c,
         _ => false,
     };
     if vec4 {

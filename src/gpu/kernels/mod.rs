@@ -15,6 +15,7 @@ pub mod convert_f16;
 pub mod gather_normalize;
 pub mod matmul;
 pub mod matmul_f16;
+pub mod matmul_tiled2d_subgroup;
 pub mod sgd_update;
 pub mod softmax_cross_entropy;
 
@@ -51,13 +52,15 @@ pub struct KernelFamily {
 /// epilogues, and the unfused kernels are the composed version those are tested against;
 /// it is compiled only when a test asks for it. `matmul_subgroup` is built only on devices
 /// with subgroups of [`matmul::SUBGROUP_SIZE`], `matmul_tiled2d` only where autotuning
-/// (GPUs) or `--kernels` asks for it. `matmul_f16` and `convert_f16` (`--precision f16`)
+/// (GPUs) or `--kernels` asks for it, `matmul_tiled2d_subgroup` likewise and only with
+/// `SUBGROUP`. `matmul_f16` and `convert_f16` (`--precision f16`)
 /// need `SHADER_F16` and are built only on devices created with it.
-pub const FAMILIES: [KernelFamily; 10] = [
+pub const FAMILIES: [KernelFamily; 11] = [
     gather_normalize::FAMILY,
     matmul::FAMILY,
     matmul::SUBGROUP_FAMILY,
     matmul::TILED2D_FAMILY,
+    matmul_tiled2d_subgroup::FAMILY,
     softmax_cross_entropy::FAMILY,
     column_sum::FAMILY,
     sgd_update::FAMILY,
