@@ -65,6 +65,8 @@ pub(crate) const SUBMITS_IN_FLIGHT: usize = 3;
 struct EvalPlan {
     set: EvalSet,
     samples: usize,
+    /// `gather_normalize`, or with the gather fusion layer 0's forward reading the set's
+    /// pixels (then the shared forward launches start at layer 1).
     gather: Dispatch,
     softmax: Dispatch,
     metrics: wgpu::Buffer,
@@ -119,12 +121,15 @@ pub struct GpuEngine<'g> {
 }
 
 /// The evaluation plans of the run's held-out sets (test, then validation, those that
-/// have samples), their step records written after the training ones.
+/// have samples), their step records written after the training ones. With `fused` (layer
+/// 0's evaluation kernel, where the gather fusion applies) each set's first launch is layer
+/// 0's forward reading its pixels, without storing X.
 fn eval_plans(
     stages: &Stages<'_>,
     setup: &RunSetup,
     data: RunData<'_>,
     norm: crate::model::Normalization,
+    fused: Option<crate::gpu::MatmulVariant>,
 ) -> Result<Vec<EvalPlan>> {
     let bufs = stages.bufs;
     let eval_rows = bufs.eval_rows;
@@ -162,7 +167,12 @@ fn eval_plans(
         evals.push(EvalPlan {
             set,
             samples,
-            gather: stages.gather(name, dataset, set_order, eval_rows, norm)?,
+            gather: match fused {
+                Some(v) => {
+                    stages.gather_forward(name, dataset, set_order, eval_rows, norm, v, false)?
+                }
+                None => stages.gather(name, dataset, set_order, eval_rows, norm)?,
+            },
             softmax: stages.loss(name, eval_rows, &metrics, false)?,
             metrics,
             first_record,
@@ -222,12 +232,19 @@ impl<'g> GpuEngine<'g> {
         };
         let norm = cfg.normalization;
         let (train, order, metrics) = (&bufs.train, &bufs.order, &bufs.train_metrics);
-        let mut train_step = vec![stages.gather("train", train, order, b, norm)?];
+        // The gather fusion: layer 0's forward reads the pixels, no gather launch.
+        let fused = !f16 && stages.fuses_gather(b, matmuls.forward[0]);
+        let mut train_step = vec![if fused {
+            stages.gather_forward("train", train, order, b, norm, matmuls.forward[0], true)?
+        } else {
+            stages.gather("train", train, order, b, norm)?
+        }];
         if f16 {
             train_step.push(stages.convert_inputs("train", b)?);
             train_step.extend(stages.forward_f16("train", b)?);
         } else {
-            train_step.extend(stages.forward("train", b, &matmuls.forward)?);
+            let first = usize::from(fused);
+            train_step.extend(stages.forward("train", b, &matmuls.forward, first)?);
         }
         train_step.push(stages.loss("train", b, metrics, true)?);
         for l in (0..layers.len()).rev() {
@@ -242,15 +259,20 @@ impl<'g> GpuEngine<'g> {
             train_step.push(stages.convert_params()?);
         }
 
-        // Evaluation: shared forward launches at `eval_rows` rows, one gather and loss per set.
+        // Evaluation: shared forward launches at `eval_rows` rows, one gather (or, fused,
+        // layer 0's forward reading the pixels) and loss per set.
+        let eval_fused = (!f16)
+            .then(|| matmuls.eval_forward[0])
+            .filter(|&v| stages.fuses_gather(eval_rows, v));
         let eval_forward = if f16 {
             let mut v = vec![stages.convert_inputs("eval", eval_rows)?];
             v.extend(stages.forward_f16("eval", eval_rows)?);
             v
         } else {
-            stages.forward("eval", eval_rows, &matmuls.eval_forward)?
+            let first = usize::from(eval_fused.is_some());
+            stages.forward("eval", eval_rows, &matmuls.eval_forward, first)?
         };
-        let evals = eval_plans(&stages, &setup, data, norm)?;
+        let evals = eval_plans(&stages, &setup, data, norm, eval_fused)?;
         let records = bufs.max_train_steps + evals.iter().map(|e| e.steps).sum::<usize>();
         let readback = Readback::new(gpu, "metrics.staging", (records * 2 * 4 + 8) as u64);
         gpu.take_error("preparing the training launches")?;

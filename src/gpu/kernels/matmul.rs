@@ -24,6 +24,7 @@ pub const SOURCE: &str = concat!(
 pub const SUBGROUP_SOURCE: &str = concat!(
     include_str!("../../../shaders/step.wgsl"),
     include_str!("../../../shaders/matmul_common.wgsl"),
+    include_str!("../../../shaders/matmul_subgroup_a.wgsl"),
     include_str!("../../../shaders/matmul_subgroup.wgsl")
 );
 
@@ -31,6 +32,7 @@ pub const SUBGROUP_SOURCE: &str = concat!(
 pub const TILED2D_SOURCE: &str = concat!(
     include_str!("../../../shaders/step.wgsl"),
     include_str!("../../../shaders/matmul_common.wgsl"),
+    include_str!("../../../shaders/matmul_tiled2d_a.wgsl"),
     include_str!("../../../shaders/matmul_tiled2d.wgsl")
 );
 

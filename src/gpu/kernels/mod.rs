@@ -15,6 +15,7 @@ pub mod convert_f16;
 pub mod gather_normalize;
 pub mod matmul;
 pub mod matmul_f16;
+pub mod matmul_gather;
 pub mod sgd_update;
 pub mod softmax_cross_entropy;
 
@@ -51,9 +52,10 @@ pub struct KernelFamily {
 /// epilogues, and the unfused kernels are the composed version those are tested against;
 /// it is compiled only when a test asks for it. `matmul_subgroup` is built only on devices
 /// with subgroups of [`matmul::SUBGROUP_SIZE`], `matmul_tiled2d` only where autotuning
-/// (GPUs) or `--kernels` asks for it. `matmul_f16` and `convert_f16` (`--precision f16`)
+/// (GPUs) or `--kernels` asks for it, and their `matmul_gather` versions (operand A read from
+/// pixels) only where the gather fusion runs. `matmul_f16` and `convert_f16` (`--precision f16`)
 /// need `SHADER_F16` and are built only on devices created with it.
-pub const FAMILIES: [KernelFamily; 10] = [
+pub const FAMILIES: [KernelFamily; 12] = [
     gather_normalize::FAMILY,
     matmul::FAMILY,
     matmul::SUBGROUP_FAMILY,
@@ -64,6 +66,8 @@ pub const FAMILIES: [KernelFamily; 10] = [
     bias_relu::FAMILY,
     matmul_f16::FAMILY,
     convert_f16::FAMILY,
+    matmul_gather::SUBGROUP_FAMILY,
+    matmul_gather::TILED2D_FAMILY,
 ];
 
 pub use crate::step::StepRecord;
