@@ -157,6 +157,21 @@ fn kernel_parameter_structs_match_their_wgsl_sizes() {
             size_of::<matmul::MatmulParams>(),
         ),
         (
+            matmul_gather::SUBGROUP_FAMILY,
+            "MatmulParams",
+            size_of::<matmul::MatmulParams>(),
+        ),
+        (
+            matmul_gather::TILED2D_FAMILY,
+            "GatherParams",
+            size_of::<matmul_gather::GatherParams>(),
+        ),
+        (
+            matmul_gather::SUBGROUP_FAMILY,
+            "GatherParams",
+            size_of::<matmul_gather::GatherParams>(),
+        ),
+        (
             gather_normalize::FAMILY,
             "GatherNormalizeParams",
             size_of::<gather_normalize::GatherNormalizeParams>(),
