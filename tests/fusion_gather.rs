@@ -487,3 +487,126 @@ fn training_with_the_gather_fusion_is_bit_identical() {
         assert!(base.2.iter().all(|(l, _)| l.is_finite() && *l > 0.0));
     }
 }
+
+/// Timing, not a check (`cargo test --release --test fusion_gather -- --ignored
+/// --nocapture`): layer 0's forward at MNIST's shape (K = 784, N = 256) on the adapter's
+/// default kernel, unfused (`gather_normalize` + matmul) against fused with and without
+/// storing X, interleaved round by round so that machine noise hits all three alike; per
+/// launch, min and median over 21 rounds of 10 back-to-back launches, and the median of
+/// each round's ratio to the unfused pair.
+#[test]
+#[ignore = "timing for docs/performance.md"]
+fn time_fused_forward() {
+    let (g, kn) = gpu();
+    let variant = MatmulVariant::default_for(g);
+    let (n, k, out) = (2048, 784, 256);
+    let pixels: Vec<u32> = integers(1, n * k / 4, u32::MAX);
+    let labels = integers(2, n, 10);
+    let order: Vec<u32> = (0..n as u32).rev().collect();
+    let (pix, lab, ord) = (u32_buffer(&pixels), u32_buffer(&labels), u32_buffer(&order));
+    let wt = GpuTensor::upload(g, "w", &uniform(3, out * k, -0.1, 0.1), &[out, k]).unwrap();
+    let bt = GpuTensor::upload(g, "bias", &uniform(4, out, -0.1, 0.1), &[out]).unwrap();
+    let dummy = GpuTensor::upload(g, "dummy", &[0.0; 4], &[4]).unwrap();
+    for rows in [64, 512] {
+        let spec = MatmulSpec {
+            m: rows,
+            n: out,
+            k,
+            trans_a: false,
+            trans_b: true,
+            trans_c: false,
+            epilogue: Epilogue::BiasRelu,
+            batch_dim: BatchDim::M,
+        };
+        let x = GpuTensor::poisoned(g, "x", &[rows, k]).unwrap();
+        let y = u32_buffer(&vec![0; rows]);
+        let c = GpuTensor::poisoned(g, "c", &[rows, out]).unwrap();
+        let gather = gather_normalize::dispatch(
+            g,
+            kn,
+            "gather",
+            gather_normalize::GatherNormalizeBuffers {
+                pixels: &pix,
+                labels: &lab,
+                order: &ord,
+                x: &x.buffer,
+                y: &y,
+            },
+            k,
+            rows,
+            0.1307,
+            0.3081,
+        )
+        .unwrap();
+        let product = matmul::dispatch(
+            g,
+            kn,
+            variant,
+            "forward",
+            spec,
+            x.view(),
+            wt.view(),
+            Some(bt.view()),
+            None,
+            c.view(),
+            dummy.view(),
+        )
+        .unwrap();
+        let fused = |write_x| {
+            matmul_gather::dispatch(
+                g,
+                kn,
+                variant,
+                "fused",
+                spec,
+                matmul_gather::PixelSource {
+                    pixels: &pix,
+                    labels: &lab,
+                    order: &ord,
+                    x: x.view(),
+                    y: View::whole(&y),
+                    mean: 0.1307,
+                    std: 0.3081,
+                    write_x,
+                },
+                wt.view(),
+                bt.view(),
+                c.view(),
+                dummy.view(),
+            )
+            .unwrap()
+        };
+        let runs: [(&str, Vec<wgtrain::gpu::Dispatch>); 4] = [
+            ("gather_normalize alone", vec![gather.clone()]),
+            ("gather_normalize + matmul", vec![gather, product]),
+            ("fused, X stored", vec![fused(true)]),
+            ("fused, X not stored", vec![fused(false)]),
+        ];
+        let record = StepRecord {
+            offset: 7,
+            batch: rows as u32,
+            ..Default::default()
+        };
+        let mut times = vec![Vec::new(); runs.len()];
+        for _ in 0..21 {
+            for (t, (_, d)) in times.iter_mut().zip(&runs) {
+                let s = kernels::run(g, kn, d, record, 10).unwrap().as_secs_f64();
+                t.push(s * 1e6 / 10.0);
+            }
+        }
+        let unfused = times[1].clone();
+        for (mut t, (what, _)) in times.into_iter().zip(&runs) {
+            // Per round against the unfused pair measured next to it: the noise that a
+            // loaded machine adds to both cancels in the ratio more than in the times.
+            let mut ratio: Vec<f64> = t.iter().zip(&unfused).map(|(a, b)| a / b).collect();
+            ratio.sort_by(f64::total_cmp);
+            t.sort_by(f64::total_cmp);
+            eprintln!(
+                "{variant} B={rows}: {what:<28} min {:>7.0} us, median {:>7.0} us, median ratio to unfused {:.2}",
+                t[0],
+                t[t.len() / 2],
+                ratio[ratio.len() / 2]
+            );
+        }
+    }
+}

@@ -12,9 +12,9 @@
 //! `crossentropy_softmax_backward` / `update` reading).
 //!
 //! For an MLP of L layers a training step is `1 + L + 1 + (2L - 1) + (L - 1) + 1` dispatches
-//! (9 for one hidden layer):
+//! (9 for one hidden layer) without fusions ([`Fusions::NONE`]):
 //! ```text
-//! gather      gather_normalize        X [B, I], y [B]
+//! gather      gather_normalize        X [B, I], y [B]            (fused: none, see below)
 //! forward     matmul per layer        H_l = ReLU(H_{l-1} · W_lᵀ + b_l); the last gives logits [B, C]
 //! loss        softmax_cross_entropy   dlogits, per-step Σ loss and Σ correct, and the last
 //!                                     layer's db = colsum(dlogits) (fused: same order, same bits)
@@ -28,6 +28,15 @@
 //! loop cap (`softmax_cross_entropy::fuses_bias`; on lavapipe, minibatches up to about 58,000 rows
 //! at C = 10); past it, that gradient is a `column_sum` launch again (one dispatch more).
 //! Evaluation is `gather`, `forward` and `loss` (without gradient) over a held-out set.
+//!
+//! The gather fusion ([`Fusions::gather`]) drops the `gather` launch, in training (8 for one
+//! hidden layer) and in evaluation: layer 0's forward product reads the minibatch's u8
+//! pixels through the sample order and normalises them in its operand loads, and the
+//! workgroups of its first column block store X (training only, for layer 0's weight
+//! gradient) and y (for the loss) on the way (`matmul_gather`; the same values and products,
+//! bit for bit). It applies where layer 0's kernel reads pixels (subgroup, tiled2d), K is
+//! summed in one launch under the loop cap, and the adapter binds 9 storage buffers
+//! (`Stages::fuses_gather`); elsewhere the `gather` launch stays.
 //!
 //! With `--precision f16` ([`Precision::F16`]) every matmul runs `matmul_f16` on f16
 //! activations and an f16 copy of the weights, and the step gains two conversions (the
