@@ -446,44 +446,55 @@ fn run(
     )
 }
 
-/// Two epochs of a one-hidden-layer MLP with only the gather fusion against none: the
-/// same bits everywhere, one dispatch fewer per step on the variants that read pixels and
-/// the unfused step (fallback) on one that does not. The last training minibatch is
-/// partial, as is the last evaluation minibatch (1,030 test samples, 1,000 a launch).
+/// Two epochs of an MLP with only the gather fusion against none: the same bits
+/// everywhere, one dispatch fewer per step on the variants that read pixels and the
+/// unfused step (fallback) on one that does not. One hidden layer on each variant; no
+/// hidden layer (layer 0 is the output layer: bias epilogue), two hidden layers, and 30
+/// inputs (not whole pixel words) on the adapter's first pixel variant. The last training
+/// minibatch is partial, as is the last evaluation minibatch (1,030 test samples, 1,000 a
+/// launch), and a validation split is evaluated too (the training set's pixels).
 #[test]
 fn training_with_the_gather_fusion_is_bit_identical() {
-    let (train_set, test) = (dataset(330, 36, 11), dataset(1030, 36, 12));
-    let cfg = RunConfig {
-        hidden: vec![20],
-        batch_size: 64,
-        validation_split: 0.1,
-        seed: 3,
-        normalization: Normalization {
-            mean: 0.2,
-            std: 0.45,
-        },
-        ..RunConfig::default()
-    };
     let gather_only = Fusions {
         gather: true,
         ..Fusions::NONE
     };
-    let mut variants = pixel_variants();
-    variants.truncate(2); // the subgroup kernel and the smallest 2-D tiled block
-    variants.push(MatmulVariant::Rows);
-    for variant in variants {
+    let pixels = pixel_variants();
+    let mut cases: Vec<(MatmulVariant, Vec<usize>, usize)> = pixels
+        .iter()
+        .take(2) // the subgroup kernel and the smallest 2-D tiled block
+        .chain([&MatmulVariant::Rows])
+        .map(|&v| (v, vec![20], 36))
+        .collect();
+    cases.push((pixels[0], vec![], 36));
+    cases.push((pixels[0], vec![12, 8], 36));
+    cases.push((pixels[0], vec![20], 30));
+    for (variant, hidden, features) in cases {
+        let (train_set, test) = (dataset(330, features, 11), dataset(1030, features, 12));
+        let cfg = RunConfig {
+            hidden: hidden.clone(),
+            batch_size: 64,
+            validation_split: 0.1,
+            seed: 3,
+            normalization: Normalization {
+                mean: 0.2,
+                std: 0.45,
+            },
+            ..RunConfig::default()
+        };
+        let what = format!("{variant}, hidden {hidden:?}, {features} inputs");
         let base = run(Fusions::NONE, variant, &cfg, &train_set, &test);
         let fused = run(gather_only, variant, &cfg, &train_set, &test);
         let reads_pixels = variant != MatmulVariant::Rows;
         assert_eq!(
             fused.4,
             base.4 - usize::from(reads_pixels),
-            "{variant}: dispatches per step"
+            "{what}: dispatches per step"
         );
-        assert_eq!(fused.0, base.0, "{variant}: per-step loss and correct sums");
-        assert_eq!(bits(&fused.1), bits(&base.1), "{variant}: parameters");
-        assert_eq!(fused.2, base.2, "{variant}: test and validation metrics");
-        assert_eq!(bits(&fused.3), bits(&base.3), "{variant}: test logits");
+        assert_eq!(fused.0, base.0, "{what}: per-step loss and correct sums");
+        assert_eq!(bits(&fused.1), bits(&base.1), "{what}: parameters");
+        assert_eq!(fused.2, base.2, "{what}: test and validation metrics");
+        assert_eq!(bits(&fused.3), bits(&base.3), "{what}: test logits");
         assert!(base.2.iter().all(|(l, _)| l.is_finite() && *l > 0.0));
     }
 }
