@@ -2,8 +2,11 @@
 //
 // Fragment: step.wgsl and matmul_common.wgsl are prepended (src/gpu/kernels/matmul.rs).
 // Expects from them `params`, `bias`, `mask`, the overrides and the helper functions listed
-// at the top of matmul_common.wgsl. Provides A, B and C (bindings 1, 2, 5) as vec4<f32>
-// arrays, the overrides A_VEC4 and B_VEC4, and the entry point.
+// at the top of matmul_common.wgsl. Provides B and C (bindings 2, 5) as vec4<f32> arrays,
+// the overrides A_VEC4 and B_VEC4, `mask_k`, and the entry point. Expects from an operand
+// fragment A's binding and the hooks `a_begin` and `load_a`: matmul_subgroup_a.wgsl (f32
+// values, prepended) or matmul_subgroup_gather.wgsl (the u8 pixels of a minibatch, the
+// gather fusion; appended).
 //
 // On lavapipe every load from a storage buffer costs a scalar loop over the SIMD lanes,
 // uniform address or not, while arithmetic runs on all 8 lanes at once. So this kernel
@@ -24,15 +27,12 @@
 override A_VEC4: bool = true;
 override B_VEC4: bool = true;
 
-@group(0) @binding(1) var<storage, read> a: array<vec4<f32>>; // whole vec4s past the end
+// A (binding 1) and its loads, `a_begin` and `load_a`, come from an operand fragment (see
+// the top of this file).
 @group(0) @binding(2) var<storage, read> b: array<vec4<f32>>; // whole vec4s past the end
 @group(0) @binding(5) var<storage, read_write> c: array<vec4<f32>>; // whole vec4s past M·N
 
-// Element i of A or B, for operands whose rows are not whole vec4s.
-fn a_at(i: u32) -> f32 {
-    return a[mem_a / 4u + i / 4u][i % 4u];
-}
-
+// Element i of B, for operands whose rows are not whole vec4s.
 fn b_at(i: u32) -> f32 {
     return b[mem_b / 4u + i / 4u][i % 4u];
 }
@@ -40,43 +40,6 @@ fn b_at(i: u32) -> f32 {
 // Zero where k = k0 + t is past the edge.
 fn mask_k(v: vec4<f32>, k0: u32, k: u32) -> vec4<f32> {
     return select(vec4<f32>(), v, vec4<u32>(k0) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(k));
-}
-
-// Lane `lane`'s load of op(A) for k = 4q .. 4q+3 and rows row0 + 8·half .. + 7. Either way,
-// lanes 4h .. 4h+3 of the subgroup together hold rows 8·half + 4h .. + 3 at all four k.
-fn load_a(q: u32, half: u32, lane: u32, row0: u32, m: u32, k: u32) -> vec4<f32> {
-    if (TRANS_A) {
-        // Stored [K, M]: rows r .. r+3 at k = 4q + lane % 4. Rows past the edge are clamped
-        // (computed, never stored).
-        let kk = 4u * q + (lane & 3u);
-        let r = row0 + 8u * half + 4u * (lane >> 2u);
-        let base = min(kk, k - 1u) * m;
-        var v: vec4<f32>;
-        if (A_VEC4) {
-            v = a[mem_a / 4u + base / 4u + min(r / 4u, m / 4u - 1u)];
-        } else {
-            v = vec4<f32>(
-                a_at(base + min(r, m - 1u)),
-                a_at(base + min(r + 1u, m - 1u)),
-                a_at(base + min(r + 2u, m - 1u)),
-                a_at(base + min(r + 3u, m - 1u)),
-            );
-        }
-        return select(vec4<f32>(), v, kk < k);
-    }
-    // Stored [M, K]: row + lane at k = 4q .. 4q+3.
-    let row = min(row0 + 8u * half + lane, m - 1u);
-    if (A_VEC4) {
-        return a[mem_a / 4u + row * (k / 4u) + q];
-    }
-    let k0 = 4u * q;
-    let base = row * k;
-    return mask_k(vec4<f32>(
-        a_at(base + min(k0, k - 1u)),
-        a_at(base + min(k0 + 1u, k - 1u)),
-        a_at(base + min(k0 + 2u, k - 1u)),
-        a_at(base + min(k0 + 3u, k - 1u)),
-    ), k0, k);
 }
 
 // Rows of op(A) as gathered from four lanes: column r of the result is row r's values at
@@ -266,6 +229,7 @@ fn matmul_subgroup(
     if (row0 >= m || kc.x >= kc.y) {
         return; // the whole workgroup: row0 and the chunk are uniform
     }
+    a_begin(wid.x, lane, row0, m, k);
     var acc0 = vec4<f32>();
     var acc1 = vec4<f32>();
     var acc2 = vec4<f32>();

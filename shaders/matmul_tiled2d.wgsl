@@ -2,9 +2,11 @@
 //
 // Fragment: step.wgsl and matmul_common.wgsl are prepended (src/gpu/kernels/matmul.rs).
 // Expects from them `params`, `bias`, `mask`, the overrides and the helper functions listed
-// at the top of matmul_common.wgsl. Provides A and B (bindings 1, 2) as vec4<f32> arrays,
-// C (binding 5) as an f32 array, the overrides BM, BN, A_VEC4 and B_VEC4, and the entry
-// point.
+// at the top of matmul_common.wgsl. Provides B (binding 2) as a vec4<f32> array, C (binding
+// 5) as an f32 array, the overrides BM, BN, A_VEC4 and B_VEC4, and the entry point. Expects
+// from an operand fragment A's binding and the hooks `a_begin` and `load_a`:
+// matmul_tiled2d_a.wgsl (f32 values, prepended) or matmul_tiled2d_gather.wgsl (the u8
+// pixels of a minibatch, the gather fusion; appended).
 //
 // A workgroup computes a BM x BN block of C (BM, BN in {64, 128}, set by the host per
 // `Tile2d`) with (BN/8) x (BM/8) invocations, each owning an 8 x 8 register tile: rows
@@ -42,59 +44,14 @@ override B_LOADS: u32 = 128u / BM;
 override TILE_A_VEC4S: u32 = BK * BM / 2u;
 override TILE_B_VEC4S: u32 = BK * BN / 2u;
 
-@group(0) @binding(1) var<storage, read> a: array<vec4<f32>>; // whole vec4s past the end
 @group(0) @binding(2) var<storage, read> b: array<vec4<f32>>; // whole vec4s past the end
 @group(0) @binding(5) var<storage, read_write> c: array<f32>;
 
 var<workgroup> tile_a: array<vec4<f32>, TILE_A_VEC4S>; // [2][BK][BM/4]: op(A)ᵀ slices
 var<workgroup> tile_b: array<vec4<f32>, TILE_B_VEC4S>; // [2][BK][BN/4]: op(B) slices
 
-fn a_at(i: u32) -> f32 {
-    return a[mem_a / 4u + i / 4u][i % 4u];
-}
-
 fn b_at(i: u32) -> f32 {
     return b[mem_b / 4u + i / 4u][i % 4u];
-}
-
-// Slot `s` (0 .. 2·BM) of the op(A) slice at k0 .. k0+7: four values along A's contiguous
-// axis. Stored [K, M]: k = k0 + s / (BM/4), rows 4·(s % (BM/4)) .. +3. Stored [M, K]:
-// row s / 2, k = k0 + 4·(s % 2) .. +3. Zero past M and past the chunk's end `kend`.
-fn load_a(s: u32, row0: u32, k0: u32, kend: u32, m: u32, k: u32) -> vec4<f32> {
-    if (TRANS_A) {
-        let kk = k0 + s / (BM / 4u);
-        let r = row0 + 4u * (s % (BM / 4u));
-        if (kk >= kend || r >= m) {
-            return vec4<f32>();
-        }
-        let base = kk * m + r;
-        if (A_VEC4) {
-            return a[mem_a / 4u + base / 4u]; // M is a multiple of 4: rows r .. r+3 all exist
-        }
-        let last = kk * m + m - 1u;
-        return select(vec4<f32>(), vec4<f32>(
-            a_at(base),
-            a_at(min(base + 1u, last)),
-            a_at(min(base + 2u, last)),
-            a_at(min(base + 3u, last)),
-        ), vec4<u32>(r) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(m));
-    }
-    let r = row0 + s / 2u;
-    let kk = k0 + 4u * (s % 2u);
-    if (r >= m || kk >= kend) {
-        return vec4<f32>();
-    }
-    let base = r * k + kk;
-    if (A_VEC4) {
-        return a[mem_a / 4u + base / 4u]; // K and the chunk's end are multiples of 4
-    }
-    let last = r * k + kend - 1u;
-    return select(vec4<f32>(), vec4<f32>(
-        a_at(base),
-        a_at(min(base + 1u, last)),
-        a_at(min(base + 2u, last)),
-        a_at(min(base + 3u, last)),
-    ), vec4<u32>(kk) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(kend));
 }
 
 // Slot `s` (0 .. 2·BN) of the op(B) slice at k0 .. k0+7, as `load_a`: stored [K, N]: k = k0
@@ -229,6 +186,7 @@ fn matmul_tiled2d(
     let tx = lid.x;
     let ty = lid.y;
     let t = ty * WG_X + tx;
+    a_begin(wid.x, t, row0, m, k);
     let slices = (kc.y - kc.x + BK - 1u) / BK;
 
     // Slice 0 into buffer 0.

@@ -467,7 +467,11 @@ fn f16_step_is_the_f32_step_plus_two_conversions() {
             precision,
             ..RunConfig::default()
         };
-        let e32 = gpu_engine(&cfg(Precision::F32), data).unwrap();
+        // The unfused f32 step: the f16 plan takes none of the step fusions.
+        let (gpu, kernels) = gpu16();
+        let variant = MatmulVariant::default_for(gpu).into();
+        let cfg32 = cfg(Precision::F32);
+        let e32 = GpuEngine::new(gpu, kernels, variant, Fusions::NONE, &cfg32, data).unwrap();
         let e16 = gpu_engine(&cfg(Precision::F16), data).unwrap();
         let l = hidden.len() + 1;
         // The last layer's bias gradient is the loss launch's: 2L - 1 backward products.

@@ -11,6 +11,7 @@ use wgtrain::data::{Dataset, Mnist};
 use wgtrain::engine::{Engine, RunData};
 use wgtrain::gpu::autotune::MatmulChoice;
 use wgtrain::gpu::engine::GpuEngine;
+use wgtrain::gpu::kernels::matmul_gather;
 use wgtrain::gpu::{Fusions, Gpu, GpuOptions, Kernels, MatmulVariant, StepRecord};
 use wgtrain::{Device, RunConfig};
 
@@ -182,4 +183,32 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32)
             want[max_at]
         );
     }
+}
+
+/// Whether the gather fusion applies to layer 0 (`inputs` → `outputs`, the `last` layer or
+/// not) at minibatches of `batch` on `variant` ([`matmul_gather::supports`]): then a
+/// training step has one dispatch fewer (no `gather_normalize`).
+pub fn gather_fuses(
+    variant: MatmulVariant,
+    inputs: usize,
+    outputs: usize,
+    batch: usize,
+    last: bool,
+) -> bool {
+    use wgtrain::gpu::kernels::matmul::{BatchDim, Epilogue, MatmulSpec};
+    let spec = MatmulSpec {
+        m: batch,
+        n: outputs,
+        k: inputs,
+        trans_a: false,
+        trans_b: true,
+        trans_c: false,
+        epilogue: if last {
+            Epilogue::Bias
+        } else {
+            Epilogue::BiasRelu
+        },
+        batch_dim: BatchDim::M,
+    };
+    matmul_gather::supports(&gpu().0, variant, &spec).is_ok()
 }

@@ -12,9 +12,9 @@
 //! `crossentropy_softmax_backward` / `update` reading).
 //!
 //! For an MLP of L layers a training step is `1 + L + 1 + (2L - 1) + (L - 1) + 1` dispatches
-//! (9 for one hidden layer):
+//! (9 for one hidden layer) without fusions ([`Fusions::NONE`]):
 //! ```text
-//! gather      gather_normalize        X [B, I], y [B]
+//! gather      gather_normalize        X [B, I], y [B]            (fused: none, see below)
 //! forward     matmul per layer        H_l = ReLU(H_{l-1} · W_lᵀ + b_l); the last gives logits [B, C]
 //! loss        softmax_cross_entropy   dlogits, per-step Σ loss and Σ correct, and the last
 //!                                     layer's db = colsum(dlogits) (fused: same order, same bits)
@@ -28,6 +28,15 @@
 //! loop cap (`softmax_cross_entropy::fuses_bias`; on lavapipe, minibatches up to about 58,000 rows
 //! at C = 10); past it, that gradient is a `column_sum` launch again (one dispatch more).
 //! Evaluation is `gather`, `forward` and `loss` (without gradient) over a held-out set.
+//!
+//! The gather fusion ([`Fusions::gather`]) drops the `gather` launch, in training (8 for one
+//! hidden layer) and in evaluation: layer 0's forward product reads the minibatch's u8
+//! pixels through the sample order and normalises them in its operand loads, and the
+//! workgroups of its first column block store X (training only, for layer 0's weight
+//! gradient) and y (for the loss) on the way (`matmul_gather`; the same values and products,
+//! bit for bit). It applies where layer 0's kernel reads pixels (subgroup, tiled2d), K is
+//! summed in one launch under the loop cap, and the adapter binds 9 storage buffers
+//! (`Stages::fuses_gather`); elsewhere the `gather` launch stays.
 //!
 //! With `--precision f16` ([`Precision::F16`]) every matmul runs `matmul_f16` on f16
 //! activations and an f16 copy of the weights, and the step gains two conversions (the
@@ -65,6 +74,8 @@ pub(crate) const SUBMITS_IN_FLIGHT: usize = 3;
 struct EvalPlan {
     set: EvalSet,
     samples: usize,
+    /// `gather_normalize`, or with the gather fusion layer 0's forward reading the set's
+    /// pixels (then the shared forward launches start at layer 1).
     gather: Dispatch,
     softmax: Dispatch,
     metrics: wgpu::Buffer,
@@ -119,12 +130,15 @@ pub struct GpuEngine<'g> {
 }
 
 /// The evaluation plans of the run's held-out sets (test, then validation, those that
-/// have samples), their step records written after the training ones.
+/// have samples), their step records written after the training ones. With `fused` (layer
+/// 0's evaluation kernel, where the gather fusion applies) each set's first launch is layer
+/// 0's forward reading its pixels, without storing X.
 fn eval_plans(
     stages: &Stages<'_>,
     setup: &RunSetup,
     data: RunData<'_>,
     norm: crate::model::Normalization,
+    fused: Option<crate::gpu::MatmulVariant>,
 ) -> Result<Vec<EvalPlan>> {
     let bufs = stages.bufs;
     let eval_rows = bufs.eval_rows;
@@ -162,7 +176,12 @@ fn eval_plans(
         evals.push(EvalPlan {
             set,
             samples,
-            gather: stages.gather(name, dataset, set_order, eval_rows, norm)?,
+            gather: match fused {
+                Some(v) => {
+                    stages.gather_forward(name, dataset, set_order, eval_rows, norm, v, false)?
+                }
+                None => stages.gather(name, dataset, set_order, eval_rows, norm)?,
+            },
             softmax: stages.loss(name, eval_rows, &metrics, false)?,
             metrics,
             first_record,
@@ -222,12 +241,19 @@ impl<'g> GpuEngine<'g> {
         };
         let norm = cfg.normalization;
         let (train, order, metrics) = (&bufs.train, &bufs.order, &bufs.train_metrics);
-        let mut train_step = vec![stages.gather("train", train, order, b, norm)?];
+        // The gather fusion: layer 0's forward reads the pixels, no gather launch.
+        let fused = !f16 && stages.fuses_gather(b, matmuls.forward[0]);
+        let mut train_step = vec![if fused {
+            stages.gather_forward("train", train, order, b, norm, matmuls.forward[0], true)?
+        } else {
+            stages.gather("train", train, order, b, norm)?
+        }];
         if f16 {
             train_step.push(stages.convert_inputs("train", b)?);
             train_step.extend(stages.forward_f16("train", b)?);
         } else {
-            train_step.extend(stages.forward("train", b, &matmuls.forward)?);
+            let first = usize::from(fused);
+            train_step.extend(stages.forward("train", b, &matmuls.forward, first)?);
         }
         train_step.push(stages.loss("train", b, metrics, true)?);
         for l in (0..layers.len()).rev() {
@@ -242,15 +268,20 @@ impl<'g> GpuEngine<'g> {
             train_step.push(stages.convert_params()?);
         }
 
-        // Evaluation: shared forward launches at `eval_rows` rows, one gather and loss per set.
+        // Evaluation: shared forward launches at `eval_rows` rows, one gather (or, fused,
+        // layer 0's forward reading the pixels) and loss per set.
+        let eval_fused = (!f16)
+            .then(|| matmuls.eval_forward[0])
+            .filter(|&v| stages.fuses_gather(eval_rows, v));
         let eval_forward = if f16 {
             let mut v = vec![stages.convert_inputs("eval", eval_rows)?];
             v.extend(stages.forward_f16("eval", eval_rows)?);
             v
         } else {
-            stages.forward("eval", eval_rows, &matmuls.eval_forward)?
+            let first = usize::from(eval_fused.is_some());
+            stages.forward("eval", eval_rows, &matmuls.eval_forward, first)?
         };
-        let evals = eval_plans(&stages, &setup, data, norm)?;
+        let evals = eval_plans(&stages, &setup, data, norm, eval_fused)?;
         let records = bufs.max_train_steps + evals.iter().map(|e| e.steps).sum::<usize>();
         let readback = Readback::new(gpu, "metrics.staging", (records * 2 * 4 + 8) as u64);
         gpu.take_error("preparing the training launches")?;

@@ -8,7 +8,7 @@ use crate::gpu::kernels::matmul::BatchDim;
 use crate::gpu::kernels::softmax_cross_entropy::METRICS_HEADER;
 use crate::gpu::kernels::{
     Dispatch, Epilogue, Kernels, MatmulSpec, MatmulVariant, column_sum, gather_normalize, matmul,
-    sgd_update, softmax_cross_entropy,
+    matmul_gather, sgd_update, softmax_cross_entropy,
 };
 use crate::gpu::{Fusions, Gpu, View};
 use crate::model::{LayerSlot, Normalization};
@@ -26,7 +26,6 @@ pub(super) struct Stages<'a> {
     pub bufs: &'a RunBuffers,
     pub matmuls: &'a MatmulPlan,
     /// The fusions the step may use where the adapter and shapes allow.
-    #[allow(dead_code)] // read by the fused stages being built
     pub fusions: Fusions,
 }
 
@@ -157,16 +156,66 @@ impl Stages<'_> {
         )
     }
 
+    /// Whether layer 0's forward over `rows` rows on `variant` reads the pixels itself (the
+    /// gather fusion, [`Fusions::gather`]): asked for, and the kernel, shape and adapter
+    /// allow it ([`matmul_gather::supports`]). Then [`Self::gather_forward`] replaces both
+    /// the `gather` launch and layer 0's `forward` launch.
+    pub fn fuses_gather(&self, rows: usize, variant: MatmulVariant) -> bool {
+        let spec = forward_spec(&self.layers()[0], rows, self.layers().len() == 1);
+        self.fusions.gather && matmul_gather::supports(self.gpu, variant, &spec).is_ok()
+    }
+
+    /// Stages `gather` and layer 0's `forward` in one launch (the gather fusion, where
+    /// [`Self::fuses_gather`]): layer 0's product over `rows` rows on `variant` reads the
+    /// normalised pixels of the samples `order` lists from the step record's `offset` on,
+    /// and writes their labels y and (with `write_x`, for the weight gradient) X.
+    #[allow(clippy::too_many_arguments)]
+    pub fn gather_forward(
+        &self,
+        tag: &str,
+        data: &DeviceDataset,
+        order: &wgpu::Buffer,
+        rows: usize,
+        norm: Normalization,
+        variant: MatmulVariant,
+        write_x: bool,
+    ) -> Result<Dispatch> {
+        let s = &self.layers()[0];
+        matmul_gather::dispatch(
+            self.gpu,
+            self.kernels,
+            variant,
+            &format!("{tag}.layer0.forward"),
+            forward_spec(s, rows, self.layers().len() == 1),
+            matmul_gather::PixelSource {
+                pixels: &data.pixels,
+                labels: &data.labels,
+                order,
+                x: self.input(0, rows),
+                y: view(&self.bufs.act.y, 0, rows),
+                mean: norm.mean,
+                std: norm.std,
+                write_x,
+            },
+            view(&self.bufs.params, s.weight, s.outputs * s.inputs),
+            view(&self.bufs.params, s.bias, s.outputs),
+            self.output(0, rows),
+            View::whole(&self.bufs.dummy),
+        )
+    }
+
     /// Stage `forward`: one matmul per layer with bias (and ReLU) fused, `rows` rows, with
-    /// the kernels `variants` (one per layer).
+    /// the kernels `variants` (one per layer), from layer `first` on (1 when
+    /// [`Self::gather_forward`] launches layer 0's).
     pub fn forward(
         &self,
         tag: &str,
         rows: usize,
         variants: &[MatmulVariant],
+        first: usize,
     ) -> Result<Vec<Dispatch>> {
         let last = self.layers().len() - 1;
-        let layers = self.layers().iter().enumerate();
+        let layers = self.layers().iter().enumerate().skip(first);
         layers
             .map(|(l, s)| {
                 matmul::dispatch(

@@ -25,6 +25,7 @@ pub const SOURCE: &str = concat!(
 pub const SUBGROUP_SOURCE: &str = concat!(
     include_str!("../../../shaders/step.wgsl"),
     include_str!("../../../shaders/matmul_common.wgsl"),
+    include_str!("../../../shaders/matmul_subgroup_a.wgsl"),
     include_str!("../../../shaders/matmul_subgroup.wgsl")
 );
 
@@ -32,6 +33,7 @@ pub const SUBGROUP_SOURCE: &str = concat!(
 pub const TILED2D_SOURCE: &str = concat!(
     include_str!("../../../shaders/step.wgsl"),
     include_str!("../../../shaders/matmul_common.wgsl"),
+    include_str!("../../../shaders/matmul_tiled2d_a.wgsl"),
     include_str!("../../../shaders/matmul_tiled2d.wgsl")
 );
 

@@ -15,6 +15,7 @@ pub mod convert_f16;
 pub mod gather_normalize;
 pub mod matmul;
 pub mod matmul_f16;
+pub mod matmul_gather;
 pub mod matmul_tiled2d_subgroup;
 pub mod sgd_update;
 pub mod softmax_cross_entropy;
@@ -53,9 +54,10 @@ pub struct KernelFamily {
 /// it is compiled only when a test asks for it. `matmul_subgroup` is built only on devices
 /// with subgroups of [`matmul::SUBGROUP_SIZE`], `matmul_tiled2d` only where autotuning
 /// (GPUs) or `--kernels` asks for it, `matmul_tiled2d_subgroup` likewise and only with
-/// `SUBGROUP`. `matmul_f16` and `convert_f16` (`--precision f16`)
-/// need `SHADER_F16` and are built only on devices created with it.
-pub const FAMILIES: [KernelFamily; 11] = [
+/// `SUBGROUP`, and the `matmul_gather` versions of subgroup and tiled2d (operand A read from
+/// pixels) only where the gather fusion runs. `matmul_f16` and `convert_f16`
+/// (`--precision f16`) need `SHADER_F16` and are built only on devices created with it.
+pub const FAMILIES: [KernelFamily; 13] = [
     gather_normalize::FAMILY,
     matmul::FAMILY,
     matmul::SUBGROUP_FAMILY,
@@ -67,6 +69,8 @@ pub const FAMILIES: [KernelFamily; 11] = [
     bias_relu::FAMILY,
     matmul_f16::FAMILY,
     convert_f16::FAMILY,
+    matmul_gather::SUBGROUP_FAMILY,
+    matmul_gather::TILED2D_FAMILY,
 ];
 
 pub use crate::step::StepRecord;
