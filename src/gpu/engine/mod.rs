@@ -227,7 +227,7 @@ impl<'g> GpuEngine<'g> {
             train_step.push(stages.convert_inputs("train", b)?);
             train_step.extend(stages.forward_f16("train", b)?);
         } else {
-            train_step.extend(stages.forward("train", b, &matmuls.forward)?);
+            train_step.extend(stages.train_forward(b)?);
         }
         train_step.push(stages.loss("train", b, metrics, true)?);
         for l in (0..layers.len()).rev() {
