@@ -37,10 +37,10 @@
 //
 // summed as every matmul variant sums one output: one fma chain over k ascending from 0,
 // then the bias added (the bias epilogue), so the logits have the matmul's bits. Work item
-// i (invocation lid walks i = lid, lid + 256, ...) is row i / G and classes 4·(i % G) ..
-// + 3, G = ceil(C / 4): four fma chains side by side in one vec4 accumulator, reading H and
-// W as vec4s along k when HIDDEN is a multiple of 4 (`HIDDEN_VEC4`), else element by
-// element. The logits are written to binding 1 (so the logits buffer holds them as after
+// i (invocation lid walks i = lid, lid + 256, ...) is the block of rows 4·(i / G) .. + 3
+// and classes 4·(i % G) .. + 3, G = ceil(C / 4): sixteen fma chains side by side in four
+// vec4 accumulators, reading H and W as vec4s along k when HIDDEN is a multiple of 4
+// (`HIDDEN_VEC4`), else element by element. The logits are written to binding 1 (so the logits buffer holds them as after
 // the matmul) and a storage barrier makes them visible to the row loop below, which then
 // runs unchanged.
 //
@@ -107,20 +107,40 @@ fn layer_at(i: u32) -> f32 {
     return layer[i / 4u][i % 4u];
 }
 
-// logits[r, c0 .. c0 + 3] (classes past C clamped to C - 1: computed, never stored): per
-// class one fma chain over k = 0, 1, ..., HIDDEN - 1 from zero, then + bias, as the matmul
-// kernels sum one output.
-fn output_logits4(r: u32, c0: u32) -> vec4<f32> {
+// The row of H to read for row r of a block: rows past the minibatch are clamped (their
+// logits are computed, never stored).
+fn h_row(r: u32, batch: u32) -> u32 {
+    return min(r, batch - 1u);
+}
+
+// Classes c0 .. c0 + 3 of one row: per class one fma chain over k = 4q .. 4q + 3, in order.
+fn fma_k4(acc: vec4<f32>, h: vec4<f32>, w: mat4x4<f32>) -> vec4<f32> {
+    let s = fma(vec4<f32>(h.x), w[0], acc);
+    let t = fma(vec4<f32>(h.y), w[1], s);
+    let u = fma(vec4<f32>(h.z), w[2], t);
+    return fma(vec4<f32>(h.w), w[3], u);
+}
+
+// logits[r0 + j, c0 .. c0 + 3] for j = 0 .. 3 (column j of the result; classes past C
+// clamped to C - 1 and rows past the minibatch to its last row: computed, never stored).
+// Per output one fma chain over k = 0, 1, ..., HIDDEN - 1 from zero, then + bias, as the
+// matmul kernels sum one output. A block of 4 rows x 4 classes loads 8 vec4s per 4 k for
+// 64 fmas (lavapipe pays per load instruction).
+fn output_block(r0: u32, c0: u32, batch: u32) -> mat4x4<f32> {
     let c_last = CLASSES - 1u;
     let c1 = min(c0 + 1u, c_last);
     let c2 = min(c0 + 2u, c_last);
     let c3 = min(c0 + 3u, c_last);
-    var acc = vec4<f32>();
+    let r1 = h_row(r0 + 1u, batch);
+    let r2 = h_row(r0 + 2u, batch);
+    let r3 = h_row(r0 + 3u, batch);
+    var acc0 = vec4<f32>();
+    var acc1 = vec4<f32>();
+    var acc2 = vec4<f32>();
+    var acc3 = vec4<f32>();
     if (HIDDEN_VEC4) {
         let k4 = HIDDEN / 4u;
-        let h_row = r * k4;
         for (var q = 0u; q < k4; q++) {
-            let h = hidden[h_row + q];
             // Column t: the four classes' weights at k = 4q + t.
             let w = transpose(mat4x4<f32>(
                 layer[c0 * k4 + q],
@@ -128,13 +148,12 @@ fn output_logits4(r: u32, c0: u32) -> vec4<f32> {
                 layer[c2 * k4 + q],
                 layer[c3 * k4 + q],
             ));
-            acc = fma(vec4<f32>(h.x), w[0], acc);
-            acc = fma(vec4<f32>(h.y), w[1], acc);
-            acc = fma(vec4<f32>(h.z), w[2], acc);
-            acc = fma(vec4<f32>(h.w), w[3], acc);
+            acc0 = fma_k4(acc0, hidden[r0 * k4 + q], w);
+            acc1 = fma_k4(acc1, hidden[r1 * k4 + q], w);
+            acc2 = fma_k4(acc2, hidden[r2 * k4 + q], w);
+            acc3 = fma_k4(acc3, hidden[r3 * k4 + q], w);
         }
     } else {
-        let h_row = r * HIDDEN;
         for (var k = 0u; k < HIDDEN; k++) {
             let w = vec4<f32>(
                 layer_at(c0 * HIDDEN + k),
@@ -142,11 +161,29 @@ fn output_logits4(r: u32, c0: u32) -> vec4<f32> {
                 layer_at(c2 * HIDDEN + k),
                 layer_at(c3 * HIDDEN + k),
             );
-            acc = fma(vec4<f32>(h_at(h_row + k)), w, acc);
+            acc0 = fma(vec4<f32>(h_at(r0 * HIDDEN + k)), w, acc0);
+            acc1 = fma(vec4<f32>(h_at(r1 * HIDDEN + k)), w, acc1);
+            acc2 = fma(vec4<f32>(h_at(r2 * HIDDEN + k)), w, acc2);
+            acc3 = fma(vec4<f32>(h_at(r3 * HIDDEN + k)), w, acc3);
         }
     }
     let b = params.bias_at;
-    return acc + vec4<f32>(layer_at(b + c0), layer_at(b + c1), layer_at(b + c2), layer_at(b + c3));
+    let bias = vec4<f32>(layer_at(b + c0), layer_at(b + c1), layer_at(b + c2), layer_at(b + c3));
+    return mat4x4<f32>(acc0 + bias, acc1 + bias, acc2 + bias, acc3 + bias);
+}
+
+// Stores classes c0 .. c0 + 3 (those below C) of one row from `v`.
+fn store_logits4(at: u32, c0: u32, v: vec4<f32>) {
+    logits[at] = v.x;
+    if (c0 + 1u < CLASSES) {
+        logits[at + 1u] = v.y;
+    }
+    if (c0 + 2u < CLASSES) {
+        logits[at + 2u] = v.z;
+    }
+    if (c0 + 3u < CLASSES) {
+        logits[at + 3u] = v.w;
+    }
 }
 
 @compute @workgroup_size(256)
@@ -166,21 +203,22 @@ fn softmax_cross_entropy(
     let batch = step.batch;
     let inv_batch = 1.0 / f32(batch);
     if (FUSED_OUTPUT) {
+        // Work item i: rows 4·(i / G) .. + 3, classes 4·(i % G) .. + 3.
         let groups = (c_n + 3u) / 4u;
-        for (var i = lid; i < batch * groups; i += WG) {
-            let r = i / groups;
+        for (var i = lid; i < ((batch + 3u) / 4u) * groups; i += WG) {
+            let r0 = (i / groups) * 4u;
             let c0 = (i % groups) * 4u;
-            let v = output_logits4(r, c0);
-            let at = mem_logits + r * c_n + c0;
-            logits[at] = v.x;
-            if (c0 + 1u < c_n) {
-                logits[at + 1u] = v.y;
+            let v = output_block(r0, c0, batch);
+            let at = mem_logits + r0 * c_n + c0;
+            store_logits4(at, c0, v[0]);
+            if (r0 + 1u < batch) {
+                store_logits4(at + c_n, c0, v[1]);
             }
-            if (c0 + 2u < c_n) {
-                logits[at + 2u] = v.z;
+            if (r0 + 2u < batch) {
+                store_logits4(at + 2u * c_n, c0, v[2]);
             }
-            if (c0 + 3u < c_n) {
-                logits[at + 3u] = v.w;
+            if (r0 + 3u < batch) {
+                store_logits4(at + 3u * c_n, c0, v[3]);
             }
         }
         // Every row's logits visible to the invocation that takes the row below.

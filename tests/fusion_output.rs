@@ -319,14 +319,16 @@ fn fused_output_layer_gives_the_unfused_bits_for_every_matmul_variant() {
 }
 
 /// The loop-cap model: the fused launch's loops are the unfused ones plus
-/// `ceil(B·ceil(C/4)/256)·(k + 1) + 1`, k the k-loop passes (`width/4 + 1` for whole vec4
-/// rows, else `width + 1`); counted by hand for two shapes.
+/// `ceil(ceil(B/4)·ceil(C/4)/256)·(k + 1) + 1`, k the k-loop passes (`width/4 + 1` for
+/// whole vec4 rows, else `width + 1`); counted by hand for three shapes.
 #[test]
 fn fused_output_loop_passes_count_items_and_k_passes() {
-    // 64 rows x 3 class groups = 192 items: one per invocation; 256/4 + 1 = 65 k passes.
+    // 16 row blocks x 3 class groups = 48 items: one per invocation; 256/4 + 1 = 65 k passes.
     assert_eq!(sce::fused_output_loop_passes(64, 10, 256), 67);
-    // 300 x 3 = 900 items: 4 per invocation; 30 + 1 k passes (not whole vec4s).
-    assert_eq!(sce::fused_output_loop_passes(300, 10, 30), 4 * 32 + 1);
+    // 75 x 3 = 225 items: still one; 30 + 1 k passes (not whole vec4s).
+    assert_eq!(sce::fused_output_loop_passes(300, 10, 30), 33);
+    // 1025 x 1 = 1025 items: 5 per invocation.
+    assert_eq!(sce::fused_output_loop_passes(4097, 3, 8), 5 * 4 + 1);
 }
 
 /// An MLP config for the engine tests: `hidden`, minibatches of `batch`, momentum.
@@ -441,4 +443,113 @@ fn output_layer_stays_a_matmul_past_the_size_limit_and_without_a_hidden_layer() 
         engine_with(OUTPUT_ONLY, &cfg, data).dispatches_per_step(),
         8
     );
+}
+
+/// The measurement behind `FUSED_OUTPUT_MAX_MACS` (docs/performance.md), not a check:
+/// `cargo test --release --test fusion_output -- --ignored --nocapture`. Per batch size
+/// (hidden 256, C = 10), the fused launch against the default matmul variant's forward
+/// plus the unfused launch, alternated A, B, A, B (5 rounds of 40 repeats each); prints
+/// microseconds per step's worth (min and median over the rounds).
+#[test]
+#[ignore = "timing probe; run by hand"]
+fn probe_fused_output_timing() {
+    let (g, kn) = gpu();
+    let variant = MatmulVariant::default_for(g);
+    for b in [64usize, 128, 256, 512] {
+        let sh = Shape {
+            max_batch: b,
+            rows: b,
+            width: 256,
+            classes: 10,
+            seed: 9,
+        };
+        let c = sh.classes;
+        let th = GpuTensor::upload(g, "hidden", &sh.hidden(), &[b, sh.width]).unwrap();
+        let params = sh.params();
+        let tp = GpuTensor::upload(g, "params", &params, &[params.len()]).unwrap();
+        let ty = GpuTensor::upload(g, "labels", bytemuck::cast_slice(&sh.labels()), &[b]).unwrap();
+        let tl = GpuTensor::poisoned(g, "logits", &[b, c]).unwrap();
+        let td = GpuTensor::poisoned(g, "dlogits", &[b, c]).unwrap();
+        let tr = GpuTensor::poisoned(g, "rows", &[b, 2]).unwrap();
+        let tm = GpuTensor::upload(g, "metrics", &[0.0; 6], &[6]).unwrap();
+        let tdb = GpuTensor::poisoned(g, "dbias", &[c]).unwrap();
+        let dummy = GpuTensor::upload(g, "dummy", &[0.0; 4], &[4]).unwrap();
+        let bufs = || sce::SoftmaxCrossEntropyBuffers {
+            logits: tl.view(),
+            labels: ty.view(),
+            dlogits: td.view(),
+            rows: tr.view(),
+            metrics: tm.view(),
+            dbias: Some(tdb.view()),
+        };
+        let output = sce::OutputLayer {
+            hidden: th.view(),
+            params: tp.view(),
+            bias_at: sh.bias_at(),
+            width: sh.width,
+        };
+        let fused =
+            vec![sce::dispatch_fused_output(g, kn, "fused", bufs(), output, b, c, true).unwrap()];
+        let spec = MatmulSpec {
+            m: b,
+            n: c,
+            k: sh.width,
+            trans_a: false,
+            trans_b: true,
+            trans_c: false,
+            epilogue: Epilogue::Bias,
+            batch_dim: BatchDim::M,
+        };
+        let w = View {
+            buffer: &tp.buffer,
+            offset: 0,
+            len: c * sh.width,
+        };
+        let bias = View {
+            buffer: &tp.buffer,
+            offset: sh.bias_at() as u64 * 4,
+            len: c,
+        };
+        let unfused = vec![
+            matmul::dispatch(
+                g,
+                kn,
+                variant,
+                "forward",
+                spec,
+                th.view(),
+                w,
+                Some(bias),
+                None,
+                tl.view(),
+                dummy.view(),
+            )
+            .unwrap(),
+            sce::dispatch(g, kn, "unfused", bufs(), b, c, true).unwrap(),
+        ];
+        let reps = 40;
+        let time = |d: &[kernels::Dispatch]| {
+            kernels::run(g, kn, d, record(b), reps)
+                .unwrap()
+                .as_secs_f64()
+                * 1e6
+                / reps as f64
+        };
+        time(&fused);
+        time(&unfused);
+        let (mut tf, mut tu) = (vec![], vec![]);
+        for _ in 0..5 {
+            tf.push(time(&fused));
+            tu.push(time(&unfused));
+        }
+        let stats = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            format!("min {:.0} median {:.0} us", v[0], v[v.len() / 2])
+        };
+        println!(
+            "B={b} hidden 256 C=10: fused {}; {variant} forward + softmax {}",
+            stats(&mut tf),
+            stats(&mut tu)
+        );
+    }
 }

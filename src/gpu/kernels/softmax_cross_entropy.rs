@@ -160,11 +160,12 @@ pub fn loop_passes(max_batch: usize, classes: usize, fused_bias: bool) -> u64 {
 
 /// Loop iterations the fused output layer ([`dispatch_fused_output`]) adds to
 /// [`loop_passes`] for a hidden width of `width`: each invocation takes
-/// `T = ceil(B·G / 256)` work items (`G = ceil(C / 4)` class groups per row), each a k loop
-/// of `width/4 + 1` passes (whole vec4 rows) or `width + 1`, and its own pass: `T·(k + 1)
-/// + 1`.
+/// `T = ceil(ceil(B / 4)·G / 256)` work items (blocks of 4 rows by 4 classes, `G =
+/// ceil(C / 4)` class groups), each a k loop of `width/4 + 1` passes (whole vec4 rows) or
+/// `width + 1`, and its own pass: `T·(k + 1) + 1`.
 pub fn fused_output_loop_passes(max_batch: usize, classes: usize, width: usize) -> u64 {
-    let items = (max_batch as u64 * (classes as u64).div_ceil(4)).div_ceil(256);
+    let blocks = (max_batch as u64).div_ceil(4) * (classes as u64).div_ceil(4);
+    let items = blocks.div_ceil(256);
     let k = if width.is_multiple_of(4) {
         width as u64 / 4 + 1
     } else {
