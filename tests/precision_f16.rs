@@ -467,7 +467,18 @@ fn f16_step_is_the_f32_step_plus_two_conversions() {
             precision,
             ..RunConfig::default()
         };
-        let e32 = gpu_engine(&cfg(Precision::F32), data).unwrap();
+        // The f16 plan is unfused (`Fusions` apply to f32 steps only).
+        let (gpu, kernels) = gpu16();
+        let matmul = MatmulVariant::default_for(gpu).into();
+        let e32 = GpuEngine::new(
+            gpu,
+            kernels,
+            matmul,
+            Fusions::NONE,
+            &cfg(Precision::F32),
+            data,
+        )
+        .unwrap();
         let e16 = gpu_engine(&cfg(Precision::F16), data).unwrap();
         let l = hidden.len() + 1;
         // The last layer's bias gradient is the loss launch's: 2L - 1 backward products.

@@ -137,7 +137,7 @@ pub struct OutputLayer<'a> {
 /// launch: past it, one workgroup computing the whole layer costs more than the separate
 /// matmul launch it saves (measured on lavapipe; reasoning for GPUs in
 /// docs/performance.md).
-pub const FUSED_OUTPUT_MAX_MACS: usize = 64 * 256 * 10;
+pub const FUSED_OUTPUT_MAX_MACS: usize = 128 * 256 * 10;
 
 /// f32 words before the per-step sums in a metrics buffer (the status header).
 pub const METRICS_HEADER: usize = 4;
