@@ -226,13 +226,14 @@ impl Stages<'_> {
 
     /// Whether the training `loss` stage over minibatches of up to `batch` rows computes the
     /// logits itself (`Fusions::output_layer`; then `forward` has no matmul for the output
-    /// layer): only when its input is a hidden layer's activations (two layers or more),
-    /// and the product is small and fits the loop cap
-    /// ([`softmax_cross_entropy::fuses_output_layer`]).
+    /// layer): only in f32 runs (the f16 plan, `plan::f16`, stays unfused), when its input
+    /// is a hidden layer's activations (two layers or more), and the product is small and
+    /// fits the loop cap ([`softmax_cross_entropy::fuses_output_layer`]).
     pub(crate) fn fused_output(&self, batch: usize) -> bool {
         let layers = self.layers();
         let last = &layers[layers.len() - 1];
         self.fusions.output_layer
+            && self.bufs.f16.is_none()
             && layers.len() >= 2
             && softmax_cross_entropy::fuses_output_layer(
                 self.gpu,

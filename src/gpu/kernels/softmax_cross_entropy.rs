@@ -84,7 +84,8 @@ impl LossMembers {
 
 /// The family: entry point `softmax_cross_entropy`, one pipeline per class count (the
 /// override constant `CLASSES`: with a uniform loop bound, lavapipe leaks about 0.8 MB per
-/// dispatch, docs/performance.md).
+/// dispatch, docs/performance.md), and with the fused output layer one per hidden width
+/// too (`FUSED_OUTPUT`, `HIDDEN`, `HIDDEN_VEC4`).
 pub const FAMILY: KernelFamily = KernelFamily {
     name: "softmax_cross_entropy",
     source: SOURCE,
