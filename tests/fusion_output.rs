@@ -331,6 +331,107 @@ fn fused_output_loop_passes_count_items_and_k_passes() {
     assert_eq!(sce::fused_output_loop_passes(4097, 3, 8), 5 * 4 + 1);
 }
 
+/// The loop-cap model at its edge: with 4 rows and 3 classes (one work item) and an odd
+/// hidden width (the element-by-element k loop, `width + 1` passes), the width that makes
+/// the launch's loops exactly lavapipe's cap of 65,535 by the model runs to the end: exact
+/// logits (small integers times multiples of 1/8, so every partial sum is exact in f32),
+/// then dlogits and the bias gradient (the last loops). Measured with the cap check off,
+/// lavapipe still completed 10 passes past the model's count here and truncated at 14 (the
+/// model is a little conservative), so this catches undercounts larger than that, e.g. the
+/// k loop counted as `width/4` on this path. One pass over a device's cap is refused
+/// naming the limit, and `fuses_output_layer` says no there.
+#[test]
+fn fused_output_runs_exactly_at_the_loop_cap_and_is_refused_past_it() {
+    let (g, kn) = gpu();
+    // 4 rows, 3 classes: one work item; the fused passes are width + 3.
+    let (b, c) = (4usize, 3usize);
+    let width = 65_535 - sce::loop_passes(b, c, true) as usize - 3;
+    assert_eq!(width % 2, 1, "odd width, element-by-element path");
+    let passes = sce::loop_passes(b, c, true) + sce::fused_output_loop_passes(b, c, width);
+    assert_eq!(passes, 65_535);
+    let h: Vec<f32> = (0..b * width)
+        .map(|i| ((i * 7 + i / 5) % 4) as f32)
+        .collect();
+    let bias_at = (c * width).next_multiple_of(64);
+    let mut p = vec![0.0f32; bias_at + 64];
+    for (i, v) in p[..c * width].iter_mut().enumerate() {
+        *v = [0.125, -0.25, 0.5, -0.375, 0.0][(i * 3 + i / 7) % 5];
+    }
+    p[bias_at..bias_at + c].copy_from_slice(&[1.0, -2.0, 0.5]);
+    let labels = [0u32, 1, 2, 0];
+    let th = GpuTensor::upload(g, "hidden", &h, &[b, width]).unwrap();
+    let tp = GpuTensor::upload(g, "params", &p, &[p.len()]).unwrap();
+    let ty = GpuTensor::upload(g, "labels", bytemuck::cast_slice(&labels), &[b]).unwrap();
+    let tl = GpuTensor::poisoned(g, "logits", &[b, c]).unwrap();
+    let td = GpuTensor::poisoned(g, "dlogits", &[b, c]).unwrap();
+    let tr = GpuTensor::poisoned(g, "rows", &[b, 2]).unwrap();
+    let tm = GpuTensor::upload(g, "metrics", &[0.0; 6], &[6]).unwrap();
+    let tdb = GpuTensor::poisoned(g, "dbias", &[c]).unwrap();
+    let bufs = || sce::SoftmaxCrossEntropyBuffers {
+        logits: tl.view(),
+        labels: ty.view(),
+        dlogits: td.view(),
+        rows: tr.view(),
+        metrics: tm.view(),
+        dbias: Some(tdb.view()),
+    };
+    let output = sce::OutputLayer {
+        hidden: th.view(),
+        params: tp.view(),
+        bias_at,
+        width,
+    };
+    if g.loop_cap.is_some() {
+        assert_eq!(g.loop_cap, Some(65_535), "lavapipe's loop cap");
+        assert!(
+            sce::fuses_output_layer(g, b, c, width, true)
+                || b * width * c > sce::FUSED_OUTPUT_MAX_MACS
+        );
+    }
+    let d = sce::dispatch_fused_output(g, kn, "edge", bufs(), output, b, c, true).unwrap();
+    kernels::run(g, kn, &[d], record(b), 1).unwrap();
+    let want: Vec<f32> = (0..b * c)
+        .map(|i| {
+            let (r, j) = (i / c, i % c);
+            let dot: f64 = (0..width)
+                .map(|k| f64::from(h[r * width + k]) * f64::from(p[j * width + k]))
+                .sum();
+            (dot + f64::from(p[bias_at + j])) as f32
+        })
+        .collect();
+    assert_eq!(tl.read(g).unwrap(), want, "exact logits at the loop cap");
+    // The loops after the product (the rows', the classes', the bias gradient's, last)
+    // ran to the end too: dlogits and their column sums (rows in order, as the kernel adds
+    // them) against the reference.
+    let reference = cpu::softmax_cross_entropy(&want, &labels, c);
+    let dlogits = td.read(g).unwrap();
+    assert_close(
+        "dlogits at the loop cap",
+        &dlogits,
+        &reference.dlogits,
+        1e-7,
+        1e-4,
+    );
+    let colsum: Vec<f32> = (0..c)
+        .map(|j| (0..b).fold(0.0f32, |acc, r| acc + dlogits[r * c + j]))
+        .collect();
+    assert_eq!(
+        bits(&tdb.read(g).unwrap()),
+        bits(&colsum),
+        "dbias at the loop cap"
+    );
+
+    let mut small = wgtrain::gpu::Gpu::new(&wgtrain::gpu::GpuOptions::default()).unwrap();
+    small.loop_cap = Some(passes - 1);
+    let kn2 = wgtrain::gpu::Kernels::new(&small).unwrap();
+    assert!(!sce::fuses_output_layer(&small, b, c, width, true));
+    let err = sce::dispatch_fused_output(&small, &kn2, "edge", bufs(), output, b, c, true)
+        .err()
+        .expect("refused one pass over the cap")
+        .to_string();
+    assert!(err.contains("loop cap"), "{err}");
+}
+
 /// An MLP config for the engine tests: `hidden`, minibatches of `batch`, momentum.
 fn config(hidden: &[usize], batch: usize) -> RunConfig {
     RunConfig {
