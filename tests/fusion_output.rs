@@ -426,8 +426,7 @@ fn fused_output_runs_exactly_at_the_loop_cap_and_is_refused_past_it() {
     let kn2 = wgtrain::gpu::Kernels::new(&small).unwrap();
     assert!(!sce::fuses_output_layer(&small, b, c, width, true));
     let err = sce::dispatch_fused_output(&small, &kn2, "edge", bufs(), output, b, c, true)
-        .err()
-        .expect("refused one pass over the cap")
+        .expect_err("refused one pass over the cap")
         .to_string();
     assert!(err.contains("loop cap"), "{err}");
 }
