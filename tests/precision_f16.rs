@@ -480,6 +480,16 @@ fn f16_step_is_the_f32_step_plus_two_conversions() {
             1 + l + 1 + (2 * l - 1) + (l - 1) + 1
         );
         assert_eq!(e16.dispatches_per_step(), e32.dispatches_per_step() + 2);
+        // Opened with `Fusions::ALL`, the f16 loss launch still computes no logits (the
+        // fused output layer's launch has the product's K in its shape).
+        let loss = e16
+            .train_step_dispatches()
+            .iter()
+            .find(|d| d.kernel == "softmax_cross_entropy");
+        assert!(
+            !loss.unwrap().shape.contains("K="),
+            "f16: unfused loss launch"
+        );
         let kernels: Vec<&str> = e16
             .train_step_dispatches()
             .iter()

@@ -51,7 +51,18 @@ fn profile_mnist_shapes(mode: Option<TimingMode>, steps: usize) -> (Profile, boo
     };
     let matmul = MatmulVariant::default_for(gpu).into();
     let data = common::data(&train_set, &test_set);
-    let mut engine = common::gpu_engine(matmul, &cfg, data).expect("engine");
+    // Unfused (`Fusions::NONE`): the step of one launch per operation that the labels and
+    // flop counts below describe.
+    let (gpu, kernels) = common::gpu();
+    let mut engine = wgtrain::gpu::engine::GpuEngine::new(
+        gpu,
+        kernels,
+        matmul,
+        wgtrain::gpu::Fusions::NONE,
+        &cfg,
+        data,
+    )
+    .expect("engine");
     let samples: Vec<u32> = (0..train_set.len() as u32).collect();
     let order = train::epoch_order(&samples, 3, 0);
     let records = train::step_records(samples.len(), BATCH, 0, |_| 0.05);
@@ -327,6 +338,8 @@ fn cli_profile_prints_the_table_and_writes_a_chrome_trace() {
         "4",
         "--warmup-steps",
         "1",
+        "--fuse",
+        "none",
         "--trace",
         trace.to_str().expect("utf-8 path"),
     ]);

@@ -27,7 +27,20 @@
 //! The loss launch takes the last bias gradient over only while its loops fit the adapter's
 //! loop cap (`softmax_cross_entropy::fuses_bias`; on lavapipe, minibatches up to about 58,000 rows
 //! at C = 10); past it, that gradient is a `column_sum` launch again (one dispatch more).
-//! Evaluation is `gather`, `forward` and `loss` (without gradient) over a held-out set.
+//!
+//! Fused output layer (`Fusions::output_layer`, `plan::Stages::fused_output`): when the
+//! output layer's input is a hidden layer (L ≥ 2) and its product is small (`B·H·C` up to
+//! `softmax_cross_entropy::FUSED_OUTPUT_MAX_MACS`, batch 128 at H = 256, C = 10) and fits
+//! the loop cap, the training `loss` launch computes the logits itself from `H_{L-2}` and
+//! the last layer's weights, in the matmul kernels' summation order (the same bits), and
+//! `forward` has no matmul for the last layer: one dispatch fewer (8 for one hidden layer).
+//! ```text
+//! forward     matmul per layer but the last     H_l = ReLU(H_{l-1} · W_lᵀ + b_l)
+//! loss        softmax_cross_entropy             logits = H_{L-2} · W_{L-1}ᵀ + b_{L-1}, then as above
+//! ```
+//! Evaluation is `gather`, `forward` and `loss` (without gradient) over a held-out set; it
+//! never fuses the output layer (its `EVAL_BATCH`-row minibatches are past the size limit,
+//! and [`GpuEngine`]'s `logits` reads the forward's logits buffer).
 //!
 //! The gather fusion ([`Fusions::gather`]) drops the `gather` launch, in training (8 for one
 //! hidden layer) and in evaluation: layer 0's forward product reads the minibatch's u8
@@ -253,7 +266,7 @@ impl<'g> GpuEngine<'g> {
             train_step.extend(stages.forward_f16("train", b)?);
         } else {
             let first = usize::from(fused);
-            train_step.extend(stages.forward("train", b, &matmuls.forward, first)?);
+            train_step.extend(stages.train_forward(b, first)?);
         }
         train_step.push(stages.loss("train", b, metrics, true)?);
         for l in (0..layers.len()).rev() {

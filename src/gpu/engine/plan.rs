@@ -214,8 +214,28 @@ impl Stages<'_> {
         variants: &[MatmulVariant],
         first: usize,
     ) -> Result<Vec<Dispatch>> {
+        self.forward_layers(tag, rows, variants, first, self.layers().len())
+    }
+
+    /// Stage `forward` of the training step over minibatches of up to `batch` rows: as
+    /// [`Self::forward`], without the output layer's matmul when the `loss` stage computes
+    /// the logits ([`Self::fused_output`]), from layer `first` on as [`Self::forward`].
+    pub fn train_forward(&self, batch: usize, first: usize) -> Result<Vec<Dispatch>> {
+        let n = self.layers().len() - usize::from(self.fused_output(batch));
+        self.forward_layers("train", batch, &self.matmuls.forward, first, n)
+    }
+
+    /// The forward matmuls of layers `first .. count`.
+    fn forward_layers(
+        &self,
+        tag: &str,
+        rows: usize,
+        variants: &[MatmulVariant],
+        first: usize,
+        count: usize,
+    ) -> Result<Vec<Dispatch>> {
         let last = self.layers().len() - 1;
-        let layers = self.layers().iter().enumerate().skip(first);
+        let layers = self.layers().iter().enumerate().take(count).skip(first);
         layers
             .map(|(l, s)| {
                 matmul::dispatch(
@@ -255,9 +275,30 @@ impl Stages<'_> {
         l + 1 < self.layers().len() || !self.fused_bias(batch)
     }
 
+    /// Whether the training `loss` stage over minibatches of up to `batch` rows computes the
+    /// logits itself (`Fusions::output_layer`; then `forward` has no matmul for the output
+    /// layer): only in f32 runs (the f16 plan, `plan::f16`, stays unfused), when its input
+    /// is a hidden layer's activations (two layers or more), and the product is small and
+    /// fits the loop cap ([`softmax_cross_entropy::fuses_output_layer`]).
+    pub(crate) fn fused_output(&self, batch: usize) -> bool {
+        let layers = self.layers();
+        let last = &layers[layers.len() - 1];
+        self.fusions.output_layer
+            && self.bufs.f16.is_none()
+            && layers.len() >= 2
+            && softmax_cross_entropy::fuses_output_layer(
+                self.gpu,
+                batch,
+                last.outputs,
+                last.inputs,
+                self.fused_bias(batch),
+            )
+    }
+
     /// Stage `loss`: softmax cross-entropy of the logits of `rows` rows, the step's sums into
-    /// `metrics`; with `grad`, also dlogits `(softmax - onehot) / B` and (when it fits the
-    /// loop cap) the last layer's bias gradient `colsum(dlogits)`.
+    /// `metrics`; with `grad`, also dlogits `(softmax - onehot) / B`, (when it fits the
+    /// loop cap) the last layer's bias gradient `colsum(dlogits)` and (when
+    /// [`Self::fused_output`]) the logits themselves from the last hidden activations.
     pub fn loss(
         &self,
         tag: &str,
@@ -265,23 +306,38 @@ impl Stages<'_> {
         metrics: &wgpu::Buffer,
         grad: bool,
     ) -> Result<Dispatch> {
-        let classes = self.layers()[self.layers().len() - 1].outputs;
-        softmax_cross_entropy::dispatch(
-            self.gpu,
-            self.kernels,
-            &format!("{tag}.softmax_cross_entropy"),
-            softmax_cross_entropy::SoftmaxCrossEntropyBuffers {
-                logits: view(&self.bufs.act.logits, 0, rows * classes),
-                labels: view(&self.bufs.act.y, 0, rows),
-                dlogits: view(&self.bufs.act.dlogits, 0, rows * classes),
-                rows: view(&self.bufs.act.rows, 0, rows * 2),
-                metrics: View::whole(metrics),
-                dbias: self.fused_dbias(rows, grad),
-            },
-            rows,
-            classes,
-            grad,
-        )
+        let l = self.layers().len() - 1;
+        let last = &self.layers()[l];
+        let classes = last.outputs;
+        let output =
+            (grad && self.fused_output(rows)).then(|| softmax_cross_entropy::OutputLayer {
+                hidden: self.input(l, rows),
+                params: view(
+                    &self.bufs.params,
+                    last.weight,
+                    last.bias - last.weight + classes,
+                ),
+                bias_at: last.bias - last.weight,
+                width: last.inputs,
+            });
+        let label = format!("{tag}.softmax_cross_entropy");
+        let bufs = softmax_cross_entropy::SoftmaxCrossEntropyBuffers {
+            logits: view(&self.bufs.act.logits, 0, rows * classes),
+            labels: view(&self.bufs.act.y, 0, rows),
+            dlogits: view(&self.bufs.act.dlogits, 0, rows * classes),
+            rows: view(&self.bufs.act.rows, 0, rows * 2),
+            metrics: View::whole(metrics),
+            dbias: self.fused_dbias(rows, grad),
+        };
+        let (gpu, kernels) = (self.gpu, self.kernels);
+        match output {
+            Some(o) => softmax_cross_entropy::dispatch_fused_output(
+                gpu, kernels, &label, bufs, o, rows, classes, grad,
+            ),
+            None => {
+                softmax_cross_entropy::dispatch(gpu, kernels, &label, bufs, rows, classes, grad)
+            }
+        }
     }
 
     /// Stage `backward` of layer `l` for minibatches of up to `batch` rows: weight gradient,

@@ -5,13 +5,24 @@
 //! Shapes: logits `[B, C]`, labels `[B]` u32, dlogits `[B, C]`, rows `[B, 2]`
 //! (loss, correct), metrics `[4 + steps·2]`: a status header (word 0 is 1.0 once a step's
 //! loss was not finite, word 1 that step's index as u32 bits), then Σ loss and Σ correct per
-//! step. Bindings: 0 params, 1 logits, 2 labels, 3 dlogits, 4 rows, 5 metrics, 6 dbias.
+//! step. Bindings: 0 params, 1 logits, 2 labels, 3 dlogits, 4 rows, 5 metrics, 6 dbias,
+//! 7 hidden and 8 the output layer's weights and bias (both read only with the fused output
+//! layer; 16-byte stand-ins otherwise).
 //! Grid: 1 workgroup, or one per member of a population ([`dispatch_members`]).
 //!
 //! Fused bias gradient: given `dbias` (`[C]`, training only), the launch also writes the
 //! last layer's bias gradient `db[c] = Σ_b dlogits[b, c]`, summed over the rows in order
 //! 0..B as `column_sum` does (the same bits), which saves the step that `column_sum`
 //! launch.
+//!
+//! Fused output layer ([`dispatch_fused_output`], training of one member): the launch
+//! also computes the logits `[B, C] = H [B, hidden] · Wᵀ + bias` from the last hidden
+//! activations and the output layer's parameters ([`OutputLayer`]), summed in the matmul
+//! kernels' order (one fma chain over k ascending per output, then the bias: the same
+//! bits), writes them to the logits buffer and goes on as above; the step needs no
+//! forward matmul launch for the output layer. One workgroup then does all of that
+//! layer's `2·B·hidden·C` flops, so the engine uses it only for small products
+//! ([`FUSED_OUTPUT_MAX_MACS`]).
 
 use super::{Dispatch, KernelFamily, Kernels, params_buffer, storage_entry, uniform_entry};
 use crate::error::Result;
@@ -41,6 +52,10 @@ pub struct SoftmaxCrossEntropyParams {
     pub write_bias: u32,
     /// Floats between members' dbias.
     pub stride_bias: u32,
+    /// Fused output layer: the element of binding 8 (the output layer's weights `[C,
+    /// hidden]` from element 0) where its bias `[C]` starts.
+    pub bias_at: u32,
+    pub _pad: [u32; 3],
 }
 
 /// The members of one softmax-cross-entropy launch (population training): `count`
@@ -69,19 +84,23 @@ impl LossMembers {
 
 /// The family: entry point `softmax_cross_entropy`, one pipeline per class count (the
 /// override constant `CLASSES`: with a uniform loop bound, lavapipe leaks about 0.8 MB per
-/// dispatch, docs/performance.md).
+/// dispatch, docs/performance.md), and with the fused output layer one per hidden width
+/// too (`FUSED_OUTPUT`, `HIDDEN`, `HIDDEN_VEC4`).
 pub const FAMILY: KernelFamily = KernelFamily {
     name: "softmax_cross_entropy",
     source: SOURCE,
     features: wgpu::Features::empty(),
     bindings: &[
         uniform_entry(0),
-        storage_entry(1, true),
+        // Written by the fused output layer.
+        storage_entry(1, false),
         storage_entry(2, true),
         storage_entry(3, false),
         storage_entry(4, false),
         storage_entry(5, false),
         storage_entry(6, false),
+        storage_entry(7, true),
+        storage_entry(8, true),
     ],
 };
 
@@ -97,6 +116,29 @@ pub struct SoftmaxCrossEntropyBuffers<'a> {
     /// given (training only; `None` leaves it to a `column_sum` launch).
     pub dbias: Option<View<'a>>,
 }
+
+/// The output layer a fused launch computes the logits of ([`dispatch_fused_output`]):
+/// `logits [B, C] = hidden [B, width] · weightsᵀ + bias`.
+#[derive(Clone, Copy, Debug)]
+pub struct OutputLayer<'a> {
+    /// `[B, width]` (at least `max_batch` rows): the last hidden activations, 16-byte
+    /// aligned.
+    pub hidden: View<'a>,
+    /// `weight [C, width]` from element 0 and `bias [C]` from element `bias_at`, as one
+    /// range of the flat parameter buffer (`LayerSlot::weight` to past the bias), 16-byte
+    /// aligned.
+    pub params: View<'a>,
+    /// Element of `params` where the bias starts.
+    pub bias_at: usize,
+    /// The hidden width (K of the product).
+    pub width: usize,
+}
+
+/// Multiply-adds `B·hidden·C` up to which the engine fuses the output layer into this
+/// launch: past it, one workgroup computing the whole layer costs more than the separate
+/// matmul launch it saves (measured on lavapipe; reasoning for GPUs in
+/// docs/performance.md).
+pub const FUSED_OUTPUT_MAX_MACS: usize = 128 * 256 * 10;
 
 /// f32 words before the per-step sums in a metrics buffer (the status header).
 pub const METRICS_HEADER: usize = 4;
@@ -115,6 +157,40 @@ pub fn loop_passes(max_batch: usize, classes: usize, fused_bias: bool) -> u64 {
     } else {
         plain
     }
+}
+
+/// Loop iterations the fused output layer ([`dispatch_fused_output`]) adds to
+/// [`loop_passes`] for a hidden width of `width`: each invocation takes
+/// `T = ceil(ceil(B / 4)·G / 256)` work items (blocks of 4 rows by 4 classes, `G =
+/// ceil(C / 4)` class groups), each a k loop of `width/4 + 1` passes (whole vec4 rows) or
+/// `width + 1`, and its own pass: `T·(k + 1) + 1`.
+pub fn fused_output_loop_passes(max_batch: usize, classes: usize, width: usize) -> u64 {
+    let blocks = (max_batch as u64).div_ceil(4) * (classes as u64).div_ceil(4);
+    let items = blocks.div_ceil(256);
+    let k = if width.is_multiple_of(4) {
+        width as u64 / 4 + 1
+    } else {
+        width as u64 + 1
+    };
+    items * (k + 1) + 1
+}
+
+/// Whether a training launch over up to `max_batch` rows of `classes` logits may compute
+/// the output layer too, from a hidden width of `width` ([`dispatch_fused_output`]): the
+/// product is small (`B·width·C <= `[`FUSED_OUTPUT_MAX_MACS`]) and all the launch's loops,
+/// with the fused bias gradient (`fused_bias`) or without, fit the adapter's loop cap
+/// ([`Gpu::loop_cap`]).
+pub fn fuses_output_layer(
+    gpu: &Gpu,
+    max_batch: usize,
+    classes: usize,
+    width: usize,
+    fused_bias: bool,
+) -> bool {
+    let passes = loop_passes(max_batch, classes, fused_bias)
+        + fused_output_loop_passes(max_batch, classes, width);
+    max_batch * width * classes <= FUSED_OUTPUT_MAX_MACS
+        && gpu.loop_cap.is_none_or(|cap| passes <= cap)
 }
 
 /// Whether a training launch over up to `max_batch` rows of `classes` logits takes the
@@ -151,6 +227,40 @@ pub fn dispatch(
     )
 }
 
+/// [`dispatch`] that first computes the logits itself from `output` (the fused output
+/// layer: `logits = output.hidden · output.weightᵀ + output.bias`, written to
+/// `bufs.logits`), for one member. Callers check [`fuses_output_layer`] first to decide
+/// whether to fuse; this launch only refuses what cannot run.
+///
+/// # Errors
+/// [`crate::Error::LimitExceeded`] when one invocation's loops ([`loop_passes`] plus
+/// [`fused_output_loop_passes`]) would run past the adapter's loop cap;
+/// [`crate::Error::InvalidConfig`] when `output`'s views are shorter than the shapes need
+/// or not 16-byte aligned.
+#[allow(clippy::too_many_arguments)]
+pub fn dispatch_fused_output(
+    gpu: &Gpu,
+    kernels: &Kernels,
+    label: &str,
+    bufs: SoftmaxCrossEntropyBuffers<'_>,
+    output: OutputLayer<'_>,
+    max_batch: usize,
+    classes: usize,
+    write_grad: bool,
+) -> Result<Dispatch> {
+    build(
+        gpu,
+        kernels,
+        label,
+        bufs,
+        Some(output),
+        max_batch,
+        classes,
+        write_grad,
+        LossMembers::ONE,
+    )
+}
+
 /// [`dispatch`] for the members of a population ([`LossMembers`]), one workgroup each.
 ///
 /// # Errors
@@ -166,9 +276,29 @@ pub fn dispatch_members(
     write_grad: bool,
     members: LossMembers,
 ) -> Result<Dispatch> {
+    build(
+        gpu, kernels, label, bufs, None, max_batch, classes, write_grad, members,
+    )
+}
+
+/// The launch of [`dispatch_members`], with the fused output layer when `output` is given.
+#[allow(clippy::too_many_arguments)]
+fn build(
+    gpu: &Gpu,
+    kernels: &Kernels,
+    label: &str,
+    bufs: SoftmaxCrossEntropyBuffers<'_>,
+    output: Option<OutputLayer<'_>>,
+    max_batch: usize,
+    classes: usize,
+    write_grad: bool,
+    members: LossMembers,
+) -> Result<Dispatch> {
+    let width = output.map_or(0, |o| o.width);
+    let fused_passes = output.map_or(0, |_| fused_output_loop_passes(max_batch, classes, width));
     gpu.check_loop_passes(
         &format!("{label} (softmax_cross_entropy over B={max_batch} rows of C={classes})"),
-        loop_passes(max_batch, classes, write_grad && bufs.dbias.is_some()),
+        loop_passes(max_batch, classes, write_grad && bufs.dbias.is_some()) + fused_passes,
         "use a smaller --batch-size",
     )?;
     let params = SoftmaxCrossEntropyParams {
@@ -180,8 +310,42 @@ pub fn dispatch_members(
         stride_metrics: members.metrics as u32,
         write_bias: u32::from(write_grad && bufs.dbias.is_some()),
         stride_bias: members.bias as u32,
+        bias_at: output.map_or(0, |o| o.bias_at as u32),
+        _pad: [0; 3],
     };
     let ub = params_buffer(gpu, label, &params);
+    // Without a fused output layer bindings 7 and 8 are never read: one 16-byte stand-in.
+    let no_output;
+    let (hidden, layer) = match output {
+        Some(o) => {
+            let needed = |v: &View<'_>, what: &str, len: usize| {
+                if v.len < len {
+                    return Err(crate::Error::InvalidConfig {
+                        name: "fused output layer operand",
+                        value: format!("{what} of {} elements", v.len),
+                        reason: format!("needs at least {len}"),
+                    });
+                }
+                Ok(())
+            };
+            needed(&o.hidden, "hidden", max_batch * o.width)?;
+            needed(&o.params, "weights and bias", o.bias_at + classes)?;
+            needed(&o.params, "weights", classes * o.width)?;
+            (
+                o.hidden.vec4_binding("hidden", max_batch * o.width)?,
+                o.params
+                    .vec4_binding("weights and bias", o.bias_at + classes)?,
+            )
+        }
+        None => {
+            no_output = gpu.buffer(
+                &format!("{label}.output layer (unused)"),
+                16,
+                wgpu::BufferUsages::STORAGE,
+            );
+            (no_output.as_entire_binding(), no_output.as_entire_binding())
+        }
+    };
     // Without a fused bias gradient binding 6 is never written: a 4-byte stand-in.
     let unused;
     let dbias = match bufs.dbias {
@@ -227,23 +391,41 @@ pub fn dispatch_members(
                 binding: 6,
                 resource: dbias,
             },
+            wgpu::BindGroupEntry {
+                binding: 7,
+                resource: hidden,
+            },
+            wgpu::BindGroupEntry {
+                binding: 8,
+                resource: layer,
+            },
         ],
     );
     let bc = (max_batch * classes * members.count) as u64;
+    let mut constants = vec![("CLASSES", classes as f64)];
+    let (mut flops, mut bytes) = (
+        6 * bc,
+        4 * (bc * if write_grad { 2 } else { 1 } + 3 * (max_batch * members.count) as u64),
+    );
+    let mut shape = format!("B={max_batch} C={classes}");
+    if output.is_some() {
+        // The unfused pipeline keeps its constants (and its key in the pipeline cache).
+        constants.push(("FUSED_OUTPUT", 1.0));
+        constants.push(("HIDDEN", width as f64));
+        constants.push(("HIDDEN_VEC4", f64::from(u8::from(width.is_multiple_of(4)))));
+        flops += 2 * bc * width as u64;
+        bytes += 4 * ((max_batch + classes) * width + 2 * max_batch * classes) as u64;
+        shape = format!("B={max_batch} C={classes} K={width}");
+    }
     Ok(Dispatch {
         kernel: "softmax_cross_entropy",
         label: label.to_string(),
-        pipeline: kernels.pipeline(
-            gpu,
-            &FAMILY,
-            "softmax_cross_entropy",
-            &[("CLASSES", classes as f64)],
-        ),
+        pipeline: kernels.pipeline(gpu, &FAMILY, "softmax_cross_entropy", &constants),
         bind_group,
         splits: Vec::new(),
         grid: gpu.grid_1d(label, members.count as u64)?,
-        flops: 6 * bc,
-        bytes: 4 * (bc * if write_grad { 2 } else { 1 } + 3 * (max_batch * members.count) as u64),
-        shape: format!("B={max_batch} C={classes}"),
+        flops,
+        bytes,
+        shape,
     })
 }
