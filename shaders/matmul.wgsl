@@ -25,9 +25,32 @@ fn b_index(kk: u32, col: u32, n: u32, k: u32) -> u32 {
     return mem_b + kk * n + col;
 }
 
+// Elements of A and B (the member's offset included) and of C, for the SgdUpdate
+// epilogue (matmul_common.wgsl).
+fn a_at(i: u32) -> f32 {
+    return a[mem_a + i];
+}
+
+fn b_at(i: u32) -> f32 {
+    return b[mem_b + i];
+}
+
+fn c_load(i: u32) -> f32 {
+    return c[i];
+}
+
+fn c_store(i: u32, v: f32) {
+    c[i] = v;
+}
+
 // Stores the partial sum `v` of C[row, col] (index `i` of `c`): added to the earlier
-// chunks' sum, then the epilogue once the chunk completes K (see matmul_common.wgsl).
+// chunks' sum, then the epilogue once the chunk completes K (see matmul_common.wgsl). The
+// SgdUpdate epilogue (one chunk only) stores the updated parameter instead.
 fn store_c(i: u32, v: f32, row: u32, col: u32, n: u32, k: u32) {
+    if (EPILOGUE == 4u) {
+        sgd_store(i, v, row, col);
+        return;
+    }
     var s = v;
     if (accumulates()) {
         s = c[i] + v;

@@ -1,11 +1,14 @@
 // matmul: C[M, N] = op(A)[M, K] · op(B)[K, N], then an epilogue.
 //
-// Fragment: prepended, after step.wgsl, to matmul.wgsl and to matmul_subgroup.wgsl.
-// Expects from step.wgsl: `step` (its `batch`). Provides: `struct MatmulParams` and
-// `params` (binding 0), `bias` (binding 3), `mask` (binding 4), the overrides TRANS_A,
-// TRANS_B, TRANS_C and EPILOGUE, and the functions `dims`, `k_chunk`, `accumulates`,
-// `finishes`, `c_index` and `epilogue`. Expects from the kernel file after it: A, B and C at
-// bindings 1, 2 and 5 (f32 or vec4<f32> elements, the kernel's choice).
+// Fragment: prepended, after step.wgsl and sgd_step.wgsl, to matmul.wgsl,
+// matmul_subgroup.wgsl and matmul_tiled2d.wgsl. Expects from step.wgsl: `step` (its
+// `batch`, `lr`, `first`), from sgd_step.wgsl `sgd_step`. Provides: `struct MatmulParams` and
+// `params` (binding 0), `bias` (binding 3), `mask` (binding 4), `velocity` (binding 6), the
+// overrides TRANS_A, TRANS_B, TRANS_C and EPILOGUE, and the functions `dims`, `k_chunk`,
+// `accumulates`, `finishes`, `c_index`, `epilogue` and `sgd_store`. Expects from the kernel
+// file after it: A, B and C at bindings 1, 2 and 5 (f32 or vec4<f32> elements, the kernel's
+// choice), and `a_at`, `b_at`, `c_load`, `c_store` (element i of A, B, C; A and B with the
+// member's offset).
 //
 // Storage is row-major. op(A) = A stored [M, K], or A stored [K, M] when TRANS_A.
 // op(B) = B stored [K, N], or B stored [N, K] when TRANS_B. The transposes the MLP needs:
@@ -13,7 +16,8 @@
 //   backward  dX = dY · W           (none)             epilogue ReLU mask of the forward output
 //   weights   dW = dYᵀ · X          (TRANS_A)
 // With TRANS_C, C is stored [N, M] (epilogue must be none).
-// Epilogues (EPILOGUE): 0 none, 1 + bias[n], 2 max(0, · + bias[n]), 3 · ⊙ [mask[m, n] > 0].
+// Epilogues (EPILOGUE): 0 none, 1 + bias[n], 2 max(0, · + bias[n]), 3 · ⊙ [mask[m, n] > 0],
+// 4 SGD update of a layer's weights and bias (`sgd_store`, below; TRANS_C allowed).
 // When `batch_dim` is 1 (2), M (K) is the minibatch size of the current step record, so
 // the last partial minibatch reuses the same dispatch and buffers.
 //
@@ -148,3 +152,71 @@ fn epilogue(v: f32, row: u32, col: u32, n: u32) -> f32 {
     }
 }
 
+
+// EPILOGUE 4, SgdUpdate: C = op(A) · op(B) is the weight gradient dW [O, I] of one layer
+// (TRANS_C: its transpose, the product computed as (Xᵀ · dZ)ᵀ), summed over one chunk of K
+// (the host never splits K here) and never stored. The bindings change meaning:
+//   3 (`bias`)   the training metrics' status header: status[0] != 0 (a non-finite loss
+//                was seen) leaves everything unchanged, as in sgd_update;
+//   4 (`mask`)   the layer's SGD record (`SGD_*` words below, f32 or u32 bits);
+//   5 (C)        the layer's parameters: W [O, I] stored as C, its bias b [O] from element
+//                `SGD_BIAS_OFFSET` on;
+//   6 (`velocity`) the momentum buffer over the same range as C.
+// The invocation that finishes W[o, i] applies `sgd_step` to it (the arithmetic of
+// sgd_update.wgsl, bit for bit); the one that finishes W[o, 0] also sums the bias gradient
+// db[o] = Σ_r dZ[r, o] over the minibatch, rows in order from 0 (column_sum's sum, the
+// same bits), and applies `sgd_step` to b[o]. dZ is op(A)ᵀ (stored [K, O], A) or, with
+// TRANS_C, op(B) (stored [K, O], B). Learning rate and first-step flag: the step record.
+@group(0) @binding(6) var<storage, read_write> velocity: array<f32>;
+
+// Words of the SGD record (binding 4): weight decay of W and of b (0 for a bias that is
+// not decayed), momentum and dampening as f32; nesterov, decoupled and the offset of the
+// bias in C as u32 bits.
+const SGD_WD: u32 = 0u;
+const SGD_BIAS_WD: u32 = 1u;
+const SGD_MOMENTUM: u32 = 2u;
+const SGD_DAMPENING: u32 = 3u;
+const SGD_NESTEROV: u32 = 4u;
+const SGD_DECOUPLED: u32 = 5u;
+const SGD_BIAS_OFFSET: u32 = 6u;
+
+// Element `i` of C and of `velocity` (parameter value `p0`) after one SGD step with
+// gradient `g` and weight decay `wd`; returns the new parameter.
+fn sgd_element(i: u32, p0: f32, g: f32, wd: f32) -> f32 {
+    let h = SgdHyper(mask[SGD_WD], mask[SGD_MOMENTUM], mask[SGD_DAMPENING], bitcast<u32>(mask[SGD_NESTEROV]), bitcast<u32>(mask[SGD_DECOUPLED]));
+    var v0 = 0.0;
+    if (h.momentum != 0.0) {
+        v0 = velocity[i];
+    }
+    let s = sgd_step(vec4<f32>(p0), vec4<f32>(g), vec4<f32>(v0), vec4<f32>(wd), step.lr, step.first != 0u, h);
+    if (h.momentum != 0.0) {
+        velocity[i] = s.v.x;
+    }
+    return s.p.x;
+}
+
+// The SgdUpdate epilogue for C[row, col] (index `i` of C) whose gradient `g` this
+// invocation just summed: updates W there and, for input 0, the bias of its output.
+fn sgd_store(i: u32, g: f32, row: u32, col: u32) {
+    if (bias[0] != 0.0) {
+        return; // a non-finite loss: no update this step or after
+    }
+    c_store(i, sgd_element(i, c_load(i), g, mask[SGD_WD]));
+    let o = select(row, col, TRANS_C);
+    let input = select(col, row, TRANS_C);
+    if (input != 0u) {
+        return;
+    }
+    let d = dims();
+    let outputs = select(d.x, d.y, TRANS_C);
+    var db = 0.0;
+    for (var r = 0u; r < d.z; r++) {
+        if (TRANS_C) {
+            db += b_at(r * outputs + o);
+        } else {
+            db += a_at(r * outputs + o);
+        }
+    }
+    let j = mem_c + bitcast<u32>(mask[SGD_BIAS_OFFSET]) + o;
+    c_store(j, sgd_element(j, c_load(j), db, mask[SGD_BIAS_WD]));
+}

@@ -188,12 +188,30 @@ fn store1(i: u32, v: f32) {
     c[i / 4u][i % 4u] = v;
 }
 
+// Element i of C, for the SgdUpdate epilogue (matmul_common.wgsl).
+fn c_load(i: u32) -> f32 {
+    return c[i / 4u][i % 4u];
+}
+
+fn c_store(i: u32, v: f32) {
+    store1(i, v);
+}
+
 // Stores one row's four columns, skipping what lies past the edges: one vec4 store when C
 // is row-major and the four columns are a whole vec4 of it. The partial sum `v` is added to
 // the earlier chunks' sum, and the epilogue runs once the chunk completes K (see
-// matmul_common.wgsl).
+// matmul_common.wgsl). The SgdUpdate epilogue (one chunk only) stores the updated
+// parameters element by element instead, in either orientation of C.
 fn store_row4(row: u32, col: u32, v: vec4<f32>, bias4: vec4<f32>, m: u32, n: u32, k: u32) {
     if (row >= m) {
+        return;
+    }
+    if (EPILOGUE == 4u) {
+        for (var j = 0u; j < 4u; j++) {
+            if (col + j < n) {
+                sgd_store(c_index(row, col + j, m, n), v[j], row, col + j);
+            }
+        }
         return;
     }
     let whole = !TRANS_C && n % 4u == 0u && col < n;
@@ -310,7 +328,7 @@ fn matmul_subgroup(
         acc14 = fma_row(acc14, g[2], bk);
         acc15 = fma_row(acc15, g[3], bk);
     }
-    if (TRANS_C && m % 4u == 0u) {
+    if (TRANS_C && m % 4u == 0u && EPILOGUE != 4u) {
         store_rows4_transposed(row0, col, acc0, acc1, acc2, acc3, m, n);
         store_rows4_transposed(row0 + 4u, col, acc4, acc5, acc6, acc7, m, n);
         store_rows4_transposed(row0 + 8u, col, acc8, acc9, acc10, acc11, m, n);

@@ -177,10 +177,24 @@ fn stage_b(buf: u32, s: u32, v: vec4<f32>) {
     tile_b[i + 3u * BN / 4u][col % 4u] = v.w;
 }
 
+// Element i of C, for the SgdUpdate epilogue (matmul_common.wgsl).
+fn c_load(i: u32) -> f32 {
+    return c[i];
+}
+
+fn c_store(i: u32, v: f32) {
+    c[i] = v;
+}
+
 // Stores the partial sum `v` of C[row, col]: added to the earlier chunks' sum, then the
-// epilogue once the chunk completes K (see matmul_common.wgsl).
+// epilogue once the chunk completes K (see matmul_common.wgsl). The SgdUpdate epilogue
+// (one chunk only) stores the updated parameter instead.
 fn store_c(row: u32, col: u32, v: f32, m: u32, n: u32, k: u32) {
     let i = c_index(row, col, m, n);
+    if (EPILOGUE == 4u) {
+        sgd_store(i, v, row, col);
+        return;
+    }
     var s = v;
     if (accumulates()) {
         s = c[i] + v;

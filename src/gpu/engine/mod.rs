@@ -237,7 +237,9 @@ impl<'g> GpuEngine<'g> {
                 train_step.extend(stages.backward(l, b)?);
             }
         }
-        train_step.push(stages.update(&cfg.sgd)?);
+        if f16 || !stages.update_fused(b) {
+            train_step.push(stages.update(&cfg.sgd)?);
+        }
         if f16 {
             train_step.push(stages.convert_params()?);
         }
@@ -559,16 +561,28 @@ impl Engine for GpuEngine<'_> {
         Ok(())
     }
 
-    /// Rebuilds the `update` launch (the last of a step) with the new settings in its
-    /// uniform: once per change, never per step.
+    /// Rebuilds the `update` launch with the new settings in its uniform, and rewrites the
+    /// layers' SGD records that the fused update reads (`buffers::write_sgd_records`):
+    /// once per change, never per step.
     fn set_sgd(&mut self, sgd: &crate::optim::SgdConfig) -> Result<()> {
         crate::engine::check_sgd_change(&self.setup.config.sgd, sgd)?;
         let update = plan::update_dispatch(self.gpu, self.kernels, &self.bufs, sgd)?;
+        let b = &self.bufs;
+        buffers::write_sgd_records(
+            self.gpu,
+            &b.sgd_records,
+            b.sgd_record_stride,
+            &b.layout,
+            sgd,
+        );
         self.gpu.take_error("changing the SGD settings")?;
-        match self.train_step.last_mut() {
-            Some(d) if d.kernel == "sgd_update" => *d = update,
-            // `new` pushes the update launch last.
-            _ => unreachable!("a training step ends with its sgd_update launch"),
+        // A step has one sgd_update launch, or none when the update is fused.
+        if let Some(d) = self
+            .train_step
+            .iter_mut()
+            .find(|d| d.kernel == "sgd_update")
+        {
+            *d = update;
         }
         self.setup.config.sgd = sgd.clone();
         Ok(())

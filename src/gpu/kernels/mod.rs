@@ -15,6 +15,7 @@ pub mod convert_f16;
 pub mod gather_normalize;
 pub mod matmul;
 pub mod matmul_f16;
+pub mod matmul_sgd;
 pub mod sgd_update;
 pub mod softmax_cross_entropy;
 
