@@ -732,7 +732,8 @@ pub(crate) fn dispatch_velocity(
     let layout = kernels.bind_group_layout(gpu, &FAMILY);
     let unused;
     let velocity = match velocity {
-        Some(v) => v.binding(),
+        // As C: vec4 elements for the subgroup kernel.
+        Some(v) => operand(&v, variant, &format!("{label} velocity"), v.len, true)?,
         None => {
             unused = gpu.buffer(
                 &format!("{label} unused velocity"),

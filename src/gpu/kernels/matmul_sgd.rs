@@ -44,9 +44,11 @@ pub fn record(cfg: &SgdConfig, bias_offset: usize) -> [u32; RECORD_WORDS] {
 }
 
 /// Loop passes one invocation of `variant` runs for the fused update over a minibatch of
-/// `k` rows: the product's ([`MatmulVariant::loop_passes`]) plus the bias loop's `k + 1`.
+/// `k` rows: the product's ([`MatmulVariant::loop_passes`]), the bias loop's `k + 1`, and
+/// 5 for the subgroup kernel's four-bias store loop (its SGD stores run no more loops than
+/// the plain ones).
 pub fn loop_passes(variant: MatmulVariant, k: usize) -> u64 {
-    variant.loop_passes(k as u64) + k as u64 + 1
+    variant.loop_passes(k as u64) + k as u64 + 6
 }
 
 /// Whether the weight-gradient product of `variant` over a minibatch of up to `k` rows can
