@@ -97,7 +97,7 @@ fn run_case(
     let velocity = fill(seed + 1, -0.5, 0.5);
     let dz = uniform(seed + 2, c.k * o, -1.0, 1.0);
     let x = uniform(seed + 3, c.k * i, -1.0, 1.0);
-    let mut status = vec![0.0; METRICS_HEADER];
+    let mut status = [0.0; METRICS_HEADER];
     status[0] = c.status;
     let mut record = vec![0.0f32; 64];
     for (w, r) in record.iter_mut().zip(matmul_sgd::record(cfg, bias_at)) {

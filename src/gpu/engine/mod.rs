@@ -29,6 +29,20 @@
 //! at C = 10); past it, that gradient is a `column_sum` launch again (one dispatch more).
 //! Evaluation is `gather`, `forward` and `loss` (without gradient) over a held-out set.
 //!
+//! With the `update` fusion ([`Fusions::update`]) the weight-gradient products apply the
+//! SGD step themselves (`kernels::matmul_sgd`): no `column_sum` and no `update` stage, `L`
+//! dispatches fewer (7 for one hidden layer), the same bits. `backward` of layer l is then
+//! ```text
+//!               matmul     dZ_{l-1} = (dZ_l · W_l) ⊙ [H_{l-1} > 0]   (l > 0; reads W_l first)
+//!               matmul     dW_l = dZ_lᵀ · H_{l-1}, never stored: W_l, b_l (db_l = colsum(dZ_l)
+//!                          summed in the epilogue) and their momentum take one SGD step
+//! ```
+//! It applies only when every layer's product is one chunk of K and the bias sum fits the
+//! loop cap too (`matmul_sgd::fits`; on lavapipe minibatches up to about 52,000 rows with
+//! the subgroup kernel, 32,000 with rows);
+//! otherwise, and for f16 runs, the step keeps the separate launches. The SGD settings the
+//! fused launches read are per-layer records that `set_sgd` rewrites.
+//!
 //! With `--precision f16` ([`Precision::F16`]) every matmul runs `matmul_f16` on f16
 //! activations and an f16 copy of the weights, and the step gains two conversions (the
 //! inputs after `gather`, the weights after `update`): 2 dispatches more (`plan::f16`).
