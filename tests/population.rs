@@ -161,9 +161,9 @@ fn gpu_population_matches_single_runs_on_the_register_kernel() {
     assert_population_matches_single_runs(on, 3, 97, 16);
 }
 
-/// Issue 12: a step is as many dispatches for K members as for one (9 for one hidden
-/// layer, 13 for two: `1 + L + 1 + (2L - 1) + (L - 1) + 1` for L layers; the last layer's
-/// bias gradient is the loss launch's).
+/// Issue 12: a step is as many dispatches for K members as for one unfused run (9 for one
+/// hidden layer, 13 for two: `1 + L + 1 + (2L - 1) + (L - 1) + 1` for L layers; the last
+/// layer's bias gradient is the loss launch's).
 #[test]
 fn gpu_population_step_is_as_many_dispatches_as_a_single_run() {
     let (train, test) = (synthetic(1, 97), synthetic(3, 37));
@@ -172,7 +172,15 @@ fn gpu_population_step_is_as_many_dispatches_as_a_single_run() {
         let mut configs = member_configs(5, 16);
         configs.iter_mut().for_each(|c| c.hidden = hidden.clone());
         let pop = open_population(On::default_gpu().device(), &configs, data).unwrap();
-        let single = common::engine(On::default_gpu(), &configs[0], data).unwrap();
+        // Populations run the unfused step.
+        let (gpu, kernels) = common::gpu();
+        let unfused = wgtrain::Device::Gpu {
+            gpu,
+            kernels,
+            matmul: wgtrain::gpu::MatmulVariant::default_for(gpu).into(),
+            fusions: wgtrain::gpu::Fusions::NONE,
+        };
+        let single = wgtrain::open(unfused, &configs[0], data).unwrap();
         assert_eq!(pop.dispatches_per_step(), single.dispatches_per_step());
         assert_eq!(
             pop.dispatches_per_step(),

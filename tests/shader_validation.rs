@@ -93,7 +93,7 @@ fn every_shader_file_is_built() {
         );
         files += 1;
     }
-    assert_eq!(files, 13, "expected thirteen files in shaders/");
+    assert_eq!(files, 14, "expected fourteen files in shaders/");
 }
 
 /// Each family is named after its shader file (`shaders/<name>.wgsl`), so one grep finds

@@ -327,7 +327,7 @@ impl Stages<'_> {
             self.gpu,
             self.kernels,
             wg.variant,
-            &format!("train.layer{l}.weight_grad_update"),
+            &format!("train.layer{l}.weight_grad"),
             MatmulSpec {
                 epilogue: Epilogue::SgdUpdate,
                 ..weight_grad_spec(s, batch, wg.flipped)

@@ -594,7 +594,8 @@ fn check_len(what: &str, view: &View<'_>, needed: usize) -> Result<()> {
 
 /// Prepares one matmul launch. `bias` must be given for the bias epilogues and `mask` for
 /// [`Epilogue::ReluMask`]; unused slots are bound to `dummy` (any small buffer not written
-/// by this launch).
+/// by this launch). [`Epilogue::SgdUpdate`] launches are prepared by
+/// [`super::matmul_sgd::dispatch`].
 ///
 /// # Errors
 /// [`Error::LimitExceeded`] when the grid or a binding is over the adapter's limits, or
