@@ -257,6 +257,24 @@ fn bits(v: &[f32]) -> Vec<u32> {
     v.iter().map(|x| x.to_bits()).collect()
 }
 
+/// `got` and `want` hold the same bits; else fails naming the first differing index, both
+/// values and how many differ.
+fn assert_bits(what: &str, got: &[f32], want: &[f32]) {
+    assert_eq!(got.len(), want.len(), "{what}: lengths");
+    let differ: Vec<usize> = (0..got.len())
+        .filter(|&i| got[i].to_bits() != want[i].to_bits())
+        .collect();
+    if let Some(&i) = differ.first() {
+        panic!(
+            "{what}: {} of {} elements differ; first at {i}: {} vs {}",
+            differ.len(),
+            got.len(),
+            got[i],
+            want[i]
+        );
+    }
+}
+
 /// Every variant, both orientations, ragged shapes (a full and a partial minibatch, a
 /// multiple-of-4 input count for the subgroup kernel's vec4 transposed stores, and a
 /// multiple-of-4 output count for its vec4 bias sums), the SGD
@@ -298,8 +316,8 @@ fn sgd_epilogue_gives_the_unfused_launches_bits() {
                         "{variant} {o}x{i} k={k} batch={batch} flipped={flipped} {name} first={first}"
                     );
                     assert_ne!(bits(&fused.0), bits(&init.0), "{what}: nothing updated");
-                    assert_eq!(bits(&fused.0), bits(&unfused.0), "{what}: parameters");
-                    assert_eq!(bits(&fused.1), bits(&unfused.1), "{what}: momentum");
+                    assert_bits(&format!("{what}: parameters"), &fused.0, &unfused.0);
+                    assert_bits(&format!("{what}: momentum"), &fused.1, &unfused.1);
                     assert_close(&what, &fused.0, &cpu_ref.0, 1e-5, 1e-4);
                     assert_close(&what, &fused.1, &cpu_ref.1, 1e-5, 1e-4);
                     ran += 1;
@@ -329,12 +347,12 @@ fn sgd_epilogue_skips_the_update_after_a_non_finite_loss() {
             let Some([fused, unfused, _, init]) = run_case(variant, &case, cfg, 5) else {
                 continue;
             };
-            assert_eq!(bits(&fused.0), bits(&init.0), "{variant} parameters");
-            assert_eq!(bits(&fused.1), bits(&init.1), "{variant} momentum");
-            assert_eq!(
-                bits(&unfused.0),
-                bits(&init.0),
-                "{variant} unfused parameters"
+            assert_bits(&format!("{variant} parameters"), &fused.0, &init.0);
+            assert_bits(&format!("{variant} momentum"), &fused.1, &init.1);
+            assert_bits(
+                &format!("{variant} unfused parameters"),
+                &unfused.0,
+                &init.0,
             );
         }
     }
@@ -490,7 +508,7 @@ fn fused_update_steps_equal_unfused_steps() {
                         .collect::<Vec<_>>(),
                     "{what}: step sums"
                 );
-                assert_eq!(bits(&g.1), bits(&w.1), "{what}: parameters");
+                assert_bits(&format!("{what}: parameters"), &g.1, &w.1);
             }
             assert_ne!(bits(&got[0].1), bits(&got[2].1), "training moved nothing");
             let (a, b) = (
@@ -544,10 +562,10 @@ fn fused_update_leaves_params_after_a_non_finite_loss() {
             !sums[0].0[0][0].is_finite(),
             "{fusions:?}: the loss is finite"
         );
-        assert_eq!(
-            bits(&sums[0].1),
-            bits(&params),
-            "{fusions:?}: parameters changed"
+        assert_bits(
+            &format!("{fusions:?}: parameters changed"),
+            &sums[0].1,
+            &params,
         );
     }
 }
