@@ -2,12 +2,13 @@
 //
 // Fragment: step.wgsl and matmul_common.wgsl are prepended (src/gpu/kernels/matmul.rs).
 // Expects from them `params`, `bias`, `mask`, the overrides and the helper functions listed
-// at the top of matmul_common.wgsl. Provides A, B and C (bindings 1, 2, 5) as f32 arrays,
+// at the top of matmul_common.wgsl. Provides A, B, C and velocity (bindings 1, 2, 5, 6) as f32 arrays,
 // and the entry points.
 
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(5) var<storage, read_write> c: array<f32>;
+@group(0) @binding(6) var<storage, read_write> velocity: array<f32>; // SgdUpdate only
 
 // Index of op(A)[row, kk] in `a` (the member's offset included).
 fn a_index(row: u32, kk: u32, m: u32, k: u32) -> u32 {
@@ -25,9 +26,40 @@ fn b_index(kk: u32, col: u32, n: u32, k: u32) -> u32 {
     return mem_b + kk * n + col;
 }
 
+// Elements of A and B (the member's offset included), of C and of velocity, for the
+// SgdUpdate epilogue (matmul_common.wgsl).
+fn a_at(i: u32) -> f32 {
+    return a[mem_a + i];
+}
+
+fn b_at(i: u32) -> f32 {
+    return b[mem_b + i];
+}
+
+fn c_load(i: u32) -> f32 {
+    return c[i];
+}
+
+fn c_store(i: u32, v: f32) {
+    c[i] = v;
+}
+
+fn v_load(i: u32) -> f32 {
+    return velocity[i];
+}
+
+fn v_store(i: u32, v: f32) {
+    velocity[i] = v;
+}
+
 // Stores the partial sum `v` of C[row, col] (index `i` of `c`): added to the earlier
-// chunks' sum, then the epilogue once the chunk completes K (see matmul_common.wgsl).
+// chunks' sum, then the epilogue once the chunk completes K (see matmul_common.wgsl). The
+// SgdUpdate epilogue (one chunk only) stores the updated parameter instead.
 fn store_c(i: u32, v: f32, row: u32, col: u32, n: u32, k: u32) {
+    if (EPILOGUE == 4u) {
+        sgd_store(i, v, row, col, true);
+        return;
+    }
     var s = v;
     if (accumulates()) {
         s = c[i] + v;

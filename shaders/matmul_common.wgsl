@@ -1,11 +1,15 @@
 // matmul: C[M, N] = op(A)[M, K] · op(B)[K, N], then an epilogue.
 //
-// Fragment: prepended, after step.wgsl, to matmul.wgsl and to matmul_subgroup.wgsl.
-// Expects from step.wgsl: `step` (its `batch`). Provides: `struct MatmulParams` and
+// Fragment: prepended, after step.wgsl and sgd_step.wgsl, to matmul.wgsl,
+// matmul_subgroup.wgsl and matmul_tiled2d.wgsl. Expects from step.wgsl: `step` (its
+// `batch`, `lr`, `first`), from sgd_step.wgsl `sgd_step`. Provides: `struct MatmulParams` and
 // `params` (binding 0), `bias` (binding 3), `mask` (binding 4), the overrides TRANS_A,
 // TRANS_B, TRANS_C and EPILOGUE, and the functions `dims`, `k_chunk`, `accumulates`,
-// `finishes`, `c_index` and `epilogue`. Expects from the kernel file after it: A, B and C at
-// bindings 1, 2 and 5 (f32 or vec4<f32> elements, the kernel's choice).
+// `finishes`, `c_index`, `epilogue` and those of the SgdUpdate epilogue (`sgd_store`,
+// `sgd_settings`, `sgd4`, `sgd_bias`). Expects from the kernel file after it: A, B, C and
+// the momentum buffer `velocity` at bindings 1, 2, 5 and 6 (f32 or vec4<f32> elements, the
+// kernel's choice), and `a_at`, `b_at`, `c_load`, `c_store`, `v_load`, `v_store` (element i
+// of A, B, C, velocity; A and B with the member's offset).
 //
 // Storage is row-major. op(A) = A stored [M, K], or A stored [K, M] when TRANS_A.
 // op(B) = B stored [K, N], or B stored [N, K] when TRANS_B. The transposes the MLP needs:
@@ -13,7 +17,8 @@
 //   backward  dX = dY · W           (none)             epilogue ReLU mask of the forward output
 //   weights   dW = dYᵀ · X          (TRANS_A)
 // With TRANS_C, C is stored [N, M] (epilogue must be none).
-// Epilogues (EPILOGUE): 0 none, 1 + bias[n], 2 max(0, · + bias[n]), 3 · ⊙ [mask[m, n] > 0].
+// Epilogues (EPILOGUE): 0 none, 1 + bias[n], 2 max(0, · + bias[n]), 3 · ⊙ [mask[m, n] > 0],
+// 4 SGD update of a layer's weights and bias (`sgd_store`, below; TRANS_C allowed).
 // When `batch_dim` is 1 (2), M (K) is the minibatch size of the current step record, so
 // the last partial minibatch reuses the same dispatch and buffers.
 //
@@ -148,3 +153,103 @@ fn epilogue(v: f32, row: u32, col: u32, n: u32) -> f32 {
     }
 }
 
+
+// EPILOGUE 4, SgdUpdate: C = op(A) · op(B) is the weight gradient dW [O, I] of one layer
+// (TRANS_C: its transpose, the product computed as (Xᵀ · dZ)ᵀ), summed over one chunk of K
+// (the host never splits K here) and never stored. The bindings change meaning:
+//   3 (`bias`)   the training metrics' status header: status[0] != 0 (a non-finite loss
+//                was seen) leaves everything unchanged, as in sgd_update;
+//   4 (`mask`)   the layer's SGD record (`SGD_*` words below, f32 or u32 bits);
+//   5 (C)        the layer's parameters: W [O, I] stored as C, its bias b [O] from element
+//                `SGD_BIAS_OFFSET` on;
+//   6 (`velocity`, declared by the kernel file) the momentum buffer over the same range.
+// The invocation that finishes W[o, i] applies `sgd_step` to it (the arithmetic of
+// sgd_update.wgsl, bit for bit); the one that finishes W[o, 0] also sums the bias gradient
+// db[o] = Σ_r dZ[r, o] over the minibatch, rows in order from 0 (column_sum's sum, the
+// same bits), and applies `sgd_step` to b[o]. dZ is op(A)ᵀ (stored [K, O], A) or, with
+// TRANS_C, op(B) (stored [K, O], B). Learning rate and first-step flag: the step record.
+// The kernel file provides `v_load` and `v_store` (element i of the momentum buffer).
+
+// Words of the SGD record (binding 4): weight decay of W and of b (0 for a bias that is
+// not decayed), momentum and dampening as f32; nesterov, decoupled and the offset of the
+// bias in C as u32 bits.
+const SGD_WD: u32 = 0u;
+const SGD_BIAS_WD: u32 = 1u;
+const SGD_MOMENTUM: u32 = 2u;
+const SGD_DAMPENING: u32 = 3u;
+const SGD_NESTEROV: u32 = 4u;
+const SGD_DECOUPLED: u32 = 5u;
+const SGD_BIAS_OFFSET: u32 = 6u;
+
+// The SGD record and the status, read once per invocation by `sgd_settings`.
+var<private> sgd_ready: bool;
+var<private> sgd_skip: bool;
+var<private> sgd_h: SgdHyper;
+var<private> sgd_wd: f32;
+
+// Reads the settings on the invocation's first SgdUpdate store; true when the update is
+// skipped (a non-finite loss was flagged).
+fn sgd_settings() -> bool {
+    if (!sgd_ready) {
+        sgd_h = SgdHyper(mask[SGD_WD], mask[SGD_MOMENTUM], mask[SGD_DAMPENING], bitcast<u32>(mask[SGD_NESTEROV]), bitcast<u32>(mask[SGD_DECOUPLED]));
+        sgd_wd = mask[SGD_WD];
+        sgd_skip = bias[0] != 0.0;
+        sgd_ready = true;
+    }
+    return sgd_skip;
+}
+
+// One SGD step of four parameters `p0` with gradients `g`, momentum `v0` and weight decay
+// `wd` (`sgd_settings` read).
+fn sgd4(p0: vec4<f32>, g: vec4<f32>, v0: vec4<f32>, wd: f32) -> SgdStep {
+    return sgd_step(p0, g, v0, vec4<f32>(wd), step.lr, step.first != 0u, sgd_h);
+}
+
+// The bias's element `o` in C.
+fn sgd_bias_index(o: u32) -> u32 {
+    return mem_c + bitcast<u32>(mask[SGD_BIAS_OFFSET]) + o;
+}
+
+// Element `i` of C and of the momentum buffer (parameter value `p0`) after one SGD step
+// with gradient `g` and weight decay `wd`; returns the new parameter.
+fn sgd_element(i: u32, p0: f32, g: f32, wd: f32) -> f32 {
+    var v0 = 0.0;
+    if (sgd_h.momentum != 0.0) {
+        v0 = v_load(i);
+    }
+    let s = sgd4(vec4<f32>(p0), vec4<f32>(g), vec4<f32>(v0), wd);
+    if (sgd_h.momentum != 0.0) {
+        v_store(i, s.v.x);
+    }
+    return s.p.x;
+}
+
+// Sums the bias gradient of output `o` over the minibatch (rows in order, as column_sum)
+// and updates b[o] (`sgd_settings` read, the update not skipped).
+fn sgd_bias(o: u32) {
+    let d = dims();
+    let outputs = select(d.x, d.y, TRANS_C);
+    var db = 0.0;
+    for (var r = 0u; r < d.z; r++) {
+        if (TRANS_C) {
+            db += b_at(r * outputs + o);
+        } else {
+            db += a_at(r * outputs + o);
+        }
+    }
+    let j = sgd_bias_index(o);
+    c_store(j, sgd_element(j, c_load(j), db, mask[SGD_BIAS_WD]));
+}
+
+// The SgdUpdate epilogue for C[row, col] (index `i` of C) whose gradient `g` this
+// invocation just summed: updates W there and, with `bias` and for input 0, the bias of
+// its output (the subgroup kernel updates its biases four at a time instead).
+fn sgd_store(i: u32, g: f32, row: u32, col: u32, bias: bool) {
+    if (sgd_settings()) {
+        return; // a non-finite loss: no update this step or after
+    }
+    c_store(i, sgd_element(i, c_load(i), g, sgd_wd));
+    if (bias && select(col, row, TRANS_C) == 0u) {
+        sgd_bias(select(row, col, TRANS_C));
+    }
+}

@@ -25,11 +25,12 @@ struct GatherParams {
 override WRITE_X: bool = true;
 
 @group(0) @binding(1) var<storage, read> pixels: array<u32>; // [N, I] u8, four per word
-@group(0) @binding(6) var<storage, read> order: array<u32>;  // [N] sample order
-@group(0) @binding(7) var<storage, read> labels: array<u32>; // [N]
-@group(0) @binding(8) var<storage, read_write> x: array<vec4<f32>>; // [B, I], whole vec4s
-@group(0) @binding(9) var<storage, read_write> y: array<u32>; // [B]
-@group(0) @binding(10) var<uniform> gather: GatherParams;
+// Binding 6 is the kernel file's `velocity` (its SgdUpdate epilogue; unused here).
+@group(0) @binding(7) var<storage, read> order: array<u32>;  // [N] sample order
+@group(0) @binding(8) var<storage, read> labels: array<u32>; // [N]
+@group(0) @binding(9) var<storage, read_write> x: array<vec4<f32>>; // [B, I], whole vec4s
+@group(0) @binding(10) var<storage, read_write> y: array<u32>; // [B]
+@group(0) @binding(11) var<uniform> gather: GatherParams;
 
 // gather_normalize.wgsl's `normalize`, term for term.
 fn normalize4(v: vec4<u32>) -> vec4<f32> {
@@ -71,4 +72,19 @@ fn store_x4(row: u32, kk: u32, kend: u32, k: u32, v: vec4<f32>) {
     if (kk + 3u < kend) {
         x[(i + 3u) / 4u][(i + 3u) % 4u] = v.w;
     }
+}
+
+// Element i of A stored [M, K] (K = params.k): the normalised pixel, as the kernels' `a_at`
+// reads an f32 A. Read by matmul_common.wgsl's SgdUpdate epilogue, which a pixel launch
+// never runs (it is a forward product), but every module defines it.
+fn a_at(i: u32) -> f32 {
+    let k = params.k;
+    return normalize4(vec4<u32>(pixel(sample_of(i / k) * k + i % k))).x;
+}
+
+// Elements 4·i4 .. 4·i4 + 3 of A stored [M, K], K a multiple of 4 (A_VEC4): one pixel word.
+fn a_vec4(i4: u32) -> vec4<f32> {
+    let k = params.k;
+    let r = 4u * i4 / k;
+    return normalize4(word_pixels(pixels[(sample_of(r) * k + 4u * i4 - r * k) / 4u]));
 }

@@ -2,10 +2,10 @@
 //
 // Fragment: step.wgsl and matmul_common.wgsl are prepended (src/gpu/kernels/matmul.rs).
 // Expects from them `params`, `bias`, `mask`, the overrides and the helper functions listed
-// at the top of matmul_common.wgsl. Provides B and C (bindings 2, 5) as vec4<f32> arrays,
-// the overrides A_VEC4 and B_VEC4, `mask_k`, and the entry point. Expects from an operand
-// fragment A's binding and the hooks `a_begin` and `load_a`: matmul_subgroup_a.wgsl (f32
-// values, prepended) or matmul_subgroup_gather.wgsl (the u8 pixels of a minibatch, the
+// at the top of matmul_common.wgsl. Provides B, C and velocity (bindings 2, 5, 6) as vec4<f32>
+// arrays, the overrides A_VEC4 and B_VEC4, `mask_k`, and the entry point. Expects from an
+// operand fragment A's binding and the hooks `a_begin` and `load_a`: matmul_subgroup_a.wgsl
+// (f32 values, prepended) or matmul_subgroup_gather.wgsl (the u8 pixels of a minibatch, the
 // gather fusion; appended).
 //
 // On lavapipe every load from a storage buffer costs a scalar loop over the SIMD lanes,
@@ -31,6 +31,7 @@ override B_VEC4: bool = true;
 // the top of this file).
 @group(0) @binding(2) var<storage, read> b: array<vec4<f32>>; // whole vec4s past the end
 @group(0) @binding(5) var<storage, read_write> c: array<vec4<f32>>; // whole vec4s past M·N
+@group(0) @binding(6) var<storage, read_write> velocity: array<vec4<f32>>; // SgdUpdate only
 
 // Element i of B, for operands whose rows are not whole vec4s.
 fn b_at(i: u32) -> f32 {
@@ -151,12 +152,100 @@ fn store1(i: u32, v: f32) {
     c[i / 4u][i % 4u] = v;
 }
 
+// Element i of C and of velocity, for the SgdUpdate epilogue (matmul_common.wgsl).
+fn c_load(i: u32) -> f32 {
+    return c[i / 4u][i % 4u];
+}
+
+fn c_store(i: u32, v: f32) {
+    store1(i, v);
+}
+
+fn v_load(i: u32) -> f32 {
+    return velocity[i / 4u][i % 4u];
+}
+
+fn v_store(i: u32, v: f32) {
+    velocity[i / 4u][i % 4u] = v;
+}
+
+// The SgdUpdate epilogue on whole vec4 `i4` of C: four parameters with gradients `g`
+// and weight decay `wd`, one `sgd_step` on all four (`sgd_settings` read, the update not
+// skipped).
+fn sgd_store4(i4: u32, g: vec4<f32>, wd: f32) {
+    var v0 = vec4<f32>();
+    if (sgd_h.momentum != 0.0) {
+        v0 = velocity[i4];
+    }
+    let s = sgd4(c[i4], g, v0, wd);
+    if (sgd_h.momentum != 0.0) {
+        velocity[i4] = s.v;
+    }
+    c[i4] = s.p;
+}
+
+// dZ [K, O] at row `r`, outputs o0 .. o0+3 (clamped: the extra sums are never stored). dZ
+// is op(B) with TRANS_C (stored [K, N]), else op(A)ᵀ (stored [K, M]).
+fn dz_row4(r: u32, o0: u32, outputs: u32, k: u32) -> vec4<f32> {
+    if (TRANS_C) {
+        return b_row(r, o0, outputs, k);
+    }
+    if (A_VEC4) {
+        return a_vec4(mem_a / 4u + r * (outputs / 4u) + min(o0 / 4u, outputs / 4u - 1u));
+    }
+    let base = r * outputs;
+    return vec4<f32>(
+        a_at(base + min(o0, outputs - 1u)),
+        a_at(base + min(o0 + 1u, outputs - 1u)),
+        a_at(base + min(o0 + 2u, outputs - 1u)),
+        a_at(base + min(o0 + 3u, outputs - 1u)),
+    );
+}
+
+// The biases of outputs o0 .. o0+3 (o0 a multiple of 4): their gradients summed over the
+// minibatch, rows in order from 0 (per component column_sum's additions, the same bits),
+// then one SGD step (`sgd_settings` read, the update not skipped).
+fn sgd_bias4(o0: u32, outputs: u32, k: u32) {
+    var db = vec4<f32>();
+    for (var r = 0u; r < k; r++) {
+        db += dz_row4(r, o0, outputs, k);
+    }
+    let j = sgd_bias_index(o0);
+    let wd = mask[SGD_BIAS_WD];
+    if (j % 4u == 0u && o0 + 3u < outputs) {
+        sgd_store4(j / 4u, db, wd);
+        return;
+    }
+    for (var t = 0u; t < 4u; t++) {
+        if (o0 + t < outputs) {
+            c_store(j + t, sgd_element(j + t, c_load(j + t), db[t], wd));
+        }
+    }
+}
+
 // Stores one row's four columns, skipping what lies past the edges: one vec4 store when C
 // is row-major and the four columns are a whole vec4 of it. The partial sum `v` is added to
 // the earlier chunks' sum, and the epilogue runs once the chunk completes K (see
-// matmul_common.wgsl).
+// matmul_common.wgsl). The SgdUpdate epilogue (one chunk only) stores the updated
+// parameters element by element instead, in either orientation of C.
 fn store_row4(row: u32, col: u32, v: vec4<f32>, bias4: vec4<f32>, m: u32, n: u32, k: u32) {
     if (row >= m) {
+        return;
+    }
+    if (EPILOGUE == 4u) {
+        // Row-major W [O, I]: the four inputs of output `row` as one vec4 when whole.
+        if (!TRANS_C && n % 4u == 0u && col < n) {
+            if (sgd_settings()) {
+                return;
+            }
+            sgd_store4((mem_c + row * n + col) / 4u, v, sgd_wd);
+            return;
+        }
+        for (var j = 0u; j < 4u; j++) {
+            if (col + j < n) {
+                sgd_store(c_index(row, col + j, m, n), v[j], row, col + j, false);
+            }
+        }
         return;
     }
     let whole = !TRANS_C && n % 4u == 0u && col < n;
@@ -187,14 +276,27 @@ fn store_row4(row: u32, col: u32, v: vec4<f32>, bias4: vec4<f32>, m: u32, n: u32
     }
 }
 
-// C stored [N, M] (TRANS_C, no epilogue): rows r .. r+3 of each of the lane's columns are
-// neighbours, so with M a multiple of 4 they go out as one vec4 per column (added to the
-// earlier chunks' sum after the first chunk).
+// C stored [N, M] (TRANS_C, no epilogue but SgdUpdate): rows r .. r+3 of each of the lane's
+// columns are neighbours, so with M a multiple of 4 they go out as one vec4 per column
+// (added to the earlier chunks' sum after the first chunk; SgdUpdate: updated as one vec4).
 fn store_rows4_transposed(r: u32, col: u32, x0: vec4<f32>, x1: vec4<f32>, x2: vec4<f32>, x3: vec4<f32>, m: u32, n: u32) {
     if (r >= m) {
         return;
     }
     let t = transpose(mat4x4<f32>(x0, x1, x2, x3)); // t[j]: rows r .. r+3 of column col + j
+    if (EPILOGUE == 4u) {
+        // W [O, I] stored as C [N, M]: column col + j is output col + j, rows r .. r+3 its
+        // inputs, whole vec4s of W.
+        if (sgd_settings()) {
+            return;
+        }
+        for (var j = 0u; j < 4u; j++) {
+            if (col + j < n) {
+                sgd_store4((mem_c + (col + j) * m + r) / 4u, t[j], sgd_wd);
+            }
+        }
+        return;
+    }
     for (var j = 0u; j < 4u; j++) {
         if (col + j < n) {
             let i = (mem_c + (col + j) * m + r) / 4u;
@@ -273,6 +375,18 @@ fn matmul_subgroup(
         acc13 = fma_row(acc13, g[1], bk);
         acc14 = fma_row(acc14, g[2], bk);
         acc15 = fma_row(acc15, g[3], bk);
+    }
+    // SgdUpdate: the biases, four outputs per lane, by the workgroups that hold input 0:
+    // with TRANS_C the lane's own columns in the first row block; else lanes 0 .. 3 of the
+    // first column block, the block's 16 rows (outputs) between them.
+    if (EPILOGUE == 4u && !sgd_settings()) {
+        if (TRANS_C) {
+            if (row0 == 0u && col < n) {
+                sgd_bias4(col, n, k);
+            }
+        } else if (wid.x == 0u && lane < 4u && row0 + 4u * lane < m) {
+            sgd_bias4(row0 + 4u * lane, m, k);
+        }
     }
     if (TRANS_C && m % 4u == 0u) {
         store_rows4_transposed(row0, col, acc0, acc1, acc2, acc3, m, n);

@@ -13,6 +13,11 @@ fn a_at(i: u32) -> f32 {
     return a[mem_a / 4u + i / 4u][i % 4u];
 }
 
+// Whole vec4 `i4` of A (the member's offset included by the caller).
+fn a_vec4(i4: u32) -> vec4<f32> {
+    return a[i4];
+}
+
 // Called once per workgroup before the K loop (column block `col_block`); the pixel source
 // sets up its rows here.
 fn a_begin(col_block: u32, lane: u32, row0: u32, m: u32, k: u32) {}

@@ -2,11 +2,11 @@
 //
 // Fragment: step.wgsl and matmul_common.wgsl are prepended (src/gpu/kernels/matmul.rs).
 // Expects from them `params`, `bias`, `mask`, the overrides and the helper functions listed
-// at the top of matmul_common.wgsl. Provides B (binding 2) as a vec4<f32> array, C (binding
-// 5) as an f32 array, the overrides BM, BN, A_VEC4 and B_VEC4, and the entry point. Expects
-// from an operand fragment A's binding and the hooks `a_begin` and `load_a`:
-// matmul_tiled2d_a.wgsl (f32 values, prepended) or matmul_tiled2d_gather.wgsl (the u8
-// pixels of a minibatch, the gather fusion; appended).
+// at the top of matmul_common.wgsl. Provides B (binding 2) as a vec4<f32> array, C and
+// velocity (bindings 5, 6) as f32 arrays, the overrides BM, BN, A_VEC4 and B_VEC4, and the
+// entry point. Expects from an operand fragment A's binding and the hooks `a_begin` and
+// `load_a`: matmul_tiled2d_a.wgsl (f32 values, prepended) or matmul_tiled2d_gather.wgsl (the
+// u8 pixels of a minibatch, the gather fusion; appended).
 //
 // A workgroup computes a BM x BN block of C (BM, BN in {64, 128}, set by the host per
 // `Tile2d`) with (BN/8) x (BM/8) invocations, each owning an 8 x 8 register tile: rows
@@ -46,6 +46,7 @@ override TILE_B_VEC4S: u32 = BK * BN / 2u;
 
 @group(0) @binding(2) var<storage, read> b: array<vec4<f32>>; // whole vec4s past the end
 @group(0) @binding(5) var<storage, read_write> c: array<f32>;
+@group(0) @binding(6) var<storage, read_write> velocity: array<f32>; // SgdUpdate only
 
 var<workgroup> tile_a: array<vec4<f32>, TILE_A_VEC4S>; // [2][BK][BM/4]: op(A)ᵀ slices
 var<workgroup> tile_b: array<vec4<f32>, TILE_B_VEC4S>; // [2][BK][BN/4]: op(B) slices
@@ -134,10 +135,32 @@ fn stage_b(buf: u32, s: u32, v: vec4<f32>) {
     tile_b[i + 3u * BN / 4u][col % 4u] = v.w;
 }
 
+// Element i of C and of velocity, for the SgdUpdate epilogue (matmul_common.wgsl).
+fn c_load(i: u32) -> f32 {
+    return c[i];
+}
+
+fn c_store(i: u32, v: f32) {
+    c[i] = v;
+}
+
+fn v_load(i: u32) -> f32 {
+    return velocity[i];
+}
+
+fn v_store(i: u32, v: f32) {
+    velocity[i] = v;
+}
+
 // Stores the partial sum `v` of C[row, col]: added to the earlier chunks' sum, then the
-// epilogue once the chunk completes K (see matmul_common.wgsl).
+// epilogue once the chunk completes K (see matmul_common.wgsl). The SgdUpdate epilogue
+// (one chunk only) stores the updated parameter instead.
 fn store_c(row: u32, col: u32, v: f32, m: u32, n: u32, k: u32) {
     let i = c_index(row, col, m, n);
+    if (EPILOGUE == 4u) {
+        sgd_store(i, v, row, col, true);
+        return;
+    }
     var s = v;
     if (accumulates()) {
         s = c[i] + v;

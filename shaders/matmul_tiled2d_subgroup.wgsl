@@ -5,8 +5,8 @@
 // Fragment: step.wgsl and matmul_common.wgsl are prepended (src/gpu/kernels/matmul.rs).
 // Expects from them `params`, `bias`, `mask`, the overrides and the helper functions listed
 // at the top of matmul_common.wgsl. Provides A and B (bindings 1, 2) as vec4<f32> arrays,
-// C (binding 5) as an f32 array, the overrides SG_W, A_VEC4 and B_VEC4, and the entry
-// point.
+// C and velocity (bindings 5, 6) as f32 arrays, the accessors matmul_common.wgsl's
+// SgdUpdate epilogue uses, the overrides SG_W, A_VEC4 and B_VEC4, and the entry point.
 //
 // Block: a workgroup of 256 invocations computes a 64 x 256 block of C, each invocation an
 // 8 x 8 register tile as in matmul_tiled2d. The invocations are split into *teams* of SG_W
@@ -62,6 +62,7 @@ override TEAMS_N: u32 = 32u / SG_W;
 @group(0) @binding(1) var<storage, read> a: array<vec4<f32>>; // whole vec4s past the end
 @group(0) @binding(2) var<storage, read> b: array<vec4<f32>>; // whole vec4s past the end
 @group(0) @binding(5) var<storage, read_write> c: array<f32>;
+@group(0) @binding(6) var<storage, read_write> velocity: array<f32>; // SgdUpdate only
 
 var<workgroup> tile_b: array<vec4<f32>, TILE_B_VEC4S>; // op(B) slices
 
@@ -71,6 +72,23 @@ fn a_at(i: u32) -> f32 {
 
 fn b_at(i: u32) -> f32 {
     return b[mem_b / 4u + i / 4u][i % 4u];
+}
+
+// Element i of C and of velocity, for the SgdUpdate epilogue (matmul_common.wgsl).
+fn c_load(i: u32) -> f32 {
+    return c[i];
+}
+
+fn c_store(i: u32, v: f32) {
+    c[i] = v;
+}
+
+fn v_load(i: u32) -> f32 {
+    return velocity[i];
+}
+
+fn v_store(i: u32, v: f32) {
+    velocity[i] = v;
 }
 
 // Slot `s` (0 .. 16) of a team's op(A) slice, rows row0 .. +7 at k0 .. k0+7: four values
@@ -276,9 +294,14 @@ fn fma_tile(acc: ptr<function, array<vec4<f32>, 16>>, a_lo: vec4<f32>, a_hi: vec
 }
 
 // Stores the partial sum `v` of C[row, col]: added to the earlier chunks' sum, then the
-// epilogue once the chunk completes K (see matmul_common.wgsl).
+// epilogue once the chunk completes K (see matmul_common.wgsl). The SgdUpdate epilogue
+// updates the parameter (and, for input 0, the bias) instead of storing.
 fn store_c(row: u32, col: u32, v: f32, m: u32, n: u32, k: u32) {
     let i = c_index(row, col, m, n);
+    if (EPILOGUE == 4u) {
+        sgd_store(i, v, row, col, true);
+        return;
+    }
     var s = v;
     if (accumulates()) {
         s = c[i] + v;

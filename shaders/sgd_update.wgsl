@@ -1,12 +1,6 @@
-// sgd_update: one dispatch over the flat parameter buffer, torch.optim.SGD semantics.
-//
-//   g <- grad + wd * p                          (coupled weight decay, PyTorch default)
-//   v <- g on the first step, else momentum * v + (1 - dampening) * g
-//   g <- g + momentum * v if nesterov, else v   (only when momentum != 0)
-//   p <- p - lr * g
-// With `decoupled` (SGDW, Loshchilov & Hutter) the decay is p <- p - lr * wd * p instead of
-// being added to the gradient. Elements inside a `no_decay` range (biases, with
-// --no-decay-bias) get wd = 0. lr and the first-step flag come from the step record.
+// sgd_update: one dispatch over the flat parameter buffer, torch.optim.SGD semantics (the
+// arithmetic is `sgd_step`, sgd_step.wgsl, shared with the matmul SgdUpdate epilogue).
+// Elements inside a `no_decay` range (biases, with --no-decay-bias) get wd = 0. lr and the first-step flag come from the step record.
 // Nothing changes once status[0] is set (a non-finite loss was seen; softmax_cross_entropy
 // writes it into its metrics header, bound here as `status`).
 //
@@ -20,8 +14,9 @@
 // stride_status]`, the head of its metrics) is set. Both entry points run `update`, so one
 // member's arithmetic is the single kernel's, bit for bit.
 //
-// step.wgsl is prepended (the step record at group 1); this file uses `step.lr` and `step.first`, and
-// declares everything of group 0 itself.
+// step.wgsl and sgd_step.wgsl are prepended (the step record at group 1; `SgdHyper`,
+// `sgd_step`); this file uses `step.lr` and `step.first`, and declares everything of group 0
+// itself.
 
 struct SgdUpdateParams {
     len: u32,           // P: parameters per member
@@ -68,11 +63,7 @@ const MEMBER_FROZEN: u32 = 2u;
 
 // One member's SGD settings.
 struct Hyper {
-    weight_decay: f32,
-    momentum: f32,
-    dampening: f32,
-    nesterov: u32,
-    decoupled: u32,
+    sgd: SgdHyper,
     ranges: u32, // no-decay ranges applied (0 with decay_bias)
 }
 
@@ -85,7 +76,7 @@ fn sgd_update(
     if (status[0] != 0.0) {
         return;
     }
-    let h = Hyper(params.weight_decay, params.momentum, params.dampening, params.nesterov, params.decoupled, params.ranges);
+    let h = Hyper(SgdHyper(params.weight_decay, params.momentum, params.dampening, params.nesterov, params.decoupled), params.ranges);
     let base = ((wid.z * nwg.y + wid.y) * nwg.x + wid.x) * WG * ITEMS + lid;
     for (var t = 0u; t < ITEMS; t++) {
         let i = base + t * WG;
@@ -122,7 +113,7 @@ fn sgd_update_members(
     if (table[hs + 5u] != 0u) {
         ranges = 0u;
     }
-    let h = Hyper(bitcast<f32>(table[hs]), bitcast<f32>(table[hs + 1u]), bitcast<f32>(table[hs + 2u]), table[hs + 3u], table[hs + 4u], ranges);
+    let h = Hyper(SgdHyper(bitcast<f32>(table[hs]), bitcast<f32>(table[hs + 1u]), bitcast<f32>(table[hs + 2u]), table[hs + 3u], table[hs + 4u]), ranges);
     let lr = bitcast<f32>(table[ms]);
     let first = (flags & MEMBER_FIRST) != 0u;
     let base = (wg - member * blocks) * WG * ITEMS + lid; // the member's own vec4 index
@@ -137,32 +128,20 @@ fn sgd_update_members(
 // Updates vec4 `i` of the buffers: elements `e0` .. `e0 + 3` of one parameter vector.
 fn update(i: u32, e0: u32, h: Hyper, lr: f32, first: bool) {
     let e = vec4<u32>(e0) + vec4<u32>(0u, 1u, 2u, 3u);
-    var wd = vec4<f32>(h.weight_decay);
+    var wd = vec4<f32>(h.sgd.weight_decay);
     for (var r = 0u; r < h.ranges; r++) {
         let range = vec2<u32>(table[2u * r], table[2u * r + 1u]);
         wd = select(wd, vec4<f32>(), e >= vec4<u32>(range.x) & e < vec4<u32>(range.y));
     }
     let p0 = param[i];
-    var p = p0;
-    var g = grad[i];
-    if (h.decoupled != 0u) {
-        p = p - lr * wd * p;
-    } else {
-        g = g + wd * p;
+    var v0 = vec4<f32>();
+    if (h.sgd.momentum != 0.0) {
+        v0 = velocity[i];
     }
+    let s = sgd_step(p0, grad[i], v0, wd, lr, first, h.sgd);
     let inside = e < vec4<u32>(params.len);
-    if (h.momentum != 0.0) {
-        var v = g;
-        let v0 = velocity[i];
-        if (!first) {
-            v = h.momentum * v0 + (1.0 - h.dampening) * g;
-        }
-        velocity[i] = select(v0, v, inside);
-        if (h.nesterov != 0u) {
-            g = g + h.momentum * v;
-        } else {
-            g = v;
-        }
+    if (h.sgd.momentum != 0.0) {
+        velocity[i] = select(v0, s.v, inside);
     }
-    param[i] = select(p0, p - lr * g, inside);
+    param[i] = select(p0, s.p, inside);
 }

@@ -25,6 +25,7 @@ fn reference_matmul(a: &[f32], b: &[f32], bias: &[f32], mask: &[f32], s: &Matmul
         Epilogue::Bias => cpu::bias_relu_forward(&mut c, bias, s.n, false),
         Epilogue::BiasRelu => cpu::bias_relu_forward(&mut c, bias, s.n, true),
         Epilogue::ReluMask => c = cpu::relu_backward(&c, mask),
+        Epilogue::SgdUpdate => unreachable!("tested in fusion_update.rs"),
     }
     if s.trans_c {
         // Stored [N, M].

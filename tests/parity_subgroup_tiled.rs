@@ -30,6 +30,7 @@ fn reference(a: &[f32], b: &[f32], bias: &[f32], mask: &[f32], s: &MatmulSpec) -
         Epilogue::Bias => cpu::bias_relu_forward(&mut c, bias, s.n, false),
         Epilogue::BiasRelu => cpu::bias_relu_forward(&mut c, bias, s.n, true),
         Epilogue::ReluMask => c = cpu::relu_backward(&c, mask),
+        Epilogue::SgdUpdate => unreachable!("tested in fusion_update.rs"),
     }
     if s.trans_c {
         return (0..s.n * s.m)

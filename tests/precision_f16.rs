@@ -218,6 +218,7 @@ fn check_matmul_f16(case: Case, seed: u64) -> f64 {
                 0.0
             }
         }
+        Epilogue::SgdUpdate => unreachable!("matmul_f16 has no SGD epilogue"),
     };
     let has_bias = matches!(case.epilogue, Epilogue::Bias | Epilogue::BiasRelu);
     let mut worst: f64 = 0.0;

@@ -95,7 +95,7 @@ fn every_shader_file_is_built() {
         );
         files += 1;
     }
-    assert_eq!(files, 19, "expected nineteen files in shaders/");
+    assert_eq!(files, 20, "expected twenty files in shaders/");
 }
 
 /// Each family is named after its shader file (`shaders/<name>.wgsl`), so one grep finds

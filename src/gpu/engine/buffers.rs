@@ -7,9 +7,10 @@ use crate::data::Dataset;
 use crate::engine::{RunData, RunSetup};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::gpu::kernels::STEP_STRIDE;
 use crate::gpu::kernels::softmax_cross_entropy::METRICS_HEADER;
+use crate::gpu::kernels::{STEP_STRIDE, matmul_sgd};
 use crate::model::ParamLayout;
+use crate::optim::SgdConfig;
 
 use crate::engine::EVAL_BATCH;
 
@@ -67,6 +68,12 @@ pub(super) struct RunBuffers {
     pub dummy: wgpu::Buffer,
     /// `[2R]` u32 parameter ranges SGD does not decay (biases, without `decay_bias`).
     pub no_decay: wgpu::Buffer,
+    /// Each layer's SGD record for the fused update (`matmul_sgd::record`), layer l's at
+    /// float `l · sgd_record_stride`; rewritten when the SGD settings change.
+    pub sgd_records: wgpu::Buffer,
+    /// Floats between layers' SGD records: a record, rounded up to the adapter's storage
+    /// offset alignment.
+    pub sgd_record_stride: usize,
     /// `[METRICS_HEADER + steps·2]`: status header, then per-step sums.
     pub train_metrics: wgpu::Buffer,
     /// Step records `STEP_STRIDE` bytes apart: the training steps, then each held-out
@@ -104,6 +111,10 @@ impl RunBuffers {
                 .flat_map(|&(s, e)| [s as u32, e as u32])
                 .collect()
         };
+        let sgd_record_stride = matmul_sgd::RECORD_WORDS
+            .max(gpu.limits.min_storage_buffer_offset_alignment as usize / 4);
+        let sgd_records = f32_buffer(gpu, "sgd_records", layout.layers.len() * sgd_record_stride)?;
+        write_sgd_records(gpu, &sgd_records, sgd_record_stride, &layout, &cfg.sgd);
         let max_train_steps = setup.train_indices.len().div_ceil(b);
         let records = max_train_steps
             + data.test.len().div_ceil(eval_rows)
@@ -126,6 +137,8 @@ impl RunBuffers {
             act: Activations::new(gpu, &layout, eval_rows)?,
             dummy: f32_buffer(gpu, "unused", 4)?,
             no_decay: index_buffer(gpu, "no_decay", &no_decay_ranges)?,
+            sgd_records,
+            sgd_record_stride,
             train_metrics: f32_buffer(gpu, "train.metrics", METRICS_HEADER + max_train_steps * 2)?,
             steps: gpu.buffer(
                 "steps",
@@ -178,6 +191,24 @@ pub(crate) fn upload_dataset(gpu: &Gpu, name: &str, ds: &Dataset) -> Result<Devi
 pub(crate) fn f32_buffer(gpu: &Gpu, label: &str, len: usize) -> Result<wgpu::Buffer> {
     let usage = wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC;
     gpu.storage_buffer(label, len as u64 * 4, usage)
+}
+
+/// Writes every layer's SGD record for `sgd` into `records`, `stride` floats apart (at
+/// allocation and when the SGD settings change).
+pub(super) fn write_sgd_records(
+    gpu: &Gpu,
+    records: &wgpu::Buffer,
+    stride: usize,
+    layout: &ParamLayout,
+    sgd: &SgdConfig,
+) {
+    let mut words = vec![0u32; layout.layers.len() * stride];
+    for (l, s) in layout.layers.iter().enumerate() {
+        words[l * stride..l * stride + matmul_sgd::RECORD_WORDS]
+            .copy_from_slice(&matmul_sgd::record(sgd, s.bias - s.weight));
+    }
+    gpu.queue
+        .write_buffer(records, 0, bytemuck::cast_slice(&words));
 }
 
 /// A `[P]` parameter-sized buffer; its size depends on the layer sizes alone.

@@ -51,6 +51,20 @@
 //! summed in one launch under the loop cap, and the adapter binds 9 storage buffers
 //! (`Stages::fuses_gather`); elsewhere the `gather` launch stays.
 //!
+//! With the `update` fusion ([`Fusions::update`]) the weight-gradient products apply the
+//! SGD step themselves (`kernels::matmul_sgd`): no `column_sum` and no `update` stage, `L`
+//! dispatches fewer (7 for one hidden layer), the same bits. `backward` of layer l is then
+//! ```text
+//!               matmul     dZ_{l-1} = (dZ_l · W_l) ⊙ [H_{l-1} > 0]   (l > 0; reads W_l first)
+//!               matmul     dW_l = dZ_lᵀ · H_{l-1}, never stored: W_l, b_l (db_l = colsum(dZ_l)
+//!                          summed in the epilogue) and their momentum take one SGD step
+//! ```
+//! It applies only when every layer's product is one chunk of K and the bias sum fits the
+//! loop cap too (`matmul_sgd::fits`; on lavapipe minibatches up to about 52,000 rows with
+//! the subgroup kernel, 32,000 with rows);
+//! otherwise, and for f16 runs, the step keeps the separate launches. The SGD settings the
+//! fused launches read are per-layer records that `set_sgd` rewrites.
+//!
 //! With `--precision f16` ([`Precision::F16`]) every matmul runs `matmul_f16` on f16
 //! activations and an f16 copy of the weights, and the step gains two conversions (the
 //! inputs after `gather`, the weights after `update`): 2 dispatches more (`plan::f16`).
@@ -276,7 +290,9 @@ impl<'g> GpuEngine<'g> {
                 train_step.extend(stages.backward(l, b)?);
             }
         }
-        train_step.push(stages.update(&cfg.sgd)?);
+        if f16 || !stages.update_fused(b) {
+            train_step.push(stages.update(&cfg.sgd)?);
+        }
         if f16 {
             train_step.push(stages.convert_params()?);
         }
@@ -603,16 +619,28 @@ impl Engine for GpuEngine<'_> {
         Ok(())
     }
 
-    /// Rebuilds the `update` launch (the last of a step) with the new settings in its
-    /// uniform: once per change, never per step.
+    /// Rebuilds the `update` launch with the new settings in its uniform, and rewrites the
+    /// layers' SGD records that the fused update reads (`buffers::write_sgd_records`):
+    /// once per change, never per step.
     fn set_sgd(&mut self, sgd: &crate::optim::SgdConfig) -> Result<()> {
         crate::engine::check_sgd_change(&self.setup.config.sgd, sgd)?;
         let update = plan::update_dispatch(self.gpu, self.kernels, &self.bufs, sgd)?;
+        let b = &self.bufs;
+        buffers::write_sgd_records(
+            self.gpu,
+            &b.sgd_records,
+            b.sgd_record_stride,
+            &b.layout,
+            sgd,
+        );
         self.gpu.take_error("changing the SGD settings")?;
-        match self.train_step.last_mut() {
-            Some(d) if d.kernel == "sgd_update" => *d = update,
-            // `new` pushes the update launch last.
-            _ => unreachable!("a training step ends with its sgd_update launch"),
+        // A step has one sgd_update launch, or none when the update is fused.
+        if let Some(d) = self
+            .train_step
+            .iter_mut()
+            .find(|d| d.kernel == "sgd_update")
+        {
+            *d = update;
         }
         self.setup.config.sgd = sgd.clone();
         Ok(())

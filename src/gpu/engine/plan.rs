@@ -8,7 +8,7 @@ use crate::gpu::kernels::matmul::BatchDim;
 use crate::gpu::kernels::softmax_cross_entropy::METRICS_HEADER;
 use crate::gpu::kernels::{
     Dispatch, Epilogue, Kernels, MatmulSpec, MatmulVariant, column_sum, gather_normalize, matmul,
-    matmul_gather, sgd_update, softmax_cross_entropy,
+    matmul_gather, matmul_sgd, sgd_update, softmax_cross_entropy,
 };
 use crate::gpu::{Fusions, Gpu, View};
 use crate::model::{LayerSlot, Normalization};
@@ -340,9 +340,26 @@ impl Stages<'_> {
         }
     }
 
+    /// Whether the training step over minibatches of up to `batch` rows applies the SGD
+    /// update inside the weight-gradient products (`Fusions::update`): only when every
+    /// layer's product takes the SGD epilogue on this adapter (one chunk of K, the bias
+    /// loop under the loop cap: `matmul_sgd::fits`), since the separate `update` stage
+    /// updates all parameters at once. Then `backward` has no `column_sum` and the step no
+    /// `update` stage.
+    pub(crate) fn update_fused(&self, batch: usize) -> bool {
+        self.fusions.update
+            && (self.matmuls.weight_grad.iter())
+                .all(|wg| matmul_sgd::fits(self.gpu, wg.variant, batch))
+    }
+
     /// Stage `backward` of layer `l` for minibatches of up to `batch` rows: weight gradient,
-    /// bias gradient and (below the first layer) input gradient through the ReLU.
+    /// bias gradient and (below the first layer) input gradient through the ReLU. With the
+    /// update fused ([`Self::update_fused`]): the input gradient first (it reads `W_l`),
+    /// then the weight gradient, which updates `W_l` and `b_l` in place.
     pub fn backward(&self, l: usize, batch: usize) -> Result<Vec<Dispatch>> {
+        if self.update_fused(batch) {
+            return self.backward_update(l, batch);
+        }
         let s = &self.layers()[l];
         let dz = self.output_grad(l, batch);
         let input = self.input(l, batch);
@@ -374,20 +391,67 @@ impl Stages<'_> {
             )?);
         }
         if let Some(variant) = self.matmuls.input_grad[l] {
-            out.push(matmul::dispatch(
-                self.gpu,
-                self.kernels,
-                variant,
-                &format!("train.layer{l}.input_grad"),
-                input_grad_spec(s, batch),
-                dz,
-                view(&self.bufs.params, s.weight, s.outputs * s.inputs),
-                None,
-                Some(self.input(l, batch)),
-                self.output_grad(l - 1, batch),
-                View::whole(&self.bufs.dummy),
-            )?);
+            out.push(self.input_grad(l, batch, variant)?);
         }
+        Ok(out)
+    }
+
+    /// The input gradient below layer `l` (`l > 0`) over up to `batch` rows, on `variant`.
+    fn input_grad(&self, l: usize, batch: usize, variant: MatmulVariant) -> Result<Dispatch> {
+        let s = &self.layers()[l];
+        matmul::dispatch(
+            self.gpu,
+            self.kernels,
+            variant,
+            &format!("train.layer{l}.input_grad"),
+            input_grad_spec(s, batch),
+            self.output_grad(l, batch),
+            view(&self.bufs.params, s.weight, s.outputs * s.inputs),
+            None,
+            Some(self.input(l, batch)),
+            self.output_grad(l - 1, batch),
+            View::whole(&self.bufs.dummy),
+        )
+    }
+
+    /// `backward` of layer `l` with the update fused: the input gradient (before `W_l`
+    /// changes), then the weight-gradient product whose epilogue applies the SGD step to
+    /// `W_l` and `b_l` (`matmul_sgd`; the bias gradient summed there from dZ).
+    fn backward_update(&self, l: usize, batch: usize) -> Result<Vec<Dispatch>> {
+        let s = &self.layers()[l];
+        let b = self.bufs;
+        let dz = self.output_grad(l, batch);
+        let input = self.input(l, batch);
+        let wg = self.matmuls.weight_grad[l];
+        let (lhs, rhs) = if wg.flipped { (input, dz) } else { (dz, input) };
+        let mut out = Vec::new();
+        if let Some(variant) = self.matmuls.input_grad[l] {
+            out.push(self.input_grad(l, batch, variant)?);
+        }
+        let len = s.bias + s.outputs - s.weight;
+        out.push(matmul_sgd::dispatch(
+            self.gpu,
+            self.kernels,
+            wg.variant,
+            &format!("train.layer{l}.weight_grad"),
+            MatmulSpec {
+                epilogue: Epilogue::SgdUpdate,
+                ..weight_grad_spec(s, batch, wg.flipped)
+            },
+            lhs,
+            rhs,
+            matmul_sgd::SgdEpilogueBuffers {
+                params: view(&b.params, s.weight, len),
+                velocity: view(&b.velocity, s.weight, len),
+                status: view(&b.train_metrics, 0, METRICS_HEADER),
+                record: view(
+                    &b.sgd_records,
+                    l * b.sgd_record_stride,
+                    matmul_sgd::RECORD_WORDS,
+                ),
+                bias_offset: s.bias - s.weight,
+            },
+        )?);
         Ok(out)
     }
 

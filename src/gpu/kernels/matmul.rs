@@ -16,6 +16,7 @@ use crate::gpu::{Gpu, View};
 /// The WGSL source of the scalar-load kernels (register, tiled, rows).
 pub const SOURCE: &str = concat!(
     include_str!("../../../shaders/step.wgsl"),
+    include_str!("../../../shaders/sgd_step.wgsl"),
     include_str!("../../../shaders/matmul_common.wgsl"),
     include_str!("../../../shaders/matmul.wgsl")
 );
@@ -24,6 +25,7 @@ pub const SOURCE: &str = concat!(
 /// [`SUBGROUP_SIZE`].
 pub const SUBGROUP_SOURCE: &str = concat!(
     include_str!("../../../shaders/step.wgsl"),
+    include_str!("../../../shaders/sgd_step.wgsl"),
     include_str!("../../../shaders/matmul_common.wgsl"),
     include_str!("../../../shaders/matmul_subgroup_a.wgsl"),
     include_str!("../../../shaders/matmul_subgroup.wgsl")
@@ -32,20 +34,23 @@ pub const SUBGROUP_SOURCE: &str = concat!(
 /// The WGSL source of `matmul_tiled2d`, the register-tiled kernel for GPUs ([`Tile2d`]).
 pub const TILED2D_SOURCE: &str = concat!(
     include_str!("../../../shaders/step.wgsl"),
+    include_str!("../../../shaders/sgd_step.wgsl"),
     include_str!("../../../shaders/matmul_common.wgsl"),
     include_str!("../../../shaders/matmul_tiled2d_a.wgsl"),
     include_str!("../../../shaders/matmul_tiled2d.wgsl")
 );
 
-/// Bindings of every matmul family: 0 params, 1 A, 2 B, 3 bias, 4 mask, 5 C. The same
-/// list, so one bind group serves every variant ([`KernelFamily::bindings`]).
-pub const BINDINGS: [wgpu::BindGroupLayoutEntry; 6] = [
+/// Bindings of every matmul family: 0 params, 1 A, 2 B, 3 bias, 4 mask, 5 C, 6 velocity
+/// (the momentum buffer of [`Epilogue::SgdUpdate`]). The same list, so one bind group
+/// serves every variant ([`KernelFamily::bindings`]).
+pub const BINDINGS: [wgpu::BindGroupLayoutEntry; 7] = [
     uniform_entry(0),
     storage_entry(1, true),
     storage_entry(2, true),
     storage_entry(3, true),
     storage_entry(4, true),
     storage_entry(5, false),
+    storage_entry(6, false),
 ];
 
 /// The scalar-load family: `matmul_register`, `matmul_tiled`, `matmul_rows`.
@@ -362,6 +367,9 @@ pub enum Epilogue {
     BiasRelu = 2,
     /// `c · [mask[m, n] > 0]`: ReLU backward through the forward output `mask`.
     ReluMask = 3,
+    /// `c` is a layer's weight gradient, never stored: the layer's weights and bias get one
+    /// SGD step in place ([`super::matmul_sgd`]).
+    SgdUpdate = 4,
 }
 
 /// Which dimension follows the step record's minibatch size.
@@ -391,7 +399,8 @@ pub struct MatmulSpec {
     pub trans_a: bool,
     /// B is stored `[N, K]` instead of `[K, N]`.
     pub trans_b: bool,
-    /// C is stored `[N, M]` instead of `[M, N]` (only with [`Epilogue::None`]).
+    /// C is stored `[N, M]` instead of `[M, N]` (only with [`Epilogue::None`] and
+    /// [`Epilogue::SgdUpdate`]).
     pub trans_c: bool,
     /// What happens to each output before it is stored.
     pub epilogue: Epilogue,
@@ -618,7 +627,8 @@ fn check_len(what: &str, view: &View<'_>, needed: usize) -> Result<()> {
 
 /// Prepares one matmul launch. `bias` must be given for the bias epilogues and `mask` for
 /// [`Epilogue::ReluMask`]; unused slots are bound to `dummy` (any small buffer not written
-/// by this launch).
+/// by this launch). [`Epilogue::SgdUpdate`] launches are prepared by
+/// [`super::matmul_sgd::dispatch`].
 ///
 /// # Errors
 /// [`Error::LimitExceeded`] when the grid or a binding is over the adapter's limits, or
@@ -670,6 +680,27 @@ pub fn dispatch_members(
     bias: Option<View<'_>>,
     mask: Option<View<'_>>,
 ) -> Result<Dispatch> {
+    dispatch_velocity(
+        gpu, kernels, variant, label, spec, members, operands, bias, mask, None,
+    )
+}
+
+/// [`dispatch_members`] with the momentum buffer `velocity` bound (binding 6), which
+/// [`Epilogue::SgdUpdate`] needs ([`super::matmul_sgd`]); without one, binding 6 gets a
+/// buffer of its own that nothing reads.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn dispatch_velocity(
+    gpu: &Gpu,
+    kernels: &Kernels,
+    variant: MatmulVariant,
+    label: &str,
+    spec: MatmulSpec,
+    members: MatmulMembers,
+    operands: [View<'_>; 4],
+    bias: Option<View<'_>>,
+    mask: Option<View<'_>>,
+    velocity: Option<View<'_>>,
+) -> Result<Dispatch> {
     let [a, b, c, dummy] = operands;
     let (m, n, k) = (spec.m, spec.n, spec.k);
     let mm = members;
@@ -683,8 +714,8 @@ pub fn dispatch_members(
         });
     }
     assert!(
-        !spec.trans_c || spec.epilogue == Epilogue::None,
-        "a transposed C takes no epilogue"
+        !spec.trans_c || matches!(spec.epilogue, Epilogue::None | Epilogue::SgdUpdate),
+        "a transposed C takes no epilogue but the SGD update"
     );
     if let Err(reason) = variant.supports(gpu) {
         return Err(Error::InvalidConfig {
@@ -693,11 +724,14 @@ pub fn dispatch_members(
             reason,
         });
     }
-    let (a_len, b_len, c_len) = (
+    let (a_len, b_len, mut c_len) = (
         mm.needed(mm.a, m * k),
         mm.needed(mm.b, k * n),
         mm.needed(mm.c, m * n),
     );
+    if spec.epilogue == Epilogue::SgdUpdate {
+        c_len = c.len; // the layer's weights and its bias after them
+    }
     check_len("A", &a, a_len)?;
     check_len("B", &b, b_len)?;
     check_len("C", &c, c_len)?;
@@ -714,9 +748,12 @@ pub fn dispatch_members(
             check_len("bias", &v, mm.needed(mm.bias, n))?;
             v
         }
+        // The status header and the SGD record (checked by `matmul_sgd::dispatch`).
+        Epilogue::SgdUpdate => bias.expect("the SGD epilogue needs the status header"),
         _ => dummy,
     };
     let mask = match spec.epilogue {
+        Epilogue::SgdUpdate => mask.expect("the SGD epilogue needs its SGD record"),
         Epilogue::ReluMask => {
             let v = mask.expect("mask epilogue needs a mask view");
             check_len("mask", &v, mm.needed(mm.mask, m * n))?;
@@ -727,6 +764,19 @@ pub fn dispatch_members(
     // One bind group per chunk of K (one in all unless the adapter's loop cap splits K),
     // recorded in order: the first stores, the later ones add (shaders/matmul_common.wgsl).
     let layout = kernels.bind_group_layout(gpu, &FAMILY);
+    let unused;
+    let velocity = match velocity {
+        // As C: vec4 elements for the subgroup kernel.
+        Some(v) => operand(&v, variant, &format!("{label} velocity"), v.len, true)?,
+        None => {
+            unused = gpu.buffer(
+                &format!("{label} unused velocity"),
+                16,
+                wgpu::BufferUsages::STORAGE,
+            );
+            unused.as_entire_binding()
+        }
+    };
     let mut bind_groups = Vec::new();
     for (k_begin, k_end) in k_chunks(gpu, variant, label, k)? {
         let params = MatmulParams {
@@ -773,6 +823,10 @@ pub fn dispatch_members(
                 wgpu::BindGroupEntry {
                     binding: 5,
                     resource: operand(&c, variant, &format!("{label} operand C"), c_len, true)?,
+                },
+                wgpu::BindGroupEntry {
+                    binding: 6,
+                    resource: velocity.clone(),
                 },
             ],
         ));

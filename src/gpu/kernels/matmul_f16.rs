@@ -235,6 +235,11 @@ pub fn dispatch(
         !spec.trans_c || spec.epilogue == Epilogue::None,
         "a transposed C takes no epilogue"
     );
+    assert_ne!(
+        spec.epilogue,
+        Epilogue::SgdUpdate,
+        "matmul_f16 has no SGD epilogue"
+    );
     if let Err(reason) = f16_device_support(gpu) {
         return Err(Error::InvalidConfig {
             name: "precision",

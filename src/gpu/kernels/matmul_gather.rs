@@ -16,8 +16,9 @@
 //! unfused launches otherwise.
 //!
 //! Bindings: 0 params (uniform [`MatmulParams`]), 1 pixels (packed u8, four per u32 word),
-//! 2 B, 3 bias `[N]`, 4 mask (unused: the dummy), 5 C, 6 order `[N_data]` u32, 7 labels
-//! `[N_data]` u32, 8 X `[B, K]` (whole vec4s), 9 y `[B]` u32, 10 the normalisation (uniform
+//! 2 B, 3 bias `[N]`, 4 mask (unused: the dummy), 5 C, 6 velocity (the kernels' SgdUpdate
+//! epilogue's; unused here: 16 bytes), 7 order `[N_data]` u32, 8 labels `[N_data]` u32, 9 X
+//! `[B, K]` (whole vec4s), 10 y `[B]` u32, 11 the normalisation (uniform
 //! [`GatherParams`]); group 1 the step record (its `offset` and `batch`). Grid: as
 //! [`MatmulVariant::blocks`].
 
@@ -31,6 +32,7 @@ use crate::gpu::{Gpu, View};
 /// `matmul_subgroup` with operand A read from pixels.
 pub const SUBGROUP_SOURCE: &str = concat!(
     include_str!("../../../shaders/step.wgsl"),
+    include_str!("../../../shaders/sgd_step.wgsl"),
     include_str!("../../../shaders/matmul_common.wgsl"),
     include_str!("../../../shaders/matmul_gather.wgsl"),
     include_str!("../../../shaders/matmul_subgroup.wgsl"),
@@ -40,28 +42,31 @@ pub const SUBGROUP_SOURCE: &str = concat!(
 /// `matmul_tiled2d` with operand A read from pixels.
 pub const TILED2D_SOURCE: &str = concat!(
     include_str!("../../../shaders/step.wgsl"),
+    include_str!("../../../shaders/sgd_step.wgsl"),
     include_str!("../../../shaders/matmul_common.wgsl"),
     include_str!("../../../shaders/matmul_gather.wgsl"),
     include_str!("../../../shaders/matmul_tiled2d.wgsl"),
     include_str!("../../../shaders/matmul_tiled2d_gather.wgsl")
 );
 
-/// Storage buffers one launch binds: pixels, B, bias, mask, C, order, labels, X, y.
-pub const STORAGE_BINDINGS: u32 = 9;
+/// Storage buffers one launch binds: pixels, B, bias, mask, C, velocity, order, labels, X,
+/// y.
+pub const STORAGE_BINDINGS: u32 = 10;
 
 /// Bindings of both families (see the module docs).
-pub const BINDINGS: [wgpu::BindGroupLayoutEntry; 11] = [
+pub const BINDINGS: [wgpu::BindGroupLayoutEntry; 12] = [
     uniform_entry(0),
     storage_entry(1, true),
     storage_entry(2, true),
     storage_entry(3, true),
     storage_entry(4, true),
     storage_entry(5, false),
-    storage_entry(6, true),
+    storage_entry(6, false),
     storage_entry(7, true),
-    storage_entry(8, false),
+    storage_entry(8, true),
     storage_entry(9, false),
-    uniform_entry(10),
+    storage_entry(10, false),
+    uniform_entry(11),
 ];
 
 /// The subgroup kernel reading pixels (entry point `matmul_subgroup`).
@@ -233,6 +238,11 @@ pub fn dispatch(
         MatmulVariant::Subgroup => c.vec4_binding(&format!("{label} operand C"), m * n)?,
         _ => c.binding(),
     };
+    let velocity = gpu.buffer(
+        &format!("{label} unused velocity"),
+        16,
+        wgpu::BufferUsages::STORAGE,
+    );
     let entries = [
         (0, ub.as_entire_binding()),
         (1, src.pixels.as_entire_binding()),
@@ -240,11 +250,12 @@ pub fn dispatch(
         (3, bias.binding()),
         (4, dummy.binding()),
         (5, c_binding),
-        (6, src.order.as_entire_binding()),
-        (7, src.labels.as_entire_binding()),
-        (8, src.x.vec4_binding(&format!("{label} X"), m * k)?),
-        (9, src.y.binding()),
-        (10, nb.as_entire_binding()),
+        (6, velocity.as_entire_binding()),
+        (7, src.order.as_entire_binding()),
+        (8, src.labels.as_entire_binding()),
+        (9, src.x.vec4_binding(&format!("{label} X"), m * k)?),
+        (10, src.y.binding()),
+        (11, nb.as_entire_binding()),
     ]
     .map(|(binding, resource)| wgpu::BindGroupEntry { binding, resource });
     let bind_group = gpu.bind_group(label, &kernels.bind_group_layout(gpu, family), &entries);

@@ -25,6 +25,7 @@ use crate::gpu::Gpu;
 /// The WGSL source of `matmul_tiled2d_subgroup`.
 pub const SOURCE: &str = concat!(
     include_str!("../../../shaders/step.wgsl"),
+    include_str!("../../../shaders/sgd_step.wgsl"),
     include_str!("../../../shaders/matmul_common.wgsl"),
     include_str!("../../../shaders/matmul_tiled2d_subgroup.wgsl")
 );

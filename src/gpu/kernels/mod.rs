@@ -16,6 +16,7 @@ pub mod gather_normalize;
 pub mod matmul;
 pub mod matmul_f16;
 pub mod matmul_gather;
+pub mod matmul_sgd;
 pub mod matmul_tiled2d_subgroup;
 pub mod sgd_update;
 pub mod softmax_cross_entropy;

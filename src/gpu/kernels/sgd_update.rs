@@ -19,6 +19,7 @@ pub const ITEMS: u64 = 4;
 /// The WGSL source.
 pub const SOURCE: &str = concat!(
     include_str!("../../../shaders/step.wgsl"),
+    include_str!("../../../shaders/sgd_step.wgsl"),
     include_str!("../../../shaders/sgd_update.wgsl")
 );
 
