@@ -349,7 +349,7 @@ fn cli_profile_prints_the_table_and_writes_a_chrome_trace() {
         .iter()
         .filter(|e| e["cat"] == "kernel" && e["ph"] == "X")
         .count();
-    assert_eq!(kernels, 4 * 7, "4 steps of 7 dispatches (the update fused)");
+    assert_eq!(kernels, 4 * 9, "4 steps of 9 dispatches (--fuse none)");
 
     let out = wgtrain(&[
         "profile",
