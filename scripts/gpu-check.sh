@@ -6,7 +6,9 @@
 #   BIN_DIR=.device scripts/gpu-check.sh RESULTS  # prebuilt binaries (a GPU machine without Rust)
 #
 # BIN_DIR holds `wgtrain`, `matmul_probe` and the test executables `parity_matmul-*`,
-# `parity_subgroup_tiled-*`, `parity_softmax_cross_entropy-*`, `parity_elementwise-*` and `training-*` copied from target/release/ (see docs/performance.md, "Running on a real GPU").
+# `parity_subgroup_tiled-*`, `parity_softmax_cross_entropy-*`, `parity_elementwise-*`,
+# `training-*`, `parity_population-*`, `population-*`, `precision_f16-*` and `fusion*-*`
+# copied from target/release/ (see docs/performance.md, "Running on a real GPU").
 # MNIST_DIR must name the MNIST IDX files. Each step has its own time limit and the whole check
 # stays under 8 minutes; a failed step is recorded in summary.txt and the check goes on.
 set -uo pipefail
@@ -22,12 +24,13 @@ if [ -z "${BIN_DIR:-}" ]; then
     cargo test --release --no-run --test parity_matmul --test parity_subgroup_tiled \
         --test parity_softmax_cross_entropy \
         --test parity_elementwise --test training --test parity_population --test population \
-        --test precision_f16
+        --test precision_f16 --test fusion --test fusion_gather --test fusion_output \
+        --test fusion_update
     BIN_DIR="$results/bin"
     mkdir -p "$BIN_DIR"
     cp target/release/wgtrain target/release/examples/matmul_probe "$BIN_DIR/"
     for t in parity_matmul parity_subgroup_tiled parity_softmax_cross_entropy parity_elementwise training \
-        parity_population population precision_f16; do
+        parity_population population precision_f16 fusion fusion_gather fusion_output fusion_update; do
         cp "$(ls -t target/release/deps/$t-* | grep -v '\.d$' | head -1)" "$BIN_DIR/"
     done
 fi
@@ -57,7 +60,12 @@ step training 120 "$(ls "$BIN_DIR"/training-* | head -1)" --test-threads 1 gpu
 step parity_population 40 "$(ls "$BIN_DIR"/parity_population-* | head -1)" --test-threads 1
 step population 40 "$(ls "$BIN_DIR"/population-* | head -1)" --test-threads 1 gpu
 step precision_f16 40 "$(ls "$BIN_DIR"/precision_f16-* | head -1)" --test-threads 1
+# The step fusions against the unfused step, each alone and all together (bit-identical).
+for t in fusion fusion_gather fusion_output fusion_update; do
+    step "$t" 30 "$(ls "$BIN_DIR"/$t-* | head -1)" --test-threads 1
+done
 step bench 60 "$wgtrain" bench --batch-sizes 64,128,512 --json
+step bench_unfused 60 "$wgtrain" bench --batch-sizes 64,512 --fuse none --json
 step bench_f16 40 "$wgtrain" bench --batch-sizes 64,512 --precision f16 --json
 step bench_population 60 "$wgtrain" bench --batch-sizes 64,512 --population 16 --json
 step profile 45 "$wgtrain" profile --steps 200 --trace "$results/trace.json"
