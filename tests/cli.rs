@@ -367,6 +367,76 @@ fn bench_rejects_empty_epochs_and_zero_batches() {
     );
 }
 
+/// Regression: `bench --samples 100` with the default batch sizes (64,128,512) failed the
+/// whole bench on 128; a batch size larger than the epoch is now skipped with a note, and
+/// only refused when every size is. The CPU rows have no dispatches: `-` in the table,
+/// `null` in JSON.
+#[test]
+fn bench_skips_batch_sizes_larger_than_the_epoch() {
+    let dir = mnist_dir();
+    let env = [("XDG_RUNTIME_DIR", "/tmp")];
+    let o = wgtrain_env(
+        &[
+            "bench",
+            "--data",
+            &dir,
+            "--device",
+            "cpu",
+            "--samples",
+            "100",
+            "--json",
+        ],
+        &env,
+    );
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("skipping batch size 128"), "{err}");
+    assert!(err.contains("skipping batch size 512"), "{err}");
+    let rows: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["batch_size"], 64);
+    assert_eq!(rows[0]["path"], "cpu");
+    assert!(rows[0]["dispatches_per_step"].is_null(), "{rows:?}");
+    let o = wgtrain_env(
+        &[
+            "bench",
+            "--data",
+            &dir,
+            "--device",
+            "cpu",
+            "--samples",
+            "100",
+            "--batch-sizes",
+            "64",
+        ],
+        &env,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let row = out
+        .lines()
+        .find(|l| l.starts_with("cpu"))
+        .expect("a cpu row");
+    assert_eq!(row.split_whitespace().nth(4), Some("-"), "{out}");
+    assert_usage_error(
+        &[
+            "bench",
+            "--data",
+            &dir,
+            "--device",
+            "cpu",
+            "--samples",
+            "100",
+            "--batch-sizes",
+            "128,512",
+        ],
+        "every batch size exceeds the samples per epoch (100)",
+    );
+}
+
 /// Regression: `--val-split 0.0001` on 2,000 samples held out nothing, and silently
 /// disabled --save-best and early stopping.
 #[test]

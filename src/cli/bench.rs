@@ -65,7 +65,9 @@ struct Row {
     /// Wall time of one warm epoch, s.
     epoch_seconds: f64,
     samples_per_second: f64,
-    dispatches_per_step: usize,
+    /// Compute dispatches per training step on the GPU path; `null` on the CPU path,
+    /// which has none.
+    dispatches_per_step: Option<usize>,
     /// Best matmul throughput on the first layer's forward shape, GFLOP/s.
     matmul_gflops: f64,
 }
@@ -173,12 +175,26 @@ pub fn bench_command(a: BenchArgs) -> Result<()> {
             mnist.train.len()
         })
         .min(mnist.train.len());
-    if let Some(&b) = a.batch_sizes.iter().find(|&&b| b > n) {
+    // A batch size larger than the epoch cannot be timed: skip it (with a note) and time
+    // the others; only when none is left is that an error.
+    let batch_sizes: Vec<usize> = a.batch_sizes.iter().copied().filter(|&b| b <= n).collect();
+    if batch_sizes.is_empty() {
+        let sizes = a
+            .batch_sizes
+            .iter()
+            .map(usize::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
         return Err(usage(
-            "batch size",
-            b,
-            format!("must be at most the samples per epoch ({n})"),
+            "batch-sizes",
+            sizes,
+            format!(
+                "every batch size exceeds the samples per epoch ({n}); pass a batch size of at most {n} or raise --samples"
+            ),
         ));
+    }
+    for &b in a.batch_sizes.iter().filter(|&&b| b > n) {
+        eprintln!("note: skipping batch size {b}: it exceeds the {n} samples per epoch");
     }
     let train_set = mnist.train.head(n);
     let test = mnist.test.head(1000);
@@ -200,7 +216,7 @@ pub fn bench_command(a: BenchArgs) -> Result<()> {
     let spec = run(1).spec(train_set.features(), mnist.classes)?;
     let kernels = gpu.as_ref().map(Kernels::new).transpose()?;
     let mut rows = Vec::new();
-    for &b in &a.batch_sizes {
+    for &b in &batch_sizes {
         if let (Some(g), Some(k)) = (&gpu, &kernels) {
             // The first layer's forward product, the largest of a step (timed at up to 256 rows).
             let forward = MatmulSpec {
@@ -231,7 +247,7 @@ pub fn bench_command(a: BenchArgs) -> Result<()> {
                 precision: precision.name(),
                 epoch_seconds: secs,
                 samples_per_second: n as f64 / secs,
-                dispatches_per_step: engine.dispatches_per_step(),
+                dispatches_per_step: Some(engine.dispatches_per_step()),
                 matmul_gflops: gflops,
             });
         }
@@ -244,13 +260,13 @@ pub fn bench_command(a: BenchArgs) -> Result<()> {
             precision: Precision::F32.name(),
             epoch_seconds: secs,
             samples_per_second: n as f64 / secs,
-            dispatches_per_step: engine.dispatches_per_step(),
+            dispatches_per_step: None,
             matmul_gflops: cpu_matmul_gflops(b, spec.sizes[0], spec.sizes[1]),
         });
     }
     let mut pop_rows = Vec::new();
     if let Some(k) = a.population {
-        for &b in &a.batch_sizes {
+        for &b in &batch_sizes {
             let configs = bench_population::population_configs(&run(b), k);
             let single = |e: &mut dyn Engine| time_epoch(e, n, b);
             if let (Some(g), Some(kern)) = (&gpu, &kernels) {
@@ -303,7 +319,8 @@ pub fn bench_command(a: BenchArgs) -> Result<()> {
             r.batch_size,
             r.epoch_seconds,
             r.samples_per_second,
-            r.dispatches_per_step,
+            r.dispatches_per_step
+                .map_or_else(|| "-".to_string(), |d| d.to_string()),
             r.matmul_gflops,
             r.epoch_seconds / cpu
         );
