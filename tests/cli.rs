@@ -851,6 +851,51 @@ fn sweep_refuses_a_population_of_0_and_a_halving_eta_below_2() {
     assert_usage_error(&["sweep", "--pruning", "hyperband"], "--pruning");
 }
 
+/// Regression: `--halving-eta` / `--halving-min-epochs` without `--pruning halving`, and
+/// `--prune-warmup` with `--pruning none`, were silently ignored. A pruning flag the chosen
+/// rule does not read is refused, naming the rule it applies to.
+#[test]
+fn sweep_refuses_pruning_flags_the_chosen_rule_ignores() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("sw");
+    let out = out.to_str().unwrap();
+    let sweep = |extra: &[&str], needle: &str| {
+        let mut args = vec!["sweep", "--out", out];
+        args.extend_from_slice(extra);
+        assert_usage_error(&args, needle);
+    };
+    sweep(&["--halving-eta", "4"], "applies to --pruning halving only");
+    sweep(
+        &["--pruning", "median", "--halving-min-epochs", "2"],
+        "--pruning halving",
+    );
+    sweep(
+        &["--pruning", "none", "--halving-eta", "2"],
+        "--pruning halving",
+    );
+    sweep(
+        &["--pruning", "none", "--prune-warmup", "2"],
+        "applies to --pruning median only, and --pruning is none",
+    );
+    sweep(
+        &["--pruning", "halving", "--prune-warmup", "2"],
+        "--prune-warmup",
+    );
+    sweep(
+        &["--pruning", "none", "--prune-min-trials", "2"],
+        "--pruning median or halving",
+    );
+    sweep(
+        &["--search", "pbt", "--halving-eta", "2"],
+        "does not apply to --search pbt",
+    );
+    // The defaults are still shown by --help.
+    let help = String::from_utf8_lossy(&wgtrain(&["sweep", "--help"]).stdout).into_owned();
+    for d in ["default 1", "default 3"] {
+        assert!(help.contains(d), "{help}");
+    }
+}
+
 /// Regression: `train --save DIR/train-images-idx3-ubyte` (the `--data` directory's own
 /// file) trained and then replaced the training images with the checkpoint; `sweep
 /// --save-best` could do the same. Such an output is refused before training, and the

@@ -112,20 +112,21 @@ pub struct SweepArgs {
     /// successive halving (as Optuna's SuccessiveHalvingPruner), or never.
     #[arg(long, value_enum, default_value_t = PruningChoice::Median)]
     pub pruning: PruningChoice,
-    /// Epochs during which no trial is pruned (median pruning).
-    #[arg(long, default_value_t = 1)]
-    pub prune_warmup: usize,
+    /// Epochs during which no trial is pruned (--pruning median only; default 1).
+    #[arg(long)]
+    pub prune_warmup: Option<usize>,
     /// Median pruning: completed trials needed at an epoch before pruning there. Halving:
-    /// trials that reached a rung (the judged one included) before pruning there.
-    #[arg(long, value_parser = positive_usize, default_value_t = 3)]
-    pub prune_min_trials: usize,
+    /// trials that reached a rung (the judged one included) before pruning there
+    /// (default 3).
+    #[arg(long, value_parser = positive_usize)]
+    pub prune_min_trials: Option<usize>,
     /// Successive halving: the reduction factor eta (rungs eta times apart, the top 1/eta
-    /// of a rung go on).
-    #[arg(long, value_parser = halving_eta, default_value_t = 3)]
-    pub halving_eta: usize,
-    /// Successive halving: the first rung, epochs (r).
-    #[arg(long, value_parser = positive_usize, default_value_t = 1)]
-    pub halving_min_epochs: usize,
+    /// of a rung go on; --pruning halving only; default 3).
+    #[arg(long, value_parser = halving_eta)]
+    pub halving_eta: Option<usize>,
+    /// Successive halving: the first rung, epochs (r) (--pruning halving only; default 1).
+    #[arg(long, value_parser = positive_usize)]
+    pub halving_min_epochs: Option<usize>,
     /// Train up to K trials at once as one population (trials sharing batch size, hidden
     /// sizes and epochs): 1 runs them one at a time. Default: as many as fit the device's
     /// memory, at most 16 on a GPU; 8 on the CPU (members in parallel on all cores). With
@@ -173,6 +174,75 @@ pub struct SweepArgs {
     /// from the space instead of multiplying it by 0.8 or 1.25 (default 0.25).
     #[arg(long)]
     pub pbt_resample: Option<f64>,
+}
+
+/// `--prune-warmup` without the flag.
+const DEFAULT_PRUNE_WARMUP: usize = 1;
+/// `--prune-min-trials` without the flag.
+const DEFAULT_PRUNE_MIN_TRIALS: usize = 3;
+/// `--halving-eta` without the flag.
+const DEFAULT_HALVING_ETA: usize = 3;
+/// `--halving-min-epochs` without the flag.
+const DEFAULT_HALVING_MIN_EPOCHS: usize = 1;
+
+/// The pruning flags that were given, as (flag, value), in the order of `--help`.
+pub(super) fn pruning_flags_given(a: &SweepArgs) -> Vec<(&'static str, usize)> {
+    [
+        ("prune-warmup", a.prune_warmup),
+        ("prune-min-trials", a.prune_min_trials),
+        ("halving-eta", a.halving_eta),
+        ("halving-min-epochs", a.halving_min_epochs),
+    ]
+    .into_iter()
+    .filter_map(|(flag, v)| v.map(|v| (flag, v)))
+    .collect()
+}
+
+/// The pruner `--pruning` and its flags choose, with the defaults of the flags left out.
+/// Refuses a flag the chosen rule does not read (it would be silently ignored):
+/// `--halving-*` without `--pruning halving`, `--prune-warmup` without `--pruning median`,
+/// any pruning flag with `--pruning none`.
+fn pruner_from(a: &SweepArgs) -> Result<Option<Pruner>> {
+    let reads: &[&str] = match a.pruning {
+        PruningChoice::Median => &["prune-warmup", "prune-min-trials"],
+        PruningChoice::Halving => &["prune-min-trials", "halving-eta", "halving-min-epochs"],
+        PruningChoice::None => &[],
+    };
+    let rule = match a.pruning {
+        PruningChoice::Median => "median",
+        PruningChoice::Halving => "halving",
+        PruningChoice::None => "none",
+    };
+    if let Some((flag, v)) = pruning_flags_given(a)
+        .into_iter()
+        .find(|(f, _)| !reads.contains(f))
+    {
+        let wants = match flag {
+            "prune-warmup" => "--pruning median",
+            "prune-min-trials" => "--pruning median or halving",
+            _ => "--pruning halving",
+        };
+        return Err(usage(
+            flag,
+            v,
+            format!(
+                "applies to {wants} only, and --pruning is {rule}; drop --{flag} or use {wants}"
+            ),
+        ));
+    }
+    let min_trials = a.prune_min_trials.unwrap_or(DEFAULT_PRUNE_MIN_TRIALS);
+    Ok(match a.pruning {
+        PruningChoice::Median => Some(Pruner::Median(MedianPruner {
+            warmup_epochs: a.prune_warmup.unwrap_or(DEFAULT_PRUNE_WARMUP),
+            min_trials,
+        })),
+        PruningChoice::Halving => Some(Pruner::Halving(HalvingPruner {
+            min_epochs: a.halving_min_epochs.unwrap_or(DEFAULT_HALVING_MIN_EPOCHS),
+            eta: a.halving_eta.unwrap_or(DEFAULT_HALVING_ETA),
+            min_trials,
+        })),
+        PruningChoice::None => None,
+    })
 }
 
 /// `--halving-eta`: at least 2.
@@ -258,6 +328,7 @@ pub fn sweep_command(a: SweepArgs) -> Result<()> {
             return Err(usage(flag, v, "applies to --search pbt only"));
         }
     }
+    let pruner = pruner_from(&a)?;
     let configs = match &a.configs {
         Some(file) => sweep_configs::read_configs(file, &space)?,
         None => space.trials(method, a.trials, a.grid_points, a.seed),
@@ -286,18 +357,6 @@ pub fn sweep_command(a: SweepArgs) -> Result<()> {
         ));
     }
     let norm = normalization(&a.data);
-    let pruner = match a.pruning {
-        PruningChoice::Median => Some(Pruner::Median(MedianPruner {
-            warmup_epochs: a.prune_warmup,
-            min_trials: a.prune_min_trials,
-        })),
-        PruningChoice::Halving => Some(Pruner::Halving(HalvingPruner {
-            min_epochs: a.halving_min_epochs,
-            eta: a.halving_eta,
-            min_trials: a.prune_min_trials,
-        })),
-        PruningChoice::None => None,
-    };
     eprintln!(
         "sweep: {} trials ({}), {} training + {} validation samples, pruning: {}",
         configs.len(),

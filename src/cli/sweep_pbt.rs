@@ -78,6 +78,15 @@ pub fn pbt_command(a: SweepArgs) -> Result<()> {
             "does not apply to --search pbt: members are never pruned, the worst copy the best every --pbt-interval epochs; drop --pruning",
         ));
     }
+    if let Some(&(flag, v)) = super::sweep::pruning_flags_given(&a).first() {
+        return Err(usage(
+            flag,
+            v,
+            format!(
+                "does not apply to --search pbt: members are never pruned, the worst copy the best every --pbt-interval epochs; drop --{flag}"
+            ),
+        ));
+    }
     if a.val_split == 0.0 {
         return Err(usage(
             "val-split",
