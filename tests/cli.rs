@@ -740,6 +740,40 @@ fn options_that_would_do_nothing_are_refused() {
     }
 }
 
+/// Regression: `--lr-schedule multistep --milestones M` with M >= --epochs (and `step`
+/// with `--step-size` >= --epochs) never decayed the learning rate, silently. Refused,
+/// naming the milestone (or step size) and the epoch count; the main schedule counts the
+/// epochs after the warmup.
+#[test]
+fn decays_that_never_fire_within_the_epochs_are_refused() {
+    let ms = ["train", "--lr-schedule", "multistep", "--epochs", "10"];
+    let with = |extra: &[&'static str]| [&ms[..], extra].concat();
+    assert_usage_error(
+        &with(&["--milestones", "3,10"]),
+        "milestone 10 is never reached: the run has 10 epochs",
+    );
+    assert_usage_error(
+        &with(&["--milestones", "7", "--warmup-epochs", "3"]),
+        "milestone 7 is never reached: the run has 7 epochs after the 3 warmup epochs",
+    );
+    assert_usage_error(
+        &[
+            "train",
+            "--lr-schedule",
+            "step",
+            "--step-size",
+            "5",
+            "--epochs",
+            "5",
+        ],
+        "step size 5 is never reached: the run has 5 epochs",
+    );
+    assert_usage_error(
+        &["train", "--lr-schedule", "step"],
+        "step size 30 (the default) is never reached: the run has 10 epochs",
+    );
+}
+
 /// The positive side of the schedule checks: `--lr-schedule step --gamma 0.5 --step-size 1`
 /// halves the learning rate every epoch (StepLR: lr = 0.01 * 0.5^epoch), and momentum >= 1
 /// is allowed (as in PyTorch) with a warning.

@@ -258,7 +258,53 @@ pub fn schedule_from(h: &HyperArgs, steps_per_epoch: usize) -> Result<LrSchedule
     let lr = LrSchedule::new(h.lr, schedule)
         .with_warmup(s.warmup_epochs, s.warmup_start_factor.unwrap_or(1.0 / 3.0));
     lr.validate().map_err(|e| usage("lr schedule", &lr, e))?;
+    check_decays_fire(s, &lr.schedule, epochs)?;
     Ok(lr)
+}
+
+/// Refuses a decay that never happens within the run: a `--milestones` entry or a
+/// `--step-size` (given or the default 30) at or past the main schedule's last epoch index
+/// (`epochs - 1 - warmup`; the main schedule counts epochs after the warmup), where the
+/// learning rate would silently stay as it was.
+fn check_decays_fire(s: &ScheduleArgs, schedule: &Schedule, epochs: usize) -> Result<()> {
+    let main_epochs = epochs.saturating_sub(s.warmup_epochs);
+    let after_warmup = if s.warmup_epochs > 0 {
+        format!(" after the {} warmup epochs", s.warmup_epochs)
+    } else {
+        String::new()
+    };
+    match schedule {
+        Schedule::MultiStep { milestones, .. } => {
+            if let Some(&m) = milestones.iter().find(|&&m| m >= main_epochs) {
+                return Err(usage(
+                    "milestones",
+                    s.milestones.as_deref().unwrap_or(""),
+                    format!(
+                        "milestone {m} is never reached: the run has {main_epochs} epochs{after_warmup} (numbered 0 to {}), so the learning rate would never decay there; use milestones below {main_epochs} or raise --epochs above {}",
+                        main_epochs - 1,
+                        m + s.warmup_epochs
+                    ),
+                ));
+            }
+        }
+        Schedule::Step { step_size, .. } if *step_size >= main_epochs => {
+            let given = if s.step_size.is_some() {
+                ""
+            } else {
+                " (the default)"
+            };
+            return Err(usage(
+                "step-size",
+                step_size,
+                format!(
+                    "step size {step_size}{given} is never reached: the run has {main_epochs} epochs{after_warmup}, so the learning rate would never decay; use a --step-size below {main_epochs} or raise --epochs above {}",
+                    step_size + s.warmup_epochs
+                ),
+            ));
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// The torch.optim.SGD settings the flags describe (not yet validated).
