@@ -930,6 +930,52 @@ fn sweep_refuses_pruning_flags_the_chosen_rule_ignores() {
     }
 }
 
+/// Regression: `sweep --search random` over a space where every hyperparameter has one
+/// value ran 12 identical trials. Refused, saying to widen a range or use --trials 1.
+#[test]
+fn a_random_sweep_over_a_single_point_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("sw");
+    let out = out.to_str().unwrap();
+    assert_usage_error(
+        &["sweep", "--out", out, "--lr", "0.1"],
+        "all 12 trials would be identical; widen a range (e.g. --lr 1e-3:1) or use --trials 1",
+    );
+    assert_usage_error(
+        &[
+            "sweep", "--out", out, "--search", "random", "--lr", "0.1,0.1", "--trials", "3",
+        ],
+        "all 3 trials would be identical",
+    );
+    // One trial of that point, or a second value anywhere, is a sweep.
+    let dir = mnist_dir();
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "sweep",
+            "--out",
+            out,
+            "--data",
+            &dir,
+            "--device",
+            "cpu",
+            "--lr",
+            "0.1",
+            "--train-subset",
+            "300",
+            "--epochs",
+            "1",
+            "--hidden",
+            "8",
+            "--quiet",
+        ];
+        args.extend_from_slice(extra);
+        let o = wgtrain_env(&args, &[("XDG_RUNTIME_DIR", "/tmp")]);
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+    };
+    run(&["--trials", "1"]);
+    run(&["--trials", "2", "--momentum", "0,0.9"]);
+}
+
 /// Regression: `train --save DIR/train-images-idx3-ubyte` (the `--data` directory's own
 /// file) trained and then replaced the training images with the checkpoint; `sweep
 /// --save-best` could do the same. Such an output is refused before training, and the

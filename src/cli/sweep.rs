@@ -329,6 +329,19 @@ pub fn sweep_command(a: SweepArgs) -> Result<()> {
         }
     }
     let pruner = pruner_from(&a)?;
+    // Random draws from a space of one point are the same trial, N times over.
+    if method == SearchMethod::Random && a.configs.is_none() && space.is_single_point() {
+        let n = a.trials.unwrap_or(12);
+        if n > 1 {
+            return Err(usage(
+                "search",
+                "random",
+                format!(
+                    "every searched hyperparameter (--lr, --weight-decay, --batch-size, --momentum, --hidden, --epochs) has a single value, so all {n} trials would be identical; widen a range (e.g. --lr 1e-3:1) or use --trials 1"
+                ),
+            ));
+        }
+    }
     let configs = match &a.configs {
         Some(file) => sweep_configs::read_configs(file, &space)?,
         None => space.trials(method, a.trials, a.grid_points, a.seed),

@@ -136,6 +136,12 @@ impl Values {
     fn is_empty(&self) -> bool {
         matches!(self, Values::List(v) if v.is_empty())
     }
+
+    /// Whether the hyperparameter can take one value only (a list of one value, repeated or
+    /// not).
+    pub fn is_single(&self) -> bool {
+        matches!(self, Values::List(v) if v.iter().all(|&x| x == v[0]))
+    }
 }
 
 /// Hidden layer architectures to choose from.
@@ -243,6 +249,21 @@ fn to_count(x: f64) -> usize {
 }
 
 impl SearchSpace {
+    /// Whether every hyperparameter takes one value only: each trial of a random search
+    /// would then be the same configuration.
+    pub fn is_single_point(&self) -> bool {
+        [
+            &self.lr,
+            &self.weight_decay,
+            &self.batch_size,
+            &self.momentum,
+            &self.epochs,
+        ]
+        .iter()
+        .all(|v| v.is_single())
+            && self.hidden.0.iter().all(|h| *h == self.hidden.0[0])
+    }
+
     /// Checks every value's range: lr > 0, weight decay >= 0, batch size >= 1, momentum in
     /// [0, 1), epochs >= 1, no empty list.
     ///
