@@ -976,6 +976,51 @@ fn a_random_sweep_over_a_single_point_is_refused() {
     run(&["--trials", "2", "--momentum", "0,0.9"]);
 }
 
+/// Regression: `wgtrain plot DIR/trials.json` (a sweep's trials file instead of its
+/// folder) said "not an epoch record"; it now says to pass the folder.
+#[test]
+fn plot_of_a_sweeps_trials_file_says_to_pass_its_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("sw");
+    let out = out.to_str().unwrap();
+    let dir = mnist_dir();
+    let o = wgtrain_env(
+        &[
+            "sweep",
+            "--out",
+            out,
+            "--data",
+            &dir,
+            "--device",
+            "cpu",
+            "--lr",
+            "0.1",
+            "--trials",
+            "1",
+            "--train-subset",
+            "300",
+            "--epochs",
+            "1",
+            "--hidden",
+            "8",
+            "--quiet",
+        ],
+        &[("XDG_RUNTIME_DIR", "/tmp")],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let trials = format!("{out}/trials.json");
+    let plots = tmp.path().join("plots");
+    let plots = plots.to_str().unwrap();
+    assert_usage_error(
+        &["plot", &trials, "--out", plots],
+        &format!(
+            "is a sweep's trials file, not a train --metrics file; pass the sweep's folder instead: wgtrain plot {out}"
+        ),
+    );
+    let o = wgtrain(&["plot", out, "--out", plots]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
 /// Regression: `train --save DIR/train-images-idx3-ubyte` (the `--data` directory's own
 /// file) trained and then replaced the training images with the checkpoint; `sweep
 /// --save-best` could do the same. Such an output is refused before training, and the

@@ -34,8 +34,23 @@ pub fn plot_command(a: PlotArgs) -> Result<()> {
             .map_err(|e| bad_input(e).context("reading the sweep's trials"))?;
         plot::sweep_plots(&trials, a.top, &a.out)?
     } else {
-        let metrics = tune::read_metrics(&a.input)
-            .map_err(|e| bad_input(e).context("reading the metrics file"))?;
+        let metrics = tune::read_metrics(&a.input).map_err(|e| {
+            // A sweep's trials.json given instead of its folder: say so, not "not an
+            // epoch record".
+            if read_trials(&a.input).is_ok_and(|t| !t.is_empty()) {
+                let dir = match a.input.parent() {
+                    Some(d) if !d.as_os_str().is_empty() => d.display().to_string(),
+                    _ => ".".into(),
+                };
+                return bad_input(wgtrain::Error::Format {
+                    path: a.input.clone(),
+                    reason: format!(
+                        "is a sweep's trials file, not a train --metrics file; pass the sweep's folder instead: wgtrain plot {dir}"
+                    ),
+                });
+            }
+            bad_input(e).context("reading the metrics file")
+        })?;
         let title = a.input.file_name().map_or("learning curves".into(), |n| {
             n.to_string_lossy().into_owned()
         });
