@@ -595,8 +595,10 @@ fn one_exit_code_rule_for_bad_arguments_bad_inputs_and_failures() {
         (with(&["plot", &p("bad.jsonl"), "--out", &p("plots")], &[]), vec![], 2, "not an epoch record"),
         (with(&["plot", &p("not-a-sweep"), "--out", &p("plots")], &[]), vec![], 2, "trials.json"),
         // Failures during the work.
-        (with(&["train", "--data", &mnist, "--lr", "1e30"], &small), vec![], 1, "non-finite"),
+        (with(&["train", "--data", &mnist, "--lr", "1e30"], &small), vec![], 1, "Lower the learning rate (--lr)"),
         (with(&["train", "--data", &mnist, "--momentum", "1.5"], &small), vec![], 1, "likely cause is --momentum 1.5"),
+        // Regression: a huge weight decay was blamed on the learning rate alone.
+        (with(&["train", "--data", &mnist, "--weight-decay", "1e30"], &small), vec![], 1, "likely cause is --weight-decay 1e30 with --lr 0.01"),
     ];
     for (args, env, code, needle) in &cases {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();

@@ -254,7 +254,8 @@ fn run_training(
         None => None,
     };
     let epochs = cfg.epochs;
-    let cfg_momentum = cfg.sgd.momentum;
+    let (cfg_momentum, cfg_lr, cfg_decay) =
+        (cfg.sgd.momentum, cfg.schedule.base_lr, cfg.sgd.weight_decay);
     let title = format!(
         "MLP {spec}, lr {}, batch {}, weight decay {}",
         cfg.schedule, cfg.batch_size, cfg.sgd.weight_decay
@@ -319,7 +320,7 @@ fn run_training(
                     // The run's own error is the one to report.
                     let _ = w.session_end(SessionStatus::Failure);
                 }
-                return Err(explain_divergence(e, cfg_momentum));
+                return Err(explain_divergence(e, cfg_momentum, cfg_lr, cfg_decay));
             }
         };
         println!("{report}");

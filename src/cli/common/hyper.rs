@@ -406,9 +406,26 @@ pub(crate) fn warn_momentum(momentum: f64) {
     }
 }
 
-/// Names momentum >= 1 as the likely cause when the loss became non-finite, instead of
-/// only advising a lower learning rate; other errors pass unchanged.
-pub(crate) fn explain_divergence(e: wgtrain::Error, momentum: f64) -> anyhow::Error {
+/// `x` as a user would type it: `1e30` rather than thirty-one digits, `0.01` as is.
+fn short(x: f64) -> String {
+    if x != 0.0 && !(1e-4..1e6).contains(&x.abs()) {
+        format!("{x:e}")
+    } else {
+        x.to_string()
+    }
+}
+
+/// Names momentum >= 1, or a weight decay that overshoots (`lr * weight_decay > 1`: the
+/// decay step `w -= lr * weight_decay * w` flips and grows the weights; only for a weight
+/// decay above 1, since a huge `--lr` with an ordinary decay is the learning rate's fault),
+/// as the likely cause when the loss became non-finite, instead of only advising a lower learning rate;
+/// other errors pass unchanged.
+pub(crate) fn explain_divergence(
+    e: wgtrain::Error,
+    momentum: f64,
+    lr: f64,
+    weight_decay: f64,
+) -> anyhow::Error {
     match e {
         wgtrain::Error::NonFiniteLoss {
             epoch,
@@ -420,6 +437,21 @@ pub(crate) fn explain_divergence(e: wgtrain::Error, momentum: f64) -> anyhow::Er
              --momentum {momentum}: at 1 or more the velocity never decays \
              (v = momentum * v + g). Use a momentum below 1 (e.g. 0.9), then lower the \
              learning rate (--lr) if it still diverges."
+        ),
+        wgtrain::Error::NonFiniteLoss {
+            epoch,
+            step,
+            last_finite,
+        } if lr * weight_decay > 1.0 && weight_decay > 1.0 => anyhow::anyhow!(
+            "the training loss became non-finite at epoch {epoch}, step {step} (last finite \
+             minibatch loss: {last_finite}); the run was stopped. The likely cause is \
+             --weight-decay {} with --lr {}: their product is {}, above 1, so \
+             each decay step (w -= lr * weight_decay * w) overshoots zero and blows the \
+             weights up. Lower --weight-decay (e.g. 1e-4) so that lr * weight_decay is well \
+             below 1, or lower the learning rate (--lr).",
+            short(weight_decay),
+            short(lr),
+            short(lr * weight_decay)
         ),
         e => e.into(),
     }
