@@ -1,0 +1,267 @@
+//! The command line of `sweep` (grid, random, populations, PBT) and `plot` as a user
+//! meets it: flags a sweep would ignore or could not honour are refused with exit 2 and one
+//! error line; unreadable sweep files name what is wrong.
+
+#[path = "common/cli.rs"]
+mod cli_support;
+
+use cli_support::*;
+
+/// Regression (issue 10, item 14): `sweep --quiet` printed two lines per trial (its
+/// settings, then its outcome) while its help promised one.
+#[test]
+fn sweep_quiet_prints_one_line_per_trial() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("sweep");
+    let o = wgtrain(&[
+        "sweep",
+        "--device",
+        "cpu",
+        "--data",
+        &mnist_dir(),
+        "--quiet",
+        "--train-subset",
+        "600",
+        "--search",
+        "grid",
+        "--lr",
+        "0.01,0.1",
+        "--hidden",
+        "8",
+        "--epochs",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let trial_lines: Vec<&str> = stdout.lines().filter(|l| l.starts_with("trial ")).collect();
+    assert_eq!(trial_lines.len(), 2, "{stdout}");
+    for (i, l) in trial_lines.iter().enumerate() {
+        assert!(l.starts_with(&format!("trial {i} ({}/2): ", i + 1)), "{l}");
+        assert!(l.contains(": complete: val acc "), "{l}");
+    }
+    let indented = ["  epoch", "  complete", "  pruned", "  diverged"];
+    assert!(
+        !stdout
+            .lines()
+            .any(|l| indented.iter().any(|p| l.starts_with(p))),
+        "no per-epoch or outcome lines under --quiet: {stdout}"
+    );
+}
+
+#[test]
+fn sweep_refuses_a_population_of_0_and_a_halving_eta_below_2() {
+    assert_usage_error(&["sweep", "--population", "0"], "--population");
+    let err = stderr(&wgtrain(&["sweep", "--population", "0"]));
+    assert!(
+        err.contains("must be at least 1") && err.contains("1 runs them one at a time"),
+        "{err}"
+    );
+    assert_usage_error(&["sweep", "--halving-eta", "1"], "--halving-eta");
+    assert_usage_error(&["sweep", "--pruning", "hyperband"], "--pruning");
+}
+
+/// Regression: `--halving-eta` / `--halving-min-epochs` without `--pruning halving`, and
+/// `--prune-warmup` with `--pruning none`, were silently ignored. A pruning flag the chosen
+/// rule does not read is refused, naming the rule it applies to.
+#[test]
+fn sweep_refuses_pruning_flags_the_chosen_rule_ignores() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("sw");
+    let out = out.to_str().unwrap();
+    let sweep = |extra: &[&str], needle: &str| {
+        let mut args = vec!["sweep", "--out", out];
+        args.extend_from_slice(extra);
+        assert_usage_error(&args, needle);
+    };
+    sweep(&["--halving-eta", "4"], "applies to --pruning halving only");
+    sweep(
+        &["--pruning", "median", "--halving-min-epochs", "2"],
+        "--pruning halving",
+    );
+    sweep(
+        &["--pruning", "none", "--halving-eta", "2"],
+        "--pruning halving",
+    );
+    sweep(
+        &["--pruning", "none", "--prune-warmup", "2"],
+        "applies to --pruning median only, and --pruning is none",
+    );
+    sweep(
+        &["--pruning", "halving", "--prune-warmup", "2"],
+        "--prune-warmup",
+    );
+    sweep(
+        &["--pruning", "none", "--prune-min-trials", "2"],
+        "--pruning median or halving",
+    );
+    sweep(
+        &["--search", "pbt", "--halving-eta", "2"],
+        "does not apply to --search pbt",
+    );
+    // The defaults are still shown by --help.
+    let help = String::from_utf8_lossy(&wgtrain(&["sweep", "--help"]).stdout).into_owned();
+    for d in ["default 1", "default 3"] {
+        assert!(help.contains(d), "{help}");
+    }
+}
+
+/// Regression: `sweep --search random` over a space where every hyperparameter has one
+/// value ran 12 identical trials. Refused, saying to widen a range or use --trials 1.
+#[test]
+fn a_random_sweep_over_a_single_point_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("sw");
+    let out = out.to_str().unwrap();
+    assert_usage_error(
+        &["sweep", "--out", out, "--lr", "0.1"],
+        "all 12 trials would be identical; widen a range (e.g. --lr 1e-3:1) or use --trials 1",
+    );
+    assert_usage_error(
+        &[
+            "sweep", "--out", out, "--search", "random", "--lr", "0.1,0.1", "--trials", "3",
+        ],
+        "all 3 trials would be identical",
+    );
+    // One trial of that point, or a second value anywhere, is a sweep.
+    let dir = mnist_dir();
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "sweep",
+            "--out",
+            out,
+            "--data",
+            &dir,
+            "--device",
+            "cpu",
+            "--lr",
+            "0.1",
+            "--train-subset",
+            "300",
+            "--epochs",
+            "1",
+            "--hidden",
+            "8",
+            "--quiet",
+        ];
+        args.extend_from_slice(extra);
+        let o = wgtrain_env(&args, &[("XDG_RUNTIME_DIR", "/tmp")]);
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+    };
+    run(&["--trials", "1"]);
+    run(&["--trials", "2", "--momentum", "0,0.9"]);
+}
+
+/// Regression: `wgtrain plot DIR/trials.json` (a sweep's trials file instead of its
+/// folder) said "not an epoch record"; it now says to pass the folder.
+#[test]
+fn plot_of_a_sweeps_trials_file_says_to_pass_its_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("sw");
+    let out = out.to_str().unwrap();
+    let dir = mnist_dir();
+    let o = wgtrain_env(
+        &[
+            "sweep",
+            "--out",
+            out,
+            "--data",
+            &dir,
+            "--device",
+            "cpu",
+            "--lr",
+            "0.1",
+            "--trials",
+            "1",
+            "--train-subset",
+            "300",
+            "--epochs",
+            "1",
+            "--hidden",
+            "8",
+            "--quiet",
+        ],
+        &[("XDG_RUNTIME_DIR", "/tmp")],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let trials = format!("{out}/trials.json");
+    let plots = tmp.path().join("plots");
+    let plots = plots.to_str().unwrap();
+    assert_usage_error(
+        &["plot", &trials, "--out", plots],
+        &format!(
+            "is a sweep's trials file, not a train --metrics file; pass the sweep's folder instead: wgtrain plot {out}"
+        ),
+    );
+    let o = wgtrain(&["plot", out, "--out", plots]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+/// Regression: `sweep --resume` on a truncated `trials.json` said only
+/// "invalid resume = DIR/trials.json: DIR/trials.json", not what was wrong with it, and
+/// `train --hparam-schedule` on a missing file or a directory the same.
+#[test]
+fn unreadable_trials_and_schedule_files_name_what_is_wrong() {
+    assert_usage_error(
+        &["train", "--hparam-schedule", "/nonexistent/s.json"],
+        "/nonexistent/s.json: No such file or directory",
+    );
+    assert_usage_error(&["train", "--hparam-schedule", "/"], "Is a directory");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("sweep");
+    std::fs::create_dir(&out).unwrap();
+    std::fs::write(out.join("trials.json"), "[{\"id\": 0, \"conf").unwrap();
+    let data = mnist_dir();
+    let out = out.to_str().unwrap();
+    assert_usage_error(
+        &[
+            "sweep",
+            "--device",
+            "cpu",
+            "--data",
+            &data,
+            "--lr",
+            "0.1",
+            "--trials",
+            "1",
+            "--epochs",
+            "1",
+            "--train-subset",
+            "500",
+            "--out",
+            out,
+            "--resume",
+        ],
+        "cannot be read as this sweep's finished trials (EOF while parsing",
+    );
+}
+
+/// Regression: `sweep --search pbt` with `--pbt-interval` (2 by default) not below
+/// `--epochs` never exploited, so its members trained as independent trials under a PBT
+/// report; and `--pruning halving|none` was ignored by PBT.
+#[test]
+fn pbt_refuses_an_interval_with_no_exploit_step_and_pruning() {
+    let pbt = [
+        "sweep",
+        "--device",
+        "cpu",
+        "--search",
+        "pbt",
+        "--population",
+        "2",
+    ];
+    let with = |extra: &[&'static str]| [&pbt[..], extra].concat();
+    assert_usage_error(
+        &with(&["--epochs", "4", "--pbt-interval", "4"]),
+        "no exploit step would happen",
+    );
+    assert_usage_error(
+        &with(&["--epochs", "2"]),
+        "(the default) is not below --epochs 2",
+    );
+    assert_usage_error(
+        &with(&["--epochs", "4", "--pruning", "halving"]),
+        "does not apply to --search pbt",
+    );
+}

@@ -1,0 +1,54 @@
+//! The command-line tests' helpers (tests/cli.rs, tests/cli_sweep.rs): run the binary,
+//! read its stderr, and assert a usage error (exit 2, one error line naming the problem).
+#![allow(dead_code)]
+
+use std::process::{Command, Output};
+
+pub fn wgtrain(args: &[&str]) -> Output {
+    wgtrain_env(args, &[])
+}
+
+/// Runs the binary with extra environment variables (`MNIST_DIR`, ...).
+pub fn wgtrain_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_wgtrain"))
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("the binary runs")
+}
+
+/// Lines of stderr that are wgtrain's errors (Mesa's headless XDG_RUNTIME_DIR line is not).
+pub fn error_lines(err: &str) -> usize {
+    err.lines()
+        .filter(|l| l.starts_with("error") && !l.contains("XDG_RUNTIME_DIR"))
+        .count()
+}
+
+pub fn mnist_dir() -> String {
+    std::env::var("MNIST_DIR").expect("set MNIST_DIR to the directory with the four MNIST files")
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[track_caller]
+pub fn assert_usage_error(args: &[&str], needle: &str) {
+    let o = wgtrain(args);
+    let err = stderr(&o);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{args:?} should exit 2; stderr: {err}"
+    );
+    assert!(
+        err.contains(needle),
+        "{args:?}: stderr lacks {needle:?}: {err}"
+    );
+    // Mesa's Wayland client prints an XDG_RUNTIME_DIR line on headless machines; not ours.
+    let error_lines = err
+        .lines()
+        .filter(|l| l.starts_with("error") && !l.contains("XDG_RUNTIME_DIR"))
+        .count();
+    assert_eq!(error_lines, 1, "{args:?}: expected one error line: {err}");
+}
