@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use wgtrain::checkpoint::{self, WeightDtype};
+use wgtrain::checkpoint::WeightDtype;
 use wgtrain::model::{MlpSpec, Normalization};
 use wgtrain::train::Trainer;
 
@@ -48,7 +48,7 @@ pub fn stop_flag() -> Arc<AtomicBool> {
 /// `dtype` (the run's `--save-dtype`).
 ///
 /// # Errors
-/// As [`checkpoint::save_as`]; `interrupted` must be [`wgtrain::Error::Interrupted`].
+/// As [`super::save::save_checkpoint`]; `interrupted` must be [`wgtrain::Error::Interrupted`].
 pub fn save_interrupted(
     path: &Path,
     spec: &MlpSpec,
@@ -62,7 +62,7 @@ pub fn save_interrupted(
     };
     let global = trainer.global_step();
     let params = trainer.engine().params()?;
-    checkpoint::save_as_with_metadata(
+    super::save::save_checkpoint(
         path,
         spec,
         &params,

@@ -22,6 +22,7 @@ mod interrupt;
 mod lr_find;
 mod plot;
 mod profile;
+mod save;
 mod sweep;
 mod sweep_configs;
 mod sweep_pbt;

@@ -10,7 +10,7 @@ use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use wgtrain::RunConfig;
-use wgtrain::checkpoint::{self, WeightDtype};
+use wgtrain::checkpoint::WeightDtype;
 use wgtrain::engine::{Engine, RunData};
 use wgtrain::lock::OutputLock;
 use wgtrain::output::OutputKind;
@@ -26,7 +26,7 @@ use super::common::{
     with_subset,
 };
 use super::engines::Engines;
-use super::{interrupt, profile};
+use super::{interrupt, profile, save};
 
 /// `wgtrain train`: the flags.
 #[derive(Args, Debug, Clone)]
@@ -341,7 +341,8 @@ fn run_training(
             .with_context(|| format!("writing the metrics file {}", path.display()))?;
         }
         if let (Some(path), true) = (&a.save_best, trainer.last_was_best()) {
-            checkpoint::save_as(path, spec, &trainer.engine().params()?, norm, dtype)?;
+            let params = trainer.engine().params()?;
+            save::save_checkpoint(path, spec, &params, norm, dtype, &[])?;
             if let Some(v) = report.val_loss {
                 eprintln!(
                     "saved the best model so far (epoch {}, validation loss {v:.4}) to {}",
@@ -370,7 +371,8 @@ fn run_training(
         match &interrupted {
             Some(e) => interrupt::save_interrupted(path, spec, &mut trainer, norm, dtype, e)?,
             None => {
-                checkpoint::save_as(path, spec, &trainer.engine().params()?, norm, dtype)?;
+                let params = trainer.engine().params()?;
+                save::save_checkpoint(path, spec, &params, norm, dtype, &[])?;
                 eprintln!("saved {}", path.display());
             }
         }
