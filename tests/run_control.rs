@@ -315,6 +315,41 @@ fn ctrl_c_in_train_saves_the_weights_reached_and_exits_130() {
     assert!(!dir.path().join("m.safetensors.lock").exists());
 }
 
+/// A Ctrl-C during start-up (outputs locked, data still loading) used to kill the process
+/// the default way, leaving its `.lock` files behind. The handler now comes before the
+/// locks: the run stops at its first step boundary, writes its outputs (the initial
+/// weights, marked interrupted at step 0), releases the locks and exits 130.
+#[test]
+fn ctrl_c_during_start_up_releases_the_locks_and_exits_130() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = mnist_dir();
+    let mut run = Run::start(
+        dir.path(),
+        &[
+            "train",
+            "--device",
+            "cpu",
+            "--data",
+            &data,
+            "--epochs",
+            "200",
+            "--save",
+            "m.safetensors",
+            "--quiet",
+        ],
+    );
+    let lock = dir.path().join("m.safetensors.lock");
+    wait_for(&mut run, "the output lock", LIMIT, || lock.exists());
+    run.sigint();
+    let out = run.finish(LIMIT);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(130), "stderr: {err}");
+    assert!(!lock.exists(), "the lock is released: {err}");
+    let meta = metadata(&dir.path().join("m.safetensors"));
+    assert_eq!(meta["wgtrain.interrupted"], "true", "{meta:?}");
+    assert_eq!(meta["wgtrain.global_step"], "0", "{meta:?}");
+}
+
 /// Issue 10 item 9(b): a second Ctrl-C does not wait for the step boundary. On the GPU
 /// path the first one lets the queued command buffers (up to 3 x 64 steps) finish, which
 /// takes long enough on lavapipe for the second to land while it drains: the run then ends

@@ -295,6 +295,10 @@ pub fn sweep_command(a: SweepArgs) -> Result<()> {
     ])?;
     // One sweep per --out directory at a time: a second would interleave its trials. The
     // lock lives inside the directory, so it is created (its last component) first.
+    // The Ctrl-C handler before the locks: a Ctrl-C during start-up then stops the run at
+    // its first step boundary, writing the outputs and releasing the locks, instead of
+    // killing the process with its lock files left behind.
+    interrupt::stop_flag();
     wgtrain::output::ensure_writable_dir(&a.out)?;
     let _locks =
         wgtrain::lock::lock_all(std::iter::once(a.out.as_path()).chain(a.save_best.as_deref()))?;

@@ -143,6 +143,10 @@ pub fn pbt_command(a: SweepArgs) -> Result<()> {
         HparamSchedule::check_schedule(&schedule_from(&hy, 1)?)?;
         sgd_from(&hy).validate()?;
     }
+    // The Ctrl-C handler before the locks: a Ctrl-C during start-up then stops the run at
+    // its first step boundary, writing the outputs and releasing the locks, instead of
+    // killing the process with its lock files left behind.
+    interrupt::stop_flag();
     wgtrain::output::ensure_writable_dir(&a.out)?;
     let _locks =
         wgtrain::lock::lock_all(std::iter::once(a.out.as_path()).chain(a.save_best.as_deref()))?;

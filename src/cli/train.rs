@@ -155,6 +155,10 @@ pub fn train_command(mut a: TrainArgs) -> Result<()> {
         (a.tensorboard.as_deref(), OutputKind::Dir),
     ])?;
     warn_momentum(h.momentum);
+    // The Ctrl-C handler before the locks: a Ctrl-C during start-up then stops the run at
+    // its first step boundary, writing the outputs and releasing the locks, instead of
+    // killing the process with its lock files left behind.
+    interrupt::stop_flag();
     let _locks = lock_train_outputs(&a)?;
     profile::check_train_flags(a.device.device, a.profile)?;
     let lr_schedule = schedule_from(h, 1)?;
