@@ -22,7 +22,7 @@
 //! (integers >= 1); `hidden` (a list of layer sizes >= 1, `[]` for logistic regression).
 //! A field an entry leaves out takes the value of the matching flag (`--lr`,
 //! `--weight-decay`, `--batch-size`, `--momentum`, `--hidden`, `--epochs`), which must then
-//! be one value, not a range or a list. Any other field is refused.
+//! be one value, not a range or a list. Any other field, or a field given twice, is refused.
 
 use std::path::Path;
 
@@ -60,6 +60,9 @@ pub(crate) fn read_configs(path: &Path, space: &SearchSpace) -> Result<Vec<Trial
 /// [`read_configs`] on the file's text; the error is the reason, without the file name.
 pub(crate) fn parse_configs(text: &str, space: &SearchSpace) -> Result<Vec<TrialConfig>, String> {
     let value: Value = serde_json::from_str(text).map_err(|e| format!("is not valid JSON: {e}"))?;
+    // serde_json keeps the last of repeated keys; a trial given `lr` twice would run
+    // silently with one of them.
+    serde_json::from_str::<UniqueKeys>(text).map_err(|e| e.to_string())?;
     let Value::Array(entries) = value else {
         return Err(format!(
             "must be a JSON list of trial objects such as [{{\"lr\": 0.1, \"epochs\": 2}}], not {}",
@@ -83,6 +86,69 @@ pub(crate) fn parse_configs(text: &str, space: &SearchSpace) -> Result<Vec<Trial
             )),
         })
         .collect()
+}
+
+/// Any JSON value whose objects (at every depth) name each key once: deserialising fails
+/// at the first repeated key, naming it (serde_json adds the line and column).
+struct UniqueKeys;
+
+impl<'de> serde::Deserialize<'de> for UniqueKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        d.deserialize_any(UniqueKeysVisitor)
+    }
+}
+
+struct UniqueKeysVisitor;
+
+impl<'de> serde::de::Visitor<'de> for UniqueKeysVisitor {
+    type Value = UniqueKeys;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> std::result::Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+    fn visit_i64<E>(self, _: i64) -> std::result::Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+    fn visit_u64<E>(self, _: u64) -> std::result::Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+    fn visit_f64<E>(self, _: f64) -> std::result::Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+    fn visit_str<E>(self, _: &str) -> std::result::Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+    fn visit_unit<E>(self) -> std::result::Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(
+        self,
+        mut seq: A,
+    ) -> std::result::Result<UniqueKeys, A::Error> {
+        while seq.next_element::<UniqueKeys>()?.is_some() {}
+        Ok(UniqueKeys)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> std::result::Result<UniqueKeys, A::Error> {
+        let mut seen = std::collections::HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if !seen.insert(key.clone()) {
+                return Err(serde::de::Error::custom(format!(
+                    "the field \"{key}\" is given twice in one entry: give it once"
+                )));
+            }
+            map.next_value::<UniqueKeys>()?;
+        }
+        Ok(UniqueKeys)
+    }
 }
 
 /// One entry's trial.
@@ -319,6 +385,11 @@ mod tests {
             ],
         );
         refused(r#"[{"lr": -1}]"#, &s, &["entry 0", "`lr` is -1", "> 0"]);
+        refused(
+            r#"[{"lr": 0.1}, {"lr": 0.1, "lr": 0.5}]"#,
+            &s,
+            &["\"lr\" is given twice", "line 1"],
+        );
         refused(r#"[{"lr": 1e-50}]"#, &s, &["`lr`", "f32"]);
         refused(
             r#"[{"lr": "0.1"}]"#,
