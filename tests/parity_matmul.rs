@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{assert_close, gpu, record, uniform, with_outliers};
+use common::{assert_close, gpu, matmul_reference, record, uniform, with_outliers};
 use wgtrain::cpu;
 use wgtrain::gpu::GpuTensor;
 use wgtrain::gpu::kernels::matmul::{self, BatchDim, Epilogue, MatmulSpec, MatmulVariant};
@@ -17,24 +17,6 @@ use wgtrain::gpu::kernels::{self, bias_relu, softmax_cross_entropy};
 
 const ATOL: f32 = 1e-5;
 const RTOL: f32 = 1e-4;
-
-fn reference_matmul(a: &[f32], b: &[f32], bias: &[f32], mask: &[f32], s: &MatmulSpec) -> Vec<f32> {
-    let mut c = cpu::matmul(a, b, s.m, s.n, s.k, s.trans_a, s.trans_b);
-    match s.epilogue {
-        Epilogue::None => {}
-        Epilogue::Bias => cpu::bias_relu_forward(&mut c, bias, s.n, false),
-        Epilogue::BiasRelu => cpu::bias_relu_forward(&mut c, bias, s.n, true),
-        Epilogue::ReluMask => c = cpu::relu_backward(&c, mask),
-        Epilogue::SgdUpdate => unreachable!("tested in fusion_update.rs"),
-    }
-    if s.trans_c {
-        // Stored [N, M].
-        return (0..s.n * s.m)
-            .map(|i| c[(i % s.m) * s.n + i / s.m])
-            .collect();
-    }
-    c
-}
 
 /// Checks one matmul against the reference; false (nothing run) when `variant` does not run
 /// on this device (`MatmulVariant::supports`).
@@ -109,7 +91,7 @@ fn check_matmul_on(
     )
     .unwrap();
     kernels::run(g, kn, &[d], record(m), 1).unwrap();
-    let want = reference_matmul(&a, &b, &bias, &mask, &spec);
+    let want = matmul_reference(&a, &b, &bias, &mask, &spec);
     // K terms of size up to 100 each: scale the absolute tolerance with the sum of |terms|.
     let atol = 1e-5 * (k as f32).sqrt() * 10.0;
     assert_close(

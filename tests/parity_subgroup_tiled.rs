@@ -12,7 +12,7 @@
 
 mod common;
 
-use common::{assert_close, gpu, record, uniform, with_outliers};
+use common::{assert_close, gpu, matmul_reference, record, uniform, with_outliers};
 use wgtrain::cpu;
 use wgtrain::gpu::kernels::matmul::{self, BatchDim, Epilogue, MatmulSpec, MatmulVariant};
 use wgtrain::gpu::kernels::matmul_tiled2d_subgroup as sg_tiled;
@@ -21,24 +21,6 @@ use wgtrain::gpu::{Gpu, GpuOptions, GpuTensor, Kernels};
 
 const V: MatmulVariant = MatmulVariant::Tiled2dSubgroup;
 const RTOL: f32 = 1e-4;
-
-/// The CPU reference of `s` (f64 accumulation), epilogue applied, C stored as `s` says.
-fn reference(a: &[f32], b: &[f32], bias: &[f32], mask: &[f32], s: &MatmulSpec) -> Vec<f32> {
-    let mut c = cpu::matmul(a, b, s.m, s.n, s.k, s.trans_a, s.trans_b);
-    match s.epilogue {
-        Epilogue::None => {}
-        Epilogue::Bias => cpu::bias_relu_forward(&mut c, bias, s.n, false),
-        Epilogue::BiasRelu => cpu::bias_relu_forward(&mut c, bias, s.n, true),
-        Epilogue::ReluMask => c = cpu::relu_backward(&c, mask),
-        Epilogue::SgdUpdate => unreachable!("tested in fusion_update.rs"),
-    }
-    if s.trans_c {
-        return (0..s.n * s.m)
-            .map(|i| c[(i % s.m) * s.n + i / s.m])
-            .collect();
-    }
-    c
-}
 
 fn spec(m: usize, n: usize, k: usize, t: (bool, bool, bool), epilogue: Epilogue) -> MatmulSpec {
     MatmulSpec {
@@ -91,7 +73,10 @@ fn run(
     )
     .unwrap();
     kernels::run(g, kn, &[d], record(m), 1).unwrap();
-    (tc.read(g).unwrap(), reference(&a, &b, &bias, &mask, &s))
+    (
+        tc.read(g).unwrap(),
+        matmul_reference(&a, &b, &bias, &mask, &s),
+    )
 }
 
 /// [`run`] for the subgroup 2-D tiled kernel, checked against the reference.

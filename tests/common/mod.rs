@@ -212,3 +212,31 @@ pub fn gather_fuses(
     };
     matmul_gather::supports(&gpu().0, variant, &spec).is_ok()
 }
+
+/// The CPU reference of the matmul `s` (`cpu::matmul`, then the epilogue), C
+/// stored as `s` says (`[N, M]` with `trans_c`). The SGD epilogue has its own reference
+/// (tests/fusion_update.rs).
+pub fn matmul_reference(
+    a: &[f32],
+    b: &[f32],
+    bias: &[f32],
+    mask: &[f32],
+    s: &wgtrain::gpu::kernels::matmul::MatmulSpec,
+) -> Vec<f32> {
+    use wgtrain::cpu;
+    use wgtrain::gpu::kernels::matmul::Epilogue;
+    let mut c = cpu::matmul(a, b, s.m, s.n, s.k, s.trans_a, s.trans_b);
+    match s.epilogue {
+        Epilogue::None => {}
+        Epilogue::Bias => cpu::bias_relu_forward(&mut c, bias, s.n, false),
+        Epilogue::BiasRelu => cpu::bias_relu_forward(&mut c, bias, s.n, true),
+        Epilogue::ReluMask => c = cpu::relu_backward(&c, mask),
+        Epilogue::SgdUpdate => unreachable!("tested in fusion_update.rs"),
+    }
+    if s.trans_c {
+        return (0..s.n * s.m)
+            .map(|i| c[(i % s.m) * s.n + i / s.m])
+            .collect();
+    }
+    c
+}
