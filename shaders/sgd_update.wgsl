@@ -1,40 +1,31 @@
-// sgd_update: one dispatch over the flat parameter buffer, torch.optim.SGD semantics (the
-// arithmetic is `sgd_step`, sgd_step.wgsl, shared with the matmul SgdUpdate epilogue).
-// Elements inside a `no_decay` range (biases, with --no-decay-bias) get wd = 0. lr and the first-step flag come from the step record.
-// Nothing changes once status[0] is set (a non-finite loss was seen; softmax_cross_entropy
-// writes it into its metrics header, bound here as `status`).
+// sgd_update: one dispatch over the members' flat parameter buffers, torch.optim.SGD
+// semantics (the arithmetic is `sgd_step`, sgd_step.wgsl, shared with the matmul SgdUpdate
+// epilogue, which reads the same SGD table).
 //
-// Members (population training, entry point `sgd_update_members`): the buffers hold
-// `members` parameter vectors of `stride` floats each (`[K, P_pad]`, P_pad a multiple of 4),
-// and each member has its own settings and step: `table` holds, after the no-decay ranges,
-// 8 words per member at `hyper_offset` (weight_decay, momentum, dampening as f32 bits,
-// nesterov, decoupled, decay_bias, 2 unused) and from `steps_offset` the epoch's
-// `[steps, members]` MemberStep table (lr as f32 bits, flags: 1 first step, 2 frozen). A
-// member is skipped when frozen or when its own status word (`status[member ·
-// stride_status]`, the head of its metrics) is set. Both entry points run `update`, so one
-// member's arithmetic is the single kernel's, bit for bit.
+// The buffers hold `members` (K >= 1) parameter vectors of `stride` floats each (`[K,
+// P_pad]`, P_pad a multiple of 4), and each member has its own settings and step, from the
+// SGD table (binding 4, u32 words): the no-decay ranges first (`ranges` [start, end) pairs,
+// member-relative: every bias), then 8 words per member at `hyper_offset` (weight_decay,
+// momentum, dampening as f32 bits, nesterov, decoupled, decay_bias, 2 unused), then from
+// `steps_offset` the epoch's `[steps, members]` member steps (lr as f32 bits, flags: 1
+// first step, 2 frozen), indexed by the step record's `index`. Elements inside a no-decay
+// range get wd = 0 unless the member decays its biases (decay_bias). A member is skipped
+// when frozen or when its own status word (`status[member · stride_status]`, the head of
+// its metrics: set by softmax_cross_entropy after a non-finite loss) is set, so its
+// parameters stay as after its last finite step.
 //
 // step.wgsl and sgd_step.wgsl are prepended (the step record at group 1; `SgdHyper`,
-// `sgd_step`); this file uses `step.lr` and `step.first`, and declares everything of group 0
-// itself.
+// `sgd_step`); this file uses `step.index`, and declares everything of group 0 itself.
 
 struct SgdUpdateParams {
     len: u32,           // P: parameters per member
-    ranges: u32,        // number of no_decay ranges (pairs at the start of `table`)
-    nesterov: u32,
-    decoupled: u32,
-    weight_decay: f32,
-    momentum: f32,
-    dampening: f32,
-    _pad0: u32,
-    members: u32,       // sgd_update_members: K
+    ranges: u32,        // number of no-decay ranges (pairs at the start of `table`)
+    members: u32,       // K
     stride: u32,        // floats between members' parameters (P_pad)
     hyper_offset: u32,  // words of `table` before the per-member settings
-    steps_offset: u32,  // words of `table` before the MemberStep table
+    steps_offset: u32,  // words of `table` before the member-step table
     stride_status: u32, // floats between members' status words
-    _pad1: u32,
-    _pad2: u32,
-    _pad3: u32,
+    _pad0: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: SgdUpdateParams;
@@ -45,8 +36,8 @@ struct SgdUpdateParams {
 @group(0) @binding(1) var<storage, read_write> param: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> grad: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> velocity: array<vec4<f32>>;
-// The no-decay ranges as [start, end) pairs of u32; for sgd_update_members then the
-// per-member settings and the MemberStep table (see the top of this file).
+// The SGD table: the no-decay ranges as [start, end) pairs, the per-member settings and
+// the member-step table (see the top of this file).
 @group(0) @binding(4) var<storage, read> table: array<u32>;
 @group(0) @binding(5) var<storage, read> status: array<f32>; // the metrics header(s)
 
@@ -67,31 +58,12 @@ struct Hyper {
     ranges: u32, // no-decay ranges applied (0 with decay_bias)
 }
 
-@compute @workgroup_size(256)
-fn sgd_update(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    if (status[0] != 0.0) {
-        return;
-    }
-    let h = Hyper(SgdHyper(params.weight_decay, params.momentum, params.dampening, params.nesterov, params.decoupled), params.ranges);
-    let base = ((wid.z * nwg.y + wid.y) * nwg.x + wid.x) * WG * ITEMS + lid;
-    for (var t = 0u; t < ITEMS; t++) {
-        let i = base + t * WG;
-        if (4u * i < params.len) {
-            update(i, 4u * i, h, step.lr, step.first != 0u);
-        }
-    }
-}
-
 // A workgroup updates WG * ITEMS consecutive vec4s of one member (each member's vector
 // starts a new workgroup), so the member, its status, step and settings are the same for
 // the whole workgroup: read once per invocation, and a frozen or diverged member's
 // workgroups leave at once.
 @compute @workgroup_size(256)
-fn sgd_update_members(
+fn sgd_update(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,

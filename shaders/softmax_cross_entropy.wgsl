@@ -16,7 +16,7 @@
 // after the last finite step. Status and metrics share a binding because lavapipe leaks
 // memory on every dispatch whose bind group has 7 entries (measured: docs/performance.md).
 //
-// Members (population training): workgroup j (the grid folded as usual) does all of the
+// Members (K >= 1): workgroup j (the grid folded as usual) does all of the
 // above for member j, whose logits, dlogits, rows and metrics start `stride_*` floats
 // after member j - 1's; the labels are shared. Each member has its own status header (the
 // first 4 words of its metrics), so one member's non-finite loss stops only its own SGD.
@@ -28,10 +28,11 @@
 // `stride_bias` floats after member j - 1's): the last layer's db = colsum(dlogits), the
 // same additions in the same order as column_sum.wgsl, so the same bits, one dispatch fewer.
 //
-// Fused output layer (`FUSED_OUTPUT`, training of one member): the launch first computes
-// the logits itself from the last hidden activations H [B, HIDDEN] (binding 7) and the
-// output layer's weights W [C, HIDDEN] and bias [C] (binding 8: W from element 0, the bias
-// from `params.bias_at`), instead of a separate forward matmul launch:
+// Fused output layer (`FUSED_OUTPUT`, training): the launch first computes the logits
+// itself from the last hidden activations H [B, HIDDEN] (binding 7; member j's at
+// `stride_hidden · j`) and the output layer's weights W [C, HIDDEN] and bias [C] (binding
+// 8: W from element 0, the bias from `params.bias_at`; member j's at `stride_layer · j`),
+// instead of a separate forward matmul launch:
 //
 //   logits[b, c] = (Σ_k H[b, k] · W[c, k]) + bias[c]
 //
@@ -57,9 +58,9 @@ struct SoftmaxCrossEntropyParams {
     write_bias: u32,  // 1: also db = colsum(dlogits) into dbias (needs write_grad)
     stride_bias: u32, // floats between members' dbias
     bias_at: u32,     // FUSED_OUTPUT: element of binding 8 where the output layer's bias starts
+    stride_hidden: u32, // FUSED_OUTPUT: floats between members' H (a multiple of 4)
+    stride_layer: u32,  // FUSED_OUTPUT: floats between members' output-layer parameters (a multiple of 4)
     _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: SoftmaxCrossEntropyParams;
@@ -98,13 +99,17 @@ fn reduce_step(lid: u32, stride: u32) {
     }
 }
 
-// Element i of H or of binding 8, for rows that are not whole vec4s.
+// The workgroup's member's offsets into H and binding 8, in vec4s (set before use).
+var<private> mem_h4: u32;
+var<private> mem_w4: u32;
+
+// Element i of the member's H or binding 8, for rows that are not whole vec4s.
 fn h_at(i: u32) -> f32 {
-    return hidden[i / 4u][i % 4u];
+    return hidden[mem_h4 + i / 4u][i % 4u];
 }
 
 fn layer_at(i: u32) -> f32 {
-    return layer[i / 4u][i % 4u];
+    return layer[mem_w4 + i / 4u][i % 4u];
 }
 
 // The row of H to read for row r of a block: rows past the minibatch are clamped (their
@@ -143,15 +148,15 @@ fn output_block(r0: u32, c0: u32, batch: u32) -> mat4x4<f32> {
         for (var q = 0u; q < k4; q++) {
             // Column t: the four classes' weights at k = 4q + t.
             let w = transpose(mat4x4<f32>(
-                layer[c0 * k4 + q],
-                layer[c1 * k4 + q],
-                layer[c2 * k4 + q],
-                layer[c3 * k4 + q],
+                layer[mem_w4 + c0 * k4 + q],
+                layer[mem_w4 + c1 * k4 + q],
+                layer[mem_w4 + c2 * k4 + q],
+                layer[mem_w4 + c3 * k4 + q],
             ));
-            acc0 = fma_k4(acc0, hidden[r0 * k4 + q], w);
-            acc1 = fma_k4(acc1, hidden[r1 * k4 + q], w);
-            acc2 = fma_k4(acc2, hidden[r2 * k4 + q], w);
-            acc3 = fma_k4(acc3, hidden[r3 * k4 + q], w);
+            acc0 = fma_k4(acc0, hidden[mem_h4 + r0 * k4 + q], w);
+            acc1 = fma_k4(acc1, hidden[mem_h4 + r1 * k4 + q], w);
+            acc2 = fma_k4(acc2, hidden[mem_h4 + r2 * k4 + q], w);
+            acc3 = fma_k4(acc3, hidden[mem_h4 + r3 * k4 + q], w);
         }
     } else {
         for (var k = 0u; k < HIDDEN; k++) {
@@ -203,6 +208,8 @@ fn softmax_cross_entropy(
     let batch = step.batch;
     let inv_batch = 1.0 / f32(batch);
     if (FUSED_OUTPUT) {
+        mem_h4 = member * params.stride_hidden / 4u;
+        mem_w4 = member * params.stride_layer / 4u;
         // Work item i: rows 4·(i / G) .. + 3, classes 4·(i % G) .. + 3.
         let groups = (c_n + 3u) / 4u;
         for (var i = lid; i < ((batch + 3u) / 4u) * groups; i += WG) {

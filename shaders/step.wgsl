@@ -1,4 +1,4 @@
-// The per-step record, mirrored by `StepRecord` (src/gpu/kernels/mod.rs): one per minibatch
+// The per-step record, mirrored by `StepRecord` (src/step.rs): one per minibatch
 // in a buffer written once per epoch, bound in group 1 with a dynamic offset.
 //
 // Fragment: the Rust side prepends this file to every kernel module (first, before
@@ -9,12 +9,8 @@
 struct Step {
     offset: u32, // first position of this minibatch in the epoch's sample order
     batch: u32,  // B: samples in this minibatch (the last one of an epoch may be smaller)
-    lr: f32,     // learning rate of this step
-    first: u32,  // 1 on the run's very first optimizer step (momentum starts as the gradient)
-    index: u32,  // this step's slot in the metrics buffer
+    index: u32,  // this step's slot in the metrics buffer and row of the member-step table
     _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
 }
 
 @group(1) @binding(0) var<uniform> step: Step;

@@ -1,5 +1,7 @@
 //! Where a run trains: [`Device`] and [`open`], the one function that opens the CPU or the
-//! GPU engine from a [`RunConfig`]. The only module outside `gpu/` that names the GPU.
+//! GPU engine for K >= 1 members (a single run is `open(device, &[cfg], data)`), and
+//! [`GpuDevice`], a GPU opened in one call with the defaults. The only module outside
+//! `gpu/` that names the GPU.
 
 use crate::config::RunConfig;
 use crate::cpu_engine::CpuEngine;
@@ -7,10 +9,7 @@ use crate::engine::{Engine, RunData};
 use crate::error::Result;
 use crate::gpu::autotune::MatmulChoice;
 use crate::gpu::engine::GpuEngine;
-use crate::gpu::population::GpuPopulation;
-use crate::gpu::{Fusions, Gpu, Kernels};
-use crate::population::PopulationEngine;
-use crate::population::cpu::CpuPopulation;
+use crate::gpu::{Fusions, Gpu, GpuOptions, Kernels};
 
 /// Where an engine runs.
 #[derive(Clone, Copy)]
@@ -28,51 +27,78 @@ pub enum Device<'g> {
     },
 }
 
-/// Opens the engine for `device`, built for `cfg` on `data`, with the parameters
-/// initialised from `cfg.seed` ([`crate::model::MlpSpec::init`]; [`Engine::set_params`] replaces them).
+/// A GPU opened with everything a run needs: the adapter and device ([`Gpu`]), its
+/// kernels, autotuned matmul kernels ([`MatmulChoice::Auto`]) and every step fusion.
+/// [`GpuDevice::device`] lends it to [`open`].
+pub struct GpuDevice {
+    pub gpu: Gpu,
+    pub kernels: Kernels,
+    pub matmul: MatmulChoice,
+    pub fusions: Fusions,
+}
+
+impl GpuDevice {
+    /// Opens the first adapter `GpuOptions::default()` finds (`WGPU_BACKEND`,
+    /// `WGPU_ADAPTER_NAME` and `WGPU_POWER_PREF` apply) with the defaults.
+    ///
+    /// # Errors
+    /// [`crate::Error::NoAdapter`] when no adapter matches (then train with
+    /// [`Device::Cpu`]); the errors of [`Gpu::new`] and [`Kernels::new`].
+    pub fn open() -> Result<GpuDevice> {
+        GpuDevice::with_options(&GpuOptions::default())
+    }
+
+    /// Opens the adapter `options` choose (f16 runs need `shader_f16`), with autotuned
+    /// matmuls and every fusion.
+    ///
+    /// # Errors
+    /// As [`GpuDevice::open`].
+    pub fn with_options(options: &GpuOptions) -> Result<GpuDevice> {
+        let gpu = Gpu::new(options)?;
+        let kernels = Kernels::new(&gpu)?;
+        Ok(GpuDevice {
+            gpu,
+            kernels,
+            matmul: MatmulChoice::Auto,
+            fusions: Fusions::ALL,
+        })
+    }
+
+    /// The device to [`open`] engines on.
+    pub fn device(&self) -> Device<'_> {
+        Device::Gpu {
+            gpu: &self.gpu,
+            kernels: &self.kernels,
+            matmul: self.matmul,
+            fusions: self.fusions,
+        }
+    }
+}
+
+/// Opens the engine for `device` with one member per configuration in `configs` (a single
+/// run: one), built on `data`, each member's parameters initialised from its
+/// `init_seed()` ([`crate::model::MlpSpec::init`]; [`Engine::set_params`] replaces them).
+/// Members share the minibatch stream ([`crate::engine::PopulationSetup::new`]).
 ///
 /// # Errors
-/// [`crate::Error::InvalidConfig`] for an invalid configuration ([`RunConfig::validate`]) or one
-/// that does not fit the data (a minibatch larger than the training samples left after the
-/// validation split); for the GPU, [`crate::Error::LimitExceeded`] and [`crate::Error::Gpu`] as
-/// [`GpuEngine::new`].
+/// [`crate::Error::InvalidConfig`] for an invalid configuration ([`RunConfig::validate`]),
+/// one that does not fit the data (a minibatch larger than the training samples left after
+/// the validation split) or members that cannot share a minibatch stream; for the GPU,
+/// [`crate::Error::LimitExceeded`] and [`crate::Error::Gpu`] as [`GpuEngine::new`].
 pub fn open<'a>(
     device: Device<'a>,
-    cfg: &RunConfig,
+    configs: &[RunConfig],
     data: RunData<'a>,
 ) -> Result<Box<dyn Engine + 'a>> {
     Ok(match device {
-        Device::Cpu => Box::new(CpuEngine::new(cfg, data)?),
+        Device::Cpu => Box::new(CpuEngine::new(configs, data)?),
         Device::Gpu {
             gpu,
             kernels,
             matmul,
             fusions,
-        } => Box::new(GpuEngine::new(gpu, kernels, matmul, fusions, cfg, data)?),
-    })
-}
-
-/// Opens the population engine for `device`: one member per configuration in `configs`
-/// (see [`crate::population`]), each initialised from its `init_seed()`: the
-/// [`CpuPopulation`] or the [`GpuPopulation`] (its matmul kernels chosen by `matmul` as a
-/// single engine's would be for the same shapes).
-///
-/// # Errors
-/// [`crate::Error::InvalidConfig`] as [`crate::population::PopulationSetup::new`]; for the
-/// GPU, [`crate::Error::LimitExceeded`] and [`crate::Error::Gpu`] when the population does
-/// not fit the adapter.
-pub fn open_population<'a>(
-    device: Device<'a>,
-    configs: &[RunConfig],
-    data: RunData<'a>,
-) -> Result<Box<dyn PopulationEngine + 'a>> {
-    Ok(match device {
-        Device::Cpu => Box::new(CpuPopulation::new(configs, data)?),
-        Device::Gpu {
-            gpu,
-            kernels,
-            matmul,
-            fusions: _,
-        } => Box::new(GpuPopulation::new(gpu, kernels, matmul, configs, data)?),
+        } => Box::new(GpuEngine::new(
+            gpu, kernels, matmul, fusions, configs, data,
+        )?),
     })
 }

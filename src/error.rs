@@ -65,6 +65,21 @@ pub enum Error {
         step: usize,
         last_finite: String,
     },
+    /// Training produced a finite loss far above where it started
+    /// ([`crate::train::EXPLODED_LOSS_FACTOR`] times its first step's): the run diverged.
+    #[error(
+        "the training loss exploded at epoch {epoch}: its mean was {loss} against {first} at the first step,          with learning rate {lr:e}; the run was stopped. Lower the learning rate (--lr) or the weight decay."
+    )]
+    LossExploded {
+        /// 1-based epoch of the member's run.
+        epoch: usize,
+        /// The epoch's mean training loss.
+        loss: String,
+        /// The run's first step's mean loss.
+        first: String,
+        /// Learning rate of the epoch's first step.
+        lr: f64,
+    },
     /// A run was stopped by its stop flag (Ctrl-C) at a step boundary. The CLI exits with
     /// code 130 on it, after writing what the run was asked to write.
     #[error(

@@ -68,7 +68,6 @@ pub mod metrics;
 pub mod model;
 pub mod optim;
 pub mod output;
-pub mod population;
 pub mod schedule;
 pub mod step;
 pub mod tensorboard;
@@ -76,5 +75,5 @@ pub mod train;
 pub mod tune;
 
 pub use config::{Precision, RunConfig};
-pub use device::{Device, open, open_population};
+pub use device::{Device, GpuDevice, open};
 pub use error::{Error, Result};

@@ -1,7 +1,9 @@
 //! One epoch's plan, the same for every device: the seeded sample order, the validation
-//! split, and the [`StepRecord`] of each minibatch (where it starts in the order, its size,
-//! its learning rate). The GPU reads the records from a uniform buffer; the CPU engine reads
-//! the same values, so both paths run the same steps.
+//! split, the [`StepRecord`] of each minibatch (where it starts in the order, its size),
+//! shared by the members, and the `[steps, K]` table of [`MemberStep`]s (each member's
+//! learning rate and flags in each step). The GPU reads the records from a uniform buffer
+//! and the member steps from its SGD table; the CPU engine reads the same values, so both
+//! paths run the same steps.
 
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -9,9 +11,11 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::error::{Error, Result};
 
-/// Per-step values shared by every kernel of a training step, mirrored by `struct Step`
-/// in `shaders/step.wgsl` (prepended to every kernel module); the GPU engine stores them
-/// `crate::gpu::kernels::STEP_STRIDE` bytes apart in one buffer written once per epoch.
+/// Per-step values shared by every kernel of a training step and by every member,
+/// mirrored by `struct Step` in `shaders/step.wgsl` (prepended to every kernel module); the
+/// GPU engine stores them `crate::gpu::kernels::STEP_STRIDE` bytes apart in one buffer
+/// written once per epoch. What a member does in the step (its learning rate, first step,
+/// frozen) is its [`MemberStep`].
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct StepRecord {
@@ -19,13 +23,47 @@ pub struct StepRecord {
     pub offset: u32,
     /// Samples in this minibatch (B; the last one of an epoch may be smaller).
     pub batch: u32,
-    /// Learning rate for this step.
-    pub lr: f32,
-    /// 1 on the very first optimizer step of a run (momentum buffer starts as the gradient).
-    pub first: u32,
-    /// Index of this step's slot in the metrics buffer.
+    /// Index of this step: its slot in the metrics buffers and its row of the member-step
+    /// table.
     pub index: u32,
-    pub _pad: [u32; 3],
+    pub _pad: u32,
+}
+
+/// [`MemberStep::flags`] bit: this is the member's first optimizer step since its
+/// parameters were (re)initialised, so its momentum buffer starts as the gradient.
+pub const MEMBER_FIRST: u32 = 1;
+/// [`MemberStep::flags`] bit: the member is frozen (pruned, finished or diverged): its
+/// parameters and momentum do not change this step.
+pub const MEMBER_FROZEN: u32 = 2;
+
+/// What one member's SGD update does in one step. An epoch's table is `[steps, K]`,
+/// step-major (entry `s · K + k`); the GPU reads it from its SGD table
+/// (`crate::gpu::kernels::sgd_update::SgdTable`), written once per epoch.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct MemberStep {
+    /// Learning rate of this member in this step.
+    pub lr: f32,
+    /// [`MEMBER_FIRST`] | [`MEMBER_FROZEN`].
+    pub flags: u32,
+}
+
+impl MemberStep {
+    /// A frozen member's step: no update.
+    pub const FROZEN: MemberStep = MemberStep {
+        lr: 0.0,
+        flags: MEMBER_FROZEN,
+    };
+
+    /// Whether the member is frozen in this step.
+    pub fn frozen(&self) -> bool {
+        self.flags & MEMBER_FROZEN != 0
+    }
+
+    /// Whether this is the member's first optimizer step.
+    pub fn first(&self) -> bool {
+        self.flags & MEMBER_FIRST != 0
+    }
 }
 
 /// Sums of one minibatch: `[Σ loss, Σ correct]`, as the metrics buffer holds them.
@@ -66,21 +104,14 @@ pub fn epoch_order(samples: &[u32], seed: u64, epoch: usize) -> Vec<u32> {
 }
 
 /// Step records for one epoch of `n` samples in minibatches of `batch` (the last one
-/// partial), with the learning rate of each step and the momentum first-step flag.
-pub fn step_records(
-    n: usize,
-    batch: usize,
-    first_global_step: u64,
-    lr: impl Fn(usize) -> f64,
-) -> Vec<StepRecord> {
+/// partial, as PyTorch's `drop_last=False`).
+pub fn step_records(n: usize, batch: usize) -> Vec<StepRecord> {
     (0..n.div_ceil(batch))
         .map(|i| StepRecord {
             offset: (i * batch) as u32,
             batch: batch.min(n - i * batch) as u32,
-            lr: lr(i) as f32,
-            first: u32::from(first_global_step + i as u64 == 0),
             index: i as u32,
-            _pad: [0; 3],
+            _pad: 0,
         })
         .collect()
 }
@@ -91,13 +122,12 @@ mod tests {
 
     #[test]
     fn step_records_cover_every_sample_once_with_a_partial_last_batch() {
-        let r = step_records(10, 4, 0, |_| 0.1);
+        let r = step_records(10, 4);
         assert_eq!(r.iter().map(|s| s.batch).collect::<Vec<_>>(), [4, 4, 2]);
         assert_eq!(r.iter().map(|s| s.offset).collect::<Vec<_>>(), [0, 4, 8]);
-        assert_eq!(r.iter().map(|s| s.first).collect::<Vec<_>>(), [1, 0, 0]);
-        assert!(step_records(10, 4, 3, |_| 0.1).iter().all(|s| s.first == 0));
+        assert_eq!(r.iter().map(|s| s.index).collect::<Vec<_>>(), [0, 1, 2]);
         // 60000 / 64: 937 full minibatches and one of 32, as PyTorch's drop_last=False.
-        let r = step_records(60_000, 64, 0, |_| 0.1);
+        let r = step_records(60_000, 64);
         assert_eq!(r.len(), 938);
         assert_eq!(r[937].batch, 32);
     }

@@ -1,6 +1,32 @@
-//! The epoch loop: seeded shuffling, minibatch step records (the last partial minibatch
-//! included, as PyTorch's `drop_last=False`), the learning-rate schedule, evaluation after
-//! every epoch, early stopping and the per-epoch report. Works with any [`Engine`].
+//! The epoch loop, one for every run: [`Trainer`] drives an [`Engine`] of K >= 1 members
+//! (a single run is K = 1) through epochs. Each epoch has one seeded sample order and one
+//! set of minibatch step records (the last minibatch partial, as PyTorch's
+//! `drop_last=False`), shared by the members; per member, its own learning-rate schedule
+//! (and plateau state), per-epoch hyperparameter schedule, early stopping, first-step flag
+//! and status, written into the epoch's `[steps, K]` member-step table. Evaluation follows
+//! every epoch.
+//!
+//! A member whose training loss turns non-finite, or explodes (its epoch's mean loss over
+//! [`EXPLODED_LOSS_FACTOR`] times its first step's), is reported diverged and frozen; the
+//! others go on. Members can be frozen (pruned), restarted with a new configuration in
+//! their slot (a sweep refilling it) or overwritten by another member (PBT's exploit).
+//!
+//! ```no_run
+//! # fn main() -> wgtrain::Result<()> {
+//! use wgtrain::{Device, RunConfig, open, train::Trainer};
+//! let mnist = wgtrain::data::load_dir(std::path::Path::new("data/mnist"))?;
+//! let configs = [0.01, 0.03, 0.1, 0.3]
+//!     .map(|lr| RunConfig::builder().lr(lr).epochs(3).validation_split(0.1).build());
+//! let configs = configs.into_iter().collect::<wgtrain::Result<Vec<_>>>()?;
+//! let mut engine = open(Device::Cpu, &configs, (&mnist).into())?;
+//! let histories = Trainer::new(engine.as_mut())?.fit(&mut |_, _| Ok(()))?;
+//! for (cfg, history) in configs.iter().zip(&histories) {
+//!     let last = history.last().expect("every member trains");
+//!     println!("lr {}: val acc {:.2}%", cfg.schedule.base_lr, 100.0 * last.val_accuracy.unwrap());
+//! }
+//! # Ok(())
+//! # }
+//! ```
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,16 +35,22 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::config::{RunConfig, check_batch_size};
-use crate::engine::{Engine, EvalSet, Evaluation};
+use crate::engine::{Engine, EvalSet, Evaluation, check_member};
 use crate::error::{Error, Result};
 use crate::schedule::{HparamSchedule, PlateauState};
-use crate::step::StepSums;
+use crate::step::{MEMBER_FIRST, MemberStep, StepRecord, StepSums};
 pub use crate::step::{epoch_order, step_records, validation_split};
+
+/// A member whose epoch's mean training loss exceeds this many times its first step's loss
+/// has diverged even though the loss stayed finite (`--lr 1000` ends at 3.4e11): it is
+/// stopped as a non-finite loss stops it. Cross-entropy starts near ln(C) (2.3 for ten
+/// classes) and a run that learns never climbs a hundredfold above it.
+pub const EXPLODED_LOSS_FACTOR: f64 = 100.0;
 
 /// One epoch's results, as printed and as written to `--metrics` (one JSON object per line).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct EpochReport {
-    /// 1-based.
+    /// 1-based, counted in the member's own run.
     pub epoch: usize,
     /// Learning rate of the epoch's first step.
     pub lr: f64,
@@ -26,15 +58,17 @@ pub struct EpochReport {
     pub train_loss: f64,
     /// Fraction of training samples predicted correctly during the epoch.
     pub train_accuracy: f64,
+    /// Test-set loss and accuracy (0 when the trainer skips the test set: sweeps).
     pub test_loss: f64,
     pub test_accuracy: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub val_loss: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub val_accuracy: Option<f64>,
-    /// Wall time of the training part of the epoch (evaluation excluded), s.
+    /// Wall time of the training part of the epoch (evaluation excluded), s, for all
+    /// members together.
     pub epoch_seconds: f64,
-    /// Training samples per second.
+    /// Training samples per second (per member).
     pub samples_per_second: f64,
 }
 
@@ -61,232 +95,194 @@ impl std::fmt::Display for EpochReport {
     }
 }
 
-/// Finds the first minibatch whose loss is not finite.
-fn first_non_finite(sums: &[StepSums]) -> Option<(usize, Option<f32>)> {
-    let bad = sums.iter().position(|s| !s[0].is_finite())?;
-    let last = sums[..bad].last().map(|s| s[0]);
-    Some((bad, last))
+/// Where a member stands.
+#[derive(Clone, Debug, PartialEq)]
+pub enum MemberStatus {
+    /// Trains in the next epoch.
+    Training,
+    /// Ran its epochs, or early stopping ended it.
+    Done,
+    /// Stopped from outside ([`Trainer::freeze`]): pruned, say.
+    Frozen,
+    /// Its training loss turned non-finite or exploded: the message says where.
+    Diverged(String),
 }
 
-/// Drives an [`Engine`] through epochs, with the settings the engine was opened with.
-pub struct Trainer<'e> {
-    engine: &'e mut dyn Engine,
+/// What one member did in an epoch.
+#[derive(Debug)]
+pub enum MemberOutcome {
+    /// It trained the epoch and was evaluated.
+    Trained(EpochReport),
+    /// Its loss turned non-finite ([`Error::NonFiniteLoss`]) or exploded
+    /// ([`Error::LossExploded`]) in this epoch; it is now frozen (after a non-finite loss
+    /// with the parameters of its last finite step).
+    Diverged(Error),
+    /// It was not training.
+    Idle,
+}
+
+impl MemberOutcome {
+    /// The epoch's report; a divergence as its error.
+    ///
+    /// # Errors
+    /// The divergence; [`Error::InvalidConfig`] for a member that did not train.
+    pub fn into_report(self) -> Result<EpochReport> {
+        match self {
+            MemberOutcome::Trained(r) => Ok(r),
+            MemberOutcome::Diverged(e) => Err(e),
+            MemberOutcome::Idle => Err(Error::InvalidConfig {
+                name: "member",
+                value: "idle".into(),
+                reason: "it did not train this epoch".into(),
+            }),
+        }
+    }
+}
+
+/// One member's run state.
+#[derive(Clone, Debug)]
+struct Member {
     cfg: RunConfig,
-    train_indices: Vec<u32>,
-    has_validation: bool,
-    global_step: u64,
+    status: MemberStatus,
+    /// Trainer epoch (0-based) at which this member's run started.
+    start_epoch: usize,
+    /// Optimizer steps this member's run has taken.
+    steps_taken: u64,
     plateau: Option<PlateauState>,
+    hparams: Option<HparamSchedule>,
     best_val_loss: f64,
     epochs_since_best: usize,
+    /// Mean loss of the run's first step, the yardstick of an exploded loss.
+    first_loss: Option<f64>,
+}
+
+impl Member {
+    fn new(cfg: RunConfig, start_epoch: usize) -> Member {
+        Member {
+            plateau: cfg.schedule.plateau_state(),
+            cfg,
+            status: MemberStatus::Training,
+            start_epoch,
+            steps_taken: 0,
+            hparams: None,
+            best_val_loss: f64::INFINITY,
+            epochs_since_best: 0,
+            first_loss: None,
+        }
+    }
+
+    /// Learning rate of step `step` of the member's own epoch `epoch`.
+    fn lr_at(&self, epoch: usize, step: usize, steps_per_epoch: usize) -> f64 {
+        match &self.plateau {
+            Some(p) => p.lr(),
+            None => self.cfg.schedule.lr_at(epoch, step, steps_per_epoch),
+        }
+    }
+}
+
+/// Drives an [`Engine`] through epochs, with the settings its members were opened with.
+/// See the module docs.
+pub struct Trainer<'e> {
+    engine: &'e mut dyn Engine,
+    members: Vec<Member>,
+    train_indices: Vec<u32>,
+    batch_size: usize,
+    seed: u64,
+    has_validation: bool,
+    with_test: bool,
+    epoch: usize,
     stop: Option<Arc<AtomicBool>>,
-    hparams: Option<HparamSchedule>,
 }
 
 impl<'e> Trainer<'e> {
-    /// A trainer for the run `engine` was opened for ([`Engine::setup`]): its epochs,
-    /// minibatch size, schedule, seed, validation split and early stopping.
+    /// A trainer for the members `engine` was opened for ([`Engine::setup`]), every one
+    /// training from epoch 0 with its epochs, schedule and early stopping; the minibatch
+    /// size, seed and split are the members' shared ones.
     ///
     /// # Errors
-    /// [`Error::InvalidConfig`] as [`validate`] (the engine checked the same at opening, so
-    /// this fails only for engines that did not).
+    /// [`Error::InvalidConfig`] for an invalid member configuration ([`validate`]).
     pub fn new(engine: &'e mut dyn Engine) -> Result<Trainer<'e>> {
         let setup = engine.setup();
-        let cfg = setup.config.clone();
-        let train_indices = setup.train_indices.clone();
-        let has_validation = !setup.validation.is_empty();
-        validate(&cfg, train_indices.len())?;
-        let plateau = cfg.schedule.plateau_state();
+        let shared = setup.shared();
+        let members: Vec<Member> = setup
+            .members
+            .iter()
+            .map(|m| Member::new(m.config.clone(), 0))
+            .collect();
+        for m in &members {
+            validate(&m.cfg, shared.train_indices.len())?;
+        }
         Ok(Trainer {
-            engine,
-            cfg,
-            train_indices,
-            has_validation,
-            global_step: 0,
-            plateau,
-            best_val_loss: f64::INFINITY,
-            epochs_since_best: 0,
+            train_indices: shared.train_indices.clone(),
+            batch_size: shared.config.batch_size,
+            seed: shared.config.seed,
+            has_validation: !shared.validation.is_empty(),
+            with_test: true,
+            epoch: 0,
             stop: None,
-            hparams: None,
+            members,
+            engine,
         })
+    }
+
+    /// Whether each epoch evaluates the test set (default true). Sweeps turn it off: they
+    /// never look at the test set, and it saves K evaluations per epoch; the reports' test
+    /// fields are then 0.
+    pub fn set_evaluate_test(&mut self, on: bool) {
+        self.with_test = on;
     }
 
     /// Makes the run stoppable: once `flag` is set (by a Ctrl-C handler, say), the epoch in
     /// progress stops at the next step boundary the engine allows (see
-    /// [`Engine::train_epoch_until`]) and [`Trainer::run_epoch`] returns
-    /// [`Error::Interrupted`], with the parameters those after the last finished step.
+    /// [`Engine::train_epoch`]) and [`Trainer::run_epoch`] returns [`Error::Interrupted`],
+    /// with the parameters those after the last finished step.
     pub fn set_stop_flag(&mut self, flag: Arc<AtomicBool>) {
         self.stop = Some(flag);
     }
 
-    /// Trains epoch `e` with the base learning rate and weight decay of `schedule`'s epoch
-    /// `e` (replaying a population-based-training schedule, [`crate::tune::pbt`]): before
-    /// each epoch the schedule's lr replaces the base lr of the run's learning-rate schedule
-    /// and its weight decay the SGD weight decay ([`Engine::set_sgd`]; the momentum buffer
-    /// is kept). The run trains the schedule's epochs (as many as it lists).
+    /// Member `k` trains epoch `e` of its run with the base learning rate and weight decay
+    /// of `schedule`'s epoch `e` (replaying a population-based-training schedule,
+    /// [`crate::tune::pbt`]): before each epoch the schedule's lr replaces the base lr of
+    /// its learning-rate schedule and its weight decay the SGD weight decay
+    /// ([`Engine::set_sgd`]; the momentum buffer is kept). The member trains the schedule's
+    /// epochs (as many as it lists).
     ///
     /// # Errors
-    /// As [`HparamSchedule::validate`] and [`HparamSchedule::check_schedule`].
-    pub fn set_hparam_schedule(&mut self, schedule: HparamSchedule) -> Result<()> {
+    /// As [`check_member`], [`HparamSchedule::validate`] and
+    /// [`HparamSchedule::check_schedule`].
+    pub fn set_hparam_schedule(&mut self, k: usize, schedule: HparamSchedule) -> Result<()> {
+        check_member(k, self.members.len())?;
         schedule.validate()?;
-        HparamSchedule::check_schedule(&self.cfg.schedule)?;
-        self.cfg.epochs = schedule.len();
-        self.hparams = Some(schedule);
+        let m = &mut self.members[k];
+        HparamSchedule::check_schedule(&m.cfg.schedule)?;
+        m.cfg.epochs = schedule.len();
+        m.hparams = Some(schedule);
         Ok(())
     }
 
-    /// Applies epoch `epoch`'s entry of the hparam schedule, if any.
-    fn apply_hparams(&mut self, epoch: usize) -> Result<()> {
-        let Some(h) = self.hparams.as_ref().map(|s| s.at(epoch)) else {
+    /// Applies member `k`'s hparam schedule for its own epoch `epoch`, if it has one.
+    fn apply_hparams(&mut self, k: usize, epoch: usize) -> Result<()> {
+        let m = &mut self.members[k];
+        let Some(s) = &m.hparams else {
             return Ok(());
         };
-        let Some(h) = h else {
+        let Some(h) = s.at(epoch) else {
             return Err(Error::InvalidConfig {
                 name: "epoch",
                 value: (epoch + 1).to_string(),
-                reason: format!(
-                    "the hparam schedule lists {} epochs",
-                    self.hparams.as_ref().map_or(0, HparamSchedule::len)
-                ),
+                reason: format!("the hparam schedule lists {} epochs", s.len()),
             });
         };
-        self.cfg.schedule.base_lr = h.lr;
-        if self.cfg.sgd.weight_decay != h.weight_decay {
+        m.cfg.schedule.base_lr = h.lr;
+        if m.cfg.sgd.weight_decay != h.weight_decay {
             let sgd = crate::optim::SgdConfig {
                 weight_decay: h.weight_decay,
-                ..self.cfg.sgd.clone()
+                ..m.cfg.sgd.clone()
             };
-            self.engine.set_sgd(&sgd)?;
-            self.cfg.sgd = sgd;
+            self.engine.set_sgd(k, &sgd)?;
+            self.members[k].cfg.sgd = sgd;
         }
         Ok(())
-    }
-
-    /// Epochs [`Trainer::fit`] runs: the configuration's, or the hparam schedule's.
-    pub fn epochs(&self) -> usize {
-        self.cfg.epochs
-    }
-
-    /// Training steps finished since the start of the run, interrupted epochs included.
-    pub fn global_step(&self) -> u64 {
-        self.global_step
-    }
-
-    /// Number of minibatches per epoch.
-    pub fn steps_per_epoch(&self) -> usize {
-        self.train_indices.len().div_ceil(self.cfg.batch_size)
-    }
-
-    /// Learning rate of step `step` of epoch `epoch` (0-based).
-    fn lr_at(&self, epoch: usize, step: usize) -> f64 {
-        match &self.plateau {
-            Some(p) => p.lr(),
-            None => self.cfg.schedule.lr_at(epoch, step, self.steps_per_epoch()),
-        }
-    }
-
-    /// Runs epoch `epoch` (0-based) and evaluates. `progress` gets finished steps.
-    ///
-    /// # Errors
-    /// [`Error::NonFiniteLoss`] naming the epoch, step and last finite loss; engine errors.
-    pub fn run_epoch(
-        &mut self,
-        epoch: usize,
-        progress: &mut dyn FnMut(usize),
-    ) -> Result<EpochReport> {
-        self.apply_hparams(epoch)?;
-        let order = epoch_order(&self.train_indices, self.cfg.seed, epoch);
-        let steps = step_records(order.len(), self.cfg.batch_size, self.global_step, |i| {
-            self.lr_at(epoch, i)
-        });
-        let interrupted = |step| Error::Interrupted {
-            epoch: epoch + 1,
-            step,
-            steps: steps.len(),
-        };
-        if self
-            .stop
-            .as_ref()
-            .is_some_and(|f| f.load(Ordering::Relaxed))
-        {
-            return Err(interrupted(0));
-        }
-        let start = Instant::now();
-        let sums = match &self.stop {
-            Some(flag) => self
-                .engine
-                .train_epoch_until(&order, &steps, progress, flag)?,
-            None => self.engine.train_epoch(&order, &steps, progress)?,
-        };
-        let seconds = start.elapsed().as_secs_f64();
-        if let Some((step, last)) = first_non_finite(&sums) {
-            let last_finite = match last {
-                Some(l) => {
-                    let mean = l / steps[step - 1].batch as f32;
-                    if mean.abs() < 1e6 {
-                        format!("{mean:.4}")
-                    } else {
-                        format!("{mean:.4e}")
-                    }
-                }
-                None => "none in this epoch".into(),
-            };
-            return Err(Error::NonFiniteLoss {
-                epoch: epoch + 1,
-                step: step + 1,
-                last_finite,
-            });
-        }
-        self.global_step += sums.len() as u64;
-        if sums.len() < steps.len() {
-            return Err(interrupted(sums.len()));
-        }
-        let n = order.len() as f64;
-        let train_loss = sums.iter().map(|s| f64::from(s[0])).sum::<f64>() / n;
-        let train_accuracy = sums.iter().map(|s| f64::from(s[1])).sum::<f64>() / n;
-        let test = self.engine.evaluate(EvalSet::Test)?;
-        let val: Option<Evaluation> = if !self.has_validation {
-            None
-        } else {
-            Some(self.engine.evaluate(EvalSet::Validation)?)
-        };
-        let lr = f64::from(steps[0].lr);
-        if let Some(p) = &mut self.plateau {
-            // ReduceLROnPlateau watches the validation loss, or the training loss without
-            // a validation split; never the test set.
-            p.step(val.map_or(train_loss, |v| v.loss));
-        }
-        if let Some(v) = val {
-            if v.loss < self.best_val_loss {
-                self.best_val_loss = v.loss;
-                self.epochs_since_best = 0;
-            } else {
-                self.epochs_since_best += 1;
-            }
-        }
-        Ok(EpochReport {
-            epoch: epoch + 1,
-            lr,
-            train_loss,
-            train_accuracy,
-            test_loss: test.loss,
-            test_accuracy: test.accuracy,
-            val_loss: val.map(|v| v.loss),
-            val_accuracy: val.map(|v| v.accuracy),
-            epoch_seconds: seconds,
-            samples_per_second: n / seconds.max(1e-9),
-        })
-    }
-
-    /// True when early stopping's patience has run out.
-    pub fn should_stop(&self) -> bool {
-        self.cfg
-            .early_stop_patience
-            .is_some_and(|p| self.epochs_since_best >= p)
-    }
-
-    /// True when the last epoch gave the best validation loss so far.
-    pub fn last_was_best(&self) -> bool {
-        self.epochs_since_best == 0 && self.best_val_loss.is_finite()
     }
 
     /// The engine (for reading parameters between epochs).
@@ -294,22 +290,309 @@ impl<'e> Trainer<'e> {
         self.engine
     }
 
-    /// Runs every epoch, calling `on_epoch` after each; stops early when patience runs out.
+    /// Number of members K.
+    pub fn members(&self) -> usize {
+        self.members.len()
+    }
+
+    /// The trainer epoch the next [`Trainer::run_epoch`] runs (0-based).
+    pub fn epoch(&self) -> usize {
+        self.epoch
+    }
+
+    /// Member `k`'s status.
+    pub fn status(&self, k: usize) -> &MemberStatus {
+        &self.members[k].status
+    }
+
+    /// Member `k`'s current configuration (its epochs those of its hparam schedule, when
+    /// it has one).
+    pub fn config(&self, k: usize) -> &RunConfig {
+        &self.members[k].cfg
+    }
+
+    /// Epochs member `k`'s current run has trained.
+    pub fn epochs_trained(&self, k: usize) -> usize {
+        self.epoch.saturating_sub(self.members[k].start_epoch)
+    }
+
+    /// Optimizer steps member `k`'s current run has taken, interrupted epochs included.
+    pub fn steps_taken(&self, k: usize) -> u64 {
+        self.members[k].steps_taken
+    }
+
+    /// True while some member trains.
+    pub fn any_training(&self) -> bool {
+        self.members
+            .iter()
+            .any(|m| m.status == MemberStatus::Training)
+    }
+
+    /// Minibatches per epoch.
+    pub fn steps_per_epoch(&self) -> usize {
+        self.train_indices.len().div_ceil(self.batch_size)
+    }
+
+    /// True when member `k`'s last epoch gave its best validation loss so far.
+    pub fn last_was_best(&self, k: usize) -> bool {
+        let m = &self.members[k];
+        m.epochs_since_best == 0 && m.best_val_loss.is_finite()
+    }
+
+    /// True when early stopping ended member `k`'s run (its patience ran out).
+    pub fn stopped_early(&self, k: usize) -> bool {
+        let m = &self.members[k];
+        m.cfg
+            .early_stop_patience
+            .is_some_and(|p| m.epochs_since_best >= p)
+    }
+
+    /// Stops member `k` from the next epoch on (its parameters stay).
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for a member out of range.
+    pub fn freeze(&mut self, k: usize) -> Result<()> {
+        check_member(k, self.members.len())?;
+        self.members[k].status = MemberStatus::Frozen;
+        Ok(())
+    }
+
+    /// Starts a new run `cfg` in slot `k` from the next epoch: fresh parameters from its
+    /// `init_seed()`, cleared momentum, its own epoch count and schedule from its start.
+    /// Its epochs see the shuffles of the trainer's next epochs (epoch `e` of the
+    /// population, not epoch 0 of a single run), so only members that start at epoch 0
+    /// are bit-identical to single runs.
+    ///
+    /// # Errors
+    /// As [`Engine::replace_member`].
+    pub fn restart(&mut self, k: usize, cfg: &RunConfig) -> Result<()> {
+        check_member(k, self.members.len())?;
+        validate(cfg, self.train_indices.len())?;
+        self.engine.replace_member(k, cfg)?;
+        self.members[k] = Member::new(cfg.clone(), self.epoch);
+        Ok(())
+    }
+
+    /// PBT's exploit step: member `to` continues from member `from`'s parameters and
+    /// momentum (copied on the device) and from its run's progress (step count and schedule
+    /// position), with `cfg` as its configuration from now on (the caller's explored
+    /// hyperparameters).
+    ///
+    /// # Errors
+    /// As [`Engine::copy_member`] and [`Engine::set_sgd`].
+    pub fn exploit(&mut self, from: usize, to: usize, cfg: RunConfig) -> Result<()> {
+        check_member(from, self.members.len())?;
+        check_member(to, self.members.len())?;
+        self.engine.copy_member(from, to)?;
+        self.engine.set_sgd(to, &cfg.sgd)?;
+        let src = self.members[from].clone();
+        self.members[to] = Member {
+            plateau: cfg.schedule.plateau_state(),
+            cfg,
+            ..src
+        };
+        Ok(())
+    }
+
+    /// Gives member `k` new hyperparameters (schedule and SGD settings) from the next step
+    /// on, keeping its parameters, momentum and progress.
+    ///
+    /// # Errors
+    /// As [`Engine::set_sgd`].
+    pub fn set_config(&mut self, k: usize, cfg: RunConfig) -> Result<()> {
+        check_member(k, self.members.len())?;
+        self.engine.set_sgd(k, &cfg.sgd)?;
+        self.members[k].plateau = cfg.schedule.plateau_state();
+        self.members[k].cfg = cfg;
+        Ok(())
+    }
+
+    /// The epoch's member-step table `[steps, K]`: each training member's learning rate and
+    /// first-step flag, the others frozen.
+    fn member_steps(&self, steps: usize, training: &[bool]) -> Vec<MemberStep> {
+        let k = self.members.len();
+        let spe = self.steps_per_epoch();
+        let mut table = vec![MemberStep::FROZEN; steps * k];
+        for (s, row) in table.chunks_mut(k).enumerate() {
+            for (m, member) in self.members.iter().enumerate() {
+                if training[m] {
+                    let own_epoch = self.epoch - member.start_epoch;
+                    row[m] = MemberStep {
+                        lr: member.lr_at(own_epoch, s, spe) as f32,
+                        flags: if member.steps_taken == 0 && s == 0 {
+                            MEMBER_FIRST
+                        } else {
+                            0
+                        },
+                    };
+                }
+            }
+        }
+        table
+    }
+
+    /// Runs the next epoch for every training member and evaluates them. `progress` gets
+    /// finished steps. Members that finish their epochs or stop early turn
+    /// [`MemberStatus::Done`]; a non-finite or exploded loss turns a member
+    /// [`MemberStatus::Diverged`].
+    ///
+    /// # Errors
+    /// [`Error::Interrupted`] when the stop flag ended the epoch early; engine errors.
+    pub fn run_epoch(&mut self, progress: &mut dyn FnMut(usize)) -> Result<Vec<MemberOutcome>> {
+        let epoch = self.epoch;
+        let k = self.members.len();
+        let training: Vec<bool> = self
+            .members
+            .iter()
+            .map(|m| m.status == MemberStatus::Training)
+            .collect();
+        for m in (0..k).filter(|&m| training[m]) {
+            let own = epoch - self.members[m].start_epoch;
+            self.apply_hparams(m, own)?;
+        }
+        let order = epoch_order(&self.train_indices, self.seed, epoch);
+        let steps = step_records(order.len(), self.batch_size);
+        let table = self.member_steps(steps.len(), &training);
+        let interrupted = |step| Error::Interrupted {
+            epoch: epoch + 1,
+            step,
+            steps: steps.len(),
+        };
+        let stop = self.stop.clone().unwrap_or_default();
+        if stop.load(Ordering::Relaxed) {
+            return Err(interrupted(0));
+        }
+        let start = Instant::now();
+        let sums = self
+            .engine
+            .train_epoch(&order, &steps, &table, progress, &stop)?;
+        let seconds = start.elapsed().as_secs_f64();
+        let ran = sums.first().map_or(0, Vec::len);
+        for (m, member) in self.members.iter_mut().enumerate() {
+            if training[m] {
+                if member.steps_taken == 0
+                    && let Some(first) = sums[m].first()
+                {
+                    member.first_loss = Some(f64::from(first[0]) / f64::from(steps[0].batch));
+                }
+                member.steps_taken += ran as u64;
+            }
+        }
+        if ran < steps.len() {
+            return Err(interrupted(ran));
+        }
+        let val = if self.has_validation {
+            Some(self.engine.evaluate(EvalSet::Validation)?)
+        } else {
+            None
+        };
+        let test = if self.with_test {
+            self.engine.evaluate(EvalSet::Test)?
+        } else {
+            vec![Evaluation::default(); k]
+        };
+        let n = order.len() as f64;
+        let mut out = Vec::with_capacity(k);
+        for (m, member) in self.members.iter_mut().enumerate() {
+            if !training[m] {
+                out.push(MemberOutcome::Idle);
+                continue;
+            }
+            let own_epoch = epoch - member.start_epoch + 1;
+            let lr = f64::from(table[m].lr);
+            let train_loss = sums[m].iter().map(|s| f64::from(s[0])).sum::<f64>() / n;
+            let diverged = non_finite(&sums[m], &steps, own_epoch)
+                .or_else(|| exploded(train_loss, member.first_loss, own_epoch, lr));
+            if let Some(err) = diverged {
+                member.status = MemberStatus::Diverged(err.to_string());
+                out.push(MemberOutcome::Diverged(err));
+                continue;
+            }
+            let train_accuracy = sums[m].iter().map(|s| f64::from(s[1])).sum::<f64>() / n;
+            let v = val.as_ref().map(|v| v[m]);
+            if let Some(p) = &mut member.plateau {
+                // ReduceLROnPlateau watches the validation loss, or the training loss
+                // without a validation split; never the test set.
+                p.step(v.map_or(train_loss, |v| v.loss));
+            }
+            if let Some(v) = v {
+                if v.loss < member.best_val_loss {
+                    member.best_val_loss = v.loss;
+                    member.epochs_since_best = 0;
+                } else {
+                    member.epochs_since_best += 1;
+                }
+            }
+            let early = member
+                .cfg
+                .early_stop_patience
+                .is_some_and(|p| member.epochs_since_best >= p);
+            if own_epoch >= member.cfg.epochs || early {
+                member.status = MemberStatus::Done;
+            }
+            out.push(MemberOutcome::Trained(EpochReport {
+                epoch: own_epoch,
+                lr,
+                train_loss,
+                train_accuracy,
+                test_loss: test[m].loss,
+                test_accuracy: test[m].accuracy,
+                val_loss: v.map(|v| v.loss),
+                val_accuracy: v.map(|v| v.accuracy),
+                epoch_seconds: seconds,
+                samples_per_second: n / seconds.max(1e-9),
+            }));
+        }
+        self.epoch += 1;
+        Ok(out)
+    }
+
+    /// Runs epochs until no member trains, calling `on_epoch` after each with the
+    /// outcomes; returns each member's reports (its trained epochs, in order).
     ///
     /// # Errors
     /// As [`Trainer::run_epoch`], and whatever `on_epoch` returns.
     pub fn fit(
         &mut self,
-        on_epoch: &mut dyn FnMut(&mut Trainer<'_>, &EpochReport) -> Result<()>,
-    ) -> Result<Vec<EpochReport>> {
-        let mut history = Vec::new();
-        for epoch in 0..self.cfg.epochs {
-            let report = self.run_epoch(epoch, &mut |_| {})?;
-            on_epoch(self, &report)?;
-            history.push(report);
-            if self.should_stop() {
-                break;
+        on_epoch: &mut dyn FnMut(&mut Trainer<'_>, &[MemberOutcome]) -> Result<()>,
+    ) -> Result<Vec<Vec<EpochReport>>> {
+        let mut history = vec![Vec::new(); self.members.len()];
+        while self.any_training() {
+            let outcomes = self.run_epoch(&mut |_| {})?;
+            on_epoch(self, &outcomes)?;
+            for (h, o) in history.iter_mut().zip(outcomes) {
+                if let MemberOutcome::Trained(r) = o {
+                    h.push(r);
+                }
             }
+        }
+        Ok(history)
+    }
+
+    /// [`Trainer::fit`] for a single run (K = 1): calls `on_epoch` with each epoch's
+    /// report and returns them all; a divergence is the error.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] when the engine has more than one member (use
+    /// [`Trainer::fit`]); [`Error::NonFiniteLoss`] and [`Error::LossExploded`] when the run
+    /// diverged; as [`Trainer::run_epoch`], and whatever `on_epoch` returns.
+    pub fn fit_single(
+        &mut self,
+        on_epoch: &mut dyn FnMut(&EpochReport) -> Result<()>,
+    ) -> Result<Vec<EpochReport>> {
+        if self.members.len() != 1 {
+            return Err(Error::InvalidConfig {
+                name: "members",
+                value: self.members.len().to_string(),
+                reason: "fit_single trains a population of one; use Trainer::fit".into(),
+            });
+        }
+        let mut history = Vec::new();
+        while self.any_training() {
+            let outcome = self.run_epoch(&mut |_| {})?.remove(0);
+            let report = outcome.into_report()?;
+            on_epoch(&report)?;
+            history.push(report);
         }
         Ok(history)
     }
@@ -324,20 +607,79 @@ pub fn validate(cfg: &RunConfig, n_train: usize) -> Result<()> {
     cfg.validate()
 }
 
+/// The error a member's run reports for these sums of its own epoch `epoch` (1-based): the
+/// first non-finite step and its last finite mean loss.
+fn non_finite(sums: &[StepSums], steps: &[StepRecord], epoch: usize) -> Option<Error> {
+    let bad = sums.iter().position(|s| !s[0].is_finite())?;
+    let last_finite = match bad.checked_sub(1) {
+        Some(p) => format_loss(sums[p][0] / steps[p].batch as f32),
+        None => "none in this epoch".into(),
+    };
+    Some(Error::NonFiniteLoss {
+        epoch,
+        step: bad + 1,
+        last_finite,
+    })
+}
+
+/// The error of a finite loss that exploded: the epoch's mean `loss` over
+/// [`EXPLODED_LOSS_FACTOR`] times the run's `first` step's mean loss.
+fn exploded(loss: f64, first: Option<f64>, epoch: usize, lr: f64) -> Option<Error> {
+    let first = first?;
+    (loss > EXPLODED_LOSS_FACTOR * first.max(f64::MIN_POSITIVE)).then(|| Error::LossExploded {
+        epoch,
+        loss: format_loss(loss as f32),
+        first: format_loss(first as f32),
+        lr,
+    })
+}
+
+fn format_loss(mean: f32) -> String {
+    if mean.abs() < 1e6 {
+        format!("{mean:.4}")
+    } else {
+        format!("{mean:.4e}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn first_non_finite_names_the_step_and_the_last_finite_loss() {
+    fn non_finite_names_the_step_and_the_last_finite_loss() {
+        let steps = step_records(40, 10);
         let sums = [
-            [1.0, 0.0],
-            [2.0, 0.0],
+            [10.0, 0.0],
+            [20.0, 0.0],
             [f32::INFINITY, 0.0],
             [f32::NAN, 0.0],
         ];
-        assert_eq!(first_non_finite(&sums), Some((2, Some(2.0))));
-        assert_eq!(first_non_finite(&sums[..2]), None);
-        assert_eq!(first_non_finite(&[[f32::NAN, 0.0]]), Some((0, None)));
+        let Some(Error::NonFiniteLoss {
+            epoch,
+            step,
+            last_finite,
+        }) = non_finite(&sums, &steps, 3)
+        else {
+            panic!("a non-finite sum is reported");
+        };
+        assert_eq!((epoch, step, last_finite.as_str()), (3, 3, "2.0000"));
+        assert!(non_finite(&sums[..2], &steps, 1).is_none());
+        let first = non_finite(&[[f32::NAN, 0.0]], &steps, 1).unwrap();
+        assert!(first.to_string().contains("none in this epoch"), "{first}");
+    }
+
+    /// Issue 26 item 7: `train --lr 1000` ended at a finite train loss of 3.4e11 and 10%
+    /// accuracy with exit 0 and no word; a loss 100x its start is a divergence now.
+    #[test]
+    fn a_finite_loss_a_hundredfold_above_its_start_is_a_divergence() {
+        let e = exploded(3.4e11, Some(2.3), 1, 1000.0).expect("exploded");
+        let text = e.to_string();
+        for want in ["3.4000e11", "2.3000", "1e3", "--lr"] {
+            assert!(text.contains(want), "{text} lacks {want}");
+        }
+        assert!(exploded(229.0, Some(2.3), 1, 0.1).is_none());
+        assert!(exploded(231.0, Some(2.3), 1, 0.1).is_some());
+        assert!(exploded(1e9, None, 1, 0.1).is_none());
     }
 }

@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Args;
 use serde::Serialize;
 
@@ -12,10 +12,10 @@ use wgtrain::cpu_engine::CpuEngine;
 use wgtrain::engine::{Engine, RunData};
 use wgtrain::gpu::autotune::MatmulChoice;
 use wgtrain::gpu::engine::GpuEngine;
+use wgtrain::gpu::kernels::matmul::f16 as matmul_f16;
 use wgtrain::gpu::kernels::matmul::{BatchDim, Epilogue, MatmulSpec};
-use wgtrain::gpu::kernels::matmul_f16;
 use wgtrain::gpu::{Kernels, autotune};
-use wgtrain::train;
+use wgtrain::train::Trainer;
 use wgtrain::{Precision, RunConfig};
 
 use super::bench_population;
@@ -72,14 +72,18 @@ struct Row {
     matmul_gflops: f64,
 }
 
-/// Times one warm epoch (after one untimed epoch that compiles and warms everything).
-fn time_epoch(engine: &mut dyn Engine, n: usize, batch: usize) -> Result<f64> {
-    let order = train::epoch_order(&(0..n as u32).collect::<Vec<_>>(), 1, 0);
-    let steps = train::step_records(n, batch, 1, |_| 0.01);
-    engine.train_epoch(&order, &steps, &mut |_| {})?;
-    let start = Instant::now();
-    engine.train_epoch(&order, &steps, &mut |_| {})?;
-    Ok(start.elapsed().as_secs_f64())
+/// Times one warm epoch of every member of `engine` through the trainer (after one untimed
+/// epoch that compiles and warms everything): the training part, evaluation excluded.
+fn time_epoch(engine: &mut dyn Engine) -> Result<f64> {
+    let mut trainer = Trainer::new(engine)?;
+    trainer.set_evaluate_test(false);
+    trainer.run_epoch(&mut |_| {})?;
+    let mut outcomes = trainer.run_epoch(&mut |_| {})?.into_iter();
+    Ok(outcomes
+        .next()
+        .context("the engine has a member")?
+        .into_report()?
+        .epoch_seconds)
 }
 
 /// GFLOP/s of the CPU SGEMM on the first layer's forward shape `[B, I] · [I, O]`.
@@ -114,8 +118,7 @@ fn cpu_matmul_gflops(batch: usize, i: usize, o: usize) -> f64 {
 }
 
 /// Refuses what `bench` would silently ignore: GPU flags (`--precision f16`, `--kernels`,
-/// `--fuse`, `--backend`, `--adapter`) with `--cpu-only`, which skips the GPU path, and
-/// `--precision f16` with `--population` (populations keep their operands in f32).
+/// `--fuse`, `--backend`, `--adapter`) with `--cpu-only`, which skips the GPU path.
 fn check_bench_only_flags(a: &BenchArgs, precision: Precision) -> Result<()> {
     if a.cpu_only {
         let d = &a.device;
@@ -133,13 +136,6 @@ fn check_bench_only_flags(a: &BenchArgs, precision: Precision) -> Result<()> {
                 format!("skips the GPU path, which {flag} configures; drop {flag} or --cpu-only"),
             ));
         }
-    }
-    if let (Some(k), Precision::F16) = (a.population, precision) {
-        return Err(usage(
-            "population",
-            k,
-            "populations keep every operand in f32, so --precision f16 would time only the single runs; drop --population or use --precision f32",
-        ));
     }
     Ok(())
 }
@@ -203,10 +199,12 @@ pub fn bench_command(a: BenchArgs) -> Result<()> {
         test: &test,
         classes: mnist.classes,
     };
-    // Seed 1's initialisation, SGD lr 0.01 with weight decay 1e-4, pixels in [0, 1].
+    // Seed 1's initialisation, SGD lr 0.01 with weight decay 1e-4, pixels in [0, 1]; two
+    // epochs: one to warm up, one timed.
     let run = |batch_size| RunConfig {
         hidden: a.hidden.clone(),
         batch_size,
+        epochs: 2,
         ..RunConfig::default()
     };
     let gpu_run = |batch_size| RunConfig {
@@ -238,8 +236,9 @@ pub fn bench_command(a: BenchArgs) -> Result<()> {
                     autotune::time_variant(g, k, &forward, fixed.resolve(g, k, &forward)?)?.gflops
                 }
             };
-            let mut engine = GpuEngine::new(g, k, choice, fusions(&a.device), &gpu_run(b), data)?;
-            let secs = time_epoch(&mut engine, n, b)?;
+            let cfgs = [gpu_run(b)];
+            let mut engine = GpuEngine::new(g, k, choice, fusions(&a.device), &cfgs, data)?;
+            let secs = time_epoch(&mut engine)?;
             rows.push(Row {
                 path: "gpu",
                 batch_size: b,
@@ -251,8 +250,8 @@ pub fn bench_command(a: BenchArgs) -> Result<()> {
                 matmul_gflops: gflops,
             });
         }
-        let mut engine = CpuEngine::new(&run(b), data)?;
-        let secs = time_epoch(&mut engine, n, b)?;
+        let mut engine = CpuEngine::new(&[run(b)], data)?;
+        let secs = time_epoch(&mut engine)?;
         rows.push(Row {
             path: "cpu",
             batch_size: b,
@@ -268,7 +267,7 @@ pub fn bench_command(a: BenchArgs) -> Result<()> {
     if let Some(k) = a.population {
         for &b in &batch_sizes {
             let configs = bench_population::population_configs(&run(b), k);
-            let single = |e: &mut dyn Engine| time_epoch(e, n, b);
+            let single = |e: &mut dyn Engine| time_epoch(e);
             if let (Some(g), Some(kern)) = (&gpu, &kernels) {
                 let device = wgtrain::Device::Gpu {
                     gpu: g,
@@ -276,8 +275,15 @@ pub fn bench_command(a: BenchArgs) -> Result<()> {
                     matmul: matmul_choice(&a.device),
                     fusions: fusions(&a.device),
                 };
+                // The GPU's members in the run's precision (f16 populations too).
+                let gpu_configs = bench_population::population_configs(&gpu_run(b), k);
                 pop_rows.push(bench_population::compare(
-                    "gpu", device, &configs, data, n, &single,
+                    "gpu",
+                    device,
+                    &gpu_configs,
+                    data,
+                    n,
+                    &single,
                 )?);
             }
             pop_rows.push(bench_population::compare(

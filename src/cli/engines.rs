@@ -1,7 +1,7 @@
 //! One place that turns the device flags into a training engine: the CPU engine, or a GPU
 //! engine on a device opened once (matmul timings per shape are cached with its kernels).
-//! `train`, `eval`, `profile`, `lr-find` and `sweep` all open their engines here, from a
-//! [`RunConfig`] through [`wgtrain::device::open`].
+//! `train`, `eval`, `profile`, `lr-find`, `bench` and `sweep` all open their engines here,
+//! from [`RunConfig`]s (one per member) through [`wgtrain::device::open`].
 
 use anyhow::Result;
 
@@ -10,7 +10,6 @@ use wgtrain::device::{self, Device};
 use wgtrain::engine::{Engine, RunData};
 use wgtrain::gpu::engine::GpuEngine;
 use wgtrain::gpu::{Gpu, Kernels};
-use wgtrain::population::PopulationEngine;
 
 use wgtrain::Precision;
 
@@ -50,8 +49,7 @@ impl Engines {
         })
     }
 
-    /// The device the flags chose, for [`wgtrain::device::open`] and
-    /// [`wgtrain::open_population`].
+    /// The device the flags chose, for [`wgtrain::device::open`].
     pub(crate) fn device(&self) -> Device<'_> {
         match &self.gpu {
             None => Device::Cpu,
@@ -69,8 +67,8 @@ impl Engines {
         self.gpu.as_ref().map(|(gpu, _)| &gpu.limits)
     }
 
-    /// Opens an engine for `cfg` on `data`, starting from `params` when given (else from
-    /// `cfg.seed`'s initialisation), and hands it to `f`.
+    /// Opens an engine for `cfg` on `data` (one member), starting from `params` when given
+    /// (else from `cfg.seed`'s initialisation), and hands it to `f`.
     pub(crate) fn with<R>(
         &mut self,
         cfg: &RunConfig,
@@ -78,23 +76,20 @@ impl Engines {
         params: Option<&[f32]>,
         f: impl FnOnce(&mut dyn Engine) -> Result<R>,
     ) -> Result<R> {
-        let mut engine = device::open(self.device(), cfg, data)?;
+        let mut engine = self.engine(std::slice::from_ref(cfg), data)?;
         if let Some(p) = params {
-            engine.set_params(p)?;
+            engine.set_params(0, p)?;
         }
         f(engine.as_mut())
     }
 
-    /// Opens the population engine for `configs` on `data` (see
-    /// [`wgtrain::population`]) and hands it to `f`.
-    pub(crate) fn with_population<R>(
-        &mut self,
+    /// Opens an engine with one member per configuration of `configs` on `data`.
+    pub(crate) fn engine<'a>(
+        &'a self,
         configs: &[RunConfig],
-        data: RunData<'_>,
-        f: impl FnOnce(&mut dyn PopulationEngine) -> Result<R>,
-    ) -> Result<R> {
-        let mut engine = device::open_population(self.device(), configs, data)?;
-        f(engine.as_mut())
+        data: RunData<'a>,
+    ) -> Result<Box<dyn Engine + 'a>> {
+        Ok(device::open(self.device(), configs, data)?)
     }
 
     /// Opens the GPU engine and hands it to `f` with its device (profiling needs the
@@ -109,7 +104,9 @@ impl Engines {
             return Ok(None);
         };
         let choice = matmul_choice(&self.device);
-        let mut engine = GpuEngine::new(gpu, kernels, choice, fusions(&self.device), cfg, data)?;
+        let fusions = fusions(&self.device);
+        let cfgs = std::slice::from_ref(cfg);
+        let mut engine = GpuEngine::new(gpu, kernels, choice, fusions, cfgs, data)?;
         f(gpu, &mut engine).map(Some)
     }
 }

@@ -92,9 +92,9 @@ pub fn eval_command(a: EvalArgs) -> Result<()> {
     let per_class = a.confusion || a.plot.is_some();
     let mut engines = Engines::open(&a.device)?;
     let (eval, logits) = engines.with(&cfg, data, Some(&ck.params), |engine| {
-        let eval = engine.evaluate(EvalSet::Test)?;
+        let eval = engine.evaluate(EvalSet::Test)?.remove(0);
         let logits = if per_class {
-            engine.logits(EvalSet::Test)?
+            engine.logits(0, EvalSet::Test)?
         } else {
             Vec::new()
         };

@@ -60,8 +60,8 @@ pub fn save_interrupted(
     let wgtrain::Error::Interrupted { epoch, step, steps } = *interrupted else {
         anyhow::bail!("save_interrupted needs an Interrupted error, got: {interrupted}");
     };
-    let global = trainer.global_step();
-    let params = trainer.engine().params()?;
+    let global = trainer.steps_taken(0);
+    let params = trainer.engine().params(0)?;
     super::save::save_checkpoint(
         path,
         spec,
@@ -81,14 +81,6 @@ pub fn save_interrupted(
         path.display()
     );
     Ok(())
-}
-
-/// True when `e` is the trainer's [`wgtrain::Error::Interrupted`].
-pub fn is_interrupted(e: &anyhow::Error) -> bool {
-    matches!(
-        e.downcast_ref::<wgtrain::Error>(),
-        Some(wgtrain::Error::Interrupted { .. })
-    )
 }
 
 /// This process's command line with `--resume` added (once), for the hint an interrupted

@@ -135,7 +135,7 @@ pub fn lr_find_command(a: LrFindArgs) -> Result<()> {
     let result = engines.with(&run, RunData::from(&mnist), None, |engine| {
         eprintln!(
             "lr-find: MLP {}, batch {}, lr {:.1e} to {:.1e} over {} steps; {}",
-            engine.setup().spec,
+            engine.setup().shared().spec,
             a.batch_size,
             a.start_lr,
             a.end_lr,

@@ -13,6 +13,7 @@ use wgtrain::gpu::Gpu;
 use wgtrain::gpu::engine::GpuEngine;
 use wgtrain::gpu::profiler::{Profile, ProfileOptions, Profiler, TimingMode};
 use wgtrain::output::OutputKind;
+use wgtrain::step::{MEMBER_FIRST, MemberStep};
 use wgtrain::train;
 
 use super::common::{
@@ -110,12 +111,19 @@ pub(crate) fn profile_engine(
     req: &ProfileRequest,
 ) -> Result<Profile> {
     let setup = engine.setup();
-    let (cfg, samples) = (&setup.config, &setup.train_indices);
+    let (cfg, samples) = (&setup.shared().config, &setup.shared().train_indices);
     let per_epoch = samples.len().div_ceil(cfg.batch_size);
     let order = train::epoch_order(samples, cfg.seed, 0);
-    let records = train::step_records(samples.len(), cfg.batch_size, 0, |i| {
-        cfg.schedule.lr_at(0, i, per_epoch)
-    });
+    let records = train::step_records(samples.len(), cfg.batch_size);
+    // Epoch 0's learning rate of each member at each step; the first step starts momentum.
+    let member_steps: Vec<MemberStep> = (0..records.len())
+        .flat_map(|i| {
+            setup.members.iter().map(move |m| MemberStep {
+                lr: m.config.schedule.lr_at(0, i, per_epoch) as f32,
+                flags: if i == 0 { MEMBER_FIRST } else { 0 },
+            })
+        })
+        .collect();
     let profiler = Profiler::new(gpu, req.mode)?;
     eprintln!(
         "profiling {} steps (after {} warm-up) with {} timing",
@@ -127,6 +135,7 @@ pub(crate) fn profile_engine(
         engine,
         &order,
         &records,
+        &member_steps,
         &ProfileOptions {
             steps: req.steps,
             warmup_steps: req.warmup_steps,
@@ -208,7 +217,7 @@ pub fn profile_command(a: ProfileArgs) -> Result<()> {
     engines.with_gpu(&cfg, RunData::from(&mnist), |gpu, engine| {
         eprintln!(
             "model: MLP {}, batch {}, {} dispatches per step; {}",
-            engine.setup().spec,
+            engine.setup().shared().spec,
             h.batch_size,
             engine.dispatches_per_step(),
             engine.describe()

@@ -417,9 +417,7 @@ pub fn sweep_command(a: SweepArgs) -> Result<()> {
     };
     let mut sweep = Sweep::resume(pruner, prior, prior_params)?;
     sweep.set_stop_flag(interrupt::stop_flag());
-    let total = configs.len();
-    // Populations (--population K > 1) run first; the loop below then finds every trial
-    // recorded. With trials one at a time, the loop runs them all.
+    // Every trial runs as a member of a population of up to K (K = 1: one at a time).
     let pop = population::Context {
         a: &a,
         mnist: &mnist,
@@ -427,73 +425,6 @@ pub fn sweep_command(a: SweepArgs) -> Result<()> {
         norm,
     };
     pop.run(&engines, &configs, &mut sweep)?;
-    for (i, t) in configs.into_iter().enumerate() {
-        if sweep.has_trial(i) {
-            continue;
-        }
-        let h = a.hyper(&t);
-        let cfg = run_config(&h, n_train.div_ceil(t.batch_size), norm, a.val_split)?;
-        let header = format!("trial {i} ({}/{total}): {t}", i + 1);
-        if !a.quiet {
-            println!("{header}");
-        }
-        let quiet = a.quiet;
-        let mut tb = trial_writer(&a, &h, i)?;
-        let mut tb_error = None;
-        let best_before = sweep.best_trial().map(|b| b.id);
-        let result = engines.with(&cfg, RunData::from(&mnist), None, |engine| {
-            Ok(sweep
-                .run_trial_as(i, t.clone(), engine, &mut |m| {
-                    if let Some(w) = &mut tb
-                        && tb_error.is_none()
-                    {
-                        tb_error = w.epoch(m).err();
-                    }
-                    if !quiet {
-                        println!(
-                            "  epoch {}: train loss {:.4}  val loss {:.4}  val acc {:.2}%  {:.1} s",
-                            m.epoch,
-                            m.train_loss,
-                            m.val_loss.unwrap_or(f64::NAN),
-                            100.0 * m.val_accuracy.unwrap_or(f64::NAN),
-                            m.epoch_seconds
-                        );
-                    }
-                })?
-                .clone())
-        });
-        let trial = match result {
-            Err(e) if interrupt::is_interrupted(&e) => {
-                eprintln!(
-                    "sweep interrupted: {} of {total} trials finished and kept in {} (trials.json, trials.csv, leaderboard.csv); trial {i} was dropped",
-                    sweep.trials().len(),
-                    a.out.display()
-                );
-                eprintln!("resume with: {}", interrupt::resume_command());
-                return Err(e.context(format!("trial {i}")));
-            }
-            r => r?,
-        };
-        if let Some(e) = tb_error {
-            return Err(e.into());
-        }
-        if let Some(w) = &mut tb {
-            w.session_end(session_status(trial.status))?;
-        }
-        // Written after every trial, atomically: an interrupted sweep keeps what finished.
-        write_outputs(&a.out, sweep.trials(), None)?;
-        if sweep.best_trial().map(|b| b.id) != best_before {
-            save_best_trial(&a.out, &sweep, &mnist, norm)?;
-        }
-        let outcome = outcome_text(&trial);
-        // Regression (issue 10, item 14): --quiet printed the header and the outcome as two
-        // lines per trial while its help promised one.
-        if a.quiet {
-            println!("{header}: {outcome}");
-        } else {
-            println!("  {outcome}");
-        }
-    }
     let rows = leaderboard(sweep.trials());
     println!("\nleaderboard (validation accuracy after each trial's last epoch):");
     print!("{}", format_leaderboard(&rows));
@@ -502,7 +433,7 @@ pub fn sweep_command(a: SweepArgs) -> Result<()> {
             let h = a.hyper(&t.config);
             let cfg = run_config(&h, n_train.div_ceil(t.config.batch_size), norm, 0.0)?;
             let test = engines.with(&cfg, RunData::from(&mnist), Some(p), |engine| {
-                Ok(engine.evaluate(EvalSet::Test)?)
+                Ok(engine.evaluate(EvalSet::Test)?.remove(0))
             })?;
             Some(BestTrial {
                 trial: t.id,

@@ -14,9 +14,9 @@ use wgtrain::checkpoint;
 use wgtrain::engine::{EvalSet, RunData};
 use wgtrain::model::MlpSpec;
 use wgtrain::output::OutputKind;
-use wgtrain::population::PopulationTrainer;
 use wgtrain::schedule::HparamSchedule;
 use wgtrain::train;
+use wgtrain::train::Trainer;
 use wgtrain::tune::pbt::output::{BEST_SCHEDULE_FILE, leaderboard, write_pbt_outputs};
 use wgtrain::tune::pbt::{
     DEFAULT_QUANTILE, DEFAULT_RESAMPLE, Hparams, Pbt, PbtRecord, PbtSettings, fixed_settings,
@@ -178,8 +178,9 @@ pub fn pbt_command(a: SweepArgs) -> Result<()> {
     let pbt = Pbt::new(space, settings, &configs)?;
     let quiet = a.quiet;
     let out = a.out.clone();
-    let (record, best_params) = engines.with_population(&configs, data, |engine| {
-        let mut trainer = PopulationTrainer::new(engine)?;
+    let (record, best_params) = (|| -> Result<_> {
+        let mut engine = engines.engine(&configs, data)?;
+        let mut trainer = Trainer::new(engine.as_mut())?;
         trainer.set_evaluate_test(false);
         trainer.set_stop_flag(interrupt::stop_flag());
         let result = pbt.run(&mut trainer, &mut |_, record| {
@@ -203,7 +204,7 @@ pub fn pbt_command(a: SweepArgs) -> Result<()> {
             None => None,
         };
         Ok((record, params))
-    })?;
+    })()?;
     println!(
         "\nleaderboard (validation accuracy after the last epoch; lr and wd are each member's last):"
     );
@@ -225,7 +226,7 @@ pub fn pbt_command(a: SweepArgs) -> Result<()> {
         },
         data,
         Some(params),
-        |engine| Ok(engine.evaluate(EvalSet::Test)?),
+        |engine| Ok(engine.evaluate(EvalSet::Test)?.remove(0)),
     )?;
     let best = BestTrial {
         trial: b.member,

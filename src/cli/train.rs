@@ -225,7 +225,8 @@ fn run_training(
     engine: &mut dyn Engine,
     hparams: Option<HparamSchedule>,
 ) -> Result<()> {
-    let (cfg, spec) = (&engine.setup().config, &engine.setup().spec);
+    let run = engine.setup().shared();
+    let (cfg, spec) = (&run.config, &run.spec);
     let (cfg, spec, norm) = (cfg.clone(), spec.clone(), cfg.normalization);
     let dtype = a.save_dtype.map_or(WeightDtype::F32, WeightDtype::from);
     let spec = &spec;
@@ -293,7 +294,7 @@ fn run_training(
                 .fold(f64::INFINITY, f64::min),
             s.epochs.iter().map(|e| e.weight_decay).fold(0.0, f64::max),
         );
-        trainer.set_hparam_schedule(s)?;
+        trainer.set_hparam_schedule(0, s)?;
     }
     let mut interrupted = None;
     let steps = trainer.steps_per_epoch() as u64;
@@ -311,8 +312,10 @@ fn run_training(
             .progress_chars("=> "),
         );
         bar.set_message(format!("{}/{}", epoch + 1, epochs));
-        let result = trainer.run_epoch(epoch, &mut |done| bar.set_position(done as u64));
+        let result = trainer.run_epoch(&mut |done| bar.set_position(done as u64));
         bar.finish_and_clear();
+        // One member: its outcome (a divergence is its error).
+        let result = result.and_then(|mut o| o.remove(0).into_report());
         let report = match result {
             Ok(r) => r,
             Err(e @ wgtrain::Error::Interrupted { .. }) => {
@@ -344,8 +347,8 @@ fn run_training(
             })()
             .with_context(|| format!("writing the metrics file {}", path.display()))?;
         }
-        if let (Some(path), true) = (&a.save_best, trainer.last_was_best()) {
-            let params = trainer.engine().params()?;
+        if let (Some(path), true) = (&a.save_best, trainer.last_was_best(0)) {
+            let params = trainer.engine().params(0)?;
             save::save_checkpoint(path, spec, &params, norm, dtype, &[])?;
             if let Some(v) = report.val_loss {
                 eprintln!(
@@ -355,7 +358,7 @@ fn run_training(
                 );
             }
         }
-        if trainer.should_stop() {
+        if trainer.stopped_early(0) {
             eprintln!(
                 "early stopping: the validation loss has not improved for {} epochs",
                 a.early_stop_patience.unwrap_or(0)
@@ -375,7 +378,7 @@ fn run_training(
         match &interrupted {
             Some(e) => interrupt::save_interrupted(path, spec, &mut trainer, norm, dtype, e)?,
             None => {
-                let params = trainer.engine().params()?;
+                let params = trainer.engine().params(0)?;
                 save::save_checkpoint(path, spec, &params, norm, dtype, &[])?;
                 eprintln!("saved {}", path.display());
             }

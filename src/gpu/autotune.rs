@@ -11,7 +11,7 @@ use std::sync::{LazyLock, Mutex};
 
 use crate::error::Result;
 use crate::gpu::kernels::matmul::{
-    self, BatchDim, ChooseVariant, Epilogue, MatmulSpec, MatmulVariant,
+    self, BatchDim, ChooseVariant, Epilogue, MatmulLaunch, MatmulSpec, MatmulVariant,
 };
 use crate::gpu::kernels::{self as k, Kernels, StepRecord};
 use crate::gpu::{Gpu, GpuTensor};
@@ -193,19 +193,14 @@ impl Probe {
         best_so_far: f64,
     ) -> Result<VariantTiming> {
         let s = &self.spec;
-        let d = matmul::dispatch(
-            gpu,
-            kernels,
-            variant,
-            "tune",
+        let launch = MatmulLaunch::new(
             *s,
             self.a.view(),
             self.b.view(),
-            None,
-            None,
             self.c.view(),
             self.dummy.view(),
-        )?;
+        );
+        let d = matmul::dispatch(gpu, kernels, variant, "tune", launch)?;
         let record = StepRecord {
             batch: s.m.max(s.k) as u32,
             ..Default::default()

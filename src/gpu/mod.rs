@@ -1,14 +1,12 @@
 //! Everything that touches wgpu: the device ([`context`]), buffers and readback
 //! ([`tensor`]), one wrapper module per WGSL kernel family ([`kernels`]), the GPU training
-//! engine ([`engine`]), the population engine ([`population`]) and the profiler
-//! ([`profiler`]).
+//! engine for K >= 1 members ([`engine`]) and the profiler ([`profiler`]).
 
 pub mod autotune;
 pub mod context;
 pub mod engine;
 pub mod fusion;
 pub mod kernels;
-pub mod population;
 pub mod profiler;
 pub mod tensor;
 

@@ -17,8 +17,11 @@
 
 use serde::Serialize;
 
+use std::sync::atomic::AtomicBool;
+
 use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::step::{MEMBER_FIRST, MemberStep};
 use crate::train::{epoch_order, step_records};
 
 /// Settings of one range test.
@@ -271,7 +274,8 @@ pub fn steepest_descent(points: &[LrPoint]) -> Option<usize> {
         .map(|(i, _)| i)
 }
 
-/// Runs the range test on `engine` from its run's initial parameters (momentum cleared),
+/// Runs the range test on member 0 of `engine` (other members, if any, take the same
+/// steps) from its run's initial parameters (momentum cleared),
 /// over its run's training samples in minibatches of its run's size, shuffled with its
 /// run's seed ([`Engine::setup`]). `progress` gets the number of finished steps after each
 /// chunk. The engine's parameters are left as the test left them: reset them before
@@ -285,14 +289,16 @@ pub fn lr_find(
     progress: &mut dyn FnMut(usize),
 ) -> Result<LrFindResult> {
     cfg.validate()?;
-    let setup = engine.setup();
+    let setup = engine.setup().shared();
     let (train, seed, b) = (
         setup.train_indices.clone(),
         setup.config.seed,
         setup.config.batch_size,
     );
     let init = setup.init.clone();
-    engine.set_params(&init)?;
+    let k = engine.members();
+    engine.set_params(0, &init)?;
+    let never = AtomicBool::new(false);
     let train = &train;
     // Full minibatches only: every point of the curve averages the same number of samples.
     let per_epoch = train.len() / b;
@@ -308,9 +314,21 @@ pub fn lr_find(
             epoch = e;
         }
         let n = cfg.chunk.min(cfg.steps - step).min(per_epoch - pos);
-        let records = step_records(n * b, b, step as u64, |i| cfg.lr_at(step + i));
-        let sums = engine.train_epoch(&order[pos * b..(pos + n) * b], &records, &mut |_| {})?;
-        for (i, s) in sums.iter().enumerate() {
+        let records = step_records(n * b, b);
+        // Every member steps at the ramp's learning rate; member 0's loss is the curve.
+        let member_steps: Vec<MemberStep> = (0..n)
+            .flat_map(|i| {
+                let flags = if step + i == 0 { MEMBER_FIRST } else { 0 };
+                let ms = MemberStep {
+                    lr: cfg.lr_at(step + i) as f32,
+                    flags,
+                };
+                std::iter::repeat_n(ms, k)
+            })
+            .collect();
+        let chunk = &order[pos * b..(pos + n) * b];
+        let sums = engine.train_epoch(chunk, &records, &member_steps, &mut |_| {}, &never)?;
+        for (i, s) in sums[0].iter().enumerate() {
             let (at, lr) = (step + i, cfg.lr_at(step + i));
             let loss = f64::from(s[0]) / b as f64;
             let verdict = tracker.push(loss);

@@ -4,9 +4,8 @@
 //! ([`population_sweep`]), and pictures of all of it ([`plot`]).
 //!
 //! Tuning looks at a validation split held out of the training files, never at the test
-//! set: a sweep's engines see the test set only through [`sweep::Blindfold`], which hides
-//! it, and the best trial's final parameters are evaluated on the test set once, at the
-//! end. Everything here works with any [`crate::engine::Engine`] (GPU or CPU).
+//! set: a sweep's trainer never evaluates it ([`crate::train::Trainer::set_evaluate_test`]),
+//! and the best trial's final parameters are evaluated on the test set once, at the end. Everything here works with any [`crate::engine::Engine`] (GPU or CPU).
 //!
 //! From the command line (`--device cpu` is the fast path on a machine without a GPU;
 //! `--train-subset N` tunes on a seeded subset):

@@ -1,6 +1,6 @@
-//! Population sweeps: a sweep's trials trained K at a time as the members of a population
-//! ([`crate::population`]), with pruned and finished members' slots refilled by the trials
-//! still waiting.
+//! Population sweeps: a sweep's trials trained K at a time as the members of one engine
+//! ([`crate::engine`]; K = 1 trains them one at a time), with pruned and finished members'
+//! slots refilled by the trials still waiting.
 //!
 //! - **Groups.** Members of a population share one minibatch stream, so the trials are
 //!   grouped by what they cannot share: minibatch size and hidden sizes, and also epochs
@@ -10,10 +10,10 @@
 //!   population for the next `min(K, waiting)` trials; every member starts at the
 //!   population's epoch 0, so it trains bit for bit as the trial would alone (same data
 //!   order, same initial weights): without pruning and divergence a population sweep's
-//!   trials are the sequential sweep's, only faster.
+//!   trials are those of K = 1, only faster.
 //! - **Refill.** After each epoch, members that completed, diverged or were pruned leave
 //!   their slot; while other members still train and trials of the group wait, the next
-//!   trial starts in the freed slot ([`PopulationTrainer::restart`]): the asynchronous
+//!   trial starts in the freed slot ([`Trainer::restart`]): the asynchronous
 //!   schedule of ASHA. A refilled trial sees the shuffles of the population's later epochs,
 //!   so it is a valid run of its hyperparameters but not bit-identical to its sequential
 //!   run. When every member has left, the next wave opens a fresh population instead.
@@ -27,7 +27,7 @@
 //!   refill included; the epoch's training part for `epoch_seconds`) divided by the
 //!   members that trained in it.
 //! - **Best parameters.** A member that completes with the best validation accuracy so far
-//!   has its parameters read from the population ([`PopulationEngine::params`]) before its
+//!   has its parameters read from the population ([`Engine::params`]) before its
 //!   slot is reused.
 //!
 //! The default population size ([`default_population`]) is what fits a memory budget,
@@ -36,9 +36,10 @@
 use std::time::Instant;
 
 use crate::config::RunConfig;
+use crate::engine::{EVAL_BATCH, Engine};
 use crate::error::{Error, Result};
 use crate::model::MlpSpec;
-use crate::population::{MemberOutcome, MemberStatus, PopulationEngine, PopulationTrainer};
+use crate::train::{MemberOutcome, MemberStatus, Trainer};
 use crate::tune::EpochMetrics;
 use crate::tune::space::TrialConfig;
 use crate::tune::sweep::{Sweep, Trial, TrialStatus, check_validation};
@@ -60,17 +61,10 @@ pub const CPU_POPULATION_CAP: usize = 8;
 pub const GPU_POPULATION_BUDGET: u64 = 2 << 30;
 
 /// Bytes one member of a population of an MLP `spec` at minibatch size `batch` needs on
-/// its device, as f32: parameters ×3 (weights and biases, their gradients, the momentum
-/// buffer; padded layout, `spec.layout().len` each) plus activations, `[B, O]` twice per
-/// layer of O outputs (the layer's output and its gradient). Shared buffers (the data,
-/// the minibatch gather, validation) are not counted: they do not grow with K.
+/// its device: [`crate::engine::member_bytes`] (the formula the engines allocate by) with
+/// activations for the larger of the minibatch and the evaluation minibatch.
 pub fn member_bytes(spec: &MlpSpec, batch: usize) -> u64 {
-    let params = spec.layout().len as u64;
-    let activations: u64 = spec.sizes[1..]
-        .iter()
-        .map(|&o| 2 * (batch as u64) * (o as u64))
-        .sum();
-    4 * (3 * params + activations)
+    crate::engine::member_bytes(spec, batch.max(EVAL_BATCH))
 }
 
 /// Bytes of one member's largest tensor: its whole parameter buffer, or the widest
@@ -78,7 +72,8 @@ pub fn member_bytes(spec: &MlpSpec, batch: usize) -> u64 {
 /// must fit one storage binding.
 pub fn member_largest_tensor_bytes(spec: &MlpSpec, batch: usize) -> u64 {
     let widest = spec.sizes[1..].iter().copied().max().unwrap_or(0) as u64;
-    4 * (spec.layout().len as u64).max(batch as u64 * widest)
+    let rows = batch.max(EVAL_BATCH) as u64;
+    4 * (spec.layout().len as u64).max(rows * widest)
 }
 
 /// What bounds a default population.
@@ -164,8 +159,7 @@ pub enum PopulationEvent<'t> {
 }
 
 /// The engine that trains a population of these configurations.
-pub type OpenPopulation<'o, 'd> =
-    dyn FnMut(&[RunConfig]) -> Result<Box<dyn PopulationEngine + 'd>> + 'o;
+pub type OpenPopulation<'o, 'd> = dyn FnMut(&[RunConfig]) -> Result<Box<dyn Engine + 'd>> + 'o;
 
 /// The callback that sees a population sweep's events, with the sweep as it stands.
 pub type OnPopulationEvent<'o> = dyn FnMut(&Sweep, PopulationEvent<'_>) -> Result<()> + 'o;
@@ -206,7 +200,7 @@ pub fn run_group(
         let configs: Vec<RunConfig> = wave.iter().map(|p| p.run.clone()).collect();
         let mut engine = open(&configs)?;
         check_validation(engine.setup().shared().validation.len())?;
-        let mut trainer = PopulationTrainer::new(engine.as_mut())?;
+        let mut trainer = Trainer::new(engine.as_mut())?;
         trainer.set_evaluate_test(false);
         if let Some(flag) = sweep.stop_flag() {
             trainer.set_stop_flag(flag);
@@ -255,9 +249,9 @@ pub fn run_group(
                             _ => judged.push(s),
                         }
                     }
-                    MemberOutcome::Diverged(msg) => {
+                    MemberOutcome::Diverged(e) => {
                         slot.seconds += share;
-                        ended.push((s, TrialStatus::Diverged, Some(msg.clone())));
+                        ended.push((s, TrialStatus::Diverged, Some(e.to_string())));
                     }
                 }
             }
@@ -339,7 +333,7 @@ fn curve(history: &[EpochMetrics]) -> Vec<f64> {
 /// Records the trial in slot `s` as finished with `status` and frees the slot.
 fn finish(
     sweep: &mut Sweep,
-    trainer: &mut PopulationTrainer<'_>,
+    trainer: &mut Trainer<'_>,
     slots: &mut [Option<Slot>],
     s: usize,
     status: TrialStatus,
@@ -408,11 +402,12 @@ mod tests {
 
     #[test]
     fn member_bytes_counts_parameters_three_times_and_two_activations_per_layer() {
-        // 784 -> 256 -> 10: padded parameter layout, 2 x [B, O] activations per layer.
+        // 784 -> 256 -> 10: padded parameter layout, 2 x [rows, O] activations per layer
+        // and the per-row loss and correct flags, rows the evaluation minibatch (1000).
         let spec = MlpSpec::new(784, &[256], 10).unwrap();
         let params = spec.layout().len as u64;
         assert!(params >= 784 * 256 + 256 + 256 * 10 + 10);
-        let want = 4 * (3 * params + 2 * 64 * 256 + 2 * 64 * 10);
+        let want = 4 * (3 * params + 2 * 1000 * (256 + 10) + 2 * 1000);
         assert_eq!(member_bytes(&spec, 64), want);
         assert_eq!(member_largest_tensor_bytes(&spec, 64), 4 * params);
         assert_eq!(member_largest_tensor_bytes(&spec, 4096), 4 * 4096 * 256);

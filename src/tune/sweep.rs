@@ -17,60 +17,13 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{Engine, EvalSet, Evaluation, RunSetup};
 use crate::error::{Error, Result};
-use crate::step::{StepRecord, StepSums};
-use crate::train::Trainer;
 use crate::tune::EpochMetrics;
 use crate::tune::prune::Pruner;
 use crate::tune::space::{TrialConfig, hidden_label};
-
-/// An engine seen through a blindfold: the test set evaluates to nothing (0 samples), so
-/// nothing tuned on it can look at the test set by mistake.
-pub struct Blindfold<'e>(pub &'e mut dyn Engine);
-
-impl Engine for Blindfold<'_> {
-    fn setup(&self) -> &RunSetup {
-        self.0.setup()
-    }
-
-    fn describe(&self) -> String {
-        self.0.describe()
-    }
-
-    fn train_epoch_until(
-        &mut self,
-        order: &[u32],
-        steps: &[StepRecord],
-        progress: &mut dyn FnMut(usize),
-        stop: &AtomicBool,
-    ) -> Result<Vec<StepSums>> {
-        self.0.train_epoch_until(order, steps, progress, stop)
-    }
-
-    fn evaluate(&mut self, set: EvalSet) -> Result<Evaluation> {
-        match set {
-            EvalSet::Test => Ok(Evaluation::default()),
-            EvalSet::Validation => self.0.evaluate(set),
-        }
-    }
-
-    fn dispatches_per_step(&self) -> usize {
-        self.0.dispatches_per_step()
-    }
-
-    fn params(&mut self) -> Result<Vec<f32>> {
-        self.0.params()
-    }
-
-    fn set_params(&mut self, params: &[f32]) -> Result<()> {
-        self.0.set_params(params)
-    }
-}
 
 /// How a trial ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -293,81 +246,6 @@ impl Sweep {
         }
         self.trials.insert(at, trial);
         Ok(&self.trials[at])
-    }
-
-    /// Trains `config` as the trial after the last one recorded (id 0 for the first); see
-    /// [`Sweep::run_trial_as`].
-    ///
-    /// # Errors
-    /// As [`Sweep::run_trial_as`].
-    pub fn run_trial(
-        &mut self,
-        config: TrialConfig,
-        engine: &mut dyn Engine,
-        on_epoch: &mut dyn FnMut(&EpochMetrics),
-    ) -> Result<&Trial> {
-        let id = self.trials.last().map_or(0, |t| t.id + 1);
-        self.run_trial_as(id, config, engine, on_epoch)
-    }
-
-    /// Trains `config` as trial `id` on `engine`, opened for this trial (fresh parameters,
-    /// the trial's [`crate::RunConfig`] with a validation split). Stops when the pruner says
-    /// so; a non-finite loss ends the trial as diverged. `on_epoch` sees each epoch's
-    /// metrics.
-    ///
-    /// # Errors
-    /// [`Error::InvalidConfig`] when the engine holds out no validation sample or trial
-    /// `id` is already recorded; engine errors.
-    pub fn run_trial_as(
-        &mut self,
-        id: usize,
-        config: TrialConfig,
-        engine: &mut dyn Engine,
-        on_epoch: &mut dyn FnMut(&EpochMetrics),
-    ) -> Result<&Trial> {
-        check_validation(engine.setup().validation.len())?;
-        let start = Instant::now();
-        let epochs = engine.setup().config.epochs;
-        let mut blind = Blindfold(engine);
-        let mut trainer = Trainer::new(&mut blind)?;
-        if let Some(flag) = &self.stop {
-            trainer.set_stop_flag(Arc::clone(flag));
-        }
-        let mut history = Vec::new();
-        let mut status = TrialStatus::Complete;
-        let mut note = None;
-        for epoch in 0..epochs {
-            let report = match trainer.run_epoch(epoch, &mut |_| {}) {
-                Ok(r) => r,
-                Err(e @ Error::NonFiniteLoss { .. }) => {
-                    status = TrialStatus::Diverged;
-                    note = Some(e.to_string());
-                    break;
-                }
-                Err(e) => return Err(e),
-            };
-            let m = EpochMetrics::from_report(&report, false);
-            on_epoch(&m);
-            let value = m.val_accuracy.unwrap_or(f64::NAN);
-            history.push(m);
-            if let Some(why) = self.prune_note(epoch + 1, epochs, value, &[]) {
-                status = TrialStatus::Pruned;
-                note = Some(why);
-                break;
-            }
-            if trainer.should_stop() {
-                break;
-            }
-        }
-        let trial = Trial::finished(
-            id,
-            config,
-            status,
-            history,
-            start.elapsed().as_secs_f64(),
-            note,
-        );
-        self.record(trial, || trainer.engine().params())
     }
 
     /// Every trial recorded so far, by id.

@@ -8,11 +8,12 @@ use std::sync::OnceLock;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use wgtrain::data::{Dataset, Mnist};
-use wgtrain::engine::{Engine, RunData};
+use wgtrain::engine::{Engine, RunData, StepSums};
 use wgtrain::gpu::autotune::MatmulChoice;
 use wgtrain::gpu::engine::GpuEngine;
-use wgtrain::gpu::kernels::matmul_gather;
+use wgtrain::gpu::kernels::matmul::gather as matmul_gather;
 use wgtrain::gpu::{Fusions, Gpu, GpuOptions, Kernels, MatmulVariant, StepRecord};
+use wgtrain::step::{MEMBER_FIRST, MemberStep};
 use wgtrain::{Device, RunConfig};
 
 /// The device and kernels, created once per test binary. A missing adapter fails the
@@ -83,24 +84,66 @@ pub fn data<'a>(train: &'a Dataset, test: &'a Dataset) -> RunData<'a> {
     }
 }
 
-/// Opens the engine `on` for `cfg` on `data` ([`wgtrain::open`]), its parameters
-/// initialised from `cfg.seed`.
+/// Opens the engine `on` for the single run `cfg` (one member) on `data`
+/// ([`wgtrain::open`]), its parameters initialised from `cfg.init_seed()`.
 pub fn engine<'a>(
     on: On,
     cfg: &RunConfig,
     data: RunData<'a>,
 ) -> wgtrain::Result<Box<dyn Engine + 'a>> {
-    wgtrain::open(on.device(), cfg, data)
+    wgtrain::open(on.device(), std::slice::from_ref(cfg), data)
 }
 
-/// The GPU engine as its concrete type, for what only it offers (profiling).
+/// Opens the engine `on` with one member per configuration of `configs` on `data`.
+pub fn population<'a>(
+    on: On,
+    configs: &[RunConfig],
+    data: RunData<'a>,
+) -> wgtrain::Result<Box<dyn Engine + 'a>> {
+    wgtrain::open(on.device(), configs, data)
+}
+
+/// The GPU engine of the single run `cfg` as its concrete type, for what only it offers
+/// (profiling).
 pub fn gpu_engine(
     matmul: MatmulChoice,
     cfg: &RunConfig,
     data: RunData<'_>,
 ) -> wgtrain::Result<GpuEngine<'static>> {
     let (gpu, kernels) = gpu();
-    GpuEngine::new(gpu, kernels, matmul, Fusions::ALL, cfg, data)
+    GpuEngine::new(
+        gpu,
+        kernels,
+        matmul,
+        Fusions::ALL,
+        std::slice::from_ref(cfg),
+        data,
+    )
+}
+
+/// The member-step table `[steps, K]` of an epoch in which every one of `k` members steps
+/// at learning rate `lr`, step 0 flagged as the run's first when `first`.
+pub fn member_steps(steps: usize, k: usize, lr: f64, first: bool) -> Vec<MemberStep> {
+    (0..steps * k)
+        .map(|i| MemberStep {
+            lr: lr as f32,
+            flags: if first && i < k { MEMBER_FIRST } else { 0 },
+        })
+        .collect()
+}
+
+/// One epoch of `engine` over `order` in the minibatches `steps`, every member at `lr`
+/// (step 0 the run's first when `first`); every member's per-step sums.
+pub fn train_epoch(
+    engine: &mut dyn Engine,
+    order: &[u32],
+    steps: &[StepRecord],
+    lr: f64,
+    first: bool,
+) -> wgtrain::Result<Vec<Vec<StepSums>>> {
+    let table = member_steps(steps.len(), engine.members(), lr, first);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    engine.train_epoch(order, steps, &table, &mut |_| {}, &stop)
 }
 
 /// The real MNIST files from `$MNIST_DIR` (loaded once).

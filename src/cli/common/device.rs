@@ -8,8 +8,8 @@ use clap::{Args, ValueEnum};
 
 use wgtrain::Precision;
 use wgtrain::gpu::autotune::MatmulChoice;
+use wgtrain::gpu::kernels::matmul::f16 as matmul_f16;
 use wgtrain::gpu::kernels::matmul::{self, Tile2d};
-use wgtrain::gpu::kernels::matmul_f16;
 use wgtrain::gpu::{Fusions, Gpu, GpuOptions, MatmulVariant};
 
 use super::errors::usage;

@@ -1,14 +1,13 @@
-//! `wgtrain sweep --population K`: the sweep's trials trained as populations
-//! ([`wgtrain::tune::population_sweep`]). This layer picks K per group of trials, opens the
-//! population engines on the sweep's device, and prints, writes TensorBoard runs and keeps
-//! the sweep's files as trials finish, as the sequential loop does.
+//! How `wgtrain sweep` runs its trials: as populations of up to K members
+//! ([`wgtrain::tune::population_sweep`]; `--population 1` runs them one at a time). This
+//! layer picks K per group of trials, opens the engines on the sweep's device, and prints,
+//! writes TensorBoard runs and keeps the sweep's files as trials finish.
 
 use std::collections::{BTreeSet, HashMap};
 
 use anyhow::{Context as _, Result};
 
 use wgtrain::data::Mnist;
-use wgtrain::device::open_population;
 use wgtrain::engine::RunData;
 use wgtrain::model::{MlpSpec, Normalization};
 use wgtrain::tensorboard::EventWriter;
@@ -40,14 +39,13 @@ impl Context<'_> {
     /// The trials of `configs` not yet in `sweep`, grouped, each group with its population
     /// size: `--population K`, or by default [`default_population`] on a GPU (its binding
     /// limit, [`GPU_POPULATION_BUDGET`], at most [`GPU_POPULATION_CAP`]) and
-    /// [`CPU_POPULATION_CAP`] on the CPU. `None` when every group gets 1: trials run one at
-    /// a time, by the sequential loop.
+    /// [`CPU_POPULATION_CAP`] on the CPU.
     fn plan(
         &self,
         engines: &Engines,
         configs: &[TrialConfig],
         sweep: &Sweep,
-    ) -> Result<Option<Vec<Group>>> {
+    ) -> Result<Vec<Group>> {
         let mut pending = Vec::new();
         for (id, t) in configs.iter().enumerate() {
             if sweep.has_trial(id) {
@@ -84,12 +82,11 @@ impl Context<'_> {
             };
             plan.push((group, k));
         }
-        Ok(plan.iter().any(|(_, k)| *k > 1).then_some(plan))
+        Ok(plan)
     }
 
-    /// Runs the trials of `configs` not yet in `sweep` as populations, when the plan has
-    /// one of more than one member (else returns at once, leaving them to the sequential
-    /// loop).
+    /// Runs the trials of `configs` not yet in `sweep` as populations (K = 1: one at a
+    /// time).
     ///
     /// # Errors
     /// Engine, output and TensorBoard errors; [`wgtrain::Error::Interrupted`] after Ctrl-C
@@ -100,22 +97,27 @@ impl Context<'_> {
         configs: &[TrialConfig],
         sweep: &mut Sweep,
     ) -> Result<()> {
-        let Some(plan) = self.plan(engines, configs, sweep)? else {
+        let plan = self.plan(engines, configs, sweep)?;
+        if plan.is_empty() {
             return Ok(());
-        };
+        }
         let a = self.a;
         let total = configs.len();
-        let sizes: Vec<String> = plan
-            .iter()
-            .map(|(g, k)| format!("{} trials x {k}", g.len()))
-            .collect();
-        eprintln!(
-            "populations: {} group(s) of trials sharing batch size, hidden sizes and epochs, members at once: {}",
-            plan.len(),
-            sizes.join(", ")
-        );
+        if plan.iter().any(|(_, k)| *k > 1) {
+            let sizes: Vec<String> = plan
+                .iter()
+                .map(|(g, k)| format!("{} trials x {k}", g.len()))
+                .collect();
+            eprintln!(
+                "populations: {} group(s) of trials sharing batch size, hidden sizes and epochs, members at once: {}",
+                plan.len(),
+                sizes.join(", ")
+            );
+        }
         let mut writers: HashMap<usize, EventWriter> = HashMap::new();
         let mut running: BTreeSet<usize> = BTreeSet::new();
+        // Trials one at a time print as they always did: no member or trial tags.
+        let mut one_at_a_time = false;
         let header = |id: usize, t: &TrialConfig| format!("trial {id} ({}/{total}): {t}", id + 1);
         let mut on_event = |sweep: &Sweep, e: PopulationEvent<'_>| -> wgtrain::Result<()> {
             match e {
@@ -126,13 +128,16 @@ impl Context<'_> {
                     members,
                 } => {
                     running.insert(id);
-                    if !a.quiet {
+                    if !a.quiet && members == 1 {
+                        println!("{}", header(id, config));
+                    } else if !a.quiet {
                         println!(
                             "{}  [population member {}/{members}]",
                             header(id, config),
                             slot + 1
                         );
                     }
+                    one_at_a_time = members == 1;
                     if let Some(w) = trial_writer(a, &a.hyper(config), id)? {
                         writers.insert(id, w);
                     }
@@ -141,9 +146,14 @@ impl Context<'_> {
                     if let Some(w) = writers.get_mut(&id) {
                         w.epoch(m)?;
                     }
+                    let who = if one_at_a_time {
+                        String::new()
+                    } else {
+                        format!("trial {id} ")
+                    };
                     if !a.quiet {
                         println!(
-                            "  trial {id} epoch {}: train loss {:.4}  val loss {:.4}  val acc {:.2}%  {:.1} s",
+                            "  {who}epoch {}: train loss {:.4}  val loss {:.4}  val acc {:.2}%  {:.1} s",
                             m.epoch,
                             m.train_loss,
                             m.val_loss.unwrap_or(f64::NAN),
@@ -170,6 +180,8 @@ impl Context<'_> {
                     let outcome = outcome_text(trial);
                     if a.quiet {
                         println!("{}: {outcome}", header(id, &trial.config));
+                    } else if one_at_a_time {
+                        println!("  {outcome}");
                     } else {
                         println!("  trial {id} {outcome}");
                     }
@@ -178,7 +190,7 @@ impl Context<'_> {
             Ok(())
         };
         let data = RunData::from(self.mnist);
-        let mut open = |cfgs: &[wgtrain::RunConfig]| open_population(engines.device(), cfgs, data);
+        let mut open = |cfgs: &[wgtrain::RunConfig]| wgtrain::open(engines.device(), cfgs, data);
         for (group, k) in &plan {
             let result = run_group(sweep, group, *k, &mut open, &mut on_event);
             match result {

@@ -9,7 +9,7 @@ use crate::gpu::kernels::{MatmulSpec, MatmulVariant};
 use crate::gpu::{Gpu, Kernels};
 use crate::model::LayerSlot;
 
-use super::plan;
+use super::products;
 
 /// A weight gradient's kernel and orientation.
 #[derive(Clone, Copy, Debug)]
@@ -51,16 +51,16 @@ pub(crate) fn tune(
     let forward = |rows: usize| -> Result<Vec<MatmulVariant>> {
         let specs = layers.iter().enumerate();
         specs
-            .map(|(l, s)| resolve(plan::forward_spec(s, rows, l == last)))
+            .map(|(l, s)| resolve(products::forward_spec(s, rows, l == last)))
             .collect()
     };
     let weight_grad = layers
         .iter()
         .map(|s| {
-            let plain = plan::weight_grad_spec(s, batch, false);
-            let flipped = plan::weight_grad_spec(s, batch, true);
+            let plain = products::weight_grad_spec(s, batch, false);
+            let flipped = products::weight_grad_spec(s, batch, true);
             let flipped = faster_orientation(gpu, kernels, choice, &plain, &flipped)?;
-            let variant = resolve(plan::weight_grad_spec(s, batch, flipped))?;
+            let variant = resolve(products::weight_grad_spec(s, batch, flipped))?;
             Ok(WeightGradKernel { variant, flipped })
         })
         .collect::<Result<_>>()?;
@@ -69,7 +69,7 @@ pub(crate) fn tune(
         .enumerate()
         .map(|(l, s)| {
             (l > 0)
-                .then(|| resolve(plan::input_grad_spec(s, batch)))
+                .then(|| resolve(products::input_grad_spec(s, batch)))
                 .transpose()
         })
         .collect::<Result<_>>()?;

@@ -27,7 +27,7 @@ pub struct ColumnSumParams {
     /// This dispatch's chunk of rows, `[r_begin, min(r_end, M))`.
     pub r_begin: u32,
     pub r_end: u32,
-    /// Members (population training): sums in this launch, and floats between members'
+    /// Members (K >= 1): sums in this launch, and floats between members'
     /// `x` and `out`.
     pub members: u32,
     pub stride_x: u32,
@@ -74,33 +74,15 @@ pub const FAMILY: KernelFamily = KernelFamily {
     ],
 };
 
-/// Prepares one column-sum launch over `x [m, n]`; with `BatchDim::M`, M is the step's
-/// minibatch size.
+/// Prepares one column-sum launch over `x [m, n]` for `members = (count, stride_x,
+/// stride_out)` (`(1, 0, 0)` for one model): member j sums `x` from float `j · stride_x`
+/// into `out` from float `j · stride_out`, all in one launch of `count · ceil(N / 64)`
+/// workgroups. With `BatchDim::M`, M is the step's minibatch size.
 ///
 /// # Errors
 /// [`crate::Error::LimitExceeded`] when the grid does not fit the adapter.
 #[allow(clippy::too_many_arguments)]
 pub fn dispatch(
-    gpu: &Gpu,
-    kernels: &Kernels,
-    label: &str,
-    m: usize,
-    n: usize,
-    batch_dim: BatchDim,
-    x: View<'_>,
-    out: View<'_>,
-) -> Result<Dispatch> {
-    dispatch_members(gpu, kernels, label, m, n, batch_dim, (1, 0, 0), x, out)
-}
-
-/// [`dispatch`] for the members of a population: `members = (count, stride_x,
-/// stride_out)`, member j summing `x` from float `j · stride_x` into `out` from float
-/// `j · stride_out`, all in one launch of `count · ceil(N / 64)` workgroups.
-///
-/// # Errors
-/// As [`dispatch`].
-#[allow(clippy::too_many_arguments)]
-pub fn dispatch_members(
     gpu: &Gpu,
     kernels: &Kernels,
     label: &str,

@@ -14,10 +14,6 @@ pub mod column_sum;
 pub mod convert_f16;
 pub mod gather_normalize;
 pub mod matmul;
-pub mod matmul_f16;
-pub mod matmul_gather;
-pub mod matmul_sgd;
-pub mod matmul_tiled2d_subgroup;
 pub mod sgd_update;
 pub mod softmax_cross_entropy;
 
@@ -63,15 +59,15 @@ pub const FAMILIES: [KernelFamily; 13] = [
     matmul::FAMILY,
     matmul::SUBGROUP_FAMILY,
     matmul::TILED2D_FAMILY,
-    matmul_tiled2d_subgroup::FAMILY,
+    matmul::tiled2d_subgroup::FAMILY,
     softmax_cross_entropy::FAMILY,
     column_sum::FAMILY,
     sgd_update::FAMILY,
     bias_relu::FAMILY,
-    matmul_f16::FAMILY,
+    matmul::f16::FAMILY,
     convert_f16::FAMILY,
-    matmul_gather::SUBGROUP_FAMILY,
-    matmul_gather::TILED2D_FAMILY,
+    matmul::gather::SUBGROUP_FAMILY,
+    matmul::gather::TILED2D_FAMILY,
 ];
 
 pub use crate::step::StepRecord;

@@ -8,14 +8,14 @@
 //! step. Bindings: 0 params, 1 logits, 2 labels, 3 dlogits, 4 rows, 5 metrics, 6 dbias,
 //! 7 hidden and 8 the output layer's weights and bias (both read only with the fused output
 //! layer; 16-byte stand-ins otherwise).
-//! Grid: 1 workgroup, or one per member of a population ([`dispatch_members`]).
+//! Grid: one workgroup per member ([`LossMembers`]).
 //!
 //! Fused bias gradient: given `dbias` (`[C]`, training only), the launch also writes the
 //! last layer's bias gradient `db[c] = Σ_b dlogits[b, c]`, summed over the rows in order
 //! 0..B as `column_sum` does (the same bits), which saves the step that `column_sum`
 //! launch.
 //!
-//! Fused output layer ([`dispatch_fused_output`], training of one member): the launch
+//! Fused output layer (`output` of [`dispatch`], training, every member): the launch
 //! also computes the logits `[B, C] = H [B, hidden] · Wᵀ + bias` from the last hidden
 //! activations and the output layer's parameters ([`OutputLayer`]), summed in the matmul
 //! kernels' order (one fma chain over k ascending per output, then the bias: the same
@@ -42,7 +42,7 @@ pub struct SoftmaxCrossEntropyParams {
     pub classes: u32,
     /// 0: do not write dlogits (evaluation).
     pub write_grad: u32,
-    /// Members (population training): workgroups, one per member, and floats between
+    /// Members (K >= 1): workgroups, one per member, and floats between
     /// members' logits (and dlogits), rows and metrics.
     pub members: u32,
     pub stride_logits: u32,
@@ -55,10 +55,14 @@ pub struct SoftmaxCrossEntropyParams {
     /// Fused output layer: the element of binding 8 (the output layer's weights `[C,
     /// hidden]` from element 0) where its bias `[C]` starts.
     pub bias_at: u32,
-    pub _pad: [u32; 3],
+    /// Fused output layer: floats between members' hidden activations and between their
+    /// output-layer parameters.
+    pub stride_hidden: u32,
+    pub stride_layer: u32,
+    pub _pad: u32,
 }
 
-/// The members of one softmax-cross-entropy launch (population training): `count`
+/// The members of one softmax-cross-entropy launch (K >= 1): `count`
 /// workgroups, member j's logits and dlogits `logits` floats after member j - 1's, its rows
 /// `rows` floats after, its metrics (status header and per-step sums) `metrics` floats
 /// after, its fused bias gradient `bias` floats after; the labels are shared.
@@ -117,17 +121,21 @@ pub struct SoftmaxCrossEntropyBuffers<'a> {
     pub dbias: Option<View<'a>>,
 }
 
-/// The output layer a fused launch computes the logits of ([`dispatch_fused_output`]):
-/// `logits [B, C] = hidden [B, width] · weightsᵀ + bias`.
+/// The output layer a fused launch computes the logits of (see the module docs):
+/// `logits [B, C] = hidden [B, width] · weightsᵀ + bias`, per member.
 #[derive(Clone, Copy, Debug)]
 pub struct OutputLayer<'a> {
-    /// `[B, width]` (at least `max_batch` rows): the last hidden activations, 16-byte
-    /// aligned.
+    /// `[B, width]` (at least `max_batch` rows) per member, `stride_hidden` floats apart:
+    /// the last hidden activations, 16-byte aligned.
     pub hidden: View<'a>,
+    /// Floats between consecutive members' hidden activations (a multiple of 4).
+    pub stride_hidden: usize,
     /// `weight [C, width]` from element 0 and `bias [C]` from element `bias_at`, as one
     /// range of the flat parameter buffer (`LayerSlot::weight` to past the bias), 16-byte
-    /// aligned.
+    /// aligned, per member, `stride_params` floats apart.
     pub params: View<'a>,
+    /// Floats between consecutive members' parameters (a multiple of 4).
+    pub stride_params: usize,
     /// Element of `params` where the bias starts.
     pub bias_at: usize,
     /// The hidden width (K of the product).
@@ -159,7 +167,7 @@ pub fn loop_passes(max_batch: usize, classes: usize, fused_bias: bool) -> u64 {
     }
 }
 
-/// Loop iterations the fused output layer ([`dispatch_fused_output`]) adds to
+/// Loop iterations the fused output layer (the `output` of [`dispatch`]) adds to
 /// [`loop_passes`] for a hidden width of `width`: each invocation takes
 /// `T = ceil(ceil(B / 4)·G / 256)` work items (blocks of 4 rows by 4 classes, `G =
 /// ceil(C / 4)` class groups), each a k loop of `width/4 + 1` passes (whole vec4 rows) or
@@ -176,7 +184,7 @@ pub fn fused_output_loop_passes(max_batch: usize, classes: usize, width: usize) 
 }
 
 /// Whether a training launch over up to `max_batch` rows of `classes` logits may compute
-/// the output layer too, from a hidden width of `width` ([`dispatch_fused_output`]): the
+/// the output layer too, from a hidden width of `width` (the `output` of [`dispatch`]): the
 /// product is small (`B·width·C <= `[`FUSED_OUTPUT_MAX_MACS`]) and all the launch's loops,
 /// with the fused bias gradient (`fused_bias`) or without, fit the adapter's loop cap
 /// ([`Gpu::loop_cap`]).
@@ -201,11 +209,18 @@ pub fn fuses_bias(gpu: &Gpu, max_batch: usize, classes: usize) -> bool {
         .is_none_or(|cap| loop_passes(max_batch, classes, true) <= cap)
 }
 
-/// Prepares one launch for minibatches of up to `max_batch` rows of `classes` logits.
+/// Prepares one launch for `members` ([`LossMembers::ONE`] for one model) over
+/// minibatches of up to `max_batch` rows of `classes` logits, computing the logits first
+/// from `output` when given (the fused output layer: callers check
+/// [`fuses_output_layer`] first; this launch only refuses what cannot run).
 ///
 /// # Errors
-/// [`crate::Error::LimitExceeded`] when one invocation's loops ([`loop_passes`]) would run
-/// past the adapter's loop cap ([`Gpu::loop_cap`]; on lavapipe, B·C past about 5 million).
+/// [`crate::Error::LimitExceeded`] when one invocation's loops ([`loop_passes`], plus
+/// [`fused_output_loop_passes`] with `output`) would run past the adapter's loop cap
+/// ([`Gpu::loop_cap`]; on lavapipe, B·C past about 5 million);
+/// [`crate::Error::InvalidConfig`] when `output`'s views are shorter than the shapes and
+/// members need, or not 16-byte aligned.
+#[allow(clippy::too_many_arguments)]
 pub fn dispatch(
     gpu: &Gpu,
     kernels: &Kernels,
@@ -214,85 +229,8 @@ pub fn dispatch(
     max_batch: usize,
     classes: usize,
     write_grad: bool,
-) -> Result<Dispatch> {
-    dispatch_members(
-        gpu,
-        kernels,
-        label,
-        bufs,
-        max_batch,
-        classes,
-        write_grad,
-        LossMembers::ONE,
-    )
-}
-
-/// [`dispatch`] that first computes the logits itself from `output` (the fused output
-/// layer: `logits = output.hidden · output.weightᵀ + output.bias`, written to
-/// `bufs.logits`), for one member. Callers check [`fuses_output_layer`] first to decide
-/// whether to fuse; this launch only refuses what cannot run.
-///
-/// # Errors
-/// [`crate::Error::LimitExceeded`] when one invocation's loops ([`loop_passes`] plus
-/// [`fused_output_loop_passes`]) would run past the adapter's loop cap;
-/// [`crate::Error::InvalidConfig`] when `output`'s views are shorter than the shapes need
-/// or not 16-byte aligned.
-#[allow(clippy::too_many_arguments)]
-pub fn dispatch_fused_output(
-    gpu: &Gpu,
-    kernels: &Kernels,
-    label: &str,
-    bufs: SoftmaxCrossEntropyBuffers<'_>,
-    output: OutputLayer<'_>,
-    max_batch: usize,
-    classes: usize,
-    write_grad: bool,
-) -> Result<Dispatch> {
-    build(
-        gpu,
-        kernels,
-        label,
-        bufs,
-        Some(output),
-        max_batch,
-        classes,
-        write_grad,
-        LossMembers::ONE,
-    )
-}
-
-/// [`dispatch`] for the members of a population ([`LossMembers`]), one workgroup each.
-///
-/// # Errors
-/// As [`dispatch`].
-#[allow(clippy::too_many_arguments)]
-pub fn dispatch_members(
-    gpu: &Gpu,
-    kernels: &Kernels,
-    label: &str,
-    bufs: SoftmaxCrossEntropyBuffers<'_>,
-    max_batch: usize,
-    classes: usize,
-    write_grad: bool,
     members: LossMembers,
-) -> Result<Dispatch> {
-    build(
-        gpu, kernels, label, bufs, None, max_batch, classes, write_grad, members,
-    )
-}
-
-/// The launch of [`dispatch_members`], with the fused output layer when `output` is given.
-#[allow(clippy::too_many_arguments)]
-fn build(
-    gpu: &Gpu,
-    kernels: &Kernels,
-    label: &str,
-    bufs: SoftmaxCrossEntropyBuffers<'_>,
     output: Option<OutputLayer<'_>>,
-    max_batch: usize,
-    classes: usize,
-    write_grad: bool,
-    members: LossMembers,
 ) -> Result<Dispatch> {
     let width = output.map_or(0, |o| o.width);
     let fused_passes = output.map_or(0, |_| fused_output_loop_passes(max_batch, classes, width));
@@ -311,7 +249,9 @@ fn build(
         write_bias: u32::from(write_grad && bufs.dbias.is_some()),
         stride_bias: members.bias as u32,
         bias_at: output.map_or(0, |o| o.bias_at as u32),
-        _pad: [0; 3],
+        stride_hidden: output.map_or(0, |o| o.stride_hidden as u32),
+        stride_layer: output.map_or(0, |o| o.stride_params as u32),
+        _pad: 0,
     };
     let ub = params_buffer(gpu, label, &params);
     // Without a fused output layer bindings 7 and 8 are never read: one 16-byte stand-in.
@@ -328,13 +268,23 @@ fn build(
                 }
                 Ok(())
             };
-            needed(&o.hidden, "hidden", max_batch * o.width)?;
-            needed(&o.params, "weights and bias", o.bias_at + classes)?;
+            let k = members.count;
+            let strides = [o.stride_hidden, o.stride_params];
+            if k > 1 && strides.iter().any(|s| !s.is_multiple_of(4)) {
+                return Err(crate::Error::InvalidConfig {
+                    name: "fused output layer strides",
+                    value: format!("{strides:?}"),
+                    reason: "member strides must be multiples of 4 floats (vec4 loads)".into(),
+                });
+            }
+            let hidden_len = (k - 1) * o.stride_hidden + max_batch * o.width;
+            let layer_len = (k - 1) * o.stride_params + o.bias_at + classes;
+            needed(&o.hidden, "hidden", hidden_len)?;
+            needed(&o.params, "weights and bias", layer_len)?;
             needed(&o.params, "weights", classes * o.width)?;
             (
-                o.hidden.vec4_binding("hidden", max_batch * o.width)?,
-                o.params
-                    .vec4_binding("weights and bias", o.bias_at + classes)?,
+                o.hidden.vec4_binding("hidden", hidden_len)?,
+                o.params.vec4_binding("weights and bias", layer_len)?,
             )
         }
         None => {

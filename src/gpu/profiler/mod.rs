@@ -64,6 +64,7 @@ use crate::gpu::Gpu;
 use crate::gpu::engine::GpuEngine;
 use crate::gpu::kernels::{Dispatch, STEP_STRIDE, StepRecord};
 use crate::gpu::tensor::Readback;
+use crate::step::MemberStep;
 
 /// Deltas above this (10 s, in ns) are reported as invalid: no kernel of a training step
 /// takes that long, but a garbage or wrapped timestamp easily looks like it.
@@ -418,12 +419,12 @@ impl<'g> Profiler<'g> {
         self.period_ns
     }
 
-    /// Profiles an engine: writes `order` and the full-size minibatches of `records` with
-    /// [`GpuEngine::upload_epoch`] (a partial last minibatch is left out so that the FLOP
-    /// and byte counts, taken at the largest minibatch, are exact), runs
-    /// `opts.warmup_steps` untimed steps then `opts.steps` timed ones (cycling through the
-    /// records when there are fewer), and restores the parameters (momentum is cleared,
-    /// as [`Engine::set_params`] does).
+    /// Profiles an engine: writes `order`, the full-size minibatches of `records` and their
+    /// rows of `member_steps` (`[records, K]`) with [`GpuEngine::upload_epoch`] (a partial
+    /// last minibatch is left out so that the FLOP and byte counts, taken at the largest
+    /// minibatch, are exact), runs `opts.warmup_steps` untimed steps then `opts.steps` timed
+    /// ones (cycling through the records when there are fewer), and restores every member's
+    /// parameters and momentum ([`Engine::set_state`]).
     ///
     /// # Errors
     /// As [`Profiler::run`]; [`Error::InvalidConfig`] when no record holds a full minibatch.
@@ -432,14 +433,26 @@ impl<'g> Profiler<'g> {
         engine: &mut GpuEngine<'_>,
         order: &[u32],
         records: &[StepRecord],
+        member_steps: &[MemberStep],
         opts: &ProfileOptions,
     ) -> Result<Profile> {
+        let k = engine.members();
+        crate::engine::check_table(member_steps.len(), records.len(), k)?;
         let full = records.iter().map(|r| r.batch).max().unwrap_or(0);
-        let records: Vec<StepRecord> = records
+        let (records, member_steps): (Vec<StepRecord>, Vec<&[MemberStep]>) = records
             .iter()
-            .filter(|r| r.batch == full)
-            .copied()
-            .collect();
+            .zip(member_steps.chunks(k))
+            .filter(|(r, _)| r.batch == full)
+            .enumerate()
+            .map(|(i, (r, row))| {
+                let r = StepRecord {
+                    index: i as u32,
+                    ..*r
+                };
+                (r, row)
+            })
+            .unzip();
+        let member_steps = member_steps.concat();
         if full == 0 || records.is_empty() {
             return Err(Error::InvalidConfig {
                 name: "profile steps",
@@ -447,15 +460,19 @@ impl<'g> Profiler<'g> {
                 reason: "no step record holds a minibatch".into(),
             });
         }
-        let saved = engine.params()?;
-        engine.upload_epoch(order, &records)?;
+        let saved = (0..k)
+            .map(|m| Ok((engine.params(m)?, engine.momentum(m)?)))
+            .collect::<Result<Vec<_>>>()?;
+        engine.upload_epoch(order, &records, &member_steps)?;
         let profile = self.run(
             engine.train_step_dispatches(),
             engine.steps_bind_group(),
             records.len(),
             opts,
         );
-        engine.set_params(&saved)?;
+        for (m, (params, momentum)) in saved.iter().enumerate() {
+            engine.set_state(m, params, Some(momentum))?;
+        }
         profile
     }
 

@@ -13,7 +13,7 @@
 //!   (not after the last), members are ranked by validation accuracy (diverged or idle
 //!   members last, ties to the lower index). Each member of the bottom `ceil(K · quantile)`
 //!   (at most `K / 2`) copies parameters and momentum buffer, on the device, from a
-//!   uniformly drawn training member of the top as many ([`PopulationTrainer::exploit`]),
+//!   uniformly drawn training member of the top as many ([`Trainer::exploit`]),
 //!   and takes over its hyperparameters and schedule position.
 //! - **Explore** ([`explore::perturb`]): the copied learning rate and weight decay are each,
 //!   independently, resampled from the space with probability `resample`, else multiplied
@@ -40,8 +40,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::RunConfig;
 use crate::error::{Error, Result};
-use crate::population::{MemberOutcome, PopulationTrainer};
 use crate::schedule::{EpochHparams, HparamSchedule};
+use crate::train::{MemberOutcome, Trainer};
 use crate::tune::space::{SearchSpace, Values};
 
 pub use explore::Change;
@@ -403,7 +403,7 @@ impl PbtRecord {
 
 /// A PBT run in progress: the search space explore resamples from, the settings, the
 /// exploit/explore random stream and the record. Drive it with [`Pbt::run`], or epoch by
-/// epoch with [`PopulationTrainer::run_epoch`], [`Pbt::record_epoch`] and
+/// epoch with [`Trainer::run_epoch`], [`Pbt::record_epoch`] and
 /// [`Pbt::exploit_explore`].
 pub struct Pbt {
     space: SearchSpace,
@@ -485,7 +485,7 @@ impl Pbt {
     /// [`Pbt::exploit_explore`].
     pub fn record_epoch(
         &mut self,
-        trainer: &PopulationTrainer<'_>,
+        trainer: &Trainer<'_>,
         outcomes: &[MemberOutcome],
     ) -> Vec<MemberEpoch> {
         let epoch = self.record.epochs_done() + 1;
@@ -541,12 +541,9 @@ impl Pbt {
     /// top group is training).
     ///
     /// # Errors
-    /// As [`PopulationTrainer::exploit`]; [`Error::InvalidConfig`] for an explored learning
+    /// As [`Trainer::exploit`]; [`Error::InvalidConfig`] for an explored learning
     /// rate that is not a valid one (a perturbation past f32's range).
-    pub fn exploit_explore(
-        &mut self,
-        trainer: &mut PopulationTrainer<'_>,
-    ) -> Result<Vec<ExploitEvent>> {
+    pub fn exploit_explore(&mut self, trainer: &mut Trainer<'_>) -> Result<Vec<ExploitEvent>> {
         let epoch = self.record.epochs_done();
         let k = self.record.population;
         let rows: Vec<Option<&MemberEpoch>> = (0..k).map(|m| self.record.row(m, epoch)).collect();
@@ -556,7 +553,7 @@ impl Pbt {
             .collect();
         let n = self.settings.group_size(k);
         let order = explore::rank(&scores);
-        let training = |m: usize| *trainer.status(m) == crate::population::MemberStatus::Training;
+        let training = |m: usize| *trainer.status(m) == crate::train::MemberStatus::Training;
         let top: Vec<usize> = order[..n]
             .iter()
             .copied()
@@ -599,12 +596,12 @@ impl Pbt {
     /// ([`PbtRecord::best`]) and returns the record.
     ///
     /// # Errors
-    /// As [`PopulationTrainer::run_epoch`] and [`Pbt::exploit_explore`], and whatever
+    /// As [`Trainer::run_epoch`] and [`Pbt::exploit_explore`], and whatever
     /// `on_epoch` returns.
     pub fn run(
         mut self,
-        trainer: &mut PopulationTrainer<'_>,
-        on_epoch: &mut dyn FnMut(&mut PopulationTrainer<'_>, &PbtRecord) -> Result<()>,
+        trainer: &mut Trainer<'_>,
+        on_epoch: &mut dyn FnMut(&mut Trainer<'_>, &PbtRecord) -> Result<()>,
     ) -> Result<PbtRecord> {
         while trainer.any_training() && self.record.epochs_done() < self.record.epochs {
             let outcomes = trainer.run_epoch(&mut |_| {})?;
@@ -622,7 +619,7 @@ impl Pbt {
     ///
     /// # Errors
     /// As [`PbtRecord::schedule_of`].
-    pub fn finish(mut self, trainer: &PopulationTrainer<'_>) -> Result<PbtRecord> {
+    pub fn finish(mut self, trainer: &Trainer<'_>) -> Result<PbtRecord> {
         if let Some(m) = self.record.best_member() {
             let last = self.record.epochs_done();
             let (ancestry, schedule) = self.record.schedule_of(m)?;

@@ -1,12 +1,14 @@
-//! The gather fusion's matmul: layer 0's forward product `C[M, N] = A[M, K] · Bᵀ` (B
-//! stored `[N, K]`, bias or bias + ReLU epilogue, M the minibatch) whose operand A is read
-//! straight from the dataset's u8 pixels through the epoch's sample order,
+//! The gather prologue of the matmul kernels ([`super::OperandA::Pixels`]): layer 0's
+//! forward product `C[M, N] = A[M, K] · Bᵀ` (B stored `[N, K]`, bias or bias + ReLU
+//! epilogue, M the minibatch) whose operand A is read straight from the dataset's u8 pixels
+//! through the epoch's sample order,
 //! `A[m, i] = (pixels[order[offset + m], i] / 255 - mean) / std`
-//! (`shaders/matmul_gather.wgsl`): the `gather_normalize` launch is not needed. The
-//! workgroups of column block 0 also store the normalised values into X `[B, I]` (for layer
-//! 0's weight gradient; not when evaluating) and the labels of their rows into y `[B]` (for
-//! the loss). The values are those of `gather_normalize` (the same arithmetic) and the
-//! product's those of [`super::matmul`] on them: bit for bit.
+//! (`shaders/matmul/matmul_gather.wgsl`): the `gather_normalize` launch is not needed. The
+//! workgroups of column block 0 of member 0 also store the normalised values into X `[B,
+//! I]` (for layer 0's weight gradient; not when evaluating) and the labels of their rows
+//! into y `[B]` (for the loss); the members share the pixels, X and y. The values are those
+//! of `gather_normalize` (the same arithmetic) and the product's those of the f32 prologue
+//! on them: bit for bit.
 //!
 //! Only [`MatmulVariant::Subgroup`] (lavapipe) and [`MatmulVariant::Tiled2d`] (GPUs) read
 //! pixels: their shaders take operand A from a fragment (`matmul_subgroup_a.wgsl`, f32 values,
@@ -22,31 +24,32 @@
 //! [`GatherParams`]); group 1 the step record (its `offset` and `batch`). Grid: as
 //! [`MatmulVariant::blocks`].
 
-use super::matmul::{
-    BatchDim, Epilogue, MatmulParams, MatmulSpec, MatmulVariant, k_chunks, vec4_operands,
+use super::super::{Dispatch, KernelFamily, Kernels, params_buffer, storage_entry, uniform_entry};
+use super::{
+    BatchDim, Epilogue, MatmulMembers, MatmulParams, MatmulSpec, MatmulVariant, k_chunks,
+    vec4_operands,
 };
-use super::{Dispatch, KernelFamily, Kernels, params_buffer, storage_entry, uniform_entry};
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, View};
 
 /// `matmul_subgroup` with operand A read from pixels.
 pub const SUBGROUP_SOURCE: &str = concat!(
-    include_str!("../../../shaders/step.wgsl"),
-    include_str!("../../../shaders/sgd_step.wgsl"),
-    include_str!("../../../shaders/matmul_common.wgsl"),
-    include_str!("../../../shaders/matmul_gather.wgsl"),
-    include_str!("../../../shaders/matmul_subgroup.wgsl"),
-    include_str!("../../../shaders/matmul_subgroup_gather.wgsl")
+    include_str!("../../../../shaders/step.wgsl"),
+    include_str!("../../../../shaders/sgd_step.wgsl"),
+    include_str!("../../../../shaders/matmul/matmul_common.wgsl"),
+    include_str!("../../../../shaders/matmul/matmul_gather.wgsl"),
+    include_str!("../../../../shaders/matmul/matmul_subgroup.wgsl"),
+    include_str!("../../../../shaders/matmul/matmul_subgroup_gather.wgsl")
 );
 
 /// `matmul_tiled2d` with operand A read from pixels.
 pub const TILED2D_SOURCE: &str = concat!(
-    include_str!("../../../shaders/step.wgsl"),
-    include_str!("../../../shaders/sgd_step.wgsl"),
-    include_str!("../../../shaders/matmul_common.wgsl"),
-    include_str!("../../../shaders/matmul_gather.wgsl"),
-    include_str!("../../../shaders/matmul_tiled2d.wgsl"),
-    include_str!("../../../shaders/matmul_tiled2d_gather.wgsl")
+    include_str!("../../../../shaders/step.wgsl"),
+    include_str!("../../../../shaders/sgd_step.wgsl"),
+    include_str!("../../../../shaders/matmul/matmul_common.wgsl"),
+    include_str!("../../../../shaders/matmul/matmul_gather.wgsl"),
+    include_str!("../../../../shaders/matmul/matmul_tiled2d.wgsl"),
+    include_str!("../../../../shaders/matmul/matmul_tiled2d_gather.wgsl")
 );
 
 /// Storage buffers one launch binds: pixels, B, bias, mask, C, velocity, order, labels, X,
@@ -153,21 +156,22 @@ pub fn supports(
     }
 }
 
-/// Prepares the fused launch: `C = A · Bᵀ` plus `spec`'s epilogue, A read from `src`
-/// (which also receives X and y). `b` is B `[N, K]`, `bias` `[N]`, `dummy` any small
-/// buffer this launch does not write.
+/// Prepares the launch of [`super::dispatch`] whose A is pixels: `C = A · Bᵀ` plus
+/// `spec`'s epilogue for `mm` members (A shared: its stride must be 0), A read from `src`
+/// (which also receives X and y, once, from member 0). `b` is B `[N, K]`, `bias` `[N]` per
+/// member, `dummy` any small buffer this launch does not write.
 ///
 /// # Errors
-/// [`Error::InvalidConfig`] when [`supports`] refuses, the epilogue is not a bias one, or
-/// an operand is shorter than the shape needs; [`Error::LimitExceeded`] when a grid or
-/// binding is over the adapter's limits.
-#[allow(clippy::too_many_arguments)]
-pub fn dispatch(
+/// [`Error::InvalidConfig`] when [`supports`] refuses, the epilogue is not a bias one, A's
+/// member stride is not 0, or an operand is shorter than the shape needs;
+/// [`Error::LimitExceeded`] when a grid or binding is over the adapter's limits.
+pub(super) fn dispatch(
     gpu: &Gpu,
     kernels: &Kernels,
     variant: MatmulVariant,
     label: &str,
     spec: MatmulSpec,
+    mm: MatmulMembers,
     src: PixelSource<'_>,
     b: View<'_>,
     bias: View<'_>,
@@ -184,10 +188,15 @@ pub fn dispatch(
     if !matches!(spec.epilogue, Epilogue::Bias | Epilogue::BiasRelu) {
         return Err(refuse("the forward product has a bias epilogue".into()));
     }
+    if mm.a != 0 {
+        return Err(refuse(
+            "the members share the pixels (A's stride is 0)".into(),
+        ));
+    }
     for (what, v, need) in [
-        ("B", &b, n * k),
-        ("bias", &bias, n),
-        ("C", &c, m * n),
+        ("B", &b, mm.needed(mm.b, n * k)),
+        ("bias", &bias, mm.needed(mm.bias, n)),
+        ("C", &c, mm.needed(mm.c, m * n)),
         ("X", &src.x, m * k),
         ("y", &src.y, m),
     ] {
@@ -210,14 +219,16 @@ pub fn dispatch(
         batch_dim: BatchDim::M as u32,
         k_begin: 0,
         k_end: k as u32,
-        members: 1,
-        _pad0: 0,
+        members: mm.count as u32,
+        sgd_bias_offset: 0,
         stride_a: 0,
-        stride_b: 0,
-        stride_bias: 0,
+        stride_b: mm.b as u32,
+        stride_bias: mm.bias as u32,
         stride_mask: 0,
-        stride_c: 0,
-        _pad1: [0; 3],
+        stride_c: mm.c as u32,
+        sgd_hyper_offset: 0,
+        sgd_steps_offset: 0,
+        _pad0: 0,
     };
     let norm = GatherParams {
         mean: src.mean,
@@ -235,7 +246,9 @@ pub fn dispatch(
     };
     // The subgroup kernel declares C as vec4s, the 2-D tiled one as f32.
     let c_binding = match variant {
-        MatmulVariant::Subgroup => c.vec4_binding(&format!("{label} operand C"), m * n)?,
+        MatmulVariant::Subgroup => {
+            c.vec4_binding(&format!("{label} operand C"), mm.needed(mm.c, m * n))?
+        }
         _ => c.binding(),
     };
     let velocity = gpu.buffer(
@@ -246,7 +259,10 @@ pub fn dispatch(
     let entries = [
         (0, ub.as_entire_binding()),
         (1, src.pixels.as_entire_binding()),
-        (2, b.vec4_binding(&format!("{label} operand B"), n * k)?),
+        (
+            2,
+            b.vec4_binding(&format!("{label} operand B"), mm.needed(mm.b, n * k))?,
+        ),
         (3, bias.binding()),
         (4, dummy.binding()),
         (5, c_binding),
@@ -269,16 +285,16 @@ pub fn dispatch(
         pipeline: pipeline(gpu, kernels, variant, &spec, src.write_x),
         bind_group,
         splits: Vec::new(),
-        grid: gpu.grid_2d(label, x_blocks, y_blocks)?,
-        flops: 2 * (m * n * k) as u64,
+        grid: gpu.grid_2d(label, x_blocks, y_blocks * mm.count as u64)?,
+        flops: 2 * (m * n * k * mm.count) as u64,
         // Pixels, B and C, and X and y when stored.
-        bytes: (m * k + 4 * (n * k + m * n)) as u64
+        bytes: (m * k + 4 * mm.count * (n * k + m * n)) as u64
             + if src.write_x {
                 4 * (m * k + m) as u64
             } else {
                 4 * m as u64
             },
-        shape: format!("M={m} N={n} K={k}"),
+        shape: mm.shape(m, n, k),
     })
 }
 

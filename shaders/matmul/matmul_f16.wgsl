@@ -26,6 +26,11 @@
 // invocation owns COLS = 4 columns 64 apart. No workgroup memory, no barriers. Rows and
 // columns past the edge are clamped (computed, never stored). Row blocks fold into y and z
 // past the 65,535-workgroup limit.
+//
+// Members: one dispatch computes `members` independent products, member j's operands
+// `stride_*` elements after member j - 1's (stride 0 shares an operand); the member is
+// folded into the row-block index (ceil(params.m / ROWS) row blocks each), as in
+// matmul_common.wgsl. With one member every offset is 0: the plain kernel, bit for bit.
 
 struct MatmulF16Params {
     m: u32,
@@ -36,7 +41,22 @@ struct MatmulF16Params {
     k_end: u32,
     a_offset: u32, // elements
     b_offset: u32, // elements
+    members: u32,  // K: products in this dispatch (1 for a single run)
+    stride_a: u32, // elements between consecutive members' operands (0: shared)
+    stride_b: u32,
+    stride_bias: u32,
+    stride_mask: u32,
+    stride_c: u32, // C's and its f16 copy's
+    _pad0: u32,
+    _pad1: u32,
 }
+
+// This invocation's member's offsets, in elements (set in the entry point).
+var<private> mem_a: u32;
+var<private> mem_b: u32;
+var<private> mem_bias: u32;
+var<private> mem_mask: u32;
+var<private> mem_c: u32;
 
 override TRANS_A: bool = false;
 override TRANS_B: bool = false;
@@ -74,9 +94,9 @@ fn load_a(row: u32, kk: u32, m: u32, k: u32) -> f32 {
         i = kk * m + row;
     }
     if (A_F16) {
-        return f32(a[params.a_offset + i]);
+        return f32(a[params.a_offset + mem_a + i]);
     }
-    return a32[params.a_offset + i];
+    return a32[params.a_offset + mem_a + i];
 }
 
 // op(B)[kk, col] as f32.
@@ -85,19 +105,19 @@ fn load_b(kk: u32, col: u32, n: u32, k: u32) -> f32 {
     if (TRANS_B) {
         i = col * k + kk;
     }
-    return f32(b[params.b_offset + i]);
+    return f32(b[params.b_offset + mem_b + i]);
 }
 
 fn epilogue(v: f32, row: u32, col: u32, n: u32) -> f32 {
     switch EPILOGUE {
         case 1u: {
-            return v + bias[col];
+            return v + bias[mem_bias + col];
         }
         case 2u: {
-            return max(v + bias[col], 0.0);
+            return max(v + bias[mem_bias + col], 0.0);
         }
         case 3u: {
-            return select(0.0, v, mask[row * n + col] > 0.0);
+            return select(0.0, v, mask[mem_mask + row * n + col] > 0.0);
         }
         default: {
             return v;
@@ -108,9 +128,9 @@ fn epilogue(v: f32, row: u32, col: u32, n: u32) -> f32 {
 // Stores the partial sum `v` of C[row, col]: added to the earlier chunks' sum, then the
 // epilogue (and the f16 copy) once the chunk completes K.
 fn store_c(v: f32, row: u32, col: u32, m: u32, n: u32, k: u32) {
-    var i = row * n + col;
+    var i = mem_c + row * n + col;
     if (TRANS_C) {
-        i = col * m + row;
+        i = mem_c + col * m + row;
     }
     var s = v;
     if (params.k_begin > 0u) {
@@ -156,7 +176,18 @@ fn matmul_f16(
     let m = d.x;
     let n = d.y;
     let k = d.z;
-    let row0 = (wid.z * nwg.y + wid.y) * ROWS;
+    let per_member = (params.m + ROWS - 1u) / ROWS;
+    let folded = wid.z * nwg.y + wid.y;
+    let member = folded / per_member;
+    if (member >= params.members) {
+        return;
+    }
+    mem_a = member * params.stride_a;
+    mem_b = member * params.stride_b;
+    mem_bias = member * params.stride_bias;
+    mem_mask = member * params.stride_mask;
+    mem_c = member * params.stride_c;
+    let row0 = (folded - member * per_member) * ROWS;
     let col_base = wid.x * LANES * COLS + lid;
     let k_stop = min(params.k_end, k);
     if (row0 >= m || wid.x * LANES * COLS >= n || params.k_begin >= k_stop) {

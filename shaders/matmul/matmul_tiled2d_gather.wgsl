@@ -13,8 +13,10 @@
 var<private> a_store: bool;
 
 fn a_begin(col_block: u32, t: u32, row0: u32, m: u32, k: u32) {
-    a_store = WRITE_X && col_block == 0u;
-    if (col_block == 0u && t < BM && row0 + t < m) {
+    // Column block 0 of member 0 stores X and y (the members share them).
+    let stores = col_block == 0u && mem_index == 0u;
+    a_store = WRITE_X && stores;
+    if (stores && t < BM && row0 + t < m) {
         y[row0 + t] = labels[sample_of(row0 + t)];
     }
 }

@@ -1,7 +1,7 @@
 //! The family of `shaders/matmul_tiled2d_subgroup.wgsl` ([`MatmulVariant::Tiled2dSubgroup`]):
 //! the 2-D tiled matmul for GPUs with subgroups, op(A) shared among the lanes of a
 //! subgroup by `subgroupShuffle` rather than through workgroup memory. Its launches go
-//! through [`super::matmul::dispatch`] like every variant (same bind group, member
+//! through [`super::dispatch`] like every variant (same bind group, member
 //! strides, K chunks, transposes and epilogues); this module holds what is particular to
 //! it: the source, its block shape, and which adapters run it with which team width.
 //!
@@ -16,18 +16,18 @@
 //! the argument in full; `tests/parity_subgroup_tiled.rs` runs widths 4, 8, 16 and 32 on
 //! lavapipe's 8-lane subgroups, so both paths are tested.
 //!
-//! [`MatmulVariant::Tiled2dSubgroup`]: super::matmul::MatmulVariant::Tiled2dSubgroup
+//! [`MatmulVariant::Tiled2dSubgroup`]: super::MatmulVariant::Tiled2dSubgroup
 
-use super::KernelFamily;
-use super::matmul::BINDINGS;
+use super::super::KernelFamily;
+use super::BINDINGS;
 use crate::gpu::Gpu;
 
 /// The WGSL source of `matmul_tiled2d_subgroup`.
 pub const SOURCE: &str = concat!(
-    include_str!("../../../shaders/step.wgsl"),
-    include_str!("../../../shaders/sgd_step.wgsl"),
-    include_str!("../../../shaders/matmul_common.wgsl"),
-    include_str!("../../../shaders/matmul_tiled2d_subgroup.wgsl")
+    include_str!("../../../../shaders/step.wgsl"),
+    include_str!("../../../../shaders/sgd_step.wgsl"),
+    include_str!("../../../../shaders/matmul/matmul_common.wgsl"),
+    include_str!("../../../../shaders/matmul/matmul_tiled2d_subgroup.wgsl")
 );
 
 /// The family: built only on devices with `SUBGROUP` ([`device_support`]). Same bindings

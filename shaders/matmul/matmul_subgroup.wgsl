@@ -211,7 +211,7 @@ fn sgd_bias4(o0: u32, outputs: u32, k: u32) {
         db += dz_row4(r, o0, outputs, k);
     }
     let j = sgd_bias_index(o0);
-    let wd = mask[SGD_BIAS_WD];
+    let wd = sgd_bias_wd;
     if (j % 4u == 0u && o0 + 3u < outputs) {
         sgd_store4(j / 4u, db, wd);
         return;

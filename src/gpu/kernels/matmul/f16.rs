@@ -1,4 +1,4 @@
-//! Wrapper of `shaders/matmul_f16.wgsl`: `C[M, N] = op(A)[M, K] · op(B)[K, N]` plus an
+//! Wrapper of `shaders/matmul/matmul_f16.wgsl`: `C[M, N] = op(A)[M, K] · op(B)[K, N]` plus an
 //! epilogue, with f16 operands (A may be f32), f32 sums, and optionally an f16 copy of C.
 //!
 //! The product of `--precision f16` ([`crate::config::Precision::F16`]): the forward pass
@@ -12,20 +12,20 @@
 //! 5 C f32 (read-write), 6 A as f32 (when it is), 7 the f16 copy of C (read-write). The
 //! f16 operands are bound whole, their element offsets passed in the params (an f16 view's
 //! byte offset need not meet the 256-byte binding alignment); unused slots get small
-//! dummies. Grid: `ceil(N / 256)` column blocks × `ceil(M / 16)` row blocks, the row blocks
-//! folded into y and z past the per-dimension limit. Under an adapter loop cap K is split
+//! dummies. Grid: `ceil(N / 256)` column blocks × `ceil(M / 16)` row blocks × members, the
+//! row blocks folded into y and z past the per-dimension limit. Under an adapter loop cap K is split
 //! into chunks, one launch each ([`k_chunks`]), as `matmul` does.
 
-use super::matmul::{Epilogue, K_CHUNK_ALIGN, MatmulSpec};
-use super::{Dispatch, KernelFamily, Kernels, params_buffer, storage_entry, uniform_entry};
+use super::super::{Dispatch, KernelFamily, Kernels, params_buffer, storage_entry, uniform_entry};
+use super::{Epilogue, K_CHUNK_ALIGN, MatmulMembers, MatmulSpec};
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, View};
 
 /// The WGSL source: the f16 directive, the step record, the kernel.
 pub const SOURCE: &str = concat!(
-    include_str!("../../../shaders/f16.wgsl"),
-    include_str!("../../../shaders/step.wgsl"),
-    include_str!("../../../shaders/matmul_f16.wgsl")
+    include_str!("../../../../shaders/f16.wgsl"),
+    include_str!("../../../../shaders/step.wgsl"),
+    include_str!("../../../../shaders/matmul/matmul_f16.wgsl")
 );
 
 /// Bindings: 0 params, 1 A f16, 2 B f16, 3 bias, 4 mask, 5 C, 6 A f32, 7 C's f16 copy.
@@ -70,6 +70,14 @@ pub struct MatmulF16Params {
     pub a_offset: u32,
     /// Element offset of B in its binding.
     pub b_offset: u32,
+    /// Members and their strides ([`MatmulMembers`]), in elements.
+    pub members: u32,
+    pub stride_a: u32,
+    pub stride_b: u32,
+    pub stride_bias: u32,
+    pub stride_mask: u32,
+    pub stride_c: u32,
+    pub _pad: [u32; 2],
 }
 
 /// `len` f16 elements of `buffer` from element `offset`.
@@ -100,11 +108,13 @@ pub enum OperandA<'a> {
     F32(View<'a>),
 }
 
-/// The buffers of one launch. `bias` for the bias epilogues, `mask` for
+/// The buffers of one launch for `members` (strides in elements, f16 or f32 alike; C's f16
+/// copy has C's stride). `bias` for the bias epilogues, `mask` for
 /// [`Epilogue::ReluMask`]; `c16`, when given, receives `f16(C)` (from element 0, C's
 /// layout); `dummy` is any small buffer this launch does not write, bound in the unused
 /// read-only slots.
 pub struct MatmulF16Buffers<'a> {
+    pub members: MatmulMembers,
     pub a: OperandA<'a>,
     pub b: F16View<'a>,
     pub bias: Option<View<'a>>,
@@ -248,18 +258,25 @@ pub fn dispatch(
         });
     }
     let hint = "use a smaller --batch-size or smaller --hidden sizes";
+    let mm = bufs.members;
+    assert!(mm.count >= 1, "a matmul launch has at least one member");
+    let (a_len, b_len, c_len) = (
+        mm.needed(mm.a, m * k),
+        mm.needed(mm.b, k * n),
+        mm.needed(mm.c, m * n),
+    );
     let (a_f16, a_offset, a_bytes) = match &bufs.a {
         OperandA::F16(v) => {
-            check_f16_view(label, "A", v, m * k)?;
+            check_f16_view(label, "A", v, a_len)?;
             (true, v.offset, v.buffer.size())
         }
         OperandA::F32(v) => {
-            check_len(label, "A", v.len, m * k)?;
+            check_len(label, "A", v.len, a_len)?;
             (false, 0, v.len as u64 * 4)
         }
     };
-    check_f16_view(label, "B", &bufs.b, k * n)?;
-    check_len(label, "C", bufs.c.len, m * n)?;
+    check_f16_view(label, "B", &bufs.b, b_len)?;
+    check_len(label, "C", bufs.c.len, c_len)?;
     for (what, bytes) in [
         ("A", a_bytes),
         ("B", bufs.b.buffer.size()),
@@ -270,7 +287,7 @@ pub fn dispatch(
     let bias = match spec.epilogue {
         Epilogue::Bias | Epilogue::BiasRelu => {
             let v = bufs.bias.expect("bias epilogue needs a bias view");
-            check_len(label, "bias", v.len, n)?;
+            check_len(label, "bias", v.len, mm.needed(mm.bias, n))?;
             v
         }
         _ => bufs.dummy,
@@ -278,7 +295,7 @@ pub fn dispatch(
     let mask = match spec.epilogue {
         Epilogue::ReluMask => {
             let v = bufs.mask.expect("mask epilogue needs a mask view");
-            check_len(label, "mask", v.len, m * n)?;
+            check_len(label, "mask", v.len, mm.needed(mm.mask, m * n))?;
             v
         }
         _ => bufs.dummy,
@@ -288,7 +305,7 @@ pub fn dispatch(
     let spare;
     let c16 = match &bufs.c16 {
         Some(v) => {
-            check_f16_view(label, "C (f16 copy)", v, m * n)?;
+            check_f16_view(label, "C (f16 copy)", v, c_len)?;
             if v.offset != 0 {
                 return Err(Error::InvalidConfig {
                     name: "matmul_f16 operand",
@@ -323,6 +340,13 @@ pub fn dispatch(
             k_end: k_end as u32,
             a_offset: a_offset as u32,
             b_offset: bufs.b.offset as u32,
+            members: mm.count as u32,
+            stride_a: mm.a as u32,
+            stride_b: mm.b as u32,
+            stride_bias: mm.bias as u32,
+            stride_mask: mm.mask as u32,
+            stride_c: mm.c as u32,
+            _pad: [0; 2],
         };
         let ub = params_buffer(gpu, label, &params);
         bind_groups.push(gpu.bind_group(
@@ -333,8 +357,8 @@ pub fn dispatch(
                     binding: 0,
                     resource: ub.as_entire_binding(),
                 },
-                super::whole(1, a16_buffer),
-                super::whole(2, bufs.b.buffer),
+                super::super::whole(1, a16_buffer),
+                super::super::whole(2, bufs.b.buffer),
                 wgpu::BindGroupEntry {
                     binding: 3,
                     resource: bias.binding(),
@@ -351,14 +375,14 @@ pub fn dispatch(
                     binding: 6,
                     resource: a32.binding(),
                 },
-                super::whole(7, c16),
+                super::super::whole(7, c16),
             ],
         ));
     }
     let bind_group = bind_groups.remove(0);
     let x_blocks = (n as u64).div_ceil(COLS);
     let y_blocks = (m as u64).div_ceil(ROWS);
-    let grid = gpu.grid_2d(label, x_blocks, y_blocks)?;
+    let grid = gpu.grid_2d(label, x_blocks, y_blocks * mm.count as u64)?;
     let flag = |b: bool| f64::from(u8::from(b));
     let constants = [
         ("TRANS_A", flag(spec.trans_a)),
@@ -369,7 +393,7 @@ pub fn dispatch(
         ("WRITE_C16", flag(bufs.c16.is_some())),
     ];
     let a_elem = if a_f16 { 2 } else { 4 };
-    let c16_bytes = if bufs.c16.is_some() { 2 * m * n } else { 0 };
+    let c16_bytes = if bufs.c16.is_some() { 2 * c_len } else { 0 };
     Ok(Dispatch {
         kernel: "matmul_f16",
         label: label.to_string(),
@@ -377,9 +401,9 @@ pub fn dispatch(
         bind_group,
         splits: bind_groups,
         grid,
-        flops: 2 * (m * n * k) as u64,
-        bytes: (a_elem * m * k + 2 * k * n + 4 * m * n + c16_bytes) as u64,
-        shape: format!("M={m} N={n} K={k}"),
+        flops: 2 * (m * n * k * mm.count) as u64,
+        bytes: (a_elem * a_len + 2 * b_len + 4 * c_len + c16_bytes) as u64,
+        shape: mm.shape(m, n, k),
     })
 }
 
@@ -397,7 +421,7 @@ pub fn time_probe(gpu: &Gpu, kernels: &Kernels, spec: &MatmulSpec) -> Result<(f6
         n,
         k,
         epilogue: Epilogue::None,
-        batch_dim: super::matmul::BatchDim::None,
+        batch_dim: super::BatchDim::None,
         ..*spec
     };
     let f16_buffer = |label: &str, len: usize, value: f32| -> Result<wgpu::Buffer> {
@@ -417,6 +441,7 @@ pub fn time_probe(gpu: &Gpu, kernels: &Kernels, spec: &MatmulSpec) -> Result<(f6
         "probe",
         s,
         MatmulF16Buffers {
+            members: MatmulMembers::ONE,
             a: OperandA::F16(F16View::whole(&a)),
             b: F16View::whole(&b),
             bias: None,
@@ -426,15 +451,15 @@ pub fn time_probe(gpu: &Gpu, kernels: &Kernels, spec: &MatmulSpec) -> Result<(f6
             dummy: View::whole(&dummy),
         },
     )?;
-    let record = super::StepRecord {
+    let record = super::super::StepRecord {
         batch: m.max(k) as u32,
         ..Default::default()
     };
     let launch = std::slice::from_ref(&d);
-    super::run(gpu, kernels, launch, record, 1)?;
+    super::super::run(gpu, kernels, launch, record, 1)?;
     let mut best = f64::INFINITY;
     for _ in 0..3 {
-        best = best.min(super::run(gpu, kernels, launch, record, 1)?.as_secs_f64() * 1e3);
+        best = best.min(super::super::run(gpu, kernels, launch, record, 1)?.as_secs_f64() * 1e3);
     }
     Ok((best, 2.0 * (m * n * k) as f64 / (best * 1e-3) / 1e9))
 }

@@ -10,7 +10,8 @@
 // A lane's loads cover rows row0 + lane and row0 + 8 + lane at every k, so `a_begin` looks
 // their samples up once (two loads of `order`), and each vec4 step costs one load of a
 // pixel word where the f32 source loads one vec4: the same count of load instructions.
-// Column block 0 stores each loaded vec4 into X (WRITE_X) and its rows' labels into y.
+// Column block 0 of member 0 stores each loaded vec4 into X (WRITE_X) and its rows' labels
+// into y (the members of a population share X and y).
 
 // Byte index of pixel 0 of the lane's two rows (clamped onto the last row), the rows
 // themselves (unclamped), and whether this workgroup stores X.
@@ -27,8 +28,10 @@ fn a_begin(col_block: u32, lane: u32, row0: u32, m: u32, k: u32) {
     let s1 = sample_of(min(a_row1, m - 1u));
     a_pix0 = s0 * k;
     a_pix1 = s1 * k;
-    a_store = WRITE_X && col_block == 0u;
-    if (col_block == 0u) {
+    // One workgroup per row block stores: column block 0 of member 0 (the members share X).
+    let stores = col_block == 0u && mem_index == 0u;
+    a_store = WRITE_X && stores;
+    if (stores) {
         if (a_row0 < m) {
             y[a_row0] = labels[s0];
         }

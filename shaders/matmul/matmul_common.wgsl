@@ -1,8 +1,8 @@
 // matmul: C[M, N] = op(A)[M, K] · op(B)[K, N], then an epilogue.
 //
 // Fragment: prepended, after step.wgsl and sgd_step.wgsl, to matmul.wgsl,
-// matmul_subgroup.wgsl and matmul_tiled2d.wgsl. Expects from step.wgsl: `step` (its
-// `batch`, `lr`, `first`), from sgd_step.wgsl `sgd_step`. Provides: `struct MatmulParams` and
+// matmul_subgroup.wgsl, matmul_tiled2d.wgsl and matmul_tiled2d_subgroup.wgsl. Expects from
+// step.wgsl: `step` (its `batch` and `index`), from sgd_step.wgsl `sgd_step`. Provides: `struct MatmulParams` and
 // `params` (binding 0), `bias` (binding 3), `mask` (binding 4), the overrides TRANS_A,
 // TRANS_B, TRANS_C and EPILOGUE, and the functions `dims`, `k_chunk`, `accumulates`,
 // `finishes`, `c_index`, `epilogue` and those of the SgdUpdate epilogue (`sgd_store`,
@@ -29,7 +29,7 @@
 // adds its own to what C holds, and the chunk that reaches K applies the epilogue. With
 // one chunk (k_begin = 0, k_end = K) this is the plain kernel, bit for bit.
 //
-// Members (population training): one dispatch computes `members` independent products,
+// Members: one dispatch computes `members` (K >= 1) independent products,
 // member j's operands starting `stride_*` floats after member j - 1's (a stride of 0 shares
 // the operand, e.g. the minibatch X of layer 0). The member is folded into the row-block
 // index: a kernel of R rows per workgroup has ceil(params.m / R) row blocks per member (the
@@ -49,16 +49,16 @@ struct MatmulParams {
     batch_dim: u32,
     k_begin: u32, // this dispatch's chunk of K: [k_begin, min(k_end, K))
     k_end: u32,
-    members: u32,     // products in this dispatch (1 outside population training)
-    _pad0: u32,
+    members: u32,     // K: products in this dispatch (1 for a single run)
+    sgd_bias_offset: u32, // EPILOGUE 4: element of C (past the member's offset) where the bias starts
     stride_a: u32,    // floats between consecutive members' operands (0: shared)
     stride_b: u32,
     stride_bias: u32,
     stride_mask: u32,
     stride_c: u32,
-    _pad1: u32,
-    _pad2: u32,
-    _pad3: u32,
+    sgd_hyper_offset: u32, // EPILOGUE 4: words of the SGD table before the members' settings
+    sgd_steps_offset: u32, // EPILOGUE 4: words of the SGD table before the epoch's member steps
+    _pad0: u32,
 }
 
 override TRANS_A: bool = false;
@@ -74,8 +74,9 @@ override TRANS_C: bool = false;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read> mask: array<f32>;
 
-// This invocation's member's offsets into A, B, bias, mask and C, in floats (set by
+// This invocation's member and its offsets into A, B, bias, mask and C, in floats (set by
 // `member_block`).
+var<private> mem_index: u32;
 var<private> mem_a: u32;
 var<private> mem_b: u32;
 var<private> mem_bias: u32;
@@ -94,6 +95,7 @@ fn member_block(rb: u32, rows_per_block: u32) -> u32 {
     if (member >= params.members) {
         return NO_BLOCK;
     }
+    mem_index = member;
     mem_a = member * params.stride_a;
     mem_b = member * params.stride_b;
     mem_bias = member * params.stride_bias;
@@ -157,43 +159,51 @@ fn epilogue(v: f32, row: u32, col: u32, n: u32) -> f32 {
 // EPILOGUE 4, SgdUpdate: C = op(A) · op(B) is the weight gradient dW [O, I] of one layer
 // (TRANS_C: its transpose, the product computed as (Xᵀ · dZ)ᵀ), summed over one chunk of K
 // (the host never splits K here) and never stored. The bindings change meaning:
-//   3 (`bias`)   the training metrics' status header: status[0] != 0 (a non-finite loss
-//                was seen) leaves everything unchanged, as in sgd_update;
-//   4 (`mask`)   the layer's SGD record (`SGD_*` words below, f32 or u32 bits);
+//   3 (`bias`)   the training metrics: member j's status header at `stride_bias · j`;
+//                status[0] != 0 (a non-finite loss was seen) leaves the member unchanged,
+//                as in sgd_update;
+//   4 (`mask`)   the SGD table of sgd_update.wgsl, shared by the members (stride 0): member
+//                j's settings at word `sgd_hyper_offset + 8j` (weight decay, momentum,
+//                dampening as f32 bits; nesterov, decoupled, decay_bias as u32) and the
+//                epoch's member steps `[steps, members]` from word `sgd_steps_offset`
+//                (learning rate as f32 bits, flags: 1 first step, 2 frozen), indexed by the
+//                step record's `index`;
 //   5 (C)        the layer's parameters: W [O, I] stored as C, its bias b [O] from element
-//                `SGD_BIAS_OFFSET` on;
+//                `sgd_bias_offset` on (member j's at `stride_c · j`);
 //   6 (`velocity`, declared by the kernel file) the momentum buffer over the same range.
 // The invocation that finishes W[o, i] applies `sgd_step` to it (the arithmetic of
 // sgd_update.wgsl, bit for bit); the one that finishes W[o, 0] also sums the bias gradient
 // db[o] = Σ_r dZ[r, o] over the minibatch, rows in order from 0 (column_sum's sum, the
 // same bits), and applies `sgd_step` to b[o]. dZ is op(A)ᵀ (stored [K, O], A) or, with
-// TRANS_C, op(B) (stored [K, O], B). Learning rate and first-step flag: the step record.
+// TRANS_C, op(B) (stored [K, O], B). A frozen member's parameters do not change.
 // The kernel file provides `v_load` and `v_store` (element i of the momentum buffer).
 
-// Words of the SGD record (binding 4): weight decay of W and of b (0 for a bias that is
-// not decayed), momentum and dampening as f32; nesterov, decoupled and the offset of the
-// bias in C as u32 bits.
-const SGD_WD: u32 = 0u;
-const SGD_BIAS_WD: u32 = 1u;
-const SGD_MOMENTUM: u32 = 2u;
-const SGD_DAMPENING: u32 = 3u;
-const SGD_NESTEROV: u32 = 4u;
-const SGD_DECOUPLED: u32 = 5u;
-const SGD_BIAS_OFFSET: u32 = 6u;
+// Member-step flags (MemberStep in src/step.rs).
+const MEMBER_FIRST: u32 = 1u;
+const MEMBER_FROZEN: u32 = 2u;
 
-// The SGD record and the status, read once per invocation by `sgd_settings`.
+// The member's settings, step and status, read once per invocation by `sgd_settings`.
 var<private> sgd_ready: bool;
 var<private> sgd_skip: bool;
 var<private> sgd_h: SgdHyper;
 var<private> sgd_wd: f32;
+var<private> sgd_bias_wd: f32;
+var<private> sgd_lr: f32;
+var<private> sgd_first: bool;
 
-// Reads the settings on the invocation's first SgdUpdate store; true when the update is
-// skipped (a non-finite loss was flagged).
+// Reads the member's settings and step on the invocation's first SgdUpdate store; true
+// when its update is skipped (frozen, or a non-finite loss was flagged).
 fn sgd_settings() -> bool {
     if (!sgd_ready) {
-        sgd_h = SgdHyper(mask[SGD_WD], mask[SGD_MOMENTUM], mask[SGD_DAMPENING], bitcast<u32>(mask[SGD_NESTEROV]), bitcast<u32>(mask[SGD_DECOUPLED]));
-        sgd_wd = mask[SGD_WD];
-        sgd_skip = bias[0] != 0.0;
+        let hs = params.sgd_hyper_offset + 8u * mem_index;
+        let ms = params.sgd_steps_offset + 2u * (step.index * params.members + mem_index);
+        let flags = bitcast<u32>(mask[ms + 1u]);
+        sgd_h = SgdHyper(mask[hs], mask[hs + 1u], mask[hs + 2u], bitcast<u32>(mask[hs + 3u]), bitcast<u32>(mask[hs + 4u]));
+        sgd_wd = mask[hs];
+        sgd_bias_wd = select(0.0, sgd_wd, bitcast<u32>(mask[hs + 5u]) != 0u);
+        sgd_lr = mask[ms];
+        sgd_first = (flags & MEMBER_FIRST) != 0u;
+        sgd_skip = bias[mem_bias] != 0.0 || (flags & MEMBER_FROZEN) != 0u;
         sgd_ready = true;
     }
     return sgd_skip;
@@ -202,12 +212,12 @@ fn sgd_settings() -> bool {
 // One SGD step of four parameters `p0` with gradients `g`, momentum `v0` and weight decay
 // `wd` (`sgd_settings` read).
 fn sgd4(p0: vec4<f32>, g: vec4<f32>, v0: vec4<f32>, wd: f32) -> SgdStep {
-    return sgd_step(p0, g, v0, vec4<f32>(wd), step.lr, step.first != 0u, sgd_h);
+    return sgd_step(p0, g, v0, vec4<f32>(wd), sgd_lr, sgd_first, sgd_h);
 }
 
 // The bias's element `o` in C.
 fn sgd_bias_index(o: u32) -> u32 {
-    return mem_c + bitcast<u32>(mask[SGD_BIAS_OFFSET]) + o;
+    return mem_c + params.sgd_bias_offset + o;
 }
 
 // Element `i` of C and of the momentum buffer (parameter value `p0`) after one SGD step
@@ -238,7 +248,7 @@ fn sgd_bias(o: u32) {
         }
     }
     let j = sgd_bias_index(o);
-    c_store(j, sgd_element(j, c_load(j), db, mask[SGD_BIAS_WD]));
+    c_store(j, sgd_element(j, c_load(j), db, sgd_bias_wd));
 }
 
 // The SgdUpdate epilogue for C[row, col] (index `i` of C) whose gradient `g` this

@@ -2,9 +2,10 @@
 // the minibatch X [B, I], straight from the dataset's u8 pixels,
 //   A[m, i] = (pixels[order[offset + m], i] / 255 - mean) / std,
 // the arithmetic of gather_normalize.wgsl, so the values (and the product) are the same
-// bits. The workgroups of column block 0 also store what they load into X (layer 0's weight
-// gradient reads it; with WRITE_X off, for evaluation, they do not) and the labels of
-// their rows into y (the loss reads them), so that no gather_normalize launch is needed.
+// bits. The workgroups of column block 0 of member 0 also store what they load into X
+// (layer 0's weight gradient reads it; with WRITE_X off, for evaluation, they do not) and the
+// labels of their rows into y (the loss reads them), so that no gather_normalize launch is
+// needed. The pixels are shared by the members (operand A's member stride is 0).
 //
 // Fragment: prepended, after step.wgsl and matmul_common.wgsl, to the kernel files
 // followed by an operand fragment reading pixels (matmul_subgroup_gather.wgsl,
