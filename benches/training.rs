@@ -9,9 +9,12 @@ use wgtrain::data::Dataset;
 use wgtrain::engine::RunData;
 use wgtrain::gpu::autotune::MatmulChoice;
 use wgtrain::gpu::engine::GpuEngine;
-use wgtrain::gpu::kernels::matmul::{self, BatchDim, Epilogue, MatmulSpec, MatmulVariant};
+use wgtrain::gpu::kernels::matmul::{
+    self, BatchDim, Epilogue, MatmulLaunch, MatmulSpec, MatmulVariant,
+};
 use wgtrain::gpu::kernels::{self, StepRecord};
 use wgtrain::gpu::{Fusions, Gpu, GpuOptions, GpuTensor, Kernels};
+use wgtrain::step::MemberStep;
 use wgtrain::{Device, RunConfig, train};
 
 fn ci() -> bool {
@@ -38,6 +41,12 @@ fn config(batch: usize) -> RunConfig {
         batch_size: batch,
         ..RunConfig::default()
     }
+}
+
+/// The member-step table of one member over `steps` steps at lr 0.01, none the run's
+/// first (what `step_records(n, batch, 1, |_| 0.01)` encoded before the table).
+fn member_steps(steps: usize) -> Vec<MemberStep> {
+    vec![MemberStep { lr: 0.01, flags: 0 }; steps]
 }
 
 /// `data` as both the training and the test set, 10 classes.
@@ -71,20 +80,8 @@ fn matmuls(c: &mut Criterion, gpu: &Gpu, k: &Kernels) {
         if variant.supports(gpu).is_err() {
             continue; // subgroup kernel on an adapter without subgroups of 8
         }
-        let d = matmul::dispatch(
-            gpu,
-            k,
-            variant,
-            "bench",
-            spec,
-            x.view(),
-            w.view(),
-            None,
-            None,
-            y.view(),
-            dummy.view(),
-        )
-        .unwrap();
+        let launch = MatmulLaunch::new(spec, x.view(), w.view(), y.view(), dummy.view());
+        let d = matmul::dispatch(gpu, k, variant, "bench", launch).unwrap();
         group.bench_function(BenchmarkId::new("gpu", variant), |bench| {
             bench.iter(|| {
                 kernels::run(
@@ -140,13 +137,15 @@ fn step_kernels(c: &mut Criterion, gpu: &Gpu, k: &Kernels) {
         k,
         MatmulChoice::Auto,
         Fusions::ALL,
-        &config(batch),
+        &[config(batch)],
         both(&data),
     )
     .unwrap();
     let order: Vec<u32> = (0..data.labels.len() as u32).collect();
-    let steps = train::step_records(order.len(), batch, 1, |_| 0.01);
-    engine.upload_epoch(&order, &steps).unwrap();
+    let steps = train::step_records(order.len(), batch);
+    engine
+        .upload_epoch(&order, &steps, &member_steps(steps.len()))
+        .unwrap();
     let record = steps[0];
     let mut group = c.benchmark_group("step_kernels_784_256_10_b64");
     for d in engine.train_step_dispatches() {
@@ -171,8 +170,10 @@ fn epochs(c: &mut Criterion, gpu: &Gpu, k: &Kernels) {
         .sample_size(10)
         .throughput(Throughput::Elements(n as u64));
     let order: Vec<u32> = (0..n as u32).collect();
+    let stop = std::sync::atomic::AtomicBool::new(false);
     for batch in [64, 128, 512] {
-        let steps = train::step_records(n, batch, 1, |_| 0.01);
+        let steps = train::step_records(n, batch);
+        let table = member_steps(steps.len());
         // The GPU as training opens it (kernels chosen by autotuning), and the CPU.
         let gpu_device = Device::Gpu {
             gpu,
@@ -181,9 +182,12 @@ fn epochs(c: &mut Criterion, gpu: &Gpu, k: &Kernels) {
             fusions: Fusions::ALL,
         };
         for (name, device) in [("gpu", gpu_device), ("cpu", Device::Cpu)] {
-            let mut e = wgtrain::open(device, &config(batch), both(&data)).unwrap();
+            let mut e = wgtrain::open(device, &[config(batch)], both(&data)).unwrap();
             group.bench_function(BenchmarkId::new(name, batch), |bench| {
-                bench.iter(|| e.train_epoch(&order, &steps, &mut |_| {}).unwrap())
+                bench.iter(|| {
+                    e.train_epoch(&order, &steps, &table, &mut |_| {}, &stop)
+                        .unwrap()
+                })
             });
         }
     }

@@ -18,9 +18,8 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use wgtrain::data::Dataset;
 use wgtrain::engine::RunData;
-use wgtrain::gpu::{self, autotune::MatmulChoice};
 use wgtrain::train::{EpochReport, Trainer};
-use wgtrain::{Device, RunConfig};
+use wgtrain::{Device, GpuDevice, RunConfig};
 
 /// Image side in pixels.
 const SIDE: usize = 8;
@@ -73,25 +72,18 @@ fn run(epochs: usize, use_gpu: bool) -> anyhow::Result<Vec<EpochReport>> {
         test: &test,
         classes: CLASSES,
     };
-    // The adapter and its kernels outlive the engine that borrows them.
-    let gpu_parts;
-    let device = if use_gpu {
-        let adapter = gpu::Gpu::new(&gpu::GpuOptions::default())?;
-        let kernels = gpu::Kernels::new(&adapter)?;
-        gpu_parts = (adapter, kernels);
-        Device::Gpu {
-            gpu: &gpu_parts.0,
-            kernels: &gpu_parts.1,
-            matmul: MatmulChoice::Auto,
-            fusions: wgtrain::gpu::Fusions::ALL,
-        }
+    // The GPU (adapter, kernels, autotuned matmuls, every fusion) outlives the engine
+    // that borrows it.
+    let gpu = if use_gpu {
+        Some(GpuDevice::open()?)
     } else {
-        Device::Cpu
+        None
     };
-    let mut engine = wgtrain::open(device, &cfg, data)?;
+    let device = gpu.as_ref().map_or(Device::Cpu, GpuDevice::device);
+    let mut engine = wgtrain::open(device, &[cfg], data)?;
     println!("{}", engine.describe());
     let mut trainer = Trainer::new(&mut *engine)?;
-    Ok(trainer.fit(&mut |_, report| {
+    Ok(trainer.fit_single(&mut |report| {
         println!("{report}");
         Ok(())
     })?)

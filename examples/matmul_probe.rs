@@ -16,9 +16,11 @@
 
 use std::time::Duration;
 
-use wgtrain::gpu::kernels::matmul::{self, BatchDim, Epilogue, MatmulSpec, MatmulVariant};
-use wgtrain::gpu::kernels::matmul_f16::{self, F16View, MatmulF16Buffers, OperandA};
-use wgtrain::gpu::kernels::matmul_tiled2d_subgroup;
+use wgtrain::gpu::kernels::matmul::f16::{self as matmul_f16, F16View, MatmulF16Buffers, OperandA};
+use wgtrain::gpu::kernels::matmul::tiled2d_subgroup as matmul_tiled2d_subgroup;
+use wgtrain::gpu::kernels::matmul::{
+    self, BatchDim, Epilogue, MatmulLaunch, MatmulMembers, MatmulSpec, MatmulVariant,
+};
 use wgtrain::gpu::kernels::{self, Dispatch, StepRecord};
 use wgtrain::gpu::{Gpu, GpuOptions, GpuTensor, Kernels, View};
 
@@ -102,19 +104,8 @@ fn main() -> anyhow::Result<()> {
                 line += " n/a |";
                 continue;
             }
-            let d = matmul::dispatch(
-                &gpu,
-                &k,
-                v,
-                "probe",
-                spec,
-                a.view(),
-                b.view(),
-                None,
-                None,
-                c.view(),
-                dummy.view(),
-            )?;
+            let launch = MatmulLaunch::new(spec, a.view(), b.view(), c.view(), dummy.view());
+            let d = matmul::dispatch(&gpu, &k, v, "probe", launch)?;
             let seconds = time_launch(&gpu, &k, &d, m)?;
             let want = kk as f32 / 8.0;
             if c.read(&gpu)?.iter().any(|&v| v != want) {
@@ -171,6 +162,7 @@ fn probe_f16(
         "probe.f16",
         spec,
         MatmulF16Buffers {
+            members: MatmulMembers::ONE,
             a: if a_f32 {
                 OperandA::F32(a32.view())
             } else {

@@ -27,15 +27,24 @@ fn main() -> anyhow::Result<()> {
         matmul: MatmulChoice::Auto,
         fusions: wgtrain::gpu::Fusions::ALL,
     };
-    let mut engine = wgtrain::open(device, &RunConfig::default(), (&m).into())?;
+    let mut engine = wgtrain::open(device, &[RunConfig::default()], (&m).into())?;
     println!("engine+tuning  {:7.3} s", t.elapsed().as_secs_f64());
     if std::env::args().any(|a| a == "--epochs") {
         use wgtrain::engine::EvalSet;
+        use wgtrain::step::{MEMBER_FIRST, MemberStep};
         let order: Vec<u32> = (0..m.train.len() as u32).collect();
+        let stop = std::sync::atomic::AtomicBool::new(false);
         for e in 0..3 {
             let t = Instant::now();
-            let steps = wgtrain::train::step_records(order.len(), 64, 0, |_| 0.1);
-            engine.train_epoch(&order, &steps, &mut |_| {})?;
+            let steps = wgtrain::train::step_records(order.len(), 64);
+            // The one member at lr 0.1, each epoch's step 0 flagged first (timing only).
+            let table: Vec<MemberStep> = (0..steps.len())
+                .map(|s| MemberStep {
+                    lr: 0.1,
+                    flags: if s == 0 { MEMBER_FIRST } else { 0 },
+                })
+                .collect();
+            engine.train_epoch(&order, &steps, &table, &mut |_| {}, &stop)?;
             let train_s = t.elapsed().as_secs_f64();
             let t = Instant::now();
             engine.evaluate(EvalSet::Test)?;

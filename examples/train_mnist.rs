@@ -7,7 +7,7 @@
 //! cargo run --release --example train_mnist -- /path/to/mnist --cpu    # CPU
 //! ```
 
-use wgtrain::gpu::{Gpu, GpuOptions, Kernels, autotune::MatmulChoice};
+use wgtrain::device::GpuDevice;
 use wgtrain::train::Trainer;
 use wgtrain::{Device, RunConfig};
 
@@ -18,26 +18,18 @@ fn main() -> anyhow::Result<()> {
     };
     let mnist = wgtrain::data::load_dir(std::path::Path::new(dir))?;
     let cfg = RunConfig::builder().epochs(1).lr(0.1).build()?;
-    // The adapter and its kernels, unless `--cpu` or none opens.
+    // The GPU (adapter, kernels, autotuned matmuls, every fusion), unless `--cpu` or none
+    // opens.
     let gpu = match args.iter().any(|a| a == "--cpu") {
         true => None,
-        false => Gpu::new(&GpuOptions::default())
-            .and_then(|gpu| Ok((Kernels::new(&gpu)?, gpu)))
+        false => GpuDevice::open()
             .inspect_err(|e| eprintln!("no GPU ({e}): training on the CPU"))
             .ok(),
     };
-    let device = match &gpu {
-        Some((kernels, gpu)) => Device::Gpu {
-            gpu,
-            kernels,
-            matmul: MatmulChoice::Auto,
-            fusions: wgtrain::gpu::Fusions::ALL,
-        },
-        None => Device::Cpu,
-    };
-    let mut engine = wgtrain::open(device, &cfg, (&mnist).into())?;
+    let device = gpu.as_ref().map_or(Device::Cpu, GpuDevice::device);
+    let mut engine = wgtrain::open(device, &[cfg], (&mnist).into())?;
     println!("{}", engine.describe());
-    let history = Trainer::new(&mut *engine)?.fit(&mut |_, report| {
+    let history = Trainer::new(engine.as_mut())?.fit_single(&mut |report| {
         println!("{report}");
         Ok(())
     })?;

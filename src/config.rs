@@ -34,7 +34,7 @@ pub struct RunConfig {
     /// unless `init_seed` is set, the initialisation ([`MlpSpec::init`]).
     pub seed: u64,
     /// Seeds the initialisation instead of `seed`: members of a population
-    /// ([`crate::population`]) share `seed` (one data order) but may start from different
+    /// ([`crate::engine`]) share `seed` (one data order) but may start from different
     /// weights.
     pub init_seed: Option<u64>,
     /// Fraction of the training samples held out for validation, in [0, 1)

@@ -68,7 +68,8 @@ pub enum Error {
     /// Training produced a finite loss far above where it started
     /// ([`crate::train::EXPLODED_LOSS_FACTOR`] times its first step's): the run diverged.
     #[error(
-        "the training loss exploded at epoch {epoch}: its mean was {loss} against {first} at the first step,          with learning rate {lr:e}; the run was stopped. Lower the learning rate (--lr) or the weight decay."
+        "the training loss exploded at epoch {epoch}: its mean was {loss} against {first} at the first step, \
+         with learning rate {lr:.3e}; the run was stopped. Lower the learning rate (--lr) or the weight decay."
     )]
     LossExploded {
         /// 1-based epoch of the member's run.

@@ -10,18 +10,18 @@
 //! `P` parameters; a matmul is `C[M, N] = A[M, K] · B[K, N]`. Matrices are row-major;
 //! weights use PyTorch's `nn.Linear` layout (`weight [O, I]`, `bias [O]`).
 //!
+//! A run is a population of K >= 1 members that share the minibatch stream (a single run
+//! is K = 1): one [`engine::Engine`] trait, one [`train::Trainer`], one engine per device
+//! ([`open`]).
+//!
 //! ```no_run
-//! use wgtrain::{Device, RunConfig, data, gpu, train::Trainer};
+//! use wgtrain::{GpuDevice, RunConfig, data, train::Trainer};
 //! # fn main() -> Result<(), wgtrain::Error> {
 //! let mnist = data::load_or_download(None, true, true)?;
 //! let cfg = RunConfig::builder().epochs(1).lr(0.1).build()?;
-//! let gpu = gpu::Gpu::new(&gpu::GpuOptions::default())?;
-//! let kernels = gpu::Kernels::new(&gpu)?;
-//! let matmul = gpu::autotune::MatmulChoice::Auto;
-//! let fusions = wgtrain::gpu::Fusions::ALL;
-//! let device = Device::Gpu { gpu: &gpu, kernels: &kernels, matmul, fusions }; // or Device::Cpu
-//! let mut engine = wgtrain::open(device, &cfg, (&mnist).into())?;
-//! for report in Trainer::new(&mut *engine)?.fit(&mut |_, r| { println!("{r}"); Ok(()) })? {
+//! let gpu = GpuDevice::open()?; // or wgtrain::Device::Cpu
+//! let mut engine = wgtrain::open(gpu.device(), &[cfg], (&mnist).into())?;
+//! for report in Trainer::new(&mut *engine)?.fit_single(&mut |r| { println!("{r}"); Ok(()) })? {
 //!     assert!(report.test_accuracy > 0.9);
 //! }
 //! # Ok(()) }
@@ -41,8 +41,8 @@
 //! In the repository's `examples/` folder; each Rust one runs with
 //! `cargo run --release --example NAME`:
 //! - `examples/train_mnist.rs`: one epoch of MNIST through the public API in about 30
-//!   lines (`RunConfig`, `wgtrain::open`, `Trainer`); takes the MNIST directory, runs on the
-//!   GPU if one opens, else (or with `--cpu`) on the CPU.
+//!   lines (`RunConfig`, `GpuDevice`, `wgtrain::open`, `Trainer`); takes the MNIST
+//!   directory, runs on the GPU if one opens, else (or with `--cpu`) on the CPU.
 //! - `examples/custom_dataset.rs`: trains on in-memory data built in code (three classes of 8x8 strokes), on the CPU
 //!   or with `--gpu`; no IDX files.
 //! - `examples/startup_probe.rs`: where start-up time goes (data load, device, kernels,

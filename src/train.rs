@@ -675,7 +675,7 @@ mod tests {
     fn a_finite_loss_a_hundredfold_above_its_start_is_a_divergence() {
         let e = exploded(3.4e11, Some(2.3), 1, 1000.0).expect("exploded");
         let text = e.to_string();
-        for want in ["3.4000e11", "2.3000", "1e3", "--lr"] {
+        for want in ["3.4000e11", "2.3000", "1.000e3", "--lr"] {
             assert!(text.contains(want), "{text} lacks {want}");
         }
         assert!(exploded(229.0, Some(2.3), 1, 0.1).is_none());

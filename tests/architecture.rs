@@ -292,10 +292,19 @@ fn cycles(edges: &BTreeMap<ModPath, BTreeSet<ModPath>>) -> Vec<String> {
     found
 }
 
+impl Crate {
+    /// Import circles at every module depth, from the top-level modules down to the
+    /// deepest (`gpu::kernels::matmul::gather` is depth 4).
+    fn circles(&self) -> Vec<String> {
+        let deepest = self.modules.keys().map(Vec::len).max().unwrap_or(1);
+        (1..=deepest).flat_map(|d| cycles(&self.edges(d))).collect()
+    }
+}
+
 #[test]
 fn the_library_has_no_import_circles() {
     let lib = Crate::load("lib", &["main", "cli"]);
-    let found: Vec<String> = [1, 2].iter().flat_map(|&d| cycles(&lib.edges(d))).collect();
+    let found = lib.circles();
     assert!(found.is_empty(), "import circles:\n{}", found.join("\n"));
 }
 
@@ -305,12 +314,50 @@ fn the_cli_has_no_import_circles() {
     let mut cli = bin;
     cli.modules
         .retain(|m, _| m.first().is_none_or(|p| p == "cli"));
-    let found = cycles(&cli.edges(2));
+    let found = cli.circles();
     assert!(
         found.is_empty(),
         "import circles in the CLI:\n{}",
         found.join("\n")
     );
+}
+
+/// Issue 22: the circle check looked at depths 1 and 2 only, so `gpu::engine::plan` <->
+/// `gpu::engine::tuning` (depth 3) passed. A circle between two modules three levels down
+/// is found now, and so is one four levels down.
+#[test]
+fn a_circle_at_any_depth_is_found() {
+    let module = |path: &str, text: &str| {
+        let key: ModPath = path.split("::").map(String::from).collect();
+        (key, text.to_string())
+    };
+    for (a, b) in [
+        ("gpu::engine::plan", "gpu::engine::tuning"),
+        (
+            "gpu::kernels::matmul::gather",
+            "gpu::kernels::matmul::variant",
+        ),
+    ] {
+        let mut modules: BTreeMap<ModPath, String> = BTreeMap::new();
+        for path in [a, b] {
+            let parts: Vec<&str> = path.split("::").collect();
+            for i in 1..parts.len() {
+                modules.insert(
+                    parts[..i].iter().map(|s| s.to_string()).collect(),
+                    String::new(),
+                );
+            }
+        }
+        modules.extend([
+            module(a, &format!("use crate::{b}::X;\n")),
+            module(b, &format!("use crate::{a}::Y;\n")),
+        ]);
+        let found = Crate { modules }.circles();
+        assert!(
+            found.iter().any(|c| c.contains(a) && c.contains(b)),
+            "no circle found between {a} and {b}: {found:?}"
+        );
+    }
 }
 
 #[test]

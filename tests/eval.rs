@@ -126,9 +126,9 @@ fn confusion_from_gpu_and_cpu_logits_matches_an_f64_reference() {
         let mut cpu = common::engine(On::Cpu, &cfg, data).unwrap();
         Trainer::new(&mut *cpu)
             .unwrap()
-            .fit(&mut |_, _| Ok(()))
+            .fit_single(&mut |_| Ok(()))
             .unwrap();
-        cpu.params().unwrap()
+        cpu.params(0).unwrap()
     };
     let all: Vec<usize> = (0..test.len()).collect();
     let want_logits = reference_logits(&spec, &params, &test, &all, norm);
@@ -150,16 +150,17 @@ fn confusion_from_gpu_and_cpu_logits_matches_an_f64_reference() {
     for on in [On::gpu_variant(MatmulVariant::Rows), On::Cpu] {
         let name = on.name();
         let mut engine = common::engine(on, &cfg, data).unwrap();
-        engine.set_params(&params).unwrap();
+        engine.set_params(0, &params).unwrap();
         let val_rows: Vec<usize> = engine
             .setup()
+            .shared()
             .validation
             .iter()
             .map(|&v| v as usize)
             .collect();
         assert_eq!(val_rows.len(), 6, "{name}: validation samples");
         let want_val = reference_logits(&spec, &params, &train, &val_rows, norm);
-        let logits = engine.logits(EvalSet::Test).unwrap();
+        let logits = engine.logits(0, EvalSet::Test).unwrap();
         let flat: Vec<f32> = want_logits.iter().flatten().map(|&v| v as f32).collect();
         common::assert_close(&format!("{name} test logits"), &logits, &flat, 1e-4, 1e-4);
         // Equal counts are owed when no sample's top two reference logits are closer than
@@ -186,13 +187,13 @@ fn confusion_from_gpu_and_cpu_logits_matches_an_f64_reference() {
         let classes: Vec<usize> = predictions.iter().map(|p| p.class).collect();
         let confusion = Confusion::new(10, &test.labels, &classes);
         assert_confusion_is(name, &confusion, &want_counts);
-        let eval = engine.evaluate(EvalSet::Test).unwrap();
+        let eval = engine.evaluate(EvalSet::Test).unwrap()[0];
         assert_eq!(
             (eval.accuracy * 2500.0).round() as u64,
             confusion.correct(),
             "{name}: the kernel's correct count"
         );
-        let val = engine.logits(EvalSet::Validation).unwrap();
+        let val = engine.logits(0, EvalSet::Validation).unwrap();
         let flat: Vec<f32> = want_val.iter().flatten().map(|&v| v as f32).collect();
         common::assert_close(
             &format!("{name} validation logits"),

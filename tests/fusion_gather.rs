@@ -1,14 +1,18 @@
 //! The gather fusion (`Fusions::gather`): layer 0's forward product reads the minibatch's
 //! u8 pixels through the sample order and normalises them in its operand loads
-//! (`matmul_gather`), instead of a `gather_normalize` launch writing X first.
+//! (the gather prologue, `matmul::gather`, `OperandA::Pixels`), instead of a
+//! `gather_normalize` launch writing X first.
 //!
 //! The fused launch computes the same normalisation (`(pixel / 255 - mean) / std`, term
 //! for term) and the same fma chains as the unfused pair, so everything is compared bit
 //! for bit: the product, the X and y it stores, and a whole run's parameters and metrics.
 //! Kernel level: every variant that reads pixels, ragged shapes (rows not a multiple of
 //! any kernel's block, a partial minibatch through the step record, K not a multiple of 4)
-//! and non-trivial normalisation; also against an f64 CPU product. Engine level: a few
-//! epochs with and without the fusion.
+//! and non-trivial normalisation; also against an f64 CPU product. With members (issue 22):
+//! K members' layer-0 products from the shared pixels in one launch, each equal to its own
+//! launch bit for bit, X and y stored once (by member 0) with the single launch's values,
+//! up to a grid past 65,535 workgroups. Engine level: a few epochs with and without the
+//! fusion.
 
 mod common;
 
@@ -17,8 +21,11 @@ use wgtrain::cpu;
 use wgtrain::data::{Dataset, Normalization};
 use wgtrain::engine::{Engine, EvalSet};
 use wgtrain::gpu::engine::GpuEngine;
-use wgtrain::gpu::kernels::matmul::{BatchDim, Epilogue, MatmulSpec, Tile2d};
-use wgtrain::gpu::kernels::{self, gather_normalize, matmul, matmul_gather};
+use wgtrain::gpu::kernels::matmul::gather::{self as matmul_gather, PixelSource};
+use wgtrain::gpu::kernels::matmul::{
+    BatchDim, Epilogue, EpilogueOperands, MatmulLaunch, MatmulMembers, MatmulSpec, OperandA, Tile2d,
+};
+use wgtrain::gpu::kernels::{self, Dispatch, gather_normalize, matmul};
 use wgtrain::gpu::{Fusions, GpuTensor, MatmulVariant, StepRecord, View};
 use wgtrain::{RunConfig, train};
 
@@ -60,6 +67,99 @@ fn bits(v: &[f32]) -> Vec<u32> {
     v.iter().map(|f| f.to_bits()).collect()
 }
 
+/// Layer 0's forward product of `spec` on `variant` for `members`, A read from the pixels
+/// of `src` (the gather prologue), B the weights, the bias epilogue's `bias`.
+fn fused_launch(
+    variant: MatmulVariant,
+    spec: MatmulSpec,
+    members: MatmulMembers,
+    src: PixelSource<'_>,
+    [b, bias, c, dummy]: [View<'_>; 4],
+) -> wgtrain::Result<Dispatch> {
+    let (g, kn) = gpu();
+    let launch = MatmulLaunch {
+        spec,
+        members,
+        a: OperandA::Pixels(src),
+        b,
+        c,
+        epilogue: EpilogueOperands::Bias(bias),
+        dummy,
+    };
+    matmul::dispatch(g, kn, variant, "fused", launch)
+}
+
+/// The same product with A the f32 values `x` (after a `gather_normalize` launch).
+fn unfused_launch(
+    variant: MatmulVariant,
+    spec: MatmulSpec,
+    [x, b, bias, c, dummy]: [View<'_>; 5],
+) -> wgtrain::Result<Dispatch> {
+    let (g, kn) = gpu();
+    let launch =
+        MatmulLaunch::new(spec, x, b, c, dummy).with_epilogue(EpilogueOperands::Bias(bias));
+    matmul::dispatch(g, kn, variant, "forward", launch)
+}
+
+/// A dataset of `n` samples of `k` random pixels, their labels and an order (reversed,
+/// rotated by the seed), on the host and on the GPU (pixels packed four per word).
+struct PixelData {
+    pixels: Vec<u8>,
+    labels: Vec<u32>,
+    order: Vec<u32>,
+    pix: wgpu::Buffer,
+    lab: wgpu::Buffer,
+    ord: wgpu::Buffer,
+}
+
+fn pixel_data(n: usize, k: usize, seed: u64) -> PixelData {
+    let pixels: Vec<u8> = integers(seed, n * k, 256)
+        .into_iter()
+        .map(|v| v as u8)
+        .collect();
+    let labels = integers(seed + 1, n, 10);
+    let mut order: Vec<u32> = (0..n as u32).collect();
+    order.reverse();
+    order.rotate_left(seed as usize % n);
+    let mut packed = pixels.clone();
+    packed.resize(pixels.len().next_multiple_of(4), 0);
+    let (pix, lab, ord) = (
+        u32_buffer(bytemuck::cast_slice(&packed)),
+        u32_buffer(&labels),
+        u32_buffer(&order),
+    );
+    PixelData {
+        pixels,
+        labels,
+        order,
+        pix,
+        lab,
+        ord,
+    }
+}
+
+impl PixelData {
+    /// Operand A read from these pixels, X and y stored into `x` and `y`.
+    fn source<'a>(
+        &'a self,
+        x: View<'a>,
+        y: View<'a>,
+        norm: Normalization,
+        write_x: bool,
+    ) -> PixelSource<'a> {
+        PixelSource {
+            pixels: &self.pix,
+            labels: &self.lab,
+            order: &self.ord,
+            x,
+            y,
+            mean: norm.mean,
+            std: norm.std,
+            write_x,
+        }
+    }
+}
+
 /// One kernel-level case: a dataset of `n` samples of `k` pixels, an order, and layer 0 of
 /// `out` outputs; a launch built for `max_rows` rows runs the minibatch of `batch` rows at
 /// position `offset` of the order.
@@ -81,21 +181,9 @@ struct Case {
 fn check(case: &Case, variant: MatmulVariant, write_x: bool, seed: u64) {
     let (g, kn) = gpu();
     let Case { n, k, out, .. } = *case;
-    let pixels: Vec<u8> = integers(seed, n * k, 256)
-        .into_iter()
-        .map(|v| v as u8)
-        .collect();
-    let labels = integers(seed + 1, n, 10);
-    let mut order: Vec<u32> = (0..n as u32).collect();
-    order.reverse();
-    order.rotate_left(seed as usize % n);
-    let mut packed = pixels.clone();
-    packed.resize(pixels.len().next_multiple_of(4), 0);
-    let (pix, lab, ord) = (
-        u32_buffer(bytemuck::cast_slice(&packed)),
-        u32_buffer(&labels),
-        u32_buffer(&order),
-    );
+    let data = pixel_data(n, k, seed);
+    let (pixels, labels, order) = (&data.pixels, &data.labels, &data.order);
+    let (pix, lab, ord) = (&data.pix, &data.lab, &data.ord);
     let w = uniform(seed + 2, out * k, -0.1, 0.1);
     let bias = uniform(seed + 3, out, -0.5, 0.5);
     let wt = GpuTensor::upload(g, "w", &w, &[out, k]).unwrap();
@@ -130,9 +218,9 @@ fn check(case: &Case, variant: MatmulVariant, write_x: bool, seed: u64) {
         kn,
         "gather",
         gather_normalize::GatherNormalizeBuffers {
-            pixels: &pix,
-            labels: &lab,
-            order: &ord,
+            pixels: pix,
+            labels: lab,
+            order: ord,
             x: &x_ref.buffer,
             y: &y_ref,
         },
@@ -142,57 +230,32 @@ fn check(case: &Case, variant: MatmulVariant, write_x: bool, seed: u64) {
         case.norm.std,
     )
     .unwrap();
-    let product = matmul::dispatch(
-        g,
-        kn,
-        variant,
-        "forward",
-        spec,
+    let ops = [
         x_ref.view(),
         wt.view(),
-        Some(bt.view()),
-        None,
+        bt.view(),
         c_ref.view(),
         dummy.view(),
-    )
-    .unwrap();
+    ];
+    let product = unfused_launch(variant, spec, ops).unwrap();
     kernels::run(g, kn, &[gather, product], record, 1).unwrap();
 
     // Fused.
     let x = GpuTensor::poisoned(g, "x", &[case.max_rows, k]).unwrap();
     let y = u32_buffer(&vec![u32::MAX; case.max_rows]);
     let c = GpuTensor::poisoned(g, "c", &[case.max_rows, out]).unwrap();
-    let fused = matmul_gather::dispatch(
-        g,
-        kn,
-        variant,
-        "fused",
-        spec,
-        matmul_gather::PixelSource {
-            pixels: &pix,
-            labels: &lab,
-            order: &ord,
-            x: x.view(),
-            y: View::whole(&y),
-            mean: case.norm.mean,
-            std: case.norm.std,
-            write_x,
-        },
-        wt.view(),
-        bt.view(),
-        c.view(),
-        dummy.view(),
-    )
-    .unwrap();
+    let src = data.source(x.view(), View::whole(&y), case.norm, write_x);
+    let ops = [wt.view(), bt.view(), c.view(), dummy.view()];
+    let fused = fused_launch(variant, spec, MatmulMembers::ONE, src, ops).unwrap();
     assert_eq!(fused.kernel, matmul_gather_kernel(variant));
     kernels::run(g, kn, &[fused], record, 1).unwrap();
 
     let rows = case.batch;
     let (want_x, want_y) = cpu::gather_normalize(
-        &pixels,
-        &labels,
+        pixels,
+        labels,
         k,
-        &order,
+        order,
         case.offset,
         rows,
         case.norm.mean,
@@ -340,6 +403,178 @@ fn fused_forward_matches_gather_then_matmul_ragged() {
     }
 }
 
+/// `case` for `count` members in one launch on `variant`: the shared pixels, member j's
+/// weights and bias (other seeds), C stacked with NaN gaps. The members listed in
+/// `checked` equal their own launches (K = 1) bit for bit, C (the rows past the minibatch
+/// unwritten in both) and the X and y stored (by member 0 alone: the single launch's
+/// values; X untouched without `write_x`); no member writes outside its block of C, and
+/// every member's minibatch rows are written.
+fn check_members(
+    case: &Case,
+    variant: MatmulVariant,
+    count: usize,
+    write_x: bool,
+    checked: &[usize],
+    seed: u64,
+) {
+    let (g, kn) = gpu();
+    let Case { n, k, out, .. } = *case;
+    let rows = case.max_rows;
+    let data = pixel_data(n, k, seed);
+    let (sb, sbias, sc) = (
+        (out * k).next_multiple_of(4) + 4,
+        out.next_multiple_of(4) + 4,
+        (rows * out).next_multiple_of(4) + 4,
+    );
+    let w: Vec<Vec<f32>> = (0..count)
+        .map(|j| uniform(seed + 10 * j as u64 + 2, out * k, -0.1, 0.1))
+        .collect();
+    let bias: Vec<Vec<f32>> = (0..count)
+        .map(|j| uniform(seed + 10 * j as u64 + 3, out, -0.5, 0.5))
+        .collect();
+    let stack = |parts: &[Vec<f32>], stride: usize| {
+        let mut all = vec![f32::NAN; (parts.len() - 1) * stride + parts[0].len()];
+        for (j, p) in parts.iter().enumerate() {
+            all[j * stride..j * stride + p.len()].copy_from_slice(p);
+        }
+        all
+    };
+    let up = |name: &str, v: &[f32]| GpuTensor::upload(g, name, v, &[v.len()]).unwrap();
+    let dummy = up("dummy", &[0.0; 4]);
+    let spec = MatmulSpec {
+        m: rows,
+        n: out,
+        k,
+        trans_a: false,
+        trans_b: true,
+        trans_c: false,
+        epilogue: case.epilogue,
+        batch_dim: BatchDim::M,
+    };
+    let record = StepRecord {
+        offset: case.offset as u32,
+        batch: case.batch as u32,
+        ..Default::default()
+    };
+    // One launch of `members` over the stacked weights, biases and C: C, X and y.
+    let launch = |members: MatmulMembers, w: &[f32], bias: &[f32], c_len: usize| {
+        let (tw, tbias) = (up("w", w), up("bias", bias));
+        let c = GpuTensor::poisoned(g, "c", &[c_len]).unwrap();
+        let x = GpuTensor::poisoned(g, "x", &[rows, k]).unwrap();
+        let y = u32_buffer(&vec![u32::MAX; rows]);
+        let src = data.source(x.view(), View::whole(&y), case.norm, write_x);
+        let ops = [tw.view(), tbias.view(), c.view(), dummy.view()];
+        let d = fused_launch(variant, spec, members, src, ops).unwrap();
+        kernels::run(g, kn, &[d], record, 1).unwrap();
+        (c.read(g).unwrap(), x.read(g).unwrap(), read_u32(&y, rows))
+    };
+    let members = MatmulMembers {
+        count,
+        a: 0, // the pixels are shared
+        b: sb,
+        bias: sbias,
+        mask: 0,
+        c: sc,
+    };
+    let c_len = (count - 1) * sc + rows * out;
+    let (c, x, y) = launch(members, &stack(&w, sb), &stack(&bias, sbias), c_len);
+    let what = format!(
+        "{variant} x{count} K={k} N={out} rows {}/{rows}",
+        case.batch
+    );
+    for &j in checked {
+        let (cj, xj, yj) = launch(MatmulMembers::ONE, &w[j], &bias[j], rows * out);
+        let mine = &c[j * sc..j * sc + rows * out];
+        assert_eq!(bits(mine), bits(&cj), "{what}: C of member {j}");
+        assert_eq!(bits(&x), bits(&xj), "{what}: X (member {j}'s launch)");
+        assert_eq!(y, yj, "{what}: y (member {j}'s launch)");
+    }
+    let live = case.batch * out;
+    for j in 0..count {
+        let block = &c[j * sc..(j * sc + sc).min(c.len())];
+        assert!(
+            block[..live].iter().all(|v| v.is_finite()),
+            "{what}: member {j} not written"
+        );
+        assert!(
+            block[live..].iter().all(|v| v.is_nan()),
+            "{what}: member {j} wrote past its rows or its block"
+        );
+    }
+    assert_eq!(
+        x.iter().all(|v| v.is_nan()),
+        !write_x,
+        "{what}: X stored iff write_x"
+    );
+}
+
+/// The gather prologue with members (issue 22: every fusion serves every K): K = 3 on
+/// every variant that reads pixels (a ragged K, bias-only epilogue, a partial minibatch of
+/// a launch larger than any block), K = 3 on whole pixel words with bias + ReLU and X not
+/// stored (evaluation), and K = 1.
+#[test]
+fn fused_forward_members_match_their_single_launches() {
+    let ragged = Case {
+        n: 300,
+        k: 13,
+        out: 10,
+        max_rows: 130,
+        offset: 250,
+        batch: 50,
+        epilogue: Epilogue::Bias,
+        norm: Normalization {
+            mean: 0.5,
+            std: 2.0,
+        },
+    };
+    for (vi, variant) in pixel_variants().into_iter().enumerate() {
+        check_members(&ragged, variant, 3, true, &[0, 1, 2], 20 + vi as u64);
+    }
+    let words = Case {
+        n: 100,
+        k: 36,
+        out: 37,
+        max_rows: 45,
+        offset: 40,
+        batch: 45,
+        epilogue: Epilogue::BiasRelu,
+        norm: Normalization {
+            mean: 0.1307,
+            std: 0.3081,
+        },
+    };
+    let first = pixel_variants()[0];
+    check_members(&words, first, 3, false, &[0, 1, 2], 30);
+    check_members(&ragged, first, 1, true, &[0], 31);
+}
+
+/// Members' row blocks past 65,535 workgroups: the gather launch's grid folds, and every
+/// member's rows are computed from the shared pixels; members at both ends and in the
+/// middle equal their own launches bit for bit, X and y included.
+#[test]
+fn fused_forward_members_past_65535_row_blocks_fold_the_grid() {
+    let variant = pixel_variants()[0];
+    // Two row blocks per member.
+    let rows = (1..).find(|&r| variant.blocks(r + 1, 3).1 == 2).unwrap() + 1;
+    let count = 32_800;
+    assert!(variant.blocks(rows, 3).1 * count as u64 > 65_535);
+    let case = Case {
+        n: rows + 7,
+        k: 8,
+        out: 3,
+        max_rows: rows,
+        offset: 5,
+        batch: rows,
+        epilogue: Epilogue::BiasRelu,
+        norm: Normalization {
+            mean: 0.2,
+            std: 0.45,
+        },
+    };
+    let checked = [0, 1, count / 2, count - 2, count - 1];
+    check_members(&case, variant, count, true, &checked, 40);
+}
+
 /// What does not read pixels is refused with a reason: the other kernels, products other
 /// than the forward one, and a K the loop cap would split.
 #[test]
@@ -421,25 +656,27 @@ fn run(
 ) -> Outcome {
     let (g, kn) = gpu();
     let data = common::data(train_set, test);
-    let mut e = GpuEngine::new(g, kn, variant.into(), fusions, cfg, data).unwrap();
-    let samples = e.setup().train_indices.clone();
+    let cfgs = std::slice::from_ref(cfg);
+    let mut e = GpuEngine::new(g, kn, variant.into(), fusions, cfgs, data).unwrap();
+    let samples = e.setup().shared().train_indices.clone();
     let mut sums = Vec::new();
     for epoch in 0..2 {
         let order = train::epoch_order(&samples, 5, epoch);
-        let steps =
-            train::step_records(samples.len(), cfg.batch_size, (epoch * 10) as u64, |_| 0.1);
-        sums.extend(e.train_epoch(&order, &steps, &mut |_| {}).unwrap());
+        let steps = train::step_records(samples.len(), cfg.batch_size);
+        let first = epoch == 0;
+        let epoch_sums = common::train_epoch(&mut e, &order, &steps, 0.1, first).unwrap();
+        sums.extend_from_slice(&epoch_sums[0]);
     }
     let evals = [EvalSet::Test, EvalSet::Validation]
         .map(|s| {
-            let r = e.evaluate(s).unwrap();
+            let r = e.evaluate(s).unwrap()[0];
             (r.loss, r.accuracy)
         })
         .to_vec();
-    let logits = e.logits(EvalSet::Test).unwrap();
+    let logits = e.logits(0, EvalSet::Test).unwrap();
     (
         sums,
-        e.params().unwrap(),
+        e.params(0).unwrap(),
         evals,
         logits,
         e.dispatches_per_step(),
@@ -549,43 +786,21 @@ fn time_fused_forward() {
             0.3081,
         )
         .unwrap();
-        let product = matmul::dispatch(
-            g,
-            kn,
-            variant,
-            "forward",
-            spec,
-            x.view(),
-            wt.view(),
-            Some(bt.view()),
-            None,
-            c.view(),
-            dummy.view(),
-        )
-        .unwrap();
+        let ops = [x.view(), wt.view(), bt.view(), c.view(), dummy.view()];
+        let product = unfused_launch(variant, spec, ops).unwrap();
         let fused = |write_x| {
-            matmul_gather::dispatch(
-                g,
-                kn,
-                variant,
-                "fused",
-                spec,
-                matmul_gather::PixelSource {
-                    pixels: &pix,
-                    labels: &lab,
-                    order: &ord,
-                    x: x.view(),
-                    y: View::whole(&y),
-                    mean: 0.1307,
-                    std: 0.3081,
-                    write_x,
-                },
-                wt.view(),
-                bt.view(),
-                c.view(),
-                dummy.view(),
-            )
-            .unwrap()
+            let src = PixelSource {
+                pixels: &pix,
+                labels: &lab,
+                order: &ord,
+                x: x.view(),
+                y: View::whole(&y),
+                mean: 0.1307,
+                std: 0.3081,
+                write_x,
+            };
+            let ops = [wt.view(), bt.view(), c.view(), dummy.view()];
+            fused_launch(variant, spec, MatmulMembers::ONE, src, ops).unwrap()
         };
         let runs: [(&str, Vec<wgtrain::gpu::Dispatch>); 4] = [
             ("gather_normalize alone", vec![gather.clone()]),

@@ -7,8 +7,11 @@
 //! variant the device runs followed by the unfused launch, on ragged shapes (rows not a
 //! multiple of the 256-wide workgroup, hidden widths not a multiple of 4, class counts not
 //! a multiple of 4, a partial last minibatch through the step record), plus the CPU
-//! reference (f64) within float tolerance. Then whole epochs of the engine with the fusion
-//! and without: the same parameters, per-step sums and evaluation, bit for bit, and the
+//! reference (f64) within float tolerance. With members (issue 22: every fusion serves
+//! every K): K members' hidden activations and output layers in one launch, each member's
+//! outputs those of its own launch bit for bit, the gaps between members untouched, up to
+//! a grid past 65,535 workgroups. Then whole epochs of the engine with the fusion and
+//! without: the same parameters, per-step sums and evaluation, bit for bit, and the
 //! dispatch counts (8 and 9 for one hidden layer; 9 again past the size limit).
 
 mod common;
@@ -18,7 +21,10 @@ use wgtrain::cpu;
 use wgtrain::engine::{Engine, EvalSet};
 use wgtrain::gpu::GpuTensor;
 use wgtrain::gpu::engine::GpuEngine;
-use wgtrain::gpu::kernels::matmul::{self, BatchDim, Epilogue, MatmulSpec, MatmulVariant};
+use wgtrain::gpu::kernels::matmul::{
+    self, BatchDim, Epilogue, EpilogueOperands, MatmulLaunch, MatmulSpec, MatmulVariant,
+};
+use wgtrain::gpu::kernels::softmax_cross_entropy::{LossMembers, METRICS_HEADER};
 use wgtrain::gpu::kernels::{self, softmax_cross_entropy as sce};
 use wgtrain::gpu::{Fusions, View};
 use wgtrain::optim::SgdConfig;
@@ -115,15 +121,10 @@ fn run_loss(sh: &Shape, variant: Option<MatmulVariant>) -> LossOutputs {
     let mut launches = Vec::new();
     match variant {
         None => {
-            let output = sce::OutputLayer {
-                hidden: th.view(),
-                params: tp.view(),
-                bias_at: sh.bias_at(),
-                width: sh.width,
-            };
-            launches.push(
-                sce::dispatch_fused_output(g, kn, "fused", bufs, output, b, c, true).unwrap(),
-            );
+            let output = one_output(th.view(), tp.view(), sh.bias_at(), sh.width);
+            let one = LossMembers::ONE;
+            launches
+                .push(sce::dispatch(g, kn, "fused", bufs, b, c, true, one, Some(output)).unwrap());
         }
         Some(v) => {
             let spec = MatmulSpec {
@@ -141,23 +142,11 @@ fn run_loss(sh: &Shape, variant: Option<MatmulVariant>) -> LossOutputs {
                 offset: sh.bias_at() as u64 * 4,
                 len: c,
             };
-            launches.push(
-                matmul::dispatch(
-                    g,
-                    kn,
-                    v,
-                    "forward",
-                    spec,
-                    th.view(),
-                    weights,
-                    Some(bias),
-                    None,
-                    tl.view(),
-                    dummy.view(),
-                )
-                .unwrap(),
-            );
-            launches.push(sce::dispatch(g, kn, "unfused", bufs, b, c, true).unwrap());
+            let forward = MatmulLaunch::new(spec, th.view(), weights, tl.view(), dummy.view())
+                .with_epilogue(EpilogueOperands::Bias(bias));
+            launches.push(matmul::dispatch(g, kn, v, "forward", forward).unwrap());
+            let one = LossMembers::ONE;
+            launches.push(sce::dispatch(g, kn, "unfused", bufs, b, c, true, one, None).unwrap());
         }
     }
     kernels::run(g, kn, &launches, record(sh.rows), 1).unwrap();
@@ -168,6 +157,24 @@ fn run_loss(sh: &Shape, variant: Option<MatmulVariant>) -> LossOutputs {
         rows: bits(&tr.read(g).unwrap()[..2 * sh.rows]),
         metrics: bits(&tm.read(g).unwrap()),
         dbias: bits(&tdb.read(g).unwrap()),
+    }
+}
+
+/// The output layer of one member (member strides 0): `hidden`, and `params` (weights
+/// from element 0, the bias from `bias_at`).
+fn one_output<'a>(
+    hidden: View<'a>,
+    params: View<'a>,
+    bias_at: usize,
+    width: usize,
+) -> sce::OutputLayer<'a> {
+    sce::OutputLayer {
+        hidden,
+        stride_hidden: 0,
+        params,
+        stride_params: 0,
+        bias_at,
+        width,
     }
 }
 
@@ -318,6 +325,212 @@ fn fused_output_layer_gives_the_unfused_bits_for_every_matmul_variant() {
     }
 }
 
+/// Member strides of a fused launch for several members, in floats: hidden activations
+/// and output-layer parameters (multiples of 4: vec4 loads), logits and dlogits, rows,
+/// metrics, bias gradient (deliberately not multiples of 4).
+struct Strides {
+    hidden: usize,
+    params: usize,
+    logits: usize,
+    rows: usize,
+    metrics: usize,
+    dbias: usize,
+}
+
+impl Strides {
+    /// A few floats past each member's extent on `sh`, so that members do not abut.
+    fn past(sh: &Shape) -> Strides {
+        let (b, c) = (sh.max_batch, sh.classes);
+        Strides {
+            hidden: (b * sh.width).next_multiple_of(4) + 4,
+            params: sh.params().len() + 4,
+            logits: b * c + 3,
+            rows: 2 * b + 1,
+            metrics: METRICS_HEADER + 2 + 3,
+            dbias: c + 1,
+        }
+    }
+}
+
+/// `parts` stacked `stride` apart, the gaps `gap`.
+fn stack(parts: &[Vec<f32>], stride: usize, gap: f32) -> Vec<f32> {
+    let mut all = vec![gap; (parts.len() - 1) * stride + parts[parts.len() - 1].len()];
+    for (j, p) in parts.iter().enumerate() {
+        all[j * stride..j * stride + p.len()].copy_from_slice(p);
+    }
+    all
+}
+
+/// One fused training launch on `sh`'s minibatch for `hidden.len()` members (member j
+/// computing its logits from `hidden[j]` and `params[j]`; the labels shared): with
+/// `strides`, the member path, buffers stacked that far apart; without, the launch of one
+/// run ([`LossMembers::ONE`], strides 0). Outputs poisoned with NaN (the metrics: zero, NaN
+/// between members). Returns logits, dlogits, rows, metrics and dbias, read back whole.
+fn run_fused_members(
+    sh: &Shape,
+    hidden: &[Vec<f32>],
+    params: &[Vec<f32>],
+    labels: &[u32],
+    strides: Option<&Strides>,
+) -> [Vec<f32>; 5] {
+    let (g, kn) = gpu();
+    let past = Strides::past(sh);
+    let st = strides.unwrap_or(&past);
+    let (b, c, count) = (sh.max_batch, sh.classes, hidden.len());
+    let up = |name: &str, v: &[f32]| GpuTensor::upload(g, name, v, &[v.len()]).unwrap();
+    let nan = |len: usize, stride: usize| {
+        up(
+            "out",
+            &stack(&vec![vec![f32::NAN; len]; count], stride, f32::NAN),
+        )
+    };
+    let (th, tp) = (
+        up("hidden", &stack(hidden, st.hidden, f32::NAN)),
+        up("params", &stack(params, st.params, f32::NAN)),
+    );
+    let ty = GpuTensor::upload(g, "labels", bytemuck::cast_slice(labels), &[b]).unwrap();
+    let (tl, td, tr, tdb) = (
+        nan(b * c, st.logits),
+        nan(b * c, st.logits),
+        nan(2 * b, st.rows),
+        nan(c, st.dbias),
+    );
+    let tm = up(
+        "metrics",
+        &stack(
+            &vec![vec![0.0; METRICS_HEADER + 2]; count],
+            st.metrics,
+            f32::NAN,
+        ),
+    );
+    let bufs = sce::SoftmaxCrossEntropyBuffers {
+        logits: tl.view(),
+        labels: ty.view(),
+        dlogits: td.view(),
+        rows: tr.view(),
+        metrics: tm.view(),
+        dbias: Some(tdb.view()),
+    };
+    let (members, output) = if strides.is_none() {
+        assert_eq!(count, 1);
+        (
+            LossMembers::ONE,
+            one_output(th.view(), tp.view(), sh.bias_at(), sh.width),
+        )
+    } else {
+        let members = LossMembers {
+            count,
+            logits: st.logits,
+            rows: st.rows,
+            metrics: st.metrics,
+            bias: st.dbias,
+        };
+        let output = sce::OutputLayer {
+            stride_hidden: st.hidden,
+            stride_params: st.params,
+            ..one_output(th.view(), tp.view(), sh.bias_at(), sh.width)
+        };
+        (members, output)
+    };
+    let d = sce::dispatch(g, kn, "members", bufs, b, c, true, members, Some(output)).unwrap();
+    kernels::run(g, kn, &[d], record(sh.rows), 1).unwrap();
+    [&tl, &td, &tr, &tm, &tdb].map(|t| t.read(g).unwrap())
+}
+
+/// Member j's hidden activations and output layer: `sh`'s for member 0, other seeds for
+/// the others.
+fn member_inputs(sh: &Shape, j: usize) -> (Vec<f32>, Vec<f32>) {
+    let mj = Shape {
+        seed: sh.seed + 1000 * j as u64,
+        ..*sh
+    };
+    (mj.hidden(), mj.params())
+}
+
+/// The fused launch for `count` members on `sh` (the member path, non-zero strides)
+/// against each member's launch as a single run (K = 1), bit for bit, every output (the rows past a partial minibatch stay NaN in both); the
+/// gaps between members are never written. `bad`: that member's activations hold an
+/// infinity, so its loss (and its status word alone) turns non-finite.
+fn check_fused_members(sh: &Shape, count: usize, bad: Option<usize>, members_checked: &[usize]) {
+    let (mut hidden, mut params) = (Vec::new(), Vec::new());
+    for j in 0..count {
+        let (h, p) = member_inputs(sh, j);
+        hidden.push(h);
+        params.push(p);
+    }
+    if let Some(j) = bad {
+        hidden[j][1] = f32::INFINITY;
+    }
+    let labels = sh.labels();
+    let st = Strides::past(sh);
+    let got = run_fused_members(sh, &hidden, &params, &labels, Some(&st));
+    let (b, c) = (sh.max_batch, sh.classes);
+    let extents = [
+        (b * c, st.logits, "logits"),
+        (b * c, st.logits, "dlogits"),
+        (2 * b, st.rows, "rows"),
+        (METRICS_HEADER + 2, st.metrics, "metrics"),
+        (c, st.dbias, "dbias"),
+    ];
+    let what = format!(
+        "{count} members, B={} of {b}, hidden {}, C={c}",
+        sh.rows, sh.width
+    );
+    for &j in members_checked {
+        let one = run_fused_members(sh, &hidden[j..=j], &params[j..=j], &labels, None);
+        for ((all, single), &(len, stride, name)) in got.iter().zip(&one).zip(&extents) {
+            assert_eq!(
+                bits(&all[j * stride..j * stride + len]),
+                bits(single),
+                "{what}: {name} of member {j}"
+            );
+        }
+        let status = got[3][j * st.metrics];
+        assert_eq!(
+            status != 0.0,
+            bad == Some(j),
+            "{what}: status of member {j}"
+        );
+    }
+    for (all, &(len, stride, name)) in got.iter().zip(&extents) {
+        for j in 0..count - 1 {
+            let gap = &all[j * stride + len..(j + 1) * stride];
+            assert!(
+                gap.iter().all(|v| v.is_nan()),
+                "{what}: {name} of member {j} wrote past its block"
+            );
+        }
+    }
+}
+
+/// The fused output layer with members (issue 22): K = 3 members, each its own hidden
+/// activations and output layer at non-zero member strides, equal their own launches bit
+/// for bit on ragged shapes (the element-by-element and the vec4 k loop, a partial
+/// minibatch, class counts not a multiple of 4), one member's loss non-finite (its status
+/// alone set); the member path with K = 1 gives the single run's launch.
+#[test]
+fn fused_output_layer_members_match_their_single_launches() {
+    for (si, sh) in [&SHAPES[2], &SHAPES[3], &SHAPES[4]].into_iter().enumerate() {
+        check_fused_members(sh, 3, (si == 0).then_some(1), &[0, 1, 2]);
+    }
+    check_fused_members(&SHAPES[4], 1, None, &[0]);
+}
+
+/// One workgroup per member past 65,535 workgroups: the grid folds, and members at both
+/// ends and in the middle equal their own launches bit for bit.
+#[test]
+fn fused_output_layer_members_past_65535_workgroups_fold_the_grid() {
+    let sh = Shape {
+        max_batch: 4,
+        rows: 3,
+        width: 4,
+        classes: 3,
+        seed: 8,
+    };
+    let count = 65_600;
+    check_fused_members(&sh, count, None, &[0, 1, count / 2, count - 2, count - 1]);
+}
+
 /// The loop-cap model: the fused launch's loops are the unfused ones plus
 /// `ceil(ceil(B/4)·ceil(C/4)/256)·(k + 1) + 1`, k the k-loop passes (`width/4 + 1` for
 /// whole vec4 rows, else `width + 1`); counted by hand for three shapes.
@@ -375,12 +588,8 @@ fn fused_output_runs_exactly_at_the_loop_cap_and_is_refused_past_it() {
         metrics: tm.view(),
         dbias: Some(tdb.view()),
     };
-    let output = sce::OutputLayer {
-        hidden: th.view(),
-        params: tp.view(),
-        bias_at,
-        width,
-    };
+    let output = one_output(th.view(), tp.view(), bias_at, width);
+    let one = LossMembers::ONE;
     if g.loop_cap.is_some() {
         assert_eq!(g.loop_cap, Some(65_535), "lavapipe's loop cap");
         assert!(
@@ -388,7 +597,7 @@ fn fused_output_runs_exactly_at_the_loop_cap_and_is_refused_past_it() {
                 || b * width * c > sce::FUSED_OUTPUT_MAX_MACS
         );
     }
-    let d = sce::dispatch_fused_output(g, kn, "edge", bufs(), output, b, c, true).unwrap();
+    let d = sce::dispatch(g, kn, "edge", bufs(), b, c, true, one, Some(output)).unwrap();
     kernels::run(g, kn, &[d], record(b), 1).unwrap();
     let want: Vec<f32> = (0..b * c)
         .map(|i| {
@@ -425,7 +634,7 @@ fn fused_output_runs_exactly_at_the_loop_cap_and_is_refused_past_it() {
     small.loop_cap = Some(passes - 1);
     let kn2 = wgtrain::gpu::Kernels::new(&small).unwrap();
     assert!(!sce::fuses_output_layer(&small, b, c, width, true));
-    let err = sce::dispatch_fused_output(&small, &kn2, "edge", bufs(), output, b, c, true)
+    let err = sce::dispatch(&small, &kn2, "edge", bufs(), b, c, true, one, Some(output))
         .expect_err("refused one pass over the cap")
         .to_string();
     assert!(err.contains("loop cap"), "{err}");
@@ -454,7 +663,7 @@ fn engine_with<'a>(
 ) -> GpuEngine<'a> {
     let (g, kn) = gpu();
     let matmul = MatmulVariant::default_for(g).into();
-    GpuEngine::new(g, kn, matmul, fusions, cfg, data).unwrap()
+    GpuEngine::new(g, kn, matmul, fusions, std::slice::from_ref(cfg), data).unwrap()
 }
 
 const OUTPUT_ONLY: Fusions = Fusions {
@@ -490,25 +699,23 @@ fn engine_steps_with_the_fused_output_layer_match_the_unfused_bits() {
         );
         for epoch in 0..2 {
             let order = train::epoch_order(&(0..300).collect::<Vec<u32>>(), 3, epoch);
-            let steps = train::step_records(300, 64, 5 * epoch as u64, |_| 0.1);
+            let steps = train::step_records(300, 64);
             assert_eq!(steps.last().unwrap().batch, 44);
-            let a = fused.train_epoch(&order, &steps, &mut |_| {}).unwrap();
-            let b = plain.train_epoch(&order, &steps, &mut |_| {}).unwrap();
+            let first = epoch == 0;
+            let a = common::train_epoch(&mut fused, &order, &steps, 0.1, first).unwrap();
+            let b = common::train_epoch(&mut plain, &order, &steps, 0.1, first).unwrap();
+            let (a, b) = (&a[0], &b[0]);
             let flat = |s: &[[f32; 2]]| bits(&s.iter().flatten().copied().collect::<Vec<_>>());
-            assert_eq!(
-                flat(&a),
-                flat(&b),
-                "{hidden:?} epoch {epoch}: per-step sums"
-            );
+            assert_eq!(flat(a), flat(b), "{hidden:?} epoch {epoch}: per-step sums");
             assert!(a.iter().all(|s| s[0].is_finite()));
         }
         assert!(
-            bits(&fused.params().unwrap()) == bits(&plain.params().unwrap()),
+            bits(&fused.params(0).unwrap()) == bits(&plain.params(0).unwrap()),
             "{hidden:?}: parameters after two epochs"
         );
         let (ea, eb) = (
-            fused.evaluate(EvalSet::Test).unwrap(),
-            plain.evaluate(EvalSet::Test).unwrap(),
+            fused.evaluate(EvalSet::Test).unwrap()[0],
+            plain.evaluate(EvalSet::Test).unwrap()[0],
         );
         assert_eq!((ea.loss, ea.accuracy), (eb.loss, eb.accuracy), "{hidden:?}");
         assert!(
@@ -517,8 +724,8 @@ fn engine_steps_with_the_fused_output_layer_match_the_unfused_bits() {
             ea.accuracy
         );
         assert_eq!(
-            bits(&fused.logits(EvalSet::Test).unwrap()),
-            bits(&plain.logits(EvalSet::Test).unwrap()),
+            bits(&fused.logits(0, EvalSet::Test).unwrap()),
+            bits(&plain.logits(0, EvalSet::Test).unwrap()),
             "{hidden:?}: logits"
         );
     }
@@ -582,14 +789,10 @@ fn probe_fused_output_timing() {
             metrics: tm.view(),
             dbias: Some(tdb.view()),
         };
-        let output = sce::OutputLayer {
-            hidden: th.view(),
-            params: tp.view(),
-            bias_at: sh.bias_at(),
-            width: sh.width,
-        };
+        let output = one_output(th.view(), tp.view(), sh.bias_at(), sh.width);
+        let one = LossMembers::ONE;
         let fused =
-            vec![sce::dispatch_fused_output(g, kn, "fused", bufs(), output, b, c, true).unwrap()];
+            vec![sce::dispatch(g, kn, "fused", bufs(), b, c, true, one, Some(output)).unwrap()];
         let spec = MatmulSpec {
             m: b,
             n: c,
@@ -610,22 +813,11 @@ fn probe_fused_output_timing() {
             offset: sh.bias_at() as u64 * 4,
             len: c,
         };
+        let forward = MatmulLaunch::new(spec, th.view(), w, tl.view(), dummy.view())
+            .with_epilogue(EpilogueOperands::Bias(bias));
         let unfused = vec![
-            matmul::dispatch(
-                g,
-                kn,
-                variant,
-                "forward",
-                spec,
-                th.view(),
-                w,
-                Some(bias),
-                None,
-                tl.view(),
-                dummy.view(),
-            )
-            .unwrap(),
-            sce::dispatch(g, kn, "unfused", bufs(), b, c, true).unwrap(),
+            matmul::dispatch(g, kn, variant, "forward", forward).unwrap(),
+            sce::dispatch(g, kn, "unfused", bufs(), b, c, true, one, None).unwrap(),
         ];
         let reps = 40;
         let time = |d: &[kernels::Dispatch]| {

@@ -9,11 +9,13 @@ mod common;
 use common::{assert_close, gpu, integers, record, uniform, with_outliers};
 use wgtrain::cpu;
 use wgtrain::gpu::kernels::matmul::BatchDim;
+use wgtrain::gpu::kernels::sgd_update::{SgdTable, member_settings};
 use wgtrain::gpu::kernels::{
     self, StepRecord, bias_relu, column_sum, gather_normalize, sgd_update,
 };
 use wgtrain::gpu::{GpuTensor, View};
 use wgtrain::optim::SgdConfig;
+use wgtrain::step::{MEMBER_FIRST, MemberStep};
 
 /// Issue 10 item 2: `column_sum` over more than 65,535 rows was cut short by llvmpipe's
 /// loop cap. 70,000 rows (and a minibatch of 70,001 of at most 140,000, whose last chunk
@@ -29,8 +31,18 @@ fn regression_loop_cap_column_sum_past_65535_rows() {
         for (what, data) in [("random", &x), ("ones", &ones)] {
             let tx = GpuTensor::upload(g, "x", data, &[m_max, n]).unwrap();
             let out = GpuTensor::poisoned(g, "out", &[n]).unwrap();
-            let d = column_sum::dispatch(g, kn, "t", m_max, n, BatchDim::M, tx.view(), out.view())
-                .unwrap();
+            let d = column_sum::dispatch(
+                g,
+                kn,
+                "t",
+                m_max,
+                n,
+                BatchDim::M,
+                (1, 0, 0),
+                tx.view(),
+                out.view(),
+            )
+            .unwrap();
             kernels::run(g, kn, &[d], record(batch), 1).unwrap();
             let got = out.read(g).unwrap();
             let want = cpu::column_sum(&data[..batch * n], batch, n);
@@ -61,8 +73,9 @@ fn column_sum_matches_reference() {
         let x = with_outliers(seed, m * n);
         let tx = GpuTensor::upload(g, "x", &x, &[m, n]).unwrap();
         let out = GpuTensor::poisoned(g, "out", &[n]).unwrap();
-        let d =
-            column_sum::dispatch(g, kn, "t", m, n, BatchDim::None, tx.view(), out.view()).unwrap();
+        let one = (1, 0, 0);
+        let d = column_sum::dispatch(g, kn, "t", m, n, BatchDim::None, one, tx.view(), out.view())
+            .unwrap();
         kernels::run(g, kn, &[d], record(m), 1).unwrap();
         assert_close(
             &format!("column_sum {m}x{n}"),
@@ -225,37 +238,39 @@ fn check_sgd(
     let tp = GpuTensor::upload(g, "p", &p, &[len]).unwrap();
     let tg = GpuTensor::upload(g, "g", &grad, &[len]).unwrap();
     let tv = GpuTensor::upload(g, "v", &v, &[len]).unwrap();
-    let flat: Vec<u32> = if ranges.is_empty() {
-        vec![0, 0]
-    } else {
-        ranges
-            .iter()
-            .flat_map(|&(s, e)| [s as u32, e as u32])
-            .collect()
+    // The SGD table of one member (issue 22: the settings, learning rate and first-step
+    // flag reach the kernel through it, no longer through a uniform and the step record):
+    // the no-decay ranges, the member's settings, one step. The ranges apply only to a
+    // member that does not decay its biases, so the settings say so (the reference below
+    // leaves the ranges undecayed).
+    let layout = SgdTable::new(ranges.len(), 1, 1);
+    let mut table: Vec<u32> = ranges
+        .iter()
+        .flat_map(|&(s, e)| [s as u32, e as u32])
+        .collect();
+    table.extend(member_settings(&SgdConfig {
+        decay_bias: false,
+        ..cfg.clone()
+    }));
+    let lr = 0.05;
+    let step = MemberStep {
+        lr,
+        flags: if first { MEMBER_FIRST } else { 0 },
     };
-    let nd = u32_buffer(&flat);
+    table.extend(bytemuck::cast_slice::<MemberStep, u32>(&[step]));
+    assert_eq!(table.len(), layout.words());
+    let nd = u32_buffer(&table);
     let st = u32_buffer(&[f32::from(u8::from(halted)).to_bits(), 0]);
     let bufs = sgd_update::SgdUpdateBuffers {
         params: tp.view(),
         grads: tg.view(),
         velocity: tv.view(),
-        no_decay: View::whole(&nd),
+        table: View::whole(&nd),
         status: View::whole(&st),
     };
-    let d = sgd_update::dispatch(g, kn, "t", bufs, len, ranges.len(), cfg).unwrap();
-    let lr = 0.05;
-    kernels::run(
-        g,
-        kn,
-        &[d],
-        StepRecord {
-            lr,
-            first: u32::from(first),
-            ..Default::default()
-        },
-        1,
-    )
-    .unwrap();
+    let stride = len.next_multiple_of(4);
+    let d = sgd_update::dispatch(g, kn, "t", bufs, (len, stride), &layout, 0).unwrap();
+    kernels::run(g, kn, &[d], StepRecord::default(), 1).unwrap();
     let (mut wp, mut wv) = (p.clone(), v.clone());
     if !halted {
         cpu::sgd_update(&mut wp, &grad, &mut wv, cfg, lr, first, ranges);

@@ -11,12 +11,41 @@ mod common;
 
 use common::{assert_close, gpu, matmul_reference, record, uniform, with_outliers};
 use wgtrain::cpu;
-use wgtrain::gpu::GpuTensor;
-use wgtrain::gpu::kernels::matmul::{self, BatchDim, Epilogue, MatmulSpec, MatmulVariant};
-use wgtrain::gpu::kernels::{self, bias_relu, softmax_cross_entropy};
+use wgtrain::gpu::kernels::matmul::{
+    self, BatchDim, Epilogue, EpilogueOperands, MatmulLaunch, MatmulSpec, MatmulVariant,
+};
+use wgtrain::gpu::kernels::softmax_cross_entropy::LossMembers;
+use wgtrain::gpu::kernels::{self, Dispatch, bias_relu, softmax_cross_entropy};
+use wgtrain::gpu::{Gpu, GpuTensor, Kernels, View};
 
 const ATOL: f32 = 1e-5;
 const RTOL: f32 = 1e-4;
+
+/// One launch of `spec` on `variant` ([`matmul::dispatch`]) with f32 operands: `bias` or
+/// `mask` become the epilogue operands `spec.epilogue` reads (and are ignored otherwise).
+#[allow(clippy::too_many_arguments)]
+fn launch(
+    g: &Gpu,
+    kn: &Kernels,
+    variant: MatmulVariant,
+    label: &str,
+    spec: MatmulSpec,
+    a: View<'_>,
+    b: View<'_>,
+    bias: Option<View<'_>>,
+    mask: Option<View<'_>>,
+    c: View<'_>,
+    dummy: View<'_>,
+) -> wgtrain::Result<Dispatch> {
+    let epilogue = match spec.epilogue {
+        Epilogue::None => EpilogueOperands::None,
+        Epilogue::Bias | Epilogue::BiasRelu => EpilogueOperands::Bias(bias.expect("a bias")),
+        Epilogue::ReluMask => EpilogueOperands::Mask(mask.expect("a mask")),
+        Epilogue::SgdUpdate => unreachable!("tested in fusion_update.rs"),
+    };
+    let launch = MatmulLaunch::new(spec, a, b, c, dummy).with_epilogue(epilogue);
+    matmul::dispatch(g, kn, variant, label, launch)
+}
 
 /// Checks one matmul against the reference; false (nothing run) when `variant` does not run
 /// on this device (`MatmulVariant::supports`).
@@ -41,8 +70,8 @@ fn check_matmul(
 /// [`check_matmul`] on a given device (e.g. one with another loop cap).
 #[allow(clippy::too_many_arguments)]
 fn check_matmul_on(
-    g: &wgtrain::gpu::Gpu,
-    kn: &wgtrain::gpu::Kernels,
+    g: &Gpu,
+    kn: &Kernels,
     variant: MatmulVariant,
     m: usize,
     n: usize,
@@ -76,7 +105,7 @@ fn check_matmul_on(
     let tmask = GpuTensor::upload(g, "mask", &mask, &[m * n]).unwrap();
     let tc = GpuTensor::poisoned(g, "c", &[m, n]).unwrap();
     let dummy = GpuTensor::upload(g, "dummy", &[0.0; 4], &[4]).unwrap();
-    let d = matmul::dispatch(
+    let d = launch(
         g,
         kn,
         variant,
@@ -282,7 +311,7 @@ fn fused_epilogues_equal_the_composed_kernels() {
         batch_dim: BatchDim::None,
     };
     let d = vec![
-        matmul::dispatch(
+        launch(
             g,
             kn,
             v,
@@ -296,7 +325,7 @@ fn fused_epilogues_equal_the_composed_kernels() {
             dummy.view(),
         )
         .unwrap(),
-        matmul::dispatch(
+        launch(
             g,
             kn,
             v,
@@ -333,7 +362,7 @@ fn fused_epilogues_equal_the_composed_kernels() {
     );
 
     let d = vec![
-        matmul::dispatch(
+        launch(
             g,
             kn,
             v,
@@ -347,7 +376,7 @@ fn fused_epilogues_equal_the_composed_kernels() {
             dummy.view(),
         )
         .unwrap(),
-        matmul::dispatch(
+        launch(
             g,
             kn,
             v,
@@ -423,7 +452,7 @@ fn matmul_batch_dim_follows_the_step_record() {
                 assert!(!subgroup_kernel_available(), "{variant} refused X·Wᵀ");
                 continue;
             }
-            let d = matmul::dispatch(
+            let d = launch(
                 g,
                 kn,
                 variant,
@@ -472,7 +501,7 @@ fn matmul_batch_dim_follows_the_step_record() {
                 assert!(!subgroup_kernel_available());
                 continue;
             }
-            let d = matmul::dispatch(
+            let d = launch(
                 g,
                 kn,
                 variant,
@@ -531,7 +560,7 @@ fn regression_matmul_past_65535_row_blocks_folds_the_grid() {
         let a = uniform(30, m * k, -1.0, 1.0);
         let ta = GpuTensor::upload(g, "a", &a, &[m * k]).unwrap();
         let tc = GpuTensor::poisoned(g, "c", &[m, n]).unwrap();
-        let d = matmul::dispatch(
+        let d = launch(
             g,
             kn,
             variant,
@@ -558,12 +587,7 @@ fn regression_matmul_past_65535_row_blocks_folds_the_grid() {
 }
 
 /// ones(1, K) · ones(K, 1) with `variant` on `g`: exactly K in f32 (K < 2^24).
-fn ones_dot(
-    g: &wgtrain::gpu::Gpu,
-    kn: &wgtrain::gpu::Kernels,
-    variant: MatmulVariant,
-    k: usize,
-) -> f32 {
+fn ones_dot(g: &Gpu, kn: &Kernels, variant: MatmulVariant, k: usize) -> f32 {
     let spec = MatmulSpec {
         m: 1,
         n: 1,
@@ -577,7 +601,7 @@ fn ones_dot(
     let ones = GpuTensor::upload(g, "ones", &vec![1.0; k], &[k]).unwrap();
     let c = GpuTensor::poisoned(g, "c", &[1, 1]).unwrap();
     let dummy = GpuTensor::upload(g, "dummy", &[0.0; 4], &[4]).unwrap();
-    let d = matmul::dispatch(
+    let d = launch(
         g,
         kn,
         variant,
@@ -705,7 +729,7 @@ fn regression_loop_cap_chunks_match_the_reference_under_a_small_cap() {
             epilogue: Epilogue::None,
             batch_dim: BatchDim::K,
         };
-        let d = matmul::dispatch(
+        let d = launch(
             &g,
             &kn,
             variant,
@@ -771,7 +795,7 @@ fn regression_loop_cap_chunks_match_the_reference_under_a_small_cap() {
         epilogue: Epilogue::None,
         batch_dim: BatchDim::None,
     };
-    let err = matmul::dispatch(
+    let err = launch(
         &g,
         &kn,
         MatmulVariant::Tiled,
@@ -812,7 +836,8 @@ fn regression_loop_cap_chunks_match_the_reference_under_a_small_cap() {
         metrics: logits.view(),
         dbias: None,
     };
-    match softmax_cross_entropy::dispatch(&g, &kn, "t", bufs, 1000, 100, true) {
+    let one = LossMembers::ONE;
+    match softmax_cross_entropy::dispatch(&g, &kn, "t", bufs, 1000, 100, true, one, None) {
         Err(wgtrain::Error::LimitExceeded {
             requested,
             max,
@@ -894,7 +919,7 @@ fn tiled2d_gives_the_register_kernels_bits() {
             let dummy = GpuTensor::upload(g, "dummy", &[0.0; 4], &[4]).unwrap();
             let out = |variant| {
                 let c = GpuTensor::poisoned(g, "c", &[m, n]).unwrap();
-                let d = matmul::dispatch(
+                let d = launch(
                     g,
                     kn,
                     variant,

@@ -1,23 +1,33 @@
-//! The member axis of every kernel of a population step (issue 12): K members in one
-//! dispatch against K single launches of the same kernel, bit for bit, on ragged shapes
-//! (not multiples of any workgroup or tile), with shared operands (stride 0), the loop-cap
-//! split of K and of the rows, and grids whose member row blocks pass 65,535 workgroups.
-//! Outputs are poisoned with NaN, and the padding between members must stay NaN (nothing
-//! written out of a member's block). The single launches are themselves held to the CPU
-//! reference in `parity_matmul.rs`, `parity_softmax_cross_entropy.rs` and
-//! `parity_elementwise.rs`.
+//! The member axis of every kernel of a population step (issue 12; since issue 22 every
+//! launch has one, a single run being K = 1): K members in one dispatch against K single
+//! launches of the same kernel, bit for bit, on ragged shapes (not multiples of any
+//! workgroup or tile), with shared operands (stride 0), the loop-cap split of K and of the
+//! rows, and grids whose member row blocks pass 65,535 workgroups. Outputs are poisoned
+//! with NaN, and the padding between members must stay NaN (nothing written out of a
+//! member's block). The single launches are themselves held to the CPU reference in
+//! `parity_matmul.rs`, `parity_softmax_cross_entropy.rs`, `parity_elementwise.rs` and
+//! `precision_f16.rs`; `sgd_update` is held to the CPU reference here too. The fused
+//! kernels' member axes (gather prologue, SGD epilogue, output layer) are tested in
+//! `fusion_gather.rs`, `fusion_update.rs` and `fusion_output.rs`.
 
 mod common;
 
+use std::sync::OnceLock;
+
 use common::{gpu, record, uniform, with_outliers};
+use half::f16;
 use wgtrain::cpu;
-use wgtrain::gpu::kernels::matmul::{self, BatchDim, Epilogue, MatmulMembers, MatmulSpec};
-use wgtrain::gpu::kernels::sgd_update::{self, SgdMembers, member_settings};
+use wgtrain::gpu::kernels::matmul::f16::{self as matmul_f16, F16View, MatmulF16Buffers};
+use wgtrain::gpu::kernels::matmul::{
+    self, BatchDim, Epilogue, EpilogueOperands, MatmulLaunch, MatmulMembers, MatmulSpec,
+};
+use wgtrain::gpu::kernels::sgd_update::{self, SgdTable, member_settings};
 use wgtrain::gpu::kernels::softmax_cross_entropy::{self, LossMembers, METRICS_HEADER};
 use wgtrain::gpu::kernels::{self, Dispatch, column_sum};
-use wgtrain::gpu::{Gpu, GpuTensor, Kernels, MatmulVariant, StepRecord, View};
+use wgtrain::gpu::tensor::read_buffer;
+use wgtrain::gpu::{Gpu, GpuOptions, GpuTensor, Kernels, MatmulVariant, StepRecord, View};
 use wgtrain::optim::SgdConfig;
-use wgtrain::population::{MEMBER_FIRST, MEMBER_FROZEN, MemberStep};
+use wgtrain::step::{MEMBER_FIRST, MEMBER_FROZEN, MemberStep};
 
 fn run(g: &Gpu, kn: &Kernels, d: &Dispatch, rec: StepRecord) {
     kernels::run(g, kn, std::slice::from_ref(d), rec, 1).unwrap();
@@ -53,6 +63,33 @@ fn assert_members(what: &str, all: &[f32], stride: usize, len: usize, want: &[Ve
             );
         }
     }
+}
+
+/// One f32 launch of `spec` for `members` ([`matmul::dispatch`]): operands `[A, B, C,
+/// dummy]`, and `bias` or `mask` as the epilogue operands `spec.epilogue` reads (ignored
+/// otherwise).
+#[allow(clippy::too_many_arguments)]
+fn launch(
+    g: &Gpu,
+    kn: &Kernels,
+    variant: MatmulVariant,
+    label: &str,
+    spec: MatmulSpec,
+    members: MatmulMembers,
+    [a, b, c, dummy]: [View<'_>; 4],
+    bias: Option<View<'_>>,
+    mask: Option<View<'_>>,
+) -> wgtrain::Result<Dispatch> {
+    let epilogue = match spec.epilogue {
+        Epilogue::None => EpilogueOperands::None,
+        Epilogue::Bias | Epilogue::BiasRelu => EpilogueOperands::Bias(bias.expect("a bias")),
+        Epilogue::ReluMask => EpilogueOperands::Mask(mask.expect("a mask")),
+        Epilogue::SgdUpdate => unreachable!("tested in fusion_update.rs"),
+    };
+    let launch = MatmulLaunch::new(spec, a, b, c, dummy)
+        .with_epilogue(epilogue)
+        .with_members(members);
+    matmul::dispatch(g, kn, variant, label, launch)
 }
 
 /// One matmul of `spec` for `count` members in one launch vs `count` single launches;
@@ -104,7 +141,7 @@ fn check_matmul_members(
         mask: smask,
         c: sc,
     };
-    let d = matmul::dispatch_members(
+    let d = launch(
         g,
         kn,
         variant,
@@ -124,18 +161,16 @@ fn check_matmul_members(
             let (ta, tb) = (up("a1", &a[j]), up("b1", &b[j]));
             let (tbias, tmask) = (up("bias1", &bias[j]), up("mask1", &mask[j]));
             let tc = GpuTensor::poisoned(g, "c1", &[m * n]).unwrap();
-            let d = matmul::dispatch(
+            let d = launch(
                 g,
                 kn,
                 variant,
                 "single",
                 spec,
-                ta.view(),
-                tb.view(),
+                MatmulMembers::ONE,
+                [ta.view(), tb.view(), tc.view(), dummy.view()],
                 Some(tbias.view()),
                 Some(tmask.view()),
-                tc.view(),
-                dummy.view(),
             )
             .unwrap();
             run(g, kn, &d, rec);
@@ -221,9 +256,11 @@ fn matmul_members_match_single_launches_for_every_variant() {
             let seed = (vi * 10 + si) as u64;
             check_matmul_members(g, kn, variant, spec, 3, shared_b, 17, seed);
         }
-        // Ragged everything: 5 x 7 x 3, full minibatch.
+        // Ragged everything: 5 x 7 x 3, full minibatch; K = 4, and K = 1 (the launch of a
+        // single run, with member strides that must not matter).
         let (spec, _) = step_specs(5, 7, 3)[0];
         check_matmul_members(g, kn, variant, spec, 4, false, 5, 50 + vi as u64);
+        check_matmul_members(g, kn, variant, spec, 1, false, 5, 60 + vi as u64);
     }
 }
 
@@ -283,7 +320,7 @@ fn matmul_members_past_65535_row_blocks_fold_into_z() {
             ..MatmulMembers::ONE
         };
         let members = MatmulMembers { count, ..members };
-        let d = matmul::dispatch_members(
+        let d = launch(
             g,
             kn,
             variant,
@@ -338,7 +375,7 @@ fn softmax_cross_entropy_members_match_single_launches() {
     let tm = up("metrics", &vec![0.0; count * sm]);
     let sb = c + 5; // the fused bias gradient of each member
     let tdb = GpuTensor::poisoned(g, "dbias", &[(count - 1) * sb + c]).unwrap();
-    let d = softmax_cross_entropy::dispatch_members(
+    let d = softmax_cross_entropy::dispatch(
         g,
         kn,
         "members",
@@ -360,6 +397,7 @@ fn softmax_cross_entropy_members_match_single_launches() {
             metrics: sm,
             bias: sb,
         },
+        None,
     )
     .unwrap();
     let rec = StepRecord {
@@ -390,6 +428,8 @@ fn softmax_cross_entropy_members_match_single_launches() {
             b,
             c,
             true,
+            LossMembers::ONE,
+            None,
         )
         .unwrap();
         run(g, kn, &d, rec);
@@ -398,8 +438,19 @@ fn softmax_cross_entropy_members_match_single_launches() {
         // dlogits (the unfused path), bit for bit; NaN for member 1 (infinite logit).
         let db1 = tdb1.read(g).unwrap();
         let tcs = GpuTensor::poisoned(g, "colsum", &[c]).unwrap();
-        let cs = column_sum::dispatch(g, kn, "colsum", b, c, BatchDim::M, td1.view(), tcs.view())
-            .unwrap();
+        let one = (1, 0, 0);
+        let cs = column_sum::dispatch(
+            g,
+            kn,
+            "colsum",
+            b,
+            c,
+            BatchDim::M,
+            one,
+            td1.view(),
+            tcs.view(),
+        )
+        .unwrap();
         run(g, kn, &cs, rec);
         let unfused = tcs.read(g).unwrap();
         if j == 1 {
@@ -439,7 +490,7 @@ fn column_sum_members_match_single_launches_and_split_rows() {
         let (x_all, x) = stacked(count, m * n, sx, 11);
         let tx = GpuTensor::upload(g, "x", &x_all, &[x_all.len()]).unwrap();
         let tout = GpuTensor::poisoned(g, "out", &[(count - 1) * so + n]).unwrap();
-        let d = column_sum::dispatch_members(
+        let d = column_sum::dispatch(
             g,
             kn,
             "members",
@@ -465,6 +516,7 @@ fn column_sum_members_match_single_launches_and_split_rows() {
                     m,
                     n,
                     BatchDim::M,
+                    (1, 0, 0),
                     tx.view(),
                     tout.view(),
                 )
@@ -477,30 +529,101 @@ fn column_sum_members_match_single_launches_and_split_rows() {
     }
 }
 
-/// sgd_update_members: each member with its own settings, learning rate and first-step
-/// flag equals a single sgd_update launch of that member's configuration; a frozen member
-/// and one whose status word is set are left as they were.
+/// `sgd_update` reads the SGD table for K members (issue 22: its one entry point, the
+/// settings no longer in a uniform, the learning rate and first-step flag no longer in the
+/// step record): each member with its own settings, learning rate and first-step flag
+/// equals the CPU reference of its configuration (`cpu::sgd_update`, within float
+/// tolerance) and the same kernel launched for it alone (a table of K = 1, bit for bit); a
+/// frozen member and one whose status word is set keep their parameters and momentum
+/// bit for bit; the padding between members stays NaN.
 #[test]
-fn sgd_update_members_match_single_launches() {
+fn sgd_update_members_match_the_reference_and_single_launches() {
     // P not a multiple of 4; one workgroup per member, then two (4,096 floats each).
     for (len, stride) in [(203, 208), (4_103, 4_160)] {
         check_sgd_members(len, stride);
     }
 }
 
-fn check_sgd_members(len: usize, stride: usize) {
+/// The SGD settings of member j of `check_sgd_members`: every option somewhere.
+fn member_sgd(j: usize) -> SgdConfig {
+    SgdConfig {
+        weight_decay: [0.0, 1e-2, 5e-3][j % 3],
+        momentum: [0.0, 0.9, 0.5, 0.9, 0.8][j % 5],
+        dampening: if j % 5 == 2 { 0.1 } else { 0.0 },
+        nesterov: j % 5 == 3,
+        decoupled_weight_decay: j % 2 == 1,
+        decay_bias: j % 5 != 1,
+    }
+}
+
+/// An SGD table of `cfgs.len()` members: the no-decay `ranges`, each member's settings,
+/// then the member steps `steps` (`[steps, K]`).
+fn sgd_table(ranges: &[u32], cfgs: &[SgdConfig], steps: &[MemberStep]) -> (SgdTable, Vec<u32>) {
+    let layout = SgdTable::new(ranges.len() / 2, cfgs.len(), steps.len() / cfgs.len());
+    let mut table: Vec<u32> = ranges.to_vec();
+    assert_eq!(table.len(), layout.hyper_offset);
+    for c in cfgs {
+        table.extend(member_settings(c));
+    }
+    assert_eq!(table.len(), layout.steps_offset);
+    table.extend(bytemuck::cast_slice::<MemberStep, u32>(steps));
+    assert_eq!(table.len(), layout.words());
+    (layout, table)
+}
+
+/// One `sgd_update` launch over `[K, stride]` buffers holding `p`, `grads`, `v` with the
+/// SGD table `table`, the members' status words `stride_status` apart in `status`, at step
+/// `index`: the parameters and momentum after it.
+fn run_sgd(
+    (p, grads, v): (&[f32], &[f32], &[f32]),
+    (len, stride): (usize, usize),
+    (layout, table): &(SgdTable, Vec<u32>),
+    (status, stride_status): (&[f32], usize),
+    index: u32,
+) -> (Vec<f32>, Vec<f32>) {
     let (g, kn) = gpu();
+    let up = |name: &str, v: &[f32]| GpuTensor::upload(g, name, v, &[v.len()]).unwrap();
+    let whole = |name: &str, v: &[f32]| {
+        let mut v = v.to_vec();
+        v.resize(layout.members * stride, 0.0); // whole vec4s per member
+        up(name, &v)
+    };
+    let (tp, tg, tv) = (whole("p", p), whole("g", grads), whole("v", v));
+    let (tstatus, ttable) = (
+        up("status", status),
+        up("table", bytemuck::cast_slice(table)),
+    );
+    let bufs = sgd_update::SgdUpdateBuffers {
+        params: tp.view(),
+        grads: tg.view(),
+        velocity: tv.view(),
+        table: ttable.view(),
+        status: tstatus.view(),
+    };
+    let d = sgd_update::dispatch(g, kn, "sgd", bufs, (len, stride), layout, stride_status);
+    run(g, kn, &d.unwrap(), StepRecord { index, ..record(1) });
+    let n = p.len();
+    let read = |t: &GpuTensor| t.read(g).unwrap()[..n].to_vec();
+    (read(&tp), read(&tv))
+}
+
+/// Parameters and momentum after one step of the CPU reference.
+fn sgd_reference(
+    (p, grads, v): (&[f32], &[f32], &[f32]),
+    cfg: &SgdConfig,
+    ms: MemberStep,
+    ranges: &[u32],
+) -> (Vec<f32>, Vec<f32>) {
+    let (mut p, mut v) = (p.to_vec(), v.to_vec());
+    let no_decay: Vec<(usize, usize)> = ranges.chunks(2).map(|r| (r[0] as _, r[1] as _)).collect();
+    let no_decay = if cfg.decay_bias { &[][..] } else { &no_decay };
+    cpu::sgd_update(&mut p, grads, &mut v, cfg, ms.lr, ms.first(), no_decay);
+    (p, v)
+}
+
+fn check_sgd_members(len: usize, stride: usize) {
     let count = 5;
-    let cfgs: Vec<SgdConfig> = (0..count)
-        .map(|j| SgdConfig {
-            weight_decay: [0.0, 1e-2, 5e-3][j % 3],
-            momentum: [0.0, 0.9, 0.5, 0.9, 0.8][j],
-            dampening: if j == 2 { 0.1 } else { 0.0 },
-            nesterov: j == 3,
-            decoupled_weight_decay: j % 2 == 1,
-            decay_bias: j != 1,
-        })
-        .collect();
+    let cfgs: Vec<SgdConfig> = (0..count).map(member_sgd).collect();
     let ranges: [u32; 4] = [7, 19, 150, 160];
     let step_index = 1;
     let steps: Vec<MemberStep> = (0..2 * count)
@@ -513,103 +636,87 @@ fn check_sgd_members(len: usize, stride: usize) {
             },
         })
         .collect();
-    let mut table: Vec<u32> = ranges.to_vec();
-    let hyper_offset = table.len();
-    for c in &cfgs {
-        table.extend(member_settings(c));
-    }
-    let steps_offset = table.len();
-    table.extend(bytemuck::cast_slice::<MemberStep, u32>(&steps));
+    let table = sgd_table(&ranges, &cfgs, &steps);
     let (p_all, p) = stacked(count, len, stride, 21);
     let (g_all, gr) = stacked(count, len, stride, 31);
     let (v_all, v) = stacked(count, len, stride, 41);
     let sm = 8;
     let mut status = vec![0.0f32; count * sm];
     status[2 * sm] = 1.0; // member 2 diverged earlier
-    let up = |name: &str, v: &[f32]| GpuTensor::upload(g, name, v, &[v.len()]).unwrap();
-    let pad = |v: Vec<f32>| {
-        let mut v = v;
-        v.resize(count * stride, 0.0);
-        v
-    };
-    let (tp, tg, tv) = (
-        up("p", &pad(p_all)),
-        up("g", &pad(g_all)),
-        up("v", &pad(v_all)),
-    );
-    let ttable =
-        GpuTensor::upload(g, "table", bytemuck::cast_slice(&table), &[table.len()]).unwrap();
-    let tstatus = up("status", &status);
-    let d = sgd_update::dispatch_members(
-        g,
-        kn,
-        "members",
-        sgd_update::SgdUpdateBuffers {
-            params: tp.view(),
-            grads: tg.view(),
-            velocity: tv.view(),
-            no_decay: ttable.view(),
-            status: tstatus.view(),
-        },
-        len,
-        2,
-        SgdMembers {
-            count,
-            stride,
-            hyper_offset,
-            steps_offset,
-            stride_status: sm,
-        },
-    )
-    .unwrap();
-    let rec = StepRecord {
-        index: step_index,
-        ..record(1)
-    };
-    run(g, kn, &d, rec);
-    let (got_p, got_v) = (tp.read(g).unwrap(), tv.read(g).unwrap());
+    let all = (&p_all[..], &g_all[..], &v_all[..]);
+    let (got_p, got_v) = run_sgd(all, (len, stride), &table, (&status, sm), step_index);
+    let (mut want_p, mut want_v) = (Vec::new(), Vec::new());
     for j in 0..count {
         let ms = steps[step_index as usize * count + j];
-        let (mut want_p, mut want_v) = (p[j].clone(), v[j].clone());
-        if ms.flags & MEMBER_FROZEN == 0 && j != 2 {
-            let (tp1, tg1, tv1) = (up("p1", &p[j]), up("g1", &gr[j]), up("v1", &v[j]));
-            let nd = GpuTensor::upload(g, "nd", bytemuck::cast_slice(&ranges), &[4]).unwrap();
-            let st1 = up("st1", &[0.0; 4]);
-            let d = sgd_update::dispatch(
-                g,
-                kn,
-                "single",
-                sgd_update::SgdUpdateBuffers {
-                    params: tp1.view(),
-                    grads: tg1.view(),
-                    velocity: tv1.view(),
-                    no_decay: nd.view(),
-                    status: st1.view(),
-                },
-                len,
-                if cfgs[j].decay_bias { 0 } else { 2 },
-                &cfgs[j],
-            )
-            .unwrap();
-            let rec1 = StepRecord {
-                lr: ms.lr,
-                first: ms.flags & MEMBER_FIRST,
-                ..record(1)
-            };
-            run(g, kn, &d, rec1);
-            want_p = tp1.read(g).unwrap();
-            want_v = tv1.read(g).unwrap();
-        }
         let what = format!("member {j} ({:?}, flags {})", cfgs[j], ms.flags);
-        assert_eq!(
-            bits(&got_p[j * stride..j * stride + len]),
-            bits(&want_p),
-            "params of {what}"
+        let mine = (&p[j][..], &gr[j][..], &v[j][..]);
+        if ms.frozen() || j == 2 {
+            // Frozen, or its loss turned non-finite: not a bit changes.
+            want_p.push(p[j].clone());
+            want_v.push(v[j].clone());
+            continue;
+        }
+        // The CPU reference.
+        let (cp, cv) = sgd_reference(mine, &cfgs[j], ms, &ranges);
+        let at = j * stride..j * stride + len;
+        common::assert_close(
+            &format!("params {what}"),
+            &got_p[at.clone()],
+            &cp,
+            1e-7,
+            1e-6,
         );
+        common::assert_close(&format!("velocity {what}"), &got_v[at], &cv, 1e-7, 1e-6);
+        // The same kernel for this member alone (K = 1): its step is row 0 of its table.
+        let one = sgd_table(&ranges, std::slice::from_ref(&cfgs[j]), &[ms]);
+        let dims = (len, len.next_multiple_of(4));
+        let (sp, sv) = run_sgd(mine, dims, &one, (&[0.0], 0), 0);
+        want_p.push(sp);
+        want_v.push(sv);
+    }
+    assert_members("sgd params", &got_p, stride, len, &want_p);
+    assert_members("sgd velocity", &got_v, stride, len, &want_v);
+}
+
+/// K x one workgroup past 65,535 workgroups: `sgd_update`'s grid folds into y, and every
+/// member (its own settings, learning rate and flags from the table) is updated, the last
+/// ones included, against the CPU reference; a frozen member is left alone.
+#[test]
+fn sgd_update_members_past_65535_workgroups_fold_the_grid() {
+    let (count, len, stride) = (65_600, 3, 4);
+    let cfgs: Vec<SgdConfig> = (0..count).map(member_sgd).collect();
+    let steps: Vec<MemberStep> = (0..count)
+        .map(|j| MemberStep {
+            lr: 0.01 + (j % 7) as f32 * 0.01,
+            flags: [MEMBER_FIRST, 0, MEMBER_FROZEN][j % 3],
+        })
+        .collect();
+    let ranges = [1u32, 2];
+    let table = sgd_table(&ranges, &cfgs, &steps);
+    let (p_all, p) = stacked(count, len, stride, 51);
+    let (g_all, gr) = stacked(count, len, stride, 52);
+    let (v_all, v) = stacked(count, len, stride, 53);
+    let status = vec![0.0f32; count];
+    let all = (&p_all[..], &g_all[..], &v_all[..]);
+    let (got_p, got_v) = run_sgd(all, (len, stride), &table, (&status, 1), 0);
+    for j in (0..count).step_by(997).chain(count - 3..count) {
+        let ms = steps[j];
+        let (cp, cv) = if ms.frozen() {
+            (p[j].clone(), v[j].clone())
+        } else {
+            sgd_reference((&p[j], &gr[j], &v[j]), &cfgs[j], ms, &ranges)
+        };
+        let at = j * stride..j * stride + len;
+        common::assert_close(&format!("params {j}"), &got_p[at.clone()], &cp, 1e-7, 1e-6);
+        common::assert_close(&format!("velocity {j}"), &got_v[at], &cv, 1e-7, 1e-6);
+    }
+    for (j, ms) in steps.iter().enumerate() {
+        let got = &got_p[j * stride..j * stride + len];
         assert_eq!(
-            bits(&got_v[j * stride..j * stride + len]),
-            bits(&want_v),
-            "velocity of {what}"
+            bits(got) == bits(&p[j]),
+            ms.frozen(),
+            "member {j} (flags {}): only the frozen keep their parameters",
+            ms.flags
         );
     }
 }
@@ -627,7 +734,7 @@ fn matmul_members_refuse_operands_shorter_than_every_member() {
         ..MatmulMembers::ONE
     };
     let v = t.view();
-    let err = matmul::dispatch_members(
+    let err = launch(
         g,
         kn,
         MatmulVariant::Register,
@@ -640,4 +747,228 @@ fn matmul_members_refuse_operands_shorter_than_every_member() {
     )
     .unwrap_err();
     assert!(err.to_string().contains("needs at least 96"), "{err}");
+}
+
+/// A device opened with `SHADER_F16` (lavapipe has it), and its kernels, once per binary.
+fn gpu16() -> &'static (Gpu, Kernels) {
+    static GPU: OnceLock<(Gpu, Kernels)> = OnceLock::new();
+    GPU.get_or_init(|| {
+        let options = GpuOptions {
+            shader_f16: true,
+            ..GpuOptions::default()
+        };
+        let gpu = Gpu::new(&options).expect("an adapter");
+        assert!(
+            gpu.features.contains(wgpu::Features::SHADER_F16),
+            "these tests need an adapter with SHADER_F16 (lavapipe has it); {} lacks it",
+            gpu.info.name
+        );
+        let kernels = Kernels::new(&gpu).expect("kernels build");
+        (gpu, kernels)
+    })
+}
+
+/// An f16 storage buffer of `v` (NaN stays NaN: the padding between members).
+fn f16_buffer(g: &Gpu, label: &str, v: &[f32]) -> wgpu::Buffer {
+    let mut halves: Vec<f16> = v.iter().map(|&x| f16::from_f32(x)).collect();
+    halves.resize(halves.len().next_multiple_of(2), f16::NAN);
+    let bytes: Vec<u8> = halves.iter().flat_map(|h| h.to_le_bytes()).collect();
+    let usage = wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC;
+    let b = g.storage_buffer(label, bytes.len() as u64, usage).unwrap();
+    g.queue.write_buffer(&b, 0, &bytes);
+    b
+}
+
+/// The first `len` f16 values of `b`, widened.
+fn read_f16(g: &Gpu, b: &wgpu::Buffer, len: usize) -> Vec<f32> {
+    read_buffer(g, "f16", b, 0, (2 * len) as u64)
+        .unwrap()
+        .chunks_exact(2)
+        .take(len)
+        .map(|h| f16::from_le_bytes([h[0], h[1]]).to_f32())
+        .collect()
+}
+
+/// One `matmul_f16` launch of `spec` over `[A, B, bias, mask]` for `members` (A f16 or
+/// f32, C's f16 copy written when `c16`), run on `rows` rows: C and its f16 copy (`c_len`
+/// elements), widened.
+#[allow(clippy::too_many_arguments)]
+fn run_f16(
+    g: &Gpu,
+    kn: &Kernels,
+    spec: MatmulSpec,
+    members: MatmulMembers,
+    [a, b, bias, mask]: [&[f32]; 4],
+    (a_f16, c16): (bool, bool),
+    c_len: usize,
+    rows: usize,
+) -> (Vec<f32>, Vec<f32>) {
+    let f32_buf = |name: &str, v: &[f32]| GpuTensor::upload(g, name, v, &[v.len()]).unwrap();
+    let (a16, a32, b16) = (
+        f16_buffer(g, "a16", a),
+        f32_buf("a32", a),
+        f16_buffer(g, "b16", b),
+    );
+    let (tbias, tmask) = (f32_buf("bias", bias), f32_buf("mask", mask));
+    let tc = GpuTensor::poisoned(g, "c", &[c_len]).unwrap();
+    let tc16 = f16_buffer(g, "c16", &vec![f32::NAN; c_len]);
+    let dummy = f32_buf("dummy", &[0.0; 4]);
+    let a = if a_f16 {
+        matmul_f16::OperandA::F16(F16View {
+            buffer: &a16,
+            offset: 0,
+            len: a.len(),
+        })
+    } else {
+        matmul_f16::OperandA::F32(a32.view())
+    };
+    let bufs = MatmulF16Buffers {
+        members,
+        a,
+        b: F16View {
+            buffer: &b16,
+            offset: 0,
+            len: b.len(),
+        },
+        bias: Some(tbias.view()),
+        mask: Some(tmask.view()),
+        c: tc.view(),
+        c16: c16.then(|| F16View::whole(&tc16)),
+        dummy: dummy.view(),
+    };
+    let d = matmul_f16::dispatch(g, kn, "f16", spec, bufs).unwrap();
+    run(g, kn, &d, record(rows));
+    (tc.read(g).unwrap(), read_f16(g, &tc16, c_len))
+}
+
+/// `matmul_f16` for `count` members in one launch against `count` single launches, bit
+/// for bit, C and its f16 copy; the padding between members stays NaN in both.
+fn check_f16_members(
+    spec: MatmulSpec,
+    count: usize,
+    shared_a: bool,
+    (a_f16, c16): (bool, bool),
+    rows: usize,
+    seed: u64,
+) {
+    let (g, kn) = gpu16();
+    let (m, n, k) = (spec.m, spec.n, spec.k);
+    // Strides a little over each operand, not multiples of 4 (matmul_f16 loads elements).
+    let st = |len: usize| len + 3;
+    let (sa, sb, sbias, smask, sc) = (
+        if shared_a { 0 } else { st(m * k) },
+        st(k * n),
+        st(n),
+        st(m * n),
+        st(m * n),
+    );
+    let a = if shared_a {
+        let a = with_outliers(seed, m * k);
+        (a.clone(), vec![a; count])
+    } else {
+        stacked(count, m * k, sa, seed)
+    };
+    let b = stacked(count, k * n, sb, seed + 100);
+    let bias = stacked(count, n, sbias, seed + 200);
+    let mask = stacked(count, m * n, smask, seed + 300);
+    let members = MatmulMembers {
+        count,
+        a: sa,
+        b: sb,
+        bias: sbias,
+        mask: smask,
+        c: sc,
+    };
+    let all = [&a.0[..], &b.0, &bias.0, &mask.0];
+    let c_len = (count - 1) * sc + m * n;
+    let (c, c16_all) = run_f16(g, kn, spec, members, all, (a_f16, c16), c_len, rows);
+    let (mut want, mut want16) = (Vec::new(), Vec::new());
+    for j in 0..count {
+        let one = [&a.1[j][..], &b.1[j], &bias.1[j], &mask.1[j]];
+        let (cj, c16j) = run_f16(
+            g,
+            kn,
+            spec,
+            MatmulMembers::ONE,
+            one,
+            (a_f16, c16),
+            m * n,
+            rows,
+        );
+        want.push(cj);
+        want16.push(c16j);
+    }
+    let what = format!("matmul_f16 {spec:?} x{count} a_f16={a_f16}");
+    assert_members(&what, &c, sc, m * n, &want);
+    if c16 {
+        assert_members(&format!("{what} f16 copy"), &c16_all, sc, m * n, &want16);
+    }
+    assert!(want[0].iter().any(|v| v.is_finite()), "{what}: nothing ran");
+}
+
+/// `matmul_f16` with members (issue 22: f16 populations): the step's f16 products (the
+/// forward with bias + ReLU and its f16 copy of C, the weight gradient with the f32
+/// gradient as A, C plain and transposed, the input gradient through the ReLU mask) for
+/// K = 3 and K = 1, ragged, on a partial minibatch, the first layer's input shared.
+#[test]
+fn matmul_f16_members_match_single_launches() {
+    for (si, (spec, shared)) in step_specs(19, 36, 13).into_iter().enumerate() {
+        let a_f16 = si == 0; // the forward reads f16 activations, the backward f32 gradients
+        let c16 = si == 0; // and writes the next layer's f16 input
+        let shared_a = shared && si == 0;
+        let seed = 70 + si as u64;
+        check_f16_members(spec, 3, shared_a, (a_f16, c16), 17, seed);
+    }
+    let (spec, _) = step_specs(5, 7, 3)[0];
+    check_f16_members(spec, 1, false, (true, true), 5, 80);
+    check_f16_members(spec, 4, false, (true, false), 5, 81);
+}
+
+/// K x row blocks of `matmul_f16` past 65,535 workgroups: the grid folds, and
+/// members at both ends and in the middle equal their single launches bit for bit; every
+/// member's C is written.
+#[test]
+fn matmul_f16_members_past_65535_row_blocks_fold_the_grid() {
+    let (g, kn) = gpu16();
+    let rows = matmul_f16::ROWS as usize;
+    let (m, n, k) = (rows + 1, 3, 5); // two row blocks per member
+    let count = 32_800; // 65,600 row blocks
+    let spec = MatmulSpec {
+        m,
+        n,
+        k,
+        trans_a: false,
+        trans_b: true,
+        trans_c: false,
+        epilogue: Epilogue::Bias,
+        batch_dim: BatchDim::None,
+    };
+    let (sa, sc) = (m * k, m * n);
+    let a = uniform(1, (count - 1) * sa + m * k, -1.0, 1.0);
+    let w = uniform(2, n * k, -1.0, 1.0);
+    let bias = uniform(3, n, -1.0, 1.0);
+    let members = MatmulMembers {
+        count,
+        a: sa,
+        c: sc,
+        ..MatmulMembers::ONE
+    };
+    let c_len = (count - 1) * sc + m * n;
+    let ops = [&a[..], &w, &bias, &bias];
+    let (c, _) = run_f16(g, kn, spec, members, ops, (true, false), c_len, m);
+    assert!(c.iter().all(|v| v.is_finite()), "every member written");
+    for j in [0, 1, count / 2, count - 2, count - 1] {
+        let one = [&a[j * sa..j * sa + m * k], &w, &bias, &bias];
+        let (want, _) = run_f16(
+            g,
+            kn,
+            spec,
+            MatmulMembers::ONE,
+            one,
+            (true, false),
+            m * n,
+            m,
+        );
+        assert_eq!(bits(&c[j * sc..j * sc + m * n]), bits(&want), "member {j}");
+    }
 }

@@ -8,6 +8,7 @@ mod common;
 use common::{assert_close, gpu, integers, record, uniform, with_outliers};
 use wgtrain::cpu;
 use wgtrain::gpu::GpuTensor;
+use wgtrain::gpu::kernels::softmax_cross_entropy::LossMembers;
 use wgtrain::gpu::kernels::{self, softmax_cross_entropy};
 
 struct SoftmaxRun {
@@ -39,7 +40,9 @@ fn run_softmax(logits: &[f32], labels: &[u32], classes: usize) -> SoftmaxRun {
         metrics: tm.view(),
         dbias: None,
     };
-    let d = softmax_cross_entropy::dispatch(g, kn, "t", bufs, b, classes, true).unwrap();
+    let d =
+        softmax_cross_entropy::dispatch(g, kn, "t", bufs, b, classes, true, LossMembers::ONE, None)
+            .unwrap();
     kernels::run(g, kn, &[d], record(b), 1).unwrap();
     let all = tm.read(g).unwrap();
     let status = vec![all[0] as u32, all[1].to_bits()];
@@ -209,7 +212,18 @@ fn fused_bias_gradient_matches_column_sum_and_reference() {
             metrics: tm.view(),
             dbias: Some(tdb.view()),
         };
-        let fused = softmax_cross_entropy::dispatch(g, kn, "t", bufs, max_batch, c, true).unwrap();
+        let fused = softmax_cross_entropy::dispatch(
+            g,
+            kn,
+            "t",
+            bufs,
+            max_batch,
+            c,
+            true,
+            LossMembers::ONE,
+            None,
+        )
+        .unwrap();
         let colsum = column_sum::dispatch(
             g,
             kn,
@@ -217,6 +231,7 @@ fn fused_bias_gradient_matches_column_sum_and_reference() {
             max_batch,
             c,
             BatchDim::M,
+            (1, 0, 0),
             td.view(),
             tcs.view(),
         )

@@ -1,5 +1,5 @@
 //! The subgroup 2-D tiled matmul (`MatmulVariant::Tiled2dSubgroup`,
-//! `shaders/matmul_tiled2d_subgroup.wgsl`) against the CPU reference (`wgtrain::cpu`, f64
+//! `shaders/matmul/matmul_tiled2d_subgroup.wgsl`) against the CPU reference (`wgtrain::cpu`, f64
 //! accumulation) and the register kernel's bits, on lavapipe's 8-lane subgroups: shapes its
 //! 64 x 256 block and 8-deep slices do not divide, every transpose of A, B and C, every
 //! epilogue, K split under a small loop cap (with K the minibatch), and team widths other
@@ -14,10 +14,12 @@ mod common;
 
 use common::{assert_close, gpu, matmul_reference, record, uniform, with_outliers};
 use wgtrain::cpu;
-use wgtrain::gpu::kernels::matmul::{self, BatchDim, Epilogue, MatmulSpec, MatmulVariant};
-use wgtrain::gpu::kernels::matmul_tiled2d_subgroup as sg_tiled;
-use wgtrain::gpu::kernels::{self};
-use wgtrain::gpu::{Gpu, GpuOptions, GpuTensor, Kernels};
+use wgtrain::gpu::kernels::matmul::tiled2d_subgroup as sg_tiled;
+use wgtrain::gpu::kernels::matmul::{
+    self, BatchDim, Epilogue, EpilogueOperands, MatmulLaunch, MatmulSpec, MatmulVariant,
+};
+use wgtrain::gpu::kernels::{self, Dispatch};
+use wgtrain::gpu::{Gpu, GpuOptions, GpuTensor, Kernels, View};
 
 const V: MatmulVariant = MatmulVariant::Tiled2dSubgroup;
 const RTOL: f32 = 1e-4;
@@ -33,6 +35,32 @@ fn spec(m: usize, n: usize, k: usize, t: (bool, bool, bool), epilogue: Epilogue)
         epilogue,
         batch_dim: BatchDim::None,
     }
+}
+
+/// One launch of `s` on `variant` ([`matmul::dispatch`]) with f32 operands: `bias` or
+/// `mask` become the epilogue operands `s.epilogue` reads (and are ignored otherwise).
+#[allow(clippy::too_many_arguments)]
+fn launch(
+    g: &Gpu,
+    kn: &Kernels,
+    variant: MatmulVariant,
+    label: &str,
+    s: MatmulSpec,
+    a: View<'_>,
+    b: View<'_>,
+    bias: Option<View<'_>>,
+    mask: Option<View<'_>>,
+    c: View<'_>,
+    dummy: View<'_>,
+) -> wgtrain::Result<Dispatch> {
+    let epilogue = match s.epilogue {
+        Epilogue::None => EpilogueOperands::None,
+        Epilogue::Bias | Epilogue::BiasRelu => EpilogueOperands::Bias(bias.expect("a bias")),
+        Epilogue::ReluMask => EpilogueOperands::Mask(mask.expect("a mask")),
+        Epilogue::SgdUpdate => unreachable!("tested in fusion_update.rs"),
+    };
+    let launch = MatmulLaunch::new(s, a, b, c, dummy).with_epilogue(epilogue);
+    matmul::dispatch(g, kn, variant, label, launch)
 }
 
 /// Runs `variant` on `g` for `s` over seeded operands (A with outliers) and returns C and
@@ -58,7 +86,7 @@ fn run(
     );
     let tc = GpuTensor::poisoned(g, "c", &[m, n]).unwrap();
     let dummy = up("dummy", &[0.0; 4]);
-    let d = matmul::dispatch(
+    let d = launch(
         g,
         kn,
         variant,
@@ -246,7 +274,7 @@ fn tiled2d_subgroup_split_k_matches_reference_under_a_small_loop_cap() {
         batch_dim: BatchDim::K,
         ..spec(m, n, k_max, (true, false, false), Epilogue::None)
     };
-    let d = matmul::dispatch(
+    let d = launch(
         &g,
         &kn,
         V,
@@ -317,7 +345,7 @@ fn ones_dot(g: &Gpu, kn: &Kernels, k: usize) -> (f32, usize) {
     let s = spec(1, 1, k, (false, false, false), Epilogue::None);
     let ones = GpuTensor::upload(g, "ones", &vec![1.0; k], &[k]).unwrap();
     let c = GpuTensor::poisoned(g, "c", &[1, 1]).unwrap();
-    let d = matmul::dispatch(
+    let d = launch(
         g,
         kn,
         V,

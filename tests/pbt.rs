@@ -11,10 +11,9 @@ use std::process::Command;
 
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use wgtrain::RunConfig;
 use wgtrain::data::Dataset;
-use wgtrain::device::open_population;
 use wgtrain::engine::RunData;
-use wgtrain::population::PopulationTrainer;
 use wgtrain::schedule::{EpochHparams, HparamSchedule};
 use wgtrain::train::Trainer;
 use wgtrain::tune::pbt::output::{LineageRow, lineage_rows, read_record, write_pbt_outputs};
@@ -22,7 +21,6 @@ use wgtrain::tune::pbt::{
     Change, Hparams, Pbt, PbtRecord, PbtSettings, fixed_settings, initial_hparams,
 };
 use wgtrain::tune::space::SearchSpace;
-use wgtrain::{Device, RunConfig};
 
 use common::On;
 
@@ -108,8 +106,8 @@ fn exploit_copies_the_top_members_weights_and_explore_perturbs_its_hyperparamete
     let data = common::data(&train, &test);
     let space = space(3);
     let cfgs = configs(&space, 5, 11);
-    let mut pop = open_population(Device::Cpu, &cfgs, data).unwrap();
-    let mut trainer = PopulationTrainer::new(pop.as_mut()).unwrap();
+    let mut pop = common::population(On::Cpu, &cfgs, data).unwrap();
+    let mut trainer = Trainer::new(pop.as_mut()).unwrap();
     trainer.set_evaluate_test(false);
     let mut pbt = Pbt::new(space.clone(), settings(11), &cfgs).unwrap();
     let mut events_seen = 0;
@@ -191,8 +189,8 @@ fn run(seed: u64, k: usize, epochs: usize) -> (PbtRecord, Vec<Vec<f32>>) {
     let data = common::data(&train, &test);
     let space = space(epochs);
     let cfgs = configs(&space, k, seed);
-    let mut pop = open_population(Device::Cpu, &cfgs, data).unwrap();
-    let mut trainer = PopulationTrainer::new(pop.as_mut()).unwrap();
+    let mut pop = common::population(On::Cpu, &cfgs, data).unwrap();
+    let mut trainer = Trainer::new(pop.as_mut()).unwrap();
     trainer.set_evaluate_test(false);
     let pbt = Pbt::new(space, settings(seed), &cfgs).unwrap();
     let record = pbt.run(&mut trainer, &mut |_, _| Ok(())).unwrap();
@@ -296,8 +294,10 @@ fn the_best_members_schedule_follows_its_lineage_and_replays_bit_for_bit() {
     .apply(&configs(&space(4), 1, 3)[0]);
     let mut engine = common::engine(On::Cpu, &cfg, data).unwrap();
     let mut trainer = Trainer::new(engine.as_mut()).unwrap();
-    trainer.set_hparam_schedule(best.schedule.clone()).unwrap();
-    let history = trainer.fit(&mut |_, _| Ok(())).unwrap();
+    trainer
+        .set_hparam_schedule(0, best.schedule.clone())
+        .unwrap();
+    let history = trainer.fit_single(&mut |_| Ok(())).unwrap();
     assert_eq!(history.len(), 4);
     for (h, s) in history.iter().zip(&best.schedule.epochs) {
         assert_eq!(
@@ -309,7 +309,7 @@ fn the_best_members_schedule_follows_its_lineage_and_replays_bit_for_bit() {
     }
     assert_eq!(history[3].val_accuracy, Some(best.val_accuracy));
     assert_eq!(
-        engine.params().unwrap(),
+        engine.params(0).unwrap(),
         params[best.member],
         "the replay ends on the best member's weights"
     );
@@ -327,9 +327,9 @@ fn the_best_members_schedule_follows_its_lineage_and_replays_bit_for_bit() {
     let mut plain = common::engine(On::Cpu, &RunConfig { epochs: 4, ..cfg }, data).unwrap();
     Trainer::new(plain.as_mut())
         .unwrap()
-        .fit(&mut |_, _| Ok(()))
+        .fit_single(&mut |_| Ok(()))
         .unwrap();
-    assert_ne!(plain.params().unwrap(), params[best.member]);
+    assert_ne!(plain.params(0).unwrap(), params[best.member]);
 }
 
 #[test]
@@ -439,10 +439,10 @@ fn gpu_engine_honours_a_per_epoch_weight_decay() {
         let mut engine = common::engine(on, &cfg, data).unwrap();
         let mut t = Trainer::new(engine.as_mut()).unwrap();
         if let Some(s) = schedule {
-            t.set_hparam_schedule(s.clone()).unwrap();
+            t.set_hparam_schedule(0, s.clone()).unwrap();
         }
-        t.fit(&mut |_, _| Ok(())).unwrap();
-        engine.params().unwrap()
+        t.fit_single(&mut |_| Ok(())).unwrap();
+        engine.params(0).unwrap()
     };
     let cpu = replay(On::Cpu, Some(&schedule));
     let gpu = replay(On::default_gpu(), Some(&schedule));

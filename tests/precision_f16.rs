@@ -25,8 +25,8 @@ use std::sync::OnceLock;
 use half::f16;
 use wgtrain::engine::{Engine, EvalSet, RunData};
 use wgtrain::gpu::engine::GpuEngine;
-use wgtrain::gpu::kernels::matmul::{BatchDim, Epilogue, MatmulSpec};
-use wgtrain::gpu::kernels::matmul_f16::{self, F16View, MatmulF16Buffers, OperandA};
+use wgtrain::gpu::kernels::matmul::f16::{self as matmul_f16, F16View, MatmulF16Buffers, OperandA};
+use wgtrain::gpu::kernels::matmul::{BatchDim, Epilogue, MatmulMembers, MatmulSpec};
 use wgtrain::gpu::tensor::read_buffer;
 use wgtrain::gpu::{Fusions, Gpu, GpuOptions, Kernels, MatmulVariant, View};
 use wgtrain::{Precision, RunConfig, train};
@@ -166,6 +166,7 @@ fn check_matmul_f16(case: Case, seed: u64) -> f64 {
         "test.matmul_f16",
         spec,
         MatmulF16Buffers {
+            members: MatmulMembers::ONE,
             a: if case.a_f16 {
                 OperandA::F16(F16View {
                     buffer: &a_buf16,
@@ -391,14 +392,25 @@ fn mnist_data(n: usize) -> (wgtrain::data::Dataset, &'static wgtrain::data::Data
 fn gpu_engine<'a>(cfg: &RunConfig, data: RunData<'a>) -> wgtrain::Result<GpuEngine<'a>> {
     let (gpu, kernels) = gpu16();
     let variant = MatmulVariant::default_for(gpu);
-    GpuEngine::new(gpu, kernels, variant.into(), Fusions::ALL, cfg, data)
+    GpuEngine::new(
+        gpu,
+        kernels,
+        variant.into(),
+        Fusions::ALL,
+        std::slice::from_ref(cfg),
+        data,
+    )
 }
 
 /// Trains one epoch of `n` samples with `engine`; returns the mean training loss.
 fn one_epoch(engine: &mut dyn Engine, n: usize, batch: usize, lr: f64) -> f64 {
     let order = train::epoch_order(&(0..n as u32).collect::<Vec<_>>(), 1, 0);
-    let steps = train::step_records(n, batch, 1, |_| lr);
-    let sums = engine.train_epoch(&order, &steps, &mut |_| {}).unwrap();
+    // Not the run's first step (the momentum buffer is not seeded from the gradient), as
+    // `step_records(n, batch, 1, ..)` had it before the member-step table.
+    let steps = train::step_records(n, batch);
+    let sums = common::train_epoch(engine, &order, &steps, lr, false)
+        .unwrap()
+        .remove(0);
     sums.iter().map(|s| f64::from(s[0])).sum::<f64>() / n as f64
 }
 
@@ -421,8 +433,8 @@ fn f16_trains_mnist_within_half_a_point_of_f32() {
         };
         let mut engine = gpu_engine(&cfg, data).unwrap();
         let loss = one_epoch(&mut engine, train_set.len(), 64, 0.1);
-        let eval = engine.evaluate(EvalSet::Test).unwrap();
-        (loss, eval.accuracy, engine.params().unwrap())
+        let eval = engine.evaluate(EvalSet::Test).unwrap()[0];
+        (loss, eval.accuracy, engine.params(0).unwrap())
     };
     let (loss32, acc32, p32) = run(Precision::F32);
     let (loss16, acc16, p16) = run(Precision::F16);
@@ -472,7 +484,7 @@ fn f16_step_is_the_f32_step_plus_two_conversions() {
         let (gpu, kernels) = gpu16();
         let variant = MatmulVariant::default_for(gpu).into();
         let cfg32 = cfg(Precision::F32);
-        let e32 = GpuEngine::new(gpu, kernels, variant, Fusions::NONE, &cfg32, data).unwrap();
+        let e32 = GpuEngine::new(gpu, kernels, variant, Fusions::NONE, &[cfg32], data).unwrap();
         let e16 = gpu_engine(&cfg(Precision::F16), data).unwrap();
         let l = hidden.len() + 1;
         // The last layer's bias gradient is the loss launch's: 2L - 1 backward products.
@@ -533,11 +545,11 @@ fn f16_set_params_refreshes_the_f16_weights() {
     };
     let mut one = gpu_engine(&cfg(1), data).unwrap();
     let mut two = gpu_engine(&cfg(2), data).unwrap();
-    let before = two.evaluate(EvalSet::Test).unwrap();
-    two.set_params(&one.params().unwrap()).unwrap();
+    let before = two.evaluate(EvalSet::Test).unwrap()[0];
+    two.set_params(0, &one.params(0).unwrap()).unwrap();
     let (a, b) = (
-        one.evaluate(EvalSet::Test).unwrap(),
-        two.evaluate(EvalSet::Test).unwrap(),
+        one.evaluate(EvalSet::Test).unwrap()[0],
+        two.evaluate(EvalSet::Test).unwrap()[0],
     );
     assert_ne!(before.loss, a.loss, "seeds 1 and 2 should start apart");
     assert_eq!((a.loss, a.accuracy), (b.loss, b.accuracy));
@@ -559,12 +571,13 @@ fn f16_first_steps_follow_the_cpu_reference() {
     };
     let n = train_set.len();
     let order = train::epoch_order(&(0..n as u32).collect::<Vec<_>>(), 1, 0);
-    let steps = train::step_records(n, 64, 1, |_| 0.1);
-    let mut cpu = wgtrain::cpu_engine::CpuEngine::new(&cfg(Precision::F32), data).unwrap();
+    // Not the run's first step, as `step_records(n, 64, 1, ..)` had it.
+    let steps = train::step_records(n, 64);
+    let mut cpu = wgtrain::cpu_engine::CpuEngine::new(&[cfg(Precision::F32)], data).unwrap();
     let mut gpu = gpu_engine(&cfg(Precision::F16), data).unwrap();
-    let want = cpu.train_epoch(&order, &steps, &mut |_| {}).unwrap();
-    let got = gpu.train_epoch(&order, &steps, &mut |_| {}).unwrap();
-    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+    let want = common::train_epoch(&mut cpu, &order, &steps, 0.1, false).unwrap();
+    let got = common::train_epoch(&mut gpu, &order, &steps, 0.1, false).unwrap();
+    for (i, (g, w)) in got[0].iter().zip(&want[0]).enumerate() {
         assert!(
             (g[0] - w[0]).abs() <= 0.01 * w[0].abs(),
             "step {i}: f16 loss sum {} vs f32 CPU {}",
@@ -592,16 +605,23 @@ fn f16_without_shader_f16_is_a_clear_error() {
     let (gpu, kernels) = common::gpu();
     assert!(!gpu.features.contains(wgpu::Features::SHADER_F16));
     let choice = MatmulVariant::default_for(gpu).into();
-    let err = GpuEngine::new(gpu, kernels, choice, Fusions::ALL, &cfg, data)
-        .err()
-        .expect("f16 on a device without SHADER_F16 must fail")
-        .to_string();
+    let err = GpuEngine::new(
+        gpu,
+        kernels,
+        choice,
+        Fusions::ALL,
+        std::slice::from_ref(&cfg),
+        data,
+    )
+    .err()
+    .expect("f16 on a device without SHADER_F16 must fail")
+    .to_string();
     for want in [gpu.info.name.as_str(), "SHADER_F16", "--precision f32"] {
         assert!(err.contains(want), "missing {want:?} in: {err}");
     }
     gpu.take_error("after the refusal")
         .expect("no wgpu error was raised");
-    let err = wgtrain::cpu_engine::CpuEngine::new(&cfg, data)
+    let err = wgtrain::cpu_engine::CpuEngine::new(std::slice::from_ref(&cfg), data)
         .err()
         .expect("the CPU engine refuses f16")
         .to_string();
@@ -620,7 +640,9 @@ fn wgtrain_cmd(args: &[&str]) -> std::process::Output {
 }
 
 /// The flag is refused where it cannot apply (exit 2, the fix named), and `bench --json`
-/// reports each row's precision.
+/// reports each row's precision. Issue 22: `bench --population 2 --precision f16` (refused
+/// before: populations were f32 only) times an f16 population, with the f16 step's
+/// dispatches.
 #[test]
 fn cli_precision_flag_is_checked_and_reported() {
     let dir = std::env::var("MNIST_DIR").expect("MNIST_DIR");
@@ -657,6 +679,8 @@ fn cli_precision_flag_is_checked_and_reported() {
         "640",
         "--batch-sizes",
         "64",
+        "--population",
+        "2",
         "--data",
         &dir,
     ]);
@@ -674,4 +698,9 @@ fn cli_precision_flag_is_checked_and_reported() {
     assert_eq!(find("gpu")["precision"], "f16");
     assert_eq!(find("gpu")["dispatches_per_step"], 11);
     assert_eq!(find("cpu")["precision"], "f32");
+    let population = rows
+        .iter()
+        .find(|r| r["path"] == "gpu" && r["members"] == 2)
+        .unwrap_or_else(|| panic!("no GPU population row in {stdout}"));
+    assert_eq!(population["dispatches_per_step"], 11, "{population}");
 }

@@ -59,27 +59,29 @@ fn profile_mnist_shapes(mode: Option<TimingMode>, steps: usize) -> (Profile, boo
         kernels,
         matmul,
         wgtrain::gpu::Fusions::NONE,
-        &cfg,
+        std::slice::from_ref(&cfg),
         data,
     )
     .expect("engine");
     let samples: Vec<u32> = (0..train_set.len() as u32).collect();
     let order = train::epoch_order(&samples, 3, 0);
-    let records = train::step_records(samples.len(), BATCH, 0, |_| 0.05);
+    let records = train::step_records(samples.len(), BATCH);
     assert_eq!(records.len(), 11, "10 full minibatches and a partial one");
+    let member_steps = common::member_steps(records.len(), 1, 0.05, true);
     let profiler = Profiler::new(gpu, mode).expect("profiler");
     let profile = profiler
         .profile_engine(
             &mut engine,
             &order,
             &records,
+            &member_steps,
             &ProfileOptions {
                 steps,
                 warmup_steps: 2,
             },
         )
         .expect("profile");
-    let restored = engine.params().expect("params") == params;
+    let restored = engine.params(0).expect("params") == params;
     (profile, restored)
 }
 

@@ -47,8 +47,9 @@ fn twenty_epochs_create_no_gpu_objects_after_the_first() {
     let mut rss = vec![];
     {
         let mut trainer = Trainer::new(&mut *engine).unwrap();
-        for e in 0..20 {
-            trainer.run_epoch(e, &mut |_| {}).unwrap();
+        for _ in 0..20 {
+            let outcome = trainer.run_epoch(&mut |_| {}).unwrap().remove(0);
+            outcome.into_report().unwrap();
             let c = &gpu().0.counters;
             counts.push((
                 c.buffers.load(std::sync::atomic::Ordering::Relaxed),
@@ -68,6 +69,6 @@ fn twenty_epochs_create_no_gpu_objects_after_the_first() {
         rss[1],
         rss[19]
     );
-    let eval = engine.evaluate(EvalSet::Test).unwrap();
+    let eval = engine.evaluate(EvalSet::Test).unwrap()[0];
     assert!(eval.accuracy > 0.8, "accuracy {}", eval.accuracy);
 }

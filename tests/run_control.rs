@@ -54,21 +54,27 @@ fn gpu_progress_advances_while_the_epoch_runs() {
     };
     // 1024 steps: 16 command buffers of 64 steps.
     let order: Vec<u32> = (0..n as u32).collect();
-    let steps = train::step_records(n, batch, 0, |_| 0.01);
+    let steps = train::step_records(n, batch);
+    let table = common::member_steps(steps.len(), 1, 0.01, true);
+    let never = AtomicBool::new(false);
     let mut engine = common::engine(GPU, &cfg, common::data(&data, &data)).expect("engine builds");
     // Warm-up: pipelines and first-use costs out of the timed epoch.
     engine
-        .train_epoch(&order, &steps[..64], &mut |_| {})
+        .train_epoch(&order, &steps[..64], &table[..64], &mut |_| {}, &never)
         .unwrap();
     let start = Instant::now();
     let mut calls: Vec<(Duration, usize)> = Vec::new();
     let sums = engine
-        .train_epoch(&order, &steps, &mut |done| {
-            calls.push((start.elapsed(), done))
-        })
+        .train_epoch(
+            &order,
+            &steps,
+            &table,
+            &mut |done| calls.push((start.elapsed(), done)),
+            &never,
+        )
         .unwrap();
     let total = start.elapsed();
-    assert_eq!(sums.len(), steps.len());
+    assert_eq!(sums[0].len(), steps.len());
     let counts: Vec<usize> = calls.iter().map(|c| c.1).collect();
     assert!(
         counts.windows(2).all(|w| w[0] < w[1]),
@@ -107,20 +113,23 @@ fn stop_flag_ends_an_epoch_at_a_step_boundary_with_that_steps_parameters() {
         ..RunConfig::default()
     };
     let order = train::epoch_order(&(0..n as u32).collect::<Vec<_>>(), 1, 0);
-    let steps = train::step_records(n, batch, 0, |_| 0.01);
+    let steps = train::step_records(n, batch);
+    let table = common::member_steps(steps.len(), 1, 0.01, true);
     for on in [GPU, On::Cpu] {
         let device = on.name();
         let mut engine =
             common::engine(on, &cfg, common::data(&data, &data)).expect("engine builds");
         let stop = AtomicBool::new(false);
         let sums = engine
-            .train_epoch_until(
+            .train_epoch(
                 &order,
                 &steps,
+                &table,
                 &mut |_| stop.store(true, Ordering::Relaxed),
                 &stop,
             )
-            .unwrap();
+            .unwrap()
+            .remove(0);
         let k = sums.len();
         assert!(
             0 < k && k < steps.len(),
@@ -129,15 +138,15 @@ fn stop_flag_ends_an_epoch_at_a_step_boundary_with_that_steps_parameters() {
         if device == "gpu" {
             assert_eq!(k % 64, 0, "gpu: {k} steps is not a command-buffer boundary");
         }
-        let stopped = engine.params().unwrap();
-        engine.set_params(&params).unwrap();
-        let want_sums = engine
-            .train_epoch(&order, &steps[..k], &mut |_| {})
-            .unwrap();
+        let stopped = engine.params(0).unwrap();
+        engine.set_params(0, &params).unwrap();
+        let want_sums = common::train_epoch(engine.as_mut(), &order, &steps[..k], 0.01, true)
+            .unwrap()
+            .remove(0);
         assert_eq!(sums, want_sums, "{device}: per-step sums");
         assert_eq!(
             stopped,
-            engine.params().unwrap(),
+            engine.params(0).unwrap(),
             "{device}: parameters after {k} steps"
         );
     }

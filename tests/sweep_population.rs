@@ -10,11 +10,10 @@ use std::sync::atomic::AtomicBool;
 
 use wgtrain::RunConfig;
 use wgtrain::data::Dataset;
-use wgtrain::engine::{EvalSet, Evaluation, RunData};
+use wgtrain::engine::{Engine, EvalSet, Evaluation, PopulationSetup, RunData};
 use wgtrain::optim::SgdConfig;
-use wgtrain::population::{MEMBER_FROZEN, MemberStep, PopulationEngine, PopulationSetup};
 use wgtrain::schedule::{LrSchedule, Schedule};
-use wgtrain::step::{StepRecord, StepSums};
+use wgtrain::step::{MEMBER_FROZEN, MemberStep, StepRecord, StepSums};
 use wgtrain::tune::population_sweep::{PendingTrial, PopulationEvent, run_group};
 use wgtrain::tune::prune::{HalvingPruner, MedianPruner, Pruner};
 use wgtrain::tune::space::TrialConfig;
@@ -230,7 +229,7 @@ fn lr_of(cfg: &RunConfig) -> f64 {
     cfg.schedule.base_lr
 }
 
-impl PopulationEngine for Scripted {
+impl Engine for Scripted {
     fn setup(&self) -> &PopulationSetup {
         &self.setup
     }
@@ -239,7 +238,7 @@ impl PopulationEngine for Scripted {
         "scripted".into()
     }
 
-    fn train_epoch_until(
+    fn train_epoch(
         &mut self,
         _order: &[u32],
         steps: &[StepRecord],
@@ -287,11 +286,24 @@ impl PopulationEngine for Scripted {
         1
     }
 
+    fn logits(&mut self, _member: usize, _set: EvalSet) -> wgtrain::Result<Vec<f32>> {
+        unreachable!("sweeps do not read logits")
+    }
+
     fn params(&mut self, member: usize) -> wgtrain::Result<Vec<f32>> {
         Ok(vec![lr_of(&self.setup.members[member].config) as f32])
     }
 
-    fn set_params(&mut self, _member: usize, _params: &[f32]) -> wgtrain::Result<()> {
+    fn momentum(&mut self, _member: usize) -> wgtrain::Result<Vec<f32>> {
+        unreachable!("sweeps do not read momentum")
+    }
+
+    fn set_state(
+        &mut self,
+        _member: usize,
+        _params: &[f32],
+        _momentum: Option<&[f32]>,
+    ) -> wgtrain::Result<()> {
         unreachable!("sweeps do not set parameters")
     }
 
@@ -357,7 +369,7 @@ fn run_scripted(
     };
     let mut sweep = Sweep::new(pruner);
     let mut starts = Vec::new();
-    let mut open = |cfgs: &[RunConfig]| -> wgtrain::Result<Box<dyn PopulationEngine>> {
+    let mut open = |cfgs: &[RunConfig]| -> wgtrain::Result<Box<dyn Engine>> {
         Ok(Box::new(Scripted {
             setup: PopulationSetup::new(cfgs, data)?,
             epochs: vec![0; cfgs.len()],

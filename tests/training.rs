@@ -4,15 +4,19 @@
 
 mod common;
 
+use std::sync::atomic::AtomicBool;
+
 use common::{On, gpu, mnist, uniform};
 use wgtrain::RunConfig;
 use wgtrain::cpu;
 use wgtrain::data::Dataset;
-use wgtrain::gpu::MatmulVariant;
+use wgtrain::engine::{Engine, StepSums};
+use wgtrain::gpu::{MatmulVariant, StepRecord};
 use wgtrain::model::MlpSpec;
 use wgtrain::optim::SgdConfig;
 use wgtrain::schedule::{LrSchedule, Schedule};
-use wgtrain::train::{self, Trainer};
+use wgtrain::step::{MEMBER_FIRST, MemberStep};
+use wgtrain::train::{self, EpochReport, Trainer};
 
 #[test]
 fn cpu_gradients_match_finite_differences() {
@@ -89,8 +93,8 @@ fn regression_eval_with_all_logits_near_1e8_reports_ln_c() {
     };
     for on in [On::default_gpu(), On::Cpu] {
         let mut engine = common::engine(on, &cfg, common::data(&data, &data)).unwrap();
-        engine.set_params(&params).unwrap();
-        let eval = engine.evaluate(wgtrain::engine::EvalSet::Test).unwrap();
+        engine.set_params(0, &params).unwrap();
+        let eval = engine.evaluate(wgtrain::engine::EvalSet::Test).unwrap()[0];
         assert_eq!(eval.samples, n);
         assert!(
             (eval.loss - 10f64.ln()).abs() < 1e-6,
@@ -101,12 +105,45 @@ fn regression_eval_with_all_logits_near_1e8_reports_ln_c() {
     }
 }
 
+/// The member-step table of a single run (K = 1) whose step `s` has learning rate
+/// `lr(s)`, step 0 the run's first (what `step_records(n, b, 0, lr)` encoded before the
+/// learning rate moved out of the step record).
+fn lr_table(steps: usize, lr: impl Fn(usize) -> f64) -> Vec<MemberStep> {
+    (0..steps)
+        .map(|s| MemberStep {
+            lr: lr(s) as f32,
+            flags: if s == 0 { MEMBER_FIRST } else { 0 },
+        })
+        .collect()
+}
+
+/// One epoch of the single run `engine` over `order` in `steps`, step s at `table[s]`.
+fn train_single(
+    engine: &mut dyn Engine,
+    order: &[u32],
+    steps: &[StepRecord],
+    table: &[MemberStep],
+) -> Vec<StepSums> {
+    let stop = AtomicBool::new(false);
+    let mut sums = engine
+        .train_epoch(order, steps, table, &mut |_| {}, &stop)
+        .unwrap();
+    assert_eq!(sums.len(), 1, "a single run");
+    sums.remove(0)
+}
+
+/// The single run's only member's report of the epoch `trainer` runs next.
+fn run_epoch(trainer: &mut Trainer<'_>) -> wgtrain::Result<EpochReport> {
+    trainer.run_epoch(&mut |_| {})?.remove(0).into_report()
+}
+
 fn reference_steps(
     spec: &MlpSpec,
     params: &[f32],
     data: &Dataset,
     order: &[u32],
-    steps: &[wgtrain::gpu::StepRecord],
+    steps: &[StepRecord],
+    table: &[MemberStep],
     sgd: &SgdConfig,
 ) -> (Vec<f64>, Vec<f32>) {
     let layout = spec.layout();
@@ -118,7 +155,7 @@ fn reference_steps(
         layout.bias_ranges()
     };
     let mut losses = vec![];
-    for st in steps {
+    for (st, ms) in steps.iter().zip(table) {
         let (x, y) = cpu::gather_normalize(
             &data.images,
             &data.labels,
@@ -131,7 +168,7 @@ fn reference_steps(
         );
         let (loss, _, g) = cpu::loss_and_gradients(&layout, &p, &x, &y);
         losses.push(loss);
-        cpu::sgd_update(&mut p, &g, &mut v, sgd, st.lr, st.first != 0, &no_decay);
+        cpu::sgd_update(&mut p, &g, &mut v, sgd, ms.lr, ms.first(), &no_decay);
     }
     (losses, p)
 }
@@ -148,8 +185,10 @@ fn cpu_engine_steps_match_the_reference() {
         ..SgdConfig::default()
     };
     let order = train::epoch_order(&(0..1000).collect::<Vec<u32>>(), 5, 0);
-    let steps = train::step_records(1000, 100, 0, |i| 0.05 / (1.0 + i as f64));
-    let (want_losses, want_params) = reference_steps(&spec, &params, &data, &order, &steps, &sgd);
+    let steps = train::step_records(1000, 100);
+    let table = lr_table(steps.len(), |i| 0.05 / (1.0 + i as f64));
+    let (want_losses, want_params) =
+        reference_steps(&spec, &params, &data, &order, &steps, &table, &sgd);
     let cfg = RunConfig {
         hidden: vec![32, 16],
         batch_size: 100,
@@ -158,7 +197,7 @@ fn cpu_engine_steps_match_the_reference() {
         ..RunConfig::default()
     };
     let mut engine = common::engine(On::Cpu, &cfg, common::data(&data, &data)).unwrap();
-    let sums = engine.train_epoch(&order, &steps, &mut |_| {}).unwrap();
+    let sums = train_single(engine.as_mut(), &order, &steps, &table);
     for (i, (s, w)) in sums.iter().zip(&want_losses).enumerate() {
         let got = f64::from(s[0]) / f64::from(steps[i].batch);
         assert!(
@@ -168,7 +207,7 @@ fn cpu_engine_steps_match_the_reference() {
     }
     common::assert_close(
         "params after 10 steps",
-        &engine.params().unwrap(),
+        &engine.params(0).unwrap(),
         &want_params,
         1e-5,
         1e-3,
@@ -189,9 +228,10 @@ fn twenty_gpu_steps_match_the_cpu_reference() {
         ..SgdConfig::default()
     };
     let order = train::epoch_order(&(0..n as u32).collect::<Vec<u32>>(), 1, 0);
-    let steps = train::step_records(n, 64, 0, |_| 0.1);
+    let steps = train::step_records(n, 64);
     assert_eq!(steps.len(), 20);
-    let (want, want_params) = reference_steps(&spec, &params, &data, &order, &steps, &sgd);
+    let table = lr_table(steps.len(), |_| 0.1);
+    let (want, want_params) = reference_steps(&spec, &params, &data, &order, &steps, &table, &sgd);
     let cfg = RunConfig {
         sgd,
         ..RunConfig::default()
@@ -199,7 +239,7 @@ fn twenty_gpu_steps_match_the_cpu_reference() {
     for variant in MatmulVariant::ALL {
         let on = On::gpu_variant(variant);
         let mut engine = common::engine(on, &cfg, common::data(&data, &test)).unwrap();
-        let sums = engine.train_epoch(&order, &steps, &mut |_| {}).unwrap();
+        let sums = train_single(engine.as_mut(), &order, &steps, &table);
         for (i, (s, w)) in sums.iter().zip(&want).enumerate() {
             let got = f64::from(s[0]) / f64::from(steps[i].batch);
             assert!(
@@ -209,7 +249,7 @@ fn twenty_gpu_steps_match_the_cpu_reference() {
         }
         common::assert_close(
             &format!("{variant} params after 20 steps"),
-            &engine.params().unwrap(),
+            &engine.params(0).unwrap(),
             &want_params,
             1e-5,
             1e-3,
@@ -226,8 +266,9 @@ fn wide_hidden_layer_matches_the_cpu() {
     let params = spec.init(2);
     let sgd = SgdConfig::default();
     let order: Vec<u32> = (0..n as u32).collect();
-    let steps = train::step_records(n, 100, 0, |_| 0.05);
-    let (want, want_params) = reference_steps(&spec, &params, &data, &order, &steps, &sgd);
+    let steps = train::step_records(n, 100);
+    let table = lr_table(steps.len(), |_| 0.05);
+    let (want, want_params) = reference_steps(&spec, &params, &data, &order, &steps, &table, &sgd);
     let cfg = RunConfig {
         hidden: vec![4096],
         batch_size: 100,
@@ -236,7 +277,7 @@ fn wide_hidden_layer_matches_the_cpu() {
         ..RunConfig::default()
     };
     let mut engine = common::engine(On::default_gpu(), &cfg, common::data(&data, &data)).unwrap();
-    let sums = engine.train_epoch(&order, &steps, &mut |_| {}).unwrap();
+    let sums = train_single(engine.as_mut(), &order, &steps, &table);
     for (i, (s, w)) in sums.iter().zip(&want).enumerate() {
         let got = f64::from(s[0]) / 100.0;
         assert!(
@@ -246,7 +287,7 @@ fn wide_hidden_layer_matches_the_cpu() {
     }
     common::assert_close(
         "params",
-        &engine.params().unwrap(),
+        &engine.params(0).unwrap(),
         &want_params,
         1e-5,
         1e-3,
@@ -273,7 +314,7 @@ fn one_gpu_epoch_on_mnist_reaches_92_percent() {
     let cfg = config(&[256], 1, 64, 0.1, 1);
     let mut engine = common::engine(On::default_gpu(), &cfg, m.into()).unwrap();
     let mut trainer = Trainer::new(&mut *engine).unwrap();
-    let report = trainer.run_epoch(0, &mut |_| {}).unwrap();
+    let report = run_epoch(&mut trainer).unwrap();
     assert!(
         report.test_accuracy >= 0.92,
         "test accuracy {}",
@@ -303,12 +344,12 @@ fn same_seed_gives_bit_identical_runs_on_gpu_and_cpu() {
         let mut engine = common::engine(on, &cfg, common::data(&train_set, &test)).unwrap();
         let mut trainer = Trainer::new(&mut *engine).unwrap();
         let reports: Vec<(f64, f64, f64)> = (0..3)
-            .map(|e| trainer.run_epoch(e, &mut |_| {}).unwrap())
+            .map(|_| run_epoch(&mut trainer).unwrap())
             .map(|r| (r.train_loss, r.test_loss, r.test_accuracy))
             .collect();
         let bits: Vec<u32> = trainer
             .engine()
-            .params()
+            .params(0)
             .unwrap()
             .iter()
             .map(|v| v.to_bits())
@@ -334,7 +375,7 @@ fn regression_non_finite_loss_stops_the_run_and_keeps_finite_parameters() {
     for on in [On::default_gpu(), On::Cpu] {
         let mut engine = common::engine(on, &cfg, common::data(&train_set, &test)).unwrap();
         let mut trainer = Trainer::new(&mut *engine).unwrap();
-        let err = trainer.run_epoch(0, &mut |_| {}).unwrap_err();
+        let err = run_epoch(&mut trainer).unwrap_err();
         let msg = err.to_string();
         assert!(
             matches!(err, wgtrain::Error::NonFiniteLoss { epoch: 1, .. }),
@@ -344,7 +385,7 @@ fn regression_non_finite_loss_stops_the_run_and_keeps_finite_parameters() {
             msg.contains("epoch 1, step") && msg.contains("last finite"),
             "{msg}"
         );
-        let p = trainer.engine().params().unwrap();
+        let p = trainer.engine().params(0).unwrap();
         assert!(
             p.iter().all(|v| v.is_finite()),
             "parameters went non-finite ({})",
@@ -374,8 +415,9 @@ fn full_batch_of_60000_matches_the_cpu() {
     let params = spec.init(1);
     let sgd = SgdConfig::default();
     let order: Vec<u32> = (0..n as u32).collect();
-    let steps = train::step_records(n, n, 0, |_| 0.5);
-    let (want, want_params) = reference_steps(&spec, &params, &data, &order, &steps, &sgd);
+    let steps = train::step_records(n, n);
+    let table = lr_table(steps.len(), |_| 0.5);
+    let (want, want_params) = reference_steps(&spec, &params, &data, &order, &steps, &table, &sgd);
     let cfg = RunConfig {
         hidden: vec![16],
         batch_size: n,
@@ -383,7 +425,7 @@ fn full_batch_of_60000_matches_the_cpu() {
         ..RunConfig::default()
     };
     let mut engine = common::engine(On::default_gpu(), &cfg, common::data(&data, &data)).unwrap();
-    let sums = engine.train_epoch(&order, &steps, &mut |_| {}).unwrap();
+    let sums = train_single(engine.as_mut(), &order, &steps, &table);
     let got = f64::from(sums[0][0]) / n as f64;
     assert!(
         (got - want[0]).abs() <= 1e-4 * want[0].abs(),
@@ -392,7 +434,7 @@ fn full_batch_of_60000_matches_the_cpu() {
     );
     common::assert_close(
         "params after a full-batch step",
-        &engine.params().unwrap(),
+        &engine.params(0).unwrap(),
         &want_params,
         1e-5,
         1e-3,
@@ -422,8 +464,9 @@ fn regression_loop_cap_full_batch_step_of_70000_matches_the_cpu() {
     let params = spec.init(2);
     let sgd = SgdConfig::default();
     let order: Vec<u32> = (0..n as u32).collect();
-    let steps = train::step_records(n, n, 0, |_| 0.5);
-    let (want, want_params) = reference_steps(&spec, &params, &data, &order, &steps, &sgd);
+    let steps = train::step_records(n, n);
+    let table = lr_table(steps.len(), |_| 0.5);
+    let (want, want_params) = reference_steps(&spec, &params, &data, &order, &steps, &table, &sgd);
     let test = data.head(10);
     // The adapter's default kernel (its column sums split on lavapipe) and the register
     // kernel (its weight gradients split too); every variant's split K is pinned in
@@ -450,7 +493,7 @@ fn regression_loop_cap_full_batch_step_of_70000_matches_the_cpu() {
                 "{variant}: unfused loss step"
             );
         }
-        let sums = engine.train_epoch(&order, &steps, &mut |_| {}).unwrap();
+        let sums = train_single(engine.as_mut(), &order, &steps, &table);
         let got = f64::from(sums[0][0]) / n as f64;
         assert!(
             (got - want[0]).abs() <= 1e-4 * want[0].abs(),
@@ -459,7 +502,7 @@ fn regression_loop_cap_full_batch_step_of_70000_matches_the_cpu() {
         );
         common::assert_close(
             &format!("{variant}: params after a full-batch step of {n}"),
-            &engine.params().unwrap(),
+            &engine.params(0).unwrap(),
             &want_params,
             1e-5,
             1e-3,

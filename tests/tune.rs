@@ -8,12 +8,14 @@ use std::process::{Command, Output};
 use wgtrain::RunConfig;
 use wgtrain::cpu_engine::CpuEngine;
 use wgtrain::data::Dataset;
-use wgtrain::engine::{Engine, EvalSet, Evaluation, RunData, RunSetup, StepSums};
+use wgtrain::engine::{Engine, EvalSet, Evaluation, PopulationSetup, RunData, StepSums};
 use wgtrain::gpu::StepRecord;
 use wgtrain::optim::SgdConfig;
 use wgtrain::schedule::{LrSchedule, Schedule};
+use wgtrain::step::MemberStep;
 use wgtrain::train::Trainer;
 use wgtrain::tune::lr_find::{LrFindConfig, Stop, lr_find};
+use wgtrain::tune::population_sweep::{PendingTrial, PopulationEvent, run_group};
 use wgtrain::tune::prune::MedianPruner;
 use wgtrain::tune::space::TrialConfig;
 use wgtrain::tune::sweep::{
@@ -359,10 +361,10 @@ fn lr_find_on_a_synthetic_problem_suggests_a_learning_rate_that_trains() {
             seed: 1,
             ..RunConfig::default()
         };
-        CpuEngine::new(&cfg, data).unwrap()
+        CpuEngine::new(&[cfg], data).unwrap()
     };
     let mut engine = open(0.01);
-    let init = engine.setup().init.clone();
+    let init = engine.setup().shared().init.clone();
     let cfg = LrFindConfig {
         start_lr: 1e-4,
         end_lr: 1e3,
@@ -385,9 +387,14 @@ fn lr_find_on_a_synthetic_problem_suggests_a_learning_rate_that_trains() {
     assert!(r.steepest.is_some(), "the curve descends somewhere");
     // It must train: one epoch from fresh parameters at the suggestion.
     let mut engine = open(s);
-    assert_eq!(engine.setup().init, init, "fresh parameters");
+    assert_eq!(engine.setup().shared().init, init, "fresh parameters");
     let mut trainer = Trainer::new(&mut engine).unwrap();
-    let report = trainer.run_epoch(0, &mut |_| {}).unwrap();
+    let report = trainer
+        .run_epoch(&mut |_| {})
+        .unwrap()
+        .remove(0)
+        .into_report()
+        .unwrap();
     assert!(
         report.test_accuracy > 0.9,
         "lr {s}: test accuracy {}",
@@ -433,16 +440,17 @@ fn lr_find_cli_writes_its_curve_and_suggestion() {
     assert!(out.join("lr_find.csv").exists());
 }
 
-/// An engine whose validation accuracy after epoch e is `curve[e]`: the sweep's pruning
-/// and ranking without any training.
+/// An engine whose member k's validation accuracy after its epoch e is `curves[k][e]`:
+/// the sweep's pruning and ranking without any training. Its parameters are one value,
+/// the curve's first point.
 struct ScriptedEngine {
-    setup: RunSetup,
-    curve: Vec<f64>,
-    epoch: usize,
+    setup: PopulationSetup,
+    curves: Vec<Vec<f64>>,
+    epochs: Vec<usize>,
 }
 
 impl Engine for ScriptedEngine {
-    fn setup(&self) -> &RunSetup {
+    fn setup(&self) -> &PopulationSetup {
         &self.setup
     }
 
@@ -450,42 +458,82 @@ impl Engine for ScriptedEngine {
         "scripted".into()
     }
 
-    fn train_epoch_until(
+    fn train_epoch(
         &mut self,
         _order: &[u32],
         steps: &[StepRecord],
-        _progress: &mut dyn FnMut(usize),
+        member_steps: &[MemberStep],
+        progress: &mut dyn FnMut(usize),
         _stop: &std::sync::atomic::AtomicBool,
-    ) -> wgtrain::Result<Vec<StepSums>> {
-        self.epoch += 1;
-        Ok(steps.iter().map(|s| [0.5 * s.batch as f32, 0.0]).collect())
+    ) -> wgtrain::Result<Vec<Vec<StepSums>>> {
+        for (m, e) in self.epochs.iter_mut().enumerate() {
+            if !member_steps[m].frozen() {
+                *e += 1;
+            }
+        }
+        progress(steps.len());
+        let sums = steps.iter().map(|s| [0.5 * s.batch as f32, 0.0]).collect();
+        Ok(vec![sums; self.epochs.len()])
     }
 
-    fn evaluate(&mut self, set: EvalSet) -> wgtrain::Result<Evaluation> {
-        let accuracy = match set {
-            EvalSet::Validation => self.curve[self.epoch - 1],
-            EvalSet::Test => panic!("a sweep must never evaluate the test set"),
-        };
-        Ok(Evaluation {
-            loss: 1.0 - accuracy,
-            accuracy,
-            samples: 10,
-        })
+    fn evaluate(&mut self, set: EvalSet) -> wgtrain::Result<Vec<Evaluation>> {
+        assert_eq!(
+            set,
+            EvalSet::Validation,
+            "a sweep must never evaluate the test set"
+        );
+        Ok(self
+            .curves
+            .iter()
+            .zip(&self.epochs)
+            .map(|(curve, &e)| Evaluation {
+                loss: 1.0 - curve[e - 1],
+                accuracy: curve[e - 1],
+                samples: 10,
+            })
+            .collect())
+    }
+
+    fn logits(&mut self, _member: usize, _set: EvalSet) -> wgtrain::Result<Vec<f32>> {
+        unreachable!("a sweep reads no logits")
     }
 
     fn dispatches_per_step(&self) -> usize {
         1
     }
 
-    fn params(&mut self) -> wgtrain::Result<Vec<f32>> {
-        Ok(vec![self.curve[0] as f32])
+    fn params(&mut self, member: usize) -> wgtrain::Result<Vec<f32>> {
+        Ok(vec![self.curves[member][0] as f32])
     }
 
-    fn set_params(&mut self, _params: &[f32]) -> wgtrain::Result<()> {
-        Ok(())
+    fn momentum(&mut self, _member: usize) -> wgtrain::Result<Vec<f32>> {
+        unreachable!("a sweep reads no momentum")
+    }
+
+    fn set_state(
+        &mut self,
+        _member: usize,
+        _params: &[f32],
+        _momentum: Option<&[f32]>,
+    ) -> wgtrain::Result<()> {
+        unreachable!("a sweep sets no parameters")
+    }
+
+    fn copy_member(&mut self, _from: usize, _to: usize) -> wgtrain::Result<()> {
+        unreachable!("a sweep copies no member")
+    }
+
+    fn set_sgd(&mut self, _member: usize, _sgd: &SgdConfig) -> wgtrain::Result<()> {
+        unreachable!("a sweep changes no member's settings")
+    }
+
+    fn replace_member(&mut self, _member: usize, _cfg: &RunConfig) -> wgtrain::Result<()> {
+        unreachable!("one trial at a time: a slot is never refilled")
     }
 }
 
+/// Four trials one at a time (`--population 1`, each a fresh engine, as the sequential
+/// sweep ran them before populations and single runs became one engine).
 #[test]
 fn a_sweep_prunes_trials_behind_the_median_and_keeps_the_best_parameters() {
     let mut sweep = Sweep::new(Some(
@@ -515,35 +563,54 @@ fn a_sweep_prunes_trials_behind_the_median_and_keeps_the_best_parameters() {
         test: &samples,
         classes: 4,
     };
-    let cfg = RunConfig {
-        hidden: vec![8],
-        epochs: 3,
-        batch_size: 10,
-        schedule: LrSchedule::new(0.1, Schedule::Constant),
-        validation_split: 0.1,
-        ..RunConfig::default()
+    // Trial i has learning rate 0.1 (i + 1) and the curve curves[i].
+    let group: Vec<PendingTrial> = (0..curves.len())
+        .map(|i| {
+            let lr = 0.1 * (i + 1) as f64;
+            PendingTrial {
+                id: i,
+                config: TrialConfig {
+                    lr,
+                    weight_decay: 0.0,
+                    batch_size: 10,
+                    momentum: 0.0,
+                    hidden: vec![8],
+                    epochs: 3,
+                },
+                run: RunConfig {
+                    hidden: vec![8],
+                    epochs: 3,
+                    batch_size: 10,
+                    schedule: LrSchedule::new(lr, Schedule::Constant),
+                    validation_split: 0.1,
+                    ..RunConfig::default()
+                },
+            }
+        })
+        .collect();
+    let mut open = |cfgs: &[RunConfig]| -> wgtrain::Result<Box<dyn Engine>> {
+        let setup = PopulationSetup::new(cfgs, data)?;
+        let curves = setup
+            .members
+            .iter()
+            .map(|m| curves[(m.config.schedule.base_lr / 0.1).round() as usize - 1].clone())
+            .collect();
+        Ok(Box::new(ScriptedEngine {
+            setup,
+            curves,
+            epochs: vec![0; cfgs.len()],
+        }))
     };
-    for (i, curve) in curves.iter().enumerate() {
-        let mut engine = ScriptedEngine {
-            setup: RunSetup::new(&cfg, data).unwrap(),
-            curve: curve.clone(),
-            epoch: 0,
-        };
-        let trial = TrialConfig {
-            lr: 0.1 * (i + 1) as f64,
-            weight_decay: 0.0,
-            batch_size: 10,
-            momentum: 0.0,
-            hidden: vec![8],
-            epochs: 3,
-        };
-        let mut seen = Vec::new();
-        let t = sweep
-            .run_trial(trial, &mut engine, &mut |m: &EpochMetrics| {
-                seen.push(m.epoch)
-            })
-            .unwrap();
-        assert_eq!(seen.len(), t.history.len());
+    let mut seen = vec![0; curves.len()];
+    let mut on_event = |_: &Sweep, e: PopulationEvent<'_>| {
+        if let PopulationEvent::Epoch { id, .. } = e {
+            seen[id] += 1;
+        }
+        Ok(())
+    };
+    run_group(&mut sweep, &group, 1, &mut open, &mut on_event).unwrap();
+    for t in sweep.trials() {
+        assert_eq!(seen[t.id], t.history.len(), "trial {}", t.id);
     }
     let status: Vec<TrialStatus> = sweep.trials().iter().map(|t| t.status).collect();
     use TrialStatus::{Complete, Pruned};

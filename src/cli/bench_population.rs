@@ -16,6 +16,8 @@ pub struct PopulationRow {
     pub batch_size: usize,
     pub members: usize,
     pub samples: usize,
+    /// Storage precision of the matmul operands: `f32` or `f16`.
+    pub precision: &'static str,
     /// One warm epoch of the whole population, s.
     pub population_epoch_seconds: f64,
     /// K warm single-model epochs, one after the other, s.
@@ -67,6 +69,7 @@ pub fn compare(
         batch_size: batch,
         members: configs.len(),
         samples: n,
+        precision: configs[0].precision.name(),
         population_epoch_seconds: secs,
         sequential_epoch_seconds: sequential,
         speedup: sequential / secs,

@@ -409,7 +409,11 @@ mod tests {
         assert!(params >= 784 * 256 + 256 + 256 * 10 + 10);
         let want = 4 * (3 * params + 2 * 1000 * (256 + 10) + 2 * 1000);
         assert_eq!(member_bytes(&spec, 64), want);
-        assert_eq!(member_largest_tensor_bytes(&spec, 64), 4 * params);
+        // The largest tensor: the hidden activations at the evaluation minibatch (1000 rows
+        // x 256 > P), or at the training minibatch when it is larger.
+        assert!(4 * params < 4 * 1000 * 256);
+        let largest = 4 * 1000 * 256;
+        assert_eq!(member_largest_tensor_bytes(&spec, 64), largest);
         assert_eq!(member_largest_tensor_bytes(&spec, 4096), 4 * 4096 * 256);
         let budget = |bytes, binding_bytes, cap| PopulationBudget {
             bytes,
@@ -418,11 +422,11 @@ mod tests {
         };
         // Memory for exactly 5 members; binding room for 7; cap 16.
         assert_eq!(
-            default_population(&spec, 64, &budget(5 * want + 1, 7 * 4 * params, 16)),
+            default_population(&spec, 64, &budget(5 * want + 1, 7 * largest, 16)),
             5
         );
         assert_eq!(
-            default_population(&spec, 64, &budget(u64::MAX, 7 * 4 * params, 16)),
+            default_population(&spec, 64, &budget(u64::MAX, 7 * largest, 16)),
             7
         );
         assert_eq!(

@@ -162,9 +162,9 @@ impl Sweep {
         })
     }
 
-    /// Makes trials stoppable (see [`Trainer::set_stop_flag`]): once `flag` is set, the
-    /// trial running stops at a step boundary, [`Sweep::run_trial`] returns
-    /// [`Error::Interrupted`] and that trial is not recorded.
+    /// Makes trials stoppable (see [`crate::train::Trainer::set_stop_flag`]): once `flag` is
+    /// set, the trials running stop at a step boundary, the sweep returns
+    /// [`Error::Interrupted`] and those trials are not recorded.
     pub fn set_stop_flag(&mut self, flag: Arc<AtomicBool>) {
         self.stop = Some(flag);
     }

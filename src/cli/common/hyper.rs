@@ -426,33 +426,40 @@ pub(crate) fn explain_divergence(
     lr: f64,
     weight_decay: f64,
 ) -> anyhow::Error {
-    match e {
+    let what = match &e {
         wgtrain::Error::NonFiniteLoss {
             epoch,
             step,
             last_finite,
-        } if momentum >= 1.0 => anyhow::anyhow!(
+        } => format!(
             "the training loss became non-finite at epoch {epoch}, step {step} (last finite \
-             minibatch loss: {last_finite}); the run was stopped. The likely cause is \
-             --momentum {momentum}: at 1 or more the velocity never decays \
-             (v = momentum * v + g). Use a momentum below 1 (e.g. 0.9), then lower the \
-             learning rate (--lr) if it still diverges."
+             minibatch loss: {last_finite}); the run was stopped."
         ),
-        wgtrain::Error::NonFiniteLoss {
-            epoch,
-            step,
-            last_finite,
-        } if lr * weight_decay > 1.0 && weight_decay > 1.0 => anyhow::anyhow!(
-            "the training loss became non-finite at epoch {epoch}, step {step} (last finite \
-             minibatch loss: {last_finite}); the run was stopped. The likely cause is \
-             --weight-decay {} with --lr {}: their product is {}, above 1, so \
-             each decay step (w -= lr * weight_decay * w) overshoots zero and blows the \
-             weights up. Lower --weight-decay (e.g. 1e-4) so that lr * weight_decay is well \
-             below 1, or lower the learning rate (--lr).",
+        wgtrain::Error::LossExploded {
+            epoch, loss, first, ..
+        } => format!(
+            "the training loss exploded at epoch {epoch} (its mean was {loss} against {first} \
+             at the first step); the run was stopped."
+        ),
+        _ => return e.into(),
+    };
+    if momentum >= 1.0 {
+        anyhow::anyhow!(
+            "{what} The likely cause is --momentum {momentum}: at 1 or more the velocity \
+             never decays (v = momentum * v + g). Use a momentum below 1 (e.g. 0.9), then \
+             lower the learning rate (--lr) if it still diverges."
+        )
+    } else if lr * weight_decay > 1.0 && weight_decay > 1.0 {
+        anyhow::anyhow!(
+            "{what} The likely cause is --weight-decay {} with --lr {}: their product is {}, \
+             above 1, so each decay step (w -= lr * weight_decay * w) overshoots zero and \
+             blows the weights up. Lower --weight-decay (e.g. 1e-4) so that lr * \
+             weight_decay is well below 1, or lower the learning rate (--lr).",
             short(weight_decay),
             short(lr),
             short(lr * weight_decay)
-        ),
-        e => e.into(),
+        )
+    } else {
+        e.into()
     }
 }

@@ -49,7 +49,7 @@
 //! ```
 //! Each fusion computes the unfused step's bits (the same additions in the same order) and
 //! applies only where the plan found that the kernel, shape and adapter allow it
-//! ([`plan::StepPlan`]): the gather prologue on the subgroup and 2-D tiled kernels with K
+//! (`plan::StepPlan`): the gather prologue on the subgroup and 2-D tiled kernels with K
 //! summed in one launch; the output layer in the loss launch for small products
 //! (`B·H·C` up to `softmax_cross_entropy::FUSED_OUTPUT_MAX_MACS`) with two layers or more;
 //! the update in the weight-gradient epilogue when every layer's product is one chunk of K

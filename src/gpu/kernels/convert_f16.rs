@@ -1,11 +1,11 @@
 //! Wrapper of `shaders/convert_f16.wgsl`: `dst[i] = f16(clamp(src[i], ±65504))`, the f16
 //! copy of an f32 buffer (the minibatch inputs `X` after `gather_normalize`, the weights
-//! after `sgd_update`) for [`super::matmul_f16`].
+//! after `sgd_update`) for [`super::matmul::f16`].
 //!
 //! Bindings: 0 params, 1 src `[len]` f32, 2 dst `[len]` f16 (read-write). Grid:
 //! `ceil(len / 256)` workgroups of 256, folded. With `row_len` > 0 only the step record's
 //! minibatch rows (`batch · row_len` elements) are converted. Built only on devices with
-//! `SHADER_F16` ([`super::matmul_f16::f16_device_support`], checked by the caller).
+//! `SHADER_F16` ([`super::matmul::f16::f16_device_support`], checked by the caller).
 
 use super::{Dispatch, KernelFamily, Kernels, params_buffer, storage_entry, uniform_entry};
 use crate::error::{Error, Result};

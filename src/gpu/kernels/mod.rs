@@ -1,13 +1,15 @@
-//! One module per WGSL kernel family (`shaders/<name>.wgsl`, entry points named after it),
-//! the families listed in [`FAMILIES`]: pipelines are built on first use and cached in
+//! One module per WGSL kernel family (`shaders/<name>.wgsl`, the matmul family's in
+//! `shaders/matmul/`; entry points named after it), the families listed in [`FAMILIES`]:
+//! pipelines are built on first use and cached in
 //! [`Kernels`], and each wrapper turns buffers and shapes into
 //! a [`Dispatch`] — a pipeline, a bind group created once, and a grid — that training
 //! records step after step without creating anything.
 //!
 //! Every kernel takes its per-step values from a [`StepRecord`] in bind group 1, bound
 //! with a dynamic offset: the minibatch's position in the epoch order, its size (the last
-//! minibatch may be partial), the scheduled learning rate, the first-step flag for
-//! momentum, and the step's index into the metrics buffer.
+//! minibatch may be partial), and the step's index into the metrics buffers and the
+//! member-step table (each member's learning rate and flags, in the SGD table:
+//! [`sgd_update::SgdTable`]). Every kernel takes the member dimension (K >= 1).
 
 pub mod bias_relu;
 pub mod column_sum;

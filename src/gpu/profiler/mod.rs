@@ -35,16 +35,18 @@
 //! ```no_run
 //! use wgtrain::gpu::profiler::{ProfileOptions, Profiler};
 //! use wgtrain::gpu::{Gpu, StepRecord, engine::GpuEngine};
+//! use wgtrain::step::MemberStep;
 //!
 //! fn profile(
 //!     gpu: &Gpu,
 //!     engine: &mut GpuEngine<'_>,
 //!     order: &[u32],
 //!     records: &[StepRecord],
+//!     member_steps: &[MemberStep], // [records, K]
 //! ) -> wgtrain::Result<()> {
 //!     let profiler = Profiler::new(gpu, None)?; // the best mode this adapter has
 //!     let opts = ProfileOptions { steps: 50, ..ProfileOptions::default() };
-//!     let profile = profiler.profile_engine(engine, order, records, &opts)?;
+//!     let profile = profiler.profile_engine(engine, order, records, member_steps, &opts)?;
 //!     println!("{profile}"); // the per-kernel table
 //!     profile.write_trace(std::path::Path::new("trace.json"))
 //! }

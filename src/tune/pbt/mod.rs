@@ -1,5 +1,5 @@
 //! Population-based training (Jaderberg et al. 2017, "Population Based Training of Neural
-//! Networks", arXiv:1711.09846): K members train at once ([`crate::population`]); every
+//! Networks", arXiv:1711.09846): K members train at once ([`crate::train::Trainer`]); every
 //! `interval` epochs the worst members copy a better member's weights (exploit) and
 //! continue with perturbed hyperparameters (explore).
 //!

@@ -88,7 +88,7 @@ pub const TILED2D_FAMILY: KernelFamily = KernelFamily {
     bindings: &BINDINGS,
 };
 
-/// Mirrors `struct GatherParams` in `shaders/matmul_gather.wgsl`: the normalisation
+/// Mirrors `struct GatherParams` in `shaders/matmul/matmul_gather.wgsl`: the normalisation
 /// `(pixel / 255 - mean) / std_dev`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]

@@ -3,7 +3,7 @@
 //! and an epilogue (none, bias, bias + ReLU, ReLU mask, or the SGD update of the layer
 //! whose weight gradient C is: [`sgd`]). [`dispatch`] prepares every launch; the kernels
 //! themselves are [`MatmulVariant`]s ([`variant`]; the GPU one with subgroup shuffles in
-//! [`tiled2d_subgroup`]), and the f16 product of `--precision f16` is [`f16`].
+//! [`tiled2d_subgroup`]), and the f16 product of `--precision f16` is [`mod@f16`].
 //!
 //! Shaders (`shaders/matmul/`): `matmul_common.wgsl` (params, member offsets, split K,
 //! epilogues) is prepended to each kernel file (`matmul.wgsl`: register, tiled, rows;
@@ -158,7 +158,7 @@ pub struct MatmulSpec {
     pub batch_dim: BatchDim,
 }
 
-/// Mirrors `struct MatmulParams` in `shaders/matmul_common.wgsl`: the largest M, N, K, the
+/// Mirrors `struct MatmulParams` in `shaders/matmul/matmul_common.wgsl`: the largest M, N, K, the
 /// [`BatchDim`] as a number, the chunk of K one dispatch sums, `[k_begin, min(k_end,
 /// K))` (the whole of K unless the adapter's loop cap splits it: [`k_chunk_len`]), the
 /// members ([`MatmulMembers`]: their count and strides in floats), and for the SGD epilogue

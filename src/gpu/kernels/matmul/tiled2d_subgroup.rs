@@ -1,4 +1,4 @@
-//! The family of `shaders/matmul_tiled2d_subgroup.wgsl` ([`MatmulVariant::Tiled2dSubgroup`]):
+//! The family of `shaders/matmul/matmul_tiled2d_subgroup.wgsl` ([`MatmulVariant::Tiled2dSubgroup`]):
 //! the 2-D tiled matmul for GPUs with subgroups, op(A) shared among the lanes of a
 //! subgroup by `subgroupShuffle` rather than through workgroup memory. Its launches go
 //! through [`super::dispatch`] like every variant (same bind group, member
@@ -12,7 +12,7 @@
 //! and a team (SG_W lanes aligned inside one subgroup) never straddles two subgroups. The
 //! shader takes each lane's team from the subgroup builtins and checks that the subgroups
 //! are full and a whole number of teams; where they are not, it reads op(A) from global
-//! memory without shuffles (correct, slower). `shaders/matmul_tiled2d_subgroup.wgsl` gives
+//! memory without shuffles (correct, slower). `shaders/matmul/matmul_tiled2d_subgroup.wgsl` gives
 //! the argument in full; `tests/parity_subgroup_tiled.rs` runs widths 4, 8, 16 and 32 on
 //! lavapipe's 8-lane subgroups, so both paths are tested.
 //!
