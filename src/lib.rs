@@ -69,6 +69,7 @@ pub mod model;
 pub mod optim;
 pub mod output;
 pub mod population;
+pub mod roofline;
 pub mod schedule;
 pub mod step;
 pub mod tensorboard;

@@ -2,7 +2,9 @@
 //! every dispatch of every profiled step is measured with a valid, non-zero timestamp pair,
 //! the Chrome trace parses and holds one event per dispatch, the kernel times fit in the
 //! wall time, the FLOP counts are the hand-computed MNIST ones, the engine's parameters
-//! come back unchanged, and the CLI's `profile` / `train --profile` work end to end.
+//! come back unchanged, and the CLI's `profile` / `train --profile` work end to end; the
+//! roofline probe's kernels compute what they should, and `profile` and `bench` print its
+//! fractions.
 
 mod common;
 
@@ -459,4 +461,156 @@ fn train_with_profile_prints_the_table_and_trains_identically() {
         plain, profiled,
         "profiling before training must not change the training"
     );
+}
+
+/// CPU reference of `roofline_fma` (shaders/roofline.wgsl): invocation `t`'s 8 vec4 chains
+/// of `4 · iters` rounds `acc = fma(acc, a, b)` from their documented start values
+/// `(t & 1023) + (4·j + c) / 32`, summed `acc0 + acc1 + ... + acc7`. WGSL lets `fma` round
+/// once (`fused`, IEEE fma) or after the product and again after the sum.
+fn fma_reference(t: u32, iters: u32, (a, b): (f32, f32), fused: bool) -> [f32; 4] {
+    let mut sum = [0.0f32; 4];
+    for j in 0..8u32 {
+        for (c, s) in sum.iter_mut().enumerate() {
+            let mut x = (t & 1023) as f32 + (4 * j + c as u32) as f32 / 32.0;
+            for _ in 0..4 * iters {
+                x = if fused { x.mul_add(a, b) } else { x * a + b };
+            }
+            *s = if j == 0 { x } else { *s + x };
+        }
+    }
+    sum
+}
+
+/// Issue 27 item 3: the copy kernel of the roofline probe copies every bit of its `n4`
+/// vec4s (negative zero, subnormals, infinities, ragged counts) and nothing past them.
+#[test]
+fn roofline_copy_copies_exactly_and_nothing_past_its_end() {
+    use wgtrain::gpu::GpuTensor;
+    use wgtrain::gpu::kernels::{self, StepRecord, roofline};
+    let (gpu, kernels_) = common::gpu();
+    // One vec4; 3 workgroups of invocations and a ragged tail; a grid-stride tail.
+    for n4 in [1usize, 4 * 64 * 3 + 7, 20_001] {
+        let mut src = common::uniform(n4 as u64, 4 * n4, -1e6, 1e6);
+        src[0] = -0.0;
+        if n4 > 1 {
+            src[1] = 1e-40; // subnormal
+            src[2] = f32::INFINITY;
+            src[3] = f32::MIN_POSITIVE;
+        }
+        let src_t = GpuTensor::upload(gpu, "test.src", &src, &[4 * n4]).expect("src");
+        // One vec4 more than the copy covers, poisoned: it must stay NaN.
+        let dst_t = GpuTensor::poisoned(gpu, "test.dst", &[4 * n4 + 4]).expect("dst");
+        let d = roofline::copy(gpu, kernels_, "test.copy", n4, src_t.view(), dst_t.view())
+            .expect("copy dispatch");
+        assert_eq!(
+            d.bytes,
+            32 * n4 as u64,
+            "16 bytes read and 16 written per vec4"
+        );
+        assert_eq!(d.flops, 0);
+        kernels::run(gpu, kernels_, &[d], StepRecord::default(), 1).expect("run");
+        let got = dst_t.read(gpu).expect("read");
+        for (i, (g, w)) in got.iter().zip(&src).enumerate() {
+            assert_eq!(g.to_bits(), w.to_bits(), "n4 {n4}: element {i}: {g} vs {w}");
+        }
+        assert!(
+            got[4 * n4..].iter().all(|v| v.is_nan()),
+            "n4 {n4}: wrote past the end"
+        );
+    }
+}
+
+/// Issue 27 item 3: every output of the roofline probe's fma kernel is the CPU's fma chain
+/// for that invocation, to the bit (all fused or all unfused), at the probe's own length and
+/// past 1,024 invocations (the start values wrap), with a ragged last workgroup.
+#[test]
+fn roofline_fma_equals_the_cpu_fma_chain() {
+    use wgtrain::gpu::GpuTensor;
+    use wgtrain::gpu::kernels::{self, StepRecord, roofline};
+    let (gpu, kernels_) = common::gpu();
+    let ab = wgtrain::gpu::roofline::FMA_AB;
+    let placeholder = GpuTensor::upload(gpu, "test.placeholder", &[0.0; 4], &[4]).expect("p");
+    for (threads, iters) in [
+        (64 * 3 + 5, wgtrain::gpu::roofline::fma_iters(gpu)),
+        (1029, 50),
+    ] {
+        let dst = GpuTensor::poisoned(gpu, "test.fma", &[4 * threads + 4]).expect("dst");
+        let d = roofline::fma(
+            gpu,
+            kernels_,
+            "test.fma",
+            threads,
+            iters,
+            ab,
+            placeholder.view(),
+            dst.view(),
+        )
+        .expect("fma dispatch");
+        // 8 vec4 chains, 4 rounds per pass, 2 FLOP per lane and round.
+        assert_eq!(d.flops, 8 * 4 * 4 * 2 * u64::from(iters) * threads as u64);
+        kernels::run(gpu, kernels_, &[d], StepRecord::default(), 1).expect("run");
+        let got = dst.read(gpu).expect("read");
+        assert!(
+            got[4 * threads..].iter().all(|v| v.is_nan()),
+            "wrote past the end"
+        );
+        let fused: Vec<f32> = (0..threads as u32)
+            .flat_map(|t| fma_reference(t, iters, ab, true))
+            .collect();
+        let unfused: Vec<f32> = (0..threads as u32)
+            .flat_map(|t| fma_reference(t, iters, ab, false))
+            .collect();
+        if iters == wgtrain::gpu::roofline::fma_iters(gpu) {
+            // At the probe's length the two roundings part (at 200 rounds they need not).
+            assert!(fused != unfused, "the two roundings must be told apart");
+        }
+        let same = |want: &[f32]| {
+            got[..4 * threads]
+                .iter()
+                .zip(want)
+                .all(|(g, w)| g.to_bits() == w.to_bits())
+        };
+        let rounding = match (same(&fused), same(&unfused)) {
+            (true, true) => "either way (the two agree here)",
+            (true, false) => "fused",
+            _ => "unfused",
+        };
+        eprintln!("{}: roofline_fma rounds {rounding}", gpu.info.name);
+        if !(same(&fused) || same(&unfused)) {
+            let i = (0..4 * threads)
+                .find(|&i| got[i].to_bits() != fused[i].to_bits())
+                .expect("a difference");
+            panic!(
+                "threads {threads}, iters {iters}: element {i} is {}, the fused chain gives {} and the unfused {}",
+                got[i], fused[i], unfused[i]
+            );
+        }
+    }
+}
+
+/// Issue 27 item 3: the probe returns positive, finite peaks measured with the profiler's
+/// best clock, from a copy sized by the adapter's limits, and a second call on the same
+/// device is the cached result.
+#[test]
+fn roofline_probe_gives_positive_finite_peaks_once_per_device() {
+    use wgtrain::gpu::roofline;
+    let (gpu, kernels) = common::gpu();
+    let p = roofline::probe(gpu, kernels, None).expect("probe");
+    for (what, v) in [("GFLOP/s", p.peaks.gflops), ("GB/s", p.peaks.gbps)] {
+        assert!(v.is_finite() && v > 0.0, "{what}: {v}");
+    }
+    assert_eq!(p.mode, TimingMode::best_for(gpu.features));
+    let buffer = roofline::copy_buffer_bytes(gpu);
+    assert!(buffer >= 64 << 20 || buffer == gpu.limits.max_storage_buffer_binding_size / 16 * 16);
+    assert_eq!(p.copy_bytes, 2 * buffer, "read and written");
+    let per_workgroup = 64 * 256 * u64::from(roofline::fma_iters(gpu));
+    assert_eq!(p.fma_flops % per_workgroup, 0, "{}", p.fma_flops);
+    assert!(p.fma_flops >= roofline::FMA_START_WORKGROUPS * per_workgroup);
+    assert_eq!(
+        roofline::probe(gpu, kernels, None).expect("again"),
+        p,
+        "cached"
+    );
+    let text = p.to_string();
+    assert!(text.starts_with("roofline probe: "), "{text}");
 }

@@ -95,7 +95,7 @@ fn every_shader_file_is_built() {
         );
         files += 1;
     }
-    assert_eq!(files, 20, "expected twenty files in shaders/");
+    assert_eq!(files, 21, "expected twenty-one files in shaders/");
 }
 
 /// Each family is named after its shader file (`shaders/<name>.wgsl`), so one grep finds
@@ -200,6 +200,11 @@ fn kernel_parameter_structs_match_their_wgsl_sizes() {
             bias_relu::FAMILY,
             "BiasReluParams",
             size_of::<bias_relu::BiasReluParams>(),
+        ),
+        (
+            roofline::FAMILY,
+            "RooflineParams",
+            size_of::<roofline::RooflineParams>(),
         ),
     ];
     for (family, wgsl, rust) in params {

@@ -1,7 +1,7 @@
 //! Everything that touches wgpu: the device ([`context`]), buffers and readback
 //! ([`tensor`]), one wrapper module per WGSL kernel family ([`kernels`]), the GPU training
-//! engine ([`engine`]), the population engine ([`population`]) and the profiler
-//! ([`profiler`]).
+//! engine ([`engine`]), the population engine ([`population`]), the profiler
+//! ([`profiler`]) and the probe of the adapter's roofline peaks ([`roofline`]).
 
 pub mod autotune;
 pub mod context;
@@ -10,6 +10,7 @@ pub mod fusion;
 pub mod kernels;
 pub mod population;
 pub mod profiler;
+pub mod roofline;
 pub mod tensor;
 
 pub use context::{

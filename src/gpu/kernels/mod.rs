@@ -18,6 +18,7 @@ pub mod matmul_f16;
 pub mod matmul_gather;
 pub mod matmul_sgd;
 pub mod matmul_tiled2d_subgroup;
+pub mod roofline;
 pub mod sgd_update;
 pub mod softmax_cross_entropy;
 
@@ -58,7 +59,8 @@ pub struct KernelFamily {
 /// `SUBGROUP`, and the `matmul_gather` versions of subgroup and tiled2d (operand A read from
 /// pixels) only where the gather fusion runs. `matmul_f16` and `convert_f16`
 /// (`--precision f16`) need `SHADER_F16` and are built only on devices created with it.
-pub const FAMILIES: [KernelFamily; 13] = [
+/// `roofline` (the peak probe of `profile` and `bench`) is never built in training.
+pub const FAMILIES: [KernelFamily; 14] = [
     gather_normalize::FAMILY,
     matmul::FAMILY,
     matmul::SUBGROUP_FAMILY,
@@ -72,6 +74,7 @@ pub const FAMILIES: [KernelFamily; 13] = [
     convert_f16::FAMILY,
     matmul_gather::SUBGROUP_FAMILY,
     matmul_gather::TILED2D_FAMILY,
+    roofline::FAMILY,
 ];
 
 pub use crate::step::StepRecord;
