@@ -614,3 +614,169 @@ fn roofline_probe_gives_positive_finite_peaks_once_per_device() {
     let text = p.to_string();
     assert!(text.starts_with("roofline probe: "), "{text}");
 }
+
+/// Issue 27 item 3: `wgtrain profile` prints the probe's peaks, each kernel's %FLOP, %BW,
+/// arithmetic intensity and bound, and the step's fractions; the trace records the peaks.
+#[test]
+fn cli_profile_prints_each_kernels_and_the_steps_roofline_fractions() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    write_idx_dataset(tmp.path(), 200, 50);
+    let data = tmp.path().to_str().expect("utf-8 path");
+    let trace = tmp.path().join("trace.json");
+    let out = wgtrain(&[
+        "profile",
+        "--data",
+        data,
+        "--no-download",
+        "--hidden",
+        "32",
+        "--batch-size",
+        "16",
+        "--steps",
+        "3",
+        "--trace",
+        trace.to_str().expect("utf-8 path"),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stderr.contains("roofline probe: "), "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    let peaks = lines
+        .iter()
+        .find(|l| l.starts_with("roofline: peak "))
+        .unwrap_or_else(|| panic!("no roofline line: {stdout}"));
+    assert!(peaks.contains("GFLOP/s") && peaks.contains("GB/s") && peaks.contains("ridge point"));
+    let header = lines
+        .iter()
+        .position(|l| l.starts_with("kernel"))
+        .expect("a header");
+    let cols: Vec<&str> = lines[header].split_whitespace().collect();
+    assert_eq!(
+        cols[cols.len() - 4..],
+        ["%FLOP", "%BW", "FLOP/B", "bound"],
+        "{stdout}"
+    );
+    let rows: Vec<&str> = lines[header + 1..]
+        .iter()
+        .take_while(|l| !l.starts_with("total"))
+        .copied()
+        .collect();
+    assert!(!rows.is_empty(), "{stdout}");
+    for row in rows {
+        let w: Vec<&str> = row.split_whitespace().collect();
+        let [flop, bw, intensity, bound] = w[w.len() - 4..] else {
+            unreachable!("four cells")
+        };
+        assert!(flop.ends_with('%') && bw.ends_with('%'), "{row}");
+        assert!(
+            intensity.parse::<f64>().is_ok() || intensity == "inf",
+            "{row}"
+        );
+        assert!(["memory", "compute"].contains(&bound), "{row}");
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("per step, roofline: ") && l.contains("-bound")),
+        "{stdout}"
+    );
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&trace).expect("trace"))
+        .expect("the trace parses");
+    let p = &v["otherData"]["roofline_peaks"];
+    assert!(p["gflops"].as_f64().is_some_and(|g| g > 0.0), "{p}");
+    assert!(p["gbps"].as_f64().is_some_and(|g| g > 0.0), "{p}");
+}
+
+/// Issue 27 item 3: `wgtrain bench --json` adds the epoch's roofline to each GPU row
+/// (null on the CPU path, which has no probe) and keeps every earlier field. The model's
+/// FLOP per sample is the hand-computed 818,176 of 784-256-10, and the fractions, bound and
+/// least epoch time follow from the row's own rates and peaks.
+#[test]
+fn cli_bench_json_adds_the_epochs_roofline_fractions() {
+    let dir = std::env::var("MNIST_DIR").expect("MNIST_DIR");
+    let out = Command::new(env!("CARGO_BIN_EXE_wgtrain"))
+        .args([
+            "bench",
+            "--json",
+            "--samples",
+            "640",
+            "--batch-sizes",
+            "64",
+            "--data",
+            &dir,
+        ])
+        .env("XDG_RUNTIME_DIR", "/tmp")
+        .output()
+        .expect("run wgtrain");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    let row = |path: &str| rows.iter().find(|r| r["path"] == path).expect("a row");
+    let f = |r: &Value, k: &str| r[k].as_f64().unwrap_or_else(|| panic!("{k}: {r}"));
+    for r in [row("gpu"), row("cpu")] {
+        for old in [
+            "batch_size",
+            "samples",
+            "precision",
+            "epoch_seconds",
+            "samples_per_second",
+            "dispatches_per_step",
+            "matmul_gflops",
+        ] {
+            assert!(r.get(old).is_some(), "{old} is gone: {r}");
+        }
+        assert_eq!(r["flops_per_sample"], 818_176);
+        let want = 818_176.0 * 640.0 / f(r, "epoch_seconds") / 1e9;
+        assert!((f(r, "achieved_gflops") - want).abs() <= 1e-9 * want, "{r}");
+    }
+    let g = row("gpu");
+    let (pf, pb) = (f(g, "peak_gflops"), f(g, "peak_gbps"));
+    assert!(pf > 0.0 && pb > 0.0, "{g}");
+    let (af, ab) = (f(g, "achieved_gflops"), f(g, "achieved_gbps"));
+    assert!(
+        (f(g, "flop_fraction") - af / pf).abs() <= 1e-9 * af / pf,
+        "{g}"
+    );
+    assert!(
+        (f(g, "bandwidth_fraction") - ab / pb).abs() <= 1e-9 * ab / pb,
+        "{g}"
+    );
+    let intensity = af / ab;
+    assert!(
+        (f(g, "arithmetic_intensity") - intensity).abs() <= 1e-9 * intensity,
+        "{g}"
+    );
+    let bound = if intensity >= pf / pb {
+        "compute"
+    } else {
+        "memory"
+    };
+    assert_eq!(g["bound"], bound, "{g}");
+    let secs = f(g, "epoch_seconds");
+    let least = (af * secs / pf).max(ab * secs / pb);
+    assert!(
+        (f(g, "roofline_epoch_seconds") - least).abs() <= 1e-9 * least,
+        "{g}"
+    );
+    let c = row("cpu");
+    for k in [
+        "peak_gflops",
+        "peak_gbps",
+        "achieved_gbps",
+        "flop_fraction",
+        "bandwidth_fraction",
+        "arithmetic_intensity",
+        "bound",
+        "roofline_epoch_seconds",
+    ] {
+        assert!(c[k].is_null(), "{k} on the CPU path: {c}");
+    }
+}

@@ -1,6 +1,7 @@
 //! `wgtrain profile` and `wgtrain train --profile`: per-kernel timings of real training
-//! steps (see [`wgtrain::gpu::profiler`]), printed as a table and optionally written as a
-//! Chrome trace.
+//! steps (see [`wgtrain::gpu::profiler`]) with each kernel's and the step's fractions of
+//! the adapter's roofline peaks ([`wgtrain::gpu::roofline`]), printed as a table and
+//! optionally written as a Chrome trace.
 
 use std::path::PathBuf;
 
@@ -9,9 +10,9 @@ use clap::{Args, ValueEnum};
 
 use wgtrain::RunConfig;
 use wgtrain::engine::{Engine, RunData};
-use wgtrain::gpu::Gpu;
 use wgtrain::gpu::engine::GpuEngine;
 use wgtrain::gpu::profiler::{Profile, ProfileOptions, Profiler, TimingMode};
+use wgtrain::gpu::{Gpu, Kernels, roofline};
 use wgtrain::output::OutputKind;
 use wgtrain::train;
 
@@ -101,11 +102,12 @@ pub(crate) fn check_train_flags(device: DeviceKind, profile: bool) -> Result<()>
 }
 
 /// Profiles `engine` on its run's first epoch (its training samples shuffled as epoch 0
-/// is, with epoch 0's learning rates), prints the table on stdout, writes the trace if
-/// asked, and restores the engine's parameters so that a following training run starts
-/// exactly where it would have.
+/// is, with epoch 0's learning rates), probes the adapter's roofline peaks with the same
+/// clock, prints the table on stdout, writes the trace if asked, and restores the engine's
+/// parameters so that a following training run starts exactly where it would have.
 pub(crate) fn profile_engine(
     gpu: &Gpu,
+    kernels: &Kernels,
     engine: &mut GpuEngine<'_>,
     req: &ProfileRequest,
 ) -> Result<Profile> {
@@ -117,13 +119,15 @@ pub(crate) fn profile_engine(
         cfg.schedule.lr_at(0, i, per_epoch)
     });
     let profiler = Profiler::new(gpu, req.mode)?;
+    let probe = roofline::probe(gpu, kernels, Some(profiler.mode()))?;
+    eprintln!("{probe}");
     eprintln!(
         "profiling {} steps (after {} warm-up) with {} timing",
         req.steps,
         req.warmup_steps,
         profiler.mode()
     );
-    let profile = profiler.profile_engine(
+    let mut profile = profiler.profile_engine(
         engine,
         &order,
         &records,
@@ -132,6 +136,7 @@ pub(crate) fn profile_engine(
             warmup_steps: req.warmup_steps,
         },
     )?;
+    profile.roofline = Some(probe.peaks);
     print!("{profile}");
     if let Some(path) = &req.trace {
         profile
@@ -205,7 +210,7 @@ pub fn profile_command(a: ProfileArgs) -> Result<()> {
         )?
     };
     let mut engines = Engines::open_for(&a.device, a.precision.precision.to_lib())?;
-    engines.with_gpu(&cfg, RunData::from(&mnist), |gpu, engine| {
+    engines.with_gpu(&cfg, RunData::from(&mnist), |gpu, kernels, engine| {
         eprintln!(
             "model: MLP {}, batch {}, {} dispatches per step; {}",
             engine.setup().spec,
@@ -215,6 +220,7 @@ pub fn profile_command(a: ProfileArgs) -> Result<()> {
         );
         profile_engine(
             gpu,
+            kernels,
             engine,
             &ProfileRequest {
                 steps: a.steps,
@@ -232,11 +238,13 @@ pub fn profile_command(a: ProfileArgs) -> Result<()> {
 /// learning rates, prints the table, and leaves the parameters as they were.
 pub(crate) fn profile_before_training(
     gpu: &Gpu,
+    kernels: &Kernels,
     engine: &mut GpuEngine<'_>,
     steps: usize,
 ) -> Result<()> {
     profile_engine(
         gpu,
+        kernels,
         engine,
         &ProfileRequest {
             steps,
