@@ -289,7 +289,7 @@ impl fmt::Display for Profile {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "{:<w_kernel$}  {:<w_label$}  {:<w_shape$}  {:>6}  {:>10}  {:>10}  {:>6}  {:>12}  {:>16}  {:>7}  {:>7}  {:>7}  {:<7}",
+            "{:<w_kernel$}  {:<w_label$}  {:<w_shape$}  {:>6}  {:>10}  {:>10}  {:>6}  {:>12}  {:>16}  {:>7}  {:>7}  {:>7}  bound",
             "kernel",
             "layer",
             "shape",
@@ -301,8 +301,7 @@ impl fmt::Display for Profile {
             "achieved",
             "%FLOP",
             "%BW",
-            "FLOP/B",
-            "bound"
+            "FLOP/B"
         );
         for r in &rows {
             let calls = if r.invalid > 0 {
@@ -318,7 +317,7 @@ impl fmt::Display for Profile {
             let [flop_pct, bw_pct, intensity, bound] = roofline_cells(r.roofline.as_ref());
             let _ = writeln!(
                 out,
-                "{:<w_kernel$}  {:<w_label$}  {:<w_shape$}  {:>6}  {:>10.3}  {:>10.2}  {:>5.1}%  {:>12}  {:>16}  {flop_pct:>7}  {bw_pct:>7}  {intensity:>7}  {bound:<7}",
+                "{:<w_kernel$}  {:<w_label$}  {:<w_shape$}  {:>6}  {:>10.3}  {:>10.2}  {:>5.1}%  {:>12}  {:>16}  {flop_pct:>7}  {bw_pct:>7}  {intensity:>7}  {bound}",
                 r.kernel,
                 r.label,
                 r.shape,
