@@ -15,7 +15,7 @@ use wgtrain::gpu::autotune::MatmulChoice;
 use wgtrain::gpu::engine::GpuEngine;
 use wgtrain::gpu::kernels::matmul::{BatchDim, Epilogue, MatmulSpec};
 use wgtrain::gpu::kernels::matmul_f16;
-use wgtrain::gpu::{Kernels, autotune, roofline};
+use wgtrain::gpu::{Kernels, autotune};
 use wgtrain::roofline::{Bound, Peaks, percent, three_digits};
 use wgtrain::train;
 use wgtrain::{Precision, RunConfig};
@@ -82,7 +82,8 @@ struct Row {
 }
 
 /// Where a GPU epoch sits under the adapter's roofline; every field `null` on the CPU
-/// path, which has no probe of its peaks and no byte counts.
+/// path, which has no probe of its peaks and no byte counts (and on the GPU path when
+/// the probe failed, with a warning).
 #[derive(Debug, Default, Serialize)]
 struct RooflineFields {
     /// The probe's peak f32 throughput, GFLOP/s.
@@ -264,13 +265,10 @@ pub fn bench_command(a: BenchArgs) -> Result<()> {
     };
     let spec = run(1).spec(train_set.features(), mnist.classes)?;
     let kernels = gpu.as_ref().map(Kernels::new).transpose()?;
-    let probe = match (&gpu, &kernels) {
-        (Some(g), Some(k)) => Some(roofline::probe(g, k, None)?),
+    let peaks = match (&gpu, &kernels) {
+        (Some(g), Some(k)) => super::profile::probe_roofline(g, k, None),
         _ => None,
     };
-    if let Some(p) = &probe {
-        eprintln!("{p}");
-    }
     let epoch_flops = (spec.train_flops_per_sample() * n as u64) as f64;
     let mut rows = Vec::new();
     for &b in &batch_sizes {
@@ -309,9 +307,9 @@ pub fn bench_command(a: BenchArgs) -> Result<()> {
                 matmul_gflops: gflops,
                 flops_per_sample: spec.train_flops_per_sample(),
                 achieved_gflops: epoch_flops / secs / 1e9,
-                roofline: probe.map_or_else(RooflineFields::default, |p| {
+                roofline: peaks.map_or_else(RooflineFields::default, |p| {
                     let epoch_bytes = step_bytes as f64 * n as f64 / b as f64;
-                    RooflineFields::new(p.peaks, epoch_flops, epoch_bytes, secs)
+                    RooflineFields::new(p, epoch_flops, epoch_bytes, secs)
                 }),
             });
         }
@@ -375,8 +373,8 @@ pub fn bench_command(a: BenchArgs) -> Result<()> {
         spec.train_flops_per_sample(),
         three_digits(epoch_flops / 1e9)
     );
-    if let Some(p) = &probe {
-        println!("GPU roofline: peak {}", p.peaks);
+    if let Some(p) = &peaks {
+        println!("GPU roofline: peak {p}");
     }
     println!(
         "{:<5} {:>6} {:>10} {:>12} {:>14} {:>16} {:>10} {:>8} {:>7} {:>8} {:>7} {:>7} {:<7} {:>8}",
@@ -421,7 +419,7 @@ pub fn bench_command(a: BenchArgs) -> Result<()> {
             cell(f.roofline_epoch_seconds.map(|s| format!("{s:.4}"))),
         );
     }
-    if probe.is_some() {
+    if peaks.is_some() {
         println!(
             "GFLOP/s: the model's FLOP per epoch over its wall time (both paths); %FLOP, %BW: of the GPU roofline's peaks, GB/s from the bytes the step's dispatches read and write; roof s: the least time the epoch's FLOP and bytes take under the two roofs"
         );

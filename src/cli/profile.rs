@@ -119,8 +119,7 @@ pub(crate) fn profile_engine(
         cfg.schedule.lr_at(0, i, per_epoch)
     });
     let profiler = Profiler::new(gpu, req.mode)?;
-    let probe = roofline::probe(gpu, kernels, Some(profiler.mode()))?;
-    eprintln!("{probe}");
+    let peaks = probe_roofline(gpu, kernels, Some(profiler.mode()));
     eprintln!(
         "profiling {} steps (after {} warm-up) with {} timing",
         req.steps,
@@ -136,7 +135,7 @@ pub(crate) fn profile_engine(
             warmup_steps: req.warmup_steps,
         },
     )?;
-    profile.roofline = Some(probe.peaks);
+    profile.roofline = peaks;
     print!("{profile}");
     if let Some(path) = &req.trace {
         profile
@@ -148,6 +147,26 @@ pub(crate) fn profile_engine(
         );
     }
     Ok(profile)
+}
+
+/// The adapter's roofline peaks measured with `mode` (`None`: the best clock), the probe's
+/// line printed on stderr; `None`, with a warning, when the probe fails (a driver whose
+/// timestamps are unusable, say), so that the tables still print, without fractions.
+pub(crate) fn probe_roofline(
+    gpu: &Gpu,
+    kernels: &Kernels,
+    mode: Option<TimingMode>,
+) -> Option<wgtrain::roofline::Peaks> {
+    match roofline::probe(gpu, kernels, mode) {
+        Ok(p) => {
+            eprintln!("{p}");
+            Some(p.peaks)
+        }
+        Err(e) => {
+            eprintln!("warning: the roofline probe failed, so no fractions of peak are shown: {e}");
+            None
+        }
+    }
 }
 
 /// Refuses the training flags that `profile` would ignore: it times single steps at the
