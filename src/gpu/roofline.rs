@@ -111,7 +111,8 @@ pub fn copy_buffer_bytes(gpu: &Gpu) -> u64 {
         * 16
 }
 
-/// The rounds of each fma chain on `gpu`: [`FMA_ITERS`], fewer under a shorter loop cap.
+/// The loop passes of each fma invocation on `gpu`: [`FMA_ITERS`], fewer under a shorter
+/// loop cap.
 pub fn fma_iters(gpu: &Gpu) -> u32 {
     match gpu.loop_cap {
         Some(cap) => u64::from(FMA_ITERS).min(cap.saturating_sub(1)) as u32,
@@ -167,7 +168,9 @@ pub fn probe(gpu: &Gpu, kernels: &Kernels, mode: Option<TimingMode>) -> Result<R
     // No separate warm-up: the first launch (page faults, caches) is one of the repeats,
     // and only the best counts.
     let copy_ns = best_ns(&profiler, &copy, &steps, 0, REPEATS)?;
-    drop((src, dst));
+    let copy_bytes = copy.bytes;
+    // The launch holds the buffers: free both before the fma launches.
+    drop((copy, src, dst));
 
     let iters = fma_iters(gpu);
     let placeholder =
@@ -203,10 +206,10 @@ pub fn probe(gpu: &Gpu, kernels: &Kernels, mode: Option<TimingMode>) -> Result<R
     let result = RooflineProbe {
         peaks: Peaks {
             gflops: fma.flops as f64 / fma_ns,
-            gbps: copy.bytes as f64 / copy_ns,
+            gbps: copy_bytes as f64 / copy_ns,
         },
         mode: profiler.mode(),
-        copy_bytes: copy.bytes,
+        copy_bytes,
         fma_flops: fma.flops,
         seconds: started.elapsed().as_secs_f64(),
     };
