@@ -68,6 +68,7 @@ pub mod metrics;
 pub mod model;
 pub mod optim;
 pub mod output;
+pub mod roofline;
 pub mod schedule;
 pub mod step;
 pub mod tensorboard;

@@ -250,4 +250,24 @@ mod tests {
         assert!(MlpSpec::new(1, &[h], 1).is_ok());
         assert!(MlpSpec::new(1, &[h + 1], 1).is_err());
     }
+
+    #[test]
+    fn training_flops_of_784_256_10_are_0_82_mflop_per_sample() {
+        // Forward 2·784·256 + 2·256·10; weight gradients the same again; the input gradient
+        // of the output layer 2·256·10 (none for the first layer's input).
+        let spec = MlpSpec::new(784, &[256], 10).unwrap();
+        assert_eq!(
+            spec.train_flops_per_sample(),
+            2 * (2 * 784 * 256 + 2 * 256 * 10) + 2 * 256 * 10
+        );
+        assert_eq!(spec.train_flops_per_sample(), 818_176);
+        // An MNIST epoch: 60,000 samples, 49.09 GFLOP.
+        assert_eq!(spec.train_flops_per_sample() * 60_000, 49_090_560_000);
+        // Two hidden layers: 784-32-16-10, the middle layer's input gradient counts.
+        let deep = MlpSpec::new(784, &[32, 16], 10).unwrap();
+        assert_eq!(
+            deep.train_flops_per_sample(),
+            4 * 784 * 32 + 6 * 32 * 16 + 6 * 16 * 10
+        );
+    }
 }

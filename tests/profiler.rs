@@ -2,7 +2,9 @@
 //! every dispatch of every profiled step is measured with a valid, non-zero timestamp pair,
 //! the Chrome trace parses and holds one event per dispatch, the kernel times fit in the
 //! wall time, the FLOP counts are the hand-computed MNIST ones, the engine's parameters
-//! come back unchanged, and the CLI's `profile` / `train --profile` work end to end.
+//! come back unchanged, and the CLI's `profile` / `train --profile` work end to end; the
+//! roofline probe's kernels compute what they should, and `profile` and `bench` print its
+//! fractions.
 
 mod common;
 
@@ -461,4 +463,322 @@ fn train_with_profile_prints_the_table_and_trains_identically() {
         plain, profiled,
         "profiling before training must not change the training"
     );
+}
+
+/// CPU reference of `roofline_fma` (shaders/roofline.wgsl): invocation `t`'s 8 vec4 chains
+/// of `4 · iters` rounds `acc = fma(acc, a, b)` from their documented start values
+/// `(t & 1023) + (4·j + c) / 32`, summed `acc0 + acc1 + ... + acc7`. WGSL lets `fma` round
+/// once (`fused`, IEEE fma) or after the product and again after the sum.
+fn fma_reference(t: u32, iters: u32, (a, b): (f32, f32), fused: bool) -> [f32; 4] {
+    let mut sum = [0.0f32; 4];
+    for j in 0..8u32 {
+        for (c, s) in sum.iter_mut().enumerate() {
+            let mut x = (t & 1023) as f32 + (4 * j + c as u32) as f32 / 32.0;
+            for _ in 0..4 * iters {
+                x = if fused { x.mul_add(a, b) } else { x * a + b };
+            }
+            *s = if j == 0 { x } else { *s + x };
+        }
+    }
+    sum
+}
+
+/// Issue 27 item 3: the copy kernel of the roofline probe copies every bit of its `n4`
+/// vec4s (negative zero, subnormals, infinities, ragged counts) and nothing past them.
+#[test]
+fn roofline_copy_copies_exactly_and_nothing_past_its_end() {
+    use wgtrain::gpu::GpuTensor;
+    use wgtrain::gpu::kernels::{self, StepRecord, roofline};
+    let (gpu, kernels_) = common::gpu();
+    // One vec4; 3 workgroups of invocations and a ragged tail; a grid-stride tail.
+    for n4 in [1usize, 4 * 64 * 3 + 7, 20_001] {
+        let mut src = common::uniform(n4 as u64, 4 * n4, -1e6, 1e6);
+        src[0] = -0.0;
+        if n4 > 1 {
+            src[1] = 1e-40; // subnormal
+            src[2] = f32::INFINITY;
+            src[3] = f32::MIN_POSITIVE;
+        }
+        let src_t = GpuTensor::upload(gpu, "test.src", &src, &[4 * n4]).expect("src");
+        // One vec4 more than the copy covers, poisoned: it must stay NaN.
+        let dst_t = GpuTensor::poisoned(gpu, "test.dst", &[4 * n4 + 4]).expect("dst");
+        let d = roofline::copy(gpu, kernels_, "test.copy", n4, src_t.view(), dst_t.view())
+            .expect("copy dispatch");
+        assert_eq!(
+            d.bytes,
+            32 * n4 as u64,
+            "16 bytes read and 16 written per vec4"
+        );
+        assert_eq!(d.flops, 0);
+        kernels::run(gpu, kernels_, &[d], StepRecord::default(), 1).expect("run");
+        let got = dst_t.read(gpu).expect("read");
+        for (i, (g, w)) in got.iter().zip(&src).enumerate() {
+            assert_eq!(g.to_bits(), w.to_bits(), "n4 {n4}: element {i}: {g} vs {w}");
+        }
+        assert!(
+            got[4 * n4..].iter().all(|v| v.is_nan()),
+            "n4 {n4}: wrote past the end"
+        );
+    }
+}
+
+/// Issue 27 item 3: every output of the roofline probe's fma kernel is the CPU's fma chain
+/// for that invocation, to the bit (all fused or all unfused), at the probe's own length and
+/// past 1,024 invocations (the start values wrap), with a ragged last workgroup.
+#[test]
+fn roofline_fma_equals_the_cpu_fma_chain() {
+    use wgtrain::gpu::GpuTensor;
+    use wgtrain::gpu::kernels::{self, StepRecord, roofline};
+    let (gpu, kernels_) = common::gpu();
+    let ab = wgtrain::gpu::roofline::FMA_AB;
+    let placeholder = GpuTensor::upload(gpu, "test.placeholder", &[0.0; 4], &[4]).expect("p");
+    for (threads, iters) in [
+        (64 * 3 + 5, wgtrain::gpu::roofline::fma_iters(gpu)),
+        (1029, 50),
+    ] {
+        let dst = GpuTensor::poisoned(gpu, "test.fma", &[4 * threads + 4]).expect("dst");
+        let d = roofline::fma(
+            gpu,
+            kernels_,
+            "test.fma",
+            threads,
+            iters,
+            ab,
+            placeholder.view(),
+            dst.view(),
+        )
+        .expect("fma dispatch");
+        // 8 vec4 chains, 4 rounds per pass, 2 FLOP per lane and round.
+        assert_eq!(d.flops, 8 * 4 * 4 * 2 * u64::from(iters) * threads as u64);
+        kernels::run(gpu, kernels_, &[d], StepRecord::default(), 1).expect("run");
+        let got = dst.read(gpu).expect("read");
+        assert!(
+            got[4 * threads..].iter().all(|v| v.is_nan()),
+            "wrote past the end"
+        );
+        let fused: Vec<f32> = (0..threads as u32)
+            .flat_map(|t| fma_reference(t, iters, ab, true))
+            .collect();
+        let unfused: Vec<f32> = (0..threads as u32)
+            .flat_map(|t| fma_reference(t, iters, ab, false))
+            .collect();
+        if iters == wgtrain::gpu::roofline::fma_iters(gpu) {
+            // At the probe's length the two roundings part (at 200 rounds they need not).
+            assert!(fused != unfused, "the two roundings must be told apart");
+        }
+        let same = |want: &[f32]| {
+            got[..4 * threads]
+                .iter()
+                .zip(want)
+                .all(|(g, w)| g.to_bits() == w.to_bits())
+        };
+        let rounding = match (same(&fused), same(&unfused)) {
+            (true, true) => "either way (the two agree here)",
+            (true, false) => "fused",
+            _ => "unfused",
+        };
+        eprintln!("{}: roofline_fma rounds {rounding}", gpu.info.name);
+        if !(same(&fused) || same(&unfused)) {
+            let i = (0..4 * threads)
+                .find(|&i| got[i].to_bits() != fused[i].to_bits())
+                .expect("a difference");
+            panic!(
+                "threads {threads}, iters {iters}: element {i} is {}, the fused chain gives {} and the unfused {}",
+                got[i], fused[i], unfused[i]
+            );
+        }
+    }
+}
+
+/// Issue 27 item 3: the probe returns positive, finite peaks measured with the profiler's
+/// best clock, from a copy sized by the adapter's limits, and a second call on the same
+/// device is the cached result.
+#[test]
+fn roofline_probe_gives_positive_finite_peaks_once_per_device() {
+    use wgtrain::gpu::roofline;
+    let (gpu, kernels) = common::gpu();
+    let p = roofline::probe(gpu, kernels, None).expect("probe");
+    for (what, v) in [("GFLOP/s", p.peaks.gflops), ("GB/s", p.peaks.gbps)] {
+        assert!(v.is_finite() && v > 0.0, "{what}: {v}");
+    }
+    assert_eq!(p.mode, TimingMode::best_for(gpu.features));
+    let buffer = roofline::copy_buffer_bytes(gpu);
+    assert!(buffer >= 64 << 20 || buffer == gpu.limits.max_storage_buffer_binding_size / 16 * 16);
+    assert_eq!(p.copy_bytes, 2 * buffer, "read and written");
+    let per_workgroup = 64 * 256 * u64::from(roofline::fma_iters(gpu));
+    assert_eq!(p.fma_flops % per_workgroup, 0, "{}", p.fma_flops);
+    assert!(p.fma_flops >= roofline::FMA_START_WORKGROUPS * per_workgroup);
+    assert_eq!(
+        roofline::probe(gpu, kernels, None).expect("again"),
+        p,
+        "cached"
+    );
+    let text = p.to_string();
+    assert!(text.starts_with("roofline probe: "), "{text}");
+}
+
+/// Issue 27 item 3: `wgtrain profile` prints the probe's peaks, each kernel's %FLOP, %BW,
+/// arithmetic intensity and bound, and the step's fractions; the trace records the peaks.
+#[test]
+fn cli_profile_prints_each_kernels_and_the_steps_roofline_fractions() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    write_idx_dataset(tmp.path(), 200, 50);
+    let data = tmp.path().to_str().expect("utf-8 path");
+    let trace = tmp.path().join("trace.json");
+    let out = wgtrain(&[
+        "profile",
+        "--data",
+        data,
+        "--no-download",
+        "--hidden",
+        "32",
+        "--batch-size",
+        "16",
+        "--steps",
+        "3",
+        "--trace",
+        trace.to_str().expect("utf-8 path"),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stderr.contains("roofline probe: "), "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    let peaks = lines
+        .iter()
+        .find(|l| l.starts_with("roofline: peak "))
+        .unwrap_or_else(|| panic!("no roofline line: {stdout}"));
+    assert!(peaks.contains("GFLOP/s") && peaks.contains("GB/s") && peaks.contains("ridge point"));
+    let header = lines
+        .iter()
+        .position(|l| l.starts_with("kernel"))
+        .expect("a header");
+    let cols: Vec<&str> = lines[header].split_whitespace().collect();
+    assert_eq!(
+        cols[cols.len() - 4..],
+        ["%FLOP", "%BW", "FLOP/B", "bound"],
+        "{stdout}"
+    );
+    let rows: Vec<&str> = lines[header + 1..]
+        .iter()
+        .take_while(|l| !l.starts_with("total"))
+        .copied()
+        .collect();
+    assert!(!rows.is_empty(), "{stdout}");
+    for row in rows {
+        let w: Vec<&str> = row.split_whitespace().collect();
+        let [flop, bw, intensity, bound] = w[w.len() - 4..] else {
+            unreachable!("four cells")
+        };
+        assert!(flop.ends_with('%') && bw.ends_with('%'), "{row}");
+        assert!(
+            intensity.parse::<f64>().is_ok() || intensity == "inf",
+            "{row}"
+        );
+        assert!(["memory", "compute"].contains(&bound), "{row}");
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("per step, roofline: ") && l.contains("-bound")),
+        "{stdout}"
+    );
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&trace).expect("trace"))
+        .expect("the trace parses");
+    let p = &v["otherData"]["roofline_peaks"];
+    assert!(p["gflops"].as_f64().is_some_and(|g| g > 0.0), "{p}");
+    assert!(p["gbps"].as_f64().is_some_and(|g| g > 0.0), "{p}");
+}
+
+/// Issue 27 item 3: `wgtrain bench --json` adds the epoch's roofline to each GPU row
+/// (null on the CPU path, which has no probe) and keeps every earlier field. The model's
+/// FLOP per sample is the hand-computed 818,176 of 784-256-10, and the fractions, bound and
+/// least epoch time follow from the row's own rates and peaks.
+#[test]
+fn cli_bench_json_adds_the_epochs_roofline_fractions() {
+    let dir = std::env::var("MNIST_DIR").expect("MNIST_DIR");
+    let out = Command::new(env!("CARGO_BIN_EXE_wgtrain"))
+        .args([
+            "bench",
+            "--json",
+            "--samples",
+            "640",
+            "--batch-sizes",
+            "64",
+            "--data",
+            &dir,
+        ])
+        .env("XDG_RUNTIME_DIR", "/tmp")
+        .output()
+        .expect("run wgtrain");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    let row = |path: &str| rows.iter().find(|r| r["path"] == path).expect("a row");
+    let f = |r: &Value, k: &str| r[k].as_f64().unwrap_or_else(|| panic!("{k}: {r}"));
+    for r in [row("gpu"), row("cpu")] {
+        for old in [
+            "batch_size",
+            "samples",
+            "precision",
+            "epoch_seconds",
+            "samples_per_second",
+            "dispatches_per_step",
+            "matmul_gflops",
+        ] {
+            assert!(r.get(old).is_some(), "{old} is gone: {r}");
+        }
+        assert_eq!(r["flops_per_sample"], 818_176);
+        let want = 818_176.0 * 640.0 / f(r, "epoch_seconds") / 1e9;
+        assert!((f(r, "achieved_gflops") - want).abs() <= 1e-9 * want, "{r}");
+    }
+    let g = row("gpu");
+    let (pf, pb) = (f(g, "peak_gflops"), f(g, "peak_gbps"));
+    assert!(pf > 0.0 && pb > 0.0, "{g}");
+    let (af, ab) = (f(g, "achieved_gflops"), f(g, "achieved_gbps"));
+    assert!(
+        (f(g, "flop_fraction") - af / pf).abs() <= 1e-9 * af / pf,
+        "{g}"
+    );
+    assert!(
+        (f(g, "bandwidth_fraction") - ab / pb).abs() <= 1e-9 * ab / pb,
+        "{g}"
+    );
+    let intensity = af / ab;
+    assert!(
+        (f(g, "arithmetic_intensity") - intensity).abs() <= 1e-9 * intensity,
+        "{g}"
+    );
+    let bound = if intensity >= pf / pb {
+        "compute"
+    } else {
+        "memory"
+    };
+    assert_eq!(g["bound"], bound, "{g}");
+    let secs = f(g, "epoch_seconds");
+    let least = (af * secs / pf).max(ab * secs / pb);
+    assert!(
+        (f(g, "roofline_epoch_seconds") - least).abs() <= 1e-9 * least,
+        "{g}"
+    );
+    let c = row("cpu");
+    for k in [
+        "peak_gflops",
+        "peak_gbps",
+        "achieved_gbps",
+        "flop_fraction",
+        "bandwidth_fraction",
+        "arithmetic_intensity",
+        "bound",
+        "roofline_epoch_seconds",
+    ] {
+        assert!(c[k].is_null(), "{k} on the CPU path: {c}");
+    }
 }

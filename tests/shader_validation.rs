@@ -99,12 +99,12 @@ fn every_shader_file_is_built() {
         }
         counts.push(files);
     }
-    // Issue 22 moved the eleven matmul files into shaders/matmul/: twenty files in all, as
-    // before, nine of them left in shaders/.
+    // Issue 22 moved the eleven matmul files into shaders/matmul/; the roofline probe added
+    // shaders/roofline.wgsl: twenty-one files in all, ten of them in shaders/.
     assert_eq!(
         counts,
-        [9, 11],
-        "expected nine files in shaders/ and eleven in shaders/matmul/"
+        [10, 11],
+        "expected ten files in shaders/ and eleven in shaders/matmul/"
     );
 }
 
@@ -227,6 +227,11 @@ fn kernel_parameter_structs_match_their_wgsl_sizes() {
             bias_relu::FAMILY,
             "BiasReluParams",
             size_of::<bias_relu::BiasReluParams>(),
+        ),
+        (
+            roofline::FAMILY,
+            "RooflineParams",
+            size_of::<roofline::RooflineParams>(),
         ),
     ];
     for (family, wgsl, rust) in params {

@@ -1,6 +1,7 @@
 //! `wgtrain bench`: one training epoch per batch size on the GPU path and the CPU path,
 //! side by side in one run (the machine is shared and noisy, so ratios matter more than
-//! absolute times), plus the best matmul throughput of each path.
+//! absolute times), plus the best matmul throughput of each path and, on the GPU, where
+//! the epoch sits under the adapter's roofline ([`wgtrain::gpu::roofline`]).
 
 use std::time::Instant;
 
@@ -15,6 +16,7 @@ use wgtrain::gpu::engine::GpuEngine;
 use wgtrain::gpu::kernels::matmul::f16 as matmul_f16;
 use wgtrain::gpu::kernels::matmul::{BatchDim, Epilogue, MatmulSpec};
 use wgtrain::gpu::{Kernels, autotune};
+use wgtrain::roofline::{Bound, Peaks, percent, three_digits};
 use wgtrain::train::Trainer;
 use wgtrain::{Precision, RunConfig};
 
@@ -70,6 +72,54 @@ struct Row {
     dispatches_per_step: Option<usize>,
     /// Best matmul throughput on the first layer's forward shape, GFLOP/s.
     matmul_gflops: f64,
+    /// FLOP of training on one sample ([`wgtrain::model::MlpSpec::train_flops_per_sample`]:
+    /// the forward and backward matmuls), the same on both paths.
+    flops_per_sample: u64,
+    /// `flops_per_sample · samples` over the epoch's wall time, GFLOP/s.
+    achieved_gflops: f64,
+    #[serde(flatten)]
+    roofline: RooflineFields,
+}
+
+/// Where a GPU epoch sits under the adapter's roofline; every field `null` on the CPU
+/// path, which has no probe of its peaks and no byte counts (and on the GPU path when
+/// the probe failed, with a warning).
+#[derive(Debug, Default, Serialize)]
+struct RooflineFields {
+    /// The probe's peak f32 throughput, GFLOP/s.
+    peak_gflops: Option<f64>,
+    /// The probe's peak memory bandwidth, GB/s.
+    peak_gbps: Option<f64>,
+    /// Bytes the step's dispatches read and write per epoch (a full step's, times
+    /// `samples / batch_size`) over the epoch's wall time, GB/s.
+    achieved_gbps: Option<f64>,
+    /// `achieved_gflops / peak_gflops`.
+    flop_fraction: Option<f64>,
+    /// `achieved_gbps / peak_gbps`.
+    bandwidth_fraction: Option<f64>,
+    /// The epoch's FLOP per byte.
+    arithmetic_intensity: Option<f64>,
+    /// `memory` below the ridge point (peak GFLOP/s / peak GB/s), else `compute`.
+    bound: Option<Bound>,
+    /// The least time the epoch's FLOP and bytes can take under the two roofs, s.
+    roofline_epoch_seconds: Option<f64>,
+}
+
+impl RooflineFields {
+    /// `flops` FLOP and `bytes` bytes in `seconds` against `peaks`.
+    fn new(peaks: Peaks, flops: f64, bytes: f64, seconds: f64) -> RooflineFields {
+        let a = peaks.attainment(flops, bytes, seconds);
+        RooflineFields {
+            peak_gflops: Some(peaks.gflops),
+            peak_gbps: Some(peaks.gbps),
+            achieved_gbps: a.map(|a| a.gbps),
+            flop_fraction: a.map(|a| a.flop_fraction),
+            bandwidth_fraction: a.map(|a| a.bandwidth_fraction),
+            arithmetic_intensity: a.map(|a| a.intensity),
+            bound: a.map(|a| a.bound),
+            roofline_epoch_seconds: Some(peaks.best_seconds(flops, bytes)),
+        }
+    }
 }
 
 /// Times one warm epoch of every member of `engine` through the trainer (after one untimed
@@ -213,6 +263,11 @@ pub fn bench_command(a: BenchArgs) -> Result<()> {
     };
     let spec = run(1).spec(train_set.features(), mnist.classes)?;
     let kernels = gpu.as_ref().map(Kernels::new).transpose()?;
+    let peaks = match (&gpu, &kernels) {
+        (Some(g), Some(k)) => super::profile::probe_roofline(g, k, None),
+        _ => None,
+    };
+    let epoch_flops = (spec.train_flops_per_sample() * n as u64) as f64;
     let mut rows = Vec::new();
     for &b in &batch_sizes {
         if let (Some(g), Some(k)) = (&gpu, &kernels) {
@@ -238,6 +293,7 @@ pub fn bench_command(a: BenchArgs) -> Result<()> {
             };
             let cfgs = [gpu_run(b)];
             let mut engine = GpuEngine::new(g, k, choice, fusions(&a.device), &cfgs, data)?;
+            let step_bytes: u64 = engine.train_step_dispatches().iter().map(|d| d.bytes).sum();
             let secs = time_epoch(&mut engine)?;
             rows.push(Row {
                 path: "gpu",
@@ -248,6 +304,12 @@ pub fn bench_command(a: BenchArgs) -> Result<()> {
                 samples_per_second: n as f64 / secs,
                 dispatches_per_step: Some(engine.dispatches_per_step()),
                 matmul_gflops: gflops,
+                flops_per_sample: spec.train_flops_per_sample(),
+                achieved_gflops: epoch_flops / secs / 1e9,
+                roofline: peaks.map_or_else(RooflineFields::default, |p| {
+                    let epoch_bytes = step_bytes as f64 * n as f64 / b as f64;
+                    RooflineFields::new(p, epoch_flops, epoch_bytes, secs)
+                }),
             });
         }
         let mut engine = CpuEngine::new(&[run(b)], data)?;
@@ -261,6 +323,9 @@ pub fn bench_command(a: BenchArgs) -> Result<()> {
             samples_per_second: n as f64 / secs,
             dispatches_per_step: None,
             matmul_gflops: cpu_matmul_gflops(b, spec.sizes[0], spec.sizes[1]),
+            flops_per_sample: spec.train_flops_per_sample(),
+            achieved_gflops: epoch_flops / secs / 1e9,
+            roofline: RooflineFields::default(),
         });
     }
     let mut pop_rows = Vec::new();
@@ -309,18 +374,40 @@ pub fn bench_command(a: BenchArgs) -> Result<()> {
         Precision::F32 => String::new(),
         p => format!(", GPU matmul operands {p}"),
     };
-    println!("MLP {spec}, {n} samples per epoch, one warm epoch each{gpu_precision}");
     println!(
-        "{:<5} {:>6} {:>10} {:>12} {:>14} {:>16} {:>10}",
-        "path", "batch", "epoch s", "samples/s", "dispatches/step", "matmul GFLOP/s", "time/cpu"
+        "MLP {spec}, {n} samples per epoch, one warm epoch each{gpu_precision}; {} FLOP per sample, {} GFLOP per epoch",
+        spec.train_flops_per_sample(),
+        three_digits(epoch_flops / 1e9)
+    );
+    if let Some(p) = &peaks {
+        println!("GPU roofline: peak {p}");
+    }
+    println!(
+        "{:<5} {:>6} {:>10} {:>12} {:>14} {:>16} {:>10} {:>8} {:>7} {:>8} {:>7} {:>7} {:<7} {:>8}",
+        "path",
+        "batch",
+        "epoch s",
+        "samples/s",
+        "dispatches/step",
+        "matmul GFLOP/s",
+        "time/cpu",
+        "GFLOP/s",
+        "%FLOP",
+        "GB/s",
+        "%BW",
+        "FLOP/B",
+        "bound",
+        "roof s"
     );
     for r in &rows {
         let cpu = rows
             .iter()
             .find(|c| c.path == "cpu" && c.batch_size == r.batch_size)
             .map_or(1.0, |c| c.epoch_seconds);
+        let f = &r.roofline;
+        let cell = |v: Option<String>| v.unwrap_or_else(|| "-".into());
         println!(
-            "{:<5} {:>6} {:>10.3} {:>12.0} {:>14} {:>16.2} {:>9.2}x",
+            "{:<5} {:>6} {:>10.3} {:>12.0} {:>14} {:>16.2} {:>9.2}x {:>8} {:>7} {:>8} {:>7} {:>7} {:<7} {:>8}",
             r.path,
             r.batch_size,
             r.epoch_seconds,
@@ -328,7 +415,19 @@ pub fn bench_command(a: BenchArgs) -> Result<()> {
             r.dispatches_per_step
                 .map_or_else(|| "-".to_string(), |d| d.to_string()),
             r.matmul_gflops,
-            r.epoch_seconds / cpu
+            r.epoch_seconds / cpu,
+            three_digits(r.achieved_gflops),
+            cell(f.flop_fraction.map(percent)),
+            cell(f.achieved_gbps.map(three_digits)),
+            cell(f.bandwidth_fraction.map(percent)),
+            cell(f.arithmetic_intensity.map(three_digits)),
+            cell(f.bound.map(|b| b.to_string())),
+            cell(f.roofline_epoch_seconds.map(|s| format!("{s:.4}"))),
+        );
+    }
+    if peaks.is_some() {
+        println!(
+            "GFLOP/s: the model's FLOP per epoch over its wall time (both paths); %FLOP, %BW: of the GPU roofline's peaks, GB/s from the bytes the step's dispatches read and write; roof s: the least time the epoch's FLOP and bytes take under the two roofs"
         );
     }
     if !pop_rows.is_empty() {

@@ -92,13 +92,14 @@ impl Engines {
         Ok(device::open(self.device(), configs, data)?)
     }
 
-    /// Opens the GPU engine and hands it to `f` with its device (profiling needs the
-    /// concrete engine). `Ok(None)` when the flags chose the CPU.
+    /// Opens the GPU engine and hands it to `f` with its device and kernels (profiling
+    /// needs the concrete engine, and its roofline probe the kernels). `Ok(None)` when the
+    /// flags chose the CPU.
     pub(crate) fn with_gpu<R>(
         &mut self,
         cfg: &RunConfig,
         data: RunData<'_>,
-        f: impl FnOnce(&Gpu, &mut GpuEngine<'_>) -> Result<R>,
+        f: impl FnOnce(&Gpu, &Kernels, &mut GpuEngine<'_>) -> Result<R>,
     ) -> Result<Option<R>> {
         let Some((gpu, kernels)) = &self.gpu else {
             return Ok(None);
@@ -107,6 +108,6 @@ impl Engines {
         let fusions = fusions(&self.device);
         let cfgs = std::slice::from_ref(cfg);
         let mut engine = GpuEngine::new(gpu, kernels, choice, fusions, cfgs, data)?;
-        f(gpu, &mut engine).map(Some)
+        f(gpu, kernels, &mut engine).map(Some)
     }
 }

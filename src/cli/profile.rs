@@ -1,6 +1,7 @@
 //! `wgtrain profile` and `wgtrain train --profile`: per-kernel timings of real training
-//! steps (see [`wgtrain::gpu::profiler`]), printed as a table and optionally written as a
-//! Chrome trace.
+//! steps (see [`wgtrain::gpu::profiler`]) with each kernel's and the step's fractions of
+//! the adapter's roofline peaks ([`wgtrain::gpu::roofline`]), printed as a table and
+//! optionally written as a Chrome trace.
 
 use std::path::PathBuf;
 
@@ -9,9 +10,9 @@ use clap::{Args, ValueEnum};
 
 use wgtrain::RunConfig;
 use wgtrain::engine::{Engine, RunData};
-use wgtrain::gpu::Gpu;
 use wgtrain::gpu::engine::GpuEngine;
 use wgtrain::gpu::profiler::{Profile, ProfileOptions, Profiler, TimingMode};
+use wgtrain::gpu::{Gpu, Kernels, roofline};
 use wgtrain::output::OutputKind;
 use wgtrain::step::{MEMBER_FIRST, MemberStep};
 use wgtrain::train;
@@ -102,11 +103,12 @@ pub(crate) fn check_train_flags(device: DeviceKind, profile: bool) -> Result<()>
 }
 
 /// Profiles `engine` on its run's first epoch (its training samples shuffled as epoch 0
-/// is, with epoch 0's learning rates), prints the table on stdout, writes the trace if
-/// asked, and restores the engine's parameters so that a following training run starts
-/// exactly where it would have.
+/// is, with epoch 0's learning rates), probes the adapter's roofline peaks with the same
+/// clock, prints the table on stdout, writes the trace if asked, and restores the engine's
+/// parameters so that a following training run starts exactly where it would have.
 pub(crate) fn profile_engine(
     gpu: &Gpu,
+    kernels: &Kernels,
     engine: &mut GpuEngine<'_>,
     req: &ProfileRequest,
 ) -> Result<Profile> {
@@ -125,13 +127,14 @@ pub(crate) fn profile_engine(
         })
         .collect();
     let profiler = Profiler::new(gpu, req.mode)?;
+    let peaks = probe_roofline(gpu, kernels, Some(profiler.mode()));
     eprintln!(
         "profiling {} steps (after {} warm-up) with {} timing",
         req.steps,
         req.warmup_steps,
         profiler.mode()
     );
-    let profile = profiler.profile_engine(
+    let mut profile = profiler.profile_engine(
         engine,
         &order,
         &records,
@@ -141,6 +144,7 @@ pub(crate) fn profile_engine(
             warmup_steps: req.warmup_steps,
         },
     )?;
+    profile.roofline = peaks;
     print!("{profile}");
     if let Some(path) = &req.trace {
         profile
@@ -152,6 +156,26 @@ pub(crate) fn profile_engine(
         );
     }
     Ok(profile)
+}
+
+/// The adapter's roofline peaks measured with `mode` (`None`: the best clock), the probe's
+/// line printed on stderr; `None`, with a warning, when the probe fails (a driver whose
+/// timestamps are unusable, say), so that the tables still print, without fractions.
+pub(crate) fn probe_roofline(
+    gpu: &Gpu,
+    kernels: &Kernels,
+    mode: Option<TimingMode>,
+) -> Option<wgtrain::roofline::Peaks> {
+    match roofline::probe(gpu, kernels, mode) {
+        Ok(p) => {
+            eprintln!("{p}");
+            Some(p.peaks)
+        }
+        Err(e) => {
+            eprintln!("warning: the roofline probe failed, so no fractions of peak are shown: {e}");
+            None
+        }
+    }
 }
 
 /// Refuses the training flags that `profile` would ignore: it times single steps at the
@@ -214,7 +238,7 @@ pub fn profile_command(a: ProfileArgs) -> Result<()> {
         )?
     };
     let mut engines = Engines::open_for(&a.device, a.precision.precision.to_lib())?;
-    engines.with_gpu(&cfg, RunData::from(&mnist), |gpu, engine| {
+    engines.with_gpu(&cfg, RunData::from(&mnist), |gpu, kernels, engine| {
         eprintln!(
             "model: MLP {}, batch {}, {} dispatches per step; {}",
             engine.setup().shared().spec,
@@ -224,6 +248,7 @@ pub fn profile_command(a: ProfileArgs) -> Result<()> {
         );
         profile_engine(
             gpu,
+            kernels,
             engine,
             &ProfileRequest {
                 steps: a.steps,
@@ -241,11 +266,13 @@ pub fn profile_command(a: ProfileArgs) -> Result<()> {
 /// learning rates, prints the table, and leaves the parameters as they were.
 pub(crate) fn profile_before_training(
     gpu: &Gpu,
+    kernels: &Kernels,
     engine: &mut GpuEngine<'_>,
     steps: usize,
 ) -> Result<()> {
     profile_engine(
         gpu,
+        kernels,
         engine,
         &ProfileRequest {
             steps,

@@ -210,8 +210,8 @@ pub fn train_command(mut a: TrainArgs) -> Result<()> {
     train::validate(&cfg, n_train)?;
     let data = RunData::from(&mnist);
     if a.profile {
-        engines.with_gpu(&cfg, data, |gpu, engine| {
-            profile::profile_before_training(gpu, engine, a.profile_steps)?;
+        engines.with_gpu(&cfg, data, |gpu, kernels, engine| {
+            profile::profile_before_training(gpu, kernels, engine, a.profile_steps)?;
             run_training(&a, engine, hparams)
         })?;
         Ok(())

@@ -1,6 +1,7 @@
 //! Everything that touches wgpu: the device ([`context`]), buffers and readback
 //! ([`tensor`]), one wrapper module per WGSL kernel family ([`kernels`]), the GPU training
-//! engine for K >= 1 members ([`engine`]) and the profiler ([`profiler`]).
+//! engine for K >= 1 members ([`engine`]), the profiler ([`profiler`]) and the probe of the
+//! adapter's roofline peaks ([`roofline`]).
 
 pub mod autotune;
 pub mod context;
@@ -8,6 +9,7 @@ pub mod engine;
 pub mod fusion;
 pub mod kernels;
 pub mod profiler;
+pub mod roofline;
 pub mod tensor;
 
 pub use context::{

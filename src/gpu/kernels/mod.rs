@@ -16,6 +16,7 @@ pub mod column_sum;
 pub mod convert_f16;
 pub mod gather_normalize;
 pub mod matmul;
+pub mod roofline;
 pub mod sgd_update;
 pub mod softmax_cross_entropy;
 
@@ -56,7 +57,8 @@ pub struct KernelFamily {
 /// `SUBGROUP`, and the `matmul_gather` versions of subgroup and tiled2d (operand A read from
 /// pixels) only where the gather fusion runs. `matmul_f16` and `convert_f16`
 /// (`--precision f16`) need `SHADER_F16` and are built only on devices created with it.
-pub const FAMILIES: [KernelFamily; 13] = [
+/// `roofline` (the peak probe of `profile` and `bench`) is never built in training.
+pub const FAMILIES: [KernelFamily; 14] = [
     gather_normalize::FAMILY,
     matmul::FAMILY,
     matmul::SUBGROUP_FAMILY,
@@ -70,6 +72,7 @@ pub const FAMILIES: [KernelFamily; 13] = [
     convert_f16::FAMILY,
     matmul::gather::SUBGROUP_FAMILY,
     matmul::gather::TILED2D_FAMILY,
+    roofline::FAMILY,
 ];
 
 pub use crate::step::StepRecord;

@@ -546,6 +546,7 @@ impl<'g> Profiler<'g> {
             host_spans: Vec::new(),
             wall_ns: 0.0,
             notes: self.notes.clone(),
+            roofline: None,
         };
         match (self.mode, self.period_ns) {
             (TimingMode::HostTimed, _) | (_, None) => {
@@ -812,6 +813,7 @@ pub(crate) mod tests {
             }],
             wall_ns: 10_000.0,
             notes: vec![],
+            roofline: None,
         }
     }
 

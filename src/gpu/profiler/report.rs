@@ -1,10 +1,12 @@
 //! The report of a profiling run: the [`Profile`] (what was measured and how), its rows
-//! per kernel ([`KernelRow`], with [`Throughput`]), the per-step totals ([`StepSummary`])
-//! and the table `wgtrain profile` prints (`Display`). Pure: no GPU needed.
+//! per kernel ([`KernelRow`], with [`Throughput`] and, given the adapter's peaks, its
+//! place under the roofline), the per-step totals ([`StepSummary`]) and the table
+//! `wgtrain profile` prints (`Display`). Pure: no GPU needed.
 
 use std::fmt::{self, Write as _};
 
 use super::{DispatchInfo, HostSpan, KernelTiming, TimingMode};
+use crate::roofline::{Attainment, Peaks, percent, three_digits};
 
 /// Achieved rate of one kernel.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -49,6 +51,8 @@ pub struct KernelRow {
     /// Bytes read plus written per call at the largest minibatch.
     pub bytes_per_call: u64,
     pub throughput: Throughput,
+    /// The mean call against [`Profile::roofline`]'s peaks; `None` without peaks or time.
+    pub roofline: Option<Attainment>,
 }
 
 /// Per-step totals and the gap between GPU busy time and wall time.
@@ -96,6 +100,9 @@ pub struct Profile {
     pub wall_ns: f64,
     /// Things the reader must know (fallbacks, invalid measurements, inconsistencies).
     pub notes: Vec<String>,
+    /// The adapter's peaks ([`crate::gpu::roofline::probe`], measured with the same
+    /// clock), for each row's and the step's fractions of them; `None`: not probed.
+    pub roofline: Option<Peaks>,
 }
 
 fn median(sorted: &[f64]) -> f64 {
@@ -167,6 +174,9 @@ impl Profile {
                     flops_per_call: d.flops,
                     bytes_per_call: d.bytes,
                     throughput,
+                    roofline: self
+                        .roofline
+                        .and_then(|p| p.attainment(d.flops as f64, d.bytes as f64, mean_ns / 1e9)),
                 }
             })
             .collect();
@@ -203,20 +213,33 @@ impl Profile {
         }
     }
 
+    /// One step's work (the FLOP and bytes of every dispatch, at the largest minibatch) over
+    /// its mean GPU busy time, against [`Profile::roofline`]'s peaks; `None` without peaks
+    /// or time.
+    pub fn step_roofline(&self) -> Option<Attainment> {
+        let flops: u64 = self.dispatches.iter().map(|d| d.flops).sum();
+        let bytes: u64 = self.dispatches.iter().map(|d| d.bytes).sum();
+        let seconds = self.summary().busy_mean_ms / 1e3;
+        self.roofline?
+            .attainment(flops as f64, bytes as f64, seconds)
+    }
+
     /// The per-kernel table, per-step totals and notes, as printed by `wgtrain profile`.
     pub fn table(&self) -> String {
         self.to_string()
     }
 }
 
-/// At least three significant digits for rates from 0.001 to thousands.
-fn three_digits(v: f64) -> String {
-    match v.abs() {
-        a if a >= 100.0 => format!("{v:.0}"),
-        a if a >= 10.0 => format!("{v:.1}"),
-        a if a >= 1.0 => format!("{v:.2}"),
-        a if a >= 0.01 => format!("{v:.3}"),
-        _ => format!("{v:.1e}"),
+/// The `%FLOP`, `%BW`, `FLOP/B` and `bound` cells of a row: `-` without a roofline.
+fn roofline_cells(a: Option<&Attainment>) -> [String; 4] {
+    match a {
+        Some(a) => [
+            percent(a.flop_fraction),
+            percent(a.bandwidth_fraction),
+            three_digits(a.intensity),
+            a.bound.to_string(),
+        ],
+        None => ["-".into(), "-".into(), "-".into(), "-".into()],
     }
 }
 
@@ -249,6 +272,10 @@ impl fmt::Display for Profile {
             write!(f, ", {p} ns/tick")?;
         }
         writeln!(f)?;
+        match &self.roofline {
+            Some(p) => writeln!(f, "roofline: peak {p} (probed with the same clock)")?,
+            None => writeln!(f, "roofline: not probed (no fractions of peak)")?,
+        }
         let rows = self.rows();
         let w_kernel = rows
             .iter()
@@ -262,7 +289,7 @@ impl fmt::Display for Profile {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "{:<w_kernel$}  {:<w_label$}  {:<w_shape$}  {:>6}  {:>10}  {:>10}  {:>6}  {:>12}  {:>16}",
+            "{:<w_kernel$}  {:<w_label$}  {:<w_shape$}  {:>6}  {:>10}  {:>10}  {:>6}  {:>12}  {:>16}  {:>7}  {:>7}  {:>7}  bound",
             "kernel",
             "layer",
             "shape",
@@ -271,7 +298,10 @@ impl fmt::Display for Profile {
             "mean us",
             "share",
             "FLOP/call",
-            "achieved"
+            "achieved",
+            "%FLOP",
+            "%BW",
+            "FLOP/B"
         );
         for r in &rows {
             let calls = if r.invalid > 0 {
@@ -284,9 +314,10 @@ impl fmt::Display for Profile {
             } else {
                 "-".into()
             };
+            let [flop_pct, bw_pct, intensity, bound] = roofline_cells(r.roofline.as_ref());
             let _ = writeln!(
                 out,
-                "{:<w_kernel$}  {:<w_label$}  {:<w_shape$}  {:>6}  {:>10.3}  {:>10.2}  {:>5.1}%  {:>12}  {:>16}",
+                "{:<w_kernel$}  {:<w_label$}  {:<w_shape$}  {:>6}  {:>10.3}  {:>10.2}  {:>5.1}%  {:>12}  {:>16}  {flop_pct:>7}  {bw_pct:>7}  {intensity:>7}  {bound}",
                 r.kernel,
                 r.label,
                 r.shape,
@@ -315,6 +346,10 @@ impl fmt::Display for Profile {
             f,
             "share: of the summed kernel time; FLOP/call and achieved rates at the largest minibatch (matmuls in GFLOP/s, other kernels in GB/s read + written)"
         )?;
+        writeln!(
+            f,
+            "%FLOP, %BW: achieved GFLOP/s and GB/s over the roofline peaks; FLOP/B: arithmetic intensity; bound: memory below the ridge point, compute at or above it"
+        )?;
         let busy_what = if host {
             "host-timed kernel time (submit + wait)"
         } else {
@@ -335,6 +370,19 @@ impl fmt::Display for Profile {
                 0.0
             }
         )?;
+        if let Some(a) = self.step_roofline() {
+            writeln!(
+                f,
+                "per step{tag}, roofline: {} GFLOP/s ({} of peak), {} GB/s ({} of peak), {} FLOP/B: {}-bound, at {} of that roof (all dispatches' FLOP and bytes over the {busy_what} time)",
+                three_digits(a.gflops),
+                percent(a.flop_fraction),
+                three_digits(a.gbps),
+                percent(a.bandwidth_fraction),
+                three_digits(a.intensity),
+                a.bound,
+                percent(a.of_roof()),
+            )?;
+        }
         writeln!(
             f,
             "total{tag}: {busy_what} {:.3} ms over {} steps, wall {:.3} ms",
@@ -460,8 +508,87 @@ mod tests {
         assert!(table.contains("25,690,112"), "{table}");
         assert!(table.contains("GFLOP/s"), "{table}");
         assert!(table.contains("GB/s"), "{table}");
-        let first_row = table.lines().nth(3).unwrap();
+        let first_row = table.lines().nth(4).unwrap();
         assert!(first_row.starts_with("matmul_register"), "{table}");
+    }
+
+    /// Item 3 of issue 27: every profile row and the step show their fractions of the
+    /// adapter's roofline peaks and which roof applies.
+    #[test]
+    fn roofline_columns_are_each_rows_fractions_of_the_peaks() {
+        let d = vec![
+            info("gather_normalize", "g", 0, 2000),
+            info("matmul_register", "m", 25_690_112, 1000),
+        ];
+        let timings = vec![
+            KernelTiming {
+                step: 0,
+                dispatch: 0,
+                start_ns: 0.0,
+                duration_ns: Ok(1000.0),
+            },
+            KernelTiming {
+                step: 0,
+                dispatch: 1,
+                start_ns: 0.0,
+                duration_ns: Ok(4000.0),
+            },
+        ];
+        let mut p = profile(timings, d, 1);
+        let table = p.table();
+        assert!(table.contains("roofline: not probed"), "{table}");
+        assert!(p.rows().iter().all(|r| r.roofline.is_none()));
+        assert!(p.step_roofline().is_none());
+
+        // Peaks 12,845.056 GFLOP/s and 4 GB/s: ridge point 3,211.264 FLOP/B.
+        p.roofline = Some(Peaks {
+            gflops: 12_845.056,
+            gbps: 4.0,
+        });
+        let rows = p.rows();
+        // m: 25,690,112 FLOP in 4 us = 6,422.528 GFLOP/s = 50% of peak; 1000 B in 4 us =
+        // 0.25 GB/s = 6.25%; 25,690.112 FLOP/B, over the ridge: compute-bound.
+        let m = rows[0].roofline.expect("m has a roofline");
+        assert_eq!(rows[0].label, "m");
+        assert!((m.flop_fraction - 0.5).abs() < 1e-12, "{m:?}");
+        assert!((m.bandwidth_fraction - 0.0625).abs() < 1e-12, "{m:?}");
+        assert!((m.intensity - 25_690.112).abs() < 1e-9, "{m:?}");
+        assert_eq!(m.bound, crate::roofline::Bound::Compute);
+        // g: 2000 B in 1 us = 2 GB/s = 50% of the bandwidth, no FLOP: memory-bound.
+        let g = rows[1].roofline.expect("g has a roofline");
+        assert!((g.bandwidth_fraction - 0.5).abs() < 1e-12, "{g:?}");
+        assert_eq!((g.flop_fraction, g.intensity), (0.0, 0.0));
+        assert_eq!(g.bound, crate::roofline::Bound::Memory);
+        // The step: 25,690,112 FLOP and 3000 B in 5 us: 5,138.0224 GFLOP/s (40%), 0.6 GB/s
+        // (15%), 8,563.37 FLOP/B: compute-bound.
+        let step = p.step_roofline().expect("a step roofline");
+        assert!((step.flop_fraction - 0.4).abs() < 1e-12, "{step:?}");
+        assert!((step.bandwidth_fraction - 0.15).abs() < 1e-12, "{step:?}");
+        assert_eq!(step.bound, crate::roofline::Bound::Compute);
+
+        let table = p.table();
+        assert!(
+            table.contains("roofline: peak 12845 GFLOP/s, 4.00 GB/s, ridge point 3211 FLOP/B"),
+            "{table}"
+        );
+        let header = table.lines().nth(3).unwrap();
+        for col in ["%FLOP", "%BW", "FLOP/B", "bound"] {
+            assert!(header.contains(col), "{header}");
+        }
+        let cells = |label: &str| -> Vec<String> {
+            let line = table
+                .lines()
+                .find(|l| l.split_whitespace().nth(1) == Some(label))
+                .unwrap_or_else(|| panic!("no row {label}: {table}"));
+            let w: Vec<&str> = line.split_whitespace().collect();
+            w[w.len() - 4..].iter().map(|s| s.to_string()).collect()
+        };
+        assert_eq!(cells("m"), ["50.0%", "6.25%", "25690", "compute"]);
+        assert_eq!(cells("g"), ["0%", "50.0%", "0", "memory"]);
+        assert!(
+            table.contains("per step, roofline: 5138 GFLOP/s (40.0% of peak), 0.600 GB/s (15.0% of peak), 8563 FLOP/B: compute-bound, at 40.0% of that roof"),
+            "{table}"
+        );
     }
 
     #[test]
@@ -511,5 +638,6 @@ mod tests {
         assert_eq!(three_digits(7.1), "7.10");
         assert_eq!(three_digits(0.0312), "0.031");
         assert_eq!(three_digits(0.00123), "1.2e-3");
+        assert_eq!(three_digits(0.0), "0");
     }
 }

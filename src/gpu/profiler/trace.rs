@@ -89,6 +89,7 @@ impl Profile {
                 "wall_ms": summary.wall_total_ms,
                 "gpu_busy_ms": summary.busy_total_ms,
                 "invalid_measurements": summary.invalid,
+                "roofline_peaks": self.roofline,
                 "notes": self.notes,
             },
         })
