@@ -464,11 +464,7 @@ pub fn sweep_command(a: SweepArgs) -> Result<()> {
         });
         let trial = match result {
             Err(e) if interrupt::is_interrupted(&e) => {
-                eprintln!(
-                    "sweep interrupted: {} of {total} trials finished and kept in {} (trials.json, trials.csv, leaderboard.csv); trial {i} was dropped",
-                    sweep.trials().len(),
-                    a.out.display()
-                );
+                eprintln!("{}", interrupted_note(&sweep, total, &a.out, &[i]));
                 eprintln!("resume with: {}", interrupt::resume_command());
                 return Err(e.context(format!("trial {i}")));
             }
@@ -595,6 +591,53 @@ fn save_best_trial(
     Ok(())
 }
 
+/// What an interrupted sweep kept and lost, naming only the files it wrote: after each
+/// finished trial `trials.json`, `trials.csv` and `leaderboard.csv`, and
+/// `best_trial.safetensors` once a trial completed; nothing when no trial finished.
+/// `dropped` are the trials that were running (they run again with `--resume`).
+fn interrupted_note(sweep: &Sweep, total: usize, out: &Path, dropped: &[usize]) -> String {
+    interrupted_text(
+        sweep.trials().len(),
+        total,
+        out,
+        sweep.best_trial().is_some(),
+        dropped,
+    )
+}
+
+/// [`interrupted_note`] from the counts: `finished` of `total` trials, `best_saved` when
+/// `best_trial.safetensors` was written.
+fn interrupted_text(
+    finished: usize,
+    total: usize,
+    out: &Path,
+    best_saved: bool,
+    dropped: &[usize],
+) -> String {
+    let kept = if finished == 0 {
+        format!(
+            "sweep interrupted: none of {total} trials finished, so nothing was written to {}",
+            out.display()
+        )
+    } else {
+        let mut files = vec!["trials.json", "trials.csv", "leaderboard.csv"];
+        if best_saved {
+            files.push(BEST_TRIAL_FILE);
+        }
+        format!(
+            "sweep interrupted: {finished} of {total} trials finished and kept in {} ({})",
+            out.display(),
+            files.join(", ")
+        )
+    };
+    let ids: Vec<String> = dropped.iter().map(usize::to_string).collect();
+    match ids.len() {
+        0 => kept,
+        1 => format!("{kept}; trial {} was dropped", ids[0]),
+        _ => format!("{kept}; trials {} were dropped", ids.join(", ")),
+    }
+}
+
 /// A finished trial's outcome, as printed after it: `complete: val acc 91.20%  (3.1 s)`,
 /// `pruned after epoch 2: ...`, `diverged: ...`.
 fn outcome_text(trial: &wgtrain::tune::sweep::Trial) -> String {
@@ -709,4 +752,33 @@ fn resumable_trials(
         }
     };
     Ok((trials, best))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::interrupted_text;
+
+    /// Regression (issue 26, item 8): a population sweep interrupted before any trial
+    /// finished said "0 of 24 trials finished and kept in sweep/ (trials.json, ...)" over
+    /// an empty folder. The note names only what was written.
+    #[test]
+    fn an_interrupted_sweep_names_only_the_files_it_wrote() {
+        let out = Path::new("sweep");
+        assert_eq!(
+            interrupted_text(0, 24, out, false, &[0, 1]),
+            "sweep interrupted: none of 24 trials finished, so nothing was written to sweep; \
+             trials 0, 1 were dropped"
+        );
+        assert_eq!(
+            interrupted_text(2, 5, out, false, &[2]),
+            "sweep interrupted: 2 of 5 trials finished and kept in sweep (trials.json, \
+             trials.csv, leaderboard.csv); trial 2 was dropped"
+        );
+        assert!(
+            interrupted_text(3, 5, out, true, &[])
+                .ends_with("(trials.json, trials.csv, leaderboard.csv, best_trial.safetensors)")
+        );
+    }
 }
