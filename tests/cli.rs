@@ -169,6 +169,78 @@ fn unknown_adapter_exits_2_and_lists_the_adapters() {
     );
 }
 
+/// Regression (issue 26, item 9): `--data README.md` said "no such directory", and the
+/// data path was checked only after the adapter was opened, so a bad `--data` with a bad
+/// `--adapter` reported the adapter. The data is now checked first and named as it is.
+#[test]
+fn a_data_path_that_is_a_file_is_refused_as_such_before_the_adapter() {
+    let readme = Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
+    let readme = readme.to_str().unwrap();
+    assert_usage_error(
+        &["train", "--device", "cpu", "--data", readme],
+        &format!(
+            "invalid data = {readme}: is not a directory; give the directory holding the four MNIST files"
+        ),
+    );
+    assert_usage_error(
+        &[
+            "train",
+            "--device",
+            "gpu",
+            "--adapter",
+            "no-such-gpu-xyz",
+            "--data",
+            "/nonexistent/mnist",
+        ],
+        "invalid data = /nonexistent/mnist: no such directory",
+    );
+}
+
+/// Issue 26, item 11: `train --lr 0.1,0.2` (a list, as `sweep` takes) says that lists
+/// belong to `sweep`; `--save m.pt` warns that the file is safetensors, not a torch.save
+/// pickle, and still saves it.
+#[test]
+fn train_hints_at_sweep_for_lists_and_warns_about_a_torch_save_name() {
+    assert_usage_error(
+        &["train", "--lr", "0.1,0.2"],
+        "to try several, give the list or range to `wgtrain sweep`",
+    );
+    assert_usage_error(&["train", "--epochs", "1:3"], "`wgtrain sweep`");
+    // A plain bad value keeps its own reason.
+    assert_usage_error(&["train", "--lr", "abc"], "invalid float literal");
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("m.pt");
+    let o = wgtrain(&[
+        "train",
+        "--device",
+        "cpu",
+        "--data",
+        &mnist_dir(),
+        "--train-subset",
+        "256",
+        "--epochs",
+        "1",
+        "--hidden",
+        "8",
+        "--quiet",
+        "--save",
+        model.to_str().unwrap(),
+    ]);
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains(&format!(
+            "warning: {} will be a safetensors file, not a torch.save pickle",
+            model.display()
+        )),
+        "{err}"
+    );
+    assert!(
+        wgtrain::checkpoint::load(&model).is_ok(),
+        "the file is safetensors"
+    );
+}
+
 /// A missing dataset file is a bad input found before the work: exit 2 (issue 10, item 13).
 #[test]
 fn missing_data_lists_what_was_looked_for() {

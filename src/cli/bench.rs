@@ -20,8 +20,8 @@ use wgtrain::{Precision, RunConfig};
 
 use super::bench_population;
 use super::common::{
-    DataArgs, DeviceArgs, DeviceKind, PrecisionArgs, check_device_args, check_precision_args,
-    fusions, load_data, matmul_choice, open_gpu_for, usage,
+    DataArgs, DeviceArgs, DeviceKind, PrecisionArgs, check_data, check_device_args,
+    check_precision_args, fusions, load_data, matmul_choice, open_gpu_for, usage,
 };
 
 #[derive(Args, Debug, Clone)]
@@ -159,6 +159,7 @@ pub fn bench_command(a: BenchArgs) -> Result<()> {
     let precision = a.precision.precision.to_lib();
     check_precision_args(&a.device, precision)?;
     check_bench_only_flags(&a, precision)?;
+    check_data(&a.data)?;
     // `--device cpu` means the CPU path alone, like --cpu-only.
     let cpu_only = a.cpu_only || a.device.device == DeviceKind::Cpu;
     let gpu = if cpu_only {

@@ -293,6 +293,7 @@ pub fn sweep_command(a: SweepArgs) -> Result<()> {
         (a.save_best.as_deref(), OutputKind::File),
         (a.tensorboard.as_deref(), OutputKind::Dir),
     ])?;
+    super::save::warn_torch_save_names([a.save_best.as_deref()]);
     // One sweep per --out directory at a time: a second would interleave its trials. The
     // lock lives inside the directory, so it is created (its last component) first.
     // The Ctrl-C handler before the locks: a Ctrl-C during start-up then stops the run at

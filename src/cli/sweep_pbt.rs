@@ -45,6 +45,7 @@ pub fn pbt_command(a: SweepArgs) -> Result<()> {
         (Some(a.out.as_path()), OutputKind::Dir),
         (a.save_best.as_deref(), OutputKind::File),
     ])?;
+    super::save::warn_torch_save_names([a.save_best.as_deref()]);
     let refused = [
         (
             "trials",

@@ -20,7 +20,7 @@ use wgtrain::train::{self, Trainer};
 use wgtrain::tune::{EpochMetrics, plot};
 
 use super::common::{
-    DataArgs, DeviceArgs, DeviceKind, HyperArgs, PrecisionArgs, cause, check_outputs,
+    DataArgs, DeviceArgs, DeviceKind, HyperArgs, PrecisionArgs, cause, check_data, check_outputs,
     check_outputs_spare_data, explain_divergence, load_data, normalization, positive_usize,
     run_config, schedule_from, sgd_from, tensorboard_hparams, unit_interval, usage, warn_momentum,
     with_subset,
@@ -154,6 +154,9 @@ pub fn train_command(mut a: TrainArgs) -> Result<()> {
         (a.plot.as_deref(), OutputKind::Dir),
         (a.tensorboard.as_deref(), OutputKind::Dir),
     ])?;
+    // Where the data is, before the adapter is opened: bad input is found before any work.
+    check_data(&a.data)?;
+    save::warn_torch_save_names([a.save.as_deref(), a.save_best.as_deref()]);
     warn_momentum(h.momentum);
     // The Ctrl-C handler before the locks: a Ctrl-C during start-up then stops the run at
     // its first step boundary, writing the outputs and releasing the locks, instead of

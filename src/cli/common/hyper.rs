@@ -15,7 +15,8 @@ use wgtrain::tensorboard::HParam;
 use super::device::DeviceKind;
 use super::errors::usage;
 use super::parse::{
-    HiddenSizes, hidden_sizes, non_negative_f64, positive_f64, positive_usize, unit_interval,
+    HiddenSizes, hidden_sizes, one_non_negative_f64, one_positive_f64, one_positive_usize,
+    positive_usize, unit_interval,
 };
 
 /// The torch.optim.SGD options that `train` and `sweep` share (sweeps search lr, weight
@@ -49,21 +50,21 @@ pub struct HyperArgs {
     pub hidden: HiddenSizes,
     /// Epochs: full passes over the training set (default 10; the PyTorch MNIST example's
     /// --epochs).
-    #[arg(long, value_parser = positive_usize)]
+    #[arg(long, value_parser = one_positive_usize)]
     pub epochs: Option<usize>,
     /// Samples per minibatch (DataLoader batch_size; the last minibatch of an epoch may be
     /// smaller, as drop_last=False).
-    #[arg(long, value_parser = positive_usize, default_value_t = 64)]
+    #[arg(long, value_parser = one_positive_usize, default_value_t = 64)]
     pub batch_size: usize,
     /// Learning rate (torch.optim.SGD lr; the base of the schedule).
-    #[arg(long, value_parser = positive_f64, default_value_t = 0.01, allow_hyphen_values = true)]
+    #[arg(long, value_parser = one_positive_f64, default_value_t = 0.01, allow_hyphen_values = true)]
     pub lr: f64,
     /// L2 penalty added to the gradient, as torch.optim.SGD's weight_decay.
-    #[arg(long, value_parser = non_negative_f64, default_value_t = 1e-4, allow_hyphen_values = true)]
+    #[arg(long, value_parser = one_non_negative_f64, default_value_t = 1e-4, allow_hyphen_values = true)]
     pub weight_decay: f64,
     /// Momentum factor (torch.optim.SGD momentum: v = momentum * v + g; 0: plain SGD).
     /// Values >= 1 are allowed, as in PyTorch, but make the velocity grow without bound.
-    #[arg(long, value_parser = non_negative_f64, default_value_t = 0.0, allow_hyphen_values = true)]
+    #[arg(long, value_parser = one_non_negative_f64, default_value_t = 0.0, allow_hyphen_values = true)]
     pub momentum: f64,
     #[command(flatten)]
     pub sgd: SgdVariantArgs,

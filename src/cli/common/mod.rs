@@ -17,7 +17,9 @@ mod errors;
 mod hyper;
 mod parse;
 
-pub(crate) use data::{DataArgs, dataset_normalization, load_data, normalization, with_subset};
+pub(crate) use data::{
+    DataArgs, check_data, dataset_normalization, load_data, normalization, with_subset,
+};
 pub(crate) use device::{
     Backend, DeviceArgs, DeviceKind, PrecisionArgs, check_device_args, check_precision_args,
     fusions, matmul_choice, open_gpu_for,
