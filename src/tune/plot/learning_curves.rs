@@ -186,6 +186,9 @@ impl Figure for LearningCurves<'_> {
     }
 }
 
+/// A held-out set's (loss, accuracy) of one epoch, if it was measured.
+type HeldOut = fn(&EpochMetrics) -> Option<(f64, f64)>;
+
 /// Several runs' learning curves in one picture: loss and accuracy per epoch side by
 /// side, one colour per run, its training curve thin with hollow markers and its held-out
 /// curve (validation, or test for a run without a validation split) bold, one legend for
@@ -216,7 +219,7 @@ impl RunComparison<'_> {
                     .map(|e| (epoch(e), 100.0 * e.train_accuracy))
                     .collect(),
             ));
-            let held: [(&str, fn(&EpochMetrics) -> Option<(f64, f64)>); 2] = [
+            let held: [(&str, HeldOut); 2] = [
                 ("validation", |e| e.val_loss.zip(e.val_accuracy)),
                 ("test", |e| e.test_loss.zip(e.test_accuracy)),
             ];
