@@ -241,6 +241,20 @@ fn train_hints_at_sweep_for_lists_and_warns_about_a_torch_save_name() {
     );
 }
 
+/// `--fold-normalize` folds `--normalize` into saved weights: without either it would do
+/// nothing, and is refused.
+#[test]
+fn fold_normalize_without_normalize_or_a_save_exits_2() {
+    assert_usage_error(
+        &["train", "--fold-normalize", "--save", "m.safetensors"],
+        "invalid fold-normalize = true: applies to runs with --normalize only",
+    );
+    assert_usage_error(
+        &["train", "--fold-normalize", "--normalize"],
+        "applies to --save and --save-best only",
+    );
+}
+
 /// A missing dataset file is a bad input found before the work: exit 2 (issue 10, item 13).
 #[test]
 fn missing_data_lists_what_was_looked_for() {

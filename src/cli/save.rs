@@ -50,9 +50,20 @@ pub fn f32_sibling(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
+/// How `train` saves its weights: the element type (`--save-dtype`) and whether the input
+/// normalisation is folded into the first layer (`--fold-normalize`).
+#[derive(Clone, Copy, Debug)]
+pub struct SaveAs {
+    pub dtype: WeightDtype,
+    pub fold_normalization: bool,
+}
+
 /// [`checkpoint::save_as_with_metadata`]; when that refuses a narrower `dtype` and the f32
 /// weights can be saved (they are finite) to [`f32_sibling`] (not already a file), saves
-/// them there and returns the refusal with that path and the fix appended.
+/// them there and returns the refusal with that path and the fix appended. With
+/// `fold_normalization`, the weights saved take pixels in [0, 1]
+/// ([`MlpSpec::fold_input_normalization`]); the file then records no normalisation and
+/// `wgtrain.normalize_folded = "mean,std"`.
 ///
 /// # Errors
 /// The checkpoint's error (with the fallback's path when it was written), or the
@@ -62,9 +73,23 @@ pub fn save_checkpoint(
     spec: &MlpSpec,
     params: &[f32],
     norm: Normalization,
-    dtype: WeightDtype,
+    how: SaveAs,
     extra: &[(&str, String)],
 ) -> anyhow::Result<()> {
+    if how.fold_normalization {
+        let folded = spec.fold_input_normalization(params, norm);
+        let mut extra = extra.to_vec();
+        extra.push((
+            "wgtrain.normalize_folded",
+            format!("{},{}", norm.mean, norm.std),
+        ));
+        let how = SaveAs {
+            fold_normalization: false,
+            ..how
+        };
+        return save_checkpoint(path, spec, &folded, Normalization::UNIT, how, &extra);
+    }
+    let dtype = how.dtype;
     let refused = match checkpoint::save_as_with_metadata(path, spec, params, norm, dtype, extra) {
         Ok(()) => return Ok(()),
         Err(e) if dtype != WeightDtype::F32 && params.iter().all(|v| v.is_finite()) => e,
@@ -112,7 +137,10 @@ mod tests {
             &spec,
             &params,
             Normalization::UNIT,
-            WeightDtype::F16,
+            SaveAs {
+                dtype: WeightDtype::F16,
+                fold_normalization: false,
+            },
             &[],
         )
         .unwrap_err()
@@ -128,7 +156,10 @@ mod tests {
             &spec,
             &params,
             Normalization::UNIT,
-            WeightDtype::F16,
+            SaveAs {
+                dtype: WeightDtype::F16,
+                fold_normalization: false,
+            },
             &[],
         )
         .unwrap_err()
@@ -147,7 +178,10 @@ mod tests {
             &spec,
             &params,
             Normalization::UNIT,
-            WeightDtype::F16,
+            SaveAs {
+                dtype: WeightDtype::F16,
+                fold_normalization: false,
+            },
             &[],
         )
         .unwrap_err()

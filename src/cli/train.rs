@@ -61,6 +61,12 @@ pub struct TrainArgs {
     /// range); rounded to nearest even, as PyTorch's .half() and .bfloat16() round.
     #[arg(long, value_enum, value_name = "DTYPE")]
     pub save_dtype: Option<SaveDtype>,
+    /// Fold the --normalize mean and std into the first layer of the weights --save and
+    /// --save-best write (W' = W / std, b' = b - (mean / std) * W·1), so that they take
+    /// pixels in [0, 1]: PyTorch code without transforms.Normalize (ToTensor alone) then
+    /// gets the trained accuracy. Needs --normalize.
+    #[arg(long)]
+    pub fold_normalize: bool,
     /// Write learning curves (learning_curves.png and .svg) to this directory after training
     /// (created if missing; its parent must exist).
     #[arg(long, value_name = "DIR")]
@@ -146,6 +152,20 @@ pub fn train_command(mut a: TrainArgs) -> Result<()> {
             "applies to --save and --save-best only, and this run saves no weights",
         ));
     }
+    if a.fold_normalize {
+        let refusal = if !a.data.normalize {
+            Some(
+                "applies to runs with --normalize only (without it the weights already take pixels in [0, 1])",
+            )
+        } else if a.save.is_none() && a.save_best.is_none() {
+            Some("applies to --save and --save-best only, and this run saves no weights")
+        } else {
+            None
+        };
+        if let Some(why) = refusal {
+            return Err(usage("fold-normalize", true, why));
+        }
+    }
     // Flags that need no data, and output paths, are checked before loading anything.
     check_outputs([
         (a.metrics.as_deref(), OutputKind::File),
@@ -230,7 +250,10 @@ fn run_training(
 ) -> Result<()> {
     let (cfg, spec) = (&engine.setup().config, &engine.setup().spec);
     let (cfg, spec, norm) = (cfg.clone(), spec.clone(), cfg.normalization);
-    let dtype = a.save_dtype.map_or(WeightDtype::F32, WeightDtype::from);
+    let how = save::SaveAs {
+        dtype: a.save_dtype.map_or(WeightDtype::F32, WeightDtype::from),
+        fold_normalization: a.fold_normalize,
+    };
     let spec = &spec;
     // The GPU path launches kernels; the CPU path runs the same stages as function calls.
     let unit = match a.device.device {
@@ -349,7 +372,7 @@ fn run_training(
         }
         if let (Some(path), true) = (&a.save_best, trainer.last_was_best()) {
             let params = trainer.engine().params()?;
-            save::save_checkpoint(path, spec, &params, norm, dtype, &[])?;
+            save::save_checkpoint(path, spec, &params, norm, how, &[])?;
             if let Some(v) = report.val_loss {
                 eprintln!(
                     "saved the best model so far (epoch {}, validation loss {v:.4}) to {}",
@@ -376,10 +399,10 @@ fn run_training(
     }
     if let Some(path) = &a.save {
         match &interrupted {
-            Some(e) => interrupt::save_interrupted(path, spec, &mut trainer, norm, dtype, e)?,
+            Some(e) => interrupt::save_interrupted(path, spec, &mut trainer, norm, how, e)?,
             None => {
                 let params = trainer.engine().params()?;
-                save::save_checkpoint(path, spec, &params, norm, dtype, &[])?;
+                save::save_checkpoint(path, spec, &params, norm, how, &[])?;
                 eprintln!("saved {}", path.display());
             }
         }
