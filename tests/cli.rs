@@ -91,7 +91,15 @@ fn arguments_that_cannot_apply_or_cannot_fit_exit_2() {
     let limit = gpu.limits.max_storage_buffer_binding_size;
     if limit < 188_160_000 {
         assert_usage_error(
-            &["train", "--data", &dir, "--batch-size", "60000"],
+            &[
+                "train",
+                "--device",
+                "gpu",
+                "--data",
+                &dir,
+                "--batch-size",
+                "60000",
+            ],
             &format!("needs 188160000 bytes, over this adapter's limit of {limit} bytes"),
         );
     } else {
@@ -110,7 +118,15 @@ fn subgroup_kernel_on_an_adapter_without_subgroups_of_8_exits_2() {
     }
     let dir = mnist_dir();
     let o = Command::new(env!("CARGO_BIN_EXE_wgtrain"))
-        .args(["train", "--data", &dir, "--kernels", "subgroup"])
+        .args([
+            "train",
+            "--device",
+            "gpu",
+            "--data",
+            &dir,
+            "--kernels",
+            "subgroup",
+        ])
         .env("LP_NATIVE_VECTOR_WIDTH", "512")
         .output()
         .expect("the binary runs");
@@ -126,7 +142,15 @@ fn subgroup_kernel_on_an_adapter_without_subgroups_of_8_exits_2() {
 fn backends_that_match_nothing_exit_2_with_what_exists() {
     if cfg!(target_os = "linux") {
         assert_usage_error(
-            &["train", "--backend", "metal", "--epochs", "1"],
+            &[
+                "train",
+                "--device",
+                "gpu",
+                "--backend",
+                "metal",
+                "--epochs",
+                "1",
+            ],
             "Adapters on other backends: \"llvmpipe",
         );
     }
@@ -166,92 +190,6 @@ fn unknown_adapter_exits_2_and_lists_the_adapters() {
             "1",
         ],
         "Adapters available",
-    );
-}
-
-/// Regression (issue 26, item 9): `--data README.md` said "no such directory", and the
-/// data path was checked only after the adapter was opened, so a bad `--data` with a bad
-/// `--adapter` reported the adapter. The data is now checked first and named as it is.
-#[test]
-fn a_data_path_that_is_a_file_is_refused_as_such_before_the_adapter() {
-    let readme = Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
-    let readme = readme.to_str().unwrap();
-    assert_usage_error(
-        &["train", "--device", "cpu", "--data", readme],
-        &format!(
-            "invalid data = {readme}: is not a directory; give the directory holding the four MNIST files"
-        ),
-    );
-    assert_usage_error(
-        &[
-            "train",
-            "--device",
-            "gpu",
-            "--adapter",
-            "no-such-gpu-xyz",
-            "--data",
-            "/nonexistent/mnist",
-        ],
-        "invalid data = /nonexistent/mnist: no such directory",
-    );
-}
-
-/// Issue 26, item 11: `train --lr 0.1,0.2` (a list, as `sweep` takes) says that lists
-/// belong to `sweep`; `--save m.pt` warns that the file is safetensors, not a torch.save
-/// pickle, and still saves it.
-#[test]
-fn train_hints_at_sweep_for_lists_and_warns_about_a_torch_save_name() {
-    assert_usage_error(
-        &["train", "--lr", "0.1,0.2"],
-        "to try several, give the list or range to `wgtrain sweep`",
-    );
-    assert_usage_error(&["train", "--epochs", "1:3"], "`wgtrain sweep`");
-    // A plain bad value keeps its own reason.
-    assert_usage_error(&["train", "--lr", "abc"], "invalid float literal");
-    let tmp = tempfile::tempdir().unwrap();
-    let model = tmp.path().join("m.pt");
-    let o = wgtrain(&[
-        "train",
-        "--device",
-        "cpu",
-        "--data",
-        &mnist_dir(),
-        "--train-subset",
-        "256",
-        "--epochs",
-        "1",
-        "--hidden",
-        "8",
-        "--quiet",
-        "--save",
-        model.to_str().unwrap(),
-    ]);
-    let err = stderr(&o);
-    assert!(o.status.success(), "{err}");
-    assert!(
-        err.contains(&format!(
-            "warning: {} will be a safetensors file, not a torch.save pickle",
-            model.display()
-        )),
-        "{err}"
-    );
-    assert!(
-        wgtrain::checkpoint::load(&model).is_ok(),
-        "the file is safetensors"
-    );
-}
-
-/// `--fold-normalize` folds `--normalize` into saved weights: without either it would do
-/// nothing, and is refused.
-#[test]
-fn fold_normalize_without_normalize_or_a_save_exits_2() {
-    assert_usage_error(
-        &["train", "--fold-normalize", "--save", "m.safetensors"],
-        "invalid fold-normalize = true: applies to runs with --normalize only",
-    );
-    assert_usage_error(
-        &["train", "--fold-normalize", "--normalize"],
-        "applies to --save and --save-best only",
     );
 }
 

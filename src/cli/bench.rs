@@ -1,6 +1,8 @@
 //! `wgtrain bench`: one training epoch per batch size on the GPU path and the CPU path,
 //! side by side in one run (the machine is shared and noisy, so ratios matter more than
-//! absolute times), plus the best matmul throughput of each path.
+//! absolute times), plus the best matmul throughput of each path. The GPU rows need a GPU
+//! path: `--device gpu`, a GPU-only flag, or `--device auto` finding a hardware adapter;
+//! otherwise the CPU rows alone.
 
 use std::time::Instant;
 
@@ -21,7 +23,7 @@ use wgtrain::{Precision, RunConfig};
 use super::bench_population;
 use super::common::{
     DataArgs, DeviceArgs, DeviceKind, PrecisionArgs, check_data, check_device_args,
-    check_precision_args, fusions, load_data, matmul_choice, open_gpu_for, usage,
+    check_precision_args, fusions, load_data, matmul_choice, open_gpu_for, resolve_device, usage,
 };
 
 #[derive(Args, Debug, Clone)]
@@ -145,7 +147,7 @@ fn check_bench_only_flags(a: &BenchArgs, precision: Precision) -> Result<()> {
 }
 
 /// Runs `wgtrain bench`.
-pub fn bench_command(a: BenchArgs) -> Result<()> {
+pub fn bench_command(mut a: BenchArgs) -> Result<()> {
     if a.population == Some(0) {
         return Err(usage("population", 0, "must be at least 1 member"));
     }
@@ -160,7 +162,10 @@ pub fn bench_command(a: BenchArgs) -> Result<()> {
     check_precision_args(&a.device, precision)?;
     check_bench_only_flags(&a, precision)?;
     check_data(&a.data)?;
-    // `--device cpu` means the CPU path alone, like --cpu-only.
+    if !a.cpu_only {
+        a.device = resolve_device(&a.device, precision, None)?;
+    }
+    // `--device cpu` (or auto choosing the CPU) means the CPU path alone, like --cpu-only.
     let cpu_only = a.cpu_only || a.device.device == DeviceKind::Cpu;
     let gpu = if cpu_only {
         None

@@ -26,8 +26,9 @@ use wgtrain::tune::sweep::{
 
 use super::common::{
     DataArgs, DeviceArgs, HiddenSizes, HyperArgs, ScheduleArgs, SgdVariantArgs, cause,
-    check_outputs, check_outputs_spare_data, load_data, normalization, positive_usize, run_config,
-    schedule_from, sgd_from, tensorboard_hparams, unit_interval, usage, with_subset,
+    check_outputs, check_outputs_spare_data, load_data, normalization, positive_usize,
+    resolve_device, run_config, schedule_from, sgd_from, tensorboard_hparams, unit_interval, usage,
+    with_subset,
 };
 use super::engines::Engines;
 use super::interrupt;
@@ -287,7 +288,7 @@ impl SweepArgs {
 }
 
 /// Runs `wgtrain sweep`.
-pub fn sweep_command(a: SweepArgs) -> Result<()> {
+pub fn sweep_command(mut a: SweepArgs) -> Result<()> {
     check_outputs([
         (Some(a.out.as_path()), OutputKind::Dir),
         (a.save_best.as_deref(), OutputKind::File),
@@ -390,6 +391,8 @@ pub fn sweep_command(a: SweepArgs) -> Result<()> {
             None => "none".into(),
         }
     );
+    // Resolved here, so that what the trials record (TensorBoard's `device`) is the choice.
+    a.device = resolve_device(&a.device, wgtrain::Precision::F32, None)?;
     let mut engines = Engines::open(&a.device)?;
     let done = prior.len();
     if a.resume {

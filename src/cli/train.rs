@@ -22,8 +22,8 @@ use wgtrain::tune::{EpochMetrics, plot};
 use super::common::{
     DataArgs, DeviceArgs, DeviceKind, HyperArgs, PrecisionArgs, cause, check_data, check_outputs,
     check_outputs_spare_data, explain_divergence, load_data, normalization, positive_usize,
-    run_config, schedule_from, sgd_from, tensorboard_hparams, unit_interval, usage, warn_momentum,
-    with_subset,
+    resolve_device, run_config, schedule_from, sgd_from, tensorboard_hparams, unit_interval, usage,
+    warn_momentum, with_subset,
 };
 use super::engines::Engines;
 use super::{interrupt, profile, save};
@@ -174,8 +174,6 @@ pub fn train_command(mut a: TrainArgs) -> Result<()> {
         (a.plot.as_deref(), OutputKind::Dir),
         (a.tensorboard.as_deref(), OutputKind::Dir),
     ])?;
-    // Where the data is, before the adapter is opened: bad input is found before any work.
-    check_data(&a.data)?;
     save::warn_torch_save_names([a.save.as_deref(), a.save_best.as_deref()]);
     warn_momentum(h.momentum);
     // The Ctrl-C handler before the locks: a Ctrl-C during start-up then stops the run at
@@ -189,8 +187,13 @@ pub fn train_command(mut a: TrainArgs) -> Result<()> {
         HparamSchedule::check_schedule(&lr_schedule)?;
     }
     sgd_from(h).validate()?;
+    // Where the data is, after the flags and before the adapter is opened: bad input is
+    // found before any work.
+    check_data(&a.data)?;
     // The device is chosen before the data loads: a wrong --adapter fails at once.
-    let mut engines = Engines::open_for(&a.device, a.precision.precision.to_lib())?;
+    let precision = a.precision.precision.to_lib();
+    a.device = resolve_device(&a.device, precision, a.profile.then_some("--profile"))?;
+    let mut engines = Engines::open_for(&a.device, precision)?;
     let mnist = with_subset(load_data(&a.data, a.quiet)?, a.train_subset, h.seed)?;
     check_outputs_spare_data(
         [
@@ -257,8 +260,8 @@ fn run_training(
     let spec = &spec;
     // The GPU path launches kernels; the CPU path runs the same stages as function calls.
     let unit = match a.device.device {
-        DeviceKind::Gpu => "dispatches",
         DeviceKind::Cpu => "stages",
+        DeviceKind::Gpu | DeviceKind::Auto => "dispatches",
     };
     eprintln!(
         "model: MLP {spec} ({} parameters), {} {unit} per step; {}",

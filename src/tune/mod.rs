@@ -17,6 +17,7 @@
 //!     --weight-decay 0,1e-5,1e-4,1e-3 --epochs 10 --out sweep
 //! wgtrain train --device cpu --lr 0.69 --val-split 0.1 --metrics run.jsonl --plot run
 //! wgtrain plot run.jsonl --out run                      # learning_curves.{png,svg}
+//! wgtrain plot a.jsonl b.jsonl --out runs               # both runs in one picture
 //! wgtrain plot sweep --out sweep                        # a sweep's pictures again
 //! ```
 //!
