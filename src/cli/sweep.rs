@@ -377,8 +377,8 @@ pub fn sweep_command(mut a: SweepArgs) -> Result<()> {
     }
     let norm = normalization(&a.data);
     eprintln!(
-        "sweep: {} trials ({}), {} training + {} validation samples, pruning: {}",
-        configs.len(),
+        "sweep: {} ({}), {} training + {} validation samples, pruning: {}",
+        count(configs.len(), "trial"),
         match (&a.configs, method) {
             (Some(file), _) => format!("from {}", file.display()),
             (None, SearchMethod::Random) => "random search".into(),
@@ -620,7 +620,8 @@ fn interrupted_text(
 ) -> String {
     let kept = if finished == 0 {
         format!(
-            "sweep interrupted: none of {total} trials finished, so nothing was written to {}",
+            "sweep interrupted: none of {} finished, so nothing was written to {}",
+            count(total, "trial"),
             out.display()
         )
     } else {
@@ -639,6 +640,15 @@ fn interrupted_text(
         0 => kept,
         1 => format!("{kept}; trial {} was dropped", ids[0]),
         _ => format!("{kept}; trials {} were dropped", ids.join(", ")),
+    }
+}
+
+/// `n` and the noun, plural unless `n` is 1: `1 trial`, `3 trials`.
+pub(super) fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
     }
 }
 
@@ -762,7 +772,7 @@ fn resumable_trials(
 mod tests {
     use std::path::Path;
 
-    use super::interrupted_text;
+    use super::{count, interrupted_text};
 
     /// Regression (issue 26, item 8): a population sweep interrupted before any trial
     /// finished said "0 of 24 trials finished and kept in sweep/ (trials.json, ...)" over
@@ -779,6 +789,11 @@ mod tests {
             interrupted_text(2, 5, out, false, &[2]),
             "sweep interrupted: 2 of 5 trials finished and kept in sweep (trials.json, \
              trials.csv, leaderboard.csv); trial 2 was dropped"
+        );
+        assert!(interrupted_text(0, 1, out, false, &[0]).contains("none of 1 trial finished"));
+        assert_eq!(
+            (count(1, "trial"), count(2, "trial")),
+            ("1 trial".into(), "2 trials".into())
         );
         assert!(
             interrupted_text(3, 5, out, true, &[])

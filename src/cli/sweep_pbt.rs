@@ -166,9 +166,12 @@ pub fn pbt_command(mut a: SweepArgs) -> Result<()> {
     let base = run_config(&hyper(&initial[0]), steps, norm, a.val_split)?;
     let configs: Vec<_> = initial.iter().map(|h| h.apply(&base)).collect();
     eprintln!(
-        "pbt: {k} members, {epochs} epochs, exploit every {} epochs (bottom {} copy the top {}, \
+        "pbt: {k} members, {epochs} epochs, exploit every {} (bottom {} copy the top {}, \
          resample probability {}), {n_train} training + {} validation samples",
-        settings.interval,
+        match settings.interval {
+            1 => "epoch".to_string(),
+            n => format!("{n} epochs"),
+        },
         settings.group_size(k),
         settings.group_size(k),
         settings.resample,

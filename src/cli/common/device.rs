@@ -25,7 +25,7 @@ pub struct DeviceArgs {
     /// a line saying which and why; a GPU-only flag (--backend, --adapter, --kernels,
     /// --fuse, --precision f16) or WGPU_ADAPTER_NAME chooses the GPU path. gpu: WGSL
     /// kernels through wgpu on any adapter, software ones included; cpu: the SGEMM path (no
-    /// GPU needed).
+    /// GPU needed). `profile` always times the GPU.
     #[arg(long, value_enum, default_value_t = DeviceKind::Auto)]
     pub device: DeviceKind,
     /// Restrict the adapter search to one backend (default: all; `WGPU_BACKEND` is honoured).
@@ -129,12 +129,14 @@ pub fn check_precision_args(d: &DeviceArgs, precision: Precision) -> Result<()> 
     Ok(())
 }
 
-/// The values of `--device`.
+/// The values of `--device` (their docs are `--help`'s).
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeviceKind {
-    /// A hardware GPU if there is one, else the CPU ([`resolve_device`]).
+    /// A hardware GPU adapter if there is one, else the CPU.
     Auto,
+    /// The GPU path on any adapter, software ones included.
     Gpu,
+    /// The CPU path.
     Cpu,
 }
 
