@@ -284,7 +284,7 @@ const SOFTWARE_ADAPTER_NAMES: [&str; 5] = [
 
 /// True for a software adapter, one that runs on the CPU: its type is
 /// [`wgpu::DeviceType::Cpu`], or its name or driver is a known software rasteriser
-/// ([`SOFTWARE_ADAPTER_NAMES`]). Training on one is slower than the CPU engine, which runs
+/// (llvmpipe, lavapipe, softpipe, SwiftShader, WARP). Training on one is slower than the CPU engine, which runs
 /// the same arithmetic without a rasteriser in between.
 pub fn is_software_adapter(info: &wgpu::AdapterInfo) -> bool {
     let text = format!("{} {}", info.name, info.driver).to_lowercase();

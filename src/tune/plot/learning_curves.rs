@@ -320,9 +320,11 @@ impl Figure for RunComparison<'_> {
     }
 }
 
-/// Writes several runs' learning curves in one picture (see [`RunComparison`]): `runs`
-/// are (legend label, the run's epochs), e.g. from `--metrics` files; to `dir/stem.png`
-/// and `dir/stem.svg`. Returns the paths.
+/// Writes several runs' learning curves in one picture: loss and accuracy per epoch side
+/// by side, one colour per run, its training curve thin with hollow markers and its
+/// held-out curve (validation, or test without a validation split) bold, one legend
+/// beside both charts. `runs` are (legend label, the run's epochs), e.g. from `--metrics`
+/// files; to `dir/stem.png` and `dir/stem.svg`. Returns the paths.
 ///
 /// # Errors
 /// [`Error::InvalidConfig`] for no runs or a run without epochs (named by its label);
