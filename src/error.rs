@@ -81,11 +81,11 @@ pub enum Error {
         /// Learning rate of the epoch's first step.
         lr: f64,
     },
-    /// A run was stopped by its stop flag (Ctrl-C) at a step boundary. The CLI exits with
-    /// code 130 on it, after writing what the run was asked to write.
-    #[error(
-        "interrupted at epoch {epoch}, step {step} of {steps} (Ctrl-C); the parameters are those after that step"
-    )]
+    /// A run was stopped by its stop flag (Ctrl-C) at a step boundary; the engine's
+    /// parameters are those after that step. The CLI exits with code 130 on it, after
+    /// writing what the run was asked to write (and saying what it wrote: the message
+    /// claims nothing, since a sweep or a run without `--save` keeps no parameters).
+    #[error("interrupted at epoch {epoch}, step {step} of {steps} (Ctrl-C)")]
     Interrupted {
         /// 1-based epoch that was running.
         epoch: usize,

@@ -171,6 +171,32 @@ impl MlpSpec {
         }
         params
     }
+
+    /// `params` (this layout) with the input normalisation `norm` folded into the first
+    /// layer, so that the model takes inputs `x` in [0, 1] (pixels / 255) where `params`
+    /// took `(x - mean) / std`: `W (x - mean) / std + b = W' x + b'` with `W' = W / std`
+    /// and `b'_o = b_o - (mean / std) Σ_i W_oi`. Computed in f64 and rounded to f32 once
+    /// per value; the other layers and the padding are copied.
+    ///
+    /// # Panics
+    /// When `params` is not this layout's length (a caller bug).
+    pub fn fold_input_normalization(&self, params: &[f32], norm: Normalization) -> Vec<f32> {
+        let layout = self.layout();
+        assert_eq!(params.len(), layout.len, "parameters of another layout");
+        let mut folded = params.to_vec();
+        let l0 = layout.layers[0];
+        let (mean, std) = (f64::from(norm.mean), f64::from(norm.std));
+        for o in 0..l0.outputs {
+            let row = l0.weight + o * l0.inputs..l0.weight + (o + 1) * l0.inputs;
+            let sum: f64 = params[row.clone()].iter().map(|&w| f64::from(w)).sum();
+            for i in row {
+                folded[i] = (f64::from(params[i]) / std) as f32;
+            }
+            let b = f64::from(params[l0.bias + o]);
+            folded[l0.bias + o] = (b - mean / std * sum) as f32;
+        }
+        folded
+    }
 }
 
 impl std::fmt::Display for MlpSpec {
@@ -183,6 +209,30 @@ impl std::fmt::Display for MlpSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Folding mean 0.5 and std 0.25 into `W = [1, 2], b = 3`: `W' = W / 0.25 = [4, 8]`,
+    /// `b' = 3 - (0.5 / 0.25)(1 + 2) = -3` (all exact in f32); the output layer is kept.
+    #[test]
+    fn folding_the_normalisation_divides_the_first_weights_and_shifts_the_bias() {
+        let spec = MlpSpec::new(2, &[1], 2).unwrap();
+        let l = spec.layout();
+        let mut params = vec![0.0; l.len];
+        params[l.layers[0].weight..l.layers[0].weight + 2].copy_from_slice(&[1.0, 2.0]);
+        params[l.layers[0].bias] = 3.0;
+        params[l.layers[1].weight..l.layers[1].weight + 2].copy_from_slice(&[5.0, 6.0]);
+        params[l.layers[1].bias] = 7.0;
+        let norm = Normalization {
+            mean: 0.5,
+            std: 0.25,
+        };
+        let folded = spec.fold_input_normalization(&params, norm);
+        let mut want = params.clone();
+        want[l.layers[0].weight..l.layers[0].weight + 2].copy_from_slice(&[4.0, 8.0]);
+        want[l.layers[0].bias] = -3.0;
+        assert_eq!(folded, want);
+        // A pixel x in [0, 1] then gives what (x - 0.5) / 0.25 gave: 1·(x-.5)/.25 +
+        // 2·(y-.5)/.25 + 3 = 4x + 8y - 3.
+    }
 
     #[test]
     fn layout_aligns_every_tensor_and_keeps_pytorch_shapes() {

@@ -301,3 +301,154 @@ fn an_interrupted_run_saves_in_the_chosen_dtype() {
     let ck = wgtrain::checkpoint::load(&path).unwrap();
     assert_eq!(ck.spec.to_string(), "784-16-10");
 }
+
+/// `[N, C]` test-set logits of the checkpoint at `path` on the CPU engine, its inputs
+/// normalised as the checkpoint records (the one place this file opens an engine).
+fn cpu_test_logits(path: &Path, mnist: &wgtrain::data::Mnist) -> Vec<f32> {
+    let ck = wgtrain::checkpoint::load(path).unwrap();
+    let cfg = wgtrain::RunConfig {
+        hidden: ck.spec.hidden().to_vec(),
+        normalization: ck.normalization.unwrap(),
+        ..wgtrain::RunConfig::default()
+    };
+    let mut engine = wgtrain::open(
+        wgtrain::Device::Cpu,
+        &[cfg],
+        wgtrain::engine::RunData::from(mnist),
+    )
+    .unwrap();
+    engine.set_params(0, &ck.params).unwrap();
+    engine.logits(0, wgtrain::engine::EvalSet::Test).unwrap()
+}
+
+/// Issue 26, item 12: a model trained with `--normalize` lost about 0.9 points in PyTorch
+/// without `transforms.Normalize`. `--fold-normalize` saves weights that take pixels in
+/// [0, 1] (W' = W / std, b' = b - (mean / std) W·1). The folded checkpoint evaluated on
+/// [0, 1] inputs gives the unfolded one's logits on normalised inputs, to within a bound
+/// derived from f32 rounding (below), and records no normalisation.
+#[test]
+fn a_folded_checkpoint_on_unit_inputs_matches_the_unfolded_one_on_normalised_inputs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let data = mnist_dir();
+    let train = |extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "--device",
+            "cpu",
+            "--data",
+            &data,
+            "--train-subset",
+            "2000",
+            "--epochs",
+            "1",
+            "--hidden",
+            "16",
+            "--normalize",
+            "--quiet",
+        ];
+        args.extend_from_slice(extra);
+        let o = wgtrain_in(dir, &args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    train(&["--save", "plain.safetensors"]);
+    train(&["--save", "folded.safetensors", "--fold-normalize"]);
+    let plain = wgtrain::checkpoint::load(&dir.join("plain.safetensors")).unwrap();
+    let folded = wgtrain::checkpoint::load(&dir.join("folded.safetensors")).unwrap();
+    let norm = wgtrain::model::Normalization::MNIST;
+    assert_eq!(plain.normalization, Some(norm));
+    assert_eq!(
+        folded.normalization,
+        Some(wgtrain::model::Normalization::UNIT)
+    );
+    assert_eq!(
+        header(&dir.join("folded.safetensors"))["__metadata__"]["wgtrain.normalize_folded"],
+        "0.1307,0.3081"
+    );
+
+    let mut mnist = wgtrain::data::load_dir(Path::new(&data)).unwrap();
+    mnist.test = mnist.test.head(1000);
+    let want = cpu_test_logits(&dir.join("plain.safetensors"), &mnist);
+    let got = cpu_test_logits(&dir.join("folded.safetensors"), &mnist);
+
+    // The bound, from the unfolded weights alone. u = 2^-24 is f32's unit roundoff; x the
+    // pixel / 255, x' = (x - m) / s the normalised input, z_j = W_j·x' + b_j the exact
+    // hidden pre-activation. Unfolded path: x' is computed in f32 by (x / 255 - m) / s
+    // (three roundings: at most 4u (x + m) / s), then a K-term f32 dot product plus bias
+    // (at most (K + 2) u (Σ|W x'| + |b|) for any summation order). Folded path: W / s and
+    // b' = b - (m / s) Σ W each rounded once to f32 (u relative), x = p / 255 rounded
+    // once, then the same dot product over W / s and x. ReLU does not enlarge a
+    // difference; the output layer adds Σ_j |V_kj| Δz_j and its own H-term dot product
+    // in each path. A factor 1.01 covers second-order terms and f64's own rounding.
+    let u = f64::from(f32::EPSILON) / 2.0;
+    let spec = &plain.spec;
+    let layout = spec.layout();
+    let (l0, l1) = (layout.layers[0], layout.layers[1]);
+    let (k, h, c) = (l0.inputs, l0.outputs, l1.outputs);
+    let p = |i: usize| f64::from(plain.params[i]);
+    let (m, s) = (f64::from(norm.mean), f64::from(norm.std));
+    let (mut worst, mut largest_bound, mut largest_diff) = (0.0f64, 0.0f64, 0.0f64);
+    for n in 0..mnist.test.len() {
+        let x: Vec<f64> = mnist
+            .test
+            .image(n)
+            .iter()
+            .map(|&v| f64::from(v) / 255.0)
+            .collect();
+        let mut hidden = vec![0.0; h];
+        let mut dz = vec![0.0; h];
+        for j in 0..h {
+            let w = |i: usize| p(l0.weight + j * k + i);
+            let b = p(l0.bias + j);
+            let z: f64 = (0..k).map(|i| w(i) * (x[i] - m) / s).sum::<f64>() + b;
+            let abs_wx: f64 = (0..k).map(|i| w(i).abs() * (x[i] - m).abs() / s).sum();
+            let abs_wx_folded: f64 = (0..k).map(|i| w(i).abs() * x[i] / s).sum();
+            let b_folded = (b - m / s * (0..k).map(w).sum::<f64>()).abs();
+            let input_plain: f64 = (0..k).map(|i| w(i).abs() * 4.0 * u * (x[i] + m) / s).sum();
+            let unfolded = input_plain + (k + 2) as f64 * u * (abs_wx + b.abs());
+            let folded = 2.0 * u * abs_wx_folded
+                + u * b_folded
+                + (k + 2) as f64 * u * (abs_wx_folded + b_folded);
+            hidden[j] = z.max(0.0);
+            dz[j] = 1.01 * (unfolded + folded);
+        }
+        for o in 0..c {
+            let v = |j: usize| p(l1.weight + o * h + j);
+            let bias = p(l1.bias + o);
+            let carried: f64 = (0..h).map(|j| v(j).abs() * dz[j]).sum();
+            let own: f64 = (0..h)
+                .map(|j| v(j).abs() * (hidden[j] + dz[j]))
+                .sum::<f64>()
+                + bias.abs();
+            let bound = 1.01 * (carried + 2.0 * (h + 2) as f64 * u * own);
+            let (a, b) = (want[n * c + o], got[n * c + o]);
+            let diff = f64::from(a - b).abs();
+            assert!(
+                diff <= bound,
+                "sample {n}, logit {o}: unfolded {a}, folded {b}, |diff| {diff:e} > bound {bound:e}"
+            );
+            worst = worst.max(diff / bound);
+            largest_bound = largest_bound.max(bound);
+            largest_diff = largest_diff.max(diff);
+        }
+    }
+    eprintln!(
+        "largest |difference| {largest_diff:.2e}, largest bound {largest_bound:.2e}, \
+         largest ratio {worst:.2e}"
+    );
+    // The comparison can fail: the unfolded weights on [0, 1] inputs are far off.
+    wgtrain::checkpoint::save(
+        &dir.join("wrong.safetensors"),
+        &plain.spec,
+        &plain.params,
+        wgtrain::model::Normalization::UNIT,
+    )
+    .unwrap();
+    let unfolded_on_unit = cpu_test_logits(&dir.join("wrong.safetensors"), &mnist);
+    let off = want
+        .iter()
+        .zip(&unfolded_on_unit)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(off > 0.1, "without the fold the logits differ by {off}");
+}

@@ -91,7 +91,15 @@ fn arguments_that_cannot_apply_or_cannot_fit_exit_2() {
     let limit = gpu.limits.max_storage_buffer_binding_size;
     if limit < 188_160_000 {
         assert_usage_error(
-            &["train", "--data", &dir, "--batch-size", "60000"],
+            &[
+                "train",
+                "--device",
+                "gpu",
+                "--data",
+                &dir,
+                "--batch-size",
+                "60000",
+            ],
             &format!("needs 188160000 bytes, over this adapter's limit of {limit} bytes"),
         );
     } else {
@@ -110,7 +118,15 @@ fn subgroup_kernel_on_an_adapter_without_subgroups_of_8_exits_2() {
     }
     let dir = mnist_dir();
     let o = Command::new(env!("CARGO_BIN_EXE_wgtrain"))
-        .args(["train", "--data", &dir, "--kernels", "subgroup"])
+        .args([
+            "train",
+            "--device",
+            "gpu",
+            "--data",
+            &dir,
+            "--kernels",
+            "subgroup",
+        ])
         .env("LP_NATIVE_VECTOR_WIDTH", "512")
         .output()
         .expect("the binary runs");
@@ -126,7 +142,15 @@ fn subgroup_kernel_on_an_adapter_without_subgroups_of_8_exits_2() {
 fn backends_that_match_nothing_exit_2_with_what_exists() {
     if cfg!(target_os = "linux") {
         assert_usage_error(
-            &["train", "--backend", "metal", "--epochs", "1"],
+            &[
+                "train",
+                "--device",
+                "gpu",
+                "--backend",
+                "metal",
+                "--epochs",
+                "1",
+            ],
             "Adapters on other backends: \"llvmpipe",
         );
     }

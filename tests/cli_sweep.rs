@@ -265,3 +265,76 @@ fn pbt_refuses_an_interval_with_no_exploit_step_and_pruning() {
         "does not apply to --search pbt",
     );
 }
+
+/// Two epoch records as `train --metrics` writes them.
+fn write_metrics(path: &std::path::Path, accuracy: f64) {
+    let line = |epoch: usize| {
+        format!(
+            r#"{{"epoch":{epoch},"lr":0.1,"train_loss":0.5,"train_accuracy":{accuracy},"val_loss":0.4,"val_accuracy":{accuracy},"epoch_seconds":1.0}}"#
+        )
+    };
+    std::fs::write(path, format!("{}\n{}\n", line(1), line(2))).unwrap();
+}
+
+/// Issue 26, item 5: `plot a.jsonl b.jsonl` draws both runs in one picture, labelled by
+/// their file names; a folder among several inputs is refused.
+#[test]
+fn plot_of_several_metrics_files_draws_them_in_one_picture_labelled_by_file_name() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (
+        tmp.path().join("lr0.1.jsonl"),
+        tmp.path().join("lr0.3.jsonl"),
+    );
+    write_metrics(&a, 0.9);
+    write_metrics(&b, 0.8);
+    let plots = tmp.path().join("plots");
+    let o = wgtrain(&[
+        "plot",
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+        "--out",
+        plots.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let svg = std::fs::read_to_string(plots.join("learning_curves.svg")).unwrap();
+    for label in ["lr0.1: train", "lr0.1: validation", "lr0.3: validation"] {
+        assert!(svg.contains(label), "the picture lacks {label:?}");
+    }
+    assert!(plots.join("learning_curves.png").is_file());
+    assert_usage_error(
+        &[
+            "plot",
+            a.to_str().unwrap(),
+            tmp.path().to_str().unwrap(),
+            "--out",
+            plots.to_str().unwrap(),
+        ],
+        "is a folder: plot takes one sweep folder alone",
+    );
+}
+
+/// Regression (issue 26, item 11): `plot best.safetensors` said "stream did not contain
+/// valid UTF-8"; it now says the file is a checkpoint, not a metrics file or sweep folder.
+#[test]
+fn plot_of_a_checkpoint_says_it_is_not_a_metrics_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("best.safetensors");
+    let spec = wgtrain::model::MlpSpec::new(4, &[3], 2).unwrap();
+    wgtrain::checkpoint::save(
+        &model,
+        &spec,
+        &spec.init(1),
+        wgtrain::model::Normalization::UNIT,
+    )
+    .unwrap();
+    let plots = tmp.path().join("plots");
+    assert_usage_error(
+        &[
+            "plot",
+            model.to_str().unwrap(),
+            "--out",
+            plots.to_str().unwrap(),
+        ],
+        "is a checkpoint (safetensors), not a train --metrics file or a sweep folder",
+    );
+}

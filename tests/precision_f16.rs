@@ -660,6 +660,8 @@ fn cli_precision_flag_is_checked_and_reported() {
     assert!(err.contains("--precision f32"), "{err}");
     let out = wgtrain_cmd(&[
         "train",
+        "--device",
+        "gpu",
         "--kernels",
         "rows",
         "--precision",
@@ -672,6 +674,8 @@ fn cli_precision_flag_is_checked_and_reported() {
     assert!(err.contains("matmul_f16"), "{err}");
     let out = wgtrain_cmd(&[
         "bench",
+        "--device",
+        "gpu",
         "--json",
         "--precision",
         "f16",

@@ -410,6 +410,8 @@ fn train_with_profile_prints_the_table_and_trains_identically() {
         let metrics = tmp.path().join(format!("metrics-{profile}.jsonl"));
         let mut args = vec![
             "train",
+            "--device",
+            "gpu",
             "--data",
             data,
             "--no-download",

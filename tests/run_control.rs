@@ -646,3 +646,58 @@ fn an_interrupted_sweep_keeps_its_finished_trials_and_resumes_to_the_same_result
         stderr(&refused)
     );
 }
+
+/// Regression (issue 26, item 8): a population sweep interrupted before any trial finished
+/// said "0 of 2 trials finished and kept in out (trials.json, trials.csv,
+/// leaderboard.csv)" over an empty folder, and its error that "the parameters are those
+/// after that step" though none were saved. It now says nothing was written, names the
+/// trials dropped, and the folder is left empty.
+#[test]
+fn a_population_sweep_interrupted_before_any_trial_finished_says_nothing_was_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = mnist_dir();
+    let out = dir.path().join("out");
+    let mut run = Run::start(
+        dir.path(),
+        &[
+            "sweep",
+            "--device",
+            "cpu",
+            "--data",
+            &data,
+            "--train-subset",
+            "5000",
+            "--search",
+            "grid",
+            "--lr",
+            "0.05,0.1",
+            // Far more epochs than run before the Ctrl-C: no trial can finish first.
+            "--epochs",
+            "100",
+            "--pruning",
+            "none",
+            "--population",
+            "2",
+            "--out",
+            "out",
+        ],
+    );
+    // The lock is taken after the Ctrl-C handler is installed and before any work.
+    wait_for(&mut run, "the sweep's lock", LIMIT, || {
+        out.join(".wgtrain.lock").exists()
+    });
+    run.sigint();
+    let o = run.finish(LIMIT);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(130), "{err}");
+    assert!(
+        err.contains(
+            "sweep interrupted: none of 2 trials finished, so nothing was written to out; \
+             trials 0, 1 were dropped"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("the parameters"), "{err}");
+    let left: Vec<_> = std::fs::read_dir(&out).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
+}

@@ -1,7 +1,9 @@
 //! `wgtrain bench`: one training epoch per batch size on the GPU path and the CPU path,
 //! side by side in one run (the machine is shared and noisy, so ratios matter more than
 //! absolute times), plus the best matmul throughput of each path and, on the GPU, where
-//! the epoch sits under the adapter's roofline ([`wgtrain::gpu::roofline`]).
+//! the epoch sits under the adapter's roofline ([`wgtrain::gpu::roofline`]). The GPU rows
+//! need a GPU path: `--device gpu`, a GPU-only flag, or `--device auto` finding a hardware
+//! adapter; otherwise the CPU rows alone.
 
 use std::time::Instant;
 
@@ -22,8 +24,8 @@ use wgtrain::{Precision, RunConfig};
 
 use super::bench_population;
 use super::common::{
-    DataArgs, DeviceArgs, DeviceKind, PrecisionArgs, check_device_args, check_precision_args,
-    fusions, load_data, matmul_choice, open_gpu_for, usage,
+    DataArgs, DeviceArgs, DeviceKind, PrecisionArgs, check_data, check_device_args,
+    check_precision_args, fusions, load_data, matmul_choice, open_gpu_for, resolve_device, usage,
 };
 
 #[derive(Args, Debug, Clone)]
@@ -191,7 +193,7 @@ fn check_bench_only_flags(a: &BenchArgs, precision: Precision) -> Result<()> {
 }
 
 /// Runs `wgtrain bench`.
-pub fn bench_command(a: BenchArgs) -> Result<()> {
+pub fn bench_command(mut a: BenchArgs) -> Result<()> {
     if a.population == Some(0) {
         return Err(usage("population", 0, "must be at least 1 member"));
     }
@@ -205,7 +207,11 @@ pub fn bench_command(a: BenchArgs) -> Result<()> {
     let precision = a.precision.precision.to_lib();
     check_precision_args(&a.device, precision)?;
     check_bench_only_flags(&a, precision)?;
-    // `--device cpu` means the CPU path alone, like --cpu-only.
+    check_data(&a.data)?;
+    if !a.cpu_only {
+        a.device = resolve_device(&a.device, precision, None)?;
+    }
+    // `--device cpu` (or auto choosing the CPU) means the CPU path alone, like --cpu-only.
     let cpu_only = a.cpu_only || a.device.device == DeviceKind::Cpu;
     let gpu = if cpu_only {
         None

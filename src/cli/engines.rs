@@ -15,7 +15,7 @@ use wgtrain::Precision;
 
 use super::common::{
     DeviceArgs, DeviceKind, check_device_args, check_precision_args, fusions, matmul_choice,
-    open_gpu_for,
+    open_gpu_for, resolve_device,
 };
 
 /// Opens engines on one device, opened once.
@@ -31,13 +31,15 @@ impl Engines {
     }
 
     /// Opens the device the flags name, for runs of `precision` (f16: checked against the
-    /// flags and the adapter, the device opened with `SHADER_F16`).
+    /// flags and the adapter, the device opened with `SHADER_F16`). `--device auto` is
+    /// resolved here ([`resolve_device`]) unless the command resolved it before.
     pub(crate) fn open_for(d: &DeviceArgs, precision: Precision) -> Result<Engines> {
+        let d = &resolve_device(d, precision, None)?;
         check_device_args(d)?;
         check_precision_args(d, precision)?;
         let gpu = match d.device {
             DeviceKind::Cpu => None,
-            DeviceKind::Gpu => {
+            DeviceKind::Gpu | DeviceKind::Auto => {
                 let gpu = open_gpu_for(d, precision)?;
                 let kernels = Kernels::new(&gpu)?;
                 Some((gpu, kernels))

@@ -66,6 +66,13 @@ pub fn eval_command(a: EvalArgs) -> Result<()> {
     }
     check_model_classes(&a.model, ck.spec.classes(), &mnist, a.data.classes)?;
     let norm = match (a.data.normalize, ck.normalization) {
+        (true, Some(n)) if n == Normalization::UNIT => {
+            return Err(usage(
+                "normalize",
+                "true",
+                "the model takes pixels in [0, 1] (trained without --normalize, or saved with it folded into the first layer by --fold-normalize); drop --normalize",
+            ));
+        }
         (true, Some(n)) if n != dataset_normalization(&a.data) => {
             return Err(usage(
                 "normalize",

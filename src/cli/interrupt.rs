@@ -7,9 +7,10 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use wgtrain::checkpoint::WeightDtype;
 use wgtrain::model::{MlpSpec, Normalization};
 use wgtrain::train::Trainer;
+
+use super::save::SaveAs;
 
 static STOP: OnceLock<Arc<AtomicBool>> = OnceLock::new();
 
@@ -45,7 +46,7 @@ pub fn stop_flag() -> Arc<AtomicBool> {
 /// `wgtrain.interrupted = true`, `wgtrain.epoch` (1-based, the epoch that was running),
 /// `wgtrain.step` (its steps that finished), `wgtrain.steps_per_epoch` and
 /// `wgtrain.global_step` (steps since the start of the run), with the tensors stored as
-/// `dtype` (the run's `--save-dtype`).
+/// `how` (the run's `--save-dtype` and `--fold-normalize`).
 ///
 /// # Errors
 /// As [`super::save::save_checkpoint`]; `interrupted` must be [`wgtrain::Error::Interrupted`].
@@ -54,7 +55,7 @@ pub fn save_interrupted(
     spec: &MlpSpec,
     trainer: &mut Trainer<'_>,
     norm: Normalization,
-    dtype: WeightDtype,
+    how: SaveAs,
     interrupted: &wgtrain::Error,
 ) -> anyhow::Result<()> {
     let wgtrain::Error::Interrupted { epoch, step, steps } = *interrupted else {
@@ -67,7 +68,7 @@ pub fn save_interrupted(
         spec,
         &params,
         norm,
-        dtype,
+        how,
         &[
             ("wgtrain.interrupted", "true".into()),
             ("wgtrain.epoch", epoch.to_string()),

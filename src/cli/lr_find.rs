@@ -150,7 +150,7 @@ pub fn lr_find_command(a: LrFindArgs) -> Result<()> {
     println!("{}", describe_stop(&result));
     if let (Some(lr), Some(l)) = (result.min_loss_lr, result.min_loss) {
         println!(
-            "minimum smoothed loss {l:.4} at lr {lr:.3e}; minimum / 10 = {:.3e}",
+            "minimum smoothed loss {l:.4} at lr {lr:.3e} (the average lags the loss: too high to train at); minimum / 10 = {:.3e}",
             lr / 10.0
         );
     }

@@ -221,6 +221,14 @@ mod tests {
             ("min_lr", "ReduceLROnPlateau min_lr"),
             ("step_size", "StepLR step_size: epochs"),
             ("t_max", "T_max in epochs"),
+            ("anneal_strategy", "OneCycleLR anneal_strategy"),
+            ("three_phase", "OneCycleLR three_phase=True"),
+            ("div_factor", "OneCycleLR div_factor"),
+            ("final_div_factor", "OneCycleLR final_div_factor"),
+            ("plateau_mode", "ReduceLROnPlateau mode"),
+            ("plateau_threshold", "ReduceLROnPlateau threshold"),
+            ("plateau_threshold_mode", "ReduceLROnPlateau threshold_mode"),
+            ("plateau_eps", "ReduceLROnPlateau eps"),
         ];
         for (id, want) in cases {
             let arg = train

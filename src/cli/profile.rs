@@ -205,9 +205,12 @@ fn check_profile_flags(h: &HyperArgs) -> Result<()> {
 }
 
 /// `wgtrain profile`.
-pub fn profile_command(a: ProfileArgs) -> Result<()> {
-    if a.device.device == DeviceKind::Cpu {
-        return Err(needs_gpu("profile"));
+pub fn profile_command(mut a: ProfileArgs) -> Result<()> {
+    match a.device.device {
+        DeviceKind::Cpu => return Err(needs_gpu("profile")),
+        // Profiling times GPU kernels: there is nothing to choose.
+        DeviceKind::Auto => a.device.device = DeviceKind::Gpu,
+        DeviceKind::Gpu => {}
     }
     check_outputs([(a.trace.as_deref(), OutputKind::File)])?;
     let h = &a.hyper;

@@ -9,6 +9,37 @@ use wgtrain::checkpoint::{self, WeightDtype};
 use wgtrain::data::Normalization;
 use wgtrain::model::MlpSpec;
 
+/// File extensions of `torch.save` pickles, which a safetensors file named so is mistaken
+/// for (`torch.load` cannot read it).
+const TORCH_SAVE_EXTENSIONS: [&str; 6] = ["pt", "pth", "bin", "ckpt", "pkl", "tar"];
+
+/// The warning for a checkpoint path named like a `torch.save` file (`m.pt`): the file
+/// will be safetensors, loaded with `safetensors.torch.load_file`, not `torch.load`.
+/// `None` for other names.
+pub fn torch_save_name_warning(path: &Path) -> Option<String> {
+    let ext = path.extension()?.to_string_lossy().to_lowercase();
+    TORCH_SAVE_EXTENSIONS.contains(&ext.as_str()).then(|| {
+        format!(
+            "warning: {} will be a safetensors file, not a torch.save pickle: load it with \
+             safetensors.torch.load_file(\"{}\") (torch.load cannot read it), or name it {}",
+            path.display(),
+            path.display(),
+            path.with_extension("safetensors").display()
+        )
+    })
+}
+
+/// Prints [`torch_save_name_warning`] for each checkpoint path given.
+pub fn warn_torch_save_names<'a>(paths: impl IntoIterator<Item = Option<&'a Path>>) {
+    for warning in paths
+        .into_iter()
+        .flatten()
+        .filter_map(torch_save_name_warning)
+    {
+        eprintln!("{warning}");
+    }
+}
+
 /// Where the f32 fallback of `path` goes: `m.safetensors` -> `m.f32.safetensors`.
 pub fn f32_sibling(path: &Path) -> PathBuf {
     let stem = path.file_stem().unwrap_or_default().to_string_lossy();
@@ -19,9 +50,20 @@ pub fn f32_sibling(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
+/// How `train` saves its weights: the element type (`--save-dtype`) and whether the input
+/// normalisation is folded into the first layer (`--fold-normalize`).
+#[derive(Clone, Copy, Debug)]
+pub struct SaveAs {
+    pub dtype: WeightDtype,
+    pub fold_normalization: bool,
+}
+
 /// [`checkpoint::save_as_with_metadata`]; when that refuses a narrower `dtype` and the f32
 /// weights can be saved (they are finite) to [`f32_sibling`] (not already a file), saves
-/// them there and returns the refusal with that path and the fix appended.
+/// them there and returns the refusal with that path and the fix appended. With
+/// `fold_normalization`, the weights saved take pixels in [0, 1]
+/// ([`MlpSpec::fold_input_normalization`]); the file then records no normalisation and
+/// `wgtrain.normalize_folded = "mean,std"`.
 ///
 /// # Errors
 /// The checkpoint's error (with the fallback's path when it was written), or the
@@ -31,9 +73,23 @@ pub fn save_checkpoint(
     spec: &MlpSpec,
     params: &[f32],
     norm: Normalization,
-    dtype: WeightDtype,
+    how: SaveAs,
     extra: &[(&str, String)],
 ) -> anyhow::Result<()> {
+    if how.fold_normalization {
+        let folded = spec.fold_input_normalization(params, norm);
+        let mut extra = extra.to_vec();
+        extra.push((
+            "wgtrain.normalize_folded",
+            format!("{},{}", norm.mean, norm.std),
+        ));
+        let how = SaveAs {
+            fold_normalization: false,
+            ..how
+        };
+        return save_checkpoint(path, spec, &folded, Normalization::UNIT, how, &extra);
+    }
+    let dtype = how.dtype;
     let refused = match checkpoint::save_as_with_metadata(path, spec, params, norm, dtype, extra) {
         Ok(()) => return Ok(()),
         Err(e) if dtype != WeightDtype::F32 && params.iter().all(|v| v.is_finite()) => e,
@@ -81,7 +137,10 @@ mod tests {
             &spec,
             &params,
             Normalization::UNIT,
-            WeightDtype::F16,
+            SaveAs {
+                dtype: WeightDtype::F16,
+                fold_normalization: false,
+            },
             &[],
         )
         .unwrap_err()
@@ -97,7 +156,10 @@ mod tests {
             &spec,
             &params,
             Normalization::UNIT,
-            WeightDtype::F16,
+            SaveAs {
+                dtype: WeightDtype::F16,
+                fold_normalization: false,
+            },
             &[],
         )
         .unwrap_err()
@@ -116,13 +178,35 @@ mod tests {
             &spec,
             &params,
             Normalization::UNIT,
-            WeightDtype::F16,
+            SaveAs {
+                dtype: WeightDtype::F16,
+                fold_normalization: false,
+            },
             &[],
         )
         .unwrap_err()
         .to_string();
         assert!(e.contains("diverged"), "{e}");
         assert!(!dir.path().join("m.f32.safetensors").exists());
+    }
+
+    /// Regression (issue 26, item 11): `--save m.pt` wrote a safetensors file silently,
+    /// which `torch.load` then fails to read.
+    #[test]
+    fn a_checkpoint_named_like_a_torch_save_file_gets_a_warning() {
+        let w = torch_save_name_warning(Path::new("out/m.pt")).unwrap();
+        assert!(
+            w.contains("out/m.pt will be a safetensors file, not a torch.save pickle")
+                && w.contains("safetensors.torch.load_file(\"out/m.pt\")")
+                && w.contains("out/m.safetensors"),
+            "{w}"
+        );
+        for name in ["m.PTH", "m.bin", "m.ckpt"] {
+            assert!(torch_save_name_warning(Path::new(name)).is_some(), "{name}");
+        }
+        for name in ["m.safetensors", "m", "m.st"] {
+            assert_eq!(torch_save_name_warning(Path::new(name)), None, "{name}");
+        }
     }
 
     #[test]

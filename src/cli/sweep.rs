@@ -26,8 +26,9 @@ use wgtrain::tune::sweep::{
 
 use super::common::{
     DataArgs, DeviceArgs, HiddenSizes, HyperArgs, ScheduleArgs, SgdVariantArgs, cause,
-    check_outputs, check_outputs_spare_data, load_data, normalization, positive_usize, run_config,
-    schedule_from, sgd_from, tensorboard_hparams, unit_interval, usage, with_subset,
+    check_outputs, check_outputs_spare_data, load_data, normalization, positive_usize,
+    resolve_device, run_config, schedule_from, sgd_from, tensorboard_hparams, unit_interval, usage,
+    with_subset,
 };
 use super::engines::Engines;
 use super::interrupt;
@@ -287,12 +288,13 @@ impl SweepArgs {
 }
 
 /// Runs `wgtrain sweep`.
-pub fn sweep_command(a: SweepArgs) -> Result<()> {
+pub fn sweep_command(mut a: SweepArgs) -> Result<()> {
     check_outputs([
         (Some(a.out.as_path()), OutputKind::Dir),
         (a.save_best.as_deref(), OutputKind::File),
         (a.tensorboard.as_deref(), OutputKind::Dir),
     ])?;
+    super::save::warn_torch_save_names([a.save_best.as_deref()]);
     // One sweep per --out directory at a time: a second would interleave its trials. The
     // lock lives inside the directory, so it is created (its last component) first.
     // The Ctrl-C handler before the locks: a Ctrl-C during start-up then stops the run at
@@ -375,8 +377,8 @@ pub fn sweep_command(a: SweepArgs) -> Result<()> {
     }
     let norm = normalization(&a.data);
     eprintln!(
-        "sweep: {} trials ({}), {} training + {} validation samples, pruning: {}",
-        configs.len(),
+        "sweep: {} ({}), {} training + {} validation samples, pruning: {}",
+        count(configs.len(), "trial"),
         match (&a.configs, method) {
             (Some(file), _) => format!("from {}", file.display()),
             (None, SearchMethod::Random) => "random search".into(),
@@ -389,6 +391,8 @@ pub fn sweep_command(a: SweepArgs) -> Result<()> {
             None => "none".into(),
         }
     );
+    // Resolved here, so that what the trials record (TensorBoard's `device`) is the choice.
+    a.device = resolve_device(&a.device, wgtrain::Precision::F32, None)?;
     let mut engines = Engines::open(&a.device)?;
     let done = prior.len();
     if a.resume {
@@ -526,6 +530,63 @@ fn save_best_trial(
     Ok(())
 }
 
+/// What an interrupted sweep kept and lost, naming only the files it wrote: after each
+/// finished trial `trials.json`, `trials.csv` and `leaderboard.csv`, and
+/// `best_trial.safetensors` once a trial completed; nothing when no trial finished.
+/// `dropped` are the trials that were running (they run again with `--resume`).
+fn interrupted_note(sweep: &Sweep, total: usize, out: &Path, dropped: &[usize]) -> String {
+    interrupted_text(
+        sweep.trials().len(),
+        total,
+        out,
+        sweep.best_trial().is_some(),
+        dropped,
+    )
+}
+
+/// [`interrupted_note`] from the counts: `finished` of `total` trials, `best_saved` when
+/// `best_trial.safetensors` was written.
+fn interrupted_text(
+    finished: usize,
+    total: usize,
+    out: &Path,
+    best_saved: bool,
+    dropped: &[usize],
+) -> String {
+    let kept = if finished == 0 {
+        format!(
+            "sweep interrupted: none of {} finished, so nothing was written to {}",
+            count(total, "trial"),
+            out.display()
+        )
+    } else {
+        let mut files = vec!["trials.json", "trials.csv", "leaderboard.csv"];
+        if best_saved {
+            files.push(BEST_TRIAL_FILE);
+        }
+        format!(
+            "sweep interrupted: {finished} of {total} trials finished and kept in {} ({})",
+            out.display(),
+            files.join(", ")
+        )
+    };
+    let ids: Vec<String> = dropped.iter().map(usize::to_string).collect();
+    match ids.len() {
+        0 => kept,
+        1 => format!("{kept}; trial {} was dropped", ids[0]),
+        _ => format!("{kept}; trials {} were dropped", ids.join(", ")),
+    }
+}
+
+/// `n` and the noun, plural unless `n` is 1: `1 trial`, `3 trials`.
+pub(super) fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 /// A finished trial's outcome, as printed after it: `complete: val acc 91.20%  (3.1 s)`,
 /// `pruned after epoch 2: ...`, `diverged: ...`.
 fn outcome_text(trial: &wgtrain::tune::sweep::Trial) -> String {
@@ -640,4 +701,38 @@ fn resumable_trials(
         }
     };
     Ok((trials, best))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::{count, interrupted_text};
+
+    /// Regression (issue 26, item 8): a population sweep interrupted before any trial
+    /// finished said "0 of 24 trials finished and kept in sweep/ (trials.json, ...)" over
+    /// an empty folder. The note names only what was written.
+    #[test]
+    fn an_interrupted_sweep_names_only_the_files_it_wrote() {
+        let out = Path::new("sweep");
+        assert_eq!(
+            interrupted_text(0, 24, out, false, &[0, 1]),
+            "sweep interrupted: none of 24 trials finished, so nothing was written to sweep; \
+             trials 0, 1 were dropped"
+        );
+        assert_eq!(
+            interrupted_text(2, 5, out, false, &[2]),
+            "sweep interrupted: 2 of 5 trials finished and kept in sweep (trials.json, \
+             trials.csv, leaderboard.csv); trial 2 was dropped"
+        );
+        assert!(interrupted_text(0, 1, out, false, &[0]).contains("none of 1 trial finished"));
+        assert_eq!(
+            (count(1, "trial"), count(2, "trial")),
+            ("1 trial".into(), "2 trials".into())
+        );
+        assert!(
+            interrupted_text(3, 5, out, true, &[])
+                .ends_with("(trials.json, trials.csv, leaderboard.csv, best_trial.safetensors)")
+        );
+    }
 }

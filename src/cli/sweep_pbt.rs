@@ -27,8 +27,8 @@ use wgtrain::tune::space::{SearchSpace, TrialConfig};
 use wgtrain::tune::sweep::{BestTrial, format_leaderboard};
 
 use super::common::{
-    HiddenSizes, HyperArgs, check_outputs, load_data, normalization, run_config, schedule_from,
-    sgd_from, usage, with_subset,
+    HiddenSizes, HyperArgs, check_outputs, load_data, normalization, resolve_device, run_config,
+    schedule_from, sgd_from, usage, with_subset,
 };
 use super::engines::Engines;
 use super::interrupt;
@@ -40,11 +40,12 @@ const DEFAULT_POPULATION: usize = 8;
 const DEFAULT_INTERVAL: usize = 2;
 
 /// Runs `wgtrain sweep --search pbt`.
-pub fn pbt_command(a: SweepArgs) -> Result<()> {
+pub fn pbt_command(mut a: SweepArgs) -> Result<()> {
     check_outputs([
         (Some(a.out.as_path()), OutputKind::Dir),
         (a.save_best.as_deref(), OutputKind::File),
     ])?;
+    super::save::warn_torch_save_names([a.save_best.as_deref()]);
     let refused = [
         (
             "trials",
@@ -165,14 +166,19 @@ pub fn pbt_command(a: SweepArgs) -> Result<()> {
     let base = run_config(&hyper(&initial[0]), steps, norm, a.val_split)?;
     let configs: Vec<_> = initial.iter().map(|h| h.apply(&base)).collect();
     eprintln!(
-        "pbt: {k} members, {epochs} epochs, exploit every {} epochs (bottom {} copy the top {}, \
+        "pbt: {k} members, {epochs} epochs, exploit every {} (bottom {} copy the top {}, \
          resample probability {}), {n_train} training + {} validation samples",
-        settings.interval,
+        match settings.interval {
+            1 => "epoch".to_string(),
+            n => format!("{n} epochs"),
+        },
         settings.group_size(k),
         settings.group_size(k),
         settings.resample,
         validation.len()
     );
+    // Resolved here, so that the replay command names the device the members trained on.
+    a.device = resolve_device(&a.device, wgtrain::Precision::F32, None)?;
     let mut engines = Engines::open(&a.device)?;
     let data = RunData::from(&mnist);
     let pbt = Pbt::new(space, settings, &configs)?;

@@ -20,10 +20,10 @@ use wgtrain::train::{self, Trainer};
 use wgtrain::tune::{EpochMetrics, plot};
 
 use super::common::{
-    DataArgs, DeviceArgs, DeviceKind, HyperArgs, PrecisionArgs, cause, check_outputs,
+    DataArgs, DeviceArgs, DeviceKind, HyperArgs, PrecisionArgs, cause, check_data, check_outputs,
     check_outputs_spare_data, explain_divergence, load_data, normalization, positive_usize,
-    run_config, schedule_from, sgd_from, tensorboard_hparams, unit_interval, usage, warn_momentum,
-    with_subset,
+    resolve_device, run_config, schedule_from, sgd_from, tensorboard_hparams, unit_interval, usage,
+    warn_momentum, with_subset,
 };
 use super::engines::Engines;
 use super::{interrupt, profile, save};
@@ -61,6 +61,12 @@ pub struct TrainArgs {
     /// range); rounded to nearest even, as PyTorch's .half() and .bfloat16() round.
     #[arg(long, value_enum, value_name = "DTYPE")]
     pub save_dtype: Option<SaveDtype>,
+    /// Fold the --normalize mean and std into the first layer of the weights --save and
+    /// --save-best write (W' = W / std, b' = b - (mean / std) * W·1), so that they take
+    /// pixels in [0, 1]: PyTorch code without transforms.Normalize (ToTensor alone) then
+    /// gets the trained accuracy. Needs --normalize.
+    #[arg(long)]
+    pub fold_normalize: bool,
     /// Write learning curves (learning_curves.png and .svg) to this directory after training
     /// (created if missing; its parent must exist).
     #[arg(long, value_name = "DIR")]
@@ -146,6 +152,20 @@ pub fn train_command(mut a: TrainArgs) -> Result<()> {
             "applies to --save and --save-best only, and this run saves no weights",
         ));
     }
+    if a.fold_normalize {
+        let refusal = if !a.data.normalize {
+            Some(
+                "applies to runs with --normalize only (without it the weights already take pixels in [0, 1])",
+            )
+        } else if a.save.is_none() && a.save_best.is_none() {
+            Some("applies to --save and --save-best only, and this run saves no weights")
+        } else {
+            None
+        };
+        if let Some(why) = refusal {
+            return Err(usage("fold-normalize", true, why));
+        }
+    }
     // Flags that need no data, and output paths, are checked before loading anything.
     check_outputs([
         (a.metrics.as_deref(), OutputKind::File),
@@ -154,6 +174,7 @@ pub fn train_command(mut a: TrainArgs) -> Result<()> {
         (a.plot.as_deref(), OutputKind::Dir),
         (a.tensorboard.as_deref(), OutputKind::Dir),
     ])?;
+    save::warn_torch_save_names([a.save.as_deref(), a.save_best.as_deref()]);
     warn_momentum(h.momentum);
     // The Ctrl-C handler before the locks: a Ctrl-C during start-up then stops the run at
     // its first step boundary, writing the outputs and releasing the locks, instead of
@@ -166,8 +187,13 @@ pub fn train_command(mut a: TrainArgs) -> Result<()> {
         HparamSchedule::check_schedule(&lr_schedule)?;
     }
     sgd_from(h).validate()?;
+    // Where the data is, after the flags and before the adapter is opened: bad input is
+    // found before any work.
+    check_data(&a.data)?;
     // The device is chosen before the data loads: a wrong --adapter fails at once.
-    let mut engines = Engines::open_for(&a.device, a.precision.precision.to_lib())?;
+    let precision = a.precision.precision.to_lib();
+    a.device = resolve_device(&a.device, precision, a.profile.then_some("--profile"))?;
+    let mut engines = Engines::open_for(&a.device, precision)?;
     let mnist = with_subset(load_data(&a.data, a.quiet)?, a.train_subset, h.seed)?;
     check_outputs_spare_data(
         [
@@ -228,12 +254,15 @@ fn run_training(
     let run = engine.setup().shared();
     let (cfg, spec) = (&run.config, &run.spec);
     let (cfg, spec, norm) = (cfg.clone(), spec.clone(), cfg.normalization);
-    let dtype = a.save_dtype.map_or(WeightDtype::F32, WeightDtype::from);
+    let how = save::SaveAs {
+        dtype: a.save_dtype.map_or(WeightDtype::F32, WeightDtype::from),
+        fold_normalization: a.fold_normalize,
+    };
     let spec = &spec;
     // The GPU path launches kernels; the CPU path runs the same stages as function calls.
     let unit = match a.device.device {
-        DeviceKind::Gpu => "dispatches",
         DeviceKind::Cpu => "stages",
+        DeviceKind::Gpu | DeviceKind::Auto => "dispatches",
     };
     eprintln!(
         "model: MLP {spec} ({} parameters), {} {unit} per step; {}",
@@ -349,7 +378,7 @@ fn run_training(
         }
         if let (Some(path), true) = (&a.save_best, trainer.last_was_best(0)) {
             let params = trainer.engine().params(0)?;
-            save::save_checkpoint(path, spec, &params, norm, dtype, &[])?;
+            save::save_checkpoint(path, spec, &params, norm, how, &[])?;
             if let Some(v) = report.val_loss {
                 eprintln!(
                     "saved the best model so far (epoch {}, validation loss {v:.4}) to {}",
@@ -376,10 +405,10 @@ fn run_training(
     }
     if let Some(path) = &a.save {
         match &interrupted {
-            Some(e) => interrupt::save_interrupted(path, spec, &mut trainer, norm, dtype, e)?,
+            Some(e) => interrupt::save_interrupted(path, spec, &mut trainer, norm, how, e)?,
             None => {
                 let params = trainer.engine().params(0)?;
-                save::save_checkpoint(path, spec, &params, norm, dtype, &[])?;
+                save::save_checkpoint(path, spec, &params, norm, how, &[])?;
                 eprintln!("saved {}", path.display());
             }
         }

@@ -270,6 +270,72 @@ pub fn list_adapters(backends: Option<wgpu::Backends>) -> Vec<AdapterSummary> {
     adapters
 }
 
+/// Names of software (CPU) rasterisers, matched case-insensitively against an adapter's
+/// name and driver: Mesa's llvmpipe (lavapipe on Vulkan, and under GL, where wgpu may not
+/// report the type) and softpipe, Google's SwiftShader, and Microsoft's WARP ("Microsoft
+/// Basic Render Driver", which DX12 also reports as a CPU adapter).
+const SOFTWARE_ADAPTER_NAMES: [&str; 5] = [
+    "llvmpipe",
+    "lavapipe",
+    "softpipe",
+    "swiftshader",
+    "microsoft basic render driver",
+];
+
+/// True for a software adapter, one that runs on the CPU: its type is
+/// [`wgpu::DeviceType::Cpu`], or its name or driver is a known software rasteriser
+/// (llvmpipe, lavapipe, softpipe, SwiftShader, WARP). Training on one is slower than the CPU engine, which runs
+/// the same arithmetic without a rasteriser in between.
+pub fn is_software_adapter(info: &wgpu::AdapterInfo) -> bool {
+    let text = format!("{} {}", info.name, info.driver).to_lowercase();
+    info.device_type == wgpu::DeviceType::Cpu
+        || SOFTWARE_ADAPTER_NAMES.iter().any(|n| text.contains(n))
+}
+
+/// The adapters [`Gpu::new`] would choose among for `opts` (its backends, `WGPU_BACKEND`,
+/// its name filter or `WGPU_ADAPTER_NAME`), most capable first, without opening any.
+///
+/// # Errors
+/// [`Error::InvalidConfig`] when `WGPU_BACKEND` names no backend (as [`Gpu::new`]).
+pub fn candidate_adapters(opts: &GpuOptions) -> Result<Vec<AdapterSummary>> {
+    check_backend_env(opts)?;
+    let needle = name_filter(opts).map(|f| f.to_lowercase());
+    let mut adapters: Vec<AdapterSummary> = enumerate(opts)
+        .1
+        .into_iter()
+        .map(|a| AdapterSummary {
+            info: a.get_info(),
+            limits: a.limits(),
+            features: a.features(),
+        })
+        .filter(|a| {
+            needle
+                .as_ref()
+                .is_none_or(|n| a.info.name.to_lowercase().contains(n))
+        })
+        .collect();
+    adapters.sort_by_key(|a| {
+        (
+            device_type_rank(a.info.device_type),
+            backend_rank(a.info.backend),
+        )
+    });
+    Ok(adapters)
+}
+
+/// Refuses a `WGPU_BACKEND` that names no backend (wgpu ignores names it does not know,
+/// which would search no backend at all), unless `opts` chooses the backends.
+fn check_backend_env(opts: &GpuOptions) -> Result<()> {
+    if opts.backends.is_none() && wgpu::Backends::from_env().is_some_and(|b| b.is_empty()) {
+        return Err(Error::InvalidConfig {
+            name: "WGPU_BACKEND",
+            value: std::env::var("WGPU_BACKEND").unwrap_or_default(),
+            reason: "names no backend; valid: vulkan, metal, dx12, gl (comma-separated)".into(),
+        });
+    }
+    Ok(())
+}
+
 const INSTALL_HINT: &str = "Install a Vulkan driver: on headless Linux `apt-get install -y mesa-vulkan-drivers libvulkan1` \
 gives the lavapipe software adapter; on a desktop, your GPU vendor's driver.";
 
@@ -283,14 +349,7 @@ impl Gpu {
     /// [`Error::NoAdapter`] when nothing matches (the message lists the adapters there are,
     /// or what to install); [`Error::RequestDevice`] when the device cannot be created.
     pub fn new(opts: &GpuOptions) -> Result<Gpu> {
-        // wgpu ignores names it does not know, which would search no backend at all.
-        if opts.backends.is_none() && wgpu::Backends::from_env().is_some_and(|b| b.is_empty()) {
-            return Err(Error::InvalidConfig {
-                name: "WGPU_BACKEND",
-                value: std::env::var("WGPU_BACKEND").unwrap_or_default(),
-                reason: "names no backend; valid: vulkan, metal, dx12, gl (comma-separated)".into(),
-            });
-        }
+        check_backend_env(opts)?;
         let (backends, mut adapters) = enumerate(opts);
         adapters.sort_by_key(|a| {
             let i = a.get_info();
@@ -651,6 +710,42 @@ mod tests {
             let err = loop_cap_for(lavapipe.0, lavapipe.1, Some(bad)).unwrap_err();
             assert!(err.to_string().contains("WGT_LOOP_CAP"), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn software_adapters_are_known_by_type_name_or_driver() {
+        let info = |t: wgpu::DeviceType, name: &str, driver: &str| wgpu::AdapterInfo {
+            name: name.into(),
+            driver: driver.into(),
+            ..wgpu::AdapterInfo::new(t, wgpu::Backend::Vulkan)
+        };
+        use wgpu::DeviceType::{Cpu, DiscreteGpu, IntegratedGpu, Other};
+        assert!(is_software_adapter(&info(
+            Cpu,
+            "llvmpipe (LLVM 15.0.6, 256 bits)",
+            "llvmpipe"
+        )));
+        assert!(is_software_adapter(&info(
+            Other,
+            "llvmpipe (LLVM 15.0.6)",
+            "4.5 Mesa"
+        )));
+        assert!(is_software_adapter(&info(Other, "SwiftShader Device", "")));
+        assert!(is_software_adapter(&info(
+            Cpu,
+            "Microsoft Basic Render Driver",
+            ""
+        )));
+        assert!(!is_software_adapter(&info(
+            DiscreteGpu,
+            "NVIDIA GeForce RTX 4090",
+            "NVIDIA"
+        )));
+        assert!(!is_software_adapter(&info(
+            IntegratedGpu,
+            "Intel(R) UHD Graphics",
+            "Intel"
+        )));
     }
 
     #[test]

@@ -13,7 +13,8 @@ pub mod roofline;
 pub mod tensor;
 
 pub use context::{
-    AdapterSummary, Gpu, GpuOptions, ON_DEMAND_FEATURES, REQUESTED_FEATURES, list_adapters,
+    AdapterSummary, Gpu, GpuOptions, ON_DEMAND_FEATURES, REQUESTED_FEATURES, candidate_adapters,
+    is_software_adapter, list_adapters,
 };
 pub use fusion::Fusions;
 pub use kernels::{Dispatch, Kernels, MatmulVariant, StepRecord};

@@ -16,6 +16,7 @@
 //!     --weight-decay 0,1e-5,1e-4,1e-3 --epochs 10 --out sweep
 //! wgtrain train --device cpu --lr 0.69 --val-split 0.1 --metrics run.jsonl --plot run
 //! wgtrain plot run.jsonl --out run                      # learning_curves.{png,svg}
+//! wgtrain plot a.jsonl b.jsonl --out runs               # both runs in one picture
 //! wgtrain plot sweep --out sweep                        # a sweep's pictures again
 //! ```
 //!
@@ -148,8 +149,8 @@ impl EpochMetrics {
 /// Reads a `--metrics` file (one JSON object per line; blank lines skipped).
 ///
 /// # Errors
-/// [`Error::Io`] for an unreadable file, or a line that is not an epoch record (named by
-/// its line number).
+/// [`Error::Io`] for an unreadable file; [`Error::Format`] for a file that is not text (a
+/// checkpoint, say) or a line that is not an epoch record (named by its line number).
 pub fn read_metrics(path: &Path) -> Result<Vec<EpochMetrics>> {
     let io = |source| Error::Io {
         path: path.to_path_buf(),
@@ -158,7 +159,17 @@ pub fn read_metrics(path: &Path) -> Result<Vec<EpochMetrics>> {
     let file = std::fs::File::open(path).map_err(io)?;
     let mut out = Vec::new();
     for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
-        let line = line.map_err(io)?;
+        let line = line.map_err(|e| match e.kind() {
+            // Not UTF-8: a binary file, which no JSON line can be.
+            std::io::ErrorKind::InvalidData => Error::Format {
+                path: path.to_path_buf(),
+                reason: format!(
+                    "is not a --metrics file (JSON Lines of epoch records): line {} is not text",
+                    i + 1
+                ),
+            },
+            _ => io(e),
+        })?;
         if line.trim().is_empty() {
             continue;
         }
@@ -221,5 +232,15 @@ mod tests {
         std::fs::write(&p, "{\"epoch\": 1}\n").unwrap();
         let e = read_metrics(&p).unwrap_err().to_string();
         assert!(e.contains("line 1"), "{e}");
+        // Regression (issue 26, item 11): a binary file (a checkpoint) was refused with
+        // "stream did not contain valid UTF-8".
+        std::fs::write(&p, [0x40, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xfe, b'\n']).unwrap();
+        let e = read_metrics(&p).unwrap_err();
+        assert!(matches!(e, Error::Format { .. }), "{e:?}");
+        let e = e.to_string();
+        assert!(
+            e.contains("is not a --metrics file") && e.contains("line 1 is not text"),
+            "{e}"
+        );
     }
 }

@@ -213,12 +213,14 @@ impl Pruner {
         }
     }
 
-    /// One line for the sweep's summary, e.g. `median (warm-up 1 epochs, 3 completed trials)`.
+    /// One line for the sweep's summary, e.g. `median (warm-up 1 epoch, 3 completed trials)`.
     pub fn describe(&self) -> String {
         match self {
             Pruner::Median(p) => format!(
-                "median (warm-up {} epochs, {} completed trials)",
-                p.warmup_epochs, p.min_trials
+                "median (warm-up {} epoch{}, {} completed trials)",
+                p.warmup_epochs,
+                if p.warmup_epochs == 1 { "" } else { "s" },
+                p.min_trials
             ),
             Pruner::Halving(p) => format!(
                 "successive halving (rungs at epochs {}, {}, ...; keep the top 1/{}; {} trials at a rung)",

@@ -339,7 +339,8 @@ pub struct LeaderboardRow {
     pub epochs: usize,
     /// Epochs that ran.
     pub epochs_run: usize,
-    /// Wall time of the trial, s.
+    /// Wall time of the trial, s; for a member of a population (a population sweep's
+    /// trial, a PBT member), its share of the population's time.
     pub seconds: f64,
 }
 

@@ -40,21 +40,54 @@ pub struct DataArgs {
     pub classes: Option<usize>,
 }
 
+/// Checks where the data is before any work (before the adapter is opened or anything is
+/// read): a `--data` that does not exist or is not a directory, a directory (`--data` or a
+/// set `$MNIST_DIR`) that lacks one of the four files, and, with `--no-download`, no
+/// directory holding them. That nothing is found when a download is allowed is not an
+/// error here: [`load_data`] downloads.
+///
+/// # Errors
+/// Exit 2, naming the path and the fix.
+pub fn check_data(d: &DataArgs) -> Result<()> {
+    let title = d.dataset.unwrap_or(data::DatasetName::Mnist).info().title;
+    if let Some(dir) = d.data.as_deref() {
+        let problem = if !dir.exists() {
+            Some("no such directory")
+        } else if !dir.is_dir() {
+            Some("is not a directory")
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            return Err(usage(
+                "data",
+                dir.display(),
+                format!(
+                    "{problem}; give the directory holding the four {title} files (raw or .gz)"
+                ),
+            ));
+        }
+    }
+    let located = match d.dataset {
+        Some(name) => data::locate_dataset(name, d.data.as_deref()),
+        None => data::locate(d.data.as_deref()),
+    };
+    match located {
+        Ok(_) => Ok(()),
+        Err(data::DataError::NotFound { .. }) if !d.no_download && d.data.is_none() => Ok(()),
+        Err(e) => Err(bad_input(e)),
+    }
+}
+
 /// Loads the dataset the flags name (downloading it unless `--no-download`) and, unless
 /// `quiet`, prints a one-line summary on stderr.
 ///
 /// # Errors
 /// Exit 2 ([`super::errors::BadInput`] or a usage error) for a `--data` that is not a
-/// directory and for missing, incomplete or malformed files; exit 1 for a failed download
-/// or checksum.
+/// directory and for missing, incomplete or malformed files ([`check_data`]); exit 1 for
+/// a failed download or checksum.
 pub fn load_data(d: &DataArgs, quiet: bool) -> Result<Mnist> {
-    if let Some(dir) = d.data.as_deref().filter(|dir| !dir.is_dir()) {
-        return Err(usage(
-            "data",
-            dir.display(),
-            "no such directory; give the directory holding the four MNIST files",
-        ));
-    }
+    check_data(d)?;
     let opts = data::LoadOptions {
         dataset: d.dataset,
         classes: d.classes,

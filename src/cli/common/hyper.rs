@@ -9,13 +9,16 @@ use clap::Args;
 use wgtrain::RunConfig;
 use wgtrain::model::Normalization;
 use wgtrain::optim::SgdConfig;
-use wgtrain::schedule::{LrSchedule, PlateauConfig, Schedule, ScheduleKind};
+use wgtrain::schedule::{
+    Anneal, LrSchedule, PlateauConfig, PlateauMode, Schedule, ScheduleKind, ThresholdMode,
+};
 use wgtrain::tensorboard::HParam;
 
 use super::device::DeviceKind;
 use super::errors::usage;
 use super::parse::{
-    HiddenSizes, hidden_sizes, non_negative_f64, positive_f64, positive_usize, unit_interval,
+    HiddenSizes, hidden_sizes, one_non_negative_f64, one_positive_f64, one_positive_usize,
+    positive_usize, unit_interval,
 };
 
 /// The torch.optim.SGD options that `train` and `sweep` share (sweeps search lr, weight
@@ -49,21 +52,21 @@ pub struct HyperArgs {
     pub hidden: HiddenSizes,
     /// Epochs: full passes over the training set (default 10; the PyTorch MNIST example's
     /// --epochs).
-    #[arg(long, value_parser = positive_usize)]
+    #[arg(long, value_parser = one_positive_usize)]
     pub epochs: Option<usize>,
     /// Samples per minibatch (DataLoader batch_size; the last minibatch of an epoch may be
     /// smaller, as drop_last=False).
-    #[arg(long, value_parser = positive_usize, default_value_t = 64)]
+    #[arg(long, value_parser = one_positive_usize, default_value_t = 64)]
     pub batch_size: usize,
     /// Learning rate (torch.optim.SGD lr; the base of the schedule).
-    #[arg(long, value_parser = positive_f64, default_value_t = 0.01, allow_hyphen_values = true)]
+    #[arg(long, value_parser = one_positive_f64, default_value_t = 0.01, allow_hyphen_values = true)]
     pub lr: f64,
     /// L2 penalty added to the gradient, as torch.optim.SGD's weight_decay.
-    #[arg(long, value_parser = non_negative_f64, default_value_t = 1e-4, allow_hyphen_values = true)]
+    #[arg(long, value_parser = one_non_negative_f64, default_value_t = 1e-4, allow_hyphen_values = true)]
     pub weight_decay: f64,
     /// Momentum factor (torch.optim.SGD momentum: v = momentum * v + g; 0: plain SGD).
     /// Values >= 1 are allowed, as in PyTorch, but make the velocity grow without bound.
-    #[arg(long, value_parser = non_negative_f64, default_value_t = 0.0, allow_hyphen_values = true)]
+    #[arg(long, value_parser = one_non_negative_f64, default_value_t = 0.0, allow_hyphen_values = true)]
     pub momentum: f64,
     #[command(flatten)]
     pub sgd: SgdVariantArgs,
@@ -122,6 +125,22 @@ pub struct ScheduleArgs {
     /// --max-lr (default 0.3).
     #[arg(long)]
     pub pct_start: Option<f64>,
+    /// OneCycleLR anneal_strategy: how the learning rate moves between its phases, cos
+    /// (cosine annealing) or linear (default cos).
+    #[arg(long, value_name = "cos|linear")]
+    pub anneal_strategy: Option<Anneal>,
+    /// OneCycleLR three_phase=True: up to --max-lr, back down to the initial lr
+    /// (max_lr / div_factor) symmetrically, then to the minimum (default: two phases, up
+    /// then down to the minimum).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "true|false")]
+    pub three_phase: Option<bool>,
+    /// OneCycleLR div_factor: the cycle starts at --max-lr / div_factor (default 25).
+    #[arg(long)]
+    pub div_factor: Option<f64>,
+    /// OneCycleLR final_div_factor: the cycle ends at the initial lr / final_div_factor
+    /// (default 1e4).
+    #[arg(long)]
+    pub final_div_factor: Option<f64>,
     /// ReduceLROnPlateau factor: the learning rate is multiplied by this on a plateau
     /// (default 0.1).
     #[arg(long)]
@@ -137,6 +156,24 @@ pub struct ScheduleArgs {
     /// ReduceLROnPlateau min_lr: the learning rate is never reduced below this (default 0).
     #[arg(long)]
     pub min_lr: Option<f64>,
+    /// ReduceLROnPlateau mode: min (default) reduces the learning rate when the watched
+    /// metric stops falling. The plateau watches the validation loss (the training loss
+    /// without --val-split), so max, for a metric that should rise, is refused.
+    #[arg(long, value_name = "min|max")]
+    pub plateau_mode: Option<PlateauMode>,
+    /// ReduceLROnPlateau threshold: the least change of the loss that counts as an
+    /// improvement, relative (a fraction of the best loss) or absolute per
+    /// --plateau-threshold-mode (default 1e-4).
+    #[arg(long)]
+    pub plateau_threshold: Option<f64>,
+    /// ReduceLROnPlateau threshold_mode: rel (improvement: loss < best * (1 - threshold);
+    /// default) or abs (loss < best - threshold).
+    #[arg(long, value_name = "rel|abs")]
+    pub plateau_threshold_mode: Option<ThresholdMode>,
+    /// ReduceLROnPlateau eps: a reduction smaller than this (in learning rate) is not
+    /// applied (default 1e-8).
+    #[arg(long)]
+    pub plateau_eps: Option<f64>,
 }
 
 impl ScheduleArgs {
@@ -160,10 +197,22 @@ impl ScheduleArgs {
             opt("warmup-start-factor", &self.warmup_start_factor, &[]),
             opt("max-lr", &self.max_lr, &[OneCycle]),
             opt("pct-start", &self.pct_start, &[OneCycle]),
+            opt("anneal-strategy", &self.anneal_strategy, &[OneCycle]),
+            opt("three-phase", &self.three_phase, &[OneCycle]),
+            opt("div-factor", &self.div_factor, &[OneCycle]),
+            opt("final-div-factor", &self.final_div_factor, &[OneCycle]),
             opt("plateau-factor", &self.plateau_factor, &[Plateau]),
             opt("plateau-patience", &self.plateau_patience, &[Plateau]),
             opt("plateau-cooldown", &self.plateau_cooldown, &[Plateau]),
             opt("min-lr", &self.min_lr, &[Plateau]),
+            opt("plateau-mode", &self.plateau_mode, &[Plateau]),
+            opt("plateau-threshold", &self.plateau_threshold, &[Plateau]),
+            opt(
+                "plateau-threshold-mode",
+                &self.plateau_threshold_mode,
+                &[Plateau],
+            ),
+            opt("plateau-eps", &self.plateau_eps, &[Plateau]),
         ]
         .into_iter()
         .flatten()
@@ -241,19 +290,48 @@ pub fn schedule_from(h: &HyperArgs, steps_per_epoch: usize) -> Result<LrSchedule
             eta_min: s.eta_min.unwrap_or(0.0),
         },
         ScheduleKind::OneCycle => {
-            let mut sch = Schedule::one_cycle(s.max_lr.unwrap_or(h.lr), epochs * steps_per_epoch);
-            if let (Schedule::OneCycle { pct_start, .. }, Some(p)) = (&mut sch, s.pct_start) {
-                *pct_start = p;
+            match Schedule::one_cycle(s.max_lr.unwrap_or(h.lr), epochs * steps_per_epoch) {
+                Schedule::OneCycle {
+                    max_lr,
+                    total_steps,
+                    pct_start,
+                    div_factor,
+                    final_div_factor,
+                    three_phase,
+                    anneal,
+                } => Schedule::OneCycle {
+                    max_lr,
+                    total_steps,
+                    pct_start: s.pct_start.unwrap_or(pct_start),
+                    div_factor: s.div_factor.unwrap_or(div_factor),
+                    final_div_factor: s.final_div_factor.unwrap_or(final_div_factor),
+                    three_phase: s.three_phase.unwrap_or(three_phase),
+                    anneal: s.anneal_strategy.unwrap_or(anneal),
+                },
+                other => other,
             }
-            sch
         }
-        ScheduleKind::Plateau => Schedule::Plateau(PlateauConfig {
-            factor: s.plateau_factor.unwrap_or(plateau.factor),
-            patience: s.plateau_patience.unwrap_or(plateau.patience),
-            cooldown: s.plateau_cooldown.unwrap_or(plateau.cooldown),
-            min_lr: s.min_lr.unwrap_or(plateau.min_lr),
-            ..plateau
-        }),
+        ScheduleKind::Plateau => {
+            if let Some(mode @ PlateauMode::Max) = s.plateau_mode {
+                return Err(usage(
+                    "plateau-mode",
+                    mode,
+                    "is for a metric that should rise (an accuracy), and the plateau watches \
+                     the validation loss (the training loss without --val-split), which should \
+                     fall: max would cut the learning rate while the loss improves; use min",
+                ));
+            }
+            Schedule::Plateau(PlateauConfig {
+                mode: s.plateau_mode.unwrap_or(plateau.mode),
+                factor: s.plateau_factor.unwrap_or(plateau.factor),
+                patience: s.plateau_patience.unwrap_or(plateau.patience),
+                threshold: s.plateau_threshold.unwrap_or(plateau.threshold),
+                threshold_mode: s.plateau_threshold_mode.unwrap_or(plateau.threshold_mode),
+                cooldown: s.plateau_cooldown.unwrap_or(plateau.cooldown),
+                min_lr: s.min_lr.unwrap_or(plateau.min_lr),
+                eps: s.plateau_eps.unwrap_or(plateau.eps),
+            })
+        }
     };
     let lr = LrSchedule::new(h.lr, schedule)
         .with_warmup(s.warmup_epochs, s.warmup_start_factor.unwrap_or(1.0 / 3.0));
@@ -461,5 +539,106 @@ pub(crate) fn explain_divergence(
         )
     } else {
         e.into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    /// `train`'s model and optimiser flags alone.
+    #[derive(Parser)]
+    struct Flags {
+        #[command(flatten)]
+        hyper: HyperArgs,
+    }
+
+    fn schedule(args: &[&str]) -> Result<LrSchedule> {
+        let flags = Flags::try_parse_from(std::iter::once("train").chain(args.iter().copied()))?;
+        schedule_from(&flags.hyper, 100)
+    }
+
+    /// Issue 26, item 12: OneCycleLR's anneal_strategy, three_phase, div_factor and
+    /// final_div_factor, and ReduceLROnPlateau's threshold, threshold_mode and eps, had no
+    /// flag. Each flag reaches the schedule under PyTorch's name; each is refused with
+    /// another schedule, where it would do nothing.
+    #[test]
+    fn pytorch_schedule_settings_have_flags_that_reach_the_schedule() {
+        let s = schedule(&[
+            "--lr-schedule",
+            "onecycle",
+            "--epochs",
+            "2",
+            "--anneal-strategy",
+            "linear",
+            "--three-phase",
+            "--div-factor",
+            "10",
+            "--final-div-factor",
+            "100",
+        ])
+        .unwrap();
+        assert_eq!(
+            s.schedule,
+            Schedule::OneCycle {
+                max_lr: 0.01,
+                total_steps: 200,
+                pct_start: 0.3,
+                div_factor: 10.0,
+                final_div_factor: 100.0,
+                three_phase: true,
+                anneal: Anneal::Linear,
+            }
+        );
+        // `--three-phase false` as a replayed command line writes it.
+        let s = schedule(&["--lr-schedule", "onecycle", "--three-phase", "false"]).unwrap();
+        assert!(matches!(
+            s.schedule,
+            Schedule::OneCycle {
+                three_phase: false,
+                ..
+            }
+        ));
+        let s = schedule(&[
+            "--lr-schedule",
+            "plateau",
+            "--plateau-mode",
+            "min",
+            "--plateau-threshold",
+            "0.01",
+            "--plateau-threshold-mode",
+            "abs",
+            "--plateau-eps",
+            "1e-6",
+        ])
+        .unwrap();
+        assert_eq!(
+            s.schedule,
+            Schedule::Plateau(PlateauConfig {
+                threshold: 0.01,
+                threshold_mode: ThresholdMode::Abs,
+                eps: 1e-6,
+                ..PlateauConfig::default()
+            })
+        );
+        for (flag, value) in [
+            ("--three-phase", "true"),
+            ("--div-factor", "10"),
+            ("--plateau-eps", "1e-6"),
+            ("--plateau-threshold-mode", "abs"),
+        ] {
+            let e = schedule(&["--lr-schedule", "cosine", flag, value])
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("applies to --lr-schedule"), "{flag}: {e}");
+        }
+        let e = schedule(&["--lr-schedule", "plateau", "--plateau-mode", "max"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("the plateau watches the validation loss"), "{e}");
+        // Values the schedule refuses are refused here.
+        assert!(schedule(&["--lr-schedule", "onecycle", "--div-factor", "0"]).is_err());
     }
 }

@@ -6,8 +6,8 @@
 //!
 //! - `errors`: [`BadInput`], [`usage`] and the up-front output check [`check_outputs`];
 //! - `parse`: the clap value parsers;
-//! - `device`: `--device`, `--backend`, `--adapter`, `--kernels`, `--precision`, and
-//!   opening the GPU;
+//! - `device`: `--device` (and what `auto` chooses), `--backend`, `--adapter`,
+//!   `--kernels`, `--precision`, and opening the GPU;
 //! - `data`: `--data`, `--dataset`, `--normalize`, `--classes`, and loading the data;
 //! - `hyper`: the model, optimiser and schedule flags, and what they become.
 
@@ -17,10 +17,12 @@ mod errors;
 mod hyper;
 mod parse;
 
-pub(crate) use data::{DataArgs, dataset_normalization, load_data, normalization, with_subset};
+pub(crate) use data::{
+    DataArgs, check_data, dataset_normalization, load_data, normalization, with_subset,
+};
 pub(crate) use device::{
     Backend, DeviceArgs, DeviceKind, PrecisionArgs, check_device_args, check_precision_args,
-    fusions, matmul_choice, open_gpu_for,
+    fusions, matmul_choice, open_gpu_for, resolve_device,
 };
 pub(crate) use errors::{
     BadInput, bad_input, cause, check_outputs, check_outputs_spare_data, usage,

@@ -47,6 +47,37 @@ pub(crate) fn hidden_sizes(s: &str) -> Result<HiddenSizes, String> {
         .map(HiddenSizes)
 }
 
+/// `parse` for a flag that takes one value in `train` but a list or a range in `sweep`
+/// (`--lr`, `--weight-decay`, `--momentum`, `--batch-size`, `--epochs`): a value that
+/// fails to parse and looks like a list or range (`0.1,0.2`, `1e-3:1`) gets a hint that
+/// `wgtrain sweep` is the command that tries several.
+fn one_value<T>(s: &str, parse: fn(&str) -> Result<T, String>) -> Result<T, String> {
+    parse(s).map_err(|e| {
+        if s.contains(',') || s.contains(':') {
+            "takes one value; to try several, give the list or range to `wgtrain sweep` \
+             (same flag), which trains one trial per value"
+                .to_string()
+        } else {
+            e
+        }
+    })
+}
+
+/// [`positive_f64`] with [`one_value`]'s hint (`--lr`).
+pub(crate) fn one_positive_f64(s: &str) -> Result<f64, String> {
+    one_value(s, positive_f64)
+}
+
+/// [`non_negative_f64`] with [`one_value`]'s hint (`--weight-decay`, `--momentum`).
+pub(crate) fn one_non_negative_f64(s: &str) -> Result<f64, String> {
+    one_value(s, non_negative_f64)
+}
+
+/// [`positive_usize`] with [`one_value`]'s hint (`--batch-size`, `--epochs`).
+pub(crate) fn one_positive_usize(s: &str) -> Result<usize, String> {
+    one_value(s, positive_usize)
+}
+
 /// A finite number > 0 (a learning rate, a factor).
 pub(crate) fn positive_f64(s: &str) -> Result<f64, String> {
     let v: f64 = s.parse().map_err(|e| format!("{e}"))?;

@@ -21,7 +21,9 @@ use wgtrain::tune::sweep::{Sweep, write_outputs};
 use super::super::common::run_config;
 use super::super::engines::Engines;
 use super::super::interrupt;
-use super::{SweepArgs, outcome_text, save_best_trial, session_status, trial_writer};
+use super::{
+    SweepArgs, interrupted_note, outcome_text, save_best_trial, session_status, trial_writer,
+};
 
 /// A group of trials that can share a population, and its population size.
 type Group = (Vec<PendingTrial>, usize);
@@ -104,15 +106,8 @@ impl Context<'_> {
         let a = self.a;
         let total = configs.len();
         if plan.iter().any(|(_, k)| *k > 1) {
-            let sizes: Vec<String> = plan
-                .iter()
-                .map(|(g, k)| format!("{} trials x {k}", g.len()))
-                .collect();
-            eprintln!(
-                "populations: {} group(s) of trials sharing batch size, hidden sizes and epochs, members at once: {}",
-                plan.len(),
-                sizes.join(", ")
-            );
+            let sizes: Vec<(usize, usize)> = plan.iter().map(|(g, k)| (g.len(), *k)).collect();
+            eprintln!("{}", plan_line(&sizes));
         }
         let mut writers: HashMap<usize, EventWriter> = HashMap::new();
         let mut running: BTreeSet<usize> = BTreeSet::new();
@@ -195,13 +190,8 @@ impl Context<'_> {
             let result = run_group(sweep, group, *k, &mut open, &mut on_event);
             match result {
                 Err(e @ wgtrain::Error::Interrupted { .. }) => {
-                    let dropped: Vec<String> = running.iter().map(|i| i.to_string()).collect();
-                    eprintln!(
-                        "sweep interrupted: {} of {total} trials finished and kept in {} (trials.json, trials.csv, leaderboard.csv); trial(s) {} were dropped",
-                        sweep.trials().len(),
-                        a.out.display(),
-                        dropped.join(", ")
-                    );
+                    let dropped: Vec<usize> = running.iter().copied().collect();
+                    eprintln!("{}", interrupted_note(sweep, total, &a.out, &dropped));
                     eprintln!("resume with: {}", interrupt::resume_command());
                     return Err(anyhow::Error::from(e).context("population sweep"));
                 }
@@ -212,5 +202,53 @@ impl Context<'_> {
             }
         }
         Ok(())
+    }
+}
+
+/// The line that announces a population sweep's plan: per group of trials (those sharing
+/// batch size, hidden sizes and epochs, given as `(trials, K)`), how many trials it has
+/// and how many train at once (at most K, at most the group's trials).
+fn plan_line(groups: &[(usize, usize)]) -> String {
+    let group = |&(n, k): &(usize, usize)| {
+        let trials = if n == 1 {
+            "1 trial".to_string()
+        } else {
+            format!("{n} trials")
+        };
+        match n.min(k) {
+            _ if n == 1 => trials,
+            1 => format!("{trials}, one at a time"),
+            m => format!("{trials}, {m} at a time"),
+        }
+    };
+    let parts: Vec<String> = groups.iter().map(group).collect();
+    format!(
+        "populations: {} group{} of trials sharing batch size, hidden sizes and epochs: {}",
+        groups.len(),
+        if groups.len() == 1 { "" } else { "s" },
+        parts.join("; ")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plan_line;
+
+    /// Regression (issue 26, item 8): the plan read "members at once: 2 trials x 8, 2
+    /// trials x 8" (as if 16 trained per group) and "1 trials". Each group now says how
+    /// many trials it has and how many of them train at once.
+    #[test]
+    fn the_population_plan_says_how_many_trials_train_at_once() {
+        assert_eq!(
+            plan_line(&[(2, 8), (2, 8)]),
+            "populations: 2 groups of trials sharing batch size, hidden sizes and epochs: \
+             2 trials, 2 at a time; 2 trials, 2 at a time"
+        );
+        assert_eq!(
+            plan_line(&[(24, 8), (1, 8), (5, 1)]),
+            "populations: 3 groups of trials sharing batch size, hidden sizes and epochs: \
+             24 trials, 8 at a time; 1 trial; 5 trials, one at a time"
+        );
+        assert!(plan_line(&[(3, 2)]).starts_with("populations: 1 group of trials "));
     }
 }

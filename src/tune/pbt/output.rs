@@ -9,7 +9,8 @@
 //!   `wgtrain train --hparam-schedule`;
 //! - `leaderboard.csv`: the members ranked by validation accuracy after the last epoch,
 //!   as a sweep's leaderboard ([`LeaderboardRow`]; `trial` is the member, `lr` and `wd`
-//!   its final values, diverged members last);
+//!   its final values, diverged members last, `seconds` its share of the population's
+//!   time as in a population sweep: [`member_seconds`]);
 //! - `best.json` (when given): the best member's final hyperparameters and its one test
 //!   evaluation ([`BestTrial`], `trial` being the member).
 //!
@@ -139,15 +140,33 @@ pub fn leaderboard(record: &PbtRecord) -> Vec<LeaderboardRow> {
                     .iter()
                     .filter(|r| r.member == m && r.status == EpochStatus::Trained)
                     .count(),
-                seconds: record
-                    .history
-                    .iter()
-                    .filter(|r| r.member == m)
-                    .filter_map(|r| r.epoch_seconds)
-                    .sum(),
+                seconds: member_seconds(record, m),
             }
         })
         .collect()
+}
+
+/// Member `member`'s share of the population's time, s: over the epochs it trained (or
+/// diverged in), the population's epoch time divided by the members that trained in that
+/// epoch, as a population sweep counts a member's `seconds`
+/// ([`crate::tune::population_sweep`]), so the leaderboards' time columns mean the same
+/// and add up to the run's time. (A record holds each epoch's training time, which every
+/// member's row repeats; a population sweep's share also counts the validation pass.)
+pub fn member_seconds(record: &PbtRecord, member: usize) -> f64 {
+    (1..=record.epochs_done())
+        .filter_map(|e| {
+            let rows: Vec<_> = record.history.iter().filter(|r| r.epoch == e).collect();
+            let ran: Vec<_> = rows
+                .iter()
+                .filter(|r| r.status != EpochStatus::Idle)
+                .collect();
+            if !ran.iter().any(|r| r.member == member) {
+                return None;
+            }
+            let epoch = rows.iter().find_map(|r| r.epoch_seconds)?;
+            Some(epoch / ran.len() as f64)
+        })
+        .sum()
 }
 
 fn io_error(path: &Path, e: impl std::fmt::Display) -> Error {
@@ -233,4 +252,76 @@ pub fn read_record(path: &Path) -> Result<PbtRecord> {
         path: path.to_path_buf(),
         reason: format!("not a PBT record: {e}"),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tune::pbt::{MemberEpoch, PbtSettings};
+
+    fn row(member: usize, epoch: usize, status: EpochStatus, seconds: f64) -> MemberEpoch {
+        let trained = status == EpochStatus::Trained;
+        MemberEpoch {
+            member,
+            epoch,
+            lr: 0.1,
+            weight_decay: 0.0,
+            momentum: 0.0,
+            status,
+            epoch_lr: trained.then_some(0.1),
+            train_loss: trained.then_some(0.5),
+            train_accuracy: trained.then_some(0.8),
+            val_loss: trained.then_some(0.5),
+            val_accuracy: trained.then_some(0.8 + 0.01 * member as f64),
+            epoch_seconds: trained.then_some(seconds),
+        }
+    }
+
+    /// Regression (issue 26, item 4): every PBT member's leaderboard time was the whole
+    /// population's (each row repeats the population's epoch time), where a population
+    /// sweep shows each member's share. Four members train epoch 1 (8 s: 2 s each); in
+    /// epoch 2 (6 s) member 3 diverges and member 2 sits idle, so three ran: 2 s each.
+    #[test]
+    fn pbt_leaderboard_time_is_each_members_share_of_the_population_epochs() {
+        use EpochStatus::{Diverged, Idle, Trained};
+        let mut history: Vec<MemberEpoch> = (0..4).map(|m| row(m, 1, Trained, 8.0)).collect();
+        history.extend([
+            row(0, 2, Trained, 6.0),
+            row(1, 2, Trained, 6.0),
+            row(2, 2, Idle, 6.0),
+            row(3, 2, Diverged, 6.0),
+        ]);
+        let record = PbtRecord {
+            settings: PbtSettings {
+                interval: 1,
+                quantile: 0.25,
+                resample: 0.25,
+                seed: 1,
+            },
+            population: 4,
+            epochs: 2,
+            batch_size: 64,
+            hidden: vec![32],
+            initial: vec![
+                Hparams {
+                    lr: 0.1,
+                    weight_decay: 0.0,
+                    momentum: 0.0,
+                };
+                4
+            ],
+            history,
+            lineage: vec![],
+            best: None,
+        };
+        let want = [4.0, 4.0, 2.0, 4.0];
+        for (m, w) in want.iter().enumerate() {
+            assert!((member_seconds(&record, m) - w).abs() < 1e-12, "member {m}");
+        }
+        let rows = leaderboard(&record);
+        let total: f64 = rows.iter().map(|r| r.seconds).sum();
+        assert!((total - 14.0).abs() < 1e-12, "the shares add up to 8 + 6 s");
+        let by_member = |m: usize| rows.iter().find(|r| r.trial == m).unwrap().seconds;
+        assert!((by_member(0) - 4.0).abs() < 1e-12);
+    }
 }

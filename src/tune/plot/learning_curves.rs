@@ -1,12 +1,13 @@
-//! The learning curves of one run: loss and accuracy per epoch side by side, under the
-//! run's title wrapped to the canvas width.
+//! Learning curves: loss and accuracy per epoch side by side, under a title wrapped to the
+//! canvas width, of one run ([`learning_curves`]) or of several runs in one picture
+//! ([`compare_runs`]).
 
 use std::path::{Path, PathBuf};
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::chart::{Chart, Legend, Series, draw_chart};
+use super::chart::{Chart, Legend, Marker, Series, draw_chart, draw_legend_beside, legend_width};
 use super::{PALETTE, epoch_label, epoch_range, span};
 use crate::error::{Error, Result};
 use crate::figure::{FONT, Figure, err, save};
@@ -185,6 +186,171 @@ impl Figure for LearningCurves<'_> {
     }
 }
 
+/// A held-out set's (loss, accuracy) of one epoch, if it was measured.
+type HeldOut = fn(&EpochMetrics) -> Option<(f64, f64)>;
+
+/// Several runs' learning curves in one picture: loss and accuracy per epoch side by
+/// side, one colour per run, its training curve thin with hollow markers and its held-out
+/// curve (validation, or test for a run without a validation split) bold, one legend for
+/// both charts beside them.
+struct RunComparison<'a> {
+    runs: &'a [(String, Vec<EpochMetrics>)],
+}
+
+impl RunComparison<'_> {
+    /// The (loss, accuracy %) series of every run, in the legend's order.
+    fn series(&self) -> (Vec<Series>, Vec<Series>) {
+        let (mut loss, mut acc) = (Vec::new(), Vec::new());
+        for (i, (label, m)) in self.runs.iter().enumerate() {
+            let color = PALETTE[i % PALETTE.len()];
+            let epoch = |e: &EpochMetrics| e.epoch as f64;
+            let thin = |name: String, points: Vec<(f64, f64)>| Series {
+                line: 1,
+                marker: Marker::Hollow,
+                ..Series::line(name, points, color)
+            };
+            loss.push(thin(
+                format!("{label}: train"),
+                m.iter().map(|e| (epoch(e), e.train_loss)).collect(),
+            ));
+            acc.push(thin(
+                format!("{label}: train"),
+                m.iter()
+                    .map(|e| (epoch(e), 100.0 * e.train_accuracy))
+                    .collect(),
+            ));
+            let held: [(&str, HeldOut); 2] = [
+                ("validation", |e| e.val_loss.zip(e.val_accuracy)),
+                ("test", |e| e.test_loss.zip(e.test_accuracy)),
+            ];
+            let Some((name, pick)) = held
+                .into_iter()
+                .find(|(_, pick)| m.iter().any(|e| pick(e).is_some()))
+            else {
+                continue;
+            };
+            let points: Vec<(f64, f64, f64)> = m
+                .iter()
+                .filter_map(|e| pick(e).map(|(l, a)| (epoch(e), l, 100.0 * a)))
+                .collect();
+            let name = format!("{label}: {name}");
+            loss.push(Series::line(
+                name.clone(),
+                points.iter().map(|p| (p.0, p.1)).collect(),
+                color,
+            ));
+            acc.push(Series::line(
+                name,
+                points.iter().map(|p| (p.0, p.2)).collect(),
+                color,
+            ));
+        }
+        (loss, acc)
+    }
+}
+
+impl Figure for RunComparison<'_> {
+    fn size(&self) -> (u32, u32) {
+        (1400, 520)
+    }
+
+    fn draw<DB: DrawingBackend>(
+        &self,
+        root: &DrawingArea<DB, Shift>,
+    ) -> std::result::Result<(), String> {
+        let names: Vec<&str> = self.runs.iter().map(|(l, _)| l.as_str()).collect();
+        let title = format!(
+            "learning curves of {} runs: {}",
+            names.len(),
+            names.join(", ")
+        );
+        let root = titled_wrapped(root, &title, 22)?;
+        let (loss, acc) = self.series();
+        let y_loss = span(
+            loss.iter().flat_map(|s| s.points.iter().map(|p| p.1)),
+            0.08,
+            0.0..1.0,
+        );
+        let y_acc = span(
+            acc.iter().flat_map(|s| s.points.iter().map(|p| p.1)),
+            0.08,
+            0.0..100.0,
+        );
+        let epochs = self
+            .runs
+            .iter()
+            .flat_map(|(_, m)| m.iter().map(|e| e.epoch));
+        let x = epoch_range(epochs.max().unwrap_or(1));
+        let chart = |title: &str, y_desc: &str, series| Chart {
+            title: title.into(),
+            x_desc: "epoch".into(),
+            y_desc: y_desc.into(),
+            series,
+            vlines: vec![],
+            legend: Legend::Hidden,
+            log_x: false,
+        };
+        let loss = chart("loss", "mean cross-entropy", loss);
+        let acc = chart("accuracy", "accuracy (%)", acc);
+        let labels: Vec<&str> = loss
+            .series
+            .iter()
+            .filter_map(|s| s.label.as_deref())
+            .collect();
+        let (w, _) = root.dim_in_pixel();
+        let (charts, column) =
+            root.split_horizontally(w.saturating_sub(legend_width(&labels)? + 16));
+        let (cw, _) = charts.dim_in_pixel();
+        let (left, right) = charts.split_horizontally(cw / 2);
+        draw_chart(
+            &left,
+            &loss,
+            x.clone(),
+            y_loss.start.max(0.0)..y_loss.end,
+            &epoch_label,
+        )?;
+        draw_chart(
+            &right,
+            &acc,
+            x,
+            y_acc.start.max(0.0)..y_acc.end.min(100.5),
+            &epoch_label,
+        )?;
+        draw_legend_beside(&column, &loss, 44)
+    }
+}
+
+/// Writes several runs' learning curves in one picture: loss and accuracy per epoch side
+/// by side, one colour per run, its training curve thin with hollow markers and its
+/// held-out curve (validation, or test without a validation split) bold, one legend
+/// beside both charts. `runs` are (legend label, the run's epochs), e.g. from `--metrics`
+/// files; to `dir/stem.png` and `dir/stem.svg`. Returns the paths.
+///
+/// # Errors
+/// [`Error::InvalidConfig`] for no runs or a run without epochs (named by its label);
+/// [`Error::Io`] naming the file.
+pub fn compare_runs(
+    runs: &[(String, Vec<EpochMetrics>)],
+    dir: &Path,
+    stem: &str,
+) -> Result<Vec<PathBuf>> {
+    if let Some((label, _)) = runs.iter().find(|(_, m)| m.is_empty()) {
+        return Err(Error::InvalidConfig {
+            name: "metrics",
+            value: label.clone(),
+            reason: "has no epochs: there is nothing to plot".into(),
+        });
+    }
+    if runs.is_empty() {
+        return Err(Error::InvalidConfig {
+            name: "metrics",
+            value: "0 runs".into(),
+            reason: "there is nothing to plot".into(),
+        });
+    }
+    save(&RunComparison { runs }, dir, stem)
+}
+
 /// Writes the learning curves of a run (loss and accuracy per epoch; training and
 /// validation, or training and test for a run without a validation split) to
 /// `dir/stem.png` and `dir/stem.svg`. Returns the paths.
@@ -210,6 +376,56 @@ pub fn learning_curves(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn epoch(e: usize, train: f64, val: Option<f64>, test: Option<f64>) -> EpochMetrics {
+        EpochMetrics {
+            epoch: e,
+            lr: 0.1,
+            train_loss: train,
+            train_accuracy: 1.0 - train / 4.0,
+            val_loss: val,
+            val_accuracy: val.map(|v| 1.0 - v / 4.0),
+            test_loss: test,
+            test_accuracy: test.map(|v| 1.0 - v / 4.0),
+            epoch_seconds: 1.0,
+        }
+    }
+
+    /// Issue 26, item 5: several runs in one picture, one colour per run, its training
+    /// curve and its held-out curve (validation when it has one, else test) labelled with
+    /// the run's name.
+    #[test]
+    fn several_runs_share_one_picture_with_a_colour_and_legend_entries_per_run() {
+        let runs = vec![
+            (
+                "a".to_string(),
+                vec![
+                    epoch(1, 0.8, Some(0.7), Some(0.6)),
+                    epoch(2, 0.4, Some(0.5), None),
+                ],
+            ),
+            ("b".to_string(), vec![epoch(1, 0.9, None, Some(0.65))]),
+        ];
+        let (loss, acc) = RunComparison { runs: &runs }.series();
+        let labels: Vec<&str> = loss.iter().filter_map(|s| s.label.as_deref()).collect();
+        assert_eq!(labels, ["a: train", "a: validation", "b: train", "b: test"]);
+        assert_eq!(loss[0].color, loss[1].color);
+        assert_ne!(loss[0].color, loss[2].color);
+        assert_eq!(loss[1].points, [(1.0, 0.7), (2.0, 0.5)]);
+        assert_eq!(loss[3].points, [(1.0, 0.65)]);
+        assert!((acc[3].points[0].1 - 100.0 * (1.0 - 0.65 / 4.0)).abs() < 1e-9);
+        let dir = tempfile::tempdir().unwrap();
+        let written = compare_runs(&runs, dir.path(), "runs").unwrap();
+        let svg = std::fs::read_to_string(&written[1]).unwrap();
+        for label in labels {
+            assert!(svg.contains(label), "the SVG lacks {label:?}");
+        }
+        let empty = vec![("c".to_string(), vec![])];
+        let e = compare_runs(&empty, dir.path(), "x")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("c") && e.contains("no epochs"), "{e}");
+    }
 
     /// Regression (issue 10, item 14): a long learning-curve title was drawn on one line
     /// and clipped at both ends, losing the model name. It now wraps to the canvas width.

@@ -1,6 +1,7 @@
-//! Pictures, each written as PNG and SVG: learning curves of a run, the learning-rate
-//! range test's loss curve, and a sweep's validation accuracy against the learning rate
-//! and the curves of its top trials, and a PBT run's members with their exploit steps.
+//! Pictures, each written as PNG and SVG: learning curves of a run (or of several runs in
+//! one picture), the learning-rate range test's loss curve, and a sweep's validation
+//! accuracy against the learning rate and the curves of its top trials, and a PBT run's
+//! members with their exploit steps.
 //!
 //! Drawn with `plotters`: the bitmap backend for PNG, the SVG backend for SVG; legends
 //! are plotters' series labels. Text is laid out (and, in PNG, rasterised) with
@@ -21,7 +22,7 @@ use std::ops::Range;
 
 use plotters::style::RGBColor;
 
-pub use learning_curves::learning_curves;
+pub use learning_curves::{compare_runs, learning_curves};
 pub use lr_find::lr_find_curve;
 pub use pbt::pbt_plot;
 pub use sweep::sweep_plots;
