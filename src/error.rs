@@ -65,10 +65,11 @@ pub enum Error {
         step: usize,
         last_finite: String,
     },
-    /// A run was stopped by its stop flag (Ctrl-C) at a step boundary. The CLI exits with
-    /// code 130 on it, after writing what the run was asked to write.
+    /// A run was stopped by its stop flag (set by the CLI on Ctrl-C or SIGTERM) at a step
+    /// boundary. The CLI names the signal and exits with 128 + its number (130 for Ctrl-C,
+    /// 143 for SIGTERM), after writing what the run was asked to write.
     #[error(
-        "interrupted at epoch {epoch}, step {step} of {steps} (Ctrl-C); the parameters are those after that step"
+        "interrupted at epoch {epoch}, step {step} of {steps} (its stop flag was set); the parameters are those after that step"
     )]
     Interrupted {
         /// 1-based epoch that was running.

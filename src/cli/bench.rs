@@ -194,7 +194,7 @@ pub fn bench_command(a: BenchArgs) -> Result<()> {
         ));
     }
     for &b in a.batch_sizes.iter().filter(|&&b| b > n) {
-        eprintln!("note: skipping batch size {b}: it exceeds the {n} samples per epoch");
+        note!("note: skipping batch size {b}: it exceeds the {n} samples per epoch");
     }
     let train_set = mnist.train.head(n);
     let test = mnist.test.head(1000);
@@ -292,10 +292,10 @@ pub fn bench_command(a: BenchArgs) -> Result<()> {
     }
     if a.json {
         for r in &rows {
-            println!("{}", serde_json::to_string(r)?);
+            say!("{}", serde_json::to_string(r)?);
         }
         for r in &pop_rows {
-            println!("{}", serde_json::to_string(r)?);
+            say!("{}", serde_json::to_string(r)?);
         }
         return Ok(());
     }
@@ -303,17 +303,23 @@ pub fn bench_command(a: BenchArgs) -> Result<()> {
         Precision::F32 => String::new(),
         p => format!(", GPU matmul operands {p}"),
     };
-    println!("MLP {spec}, {n} samples per epoch, one warm epoch each{gpu_precision}");
-    println!(
+    say!("MLP {spec}, {n} samples per epoch, one warm epoch each{gpu_precision}");
+    say!(
         "{:<5} {:>6} {:>10} {:>12} {:>14} {:>16} {:>10}",
-        "path", "batch", "epoch s", "samples/s", "dispatches/step", "matmul GFLOP/s", "time/cpu"
+        "path",
+        "batch",
+        "epoch s",
+        "samples/s",
+        "dispatches/step",
+        "matmul GFLOP/s",
+        "time/cpu"
     );
     for r in &rows {
         let cpu = rows
             .iter()
             .find(|c| c.path == "cpu" && c.batch_size == r.batch_size)
             .map_or(1.0, |c| c.epoch_seconds);
-        println!(
+        say!(
             "{:<5} {:>6} {:>10.3} {:>12.0} {:>14} {:>16.2} {:>9.2}x",
             r.path,
             r.batch_size,
@@ -326,7 +332,7 @@ pub fn bench_command(a: BenchArgs) -> Result<()> {
         );
     }
     if !pop_rows.is_empty() {
-        println!();
+        say!();
         bench_population::print_rows(&pop_rows);
     }
     Ok(())

@@ -100,7 +100,7 @@ pub fn eval_command(a: EvalArgs) -> Result<()> {
         };
         Ok((eval, logits))
     })?;
-    println!(
+    say!(
         "{}: MLP {} on {} test samples: loss {:.4}, accuracy {:.2}%",
         a.model.display(),
         ck.spec,
@@ -130,11 +130,11 @@ fn per_class_results(a: &EvalArgs, spec: &MlpSpec, data: &Mnist, logits: &[f32])
     let confusion = Confusion::new(classes, &data.test.labels, &predicted);
     let names = dataset_class_names(data, classes);
     if a.confusion {
-        println!(
+        say!(
             "confusion matrix of the {} test samples (rows: true class, columns: predicted class; accuracy per true class):",
             confusion.samples()
         );
-        print!("{}", confusion.table(&names));
+        say_raw!("{}", confusion.table(&names));
     }
     if let Some(dir) = &a.plot {
         // Checked before the work; created here (its last component only).
@@ -157,7 +157,7 @@ fn per_class_results(a: &EvalArgs, spec: &MlpSpec, data: &Mnist, logits: &[f32])
             &mistakes, &data.test, &names, &title, dir, "mistakes",
         )?);
         for p in written {
-            eprintln!("wrote {}", p.display());
+            note!("wrote {}", p.display());
         }
     }
     Ok(())

@@ -57,7 +57,7 @@ pub fn plot_command(a: PlotArgs) -> Result<()> {
         plot::learning_curves(&metrics, &title, &a.out, "learning_curves")?
     };
     for p in written {
-        eprintln!("wrote {}", p.display());
+        note!("wrote {}", p.display());
     }
     Ok(())
 }

@@ -117,7 +117,7 @@ pub(crate) fn profile_engine(
         cfg.schedule.lr_at(0, i, per_epoch)
     });
     let profiler = Profiler::new(gpu, req.mode)?;
-    eprintln!(
+    note!(
         "profiling {} steps (after {} warm-up) with {} timing",
         req.steps,
         req.warmup_steps,
@@ -132,12 +132,12 @@ pub(crate) fn profile_engine(
             warmup_steps: req.warmup_steps,
         },
     )?;
-    print!("{profile}");
+    say_raw!("{profile}");
     if let Some(path) = &req.trace {
         profile
             .write_trace(path)
             .with_context(|| format!("writing the trace {}", path.display()))?;
-        eprintln!(
+        note!(
             "trace: {} (open in https://ui.perfetto.dev or chrome://tracing)",
             path.display()
         );
@@ -206,7 +206,7 @@ pub fn profile_command(a: ProfileArgs) -> Result<()> {
     };
     let mut engines = Engines::open_for(&a.device, a.precision.precision.to_lib())?;
     engines.with_gpu(&cfg, RunData::from(&mnist), |gpu, engine| {
-        eprintln!(
+        note!(
             "model: MLP {}, batch {}, {} dispatches per step; {}",
             engine.setup().spec,
             h.batch_size,

@@ -374,7 +374,7 @@ pub fn sweep_command(a: SweepArgs) -> Result<()> {
         ));
     }
     let norm = normalization(&a.data);
-    eprintln!(
+    note!(
         "sweep: {} trials ({}), {} training + {} validation samples, pruning: {}",
         configs.len(),
         match (&a.configs, method) {
@@ -392,7 +392,7 @@ pub fn sweep_command(a: SweepArgs) -> Result<()> {
     let mut engines = Engines::open(&a.device)?;
     let done = prior.len();
     if a.resume {
-        eprintln!(
+        note!(
             "resuming: {done} of {} trials already finished in {}",
             configs.len(),
             a.out.display()
@@ -435,7 +435,7 @@ pub fn sweep_command(a: SweepArgs) -> Result<()> {
         let cfg = run_config(&h, n_train.div_ceil(t.batch_size), norm, a.val_split)?;
         let header = format!("trial {i} ({}/{total}): {t}", i + 1);
         if !a.quiet {
-            println!("{header}");
+            say!("{header}");
         }
         let quiet = a.quiet;
         let mut tb = trial_writer(&a, &h, i)?;
@@ -450,7 +450,7 @@ pub fn sweep_command(a: SweepArgs) -> Result<()> {
                         tb_error = w.epoch(m).err();
                     }
                     if !quiet {
-                        println!(
+                        say!(
                             "  epoch {}: train loss {:.4}  val loss {:.4}  val acc {:.2}%  {:.1} s",
                             m.epoch,
                             m.train_loss,
@@ -464,12 +464,12 @@ pub fn sweep_command(a: SweepArgs) -> Result<()> {
         });
         let trial = match result {
             Err(e) if interrupt::is_interrupted(&e) => {
-                eprintln!(
+                note!(
                     "sweep interrupted: {} of {total} trials finished and kept in {} (trials.json, trials.csv, leaderboard.csv); trial {i} was dropped",
                     sweep.trials().len(),
                     a.out.display()
                 );
-                eprintln!("resume with: {}", interrupt::resume_command());
+                note!("resume with: {}", interrupt::resume_command());
                 return Err(e.context(format!("trial {i}")));
             }
             r => r?,
@@ -489,14 +489,14 @@ pub fn sweep_command(a: SweepArgs) -> Result<()> {
         // Regression (issue 10, item 14): --quiet printed the header and the outcome as two
         // lines per trial while its help promised one.
         if a.quiet {
-            println!("{header}: {outcome}");
+            say!("{header}: {outcome}");
         } else {
-            println!("  {outcome}");
+            say!("  {outcome}");
         }
     }
     let rows = leaderboard(sweep.trials());
-    println!("\nleaderboard (validation accuracy after each trial's last epoch):");
-    print!("{}", format_leaderboard(&rows));
+    say!("\nleaderboard (validation accuracy after each trial's last epoch):");
+    say_raw!("{}", format_leaderboard(&rows));
     let best = match (sweep.best_trial(), sweep.best_params()) {
         (Some(t), Some(p)) => {
             let h = a.hyper(&t.config);
@@ -520,7 +520,7 @@ pub fn sweep_command(a: SweepArgs) -> Result<()> {
         _ => None,
     };
     match &best {
-        Some(b) => println!(
+        Some(b) => say!(
             "\nbest: trial {} ({}): val acc {:.2}%, test acc {:.2}% (test loss {:.4}, {} samples; its final parameters, evaluated once)",
             b.trial,
             b.config,
@@ -529,7 +529,7 @@ pub fn sweep_command(a: SweepArgs) -> Result<()> {
             b.test_loss,
             b.test_samples
         ),
-        None => println!("\nno trial completed: nothing to evaluate on the test set"),
+        None => say!("\nno trial completed: nothing to evaluate on the test set"),
     }
     let mut written = write_outputs(&a.out, sweep.trials(), best.as_ref())?;
     written.extend(plot::sweep_plots(sweep.trials(), a.top, &a.out)?);
@@ -540,7 +540,7 @@ pub fn sweep_command(a: SweepArgs) -> Result<()> {
         written.push(path.clone());
     }
     for p in written {
-        eprintln!("wrote {}", p.display());
+        note!("wrote {}", p.display());
     }
     if a.save_best.is_some() && sweep.best_trial().is_none() {
         anyhow::bail!(

@@ -164,7 +164,7 @@ pub fn pbt_command(a: SweepArgs) -> Result<()> {
     let steps = n_train.div_ceil(batch_size);
     let base = run_config(&hyper(&initial[0]), steps, norm, a.val_split)?;
     let configs: Vec<_> = initial.iter().map(|h| h.apply(&base)).collect();
-    eprintln!(
+    note!(
         "pbt: {k} members, {epochs} epochs, exploit every {} epochs (bottom {} copy the top {}, \
          resample probability {}), {n_train} training + {} validation samples",
         settings.interval,
@@ -190,7 +190,7 @@ pub fn pbt_command(a: SweepArgs) -> Result<()> {
         });
         let record = match result {
             Err(e @ wgtrain::Error::Interrupted { .. }) => {
-                eprintln!(
+                note!(
                     "pbt interrupted: the finished epochs are in {} (pbt.json, pbt_members.csv, pbt_lineage.csv)",
                     out.display()
                 );
@@ -204,14 +204,14 @@ pub fn pbt_command(a: SweepArgs) -> Result<()> {
         };
         Ok((record, params))
     })?;
-    println!(
+    say!(
         "\nleaderboard (validation accuracy after the last epoch; lr and wd are each member's last):"
     );
-    print!("{}", format_leaderboard(&leaderboard(&record)));
+    say_raw!("{}", format_leaderboard(&leaderboard(&record)));
     let (Some(b), Some(params)) = (&record.best, &best_params) else {
         let written = write_pbt_outputs(&a.out, &record, None)?;
         for p in written {
-            eprintln!("wrote {}", p.display());
+            note!("wrote {}", p.display());
         }
         anyhow::bail!(
             "no member trained the last epoch (every member diverged); try smaller learning rates"
@@ -247,7 +247,7 @@ pub fn pbt_command(a: SweepArgs) -> Result<()> {
             config holds its last hyperparameters (its schedule is in pbt_best_schedule.json)"
             .into(),
     };
-    println!(
+    say!(
         "\nbest: member {} (its weights passed through {} member slot{}): val acc {:.2}%, test \
          acc {:.2}% (test loss {:.4}, {} samples; its final parameters, evaluated once)",
         b.member,
@@ -268,10 +268,10 @@ pub fn pbt_command(a: SweepArgs) -> Result<()> {
             )
         })
         .collect();
-    println!("lineage: {}", lineage.join(" -> "));
-    println!("schedule (epoch: lr, weight decay):");
+    say!("lineage: {}", lineage.join(" -> "));
+    say!("schedule (epoch: lr, weight decay):");
     for e in &b.schedule.epochs {
-        println!("  {:>3}: {:.4e}, {}", e.epoch, e.lr, wd(e.weight_decay));
+        say!("  {:>3}: {:.4e}, {}", e.epoch, e.lr, wd(e.weight_decay));
     }
     let mut written = write_pbt_outputs(&a.out, &record, Some(&best))?;
     written.extend(plot::pbt_plot(&record, &a.out)?);
@@ -281,9 +281,9 @@ pub fn pbt_command(a: SweepArgs) -> Result<()> {
         written.push(path.clone());
     }
     for p in written {
-        eprintln!("wrote {}", p.display());
+        note!("wrote {}", p.display());
     }
-    println!(
+    say!(
         "replay the best member's schedule from scratch (on the CPU it ends on the same weights):\n  {}",
         replay_command(
             &a,
@@ -307,7 +307,7 @@ fn print_epoch(record: &PbtRecord, quiet: bool) {
                 .then(y.member.cmp(&x.member))
         });
         if let Some(r) = best {
-            println!(
+            say!(
                 "epoch {epoch}/{}: best member {} val acc {}",
                 record.epochs,
                 r.member,
@@ -315,9 +315,9 @@ fn print_epoch(record: &PbtRecord, quiet: bool) {
             );
         }
     } else {
-        println!("epoch {epoch}/{}:", record.epochs);
+        say!("epoch {epoch}/{}:", record.epochs);
         for r in &rows {
-            println!(
+            say!(
                 "  member {:>2}: lr {:.3e}  wd {}  train loss {}  val acc {}  ({:?})",
                 r.member,
                 r.lr,
@@ -329,7 +329,7 @@ fn print_epoch(record: &PbtRecord, quiet: bool) {
         }
     }
     for e in record.lineage.iter().filter(|e| e.epoch == epoch) {
-        println!(
+        say!(
             "  exploit: member {} ({}) copies member {} ({}): lr {:.3e} -> {:.3e} ({}), wd {} -> {} ({})",
             e.member,
             acc(e.member_val_accuracy),

@@ -234,13 +234,13 @@ fn run_training(
         DeviceKind::Gpu => "dispatches",
         DeviceKind::Cpu => "stages",
     };
-    eprintln!(
+    note!(
         "model: MLP {spec} ({} parameters), {} {unit} per step; {}",
         spec.layout().trainable(),
         engine.dispatches_per_step(),
         engine.describe()
     );
-    eprintln!(
+    note!(
         "training: {} epoch{}, batch {}, lr {}, weight decay {}, momentum {}, seed {}",
         cfg.epochs,
         if cfg.epochs == 1 { "" } else { "s" },
@@ -281,7 +281,7 @@ fn run_training(
     let mut trainer = Trainer::new(engine)?;
     trainer.set_stop_flag(interrupt::stop_flag());
     if let (Some(s), Some(p)) = (hparams, &a.hparam_schedule) {
-        eprintln!(
+        note!(
             "hparam schedule: {} ({} epochs; lr {:.3e} to {:.3e}, weight decay {:.1e} to {:.1e})",
             p.display(),
             s.len(),
@@ -327,7 +327,7 @@ fn run_training(
                 return Err(explain_divergence(e, cfg_momentum, cfg_lr, cfg_decay));
             }
         };
-        println!("{report}");
+        say!("{report}");
         history.push(wgtrain::tune::EpochMetrics::from_report(&report, true));
         if let (Some(w), Some(m)) = (&mut tb, history.last()) {
             w.epoch(m)?;
@@ -348,7 +348,7 @@ fn run_training(
             let params = trainer.engine().params()?;
             save::save_checkpoint(path, spec, &params, norm, dtype, &[])?;
             if let Some(v) = report.val_loss {
-                eprintln!(
+                note!(
                     "saved the best model so far (epoch {}, validation loss {v:.4}) to {}",
                     report.epoch,
                     path.display()
@@ -356,7 +356,7 @@ fn run_training(
             }
         }
         if trainer.should_stop() {
-            eprintln!(
+            note!(
                 "early stopping: the validation loss has not improved for {} epochs",
                 a.early_stop_patience.unwrap_or(0)
             );
@@ -369,7 +369,7 @@ fn run_training(
             Some(_) => SessionStatus::Failure,
             None => SessionStatus::Success,
         })?;
-        eprintln!("wrote {}", w.path().display());
+        note!("wrote {}", w.path().display());
     }
     if let Some(path) = &a.save {
         match &interrupted {
@@ -377,7 +377,7 @@ fn run_training(
             None => {
                 let params = trainer.engine().params()?;
                 save::save_checkpoint(path, spec, &params, norm, dtype, &[])?;
-                eprintln!("saved {}", path.display());
+                note!("saved {}", path.display());
             }
         }
     }
@@ -389,7 +389,7 @@ fn run_training(
     match interrupted {
         Some(e) => {
             if let Some(p) = &a.metrics {
-                eprintln!("{}: {} finished epochs", p.display(), history.len());
+                note!("{}: {} finished epochs", p.display(), history.len());
             }
             Err(e.into())
         }
@@ -422,7 +422,7 @@ fn lock_train_outputs(a: &TrainArgs) -> Result<Vec<OutputLock>> {
 /// Writes the learning curves of a finished `wgtrain train` run (`--plot DIR`).
 pub(crate) fn plot_run(history: &[EpochMetrics], dir: &Path, title: &str) -> Result<()> {
     for p in plot::learning_curves(history, title, dir, "learning_curves")? {
-        eprintln!("wrote {}", p.display());
+        note!("wrote {}", p.display());
     }
     Ok(())
 }

@@ -399,7 +399,7 @@ pub(crate) fn tensorboard_hparams(
 /// decays (v = momentum * v + g grows without bound), so training usually diverges.
 pub(crate) fn warn_momentum(momentum: f64) {
     if momentum >= 1.0 {
-        eprintln!(
+        note!(
             "warning: --momentum {momentum} is >= 1: the velocity never decays and training \
              usually diverges; use a momentum below 1 (e.g. 0.9)"
         );

@@ -109,7 +109,7 @@ impl Context<'_> {
             .iter()
             .map(|(g, k)| format!("{} trials x {k}", g.len()))
             .collect();
-        eprintln!(
+        note!(
             "populations: {} group(s) of trials sharing batch size, hidden sizes and epochs, members at once: {}",
             plan.len(),
             sizes.join(", ")
@@ -127,7 +127,7 @@ impl Context<'_> {
                 } => {
                     running.insert(id);
                     if !a.quiet {
-                        println!(
+                        say!(
                             "{}  [population member {}/{members}]",
                             header(id, config),
                             slot + 1
@@ -142,7 +142,7 @@ impl Context<'_> {
                         w.epoch(m)?;
                     }
                     if !a.quiet {
-                        println!(
+                        say!(
                             "  trial {id} epoch {}: train loss {:.4}  val loss {:.4}  val acc {:.2}%  {:.1} s",
                             m.epoch,
                             m.train_loss,
@@ -169,9 +169,9 @@ impl Context<'_> {
                     }
                     let outcome = outcome_text(trial);
                     if a.quiet {
-                        println!("{}: {outcome}", header(id, &trial.config));
+                        say!("{}: {outcome}", header(id, &trial.config));
                     } else {
-                        println!("  trial {id} {outcome}");
+                        say!("  trial {id} {outcome}");
                     }
                 }
             }
@@ -184,13 +184,13 @@ impl Context<'_> {
             match result {
                 Err(e @ wgtrain::Error::Interrupted { .. }) => {
                     let dropped: Vec<String> = running.iter().map(|i| i.to_string()).collect();
-                    eprintln!(
+                    note!(
                         "sweep interrupted: {} of {total} trials finished and kept in {} (trials.json, trials.csv, leaderboard.csv); trial(s) {} were dropped",
                         sweep.trials().len(),
                         a.out.display(),
                         dropped.join(", ")
                     );
-                    eprintln!("resume with: {}", interrupt::resume_command());
+                    note!("resume with: {}", interrupt::resume_command());
                     return Err(anyhow::Error::from(e).context("population sweep"));
                 }
                 r => r.with_context(|| {
