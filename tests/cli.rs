@@ -698,6 +698,89 @@ fn options_that_would_do_nothing_are_refused() {
     }
 }
 
+/// Regression (issue 25, item 9): `--dampening` with momentum 0, and `--no-decay-bias` or
+/// `--decoupled-weight-decay` with weight decay 0, ran with no effect and no word (against
+/// the rule for options a run would ignore), and a per-epoch key `--hparam-schedule` does
+/// not read (`"momentum": 0.9`) was dropped silently. All are refused before any work; with
+/// a momentum or decay for them to act on, they pass (the run goes on to the data).
+#[test]
+fn regression_sgd_options_and_schedule_keys_a_run_would_ignore_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().to_str().unwrap();
+    let out = tmp.path().join("out");
+    let schedule = tmp.path().join("s.json");
+    std::fs::write(
+        &schedule,
+        r#"{"epochs": [{"epoch": 1, "lr": 0.1, "weight_decay": 1e-4, "momentum": 0.9}]}"#,
+    )
+    .unwrap();
+    let grid = |extra: &[&str]| -> Vec<String> {
+        let out = out.to_str().unwrap();
+        [
+            "sweep", "--search", "grid", "--lr", "0.01,0.1", "--out", out,
+        ]
+        .iter()
+        .chain(extra)
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let train = |extra: &[&str]| -> Vec<String> {
+        std::iter::once(&"train")
+            .chain(extra)
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let cases = [
+        (
+            train(&["--dampening", "0.5"]),
+            "invalid dampening = 0.5: applies to momentum only (v = momentum * v + (1 - dampening) * g), and this run's momentum is 0",
+        ),
+        (
+            train(&["--weight-decay", "0", "--no-decay-bias"]),
+            "invalid no-decay-bias = true: changes how weight decay is applied, and this run's weight decay is 0",
+        ),
+        (
+            train(&["--weight-decay", "0", "--decoupled-weight-decay"]),
+            "invalid decoupled-weight-decay = true",
+        ),
+        (
+            grid(&["--momentum", "0", "--dampening", "0.3"]),
+            "every trial's momentum is 0",
+        ),
+        (
+            grid(&["--weight-decay", "0", "--no-decay-bias"]),
+            "every trial's weight decay is 0",
+        ),
+        (
+            train(&["--hparam-schedule", schedule.to_str().unwrap()]),
+            "unknown field `momentum`",
+        ),
+        // With something to act on, the options pass: the run stops at the (empty) data
+        // directory.
+        (
+            train(&["--momentum", "0.9", "--dampening", "0.5"]),
+            "is missing train-images-idx3-ubyte",
+        ),
+        (
+            train(&["--weight-decay", "1e-4", "--no-decay-bias"]),
+            "is missing train-images-idx3-ubyte",
+        ),
+        (
+            grid(&["--momentum", "0,0.9", "--dampening", "0.3"]),
+            "is missing train-images-idx3-ubyte",
+        ),
+        (
+            grid(&["--weight-decay", "0,1e-4", "--no-decay-bias"]),
+            "is missing train-images-idx3-ubyte",
+        ),
+    ];
+    for (args, needle) in cases {
+        let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+        args.extend(["--device", "cpu", "--data", data, "--no-download"]);
+        assert_usage_error(&args, needle);
+    }
+}
+
 /// Regression: `--lr-schedule multistep --milestones M` with M >= --epochs (and `step`
 /// with `--step-size` >= --epochs) never decayed the learning rate, silently. Refused,
 /// naming the milestone (or step size) and the epoch count; the main schedule counts the

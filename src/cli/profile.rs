@@ -16,8 +16,8 @@ use wgtrain::output::OutputKind;
 use wgtrain::train;
 
 use super::common::{
-    DataArgs, DeviceArgs, DeviceKind, HyperArgs, PrecisionArgs, check_outputs, load_data,
-    normalization, run_config, sgd_from, usage,
+    DataArgs, DeviceArgs, DeviceKind, HyperArgs, PrecisionArgs, check_outputs,
+    check_sgd_options_apply, load_data, normalization, run_config, sgd_from, usage,
 };
 use super::engines::Engines;
 
@@ -180,6 +180,7 @@ pub fn profile_command(a: ProfileArgs) -> Result<()> {
     let h = &a.hyper;
     check_profile_flags(h)?;
     sgd_from(h).validate()?;
+    check_sgd_options_apply(&h.sgd, &[h.momentum], &[h.weight_decay], "this run's")?;
     let mode = if a.host_timing {
         Some(TimingMode::HostTimed)
     } else {

@@ -26,8 +26,9 @@ use wgtrain::tune::sweep::{
 
 use super::common::{
     DataArgs, DeviceArgs, HiddenSizes, HyperArgs, ScheduleArgs, SgdVariantArgs, cause,
-    check_outputs, check_outputs_spare_data, load_data, normalization, positive_usize, run_config,
-    schedule_from, sgd_from, tensorboard_hparams, unit_interval, usage, with_subset,
+    check_outputs, check_outputs_spare_data, check_sgd_options_apply, load_data, normalization,
+    positive_usize, run_config, schedule_from, sgd_from, tensorboard_hparams, unit_interval, usage,
+    with_subset,
 };
 use super::engines::Engines;
 use super::interrupt;
@@ -356,6 +357,9 @@ pub fn sweep_command(a: SweepArgs) -> Result<()> {
         schedule_from(&h, 1)?;
         sgd_from(&h).validate()?;
     }
+    let momenta: Vec<f64> = configs.iter().map(|t| t.momentum).collect();
+    let decays: Vec<f64> = configs.iter().map(|t| t.weight_decay).collect();
+    check_sgd_options_apply(&a.sgd, &momenta, &decays, "every trial's")?;
     let (prior, prior_best) = if a.resume {
         resumable_trials(&a.out, &configs)?
     } else {

@@ -137,6 +137,19 @@ pub fn pbt_command(a: SweepArgs) -> Result<()> {
         seed: a.seed,
         schedule: a.schedule.clone(),
     };
+    // Explore multiplies or redraws lr and weight decay (a decay of 0 stays 0 unless
+    // redrawn from the space); momentum stays each member's draw.
+    let positive = |v: &wgtrain::tune::space::Values| match v {
+        wgtrain::tune::space::Values::List(l) => l.iter().any(|&x| x > 0.0),
+        wgtrain::tune::space::Values::LogUniform { .. } => true,
+    };
+    let momenta: Vec<f64> = initial.iter().map(|h| h.momentum).collect();
+    let decay = if positive(&space.weight_decay) {
+        1.0
+    } else {
+        0.0
+    };
+    super::common::check_sgd_options_apply(&a.sgd, &momenta, &[decay], "every member's")?;
     // Every member's schedule and SGD settings are checked before any data loads.
     for h in &initial {
         let hy = hyper(h);

@@ -21,9 +21,9 @@ use wgtrain::tune::{EpochMetrics, plot};
 
 use super::common::{
     DataArgs, DeviceArgs, DeviceKind, HyperArgs, PrecisionArgs, cause, check_outputs,
-    check_outputs_spare_data, explain_divergence, load_data, normalization, positive_usize,
-    run_config, schedule_from, sgd_from, tensorboard_hparams, unit_interval, usage, warn_momentum,
-    with_subset,
+    check_outputs_spare_data, check_sgd_options_apply, explain_divergence, load_data,
+    normalization, positive_usize, run_config, schedule_from, sgd_from, tensorboard_hparams,
+    unit_interval, usage, warn_momentum, with_subset,
 };
 use super::engines::Engines;
 use super::{interrupt, profile, save};
@@ -166,6 +166,11 @@ pub fn train_command(mut a: TrainArgs) -> Result<()> {
         HparamSchedule::check_schedule(&lr_schedule)?;
     }
     sgd_from(h).validate()?;
+    let decays: Vec<f64> = match &hparams {
+        Some(s) => s.epochs.iter().map(|e| e.weight_decay).collect(),
+        None => vec![h.weight_decay],
+    };
+    check_sgd_options_apply(&h.sgd, &[h.momentum], &decays, "this run's")?;
     // The device is chosen before the data loads: a wrong --adapter fails at once.
     let mut engines = Engines::open_for(&a.device, a.precision.precision.to_lib())?;
     let mnist = with_subset(load_data(&a.data, a.quiet)?, a.train_subset, h.seed)?;

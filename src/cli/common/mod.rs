@@ -26,8 +26,8 @@ pub(crate) use errors::{
     BadInput, bad_input, cause, check_outputs, check_outputs_spare_data, usage,
 };
 pub(crate) use hyper::{
-    HyperArgs, ScheduleArgs, SgdVariantArgs, explain_divergence, run_config, schedule_from,
-    sgd_from, tensorboard_hparams, warn_momentum,
+    HyperArgs, ScheduleArgs, SgdVariantArgs, check_sgd_options_apply, explain_divergence,
+    run_config, schedule_from, sgd_from, tensorboard_hparams, warn_momentum,
 };
 pub(crate) use parse::{
     HiddenSizes, dataset_name, hidden_sizes, non_negative_f64, positive_f64, positive_usize,
