@@ -927,6 +927,89 @@ fn an_output_onto_a_dataset_file_is_refused_and_the_data_kept() {
     assert!(!data.join("t10k-images-idx3-ubyte").exists());
 }
 
+/// Regression (issue 25, item 8): `--metrics m.jsonl` where `m.jsonl` is a hard link to a
+/// dataset file (in another directory) passed the path comparison and truncated the
+/// training labels. Outputs are compared with the inputs by identity (device, inode): a
+/// hard link to a data file, to the `--init` checkpoint or to the `--hparam-schedule`
+/// file, or two outputs linked to one file, are refused before any work and nothing is
+/// changed.
+#[test]
+fn regression_an_output_hard_linked_to_an_input_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    copy_mnist(&data);
+    let d = data.to_str().unwrap();
+    let labels = data.join("train-labels-idx1-ubyte.gz");
+    let before = std::fs::read(&labels).unwrap();
+    let link = |name: &str, to: &Path| -> String {
+        let p = tmp.path().join(name);
+        std::fs::hard_link(to, &p).unwrap();
+        p.to_str().unwrap().to_owned()
+    };
+    let m = link("m.jsonl", &labels);
+    let init = tmp.path().join("init.safetensors");
+    write_model(&init, 784, 10);
+    let init_bytes = std::fs::read(&init).unwrap();
+    let i = init.to_str().unwrap();
+    let saved = link("saved.safetensors", &init);
+    let schedule = tmp.path().join("s.json");
+    std::fs::write(
+        &schedule,
+        r#"{"epochs": [{"epoch": 1, "lr": 0.1, "weight_decay": 0.0001}]}"#,
+    )
+    .unwrap();
+    let sched = link("sched.jsonl", &schedule);
+    let other = tmp.path().join("other.jsonl");
+    std::fs::write(&other, "").unwrap();
+    let twin = link("twin.safetensors", &other);
+    let o_str = other.to_str().unwrap().to_owned();
+    let train = [
+        "train",
+        "--device",
+        "cpu",
+        "--data",
+        d,
+        "--train-subset",
+        "500",
+    ];
+    let cases: [(Vec<&str>, &str); 4] = [
+        (vec!["--metrics", &m], "dataset's own files"),
+        (
+            vec!["--hidden", "8", "--init", i, "--save", &saved],
+            "is the input --init",
+        ),
+        (
+            vec![
+                "--hparam-schedule",
+                schedule.to_str().unwrap(),
+                "--metrics",
+                &sched,
+            ],
+            "is the input --hparam-schedule",
+        ),
+        (
+            vec!["--metrics", &o_str, "--save", &twin],
+            "is also given as another output",
+        ),
+    ];
+    for (extra, needle) in cases {
+        let args: Vec<&str> = train.iter().copied().chain(extra).collect();
+        let o = wgtrain(&args);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(err.contains("another name"), "{args:?}: {err}");
+        assert_eq!(error_lines(&err), 1, "{args:?}: {err}");
+    }
+    assert_eq!(
+        std::fs::read(&labels).unwrap(),
+        before,
+        "the labels were changed"
+    );
+    assert_eq!(std::fs::read(&init).unwrap(), init_bytes);
+}
+
 /// Regression: `--fuse all,none` ran with every fusion, `bench --cpu-only --precision
 /// f16` timed f32 CPU epochs, and `bench --population 2 --precision f16` timed an f32
 /// population under a header saying f16: each silently ignored a value it was given.

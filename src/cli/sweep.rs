@@ -26,9 +26,9 @@ use wgtrain::tune::sweep::{
 
 use super::common::{
     DataArgs, DeviceArgs, HiddenSizes, HyperArgs, ScheduleArgs, SgdVariantArgs, cause,
-    check_outputs, check_outputs_spare_data, check_sgd_options_apply, load_data, normalization,
-    positive_usize, run_config, schedule_from, sgd_from, tensorboard_hparams, unit_interval, usage,
-    with_subset,
+    check_outputs, check_outputs_spare_data, check_outputs_spare_inputs, check_sgd_options_apply,
+    load_data, normalization, positive_usize, run_config, schedule_from, sgd_from,
+    tensorboard_hparams, unit_interval, usage, with_subset,
 };
 use super::engines::Engines;
 use super::interrupt;
@@ -294,6 +294,10 @@ pub fn sweep_command(a: SweepArgs) -> Result<()> {
         (a.save_best.as_deref(), OutputKind::File),
         (a.tensorboard.as_deref(), OutputKind::Dir),
     ])?;
+    check_outputs_spare_inputs(
+        [a.save_best.as_deref()],
+        &[("configs", a.configs.as_deref())],
+    )?;
     // One sweep per --out directory at a time: a second would interleave its trials. The
     // lock lives inside the directory, so it is created (its last component) first.
     // The Ctrl-C handler before the locks: a Ctrl-C during start-up then stops the run at

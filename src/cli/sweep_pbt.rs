@@ -27,8 +27,8 @@ use wgtrain::tune::space::{SearchSpace, TrialConfig};
 use wgtrain::tune::sweep::{BestTrial, format_leaderboard};
 
 use super::common::{
-    HiddenSizes, HyperArgs, check_outputs, load_data, normalization, run_config, schedule_from,
-    sgd_from, usage, with_subset,
+    HiddenSizes, HyperArgs, check_outputs, check_outputs_spare_data, load_data, normalization,
+    run_config, schedule_from, sgd_from, usage, with_subset,
 };
 use super::engines::Engines;
 use super::interrupt;
@@ -164,6 +164,7 @@ pub fn pbt_command(a: SweepArgs) -> Result<()> {
     let _locks =
         wgtrain::lock::lock_all(std::iter::once(a.out.as_path()).chain(a.save_best.as_deref()))?;
     let mnist = with_subset(load_data(&a.data, a.quiet)?, a.train_subset, a.seed)?;
+    check_outputs_spare_data([a.save_best.as_deref()], &mnist)?;
     let (_, validation) = train::validation_split(mnist.train.len(), a.val_split, a.seed)?;
     let n_train = mnist.train.len() - validation.len();
     if batch_size > n_train {

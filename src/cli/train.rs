@@ -10,9 +10,10 @@ use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use wgtrain::RunConfig;
-use wgtrain::checkpoint::WeightDtype;
+use wgtrain::checkpoint::{self, WeightDtype};
 use wgtrain::engine::{Engine, RunData};
 use wgtrain::lock::OutputLock;
+use wgtrain::model::MlpSpec;
 use wgtrain::output::OutputKind;
 use wgtrain::schedule::HparamSchedule;
 use wgtrain::tensorboard::{EventWriter, SessionStatus};
@@ -20,10 +21,10 @@ use wgtrain::train::{self, Trainer};
 use wgtrain::tune::{EpochMetrics, plot};
 
 use super::common::{
-    DataArgs, DeviceArgs, DeviceKind, HyperArgs, PrecisionArgs, cause, check_outputs,
-    check_outputs_spare_data, check_sgd_options_apply, explain_divergence, load_data,
-    normalization, positive_usize, run_config, schedule_from, sgd_from, tensorboard_hparams,
-    unit_interval, usage, warn_momentum, with_subset,
+    DataArgs, DeviceArgs, DeviceKind, HyperArgs, PrecisionArgs, bad_input, cause, check_outputs,
+    check_outputs_spare_data, check_outputs_spare_inputs, check_sgd_options_apply,
+    explain_divergence, load_data, normalization, positive_usize, run_config, schedule_from,
+    sgd_from, tensorboard_hparams, unit_interval, usage, warn_momentum, with_subset,
 };
 use super::engines::Engines;
 use super::{interrupt, profile, save};
@@ -55,8 +56,18 @@ pub struct TrainArgs {
     /// Save the weights of the epoch with the best validation loss (needs --val-split).
     #[arg(long, value_name = "FILE.safetensors")]
     pub save_best: Option<PathBuf>,
-    /// Element type of the tensors --save and --save-best write (an interrupted run's
-    /// --save too): f32 (torch.float32, 4 bytes per weight; default), f16 (torch.float16,
+    /// Start from this checkpoint's weights (a wgtrain or PyTorch nn.Sequential
+    /// safetensors file; fine-tuning, warm starts, comparing with PyTorch from the same
+    /// weights) instead of the seed's initialisation; its shapes must be this run's model.
+    /// The seed still orders the minibatches. The momentum buffer starts at zero.
+    #[arg(long, value_name = "FILE.safetensors")]
+    pub init: Option<PathBuf>,
+    /// Save the initial weights (the seed's initialisation, or --init's) before the first
+    /// epoch, e.g. to start PyTorch from the same weights.
+    #[arg(long, value_name = "FILE.safetensors")]
+    pub save_init: Option<PathBuf>,
+    /// Element type of the tensors --save, --save-best and --save-init write (an
+    /// interrupted run's --save too): f32 (torch.float32, 4 bytes per weight; default), f16 (torch.float16,
     /// 2 bytes; a weight beyond ±65504 is refused) or bf16 (torch.bfloat16, 2 bytes, f32's
     /// range); rounded to nearest even, as PyTorch's .half() and .bfloat16() round.
     #[arg(long, value_enum, value_name = "DTYPE")]
@@ -139,11 +150,11 @@ pub fn train_command(mut a: TrainArgs) -> Result<()> {
             "needs a validation split (--val-split 0.1)",
         ));
     }
-    if let (Some(d), None, None) = (a.save_dtype, &a.save, &a.save_best) {
+    if let (Some(d), None, None, None) = (a.save_dtype, &a.save, &a.save_best, &a.save_init) {
         return Err(usage(
             "save-dtype",
             WeightDtype::from(d),
-            "applies to --save and --save-best only, and this run saves no weights",
+            "applies to --save, --save-best and --save-init only, and this run saves no weights",
         ));
     }
     // Flags that need no data, and output paths, are checked before loading anything.
@@ -151,9 +162,29 @@ pub fn train_command(mut a: TrainArgs) -> Result<()> {
         (a.metrics.as_deref(), OutputKind::File),
         (a.save.as_deref(), OutputKind::File),
         (a.save_best.as_deref(), OutputKind::File),
+        (a.save_init.as_deref(), OutputKind::File),
         (a.plot.as_deref(), OutputKind::Dir),
         (a.tensorboard.as_deref(), OutputKind::Dir),
     ])?;
+    check_outputs_spare_inputs(
+        [
+            a.metrics.as_deref(),
+            a.save.as_deref(),
+            a.save_best.as_deref(),
+            a.save_init.as_deref(),
+        ],
+        &[
+            ("init", a.init.as_deref()),
+            ("hparam-schedule", a.hparam_schedule.as_deref()),
+        ],
+    )?;
+    let init = match &a.init {
+        Some(p) => Some(
+            checkpoint::load(p)
+                .map_err(|e| bad_input(e).context("reading the initial weights (--init)"))?,
+        ),
+        None => None,
+    };
     warn_momentum(h.momentum);
     // The Ctrl-C handler before the locks: a Ctrl-C during start-up then stops the run at
     // its first step boundary, writing the outputs and releasing the locks, instead of
@@ -179,9 +210,13 @@ pub fn train_command(mut a: TrainArgs) -> Result<()> {
             a.metrics.as_deref(),
             a.save.as_deref(),
             a.save_best.as_deref(),
+            a.save_init.as_deref(),
         ],
         &mnist,
     )?;
+    if let (Some(ck), Some(p)) = (&init, &a.init) {
+        check_init(p, ck, &mnist, &h.hidden.0, normalization(&a.data))?;
+    }
     let (_, validation) = train::validation_split(mnist.train.len(), a.val_split, h.seed)?;
     if a.val_split > 0.0 && validation.is_empty() {
         return Err(usage(
@@ -214,15 +249,86 @@ pub fn train_command(mut a: TrainArgs) -> Result<()> {
     };
     train::validate(&cfg, n_train)?;
     let data = RunData::from(&mnist);
+    let init = init.map(|ck| ck.params);
     if a.profile {
         engines.with_gpu(&cfg, data, |gpu, engine| {
+            if let Some(p) = &init {
+                engine.set_params(p)?;
+            }
             profile::profile_before_training(gpu, engine, a.profile_steps)?;
             run_training(&a, engine, hparams)
         })?;
         Ok(())
     } else {
-        engines.with(&cfg, data, None, |engine| run_training(&a, engine, hparams))
+        engines.with(&cfg, data, init.as_deref(), |engine| {
+            run_training(&a, engine, hparams)
+        })
     }
+}
+
+/// Refuses `--init` weights that are not this run's model (the inputs and classes of the
+/// data, the `--hidden` sizes), naming both shapes and the flag that fixes it, or that
+/// were trained on other inputs (another `--normalize`).
+///
+/// # Errors
+/// A usage error (exit 2).
+fn check_init(
+    path: &Path,
+    ck: &checkpoint::Checkpoint,
+    mnist: &wgtrain::data::Mnist,
+    hidden: &[usize],
+    norm: wgtrain::model::Normalization,
+) -> Result<()> {
+    let spec = MlpSpec::new(mnist.train.features(), hidden, mnist.classes)?;
+    if ck.spec != spec {
+        let fix = if ck.spec.inputs() == spec.inputs() && ck.spec.classes() == spec.classes() {
+            format!(
+                "give --hidden {}, or a checkpoint of this model",
+                hidden_text(ck.spec.hidden())
+            )
+        } else {
+            "give a checkpoint trained on data of this shape".into()
+        };
+        return Err(usage(
+            "init",
+            path.display(),
+            format!(
+                "holds an MLP {} but this run trains an MLP {spec} ({} inputs, {} classes, --hidden {}); {fix}",
+                ck.spec,
+                spec.inputs(),
+                spec.classes(),
+                hidden_text(hidden)
+            ),
+        ));
+    }
+    if let Some(n) = ck.normalization.filter(|&n| n != norm) {
+        let describe = |n: wgtrain::model::Normalization| {
+            if n == wgtrain::model::Normalization::UNIT {
+                "pixels scaled to [0, 1] (no --normalize)".to_string()
+            } else {
+                format!("inputs normalised with mean {} and std {}", n.mean, n.std)
+            }
+        };
+        return Err(usage(
+            "init",
+            path.display(),
+            format!(
+                "was trained on {} but this run feeds {}; match --normalize (and --dataset) to the checkpoint",
+                describe(n),
+                describe(norm)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// `--hidden` as typed: `512,256`, or `none`.
+fn hidden_text(hidden: &[usize]) -> String {
+    if hidden.is_empty() {
+        return "none".into();
+    }
+    let h: Vec<String> = hidden.iter().map(usize::to_string).collect();
+    h.join(",")
 }
 
 fn run_training(
@@ -255,6 +361,14 @@ fn run_training(
         cfg.sgd.momentum,
         cfg.seed
     );
+    if let Some(p) = &a.init {
+        note!("initial weights: {} (--init)", p.display());
+    }
+    if let Some(path) = &a.save_init {
+        let params = engine.params()?;
+        save::save_checkpoint(path, spec, &params, norm, dtype, &[])?;
+        note!("saved the initial weights to {}", path.display());
+    }
     let mut metrics = match &a.metrics {
         Some(p) => Some(
             std::fs::File::create(p)
@@ -402,7 +516,8 @@ fn run_training(
     }
 }
 
-/// Locks `train`'s output paths (`--save`, `--save-best`, `--metrics`, `--plot`) before any
+/// Locks `train`'s output paths (`--save`, `--save-best`, `--save-init`, `--metrics`,
+/// `--plot`) before any
 /// work, so a second run writing one of them is refused (exit 2) instead of truncating the
 /// first run's metrics. The locks are held until the returned guards drop.
 ///
@@ -418,7 +533,7 @@ fn lock_train_outputs(a: &TrainArgs) -> Result<Vec<OutputLock>> {
     if let Some(dir) = &a.plot {
         wgtrain::output::ensure_writable_dir(dir)?;
     }
-    let paths = [&a.save, &a.save_best, &a.metrics, &a.plot];
+    let paths = [&a.save, &a.save_best, &a.save_init, &a.metrics, &a.plot];
     Ok(wgtrain::lock::lock_all(
         paths.into_iter().flatten().map(|p| p.as_path()),
     )?)

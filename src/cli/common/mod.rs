@@ -23,7 +23,8 @@ pub(crate) use device::{
     fusions, matmul_choice, open_gpu_for,
 };
 pub(crate) use errors::{
-    BadInput, bad_input, cause, check_outputs, check_outputs_spare_data, usage,
+    BadInput, bad_input, cause, check_outputs, check_outputs_spare_data,
+    check_outputs_spare_inputs, usage,
 };
 pub(crate) use hyper::{
     HyperArgs, ScheduleArgs, SgdVariantArgs, check_sgd_options_apply, explain_divergence,
