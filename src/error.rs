@@ -100,6 +100,37 @@ pub enum Error {
         /// The PID the lock file names, when it could be read.
         pid: Option<u32>,
     },
+    /// An output lies inside a directory another run holds (a sweep's `--out`), whose
+    /// files that run writes (see [`crate::lock`]).
+    #[error(
+        "{} is inside {}, which another wgtrain run{} is writing; wait for it or choose a path outside it",
+        path.display(),
+        dir.display(),
+        pid.map_or(String::new(), |p| format!(" (PID {p})"))
+    )]
+    LockedInside {
+        /// The output file or directory.
+        path: PathBuf,
+        /// The held directory above it.
+        dir: PathBuf,
+        /// The PID the directory's lock file names, when it could be read.
+        pid: Option<u32>,
+    },
+    /// A directory output holds an output another run is writing (see [`crate::lock`]).
+    #[error(
+        "{} holds {}, which another wgtrain run{} is writing; wait for it or choose another directory",
+        dir.display(),
+        path.display(),
+        pid.map_or(String::new(), |p| format!(" (PID {p})"))
+    )]
+    LockedWithin {
+        /// The directory output.
+        dir: PathBuf,
+        /// The held output inside it.
+        path: PathBuf,
+        /// The PID its lock file names, when it could be read.
+        pid: Option<u32>,
+    },
     /// An I/O error on a named file (the OS error is the `source()`).
     #[error("{}", path.display())]
     Io {

@@ -696,6 +696,35 @@ fn an_interrupted_sweep_keeps_its_finished_trials_and_resumes_to_the_same_result
         "{}",
         stderr(&busy)
     );
+    // Regression (issue 25, item 4): the lock on `--out` did not cover the files in it,
+    // so a `train` run replaced the sweep's best weights and trials.
+    let trials_before = std::fs::read(out.join("trials.json")).unwrap();
+    for (flag, file) in [
+        ("--save", "out/best_trial.safetensors"),
+        ("--metrics", "out/trials.json"),
+    ] {
+        let o = wgtrain_in(
+            dir.path(),
+            &[
+                "train", "--device", "cpu", "--data", &data, "--epochs", "1", flag, file,
+            ],
+        );
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{flag}: {err}");
+        assert!(
+            err.contains(&format!(
+                "{file} is inside {}, which another wgtrain run (PID {}) is writing",
+                out.canonicalize().unwrap().display(),
+                run.pid()
+            )),
+            "{err}"
+        );
+    }
+    let now = std::fs::read(out.join("trials.json")).unwrap();
+    assert!(
+        now.len() >= trials_before.len(),
+        "trials.json was replaced by another run"
+    );
     run.sigint();
     let o = run.finish(LIMIT);
     let err = stderr(&o);
@@ -773,7 +802,9 @@ fn an_interrupted_sweep_keeps_its_finished_trials_and_resumes_to_the_same_result
     let refused = wgtrain_in(dir.path(), &other);
     assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
     assert!(
-        stderr(&refused).contains("trial 0 was lr 2.000e-2"),
+        stderr(&refused).contains(
+            "--lr is 0.03,0.05,0.1,0.2,0.4 but the sweep in out ran with 0.02,0.05,0.1,0.2,0.4 (settings.json)"
+        ),
         "{}",
         stderr(&refused)
     );

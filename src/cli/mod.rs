@@ -125,6 +125,8 @@ fn is_usage_error(e: &wgtrain::Error) -> bool {
         wgtrain::Error::InvalidConfig { .. }
         // Another run writes the same output: found before any work.
         | wgtrain::Error::Locked { .. }
+        | wgtrain::Error::LockedInside { .. }
+        | wgtrain::Error::LockedWithin { .. }
         | wgtrain::Error::LimitExceeded { .. } => true,
         // A name or backend the user chose that matches nothing.
         wgtrain::Error::NoAdapter {

@@ -5,6 +5,7 @@
 //! parses flags, loads data, builds engines and prints.
 
 mod population;
+pub(super) mod settings;
 
 use std::path::{Path, PathBuf};
 
@@ -160,10 +161,16 @@ pub struct SweepArgs {
     /// trial's per-epoch scalars and its hyperparameters (HParams dashboard).
     #[arg(long, value_name = "DIR")]
     pub tensorboard: Option<PathBuf>,
-    /// Go on from the trials an interrupted run of the same sweep (same flags) finished and
-    /// wrote to --out (trials.json, best_trial.safetensors); they are not rerun.
-    #[arg(long)]
+    /// Go on from the trials an interrupted run of the same sweep (same flags and data,
+    /// as --out/settings.json records them) finished and wrote to --out (trials.json,
+    /// best_trial.safetensors); they are not rerun.
+    #[arg(long, conflicts_with = "overwrite")]
     pub resume: bool,
+    /// Replace the sweep that --out already holds (its files are removed once this run's
+    /// data has loaded); without it (or --resume), a sweep into a folder holding one is
+    /// refused.
+    #[arg(long)]
+    pub overwrite: bool,
     /// --search pbt: epochs between exploit steps (default 2).
     #[arg(long, value_parser = positive_usize)]
     pub pbt_interval: Option<usize>,
@@ -364,6 +371,7 @@ pub fn sweep_command(a: SweepArgs) -> Result<()> {
     let momenta: Vec<f64> = configs.iter().map(|t| t.momentum).collect();
     let decays: Vec<f64> = configs.iter().map(|t| t.weight_decay).collect();
     check_sgd_options_apply(&a.sgd, &momenta, &decays, "every trial's")?;
+    settings::check_out(&a)?;
     let (prior, prior_best) = if a.resume {
         resumable_trials(&a.out, &configs)?
     } else {
@@ -371,6 +379,7 @@ pub fn sweep_command(a: SweepArgs) -> Result<()> {
     };
     let mnist = with_subset(load_data(&a.data, a.quiet)?, a.train_subset, a.seed)?;
     check_outputs_spare_data([a.save_best.as_deref()], &mnist)?;
+    settings::record(&a, &mnist)?;
     let n_total = mnist.train.len();
     let (_, validation) = train::validation_split(n_total, a.val_split, a.seed)?;
     let n_train = n_total - validation.len();

@@ -163,8 +163,10 @@ pub fn pbt_command(a: SweepArgs) -> Result<()> {
     wgtrain::output::ensure_writable_dir(&a.out)?;
     let _locks =
         wgtrain::lock::lock_all(std::iter::once(a.out.as_path()).chain(a.save_best.as_deref()))?;
+    super::sweep::settings::check_out(&a)?;
     let mnist = with_subset(load_data(&a.data, a.quiet)?, a.train_subset, a.seed)?;
     check_outputs_spare_data([a.save_best.as_deref()], &mnist)?;
+    super::sweep::settings::record(&a, &mnist)?;
     let (_, validation) = train::validation_split(mnist.train.len(), a.val_split, a.seed)?;
     let n_train = mnist.train.len() - validation.len();
     if batch_size > n_train {
