@@ -1010,6 +1010,111 @@ fn regression_an_output_hard_linked_to_an_input_is_refused() {
     assert_eq!(std::fs::read(&init).unwrap(), init_bytes);
 }
 
+/// Regression (issue 25, item 5): `--metrics` on a disk that filled at epoch 56 of 100
+/// exited 1 at once, so `--save` (on a disk with room) wrote nothing, and the metrics file
+/// kept a torn last line that `plot` refused. Now the run goes on, saves its weights, ends
+/// with exit 1 naming the metrics file and the epoch, the metrics file holds only whole
+/// lines (epochs 1, 2, ... in order), and `plot` draws them.
+#[test]
+fn regression_a_full_disk_under_metrics_keeps_the_checkpoint_and_whole_lines() {
+    let tmp = tempfile::tempdir().unwrap();
+    // 12 KiB: a page for the lock file and two for about 36 lines of metrics.
+    let disk = TinyFs::mount(12);
+    let metrics = disk.path().join("m.jsonl");
+    let save = tmp.path().join("m.safetensors");
+    let data = mnist_dir();
+    let o = wgtrain(&[
+        "train",
+        "--device",
+        "cpu",
+        "--data",
+        &data,
+        "--train-subset",
+        "300",
+        "--hidden",
+        "8",
+        "--epochs",
+        "60",
+        "--quiet",
+        "--metrics",
+        metrics.to_str().unwrap(),
+        "--save",
+        save.to_str().unwrap(),
+    ]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    let last = err.lines().last().unwrap();
+    assert!(
+        last.starts_with(&format!(
+            "error: writing the metrics file {} failed at epoch ",
+            metrics.display()
+        )) && last.contains("the run's other outputs were written"),
+        "{err}"
+    );
+    let ck = wgtrain::checkpoint::load(&save).unwrap();
+    assert_eq!(ck.spec.to_string(), "784-8-10");
+    let text = std::fs::read_to_string(&metrics).unwrap();
+    assert!(text.ends_with('\n'), "a torn last line: {text:?}");
+    let epochs: Vec<u64> = text
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["epoch"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert!((1..60).contains(&epochs.len()), "{} lines", epochs.len());
+    assert_eq!(epochs, (1..=epochs.len() as u64).collect::<Vec<_>>());
+    assert!(
+        last.contains(&format!("failed at epoch {}", epochs.len() + 1)),
+        "{last}"
+    );
+    let plots = tmp.path().join("plots");
+    let o = wgtrain(&[
+        "plot",
+        metrics.to_str().unwrap(),
+        "--out",
+        plots.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(plots.join("learning_curves.png").is_file());
+}
+
+/// Regression (issue 25, item 11): an output on a full disk left an empty `.lock` file
+/// behind (the lock file was created, then writing the PID into it failed). The run fails
+/// naming the lock file and the cause, and removes it.
+#[test]
+fn regression_a_full_disk_leaves_no_empty_lock_file() {
+    let disk = TinyFs::mount(8);
+    disk.fill();
+    let save = disk.path().join("m.safetensors");
+    let o = wgtrain(&[
+        "train",
+        "--device",
+        "cpu",
+        "--data",
+        &mnist_dir(),
+        "--train-subset",
+        "300",
+        "--epochs",
+        "1",
+        "--save",
+        save.to_str().unwrap(),
+    ]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("m.safetensors.lock") && err.contains("No space left on device"),
+        "{err}"
+    );
+    assert_eq!(error_lines(&err), 1, "{err}");
+    let left: Vec<_> = std::fs::read_dir(disk.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["filler"], "{err}");
+}
+
 /// Regression: `--fuse all,none` ran with every fusion, `bench --cpu-only --precision
 /// f16` timed f32 CPU epochs, and `bench --population 2 --precision f16` timed an f32
 /// population under a header saying f16: each silently ignored a value it was given.

@@ -34,7 +34,7 @@ pub fn plot_command(a: PlotArgs) -> Result<()> {
             .map_err(|e| bad_input(e).context("reading the sweep's trials"))?;
         plot::sweep_plots(&trials, a.top, &a.out)?
     } else {
-        let metrics = tune::read_metrics(&a.input).map_err(|e| {
+        let file = tune::read_metrics_file(&a.input).map_err(|e| {
             // A sweep's trials.json given instead of its folder: say so, not "not an
             // epoch record".
             if read_trials(&a.input).is_ok_and(|t| !t.is_empty()) {
@@ -51,6 +51,14 @@ pub fn plot_command(a: PlotArgs) -> Result<()> {
             }
             bad_input(e).context("reading the metrics file")
         })?;
+        if let Some(n) = file.torn_line {
+            note!(
+                "warning: {}: line {n} is cut short (its run stopped while writing it, or the disk was full); plotting the {} whole epochs before it",
+                a.input.display(),
+                file.epochs.len()
+            );
+        }
+        let metrics = file.epochs;
         let title = a.input.file_name().map_or("learning curves".into(), |n| {
             n.to_string_lossy().into_owned()
         });

@@ -26,10 +26,10 @@ use wgtrain::tune::sweep::{
 };
 
 use super::common::{
-    DataArgs, DeviceArgs, HiddenSizes, HyperArgs, ScheduleArgs, SgdVariantArgs, cause,
-    check_outputs, check_outputs_spare_data, check_outputs_spare_inputs, check_sgd_options_apply,
-    load_data, normalization, positive_usize, run_config, schedule_from, sgd_from,
-    tensorboard_hparams, unit_interval, usage, with_subset,
+    DataArgs, DeviceArgs, FailedOutputs, HiddenSizes, HyperArgs, ScheduleArgs, SgdVariantArgs,
+    cause, check_outputs, check_outputs_spare_data, check_outputs_spare_inputs,
+    check_sgd_options_apply, load_data, normalization, positive_usize, run_config, schedule_from,
+    sgd_from, tensorboard_hparams, unit_interval, usage, with_subset,
 };
 use super::engines::Engines;
 use super::interrupt;
@@ -548,17 +548,29 @@ pub fn sweep_command(a: SweepArgs) -> Result<()> {
         ),
         None => say!("\nno trial completed: nothing to evaluate on the test set"),
     }
-    let mut written = write_outputs(&a.out, sweep.trials(), best.as_ref())?;
-    written.extend(plot::sweep_plots(sweep.trials(), a.top, &a.out)?);
+    // The best weights first, then the files and the pictures, each on its own: one that
+    // fails (a full disk) does not cost the others.
+    let mut failed = FailedOutputs::default();
     if let (Some(path), Some(t), Some(p)) = (&a.save_best, sweep.best_trial(), sweep.best_params())
     {
         let spec = MlpSpec::new(mnist.train.features(), &t.config.hidden, mnist.classes)?;
-        checkpoint::save(path, &spec, p, norm)?;
-        written.push(path.clone());
+        match checkpoint::save(path, &spec, p, norm) {
+            Ok(()) => note!("wrote {}", path.display()),
+            Err(e) => failed.record(e.into(), false),
+        }
     }
-    for p in written {
-        note!("wrote {}", p.display());
+    match write_outputs(&a.out, sweep.trials(), best.as_ref()) {
+        Ok(written) => written.iter().for_each(|p| note!("wrote {}", p.display())),
+        Err(e) => failed.record(e.into(), false),
     }
+    match plot::sweep_plots(sweep.trials(), a.top, &a.out) {
+        Ok(written) => written.iter().for_each(|p| note!("wrote {}", p.display())),
+        Err(e) => failed.record(
+            anyhow::Error::from(e).context("drawing the sweep's pictures"),
+            false,
+        ),
+    }
+    failed.into_result()?;
     if a.save_best.is_some() && sweep.best_trial().is_none() {
         anyhow::bail!(
             "no trial completed, so no best model was saved (every trial diverged or was pruned); try smaller learning rates"

@@ -2,16 +2,16 @@
 //! training loop with its progress bar, metrics file, TensorBoard events, checkpoints and
 //! learning curves, and the locks on its outputs.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use wgtrain::RunConfig;
 use wgtrain::checkpoint::{self, WeightDtype};
 use wgtrain::engine::{Engine, RunData};
+use wgtrain::jsonl::JsonLinesWriter;
 use wgtrain::lock::OutputLock;
 use wgtrain::model::MlpSpec;
 use wgtrain::output::OutputKind;
@@ -21,8 +21,8 @@ use wgtrain::train::{self, Trainer};
 use wgtrain::tune::{EpochMetrics, plot};
 
 use super::common::{
-    DataArgs, DeviceArgs, DeviceKind, HyperArgs, PrecisionArgs, bad_input, cause, check_outputs,
-    check_outputs_spare_data, check_outputs_spare_inputs, check_sgd_options_apply,
+    DataArgs, DeviceArgs, DeviceKind, FailedOutputs, HyperArgs, PrecisionArgs, bad_input, cause,
+    check_outputs, check_outputs_spare_data, check_outputs_spare_inputs, check_sgd_options_apply,
     explain_divergence, load_data, normalization, positive_usize, run_config, schedule_from,
     sgd_from, tensorboard_hparams, unit_interval, usage, warn_momentum, with_subset,
 };
@@ -370,12 +370,12 @@ fn run_training(
         note!("saved the initial weights to {}", path.display());
     }
     let mut metrics = match &a.metrics {
-        Some(p) => Some(
-            std::fs::File::create(p)
-                .with_context(|| format!("creating the metrics file {}", p.display()))?,
-        ),
+        Some(p) => Some(JsonLinesWriter::create(p)?),
         None => None,
     };
+    // An output that fails during the run (a full disk) is dropped, said at once, and
+    // reported at the end; the run goes on and writes the others.
+    let mut failed = FailedOutputs::default();
     let epochs = cfg.epochs;
     let (cfg_momentum, cfg_lr, cfg_decay) =
         (cfg.sgd.momentum, cfg.schedule.base_lr, cfg.sgd.weight_decay);
@@ -415,6 +415,7 @@ fn run_training(
         trainer.set_hparam_schedule(s)?;
     }
     let mut interrupted = None;
+    let mut save_best_ok = true;
     let steps = trainer.steps_per_epoch() as u64;
     for epoch in 0..epochs {
         let bar = if a.quiet {
@@ -449,29 +450,51 @@ fn run_training(
         say!("{report}");
         history.push(wgtrain::tune::EpochMetrics::from_report(&report, true));
         if let (Some(w), Some(m)) = (&mut tb, history.last()) {
-            w.epoch(m)?;
+            if let Err(e) = w.epoch(m) {
+                let e = anyhow::Error::from(e).context(format!(
+                    "writing the TensorBoard events {} failed at epoch {}; they end before it",
+                    w.path().display(),
+                    report.epoch
+                ));
+                failed.record(e, true);
+                tb = None;
+            }
         }
-        if let Some(f) = &mut metrics {
-            let path = a
-                .metrics
-                .as_deref()
-                .unwrap_or(std::path::Path::new("metrics"));
-            (|| -> std::io::Result<()> {
-                serde_json::to_writer(&mut *f, &report)?;
-                writeln!(f)?;
-                f.flush()
-            })()
-            .with_context(|| format!("writing the metrics file {}", path.display()))?;
-        }
-        if let (Some(path), true) = (&a.save_best, trainer.last_was_best()) {
-            let params = trainer.engine().params()?;
-            save::save_checkpoint(path, spec, &params, norm, dtype, &[])?;
-            if let Some(v) = report.val_loss {
-                note!(
-                    "saved the best model so far (epoch {}, validation loss {v:.4}) to {}",
+        if let (Some(w), Some(p)) = (&mut metrics, &a.metrics) {
+            if let Err(e) = w.append(&report) {
+                let e = anyhow::anyhow!(
+                    "writing the metrics file {} failed at epoch {}: {e}; it holds the {} epochs before, each a whole line",
+                    p.display(),
                     report.epoch,
-                    path.display()
+                    w.lines()
                 );
+                failed.record(e, true);
+                metrics = None;
+            }
+        }
+        if let (Some(path), true, true) = (&a.save_best, trainer.last_was_best(), save_best_ok) {
+            let params = trainer.engine().params()?;
+            match save::save_checkpoint(path, spec, &params, norm, dtype, &[]) {
+                Ok(()) => {
+                    if let Some(v) = report.val_loss {
+                        note!(
+                            "saved the best model so far (epoch {}, validation loss {v:.4}) to {}",
+                            report.epoch,
+                            path.display()
+                        );
+                    }
+                }
+                Err(e) => {
+                    failed.record(
+                        e.context(format!(
+                            "saving the best model (epoch {}) to {} failed; it is not saved again",
+                            report.epoch,
+                            path.display()
+                        )),
+                        true,
+                    );
+                    save_best_ok = false;
+                }
             }
         }
         if trainer.should_stop() {
@@ -482,37 +505,54 @@ fn run_training(
             break;
         }
     }
+    // The weights first: they are what a long run is for. Then the rest, each on its own.
+    if let Some(path) = &a.save {
+        let saved = match &interrupted {
+            Some(e) => interrupt::save_interrupted(path, spec, &mut trainer, norm, dtype, e),
+            None => trainer
+                .engine()
+                .params()
+                .map_err(anyhow::Error::from)
+                .and_then(|params| save::save_checkpoint(path, spec, &params, norm, dtype, &[]))
+                .map(|()| note!("saved {}", path.display())),
+        };
+        if let Err(e) = saved {
+            failed.record(e.context(format!("saving {}", path.display())), false);
+        }
+    }
     if let Some(w) = &mut tb {
         // HParams has no "interrupted" status; an interrupted run did not finish.
-        w.session_end(match interrupted {
+        let status = match interrupted {
             Some(_) => SessionStatus::Failure,
             None => SessionStatus::Success,
-        })?;
-        note!("wrote {}", w.path().display());
-    }
-    if let Some(path) = &a.save {
-        match &interrupted {
-            Some(e) => interrupt::save_interrupted(path, spec, &mut trainer, norm, dtype, e)?,
-            None => {
-                let params = trainer.engine().params()?;
-                save::save_checkpoint(path, spec, &params, norm, dtype, &[])?;
-                note!("saved {}", path.display());
-            }
+        };
+        match w.session_end(status) {
+            Ok(()) => note!("wrote {}", w.path().display()),
+            Err(e) => failed.record(anyhow::Error::from(e), false),
         }
     }
     if let Some(dir) = &a.plot {
         if interrupted.is_none() || !history.is_empty() {
-            plot_run(&history, dir, &title)?;
+            if let Err(e) = plot_run(&history, dir, &title) {
+                failed.record(
+                    e.context(format!("drawing the learning curves in {}", dir.display())),
+                    false,
+                );
+            }
         }
     }
     match interrupted {
         Some(e) => {
-            if let Some(p) = &a.metrics {
-                note!("{}: {} finished epochs", p.display(), history.len());
+            if let (Some(p), Some(w)) = (&a.metrics, &metrics) {
+                note!("{}: {} finished epochs", p.display(), w.lines());
+            }
+            // The interruption is the error reported; a failed output is a warning.
+            if let Err(f) = failed.into_result() {
+                note!("warning: {f:#}");
             }
             Err(e.into())
         }
-        None => Ok(()),
+        None => failed.into_result(),
     }
 }
 

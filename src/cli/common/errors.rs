@@ -159,6 +159,38 @@ fn resolved(path: &std::path::Path) -> std::path::PathBuf {
     }
 }
 
+/// The outputs of a run that failed to be written while the run went on: a failed output
+/// (a full disk under `--metrics`) must not cost the others (`--save` above all), so each
+/// failure is said at once, as a warning, and the run reports them at its end.
+#[derive(Debug, Default)]
+pub(crate) struct FailedOutputs(Vec<anyhow::Error>);
+
+impl FailedOutputs {
+    /// Records a failed output, warning now when the run goes on after it (`during`).
+    pub(crate) fn record(&mut self, e: anyhow::Error, during: bool) {
+        if during {
+            note!("warning: {e:#}; the run goes on and will write its other outputs");
+        }
+        self.0.push(e);
+    }
+
+    /// `Ok` when every output was written; else the first failure (exit 1), saying that
+    /// the other outputs were written and how many more failed (each warned of above).
+    pub(crate) fn into_result(self) -> Result<()> {
+        let n = self.0.len();
+        match self.0.into_iter().next() {
+            None => Ok(()),
+            Some(first) if n == 1 => Err(anyhow::anyhow!(
+                "{first:#}; the run's other outputs were written"
+            )),
+            Some(first) => Err(anyhow::anyhow!(
+                "{first:#}; {} other output(s) failed too (see the warnings above), the rest were written",
+                n - 1
+            )),
+        }
+    }
+}
+
 /// What is wrong, for a reason after `--flag = PATH: `: an error's source when it has one
 /// ([`wgtrain::Error::Io`] displays as its path alone, its OS or parse error being the
 /// source), else the error itself.

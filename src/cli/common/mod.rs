@@ -23,7 +23,7 @@ pub(crate) use device::{
     fusions, matmul_choice, open_gpu_for,
 };
 pub(crate) use errors::{
-    BadInput, bad_input, cause, check_outputs, check_outputs_spare_data,
+    BadInput, FailedOutputs, bad_input, cause, check_outputs, check_outputs_spare_data,
     check_outputs_spare_inputs, usage,
 };
 pub(crate) use hyper::{
