@@ -48,7 +48,9 @@ pub struct EvalArgs {
 /// Runs `wgtrain eval`.
 pub fn eval_command(a: EvalArgs) -> Result<()> {
     check_outputs([(a.plot.as_deref(), OutputKind::Dir)])?;
-    let ck = checkpoint::load(&a.model)
+    // The header first: a file claiming a huge tensor, or another model than the data's,
+    // is refused before its tensors are read.
+    let ck = checkpoint::read_header(&a.model)
         .map_err(|e| bad_input(e).context("reading the model (--model)"))?;
     let mnist = load_data(&a.data, false)?;
     if ck.spec.inputs() != mnist.test.features() {
@@ -79,6 +81,9 @@ pub fn eval_command(a: EvalArgs) -> Result<()> {
         (true, _) => dataset_normalization(&a.data),
         (false, n) => n.unwrap_or(Normalization::UNIT),
     };
+    let params = checkpoint::load(&a.model)
+        .map_err(|e| bad_input(e).context("reading the model (--model)"))?
+        .params;
     let cfg = RunConfig {
         hidden: ck.spec.hidden().to_vec(),
         batch_size: a.batch_size.min(mnist.train.len()),
@@ -91,7 +96,7 @@ pub fn eval_command(a: EvalArgs) -> Result<()> {
     };
     let per_class = a.confusion || a.plot.is_some();
     let mut engines = Engines::open(&a.device)?;
-    let (eval, logits) = engines.with(&cfg, data, Some(&ck.params), |engine| {
+    let (eval, logits) = engines.with(&cfg, data, Some(&params), |engine| {
         let eval = engine.evaluate(EvalSet::Test)?;
         let logits = if per_class {
             engine.logits(EvalSet::Test)?

@@ -178,9 +178,11 @@ pub fn train_command(mut a: TrainArgs) -> Result<()> {
             ("hparam-schedule", a.hparam_schedule.as_deref()),
         ],
     )?;
+    // The header now (a malformed file fails at once); the tensors once the header is
+    // known to be this run's model.
     let init = match &a.init {
         Some(p) => Some(
-            checkpoint::load(p)
+            checkpoint::read_header(p)
                 .map_err(|e| bad_input(e).context("reading the initial weights (--init)"))?,
         ),
         None => None,
@@ -249,7 +251,14 @@ pub fn train_command(mut a: TrainArgs) -> Result<()> {
     };
     train::validate(&cfg, n_train)?;
     let data = RunData::from(&mnist);
-    let init = init.map(|ck| ck.params);
+    let init = match &a.init {
+        Some(p) => Some(
+            checkpoint::load(p)
+                .map_err(|e| bad_input(e).context("reading the initial weights (--init)"))?
+                .params,
+        ),
+        None => None,
+    };
     if a.profile {
         engines.with_gpu(&cfg, data, |gpu, engine| {
             if let Some(p) = &init {
@@ -274,7 +283,7 @@ pub fn train_command(mut a: TrainArgs) -> Result<()> {
 /// A usage error (exit 2).
 fn check_init(
     path: &Path,
-    ck: &checkpoint::Checkpoint,
+    ck: &checkpoint::CheckpointHeader,
     mnist: &wgtrain::data::Mnist,
     hidden: &[usize],
     norm: wgtrain::model::Normalization,

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use super::datasets::{DatasetName, LabelLayout};
 use super::download::download_dataset;
-use super::idx::{IdxData, read_idx};
+use super::idx::{IdxData, read_idx, read_idx_header};
 use super::locate::{cache_dir_of, find_all_of, locate, locate_dataset};
 use super::{DataError, Dataset, Mnist};
 
@@ -65,6 +65,12 @@ pub fn load_dir_with(dir: &Path, opts: &LoadOptions) -> Result<Mnist, DataError>
     let info = opts.dataset.map(DatasetName::info);
     let layout = info.map_or(LabelLayout::Flat, |i| i.labels);
     let [train_images, train_labels, test_images, test_labels] = find_all_of(dir, info)?;
+    // Every header is checked before any data is read or inflated: a file that claims
+    // gigabytes, or is not the file it is named as, costs nothing.
+    let limit =
+        |split: usize| info.map(|i| (i.title, i.samples[split], ["training", "test"][split]));
+    check_split_headers(&train_images, &train_labels, layout, limit(0))?;
+    check_split_headers(&test_images, &test_labels, layout, limit(1))?;
     let (mut train, train_raw) = load_split(&train_images, &train_labels, layout)?;
     let (mut test, test_raw) = load_split(&test_images, &test_labels, layout)?;
     if info.is_some_and(|i| i.transposed) {
@@ -257,7 +263,120 @@ impl Split {
     }
 }
 
-/// Reads one split's images and labels (as `i64`, unvalidated) and checks their counts agree.
+/// The magic number of MNIST's image files: unsigned bytes, 3 dimensions.
+const IMAGES_MAGIC: u32 = 0x0000_0803;
+
+/// Checks one split's image and label headers before their data is read: the magic
+/// numbers (images: unsigned bytes in 3 dimensions `[n, rows, cols]`; labels: integers in
+/// 1 dimension, or 2 for QMNIST), the sample counts against each other and, for a named
+/// dataset (`release`: its title, this split's sample count and the split's name),
+/// against the release's.
+///
+/// # Errors
+/// [`DataError::Idx`] naming the file and the wrong magic number or count;
+/// [`DataError::CountMismatch`]; as [`read_idx_header`].
+fn check_split_headers(
+    images: &Path,
+    labels: &Path,
+    layout: LabelLayout,
+    release: Option<(&str, usize, &str)>,
+) -> Result<(), DataError> {
+    let fail = |path: &Path, reason: String| DataError::Idx {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let dims = |n: usize| {
+        if n == 1 {
+            "1 dimension".to_string()
+        } else {
+            format!("{n} dimensions")
+        }
+    };
+    let img = read_idx_header(images)?;
+    if img.magic() != IMAGES_MAGIC {
+        let detail = if img.type_code != 0x08 {
+            format!(
+                "images must be unsigned bytes (0x08), file has {} (0x{:02X})",
+                img.type_name(),
+                img.type_code
+            )
+        } else {
+            format!(
+                "images must be 3-D [n, rows, cols], file has {} dimensions",
+                img.dims.len()
+            )
+        };
+        return Err(fail(
+            images,
+            format!(
+                "wrong magic number 0x{:08X} ({}, {}): image files start with 0x{IMAGES_MAGIC:08X} (unsigned bytes, 3 dimensions); {detail}",
+                img.magic(),
+                img.type_name(),
+                dims(img.dims.len())
+            ),
+        ));
+    }
+    let lab = read_idx_header(labels)?;
+    let (want_dims, want_magic) = match layout {
+        LabelLayout::Flat => (1, "0x00000801 (u8, 1 dimension [n])"),
+        LabelLayout::Column0 => (
+            2,
+            "0x00000C02 (i32, 2 dimensions [n, 8], the class in column 0)",
+        ),
+    };
+    let integer = matches!(lab.type_code, 0x08 | 0x09 | 0x0B | 0x0C);
+    if !integer || lab.dims.len() != want_dims || lab.dims.get(1) == Some(&0) {
+        let detail = if !integer {
+            format!(
+                "labels must be integers (u8 0x08, i8 0x09, i16 0x0B or i32 0x0C), file has {} (0x{:02X})",
+                lab.type_name(),
+                lab.type_code
+            )
+        } else if layout == LabelLayout::Flat {
+            format!(
+                "labels must be 1-D [n], file has {} dimensions {:?}",
+                lab.dims.len(),
+                lab.dims
+            )
+        } else {
+            format!(
+                "QMNIST labels must be 2-D [n, 8] with the class in column 0, file has {} dimensions {:?}",
+                lab.dims.len(),
+                lab.dims
+            )
+        };
+        return Err(fail(
+            labels,
+            format!(
+                "wrong magic number 0x{:08X} ({}, {}): label files start with {want_magic}; {detail}",
+                lab.magic(),
+                lab.type_name(),
+                dims(lab.dims.len())
+            ),
+        ));
+    }
+    if img.dims[0] != lab.dims[0] {
+        return Err(DataError::CountMismatch {
+            images: images.to_path_buf(),
+            image_count: img.dims[0],
+            labels: labels.to_path_buf(),
+            label_count: lab.dims[0],
+        });
+    }
+    if let Some((title, most, split)) = release.filter(|&(_, most, _)| img.dims[0] > most) {
+        return Err(fail(
+            images,
+            format!(
+                "the header claims {} samples, but {title}'s {split} set has {most}: not {title}'s file (refused from the header, before reading the data)",
+                img.dims[0]
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Reads one split's images and labels (as `i64`, unvalidated), whose headers
+/// [`check_split_headers`] accepted (so their counts agree).
 fn load_split(
     images_path: &Path,
     labels_path: &Path,
@@ -266,67 +385,43 @@ fn load_split(
     let split = load_images(images_path)?;
     let labels = load_labels(labels_path, layout)?;
     if split.n != labels.len() {
-        return Err(DataError::CountMismatch {
-            images: images_path.to_path_buf(),
-            image_count: split.n,
-            labels: labels_path.to_path_buf(),
-            label_count: labels.len(),
-        });
+        return Err(changed(labels_path));
     }
     Ok((split, labels))
 }
 
-fn load_images(path: &Path) -> Result<Split, DataError> {
-    let arr = read_idx(path)?;
-    let fail = |reason: String| DataError::Idx {
+/// A file whose data do not match the header [`check_split_headers`] passed (it changed
+/// in between).
+fn changed(path: &Path) -> DataError {
+    DataError::Idx {
         path: path.to_path_buf(),
-        reason,
-    };
-    let IdxData::U8(images) = arr.data else {
-        return Err(fail(format!(
-            "images must be unsigned bytes (0x08), file has {} (0x{:02X})",
-            arr.data.type_name(),
-            arr.data.type_code()
-        )));
-    };
-    let &[n, rows, cols] = arr.dims.as_slice() else {
-        return Err(fail(format!(
-            "images must be 3-D [n, rows, cols], file has {} dimensions {:?}",
-            arr.dims.len(),
-            arr.dims
-        )));
-    };
-    Ok(Split {
-        images,
-        n,
-        rows,
-        cols,
-    })
+        reason: "changed while it was read (its header no longer matches)".into(),
+    }
 }
 
+/// Reads an images file whose header [`check_split_headers`] accepted.
+fn load_images(path: &Path) -> Result<Split, DataError> {
+    let arr = read_idx(path)?;
+    match (arr.data, arr.dims.as_slice()) {
+        (IdxData::U8(images), &[n, rows, cols]) => Ok(Split {
+            images,
+            n,
+            rows,
+            cols,
+        }),
+        _ => Err(changed(path)),
+    }
+}
+
+/// Reads a labels file whose header [`check_split_headers`] accepted, as `i64` (QMNIST's
+/// column 0).
 fn load_labels(path: &Path, layout: LabelLayout) -> Result<Vec<i64>, DataError> {
     let arr = read_idx(path)?;
-    let fail = |reason: String| DataError::Idx {
-        path: path.to_path_buf(),
-        reason,
-    };
     // Row stride: 1 for [n]; K for QMNIST's [n, K], whose class is column 0.
     let stride = match (layout, arr.dims.as_slice()) {
         (LabelLayout::Flat, [_]) => 1,
         (LabelLayout::Column0, &[_, k]) if k >= 1 => k,
-        (LabelLayout::Flat, dims) => {
-            return Err(fail(format!(
-                "labels must be 1-D [n], file has {} dimensions {dims:?}",
-                dims.len()
-            )));
-        }
-        (LabelLayout::Column0, dims) => {
-            return Err(fail(format!(
-                "QMNIST labels must be 2-D [n, 8] with the class in column 0, file has {} \
-                 dimensions {dims:?}",
-                dims.len()
-            )));
-        }
+        _ => return Err(changed(path)),
     };
     let column0 = |v: Vec<i64>| v.into_iter().step_by(stride).collect::<Vec<i64>>();
     Ok(column0(match arr.data {
@@ -334,14 +429,7 @@ fn load_labels(path: &Path, layout: LabelLayout) -> Result<Vec<i64>, DataError> 
         IdxData::I8(v) => v.into_iter().map(i64::from).collect(),
         IdxData::I16(v) => v.into_iter().map(i64::from).collect(),
         IdxData::I32(v) => v.into_iter().map(i64::from).collect(),
-        other => {
-            return Err(fail(format!(
-                "labels must be integers (u8 0x08, i8 0x09, i16 0x0B or i32 0x0C), \
-                 file has {} (0x{:02X})",
-                other.type_name(),
-                other.type_code()
-            )));
-        }
+        _ => return Err(changed(path)),
     }))
 }
 
@@ -428,7 +516,7 @@ fn check_rare_classes(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::idx::IdxArray;
+    use crate::data::idx::{IdxArray, gzip};
     use crate::data::mnist::FILE_NAMES;
     use crate::data::test_util::{
         assert_msg, i32_labels, images, labels, real_dir, s, write_all, write_named_gz, write_valid,
@@ -609,6 +697,84 @@ mod tests {
         assert_msg(
             &err,
             &phrases.iter().map(String::as_str).collect::<Vec<_>>(),
+        );
+    }
+
+    /// Regression (issue 25, item 11): an images file with a wrong magic number (here
+    /// 0x0000080B: u8 in 11 dimensions, the "dimensions" being whatever bytes follow) was
+    /// reported as a dimensions overflow. The magic number is checked first and named, as
+    /// is a labels file given where images belong.
+    #[test]
+    fn regression_a_wrong_magic_number_is_named_not_an_overflow() {
+        let dir = tempfile::tempdir().unwrap();
+        let [img, lab, ..] = write_valid(dir.path());
+        let mut bad = vec![0, 0, 0x08, 0x0B];
+        bad.extend([0xFF; 44]);
+        bad.extend([0; 100]);
+        std::fs::write(&img, &bad).unwrap();
+        let err = load_dir(dir.path()).unwrap_err();
+        assert_msg(
+            &err,
+            &[
+                &s(&img),
+                "wrong magic number 0x0000080B (u8, 11 dimensions): image files start with 0x00000803",
+            ],
+        );
+        assert!(!err.to_string().contains("overflow"), "{err}");
+        std::fs::copy(&lab, &img).unwrap();
+        assert_msg(
+            &load_dir(dir.path()).unwrap_err(),
+            &["wrong magic number 0x00000801 (u8, 1 dimension): image files start with 0x00000803"],
+        );
+    }
+
+    /// Regression (issue 25, item 10): a few-MB gzip whose IDX header claimed 4.3 GB was
+    /// inflated whole (4.2 GB of memory) before it was refused. The headers are read first:
+    /// images whose count differs from their labels', or exceed the named dataset's, are
+    /// refused from the headers (the tiny files here claim 4.3 GB of images).
+    #[test]
+    fn regression_headers_claiming_gigabytes_are_refused_before_the_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let [img, lab, ..] = write_valid(dir.path());
+        let n = 5_500_000u32;
+        let header = |dims: &[u32], code: u8| {
+            let mut b = vec![0, 0, code, dims.len() as u8];
+            dims.iter().for_each(|d| b.extend(d.to_be_bytes()));
+            b
+        };
+        let mut bomb = header(&[n, 28, 28], 0x08);
+        bomb.resize(bomb.len() + (1 << 20), 0);
+        std::fs::write(&img, gzip(&bomb)).unwrap();
+        let err = load_dir(dir.path()).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                DataError::CountMismatch {
+                    image_count: 5_500_000,
+                    label_count: 6,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        // With labels that agree, a named dataset's release size refuses it.
+        let mut many = header(&[n], 0x08);
+        many.resize(many.len() + 1000, 0);
+        std::fs::write(&lab, gzip(&many)).unwrap();
+        let err = load_dir_with(
+            dir.path(),
+            &LoadOptions {
+                dataset: Some(DatasetName::FashionMnist),
+                classes: None,
+            },
+        )
+        .unwrap_err();
+        assert_msg(
+            &err,
+            &[
+                &s(&img),
+                "the header claims 5500000 samples, but Fashion-MNIST's training set has 60000",
+            ],
         );
     }
 
