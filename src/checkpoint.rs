@@ -728,7 +728,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("m.safetensors");
         let mut header = r#"{"0.weight":{"dtype":"F32","shape":[65536,8192],"data_offsets":[0,2147483648]},"0.bias":{"dtype":"F32","shape":[65536],"data_offsets":[2147483648,2147745792]}}"#.to_string();
-        while header.len() % 8 != 0 {
+        while !header.len().is_multiple_of(8) {
             header.push(' ');
         }
         let mut bytes = (header.len() as u64).to_le_bytes().to_vec();

@@ -150,7 +150,8 @@ fn a_random_sweep_over_a_single_point_is_refused() {
         assert!(o.status.success(), "{args:?}: {}", stderr(&o));
     };
     run(&["--trials", "1"]);
-    run(&["--trials", "2", "--momentum", "0,0.9"]);
+    // The same folder: the first sweep is replaced on purpose.
+    run(&["--trials", "2", "--momentum", "0,0.9", "--overwrite"]);
 }
 
 /// Regression: `wgtrain plot DIR/trials.json` (a sweep's trials file instead of its

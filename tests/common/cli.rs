@@ -94,3 +94,28 @@ impl Drop for TinyFs {
         let _ = Command::new("umount").arg(self.dir.path()).status();
     }
 }
+
+/// Copies the four MNIST `.gz` files into `dir`.
+pub fn copy_mnist(dir: &std::path::Path) {
+    let src = mnist_dir();
+    for f in [
+        "train-images-idx3-ubyte.gz",
+        "train-labels-idx1-ubyte.gz",
+        "t10k-images-idx3-ubyte.gz",
+        "t10k-labels-idx1-ubyte.gz",
+    ] {
+        std::fs::copy(std::path::Path::new(&src).join(f), dir.join(f)).unwrap();
+    }
+}
+
+/// Writes a freshly initialised checkpoint of `inputs`-`hidden`-`classes`.
+pub fn write_model(path: &std::path::Path, inputs: usize, classes: usize) {
+    let spec = wgtrain::model::MlpSpec::new(inputs, &[8], classes).unwrap();
+    wgtrain::checkpoint::save(
+        path,
+        &spec,
+        &spec.init(1),
+        wgtrain::model::Normalization::UNIT,
+    )
+    .unwrap();
+}
