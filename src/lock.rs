@@ -242,6 +242,17 @@ impl Drop for OutputLock {
     }
 }
 
+/// Refuses an output a run writes without locking it (a `--tensorboard` run folder, whose
+/// event files have names of their own) when it lies inside a directory another run holds,
+/// or holds an output another run is writing. `own` are this run's locks, no conflict.
+///
+/// # Errors
+/// [`Error::LockedInside`] / [`Error::LockedWithin`], as [`OutputLock::acquire`].
+pub fn check_unheld(output: &Path, own: &[OutputLock]) -> Result<()> {
+    let own: Vec<PathBuf> = own.iter().map(|l| l.lock_path.clone()).collect();
+    check_surroundings(output, &own)
+}
+
 /// Locks every path of `outputs` (see [`OutputLock::acquire`]), in order; the locks taken
 /// so far are released when one fails.
 ///
@@ -365,6 +376,14 @@ mod tests {
             "{e:?}"
         );
         drop(plots);
+        // An output that is not locked (a TensorBoard folder) is checked the same way.
+        let held = OutputLock::acquire(&sweep).unwrap();
+        assert!(matches!(
+            check_unheld(&sweep.join("tb"), &[]),
+            Err(Error::LockedInside { .. })
+        ));
+        check_unheld(&sweep.join("tb"), std::slice::from_ref(&held)).unwrap();
+        drop(held);
         // A stale lock inside (a killed run's) blocks nothing; a run's own locks neither.
         std::fs::write(sweep.join("old.jsonl.lock"), "999999\n").unwrap();
         std::fs::write(sweep.join("plots").join(".wgtrain.lock"), "999999\n").unwrap();

@@ -312,8 +312,11 @@ pub fn sweep_command(a: SweepArgs) -> Result<()> {
     // killing the process with its lock files left behind.
     interrupt::stop_flag();
     wgtrain::output::ensure_writable_dir(&a.out)?;
-    let _locks =
+    let locks =
         wgtrain::lock::lock_all(std::iter::once(a.out.as_path()).chain(a.save_best.as_deref()))?;
+    if let Some(dir) = &a.tensorboard {
+        wgtrain::lock::check_unheld(dir, &locks)?;
+    }
     if a.val_split == 0.0 {
         return Err(usage(
             "val-split",

@@ -27,8 +27,8 @@ use wgtrain::tune::space::{SearchSpace, TrialConfig};
 use wgtrain::tune::sweep::{BestTrial, format_leaderboard};
 
 use super::common::{
-    HiddenSizes, HyperArgs, check_outputs, check_outputs_spare_data, load_data, normalization,
-    run_config, schedule_from, sgd_from, usage, with_subset,
+    FailedOutputs, HiddenSizes, HyperArgs, check_outputs, check_outputs_spare_data, load_data,
+    normalization, run_config, schedule_from, sgd_from, usage, with_subset,
 };
 use super::engines::Engines;
 use super::interrupt;
@@ -289,16 +289,28 @@ pub fn pbt_command(a: SweepArgs) -> Result<()> {
     for e in &b.schedule.epochs {
         say!("  {:>3}: {:.4e}, {}", e.epoch, e.lr, wd(e.weight_decay));
     }
-    let mut written = write_pbt_outputs(&a.out, &record, Some(&best))?;
-    written.extend(plot::pbt_plot(&record, &a.out)?);
+    // The best weights first, then the files and the picture, each on its own: one that
+    // fails (a full disk) does not cost the others.
+    let mut failed = FailedOutputs::default();
     if let Some(path) = &a.save_best {
         let spec = MlpSpec::new(mnist.train.features(), &hidden, mnist.classes)?;
-        checkpoint::save(path, &spec, params, norm)?;
-        written.push(path.clone());
+        match checkpoint::save(path, &spec, params, norm) {
+            Ok(()) => note!("wrote {}", path.display()),
+            Err(e) => failed.record(e.into(), false),
+        }
     }
-    for p in written {
-        note!("wrote {}", p.display());
+    match write_pbt_outputs(&a.out, &record, Some(&best)) {
+        Ok(written) => written.iter().for_each(|p| note!("wrote {}", p.display())),
+        Err(e) => failed.record(e.into(), false),
     }
+    match plot::pbt_plot(&record, &a.out) {
+        Ok(written) => written.iter().for_each(|p| note!("wrote {}", p.display())),
+        Err(e) => failed.record(
+            anyhow::Error::from(e).context("drawing the PBT picture"),
+            false,
+        ),
+    }
+    failed.into_result()?;
     say!(
         "replay the best member's schedule from scratch (on the CPU it ends on the same weights):\n  {}",
         replay_command(

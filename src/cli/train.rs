@@ -192,7 +192,10 @@ pub fn train_command(mut a: TrainArgs) -> Result<()> {
     // its first step boundary, writing the outputs and releasing the locks, instead of
     // killing the process with its lock files left behind.
     interrupt::stop_flag();
-    let _locks = lock_train_outputs(&a)?;
+    let locks = lock_train_outputs(&a)?;
+    if let Some(dir) = &a.tensorboard {
+        wgtrain::lock::check_unheld(dir, &locks)?;
+    }
     profile::check_train_flags(a.device.device, a.profile)?;
     let lr_schedule = schedule_from(h, 1)?;
     if hparams.is_some() {
