@@ -728,6 +728,18 @@ fn regression_sgd_options_and_schedule_keys_a_run_would_ignore_are_refused() {
             "every trial's weight decay is 0",
         ),
         (
+            vec![
+                "sweep".into(),
+                "--search".into(),
+                "pbt".into(),
+                "--dampening".into(),
+                "0.3".into(),
+                "--out".into(),
+                out.to_str().unwrap().into(),
+            ],
+            "every member's momentum is 0",
+        ),
+        (
             train(&["--hparam-schedule", schedule.to_str().unwrap()]),
             "unknown field `momentum`",
         ),

@@ -23,7 +23,7 @@ use wgtrain::tune::pbt::{
     initial_hparams,
 };
 use wgtrain::tune::plot;
-use wgtrain::tune::space::{SearchSpace, TrialConfig};
+use wgtrain::tune::space::{SearchSpace, TrialConfig, Values};
 use wgtrain::tune::sweep::{BestTrial, format_leaderboard};
 
 use super::common::{
@@ -137,19 +137,15 @@ pub fn pbt_command(a: SweepArgs) -> Result<()> {
         seed: a.seed,
         schedule: a.schedule.clone(),
     };
-    // Explore multiplies or redraws lr and weight decay (a decay of 0 stays 0 unless
-    // redrawn from the space); momentum stays each member's draw.
-    let positive = |v: &wgtrain::tune::space::Values| match v {
-        wgtrain::tune::space::Values::List(l) => l.iter().any(|&x| x > 0.0),
-        wgtrain::tune::space::Values::LogUniform { .. } => true,
+    // Explore multiplies or redraws lr and weight decay, so a member's decay is 0 only
+    // when the space's decays are (a log-uniform range is above 0); momentum stays each
+    // member's draw.
+    let decays = match &space.weight_decay {
+        Values::List(l) => l.clone(),
+        Values::LogUniform { lo, .. } => vec![*lo],
     };
     let momenta: Vec<f64> = initial.iter().map(|h| h.momentum).collect();
-    let decay = if positive(&space.weight_decay) {
-        1.0
-    } else {
-        0.0
-    };
-    super::common::check_sgd_options_apply(&a.sgd, &momenta, &[decay], "every member's")?;
+    super::common::check_sgd_options_apply(&a.sgd, &momenta, &decays, "every member's")?;
     // Every member's schedule and SGD settings are checked before any data loads.
     for h in &initial {
         let hy = hyper(h);
