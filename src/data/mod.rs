@@ -238,13 +238,15 @@ fn not_found_message(dataset: &DatasetInfo, searched: &[PathBuf]) -> String {
 
 impl DataError {
     /// True for data that is wrong before any work starts (labels that do not fit the class
-    /// count): the CLI exits with code 2 for these, as for bad arguments.
+    /// count, an unusable environment variable): the CLI exits with code 2 for these, as
+    /// for bad arguments.
     pub fn is_bad_input(&self) -> bool {
         matches!(
             self,
             DataError::LabelOutOfRange { .. }
                 | DataError::RareClass { .. }
                 | DataError::EmptyClasses { .. }
+                | DataError::InvalidEnv { .. }
         )
     }
 }
