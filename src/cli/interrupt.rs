@@ -73,10 +73,12 @@ pub fn stop_flag() -> Arc<AtomicBool> {
             Arc::new(AtomicBool::new(false))
         })
         .clone();
-    if fresh && let Err(e) = install() {
-        super::console::note(format_args!(
-            "warning: Ctrl-C and SIGTERM will not stop the run cleanly: {e}"
-        ));
+    if fresh {
+        if let Err(e) = install() {
+            super::console::note(format_args!(
+                "warning: Ctrl-C and SIGTERM will not stop the run cleanly: {e}"
+            ));
+        }
     }
     flag
 }
