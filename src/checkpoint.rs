@@ -13,10 +13,11 @@
 //! that the narrower dtypes would turn into infinities.
 
 use std::fmt;
+use std::io::Read;
 use std::path::Path;
 
 use half::{bf16, f16};
-use safetensors::tensor::{Dtype, SafeTensors};
+use safetensors::tensor::{Dtype, Metadata, SafeTensors};
 
 use crate::error::{Error, Result};
 use crate::model::{MlpSpec, Normalization};
@@ -301,52 +302,108 @@ pub struct Checkpoint {
     pub normalization: Option<Normalization>,
 }
 
-/// Loads a checkpoint: the model it describes, its flat parameters and, when recorded,
-/// its input normalisation.
+/// What a checkpoint's header says, read without its tensors ([`read_header`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckpointHeader {
+    /// The model its tensors describe.
+    pub spec: MlpSpec,
+    /// The input normalisation it was trained with, when the file records it.
+    pub normalization: Option<Normalization>,
+}
+
+/// The largest safetensors header (the `safetensors` crate's own limit).
+const MAX_HEADER_BYTES: u64 = 100_000_000;
+
+/// Reads and checks a checkpoint's header only (the 8-byte length and the JSON after it,
+/// never the tensors): the tensors' names, dtypes and shapes must be an `nn.Sequential`
+/// MLP, and the file must hold exactly the bytes they need. A file that claims a huge
+/// tensor, or holds another model than a caller wants (compare [`CheckpointHeader::spec`]
+/// before [`load`]), is thus refused without reading it.
 ///
 /// # Errors
-/// [`Error::Checkpoint`] when the file is not safetensors, a tensor is missing, is not
-/// F32, F16 or BF16 (each tensor is read back to f32 on its own), or shapes do not chain (`weight [O, I]` of one layer must feed the next).
-pub fn load(path: &Path) -> Result<Checkpoint> {
-    let bytes = std::fs::read(path).map_err(|e| Error::Io {
+/// [`Error::Io`] when the file cannot be read; [`Error::Checkpoint`] when it is not
+/// safetensors, its header's sizes disagree with the file's, a tensor is missing, is not
+/// F32, F16 or BF16, or shapes do not chain (`weight [O, I]` of one layer must feed the
+/// next), a tensor is not part of the MLP, or the normalisation entry is malformed.
+pub fn read_header(path: &Path) -> Result<CheckpointHeader> {
+    let (meta, _) = read_metadata(path)?;
+    Ok(CheckpointHeader {
+        spec: layer_chain(path, &meta)?,
+        normalization: normalization_of(&meta).map_err(|why| err(path, why))?,
+    })
+}
+
+/// The header of the safetensors file at `path`, parsed and checked against the file's
+/// length, and the header's length in bytes (after the 8-byte length).
+fn read_metadata(path: &Path) -> Result<(Metadata, u64)> {
+    let io = |source| Error::Io {
         path: path.to_path_buf(),
-        source: e,
-    })?;
-    let st = SafeTensors::deserialize(&bytes)
-        .map_err(|e| err(path, format!("not a safetensors file: {e}")))?;
+        source,
+    };
+    let not_st = |why: String| err(path, format!("not a safetensors file: {why}"));
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let file_len = file.metadata().map_err(io)?.len();
+    let mut len = [0u8; 8];
+    if file_len < 8 {
+        return Err(not_st(format!(
+            "{file_len} bytes, shorter than the 8-byte header length"
+        )));
+    }
+    file.read_exact(&mut len).map_err(io)?;
+    let n = u64::from_le_bytes(len);
+    if n > MAX_HEADER_BYTES || n > file_len - 8 {
+        return Err(not_st(format!(
+            "the header length is {n} bytes, but the file has {} after it (and a header has at most {MAX_HEADER_BYTES})",
+            file_len - 8
+        )));
+    }
+    let mut header = vec![0u8; n as usize];
+    file.read_exact(&mut header).map_err(io)?;
+    let meta: Metadata =
+        serde_json::from_slice(&header).map_err(|e| not_st(format!("its header: {e}")))?;
+    let data = file_len - 8 - n;
+    if meta.data_len() as u64 != data {
+        return Err(not_st(format!(
+            "its header's tensors need {} bytes of data, the file has {data} (truncated, or not this header's data; refused before reading the tensors)",
+            meta.data_len()
+        )));
+    }
+    Ok((meta, n))
+}
+
+/// The MLP the tensors of `meta` describe: `0.weight`, `0.bias`, `2.weight`, ... with
+/// chaining shapes and dtypes [`load`] reads, and no other tensor.
+fn layer_chain(path: &Path, meta: &Metadata) -> Result<MlpSpec> {
     let mut sizes = Vec::new();
-    let mut tensors = Vec::new();
+    let mut layers = 0;
     for l in 0.. {
         let wname = format!("{}.weight", 2 * l);
-        let Ok(w) = st.tensor(&wname) else { break };
+        let Some(w) = meta.info(&wname) else { break };
         let bname = format!("{}.bias", 2 * l);
-        let b = st
-            .tensor(&bname)
-            .map_err(|_| err(path, format!("has {wname} but no {bname}")))?;
-        for (n, t) in [(&wname, &w), (&bname, &b)] {
-            if WeightDtype::from_safetensors(t.dtype()).is_none() {
+        let b = meta
+            .info(&bname)
+            .ok_or_else(|| err(path, format!("has {wname} but no {bname}")))?;
+        for (n, t) in [(&wname, w), (&bname, b)] {
+            if WeightDtype::from_safetensors(t.dtype).is_none() {
                 return Err(err(
                     path,
-                    format!(
-                        "{n} is {:?}; only F32, F16 and BF16 are supported",
-                        t.dtype()
-                    ),
+                    format!("{n} is {:?}; only F32, F16 and BF16 are supported", t.dtype),
                 ));
             }
         }
-        let (out, inp) = match w.shape() {
-            [o, i] => (*o, *i),
-            s => {
+        let (out, inp) = match w.shape[..] {
+            [o, i] => (o, i),
+            ref s => {
                 return Err(err(
                     path,
                     format!("{wname} has shape {s:?}, expected [out, in]"),
                 ));
             }
         };
-        if b.shape() != [out] {
+        if b.shape != [out] {
             return Err(err(
                 path,
-                format!("{bname} has shape {:?}, expected [{out}]", b.shape()),
+                format!("{bname} has shape {:?}, expected [{out}]", b.shape),
             ));
         }
         match sizes.last() {
@@ -360,9 +417,9 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
             _ => {}
         }
         sizes.push(out);
-        tensors.push((w, b));
+        layers += 1;
     }
-    if tensors.is_empty() {
+    if layers == 0 {
         return Err(err(
             path,
             "no tensor named 0.weight: not an nn.Sequential MLP checkpoint",
@@ -371,51 +428,69 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
     // A tensor the layers above did not take (`1.weight`, a layer after a gap such as
     // `6.weight` after `2.weight`) would otherwise be dropped, loading a different model.
     let taken = |n: &str| {
-        (0..tensors.len())
-            .any(|l| n == format!("{}.weight", 2 * l) || n == format!("{}.bias", 2 * l))
+        (0..layers).any(|l| n == format!("{}.weight", 2 * l) || n == format!("{}.bias", 2 * l))
     };
-    let mut left: Vec<&str> = st.names().into_iter().filter(|n| !taken(n)).collect();
+    let mut left: Vec<String> = meta
+        .offset_keys()
+        .into_iter()
+        .filter(|n| !taken(n))
+        .collect();
     if !left.is_empty() {
         left.sort_unstable();
         return Err(err(
             path,
             format!(
-                "holds tensors that are not part of its MLP ({}): wgtrain reads nn.Sequential Linear layers at 0, 2, 4, ... with ReLUs between, and the {} layer(s) it found end at {}.bias",
+                "holds tensors that are not part of its MLP ({}): wgtrain reads nn.Sequential Linear layers at 0, 2, 4, ... with ReLUs between, and the {layers} layer(s) it found end at {}.bias",
                 left.join(", "),
-                tensors.len(),
-                2 * (tensors.len() - 1)
+                2 * (layers - 1)
             ),
         ));
     }
-    let spec = MlpSpec { sizes };
-    let layout = spec.layout();
+    Ok(MlpSpec { sizes })
+}
+
+/// Loads a checkpoint: the model it describes, its flat parameters and, when recorded,
+/// its input normalisation. The header is checked first ([`read_header`]); only then are
+/// the tensors read.
+///
+/// # Errors
+/// As [`read_header`]; [`Error::Checkpoint`] for a non-finite value (each tensor is read
+/// back to f32 on its own).
+pub fn load(path: &Path) -> Result<Checkpoint> {
+    let header = read_header(path)?;
+    let bytes = std::fs::read(path).map_err(|e| Error::Io {
+        path: path.to_path_buf(),
+        source: e,
+    })?;
+    let st = SafeTensors::deserialize(&bytes)
+        .map_err(|e| err(path, format!("not a safetensors file: {e}")))?;
+    let layout = header.spec.layout();
     let mut params = vec![0.0f32; layout.len];
-    for (l, (s, (w, b))) in layout.layers.iter().zip(&tensors).enumerate() {
-        // Both dtypes were checked above.
-        let read = |t: &safetensors::tensor::TensorView<'_>| {
-            WeightDtype::from_safetensors(t.dtype()).map_or_else(Vec::new, |d| d.decode(t.data()))
-        };
-        let (wv, bv) = (read(w), read(b));
-        for (name, v) in [("weight", &wv), ("bias", &bv)] {
+    for (l, s) in layout.layers.iter().enumerate() {
+        for (name, at) in [("weight", s.weight), ("bias", s.bias)] {
+            let full = format!("{}.{name}", 2 * l);
+            let t = st
+                .tensor(&full)
+                .map_err(|e| err(path, format!("{full}: {e}")))?;
+            // The dtype was checked with the header.
+            let v = WeightDtype::from_safetensors(t.dtype())
+                .map_or_else(Vec::new, |d| d.decode(t.data()));
             if let Some(i) = v.iter().position(|v| !v.is_finite()) {
                 return Err(err(
                     path,
                     format!(
-                        "holds a non-finite value ({}.{name}[{i}] is {}): the model diverged",
-                        2 * l,
+                        "holds a non-finite value ({full}[{i}] is {}): the model diverged",
                         v[i]
                     ),
                 ));
             }
+            params[at..at + v.len()].copy_from_slice(&v);
         }
-        params[s.weight..s.weight + wv.len()].copy_from_slice(&wv);
-        params[s.bias..s.bias + bv.len()].copy_from_slice(&bv);
     }
-    let normalization = st_normalization(&bytes).map_err(|why| err(path, why))?;
     Ok(Checkpoint {
-        spec,
+        spec: header.spec,
         params,
-        normalization,
+        normalization: header.normalization,
     })
 }
 
@@ -424,10 +499,7 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
 /// # Errors
 /// Why a present value is malformed: not two numbers, or not a finite mean with a finite
 /// std > 0. (A wrong normalisation would silently skew every prediction.)
-fn st_normalization(bytes: &[u8]) -> std::result::Result<Option<Normalization>, String> {
-    let Ok((_, meta)) = SafeTensors::read_metadata(bytes) else {
-        return Ok(None);
-    };
+fn normalization_of(meta: &Metadata) -> std::result::Result<Option<Normalization>, String> {
     let Some(s) = meta
         .metadata()
         .as_ref()
@@ -645,6 +717,41 @@ mod tests {
         );
         std::fs::write(&path, b"hello").unwrap();
         assert!(matches!(load(&path), Err(Error::Checkpoint { .. })));
+    }
+
+    /// Regression (issue 25, item 10): a file whose header claims a 2 GiB tensor was read
+    /// whole before anything was checked. The header is checked against the file's length
+    /// first: a short file claiming it is refused from the header, and a header alone
+    /// gives the model.
+    #[test]
+    fn regression_a_header_claiming_more_data_than_the_file_has_is_refused_from_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.safetensors");
+        let mut header = r#"{"0.weight":{"dtype":"F32","shape":[65536,8192],"data_offsets":[0,2147483648]},"0.bias":{"dtype":"F32","shape":[65536],"data_offsets":[2147483648,2147745792]}}"#.to_string();
+        while !header.len().is_multiple_of(8) {
+            header.push(' ');
+        }
+        let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+        bytes.extend(header.as_bytes());
+        bytes.extend([0u8; 1024]);
+        std::fs::write(&path, &bytes).unwrap();
+        for e in [read_header(&path).unwrap_err(), load(&path).unwrap_err()] {
+            let e = e.to_string();
+            assert!(
+                e.contains("need 2147745792 bytes of data, the file has 1024")
+                    && e.contains("refused before reading the tensors"),
+                "{e}"
+            );
+        }
+        let spec = MlpSpec::new(5, &[3], 2).unwrap();
+        save(&path, &spec, &spec.init(1), Normalization::MNIST).unwrap();
+        assert_eq!(
+            read_header(&path).unwrap(),
+            CheckpointHeader {
+                spec,
+                normalization: Some(Normalization::MNIST)
+            }
+        );
     }
 
     /// The JSON header of a safetensors file: its first 8 bytes are the header's

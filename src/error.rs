@@ -81,11 +81,12 @@ pub enum Error {
         /// Learning rate of the epoch's first step.
         lr: f64,
     },
-    /// A run was stopped by its stop flag (Ctrl-C) at a step boundary; the engine's
-    /// parameters are those after that step. The CLI exits with code 130 on it, after
+    /// A run was stopped by its stop flag (set by the CLI on Ctrl-C or SIGTERM) at a step
+    /// boundary; the engine's parameters are those after that step. The CLI names the
+    /// signal and exits with 128 + its number (130 for Ctrl-C, 143 for SIGTERM), after
     /// writing what the run was asked to write (and saying what it wrote: the message
     /// claims nothing, since a sweep or a run without `--save` keeps no parameters).
-    #[error("interrupted at epoch {epoch}, step {step} of {steps} (Ctrl-C)")]
+    #[error("interrupted at epoch {epoch}, step {step} of {steps} (its stop flag was set)")]
     Interrupted {
         /// 1-based epoch that was running.
         epoch: usize,
@@ -113,6 +114,37 @@ pub enum Error {
         /// The output file or directory.
         path: PathBuf,
         /// The PID the lock file names, when it could be read.
+        pid: Option<u32>,
+    },
+    /// An output lies inside a directory another run holds (a sweep's `--out`), whose
+    /// files that run writes (see [`crate::lock`]).
+    #[error(
+        "{} is inside {}, which another wgtrain run{} is writing; wait for it or choose a path outside it",
+        path.display(),
+        dir.display(),
+        pid.map_or(String::new(), |p| format!(" (PID {p})"))
+    )]
+    LockedInside {
+        /// The output file or directory.
+        path: PathBuf,
+        /// The held directory above it.
+        dir: PathBuf,
+        /// The PID the directory's lock file names, when it could be read.
+        pid: Option<u32>,
+    },
+    /// A directory output holds an output another run is writing (see [`crate::lock`]).
+    #[error(
+        "{} holds {}, which another wgtrain run{} is writing; wait for it or choose another directory",
+        dir.display(),
+        path.display(),
+        pid.map_or(String::new(), |p| format!(" (PID {p})"))
+    )]
+    LockedWithin {
+        /// The directory output.
+        dir: PathBuf,
+        /// The held output inside it.
+        path: PathBuf,
+        /// The PID its lock file names, when it could be read.
         pid: Option<u32>,
     },
     /// An I/O error on a named file (the OS error is the `source()`).

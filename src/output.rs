@@ -156,6 +156,27 @@ pub fn ensure_writable_dir(dir: &Path) -> Result<PathBuf> {
     Ok(dir.to_path_buf())
 }
 
+/// True when `a` and `b` are one existing file, however named: the same (device, inode)
+/// on unix, so a hard link or a symlink to a file is that file (comparing paths misses
+/// both); elsewhere, the same canonical path. False when either does not exist.
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        match (std::fs::metadata(a), std::fs::metadata(b)) {
+            (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+            _ => false,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+            (Ok(x), Ok(y)) => x == y,
+            _ => false,
+        }
+    }
+}
+
 /// Writes `bytes` to a temporary file next to `path`, syncs it, then renames it over
 /// `path` ([`write_atomically_with`] after the [`check_output`] rule). Errors name `path`,
 /// not the temporary file.
@@ -172,6 +193,23 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A hard link and a symlink are the file they point at; two files with equal bytes,
+    /// and a missing path, are not.
+    #[test]
+    fn same_file_compares_identity_not_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join("a"), b"x").unwrap();
+        std::fs::write(d.join("copy"), b"x").unwrap();
+        std::fs::hard_link(d.join("a"), d.join("hard")).unwrap();
+        std::os::unix::fs::symlink(d.join("a"), d.join("soft")).unwrap();
+        assert!(same_file(&d.join("a"), &d.join("hard")));
+        assert!(same_file(&d.join("soft"), &d.join("hard")));
+        assert!(same_file(&d.join("a"), &d.join(".").join("a")));
+        assert!(!same_file(&d.join("a"), &d.join("copy")));
+        assert!(!same_file(&d.join("a"), &d.join("missing")));
+    }
 
     #[test]
     fn missing_directory_and_non_regular_targets_are_refused_up_front() {

@@ -230,7 +230,7 @@ fn save_dtype_applies_to_save_best_and_is_refused_without_a_save() {
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(
         err.contains(
-            "invalid save-dtype = f16: applies to --save and --save-best only, and this run saves no weights"
+            "invalid save-dtype = f16: applies to --save, --save-best and --save-init only, and this run saves no weights"
         ),
         "{err}"
     );
@@ -300,6 +300,197 @@ fn an_interrupted_run_saves_in_the_chosen_dtype() {
     assert_eq!(header(&path)["__metadata__"]["wgtrain.interrupted"], "true");
     let ck = wgtrain::checkpoint::load(&path).unwrap();
     assert_eq!(ck.spec.to_string(), "784-16-10");
+}
+
+/// Issue 25, item 2: `train --init FILE` starts from a checkpoint's weights and
+/// `--save-init FILE` saves the weights a run starts from. Checked against values computed
+/// without the code under test:
+/// - `--save-init` without `--init` holds the seed's `nn.Linear` initialisation
+///   (`MlpSpec::init`);
+/// - a run from `--init X` at a learning rate too small to move any weight (1e-30, no
+///   decay: every update rounds away in f32) ends on X's weights exactly, and saves X as
+///   its initial weights;
+/// - starting from the seed's own initialisation (`--init` of what `--save-init` wrote)
+///   gives the same file, byte for byte, as the run without `--init`;
+/// - a checkpoint of another model, or trained on other inputs, is refused before any work,
+///   naming both.
+#[test]
+fn train_init_starts_from_a_checkpoint_and_save_init_writes_the_start() {
+    let data = mnist_dir();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let run = |extra: &[&str]| -> Output {
+        let mut args = vec![
+            "train",
+            "--device",
+            "cpu",
+            "--data",
+            &data,
+            "--train-subset",
+            "1000",
+            "--epochs",
+            "1",
+            "--quiet",
+        ];
+        args.extend(extra);
+        if !extra.contains(&"--hidden") {
+            args.extend(["--hidden", "16"]);
+        }
+        wgtrain_in(dir, &args)
+    };
+    let ok = |o: &Output| assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let load = |name: &str| wgtrain::checkpoint::load(&dir.join(name)).unwrap();
+    let spec = wgtrain::model::MlpSpec::new(784, &[16], 10).unwrap();
+
+    ok(&run(&[
+        "--save-init",
+        "i1.safetensors",
+        "--save",
+        "a.safetensors",
+    ]));
+    assert_eq!(load("i1.safetensors").params, spec.init(1));
+    assert_ne!(load("a.safetensors").params, spec.init(1), "trained");
+
+    // Weights no seed gives: a pattern, saved as a checkpoint.
+    let x: Vec<f32> = spec
+        .init(1)
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            if v == 0.0 {
+                0.0
+            } else {
+                0.01 * ((i % 17) as f32 - 8.5)
+            }
+        })
+        .collect();
+    let norm = wgtrain::model::Normalization::UNIT;
+    wgtrain::checkpoint::save(&dir.join("x.safetensors"), &spec, &x, norm).unwrap();
+    ok(&run(&[
+        "--init",
+        "x.safetensors",
+        "--lr",
+        "1e-30",
+        "--weight-decay",
+        "0",
+        "--save-init",
+        "xi.safetensors",
+        "--save",
+        "xf.safetensors",
+    ]));
+    assert_eq!(load("xi.safetensors").params, x);
+    assert_eq!(load("xf.safetensors").params, x);
+
+    ok(&run(&[
+        "--init",
+        "i1.safetensors",
+        "--save",
+        "b.safetensors",
+    ]));
+    assert_eq!(
+        std::fs::read(dir.join("b.safetensors")).unwrap(),
+        std::fs::read(dir.join("a.safetensors")).unwrap()
+    );
+
+    let o = run(&["--init", "x.safetensors", "--hidden", "32"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(
+            "invalid init = x.safetensors: holds an MLP 784-16-10 but this run trains an MLP 784-32-10 (784 inputs, 10 classes, --hidden 32); give --hidden 16, or a checkpoint of this model"
+        ),
+        "{err}"
+    );
+    let o = run(&["--init", "x.safetensors", "--normalize"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("was trained on pixels scaled to [0, 1] (no --normalize) but this run feeds inputs normalised with mean 0.1307"),
+        "{err}"
+    );
+}
+
+/// Writes a sparse checkpoint of one layer `[10, 2^28]` (10 GiB of F32 weights that take
+/// no disk space): a valid file whose tensor is far larger than any memory limit below.
+fn huge_checkpoint(path: &Path) {
+    use std::io::Write;
+    let inputs: u64 = 1 << 28;
+    let w = 10 * inputs * 4;
+    let mut header = format!(
+        r#"{{"0.weight":{{"dtype":"F32","shape":[10,{inputs}],"data_offsets":[0,{w}]}},"0.bias":{{"dtype":"F32","shape":[10],"data_offsets":[{w},{}]}}}}"#,
+        w + 40
+    );
+    while header.len() % 8 != 0 {
+        header.push(' ');
+    }
+    let mut f = std::fs::File::create(path).unwrap();
+    f.write_all(&(header.len() as u64).to_le_bytes()).unwrap();
+    f.write_all(header.as_bytes()).unwrap();
+    f.set_len(8 + header.len() as u64 + w + 40).unwrap();
+}
+
+/// `wgtrain ARGS` in `dir` with its address space limited to 4 GB (`ulimit -v`), so a
+/// run that tried to read a 10 GiB tensor fails instead of taking the machine's memory.
+fn wgtrain_limited(dir: &Path, args: &[&str]) -> Output {
+    Command::new("sh")
+        .arg("-c")
+        .arg(r#"ulimit -v 4000000 && exec "$0" "$@""#)
+        .arg(env!("CARGO_BIN_EXE_wgtrain"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("sh runs")
+}
+
+/// Regression (issue 25, item 10): a checkpoint claiming a huge tensor was read whole (10
+/// GiB here) before its shape was refused. `eval --model` and `train --init` check the
+/// header's shapes against the data first: the file is refused, exit 2, naming the shapes,
+/// within a 4 GB address space (before the fix: "out of memory").
+#[test]
+fn regression_a_checkpoint_claiming_a_huge_tensor_is_refused_from_its_header() {
+    let data = mnist_dir();
+    let tmp = tempfile::tempdir().unwrap();
+    huge_checkpoint(&tmp.path().join("big.safetensors"));
+    let o = wgtrain_limited(
+        tmp.path(),
+        &[
+            "eval",
+            "--model",
+            "big.safetensors",
+            "--data",
+            &data,
+            "--device",
+            "cpu",
+        ],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("big.safetensors: expects 268435456 inputs but the test images have 784"),
+        "{err}"
+    );
+    let o = wgtrain_limited(
+        tmp.path(),
+        &[
+            "train",
+            "--init",
+            "big.safetensors",
+            "--data",
+            &data,
+            "--device",
+            "cpu",
+            "--train-subset",
+            "300",
+            "--epochs",
+            "1",
+        ],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("holds an MLP 268435456-10 but this run trains an MLP 784-256-10"),
+        "{err}"
+    );
 }
 
 /// `[N, C]` test-set logits of the checkpoint at `path` on the CPU engine, its inputs

@@ -150,7 +150,8 @@ fn a_random_sweep_over_a_single_point_is_refused() {
         assert!(o.status.success(), "{args:?}: {}", stderr(&o));
     };
     run(&["--trials", "1"]);
-    run(&["--trials", "2", "--momentum", "0,0.9"]);
+    // The same folder: the first sweep is replaced on purpose.
+    run(&["--trials", "2", "--momentum", "0,0.9", "--overwrite"]);
 }
 
 /// Regression: `wgtrain plot DIR/trials.json` (a sweep's trials file instead of its
@@ -263,6 +264,206 @@ fn pbt_refuses_an_interval_with_no_exploit_step_and_pruning() {
     assert_usage_error(
         &with(&["--epochs", "4", "--pruning", "halving"]),
         "does not apply to --search pbt",
+    );
+}
+
+/// A tiny finished sweep (2 trials, 1 epoch on 300 samples) into `out`, with `extra` flags.
+fn tiny_sweep(data: &str, out: &std::path::Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "sweep",
+        "--device",
+        "cpu",
+        "--data",
+        data,
+        "--train-subset",
+        "300",
+        "--hidden",
+        "8",
+        "--search",
+        "grid",
+        "--lr",
+        "0.05,0.1",
+        "--epochs",
+        "1",
+        "--pruning",
+        "none",
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend(extra);
+    wgtrain(&args)
+}
+
+/// Regression (issue 25, item 3; issue 26, item 10): `sweep --resume` with another
+/// `--train-subset`, `--seed`, `--val-split`, `--normalize` or `--lr-schedule` said
+/// "resuming: 2 of 6 trials already finished" and ranked incomparable trials together.
+/// `--out/settings.json` records every flag that decides what the trials compute and a
+/// fingerprint of the data; a resume that differs is refused (exit 2, one line) naming the
+/// flag and both values, or saying the data differ, and the sweep's files are kept.
+#[test]
+fn regression_sweep_resume_with_other_settings_names_the_flag_and_both_values() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("sw");
+    let data = mnist_dir();
+    let o = tiny_sweep(&data, &out, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let trials = std::fs::read(out.join("trials.json")).unwrap();
+    let cases: [(&[&str], &str); 6] = [
+        (
+            &["--train-subset", "400"],
+            "--train-subset is 400 but the sweep in",
+        ),
+        (&["--seed", "2"], "--seed is 2 but the sweep in"),
+        (
+            &["--val-split", "0.2"],
+            "--val-split is 0.2 but the sweep in",
+        ),
+        (&["--normalize"], "--normalize is true but the sweep in"),
+        (
+            &["--lr-schedule", "cosine"],
+            "--lr-schedule is cosine but the sweep in",
+        ),
+        (
+            &["--no-decay-bias"],
+            "--no-decay-bias is true but the sweep in",
+        ),
+    ];
+    for (extra, needle) in cases {
+        // The changed flag replaces the tiny sweep's own value.
+        let mut args: Vec<&str> = vec![
+            "sweep",
+            "--device",
+            "cpu",
+            "--data",
+            &data,
+            "--hidden",
+            "8",
+            "--search",
+            "grid",
+            "--lr",
+            "0.05,0.1",
+            "--epochs",
+            "1",
+            "--pruning",
+            "none",
+            "--quiet",
+            "--resume",
+            "--out",
+        ];
+        args.push(out.to_str().unwrap());
+        if !extra.contains(&"--train-subset") {
+            args.extend(["--train-subset", "300"]);
+        }
+        args.extend(extra);
+        let o = wgtrain(&args);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{extra:?}: {err}");
+        assert!(err.contains(needle), "{extra:?}: {err}");
+        let was = match extra[0] {
+            "--train-subset" => "ran with 300 (settings.json)",
+            "--seed" => "ran with 1 (settings.json)",
+            "--val-split" => "ran with 0.1 (settings.json)",
+            "--lr-schedule" => "ran with (not given) (settings.json)",
+            _ => "ran with false (settings.json)",
+        };
+        assert!(err.contains(was), "{extra:?}: {err}");
+        assert_eq!(error_lines(&err), 1, "{err}");
+    }
+    // Other data under the same flags: the training files replaced by the test files.
+    let other = tmp.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    for (to, from) in [
+        ("train-images-idx3-ubyte.gz", "t10k-images-idx3-ubyte.gz"),
+        ("train-labels-idx1-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+        ("t10k-images-idx3-ubyte.gz", "t10k-images-idx3-ubyte.gz"),
+        ("t10k-labels-idx1-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+    ] {
+        std::fs::copy(std::path::Path::new(&data).join(from), other.join(to)).unwrap();
+    }
+    let o = tiny_sweep(other.to_str().unwrap(), &out, &["--resume"]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("the data are 300 training and 10000 test samples")
+            && err.contains("but the sweep in"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(out.join("trials.json")).unwrap(), trials);
+    // The same flags and data resume.
+    let o = tiny_sweep(&data, &out, &["--resume"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("resuming: 2 of 2 trials already finished"));
+}
+
+/// Regression (issue 25, item 7): a second sweep into a finished sweep's folder (the
+/// default `--out sweep` makes two sweeps meet there) replaced it silently. It is refused
+/// (exit 2) naming `--resume` and `--overwrite`, with the first sweep's files untouched;
+/// `--overwrite` replaces it, removing the first sweep's files and nothing else.
+#[test]
+fn regression_a_new_sweep_into_a_sweeps_folder_needs_resume_or_overwrite() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("sweep");
+    let data = mnist_dir();
+    let o = tiny_sweep(&data, &out, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    std::fs::write(out.join("notes.txt"), "mine").unwrap();
+    let trials = std::fs::read(out.join("trials.json")).unwrap();
+    let o = tiny_sweep(&data, &out, &["--seed", "2"]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!(
+            "invalid out = {}: holds a finished sweep (2 trials in trials.json); give --resume to go on with it, --overwrite to replace it, or another --out",
+            out.display()
+        )),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(out.join("trials.json")).unwrap(), trials);
+    // An interrupted sweep's folder (no best.json yet) is refused the same way.
+    std::fs::remove_file(out.join("best.json")).unwrap();
+    let o = tiny_sweep(&data, &out, &["--seed", "2"]);
+    assert!(
+        stderr(&o).contains("holds an unfinished sweep"),
+        "{}",
+        stderr(&o)
+    );
+    // --overwrite replaces it with a sweep of one trial.
+    let o = wgtrain(&[
+        "sweep",
+        "--device",
+        "cpu",
+        "--data",
+        &data,
+        "--train-subset",
+        "300",
+        "--hidden",
+        "8",
+        "--lr",
+        "0.1",
+        "--trials",
+        "1",
+        "--epochs",
+        "1",
+        "--quiet",
+        "--overwrite",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains(
+            "--overwrite: removed the files of an unfinished sweep (2 trials in trials.json)"
+        ),
+        "{err}"
+    );
+    let now: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(out.join("trials.json")).unwrap()).unwrap();
+    assert_eq!(now.len(), 1);
+    assert_eq!(
+        std::fs::read_to_string(out.join("notes.txt")).unwrap(),
+        "mine"
     );
 }
 

@@ -146,6 +146,6 @@ fn fold_normalize_without_normalize_or_a_save_exits_2() {
     );
     assert_usage_error(
         &["train", "--fold-normalize", "--normalize"],
-        "applies to --save and --save-best only",
+        "applies to --save, --save-best and --save-init only",
     );
 }

@@ -139,6 +139,33 @@ fn every_download_fails_clearly_offline() {
     }
 }
 
+/// The download deadline (issue 25, item 10) is set by `WGTRAIN_DOWNLOAD_TIMEOUT`: a value
+/// that is not a positive number of seconds is refused before anything is fetched or
+/// created (exit 2, one line naming the variable).
+#[test]
+fn a_bad_download_deadline_is_refused_before_any_download() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("out");
+    for bad in ["abc", "0", "-5"] {
+        let o = wgtrain(
+            &["download", "mnist", "--dir", dest.to_str().unwrap()],
+            &[
+                ("WGTRAIN_DOWNLOAD_TIMEOUT", bad),
+                ("WGTRAIN_MIRROR", &dead_mirror()),
+            ],
+        );
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{bad}: {err}");
+        assert!(
+            err.contains(&format!(
+                "error: invalid WGTRAIN_DOWNLOAD_TIMEOUT = {bad}: must be a positive number of seconds"
+            )),
+            "{err}"
+        );
+        assert!(!dest.exists());
+    }
+}
+
 /// An unknown name is refused by clap (exit 2) with the valid names; a named dataset
 /// found nowhere names the folders searched and the download command.
 #[test]

@@ -178,12 +178,17 @@ impl Run {
     }
 
     fn sigint(&self) {
+        self.signal("INT");
+    }
+
+    /// Sends the signal `name` (`INT`, `TERM`) to the child.
+    fn signal(&self, name: &str) {
         let ok = Command::new("kill")
-            .args(["-INT", &self.pid().to_string()])
+            .args([&format!("-{name}"), &self.pid().to_string()])
             .status()
             .expect("kill runs")
             .success();
-        assert!(ok, "kill -INT {} failed", self.pid());
+        assert!(ok, "kill -{name} {} failed", self.pid());
     }
 
     /// Waits for the child to exit, at most `limit`.
@@ -357,6 +362,142 @@ fn ctrl_c_during_start_up_releases_the_locks_and_exits_130() {
     let meta = metadata(&dir.path().join("m.safetensors"));
     assert_eq!(meta["wgtrain.interrupted"], "true", "{meta:?}");
     assert_eq!(meta["wgtrain.global_step"], "0", "{meta:?}");
+}
+
+/// Regression (issue 25, item 11): SIGTERM (what `kill`, systemd and CI runners send) was
+/// reported as "Ctrl-C" and exited 130. It is named as SIGTERM and exits 143 (128 + 15),
+/// after writing the outputs as for Ctrl-C.
+#[test]
+fn sigterm_is_reported_as_sigterm_and_exits_143() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = mnist_dir();
+    let mut run = Run::start(
+        dir.path(),
+        &[
+            "train",
+            "--device",
+            "cpu",
+            "--data",
+            &data,
+            "--epochs",
+            "200",
+            "--train-subset",
+            "2000",
+            "--save",
+            "m.safetensors",
+            "--quiet",
+        ],
+    );
+    let lock = dir.path().join("m.safetensors.lock");
+    wait_for(&mut run, "the output lock", LIMIT, || lock.exists());
+    run.signal("TERM");
+    let out = run.finish(LIMIT);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(143), "stderr: {err}");
+    assert!(
+        err.contains("SIGTERM: stopping at the next step boundary"),
+        "{err}"
+    );
+    let last = err.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("error: interrupted at epoch") && last.contains("(SIGTERM)"),
+        "{err}"
+    );
+    assert!(!err.contains("Ctrl-C:"), "{err}");
+    assert_eq!(
+        metadata(&dir.path().join("m.safetensors"))["wgtrain.interrupted"],
+        "true"
+    );
+    assert!(!lock.exists());
+}
+
+/// Starts `wgtrain args` in `dir`, reads the first line of its stdout and closes the pipe,
+/// as `wgtrain ... | head -1` does; returns the line and the finished run's output.
+fn first_line_then_close(dir: &Path, args: &[&str]) -> (String, Output) {
+    use std::io::BufRead;
+    let mut run = Run::start(dir, args);
+    let stdout = run.0.as_mut().unwrap().stdout.take().unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(stdout)
+        .read_line(&mut line)
+        .unwrap();
+    // The reader is dropped here: the pipe's read end is closed.
+    (line, run.finish(LIMIT))
+}
+
+/// Regression (issue 25, item 6): `wgtrain train ... --save m.safetensors | head -1`
+/// panicked at the second epoch line (`failed printing to stdout: Broken pipe`, exit 101)
+/// and never wrote the checkpoint. A closed stdout now only stops the printing: the run
+/// finishes, saves and exits 0.
+#[test]
+fn a_closed_stdout_stops_the_printing_not_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = mnist_dir();
+    let (line, out) = first_line_then_close(
+        dir.path(),
+        &[
+            "train",
+            "--device",
+            "cpu",
+            "--data",
+            &data,
+            "--epochs",
+            "4",
+            "--train-subset",
+            "500",
+            "--hidden",
+            "16",
+            "--metrics",
+            "m.jsonl",
+            "--save",
+            "m.safetensors",
+            "--quiet",
+        ],
+    );
+    let err = stderr(&out);
+    assert!(line.starts_with("epoch   1"), "{line}");
+    assert_eq!(out.status.code(), Some(0), "stderr: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(err.contains("saved m.safetensors"), "{err}");
+    let ck = wgtrain::checkpoint::load(&dir.path().join("m.safetensors")).unwrap();
+    assert_eq!(ck.spec.to_string(), "784-16-10");
+    assert_eq!(
+        lines(&dir.path().join("m.jsonl")).len(),
+        4,
+        "every epoch ran"
+    );
+
+    // A sweep lost best.json and its pictures the same way.
+    let (line, out) = first_line_then_close(
+        dir.path(),
+        &[
+            "sweep",
+            "--device",
+            "cpu",
+            "--data",
+            &data,
+            "--train-subset",
+            "500",
+            "--hidden",
+            "16",
+            "--search",
+            "grid",
+            "--lr",
+            "0.05,0.1",
+            "--epochs",
+            "2",
+            "--pruning",
+            "none",
+            "--out",
+            "sw",
+        ],
+    );
+    let err = stderr(&out);
+    assert!(line.starts_with("trial 0"), "{line}");
+    assert_eq!(out.status.code(), Some(0), "stderr: {err}");
+    for f in ["best.json", "trials.json", "sweep_lr_accuracy.png"] {
+        assert!(dir.path().join("sw").join(f).is_file(), "{f}: {err}");
+    }
 }
 
 /// Issue 10 item 9(b): a second Ctrl-C does not wait for the step boundary. On the GPU
@@ -564,6 +705,35 @@ fn an_interrupted_sweep_keeps_its_finished_trials_and_resumes_to_the_same_result
         "{}",
         stderr(&busy)
     );
+    // Regression (issue 25, item 4): the lock on `--out` did not cover the files in it,
+    // so a `train` run replaced the sweep's best weights and trials.
+    let trials_before = std::fs::read(out.join("trials.json")).unwrap();
+    for (flag, file) in [
+        ("--save", "out/best_trial.safetensors"),
+        ("--metrics", "out/trials.json"),
+    ] {
+        let o = wgtrain_in(
+            dir.path(),
+            &[
+                "train", "--device", "cpu", "--data", &data, "--epochs", "1", flag, file,
+            ],
+        );
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{flag}: {err}");
+        assert!(
+            err.contains(&format!(
+                "{file} is inside {}, which another wgtrain run (PID {}) is writing",
+                out.canonicalize().unwrap().display(),
+                run.pid()
+            )),
+            "{err}"
+        );
+    }
+    let now = std::fs::read(out.join("trials.json")).unwrap();
+    assert!(
+        now.len() >= trials_before.len(),
+        "trials.json was replaced by another run"
+    );
     run.sigint();
     let o = run.finish(LIMIT);
     let err = stderr(&o);
@@ -641,7 +811,9 @@ fn an_interrupted_sweep_keeps_its_finished_trials_and_resumes_to_the_same_result
     let refused = wgtrain_in(dir.path(), &other);
     assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
     assert!(
-        stderr(&refused).contains("trial 0 was lr 2.000e-2"),
+        stderr(&refused).contains(
+            "--lr is 0.03,0.05,0.1,0.2,0.4 but the sweep in out ran with 0.02,0.05,0.1,0.2,0.4 (settings.json)"
+        ),
         "{}",
         stderr(&refused)
     );

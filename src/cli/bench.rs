@@ -246,7 +246,7 @@ pub fn bench_command(mut a: BenchArgs) -> Result<()> {
         ));
     }
     for &b in a.batch_sizes.iter().filter(|&&b| b > n) {
-        eprintln!("note: skipping batch size {b}: it exceeds the {n} samples per epoch");
+        note!("note: skipping batch size {b}: it exceeds the {n} samples per epoch");
     }
     let train_set = mnist.train.head(n);
     let test = mnist.test.head(1000);
@@ -369,10 +369,10 @@ pub fn bench_command(mut a: BenchArgs) -> Result<()> {
     }
     if a.json {
         for r in &rows {
-            println!("{}", serde_json::to_string(r)?);
+            say!("{}", serde_json::to_string(r)?);
         }
         for r in &pop_rows {
-            println!("{}", serde_json::to_string(r)?);
+            say!("{}", serde_json::to_string(r)?);
         }
         return Ok(());
     }
@@ -380,15 +380,15 @@ pub fn bench_command(mut a: BenchArgs) -> Result<()> {
         Precision::F32 => String::new(),
         p => format!(", GPU matmul operands {p}"),
     };
-    println!(
+    say!(
         "MLP {spec}, {n} samples per epoch, one warm epoch each{gpu_precision}; {} FLOP per sample, {} GFLOP per epoch",
         spec.train_flops_per_sample(),
         three_digits(epoch_flops / 1e9)
     );
     if let Some(p) = &peaks {
-        println!("GPU roofline: peak {p}");
+        say!("GPU roofline: peak {p}");
     }
-    println!(
+    say!(
         "{:<5} {:>6} {:>10} {:>12} {:>14} {:>16} {:>10} {:>8} {:>7} {:>8} {:>7} {:>7} {:<7} {:>8}",
         "path",
         "batch",
@@ -412,7 +412,7 @@ pub fn bench_command(mut a: BenchArgs) -> Result<()> {
             .map_or(1.0, |c| c.epoch_seconds);
         let f = &r.roofline;
         let cell = |v: Option<String>| v.unwrap_or_else(|| "-".into());
-        println!(
+        say!(
             "{:<5} {:>6} {:>10.3} {:>12.0} {:>14} {:>16.2} {:>9.2}x {:>8} {:>7} {:>8} {:>7} {:>7} {:<7} {:>8}",
             r.path,
             r.batch_size,
@@ -432,12 +432,12 @@ pub fn bench_command(mut a: BenchArgs) -> Result<()> {
         );
     }
     if peaks.is_some() {
-        println!(
+        say!(
             "GFLOP/s: the model's FLOP per epoch over its wall time (both paths); %FLOP, %BW: of the GPU roofline's peaks, GB/s from the bytes the step's dispatches read and write; roof s: the least time the epoch's FLOP and bytes take under the two roofs"
         );
     }
     if !pop_rows.is_empty() {
-        println!();
+        say!();
         bench_population::print_rows(&pop_rows);
     }
     Ok(())

@@ -86,7 +86,7 @@ pub fn population_configs(base: &RunConfig, k: usize) -> Vec<RunConfig> {
 
 /// Prints the population rows as a table.
 pub fn print_rows(rows: &[PopulationRow]) {
-    println!(
+    say!(
         "{:<5} {:>6} {:>3} {:>14} {:>14} {:>8} {:>18} {:>11} {:>10}",
         "path",
         "batch",
@@ -99,7 +99,7 @@ pub fn print_rows(rows: &[PopulationRow]) {
         "MiB/member"
     );
     for r in rows {
-        println!(
+        say!(
             "{:<5} {:>6} {:>3} {:>14.3} {:>14.3} {:>7.2}x {:>18.0} {:>11} {:>10.2}",
             r.path,
             r.batch_size,

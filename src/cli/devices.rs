@@ -26,7 +26,7 @@ pub fn devices_command(d: DevicesArgs) -> Result<()> {
         );
     }
     for (i, a) in adapters.iter().enumerate() {
-        println!("[{i}] {a}");
+        say!("[{i}] {a}");
     }
     Ok(())
 }

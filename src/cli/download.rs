@@ -38,7 +38,7 @@ pub fn download_command(a: DownloadArgs) -> Result<()> {
         data::datasets::Packaging::GzFiles { .. } => "MD5 verified",
         data::datasets::Packaging::Zip { .. } => "archive MD5 verified",
     };
-    eprintln!(
+    note!(
         "{} is in {} ({checked}); train with --dataset {} --data {}",
         a.dataset.info().title,
         dir.display(),

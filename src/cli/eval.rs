@@ -48,7 +48,9 @@ pub struct EvalArgs {
 /// Runs `wgtrain eval`.
 pub fn eval_command(a: EvalArgs) -> Result<()> {
     check_outputs([(a.plot.as_deref(), OutputKind::Dir)])?;
-    let ck = checkpoint::load(&a.model)
+    // The header first: a file claiming a huge tensor, or another model than the data's,
+    // is refused before its tensors are read.
+    let ck = checkpoint::read_header(&a.model)
         .map_err(|e| bad_input(e).context("reading the model (--model)"))?;
     let mnist = load_data(&a.data, false)?;
     if ck.spec.inputs() != mnist.test.features() {
@@ -86,6 +88,9 @@ pub fn eval_command(a: EvalArgs) -> Result<()> {
         (true, _) => dataset_normalization(&a.data),
         (false, n) => n.unwrap_or(Normalization::UNIT),
     };
+    let params = checkpoint::load(&a.model)
+        .map_err(|e| bad_input(e).context("reading the model (--model)"))?
+        .params;
     let cfg = RunConfig {
         hidden: ck.spec.hidden().to_vec(),
         batch_size: a.batch_size.min(mnist.train.len()),
@@ -98,7 +103,7 @@ pub fn eval_command(a: EvalArgs) -> Result<()> {
     };
     let per_class = a.confusion || a.plot.is_some();
     let mut engines = Engines::open(&a.device)?;
-    let (eval, logits) = engines.with(&cfg, data, Some(&ck.params), |engine| {
+    let (eval, logits) = engines.with(&cfg, data, Some(&params), |engine| {
         let eval = engine.evaluate(EvalSet::Test)?.remove(0);
         let logits = if per_class {
             engine.logits(0, EvalSet::Test)?
@@ -107,7 +112,7 @@ pub fn eval_command(a: EvalArgs) -> Result<()> {
         };
         Ok((eval, logits))
     })?;
-    println!(
+    say!(
         "{}: MLP {} on {} test samples: loss {:.4}, accuracy {:.2}%",
         a.model.display(),
         ck.spec,
@@ -137,11 +142,11 @@ fn per_class_results(a: &EvalArgs, spec: &MlpSpec, data: &Mnist, logits: &[f32])
     let confusion = Confusion::new(classes, &data.test.labels, &predicted);
     let names = dataset_class_names(data, classes);
     if a.confusion {
-        println!(
+        say!(
             "confusion matrix of the {} test samples (rows: true class, columns: predicted class; accuracy per true class):",
             confusion.samples()
         );
-        print!("{}", confusion.table(&names));
+        say_raw!("{}", confusion.table(&names));
     }
     if let Some(dir) = &a.plot {
         // Checked before the work; created here (its last component only).
@@ -164,7 +169,7 @@ fn per_class_results(a: &EvalArgs, spec: &MlpSpec, data: &Mnist, logits: &[f32])
             &mistakes, &data.test, &names, &title, dir, "mistakes",
         )?);
         for p in written {
-            eprintln!("wrote {}", p.display());
+            note!("wrote {}", p.display());
         }
     }
     Ok(())

@@ -1,10 +1,11 @@
-//! Ctrl-C (and SIGTERM, SIGHUP: the `ctrlc` crate's `termination` feature): the first one
-//! sets a stop flag that the trainer checks at step boundaries, so `train` and `sweep`
-//! write what they were asked to and exit with code 130; a second one exits at once with
-//! code 130, writing nothing more.
+//! Ctrl-C, SIGTERM and SIGHUP (through `signal-hook`): the first one sets a stop flag that
+//! the trainer checks at step boundaries, so `train` and `sweep` write what they were asked
+//! to and exit with 128 + the signal's number (130 for Ctrl-C, 143 for SIGTERM, 129 for
+//! SIGHUP), naming the signal; a second one exits at once with that code, writing nothing
+//! more.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use wgtrain::model::{MlpSpec, Normalization};
@@ -14,32 +15,131 @@ use super::save::SaveAs;
 
 static STOP: OnceLock<Arc<AtomicBool>> = OnceLock::new();
 
-/// Exit code of a run stopped by Ctrl-C (128 + SIGINT), as shells report it.
-pub const EXIT_INTERRUPTED: i32 = 130;
+/// The first stopping signal received (0: none yet).
+static SIGNAL: AtomicI32 = AtomicI32::new(0);
 
-/// The process's stop flag, with the Ctrl-C handler installed on first use.
+/// Exit code of a run stopped by Ctrl-C (128 + SIGINT), as shells report it.
+pub const EXIT_INTERRUPTED: i32 = 128 + signal_hook::consts::SIGINT;
+
+/// The signals that stop a run cleanly.
+#[cfg(unix)]
+const STOP_SIGNALS: [i32; 3] = [
+    signal_hook::consts::SIGINT,
+    signal_hook::consts::SIGTERM,
+    signal_hook::consts::SIGHUP,
+];
+
+/// How a message names `signal`: `Ctrl-C` (SIGINT), `SIGTERM`, `SIGHUP`.
+pub fn signal_name(signal: i32) -> String {
+    match signal {
+        signal_hook::consts::SIGINT => "Ctrl-C".into(),
+        signal_hook::consts::SIGTERM => "SIGTERM".into(),
+        #[cfg(unix)]
+        signal_hook::consts::SIGHUP => "SIGHUP".into(),
+        s => format!("signal {s}"),
+    }
+}
+
+/// What the first signal does, said once when it arrives (and again exits at once).
+fn first_signal(signal: i32) {
+    if SIGNAL
+        .compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst)
+        .is_err()
+    {
+        let first = SIGNAL.load(Ordering::SeqCst);
+        super::console::note(format_args!(
+            "\nsecond {}: exiting now",
+            signal_name(signal)
+        ));
+        std::process::exit(128 + first);
+    }
+    if let Some(flag) = STOP.get() {
+        flag.store(true, Ordering::SeqCst);
+    }
+    super::console::note(format_args!(
+        "\n{}: stopping at the next step boundary and writing the outputs (a second Ctrl-C or SIGTERM exits at once)",
+        signal_name(signal)
+    ));
+}
+
+/// The process's stop flag, with the signal handlers installed on first use.
 ///
-/// If the handler cannot be installed (another one is), the flag still exists and is
-/// simply never set: Ctrl-C then ends the process the default way.
+/// If the handlers cannot be installed, the flag still exists and is simply never set: a
+/// signal then ends the process the default way.
 pub fn stop_flag() -> Arc<AtomicBool> {
-    STOP.get_or_init(|| {
-        let flag = Arc::new(AtomicBool::new(false));
-        let seen = Arc::clone(&flag);
-        let installed = ctrlc::set_handler(move || {
-            if seen.swap(true, Ordering::SeqCst) {
-                eprintln!("\nsecond Ctrl-C: exiting now");
-                std::process::exit(EXIT_INTERRUPTED);
-            }
-            eprintln!(
-                "\nCtrl-C: stopping at the next step boundary and writing the outputs (Ctrl-C again exits at once)"
-            );
-        });
-        if let Err(e) = installed {
-            eprintln!("warning: Ctrl-C will not stop the run cleanly: {e}");
+    let mut fresh = false;
+    let flag = STOP
+        .get_or_init(|| {
+            fresh = true;
+            Arc::new(AtomicBool::new(false))
+        })
+        .clone();
+    if fresh {
+        if let Err(e) = install() {
+            super::console::note(format_args!(
+                "warning: Ctrl-C and SIGTERM will not stop the run cleanly: {e}"
+            ));
         }
-        flag
-    })
-    .clone()
+    }
+    flag
+}
+
+/// A thread that waits for the stop signals (unix): handlers that only write to a pipe,
+/// so the messages and the exit happen outside the signal handler.
+#[cfg(unix)]
+fn install() -> std::io::Result<()> {
+    let mut signals = signal_hook::iterator::Signals::new(STOP_SIGNALS)?;
+    std::thread::Builder::new()
+        .name("stop-signals".into())
+        .spawn(move || {
+            for signal in signals.forever() {
+                first_signal(signal);
+            }
+        })?;
+    Ok(())
+}
+
+/// Elsewhere: Ctrl-C and SIGTERM set the flag (no message from inside the handler).
+#[cfg(not(unix))]
+fn install() -> std::io::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let flag = STOP.get().cloned().unwrap_or_default();
+    for s in [SIGINT, SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(s, 128 + s, Arc::clone(&flag))?;
+        signal_hook::flag::register(s, Arc::clone(&flag))?;
+    }
+    Ok(())
+}
+
+/// The signal that stopped the run, when one did.
+pub fn received() -> Option<i32> {
+    match SIGNAL.load(Ordering::SeqCst) {
+        0 => None,
+        s => Some(s),
+    }
+}
+
+/// The exit code and the error line of an interrupted run: 128 + the signal (130 without
+/// one recorded: a library stop flag), and `e`'s chain with the interruption naming the
+/// signal (`interrupted at epoch 2, step 504 of 938 (SIGTERM)`). `None` when `e` is
+/// not an interruption.
+pub fn report(e: &anyhow::Error) -> Option<(i32, String)> {
+    let signal = received().unwrap_or(signal_hook::consts::SIGINT);
+    let mut found = false;
+    let parts: Vec<String> = e
+        .chain()
+        .map(|layer| match layer.downcast_ref::<wgtrain::Error>() {
+            Some(&wgtrain::Error::Interrupted { epoch, step, steps }) => {
+                found = true;
+                format!(
+                    "interrupted at epoch {epoch}, step {step} of {steps} ({})",
+                    signal_name(signal)
+                )
+            }
+            _ => layer.to_string(),
+        })
+        .collect();
+    found.then(|| (128 + signal, parts.join(": ")))
 }
 
 /// Saves the weights an interrupted run reached, with metadata saying where it stopped:
@@ -77,7 +177,7 @@ pub fn save_interrupted(
             ("wgtrain.global_step", global.to_string()),
         ],
     )?;
-    eprintln!(
+    note!(
         "saved {} (interrupted: the weights after step {step} of {steps} of epoch {epoch}, {global} steps in all)",
         path.display()
     );

@@ -133,7 +133,7 @@ pub fn lr_find_command(a: LrFindArgs) -> Result<()> {
     let mut engines = Engines::open(&a.device)?;
     let progress = bar(a.steps as u64, a.quiet, "lr-find")?;
     let result = engines.with(&run, RunData::from(&mnist), None, |engine| {
-        eprintln!(
+        note!(
             "lr-find: MLP {}, batch {}, lr {:.1e} to {:.1e} over {} steps; {}",
             engine.setup().shared().spec,
             a.batch_size,
@@ -147,20 +147,20 @@ pub fn lr_find_command(a: LrFindArgs) -> Result<()> {
         })?)
     })?;
     progress.finish_and_clear();
-    println!("{}", describe_stop(&result));
+    say!("{}", describe_stop(&result));
     if let (Some(lr), Some(l)) = (result.min_loss_lr, result.min_loss) {
-        println!(
+        say!(
             "minimum smoothed loss {l:.4} at lr {lr:.3e} (the average lags the loss: too high to train at); minimum / 10 = {:.3e}",
             lr / 10.0
         );
     }
     match result.steepest {
-        Some(s) => println!("steepest descent of the smoothed loss at lr {s:.3e}"),
-        None => println!("the smoothed loss never descends: no steepest point"),
+        Some(s) => say!("steepest descent of the smoothed loss at lr {s:.3e}"),
+        None => say!("the smoothed loss never descends: no steepest point"),
     }
     match result.suggestion() {
-        Some(s) => println!("suggested learning rate: {s:.3e}"),
-        None => println!("no suggestion: the loss was not finite from the first step"),
+        Some(s) => say!("suggested learning rate: {s:.3e}"),
+        None => say!("no suggestion: the loss was not finite from the first step"),
     }
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     let json = a.out.join("lr_find.json");
@@ -183,7 +183,7 @@ pub fn lr_find_command(a: LrFindArgs) -> Result<()> {
         written.extend(plot::lr_find_curve(&result, &a.out, "lr_find")?);
     }
     for p in written {
-        eprintln!("wrote {}", p.display());
+        note!("wrote {}", p.display());
     }
     Ok(())
 }

@@ -7,10 +7,13 @@
 //! Imports point one way: this file imports the subcommands; each subcommand (`train`,
 //! `eval`, `devices`, `download`, `lr_find`, `sweep`, `plot`, `profile`, `bench`) owns its
 //! `Args` and its command function and imports only the shared modules `common` (argument
-//! groups and helpers), `engines` (device flags to an engine) and `interrupt` (Ctrl-C);
-//! `train` also uses `profile`'s `--profile` helpers, and `sweep_pbt` (`sweep --search
+//! groups and helpers), `engines` (device flags to an engine) and `interrupt` (Ctrl-C and
+//! SIGTERM), and print through `console` (a closed stdout stops the printing, never the
+//! run); `train` also uses `profile`'s `--profile` helpers, and `sweep_pbt` (`sweep --search
 //! pbt`) uses `sweep`'s flags. The shared modules import no subcommand.
 
+#[macro_use]
+mod console;
 mod bench;
 mod bench_population;
 mod common;
@@ -69,7 +72,11 @@ pub fn run() -> i32 {
     match dispatch(cli) {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            if let Some((code, line)) = interrupt::report(&e) {
+                note!("error: {line}");
+                return code;
+            }
+            note!("error: {e:#}");
             exit_code(&e)
         }
     }
@@ -93,12 +100,14 @@ fn dispatch(cli: Cli) -> Result<()> {
 
 /// The one exit-code rule for an error: 2 for bad arguments and bad inputs found before
 /// the work starts ([`BadInput`], and the library errors [`is_usage_error`] lists), 1 for
-/// failures during the work, 130 when Ctrl-C stopped it ([`wgtrain::Error::Interrupted`]).
+/// failures during the work, 128 + the signal when a signal stopped it
+/// ([`wgtrain::Error::Interrupted`]: 130 for Ctrl-C, 143 for SIGTERM; see
+/// [`interrupt::report`]).
 fn exit_code(e: &anyhow::Error) -> i32 {
     if e.downcast_ref::<wgtrain::Error>()
         .is_some_and(|e| matches!(e, wgtrain::Error::Interrupted { .. }))
     {
-        return interrupt::EXIT_INTERRUPTED;
+        return interrupt::report(e).map_or(interrupt::EXIT_INTERRUPTED, |(code, _)| code);
     }
     let usage = e.downcast_ref::<BadInput>().is_some()
         || e.downcast_ref::<wgtrain::Error>()
@@ -116,6 +125,8 @@ fn is_usage_error(e: &wgtrain::Error) -> bool {
         wgtrain::Error::InvalidConfig { .. }
         // Another run writes the same output: found before any work.
         | wgtrain::Error::Locked { .. }
+        | wgtrain::Error::LockedInside { .. }
+        | wgtrain::Error::LockedWithin { .. }
         | wgtrain::Error::LimitExceeded { .. } => true,
         // A name or backend the user chose that matches nothing.
         wgtrain::Error::NoAdapter {

@@ -62,15 +62,16 @@ pub fn plot_command(a: PlotArgs) -> Result<()> {
         }
     };
     for p in written {
-        eprintln!("wrote {}", p.display());
+        note!("wrote {}", p.display());
     }
     Ok(())
 }
 
 /// Reads a `train --metrics` file, or refuses it (exit 2) saying what it is instead when
-/// that is known: a sweep's `trials.json`, a checkpoint.
+/// that is known: a sweep's `trials.json`, a checkpoint. A last line cut short (its run
+/// stopped while writing it, or the disk was full) is left out with a warning.
 fn read_metrics_file(path: &Path) -> Result<Vec<EpochMetrics>> {
-    tune::read_metrics(path).map_err(|e| {
+    let file = tune::read_metrics_file(path).map_err(|e| {
         let format = |reason: String| {
             bad_input(wgtrain::Error::Format {
                 path: path.to_path_buf(),
@@ -97,7 +98,15 @@ fn read_metrics_file(path: &Path) -> Result<Vec<EpochMetrics>> {
             );
         }
         bad_input(e).context("reading the metrics file")
-    })
+    })?;
+    if let Some(n) = file.torn_line {
+        note!(
+            "warning: {}: line {n} is cut short (its run stopped while writing it, or the disk was full); plotting the {} whole epochs before it",
+            path.display(),
+            file.epochs.len()
+        );
+    }
+    Ok(file.epochs)
 }
 
 /// The legend labels of several metrics files: their file names without the extension

@@ -18,8 +18,8 @@ use wgtrain::step::{MEMBER_FIRST, MemberStep};
 use wgtrain::train;
 
 use super::common::{
-    DataArgs, DeviceArgs, DeviceKind, HyperArgs, PrecisionArgs, check_outputs, load_data,
-    normalization, run_config, sgd_from, usage,
+    DataArgs, DeviceArgs, DeviceKind, HyperArgs, PrecisionArgs, check_outputs,
+    check_sgd_options_apply, load_data, normalization, run_config, sgd_from, usage,
 };
 use super::engines::Engines;
 
@@ -128,7 +128,7 @@ pub(crate) fn profile_engine(
         .collect();
     let profiler = Profiler::new(gpu, req.mode)?;
     let peaks = probe_roofline(gpu, kernels, Some(profiler.mode()));
-    eprintln!(
+    note!(
         "profiling {} steps (after {} warm-up) with {} timing",
         req.steps,
         req.warmup_steps,
@@ -145,12 +145,12 @@ pub(crate) fn profile_engine(
         },
     )?;
     profile.roofline = peaks;
-    print!("{profile}");
+    say_raw!("{profile}");
     if let Some(path) = &req.trace {
         profile
             .write_trace(path)
             .with_context(|| format!("writing the trace {}", path.display()))?;
-        eprintln!(
+        note!(
             "trace: {} (open in https://ui.perfetto.dev or chrome://tracing)",
             path.display()
         );
@@ -168,11 +168,11 @@ pub(crate) fn probe_roofline(
 ) -> Option<wgtrain::roofline::Peaks> {
     match roofline::probe(gpu, kernels, mode) {
         Ok(p) => {
-            eprintln!("{p}");
+            note!("{p}");
             Some(p.peaks)
         }
         Err(e) => {
-            eprintln!("warning: the roofline probe failed, so no fractions of peak are shown: {e}");
+            note!("warning: the roofline probe failed, so no fractions of peak are shown: {e}");
             None
         }
     }
@@ -216,6 +216,7 @@ pub fn profile_command(mut a: ProfileArgs) -> Result<()> {
     let h = &a.hyper;
     check_profile_flags(h)?;
     sgd_from(h).validate()?;
+    check_sgd_options_apply(&h.sgd, &[h.momentum], &[h.weight_decay], "this run's")?;
     let mode = if a.host_timing {
         Some(TimingMode::HostTimed)
     } else {
@@ -242,7 +243,7 @@ pub fn profile_command(mut a: ProfileArgs) -> Result<()> {
     };
     let mut engines = Engines::open_for(&a.device, a.precision.precision.to_lib())?;
     engines.with_gpu(&cfg, RunData::from(&mnist), |gpu, kernels, engine| {
-        eprintln!(
+        note!(
             "model: MLP {}, batch {}, {} dispatches per step; {}",
             engine.setup().shared().spec,
             h.batch_size,

@@ -36,7 +36,7 @@ pub fn warn_torch_save_names<'a>(paths: impl IntoIterator<Item = Option<&'a Path
         .flatten()
         .filter_map(torch_save_name_warning)
     {
-        eprintln!("{warning}");
+        note!("{warning}");
     }
 }
 

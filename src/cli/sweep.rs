@@ -5,6 +5,7 @@
 //! parses flags, loads data, builds engines and prints.
 
 mod population;
+pub(super) mod settings;
 
 use std::path::{Path, PathBuf};
 
@@ -25,10 +26,10 @@ use wgtrain::tune::sweep::{
 };
 
 use super::common::{
-    DataArgs, DeviceArgs, HiddenSizes, HyperArgs, ScheduleArgs, SgdVariantArgs, cause,
-    check_outputs, check_outputs_spare_data, load_data, normalization, positive_usize,
-    resolve_device, run_config, schedule_from, sgd_from, tensorboard_hparams, unit_interval, usage,
-    with_subset,
+    DataArgs, DeviceArgs, FailedOutputs, HiddenSizes, HyperArgs, ScheduleArgs, SgdVariantArgs,
+    cause, check_outputs, check_outputs_spare_data, check_outputs_spare_inputs,
+    check_sgd_options_apply, load_data, normalization, positive_usize, resolve_device, run_config,
+    schedule_from, sgd_from, tensorboard_hparams, unit_interval, usage, with_subset,
 };
 use super::engines::Engines;
 use super::interrupt;
@@ -160,10 +161,16 @@ pub struct SweepArgs {
     /// trial's per-epoch scalars and its hyperparameters (HParams dashboard).
     #[arg(long, value_name = "DIR")]
     pub tensorboard: Option<PathBuf>,
-    /// Go on from the trials an interrupted run of the same sweep (same flags) finished and
-    /// wrote to --out (trials.json, best_trial.safetensors); they are not rerun.
-    #[arg(long)]
+    /// Go on from the trials an interrupted run of the same sweep (same flags and data,
+    /// as --out/settings.json records them) finished and wrote to --out (trials.json,
+    /// best_trial.safetensors); they are not rerun.
+    #[arg(long, conflicts_with = "overwrite")]
     pub resume: bool,
+    /// Replace the sweep that --out already holds (its files are removed once this run's
+    /// data has loaded); without it (or --resume), a sweep into a folder holding one is
+    /// refused.
+    #[arg(long)]
+    pub overwrite: bool,
     /// --search pbt: epochs between exploit steps (default 2).
     #[arg(long, value_parser = positive_usize)]
     pub pbt_interval: Option<usize>,
@@ -295,6 +302,10 @@ pub fn sweep_command(mut a: SweepArgs) -> Result<()> {
         (a.tensorboard.as_deref(), OutputKind::Dir),
     ])?;
     super::save::warn_torch_save_names([a.save_best.as_deref()]);
+    check_outputs_spare_inputs(
+        [a.save_best.as_deref()],
+        &[("configs", a.configs.as_deref())],
+    )?;
     // One sweep per --out directory at a time: a second would interleave its trials. The
     // lock lives inside the directory, so it is created (its last component) first.
     // The Ctrl-C handler before the locks: a Ctrl-C during start-up then stops the run at
@@ -302,8 +313,11 @@ pub fn sweep_command(mut a: SweepArgs) -> Result<()> {
     // killing the process with its lock files left behind.
     interrupt::stop_flag();
     wgtrain::output::ensure_writable_dir(&a.out)?;
-    let _locks =
+    let locks =
         wgtrain::lock::lock_all(std::iter::once(a.out.as_path()).chain(a.save_best.as_deref()))?;
+    if let Some(dir) = &a.tensorboard {
+        wgtrain::lock::check_unheld(dir, &locks)?;
+    }
     if a.val_split == 0.0 {
         return Err(usage(
             "val-split",
@@ -358,6 +372,10 @@ pub fn sweep_command(mut a: SweepArgs) -> Result<()> {
         schedule_from(&h, 1)?;
         sgd_from(&h).validate()?;
     }
+    let momenta: Vec<f64> = configs.iter().map(|t| t.momentum).collect();
+    let decays: Vec<f64> = configs.iter().map(|t| t.weight_decay).collect();
+    check_sgd_options_apply(&a.sgd, &momenta, &decays, "every trial's")?;
+    settings::check_out(&a)?;
     let (prior, prior_best) = if a.resume {
         resumable_trials(&a.out, &configs)?
     } else {
@@ -365,6 +383,7 @@ pub fn sweep_command(mut a: SweepArgs) -> Result<()> {
     };
     let mnist = with_subset(load_data(&a.data, a.quiet)?, a.train_subset, a.seed)?;
     check_outputs_spare_data([a.save_best.as_deref()], &mnist)?;
+    settings::record(&a, &mnist)?;
     let n_total = mnist.train.len();
     let (_, validation) = train::validation_split(n_total, a.val_split, a.seed)?;
     let n_train = n_total - validation.len();
@@ -376,7 +395,7 @@ pub fn sweep_command(mut a: SweepArgs) -> Result<()> {
         ));
     }
     let norm = normalization(&a.data);
-    eprintln!(
+    note!(
         "sweep: {} ({}), {} training + {} validation samples, pruning: {}",
         count(configs.len(), "trial"),
         match (&a.configs, method) {
@@ -396,7 +415,7 @@ pub fn sweep_command(mut a: SweepArgs) -> Result<()> {
     let mut engines = Engines::open(&a.device)?;
     let done = prior.len();
     if a.resume {
-        eprintln!(
+        note!(
             "resuming: {done} of {} trials already finished in {}",
             configs.len(),
             a.out.display()
@@ -430,8 +449,8 @@ pub fn sweep_command(mut a: SweepArgs) -> Result<()> {
     };
     pop.run(&engines, &configs, &mut sweep)?;
     let rows = leaderboard(sweep.trials());
-    println!("\nleaderboard (validation accuracy after each trial's last epoch):");
-    print!("{}", format_leaderboard(&rows));
+    say!("\nleaderboard (validation accuracy after each trial's last epoch):");
+    say_raw!("{}", format_leaderboard(&rows));
     let best = match (sweep.best_trial(), sweep.best_params()) {
         (Some(t), Some(p)) => {
             let h = a.hyper(&t.config);
@@ -455,7 +474,7 @@ pub fn sweep_command(mut a: SweepArgs) -> Result<()> {
         _ => None,
     };
     match &best {
-        Some(b) => println!(
+        Some(b) => say!(
             "\nbest: trial {} ({}): val acc {:.2}%, test acc {:.2}% (test loss {:.4}, {} samples; its final parameters, evaluated once)",
             b.trial,
             b.config,
@@ -464,19 +483,31 @@ pub fn sweep_command(mut a: SweepArgs) -> Result<()> {
             b.test_loss,
             b.test_samples
         ),
-        None => println!("\nno trial completed: nothing to evaluate on the test set"),
+        None => say!("\nno trial completed: nothing to evaluate on the test set"),
     }
-    let mut written = write_outputs(&a.out, sweep.trials(), best.as_ref())?;
-    written.extend(plot::sweep_plots(sweep.trials(), a.top, &a.out)?);
+    // The best weights first, then the files and the pictures, each on its own: one that
+    // fails (a full disk) does not cost the others.
+    let mut failed = FailedOutputs::default();
     if let (Some(path), Some(t), Some(p)) = (&a.save_best, sweep.best_trial(), sweep.best_params())
     {
         let spec = MlpSpec::new(mnist.train.features(), &t.config.hidden, mnist.classes)?;
-        checkpoint::save(path, &spec, p, norm)?;
-        written.push(path.clone());
+        match checkpoint::save(path, &spec, p, norm) {
+            Ok(()) => note!("wrote {}", path.display()),
+            Err(e) => failed.record(e.into(), false),
+        }
     }
-    for p in written {
-        eprintln!("wrote {}", p.display());
+    match write_outputs(&a.out, sweep.trials(), best.as_ref()) {
+        Ok(written) => written.iter().for_each(|p| note!("wrote {}", p.display())),
+        Err(e) => failed.record(e.into(), false),
     }
+    match plot::sweep_plots(sweep.trials(), a.top, &a.out) {
+        Ok(written) => written.iter().for_each(|p| note!("wrote {}", p.display())),
+        Err(e) => failed.record(
+            anyhow::Error::from(e).context("drawing the sweep's pictures"),
+            false,
+        ),
+    }
+    failed.into_result()?;
     if a.save_best.is_some() && sweep.best_trial().is_none() {
         anyhow::bail!(
             "no trial completed, so no best model was saved (every trial diverged or was pruned); try smaller learning rates"

@@ -23,12 +23,12 @@ use wgtrain::tune::pbt::{
     initial_hparams,
 };
 use wgtrain::tune::plot;
-use wgtrain::tune::space::{SearchSpace, TrialConfig};
+use wgtrain::tune::space::{SearchSpace, TrialConfig, Values};
 use wgtrain::tune::sweep::{BestTrial, format_leaderboard};
 
 use super::common::{
-    HiddenSizes, HyperArgs, check_outputs, load_data, normalization, resolve_device, run_config,
-    schedule_from, sgd_from, usage, with_subset,
+    FailedOutputs, HiddenSizes, HyperArgs, check_outputs, check_outputs_spare_data, load_data,
+    normalization, resolve_device, run_config, schedule_from, sgd_from, usage, with_subset,
 };
 use super::engines::Engines;
 use super::interrupt;
@@ -138,6 +138,15 @@ pub fn pbt_command(mut a: SweepArgs) -> Result<()> {
         seed: a.seed,
         schedule: a.schedule.clone(),
     };
+    // Explore multiplies or redraws lr and weight decay, so a member's decay is 0 only
+    // when the space's decays are (a log-uniform range is above 0); momentum stays each
+    // member's draw.
+    let decays = match &space.weight_decay {
+        Values::List(l) => l.clone(),
+        Values::LogUniform { lo, .. } => vec![*lo],
+    };
+    let momenta: Vec<f64> = initial.iter().map(|h| h.momentum).collect();
+    super::common::check_sgd_options_apply(&a.sgd, &momenta, &decays, "every member's")?;
     // Every member's schedule and SGD settings are checked before any data loads.
     for h in &initial {
         let hy = hyper(h);
@@ -151,7 +160,10 @@ pub fn pbt_command(mut a: SweepArgs) -> Result<()> {
     wgtrain::output::ensure_writable_dir(&a.out)?;
     let _locks =
         wgtrain::lock::lock_all(std::iter::once(a.out.as_path()).chain(a.save_best.as_deref()))?;
+    super::sweep::settings::check_out(&a)?;
     let mnist = with_subset(load_data(&a.data, a.quiet)?, a.train_subset, a.seed)?;
+    check_outputs_spare_data([a.save_best.as_deref()], &mnist)?;
+    super::sweep::settings::record(&a, &mnist)?;
     let (_, validation) = train::validation_split(mnist.train.len(), a.val_split, a.seed)?;
     let n_train = mnist.train.len() - validation.len();
     if batch_size > n_train {
@@ -165,7 +177,7 @@ pub fn pbt_command(mut a: SweepArgs) -> Result<()> {
     let steps = n_train.div_ceil(batch_size);
     let base = run_config(&hyper(&initial[0]), steps, norm, a.val_split)?;
     let configs: Vec<_> = initial.iter().map(|h| h.apply(&base)).collect();
-    eprintln!(
+    note!(
         "pbt: {k} members, {epochs} epochs, exploit every {} (bottom {} copy the top {}, \
          resample probability {}), {n_train} training + {} validation samples",
         match settings.interval {
@@ -197,7 +209,7 @@ pub fn pbt_command(mut a: SweepArgs) -> Result<()> {
         });
         let record = match result {
             Err(e @ wgtrain::Error::Interrupted { .. }) => {
-                eprintln!(
+                note!(
                     "pbt interrupted: the finished epochs are in {} (pbt.json, pbt_members.csv, pbt_lineage.csv)",
                     out.display()
                 );
@@ -211,14 +223,14 @@ pub fn pbt_command(mut a: SweepArgs) -> Result<()> {
         };
         Ok((record, params))
     })()?;
-    println!(
+    say!(
         "\nleaderboard (validation accuracy after the last epoch; lr and wd are each member's last):"
     );
-    print!("{}", format_leaderboard(&leaderboard(&record)));
+    say_raw!("{}", format_leaderboard(&leaderboard(&record)));
     let (Some(b), Some(params)) = (&record.best, &best_params) else {
         let written = write_pbt_outputs(&a.out, &record, None)?;
         for p in written {
-            eprintln!("wrote {}", p.display());
+            note!("wrote {}", p.display());
         }
         anyhow::bail!(
             "no member trained the last epoch (every member diverged); try smaller learning rates"
@@ -254,7 +266,7 @@ pub fn pbt_command(mut a: SweepArgs) -> Result<()> {
             config holds its last hyperparameters (its schedule is in pbt_best_schedule.json)"
             .into(),
     };
-    println!(
+    say!(
         "\nbest: member {} (its weights passed through {} member slot{}): val acc {:.2}%, test \
          acc {:.2}% (test loss {:.4}, {} samples; its final parameters, evaluated once)",
         b.member,
@@ -275,22 +287,34 @@ pub fn pbt_command(mut a: SweepArgs) -> Result<()> {
             )
         })
         .collect();
-    println!("lineage: {}", lineage.join(" -> "));
-    println!("schedule (epoch: lr, weight decay):");
+    say!("lineage: {}", lineage.join(" -> "));
+    say!("schedule (epoch: lr, weight decay):");
     for e in &b.schedule.epochs {
-        println!("  {:>3}: {:.4e}, {}", e.epoch, e.lr, wd(e.weight_decay));
+        say!("  {:>3}: {:.4e}, {}", e.epoch, e.lr, wd(e.weight_decay));
     }
-    let mut written = write_pbt_outputs(&a.out, &record, Some(&best))?;
-    written.extend(plot::pbt_plot(&record, &a.out)?);
+    // The best weights first, then the files and the picture, each on its own: one that
+    // fails (a full disk) does not cost the others.
+    let mut failed = FailedOutputs::default();
     if let Some(path) = &a.save_best {
         let spec = MlpSpec::new(mnist.train.features(), &hidden, mnist.classes)?;
-        checkpoint::save(path, &spec, params, norm)?;
-        written.push(path.clone());
+        match checkpoint::save(path, &spec, params, norm) {
+            Ok(()) => note!("wrote {}", path.display()),
+            Err(e) => failed.record(e.into(), false),
+        }
     }
-    for p in written {
-        eprintln!("wrote {}", p.display());
+    match write_pbt_outputs(&a.out, &record, Some(&best)) {
+        Ok(written) => written.iter().for_each(|p| note!("wrote {}", p.display())),
+        Err(e) => failed.record(e.into(), false),
     }
-    println!(
+    match plot::pbt_plot(&record, &a.out) {
+        Ok(written) => written.iter().for_each(|p| note!("wrote {}", p.display())),
+        Err(e) => failed.record(
+            anyhow::Error::from(e).context("drawing the PBT picture"),
+            false,
+        ),
+    }
+    failed.into_result()?;
+    say!(
         "replay the best member's schedule from scratch (on the CPU it ends on the same weights):\n  {}",
         replay_command(
             &a,
@@ -314,7 +338,7 @@ fn print_epoch(record: &PbtRecord, quiet: bool) {
                 .then(y.member.cmp(&x.member))
         });
         if let Some(r) = best {
-            println!(
+            say!(
                 "epoch {epoch}/{}: best member {} val acc {}",
                 record.epochs,
                 r.member,
@@ -322,9 +346,9 @@ fn print_epoch(record: &PbtRecord, quiet: bool) {
             );
         }
     } else {
-        println!("epoch {epoch}/{}:", record.epochs);
+        say!("epoch {epoch}/{}:", record.epochs);
         for r in &rows {
-            println!(
+            say!(
                 "  member {:>2}: lr {:.3e}  wd {}  train loss {}  val acc {}  ({:?})",
                 r.member,
                 r.lr,
@@ -336,7 +360,7 @@ fn print_epoch(record: &PbtRecord, quiet: bool) {
         }
     }
     for e in record.lineage.iter().filter(|e| e.epoch == epoch) {
-        println!(
+        say!(
             "  exploit: member {} ({}) copies member {} ({}): lr {:.3e} -> {:.3e} ({}), wd {} -> {} ({})",
             e.member,
             acc(e.member_val_accuracy),

@@ -2,17 +2,18 @@
 //! training loop with its progress bar, metrics file, TensorBoard events, checkpoints and
 //! learning curves, and the locks on its outputs.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use wgtrain::RunConfig;
-use wgtrain::checkpoint::WeightDtype;
+use wgtrain::checkpoint::{self, WeightDtype};
 use wgtrain::engine::{Engine, RunData};
+use wgtrain::jsonl::JsonLinesWriter;
 use wgtrain::lock::OutputLock;
+use wgtrain::model::MlpSpec;
 use wgtrain::output::OutputKind;
 use wgtrain::schedule::HparamSchedule;
 use wgtrain::tensorboard::{EventWriter, SessionStatus};
@@ -20,8 +21,9 @@ use wgtrain::train::{self, Trainer};
 use wgtrain::tune::{EpochMetrics, plot};
 
 use super::common::{
-    DataArgs, DeviceArgs, DeviceKind, HyperArgs, PrecisionArgs, cause, check_data, check_outputs,
-    check_outputs_spare_data, explain_divergence, load_data, normalization, positive_usize,
+    DataArgs, DeviceArgs, DeviceKind, FailedOutputs, HyperArgs, PrecisionArgs, bad_input, cause,
+    check_data, check_outputs, check_outputs_spare_data, check_outputs_spare_inputs,
+    check_sgd_options_apply, explain_divergence, load_data, normalization, positive_usize,
     resolve_device, run_config, schedule_from, sgd_from, tensorboard_hparams, unit_interval, usage,
     warn_momentum, with_subset,
 };
@@ -55,16 +57,26 @@ pub struct TrainArgs {
     /// Save the weights of the epoch with the best validation loss (needs --val-split).
     #[arg(long, value_name = "FILE.safetensors")]
     pub save_best: Option<PathBuf>,
-    /// Element type of the tensors --save and --save-best write (an interrupted run's
-    /// --save too): f32 (torch.float32, 4 bytes per weight; default), f16 (torch.float16,
+    /// Start from this checkpoint's weights (a wgtrain or PyTorch nn.Sequential
+    /// safetensors file; fine-tuning, warm starts, comparing with PyTorch from the same
+    /// weights) instead of the seed's initialisation; its shapes must be this run's model.
+    /// The seed still orders the minibatches. The momentum buffer starts at zero.
+    #[arg(long, value_name = "FILE.safetensors")]
+    pub init: Option<PathBuf>,
+    /// Save the initial weights (the seed's initialisation, or --init's) before the first
+    /// epoch, e.g. to start PyTorch from the same weights.
+    #[arg(long, value_name = "FILE.safetensors")]
+    pub save_init: Option<PathBuf>,
+    /// Element type of the tensors --save, --save-best and --save-init write (an
+    /// interrupted run's --save too): f32 (torch.float32, 4 bytes per weight; default), f16 (torch.float16,
     /// 2 bytes; a weight beyond ±65504 is refused) or bf16 (torch.bfloat16, 2 bytes, f32's
     /// range); rounded to nearest even, as PyTorch's .half() and .bfloat16() round.
     #[arg(long, value_enum, value_name = "DTYPE")]
     pub save_dtype: Option<SaveDtype>,
-    /// Fold the --normalize mean and std into the first layer of the weights --save and
-    /// --save-best write (W' = W / std, b' = b - (mean / std) * W·1), so that they take
-    /// pixels in [0, 1]: PyTorch code without transforms.Normalize (ToTensor alone) then
-    /// gets the trained accuracy. Needs --normalize.
+    /// Fold the --normalize mean and std into the first layer of the weights --save,
+    /// --save-best and --save-init write (W' = W / std, b' = b - (mean / std) * W·1), so
+    /// that they take pixels in [0, 1]: PyTorch code without transforms.Normalize
+    /// (ToTensor alone) then gets the trained accuracy. Needs --normalize.
     #[arg(long)]
     pub fold_normalize: bool,
     /// Write learning curves (learning_curves.png and .svg) to this directory after training
@@ -145,11 +157,11 @@ pub fn train_command(mut a: TrainArgs) -> Result<()> {
             "needs a validation split (--val-split 0.1)",
         ));
     }
-    if let (Some(d), None, None) = (a.save_dtype, &a.save, &a.save_best) {
+    if let (Some(d), None, None, None) = (a.save_dtype, &a.save, &a.save_best, &a.save_init) {
         return Err(usage(
             "save-dtype",
             WeightDtype::from(d),
-            "applies to --save and --save-best only, and this run saves no weights",
+            "applies to --save, --save-best and --save-init only, and this run saves no weights",
         ));
     }
     if a.fold_normalize {
@@ -157,8 +169,10 @@ pub fn train_command(mut a: TrainArgs) -> Result<()> {
             Some(
                 "applies to runs with --normalize only (without it the weights already take pixels in [0, 1])",
             )
-        } else if a.save.is_none() && a.save_best.is_none() {
-            Some("applies to --save and --save-best only, and this run saves no weights")
+        } else if a.save.is_none() && a.save_best.is_none() && a.save_init.is_none() {
+            Some(
+                "applies to --save, --save-best and --save-init only, and this run saves no weights",
+            )
         } else {
             None
         };
@@ -171,22 +185,56 @@ pub fn train_command(mut a: TrainArgs) -> Result<()> {
         (a.metrics.as_deref(), OutputKind::File),
         (a.save.as_deref(), OutputKind::File),
         (a.save_best.as_deref(), OutputKind::File),
+        (a.save_init.as_deref(), OutputKind::File),
         (a.plot.as_deref(), OutputKind::Dir),
         (a.tensorboard.as_deref(), OutputKind::Dir),
     ])?;
-    save::warn_torch_save_names([a.save.as_deref(), a.save_best.as_deref()]);
+    check_outputs_spare_inputs(
+        [
+            a.metrics.as_deref(),
+            a.save.as_deref(),
+            a.save_best.as_deref(),
+            a.save_init.as_deref(),
+        ],
+        &[
+            ("init", a.init.as_deref()),
+            ("hparam-schedule", a.hparam_schedule.as_deref()),
+        ],
+    )?;
+    save::warn_torch_save_names([
+        a.save.as_deref(),
+        a.save_best.as_deref(),
+        a.save_init.as_deref(),
+    ]);
+    // The header now (a malformed file fails at once); the tensors once the header is
+    // known to be this run's model.
+    let init = match &a.init {
+        Some(p) => Some(
+            checkpoint::read_header(p)
+                .map_err(|e| bad_input(e).context("reading the initial weights (--init)"))?,
+        ),
+        None => None,
+    };
     warn_momentum(h.momentum);
     // The Ctrl-C handler before the locks: a Ctrl-C during start-up then stops the run at
     // its first step boundary, writing the outputs and releasing the locks, instead of
     // killing the process with its lock files left behind.
     interrupt::stop_flag();
-    let _locks = lock_train_outputs(&a)?;
+    let locks = lock_train_outputs(&a)?;
+    if let Some(dir) = &a.tensorboard {
+        wgtrain::lock::check_unheld(dir, &locks)?;
+    }
     profile::check_train_flags(a.device.device, a.profile)?;
     let lr_schedule = schedule_from(h, 1)?;
     if hparams.is_some() {
         HparamSchedule::check_schedule(&lr_schedule)?;
     }
     sgd_from(h).validate()?;
+    let decays: Vec<f64> = match &hparams {
+        Some(s) => s.epochs.iter().map(|e| e.weight_decay).collect(),
+        None => vec![h.weight_decay],
+    };
+    check_sgd_options_apply(&h.sgd, &[h.momentum], &decays, "this run's")?;
     // Where the data is, after the flags and before the adapter is opened: bad input is
     // found before any work.
     check_data(&a.data)?;
@@ -200,9 +248,13 @@ pub fn train_command(mut a: TrainArgs) -> Result<()> {
             a.metrics.as_deref(),
             a.save.as_deref(),
             a.save_best.as_deref(),
+            a.save_init.as_deref(),
         ],
         &mnist,
     )?;
+    if let (Some(ck), Some(p)) = (&init, &a.init) {
+        check_init(p, ck, &mnist, &h.hidden.0, normalization(&a.data))?;
+    }
     let (_, validation) = train::validation_split(mnist.train.len(), a.val_split, h.seed)?;
     if a.val_split > 0.0 && validation.is_empty() {
         return Err(usage(
@@ -235,15 +287,93 @@ pub fn train_command(mut a: TrainArgs) -> Result<()> {
     };
     train::validate(&cfg, n_train)?;
     let data = RunData::from(&mnist);
+    let init = match &a.init {
+        Some(p) => Some(
+            checkpoint::load(p)
+                .map_err(|e| bad_input(e).context("reading the initial weights (--init)"))?
+                .params,
+        ),
+        None => None,
+    };
     if a.profile {
         engines.with_gpu(&cfg, data, |gpu, kernels, engine| {
+            if let Some(p) = &init {
+                engine.set_params(0, p)?;
+            }
             profile::profile_before_training(gpu, kernels, engine, a.profile_steps)?;
             run_training(&a, engine, hparams)
         })?;
         Ok(())
     } else {
-        engines.with(&cfg, data, None, |engine| run_training(&a, engine, hparams))
+        engines.with(&cfg, data, init.as_deref(), |engine| {
+            run_training(&a, engine, hparams)
+        })
     }
+}
+
+/// Refuses `--init` weights that are not this run's model (the inputs and classes of the
+/// data, the `--hidden` sizes), naming both shapes and the flag that fixes it, or that
+/// were trained on other inputs (another `--normalize`).
+///
+/// # Errors
+/// A usage error (exit 2).
+fn check_init(
+    path: &Path,
+    ck: &checkpoint::CheckpointHeader,
+    mnist: &wgtrain::data::Mnist,
+    hidden: &[usize],
+    norm: wgtrain::model::Normalization,
+) -> Result<()> {
+    let spec = MlpSpec::new(mnist.train.features(), hidden, mnist.classes)?;
+    if ck.spec != spec {
+        let fix = if ck.spec.inputs() == spec.inputs() && ck.spec.classes() == spec.classes() {
+            format!(
+                "give --hidden {}, or a checkpoint of this model",
+                hidden_text(ck.spec.hidden())
+            )
+        } else {
+            "give a checkpoint trained on data of this shape".into()
+        };
+        return Err(usage(
+            "init",
+            path.display(),
+            format!(
+                "holds an MLP {} but this run trains an MLP {spec} ({} inputs, {} classes, --hidden {}); {fix}",
+                ck.spec,
+                spec.inputs(),
+                spec.classes(),
+                hidden_text(hidden)
+            ),
+        ));
+    }
+    if let Some(n) = ck.normalization.filter(|&n| n != norm) {
+        let describe = |n: wgtrain::model::Normalization| {
+            if n == wgtrain::model::Normalization::UNIT {
+                "pixels scaled to [0, 1] (no --normalize)".to_string()
+            } else {
+                format!("inputs normalised with mean {} and std {}", n.mean, n.std)
+            }
+        };
+        return Err(usage(
+            "init",
+            path.display(),
+            format!(
+                "was trained on {} but this run feeds {}; match --normalize (and --dataset) to the checkpoint",
+                describe(n),
+                describe(norm)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// `--hidden` as typed: `512,256`, or `none`.
+fn hidden_text(hidden: &[usize]) -> String {
+    if hidden.is_empty() {
+        return "none".into();
+    }
+    let h: Vec<String> = hidden.iter().map(usize::to_string).collect();
+    h.join(",")
 }
 
 fn run_training(
@@ -264,13 +394,13 @@ fn run_training(
         DeviceKind::Cpu => "stages",
         DeviceKind::Gpu | DeviceKind::Auto => "dispatches",
     };
-    eprintln!(
+    note!(
         "model: MLP {spec} ({} parameters), {} {unit} per step; {}",
         spec.layout().trainable(),
         engine.dispatches_per_step(),
         engine.describe()
     );
-    eprintln!(
+    note!(
         "training: {} epoch{}, batch {}, lr {}, weight decay {}, momentum {}, seed {}",
         cfg.epochs,
         if cfg.epochs == 1 { "" } else { "s" },
@@ -280,13 +410,21 @@ fn run_training(
         cfg.sgd.momentum,
         cfg.seed
     );
+    if let Some(p) = &a.init {
+        note!("initial weights: {} (--init)", p.display());
+    }
+    if let Some(path) = &a.save_init {
+        let params = engine.params(0)?;
+        save::save_checkpoint(path, spec, &params, norm, how, &[])?;
+        note!("saved the initial weights to {}", path.display());
+    }
     let mut metrics = match &a.metrics {
-        Some(p) => Some(
-            std::fs::File::create(p)
-                .with_context(|| format!("creating the metrics file {}", p.display()))?,
-        ),
+        Some(p) => Some(JsonLinesWriter::create(p)?),
         None => None,
     };
+    // An output that fails during the run (a full disk) is dropped, said at once, and
+    // reported at the end; the run goes on and writes the others.
+    let mut failed = FailedOutputs::default();
     let epochs = cfg.epochs;
     let (cfg_momentum, cfg_lr, cfg_decay) =
         (cfg.sgd.momentum, cfg.schedule.base_lr, cfg.sgd.weight_decay);
@@ -311,7 +449,7 @@ fn run_training(
     let mut trainer = Trainer::new(engine)?;
     trainer.set_stop_flag(interrupt::stop_flag());
     if let (Some(s), Some(p)) = (hparams, &a.hparam_schedule) {
-        eprintln!(
+        note!(
             "hparam schedule: {} ({} epochs; lr {:.3e} to {:.3e}, weight decay {:.1e} to {:.1e})",
             p.display(),
             s.len(),
@@ -326,6 +464,7 @@ fn run_training(
         trainer.set_hparam_schedule(0, s)?;
     }
     let mut interrupted = None;
+    let mut save_best_ok = true;
     let steps = trainer.steps_per_epoch() as u64;
     for epoch in 0..epochs {
         let bar = if a.quiet {
@@ -359,77 +498,117 @@ fn run_training(
                 return Err(explain_divergence(e, cfg_momentum, cfg_lr, cfg_decay));
             }
         };
-        println!("{report}");
+        say!("{report}");
         history.push(wgtrain::tune::EpochMetrics::from_report(&report, true));
         if let (Some(w), Some(m)) = (&mut tb, history.last()) {
-            w.epoch(m)?;
+            if let Err(e) = w.epoch(m) {
+                let e = anyhow::Error::from(e).context(format!(
+                    "writing the TensorBoard events {} failed at epoch {}; they end before it",
+                    w.path().display(),
+                    report.epoch
+                ));
+                failed.record(e, true);
+                tb = None;
+            }
         }
-        if let Some(f) = &mut metrics {
-            let path = a
-                .metrics
-                .as_deref()
-                .unwrap_or(std::path::Path::new("metrics"));
-            (|| -> std::io::Result<()> {
-                serde_json::to_writer(&mut *f, &report)?;
-                writeln!(f)?;
-                f.flush()
-            })()
-            .with_context(|| format!("writing the metrics file {}", path.display()))?;
-        }
-        if let (Some(path), true) = (&a.save_best, trainer.last_was_best(0)) {
-            let params = trainer.engine().params(0)?;
-            save::save_checkpoint(path, spec, &params, norm, how, &[])?;
-            if let Some(v) = report.val_loss {
-                eprintln!(
-                    "saved the best model so far (epoch {}, validation loss {v:.4}) to {}",
+        if let (Some(w), Some(p)) = (&mut metrics, &a.metrics) {
+            if let Err(e) = w.append(&report) {
+                let e = anyhow::anyhow!(
+                    "writing the metrics file {} failed at epoch {}: {e}; it holds the {} epochs before, each a whole line",
+                    p.display(),
                     report.epoch,
-                    path.display()
+                    w.lines()
                 );
+                failed.record(e, true);
+                metrics = None;
+            }
+        }
+        if let (Some(path), true, true) = (&a.save_best, trainer.last_was_best(0), save_best_ok) {
+            let params = trainer.engine().params(0)?;
+            match save::save_checkpoint(path, spec, &params, norm, how, &[]) {
+                Ok(()) => {
+                    if let Some(v) = report.val_loss {
+                        note!(
+                            "saved the best model so far (epoch {}, validation loss {v:.4}) to {}",
+                            report.epoch,
+                            path.display()
+                        );
+                    }
+                }
+                Err(e) => {
+                    failed.record(
+                        e.context(format!(
+                            "saving the best model (epoch {}) to {} failed; it is not saved again",
+                            report.epoch,
+                            path.display()
+                        )),
+                        true,
+                    );
+                    save_best_ok = false;
+                }
             }
         }
         if trainer.stopped_early(0) {
-            eprintln!(
+            note!(
                 "early stopping: the validation loss has not improved for {} epochs",
                 a.early_stop_patience.unwrap_or(0)
             );
             break;
         }
     }
+    // The weights first: they are what a long run is for. Then the rest, each on its own.
+    if let Some(path) = &a.save {
+        let saved = match &interrupted {
+            Some(e) => interrupt::save_interrupted(path, spec, &mut trainer, norm, how, e),
+            None => trainer
+                .engine()
+                .params(0)
+                .map_err(anyhow::Error::from)
+                .and_then(|params| save::save_checkpoint(path, spec, &params, norm, how, &[]))
+                .map(|()| note!("saved {}", path.display())),
+        };
+        if let Err(e) = saved {
+            failed.record(e.context(format!("saving {}", path.display())), false);
+        }
+    }
     if let Some(w) = &mut tb {
         // HParams has no "interrupted" status; an interrupted run did not finish.
-        w.session_end(match interrupted {
+        let status = match interrupted {
             Some(_) => SessionStatus::Failure,
             None => SessionStatus::Success,
-        })?;
-        eprintln!("wrote {}", w.path().display());
-    }
-    if let Some(path) = &a.save {
-        match &interrupted {
-            Some(e) => interrupt::save_interrupted(path, spec, &mut trainer, norm, how, e)?,
-            None => {
-                let params = trainer.engine().params(0)?;
-                save::save_checkpoint(path, spec, &params, norm, how, &[])?;
-                eprintln!("saved {}", path.display());
-            }
+        };
+        match w.session_end(status) {
+            Ok(()) => note!("wrote {}", w.path().display()),
+            Err(e) => failed.record(anyhow::Error::from(e), false),
         }
     }
     if let Some(dir) = &a.plot {
         if interrupted.is_none() || !history.is_empty() {
-            plot_run(&history, dir, &title)?;
+            if let Err(e) = plot_run(&history, dir, &title) {
+                failed.record(
+                    e.context(format!("drawing the learning curves in {}", dir.display())),
+                    false,
+                );
+            }
         }
     }
     match interrupted {
         Some(e) => {
-            if let Some(p) = &a.metrics {
-                eprintln!("{}: {} finished epochs", p.display(), history.len());
+            if let (Some(p), Some(w)) = (&a.metrics, &metrics) {
+                note!("{}: {} finished epochs", p.display(), w.lines());
+            }
+            // The interruption is the error reported; a failed output is a warning.
+            if let Err(f) = failed.into_result() {
+                note!("warning: {f:#}");
             }
             Err(e.into())
         }
-        None => Ok(()),
+        None => failed.into_result(),
     }
 }
 
-/// Locks `train`'s output paths (`--save`, `--save-best`, `--metrics`, `--plot`) before any
+/// Locks `train`'s output paths (`--save`, `--save-best`, `--save-init`, `--metrics`,
+/// `--plot`) before any
 /// work, so a second run writing one of them is refused (exit 2) instead of truncating the
 /// first run's metrics. The locks are held until the returned guards drop.
 ///
@@ -445,7 +624,7 @@ fn lock_train_outputs(a: &TrainArgs) -> Result<Vec<OutputLock>> {
     if let Some(dir) = &a.plot {
         wgtrain::output::ensure_writable_dir(dir)?;
     }
-    let paths = [&a.save, &a.save_best, &a.metrics, &a.plot];
+    let paths = [&a.save, &a.save_best, &a.save_init, &a.metrics, &a.plot];
     Ok(wgtrain::lock::lock_all(
         paths.into_iter().flatten().map(|p| p.as_path()),
     )?)
@@ -454,7 +633,7 @@ fn lock_train_outputs(a: &TrainArgs) -> Result<Vec<OutputLock>> {
 /// Writes the learning curves of a finished `wgtrain train` run (`--plot DIR`).
 pub(crate) fn plot_run(history: &[EpochMetrics], dir: &Path, title: &str) -> Result<()> {
     for p in plot::learning_curves(history, title, dir, "learning_curves")? {
-        eprintln!("wrote {}", p.display());
+        note!("wrote {}", p.display());
     }
     Ok(())
 }

@@ -96,6 +96,7 @@ pub fn verify_dir(dir: &Path) -> Result<(), DataError> {
                 expected: expected.into(),
                 actual,
                 dataset: "mnist",
+                kept: true,
             });
         }
     }

@@ -170,6 +170,9 @@ pub struct DatasetInfo {
     pub transposed: bool,
     /// How the labels are stored.
     pub labels: LabelLayout,
+    /// The release's training and test sample counts: a file whose header claims more is
+    /// not this dataset's and is refused before its data is read.
+    pub samples: [usize; 2],
 }
 
 const MNIST_CLASSES: [&str; 10] = [
@@ -230,6 +233,7 @@ static MNIST: DatasetInfo = DatasetInfo {
     normalization: Normalization::MNIST,
     transposed: false,
     labels: LabelLayout::Flat,
+    samples: [60_000, 10_000],
 };
 
 static FASHION_MNIST: DatasetInfo = DatasetInfo {
@@ -264,6 +268,7 @@ static FASHION_MNIST: DatasetInfo = DatasetInfo {
     },
     transposed: false,
     labels: LabelLayout::Flat,
+    samples: [60_000, 10_000],
 };
 
 static KMNIST: DatasetInfo = DatasetInfo {
@@ -287,6 +292,7 @@ static KMNIST: DatasetInfo = DatasetInfo {
     },
     transposed: false,
     labels: LabelLayout::Flat,
+    samples: [60_000, 10_000],
 };
 
 static EMNIST_BALANCED: DatasetInfo = DatasetInfo {
@@ -307,6 +313,7 @@ static EMNIST_BALANCED: DatasetInfo = DatasetInfo {
     },
     transposed: true,
     labels: LabelLayout::Flat,
+    samples: [112_800, 18_800],
 };
 
 static EMNIST_LETTERS: DatasetInfo = DatasetInfo {
@@ -327,6 +334,7 @@ static EMNIST_LETTERS: DatasetInfo = DatasetInfo {
     },
     transposed: true,
     labels: LabelLayout::Flat,
+    samples: [124_800, 20_800],
 };
 
 static EMNIST_DIGITS: DatasetInfo = DatasetInfo {
@@ -347,6 +355,7 @@ static EMNIST_DIGITS: DatasetInfo = DatasetInfo {
     },
     transposed: true,
     labels: LabelLayout::Flat,
+    samples: [240_000, 40_000],
 };
 
 static QMNIST: DatasetInfo = DatasetInfo {
@@ -373,6 +382,7 @@ static QMNIST: DatasetInfo = DatasetInfo {
     normalization: Normalization::MNIST,
     transposed: false,
     labels: LabelLayout::Column0,
+    samples: [60_000, 60_000],
 };
 
 /// Mean and (population) standard deviation of a split's pixels scaled to [0, 1], the

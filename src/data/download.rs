@@ -7,7 +7,7 @@
 use std::fs;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -24,6 +24,14 @@ use crate::atomic::write_atomically_with;
 /// Environment variable that replaces every dataset's download mirrors with one base URL
 /// (ending in `/`), e.g. a local mirror, or an unreachable address to test offline errors.
 pub const MIRROR_ENV: &str = "WGTRAIN_MIRROR";
+
+/// Environment variable that sets the download deadline, in seconds: every file of one
+/// dataset's download must have arrived within it (default [`DEFAULT_DEADLINE`]).
+pub const DEADLINE_ENV: &str = "WGTRAIN_DOWNLOAD_TIMEOUT";
+
+/// The overall download deadline without [`DEADLINE_ENV`]: one hour, room for EMNIST's
+/// 562 MB archive at 0.2 MB/s, while a server that trickles bytes cannot hold a run forever.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(3600);
 
 /// The real files are about 10 MB; the cap only stops a misbehaving server filling memory.
 const MAX_DOWNLOAD_BYTES: u64 = 256 << 20;
@@ -78,11 +86,92 @@ pub fn download_dataset(
             mirrors.to_vec()
         }
     };
-    download_dataset_from(name, dir, &mirrors, show_progress)
+    download_dataset_from(name, dir, &mirrors, show_progress, deadline_from_env()?)
+}
+
+/// The download deadline: [`DEADLINE_ENV`] in seconds, or [`DEFAULT_DEADLINE`].
+///
+/// # Errors
+/// [`DataError::InvalidEnv`] for a value that is not a positive number of seconds.
+fn deadline_from_env() -> Result<Duration, DataError> {
+    let Some(v) = std::env::var(DEADLINE_ENV).ok().filter(|v| !v.is_empty()) else {
+        return Ok(DEFAULT_DEADLINE);
+    };
+    match v.trim().parse::<f64>() {
+        Ok(s) if s.is_finite() && s > 0.0 && s < 1e9 => Ok(Duration::from_secs_f64(s)),
+        _ => Err(DataError::InvalidEnv {
+            name: DEADLINE_ENV,
+            value: v,
+            reason:
+                "must be a positive number of seconds (the deadline for a dataset's whole download)"
+                    .into(),
+        }),
+    }
 }
 
 fn download_from(dir: &Path, mirrors: &[&str], show_progress: bool) -> Result<(), DataError> {
-    download_dataset_from(DatasetName::Mnist, dir, mirrors, show_progress)
+    download_dataset_from(
+        DatasetName::Mnist,
+        dir,
+        mirrors,
+        show_progress,
+        DEFAULT_DEADLINE,
+    )
+}
+
+/// The network side of a download: one agent, and the deadline every request of the
+/// download shares (each gets what is left of it).
+struct Net {
+    agent: ureq::Agent,
+    until: Instant,
+    total: Duration,
+}
+
+impl Net {
+    fn new(total: Duration) -> Net {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_connect(Some(Duration::from_secs(30)))
+            .timeout_per_read(Some(Duration::from_secs(60)))
+            .build()
+            .into();
+        Net {
+            agent,
+            until: Instant::now() + total,
+            total,
+        }
+    }
+
+    /// GET `url` with what is left of the deadline as its whole budget (headers and body).
+    fn get(&self, url: &str) -> Result<ureq::http::Response<ureq::Body>, String> {
+        let left = self.until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(self.expired());
+        }
+        self.agent
+            .get(url)
+            .config()
+            .timeout_global(Some(left))
+            .build()
+            .call()
+            .map_err(|e| self.explain(e.to_string()))
+    }
+
+    /// `reason`, or the deadline's own message when the deadline has passed (a timeout
+    /// then, whatever words the transport used).
+    fn explain(&self, reason: String) -> String {
+        if Instant::now() >= self.until {
+            self.expired()
+        } else {
+            reason
+        }
+    }
+
+    fn expired(&self) -> String {
+        format!(
+            "the download did not finish within its deadline of {} s (a stalled or very slow server); raise it with {DEADLINE_ENV}=SECONDS",
+            self.total.as_secs_f64()
+        )
+    }
 }
 
 fn download_dataset_from(
@@ -90,6 +179,7 @@ fn download_dataset_from(
     dir: &Path,
     mirrors: &[&str],
     show_progress: bool,
+    deadline: Duration,
 ) -> Result<(), DataError> {
     // The directories this call creates, innermost first: removed again (while empty) when
     // the download fails, so a failed attempt leaves nothing behind.
@@ -103,14 +193,10 @@ fn download_dataset_from(
         source,
     })?;
     let info = name.info();
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_connect(Some(Duration::from_secs(30)))
-        .timeout_per_read(Some(Duration::from_secs(60)))
-        .build()
-        .into();
+    let net = Net::new(deadline);
     let result = match info.packaging {
         Packaging::GzFiles { checks, .. } => {
-            fetch_all(&agent, dir, info, &checks, mirrors, show_progress)
+            fetch_all(&net, dir, info, &checks, mirrors, show_progress)
         }
         Packaging::Zip {
             archive,
@@ -118,7 +204,7 @@ fn download_dataset_from(
             member_dir,
             ..
         } => fetch_archive(
-            &agent,
+            &net,
             dir,
             info,
             (archive, md5, member_dir),
@@ -166,7 +252,7 @@ fn manual_hint(info: &DatasetInfo, mirrors: &[&str]) -> String {
 /// Fetches the four `.gz` files of `info` into the existing `dir` (see
 /// [`download_dataset_from`]).
 fn fetch_all(
-    agent: &ureq::Agent,
+    net: &Net,
     dir: &Path,
     info: &DatasetInfo,
     checks: &[Check; 4],
@@ -204,10 +290,11 @@ fn fetch_all(
                     expected: expected.into(),
                     actual: actual?,
                     dataset: info.name,
+                    kept: true,
                 });
             }
         }
-        let gz = fetch_verified(agent, info, mirrors, name, check, show_progress)?;
+        let gz = fetch_verified(net, info, mirrors, name, check, show_progress)?;
         write_file(&dir.join(format!("{name}.gz")), &gz)?;
     }
     Ok(())
@@ -225,7 +312,7 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<(), DataError> {
 /// Fetches `<mirror><name>.gz` from the first mirror that serves data passing `check`,
 /// returning the bytes to store as `<name>.gz`.
 fn fetch_verified(
-    agent: &ureq::Agent,
+    net: &Net,
     info: &DatasetInfo,
     mirrors: &[&str],
     name: &str,
@@ -237,7 +324,7 @@ fn fetch_verified(
     let expected = check_hex(check);
     for mirror in mirrors {
         let url = format!("{mirror}{name}.gz");
-        let body = match fetch(agent, &url, name, show_progress) {
+        let body = match fetch(net, &url, name, show_progress) {
             Ok(body) => body,
             Err(reason) => {
                 failures.push((url, reason));
@@ -255,6 +342,7 @@ fn fetch_verified(
                 expected: expected.into(),
                 actual,
                 dataset: info.name,
+                kept: false,
             });
             continue;
         }
@@ -273,6 +361,7 @@ fn fetch_verified(
                 expected: expected.into(),
                 actual,
                 dataset: info.name,
+                kept: false,
             });
             continue;
         }
@@ -328,7 +417,7 @@ impl From<std::io::Error> for ArchiveAttempt {
 /// EMNIST: makes sure the archive is in `dir` (fetched and MD5-checked, or already there
 /// with the right MD5), then extracts the split's four `.gz` members next to it.
 fn fetch_archive(
-    agent: &ureq::Agent,
+    net: &Net,
     dir: &Path,
     info: &DatasetInfo,
     (archive, md5, member_dir): (&str, &str, &str),
@@ -353,7 +442,7 @@ fn fetch_archive(
             let url = format!("{mirror}{archive}");
             // The archive reaches `zip_path` only when its MD5 matches.
             let attempt = write_atomically_with(&zip_path, |file| {
-                let actual = fetch_to_file(agent, &url, file, archive, show_progress)
+                let actual = fetch_to_file(net, &url, file, archive, show_progress)
                     .map_err(ArchiveAttempt::Failed)?;
                 if actual == md5 {
                     Ok(())
@@ -373,6 +462,7 @@ fn fetch_archive(
                         expected: md5.into(),
                         actual,
                         dataset: info.name,
+                        kept: false,
                     });
                 }
                 Err(ArchiveAttempt::Failed(reason)) => failures.push((url, reason)),
@@ -430,13 +520,13 @@ pub(crate) fn extract_members(
 /// Streams `url` into `file`, returning the MD5 (hex) of what was written; the caller
 /// syncs the file and decides whether it is kept.
 fn fetch_to_file(
-    agent: &ureq::Agent,
+    net: &Net,
     url: &str,
     file: &mut fs::File,
     name: &str,
     show_progress: bool,
 ) -> Result<String, String> {
-    let mut response = agent.get(url).call().map_err(|e| e.to_string())?;
+    let mut response = net.get(url)?;
     let bar = progress_bar(show_progress, response.body().content_length(), name);
     let mut reader = bar.wrap_read(response.body_mut().as_reader().take(MAX_ARCHIVE_BYTES));
     match copy_with_md5(&mut reader, file) {
@@ -446,7 +536,7 @@ fn fetch_to_file(
         }
         Err(e) => {
             bar.abandon();
-            Err(e.to_string())
+            Err(net.explain(e.to_string()))
         }
     }
 }
@@ -472,13 +562,8 @@ fn progress_bar(show: bool, len: Option<u64>, name: &str) -> ProgressBar {
 }
 
 /// Reads a whole response body, drawing a byte progress bar when asked.
-fn fetch(
-    agent: &ureq::Agent,
-    url: &str,
-    name: &str,
-    show_progress: bool,
-) -> Result<Vec<u8>, String> {
-    let mut response = agent.get(url).call().map_err(|e| e.to_string())?;
+fn fetch(net: &Net, url: &str, name: &str, show_progress: bool) -> Result<Vec<u8>, String> {
+    let mut response = net.get(url)?;
     let bar = progress_bar(show_progress, response.body().content_length(), name);
     let mut body = Vec::new();
     let read = bar
@@ -491,7 +576,7 @@ fn fetch(
         }
         Err(e) => {
             bar.abandon();
-            Err(e.to_string())
+            Err(net.explain(e.to_string()))
         }
     }
 }
@@ -502,7 +587,7 @@ mod tests {
     use crate::data::idx::{IdxArray, IdxData, encode_idx};
     use crate::data::mnist::{FILE_NAMES, SHA256};
     use crate::data::test_util::{
-        assert_msg, dead_mirror, images, labels, real_dir, s, serve, write_valid,
+        assert_msg, dead_mirror, images, labels, real_dir, s, serve, trickle, write_valid,
     };
     use crate::data::{LoadOptions, load_dir_with, verify_dir};
     use std::collections::HashMap;
@@ -553,6 +638,52 @@ mod tests {
             fs::read_dir(dir.path()).unwrap().next().is_none(),
             "nothing may be written"
         );
+    }
+
+    /// Regression (issue 25, item 10): a server that sent its headers and then a byte every
+    /// few seconds held a download (and the run waiting on it) forever: every read came
+    /// within the per-read timeout. The whole download now has a deadline
+    /// ([`DEADLINE_ENV`]); past it the download fails naming the deadline and how to raise
+    /// it, and nothing is written.
+    #[test]
+    fn regression_a_trickling_server_meets_the_download_deadline() {
+        let dir = tempfile::tempdir().unwrap();
+        let slow = trickle(Duration::from_millis(100));
+        let err = download_dataset_from(
+            DatasetName::Mnist,
+            dir.path(),
+            &[&slow],
+            false,
+            Duration::from_millis(800),
+        )
+        .unwrap_err();
+        assert!(matches!(err, DataError::Download { .. }), "{err:?}");
+        assert_msg(
+            &err,
+            &[
+                "train-images-idx3-ubyte.gz",
+                "did not finish within its deadline of 0.8 s",
+                "WGTRAIN_DOWNLOAD_TIMEOUT=SECONDS",
+            ],
+        );
+        assert!(fs::read_dir(dir.path()).unwrap().next().is_none());
+    }
+
+    /// Regression (issue 25, item 11): a download refused for its checksum said "Delete
+    /// it" although nothing had been written; a file on disk that fails still says so.
+    #[test]
+    fn regression_a_refused_download_does_not_say_delete_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = gzip(&encode_idx(&images(2, 2, 2)));
+        let base = serve(HashMap::from([(
+            "/m/train-images-idx3-ubyte.gz".into(),
+            fake,
+        )]));
+        let err = download_from(dir.path(), &[&format!("{base}/m/")], false).unwrap_err();
+        let msg = err.to_string();
+        assert!(!msg.contains("Delete it"), "{msg}");
+        assert!(msg.contains("nothing was kept"), "{msg}");
+        assert!(fs::read_dir(dir.path()).unwrap().next().is_none());
     }
 
     /// A failed download removes the directories it created (the user's cache stays clean);
@@ -731,12 +862,12 @@ mod tests {
         let md5 = md5_hex(&archive);
         let base = serve(HashMap::from([("/e/gzip.zip".into(), archive.clone())]));
         let mirror = format!("{base}/e/");
-        let agent = ureq::Agent::new_with_defaults();
+        let net = Net::new(DEFAULT_DEADLINE);
         let dir = tempfile::tempdir().unwrap();
 
         let wrong = "0".repeat(32);
         let err = fetch_archive(
-            &agent,
+            &net,
             dir.path(),
             info,
             ("gzip.zip", &wrong, "gzip/"),
@@ -752,7 +883,7 @@ mod tests {
         );
 
         fetch_archive(
-            &agent,
+            &net,
             dir.path(),
             info,
             ("gzip.zip", &md5, "gzip/"),
@@ -783,7 +914,8 @@ mod tests {
             let root = tempfile::tempdir().unwrap();
             let dir = root.path().join("cache").join(name.info().cache_folder);
             let dead = dead_mirror();
-            let err = download_dataset_from(name, &dir, &[&dead], false).unwrap_err();
+            let err =
+                download_dataset_from(name, &dir, &[&dead], false, DEFAULT_DEADLINE).unwrap_err();
             assert!(matches!(err, DataError::Download { .. }), "{name}: {err:?}");
             let first = match name.info().packaging {
                 Packaging::GzFiles { .. } => format!("{dead}{}.gz", name.info().files[0]),
@@ -813,8 +945,14 @@ mod tests {
             fake,
         )]));
         let mirror = format!("{base}/f/");
-        let err = download_dataset_from(DatasetName::FashionMnist, dir.path(), &[&mirror], false)
-            .unwrap_err();
+        let err = download_dataset_from(
+            DatasetName::FashionMnist,
+            dir.path(),
+            &[&mirror],
+            false,
+            DEFAULT_DEADLINE,
+        )
+        .unwrap_err();
         assert_msg(
             &err,
             &[

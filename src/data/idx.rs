@@ -5,7 +5,7 @@
 //! gzip is detected by its magic bytes, never by the file name.
 
 use std::borrow::Cow;
-use std::io::{Read, Write};
+use std::io::{Read, Seek, Write};
 use std::path::Path;
 
 use flate2::Compression;
@@ -81,15 +81,207 @@ pub struct IdxArray {
     pub data: IdxData,
 }
 
-/// Reads an IDX file, raw or gzipped (detected by content).
+/// An IDX file's header: its element type and dimensions, read without its data
+/// ([`read_idx_header`]), so that what a file claims can be checked before it is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdxHeader {
+    /// The element-type byte (`0x08` for `u8`, ...; one of the valid types).
+    pub type_code: u8,
+    /// The dimensions, outermost first (at least one).
+    pub dims: Vec<usize>,
+}
+
+impl IdxHeader {
+    /// The magic number as the file stores it, big-endian: `0x0000TTNN` for element type
+    /// `TT` and `NN` dimensions (`0x00000803` for MNIST's images, `0x00000801` for labels).
+    pub fn magic(&self) -> u32 {
+        (u32::from(self.type_code) << 8) | self.dims.len() as u32
+    }
+
+    /// Bytes of the header: 4, and 4 per dimension.
+    pub fn header_bytes(&self) -> u64 {
+        4 + 4 * self.dims.len() as u64
+    }
+
+    /// Bytes of data the dimensions call for; `None` when that overflows `u64`.
+    pub fn data_bytes(&self) -> Option<u64> {
+        self.dims
+            .iter()
+            .try_fold(elem_size(self.type_code)? as u64, |acc, &d| {
+                acc.checked_mul(d as u64)
+            })
+    }
+
+    /// The Rust name of the element type (`"u8"`, ...).
+    pub fn type_name(&self) -> &'static str {
+        match self.type_code {
+            0x08 => "u8",
+            0x09 => "i8",
+            0x0B => "i16",
+            0x0C => "i32",
+            0x0D => "f32",
+            _ => "f64",
+        }
+    }
+}
+
+/// Bytes per element of the IDX type `code`, `None` for an unknown type.
+fn elem_size(code: u8) -> Option<usize> {
+    match code {
+        0x08 | 0x09 => Some(1),
+        0x0B => Some(2),
+        0x0C | 0x0D => Some(4),
+        0x0E => Some(8),
+        _ => None,
+    }
+}
+
+/// Deflate expands a stream at most about 1032-fold: a gzip file of `n` bytes holds fewer
+/// than `n * MAX_DEFLATE_RATIO` decompressed bytes.
+const MAX_DEFLATE_RATIO: u64 = 1032;
+
+/// Parses the header at the start of `bytes` (the decompressed file, or its first bytes).
+///
+/// # Errors
+/// As [`parse_idx`], for the header's part: an empty file, a truncated header, wrong magic,
+/// an unknown element type, a zero dimension count.
+fn parse_header(bytes: &[u8], path: &Path) -> Result<IdxHeader, DataError> {
+    let fail = |reason: String| DataError::Idx {
+        path: path.to_path_buf(),
+        reason,
+    };
+    if bytes.is_empty() {
+        return Err(fail("file is empty (0 bytes)".into()));
+    }
+    if bytes.len() < 4 {
+        return Err(fail(format!(
+            "truncated header: file has {} bytes, an IDX header needs at least 4",
+            bytes.len()
+        )));
+    }
+    if bytes[0] != 0 || bytes[1] != 0 {
+        return Err(fail(format!(
+            "wrong magic: first two bytes are 0x{:02X} 0x{:02X}, expected 0x00 0x00 \
+             (not an IDX file)",
+            bytes[0], bytes[1]
+        )));
+    }
+    let type_code = bytes[2];
+    if elem_size(type_code).is_none() {
+        return Err(fail(format!(
+            "unknown element type 0x{type_code:02X}; valid types are {VALID_TYPES}"
+        )));
+    }
+    let ndims = usize::from(bytes[3]);
+    if ndims == 0 {
+        return Err(fail(
+            "dimension count is 0; an IDX array needs at least one dimension".into(),
+        ));
+    }
+    let header_len = 4 + 4 * ndims;
+    if bytes.len() < header_len {
+        return Err(fail(format!(
+            "truncated header: {ndims} dimensions need a {header_len}-byte header, file has {} bytes",
+            bytes.len()
+        )));
+    }
+    let dims = bytes[4..header_len]
+        .chunks_exact(4)
+        .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize)
+        .collect();
+    Ok(IdxHeader { type_code, dims })
+}
+
+/// Reads only the header of an IDX file, raw or gzipped (detected by content): at most
+/// the first 1,024 bytes are read or inflated, whatever size the header claims.
+///
+/// # Errors
+/// [`DataError::Io`] if the file cannot be read, [`DataError::Idx`] for a corrupt gzip
+/// stream or a bad header (as [`parse_idx`]).
+pub fn read_idx_header(path: &Path) -> Result<IdxHeader, DataError> {
+    read_head(path).map(|(header, _)| header)
+}
+
+/// [`read_idx_header`], and whether the file is gzipped.
+fn read_head(path: &Path) -> Result<(IdxHeader, bool), DataError> {
+    let io = |source| DataError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let mut magic = Vec::new();
+    (&mut file).take(2).read_to_end(&mut magic).map_err(io)?;
+    file.rewind().map_err(io)?;
+    // 4 bytes and 255 dimensions of 4 bytes: the longest header there is.
+    let mut head = Vec::new();
+    let gz = is_gzip(&magic);
+    if gz {
+        MultiGzDecoder::new(file)
+            .take(1024)
+            .read_to_end(&mut head)
+            .map_err(|e| DataError::Idx {
+                path: path.to_path_buf(),
+                reason: format!("corrupt gzip stream: {e}"),
+            })?;
+    } else {
+        file.take(1024).read_to_end(&mut head).map_err(io)?;
+    }
+    Ok((parse_header(&head, path)?, gz))
+}
+
+/// Reads an IDX file, raw or gzipped (detected by content). What the header claims is
+/// checked before the data is read: a raw file must be exactly as long as its header
+/// says, and a gzip file long enough to inflate to it (deflate expands at most about
+/// 1032-fold), so a small file claiming gigabytes is refused without reading it; a gzip
+/// stream that inflates past its header's size is stopped there ([`parse_idx`]).
 ///
 /// # Errors
 /// [`DataError::Io`] if the file cannot be read, otherwise as [`parse_idx`].
 pub fn read_idx(path: &Path) -> Result<IdxArray, DataError> {
-    let bytes = std::fs::read(path).map_err(|source| DataError::Io {
+    let io = |source| DataError::Io {
         path: path.to_path_buf(),
         source,
-    })?;
+    };
+    let (header, gz) = read_head(path)?;
+    let fail = |reason: String| DataError::Idx {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let Some(expected) = header.data_bytes() else {
+        return Err(fail(format!(
+            "dimensions {:?} overflow: the array cannot fit in memory",
+            header.dims
+        )));
+    };
+    let file_len = std::fs::metadata(path).map_err(io)?.len();
+    let elem = elem_size(header.type_code).unwrap_or(1);
+    if gz {
+        let most = file_len.saturating_mul(MAX_DEFLATE_RATIO);
+        if header.header_bytes().saturating_add(expected) > most {
+            return Err(fail(format!(
+                "data length mismatch (truncated): dimensions {:?} of {elem}-byte elements need \
+                 {expected} data bytes, but a {file_len}-byte gzip file inflates to at most \
+                 {most} (refused from the header, before decompressing)",
+                header.dims
+            )));
+        }
+    } else {
+        let payload = file_len.saturating_sub(header.header_bytes());
+        if payload != expected {
+            let kind = if payload < expected {
+                "truncated"
+            } else {
+                "trailing bytes"
+            };
+            return Err(fail(format!(
+                "data length mismatch ({kind}): dimensions {:?} of {elem}-byte elements need \
+                 {expected} data bytes, file has {payload} (refused from the header, before \
+                 reading the data)",
+                header.dims
+            )));
+        }
+    }
+    let bytes = std::fs::read(path).map_err(io)?;
     parse_idx(&bytes, path)
 }
 
@@ -108,56 +300,13 @@ pub fn parse_idx(bytes: &[u8], path: &Path) -> Result<IdxArray, DataError> {
         path: path.to_path_buf(),
         reason,
     };
-
-    if bytes.is_empty() {
-        return Err(fail("file is empty (0 bytes)".into()));
-    }
-    if bytes.len() < 4 {
-        return Err(fail(format!(
-            "truncated header: file has {} bytes, an IDX header needs at least 4",
-            bytes.len()
-        )));
-    }
-    if bytes[0] != 0 || bytes[1] != 0 {
-        return Err(fail(format!(
-            "wrong magic: first two bytes are 0x{:02X} 0x{:02X}, expected 0x00 0x00 \
-             (not an IDX file)",
-            bytes[0], bytes[1]
-        )));
-    }
-    let type_code = bytes[2];
-    let elem_size: usize = match type_code {
-        0x08 | 0x09 => 1,
-        0x0B => 2,
-        0x0C | 0x0D => 4,
-        0x0E => 8,
-        other => {
-            return Err(fail(format!(
-                "unknown element type 0x{other:02X}; valid types are {VALID_TYPES}"
-            )));
-        }
-    };
-    let ndims = usize::from(bytes[3]);
-    if ndims == 0 {
-        return Err(fail(
-            "dimension count is 0; an IDX array needs at least one dimension".into(),
-        ));
-    }
-    let header_len = 4 + 4 * ndims;
-    if bytes.len() < header_len {
-        return Err(fail(format!(
-            "truncated header: {ndims} dimensions need a {header_len}-byte header, file has {} bytes",
-            bytes.len()
-        )));
-    }
-
-    let dims: Vec<usize> = bytes[4..header_len]
-        .chunks_exact(4)
-        .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize)
-        .collect();
-    let expected = dims
-        .iter()
-        .try_fold(elem_size, |acc, &d| acc.checked_mul(d))
+    let header = parse_header(&bytes, path)?;
+    let (type_code, dims) = (header.type_code, header.dims.clone());
+    let header_len = header.header_bytes() as usize;
+    let elem_size = elem_size(type_code).unwrap_or(1);
+    let expected = header
+        .data_bytes()
+        .and_then(|e| usize::try_from(e).ok())
         .ok_or_else(|| {
             fail(format!(
                 "dimensions {dims:?} overflow: the array cannot fit in memory"
@@ -427,6 +576,40 @@ mod tests {
         assert_eq!(parse_idx(&two, Path::new("x")).unwrap().dims, [2, 3]);
         // Truncated payloads behind a gzip header are reported as before.
         assert_idx_error(&gzip(&header(0x08, &[2, 3])), "truncated");
+    }
+
+    /// Regression (issue 25, item 10): a small file whose header claims gigabytes (here
+    /// 4.3 GB of images in 1 MiB of zeros, gzipped to about 1 KiB) was read and inflated in
+    /// full before the length was checked. A gzip file too short to inflate to its header's
+    /// size, and a raw file of another length than its header's, are refused from the
+    /// header.
+    #[test]
+    fn regression_a_file_claiming_gigabytes_is_refused_from_its_header() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut bytes = header(0x08, &[5_500_000, 28, 28]);
+        bytes.resize(bytes.len() + (1 << 20), 0);
+        let gz = dir.path().join("bomb.gz");
+        std::fs::write(&gz, gzip(&bytes)).unwrap();
+        let e = read_idx(&gz).unwrap_err().to_string();
+        assert!(
+            e.contains("need 4312000000 data bytes") && e.contains("before decompressing"),
+            "{e}"
+        );
+        let raw = dir.path().join("bomb");
+        std::fs::write(&raw, &bytes).unwrap();
+        let e = read_idx(&raw).unwrap_err().to_string();
+        assert!(
+            e.contains("truncated") && e.contains("before reading the data"),
+            "{e}"
+        );
+        assert_eq!(
+            read_idx_header(&gz).unwrap(),
+            IdxHeader {
+                type_code: 0x08,
+                dims: vec![5_500_000, 28, 28]
+            }
+        );
+        assert_eq!(read_idx_header(&gz).unwrap().magic(), 0x0803);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use super::datasets::{DatasetName, LabelLayout};
 use super::download::download_dataset;
-use super::idx::{IdxData, read_idx};
+use super::idx::{IdxData, read_idx, read_idx_header};
 use super::locate::{cache_dir_of, find_all_of, locate, locate_dataset};
 use super::{DataError, Dataset, Mnist};
 
@@ -65,6 +65,12 @@ pub fn load_dir_with(dir: &Path, opts: &LoadOptions) -> Result<Mnist, DataError>
     let info = opts.dataset.map(DatasetName::info);
     let layout = info.map_or(LabelLayout::Flat, |i| i.labels);
     let [train_images, train_labels, test_images, test_labels] = find_all_of(dir, info)?;
+    // Every header is checked before any data is read or inflated: a file that claims
+    // gigabytes, or is not the file it is named as, costs nothing.
+    let limit =
+        |split: usize| info.map(|i| (i.title, i.samples[split], ["training", "test"][split]));
+    check_split_headers(&train_images, &train_labels, layout, limit(0))?;
+    check_split_headers(&test_images, &test_labels, layout, limit(1))?;
     let (mut train, train_raw) = load_split(&train_images, &train_labels, layout)?;
     let (mut test, test_raw) = load_split(&test_images, &test_labels, layout)?;
     if info.is_some_and(|i| i.transposed) {
@@ -257,7 +263,120 @@ impl Split {
     }
 }
 
-/// Reads one split's images and labels (as `i64`, unvalidated) and checks their counts agree.
+/// The magic number of MNIST's image files: unsigned bytes, 3 dimensions.
+const IMAGES_MAGIC: u32 = 0x0000_0803;
+
+/// Checks one split's image and label headers before their data is read: the magic
+/// numbers (images: unsigned bytes in 3 dimensions `[n, rows, cols]`; labels: integers in
+/// 1 dimension, or 2 for QMNIST), the sample counts against each other and, for a named
+/// dataset (`release`: its title, this split's sample count and the split's name),
+/// against the release's.
+///
+/// # Errors
+/// [`DataError::Idx`] naming the file and the wrong magic number or count;
+/// [`DataError::CountMismatch`]; as [`read_idx_header`].
+fn check_split_headers(
+    images: &Path,
+    labels: &Path,
+    layout: LabelLayout,
+    release: Option<(&str, usize, &str)>,
+) -> Result<(), DataError> {
+    let fail = |path: &Path, reason: String| DataError::Idx {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let dims = |n: usize| {
+        if n == 1 {
+            "1 dimension".to_string()
+        } else {
+            format!("{n} dimensions")
+        }
+    };
+    let img = read_idx_header(images)?;
+    if img.magic() != IMAGES_MAGIC {
+        let detail = if img.type_code != 0x08 {
+            format!(
+                "images must be unsigned bytes (0x08), file has {} (0x{:02X})",
+                img.type_name(),
+                img.type_code
+            )
+        } else {
+            format!(
+                "images must be 3-D [n, rows, cols], file has {} dimensions",
+                img.dims.len()
+            )
+        };
+        return Err(fail(
+            images,
+            format!(
+                "wrong magic number 0x{:08X} ({}, {}): image files start with 0x{IMAGES_MAGIC:08X} (unsigned bytes, 3 dimensions); {detail}",
+                img.magic(),
+                img.type_name(),
+                dims(img.dims.len())
+            ),
+        ));
+    }
+    let lab = read_idx_header(labels)?;
+    let (want_dims, want_magic) = match layout {
+        LabelLayout::Flat => (1, "0x00000801 (u8, 1 dimension [n])"),
+        LabelLayout::Column0 => (
+            2,
+            "0x00000C02 (i32, 2 dimensions [n, 8], the class in column 0)",
+        ),
+    };
+    let integer = matches!(lab.type_code, 0x08 | 0x09 | 0x0B | 0x0C);
+    if !integer || lab.dims.len() != want_dims || lab.dims.get(1) == Some(&0) {
+        let detail = if !integer {
+            format!(
+                "labels must be integers (u8 0x08, i8 0x09, i16 0x0B or i32 0x0C), file has {} (0x{:02X})",
+                lab.type_name(),
+                lab.type_code
+            )
+        } else if layout == LabelLayout::Flat {
+            format!(
+                "labels must be 1-D [n], file has {} dimensions {:?}",
+                lab.dims.len(),
+                lab.dims
+            )
+        } else {
+            format!(
+                "QMNIST labels must be 2-D [n, 8] with the class in column 0, file has {} dimensions {:?}",
+                lab.dims.len(),
+                lab.dims
+            )
+        };
+        return Err(fail(
+            labels,
+            format!(
+                "wrong magic number 0x{:08X} ({}, {}): label files start with {want_magic}; {detail}",
+                lab.magic(),
+                lab.type_name(),
+                dims(lab.dims.len())
+            ),
+        ));
+    }
+    if img.dims[0] != lab.dims[0] {
+        return Err(DataError::CountMismatch {
+            images: images.to_path_buf(),
+            image_count: img.dims[0],
+            labels: labels.to_path_buf(),
+            label_count: lab.dims[0],
+        });
+    }
+    if let Some((title, most, split)) = release.filter(|&(_, most, _)| img.dims[0] > most) {
+        return Err(fail(
+            images,
+            format!(
+                "the header claims {} samples, but {title}'s {split} set has {most}: not {title}'s file (refused from the header, before reading the data)",
+                img.dims[0]
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Reads one split's images and labels (as `i64`, unvalidated), whose headers
+/// [`check_split_headers`] accepted (so their counts agree).
 fn load_split(
     images_path: &Path,
     labels_path: &Path,
@@ -266,67 +385,43 @@ fn load_split(
     let split = load_images(images_path)?;
     let labels = load_labels(labels_path, layout)?;
     if split.n != labels.len() {
-        return Err(DataError::CountMismatch {
-            images: images_path.to_path_buf(),
-            image_count: split.n,
-            labels: labels_path.to_path_buf(),
-            label_count: labels.len(),
-        });
+        return Err(changed(labels_path));
     }
     Ok((split, labels))
 }
 
-fn load_images(path: &Path) -> Result<Split, DataError> {
-    let arr = read_idx(path)?;
-    let fail = |reason: String| DataError::Idx {
+/// A file whose data do not match the header [`check_split_headers`] passed (it changed
+/// in between).
+fn changed(path: &Path) -> DataError {
+    DataError::Idx {
         path: path.to_path_buf(),
-        reason,
-    };
-    let IdxData::U8(images) = arr.data else {
-        return Err(fail(format!(
-            "images must be unsigned bytes (0x08), file has {} (0x{:02X})",
-            arr.data.type_name(),
-            arr.data.type_code()
-        )));
-    };
-    let &[n, rows, cols] = arr.dims.as_slice() else {
-        return Err(fail(format!(
-            "images must be 3-D [n, rows, cols], file has {} dimensions {:?}",
-            arr.dims.len(),
-            arr.dims
-        )));
-    };
-    Ok(Split {
-        images,
-        n,
-        rows,
-        cols,
-    })
+        reason: "changed while it was read (its header no longer matches)".into(),
+    }
 }
 
+/// Reads an images file whose header [`check_split_headers`] accepted.
+fn load_images(path: &Path) -> Result<Split, DataError> {
+    let arr = read_idx(path)?;
+    match (arr.data, arr.dims.as_slice()) {
+        (IdxData::U8(images), &[n, rows, cols]) => Ok(Split {
+            images,
+            n,
+            rows,
+            cols,
+        }),
+        _ => Err(changed(path)),
+    }
+}
+
+/// Reads a labels file whose header [`check_split_headers`] accepted, as `i64` (QMNIST's
+/// column 0).
 fn load_labels(path: &Path, layout: LabelLayout) -> Result<Vec<i64>, DataError> {
     let arr = read_idx(path)?;
-    let fail = |reason: String| DataError::Idx {
-        path: path.to_path_buf(),
-        reason,
-    };
     // Row stride: 1 for [n]; K for QMNIST's [n, K], whose class is column 0.
     let stride = match (layout, arr.dims.as_slice()) {
         (LabelLayout::Flat, [_]) => 1,
         (LabelLayout::Column0, &[_, k]) if k >= 1 => k,
-        (LabelLayout::Flat, dims) => {
-            return Err(fail(format!(
-                "labels must be 1-D [n], file has {} dimensions {dims:?}",
-                dims.len()
-            )));
-        }
-        (LabelLayout::Column0, dims) => {
-            return Err(fail(format!(
-                "QMNIST labels must be 2-D [n, 8] with the class in column 0, file has {} \
-                 dimensions {dims:?}",
-                dims.len()
-            )));
-        }
+        _ => return Err(changed(path)),
     };
     let column0 = |v: Vec<i64>| v.into_iter().step_by(stride).collect::<Vec<i64>>();
     Ok(column0(match arr.data {
@@ -334,14 +429,7 @@ fn load_labels(path: &Path, layout: LabelLayout) -> Result<Vec<i64>, DataError> 
         IdxData::I8(v) => v.into_iter().map(i64::from).collect(),
         IdxData::I16(v) => v.into_iter().map(i64::from).collect(),
         IdxData::I32(v) => v.into_iter().map(i64::from).collect(),
-        other => {
-            return Err(fail(format!(
-                "labels must be integers (u8 0x08, i8 0x09, i16 0x0B or i32 0x0C), \
-                 file has {} (0x{:02X})",
-                other.type_name(),
-                other.type_code()
-            )));
-        }
+        _ => return Err(changed(path)),
     }))
 }
 
@@ -426,442 +514,4 @@ fn check_rare_classes(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::data::idx::IdxArray;
-    use crate::data::mnist::FILE_NAMES;
-    use crate::data::test_util::{
-        assert_msg, i32_labels, images, labels, real_dir, s, write_all, write_named_gz, write_valid,
-    };
-    use std::fs;
-
-    const TRAIN_COUNTS: [usize; 10] = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949];
-    const TEST_COUNTS: [usize; 10] = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009];
-
-    #[test]
-    fn loads_synthetic_dir() {
-        let dir = tempfile::tempdir().unwrap();
-        write_valid(dir.path());
-        let m = load_dir(dir.path()).unwrap();
-        assert_eq!((m.classes, m.dir.as_path()), (4, dir.path()));
-        assert_eq!(
-            (
-                m.train.len(),
-                m.train.rows,
-                m.train.cols,
-                m.train.features()
-            ),
-            (6, 3, 2, 6)
-        );
-        assert_eq!((m.test.len(), m.test.features()), (3, 6));
-        assert_eq!(m.train.labels, [0, 1, 2, 3, 0, 1]);
-        assert_eq!(m.test.labels, [3, 2, 0]);
-        let IdxData::U8(pixels) = images(6, 3, 2).data else {
-            unreachable!()
-        };
-        assert_eq!(m.train.images, pixels);
-        assert_eq!(m.train.image(1), &pixels[6..12]);
-    }
-
-    #[test]
-    fn every_integer_label_type_loads() {
-        let types = [
-            IdxData::U8(vec![0, 1, 1]),
-            IdxData::I8(vec![0, 1, 1]),
-            IdxData::I16(vec![0, 1, 1]),
-            IdxData::I32(vec![0, 1, 1]),
-        ];
-        for data in types {
-            let dir = tempfile::tempdir().unwrap();
-            let lab = IdxArray {
-                dims: vec![3],
-                data,
-            };
-            write_all(dir.path(), [&images(3, 2, 2), &lab, &images(3, 2, 2), &lab]);
-            let m = load_dir(dir.path()).unwrap();
-            assert_eq!((m.classes, m.train.labels.as_slice()), (2, &[0, 1, 1][..]));
-        }
-    }
-
-    #[test]
-    fn raw_file_preferred_over_gz() {
-        let dir = tempfile::tempdir().unwrap();
-        write_valid(dir.path());
-        fs::write(dir.path().join("train-images-idx3-ubyte.gz"), b"garbage").unwrap();
-        assert_eq!(load_dir(dir.path()).unwrap().train.len(), 6);
-    }
-
-    #[test]
-    fn count_mismatch() {
-        let dir = tempfile::tempdir().unwrap();
-        let [img, lab, ..] = write_all(
-            dir.path(),
-            [
-                &images(6, 3, 2),
-                &labels(&[0, 1, 2, 3, 0]),
-                &images(3, 3, 2),
-                &labels(&[0, 1, 2]),
-            ],
-        );
-        let err = load_dir(dir.path()).unwrap_err();
-        assert!(matches!(
-            err,
-            DataError::CountMismatch {
-                image_count: 6,
-                label_count: 5,
-                ..
-            }
-        ));
-        assert_msg(&err, &[&s(&img), &s(&lab), "6 images", "5 labels"]);
-    }
-
-    #[test]
-    fn negative_label() {
-        let dir = tempfile::tempdir().unwrap();
-        let [_, lab, ..] = write_all(
-            dir.path(),
-            [
-                &images(4, 2, 2),
-                &i32_labels(&[0, 2, -1, 1]),
-                &images(1, 2, 2),
-                &i32_labels(&[0]),
-            ],
-        );
-        let err = load_dir(dir.path()).unwrap_err();
-        assert!(
-            matches!(&err, DataError::LabelOutOfRange { path, index: 2, label: -1, classes: 3, .. } if *path == lab),
-            "{err:?}"
-        );
-        assert_msg(&err, &[&s(&lab), "sample 2 has label -1", "0..3"]);
-    }
-
-    /// Regression: one training label of 200 in a 10-class set silently made a 201-class
-    /// model. Classes without a training sample below the largest label are refused.
-    #[test]
-    fn regression_one_corrupt_train_label_is_refused_not_a_bigger_model() {
-        let dir = tempfile::tempdir().unwrap();
-        let [_, train_lab, ..] = write_all(
-            dir.path(),
-            [
-                &images(4, 2, 2),
-                &labels(&[0, 1, 200, 1]),
-                &images(2, 2, 2),
-                &labels(&[1, 0]),
-            ],
-        );
-        let err = load_dir(dir.path()).unwrap_err();
-        assert!(
-            matches!(&err, DataError::EmptyClasses { path, index: 2, label: 200, missing } if *path == train_lab && missing.len() == 198),
-            "{err:?}"
-        );
-        assert_msg(
-            &err,
-            &[
-                &s(&train_lab),
-                "sample 2 has label 200",
-                "2, 3, 4, 5, 6, ... 199 (198 classes)",
-            ],
-        );
-    }
-
-    #[test]
-    fn test_label_beyond_train_classes() {
-        let dir = tempfile::tempdir().unwrap();
-        let [.., test_lab] = write_all(
-            dir.path(),
-            [
-                &images(3, 2, 2),
-                &labels(&[0, 1, 2]),
-                &images(3, 2, 2),
-                &labels(&[2, 3, 0]),
-            ],
-        );
-        let err = load_dir(dir.path()).unwrap_err();
-        assert!(
-            matches!(&err, DataError::LabelOutOfRange { path, index: 1, label: 3, classes: 3, .. } if *path == test_lab),
-            "{err:?}"
-        );
-        assert_msg(&err, &[&s(&test_lab), "sample 1 has label 3"]);
-    }
-
-    #[test]
-    fn missing_file_lists_names() {
-        let dir = tempfile::tempdir().unwrap();
-        let [.., test_lab] = write_valid(dir.path());
-        fs::remove_file(test_lab).unwrap();
-        let err = load_dir(dir.path()).unwrap_err();
-        let DataError::MissingFiles {
-            missing,
-            looked_for,
-            ..
-        } = &err
-        else {
-            panic!("{err:?}")
-        };
-        assert_eq!(missing, &["t10k-labels-idx1-ubyte"]);
-        assert_eq!(looked_for.len(), 8);
-        let mut phrases = vec![s(dir.path()), "missing t10k-labels-idx1-ubyte".into()];
-        phrases.extend(
-            FILE_NAMES
-                .iter()
-                .flat_map(|n| [n.to_string(), format!("{n}.gz")]),
-        );
-        assert_msg(
-            &err,
-            &phrases.iter().map(String::as_str).collect::<Vec<_>>(),
-        );
-    }
-
-    #[test]
-    fn non_u8_images_refused_by_name() {
-        let dir = tempfile::tempdir().unwrap();
-        let float_images = IdxArray {
-            dims: vec![2, 1, 1],
-            data: IdxData::F32(vec![0.0, 1.0]),
-        };
-        let [img, ..] = write_all(
-            dir.path(),
-            [
-                &float_images,
-                &labels(&[0, 1]),
-                &images(2, 1, 1),
-                &labels(&[0, 1]),
-            ],
-        );
-        let err = load_dir(dir.path()).unwrap_err();
-        assert!(matches!(err, DataError::Idx { .. }), "{err:?}");
-        assert_msg(
-            &err,
-            &[
-                &s(&img),
-                "images must be unsigned bytes (0x08), file has f32 (0x0D)",
-            ],
-        );
-    }
-
-    #[test]
-    fn float_labels_refused_by_name() {
-        let dir = tempfile::tempdir().unwrap();
-        let float_labels = IdxArray {
-            dims: vec![2],
-            data: IdxData::F64(vec![0.0, 1.0]),
-        };
-        let [_, lab, ..] = write_all(
-            dir.path(),
-            [
-                &images(2, 1, 1),
-                &float_labels,
-                &images(2, 1, 1),
-                &labels(&[0, 1]),
-            ],
-        );
-        let err = load_dir(dir.path()).unwrap_err();
-        assert_msg(
-            &err,
-            &[&s(&lab), "labels must be integers", "file has f64 (0x0E)"],
-        );
-    }
-
-    #[test]
-    fn wrong_rank_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let flat = IdxArray {
-            dims: vec![2, 4],
-            data: IdxData::U8(vec![0; 8]),
-        };
-        let [img, ..] = write_all(
-            dir.path(),
-            [&flat, &labels(&[0, 1]), &images(2, 2, 2), &labels(&[0, 1])],
-        );
-        assert_msg(
-            &load_dir(dir.path()).unwrap_err(),
-            &[&s(&img), "images must be 3-D"],
-        );
-
-        let [_, lab, ..] = write_all(
-            dir.path(),
-            [&images(2, 2, 2), &flat, &images(2, 2, 2), &labels(&[0, 1])],
-        );
-        assert_msg(
-            &load_dir(dir.path()).unwrap_err(),
-            &[&s(&lab), "labels must be 1-D"],
-        );
-    }
-
-    #[test]
-    fn train_test_shape_mismatch() {
-        let dir = tempfile::tempdir().unwrap();
-        let [train, _, test, _] = write_all(
-            dir.path(),
-            [
-                &images(2, 3, 2),
-                &labels(&[0, 1]),
-                &images(2, 2, 3),
-                &labels(&[0, 1]),
-            ],
-        );
-        let err = load_dir(dir.path()).unwrap_err();
-        assert!(matches!(err, DataError::ShapeMismatch { .. }), "{err:?}");
-        assert_msg(&err, &[&s(&train), &s(&test), "3x2", "2x3"]);
-    }
-
-    #[test]
-    fn empty_training_set_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let [img, ..] = write_all(
-            dir.path(),
-            [
-                &images(0, 2, 2),
-                &labels(&[]),
-                &images(1, 2, 2),
-                &labels(&[0]),
-            ],
-        );
-        assert_msg(
-            &load_dir(dir.path()).unwrap_err(),
-            &[&s(&img), "no samples"],
-        );
-    }
-
-    /// Regression: an empty test set trained and reported "test loss 0.0000 acc 0.00%".
-    #[test]
-    fn regression_empty_test_set_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let [_, _, test_img, _] = write_all(
-            dir.path(),
-            [
-                &images(2, 2, 2),
-                &labels(&[0, 1]),
-                &images(0, 2, 2),
-                &labels(&[]),
-            ],
-        );
-        assert_msg(
-            &load_dir(dir.path()).unwrap_err(),
-            &[&s(&test_img), "test set has no samples"],
-        );
-    }
-
-    #[test]
-    fn real_mnist_loads() {
-        let m = load_dir(&real_dir()).unwrap();
-        assert_eq!((m.train.len(), m.test.len()), (60000, 10000));
-        assert_eq!(
-            (m.train.rows, m.train.cols, m.train.features()),
-            (28, 28, 784)
-        );
-        assert_eq!((m.test.rows, m.test.cols), (28, 28));
-        assert_eq!(m.train.images.len(), 60000 * 784);
-        assert_eq!(m.classes, 10);
-        let counts = |d: &Dataset| {
-            let mut c = [0usize; 10];
-            d.labels.iter().for_each(|&l| c[l as usize] += 1);
-            c
-        };
-        assert_eq!(counts(&m.train), TRAIN_COUNTS);
-        assert_eq!(counts(&m.test), TEST_COUNTS);
-    }
-
-    /// QMNIST's labels are `[n, 8]` i32 (`idx2-int`) with the class in column 0.
-    #[test]
-    fn qmnist_labels_are_column_0_of_2d_i32() {
-        let name = DatasetName::Qmnist;
-        let rows = |classes: &[i32]| IdxArray {
-            dims: vec![classes.len(), 8],
-            data: IdxData::I32(
-                classes
-                    .iter()
-                    .enumerate()
-                    .flat_map(|(i, &c)| [c, 4, 2000 + i as i32, 7, c + 100, 60000 + i as i32, 0, 0])
-                    .collect(),
-            ),
-        };
-        let dir = tempfile::tempdir().unwrap();
-        write_named_gz(
-            dir.path(),
-            name,
-            [
-                &images(4, 2, 2),
-                &rows(&[3, 9, 0, 9]),
-                &images(2, 2, 2),
-                &rows(&[1, 2]),
-            ],
-        );
-        let opts = LoadOptions {
-            dataset: Some(name),
-            classes: None,
-        };
-        let m = load_dir_with(dir.path(), &opts).unwrap();
-        assert_eq!(m.train.labels, [3, 9, 0, 9]);
-        assert_eq!(m.test.labels, [1, 2]);
-        assert_eq!((m.classes, m.class_names[9].as_str()), (10, "9 - nine"));
-        // 1-D labels are not QMNIST's layout.
-        write_named_gz(
-            dir.path(),
-            name,
-            [
-                &images(4, 2, 2),
-                &labels(&[3, 9, 0, 9]),
-                &images(2, 2, 2),
-                &rows(&[1, 2]),
-            ],
-        );
-        let err = load_dir_with(dir.path(), &opts).unwrap_err();
-        assert_msg(
-            &err,
-            &[
-                "qmnist-train-labels-idx2-int",
-                "2-D [n, 8] with the class in column 0",
-            ],
-        );
-    }
-
-    /// Fashion-MNIST and KMNIST use MNIST's file names and packaging; their class names
-    /// and statistics come from the catalogue.
-    #[test]
-    fn fashion_and_kmnist_load_with_their_class_names() {
-        for (name, first) in [
-            (DatasetName::FashionMnist, "T-shirt/top"),
-            (DatasetName::Kmnist, "o"),
-        ] {
-            let dir = tempfile::tempdir().unwrap();
-            write_named_gz(
-                dir.path(),
-                name,
-                [
-                    &images(3, 2, 2),
-                    &labels(&[0, 9, 4]),
-                    &images(1, 2, 2),
-                    &labels(&[9]),
-                ],
-            );
-            let opts = LoadOptions {
-                dataset: Some(name),
-                classes: None,
-            };
-            let m = load_dir_with(dir.path(), &opts).unwrap();
-            assert_eq!((m.classes, m.class_names[0].as_str()), (10, first));
-            assert_eq!(locate_dataset(name, Some(dir.path())).unwrap(), dir.path());
-        }
-    }
-
-    /// The normalisation statistics are those of the training pixels: recomputed on the
-    /// real MNIST training set they give the published 0.1307 and 0.3081.
-    #[test]
-    fn real_mnist_pixel_stats_match_the_published_values() {
-        let m = load_dir(&real_dir()).unwrap();
-        let s = crate::data::pixel_stats(&m.train);
-        assert!((s.mean - 0.1307).abs() < 5e-5, "{s:?}");
-        assert!((s.std - 0.3081).abs() < 5e-5, "{s:?}");
-        // Named MNIST: torchvision's class names and a fixed class count.
-        let opts = LoadOptions {
-            dataset: Some(DatasetName::Mnist),
-            classes: None,
-        };
-        let named = load_dir_with(&real_dir(), &opts).unwrap();
-        assert_eq!(
-            (named.classes, named.class_names[3].as_str()),
-            (10, "3 - three")
-        );
-    }
-}
+mod tests;

@@ -174,9 +174,8 @@ pub enum DataError {
 
     /// A file's checksum differs from the published one.
     #[error(
-        "checksum mismatch for {file}: {what} is {actual}, expected {expected}; the file is \
-         corrupt, truncated or not the standard release. Delete it and run \
-         `wgtrain download {dataset}` again"
+        "checksum mismatch for {file}: {what} is {actual}, expected {expected}; {}",
+        checksum_fix(*kept, dataset)
     )]
     Checksum {
         /// Local path or URL of the data that failed.
@@ -187,7 +186,33 @@ pub enum DataError {
         actual: String,
         /// The dataset's command-line name.
         dataset: &'static str,
+        /// The data is a file on disk (one already in the directory); false for a download,
+        /// which was refused before anything was written.
+        kept: bool,
     },
+
+    /// An environment variable wgtrain reads has a value it cannot use.
+    #[error("invalid {name} = {value}: {reason}; unset it to use the default")]
+    InvalidEnv {
+        name: &'static str,
+        value: String,
+        reason: String,
+    },
+}
+
+/// What to do about a checksum mismatch: a file on disk is the user's to delete; a
+/// download that failed its check left nothing behind, so there is nothing to delete.
+fn checksum_fix(kept: bool, dataset: &str) -> String {
+    if kept {
+        format!(
+            "the file is corrupt, truncated or not the standard release. Delete it and run `wgtrain download {dataset}` again"
+        )
+    } else {
+        format!(
+            "the server sent corrupt, truncated or non-standard data, and nothing was kept. Run `wgtrain download {dataset}` again later, or point {} at another mirror",
+            download::MIRROR_ENV
+        )
+    }
 }
 
 fn not_found_message(dataset: &DatasetInfo, searched: &[PathBuf]) -> String {
@@ -213,13 +238,15 @@ fn not_found_message(dataset: &DatasetInfo, searched: &[PathBuf]) -> String {
 
 impl DataError {
     /// True for data that is wrong before any work starts (labels that do not fit the class
-    /// count): the CLI exits with code 2 for these, as for bad arguments.
+    /// count, an unusable environment variable): the CLI exits with code 2 for these, as
+    /// for bad arguments.
     pub fn is_bad_input(&self) -> bool {
         matches!(
             self,
             DataError::LabelOutOfRange { .. }
                 | DataError::RareClass { .. }
                 | DataError::EmptyClasses { .. }
+                | DataError::InvalidEnv { .. }
         )
     }
 }

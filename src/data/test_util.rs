@@ -122,6 +122,37 @@ pub(super) fn serve(files: HashMap<String, Vec<u8>>) -> String {
     format!("http://{addr}")
 }
 
+/// A mirror that answers every request with headers promising 1 MB, then trickles the
+/// body one byte per `every` (a stalled server), until the client goes away.
+pub(super) fn trickle(every: std::time::Duration) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().map_while(Result::ok) {
+            std::thread::spawn(move || {
+                let mut stream = stream;
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                    line.clear();
+                }
+                let head = "HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n";
+                if stream.write_all(head.as_bytes()).is_err() {
+                    return;
+                }
+                while stream
+                    .write_all(&[0x1f])
+                    .and_then(|()| stream.flush())
+                    .is_ok()
+                {
+                    std::thread::sleep(every);
+                }
+            });
+        }
+    });
+    format!("http://{addr}/")
+}
+
 /// A mirror URL on which nothing listens.
 pub(super) fn dead_mirror() -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();

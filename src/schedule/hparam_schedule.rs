@@ -8,7 +8,9 @@
 //! lr) are refused ([`HparamSchedule::check_schedule`]).
 //!
 //! The file is JSON: `{"epochs": [{"epoch": 1, "lr": 0.05, "weight_decay": 0.0001}, ...]}`,
-//! epochs numbered 1, 2, ... in order; other keys (a `source` note) are kept and ignored.
+//! epochs numbered 1, 2, ... in order, and an optional `source` note. Any other key, at the
+//! top or in an epoch (`"momentum": 0.9`, a misspelt `"weight_decy"`), is refused: it would
+//! otherwise be silently ignored.
 
 use std::path::Path;
 
@@ -19,6 +21,7 @@ use crate::error::{Error, Result};
 
 /// One epoch's hyperparameters.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct EpochHparams {
     /// 1-based epoch.
     pub epoch: usize,
@@ -30,6 +33,7 @@ pub struct EpochHparams {
 
 /// A learning rate and a weight decay for every epoch of a run. See the module docs.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct HparamSchedule {
     /// Where the schedule came from (free text, e.g. `pbt member 3 of sweep/pbt.json`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -153,6 +157,35 @@ impl HparamSchedule {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression (issue 25, item 9): `"momentum": 0.9` in an epoch of an
+    /// `--hparam-schedule` file was silently ignored (the run trained without momentum),
+    /// while `sweep --configs` refuses the same key. It is refused, naming the key.
+    #[test]
+    fn regression_an_unknown_key_in_an_epoch_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.json");
+        let read = |text: &str| {
+            std::fs::write(&p, text).unwrap();
+            HparamSchedule::read(&p)
+        };
+        let e =
+            read(r#"{"epochs": [{"epoch": 1, "lr": 0.1, "weight_decay": 0.0, "momentum": 0.9}]}"#)
+                .unwrap_err()
+                .to_string();
+        assert!(e.contains("unknown field `momentum`"), "{e}");
+        assert!(e.contains("s.json"), "{e}");
+        let e = read(r#"{"epochs": [{"epoch": 1, "lr": 0.1, "weight_decay": 0.0}], "seed": 3}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown field `seed`"), "{e}");
+        // What PBT writes is read back.
+        let s = read(
+            r#"{"source": "pbt member 3", "epochs": [{"epoch": 1, "lr": 0.1, "weight_decay": 0.0}]}"#,
+        )
+        .unwrap();
+        assert_eq!(s.source.as_deref(), Some("pbt member 3"));
+    }
 
     fn schedule(rows: &[(usize, f64, f64)]) -> HparamSchedule {
         HparamSchedule {

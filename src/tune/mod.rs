@@ -51,7 +51,6 @@ pub mod prune;
 pub mod space;
 pub mod sweep;
 
-use std::io::BufRead;
 use std::path::Path;
 
 use rand::SeedableRng;
@@ -150,36 +149,74 @@ impl EpochMetrics {
 ///
 /// # Errors
 /// [`Error::Io`] for an unreadable file; [`Error::Format`] for a file that is not text (a
-/// checkpoint, say) or a line that is not an epoch record (named by its line number).
+/// checkpoint, say) or a line that is not an epoch record (named by its line number), a
+/// last line cut short included (see [`read_metrics_file`], which accepts one).
 pub fn read_metrics(path: &Path) -> Result<Vec<EpochMetrics>> {
-    let io = |source| Error::Io {
+    let file = read_metrics_file(path)?;
+    match file.torn_line {
+        Some(n) => Err(Error::Format {
+            path: path.to_path_buf(),
+            reason: format!(
+                "line {n}: not an epoch record: the line is cut short (no newline at its end)"
+            ),
+        }),
+        None => Ok(file.epochs),
+    }
+}
+
+/// A `--metrics` file read back by [`read_metrics_file`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct MetricsFile {
+    /// The epoch records of the whole lines, in order.
+    pub epochs: Vec<EpochMetrics>,
+    /// The number (1-based) of a last line that was cut short and left out, if any.
+    pub torn_line: Option<usize>,
+}
+
+/// Reads a `--metrics` file, accepting a last line cut short (no newline after it, and not
+/// a whole record: its run stopped while writing it, or an older wgtrain ran out of disk
+/// there): it is left out and named in [`MetricsFile::torn_line`], so what the run wrote
+/// before it is still read. Blank lines are skipped.
+///
+/// # Errors
+/// [`Error::Io`] for an unreadable file, [`Error::Format`] for a file that is not text or
+/// any other line that is not an epoch record (named by its line number).
+pub fn read_metrics_file(path: &Path) -> Result<MetricsFile> {
+    let bytes = std::fs::read(path).map_err(|source| Error::Io {
         path: path.to_path_buf(),
         source,
-    };
-    let file = std::fs::File::open(path).map_err(io)?;
-    let mut out = Vec::new();
-    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
-        let line = line.map_err(|e| match e.kind() {
-            // Not UTF-8: a binary file, which no JSON line can be.
-            std::io::ErrorKind::InvalidData => Error::Format {
-                path: path.to_path_buf(),
-                reason: format!(
-                    "is not a --metrics file (JSON Lines of epoch records): line {} is not text",
-                    i + 1
-                ),
-            },
-            _ => io(e),
-        })?;
+    })?;
+    // Not UTF-8: a binary file (a checkpoint, say), which no JSON line can be.
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let line = valid.iter().filter(|&&b| b == b'\n').count() + 1;
+        Error::Format {
+            path: path.to_path_buf(),
+            reason: format!(
+                "is not a --metrics file (JSON Lines of epoch records): line {line} is not text"
+            ),
+        }
+    })?;
+    let mut epochs = Vec::new();
+    let mut torn_line = None;
+    let lines: Vec<&str> = text.split_terminator('\n').collect();
+    let unterminated = !text.is_empty() && !text.ends_with('\n');
+    for (i, line) in lines.iter().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
-        let m = serde_json::from_str(&line).map_err(|e| Error::Format {
-            path: path.to_path_buf(),
-            reason: format!("line {}: not an epoch record: {e}", i + 1),
-        })?;
-        out.push(m);
+        match serde_json::from_str(line) {
+            Ok(m) => epochs.push(m),
+            Err(_) if unterminated && i + 1 == lines.len() => torn_line = Some(i + 1),
+            Err(e) => {
+                return Err(Error::Format {
+                    path: path.to_path_buf(),
+                    reason: format!("line {}: not an epoch record: {e}", i + 1),
+                });
+            }
+        }
     }
-    Ok(out)
+    Ok(MetricsFile { epochs, torn_line })
 }
 
 #[cfg(test)]
@@ -193,6 +230,49 @@ mod tests {
             rows: 2,
             cols: 2,
         }
+    }
+
+    /// Regression (issue 25, item 5): a metrics file whose last line was cut short (a disk
+    /// that filled, a killed run) was refused whole by `plot`. The whole lines are read and
+    /// the cut line named; a malformed line elsewhere is still refused, and `read_metrics`
+    /// (strict) refuses the cut line.
+    #[test]
+    fn regression_a_metrics_file_cut_short_keeps_its_whole_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m.jsonl");
+        let whole = |epoch: usize| {
+            serde_json::to_string(&EpochMetrics {
+                epoch,
+                lr: 0.1,
+                train_loss: 0.5,
+                train_accuracy: 0.9,
+                val_loss: None,
+                val_accuracy: None,
+                test_loss: Some(0.4),
+                test_accuracy: Some(0.91),
+                epoch_seconds: 1.5,
+            })
+            .unwrap()
+        };
+        let text = format!("{}\n{}\n{}", whole(1), whole(2), &whole(3)[..20]);
+        std::fs::write(&p, &text).unwrap();
+        let f = read_metrics_file(&p).unwrap();
+        assert_eq!(f.epochs.iter().map(|m| m.epoch).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(f.torn_line, Some(3));
+        assert!(read_metrics(&p).unwrap_err().to_string().contains("line 3"));
+        // A bad line that is not the last, or a last line with its newline, is an error.
+        std::fs::write(&p, format!("{}\nnot json\n{}\n", whole(1), whole(2))).unwrap();
+        assert!(
+            read_metrics_file(&p)
+                .unwrap_err()
+                .to_string()
+                .contains("line 2")
+        );
+        std::fs::write(&p, format!("{}\nnot json\n", whole(1))).unwrap();
+        assert!(read_metrics_file(&p).is_err());
+        std::fs::write(&p, format!("{}\n{}\n", whole(1), whole(2))).unwrap();
+        let f = read_metrics_file(&p).unwrap();
+        assert_eq!((f.epochs.len(), f.torn_line), (2, None));
     }
 
     #[test]

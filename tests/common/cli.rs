@@ -52,3 +52,70 @@ pub fn assert_usage_error(args: &[&str], needle: &str) {
         .count();
     assert_eq!(error_lines, 1, "{args:?}: expected one error line: {err}");
 }
+
+/// A tmpfs of a few KiB mounted on a fresh temporary directory, unmounted when dropped: a
+/// disk that fills up, for the tests of failed writes. Mounting needs root, which CI has
+/// (`.ci/run` runs as root); without it the test fails, saying so, and never skips.
+pub struct TinyFs {
+    dir: tempfile::TempDir,
+}
+
+impl TinyFs {
+    /// Mounts a tmpfs of `kib` KiB (tmpfs counts whole 4 KiB pages).
+    pub fn mount(kib: usize) -> TinyFs {
+        let dir = tempfile::tempdir().unwrap();
+        let o = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={kib}k"), "tmpfs"])
+            .arg(dir.path())
+            .output()
+            .expect("mount runs");
+        assert!(
+            o.status.success(),
+            "mounting a {kib} KiB tmpfs failed; the disk-full tests need root (as CI runs): {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        TinyFs { dir }
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Fills the filesystem with one file of zeros, until a write fails.
+    pub fn fill(&self) {
+        use std::io::Write;
+        let mut f = std::fs::File::create(self.path().join("filler")).unwrap();
+        while f.write_all(&[0; 1024]).is_ok() {}
+    }
+}
+
+impl Drop for TinyFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+    }
+}
+
+/// Copies the four MNIST `.gz` files into `dir`.
+pub fn copy_mnist(dir: &std::path::Path) {
+    let src = mnist_dir();
+    for f in [
+        "train-images-idx3-ubyte.gz",
+        "train-labels-idx1-ubyte.gz",
+        "t10k-images-idx3-ubyte.gz",
+        "t10k-labels-idx1-ubyte.gz",
+    ] {
+        std::fs::copy(std::path::Path::new(&src).join(f), dir.join(f)).unwrap();
+    }
+}
+
+/// Writes a freshly initialised checkpoint of `inputs`-`hidden`-`classes`.
+pub fn write_model(path: &std::path::Path, inputs: usize, classes: usize) {
+    let spec = wgtrain::model::MlpSpec::new(inputs, &[8], classes).unwrap();
+    wgtrain::checkpoint::save(
+        path,
+        &spec,
+        &spec.init(1),
+        wgtrain::model::Normalization::UNIT,
+    )
+    .unwrap();
+}

@@ -103,7 +103,7 @@ pub fn load_data(d: &DataArgs, quiet: bool) -> Result<Mnist> {
         })?;
     if !quiet {
         let name = d.dataset.map_or(String::new(), |n| format!("{n} "));
-        eprintln!(
+        note!(
             "data: {name}{} ({} train, {} test, {}x{} inputs, {} classes)",
             mnist.dir.display(),
             mnist.train.len(),
@@ -137,7 +137,7 @@ pub fn dataset_normalization(d: &DataArgs) -> Normalization {
 pub(crate) fn with_subset(mut mnist: Mnist, n: Option<usize>, seed: u64) -> Result<Mnist> {
     if let Some(n) = n {
         mnist.train = tune::subset(&mnist.train, n, seed)?;
-        eprintln!("training on a seeded subset of {n} training samples (--train-subset)");
+        note!("training on a seeded subset of {n} training samples (--train-subset)");
     }
     Ok(mnist)
 }

@@ -221,7 +221,7 @@ pub fn resolve_device(
         DeviceKind::Gpu => "gpu",
         _ => "cpu",
     };
-    eprintln!("device: {name} (--device auto: {why})");
+    note!("device: {name} (--device auto: {why})");
     Ok(DeviceArgs {
         device,
         ..d.clone()
@@ -352,7 +352,7 @@ pub fn open_gpu_for(d: &DeviceArgs, precision: Precision) -> Result<Gpu> {
         adapter_name: d.adapter.clone(),
         shader_f16: precision == Precision::F16,
     })?;
-    eprintln!("{}", gpu.describe());
+    note!("{}", gpu.describe());
     if precision == Precision::F16 {
         if let Err(reason) = matmul_f16::f16_device_support(&gpu) {
             return Err(usage("precision", precision, reason));

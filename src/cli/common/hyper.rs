@@ -385,6 +385,49 @@ fn check_decays_fire(s: &ScheduleArgs, schedule: &Schedule, epochs: usize) -> Re
     Ok(())
 }
 
+/// Refuses the SGD options no run of the command would read (the README's rule for
+/// options a run would ignore): `--dampening` when every run's momentum is 0 (it only
+/// scales the momentum buffer's update), `--no-decay-bias` and `--decoupled-weight-decay`
+/// when every run's weight decay is 0. `momenta` and `decays` are the values the command's
+/// runs may take (one for `train`, every trial's for a sweep); `runs` names them in the
+/// message ("this run's", "every trial's").
+///
+/// # Errors
+/// A usage error (exit 2) naming the option and why it would do nothing.
+pub fn check_sgd_options_apply(
+    sgd: &SgdVariantArgs,
+    momenta: &[f64],
+    decays: &[f64],
+    runs: &str,
+) -> Result<()> {
+    if sgd.dampening != 0.0 && momenta.iter().all(|&m| m == 0.0) {
+        return Err(usage(
+            "dampening",
+            sgd.dampening,
+            format!(
+                "applies to momentum only (v = momentum * v + (1 - dampening) * g), and {runs} momentum is 0, where it would do nothing; drop --dampening or give a --momentum above 0"
+            ),
+        ));
+    }
+    if decays.iter().all(|&d| d == 0.0) {
+        for (flag, given) in [
+            ("no-decay-bias", sgd.no_decay_bias),
+            ("decoupled-weight-decay", sgd.decoupled_weight_decay),
+        ] {
+            if given {
+                return Err(usage(
+                    flag,
+                    "true",
+                    format!(
+                        "changes how weight decay is applied, and {runs} weight decay is 0, where it would do nothing; drop --{flag} or give a --weight-decay above 0"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The torch.optim.SGD settings the flags describe (not yet validated).
 pub fn sgd_from(h: &HyperArgs) -> SgdConfig {
     SgdConfig {
@@ -477,7 +520,7 @@ pub(crate) fn tensorboard_hparams(
 /// decays (v = momentum * v + g grows without bound), so training usually diverges.
 pub(crate) fn warn_momentum(momentum: f64) {
     if momentum >= 1.0 {
-        eprintln!(
+        note!(
             "warning: --momentum {momentum} is >= 1: the velocity never decays and training \
              usually diverges; use a momentum below 1 (e.g. 0.9)"
         );

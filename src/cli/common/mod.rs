@@ -25,11 +25,12 @@ pub(crate) use device::{
     fusions, matmul_choice, open_gpu_for, resolve_device,
 };
 pub(crate) use errors::{
-    BadInput, bad_input, cause, check_outputs, check_outputs_spare_data, usage,
+    BadInput, FailedOutputs, bad_input, cause, check_outputs, check_outputs_spare_data,
+    check_outputs_spare_inputs, usage,
 };
 pub(crate) use hyper::{
-    HyperArgs, ScheduleArgs, SgdVariantArgs, explain_divergence, run_config, schedule_from,
-    sgd_from, tensorboard_hparams, warn_momentum,
+    HyperArgs, ScheduleArgs, SgdVariantArgs, check_sgd_options_apply, explain_divergence,
+    run_config, schedule_from, sgd_from, tensorboard_hparams, warn_momentum,
 };
 pub(crate) use parse::{
     HiddenSizes, dataset_name, hidden_sizes, non_negative_f64, positive_f64, positive_usize,

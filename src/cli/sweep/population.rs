@@ -107,7 +107,7 @@ impl Context<'_> {
         let total = configs.len();
         if plan.iter().any(|(_, k)| *k > 1) {
             let sizes: Vec<(usize, usize)> = plan.iter().map(|(g, k)| (g.len(), *k)).collect();
-            eprintln!("{}", plan_line(&sizes));
+            note!("{}", plan_line(&sizes));
         }
         let mut writers: HashMap<usize, EventWriter> = HashMap::new();
         let mut running: BTreeSet<usize> = BTreeSet::new();
@@ -124,9 +124,9 @@ impl Context<'_> {
                 } => {
                     running.insert(id);
                     if !a.quiet && members == 1 {
-                        println!("{}", header(id, config));
+                        say!("{}", header(id, config));
                     } else if !a.quiet {
-                        println!(
+                        say!(
                             "{}  [population member {}/{members}]",
                             header(id, config),
                             slot + 1
@@ -147,7 +147,7 @@ impl Context<'_> {
                         format!("trial {id} ")
                     };
                     if !a.quiet {
-                        println!(
+                        say!(
                             "  {who}epoch {}: train loss {:.4}  val loss {:.4}  val acc {:.2}%  {:.1} s",
                             m.epoch,
                             m.train_loss,
@@ -174,11 +174,11 @@ impl Context<'_> {
                     }
                     let outcome = outcome_text(trial);
                     if a.quiet {
-                        println!("{}: {outcome}", header(id, &trial.config));
+                        say!("{}: {outcome}", header(id, &trial.config));
                     } else if one_at_a_time {
-                        println!("  {outcome}");
+                        say!("  {outcome}");
                     } else {
-                        println!("  trial {id} {outcome}");
+                        say!("  trial {id} {outcome}");
                     }
                 }
             }
@@ -191,8 +191,8 @@ impl Context<'_> {
             match result {
                 Err(e @ wgtrain::Error::Interrupted { .. }) => {
                     let dropped: Vec<usize> = running.iter().copied().collect();
-                    eprintln!("{}", interrupted_note(sweep, total, &a.out, &dropped));
-                    eprintln!("resume with: {}", interrupt::resume_command());
+                    note!("{}", interrupted_note(sweep, total, &a.out, &dropped));
+                    note!("resume with: {}", interrupt::resume_command());
                     return Err(anyhow::Error::from(e).context("population sweep"));
                 }
                 r => r.with_context(|| {

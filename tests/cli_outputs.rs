@@ -1,0 +1,254 @@
+//! Output paths as a user meets them: an output onto a dataset file or hard-linked to an
+//! input is refused before any work, and a disk that fills up during a run (a real tmpfs
+//! of a few KiB) costs neither the other outputs nor a whole line of the metrics.
+
+#[path = "common/cli.rs"]
+mod cli_support;
+
+use std::path::Path;
+
+use cli_support::*;
+
+/// Regression: `train --save DIR/train-images-idx3-ubyte` (the `--data` directory's own
+/// file) trained and then replaced the training images with the checkpoint; `sweep
+/// --save-best` could do the same. Such an output is refused before training, and the
+/// data stays intact.
+#[test]
+fn an_output_onto_a_dataset_file_is_refused_and_the_data_kept() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    copy_mnist(&data);
+    let d = data.to_str().unwrap();
+    let before = std::fs::read(data.join("train-labels-idx1-ubyte.gz")).unwrap();
+    let target = format!("{d}/../data/train-labels-idx1-ubyte.gz");
+    let raw = format!("{d}/t10k-images-idx3-ubyte");
+    for (args, path) in [
+        (
+            vec!["train", "--device", "cpu", "--data", d, "--save", &target],
+            &target,
+        ),
+        (
+            vec!["train", "--device", "cpu", "--data", d, "--metrics", &raw],
+            &raw,
+        ),
+        (
+            vec![
+                "sweep",
+                "--device",
+                "cpu",
+                "--data",
+                d,
+                "--trials",
+                "1",
+                "--save-best",
+                &target,
+            ],
+            &target,
+        ),
+    ] {
+        let mut args = args;
+        args.extend(["--epochs", "1", "--train-subset", "500"]);
+        let o = wgtrain(&args);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains(path.as_str()) && err.contains("dataset's own files"),
+            "{args:?}: {err}"
+        );
+        assert_eq!(error_lines(&err), 1, "{args:?}: {err}");
+    }
+    assert_eq!(
+        std::fs::read(data.join("train-labels-idx1-ubyte.gz")).unwrap(),
+        before
+    );
+    assert!(!data.join("t10k-images-idx3-ubyte").exists());
+}
+
+/// Regression (issue 25, item 8): `--metrics m.jsonl` where `m.jsonl` is a hard link to a
+/// dataset file (in another directory) passed the path comparison and truncated the
+/// training labels. Outputs are compared with the inputs by identity (device, inode): a
+/// hard link to a data file, to the `--init` checkpoint or to the `--hparam-schedule`
+/// file, or two outputs linked to one file, are refused before any work and nothing is
+/// changed.
+#[test]
+fn regression_an_output_hard_linked_to_an_input_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    copy_mnist(&data);
+    let d = data.to_str().unwrap();
+    let labels = data.join("train-labels-idx1-ubyte.gz");
+    let before = std::fs::read(&labels).unwrap();
+    let link = |name: &str, to: &Path| -> String {
+        let p = tmp.path().join(name);
+        std::fs::hard_link(to, &p).unwrap();
+        p.to_str().unwrap().to_owned()
+    };
+    let m = link("m.jsonl", &labels);
+    let init = tmp.path().join("init.safetensors");
+    write_model(&init, 784, 10);
+    let init_bytes = std::fs::read(&init).unwrap();
+    let i = init.to_str().unwrap();
+    let saved = link("saved.safetensors", &init);
+    let schedule = tmp.path().join("s.json");
+    std::fs::write(
+        &schedule,
+        r#"{"epochs": [{"epoch": 1, "lr": 0.1, "weight_decay": 0.0001}]}"#,
+    )
+    .unwrap();
+    let sched = link("sched.jsonl", &schedule);
+    let other = tmp.path().join("other.jsonl");
+    std::fs::write(&other, "").unwrap();
+    let twin = link("twin.safetensors", &other);
+    let o_str = other.to_str().unwrap().to_owned();
+    let train = [
+        "train",
+        "--device",
+        "cpu",
+        "--data",
+        d,
+        "--train-subset",
+        "500",
+    ];
+    let cases: [(Vec<&str>, &str); 4] = [
+        (vec!["--metrics", &m], "dataset's own files"),
+        (
+            vec!["--hidden", "8", "--init", i, "--save", &saved],
+            "is the input --init",
+        ),
+        (
+            vec![
+                "--hparam-schedule",
+                schedule.to_str().unwrap(),
+                "--metrics",
+                &sched,
+            ],
+            "is the input --hparam-schedule",
+        ),
+        (
+            vec!["--metrics", &o_str, "--save", &twin],
+            "is also given as another output",
+        ),
+    ];
+    for (extra, needle) in cases {
+        let args: Vec<&str> = train.iter().copied().chain(extra).collect();
+        let o = wgtrain(&args);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(err.contains("another name"), "{args:?}: {err}");
+        assert_eq!(error_lines(&err), 1, "{args:?}: {err}");
+    }
+    assert_eq!(
+        std::fs::read(&labels).unwrap(),
+        before,
+        "the labels were changed"
+    );
+    assert_eq!(std::fs::read(&init).unwrap(), init_bytes);
+}
+
+/// Regression (issue 25, item 5): `--metrics` on a disk that filled at epoch 56 of 100
+/// exited 1 at once, so `--save` (on a disk with room) wrote nothing, and the metrics file
+/// kept a torn last line that `plot` refused. Now the run goes on, saves its weights, ends
+/// with exit 1 naming the metrics file and the epoch, the metrics file holds only whole
+/// lines (epochs 1, 2, ... in order), and `plot` draws them.
+#[test]
+fn regression_a_full_disk_under_metrics_keeps_the_checkpoint_and_whole_lines() {
+    let tmp = tempfile::tempdir().unwrap();
+    // 12 KiB: a page for the lock file and two for about 36 lines of metrics.
+    let disk = TinyFs::mount(12);
+    let metrics = disk.path().join("m.jsonl");
+    let save = tmp.path().join("m.safetensors");
+    let data = mnist_dir();
+    let o = wgtrain(&[
+        "train",
+        "--device",
+        "cpu",
+        "--data",
+        &data,
+        "--train-subset",
+        "300",
+        "--hidden",
+        "8",
+        "--epochs",
+        "60",
+        "--quiet",
+        "--metrics",
+        metrics.to_str().unwrap(),
+        "--save",
+        save.to_str().unwrap(),
+    ]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    let last = err.lines().last().unwrap();
+    assert!(
+        last.starts_with(&format!(
+            "error: writing the metrics file {} failed at epoch ",
+            metrics.display()
+        )) && last.contains("the run's other outputs were written"),
+        "{err}"
+    );
+    let ck = wgtrain::checkpoint::load(&save).unwrap();
+    assert_eq!(ck.spec.to_string(), "784-8-10");
+    let text = std::fs::read_to_string(&metrics).unwrap();
+    assert!(text.ends_with('\n'), "a torn last line: {text:?}");
+    let epochs: Vec<u64> = text
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["epoch"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert!((1..60).contains(&epochs.len()), "{} lines", epochs.len());
+    assert_eq!(epochs, (1..=epochs.len() as u64).collect::<Vec<_>>());
+    assert!(
+        last.contains(&format!("failed at epoch {}", epochs.len() + 1)),
+        "{last}"
+    );
+    let plots = tmp.path().join("plots");
+    let o = wgtrain(&[
+        "plot",
+        metrics.to_str().unwrap(),
+        "--out",
+        plots.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(plots.join("learning_curves.png").is_file());
+}
+
+/// Regression (issue 25, item 11): an output on a full disk left an empty `.lock` file
+/// behind (the lock file was created, then writing the PID into it failed). The run fails
+/// naming the lock file and the cause, and removes it.
+#[test]
+fn regression_a_full_disk_leaves_no_empty_lock_file() {
+    let disk = TinyFs::mount(8);
+    disk.fill();
+    let save = disk.path().join("m.safetensors");
+    let o = wgtrain(&[
+        "train",
+        "--device",
+        "cpu",
+        "--data",
+        &mnist_dir(),
+        "--train-subset",
+        "300",
+        "--epochs",
+        "1",
+        "--save",
+        save.to_str().unwrap(),
+    ]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("m.safetensors.lock") && err.contains("No space left on device"),
+        "{err}"
+    );
+    assert_eq!(error_lines(&err), 1, "{err}");
+    let left: Vec<_> = std::fs::read_dir(disk.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["filler"], "{err}");
+}
