@@ -702,6 +702,10 @@ fn cli_bench_json_adds_the_epochs_roofline_fractions() {
     let out = Command::new(env!("CARGO_BIN_EXE_wgtrain"))
         .args([
             "bench",
+            // The GPU path (lavapipe) and the CPU path: --device auto takes the CPU alone
+            // on a software adapter.
+            "--device",
+            "gpu",
             "--json",
             "--samples",
             "640",

@@ -584,14 +584,21 @@ fn interrupted_text(
     best_saved: bool,
     dropped: &[usize],
 ) -> String {
+    // settings.json is written when the sweep starts (--resume checks it).
     let kept = if finished == 0 {
         format!(
-            "sweep interrupted: none of {} finished, so nothing was written to {}",
+            "sweep interrupted: none of {} finished, so no trial was written to {} (only \
+             settings.json, which --resume checks)",
             count(total, "trial"),
             out.display()
         )
     } else {
-        let mut files = vec!["trials.json", "trials.csv", "leaderboard.csv"];
+        let mut files = vec![
+            "settings.json",
+            "trials.json",
+            "trials.csv",
+            "leaderboard.csv",
+        ];
         if best_saved {
             files.push(BEST_TRIAL_FILE);
         }
@@ -748,22 +755,21 @@ mod tests {
         let out = Path::new("sweep");
         assert_eq!(
             interrupted_text(0, 24, out, false, &[0, 1]),
-            "sweep interrupted: none of 24 trials finished, so nothing was written to sweep; \
-             trials 0, 1 were dropped"
+            "sweep interrupted: none of 24 trials finished, so no trial was written to sweep \
+             (only settings.json, which --resume checks); trials 0, 1 were dropped"
         );
         assert_eq!(
             interrupted_text(2, 5, out, false, &[2]),
-            "sweep interrupted: 2 of 5 trials finished and kept in sweep (trials.json, \
-             trials.csv, leaderboard.csv); trial 2 was dropped"
+            "sweep interrupted: 2 of 5 trials finished and kept in sweep (settings.json, \
+             trials.json, trials.csv, leaderboard.csv); trial 2 was dropped"
         );
         assert!(interrupted_text(0, 1, out, false, &[0]).contains("none of 1 trial finished"));
         assert_eq!(
             (count(1, "trial"), count(2, "trial")),
             ("1 trial".into(), "2 trials".into())
         );
-        assert!(
-            interrupted_text(3, 5, out, true, &[])
-                .ends_with("(trials.json, trials.csv, leaderboard.csv, best_trial.safetensors)")
-        );
+        assert!(interrupted_text(3, 5, out, true, &[]).ends_with(
+            "(settings.json, trials.json, trials.csv, leaderboard.csv, best_trial.safetensors)"
+        ));
     }
 }
