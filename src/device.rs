@@ -5,11 +5,12 @@
 
 use crate::config::RunConfig;
 use crate::cpu_engine::CpuEngine;
-use crate::engine::{Engine, RunData};
+use crate::engine::{Engine, RunData, RunSetup, activation_rows, check_shared};
 use crate::error::Result;
 use crate::gpu::autotune::MatmulChoice;
 use crate::gpu::engine::GpuEngine;
 use crate::gpu::{Fusions, Gpu, GpuOptions, Kernels};
+use crate::member_groups::{MemberGroups, members_per_binding};
 
 /// Where an engine runs.
 #[derive(Clone, Copy)]
@@ -78,7 +79,9 @@ impl GpuDevice {
 /// Opens the engine for `device` with one member per configuration in `configs` (a single
 /// run: one), built on `data`, each member's parameters initialised from its
 /// `init_seed()` ([`crate::model::MlpSpec::init`]; [`Engine::set_params`] replaces them).
-/// Members share the minibatch stream ([`crate::engine::PopulationSetup::new`]).
+/// Members share the minibatch stream ([`crate::engine::PopulationSetup::new`]). On a GPU, a
+/// population whose stacked tensors pass one storage binding is split into groups that
+/// each fit, run as one [`MemberGroups`] engine.
 ///
 /// # Errors
 /// [`crate::Error::InvalidConfig`] for an invalid configuration ([`RunConfig::validate`]),
@@ -97,8 +100,41 @@ pub fn open<'a>(
             kernels,
             matmul,
             fusions,
-        } => Box::new(GpuEngine::new(
-            gpu, kernels, matmul, fusions, configs, data,
-        )?),
+        } => {
+            let per_group = gpu_members_per_group(gpu, configs, data)?;
+            let mut groups: Vec<Box<dyn Engine + 'a>> = Vec::new();
+            for group in configs.chunks(per_group) {
+                let engine = GpuEngine::new(gpu, kernels, matmul, fusions, group, data)?;
+                groups.push(Box::new(engine));
+            }
+            if groups.len() == 1 {
+                groups.pop().expect("one group")
+            } else {
+                Box::new(MemberGroups::new(groups)?)
+            }
+        }
     })
+}
+
+/// How many of `configs`' members one GPU engine holds: all of them, unless their stacked
+/// tensors pass the adapter's storage-binding (or buffer) size; then as many as fit one
+/// binding ([`members_per_binding`]), the population running as [`MemberGroups`]. Checks
+/// first that all members can share one minibatch stream, since no group sees the others.
+fn gpu_members_per_group(gpu: &Gpu, configs: &[RunConfig], data: RunData<'_>) -> Result<usize> {
+    let Some(first) = configs.first() else {
+        return Ok(1);
+    };
+    for (k, c) in configs.iter().enumerate().skip(1) {
+        check_shared(first, c, k)?;
+    }
+    let shared = RunSetup::new(first, data)?;
+    let rows = activation_rows(
+        first.batch_size,
+        data.test.len().max(shared.validation.len()),
+    );
+    let binding = gpu
+        .limits
+        .max_storage_buffer_binding_size
+        .min(gpu.limits.max_buffer_size);
+    Ok(members_per_binding(&shared.spec, rows, binding))
 }

@@ -65,6 +65,7 @@ mod figure;
 pub mod gpu;
 pub mod jsonl;
 pub mod lock;
+pub mod member_groups;
 pub mod metrics;
 pub mod model;
 pub mod optim;

@@ -67,13 +67,12 @@ pub fn member_bytes(spec: &MlpSpec, batch: usize) -> u64 {
     crate::engine::member_bytes(spec, batch.max(EVAL_BATCH))
 }
 
-/// Bytes of one member's largest tensor: its whole parameter buffer, or the widest
-/// activation `[B, O]`. A population keeps each tensor as one buffer of K members, which
-/// must fit one storage binding.
+/// Bytes of one member's largest stacked tensor at minibatch size `batch`
+/// ([`crate::member_groups::member_largest_tensor_bytes`] with activations for the larger of
+/// the minibatch and the evaluation minibatch). A default population keeps K times this
+/// within one binding, so that it runs as one group.
 pub fn member_largest_tensor_bytes(spec: &MlpSpec, batch: usize) -> u64 {
-    let widest = spec.sizes[1..].iter().copied().max().unwrap_or(0) as u64;
-    let rows = batch.max(EVAL_BATCH) as u64;
-    4 * (spec.layout().len as u64).max(rows * widest)
+    crate::member_groups::member_largest_tensor_bytes(spec, batch.max(EVAL_BATCH))
 }
 
 /// What bounds a default population.
@@ -82,7 +81,8 @@ pub struct PopulationBudget {
     /// Bytes all members together may use ([`member_bytes`] each).
     pub bytes: u64,
     /// The largest buffer one binding may hold (`max_storage_buffer_binding_size`): K times
-    /// [`member_largest_tensor_bytes`] must fit.
+    /// [`member_largest_tensor_bytes`] fits, so the population runs as one group (a larger
+    /// one would be split into groups that run one after another, gaining nothing).
     pub binding_bytes: u64,
     /// Most members, whatever fits.
     pub cap: usize,
