@@ -63,6 +63,7 @@ pub mod engine;
 pub mod error;
 mod figure;
 pub mod gpu;
+pub mod json_float;
 pub mod jsonl;
 pub mod lock;
 pub mod metrics;
