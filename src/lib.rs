@@ -72,6 +72,7 @@ pub mod optim;
 pub mod output;
 pub mod roofline;
 pub mod schedule;
+pub mod state_file;
 pub mod step;
 pub mod tensorboard;
 pub mod train;
