@@ -23,9 +23,9 @@ use wgtrain::tune::{EpochMetrics, plot};
 use super::common::{
     DataArgs, DeviceArgs, DeviceKind, FailedOutputs, HyperArgs, PrecisionArgs, bad_input, cause,
     check_data, check_outputs, check_outputs_spare_data, check_outputs_spare_inputs,
-    check_sgd_options_apply, explain_divergence, load_data, normalization, positive_usize,
-    resolve_device, run_config, schedule_from, sgd_from, tensorboard_hparams, unit_interval, usage,
-    warn_momentum, with_subset,
+    check_sgd_options_apply, explain_divergence, hidden_text, load_data, normalization,
+    positive_usize, resolve_device, run_config, schedule_from, sgd_from, tensorboard_hparams,
+    unit_interval, usage, warn_momentum, with_subset,
 };
 use super::engines::Engines;
 use super::{interrupt, profile, save};
@@ -365,15 +365,6 @@ fn check_init(
         ));
     }
     Ok(())
-}
-
-/// `--hidden` as typed: `512,256`, or `none`.
-fn hidden_text(hidden: &[usize]) -> String {
-    if hidden.is_empty() {
-        return "none".into();
-    }
-    let h: Vec<String> = hidden.iter().map(usize::to_string).collect();
-    h.join(",")
 }
 
 fn run_training(
