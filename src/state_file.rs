@@ -90,7 +90,7 @@ pub fn read<T: DeserializeOwned>(path: &Path, kind: &str) -> Result<(T, Tensors)
         .map_err(|e| bad(path, format!("is not a training state ({e})")))?;
     let meta = header.metadata().clone().unwrap_or_default();
     let Some(found) = meta.get(KIND_KEY) else {
-        let what = if st.names().iter().any(|n| *n == "0.weight") {
+        let what = if st.names().contains(&"0.weight") {
             "is a checkpoint (weights only), not a training state; a run writes its state with --state FILE"
         } else {
             "is not a wgtrain training state (no state in its metadata)"

@@ -192,7 +192,7 @@ impl Context<'_> {
                 Err(e @ wgtrain::Error::Interrupted { .. }) => {
                     let dropped: Vec<usize> = running.iter().copied().collect();
                     note!("{}", interrupted_note(sweep, total, &a.out, &dropped));
-                    note!("resume with: {}", interrupt::resume_command());
+                    note!("resume with: {}", interrupt::resume_command(None));
                     return Err(anyhow::Error::from(e).context("population sweep"));
                 }
                 r => r.with_context(|| {
