@@ -3,8 +3,9 @@
 //! with the checkpoint and metrics of the uninterrupted run, byte for byte (the metrics'
 //! wall times aside), on the CPU path and on the GPU path (lavapipe); a resume with other
 //! settings or data, or from a file that is not a train state, is refused before any work.
-//! (The trainer's snapshot and restore are tested in `tests/resume.rs`; a sweep's running
-//! trials resuming in `tests/run_control.rs`.)
+//! A population sweep stopped the same ways resumes its running trials where they were and
+//! ends with the uninterrupted sweep's trials. (The trainer's snapshot and restore are
+//! tested in `tests/resume.rs`.)
 
 #[path = "common/cli.rs"]
 mod cli;
@@ -309,4 +310,148 @@ fn a_resume_with_other_settings_or_data_is_refused_naming_what_differs() {
             "give --resume u.state",
         ],
     );
+}
+
+/// A sweep's state document (`--out/state.safetensors`), when there is one.
+fn sweep_state(out: &Path) -> Option<serde_json::Value> {
+    let bytes = std::fs::read(out.join("state.safetensors")).ok()?;
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).ok()?;
+    serde_json::from_str(meta.metadata().as_ref()?.get("wgtrain.state")?).ok()
+}
+
+/// Epochs of the running trials in a sweep's state (none between populations).
+fn running_epochs(doc: &serde_json::Value) -> Vec<usize> {
+    doc["population"]["slots"]
+        .as_array()
+        .map(|slots| {
+            slots
+                .iter()
+                .filter(|s| !s.is_null())
+                .map(|s| s["history"].as_array().map_or(0, Vec::len))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The comparable part of each trial of `out/trials.json`: everything but its wall time
+/// (`seconds`, and each epoch's `epoch_seconds`).
+fn trials_without_times(out: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(out.join("trials.json")).unwrap();
+    let mut trials: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
+    for t in &mut trials {
+        t.as_object_mut().unwrap().remove("seconds");
+        for m in t["history"].as_array_mut().unwrap() {
+            m.as_object_mut().unwrap().remove("epoch_seconds");
+        }
+    }
+    trials
+}
+
+/// Issue 25 item 1: `sweep --resume` reran the trials that were running from scratch (only
+/// finished trials were kept). A population sweep (2 members, median pruning, so finished
+/// trials judge later ones and freed slots are refilled) stopped by Ctrl-C in the middle of
+/// a population epoch, and one killed with SIGKILL while its second population trains,
+/// each resumed: the running trials go on where they were, and the final trials.json is
+/// the uninterrupted sweep's (wall times aside).
+#[test]
+fn a_sweep_stopped_by_ctrl_c_or_sigkill_resumes_its_running_trials_to_the_same_trials() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = mnist_dir();
+    let sweep = |out: &str| -> Vec<String> {
+        [
+            "sweep",
+            "--device",
+            "cpu",
+            "--data",
+            &data,
+            "--train-subset",
+            "20000",
+            "--search",
+            "grid",
+            "--lr",
+            "0.01,0.4,0.05,0.1,0.2",
+            "--momentum",
+            "0.5",
+            "--hidden",
+            "64",
+            "--epochs",
+            "4",
+            "--pruning",
+            "median",
+            "--prune-min-trials",
+            "1",
+            "--prune-warmup",
+            "0",
+            "--population",
+            "2",
+            "--quiet",
+            "--out",
+            out,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let whole = wgtrain_in(dir.path(), &strs(&sweep("whole")));
+    assert_eq!(whole.status.code(), Some(0), "{}", stderr(&whole));
+    let want = trials_without_times(&dir.path().join("whole"));
+    assert_eq!(want.len(), 5);
+    assert!(
+        !dir.path().join("whole/state.safetensors").exists(),
+        "a finished sweep removes its state"
+    );
+
+    for signal in ["INT", "KILL"] {
+        let name = signal.to_lowercase();
+        let out = dir.path().join(&name);
+        let args = sweep(&name);
+        let mut run = Run::start(dir.path(), &strs(&args));
+        // Ctrl-C once the first population has trained an epoch; SIGKILL once a trial has
+        // finished and a running one has trained an epoch since.
+        let finished = |d: &serde_json::Value| d["trials"].as_array().map_or(0, Vec::len);
+        wait_for(
+            &mut run,
+            "running trials in the sweep's state",
+            LIMIT,
+            || {
+                sweep_state(&out).is_some_and(|d| {
+                    let done = if signal == "INT" { 0 } else { 1 };
+                    finished(&d) >= done && running_epochs(&d).iter().any(|&e| e >= 1)
+                })
+            },
+        );
+        run.signal(signal);
+        let o = run.finish(LIMIT);
+        let err = stderr(&o);
+        if signal == "INT" {
+            assert_eq!(o.status.code(), Some(130), "{err}");
+            assert!(
+                err.contains("running, were saved where they stopped"),
+                "{err}"
+            );
+        } else {
+            assert_eq!(o.status.signal(), Some(9), "{err}");
+        }
+        let doc = sweep_state(&out).expect("the state is kept");
+        let going_on = running_epochs(&doc);
+        assert!(
+            going_on.iter().any(|&e| e >= 1),
+            "{signal}: no running trial to resume: {going_on:?}"
+        );
+
+        let resumed = wgtrain_in(dir.path(), &strs(&with(&args, &["--resume"])));
+        let err = stderr(&resumed);
+        assert_eq!(resumed.status.code(), Some(0), "{signal}: {err}");
+        assert!(
+            err.contains("running trials go on where they were"),
+            "{signal}: {err}"
+        );
+        let stdout = String::from_utf8_lossy(&resumed.stdout);
+        assert_eq!(
+            trials_without_times(&out),
+            want,
+            "{signal}: the resumed sweep's trials; its output: {stdout}"
+        );
+        assert!(!out.join("state.safetensors").exists(), "{signal}");
+    }
 }

@@ -726,8 +726,9 @@ fn an_interrupted_sweep_keeps_its_finished_trials_and_resumes_to_the_same_result
 /// Regression (issue 26, item 8): a population sweep interrupted before any trial finished
 /// said "0 of 2 trials finished and kept in out (trials.json, trials.csv,
 /// leaderboard.csv)" over an empty folder, and its error that "the parameters are those
-/// after that step" though none were saved. It now says no trial was written, names the
-/// trials dropped, and the folder is left empty.
+/// after that step" though none were saved. It now says no trial finished and names only
+/// the files written: the settings, and the sweep's state, which holds the running trials
+/// where they stopped (issue 25 item 1: they go on with `--resume`).
 #[test]
 fn a_population_sweep_interrupted_before_any_trial_finished_says_nothing_was_written() {
     let dir = tempfile::tempdir().unwrap();
@@ -768,16 +769,19 @@ fn a_population_sweep_interrupted_before_any_trial_finished_says_nothing_was_wri
     assert_eq!(o.status.code(), Some(130), "{err}");
     assert!(
         err.contains(
-            "sweep interrupted: none of 2 trials finished, so no trial was written to out \
-             (only settings.json, which --resume checks); trials 0, 1 were dropped"
+            "sweep interrupted: none of 2 trials finished; out holds settings.json, \
+             state.safetensors; trials 0, 1, running, were saved where they stopped and go on \
+             with --resume"
         ),
         "{err}"
     );
     assert!(!err.contains("the parameters"), "{err}");
-    // Only the settings the sweep records when it starts (issue 25 item 3) are left.
-    let left: Vec<_> = std::fs::read_dir(&out)
+    // Only the settings the sweep records when it starts (issue 25 item 3) and its state
+    // (item 1) are left.
+    let mut left: Vec<_> = std::fs::read_dir(&out)
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .collect();
-    assert_eq!(left, ["settings.json"], "{left:?}");
+    left.sort();
+    assert_eq!(left, ["settings.json", "state.safetensors"], "{left:?}");
 }

@@ -42,6 +42,7 @@ const SWEEP_FILES: &[&str] = &[
     "leaderboard.csv",
     "best.json",
     "best_trial.safetensors",
+    super::state::STATE_FILE,
     "sweep_lr_accuracy.png",
     "sweep_lr_accuracy.svg",
     "sweep_top_trials.png",
