@@ -443,9 +443,19 @@ fn a_sweep_stopped_by_ctrl_c_or_sigkill_resumes_its_running_trials_to_the_same_t
         let err = stderr(&resumed);
         assert_eq!(resumed.status.code(), Some(0), "{signal}: {err}");
         assert!(
-            err.contains("running trials go on where they were"),
+            err.contains("running trials go on where they were: trial "),
             "{signal}: {err}"
         );
+        // Each running trial of the state is named with its epochs so far.
+        for s in doc["population"]["slots"].as_array().unwrap() {
+            if s.is_null() {
+                continue;
+            }
+            let (id, epochs) = (&s["id"], s["history"].as_array().unwrap().len());
+            let plural = if epochs == 1 { "" } else { "s" };
+            let said = format!("trial {id} after {epochs} epoch{plural}");
+            assert!(err.contains(&said), "{signal}: {said} in {err}");
+        }
         let stdout = String::from_utf8_lossy(&resumed.stdout);
         assert_eq!(
             trials_without_times(&out),

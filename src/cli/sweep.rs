@@ -20,6 +20,7 @@ use wgtrain::output::OutputKind;
 use wgtrain::tensorboard::{EventWriter, HParam, SessionStatus};
 use wgtrain::train;
 use wgtrain::tune::plot;
+use wgtrain::tune::population_sweep::PopulationSnapshot;
 use wgtrain::tune::prune::{HalvingPruner, MedianPruner, Pruner};
 use wgtrain::tune::space::{HiddenChoices, SearchMethod, SearchSpace, TrialConfig, Values};
 use wgtrain::tune::sweep::{
@@ -433,22 +434,7 @@ pub fn sweep_command(mut a: SweepArgs) -> Result<()> {
     let mut engines = Engines::open(&a.device)?;
     let done = prior.len();
     if a.resume {
-        let going_on = match population
-            .as_ref()
-            .map(|p| p.slots.iter().flatten().collect::<Vec<_>>())
-        {
-            Some(slots) if !slots.is_empty() => {
-                let each: Vec<String> = slots
-                    .iter()
-                    .map(|s| format!("{} after {}", s.id, count(s.history.len(), "epoch")))
-                    .collect();
-                format!(
-                    "; running trials go on where they were: {}",
-                    each.join(", ")
-                )
-            }
-            _ => String::new(),
-        };
+        let going_on = population.as_ref().map(going_on_text).unwrap_or_default();
         note!(
             "resuming: {done} of {} trials already finished in {}{going_on}",
             configs.len(),
@@ -610,6 +596,35 @@ fn save_best_trial(
         )?;
     }
     Ok(())
+}
+
+/// What `--resume` says of the running trials it goes on with: `; running trials go on
+/// where they were: trial 4 after 1 epoch and 118 steps` (nothing when none runs). The
+/// steps are those of the population's epoch a stop interrupted, shared by its members.
+fn going_on_text(p: &PopulationSnapshot) -> String {
+    let steps = match p.trainer.state.epoch_steps_done() {
+        0 => String::new(),
+        n => format!(" and {}", count(n, "step")),
+    };
+    let each: Vec<String> = p
+        .slots
+        .iter()
+        .flatten()
+        .map(|s| {
+            format!(
+                "trial {} after {}{steps}",
+                s.id,
+                count(s.history.len(), "epoch")
+            )
+        })
+        .collect();
+    if each.is_empty() {
+        return String::new();
+    }
+    format!(
+        "; running trials go on where they were: {}",
+        each.join(", ")
+    )
 }
 
 /// What an interrupted sweep kept, naming only the files it wrote: `settings.json` when it
