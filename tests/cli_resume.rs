@@ -355,17 +355,30 @@ fn trials_without_times(out: &Path) -> Vec<serde_json::Value> {
 /// the uninterrupted sweep's (wall times aside).
 #[test]
 fn a_sweep_stopped_by_ctrl_c_or_sigkill_resumes_its_running_trials_to_the_same_trials() {
+    sweep_resumes_its_running_trials("cpu", "20000");
+}
+
+/// The same on the GPU path (lavapipe on CI; a smaller subset, as lavapipe is slow).
+#[test]
+fn a_sweep_stopped_by_ctrl_c_or_sigkill_resumes_its_running_trials_on_the_gpu() {
+    sweep_resumes_its_running_trials("gpu", "10000");
+}
+
+/// Runs the sweep of the tests above on `device` with `subset` training samples,
+/// uninterrupted, then stopped by Ctrl-C and by SIGKILL and resumed; the resumed sweeps'
+/// trials must be the uninterrupted one's.
+fn sweep_resumes_its_running_trials(device: &str, subset: &str) {
     let dir = tempfile::tempdir().unwrap();
     let data = mnist_dir();
     let sweep = |out: &str| -> Vec<String> {
         [
             "sweep",
             "--device",
-            "cpu",
+            device,
             "--data",
             &data,
             "--train-subset",
-            "20000",
+            subset,
             "--search",
             "grid",
             "--lr",
