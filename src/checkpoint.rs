@@ -252,7 +252,7 @@ pub fn save_as_with_metadata(
 /// random per process, so two identical runs wrote different bytes (issue 10, item 4);
 /// writing the header here in a fixed order makes the file a function of its contents.
 /// Format: <https://github.com/huggingface/safetensors#format>.
-fn serialize(
+pub(crate) fn serialize(
     tensors: &[(String, Vec<usize>, Vec<u8>)],
     dtype: WeightDtype,
     metadata: &[(&str, String)],
@@ -310,6 +310,10 @@ pub struct CheckpointHeader {
     /// The input normalisation it was trained with, when the file records it.
     pub normalization: Option<Normalization>,
 }
+
+/// The metadata key under which a training state file (`train --state`, also safetensors)
+/// keeps its JSON document: a checkpoint reader that finds it names the file for what it is.
+pub(crate) const STATE_METADATA_KEY: &str = "wgtrain.state";
 
 /// The largest safetensors header (the `safetensors` crate's own limit).
 const MAX_HEADER_BYTES: u64 = 100_000_000;
@@ -418,6 +422,16 @@ fn layer_chain(path: &Path, meta: &Metadata) -> Result<MlpSpec> {
         }
         sizes.push(out);
         layers += 1;
+    }
+    let is_state = meta
+        .metadata()
+        .as_ref()
+        .is_some_and(|m| m.contains_key(STATE_METADATA_KEY));
+    if layers == 0 && is_state {
+        return Err(err(
+            path,
+            "is a training state (train --state), not a checkpoint: go on with it with train --resume, or save the weights with --save",
+        ));
     }
     if layers == 0 {
         return Err(err(

@@ -3,6 +3,8 @@
 //! is opened from it ([`crate::device::open`]) and keeps it; the trainer reads it back from
 //! the engine, so no setting can be given twice or disagree.
 
+use serde::{Deserialize, Serialize};
+
 use crate::error::{Error, Result};
 use crate::model::{MlpSpec, Normalization};
 use crate::optim::SgdConfig;
@@ -14,7 +16,7 @@ use crate::schedule::{LrSchedule, Schedule};
 /// validation split. Build one with struct-update syntax
 /// (`RunConfig { epochs: 1, ..RunConfig::default() }`) or [`RunConfig::builder`], which
 /// checks it.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RunConfig {
     /// Hidden-layer widths `[H1, ...]`; the input width `I` and the class count `C` come
     /// from the data (see [`RunConfig::spec`]).
@@ -48,7 +50,7 @@ pub struct RunConfig {
 
 /// Storage precision of the matmul operands. Master weights, gradients, momentum and
 /// every sum stay f32 either way.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Precision {
     /// Everything f32 (the reference).
     #[default]

@@ -3,11 +3,13 @@
 //! itself is the `sgd_update` kernel on the GPU and [`crate::cpu::sgd_update`] on the CPU.
 //! Learning-rate schedules are in [`crate::schedule`].
 
+use serde::{Deserialize, Serialize};
+
 use crate::error::{Error, Result};
 
 /// SGD hyperparameters, as `torch.optim.SGD(params, lr, momentum, dampening, weight_decay,
 /// nesterov)`; the learning rate comes from the schedule.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SgdConfig {
     /// L2 penalty added to the gradient (`g += wd · p`), or with
     /// `decoupled_weight_decay`, `p -= lr · wd · p` (SGDW, Loshchilov & Hutter).

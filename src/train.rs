@@ -11,6 +11,12 @@
 //! others go on. Members can be frozen (pruned), restarted with a new configuration in
 //! their slot (a sweep refilling it) or overwritten by another member (PBT's exploit).
 //!
+//! A stop (Ctrl-C) ends an epoch at a step boundary without losing it: the next
+//! [`Trainer::run_epoch`] runs its remaining steps. [`Trainer::snapshot`] takes the
+//! trainer's state ([`TrainerState`], plain serde data) with every member's parameters and
+//! momentum, between epochs or in such an interrupted one, and [`Trainer::restore`] goes on
+//! from it on a fresh engine, ending exactly as the uninterrupted run (`train --resume`).
+//!
 //! ```no_run
 //! # fn main() -> wgtrain::Result<()> {
 //! use wgtrain::{Device, RunConfig, open, train::Trainer};
@@ -32,7 +38,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::{RunConfig, check_batch_size};
 use crate::engine::{Engine, EvalSet, Evaluation, check_member};
@@ -48,7 +54,7 @@ pub use crate::step::{epoch_order, step_records, validation_split};
 pub const EXPLODED_LOSS_FACTOR: f64 = 100.0;
 
 /// One epoch's results, as printed and as written to `--metrics` (one JSON object per line).
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EpochReport {
     /// 1-based, counted in the member's own run.
     pub epoch: usize,
@@ -96,7 +102,7 @@ impl std::fmt::Display for EpochReport {
 }
 
 /// Where a member stands.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum MemberStatus {
     /// Trains in the next epoch.
     Training,
@@ -139,8 +145,9 @@ impl MemberOutcome {
     }
 }
 
-/// One member's run state.
-#[derive(Clone, Debug)]
+/// One member's run state: all of it is saved in a [`TrainerState`] (serde), so a field
+/// added here is saved and restored too.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 struct Member {
     cfg: RunConfig,
     status: MemberStatus,
@@ -150,9 +157,11 @@ struct Member {
     steps_taken: u64,
     plateau: Option<PlateauState>,
     hparams: Option<HparamSchedule>,
+    #[serde(with = "crate::json_float")]
     best_val_loss: f64,
     epochs_since_best: usize,
     /// Mean loss of the run's first step, the yardstick of an exploded loss.
+    #[serde(with = "crate::json_float::option")]
     first_loss: Option<f64>,
 }
 
@@ -180,6 +189,109 @@ impl Member {
     }
 }
 
+/// An epoch that a stop ended before its last step: how far it got, which members it
+/// trains, and their per-step sums so far (`[K][steps]`, kept as bit patterns in JSON so
+/// that a NaN survives).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct PartialEpoch {
+    steps: usize,
+    training: Vec<bool>,
+    #[serde(with = "sum_bits")]
+    sums: Vec<Vec<StepSums>>,
+}
+
+/// [`StepSums`] as the bits of their two f32s (exact, NaN included).
+mod sum_bits {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use crate::step::StepSums;
+
+    pub fn serialize<S: Serializer>(sums: &[Vec<StepSums>], s: S) -> Result<S::Ok, S::Error> {
+        let bits: Vec<Vec<[u32; 2]>> = sums
+            .iter()
+            .map(|m| m.iter().map(|v| v.map(f32::to_bits)).collect())
+            .collect();
+        bits.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Vec<StepSums>>, D::Error> {
+        let bits = Vec::<Vec<[u32; 2]>>::deserialize(d)?;
+        Ok(bits
+            .into_iter()
+            .map(|m| m.into_iter().map(|v| v.map(f32::from_bits)).collect())
+            .collect())
+    }
+}
+
+/// Everything a [`Trainer`] knows that its engine does not: the epoch it is at (and how
+/// far into it, when a stop interrupted it), and per member its configuration (as the
+/// hparam schedule and [`Trainer::set_config`] left it), status, start epoch, steps taken,
+/// plateau state, hparam schedule, best validation loss, epochs since it and first-step
+/// loss. Plain data: it serialises (serde, JSON-safe: infinite losses are strings), and
+/// with the members' parameters and momentum it is a [`Snapshot`], from which
+/// [`Trainer::restore`] goes on exactly where the trainer was. The epoch's sample order is
+/// not stored: [`epoch_order`] recomputes it from the seed and the epoch.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainerState {
+    epoch: usize,
+    members: Vec<Member>,
+    partial: Option<PartialEpoch>,
+}
+
+impl TrainerState {
+    /// The trainer epoch the state is at (0-based: the epoch the next
+    /// [`Trainer::run_epoch`] runs).
+    pub fn epoch(&self) -> usize {
+        self.epoch
+    }
+
+    /// Steps of that epoch already run (0 between epochs).
+    pub fn epoch_steps_done(&self) -> usize {
+        self.partial.as_ref().map_or(0, |p| p.steps)
+    }
+
+    /// Number of members K.
+    pub fn members(&self) -> usize {
+        self.members.len()
+    }
+
+    /// Member `k`'s current configuration (what its engine slot must be opened with).
+    ///
+    /// # Panics
+    /// For `k` out of range.
+    pub fn config(&self, k: usize) -> &RunConfig {
+        &self.members[k].cfg
+    }
+
+    /// Member `k`'s status.
+    ///
+    /// # Panics
+    /// For `k` out of range.
+    pub fn status(&self, k: usize) -> &MemberStatus {
+        &self.members[k].status
+    }
+
+    /// Epochs member `k`'s run has trained (whole epochs).
+    ///
+    /// # Panics
+    /// For `k` out of range.
+    pub fn epochs_trained(&self, k: usize) -> usize {
+        self.epoch.saturating_sub(self.members[k].start_epoch)
+    }
+}
+
+/// A trainer's state and its members' tensors: what [`Trainer::snapshot`] takes and
+/// [`Trainer::restore`] goes on from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Snapshot {
+    /// The trainer's state.
+    pub state: TrainerState,
+    /// Member k's flat parameters, `[K][P]` (layout of [`crate::model::ParamLayout`]).
+    pub params: Vec<Vec<f32>>,
+    /// Member k's momentum buffer, `[K][P]` (zeros without momentum).
+    pub momentum: Vec<Vec<f32>>,
+}
+
 /// Drives an [`Engine`] through epochs, with the settings its members were opened with.
 /// See the module docs.
 pub struct Trainer<'e> {
@@ -192,6 +304,8 @@ pub struct Trainer<'e> {
     with_test: bool,
     epoch: usize,
     stop: Option<Arc<AtomicBool>>,
+    /// The epoch `epoch` so far, when a stop ended it early (or a state restored it so).
+    partial: Option<PartialEpoch>,
 }
 
 impl<'e> Trainer<'e> {
@@ -220,6 +334,7 @@ impl<'e> Trainer<'e> {
             with_test: true,
             epoch: 0,
             stop: None,
+            partial: None,
             members,
             engine,
         })
@@ -235,7 +350,8 @@ impl<'e> Trainer<'e> {
     /// Makes the run stoppable: once `flag` is set (by a Ctrl-C handler, say), the epoch in
     /// progress stops at the next step boundary the engine allows (see
     /// [`Engine::train_epoch`]) and [`Trainer::run_epoch`] returns [`Error::Interrupted`],
-    /// with the parameters those after the last finished step.
+    /// with the parameters those after the last finished step; with the flag cleared, the
+    /// next [`Trainer::run_epoch`] runs the rest of that epoch.
     pub fn set_stop_flag(&mut self, flag: Arc<AtomicBool>) {
         self.stop = Some(flag);
     }
@@ -350,9 +466,11 @@ impl<'e> Trainer<'e> {
     /// Stops member `k` from the next epoch on (its parameters stay).
     ///
     /// # Errors
-    /// [`Error::InvalidConfig`] for a member out of range.
+    /// [`Error::InvalidConfig`] for a member out of range, or while a stop has left an
+    /// epoch unfinished (members change between epochs; so for the three below).
     pub fn freeze(&mut self, k: usize) -> Result<()> {
         check_member(k, self.members.len())?;
+        self.between_epochs()?;
         self.members[k].status = MemberStatus::Frozen;
         Ok(())
     }
@@ -364,9 +482,10 @@ impl<'e> Trainer<'e> {
     /// are bit-identical to single runs.
     ///
     /// # Errors
-    /// As [`Engine::replace_member`].
+    /// As [`Trainer::freeze`] and [`Engine::replace_member`].
     pub fn restart(&mut self, k: usize, cfg: &RunConfig) -> Result<()> {
         check_member(k, self.members.len())?;
+        self.between_epochs()?;
         validate(cfg, self.train_indices.len())?;
         self.engine.replace_member(k, cfg)?;
         self.members[k] = Member::new(cfg.clone(), self.epoch);
@@ -379,10 +498,11 @@ impl<'e> Trainer<'e> {
     /// hyperparameters).
     ///
     /// # Errors
-    /// As [`Engine::copy_member`] and [`Engine::set_sgd`].
+    /// As [`Trainer::freeze`], [`Engine::copy_member`] and [`Engine::set_sgd`].
     pub fn exploit(&mut self, from: usize, to: usize, cfg: RunConfig) -> Result<()> {
         check_member(from, self.members.len())?;
         check_member(to, self.members.len())?;
+        self.between_epochs()?;
         self.engine.copy_member(from, to)?;
         self.engine.set_sgd(to, &cfg.sgd)?;
         let src = self.members[from].clone();
@@ -398,13 +518,141 @@ impl<'e> Trainer<'e> {
     /// on, keeping its parameters, momentum and progress.
     ///
     /// # Errors
-    /// As [`Engine::set_sgd`].
+    /// As [`Trainer::freeze`] and [`Engine::set_sgd`].
     pub fn set_config(&mut self, k: usize, cfg: RunConfig) -> Result<()> {
         check_member(k, self.members.len())?;
+        self.between_epochs()?;
         self.engine.set_sgd(k, &cfg.sgd)?;
         self.members[k].plateau = cfg.schedule.plateau_state();
         self.members[k].cfg = cfg;
         Ok(())
+    }
+
+    /// The trainer's state ([`TrainerState`]), without the tensors.
+    pub fn state(&self) -> TrainerState {
+        // Every field named: one added to the trainer must be saved here or derived from
+        // the engine on restore.
+        let Trainer {
+            engine: _,
+            members,
+            train_indices: _,
+            batch_size: _,
+            seed: _,
+            has_validation: _,
+            with_test: _,
+            epoch,
+            stop: _,
+            partial,
+        } = self;
+        TrainerState {
+            epoch: *epoch,
+            members: members.clone(),
+            partial: partial.clone(),
+        }
+    }
+
+    /// The trainer's state with every member's parameters and momentum read from the
+    /// engine: between epochs, or after a stop interrupted one (then the snapshot goes on
+    /// from that step).
+    ///
+    /// # Errors
+    /// Device errors reading the tensors back.
+    pub fn snapshot(&mut self) -> Result<Snapshot> {
+        let k = self.members.len();
+        let mut params = Vec::with_capacity(k);
+        let mut momentum = Vec::with_capacity(k);
+        for m in 0..k {
+            params.push(self.engine.params(m)?);
+            momentum.push(self.engine.momentum(m)?);
+        }
+        Ok(Snapshot {
+            state: self.state(),
+            params,
+            momentum,
+        })
+    }
+
+    /// A trainer that goes on exactly where `snapshot` was taken, on `engine`: opened on
+    /// the same data with members that share the snapshot's minibatch stream (hidden
+    /// sizes, minibatch size, normalisation, seed, validation split, precision), e.g. from
+    /// the snapshot's own member configurations ([`TrainerState::config`]). Each member's
+    /// configuration, parameters, momentum and SGD settings are written to the engine; its
+    /// schedule, plateau state, early stopping, status and step count come from the state.
+    /// Its runs then end with the parameters and reports an uninterrupted trainer would
+    /// have had (bit for bit on the device the snapshot was taken on). The stop flag and
+    /// [`Trainer::set_evaluate_test`] are the caller's to set again.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for a snapshot of another member count, a member that
+    /// does not share the engine's minibatch stream, tensors of another model, or an
+    /// interrupted epoch that does not fit the engine's epoch; engine errors.
+    pub fn restore(engine: &'e mut dyn Engine, snapshot: &Snapshot) -> Result<Trainer<'e>> {
+        let state = &snapshot.state;
+        let k = engine.members();
+        let bad = |reason: String| Error::InvalidConfig {
+            name: "training state",
+            value: format!(
+                "{} members at epoch {}",
+                state.members.len(),
+                state.epoch + 1
+            ),
+            reason,
+        };
+        let counts = [
+            state.members.len(),
+            snapshot.params.len(),
+            snapshot.momentum.len(),
+        ];
+        if counts.iter().any(|&c| c != k) {
+            return Err(bad(format!(
+                "holds {} members, {} parameter and {} momentum buffers, but the engine has {k} members",
+                counts[0], counts[1], counts[2]
+            )));
+        }
+        let shared = engine.setup().shared().config.clone();
+        for (m, member) in state.members.iter().enumerate() {
+            crate::engine::check_shared(&shared, &member.cfg, m)
+                .map_err(|e| bad(format!("does not fit this engine: {e}")))?;
+        }
+        let mut t = Trainer::new(engine)?;
+        let spe = t.steps_per_epoch();
+        if let Some(p) = &state.partial {
+            let sums_fit = p.sums.len() == k && p.sums.iter().all(|s| s.len() == p.steps);
+            if p.steps >= spe || p.training.len() != k || !sums_fit {
+                return Err(bad(format!(
+                    "its interrupted epoch ({} steps done) does not fit this engine's epochs of {spe} steps and {k} members",
+                    p.steps
+                )));
+            }
+        }
+        for (m, member) in state.members.iter().enumerate() {
+            validate(&member.cfg, t.train_indices.len())?;
+            if t.engine.setup().members[m].config != member.cfg {
+                t.engine.replace_member(m, &member.cfg)?;
+            }
+            t.engine
+                .set_state(m, &snapshot.params[m], Some(&snapshot.momentum[m]))?;
+            t.engine.set_sgd(m, &member.cfg.sgd)?;
+        }
+        t.members = state.members.clone();
+        t.epoch = state.epoch;
+        t.partial = state.partial.clone();
+        Ok(t)
+    }
+
+    /// Refuses to change members while an epoch is interrupted: its remaining steps must
+    /// run with the members it started with.
+    fn between_epochs(&self) -> Result<()> {
+        match &self.partial {
+            None => Ok(()),
+            Some(p) => Err(Error::InvalidConfig {
+                name: "member change",
+                value: format!("at epoch {}, step {}", self.epoch + 1, p.steps),
+                reason:
+                    "members change between epochs; run the rest of the interrupted epoch first"
+                        .into(),
+            }),
+        }
     }
 
     /// The epoch's member-step table `[steps, K]`: each training member's learning rate and
@@ -436,51 +684,97 @@ impl<'e> Trainer<'e> {
     /// [`MemberStatus::Done`]; a non-finite or exploded loss turns a member
     /// [`MemberStatus::Diverged`].
     ///
+    /// An epoch that a stop interrupted is not lost: the next call goes on with its
+    /// remaining steps (the same members, learning rates and order) and reports the whole
+    /// epoch, exactly as if it had not stopped; so does a trainer restored from a
+    /// [`Trainer::snapshot`] taken after the stop ([`Trainer::restore`]).
+    ///
     /// # Errors
     /// [`Error::Interrupted`] when the stop flag ended the epoch early; engine errors.
     pub fn run_epoch(&mut self, progress: &mut dyn FnMut(usize)) -> Result<Vec<MemberOutcome>> {
         let epoch = self.epoch;
         let k = self.members.len();
-        let training: Vec<bool> = self
-            .members
-            .iter()
-            .map(|m| m.status == MemberStatus::Training)
-            .collect();
+        let (training, done, mut sums) = match self.partial.take() {
+            Some(p) => (p.training, p.steps, p.sums),
+            None => {
+                let training: Vec<bool> = self
+                    .members
+                    .iter()
+                    .map(|m| m.status == MemberStatus::Training)
+                    .collect();
+                (training, 0, vec![Vec::new(); k])
+            }
+        };
         for m in (0..k).filter(|&m| training[m]) {
             let own = epoch - self.members[m].start_epoch;
             self.apply_hparams(m, own)?;
         }
+        // A member whose loss turned non-finite before the epoch stopped stays frozen for
+        // the rest of it, as the engine froze it (its parameters are its last finite ones).
+        let stepping: Vec<bool> = (0..k)
+            .map(|m| training[m] && sums[m].iter().all(|s| s[0].is_finite()))
+            .collect();
         let order = epoch_order(&self.train_indices, self.seed, epoch);
-        let steps = step_records(order.len(), self.batch_size);
-        let table = self.member_steps(steps.len(), &training);
+        let all_steps = step_records(order.len(), self.batch_size);
+        let table = self.member_steps(all_steps.len(), &stepping);
+        // The steps still to run, re-indexed from 0: the index is a step's slot in the
+        // engine's metrics and its row of the member-step table.
+        let steps: Vec<StepRecord> = all_steps[done..]
+            .iter()
+            .enumerate()
+            .map(|(i, s)| StepRecord {
+                index: i as u32,
+                ..*s
+            })
+            .collect();
         let interrupted = |step| Error::Interrupted {
             epoch: epoch + 1,
             step,
-            steps: steps.len(),
+            steps: all_steps.len(),
         };
         let stop = self.stop.clone().unwrap_or_default();
         if stop.load(Ordering::Relaxed) {
-            return Err(interrupted(0));
+            self.partial = Some(PartialEpoch {
+                steps: done,
+                training,
+                sums,
+            });
+            return Err(interrupted(done));
         }
         let start = Instant::now();
-        let sums = self
-            .engine
-            .train_epoch(&order, &steps, &table, progress, &stop)?;
+        let ran_sums = self.engine.train_epoch(
+            &order,
+            &steps,
+            &table[done * k..],
+            &mut |s| progress(done + s),
+            &stop,
+        )?;
         let seconds = start.elapsed().as_secs_f64();
-        let ran = sums.first().map_or(0, Vec::len);
+        let ran = ran_sums.first().map_or(0, Vec::len);
         for (m, member) in self.members.iter_mut().enumerate() {
             if training[m] {
                 if member.steps_taken == 0
-                    && let Some(first) = sums[m].first()
+                    && let Some(first) = ran_sums[m].first()
                 {
                     member.first_loss = Some(f64::from(first[0]) / f64::from(steps[0].batch));
                 }
                 member.steps_taken += ran as u64;
             }
         }
-        if ran < steps.len() {
-            return Err(interrupted(ran));
+        for (all, new) in sums.iter_mut().zip(ran_sums) {
+            all.extend(new);
         }
+        if done + ran < all_steps.len() {
+            self.partial = Some(PartialEpoch {
+                steps: done + ran,
+                training,
+                sums,
+            });
+            return Err(interrupted(done + ran));
+        }
+        // What this call trained, for its speed (a resumed epoch's time is its rest's).
+        let trained: u32 = all_steps[done..].iter().map(|s| s.batch).sum();
+        let steps = all_steps;
         let val = if self.has_validation {
             Some(self.engine.evaluate(EvalSet::Validation)?)
         } else {
@@ -540,7 +834,7 @@ impl<'e> Trainer<'e> {
                 val_loss: v.map(|v| v.loss),
                 val_accuracy: v.map(|v| v.accuracy),
                 epoch_seconds: seconds,
-                samples_per_second: n / seconds.max(1e-9),
+                samples_per_second: f64::from(trained) / seconds.max(1e-9),
             }));
         }
         self.epoch += 1;

@@ -3,13 +3,16 @@
 //! real `wgtrain` child process, Ctrl-C (SIGINT) in `train` and `sweep`, `sweep --resume`
 //! and the advisory locks on output paths.
 
+#[path = "common/cli.rs"]
+mod cli;
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Output;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use cli::{Run, lines, mnist_dir, stderr, wait_for, wgtrain_in};
 use common::{On, uniform};
 use wgtrain::data::Dataset;
 use wgtrain::gpu::autotune::MatmulChoice;
@@ -153,105 +156,6 @@ fn stop_flag_ends_an_epoch_at_a_step_boundary_with_that_steps_parameters() {
 }
 
 // ---- the binary, as a user runs it ----
-
-fn mnist_dir() -> String {
-    std::env::var("MNIST_DIR").expect("set MNIST_DIR to the directory with the four MNIST files")
-}
-
-/// A child `wgtrain` that is killed if the test ends before it does.
-struct Run(Option<Child>);
-
-impl Run {
-    fn start(dir: &Path, args: &[&str]) -> Run {
-        let child = Command::new(env!("CARGO_BIN_EXE_wgtrain"))
-            .args(args)
-            .current_dir(dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the binary runs");
-        Run(Some(child))
-    }
-
-    fn pid(&self) -> u32 {
-        self.0.as_ref().unwrap().id()
-    }
-
-    fn sigint(&self) {
-        self.signal("INT");
-    }
-
-    /// Sends the signal `name` (`INT`, `TERM`) to the child.
-    fn signal(&self, name: &str) {
-        let ok = Command::new("kill")
-            .args([&format!("-{name}"), &self.pid().to_string()])
-            .status()
-            .expect("kill runs")
-            .success();
-        assert!(ok, "kill -{name} {} failed", self.pid());
-    }
-
-    /// Waits for the child to exit, at most `limit`.
-    fn finish(mut self, limit: Duration) -> Output {
-        let start = Instant::now();
-        let child = self.0.as_mut().unwrap();
-        while child.try_wait().unwrap().is_none() {
-            assert!(
-                start.elapsed() < limit,
-                "wgtrain did not exit within {limit:?}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        self.0.take().unwrap().wait_with_output().unwrap()
-    }
-}
-
-impl Drop for Run {
-    fn drop(&mut self) {
-        if let Some(c) = &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn wgtrain_in(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_wgtrain"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("the binary runs")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// Polls `ready` every 20 ms until it holds, at most `limit`; fails at once, with the
-/// child's output, if `run` exits first (a crashed run would otherwise cost the whole limit).
-fn wait_for(run: &mut Run, what: &str, limit: Duration, mut ready: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !ready() {
-        let child = run.0.as_mut().unwrap();
-        if let Some(status) = child.try_wait().unwrap() {
-            let out = run.0.take().unwrap().wait_with_output().unwrap();
-            panic!(
-                "wgtrain exited ({status}) before {what}; stderr: {}",
-                stderr(&out)
-            );
-        }
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn lines(p: &Path) -> Vec<String> {
-    std::fs::read_to_string(p)
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_owned)
-        .collect()
-}
 
 fn metadata(p: &Path) -> std::collections::HashMap<String, String> {
     let bytes = std::fs::read(p).unwrap();
@@ -822,8 +726,9 @@ fn an_interrupted_sweep_keeps_its_finished_trials_and_resumes_to_the_same_result
 /// Regression (issue 26, item 8): a population sweep interrupted before any trial finished
 /// said "0 of 2 trials finished and kept in out (trials.json, trials.csv,
 /// leaderboard.csv)" over an empty folder, and its error that "the parameters are those
-/// after that step" though none were saved. It now says no trial was written, names the
-/// trials dropped, and the folder is left empty.
+/// after that step" though none were saved. It now says no trial finished and names only
+/// the files written: the settings, and the sweep's state, which holds the running trials
+/// where they stopped (issue 25 item 1: they go on with `--resume`).
 #[test]
 fn a_population_sweep_interrupted_before_any_trial_finished_says_nothing_was_written() {
     let dir = tempfile::tempdir().unwrap();
@@ -864,16 +769,19 @@ fn a_population_sweep_interrupted_before_any_trial_finished_says_nothing_was_wri
     assert_eq!(o.status.code(), Some(130), "{err}");
     assert!(
         err.contains(
-            "sweep interrupted: none of 2 trials finished, so no trial was written to out \
-             (only settings.json, which --resume checks); trials 0, 1 were dropped"
+            "sweep interrupted: none of 2 trials finished; out holds settings.json, \
+             state.safetensors; trials 0, 1, running, were saved where they stopped and go on \
+             with --resume"
         ),
         "{err}"
     );
     assert!(!err.contains("the parameters"), "{err}");
-    // Only the settings the sweep records when it starts (issue 25 item 3) are left.
-    let left: Vec<_> = std::fs::read_dir(&out)
+    // Only the settings the sweep records when it starts (issue 25 item 3) and its state
+    // (item 1) are left.
+    let mut left: Vec<_> = std::fs::read_dir(&out)
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .collect();
-    assert_eq!(left, ["settings.json"], "{left:?}");
+    left.sort();
+    assert_eq!(left, ["settings.json", "state.safetensors"], "{left:?}");
 }

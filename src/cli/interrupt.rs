@@ -184,15 +184,20 @@ pub fn save_interrupted(
     Ok(())
 }
 
-/// This process's command line with `--resume` added (once), for the hint an interrupted
-/// sweep prints. Arguments with spaces or quotes are single-quoted for a POSIX shell.
-pub fn resume_command() -> String {
+/// This process's command line with `--resume` added (once; followed by `value` when
+/// given: `train --resume STATE`), for the hint an interrupted sweep or run prints.
+/// Arguments with spaces or quotes are single-quoted for a POSIX shell.
+pub fn resume_command(value: Option<&Path>) -> String {
     let mut args: Vec<String> = std::env::args().collect();
     if let Some(first) = args.first_mut() {
         *first = "wgtrain".into();
     }
-    if !args.iter().any(|a| a == "--resume") {
+    let given = |a: &String| a == "--resume" || a.starts_with("--resume=");
+    if !args.iter().any(given) {
         args.push("--resume".into());
+        if let Some(v) = value {
+            args.push(v.display().to_string());
+        }
     }
     args.iter()
         .map(|a| {

@@ -30,6 +30,7 @@ mod sweep;
 mod sweep_configs;
 mod sweep_pbt;
 mod train;
+mod train_state;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};

@@ -6,6 +6,7 @@
 
 mod population;
 pub(super) mod settings;
+mod state;
 
 use std::path::{Path, PathBuf};
 
@@ -19,6 +20,7 @@ use wgtrain::output::OutputKind;
 use wgtrain::tensorboard::{EventWriter, HParam, SessionStatus};
 use wgtrain::train;
 use wgtrain::tune::plot;
+use wgtrain::tune::population_sweep::PopulationSnapshot;
 use wgtrain::tune::prune::{HalvingPruner, MedianPruner, Pruner};
 use wgtrain::tune::space::{HiddenChoices, SearchMethod, SearchSpace, TrialConfig, Values};
 use wgtrain::tune::sweep::{
@@ -376,10 +378,27 @@ pub fn sweep_command(mut a: SweepArgs) -> Result<()> {
     let decays: Vec<f64> = configs.iter().map(|t| t.weight_decay).collect();
     check_sgd_options_apply(&a.sgd, &momenta, &decays, "every trial's")?;
     settings::check_out(&a)?;
-    let (prior, prior_best) = if a.resume {
-        resumable_trials(&a.out, &configs)?
-    } else {
-        (Vec::new(), None)
+    // What --resume goes on from: the sweep's state (finished trials, the best one's
+    // weights, the population that was running), or without one (an older wgtrain, a
+    // finished sweep) trials.json and best_trial.safetensors.
+    let (prior, prior_best, population) = match (a.resume, state::read(&a.out)?) {
+        (false, _) => (Vec::new(), None, None),
+        (true, Some(r)) => {
+            check_trials(&state::path(&a.out), &r.trials, &configs)?;
+            let best = r.best_params.map(|p| PriorBest {
+                spec: None,
+                params: p,
+            });
+            (r.trials, best, r.population)
+        }
+        (true, None) => {
+            let (trials, ck) = resumable_trials(&a.out, &configs)?;
+            let best = ck.map(|c| PriorBest {
+                spec: Some(c.spec),
+                params: c.params,
+            });
+            (trials, best, None)
+        }
     };
     let mnist = with_subset(load_data(&a.data, a.quiet)?, a.train_subset, a.seed)?;
     check_outputs_spare_data([a.save_best.as_deref()], &mnist)?;
@@ -415,26 +434,35 @@ pub fn sweep_command(mut a: SweepArgs) -> Result<()> {
     let mut engines = Engines::open(&a.device)?;
     let done = prior.len();
     if a.resume {
+        let going_on = population.as_ref().map(going_on_text).unwrap_or_default();
         note!(
-            "resuming: {done} of {} trials already finished in {}",
+            "resuming: {done} of {} trials already finished in {}{going_on}",
             configs.len(),
             a.out.display()
         );
     }
-    let prior_params = match (&prior_best, wgtrain::tune::sweep::best_completed(&prior)) {
-        (Some(ck), Some(t)) => {
+    let prior_params = match (prior_best, wgtrain::tune::sweep::best_completed(&prior)) {
+        (Some(b), Some(t)) => {
             let spec = MlpSpec::new(mnist.train.features(), &t.config.hidden, mnist.classes)?;
-            if ck.spec.to_string() != spec.to_string() {
+            let fits = match &b.spec {
+                Some(s) => s.to_string() == spec.to_string(),
+                None => b.params.len() == spec.layout().len,
+            };
+            if !fits {
+                let held = b.spec.map_or_else(
+                    || format!("{} weights", b.params.len()),
+                    |s| format!("an MLP {s}"),
+                );
                 return Err(usage(
                     "resume",
-                    a.out.join(BEST_TRIAL_FILE).display(),
+                    a.out.display(),
                     format!(
-                        "holds an MLP {} but trial {} on this data is an MLP {spec}; resume with the same data and flags",
-                        ck.spec, t.id
+                        "holds {held} as the best trial's, but trial {} on this data is an MLP {spec}; resume with the same data and flags",
+                        t.id
                     ),
                 ));
             }
-            Some(ck.params.clone())
+            Some(b.params)
         }
         _ => None,
     };
@@ -447,7 +475,7 @@ pub fn sweep_command(mut a: SweepArgs) -> Result<()> {
         n_train,
         norm,
     };
-    pop.run(&engines, &configs, &mut sweep)?;
+    pop.run(&engines, &configs, &mut sweep, population)?;
     let rows = leaderboard(sweep.trials());
     say!("\nleaderboard (validation accuracy after each trial's last epoch):");
     say_raw!("{}", format_leaderboard(&rows));
@@ -508,6 +536,8 @@ pub fn sweep_command(mut a: SweepArgs) -> Result<()> {
         ),
     }
     failed.into_result()?;
+    // Every output is written: the state has nothing left to resume.
+    state::remove(&a.out);
     if a.save_best.is_some() && sweep.best_trial().is_none() {
         anyhow::bail!(
             "no trial completed, so no best model was saved (every trial diverged or was pruned); try smaller learning rates"
@@ -519,6 +549,13 @@ pub fn sweep_command(mut a: SweepArgs) -> Result<()> {
 /// The best finished trial's final weights, kept in `--out` while a sweep runs so that
 /// `--resume` can evaluate it and `--save-best` it at the end.
 const BEST_TRIAL_FILE: &str = "best_trial.safetensors";
+
+/// The best finished trial's weights a resumed sweep starts with, and the model its
+/// checkpoint names (`None` from a state, which holds the weights alone).
+struct PriorBest {
+    spec: Option<MlpSpec>,
+    params: Vec<f32>,
+}
 
 /// The TensorBoard run of trial `i` (`--tensorboard DIR`: `DIR/trial-00i`), its
 /// hyperparameters written; `None` without the flag.
@@ -561,17 +598,53 @@ fn save_best_trial(
     Ok(())
 }
 
-/// What an interrupted sweep kept and lost, naming only the files it wrote: after each
-/// finished trial `trials.json`, `trials.csv` and `leaderboard.csv`, and
-/// `best_trial.safetensors` once a trial completed; nothing when no trial finished.
-/// `dropped` are the trials that were running (they run again with `--resume`).
-fn interrupted_note(sweep: &Sweep, total: usize, out: &Path, dropped: &[usize]) -> String {
+/// What `--resume` says of the running trials it goes on with: `; running trials go on
+/// where they were: trial 4 after 1 epoch and 118 steps` (nothing when none runs). The
+/// steps are those of the population's epoch a stop interrupted, shared by its members.
+fn going_on_text(p: &PopulationSnapshot) -> String {
+    let steps = match p.trainer.state.epoch_steps_done() {
+        0 => String::new(),
+        n => format!(" and {}", count(n, "step")),
+    };
+    let each: Vec<String> = p
+        .slots
+        .iter()
+        .flatten()
+        .map(|s| {
+            format!(
+                "trial {} after {}{steps}",
+                s.id,
+                count(s.history.len(), "epoch")
+            )
+        })
+        .collect();
+    if each.is_empty() {
+        return String::new();
+    }
+    format!(
+        "; running trials go on where they were: {}",
+        each.join(", ")
+    )
+}
+
+/// What an interrupted sweep kept, naming only the files it wrote: `settings.json` when it
+/// started; after each finished trial `trials.json`, `trials.csv` and `leaderboard.csv`,
+/// and `best_trial.safetensors` once a trial completed; `state.safetensors` (which holds
+/// the `running` trials where they stopped, for `--resume`) when `state_saved`.
+fn interrupted_note(
+    sweep: &Sweep,
+    total: usize,
+    out: &Path,
+    running: &[usize],
+    state_saved: bool,
+) -> String {
     interrupted_text(
         sweep.trials().len(),
         total,
         out,
         sweep.best_trial().is_some(),
-        dropped,
+        running,
+        state_saved,
     )
 }
 
@@ -582,37 +655,48 @@ fn interrupted_text(
     total: usize,
     out: &Path,
     best_saved: bool,
-    dropped: &[usize],
+    running: &[usize],
+    state_saved: bool,
 ) -> String {
     // settings.json is written when the sweep starts (--resume checks it).
+    let mut files = vec!["settings.json"];
+    if finished > 0 {
+        files.extend(["trials.json", "trials.csv", "leaderboard.csv"]);
+    }
+    if best_saved {
+        files.push(BEST_TRIAL_FILE);
+    }
+    if state_saved {
+        files.push(state::STATE_FILE);
+    }
     let kept = if finished == 0 {
         format!(
-            "sweep interrupted: none of {} finished, so no trial was written to {} (only \
-             settings.json, which --resume checks)",
+            "sweep interrupted: none of {} finished; {} holds {}",
             count(total, "trial"),
-            out.display()
+            out.display(),
+            files.join(", ")
         )
     } else {
-        let mut files = vec![
-            "settings.json",
-            "trials.json",
-            "trials.csv",
-            "leaderboard.csv",
-        ];
-        if best_saved {
-            files.push(BEST_TRIAL_FILE);
-        }
         format!(
             "sweep interrupted: {finished} of {total} trials finished and kept in {} ({})",
             out.display(),
             files.join(", ")
         )
     };
-    let ids: Vec<String> = dropped.iter().map(usize::to_string).collect();
-    match ids.len() {
-        0 => kept,
-        1 => format!("{kept}; trial {} was dropped", ids[0]),
-        _ => format!("{kept}; trials {} were dropped", ids.join(", ")),
+    let ids: Vec<String> = running.iter().map(usize::to_string).collect();
+    let (trials, were) = match ids.len() {
+        0 => return kept,
+        1 => (format!("trial {}", ids[0]), "was"),
+        _ => (format!("trials {}", ids.join(", ")), "were"),
+    };
+    if state_saved {
+        format!(
+            "{kept}; {trials}, running, {were} saved where {} stopped and go{} on with --resume",
+            if ids.len() == 1 { "it" } else { "they" },
+            if ids.len() == 1 { "es" } else { "" }
+        )
+    } else {
+        format!("{kept}; {trials} {were} dropped")
     }
 }
 
@@ -645,8 +729,10 @@ fn outcome_text(trial: &wgtrain::tune::sweep::Trial) -> String {
     }
 }
 
-/// What `--resume` goes on from: the trials in `out/trials.json` (none when the file does
-/// not exist yet) and, when one of them completed, `out/best_trial.safetensors`.
+/// What `--resume` goes on from when the sweep left no state (`state.safetensors`: a
+/// finished sweep, or one of an older wgtrain): the trials in `out/trials.json` (none when
+/// the file does not exist yet) and, when one of them completed,
+/// `out/best_trial.safetensors`.
 ///
 /// # Errors
 /// Exit-2 errors when a finished trial is not the trial of `configs` with its id (other
@@ -674,7 +760,50 @@ fn resumable_trials(
             ),
         )
     })?;
-    // serde_json may round the last bit of a float: compare to 1e-12 relative.
+    check_trials(&path, &trials, configs)?;
+    let best = match wgtrain::tune::sweep::best_completed(&trials) {
+        None => None,
+        Some(b) => {
+            let p = out.join(BEST_TRIAL_FILE);
+            let ck = checkpoint::load(&p).map_err(|e| {
+                usage(
+                    "resume",
+                    p.display(),
+                    format!("the best finished trial's weights cannot be read: {e}"),
+                )
+            })?;
+            let bytes = std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?;
+            let id = safetensors::SafeTensors::read_metadata(&bytes)
+                .ok()
+                .and_then(|(_, m)| m.metadata().as_ref()?.get("wgtrain.trial").cloned());
+            if id.as_deref() != Some(b.id.to_string().as_str()) {
+                return Err(usage(
+                    "resume",
+                    p.display(),
+                    format!(
+                        "holds trial {} but the best finished trial is {}",
+                        id.unwrap_or_else(|| "?".into()),
+                        b.id
+                    ),
+                ));
+            }
+            Some(ck)
+        }
+    };
+    Ok((trials, best))
+}
+
+/// Refuses finished trials (read from `path`) that are not the trials of `configs` with
+/// their ids: another sweep's, or this one's under other flags or another seed.
+///
+/// # Errors
+/// A usage error (exit 2) naming the first trial that differs.
+fn check_trials(
+    path: &Path,
+    trials: &[wgtrain::tune::sweep::Trial],
+    configs: &[TrialConfig],
+) -> Result<()> {
+    // An older wgtrain's trials.json may round the last bit of a float: 1e-12 relative.
     let close = |x: f64, y: f64| (x - y).abs() <= 1e-12 * x.abs().max(y.abs());
     let same = |t: &TrialConfig, c: &TrialConfig| {
         close(t.lr, c.lr)
@@ -709,36 +838,7 @@ fn resumable_trials(
             ),
         ));
     }
-    let best = match wgtrain::tune::sweep::best_completed(&trials) {
-        None => None,
-        Some(b) => {
-            let p = out.join(BEST_TRIAL_FILE);
-            let ck = checkpoint::load(&p).map_err(|e| {
-                usage(
-                    "resume",
-                    p.display(),
-                    format!("the best finished trial's weights cannot be read: {e}"),
-                )
-            })?;
-            let bytes = std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?;
-            let id = safetensors::SafeTensors::read_metadata(&bytes)
-                .ok()
-                .and_then(|(_, m)| m.metadata().as_ref()?.get("wgtrain.trial").cloned());
-            if id.as_deref() != Some(b.id.to_string().as_str()) {
-                return Err(usage(
-                    "resume",
-                    p.display(),
-                    format!(
-                        "holds trial {} but the best finished trial is {}",
-                        id.unwrap_or_else(|| "?".into()),
-                        b.id
-                    ),
-                ));
-            }
-            Some(ck)
-        }
-    };
-    Ok((trials, best))
+    Ok(())
 }
 
 #[cfg(test)]
@@ -749,26 +849,33 @@ mod tests {
 
     /// Regression (issue 26, item 8): a population sweep interrupted before any trial
     /// finished said "0 of 24 trials finished and kept in sweep/ (trials.json, ...)" over
-    /// an empty folder. The note names only what was written.
+    /// an empty folder. The note names only what was written; the running trials are
+    /// said to be saved (issue 25 item 1) only when the state was written.
     #[test]
     fn an_interrupted_sweep_names_only_the_files_it_wrote() {
         let out = Path::new("sweep");
         assert_eq!(
-            interrupted_text(0, 24, out, false, &[0, 1]),
-            "sweep interrupted: none of 24 trials finished, so no trial was written to sweep \
-             (only settings.json, which --resume checks); trials 0, 1 were dropped"
+            interrupted_text(0, 24, out, false, &[0, 1], true),
+            "sweep interrupted: none of 24 trials finished; sweep holds settings.json, \
+             state.safetensors; trials 0, 1, running, were saved where they stopped and go on \
+             with --resume"
         );
         assert_eq!(
-            interrupted_text(2, 5, out, false, &[2]),
+            interrupted_text(2, 5, out, false, &[2], true),
             "sweep interrupted: 2 of 5 trials finished and kept in sweep (settings.json, \
-             trials.json, trials.csv, leaderboard.csv); trial 2 was dropped"
+             trials.json, trials.csv, leaderboard.csv, state.safetensors); trial 2, running, \
+             was saved where it stopped and goes on with --resume"
         );
-        assert!(interrupted_text(0, 1, out, false, &[0]).contains("none of 1 trial finished"));
+        assert_eq!(
+            interrupted_text(0, 1, out, false, &[0], false),
+            "sweep interrupted: none of 1 trial finished; sweep holds settings.json; trial 0 \
+             was dropped"
+        );
         assert_eq!(
             (count(1, "trial"), count(2, "trial")),
             ("1 trial".into(), "2 trials".into())
         );
-        assert!(interrupted_text(3, 5, out, true, &[]).ends_with(
+        assert!(interrupted_text(3, 5, out, true, &[], false).ends_with(
             "(settings.json, trials.json, trials.csv, leaderboard.csv, best_trial.safetensors)"
         ));
     }

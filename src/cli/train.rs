@@ -1,6 +1,7 @@
 //! `wgtrain train`: its flags ([`TrainArgs`]), the checks made before any work, the
-//! training loop with its progress bar, metrics file, TensorBoard events, checkpoints and
-//! learning curves, and the locks on its outputs.
+//! training loop with its progress bar, metrics file, TensorBoard events, checkpoints,
+//! learning curves and training state (`--state`, `--resume`: [`super::train_state`]),
+//! and the locks on its outputs.
 
 use std::path::{Path, PathBuf};
 
@@ -17,17 +18,18 @@ use wgtrain::model::MlpSpec;
 use wgtrain::output::OutputKind;
 use wgtrain::schedule::HparamSchedule;
 use wgtrain::tensorboard::{EventWriter, SessionStatus};
-use wgtrain::train::{self, Trainer};
+use wgtrain::train::{self, EpochReport, Trainer};
 use wgtrain::tune::{EpochMetrics, plot};
 
 use super::common::{
-    DataArgs, DeviceArgs, DeviceKind, FailedOutputs, HyperArgs, PrecisionArgs, bad_input, cause,
-    check_data, check_outputs, check_outputs_spare_data, check_outputs_spare_inputs,
-    check_sgd_options_apply, explain_divergence, load_data, normalization, positive_usize,
-    resolve_device, run_config, schedule_from, sgd_from, tensorboard_hparams, unit_interval, usage,
-    warn_momentum, with_subset,
+    DataArgs, DeviceArgs, DeviceKind, FailedOutputs, HyperArgs, PrecisionArgs, Recorded, bad_input,
+    cause, check_data, check_outputs, check_outputs_spare_data, check_outputs_spare_inputs,
+    check_sgd_options_apply, choice, explain_divergence, hidden_text, load_data, normalization,
+    opt, positive_usize, resolve_device, run_config, schedule_flags, schedule_from, sgd_flags,
+    sgd_from, tensorboard_hparams, unit_interval, usage, warn_momentum, with_subset,
 };
 use super::engines::Engines;
+use super::train_state::{self, Resume, StateWriter};
 use super::{interrupt, profile, save};
 
 /// `wgtrain train`: the flags.
@@ -103,6 +105,19 @@ pub struct TrainArgs {
     /// buffer is kept when the weight decay changes.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["lr", "weight_decay", "epochs"])]
     pub hparam_schedule: Option<PathBuf>,
+    /// Write the training state (weights, momentum, learning-rate schedule and plateau
+    /// state, epoch and step, the settings and every epoch's report) to this file when the
+    /// run starts, after every epoch and when Ctrl-C or SIGTERM stops it (atomically: a
+    /// kill -9 leaves the last one whole), for --resume.
+    #[arg(long, value_name = "FILE")]
+    pub state: Option<PathBuf>,
+    /// Go on with the run whose training state this file holds (--state): give the run's
+    /// flags again (other settings or data are refused, naming the flag). It goes on where
+    /// the state was written (the step a Ctrl-C stopped at, or the last whole epoch after a
+    /// kill) and ends with the weights and metrics of the uninterrupted run, writing the
+    /// state on to this file (or to --state).
+    #[arg(long, value_name = "FILE", conflicts_with = "save_init")]
+    pub resume: Option<PathBuf>,
     /// Steps timed by --profile.
     #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..), default_value_t = 20, requires = "profile")]
     pub profile_steps: usize,
@@ -181,11 +196,14 @@ pub fn train_command(mut a: TrainArgs) -> Result<()> {
         }
     }
     // Flags that need no data, and output paths, are checked before loading anything.
+    // The state goes to --state, or back to the --resume file.
+    let state_out = a.state.clone().or_else(|| a.resume.clone());
     check_outputs([
         (a.metrics.as_deref(), OutputKind::File),
         (a.save.as_deref(), OutputKind::File),
         (a.save_best.as_deref(), OutputKind::File),
         (a.save_init.as_deref(), OutputKind::File),
+        (state_out.as_deref(), OutputKind::File),
         (a.plot.as_deref(), OutputKind::Dir),
         (a.tensorboard.as_deref(), OutputKind::Dir),
     ])?;
@@ -199,6 +217,14 @@ pub fn train_command(mut a: TrainArgs) -> Result<()> {
         &[
             ("init", a.init.as_deref()),
             ("hparam-schedule", a.hparam_schedule.as_deref()),
+            ("resume", a.resume.as_deref()),
+        ],
+    )?;
+    check_outputs_spare_inputs(
+        [state_out.as_deref()],
+        &[
+            ("init", a.init.as_deref()),
+            ("hparam-schedule", a.hparam_schedule.as_deref()),
         ],
     )?;
     save::warn_torch_save_names([
@@ -207,23 +233,43 @@ pub fn train_command(mut a: TrainArgs) -> Result<()> {
         a.save_init.as_deref(),
     ]);
     // The header now (a malformed file fails at once); the tensors once the header is
-    // known to be this run's model.
-    let init = match &a.init {
-        Some(p) => Some(
+    // known to be this run's model. A resumed run's weights are its state's.
+    if let (Some(p), Some(_)) = (&a.init, &a.resume) {
+        note!(
+            "--init {}: not read; a resumed run goes on from the weights in its state",
+            p.display()
+        );
+    }
+    let init = match (&a.init, &a.resume) {
+        (Some(p), None) => Some(
             checkpoint::read_header(p)
                 .map_err(|e| bad_input(e).context("reading the initial weights (--init)"))?,
         ),
-        None => None,
+        _ => None,
     };
     warn_momentum(h.momentum);
     // The Ctrl-C handler before the locks: a Ctrl-C during start-up then stops the run at
     // its first step boundary, writing the outputs and releasing the locks, instead of
     // killing the process with its lock files left behind.
     interrupt::stop_flag();
-    let locks = lock_train_outputs(&a)?;
+    let locks = lock_train_outputs(&a, state_out.as_deref())?;
     if let Some(dir) = &a.tensorboard {
         wgtrain::lock::check_unheld(dir, &locks)?;
     }
+    // Read under the lock: no other run rewrites it meanwhile.
+    let resume = match &a.resume {
+        Some(p) => {
+            let r = train_state::read(p)?;
+            r.check_flags(&flags_of(&a, hparams.as_ref()))?;
+            Some(r)
+        }
+        None => {
+            if let Some(p) = &a.state {
+                train_state::check_not_replacing(p)?;
+            }
+            None
+        }
+    };
     profile::check_train_flags(a.device.device, a.profile)?;
     let lr_schedule = schedule_from(h, 1)?;
     if hparams.is_some() {
@@ -241,8 +287,18 @@ pub fn train_command(mut a: TrainArgs) -> Result<()> {
     // The device is chosen before the data loads: a wrong --adapter fails at once.
     let precision = a.precision.precision.to_lib();
     a.device = resolve_device(&a.device, precision, a.profile.then_some("--profile"))?;
+    let device = match a.device.device {
+        DeviceKind::Cpu => "cpu",
+        DeviceKind::Gpu | DeviceKind::Auto => "gpu",
+    };
+    if let Some(r) = &resume {
+        r.warn_device(device);
+    }
     let mut engines = Engines::open_for(&a.device, precision)?;
     let mnist = with_subset(load_data(&a.data, a.quiet)?, a.train_subset, h.seed)?;
+    if let Some(r) = &resume {
+        r.check_data(&mnist)?;
+    }
     check_outputs_spare_data(
         [
             a.metrics.as_deref(),
@@ -287,13 +343,26 @@ pub fn train_command(mut a: TrainArgs) -> Result<()> {
     };
     train::validate(&cfg, n_train)?;
     let data = RunData::from(&mnist);
-    let init = match &a.init {
-        Some(p) => Some(
+    let init = match (&a.init, &resume) {
+        (Some(p), None) => Some(
             checkpoint::load(p)
                 .map_err(|e| bad_input(e).context("reading the initial weights (--init)"))?
                 .params,
         ),
-        None => None,
+        _ => None,
+    };
+    let state = state_out.map(|p| {
+        StateWriter::new(
+            &p,
+            Recorded::new(flags_of(&a, hparams.as_ref()), &mnist),
+            device,
+        )
+    });
+    let run = Run {
+        a: &a,
+        hparams,
+        resume,
+        state,
     };
     if a.profile {
         engines.with_gpu(&cfg, data, |gpu, kernels, engine| {
@@ -301,14 +370,62 @@ pub fn train_command(mut a: TrainArgs) -> Result<()> {
                 engine.set_params(0, p)?;
             }
             profile::profile_before_training(gpu, kernels, engine, a.profile_steps)?;
-            run_training(&a, engine, hparams)
+            run_training(run, engine)
         })?;
         Ok(())
     } else {
         engines.with(&cfg, data, init.as_deref(), |engine| {
-            run_training(&a, engine, hparams)
+            run_training(run, engine)
         })
     }
+}
+
+/// The flags of `a` that decide what the run computes, as typed, in `--help` order, for
+/// `--state` to record and `--resume` to check (`hparams`: the `--hparam-schedule` file's
+/// schedule, recorded by its values). The other flags are outputs, the device (recorded
+/// apart, warned of), `--data` (the data's fingerprint is recorded) and `--init` (the
+/// weights are the state's).
+fn flags_of(a: &TrainArgs, hparams: Option<&HparamSchedule>) -> Vec<(&'static str, String)> {
+    let h = &a.hyper;
+    let schedule = hparams.map(|s| {
+        let values: Vec<String> = s
+            .epochs
+            .iter()
+            .map(|e| format!("{}:{}", e.lr, e.weight_decay))
+            .collect();
+        format!("lr:weight-decay per epoch {}", values.join(","))
+    });
+    let mut flags = vec![
+        ("dataset", opt(&a.data.dataset)),
+        ("normalize", a.data.normalize.to_string()),
+        ("classes", opt(&a.data.classes)),
+        ("train-subset", opt(&a.train_subset)),
+        ("hidden", hidden_text(&h.hidden.0)),
+        ("epochs", opt(&h.epochs)),
+        ("batch-size", h.batch_size.to_string()),
+        ("lr", h.lr.to_string()),
+        ("weight-decay", h.weight_decay.to_string()),
+        ("momentum", h.momentum.to_string()),
+    ];
+    flags.extend(sgd_flags(&h.sgd));
+    flags.push(("seed", h.seed.to_string()));
+    flags.extend(schedule_flags(&h.schedule));
+    flags.extend([
+        ("precision", choice(a.precision.precision)),
+        ("val-split", a.val_split.to_string()),
+        ("early-stop-patience", opt(&a.early_stop_patience)),
+        ("hparam-schedule", opt(&schedule)),
+    ]);
+    flags
+}
+
+/// What `run_training` is given besides the engine: the flags, the hparam schedule, the
+/// state to go on from and where to write the state.
+struct Run<'a> {
+    a: &'a TrainArgs,
+    hparams: Option<HparamSchedule>,
+    resume: Option<Resume>,
+    state: Option<StateWriter>,
 }
 
 /// Refuses `--init` weights that are not this run's model (the inputs and classes of the
@@ -367,22 +484,15 @@ fn check_init(
     Ok(())
 }
 
-/// `--hidden` as typed: `512,256`, or `none`.
-fn hidden_text(hidden: &[usize]) -> String {
-    if hidden.is_empty() {
-        return "none".into();
-    }
-    let h: Vec<String> = hidden.iter().map(usize::to_string).collect();
-    h.join(",")
-}
-
-fn run_training(
-    a: &TrainArgs,
-    engine: &mut dyn Engine,
-    hparams: Option<HparamSchedule>,
-) -> Result<()> {
-    let run = engine.setup().shared();
-    let (cfg, spec) = (&run.config, &run.spec);
+fn run_training(run: Run<'_>, engine: &mut dyn Engine) -> Result<()> {
+    let Run {
+        a,
+        hparams,
+        resume,
+        state,
+    } = run;
+    let setup = engine.setup().shared();
+    let (cfg, spec) = (&setup.config, &setup.spec);
     let (cfg, spec, norm) = (cfg.clone(), spec.clone(), cfg.normalization);
     let how = save::SaveAs {
         dtype: a.save_dtype.map_or(WeightDtype::F32, WeightDtype::from),
@@ -410,7 +520,7 @@ fn run_training(
         cfg.sgd.momentum,
         cfg.seed
     );
-    if let Some(p) = &a.init {
+    if let (Some(p), None) = (&a.init, &resume) {
         note!("initial weights: {} (--init)", p.display());
     }
     if let Some(path) = &a.save_init {
@@ -418,10 +528,6 @@ fn run_training(
         save::save_checkpoint(path, spec, &params, norm, how, &[])?;
         note!("saved the initial weights to {}", path.display());
     }
-    let mut metrics = match &a.metrics {
-        Some(p) => Some(JsonLinesWriter::create(p)?),
-        None => None,
-    };
     // An output that fails during the run (a full disk) is dropped, said at once, and
     // reported at the end; the run goes on and writes the others.
     let mut failed = FailedOutputs::default();
@@ -432,23 +538,12 @@ fn run_training(
         "MLP {spec}, lr {}, batch {}, weight decay {}",
         cfg.schedule, cfg.batch_size, cfg.sgd.weight_decay
     );
-    let mut tb = match &a.tensorboard {
-        Some(dir) => {
-            let mut w = EventWriter::create(dir)?;
-            w.session_start(&tensorboard_hparams(
-                &a.hyper,
-                a.device.device,
-                a.data.normalize,
-                a.val_split,
-            ))?;
-            Some(w)
-        }
-        None => None,
+    let mut trainer = match &resume {
+        Some(r) => Trainer::restore(engine, &r.snapshot)?,
+        None => Trainer::new(engine)?,
     };
-    let mut history = Vec::new();
-    let mut trainer = Trainer::new(engine)?;
     trainer.set_stop_flag(interrupt::stop_flag());
-    if let (Some(s), Some(p)) = (hparams, &a.hparam_schedule) {
+    if let (Some(s), Some(p), None) = (hparams, &a.hparam_schedule, &resume) {
         note!(
             "hparam schedule: {} ({} epochs; lr {:.3e} to {:.3e}, weight decay {:.1e} to {:.1e})",
             p.display(),
@@ -463,10 +558,90 @@ fn run_training(
         );
         trainer.set_hparam_schedule(0, s)?;
     }
-    let mut interrupted = None;
+    // A resumed run starts with the finished epochs' reports and best weights of its state.
+    let (mut reports, mut best): (Vec<EpochReport>, Option<(usize, Vec<f32>)>) = match resume {
+        Some(r) => {
+            say_resume(&r.path, &trainer, epochs, r.history.len());
+            (r.history, r.best)
+        }
+        None => (Vec::new(), None),
+    };
+    let mut history: Vec<EpochMetrics> = reports
+        .iter()
+        .map(|r| EpochMetrics::from_report(r, true))
+        .collect();
+    let mut metrics = match &a.metrics {
+        Some(p) => {
+            let mut w = JsonLinesWriter::create(p)?;
+            // A resumed run's file holds every epoch again, the earlier ones as written.
+            for r in &reports {
+                w.append(r).map_err(|e| {
+                    anyhow::anyhow!("writing the metrics file {}: {e}", p.display())
+                })?;
+            }
+            Some(w)
+        }
+        None => None,
+    };
+    let mut tb = match &a.tensorboard {
+        Some(dir) => {
+            let mut w = EventWriter::create(dir)?;
+            w.session_start(&tensorboard_hparams(
+                &a.hyper,
+                a.device.device,
+                a.data.normalize,
+                a.val_split,
+            ))?;
+            Some(w)
+        }
+        None => None,
+    };
     let mut save_best_ok = true;
+    if let (Some(path), Some((epoch, params))) = (&a.save_best, &best) {
+        // The best epoch before the resume: its weights are the state's.
+        match save::save_checkpoint(path, spec, params, norm, how, &[]) {
+            Ok(()) => note!(
+                "saved the best model so far (epoch {epoch}, from the state) to {}",
+                path.display()
+            ),
+            Err(e) => {
+                failed.record(
+                    e.context(format!("saving the best model to {}", path.display())),
+                    true,
+                );
+                save_best_ok = false;
+            }
+        }
+    }
+    let mut state_ok = true;
+    let mut write_state = |trainer: &mut Trainer<'_>,
+                           reports: &[EpochReport],
+                           best: Option<&(usize, Vec<f32>)>,
+                           failed: &mut FailedOutputs|
+     -> Option<bool> {
+        let w = state.as_ref().filter(|_| state_ok)?;
+        let written = trainer
+            .snapshot()
+            .and_then(|snap| w.write(&snap, reports, best));
+        if let Err(e) = written {
+            failed.record(
+                anyhow::Error::from(e).context(format!(
+                    "writing the training state {} failed after {} epochs; it holds the state written before",
+                    w.path.display(),
+                    reports.len()
+                )),
+                true,
+            );
+            state_ok = false;
+        }
+        Some(state_ok)
+    };
+    // The state a kill during the first epoch resumes from.
+    write_state(&mut trainer, &reports, best.as_ref(), &mut failed);
+    let mut interrupted = None;
     let steps = trainer.steps_per_epoch() as u64;
-    for epoch in 0..epochs {
+    while trainer.any_training() {
+        let epoch = trainer.epoch();
         let bar = if a.quiet {
             ProgressBar::hidden()
         } else {
@@ -499,7 +674,8 @@ fn run_training(
             }
         };
         say!("{report}");
-        history.push(wgtrain::tune::EpochMetrics::from_report(&report, true));
+        history.push(EpochMetrics::from_report(&report, true));
+        reports.push(report.clone());
         if let (Some(w), Some(m)) = (&mut tb, history.last()) {
             if let Err(e) = w.epoch(m) {
                 let e = anyhow::Error::from(e).context(format!(
@@ -523,40 +699,55 @@ fn run_training(
                 metrics = None;
             }
         }
-        if let (Some(path), true, true) = (&a.save_best, trainer.last_was_best(0), save_best_ok) {
+        if trainer.last_was_best(0) && (a.save_best.is_some() || state.is_some()) {
             let params = trainer.engine().params(0)?;
-            match save::save_checkpoint(path, spec, &params, norm, how, &[]) {
-                Ok(()) => {
-                    if let Some(v) = report.val_loss {
-                        note!(
-                            "saved the best model so far (epoch {}, validation loss {v:.4}) to {}",
-                            report.epoch,
-                            path.display()
+            if let (Some(path), true) = (&a.save_best, save_best_ok) {
+                match save::save_checkpoint(path, spec, &params, norm, how, &[]) {
+                    Ok(()) => {
+                        if let Some(v) = report.val_loss {
+                            note!(
+                                "saved the best model so far (epoch {}, validation loss {v:.4}) to {}",
+                                report.epoch,
+                                path.display()
+                            );
+                        }
+                    }
+                    Err(e) => {
+                        failed.record(
+                            e.context(format!(
+                                "saving the best model (epoch {}) to {} failed; it is not saved again",
+                                report.epoch,
+                                path.display()
+                            )),
+                            true,
                         );
+                        save_best_ok = false;
                     }
                 }
-                Err(e) => {
-                    failed.record(
-                        e.context(format!(
-                            "saving the best model (epoch {}) to {} failed; it is not saved again",
-                            report.epoch,
-                            path.display()
-                        )),
-                        true,
-                    );
-                    save_best_ok = false;
-                }
             }
+            best = Some((report.epoch, params));
         }
+        write_state(&mut trainer, &reports, best.as_ref(), &mut failed);
         if trainer.stopped_early(0) {
             note!(
                 "early stopping: the validation loss has not improved for {} epochs",
                 a.early_stop_patience.unwrap_or(0)
             );
-            break;
         }
     }
-    // The weights first: they are what a long run is for. Then the rest, each on its own.
+    // The state first (it loses nothing of the run), then the weights, then the rest,
+    // each on its own.
+    if let Some(e) = &interrupted {
+        if let Some(true) = write_state(&mut trainer, &reports, best.as_ref(), &mut failed) {
+            if let (Some(w), wgtrain::Error::Interrupted { epoch, step, steps }) = (&state, e) {
+                note!(
+                    "saved the training state to {} (epoch {epoch}, step {step} of {steps}); resume with: {}",
+                    w.path.display(),
+                    interrupt::resume_command(Some(&w.path))
+                );
+            }
+        }
+    }
     if let Some(path) = &a.save {
         let saved = match &interrupted {
             Some(e) => interrupt::save_interrupted(path, spec, &mut trainer, norm, how, e),
@@ -607,15 +798,37 @@ fn run_training(
     }
 }
 
+/// Says where a resumed run goes on: `resuming run.state: 2 of 10 epochs done, epoch 3
+/// from step 504 of 938`.
+fn say_resume(path: &Path, trainer: &Trainer<'_>, epochs: usize, done: usize) {
+    let state = trainer.state();
+    let step = state.epoch_steps_done();
+    let from = if !trainer.any_training() {
+        "; the run had finished: writing its outputs".to_string()
+    } else if step > 0 {
+        format!(
+            ", epoch {} from step {step} of {}",
+            done + 1,
+            trainer.steps_per_epoch()
+        )
+    } else {
+        format!(", epoch {} from its start", done + 1)
+    };
+    note!(
+        "resuming {}: {done} of {epochs} epochs done{from}",
+        path.display()
+    );
+}
+
 /// Locks `train`'s output paths (`--save`, `--save-best`, `--save-init`, `--metrics`,
-/// `--plot`) before any
-/// work, so a second run writing one of them is refused (exit 2) instead of truncating the
-/// first run's metrics. The locks are held until the returned guards drop.
+/// `--plot`, and `state`: where the training state goes) before any work, so a second run
+/// writing one of them (or resuming the same state) is refused (exit 2) instead of
+/// truncating the first run's metrics. The locks are held until the returned guards drop.
 ///
 /// # Errors
 /// [`wgtrain::Error::Locked`] naming the path and the other run's PID; the up-front
 /// checks of [`wgtrain::output::ensure_writable_file`].
-fn lock_train_outputs(a: &TrainArgs) -> Result<Vec<OutputLock>> {
+fn lock_train_outputs(a: &TrainArgs, state: Option<&Path>) -> Result<Vec<OutputLock>> {
     if let Some(p) = &a.metrics {
         wgtrain::output::ensure_writable_file(p)?;
     }
@@ -626,7 +839,11 @@ fn lock_train_outputs(a: &TrainArgs) -> Result<Vec<OutputLock>> {
     }
     let paths = [&a.save, &a.save_best, &a.save_init, &a.metrics, &a.plot];
     Ok(wgtrain::lock::lock_all(
-        paths.into_iter().flatten().map(|p| p.as_path()),
+        paths
+            .into_iter()
+            .flatten()
+            .map(|p| p.as_path())
+            .chain(state),
     )?)
 }
 
@@ -643,6 +860,59 @@ mod tests {
     use clap::CommandFactory;
 
     use super::*;
+
+    /// The flags of `train` that [`flags_of`] leaves out, on purpose: the device (recorded
+    /// apart and warned of, since both paths compute the same run to rounding), `--data`
+    /// (its fingerprint is recorded), `--init` (a resumed run's weights are its state's)
+    /// and the outputs.
+    const NOT_RECORDED: &[&str] = &[
+        "device",
+        "backend",
+        "adapter",
+        "kernels",
+        "fuse",
+        "data",
+        "no_download",
+        "metrics",
+        "save",
+        "save_best",
+        "init",
+        "save_init",
+        "save_dtype",
+        "fold_normalize",
+        "plot",
+        "tensorboard",
+        "quiet",
+        "profile",
+        "profile_steps",
+        "state",
+        "resume",
+    ];
+
+    /// A flag added to `train` must be recorded in its state (so `--resume` refuses
+    /// another value) or left out on purpose: every argument is in one list or the other.
+    #[test]
+    fn every_train_flag_is_recorded_in_the_state_or_left_out_on_purpose() {
+        let cmd = super::super::Cli::command();
+        let train = cmd.find_subcommand("train").expect("train");
+        let a = <TrainArgs as clap::FromArgMatches>::from_arg_matches(
+            &train.clone().get_matches_from(["train"]),
+        )
+        .unwrap();
+        let recorded: Vec<String> = flags_of(&a, None)
+            .iter()
+            .map(|(f, _)| f.replace('-', "_"))
+            .collect();
+        for arg in train.get_arguments() {
+            let id = arg.get_id().as_str();
+            if id == "help" || id == "version" {
+                continue;
+            }
+            let r = recorded.iter().any(|f| f == id);
+            let n = NOT_RECORDED.contains(&id);
+            assert!(r != n, "--{id}: recorded {r}, left out {n}");
+        }
+    }
 
     /// `--save-dtype` names each choice's PyTorch dtype and size, and maps to the
     /// checkpoint dtype of the same name.

@@ -459,7 +459,7 @@ mod tests {
 }
 
 /// Input normalisation applied by the gather kernel: `(pixel / 255 - mean) / std`.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Normalization {
     pub mean: f32,
     pub std: f32,

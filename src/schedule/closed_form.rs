@@ -4,13 +4,15 @@
 use std::f64::consts::PI;
 use std::fmt;
 
+use serde::{Deserialize, Serialize};
+
 use super::error::check;
 use super::{Anneal, PlateauConfig, ScheduleError, ScheduleKind};
 
 /// The main learning-rate schedule. Epoch counts (`step_size`, `milestones`, `t_max`) are
 /// relative to the start of the main schedule, i.e. they exclude warm-up epochs (see
 /// [`LrSchedule`](super::LrSchedule)).
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub enum Schedule {
     /// No scheduler: `lr = base_lr` for every epoch.
     #[default]

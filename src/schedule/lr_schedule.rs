@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use serde::{Deserialize, Serialize};
+
 use super::error::{check, check_base_lr};
 use super::{PlateauState, Schedule, ScheduleError};
 
@@ -30,7 +32,7 @@ pub const DEFAULT_WARMUP_START_FACTOR: f64 = 1.0 / 3.0;
 /// * `Constant` after warm-up is `base_lr` (= `LinearLR` alone).
 /// * Warm-up is rejected for `OneCycle` (per-step, has its own warm-up phase) and `Plateau`
 ///   (`SequentialLR` rejects `ReduceLROnPlateau`).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LrSchedule {
     /// The optimizer's initial lr (`initial_lr`/`base_lrs` in torch); finite and `> 0`
     /// ([`crate::optim::validate_lr`]). Checked but otherwise ignored by `OneCycle`.

@@ -30,7 +30,7 @@
 //! * [`LrSchedule`] (`lr_schedule.rs`): base lr, optional warm-up and the main schedule;
 //!   what the trainer evaluates each step.
 //! * [`Schedule`] (`closed_form.rs`): the closed forms and their parameter checks.
-//! * [`PlateauConfig`], [`PlateauState`], [`PlateauSnapshot`] (`plateau.rs`):
+//! * [`PlateauConfig`], [`PlateauState`] (`plateau.rs`):
 //!   `ReduceLROnPlateau`.
 //! * [`ScheduleKind`], [`Anneal`], [`PlateauMode`], [`ThresholdMode`],
 //!   [`parse_milestones`] (`names.rs`): the command-line spellings.
@@ -52,4 +52,4 @@ pub use error::ScheduleError;
 pub use hparam_schedule::{EpochHparams, HparamSchedule};
 pub use lr_schedule::{DEFAULT_WARMUP_START_FACTOR, LrSchedule};
 pub use names::{Anneal, PlateauMode, ScheduleKind, ThresholdMode, parse_milestones};
-pub use plateau::{PlateauConfig, PlateauSnapshot, PlateauState};
+pub use plateau::{PlateauConfig, PlateauState};

@@ -52,6 +52,8 @@ where
     strum::Display,
     strum::EnumMessage,
     strum::VariantArray,
+    serde::Serialize,
+    serde::Deserialize,
 )]
 pub enum Anneal {
     /// `anneal_strategy="cos"` (PyTorch default):
@@ -101,6 +103,8 @@ impl FromStr for Anneal {
     strum::Display,
     strum::EnumMessage,
     strum::VariantArray,
+    serde::Serialize,
+    serde::Deserialize,
 )]
 pub enum PlateauMode {
     /// `mode="min"` (default): lr is reduced when the metric stops decreasing (e.g. a loss).
@@ -137,6 +141,8 @@ impl FromStr for PlateauMode {
     strum::Display,
     strum::EnumMessage,
     strum::VariantArray,
+    serde::Serialize,
+    serde::Deserialize,
 )]
 pub enum ThresholdMode {
     /// `threshold_mode="rel"` (default): better means `a < best * (1 - threshold)` (min) or

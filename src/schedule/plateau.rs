@@ -1,9 +1,10 @@
-//! PyTorch's `ReduceLROnPlateau`: its configuration ([`PlateauConfig`]), the running state
-//! driven by the validation metric ([`PlateauState`]) and its checkpoint form
-//! ([`PlateauSnapshot`]). It has no closed form, so [`LrSchedule`](super::LrSchedule) only
-//! hands out a fresh state.
+//! PyTorch's `ReduceLROnPlateau`: its configuration ([`PlateauConfig`]) and the running
+//! state driven by the validation metric ([`PlateauState`], serde for training states). It
+//! has no closed form, so [`LrSchedule`](super::LrSchedule) only hands out a fresh state.
 
 use std::fmt;
+
+use serde::{Deserialize, Serialize};
 
 use super::error::{check, check_base_lr};
 use super::{PlateauMode, ScheduleError, ThresholdMode};
@@ -11,7 +12,7 @@ use super::{PlateauMode, ScheduleError, ThresholdMode};
 /// Configuration of PyTorch's `ReduceLROnPlateau`; [`Default`] gives PyTorch's defaults
 /// (`mode="min", factor=0.1, patience=10, threshold=1e-4, threshold_mode="rel", cooldown=0,
 /// min_lr=0, eps=1e-8`).
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct PlateauConfig {
     /// `mode`: minimise or maximise the metric.
     pub mode: PlateauMode,
@@ -111,32 +112,19 @@ impl fmt::Display for PlateauConfig {
     }
 }
 
-/// The mutable state of a [`PlateauState`], for checkpointing (see
-/// [`PlateauState::snapshot`] / [`PlateauState::from_snapshot`]). `best` starts at
-/// `+inf` (`Min`) or `-inf` (`Max`): serialise non-finite floats accordingly.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct PlateauSnapshot {
-    /// Current learning rate (`param_group["lr"]`).
-    pub lr: f64,
-    /// Best metric so far (`best`).
-    pub best: f64,
-    /// `num_bad_epochs`.
-    pub num_bad_epochs: usize,
-    /// `cooldown_counter`.
-    pub cooldown_counter: usize,
-    /// `last_epoch`: number of [`PlateauState::step`] calls so far.
-    pub last_epoch: usize,
-}
-
 /// A running PyTorch `ReduceLROnPlateau` for a single parameter group.
 ///
 /// Call [`step`](Self::step) once per epoch with the validation metric (as
 /// `scheduler.step(val_loss)` after the epoch); the returned lr is the one to use for the
 /// next epoch. The first epoch trains with `base_lr`.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// It serialises (serde) with `best` as [`crate::json_float`] writes it (`"inf"` before the
+/// first improvement), so a training state can hold it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PlateauState {
     cfg: PlateauConfig,
     lr: f64,
+    #[serde(with = "crate::json_float")]
     best: f64,
     num_bad_epochs: usize,
     cooldown_counter: usize,
@@ -267,29 +255,6 @@ impl PlateauState {
     /// The configuration.
     pub fn config(&self) -> &PlateauConfig {
         &self.cfg
-    }
-
-    /// Capture the mutable state for a checkpoint.
-    pub fn snapshot(&self) -> PlateauSnapshot {
-        PlateauSnapshot {
-            lr: self.lr,
-            best: self.best,
-            num_bad_epochs: self.num_bad_epochs,
-            cooldown_counter: self.cooldown_counter,
-            last_epoch: self.last_epoch,
-        }
-    }
-
-    /// Restore from a checkpoint taken with [`snapshot`](Self::snapshot).
-    pub fn from_snapshot(cfg: PlateauConfig, snap: PlateauSnapshot) -> Self {
-        PlateauState {
-            cfg,
-            lr: snap.lr,
-            best: snap.best,
-            num_bad_epochs: snap.num_bad_epochs,
-            cooldown_counter: snap.cooldown_counter,
-            last_epoch: snap.last_epoch,
-        }
     }
 }
 
@@ -480,8 +445,10 @@ mod tests {
         assert_eq!(st.best(), f64::INFINITY);
     }
 
+    /// A training state holds the plateau state as JSON (`best` starts at `+inf`): it comes
+    /// back equal and steps on as the original does.
     #[test]
-    fn plateau_snapshot_roundtrip() {
+    fn plateau_state_round_trips_through_json() {
         let cfg = PlateauConfig {
             patience: 1,
             cooldown: 1,
@@ -489,10 +456,14 @@ mod tests {
             ..PlateauConfig::default()
         };
         let mut a = PlateauState::new(cfg, 0.1);
+        let fresh: PlateauState =
+            serde_json::from_str(&serde_json::to_string(&a).unwrap()).unwrap();
+        assert_eq!(fresh, a);
         for m in [1.0, 1.0, 1.0, 0.9] {
             a.step(m);
         }
-        let mut b = PlateauState::from_snapshot(cfg, a.snapshot());
+        let mut b: PlateauState =
+            serde_json::from_str(&serde_json::to_string(&a).unwrap()).unwrap();
         assert_eq!(a, b);
         for m in [0.95, 0.95, 0.95, 0.95] {
             assert_eq!(a.step(m), b.step(m));

@@ -29,17 +29,24 @@
 //! - **Best parameters.** A member that completes with the best validation accuracy so far
 //!   has its parameters read from the population ([`Engine::params`]) before its
 //!   slot is reused.
+//! - **Resume.** After every population epoch, and when a stop interrupts one, the caller
+//!   can be handed the population's state ([`PopulationSnapshot`]: each slot's trial and
+//!   epochs so far, the trainer's [`Snapshot`]); [`run_group_from`] goes on from one, so a
+//!   sweep's running trials resume where they were (`sweep --resume`) and end as they
+//!   would have without the interruption.
 //!
 //! The default population size ([`default_population`]) is what fits a memory budget,
 //! estimated per member by [`member_bytes`].
 
 use std::time::Instant;
 
+use serde::{Deserialize, Serialize};
+
 use crate::config::RunConfig;
 use crate::engine::{EVAL_BATCH, Engine};
 use crate::error::{Error, Result};
 use crate::model::MlpSpec;
-use crate::train::{MemberOutcome, MemberStatus, Trainer};
+use crate::train::{MemberOutcome, MemberStatus, Snapshot, Trainer};
 use crate::tune::EpochMetrics;
 use crate::tune::space::TrialConfig;
 use crate::tune::sweep::{Sweep, Trial, TrialStatus, check_validation};
@@ -131,7 +138,8 @@ pub fn group_trials(pending: Vec<PendingTrial>) -> Vec<Vec<PendingTrial>> {
 /// What a population sweep reports as it goes.
 #[derive(Debug)]
 pub enum PopulationEvent<'t> {
-    /// Trial `id` starts in slot `slot` of a population of `members`.
+    /// Trial `id` starts in slot `slot` of a population of `members` (or goes on there, from
+    /// a resumed population's state, after `epochs_done` epochs).
     Started {
         /// The trial.
         id: usize,
@@ -141,6 +149,8 @@ pub enum PopulationEvent<'t> {
         slot: usize,
         /// Members of its population.
         members: usize,
+        /// Epochs it trained before (0 for a trial that starts).
+        epochs_done: usize,
     },
     /// Trial `id` finished an epoch.
     Epoch {
@@ -164,11 +174,58 @@ pub type OpenPopulation<'o, 'd> = dyn FnMut(&[RunConfig]) -> Result<Box<dyn Engi
 /// The callback that sees a population sweep's events, with the sweep as it stands.
 pub type OnPopulationEvent<'o> = dyn FnMut(&Sweep, PopulationEvent<'_>) -> Result<()> + 'o;
 
+/// The callback that is handed a running population's state (after every epoch, and when a
+/// stop interrupts one), with the sweep as it stands: what a sweep's state file keeps.
+pub type OnPopulationState<'o> = dyn FnMut(&Sweep, &PopulationSnapshot) -> Result<()> + 'o;
+
+/// A running member's trial: its id, its epochs so far and its share of the time.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SlotState {
+    /// The trial.
+    pub id: usize,
+    /// Its epochs so far.
+    pub history: Vec<EpochMetrics>,
+    /// Its share of the population's time so far, s.
+    pub seconds: f64,
+}
+
+/// A running population of a group: each slot's trial (`None` where the trial left and no
+/// other took its place) and the trainer's snapshot (its member `k` is slot `k`). The
+/// group's other trials not yet recorded in the sweep are the ones still to start.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PopulationSnapshot {
+    /// Slot k's trial.
+    pub slots: Vec<Option<SlotState>>,
+    /// The trainer's state and the members' tensors.
+    pub trainer: Snapshot,
+}
+
+impl PopulationSnapshot {
+    /// The ids of the trials running in it.
+    pub fn running(&self) -> Vec<usize> {
+        self.slots.iter().flatten().map(|s| s.id).collect()
+    }
+}
+
 /// A running member: its trial, its epochs so far and its share of the time.
 struct Slot<'g> {
     trial: &'g PendingTrial,
     history: Vec<EpochMetrics>,
     seconds: f64,
+}
+
+/// The slots' trials as a snapshot holds them.
+fn slot_states(slots: &[Option<Slot<'_>>]) -> Vec<Option<SlotState>> {
+    slots
+        .iter()
+        .map(|s| {
+            s.as_ref().map(|s| SlotState {
+                id: s.trial.id,
+                history: s.history.clone(),
+                seconds: s.seconds,
+            })
+        })
+        .collect()
 }
 
 /// Runs `group` (trials sharing minibatch size, hidden sizes and epochs, [`group_trials`])
@@ -186,6 +243,27 @@ pub fn run_group(
     open: &mut OpenPopulation<'_, '_>,
     on_event: &mut OnPopulationEvent<'_>,
 ) -> Result<()> {
+    run_group_from(sweep, group, k, None, open, on_event, None)
+}
+
+/// [`run_group`], going on first from `resume` (a population of this group, as
+/// `on_state` was handed it: its running trials resume in their slots, exactly where they
+/// were; `group` then holds the group's trials not yet recorded in `sweep`, the running
+/// ones among them), and handing `on_state` the running population's state after every
+/// epoch and when a stop interrupts one (before [`Error::Interrupted`] is returned).
+///
+/// # Errors
+/// As [`run_group`]; [`Error::InvalidConfig`] for a `resume` whose trial is not one of
+/// `group`, or was trained with other settings; [`Trainer::restore`]'s errors.
+pub fn run_group_from(
+    sweep: &mut Sweep,
+    group: &[PendingTrial],
+    k: usize,
+    mut resume: Option<PopulationSnapshot>,
+    open: &mut OpenPopulation<'_, '_>,
+    on_event: &mut OnPopulationEvent<'_>,
+    mut on_state: Option<&mut OnPopulationState<'_>>,
+) -> Result<()> {
     if k == 0 {
         return Err(Error::InvalidConfig {
             name: "population",
@@ -193,31 +271,72 @@ pub fn run_group(
             reason: "a population has at least 1 member".into(),
         });
     }
+    // The trials still to start: the group's, less those running in `resume`.
+    let running = resume
+        .as_ref()
+        .map(PopulationSnapshot::running)
+        .unwrap_or_default();
+    let queue: Vec<&PendingTrial> = group.iter().filter(|p| !running.contains(&p.id)).collect();
     let mut next = 0;
-    while next < group.len() {
-        let wave = &group[next..(next + k).min(group.len())];
-        next += wave.len();
-        let configs: Vec<RunConfig> = wave.iter().map(|p| p.run.clone()).collect();
-        let mut engine = open(&configs)?;
+    loop {
+        let (mut engine, mut slots, snapshot) = match resume.take() {
+            Some(r) => {
+                let state = &r.trainer.state;
+                let configs: Vec<RunConfig> = (0..state.members())
+                    .map(|m| state.config(m).clone())
+                    .collect();
+                let slots = resumed_slots(group, &r, &configs)?;
+                (open(&configs)?, slots, Some(r.trainer))
+            }
+            None if next < queue.len() => {
+                let wave = &queue[next..(next + k).min(queue.len())];
+                next += wave.len();
+                let configs: Vec<RunConfig> = wave.iter().map(|p| p.run.clone()).collect();
+                let slots = wave
+                    .iter()
+                    .map(|p| {
+                        Some(Slot {
+                            trial: p,
+                            history: Vec::new(),
+                            seconds: 0.0,
+                        })
+                    })
+                    .collect();
+                (open(&configs)?, slots, None)
+            }
+            None => break,
+        };
         check_validation(engine.setup().shared().validation.len())?;
-        let mut trainer = Trainer::new(engine.as_mut())?;
+        let mut trainer = match &snapshot {
+            Some(s) => Trainer::restore(engine.as_mut(), s)?,
+            None => Trainer::new(engine.as_mut())?,
+        };
         trainer.set_evaluate_test(false);
         if let Some(flag) = sweep.stop_flag() {
             trainer.set_stop_flag(flag);
         }
-        let members = wave.len();
-        let mut slots: Vec<Option<Slot>> = Vec::with_capacity(members);
-        for (slot, p) in wave.iter().enumerate() {
-            slots.push(Some(Slot {
-                trial: p,
-                history: Vec::new(),
-                seconds: 0.0,
-            }));
-            on_event(sweep, started(p, slot, members))?;
+        let members = slots.len();
+        for (slot, s) in slots.iter().enumerate() {
+            if let Some(s) = s {
+                on_event(sweep, started(s.trial, slot, members, s.history.len()))?;
+            }
         }
         let mut tick = Instant::now();
         while trainer.any_training() {
-            let outcomes = trainer.run_epoch(&mut |_| {})?;
+            let outcomes = match trainer.run_epoch(&mut |_| {}) {
+                Ok(o) => o,
+                Err(e @ Error::Interrupted { .. }) => {
+                    if let Some(f) = on_state.as_mut() {
+                        let snap = PopulationSnapshot {
+                            slots: slot_states(&slots),
+                            trainer: trainer.snapshot()?,
+                        };
+                        f(sweep, &snap)?;
+                    }
+                    return Err(e);
+                }
+                Err(e) => return Err(e),
+            };
             let trained = outcomes
                 .iter()
                 .filter(|o| !matches!(o, MemberOutcome::Idle))
@@ -293,10 +412,10 @@ pub fn run_group(
             // opens a fresh population (its members then match their single runs).
             if trainer.any_training() {
                 for (s, slot) in slots.iter_mut().enumerate() {
-                    if slot.is_some() || next >= group.len() {
+                    if slot.is_some() || next >= queue.len() {
                         continue;
                     }
-                    let p = &group[next];
+                    let p = queue[next];
                     next += 1;
                     trainer.restart(s, &p.run)?;
                     *slot = Some(Slot {
@@ -304,8 +423,15 @@ pub fn run_group(
                         history: Vec::new(),
                         seconds: 0.0,
                     });
-                    on_event(sweep, started(p, s, members))?;
+                    on_event(sweep, started(p, s, members, 0))?;
                 }
+            }
+            if let Some(f) = on_state.as_mut() {
+                let snap = PopulationSnapshot {
+                    slots: slot_states(&slots),
+                    trainer: trainer.snapshot()?,
+                };
+                f(sweep, &snap)?;
             }
             tick = Instant::now();
         }
@@ -313,12 +439,60 @@ pub fn run_group(
     Ok(())
 }
 
-fn started(p: &PendingTrial, slot: usize, members: usize) -> PopulationEvent<'_> {
+/// The slots of a resumed population: each running trial found in `group`, with the
+/// settings it was trained with (`configs`, the snapshot's) checked against its own.
+fn resumed_slots<'g>(
+    group: &'g [PendingTrial],
+    r: &PopulationSnapshot,
+    configs: &[RunConfig],
+) -> Result<Vec<Option<Slot<'g>>>> {
+    let bad = |id: usize, reason: &str| Error::InvalidConfig {
+        name: "population state",
+        value: format!("trial {id}"),
+        reason: reason.into(),
+    };
+    if r.slots.len() != configs.len() {
+        return Err(bad(
+            r.slots.len(),
+            "slots and trainer members differ in number",
+        ));
+    }
+    r.slots
+        .iter()
+        .zip(configs)
+        .map(|(s, cfg)| {
+            let Some(s) = s else { return Ok(None) };
+            let trial = group
+                .iter()
+                .find(|p| p.id == s.id)
+                .ok_or_else(|| bad(s.id, "is not a trial of this group still to finish"))?;
+            if &trial.run != cfg {
+                return Err(bad(
+                    s.id,
+                    "was trained with other settings than this sweep gives it",
+                ));
+            }
+            Ok(Some(Slot {
+                trial,
+                history: s.history.clone(),
+                seconds: s.seconds,
+            }))
+        })
+        .collect()
+}
+
+fn started(
+    p: &PendingTrial,
+    slot: usize,
+    members: usize,
+    epochs_done: usize,
+) -> PopulationEvent<'_> {
     PopulationEvent::Started {
         id: p.id,
         config: &p.config,
         slot,
         members,
+        epochs_done,
     }
 }
 

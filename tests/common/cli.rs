@@ -1,8 +1,11 @@
-//! The command-line tests' helpers (tests/cli.rs, tests/cli_sweep.rs): run the binary,
-//! read its stderr, and assert a usage error (exit 2, one error line naming the problem).
+//! The command-line tests' helpers (tests/cli*.rs, tests/run_control.rs): run the binary
+//! (to its end, or as a child to signal), read its stderr and output files, and assert a
+//! usage error (exit 2, one error line naming the problem).
 #![allow(dead_code)]
 
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 pub fn wgtrain(args: &[&str]) -> Output {
     wgtrain_env(args, &[])
@@ -30,6 +33,99 @@ pub fn mnist_dir() -> String {
 
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Runs the binary in `dir` to its end.
+pub fn wgtrain_in(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_wgtrain"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("the binary runs")
+}
+
+/// A child `wgtrain` that is killed if the test ends before it does.
+pub struct Run(pub Option<Child>);
+
+impl Run {
+    pub fn start(dir: &Path, args: &[&str]) -> Run {
+        let child = Command::new(env!("CARGO_BIN_EXE_wgtrain"))
+            .args(args)
+            .current_dir(dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the binary runs");
+        Run(Some(child))
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.0.as_ref().unwrap().id()
+    }
+
+    pub fn sigint(&self) {
+        self.signal("INT");
+    }
+
+    /// Sends the signal `name` (`INT`, `TERM`, `KILL`) to the child.
+    pub fn signal(&self, name: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{name}"), &self.pid().to_string()])
+            .status()
+            .expect("kill runs")
+            .success();
+        assert!(ok, "kill -{name} {} failed", self.pid());
+    }
+
+    /// Waits for the child to exit, at most `limit`.
+    pub fn finish(mut self, limit: Duration) -> Output {
+        let start = Instant::now();
+        let child = self.0.as_mut().unwrap();
+        while child.try_wait().unwrap().is_none() {
+            assert!(
+                start.elapsed() < limit,
+                "wgtrain did not exit within {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.0.take().unwrap().wait_with_output().unwrap()
+    }
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Polls `ready` every 20 ms until it holds, at most `limit`; fails at once, with the
+/// child's output, if `run` exits first (a crashed run would otherwise cost the whole limit).
+pub fn wait_for(run: &mut Run, what: &str, limit: Duration, mut ready: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !ready() {
+        let child = run.0.as_mut().unwrap();
+        if let Some(status) = child.try_wait().unwrap() {
+            let out = run.0.take().unwrap().wait_with_output().unwrap();
+            panic!(
+                "wgtrain exited ({status}) before {what}; stderr: {}",
+                stderr(&out)
+            );
+        }
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The lines of a text file (none when it does not exist yet).
+pub fn lines(p: &Path) -> Vec<String> {
+    std::fs::read_to_string(p)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
 }
 
 #[track_caller]

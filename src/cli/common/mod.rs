@@ -9,13 +9,15 @@
 //! - `device`: `--device` (and what `auto` chooses), `--backend`, `--adapter`,
 //!   `--kernels`, `--precision`, and opening the GPU;
 //! - `data`: `--data`, `--dataset`, `--normalize`, `--classes`, and loading the data;
-//! - `hyper`: the model, optimiser and schedule flags, and what they become.
+//! - `hyper`: the model, optimiser and schedule flags, and what they become;
+//! - `settings`: the flags and data fingerprint a run records for `--resume` to check.
 
 mod data;
 mod device;
 mod errors;
 mod hyper;
 mod parse;
+mod settings;
 
 pub(crate) use data::{
     DataArgs, check_data, dataset_normalization, load_data, normalization, with_subset,
@@ -35,4 +37,8 @@ pub(crate) use hyper::{
 pub(crate) use parse::{
     HiddenSizes, dataset_name, hidden_sizes, non_negative_f64, positive_f64, positive_usize,
     unit_interval,
+};
+pub(crate) use settings::{
+    NOT_GIVEN, Recorded, choice, data_fingerprint, first_difference, hidden_text, opt,
+    schedule_flags, sgd_flags,
 };

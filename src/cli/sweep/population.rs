@@ -13,7 +13,7 @@ use wgtrain::model::{MlpSpec, Normalization};
 use wgtrain::tensorboard::EventWriter;
 use wgtrain::tune::population_sweep::{
     CPU_POPULATION_CAP, GPU_POPULATION_BUDGET, GPU_POPULATION_CAP, PendingTrial, PopulationBudget,
-    PopulationEvent, default_population, group_trials, run_group,
+    PopulationEvent, PopulationSnapshot, default_population, group_trials, run_group_from,
 };
 use wgtrain::tune::space::TrialConfig;
 use wgtrain::tune::sweep::{Sweep, write_outputs};
@@ -22,7 +22,7 @@ use super::super::common::run_config;
 use super::super::engines::Engines;
 use super::super::interrupt;
 use super::{
-    SweepArgs, interrupted_note, outcome_text, save_best_trial, session_status, trial_writer,
+    SweepArgs, interrupted_note, outcome_text, save_best_trial, session_status, state, trial_writer,
 };
 
 /// A group of trials that can share a population, and its population size.
@@ -88,20 +88,38 @@ impl Context<'_> {
     }
 
     /// Runs the trials of `configs` not yet in `sweep` as populations (K = 1: one at a
-    /// time).
+    /// time), first going on with `resume`, the population that was running when the sweep
+    /// stopped (its group first, as it was when the sweep stopped). The sweep's state
+    /// (`--out/state.safetensors`) is written after every population epoch and on Ctrl-C.
     ///
     /// # Errors
     /// Engine, output and TensorBoard errors; [`wgtrain::Error::Interrupted`] after Ctrl-C
-    /// (the trials that finished are written to `--out`).
+    /// (the trials that finished are written to `--out`, the running ones to its state).
     pub(super) fn run(
         &self,
         engines: &Engines,
         configs: &[TrialConfig],
         sweep: &mut Sweep,
+        resume: Option<PopulationSnapshot>,
     ) -> Result<()> {
-        let plan = self.plan(engines, configs, sweep)?;
+        let mut plan = self.plan(engines, configs, sweep)?;
         if plan.is_empty() {
             return Ok(());
+        }
+        // A population whose every trial has left has nothing to go on with.
+        let mut resume = resume.filter(|r| !r.running().is_empty());
+        if let Some(r) = &resume {
+            let id = r.running()[0];
+            let at = plan
+                .iter()
+                .position(|(g, _)| g.iter().any(|p| p.id == id))
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "the sweep's state runs trial {id}, which this sweep does not wait for"
+                    )
+                })?;
+            let group = plan.remove(at);
+            plan.insert(0, group);
         }
         let a = self.a;
         let total = configs.len();
@@ -121,13 +139,19 @@ impl Context<'_> {
                     config,
                     slot,
                     members,
+                    epochs_done,
                 } => {
                     running.insert(id);
+                    let resumed = if epochs_done > 0 {
+                        format!("  (resumed after epoch {epochs_done})")
+                    } else {
+                        String::new()
+                    };
                     if !a.quiet && members == 1 {
-                        say!("{}", header(id, config));
+                        say!("{}{resumed}", header(id, config));
                     } else if !a.quiet {
                         say!(
-                            "{}  [population member {}/{members}]",
+                            "{}  [population member {}/{members}]{resumed}",
                             header(id, config),
                             slot + 1
                         );
@@ -186,13 +210,30 @@ impl Context<'_> {
         };
         let data = RunData::from(self.mnist);
         let mut open = |cfgs: &[wgtrain::RunConfig]| wgtrain::open(engines.device(), cfgs, data);
+        let state_saved = std::cell::Cell::new(false);
+        let mut on_state = |sweep: &Sweep, p: &PopulationSnapshot| -> wgtrain::Result<()> {
+            state::write(&a.out, sweep, Some(p))?;
+            state_saved.set(true);
+            Ok(())
+        };
         for (group, k) in &plan {
-            let result = run_group(sweep, group, *k, &mut open, &mut on_event);
+            let result = run_group_from(
+                sweep,
+                group,
+                *k,
+                resume.take(),
+                &mut open,
+                &mut on_event,
+                Some(&mut on_state),
+            );
             match result {
                 Err(e @ wgtrain::Error::Interrupted { .. }) => {
-                    let dropped: Vec<usize> = running.iter().copied().collect();
-                    note!("{}", interrupted_note(sweep, total, &a.out, &dropped));
-                    note!("resume with: {}", interrupt::resume_command());
+                    let running: Vec<usize> = running.iter().copied().collect();
+                    note!(
+                        "{}",
+                        interrupted_note(sweep, total, &a.out, &running, state_saved.get())
+                    );
+                    note!("resume with: {}", interrupt::resume_command(None));
                     return Err(anyhow::Error::from(e).context("population sweep"));
                 }
                 r => r.with_context(|| {

@@ -17,17 +17,17 @@
 //! equal the sequential sweep's; with pruning, it decides which trials are pruned, and is
 //! recorded).
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::Result;
-use clap::ValueEnum;
-use serde::{Deserialize, Serialize};
 
 use wgtrain::data::Mnist;
 use wgtrain::tune::space::{HiddenChoices, Values};
 
-use super::super::common::usage;
+use super::super::common::{
+    NOT_GIVEN, Recorded, choice, data_fingerprint, first_difference, opt, schedule_flags,
+    sgd_flags, usage,
+};
 use super::{PruningChoice, SweepArgs};
 
 /// The file in `--out` that records the sweep's settings.
@@ -42,6 +42,7 @@ const SWEEP_FILES: &[&str] = &[
     "leaderboard.csv",
     "best.json",
     "best_trial.safetensors",
+    super::state::STATE_FILE,
     "sweep_lr_accuracy.png",
     "sweep_lr_accuracy.svg",
     "sweep_top_trials.png",
@@ -53,19 +54,6 @@ const SWEEP_FILES: &[&str] = &[
     "pbt_val_accuracy.png",
     "pbt_val_accuracy.svg",
 ];
-
-/// A flag's value when it was not given.
-const NOT_GIVEN: &str = "(not given)";
-
-/// `settings.json`: the flags (name without dashes, value as typed) and the data.
-#[derive(Serialize, Deserialize, Debug, PartialEq)]
-#[serde(deny_unknown_fields)]
-struct Recorded {
-    /// Every flag that decides what the trials compute, given or at its default.
-    flags: BTreeMap<String, String>,
-    /// The data the trials trained on ([`data_fingerprint`]).
-    data: String,
-}
 
 /// `v` as a flag takes it: `0.01,0.1` or `1e-3:1`.
 fn values(v: &Values) -> String {
@@ -89,25 +77,15 @@ fn hidden(h: &HiddenChoices) -> String {
         .join(",")
 }
 
-fn opt<T: ToString>(v: &Option<T>) -> String {
-    v.as_ref().map_or(NOT_GIVEN.into(), T::to_string)
-}
-
-fn choice(v: impl ValueEnum) -> String {
-    v.to_possible_value()
-        .map_or_else(String::new, |p| p.get_name().to_string())
-}
-
 /// The flags of `a` that decide what its trials compute, in `--help` order, as
 /// (flag without dashes, value as typed or [`NOT_GIVEN`]); booleans as `true`/`false`.
 fn flags_of(a: &SweepArgs) -> Vec<(&'static str, String)> {
-    let s = &a.schedule;
     let population = if a.pruning == PruningChoice::None {
         "any (nothing is pruned)".to_string()
     } else {
         opt(&a.population)
     };
-    vec![
+    let mut flags = vec![
         ("dataset", opt(&a.data.dataset)),
         ("normalize", a.data.normalize.to_string()),
         ("classes", opt(&a.data.classes)),
@@ -134,40 +112,16 @@ fn flags_of(a: &SweepArgs) -> Vec<(&'static str, String)> {
         ("halving-eta", opt(&a.halving_eta)),
         ("halving-min-epochs", opt(&a.halving_min_epochs)),
         ("population", population),
-        ("dampening", a.sgd.dampening.to_string()),
-        ("nesterov", a.sgd.nesterov.to_string()),
-        (
-            "decoupled-weight-decay",
-            a.sgd.decoupled_weight_decay.to_string(),
-        ),
-        ("no-decay-bias", a.sgd.no_decay_bias.to_string()),
-        ("seed", a.seed.to_string()),
-        ("lr-schedule", opt(&s.lr_schedule)),
-        ("step-size", opt(&s.step_size)),
-        ("gamma", opt(&s.gamma)),
-        ("milestones", opt(&s.milestones)),
-        ("t-max", opt(&s.t_max)),
-        ("eta-min", opt(&s.eta_min)),
-        ("warmup-epochs", s.warmup_epochs.to_string()),
-        ("warmup-start-factor", opt(&s.warmup_start_factor)),
-        ("max-lr", opt(&s.max_lr)),
-        ("pct-start", opt(&s.pct_start)),
-        ("plateau-factor", opt(&s.plateau_factor)),
-        ("plateau-patience", opt(&s.plateau_patience)),
-        ("plateau-cooldown", opt(&s.plateau_cooldown)),
-        ("min-lr", opt(&s.min_lr)),
-        ("anneal-strategy", opt(&s.anneal_strategy)),
-        ("three-phase", opt(&s.three_phase)),
-        ("div-factor", opt(&s.div_factor)),
-        ("final-div-factor", opt(&s.final_div_factor)),
-        ("plateau-mode", opt(&s.plateau_mode)),
-        ("plateau-threshold", opt(&s.plateau_threshold)),
-        ("plateau-threshold-mode", opt(&s.plateau_threshold_mode)),
-        ("plateau-eps", opt(&s.plateau_eps)),
+    ];
+    flags.extend(sgd_flags(&a.sgd));
+    flags.push(("seed", a.seed.to_string()));
+    flags.extend(schedule_flags(&a.schedule));
+    flags.extend([
         ("pbt-interval", opt(&a.pbt_interval)),
         ("pbt-quantile", opt(&a.pbt_quantile)),
         ("pbt-resample", opt(&a.pbt_resample)),
-    ]
+    ]);
+    flags
 }
 
 /// The flags of `sweep` that [`flags_of`] leaves out, on purpose (see the module docs).
@@ -188,26 +142,6 @@ const NOT_RECORDED: &[&str] = &[
     "resume",
     "overwrite",
 ];
-
-/// What identifies the data: its counts, image size, class count and a CRC-32C of every
-/// pixel and label (training set after `--train-subset`, then the test set).
-pub(super) fn data_fingerprint(mnist: &Mnist) -> String {
-    let mut crc = 0u32;
-    for set in [&mnist.train, &mnist.test] {
-        crc = crc32c::crc32c_append(crc, &set.images);
-        for label in &set.labels {
-            crc = crc32c::crc32c_append(crc, &label.to_le_bytes());
-        }
-    }
-    format!(
-        "{} training and {} test samples of {}x{} pixels, {} classes, CRC-32C {crc:08x}",
-        mnist.train.len(),
-        mnist.test.len(),
-        mnist.train.rows,
-        mnist.train.cols,
-        mnist.classes
-    )
-}
 
 /// What `dir` holds of an earlier sweep: `None` when none of its files is there, else a
 /// few words for the refusal (`a finished sweep of 6 trials`).
@@ -267,23 +201,19 @@ pub(in crate::cli) fn check_out(a: &SweepArgs) -> Result<()> {
         );
         return Ok(());
     };
-    for (flag, now) in flags_of(a) {
-        let was = recorded.flags.get(flag).map_or(NOT_GIVEN, String::as_str);
-        if was != now {
-            let fix = match was {
-                NOT_GIVEN | "false" => format!("resume without --{flag}"),
-                "true" => format!("resume with --{flag}"),
-                v => format!("resume with --{flag} {v}"),
-            };
-            return Err(usage(
-                "resume",
+    if let Some(d) = first_difference(&recorded.flags, &flags_of(a)) {
+        return Err(usage(
+            "resume",
+            out.display(),
+            format!(
+                "--{} is {} but the sweep in {} ran with {} ({SETTINGS_FILE}); its trials would be ranked with this run's; {}, or choose another --out",
+                d.flag,
+                d.now,
                 out.display(),
-                format!(
-                    "--{flag} is {now} but the sweep in {} ran with {was} ({SETTINGS_FILE}); its trials would be ranked with this run's; {fix}, or choose another --out",
-                    out.display()
-                ),
-            ));
-        }
+                d.was,
+                d.fix
+            ),
+        ));
     }
     Ok(())
 }
@@ -331,11 +261,7 @@ pub(in crate::cli) fn record(a: &SweepArgs, mnist: &Mnist) -> Result<()> {
             );
         }
     }
-    let flags = flags_of(a)
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
-    let text = serde_json::to_string_pretty(&Recorded { flags, data })?;
+    let text = serde_json::to_string_pretty(&Recorded::new(flags_of(a), mnist))?;
     wgtrain::output::write_atomically(&path, (text + "\n").as_bytes())?;
     Ok(())
 }
