@@ -13,7 +13,8 @@
 #   scripts/optuna-compare.sh cpu|gpu [OUT_DIR]
 #
 # Needs target/release/wgtrain, $PYTHON (default python3) with optuna and the wgtrain
-# package, and MNIST_DIR. Prints one line per way: wall seconds, trials complete / pruned
+# package, and MNIST_DIR; WAYS="package per-batch" runs some of the ways, in that order;
+# the load average before and after each way goes to OUT_DIR/load. Prints one line per way: wall seconds, trials complete / pruned
 # / failed, best validation accuracy; the workers' outputs stay in OUT_DIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,16 +38,24 @@ run() { # NAME COMMAND...: wall time of COMMAND, its stdout/stderr in OUT_DIR/NA
     echo "$name $(echo "$end - $start" | bc)" >> "$out/times"
 }
 
-run per-trial "$py" "$out/old_optuna_sweep.py" --storage "sqlite:///$out/per-trial.db" \
-    --study s --workdir "$out/per-trial" "${space[@]}" -- "${train[@]}"
-run per-batch "$py" "$out/old_optuna_sweep.py" --storage "sqlite:///$out/per-batch.db" \
+uptime >> "$out/load"
+ways="${WAYS:-per-trial per-batch package}"  # the order to run them in
+for way in $ways; do
+case "$way" in
+per-trial) run per-trial "$py" "$out/old_optuna_sweep.py" --storage "sqlite:///$out/per-trial.db" \
+    --study s --workdir "$out/per-trial" "${space[@]}" -- "${train[@]}" ;;
+per-batch) run per-batch "$py" "$out/old_optuna_sweep.py" --storage "sqlite:///$out/per-batch.db" \
     --study s --workdir "$out/per-batch" --population 8 "${space[@]}" -- "${train[@]}" \
-    --pruning median
-run package "$py" examples/optuna_sweep.py --storage "sqlite:///$out/package.db" \
+    --pruning median ;;
+package) run package "$py" examples/optuna_sweep.py --storage "sqlite:///$out/package.db" \
     --study s --population 8 --pruner median --device "$device" --data "$MNIST_DIR" \
-    --epochs 3 "${space[@]}"
+    --epochs 3 "${space[@]}" ;;
+*) echo "unknown way $way (per-trial, per-batch, package)" >&2; exit 2 ;;
+esac
+uptime >> "$out/load"
+done
 
-for name in per-trial per-batch package; do
+for name in $ways; do
     "$py" - "$out" "$name" <<'EOF'
 import sys, optuna
 out, name = sys.argv[1], sys.argv[2]

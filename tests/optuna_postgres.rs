@@ -302,8 +302,9 @@ fn two_optuna_workers_share_one_postgresql_study_and_tell_every_trial_once() {
 
 /// Issue 24: a worker killed with SIGKILL (no cleanup runs) loses no trial. It held its
 /// trials RUNNING with a heartbeat; the next worker, before asking, fails the trials whose
-/// heartbeat stopped, and Optuna's RetryFailedTrialCallback queues a copy of each (same
-/// parameters), which that worker asks and trains: every killed trial has a finished retry.
+/// heartbeat stopped, and Optuna's retry callback (wgtrain.optuna.heartbeat_storage) queues
+/// a copy of each (same parameters), which that worker asks and trains: every killed trial
+/// has a finished retry.
 #[test]
 fn a_worker_killed_by_sigkill_has_its_trials_failed_by_heartbeat_and_retried() {
     let python = python(

@@ -21,7 +21,7 @@ pub struct PyData {
 
 /// Labels from little-endian u32 bytes.
 fn labels(bytes: &[u8], what: &str) -> PyResult<Vec<u32>> {
-    if bytes.len() % 4 != 0 {
+    if !bytes.len().is_multiple_of(4) {
         return Err(data_error(format!(
             "{what}: {} bytes is not a whole number of u32 labels",
             bytes.len()

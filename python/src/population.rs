@@ -46,6 +46,10 @@ fn eval_set(set: &str) -> PyResult<EvalSet> {
     }
 }
 
+/// One tensor of a state dict as it crosses to Python: its `nn.Sequential` name, its shape
+/// and its f32 values as little-endian bytes (numpy wraps them).
+type NamedTensor<'py> = (String, Vec<usize>, Bound<'py, PyByteArray>);
+
 /// `0.weight`, `0.bias`, `2.weight`, ...: the `nn.Sequential` names of layer `l`'s tensors
 /// (the odd indices are the ReLUs), as `wgtrain::checkpoint` writes them.
 fn tensor_name(layer: usize, what: &str) -> String {
@@ -265,7 +269,7 @@ impl PyPopulation {
         &mut self,
         py: Python<'py>,
         member: usize,
-    ) -> PyResult<Vec<(String, Vec<usize>, Bound<'py, PyByteArray>)>> {
+    ) -> PyResult<Vec<NamedTensor<'py>>> {
         self.check(member)?;
         let (params, layout) = self
             .session
