@@ -1,308 +1,151 @@
 #!/usr/bin/env python3
-"""Tune wgtrain with Optuna: ask the study for trials, train them with wgtrain, tell it.
+"""Tune wgtrain with Optuna: batched trials, K at a time as one population, pruned per epoch.
 
-One trial per process (the default): each trial asks the study for hyperparameters,
-trains them with `wgtrain train ... --val-split 0.1 --metrics FILE` as a subprocess, reads
-the final epoch's `val_accuracy` from the metrics file and tells it to the study. A trial
-whose run fails (e.g. a non-finite loss at a too-high learning rate) is told FAIL.
-
-Populations (`--population K`): the script asks the study for K trials at once, writes
-them to a `wgtrain sweep --configs FILE` file and trains them in one wgtrain process (as
-one population when K > 1), then reads that sweep's trials.json and tells each trial its
-final validation accuracy: COMPLETE, PRUNED (stopped by the sweep's pruner; its per-epoch
-accuracies are reported first, so the last one becomes its value) or FAIL (diverged). If
-the wgtrain process fails or dies, all K trials are told FAIL; if this script stops
-(an error, Ctrl-C, SIGTERM), the trials it asked for and has not told yet are told FAIL on
-the way out. Every trial asked is told exactly once. Each population's files are kept in
-WORKDIR/pop-N (N: its first trial number): configs.json, optuna_trials.json (the
-trial numbers, in the order of configs.json) and the sweep's --out files.
+Uses the `wgtrain` Python package (`pip install ./python optuna`; `psycopg2-binary` for
+PostgreSQL): `wgtrain.optuna.optimize` asks the study for K trials, trains them together
+in this process (one population on the GPU or the CPU), reports every member's validation
+accuracy to its trial after each epoch so the study's pruner can stop it, refills freed
+slots with new trials, and tells every trial exactly once (COMPLETE, PRUNED, or FAIL for
+a diverged member). The test set is never looked at.
 
 The study lives in an RDB storage (SQLite by default; PostgreSQL or MySQL to share it
-between machines), so several copies of this script can run at once on one study, on one
-machine or many, and a search can be resumed:
+between machines), so several copies of this script can run at once on one study, and
+a search can be resumed. With `--heartbeat S` each worker records a heartbeat for its
+trials every S seconds; a worker that dies (even by SIGKILL) has its trials failed by
+the others after 2 S and retried once with the same parameters
+(`wgtrain.optuna.heartbeat_storage`, Optuna's retry callback):
 
-    pip install optuna                # and psycopg2-binary for PostgreSQL
-    cargo build --release
-    python3 examples/optuna_sweep.py --trials 20 --storage sqlite:///optuna.db \\
-        --lr 1e-3:1 --weight-decay 1e-6:1e-2 -- --device cpu --epochs 3 --train-subset 10000
-    python3 examples/optuna_sweep.py --trials 32 --population 8 \\
-        --storage postgresql://user:password@dbhost/optuna -- --device gpu --epochs 3
+    python3 examples/optuna_sweep.py --storage sqlite:///optuna.db --trials 32 \\
+        --population 8 --device cpu --epochs 3
+    python3 examples/optuna_sweep.py --storage postgresql://user:password@dbhost/optuna \\
+        --study mnist --trials 32 --population 8 --heartbeat 30
 
-Search-space flags take a log-uniform range `lo:hi` (FloatDistribution, log=True) or a
-list `a,b,c` (CategoricalDistribution). Everything after `--` goes to `wgtrain train`
-unchanged (to `wgtrain sweep` with --population, where --hidden and --epochs give the
-values of the fields this script does not tune, and the sweep's pruner compares the
-trials of one population only). The tuned value is validation accuracy only: the test set
-is never looked at. After the trials, the study's best trial is printed as JSON (the
-last line of stdout).
+Search-space flags take a log-uniform range `lo:hi` or a list `a,b,c` (categorical).
+Each trial told prints one line `trial N: params -> STATE [val_accuracy V]`; at the end
+the study's best trial is printed as JSON (the last line of stdout) and a summary of this
+worker's trials goes to stderr.
 """
 
 import argparse
 import json
-import math
-import os
-import random
 import signal
-import subprocess
 import sys
-import tempfile
 import time
+import warnings
 
 try:
     import optuna
 except ImportError:
     sys.exit("this example needs Optuna: pip install optuna")
-
-# Flags of `wgtrain train` this script can tune, by parameter name (the same names are
-# the fields of a `wgtrain sweep --configs` entry).
-FLAGS = {
-    "lr": "--lr",
-    "weight_decay": "--weight-decay",
-    "batch_size": "--batch-size",
-    "momentum": "--momentum",
-}
-INTEGER = {"batch_size"}
+try:
+    import wgtrain
+    import wgtrain.optuna
+except ImportError:
+    sys.exit("this example needs the wgtrain package: pip install ./python")
 
 
 def distribution(text):
-    """`lo:hi` -> log-uniform float; `a,b,c` -> categorical (numbers)."""
+    """`lo:hi` -> ("log", lo, hi); `a,b,c` -> ("list", [a, b, c])."""
     if ":" in text:
         lo, hi = (float(v) for v in text.split(":", 1))
         if not 0 < lo < hi:
             raise argparse.ArgumentTypeError(f"range {text}: need 0 < lo < hi (log-uniform)")
-        return {"name": "FloatDistribution",
-                "attributes": {"low": lo, "high": hi, "log": True, "step": None}}
-    return {"name": "CategoricalDistribution",
-            "attributes": {"choices": [float(v) for v in text.split(",")]}}
+        return ("log", lo, hi)
+    return ("list", [float(v) for v in text.split(",")])
 
 
-def optuna_cli(*args):
-    """Runs the optuna CLI of this interpreter's optuna package; returns stdout."""
-    code = "import sys; from optuna.cli import main; sys.argv[0] = 'optuna'; sys.exit(main())"
-    out = subprocess.run([sys.executable, "-c", code, *args],
-                         check=True, capture_output=True, text=True)
-    return out.stdout
-
-
-def final_val_accuracy(metrics_path):
-    """The last epoch's val_accuracy in a `wgtrain train --metrics` file."""
-    last = None
-    with open(metrics_path, encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                last = json.loads(line)
-    if last is None or "val_accuracy" not in last:
-        raise ValueError(f"{metrics_path}: no epoch with val_accuracy (is --val-split set?)")
-    return float(last["val_accuracy"])
-
-
-def param_value(name, value):
-    """A parameter as wgtrain takes it: batch sizes are integers."""
-    if name in INTEGER:
-        return int(round(value))
-    return float(value)
-
-
-def flag_value(name, value):
-    return str(param_value(name, value)) if name in INTEGER else repr(float(value))
-
-
-def open_storage(url):
-    """The study's RDB storage. Workers that start together on a new database all try to
-    create its tables; the losers of that race get an error from the database and retry."""
-    if not url.startswith(("sqlite", "postgresql", "mysql")):
-        return url
-    last = None
-    for attempt in range(8):
-        try:
-            return optuna.storages.RDBStorage(url)
-        except ImportError:  # no database driver (psycopg2 for PostgreSQL): no retry helps
-            raise
-        except Exception as e:  # sqlalchemy errors of the table-creation race
-            last = e
-            print(f"opening the storage: {e.__class__.__name__}; retrying", file=sys.stderr,
-                  flush=True)
-            time.sleep(0.2 + random.random() * (attempt + 1) * 0.3)
-    raise last
-
-
-class Asked:
-    """The trials this process asked for and has not told yet; `fail_all` tells each of
-    them FAIL once (used when wgtrain dies and on the way out of the script)."""
-
-    def __init__(self, study):
-        self.study = study
-        self.open = {}
-
-    def ask(self, sampler, space):
-        self.study.sampler = sampler
-        trial = self.study.ask(space)
-        self.open[trial.number] = trial
-        return trial
-
-    def tell(self, number, **kwargs):
-        self.study.tell(number, **kwargs)
-        del self.open[number]
-
-    def fail_all(self, why):
-        for number in list(self.open):
-            print(f"trial {number}: told FAIL ({why})", flush=True)
-            # skip_if_finished: a trial whose tell reached the database before an error
-            # (or that another process finished) is not told twice.
-            self.study.tell(number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
-            del self.open[number]
-
-
-def failure(run):
-    """Why a wgtrain process failed: its signal, else its first `error` line on stderr
-    (clap puts usage after it), else its last line."""
-    if run.returncode < 0:
-        return f"killed by signal {-run.returncode}"
-    lines = run.stderr.strip().splitlines()
-    errors = [line for line in lines if line.startswith("error")]
-    return (errors or lines or [f"exit code {run.returncode}"])[0 if errors else -1]
-
-
-def describe(params):
-    return " ".join(f"{k}={v:.4g}" for k, v in params.items())
-
-
-def run_one(a, asked, sampler, space, extra, workdir):
-    """One trial, one `wgtrain train` process (the script without --population)."""
-    trial = asked.ask(sampler, space)
-    number, params = trial.number, trial.params
-    metrics = os.path.join(workdir, f"trial-{number}.jsonl")
-    cmd = [a.wgtrain, "train", "--val-split", str(a.val_split), "--metrics", metrics,
-           "--quiet", *extra]
-    for name, value in params.items():
-        cmd += [FLAGS[name], flag_value(name, value)]
-    run = subprocess.run(cmd, capture_output=True, text=True)
-    if run.returncode != 0:
-        print(f"trial {number}: {describe(params)} -> failed: {failure(run)}", flush=True)
-        asked.tell(number, state=optuna.trial.TrialState.FAIL)
-        return
-    value = final_val_accuracy(metrics)
-    print(f"trial {number}: {describe(params)} -> val_accuracy {value:.4f}", flush=True)
-    asked.tell(number, values=value, state=optuna.trial.TrialState.COMPLETE)
-
-
-def run_population(a, asked, samplers, space, extra, workdir):
-    """`len(samplers)` trials in one `wgtrain sweep --configs FILE` process."""
-    trials = [asked.ask(s, space) for s in samplers]
-    k = len(trials)
-    pop = os.path.join(workdir, f"pop-{trials[0].number}")
-    os.makedirs(pop, exist_ok=True)
-    configs = os.path.join(pop, "configs.json")
-    with open(configs, "w", encoding="utf-8") as f:
-        json.dump([{n: param_value(n, v) for n, v in t.params.items()} for t in trials], f)
-    with open(os.path.join(pop, "optuna_trials.json"), "w", encoding="utf-8") as f:
-        json.dump([t.number for t in trials], f)
-    out = os.path.join(pop, "sweep")
-    cmd = [a.wgtrain, "sweep", "--configs", configs, "--out", out, "--val-split",
-           str(a.val_split), "--quiet"]
-    if k > 1:
-        cmd += ["--population", str(k)]
-    cmd += extra
-    run = subprocess.run(cmd, capture_output=True, text=True)
-    if run.returncode != 0:
-        print(f"population of trials {[t.number for t in trials]}: wgtrain failed: "
-              f"{failure(run)}", flush=True)
-        asked.fail_all("its wgtrain process failed")
-        return
-    with open(os.path.join(out, "trials.json"), encoding="utf-8") as f:
-        results = {r["id"]: r for r in json.load(f)}
-    for i, trial in enumerate(trials):
-        r = results.get(i)
-        shown = f"trial {trial.number}: {describe(trial.params)} ->"
-        if r is None:
-            print(f"{shown} failed: not in {out}/trials.json", flush=True)
-            asked.tell(trial.number, state=optuna.trial.TrialState.FAIL)
-            continue
-        for epoch in r["history"]:
-            acc = epoch.get("val_accuracy")
-            if acc is not None and math.isfinite(acc):
-                trial.report(acc, epoch["epoch"])
-        if r["status"] == "complete":
-            print(f"{shown} val_accuracy {r['val_accuracy']:.4f}", flush=True)
-            asked.tell(trial.number, values=r["val_accuracy"],
-                       state=optuna.trial.TrialState.COMPLETE)
-        elif r["status"] == "pruned":
-            print(f"{shown} pruned after epoch {len(r['history'])}", flush=True)
-            asked.tell(trial.number, state=optuna.trial.TrialState.PRUNED)
-        else:
-            print(f"{shown} diverged: {r.get('note') or 'non-finite loss'}", flush=True)
-            asked.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+def suggest(trial, name, d, integer=False):
+    if d[0] == "log":
+        return trial.suggest_float(name, d[1], d[2], log=True)
+    value = trial.suggest_categorical(name, d[1])
+    return int(value) if integer else value
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--wgtrain", default=os.environ.get("WGTRAIN", "target/release/wgtrain"),
-                   help="the wgtrain binary (default: $WGTRAIN or target/release/wgtrain)")
     p.add_argument("--storage", default="sqlite:///optuna.db",
                    help="Optuna RDB storage URL (sqlite:///FILE, postgresql://..., mysql://...)")
     p.add_argument("--study", default="wgtrain", help="study name (created if missing)")
-    p.add_argument("--trials", type=int, default=10, help="trials this process runs")
-    p.add_argument("--population", type=int, default=None, metavar="K",
-                   help="ask K trials at a time and train them in one `wgtrain sweep "
-                        "--configs` process (one population when K > 1)")
-    p.add_argument("--sampler", default="TPESampler", help="Optuna sampler class")
-    p.add_argument("--seed", type=int, default=None,
-                   help="seed the sampler (trial i of this process uses seed + i)")
+    p.add_argument("--trials", type=int, default=10, help="trials this worker runs")
+    p.add_argument("--population", type=int, default=8, metavar="K",
+                   help="trials trained at once as one population (default 8)")
+    p.add_argument("--device", default="auto", choices=["auto", "gpu", "cpu"])
+    p.add_argument("--data", default=None, help="a directory of the dataset's IDX files")
+    p.add_argument("--dataset", default="mnist", help="mnist, fashion-mnist, ... (default mnist)")
+    p.add_argument("--train-subset", type=int, default=None, metavar="N",
+                   help="train on the first N training samples only")
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--hidden", default="256", help="hidden widths, e.g. 512,256")
     p.add_argument("--val-split", type=float, default=0.1)
-    p.add_argument("--workdir", default=None,
-                   help="where the per-trial files go (default: a temporary directory)")
     p.add_argument("--lr", type=distribution, default=distribution("1e-3:1"))
     p.add_argument("--weight-decay", type=distribution, default=distribution("1e-6:1e-2"))
-    p.add_argument("--batch-size", type=distribution, default=None)
     p.add_argument("--momentum", type=distribution, default=None)
-    p.add_argument("train_args", nargs=argparse.REMAINDER,
-                   help="-- then extra flags for `wgtrain train` (`wgtrain sweep` with "
-                        "--population)")
+    p.add_argument("--batch-size", type=distribution, default=distribution("64"))
+    p.add_argument("--pruner", default="median", choices=["median", "halving", "none"])
+    p.add_argument("--sampler", default="TPESampler", help="an optuna.samplers class")
+    p.add_argument("--seed", type=int, default=None, help="seed the sampler")
+    p.add_argument("--heartbeat", type=float, default=None, metavar="S",
+                   help="record a heartbeat every S s; a dead worker's trials are failed "
+                        "after 2 S and retried once (RDB storage)")
     a = p.parse_args()
-    extra = a.train_args[1:] if a.train_args[:1] == ["--"] else a.train_args
     if a.val_split <= 0:
         p.error("--val-split must be > 0: trials are judged on the validation split")
-    if a.population is not None and a.population < 1:
+    if a.population < 1:
         p.error("--population must be at least 1")
     sampler_class = getattr(optuna.samplers, a.sampler, None)
     if sampler_class is None:
         p.error(f"--sampler {a.sampler}: optuna.samplers has no such class")
+    hidden = [int(h) for h in a.hidden.split(",")]
 
-    space = {name: optuna.distributions.json_to_distribution(json.dumps(getattr(a, name)))
-             for name in FLAGS if getattr(a, name) is not None}
+    data = wgtrain.load_dataset(a.dataset, dir=a.data)
+    if a.train_subset is not None:
+        data = wgtrain.from_numpy(
+            data.images("train")[:a.train_subset], data.labels("train")[:a.train_subset],
+            data.images("test"), data.labels("test"), image_shape=data.image_shape,
+            classes=data.classes)
+
+    def space(trial):
+        return wgtrain.RunConfig(
+            lr=suggest(trial, "lr", a.lr),
+            weight_decay=suggest(trial, "weight_decay", a.weight_decay),
+            momentum=suggest(trial, "momentum", a.momentum) if a.momentum else 0.0,
+            batch_size=suggest(trial, "batch_size", a.batch_size, integer=True),
+            hidden=hidden, epochs=a.epochs, validation_split=a.val_split)
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(storage=open_storage(a.storage), study_name=a.study,
-                                direction="maximize", load_if_exists=True)
-    workdir = a.workdir or tempfile.mkdtemp(prefix="wgtrain-optuna-")
-    os.makedirs(workdir, exist_ok=True)
-    # SIGTERM (a cluster scheduler, `kill`) unwinds like Ctrl-C, through the `finally`.
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    storage = a.storage
+    if a.heartbeat is not None:
+        storage = wgtrain.optuna.heartbeat_storage(a.storage, a.heartbeat, max_retry=1)
+    pruner = {"median": optuna.pruners.MedianPruner(),
+              "halving": optuna.pruners.SuccessiveHalvingPruner(),
+              "none": optuna.pruners.NopPruner()}[a.pruner]
+    sampler = sampler_class(seed=a.seed) if a.seed is not None else sampler_class()
+    study = optuna.create_study(storage=storage, study_name=a.study, direction="maximize",
+                                sampler=sampler, pruner=pruner, load_if_exists=True)
+    # SIGTERM (a scheduler, `kill`) unwinds like Ctrl-C: the untold trials are told FAIL.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    told = []
 
-    # One sampler per ask when seeded (trial i: seed + i), as `optuna ask` does; else one.
-    unseeded = sampler_class()
-    sampler = (lambda i: sampler_class(seed=a.seed + i)) if a.seed is not None \
-        else (lambda i: unseeded)
-    asked = Asked(study)
-    try:
-        i = 0
-        while i < a.trials:
-            if a.population is None:
-                run_one(a, asked, sampler(i), space, extra, workdir)
-                i += 1
-            else:
-                k = min(a.population, a.trials - i)
-                run_population(a, asked, [sampler(i + j) for j in range(k)], space, extra,
-                               workdir)
-                i += k
-    finally:
-        asked.fail_all("this script stopped before telling it")
+    def log(line):  # one line per trial told, one per population opened
+        if line.startswith("trial "):
+            told.append(line)
+        print(line, flush=True)
 
-    store = ["--storage", a.storage, "--study-name", a.study]
+    start = time.monotonic()
+    wgtrain.optuna.optimize(study, space, data, n_trials=a.trials, population=a.population,
+                            device=a.device, log=log)
+    seconds = time.monotonic() - start
+    states = {s: sum(f"-> {s}" in line for line in told) for s in ("COMPLETE", "PRUNED", "FAIL")}
     try:
-        best = json.loads(optuna_cli("best-trial", *store, "-f", "json"))
-    except subprocess.CalledProcessError:
+        best = study.best_trial
+    except ValueError:
         sys.exit(f"study {a.study}: no trial has completed")
-    print(json.dumps(best))
+    print(f"{len(told)} trials in {seconds:.1f} s: {states['COMPLETE']} complete, "
+          f"{states['PRUNED']} pruned, {states['FAIL']} failed; best val_accuracy "
+          f"{best.value:.4f} (trial {best.number})", file=sys.stderr)
+    print(json.dumps({"number": best.number, "state": best.state.name, "value": best.value,
+                      "params": best.params}))
 
 
 if __name__ == "__main__":

@@ -49,8 +49,9 @@
 //!   engine with autotune) before the first step; takes the MNIST directory.
 //! - `examples/matmul_probe.rs`: GFLOP/s of every matmul variant on the MNIST training
 //!   shapes on the first adapter.
-//! - `examples/optuna_sweep.py`: hyperparameter search with Optuna, one `wgtrain train`
-//!   process per trial (`pip install optuna`; run with `python3`).
+//! - `examples/optuna_sweep.py`: hyperparameter search with Optuna through the `wgtrain`
+//!   Python package (`python/`: `pip install ./python optuna`; run with `python3`): batched
+//!   trials, K at a time as one population, pruned per epoch, over an RDB storage.
 
 pub mod atomic;
 pub mod checkpoint;

@@ -1,14 +1,15 @@
-//! `examples/optuna_sweep.py --population K` as users run it across machines: one study in
-//! a real PostgreSQL server, two workers asking, training and telling at once. The test
-//! starts its own throwaway server (initdb into a temporary directory, listening only on
-//! a Unix socket there, run as the `postgres` user, else `nobody`, when the test runs as
-//! root), and checks with Optuna's API that the study holds exactly the trials the
-//! workers asked for, each finished and told once with the value its wgtrain sweep wrote.
+//! `examples/optuna_sweep.py` (the `wgtrain` package's batched trials) as users run it
+//! across machines: one study in a real PostgreSQL server, two workers asking, training
+//! and telling at once; and a worker killed with SIGKILL whose trials the heartbeat fails
+//! and Optuna retries. The tests start their own throwaway server (initdb into a
+//! temporary directory, listening only on a Unix socket there, run as the `postgres` user,
+//! else `nobody`, when the test runs as root), and check with Optuna's API that the study
+//! holds exactly the trials the workers asked for, each finished and told once.
 //!
 //! Needs PostgreSQL's server programs (Debian: `apt-get install postgresql`; found on
 //! PATH or in /usr/lib/postgresql/VERSION/bin) and Python 3 with `pip install optuna
-//! psycopg2-binary` ($PYTHON, else python3); `.ci/run` installs them. Without them the
-//! test fails naming the fix; it never skips.
+//! psycopg2-binary ./python` ($PYTHON, else python3); `.ci/run` installs them. Without
+//! them the tests fail naming the fix; they never skip.
 
 #[path = "common/optuna.rs"]
 mod optuna;
@@ -196,69 +197,82 @@ impl Drop for Server {
     }
 }
 
+/// The example's arguments for one worker on `storage`'s study `study`: small CPU trials
+/// of one hidden layer on the first `subset` MNIST samples, then `extra`.
+fn worker_args(storage: &str, study: &str, subset: usize, extra: &[&str]) -> Vec<String> {
+    let data = mnist_dir();
+    let mut args: Vec<String> = [
+        "--storage",
+        storage,
+        "--study",
+        study,
+        "--device",
+        "cpu",
+        "--data",
+        &data,
+        "--train-subset",
+        &subset.to_string(),
+        "--hidden",
+        "64",
+        "--lr",
+        "0.01:0.1",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+/// A fresh database `name` on a throwaway server, and the server (stopped when dropped).
+fn database(dir: &Path, name: &str) -> (Server, String) {
+    let server = Server::start(dir);
+    server.create_database(name);
+    let url = server.url(name);
+    (server, url)
+}
+
 #[test]
 fn two_optuna_workers_share_one_postgresql_study_and_tell_every_trial_once() {
     let python = python(
-        &["optuna", "psycopg2"],
-        "pip install optuna psycopg2-binary",
+        &["optuna", "psycopg2", "wgtrain"],
+        "pip install optuna psycopg2-binary ./python",
     );
     let dir = tempfile::Builder::new()
         .prefix("wgtrain-pg")
         .tempdir_in("/tmp")
         .unwrap();
-    let server = Server::start(dir.path());
-    server.create_database("optuna");
-    let storage = server.url("optuna");
-    let data = mnist_dir();
-    // Populations of 2 (one `wgtrain sweep --configs F --population 2` per population);
-    // 3 trials each: a whole population and a smaller last one.
-    let k = 2;
+    let (_server, storage) = database(dir.path(), "optuna");
+    optuna::create_study(&python, &storage, "shared");
+    // Populations of 2, 3 trials each: a population refilled once per worker.
     let per_worker = 3;
-    let workers: Vec<(PathBuf, Worker)> = [1u64, 1001]
+    let workers: Vec<Worker> = [1u64, 1001]
         .iter()
         .map(|seed| {
-            let work = dir.path().join(format!("worker-{seed}"));
-            let args: Vec<String> = [
-                "--wgtrain",
-                env!("CARGO_BIN_EXE_wgtrain"),
-                "--storage",
+            let args = worker_args(
                 &storage,
-                "--study",
                 "shared",
-                "--trials",
-                &per_worker.to_string(),
-                "--population",
-                &k.to_string(),
-                "--seed",
-                &seed.to_string(),
-                "--lr",
-                "0.01:0.1",
-                "--workdir",
-                work.to_str().unwrap(),
-                "--",
-                "--device",
-                "cpu",
-                "--data",
-                &data,
-                "--no-download",
-                "--train-subset",
-                "300",
-                "--epochs",
-                "1",
-                "--pruning",
-                "none",
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+                300,
+                &[
+                    "--trials",
+                    &per_worker.to_string(),
+                    "--population",
+                    "2",
+                    "--seed",
+                    &seed.to_string(),
+                    "--epochs",
+                    "1",
+                    "--pruner",
+                    "none",
+                ],
+            );
             let log = dir.path().join(format!("worker-{seed}.log"));
-            (work, Worker::start(&python, &args, &log))
+            Worker::start(&python, &args, &log)
         })
         .collect();
     let mut outputs = Vec::new();
-    let mut results = std::collections::BTreeMap::new();
-    for (work, w) in workers {
-        let f = w.wait(Duration::from_secs(150));
+    for w in workers {
+        let f = w.wait(Duration::from_secs(300));
         assert!(
             f.status.success(),
             "a worker failed: {}\n{}",
@@ -268,22 +282,12 @@ fn two_optuna_workers_share_one_postgresql_study_and_tell_every_trial_once() {
         let best: serde_json::Value =
             serde_json::from_str(f.stdout.lines().last().expect("the best trial")).unwrap();
         assert_eq!(best["state"], "COMPLETE", "{}", f.stdout);
-        for (n, r) in optuna::sweep_results(&work) {
-            assert!(
-                r.population <= k,
-                "trial {n}: population of {}",
-                r.population
-            );
-            assert!(
-                results.insert(n, r).is_none(),
-                "trial {n} ran in both workers"
-            );
-        }
+        assert_eq!(optuna::told(&f.stdout).len(), per_worker, "{}", f.stdout);
         outputs.push(f.stdout);
     }
     let trials = study_trials(&python, &storage, "shared");
     let outputs: Vec<&str> = outputs.iter().map(String::as_str).collect();
-    check_study(&trials, 2 * per_worker, &results, &outputs);
+    check_study(&trials, 2 * per_worker, &outputs);
     // lr 0.01 to 0.1 for one epoch neither diverges nor is pruned (pruning is off): every
     // trial completed, with an accuracy on the 30 validation samples (0.1 of 300).
     for t in &trials {
@@ -294,4 +298,68 @@ fn two_optuna_workers_share_one_postgresql_study_and_tell_every_trial_once() {
             "{t:?}"
         );
     }
+}
+
+/// Issue 24: a worker killed with SIGKILL (no cleanup runs) loses no trial. It held its
+/// trials RUNNING with a heartbeat; the next worker, before asking, fails the trials whose
+/// heartbeat stopped, and Optuna's retry callback (wgtrain.optuna.heartbeat_storage) queues
+/// a copy of each (same parameters), which that worker asks and trains: every killed trial
+/// has a finished retry.
+#[test]
+fn a_worker_killed_by_sigkill_has_its_trials_failed_by_heartbeat_and_retried() {
+    let python = python(
+        &["optuna", "psycopg2", "wgtrain"],
+        "pip install optuna psycopg2-binary ./python",
+    );
+    let dir = tempfile::Builder::new()
+        .prefix("wgtrain-pg")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let (_server, storage) = database(dir.path(), "optuna");
+    let heartbeat = ["--heartbeat", "1", "--pruner", "none", "--population", "2"];
+    // A: 2 trials of 20 epochs on 20,000 samples (tens of seconds), killed as soon as its
+    // population has opened (its trials are RUNNING in the database).
+    let mut a = Worker::start(
+        &python,
+        &worker_args(
+            &storage,
+            "killed",
+            20000,
+            &[&heartbeat[..], &["--trials", "2", "--epochs", "20"]].concat(),
+        ),
+        &dir.path().join("a.log"),
+    );
+    a.wait_for_line("population 1:", Duration::from_secs(300));
+    a.kill();
+    let held = study_trials(&python, &storage, "killed");
+    assert_eq!(held.len(), 2, "{held:#?}");
+    assert!(held.iter().all(|t| t.state == "RUNNING"), "{held:#?}");
+    // Past the grace period (2 heartbeats) the killed worker's trials are stale.
+    std::thread::sleep(Duration::from_secs(4));
+    let b = Worker::start(
+        &python,
+        &worker_args(
+            &storage,
+            "killed",
+            300,
+            &[&heartbeat[..], &["--trials", "3", "--epochs", "1"]].concat(),
+        ),
+        &dir.path().join("b.log"),
+    )
+    .wait(Duration::from_secs(300));
+    assert!(b.status.success(), "{}\n{}", b.stdout, b.stderr);
+    let trials = study_trials(&python, &storage, "killed");
+    check_study(&trials, 5, &[&b.stdout]);
+    for killed in &held {
+        let t = &trials[killed.number as usize];
+        assert_eq!(t.state, "FAIL", "failed by the heartbeat check: {t:?}");
+        let retry = trials
+            .iter()
+            .find(|r| r.retried_from == Some(killed.number))
+            .unwrap_or_else(|| panic!("trial {} was not retried: {trials:#?}", killed.number));
+        assert_eq!(retry.params, killed.params, "{retry:?}");
+        assert_eq!(retry.state, "COMPLETE", "{retry:?}");
+    }
+    // B told its three trials (the two retries and one new one) once each.
+    assert_eq!(optuna::told(&b.stdout).len(), 3, "{}", b.stdout);
 }

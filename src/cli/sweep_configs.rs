@@ -1,7 +1,7 @@
 //! `wgtrain sweep --configs FILE`: the trials listed in a JSON file, run in the file's
 //! order, instead of trials drawn from the search-space flags. This is how an outside
-//! search (Optuna's ask/tell, `examples/optuna_sweep.py --population K`) hands wgtrain
-//! the trials it chose.
+//! search that runs wgtrain as a process hands it the trials it chose (Python code can
+//! instead use the `wgtrain` package's `wgtrain.optuna`, in-process).
 //!
 //! # Format
 //!

@@ -38,10 +38,10 @@
 //!   replays with `wgtrain train --hparam-schedule`.
 //!
 //! A trial is also just a process: `wgtrain train --val-split 0.1 --metrics FILE` writes
-//! one JSON object per epoch, which is all a hyperparameter service needs.
-//! `examples/optuna_sweep.py` drives Optuna that way (`optuna ask`, a `wgtrain train`
-//! subprocess, `optuna tell` of the final `val_accuracy`, with an RDB storage such as
-//! `sqlite:///optuna.db`, so several workers can share one study).
+//! one JSON object per epoch, which is all a hyperparameter service needs. From Python,
+//! the `wgtrain` package (`python/`) trains Optuna's trials K at a time as one population
+//! in-process, reporting every epoch to the study's pruner (`wgtrain.optuna.optimize`;
+//! `examples/optuna_sweep.py`).
 
 pub mod lr_find;
 pub mod pbt;
