@@ -887,7 +887,7 @@ fn schedule_options_with_their_schedule_take_effect() {
 /// f16` timed f32 CPU epochs, and `bench --population 2 --precision f16` timed an f32
 /// population under a header saying f16: each silently ignored a value it was given.
 /// Since issue 22 populations train in f16, so the last is no longer refused: it times an
-/// f16 population (tests/precision_f16.rs checks its row).
+/// f16 population (tests/gpu/precision_f16.rs checks its row).
 #[test]
 fn contradictory_fuse_lists_and_bench_flags_it_would_ignore_exit_2() {
     assert_usage_error(&["train", "--fuse", "all,none"], "`all` stands alone");

@@ -7,7 +7,7 @@
 //! unwritten element fails. (Split from `kernel_parity.rs`; the other kernel families are
 //! in `parity_softmax_cross_entropy.rs` and `parity_elementwise.rs`.)
 
-mod common;
+use crate::common;
 
 use common::{assert_close, gpu, matmul_reference, record, uniform, with_outliers};
 use wgtrain::cpu;

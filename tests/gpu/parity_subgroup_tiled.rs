@@ -10,7 +10,7 @@
 //! workgroups, K past lavapipe's loop cap). Outputs are poisoned with NaN first, so an
 //! unwritten element fails.
 
-mod common;
+use crate::common;
 
 use common::{assert_close, gpu, matmul_reference, record, uniform, with_outliers};
 use wgtrain::cpu;

@@ -6,7 +6,7 @@
 //! roofline probe's kernels compute what they should, and `profile` and `bench` print its
 //! fractions.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;
@@ -305,7 +305,7 @@ fn write_idx_dataset(dir: &Path, n_train: usize, n_test: usize) {
 }
 
 fn wgtrain(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_wgtrain"))
+    Command::new(common::wgtrain_bin())
         .args(args)
         .output()
         .expect("run wgtrain")
@@ -699,9 +699,11 @@ fn cli_profile_prints_each_kernels_and_the_steps_roofline_fractions() {
 #[test]
 fn cli_bench_json_adds_the_epochs_roofline_fractions() {
     let dir = std::env::var("MNIST_DIR").expect("MNIST_DIR");
-    let out = Command::new(env!("CARGO_BIN_EXE_wgtrain"))
+    let out = Command::new(common::wgtrain_bin())
         .args([
             "bench",
+            "--device",
+            "gpu",
             "--json",
             "--samples",
             "640",

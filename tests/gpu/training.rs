@@ -2,7 +2,7 @@
 //! against the reference, GPU steps against CPU steps, end-to-end accuracy on real MNIST,
 //! determinism, non-finite losses, and flat resource use over many epochs.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::AtomicBool;
 
