@@ -901,3 +901,14 @@ fn contradictory_fuse_lists_and_bench_flags_it_would_ignore_exit_2() {
     );
     assert_usage_error(&["bench", "--cpu-only", "--fuse", "none"], "--fuse");
 }
+
+/// `bench --gpu-only` skips the CPU path: with `--device cpu` (the CPU path alone) or
+/// `--cpu-only` nothing would be left to time.
+#[test]
+fn bench_gpu_only_with_the_cpu_path_alone_exits_2() {
+    assert_usage_error(
+        &["bench", "--gpu-only", "--device", "cpu"],
+        "drop --gpu-only or --device cpu",
+    );
+    assert_usage_error(&["bench", "--gpu-only", "--cpu-only"], "--cpu-only");
+}

@@ -786,3 +786,43 @@ fn cli_bench_json_adds_the_epochs_roofline_fractions() {
         assert!(c[k].is_null(), "{k} on the CPU path: {c}");
     }
 }
+
+/// `bench --gpu-only` (the device kit's benches, where a population of 256 on the CPU
+/// would take minutes) prints the GPU rows and no CPU row, `--population` included, and
+/// under `--device auto` takes the GPU path, saying why.
+#[test]
+fn cli_bench_gpu_only_prints_no_cpu_row() {
+    let dir = std::env::var("MNIST_DIR").expect("MNIST_DIR");
+    let out = Command::new(common::wgtrain_bin())
+        .args([
+            "bench",
+            "--gpu-only",
+            "--json",
+            "--samples",
+            "640",
+            "--batch-sizes",
+            "64",
+            "--population",
+            "2",
+            "--data",
+            &dir,
+        ])
+        .env("XDG_RUNTIME_DIR", "/tmp")
+        .output()
+        .expect("run wgtrain");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("device: gpu (--device auto: --gpu-only applies to the GPU path)"),
+        "{stderr}"
+    );
+    let rows: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    // One epoch row and one population row, both on the GPU.
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert!(rows.iter().all(|r| r["path"] == "gpu"), "{rows:?}");
+    assert_eq!(rows[0]["batch_size"], 64, "{}", rows[0]);
+    assert_eq!(rows[1]["members"], 2, "{}", rows[1]);
+}
