@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command, on a fresh machine too:
 #
-#   scripts/test.sh                  # every test (what CI runs)
+#   scripts/test.sh                  # every test, then the 32-lane leg (what CI runs)
 #   scripts/test.sh ARGS...          # `cargo test --release ARGS...` in the same set-up,
 #                                    # e.g. scripts/test.sh --test gpu parity_matmul::
 #   scripts/test.sh --root-packages  # the Debian packages it needs root for (.ci/run)
@@ -140,6 +140,28 @@ if [ "$rc" -ne 0 ]; then
     exit "$rc"
 fi
 
+# The 32-lane leg: lavapipe with subgroups of 32 (LP_NATIVE_VECTOR_WIDTH=1024), NVIDIA's
+# width, the one tiled2d-subgroup was written for; the shared test device reports itself a
+# discrete GPU (WGTRAIN_TEST_AS_DISCRETE_GPU), so autotuning times a GPU's candidates.
+# The subset: every test of the subgroup 2-D tiled kernel; the variant-by-variant matmul
+# tests whose shapes cross its 64 x 256 block, the K split and the grid fold; each fusion
+# against the unfused step; GPU populations and training steps against the CPU and their
+# single runs, on the kernels a GPU's autotuning picks (docs/testing.md says why it
+# suffices).
+start=$SECONDS
+LP_NATIVE_VECTOR_WIDTH=1024 WGPU_ADAPTER_NAME=llvmpipe WGTRAIN_TEST_AS_DISCRETE_GPU=1 \
+    cargo test --release --test gpu -- \
+    parity_subgroup_tiled:: \
+    parity_matmul::matmul_batch_dim_follows_the_step_record \
+    parity_matmul::matmul_epilogues_match_reference \
+    parity_population::matmul_members_match_single_launches_for_every_variant \
+    fusion::all_fusions_together \
+    fusion_update::sgd_epilogue_gives_the_unfused_launches_bits \
+    fusion_output::fused_output_layer_gives_the_unfused_bits_for_every_matmul_variant \
+    population::gpu_population_members_train_exactly_as_single_runs \
+    training::twenty_gpu_steps_match_the_cpu_reference
+lanes32=$((SECONDS - start))
+
 # --- Hook: the Python package (python/, pyo3 built by maturin) ------------------------
 # HOOK(python): the package's own test step goes here, after every Rust test, with the
 # interpreter above ($PYTHON; add the package's test requirements, maturin and pytest, to
@@ -150,4 +172,4 @@ fi
 
 echo "test.sh: time per test binary (load average $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo -)):"
 cat target/test-times.txt
-echo "test.sh: every test passed: cargo test ${suite} s (build included)"
+echo "test.sh: every test passed: cargo test ${suite} s (build included), 32-lane leg ${lanes32} s"

@@ -16,14 +16,22 @@ use wgtrain::gpu::{Fusions, Gpu, GpuOptions, Kernels, MatmulVariant, StepRecord}
 use wgtrain::step::{MEMBER_FIRST, MemberStep};
 use wgtrain::{Device, RunConfig};
 
+/// Set (to anything) by the 32-lane leg of `scripts/test.sh`: the shared device of
+/// [`gpu`] reports itself a discrete GPU, so that on lavapipe autotuning times a GPU's
+/// candidate kernels and [`On::default_gpu`] takes a GPU's default, as on a real GPU.
+pub const AS_DISCRETE_GPU: &str = "WGTRAIN_TEST_AS_DISCRETE_GPU";
+
 /// The device and kernels, created once per test binary. A missing adapter fails the
 /// test: CI installs lavapipe, and a GPU test must never pass by skipping.
 pub fn gpu() -> &'static (Gpu, Kernels) {
     static GPU: OnceLock<(Gpu, Kernels)> = OnceLock::new();
     GPU.get_or_init(|| {
-        let gpu = Gpu::new(&GpuOptions::default()).unwrap_or_else(|e| {
+        let mut gpu = Gpu::new(&GpuOptions::default()).unwrap_or_else(|e| {
             panic!("GPU tests need an adapter ({e}). On headless Linux: apt-get install -y mesa-vulkan-drivers libvulkan1")
         });
+        if std::env::var_os(AS_DISCRETE_GPU).is_some() {
+            gpu.info.device_type = wgpu::DeviceType::DiscreteGpu;
+        }
         let kernels = Kernels::new(&gpu).expect("kernels build");
         (gpu, kernels)
     })
