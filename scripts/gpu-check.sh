@@ -36,7 +36,7 @@ summary="$results/summary.txt"
 : >"$summary"
 say() { printf '%s\n' "$*" | tee -a "$summary"; }
 
-say "gpu-check $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(uname -n), commit $(cat "$kit/COMMIT" 2>/dev/null || echo unknown), budget ${budget} s"
+say "gpu-check $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(uname -n), commit $(tr "\n" " " <"$kit/COMMIT" 2>/dev/null || echo unknown), budget ${budget} s"
 
 # --- The kit ---------------------------------------------------------------------------
 for f in "$kit/bin.tar.xz" "$kit/mnist/train-images-idx3-ubyte.gz"; do
