@@ -887,7 +887,7 @@ fn schedule_options_with_their_schedule_take_effect() {
 /// f16` timed f32 CPU epochs, and `bench --population 2 --precision f16` timed an f32
 /// population under a header saying f16: each silently ignored a value it was given.
 /// Since issue 22 populations train in f16, so the last is no longer refused: it times an
-/// f16 population (tests/precision_f16.rs checks its row).
+/// f16 population (tests/gpu/precision_f16.rs checks its row).
 #[test]
 fn contradictory_fuse_lists_and_bench_flags_it_would_ignore_exit_2() {
     assert_usage_error(&["train", "--fuse", "all,none"], "`all` stands alone");
@@ -900,4 +900,15 @@ fn contradictory_fuse_lists_and_bench_flags_it_would_ignore_exit_2() {
         "drop --precision f16 or --cpu-only",
     );
     assert_usage_error(&["bench", "--cpu-only", "--fuse", "none"], "--fuse");
+}
+
+/// `bench --gpu-only` skips the CPU path: with `--device cpu` (the CPU path alone) or
+/// `--cpu-only` nothing would be left to time.
+#[test]
+fn bench_gpu_only_with_the_cpu_path_alone_exits_2() {
+    assert_usage_error(
+        &["bench", "--gpu-only", "--device", "cpu"],
+        "drop --gpu-only or --device cpu",
+    );
+    assert_usage_error(&["bench", "--gpu-only", "--cpu-only"], "--cpu-only");
 }

@@ -3,7 +3,7 @@
 //! absolute times), plus the best matmul throughput of each path and, on the GPU, where
 //! the epoch sits under the adapter's roofline ([`wgtrain::gpu::roofline`]). The GPU rows
 //! need a GPU path: `--device gpu`, a GPU-only flag, or `--device auto` finding a hardware
-//! adapter; otherwise the CPU rows alone.
+//! adapter; otherwise the CPU rows alone. `--gpu-only` leaves out the CPU rows.
 
 use std::time::Instant;
 
@@ -49,6 +49,10 @@ pub struct BenchArgs {
     /// Skip the GPU path.
     #[arg(long)]
     pub cpu_only: bool,
+    /// Skip the CPU path: the GPU rows alone (a large `--population` costs minutes on the
+    /// CPU). Chooses the GPU path under `--device auto`.
+    #[arg(long, conflicts_with = "cpu_only")]
+    pub gpu_only: bool,
     /// Print JSON (one object per row) instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -172,6 +176,13 @@ fn cpu_matmul_gflops(batch: usize, i: usize, o: usize) -> f64 {
 /// Refuses what `bench` would silently ignore: GPU flags (`--precision f16`, `--kernels`,
 /// `--fuse`, `--backend`, `--adapter`) with `--cpu-only`, which skips the GPU path.
 fn check_bench_only_flags(a: &BenchArgs, precision: Precision) -> Result<()> {
+    if a.gpu_only && a.device.device == DeviceKind::Cpu {
+        return Err(usage(
+            "gpu-only",
+            true,
+            "skips the CPU path, the only one --device cpu runs; drop --gpu-only or --device cpu",
+        ));
+    }
     if a.cpu_only {
         let d = &a.device;
         let gpu_flags = [
@@ -209,7 +220,7 @@ pub fn bench_command(mut a: BenchArgs) -> Result<()> {
     check_bench_only_flags(&a, precision)?;
     check_data(&a.data)?;
     if !a.cpu_only {
-        a.device = resolve_device(&a.device, precision, None)?;
+        a.device = resolve_device(&a.device, precision, a.gpu_only.then_some("--gpu-only"))?;
     }
     // `--device cpu` (or auto choosing the CPU) means the CPU path alone, like --cpu-only.
     let cpu_only = a.cpu_only || a.device.device == DeviceKind::Cpu;
@@ -318,6 +329,9 @@ pub fn bench_command(mut a: BenchArgs) -> Result<()> {
                 }),
             });
         }
+        if a.gpu_only {
+            continue;
+        }
         let mut engine = CpuEngine::new(&[run(b)], data)?;
         let secs = time_epoch(&mut engine)?;
         rows.push(Row {
@@ -356,6 +370,9 @@ pub fn bench_command(mut a: BenchArgs) -> Result<()> {
                     n,
                     &single,
                 )?);
+            }
+            if a.gpu_only {
+                continue;
             }
             pop_rows.push(bench_population::compare(
                 "cpu",

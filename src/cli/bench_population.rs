@@ -31,15 +31,22 @@ pub struct PopulationRow {
     pub bytes_per_member: u64,
 }
 
-/// K configurations that differ in learning rate (0.01 to 0.19 for K = 32: none
-/// diverges, so every member trains every step), weight decay and initialisation, as a
-/// sweep's members do.
+/// Members past this many repeat the learning rates and weight decays of the first ones.
+const DISTINCT_SETTINGS: usize = 32;
+
+/// K configurations that differ in learning rate (0.01 · 1.1^m, 0.01 to 0.19 for m < 32:
+/// none diverges, so every member trains every step), weight decay (1e-4 · (1 + m)) and
+/// initialisation (seed m + 1), as a sweep's members do. Member m ≥ 32 repeats member
+/// m mod 32's settings with its own initialisation: at K = 256, 0.01 · 1.1^m would reach
+/// 3.6e8 and most members would diverge and be frozen, timing a population that no
+/// longer trains.
 fn member_configs(base: &RunConfig, k: usize) -> Vec<RunConfig> {
     (0..k)
         .map(|m| {
+            let s = m % DISTINCT_SETTINGS;
             let mut c = base.clone();
-            c.schedule.base_lr = 0.01 * 1.1f64.powi(m as i32);
-            c.sgd.weight_decay = 1e-4 * (1.0 + m as f64);
+            c.schedule.base_lr = 0.01 * 1.1f64.powi(s as i32);
+            c.sgd.weight_decay = 1e-4 * (1.0 + s as f64);
             c.init_seed = Some(m as u64 + 1);
             c
         })
@@ -111,5 +118,34 @@ pub fn print_rows(rows: &[PopulationRow]) {
             r.dispatches_per_step,
             r.bytes_per_member as f64 / (1024.0 * 1024.0)
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `bench --population 256` gave members 33 and up learning rates from 0.21 to 3.6e8
+    /// (0.01 · 1.1^m), so most of the population diverged and was frozen before the timed
+    /// epoch. Every member now trains at 0.01 to 0.19; K <= 32 keeps its old settings.
+    #[test]
+    fn regression_a_population_of_256_has_no_learning_rate_above_0_2() {
+        let base = RunConfig::default();
+        let configs = member_configs(&base, 256);
+        assert_eq!(configs.len(), 256);
+        for (m, c) in configs.iter().enumerate() {
+            let s = (m % 32) as i32;
+            assert_eq!(c.schedule.base_lr, 0.01 * 1.1f64.powi(s), "member {m}");
+            assert!(
+                c.schedule.base_lr < 0.2,
+                "member {m}: lr {}",
+                c.schedule.base_lr
+            );
+            assert_eq!(c.sgd.weight_decay, 1e-4 * f64::from(1 + s), "member {m}");
+            assert_eq!(c.init_seed, Some(m as u64 + 1), "member {m}");
+        }
+        // 1.1^31 = 19.19...: the largest rate is 0.1919, the 32nd member's, as before.
+        assert!((configs[31].schedule.base_lr - 0.191943).abs() < 1e-6);
+        assert_eq!(configs[32].schedule.base_lr, 0.01);
     }
 }

@@ -16,14 +16,82 @@ use wgtrain::gpu::{Fusions, Gpu, GpuOptions, Kernels, MatmulVariant, StepRecord}
 use wgtrain::step::{MEMBER_FIRST, MemberStep};
 use wgtrain::{Device, RunConfig};
 
+/// Set (to anything) by the 32-lane leg of `scripts/test.sh`: the shared device of
+/// [`gpu`] reports itself a discrete GPU, so that on lavapipe autotuning times a GPU's
+/// candidate kernels and [`On::default_gpu`] takes a GPU's default, as on a real GPU.
+pub const AS_DISCRETE_GPU: &str = "WGTRAIN_TEST_AS_DISCRETE_GPU";
+
 /// The device and kernels, created once per test binary. A missing adapter fails the
 /// test: CI installs lavapipe, and a GPU test must never pass by skipping.
 pub fn gpu() -> &'static (Gpu, Kernels) {
     static GPU: OnceLock<(Gpu, Kernels)> = OnceLock::new();
     GPU.get_or_init(|| {
-        let gpu = Gpu::new(&GpuOptions::default()).unwrap_or_else(|e| {
+        let mut gpu = Gpu::new(&GpuOptions::default()).unwrap_or_else(|e| {
             panic!("GPU tests need an adapter ({e}). On headless Linux: apt-get install -y mesa-vulkan-drivers libvulkan1")
         });
+        if std::env::var_os(AS_DISCRETE_GPU).is_some() {
+            gpu.info.device_type = wgpu::DeviceType::DiscreteGpu;
+        }
+        let kernels = Kernels::new(&gpu).expect("kernels build");
+        (gpu, kernels)
+    })
+}
+
+/// The `wgtrain` binary the CLI tests run: `$WGTRAIN_BIN` when set (the device kit's
+/// stripped copy on a machine without cargo, `scripts/gpu-check.sh`), else the one cargo
+/// built for this test run.
+pub fn wgtrain_bin() -> std::path::PathBuf {
+    std::env::var_os("WGTRAIN_BIN").map_or_else(
+        || env!("CARGO_BIN_EXE_wgtrain").into(),
+        std::path::PathBuf::from,
+    )
+}
+
+/// Set in the child process of [`run_alone`].
+pub const ALONE: &str = "WGTRAIN_TEST_ALONE";
+
+/// Whether this process is [`run_alone`]'s child, which runs the one test.
+pub fn alone() -> bool {
+    std::env::var_os(ALONE).is_some()
+}
+
+/// Runs the test `name` (its full path, e.g. `resources::twenty_epochs`) in a child
+/// process of this test executable that runs nothing else, for a test that measures the
+/// whole process (its memory, its device's object counters) while the other tests of
+/// this target run in parallel threads. The test calls this unless [`alone`], and does
+/// its work when [`alone`]. Fails unless the child ran exactly that test and it passed.
+#[track_caller]
+pub fn run_alone(name: &str) {
+    let exe = std::env::current_exe().expect("the test executable's path");
+    let out = std::process::Command::new(exe)
+        .args([name, "--exact", "--test-threads", "1", "--nocapture"])
+        .env(ALONE, "1")
+        .output()
+        .expect("the test executable runs again");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("test result: ok. 1 passed"),
+        "{name} alone in a child process: {}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A second device, opened with `SHADER_F16` (lavapipe has it), and its kernels, once per
+/// test binary: the f16 tests' (`--precision f16`).
+pub fn gpu16() -> &'static (Gpu, Kernels) {
+    static GPU: OnceLock<(Gpu, Kernels)> = OnceLock::new();
+    GPU.get_or_init(|| {
+        let gpu = Gpu::new(&GpuOptions {
+            shader_f16: true,
+            ..GpuOptions::default()
+        })
+        .expect("an adapter (apt-get install -y mesa-vulkan-drivers libvulkan1)");
+        assert!(
+            gpu.features.contains(wgpu::Features::SHADER_F16),
+            "these tests need an adapter with SHADER_F16 (lavapipe has it); {} lacks it",
+            gpu.info.name
+        );
         let kernels = Kernels::new(&gpu).expect("kernels build");
         (gpu, kernels)
     })
@@ -258,7 +326,7 @@ pub fn gather_fuses(
 
 /// The CPU reference of the matmul `s` (`cpu::matmul`, then the epilogue), C
 /// stored as `s` says (`[N, M]` with `trans_c`). The SGD epilogue has its own reference
-/// (tests/fusion_update.rs).
+/// (tests/gpu/fusion_update.rs).
 pub fn matmul_reference(
     a: &[f32],
     b: &[f32],

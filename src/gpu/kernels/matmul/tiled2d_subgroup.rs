@@ -13,7 +13,7 @@
 //! shader takes each lane's team from the subgroup builtins and checks that the subgroups
 //! are full and a whole number of teams; where they are not, it reads op(A) from global
 //! memory without shuffles (correct, slower). `shaders/matmul/matmul_tiled2d_subgroup.wgsl` gives
-//! the argument in full; `tests/parity_subgroup_tiled.rs` runs widths 4, 8, 16 and 32 on
+//! the argument in full; `tests/gpu/parity_subgroup_tiled.rs` runs widths 4, 8, 16 and 32 on
 //! lavapipe's 8-lane subgroups, so both paths are tested.
 //!
 //! [`MatmulVariant::Tiled2dSubgroup`]: super::MatmulVariant::Tiled2dSubgroup

@@ -10,7 +10,7 @@
 //! workgroups, K past lavapipe's loop cap). Outputs are poisoned with NaN first, so an
 //! unwritten element fails.
 
-mod common;
+use crate::common;
 
 use common::{assert_close, gpu, matmul_reference, record, uniform, with_outliers};
 use wgtrain::cpu;
@@ -384,4 +384,47 @@ fn regression_tiled2d_subgroup_longest_chunk_fits_lavapipes_loop_cap() {
     }
     assert_eq!(ones_dot(g, kn, len), (len as f32, 1));
     assert_eq!(ones_dot(g, kn, len + 16), ((len + 16) as f32, 2));
+}
+
+/// lavapipe's subgroups hold its native vector width over 32 bits, the width its adapter
+/// name gives (`llvmpipe (LLVM 15.0.6, 256 bits)`: 8 lanes), and the kernel's teams are
+/// the smallest subgroup. The 32-lane leg of `scripts/test.sh` sets
+/// `LP_NATIVE_VECTOR_WIDTH=1024` to run this file on subgroups of 32, NVIDIA's width: a
+/// lavapipe that ignored the variable would leave the leg testing 8 lanes again, and a
+/// test device that did not take a GPU's candidates (`WGTRAIN_TEST_AS_DISCRETE_GPU`) would
+/// leave autotuning on lavapipe's.
+#[test]
+fn subgroups_and_teams_have_the_adapters_width() {
+    let (g, _) = gpu();
+    let (min, max) = (g.info.subgroup_min_size, g.info.subgroup_max_size);
+    if g.info.name.contains("llvmpipe") {
+        let bits: u32 = g
+            .info
+            .name
+            .split([',', '('])
+            .find_map(|part| part.trim().strip_suffix(" bits)")?.parse().ok())
+            .unwrap_or_else(|| panic!("no vector width in {:?}", g.info.name));
+        if let Ok(width) = std::env::var("LP_NATIVE_VECTOR_WIDTH") {
+            assert_eq!(
+                bits.to_string(),
+                width,
+                "{}: LP_NATIVE_VECTOR_WIDTH ignored",
+                g.info.name
+            );
+        }
+        assert_eq!((min, max), (bits / 32, bits / 32), "{}", g.info.name);
+        assert_eq!(sg_tiled::team_width(g), Ok(bits / 32));
+    } else if V.supports(g).is_ok() {
+        assert_eq!(sg_tiled::team_width(g), Ok(min));
+    }
+    let gpu_candidates = MatmulVariant::candidates(g).contains(&V);
+    if std::env::var_os(common::AS_DISCRETE_GPU).is_some() {
+        assert!(gpu_candidates, "{:?}", MatmulVariant::candidates(g));
+        assert_eq!(
+            MatmulVariant::default_for(g),
+            MatmulVariant::Tiled2d(matmul::Tile2d::T64x64)
+        );
+    } else if g.is_cpu_adapter() {
+        assert!(!gpu_candidates, "{:?}", MatmulVariant::candidates(g));
+    }
 }

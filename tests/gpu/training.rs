@@ -2,7 +2,7 @@
 //! against the reference, GPU steps against CPU steps, end-to-end accuracy on real MNIST,
 //! determinism, non-finite losses, and flat resource use over many epochs.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::AtomicBool;
 
@@ -11,6 +11,7 @@ use wgtrain::RunConfig;
 use wgtrain::cpu;
 use wgtrain::data::Dataset;
 use wgtrain::engine::{Engine, StepSums};
+use wgtrain::gpu::autotune::MatmulChoice;
 use wgtrain::gpu::{MatmulVariant, StepRecord};
 use wgtrain::model::MlpSpec;
 use wgtrain::optim::SgdConfig;
@@ -215,7 +216,9 @@ fn cpu_engine_steps_match_the_reference() {
 }
 
 /// 20 steps on the GPU and on the CPU reference from the same weights and minibatches
-/// (the last one partial): per-step losses agree to 1e-4 relative.
+/// (the last one partial): per-step losses agree to 1e-4 relative. Every matmul variant,
+/// and autotuning's choice per shape (`--kernels auto`, the CLI's default: on a GPU, or in
+/// the 32-lane leg of scripts/test.sh, among a GPU's candidates).
 #[test]
 fn twenty_gpu_steps_match_the_cpu_reference() {
     let n = 64 * 19 + 17;
@@ -236,8 +239,13 @@ fn twenty_gpu_steps_match_the_cpu_reference() {
         sgd,
         ..RunConfig::default()
     };
-    for variant in MatmulVariant::ALL {
-        let on = On::gpu_variant(variant);
+    let choices = MatmulVariant::ALL.map(MatmulChoice::from);
+    for choice in choices.into_iter().chain([MatmulChoice::Auto]) {
+        let variant = match choice {
+            MatmulChoice::Fixed(v) => v.to_string(),
+            MatmulChoice::Auto => "auto".to_string(),
+        };
+        let on = On::Gpu(choice);
         let mut engine = common::engine(on, &cfg, common::data(&data, &test)).unwrap();
         let sums = train_single(engine.as_mut(), &order, &steps, &table);
         for (i, (s, w)) in sums.iter().zip(&want).enumerate() {

@@ -18,39 +18,17 @@
 //! first fails for a kernel that sums in f16 (its error grows as `u·Σ_k |partial sum_k|`,
 //! shown below to break the bound on a long K).
 
-mod common;
-
-use std::sync::OnceLock;
-
+use crate::common;
 use half::f16;
 use wgtrain::engine::{Engine, EvalSet, RunData};
 use wgtrain::gpu::engine::GpuEngine;
 use wgtrain::gpu::kernels::matmul::f16::{self as matmul_f16, F16View, MatmulF16Buffers, OperandA};
 use wgtrain::gpu::kernels::matmul::{BatchDim, Epilogue, MatmulMembers, MatmulSpec};
 use wgtrain::gpu::tensor::read_buffer;
-use wgtrain::gpu::{Fusions, Gpu, GpuOptions, Kernels, MatmulVariant, View};
+use wgtrain::gpu::{Fusions, Gpu, MatmulVariant, View};
 use wgtrain::{Precision, RunConfig, train};
 
-use common::{record, uniform};
-
-/// A device opened with `SHADER_F16` (lavapipe has it), and its kernels, once per binary.
-fn gpu16() -> &'static (Gpu, Kernels) {
-    static GPU: OnceLock<(Gpu, Kernels)> = OnceLock::new();
-    GPU.get_or_init(|| {
-        let gpu = Gpu::new(&GpuOptions {
-            shader_f16: true,
-            ..GpuOptions::default()
-        })
-        .expect("an adapter (apt-get install -y mesa-vulkan-drivers libvulkan1)");
-        assert!(
-            gpu.features.contains(wgpu::Features::SHADER_F16),
-            "these tests need an adapter with SHADER_F16 (lavapipe has it); {} lacks it",
-            gpu.info.name
-        );
-        let kernels = Kernels::new(&gpu).expect("kernels build");
-        (gpu, kernels)
-    })
-}
+use common::{gpu16, record, uniform};
 
 const U: f64 = 1.0 / 2048.0; // 2^-11: f16's unit roundoff
 
@@ -632,7 +610,7 @@ fn f16_without_shader_f16_is_a_clear_error() {
 }
 
 fn wgtrain_cmd(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_wgtrain"))
+    std::process::Command::new(common::wgtrain_bin())
         .args(args)
         .env("XDG_RUNTIME_DIR", "/tmp")
         .output()

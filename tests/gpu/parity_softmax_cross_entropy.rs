@@ -3,7 +3,7 @@
 //! out of range. Outputs are poisoned with NaN first, so an unwritten element fails.
 //! (Split from `kernel_parity.rs`.)
 
-mod common;
+use crate::common;
 
 use common::{assert_close, gpu, integers, record, uniform, with_outliers};
 use wgtrain::cpu;

@@ -10,11 +10,8 @@
 //! kernels' member axes (gather prologue, SGD epilogue, output layer) are tested in
 //! `fusion_gather.rs`, `fusion_update.rs` and `fusion_output.rs`.
 
-mod common;
-
-use std::sync::OnceLock;
-
-use common::{gpu, record, uniform, with_outliers};
+use crate::common;
+use common::{gpu, gpu16, record, uniform, with_outliers};
 use half::f16;
 use wgtrain::cpu;
 use wgtrain::gpu::kernels::matmul::f16::{self as matmul_f16, F16View, MatmulF16Buffers};
@@ -25,7 +22,7 @@ use wgtrain::gpu::kernels::sgd_update::{self, SgdTable, member_settings};
 use wgtrain::gpu::kernels::softmax_cross_entropy::{self, LossMembers, METRICS_HEADER};
 use wgtrain::gpu::kernels::{self, Dispatch, column_sum};
 use wgtrain::gpu::tensor::read_buffer;
-use wgtrain::gpu::{Gpu, GpuOptions, GpuTensor, Kernels, MatmulVariant, StepRecord, View};
+use wgtrain::gpu::{Gpu, GpuTensor, Kernels, MatmulVariant, StepRecord, View};
 use wgtrain::optim::SgdConfig;
 use wgtrain::step::{MEMBER_FIRST, MEMBER_FROZEN, MemberStep};
 
@@ -747,25 +744,6 @@ fn matmul_members_refuse_operands_shorter_than_every_member() {
     )
     .unwrap_err();
     assert!(err.to_string().contains("needs at least 96"), "{err}");
-}
-
-/// A device opened with `SHADER_F16` (lavapipe has it), and its kernels, once per binary.
-fn gpu16() -> &'static (Gpu, Kernels) {
-    static GPU: OnceLock<(Gpu, Kernels)> = OnceLock::new();
-    GPU.get_or_init(|| {
-        let options = GpuOptions {
-            shader_f16: true,
-            ..GpuOptions::default()
-        };
-        let gpu = Gpu::new(&options).expect("an adapter");
-        assert!(
-            gpu.features.contains(wgpu::Features::SHADER_F16),
-            "these tests need an adapter with SHADER_F16 (lavapipe has it); {} lacks it",
-            gpu.info.name
-        );
-        let kernels = Kernels::new(&gpu).expect("kernels build");
-        (gpu, kernels)
-    })
 }
 
 /// An f16 storage buffer of `v` (NaN stays NaN: the padding between members).

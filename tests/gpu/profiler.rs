@@ -6,7 +6,7 @@
 //! roofline probe's kernels compute what they should, and `profile` and `bench` print its
 //! fractions.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;
@@ -305,7 +305,7 @@ fn write_idx_dataset(dir: &Path, n_train: usize, n_test: usize) {
 }
 
 fn wgtrain(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_wgtrain"))
+    Command::new(common::wgtrain_bin())
         .args(args)
         .output()
         .expect("run wgtrain")
@@ -699,7 +699,7 @@ fn cli_profile_prints_each_kernels_and_the_steps_roofline_fractions() {
 #[test]
 fn cli_bench_json_adds_the_epochs_roofline_fractions() {
     let dir = std::env::var("MNIST_DIR").expect("MNIST_DIR");
-    let out = Command::new(env!("CARGO_BIN_EXE_wgtrain"))
+    let out = Command::new(common::wgtrain_bin())
         .args([
             "bench",
             // The GPU path (lavapipe) and the CPU path: --device auto takes the CPU alone
@@ -787,4 +787,44 @@ fn cli_bench_json_adds_the_epochs_roofline_fractions() {
     ] {
         assert!(c[k].is_null(), "{k} on the CPU path: {c}");
     }
+}
+
+/// `bench --gpu-only` (the device kit's benches, where a population of 256 on the CPU
+/// would take minutes) prints the GPU rows and no CPU row, `--population` included, and
+/// under `--device auto` takes the GPU path, saying why.
+#[test]
+fn cli_bench_gpu_only_prints_no_cpu_row() {
+    let dir = std::env::var("MNIST_DIR").expect("MNIST_DIR");
+    let out = Command::new(common::wgtrain_bin())
+        .args([
+            "bench",
+            "--gpu-only",
+            "--json",
+            "--samples",
+            "640",
+            "--batch-sizes",
+            "64",
+            "--population",
+            "2",
+            "--data",
+            &dir,
+        ])
+        .env("XDG_RUNTIME_DIR", "/tmp")
+        .output()
+        .expect("run wgtrain");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("device: gpu (--device auto: --gpu-only applies to the GPU path)"),
+        "{stderr}"
+    );
+    let rows: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    // One epoch row and one population row, both on the GPU.
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert!(rows.iter().all(|r| r["path"] == "gpu"), "{rows:?}");
+    assert_eq!(rows[0]["batch_size"], 64, "{}", rows[0]);
+    assert_eq!(rows[1]["members"], 2, "{}", rows[1]);
 }

@@ -2,7 +2,7 @@
 //! logits, the confusion matrix built from them and the pictures, held to an f64 forward
 //! pass written here from the checkpoint's weights.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -206,7 +206,7 @@ fn confusion_from_gpu_and_cpu_logits_matches_an_f64_reference() {
 }
 
 fn wgtrain(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_wgtrain"))
+    Command::new(common::wgtrain_bin())
         .args(args)
         .output()
         .expect("the binary runs")

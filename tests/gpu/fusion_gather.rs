@@ -14,7 +14,7 @@
 //! up to a grid past 65,535 workgroups. Engine level: a few epochs with and without the
 //! fusion.
 
-mod common;
+use crate::common;
 
 use common::{assert_close, gpu, integers, uniform};
 use wgtrain::cpu;
@@ -736,7 +736,7 @@ fn training_with_the_gather_fusion_is_bit_identical() {
     }
 }
 
-/// Timing, not a check (`cargo test --release --test fusion_gather -- --ignored
+/// Timing, not a check (`cargo test --release --test gpu fusion_gather:: -- --ignored
 /// --nocapture`): layer 0's forward at MNIST's shape (K = 784, N = 256) on the adapter's
 /// default kernel, unfused (`gather_normalize` + matmul) against fused with and without
 /// storing X, interleaved round by round so that machine noise hits all three alike; per

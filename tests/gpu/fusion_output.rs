@@ -14,7 +14,7 @@
 //! without: the same parameters, per-step sums and evaluation, bit for bit, and the
 //! dispatch counts (8 and 9 for one hidden layer; 9 again past the size limit).
 
-mod common;
+use crate::common;
 
 use common::{assert_close, gpu, integers, mnist, record, uniform, with_outliers};
 use wgtrain::cpu;
@@ -753,7 +753,7 @@ fn output_layer_stays_a_matmul_past_the_size_limit_and_without_a_hidden_layer() 
 }
 
 /// The measurement behind `FUSED_OUTPUT_MAX_MACS` (docs/performance.md), not a check:
-/// `cargo test --release --test fusion_output -- --ignored --nocapture`. Per batch size
+/// `cargo test --release --test gpu fusion_output:: -- --ignored --nocapture`. Per batch size
 /// (hidden 256, C = 10), the fused launch against the default matmul variant's forward
 /// plus the unfused launch, alternated A, B, A, B (5 rounds of 40 repeats each); prints
 /// microseconds per step's worth (min and median over the rounds).

@@ -4,7 +4,7 @@
 //! loop cap and grids past 65,535 workgroups. Outputs are poisoned with NaN first, so an
 //! unwritten element fails. (Split from `kernel_parity.rs`.)
 
-mod common;
+use crate::common;
 
 use common::{assert_close, gpu, integers, record, uniform, with_outliers};
 use wgtrain::cpu;

@@ -1,13 +1,13 @@
 //! All step fusions together (`Fusions::ALL`, the default) against none: the gather in
 //! layer 0's forward, the output layer inside the loss launch and the SGD update in the
 //! weight-gradient epilogues each keep the arithmetic order of the launches they replace
-//! (tests/fusion_gather.rs, fusion_output.rs, fusion_update.rs check each alone), so the
+//! (tests/gpu/fusion_gather.rs, fusion_output.rs, fusion_update.rs check each alone), so the
 //! whole run must stay bit-identical with all three at once, with `L + 2` dispatches
 //! fewer per step for an MLP of L layers where all three apply: 5 for one hidden layer
 //! (issue 13's target), for a single run and for a population of K members alike (issue
 //! 22).
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::AtomicBool;
 

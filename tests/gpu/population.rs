@@ -4,20 +4,17 @@
 //! Since issue 22 a single run is the same engine with one member, so "a single run" here
 //! is that engine opened for one configuration.
 
-mod common;
-
-use std::sync::OnceLock;
-
+use crate::common;
 use wgtrain::data::Dataset;
 use wgtrain::engine::{Engine, EvalSet, RunData};
 use wgtrain::gpu::engine::GpuEngine;
-use wgtrain::gpu::{Fusions, Gpu, GpuOptions, Kernels, MatmulVariant};
+use wgtrain::gpu::{Fusions, MatmulVariant};
 use wgtrain::optim::SgdConfig;
 use wgtrain::schedule::{LrSchedule, Schedule};
 use wgtrain::train::{EpochReport, MemberOutcome, MemberStatus, Trainer};
 use wgtrain::{Device, Precision, RunConfig};
 
-use common::On;
+use common::{On, gpu16};
 
 /// A seeded synthetic set of `n` 7 x 5 images (35 features: not a multiple of 4 or of a
 /// workgroup) over 10 classes.
@@ -470,20 +467,6 @@ fn gpu_k8_mnist_population_is_five_dispatches_and_bit_identical_to_unfused_and_s
         assert!(last.7.unwrap() > 0.5, "member {m}: {:?}", g.0);
     }
     assert!(got[0].1 != got[1].1);
-}
-
-/// A device opened with `SHADER_F16` (lavapipe has it), and its kernels, once per binary.
-fn gpu16() -> &'static (Gpu, Kernels) {
-    static GPU: OnceLock<(Gpu, Kernels)> = OnceLock::new();
-    GPU.get_or_init(|| {
-        let gpu = Gpu::new(&GpuOptions {
-            shader_f16: true,
-            ..GpuOptions::default()
-        })
-        .expect("an adapter (apt-get install -y mesa-vulkan-drivers libvulkan1)");
-        let kernels = Kernels::new(&gpu).expect("kernels build");
-        (gpu, kernels)
-    })
 }
 
 /// Issue 22, item 4: `--precision f16` populations train (the population engine refused

@@ -1,8 +1,8 @@
 //! Stable resources: 20 epochs create no GPU buffer or bind group after the first, and the
-//! process's resident memory stays flat. Its own test binary, so that no other test shares
-//! the process while it measures.
+//! process's resident memory stays flat. Measured in a child process that runs this test
+//! alone (`common::run_alone`), so that no other test shares the process while it measures.
 
-mod common;
+use crate::common;
 
 use common::{On, gpu, mnist};
 use wgtrain::RunConfig;
@@ -25,6 +25,9 @@ fn rss_kib() -> u64 {
 /// epoch, and the process's resident memory does not grow.
 #[test]
 fn twenty_epochs_create_no_gpu_objects_after_the_first() {
+    if !common::alone() {
+        return common::run_alone("resources::twenty_epochs_create_no_gpu_objects_after_the_first");
+    }
     let train_set = mnist().train.head(1000);
     let test = mnist().test.head(300);
     let cfg = RunConfig {
@@ -58,7 +61,8 @@ fn twenty_epochs_create_no_gpu_objects_after_the_first() {
             rss.push(rss_kib());
         }
     }
-    // This binary holds this one test, so nothing else creates objects or memory meanwhile.
+    // This process runs this one test (run_alone), so nothing else creates objects or
+    // memory meanwhile.
     assert_eq!(
         counts[0], counts[19],
         "buffers and bind groups created after the first epoch: {counts:?}"

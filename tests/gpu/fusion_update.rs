@@ -11,7 +11,7 @@
 //! workgroups. Engine level: epochs of fused and unfused steps (SGD settings changed
 //! between epochs, the last partial minibatch) give the same metrics and weights.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::AtomicBool;
 
