@@ -5,7 +5,7 @@
 //! settings or data, or from a file that is not a train state, is refused before any work.
 //! A population sweep stopped the same ways resumes its running trials where they were and
 //! ends with the uninterrupted sweep's trials. (The trainer's snapshot and restore are
-//! tested in `tests/resume.rs`.)
+//! tested in `tests/gpu/resume.rs`.)
 
 #[path = "common/cli.rs"]
 mod cli;

@@ -3,7 +3,7 @@
 //! exactly as in one engine (CPU groups against one CPU engine) and as its single run
 //! (a GPU population past lavapipe's 128 MiB binding against single runs).
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 

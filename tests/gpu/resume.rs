@@ -5,7 +5,7 @@
 //! snapshot that does not fit the engine is refused, naming why. The command line's
 //! `--state` / `--resume` are tested in `tests/cli_resume.rs`.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
