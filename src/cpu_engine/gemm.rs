@@ -21,6 +21,7 @@
 //! matrixmultiply update broke it, that test (and the population tests) would say so.
 
 use std::ops::Range;
+use std::sync::OnceLock;
 
 use rayon::prelude::*;
 
@@ -71,14 +72,18 @@ impl Operand {
 }
 
 /// The most threads matrixmultiply runs one product on: `MATMUL_NUM_THREADS`, else the
-/// cores, at most 4 (its `MAX_THREADS`).
+/// cores, at most 4 (its `MAX_THREADS`). Read once: asking the OS for the cores reads
+/// cgroup files (a few percent of a step when asked per product).
 fn sgemm_threads() -> usize {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    std::env::var("MATMUL_NUM_THREADS")
-        .ok()
-        .and_then(|s| s.parse::<usize>().ok())
-        .unwrap_or(cores)
-        .clamp(1, 4)
+    static THREADS: OnceLock<usize> = OnceLock::new();
+    *THREADS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        std::env::var("MATMUL_NUM_THREADS")
+            .ok()
+            .and_then(|s| s.parse::<usize>().ok())
+            .unwrap_or(cores)
+            .clamp(1, 4)
+    })
 }
 
 /// Pieces a wide product of `count` members is cut into, run side by side: one where
