@@ -57,9 +57,9 @@ pub struct BenchArgs {
     #[arg(long)]
     pub json: bool,
     /// Also time a population of K members (one epoch) against K single-model epochs,
-    /// on each path and batch size.
-    #[arg(long, value_name = "K")]
-    pub population: Option<usize>,
+    /// on each path and batch size; several K comma-separated (e.g. 1,8,32).
+    #[arg(long, value_name = "K", value_delimiter = ',')]
+    pub population: Vec<usize>,
 }
 
 /// One row of the comparison.
@@ -205,7 +205,7 @@ fn check_bench_only_flags(a: &BenchArgs, precision: Precision) -> Result<()> {
 
 /// Runs `wgtrain bench`.
 pub fn bench_command(mut a: BenchArgs) -> Result<()> {
-    if a.population == Some(0) {
+    if a.population.contains(&0) {
         return Err(usage("population", 0, "must be at least 1 member"));
     }
     if a.samples == Some(0) {
@@ -349,8 +349,8 @@ pub fn bench_command(mut a: BenchArgs) -> Result<()> {
         });
     }
     let mut pop_rows = Vec::new();
-    if let Some(k) = a.population {
-        for &b in &batch_sizes {
+    for &b in &batch_sizes {
+        for &k in &a.population {
             let configs = bench_population::population_configs(&run(b), k);
             let single = |e: &mut dyn Engine| time_epoch(e);
             if let (Some(g), Some(kern)) = (&gpu, &kernels) {

@@ -1,7 +1,8 @@
 //! `wgtrain bench --population K`: one epoch of a K-member population against K
 //! single-model epochs of the same configurations, side by side in one run, on the GPU and
-//! CPU paths. Reports samples/s per member, the speedup, dispatches per step and the
-//! device memory each member adds.
+//! CPU paths. Reports samples/s per member and member-samples/s (the population's
+//! throughput, comparable across K and with `benches/pytorch_population.py`), the speedup,
+//! dispatches per step and the device memory each member adds.
 
 use anyhow::Result;
 use serde::Serialize;
@@ -26,6 +27,9 @@ pub struct PopulationRow {
     pub speedup: f64,
     /// Training samples per second of each member in the population.
     pub samples_per_second_per_member: f64,
+    /// Training samples per second of all members together (K times the above): what the
+    /// population gets done, comparable across K.
+    pub member_samples_per_second: f64,
     pub dispatches_per_step: usize,
     /// Device memory each member adds ([`PopulationSetup::member_bytes`]), bytes.
     pub bytes_per_member: u64,
@@ -81,6 +85,7 @@ pub fn compare(
         sequential_epoch_seconds: sequential,
         speedup: sequential / secs,
         samples_per_second_per_member: n as f64 / secs,
+        member_samples_per_second: (configs.len() * n) as f64 / secs,
         dispatches_per_step: pop.dispatches_per_step(),
         bytes_per_member: PopulationSetup::new(configs, data)?.member_bytes(data.test.len()),
     })
@@ -94,7 +99,7 @@ pub fn population_configs(base: &RunConfig, k: usize) -> Vec<RunConfig> {
 /// Prints the population rows as a table.
 pub fn print_rows(rows: &[PopulationRow]) {
     say!(
-        "{:<5} {:>6} {:>3} {:>14} {:>14} {:>8} {:>18} {:>11} {:>10}",
+        "{:<5} {:>6} {:>3} {:>14} {:>14} {:>8} {:>18} {:>20} {:>11} {:>10}",
         "path",
         "batch",
         "K",
@@ -102,12 +107,13 @@ pub fn print_rows(rows: &[PopulationRow]) {
         "K x single s",
         "speedup",
         "samples/s/member",
+        "member-samples/s",
         "dispatches",
         "MiB/member"
     );
     for r in rows {
         say!(
-            "{:<5} {:>6} {:>3} {:>14.3} {:>14.3} {:>7.2}x {:>18.0} {:>11} {:>10.2}",
+            "{:<5} {:>6} {:>3} {:>14.3} {:>14.3} {:>7.2}x {:>18.0} {:>20.0} {:>11} {:>10.2}",
             r.path,
             r.batch_size,
             r.members,
@@ -115,6 +121,7 @@ pub fn print_rows(rows: &[PopulationRow]) {
             r.sequential_epoch_seconds,
             r.speedup,
             r.samples_per_second_per_member,
+            r.member_samples_per_second,
             r.dispatches_per_step,
             r.bytes_per_member as f64 / (1024.0 * 1024.0)
         );

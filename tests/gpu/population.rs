@@ -124,6 +124,16 @@ fn cpu_population_members_train_exactly_as_single_runs() {
     }
 }
 
+/// Issue 28: two hidden layers, so that a product between two hidden layers (the members'
+/// own operands, batched) and its ReLU mask run on the members' interleaved outputs
+/// `[B, K·H]`; K = 3 with hidden sizes not a multiple of anything (13, 6).
+#[test]
+fn cpu_population_with_two_hidden_layers_trains_exactly_as_single_runs() {
+    let mut configs = member_configs(3, 16);
+    configs.iter_mut().for_each(|c| c.hidden = vec![13, 6]);
+    assert_members_match_single_runs(Device::Cpu, &configs, 97);
+}
+
 /// Issue 22: the CPU engine steps its members in parallel, each with its own SGD
 /// settings; three members that differ pairwise in learning rate, weight decay, momentum,
 /// nesterov and bias decay train exactly as their single runs.
@@ -258,9 +268,22 @@ fn with_fusions(device: Device<'_>, fusions: Fusions) -> Device<'_> {
 /// own), its later sums read NaN, and the other members train exactly as alone.
 #[test]
 fn gpu_a_diverging_member_is_frozen_and_the_others_train_on() {
+    a_diverging_member_is_frozen_and_the_others_train_as_alone(On::default_gpu());
+}
+
+/// Issue 28: on the CPU, a diverged member in the middle splits the members that train
+/// into two runs (the wide layer-0 products then cover members 0 and 2 apart); the others
+/// still train exactly as alone.
+#[test]
+fn cpu_a_diverging_member_in_the_middle_leaves_the_others_as_alone() {
+    a_diverging_member_is_frozen_and_the_others_train_as_alone(On::Cpu);
+}
+
+/// Member 1 of 3 diverges in its first step; it stays frozen and finite, and members 0 and
+/// 2 end two epochs with their single runs' weights.
+fn a_diverging_member_is_frozen_and_the_others_train_as_alone(on: On) {
     let (train, test) = (synthetic(1, 97), synthetic(3, 37));
     let data = common::data(&train, &test);
-    let on = On::default_gpu();
     let mut configs = member_configs(3, 16);
     configs[1].schedule = LrSchedule::new(1e30, Schedule::Constant);
     let mut pop = common::population(on, &configs, data).unwrap();
@@ -305,6 +328,17 @@ fn gpu_a_diverging_member_is_frozen_and_the_others_train_on() {
 /// run of its configuration.
 #[test]
 fn gpu_copy_and_replace_members() {
+    copy_and_replace_members(On::default_gpu());
+}
+
+/// Issue 28: the same on the CPU, whose members' tensors are stacked (copy, replace and
+/// set_params move one member's slice of every tensor).
+#[test]
+fn cpu_copy_and_replace_members() {
+    copy_and_replace_members(On::Cpu);
+}
+
+fn copy_and_replace_members(on: On) {
     let (train, test) = (synthetic(1, 97), synthetic(3, 37));
     let data = common::data(&train, &test);
     let mut configs = member_configs(3, 16);
@@ -312,7 +346,7 @@ fn gpu_copy_and_replace_members() {
         c.sgd = configs_sgd();
         c.schedule = LrSchedule::new(0.05, Schedule::Constant);
     }
-    let mut pop = common::population(On::default_gpu(), &configs, data).unwrap();
+    let mut pop = common::population(on, &configs, data).unwrap();
     let mut trainer = Trainer::new(pop.as_mut()).unwrap();
     trainer.run_epoch(&mut |_| {}).unwrap();
     trainer.exploit(0, 2, configs[0].clone()).unwrap();
