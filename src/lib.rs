@@ -49,6 +49,9 @@
 //!   engine with autotune) before the first step; takes the MNIST directory.
 //! - `examples/matmul_probe.rs`: GFLOP/s of every matmul variant on the MNIST training
 //!   shapes on the first adapter.
+//! - `examples/cpu_population_probe.rs`: times the CPU engine's layer-0 products for a
+//!   population of K members each way it could compute them (one wide SGEMM, K SGEMMs in
+//!   turn, K in parallel), interleaved in rounds; takes K, the batch size and the rounds.
 //! - `examples/optuna_sweep.py`: hyperparameter search with Optuna through the `wgtrain`
 //!   Python package (`python/`: `pip install ./python optuna`; run with `python3`): batched
 //!   trials, K at a time as one population, pruned per epoch, over an RDB storage.
