@@ -5,8 +5,10 @@
 //!
 //! The minibatch (X and its labels) is gathered once per step and shared; each member has
 //! its own parameters, gradients, momentum and activations, and runs the stages on them
-//! with a single run's arithmetic, so member k is bit for bit the run of its
-//! configuration. Members step in parallel (rayon): at MNIST sizes one member's products
+//! with a single run's arithmetic, so a member at the micro-batch is bit for bit the run of
+//! its configuration. A member whose minibatch spans several micro-steps
+//! ([`crate::step`]) folds each micro-step's gradient into its running sum
+//! ([`cpu::grad_sum_element`], the GPU's `sgd_sum`) and updates on the last. Members step in parallel (rayon): at MNIST sizes one member's products
 //! leave cores idle. Frozen members are skipped: on the CPU a pruned trial costs nothing.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -90,6 +92,9 @@ struct Member {
     params: Vec<f32>,
     grads: Vec<f32>,
     velocity: Vec<f32>,
+    /// The running gradient sum of a minibatch that spans several micro-steps (allocated
+    /// on a member's first such step; empty for a member at the micro-batch).
+    grad_sum: Vec<f32>,
     /// Weight decay per parameter (0 for biases with `--no-decay-bias`).
     decay: Vec<f32>,
     sgd: SgdConfig,
@@ -114,6 +119,7 @@ impl Member {
             params: init.to_vec(),
             grads: vec![0.0; layout.len],
             velocity: vec![0.0; layout.len],
+            grad_sum: Vec::new(),
             decay: decay_per_param(layout, sgd),
             sgd: sgd.clone(),
             acts: outputs().collect(),
@@ -222,14 +228,38 @@ impl Member {
         }
     }
 
-    /// One training step on the shared minibatch of `batch` rows: forward, loss, and (when
-    /// the loss is finite) backward and update as `ms` says. Returns the step's sums.
+    /// The micro-step's gradient joined to the running sum of the member's minibatch
+    /// ([`cpu::grad_sum_element`]): kept as the sum when the update is deferred, else left in
+    /// `grads` for the update.
+    fn fold(&mut self, ms: MemberStep) {
+        if self.grad_sum.is_empty() {
+            self.grad_sum = vec![0.0; self.grads.len()];
+        }
+        for (g, sum) in self.grads.iter_mut().zip(&mut self.grad_sum) {
+            let joined = cpu::grad_sum_element(*g, *sum, ms.scale, ms.accumulates());
+            if ms.defers() {
+                *sum = joined;
+            } else {
+                *g = joined;
+            }
+        }
+    }
+
+    /// One training (micro-)step on the shared minibatch of `batch` rows: forward, loss,
+    /// and (when the loss is finite) backward, the gradient joined to the member's running
+    /// sum when its minibatch spans several micro-steps, and the update unless `ms` defers
+    /// it. Returns the step's sums.
     fn step(&mut self, sh: Shared<'_>, batch: usize, ms: MemberStep) -> StepSums {
         self.forward(sh, batch);
         let s = self.loss(sh, batch, true);
         if s[0].is_finite() {
             self.backward(sh, batch);
-            self.update(ms.lr, ms.first());
+            if ms.sums() {
+                self.fold(ms);
+            }
+            if !ms.defers() {
+                self.update(ms.lr, ms.first());
+            }
         }
         s
     }
@@ -268,8 +298,8 @@ pub struct CpuEngine<'a> {
 
 impl<'a> CpuEngine<'a> {
     /// Opens the CPU engine for the members `configs` on `data` (see
-    /// [`crate::device::open`]), allocating every buffer once for minibatches of up to the
-    /// members' minibatch size (and the evaluation minibatch).
+    /// [`crate::device::open`]), allocating every buffer once for steps of up to the
+    /// micro-batch (and the evaluation minibatch).
     ///
     /// # Errors
     /// [`Error::InvalidConfig`] as [`PopulationSetup::new`], and for [`Precision::F16`]
@@ -279,7 +309,7 @@ impl<'a> CpuEngine<'a> {
         check_precision(&setup.shared().config)?;
         let spec = &setup.shared().spec;
         let layout = spec.layout();
-        let rows = setup.shared().config.batch_size.max(EVAL_BATCH);
+        let rows = setup.micro_batch().max(EVAL_BATCH);
         let members = setup
             .members
             .iter()
@@ -337,7 +367,7 @@ impl<'a> CpuEngine<'a> {
 
     /// Checks a step's minibatch against the engine and the epoch's order.
     fn check_step(&self, st: &StepRecord, order: &[u32]) -> Result<()> {
-        let batch_size = self.setup.shared().config.batch_size;
+        let batch_size = self.setup.micro_batch();
         let (off, b) = (st.offset as usize, st.batch as usize);
         if b == 0 || b > batch_size || off + b > order.len() {
             return Err(Error::InvalidConfig {
@@ -530,6 +560,7 @@ impl Engine for CpuEngine<'_> {
         let m = &mut self.members[member];
         m.params.copy_from_slice(&setup.init);
         m.velocity.fill(0.0);
+        m.grad_sum = Vec::new();
         m.decay = decay_per_param(&self.layout, &cfg.sgd);
         m.sgd = cfg.sgd.clone();
         self.setup.members[member] = setup;
