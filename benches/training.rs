@@ -46,7 +46,14 @@ fn config(batch: usize) -> RunConfig {
 /// The member-step table of one member over `steps` steps at lr 0.01, none the run's
 /// first (what `step_records(n, batch, 1, |_| 0.01)` encoded before the table).
 fn member_steps(steps: usize) -> Vec<MemberStep> {
-    vec![MemberStep { lr: 0.01, flags: 0 }; steps]
+    vec![
+        MemberStep {
+            lr: 0.01,
+            flags: 0,
+            scale: 1.0
+        };
+        steps
+    ]
 }
 
 /// `data` as both the training and the test set, 10 classes.

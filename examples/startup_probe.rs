@@ -42,6 +42,7 @@ fn main() -> anyhow::Result<()> {
                 .map(|s| MemberStep {
                     lr: 0.1,
                     flags: if s == 0 { MEMBER_FIRST } else { 0 },
+                    scale: 1.0,
                 })
                 .collect();
             engine.train_epoch(&order, &steps, &table, &mut |_| {}, &stop)?;

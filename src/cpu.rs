@@ -293,6 +293,16 @@ pub fn sgd_update_element(
     *param = p - lr * g;
 }
 
+/// A micro-step's gradient element `grad` (a mean over its rows) joined to the running sum
+/// of its member minibatch: `grad · scale` (`scale` = its rows over the minibatch's), plus
+/// `sum` when `accumulate` (the minibatch's earlier micro-steps). The arithmetic of
+/// `sgd_sum` in `shaders/sgd_step.wgsl` (see [`crate::step::MemberStep`]).
+#[inline]
+pub fn grad_sum_element(grad: f32, sum: f32, scale: f32, accumulate: bool) -> f32 {
+    let g = grad * scale;
+    if accumulate { sum + g } else { g }
+}
+
 /// One `torch.optim.SGD` step over a flat parameter vector ([`sgd_update_element`] per
 /// element). `first` marks the first step, when the momentum buffer is set to the
 /// gradient. Elements inside a `no_decay` range `[start, end)` get no weight decay.

@@ -5,7 +5,7 @@
 
 use crate::config::RunConfig;
 use crate::cpu_engine::CpuEngine;
-use crate::engine::{Engine, RunData, RunSetup, activation_rows, check_shared};
+use crate::engine::{Engine, RunData, RunSetup, activation_rows, check_micro_batch, check_shared};
 use crate::error::Result;
 use crate::gpu::autotune::MatmulChoice;
 use crate::gpu::engine::GpuEngine;
@@ -119,19 +119,19 @@ pub fn open<'a>(
 /// How many of `configs`' members one GPU engine holds: all of them, unless their stacked
 /// tensors pass the adapter's storage-binding (or buffer) size; then as many as fit one
 /// binding ([`members_per_binding`]), the population running as [`MemberGroups`]. Checks
-/// first that all members can share one minibatch stream, since no group sees the others.
+/// first that all members can share one minibatch stream (the micro-batch, their smallest
+/// minibatch size, dividing each one's), since no group sees the others.
 fn gpu_members_per_group(gpu: &Gpu, configs: &[RunConfig], data: RunData<'_>) -> Result<usize> {
     let Some(first) = configs.first() else {
         return Ok(1);
     };
-    for (k, c) in configs.iter().enumerate().skip(1) {
+    let micro = configs.iter().map(|c| c.batch_size).min().unwrap_or(1);
+    for (k, c) in configs.iter().enumerate() {
         check_shared(first, c, k)?;
+        check_micro_batch(micro, c, k)?;
     }
     let shared = RunSetup::new(first, data)?;
-    let rows = activation_rows(
-        first.batch_size,
-        data.test.len().max(shared.validation.len()),
-    );
+    let rows = activation_rows(micro, data.test.len().max(shared.validation.len()));
     let binding = gpu
         .limits
         .max_storage_buffer_binding_size

@@ -4,13 +4,18 @@
 //! data. A single run is a population of one member: there is one trait, one trainer
 //! ([`crate::train::Trainer`]) and one engine per device ([`crate::device::open`]).
 //!
-//! Members share one minibatch stream: the data, the sample order of each epoch, the
-//! validation split and the minibatch size (hence the model's shapes). Each has its own
-//! parameters, gradients, momentum and activations, its own SGD settings, learning-rate
-//! schedule and initialisation seed. Member k trains exactly as a population of one of its
-//! configuration would (same data order, same initial weights, same arithmetic: tested bit
-//! for bit on both devices), so a population is a faster way to run K trials, not an
-//! approximation of them.
+//! Members share one minibatch stream: the data, the sample order of each epoch and the
+//! validation split (hence the model's shapes), stepped through in micro-steps of the
+//! smallest minibatch size (the *micro-batch*, [`PopulationSetup::micro_batch`]); each
+//! member's minibatch size is a multiple of it ([`crate::step`]: a member of `m` times
+//! the micro-batch sums its gradient over `m` micro-steps and updates on the last). Each
+//! has its own parameters, gradients, momentum and activations, its own SGD settings,
+//! learning-rate schedule and initialisation seed. A member at the micro-batch trains
+//! exactly as a population of one of its configuration would (same data order, same initial
+//! weights, same arithmetic: tested bit for bit on both devices); a member of a larger
+//! minibatch sees the same minibatches and differs from its single run only in the order its
+//! gradient's rows are summed (tested within the bound that order allows). A population is
+//! a faster way to run K trials, not an approximation of them.
 
 use std::sync::atomic::AtomicBool;
 
@@ -108,6 +113,10 @@ pub struct PopulationSetup {
     /// Member k's setup: its configuration, the shared model and split, its initial
     /// parameters (from its `init_seed()`).
     pub members: Vec<RunSetup>,
+    /// The micro-batch: rows of the shared steps, the smallest minibatch size the
+    /// population was opened with (every member's is a multiple of it; buffers are sized
+    /// for it).
+    micro_batch: usize,
 }
 
 impl PopulationSetup {
@@ -115,9 +124,10 @@ impl PopulationSetup {
     ///
     /// # Errors
     /// [`Error::InvalidConfig`] for an empty population, for a member whose hidden sizes,
-    /// minibatch size, normalisation, seed, validation fraction or precision differ from
-    /// member 0's (naming both values, [`check_shared`]), and as [`RunSetup::new`] for
-    /// each member.
+    /// normalisation, seed, validation fraction or precision differ from member 0's
+    /// (naming both values, [`check_shared`]), whose minibatch size is not a multiple of the
+    /// smallest (naming both, [`check_micro_batch`]), and as [`RunSetup::new`] for each
+    /// member.
     pub fn new(configs: &[RunConfig], data: RunData<'_>) -> Result<PopulationSetup> {
         let Some(first) = configs.first() else {
             return Err(Error::InvalidConfig {
@@ -129,13 +139,38 @@ impl PopulationSetup {
         for (k, c) in configs.iter().enumerate().skip(1) {
             check_shared(first, c, k)?;
         }
+        let micro_batch = configs.iter().map(|c| c.batch_size).min().unwrap_or(1);
+        for (k, c) in configs.iter().enumerate() {
+            check_micro_batch(micro_batch, c, k)?;
+        }
         let shared = RunSetup::new(first, data)?;
+        let n_train = shared.train_indices.len();
         let mut members = vec![shared];
         for c in &configs[1..] {
+            check_batch_size(c.batch_size, n_train)?;
             c.validate()?;
             members.push(member_of(&members[0], c));
         }
-        Ok(PopulationSetup { members })
+        Ok(PopulationSetup {
+            members,
+            micro_batch,
+        })
+    }
+
+    /// The setup of member setups already checked to share a minibatch stream at
+    /// `micro_batch` (e.g. those of several engines' populations).
+    pub(crate) fn from_parts(members: Vec<RunSetup>, micro_batch: usize) -> PopulationSetup {
+        PopulationSetup {
+            members,
+            micro_batch,
+        }
+    }
+
+    /// The micro-batch B0: the rows of every shared step (the last one of an epoch may be
+    /// fewer), the smallest minibatch size the population was opened with. A member of
+    /// minibatch `m · B0` sums its gradient over `m` micro-steps ([`crate::step`]).
+    pub fn micro_batch(&self) -> usize {
+        self.micro_batch
     }
 
     /// Number of members K.
@@ -148,7 +183,8 @@ impl PopulationSetup {
         self.members.is_empty()
     }
 
-    /// The setup every member shares the model, minibatch size and split of: member 0's.
+    /// The setup every member shares the model, seed and split of: member 0's (its
+    /// minibatch size is its own: the shared steps are [`PopulationSetup::micro_batch`]).
     pub fn shared(&self) -> &RunSetup {
         &self.members[0]
     }
@@ -157,7 +193,7 @@ impl PopulationSetup {
     /// minibatch (`EVAL_BATCH`, or fewer when both held-out sets are smaller).
     pub fn activation_rows(&self, test_samples: usize) -> usize {
         let s = self.shared();
-        activation_rows(s.config.batch_size, test_samples.max(s.validation.len()))
+        activation_rows(self.micro_batch, test_samples.max(s.validation.len()))
     }
 
     /// Device memory one member adds, bytes ([`member_bytes`] at this population's
@@ -167,14 +203,17 @@ impl PopulationSetup {
     }
 
     /// The setup of a new run in slot `member` (see [`Engine::replace_member`]): `cfg`
-    /// checked against member 0, the shared model and split, initial parameters from
-    /// `cfg.init_seed()`.
+    /// checked against member 0 and the micro-batch, the shared model and split, initial
+    /// parameters from `cfg.init_seed()`.
     ///
     /// # Errors
-    /// As [`check_member`], [`check_shared`] and [`RunConfig::validate`].
+    /// As [`check_member`], [`check_shared`], [`check_micro_batch`], [`check_batch_size`]
+    /// and [`RunConfig::validate`].
     pub fn member_setup(&self, member: usize, cfg: &RunConfig) -> Result<RunSetup> {
         check_member(member, self.len())?;
         check_shared(&self.members[0].config, cfg, member)?;
+        check_micro_batch(self.micro_batch, cfg, member)?;
+        check_batch_size(cfg.batch_size, self.shared().train_indices.len())?;
         cfg.validate()?;
         Ok(member_of(self.shared(), cfg))
     }
@@ -199,17 +238,19 @@ pub fn activation_rows(batch: usize, held_out: usize) -> usize {
 }
 
 /// Device memory one member of an MLP `spec` adds, bytes, with activation buffers of
-/// `rows` rows ([`activation_rows`]), as f32: its parameters, gradients and momentum (`3 ·
-/// P`, P the padded flat layout's length) and its activations and their gradients (`2 ·
-/// rows · (H_1 + ... + C)`), plus its per-row loss and correct flags (`2 · rows`). The data,
-/// the sample orders and the gathered minibatch X `[rows, I]` are shared by the members and
-/// not counted. The one formula for what a member costs: the engines allocate this, and
-/// default population sizes are computed from it.
+/// `rows` rows ([`activation_rows`]), as f32: its parameters, gradients, momentum and
+/// gradient sum (the running sum of a minibatch that spans several micro-steps) (`4 · P`, P
+/// the padded flat layout's length) and its activations and their gradients (`2 · rows ·
+/// (H_1 + ... + C)`), plus its per-row loss and correct flags (`2 · rows`). The data, the
+/// sample orders and the gathered minibatch X `[rows, I]` are shared by the members and not
+/// counted. The one formula for what a member costs: the engines allocate at most this
+/// (the CPU engine allocates a gradient sum only for a member that needs one), and default
+/// population sizes are computed from it.
 pub fn member_bytes(spec: &MlpSpec, rows: usize) -> u64 {
     let rows = rows as u64;
     let p = spec.layout().len as u64;
     let outputs: u64 = spec.sizes[1..].iter().map(|&s| s as u64).sum();
-    4 * (3 * p + 2 * rows * outputs + 2 * rows)
+    4 * (4 * p + 2 * rows * outputs + 2 * rows)
 }
 
 /// Checks that member `k`'s configuration `c` shares the minibatch stream of `first`.
@@ -223,8 +264,8 @@ pub fn check_shared(first: &RunConfig, c: &RunConfig, k: usize) -> Result<()> {
             value: format!("member {k}"),
             reason: format!(
                 "its {what} ({b}) differs from member 0's ({a}): members share one minibatch \
-                 stream, so group runs by hidden sizes, minibatch size, normalisation, seed, \
-                 validation split and precision"
+                 stream, so group runs by hidden sizes, normalisation, seed, validation split \
+                 and precision"
             ),
         })
     };
@@ -233,13 +274,6 @@ pub fn check_shared(first: &RunConfig, c: &RunConfig, k: usize) -> Result<()> {
             "hidden sizes",
             format!("{:?}", first.hidden),
             format!("{:?}", c.hidden),
-        );
-    }
-    if c.batch_size != first.batch_size {
-        return differs(
-            "minibatch size",
-            first.batch_size.to_string(),
-            c.batch_size.to_string(),
         );
     }
     if c.normalization != first.normalization {
@@ -267,6 +301,29 @@ pub fn check_shared(first: &RunConfig, c: &RunConfig, k: usize) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Checks that member `k`'s minibatch size is a multiple of the population's micro-batch
+/// `micro` (its smallest minibatch size), so that its minibatches are whole runs of
+/// micro-steps.
+///
+/// # Errors
+/// [`Error::InvalidConfig`] naming both sizes and the fix.
+pub fn check_micro_batch(micro: usize, c: &RunConfig, k: usize) -> Result<()> {
+    if micro > 0 && c.batch_size >= micro && c.batch_size.is_multiple_of(micro) {
+        return Ok(());
+    }
+    Err(Error::InvalidConfig {
+        name: "population",
+        value: format!("member {k}"),
+        reason: format!(
+            "its minibatch size {} is not a multiple of the population's smallest, {micro}: \
+             members step through the shared sample order {micro} samples at a time and a \
+             member sums whole steps; use minibatch sizes that are multiples of the smallest \
+             (powers of two, say) or train the others in another population",
+            c.batch_size
+        ),
+    })
 }
 
 /// Checks a member index against a population of `k`.

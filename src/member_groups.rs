@@ -27,13 +27,13 @@ use crate::step::{MemberStep, StepRecord, StepSums};
 pub const CHUNK_STEPS: usize = 128;
 
 /// Bytes of one member's largest stacked tensor, with activation buffers of `rows` rows
-/// ([`crate::engine::activation_rows`]): its parameters (and equally its gradients and
-/// momentum, `P` f32 of the padded layout) or its widest activation `[rows, O]`. A GPU
-/// population keeps each tensor as one buffer of K members, bound whole, so K times this
-/// must fit one storage binding.
+/// ([`crate::engine::activation_rows`]): its momentum with its gradient sum (`2 P` f32 of
+/// the padded layout, one buffer on the GPU: twice its parameters or gradients) or its
+/// widest activation `[rows, O]`. A GPU population keeps each tensor as one buffer of K
+/// members, bound whole, so K times this must fit one storage binding.
 pub fn member_largest_tensor_bytes(spec: &MlpSpec, rows: usize) -> u64 {
     let widest = spec.sizes[1..].iter().copied().max().unwrap_or(0) as u64;
-    4 * (spec.layout().len as u64).max(rows as u64 * widest)
+    4 * (2 * spec.layout().len as u64).max(rows as u64 * widest)
 }
 
 /// How many members' stacked tensors fit one binding of `binding_bytes`
@@ -58,13 +58,30 @@ impl<'a> MemberGroups<'a> {
     /// Joins `groups` (their members in order: group 0's first).
     ///
     /// # Errors
-    /// [`Error::InvalidConfig`] for no groups.
+    /// [`Error::InvalidConfig`] for no groups, or groups of different micro-batches
+    /// ([`PopulationSetup::micro_batch`]).
     pub fn new(groups: Vec<Box<dyn Engine + 'a>>) -> Result<MemberGroups<'a>> {
         if groups.is_empty() {
             return Err(Error::InvalidConfig {
                 name: "population",
                 value: "0 groups".into(),
                 reason: "give at least one group of members".into(),
+            });
+        }
+        // Every group steps through the population's micro-steps, which its buffers must
+        // be sized for: the groups share one micro-batch.
+        let micro = groups[0].setup().micro_batch();
+        if let Some(g) = groups.iter().find(|g| g.setup().micro_batch() != micro) {
+            return Err(Error::InvalidConfig {
+                name: "population",
+                value: format!(
+                    "groups with smallest minibatch sizes {micro} and {}",
+                    g.setup().micro_batch()
+                ),
+                reason: "a population split across storage bindings needs the smallest \
+                         minibatch size in every group: train fewer members, or the members \
+                         of each minibatch size as their own population"
+                    .into(),
             });
         }
         let mut starts = vec![0];
@@ -76,7 +93,7 @@ impl<'a> MemberGroups<'a> {
         Ok(MemberGroups {
             groups,
             starts,
-            setup: PopulationSetup { members },
+            setup: PopulationSetup::from_parts(members, micro),
         })
     }
 

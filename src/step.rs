@@ -4,6 +4,17 @@
 //! learning rate and flags in each step). The GPU reads the records from a uniform buffer
 //! and the member steps from its SGD table; the CPU engine reads the same values, so both
 //! paths run the same steps.
+//!
+//! **Micro-steps.** The shared steps are minibatches of the population's smallest
+//! minibatch size b0 (its *micro-batch*). A member whose minibatch is `m · b0` spans `m`
+//! consecutive micro-steps: [`epoch_order`] does not depend on the minibatch size, so
+//! its minibatch j (of a single run at `m · b0`) is exactly micro-steps `j·m .. j·m + m - 1`
+//! (the epoch's last one possibly fewer, as `drop_last=False`). Its member steps say so
+//! ([`MEMBER_ACCUMULATE`], [`MEMBER_DEFER`], [`MemberStep::scale`]; [`member_step_plan`]):
+//! the gradient of each micro-step, scaled by its rows over the minibatch's, is summed, and
+//! the update (learning rate, first-step flag) happens on the minibatch's last micro-step
+//! only. A member with `m = 1` has plain steps (no flag, the scale unread): the arithmetic
+//! of a population that shares one minibatch size is unchanged.
 
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -35,17 +46,30 @@ pub const MEMBER_FIRST: u32 = 1;
 /// [`MemberStep::flags`] bit: the member is frozen (pruned, finished or diverged): its
 /// parameters and momentum do not change this step.
 pub const MEMBER_FROZEN: u32 = 2;
+/// [`MemberStep::flags`] bit: this micro-step continues the member's minibatch: its scaled
+/// gradient is added to the running sum of the minibatch's earlier micro-steps.
+pub const MEMBER_ACCUMULATE: u32 = 4;
+/// [`MemberStep::flags`] bit: the member's minibatch goes on after this micro-step: its
+/// (summed) gradient is kept as the running sum and the member does not update.
+pub const MEMBER_DEFER: u32 = 8;
 
-/// What one member's SGD update does in one step. An epoch's table is `[steps, K]`,
+/// What one member's SGD update does in one (micro-)step. An epoch's table is `[steps, K]`,
 /// step-major (entry `s · K + k`); the GPU reads it from its SGD table
-/// (`crate::gpu::kernels::sgd_update::SgdTable`), written once per epoch.
+/// (`crate::gpu::kernels::sgd_update::SgdTable`), written once per epoch. A plain step
+/// (flags 0) computes the gradient of the step's minibatch and updates; see the module
+/// docs for micro-steps.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct MemberStep {
-    /// Learning rate of this member in this step.
+    /// Learning rate of this member in this step (read where it updates).
     pub lr: f32,
-    /// [`MEMBER_FIRST`] | [`MEMBER_FROZEN`].
+    /// [`MEMBER_FIRST`] | [`MEMBER_FROZEN`] | [`MEMBER_ACCUMULATE`] | [`MEMBER_DEFER`].
     pub flags: u32,
+    /// With [`MEMBER_ACCUMULATE`] or [`MEMBER_DEFER`]: the factor this micro-step's
+    /// gradient (a mean over its `b` rows) is multiplied by before it joins the sum, `b /
+    /// B` for a member minibatch of `B` rows, so the sum is the minibatch's mean gradient.
+    /// Unread in a plain step.
+    pub scale: f32,
 }
 
 impl MemberStep {
@@ -53,7 +77,17 @@ impl MemberStep {
     pub const FROZEN: MemberStep = MemberStep {
         lr: 0.0,
         flags: MEMBER_FROZEN,
+        scale: 0.0,
     };
+
+    /// A plain step at learning rate `lr` with `flags` ([`MEMBER_FIRST`], say).
+    pub fn plain(lr: f32, flags: u32) -> MemberStep {
+        MemberStep {
+            lr,
+            flags,
+            scale: 1.0,
+        }
+    }
 
     /// Whether the member is frozen in this step.
     pub fn frozen(&self) -> bool {
@@ -64,6 +98,63 @@ impl MemberStep {
     pub fn first(&self) -> bool {
         self.flags & MEMBER_FIRST != 0
     }
+
+    /// Whether the running sum of the member's minibatch is added in ([`MEMBER_ACCUMULATE`]).
+    pub fn accumulates(&self) -> bool {
+        self.flags & MEMBER_ACCUMULATE != 0
+    }
+
+    /// Whether the member holds its update for a later micro-step ([`MEMBER_DEFER`]).
+    pub fn defers(&self) -> bool {
+        self.flags & MEMBER_DEFER != 0
+    }
+
+    /// Whether this micro-step is part of a minibatch of several: its gradient is scaled
+    /// and summed ([`MEMBER_ACCUMULATE`] or [`MEMBER_DEFER`]).
+    pub fn sums(&self) -> bool {
+        self.flags & (MEMBER_ACCUMULATE | MEMBER_DEFER) != 0
+    }
+}
+
+/// Where micro-step `s` of an epoch falls in a member's own minibatches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MicroStep {
+    /// The member's own step (minibatch) index in the epoch.
+    pub step: usize,
+    /// This micro-step adds to the sum of the minibatch's earlier ones.
+    pub accumulate: bool,
+    /// The minibatch goes on after this micro-step (no update here).
+    pub defer: bool,
+    /// Rows of the member's minibatch (the epoch's last one may be short).
+    pub rows: usize,
+}
+
+/// How micro-step `s` of an epoch of `n` samples in micro-steps of `micro` rows falls in
+/// the minibatches of a member of minibatch size `batch` (a multiple of `micro`): its
+/// minibatch j = s / m (m = batch / micro) covers micro-steps j·m .. j·m + m - 1, the
+/// epoch's last micro-step ending the last one.
+///
+/// # Panics
+/// When `batch` is not a positive multiple of `micro` (the engines refuse such members).
+pub fn member_step_plan(n: usize, micro: usize, batch: usize, s: usize) -> MicroStep {
+    assert!(
+        micro > 0 && batch >= micro && batch.is_multiple_of(micro),
+        "minibatch {batch} is not a multiple of the micro-batch {micro}"
+    );
+    let m = batch / micro;
+    let steps = n.div_ceil(micro);
+    let step = s / m;
+    MicroStep {
+        step,
+        accumulate: s % m != 0,
+        defer: s % m != m - 1 && s + 1 < steps,
+        rows: batch.min(n - step * batch),
+    }
+}
+
+/// Member steps per epoch of `n` samples at minibatch size `batch`.
+pub fn steps_per_epoch(n: usize, batch: usize) -> usize {
+    n.div_ceil(batch)
 }
 
 /// Sums of one minibatch: `[Σ loss, Σ correct]`, as the metrics buffer holds them.
@@ -130,6 +221,41 @@ mod tests {
         let r = step_records(60_000, 64);
         assert_eq!(r.len(), 938);
         assert_eq!(r[937].batch, 32);
+    }
+
+    #[test]
+    fn a_member_minibatch_is_m_consecutive_micro_steps_and_the_last_one_ends_the_epoch() {
+        // 10 samples, micro-batch 2 (5 micro-steps), member minibatch 4: minibatches of 4,
+        // 4 and 2 rows, as step_records(10, 4) has them.
+        let plan: Vec<MicroStep> = (0..5).map(|s| member_step_plan(10, 2, 4, s)).collect();
+        let at = |step, accumulate, defer, rows| MicroStep {
+            step,
+            accumulate,
+            defer,
+            rows,
+        };
+        assert_eq!(
+            plan,
+            [
+                at(0, false, true, 4),
+                at(0, true, false, 4),
+                at(1, false, true, 4),
+                at(1, true, false, 4),
+                at(2, false, false, 2),
+            ]
+        );
+        let single: Vec<usize> = step_records(10, 4)
+            .iter()
+            .map(|r| r.batch as usize)
+            .collect();
+        assert_eq!(single, [4, 4, 2]);
+        // 60000 at micro-batch 32, member 128: the last minibatch (96 rows) is micro-steps
+        // 1872 .. 1874, the epoch's last three.
+        let last = member_step_plan(60_000, 32, 128, 1874);
+        assert_eq!(last, at(468, true, false, 96));
+        assert!(member_step_plan(60_000, 32, 128, 1872).defer);
+        // A member at the micro-batch has plain steps.
+        assert_eq!(member_step_plan(10, 2, 2, 4), at(4, false, false, 2));
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! The epoch loop, one for every run: [`Trainer`] drives an [`Engine`] of K >= 1 members
 //! (a single run is K = 1) through epochs. Each epoch has one seeded sample order and one
-//! set of minibatch step records (the last minibatch partial, as PyTorch's
-//! `drop_last=False`), shared by the members; per member, its own learning-rate schedule
-//! (and plateau state), per-epoch hyperparameter schedule, early stopping, first-step flag
-//! and status, written into the epoch's `[steps, K]` member-step table. Evaluation follows
-//! every epoch.
+//! set of step records (the last minibatch partial, as PyTorch's `drop_last=False`),
+//! shared by the members, in micro-steps of the population's smallest minibatch size
+//! (its micro-batch, [`crate::engine::PopulationSetup::micro_batch`]); per member, its own
+//! minibatches (each `m` micro-steps: [`crate::step::member_step_plan`]), learning-rate
+//! schedule (and plateau state) over its own steps, per-epoch hyperparameter schedule,
+//! early stopping, first-step flag, step count and status, written into the epoch's `[steps,
+//! K]` member-step table. Evaluation follows every epoch.
 //!
 //! A member whose training loss turns non-finite, or explodes (its epoch's mean loss over
 //! [`EXPLODED_LOSS_FACTOR`] times its first step's), is reported diverged and frozen; the
@@ -44,7 +46,10 @@ use crate::config::{RunConfig, check_batch_size};
 use crate::engine::{Engine, EvalSet, Evaluation, check_member};
 use crate::error::{Error, Result};
 use crate::schedule::{HparamSchedule, PlateauState};
-use crate::step::{MEMBER_FIRST, MemberStep, StepRecord, StepSums};
+use crate::step::{
+    MEMBER_ACCUMULATE, MEMBER_DEFER, MEMBER_FIRST, MemberStep, StepRecord, StepSums,
+    member_step_plan, steps_per_epoch,
+};
 pub use crate::step::{epoch_order, step_records, validation_split};
 
 /// A member whose epoch's mean training loss exceeds this many times its first step's loss
@@ -298,7 +303,8 @@ pub struct Trainer<'e> {
     engine: &'e mut dyn Engine,
     members: Vec<Member>,
     train_indices: Vec<u32>,
-    batch_size: usize,
+    /// Rows of the shared steps: the members' smallest minibatch size.
+    micro_batch: usize,
     seed: u64,
     has_validation: bool,
     with_test: bool,
@@ -310,8 +316,8 @@ pub struct Trainer<'e> {
 
 impl<'e> Trainer<'e> {
     /// A trainer for the members `engine` was opened for ([`Engine::setup`]), every one
-    /// training from epoch 0 with its epochs, schedule and early stopping; the minibatch
-    /// size, seed and split are the members' shared ones.
+    /// training from epoch 0 with its epochs, minibatch size, schedule and early stopping;
+    /// the seed, split and micro-batch are the members' shared ones.
     ///
     /// # Errors
     /// [`Error::InvalidConfig`] for an invalid member configuration ([`validate`]).
@@ -328,7 +334,7 @@ impl<'e> Trainer<'e> {
         }
         Ok(Trainer {
             train_indices: shared.train_indices.clone(),
-            batch_size: shared.config.batch_size,
+            micro_batch: setup.micro_batch(),
             seed: shared.config.seed,
             has_validation: !shared.validation.is_empty(),
             with_test: true,
@@ -444,9 +450,15 @@ impl<'e> Trainer<'e> {
             .any(|m| m.status == MemberStatus::Training)
     }
 
-    /// Minibatches per epoch.
+    /// Shared steps per epoch: minibatches of the micro-batch (for a single run, its
+    /// minibatches).
     pub fn steps_per_epoch(&self) -> usize {
-        self.train_indices.len().div_ceil(self.batch_size)
+        steps_per_epoch(self.train_indices.len(), self.micro_batch)
+    }
+
+    /// Member `k`'s own optimizer steps per epoch (minibatches of its size).
+    pub fn member_steps_per_epoch(&self, k: usize) -> usize {
+        steps_per_epoch(self.train_indices.len(), self.members[k].cfg.batch_size)
     }
 
     /// True when member `k`'s last epoch gave its best validation loss so far.
@@ -536,7 +548,7 @@ impl<'e> Trainer<'e> {
             engine: _,
             members,
             train_indices: _,
-            batch_size: _,
+            micro_batch: _,
             seed: _,
             has_validation: _,
             with_test: _,
@@ -610,8 +622,19 @@ impl<'e> Trainer<'e> {
             )));
         }
         let shared = engine.setup().shared().config.clone();
+        // The interrupted epoch's steps are micro-steps: the engine's must be the same.
+        let micro = engine.setup().micro_batch();
+        let state_micro = state.members.iter().map(|m| m.cfg.batch_size).min();
+        if state_micro.is_some_and(|s| s != micro) {
+            return Err(bad(format!(
+                "does not fit this engine: its members step {} samples at a time (their \
+                 smallest minibatch size), this engine's members {micro}",
+                state_micro.unwrap_or(0)
+            )));
+        }
         for (m, member) in state.members.iter().enumerate() {
             crate::engine::check_shared(&shared, &member.cfg, m)
+                .and_then(|()| crate::engine::check_micro_batch(micro, &member.cfg, m))
                 .map_err(|e| bad(format!("does not fit this engine: {e}")))?;
         }
         let mut t = Trainer::new(engine)?;
@@ -655,25 +678,37 @@ impl<'e> Trainer<'e> {
         }
     }
 
-    /// The epoch's member-step table `[steps, K]`: each training member's learning rate and
-    /// first-step flag, the others frozen.
-    fn member_steps(&self, steps: usize, training: &[bool]) -> Vec<MemberStep> {
+    /// The epoch's member-step table `[steps, K]` over the shared micro-steps `steps`: each
+    /// training member's learning rate at its own step, the flags that sum its minibatch's
+    /// micro-steps and update on the last, its first-step flag; the others frozen.
+    fn member_steps(&self, steps: &[StepRecord], training: &[bool]) -> Vec<MemberStep> {
         let k = self.members.len();
-        let spe = self.steps_per_epoch();
-        let mut table = vec![MemberStep::FROZEN; steps * k];
-        for (s, row) in table.chunks_mut(k).enumerate() {
-            for (m, member) in self.members.iter().enumerate() {
-                if training[m] {
-                    let own_epoch = self.epoch - member.start_epoch;
-                    row[m] = MemberStep {
-                        lr: member.lr_at(own_epoch, s, spe) as f32,
-                        flags: if member.steps_taken == 0 && s == 0 {
-                            MEMBER_FIRST
-                        } else {
-                            0
-                        },
-                    };
+        let n = self.train_indices.len();
+        let mut table = vec![MemberStep::FROZEN; steps.len() * k];
+        for (m, member) in self.members.iter().enumerate() {
+            if !training[m] {
+                continue;
+            }
+            let batch = member.cfg.batch_size;
+            let spe = steps_per_epoch(n, batch);
+            let own_epoch = self.epoch - member.start_epoch;
+            for (s, st) in steps.iter().enumerate() {
+                let p = member_step_plan(n, self.micro_batch, batch, s);
+                let mut flags = 0;
+                if member.steps_taken == 0 && p.step == 0 && !p.defer {
+                    flags |= MEMBER_FIRST;
                 }
+                if p.accumulate {
+                    flags |= MEMBER_ACCUMULATE;
+                }
+                if p.defer {
+                    flags |= MEMBER_DEFER;
+                }
+                table[s * k + m] = MemberStep {
+                    lr: member.lr_at(own_epoch, p.step, spe) as f32,
+                    flags,
+                    scale: st.batch as f32 / p.rows as f32,
+                };
             }
         }
         table
@@ -715,9 +750,9 @@ impl<'e> Trainer<'e> {
             .map(|m| training[m] && sums[m].iter().all(|s| s[0].is_finite()))
             .collect();
         let order = epoch_order(&self.train_indices, self.seed, epoch);
-        let all_steps = step_records(order.len(), self.batch_size);
-        let table = self.member_steps(all_steps.len(), &stepping);
-        // The steps still to run, re-indexed from 0: the index is a step's slot in the
+        let all_steps = step_records(order.len(), self.micro_batch);
+        let table = self.member_steps(&all_steps, &stepping);
+        // The micro-steps still to run, re-indexed from 0: the index is a step's slot in the
         // engine's metrics and its row of the member-step table.
         let steps: Vec<StepRecord> = all_steps[done..]
             .iter()
@@ -749,20 +784,64 @@ impl<'e> Trainer<'e> {
             &mut |s| progress(done + s),
             &stop,
         )?;
-        let seconds = start.elapsed().as_secs_f64();
-        let ran = ran_sums.first().map_or(0, Vec::len);
-        for (m, member) in self.members.iter_mut().enumerate() {
-            if training[m] {
-                if member.steps_taken == 0
-                    && let Some(first) = ran_sums[m].first()
-                {
-                    member.first_loss = Some(f64::from(first[0]) / f64::from(steps[0].batch));
-                }
-                member.steps_taken += ran as u64;
-            }
-        }
+        let mut ran = ran_sums.first().map_or(0, Vec::len);
         for (all, new) in sums.iter_mut().zip(ran_sums) {
             all.extend(new);
+        }
+        // A stop inside a member's minibatch runs on to the next micro-step where every
+        // member's minibatch ends (fewer micro-steps than the largest minibatch spans), so
+        // an interrupted epoch, and a snapshot of it, never holds a half-summed gradient.
+        let end = minibatch_boundary(&table, k, done + ran, all_steps.len());
+        if end > done + ran {
+            let from = done + ran;
+            let rest: Vec<StepRecord> = all_steps[from..end]
+                .iter()
+                .enumerate()
+                .map(|(i, s)| StepRecord {
+                    index: i as u32,
+                    ..*s
+                })
+                .collect();
+            // Members whose loss turned non-finite stay frozen, as the engine froze them.
+            let mut rest_table = table[from * k..end * k].to_vec();
+            for (m, member_sums) in sums.iter().enumerate() {
+                if member_sums.iter().any(|s| !s[0].is_finite()) {
+                    for row in rest_table.chunks_mut(k) {
+                        row[m] = MemberStep::FROZEN;
+                    }
+                }
+            }
+            let more = self.engine.train_epoch(
+                &order,
+                &rest,
+                &rest_table,
+                &mut |s| progress(from + s),
+                &AtomicBool::new(false),
+            )?;
+            ran += more.first().map_or(0, Vec::len);
+            for (all, new) in sums.iter_mut().zip(more) {
+                all.extend(new);
+            }
+        }
+        let seconds = start.elapsed().as_secs_f64();
+        let (n_order, micro) = (order.len(), self.micro_batch);
+        // Each member's own steps so far this epoch: its minibatches' sums and step records.
+        let own: Vec<(Vec<StepSums>, Vec<StepRecord>)> = (0..k)
+            .map(|m| own_steps(&sums[m], n_order, micro, self.members[m].cfg.batch_size))
+            .collect();
+        for (m, member) in self.members.iter_mut().enumerate() {
+            if training[m] {
+                let batch = member.cfg.batch_size;
+                let updates = updates_in(done + ran, n_order, micro, batch)
+                    - updates_in(done, n_order, micro, batch);
+                if member.steps_taken == 0
+                    && updates > 0
+                    && let Some(first) = own[m].0.first()
+                {
+                    member.first_loss = Some(f64::from(first[0]) / f64::from(own[m].1[0].batch));
+                }
+                member.steps_taken += updates as u64;
+            }
         }
         if done + ran < all_steps.len() {
             self.partial = Some(PartialEpoch {
@@ -774,7 +853,6 @@ impl<'e> Trainer<'e> {
         }
         // What this call trained, for its speed (a resumed epoch's time is its rest's).
         let trained: u32 = all_steps[done..].iter().map(|s| s.batch).sum();
-        let steps = all_steps;
         let val = if self.has_validation {
             Some(self.engine.evaluate(EvalSet::Validation)?)
         } else {
@@ -795,7 +873,7 @@ impl<'e> Trainer<'e> {
             let own_epoch = epoch - member.start_epoch + 1;
             let lr = f64::from(table[m].lr);
             let train_loss = sums[m].iter().map(|s| f64::from(s[0])).sum::<f64>() / n;
-            let diverged = non_finite(&sums[m], &steps, own_epoch)
+            let diverged = non_finite(&own[m].0, &own[m].1, own_epoch)
                 .or_else(|| exploded(train_loss, member.first_loss, own_epoch, lr));
             if let Some(err) = diverged {
                 member.status = MemberStatus::Diverged(err.to_string());
@@ -899,6 +977,43 @@ impl<'e> Trainer<'e> {
 pub fn validate(cfg: &RunConfig, n_train: usize) -> Result<()> {
     check_batch_size(cfg.batch_size, n_train)?;
     cfg.validate()
+}
+
+/// A member's own steps of an epoch of `n` samples in micro-steps of `micro` rows at its
+/// minibatch size `batch`: its per-step sums (each minibatch's micro-steps summed in order;
+/// the last one partial when the epoch was interrupted inside it) and its step records
+/// ([`step_records`] at `batch`). At the micro-batch, the micro-steps themselves.
+fn own_steps(
+    sums: &[StepSums],
+    n: usize,
+    micro: usize,
+    batch: usize,
+) -> (Vec<StepSums>, Vec<StepRecord>) {
+    let m = (batch / micro.max(1)).max(1);
+    let own = sums
+        .chunks(m)
+        .map(|c| {
+            c.iter()
+                .fold([0.0f32; 2], |a, s| [a[0] + s[0], a[1] + s[1]])
+        })
+        .collect();
+    (own, step_records(n, batch))
+}
+
+/// The first micro-step boundary at or after `from` (of `total`) where no member of the
+/// member-step table `[steps, K]` defers its update: where every member's minibatch ends.
+fn minibatch_boundary(table: &[MemberStep], k: usize, from: usize, total: usize) -> usize {
+    (from..total)
+        .find(|&e| e == 0 || table[(e - 1) * k..e * k].iter().all(|ms| !ms.defers()))
+        .unwrap_or(total)
+}
+
+/// How many updates of a member of minibatch size `batch` the first `ran` micro-steps of an
+/// epoch hold (its minibatches that ended within them).
+fn updates_in(ran: usize, n: usize, micro: usize, batch: usize) -> usize {
+    (0..ran)
+        .filter(|&s| !member_step_plan(n, micro, batch, s).defer)
+        .count()
 }
 
 /// The error a member's run reports for these sums of its own epoch `epoch` (1-based): the

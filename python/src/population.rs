@@ -265,11 +265,7 @@ impl PyPopulation {
     /// Member `member`'s parameters as `[(name, shape, bytes of f32 little-endian)]` under
     /// `nn.Sequential` names: `0.weight` `[H1, I]`, `0.bias` `[H1]`, `2.weight` `[H2, H1]`,
     /// ..., the last layer's `[C, H]`.
-    fn state<'py>(
-        &mut self,
-        py: Python<'py>,
-        member: usize,
-    ) -> PyResult<Vec<NamedTensor<'py>>> {
+    fn state<'py>(&mut self, py: Python<'py>, member: usize) -> PyResult<Vec<NamedTensor<'py>>> {
         self.check(member)?;
         let (params, layout) = self
             .session

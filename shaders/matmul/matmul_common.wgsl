@@ -58,7 +58,7 @@ struct MatmulParams {
     stride_c: u32,
     sgd_hyper_offset: u32, // EPILOGUE 4: words of the SGD table before the members' settings
     sgd_steps_offset: u32, // EPILOGUE 4: words of the SGD table before the epoch's member steps
-    _pad0: u32,
+    sgd_sum_offset: u32,   // EPILOGUE 4: floats of `velocity` before the gradient sums
 }
 
 override TRANS_A: bool = false;
@@ -166,21 +166,22 @@ fn epilogue(v: f32, row: u32, col: u32, n: u32) -> f32 {
 //                j's settings at word `sgd_hyper_offset + 8j` (weight decay, momentum,
 //                dampening as f32 bits; nesterov, decoupled, decay_bias as u32) and the
 //                epoch's member steps `[steps, members]` from word `sgd_steps_offset`
-//                (learning rate as f32 bits, flags: 1 first step, 2 frozen), indexed by the
-//                step record's `index`;
+//                (3 words: learning rate and gradient scale as f32 bits around the flags,
+//                sgd_step.wgsl's MEMBER_*), indexed by the step record's `index`;
 //   5 (C)        the layer's parameters: W [O, I] stored as C, its bias b [O] from element
 //                `sgd_bias_offset` on (member j's at `stride_c · j`);
-//   6 (`velocity`, declared by the kernel file) the momentum buffer over the same range.
+//   6 (`velocity`, declared by the kernel file) the momentum buffer over the same range,
+//                and `sgd_sum_offset` floats further on the members' gradient sums.
 // The invocation that finishes W[o, i] applies `sgd_step` to it (the arithmetic of
 // sgd_update.wgsl, bit for bit); the one that finishes W[o, 0] also sums the bias gradient
 // db[o] = Σ_r dZ[r, o] over the minibatch, rows in order from 0 (column_sum's sum, the
 // same bits), and applies `sgd_step` to b[o]. dZ is op(A)ᵀ (stored [K, O], A) or, with
 // TRANS_C, op(B) (stored [K, O], B). A frozen member's parameters do not change.
+// A member whose minibatch spans several micro-steps (MEMBER_ACCUMULATE / MEMBER_DEFER,
+// src/step.rs) joins each element's gradient to its running sum (`sgd_sum`, as
+// sgd_update.wgsl): with MEMBER_DEFER the joined gradient is stored as the sum and the
+// parameter is left alone; otherwise the step uses it.
 // The kernel file provides `v_load` and `v_store` (element i of the momentum buffer).
-
-// Member-step flags (MemberStep in src/step.rs).
-const MEMBER_FIRST: u32 = 1u;
-const MEMBER_FROZEN: u32 = 2u;
 
 // The member's settings, step and status, read once per invocation by `sgd_settings`.
 var<private> sgd_ready: bool;
@@ -190,23 +191,43 @@ var<private> sgd_wd: f32;
 var<private> sgd_bias_wd: f32;
 var<private> sgd_lr: f32;
 var<private> sgd_first: bool;
+var<private> sgd_flags: u32;
+var<private> sgd_scale: f32;
 
 // Reads the member's settings and step on the invocation's first SgdUpdate store; true
 // when its update is skipped (frozen, or a non-finite loss was flagged).
 fn sgd_settings() -> bool {
     if (!sgd_ready) {
         let hs = params.sgd_hyper_offset + 8u * mem_index;
-        let ms = params.sgd_steps_offset + 2u * (step.index * params.members + mem_index);
+        let ms = params.sgd_steps_offset + 3u * (step.index * params.members + mem_index);
         let flags = bitcast<u32>(mask[ms + 1u]);
         sgd_h = SgdHyper(mask[hs], mask[hs + 1u], mask[hs + 2u], bitcast<u32>(mask[hs + 3u]), bitcast<u32>(mask[hs + 4u]));
         sgd_wd = mask[hs];
         sgd_bias_wd = select(0.0, sgd_wd, bitcast<u32>(mask[hs + 5u]) != 0u);
         sgd_lr = mask[ms];
         sgd_first = (flags & MEMBER_FIRST) != 0u;
+        sgd_flags = flags;
+        sgd_scale = mask[ms + 2u];
         sgd_skip = bias[mem_bias] != 0.0 || (flags & MEMBER_FROZEN) != 0u;
         sgd_ready = true;
     }
     return sgd_skip;
+}
+
+// Whether this micro-step joins the member's running gradient sum.
+fn sgd_sums() -> bool {
+    return (sgd_flags & (MEMBER_ACCUMULATE | MEMBER_DEFER)) != 0u;
+}
+
+// Whether the member defers its update (the sum is stored, the parameters left alone).
+fn sgd_defers() -> bool {
+    return (sgd_flags & MEMBER_DEFER) != 0u;
+}
+
+// Four gradients `g` of elements `sum` .. `sum + 3` of the running sums joined to them
+// (`sgd_sum`; `sum` read only with MEMBER_ACCUMULATE). The caller checked `sgd_sums`.
+fn sgd_join(g: vec4<f32>, sum: vec4<f32>) -> vec4<f32> {
+    return sgd_sum(g, sum, sgd_scale, (sgd_flags & MEMBER_ACCUMULATE) != 0u);
 }
 
 // One SGD step of four parameters `p0` with gradients `g`, momentum `v0` and weight decay
@@ -234,6 +255,26 @@ fn sgd_element(i: u32, p0: f32, g: f32, wd: f32) -> f32 {
     return s.p.x;
 }
 
+// The SgdUpdate epilogue for element `i` of C with gradient `g` and weight decay `wd`
+// (`sgd_settings` read, the update not skipped): one SGD step, or, in a micro-step that
+// joins a running sum, the joined gradient stored as the sum (MEMBER_DEFER) or stepped with.
+fn sgd_apply(i: u32, g: f32, wd: f32) {
+    var gs = g;
+    if (sgd_sums()) {
+        let s = params.sgd_sum_offset + i;
+        var sum = 0.0;
+        if ((sgd_flags & MEMBER_ACCUMULATE) != 0u) {
+            sum = v_load(s);
+        }
+        gs = sgd_join(vec4<f32>(g), vec4<f32>(sum)).x;
+        if (sgd_defers()) {
+            v_store(s, gs);
+            return;
+        }
+    }
+    c_store(i, sgd_element(i, c_load(i), gs, wd));
+}
+
 // Sums the bias gradient of output `o` over the minibatch (rows in order, as column_sum)
 // and updates b[o] (`sgd_settings` read, the update not skipped).
 fn sgd_bias(o: u32) {
@@ -247,8 +288,7 @@ fn sgd_bias(o: u32) {
             db += a_at(r * outputs + o);
         }
     }
-    let j = sgd_bias_index(o);
-    c_store(j, sgd_element(j, c_load(j), db, sgd_bias_wd));
+    sgd_apply(sgd_bias_index(o), db, sgd_bias_wd);
 }
 
 // The SgdUpdate epilogue for C[row, col] (index `i` of C) whose gradient `g` this
@@ -258,7 +298,7 @@ fn sgd_store(i: u32, g: f32, row: u32, col: u32, bias: bool) {
     if (sgd_settings()) {
         return; // a non-finite loss: no update this step or after
     }
-    c_store(i, sgd_element(i, c_load(i), g, sgd_wd));
+    sgd_apply(i, g, sgd_wd);
     if (bias && select(col, row, TRANS_C) == 0u) {
         sgd_bias(select(row, col, TRANS_C));
     }

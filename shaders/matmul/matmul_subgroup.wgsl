@@ -171,13 +171,27 @@ fn v_store(i: u32, v: f32) {
 
 // The SgdUpdate epilogue on whole vec4 `i4` of C: four parameters with gradients `g`
 // and weight decay `wd`, one `sgd_step` on all four (`sgd_settings` read, the update not
-// skipped).
+// skipped); in a micro-step that joins a running sum, the joined gradients stored as the
+// sum (MEMBER_DEFER) or stepped with, as `sgd_apply`.
 fn sgd_store4(i4: u32, g: vec4<f32>, wd: f32) {
+    var gs = g;
+    if (sgd_sums()) {
+        let s = params.sgd_sum_offset / 4u + i4;
+        var sum = vec4<f32>();
+        if ((sgd_flags & MEMBER_ACCUMULATE) != 0u) {
+            sum = velocity[s];
+        }
+        gs = sgd_join(g, sum);
+        if (sgd_defers()) {
+            velocity[s] = gs;
+            return;
+        }
+    }
     var v0 = vec4<f32>();
     if (sgd_h.momentum != 0.0) {
         v0 = velocity[i4];
     }
-    let s = sgd4(c[i4], g, v0, wd);
+    let s = sgd4(c[i4], gs, v0, wd);
     if (sgd_h.momentum != 0.0) {
         velocity[i4] = s.v;
     }
@@ -218,7 +232,7 @@ fn sgd_bias4(o0: u32, outputs: u32, k: u32) {
     }
     for (var t = 0u; t < 4u; t++) {
         if (o0 + t < outputs) {
-            c_store(j + t, sgd_element(j + t, c_load(j + t), db[t], wd));
+            sgd_apply(j + t, db[t], wd);
         }
     }
 }

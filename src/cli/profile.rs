@@ -120,9 +120,9 @@ pub(crate) fn profile_engine(
     // Epoch 0's learning rate of each member at each step; the first step starts momentum.
     let member_steps: Vec<MemberStep> = (0..records.len())
         .flat_map(|i| {
-            setup.members.iter().map(move |m| MemberStep {
-                lr: m.config.schedule.lr_at(0, i, per_epoch) as f32,
-                flags: if i == 0 { MEMBER_FIRST } else { 0 },
+            setup.members.iter().map(move |m| {
+                let lr = m.config.schedule.lr_at(0, i, per_epoch) as f32;
+                MemberStep::plain(lr, if i == 0 { MEMBER_FIRST } else { 0 })
             })
         })
         .collect();

@@ -11,6 +11,10 @@
 //! element for element and in the same order, so member k is bit for bit the run of its
 //! configuration. Frozen and diverged members are left out of the stages: on the CPU a
 //! pruned trial costs nothing.
+//!
+//! A step is a micro-step of the members' smallest minibatch ([`crate::step`]): a member
+//! whose minibatch spans several folds each micro-step's gradient into its running sum
+//! ([`crate::cpu::grad_sum_element`], the GPU's `sgd_sum`) and updates on the last one.
 
 pub mod gemm;
 mod stacked;
@@ -50,8 +54,8 @@ pub struct CpuEngine<'a> {
 
 impl<'a> CpuEngine<'a> {
     /// Opens the CPU engine for the members `configs` on `data` (see
-    /// [`crate::device::open`]), allocating every buffer once for minibatches of up to the
-    /// members' minibatch size (and the evaluation minibatch).
+    /// [`crate::device::open`]), allocating every buffer once for steps of up to the
+    /// micro-batch, the members' smallest minibatch (and the evaluation minibatch).
     ///
     /// # Errors
     /// [`Error::InvalidConfig`] as [`PopulationSetup::new`], and for [`Precision::F16`]
@@ -61,7 +65,7 @@ impl<'a> CpuEngine<'a> {
         check_precision(&setup.shared().config)?;
         let spec = &setup.shared().spec;
         let stacked = Stacked::new(&spec.layout(), setup.len());
-        let rows = setup.shared().config.batch_size.max(EVAL_BATCH);
+        let rows = setup.micro_batch().max(EVAL_BATCH);
         let mut params = vec![0.0; stacked.len];
         for (j, m) in setup.members.iter().enumerate() {
             stacked.from_flat(&mut params, j, &m.init);
@@ -105,7 +109,7 @@ impl<'a> CpuEngine<'a> {
 
     /// Checks a step's minibatch against the engine and the epoch's order.
     fn check_step(&self, st: &StepRecord, order: &[u32]) -> Result<()> {
-        let batch_size = self.setup.shared().config.batch_size;
+        let batch_size = self.setup.micro_batch();
         let (off, b) = (st.offset as usize, st.batch as usize);
         if b == 0 || b > batch_size || off + b > order.len() {
             return Err(Error::InvalidConfig {
@@ -121,10 +125,11 @@ impl<'a> CpuEngine<'a> {
         Ok(())
     }
 
-    /// One training step of `batch` gathered rows: forward and loss for the members that
-    /// train (neither frozen nor diverged), then backward and update for those whose loss
-    /// is finite. Returns every member's sums: NaN for a diverged member, zeros for a
-    /// frozen one.
+    /// One training (micro-)step of `batch` gathered rows: forward and loss for the members
+    /// that train (neither frozen nor diverged), then for those whose loss is finite
+    /// backward, the gradient folded into the running sum of a minibatch that spans several
+    /// micro-steps, and the update unless the member defers it. Returns every member's
+    /// sums: NaN for a diverged member, zeros for a frozen one.
     fn step(&mut self, batch: usize, row: &[MemberStep], diverged: &[bool]) -> Vec<StepSums> {
         let train: Vec<bool> = row
             .iter()
@@ -135,16 +140,24 @@ impl<'a> CpuEngine<'a> {
         let (x, labels) = (&self.batch.x, &self.batch.labels);
         self.pop.forward(x, batch, &on);
         let mut sums = self.pop.loss(labels, batch, &on, true);
+        let finite: Vec<bool> = (0..row.len())
+            .map(|j| train[j] && sums[j][0].is_finite())
+            .collect();
+        self.pop.backward(x, batch, &runs(&finite));
+        let folds: Vec<Option<MemberStep>> = (0..row.len())
+            .map(|j| (finite[j] && row[j].sums()).then_some(row[j]))
+            .collect();
+        if folds.iter().any(Option::is_some) {
+            self.pop.fold(&folds);
+        }
         let updates: Vec<Option<Update>> = (0..row.len())
             .map(|j| {
-                (train[j] && sums[j][0].is_finite()).then_some(Update {
+                (finite[j] && !row[j].defers()).then_some(Update {
                     lr: row[j].lr,
                     first: row[j].first(),
                 })
             })
             .collect();
-        let finite = runs(&updates.iter().map(Option::is_some).collect::<Vec<_>>());
-        self.pop.backward(x, batch, &finite);
         self.pop.update(&updates);
         for (s, &dead) in sums.iter_mut().zip(diverged) {
             if dead {

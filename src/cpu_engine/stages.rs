@@ -23,7 +23,7 @@ use super::gemm::{self, Operand, Shape};
 use super::stacked::Stacked;
 use crate::cpu::{self, SgdStep};
 use crate::optim::SgdConfig;
-use crate::step::StepSums;
+use crate::step::{MemberStep, StepSums};
 
 /// The maximal runs of consecutive members for which `on` holds.
 pub fn runs(on: &[bool]) -> Vec<Range<usize>> {
@@ -54,6 +54,9 @@ pub struct Population {
     pub params: Vec<f32>,
     pub grads: Vec<f32>,
     pub velocity: Vec<f32>,
+    /// The running gradient sums of minibatches that span several micro-steps (stacked as
+    /// `grads`; allocated on the first such step, empty until then).
+    pub grad_sum: Vec<f32>,
     /// Member j's SGD settings.
     pub sgd: Vec<SgdConfig>,
     /// `acts[l]`: layer l's outputs `[rows, K·O_l]` (the last: logits).
@@ -76,6 +79,7 @@ impl Population {
         Population {
             grads: vec![0.0; stacked.len],
             velocity: vec![0.0; stacked.len],
+            grad_sum: Vec::new(),
             acts: outputs().collect(),
             deltas: outputs().collect(),
             params,
@@ -316,6 +320,34 @@ impl Population {
                     }
                 }
             }
+        }
+    }
+
+    /// Folds each member's micro-step gradient into the running sum of its minibatch, for
+    /// the members with a step in `folds` ([`cpu::grad_sum_element`]: `grad · scale`, plus
+    /// the sum when the step accumulates): kept in the sum while the member defers its
+    /// update, else left in the gradients for [`Population::update`].
+    pub fn fold(&mut self, folds: &[Option<MemberStep>]) {
+        if self.grad_sum.is_empty() {
+            self.grad_sum = vec![0.0; self.grads.len()];
+        }
+        let k = self.stacked.members;
+        for t in &self.stacked.tensors {
+            let all = t.start..t.start + k * t.len;
+            let grads = self.grads[all.clone()].par_chunks_mut(t.len);
+            let sums = self.grad_sum[all].par_chunks_mut(t.len);
+            grads.zip(sums).enumerate().for_each(|(j, (g, sum))| {
+                let Some(ms) = folds[j] else { return };
+                let (scale, acc) = (ms.scale, ms.accumulates());
+                for (g, sum) in g.iter_mut().zip(sum.iter_mut()) {
+                    let joined = cpu::grad_sum_element(*g, *sum, scale, acc);
+                    if ms.defers() {
+                        *sum = joined;
+                    } else {
+                        *g = joined;
+                    }
+                }
+            });
         }
     }
 

@@ -319,10 +319,7 @@ pub fn lr_find(
         let member_steps: Vec<MemberStep> = (0..n)
             .flat_map(|i| {
                 let flags = if step + i == 0 { MEMBER_FIRST } else { 0 };
-                let ms = MemberStep {
-                    lr: cfg.lr_at(step + i) as f32,
-                    flags,
-                };
+                let ms = MemberStep::plain(cfg.lr_at(step + i) as f32, flags);
                 std::iter::repeat_n(ms, k)
             })
             .collect();

@@ -575,17 +575,19 @@ mod tests {
     }
 
     #[test]
-    fn member_bytes_counts_parameters_three_times_and_two_activations_per_layer() {
-        // 784 -> 256 -> 10: padded parameter layout, 2 x [rows, O] activations per layer
-        // and the per-row loss and correct flags, rows the evaluation minibatch (1000).
+    fn member_bytes_counts_parameters_four_times_and_two_activations_per_layer() {
+        // 784 -> 256 -> 10: padded parameter layout (parameters, gradients, momentum and
+        // gradient sum), 2 x [rows, O] activations per layer and the per-row loss and
+        // correct flags, rows the evaluation minibatch (1000).
         let spec = MlpSpec::new(784, &[256], 10).unwrap();
         let params = spec.layout().len as u64;
         assert!(params >= 784 * 256 + 256 + 256 * 10 + 10);
-        let want = 4 * (3 * params + 2 * 1000 * (256 + 10) + 2 * 1000);
+        let want = 4 * (4 * params + 2 * 1000 * (256 + 10) + 2 * 1000);
         assert_eq!(member_bytes(&spec, 64), want);
         // The largest tensor: the hidden activations at the evaluation minibatch (1000 rows
-        // x 256 > P), or at the training minibatch when it is larger.
-        assert!(4 * params < 4 * 1000 * 256);
+        // x 256 > 2P: momentum and gradient sums), or at the training minibatch when it is
+        // larger.
+        assert!(4 * 2 * params < 4 * 1000 * 256);
         let largest = 4 * 1000 * 256;
         assert_eq!(member_largest_tensor_bytes(&spec, 64), largest);
         assert_eq!(member_largest_tensor_bytes(&spec, 4096), 4 * 4096 * 256);

@@ -196,6 +196,7 @@ pub fn member_steps(steps: usize, k: usize, lr: f64, first: bool) -> Vec<MemberS
         .map(|i| MemberStep {
             lr: lr as f32,
             flags: if first && i < k { MEMBER_FIRST } else { 0 },
+            scale: 1.0,
         })
         .collect()
 }

@@ -71,6 +71,7 @@ fn run(
             .map(|i| MemberStep {
                 lr: ((0.05 + 0.01 * ((i / k) % 3) as f64) * (1.0 + (i % k) as f64 / 2.0)) as f32,
                 flags: if epoch == 0 && i < k { MEMBER_FIRST } else { 0 },
+                scale: 1.0,
             })
             .collect();
         let epoch_sums = e

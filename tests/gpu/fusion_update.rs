@@ -118,7 +118,11 @@ fn run_case(
     let (layout, table) = sgd_table(
         &ranges,
         std::slice::from_ref(cfg),
-        &[MemberStep { lr, flags }],
+        &[MemberStep {
+            lr,
+            flags,
+            scale: 1.0,
+        }],
     );
     let table: &[f32] = bytemuck::cast_slice(&table);
     let up = |name: &str, v: &[f32]| GpuTensor::upload(g, name, v, &[v.len()]).unwrap();
@@ -169,6 +173,7 @@ fn run_case(
         hyper_offset: layout.hyper_offset,
         steps_offset: layout.steps_offset,
         velocity: part(&fv, 0, bias_at + o),
+        sum_offset: 0,
         bias_offset: bias_at,
     };
     let fused = sgd_launch(
@@ -536,6 +541,7 @@ fn run_members(
         hyper_offset: table_layout.hyper_offset,
         steps_offset: table_layout.steps_offset,
         velocity: tv.view(),
+        sum_offset: 0,
         bias_offset: l.bias_at,
     };
     let d = sgd_launch(
@@ -644,6 +650,7 @@ fn sgd_epilogue_members_match_their_single_launches_and_the_cpu() {
                     .map(|j| MemberStep {
                         lr: 0.05 * (1 + j) as f32,
                         flags: [MEMBER_FIRST, 0, 0, MEMBER_FROZEN, MEMBER_FIRST][j],
+                        scale: 1.0,
                     })
                     .collect(),
                 diverged: (0..count).map(|j| j == 2).collect(),
@@ -717,6 +724,7 @@ fn sgd_epilogue_members_past_65535_row_blocks_fold_the_grid() {
                 .map(|j| MemberStep {
                     lr: 0.01 * (1 + j % 7) as f32,
                     flags: [MEMBER_FIRST, 0, MEMBER_FROZEN][j % 3],
+                    scale: 1.0,
                 })
                 .collect(),
             diverged: vec![false; count],
@@ -817,6 +825,7 @@ fn train(engine: &mut dyn Engine, epochs: usize) -> Vec<(Vec<[f32; 2]>, Vec<f32>
             .map(|s| MemberStep {
                 lr: 0.1 / (1.0 + s as f32),
                 flags: if e == 0 && s == 0 { MEMBER_FIRST } else { 0 },
+                scale: 1.0,
             })
             .collect();
         let stop = AtomicBool::new(false);

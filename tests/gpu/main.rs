@@ -14,6 +14,7 @@ mod fusion_gather;
 mod fusion_output;
 mod fusion_update;
 mod member_groups;
+mod mixed_batch;
 mod parity_elementwise;
 mod parity_matmul;
 mod parity_population;

@@ -68,14 +68,15 @@ fn cpu_groups<'a>(configs: &[RunConfig], cuts: &[usize], data: RunData<'a>) -> M
 }
 
 /// Hand-checked: 784-2048-10 has 784·2048 + 2048 + 2048·10 + 10 = 1,628,170 parameters
-/// (6.5 MB as f32), so 128 MiB (134,217,728 bytes) holds 20 members when the parameters are
-/// the largest tensor; at 4096 activation rows the widest activation, 4096·2048·4 =
-/// 33,554,432 bytes, is, and 4 fit. A member that fits no binding still gets a group.
+/// (6.5 MB as f32); the largest stacked tensor is the momentum with the gradient sums, 2 ·
+/// 4 · 1,628,170 = 13,025,360 bytes (a few floats more in the padded layout), so 128
+/// MiB (134,217,728 bytes) holds 10 members; at 4096 activation rows the widest
+/// activation, 4096·2048·4 = 33,554,432 bytes, is the largest, and 4 fit. A member that fits no binding still gets a group.
 #[test]
 fn members_per_binding_counts_the_largest_stacked_tensor() {
     let spec = MlpSpec::new(784, &[2048], 10).unwrap();
     let binding = 128 << 20;
-    assert_eq!(members_per_binding(&spec, 100, binding), 20);
+    assert_eq!(members_per_binding(&spec, 100, binding), 10);
     assert_eq!(members_per_binding(&spec, 4096, binding), 4);
     assert_eq!(members_per_binding(&spec, 100, 1 << 20), 1);
 }
@@ -228,9 +229,10 @@ fn members_copy_and_change_across_groups() {
     assert!(err.to_string().contains("4 members"), "{err}");
 }
 
-/// 21 members of 784-2048-10 need 21 · 6.5 MB = 137 MB per stacked tensor, past lavapipe's
-/// 128 MiB storage binding: the GPU population opens as two groups (20 + 1), trains, and
-/// the last member of the first group and the member of the second equal their single runs bit for bit.
+/// 21 members of 784-2048-10 need 21 · 13 MB = 274 MB for the stacked momentum and
+/// gradient sums, past lavapipe's 128 MiB storage binding: the GPU population opens as
+/// three groups (10 + 10 + 1), trains, and the last member of the second group and the
+/// member of the third equal their single runs bit for bit.
 #[test]
 fn a_gpu_population_past_one_storage_binding_trains_as_single_runs() {
     let device = On::default_gpu().device();
@@ -246,7 +248,7 @@ fn a_gpu_population_past_one_storage_binding_trains_as_single_runs() {
     let configs = configs(21, 2048, 64, 1);
     let mut pop = wgtrain::open(device, &configs, data).unwrap();
     assert!(
-        pop.describe().contains("in 2 groups of at most 20"),
+        pop.describe().contains("in 3 groups of at most 10"),
         "{}",
         pop.describe()
     );

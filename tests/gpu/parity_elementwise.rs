@@ -256,6 +256,7 @@ fn check_sgd(
     let step = MemberStep {
         lr,
         flags: if first { MEMBER_FIRST } else { 0 },
+        scale: 1.0,
     };
     table.extend(bytemuck::cast_slice::<MemberStep, u32>(&[step]));
     assert_eq!(table.len(), layout.words());

@@ -631,6 +631,7 @@ fn check_sgd_members(len: usize, stride: usize) {
                 4 => MEMBER_FROZEN,
                 _ => 0,
             },
+            scale: 1.0,
         })
         .collect();
     let table = sgd_table(&ranges, &cfgs, &steps);
@@ -686,6 +687,7 @@ fn sgd_update_members_past_65535_workgroups_fold_the_grid() {
         .map(|j| MemberStep {
             lr: 0.01 + (j % 7) as f32 * 0.01,
             flags: [MEMBER_FIRST, 0, MEMBER_FROZEN][j % 3],
+            scale: 1.0,
         })
         .collect();
     let ranges = [1u32, 2];

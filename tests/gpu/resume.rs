@@ -248,6 +248,48 @@ fn a_trainer_restored_from_a_snapshot_ends_as_the_uninterrupted_run_bit_for_bit(
     }
 }
 
+/// Issue 23 with issue 25: members of minibatches 8, 16 and 40 (1, 2 and 5 micro-steps of
+/// 8). A stop inside a member's minibatch runs on to the next micro-step where every
+/// member's minibatch ends (a multiple of 10 here), so a snapshot holds no half-summed
+/// gradient, and restored on a fresh engine it ends as the uninterrupted run, bit for bit.
+#[test]
+fn a_mixed_batch_population_stopped_inside_a_minibatch_resumes_bit_for_bit() {
+    let (train, test) = (small_set(3000, 7), small_set(200, 8));
+    let data = common::data(&train, &test);
+    let cfgs: Vec<RunConfig> = configs()
+        .into_iter()
+        .zip([8, 16, 40, 8])
+        .map(|(c, batch_size)| RunConfig { batch_size, ..c })
+        .collect();
+    for on in [On::Cpu, GPU] {
+        let device = on.name();
+        let mut engine = common::population(on, &cfgs, data).unwrap();
+        let (want_epochs, want_tensors) = finish(&mut trainer(engine.as_mut()));
+
+        let mut engine = common::population(on, &cfgs, data).unwrap();
+        let mut t = trainer(engine.as_mut());
+        let stop = Arc::new(AtomicBool::new(false));
+        t.set_stop_flag(Arc::clone(&stop));
+        let e = t
+            .run_epoch(&mut |_| stop.store(true, Ordering::Relaxed))
+            .unwrap_err();
+        let Error::Interrupted { epoch: 1, step, .. } = e else {
+            panic!("{device}: {e}");
+        };
+        assert!(
+            0 < step && step < 300 && step % 10 == 0,
+            "{device}: stopped at micro-step {step}, not where every member's minibatch ends"
+        );
+        let middle = through_json(&t.snapshot().unwrap());
+        let (rest, tensors) = resumed(on, data, &middle);
+        assert_eq!(rest, want_epochs, "{device}: restored mid-epoch");
+        assert!(
+            tensors == want_tensors,
+            "{device}: restored mid-epoch: tensors differ"
+        );
+    }
+}
+
 /// A snapshot restores only onto an engine whose members fit it: the same member count,
 /// the same minibatch stream, and epochs long enough for its interrupted one.
 #[test]
@@ -292,7 +334,7 @@ fn a_snapshot_that_does_not_fit_the_engine_is_refused_naming_why() {
         .unwrap()
         .to_string();
     assert!(
-        e.contains("does not fit this engine") && e.contains("minibatch size (8)"),
+        e.contains("does not fit this engine") && e.contains("step 8 samples at a time"),
         "{e}"
     );
 

@@ -114,6 +114,7 @@ fn lr_table(steps: usize, lr: impl Fn(usize) -> f64) -> Vec<MemberStep> {
         .map(|s| MemberStep {
             lr: lr(s) as f32,
             flags: if s == 0 { MEMBER_FIRST } else { 0 },
+            scale: 1.0,
         })
         .collect()
 }

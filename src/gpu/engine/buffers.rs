@@ -5,7 +5,10 @@
 //! (each member's block padded to whole vec4s), the metrics `[K, M]` (each member's status
 //! header and per-step sums), the SGD table ([`SgdTable`]: no-decay ranges, per-member
 //! settings, the epoch's member steps), the step records, and for `--precision f16` the f16
-//! copies of X, the hidden activations and the parameters.
+//! copies of X, the hidden activations and the parameters. The momentum buffer holds the
+//! members' gradient sums after the momentum (`[2, K, P]`): the running sum of a minibatch
+//! that spans several micro-steps ([`crate::step`]) is read and written by the same
+//! binding as the momentum, so the fused update needs no extra binding.
 
 use crate::config::Precision;
 use crate::data::Dataset;
@@ -93,7 +96,9 @@ pub(crate) struct RunBuffers {
     pub members: usize,
     pub train: DeviceDataset,
     pub test: DeviceDataset,
-    /// `[K, P]` flat parameters, gradients and momentum (layout of `layout`).
+    /// `[K, P]` flat parameters, gradients and momentum (layout of `layout`); `velocity`'s
+    /// buffer holds the gradient sums `[K, P]` after the momentum (from float
+    /// [`RunBuffers::sum_offset`]).
     pub params: Stacked,
     pub grads: Stacked,
     pub velocity: Stacked,
@@ -117,7 +122,7 @@ pub(crate) struct RunBuffers {
     /// `[P]`: a member's parameters or momentum on their way to another member (a buffer
     /// cannot be copied onto itself).
     pub scratch: wgpu::Buffer,
-    /// The members' minibatch size B (the largest a step has).
+    /// The micro-batch B0: the rows of a step (the largest a step has).
     pub batch: usize,
     /// Most training steps in an epoch.
     pub max_train_steps: usize,
@@ -136,7 +141,7 @@ impl RunBuffers {
         let shared = setup.shared();
         let k = setup.len();
         let layout = shared.spec.layout();
-        let b = shared.config.batch_size;
+        let b = setup.micro_batch();
         let validation = &shared.validation;
         let eval_rows = setup.activation_rows(data.test.len());
         let max_train_steps = shared.train_indices.len().div_ceil(b);
@@ -147,13 +152,15 @@ impl RunBuffers {
         gpu.check_buffer("the step records", steps_bytes, "use a larger --batch-size")?;
         let p = layout.len;
         // P is a multiple of 64 floats: the stride needs no padding.
-        let stacked = |label: &str| -> Result<Stacked> {
+        // `copies` blocks of `[K, P]` in one buffer.
+        let stacked = |label: &str, copies: usize| -> Result<Stacked> {
             let usage = wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC;
             let hint = "use fewer members (--population) or smaller --hidden sizes";
-            let buffer = gpu.storage_buffer_hinted(label, (k * p * 4) as u64, usage, hint)?;
+            let bytes = (copies * k * p * 4) as u64;
+            let buffer = gpu.storage_buffer_hinted(label, bytes, usage, hint)?;
             Ok(Stacked { buffer, stride: p })
         };
-        let params = stacked("the buffer `params` (parameters)")?;
+        let params = stacked("the buffer `params` (parameters)", 1)?;
         for (m, s) in setup.members.iter().enumerate() {
             gpu.queue.write_buffer(
                 &params.buffer,
@@ -178,8 +185,8 @@ impl RunBuffers {
         let bufs = RunBuffers {
             train: upload_dataset(gpu, "train", data.train)?,
             test: upload_dataset(gpu, "test", data.test)?,
-            grads: stacked("the buffer `grads` (gradients)")?,
-            velocity: stacked("the buffer `velocity` (momentum)")?,
+            grads: stacked("the buffer `grads` (gradients)", 1)?,
+            velocity: stacked("the buffer `velocity` (momentum and gradient sums)", 2)?,
             params,
             order: gpu.storage_buffer(
                 "order",
@@ -225,6 +232,12 @@ impl RunBuffers {
             }
         }
         Ok(bufs)
+    }
+
+    /// Float of the velocity buffer where the gradient sums `[K, P]` start (after the
+    /// momentum).
+    pub fn sum_offset(&self) -> usize {
+        self.members * self.velocity.stride
     }
 
     /// A `[K, METRICS_HEADER + 2 · steps]` metrics buffer (evaluation sets).

@@ -453,6 +453,7 @@ impl Stages<'_> {
                 hyper_offset: b.sgd.hyper_offset,
                 steps_offset: b.sgd.steps_offset,
                 velocity: rest(&b.velocity.buffer, s.weight),
+                sum_offset: b.sum_offset(),
                 bias_offset: s.bias - s.weight,
             }),
             dummy: self.dummy(),

@@ -7,12 +7,13 @@
 //! The SGD table (u32 words, [`SgdTable`]): the no-decay ranges (every bias, `[start,
 //! end)` pairs, member-relative), then 8 words of settings per member
 //! ([`member_settings`]), then the epoch's member steps `[steps, K]`
-//! ([`crate::step::MemberStep`]: learning rate and flags). Changing a member's settings
-//! writes its 8 words; the learning rates and flags are written once per epoch.
+//! ([`crate::step::MemberStep`]: learning rate, flags, gradient scale). Changing a member's
+//! settings writes its 8 words; the member steps are written once per epoch.
 //!
 //! Bindings: 0 params, 1 parameters `[K, P_pad]` (read-write), 2 gradients, 3 momentum
-//! buffer (same layout), 4 the SGD table, 5 the training metrics (member j's status word at
-//! `j · stride_status`). Grid: per member `ceil(P_pad / (256 · 4 · ITEMS))` workgroups,
+//! buffer (same layout) followed by the members' gradient sums `[K, P_pad]` (the running
+//! sum of a minibatch that spans several micro-steps, [`crate::step`]), 4 the SGD table, 5
+//! the training metrics (member j's status word at `j · stride_status`). Grid: per member `ceil(P_pad / (256 · 4 · ITEMS))` workgroups,
 //! folded; the parameter, gradient and momentum buffers are read as vec4 and must hold
 //! whole vec4s (see [`View::vec4_binding`]).
 
@@ -28,7 +29,7 @@ pub const ITEMS: u64 = 4;
 pub const SETTINGS_WORDS: usize = 8;
 
 /// Words of one member's step in the SGD table ([`crate::step::MemberStep`]).
-pub const STEP_WORDS: usize = 2;
+pub const STEP_WORDS: usize = 3;
 
 /// The WGSL source.
 pub const SOURCE: &str = concat!(
@@ -48,7 +49,7 @@ pub struct SgdUpdateParams {
     pub hyper_offset: u32,
     pub steps_offset: u32,
     pub stride_status: u32,
-    pub _pad0: u32,
+    pub sum_offset: u32,
 }
 
 /// Where the parts of an SGD table start, in u32 words, for `members` members and epochs of
@@ -127,6 +128,9 @@ pub const FAMILY: KernelFamily = KernelFamily {
 pub struct SgdUpdateBuffers<'a> {
     pub params: View<'a>,
     pub grads: View<'a>,
+    /// The momentum `[K, stride]`, then the gradient sums `[K, stride]`, which only member
+    /// steps that sum ([`crate::step::MemberStep::sums`]) touch: a launch whose steps never
+    /// sum may bind the momentum alone.
     pub velocity: View<'a>,
     pub table: View<'a>,
     pub status: View<'a>,
@@ -168,9 +172,11 @@ pub fn dispatch(
         hyper_offset: table.hyper_offset as u32,
         steps_offset: table.steps_offset as u32,
         stride_status: stride_status as u32,
-        _pad0: 0,
+        sum_offset: (k * stride) as u32,
     };
     let total = k * stride;
+    // The momentum, and the gradient sums after it as far as the view reaches.
+    let velocity_len = bufs.velocity.len.clamp(total, 2 * total) / 4 * 4;
     // Each member's vector starts a new workgroup (the shader reads its settings once).
     let per_member = (stride as u64 / 4).div_ceil(256 * ITEMS);
     let workgroups = k as u64 * per_member;
@@ -182,7 +188,7 @@ pub fn dispatch(
             (0, ub.as_entire_binding()),
             (1, bufs.params.vec4_binding("sgd parameters", total)?),
             (2, bufs.grads.vec4_binding("sgd gradients", total)?),
-            (3, bufs.velocity.vec4_binding("sgd velocity", total)?),
+            (3, bufs.velocity.vec4_binding("sgd velocity", velocity_len)?),
             (4, bufs.table.binding()),
             (5, bufs.status.binding()),
         ]

@@ -228,7 +228,7 @@ pub(super) fn dispatch(
         stride_c: mm.c as u32,
         sgd_hyper_offset: 0,
         sgd_steps_offset: 0,
-        _pad0: 0,
+        sgd_sum_offset: 0,
     };
     let norm = GatherParams {
         mean: src.mean,

@@ -162,8 +162,8 @@ pub struct MatmulSpec {
 /// [`BatchDim`] as a number, the chunk of K one dispatch sums, `[k_begin, min(k_end,
 /// K))` (the whole of K unless the adapter's loop cap splits it: [`k_chunk_len`]), the
 /// members ([`MatmulMembers`]: their count and strides in floats), and for the SGD epilogue
-/// where the bias starts in C and where the members' settings and steps start in the SGD
-/// table ([`SgdOperands`]).
+/// where the bias starts in C, where the members' settings and steps start in the SGD
+/// table and where the gradient sums start in the momentum binding ([`SgdOperands`]).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct MatmulParams {
@@ -182,7 +182,7 @@ pub struct MatmulParams {
     pub stride_c: u32,
     pub sgd_hyper_offset: u32,
     pub sgd_steps_offset: u32,
-    pub _pad0: u32,
+    pub sgd_sum_offset: u32,
 }
 
 /// The members of one matmul launch (K >= 1): `count` independent products
@@ -524,7 +524,7 @@ fn values(
     let (a_len, b_len) = (mm.needed(mm.a, m * k), mm.needed(mm.b, k * n));
     let mut c_len = mm.needed(mm.c, m * n);
     // Bindings 3 and 4, the SGD settings in the params, and the momentum buffer.
-    let mut sgd_words = [0u32; 3];
+    let mut sgd_words = [0u32; 4];
     let (mut stride_bias, mut stride_mask) = (mm.bias, mm.mask);
     let (bias, mask, velocity) = match &epilogue {
         EpilogueOperands::None => (dummy, dummy, None),
@@ -543,6 +543,7 @@ fn values(
                 s.bias_offset as u32,
                 s.hyper_offset as u32,
                 s.steps_offset as u32,
+                s.sum_offset as u32,
             ];
             stride_bias = s.status_stride;
             stride_mask = 0;
@@ -593,7 +594,7 @@ fn values(
             stride_c: mm.c as u32,
             sgd_hyper_offset: sgd_words[1],
             sgd_steps_offset: sgd_words[2],
-            _pad0: 0,
+            sgd_sum_offset: sgd_words[3],
         };
         let ub = params_buffer(gpu, label, &params);
         let entries = [

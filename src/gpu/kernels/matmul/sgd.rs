@@ -17,7 +17,11 @@
 //! `[B, O]`: A, or B with `trans_c`), 3 the training metrics (member j's status header at
 //! `status_stride · j`), 4 the SGD table, 5 each member's parameters from the layer's
 //! weight to the end of its bias (read-write; member stride: C's), 6 the momentum buffer
-//! over the same ranges.
+//! over the same ranges and, `sum_offset` floats further, the members' gradient sums.
+//!
+//! Micro-steps ([`crate::step`]): a member whose minibatch spans several micro-steps joins
+//! each element's gradient to its running sum (`sgd_sum`, as `sgd_update` does, so fused
+//! and unfused steps keep the same bits) and updates on the minibatch's last micro-step.
 
 use super::{Epilogue, MatmulMembers, MatmulSpec, MatmulVariant};
 use crate::error::{Error, Result};
@@ -36,8 +40,12 @@ pub struct SgdOperands<'a> {
     pub hyper_offset: usize,
     /// Word of the table where the member-step table starts.
     pub steps_offset: usize,
-    /// The momentum buffer over the same ranges as C.
+    /// The momentum buffer over the same ranges as C, and the gradient sums after it.
     pub velocity: View<'a>,
+    /// Floats from the start of `velocity` to the members' gradient sums (the GPU engine
+    /// keeps them after the momentum: K · P_pad). Read and written only by member steps
+    /// that sum ([`crate::step::MemberStep::sums`]); 0 for a launch whose steps never do.
+    pub sum_offset: usize,
     /// Where the layer's bias starts in each member's range of C, floats.
     pub bias_offset: usize,
 }
@@ -88,12 +96,12 @@ pub(super) fn check(
     let outputs = if spec.trans_c { spec.n } else { spec.m };
     let weights = spec.m * spec.n;
     let end = mm.needed(mm.c, s.bias_offset + outputs);
-    if s.bias_offset < weights || c.len < end || s.velocity.len < end {
+    if s.bias_offset < weights || c.len < end || s.velocity.len < end + s.sum_offset {
         return Err(invalid(
             label,
             &format!(
-                "parameters of {} and momentum of {} elements with the bias at {}: W [{}] and its bias [{outputs}] need {end} with the bias past W",
-                c.len, s.velocity.len, s.bias_offset, weights
+                "parameters of {} and momentum of {} elements with the bias at {} and the gradient sums at {}: W [{}] and its bias [{outputs}] need {end} with the bias past W (and the sums past the momentum)",
+                c.len, s.velocity.len, s.bias_offset, s.sum_offset, weights
             ),
         ));
     }
