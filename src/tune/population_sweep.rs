@@ -584,12 +584,13 @@ mod tests {
         assert!(params >= 784 * 256 + 256 + 256 * 10 + 10);
         let want = 4 * (4 * params + 2 * 1000 * (256 + 10) + 2 * 1000);
         assert_eq!(member_bytes(&spec, 64), want);
-        // The largest tensor: the hidden activations at the evaluation minibatch (1000 rows
-        // x 256 > 2P: momentum and gradient sums), or at the training minibatch when it is
-        // larger.
-        assert!(4 * 2 * params < 4 * 1000 * 256);
-        let largest = 4 * 1000 * 256;
+        // The largest tensor: the momentum with the gradient sums (2P, one GPU buffer) over
+        // the hidden activations at the evaluation minibatch (1000 rows x 256), and the
+        // activations at a training minibatch of 4096 rows.
+        assert!(4 * 2 * params > 4 * 1000 * 256);
+        let largest = 4 * 2 * params;
         assert_eq!(member_largest_tensor_bytes(&spec, 64), largest);
+        assert!(4 * 2 * params < 4 * 4096 * 256);
         assert_eq!(member_largest_tensor_bytes(&spec, 4096), 4 * 4096 * 256);
         let budget = |bytes, binding_bytes, cap| PopulationBudget {
             bytes,
