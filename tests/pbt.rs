@@ -290,6 +290,7 @@ fn the_best_members_schedule_follows_its_lineage_and_replays_bit_for_bit() {
         lr: first.lr,
         weight_decay: first.weight_decay,
         momentum: best.final_hparams.momentum,
+        batch_size: best.final_hparams.batch_size,
     }
     .apply(&configs(&space(4), 1, 3)[0]);
     let mut engine = common::engine(On::Cpu, &cfg, data).unwrap();
@@ -335,9 +336,18 @@ fn the_best_members_schedule_follows_its_lineage_and_replays_bit_for_bit() {
 #[test]
 fn pbt_refuses_spaces_and_settings_it_cannot_run() {
     let mut s = space(3);
+    // Several batch sizes are fine when they are multiples of the smallest (issue 23).
     s.batch_size = "16,32".parse().unwrap();
+    assert_eq!(fixed_settings(&s).unwrap().0, 16);
+    s.batch_size = "16,24".parse().unwrap();
     let e = fixed_settings(&s).unwrap_err().to_string();
-    assert!(e.contains("batch-size") && e.contains("one value"), "{e}");
+    assert!(
+        e.contains("24") && e.contains("multiple of the smallest, 16"),
+        "{e}"
+    );
+    s.batch_size = "16:64".parse().unwrap();
+    let e = fixed_settings(&s).unwrap_err().to_string();
+    assert!(e.contains("batch-size") && e.contains("list"), "{e}");
     let mut s = space(3);
     s.hidden = "12,24".parse().unwrap();
     let e = fixed_settings(&s).unwrap_err().to_string();
@@ -560,14 +570,15 @@ fn pbt_sweep_cli_prints_a_replay_command_that_reproduces_the_best_member() {
         "--search",
         "pbt",
         "--batch-size",
-        "32,64",
+        "32,48",
         "--out",
         dir.path().join("bad").to_str().unwrap(),
     ]);
+    // Mixed batch sizes are fine as multiples of the smallest (issue 23); 48 is not one.
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
-        err.contains("batch-size") && err.contains("one value"),
+        err.contains("batch-size") && err.contains("48 is not a multiple of the smallest, 32"),
         "{err}"
     );
 }
@@ -592,4 +603,41 @@ fn shell_words(line: &str) -> Vec<String> {
         out.push(cur);
     }
     out
+}
+
+/// Issue 23: PBT members may differ in batch size (multiples of the smallest, one
+/// population). An exploit copies weights, momentum and the better member's batch size;
+/// explore never changes a batch size; the run goes on across such copies, and the best
+/// member names the batch sizes of its lineage.
+#[test]
+fn pbt_members_of_several_batch_sizes_copy_the_better_members_batch_size() {
+    let (train, test) = (prototypes(1, 150), prototypes(2, 20));
+    let data = common::data(&train, &test);
+    let mut space = space(4);
+    space.batch_size = "16,32".parse().unwrap();
+    let mut crossed = 0;
+    for seed in 1..=6 {
+        let cfgs = configs(&space, 5, seed);
+        let sizes: std::collections::BTreeSet<usize> = cfgs.iter().map(|c| c.batch_size).collect();
+        let mut pop = common::population(On::Cpu, &cfgs, data).unwrap();
+        assert_eq!(pop.setup().micro_batch(), *sizes.first().unwrap());
+        let mut trainer = Trainer::new(pop.as_mut()).unwrap();
+        trainer.set_evaluate_test(false);
+        let pbt = Pbt::new(space.clone(), settings(seed), &cfgs).unwrap();
+        let record = pbt.run(&mut trainer, &mut |_, _| Ok(())).unwrap();
+        for e in &record.lineage {
+            assert_eq!(e.new.batch_size, e.copied.batch_size, "seed {seed}: {e:?}");
+            let next = record.row(e.member, e.epoch + 1).unwrap();
+            assert_eq!(next.batch_size, e.copied.batch_size, "seed {seed}: {e:?}");
+            crossed += usize::from(e.old.batch_size != e.copied.batch_size);
+        }
+        let best = record.best.as_ref().unwrap();
+        assert_eq!(
+            best.batch_sizes.last(),
+            Some(&best.final_hparams.batch_size),
+            "seed {seed}"
+        );
+        assert!(best.batch_sizes.iter().all(|b| sizes.contains(b)));
+    }
+    assert!(crossed > 0, "some copy crosses batch sizes");
 }

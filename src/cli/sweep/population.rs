@@ -68,6 +68,8 @@ impl Context<'_> {
         let mut plan = Vec::new();
         for group in group_trials(pending) {
             let t = &group[0].config;
+            // The population's buffers are sized for its smallest minibatch.
+            let micro = group.iter().map(|p| p.config.batch_size).min().unwrap_or(1);
             let k = match (self.a.population, engines.gpu_limits()) {
                 (Some(k), _) => k,
                 (None, None) => CPU_POPULATION_CAP,
@@ -79,7 +81,7 @@ impl Context<'_> {
                         binding_bytes: limits.max_storage_buffer_binding_size,
                         cap: GPU_POPULATION_CAP,
                     };
-                    default_population(&spec, t.batch_size, &budget)
+                    default_population(&spec, micro, &budget)
                 }
             };
             plan.push((group, k));
@@ -206,8 +208,8 @@ impl Context<'_> {
 }
 
 /// The line that announces a population sweep's plan: per group of trials (those sharing
-/// batch size, hidden sizes and epochs, given as `(trials, K)`), how many trials it has
-/// and how many train at once (at most K, at most the group's trials).
+/// hidden sizes and epochs, given as `(trials, K)`), how many trials it has and how many
+/// train at once (at most K, at most the group's trials).
 fn plan_line(groups: &[(usize, usize)]) -> String {
     let group = |&(n, k): &(usize, usize)| {
         let trials = if n == 1 {
@@ -223,7 +225,7 @@ fn plan_line(groups: &[(usize, usize)]) -> String {
     };
     let parts: Vec<String> = groups.iter().map(group).collect();
     format!(
-        "populations: {} group{} of trials sharing batch size, hidden sizes and epochs: {}",
+        "populations: {} group{} of trials sharing hidden sizes and epochs: {}",
         groups.len(),
         if groups.len() == 1 { "" } else { "s" },
         parts.join("; ")
@@ -241,12 +243,12 @@ mod tests {
     fn the_population_plan_says_how_many_trials_train_at_once() {
         assert_eq!(
             plan_line(&[(2, 8), (2, 8)]),
-            "populations: 2 groups of trials sharing batch size, hidden sizes and epochs: \
+            "populations: 2 groups of trials sharing hidden sizes and epochs: \
              2 trials, 2 at a time; 2 trials, 2 at a time"
         );
         assert_eq!(
             plan_line(&[(24, 8), (1, 8), (5, 1)]),
-            "populations: 3 groups of trials sharing batch size, hidden sizes and epochs: \
+            "populations: 3 groups of trials sharing hidden sizes and epochs: \
              24 trials, 8 at a time; 1 trial; 5 trials, one at a time"
         );
         assert!(plan_line(&[(3, 2)]).starts_with("populations: 1 group of trials "));
