@@ -199,6 +199,12 @@ fn a_population_sweep_without_pruning_gives_the_sequential_trials_exactly() {
     let best_json = |d: &Path| serde_json::from_str::<serde_json::Value>(&best(d)).unwrap();
     let (sb, pb) = (best_json(&seq), best_json(&pop));
     assert_eq!((&sb["trial"], &sb["config"]), (&pb["trial"], &pb["config"]));
+    // The time side: a single run's epoch time per batch size, measured by each sweep.
+    for b in [&sb, &pb] {
+        let times = b["epoch_seconds_by_batch"].as_object().unwrap();
+        assert_eq!(times.keys().collect::<Vec<_>>(), ["32", "64"], "{b}");
+        assert!(times.values().all(|s| s.as_f64().unwrap() > 0.0), "{b}");
+    }
     // The best trial's weights, read back from its member of a population, are those of
     // its sequential run (to the rounding of its gradient sums at batch 64); every trial
     // has its TensorBoard run, named by its id.

@@ -729,6 +729,7 @@ fn plot_command_draws_a_metrics_file_and_a_sweep_directory() {
             history,
             seconds: 1.0,
             note: None,
+            single_run_epoch_seconds: None,
         }
     };
     let trials = vec![

@@ -275,6 +275,8 @@ pub fn pbt_command(mut a: SweepArgs) -> Result<()> {
             without the validation split), evaluated once on the test set after the run; \
             config holds its last hyperparameters (its schedule is in pbt_best_schedule.json)"
             .into(),
+        single_run_epoch_seconds: None,
+        epoch_seconds_by_batch: Default::default(),
     };
     say!(
         "\nbest: member {} (its weights passed through {} member slot{}): val acc {:.2}%, test \

@@ -31,7 +31,9 @@
 //! - **Time.** A member's `seconds` and each epoch's `epoch_seconds` are its share of the
 //!   population's time: the wall time of a population epoch (training and validation,
 //!   refill included; the epoch's training part for `epoch_seconds`) divided by the
-//!   members that trained in it.
+//!   members that trained in it. Every member computes every micro-step, so this share does
+//!   not show what a larger minibatch saves: the sweep times a single run per minibatch
+//!   size for that ([`crate::tune::epoch_time`]).
 //! - **Best parameters.** A member that completes with the best validation accuracy so far
 //!   has its parameters read from the population ([`Engine::params`]) before its
 //!   slot is reused.

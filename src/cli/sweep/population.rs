@@ -3,7 +3,7 @@
 //! layer picks K per group of trials, opens the engines on the sweep's device, and prints,
 //! writes TensorBoard runs and keeps the sweep's files as trials finish.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use anyhow::{Context as _, Result};
 
@@ -11,6 +11,7 @@ use wgtrain::data::Mnist;
 use wgtrain::engine::RunData;
 use wgtrain::model::{MlpSpec, Normalization};
 use wgtrain::tensorboard::EventWriter;
+use wgtrain::tune::epoch_time::{TIMED_SAMPLES, single_run_epoch_seconds};
 use wgtrain::tune::population_sweep::{
     CPU_POPULATION_CAP, GPU_POPULATION_BUDGET, GPU_POPULATION_CAP, PendingTrial, PopulationBudget,
     PopulationEvent, default_population, group_trials, run_group,
@@ -38,6 +39,43 @@ pub(super) struct Context<'s> {
 }
 
 impl Context<'_> {
+    /// A single run's epoch time at each minibatch size of `configs`, s (timed on this
+    /// device at the hidden sizes of the first trial of that size,
+    /// [`wgtrain::tune::epoch_time`]), announced in one line.
+    ///
+    /// # Errors
+    /// Engine errors.
+    pub(super) fn epoch_times(
+        &self,
+        engines: &mut Engines,
+        configs: &[TrialConfig],
+    ) -> Result<BTreeMap<usize, f64>> {
+        let mut times = BTreeMap::new();
+        for t in configs {
+            if times.contains_key(&t.batch_size) {
+                continue;
+            }
+            let cfg = run_config(
+                &self.a.hyper(t),
+                self.n_train.div_ceil(t.batch_size),
+                self.norm,
+                self.a.val_split,
+            )?;
+            let data = RunData::from(self.mnist);
+            let s = engines.with(&cfg, data, None, |e| Ok(single_run_epoch_seconds(e)?))?;
+            times.insert(t.batch_size, s);
+        }
+        let parts: Vec<String> = times
+            .iter()
+            .map(|(b, s)| format!("batch {b} {s:.2} s"))
+            .collect();
+        note!(
+            "single-run epoch time on this device (timed on up to {TIMED_SAMPLES} samples per batch size): {}",
+            parts.join(", ")
+        );
+        Ok(times)
+    }
+
     /// The trials of `configs` not yet in `sweep`, grouped, each group with its population
     /// size: `--population K`, or by default [`default_population`] on a GPU (its binding
     /// limit, [`GPU_POPULATION_BUDGET`], at most [`GPU_POPULATION_CAP`]) and

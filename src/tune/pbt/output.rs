@@ -142,6 +142,7 @@ pub fn leaderboard(record: &PbtRecord) -> Vec<LeaderboardRow> {
                     .filter(|r| r.member == m && r.status == EpochStatus::Trained)
                     .count(),
                 seconds: member_seconds(record, m),
+                single_run_epoch_seconds: None,
             }
         })
         .collect()
