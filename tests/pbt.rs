@@ -3,7 +3,8 @@
 //! lineage; the best member's schedule, walked back through its lineage, matches a forward
 //! account of the lineage, and replaying it from scratch with `Trainer` (and with
 //! `wgtrain train --hparam-schedule`) reproduces the best member bit for bit on the CPU.
-//! The GPU engine honours a per-epoch weight decay as the CPU engine does.
+//! The GPU engine honours a per-epoch weight decay as the CPU engine does. Members may
+//! differ in batch size: exploit carries weights, momentum and batch size across them.
 
 mod common;
 
@@ -640,4 +641,69 @@ fn pbt_members_of_several_batch_sizes_copy_the_better_members_batch_size() {
         assert!(best.batch_sizes.iter().all(|b| sizes.contains(b)));
     }
     assert!(crossed > 0, "some copy crosses batch sizes");
+}
+
+/// Issue 23: an exploit between members of different batch sizes copies weights and
+/// momentum, and the copy takes the source's batch size and step count: after one more
+/// epoch the two members are still equal bit for bit, whichever way the copy went (into a
+/// larger-batch slot the copy steps at the micro-batch; into a smaller one it sums two
+/// micro-steps as its source does). A member that copied the micro-batch member also
+/// equals that member's single run of two epochs, bit for bit.
+#[test]
+fn exploit_across_batch_sizes_copies_weights_momentum_and_batch_size() {
+    let (train, test) = (prototypes(1, 150), prototypes(2, 20));
+    let data = common::data(&train, &test);
+    let cfg = |batch: usize, lr: f64| {
+        let mut c = RunConfig {
+            hidden: vec![12],
+            batch_size: batch,
+            epochs: 2,
+            seed: 7,
+            validation_split: 0.2,
+            ..RunConfig::default()
+        };
+        c = Hparams {
+            lr,
+            weight_decay: 1e-4,
+            momentum: 0.9,
+            batch_size: batch,
+        }
+        .apply(&c);
+        c
+    };
+    let cfgs = [cfg(16, 0.05), cfg(32, 0.02)];
+    for (from, to) in [(0, 1), (1, 0)] {
+        let mut pop = common::population(On::Cpu, &cfgs, data).unwrap();
+        assert_eq!(pop.setup().micro_batch(), 16);
+        let mut trainer = Trainer::new(pop.as_mut()).unwrap();
+        trainer.set_evaluate_test(false);
+        trainer.run_epoch(&mut |_| {}).unwrap();
+        assert_ne!(
+            trainer.engine().params(0).unwrap(),
+            trainer.engine().params(1).unwrap()
+        );
+        trainer.exploit(from, to, cfgs[from].clone()).unwrap();
+        assert_eq!(trainer.config(to).batch_size, cfgs[from].batch_size);
+        trainer.run_epoch(&mut |_| {}).unwrap();
+        let (a, b) = (
+            trainer.engine().params(0).unwrap(),
+            trainer.engine().params(1).unwrap(),
+        );
+        assert_eq!(
+            a, b,
+            "copy {from} -> {to}: same weights, momentum and batch train alike"
+        );
+        if from == 0 {
+            let mut single = common::engine(On::Cpu, &cfgs[0], data).unwrap();
+            Trainer::new(single.as_mut())
+                .unwrap()
+                .fit_single(&mut |_| Ok(()))
+                .unwrap();
+            assert_eq!(
+                b,
+                single.params(0).unwrap(),
+                "member 1 is batch 16's single run"
+            );
+        }
+    }
 }
