@@ -274,8 +274,10 @@ impl Figure for AccuracyAgainst<'_> {
         match axis {
             Axis::Log { lo, hi, zero } => {
                 let labels = log_labels(lo, hi);
+                // Between the 0 and the decade above it the axis holds no value: no labels.
                 let fmt = |v: &f64| match zero {
                     Some(z) if (v / z - 1.0).abs() < 1e-6 => "0".to_string(),
+                    Some(z) if *v > z && *v < 10.0 * z * (1.0 - 1e-6) => String::new(),
                     _ => labels(v),
                 };
                 draw_chart(root, &chart, (lo..hi).log_scale(), y, &fmt)
