@@ -41,7 +41,7 @@ pub(super) struct Context<'s> {
 impl Context<'_> {
     /// A single run's epoch time at each minibatch size of `configs`, s (timed on this
     /// device at the hidden sizes of the first trial of that size,
-    /// [`wgtrain::tune::epoch_time`]), announced in one line.
+    /// [`wgtrain::tune::epoch_time`]), announced in one line; none after a Ctrl-C.
     ///
     /// # Errors
     /// Engine errors.
@@ -52,6 +52,11 @@ impl Context<'_> {
     ) -> Result<BTreeMap<usize, f64>> {
         let mut times = BTreeMap::new();
         for t in configs {
+            // A Ctrl-C stops the timing at the next batch size; the sweep then stops as
+            // usual, before its first step.
+            if interrupt::received().is_some() {
+                break;
+            }
             if times.contains_key(&t.batch_size) {
                 continue;
             }
@@ -64,6 +69,9 @@ impl Context<'_> {
             let data = RunData::from(self.mnist);
             let s = engines.with(&cfg, data, None, |e| Ok(single_run_epoch_seconds(e)?))?;
             times.insert(t.batch_size, s);
+        }
+        if times.is_empty() {
+            return Ok(times);
         }
         let parts: Vec<String> = times
             .iter()
