@@ -146,7 +146,7 @@ pub fn member_step_plan(n: usize, micro: usize, batch: usize, s: usize) -> Micro
     let step = s / m;
     MicroStep {
         step,
-        accumulate: s % m != 0,
+        accumulate: !s.is_multiple_of(m),
         defer: s % m != m - 1 && s + 1 < steps,
         rows: batch.min(n - step * batch),
     }

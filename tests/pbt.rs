@@ -3,7 +3,8 @@
 //! lineage; the best member's schedule, walked back through its lineage, matches a forward
 //! account of the lineage, and replaying it from scratch with `Trainer` (and with
 //! `wgtrain train --hparam-schedule`) reproduces the best member bit for bit on the CPU.
-//! The GPU engine honours a per-epoch weight decay as the CPU engine does.
+//! The GPU engine honours a per-epoch weight decay as the CPU engine does. Members may
+//! differ in batch size: exploit carries weights, momentum and batch size across them.
 
 mod common;
 
@@ -290,6 +291,7 @@ fn the_best_members_schedule_follows_its_lineage_and_replays_bit_for_bit() {
         lr: first.lr,
         weight_decay: first.weight_decay,
         momentum: best.final_hparams.momentum,
+        batch_size: best.final_hparams.batch_size,
     }
     .apply(&configs(&space(4), 1, 3)[0]);
     let mut engine = common::engine(On::Cpu, &cfg, data).unwrap();
@@ -335,9 +337,18 @@ fn the_best_members_schedule_follows_its_lineage_and_replays_bit_for_bit() {
 #[test]
 fn pbt_refuses_spaces_and_settings_it_cannot_run() {
     let mut s = space(3);
+    // Several batch sizes are fine when they are multiples of the smallest (issue 23).
     s.batch_size = "16,32".parse().unwrap();
+    assert_eq!(fixed_settings(&s).unwrap().0, 16);
+    s.batch_size = "16,24".parse().unwrap();
     let e = fixed_settings(&s).unwrap_err().to_string();
-    assert!(e.contains("batch-size") && e.contains("one value"), "{e}");
+    assert!(
+        e.contains("24") && e.contains("multiple of the smallest, 16"),
+        "{e}"
+    );
+    s.batch_size = "16:64".parse().unwrap();
+    let e = fixed_settings(&s).unwrap_err().to_string();
+    assert!(e.contains("batch-size") && e.contains("list"), "{e}");
     let mut s = space(3);
     s.hidden = "12,24".parse().unwrap();
     let e = fixed_settings(&s).unwrap_err().to_string();
@@ -560,14 +571,15 @@ fn pbt_sweep_cli_prints_a_replay_command_that_reproduces_the_best_member() {
         "--search",
         "pbt",
         "--batch-size",
-        "32,64",
+        "32,48",
         "--out",
         dir.path().join("bad").to_str().unwrap(),
     ]);
+    // Mixed batch sizes are fine as multiples of the smallest (issue 23); 48 is not one.
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
-        err.contains("batch-size") && err.contains("one value"),
+        err.contains("batch-size") && err.contains("48 is not a multiple of the smallest, 32"),
         "{err}"
     );
 }
@@ -592,4 +604,106 @@ fn shell_words(line: &str) -> Vec<String> {
         out.push(cur);
     }
     out
+}
+
+/// Issue 23: PBT members may differ in batch size (multiples of the smallest, one
+/// population). An exploit copies weights, momentum and the better member's batch size;
+/// explore never changes a batch size; the run goes on across such copies, and the best
+/// member names the batch sizes of its lineage.
+#[test]
+fn pbt_members_of_several_batch_sizes_copy_the_better_members_batch_size() {
+    let (train, test) = (prototypes(1, 150), prototypes(2, 20));
+    let data = common::data(&train, &test);
+    let mut space = space(4);
+    space.batch_size = "16,32".parse().unwrap();
+    let mut crossed = 0;
+    for seed in 1..=6 {
+        let cfgs = configs(&space, 5, seed);
+        let sizes: std::collections::BTreeSet<usize> = cfgs.iter().map(|c| c.batch_size).collect();
+        let mut pop = common::population(On::Cpu, &cfgs, data).unwrap();
+        assert_eq!(pop.setup().micro_batch(), *sizes.first().unwrap());
+        let mut trainer = Trainer::new(pop.as_mut()).unwrap();
+        trainer.set_evaluate_test(false);
+        let pbt = Pbt::new(space.clone(), settings(seed), &cfgs).unwrap();
+        let record = pbt.run(&mut trainer, &mut |_, _| Ok(())).unwrap();
+        for e in &record.lineage {
+            assert_eq!(e.new.batch_size, e.copied.batch_size, "seed {seed}: {e:?}");
+            let next = record.row(e.member, e.epoch + 1).unwrap();
+            assert_eq!(next.batch_size, e.copied.batch_size, "seed {seed}: {e:?}");
+            crossed += usize::from(e.old.batch_size != e.copied.batch_size);
+        }
+        let best = record.best.as_ref().unwrap();
+        assert_eq!(
+            best.batch_sizes.last(),
+            Some(&best.final_hparams.batch_size),
+            "seed {seed}"
+        );
+        assert!(best.batch_sizes.iter().all(|b| sizes.contains(b)));
+    }
+    assert!(crossed > 0, "some copy crosses batch sizes");
+}
+
+/// Issue 23: an exploit between members of different batch sizes copies weights and
+/// momentum, and the copy takes the source's batch size and step count: after one more
+/// epoch the two members are still equal bit for bit, whichever way the copy went (into a
+/// larger-batch slot the copy steps at the micro-batch; into a smaller one it sums two
+/// micro-steps as its source does). A member that copied the micro-batch member also
+/// equals that member's single run of two epochs, bit for bit.
+#[test]
+fn exploit_across_batch_sizes_copies_weights_momentum_and_batch_size() {
+    let (train, test) = (prototypes(1, 150), prototypes(2, 20));
+    let data = common::data(&train, &test);
+    let cfg = |batch: usize, lr: f64| {
+        let mut c = RunConfig {
+            hidden: vec![12],
+            batch_size: batch,
+            epochs: 2,
+            seed: 7,
+            validation_split: 0.2,
+            ..RunConfig::default()
+        };
+        c = Hparams {
+            lr,
+            weight_decay: 1e-4,
+            momentum: 0.9,
+            batch_size: batch,
+        }
+        .apply(&c);
+        c
+    };
+    let cfgs = [cfg(16, 0.05), cfg(32, 0.02)];
+    for (from, to) in [(0, 1), (1, 0)] {
+        let mut pop = common::population(On::Cpu, &cfgs, data).unwrap();
+        assert_eq!(pop.setup().micro_batch(), 16);
+        let mut trainer = Trainer::new(pop.as_mut()).unwrap();
+        trainer.set_evaluate_test(false);
+        trainer.run_epoch(&mut |_| {}).unwrap();
+        assert_ne!(
+            trainer.engine().params(0).unwrap(),
+            trainer.engine().params(1).unwrap()
+        );
+        trainer.exploit(from, to, cfgs[from].clone()).unwrap();
+        assert_eq!(trainer.config(to).batch_size, cfgs[from].batch_size);
+        trainer.run_epoch(&mut |_| {}).unwrap();
+        let (a, b) = (
+            trainer.engine().params(0).unwrap(),
+            trainer.engine().params(1).unwrap(),
+        );
+        assert_eq!(
+            a, b,
+            "copy {from} -> {to}: same weights, momentum and batch train alike"
+        );
+        if from == 0 {
+            let mut single = common::engine(On::Cpu, &cfgs[0], data).unwrap();
+            Trainer::new(single.as_mut())
+                .unwrap()
+                .fit_single(&mut |_| Ok(()))
+                .unwrap();
+            assert_eq!(
+                b,
+                single.params(0).unwrap(),
+                "member 1 is batch 16's single run"
+            );
+        }
+    }
 }

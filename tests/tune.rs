@@ -729,6 +729,7 @@ fn plot_command_draws_a_metrics_file_and_a_sweep_directory() {
             history,
             seconds: 1.0,
             note: None,
+            single_run_epoch_seconds: None,
         }
     };
     let trials = vec![
@@ -749,5 +750,91 @@ fn plot_command_draws_a_metrics_file_and_a_sweep_directory() {
     for stem in ["sweep_lr_accuracy", "sweep_top_trials"] {
         assert_png(&out.join(format!("{stem}.png")));
         assert_svg(&out.join(format!("{stem}.svg")));
+    }
+}
+
+/// Issue 23 item 4: a sweep draws one picture per hyperparameter it varied. A
+/// weight-decay-only sweep and a batch-size-only sweep (with a single run's epoch time per
+/// batch size) each get their own axis, not a column of points at one learning rate.
+#[test]
+fn a_weight_decay_or_batch_size_only_sweep_draws_its_own_picture() {
+    let trial = |id: usize, wd: f64, batch: usize, acc: f64, secs: Option<f64>| {
+        let history = vec![EpochMetrics {
+            epoch: 1,
+            lr: 0.1,
+            train_loss: 1.0 - acc,
+            train_accuracy: acc,
+            val_loss: Some(1.0 - acc),
+            val_accuracy: Some(acc),
+            test_loss: None,
+            test_accuracy: None,
+            epoch_seconds: 1.0,
+        }];
+        Trial {
+            id,
+            status: TrialStatus::Complete,
+            config: TrialConfig {
+                lr: 0.1,
+                weight_decay: wd,
+                batch_size: batch,
+                momentum: 0.0,
+                hidden: vec![32],
+                epochs: 1,
+            },
+            val_loss: Some(1.0 - acc),
+            val_accuracy: Some(acc),
+            history,
+            seconds: 1.0,
+            note: None,
+            single_run_epoch_seconds: secs,
+        }
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let stems = |d: &Path| -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".png"))
+            .map(|n| n.trim_end_matches(".png").to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    let wd_only: Vec<Trial> = [0.0, 1e-5, 1e-4, 1e-3]
+        .iter()
+        .enumerate()
+        .map(|(i, &wd)| trial(i, wd, 64, 0.90 + 0.01 * i as f64, None))
+        .collect();
+    let wd_dir = dir.path().join("wd");
+    plot::sweep_plots(&wd_only, 3, &wd_dir).unwrap();
+    assert_eq!(stems(&wd_dir), ["sweep_top_trials", "sweep_wd_accuracy"]);
+    let batch_only: Vec<Trial> = [32, 64, 128, 256]
+        .iter()
+        .enumerate()
+        .map(|(i, &b)| {
+            trial(
+                i,
+                0.0,
+                b,
+                0.95 - 0.01 * i as f64,
+                Some(4.0 / (i + 1) as f64),
+            )
+        })
+        .collect();
+    let b_dir = dir.path().join("batch");
+    plot::sweep_plots(&batch_only, 3, &b_dir).unwrap();
+    assert_eq!(
+        stems(&b_dir),
+        [
+            "sweep_batch_accuracy",
+            "sweep_time_accuracy",
+            "sweep_top_trials"
+        ]
+    );
+    for d in [&wd_dir, &b_dir] {
+        for stem in stems(d) {
+            assert_png(&d.join(format!("{stem}.png")));
+            assert_svg(&d.join(format!("{stem}.svg")));
+        }
     }
 }

@@ -475,6 +475,7 @@ pub fn sweep_command(mut a: SweepArgs) -> Result<()> {
         n_train,
         norm,
     };
+    sweep.set_epoch_times(pop.epoch_times(&mut engines, &configs)?);
     pop.run(&engines, &configs, &mut sweep, population)?;
     let rows = leaderboard(sweep.trials());
     say!("\nleaderboard (validation accuracy after each trial's last epoch):");
@@ -497,6 +498,8 @@ pub fn sweep_command(mut a: SweepArgs) -> Result<()> {
                 test_method: "the best trial's final parameters (trained on the training part, \
                     without the validation split), evaluated once on the test set after the sweep"
                     .into(),
+                single_run_epoch_seconds: t.single_run_epoch_seconds,
+                epoch_seconds_by_batch: sweep.epoch_times().clone(),
             })
         }
         _ => None,

@@ -130,7 +130,7 @@ pub fn pbt_command(mut a: SweepArgs) -> Result<()> {
     let hyper = |h: &Hparams| HyperArgs {
         hidden: HiddenSizes(hidden.clone()),
         epochs: Some(epochs),
-        batch_size,
+        batch_size: h.batch_size,
         lr: h.lr,
         weight_decay: h.weight_decay,
         momentum: h.momentum,
@@ -166,17 +166,27 @@ pub fn pbt_command(mut a: SweepArgs) -> Result<()> {
     super::sweep::settings::record(&a, &mnist)?;
     let (_, validation) = train::validation_split(mnist.train.len(), a.val_split, a.seed)?;
     let n_train = mnist.train.len() - validation.len();
-    if batch_size > n_train {
+    let largest = initial
+        .iter()
+        .map(|h| h.batch_size)
+        .max()
+        .unwrap_or(batch_size);
+    if largest > n_train {
         return Err(usage(
             "batch size",
-            batch_size,
+            largest,
             format!("must be at most the number of training samples ({n_train})"),
         ));
     }
     let norm = normalization(&a.data);
-    let steps = n_train.div_ceil(batch_size);
-    let base = run_config(&hyper(&initial[0]), steps, norm, a.val_split)?;
-    let configs: Vec<_> = initial.iter().map(|h| h.apply(&base)).collect();
+    // Each member's schedule counts its own steps per epoch.
+    let member_config =
+        |h: &Hparams| run_config(&hyper(h), n_train.div_ceil(h.batch_size), norm, a.val_split);
+    let base = member_config(&initial[0])?;
+    let configs = initial
+        .iter()
+        .map(member_config)
+        .collect::<Result<Vec<_>>>()?;
     note!(
         "pbt: {k} members, {epochs} epochs, exploit every {} (bottom {} copy the top {}, \
          resample probability {}), {n_train} training + {} validation samples",
@@ -251,7 +261,7 @@ pub fn pbt_command(mut a: SweepArgs) -> Result<()> {
         config: TrialConfig {
             lr: b.final_hparams.lr,
             weight_decay: b.final_hparams.weight_decay,
-            batch_size,
+            batch_size: b.final_hparams.batch_size,
             momentum: b.final_hparams.momentum,
             hidden: hidden.clone(),
             epochs,
@@ -265,6 +275,8 @@ pub fn pbt_command(mut a: SweepArgs) -> Result<()> {
             without the validation split), evaluated once on the test set after the run; \
             config holds its last hyperparameters (its schedule is in pbt_best_schedule.json)"
             .into(),
+        single_run_epoch_seconds: None,
+        epoch_seconds_by_batch: Default::default(),
     };
     say!(
         "\nbest: member {} (its weights passed through {} member slot{}): val acc {:.2}%, test \
@@ -314,14 +326,24 @@ pub fn pbt_command(mut a: SweepArgs) -> Result<()> {
         ),
     }
     failed.into_result()?;
-    say!(
-        "replay the best member's schedule from scratch (on the CPU it ends on the same weights):\n  {}",
-        replay_command(
-            &a,
-            b.final_hparams.momentum,
-            &a.out.join(BEST_SCHEDULE_FILE)
-        )
+    let replay = replay_command(
+        &a,
+        b.final_hparams.momentum,
+        b.final_hparams.batch_size,
+        &a.out.join(BEST_SCHEDULE_FILE),
     );
+    if b.batch_sizes.len() > 1 {
+        let sizes: Vec<String> = b.batch_sizes.iter().map(usize::to_string).collect();
+        say!(
+            "replay the best member's schedule from scratch (its lineage trained at batch sizes {}, so a replay at {} alone only approximates it):\n  {replay}",
+            sizes.join(" then "),
+            b.final_hparams.batch_size
+        );
+    } else {
+        say!(
+            "replay the best member's schedule from scratch (on the CPU it ends on the same weights):\n  {replay}"
+        );
+    }
     Ok(())
 }
 
@@ -403,7 +425,7 @@ fn enum_name<T: ValueEnum>(v: &T) -> String {
 
 /// The `wgtrain train` command that replays `schedule` with this sweep's data, model,
 /// seed, split, momentum, SGD variant and lr-schedule flags.
-fn replay_command(a: &SweepArgs, momentum: f64, schedule: &Path) -> String {
+fn replay_command(a: &SweepArgs, momentum: f64, batch: usize, schedule: &Path) -> String {
     let mut w: Vec<String> = vec!["wgtrain".into(), "train".into()];
     let mut flag = |name: &str, value: Option<String>| {
         w.push(format!("--{name}"));
@@ -445,16 +467,7 @@ fn replay_command(a: &SweepArgs, momentum: f64, schedule: &Path) -> String {
         s.join(",")
     };
     flag("hidden", Some(hidden));
-    if let Ok((batch, _, _)) = fixed_settings(&SearchSpace {
-        lr: a.lr.clone(),
-        weight_decay: a.weight_decay.clone(),
-        batch_size: a.batch_size.clone(),
-        momentum: a.momentum.clone(),
-        hidden: a.hidden.clone(),
-        epochs: a.epochs.clone(),
-    }) {
-        flag("batch-size", Some(batch.to_string()));
-    }
+    flag("batch-size", Some(batch.to_string()));
     flag("momentum", Some(momentum.to_string()));
     let s = &a.sgd;
     if s.dampening != 0.0 {

@@ -1,7 +1,8 @@
 //! Hyperparameter tuning: the learning-rate range test ([`lr_find`]), search spaces and
 //! trial generation ([`space`]), median and successive-halving pruning ([`prune`]), sweeps
 //! with a leaderboard and CSV/JSON output ([`sweep`]), sweeps run as populations
-//! ([`population_sweep`]), and pictures of all of it ([`plot`]).
+//! ([`population_sweep`]) whose members may differ in minibatch size, a single run's epoch
+//! time per minibatch size ([`epoch_time`]), and pictures of all of it ([`plot`]).
 //!
 //! Tuning looks at a validation split held out of the training files, never at the test
 //! set: a sweep's trainer never evaluates it ([`crate::train::Trainer::set_evaluate_test`]),
@@ -43,6 +44,7 @@
 //! in-process, reporting every epoch to the study's pruner (`wgtrain.optuna.optimize`;
 //! `examples/optuna_sweep.py`).
 
+pub mod epoch_time;
 pub mod lr_find;
 pub mod pbt;
 pub mod plot;

@@ -3,20 +3,26 @@
 //! slots refilled by the trials still waiting.
 //!
 //! - **Groups.** Members of a population share one minibatch stream, so the trials are
-//!   grouped by what they cannot share: minibatch size and hidden sizes, and also epochs
-//!   (so that a wave of members starts and ends together, see below). Groups run one after
-//!   the other, in the order of their first trial; inside a group, trials start in id order.
+//!   grouped by what they cannot share: hidden sizes, and also epochs (so that a wave of
+//!   members starts and ends together, see below). Minibatch sizes mix: a population steps
+//!   in micro-steps of its smallest and each member sums its own minibatch over them
+//!   ([`crate::step`]). Groups run one after the other, in the order of their first trial.
 //! - **Waves.** A group runs as populations of at most K members. A wave opens a fresh
-//!   population for the next `min(K, waiting)` trials; every member starts at the
-//!   population's epoch 0, so it trains bit for bit as the trial would alone (same data
-//!   order, same initial weights): without pruning and divergence a population sweep's
-//!   trials are those of K = 1, only faster.
+//!   population whose micro-batch is the smallest minibatch size among the group's waiting
+//!   trials ([`next_wave`]): the first waiting trial of that size and, in id order, the next
+//!   waiting trials whose minibatch size is a multiple of it, up to K; a trial of another
+//!   size waits for a later wave. Every member starts at the population's epoch 0, so it
+//!   trains as the trial would alone (same data order, same initial weights): bit for bit
+//!   at the micro-batch, and to the rounding of its gradient's summation order at a multiple
+//!   of it. Without pruning and divergence a population sweep's trials are those of K = 1,
+//!   only faster.
 //! - **Refill.** After each epoch, members that completed, diverged or were pruned leave
 //!   their slot; while other members still train and trials of the group wait, the next
-//!   trial starts in the freed slot ([`Trainer::restart`]): the asynchronous
-//!   schedule of ASHA. A refilled trial sees the shuffles of the population's later epochs,
-//!   so it is a valid run of its hyperparameters but not bit-identical to its sequential
-//!   run. When every member has left, the next wave opens a fresh population instead.
+//!   waiting trial whose minibatch size is a multiple of the population's micro-batch starts
+//!   in the freed slot ([`Trainer::restart`]): the asynchronous schedule of ASHA. A
+//!   refilled trial sees the shuffles of the population's later epochs, so it is a valid run
+//!   of its hyperparameters but not bit-identical to its sequential run. When every member
+//!   has left, the next wave opens a fresh population instead.
 //! - **Pruning** is the sweep's [`crate::tune::prune::Pruner`], judged after each epoch
 //!   for every member that trained: first the members that completed or diverged in that
 //!   epoch are recorded (so the median rule counts a trial completed in the same epoch),
@@ -25,7 +31,9 @@
 //! - **Time.** A member's `seconds` and each epoch's `epoch_seconds` are its share of the
 //!   population's time: the wall time of a population epoch (training and validation,
 //!   refill included; the epoch's training part for `epoch_seconds`) divided by the
-//!   members that trained in it.
+//!   members that trained in it. Every member computes every micro-step, so this share does
+//!   not show what a larger minibatch saves: the sweep times a single run per minibatch
+//!   size for that ([`crate::tune::epoch_time`]).
 //! - **Best parameters.** A member that completes with the best validation accuracy so far
 //!   has its parameters read from the population ([`Engine::params`]) before its
 //!   slot is reused.
@@ -115,17 +123,15 @@ pub struct PendingTrial {
     pub run: RunConfig,
 }
 
-/// The trials grouped by what members of one population must share: minibatch size,
-/// hidden sizes and epochs. Groups are in the order of their first trial, trials in a group
-/// in the order given.
+/// The trials grouped by what members of one population must share: hidden sizes and
+/// epochs (minibatch sizes mix, see [`next_wave`]). Groups are in the order of their first
+/// trial, trials in a group in the order given.
 pub fn group_trials(pending: Vec<PendingTrial>) -> Vec<Vec<PendingTrial>> {
     let mut groups: Vec<Vec<PendingTrial>> = Vec::new();
     for p in pending {
         let same = |g: &&mut Vec<PendingTrial>| {
             let c = &g[0].config;
-            c.batch_size == p.config.batch_size
-                && c.hidden == p.config.hidden
-                && c.epochs == p.config.epochs
+            c.hidden == p.config.hidden && c.epochs == p.config.epochs
         };
         match groups.iter_mut().find(same) {
             Some(g) => g.push(p),
@@ -133,6 +139,34 @@ pub fn group_trials(pending: Vec<PendingTrial>) -> Vec<Vec<PendingTrial>> {
         }
     }
     groups
+}
+
+/// The next wave of at most `k` trials out of `waiting` (trials in id order; those taken
+/// are removed): its micro-batch is the smallest minibatch size of the waiting trials; the
+/// wave is the first waiting trial of that size and, in order, the next waiting ones whose
+/// minibatch size is a multiple of it, returned in id order. Returns the wave and its
+/// micro-batch.
+pub fn next_wave<'g>(
+    waiting: &mut Vec<&'g PendingTrial>,
+    k: usize,
+) -> (Vec<&'g PendingTrial>, usize) {
+    let Some(micro) = waiting.iter().map(|p| p.run.batch_size).min() else {
+        return (Vec::new(), 0);
+    };
+    let mut wave = Vec::with_capacity(k);
+    if let Some(first) = waiting.iter().position(|p| p.run.batch_size == micro) {
+        wave.push(waiting.remove(first));
+    }
+    let mut i = 0;
+    while wave.len() < k && i < waiting.len() {
+        if waiting[i].run.batch_size.is_multiple_of(micro) {
+            wave.push(waiting.remove(i));
+        } else {
+            i += 1;
+        }
+    }
+    wave.sort_by_key(|p| p.id);
+    (wave, micro)
 }
 
 /// What a population sweep reports as it goes.
@@ -228,9 +262,9 @@ fn slot_states(slots: &[Option<Slot<'_>>]) -> Vec<Option<SlotState>> {
         .collect()
 }
 
-/// Runs `group` (trials sharing minibatch size, hidden sizes and epochs, [`group_trials`])
-/// as populations of at most `k` members opened by `open`, recording every trial in
-/// `sweep` as it finishes. See the module docs for the schedule.
+/// Runs `group` (trials sharing hidden sizes and epochs, [`group_trials`]) as populations
+/// of at most `k` members opened by `open` ([`next_wave`]), recording every trial in `sweep` as
+/// it finishes. See the module docs for the schedule.
 ///
 /// # Errors
 /// [`Error::InvalidConfig`] for `k` = 0, trials that cannot share a population, or no
@@ -276,8 +310,8 @@ pub fn run_group_from(
         .as_ref()
         .map(PopulationSnapshot::running)
         .unwrap_or_default();
-    let queue: Vec<&PendingTrial> = group.iter().filter(|p| !running.contains(&p.id)).collect();
-    let mut next = 0;
+    let mut waiting: Vec<&PendingTrial> =
+        group.iter().filter(|p| !running.contains(&p.id)).collect();
     loop {
         let (mut engine, mut slots, snapshot) = match resume.take() {
             Some(r) => {
@@ -288,9 +322,8 @@ pub fn run_group_from(
                 let slots = resumed_slots(group, &r, &configs)?;
                 (open(&configs)?, slots, Some(r.trainer))
             }
-            None if next < queue.len() => {
-                let wave = &queue[next..(next + k).min(queue.len())];
-                next += wave.len();
+            None if !waiting.is_empty() => {
+                let (wave, _) = next_wave(&mut waiting, k);
                 let configs: Vec<RunConfig> = wave.iter().map(|p| p.run.clone()).collect();
                 let slots = wave
                     .iter()
@@ -306,6 +339,8 @@ pub fn run_group_from(
             }
             None => break,
         };
+        // Refills must step at the population's micro-batch: a multiple of it.
+        let micro = engine.setup().micro_batch();
         check_validation(engine.setup().shared().validation.len())?;
         let mut trainer = match &snapshot {
             Some(s) => Trainer::restore(engine.as_mut(), s)?,
@@ -412,11 +447,14 @@ pub fn run_group_from(
             // opens a fresh population (its members then match their single runs).
             if trainer.any_training() {
                 for (s, slot) in slots.iter_mut().enumerate() {
-                    if slot.is_some() || next >= queue.len() {
+                    let fits = |p: &&PendingTrial| p.run.batch_size.is_multiple_of(micro);
+                    if slot.is_some() {
                         continue;
                     }
-                    let p = queue[next];
-                    next += 1;
+                    let Some(i) = waiting.iter().position(fits) else {
+                        break;
+                    };
+                    let p = waiting.remove(i);
                     trainer.restart(s, &p.run)?;
                     *slot = Some(Slot {
                         trial: p,
@@ -553,12 +591,17 @@ mod tests {
                 hidden: hidden.to_vec(),
                 epochs,
             },
-            run: RunConfig::default(),
+            run: RunConfig {
+                batch_size: batch,
+                ..RunConfig::default()
+            },
         }
     }
 
+    /// Issue 23: a sweep over batch sizes ran one population per batch size; they now
+    /// share one (the trials at batches 64 and 32 below form one group).
     #[test]
-    fn trials_group_by_batch_hidden_and_epochs_in_order_of_their_first_trial() {
+    fn trials_group_by_hidden_and_epochs_not_batch_in_order_of_their_first_trial() {
         let groups = group_trials(vec![
             pending(0, 64, &[32], 3),
             pending(1, 32, &[32], 3),
@@ -571,7 +614,28 @@ mod tests {
             .iter()
             .map(|g| g.iter().map(|p| p.id).collect())
             .collect();
-        assert_eq!(ids, [vec![0, 2], vec![1, 5], vec![3], vec![4]]);
+        assert_eq!(ids, [vec![0, 1, 2, 5], vec![3], vec![4]]);
+    }
+
+    #[test]
+    fn a_wave_steps_at_the_smallest_waiting_batch_and_takes_its_multiples_in_id_order() {
+        let trials: Vec<PendingTrial> = [128, 64, 96, 32, 64, 48]
+            .iter()
+            .enumerate()
+            .map(|(id, &b)| pending(id, b, &[32], 3))
+            .collect();
+        let mut waiting: Vec<&PendingTrial> = trials.iter().collect();
+        // Smallest 32: trial 3 first, then 128, 64, 96, 64 in id order (48 is not a
+        // multiple of 32), three in all.
+        let (w, micro) = next_wave(&mut waiting, 3);
+        assert_eq!(micro, 32);
+        assert_eq!(w.iter().map(|p| p.id).collect::<Vec<_>>(), [0, 1, 3]);
+        let (w, micro) = next_wave(&mut waiting, 8);
+        assert_eq!(micro, 48);
+        assert_eq!(w.iter().map(|p| p.id).collect::<Vec<_>>(), [2, 5]);
+        let (w, micro) = next_wave(&mut waiting, 8);
+        assert_eq!((w.len(), micro), (1, 64));
+        assert!(waiting.is_empty());
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! the end of the sweep, evaluated once on the test set (no retraining: those parameters
 //! are the ones the validation accuracy was measured on).
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -78,6 +79,12 @@ pub struct Trial {
     /// Why a trial diverged or was pruned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// The training time of one epoch of a single run at this trial's minibatch size on
+    /// the sweep's device, s, as the sweep measured it ([`crate::tune::epoch_time`]): the
+    /// time side of the batch-size answer (`seconds` is a population share, the same for
+    /// every minibatch size of one population).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub single_run_epoch_seconds: Option<f64>,
 }
 
 /// Runs trials one after the other and keeps what the pruner and the leaderboard need.
@@ -86,6 +93,8 @@ pub struct Sweep {
     trials: Vec<Trial>,
     best: Option<(usize, Vec<f32>)>,
     stop: Option<Arc<AtomicBool>>,
+    /// A single run's epoch time per minibatch size, s ([`Sweep::set_epoch_times`]).
+    epoch_times: BTreeMap<usize, f64>,
 }
 
 /// The completed trial a sweep ranks best: the highest validation accuracy, the earliest
@@ -111,7 +120,21 @@ impl Sweep {
             trials: Vec::new(),
             best: None,
             stop: None,
+            epoch_times: BTreeMap::new(),
         }
+    }
+
+    /// Gives the sweep a single run's epoch time per minibatch size, s
+    /// ([`crate::tune::epoch_time`]): trials recorded from now on carry theirs
+    /// ([`Trial::single_run_epoch_seconds`]).
+    pub fn set_epoch_times(&mut self, times: BTreeMap<usize, f64>) {
+        self.epoch_times = times;
+    }
+
+    /// A single run's epoch time per minibatch size, s, as given to
+    /// [`Sweep::set_epoch_times`].
+    pub fn epoch_times(&self) -> &BTreeMap<usize, f64> {
+        &self.epoch_times
     }
 
     /// A sweep that goes on from `trials`, the trials an earlier, interrupted run of the
@@ -159,6 +182,7 @@ impl Sweep {
             trials,
             best,
             stop: None,
+            epoch_times: BTreeMap::new(),
         })
     }
 
@@ -220,9 +244,13 @@ impl Sweep {
     /// `params` returns.
     pub fn record(
         &mut self,
-        trial: Trial,
+        mut trial: Trial,
         params: impl FnOnce() -> Result<Vec<f32>>,
     ) -> Result<&Trial> {
+        if trial.single_run_epoch_seconds.is_none() {
+            trial.single_run_epoch_seconds =
+                self.epoch_times.get(&trial.config.batch_size).copied();
+        }
         let Err(at) = self.position(trial.id) else {
             return Err(Error::InvalidConfig {
                 name: "trial",
@@ -285,6 +313,7 @@ impl Trial {
             history,
             seconds,
             note,
+            single_run_epoch_seconds: None,
         }
     }
 }
@@ -342,6 +371,9 @@ pub struct LeaderboardRow {
     /// Wall time of the trial, s; for a member of a population (a population sweep's
     /// trial, a PBT member), its share of the population's time.
     pub seconds: f64,
+    /// One epoch of a single run at this minibatch size on the sweep's device, s
+    /// ([`Trial::single_run_epoch_seconds`]; empty when not measured).
+    pub single_run_epoch_seconds: Option<f64>,
 }
 
 /// The trials ranked: completed first by validation accuracy (best first), then pruned,
@@ -378,6 +410,7 @@ pub fn leaderboard(trials: &[Trial]) -> Vec<LeaderboardRow> {
             epochs: t.config.epochs,
             epochs_run: t.history.len(),
             seconds: t.seconds,
+            single_run_epoch_seconds: t.single_run_epoch_seconds,
         })
         .collect()
 }
@@ -385,11 +418,22 @@ pub fn leaderboard(trials: &[Trial]) -> Vec<LeaderboardRow> {
 /// The leaderboard as an aligned text table.
 pub fn format_leaderboard(rows: &[LeaderboardRow]) -> String {
     let header = [
-        "rank", "trial", "status", "val acc", "val loss", "lr", "wd", "batch", "momentum",
-        "hidden", "epochs", "time",
+        "rank",
+        "trial",
+        "status",
+        "val acc",
+        "val loss",
+        "lr",
+        "wd",
+        "batch",
+        "momentum",
+        "hidden",
+        "epochs",
+        "time",
+        "1-run epoch",
     ];
     let opt = |v: Option<f64>, f: &dyn Fn(f64) -> String| v.map_or("-".into(), f);
-    let cells: Vec<[String; 12]> = rows
+    let cells: Vec<[String; 13]> = rows
         .iter()
         .map(|r| {
             [
@@ -409,6 +453,7 @@ pub fn format_leaderboard(rows: &[LeaderboardRow]) -> String {
                 r.hidden.clone(),
                 format!("{}/{}", r.epochs_run, r.epochs),
                 format!("{:.1} s", r.seconds),
+                opt(r.single_run_epoch_seconds, &|s| format!("{s:.2} s")),
             ]
         })
         .collect();
@@ -528,6 +573,14 @@ pub struct BestTrial {
     pub test_samples: usize,
     /// How the test numbers were obtained.
     pub test_method: String,
+    /// One epoch of a single run at its minibatch size on this device, s
+    /// ([`Trial::single_run_epoch_seconds`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub single_run_epoch_seconds: Option<f64>,
+    /// One epoch of a single run at each minibatch size of the sweep, s (keys: minibatch
+    /// sizes), so accuracy per epoch of time can be read next to accuracy per epoch.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub epoch_seconds_by_batch: BTreeMap<usize, f64>,
 }
 
 fn io_error(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
@@ -637,6 +690,7 @@ mod tests {
             history,
             seconds: 1.0,
             note: None,
+            single_run_epoch_seconds: None,
         }
     }
 

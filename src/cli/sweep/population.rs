@@ -3,7 +3,7 @@
 //! layer picks K per group of trials, opens the engines on the sweep's device, and prints,
 //! writes TensorBoard runs and keeps the sweep's files as trials finish.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use anyhow::{Context as _, Result};
 
@@ -11,6 +11,7 @@ use wgtrain::data::Mnist;
 use wgtrain::engine::RunData;
 use wgtrain::model::{MlpSpec, Normalization};
 use wgtrain::tensorboard::EventWriter;
+use wgtrain::tune::epoch_time::{TIMED_SAMPLES, single_run_epoch_seconds};
 use wgtrain::tune::population_sweep::{
     CPU_POPULATION_CAP, GPU_POPULATION_BUDGET, GPU_POPULATION_CAP, PendingTrial, PopulationBudget,
     PopulationEvent, PopulationSnapshot, default_population, group_trials, run_group_from,
@@ -38,6 +39,51 @@ pub(super) struct Context<'s> {
 }
 
 impl Context<'_> {
+    /// A single run's epoch time at each minibatch size of `configs`, s (timed on this
+    /// device at the hidden sizes of the first trial of that size,
+    /// [`wgtrain::tune::epoch_time`]), announced in one line; none after a Ctrl-C.
+    ///
+    /// # Errors
+    /// Engine errors.
+    pub(super) fn epoch_times(
+        &self,
+        engines: &mut Engines,
+        configs: &[TrialConfig],
+    ) -> Result<BTreeMap<usize, f64>> {
+        let mut times = BTreeMap::new();
+        for t in configs {
+            // A Ctrl-C stops the timing at the next batch size; the sweep then stops as
+            // usual, before its first step.
+            if interrupt::received().is_some() {
+                break;
+            }
+            if times.contains_key(&t.batch_size) {
+                continue;
+            }
+            let cfg = run_config(
+                &self.a.hyper(t),
+                self.n_train.div_ceil(t.batch_size),
+                self.norm,
+                self.a.val_split,
+            )?;
+            let data = RunData::from(self.mnist);
+            let s = engines.with(&cfg, data, None, |e| Ok(single_run_epoch_seconds(e)?))?;
+            times.insert(t.batch_size, s);
+        }
+        if times.is_empty() {
+            return Ok(times);
+        }
+        let parts: Vec<String> = times
+            .iter()
+            .map(|(b, s)| format!("batch {b} {s:.2} s"))
+            .collect();
+        note!(
+            "single-run epoch time on this device (timed on up to {TIMED_SAMPLES} samples per batch size): {}",
+            parts.join(", ")
+        );
+        Ok(times)
+    }
+
     /// The trials of `configs` not yet in `sweep`, grouped, each group with its population
     /// size: `--population K`, or by default [`default_population`] on a GPU (its binding
     /// limit, [`GPU_POPULATION_BUDGET`], at most [`GPU_POPULATION_CAP`]) and
@@ -68,6 +114,8 @@ impl Context<'_> {
         let mut plan = Vec::new();
         for group in group_trials(pending) {
             let t = &group[0].config;
+            // The population's buffers are sized for its smallest minibatch.
+            let micro = group.iter().map(|p| p.config.batch_size).min().unwrap_or(1);
             let k = match (self.a.population, engines.gpu_limits()) {
                 (Some(k), _) => k,
                 (None, None) => CPU_POPULATION_CAP,
@@ -79,7 +127,7 @@ impl Context<'_> {
                         binding_bytes: limits.max_storage_buffer_binding_size,
                         cap: GPU_POPULATION_CAP,
                     };
-                    default_population(&spec, t.batch_size, &budget)
+                    default_population(&spec, micro, &budget)
                 }
             };
             plan.push((group, k));
@@ -247,8 +295,8 @@ impl Context<'_> {
 }
 
 /// The line that announces a population sweep's plan: per group of trials (those sharing
-/// batch size, hidden sizes and epochs, given as `(trials, K)`), how many trials it has
-/// and how many train at once (at most K, at most the group's trials).
+/// hidden sizes and epochs, given as `(trials, K)`), how many trials it has and how many
+/// train at once (at most K, at most the group's trials).
 fn plan_line(groups: &[(usize, usize)]) -> String {
     let group = |&(n, k): &(usize, usize)| {
         let trials = if n == 1 {
@@ -264,7 +312,7 @@ fn plan_line(groups: &[(usize, usize)]) -> String {
     };
     let parts: Vec<String> = groups.iter().map(group).collect();
     format!(
-        "populations: {} group{} of trials sharing batch size, hidden sizes and epochs: {}",
+        "populations: {} group{} of trials sharing hidden sizes and epochs: {}",
         groups.len(),
         if groups.len() == 1 { "" } else { "s" },
         parts.join("; ")
@@ -282,12 +330,12 @@ mod tests {
     fn the_population_plan_says_how_many_trials_train_at_once() {
         assert_eq!(
             plan_line(&[(2, 8), (2, 8)]),
-            "populations: 2 groups of trials sharing batch size, hidden sizes and epochs: \
+            "populations: 2 groups of trials sharing hidden sizes and epochs: \
              2 trials, 2 at a time; 2 trials, 2 at a time"
         );
         assert_eq!(
             plan_line(&[(24, 8), (1, 8), (5, 1)]),
-            "populations: 3 groups of trials sharing batch size, hidden sizes and epochs: \
+            "populations: 3 groups of trials sharing hidden sizes and epochs: \
              24 trials, 8 at a time; 1 trial; 5 trials, one at a time"
         );
         assert!(plan_line(&[(3, 2)]).starts_with("populations: 1 group of trials "));

@@ -64,7 +64,8 @@ fn explore_one(
 }
 
 /// The explored hyperparameters of a member that copied `copied`: its learning rate, then
-/// its weight decay, each explored independently ([`Change`]); momentum kept. Returns them
+/// its weight decay, each explored independently ([`Change`]); momentum and minibatch size
+/// kept. Returns them
 /// with the change made to the lr and to the weight decay.
 pub fn perturb(
     copied: &Hparams,
@@ -80,6 +81,7 @@ pub fn perturb(
             lr,
             weight_decay,
             momentum: copied.momentum,
+            batch_size: copied.batch_size,
         },
         lr_change,
         wd_change,
@@ -115,12 +117,13 @@ mod tests {
             lr: 0.5,
             weight_decay: 3e-3,
             momentum: 0.9,
+            batch_size: 64,
         };
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         let mut seen = [0usize; 3];
         for _ in 0..400 {
             let (n, lc, wc) = perturb(&h, &space, 0.25, &mut rng);
-            assert_eq!(n.momentum, 0.9);
+            assert_eq!((n.momentum, n.batch_size), (0.9, 64));
             match lc {
                 Change::Down => assert_eq!(n.lr, 0.4),
                 Change::Up => assert_eq!(n.lr, 0.625),

@@ -3,22 +3,26 @@
 //! `interval` epochs the worst members copy a better member's weights (exploit) and
 //! continue with perturbed hyperparameters (explore).
 //!
-//! - **Start**: K draws of learning rate, weight decay and momentum from the sweep's
-//!   [`SearchSpace`], as random search draws them ([`initial_hparams`]); minibatch size,
-//!   hidden sizes and epochs must be one value ([`fixed_settings`]): members share one
-//!   minibatch stream and run the same epochs. Every member starts from the same weights
-//!   (the sweep's seed, as every trial of a sweep does), so members differ only in their
-//!   hyperparameters.
+//! - **Start**: K draws of learning rate, weight decay, momentum and minibatch size from the
+//!   sweep's [`SearchSpace`], as random search draws them ([`initial_hparams`]); hidden
+//!   sizes and epochs must be one value and the minibatch sizes a list of multiples of its
+//!   smallest ([`fixed_settings`]): members share one minibatch stream (in micro-steps of
+//!   the smallest minibatch, [`crate::step`]) and run the same epochs. Every member starts
+//!   from the same weights (the sweep's seed, as every trial of a sweep does), so members
+//!   differ only in their hyperparameters.
 //! - **Exploit** (truncation selection, [`explore::rank`]): after epochs `E, 2E, ...`
 //!   (not after the last), members are ranked by validation accuracy (diverged or idle
 //!   members last, ties to the lower index). Each member of the bottom `ceil(K · quantile)`
 //!   (at most `K / 2`) copies parameters and momentum buffer, on the device, from a
 //!   uniformly drawn training member of the top as many ([`Trainer::exploit`]),
-//!   and takes over its hyperparameters and schedule position.
+//!   and takes over its hyperparameters (minibatch size included) and schedule position:
+//!   it goes on as a copy of that member, whatever the two minibatch sizes.
 //! - **Explore** ([`explore::perturb`]): the copied learning rate and weight decay are each,
 //!   independently, resampled from the space with probability `resample`, else multiplied
 //!   by 0.8 or 1.25 (a fair coin); a weight decay of 0 stays 0 unless resampled. Momentum
-//!   is copied unchanged. Every draw comes from one
+//!   and minibatch size are copied unchanged: explore never changes a batch size (a factor
+//!   of 0.8 or 1.25 is no batch size, and a member's minibatch must stay a multiple of the
+//!   population's smallest); exploit spreads the better ones. Every draw comes from one
 //!   ChaCha8 stream seeded with the sweep's seed: the same seed gives the same lineage.
 //!
 //! The run's [`PbtRecord`] holds every member's hyperparameters and metrics per epoch and
@@ -26,10 +30,13 @@
 //! accuracy after the last epoch) has a hyperparameter schedule: per epoch, the lr and
 //! weight decay its weights were trained with, following its lineage back through the
 //! members it copied ([`PbtRecord::schedule_of`]). `wgtrain train --hparam-schedule FILE`
-//! replays it from scratch ([`crate::schedule::HparamSchedule`]); with the sweep's seed,
-//! data, model and SGD flags on the CPU, the replay's weights are bit for bit the best
-//! member's, because a copy carries weights, momentum and step count, and every member
-//! sees the minibatches a single run sees.
+//! replays it from scratch ([`crate::schedule::HparamSchedule`]) at the best member's
+//! minibatch size; with the sweep's seed, data, model and SGD flags on the CPU, the replay's
+//! weights are bit for bit the best member's when its lineage kept the population's
+//! smallest minibatch size, because a copy carries weights, momentum and step count, and
+//! every member sees the minibatches a single run sees. A lineage at a larger minibatch
+//! replays to the rounding of its gradient sums' order; one that crossed minibatch sizes
+//! ([`BestMember::batch_sizes`] lists them) replays only approximately, at the last.
 
 pub mod explore;
 pub mod output;
@@ -114,6 +121,8 @@ pub struct Hparams {
     pub weight_decay: f64,
     /// SGD momentum (drawn at the start, copied on exploit, never perturbed).
     pub momentum: f64,
+    /// Minibatch size (drawn at the start, copied on exploit, never perturbed).
+    pub batch_size: usize,
 }
 
 impl Hparams {
@@ -123,6 +132,7 @@ impl Hparams {
             lr: cfg.schedule.base_lr,
             weight_decay: cfg.sgd.weight_decay,
             momentum: cfg.sgd.momentum,
+            batch_size: cfg.batch_size,
         }
     }
 
@@ -132,29 +142,54 @@ impl Hparams {
         c.schedule.base_lr = self.lr;
         c.sgd.weight_decay = self.weight_decay;
         c.sgd.momentum = self.momentum;
+        c.batch_size = self.batch_size;
         c
     }
 }
 
-/// What every member shares, read off a search space: `(minibatch size, hidden sizes,
-/// epochs)`.
+/// What every member shares, read off a search space: `(smallest minibatch size, hidden
+/// sizes, epochs)`; the members' minibatch sizes are drawn from the space's list, each a
+/// multiple of the smallest.
 ///
 /// # Errors
-/// [`Error::InvalidConfig`] when the space gives several values (or a range) for one of
-/// them, naming the flag and the fix.
+/// [`Error::InvalidConfig`] when the space gives several values (or a range) for the
+/// hidden sizes or the epochs, a range of minibatch sizes, or a minibatch size that is not
+/// a multiple of the smallest, naming the flag and the fix.
 pub fn fixed_settings(space: &SearchSpace) -> Result<(usize, Vec<usize>, usize)> {
     let one = |name: &'static str, v: &Values| match v {
         Values::List(l) if l.len() == 1 => Ok(l[0].round().max(1.0) as usize),
         _ => Err(Error::InvalidConfig {
             name,
             value: v.to_string(),
-            reason: "PBT members share one minibatch stream and run the same epochs: give \
-                     one value (e.g. --batch-size 64 --epochs 10); PBT varies lr, weight \
-                     decay and momentum"
+            reason: "PBT members run the same epochs: give one value (e.g. --epochs 10); \
+                     PBT varies lr, weight decay, momentum and batch size"
                 .into(),
         }),
     };
-    let batch = one("batch-size", &space.batch_size)?;
+    let batches: Vec<usize> = match &space.batch_size {
+        Values::List(l) => l.iter().map(|b| b.round().max(1.0) as usize).collect(),
+        v => {
+            return Err(Error::InvalidConfig {
+                name: "batch-size",
+                value: v.to_string(),
+                reason: "PBT members share one minibatch stream in steps of the smallest \
+                         batch size: give a list (e.g. --batch-size 32,64,128)"
+                    .into(),
+            });
+        }
+    };
+    let batch = batches.iter().copied().min().unwrap_or(1);
+    if let Some(b) = batches.iter().find(|b| !b.is_multiple_of(batch)) {
+        return Err(Error::InvalidConfig {
+            name: "batch-size",
+            value: space.batch_size.to_string(),
+            reason: format!(
+                "{b} is not a multiple of the smallest, {batch}: PBT members share one \
+                 minibatch stream in steps of the smallest batch size; give multiples of \
+                 it (e.g. powers of two)"
+            ),
+        });
+    }
     let epochs = one("epochs", &space.epochs)?;
     let hidden = match space.hidden.0.as_slice() {
         [h] => h.clone(),
@@ -186,6 +221,7 @@ pub fn initial_hparams(space: &SearchSpace, k: usize, seed: u64) -> Result<Vec<H
             lr: t.lr,
             weight_decay: t.weight_decay,
             momentum: t.momentum,
+            batch_size: t.batch_size,
         })
         .collect())
 }
@@ -215,6 +251,8 @@ pub struct MemberEpoch {
     pub weight_decay: f64,
     /// Momentum in use during the epoch.
     pub momentum: f64,
+    /// Minibatch size in use during the epoch.
+    pub batch_size: usize,
     /// What the member did.
     pub status: EpochStatus,
     /// Learning rate of the epoch's first step (the schedule's value).
@@ -293,6 +331,9 @@ pub struct BestMember {
     pub ancestry: Vec<Ancestor>,
     /// Per epoch, the lr and weight decay its weights were trained with.
     pub schedule: HparamSchedule,
+    /// The minibatch sizes its lineage trained at, in order (one when it kept one).
+    #[serde(default)]
+    pub batch_sizes: Vec<usize>,
 }
 
 /// Everything a PBT run did (`pbt.json`).
@@ -304,7 +345,8 @@ pub struct PbtRecord {
     pub population: usize,
     /// Epochs every member trains.
     pub epochs: usize,
-    /// Minibatch size of every member.
+    /// The smallest minibatch size of the space (the population's micro-batch); each
+    /// member's own is in its [`Hparams`].
     pub batch_size: usize,
     /// Hidden sizes of every member.
     pub hidden: Vec<usize>,
@@ -421,9 +463,10 @@ impl Pbt {
     ///
     /// # Errors
     /// As [`PbtSettings::validate`] and [`fixed_settings`]; [`Error::InvalidConfig`] for
-    /// fewer than 2 members, or members whose minibatch size, hidden sizes or epochs differ
-    /// from the space's single values, or whose learning-rate schedule cannot take a
-    /// per-epoch lr ([`HparamSchedule::check_schedule`]), or with early stopping.
+    /// fewer than 2 members, or members whose hidden sizes or epochs differ from the
+    /// space's single values or whose minibatch size is not a multiple of the space's
+    /// smallest, or whose learning-rate schedule cannot take a per-epoch lr
+    /// ([`HparamSchedule::check_schedule`]), or with early stopping.
     pub fn new(space: SearchSpace, settings: PbtSettings, configs: &[RunConfig]) -> Result<Pbt> {
         settings.validate()?;
         let (batch_size, hidden, epochs) = fixed_settings(&space)?;
@@ -435,13 +478,14 @@ impl Pbt {
             });
         }
         for (m, c) in configs.iter().enumerate() {
-            if c.batch_size != batch_size || c.hidden != hidden || c.epochs != epochs {
+            if !c.batch_size.is_multiple_of(batch_size) || c.hidden != hidden || c.epochs != epochs
+            {
                 return Err(Error::InvalidConfig {
                     name: "population",
                     value: format!("member {m}"),
                     reason: format!(
-                        "has batch {}, hidden {:?}, {} epochs; the space fixes batch \
-                         {batch_size}, hidden {hidden:?}, {epochs} epochs",
+                        "has batch {}, hidden {:?}, {} epochs; the space fixes batches \
+                         that are multiples of {batch_size}, hidden {hidden:?}, {epochs} epochs",
                         c.batch_size, c.hidden, c.epochs
                     ),
                 });
@@ -500,6 +544,7 @@ impl Pbt {
                     lr: h.lr,
                     weight_decay: h.weight_decay,
                     momentum: h.momentum,
+                    batch_size: h.batch_size,
                     status: EpochStatus::Idle,
                     epoch_lr: None,
                     train_loss: None,
@@ -623,6 +668,12 @@ impl Pbt {
         if let Some(m) = self.record.best_member() {
             let last = self.record.epochs_done();
             let (ancestry, schedule) = self.record.schedule_of(m)?;
+            let mut batch_sizes: Vec<usize> = ancestry
+                .iter()
+                .flat_map(|a| (a.first_epoch..=a.last_epoch).map(|e| (a.member, e)))
+                .filter_map(|(member, e)| self.record.row(member, e).map(|r| r.batch_size))
+                .collect();
+            batch_sizes.dedup();
             let row = self.record.row(m, last);
             self.record.best = Some(BestMember {
                 member: m,
@@ -631,6 +682,7 @@ impl Pbt {
                 final_hparams: Hparams::of(trainer.config(m)),
                 ancestry,
                 schedule,
+                batch_sizes,
             });
         }
         Ok(self.record)

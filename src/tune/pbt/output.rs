@@ -96,6 +96,7 @@ fn final_hparams(record: &PbtRecord, member: usize) -> Hparams {
             lr: r.lr,
             weight_decay: r.weight_decay,
             momentum: r.momentum,
+            batch_size: r.batch_size,
         },
         None => record.initial[member],
     }
@@ -131,7 +132,7 @@ pub fn leaderboard(record: &PbtRecord) -> Vec<LeaderboardRow> {
                 val_loss: row.and_then(|r| r.val_loss).filter(|_| trained),
                 lr: h.lr,
                 weight_decay: h.weight_decay,
-                batch_size: record.batch_size,
+                batch_size: h.batch_size,
                 momentum: h.momentum,
                 hidden: hidden_label(&record.hidden),
                 epochs: record.epochs,
@@ -141,6 +142,7 @@ pub fn leaderboard(record: &PbtRecord) -> Vec<LeaderboardRow> {
                     .filter(|r| r.member == m && r.status == EpochStatus::Trained)
                     .count(),
                 seconds: member_seconds(record, m),
+                single_run_epoch_seconds: None,
             }
         })
         .collect()
@@ -267,6 +269,7 @@ mod tests {
             lr: 0.1,
             weight_decay: 0.0,
             momentum: 0.0,
+            batch_size: 64,
             status,
             epoch_lr: trained.then_some(0.1),
             train_loss: trained.then_some(0.5),
@@ -307,6 +310,7 @@ mod tests {
                     lr: 0.1,
                     weight_decay: 0.0,
                     momentum: 0.0,
+                    batch_size: 64,
                 };
                 4
             ],

@@ -1,7 +1,7 @@
 //! Pictures, each written as PNG and SVG: learning curves of a run (or of several runs in
-//! one picture), the learning-rate range test's loss curve, and a sweep's validation
-//! accuracy against the learning rate and the curves of its top trials, and a PBT run's
-//! members with their exploit steps.
+//! one picture), the learning-rate range test's loss curve, a sweep's validation accuracy
+//! against each hyperparameter it varied and against a single run's epoch time per batch
+//! size, the curves of its top trials, and a PBT run's members with their exploit steps.
 //!
 //! Drawn with `plotters`: the bitmap backend for PNG, the SVG backend for SVG; legends
 //! are plotters' series labels. Text is laid out (and, in PNG, rasterised) with
@@ -13,6 +13,7 @@
 //! draws one chart with its legend; one module per picture.
 
 mod chart;
+mod hyperparameters;
 mod learning_curves;
 mod lr_find;
 mod pbt;

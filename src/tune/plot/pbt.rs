@@ -209,6 +209,7 @@ mod tests {
             lr: 0.1,
             weight_decay: 0.0,
             momentum: 0.0,
+            batch_size: 64,
         };
         let history = (1..=4)
             .flat_map(|e| (0..8).map(move |m| (m, e)))
@@ -218,6 +219,7 @@ mod tests {
                 lr: 0.1,
                 weight_decay: 0.0,
                 momentum: 0.0,
+                batch_size: 64,
                 status: EpochStatus::Trained,
                 epoch_lr: Some(0.1),
                 train_loss: Some(0.5),

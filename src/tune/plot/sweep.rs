@@ -1,203 +1,20 @@
-//! A sweep's pictures: final validation accuracy against the learning rate (one colour
-//! per weight decay) and the validation curves of the best trials.
+//! A sweep's pictures: final validation accuracy against each hyperparameter it varied and
+//! against a single run's epoch time per batch size ([`super::hyperparameters`]), and the
+//! validation curves of the best trials.
 
 use std::path::{Path, PathBuf};
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::chart::{Chart, Legend, Marker, Series, draw_chart, draw_legend_beside, legend_width};
-use super::{PALETTE, epoch_label, epoch_range, log_labels, sci, span};
+use super::chart::{Chart, Legend, Series, draw_chart, draw_legend_beside, legend_width};
+use super::hyperparameters::{AccuracyAgainst, AccuracyAgainstTime, Param, varied};
+use super::{PALETTE, epoch_label, epoch_range, sci, span};
 use crate::error::{Error, Result};
 use crate::figure::{FONT, Figure, err, save};
 use crate::tune::EpochMetrics;
 use crate::tune::space::hidden_label;
-use crate::tune::sweep::{Trial, TrialStatus, leaderboard};
-
-/// Groups trials by weight decay: one group per value when there are at most 6 values,
-/// else one per decade. Returns (label, exact values?, trials) in increasing decay.
-fn decay_groups(trials: &[Trial]) -> Vec<(String, bool, Vec<&Trial>)> {
-    let mut values: Vec<f64> = trials.iter().map(|t| t.config.weight_decay).collect();
-    values.sort_by(f64::total_cmp);
-    values.dedup();
-    if values.len() <= 6 {
-        return values
-            .iter()
-            .map(|&v| {
-                let label = if v == 0.0 {
-                    "wd 0".to_string()
-                } else {
-                    format!("wd {v:e}")
-                };
-                let ts = trials
-                    .iter()
-                    .filter(|t| t.config.weight_decay == v)
-                    .collect();
-                (label, true, ts)
-            })
-            .collect();
-    }
-    let decade = |v: f64| {
-        if v == 0.0 {
-            i32::MIN
-        } else {
-            v.log10().floor() as i32
-        }
-    };
-    let mut decades: Vec<i32> = values.iter().map(|&v| decade(v)).collect();
-    decades.dedup();
-    decades
-        .into_iter()
-        .map(|d| {
-            let label = if d == i32::MIN {
-                "wd 0".to_string()
-            } else {
-                format!("wd in [1e{d}, 1e{})", d + 1)
-            };
-            let ts = trials
-                .iter()
-                .filter(|t| decade(t.config.weight_decay) == d)
-                .collect();
-            (label, false, ts)
-        })
-        .collect()
-}
-
-struct SweepLrAccuracy<'a> {
-    trials: &'a [Trial],
-}
-
-impl Figure for SweepLrAccuracy<'_> {
-    fn size(&self) -> (u32, u32) {
-        (1100, 560)
-    }
-
-    fn draw<DB: DrawingBackend>(
-        &self,
-        root: &DrawingArea<DB, Shift>,
-    ) -> std::result::Result<(), String> {
-        let t = self.trials;
-        // The axis spans the completed trials (all trials when none completed); pruned and
-        // diverged trials below it sit on its bottom edge.
-        let complete = t.iter().any(|t| t.status == TrialStatus::Complete);
-        let accs = t
-            .iter()
-            .filter(|t| !complete || t.status == TrialStatus::Complete)
-            .filter_map(|t| t.val_accuracy)
-            .map(|a| 100.0 * a);
-        let y = span(accs, 0.15, 0.0..100.0);
-        let y = y.start.max(0.0)..y.end.min(100.5);
-        let lrs = || t.iter().map(|t| t.config.lr);
-        let x_lo = lrs().fold(f64::INFINITY, f64::min);
-        let x_hi = lrs().fold(f64::NEG_INFINITY, f64::max);
-        let (x_lo, x_hi) = if x_lo.is_finite() && x_hi > x_lo {
-            (x_lo / 1.5, x_hi * 1.5)
-        } else {
-            (x_lo.min(1.0) / 3.0, x_lo.min(1.0) * 3.0)
-        };
-        let mut series = Vec::new();
-        for (i, (label, exact, group)) in decay_groups(t).into_iter().enumerate() {
-            let color = PALETTE[i % PALETTE.len()];
-            let mut complete: Vec<(f64, f64)> = group
-                .iter()
-                .filter(|t| t.status == TrialStatus::Complete)
-                .filter_map(|t| t.val_accuracy.map(|a| (t.config.lr, 100.0 * a)))
-                .collect();
-            complete.sort_by(|a, b| a.0.total_cmp(&b.0));
-            series.push(Series {
-                label: Some(label),
-                points: complete,
-                color,
-                line: if exact { 2 } else { 0 },
-                alpha: 0.8,
-                marker: Marker::Filled,
-                pin: false,
-            });
-            let pruned: Vec<(f64, f64)> = group
-                .iter()
-                .filter(|t| t.status == TrialStatus::Pruned)
-                .filter_map(|t| t.val_accuracy.map(|a| (t.config.lr, 100.0 * a)))
-                .collect();
-            series.push(Series {
-                label: None,
-                points: pruned,
-                color,
-                line: 0,
-                alpha: 1.0,
-                marker: Marker::Hollow,
-                pin: true,
-            });
-            let diverged: Vec<(f64, f64)> = group
-                .iter()
-                .filter(|t| t.status == TrialStatus::Diverged)
-                .map(|t| (t.config.lr, y.start))
-                .collect();
-            series.push(Series {
-                label: None,
-                points: diverged,
-                color,
-                line: 0,
-                alpha: 1.0,
-                marker: Marker::Cross,
-                pin: true,
-            });
-        }
-        let any = |s: TrialStatus| t.iter().any(|t| t.status == s);
-        let gray = RGBColor(90, 90, 90);
-        if any(TrialStatus::Pruned) {
-            series.push(Series {
-                label: Some("pruned (accuracy when stopped)".into()),
-                points: vec![],
-                color: gray,
-                line: 0,
-                alpha: 1.0,
-                marker: Marker::Hollow,
-                pin: false,
-            });
-        }
-        if any(TrialStatus::Diverged) {
-            series.push(Series {
-                label: Some("diverged".into()),
-                points: vec![],
-                color: gray,
-                line: 0,
-                alpha: 1.0,
-                marker: Marker::Cross,
-                pin: false,
-            });
-        }
-        let off_axis = t.iter().any(|t| {
-            t.status == TrialStatus::Diverged || t.val_accuracy.is_some_and(|a| 100.0 * a < y.start)
-        });
-        if off_axis {
-            series.push(Series {
-                label: Some("(lower ones sit on the bottom edge)".into()),
-                points: vec![],
-                color: gray,
-                line: 0,
-                alpha: 1.0,
-                marker: Marker::None,
-                pin: false,
-            });
-        }
-        let chart = Chart {
-            title: "sweep: validation accuracy against learning rate".into(),
-            x_desc: "learning rate (log scale)".into(),
-            y_desc: "validation accuracy (%)".into(),
-            series,
-            vlines: vec![],
-            legend: Legend::Right,
-            log_x: true,
-        };
-        draw_chart(
-            root,
-            &chart,
-            (x_lo..x_hi).log_scale(),
-            y,
-            &log_labels(x_lo, x_hi),
-        )
-    }
-}
+use crate::tune::sweep::{Trial, leaderboard};
 
 struct TopCurves<'a> {
     trials: Vec<&'a Trial>,
@@ -318,10 +135,15 @@ fn trial_labels(all: &[Trial], shown: &[&Trial]) -> Vec<String> {
         .collect()
 }
 
-/// Writes a sweep's pictures to `dir`: `sweep_lr_accuracy.{png,svg}` (final validation
-/// accuracy against the learning rate, one colour per weight decay; pruned trials hollow,
-/// diverged ones as crosses on the bottom edge) and `sweep_top_trials.{png,svg}` (the
-/// validation curves of the `top` best trials of the leaderboard). Returns the paths.
+/// Writes a sweep's pictures to `dir`: per hyperparameter the sweep varied, final
+/// validation accuracy against it, the other varied ones by colour
+/// (`sweep_lr_accuracy`, `sweep_wd_accuracy`, `sweep_batch_accuracy`,
+/// `sweep_momentum_accuracy`; the learning rate's alone when none varies); pruned trials
+/// hollow, diverged ones as crosses on the bottom edge; `sweep_time_accuracy` (accuracy
+/// against a single run's epoch time per batch size) when two or more batch sizes carry
+/// those times;
+/// and `sweep_top_trials` (the validation curves of the `top` best trials of the
+/// leaderboard). Each as `.png` and `.svg`. Returns the paths.
 ///
 /// # Errors
 /// [`Error::InvalidConfig`] for a sweep without trials; [`Error::Io`] naming the file.
@@ -333,7 +155,27 @@ pub fn sweep_plots(trials: &[Trial], top: usize, dir: &Path) -> Result<Vec<PathB
             reason: "there is nothing to plot".into(),
         });
     }
-    let mut written = save(&SweepLrAccuracy { trials }, dir, "sweep_lr_accuracy")?;
+    let mut params = varied(trials);
+    if params.is_empty() {
+        params.push(Param::Lr);
+    }
+    let mut written = Vec::new();
+    for param in params {
+        written.extend(save(&AccuracyAgainst { trials, param }, dir, param.stem())?);
+    }
+    // The time picture answers the batch-size question: drawn when two or more batch
+    // sizes carry a single run's epoch time.
+    let mut timed: Vec<usize> = trials
+        .iter()
+        .filter(|t| t.single_run_epoch_seconds.is_some())
+        .map(|t| t.config.batch_size)
+        .collect();
+    timed.sort_unstable();
+    timed.dedup();
+    if timed.len() > 1 {
+        let figure = AccuracyAgainstTime { trials };
+        written.extend(save(&figure, dir, "sweep_time_accuracy")?);
+    }
     let ranked: Vec<&Trial> = leaderboard(trials)
         .iter()
         .filter_map(|r| trials.iter().find(|t| t.id == r.trial))
