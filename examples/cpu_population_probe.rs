@@ -19,6 +19,9 @@ use std::time::Instant;
 use rayon::prelude::*;
 use wgtrain::cpu_engine::gemm::{Operand, Shape, batched};
 
+/// One way to compute the products: its name and the closure that runs it once.
+type Way<'a> = (&'static str, Box<dyn FnMut() + 'a>);
+
 const I: usize = 784;
 const H: usize = 256;
 
@@ -50,7 +53,7 @@ fn main() {
         cs,
         member: 0,
     };
-    let mut ways: Vec<(&str, Box<dyn FnMut() + '_>)> = Vec::new();
+    let mut ways: Vec<Way<'_>> = Vec::new();
     {
         let (w, x, y) = (&w, &x, &mut y as *mut Vec<f32>);
         // SAFETY (the closures below): each closure runs alone, in turn, on this thread.

@@ -68,7 +68,7 @@ impl<'a> CpuEngine<'a> {
         let rows = setup.micro_batch().max(EVAL_BATCH);
         let mut params = vec![0.0; stacked.len];
         for (j, m) in setup.members.iter().enumerate() {
-            stacked.from_flat(&mut params, j, &m.init);
+            stacked.write_flat(&mut params, j, &m.init);
         }
         let sgd = setup.members.iter().map(|m| m.config.sgd.clone()).collect();
         Ok(CpuEngine {
@@ -222,14 +222,15 @@ impl Engine for CpuEngine<'_> {
     fn evaluate(&mut self, set: EvalSet) -> Result<Vec<Evaluation>> {
         let (data, order) = self.eval_order(set);
         let k = self.setup.len();
-        let all = [0..k];
+        let every = 0..k;
+        let all = std::slice::from_ref(&every);
         let mut totals = vec![(0.0f64, 0.0f64); k];
         let chunk = self.batch.labels.len();
         for idx in order.chunks(chunk) {
             self.gather(data, idx);
             let n = idx.len();
-            self.pop.forward(&self.batch.x, n, &all);
-            let sums = self.pop.loss(&self.batch.labels, n, &all, false);
+            self.pop.forward(&self.batch.x, n, all);
+            let sums = self.pop.loss(&self.batch.labels, n, all, false);
             for (t, s) in totals.iter_mut().zip(sums) {
                 t.0 += f64::from(s[0]);
                 t.1 += f64::from(s[1]);
@@ -259,8 +260,11 @@ impl Engine for CpuEngine<'_> {
         let mut out = Vec::with_capacity(order.len() * c);
         for idx in order.chunks(self.batch.labels.len()) {
             self.gather(data, idx);
-            self.pop
-                .forward(&self.batch.x, idx.len(), &[member..member + 1]);
+            self.pop.forward(
+                &self.batch.x,
+                idx.len(),
+                std::slice::from_ref(&(member..member + 1)),
+            );
             out.extend(self.pop.logits(member, idx.len()));
         }
         Ok(out)
@@ -292,9 +296,9 @@ impl Engine for CpuEngine<'_> {
             setup.check_params(v)?;
         }
         let p = &mut self.pop;
-        p.stacked.from_flat(&mut p.params, member, params);
+        p.stacked.write_flat(&mut p.params, member, params);
         match momentum {
-            Some(v) => p.stacked.from_flat(&mut p.velocity, member, v),
+            Some(v) => p.stacked.write_flat(&mut p.velocity, member, v),
             None => p.stacked.fill_member(&mut p.velocity, member, 0.0),
         }
         Ok(())
@@ -321,7 +325,7 @@ impl Engine for CpuEngine<'_> {
     fn replace_member(&mut self, member: usize, cfg: &RunConfig) -> Result<()> {
         let setup = self.setup.member_setup(member, cfg)?;
         let p = &mut self.pop;
-        p.stacked.from_flat(&mut p.params, member, &setup.init);
+        p.stacked.write_flat(&mut p.params, member, &setup.init);
         p.stacked.fill_member(&mut p.velocity, member, 0.0);
         p.sgd[member] = cfg.sgd.clone();
         self.setup.members[member] = setup;

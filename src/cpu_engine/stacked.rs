@@ -102,7 +102,7 @@ impl Stacked {
     }
 
     /// Writes member `member`'s flat vector `flat` into the stacked buffer `buf`.
-    pub fn from_flat(&self, buf: &mut [f32], member: usize, flat: &[f32]) {
+    pub fn write_flat(&self, buf: &mut [f32], member: usize, flat: &[f32]) {
         for t in &self.tensors {
             buf[self.range(t, member)].copy_from_slice(&flat[t.flat..t.flat + t.len]);
         }
@@ -143,15 +143,15 @@ mod tests {
                 .flat_map(|l| [(l.weight, l.outputs * l.inputs), (l.bias, l.outputs)])
                 .enumerate()
             {
-                for i in a..a + b {
-                    v[i] = (100 * j + 10 * t + i) as f32;
+                for (i, x) in v.iter_mut().enumerate().skip(a).take(b) {
+                    *x = (100 * j + 10 * t + i) as f32;
                 }
             }
             v
         };
         let mut buf = vec![f32::NAN; s.len];
         for j in 0..3 {
-            s.from_flat(&mut buf, j, &flat(j));
+            s.write_flat(&mut buf, j, &flat(j));
         }
         assert!(buf.iter().all(|v| v.is_finite()), "every element written");
         for j in 0..3 {
