@@ -339,7 +339,12 @@ fn trials_without_times(out: &Path) -> Vec<serde_json::Value> {
     let text = std::fs::read_to_string(out.join("trials.json")).unwrap();
     let mut trials: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
     for t in &mut trials {
+        // Wall times: the trial's, and a single run's epoch at its batch size (timed
+        // again when a sweep resumes).
         t.as_object_mut().unwrap().remove("seconds");
+        t.as_object_mut()
+            .unwrap()
+            .remove("single_run_epoch_seconds");
         for m in t["history"].as_array_mut().unwrap() {
             m.as_object_mut().unwrap().remove("epoch_seconds");
         }
