@@ -124,22 +124,24 @@ step profile 30 "$bin/wgtrain" profile --steps 200 --trace "$logs/trace.json"
 
 # Every GPU-side test, in three groups (one process each, so that a hang costs one group):
 # the kernel parity tests, the step fusions against the unfused step, and the engines.
+# Each group names its tests in full with --exact: libtest's filters match substrings, so
+# a module filter such as `population::` would also run parity_population's tests.
 tests="$bin/gpu-tests"
-modules=$("$tests" --list 2>/dev/null | sed -n 's/^\([a-z0-9_]*\)::.*: test$/\1/p' | sort -u)
-[ -n "$modules" ] || say "error: $tests --list printed no tests: $("$tests" --list 2>&1 | tail -1)"
+names=$("$tests" --list 2>/dev/null | sed -n 's/^\([a-z0-9_]*::.*\): test$/\1/p')
+[ -n "$names" ] || say "error: $tests --list printed no tests: $("$tests" --list 2>&1 | tail -1)"
 parity=() fusion=() engines=()
-for m in $modules; do
-    case $m in
-    parity_*) parity+=("$m::") ;;
-    fusion | fusion_*) fusion+=("$m::") ;;
-    *) engines+=("$m::") ;;
+for t in $names; do
+    case ${t%%::*} in
+    parity_*) parity+=("$t") ;;
+    fusion | fusion_*) fusion+=("$t") ;;
+    *) engines+=("$t") ;;
     esac
 done
-# (An empty group would run every test: each needs at least one module.)
-[ "${#parity[@]}" -eq 0 ] || step tests_parity 90 "$tests" "${parity[@]}"
-[ "${#fusion[@]}" -eq 0 ] || step tests_fusion 45 "$tests" "${fusion[@]}"
-[ "${#engines[@]}" -eq 0 ] || step tests_engines 100 "$tests" "${engines[@]}"
-[ -n "$modules" ] || failed=1
+# (An empty group would run every test: each needs at least one test.)
+[ "${#parity[@]}" -eq 0 ] || step tests_parity 90 "$tests" --exact "${parity[@]}"
+[ "${#fusion[@]}" -eq 0 ] || step tests_fusion 45 "$tests" --exact "${fusion[@]}"
+[ "${#engines[@]}" -eq 0 ] || step tests_engines 100 "$tests" --exact "${engines[@]}"
+[ -n "$names" ] || failed=1
 
 step bench_f16 20 "${bench[@]}" --batch-sizes 64,512 --precision f16
 step bench_unfused 20 "${bench[@]}" --batch-sizes 64,512 --fuse none
