@@ -152,6 +152,19 @@ cat "$logs"/tests_*.log >"$results/tests.log" 2>/dev/null
 for f in devices profile matmul_probe; do
     cp "$logs/$f.log" "$results/" 2>/dev/null
 done
+# Each group's count (a group stopped at its limit prints no "test result" line).
+tally() { # NAME TESTS
+    [ -f "$logs/$1.log" ] || return 0
+    local ok failed ignored
+    ok=$(grep -c '^test .* \.\.\. ok$' "$logs/$1.log")
+    failed=$(grep -c '^test .* \.\.\. FAILED$' "$logs/$1.log")
+    ignored=$(grep -c '^test .* \.\.\. ignored' "$logs/$1.log")
+    say "$(printf '  %-20s %3s passed, %s failed, %s ignored, %s not finished, of %s' "$1" \
+        "$ok" "$failed" "$ignored" $(($2 - ok - failed - ignored)) "$2")"
+}
+tally tests_parity "${#parity[@]}"
+tally tests_fusion "${#fusion[@]}"
+tally tests_engines "${#engines[@]}"
 grep -h '^test result\|FAILED\|panicked' "$logs"/tests_*.log 2>/dev/null | sed 's/^/  /' | tee -a "$summary"
 
 # goals: issue 27's targets (H100 SXM) next to the measured numbers.
