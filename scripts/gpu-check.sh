@@ -205,7 +205,8 @@ tflops=$(awk -F'|' '
 goal "f32 matmul 4096^3 (best variant)" "${tflops%% *}" ">=" 15 TFLOP/s
 [ -z "$tflops" ] || say "    best variant at 4096^3: ${tflops#* }"
 if [ -n "$r64" ]; then
-    say "  roofline of the batch-64 epoch: $(json "$r64" flop_fraction) of peak FLOP/s, $(json "$r64" bandwidth_fraction) of peak bandwidth, $(json "$r64" bound) bound"
+    pct() { awk -v f="$1" 'BEGIN { if (f == "" || f == "null") print "-"; else printf "%.1f%%", f * 100 }'; }
+    say "  roofline of the batch-64 epoch: $(pct "$(json "$r64" flop_fraction)") of peak FLOP/s, $(pct "$(json "$r64" bandwidth_fraction)") of peak bandwidth, $(json "$r64" bound) bound"
 fi
 
 tar -czf "$results/logs.tar.gz" -C "$work" logs
