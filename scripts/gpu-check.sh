@@ -124,22 +124,24 @@ step profile 30 "$bin/wgtrain" profile --steps 200 --trace "$logs/trace.json"
 
 # Every GPU-side test, in three groups (one process each, so that a hang costs one group):
 # the kernel parity tests, the step fusions against the unfused step, and the engines.
+# Each group names its tests in full with --exact: libtest's filters match substrings, so
+# a module filter such as `population::` would also run parity_population's tests.
 tests="$bin/gpu-tests"
-modules=$("$tests" --list 2>/dev/null | sed -n 's/^\([a-z0-9_]*\)::.*: test$/\1/p' | sort -u)
-[ -n "$modules" ] || say "error: $tests --list printed no tests: $("$tests" --list 2>&1 | tail -1)"
+names=$("$tests" --list 2>/dev/null | sed -n 's/^\([a-z0-9_]*::.*\): test$/\1/p')
+[ -n "$names" ] || say "error: $tests --list printed no tests: $("$tests" --list 2>&1 | tail -1)"
 parity=() fusion=() engines=()
-for m in $modules; do
-    case $m in
-    parity_*) parity+=("$m::") ;;
-    fusion | fusion_*) fusion+=("$m::") ;;
-    *) engines+=("$m::") ;;
+for t in $names; do
+    case ${t%%::*} in
+    parity_*) parity+=("$t") ;;
+    fusion | fusion_*) fusion+=("$t") ;;
+    *) engines+=("$t") ;;
     esac
 done
-# (An empty group would run every test: each needs at least one module.)
-[ "${#parity[@]}" -eq 0 ] || step tests_parity 90 "$tests" "${parity[@]}"
-[ "${#fusion[@]}" -eq 0 ] || step tests_fusion 45 "$tests" "${fusion[@]}"
-[ "${#engines[@]}" -eq 0 ] || step tests_engines 100 "$tests" "${engines[@]}"
-[ -n "$modules" ] || failed=1
+# (An empty group would run every test: each needs at least one test.)
+[ "${#parity[@]}" -eq 0 ] || step tests_parity 90 "$tests" --exact "${parity[@]}"
+[ "${#fusion[@]}" -eq 0 ] || step tests_fusion 45 "$tests" --exact "${fusion[@]}"
+[ "${#engines[@]}" -eq 0 ] || step tests_engines 100 "$tests" --exact "${engines[@]}"
+[ -n "$names" ] || failed=1
 
 step bench_f16 20 "${bench[@]}" --batch-sizes 64,512 --precision f16
 step bench_unfused 20 "${bench[@]}" --batch-sizes 64,512 --fuse none
@@ -150,6 +152,19 @@ cat "$logs"/tests_*.log >"$results/tests.log" 2>/dev/null
 for f in devices profile matmul_probe; do
     cp "$logs/$f.log" "$results/" 2>/dev/null
 done
+# Each group's count (a group stopped at its limit prints no "test result" line).
+tally() { # NAME TESTS
+    [ -f "$logs/$1.log" ] || return 0
+    local ok failed ignored
+    ok=$(grep -c '^test .* \.\.\. ok$' "$logs/$1.log")
+    failed=$(grep -c '^test .* \.\.\. FAILED$' "$logs/$1.log")
+    ignored=$(grep -c '^test .* \.\.\. ignored' "$logs/$1.log")
+    say "$(printf '  %-20s %3s passed, %s failed, %s ignored, %s not finished, of %s' "$1" \
+        "$ok" "$failed" "$ignored" $(($2 - ok - failed - ignored)) "$2")"
+}
+tally tests_parity "${#parity[@]}"
+tally tests_fusion "${#fusion[@]}"
+tally tests_engines "${#engines[@]}"
 grep -h '^test result\|FAILED\|panicked' "$logs"/tests_*.log 2>/dev/null | sed 's/^/  /' | tee -a "$summary"
 
 # goals: issue 27's targets (H100 SXM) next to the measured numbers.
@@ -190,7 +205,8 @@ tflops=$(awk -F'|' '
 goal "f32 matmul 4096^3 (best variant)" "${tflops%% *}" ">=" 15 TFLOP/s
 [ -z "$tflops" ] || say "    best variant at 4096^3: ${tflops#* }"
 if [ -n "$r64" ]; then
-    say "  roofline of the batch-64 epoch: $(json "$r64" flop_fraction) of peak FLOP/s, $(json "$r64" bandwidth_fraction) of peak bandwidth, $(json "$r64" bound) bound"
+    pct() { awk -v f="$1" 'BEGIN { if (f == "" || f == "null") print "-"; else printf "%.1f%%", f * 100 }'; }
+    say "  roofline of the batch-64 epoch: $(pct "$(json "$r64" flop_fraction)") of peak FLOP/s, $(pct "$(json "$r64" bandwidth_fraction)") of peak bandwidth, $(json "$r64" bound) bound"
 fi
 
 tar -czf "$results/logs.tar.gz" -C "$work" logs

@@ -14,8 +14,11 @@
 #
 # Needs target/release/wgtrain, $PYTHON (default python3) with optuna and the wgtrain
 # package, and MNIST_DIR; WAYS="package per-batch" runs some of the ways, in that order;
-# the load average before and after each way goes to OUT_DIR/load. Prints one line per way: wall seconds, trials complete / pruned
-# / failed, best validation accuracy; the workers' outputs stay in OUT_DIR.
+# TRAIN_SUBSET=N trains every way on the first N training samples (lavapipe takes about
+# 13 s per model-epoch of the full 60,000 on this 2-core machine); the load average
+# before and after each way goes to OUT_DIR/load. Prints one line per way: wall seconds,
+# trials complete / pruned / failed, best validation accuracy; the workers' outputs stay
+# in OUT_DIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 device="${1:?give cpu or gpu}"
@@ -25,8 +28,29 @@ py="${PYTHON:-python3}"
 export WGTRAIN="${WGTRAIN:-target/release/wgtrain}"  # the old script's binary
 : "${MNIST_DIR:?set MNIST_DIR}"
 git show 6484ac4:examples/optuna_sweep.py > "$out/old_optuna_sweep.py"
+data="$MNIST_DIR"
+if [ -n "${TRAIN_SUBSET:-}" ]; then
+    # The first N training samples (and the whole test set) as IDX files that every way
+    # reads, so the three train on the same samples.
+    data="$out/data-$TRAIN_SUBSET"
+    mkdir -p "$data"
+    "$py" - "$MNIST_DIR" "$data" "$TRAIN_SUBSET" <<'EOF'
+import gzip, shutil, struct, sys
+src, dst, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+for name, item in (("train-images-idx3-ubyte.gz", 784), ("train-labels-idx1-ubyte.gz", 1)):
+    raw = gzip.open(f"{src}/{name}").read()
+    header = 16 if item > 1 else 8
+    total = struct.unpack(">I", raw[4:8])[0]
+    if not 0 < n <= total:
+        sys.exit(f"TRAIN_SUBSET={n}: need 1..{total}")
+    with gzip.open(f"{dst}/{name}", "wb") as f:
+        f.write(raw[:4] + struct.pack(">I", n) + raw[8:header] + raw[header:header + n * item])
+for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+    shutil.copyfile(f"{src}/{name}", f"{dst}/{name}")
+EOF
+fi
 space=(--lr 1e-3:1 --weight-decay 1e-6:1e-2 --seed 1 --trials 32)
-train=(--device "$device" --data "$MNIST_DIR" --no-download --epochs 3)
+train=(--device "$device" --data "$data" --no-download --epochs 3)
 
 run() { # NAME COMMAND...: wall time of COMMAND, its stdout/stderr in OUT_DIR/NAME.*
     local name="$1"
@@ -48,7 +72,7 @@ per-batch) run per-batch "$py" "$out/old_optuna_sweep.py" --storage "sqlite:///$
     --study s --workdir "$out/per-batch" --population 8 "${space[@]}" -- "${train[@]}" \
     --pruning median ;;
 package) run package "$py" examples/optuna_sweep.py --storage "sqlite:///$out/package.db" \
-    --study s --population 8 --pruner median --device "$device" --data "$MNIST_DIR" \
+    --study s --population 8 --pruner median --device "$device" --data "$data" \
     --epochs 3 "${space[@]}" ;;
 *) echo "unknown way $way (per-trial, per-batch, package)" >&2; exit 2 ;;
 esac
