@@ -244,12 +244,16 @@ impl PyRunConfig {
         slf.get_type().call((), Some(&d))
     }
 
-    /// True when a run of `other` can train in one population with this one: the same
-    /// hidden sizes, minibatch size, normalisation, seed, validation split and precision
-    /// (members share one minibatch stream). Learning rate, momentum, weight decay,
-    /// schedule, `init_seed` and epochs may differ.
+    /// True when a run of `other` trains in one population with this one at the same
+    /// minibatch size: the same hidden sizes, minibatch size, normalisation, seed,
+    /// validation split and precision (members share one minibatch stream). Learning rate,
+    /// momentum, weight decay, schedule, `init_seed` and epochs may differ. (`open` also
+    /// takes members whose minibatch sizes are multiples of the smallest, which sum their
+    /// gradients over micro-steps; `wgtrain.optuna` keeps one size per population, so any
+    /// waiting trial can refill a slot.)
     fn shares_stream(&self, other: &PyRunConfig) -> bool {
-        wgtrain::engine::check_shared(&self.inner, &other.inner, 1).is_ok()
+        self.inner.batch_size == other.inner.batch_size
+            && wgtrain::engine::check_shared(&self.inner, &other.inner, 1).is_ok()
     }
 
     #[getter]

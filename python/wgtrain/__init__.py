@@ -227,10 +227,13 @@ class EpochReport:
 
 class Population:
     """K >= 1 members training at once on one device (a single run is K = 1): the members
-    share the data's minibatch stream (hidden sizes, batch size, normalisation, seed,
-    validation split, precision) and differ in the rest (lr, momentum, weight decay,
-    schedule, init_seed, epochs). Member k trains exactly as a population of one of its
-    configuration would. Open one with `wgtrain.open`."""
+    share the data's minibatch stream (hidden sizes, normalisation, seed, validation
+    split, precision) and differ in the rest (lr, momentum, weight decay, schedule,
+    init_seed, epochs, and batch size where each is a multiple of the smallest: the
+    population steps in micro-steps of the smallest and a larger member sums its gradient
+    over several). Member k trains as a population of one of its configuration would: bit
+    for bit at the smallest batch size, to float rounding of the gradient sums' order at a
+    larger one. Open one with `wgtrain.open`."""
 
     def __init__(self, native: _wgtrain._Population, data: Data):
         self._native = native
@@ -331,7 +334,9 @@ class Population:
     def restart(self, member: int, config: RunConfig) -> None:
         """Starts a new run `config` in slot `member` from the next epoch: fresh
         parameters, cleared momentum, its own epochs and schedule from their start. It
-        must share the population's minibatch stream (`config.shares_stream(...)`)."""
+        must share the population's minibatch stream, its batch size a multiple of the
+        population's smallest (`config.shares_stream(...)` with a member's configuration
+        is sufficient)."""
         self._native.restart(member, config)
 
     def copy_member(self, src: int, dst: int) -> None:

@@ -59,7 +59,9 @@ class RunConfig:
     def replace(self, **changes: object) -> RunConfig:
         """A copy with `changes` applied, checked again."""
     def shares_stream(self, other: RunConfig) -> bool:
-        """True when `other` can train in one population with this configuration."""
+        """True when `other` can train in one population with this configuration at the
+        same minibatch size (hidden sizes, batch size, normalisation, seed, validation
+        split and precision equal)."""
     @property
     def lr(self) -> float: ...
     @property
