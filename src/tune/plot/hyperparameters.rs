@@ -332,7 +332,7 @@ impl Figure for AccuracyAgainstTime<'_> {
                 .filter(|t| t.config.batch_size as f64 == b)
                 .collect();
             let s = group[0].single_run_epoch_seconds.unwrap_or(f64::NAN);
-            let label = format!("batch {b:.0}: {s:.2} s per epoch");
+            let label = format!("batch {b:.0}: {} s per epoch", significant(s, 3));
             let color = PALETTE[i % PALETTE.len()];
             series.extend(status_series(&group, &at, y.start, color, label, false));
         }
@@ -367,8 +367,22 @@ impl Figure for AccuracyAgainstTime<'_> {
             legend: Legend::Right,
             log_x: false,
         };
-        draw_chart(root, &chart, x, y, &|v| format!("{v:.1}"))
+        // Tick labels with the decimals a tenth of the axis needs (0.13 and 0.18 s apart).
+        let step = (x.end - x.start) / 10.0;
+        let decimals = (-step.log10().floor()).clamp(0.0, 6.0) as usize;
+        draw_chart(root, &chart, x, y, &|v| format!("{v:.decimals$}"))
     }
+}
+
+/// `v` with `digits` significant digits (0.1304 -> "0.130" for 3), at most 6 decimals.
+fn significant(v: f64, digits: i32) -> String {
+    let magnitude = if v == 0.0 || !v.is_finite() {
+        0
+    } else {
+        v.abs().log10().floor() as i32
+    };
+    let decimals = (digits - 1 - magnitude).clamp(0, 6) as usize;
+    format!("{v:.decimals$}")
 }
 
 /// The accuracy axis: the completed trials' span (all trials' when none completed);
@@ -462,6 +476,17 @@ fn legend_notes(t: &[Trial], floor: f64) -> Vec<Series> {
 mod tests {
     use super::*;
     use crate::tune::space::TrialConfig;
+
+    #[test]
+    fn epoch_times_keep_three_significant_digits() {
+        // A newcomer's batch 64 and 128 both read "0.13 s per epoch" at two decimals.
+        assert_eq!(significant(0.1304, 3), "0.130");
+        assert_eq!(significant(0.1349, 3), "0.135");
+        assert_eq!(significant(2.414, 3), "2.41");
+        assert_eq!(significant(31.6, 3), "31.6");
+        assert_eq!(significant(1234.0, 3), "1234");
+        assert_eq!(significant(0.0, 3), "0.00");
+    }
 
     fn trial(id: usize, lr: f64, wd: f64, batch: usize) -> Trial {
         Trial::finished(
