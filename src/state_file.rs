@@ -69,7 +69,7 @@ pub fn write<T: Serialize>(
     crate::output::write_atomically(path, &bytes)
 }
 
-/// Reads a state of `kind` that [`write`] wrote: its document and its tensors.
+/// Reads a state of `kind` that [`write()`] wrote: its document and its tensors.
 ///
 /// # Errors
 /// [`Error::Io`] when the file cannot be read; [`Error::Format`] when it is not a

@@ -131,7 +131,7 @@ fn disjoint(o: &Operand, rows: usize, cols: usize, count: usize) -> bool {
 
 /// `C_j = A_j · B_j` (C overwritten) for the members `j` in `members`, each operand laid out
 /// as its [`Operand`] says. When B is shared and A and C hold the members one after another
-/// along M, the members are one wide product ([`wide_pieces`] calls of it, one on up to
+/// along M, the members are one wide product (`wide_pieces` calls of it, one on up to
 /// four cores); otherwise one SGEMM per member, in parallel. Either way member j's bits are
 /// those of its own product (module docs).
 ///

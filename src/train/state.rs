@@ -52,7 +52,7 @@ mod sum_bits {
 /// loss. Plain data: it serialises (serde, JSON-safe: infinite losses are strings), and
 /// with the members' parameters and momentum it is a [`Snapshot`], from which
 /// [`Trainer::restore`] goes on exactly where the trainer was. The epoch's sample order is
-/// not stored: [`epoch_order`] recomputes it from the seed and the epoch.
+/// not stored: [`epoch_order`](crate::step::epoch_order) recomputes it from the seed and the epoch.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainerState {
     epoch: usize,
