@@ -240,6 +240,31 @@ def test_an_io_error_carries_the_os_reason(tmp_path):
                           "Not a directory"), out
 
 
+# The public API as documented (the package docstring, the README's "Python" section).
+DOCUMENTED_API = {"RunConfig", "Data", "Population", "EpochReport", "load_dataset",
+                  "from_numpy", "open", "WgtrainError", "ConfigError", "DataError",
+                  "NoAdapterError", "DeviceError", "CheckpointError", "DivergedError"}
+
+
+def test_dir_shows_the_public_api_only():
+    # Regression (newcomer): dir(wgtrain) and tab completion listed os, np, dataclass,
+    # Optional, ... (the package's own imports) beside the API.
+    assert set(wgtrain.__all__) == DOCUMENTED_API
+    assert len(wgtrain.__all__) == len(DOCUMENTED_API)
+    public = {n for n in dir(wgtrain) if not n.startswith("_")}
+    helpers = {"os", "np", "numpy", "dataclass", "annotations", "Iterator", "Mapping",
+               "Optional", "Sequence", "Union"}
+    assert not public & helpers, sorted(public & helpers)
+    # What is left is the API and the optional submodule wgtrain.optuna, once imported.
+    assert public - DOCUMENTED_API <= {"optuna"}, sorted(public - DOCUMENTED_API)
+    assert {"__version__", "__doc__", "__name__"} <= set(dir(wgtrain))
+    for name in DOCUMENTED_API:
+        assert getattr(wgtrain, name) is not None
+    namespace = {}
+    exec("from wgtrain import *", namespace)
+    assert DOCUMENTED_API <= set(namespace)
+
+
 def test_run_config_round_trips_through_its_dict():
     c = wgtrain.RunConfig(lr=0.05, momentum=0.9, nesterov=True, lr_schedule="cosine",
                           T_max=5, hidden=[64, 32], normalize=(0.1307, 0.3081))
