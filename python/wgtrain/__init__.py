@@ -141,7 +141,9 @@ def load_dataset(name: Optional[str] = None, dir: Union[str, os.PathLike, None] 
     MNIST), `./data/NAME` and the cache folder are searched, and the files downloaded
     into the cache folder when missing and `download` is true. `classes` overrides C.
 
-    Raises `DataError` naming the missing or malformed file and the fix.
+    Raises `DataError` naming the malformed file, or saying whether `dir` (else a set
+    `$MNIST_DIR`) does not exist or which files it lacks, with the fix in this API's
+    terms (`dir=`, `MNIST_DIR`, `download=True`).
     """
     if name is None and dir is None:
         name = "mnist"
