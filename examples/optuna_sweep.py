@@ -20,7 +20,8 @@ the others after 2 S and retried once with the same parameters
     python3 examples/optuna_sweep.py --storage postgresql://user:password@dbhost/optuna \\
         --study mnist --trials 32 --population 8 --heartbeat 30
 
-Search-space flags take a log-uniform range `lo:hi` or a list `a,b,c` (categorical).
+Search-space flags take a log-uniform range `lo:hi` or a list `a,b,c` (categorical);
+`--batch-size` takes integers.
 Each trial told prints one line `trial N: params -> STATE [val_accuracy V]`; at the end
 the study's best trial is printed as JSON (the last line of stdout) and a summary of this
 worker's trials goes to stderr.
@@ -44,21 +45,33 @@ except ImportError:
     sys.exit("this example needs the wgtrain package: pip install ./python")
 
 
-def distribution(text):
-    """`lo:hi` -> ("log", lo, hi); `a,b,c` -> ("list", [a, b, c])."""
-    if ":" in text:
-        lo, hi = (float(v) for v in text.split(":", 1))
-        if not 0 < lo < hi:
-            raise argparse.ArgumentTypeError(f"range {text}: need 0 < lo < hi (log-uniform)")
-        return ("log", lo, hi)
-    return ("list", [float(v) for v in text.split(",")])
+def distribution(text, integer=False):
+    """`lo:hi` -> ("log", lo, hi); `a,b,c` -> ("list", [a, b, c]). With `integer` (batch
+    sizes) the values are ints, so Optuna suggests, stores and prints 64, not 64.0."""
+    number = int if integer else float
+    try:
+        if ":" in text:
+            lo, hi = (number(v) for v in text.split(":", 1))
+            if not 0 < lo < hi:
+                raise argparse.ArgumentTypeError(f"range {text}: need 0 < lo < hi (log-uniform)")
+            return ("log", lo, hi)
+        return ("list", [number(v) for v in text.split(",")])
+    except ValueError:
+        kind = "integers" if integer else "numbers"
+        raise argparse.ArgumentTypeError(f"{text}: give {kind} as lo:hi or a,b,c") from None
 
 
-def suggest(trial, name, d, integer=False):
+def integers(text):
+    """`distribution` of integers."""
+    return distribution(text, integer=True)
+
+
+def suggest(trial, name, d):
     if d[0] == "log":
+        if isinstance(d[1], int):
+            return trial.suggest_int(name, d[1], d[2], log=True)
         return trial.suggest_float(name, d[1], d[2], log=True)
-    value = trial.suggest_categorical(name, d[1])
-    return int(value) if integer else value
+    return trial.suggest_categorical(name, d[1])
 
 
 def main():
@@ -80,7 +93,7 @@ def main():
     p.add_argument("--lr", type=distribution, default=distribution("1e-3:1"))
     p.add_argument("--weight-decay", type=distribution, default=distribution("1e-6:1e-2"))
     p.add_argument("--momentum", type=distribution, default=None)
-    p.add_argument("--batch-size", type=distribution, default=distribution("64"))
+    p.add_argument("--batch-size", type=integers, default=integers("64"))
     p.add_argument("--pruner", default="median", choices=["median", "halving", "none"])
     p.add_argument("--sampler", default="TPESampler", help="an optuna.samplers class")
     p.add_argument("--seed", type=int, default=None, help="seed the sampler")
@@ -109,7 +122,7 @@ def main():
             lr=suggest(trial, "lr", a.lr),
             weight_decay=suggest(trial, "weight_decay", a.weight_decay),
             momentum=suggest(trial, "momentum", a.momentum) if a.momentum else 0.0,
-            batch_size=suggest(trial, "batch_size", a.batch_size, integer=True),
+            batch_size=suggest(trial, "batch_size", a.batch_size),
             hidden=hidden, epochs=a.epochs, validation_split=a.val_split)
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)

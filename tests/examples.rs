@@ -137,3 +137,48 @@ fn the_optuna_example_tells_diverged_trials_fail() {
         f.stdout
     );
 }
+
+/// Regression (newcomer): `--batch-size` values were parsed as floats, so Optuna stored
+/// `batch_size` as 48.0 and the best trial's JSON printed `"batch_size": 48.0` for an
+/// integer hyperparameter. A list and a `lo:hi` range both give integers now.
+#[test]
+fn the_optuna_example_keeps_batch_sizes_integers() {
+    let python = optuna::python(&["optuna", "wgtrain"], "pip install optuna ./python");
+    for (study, sizes) in [("list", "32,64"), ("range", "32:128")] {
+        let dir = tempfile::tempdir().unwrap();
+        let args = optuna_args(
+            dir.path(),
+            &[
+                "--study",
+                study,
+                "--trials",
+                "2",
+                "--population",
+                "2",
+                "--seed",
+                "1",
+                "--batch-size",
+                sizes,
+                "--epochs",
+                "1",
+                "--pruner",
+                "none",
+            ],
+        );
+        let f = run_optuna(&python, &args, &dir.path().join("b.log"));
+        assert!(f.status.success(), "{}\n{}", f.stdout, f.stderr);
+        let last = f.stdout.lines().last().unwrap_or_default();
+        let best: serde_json::Value = serde_json::from_str(last).unwrap();
+        let batch = &best["params"]["batch_size"];
+        assert!(batch.is_u64(), "--batch-size {sizes}: {last}");
+        let batch = batch.as_u64().unwrap();
+        assert!((32..=128).contains(&batch), "--batch-size {sizes}: {last}");
+        if sizes == "32,64" {
+            assert!(batch == 32 || batch == 64, "{last}");
+        }
+        // Trial lines print the integer too (`batch_size=64`, never `batch_size=64.0`).
+        let shown = f.stdout.matches(" batch_size=").count();
+        assert_eq!(shown, 2, "{}", f.stdout);
+        assert!(!f.stdout.contains(".0 ->"), "{}", f.stdout);
+    }
+}

@@ -3,14 +3,134 @@
 //! cross the boundary as little-endian bytes; `wgtrain/__init__.py` turns them into numpy
 //! arrays (the extension needs no numpy C API, so one abi3 wheel serves every numpy).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
-use wgtrain::data::{Dataset, DatasetName, LoadOptions, Mnist, Normalization, pixel_stats};
+use wgtrain::data::{
+    DataError, Dataset, DatasetName, LoadOptions, Mnist, Normalization, cache_dir_of, pixel_stats,
+};
 
 use crate::errors::{data_error, to_py};
+
+/// `load`'s errors about where the files are, in the Python API's terms. The library's
+/// messages are the CLI's (`--data`, `wgtrain download`), which a pip-only user does not
+/// have; these name `dir=`, `$MNIST_DIR` and `load_dataset`'s own download, say "no such
+/// directory" apart from "is missing files", and name the CLI only as a separate program.
+/// `dir` is the `dir=` argument; `dataset` the named dataset (`None`: MNIST's file names).
+fn load_error(e: DataError, dir: Option<&Path>, dataset: Option<DatasetName>) -> PyErr {
+    let name = dataset.unwrap_or(DatasetName::Mnist);
+    let info = name.info();
+    let mnist = name == DatasetName::Mnist;
+    let call = format!("wgtrain.load_dataset(\"{}\")", name.as_str());
+    let cache = cache_dir_of(name);
+    let four = format!(
+        "the four {} files ({}; each raw or .gz)",
+        info.title,
+        info.files.join(", ")
+    );
+    let searched = if mnist {
+        format!("./data/mnist and {}", cache.display())
+    } else {
+        format!("./data/{} and {}", name.as_str(), cache.display())
+    };
+    // What is wrong with a directory that was named but holds no complete dataset.
+    let problem = |d: &Path, missing: &[String]| {
+        if !d.exists() {
+            ": no such directory".to_string()
+        } else if !d.is_dir() {
+            ": not a directory".to_string()
+        } else {
+            format!(
+                " is missing files: {} (each raw or .gz)",
+                missing.join(", ")
+            )
+        }
+    };
+    let message = match e {
+        DataError::MissingFiles {
+            dir: d, missing, ..
+        } if dir.is_some() => {
+            // The command-line tool can fill a missing or existing directory, not a file.
+            let cli = if d.exists() && !d.is_dir() {
+                String::new()
+            } else {
+                format!(
+                    " Or, with the wgtrain command-line tool installed, `wgtrain download {} \
+                     --dir {}` downloads them into this directory.",
+                    name.as_str(),
+                    d.display()
+                )
+            };
+            format!(
+                "dir=\"{}\"{}. Pass dir= a directory holding {four}, or leave dir out: {call} \
+                 then {}looks in {searched} and downloads the files into the last when \
+                 neither holds them (download=True, the default).{cli}",
+                d.display(),
+                problem(&d, &missing),
+                if mnist {
+                    "uses $MNIST_DIR when it is set, else "
+                } else {
+                    ""
+                },
+            )
+        }
+        // Without dir=, only a set $MNIST_DIR is a named directory (MNIST only).
+        DataError::MissingFiles {
+            dir: d, missing, ..
+        } => mnist_dir_message(&d, &problem(&d, &missing), &four, &call, &searched),
+        DataError::Io { path, .. } if dir.is_none() && mnist_dir().as_deref() == Some(&*path) => {
+            mnist_dir_message(&path, &problem(&path, &[]), &four, &call, &searched)
+        }
+        DataError::NotFound { searched, .. } => {
+            let places: Vec<String> = searched.iter().map(|d| d.display().to_string()).collect();
+            format!(
+                "{} files not found: none of {} holds {four}. Call {call} with \
+                 download=True (the default) to download them into {}{}.",
+                info.title,
+                places.join(", "),
+                cache.display(),
+                if mnist {
+                    ", pass dir= a directory holding them, or set the MNIST_DIR \
+                     environment variable to one"
+                } else {
+                    ", or pass dir= a directory holding them"
+                }
+            )
+        }
+        DataError::Download { url, reason, .. } => format!(
+            "could not download {url}: {reason}. No network? Put {four} in a directory and \
+             pass it as wgtrain.load_dataset(\"{}\", dir=DIR){}.",
+            name.as_str(),
+            if mnist {
+                ", or set the MNIST_DIR environment variable to it"
+            } else {
+                ""
+            }
+        ),
+        other => return to_py(other.into()),
+    };
+    data_error(message)
+}
+
+/// A set `$MNIST_DIR` that is no complete MNIST directory, and the ways out from Python.
+fn mnist_dir_message(d: &Path, problem: &str, four: &str, call: &str, searched: &str) -> String {
+    format!(
+        "MNIST_DIR=\"{}\" (the environment variable load_dataset reads when dir is not given){problem}. \
+         Set MNIST_DIR to a directory holding {four}, pass dir= such a directory, or unset \
+         MNIST_DIR (del os.environ[\"MNIST_DIR\"]): {call} then looks in {searched}, and \
+         downloads the files into the last when neither holds them (download=True, the default).",
+        d.display()
+    )
+}
+
+/// `$MNIST_DIR` as the library reads it: set and non-empty.
+fn mnist_dir() -> Option<PathBuf> {
+    std::env::var_os("MNIST_DIR")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
 
 /// A loaded dataset: training and test splits of `[N, rows*cols]` u8 images and `[N]`
 /// labels, and the class count `C`.
@@ -82,7 +202,7 @@ impl PyData {
         let opts = LoadOptions { dataset, classes };
         let mnist = py
             .detach(|| wgtrain::data::load_or_download_with(dir.as_deref(), &opts, download, false))
-            .map_err(|e| to_py(e.into()))?;
+            .map_err(|e| load_error(e, dir.as_deref(), dataset))?;
         Ok(PyData {
             inner: Arc::new(mnist),
         })

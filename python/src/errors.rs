@@ -32,6 +32,21 @@ pub fn data_error(message: String) -> PyErr {
     raise("DataError", message)
 }
 
+/// `e`'s message followed by its causes' (`cannot access FILE: Is a directory (os error
+/// 21)`): Display alone drops the OS error that a `source()` carries.
+fn with_causes(e: &Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text = format!("{text}: {more}");
+        }
+        cause = c.source();
+    }
+    text
+}
+
 /// The Python exception of a library error. Messages name Python's arguments where the
 /// library's name a CLI flag (`device="cpu"` for `--device cpu`).
 pub fn to_py(e: Error) -> PyErr {
@@ -48,18 +63,18 @@ pub fn to_py(e: Error) -> PyErr {
                  wgtrain.open(..., device=\"cpu\")."
             ),
         ),
-        Error::InvalidConfig { .. } => raise("ConfigError", e.to_string()),
-        Error::Data(_) => raise("DataError", e.to_string()),
+        Error::InvalidConfig { .. } => raise("ConfigError", with_causes(&e)),
+        Error::Data(_) => raise("DataError", with_causes(&e)),
         Error::Checkpoint { .. } | Error::Io { .. } | Error::Output { .. } => {
-            raise("CheckpointError", e.to_string())
+            raise("CheckpointError", with_causes(&e))
         }
         Error::NonFiniteLoss { .. } | Error::LossExploded { .. } => {
-            raise("DivergedError", e.to_string())
+            raise("DivergedError", with_causes(&e))
         }
         Error::RequestDevice { .. }
         | Error::LimitExceeded { .. }
         | Error::Gpu { .. }
-        | Error::Readback { .. } => raise("DeviceError", e.to_string()),
-        _ => raise("WgtrainError", e.to_string()),
+        | Error::Readback { .. } => raise("DeviceError", with_causes(&e)),
+        _ => raise("WgtrainError", with_causes(&e)),
     }
 }

@@ -149,8 +149,120 @@ def test_bad_input_raises_one_clear_error(arrays, small):
         wgtrain.open(small, cfg(), device="tpu")
     with pytest.raises(wgtrain.ConfigError, match="step_size"):
         wgtrain.RunConfig(lr_schedule="step")
-    with pytest.raises(wgtrain.DataError, match="not found|missing"):
+    with pytest.raises(wgtrain.DataError, match="no such directory"):
         wgtrain.load_dataset("mnist", dir="/nonexistent-wgtrain-dir", download=False)
+
+
+MNIST_FILES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+               "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
+
+
+def data_error(**kw) -> str:
+    with pytest.raises(wgtrain.DataError) as e:
+        wgtrain.load_dataset("mnist", download=False, **kw)
+    return str(e.value)
+
+
+def assert_names_python_fixes(msg: str):
+    """The fixes a pip-only user can apply: the CLI's flags are not theirs."""
+    assert "dir=" in msg and "MNIST_DIR" in msg, msg
+    assert 'wgtrain.load_dataset("mnist")' in msg and "download=True" in msg, msg
+    assert "--data" not in msg, msg
+
+
+def test_missing_mnist_names_the_python_fix_and_which_problem(tmp_path, monkeypatch):
+    # Regression (newcomer): the message named --data and `wgtrain download` (the CLI's)
+    # and said "is missing files" for a directory that does not exist.
+    nowhere = tmp_path / "nowhere"
+    msg = data_error(dir=nowhere)
+    assert f'dir="{nowhere}": no such directory.' in msg, msg
+    assert "missing files" not in msg, msg
+    assert_names_python_fixes(msg)
+    assert ("with the wgtrain command-line tool installed, "
+            f"`wgtrain download mnist --dir {nowhere}`") in msg, msg
+
+    # An existing directory with two of the four files: it names the two missing.
+    half = tmp_path / "half"
+    half.mkdir()
+    src = os.environ["MNIST_DIR"]
+    for f in MNIST_FILES[:2]:
+        name = f if os.path.exists(os.path.join(src, f)) else f + ".gz"
+        os.symlink(os.path.join(src, name), half / name)
+    msg = data_error(dir=half)
+    assert (f'dir="{half}" is missing files: t10k-images-idx3-ubyte, '
+            "t10k-labels-idx1-ubyte (each raw or .gz)") in msg, msg
+    assert "no such directory" not in msg, msg
+    assert_names_python_fixes(msg)
+
+    # The same two cases through $MNIST_DIR (read when dir is not given).
+    monkeypatch.setenv("MNIST_DIR", str(nowhere))
+    msg = data_error()
+    assert f'MNIST_DIR="{nowhere}"' in msg and ": no such directory." in msg, msg
+    assert 'del os.environ["MNIST_DIR"]' in msg, msg
+    assert_names_python_fixes(msg)
+    monkeypatch.setenv("MNIST_DIR", str(half))
+    msg = data_error()
+    assert (f'MNIST_DIR="{half}"' in msg and "is missing files: t10k-images-idx3-ubyte, "
+            "t10k-labels-idx1-ubyte (each raw or .gz)") in msg, msg
+    assert_names_python_fixes(msg)
+
+
+def load_mnist_elsewhere(tmp_path, cache, download: bool) -> str:
+    """The DataError of load_dataset("mnist") in a fresh process with no MNIST_DIR, the
+    working directory `tmp_path` and the cache folder under `cache` (XDG_CACHE_HOME)."""
+    env = {k: v for k, v in os.environ.items() if k != "MNIST_DIR"}
+    env["XDG_CACHE_HOME"] = str(cache)
+    code = textwrap.dedent(f"""
+        import wgtrain
+        try:
+            wgtrain.load_dataset("mnist", download={download})
+        except wgtrain.DataError as e:
+            print(e)
+    """)
+    return subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, check=True).stdout
+
+
+def test_mnist_found_nowhere_with_download_false_names_download_true(tmp_path):
+    cache = tmp_path / "cache" / "wgtrain" / "mnist"
+    out = load_mnist_elsewhere(tmp_path, tmp_path / "cache", download=False)
+    assert out.startswith(f"MNIST files not found: none of data/mnist, {cache} holds"), out
+    assert f"download=True (the default) to download them into {cache}" in out, out
+    assert_names_python_fixes(out)
+
+
+def test_an_io_error_carries_the_os_reason(tmp_path):
+    # Regression: the Python message was "cannot access PATH" alone; the OS error (the
+    # library error's source) was dropped. Here the cache folder cannot be created.
+    (tmp_path / "file").write_text("")
+    out = load_mnist_elsewhere(tmp_path, tmp_path / "file", download=True)
+    assert out.startswith(f"cannot access {tmp_path / 'file' / 'wgtrain' / 'mnist'}: "
+                          "Not a directory"), out
+
+
+# The public API as documented (the package docstring, the README's "Python" section).
+DOCUMENTED_API = {"RunConfig", "Data", "Population", "EpochReport", "load_dataset",
+                  "from_numpy", "open", "WgtrainError", "ConfigError", "DataError",
+                  "NoAdapterError", "DeviceError", "CheckpointError", "DivergedError"}
+
+
+def test_dir_shows_the_public_api_only():
+    # Regression (newcomer): dir(wgtrain) and tab completion listed os, np, dataclass,
+    # Optional, ... (the package's own imports) beside the API.
+    assert set(wgtrain.__all__) == DOCUMENTED_API
+    assert len(wgtrain.__all__) == len(DOCUMENTED_API)
+    public = {n for n in dir(wgtrain) if not n.startswith("_")}
+    helpers = {"os", "np", "numpy", "dataclass", "annotations", "Iterator", "Mapping",
+               "Optional", "Sequence", "Union"}
+    assert not public & helpers, sorted(public & helpers)
+    # What is left is the API and the optional submodule wgtrain.optuna, once imported.
+    assert public - DOCUMENTED_API <= {"optuna"}, sorted(public - DOCUMENTED_API)
+    assert {"__version__", "__doc__", "__name__"} <= set(dir(wgtrain))
+    for name in DOCUMENTED_API:
+        assert getattr(wgtrain, name) is not None
+    namespace = {}
+    exec("from wgtrain import *", namespace)
+    assert DOCUMENTED_API <= set(namespace)
 
 
 def test_run_config_round_trips_through_its_dict():

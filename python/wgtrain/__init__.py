@@ -57,6 +57,15 @@ __all__ = [
 ]
 
 
+def __dir__() -> list[str]:
+    # dir(wgtrain) and tab completion list the API, not this module's own imports (os,
+    # np, dataclass, typing's names), which stay importable for the code below. Private
+    # and dunder names, and submodules once imported (wgtrain.optuna), are kept.
+    own = [n for n in globals() if n.startswith("_")]
+    submodules = [n for n in ("optuna",) if n in globals()]
+    return sorted(set(__all__) | set(own) | set(submodules))
+
+
 class Data:
     """A dataset: training and test splits of images `[N, D]` (uint8, D = rows*cols) and
     labels `[N]` (class indices below `classes`). Build one with `load_dataset` or
@@ -132,7 +141,9 @@ def load_dataset(name: Optional[str] = None, dir: Union[str, os.PathLike, None] 
     MNIST), `./data/NAME` and the cache folder are searched, and the files downloaded
     into the cache folder when missing and `download` is true. `classes` overrides C.
 
-    Raises `DataError` naming the missing or malformed file and the fix.
+    Raises `DataError` naming the malformed file, or saying whether `dir` (else a set
+    `$MNIST_DIR`) does not exist or which files it lacks, with the fix in this API's
+    terms (`dir=`, `MNIST_DIR`, `download=True`).
     """
     if name is None and dir is None:
         name = "mnist"
