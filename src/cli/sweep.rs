@@ -6,7 +6,7 @@
 
 mod population;
 pub(super) mod settings;
-mod state;
+pub(super) mod state;
 
 use std::path::{Path, PathBuf};
 
@@ -163,9 +163,12 @@ pub struct SweepArgs {
     /// trial's per-epoch scalars and its hyperparameters (HParams dashboard).
     #[arg(long, value_name = "DIR")]
     pub tensorboard: Option<PathBuf>,
-    /// Go on from the trials an interrupted run of the same sweep (same flags and data,
-    /// as --out/settings.json records them) finished and wrote to --out (trials.json,
-    /// best_trial.safetensors); they are not rerun.
+    /// Go on with the interrupted run of the same sweep in --out (same flags and data, as
+    /// --out/settings.json records them): its finished trials (trials.json,
+    /// best_trial.safetensors) are not rerun, and the running ones go on where they were
+    /// (--out/state.safetensors). With --search pbt: go on from the state written after
+    /// every epoch and on Ctrl-C or SIGTERM; the run ends with the outputs of an
+    /// uninterrupted one.
     #[arg(long, conflicts_with = "overwrite")]
     pub resume: bool,
     /// Replace the sweep that --out already holds (its files are removed once this run's
