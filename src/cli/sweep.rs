@@ -299,6 +299,23 @@ impl SweepArgs {
     }
 }
 
+/// Runs `command` (a sweep, or PBT) on `a`; when it fails and `--out` is a folder it
+/// created and left empty (the arguments or the data were refused after the folder was
+/// made for its lock), removes the folder, so that a refused sweep leaves nothing behind.
+///
+/// # Errors
+/// `command`'s.
+pub fn tidy_new_out(a: SweepArgs, command: fn(SweepArgs) -> Result<()>) -> Result<()> {
+    let out = a.out.clone();
+    let created = std::fs::symlink_metadata(&out).is_err();
+    let result = command(a);
+    if result.is_err() && created {
+        // Removes only an empty folder: anything the run wrote keeps it.
+        let _ = std::fs::remove_dir(&out);
+    }
+    result
+}
+
 /// Runs `wgtrain sweep`.
 pub fn sweep_command(mut a: SweepArgs) -> Result<()> {
     check_outputs([
@@ -405,7 +422,6 @@ pub fn sweep_command(mut a: SweepArgs) -> Result<()> {
     };
     let mnist = with_subset(load_data(&a.data, a.quiet)?, a.train_subset, a.seed)?;
     check_outputs_spare_data([a.save_best.as_deref()], &mnist)?;
-    settings::record(&a, &mnist)?;
     let n_total = mnist.train.len();
     let (_, validation) = train::validation_split(n_total, a.val_split, a.seed)?;
     let n_train = n_total - validation.len();
@@ -416,6 +432,8 @@ pub fn sweep_command(mut a: SweepArgs) -> Result<()> {
             format!("must be at most the number of training samples ({n_train})"),
         ));
     }
+    // Recorded once every check has passed: a refused sweep leaves no settings behind.
+    settings::record(&a, &mnist)?;
     let norm = normalization(&a.data);
     note!(
         "sweep: {} ({}), {} training + {} validation samples, pruning: {}",

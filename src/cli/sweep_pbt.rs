@@ -170,7 +170,6 @@ pub fn pbt_command(mut a: SweepArgs) -> Result<()> {
     }
     let mnist = with_subset(load_data(&a.data, a.quiet)?, a.train_subset, a.seed)?;
     check_outputs_spare_data([a.save_best.as_deref()], &mnist)?;
-    super::sweep::settings::record(&a, &mnist)?;
     let (_, validation) = train::validation_split(mnist.train.len(), a.val_split, a.seed)?;
     let n_train = mnist.train.len() - validation.len();
     let largest = initial
@@ -185,6 +184,8 @@ pub fn pbt_command(mut a: SweepArgs) -> Result<()> {
             format!("must be at most the number of training samples ({n_train})"),
         ));
     }
+    // Recorded once every check has passed: a refused run leaves no settings behind.
+    super::sweep::settings::record(&a, &mnist)?;
     let norm = normalization(&a.data);
     // Each member's schedule counts its own steps per epoch.
     let member_config =
