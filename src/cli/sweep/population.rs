@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 
 use wgtrain::data::Mnist;
 use wgtrain::engine::RunData;
@@ -261,10 +261,34 @@ impl Context<'_> {
         };
         let data = RunData::from(self.mnist);
         let mut open = |cfgs: &[wgtrain::RunConfig]| wgtrain::open(engines.device(), cfgs, data);
+        // A failed state write (a full disk) is warned of once and tried again after the
+        // next population epoch; the state written before stays whole meanwhile.
         let state_saved = std::cell::Cell::new(false);
+        let state_failing = std::cell::Cell::new(false);
         let mut on_state = |sweep: &Sweep, p: &PopulationSnapshot| -> wgtrain::Result<()> {
-            state::write(&a.out, sweep, Some(p))?;
-            state_saved.set(true);
+            match state::write(&a.out, sweep, Some(p)) {
+                Ok(()) => {
+                    if state_failing.replace(false) {
+                        note!(
+                            "wrote the sweep's state {} again",
+                            state::path(&a.out).display()
+                        );
+                    }
+                    state_saved.set(true);
+                }
+                Err(e) => {
+                    if !state_failing.replace(true) {
+                        let held = if state_saved.get() {
+                            "it holds the state written before"
+                        } else {
+                            "no state was written yet"
+                        };
+                        note!(
+                            "warning: writing the sweep's state failed: {e}; {held}; the sweep goes on and tries again after the next population epoch"
+                        );
+                    }
+                }
+            }
             Ok(())
         };
         for (group, k) in &plan {
@@ -280,17 +304,35 @@ impl Context<'_> {
             match result {
                 Err(e @ wgtrain::Error::Interrupted { .. }) => {
                     let running: Vec<usize> = running.iter().copied().collect();
+                    // Saved where the stop landed only when the last write worked.
+                    let saved_now = state_saved.get() && !state_failing.get();
                     note!(
                         "{}",
-                        interrupted_note(sweep, total, &a.out, &running, state_saved.get())
+                        interrupted_note(sweep, total, &a.out, &running, saved_now)
                     );
+                    if state_saved.get() && !saved_now {
+                        note!(
+                            "{} holds the state written before: --resume goes on from there",
+                            state::path(&a.out).display()
+                        );
+                    }
                     note!("resume with: {}", interrupt::resume_command(None));
                     return Err(anyhow::Error::from(e).context("population sweep"));
                 }
-                r => r.with_context(|| {
+                Err(e) => {
+                    // Whatever stopped the sweep, what it kept goes on with --resume.
+                    if state_saved.get() || !sweep.trials().is_empty() {
+                        note!(
+                            "the sweep stopped; what it kept in {} goes on with: {}",
+                            a.out.display(),
+                            interrupt::resume_command(None)
+                        );
+                    }
                     let ids: Vec<String> = group.iter().map(|p| p.id.to_string()).collect();
-                    format!("population of trials {}", ids.join(", "))
-                })?,
+                    return Err(anyhow::Error::from(e)
+                        .context(format!("population of trials {}", ids.join(", "))));
+                }
+                Ok(()) => {}
             }
         }
         Ok(())
