@@ -438,3 +438,50 @@ fn regression_a_full_disk_at_a_sweeps_state_warns_and_the_sweep_goes_on() {
     assert_eq!(trials.as_array().unwrap().len(), 2);
     assert!(out.join("best.json").is_file(), "{err}");
 }
+
+/// The same for a PBT run (`sweep --search pbt`, whose state is new with issue 25): a state
+/// that never fits its `--out` is warned of once, and the run trains every epoch and
+/// writes its outputs.
+#[test]
+fn a_full_disk_at_a_pbt_runs_state_warns_and_the_run_goes_on() {
+    // 700 KiB: the run's files and the picture fit; the state of 2 members (800 KiB) never
+    // does.
+    let disk = TinyFs::mount(700);
+    let out = disk.path().join("pbt");
+    let o = wgtrain(&[
+        "sweep",
+        "--device",
+        "cpu",
+        "--data",
+        &mnist_dir(),
+        "--train-subset",
+        "300",
+        "--hidden",
+        "64",
+        "--search",
+        "pbt",
+        "--population",
+        "2",
+        "--pbt-interval",
+        "1",
+        "--epochs",
+        "3",
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    let warned: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("warning: writing the run's files or state"))
+        .collect();
+    assert_eq!(warned.len(), 1, "{err}");
+    assert!(
+        warned[0].contains("failed after epoch 1") && warned[0].contains("No space left on device"),
+        "{err}"
+    );
+    let record = wgtrain::tune::pbt::output::read_record(&out.join("pbt.json")).unwrap();
+    assert_eq!(record.epochs_done(), 3);
+    assert!(record.best.is_some(), "{err}");
+}

@@ -248,11 +248,11 @@ pub fn pbt_command(mut a: SweepArgs) -> Result<()> {
             print_epoch(record, quiet);
             // Written after every epoch, atomically: an interrupted run keeps its epochs
             // and, in its state, what it needs to go on.
-            let written = write_pbt_outputs(&out, record, None).and_then(|_| {
-                trainer
-                    .snapshot()
-                    .and_then(|snap| state::write(&out, pbt.progress(), &snap))
-            });
+            // The state first, each write on its own: one that fails does not cost the other.
+            let state = trainer
+                .snapshot()
+                .and_then(|snap| state::write(&out, pbt.progress(), &snap));
+            let written = state.and(write_pbt_outputs(&out, record, None).map(|_| ()));
             state_failed = warn_if_failed(written, &out, record.epochs_done(), state_failed);
             Ok(())
         });
@@ -266,6 +266,13 @@ pub fn pbt_command(mut a: SweepArgs) -> Result<()> {
                 note!("{}", interrupted_text(&out, pbt.record(), saved.is_ok()));
                 if let Err(w) = saved {
                     note!("warning: {w}");
+                    let p = super::sweep::state::path(&out);
+                    if p.is_file() {
+                        note!(
+                            "{} holds the state written before: --resume goes on from there",
+                            p.display()
+                        );
+                    }
                 }
                 note!("resume with: {}", interrupt::resume_command(None));
                 return Err(e.into());
@@ -485,9 +492,9 @@ fn interrupted_text(out: &Path, record: &PbtRecord, state_saved: bool) -> String
     )
 }
 
-/// Warns of a failed write of the epoch's files or state (a full disk): the run goes on
-/// and writes them again after the next epoch; a stop keeps the last state written.
-/// Says once that the writes work again. Returns whether this write failed.
+/// Warns of a failed write of the epoch's files or state (a full disk), once until a
+/// write works again (then says so): the run goes on and writes them again after the next
+/// epoch; a stop keeps the last state written. Returns whether this write failed.
 fn warn_if_failed(
     written: wgtrain::Result<()>,
     out: &Path,
@@ -505,10 +512,12 @@ fn warn_if_failed(
             false
         }
         Err(e) => {
-            note!(
-                "warning: writing the run's files or state in {} failed after epoch {epoch}: {e}; the run goes on and tries again after the next epoch (the state written before, if any, is whole)",
-                out.display()
-            );
+            if !failed_before {
+                note!(
+                    "warning: writing the run's files or state in {} failed after epoch {epoch}: {e}; the run goes on and tries again after the next epoch (the state written before, if any, is whole)",
+                    out.display()
+                );
+            }
             true
         }
     }
