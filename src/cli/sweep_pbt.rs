@@ -33,9 +33,9 @@ use super::common::{
 };
 use super::engines::Engines;
 use super::interrupt;
+use super::sweep::{PruningChoice, SweepArgs};
 
 mod state;
-use super::sweep::{PruningChoice, SweepArgs};
 
 /// Members of a PBT population without `--population`.
 const DEFAULT_POPULATION: usize = 8;
@@ -247,8 +247,8 @@ pub fn pbt_command(mut a: SweepArgs) -> Result<()> {
             let record = pbt.record();
             print_epoch(record, quiet);
             // Written after every epoch, atomically: an interrupted run keeps its epochs
-            // and, in its state, what it needs to go on.
-            // The state first, each write on its own: one that fails does not cost the other.
+            // and, in its state, what it needs to go on. The state first, each write on its
+            // own: one that fails does not cost the other.
             let state = trainer
                 .snapshot()
                 .and_then(|snap| state::write(&out, pbt.progress(), &snap));
@@ -277,7 +277,18 @@ pub fn pbt_command(mut a: SweepArgs) -> Result<()> {
                 note!("resume with: {}", interrupt::resume_command(None));
                 return Err(e.into());
             }
-            r => r?,
+            Err(e) => {
+                // Whatever stopped the run, its last state goes on with --resume.
+                if super::sweep::state::path(&out).is_file() {
+                    note!(
+                        "the run stopped; its state in {} goes on with: {}",
+                        out.display(),
+                        interrupt::resume_command(None)
+                    );
+                }
+                return Err(e.into());
+            }
+            Ok(()) => {}
         }
         let record = pbt.finish(&trainer)?;
         let params = match &record.best {
