@@ -486,19 +486,19 @@ fn sweep_resumes_its_running_trials(device: &str, subset: &str) {
     }
 }
 
-/// The flags of the PBT run under test: 4 members at batch sizes 32 and 64 (exploit copies
-/// sizes, so the members may all leave 32, the population's micro-batch), an exploit step
-/// after every epoch, 8 epochs of 18,000 training samples (so a signal sent once the first
-/// epochs' state exists lands well before the end).
-fn pbt_args(data: &str, out: &str, save_best: &str) -> Vec<String> {
+/// The flags of the PBT run under test on `device`: 4 members at batch sizes 32 and 64
+/// (exploit copies sizes, so the members may all leave 32, the population's micro-batch),
+/// an exploit step after every epoch, 8 epochs of `subset` samples less the validation
+/// split (so a signal sent once the first epochs' state exists lands well before the end).
+fn pbt_args(device: &str, subset: &str, data: &str, out: &str, save_best: &str) -> Vec<String> {
     [
         "sweep",
         "--device",
-        "cpu",
+        device,
         "--data",
         data,
         "--train-subset",
-        "20000",
+        subset,
         "--search",
         "pbt",
         "--population",
@@ -589,10 +589,23 @@ fn pbt_outputs_without_times(out: &Path, best: &Path) -> Vec<(String, Vec<u8>)> 
 /// give --resume (into a finished run's folder, not: it has nothing to go on with).
 #[test]
 fn a_pbt_run_stopped_by_ctrl_c_or_sigkill_resumes_to_the_uninterrupted_outputs() {
+    pbt_resumes_to_the_uninterrupted_outputs("cpu", "20000");
+}
+
+/// The same on the GPU path (lavapipe on CI; a smaller subset, as lavapipe is slow).
+#[test]
+fn a_pbt_run_stopped_by_ctrl_c_or_sigkill_resumes_to_the_uninterrupted_outputs_on_the_gpu() {
+    pbt_resumes_to_the_uninterrupted_outputs("gpu", "10000");
+}
+
+/// Runs the PBT run of the tests above on `device` with `subset` training samples,
+/// uninterrupted, then stopped by Ctrl-C and by SIGKILL and resumed.
+fn pbt_resumes_to_the_uninterrupted_outputs(device: &str, subset: &str) {
     let dir = tempfile::tempdir().unwrap();
     let data = mnist_dir();
+    let pbt = |out: &str, best: &Path| pbt_args(device, subset, &data, out, best.to_str().unwrap());
     let whole_best = dir.path().join("whole.safetensors");
-    let whole_args = pbt_args(&data, "whole", whole_best.to_str().unwrap());
+    let whole_args = pbt("whole", &whole_best);
     let whole = wgtrain_in(dir.path(), &strs(&whole_args));
     assert_eq!(whole.status.code(), Some(0), "{}", stderr(&whole));
     let want = pbt_outputs_without_times(&dir.path().join("whole"), &whole_best);
@@ -625,7 +638,7 @@ fn a_pbt_run_stopped_by_ctrl_c_or_sigkill_resumes_to_the_uninterrupted_outputs()
         let name = signal.to_lowercase();
         let out = dir.path().join(&name);
         let best = dir.path().join(format!("{name}.safetensors"));
-        let args = pbt_args(&data, &name, best.to_str().unwrap());
+        let args = pbt(&name, &best);
         let mut run = Run::start(dir.path(), &strs(&args));
         wait_for(&mut run, "the PBT state after an epoch", LIMIT, || {
             pbt_state_epoch(&out).is_some_and(|e| e >= after)
