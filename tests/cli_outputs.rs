@@ -252,3 +252,236 @@ fn regression_a_full_disk_leaves_no_empty_lock_file() {
         .collect();
     assert_eq!(left, ["filler"], "{err}");
 }
+
+/// The flags of a small `train` run for the full-disk tests below, with `extra`.
+fn small_train<'a>(data: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "train",
+        "--device",
+        "cpu",
+        "--data",
+        data,
+        "--train-subset",
+        "300",
+        "--hidden",
+        "8",
+        "--epochs",
+        "2",
+        "--quiet",
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
+/// Issue 25 (fault findings): a full disk at `train --save` after the last epoch lost the
+/// trained weights and the error said nothing of how to keep them. Without `--state` the
+/// error now says so and suggests `--state`; with it, the error names the state and the
+/// command that writes the weights again, and that command (with `--save` on a disk with
+/// room) writes the uninterrupted run's checkpoint, byte for byte.
+#[test]
+fn regression_a_full_disk_at_save_suggests_state_or_the_command_that_saves_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    // 8 KiB: a page for the lock file, too little for the 25 KiB checkpoint.
+    let disk = TinyFs::mount(8);
+    let data = mnist_dir();
+    let full = disk.path().join("m.safetensors");
+    let o = wgtrain(&small_train(&data, &["--save", full.to_str().unwrap()]));
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    let last = err.lines().last().unwrap();
+    assert!(
+        last.starts_with(&format!("error: saving {}: ", full.display()))
+            && last.contains("No space left on device")
+            && last.contains(
+                "the trained weights are lost with this run: give --state FILE to keep the \
+                 trained state, so that a failed save can be written again with --resume FILE"
+            ),
+        "{err}"
+    );
+    assert!(!err.contains("holds the state written before"), "{err}");
+
+    let state = tmp.path().join("run.state");
+    let o = wgtrain(&small_train(
+        &data,
+        &[
+            "--save",
+            full.to_str().unwrap(),
+            "--state",
+            state.to_str().unwrap(),
+        ],
+    ));
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    let last = err.lines().last().unwrap();
+    let said = format!("the trained state is in {}: `", state.display());
+    let at = last.find(&said).unwrap_or_else(|| panic!("{err}"));
+    let command = &last[at + said.len()..];
+    let command = &command[..command.find('`').unwrap()];
+    assert!(
+        command.ends_with(&format!(
+            "--state {} --resume {}",
+            state.display(),
+            state.display()
+        )),
+        "{command}"
+    );
+    // The printed command, its --save on a disk with room.
+    let saved = tmp.path().join("saved.safetensors");
+    let mut again: Vec<&str> = command.split(' ').skip(1).collect();
+    let s = again.iter().position(|w| *w == "--save").unwrap();
+    again[s + 1] = saved.to_str().unwrap();
+    let o = wgtrain(&again);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let whole = tmp.path().join("whole.safetensors");
+    let o = wgtrain(&small_train(&data, &["--save", whole.to_str().unwrap()]));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(std::fs::read(&saved).unwrap() == std::fs::read(&whole).unwrap());
+}
+
+/// Issue 25 (fault findings): a full disk under `train --state` is warned of once, the run
+/// goes on (trying the state again at every epoch) and writes its other outputs; the error
+/// at the end does not claim that the file "holds the state written before" when no state
+/// was ever written.
+#[test]
+fn regression_a_full_disk_under_state_warns_once_and_the_run_goes_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A page for the lock file; the 50 KiB state never fits.
+    let disk = TinyFs::mount(8);
+    let data = mnist_dir();
+    let state = disk.path().join("run.state");
+    let save = tmp.path().join("m.safetensors");
+    let o = wgtrain(&small_train(
+        &data,
+        &[
+            "--save",
+            save.to_str().unwrap(),
+            "--state",
+            state.to_str().unwrap(),
+        ],
+    ));
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    let warned: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("warning: writing the training state"))
+        .collect();
+    assert_eq!(warned.len(), 1, "{err}");
+    assert!(
+        warned[0].contains("failed after 0 epochs; no state was written yet")
+            && warned[0].ends_with("the run goes on and tries again after the next epoch"),
+        "{err}"
+    );
+    let last = err.lines().last().unwrap();
+    assert!(
+        last.starts_with(&format!(
+            "error: writing the training state {} failed after 2 epochs; no state was written yet",
+            state.display()
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("holds the state written before"), "{err}");
+    assert_eq!(
+        wgtrain::checkpoint::load(&save).unwrap().spec.to_string(),
+        "784-8-10"
+    );
+}
+
+/// Issue 25 (fault findings): a full disk at a sweep's state write aborted the sweep
+/// (without the resume command), while `train` warned and went on. A sweep whose state
+/// never fits its `--out` now warns once and finishes every trial and output.
+#[test]
+fn regression_a_full_disk_at_a_sweeps_state_warns_and_the_sweep_goes_on() {
+    // 700 KiB: the trials' files, the best weights (200 KiB) and the pictures fit; the
+    // state of 2 members (800 KiB) never does.
+    let disk = TinyFs::mount(700);
+    let out = disk.path().join("sw");
+    let o = wgtrain(&[
+        "sweep",
+        "--device",
+        "cpu",
+        "--data",
+        &mnist_dir(),
+        "--train-subset",
+        "300",
+        "--hidden",
+        "64",
+        "--search",
+        "grid",
+        "--lr",
+        "0.05,0.1",
+        "--epochs",
+        "2",
+        "--pruning",
+        "none",
+        "--population",
+        "2",
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    let warned: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("warning: writing the sweep's state failed"))
+        .collect();
+    assert_eq!(warned.len(), 1, "{err}");
+    assert!(
+        warned[0].contains("No space left on device")
+            && warned[0].ends_with(
+                "no state was written yet; the sweep goes on and tries again after the next population epoch"
+            ),
+        "{err}"
+    );
+    let trials: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("trials.json")).unwrap()).unwrap();
+    assert_eq!(trials.as_array().unwrap().len(), 2);
+    assert!(out.join("best.json").is_file(), "{err}");
+}
+
+/// The same for a PBT run (`sweep --search pbt`, whose state is new with issue 25): a state
+/// that never fits its `--out` is warned of once, and the run trains every epoch and
+/// writes its outputs.
+#[test]
+fn a_full_disk_at_a_pbt_runs_state_warns_and_the_run_goes_on() {
+    // 700 KiB: the run's files and the picture fit; the state of 2 members (800 KiB) never
+    // does.
+    let disk = TinyFs::mount(700);
+    let out = disk.path().join("pbt");
+    let o = wgtrain(&[
+        "sweep",
+        "--device",
+        "cpu",
+        "--data",
+        &mnist_dir(),
+        "--train-subset",
+        "300",
+        "--hidden",
+        "64",
+        "--search",
+        "pbt",
+        "--population",
+        "2",
+        "--pbt-interval",
+        "1",
+        "--epochs",
+        "3",
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    let warned: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("warning: writing the run's files or state"))
+        .collect();
+    assert_eq!(warned.len(), 1, "{err}");
+    assert!(
+        warned[0].contains("failed after epoch 1") && warned[0].contains("No space left on device"),
+        "{err}"
+    );
+    let record = wgtrain::tune::pbt::output::read_record(&out.join("pbt.json")).unwrap();
+    assert_eq!(record.epochs_done(), 3);
+    assert!(record.best.is_some(), "{err}");
+}

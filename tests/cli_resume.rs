@@ -4,7 +4,8 @@
 //! wall times aside), on the CPU path and on the GPU path (lavapipe); a resume with other
 //! settings or data, or from a file that is not a train state, is refused before any work.
 //! A population sweep stopped the same ways resumes its running trials where they were and
-//! ends with the uninterrupted sweep's trials. (The trainer's snapshot and restore are
+//! ends with the uninterrupted sweep's trials; a PBT run (`sweep --search pbt`) with the
+//! uninterrupted run's outputs. (The trainer's snapshot and restore are
 //! tested in `tests/gpu/resume.rs`.)
 
 #[path = "common/cli.rs"]
@@ -481,6 +482,231 @@ fn sweep_resumes_its_running_trials(device: &str, subset: &str) {
             want,
             "{signal}: the resumed sweep's trials; its output: {stdout}"
         );
+        assert!(!out.join("state.safetensors").exists(), "{signal}");
+    }
+}
+
+/// The flags of the PBT run under test on `device`: 4 members at batch sizes 32 and 64
+/// (exploit copies sizes, so the members may all leave 32, the population's micro-batch),
+/// an exploit step after every epoch, 8 epochs of `subset` samples less the validation
+/// split (so a signal sent once the first epochs' state exists lands well before the end).
+fn pbt_args(device: &str, subset: &str, data: &str, out: &str, save_best: &str) -> Vec<String> {
+    [
+        "sweep",
+        "--device",
+        device,
+        "--data",
+        data,
+        "--train-subset",
+        subset,
+        "--search",
+        "pbt",
+        "--population",
+        "4",
+        "--pbt-interval",
+        "1",
+        "--lr",
+        "0.01:0.5",
+        "--batch-size",
+        "32,64",
+        "--momentum",
+        "0.5,0.9",
+        "--hidden",
+        "64",
+        "--epochs",
+        "8",
+        "--quiet",
+        "--out",
+        out,
+        "--save-best",
+        save_best,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// A PBT state's trainer epoch (`--out/state.safetensors`), when there is one.
+fn pbt_state_epoch(out: &Path) -> Option<u64> {
+    sweep_state(out)?["trainer"]["epoch"].as_u64()
+}
+
+/// The files of a finished PBT run in `out`, and `best`'s bytes, with the wall-clock
+/// fields taken out: each epoch's `epoch_seconds` (pbt.json, pbt_members.csv) and a
+/// member's share of the time, `seconds` (leaderboard.csv). Everything else must be the
+/// same bytes however the run was interrupted.
+fn pbt_outputs_without_times(out: &Path, best: &Path) -> Vec<(String, Vec<u8>)> {
+    let read = |f: &str| std::fs::read(out.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
+    let mut record: serde_json::Value = serde_json::from_slice(&read("pbt.json")).unwrap();
+    for row in record["history"].as_array_mut().unwrap() {
+        row.as_object_mut().unwrap().remove("epoch_seconds");
+    }
+    // A CSV without one column, by its header name.
+    let drop_column = |f: &str, column: &str| -> Vec<u8> {
+        let text = String::from_utf8(read(f)).unwrap();
+        let mut lines = text.lines();
+        let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+        let at = header.iter().position(|h| *h == column).unwrap();
+        let keep = |l: &str| -> String {
+            let cells: Vec<&str> = l.split(',').collect();
+            assert_eq!(cells.len(), header.len(), "{f}: {l}");
+            let kept: Vec<&str> = (0..cells.len())
+                .filter(|&i| i != at)
+                .map(|i| cells[i])
+                .collect();
+            kept.join(",")
+        };
+        let mut rows = vec![keep(text.lines().next().unwrap())];
+        rows.extend(lines.map(keep));
+        rows.join("\n").into_bytes()
+    };
+    vec![
+        ("pbt.json".into(), record.to_string().into_bytes()),
+        (
+            "pbt_members.csv".into(),
+            drop_column("pbt_members.csv", "epoch_seconds"),
+        ),
+        (
+            "leaderboard.csv".into(),
+            drop_column("leaderboard.csv", "seconds"),
+        ),
+        ("pbt_lineage.csv".into(), read("pbt_lineage.csv")),
+        (
+            "pbt_best_schedule.json".into(),
+            read("pbt_best_schedule.json"),
+        ),
+        ("best.json".into(), read("best.json")),
+        ("--save-best".into(), std::fs::read(best).unwrap()),
+    ]
+}
+
+/// Issue 25 ("nothing lost"): an interrupted `sweep --search pbt` kept no weights and no
+/// state, and `--resume` was refused for PBT. A PBT run stopped by Ctrl-C after its first
+/// epoch's state exists (mid-epoch: the state holds the step the stop landed on), and one
+/// killed with SIGKILL after its second, each resumed with `--resume`: the outputs are the
+/// uninterrupted run's byte for byte (wall times aside), and the state is removed. A resume
+/// with another setting is refused naming it, and a new run into the folder is told to
+/// give --resume (into a finished run's folder, not: it has nothing to go on with).
+#[test]
+fn a_pbt_run_stopped_by_ctrl_c_or_sigkill_resumes_to_the_uninterrupted_outputs() {
+    pbt_resumes_to_the_uninterrupted_outputs("cpu", "20000");
+}
+
+/// The same on the GPU path (lavapipe on CI; a smaller subset, as lavapipe is slow).
+#[test]
+fn a_pbt_run_stopped_by_ctrl_c_or_sigkill_resumes_to_the_uninterrupted_outputs_on_the_gpu() {
+    pbt_resumes_to_the_uninterrupted_outputs("gpu", "10000");
+}
+
+/// Runs the PBT run of the tests above on `device` with `subset` training samples,
+/// uninterrupted, then stopped by Ctrl-C and by SIGKILL and resumed.
+fn pbt_resumes_to_the_uninterrupted_outputs(device: &str, subset: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = mnist_dir();
+    let pbt = |out: &str, best: &Path| pbt_args(device, subset, &data, out, best.to_str().unwrap());
+    let whole_best = dir.path().join("whole.safetensors");
+    let whole_args = pbt("whole", &whole_best);
+    let whole = wgtrain_in(dir.path(), &strs(&whole_args));
+    assert_eq!(whole.status.code(), Some(0), "{}", stderr(&whole));
+    let want = pbt_outputs_without_times(&dir.path().join("whole"), &whole_best);
+    assert!(
+        !dir.path().join("whole/state.safetensors").exists(),
+        "a finished PBT run removes its state"
+    );
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("whole/pbt.json")).unwrap()).unwrap();
+    assert!(
+        !record["lineage"].as_array().unwrap().is_empty(),
+        "no exploit step to carry over a resume"
+    );
+    // A finished run has nothing to go on with: neither refusal offers --resume.
+    let again = wgtrain_in(dir.path(), &strs(&whole_args));
+    assert_eq!(again.status.code(), Some(2));
+    assert!(
+        stderr(&again)
+            .contains("holds a finished PBT run; give --overwrite to replace it, or another --out"),
+        "{}",
+        stderr(&again)
+    );
+    refused(
+        dir.path(),
+        &with(&whole_args, &["--resume"]),
+        &["holds a finished PBT run (pbt.json names its best member); give --overwrite"],
+    );
+
+    for (signal, after) in [("INT", 1), ("KILL", 2)] {
+        let name = signal.to_lowercase();
+        let out = dir.path().join(&name);
+        let best = dir.path().join(format!("{name}.safetensors"));
+        let args = pbt(&name, &best);
+        let mut run = Run::start(dir.path(), &strs(&args));
+        wait_for(&mut run, "the PBT state after an epoch", LIMIT, || {
+            pbt_state_epoch(&out).is_some_and(|e| e >= after)
+        });
+        run.signal(signal);
+        let o = run.finish(LIMIT);
+        let err = stderr(&o);
+        if signal == "INT" {
+            assert_eq!(o.status.code(), Some(130), "{err}");
+            assert!(
+                err.contains("the members were saved where they stopped and go on with --resume"),
+                "{err}"
+            );
+            let line = err
+                .lines()
+                .find(|l| l.starts_with("resume with: "))
+                .unwrap_or_else(|| panic!("no resume command: {err}"));
+            assert!(
+                line.ends_with(&format!(
+                    "--out {name} --save-best {} --resume",
+                    best.display()
+                )),
+                "{line}"
+            );
+        } else {
+            assert_eq!(o.status.signal(), Some(9), "{err}");
+        }
+        assert!(
+            pbt_state_epoch(&out).is_some(),
+            "{signal}: the state is kept"
+        );
+
+        // A new run into the folder is told how to go on with it.
+        let again = wgtrain_in(dir.path(), &strs(&args));
+        let err = stderr(&again);
+        assert_eq!(again.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains("holds an interrupted PBT run") && err.contains("give --resume"),
+            "{err}"
+        );
+        if signal == "KILL" {
+            // Another setting is refused naming it, before any work.
+            let mut other = with(&args, &["--resume"]);
+            let at = other.iter().position(|a| a == "--pbt-interval").unwrap();
+            other[at + 1] = "2".into();
+            refused(
+                dir.path(),
+                &other,
+                &["--pbt-interval is 2 but the sweep in kill ran with 1"],
+            );
+        }
+
+        let resumed = wgtrain_in(dir.path(), &strs(&with(&args, &["--resume"])));
+        let err = stderr(&resumed);
+        assert_eq!(resumed.status.code(), Some(0), "{signal}: {err}");
+        assert!(
+            err.contains(&format!("resuming {name}: ")),
+            "{signal}: {err}"
+        );
+        let got = pbt_outputs_without_times(&out, &best);
+        for ((file, w), (_, g)) in want.iter().zip(&got) {
+            assert!(
+                w == g,
+                "{signal}: {file} differs from the uninterrupted run's:\n{}\n---\n{}",
+                String::from_utf8_lossy(w),
+                String::from_utf8_lossy(g)
+            );
+        }
         assert!(!out.join("state.safetensors").exists(), "{signal}");
     }
 }

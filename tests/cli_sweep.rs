@@ -539,3 +539,66 @@ fn plot_of_a_checkpoint_says_it_is_not_a_metrics_file() {
         "is a checkpoint (safetensors), not a train --metrics file or a sweep folder",
     );
 }
+
+/// Issue 25 (fault findings): a sweep refused for its arguments or data left behind the
+/// empty `--out` folder it had made for its lock. A sweep refused after the folder is made
+/// (`--val-split 0`, a `--pruning` flag the rule ignores), and a PBT run refused once its
+/// data loaded (a minibatch larger than the training set), leave no folder; a folder that
+/// existed before stays.
+#[test]
+fn a_refused_sweep_leaves_no_empty_out_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = mnist_dir();
+    let out = tmp.path().join("sw");
+    let o_str = out.to_str().unwrap();
+    let pbt = [
+        "sweep",
+        "--device",
+        "cpu",
+        "--data",
+        &data,
+        "--train-subset",
+        "300",
+        "--hidden",
+        "8",
+        "--search",
+        "pbt",
+        "--population",
+        "2",
+        "--epochs",
+        "2",
+        "--pbt-interval",
+        "1",
+        "--batch-size",
+        "512",
+        "--out",
+        o_str,
+    ];
+    for (o, needle) in [
+        (
+            tiny_sweep(&data, &out, &["--val-split", "0"]),
+            "a sweep ranks trials on a validation split",
+        ),
+        (
+            tiny_sweep(&data, &out, &["--halving-eta", "3"]),
+            "applies to --pruning halving only",
+        ),
+        (
+            wgtrain(&pbt),
+            "must be at most the number of training samples",
+        ),
+    ] {
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(err.contains(needle), "{err}");
+        assert!(
+            !out.exists(),
+            "{needle}: the refused sweep left {}",
+            out.display()
+        );
+    }
+    std::fs::create_dir(&out).unwrap();
+    let o = tiny_sweep(&data, &out, &["--val-split", "0"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(out.is_dir(), "a folder the sweep did not make is kept");
+}

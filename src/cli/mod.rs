@@ -92,8 +92,10 @@ fn dispatch(cli: Cli) -> Result<()> {
         Command::Profile(a) => profile::profile_command(a),
         Command::Bench(a) => bench::bench_command(a),
         Command::LrFind(a) => lr_find::lr_find_command(a),
-        Command::Sweep(a) if a.search == sweep::SearchChoice::Pbt => sweep_pbt::pbt_command(a),
-        Command::Sweep(a) => sweep::sweep_command(a),
+        Command::Sweep(a) if a.search == sweep::SearchChoice::Pbt => {
+            sweep::tidy_new_out(a, sweep_pbt::pbt_command)
+        }
+        Command::Sweep(a) => sweep::tidy_new_out(a, sweep::sweep_command),
         Command::Plot(a) => plot::plot_command(a),
         Command::Download(a) => download::download_command(a),
     }

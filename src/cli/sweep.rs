@@ -6,7 +6,7 @@
 
 mod population;
 pub(super) mod settings;
-mod state;
+pub(super) mod state;
 
 use std::path::{Path, PathBuf};
 
@@ -163,9 +163,12 @@ pub struct SweepArgs {
     /// trial's per-epoch scalars and its hyperparameters (HParams dashboard).
     #[arg(long, value_name = "DIR")]
     pub tensorboard: Option<PathBuf>,
-    /// Go on from the trials an interrupted run of the same sweep (same flags and data,
-    /// as --out/settings.json records them) finished and wrote to --out (trials.json,
-    /// best_trial.safetensors); they are not rerun.
+    /// Go on with the interrupted run of the same sweep in --out (same flags and data, as
+    /// --out/settings.json records them): its finished trials (trials.json,
+    /// best_trial.safetensors) are not rerun, and the running ones go on where they were
+    /// (--out/state.safetensors). With --search pbt: go on from the state written after
+    /// every epoch and on Ctrl-C or SIGTERM; the run ends with the outputs of an
+    /// uninterrupted one.
     #[arg(long, conflicts_with = "overwrite")]
     pub resume: bool,
     /// Replace the sweep that --out already holds (its files are removed once this run's
@@ -296,6 +299,23 @@ impl SweepArgs {
     }
 }
 
+/// Runs `command` (a sweep, or PBT) on `a`; when it fails and `--out` is a folder it
+/// created and left empty (the arguments or the data were refused after the folder was
+/// made for its lock), removes the folder, so that a refused sweep leaves nothing behind.
+///
+/// # Errors
+/// `command`'s.
+pub fn tidy_new_out(a: SweepArgs, command: fn(SweepArgs) -> Result<()>) -> Result<()> {
+    let out = a.out.clone();
+    let created = std::fs::symlink_metadata(&out).is_err();
+    let result = command(a);
+    if result.is_err() && created {
+        // Removes only an empty folder: anything the run wrote keeps it.
+        let _ = std::fs::remove_dir(&out);
+    }
+    result
+}
+
 /// Runs `wgtrain sweep`.
 pub fn sweep_command(mut a: SweepArgs) -> Result<()> {
     check_outputs([
@@ -402,7 +422,6 @@ pub fn sweep_command(mut a: SweepArgs) -> Result<()> {
     };
     let mnist = with_subset(load_data(&a.data, a.quiet)?, a.train_subset, a.seed)?;
     check_outputs_spare_data([a.save_best.as_deref()], &mnist)?;
-    settings::record(&a, &mnist)?;
     let n_total = mnist.train.len();
     let (_, validation) = train::validation_split(n_total, a.val_split, a.seed)?;
     let n_train = n_total - validation.len();
@@ -413,6 +432,8 @@ pub fn sweep_command(mut a: SweepArgs) -> Result<()> {
             format!("must be at most the number of training samples ({n_train})"),
         ));
     }
+    // Recorded once every check has passed: a refused sweep leaves no settings behind.
+    settings::record(&a, &mnist)?;
     let norm = normalization(&a.data);
     note!(
         "sweep: {} ({}), {} training + {} validation samples, pruning: {}",

@@ -3,7 +3,8 @@
 //! checks the flags PBT reads, trains the population, prints each epoch and exploit step,
 //! writes `pbt.json`, `pbt_members.csv`, `pbt_lineage.csv`, `pbt_best_schedule.json`,
 //! `leaderboard.csv`, `best.json` and `pbt_val_accuracy.{png,svg}` into `--out`, and prints
-//! the `wgtrain train --hparam-schedule` command that replays the best member.
+//! the `wgtrain train --hparam-schedule` command that replays the best member. Its state
+//! ([`state`]) is written after every epoch and on Ctrl-C; `--resume` goes on from it.
 
 use std::path::Path;
 
@@ -34,6 +35,8 @@ use super::engines::Engines;
 use super::interrupt;
 use super::sweep::{PruningChoice, SweepArgs};
 
+mod state;
+
 /// Members of a PBT population without `--population`.
 const DEFAULT_POPULATION: usize = 8;
 /// Epochs between exploit steps without `--pbt-interval`.
@@ -56,11 +59,6 @@ pub fn pbt_command(mut a: SweepArgs) -> Result<()> {
             "tensorboard",
             a.tensorboard.as_ref().map(|p| p.display().to_string()),
             "is not written by --search pbt (pbt.json and pbt_members.csv hold every member's epochs)",
-        ),
-        (
-            "resume",
-            a.resume.then(|| "true".to_string()),
-            "--search pbt cannot resume: its members exchange weights",
         ),
     ];
     if let Some((flag, Some(value), why)) = refused.into_iter().find(|r| r.1.is_some()) {
@@ -161,9 +159,17 @@ pub fn pbt_command(mut a: SweepArgs) -> Result<()> {
     let _locks =
         wgtrain::lock::lock_all(std::iter::once(a.out.as_path()).chain(a.save_best.as_deref()))?;
     super::sweep::settings::check_out(&a)?;
+    // What --resume goes on from: the state the run wrote after its last epoch, or where a
+    // stop landed; none when it was killed before its first epoch ended.
+    let resumed = match a.resume {
+        true => state::read(&a.out)?,
+        false => None,
+    };
+    if a.resume && resumed.is_none() {
+        check_nothing_to_resume(&a.out)?;
+    }
     let mnist = with_subset(load_data(&a.data, a.quiet)?, a.train_subset, a.seed)?;
     check_outputs_spare_data([a.save_best.as_deref()], &mnist)?;
-    super::sweep::settings::record(&a, &mnist)?;
     let (_, validation) = train::validation_split(mnist.train.len(), a.val_split, a.seed)?;
     let n_train = mnist.train.len() - validation.len();
     let largest = initial
@@ -178,6 +184,8 @@ pub fn pbt_command(mut a: SweepArgs) -> Result<()> {
             format!("must be at most the number of training samples ({n_train})"),
         ));
     }
+    // Recorded once every check has passed: a refused run leaves no settings behind.
+    super::sweep::settings::record(&a, &mnist)?;
     let norm = normalization(&a.data);
     // Each member's schedule counts its own steps per epoch.
     let member_config =
@@ -203,30 +211,86 @@ pub fn pbt_command(mut a: SweepArgs) -> Result<()> {
     a.device = resolve_device(&a.device, wgtrain::Precision::F32, None)?;
     let mut engines = Engines::open(&a.device)?;
     let data = RunData::from(&mnist);
-    let pbt = Pbt::new(space, settings, &configs)?;
+    let (mut pbt, snapshot) = match resumed {
+        Some(r) => {
+            let pbt = Pbt::resume(space, settings, &configs, r.progress).map_err(|e| {
+                usage(
+                    "resume",
+                    a.out.display(),
+                    format!(
+                        "{e}; resume with the flags of the interrupted run, or choose another --out"
+                    ),
+                )
+            })?;
+            (pbt, Some(r.trainer))
+        }
+        None => (Pbt::new(space, settings, &configs)?, None),
+    };
     let quiet = a.quiet;
     let out = a.out.clone();
     let (record, best_params) = (|| -> Result<_> {
+        // Opened with the starting configurations: the engine's micro-batch is the
+        // population's smallest starting minibatch, which a restored state steps at.
         let mut engine = engines.engine(&configs, data)?;
-        let mut trainer = Trainer::new(engine.as_mut())?;
+        let mut trainer = match &snapshot {
+            Some(s) => {
+                let t = Trainer::restore(engine.as_mut(), s)?;
+                note!("{}", resuming_text(&out, pbt.record(), &t));
+                t
+            }
+            None => Trainer::new(engine.as_mut())?,
+        };
         trainer.set_evaluate_test(false);
         trainer.set_stop_flag(interrupt::stop_flag());
-        let result = pbt.run(&mut trainer, &mut |_, record| {
+        let mut state_failed = false;
+        let result = pbt.run_epochs(&mut trainer, &mut |trainer, pbt| {
+            let record = pbt.record();
             print_epoch(record, quiet);
-            // Written after every epoch, atomically: an interrupted run keeps its epochs.
-            write_pbt_outputs(&out, record, None)?;
+            // Written after every epoch, atomically: an interrupted run keeps its epochs
+            // and, in its state, what it needs to go on. The state first, each write on its
+            // own: one that fails does not cost the other.
+            let state = trainer
+                .snapshot()
+                .and_then(|snap| state::write(&out, pbt.progress(), &snap));
+            let written = state.and(write_pbt_outputs(&out, record, None).map(|_| ()));
+            state_failed = warn_if_failed(written, &out, record.epochs_done(), state_failed);
             Ok(())
         });
-        let record = match result {
+        match result {
             Err(e @ wgtrain::Error::Interrupted { .. }) => {
-                note!(
-                    "pbt interrupted: the finished epochs are in {} (pbt.json, pbt_members.csv, pbt_lineage.csv)",
-                    out.display()
-                );
+                // The members where the stop landed, in the middle of an epoch: the
+                // resumed run goes on from that step.
+                let saved = trainer
+                    .snapshot()
+                    .and_then(|snap| state::write(&out, pbt.progress(), &snap));
+                note!("{}", interrupted_text(&out, pbt.record(), saved.is_ok()));
+                if let Err(w) = saved {
+                    note!("warning: {w}");
+                    let p = super::sweep::state::path(&out);
+                    if p.is_file() {
+                        note!(
+                            "{} holds the state written before: --resume goes on from there",
+                            p.display()
+                        );
+                    }
+                }
+                note!("resume with: {}", interrupt::resume_command(None));
                 return Err(e.into());
             }
-            r => r?,
-        };
+            Err(e) => {
+                // Whatever stopped the run, its last state goes on with --resume.
+                if super::sweep::state::path(&out).is_file() {
+                    note!(
+                        "the run stopped; its state in {} goes on with: {}",
+                        out.display(),
+                        interrupt::resume_command(None)
+                    );
+                }
+                return Err(e.into());
+            }
+            Ok(()) => {}
+        }
+        let record = pbt.finish(&trainer)?;
         let params = match &record.best {
             Some(b) => Some(trainer.engine().params(b.member)?),
             None => None,
@@ -242,6 +306,8 @@ pub fn pbt_command(mut a: SweepArgs) -> Result<()> {
         for p in written {
             note!("wrote {}", p.display());
         }
+        // Finished: a resume would end here again.
+        super::sweep::state::remove(&a.out);
         anyhow::bail!(
             "no member trained the last epoch (every member diverged); try smaller learning rates"
         );
@@ -325,7 +391,17 @@ pub fn pbt_command(mut a: SweepArgs) -> Result<()> {
             false,
         ),
     }
+    if !failed.is_empty() {
+        // The state after the last epoch stays: going on from it writes the outputs again.
+        note!(
+            "the run's state is kept in {}; to write the outputs again: {}",
+            super::sweep::state::path(&a.out).display(),
+            interrupt::resume_command(None)
+        );
+    }
     failed.into_result()?;
+    // Every output is written: the state has nothing left to resume.
+    super::sweep::state::remove(&a.out);
     let replay = replay_command(
         &a,
         b.final_hparams.momentum,
@@ -345,6 +421,117 @@ pub fn pbt_command(mut a: SweepArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// With `--resume` and no state in `out`: a run killed before its first epoch ended starts
+/// again (nothing was kept); a finished run, or one that left epochs but no state (an
+/// older wgtrain's), has nothing to go on from.
+///
+/// # Errors
+/// A usage error (exit 2) naming what `out` holds and the fix.
+fn check_nothing_to_resume(out: &Path) -> Result<()> {
+    let p = out.join("pbt.json");
+    if !p.exists() {
+        note!(
+            "resuming: no epoch had finished in {}; the run starts from its first",
+            out.display()
+        );
+        return Ok(());
+    }
+    let finished = wgtrain::tune::pbt::output::read_record(&p).is_ok_and(|r| r.best.is_some());
+    let holds = if finished {
+        "holds a finished PBT run (pbt.json names its best member)".to_string()
+    } else {
+        format!(
+            "holds a PBT run's epochs (pbt.json) but no {} to go on from (written by an older wgtrain)",
+            super::sweep::state::STATE_FILE
+        )
+    };
+    Err(usage(
+        "resume",
+        out.display(),
+        format!("{holds}; give --overwrite to run it again, or choose another --out"),
+    ))
+}
+
+/// What `--resume` says before going on: `resuming pbt: 2 of 4 epochs done, epoch 3 from
+/// step 40 of 141`.
+fn resuming_text(out: &Path, record: &PbtRecord, trainer: &Trainer<'_>) -> String {
+    let done = record.epochs_done();
+    let next = match trainer.state().epoch_steps_done() {
+        0 => "from its start".to_string(),
+        s => format!("from step {s} of {}", trainer.steps_per_epoch()),
+    };
+    let rest = if done >= record.epochs {
+        "every epoch done; writing the outputs".to_string()
+    } else {
+        format!("epoch {} {next}", done + 1)
+    };
+    format!(
+        "resuming {}: {done} of {} epochs done, {rest}",
+        out.display(),
+        record.epochs
+    )
+}
+
+/// What an interrupted PBT run kept in `out`: the finished epochs' files and, when
+/// `state_saved`, the state that `--resume` goes on from.
+fn interrupted_text(out: &Path, record: &PbtRecord, state_saved: bool) -> String {
+    let done = record.epochs_done();
+    let mut files = vec!["settings.json"];
+    if done > 0 {
+        files.extend([
+            "pbt.json",
+            "pbt_members.csv",
+            "pbt_lineage.csv",
+            "leaderboard.csv",
+        ]);
+    }
+    if state_saved {
+        files.push(super::sweep::state::STATE_FILE);
+    }
+    let members = if state_saved {
+        "; the members were saved where they stopped and go on with --resume"
+    } else {
+        ""
+    };
+    format!(
+        "pbt interrupted: {done} of {} epochs finished; {} holds {}{members}",
+        record.epochs,
+        out.display(),
+        files.join(", ")
+    )
+}
+
+/// Warns of a failed write of the epoch's files or state (a full disk), once until a
+/// write works again (then says so): the run goes on and writes them again after the next
+/// epoch; a stop keeps the last state written. Returns whether this write failed.
+fn warn_if_failed(
+    written: wgtrain::Result<()>,
+    out: &Path,
+    epoch: usize,
+    failed_before: bool,
+) -> bool {
+    match written {
+        Ok(()) => {
+            if failed_before {
+                note!(
+                    "wrote the run's files and state in {} again (epoch {epoch})",
+                    out.display()
+                );
+            }
+            false
+        }
+        Err(e) => {
+            if !failed_before {
+                note!(
+                    "warning: writing the run's files or state in {} failed after epoch {epoch}: {e}; the run goes on and tries again after the next epoch (the state written before, if any, is whole)",
+                    out.display()
+                );
+            }
+            true
+        }
+    }
 }
 
 /// Prints the epoch just recorded: one line per member (or, with `quiet`, the best

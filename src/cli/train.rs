@@ -613,31 +613,52 @@ fn run_training(run: Run<'_>, engine: &mut dyn Engine) -> Result<()> {
             }
         }
     }
-    let mut state_ok = true;
+    // A failed state write (a full disk) is warned of once and tried again at the next
+    // write; the failure stands only if the last write failed. Whether the file holds a
+    // whole state of this run: one written by it, or the --resume file it goes on from.
+    let mut state_failing: Option<anyhow::Error> = None;
+    let mut state_written = a.state.is_none() && a.resume.is_some();
     let mut write_state = |trainer: &mut Trainer<'_>,
                            reports: &[EpochReport],
-                           best: Option<&(usize, Vec<f32>)>,
-                           failed: &mut FailedOutputs|
+                           best: Option<&(usize, Vec<f32>)>|
      -> Option<bool> {
-        let w = state.as_ref().filter(|_| state_ok)?;
+        let w = state.as_ref()?;
         let written = trainer
             .snapshot()
             .and_then(|snap| w.write(&snap, reports, best));
-        if let Err(e) = written {
-            failed.record(
-                anyhow::Error::from(e).context(format!(
-                    "writing the training state {} failed after {} epochs; it holds the state written before",
+        match written {
+            Ok(()) => {
+                if state_failing.take().is_some() {
+                    note!(
+                        "wrote the training state {} again (after {} epochs)",
+                        w.path.display(),
+                        reports.len()
+                    );
+                }
+                state_written = true;
+                Some(true)
+            }
+            Err(e) => {
+                let held = if state_written {
+                    "it holds the state written before"
+                } else {
+                    "no state was written yet"
+                };
+                let e = anyhow::Error::from(e).context(format!(
+                    "writing the training state {} failed after {} epochs; {held}",
                     w.path.display(),
                     reports.len()
-                )),
-                true,
-            );
-            state_ok = false;
+                ));
+                if state_failing.is_none() {
+                    note!("warning: {e:#}; the run goes on and tries again after the next epoch");
+                }
+                state_failing = Some(e);
+                Some(false)
+            }
         }
-        Some(state_ok)
     };
     // The state a kill during the first epoch resumes from.
-    write_state(&mut trainer, &reports, best.as_ref(), &mut failed);
+    write_state(&mut trainer, &reports, best.as_ref());
     let mut interrupted = None;
     let steps = trainer.steps_per_epoch() as u64;
     while trainer.any_training() {
@@ -727,7 +748,7 @@ fn run_training(run: Run<'_>, engine: &mut dyn Engine) -> Result<()> {
             }
             best = Some((report.epoch, params));
         }
-        write_state(&mut trainer, &reports, best.as_ref(), &mut failed);
+        write_state(&mut trainer, &reports, best.as_ref());
         if trainer.stopped_early(0) {
             note!(
                 "early stopping: the validation loss has not improved for {} epochs",
@@ -738,15 +759,28 @@ fn run_training(run: Run<'_>, engine: &mut dyn Engine) -> Result<()> {
     // The state first (it loses nothing of the run), then the weights, then the rest,
     // each on its own.
     if let Some(e) = &interrupted {
-        if let Some(true) = write_state(&mut trainer, &reports, best.as_ref(), &mut failed) {
-            if let (Some(w), wgtrain::Error::Interrupted { epoch, step, steps }) = (&state, e) {
+        let saved = write_state(&mut trainer, &reports, best.as_ref());
+        if let (Some(w), wgtrain::Error::Interrupted { epoch, step, steps }) = (&state, e) {
+            if saved == Some(true) {
                 note!(
                     "saved the training state to {} (epoch {epoch}, step {step} of {steps}); resume with: {}",
                     w.path.display(),
                     interrupt::resume_command(Some(&w.path))
                 );
+            } else if state_written {
+                note!(
+                    "{} holds the state written before; resume from it with: {}",
+                    w.path.display(),
+                    interrupt::resume_command(Some(&w.path))
+                );
             }
         }
+    }
+    // Whether the state file holds the finished run: a failed --save can be written again
+    // from it.
+    let state_whole = state_written && state_failing.is_none();
+    if let Some(e) = state_failing {
+        failed.record(e, false);
     }
     if let Some(path) = &a.save {
         let saved = match &interrupted {
@@ -759,7 +793,22 @@ fn run_training(run: Run<'_>, engine: &mut dyn Engine) -> Result<()> {
                 .map(|()| note!("saved {}", path.display())),
         };
         if let Err(e) = saved {
-            failed.record(e.context(format!("saving {}", path.display())), false);
+            let hint = match (&state, &interrupted) {
+                (_, Some(_)) => String::new(),
+                (Some(w), None) if state_whole => format!(
+                    "; the trained state is in {}: `{}` writes the weights again",
+                    w.path.display(),
+                    interrupt::resume_command(Some(&w.path))
+                ),
+                _ => "; the trained weights are lost with this run: give --state FILE to keep \
+                      the trained state, so that a failed save can be written again with \
+                      --resume FILE"
+                    .to_string(),
+            };
+            failed.record(
+                anyhow::anyhow!("saving {}: {e:#}{hint}", path.display()),
+                false,
+            );
         }
     }
     if let Some(w) = &mut tb {

@@ -58,6 +58,11 @@ pub struct TrainerState {
     epoch: usize,
     members: Vec<Member>,
     partial: Option<PartialEpoch>,
+    /// The micro-batch the members stepped at (the engine's). `None` in a state of an
+    /// older wgtrain: then the members' smallest minibatch size, which it equals unless
+    /// every member left the smallest size (PBT's exploit copies sizes).
+    #[serde(default)]
+    micro_batch: Option<usize>,
 }
 
 impl TrainerState {
@@ -123,7 +128,7 @@ impl<'e> Trainer<'e> {
             engine: _,
             members,
             train_indices: _,
-            micro_batch: _,
+            micro_batch,
             seed: _,
             has_validation: _,
             with_test: _,
@@ -135,6 +140,7 @@ impl<'e> Trainer<'e> {
             epoch: *epoch,
             members: members.clone(),
             partial: partial.clone(),
+            micro_batch: Some(*micro_batch),
         }
     }
 
@@ -199,11 +205,13 @@ impl<'e> Trainer<'e> {
         let shared = engine.setup().shared().config.clone();
         // The interrupted epoch's steps are micro-steps: the engine's must be the same.
         let micro = engine.setup().micro_batch();
-        let state_micro = state.members.iter().map(|m| m.cfg.batch_size).min();
+        let state_micro = state
+            .micro_batch
+            .or_else(|| state.members.iter().map(|m| m.cfg.batch_size).min());
         if state_micro.is_some_and(|s| s != micro) {
             return Err(bad(format!(
-                "does not fit this engine: its members step {} samples at a time (their \
-                 smallest minibatch size), this engine's members {micro}",
+                "does not fit this engine: its members step {} samples at a time, this \
+                 engine's members {micro}",
                 state_micro.unwrap_or(0)
             )));
         }

@@ -290,6 +290,47 @@ fn a_mixed_batch_population_stopped_inside_a_minibatch_resumes_bit_for_bit() {
     }
 }
 
+/// Issue 25 (PBT's resume): exploit copies a member's minibatch size, so a PBT population
+/// opened at sizes 8 and 16 (micro-steps of 8) can hold only members at 16. Its snapshot
+/// was read as stepping 16 samples at a time (its members' smallest size) and refused by
+/// the engine it was opened on; the state now records the micro-batch, and the run
+/// restored on a fresh engine of the starting sizes ends as the uninterrupted one, bit for
+/// bit (CPU).
+#[test]
+fn a_population_whose_members_all_left_the_smallest_batch_resumes_bit_for_bit() {
+    let (train, test) = (small_set(3000, 7), small_set(200, 8));
+    let data = common::data(&train, &test);
+    let cfgs: Vec<RunConfig> = configs()[..2]
+        .iter()
+        .zip([8, 16])
+        .map(|(c, batch_size)| RunConfig {
+            batch_size,
+            early_stop_patience: None,
+            ..c.clone()
+        })
+        .collect();
+    let mut engine = common::population(On::Cpu, &cfgs, data).unwrap();
+    let mut t = Trainer::new(engine.as_mut()).unwrap();
+    t.run_epoch(&mut |_| {}).unwrap();
+    t.exploit(1, 0, cfgs[1].clone()).unwrap();
+    let snap = through_json(&t.snapshot().unwrap());
+    assert_eq!(
+        (
+            snap.state.config(0).batch_size,
+            snap.state.config(1).batch_size
+        ),
+        (16, 16)
+    );
+    let (want_epochs, want_tensors) = finish(&mut t);
+    assert_eq!(want_epochs.len(), EPOCHS - 1);
+
+    let mut engine = common::population(On::Cpu, &cfgs, data).unwrap();
+    let mut t = Trainer::restore(engine.as_mut(), &snap).unwrap();
+    let (rest, tensors) = finish(&mut t);
+    assert_eq!(rest, want_epochs);
+    assert!(tensors == want_tensors, "restored: tensors differ");
+}
+
 /// A snapshot restores only onto an engine whose members fit it: the same member count,
 /// the same minibatch stream, and epochs long enough for its interrupted one.
 #[test]

@@ -174,6 +174,11 @@ impl FailedOutputs {
         self.0.push(e);
     }
 
+    /// True when no output failed.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// `Ok` when every output was written; else the first failure (exit 1), saying that
     /// the other outputs were written and how many more failed (each warned of above).
     pub(crate) fn into_result(self) -> Result<()> {

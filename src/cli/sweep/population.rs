@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 
 use wgtrain::data::Mnist;
 use wgtrain::engine::RunData;
@@ -172,7 +172,10 @@ impl Context<'_> {
         let a = self.a;
         let total = configs.len();
         if plan.iter().any(|(_, k)| *k > 1) {
-            let sizes: Vec<(usize, usize)> = plan.iter().map(|(g, k)| (g.len(), *k)).collect();
+            let sizes: Vec<(Vec<usize>, usize)> = plan
+                .iter()
+                .map(|(g, k)| (g.iter().map(|p| p.config.batch_size).collect(), *k))
+                .collect();
             note!("{}", plan_line(&sizes));
         }
         let mut writers: HashMap<usize, EventWriter> = HashMap::new();
@@ -258,10 +261,34 @@ impl Context<'_> {
         };
         let data = RunData::from(self.mnist);
         let mut open = |cfgs: &[wgtrain::RunConfig]| wgtrain::open(engines.device(), cfgs, data);
+        // A failed state write (a full disk) is warned of once and tried again after the
+        // next population epoch; the state written before stays whole meanwhile.
         let state_saved = std::cell::Cell::new(false);
+        let state_failing = std::cell::Cell::new(false);
         let mut on_state = |sweep: &Sweep, p: &PopulationSnapshot| -> wgtrain::Result<()> {
-            state::write(&a.out, sweep, Some(p))?;
-            state_saved.set(true);
+            match state::write(&a.out, sweep, Some(p)) {
+                Ok(()) => {
+                    if state_failing.replace(false) {
+                        note!(
+                            "wrote the sweep's state {} again",
+                            state::path(&a.out).display()
+                        );
+                    }
+                    state_saved.set(true);
+                }
+                Err(e) => {
+                    if !state_failing.replace(true) {
+                        let held = if state_saved.get() {
+                            "it holds the state written before"
+                        } else {
+                            "no state was written yet"
+                        };
+                        note!(
+                            "warning: writing the sweep's state failed: {e}; {held}; the sweep goes on and tries again after the next population epoch"
+                        );
+                    }
+                }
+            }
             Ok(())
         };
         for (group, k) in &plan {
@@ -277,17 +304,35 @@ impl Context<'_> {
             match result {
                 Err(e @ wgtrain::Error::Interrupted { .. }) => {
                     let running: Vec<usize> = running.iter().copied().collect();
+                    // Saved where the stop landed only when the last write worked.
+                    let saved_now = state_saved.get() && !state_failing.get();
                     note!(
                         "{}",
-                        interrupted_note(sweep, total, &a.out, &running, state_saved.get())
+                        interrupted_note(sweep, total, &a.out, &running, saved_now)
                     );
+                    if state_saved.get() && !saved_now {
+                        note!(
+                            "{} holds the state written before: --resume goes on from there",
+                            state::path(&a.out).display()
+                        );
+                    }
                     note!("resume with: {}", interrupt::resume_command(None));
                     return Err(anyhow::Error::from(e).context("population sweep"));
                 }
-                r => r.with_context(|| {
+                Err(e) => {
+                    // Whatever stopped the sweep, what it kept goes on with --resume.
+                    if state_saved.get() || !sweep.trials().is_empty() {
+                        note!(
+                            "the sweep stopped; what it kept in {} goes on with: {}",
+                            a.out.display(),
+                            interrupt::resume_command(None)
+                        );
+                    }
                     let ids: Vec<String> = group.iter().map(|p| p.id.to_string()).collect();
-                    format!("population of trials {}", ids.join(", "))
-                })?,
+                    return Err(anyhow::Error::from(e)
+                        .context(format!("population of trials {}", ids.join(", "))));
+                }
+                Ok(()) => {}
             }
         }
         Ok(())
@@ -295,20 +340,44 @@ impl Context<'_> {
 }
 
 /// The line that announces a population sweep's plan: per group of trials (those sharing
-/// hidden sizes and epochs, given as `(trials, K)`), how many trials it has and how many
-/// train at once (at most K, at most the group's trials).
-fn plan_line(groups: &[(usize, usize)]) -> String {
-    let group = |&(n, k): &(usize, usize)| {
-        let trials = if n == 1 {
-            "1 trial".to_string()
-        } else {
-            format!("{n} trials")
+/// hidden sizes and epochs, given as their minibatch sizes and K), how many trials it has
+/// and how many train at once (at most K, at most the trials). A population's minibatch
+/// sizes are multiples of its smallest ([`wgtrain::tune::population_sweep::next_wave`]),
+/// so a group whose sizes are not (32 and 48) trains in populations one after the other,
+/// and the line says which sizes wait.
+fn plan_line(groups: &[(Vec<usize>, usize)]) -> String {
+    let group = |(batches, k): &(Vec<usize>, usize)| {
+        let n = batches.len();
+        let at_once = |n: usize| match n.min(*k) {
+            _ if n == 1 => String::new(),
+            1 => ", one at a time".to_string(),
+            m => format!(", {m} at a time"),
         };
-        match n.min(k) {
-            _ if n == 1 => trials,
-            1 => format!("{trials}, one at a time"),
-            m => format!("{trials}, {m} at a time"),
+        let stages = stages(batches);
+        if stages.len() == 1 {
+            return format!("{}{}", super::count(n, "trial"), at_once(n));
         }
+        let parts: Vec<String> = stages
+            .iter()
+            .map(|sizes| {
+                let mut distinct = sizes.clone();
+                distinct.sort_unstable();
+                distinct.dedup();
+                let b: Vec<String> = distinct.iter().map(usize::to_string).collect();
+                format!(
+                    "{} at batch {}{}",
+                    super::count(sizes.len(), "trial"),
+                    b.join("/"),
+                    at_once(sizes.len())
+                )
+            })
+            .collect();
+        format!(
+            "{} in {} populations one after the other (a population's batch sizes are multiples of its smallest): {}",
+            super::count(n, "trial"),
+            stages.len(),
+            parts.join(", then ")
+        )
     };
     let parts: Vec<String> = groups.iter().map(group).collect();
     format!(
@@ -317,6 +386,20 @@ fn plan_line(groups: &[(usize, usize)]) -> String {
         if groups.len() == 1 { "" } else { "s" },
         parts.join("; ")
     )
+}
+
+/// The minibatch sizes of a group's trials split as its populations take them, in order:
+/// the smallest waiting size and every waiting multiple of it, then the same for the rest.
+fn stages(batches: &[usize]) -> Vec<Vec<usize>> {
+    let mut waiting = batches.to_vec();
+    let mut out = Vec::new();
+    while let Some(&micro) = waiting.iter().min() {
+        let (now, later): (Vec<usize>, Vec<usize>) =
+            waiting.iter().partition(|b| b.is_multiple_of(micro));
+        out.push(now);
+        waiting = later;
+    }
+    out
 }
 
 #[cfg(test)]
@@ -328,16 +411,42 @@ mod tests {
     /// many trials it has and how many of them train at once.
     #[test]
     fn the_population_plan_says_how_many_trials_train_at_once() {
+        let n = |n: usize, k: usize| (vec![64; n], k);
         assert_eq!(
-            plan_line(&[(2, 8), (2, 8)]),
+            plan_line(&[n(2, 8), n(2, 8)]),
             "populations: 2 groups of trials sharing hidden sizes and epochs: \
              2 trials, 2 at a time; 2 trials, 2 at a time"
         );
         assert_eq!(
-            plan_line(&[(24, 8), (1, 8), (5, 1)]),
+            plan_line(&[n(24, 8), n(1, 8), n(5, 1)]),
             "populations: 3 groups of trials sharing hidden sizes and epochs: \
              24 trials, 8 at a time; 1 trial; 5 trials, one at a time"
         );
-        assert!(plan_line(&[(3, 2)]).starts_with("populations: 1 group of trials "));
+        assert!(plan_line(&[n(3, 2)]).starts_with("populations: 1 group of trials "));
+    }
+
+    /// Fault finding (issue 25): `--batch-size 32,48` said "2 trials, 2 at a time", but 48
+    /// is not a multiple of 32, so the batch-48 trial waits for a population of its own.
+    /// Sizes that are multiples of the smallest share one population.
+    #[test]
+    fn the_population_plan_says_which_batch_sizes_wait_for_a_later_population() {
+        assert_eq!(
+            plan_line(&[(vec![32, 48], 8)]),
+            "populations: 1 group of trials sharing hidden sizes and epochs: 2 trials in 2 \
+             populations one after the other (a population's batch sizes are multiples of \
+             its smallest): 1 trial at batch 32, then 1 trial at batch 48"
+        );
+        assert_eq!(
+            plan_line(&[(vec![48, 32, 64, 48, 96, 32], 3)]),
+            "populations: 1 group of trials sharing hidden sizes and epochs: 6 trials in 2 \
+             populations one after the other (a population's batch sizes are multiples of \
+             its smallest): 4 trials at batch 32/64/96, 3 at a time, then 2 trials at batch \
+             48, 2 at a time"
+        );
+        assert_eq!(
+            plan_line(&[(vec![32, 64, 128], 8)]),
+            "populations: 1 group of trials sharing hidden sizes and epochs: 3 trials, 3 at \
+             a time"
+        );
     }
 }

@@ -152,8 +152,9 @@ const NOT_RECORDED: &[&str] = &[
 ];
 
 /// What `dir` holds of an earlier sweep: `None` when none of its files is there, else a
-/// few words for the refusal (`a finished sweep of 6 trials`).
-fn earlier_sweep(dir: &Path) -> Option<String> {
+/// few words for the refusal (`a finished sweep (6 trials in trials.json)`) and whether
+/// `--resume` goes on with it (a finished PBT run has nothing to go on with).
+fn earlier_sweep(dir: &Path) -> Option<(String, bool)> {
     let present: Vec<&str> = SWEEP_FILES
         .iter()
         .copied()
@@ -166,14 +167,19 @@ fn earlier_sweep(dir: &Path) -> Option<String> {
     let trials = wgtrain::tune::sweep::read_trials(&dir.join("trials.json"))
         .map(|t| format!(" ({} trials in trials.json)", t.len()))
         .unwrap_or_default();
-    let what = if present.contains(&"pbt.json") {
-        "a PBT run"
-    } else if finished {
-        "a finished sweep"
-    } else {
-        "an unfinished sweep"
+    // A PBT run stopped before its first epoch ended has written no pbt.json yet.
+    let recorded_pbt = read(&dir.join(SETTINGS_FILE))
+        .ok()
+        .flatten()
+        .is_some_and(|r| r.flags.get("search").is_some_and(|s| s == "pbt"));
+    let pbt = recorded_pbt || present.contains(&"pbt.json");
+    let (what, resumable) = match (pbt, finished) {
+        (true, true) => ("a finished PBT run", false),
+        (true, false) => ("an interrupted PBT run", true),
+        (false, true) => ("a finished sweep", true),
+        (false, false) => ("an unfinished sweep", true),
     };
-    Some(format!("{what}{trials}"))
+    Some((format!("{what}{trials}"), resumable))
 }
 
 /// Before any work: refuses a sweep into a directory that holds another sweep unless
@@ -186,19 +192,22 @@ fn earlier_sweep(dir: &Path) -> Option<String> {
 /// A usage error (exit 2).
 pub(in crate::cli) fn check_out(a: &SweepArgs) -> Result<()> {
     let out = &a.out;
-    let Some(earlier) = earlier_sweep(out) else {
+    let Some((earlier, resumable)) = earlier_sweep(out) else {
         return Ok(());
     };
     if a.overwrite {
         return Ok(());
     }
     if !a.resume {
+        let fix = if resumable {
+            "give --resume to go on with it, --overwrite to replace it, or another --out"
+        } else {
+            "give --overwrite to replace it, or another --out"
+        };
         return Err(usage(
             "out",
             out.display(),
-            format!(
-                "holds {earlier}; give --resume to go on with it, --overwrite to replace it, or another --out"
-            ),
+            format!("holds {earlier}; {fix}"),
         ));
     }
     let path = out.join(SETTINGS_FILE);
@@ -251,7 +260,7 @@ pub(in crate::cli) fn record(a: &SweepArgs, mnist: &Mnist) -> Result<()> {
         }
     }
     if a.overwrite {
-        if let Some(earlier) = earlier_sweep(&a.out) {
+        if let Some((earlier, _)) = earlier_sweep(&a.out) {
             let mut removed = Vec::new();
             for f in SWEEP_FILES {
                 let p = a.out.join(f);

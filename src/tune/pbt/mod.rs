@@ -443,10 +443,24 @@ impl PbtRecord {
     }
 }
 
+/// What a PBT run in progress knows besides its trainer, at an epoch boundary (after the
+/// epoch's exploit step): the record so far and the position of the exploit/explore random
+/// stream. With the trainer's [`crate::train::Snapshot`] it is all a run needs to go on
+/// ([`Pbt::progress`], [`Pbt::resume`]). Plain serde data.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PbtProgress {
+    /// The record so far (no best member yet).
+    pub record: PbtRecord,
+    /// The exploit/explore stream's word position ([`ChaCha8Rng::get_word_pos`]), in
+    /// decimal: a u128 does not fit a JSON number.
+    pub rng_word_pos: String,
+}
+
 /// A PBT run in progress: the search space explore resamples from, the settings, the
-/// exploit/explore random stream and the record. Drive it with [`Pbt::run`], or epoch by
-/// epoch with [`Trainer::run_epoch`], [`Pbt::record_epoch`] and
-/// [`Pbt::exploit_explore`].
+/// exploit/explore random stream and the record. Drive it with [`Pbt::run`] (or
+/// [`Pbt::run_epochs`] and [`Pbt::finish`]), or epoch by epoch with
+/// [`Trainer::run_epoch`], [`Pbt::record_epoch`] and [`Pbt::exploit_explore`].
 pub struct Pbt {
     space: SearchSpace,
     settings: PbtSettings,
@@ -522,6 +536,80 @@ impl Pbt {
     /// The record so far.
     pub fn record(&self) -> &PbtRecord {
         &self.record
+    }
+
+    /// The run's progress, to go on from with [`Pbt::resume`]: take it between epochs (or
+    /// after a stop interrupted one, which it has not recorded yet), with the trainer's
+    /// snapshot.
+    pub fn progress(&self) -> PbtProgress {
+        PbtProgress {
+            record: self.record.clone(),
+            rng_word_pos: self.rng.get_word_pos().to_string(),
+        }
+    }
+
+    /// The run [`Pbt::new`] starts from `space`, `settings` and `configs`, gone on to where
+    /// `progress` was taken: the same record and random stream, so that with the trainer
+    /// restored from the snapshot taken with it ([`Trainer::restore`]) the run ends as an
+    /// uninterrupted one would.
+    ///
+    /// # Errors
+    /// As [`Pbt::new`]; [`Error::InvalidConfig`] when `progress` is not a run of these
+    /// settings, population, epochs, model and starting hyperparameters (naming what
+    /// differs), already holds a best member, or its stream position does not read.
+    pub fn resume(
+        space: SearchSpace,
+        settings: PbtSettings,
+        configs: &[RunConfig],
+        progress: PbtProgress,
+    ) -> Result<Pbt> {
+        let mut pbt = Pbt::new(space, settings, configs)?;
+        let (was, now) = (&progress.record, &pbt.record);
+        let bad = |what: &str, was: String, now: String| Error::InvalidConfig {
+            name: "pbt state",
+            value: what.to_string(),
+            reason: format!("is {was} in the state but {now} in this run"),
+        };
+        if was.settings != now.settings {
+            return Err(bad(
+                "settings",
+                format!("{:?}", was.settings),
+                format!("{:?}", now.settings),
+            ));
+        }
+        let shape = |r: &PbtRecord| (r.population, r.epochs, r.batch_size, r.hidden.clone());
+        if shape(was) != shape(now) {
+            return Err(bad(
+                "(members, epochs, smallest batch, hidden)",
+                format!("{:?}", shape(was)),
+                format!("{:?}", shape(now)),
+            ));
+        }
+        if was.initial != now.initial {
+            return Err(bad(
+                "the starting hyperparameters",
+                format!("{:?}", was.initial),
+                format!("{:?}", now.initial),
+            ));
+        }
+        if was.best.is_some() {
+            return Err(Error::InvalidConfig {
+                name: "pbt state",
+                value: "best".into(),
+                reason: "holds a finished run (its best member is chosen)".into(),
+            });
+        }
+        let pos: u128 = progress
+            .rng_word_pos
+            .parse()
+            .map_err(|e| Error::InvalidConfig {
+                name: "pbt state",
+                value: progress.rng_word_pos.clone(),
+                reason: format!("is not a random-stream position: {e}"),
+            })?;
+        pbt.rng.set_word_pos(pos);
+        pbt.record = progress.record;
+        Ok(pbt)
     }
 
     /// Records the epoch `trainer` just ran (its outcomes), with the hyperparameters each
@@ -636,27 +724,41 @@ impl Pbt {
     }
 
     /// Runs every epoch: train, record, exploit and explore when due, then `on_epoch` with
-    /// the trainer and the record so far (the epoch's rows and the exploit steps that
-    /// followed it are its last). Then picks the best member and its schedule
+    /// the trainer and the run (its record's last rows are the epoch's and the exploit
+    /// steps that followed it). Then picks the best member and its schedule
     /// ([`PbtRecord::best`]) and returns the record.
+    ///
+    /// # Errors
+    /// As [`Pbt::run_epochs`] and [`Pbt::finish`].
+    pub fn run(
+        mut self,
+        trainer: &mut Trainer<'_>,
+        on_epoch: &mut dyn FnMut(&mut Trainer<'_>, &Pbt) -> Result<()>,
+    ) -> Result<PbtRecord> {
+        self.run_epochs(trainer, on_epoch)?;
+        self.finish(trainer)
+    }
+
+    /// The epochs of [`Pbt::run`], without picking the best member: on an error (a stop,
+    /// [`Error::Interrupted`]) the run is still the caller's, for [`Pbt::progress`].
     ///
     /// # Errors
     /// As [`Trainer::run_epoch`] and [`Pbt::exploit_explore`], and whatever
     /// `on_epoch` returns.
-    pub fn run(
-        mut self,
+    pub fn run_epochs(
+        &mut self,
         trainer: &mut Trainer<'_>,
-        on_epoch: &mut dyn FnMut(&mut Trainer<'_>, &PbtRecord) -> Result<()>,
-    ) -> Result<PbtRecord> {
+        on_epoch: &mut dyn FnMut(&mut Trainer<'_>, &Pbt) -> Result<()>,
+    ) -> Result<()> {
         while trainer.any_training() && self.record.epochs_done() < self.record.epochs {
             let outcomes = trainer.run_epoch(&mut |_| {})?;
             self.record_epoch(trainer, &outcomes);
             if self.exploit_due() {
                 self.exploit_explore(trainer)?;
             }
-            on_epoch(trainer, &self.record)?;
+            on_epoch(trainer, self)?;
         }
-        self.finish(trainer)
+        Ok(())
     }
 
     /// Picks the best member after the last recorded epoch, its lineage and schedule, and
