@@ -1,5 +1,6 @@
 //! `CpuEngine`: the `--device cpu` training path, for K >= 1 members. The same step as the
-//! GPU engine, with the matrix products on the `matrixmultiply` SGEMM (multithreaded) and
+//! GPU engine, with the matrix products on the `matrixmultiply` SGEMM (single-threaded calls
+//! run in parallel on rayon, [`gemm`]) and
 //! the rest in plain loops. It is what a user without a GPU runs and the yardstick for the
 //! GPU path; the plain-loop reference in [`crate::cpu`] stays the test oracle.
 //!
