@@ -23,6 +23,8 @@ mod stages;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use rayon::prelude::*;
+
 use crate::config::{Precision, RunConfig};
 use crate::data::Dataset;
 use crate::engine::{
@@ -98,13 +100,15 @@ impl<'a> CpuEngine<'a> {
         let f = data.features();
         let n = self.setup.shared().config.normalization;
         let (mean, std) = (n.mean, n.std);
-        for (b, &s) in order.iter().enumerate() {
-            let s = s as usize;
-            let px = &data.images[s * f..(s + 1) * f];
-            for (x, &p) in self.batch.x[b * f..(b + 1) * f].iter_mut().zip(px) {
+        let rows = self.batch.x[..order.len() * f].par_chunks_mut(f);
+        rows.zip(order).for_each(|(x, &s)| {
+            let px = &data.images[s as usize * f..(s as usize + 1) * f];
+            for (x, &p) in x.iter_mut().zip(px) {
                 *x = (f32::from(p) / 255.0 - mean) / std;
             }
-            self.batch.labels[b] = data.labels[s];
+        });
+        for (label, &s) in self.batch.labels.iter_mut().zip(order) {
+            *label = data.labels[s as usize];
         }
     }
 
