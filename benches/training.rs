@@ -5,6 +5,7 @@
 //! throughput is in FLOPs, so criterion's "Gelem/s" reads as GFLOP/s.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use wgtrain::cpu_engine::gemm;
 use wgtrain::data::Dataset;
 use wgtrain::engine::RunData;
 use wgtrain::gpu::autotune::MatmulChoice;
@@ -109,23 +110,31 @@ fn matmuls(c: &mut Criterion, gpu: &Gpu, k: &Kernels) {
     let wv = vec![0.25f32; o * i];
     let mut cv = vec![0.0f32; b * o];
     group.bench_function("cpu_sgemm", |bench| {
-        bench.iter(|| unsafe {
-            // SAFETY: the vectors hold exactly [b, i], [o, i] and [b, o].
-            matrixmultiply::sgemm(
-                b,
-                i,
-                o,
-                1.0,
-                a.as_ptr(),
-                i as isize,
-                1,
-                wv.as_ptr(),
-                1,
-                i as isize,
-                0.0,
-                cv.as_mut_ptr(),
-                o as isize,
-                1,
+        bench.iter(|| {
+            gemm::batched(
+                gemm::Shape { m: b, k: i, n: o },
+                0..1,
+                &a,
+                gemm::Operand {
+                    offset: 0,
+                    rs: i,
+                    cs: 1,
+                    member: 0,
+                },
+                &wv,
+                gemm::Operand {
+                    offset: 0,
+                    rs: 1,
+                    cs: i,
+                    member: 0,
+                },
+                &mut cv,
+                gemm::Operand {
+                    offset: 0,
+                    rs: o,
+                    cs: 1,
+                    member: 0,
+                },
             )
         })
     });

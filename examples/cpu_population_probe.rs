@@ -12,7 +12,7 @@
 //!
 //! `cargo run --release --example cpu_population_probe [K] [B] [ROUNDS]` (defaults 8, 64,
 //! 20) prints each way's median and best milliseconds per call and GFLOP/s at the median.
-//! `MATMUL_NUM_THREADS=1` gives matrixmultiply one thread (rayon still has every core).
+//! `RAYON_NUM_THREADS=1` runs every way on one core (each SGEMM call is single-threaded).
 
 use std::time::Instant;
 

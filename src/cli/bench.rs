@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use serde::Serialize;
 
-use wgtrain::cpu_engine::CpuEngine;
+use wgtrain::cpu_engine::{CpuEngine, gemm};
 use wgtrain::engine::{Engine, RunData};
 use wgtrain::gpu::autotune::MatmulChoice;
 use wgtrain::gpu::engine::GpuEngine;
@@ -142,7 +142,8 @@ fn time_epoch(engine: &mut dyn Engine) -> Result<f64> {
         .epoch_seconds)
 }
 
-/// GFLOP/s of the CPU SGEMM on the first layer's forward shape `[B, I] · [I, O]`.
+/// GFLOP/s of the CPU engine's product ([`gemm::batched`], every core) on the first
+/// layer's forward shape `[B, I] · [I, O]`.
 fn cpu_matmul_gflops(batch: usize, i: usize, o: usize) -> f64 {
     let a = vec![0.5f32; batch * i];
     let b = vec![0.25f32; i * o];
@@ -150,25 +151,35 @@ fn cpu_matmul_gflops(batch: usize, i: usize, o: usize) -> f64 {
     let reps = 20;
     let start = Instant::now();
     for _ in 0..reps {
-        // SAFETY: the slices hold exactly the [batch, i], [i, o] and [batch, o] matrices.
-        unsafe {
-            matrixmultiply::sgemm(
-                batch,
-                i,
-                o,
-                1.0,
-                a.as_ptr(),
-                i as isize,
-                1,
-                b.as_ptr(),
-                1,
-                i as isize,
-                0.0,
-                c.as_mut_ptr(),
-                o as isize,
-                1,
-            );
-        }
+        gemm::batched(
+            gemm::Shape {
+                m: batch,
+                k: i,
+                n: o,
+            },
+            0..1,
+            &a,
+            gemm::Operand {
+                offset: 0,
+                rs: i,
+                cs: 1,
+                member: 0,
+            },
+            &b,
+            gemm::Operand {
+                offset: 0,
+                rs: 1,
+                cs: i,
+                member: 0,
+            },
+            &mut c,
+            gemm::Operand {
+                offset: 0,
+                rs: o,
+                cs: 1,
+                member: 0,
+            },
+        );
     }
     2.0 * (batch * i * o * reps) as f64 / start.elapsed().as_secs_f64() / 1e9
 }

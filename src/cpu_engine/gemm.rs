@@ -4,24 +4,29 @@
 //!
 //! Where every member multiplies the same B and the members' A and C lie one after another
 //! along M (layer 0's forward product and weight gradient: every member multiplies the same
-//! minibatch X), the members are **one wide product** of `count · M` rows: one SGEMM call,
-//! which packs B once and parallelises over the rows. The other products (hidden and output
-//! layers, each member its own operands) run one SGEMM per member, the members in parallel
-//! (rayon).
+//! minibatch X), the members are **one wide product** of `count · M` rows. The other
+//! products (hidden and output layers, each member its own operands) are one product per
+//! member.
+//!
+//! **Parallelism is rayon's alone**: every SGEMM call is single-threaded (matrixmultiply
+//! without its `threading` feature) and a call's work is cut into pieces run side by side
+//! ([`pieces`]): a population's members, each on one core, or the rows of a single run's
+//! product. matrixmultiply's own thread pool spin-yields between products; a K = 8 step
+//! spent a third of its CPU samples in `sched_yield` on this shared 2-core machine
+//! (docs/performance.md).
 //!
 //! **Why a member's bits do not depend on the batching.** matrixmultiply (0.3, `gemm_loop`)
 //! sums `C[i, j]` over K in blocks of `kc` = 256 from k = 0: each block is one register's
 //! sequential fma chain from zero (the micro-kernel keeps one accumulator per element), and
 //! the blocks are added to C in order. Only K and the kernel (fixed per CPU) decide that
-//! order; M, N, the strides, the tiling, the packing and the threads only decide where and
-//! when each element is computed. So member j of a wide product, a per-member call and a
-//! single run's product give the same bits, and so does a product computed transposed
+//! order; M, N, the strides, the tiling, the packing and the cut into pieces only decide
+//! where and when each element is computed. So member j of a wide product, a per-member
+//! call and a single run's product give the same bits, and so does a product computed transposed
 //! (`Cᵀ = Bᵀ · Aᵀ`: the same fma chain with its factors swapped).
 //! `tests::wide_and_per_member_products_are_bit_identical` pins this on ragged shapes; if a
 //! matrixmultiply update broke it, that test (and the population tests) would say so.
 
 use std::ops::Range;
-use std::sync::OnceLock;
 
 use rayon::prelude::*;
 
@@ -71,29 +76,44 @@ impl Operand {
     }
 }
 
-/// The most threads matrixmultiply runs one product on: `MATMUL_NUM_THREADS`, else the
-/// cores, at most 4 (its `MAX_THREADS`). Read once: asking the OS for the cores reads
-/// cgroup files (a few percent of a step when asked per product).
-fn sgemm_threads() -> usize {
-    static THREADS: OnceLock<usize> = OnceLock::new();
-    *THREADS.get_or_init(|| {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        std::env::var("MATMUL_NUM_THREADS")
-            .ok()
-            .and_then(|s| s.parse::<usize>().ok())
-            .unwrap_or(cores)
-            .clamp(1, 4)
-    })
+/// Rows (or columns) below which a product is not cut further: two of the AVX-512
+/// kernel's 16-row tiles, so a piece is never mostly a masked edge tile.
+const MIN_PIECE: usize = 32;
+
+/// Multiply-adds below which a piece is not worth a task of its own (~5 us of SGEMM at
+/// 100 GFLOP/s, a few times what handing it to another thread costs).
+const MIN_PIECE_MACS: usize = 1 << 18;
+
+/// One task of a [`batched`] call: rows `rows` and columns `cols` of member `member`'s C.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Piece {
+    member: usize,
+    rows: Range<usize>,
+    cols: Range<usize>,
 }
 
-/// Pieces a wide product of `count` members is cut into, run side by side: one where
-/// matrixmultiply's own threads cover the cores (up to 4 cores), more on larger machines
-/// so that the rest of the cores are not idle. The pieces are whole members, so the cut
-/// changes no bits (see the module docs).
-fn wide_pieces(count: usize) -> usize {
-    rayon::current_num_threads()
-        .div_ceil(sgemm_threads())
-        .clamp(1, count.max(1))
+/// Cuts `count` products of `m x n` into about `threads` pieces, run side by side on
+/// rayon's pool, each one single-threaded SGEMM: whole members where there are at least as
+/// many as threads (a population's members in parallel, no product shared between cores),
+/// else each member's longer side in equal runs of whole `MIN_PIECE` blocks (products too
+/// small to be worth it stay whole). A piece
+/// computes each of its elements with the member's whole K chain, so the cut changes no
+/// bits (module docs).
+fn pieces(count: usize, m: usize, k: usize, n: usize, threads: usize) -> Vec<Piece> {
+    let per_member = threads.div_ceil(count.max(1)).max(1);
+    let long = m.max(n);
+    let worth = (m * k * n / MIN_PIECE_MACS).max(1);
+    let cuts = per_member.min(long.div_ceil(MIN_PIECE)).min(worth).max(1);
+    let step = long.div_ceil(cuts).div_ceil(MIN_PIECE) * MIN_PIECE;
+    let mut out = Vec::with_capacity(count * cuts);
+    for member in 0..count {
+        for start in (0..long).step_by(step.max(1)) {
+            let run = start..(start + step).min(long);
+            let (rows, cols) = if m >= n { (run, 0..n) } else { (0..m, run) };
+            out.push(Piece { member, rows, cols });
+        }
+    }
+    out
 }
 
 /// A pointer to C that the members' tasks share; each writes only its own elements
@@ -131,9 +151,9 @@ fn disjoint(o: &Operand, rows: usize, cols: usize, count: usize) -> bool {
 
 /// `C_j = A_j · B_j` (C overwritten) for the members `j` in `members`, each operand laid out
 /// as its [`Operand`] says. When B is shared and A and C hold the members one after another
-/// along M, the members are one wide product (`wide_pieces` calls of it, one on up to
-/// four cores); otherwise one SGEMM per member, in parallel. Either way member j's bits are
-/// those of its own product (module docs).
+/// along M, the members are one wide product; otherwise one product per member. Either is
+/// cut into [`pieces`] run in parallel, and either way member j's bits are those of its
+/// own product (module docs).
 ///
 /// # Panics
 /// When an operand reaches past its buffer, or the members' C elements overlap: both are
@@ -162,54 +182,56 @@ pub fn batched(
         assert!(bo.last(last, k, n) < b.len(), "B past its buffer");
     }
     let (ao, bo) = (ao.of_member(first), bo.of_member(first));
-    let out = OutPtr(c.as_mut_ptr());
-    // SAFETY (both calls below): the asserts keep every element the calls read or write in
-    // its buffer, C's elements of distinct members are disjoint, and `c` is borrowed
-    // mutably for the whole call.
-    if bo.member == 0 && ao.stacks_rows(m) && co.stacks_rows(m) {
-        let pieces = wide_pieces(count);
-        let per = count.div_ceil(pieces);
-        let run = |p: usize| {
-            let j0 = p * per;
-            let rows = (count - j0).min(per) * m;
-            unsafe {
-                sgemm(
-                    rows,
-                    k,
-                    n,
-                    a,
-                    ao.of_member(j0),
-                    b,
-                    bo,
-                    out,
-                    co.of_member(j0),
-                )
-            }
-        };
-        if pieces == 1 {
-            run(0);
-        } else {
-            (0..count.div_ceil(per)).into_par_iter().for_each(run);
-        }
-        return;
-    }
-    let run = |j: usize| unsafe {
-        sgemm(
-            m,
-            k,
-            n,
-            a,
-            ao.of_member(j),
-            b,
-            bo.of_member(j),
-            out,
-            co.of_member(j),
+    // A wide product: the members one after another along M, B shared, as one matrix.
+    let (count, m, ao, co) = if bo.member == 0 && ao.stacks_rows(m) && co.stacks_rows(m) {
+        (
+            1,
+            count * m,
+            Operand { member: 0, ..ao },
+            Operand { member: 0, ..co },
         )
-    };
-    if count == 1 {
-        run(0);
     } else {
-        (0..count).into_par_iter().for_each(run);
+        (count, m, ao, co)
+    };
+    let out = OutPtr(c.as_mut_ptr());
+    let run = |p: &Piece| {
+        let (a0, c0, b0) = (
+            ao.of_member(p.member),
+            co.of_member(p.member),
+            bo.of_member(p.member),
+        );
+        let (r, t) = (p.rows.start, p.cols.start);
+        // SAFETY: the asserts keep every element in its buffer, the pieces cover disjoint
+        // elements of C (distinct members are disjoint, and one member's pieces are
+        // disjoint runs of its rows or columns), and `c` is borrowed mutably for the call.
+        unsafe {
+            sgemm(
+                p.rows.len(),
+                k,
+                p.cols.len(),
+                a,
+                Operand {
+                    offset: a0.offset + r * a0.rs,
+                    ..a0
+                },
+                b,
+                Operand {
+                    offset: b0.offset + t * b0.cs,
+                    ..b0
+                },
+                out,
+                Operand {
+                    offset: c0.offset + r * c0.rs + t * c0.cs,
+                    ..c0
+                },
+            )
+        }
+    };
+    let tasks = pieces(count, m, k, n, rayon::current_num_threads());
+    if tasks.len() == 1 {
+        run(&tasks[0]);
+    } else {
+        tasks.par_iter().for_each(run);
     }
 }
 
@@ -424,6 +446,49 @@ mod tests {
                 "slot 0 written"
             );
         }
+    }
+
+    /// The cut covers every element of every member once, keeps a population's members
+    /// whole, splits a lone product along its longer side in whole 32-blocks, and leaves
+    /// small products whole.
+    #[test]
+    fn pieces_cover_each_member_once() {
+        let cover = |count: usize, m: usize, k: usize, n: usize, threads: usize| {
+            let ps = pieces(count, m, k, n, threads);
+            let mut seen = vec![0u8; count * m * n];
+            for p in &ps {
+                for r in p.rows.clone() {
+                    for c in p.cols.clone() {
+                        seen[p.member * m * n + r * n + c] += 1;
+                    }
+                }
+            }
+            assert!(
+                seen.iter().all(|&v| v == 1),
+                "{count}x{m}x{k}x{n} on {threads}"
+            );
+            ps
+        };
+        // A population of 8 on 2 threads: one piece per member.
+        assert_eq!(cover(8, 256, 784, 64, 2).len(), 8);
+        // A single run's forward product on 2 threads: two halves of the 256 rows.
+        let single = cover(1, 256, 784, 64, 2);
+        assert_eq!(
+            single.iter().map(|p| p.rows.clone()).collect::<Vec<_>>(),
+            vec![0..128, 128..256]
+        );
+        // The wide product of 8 members (2048 rows) on 16 threads: 16 pieces of 128 rows.
+        assert_eq!(cover(1, 2048, 784, 64, 16).len(), 16);
+        // Longer along N: cut the columns; ragged sizes; 3 threads.
+        let wide_n = cover(1, 10, 256, 300, 3);
+        assert!(
+            wide_n
+                .iter()
+                .all(|p| p.rows == (0..10) && p.cols.len() % 32 == 0 || p.cols.end == 300)
+        );
+        cover(3, 37, 100, 45, 4);
+        // The output layer's 10 x 256 x 64 product is too small to cut.
+        assert_eq!(cover(1, 10, 256, 64, 2).len(), 1);
     }
 
     #[test]

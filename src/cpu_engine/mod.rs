@@ -1,5 +1,6 @@
 //! `CpuEngine`: the `--device cpu` training path, for K >= 1 members. The same step as the
-//! GPU engine, with the matrix products on the `matrixmultiply` SGEMM (multithreaded) and
+//! GPU engine, with the matrix products on the `matrixmultiply` SGEMM (single-threaded calls
+//! run in parallel on rayon, [`gemm`]) and
 //! the rest in plain loops. It is what a user without a GPU runs and the yardstick for the
 //! GPU path; the plain-loop reference in [`crate::cpu`] stays the test oracle.
 //!
@@ -21,6 +22,8 @@ mod stacked;
 mod stages;
 
 use std::sync::atomic::{AtomicBool, Ordering};
+
+use rayon::prelude::*;
 
 use crate::config::{Precision, RunConfig};
 use crate::data::Dataset;
@@ -97,13 +100,15 @@ impl<'a> CpuEngine<'a> {
         let f = data.features();
         let n = self.setup.shared().config.normalization;
         let (mean, std) = (n.mean, n.std);
-        for (b, &s) in order.iter().enumerate() {
-            let s = s as usize;
-            let px = &data.images[s * f..(s + 1) * f];
-            for (x, &p) in self.batch.x[b * f..(b + 1) * f].iter_mut().zip(px) {
+        let rows = self.batch.x[..order.len() * f].par_chunks_mut(f);
+        rows.zip(order).for_each(|(x, &s)| {
+            let px = &data.images[s as usize * f..(s as usize + 1) * f];
+            for (x, &p) in x.iter_mut().zip(px) {
                 *x = (f32::from(p) / 255.0 - mean) / std;
             }
-            self.batch.labels[b] = data.labels[s];
+        });
+        for (label, &s) in self.batch.labels.iter_mut().zip(order) {
+            *label = data.labels[s as usize];
         }
     }
 

@@ -44,6 +44,9 @@ pub struct Update {
     pub first: bool,
 }
 
+/// Bias-gradient columns per task: a layer of 256 outputs in 4 for each member.
+const BIAS_CHUNK: usize = 64;
+
 /// Elements of one member's tensor per SGD task (a layer 0 of 784 x 256 splits in 7).
 const SGD_CHUNK: usize = 1 << 15;
 
@@ -158,7 +161,7 @@ impl Population {
                 );
             }
             let bias = &self.params[s.bias..s.bias + k * o];
-            for row in y[..batch * k * o].chunks_mut(k * o) {
+            y[..batch * k * o].par_chunks_mut(k * o).for_each(|row| {
                 for r in runs {
                     let seg = r.start * o..r.end * o;
                     for (v, b) in row[seg.clone()].iter_mut().zip(&bias[seg]) {
@@ -168,7 +171,7 @@ impl Population {
                         }
                     }
                 }
-            }
+            });
         }
     }
 
@@ -186,18 +189,36 @@ impl Population {
         let c = self.stacked.layers.last().map_or(0, |s| s.outputs);
         let last = self.acts.len() - 1;
         let (logits, dl) = (&self.acts[last], &mut self.deltas[last]);
-        let mut sums = vec![[0.0f32; 2]; k];
         let inv_b = 1.0 / batch as f32;
-        for (b, &label) in labels[..batch].iter().enumerate() {
-            for j in runs.iter().flat_map(|r| r.clone()) {
-                let at = b * k * c + j * c;
-                let row = &logits[at..at + c];
-                let r = cpu::softmax_cross_entropy_row::<f32>(row, label);
-                sums[j][0] += r.loss;
-                sums[j][1] += f32::from(u8::from(r.correct));
-                if grad {
-                    r.gradient(row, &mut dl[at..at + c], |d| d * inv_b);
-                }
+        let members: Vec<usize> = runs.iter().flat_map(|r| r.clone()).collect();
+        // Rows in parallel, each member's loss and hit per row; summed below in row order,
+        // as a single run sums them.
+        let row_sums = |(b, logits_row): (usize, &[f32]), mut dl_row: Option<&mut [f32]>| {
+            members
+                .iter()
+                .map(|&j| {
+                    let row = &logits_row[j * c..(j + 1) * c];
+                    let r = cpu::softmax_cross_entropy_row::<f32>(row, labels[b]);
+                    if let Some(d) = dl_row.as_deref_mut() {
+                        r.gradient(row, &mut d[j * c..(j + 1) * c], |d| d * inv_b);
+                    }
+                    (r.loss, f32::from(u8::from(r.correct)))
+                })
+                .collect::<Vec<_>>()
+        };
+        let rows = logits[..batch * k * c].par_chunks(k * c).enumerate();
+        let per_row: Vec<Vec<(f32, f32)>> = if grad {
+            rows.zip(dl[..batch * k * c].par_chunks_mut(k * c))
+                .map(|(row, d)| row_sums(row, Some(d)))
+                .collect()
+        } else {
+            rows.map(|row| row_sums(row, None)).collect()
+        };
+        let mut sums = vec![[0.0f32; 2]; k];
+        for row in &per_row {
+            for (&j, &(loss, hit)) in members.iter().zip(row) {
+                sums[j][0] += loss;
+                sums[j][1] += hit;
             }
         }
         sums
@@ -259,17 +280,22 @@ impl Population {
                     dw,
                 );
             }
+            // Columns in parallel, each summed over the rows in order (a single run's order).
             let db = &mut self.grads[s.bias..s.bias + k * o];
             for r in runs {
-                db[r.start * o..r.end * o].fill(0.0);
-            }
-            for row in dz[..batch * k * o].chunks(k * o) {
-                for r in runs {
-                    let seg = r.start * o..r.end * o;
-                    for (d, v) in db[seg.clone()].iter_mut().zip(&row[seg]) {
-                        *d += v;
-                    }
-                }
+                let seg = r.start * o..r.end * o;
+                db[seg.clone()]
+                    .par_chunks_mut(BIAS_CHUNK)
+                    .enumerate()
+                    .for_each(|(t, d)| {
+                        let from = seg.start + t * BIAS_CHUNK;
+                        d.fill(0.0);
+                        for row in dz[..batch * k * o].chunks(k * o) {
+                            for (d, v) in d.iter_mut().zip(&row[from..]) {
+                                *d += v;
+                            }
+                        }
+                    });
             }
             if l > 0 {
                 let (lo, hi) = self.deltas.split_at_mut(l);
@@ -309,7 +335,10 @@ impl Population {
                     );
                 }
                 let h = &self.acts[l - 1];
-                for (drow, hrow) in dh[..batch * k * i].chunks_mut(k * i).zip(h.chunks(k * i)) {
+                let rows = dh[..batch * k * i]
+                    .par_chunks_mut(k * i)
+                    .zip(h.par_chunks(k * i));
+                rows.for_each(|(drow, hrow)| {
                     for r in runs {
                         let seg = r.start * i..r.end * i;
                         for (d, &hv) in drow[seg.clone()].iter_mut().zip(&hrow[seg]) {
@@ -318,7 +347,7 @@ impl Population {
                             }
                         }
                     }
-                }
+                });
             }
         }
     }
