@@ -63,6 +63,7 @@ fn both(data: &Dataset) -> RunData<'_> {
         train: data,
         test: data,
         classes: 10,
+        micro_batch: None,
     }
 }
 

@@ -71,6 +71,7 @@ fn run(epochs: usize, use_gpu: bool) -> anyhow::Result<Vec<EpochReport>> {
         train: &train,
         test: &test,
         classes: CLASSES,
+        micro_batch: None,
     };
     // The GPU (adapter, kernels, autotuned matmuls, every fusion) outlives the engine
     // that borrows it.

@@ -31,12 +31,20 @@ use crate::step::{MemberStep, StepRecord, validation_split};
 pub const EVAL_BATCH: usize = 1000;
 
 /// The data a run reads: the training set (validation samples are held out of it), the
-/// test set, and the class count `C` (the model's outputs).
+/// test set, and the class count `C` (the model's outputs); and the rows of its shared
+/// steps when they are not the members' smallest minibatch.
 #[derive(Clone, Copy)]
 pub struct RunData<'a> {
     pub train: &'a Dataset,
     pub test: &'a Dataset,
     pub classes: usize,
+    /// The population's micro-batch, the samples of each shared step
+    /// ([`PopulationSetup::micro_batch`]); `None`: the members' smallest minibatch size.
+    /// Given where a population is reopened to go on from a snapshot whose members all
+    /// moved to larger sizes than the one it stepped at (a sweep refilled every slot with a
+    /// larger multiple; PBT copied larger sizes): stepping at the old size keeps each
+    /// member's sums, and so its bits, those of the run it continues.
+    pub micro_batch: Option<usize>,
 }
 
 impl<'a> From<&'a Mnist> for RunData<'a> {
@@ -45,6 +53,7 @@ impl<'a> From<&'a Mnist> for RunData<'a> {
             train: &m.train,
             test: &m.test,
             classes: m.classes,
+            micro_batch: None,
         }
     }
 }
@@ -126,8 +135,8 @@ impl PopulationSetup {
     /// [`Error::InvalidConfig`] for an empty population, for a member whose hidden sizes,
     /// normalisation, seed, validation fraction or precision differ from member 0's
     /// (naming both values, [`check_shared`]), whose minibatch size is not a multiple of the
-    /// smallest (naming both, [`check_micro_batch`]), and as [`RunSetup::new`] for each
-    /// member.
+    /// micro-batch (the smallest, or `data.micro_batch`; naming both, [`check_micro_batch`]),
+    /// and as [`RunSetup::new`] for each member.
     pub fn new(configs: &[RunConfig], data: RunData<'_>) -> Result<PopulationSetup> {
         let Some(first) = configs.first() else {
             return Err(Error::InvalidConfig {
@@ -139,7 +148,8 @@ impl PopulationSetup {
         for (k, c) in configs.iter().enumerate().skip(1) {
             check_shared(first, c, k)?;
         }
-        let micro_batch = configs.iter().map(|c| c.batch_size).min().unwrap_or(1);
+        let smallest = configs.iter().map(|c| c.batch_size).min().unwrap_or(1);
+        let micro_batch = data.micro_batch.unwrap_or(smallest);
         for (k, c) in configs.iter().enumerate() {
             check_micro_batch(micro_batch, c, k)?;
         }
@@ -167,7 +177,8 @@ impl PopulationSetup {
     }
 
     /// The micro-batch B0: the rows of every shared step (the last one of an epoch may be
-    /// fewer), the smallest minibatch size the population was opened with. A member of
+    /// fewer): the smallest minibatch size the population was opened with, or the one its
+    /// [`RunData::micro_batch`] named. A member of
     /// minibatch `m · B0` sums its gradient over `m` micro-steps ([`crate::step`]).
     pub fn micro_batch(&self) -> usize {
         self.micro_batch

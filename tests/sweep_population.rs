@@ -408,12 +408,19 @@ fn run_scripted(
         train: &train,
         test: &test,
         classes: 3,
+        micro_batch: None,
     };
     let mut sweep = Sweep::new(pruner);
     let mut starts = Vec::new();
-    let mut open = |cfgs: &[RunConfig]| -> wgtrain::Result<Box<dyn Engine>> {
+    let mut open = |cfgs: &[RunConfig], micro: Option<usize>| -> wgtrain::Result<Box<dyn Engine>> {
         Ok(Box::new(Scripted {
-            setup: PopulationSetup::new(cfgs, data)?,
+            setup: PopulationSetup::new(
+                cfgs,
+                RunData {
+                    micro_batch: micro,
+                    ..data
+                },
+            )?,
             epochs: vec![0; cfgs.len()],
         }))
     };

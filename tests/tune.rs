@@ -345,6 +345,7 @@ fn lr_find_on_a_synthetic_problem_suggests_a_learning_rate_that_trains() {
         train: &train,
         test: &test,
         classes: 4,
+        micro_batch: None,
     };
     // The range test runs over the engine's run (minibatch 32, seed 1); the engine's
     // learning rate is the one it trains at, so it is opened again at the suggestion.
@@ -562,6 +563,7 @@ fn a_sweep_prunes_trials_behind_the_median_and_keeps_the_best_parameters() {
         train: &samples,
         test: &samples,
         classes: 4,
+        micro_batch: None,
     };
     // Trial i has learning rate 0.1 (i + 1) and the curve curves[i].
     let group: Vec<PendingTrial> = (0..curves.len())
@@ -588,8 +590,14 @@ fn a_sweep_prunes_trials_behind_the_median_and_keeps_the_best_parameters() {
             }
         })
         .collect();
-    let mut open = |cfgs: &[RunConfig]| -> wgtrain::Result<Box<dyn Engine>> {
-        let setup = PopulationSetup::new(cfgs, data)?;
+    let mut open = |cfgs: &[RunConfig], micro: Option<usize>| -> wgtrain::Result<Box<dyn Engine>> {
+        let setup = PopulationSetup::new(
+            cfgs,
+            RunData {
+                micro_batch: micro,
+                ..data
+            },
+        )?;
         let curves = setup
             .members
             .iter()

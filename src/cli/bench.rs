@@ -276,6 +276,7 @@ pub fn bench_command(mut a: BenchArgs) -> Result<()> {
         train: &train_set,
         test: &test,
         classes: mnist.classes,
+        micro_batch: None,
     };
     // Seed 1's initialisation, SGD lr 0.01 with weight decay 1e-4, pixels in [0, 1]; two
     // epochs: one to warm up, one timed.

@@ -105,6 +105,14 @@ impl TrainerState {
     pub fn epochs_trained(&self, k: usize) -> usize {
         self.epoch.saturating_sub(self.members[k].start_epoch)
     }
+
+    /// The micro-batch its members stepped at, the rows of each shared step: the engine to
+    /// go on from this state must step at it too (open it with this
+    /// [`crate::engine::RunData::micro_batch`]). `None` in a state of an older wgtrain,
+    /// whose members' smallest minibatch size it was.
+    pub fn micro_batch(&self) -> Option<usize> {
+        self.micro_batch
+    }
 }
 
 /// A trainer's state and its members' tensors: what [`Trainer::snapshot`] takes and

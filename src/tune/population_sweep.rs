@@ -202,8 +202,11 @@ pub enum PopulationEvent<'t> {
     },
 }
 
-/// The engine that trains a population of these configurations.
-pub type OpenPopulation<'o, 'd> = dyn FnMut(&[RunConfig]) -> Result<Box<dyn Engine + 'd>> + 'o;
+/// The engine that trains a population of these configurations, stepping at the given
+/// micro-batch ([`crate::engine::RunData::micro_batch`]; `None`: their smallest minibatch
+/// size).
+pub type OpenPopulation<'o, 'd> =
+    dyn FnMut(&[RunConfig], Option<usize>) -> Result<Box<dyn Engine + 'd>> + 'o;
 
 /// The callback that sees a population sweep's events, with the sweep as it stands.
 pub type OnPopulationEvent<'o> = dyn FnMut(&Sweep, PopulationEvent<'_>) -> Result<()> + 'o;
@@ -320,7 +323,9 @@ pub fn run_group_from(
                     .map(|m| state.config(m).clone())
                     .collect();
                 let slots = resumed_slots(group, &r, &configs)?;
-                (open(&configs)?, slots, Some(r.trainer))
+                // At the micro-batch it stepped at: refills may have left only larger sizes.
+                let engine = open(&configs, state.micro_batch())?;
+                (engine, slots, Some(r.trainer))
             }
             None if !waiting.is_empty() => {
                 let (wave, _) = next_wave(&mut waiting, k);
@@ -335,7 +340,7 @@ pub fn run_group_from(
                         })
                     })
                     .collect();
-                (open(&configs)?, slots, None)
+                (open(&configs, None)?, slots, None)
             }
             None => break,
         };

@@ -149,6 +149,7 @@ pub fn data<'a>(train: &'a Dataset, test: &'a Dataset) -> RunData<'a> {
         train,
         test,
         classes: 10,
+        micro_batch: None,
     }
 }
 

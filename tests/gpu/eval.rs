@@ -120,6 +120,7 @@ fn confusion_from_gpu_and_cpu_logits_matches_an_f64_reference() {
         train: &train,
         test: &test,
         classes: mnist.classes,
+        micro_batch: None,
     };
     // A briefly trained model, so that the matrix has a diagonal and real confusions.
     let params = {

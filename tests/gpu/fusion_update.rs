@@ -855,6 +855,7 @@ fn fused_update_steps_equal_unfused_steps() {
         train: &train_set,
         test: &test_set,
         classes: 10,
+        micro_batch: None,
     };
     let fused_only = Fusions {
         update: true,
@@ -928,6 +929,7 @@ fn fused_update_leaves_params_after_a_non_finite_loss() {
         train: &train_set,
         test: &test_set,
         classes: 10,
+        micro_batch: None,
     };
     let cfg = RunConfig {
         hidden: vec![13],

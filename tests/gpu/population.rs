@@ -84,6 +84,7 @@ fn assert_members_match_single_runs(device: Device<'_>, configs: &[RunConfig], n
         train: &train,
         test: &test,
         classes: 10,
+        micro_batch: None,
     };
     let mut pop = wgtrain::open(device, configs, data).unwrap();
     let histories = Trainer::new(pop.as_mut())
@@ -172,6 +173,7 @@ fn a_diverging_member_is_frozen_and_the_others_train_on() {
         train: &train,
         test: &test,
         classes: 10,
+        micro_batch: None,
     };
     let mut configs = member_configs(3, 16);
     configs[1].schedule = LrSchedule::new(1e30, Schedule::Constant);

@@ -402,6 +402,7 @@ fn f16_trains_mnist_within_half_a_point_of_f32() {
         train: &train_set,
         test,
         classes: 10,
+        micro_batch: None,
     };
     let run = |precision| {
         let cfg = RunConfig {
@@ -451,6 +452,7 @@ fn f16_step_is_the_f32_step_plus_two_conversions() {
         train: &train_set,
         test,
         classes: 10,
+        micro_batch: None,
     };
     for hidden in [vec![256], vec![32, 16]] {
         let cfg = |precision| RunConfig {
@@ -515,6 +517,7 @@ fn f16_set_params_refreshes_the_f16_weights() {
         train: &train_set,
         test,
         classes: 10,
+        micro_batch: None,
     };
     let cfg = |seed| RunConfig {
         seed,
@@ -542,6 +545,7 @@ fn f16_first_steps_follow_the_cpu_reference() {
         train: &train_set,
         test,
         classes: 10,
+        micro_batch: None,
     };
     let cfg = |precision| RunConfig {
         precision,
@@ -575,6 +579,7 @@ fn f16_without_shader_f16_is_a_clear_error() {
         train: &train_set,
         test,
         classes: 10,
+        micro_batch: None,
     };
     let cfg = RunConfig {
         precision: Precision::F16,

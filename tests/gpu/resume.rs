@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use common::{On, uniform};
 use wgtrain::data::Dataset;
-use wgtrain::engine::Engine;
+use wgtrain::engine::{Engine, RunData};
 use wgtrain::gpu::autotune::MatmulChoice;
 use wgtrain::optim::SgdConfig;
 use wgtrain::schedule::{EpochHparams, HparamSchedule, LrSchedule, PlateauConfig, Schedule};
@@ -329,6 +329,56 @@ fn a_population_whose_members_all_left_the_smallest_batch_resumes_bit_for_bit() 
     let (rest, tensors) = finish(&mut t);
     assert_eq!(rest, want_epochs);
     assert!(tensors == want_tensors, "restored: tensors differ");
+}
+
+/// A sweep reopens a resumed population from the snapshot's own member configurations,
+/// and refills may have left only larger sizes than the micro-batch it stepped at (8 and
+/// 16 opened, only 16s running): reopened at the recorded micro-batch
+/// (`RunData::micro_batch`), it ends as the uninterrupted run, bit for bit (CPU); opened at
+/// its members' smallest size instead, it is refused, naming both step sizes.
+#[test]
+fn a_population_reopened_from_its_snapshots_sizes_steps_at_the_recorded_micro_batch() {
+    let (train, test) = (small_set(3000, 7), small_set(200, 8));
+    let data = common::data(&train, &test);
+    let cfgs: Vec<RunConfig> = configs()[..2]
+        .iter()
+        .zip([8, 16])
+        .map(|(c, batch_size)| RunConfig {
+            batch_size,
+            early_stop_patience: None,
+            ..c.clone()
+        })
+        .collect();
+    let mut engine = common::population(On::Cpu, &cfgs, data).unwrap();
+    let mut t = Trainer::new(engine.as_mut()).unwrap();
+    t.run_epoch(&mut |_| {}).unwrap();
+    t.exploit(1, 0, cfgs[1].clone()).unwrap();
+    let snap = through_json(&t.snapshot().unwrap());
+    assert_eq!(snap.state.micro_batch(), Some(8));
+    let (want_epochs, want_tensors) = finish(&mut t);
+
+    let now: Vec<RunConfig> = (0..snap.state.members())
+        .map(|m| snap.state.config(m).clone())
+        .collect();
+    assert!(now.iter().all(|c| c.batch_size == 16));
+    let mut engine = common::population(On::Cpu, &now, data).unwrap();
+    let refused = Trainer::restore(engine.as_mut(), &snap).err().unwrap();
+    assert!(
+        refused
+            .to_string()
+            .contains("step 8 samples at a time, this engine's members 16"),
+        "{refused}"
+    );
+    let at_8 = RunData {
+        micro_batch: snap.state.micro_batch(),
+        ..data
+    };
+    let mut engine = common::population(On::Cpu, &now, at_8).unwrap();
+    assert_eq!(engine.setup().micro_batch(), 8);
+    let mut t = Trainer::restore(engine.as_mut(), &snap).unwrap();
+    let (rest, tensors) = finish(&mut t);
+    assert_eq!(rest, want_epochs);
+    assert!(tensors == want_tensors, "reopened at 8: tensors differ");
 }
 
 /// A snapshot restores only onto an engine whose members fit it: the same member count,

@@ -260,7 +260,13 @@ impl Context<'_> {
             Ok(())
         };
         let data = RunData::from(self.mnist);
-        let mut open = |cfgs: &[wgtrain::RunConfig]| wgtrain::open(engines.device(), cfgs, data);
+        let mut open = |cfgs: &[wgtrain::RunConfig], micro_batch: Option<usize>| {
+            let data = RunData {
+                micro_batch,
+                ..data
+            };
+            wgtrain::open(engines.device(), cfgs, data)
+        };
         // A failed state write (a full disk) is warned of once and tried again after the
         // next population epoch; the state written before stays whole meanwhile.
         let state_saved = std::cell::Cell::new(false);
