@@ -290,16 +290,13 @@ fn a_mixed_batch_population_stopped_inside_a_minibatch_resumes_bit_for_bit() {
     }
 }
 
-/// Issue 25 (PBT's resume): exploit copies a member's minibatch size, so a PBT population
-/// opened at sizes 8 and 16 (micro-steps of 8) can hold only members at 16. Its snapshot
-/// was read as stepping 16 samples at a time (its members' smallest size) and refused by
-/// the engine it was opened on; the state now records the micro-batch, and the run
-/// restored on a fresh engine of the starting sizes ends as the uninterrupted one, bit for
-/// bit (CPU).
-#[test]
-fn a_population_whose_members_all_left_the_smallest_batch_resumes_bit_for_bit() {
-    let (train, test) = (small_set(3000, 7), small_set(200, 8));
-    let data = common::data(&train, &test);
+/// Minibatch sizes 8 and 16 (micro-steps of 8), one epoch, then member 0 copies member 1
+/// (PBT's exploit copies the size): only 16s left. Returns the starting configurations,
+/// the snapshot then, and the uninterrupted run's remaining epochs and final tensors.
+#[allow(clippy::type_complexity)]
+fn all_left_the_smallest_batch(
+    data: RunData<'_>,
+) -> (Vec<RunConfig>, Snapshot, (Vec<Vec<String>>, Vec<Vec<u32>>)) {
     let cfgs: Vec<RunConfig> = configs()[..2]
         .iter()
         .zip([8, 16])
@@ -321,14 +318,28 @@ fn a_population_whose_members_all_left_the_smallest_batch_resumes_bit_for_bit() 
         ),
         (16, 16)
     );
-    let (want_epochs, want_tensors) = finish(&mut t);
-    assert_eq!(want_epochs.len(), EPOCHS - 1);
+    assert_eq!(snap.state.micro_batch(), Some(8));
+    let rest = finish(&mut t);
+    assert_eq!(rest.0.len(), EPOCHS - 1);
+    (cfgs, snap, rest)
+}
 
+/// Issue 25 (PBT's resume): exploit copies a member's minibatch size, so a PBT population
+/// opened at sizes 8 and 16 (micro-steps of 8) can hold only members at 16. Its snapshot
+/// was read as stepping 16 samples at a time (its members' smallest size) and refused by
+/// the engine it was opened on; the state now records the micro-batch, and the run
+/// restored on a fresh engine of the starting sizes ends as the uninterrupted one, bit for
+/// bit (CPU).
+#[test]
+fn a_population_whose_members_all_left_the_smallest_batch_resumes_bit_for_bit() {
+    let (train, test) = (small_set(3000, 7), small_set(200, 8));
+    let data = common::data(&train, &test);
+    let (cfgs, snap, want) = all_left_the_smallest_batch(data);
     let mut engine = common::population(On::Cpu, &cfgs, data).unwrap();
     let mut t = Trainer::restore(engine.as_mut(), &snap).unwrap();
-    let (rest, tensors) = finish(&mut t);
-    assert_eq!(rest, want_epochs);
-    assert!(tensors == want_tensors, "restored: tensors differ");
+    let got = finish(&mut t);
+    assert_eq!(got.0, want.0);
+    assert!(got.1 == want.1, "restored: tensors differ");
 }
 
 /// A sweep reopens a resumed population from the snapshot's own member configurations,
@@ -340,27 +351,10 @@ fn a_population_whose_members_all_left_the_smallest_batch_resumes_bit_for_bit() 
 fn a_population_reopened_from_its_snapshots_sizes_steps_at_the_recorded_micro_batch() {
     let (train, test) = (small_set(3000, 7), small_set(200, 8));
     let data = common::data(&train, &test);
-    let cfgs: Vec<RunConfig> = configs()[..2]
-        .iter()
-        .zip([8, 16])
-        .map(|(c, batch_size)| RunConfig {
-            batch_size,
-            early_stop_patience: None,
-            ..c.clone()
-        })
-        .collect();
-    let mut engine = common::population(On::Cpu, &cfgs, data).unwrap();
-    let mut t = Trainer::new(engine.as_mut()).unwrap();
-    t.run_epoch(&mut |_| {}).unwrap();
-    t.exploit(1, 0, cfgs[1].clone()).unwrap();
-    let snap = through_json(&t.snapshot().unwrap());
-    assert_eq!(snap.state.micro_batch(), Some(8));
-    let (want_epochs, want_tensors) = finish(&mut t);
-
+    let (_, snap, want) = all_left_the_smallest_batch(data);
     let now: Vec<RunConfig> = (0..snap.state.members())
         .map(|m| snap.state.config(m).clone())
         .collect();
-    assert!(now.iter().all(|c| c.batch_size == 16));
     let mut engine = common::population(On::Cpu, &now, data).unwrap();
     let refused = Trainer::restore(engine.as_mut(), &snap).err().unwrap();
     assert!(
@@ -376,9 +370,9 @@ fn a_population_reopened_from_its_snapshots_sizes_steps_at_the_recorded_micro_ba
     let mut engine = common::population(On::Cpu, &now, at_8).unwrap();
     assert_eq!(engine.setup().micro_batch(), 8);
     let mut t = Trainer::restore(engine.as_mut(), &snap).unwrap();
-    let (rest, tensors) = finish(&mut t);
-    assert_eq!(rest, want_epochs);
-    assert!(tensors == want_tensors, "reopened at 8: tensors differ");
+    let got = finish(&mut t);
+    assert_eq!(got.0, want.0);
+    assert!(got.1 == want.1, "reopened at 8: tensors differ");
 }
 
 /// A snapshot restores only onto an engine whose members fit it: the same member count,
