@@ -10,7 +10,7 @@
 //!
 //! **Parallelism is rayon's alone**: every SGEMM call is single-threaded (matrixmultiply
 //! without its `threading` feature) and a call's work is cut into pieces run side by side
-//! ([`pieces`]): a population's members, each on one core, or the rows of a single run's
+//! (`pieces`): a population's members, each on one core, or the rows of a single run's
 //! product. matrixmultiply's own thread pool spin-yields between products; a K = 8 step
 //! spent a third of its CPU samples in `sched_yield` on this shared 2-core machine
 //! (docs/performance.md).
@@ -152,7 +152,7 @@ fn disjoint(o: &Operand, rows: usize, cols: usize, count: usize) -> bool {
 /// `C_j = A_j · B_j` (C overwritten) for the members `j` in `members`, each operand laid out
 /// as its [`Operand`] says. When B is shared and A and C hold the members one after another
 /// along M, the members are one wide product; otherwise one product per member. Either is
-/// cut into [`pieces`] run in parallel, and either way member j's bits are those of its
+/// cut into pieces (`pieces`) run in parallel, and either way member j's bits are those of its
 /// own product (module docs).
 ///
 /// # Panics
