@@ -54,19 +54,30 @@ pub(crate) fn save(fig: &impl Figure, dir: &Path, stem: &str) -> Result<Vec<Path
         path: path.to_path_buf(),
         source: std::io::Error::other(format!("drawing the plot: {e}")),
     };
+    // A picture that failed part-way (a full disk) is removed, not left truncated.
+    let removed_on_error = |path: &Path, r: Result<()>| {
+        if r.is_err() {
+            let _ = std::fs::remove_file(path);
+        }
+        r
+    };
     let png = dir.join(format!("{stem}.png"));
-    {
+    removed_on_error(&png, {
         let root = BitMapBackend::new(&png, fig.size()).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| fail(&png, err(e)))?;
-        fig.draw(&root).map_err(|e| fail(&png, e))?;
-        root.present().map_err(|e| fail(&png, err(e)))?;
-    }
+        (|| {
+            root.fill(&WHITE).map_err(|e| fail(&png, err(e)))?;
+            fig.draw(&root).map_err(|e| fail(&png, e))?;
+            root.present().map_err(|e| fail(&png, err(e)))
+        })()
+    })?;
     let svg = dir.join(format!("{stem}.svg"));
-    {
+    removed_on_error(&svg, {
         let root = SVGBackend::new(&svg, fig.size()).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| fail(&svg, err(e)))?;
-        fig.draw(&root).map_err(|e| fail(&svg, e))?;
-        root.present().map_err(|e| fail(&svg, err(e)))?;
-    }
+        (|| {
+            root.fill(&WHITE).map_err(|e| fail(&svg, err(e)))?;
+            fig.draw(&root).map_err(|e| fail(&svg, e))?;
+            root.present().map_err(|e| fail(&svg, err(e)))
+        })()
+    })?;
     Ok(vec![png, svg])
 }

@@ -439,6 +439,54 @@ fn regression_a_full_disk_at_a_sweeps_state_warns_and_the_sweep_goes_on() {
     assert!(out.join("best.json").is_file(), "{err}");
 }
 
+/// Fault attack, second round: a PBT run whose state never fits and whose picture fails
+/// at the end said "the run's state is kept in .../state.safetensors" (there was none) and
+/// left a truncated `pbt_val_accuracy.png`. It now says no state could be written and what
+/// to do, and removes the picture it could not finish.
+#[test]
+fn regression_a_pbt_run_without_a_state_says_so_when_an_output_fails() {
+    // 120 KiB: the run's files fit, its 100 KiB picture does not, nor its 200 KiB state.
+    let disk = TinyFs::mount(120);
+    let out = disk.path().join("pbt");
+    let o = wgtrain(&[
+        "sweep",
+        "--device",
+        "cpu",
+        "--data",
+        &mnist_dir(),
+        "--train-subset",
+        "300",
+        "--hidden",
+        "8",
+        "--search",
+        "pbt",
+        "--population",
+        "4",
+        "--pbt-interval",
+        "1",
+        "--epochs",
+        "3",
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("drawing the PBT picture"), "{err}");
+    assert!(!err.contains("the run's state is kept"), "{err}");
+    assert!(
+        err.contains("no state of the run could be written to")
+            && err.contains("train again with --overwrite"),
+        "{err}"
+    );
+    assert!(!out.join("state.safetensors").exists());
+    assert!(
+        !out.join("pbt_val_accuracy.png").exists(),
+        "a truncated picture was left"
+    );
+    assert!(out.join("best.json").is_file(), "{err}");
+}
+
 /// The same for a PBT run (`sweep --search pbt`, whose state is new with issue 25): a state
 /// that never fits its `--out` is warned of once, and the run trains every epoch and
 /// writes its outputs.

@@ -543,8 +543,8 @@ fn plot_of_a_checkpoint_says_it_is_not_a_metrics_file() {
 /// Issue 25 (fault findings): a sweep refused for its arguments or data left behind the
 /// empty `--out` folder it had made for its lock. A sweep refused after the folder is made
 /// (`--val-split 0`, a `--pruning` flag the rule ignores), and a PBT run refused once its
-/// data loaded (a minibatch larger than the training set), leave no folder; a folder that
-/// existed before stays.
+/// data loaded (a minibatch larger than the training set) or for one member, leave no
+/// folder; a folder that existed before stays.
 #[test]
 fn a_refused_sweep_leaves_no_empty_out_folder() {
     let tmp = tempfile::tempdir().unwrap();
@@ -586,6 +586,12 @@ fn a_refused_sweep_leaves_no_empty_out_folder() {
         (
             wgtrain(&pbt),
             "must be at most the number of training samples",
+        ),
+        // A one-member PBT run was refused only after --out recorded its settings, so the
+        // corrected command was told to --resume it (fault attack, second round).
+        (
+            wgtrain(&[&pbt[..12], &["1"], &pbt[13..]].concat()),
+            "PBT needs at least 2 members",
         ),
     ] {
         let err = stderr(&o);

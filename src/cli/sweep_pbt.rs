@@ -124,6 +124,14 @@ pub fn pbt_command(mut a: SweepArgs) -> Result<()> {
         ));
     }
     let k = a.population.unwrap_or(DEFAULT_POPULATION);
+    // Checked here as Pbt::new does, before --out records this run's settings.
+    if k < 2 {
+        return Err(usage(
+            "population",
+            k,
+            "PBT needs at least 2 members to copy between (e.g. --population 8)",
+        ));
+    }
     let initial = initial_hparams(&space, k, a.seed)?;
     let hyper = |h: &Hparams| HyperArgs {
         hidden: HiddenSizes(hidden.clone()),
@@ -228,6 +236,13 @@ pub fn pbt_command(mut a: SweepArgs) -> Result<()> {
     };
     let quiet = a.quiet;
     let out = a.out.clone();
+    // The engine's micro-batch: every member steps through the shared order this many
+    // samples at a time (the smallest starting minibatch).
+    let micro_batch = configs
+        .iter()
+        .map(|c| c.batch_size)
+        .min()
+        .unwrap_or(batch_size);
     let (record, best_params) = (|| -> Result<_> {
         // Opened with the starting configurations: the engine's micro-batch is the
         // population's smallest starting minibatch, which a restored state steps at.
@@ -393,11 +408,21 @@ pub fn pbt_command(mut a: SweepArgs) -> Result<()> {
     }
     if !failed.is_empty() {
         // The state after the last epoch stays: going on from it writes the outputs again.
-        note!(
-            "the run's state is kept in {}; to write the outputs again: {}",
-            super::sweep::state::path(&a.out).display(),
-            interrupt::resume_command(None)
-        );
+        let state = super::sweep::state::path(&a.out);
+        if state.is_file() {
+            note!(
+                "the run's state is kept in {}; to write the outputs again: {}",
+                state.display(),
+                interrupt::resume_command(None)
+            );
+        } else {
+            note!(
+                "no state of the run could be written to {} either: the outputs that failed \
+                 cannot be written again with --resume; free space there (or choose another \
+                 --out) and train again with --overwrite",
+                a.out.display()
+            );
+        }
     }
     failed.into_result()?;
     // Every output is written: the state has nothing left to resume.
@@ -413,6 +438,11 @@ pub fn pbt_command(mut a: SweepArgs) -> Result<()> {
         say!(
             "replay the best member's schedule from scratch (its lineage trained at batch sizes {}, so a replay at {} alone only approximates it):\n  {replay}",
             sizes.join(" then "),
+            b.final_hparams.batch_size
+        );
+    } else if b.final_hparams.batch_size > micro_batch {
+        say!(
+            "replay the best member's schedule from scratch (it summed its minibatches of {} in micro-steps of the population's {micro_batch}, so a replay ends within rounding of its weights, not on them):\n  {replay}",
             b.final_hparams.batch_size
         );
     } else {
