@@ -439,6 +439,75 @@ fn regression_a_full_disk_at_a_sweeps_state_warns_and_the_sweep_goes_on() {
     assert!(out.join("best.json").is_file(), "{err}");
 }
 
+/// A sweep's trials without their wall-clock fields (`seconds`, `epoch_seconds`, ...).
+fn trials_without_times(path: &Path) -> serde_json::Value {
+    fn strip(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(m) => {
+                m.retain(|k, _| !k.contains("seconds"));
+                m.values_mut().for_each(strip);
+            }
+            serde_json::Value::Array(a) => a.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    let mut v = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    strip(&mut v);
+    v
+}
+
+/// Fault attack, second round: a full disk between a finished trial's record and its
+/// weights left trials.json naming a best trial whose `best_trial.safetensors` was never
+/// written, and the printed `--resume` was refused for good ("the best finished trial's
+/// weights cannot be read"). The weights are now written first: with space freed, the
+/// printed command finishes the sweep as an uninterrupted one.
+#[test]
+fn regression_a_sweep_stopped_by_a_full_disk_resumes_once_there_is_space() {
+    let disk = TinyFs::mount(200);
+    let out = disk.path().join("m");
+    let data = mnist_dir();
+    let sweep = |out: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "sweep",
+            "--device",
+            "cpu",
+            "--data",
+            &data,
+            "--train-subset",
+            "2000",
+            "--search",
+            "grid",
+            "--lr",
+            "0.05,0.1",
+            "--hidden",
+            "64",
+            "--epochs",
+            "2",
+            "--quiet",
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        wgtrain(&args)
+    };
+    let o = sweep(&out, &[]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("No space left on device"), "{err}");
+    assert!(err.contains("--resume"), "{err}");
+    disk.resize(8192);
+    let o = sweep(&out, &["--resume"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let tmp = tempfile::tempdir().unwrap();
+    let whole = tmp.path().join("m");
+    let o = sweep(&whole, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        trials_without_times(&out.join("trials.json")),
+        trials_without_times(&whole.join("trials.json"))
+    );
+}
+
 /// Fault attack, second round: a PBT run whose state never fits and whose picture fails
 /// at the end said "the run's state is kept in .../state.safetensors" (there was none) and
 /// left a truncated `pbt_val_accuracy.png`. It now says no state could be written and what

@@ -177,6 +177,16 @@ impl TinyFs {
         self.dir.path()
     }
 
+    /// Gives the filesystem `kib` KiB (space freed on the full disk).
+    pub fn resize(&self, kib: usize) {
+        let o = Command::new("mount")
+            .args(["-o", &format!("remount,size={kib}k")])
+            .arg(self.path())
+            .output()
+            .expect("mount runs");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+
     /// Fills the filesystem with one file of zeros, until a write fails.
     pub fn fill(&self) {
         use std::io::Write;

@@ -241,12 +241,13 @@ impl Context<'_> {
                     if let Some(mut w) = writers.remove(&id) {
                         w.session_end(session_status(trial.status))?;
                     }
-                    // Written after every trial, atomically: an interrupted sweep keeps
-                    // what finished.
-                    write_outputs(&a.out, sweep.trials(), None)?;
+                    // The best weights first, then the trials, each written atomically:
+                    // trials.json never names a best trial whose weights `--resume` cannot
+                    // read (a full disk between the two left a sweep it refused for good).
                     if new_best {
                         save_best_trial(&a.out, sweep, self.mnist, self.norm)?;
                     }
+                    write_outputs(&a.out, sweep.trials(), None)?;
                     let outcome = outcome_text(trial);
                     if a.quiet {
                         say!("{}: {outcome}", header(id, &trial.config));
