@@ -210,6 +210,28 @@ fn timeless(r: &PbtRecord) -> PbtRecord {
     r
 }
 
+/// Fault attack, second round: a failed `pbt.json` (a full disk at the final write) kept
+/// the files after it from being written, while the run said its other outputs were.
+/// Every file is now tried; the error names the one that failed.
+#[test]
+fn a_failed_pbt_file_does_not_keep_the_others_from_being_written() {
+    let (a, _) = run(3, 5, 4);
+    let dir = tempfile::tempdir().unwrap();
+    // A directory where pbt.json goes: its atomic rename fails.
+    std::fs::create_dir(dir.path().join("pbt.json")).unwrap();
+    std::fs::write(dir.path().join("pbt.json").join("x"), "").unwrap();
+    let err = write_pbt_outputs(dir.path(), &a, None).unwrap_err();
+    assert!(err.to_string().contains("pbt.json"), "{err}");
+    for name in [
+        "pbt_members.csv",
+        "pbt_lineage.csv",
+        "leaderboard.csv",
+        "pbt_best_schedule.json",
+    ] {
+        assert!(dir.path().join(name).is_file(), "{name} not written");
+    }
+}
+
 #[test]
 fn one_seed_gives_one_lineage_and_the_files_hold_it() {
     let (a, _) = run(3, 5, 4);

@@ -194,10 +194,12 @@ fn write_csv<T: Serialize>(path: &Path, rows: &[T]) -> Result<()> {
 
 /// Writes the files listed in the module docs into `dir` (created if missing), each
 /// atomically; `pbt_best_schedule.json` once the record has a best member, `best.json`
-/// when `best` is given. Returns the paths written.
+/// when `best` is given. Every file is tried: one that fails (a full disk) does not keep
+/// the others from being written. Returns the paths written.
 ///
 /// # Errors
-/// [`Error::Io`] or [`Error::Output`] naming the file.
+/// [`Error::Io`] or [`Error::Output`] naming the first file that failed (the others were
+/// tried).
 pub fn write_pbt_outputs(
     dir: &Path,
     record: &PbtRecord,
@@ -205,37 +207,40 @@ pub fn write_pbt_outputs(
 ) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
     let mut written = Vec::new();
-    let p = dir.join("pbt.json");
-    write_json(&p, record)?;
-    written.push(p);
-    let p = dir.join("pbt_members.csv");
-    write_csv(&p, &record.history)?;
-    written.push(p);
-    let p = dir.join("pbt_lineage.csv");
-    if record.lineage.is_empty() {
-        // csv writes no header for no rows: an empty lineage still gets its header line.
-        let header = "epoch,member,from,member_val_accuracy,from_val_accuracy,old_lr,\
-                      old_weight_decay,old_momentum,copied_lr,copied_weight_decay,new_lr,\
-                      new_weight_decay,new_momentum,lr_change,weight_decay_change\n";
-        crate::output::write_atomically(&p, header.as_bytes())?;
-    } else {
-        write_csv(&p, &lineage_rows(record))?;
-    }
-    written.push(p);
-    let p = dir.join("leaderboard.csv");
-    write_csv(&p, &leaderboard(record))?;
-    written.push(p);
+    let mut first_error = None;
+    let mut write = |name: &str, f: &dyn Fn(&Path) -> Result<()>| {
+        let p = dir.join(name);
+        match f(&p) {
+            Ok(()) => written.push(p),
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    };
+    write("pbt.json", &|p| write_json(p, record));
+    write("pbt_members.csv", &|p| write_csv(p, &record.history));
+    write("pbt_lineage.csv", &|p| {
+        if record.lineage.is_empty() {
+            // csv writes no header for no rows: an empty lineage still gets its header.
+            let header = "epoch,member,from,member_val_accuracy,from_val_accuracy,old_lr,\
+                          old_weight_decay,old_momentum,copied_lr,copied_weight_decay,new_lr,\
+                          new_weight_decay,new_momentum,lr_change,weight_decay_change\n";
+            crate::output::write_atomically(p, header.as_bytes())
+        } else {
+            write_csv(p, &lineage_rows(record))
+        }
+    });
+    write("leaderboard.csv", &|p| write_csv(p, &leaderboard(record)));
     if let Some(b) = &record.best {
-        let p = dir.join(BEST_SCHEDULE_FILE);
-        b.schedule.write(&p)?;
-        written.push(p);
+        write(BEST_SCHEDULE_FILE, &|p| b.schedule.write(p));
     }
     if let Some(b) = best {
-        let p = dir.join("best.json");
-        write_json(&p, b)?;
-        written.push(p);
+        write("best.json", &|p| write_json(p, b));
     }
-    Ok(written)
+    match first_error {
+        None => Ok(written),
+        Some(e) => Err(e),
+    }
 }
 
 /// The best member's schedule file in the out directory.
