@@ -612,10 +612,12 @@ fn write_csv<T: Serialize>(path: &Path, rows: &[T]) -> Result<()> {
 /// trial and epoch), `leaderboard.csv` and, when given, `best.json` into `dir` (created if
 /// missing). Returns the paths written. Each file is written atomically (a temporary file
 /// renamed over it), so a sweep can call this after every trial and an interrupted sweep
-/// leaves whole files listing the trials that finished.
+/// leaves whole files listing the trials that finished; every file is tried, so one that
+/// fails (a full disk) does not keep the others from being written.
 ///
 /// # Errors
-/// [`Error::Io`] or [`Error::Output`] naming the file.
+/// [`Error::Io`] or [`Error::Output`] naming the first file that failed (the others were
+/// tried).
 pub fn write_outputs(
     dir: &Path,
     trials: &[Trial],
@@ -623,21 +625,26 @@ pub fn write_outputs(
 ) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir).map_err(io_error(dir))?;
     let mut written = Vec::new();
-    let p = dir.join("trials.json");
-    write_json(&p, trials)?;
-    written.push(p);
-    let p = dir.join("trials.csv");
-    write_csv(&p, &trial_rows(trials))?;
-    written.push(p);
-    let p = dir.join("leaderboard.csv");
-    write_csv(&p, &leaderboard(trials))?;
-    written.push(p);
+    let mut first_error = None;
+    let mut write = |name: &str, f: &dyn Fn(&Path) -> Result<()>| {
+        let p = dir.join(name);
+        match f(&p) {
+            Ok(()) => written.push(p),
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    };
+    write("trials.json", &|p| write_json(p, trials));
+    write("trials.csv", &|p| write_csv(p, &trial_rows(trials)));
+    write("leaderboard.csv", &|p| write_csv(p, &leaderboard(trials)));
     if let Some(b) = best {
-        let p = dir.join("best.json");
-        write_json(&p, b)?;
-        written.push(p);
+        write("best.json", &|p| write_json(p, b));
     }
-    Ok(written)
+    match first_error {
+        None => Ok(written),
+        Some(e) => Err(e),
+    }
 }
 
 /// Reads the trials back from a sweep's `trials.json`.
@@ -757,6 +764,22 @@ mod tests {
         // A resumed population sweep's file has gaps (the trials that were running).
         let r = Sweep::resume(None, s.trials().to_vec(), Some(vec![2.0])).unwrap();
         assert_eq!(r.best_trial().map(|t| t.id), Some(2));
+    }
+
+    /// Fault attack, second round: a failed trials.json kept trials.csv, the leaderboard
+    /// and best.json from being written. Every file is now tried; the error names the one
+    /// that failed.
+    #[test]
+    fn a_failed_file_does_not_keep_the_others_from_being_written() {
+        let trials = vec![trial(0, TrialStatus::Complete, &[0.5, 0.6])];
+        let dir = tempfile::tempdir().unwrap();
+        // A directory where trials.json goes: its atomic rename fails.
+        std::fs::create_dir_all(dir.path().join("trials.json").join("x")).unwrap();
+        let err = write_outputs(dir.path(), &trials, None).unwrap_err();
+        assert!(err.to_string().contains("trials.json"), "{err}");
+        for name in ["trials.csv", "leaderboard.csv"] {
+            assert!(dir.path().join(name).is_file(), "{name} not written");
+        }
     }
 
     #[test]
