@@ -608,3 +608,24 @@ fn a_refused_sweep_leaves_no_empty_out_folder() {
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(out.is_dir(), "a folder the sweep did not make is kept");
 }
+
+/// Fault attack, second round: with its `settings.json` removed (as the corrupt-file
+/// message once suggested), an interrupted sweep or PBT run resumed with other data or
+/// settings, unchecked. A state without its settings is now refused, naming both fixes.
+#[test]
+fn a_state_without_its_settings_is_not_resumed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = mnist_dir();
+    let out = tmp.path().join("sw");
+    std::fs::create_dir(&out).unwrap();
+    std::fs::write(out.join("state.safetensors"), b"a state").unwrap();
+    let o = tiny_sweep(&data, &out, &["--resume"]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("state.safetensors but no settings.json")
+            && err.contains("put settings.json back, or start again with --overwrite"),
+        "{err}"
+    );
+    assert!(out.join("state.safetensors").is_file(), "the state is kept");
+}

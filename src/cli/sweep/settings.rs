@@ -212,6 +212,22 @@ pub(in crate::cli) fn check_out(a: &SweepArgs) -> Result<()> {
     }
     let path = out.join(SETTINGS_FILE);
     let Some(recorded) = read(&path)? else {
+        // Every wgtrain that writes a state also writes settings.json: without it the
+        // state's data and settings cannot be checked, and a resume would go on with
+        // whatever this run was given.
+        let state = super::state::path(out);
+        if state.is_file() {
+            return Err(usage(
+                "resume",
+                out.display(),
+                format!(
+                    "holds {} but no {SETTINGS_FILE}, so the settings and data it was trained \
+                     with cannot be checked against this run's; put {SETTINGS_FILE} back, or \
+                     start again with --overwrite",
+                    state.display()
+                ),
+            ));
+        }
         note!(
             "warning: {} has no {SETTINGS_FILE} (written by an older wgtrain): only the finished trials' own hyperparameters can be checked against this run's",
             out.display()
@@ -298,7 +314,7 @@ fn read(path: &Path) -> Result<Option<Recorded>> {
             "resume",
             path.display(),
             format!(
-                "is not a sweep's settings file ({e}); fix or remove it, or choose another --out"
+                "is not a sweep's settings file ({e}); restore it, or start again with --overwrite, or choose another --out"
             ),
         )
     })
