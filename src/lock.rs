@@ -254,7 +254,9 @@ pub fn check_unheld(output: &Path, own: &[OutputLock]) -> Result<()> {
 }
 
 /// Locks every path of `outputs` (see [`OutputLock::acquire`]), in order; the locks taken
-/// so far are released when one fails.
+/// so far are released when one fails. Each output's stale temporary files (a run killed
+/// mid-write left them) are removed once it is locked
+/// ([`crate::atomic::remove_stale_temporaries`]).
 ///
 /// # Errors
 /// As [`OutputLock::acquire`].
@@ -268,6 +270,8 @@ pub fn lock_all<'a>(outputs: impl IntoIterator<Item = &'a Path>) -> Result<Vec<O
         }
         let own: Vec<PathBuf> = locks.iter().map(|l| l.lock_path.clone()).collect();
         locks.push(OutputLock::acquire_beside(p, &own)?);
+        // Now the only writer of `p`: what a killed run's atomic writes left is stale.
+        crate::atomic::remove_stale_temporaries(p);
     }
     Ok(locks)
 }
