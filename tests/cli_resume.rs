@@ -691,7 +691,19 @@ fn pbt_resumes_to_the_uninterrupted_outputs(device: &str, subset: &str) {
             );
         }
 
-        let resumed = wgtrain_in(dir.path(), &strs(&with(&args, &["--resume"])));
+        // Giving a default explicitly is the same run (second fault attack: it was refused
+        // as "--pbt-quantile is 0.25 but ... ran with (not given)").
+        let extra: &[&str] = match signal {
+            "INT" => &[
+                "--resume",
+                "--pbt-quantile",
+                "0.25",
+                "--pbt-resample",
+                "0.25",
+            ],
+            _ => &["--resume"],
+        };
+        let resumed = wgtrain_in(dir.path(), &strs(&with(&args, extra)));
         let err = stderr(&resumed);
         assert_eq!(resumed.status.code(), Some(0), "{signal}: {err}");
         assert!(

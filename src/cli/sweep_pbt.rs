@@ -40,7 +40,7 @@ mod state;
 /// Members of a PBT population without `--population`.
 const DEFAULT_POPULATION: usize = 8;
 /// Epochs between exploit steps without `--pbt-interval`.
-const DEFAULT_INTERVAL: usize = 2;
+pub(super) const DEFAULT_INTERVAL: usize = 2;
 
 /// Runs `wgtrain sweep --search pbt`.
 pub fn pbt_command(mut a: SweepArgs) -> Result<()> {

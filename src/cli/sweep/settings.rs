@@ -28,7 +28,7 @@ use super::super::common::{
     NOT_GIVEN, Recorded, choice, data_fingerprint, first_difference, opt, schedule_flags,
     sgd_flags, usage,
 };
-use super::{PruningChoice, SweepArgs};
+use super::{PruningChoice, SearchChoice, SweepArgs};
 
 /// The file in `--out` that records the sweep's settings.
 pub(super) const SETTINGS_FILE: &str = "settings.json";
@@ -125,11 +125,31 @@ fn flags_of(a: &SweepArgs) -> Vec<(&'static str, String)> {
     flags.push(("seed", a.seed.to_string()));
     flags.extend(schedule_flags(&a.schedule));
     flags.extend([
-        ("pbt-interval", opt(&a.pbt_interval)),
-        ("pbt-quantile", opt(&a.pbt_quantile)),
-        ("pbt-resample", opt(&a.pbt_resample)),
+        // A PBT run records the values it runs with, so that giving a default explicitly
+        // on --resume (`--pbt-quantile 0.25`) is the same run.
+        (
+            "pbt-interval",
+            pbt_value(a, a.pbt_interval, super::super::sweep_pbt::DEFAULT_INTERVAL),
+        ),
+        (
+            "pbt-quantile",
+            pbt_value(a, a.pbt_quantile, wgtrain::tune::pbt::DEFAULT_QUANTILE),
+        ),
+        (
+            "pbt-resample",
+            pbt_value(a, a.pbt_resample, wgtrain::tune::pbt::DEFAULT_RESAMPLE),
+        ),
     ]);
     flags
+}
+
+/// A PBT flag as recorded: its value, the default when not given, for `--search pbt`; for
+/// another search (where PBT flags are refused) whether it was given.
+fn pbt_value<T: std::fmt::Display>(a: &SweepArgs, given: Option<T>, default: T) -> String {
+    match (a.search, given) {
+        (SearchChoice::Pbt, v) => v.unwrap_or(default).to_string(),
+        (_, v) => opt(&v),
+    }
 }
 
 /// The flags of `sweep` that [`flags_of`] leaves out, on purpose (see the module docs).
