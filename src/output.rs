@@ -190,6 +190,30 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
         .map_err(|e: std::io::Error| refuse(path, format!("write failed: {e}")))
 }
 
+/// One file of a set [`write_each`] writes: its name in the directory and what writes it.
+pub type FileWriter<'a> = (&'a str, &'a dyn Fn(&Path) -> Result<()>);
+
+/// Writes each of `files` into `dir`, every one tried even when an earlier one failed: one
+/// output that fails (a full disk) does not keep the others from being written. Returns
+/// the paths written.
+///
+/// # Errors
+/// The first failure, naming its file (the others were tried).
+pub fn write_each(dir: &Path, files: &[FileWriter<'_>]) -> Result<Vec<PathBuf>> {
+    let mut written = Vec::new();
+    let mut first_error = None;
+    for (name, write) in files {
+        let p = dir.join(name);
+        match write(&p) {
+            Ok(()) => written.push(p),
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    first_error.map_or(Ok(written), Err)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -22,6 +22,7 @@ use std::sync::atomic::AtomicBool;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::output::{FileWriter, write_each};
 use crate::tune::EpochMetrics;
 use crate::tune::prune::Pruner;
 use crate::tune::space::{TrialConfig, hidden_label};
@@ -624,27 +625,19 @@ pub fn write_outputs(
     best: Option<&BestTrial>,
 ) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir).map_err(io_error(dir))?;
-    let mut written = Vec::new();
-    let mut first_error = None;
-    let mut write = |name: &str, f: &dyn Fn(&Path) -> Result<()>| {
-        let p = dir.join(name);
-        match f(&p) {
-            Ok(()) => written.push(p),
-            Err(e) => {
-                first_error.get_or_insert(e);
-            }
-        }
-    };
-    write("trials.json", &|p| write_json(p, trials));
-    write("trials.csv", &|p| write_csv(p, &trial_rows(trials)));
-    write("leaderboard.csv", &|p| write_csv(p, &leaderboard(trials)));
-    if let Some(b) = best {
-        write("best.json", &|p| write_json(p, b));
+    let json = |p: &Path| write_json(p, trials);
+    let csv = |p: &Path| write_csv(p, &trial_rows(trials));
+    let board = |p: &Path| write_csv(p, &leaderboard(trials));
+    let best_json = |p: &Path| best.map_or(Ok(()), |b| write_json(p, b));
+    let mut files: Vec<FileWriter> = vec![
+        ("trials.json", &json),
+        ("trials.csv", &csv),
+        ("leaderboard.csv", &board),
+    ];
+    if best.is_some() {
+        files.push(("best.json", &best_json));
     }
-    match first_error {
-        None => Ok(written),
-        Some(e) => Err(e),
-    }
+    write_each(dir, &files)
 }
 
 /// Reads the trials back from a sweep's `trials.json`.

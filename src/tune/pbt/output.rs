@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{EpochStatus, Hparams, PbtRecord};
 use crate::error::{Error, Result};
+use crate::output::{FileWriter, write_each};
 use crate::tune::space::hidden_label;
 use crate::tune::sweep::{BestTrial, LeaderboardRow, TrialStatus};
 
@@ -206,20 +207,9 @@ pub fn write_pbt_outputs(
     best: Option<&BestTrial>,
 ) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
-    let mut written = Vec::new();
-    let mut first_error = None;
-    let mut write = |name: &str, f: &dyn Fn(&Path) -> Result<()>| {
-        let p = dir.join(name);
-        match f(&p) {
-            Ok(()) => written.push(p),
-            Err(e) => {
-                first_error.get_or_insert(e);
-            }
-        }
-    };
-    write("pbt.json", &|p| write_json(p, record));
-    write("pbt_members.csv", &|p| write_csv(p, &record.history));
-    write("pbt_lineage.csv", &|p| {
+    let json = |p: &Path| write_json(p, record);
+    let members = |p: &Path| write_csv(p, &record.history);
+    let lineage = |p: &Path| {
         if record.lineage.is_empty() {
             // csv writes no header for no rows: an empty lineage still gets its header.
             let header = "epoch,member,from,member_val_accuracy,from_val_accuracy,old_lr,\
@@ -229,18 +219,23 @@ pub fn write_pbt_outputs(
         } else {
             write_csv(p, &lineage_rows(record))
         }
-    });
-    write("leaderboard.csv", &|p| write_csv(p, &leaderboard(record)));
-    if let Some(b) = &record.best {
-        write(BEST_SCHEDULE_FILE, &|p| b.schedule.write(p));
+    };
+    let board = |p: &Path| write_csv(p, &leaderboard(record));
+    let schedule = |p: &Path| record.best.as_ref().map_or(Ok(()), |b| b.schedule.write(p));
+    let best_json = |p: &Path| best.map_or(Ok(()), |b| write_json(p, b));
+    let mut files: Vec<FileWriter> = vec![
+        ("pbt.json", &json),
+        ("pbt_members.csv", &members),
+        ("pbt_lineage.csv", &lineage),
+        ("leaderboard.csv", &board),
+    ];
+    if record.best.is_some() {
+        files.push((BEST_SCHEDULE_FILE, &schedule));
     }
-    if let Some(b) = best {
-        write("best.json", &|p| write_json(p, b));
+    if best.is_some() {
+        files.push(("best.json", &best_json));
     }
-    match first_error {
-        None => Ok(written),
-        Some(e) => Err(e),
-    }
+    write_each(dir, &files)
 }
 
 /// The best member's schedule file in the out directory.
