@@ -20,8 +20,8 @@ use wgtrain::train;
 use wgtrain::train::Trainer;
 use wgtrain::tune::pbt::output::{BEST_SCHEDULE_FILE, leaderboard, write_pbt_outputs};
 use wgtrain::tune::pbt::{
-    DEFAULT_QUANTILE, DEFAULT_RESAMPLE, Hparams, Pbt, PbtRecord, PbtSettings, fixed_settings,
-    initial_hparams,
+    DEFAULT_INTERVAL, DEFAULT_QUANTILE, DEFAULT_RESAMPLE, Hparams, Pbt, PbtRecord, PbtSettings,
+    fixed_settings, initial_hparams,
 };
 use wgtrain::tune::plot;
 use wgtrain::tune::space::{SearchSpace, TrialConfig, Values};
@@ -39,8 +39,6 @@ mod state;
 
 /// Members of a PBT population without `--population`.
 const DEFAULT_POPULATION: usize = 8;
-/// Epochs between exploit steps without `--pbt-interval`.
-pub(super) const DEFAULT_INTERVAL: usize = 2;
 
 /// Runs `wgtrain sweep --search pbt`.
 pub fn pbt_command(mut a: SweepArgs) -> Result<()> {

@@ -129,7 +129,7 @@ fn flags_of(a: &SweepArgs) -> Vec<(&'static str, String)> {
         // on --resume (`--pbt-quantile 0.25`) is the same run.
         (
             "pbt-interval",
-            pbt_value(a, a.pbt_interval, super::super::sweep_pbt::DEFAULT_INTERVAL),
+            pbt_value(a, a.pbt_interval, wgtrain::tune::pbt::DEFAULT_INTERVAL),
         ),
         (
             "pbt-quantile",

@@ -53,6 +53,8 @@ use crate::tune::space::{SearchSpace, Values};
 
 pub use explore::Change;
 
+/// Default epochs between exploit steps (`--pbt-interval`).
+pub const DEFAULT_INTERVAL: usize = 2;
 /// Default fraction of the population replaced at each exploit step (`--pbt-quantile`).
 pub const DEFAULT_QUANTILE: f64 = 0.25;
 /// Default probability of resampling a hyperparameter instead of perturbing it
