@@ -722,3 +722,142 @@ fn pbt_resumes_to_the_uninterrupted_outputs(device: &str, subset: &str) {
         assert!(!out.join("state.safetensors").exists(), "{signal}");
     }
 }
+
+/// The flags of a tiny sweep (2 grid trials of 1 epoch on 300 samples, CPU) into `out`.
+fn tiny_sweep_args(data: &str, out: &str) -> Vec<String> {
+    [
+        "sweep",
+        "--device",
+        "cpu",
+        "--data",
+        data,
+        "--train-subset",
+        "300",
+        "--hidden",
+        "8",
+        "--search",
+        "grid",
+        "--lr",
+        "0.05,0.1",
+        "--epochs",
+        "1",
+        "--pruning",
+        "none",
+        "--quiet",
+        "--out",
+        out,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// The flags of a tiny PBT run (2 members, 3 epochs of 300 samples, CPU) into `out`.
+fn tiny_pbt_args(data: &str, out: &str) -> Vec<String> {
+    [
+        "sweep",
+        "--device",
+        "cpu",
+        "--data",
+        data,
+        "--train-subset",
+        "300",
+        "--hidden",
+        "8",
+        "--search",
+        "pbt",
+        "--population",
+        "2",
+        "--pbt-interval",
+        "1",
+        "--lr",
+        "0.01:0.5",
+        "--epochs",
+        "3",
+        "--quiet",
+        "--out",
+        out,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// Every file in `dir` with its bytes, by name.
+fn files_of(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// Regression: `sweep --resume --out DIR` with a DIR that does not exist, or that holds no
+/// sweep, started a new sweep there (a mistyped folder, and the user believed the old one
+/// went on). It is refused (exit 2) before any data loads or anything is created, naming
+/// the folder and the fix; the same for `--search pbt`. `train --resume` of a state in a
+/// missing folder says there is no such file (it said the folder could not be written).
+#[test]
+fn regression_resume_into_a_folder_without_a_sweep_is_refused_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = mnist_dir();
+    for (args, run, new) in [
+        (tiny_sweep_args as fn(&str, &str) -> Vec<String>, "sweep", "sweep"),
+        (tiny_pbt_args, "PBT run", "run"),
+    ] {
+        // A folder that does not exist: nothing is created.
+        refused(
+            dir.path(),
+            &with(&args(&data, "typo"), &["--resume"]),
+            &[&format!(
+                "invalid resume = typo: no such folder, so there is no {run} to go on with; check the path (--out), or drop --resume to start a new {new}"
+            )],
+        );
+        assert!(!dir.path().join("typo").exists(), "{run}: typo was created");
+        // A folder that holds no sweep: it keeps what it held, and only that.
+        let empty = dir.path().join("empty");
+        std::fs::create_dir_all(&empty).unwrap();
+        std::fs::write(empty.join("notes.txt"), "mine").unwrap();
+        let files = if run == "sweep" {
+            "settings.json"
+        } else {
+            "settings.json or state.safetensors"
+        };
+        refused(
+            dir.path(),
+            &with(&args(&data, "empty"), &["--resume"]),
+            &[&format!(
+                "invalid resume = empty: holds no {run} to go on with (no {files}); check the path (--out), or drop --resume to start a new {new}"
+            )],
+        );
+        assert_eq!(
+            files_of(&empty),
+            vec![("notes.txt".to_string(), b"mine".to_vec())],
+            "{run}"
+        );
+    }
+    refused(
+        dir.path(),
+        &[
+            "train",
+            "--device",
+            "cpu",
+            "--data",
+            &data,
+            "--epochs",
+            "1",
+            "--resume",
+            "typo/run.state",
+        ]
+        .map(String::from),
+        &["invalid resume = typo/run.state: no such file"],
+    );
+    assert!(!dir.path().join("typo").exists());
+}

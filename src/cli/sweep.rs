@@ -318,6 +318,8 @@ pub fn tidy_new_out(a: SweepArgs, command: fn(SweepArgs) -> Result<()>) -> Resul
 
 /// Runs `wgtrain sweep`.
 pub fn sweep_command(mut a: SweepArgs) -> Result<()> {
+    // Before the output check, which would accept a missing --out (to be created).
+    settings::check_resume_target(&a)?;
     check_outputs([
         (Some(a.out.as_path()), OutputKind::Dir),
         (a.save_best.as_deref(), OutputKind::File),

@@ -42,6 +42,8 @@ const DEFAULT_POPULATION: usize = 8;
 
 /// Runs `wgtrain sweep --search pbt`.
 pub fn pbt_command(mut a: SweepArgs) -> Result<()> {
+    // Before the output check, which would accept a missing --out (to be created).
+    super::sweep::settings::check_resume_target(&a)?;
     check_outputs([
         (Some(a.out.as_path()), OutputKind::Dir),
         (a.save_best.as_deref(), OutputKind::File),

@@ -196,7 +196,10 @@ pub fn train_command(mut a: TrainArgs) -> Result<()> {
         }
     }
     // Flags that need no data, and output paths, are checked before loading anything.
-    // The state goes to --state, or back to the --resume file.
+    // The state goes to --state, or back to the --resume file, which must exist.
+    if let Some(p) = &a.resume {
+        train_state::check_exists(p)?;
+    }
     let state_out = a.state.clone().or_else(|| a.resume.clone());
     check_outputs([
         (a.metrics.as_deref(), OutputKind::File),

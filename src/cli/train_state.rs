@@ -56,19 +56,29 @@ pub(crate) struct Resume {
     device: String,
 }
 
+/// Refuses a `--resume` file that does not exist, before anything else looks at the path
+/// (the output check would otherwise say its folder cannot be written).
+///
+/// # Errors
+/// A usage error (exit 2) naming the file and how a state is written.
+pub(crate) fn check_exists(path: &Path) -> Result<()> {
+    if path.exists() {
+        return Ok(());
+    }
+    Err(usage(
+        "resume",
+        path.display(),
+        "no such file; a run writes its training state with --state FILE",
+    ))
+}
+
 /// Reads the state `--resume` names.
 ///
 /// # Errors
 /// A usage error (exit 2) for a missing file, one that is not a `train` state, or one
 /// whose tensors are missing.
 pub(crate) fn read(path: &Path) -> Result<Resume> {
-    if !path.exists() {
-        return Err(usage(
-            "resume",
-            path.display(),
-            "no such file; a run writes its training state with --state FILE",
-        ));
-    }
+    check_exists(path)?;
     let (doc, mut tensors): (Doc, Tensors) = state_file::read(path, KIND).map_err(bad_input)?;
     let snapshot =
         state_file::take_snapshot(path, "", doc.trainer, &mut tensors).map_err(bad_input)?;

@@ -202,6 +202,44 @@ fn earlier_sweep(dir: &Path) -> Option<(String, bool)> {
     Some((format!("{what}{trials}"), resumable))
 }
 
+/// Before anything is created or loaded: with `--resume`, `--out` must hold a sweep (with
+/// `--search pbt`, a PBT run) to go on with. A mistyped folder would otherwise start a new
+/// sweep there while the user believes the old one goes on. (A file as `--out` is left to
+/// the output check, which names it.)
+///
+/// # Errors
+/// A usage error (exit 2) naming the folder and the fix.
+pub(in crate::cli) fn check_resume_target(a: &SweepArgs) -> Result<()> {
+    if !a.resume {
+        return Ok(());
+    }
+    let out = &a.out;
+    let (run, files) = match a.search {
+        SearchChoice::Pbt => (
+            "PBT run",
+            format!("{SETTINGS_FILE} or {}", super::state::STATE_FILE),
+        ),
+        _ => ("sweep", SETTINGS_FILE.to_string()),
+    };
+    let problem = match std::fs::metadata(out) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            format!("no such folder, so there is no {run} to go on with")
+        }
+        Ok(m) if m.is_dir() && earlier_sweep(out).is_none() => {
+            format!("holds no {run} to go on with (no {files})")
+        }
+        _ => return Ok(()),
+    };
+    Err(usage(
+        "resume",
+        out.display(),
+        format!(
+            "{problem}; check the path (--out), or drop --resume to start a new {}",
+            if run == "sweep" { "sweep" } else { "run" }
+        ),
+    ))
+}
+
 /// Before any work: refuses a sweep into a directory that holds another sweep unless
 /// `--resume` or `--overwrite` says what to do with it, and with `--resume` refuses flags
 /// that differ from the recorded ones, naming the flag and both values. (`--overwrite`
