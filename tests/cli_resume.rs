@@ -861,3 +861,35 @@ fn regression_resume_into_a_folder_without_a_sweep_is_refused_and_creates_nothin
     );
     assert!(!dir.path().join("typo").exists());
 }
+
+/// Regression: `sweep --resume` into a finished sweep's folder ran no trial but timed the
+/// batch sizes again and rewrote trials.json, best.json and the pictures (new wall times).
+/// A finished sweep has nothing left to run: refused (exit 2) as a finished PBT run is,
+/// naming `--overwrite`, with every file left as it was; a new sweep into the folder is no
+/// longer told to give --resume.
+#[test]
+fn regression_resume_into_a_finished_sweep_is_refused_and_leaves_its_outputs_as_they_were() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = mnist_dir();
+    let args = tiny_sweep_args(&data, "sw");
+    let o = wgtrain_in(dir.path(), &strs(&args));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = dir.path().join("sw");
+    let before = files_of(&out);
+    assert!(before.iter().any(|(f, _)| f == "best.json"));
+    refused(
+        dir.path(),
+        &with(&args, &["--resume"]),
+        &[
+            "invalid resume = sw: holds a finished sweep (all 2 trials in trials.json): nothing is left to run, and its outputs stay as they are",
+            "give --overwrite to run it again, or choose another --out",
+        ],
+    );
+    assert!(files_of(&out) == before, "the finished sweep's files changed");
+    refused(
+        dir.path(),
+        &args,
+        &["invalid out = sw: holds a finished sweep (2 trials in trials.json); give --overwrite to replace it, or another --out"],
+    );
+    assert!(files_of(&out) == before, "the finished sweep's files changed");
+}

@@ -415,6 +415,7 @@ pub fn sweep_command(mut a: SweepArgs) -> Result<()> {
         }
         (true, None) => {
             let (trials, ck) = resumable_trials(&a.out, &configs)?;
+            check_not_finished(&a.out, &trials, configs.len())?;
             let best = ck.map(|c| PriorBest {
                 spec: Some(c.spec),
                 params: c.params,
@@ -817,6 +818,39 @@ fn resumable_trials(
         }
     };
     Ok((trials, best))
+}
+
+/// Refuses `--resume` into a finished sweep: one that left no state and whose `trials.json`
+/// holds every one of its `total` trials, with `best.json` written (or no trial completed,
+/// when there is none to write). It has nothing left to run, and going on would only write
+/// its outputs again (with new wall times), so they are left as they are; a sweep whose
+/// last outputs failed keeps its state and goes on to write them.
+///
+/// # Errors
+/// A usage error (exit 2) naming what `out` holds and the fix (`--overwrite`).
+fn check_not_finished(
+    out: &Path,
+    trials: &[wgtrain::tune::sweep::Trial],
+    total: usize,
+) -> Result<()> {
+    let completed = wgtrain::tune::sweep::best_completed(trials).is_some();
+    if trials.len() < total || (completed && !out.join("best.json").is_file()) {
+        return Ok(());
+    }
+    let weights = out.join(BEST_TRIAL_FILE);
+    let best = if completed && weights.is_file() {
+        format!(" (the best trial's weights are {})", weights.display())
+    } else {
+        String::new()
+    };
+    Err(usage(
+        "resume",
+        out.display(),
+        format!(
+            "holds a finished sweep (all {} in trials.json): nothing is left to run, and its outputs stay as they are{best}; give --overwrite to run it again, or choose another --out",
+            count(total, "trial")
+        ),
+    ))
 }
 
 /// Refuses finished trials (read from `path`) that are not the trials of `configs` with

@@ -173,7 +173,8 @@ const NOT_RECORDED: &[&str] = &[
 
 /// What `dir` holds of an earlier sweep: `None` when none of its files is there, else a
 /// few words for the refusal (`a finished sweep (6 trials in trials.json)`) and whether
-/// `--resume` goes on with it (a finished PBT run has nothing to go on with).
+/// `--resume` goes on with it (a finished sweep or PBT run has nothing to go on with, unless
+/// it kept its state because an output failed).
 fn earlier_sweep(dir: &Path) -> Option<(String, bool)> {
     let present: Vec<&str> = SWEEP_FILES
         .iter()
@@ -193,10 +194,13 @@ fn earlier_sweep(dir: &Path) -> Option<(String, bool)> {
         .flatten()
         .is_some_and(|r| r.flags.get("search").is_some_and(|s| s == "pbt"));
     let pbt = recorded_pbt || present.contains(&"pbt.json");
+    // A finished run has nothing to go on with, unless its last outputs failed: then its
+    // state is kept, and going on writes them.
+    let state = present.contains(&super::state::STATE_FILE);
     let (what, resumable) = match (pbt, finished) {
-        (true, true) => ("a finished PBT run", false),
+        (true, true) => ("a finished PBT run", state),
         (true, false) => ("an interrupted PBT run", true),
-        (false, true) => ("a finished sweep", true),
+        (false, true) => ("a finished sweep", state),
         (false, false) => ("an unfinished sweep", true),
     };
     Some((format!("{what}{trials}"), resumable))
