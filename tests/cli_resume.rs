@@ -893,3 +893,87 @@ fn regression_resume_into_a_finished_sweep_is_refused_and_leaves_its_outputs_as_
     );
     assert!(files_of(&out) == before, "the finished sweep's files changed");
 }
+
+/// `--device` in `args` set to `device`.
+fn on_device(args: &[String], device: &str) -> Vec<String> {
+    let mut args = args.to_vec();
+    let at = args.iter().position(|a| a == "--device").unwrap();
+    args[at + 1] = device.into();
+    args
+}
+
+/// The path a sweep's `settings.json` records (`None` when it records none).
+fn recorded_path(out: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(out.join("settings.json")).unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+    doc["device"].as_str().map(String::from)
+}
+
+/// Regression: a sweep or PBT run resumed on the other path (CPU vs GPU) said nothing,
+/// where `train --resume` warns: the run goes on correctly, but equals an uninterrupted
+/// run's to rounding, not bit for bit. `settings.json` records the path, and the resume is
+/// warned of in `train`'s words. A `settings.json` of an older wgtrain (without the path)
+/// still resumes, without the warning. The GPU path is lavapipe on CI.
+#[test]
+fn regression_a_sweep_or_pbt_run_resumed_on_the_other_path_is_warned_of() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = mnist_dir();
+    let warning = |run: &str, was: &str, now: &str| {
+        format!(
+            "warning: {run} trained on the {was} path and goes on on the {now} path: its results will equal an uninterrupted run's to rounding, not bit for bit (--device {was} keeps them exact)"
+        )
+    };
+    // A sweep whose trials finished on the CPU, stopped before its last outputs (no
+    // best.json): the resume goes on with its trials on the GPU path.
+    let args = tiny_sweep_args(&data, "sw");
+    let o = wgtrain_in(dir.path(), &strs(&args));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = dir.path().join("sw");
+    assert_eq!(recorded_path(&out).as_deref(), Some("cpu"));
+    std::fs::remove_file(out.join("best.json")).unwrap();
+    let o = wgtrain_in(
+        dir.path(),
+        &strs(&with(&on_device(&args, "gpu"), &["--resume"])),
+    );
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(err.contains(&warning("the sweep in sw", "cpu", "gpu")), "{err}");
+    assert_eq!(recorded_path(&out).as_deref(), Some("gpu"));
+    // The same on an older wgtrain's settings.json, which recorded no path: no warning.
+    let settings = out.join("settings.json");
+    let mut doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&settings).unwrap()).unwrap();
+    doc.as_object_mut().unwrap().remove("device");
+    std::fs::write(&settings, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
+    std::fs::remove_file(out.join("best.json")).unwrap();
+    let o = wgtrain_in(dir.path(), &strs(&with(&args, &["--resume"])));
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(!err.contains("warning: the sweep in"), "{err}");
+    assert!(err.contains("resuming: 2 of 2 trials already finished"), "{err}");
+
+    // A PBT run stopped by Ctrl-C on the GPU path goes on on the CPU path.
+    // (More epochs and samples than the tiny run's, so that the stop lands before its end.)
+    let mut pbt = on_device(&tiny_pbt_args(&data, "p"), "gpu");
+    for (flag, value) in [("--epochs", "20"), ("--train-subset", "2000")] {
+        let at = pbt.iter().position(|a| a == flag).unwrap();
+        pbt[at + 1] = value.into();
+    }
+    let p = dir.path().join("p");
+    let mut run = Run::start(dir.path(), &strs(&pbt));
+    wait_for(&mut run, "the PBT state after an epoch", LIMIT, || {
+        pbt_state_epoch(&p).is_some_and(|e| e >= 1)
+    });
+    run.signal("INT");
+    let o = run.finish(LIMIT);
+    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+    assert_eq!(recorded_path(&p).as_deref(), Some("gpu"));
+    let o = wgtrain_in(
+        dir.path(),
+        &strs(&with(&on_device(&pbt, "cpu"), &["--resume"])),
+    );
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(err.contains(&warning("the PBT run in p", "gpu", "cpu")), "{err}");
+    assert!(!p.join("state.safetensors").exists());
+}

@@ -30,7 +30,7 @@ use wgtrain::tune::sweep::{
 use super::common::{
     DataArgs, DeviceArgs, FailedOutputs, HiddenSizes, HyperArgs, ScheduleArgs, SgdVariantArgs,
     cause, check_outputs, check_outputs_spare_data, check_outputs_spare_inputs,
-    check_sgd_options_apply, load_data, normalization, positive_usize, resolve_device, run_config,
+    check_sgd_options_apply, device_path, load_data, normalization, positive_usize, resolve_device, run_config,
     schedule_from, sgd_from, tensorboard_hparams, unit_interval, usage, with_subset,
 };
 use super::engines::Engines;
@@ -435,8 +435,16 @@ pub fn sweep_command(mut a: SweepArgs) -> Result<()> {
             format!("must be at most the number of training samples ({n_train})"),
         ));
     }
+    // Resolved here, so that what the trials record (TensorBoard's `device`, the path in
+    // settings.json) is the choice.
+    a.device = resolve_device(&a.device, wgtrain::Precision::F32, None)?;
+    let device = device_path(&a.device);
+    // A resume that goes on with trials (finished or running) on the other path.
+    if a.resume && (!prior.is_empty() || population.is_some()) {
+        settings::warn_other_path(&a, device);
+    }
     // Recorded once every check has passed: a refused sweep leaves no settings behind.
-    settings::record(&a, &mnist)?;
+    settings::record(&a, &mnist, device)?;
     let norm = normalization(&a.data);
     note!(
         "sweep: {} ({}), {} training + {} validation samples, pruning: {}",
@@ -453,8 +461,6 @@ pub fn sweep_command(mut a: SweepArgs) -> Result<()> {
             None => "none".into(),
         }
     );
-    // Resolved here, so that what the trials record (TensorBoard's `device`) is the choice.
-    a.device = resolve_device(&a.device, wgtrain::Precision::F32, None)?;
     let mut engines = Engines::open(&a.device)?;
     let done = prior.len();
     if a.resume {

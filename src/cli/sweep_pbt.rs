@@ -28,7 +28,8 @@ use wgtrain::tune::space::{SearchSpace, TrialConfig, Values};
 use wgtrain::tune::sweep::{BestTrial, format_leaderboard};
 
 use super::common::{
-    FailedOutputs, HiddenSizes, HyperArgs, check_outputs, check_outputs_spare_data, load_data,
+    FailedOutputs, HiddenSizes, HyperArgs, check_outputs, check_outputs_spare_data, device_path,
+    load_data,
     normalization, resolve_device, run_config, schedule_from, sgd_from, usage, with_subset,
 };
 use super::engines::Engines;
@@ -192,8 +193,16 @@ pub fn pbt_command(mut a: SweepArgs) -> Result<()> {
             format!("must be at most the number of training samples ({n_train})"),
         ));
     }
+    // Resolved here, so that the replay command names the device the members trained on,
+    // and settings.json the path.
+    a.device = resolve_device(&a.device, wgtrain::Precision::F32, None)?;
+    let device = device_path(&a.device);
+    // A resume that goes on with the members on the other path.
+    if resumed.is_some() {
+        super::sweep::settings::warn_other_path(&a, device);
+    }
     // Recorded once every check has passed: a refused run leaves no settings behind.
-    super::sweep::settings::record(&a, &mnist)?;
+    super::sweep::settings::record(&a, &mnist, device)?;
     let norm = normalization(&a.data);
     // Each member's schedule counts its own steps per epoch.
     let member_config =
@@ -215,8 +224,6 @@ pub fn pbt_command(mut a: SweepArgs) -> Result<()> {
         settings.resample,
         validation.len()
     );
-    // Resolved here, so that the replay command names the device the members trained on.
-    a.device = resolve_device(&a.device, wgtrain::Precision::F32, None)?;
     let mut engines = Engines::open(&a.device)?;
     let data = RunData::from(&mnist);
     let (mut pbt, snapshot) = match resumed {

@@ -25,7 +25,7 @@ use super::common::{
     DataArgs, DeviceArgs, DeviceKind, FailedOutputs, HyperArgs, PrecisionArgs, Recorded, bad_input,
     cause, check_data, check_outputs, check_outputs_spare_data, check_outputs_spare_inputs,
     check_sgd_options_apply, choice, explain_divergence, hidden_text, load_data, normalization,
-    opt, positive_usize, resolve_device, run_config, schedule_flags, schedule_from, sgd_flags,
+    device_path, opt, positive_usize, resolve_device, run_config, schedule_flags, schedule_from, sgd_flags,
     sgd_from, tensorboard_hparams, unit_interval, usage, warn_momentum, with_subset,
 };
 use super::engines::Engines;
@@ -290,10 +290,7 @@ pub fn train_command(mut a: TrainArgs) -> Result<()> {
     // The device is chosen before the data loads: a wrong --adapter fails at once.
     let precision = a.precision.precision.to_lib();
     a.device = resolve_device(&a.device, precision, a.profile.then_some("--profile"))?;
-    let device = match a.device.device {
-        DeviceKind::Cpu => "cpu",
-        DeviceKind::Gpu | DeviceKind::Auto => "gpu",
-    };
+    let device = device_path(&a.device);
     if let Some(r) = &resume {
         r.warn_device(device);
     }

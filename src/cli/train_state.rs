@@ -19,7 +19,9 @@ use wgtrain::data::Mnist;
 use wgtrain::state_file::{self, Tensors};
 use wgtrain::train::{EpochReport, Snapshot, TrainerState};
 
-use super::common::{Recorded, bad_input, data_fingerprint, first_difference, usage};
+use super::common::{
+    Recorded, bad_input, data_fingerprint, first_difference, other_path_warning, usage,
+};
 
 /// The command a `train` state belongs to ([`state_file`]'s kind).
 const KIND: &str = "train";
@@ -154,13 +156,9 @@ impl Resume {
     /// Warns when the run goes on on another path than it started on (`device`: `cpu` or
     /// `gpu`): it goes on correctly, but not bit for bit as it would have.
     pub(crate) fn warn_device(&self, device: &str) {
-        if device != self.device {
-            note!(
-                "warning: the run in {} trained on the {} path and goes on on the {device} path: its results will equal an uninterrupted run's to rounding, not bit for bit (--device {} keeps them exact)",
-                self.path.display(),
-                self.device,
-                self.device
-            );
+        let run = format!("the run in {}", self.path.display());
+        if let Some(w) = other_path_warning(&run, &self.device, device) {
+            note!("{w}");
         }
     }
 }

@@ -39,6 +39,6 @@ pub(crate) use parse::{
     unit_interval,
 };
 pub(crate) use settings::{
-    NOT_GIVEN, Recorded, choice, data_fingerprint, first_difference, hidden_text, opt,
-    schedule_flags, sgd_flags,
+    NOT_GIVEN, Recorded, choice, data_fingerprint, device_path, first_difference, hidden_text,
+    opt, other_path_warning, schedule_flags, sgd_flags,
 };

@@ -2,7 +2,8 @@
 //! on with other ones: the flags that decide what it computes, as typed (name without
 //! dashes, value), and a fingerprint of its data. `sweep` keeps them in `--out/
 //! settings.json`, `train` in its `--state` file; both compare them the same way and name
-//! the first flag that differs with both values.
+//! the first flag that differs with both values. The path a run trained on (CPU or GPU) is
+//! kept too, and a resume on the other one is warned of ([`other_path_warning`]).
 
 use std::collections::BTreeMap;
 
@@ -11,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use wgtrain::data::Mnist;
 
-use super::{ScheduleArgs, SgdVariantArgs};
+use super::{DeviceArgs, DeviceKind, ScheduleArgs, SgdVariantArgs};
 
 /// A flag's value when it was not given.
 pub(crate) const NOT_GIVEN: &str = "(not given)";
@@ -24,6 +25,12 @@ pub(crate) struct Recorded {
     pub flags: BTreeMap<String, String>,
     /// The data the run trained on ([`data_fingerprint`]).
     pub data: String,
+    /// The path the run trained on last, `cpu` or `gpu` ([`device_path`]), where the record
+    /// keeps it (a sweep's `settings.json`; a `train` state keeps it beside the record).
+    /// `None` in a record of an older wgtrain, which did not write it (and then no resume
+    /// is warned of).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
 }
 
 impl Recorded {
@@ -32,8 +39,37 @@ impl Recorded {
         Recorded {
             flags: flags.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
             data: data_fingerprint(mnist),
+            device: None,
         }
     }
+
+    /// These settings, recorded with the path the run trains on (`cpu` or `gpu`).
+    pub(crate) fn on(self, device: &str) -> Recorded {
+        Recorded {
+            device: Some(device.to_string()),
+            ..self
+        }
+    }
+}
+
+/// The path a resolved `--device` trains on, as a run records it: `cpu` or `gpu`.
+pub(crate) fn device_path(d: &DeviceArgs) -> &'static str {
+    match d.device {
+        DeviceKind::Cpu => "cpu",
+        DeviceKind::Gpu | DeviceKind::Auto => "gpu",
+    }
+}
+
+/// The warning for `run` (`the run in s.state`, `the sweep in sw`), which trained on the
+/// path `was` and goes on on the path `now` (`cpu` or `gpu`); `None` on the same path. It
+/// goes on correctly, but its results equal an uninterrupted run's to rounding only: the
+/// CPU and GPU paths agree to rounding, not bit for bit.
+pub(crate) fn other_path_warning(run: &str, was: &str, now: &str) -> Option<String> {
+    (was != now).then(|| {
+        format!(
+            "warning: {run} trained on the {was} path and goes on on the {now} path: its results will equal an uninterrupted run's to rounding, not bit for bit (--device {was} keeps them exact)"
+        )
+    })
 }
 
 /// A flag whose value differs from the recorded one.

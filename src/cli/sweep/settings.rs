@@ -12,7 +12,8 @@
 //! Not recorded, since they do not change what a trial computes: the outputs (`--out`,
 //! `--save-best`, `--tensorboard`, `--top`, `--quiet`), `--resume`, `--overwrite`,
 //! `--no-download`, the device flags (the CPU and GPU paths compute the same trials to
-//! rounding), `--data` (the data's fingerprint is recorded instead, so a moved copy
+//! rounding; the path a sweep trains on is recorded apart, and a resume on the other one is
+//! warned of, as `train`'s), `--data` (the data's fingerprint is recorded instead, so a moved copy
 //! resumes), and `--population` when nothing is pruned (a population sweep's trials then
 //! equal the sequential sweep's; with pruning, it decides which trials are pruned, and is
 //! recorded).
@@ -25,8 +26,8 @@ use wgtrain::data::Mnist;
 use wgtrain::tune::space::{HiddenChoices, Values};
 
 use super::super::common::{
-    NOT_GIVEN, Recorded, choice, data_fingerprint, first_difference, opt, schedule_flags,
-    sgd_flags, usage,
+    NOT_GIVEN, Recorded, choice, data_fingerprint, first_difference, opt, other_path_warning,
+    schedule_flags, sgd_flags, usage,
 };
 use super::{PruningChoice, SearchChoice, SweepArgs};
 
@@ -313,15 +314,35 @@ pub(in crate::cli) fn check_out(a: &SweepArgs) -> Result<()> {
     Ok(())
 }
 
+/// With `--resume`, before [`record`] replaces `settings.json`: warns when the sweep (or PBT
+/// run) trained on the other path than `device` (`cpu` or `gpu`), in `train`'s words. Its
+/// trials go on correctly, but equal an uninterrupted sweep's to rounding only. Nothing is
+/// said for a `settings.json` of an older wgtrain, which did not record the path.
+pub(in crate::cli) fn warn_other_path(a: &SweepArgs, device: &str) {
+    let Ok(Some(Recorded {
+        device: Some(was), ..
+    })) = read(&a.out.join(SETTINGS_FILE))
+    else {
+        return;
+    };
+    let run = match a.search {
+        SearchChoice::Pbt => format!("the PBT run in {}", a.out.display()),
+        _ => format!("the sweep in {}", a.out.display()),
+    };
+    if let Some(w) = other_path_warning(&run, &was, device) {
+        note!("{w}");
+    }
+}
+
 /// Once the data is loaded, before any trial: with `--resume`, refuses data other than the
 /// recorded sweep's; with `--overwrite`, removes the earlier sweep's files
 /// ([`SWEEP_FILES`], nothing else); then records this sweep's settings in `settings.json`
-/// (atomically).
+/// (atomically), with the path it trains on (`device`: `cpu` or `gpu`).
 ///
 /// # Errors
 /// A usage error (exit 2) for other data; an I/O error for a file that cannot be removed;
 /// [`wgtrain::Error::Output`] when the settings cannot be written.
-pub(in crate::cli) fn record(a: &SweepArgs, mnist: &Mnist) -> Result<()> {
+pub(in crate::cli) fn record(a: &SweepArgs, mnist: &Mnist, device: &str) -> Result<()> {
     let path = a.out.join(SETTINGS_FILE);
     let data = data_fingerprint(mnist);
     if a.resume {
@@ -356,7 +377,7 @@ pub(in crate::cli) fn record(a: &SweepArgs, mnist: &Mnist) -> Result<()> {
             );
         }
     }
-    let text = serde_json::to_string_pretty(&Recorded::new(flags_of(a), mnist))?;
+    let text = serde_json::to_string_pretty(&Recorded::new(flags_of(a), mnist).on(device))?;
     wgtrain::output::write_atomically(&path, (text + "\n").as_bytes())?;
     Ok(())
 }
