@@ -1,8 +1,8 @@
 //! What `--resume` checks before it goes on, for `sweep`, `sweep --search pbt` and
 //! `train`, as a user meets it: a folder that holds nothing to go on with (a mistyped
 //! `--out`) and a finished sweep are refused, leaving every file as it was; a run resumed on
-//! the other path (CPU vs GPU) is warned of. (Resuming itself, to the uninterrupted run's
-//! bytes: `tests/cli_resume.rs`.)
+//! the other path (CPU vs GPU) is warned of; and a flag's default, given or left out, is the
+//! same run. (Resuming itself, to the uninterrupted run's bytes: `tests/cli_resume.rs`.)
 
 #[path = "common/cli.rs"]
 mod cli;
@@ -289,4 +289,144 @@ fn regression_a_sweep_or_pbt_run_resumed_on_the_other_path_is_warned_of() {
         "{err}"
     );
     assert!(!p.join("state.safetensors").exists());
+}
+
+/// Regression: a default given explicitly on `--resume` (`--lr-schedule constant`,
+/// `--epochs 10`, PBT's `--population 8`), or left out where the run gave it, was refused
+/// as another setting ("--lr-schedule is constant but the sweep in sw ran with (not
+/// given)"). The records hold the values the runs ran with, so both are the same run; a
+/// record written before that ("(not given)") reads as the default. Another value is still
+/// refused, naming the default the run ran with.
+#[test]
+fn regression_a_default_given_or_left_out_on_resume_is_the_same_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = mnist_dir();
+    // A sweep, stopped before its last outputs (no best.json).
+    let args = tiny_sweep_args(&data, "sw");
+    let o = wgtrain_in(dir.path(), &strs(&args));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = dir.path().join("sw");
+    for extra in [
+        &["--lr-schedule", "constant"][..],
+        &["--lr-schedule", "none", "--warmup-epochs", "0"][..],
+    ] {
+        std::fs::remove_file(out.join("best.json")).unwrap();
+        let o = wgtrain_in(
+            dir.path(),
+            &strs(&with(&args, &[&["--resume"], extra].concat())),
+        );
+        assert_eq!(o.status.code(), Some(0), "{extra:?}: {}", stderr(&o));
+    }
+    // As an older wgtrain recorded a schedule left out.
+    let settings = out.join("settings.json");
+    let text = std::fs::read_to_string(&settings).unwrap();
+    assert!(text.contains("\"lr-schedule\": \"constant\""), "{text}");
+    std::fs::write(
+        &settings,
+        text.replace(
+            "\"lr-schedule\": \"constant\"",
+            "\"lr-schedule\": \"(not given)\"",
+        ),
+    )
+    .unwrap();
+    std::fs::remove_file(out.join("best.json")).unwrap();
+    let o = wgtrain_in(
+        dir.path(),
+        &strs(&with(&args, &["--resume", "--lr-schedule", "constant"])),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    std::fs::remove_file(out.join("best.json")).unwrap();
+    refused(
+        dir.path(),
+        &with(&args, &["--resume", "--lr-schedule", "cosine"]),
+        &["--lr-schedule is cosine but the sweep in sw ran with constant (settings.json)"],
+    );
+
+    // A sweep started with a default given, resumed without it.
+    let given = with(
+        &tiny_sweep_args(&data, "pl"),
+        &["--lr-schedule", "plateau", "--plateau-patience", "10"],
+    );
+    let o = wgtrain_in(dir.path(), &strs(&given));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    std::fs::remove_file(dir.path().join("pl/best.json")).unwrap();
+    let o = wgtrain_in(
+        dir.path(),
+        &strs(&with(
+            &tiny_sweep_args(&data, "pl"),
+            &["--lr-schedule", "ReduceLROnPlateau", "--resume"],
+        )),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+
+    // A PBT run killed before its first epoch ended (only settings.json): left out at
+    // first, its population (8) given on --resume.
+    let mut pbt = tiny_pbt_args(&data, "p");
+    let at = pbt.iter().position(|a| a == "--population").unwrap();
+    pbt.drain(at..at + 2);
+    let o = wgtrain_in(dir.path(), &strs(&pbt));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let p = dir.path().join("p");
+    for (f, _) in files_of(&p) {
+        if f != "settings.json" {
+            std::fs::remove_file(p.join(f)).unwrap();
+        }
+    }
+    let o = wgtrain_in(
+        dir.path(),
+        &strs(&with(&pbt, &["--resume", "--population", "8"])),
+    );
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("resuming: no epoch had finished in p"),
+        "{err}"
+    );
+
+    // train: --epochs left out (10), given on --resume with the default schedule.
+    let run: Vec<String> = [
+        "train",
+        "--device",
+        "cpu",
+        "--data",
+        &data,
+        "--train-subset",
+        "300",
+        "--hidden",
+        "8",
+        "--quiet",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let o = wgtrain_in(dir.path(), &strs(&with(&run, &["--state", "t.state"])));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = wgtrain_in(
+        dir.path(),
+        &strs(&with(
+            &run,
+            &[
+                "--resume",
+                "t.state",
+                "--epochs",
+                "10",
+                "--lr-schedule",
+                "constant",
+            ],
+        )),
+    );
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("resuming t.state: 10 of 10 epochs done; the run had finished"),
+        "{err}"
+    );
+    refused(
+        dir.path(),
+        &with(&run, &["--resume", "t.state", "--epochs", "11"]),
+        &[
+            "--epochs is 11 but the run in t.state ran with 10",
+            "resume with --epochs 10",
+        ],
+    );
 }

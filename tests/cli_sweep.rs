@@ -364,7 +364,7 @@ fn regression_sweep_resume_with_other_settings_names_the_flag_and_both_values() 
             "--train-subset" => "ran with 300 (settings.json)",
             "--seed" => "ran with 1 (settings.json)",
             "--val-split" => "ran with 0.1 (settings.json)",
-            "--lr-schedule" => "ran with (not given) (settings.json)",
+            "--lr-schedule" => "ran with constant (settings.json)",
             _ => "ran with false (settings.json)",
         };
         assert!(err.contains(was), "{extra:?}: {err}");

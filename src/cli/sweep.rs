@@ -30,8 +30,8 @@ use wgtrain::tune::sweep::{
 use super::common::{
     DataArgs, DeviceArgs, FailedOutputs, HiddenSizes, HyperArgs, ScheduleArgs, SgdVariantArgs,
     cause, check_outputs, check_outputs_spare_data, check_outputs_spare_inputs,
-    check_sgd_options_apply, device_path, load_data, normalization, positive_usize, resolve_device, run_config,
-    schedule_from, sgd_from, tensorboard_hparams, unit_interval, usage, with_subset,
+    check_sgd_options_apply, device_path, load_data, normalization, positive_usize, resolve_device,
+    run_config, schedule_from, sgd_from, tensorboard_hparams, unit_interval, usage, with_subset,
 };
 use super::engines::Engines;
 use super::interrupt;
@@ -190,13 +190,13 @@ pub struct SweepArgs {
 }
 
 /// `--prune-warmup` without the flag.
-const DEFAULT_PRUNE_WARMUP: usize = 1;
+pub(super) const DEFAULT_PRUNE_WARMUP: usize = 1;
 /// `--prune-min-trials` without the flag.
-const DEFAULT_PRUNE_MIN_TRIALS: usize = 3;
+pub(super) const DEFAULT_PRUNE_MIN_TRIALS: usize = 3;
 /// `--halving-eta` without the flag.
-const DEFAULT_HALVING_ETA: usize = 3;
+pub(super) const DEFAULT_HALVING_ETA: usize = 3;
 /// `--halving-min-epochs` without the flag.
-const DEFAULT_HALVING_MIN_EPOCHS: usize = 1;
+pub(super) const DEFAULT_HALVING_MIN_EPOCHS: usize = 1;
 
 /// The pruning flags that were given, as (flag, value), in the order of `--help`.
 pub(super) fn pruning_flags_given(a: &SweepArgs) -> Vec<(&'static str, usize)> {
@@ -375,7 +375,9 @@ pub fn sweep_command(mut a: SweepArgs) -> Result<()> {
     let pruner = pruner_from(&a)?;
     // Random draws from a space of one point are the same trial, N times over.
     if method == SearchMethod::Random && a.configs.is_none() && space.is_single_point() {
-        let n = a.trials.unwrap_or(12);
+        let n = a
+            .trials
+            .unwrap_or(wgtrain::tune::space::DEFAULT_RANDOM_TRIALS);
         if n > 1 {
             return Err(usage(
                 "search",

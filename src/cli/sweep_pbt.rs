@@ -20,8 +20,8 @@ use wgtrain::train;
 use wgtrain::train::Trainer;
 use wgtrain::tune::pbt::output::{BEST_SCHEDULE_FILE, leaderboard, write_pbt_outputs};
 use wgtrain::tune::pbt::{
-    DEFAULT_INTERVAL, DEFAULT_QUANTILE, DEFAULT_RESAMPLE, Hparams, Pbt, PbtRecord, PbtSettings,
-    fixed_settings, initial_hparams,
+    DEFAULT_INTERVAL, DEFAULT_POPULATION, DEFAULT_QUANTILE, DEFAULT_RESAMPLE, Hparams, Pbt,
+    PbtRecord, PbtSettings, fixed_settings, initial_hparams,
 };
 use wgtrain::tune::plot;
 use wgtrain::tune::space::{SearchSpace, TrialConfig, Values};
@@ -29,17 +29,14 @@ use wgtrain::tune::sweep::{BestTrial, format_leaderboard};
 
 use super::common::{
     FailedOutputs, HiddenSizes, HyperArgs, check_outputs, check_outputs_spare_data, device_path,
-    load_data,
-    normalization, resolve_device, run_config, schedule_from, sgd_from, usage, with_subset,
+    load_data, normalization, resolve_device, run_config, schedule_from, sgd_from, usage,
+    with_subset,
 };
 use super::engines::Engines;
 use super::interrupt;
 use super::sweep::{PruningChoice, SweepArgs};
 
 mod state;
-
-/// Members of a PBT population without `--population`.
-const DEFAULT_POPULATION: usize = 8;
 
 /// Runs `wgtrain sweep --search pbt`.
 pub fn pbt_command(mut a: SweepArgs) -> Result<()> {

@@ -20,7 +20,7 @@ use wgtrain::state_file::{self, Tensors};
 use wgtrain::train::{EpochReport, Snapshot, TrainerState};
 
 use super::common::{
-    Recorded, bad_input, data_fingerprint, first_difference, other_path_warning, usage,
+    Flags, Recorded, bad_input, data_fingerprint, first_difference, other_path_warning, usage,
 };
 
 /// The command a `train` state belongs to ([`state_file`]'s kind).
@@ -111,7 +111,7 @@ impl Resume {
     ///
     /// # Errors
     /// A usage error (exit 2).
-    pub(crate) fn check_flags(&self, flags: &[(&'static str, String)]) -> Result<()> {
+    pub(crate) fn check_flags(&self, flags: &Flags) -> Result<()> {
         let Some(d) = first_difference(&self.settings.flags, flags) else {
             return Ok(());
         };

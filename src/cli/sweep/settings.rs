@@ -25,11 +25,19 @@ use anyhow::Result;
 use wgtrain::data::Mnist;
 use wgtrain::tune::space::{HiddenChoices, Values};
 
-use super::super::common::{
-    NOT_GIVEN, Recorded, choice, data_fingerprint, first_difference, opt, other_path_warning,
-    schedule_flags, sgd_flags, usage,
+use wgtrain::tune::pbt::{
+    DEFAULT_INTERVAL, DEFAULT_POPULATION, DEFAULT_QUANTILE, DEFAULT_RESAMPLE,
 };
-use super::{PruningChoice, SearchChoice, SweepArgs};
+use wgtrain::tune::space::DEFAULT_RANDOM_TRIALS;
+
+use super::super::common::{
+    Flags, NOT_GIVEN, Recorded, choice, data_fingerprint, first_difference, opt,
+    other_path_warning, schedule_flags, sgd_flags, usage,
+};
+use super::{
+    DEFAULT_HALVING_ETA, DEFAULT_HALVING_MIN_EPOCHS, DEFAULT_PRUNE_MIN_TRIALS,
+    DEFAULT_PRUNE_WARMUP, PruningChoice, SearchChoice, SweepArgs,
+};
 
 /// The file in `--out` that records the sweep's settings.
 pub(super) const SETTINGS_FILE: &str = "settings.json";
@@ -87,14 +95,15 @@ fn hidden(h: &HiddenChoices) -> String {
 }
 
 /// The flags of `a` that decide what its trials compute, in `--help` order, as
-/// (flag without dashes, value as typed or [`NOT_GIVEN`]); booleans as `true`/`false`.
-fn flags_of(a: &SweepArgs) -> Vec<(&'static str, String)> {
-    let population = if a.pruning == PruningChoice::None {
-        "any (nothing is pruned)".to_string()
-    } else {
-        opt(&a.population)
-    };
-    let mut flags = vec![
+/// (flag without dashes, value as typed or [`NOT_GIVEN`]); booleans as `true`/`false`. A
+/// flag the run reads at a default when it is left out is recorded at the value it runs
+/// with (`--trials 12` of a random search, `--prune-warmup 1` with the median rule, PBT's
+/// `--population 8`, the schedule's options: [`schedule_flags`]), so that giving the
+/// default on `--resume` is the same run; a flag the run does not read is refused when
+/// given, and recorded as [`NOT_GIVEN`].
+fn flags_of(a: &SweepArgs) -> Flags {
+    let pbt = a.search == SearchChoice::Pbt;
+    let mut flags = Flags::from(vec![
         ("dataset", opt(&a.data.dataset)),
         ("normalize", a.data.normalize.to_string()),
         ("classes", opt(&a.data.classes)),
@@ -105,52 +114,84 @@ fn flags_of(a: &SweepArgs) -> Vec<(&'static str, String)> {
         ("hidden", hidden(&a.hidden)),
         ("epochs", values(&a.epochs)),
         ("search", choice(a.search)),
-        ("trials", opt(&a.trials)),
-        (
-            "configs",
-            a.configs
-                .as_ref()
-                .map_or(NOT_GIVEN.into(), |p| p.display().to_string()),
-        ),
-        ("grid-points", a.grid_points.to_string()),
-        ("val-split", a.val_split.to_string()),
-        ("train-subset", opt(&a.train_subset)),
-        ("pruning", choice(a.pruning)),
-        ("prune-warmup", opt(&a.prune_warmup)),
-        ("prune-min-trials", opt(&a.prune_min_trials)),
-        ("halving-eta", opt(&a.halving_eta)),
-        ("halving-min-epochs", opt(&a.halving_min_epochs)),
-        ("population", population),
-    ];
-    flags.extend(sgd_flags(&a.sgd));
-    flags.push(("seed", a.seed.to_string()));
-    flags.extend(schedule_flags(&a.schedule));
-    flags.extend([
-        // A PBT run records the values it runs with, so that giving a default explicitly
-        // on --resume (`--pbt-quantile 0.25`) is the same run.
-        (
-            "pbt-interval",
-            pbt_value(a, a.pbt_interval, wgtrain::tune::pbt::DEFAULT_INTERVAL),
-        ),
-        (
-            "pbt-quantile",
-            pbt_value(a, a.pbt_quantile, wgtrain::tune::pbt::DEFAULT_QUANTILE),
-        ),
-        (
-            "pbt-resample",
-            pbt_value(a, a.pbt_resample, wgtrain::tune::pbt::DEFAULT_RESAMPLE),
-        ),
     ]);
-    flags
-}
-
-/// A PBT flag as recorded: its value, the default when not given, for `--search pbt`; for
-/// another search (where PBT flags are refused) whether it was given.
-fn pbt_value<T: std::fmt::Display>(a: &SweepArgs, given: Option<T>, default: T) -> String {
-    match (a.search, given) {
-        (SearchChoice::Pbt, v) => v.unwrap_or(default).to_string(),
-        (_, v) => opt(&v),
+    if a.search == SearchChoice::Random && a.configs.is_none() {
+        flags.push_or_default("trials", a.trials, DEFAULT_RANDOM_TRIALS);
+    } else {
+        // A grid's default is the whole grid, a count that depends on the other flags: a
+        // --trials at least as large runs the same trials but is recorded as given.
+        // --configs and PBT refuse --trials.
+        flags.push("trials", opt(&a.trials));
     }
+    flags.push(
+        "configs",
+        a.configs
+            .as_ref()
+            .map_or(NOT_GIVEN.into(), |p| p.display().to_string()),
+    );
+    flags.push("grid-points", a.grid_points);
+    flags.push("val-split", a.val_split);
+    flags.push("train-subset", opt(&a.train_subset));
+    flags.push("pruning", choice(a.pruning));
+    // The pruning flags the rule reads, at its defaults (PBT prunes nothing, and refuses
+    // them).
+    let (median, halving) = match (pbt, a.pruning) {
+        (false, PruningChoice::Median) => (true, false),
+        (false, PruningChoice::Halving) => (false, true),
+        _ => (false, false),
+    };
+    let mut rule = |flag, given: Option<usize>, reads: bool, default: usize| match reads {
+        true => flags.push_or_default(flag, given, default),
+        false => flags.push(flag, opt(&given)),
+    };
+    rule("prune-warmup", a.prune_warmup, median, DEFAULT_PRUNE_WARMUP);
+    rule(
+        "prune-min-trials",
+        a.prune_min_trials,
+        median || halving,
+        DEFAULT_PRUNE_MIN_TRIALS,
+    );
+    rule("halving-eta", a.halving_eta, halving, DEFAULT_HALVING_ETA);
+    rule(
+        "halving-min-epochs",
+        a.halving_min_epochs,
+        halving,
+        DEFAULT_HALVING_MIN_EPOCHS,
+    );
+    if pbt {
+        flags.push_or_default("population", a.population, DEFAULT_POPULATION);
+    } else if a.pruning == PruningChoice::None {
+        flags.push("population", "any (nothing is pruned)");
+    } else {
+        // Without the flag, as many as fit the device: not one value to record.
+        flags.push("population", opt(&a.population));
+    }
+    flags.append(Flags::from(sgd_flags(&a.sgd)));
+    flags.push("seed", a.seed);
+    // --t-max and --max-lr default to each trial's epochs and lr: recorded as given.
+    flags.append(schedule_flags(&a.schedule, None, None));
+    // A PBT run records the values it runs with, so that giving a default explicitly on
+    // --resume (`--pbt-quantile 0.25`) is the same run.
+    let mut pbt_flag = |flag, given: Option<String>, default: String| match pbt {
+        true => flags.push_or_default(flag, given, default),
+        false => flags.push(flag, opt(&given)),
+    };
+    pbt_flag(
+        "pbt-interval",
+        a.pbt_interval.map(|v| v.to_string()),
+        DEFAULT_INTERVAL.to_string(),
+    );
+    pbt_flag(
+        "pbt-quantile",
+        a.pbt_quantile.map(|v| v.to_string()),
+        DEFAULT_QUANTILE.to_string(),
+    );
+    pbt_flag(
+        "pbt-resample",
+        a.pbt_resample.map(|v| v.to_string()),
+        DEFAULT_RESAMPLE.to_string(),
+    );
+    flags
 }
 
 /// The flags of `sweep` that [`flags_of`] leaves out, on purpose (see the module docs).
@@ -377,7 +418,7 @@ pub(in crate::cli) fn record(a: &SweepArgs, mnist: &Mnist, device: &str) -> Resu
             );
         }
     }
-    let text = serde_json::to_string_pretty(&Recorded::new(flags_of(a), mnist).on(device))?;
+    let text = serde_json::to_string_pretty(&Recorded::new(&flags_of(a), mnist).on(device))?;
     wgtrain::output::write_atomically(&path, (text + "\n").as_bytes())?;
     Ok(())
 }
@@ -420,6 +461,7 @@ mod tests {
         )
         .unwrap();
         let recorded: Vec<String> = flags_of(&a)
+            .values()
             .iter()
             .map(|(f, _)| f.replace('-', "_"))
             .collect();
