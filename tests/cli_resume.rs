@@ -15,7 +15,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::time::Duration;
 
-use cli::{Run, lines, mnist_dir, stderr, wait_for, wgtrain_in};
+use cli::{Run, lines, mnist_dir, refused, stderr, strs, wait_for, wgtrain_in, with};
 
 const LIMIT: Duration = Duration::from_secs(600);
 
@@ -80,17 +80,6 @@ fn run_args(device: &str, data: &str) -> Vec<String> {
     .iter()
     .map(|s| s.to_string())
     .collect()
-}
-
-fn with(args: &[String], extra: &[&str]) -> Vec<String> {
-    args.iter()
-        .cloned()
-        .chain(extra.iter().map(|s| s.to_string()))
-        .collect()
-}
-
-fn strs(v: &[String]) -> Vec<&str> {
-    v.iter().map(String::as_str).collect()
 }
 
 /// Runs the test's run uninterrupted, then twice interrupted after its first epoch (by
@@ -187,16 +176,6 @@ fn a_run_stopped_by_ctrl_c_or_sigkill_resumes_to_the_uninterrupted_bytes_on_the_
 #[test]
 fn a_run_stopped_by_ctrl_c_or_sigkill_resumes_to_the_uninterrupted_bytes_on_the_gpu() {
     resumed_runs_end_as_the_uninterrupted_one("gpu");
-}
-
-#[track_caller]
-fn refused(dir: &Path, args: &[String], needles: &[&str]) {
-    let o = wgtrain_in(dir, &strs(args));
-    let err = stderr(&o);
-    assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
-    for n in needles {
-        assert!(err.contains(n), "{args:?}: stderr lacks {n:?}: {err}");
-    }
 }
 
 /// A state goes on only with the run's own flags and data: another value of a flag that

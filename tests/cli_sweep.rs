@@ -364,13 +364,17 @@ fn regression_sweep_resume_with_other_settings_names_the_flag_and_both_values() 
             "--train-subset" => "ran with 300 (settings.json)",
             "--seed" => "ran with 1 (settings.json)",
             "--val-split" => "ran with 0.1 (settings.json)",
-            "--lr-schedule" => "ran with (not given) (settings.json)",
+            "--lr-schedule" => "ran with constant (settings.json)",
             _ => "ran with false (settings.json)",
         };
         assert!(err.contains(was), "{extra:?}: {err}");
         assert_eq!(error_lines(&err), 1, "{err}");
     }
-    // Other data under the same flags: the training files replaced by the test files.
+    // The data are checked once they have loaded, so only for a sweep with something left
+    // to do (a finished one is refused before): without best.json, as one interrupted
+    // before its last outputs. Other data under the same flags: the training files
+    // replaced by the test files.
+    std::fs::remove_file(out.join("best.json")).unwrap();
     let other = tmp.path().join("other");
     std::fs::create_dir(&other).unwrap();
     for (to, from) in [
@@ -398,7 +402,8 @@ fn regression_sweep_resume_with_other_settings_names_the_flag_and_both_values() 
 
 /// Regression (issue 25, item 7): a second sweep into a finished sweep's folder (the
 /// default `--out sweep` makes two sweeps meet there) replaced it silently. It is refused
-/// (exit 2) naming `--resume` and `--overwrite`, with the first sweep's files untouched;
+/// (exit 2) naming `--overwrite` (and, for an unfinished one, `--resume`: a finished sweep
+/// has nothing left to run), with the first sweep's files untouched;
 /// `--overwrite` replaces it, removing the first sweep's files and nothing else.
 #[test]
 fn regression_a_new_sweep_into_a_sweeps_folder_needs_resume_or_overwrite() {
@@ -414,17 +419,18 @@ fn regression_a_new_sweep_into_a_sweeps_folder_needs_resume_or_overwrite() {
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(
         err.contains(&format!(
-            "invalid out = {}: holds a finished sweep (2 trials in trials.json); give --resume to go on with it, --overwrite to replace it, or another --out",
+            "invalid out = {}: holds a finished sweep (2 trials in trials.json); give --overwrite to replace it, or another --out",
             out.display()
         )),
         "{err}"
     );
     assert_eq!(std::fs::read(out.join("trials.json")).unwrap(), trials);
-    // An interrupted sweep's folder (no best.json yet) is refused the same way.
+    // An interrupted sweep's folder (no best.json yet) is refused the same way, and offers
+    // --resume.
     std::fs::remove_file(out.join("best.json")).unwrap();
     let o = tiny_sweep(&data, &out, &["--seed", "2"]);
     assert!(
-        stderr(&o).contains("holds an unfinished sweep"),
+        stderr(&o).contains("holds an unfinished sweep (2 trials in trials.json); give --resume to go on with it, --overwrite to replace it, or another --out"),
         "{}",
         stderr(&o)
     );

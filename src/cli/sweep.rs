@@ -30,8 +30,8 @@ use wgtrain::tune::sweep::{
 use super::common::{
     DataArgs, DeviceArgs, FailedOutputs, HiddenSizes, HyperArgs, ScheduleArgs, SgdVariantArgs,
     cause, check_outputs, check_outputs_spare_data, check_outputs_spare_inputs,
-    check_sgd_options_apply, load_data, normalization, positive_usize, resolve_device, run_config,
-    schedule_from, sgd_from, tensorboard_hparams, unit_interval, usage, with_subset,
+    check_sgd_options_apply, device_path, load_data, normalization, positive_usize, resolve_device,
+    run_config, schedule_from, sgd_from, tensorboard_hparams, unit_interval, usage, with_subset,
 };
 use super::engines::Engines;
 use super::interrupt;
@@ -190,13 +190,13 @@ pub struct SweepArgs {
 }
 
 /// `--prune-warmup` without the flag.
-const DEFAULT_PRUNE_WARMUP: usize = 1;
+pub(super) const DEFAULT_PRUNE_WARMUP: usize = 1;
 /// `--prune-min-trials` without the flag.
-const DEFAULT_PRUNE_MIN_TRIALS: usize = 3;
+pub(super) const DEFAULT_PRUNE_MIN_TRIALS: usize = 3;
 /// `--halving-eta` without the flag.
-const DEFAULT_HALVING_ETA: usize = 3;
+pub(super) const DEFAULT_HALVING_ETA: usize = 3;
 /// `--halving-min-epochs` without the flag.
-const DEFAULT_HALVING_MIN_EPOCHS: usize = 1;
+pub(super) const DEFAULT_HALVING_MIN_EPOCHS: usize = 1;
 
 /// The pruning flags that were given, as (flag, value), in the order of `--help`.
 pub(super) fn pruning_flags_given(a: &SweepArgs) -> Vec<(&'static str, usize)> {
@@ -318,6 +318,8 @@ pub fn tidy_new_out(a: SweepArgs, command: fn(SweepArgs) -> Result<()>) -> Resul
 
 /// Runs `wgtrain sweep`.
 pub fn sweep_command(mut a: SweepArgs) -> Result<()> {
+    // Before the output check, which would accept a missing --out (to be created).
+    settings::check_resume_target(&a)?;
     check_outputs([
         (Some(a.out.as_path()), OutputKind::Dir),
         (a.save_best.as_deref(), OutputKind::File),
@@ -373,7 +375,9 @@ pub fn sweep_command(mut a: SweepArgs) -> Result<()> {
     let pruner = pruner_from(&a)?;
     // Random draws from a space of one point are the same trial, N times over.
     if method == SearchMethod::Random && a.configs.is_none() && space.is_single_point() {
-        let n = a.trials.unwrap_or(12);
+        let n = a
+            .trials
+            .unwrap_or(wgtrain::tune::space::DEFAULT_RANDOM_TRIALS);
         if n > 1 {
             return Err(usage(
                 "search",
@@ -413,6 +417,7 @@ pub fn sweep_command(mut a: SweepArgs) -> Result<()> {
         }
         (true, None) => {
             let (trials, ck) = resumable_trials(&a.out, &configs)?;
+            check_not_finished(&a.out, &trials, configs.len())?;
             let best = ck.map(|c| PriorBest {
                 spec: Some(c.spec),
                 params: c.params,
@@ -432,8 +437,16 @@ pub fn sweep_command(mut a: SweepArgs) -> Result<()> {
             format!("must be at most the number of training samples ({n_train})"),
         ));
     }
+    // Resolved here, so that what the trials record (TensorBoard's `device`, the path in
+    // settings.json) is the choice.
+    a.device = resolve_device(&a.device, wgtrain::Precision::F32, None)?;
+    let device = device_path(&a.device);
+    // A resume that goes on with trials (finished or running) on the other path.
+    if a.resume && (!prior.is_empty() || population.is_some()) {
+        settings::warn_other_path(&a, device);
+    }
     // Recorded once every check has passed: a refused sweep leaves no settings behind.
-    settings::record(&a, &mnist)?;
+    settings::record(&a, &mnist, device)?;
     let norm = normalization(&a.data);
     note!(
         "sweep: {} ({}), {} training + {} validation samples, pruning: {}",
@@ -450,8 +463,6 @@ pub fn sweep_command(mut a: SweepArgs) -> Result<()> {
             None => "none".into(),
         }
     );
-    // Resolved here, so that what the trials record (TensorBoard's `device`) is the choice.
-    a.device = resolve_device(&a.device, wgtrain::Precision::F32, None)?;
     let mut engines = Engines::open(&a.device)?;
     let done = prior.len();
     if a.resume {
@@ -815,6 +826,39 @@ fn resumable_trials(
         }
     };
     Ok((trials, best))
+}
+
+/// Refuses `--resume` into a finished sweep: one that left no state and whose `trials.json`
+/// holds every one of its `total` trials, with `best.json` written (or no trial completed,
+/// when there is none to write). It has nothing left to run, and going on would only write
+/// its outputs again (with new wall times), so they are left as they are; a sweep whose
+/// last outputs failed keeps its state and goes on to write them.
+///
+/// # Errors
+/// A usage error (exit 2) naming what `out` holds and the fix (`--overwrite`).
+fn check_not_finished(
+    out: &Path,
+    trials: &[wgtrain::tune::sweep::Trial],
+    total: usize,
+) -> Result<()> {
+    let completed = wgtrain::tune::sweep::best_completed(trials).is_some();
+    if trials.len() < total || (completed && !out.join("best.json").is_file()) {
+        return Ok(());
+    }
+    let weights = out.join(BEST_TRIAL_FILE);
+    let best = if completed && weights.is_file() {
+        format!(" (the best trial's weights are {})", weights.display())
+    } else {
+        String::new()
+    };
+    Err(usage(
+        "resume",
+        out.display(),
+        format!(
+            "holds a finished sweep (all {} in trials.json): nothing is left to run, and its outputs stay as they are{best}; give --overwrite to run it again, or choose another --out",
+            count(total, "trial")
+        ),
+    ))
 }
 
 /// Refuses finished trials (read from `path`) that are not the trials of `configs` with

@@ -20,16 +20,17 @@ use wgtrain::train;
 use wgtrain::train::Trainer;
 use wgtrain::tune::pbt::output::{BEST_SCHEDULE_FILE, leaderboard, write_pbt_outputs};
 use wgtrain::tune::pbt::{
-    DEFAULT_INTERVAL, DEFAULT_QUANTILE, DEFAULT_RESAMPLE, Hparams, Pbt, PbtRecord, PbtSettings,
-    fixed_settings, initial_hparams,
+    DEFAULT_INTERVAL, DEFAULT_POPULATION, DEFAULT_QUANTILE, DEFAULT_RESAMPLE, Hparams, Pbt,
+    PbtRecord, PbtSettings, fixed_settings, initial_hparams,
 };
 use wgtrain::tune::plot;
 use wgtrain::tune::space::{SearchSpace, TrialConfig, Values};
 use wgtrain::tune::sweep::{BestTrial, format_leaderboard};
 
 use super::common::{
-    FailedOutputs, HiddenSizes, HyperArgs, check_outputs, check_outputs_spare_data, load_data,
-    normalization, resolve_device, run_config, schedule_from, sgd_from, usage, with_subset,
+    FailedOutputs, HiddenSizes, HyperArgs, check_outputs, check_outputs_spare_data, device_path,
+    load_data, normalization, resolve_device, run_config, schedule_from, sgd_from, usage,
+    with_subset,
 };
 use super::engines::Engines;
 use super::interrupt;
@@ -37,11 +38,10 @@ use super::sweep::{PruningChoice, SweepArgs};
 
 mod state;
 
-/// Members of a PBT population without `--population`.
-const DEFAULT_POPULATION: usize = 8;
-
 /// Runs `wgtrain sweep --search pbt`.
 pub fn pbt_command(mut a: SweepArgs) -> Result<()> {
+    // Before the output check, which would accept a missing --out (to be created).
+    super::sweep::settings::check_resume_target(&a)?;
     check_outputs([
         (Some(a.out.as_path()), OutputKind::Dir),
         (a.save_best.as_deref(), OutputKind::File),
@@ -190,8 +190,16 @@ pub fn pbt_command(mut a: SweepArgs) -> Result<()> {
             format!("must be at most the number of training samples ({n_train})"),
         ));
     }
+    // Resolved here, so that the replay command names the device the members trained on,
+    // and settings.json the path.
+    a.device = resolve_device(&a.device, wgtrain::Precision::F32, None)?;
+    let device = device_path(&a.device);
+    // A resume that goes on with the members on the other path.
+    if resumed.is_some() {
+        super::sweep::settings::warn_other_path(&a, device);
+    }
     // Recorded once every check has passed: a refused run leaves no settings behind.
-    super::sweep::settings::record(&a, &mnist)?;
+    super::sweep::settings::record(&a, &mnist, device)?;
     let norm = normalization(&a.data);
     // Each member's schedule counts its own steps per epoch.
     let member_config =
@@ -213,8 +221,6 @@ pub fn pbt_command(mut a: SweepArgs) -> Result<()> {
         settings.resample,
         validation.len()
     );
-    // Resolved here, so that the replay command names the device the members trained on.
-    a.device = resolve_device(&a.device, wgtrain::Precision::F32, None)?;
     let mut engines = Engines::open(&a.device)?;
     let data = RunData::from(&mnist);
     let (mut pbt, snapshot) = match resumed {

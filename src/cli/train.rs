@@ -22,11 +22,12 @@ use wgtrain::train::{self, EpochReport, Trainer};
 use wgtrain::tune::{EpochMetrics, plot};
 
 use super::common::{
-    DataArgs, DeviceArgs, DeviceKind, FailedOutputs, HyperArgs, PrecisionArgs, Recorded, bad_input,
-    cause, check_data, check_outputs, check_outputs_spare_data, check_outputs_spare_inputs,
-    check_sgd_options_apply, choice, explain_divergence, hidden_text, load_data, normalization,
-    opt, positive_usize, resolve_device, run_config, schedule_flags, schedule_from, sgd_flags,
-    sgd_from, tensorboard_hparams, unit_interval, usage, warn_momentum, with_subset,
+    DEFAULT_EPOCHS, DataArgs, DeviceArgs, DeviceKind, FailedOutputs, Flags, HyperArgs,
+    PrecisionArgs, Recorded, bad_input, cause, check_data, check_outputs, check_outputs_spare_data,
+    check_outputs_spare_inputs, check_sgd_options_apply, choice, device_path, explain_divergence,
+    hidden_text, load_data, normalization, opt, positive_usize, resolve_device, run_config,
+    schedule_flags, schedule_from, sgd_flags, sgd_from, tensorboard_hparams, unit_interval, usage,
+    warn_momentum, with_subset,
 };
 use super::engines::Engines;
 use super::train_state::{self, Resume, StateWriter};
@@ -196,7 +197,10 @@ pub fn train_command(mut a: TrainArgs) -> Result<()> {
         }
     }
     // Flags that need no data, and output paths, are checked before loading anything.
-    // The state goes to --state, or back to the --resume file.
+    // The state goes to --state, or back to the --resume file, which must exist.
+    if let Some(p) = &a.resume {
+        train_state::check_exists(p)?;
+    }
     let state_out = a.state.clone().or_else(|| a.resume.clone());
     check_outputs([
         (a.metrics.as_deref(), OutputKind::File),
@@ -287,10 +291,7 @@ pub fn train_command(mut a: TrainArgs) -> Result<()> {
     // The device is chosen before the data loads: a wrong --adapter fails at once.
     let precision = a.precision.precision.to_lib();
     a.device = resolve_device(&a.device, precision, a.profile.then_some("--profile"))?;
-    let device = match a.device.device {
-        DeviceKind::Cpu => "cpu",
-        DeviceKind::Gpu | DeviceKind::Auto => "gpu",
-    };
+    let device = device_path(&a.device);
     if let Some(r) = &resume {
         r.warn_device(device);
     }
@@ -354,7 +355,7 @@ pub fn train_command(mut a: TrainArgs) -> Result<()> {
     let state = state_out.map(|p| {
         StateWriter::new(
             &p,
-            Recorded::new(flags_of(&a, hparams.as_ref()), &mnist),
+            Recorded::new(&flags_of(&a, hparams.as_ref()), &mnist),
             device,
         )
     });
@@ -385,7 +386,7 @@ pub fn train_command(mut a: TrainArgs) -> Result<()> {
 /// schedule, recorded by its values). The other flags are outputs, the device (recorded
 /// apart, warned of), `--data` (the data's fingerprint is recorded) and `--init` (the
 /// weights are the state's).
-fn flags_of(a: &TrainArgs, hparams: Option<&HparamSchedule>) -> Vec<(&'static str, String)> {
+fn flags_of(a: &TrainArgs, hparams: Option<&HparamSchedule>) -> Flags {
     let h = &a.hyper;
     let schedule = hparams.map(|s| {
         let values: Vec<String> = s
@@ -395,27 +396,30 @@ fn flags_of(a: &TrainArgs, hparams: Option<&HparamSchedule>) -> Vec<(&'static st
             .collect();
         format!("lr:weight-decay per epoch {}", values.join(","))
     });
-    let mut flags = vec![
+    let mut flags = Flags::from(vec![
         ("dataset", opt(&a.data.dataset)),
         ("normalize", a.data.normalize.to_string()),
         ("classes", opt(&a.data.classes)),
         ("train-subset", opt(&a.train_subset)),
         ("hidden", hidden_text(&h.hidden.0)),
-        ("epochs", opt(&h.epochs)),
+    ]);
+    // Recorded at its default when left out: `--epochs 10` is the same run.
+    flags.push_or_default("epochs", h.epochs, DEFAULT_EPOCHS);
+    flags.append(Flags::from(vec![
         ("batch-size", h.batch_size.to_string()),
         ("lr", h.lr.to_string()),
         ("weight-decay", h.weight_decay.to_string()),
         ("momentum", h.momentum.to_string()),
-    ];
-    flags.extend(sgd_flags(&h.sgd));
-    flags.push(("seed", h.seed.to_string()));
-    flags.extend(schedule_flags(&h.schedule));
-    flags.extend([
+    ]));
+    flags.append(Flags::from(sgd_flags(&h.sgd)));
+    flags.push("seed", h.seed);
+    flags.append(schedule_flags(&h.schedule, Some(h.epochs()), Some(h.lr)));
+    flags.append(Flags::from(vec![
         ("precision", choice(a.precision.precision)),
         ("val-split", a.val_split.to_string()),
         ("early-stop-patience", opt(&a.early_stop_patience)),
         ("hparam-schedule", opt(&schedule)),
-    ]);
+    ]));
     flags
 }
 
@@ -949,6 +953,7 @@ mod tests {
         )
         .unwrap();
         let recorded: Vec<String> = flags_of(&a, None)
+            .values()
             .iter()
             .map(|(f, _)| f.replace('-', "_"))
             .collect();

@@ -19,7 +19,9 @@ use wgtrain::data::Mnist;
 use wgtrain::state_file::{self, Tensors};
 use wgtrain::train::{EpochReport, Snapshot, TrainerState};
 
-use super::common::{Recorded, bad_input, data_fingerprint, first_difference, usage};
+use super::common::{
+    Flags, Recorded, bad_input, data_fingerprint, first_difference, other_path_warning, usage,
+};
 
 /// The command a `train` state belongs to ([`state_file`]'s kind).
 const KIND: &str = "train";
@@ -56,19 +58,29 @@ pub(crate) struct Resume {
     device: String,
 }
 
+/// Refuses a `--resume` file that does not exist, before anything else looks at the path
+/// (the output check would otherwise say its folder cannot be written).
+///
+/// # Errors
+/// A usage error (exit 2) naming the file and how a state is written.
+pub(crate) fn check_exists(path: &Path) -> Result<()> {
+    if path.exists() {
+        return Ok(());
+    }
+    Err(usage(
+        "resume",
+        path.display(),
+        "no such file; a run writes its training state with --state FILE",
+    ))
+}
+
 /// Reads the state `--resume` names.
 ///
 /// # Errors
 /// A usage error (exit 2) for a missing file, one that is not a `train` state, or one
 /// whose tensors are missing.
 pub(crate) fn read(path: &Path) -> Result<Resume> {
-    if !path.exists() {
-        return Err(usage(
-            "resume",
-            path.display(),
-            "no such file; a run writes its training state with --state FILE",
-        ));
-    }
+    check_exists(path)?;
     let (doc, mut tensors): (Doc, Tensors) = state_file::read(path, KIND).map_err(bad_input)?;
     let snapshot =
         state_file::take_snapshot(path, "", doc.trainer, &mut tensors).map_err(bad_input)?;
@@ -99,7 +111,7 @@ impl Resume {
     ///
     /// # Errors
     /// A usage error (exit 2).
-    pub(crate) fn check_flags(&self, flags: &[(&'static str, String)]) -> Result<()> {
+    pub(crate) fn check_flags(&self, flags: &Flags) -> Result<()> {
         let Some(d) = first_difference(&self.settings.flags, flags) else {
             return Ok(());
         };
@@ -144,13 +156,9 @@ impl Resume {
     /// Warns when the run goes on on another path than it started on (`device`: `cpu` or
     /// `gpu`): it goes on correctly, but not bit for bit as it would have.
     pub(crate) fn warn_device(&self, device: &str) {
-        if device != self.device {
-            note!(
-                "warning: the run in {} trained on the {} path and goes on on the {device} path: its results will equal an uninterrupted run's to rounding, not bit for bit (--device {} keeps them exact)",
-                self.path.display(),
-                self.device,
-                self.device
-            );
+        let run = format!("the run in {}", self.path.display());
+        if let Some(w) = other_path_warning(&run, &self.device, device) {
+            note!("{w}");
         }
     }
 }

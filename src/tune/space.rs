@@ -244,6 +244,9 @@ impl fmt::Display for TrialConfig {
     }
 }
 
+/// Trials a random search draws without `--trials`.
+pub const DEFAULT_RANDOM_TRIALS: usize = 12;
+
 fn to_count(x: f64) -> usize {
     x.round().max(1.0) as usize
 }
@@ -364,7 +367,7 @@ impl SearchSpace {
         seed: u64,
     ) -> Vec<TrialConfig> {
         match method {
-            SearchMethod::Random => self.random(trials.unwrap_or(12), seed),
+            SearchMethod::Random => self.random(trials.unwrap_or(DEFAULT_RANDOM_TRIALS), seed),
             SearchMethod::Grid => {
                 let grid = self.grid(grid_points);
                 match trials {

@@ -119,6 +119,31 @@ pub fn wait_for(run: &mut Run, what: &str, limit: Duration, mut ready: impl FnMu
     }
 }
 
+/// `args` followed by `extra`.
+pub fn with(args: &[String], extra: &[&str]) -> Vec<String> {
+    args.iter()
+        .cloned()
+        .chain(extra.iter().map(|s| s.to_string()))
+        .collect()
+}
+
+/// `v` as the `&str`s [`wgtrain_in`] takes.
+pub fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+/// Runs the binary in `dir` with `args` and asserts a refusal: exit 2, and stderr holding
+/// every one of `needles`.
+#[track_caller]
+pub fn refused(dir: &Path, args: &[String], needles: &[&str]) {
+    let o = wgtrain_in(dir, &strs(args));
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+    for n in needles {
+        assert!(err.contains(n), "{args:?}: stderr lacks {n:?}: {err}");
+    }
+}
+
 /// The lines of a text file (none when it does not exist yet).
 pub fn lines(p: &Path) -> Vec<String> {
     std::fs::read_to_string(p)

@@ -43,6 +43,14 @@ pub struct SgdVariantArgs {
 
 /// Default of `--epochs`.
 pub const DEFAULT_EPOCHS: usize = 10;
+/// Default of `--step-size` (StepLR).
+pub const DEFAULT_STEP_SIZE: usize = 30;
+/// Default of `--gamma` (StepLR, MultiStepLR, ExponentialLR).
+pub const DEFAULT_GAMMA: f64 = 0.1;
+/// Default of `--eta-min` (CosineAnnealingLR).
+pub const DEFAULT_ETA_MIN: f64 = 0.0;
+/// Default of `--warmup-start-factor` (LinearLR's start_factor).
+pub const DEFAULT_WARMUP_START_FACTOR: f64 = 1.0 / 3.0;
 
 /// Model and optimiser hyperparameters.
 #[derive(Args, Debug, Clone)]
@@ -220,6 +228,11 @@ impl ScheduleArgs {
     }
 }
 
+/// `--t-max` without the flag: the epochs after the warmup (at least 1).
+pub fn default_t_max(epochs: usize, warmup_epochs: usize) -> usize {
+    epochs.saturating_sub(warmup_epochs).max(1)
+}
+
 /// The learning-rate schedule the flags describe.
 ///
 /// # Errors
@@ -264,13 +277,13 @@ pub fn schedule_from(h: &HyperArgs, steps_per_epoch: usize) -> Result<LrSchedule
             format!("must be fewer than the epochs ({epochs}), or the schedule never starts"),
         ));
     }
-    let after_warmup = epochs.saturating_sub(s.warmup_epochs).max(1);
-    let gamma = s.gamma.unwrap_or(0.1);
+    let after_warmup = default_t_max(epochs, s.warmup_epochs);
+    let gamma = s.gamma.unwrap_or(DEFAULT_GAMMA);
     let plateau = PlateauConfig::default();
     let schedule = match kind {
         ScheduleKind::Constant => Schedule::Constant,
         ScheduleKind::Step => Schedule::Step {
-            step_size: s.step_size.unwrap_or(30),
+            step_size: s.step_size.unwrap_or(DEFAULT_STEP_SIZE),
             gamma,
         },
         ScheduleKind::MultiStep => {
@@ -287,7 +300,7 @@ pub fn schedule_from(h: &HyperArgs, steps_per_epoch: usize) -> Result<LrSchedule
         ScheduleKind::Exponential => Schedule::Exponential { gamma },
         ScheduleKind::Cosine => Schedule::Cosine {
             t_max: s.t_max.unwrap_or(after_warmup),
-            eta_min: s.eta_min.unwrap_or(0.0),
+            eta_min: s.eta_min.unwrap_or(DEFAULT_ETA_MIN),
         },
         ScheduleKind::OneCycle => {
             match Schedule::one_cycle(s.max_lr.unwrap_or(h.lr), epochs * steps_per_epoch) {
@@ -333,8 +346,10 @@ pub fn schedule_from(h: &HyperArgs, steps_per_epoch: usize) -> Result<LrSchedule
             })
         }
     };
-    let lr = LrSchedule::new(h.lr, schedule)
-        .with_warmup(s.warmup_epochs, s.warmup_start_factor.unwrap_or(1.0 / 3.0));
+    let lr = LrSchedule::new(h.lr, schedule).with_warmup(
+        s.warmup_epochs,
+        s.warmup_start_factor.unwrap_or(DEFAULT_WARMUP_START_FACTOR),
+    );
     lr.validate().map_err(|e| usage("lr schedule", &lr, e))?;
     check_decays_fire(s, &lr.schedule, epochs)?;
     Ok(lr)

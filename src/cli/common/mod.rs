@@ -31,14 +31,14 @@ pub(crate) use errors::{
     check_outputs_spare_inputs, usage,
 };
 pub(crate) use hyper::{
-    HyperArgs, ScheduleArgs, SgdVariantArgs, check_sgd_options_apply, explain_divergence,
-    run_config, schedule_from, sgd_from, tensorboard_hparams, warn_momentum,
+    DEFAULT_EPOCHS, HyperArgs, ScheduleArgs, SgdVariantArgs, check_sgd_options_apply,
+    explain_divergence, run_config, schedule_from, sgd_from, tensorboard_hparams, warn_momentum,
 };
 pub(crate) use parse::{
     HiddenSizes, dataset_name, hidden_sizes, non_negative_f64, positive_f64, positive_usize,
     unit_interval,
 };
 pub(crate) use settings::{
-    NOT_GIVEN, Recorded, choice, data_fingerprint, first_difference, hidden_text, opt,
-    schedule_flags, sgd_flags,
+    Flags, NOT_GIVEN, Recorded, choice, data_fingerprint, device_path, first_difference,
+    hidden_text, opt, other_path_warning, schedule_flags, sgd_flags,
 };

@@ -12,7 +12,8 @@
 //! Not recorded, since they do not change what a trial computes: the outputs (`--out`,
 //! `--save-best`, `--tensorboard`, `--top`, `--quiet`), `--resume`, `--overwrite`,
 //! `--no-download`, the device flags (the CPU and GPU paths compute the same trials to
-//! rounding), `--data` (the data's fingerprint is recorded instead, so a moved copy
+//! rounding; the path a sweep trains on is recorded apart, and a resume on the other one is
+//! warned of, as `train`'s), `--data` (the data's fingerprint is recorded instead, so a moved copy
 //! resumes), and `--population` when nothing is pruned (a population sweep's trials then
 //! equal the sequential sweep's; with pruning, it decides which trials are pruned, and is
 //! recorded).
@@ -24,11 +25,19 @@ use anyhow::Result;
 use wgtrain::data::Mnist;
 use wgtrain::tune::space::{HiddenChoices, Values};
 
-use super::super::common::{
-    NOT_GIVEN, Recorded, choice, data_fingerprint, first_difference, opt, schedule_flags,
-    sgd_flags, usage,
+use wgtrain::tune::pbt::{
+    DEFAULT_INTERVAL, DEFAULT_POPULATION, DEFAULT_QUANTILE, DEFAULT_RESAMPLE,
 };
-use super::{PruningChoice, SearchChoice, SweepArgs};
+use wgtrain::tune::space::DEFAULT_RANDOM_TRIALS;
+
+use super::super::common::{
+    Flags, NOT_GIVEN, Recorded, choice, data_fingerprint, first_difference, opt,
+    other_path_warning, schedule_flags, sgd_flags, usage,
+};
+use super::{
+    DEFAULT_HALVING_ETA, DEFAULT_HALVING_MIN_EPOCHS, DEFAULT_PRUNE_MIN_TRIALS,
+    DEFAULT_PRUNE_WARMUP, PruningChoice, SearchChoice, SweepArgs,
+};
 
 /// The file in `--out` that records the sweep's settings.
 pub(super) const SETTINGS_FILE: &str = "settings.json";
@@ -86,14 +95,15 @@ fn hidden(h: &HiddenChoices) -> String {
 }
 
 /// The flags of `a` that decide what its trials compute, in `--help` order, as
-/// (flag without dashes, value as typed or [`NOT_GIVEN`]); booleans as `true`/`false`.
-fn flags_of(a: &SweepArgs) -> Vec<(&'static str, String)> {
-    let population = if a.pruning == PruningChoice::None {
-        "any (nothing is pruned)".to_string()
-    } else {
-        opt(&a.population)
-    };
-    let mut flags = vec![
+/// (flag without dashes, value as typed or [`NOT_GIVEN`]); booleans as `true`/`false`. A
+/// flag the run reads at a default when it is left out is recorded at the value it runs
+/// with (`--trials 12` of a random search, `--prune-warmup 1` with the median rule, PBT's
+/// `--population 8`, the schedule's options: [`schedule_flags`]), so that giving the
+/// default on `--resume` is the same run; a flag the run does not read is refused when
+/// given, and recorded as [`NOT_GIVEN`].
+fn flags_of(a: &SweepArgs) -> Flags {
+    let pbt = a.search == SearchChoice::Pbt;
+    let mut flags = Flags::from(vec![
         ("dataset", opt(&a.data.dataset)),
         ("normalize", a.data.normalize.to_string()),
         ("classes", opt(&a.data.classes)),
@@ -104,52 +114,84 @@ fn flags_of(a: &SweepArgs) -> Vec<(&'static str, String)> {
         ("hidden", hidden(&a.hidden)),
         ("epochs", values(&a.epochs)),
         ("search", choice(a.search)),
-        ("trials", opt(&a.trials)),
-        (
-            "configs",
-            a.configs
-                .as_ref()
-                .map_or(NOT_GIVEN.into(), |p| p.display().to_string()),
-        ),
-        ("grid-points", a.grid_points.to_string()),
-        ("val-split", a.val_split.to_string()),
-        ("train-subset", opt(&a.train_subset)),
-        ("pruning", choice(a.pruning)),
-        ("prune-warmup", opt(&a.prune_warmup)),
-        ("prune-min-trials", opt(&a.prune_min_trials)),
-        ("halving-eta", opt(&a.halving_eta)),
-        ("halving-min-epochs", opt(&a.halving_min_epochs)),
-        ("population", population),
-    ];
-    flags.extend(sgd_flags(&a.sgd));
-    flags.push(("seed", a.seed.to_string()));
-    flags.extend(schedule_flags(&a.schedule));
-    flags.extend([
-        // A PBT run records the values it runs with, so that giving a default explicitly
-        // on --resume (`--pbt-quantile 0.25`) is the same run.
-        (
-            "pbt-interval",
-            pbt_value(a, a.pbt_interval, wgtrain::tune::pbt::DEFAULT_INTERVAL),
-        ),
-        (
-            "pbt-quantile",
-            pbt_value(a, a.pbt_quantile, wgtrain::tune::pbt::DEFAULT_QUANTILE),
-        ),
-        (
-            "pbt-resample",
-            pbt_value(a, a.pbt_resample, wgtrain::tune::pbt::DEFAULT_RESAMPLE),
-        ),
     ]);
-    flags
-}
-
-/// A PBT flag as recorded: its value, the default when not given, for `--search pbt`; for
-/// another search (where PBT flags are refused) whether it was given.
-fn pbt_value<T: std::fmt::Display>(a: &SweepArgs, given: Option<T>, default: T) -> String {
-    match (a.search, given) {
-        (SearchChoice::Pbt, v) => v.unwrap_or(default).to_string(),
-        (_, v) => opt(&v),
+    if a.search == SearchChoice::Random && a.configs.is_none() {
+        flags.push_or_default("trials", a.trials, DEFAULT_RANDOM_TRIALS);
+    } else {
+        // A grid's default is the whole grid, a count that depends on the other flags: a
+        // --trials at least as large runs the same trials but is recorded as given.
+        // --configs and PBT refuse --trials.
+        flags.push("trials", opt(&a.trials));
     }
+    flags.push(
+        "configs",
+        a.configs
+            .as_ref()
+            .map_or(NOT_GIVEN.into(), |p| p.display().to_string()),
+    );
+    flags.push("grid-points", a.grid_points);
+    flags.push("val-split", a.val_split);
+    flags.push("train-subset", opt(&a.train_subset));
+    flags.push("pruning", choice(a.pruning));
+    // The pruning flags the rule reads, at its defaults (PBT prunes nothing, and refuses
+    // them).
+    let (median, halving) = match (pbt, a.pruning) {
+        (false, PruningChoice::Median) => (true, false),
+        (false, PruningChoice::Halving) => (false, true),
+        _ => (false, false),
+    };
+    let mut rule = |flag, given: Option<usize>, reads: bool, default: usize| match reads {
+        true => flags.push_or_default(flag, given, default),
+        false => flags.push(flag, opt(&given)),
+    };
+    rule("prune-warmup", a.prune_warmup, median, DEFAULT_PRUNE_WARMUP);
+    rule(
+        "prune-min-trials",
+        a.prune_min_trials,
+        median || halving,
+        DEFAULT_PRUNE_MIN_TRIALS,
+    );
+    rule("halving-eta", a.halving_eta, halving, DEFAULT_HALVING_ETA);
+    rule(
+        "halving-min-epochs",
+        a.halving_min_epochs,
+        halving,
+        DEFAULT_HALVING_MIN_EPOCHS,
+    );
+    if pbt {
+        flags.push_or_default("population", a.population, DEFAULT_POPULATION);
+    } else if a.pruning == PruningChoice::None {
+        flags.push("population", "any (nothing is pruned)");
+    } else {
+        // Without the flag, as many as fit the device: not one value to record.
+        flags.push("population", opt(&a.population));
+    }
+    flags.append(Flags::from(sgd_flags(&a.sgd)));
+    flags.push("seed", a.seed);
+    // --t-max and --max-lr default to each trial's epochs and lr: recorded as given.
+    flags.append(schedule_flags(&a.schedule, None, None));
+    // A PBT run records the values it runs with, so that giving a default explicitly on
+    // --resume (`--pbt-quantile 0.25`) is the same run.
+    let mut pbt_flag = |flag, given: Option<String>, default: String| match pbt {
+        true => flags.push_or_default(flag, given, default),
+        false => flags.push(flag, opt(&given)),
+    };
+    pbt_flag(
+        "pbt-interval",
+        a.pbt_interval.map(|v| v.to_string()),
+        DEFAULT_INTERVAL.to_string(),
+    );
+    pbt_flag(
+        "pbt-quantile",
+        a.pbt_quantile.map(|v| v.to_string()),
+        DEFAULT_QUANTILE.to_string(),
+    );
+    pbt_flag(
+        "pbt-resample",
+        a.pbt_resample.map(|v| v.to_string()),
+        DEFAULT_RESAMPLE.to_string(),
+    );
+    flags
 }
 
 /// The flags of `sweep` that [`flags_of`] leaves out, on purpose (see the module docs).
@@ -173,7 +215,8 @@ const NOT_RECORDED: &[&str] = &[
 
 /// What `dir` holds of an earlier sweep: `None` when none of its files is there, else a
 /// few words for the refusal (`a finished sweep (6 trials in trials.json)`) and whether
-/// `--resume` goes on with it (a finished PBT run has nothing to go on with).
+/// `--resume` goes on with it (a finished sweep or PBT run has nothing to go on with, unless
+/// it kept its state because an output failed).
 fn earlier_sweep(dir: &Path) -> Option<(String, bool)> {
     let present: Vec<&str> = SWEEP_FILES
         .iter()
@@ -193,13 +236,54 @@ fn earlier_sweep(dir: &Path) -> Option<(String, bool)> {
         .flatten()
         .is_some_and(|r| r.flags.get("search").is_some_and(|s| s == "pbt"));
     let pbt = recorded_pbt || present.contains(&"pbt.json");
+    // A finished run has nothing to go on with, unless its last outputs failed: then its
+    // state is kept, and going on writes them.
+    let state = present.contains(&super::state::STATE_FILE);
     let (what, resumable) = match (pbt, finished) {
-        (true, true) => ("a finished PBT run", false),
+        (true, true) => ("a finished PBT run", state),
         (true, false) => ("an interrupted PBT run", true),
-        (false, true) => ("a finished sweep", true),
+        (false, true) => ("a finished sweep", state),
         (false, false) => ("an unfinished sweep", true),
     };
     Some((format!("{what}{trials}"), resumable))
+}
+
+/// Before anything is created or loaded: with `--resume`, `--out` must hold a sweep (with
+/// `--search pbt`, a PBT run) to go on with. A mistyped folder would otherwise start a new
+/// sweep there while the user believes the old one goes on. (A file as `--out` is left to
+/// the output check, which names it.)
+///
+/// # Errors
+/// A usage error (exit 2) naming the folder and the fix.
+pub(in crate::cli) fn check_resume_target(a: &SweepArgs) -> Result<()> {
+    if !a.resume {
+        return Ok(());
+    }
+    let out = &a.out;
+    let (run, files) = match a.search {
+        SearchChoice::Pbt => (
+            "PBT run",
+            format!("{SETTINGS_FILE} or {}", super::state::STATE_FILE),
+        ),
+        _ => ("sweep", SETTINGS_FILE.to_string()),
+    };
+    let problem = match std::fs::metadata(out) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            format!("no such folder, so there is no {run} to go on with")
+        }
+        Ok(m) if m.is_dir() && earlier_sweep(out).is_none() => {
+            format!("holds no {run} to go on with (no {files})")
+        }
+        _ => return Ok(()),
+    };
+    Err(usage(
+        "resume",
+        out.display(),
+        format!(
+            "{problem}; check the path (--out), or drop --resume to start a new {}",
+            if run == "sweep" { "sweep" } else { "run" }
+        ),
+    ))
 }
 
 /// Before any work: refuses a sweep into a directory that holds another sweep unless
@@ -271,15 +355,35 @@ pub(in crate::cli) fn check_out(a: &SweepArgs) -> Result<()> {
     Ok(())
 }
 
+/// With `--resume`, before [`record`] replaces `settings.json`: warns when the sweep (or PBT
+/// run) trained on the other path than `device` (`cpu` or `gpu`), in `train`'s words. Its
+/// trials go on correctly, but equal an uninterrupted sweep's to rounding only. Nothing is
+/// said for a `settings.json` of an older wgtrain, which did not record the path.
+pub(in crate::cli) fn warn_other_path(a: &SweepArgs, device: &str) {
+    let Ok(Some(Recorded {
+        device: Some(was), ..
+    })) = read(&a.out.join(SETTINGS_FILE))
+    else {
+        return;
+    };
+    let run = match a.search {
+        SearchChoice::Pbt => format!("the PBT run in {}", a.out.display()),
+        _ => format!("the sweep in {}", a.out.display()),
+    };
+    if let Some(w) = other_path_warning(&run, &was, device) {
+        note!("{w}");
+    }
+}
+
 /// Once the data is loaded, before any trial: with `--resume`, refuses data other than the
 /// recorded sweep's; with `--overwrite`, removes the earlier sweep's files
 /// ([`SWEEP_FILES`], nothing else); then records this sweep's settings in `settings.json`
-/// (atomically).
+/// (atomically), with the path it trains on (`device`: `cpu` or `gpu`).
 ///
 /// # Errors
 /// A usage error (exit 2) for other data; an I/O error for a file that cannot be removed;
 /// [`wgtrain::Error::Output`] when the settings cannot be written.
-pub(in crate::cli) fn record(a: &SweepArgs, mnist: &Mnist) -> Result<()> {
+pub(in crate::cli) fn record(a: &SweepArgs, mnist: &Mnist, device: &str) -> Result<()> {
     let path = a.out.join(SETTINGS_FILE);
     let data = data_fingerprint(mnist);
     if a.resume {
@@ -314,7 +418,7 @@ pub(in crate::cli) fn record(a: &SweepArgs, mnist: &Mnist) -> Result<()> {
             );
         }
     }
-    let text = serde_json::to_string_pretty(&Recorded::new(flags_of(a), mnist))?;
+    let text = serde_json::to_string_pretty(&Recorded::new(&flags_of(a), mnist).on(device))?;
     wgtrain::output::write_atomically(&path, (text + "\n").as_bytes())?;
     Ok(())
 }
@@ -357,6 +461,7 @@ mod tests {
         )
         .unwrap();
         let recorded: Vec<String> = flags_of(&a)
+            .values()
             .iter()
             .map(|(f, _)| f.replace('-', "_"))
             .collect();

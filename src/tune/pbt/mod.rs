@@ -53,6 +53,8 @@ use crate::tune::space::{SearchSpace, Values};
 
 pub use explore::Change;
 
+/// Default members of a population (`--population` with `--search pbt`).
+pub const DEFAULT_POPULATION: usize = 8;
 /// Default epochs between exploit steps (`--pbt-interval`).
 pub const DEFAULT_INTERVAL: usize = 2;
 /// Default fraction of the population replaced at each exploit step (`--pbt-quantile`).

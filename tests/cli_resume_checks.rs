@@ -1,0 +1,432 @@
+//! What `--resume` checks before it goes on, for `sweep`, `sweep --search pbt` and
+//! `train`, as a user meets it: a folder that holds nothing to go on with (a mistyped
+//! `--out`) and a finished sweep are refused, leaving every file as it was; a run resumed on
+//! the other path (CPU vs GPU) is warned of; and a flag's default, given or left out, is the
+//! same run. (Resuming itself, to the uninterrupted run's bytes: `tests/cli_resume.rs`.)
+
+#[path = "common/cli.rs"]
+mod cli;
+
+use std::path::Path;
+use std::time::Duration;
+
+use cli::{Run, mnist_dir, refused, stderr, strs, wait_for, wgtrain_in, with};
+
+const LIMIT: Duration = Duration::from_secs(600);
+
+/// The flags of a tiny sweep (2 grid trials of 1 epoch on 300 samples, CPU) into `out`.
+fn tiny_sweep_args(data: &str, out: &str) -> Vec<String> {
+    [
+        "sweep",
+        "--device",
+        "cpu",
+        "--data",
+        data,
+        "--train-subset",
+        "300",
+        "--hidden",
+        "8",
+        "--search",
+        "grid",
+        "--lr",
+        "0.05,0.1",
+        "--epochs",
+        "1",
+        "--pruning",
+        "none",
+        "--quiet",
+        "--out",
+        out,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// The flags of a tiny PBT run (2 members, 3 epochs of 300 samples, CPU) into `out`.
+fn tiny_pbt_args(data: &str, out: &str) -> Vec<String> {
+    [
+        "sweep",
+        "--device",
+        "cpu",
+        "--data",
+        data,
+        "--train-subset",
+        "300",
+        "--hidden",
+        "8",
+        "--search",
+        "pbt",
+        "--population",
+        "2",
+        "--pbt-interval",
+        "1",
+        "--lr",
+        "0.01:0.5",
+        "--epochs",
+        "3",
+        "--quiet",
+        "--out",
+        out,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// Every file in `dir` with its bytes, by name.
+fn files_of(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// Regression: `sweep --resume --out DIR` with a DIR that does not exist, or that holds no
+/// sweep, started a new sweep there (a mistyped folder, and the user believed the old one
+/// went on). It is refused (exit 2) before any data loads or anything is created, naming
+/// the folder and the fix; the same for `--search pbt`. `train --resume` of a state in a
+/// missing folder says there is no such file (it said the folder could not be written).
+#[test]
+fn regression_resume_into_a_folder_without_a_sweep_is_refused_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = mnist_dir();
+    for (args, run, new) in [
+        (
+            tiny_sweep_args as fn(&str, &str) -> Vec<String>,
+            "sweep",
+            "sweep",
+        ),
+        (tiny_pbt_args, "PBT run", "run"),
+    ] {
+        // A folder that does not exist: nothing is created.
+        refused(
+            dir.path(),
+            &with(&args(&data, "typo"), &["--resume"]),
+            &[&format!(
+                "invalid resume = typo: no such folder, so there is no {run} to go on with; check the path (--out), or drop --resume to start a new {new}"
+            )],
+        );
+        assert!(!dir.path().join("typo").exists(), "{run}: typo was created");
+        // A folder that holds no sweep: it keeps what it held, and only that.
+        let empty = dir.path().join("empty");
+        std::fs::create_dir_all(&empty).unwrap();
+        std::fs::write(empty.join("notes.txt"), "mine").unwrap();
+        let files = if run == "sweep" {
+            "settings.json"
+        } else {
+            "settings.json or state.safetensors"
+        };
+        refused(
+            dir.path(),
+            &with(&args(&data, "empty"), &["--resume"]),
+            &[&format!(
+                "invalid resume = empty: holds no {run} to go on with (no {files}); check the path (--out), or drop --resume to start a new {new}"
+            )],
+        );
+        assert_eq!(
+            files_of(&empty),
+            vec![("notes.txt".to_string(), b"mine".to_vec())],
+            "{run}"
+        );
+    }
+    refused(
+        dir.path(),
+        &[
+            "train",
+            "--device",
+            "cpu",
+            "--data",
+            &data,
+            "--epochs",
+            "1",
+            "--resume",
+            "typo/run.state",
+        ]
+        .map(String::from),
+        &["invalid resume = typo/run.state: no such file"],
+    );
+    assert!(!dir.path().join("typo").exists());
+}
+
+/// Regression: `sweep --resume` into a finished sweep's folder ran no trial but timed the
+/// batch sizes again and rewrote trials.json, best.json and the pictures (new wall times).
+/// A finished sweep has nothing left to run: refused (exit 2) as a finished PBT run is,
+/// naming `--overwrite`, with every file left as it was; a new sweep into the folder is no
+/// longer told to give --resume.
+#[test]
+fn regression_resume_into_a_finished_sweep_is_refused_and_leaves_its_outputs_as_they_were() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = mnist_dir();
+    let args = tiny_sweep_args(&data, "sw");
+    let o = wgtrain_in(dir.path(), &strs(&args));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = dir.path().join("sw");
+    let before = files_of(&out);
+    assert!(before.iter().any(|(f, _)| f == "best.json"));
+    refused(
+        dir.path(),
+        &with(&args, &["--resume"]),
+        &[
+            "invalid resume = sw: holds a finished sweep (all 2 trials in trials.json): nothing is left to run, and its outputs stay as they are",
+            "give --overwrite to run it again, or choose another --out",
+        ],
+    );
+    assert!(
+        files_of(&out) == before,
+        "the finished sweep's files changed"
+    );
+    refused(
+        dir.path(),
+        &args,
+        &[
+            "invalid out = sw: holds a finished sweep (2 trials in trials.json); give --overwrite to replace it, or another --out",
+        ],
+    );
+    assert!(
+        files_of(&out) == before,
+        "the finished sweep's files changed"
+    );
+}
+
+/// `--device` in `args` set to `device`.
+fn on_device(args: &[String], device: &str) -> Vec<String> {
+    let mut args = args.to_vec();
+    let at = args.iter().position(|a| a == "--device").unwrap();
+    args[at + 1] = device.into();
+    args
+}
+
+/// The path a sweep's `settings.json` records (`None` when it records none).
+fn recorded_path(out: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(out.join("settings.json")).unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+    doc["device"].as_str().map(String::from)
+}
+
+/// Regression: a sweep or PBT run resumed on the other path (CPU vs GPU) said nothing,
+/// where `train --resume` warns: the run goes on correctly, but equals an uninterrupted
+/// run's to rounding, not bit for bit. `settings.json` records the path, and the resume is
+/// warned of in `train`'s words. A `settings.json` of an older wgtrain (without the path)
+/// still resumes, without the warning. The GPU path is lavapipe on CI.
+#[test]
+fn regression_a_sweep_or_pbt_run_resumed_on_the_other_path_is_warned_of() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = mnist_dir();
+    let warning = |run: &str, was: &str, now: &str| {
+        format!(
+            "warning: {run} trained on the {was} path and goes on on the {now} path: its results will equal an uninterrupted run's to rounding, not bit for bit (--device {was} keeps them exact)"
+        )
+    };
+    // A sweep whose trials finished on the CPU, stopped before its last outputs (no
+    // best.json): the resume goes on with its trials on the GPU path.
+    let args = tiny_sweep_args(&data, "sw");
+    let o = wgtrain_in(dir.path(), &strs(&args));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = dir.path().join("sw");
+    assert_eq!(recorded_path(&out).as_deref(), Some("cpu"));
+    std::fs::remove_file(out.join("best.json")).unwrap();
+    let o = wgtrain_in(
+        dir.path(),
+        &strs(&with(&on_device(&args, "gpu"), &["--resume"])),
+    );
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains(&warning("the sweep in sw", "cpu", "gpu")),
+        "{err}"
+    );
+    assert_eq!(recorded_path(&out).as_deref(), Some("gpu"));
+    // The same on an older wgtrain's settings.json, which recorded no path: no warning.
+    let settings = out.join("settings.json");
+    let mut doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&settings).unwrap()).unwrap();
+    doc.as_object_mut().unwrap().remove("device");
+    std::fs::write(&settings, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
+    std::fs::remove_file(out.join("best.json")).unwrap();
+    let o = wgtrain_in(dir.path(), &strs(&with(&args, &["--resume"])));
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(!err.contains("warning: the sweep in"), "{err}");
+    assert!(
+        err.contains("resuming: 2 of 2 trials already finished"),
+        "{err}"
+    );
+
+    // A PBT run stopped by Ctrl-C on the GPU path goes on on the CPU path.
+    // (More epochs and samples than the tiny run's, so that the stop lands before its end.)
+    let mut pbt = on_device(&tiny_pbt_args(&data, "p"), "gpu");
+    for (flag, value) in [("--epochs", "20"), ("--train-subset", "2000")] {
+        let at = pbt.iter().position(|a| a == flag).unwrap();
+        pbt[at + 1] = value.into();
+    }
+    let p = dir.path().join("p");
+    let mut run = Run::start(dir.path(), &strs(&pbt));
+    // The state and pbt.json are written after every epoch.
+    wait_for(&mut run, "the PBT state after an epoch", LIMIT, || {
+        p.join("state.safetensors").is_file() && p.join("pbt.json").is_file()
+    });
+    run.signal("INT");
+    let o = run.finish(LIMIT);
+    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+    assert_eq!(recorded_path(&p).as_deref(), Some("gpu"));
+    let o = wgtrain_in(
+        dir.path(),
+        &strs(&with(&on_device(&pbt, "cpu"), &["--resume"])),
+    );
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains(&warning("the PBT run in p", "gpu", "cpu")),
+        "{err}"
+    );
+    assert!(!p.join("state.safetensors").exists());
+}
+
+/// Regression: a default given explicitly on `--resume` (`--lr-schedule constant`,
+/// `--epochs 10`, PBT's `--population 8`), or left out where the run gave it, was refused
+/// as another setting ("--lr-schedule is constant but the sweep in sw ran with (not
+/// given)"). The records hold the values the runs ran with, so both are the same run; a
+/// record written before that ("(not given)") reads as the default. Another value is still
+/// refused, naming the default the run ran with.
+#[test]
+fn regression_a_default_given_or_left_out_on_resume_is_the_same_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = mnist_dir();
+    // A sweep, stopped before its last outputs (no best.json).
+    let args = tiny_sweep_args(&data, "sw");
+    let o = wgtrain_in(dir.path(), &strs(&args));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = dir.path().join("sw");
+    for extra in [
+        &["--lr-schedule", "constant"][..],
+        &["--lr-schedule", "none", "--warmup-epochs", "0"][..],
+    ] {
+        std::fs::remove_file(out.join("best.json")).unwrap();
+        let o = wgtrain_in(
+            dir.path(),
+            &strs(&with(&args, &[&["--resume"], extra].concat())),
+        );
+        assert_eq!(o.status.code(), Some(0), "{extra:?}: {}", stderr(&o));
+    }
+    // As an older wgtrain recorded a schedule left out.
+    let settings = out.join("settings.json");
+    let text = std::fs::read_to_string(&settings).unwrap();
+    assert!(text.contains("\"lr-schedule\": \"constant\""), "{text}");
+    std::fs::write(
+        &settings,
+        text.replace(
+            "\"lr-schedule\": \"constant\"",
+            "\"lr-schedule\": \"(not given)\"",
+        ),
+    )
+    .unwrap();
+    std::fs::remove_file(out.join("best.json")).unwrap();
+    let o = wgtrain_in(
+        dir.path(),
+        &strs(&with(&args, &["--resume", "--lr-schedule", "constant"])),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    std::fs::remove_file(out.join("best.json")).unwrap();
+    refused(
+        dir.path(),
+        &with(&args, &["--resume", "--lr-schedule", "cosine"]),
+        &["--lr-schedule is cosine but the sweep in sw ran with constant (settings.json)"],
+    );
+
+    // A sweep started with a default given, resumed without it.
+    let given = with(
+        &tiny_sweep_args(&data, "pl"),
+        &["--lr-schedule", "plateau", "--plateau-patience", "10"],
+    );
+    let o = wgtrain_in(dir.path(), &strs(&given));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    std::fs::remove_file(dir.path().join("pl/best.json")).unwrap();
+    let o = wgtrain_in(
+        dir.path(),
+        &strs(&with(
+            &tiny_sweep_args(&data, "pl"),
+            &["--lr-schedule", "ReduceLROnPlateau", "--resume"],
+        )),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+
+    // A PBT run killed before its first epoch ended (only settings.json): left out at
+    // first, its population (8) given on --resume.
+    let mut pbt = tiny_pbt_args(&data, "p");
+    let at = pbt.iter().position(|a| a == "--population").unwrap();
+    pbt.drain(at..at + 2);
+    let o = wgtrain_in(dir.path(), &strs(&pbt));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let p = dir.path().join("p");
+    for (f, _) in files_of(&p) {
+        if f != "settings.json" {
+            std::fs::remove_file(p.join(f)).unwrap();
+        }
+    }
+    let o = wgtrain_in(
+        dir.path(),
+        &strs(&with(&pbt, &["--resume", "--population", "8"])),
+    );
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("resuming: no epoch had finished in p"),
+        "{err}"
+    );
+
+    // train: --epochs left out (10), given on --resume with the default schedule.
+    let run: Vec<String> = [
+        "train",
+        "--device",
+        "cpu",
+        "--data",
+        &data,
+        "--train-subset",
+        "300",
+        "--hidden",
+        "8",
+        "--quiet",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let o = wgtrain_in(dir.path(), &strs(&with(&run, &["--state", "t.state"])));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = wgtrain_in(
+        dir.path(),
+        &strs(&with(
+            &run,
+            &[
+                "--resume",
+                "t.state",
+                "--epochs",
+                "10",
+                "--lr-schedule",
+                "constant",
+            ],
+        )),
+    );
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("resuming t.state: 10 of 10 epochs done; the run had finished"),
+        "{err}"
+    );
+    refused(
+        dir.path(),
+        &with(&run, &["--resume", "t.state", "--epochs", "11"]),
+        &[
+            "--epochs is 11 but the run in t.state ran with 10",
+            "resume with --epochs 10",
+        ],
+    );
+}
