@@ -341,10 +341,10 @@ impl Population {
                 rows.for_each(|(drow, hrow)| {
                     for r in runs {
                         let seg = r.start * i..r.end * i;
+                        // A select, not a branch: it vectorises, where the branch on a
+                        // random sign pattern mispredicted (7% of a K = 8 step's time).
                         for (d, &hv) in drow[seg.clone()].iter_mut().zip(&hrow[seg]) {
-                            if hv <= 0.0 {
-                                *d = 0.0;
-                            }
+                            *d = if hv <= 0.0 { 0.0 } else { *d };
                         }
                     }
                 });
