@@ -430,3 +430,28 @@ fn regression_a_default_given_or_left_out_on_resume_is_the_same_run() {
         ],
     );
 }
+
+/// Regression: `sweep --resume` into a finished sweep whose trials.json was gone (best.json
+/// there, no state) ran every trial again and replaced best.json and the pictures, where
+/// a finished sweep is refused. It is refused (exit 2), naming the fix, its files as they
+/// were.
+#[test]
+fn regression_resume_into_a_finished_sweep_without_trials_json_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = mnist_dir();
+    let args = tiny_sweep_args(&data, "sw");
+    let o = wgtrain_in(dir.path(), &strs(&args));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = dir.path().join("sw");
+    std::fs::remove_file(out.join("trials.json")).unwrap();
+    let before = files_of(&out);
+    refused(
+        dir.path(),
+        &with(&args, &["--resume"]),
+        &[
+            "invalid resume = sw: holds a finished sweep (best.json) but no trials.json",
+            "put trials.json back, give --overwrite to run it again, or choose another --out",
+        ],
+    );
+    assert!(files_of(&out) == before, "the sweep's files changed");
+}
