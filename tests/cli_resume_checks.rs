@@ -2,7 +2,8 @@
 //! `train`, as a user meets it: a folder that holds nothing to go on with (a mistyped
 //! `--out`) and a finished sweep are refused, leaving every file as it was; a run resumed on
 //! the other path (CPU vs GPU) is warned of; and a flag's default, given or left out, is the
-//! same run. (Resuming itself, to the uninterrupted run's bytes: `tests/cli_resume.rs`.)
+//! same run; a damaged file in `--out` (settings.json, the state) is refused naming the fix.
+//! (Resuming itself, to the uninterrupted run's bytes: `tests/cli_resume.rs`.)
 
 #[path = "common/cli.rs"]
 mod cli;
@@ -74,16 +75,17 @@ fn tiny_pbt_args(data: &str, out: &str) -> Vec<String> {
     .collect()
 }
 
-/// Every file in `dir` with its bytes, by name.
+/// Every file in `dir` with its bytes, by name (a folder as its name and `/`, no bytes).
 fn files_of(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| {
             let e = e.unwrap();
-            (
-                e.file_name().to_string_lossy().into_owned(),
-                std::fs::read(e.path()).unwrap(),
-            )
+            let name = e.file_name().to_string_lossy().into_owned();
+            match e.path().is_dir() {
+                true => (name + "/", Vec::new()),
+                false => (name, std::fs::read(e.path()).unwrap()),
+            }
         })
         .collect();
     files.sort();
@@ -429,4 +431,114 @@ fn regression_a_default_given_or_left_out_on_resume_is_the_same_run() {
             "resume with --epochs 10",
         ],
     );
+}
+
+/// Regression: damaged files in a sweep's `--out` were refused with the bare cause and no
+/// way on ("s/settings.json: Is a directory (os error 21)", "stream did not contain valid
+/// UTF-8", "s/state.safetensors: is not a training state (...header too large)"), and
+/// `--overwrite` over a folder in the place of settings.json removed the earlier sweep's
+/// files and then failed (exit 1) to write its settings. Each is refused (exit 2) naming
+/// the problem and the fix, `--overwrite` before it removes anything; and the fix named
+/// for a damaged sweep state (remove it) goes on to the end.
+#[test]
+fn regression_damaged_files_in_a_sweeps_out_are_refused_naming_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = mnist_dir();
+    let args = tiny_sweep_args(&data, "sw");
+    let o = wgtrain_in(dir.path(), &strs(&args));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = dir.path().join("sw");
+    // Stopped before its last outputs: --resume goes on (to write them).
+    std::fs::remove_file(out.join("best.json")).unwrap();
+    let settings = out.join("settings.json");
+    let good = std::fs::read(&settings).unwrap();
+    std::fs::write(&settings, b"{\"flags\": \"\xff\xfe\"}").unwrap();
+    refused(
+        dir.path(),
+        &with(&args, &["--resume"]),
+        &[
+            "invalid resume = sw/settings.json: is not a sweep's settings file (not UTF-8 text",
+            "restore it, or start again with --overwrite, or choose another --out",
+        ],
+    );
+    std::fs::remove_file(&settings).unwrap();
+    std::fs::create_dir(&settings).unwrap();
+    refused(
+        dir.path(),
+        &with(&args, &["--resume"]),
+        &[
+            "invalid resume = sw/settings.json: cannot be read (",
+            "put the sweep's settings file back there, or choose another --out",
+        ],
+    );
+    let before = files_of(&out);
+    refused(
+        dir.path(),
+        &with(&args, &["--overwrite"]),
+        &[
+            "invalid overwrite = sw/settings.json: is a folder where a sweep writes a file, and --overwrite removes a sweep's files, never a folder; move it out of the way, or choose another --out",
+        ],
+    );
+    assert!(
+        out.join("trials.json").is_file(),
+        "--overwrite removed files"
+    );
+    assert!(files_of(&out) == before, "the sweep's files changed");
+    std::fs::remove_dir(&settings).unwrap();
+    std::fs::write(&settings, good).unwrap();
+
+    // A sweep state that is not one.
+    let state = out.join("state.safetensors");
+    std::fs::write(&state, [0xffu8; 64]).unwrap();
+    refused(
+        dir.path(),
+        &with(&args, &["--resume"]),
+        &[
+            "invalid resume = sw/state.safetensors: is not a training state (not a safetensors file",
+            "remove it to go on from the finished trials in trials.json (the running trials start again), or start again with --overwrite, or choose another --out",
+        ],
+    );
+    std::fs::remove_file(&state).unwrap();
+    let o = wgtrain_in(dir.path(), &strs(&with(&args, &["--resume"])));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(out.join("best.json").is_file());
+
+    // A PBT run's state that is not one.
+    let pbt = tiny_pbt_args(&data, "p");
+    let o = wgtrain_in(dir.path(), &strs(&pbt));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    std::fs::write(dir.path().join("p/state.safetensors"), b"").unwrap();
+    refused(
+        dir.path(),
+        &with(&pbt, &["--resume"]),
+        &[
+            "invalid resume = p/state.safetensors: is not a training state",
+            "the run cannot go on without it; start again with --overwrite, or choose another --out",
+        ],
+    );
+}
+
+/// Regression: `sweep --resume` into a finished sweep whose trials.json was gone (best.json
+/// there, no state) ran every trial again and replaced best.json and the pictures, where
+/// a finished sweep is refused. It is refused (exit 2), naming the fix, its files as they
+/// were.
+#[test]
+fn regression_resume_into_a_finished_sweep_without_trials_json_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = mnist_dir();
+    let args = tiny_sweep_args(&data, "sw");
+    let o = wgtrain_in(dir.path(), &strs(&args));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = dir.path().join("sw");
+    std::fs::remove_file(out.join("trials.json")).unwrap();
+    let before = files_of(&out);
+    refused(
+        dir.path(),
+        &with(&args, &["--resume"]),
+        &[
+            "invalid resume = sw: holds a finished sweep (best.json) but no trials.json",
+            "put trials.json back, give --overwrite to run it again, or choose another --out",
+        ],
+    );
+    assert!(files_of(&out) == before, "the sweep's files changed");
 }

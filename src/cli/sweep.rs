@@ -830,7 +830,8 @@ fn resumable_trials(
 
 /// Refuses `--resume` into a finished sweep: one that left no state and whose `trials.json`
 /// holds every one of its `total` trials, with `best.json` written (or no trial completed,
-/// when there is none to write). It has nothing left to run, and going on would only write
+/// when there is none to write), or whose `best.json` is there without `trials.json`. It has
+/// nothing left to run, and going on would only write
 /// its outputs again (with new wall times), so they are left as they are; a sweep whose
 /// last outputs failed keeps its state and goes on to write them.
 ///
@@ -841,6 +842,15 @@ fn check_not_finished(
     trials: &[wgtrain::tune::sweep::Trial],
     total: usize,
 ) -> Result<()> {
+    // best.json is written when a sweep ends: without trials.json (and a state) its
+    // finished trials are lost, and going on would run all of them again.
+    if !out.join("trials.json").exists() && out.join("best.json").is_file() {
+        return Err(usage(
+            "resume",
+            out.display(),
+            "holds a finished sweep (best.json) but no trials.json, so there are no finished trials to go on from: going on would run every trial again and replace its outputs; put trials.json back, give --overwrite to run it again, or choose another --out",
+        ));
+    }
     let completed = wgtrain::tune::sweep::best_completed(trials).is_some();
     if trials.len() < total || (completed && !out.join("best.json").is_file()) {
         return Ok(());

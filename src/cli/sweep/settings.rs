@@ -300,7 +300,7 @@ pub(in crate::cli) fn check_out(a: &SweepArgs) -> Result<()> {
         return Ok(());
     };
     if a.overwrite {
-        return Ok(());
+        return check_overwritable(out);
     }
     if !a.resume {
         let fix = if resumable {
@@ -353,6 +353,27 @@ pub(in crate::cli) fn check_out(a: &SweepArgs) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// Before `--overwrite` removes anything: a folder in the place of one of a sweep's files
+/// ([`SWEEP_FILES`]) is refused. `--overwrite` removes files only, so the new sweep would
+/// fail to write there after the old sweep's files were gone.
+///
+/// # Errors
+/// A usage error (exit 2) naming the folder and the fix.
+fn check_overwritable(out: &Path) -> Result<()> {
+    let folder = SWEEP_FILES
+        .iter()
+        .map(|f| out.join(f))
+        .find(|p| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_dir()));
+    match folder {
+        None => Ok(()),
+        Some(p) => Err(usage(
+            "overwrite",
+            p.display(),
+            "is a folder where a sweep writes a file, and --overwrite removes a sweep's files, never a folder; move it out of the way, or choose another --out",
+        )),
+    }
 }
 
 /// With `--resume`, before [`record`] replaces `settings.json`: warns when the sweep (or PBT
@@ -428,20 +449,34 @@ pub(in crate::cli) fn record(a: &SweepArgs, mnist: &Mnist, device: &str) -> Resu
 /// # Errors
 /// A usage error (exit 2) for a file that cannot be read as settings.
 fn read(path: &Path) -> Result<Option<Recorded>> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
+    // Read as bytes: text that is not UTF-8 is a damaged file, named as one below.
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(usage("resume", path.display(), e)),
+        Err(e) => {
+            // A folder in its place, say: --overwrite would not remove it either.
+            return Err(usage(
+                "resume",
+                path.display(),
+                format!(
+                    "cannot be read ({e}), so the sweep's settings cannot be checked against this run's; put the sweep's settings file back there, or choose another --out"
+                ),
+            ));
+        }
     };
-    serde_json::from_str(&text).map(Some).map_err(|e| {
+    let damaged = |why: String| {
         usage(
             "resume",
             path.display(),
             format!(
-                "is not a sweep's settings file ({e}); restore it, or start again with --overwrite, or choose another --out"
+                "is not a sweep's settings file ({why}); restore it, or start again with --overwrite, or choose another --out"
             ),
         )
-    })
+    };
+    let text = String::from_utf8(bytes).map_err(|e| damaged(format!("not UTF-8 text: {e}")))?;
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|e| damaged(e.to_string()))
 }
 
 #[cfg(test)]

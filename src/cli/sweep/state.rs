@@ -16,7 +16,7 @@ use wgtrain::train::TrainerState;
 use wgtrain::tune::population_sweep::{PopulationSnapshot, SlotState};
 use wgtrain::tune::sweep::{Sweep, Trial};
 
-use super::super::common::{bad_input, usage};
+use super::super::common::usage;
 
 /// The state's file name in `--out`.
 pub(in crate::cli) const STATE_FILE: &str = "state.safetensors";
@@ -91,16 +91,39 @@ pub(in crate::cli) fn write(
     state_file::write(&path(out), KIND, &doc, &tensors)
 }
 
+/// What a `--resume` whose sweep state cannot be read can do: the finished trials are in
+/// `trials.json` too (and the best one's weights in `best_trial.safetensors`), so without
+/// the state the sweep goes on from them, its running trials starting again.
+const SWEEP_FIX: &str = "remove it to go on from the finished trials in trials.json (the running trials start again), or start again with --overwrite, or choose another --out";
+
+/// The error for a state file `p` of the run in `--out` that cannot be read (`fix`: what
+/// the user can do): a usage error (exit 2) naming the file, the problem and the fix.
+pub(in crate::cli) fn unreadable<'a>(
+    p: &'a Path,
+    fix: &'static str,
+) -> impl Fn(wgtrain::Error) -> anyhow::Error + 'a {
+    move |e| {
+        let why = match e {
+            wgtrain::Error::Format { reason, .. } => reason,
+            wgtrain::Error::Io { source, .. } => format!("cannot be read ({source})"),
+            e => e.to_string(),
+        };
+        usage("resume", p.display(), format!("{why}; {fix}"))
+    }
+}
+
 /// Reads the state of the sweep in `out`, `None` when it has none.
 ///
 /// # Errors
-/// A usage error (exit 2) for a file that is not a sweep's state or misses a tensor.
+/// A usage error (exit 2) for a file that is not a sweep's state or misses a tensor,
+/// naming the fix ([`SWEEP_FIX`]).
 pub(in crate::cli) fn read(out: &Path) -> Result<Option<Resumed>> {
     let p = path(out);
     if !p.exists() {
         return Ok(None);
     }
-    let (doc, mut tensors): (Doc, Tensors) = state_file::read(&p, KIND).map_err(bad_input)?;
+    let damaged = unreadable(&p, SWEEP_FIX);
+    let (doc, mut tensors): (Doc, Tensors) = state_file::read(&p, KIND).map_err(&damaged)?;
     let best_params = match (doc.best, tensors.remove(BEST)) {
         (None, _) => None,
         (Some(_), Some(w)) => Some(w),
@@ -108,7 +131,7 @@ pub(in crate::cli) fn read(out: &Path) -> Result<Option<Resumed>> {
             return Err(usage(
                 "resume",
                 p.display(),
-                format!("names trial {id} as the best but holds no {BEST} tensor"),
+                format!("names trial {id} as the best but holds no {BEST} tensor; {SWEEP_FIX}"),
             ));
         }
     };
@@ -116,7 +139,7 @@ pub(in crate::cli) fn read(out: &Path) -> Result<Option<Resumed>> {
         None => None,
         Some(d) => Some(PopulationSnapshot {
             trainer: state_file::take_snapshot(&p, POPULATION, d.trainer, &mut tensors)
-                .map_err(bad_input)?,
+                .map_err(&damaged)?,
             slots: d.slots,
         }),
     };

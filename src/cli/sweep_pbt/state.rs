@@ -15,8 +15,12 @@ use wgtrain::state_file::{self, Tensors};
 use wgtrain::train::{Snapshot, TrainerState};
 use wgtrain::tune::pbt::PbtProgress;
 
-use super::super::common::bad_input;
-use super::super::sweep::state::path;
+use super::super::sweep::state::{path, unreadable};
+
+/// What a `--resume` whose PBT state cannot be read can do: the run cannot go on without
+/// its members' weights.
+const PBT_FIX: &str =
+    "the run cannot go on without it; start again with --overwrite, or choose another --out";
 
 /// The command a PBT state belongs to ([`state_file`]'s kind).
 const KIND: &str = "pbt";
@@ -59,15 +63,17 @@ pub(super) fn write(out: &Path, progress: PbtProgress, trainer: &Snapshot) -> wg
 /// Reads the state of the run in `out`, `None` when it has none.
 ///
 /// # Errors
-/// A usage error (exit 2) for a file that is not a PBT run's state or misses a tensor.
+/// A usage error (exit 2) for a file that is not a PBT run's state or misses a tensor,
+/// naming the fix ([`PBT_FIX`]).
 pub(super) fn read(out: &Path) -> Result<Option<Resumed>> {
     let p = path(out);
     if !p.exists() {
         return Ok(None);
     }
-    let (doc, mut tensors): (Doc, Tensors) = state_file::read(&p, KIND).map_err(bad_input)?;
+    let damaged = unreadable(&p, PBT_FIX);
+    let (doc, mut tensors): (Doc, Tensors) = state_file::read(&p, KIND).map_err(&damaged)?;
     let trainer =
-        state_file::take_snapshot(&p, MEMBERS, doc.trainer, &mut tensors).map_err(bad_input)?;
+        state_file::take_snapshot(&p, MEMBERS, doc.trainer, &mut tensors).map_err(&damaged)?;
     Ok(Some(Resumed {
         progress: doc.pbt,
         trainer,
