@@ -542,3 +542,39 @@ fn regression_resume_into_a_finished_sweep_without_trials_json_is_refused() {
     );
     assert!(files_of(&out) == before, "the sweep's files changed");
 }
+
+/// Regression: `sweep --resume --out DIR` into a folder holding only a stray file a sweep
+/// also writes (`leaderboard.csv`, no settings.json) warned of an "older sweep" and started
+/// a whole new sweep there. `--resume` never starts a new sweep: refused (exit 2) as a
+/// folder without a sweep is, naming the stray file and `--overwrite`, the folder as it
+/// was; the same for `--search pbt`.
+#[test]
+fn regression_resume_into_a_folder_with_only_a_stray_sweep_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = mnist_dir();
+    let stray = dir.path().join("stray");
+    std::fs::create_dir(&stray).unwrap();
+    std::fs::write(stray.join("leaderboard.csv"), "mine").unwrap();
+    let before = files_of(&stray);
+    for (args, run) in [
+        (
+            tiny_sweep_args(&data, "stray"),
+            "sweep to go on with (no settings.json",
+        ),
+        (
+            tiny_pbt_args(&data, "stray"),
+            "PBT run to go on with (no settings.json or state.safetensors",
+        ),
+    ] {
+        refused(
+            dir.path(),
+            &with(&args, &["--resume"]),
+            &[
+                &format!("invalid resume = stray: holds no {run}, only leaderboard.csv)"),
+                "check the path (--out), or give --overwrite instead of --resume to start a new",
+                "(it removes leaderboard.csv)",
+            ],
+        );
+        assert!(files_of(&stray) == before, "{run}: the folder changed");
+    }
+}
