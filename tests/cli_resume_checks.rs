@@ -578,3 +578,50 @@ fn regression_resume_into_a_folder_with_only_a_stray_sweep_file_is_refused() {
         assert!(files_of(&stray) == before, "{run}: the folder changed");
     }
 }
+
+/// Regression: `train --resume DIR` with a folder said "cannot write DIR: is a directory,
+/// not a regular file; give a file path inside it", words for an output, where the folder
+/// is read. It is refused (exit 2) as a folder, not a training state, naming the state
+/// file inside it when there is one.
+#[test]
+fn regression_train_resume_of_a_folder_names_the_state_file_inside_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = mnist_dir();
+    let run: Vec<String> = [
+        "train",
+        "--device",
+        "cpu",
+        "--data",
+        &data,
+        "--train-subset",
+        "300",
+        "--hidden",
+        "8",
+        "--epochs",
+        "1",
+        "--quiet",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    std::fs::create_dir(dir.path().join("runs")).unwrap();
+    refused(
+        dir.path(),
+        &with(&run, &["--resume", "runs"]),
+        &[
+            "invalid resume = runs: is a folder, not a training state; give the path of the state file inside it (the --state FILE the run wrote)",
+        ],
+    );
+    let o = wgtrain_in(dir.path(), &strs(&with(&run, &["--state", "runs/t.state"])));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    std::fs::write(dir.path().join("runs/notes.state"), "mine").unwrap();
+    let before = files_of(&dir.path().join("runs"));
+    refused(
+        dir.path(),
+        &with(&run, &["--resume", "runs"]),
+        &[
+            "invalid resume = runs: is a folder, not a training state; give the state file's path: --resume runs/t.state",
+        ],
+    );
+    assert!(files_of(&dir.path().join("runs")) == before, "runs changed");
+}

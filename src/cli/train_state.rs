@@ -58,12 +58,26 @@ pub(crate) struct Resume {
     device: String,
 }
 
-/// Refuses a `--resume` file that does not exist, before anything else looks at the path
-/// (the output check would otherwise say its folder cannot be written).
+/// Refuses a `--resume` file that does not exist, or a folder, before anything else looks at
+/// the path (the output check would otherwise say the file's folder, or the folder, cannot be
+/// written: words for an output, where the path is read).
 ///
 /// # Errors
-/// A usage error (exit 2) naming the file and how a state is written.
+/// A usage error (exit 2) naming the path and the fix: how a state is written, or the path
+/// of a `train` state inside the folder when it holds one.
 pub(crate) fn check_exists(path: &Path) -> Result<()> {
+    if path.is_dir() {
+        let fix = match state_in(path) {
+            Some(p) => format!("give the state file's path: --resume {}", p.display()),
+            None => "give the path of the state file inside it (the --state FILE the run wrote)"
+                .to_string(),
+        };
+        return Err(usage(
+            "resume",
+            path.display(),
+            format!("is a folder, not a training state; {fix}"),
+        ));
+    }
     if path.exists() {
         return Ok(());
     }
@@ -72,6 +86,24 @@ pub(crate) fn check_exists(path: &Path) -> Result<()> {
         path.display(),
         "no such file; a run writes its training state with --state FILE",
     ))
+}
+
+/// The first file (by name) directly in `dir` that reads as a `train` state. Only files
+/// named `*.state` or `*.safetensors` are read, as a state is usually named.
+fn state_in(dir: &Path) -> Option<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.is_file()
+                && p.extension()
+                    .is_some_and(|x| x == "state" || x == "safetensors")
+        })
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .find(|p| state_file::read::<Doc>(p, KIND).is_ok())
 }
 
 /// Reads the state `--resume` names.
