@@ -625,3 +625,33 @@ fn regression_train_resume_of_a_folder_names_the_state_file_inside_it() {
     );
     assert!(files_of(&dir.path().join("runs")) == before, "runs changed");
 }
+
+/// Regression: a hand-edited `"device": "tpu"` in a sweep's settings.json was accepted, and
+/// echoed in the warning of a resume on the other path ("trained on the tpu path"). The path
+/// is read as `cpu` or `gpu` only; another value is refused (exit 2) as a damaged settings
+/// file, naming the fix, with the sweep's files as they were.
+#[test]
+fn regression_a_sweeps_settings_with_an_unknown_device_are_refused_as_damaged() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = mnist_dir();
+    let args = tiny_sweep_args(&data, "sw");
+    let o = wgtrain_in(dir.path(), &strs(&args));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = dir.path().join("sw");
+    std::fs::remove_file(out.join("best.json")).unwrap();
+    let settings = out.join("settings.json");
+    let text = std::fs::read_to_string(&settings).unwrap();
+    assert!(text.contains("\"device\": \"cpu\""), "{text}");
+    std::fs::write(&settings, text.replace("\"cpu\"", "\"tpu\"")).unwrap();
+    let before = files_of(&out);
+    refused(
+        dir.path(),
+        &with(&args, &["--resume"]),
+        &[
+            "invalid resume = sw/settings.json: is not a sweep's settings file (",
+            "device is \"tpu\", not cpu or gpu",
+            "restore it, or start again with --overwrite, or choose another --out",
+        ],
+    );
+    assert!(files_of(&out) == before, "the sweep's files changed");
+}
