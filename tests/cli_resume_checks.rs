@@ -655,3 +655,63 @@ fn regression_a_sweeps_settings_with_an_unknown_device_are_refused_as_damaged() 
     );
     assert!(files_of(&out) == before, "the sweep's files changed");
 }
+
+/// Regression: `train --state FILE` with a FILE that is not a wgtrain training state (a
+/// CSV, a checkpoint, a damaged state) was written over by the run's first state, the
+/// user's file lost. Refused (exit 2) before training, naming the file, why it is not a
+/// state and the fix, the file as it was; a finished run's state is still replaced, an
+/// empty file too (nothing is lost).
+#[test]
+fn regression_train_state_refuses_to_replace_a_file_that_is_not_a_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = mnist_dir();
+    let run: Vec<String> = [
+        "train",
+        "--device",
+        "cpu",
+        "--data",
+        &data,
+        "--train-subset",
+        "300",
+        "--hidden",
+        "8",
+        "--epochs",
+        "1",
+        "--quiet",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let csv = dir.path().join("metrics.csv");
+    std::fs::write(&csv, "epoch,loss\n1,0.5\n").unwrap();
+    refused(
+        dir.path(),
+        &with(&run, &["--state", "metrics.csv"]),
+        &[
+            "invalid state = metrics.csv: is not a wgtrain training state (not a safetensors file",
+            "the run would write its state over it; give another --state path, or delete the file to start a new run there",
+        ],
+    );
+    assert_eq!(std::fs::read(&csv).unwrap(), b"epoch,loss\n1,0.5\n");
+    // A finished run's state is replaced; a damaged one is refused.
+    for _ in 0..2 {
+        let o = wgtrain_in(dir.path(), &strs(&with(&run, &["--state", "t.state"])));
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    }
+    let state = dir.path().join("t.state");
+    let mut bytes = std::fs::read(&state).unwrap();
+    bytes.truncate(bytes.len() / 2);
+    std::fs::write(&state, &bytes).unwrap();
+    refused(
+        dir.path(),
+        &with(&run, &["--state", "t.state"]),
+        &[
+            "invalid state = t.state: is not a wgtrain training state (",
+            "give another --state path, or delete the file",
+        ],
+    );
+    assert_eq!(std::fs::read(&state).unwrap(), bytes);
+    std::fs::write(&state, b"").unwrap();
+    let o = wgtrain_in(dir.path(), &strs(&with(&run, &["--state", "t.state"])));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}
