@@ -542,3 +542,176 @@ fn regression_resume_into_a_finished_sweep_without_trials_json_is_refused() {
     );
     assert!(files_of(&out) == before, "the sweep's files changed");
 }
+
+/// Regression: `sweep --resume --out DIR` into a folder holding only a stray file a sweep
+/// also writes (`leaderboard.csv`, no settings.json) warned of an "older sweep" and started
+/// a whole new sweep there. `--resume` never starts a new sweep: refused (exit 2) as a
+/// folder without a sweep is, naming the stray file and `--overwrite`, the folder as it
+/// was; the same for `--search pbt`.
+#[test]
+fn regression_resume_into_a_folder_with_only_a_stray_sweep_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = mnist_dir();
+    let stray = dir.path().join("stray");
+    std::fs::create_dir(&stray).unwrap();
+    std::fs::write(stray.join("leaderboard.csv"), "mine").unwrap();
+    let before = files_of(&stray);
+    for (args, run) in [
+        (
+            tiny_sweep_args(&data, "stray"),
+            "sweep to go on with (no settings.json",
+        ),
+        (
+            tiny_pbt_args(&data, "stray"),
+            "PBT run to go on with (no settings.json or state.safetensors",
+        ),
+    ] {
+        refused(
+            dir.path(),
+            &with(&args, &["--resume"]),
+            &[
+                &format!("invalid resume = stray: holds no {run}, only leaderboard.csv)"),
+                "check the path (--out), or give --overwrite instead of --resume to start a new",
+                "(it removes leaderboard.csv)",
+            ],
+        );
+        assert!(files_of(&stray) == before, "{run}: the folder changed");
+    }
+}
+
+/// Regression: `train --resume DIR` with a folder said "cannot write DIR: is a directory,
+/// not a regular file; give a file path inside it", words for an output, where the folder
+/// is read. It is refused (exit 2) as a folder, not a training state, naming the state
+/// file inside it when there is one.
+#[test]
+fn regression_train_resume_of_a_folder_names_the_state_file_inside_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = mnist_dir();
+    let run: Vec<String> = [
+        "train",
+        "--device",
+        "cpu",
+        "--data",
+        &data,
+        "--train-subset",
+        "300",
+        "--hidden",
+        "8",
+        "--epochs",
+        "1",
+        "--quiet",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    std::fs::create_dir(dir.path().join("runs")).unwrap();
+    refused(
+        dir.path(),
+        &with(&run, &["--resume", "runs"]),
+        &[
+            "invalid resume = runs: is a folder, not a training state; give the path of the state file inside it (the --state FILE the run wrote)",
+        ],
+    );
+    let o = wgtrain_in(dir.path(), &strs(&with(&run, &["--state", "runs/t.state"])));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    std::fs::write(dir.path().join("runs/notes.state"), "mine").unwrap();
+    let before = files_of(&dir.path().join("runs"));
+    refused(
+        dir.path(),
+        &with(&run, &["--resume", "runs"]),
+        &[
+            "invalid resume = runs: is a folder, not a training state; give the state file's path: --resume runs/t.state",
+        ],
+    );
+    assert!(files_of(&dir.path().join("runs")) == before, "runs changed");
+}
+
+/// Regression: a hand-edited `"device": "tpu"` in a sweep's settings.json was accepted, and
+/// echoed in the warning of a resume on the other path ("trained on the tpu path"). The path
+/// is read as `cpu` or `gpu` only; another value is refused (exit 2) as a damaged settings
+/// file, naming the fix, with the sweep's files as they were.
+#[test]
+fn regression_a_sweeps_settings_with_an_unknown_device_are_refused_as_damaged() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = mnist_dir();
+    let args = tiny_sweep_args(&data, "sw");
+    let o = wgtrain_in(dir.path(), &strs(&args));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = dir.path().join("sw");
+    std::fs::remove_file(out.join("best.json")).unwrap();
+    let settings = out.join("settings.json");
+    let text = std::fs::read_to_string(&settings).unwrap();
+    assert!(text.contains("\"device\": \"cpu\""), "{text}");
+    std::fs::write(&settings, text.replace("\"cpu\"", "\"tpu\"")).unwrap();
+    let before = files_of(&out);
+    refused(
+        dir.path(),
+        &with(&args, &["--resume"]),
+        &[
+            "invalid resume = sw/settings.json: is not a sweep's settings file (",
+            "device is \"tpu\", not cpu or gpu",
+            "restore it, or start again with --overwrite, or choose another --out",
+        ],
+    );
+    assert!(files_of(&out) == before, "the sweep's files changed");
+}
+
+/// Regression: `train --state FILE` with a FILE that is not a wgtrain training state (a
+/// CSV, a checkpoint, a damaged state) was written over by the run's first state, the
+/// user's file lost. Refused (exit 2) before training, naming the file, why it is not a
+/// state and the fix, the file as it was; a finished run's state is still replaced, an
+/// empty file too (nothing is lost).
+#[test]
+fn regression_train_state_refuses_to_replace_a_file_that_is_not_a_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = mnist_dir();
+    let run: Vec<String> = [
+        "train",
+        "--device",
+        "cpu",
+        "--data",
+        &data,
+        "--train-subset",
+        "300",
+        "--hidden",
+        "8",
+        "--epochs",
+        "1",
+        "--quiet",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let csv = dir.path().join("metrics.csv");
+    std::fs::write(&csv, "epoch,loss\n1,0.5\n").unwrap();
+    refused(
+        dir.path(),
+        &with(&run, &["--state", "metrics.csv"]),
+        &[
+            "invalid state = metrics.csv: is not a wgtrain training state (not a safetensors file",
+            "the run would write its state over it; give another --state path, or delete the file to start a new run there",
+        ],
+    );
+    assert_eq!(std::fs::read(&csv).unwrap(), b"epoch,loss\n1,0.5\n");
+    // A finished run's state is replaced; a damaged one is refused.
+    for _ in 0..2 {
+        let o = wgtrain_in(dir.path(), &strs(&with(&run, &["--state", "t.state"])));
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    }
+    let state = dir.path().join("t.state");
+    let mut bytes = std::fs::read(&state).unwrap();
+    bytes.truncate(bytes.len() / 2);
+    std::fs::write(&state, &bytes).unwrap();
+    refused(
+        dir.path(),
+        &with(&run, &["--state", "t.state"]),
+        &[
+            "invalid state = t.state: is not a wgtrain training state (",
+            "give another --state path, or delete the file",
+        ],
+    );
+    assert_eq!(std::fs::read(&state).unwrap(), bytes);
+    std::fs::write(&state, b"").unwrap();
+    let o = wgtrain_in(dir.path(), &strs(&with(&run, &["--state", "t.state"])));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}

@@ -267,13 +267,9 @@ pub fn train_command(mut a: TrainArgs) -> Result<()> {
             r.check_flags(&flags_of(&a, hparams.as_ref()))?;
             Some(r)
         }
-        None => {
-            if let Some(p) = &a.state {
-                train_state::check_not_replacing(p)?;
-            }
-            None
-        }
+        None => None,
     };
+    train_state::check_not_replacing(a.state.as_deref(), a.resume.as_deref())?;
     profile::check_train_flags(a.device.device, a.profile)?;
     let lr_schedule = schedule_from(h, 1)?;
     if hparams.is_some() {

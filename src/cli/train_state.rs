@@ -58,12 +58,26 @@ pub(crate) struct Resume {
     device: String,
 }
 
-/// Refuses a `--resume` file that does not exist, before anything else looks at the path
-/// (the output check would otherwise say its folder cannot be written).
+/// Refuses a `--resume` file that does not exist, or a folder, before anything else looks at
+/// the path (the output check would otherwise say the file's folder, or the folder, cannot be
+/// written: words for an output, where the path is read).
 ///
 /// # Errors
-/// A usage error (exit 2) naming the file and how a state is written.
+/// A usage error (exit 2) naming the path and the fix: how a state is written, or the path
+/// of a `train` state inside the folder when it holds one.
 pub(crate) fn check_exists(path: &Path) -> Result<()> {
+    if path.is_dir() {
+        let fix = match state_in(path) {
+            Some(p) => format!("give the state file's path: --resume {}", p.display()),
+            None => "give the path of the state file inside it (the --state FILE the run wrote)"
+                .to_string(),
+        };
+        return Err(usage(
+            "resume",
+            path.display(),
+            format!("is a folder, not a training state; {fix}"),
+        ));
+    }
     if path.exists() {
         return Ok(());
     }
@@ -72,6 +86,24 @@ pub(crate) fn check_exists(path: &Path) -> Result<()> {
         path.display(),
         "no such file; a run writes its training state with --state FILE",
     ))
+}
+
+/// The first file (by name) directly in `dir` that reads as a `train` state. Only files
+/// named `*.state` or `*.safetensors` are read, as a state is usually named.
+fn state_in(dir: &Path) -> Option<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.is_file()
+                && p.extension()
+                    .is_some_and(|x| x == "state" || x == "safetensors")
+        })
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .find(|p| state_file::read::<Doc>(p, KIND).is_ok())
 }
 
 /// Reads the state `--resume` names.
@@ -164,13 +196,49 @@ impl Resume {
 }
 
 /// Refuses to start a new run whose `--state` would replace the state of an unfinished run
-/// (one that `--resume` could still finish).
+/// (one that `--resume` could still finish), or a file that is not a `train` state at all
+/// (a CSV, a checkpoint, another command's state, a damaged state): the run's first state
+/// would be written over it. A finished run's state, and an empty file, are replaced.
+/// `state` is `--state`, `resumed` `--resume`: a run resumed into another `--state` file
+/// writes over it as a new run would; the file it goes on from is its own.
 ///
 /// # Errors
-/// A usage error (exit 2) naming how far that run got.
-pub(crate) fn check_not_replacing(path: &Path) -> Result<()> {
-    let Ok((doc, _)) = state_file::read::<Doc>(path, KIND) else {
+/// A usage error (exit 2) naming how far that run got, or why the file is not a state.
+pub(crate) fn check_not_replacing(state: Option<&Path>, resumed: Option<&Path>) -> Result<()> {
+    let Some(path) = state else {
         return Ok(());
+    };
+    let same =
+        |r: &Path| matches!((path.canonicalize(), r.canonicalize()), (Ok(x), Ok(y)) if x == y);
+    if resumed.is_some_and(same)
+        || std::fs::metadata(path).map_or(true, |m| m.is_file() && m.len() == 0)
+    {
+        // Nothing there (a folder or a special file is the output check's), or nothing lost.
+        return Ok(());
+    }
+    let doc = match state_file::read::<Doc>(path, KIND) {
+        Ok((doc, _)) => doc,
+        Err(e) => {
+            let reason = match &e {
+                wgtrain::Error::Format { reason, .. } => reason.clone(),
+                other => other.to_string(),
+            };
+            // "is not a training state (not a safetensors file: ...)" reads as its cause.
+            let why = [
+                "is not a training state (",
+                "is not a wgtrain training state (",
+            ]
+            .iter()
+            .find_map(|p| reason.strip_prefix(p)?.strip_suffix(')'))
+            .unwrap_or(&reason);
+            return Err(usage(
+                "state",
+                path.display(),
+                format!(
+                    "is not a wgtrain training state ({why}), and the run would write its state over it; give another --state path, or delete the file to start a new run there"
+                ),
+            ));
+        }
     };
     let t = &doc.trainer;
     let unfinished =

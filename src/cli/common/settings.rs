@@ -34,8 +34,28 @@ pub(crate) struct Recorded {
     /// keeps it (a sweep's `settings.json`; a `train` state keeps it beside the record).
     /// `None` in a record of an older wgtrain, which did not write it (and then no resume
     /// is warned of).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "read_path"
+    )]
     pub device: Option<String>,
+}
+
+/// The paths a run records ([`device_path`]'s values).
+const PATHS: [&str; 2] = ["cpu", "gpu"];
+
+/// A recorded path, refused unless it is one [`device_path`] writes: a hand-edited
+/// `"device": "tpu"` is a damaged record, not a path to warn of.
+fn read_path<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let path = Option::<String>::deserialize(d)?;
+    match path {
+        Some(p) if !PATHS.contains(&p.as_str()) => Err(serde::de::Error::custom(format!(
+            "device is {p:?}, not {}",
+            PATHS.join(" or ")
+        ))),
+        _ => Ok(path),
+    }
 }
 
 /// The flags a run records, in `--help` order, as (flag without dashes, value); and, for

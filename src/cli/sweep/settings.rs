@@ -250,8 +250,10 @@ fn earlier_sweep(dir: &Path) -> Option<(String, bool)> {
 
 /// Before anything is created or loaded: with `--resume`, `--out` must hold a sweep (with
 /// `--search pbt`, a PBT run) to go on with. A mistyped folder would otherwise start a new
-/// sweep there while the user believes the old one goes on. (A file as `--out` is left to
-/// the output check, which names it.)
+/// sweep there while the user believes the old one goes on. A folder holding only files a
+/// sweep also writes (a stray `leaderboard.csv`), with nothing a resume goes on from
+/// (settings, state, finished trials), is refused too: a resume there would start a whole
+/// new sweep. (A file as `--out` is left to the output check, which names it.)
 ///
 /// # Errors
 /// A usage error (exit 2) naming the folder and the fix.
@@ -260,29 +262,57 @@ pub(in crate::cli) fn check_resume_target(a: &SweepArgs) -> Result<()> {
         return Ok(());
     }
     let out = &a.out;
-    let (run, files) = match a.search {
+    let state = super::state::STATE_FILE;
+    // The files a resume goes on from, or that make it refuse naming what the folder holds
+    // (a finished sweep's best.json, a PBT run's pbt.json): a folder with none of them holds
+    // no run to go on with, whatever else of a sweep's files it holds.
+    let (run, files, goes_on_from) = match a.search {
         SearchChoice::Pbt => (
             "PBT run",
-            format!("{SETTINGS_FILE} or {}", super::state::STATE_FILE),
+            format!("{SETTINGS_FILE} or {state}"),
+            [SETTINGS_FILE, state, "pbt.json"],
         ),
-        _ => ("sweep", SETTINGS_FILE.to_string()),
+        _ => (
+            "sweep",
+            SETTINGS_FILE.to_string(),
+            [SETTINGS_FILE, state, "trials.json"],
+        ),
     };
-    let problem = match std::fs::metadata(out) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            format!("no such folder, so there is no {run} to go on with")
-        }
-        Ok(m) if m.is_dir() && earlier_sweep(out).is_none() => {
-            format!("holds no {run} to go on with (no {files})")
+    let new = if run == "sweep" { "sweep" } else { "run" };
+    let (problem, fix) = match std::fs::metadata(out) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (
+            format!("no such folder, so there is no {run} to go on with"),
+            format!("drop --resume to start a new {new}"),
+        ),
+        Ok(m) if m.is_dir() && !goes_on_from.iter().any(|f| out.join(f).exists()) => {
+            let stray: Vec<&str> = SWEEP_FILES
+                .iter()
+                .copied()
+                .filter(|f| out.join(f).exists())
+                .collect();
+            if stray.is_empty() {
+                (
+                    format!("holds no {run} to go on with (no {files})"),
+                    format!("drop --resume to start a new {new}"),
+                )
+            } else {
+                // Without --resume such a folder is refused as an earlier sweep: only
+                // --overwrite starts a new one there.
+                let stray = stray.join(", ");
+                (
+                    format!("holds no {run} to go on with (no {files}, only {stray})"),
+                    format!(
+                        "give --overwrite instead of --resume to start a new {new} there (it removes {stray})"
+                    ),
+                )
+            }
         }
         _ => return Ok(()),
     };
     Err(usage(
         "resume",
         out.display(),
-        format!(
-            "{problem}; check the path (--out), or drop --resume to start a new {}",
-            if run == "sweep" { "sweep" } else { "run" }
-        ),
+        format!("{problem}; check the path (--out), or {fix}"),
     ))
 }
 
