@@ -11,14 +11,14 @@ mod cli;
 use std::path::Path;
 use std::time::Duration;
 
-use cli::{Run, mnist_dir, refused, stderr, strs, wait_for, wgtrain_in, with};
+use cli::{Run, mnist_dir, refused, stderr, strs, tiny_sweep_args, wait_for, wgtrain_in, with};
 
 const LIMIT: Duration = Duration::from_secs(600);
 
-/// The flags of a tiny sweep (2 grid trials of 1 epoch on 300 samples, CPU) into `out`.
-fn tiny_sweep_args(data: &str, out: &str) -> Vec<String> {
+/// The flags of a tiny `train` run (1 epoch of 300 samples, hidden 8, CPU).
+fn tiny_train_args(data: &str) -> Vec<String> {
     [
-        "sweep",
+        "train",
         "--device",
         "cpu",
         "--data",
@@ -27,21 +27,33 @@ fn tiny_sweep_args(data: &str, out: &str) -> Vec<String> {
         "300",
         "--hidden",
         "8",
-        "--search",
-        "grid",
-        "--lr",
-        "0.05,0.1",
         "--epochs",
         "1",
-        "--pruning",
-        "none",
         "--quiet",
-        "--out",
-        out,
     ]
     .iter()
     .map(|s| s.to_string())
     .collect()
+}
+
+/// Runs [`tiny_sweep_args`] into `dir/name` to its end: the flags and the folder.
+fn finished_sweep(dir: &Path, data: &str, name: &str) -> (Vec<String>, std::path::PathBuf) {
+    let args = tiny_sweep_args(data, name);
+    let o = wgtrain_in(dir, &strs(&args));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    (args, dir.join(name))
+}
+
+/// [`refused`], and every file in `folder` as it was before.
+#[track_caller]
+fn refused_unchanged(dir: &Path, folder: &Path, args: &[String], needles: &[&str]) {
+    let before = files_of(folder);
+    refused(dir, args, needles);
+    assert!(
+        files_of(folder) == before,
+        "{args:?}: {} changed",
+        folder.display()
+    );
 }
 
 /// The flags of a tiny PBT run (2 members, 3 epochs of 300 samples, CPU) into `out`.
@@ -168,10 +180,7 @@ fn regression_resume_into_a_folder_without_a_sweep_is_refused_and_creates_nothin
 fn regression_resume_into_a_finished_sweep_is_refused_and_leaves_its_outputs_as_they_were() {
     let dir = tempfile::tempdir().unwrap();
     let data = mnist_dir();
-    let args = tiny_sweep_args(&data, "sw");
-    let o = wgtrain_in(dir.path(), &strs(&args));
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let out = dir.path().join("sw");
+    let (args, out) = finished_sweep(dir.path(), &data, "sw");
     let before = files_of(&out);
     assert!(before.iter().any(|(f, _)| f == "best.json"));
     refused(
@@ -230,10 +239,7 @@ fn regression_a_sweep_or_pbt_run_resumed_on_the_other_path_is_warned_of() {
     };
     // A sweep whose trials finished on the CPU, stopped before its last outputs (no
     // best.json): the resume goes on with its trials on the GPU path.
-    let args = tiny_sweep_args(&data, "sw");
-    let o = wgtrain_in(dir.path(), &strs(&args));
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let out = dir.path().join("sw");
+    let (args, out) = finished_sweep(dir.path(), &data, "sw");
     assert_eq!(recorded_path(&out).as_deref(), Some("cpu"));
     std::fs::remove_file(out.join("best.json")).unwrap();
     let o = wgtrain_in(
@@ -304,10 +310,7 @@ fn regression_a_default_given_or_left_out_on_resume_is_the_same_run() {
     let dir = tempfile::tempdir().unwrap();
     let data = mnist_dir();
     // A sweep, stopped before its last outputs (no best.json).
-    let args = tiny_sweep_args(&data, "sw");
-    let o = wgtrain_in(dir.path(), &strs(&args));
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let out = dir.path().join("sw");
+    let (args, out) = finished_sweep(dir.path(), &data, "sw");
     for extra in [
         &["--lr-schedule", "constant"][..],
         &["--lr-schedule", "none", "--warmup-epochs", "0"][..],
@@ -444,10 +447,7 @@ fn regression_a_default_given_or_left_out_on_resume_is_the_same_run() {
 fn regression_damaged_files_in_a_sweeps_out_are_refused_naming_the_fix() {
     let dir = tempfile::tempdir().unwrap();
     let data = mnist_dir();
-    let args = tiny_sweep_args(&data, "sw");
-    let o = wgtrain_in(dir.path(), &strs(&args));
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let out = dir.path().join("sw");
+    let (args, out) = finished_sweep(dir.path(), &data, "sw");
     // Stopped before its last outputs: --resume goes on (to write them).
     std::fs::remove_file(out.join("best.json")).unwrap();
     let settings = out.join("settings.json");
@@ -471,9 +471,9 @@ fn regression_damaged_files_in_a_sweeps_out_are_refused_naming_the_fix() {
             "put the sweep's settings file back there, or choose another --out",
         ],
     );
-    let before = files_of(&out);
-    refused(
+    refused_unchanged(
         dir.path(),
+        &out,
         &with(&args, &["--overwrite"]),
         &[
             "invalid overwrite = sw/settings.json: is a folder where a sweep writes a file, and --overwrite removes a sweep's files, never a folder; move it out of the way, or choose another --out",
@@ -483,7 +483,6 @@ fn regression_damaged_files_in_a_sweeps_out_are_refused_naming_the_fix() {
         out.join("trials.json").is_file(),
         "--overwrite removed files"
     );
-    assert!(files_of(&out) == before, "the sweep's files changed");
     std::fs::remove_dir(&settings).unwrap();
     std::fs::write(&settings, good).unwrap();
 
@@ -526,21 +525,17 @@ fn regression_damaged_files_in_a_sweeps_out_are_refused_naming_the_fix() {
 fn regression_resume_into_a_finished_sweep_without_trials_json_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let data = mnist_dir();
-    let args = tiny_sweep_args(&data, "sw");
-    let o = wgtrain_in(dir.path(), &strs(&args));
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let out = dir.path().join("sw");
+    let (args, out) = finished_sweep(dir.path(), &data, "sw");
     std::fs::remove_file(out.join("trials.json")).unwrap();
-    let before = files_of(&out);
-    refused(
+    refused_unchanged(
         dir.path(),
+        &out,
         &with(&args, &["--resume"]),
         &[
             "invalid resume = sw: holds a finished sweep (best.json) but no trials.json",
             "put trials.json back, give --overwrite to run it again, or choose another --out",
         ],
     );
-    assert!(files_of(&out) == before, "the sweep's files changed");
 }
 
 /// Regression: `sweep --resume --out DIR` into a folder holding only a stray file a sweep
@@ -587,23 +582,7 @@ fn regression_resume_into_a_folder_with_only_a_stray_sweep_file_is_refused() {
 fn regression_train_resume_of_a_folder_names_the_state_file_inside_it() {
     let dir = tempfile::tempdir().unwrap();
     let data = mnist_dir();
-    let run: Vec<String> = [
-        "train",
-        "--device",
-        "cpu",
-        "--data",
-        &data,
-        "--train-subset",
-        "300",
-        "--hidden",
-        "8",
-        "--epochs",
-        "1",
-        "--quiet",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let run = tiny_train_args(&data);
     std::fs::create_dir(dir.path().join("runs")).unwrap();
     refused(
         dir.path(),
@@ -615,15 +594,14 @@ fn regression_train_resume_of_a_folder_names_the_state_file_inside_it() {
     let o = wgtrain_in(dir.path(), &strs(&with(&run, &["--state", "runs/t.state"])));
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     std::fs::write(dir.path().join("runs/notes.state"), "mine").unwrap();
-    let before = files_of(&dir.path().join("runs"));
-    refused(
+    refused_unchanged(
         dir.path(),
+        &dir.path().join("runs"),
         &with(&run, &["--resume", "runs"]),
         &[
             "invalid resume = runs: is a folder, not a training state; give the state file's path: --resume runs/t.state",
         ],
     );
-    assert!(files_of(&dir.path().join("runs")) == before, "runs changed");
 }
 
 /// Regression: a hand-edited `"device": "tpu"` in a sweep's settings.json was accepted, and
@@ -634,18 +612,15 @@ fn regression_train_resume_of_a_folder_names_the_state_file_inside_it() {
 fn regression_a_sweeps_settings_with_an_unknown_device_are_refused_as_damaged() {
     let dir = tempfile::tempdir().unwrap();
     let data = mnist_dir();
-    let args = tiny_sweep_args(&data, "sw");
-    let o = wgtrain_in(dir.path(), &strs(&args));
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let out = dir.path().join("sw");
+    let (args, out) = finished_sweep(dir.path(), &data, "sw");
     std::fs::remove_file(out.join("best.json")).unwrap();
     let settings = out.join("settings.json");
     let text = std::fs::read_to_string(&settings).unwrap();
     assert!(text.contains("\"device\": \"cpu\""), "{text}");
     std::fs::write(&settings, text.replace("\"cpu\"", "\"tpu\"")).unwrap();
-    let before = files_of(&out);
-    refused(
+    refused_unchanged(
         dir.path(),
+        &out,
         &with(&args, &["--resume"]),
         &[
             "invalid resume = sw/settings.json: is not a sweep's settings file (",
@@ -653,7 +628,6 @@ fn regression_a_sweeps_settings_with_an_unknown_device_are_refused_as_damaged() 
             "restore it, or start again with --overwrite, or choose another --out",
         ],
     );
-    assert!(files_of(&out) == before, "the sweep's files changed");
 }
 
 /// Regression: `train --state FILE` with a FILE that is not a wgtrain training state (a
@@ -665,23 +639,7 @@ fn regression_a_sweeps_settings_with_an_unknown_device_are_refused_as_damaged() 
 fn regression_train_state_refuses_to_replace_a_file_that_is_not_a_state() {
     let dir = tempfile::tempdir().unwrap();
     let data = mnist_dir();
-    let run: Vec<String> = [
-        "train",
-        "--device",
-        "cpu",
-        "--data",
-        &data,
-        "--train-subset",
-        "300",
-        "--hidden",
-        "8",
-        "--epochs",
-        "1",
-        "--quiet",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let run = tiny_train_args(&data);
     let csv = dir.path().join("metrics.csv");
     std::fs::write(&csv, "epoch,loss\n1,0.5\n").unwrap();
     refused(

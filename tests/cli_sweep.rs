@@ -269,30 +269,9 @@ fn pbt_refuses_an_interval_with_no_exploit_step_and_pruning() {
 
 /// A tiny finished sweep (2 trials, 1 epoch on 300 samples) into `out`, with `extra` flags.
 fn tiny_sweep(data: &str, out: &std::path::Path, extra: &[&str]) -> std::process::Output {
-    let mut args = vec![
-        "sweep",
-        "--device",
-        "cpu",
-        "--data",
-        data,
-        "--train-subset",
-        "300",
-        "--hidden",
-        "8",
-        "--search",
-        "grid",
-        "--lr",
-        "0.05,0.1",
-        "--epochs",
-        "1",
-        "--pruning",
-        "none",
-        "--quiet",
-        "--out",
-        out.to_str().unwrap(),
-    ];
-    args.extend(extra);
-    wgtrain(&args)
+    let mut args = tiny_sweep_args(data, out.to_str().unwrap());
+    args.extend(extra.iter().map(|s| s.to_string()));
+    wgtrain(&strs(&args))
 }
 
 /// Regression (issue 25, item 3; issue 26, item 10): `sweep --resume` with another

@@ -250,3 +250,32 @@ pub fn write_model(path: &std::path::Path, inputs: usize, classes: usize) {
     )
     .unwrap();
 }
+
+/// The flags of a tiny sweep (2 grid trials of 1 epoch on 300 samples, CPU) into `out`.
+pub fn tiny_sweep_args(data: &str, out: &str) -> Vec<String> {
+    [
+        "sweep",
+        "--device",
+        "cpu",
+        "--data",
+        data,
+        "--train-subset",
+        "300",
+        "--hidden",
+        "8",
+        "--search",
+        "grid",
+        "--lr",
+        "0.05,0.1",
+        "--epochs",
+        "1",
+        "--pruning",
+        "none",
+        "--quiet",
+        "--out",
+        out,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
