@@ -5,6 +5,7 @@
 #   scripts/test.sh ARGS...          # `cargo test --release ARGS...` in the same set-up,
 #                                    # e.g. scripts/test.sh --test gpu parity_matmul::
 #   scripts/test.sh --root-packages  # the Debian packages it needs root for (.ci/run)
+#   scripts/test.sh --help           # this text
 #
 # It sets up what needs no root: a Python virtual environment with the pinned packages of
 # scripts/requirements-test.txt under target/test-venv (rebuilt when that file changes),
@@ -17,6 +18,10 @@ cd "$(dirname "$0")/.."
 
 # Debian/Ubuntu packages the tests need and only root can install.
 root_packages=(mesa-vulkan-drivers libvulkan1 postgresql python3 python3-venv)
+if [ "${1:-}" = -h ] || [ "${1:-}" = --help ]; then
+    sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
+    exit 0
+fi
 if [ "${1:-}" = --root-packages ]; then
     echo "${root_packages[*]}"
     exit 0

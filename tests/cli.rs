@@ -347,6 +347,74 @@ fn bench_rejects_empty_epochs_and_zero_batches() {
     );
 }
 
+/// Regression (a newcomer's report): the population rows of `bench --device cpu` gave 10
+/// "dispatches" (the CPU engine's stage count) where the single-run rows give none; on the
+/// CPU path they are `null` in JSON, `-` in the table, as the single-run rows are.
+#[test]
+fn bench_population_rows_on_the_cpu_have_no_dispatches() {
+    let dir = mnist_dir();
+    let env = [("XDG_RUNTIME_DIR", "/tmp")];
+    let args = [
+        "bench",
+        "--data",
+        &dir,
+        "--device",
+        "cpu",
+        "--samples",
+        "100",
+        "--batch-sizes",
+        "64",
+        "--population",
+        "2",
+    ];
+    let json: Vec<&str> = args.iter().copied().chain(["--json"]).collect();
+    let o = wgtrain_env(&json, &env);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let pop: Vec<_> = rows.iter().filter(|r| r["members"] == 2).collect();
+    assert_eq!(pop.len(), 1, "{rows:?}");
+    assert!(pop[0]["dispatches_per_step"].is_null(), "{rows:?}");
+    let o = wgtrain_env(&args, &env);
+    let table = String::from_utf8_lossy(&o.stdout).into_owned();
+    let row = table
+        .lines()
+        .find(|l| l.split_whitespace().take(3).eq(["cpu", "64", "2"]))
+        .unwrap_or_else(|| panic!("no population row: {table}"));
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(cells[cells.len() - 2], "-", "{row}");
+}
+
+/// Regression (a newcomer's report): `--learning-rate`, PyTorch's and Keras's word, was
+/// refused with clap's tip pointing at `--halving-eta`. It is an alias of `--lr`.
+#[test]
+fn learning_rate_is_an_alias_of_lr() {
+    let dir = mnist_dir();
+    let o = wgtrain(&[
+        "train",
+        "--device",
+        "cpu",
+        "--data",
+        &dir,
+        "--train-subset",
+        "300",
+        "--hidden",
+        "8",
+        "--epochs",
+        "1",
+        "--learning-rate",
+        "0.05",
+    ]);
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("lr constant (base_lr=0.05)"), "{err}");
+    let o = wgtrain(&["sweep", "--learning-rate", "0.1:0.01", "--data", &dir]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("0 < low < high"), "{}", stderr(&o));
+}
+
 /// Regression: `bench --samples 100` with the default batch sizes (64,128,512) failed the
 /// whole bench on 128; a batch size larger than the epoch is now skipped with a note, and
 /// only refused when every size is. The CPU rows have no dispatches: `-` in the table,

@@ -446,7 +446,10 @@ fn a_second_ctrl_c_exits_at_once_with_130() {
     let out = run.finish(Duration::from_secs(20));
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(130), "stderr: {err}");
-    assert!(err.contains("second Ctrl-C: exiting now"), "{err}");
+    assert!(
+        err.contains("second Ctrl-C: exiting now; a state written before (train's --state, a sweep's --out/state.safetensors) is kept whole: run the same command with --resume"),
+        "{err}"
+    );
     assert!(
         !dir.path().join("m.safetensors").exists(),
         "the run went on to save after the second Ctrl-C: {err}"

@@ -30,7 +30,9 @@ pub struct PopulationRow {
     /// Training samples per second of all members together (K times the above): what the
     /// population gets done, comparable across K.
     pub member_samples_per_second: f64,
-    pub dispatches_per_step: usize,
+    /// Dispatches per step on the GPU path; `None` on the CPU path, which has stages, not
+    /// dispatches (`-` in the table, `null` in JSON, as in the single-run rows).
+    pub dispatches_per_step: Option<usize>,
     /// Device memory each member adds ([`PopulationSetup::member_bytes`]), bytes.
     pub bytes_per_member: u64,
 }
@@ -86,7 +88,8 @@ pub fn compare(
         speedup: sequential / secs,
         samples_per_second_per_member: n as f64 / secs,
         member_samples_per_second: (configs.len() * n) as f64 / secs,
-        dispatches_per_step: pop.dispatches_per_step(),
+        dispatches_per_step: matches!(device, Device::Gpu { .. })
+            .then(|| pop.dispatches_per_step()),
         bytes_per_member: PopulationSetup::new(configs, data)?.member_bytes(data.test.len()),
     })
 }
@@ -112,6 +115,9 @@ pub fn print_rows(rows: &[PopulationRow]) {
         "MiB/member"
     );
     for r in rows {
+        let dispatches = r
+            .dispatches_per_step
+            .map_or_else(|| "-".to_string(), |d| d.to_string());
         say!(
             "{:<5} {:>6} {:>3} {:>14.3} {:>14.3} {:>7.2}x {:>18.0} {:>20.0} {:>11} {:>10.2}",
             r.path,
@@ -122,7 +128,7 @@ pub fn print_rows(rows: &[PopulationRow]) {
             r.speedup,
             r.samples_per_second_per_member,
             r.member_samples_per_second,
-            r.dispatches_per_step,
+            dispatches,
             r.bytes_per_member as f64 / (1024.0 * 1024.0)
         );
     }

@@ -47,8 +47,10 @@ fn first_signal(signal: i32) {
         .is_err()
     {
         let first = SIGNAL.load(Ordering::SeqCst);
+        // The state files are written atomically at epoch ends and first stops, so what a
+        // run wrote before is whole; say how to go on from it.
         super::console::note(format_args!(
-            "\nsecond {}: exiting now",
+            "\nsecond {}: exiting now; a state written before (train's --state, a sweep's --out/state.safetensors) is kept whole: run the same command with --resume to go on from it",
             signal_name(signal)
         ));
         std::process::exit(128 + first);

@@ -71,8 +71,9 @@ pub struct SweepArgs {
     pub device: DeviceArgs,
     #[command(flatten)]
     pub data: DataArgs,
-    /// Learning rates: a log-uniform range (1e-3:1) or a list (0.01,0.1).
-    #[arg(long, default_value = "1e-3:1")]
+    /// Learning rates: a log-uniform range (1e-3:1) or a list (0.01,0.1). `--learning-rate`
+    /// is an alias.
+    #[arg(long, alias = "learning-rate", default_value = "1e-3:1")]
     pub lr: Values,
     /// Weight decays: a log-uniform range or a list (0,1e-4 includes 0).
     #[arg(long, default_value = "1e-4")]

@@ -66,8 +66,9 @@ pub struct HyperArgs {
     /// smaller, as drop_last=False).
     #[arg(long, value_parser = one_positive_usize, default_value_t = 64)]
     pub batch_size: usize,
-    /// Learning rate (torch.optim.SGD lr; the base of the schedule).
-    #[arg(long, value_parser = one_positive_f64, default_value_t = 0.01, allow_hyphen_values = true)]
+    /// Learning rate (torch.optim.SGD lr; the base of the schedule). `--learning-rate` is
+    /// an alias (clap's nearest-name tip pointed PyTorch users at an unrelated flag).
+    #[arg(long, alias = "learning-rate", value_parser = one_positive_f64, default_value_t = 0.01, allow_hyphen_values = true)]
     pub lr: f64,
     /// L2 penalty added to the gradient, as torch.optim.SGD's weight_decay.
     #[arg(long, value_parser = one_non_negative_f64, default_value_t = 1e-4, allow_hyphen_values = true)]
