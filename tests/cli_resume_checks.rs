@@ -673,3 +673,66 @@ fn regression_train_state_refuses_to_replace_a_file_that_is_not_a_state() {
     let o = wgtrain_in(dir.path(), &strs(&with(&run, &["--state", "t.state"])));
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
 }
+
+/// A sweep's state names its best trial's id with the weights; the best finished trial is
+/// ranked again from the trials on `--resume` (an accuracy tie goes to the lower validation
+/// loss, where an older wgtrain took the smaller id). A state whose best is not the trial
+/// ranked best is refused (exit 2), naming both trials and the fix, not resumed with one
+/// trial's weights under another's name.
+#[test]
+fn a_sweep_state_whose_best_is_not_the_trial_ranked_best_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = mnist_dir();
+    let mut args = tiny_sweep_args(&data, "sw");
+    for (flag, value) in [
+        ("--lr", "0.05,0.1,0.2,0.3"),
+        ("--epochs", "100"),
+        ("--train-subset", "2000"),
+    ] {
+        let at = args.iter().position(|a| a == flag).unwrap();
+        args[at + 1] = value.into();
+    }
+    // One trial at a time, so that the stop lands after the first and before the last.
+    args.extend(["--population", "1"].map(String::from));
+    let out = dir.path().join("sw");
+    let state = out.join("state.safetensors");
+    let mut run = Run::start(dir.path(), &strs(&args));
+    // The state names a best once the first trial finished (100 epochs of 2,000 samples).
+    wait_for(&mut run, "a finished trial in the state", LIMIT, || {
+        std::fs::read(&state)
+            .ok()
+            .and_then(|b| {
+                let (_, m) = safetensors::SafeTensors::read_metadata(&b).ok()?;
+                let doc: serde_json::Value =
+                    serde_json::from_str(m.metadata().as_ref()?.get("wgtrain.state")?).ok()?;
+                Some(doc["best"].is_u64())
+            })
+            .unwrap_or(false)
+    });
+    run.sigint();
+    let o = run.finish(LIMIT);
+    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+    // Name another trial as the best, as a state of another ranking would.
+    let bytes = std::fs::read(&state).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let mut meta = header.metadata().clone().unwrap();
+    let mut doc: serde_json::Value = serde_json::from_str(&meta["wgtrain.state"]).unwrap();
+    let best = doc["best"].as_u64().unwrap();
+    doc["best"] = serde_json::json!(best + 7);
+    meta.insert("wgtrain.state".into(), doc.to_string());
+    let tensors: Vec<(String, safetensors::tensor::TensorView)> = st.tensors();
+    std::fs::write(&state, safetensors::serialize(tensors, Some(meta)).unwrap()).unwrap();
+    refused_unchanged(
+        dir.path(),
+        &out,
+        &with(&args, &["--resume"]),
+        &[
+            &format!(
+                "invalid resume = sw/state.safetensors: holds trial {}'s weights as the best, but the best finished trial is {best}",
+                best + 7
+            ),
+            "finish the sweep with the wgtrain that started it, or start again with --overwrite",
+        ],
+    );
+}

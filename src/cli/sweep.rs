@@ -410,7 +410,21 @@ pub fn sweep_command(mut a: SweepArgs) -> Result<()> {
         (false, _) => (Vec::new(), None, None),
         (true, Some(r)) => {
             check_trials(&state::path(&a.out), &r.trials, &configs)?;
-            let best = r.best_params.map(|p| PriorBest {
+            let ranked = wgtrain::tune::sweep::best_completed(&r.trials).map(|t| t.id);
+            if let Some((id, _)) = &r.best
+                && ranked != Some(*id)
+            {
+                // A state of a wgtrain that broke accuracy ties by trial id alone.
+                return Err(usage(
+                    "resume",
+                    state::path(&a.out).display(),
+                    format!(
+                        "holds trial {id}'s weights as the best, but the best finished trial is {} (equal validation accuracy: ties go to the lower validation loss since this wgtrain); finish the sweep with the wgtrain that started it, or start again with --overwrite",
+                        ranked.map_or_else(|| "none".into(), |t| t.to_string())
+                    ),
+                ));
+            }
+            let best = r.best.map(|(_, p)| PriorBest {
                 spec: None,
                 params: p,
             });

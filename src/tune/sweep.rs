@@ -98,19 +98,31 @@ pub struct Sweep {
     epoch_times: BTreeMap<usize, f64>,
 }
 
-/// The completed trial a sweep ranks best: the highest validation accuracy, the earliest
-/// on a tie (as [`Sweep::best_trial`] keeps it while trials run).
+/// How a sweep ranks two trials that both completed, the better first: the higher
+/// validation accuracy, then (accuracy ties, common on a small validation split) the lower
+/// validation loss, then the smaller trial id. A missing or NaN accuracy ranks last, a
+/// missing or NaN loss after any number.
+pub fn rank_completed(a: &Trial, b: &Trial) -> std::cmp::Ordering {
+    let acc = |t: &Trial| {
+        t.val_accuracy
+            .filter(|v| !v.is_nan())
+            .unwrap_or(f64::NEG_INFINITY)
+    };
+    let loss = |t: &Trial| t.val_loss.filter(|v| !v.is_nan()).unwrap_or(f64::INFINITY);
+    acc(b)
+        .total_cmp(&acc(a))
+        .then_with(|| loss(a).total_cmp(&loss(b)))
+        .then(a.id.cmp(&b.id))
+}
+
+/// The completed trial a sweep ranks best ([`rank_completed`]), as [`Sweep::best_trial`]
+/// keeps it while trials run; trials without a validation accuracy are not candidates.
 pub fn best_completed(trials: &[Trial]) -> Option<&Trial> {
-    let mut best: Option<&Trial> = None;
-    for t in trials.iter().filter(|t| t.status == TrialStatus::Complete) {
-        let (Some(acc), b) = (t.val_accuracy.filter(|a| !a.is_nan()), best) else {
-            continue;
-        };
-        if b.and_then(|b| b.val_accuracy).is_none_or(|ba| acc > ba) {
-            best = Some(t);
-        }
-    }
-    best
+    trials
+        .iter()
+        .filter(|t| t.status == TrialStatus::Complete)
+        .filter(|t| t.val_accuracy.is_some_and(|a| !a.is_nan()))
+        .min_by(|a, b| rank_completed(a, b))
 }
 
 impl Sweep {
@@ -259,16 +271,11 @@ impl Sweep {
                 reason: "is recorded twice in one sweep".into(),
             });
         };
-        if trial.status == TrialStatus::Complete
-            && let Some(acc) = trial.val_accuracy.filter(|a| !a.is_nan())
+        if trial.status == TrialStatus::Complete && trial.val_accuracy.is_some_and(|a| !a.is_nan())
         {
-            let better = match self.best_trial() {
-                None => true,
-                Some(b) => {
-                    let ba = b.val_accuracy.unwrap_or(f64::NEG_INFINITY);
-                    acc > ba || (acc == ba && trial.id < b.id)
-                }
-            };
+            let better = self
+                .best_trial()
+                .is_none_or(|b| rank_completed(&trial, b).is_lt());
             if better {
                 self.best = Some((trial.id, params()?));
             }
@@ -282,7 +289,7 @@ impl Sweep {
         &self.trials
     }
 
-    /// The completed trial with the best validation accuracy (the earliest on a tie).
+    /// The completed trial the sweep ranks best ([`rank_completed`]).
     pub fn best_trial(&self) -> Option<&Trial> {
         let (id, _) = self.best.as_ref()?;
         self.position(*id).ok().map(|i| &self.trials[i])
@@ -377,22 +384,16 @@ pub struct LeaderboardRow {
     pub single_run_epoch_seconds: Option<f64>,
 }
 
-/// The trials ranked: completed first by validation accuracy (best first), then pruned,
-/// then diverged; ties by trial id.
+/// The trials ranked: completed first ([`rank_completed`]: validation accuracy, then loss,
+/// then trial id), then pruned, then diverged, each by validation accuracy, then loss,
+/// then trial id.
 pub fn leaderboard(trials: &[Trial]) -> Vec<LeaderboardRow> {
     let mut sorted: Vec<&Trial> = trials.iter().collect();
     sorted.sort_by(|a, b| {
         a.status
             .rank()
             .cmp(&b.status.rank())
-            .then_with(|| {
-                let (x, y) = (
-                    a.val_accuracy.unwrap_or(f64::NEG_INFINITY),
-                    b.val_accuracy.unwrap_or(f64::NEG_INFINITY),
-                );
-                y.total_cmp(&x)
-            })
-            .then(a.id.cmp(&b.id))
+            .then_with(|| rank_completed(a, b))
     });
     sorted
         .into_iter()
@@ -691,6 +692,37 @@ mod tests {
             seconds: 1.0,
             note: None,
             single_run_epoch_seconds: None,
+        }
+    }
+
+    /// A newcomer's report: trials 0 and 2 tied at 97.73% validation accuracy, and trial 0
+    /// (val loss 0.0807) ranked above trial 2 (0.0759) by id alone. The lower loss wins an
+    /// accuracy tie, in the leaderboard, in `best_completed` and in the running best,
+    /// whatever order the trials arrive in; equal on both, the smaller id.
+    #[test]
+    fn an_accuracy_tie_goes_to_the_lower_validation_loss() {
+        let with_loss = |id, acc, loss| {
+            let mut t = trial(id, TrialStatus::Complete, &[acc]);
+            t.val_loss = Some(loss);
+            t
+        };
+        let trials = vec![
+            with_loss(0, 0.9773, 0.0807),
+            with_loss(1, 0.95, 0.01),
+            with_loss(2, 0.9773, 0.0759),
+            with_loss(3, 0.9773, 0.0759),
+            with_loss(4, 0.9773, f64::NAN),
+        ];
+        assert_eq!(best_completed(&trials).map(|t| t.id), Some(2));
+        let ids: Vec<usize> = leaderboard(&trials).iter().map(|r| r.trial).collect();
+        assert_eq!(ids, [2, 3, 0, 4, 1]);
+        for order in [[0, 1, 2, 3, 4], [4, 3, 2, 1, 0], [3, 0, 4, 2, 1]] {
+            let mut s = Sweep::new(None);
+            for i in order {
+                s.record(trials[i].clone(), || Ok(vec![i as f32])).unwrap();
+            }
+            assert_eq!(s.best_trial().map(|t| t.id), Some(2), "{order:?}");
+            assert_eq!(s.best_params(), Some(&[2.0][..]), "{order:?}");
         }
     }
 

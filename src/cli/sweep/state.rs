@@ -52,8 +52,8 @@ struct PopulationDoc {
 pub(in crate::cli) struct Resumed {
     /// The finished trials, by id.
     pub trials: Vec<Trial>,
-    /// The best completed trial's weights.
-    pub best_params: Option<Vec<f32>>,
+    /// The best completed trial's id and weights.
+    pub best: Option<(usize, Vec<f32>)>,
     /// The population that was running.
     pub population: Option<PopulationSnapshot>,
 }
@@ -124,9 +124,9 @@ pub(in crate::cli) fn read(out: &Path) -> Result<Option<Resumed>> {
     }
     let damaged = unreadable(&p, SWEEP_FIX);
     let (doc, mut tensors): (Doc, Tensors) = state_file::read(&p, KIND).map_err(&damaged)?;
-    let best_params = match (doc.best, tensors.remove(BEST)) {
+    let best = match (doc.best, tensors.remove(BEST)) {
         (None, _) => None,
-        (Some(_), Some(w)) => Some(w),
+        (Some(id), Some(w)) => Some((id, w)),
         (Some(id), None) => {
             return Err(usage(
                 "resume",
@@ -145,7 +145,7 @@ pub(in crate::cli) fn read(out: &Path) -> Result<Option<Resumed>> {
     };
     Ok(Some(Resumed {
         trials: doc.trials,
-        best_params,
+        best,
         population,
     }))
 }
